@@ -1,0 +1,339 @@
+package fsm
+
+import (
+	"fmt"
+	"regexp"
+)
+
+// CommandType is the first byte of every Raft log entry this FSM applies.
+type CommandType uint8
+
+// Command types. ONLY ADD TO THE END: the values are stored in the Raft log.
+const (
+	cmdInvalid CommandType = iota
+	CmdCreateTopic
+	CmdDeleteTopic
+	CmdAppendBatch
+	CmdCommitSegment
+	CmdAssignLeader
+)
+
+func (c CommandType) String() string {
+	switch c {
+	case CmdCreateTopic:
+		return "CreateTopic"
+	case CmdDeleteTopic:
+		return "DeleteTopic"
+	case CmdAppendBatch:
+		return "AppendBatch"
+	case CmdCommitSegment:
+		return "CommitSegment"
+	case CmdAssignLeader:
+		return "AssignLeader"
+	}
+	return fmt.Sprintf("CommandType(%d)", uint8(c))
+}
+
+// Command is a typed, encodable state-machine command. Every encoded command
+// is: type byte, payload version byte, payload.
+type Command interface {
+	Type() CommandType
+	version() uint8
+	encode(e *enc)
+}
+
+// Encode serialises a command for proposal through Raft.
+func Encode(c Command) []byte {
+	e := enc{b: make([]byte, 0, 64)}
+	e.u8(uint8(c.Type()))
+	e.u8(c.version())
+	c.encode(&e)
+	return e.b
+}
+
+type decoderFunc func(version uint8, d *dec) (Command, error)
+
+// decoders is the registration table: one entry per command type.
+var decoders = map[CommandType]decoderFunc{
+	CmdCreateTopic:   decodeCreateTopic,
+	CmdDeleteTopic:   decodeDeleteTopic,
+	CmdAppendBatch:   decodeAppendBatch,
+	CmdCommitSegment: decodeCommitSegment,
+	CmdAssignLeader:  decodeAssignLeader,
+}
+
+// Decode parses an encoded command.
+func Decode(b []byte) (Command, error) {
+	if len(b) < 2 {
+		return nil, fmt.Errorf("%w: command of %d bytes", ErrDecode, len(b))
+	}
+	t := CommandType(b[0])
+	fn, ok := decoders[t]
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown command type %d", ErrDecode, b[0])
+	}
+	d := &dec{b: b[2:]}
+	c, err := fn(b[1], d)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.done(t.String()); err != nil {
+		return nil, err
+	}
+	if len(d.b) != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes in %s", ErrDecode, len(d.b), t)
+	}
+	return c, nil
+}
+
+func checkVersion(t CommandType, got, max uint8) error {
+	if got == 0 || got > max {
+		return fmt.Errorf("%w: %s payload version %d not supported (max %d)", ErrDecode, t, got, max)
+	}
+	return nil
+}
+
+// MaxPartitions bounds the partition count of one topic.
+const MaxPartitions = 10000
+
+var topicNameRE = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
+
+// ValidateTopicName applies Kafka's topic naming rules.
+func ValidateTopicName(name string) error {
+	if !topicNameRE.MatchString(name) || name == "." || name == ".." {
+		return fmt.Errorf("invalid topic name %q: use 1-249 characters from [a-zA-Z0-9._-], not \".\" or \"..\"", name)
+	}
+	return nil
+}
+
+// ValidatePartitionCount checks a topic's partition count.
+func ValidatePartitionCount(n int32) error {
+	if n < 1 || n > MaxPartitions {
+		return fmt.Errorf("invalid partition count %d: must be between 1 and %d", n, MaxPartitions)
+	}
+	return nil
+}
+
+// ValidateCompression checks a compression codec name ("" means the default).
+func ValidateCompression(c string) error {
+	switch c {
+	case "", "zstd", "lz4", "none":
+		return nil
+	}
+	return fmt.Errorf("invalid compression %q: use zstd, lz4 or none", c)
+}
+
+// CreateTopic creates a topic with its initial partition leaders.
+type CreateTopic struct {
+	Name       string
+	Partitions int32
+	Config     TopicConfig
+	// Leaders has one node ID per partition, chosen by the proposer.
+	Leaders   []string
+	Timestamp int64
+}
+
+// Type implements Command.
+func (*CreateTopic) Type() CommandType { return CmdCreateTopic }
+func (*CreateTopic) version() uint8    { return 1 }
+func (c *CreateTopic) encode(e *enc) {
+	e.str(c.Name)
+	e.iv(int64(c.Partitions))
+	e.iv(c.Config.RetentionMs)
+	e.iv(c.Config.RetentionBytes)
+	e.str(c.Config.Compression)
+	e.uv(uint64(len(c.Leaders)))
+	for _, l := range c.Leaders {
+		e.str(l)
+	}
+	e.iv(c.Timestamp)
+}
+
+func decodeCreateTopic(v uint8, d *dec) (Command, error) {
+	if err := checkVersion(CmdCreateTopic, v, 1); err != nil {
+		return nil, err
+	}
+	c := &CreateTopic{}
+	c.Name = d.str()
+	c.Partitions = d.i32()
+	c.Config.RetentionMs = d.iv()
+	c.Config.RetentionBytes = d.iv()
+	c.Config.Compression = d.str()
+	n := d.count(1)
+	if n > 0 {
+		c.Leaders = make([]string, n)
+		for i := range c.Leaders {
+			c.Leaders[i] = d.str()
+		}
+	}
+	c.Timestamp = d.iv()
+	return c, nil
+}
+
+// DeleteTopic removes a topic and its partitions.
+type DeleteTopic struct {
+	Name string
+}
+
+// Type implements Command.
+func (*DeleteTopic) Type() CommandType { return CmdDeleteTopic }
+func (*DeleteTopic) version() uint8    { return 1 }
+func (c *DeleteTopic) encode(e *enc)   { e.str(c.Name) }
+
+func decodeDeleteTopic(v uint8, d *dec) (Command, error) {
+	if err := checkVersion(CmdDeleteTopic, v, 1); err != nil {
+		return nil, err
+	}
+	return &DeleteTopic{Name: d.str()}, nil
+}
+
+// AppendBatch appends records to one partition. Apply assigns the offsets.
+type AppendBatch struct {
+	TopicID     uint64
+	Partition   int32
+	LeaderEpoch uint64
+	Timestamp   int64 // proposer's clock when the batch was sealed
+	Count       int32
+	// Records is the AppendRecords encoding of Count records.
+	Records []byte
+}
+
+// Type implements Command.
+func (*AppendBatch) Type() CommandType { return CmdAppendBatch }
+func (*AppendBatch) version() uint8    { return 1 }
+func (c *AppendBatch) encode(e *enc) {
+	e.uv(c.TopicID)
+	e.iv(int64(c.Partition))
+	e.uv(c.LeaderEpoch)
+	e.iv(c.Timestamp)
+	e.iv(int64(c.Count))
+	e.bytes(c.Records)
+}
+
+func decodeAppendBatch(v uint8, d *dec) (Command, error) {
+	if err := checkVersion(CmdAppendBatch, v, 1); err != nil {
+		return nil, err
+	}
+	c := &AppendBatch{}
+	c.TopicID = d.uv()
+	c.Partition = d.i32()
+	c.LeaderEpoch = d.uv()
+	c.Timestamp = d.iv()
+	c.Count = d.i32()
+	c.Records = d.bytes()
+	return c, nil
+}
+
+// CommitEntry is one partition's part of a committed segment object.
+type CommitEntry struct {
+	TopicID     uint64
+	Partition   int32
+	LeaderEpoch uint64
+	Ref         SegmentRef // ObjectKey and CommittedAt are filled from the command
+}
+
+// CommitSegment makes an uploaded segment object authoritative for the
+// partitions it holds. Each entry is accepted or rejected on its own.
+type CommitSegment struct {
+	Node      string
+	ObjectKey string
+	Timestamp int64
+	Entries   []CommitEntry
+}
+
+// Type implements Command.
+func (*CommitSegment) Type() CommandType { return CmdCommitSegment }
+func (*CommitSegment) version() uint8    { return 1 }
+func (c *CommitSegment) encode(e *enc) {
+	e.str(c.Node)
+	e.str(c.ObjectKey)
+	e.iv(c.Timestamp)
+	e.uv(uint64(len(c.Entries)))
+	for i := range c.Entries {
+		x := &c.Entries[i]
+		e.uv(x.TopicID)
+		e.iv(int64(x.Partition))
+		e.uv(x.LeaderEpoch)
+		encodeRefBody(e, &x.Ref)
+	}
+}
+
+func encodeRefBody(e *enc, r *SegmentRef) {
+	e.iv(r.ByteOffset)
+	e.iv(r.ByteLength)
+	e.iv(r.BaseOffset)
+	e.iv(r.LastOffset)
+	e.iv(int64(r.RecordCount))
+	e.iv(r.MinTimestamp)
+	e.iv(r.MaxTimestamp)
+	e.u8(r.Compression)
+	e.uv(uint64(r.CRC))
+	e.iv(r.UncompressedSize)
+}
+
+func decodeRefBody(d *dec, r *SegmentRef) {
+	r.ByteOffset = d.iv()
+	r.ByteLength = d.iv()
+	r.BaseOffset = d.iv()
+	r.LastOffset = d.iv()
+	r.RecordCount = d.i32()
+	r.MinTimestamp = d.iv()
+	r.MaxTimestamp = d.iv()
+	r.Compression = d.u8()
+	r.CRC = uint32(d.uv())
+	r.UncompressedSize = d.iv()
+}
+
+func decodeCommitSegment(v uint8, d *dec) (Command, error) {
+	if err := checkVersion(CmdCommitSegment, v, 1); err != nil {
+		return nil, err
+	}
+	c := &CommitSegment{}
+	c.Node = d.str()
+	c.ObjectKey = d.str()
+	c.Timestamp = d.iv()
+	n := d.count(8)
+	if n > 0 {
+		c.Entries = make([]CommitEntry, n)
+		for i := range c.Entries {
+			x := &c.Entries[i]
+			x.TopicID = d.uv()
+			x.Partition = d.i32()
+			x.LeaderEpoch = d.uv()
+			decodeRefBody(d, &x.Ref)
+		}
+	}
+	return c, nil
+}
+
+// AssignLeader moves a partition's leadership. It applies only if the
+// partition's epoch still equals ExpectedEpoch (compare-and-set), and bumps
+// the epoch.
+type AssignLeader struct {
+	TopicID       uint64
+	Partition     int32
+	Leader        string
+	ExpectedEpoch uint64
+}
+
+// Type implements Command.
+func (*AssignLeader) Type() CommandType { return CmdAssignLeader }
+func (*AssignLeader) version() uint8    { return 1 }
+func (c *AssignLeader) encode(e *enc) {
+	e.uv(c.TopicID)
+	e.iv(int64(c.Partition))
+	e.str(c.Leader)
+	e.uv(c.ExpectedEpoch)
+}
+
+func decodeAssignLeader(v uint8, d *dec) (Command, error) {
+	if err := checkVersion(CmdAssignLeader, v, 1); err != nil {
+		return nil, err
+	}
+	c := &AssignLeader{}
+	c.TopicID = d.uv()
+	c.Partition = d.i32()
+	c.Leader = d.str()
+	c.ExpectedEpoch = d.uv()
+	return c, nil
+}

@@ -1,0 +1,399 @@
+package fsm
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/hashicorp/raft"
+)
+
+// AppendedBatch is a committed batch with its assigned offsets, handed to
+// the Sink by Apply.
+type AppendedBatch struct {
+	Index      uint64 // Raft index of the AppendBatch command
+	TopicID    uint64
+	Partition  int32
+	BaseOffset int64
+	Count      int32
+	Timestamp  int64
+	Records    []byte // AppendRecords encoding; may alias the Raft log entry
+}
+
+// Sink is local storage for committed record batches (implemented by the
+// partition store over the WAL). Materialize is called from Apply, in Raft
+// index order, and must be idempotent under replay: a batch whose Index is
+// not above what the sink already holds must be ignored.
+type Sink interface {
+	Materialize(b *AppendedBatch) error
+	// SnapshotBatches returns the batches holding offsets >= from[key] of
+	// each listed partition, pinned against truncation until Release.
+	SnapshotBatches(from map[PartitionKey]int64) (BatchSnapshot, error)
+}
+
+// BatchSnapshot streams pinned batches in ascending Raft index order.
+type BatchSnapshot interface {
+	Each(fn func(*AppendedBatch) error) error
+	Release()
+}
+
+// FSM is the replicated state machine. It implements raft.FSM and
+// raft.BatchingFSM.
+type FSM struct {
+	sink Sink
+
+	mu    sync.RWMutex
+	state *State
+
+	changeMu sync.Mutex
+	changed  chan struct{}
+}
+
+var (
+	_ raft.FSM         = (*FSM)(nil)
+	_ raft.BatchingFSM = (*FSM)(nil)
+)
+
+// New returns an FSM with empty state that materialises records into sink.
+func New(sink Sink) *FSM {
+	return &FSM{sink: sink, state: newState(), changed: make(chan struct{})}
+}
+
+// Changed returns a channel that is closed at the next metadata change
+// (topics, leadership, flushed offsets; not every appended batch).
+func (f *FSM) Changed() <-chan struct{} {
+	f.changeMu.Lock()
+	defer f.changeMu.Unlock()
+	return f.changed
+}
+
+func (f *FSM) notify() {
+	f.changeMu.Lock()
+	close(f.changed)
+	f.changed = make(chan struct{})
+	f.changeMu.Unlock()
+}
+
+// Apply implements raft.FSM.
+func (f *FSM) Apply(l *raft.Log) interface{} {
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch implements raft.BatchingFSM.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
+	out := make([]interface{}, len(logs))
+	metaChanged := false
+	f.mu.Lock()
+	for i, l := range logs {
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		res, meta := f.applyOne(l.Index, l.Data)
+		out[i] = res
+		metaChanged = metaChanged || meta
+	}
+	f.mu.Unlock()
+	if metaChanged {
+		f.notify()
+	}
+	return out
+}
+
+// applyOne applies one command under f.mu. It returns the result and whether
+// metadata readers should be notified.
+func (f *FSM) applyOne(index uint64, data []byte) (*Result, bool) {
+	cmd, err := Decode(data)
+	if err != nil {
+		// An undecodable committed entry means a bug or corruption of the
+		// replicated log: continuing would diverge from peers.
+		panic(fmt.Sprintf("fsm: undecodable command at index %d: %v", index, err))
+	}
+	s := f.state
+	if index > s.LastApplied {
+		s.LastApplied = index
+	}
+	switch c := cmd.(type) {
+	case *CreateTopic:
+		return f.applyCreateTopic(index, c)
+	case *DeleteTopic:
+		return f.applyDeleteTopic(c)
+	case *AppendBatch:
+		return f.applyAppendBatch(index, c), false
+	case *CommitSegment:
+		return f.applyCommitSegment(c)
+	case *AssignLeader:
+		return f.applyAssignLeader(c)
+	}
+	panic(fmt.Sprintf("fsm: command type %s has a decoder but no apply", cmd.Type()))
+}
+
+func (f *FSM) applyCreateTopic(index uint64, c *CreateTopic) (*Result, bool) {
+	s := f.state
+	if err := ValidateTopicName(c.Name); err != nil {
+		return fail(CodeInvalid, "%v", err), false
+	}
+	if err := ValidatePartitionCount(c.Partitions); err != nil {
+		return fail(CodeInvalid, "%v", err), false
+	}
+	if err := ValidateCompression(c.Config.Compression); err != nil {
+		return fail(CodeInvalid, "%v", err), false
+	}
+	if c.Config.RetentionMs < 0 || c.Config.RetentionBytes < 0 {
+		return fail(CodeInvalid, "retention must not be negative"), false
+	}
+	if len(c.Leaders) != 0 && len(c.Leaders) != int(c.Partitions) {
+		return fail(CodeInvalid, "%d leaders for %d partitions", len(c.Leaders), c.Partitions), false
+	}
+	if _, ok := s.Topics[c.Name]; ok {
+		return fail(CodeTopicExists, "topic %q already exists", c.Name), false
+	}
+	t := &Topic{ID: index, Name: c.Name, Partitions: c.Partitions, Config: c.Config, CreatedAt: c.Timestamp}
+	if t.Config.Compression == "" {
+		t.Config.Compression = "zstd"
+	}
+	s.Topics[t.Name] = t
+	s.TopicsByID[t.ID] = t
+	for i := int32(0); i < c.Partitions; i++ {
+		p := &Partition{TopicID: t.ID, Index: i}
+		if len(c.Leaders) > 0 && c.Leaders[i] != "" {
+			p.Leader = c.Leaders[i]
+			p.LeaderEpoch = 1
+		}
+		s.Partitions[PartitionKey{t.ID, i}] = p
+	}
+	return &Result{TopicID: t.ID}, true
+}
+
+func (f *FSM) applyDeleteTopic(c *DeleteTopic) (*Result, bool) {
+	s := f.state
+	t, ok := s.Topics[c.Name]
+	if !ok {
+		return fail(CodeTopicNotFound, "topic %q not found", c.Name), false
+	}
+	for i := int32(0); i < t.Partitions; i++ {
+		delete(s.Partitions, PartitionKey{t.ID, i})
+	}
+	delete(s.Topics, t.Name)
+	delete(s.TopicsByID, t.ID)
+	return &Result{TopicID: t.ID}, true
+}
+
+func (f *FSM) applyAppendBatch(index uint64, c *AppendBatch) *Result {
+	p, res := f.partitionFor(c.TopicID, c.Partition)
+	if res != nil {
+		return res
+	}
+	if c.LeaderEpoch != p.LeaderEpoch {
+		return fail(CodeStaleEpoch, "batch for epoch %d, partition is at epoch %d", c.LeaderEpoch, p.LeaderEpoch)
+	}
+	if c.Count <= 0 {
+		return fail(CodeInvalid, "empty batch")
+	}
+	b := &AppendedBatch{
+		Index: index, TopicID: c.TopicID, Partition: c.Partition,
+		BaseOffset: p.NextOffset, Count: c.Count, Timestamp: c.Timestamp, Records: c.Records,
+	}
+	p.NextOffset += int64(c.Count)
+	if f.sink != nil {
+		if err := f.sink.Materialize(b); err != nil {
+			// The batch is committed on a majority; this agent cannot hold
+			// it locally. Serving on would return wrong data, so stop: a
+			// restart replays the log into a repaired store.
+			panic(fmt.Sprintf("fsm: materialising committed batch at index %d: %v", index, err))
+		}
+	}
+	return &Result{BaseOffset: b.BaseOffset, Count: b.Count}
+}
+
+func (f *FSM) partitionFor(topicID uint64, part int32) (*Partition, *Result) {
+	if _, ok := f.state.TopicsByID[topicID]; !ok {
+		return nil, fail(CodeTopicNotFound, "topic id %d not found", topicID)
+	}
+	p, ok := f.state.Partitions[PartitionKey{topicID, part}]
+	if !ok {
+		return nil, fail(CodePartitionInvalid, "partition %d does not exist", part)
+	}
+	return p, nil
+}
+
+func (f *FSM) applyCommitSegment(c *CommitSegment) (*Result, bool) {
+	res := &Result{Accepted: make([]bool, len(c.Entries))}
+	accepted := false
+	for i := range c.Entries {
+		x := &c.Entries[i]
+		p, bad := f.partitionFor(x.TopicID, x.Partition)
+		if bad != nil {
+			continue
+		}
+		r := x.Ref
+		switch {
+		case x.LeaderEpoch != p.LeaderEpoch:
+			continue
+		case r.BaseOffset != p.FlushedOffset:
+			continue
+		case r.LastOffset < r.BaseOffset || r.LastOffset >= p.NextOffset:
+			continue
+		case int64(r.RecordCount) != r.LastOffset-r.BaseOffset+1:
+			continue
+		}
+		r.ObjectKey = c.ObjectKey
+		r.CommittedAt = c.Timestamp
+		p.Segments = append(p.Segments, r)
+		p.FlushedOffset = r.LastOffset + 1
+		res.Accepted[i] = true
+		accepted = true
+	}
+	if !accepted && len(c.Entries) > 0 {
+		res.Code = CodeNotContiguous
+		res.Message = "no entry of the segment could be committed (stale epoch or not contiguous)"
+	}
+	return res, accepted
+}
+
+func (f *FSM) applyAssignLeader(c *AssignLeader) (*Result, bool) {
+	p, res := f.partitionFor(c.TopicID, c.Partition)
+	if res != nil {
+		return res, false
+	}
+	if p.LeaderEpoch != c.ExpectedEpoch {
+		return fail(CodeStaleEpoch, "expected epoch %d, partition is at epoch %d", c.ExpectedEpoch, p.LeaderEpoch), false
+	}
+	p.Leader = c.Leader
+	p.LeaderEpoch++
+	return &Result{Epoch: p.LeaderEpoch}, true
+}
+
+// ---- read API (copies; safe for concurrent use) ----
+
+// LastApplied is the Raft index of the last applied command.
+func (f *FSM) LastApplied() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.LastApplied
+}
+
+// Topic returns a topic by name.
+func (f *FSM) Topic(name string) (Topic, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	t, ok := f.state.Topics[name]
+	if !ok {
+		return Topic{}, false
+	}
+	return *t, true
+}
+
+// TopicByID returns a topic by ID.
+func (f *FSM) TopicByID(id uint64) (Topic, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	t, ok := f.state.TopicsByID[id]
+	if !ok {
+		return Topic{}, false
+	}
+	return *t, true
+}
+
+// Topics returns all topics ordered by name.
+func (f *FSM) Topics() []Topic {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	ts := f.state.sortedTopics()
+	out := make([]Topic, len(ts))
+	for i, t := range ts {
+		out[i] = *t
+	}
+	return out
+}
+
+// PartitionInfo is a partition's state without its segment list.
+type PartitionInfo struct {
+	TopicID       uint64
+	Topic         string
+	Partition     int32
+	Leader        string
+	LeaderEpoch   uint64
+	NextOffset    int64
+	FlushedOffset int64
+	LowWatermark  int64
+	Segments      int
+}
+
+func (f *FSM) info(p *Partition) PartitionInfo {
+	name := ""
+	if t, ok := f.state.TopicsByID[p.TopicID]; ok {
+		name = t.Name
+	}
+	return PartitionInfo{
+		TopicID: p.TopicID, Topic: name, Partition: p.Index, Leader: p.Leader,
+		LeaderEpoch: p.LeaderEpoch, NextOffset: p.NextOffset, FlushedOffset: p.FlushedOffset,
+		LowWatermark: p.LowWatermark, Segments: len(p.Segments),
+	}
+}
+
+// Partition returns one partition's info.
+func (f *FSM) Partition(topicID uint64, part int32) (PartitionInfo, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	p, ok := f.state.Partitions[PartitionKey{topicID, part}]
+	if !ok {
+		return PartitionInfo{}, false
+	}
+	return f.info(p), true
+}
+
+// Partitions returns every partition of a topic, by index.
+func (f *FSM) Partitions(topicID uint64) []PartitionInfo {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	t, ok := f.state.TopicsByID[topicID]
+	if !ok {
+		return nil
+	}
+	out := make([]PartitionInfo, 0, t.Partitions)
+	for i := int32(0); i < t.Partitions; i++ {
+		if p, ok := f.state.Partitions[PartitionKey{topicID, i}]; ok {
+			out = append(out, f.info(p))
+		}
+	}
+	return out
+}
+
+// AllPartitions returns every partition, ordered by topic ID and index.
+func (f *FSM) AllPartitions() []PartitionInfo {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	keys := f.state.sortedPartitionKeys()
+	out := make([]PartitionInfo, len(keys))
+	for i, k := range keys {
+		out[i] = f.info(f.state.Partitions[k])
+	}
+	return out
+}
+
+// SegmentFor returns the committed segment holding offset, if any.
+func (f *FSM) SegmentFor(topicID uint64, part int32, offset int64) (SegmentRef, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	p, ok := f.state.Partitions[PartitionKey{topicID, part}]
+	if !ok {
+		return SegmentRef{}, false
+	}
+	segs := p.Segments
+	i := sort.Search(len(segs), func(i int) bool { return segs[i].LastOffset >= offset })
+	if i == len(segs) || segs[i].BaseOffset > offset {
+		return SegmentRef{}, false
+	}
+	return segs[i], true
+}
+
+// Segments returns a copy of a partition's committed segments.
+func (f *FSM) Segments(topicID uint64, part int32) []SegmentRef {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	p, ok := f.state.Partitions[PartitionKey{topicID, part}]
+	if !ok {
+		return nil
+	}
+	return append([]SegmentRef(nil), p.Segments...)
+}

@@ -1,0 +1,78 @@
+package fsm
+
+import "fmt"
+
+// Header is one record header. Order is preserved.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Record is one produced record. A nil Key is a null key and stays distinct
+// from an empty key.
+type Record struct {
+	Timestamp int64 // unix milliseconds
+	Key       []byte
+	Value     []byte
+	Headers   []Header
+}
+
+// Size is the approximate encoded size of the record, used for limits and
+// accounting.
+func (r *Record) Size() int {
+	n := len(r.Key) + len(r.Value) + 8
+	for _, h := range r.Headers {
+		n += len(h.Key) + len(h.Value) + 2
+	}
+	return n
+}
+
+// AppendRecords encodes records into the compact blob carried by an
+// AppendBatch command and stored in the WAL. The blob is opaque to Apply,
+// which only needs the record count: offsets are assigned per batch.
+func AppendRecords(dst []byte, recs []Record) []byte {
+	e := enc{b: dst}
+	for i := range recs {
+		r := &recs[i]
+		e.iv(r.Timestamp)
+		e.nbytes(r.Key)
+		e.bytes(r.Value)
+		e.uv(uint64(len(r.Headers)))
+		for _, h := range r.Headers {
+			e.str(h.Key)
+			e.bytes(h.Value)
+		}
+	}
+	return e.b
+}
+
+// DecodeRecords decodes exactly count records from blob. Returned byte
+// slices alias blob.
+func DecodeRecords(blob []byte, count int) ([]Record, error) {
+	if count < 0 || count > len(blob) {
+		return nil, fmt.Errorf("%w: record count %d for %d bytes", ErrDecode, count, len(blob))
+	}
+	d := dec{b: blob}
+	out := make([]Record, count)
+	for i := 0; i < count; i++ {
+		r := &out[i]
+		r.Timestamp = d.iv()
+		r.Key = d.nbytes()
+		r.Value = d.bytes()
+		nh := d.count(2)
+		if nh > 0 {
+			r.Headers = make([]Header, nh)
+			for j := range r.Headers {
+				r.Headers[j].Key = d.str()
+				r.Headers[j].Value = d.bytes()
+			}
+		}
+		if d.err != nil {
+			return nil, d.done("records")
+		}
+	}
+	if len(d.b) != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes after %d records", ErrDecode, len(d.b), count)
+	}
+	return out, nil
+}

@@ -1,0 +1,302 @@
+package fsm
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/raft"
+)
+
+// Snapshot stream format (version 1), every item length-prefixed (uvarint):
+//
+//	magic "SHSNAP01"
+//	state item    (LastApplied, topics, partitions with segments)
+//	batch items   (tag 1 + AppendedBatch), ascending Raft index
+//	end item      (tag 0)
+const snapshotMagic = "SHSNAP01"
+
+const (
+	itemEnd   = 0
+	itemBatch = 1
+)
+
+// maxSnapshotItem bounds one item so a corrupt length cannot exhaust memory.
+const maxSnapshotItem = 1 << 30
+
+type fsmSnapshot struct {
+	state   *State
+	batches BatchSnapshot
+}
+
+// Snapshot implements raft.FSM. It runs on the FSM goroutine, copies the
+// metadata and pins the unflushed batches in the sink; Persist streams them.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	st := f.state.clone()
+	f.mu.RUnlock()
+	snap := &fsmSnapshot{state: st}
+	if f.sink != nil {
+		from := make(map[PartitionKey]int64, len(st.Partitions))
+		for k, p := range st.Partitions {
+			if p.NextOffset > p.FlushedOffset {
+				from[k] = p.FlushedOffset
+			}
+		}
+		bs, err := f.sink.SnapshotBatches(from)
+		if err != nil {
+			return nil, fmt.Errorf("fsm snapshot: %w", err)
+		}
+		snap.batches = bs
+	}
+	return snap, nil
+}
+
+// Persist implements raft.FSMSnapshot.
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	w := bufio.NewWriterSize(sink, 1<<20)
+	err := writeSnapshot(w, s.state, s.batches)
+	if err == nil {
+		err = w.Flush()
+	}
+	if err != nil {
+		_ = sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+// Release implements raft.FSMSnapshot.
+func (s *fsmSnapshot) Release() {
+	if s.batches != nil {
+		s.batches.Release()
+	}
+}
+
+func writeItem(w io.Writer, b []byte) error {
+	var hdr [binary.MaxVarintLen64]byte
+	n := binary.PutUvarint(hdr[:], uint64(len(b)))
+	if _, err := w.Write(hdr[:n]); err != nil {
+		return err
+	}
+	_, err := w.Write(b)
+	return err
+}
+
+func writeSnapshot(w io.Writer, st *State, batches BatchSnapshot) error {
+	if _, err := io.WriteString(w, snapshotMagic); err != nil {
+		return err
+	}
+	if err := writeItem(w, encodeState(st)); err != nil {
+		return err
+	}
+	if batches != nil {
+		buf := make([]byte, 0, 1<<16)
+		err := batches.Each(func(b *AppendedBatch) error {
+			e := enc{b: buf[:0]}
+			e.u8(itemBatch)
+			encodeBatch(&e, b)
+			buf = e.b
+			return writeItem(w, e.b)
+		})
+		if err != nil {
+			return fmt.Errorf("fsm snapshot: batches: %w", err)
+		}
+	}
+	return writeItem(w, []byte{itemEnd})
+}
+
+func encodeState(st *State) []byte {
+	e := enc{}
+	e.uv(st.LastApplied)
+	topics := st.sortedTopics()
+	e.uv(uint64(len(topics)))
+	for _, t := range topics {
+		e.uv(t.ID)
+		e.str(t.Name)
+		e.iv(int64(t.Partitions))
+		e.iv(t.Config.RetentionMs)
+		e.iv(t.Config.RetentionBytes)
+		e.str(t.Config.Compression)
+		e.iv(t.CreatedAt)
+	}
+	keys := st.sortedPartitionKeys()
+	e.uv(uint64(len(keys)))
+	for _, k := range keys {
+		p := st.Partitions[k]
+		e.uv(p.TopicID)
+		e.iv(int64(p.Index))
+		e.str(p.Leader)
+		e.uv(p.LeaderEpoch)
+		e.iv(p.NextOffset)
+		e.iv(p.FlushedOffset)
+		e.iv(p.LowWatermark)
+		e.uv(uint64(len(p.Segments)))
+		for i := range p.Segments {
+			r := &p.Segments[i]
+			e.str(r.ObjectKey)
+			encodeRefBody(&e, r)
+			e.iv(r.CommittedAt)
+		}
+	}
+	return e.b
+}
+
+func decodeState(b []byte) (*State, error) {
+	d := &dec{b: b}
+	st := newState()
+	st.LastApplied = d.uv()
+	nt := d.count(4)
+	for i := 0; i < nt && d.err == nil; i++ {
+		t := &Topic{}
+		t.ID = d.uv()
+		t.Name = d.str()
+		t.Partitions = d.i32()
+		t.Config.RetentionMs = d.iv()
+		t.Config.RetentionBytes = d.iv()
+		t.Config.Compression = d.str()
+		t.CreatedAt = d.iv()
+		st.Topics[t.Name] = t
+		st.TopicsByID[t.ID] = t
+	}
+	np := d.count(8)
+	for i := 0; i < np && d.err == nil; i++ {
+		p := &Partition{}
+		p.TopicID = d.uv()
+		p.Index = d.i32()
+		p.Leader = d.str()
+		p.LeaderEpoch = d.uv()
+		p.NextOffset = d.iv()
+		p.FlushedOffset = d.iv()
+		p.LowWatermark = d.iv()
+		ns := d.count(12)
+		if ns > 0 {
+			p.Segments = make([]SegmentRef, ns)
+			for j := range p.Segments {
+				r := &p.Segments[j]
+				r.ObjectKey = d.str()
+				decodeRefBody(d, r)
+				r.CommittedAt = d.iv()
+			}
+		}
+		st.Partitions[PartitionKey{p.TopicID, p.Index}] = p
+	}
+	if err := d.done("snapshot state"); err != nil {
+		return nil, err
+	}
+	if len(d.b) != 0 {
+		return nil, fmt.Errorf("%w: trailing bytes in snapshot state", ErrDecode)
+	}
+	return st, nil
+}
+
+func encodeBatch(e *enc, b *AppendedBatch) {
+	e.uv(b.Index)
+	e.uv(b.TopicID)
+	e.iv(int64(b.Partition))
+	e.iv(b.BaseOffset)
+	e.iv(int64(b.Count))
+	e.iv(b.Timestamp)
+	e.bytes(b.Records)
+}
+
+func decodeBatch(d *dec) *AppendedBatch {
+	b := &AppendedBatch{}
+	b.Index = d.uv()
+	b.TopicID = d.uv()
+	b.Partition = d.i32()
+	b.BaseOffset = d.iv()
+	b.Count = d.i32()
+	b.Timestamp = d.iv()
+	b.Records = d.bytes()
+	return b
+}
+
+// EncodeBatch serialises an AppendedBatch (used by the WAL-backed store).
+func EncodeBatch(dst []byte, b *AppendedBatch) []byte {
+	e := enc{b: dst}
+	encodeBatch(&e, b)
+	return e.b
+}
+
+// DecodeBatch parses what EncodeBatch wrote. Records alias b.
+func DecodeBatch(b []byte) (*AppendedBatch, error) {
+	d := &dec{b: b}
+	out := decodeBatch(d)
+	if err := d.done("batch"); err != nil {
+		return nil, err
+	}
+	if len(d.b) != 0 {
+		return nil, fmt.Errorf("%w: trailing bytes in batch", ErrDecode)
+	}
+	return out, nil
+}
+
+func readItem(r *bufio.Reader) ([]byte, error) {
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, err
+	}
+	if n > maxSnapshotItem {
+		return nil, fmt.Errorf("%w: snapshot item of %d bytes", ErrDecode, n)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Restore implements raft.FSM: it builds a new state from the stream, hands
+// the carried batches to the sink (idempotently) and swaps the state in.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	r := bufio.NewReaderSize(rc, 1<<20)
+	magic := make([]byte, len(snapshotMagic))
+	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != snapshotMagic {
+		return fmt.Errorf("%w: not a StreamHouse snapshot", ErrDecode)
+	}
+	item, err := readItem(r)
+	if err != nil {
+		return fmt.Errorf("fsm restore: state: %w", err)
+	}
+	st, err := decodeState(item)
+	if err != nil {
+		return err
+	}
+	for {
+		item, err := readItem(r)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return fmt.Errorf("fsm restore: %w", err)
+		}
+		if len(item) == 0 {
+			return fmt.Errorf("%w: empty snapshot item", ErrDecode)
+		}
+		if item[0] == itemEnd {
+			break
+		}
+		if item[0] != itemBatch {
+			return fmt.Errorf("%w: unknown snapshot item tag %d", ErrDecode, item[0])
+		}
+		d := &dec{b: item[1:]}
+		b := decodeBatch(d)
+		if err := d.done("snapshot batch"); err != nil {
+			return err
+		}
+		if f.sink != nil {
+			if err := f.sink.Materialize(b); err != nil {
+				return fmt.Errorf("fsm restore: materialise batch %d: %w", b.Index, err)
+			}
+		}
+	}
+	f.mu.Lock()
+	f.state = st
+	f.mu.Unlock()
+	f.notify()
+	return nil
+}

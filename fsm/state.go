@@ -1,0 +1,137 @@
+package fsm
+
+import (
+	"sort"
+)
+
+// TopicConfig holds per-topic settings.
+type TopicConfig struct {
+	RetentionMs    int64  // 0 = keep forever
+	RetentionBytes int64  // 0 = unlimited
+	Compression    string // "zstd" (default), "lz4", "none"
+}
+
+// Topic is a topic as the replicated state knows it.
+type Topic struct {
+	ID         uint64 // Raft index of the CreateTopic command; never reused
+	Name       string
+	Partitions int32
+	Config     TopicConfig
+	CreatedAt  int64 // unix ms, from the command
+}
+
+// SegmentRef locates one partition's block inside a committed segment object.
+type SegmentRef struct {
+	ObjectKey        string
+	ByteOffset       int64
+	ByteLength       int64
+	BaseOffset       int64
+	LastOffset       int64
+	RecordCount      int32
+	MinTimestamp     int64
+	MaxTimestamp     int64
+	Compression      uint8
+	CRC              uint32
+	UncompressedSize int64
+	CommittedAt      int64 // unix ms, from the command
+}
+
+// Partition is the replicated state of one partition.
+type Partition struct {
+	TopicID     uint64
+	Index       int32
+	Leader      string // node ID of the partition leader (the sequencer and uploader)
+	LeaderEpoch uint64 // bumped on every leadership change
+	// NextOffset is the high watermark: the offset the next record gets.
+	NextOffset int64
+	// FlushedOffset: every offset below it is in a committed segment.
+	FlushedOffset int64
+	// LowWatermark is the first offset still readable (moves with retention).
+	LowWatermark int64
+	// UnflushedBytes is the encoded size of records at or above FlushedOffset.
+	UnflushedBytes int64
+	// Segments are the committed segments, ascending and contiguous.
+	Segments []SegmentRef
+	// pending remembers, for each applied batch not yet flushed, its end offset
+	// and size, so UnflushedBytes can be reduced exactly on commit.
+	pending []pendingBatch
+}
+
+type pendingBatch struct {
+	end  int64 // exclusive end offset
+	size int64
+}
+
+// PartitionKey identifies a partition across the state.
+type PartitionKey struct {
+	TopicID   uint64
+	Partition int32
+}
+
+// State is the in-memory metadata held by every agent (the embedded
+// metadata cache). It is only mutated by Apply/Restore under the FSM lock;
+// readers get copies.
+type State struct {
+	Topics     map[string]*Topic
+	TopicsByID map[uint64]*Topic
+	Partitions map[PartitionKey]*Partition
+	// LastApplied is the Raft index of the last applied command.
+	LastApplied uint64
+}
+
+func newState() *State {
+	return &State{
+		Topics:     map[string]*Topic{},
+		TopicsByID: map[uint64]*Topic{},
+		Partitions: map[PartitionKey]*Partition{},
+	}
+}
+
+func (t *Topic) clone() *Topic { c := *t; return &c }
+
+func (p *Partition) clone() *Partition {
+	c := *p
+	c.Segments = append([]SegmentRef(nil), p.Segments...)
+	c.pending = append([]pendingBatch(nil), p.pending...)
+	return &c
+}
+
+// clone returns a deep copy; used by Snapshot.
+func (s *State) clone() *State {
+	c := newState()
+	c.LastApplied = s.LastApplied
+	for name, t := range s.Topics {
+		tc := t.clone()
+		c.Topics[name] = tc
+		c.TopicsByID[tc.ID] = tc
+	}
+	for k, p := range s.Partitions {
+		c.Partitions[k] = p.clone()
+	}
+	return c
+}
+
+// sortedTopics returns topics ordered by name.
+func (s *State) sortedTopics() []*Topic {
+	out := make([]*Topic, 0, len(s.Topics))
+	for _, t := range s.Topics {
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// sortedPartitionKeys returns partition keys ordered by topic ID then index.
+func (s *State) sortedPartitionKeys() []PartitionKey {
+	keys := make([]PartitionKey, 0, len(s.Partitions))
+	for k := range s.Partitions {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].TopicID != keys[j].TopicID {
+			return keys[i].TopicID < keys[j].TopicID
+		}
+		return keys[i].Partition < keys[j].Partition
+	})
+	return keys
+}
