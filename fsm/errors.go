@@ -74,3 +74,37 @@ func (r *Result) Err() error {
 func fail(code Code, format string, args ...any) *Result {
 	return &Result{Code: code, Message: fmt.Sprintf(format, args...)}
 }
+
+// Write-outcome errors shared by every layer that proposes commands, so a
+// client can be told whether retrying is safe (invariant 5).
+var (
+	// ErrUnavailable: the write was definitely not applied (no leader, not
+	// the leader, shutting down before enqueue, backpressure). Safe to retry.
+	ErrUnavailable = errors.New("unavailable: the write was not applied; retry")
+	// ErrOutcomeUnknown: the write may or may not have been applied
+	// (leadership lost after enqueue, timeout while waiting for commit).
+	ErrOutcomeUnknown = errors.New("outcome unknown: the write may or may not have been applied")
+)
+
+// API-level errors shared by the read/write path and the transports.
+var (
+	ErrInvalidArgument  = errors.New("invalid argument")
+	ErrRecordTooLarge   = errors.New("record too large")
+	ErrOffsetOutOfRange = errors.New("offset out of range")
+	ErrNotLeader        = errors.New("this agent does not lead the partition")
+)
+
+// OffsetOutOfRangeError names the valid range for a read.
+type OffsetOutOfRangeError struct {
+	Requested     int64
+	LowWatermark  int64 // first readable offset
+	HighWatermark int64 // next offset to be written
+}
+
+func (e *OffsetOutOfRangeError) Error() string {
+	return fmt.Sprintf("offset %d out of range: valid offsets are %d to %d (high watermark %d)",
+		e.Requested, e.LowWatermark, e.HighWatermark, e.HighWatermark)
+}
+
+// Unwrap makes errors.Is(err, ErrOffsetOutOfRange) true.
+func (e *OffsetOutOfRangeError) Unwrap() error { return ErrOffsetOutOfRange }

@@ -1,0 +1,88 @@
+package partition
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/streamhouse/streamhouse/fsm"
+)
+
+// Admin manages topics through Raft proposals.
+type Admin struct {
+	meta      Metadata
+	proposer  Proposer
+	placement Placement
+	clock     func() int64
+}
+
+// NewAdmin returns an Admin.
+func NewAdmin(meta Metadata, proposer Proposer, placement Placement) *Admin {
+	return &Admin{meta: meta, proposer: proposer, placement: placement, clock: func() int64 { return time.Now().UnixMilli() }}
+}
+
+
+// CreateTopic validates and creates a topic, placing partition leaders.
+func (a *Admin) CreateTopic(ctx context.Context, name string, partitions int32, cfg fsm.TopicConfig) (fsm.Topic, error) {
+	if err := fsm.ValidateTopicName(name); err != nil {
+		return fsm.Topic{}, fmt.Errorf("%w: %v", fsm.ErrInvalidArgument, err)
+	}
+	if err := fsm.ValidatePartitionCount(partitions); err != nil {
+		return fsm.Topic{}, fmt.Errorf("%w: %v", fsm.ErrInvalidArgument, err)
+	}
+	if err := fsm.ValidateCompression(cfg.Compression); err != nil {
+		return fsm.Topic{}, fmt.Errorf("%w: %v", fsm.ErrInvalidArgument, err)
+	}
+	if cfg.RetentionMs < 0 || cfg.RetentionBytes < 0 {
+		return fsm.Topic{}, fmt.Errorf("%w: retention must not be negative", fsm.ErrInvalidArgument)
+	}
+	if _, ok := a.meta.Topic(name); ok {
+		return fsm.Topic{}, fmt.Errorf("%w: %q", fsm.ErrTopicExists, name)
+	}
+	cmd := &fsm.CreateTopic{Name: name, Partitions: partitions, Config: cfg, Leaders: a.placement.Placement(partitions), Timestamp: a.clock()}
+	res, err := a.proposer.Propose(ctx, fsm.Encode(cmd))
+	if err != nil {
+		return fsm.Topic{}, err
+	}
+	if err := res.Err(); err != nil {
+		return fsm.Topic{}, err
+	}
+	t, ok := a.meta.TopicByID(res.TopicID)
+	if !ok {
+		return fsm.Topic{}, fmt.Errorf("%w: topic %q was deleted right after creation", fsm.ErrTopicNotFound, name)
+	}
+	return t, nil
+}
+
+// DeleteTopic deletes a topic.
+func (a *Admin) DeleteTopic(ctx context.Context, name string) error {
+	if _, ok := a.meta.Topic(name); !ok {
+		return fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, name)
+	}
+	res, err := a.proposer.Propose(ctx, fsm.Encode(&fsm.DeleteTopic{Name: name}))
+	if err != nil {
+		return err
+	}
+	return res.Err()
+}
+
+// Topics lists topics.
+func (a *Admin) Topics() []fsm.Topic { return a.meta.Topics() }
+
+// Topic returns one topic.
+func (a *Admin) Topic(name string) (fsm.Topic, error) {
+	t, ok := a.meta.Topic(name)
+	if !ok {
+		return fsm.Topic{}, fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, name)
+	}
+	return t, nil
+}
+
+// Partitions returns a topic's partitions.
+func (a *Admin) Partitions(name string) ([]fsm.PartitionInfo, error) {
+	t, ok := a.meta.Topic(name)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, name)
+	}
+	return a.meta.Partitions(t.ID), nil
+}

@@ -1,0 +1,170 @@
+package partition
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/streamhouse/streamhouse/fsm"
+)
+
+// FetcherConfig bounds reads.
+type FetcherConfig struct {
+	MaxRecords int           // per fetch, default 1000
+	MaxWait    time.Duration // cap on long-poll wait, default 30s
+}
+
+// Fetcher serves reads from any agent: unflushed offsets from the local
+// store, older ones from committed segment objects.
+type Fetcher struct {
+	cfg      FetcherConfig
+	meta     Metadata
+	store    *Store
+	segs     SegmentStore
+	consumed prometheus.Counter
+}
+
+// NewFetcherMetrics creates the consumed-records counter.
+func NewFetcherMetrics(reg prometheus.Registerer) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "streamhouse_messages_consumed_total", Help: "Records returned to consumers by this agent.",
+	})
+	if reg != nil {
+		reg.MustRegister(c)
+	}
+	return c
+}
+
+// NewFetcher returns a Fetcher.
+func NewFetcher(cfg FetcherConfig, meta Metadata, store *Store, segs SegmentStore, consumed prometheus.Counter) *Fetcher {
+	if cfg.MaxRecords <= 0 {
+		cfg.MaxRecords = 1000
+	}
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = 30 * time.Second
+	}
+	if consumed == nil {
+		consumed = NewFetcherMetrics(nil)
+	}
+	return &Fetcher{cfg: cfg, meta: meta, store: store, segs: segs, consumed: consumed}
+}
+
+// Fetch reads records of one partition from req.Offset. At the end of the
+// log it waits up to req.WaitMs for new records.
+func (f *Fetcher) Fetch(ctx context.Context, req fsm.FetchRequest) (fsm.FetchResult, error) {
+	t, ok := f.meta.Topic(req.Topic)
+	if !ok {
+		return fsm.FetchResult{}, fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, req.Topic)
+	}
+	if req.Partition < 0 || req.Partition >= t.Partitions {
+		return fsm.FetchResult{}, fmt.Errorf("%w: partition %d does not exist (topic %q has %d)", fsm.ErrInvalidArgument, req.Partition, req.Topic, t.Partitions)
+	}
+	if req.MaxRecords <= 0 || req.MaxRecords > f.cfg.MaxRecords {
+		req.MaxRecords = f.cfg.MaxRecords
+	}
+	if req.WaitMs < 0 {
+		return fsm.FetchResult{}, fmt.Errorf("%w: wait_ms must not be negative", fsm.ErrInvalidArgument)
+	}
+	wait := min(time.Duration(req.WaitMs)*time.Millisecond, f.cfg.MaxWait)
+	k := fsm.PartitionKey{TopicID: t.ID, Partition: req.Partition}
+	var deadline <-chan time.Time
+	for {
+		// Subscribe before checking, so an append between check and wait
+		// still wakes us.
+		notify := f.store.Wait(k)
+		info, ok := f.meta.Partition(t.ID, req.Partition)
+		if !ok {
+			return fsm.FetchResult{}, fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, req.Topic)
+		}
+		if req.Offset < info.LowWatermark || req.Offset > info.NextOffset {
+			return fsm.FetchResult{}, &fsm.OffsetOutOfRangeError{Requested: req.Offset, LowWatermark: info.LowWatermark, HighWatermark: info.NextOffset}
+		}
+		if req.Offset < info.NextOffset {
+			return f.read(ctx, k, info, req)
+		}
+		if wait <= 0 {
+			return fsm.FetchResult{NextOffset: req.Offset, HighWatermark: info.NextOffset, LowWatermark: info.LowWatermark}, nil
+		}
+		if deadline == nil {
+			timer := time.NewTimer(wait)
+			defer timer.Stop()
+			deadline = timer.C
+		}
+		select {
+		case <-notify:
+		case <-deadline:
+			wait = 0
+		case <-ctx.Done():
+			return fsm.FetchResult{}, ctx.Err()
+		}
+	}
+}
+
+func (f *Fetcher) read(ctx context.Context, k fsm.PartitionKey, info fsm.PartitionInfo, req fsm.FetchRequest) (fsm.FetchResult, error) {
+	res := fsm.FetchResult{HighWatermark: info.NextOffset, LowWatermark: info.LowWatermark}
+	off := req.Offset
+	bytes := 0
+	for off < info.NextOffset && len(res.Records) < req.MaxRecords {
+		if req.MaxBytes > 0 && bytes >= req.MaxBytes {
+			break
+		}
+		var got []fsm.FetchedRecord
+		var err error
+		if off < info.FlushedOffset {
+			got, err = f.readSegment(ctx, k, off)
+		} else {
+			got, err = f.store.Read(k, off, req.MaxRecords-len(res.Records), req.MaxBytes-bytes)
+			if errors.Is(err, ErrNotInStore) {
+				// Flushed and truncated meanwhile: refresh and use segments.
+				fresh, ok := f.meta.Partition(k.TopicID, k.Partition)
+				if !ok || fresh.FlushedOffset <= off {
+					return res, fmt.Errorf("partition: offset %d of %s/%d is neither in the local store nor in a segment", off, req.Topic, k.Partition)
+				}
+				info.FlushedOffset = fresh.FlushedOffset
+				continue
+			}
+		}
+		if err != nil {
+			return res, err
+		}
+		if len(got) == 0 {
+			break
+		}
+		for _, r := range got {
+			if r.Offset != off || len(res.Records) >= req.MaxRecords {
+				break
+			}
+			if req.MaxBytes > 0 && len(res.Records) > 0 && bytes+r.Size() > req.MaxBytes {
+				break
+			}
+			res.Records = append(res.Records, r)
+			bytes += r.Size()
+			off++
+		}
+		if len(got) > 0 && got[0].Offset > off {
+			break
+		}
+	}
+	res.NextOffset = off
+	f.consumed.Add(float64(len(res.Records)))
+	return res, nil
+}
+
+func (f *Fetcher) readSegment(ctx context.Context, k fsm.PartitionKey, off int64) ([]fsm.FetchedRecord, error) {
+	ref, ok := f.meta.SegmentFor(k.TopicID, k.Partition, off)
+	if !ok {
+		return nil, fmt.Errorf("partition: no committed segment holds offset %d of partition %d", off, k.Partition)
+	}
+	recs, err := f.segs.ReadSegment(ctx, k.TopicID, k.Partition, ref)
+	if err != nil {
+		return nil, fmt.Errorf("read segment %s: %w", ref.ObjectKey, err)
+	}
+	i := int(off - ref.BaseOffset)
+	if i < 0 || i >= len(recs) || recs[i].Offset != off {
+		return nil, fmt.Errorf("read segment %s: offset %d not where the index says", ref.ObjectKey, off)
+	}
+	return recs[i:], nil
+}

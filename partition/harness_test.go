@@ -1,0 +1,187 @@
+package partition
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/streamhouse/streamhouse/fsm"
+	"github.com/streamhouse/streamhouse/wal"
+)
+
+// directProposer applies commands to the FSM in order, like a single-node
+// Raft group without the network: each Propose gets the next log index.
+type directProposer struct {
+	mu        sync.Mutex
+	f         *fsm.FSM
+	index     uint64
+	proposals atomic.Int64
+	// fail, when set, is returned instead of applying.
+	fail error
+}
+
+func (d *directProposer) Propose(_ context.Context, cmd []byte) (*fsm.Result, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.fail != nil {
+		return nil, d.fail
+	}
+	d.proposals.Add(1)
+	d.index++
+	out := d.f.Apply(&raft.Log{Index: d.index, Type: raft.LogCommand, Data: cmd})
+	return out.(*fsm.Result), nil
+}
+
+func (d *directProposer) Placement(n int32) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = "n1"
+	}
+	return out
+}
+
+// memSegments is an in-memory SegmentStore for unit tests of the flush and
+// read paths (the real s3seg adapter is exercised by the agent's tests).
+type memSegments struct {
+	mu      sync.Mutex
+	objects map[string][]SegmentPart
+	puts    int
+	fail    error
+}
+
+func (m *memSegments) WriteSegment(_ context.Context, parts []SegmentPart) (string, []fsm.SegmentRef, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return "", nil, m.fail
+	}
+	m.puts++
+	key := fmt.Sprintf("obj-%d", m.puts)
+	if m.objects == nil {
+		m.objects = map[string][]SegmentPart{}
+	}
+	m.objects[key] = parts
+	refs := make([]fsm.SegmentRef, len(parts))
+	for i, p := range parts {
+		refs[i] = fsm.SegmentRef{ObjectKey: key, ByteOffset: int64(i), BaseOffset: p.Records[0].Offset,
+			LastOffset: p.Records[len(p.Records)-1].Offset, RecordCount: int32(len(p.Records))}
+	}
+	return key, refs, nil
+}
+
+func (m *memSegments) ReadSegment(_ context.Context, topicID uint64, part int32, ref fsm.SegmentRef) ([]fsm.FetchedRecord, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := m.objects[ref.ObjectKey][ref.ByteOffset]
+	if p.TopicID != topicID || p.Partition != part {
+		return nil, fmt.Errorf("wrong block")
+	}
+	return p.Records, nil
+}
+
+type env struct {
+	t     *testing.T
+	fs    *wal.MemFS
+	wal   *wal.WAL
+	store *Store
+	fsm   *fsm.FSM
+	prop  *directProposer
+	segs  *memSegments
+	prod  *Producer
+	fetch *Fetcher
+	flush *Flusher
+	admin *Admin
+}
+
+func newEnv(t *testing.T, pc ProducerConfig) *env {
+	t.Helper()
+	e := &env{t: t, fs: wal.NewMemFS(), segs: &memSegments{}}
+	e.open()
+	pc.NodeID = "n1"
+	e.prod = NewProducer(pc, e.fsm, e.prop, e.store, nil)
+	e.fetch = NewFetcher(FetcherConfig{}, e.fsm, e.store, e.segs, nil)
+	e.flush = NewFlusher(FlusherConfig{NodeID: "n1", MaxBytes: 1 << 20, MaxAge: time.Hour}, e.fsm, e.store, e.segs, e.prop, nil, nil)
+	e.admin = NewAdmin(e.fsm, e.prop, e.prop)
+	t.Cleanup(func() {
+		e.prod.Close()
+		_ = e.wal.Close()
+	})
+	return e
+}
+
+func (e *env) open() {
+	w, err := wal.Open(wal.Options{Dir: "/wal", FS: e.fs, SegmentMaxBytes: 4 << 10})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	s, err := OpenStore(w, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.wal, e.store = w, s
+	e.fsm = fsm.New(s)
+	idx := uint64(0)
+	if e.prop != nil {
+		idx = e.prop.index
+	}
+	e.prop = &directProposer{f: e.fsm, index: idx}
+}
+
+func (e *env) topic(name string, parts int32) fsm.Topic {
+	e.t.Helper()
+	t, err := e.admin.CreateTopic(context.Background(), name, parts, fsm.TopicConfig{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return t
+}
+
+func (e *env) produce(topic string, part int32, vals ...string) []fsm.RecordOffset {
+	e.t.Helper()
+	recs := make([]fsm.ProduceRecord, len(vals))
+	for i, v := range vals {
+		recs[i] = fsm.ProduceRecord{Partition: part, Record: fsm.Record{Key: []byte("k"), Value: []byte(v)}}
+	}
+	out, err := e.prod.Produce(context.Background(), topic, recs)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+func (e *env) readAll(topic string, part int32) []string {
+	e.t.Helper()
+	var vals []string
+	off := int64(0)
+	for {
+		res, err := e.fetch.Fetch(context.Background(), fsm.FetchRequest{Topic: topic, Partition: part, Offset: off, MaxRecords: 7})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		for i, r := range res.Records {
+			if r.Offset != off+int64(i) {
+				e.t.Fatalf("offset %d at position %d", r.Offset, off+int64(i))
+			}
+			vals = append(vals, string(r.Value))
+		}
+		if len(res.Records) == 0 || res.NextOffset >= res.HighWatermark {
+			return vals
+		}
+		off = res.NextOffset
+	}
+}
+
+func sortedInts(m map[int64]bool) []int64 {
+	out := make([]int64, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}

@@ -1,0 +1,50 @@
+package partition
+
+import (
+	"context"
+
+	"github.com/streamhouse/streamhouse/fsm"
+)
+
+// Proposer replicates an encoded fsm command and returns its apply result
+// (implemented by cluster.Node). Errors wrap fsm.ErrUnavailable or
+// fsm.ErrOutcomeUnknown.
+type Proposer interface {
+	Propose(ctx context.Context, cmd []byte) (*fsm.Result, error)
+}
+
+// Metadata is the read side of the replicated state (implemented by *fsm.FSM).
+type Metadata interface {
+	Topic(name string) (fsm.Topic, bool)
+	TopicByID(id uint64) (fsm.Topic, bool)
+	Topics() []fsm.Topic
+	Partition(topicID uint64, part int32) (fsm.PartitionInfo, bool)
+	Partitions(topicID uint64) []fsm.PartitionInfo
+	AllPartitions() []fsm.PartitionInfo
+	SegmentFor(topicID uint64, part int32, offset int64) (fsm.SegmentRef, bool)
+	Changed() <-chan struct{}
+}
+
+// SegmentPart is one partition's records for a segment object.
+type SegmentPart struct {
+	TopicID     uint64
+	Topic       string
+	Partition   int32
+	Compression string
+	Records     []fsm.FetchedRecord // dense ascending offsets
+}
+
+// SegmentStore writes and reads segment objects (implemented over s3seg by
+// the agent's wiring).
+type SegmentStore interface {
+	// WriteSegment encodes parts into one new object and stores it. refs[i]
+	// describes parts[i] (ObjectKey set to the new key).
+	WriteSegment(ctx context.Context, parts []SegmentPart) (key string, refs []fsm.SegmentRef, err error)
+	// ReadSegment returns the records of one committed partition block.
+	ReadSegment(ctx context.Context, topicID uint64, partition int32, ref fsm.SegmentRef) ([]fsm.FetchedRecord, error)
+}
+
+// Placement picks leaders for new partitions (implemented by cluster.Node).
+type Placement interface {
+	Placement(count int32) []string
+}

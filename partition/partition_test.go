@@ -1,0 +1,320 @@
+package partition
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/streamhouse/streamhouse/fsm"
+	"github.com/streamhouse/streamhouse/wal"
+)
+
+func TestProduceFetchRoundTrip(t *testing.T) {
+	e := newEnv(t, ProducerConfig{BatchSize: 100})
+	e.topic("t", 2)
+	offs := e.produce("t", 1, "a", "b", "c")
+	if offs[0].Offset != 0 || offs[2].Offset != 2 || offs[1].Partition != 1 {
+		t.Fatalf("offsets %+v", offs)
+	}
+	e.produce("t", 1, "d")
+	if got := strings.Join(e.readAll("t", 1), ","); got != "a,b,c,d" {
+		t.Fatalf("read %q", got)
+	}
+	if got := e.readAll("t", 0); len(got) != 0 {
+		t.Fatalf("partition 0 has %v", got)
+	}
+}
+
+func TestConcurrentProduceIsBatchedAndDense(t *testing.T) {
+	e := newEnv(t, ProducerConfig{BatchSize: 500, BatchTimeout: 5 * time.Millisecond, MaxInFlight: 1})
+	e.topic("t", 1)
+	const clients, per = 32, 50
+	var mu sync.Mutex
+	seen := map[int64]bool{}
+	var wg sync.WaitGroup
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			for i := 0; i < per; i++ {
+				out, err := e.prod.Produce(context.Background(), "t", []fsm.ProduceRecord{{Partition: 0, Record: fsm.Record{Value: []byte(fmt.Sprintf("%d-%d", c, i))}}})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				if seen[out[0].Offset] {
+					t.Errorf("offset %d acknowledged twice", out[0].Offset)
+				}
+				seen[out[0].Offset] = true
+				mu.Unlock()
+			}
+		}(c)
+	}
+	wg.Wait()
+	offs := sortedInts(seen)
+	if len(offs) != clients*per || offs[0] != 0 || offs[len(offs)-1] != clients*per-1 {
+		t.Fatalf("offsets not dense: %d acks, first %d last %d", len(offs), offs[0], offs[len(offs)-1])
+	}
+	// One request per record; batching must have merged some of them.
+	if p := e.prop.proposals.Load(); p >= clients*per {
+		t.Fatalf("%d proposals for %d records: no batching", p, clients*per)
+	}
+	if got := e.readAll("t", 0); len(got) != clients*per {
+		t.Fatalf("read back %d", len(got))
+	}
+}
+
+func TestProduceErrors(t *testing.T) {
+	e := newEnv(t, ProducerConfig{MaxRecordBytes: 100, MaxUnflushedBytes: 1 << 20})
+	e.topic("t", 2)
+	ctx := context.Background()
+	rec := func(p int32, v string) []fsm.ProduceRecord {
+		return []fsm.ProduceRecord{{Partition: p, Record: fsm.Record{Value: []byte(v)}}}
+	}
+	cases := []struct {
+		name  string
+		topic string
+		recs  []fsm.ProduceRecord
+		want  error
+	}{
+		{"unknown topic", "nope", rec(0, "x"), fsm.ErrTopicNotFound},
+		{"bad partition", "t", rec(5, "x"), fsm.ErrInvalidArgument},
+		{"too large", "t", rec(0, strings.Repeat("x", 200)), fsm.ErrRecordTooLarge},
+		{"empty", "t", nil, fsm.ErrInvalidArgument},
+	}
+	for _, c := range cases {
+		if _, err := e.prod.Produce(ctx, c.topic, c.recs); !errors.Is(err, c.want) {
+			t.Errorf("%s: got %v want %v", c.name, err, c.want)
+		}
+	}
+	// A partition led elsewhere: definitely not written.
+	tp, _ := e.fsm.Topic("t")
+	if _, err := e.prop.Propose(ctx, fsm.Encode(&fsm.AssignLeader{TopicID: tp.ID, Partition: 1, Leader: "n2", ExpectedEpoch: 1})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.prod.Produce(ctx, "t", rec(1, "x")); !errors.Is(err, fsm.ErrUnavailable) || !errors.Is(err, fsm.ErrNotLeader) {
+		t.Errorf("not leader: %v", err)
+	}
+	// Proposal failures pass their outcome class through.
+	e.prop.mu.Lock()
+	e.prop.fail = fmt.Errorf("%w: leadership lost", fsm.ErrOutcomeUnknown)
+	e.prop.mu.Unlock()
+	if _, err := e.prod.Produce(ctx, "t", rec(0, "x")); !errors.Is(err, fsm.ErrOutcomeUnknown) {
+		t.Errorf("outcome unknown not propagated: %v", err)
+	}
+	e.prop.mu.Lock()
+	e.prop.fail = nil
+	e.prop.mu.Unlock()
+	// Backpressure: past the unflushed bound produce answers unavailable.
+	for e.store.Bytes() <= 1<<20 {
+		e.produce("t", 0, strings.Repeat("y", 90), strings.Repeat("y", 90))
+	}
+	if _, err := e.prod.Produce(ctx, "t", rec(0, "x")); !errors.Is(err, fsm.ErrUnavailable) {
+		t.Errorf("backlog: %v", err)
+	}
+	if _, err := e.flush.FlushOnce(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := PruneOnce(e.fsm, e.store); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.prod.Produce(ctx, "t", rec(0, "x")); err != nil {
+		t.Errorf("after flush the backlog is gone but produce fails: %v", err)
+	}
+}
+
+func TestKeyedAndKeylessRouting(t *testing.T) {
+	e := newEnv(t, ProducerConfig{})
+	e.topic("t", 8)
+	ctx := context.Background()
+	out, err := e.prod.Produce(ctx, "t", []fsm.ProduceRecord{
+		{Partition: -1, Record: fsm.Record{Key: []byte("user-1"), Value: []byte("a")}},
+		{Partition: -1, Record: fsm.Record{Key: []byte("user-1"), Value: []byte("b")}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := KeyPartition([]byte("user-1"), 8)
+	if out[0].Partition != want || out[1].Partition != want || out[1].Offset != out[0].Offset+1 {
+		t.Fatalf("keyed routing %+v, want partition %d", out, want)
+	}
+	used := map[int32]bool{}
+	for i := 0; i < 16; i++ {
+		out, err := e.prod.Produce(ctx, "t", []fsm.ProduceRecord{{Partition: -1, Record: fsm.Record{Value: []byte("x")}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		used[out[0].Partition] = true
+	}
+	if len(used) != 8 {
+		t.Fatalf("keyless records used %d of 8 partitions", len(used))
+	}
+}
+
+func TestFlushCommitsOneObjectForAllPartitionsAndReadsFromIt(t *testing.T) {
+	e := newEnv(t, ProducerConfig{})
+	e.topic("a", 3)
+	e.topic("b", 2)
+	ctx := context.Background()
+	for p := int32(0); p < 3; p++ {
+		e.produce("a", p, "a1", "a2")
+	}
+	e.produce("b", 1, "b1")
+	n, err := e.flush.FlushOnce(ctx, false)
+	if err != nil || n != 0 {
+		t.Fatalf("flush before age/size should do nothing: %d %v", n, err)
+	}
+	n, err = e.flush.FlushOnce(ctx, true)
+	if err != nil || n != 4 {
+		t.Fatalf("forced flush committed %d partitions: %v", n, err)
+	}
+	if e.segs.puts != 1 {
+		t.Fatalf("%d objects for one flush", e.segs.puts)
+	}
+	if n, _ := e.flush.FlushOnce(ctx, true); n != 0 || e.segs.puts != 1 {
+		t.Fatal("an empty flush wrote an object")
+	}
+	if err := PruneOnce(e.fsm, e.store); err != nil {
+		t.Fatal(err)
+	}
+	if e.store.Bytes() != 0 {
+		t.Fatalf("store still holds %d bytes after flush+prune", e.store.Bytes())
+	}
+	e.produce("a", 0, "a3")
+	if got := strings.Join(e.readAll("a", 0), ","); got != "a1,a2,a3" {
+		t.Fatalf("read across segment and store: %q", got)
+	}
+	// A failed upload keeps the records and is retried.
+	e.segs.fail = errors.New("s3 down")
+	if _, err := e.flush.FlushOnce(ctx, true); err == nil {
+		t.Fatal("flush with failing store succeeded")
+	}
+	e.segs.fail = nil
+	if n, err := e.flush.FlushOnce(ctx, true); err != nil || n != 1 {
+		t.Fatalf("retry flush: %d %v", n, err)
+	}
+	if got := strings.Join(e.readAll("a", 0), ","); got != "a1,a2,a3" {
+		t.Fatalf("after retry: %q", got)
+	}
+}
+
+func TestFetchRangeAndLongPoll(t *testing.T) {
+	e := newEnv(t, ProducerConfig{})
+	e.topic("t", 1)
+	ctx := context.Background()
+	e.produce("t", 0, "a")
+	var oor *fsm.OffsetOutOfRangeError
+	if _, err := e.fetch.Fetch(ctx, fsm.FetchRequest{Topic: "t", Offset: 2}); !errors.As(err, &oor) || oor.HighWatermark != 1 {
+		t.Fatalf("past end: %v", err)
+	}
+	if _, err := e.fetch.Fetch(ctx, fsm.FetchRequest{Topic: "t", Offset: -1}); !errors.As(err, &oor) {
+		t.Fatalf("negative: %v", err)
+	}
+	res, err := e.fetch.Fetch(ctx, fsm.FetchRequest{Topic: "t", Offset: 1})
+	if err != nil || len(res.Records) != 0 || res.NextOffset != 1 {
+		t.Fatalf("at end without wait: %+v %v", res, err)
+	}
+	got := make(chan fsm.FetchResult, 1)
+	go func() {
+		r, err := e.fetch.Fetch(ctx, fsm.FetchRequest{Topic: "t", Offset: 1, WaitMs: 30000})
+		if err != nil {
+			t.Error(err)
+		}
+		got <- r
+	}()
+	e.produce("t", 0, "b")
+	select {
+	case r := <-got:
+		if len(r.Records) != 1 || string(r.Records[0].Value) != "b" {
+			t.Fatalf("long poll got %+v", r)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("long poll not woken by produce")
+	}
+}
+
+func TestStoreReplayIsIdempotentAndSurvivesReopen(t *testing.T) {
+	e := newEnv(t, ProducerConfig{})
+	e.topic("t", 2)
+	for i := 0; i < 50; i++ {
+		e.produce("t", int32(i%2), fmt.Sprint(i))
+	}
+	if _, err := e.flush.FlushOnce(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+	for i := 50; i < 80; i++ {
+		e.produce("t", int32(i%2), fmt.Sprint(i))
+	}
+	// Snapshot now (carries unflushed batches), then reopen the same WAL into
+	// a fresh store + FSM and restore: the store must not duplicate batches.
+	snap, err := e.fsm.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf snapBuf
+	if err := snap.Persist(&buf); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	e.prod.Close()
+	if err := e.wal.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before := e.store.Bytes()
+	e.open()
+	if e.store.Bytes() != before {
+		t.Fatalf("reopened store indexes %d bytes, had %d", e.store.Bytes(), before)
+	}
+	if err := e.fsm.Restore(buf.reader()); err != nil {
+		t.Fatal(err)
+	}
+	if e.store.Bytes() != before {
+		t.Fatalf("restore duplicated batches: %d bytes, had %d", e.store.Bytes(), before)
+	}
+	e.prod = NewProducer(ProducerConfig{NodeID: "n1"}, e.fsm, e.prop, e.store, nil)
+	e.fetch = NewFetcher(FetcherConfig{}, e.fsm, e.store, e.segs, nil)
+	got := e.readAll("t", 0)
+	if len(got) != 40 || got[0] != "0" || got[39] != "78" {
+		t.Fatalf("after reopen: %v", got)
+	}
+	if off := e.produce("t", 0, "new"); off[0].Offset != 40 {
+		t.Fatalf("offset after reopen %d", off[0].Offset)
+	}
+}
+
+func TestPruneRespectsSnapshotPins(t *testing.T) {
+	e := newEnv(t, ProducerConfig{})
+	e.topic("t", 1)
+	for i := 0; i < 200; i++ {
+		e.produce("t", 0, strings.Repeat("v", 100))
+	}
+	snap, err := e.fsm.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.flush.FlushOnce(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := PruneOnce(e.fsm, e.store); err != nil {
+		t.Fatal(err)
+	}
+	// The pinned snapshot can still stream every batch it captured.
+	var buf snapBuf
+	if err := snap.Persist(&buf); err != nil {
+		t.Fatalf("persist after prune: %v", err)
+	}
+	snap.Release()
+	first := e.wal.FirstIndex()
+	if err := PruneOnce(e.fsm, e.store); err != nil {
+		t.Fatal(err)
+	}
+	if e.wal.FirstIndex() <= first {
+		t.Fatalf("WAL not truncated after the pin was released (first index %d)", e.wal.FirstIndex())
+	}
+	_ = wal.ErrNotFound
+}

@@ -1,0 +1,413 @@
+package partition
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/streamhouse/streamhouse/fsm"
+)
+
+// ProducerConfig configures the produce path.
+type ProducerConfig struct {
+	NodeID string
+	// BatchSize seals a batch once it holds this many records.
+	BatchSize int
+	// BatchTimeout is the longest a record waits for more records to join
+	// its batch while a previous batch of the partition is in flight. An
+	// idle partition proposes at once.
+	BatchTimeout time.Duration
+	// MaxInFlight bounds concurrent proposals per partition.
+	MaxInFlight int
+	// MaxRecordBytes rejects larger records with fsm.ErrRecordTooLarge.
+	MaxRecordBytes int
+	// MaxUnflushedBytes makes produce answer "retry later" while the local
+	// store holds more than this many unflushed bytes (0 = no bound).
+	MaxUnflushedBytes int64
+	Logger            *slog.Logger
+	// Clock returns unix milliseconds; nil = wall clock.
+	Clock func() int64
+}
+
+// ProducerMetrics are the produce-path collectors.
+type ProducerMetrics struct {
+	Produced      prometheus.Counter
+	BatchRecords  prometheus.Histogram
+	ProduceLatency prometheus.Histogram
+}
+
+// NewProducerMetrics creates and registers the produce-path collectors.
+func NewProducerMetrics(reg prometheus.Registerer) *ProducerMetrics {
+	m := &ProducerMetrics{
+		Produced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "streamhouse_messages_produced_total", Help: "Records acknowledged to producers by this agent.",
+		}),
+		BatchRecords: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "streamhouse_produce_batch_records", Help: "Records per proposed batch.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
+		}),
+		ProduceLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "streamhouse_produce_latency_seconds", Help: "Time from produce request to acknowledgement.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Produced, m.BatchRecords, m.ProduceLatency)
+	}
+	return m
+}
+
+// Producer accepts records, routes them to partitions, batches them per
+// partition and proposes each batch through Raft. A call returns only after
+// its records are committed and applied.
+type Producer struct {
+	cfg      ProducerConfig
+	meta     Metadata
+	proposer Proposer
+	store    *Store
+	metrics  *ProducerMetrics
+	log      *slog.Logger
+
+	mu       sync.Mutex
+	batchers map[fsm.PartitionKey]*batcher
+	rr       map[uint64]*atomic.Uint32 // keyless round robin per topic
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	closed   bool
+}
+
+// NewProducer returns a producer; it starts batchers lazily.
+func NewProducer(cfg ProducerConfig, meta Metadata, proposer Proposer, store *Store, m *ProducerMetrics) *Producer {
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 1000
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 4
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = func() int64 { return time.Now().UnixMilli() }
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if m == nil {
+		m = NewProducerMetrics(nil)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Producer{cfg: cfg, meta: meta, proposer: proposer, store: store, metrics: m,
+		log: cfg.Logger.With("component", "producer"), batchers: map[fsm.PartitionKey]*batcher{},
+		rr: map[uint64]*atomic.Uint32{}, ctx: ctx, cancel: cancel}
+}
+
+// Close stops the batchers; pending requests fail with fsm.ErrUnavailable.
+func (p *Producer) Close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	p.cancel()
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+func (p *Producer) nextRR(topicID uint64) uint32 {
+	p.mu.Lock()
+	c := p.rr[topicID]
+	if c == nil {
+		c = &atomic.Uint32{}
+		p.rr[topicID] = c
+	}
+	p.mu.Unlock()
+	return c.Add(1) - 1
+}
+
+// Produce appends records to topic. Every record of one partition in one
+// call lands in one batch, in order, with consecutive offsets.
+func (p *Producer) Produce(ctx context.Context, topic string, recs []fsm.ProduceRecord) ([]fsm.RecordOffset, error) {
+	start := time.Now()
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("%w: no records", fsm.ErrInvalidArgument)
+	}
+	t, ok := p.meta.Topic(topic)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, topic)
+	}
+	now := p.cfg.Clock()
+	// Route every record; keyless records of one call go to one partition
+	// (sticky per call), spread across calls.
+	parts := make([]int32, len(recs))
+	sticky := int32(-1)
+	for i := range recs {
+		r := &recs[i]
+		if p.cfg.MaxRecordBytes > 0 && r.Record.Size() > p.cfg.MaxRecordBytes {
+			return nil, fmt.Errorf("%w: record %d is %d bytes, the limit is %d", fsm.ErrRecordTooLarge, i, r.Record.Size(), p.cfg.MaxRecordBytes)
+		}
+		switch {
+		case r.Partition >= 0:
+			if r.Partition >= t.Partitions {
+				return nil, fmt.Errorf("%w: partition %d does not exist (topic %q has %d)", fsm.ErrInvalidArgument, r.Partition, topic, t.Partitions)
+			}
+			parts[i] = r.Partition
+		case r.Record.Key != nil:
+			parts[i] = KeyPartition(r.Record.Key, t.Partitions)
+		default:
+			if sticky < 0 {
+				sticky = int32(p.nextRR(t.ID) % uint32(t.Partitions))
+			}
+			parts[i] = sticky
+		}
+		if r.Record.Timestamp == 0 {
+			r.Record.Timestamp = now
+		}
+	}
+	if p.cfg.MaxUnflushedBytes > 0 && p.store.Bytes() > p.cfg.MaxUnflushedBytes {
+		return nil, fmt.Errorf("%w: unflushed backlog above %d bytes; segment uploads are behind", fsm.ErrUnavailable, p.cfg.MaxUnflushedBytes)
+	}
+	// Group by partition, keeping order.
+	groups := map[int32]*request{}
+	var order []int32
+	for i := range recs {
+		g := groups[parts[i]]
+		if g == nil {
+			g = &request{done: make(chan struct{})}
+			groups[parts[i]] = g
+			order = append(order, parts[i])
+		}
+		g.recs = append(g.recs, recs[i].Record)
+		g.idx = append(g.idx, i)
+	}
+	for _, part := range order {
+		info, ok := p.meta.Partition(t.ID, part)
+		if !ok {
+			return nil, fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, topic)
+		}
+		if info.Leader != p.cfg.NodeID {
+			return nil, fmt.Errorf("%w: %w: partition %d of %q is led by %q", fsm.ErrUnavailable, fsm.ErrNotLeader, part, topic, info.Leader)
+		}
+	}
+	for _, part := range order {
+		b, err := p.batcher(fsm.PartitionKey{TopicID: t.ID, Partition: part})
+		if err != nil {
+			return nil, err
+		}
+		if err := b.submit(ctx, groups[part]); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]fsm.RecordOffset, len(recs))
+	var firstErr error
+	for _, part := range order {
+		g := groups[part]
+		select {
+		case <-g.done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %v", fsm.ErrOutcomeUnknown, ctx.Err())
+		}
+		if g.err != nil {
+			if firstErr == nil {
+				firstErr = g.err
+			}
+			continue
+		}
+		for j, i := range g.idx {
+			out[i] = fsm.RecordOffset{Partition: part, Offset: g.base + int64(j)}
+		}
+	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	p.metrics.Produced.Add(float64(len(recs)))
+	p.metrics.ProduceLatency.Observe(time.Since(start).Seconds())
+	return out, nil
+}
+
+func (p *Producer) batcher(k fsm.PartitionKey) (*batcher, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, fmt.Errorf("%w: agent shutting down", fsm.ErrUnavailable)
+	}
+	b := p.batchers[k]
+	if b == nil {
+		b = &batcher{p: p, key: k, queue: make(chan *request, 1024), slots: make(chan struct{}, p.cfg.MaxInFlight)}
+		p.batchers[k] = b
+		p.wg.Add(1)
+		go b.run(p.ctx)
+	}
+	return b, nil
+}
+
+// request is one Produce call's records for one partition.
+type request struct {
+	recs []fsm.Record
+	idx  []int
+	done chan struct{}
+	base int64
+	err  error
+}
+
+type batcher struct {
+	p     *Producer
+	key   fsm.PartitionKey
+	queue chan *request
+	slots chan struct{} // in-flight proposal semaphore
+}
+
+func (b *batcher) submit(ctx context.Context, r *request) error {
+	select {
+	case b.queue <- r:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %v", fsm.ErrUnavailable, ctx.Err())
+	case <-b.p.ctx.Done():
+		return fmt.Errorf("%w: agent shutting down", fsm.ErrUnavailable)
+	}
+}
+
+// run seals batches: it takes whatever is queued; if the partition has a
+// proposal in flight it waits (up to BatchTimeout, or until BatchSize
+// records) for more, since the proposal could not go out sooner anyway.
+func (b *batcher) run(ctx context.Context) {
+	defer b.p.wg.Done()
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
+	for {
+		var batch []*request
+		n := 0
+		select {
+		case r := <-b.queue:
+			batch, n = append(batch, r), len(r.recs)
+		case <-ctx.Done():
+			b.failQueued()
+			return
+		}
+		// Gather what is already queued.
+	drain:
+		for n < b.p.cfg.BatchSize {
+			select {
+			case r := <-b.queue:
+				batch, n = append(batch, r), n+len(r.recs)
+			default:
+				break drain
+			}
+		}
+		// Acquire a proposal slot; while waiting for one, keep gathering.
+		var timer *time.Timer
+		var timeout <-chan time.Time
+		if b.p.cfg.BatchTimeout > 0 {
+			timer = time.NewTimer(b.p.cfg.BatchTimeout)
+			timeout = timer.C
+		}
+		ok := b.acquire(ctx, &batch, &n, timeout)
+		if timer != nil {
+			timer.Stop()
+		}
+		if !ok {
+			return
+		}
+		inflight.Add(1)
+		go func(batch []*request, n int) {
+			defer inflight.Done()
+			defer func() { <-b.slots }()
+			b.propose(ctx, batch, n)
+		}(batch, n)
+	}
+}
+
+// acquire takes a proposal slot, gathering more queued requests while it
+// waits, until the batch is full or the batch timeout passed. It returns
+// false when the producer is closing (the batch is failed).
+func (b *batcher) acquire(ctx context.Context, batch *[]*request, n *int, timeout <-chan time.Time) bool {
+	stop := func() bool {
+		b.fail(*batch, fmt.Errorf("%w: agent shutting down", fsm.ErrUnavailable))
+		b.failQueued()
+		return false
+	}
+	gather := true
+	for {
+		if !gather || *n >= b.p.cfg.BatchSize {
+			select {
+			case b.slots <- struct{}{}:
+				return true
+			case <-ctx.Done():
+				return stop()
+			}
+		}
+		select {
+		case b.slots <- struct{}{}:
+			return true
+		case r := <-b.queue:
+			*batch, *n = append(*batch, r), *n+len(r.recs)
+		case <-timeout:
+			gather = false
+		case <-ctx.Done():
+			return stop()
+		}
+	}
+}
+
+func (b *batcher) fail(batch []*request, err error) {
+	for _, r := range batch {
+		r.err = err
+		close(r.done)
+	}
+}
+
+func (b *batcher) failQueued() {
+	for {
+		select {
+		case r := <-b.queue:
+			b.fail([]*request{r}, fmt.Errorf("%w: agent shutting down", fsm.ErrUnavailable))
+		default:
+			return
+		}
+	}
+}
+
+func (b *batcher) propose(ctx context.Context, batch []*request, n int) {
+	info, ok := b.p.meta.Partition(b.key.TopicID, b.key.Partition)
+	if !ok {
+		b.fail(batch, fmt.Errorf("%w: topic was deleted", fsm.ErrTopicNotFound))
+		return
+	}
+	if info.Leader != b.p.cfg.NodeID {
+		b.fail(batch, fmt.Errorf("%w: %w: partition moved to %q", fsm.ErrUnavailable, fsm.ErrNotLeader, info.Leader))
+		return
+	}
+	var blob []byte
+	for _, r := range batch {
+		blob = fsm.AppendRecords(blob, r.recs)
+	}
+	cmd := fsm.Encode(&fsm.AppendBatch{
+		TopicID: b.key.TopicID, Partition: b.key.Partition, LeaderEpoch: info.LeaderEpoch,
+		Timestamp: b.p.cfg.Clock(), Count: int32(n), Records: blob,
+	})
+	b.p.metrics.BatchRecords.Observe(float64(n))
+	res, err := b.p.proposer.Propose(ctx, cmd)
+	if err == nil {
+		err = res.Err()
+		if errors.Is(err, fsm.ErrStaleEpoch) {
+			// Definitely not applied: the partition moved on.
+			err = fmt.Errorf("%w: %w", fsm.ErrUnavailable, err)
+		}
+	}
+	if err != nil {
+		b.fail(batch, err)
+		return
+	}
+	base := res.BaseOffset
+	for _, r := range batch {
+		r.base = base
+		base += int64(len(r.recs))
+		close(r.done)
+	}
+}

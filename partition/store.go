@@ -1,0 +1,329 @@
+package partition
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+
+	"github.com/streamhouse/streamhouse/fsm"
+	"github.com/streamhouse/streamhouse/wal"
+)
+
+// Log is the subset of *wal.WAL the store uses.
+type Log interface {
+	AppendAsync(entries ...wal.Entry) error
+	Read(index uint64) ([]byte, error)
+	Iterate(from uint64, fn func(index uint64, data []byte) error) error
+	TruncateFront(index uint64) error
+	LastIndex() uint64
+}
+
+// ErrNotInStore means the requested offset is not held locally (it was
+// flushed and truncated, or never materialised here); read it from segments.
+var ErrNotInStore = errors.New("partition: offset not in local store")
+
+// entryRef locates one materialised batch in the WAL.
+type entryRef struct {
+	index uint64 // WAL index == Raft index of the AppendBatch
+	base  int64
+	count int32
+	size  int32 // encoded record bytes
+	ts    int64 // batch timestamp (unix ms), for flush age
+}
+
+func (e entryRef) end() int64 { return e.base + int64(e.count) }
+
+type partLog struct {
+	entries []entryRef // ascending by base offset
+	bytes   int64      // sum of entry sizes
+	notify  chan struct{}
+}
+
+func (p *partLog) next() int64 {
+	if len(p.entries) == 0 {
+		return -1
+	}
+	return p.entries[len(p.entries)-1].end()
+}
+
+// Store is the agent's local store of committed, unflushed record batches:
+// the fsm.Sink over the WAL. It keeps an in-memory index partition → WAL
+// entries and wakes long-poll waiters when a partition grows.
+type Store struct {
+	log    Log
+	logger *slog.Logger
+
+	mu     sync.RWMutex
+	parts  map[fsm.PartitionKey]*partLog
+	pins   map[int]uint64 // snapshot pins: id -> lowest WAL index pinned
+	pinSeq int
+	total  int64 // bytes indexed across partitions
+	buf    []byte
+}
+
+var _ fsm.Sink = (*Store)(nil)
+
+// OpenStore indexes every batch already in the log.
+func OpenStore(log Log, logger *slog.Logger) (*Store, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{log: log, logger: logger.With("component", "store"),
+		parts: map[fsm.PartitionKey]*partLog{}, pins: map[int]uint64{}}
+	err := log.Iterate(0, func(index uint64, data []byte) error {
+		b, err := fsm.DecodeBatch(data)
+		if err != nil {
+			return fmt.Errorf("wal entry %d: %w", index, err)
+		}
+		s.index(b, len(data))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("partition: index wal: %w", err)
+	}
+	return s, nil
+}
+
+func (s *Store) part(k fsm.PartitionKey) *partLog {
+	p := s.parts[k]
+	if p == nil {
+		p = &partLog{notify: make(chan struct{})}
+		s.parts[k] = p
+	}
+	return p
+}
+
+// index adds a batch to the in-memory index; s.mu must be held (or the store
+// not yet shared).
+func (s *Store) index(b *fsm.AppendedBatch, size int) {
+	p := s.part(fsm.PartitionKey{TopicID: b.TopicID, Partition: b.Partition})
+	if n := p.next(); n >= 0 && b.BaseOffset < n {
+		// Already indexed (replay of a batch we hold): keep the first copy.
+		return
+	}
+	p.entries = append(p.entries, entryRef{index: b.Index, base: b.BaseOffset, count: b.Count, size: int32(size), ts: b.Timestamp})
+	p.bytes += int64(size)
+	s.total += int64(size)
+	close(p.notify)
+	p.notify = make(chan struct{})
+}
+
+// Materialize implements fsm.Sink. A batch at or below the WAL's last index
+// is already held (or was flushed and truncated) and is ignored, which makes
+// replay after a restart idempotent.
+func (s *Store) Materialize(b *fsm.AppendedBatch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b.Index <= s.log.LastIndex() {
+		return nil
+	}
+	s.buf = fsm.EncodeBatch(s.buf[:0], b)
+	data := append([]byte(nil), s.buf...)
+	if err := s.log.AppendAsync(wal.Entry{Index: b.Index, Data: data}); err != nil {
+		return err
+	}
+	s.index(b, len(data))
+	return nil
+}
+
+type pinnedBatches struct {
+	s     *Store
+	id    int
+	refs  []entryRef
+	once  sync.Once
+}
+
+// SnapshotBatches implements fsm.Sink.
+func (s *Store) SnapshotBatches(from map[fsm.PartitionKey]int64) (fsm.BatchSnapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var refs []entryRef
+	for k, off := range from {
+		p := s.parts[k]
+		if p == nil {
+			continue
+		}
+		for _, e := range p.entries {
+			if e.end() > off {
+				refs = append(refs, e)
+			}
+		}
+	}
+	sort.Slice(refs, func(i, j int) bool { return refs[i].index < refs[j].index })
+	s.pinSeq++
+	id := s.pinSeq
+	low := s.log.LastIndex() + 1
+	if len(refs) > 0 {
+		low = refs[0].index
+	}
+	s.pins[id] = low
+	return &pinnedBatches{s: s, id: id, refs: refs}, nil
+}
+
+func (p *pinnedBatches) Each(fn func(*fsm.AppendedBatch) error) error {
+	for _, e := range p.refs {
+		data, err := p.s.log.Read(e.index)
+		if err != nil {
+			return fmt.Errorf("read pinned wal entry %d: %w", e.index, err)
+		}
+		b, err := fsm.DecodeBatch(data)
+		if err != nil {
+			return fmt.Errorf("wal entry %d: %w", e.index, err)
+		}
+		if err := fn(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *pinnedBatches) Release() {
+	p.once.Do(func() {
+		p.s.mu.Lock()
+		delete(p.s.pins, p.id)
+		p.s.mu.Unlock()
+	})
+}
+
+// Wait returns a channel closed when the partition's local log next grows.
+func (s *Store) Wait(k fsm.PartitionKey) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.part(k).notify
+}
+
+// Read returns up to maxRecords records of partition k starting at offset
+// (and at least one record if any is available, even past maxBytes). It
+// returns ErrNotInStore when offset is not held locally.
+func (s *Store) Read(k fsm.PartitionKey, offset int64, maxRecords, maxBytes int) ([]fsm.FetchedRecord, error) {
+	s.mu.RLock()
+	p := s.parts[k]
+	var refs []entryRef
+	if p != nil {
+		i := sort.Search(len(p.entries), func(i int) bool { return p.entries[i].end() > offset })
+		if i < len(p.entries) && p.entries[i].base <= offset {
+			// Collect consecutive entries that can satisfy the request.
+			n := 0
+			for j := i; j < len(p.entries) && n < maxRecords; j++ {
+				refs = append(refs, p.entries[j])
+				n += int(p.entries[j].count)
+			}
+		}
+	}
+	s.mu.RUnlock()
+	if len(refs) == 0 {
+		return nil, ErrNotInStore
+	}
+	var out []fsm.FetchedRecord
+	bytes := 0
+	want := offset
+	for _, e := range refs {
+		if e.base != want && len(out) > 0 {
+			break // not contiguous; let the caller continue from want
+		}
+		data, err := s.log.Read(e.index)
+		if err != nil {
+			if len(out) > 0 {
+				break
+			}
+			return nil, ErrNotInStore
+		}
+		b, err := fsm.DecodeBatch(data)
+		if err != nil {
+			return nil, fmt.Errorf("partition: wal entry %d: %w", e.index, err)
+		}
+		recs, err := fsm.DecodeRecords(b.Records, int(b.Count))
+		if err != nil {
+			return nil, fmt.Errorf("partition: wal entry %d: %w", e.index, err)
+		}
+		for i := range recs {
+			off := b.BaseOffset + int64(i)
+			if off < want {
+				continue
+			}
+			if len(out) >= maxRecords || (len(out) > 0 && maxBytes > 0 && bytes+recs[i].Size() > maxBytes) {
+				return out, nil
+			}
+			out = append(out, fsm.FetchedRecord{Partition: k.Partition, Offset: off, Record: recs[i]})
+			bytes += recs[i].Size()
+			want = off + 1
+		}
+	}
+	return out, nil
+}
+
+// Unflushed describes the locally held records of one partition at or above
+// a flushed offset.
+type Unflushed struct {
+	Bytes    int64
+	OldestTs int64 // batch timestamp of the oldest unflushed batch; 0 if none
+	End      int64 // end offset (exclusive) of what is held locally
+}
+
+// Unflushed reports what the store holds for k at or above flushed.
+func (s *Store) Unflushed(k fsm.PartitionKey, flushed int64) Unflushed {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var u Unflushed
+	p := s.parts[k]
+	if p == nil {
+		return u
+	}
+	for _, e := range p.entries {
+		if e.end() <= flushed {
+			continue
+		}
+		if u.OldestTs == 0 {
+			u.OldestTs = e.ts
+		}
+		u.Bytes += int64(e.size)
+		u.End = e.end()
+	}
+	return u
+}
+
+// Bytes is the total size of batches currently indexed (unflushed plus not
+// yet pruned).
+func (s *Store) Bytes() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.total
+}
+
+// Prune drops index entries of flushed records and of deleted partitions,
+// then truncates the WAL below the lowest entry still needed (or pinned by
+// a snapshot). flushed maps every live partition to its flushed offset.
+func (s *Store) Prune(flushed map[fsm.PartitionKey]int64) error {
+	s.mu.Lock()
+	low := s.log.LastIndex() + 1
+	for k, p := range s.parts {
+		f, live := flushed[k]
+		if !live {
+			s.total -= p.bytes
+			close(p.notify)
+			delete(s.parts, k)
+			continue
+		}
+		i := 0
+		for i < len(p.entries) && p.entries[i].end() <= f {
+			p.bytes -= int64(p.entries[i].size)
+			s.total -= int64(p.entries[i].size)
+			i++
+		}
+		if i > 0 {
+			p.entries = append(p.entries[:0:0], p.entries[i:]...)
+		}
+		if len(p.entries) > 0 && p.entries[0].index < low {
+			low = p.entries[0].index
+		}
+	}
+	for _, pin := range s.pins {
+		if pin < low {
+			low = pin
+		}
+	}
+	s.mu.Unlock()
+	return s.log.TruncateFront(low)
+}
