@@ -121,7 +121,9 @@ func (f *Fetcher) read(ctx context.Context, k fsm.PartitionKey, info fsm.Partiti
 				// Flushed and truncated meanwhile: refresh and use segments.
 				fresh, ok := f.meta.Partition(k.TopicID, k.Partition)
 				if !ok || fresh.FlushedOffset <= off {
-					return res, fmt.Errorf("partition: offset %d of %s/%d is neither in the local store nor in a segment", off, req.Topic, k.Partition)
+					// Only possible while this agent is still replaying the
+					// Raft log after a restart (a commit not re-applied yet).
+					return res, fmt.Errorf("%w: offset %d of %s/%d is not available on this agent yet (catching up)", fsm.ErrUnavailable, off, req.Topic, k.Partition)
 				}
 				info.FlushedOffset = fresh.FlushedOffset
 				continue

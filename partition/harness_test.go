@@ -107,7 +107,6 @@ func newEnv(t *testing.T, pc ProducerConfig) *env {
 	e.prod = NewProducer(pc, e.fsm, e.prop, e.store, nil)
 	e.fetch = NewFetcher(FetcherConfig{}, e.fsm, e.store, e.segs, nil)
 	e.flush = NewFlusher(FlusherConfig{NodeID: "n1", MaxBytes: 1 << 20, MaxAge: time.Hour}, e.fsm, e.store, e.segs, e.prop, nil, nil)
-	e.admin = NewAdmin(e.fsm, e.prop, e.prop)
 	t.Cleanup(func() {
 		e.prod.Close()
 		_ = e.wal.Close()
@@ -131,6 +130,7 @@ func (e *env) open() {
 		idx = e.prop.index
 	}
 	e.prop = &directProposer{f: e.fsm, index: idx}
+	e.admin = NewAdmin(e.fsm, e.prop, e.prop)
 }
 
 func (e *env) topic(name string, parts int32) fsm.Topic {

@@ -23,6 +23,7 @@ type Metadata interface {
 	AllPartitions() []fsm.PartitionInfo
 	SegmentFor(topicID uint64, part int32, offset int64) (fsm.SegmentRef, bool)
 	Changed() <-chan struct{}
+	LastApplied() uint64
 }
 
 // SegmentPart is one partition's records for a segment object.

@@ -318,3 +318,41 @@ func TestPruneRespectsSnapshotPins(t *testing.T) {
 	}
 	_ = wal.ErrNotFound
 }
+
+// Regression: after a restart the pruner may run before Raft has replayed
+// the log, when the FSM does not know the topics yet. It must not treat
+// their batches as belonging to deleted topics and truncate them away.
+func TestPruneBeforeReplayKeepsUnknownTopics(t *testing.T) {
+	e := newEnv(t, ProducerConfig{})
+	e.topic("t", 1)
+	for i := 0; i < 100; i++ {
+		e.produce("t", 0, strings.Repeat("v", 100))
+	}
+	e.prod.Close()
+	if err := e.wal.Close(); err != nil {
+		t.Fatal(err)
+	}
+	held := e.store.Bytes()
+	e.open() // fresh FSM: knows nothing, LastApplied 0
+	if err := PruneOnce(e.fsm, e.store); err != nil {
+		t.Fatal(err)
+	}
+	if e.store.Bytes() != held || e.wal.FirstIndex() != 2 {
+		t.Fatalf("prune before replay dropped data: %d of %d bytes left, first index %d", e.store.Bytes(), held, e.wal.FirstIndex())
+	}
+	// Once the deletion of the topic is applied, its batches do go.
+	e.prop.index = 0
+	e.topic("t", 1)
+	if _, err := e.admin.CreateTopic(context.Background(), "other", 1, fsm.TopicConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.admin.DeleteTopic(context.Background(), "t"); err != nil {
+		t.Fatal(err)
+	}
+	if err := PruneOnce(e.fsm, e.store); err != nil {
+		t.Fatal(err)
+	}
+	if e.store.Bytes() != 0 {
+		t.Fatalf("deleted topic's batches still held: %d bytes", e.store.Bytes())
+	}
+}

@@ -25,10 +25,11 @@ func RunPruner(ctx context.Context, meta Metadata, store *Store, logger *slog.Lo
 
 // PruneOnce truncates the store to the current flushed offsets.
 func PruneOnce(meta Metadata, store *Store) error {
+	applied := meta.LastApplied()
 	parts := meta.AllPartitions()
 	flushed := make(map[fsm.PartitionKey]int64, len(parts))
 	for _, p := range parts {
 		flushed[fsm.PartitionKey{TopicID: p.TopicID, Partition: p.Partition}] = p.FlushedOffset
 	}
-	return store.Prune(flushed)
+	return store.Prune(flushed, applied)
 }

@@ -294,12 +294,23 @@ func (s *Store) Bytes() int64 {
 
 // Prune drops index entries of flushed records and of deleted partitions,
 // then truncates the WAL below the lowest entry still needed (or pinned by
-// a snapshot). flushed maps every live partition to its flushed offset.
-func (s *Store) Prune(flushed map[fsm.PartitionKey]int64) error {
+// a snapshot). flushed maps every partition of the metadata to its flushed
+// offset; lastApplied is the metadata's Raft index. A partition missing from
+// flushed counts as deleted only if its topic ID (the Raft index that created
+// it) is at or below lastApplied: while the log is still being replayed, a
+// topic created later in the log is merely not known yet, and its batches
+// must stay.
+func (s *Store) Prune(flushed map[fsm.PartitionKey]int64, lastApplied uint64) error {
 	s.mu.Lock()
 	low := s.log.LastIndex() + 1
 	for k, p := range s.parts {
 		f, live := flushed[k]
+		if !live && k.TopicID > lastApplied {
+			if len(p.entries) > 0 && p.entries[0].index < low {
+				low = p.entries[0].index
+			}
+			continue
+		}
 		if !live {
 			s.total -= p.bytes
 			close(p.notify)

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/streamhouse/streamhouse/cluster"
+	"github.com/streamhouse/streamhouse/fsm"
+	"github.com/streamhouse/streamhouse/partition"
+	"github.com/streamhouse/streamhouse/s3seg"
+	"github.com/streamhouse/streamhouse/transport"
+	"github.com/streamhouse/streamhouse/wal"
+)
+
+// Run starts the agent and blocks until SIGINT/SIGTERM.
+func (c *agentCmd) Run() error {
+	if err := c.validate(); err != nil {
+		return fmt.Errorf("configuration error: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	a, err := startAgent(ctx, c)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	a.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return a.Close(sctx)
+}
+
+// agent is the wired set of components of one running agent.
+type agent struct {
+	cfg      *agentCmd
+	log      *slog.Logger
+	registry *prometheus.Registry
+
+	wal      *wal.WAL
+	store    *partition.Store
+	fsm      *fsm.FSM
+	node     *cluster.Node
+	producer *partition.Producer
+	flusher  *partition.Flusher
+	http     *transport.HTTPServer
+	objects  s3seg.ObjectStore
+
+	cancel context.CancelFunc
+	pruned chan struct{}
+}
+
+// startAgent wires and starts every component. Order matters: the store
+// must be open before Raft starts, since Raft replays the log into the FSM
+// which materialises batches into the store.
+func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
+	log := c.logger()
+	a := &agent{cfg: c, log: log, registry: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			a.Close(context.Background())
+		}
+	}()
+	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	errorsTotal := transport.NewErrorsCounter(a.registry)
+
+	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("DATA_DIR %s: %w", c.DataDir, err)
+	}
+	walOpts := wal.Options{Dir: c.WALDir, SyncInterval: time.Duration(c.WALSyncMs) * time.Millisecond, Logger: log, Registerer: a.registry}
+	if !c.WALEnabled {
+		walOpts.FS = wal.NewMemFS()
+		log.Info("WAL_ENABLED=false: unflushed records are kept in memory; Raft still makes them durable")
+	}
+	a.wal, err = wal.Open(walOpts)
+	if err != nil {
+		return nil, fmt.Errorf("open WAL in %s: %w", c.WALDir, err)
+	}
+	a.store, err = partition.OpenStore(a.wal, log)
+	if err != nil {
+		return nil, err
+	}
+	a.fsm = fsm.New(a.store)
+
+	peerAddr := net.JoinHostPort(c.BindAddr, strconv.Itoa(c.PeerPort))
+	a.node = cluster.New(cluster.Config{
+		NodeID: c.NodeID, DataDir: c.DataDir, BindAddr: peerAddr,
+		AdvertiseAddr: net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.PeerPort)),
+		Bootstrap:     true, Logger: log, Registerer: a.registry,
+	}, a.fsm)
+	if err := a.node.Start(ctx); err != nil {
+		return nil, err
+	}
+
+	local, err := s3seg.NewLocalStore(filepath.Join(c.DataDir, "objects"))
+	if err != nil {
+		return nil, fmt.Errorf("local object store: %w", err)
+	}
+	a.objects = s3seg.Instrumented(local, a.registry, "local")
+	log.Info("object store: local directory", "dir", local.Dir())
+	if c.DatabaseURL == "" {
+		log.Info("DATABASE_URL is not set: Postgres checkpoints disabled")
+	} else {
+		log.Warn("DATABASE_URL is set but Postgres checkpoints are not implemented in this build; ignoring it")
+	}
+	cache := s3seg.NewCache(c.SegmentCacheSize, a.registry)
+	segs := newSegmentStore(c.NodeID, a.objects, cache)
+
+	a.producer = partition.NewProducer(partition.ProducerConfig{
+		NodeID: c.NodeID, BatchSize: c.BatchSize, BatchTimeout: c.batchTimeout(),
+		MaxRecordBytes: c.MaxRecordBytes, MaxUnflushedBytes: c.MaxUnflushedBytes, Logger: log,
+	}, a.fsm, a.node, a.store, partition.NewProducerMetrics(a.registry))
+	fetcher := partition.NewFetcher(partition.FetcherConfig{}, a.fsm, a.store, segs, partition.NewFetcherMetrics(a.registry))
+	admin := partition.NewAdmin(a.fsm, a.node, a.node)
+	a.flusher = partition.NewFlusher(partition.FlusherConfig{
+		NodeID: c.NodeID, MaxBytes: c.SegmentMaxBytes, MaxAge: time.Duration(c.SegmentMaxAgeMs) * time.Millisecond, Logger: log,
+	}, a.fsm, a.store, segs, a.node, partition.NewFlusherMetrics(a.registry), func(kind string) { errorsTotal.WithLabelValues(kind).Inc() })
+	registerStoreMetrics(a.registry, a.store)
+
+	bg, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	a.pruned = make(chan struct{})
+	go func() {
+		defer close(a.pruned)
+		partition.RunPruner(bg, a.fsm, a.store, log)
+	}()
+	a.flusher.Start(bg)
+
+	a.http = transport.NewHTTPServer(transport.HTTPConfig{
+		Addr: net.JoinHostPort(c.BindAddr, strconv.Itoa(c.HTTPPort)), MaxRecordBytes: c.MaxRecordBytes,
+		Gatherer: a.registry, Registerer: a.registry, Errors: errorsTotal, Logger: log,
+	}, admin, a.producer, fetcher, a.node)
+	if err := a.http.Start(ctx); err != nil {
+		return nil, fmt.Errorf("HTTP_PORT %d: %w", c.HTTPPort, err)
+	}
+	log.Info("agent started", "http", a.http.Addr(), "peer", peerAddr, "data_dir", c.DataDir, "wal_enabled", c.WALEnabled)
+	return a, nil
+}
+
+func registerStoreMetrics(reg prometheus.Registerer, s *partition.Store) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "streamhouse_unflushed_bytes", Help: "Bytes of committed records held locally and not yet flushed to a segment.",
+	}, func() float64 { return float64(s.Bytes()) }))
+}
+
+// Close stops the agent in dependency order: stop taking requests, stop
+// producing and flushing, stop Raft, close the WAL.
+func (a *agent) Close(ctx context.Context) error {
+	var errs []error
+	if a.http != nil {
+		errs = append(errs, a.http.Shutdown(ctx))
+	}
+	if a.producer != nil {
+		a.producer.Close()
+	}
+	if a.flusher != nil {
+		a.flusher.Close()
+	}
+	if a.cancel != nil {
+		a.cancel()
+		<-a.pruned
+	}
+	if a.node != nil {
+		errs = append(errs, a.node.Close())
+	}
+	if a.wal != nil {
+		errs = append(errs, a.wal.Close())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/kong"
+)
+
+// agentCmd is the agent's configuration: every setting is a flag with an
+// equivalent environment variable; a flag wins over the variable.
+type agentCmd struct {
+	HTTPPort int    `name:"http-port" env:"HTTP_PORT" default:"8080" help:"REST API, health and metrics port."`
+	GRPCPort int    `name:"grpc-port" env:"GRPC_PORT" default:"9090" help:"gRPC API port (reserved; the gRPC API is not served yet)."`
+	PeerPort int    `name:"peer-port" env:"PEER_PORT" default:"9093" help:"Raft and agent-to-agent port."`
+	DataDir  string `name:"data-dir" env:"DATA_DIR" default:"./data" help:"Directory for Raft state, the WAL and the local object store."`
+	NodeID   string `name:"node-id" env:"NODE_ID" help:"Unique agent ID (default: the hostname)."`
+	BindAddr string `name:"bind-addr" env:"BIND_ADDR" default:"0.0.0.0" help:"Address every listener binds."`
+	// AdvertiseAddr is the address peers use to reach this agent.
+	AdvertiseAddr string `name:"advertise-addr" env:"ADVERTISE_ADDR" help:"Address peers dial (default: 127.0.0.1 when BIND_ADDR is 0.0.0.0, else BIND_ADDR)."`
+
+	WALEnabled bool   `name:"wal-enabled" env:"WAL_ENABLED" default:"true" negatable:"" help:"Keep unflushed records in an on-disk WAL (false: in memory; Raft still makes them durable)."`
+	WALDir     string `name:"wal-dir" env:"WAL_DIR" help:"WAL directory (default: DATA_DIR/wal)."`
+	WALSyncMs  int    `name:"wal-sync-ms" env:"WAL_SYNC_MS" default:"0" help:"Group-commit: max extra wait (ms) before a WAL fsync to gather more writes; 0 = no extra wait."`
+
+	BatchSize         int   `name:"batch-size" env:"BATCH_SIZE" default:"1000" help:"Records per proposed batch before it is sealed."`
+	BatchTimeoutMs    int   `name:"batch-timeout-ms" env:"BATCH_TIMEOUT_MS" default:"10" help:"Max wait (ms) for a batch to fill while the partition has a batch in flight."`
+	SegmentMaxBytes   int64 `name:"segment-max-bytes" env:"SEGMENT_MAX_BYTES" default:"8388608" help:"Roll a segment object at this many unflushed bytes."`
+	SegmentMaxAgeMs   int   `name:"segment-max-age-ms" env:"SEGMENT_MAX_AGE_MS" default:"1000" help:"Roll a segment object once the oldest unflushed record is this old (ms)."`
+	MaxRecordBytes    int   `name:"max-record-bytes" env:"MAX_RECORD_BYTES" default:"1048576" help:"Largest accepted record (key+value+headers)."`
+	MaxUnflushedBytes int64 `name:"max-unflushed-bytes" env:"MAX_UNFLUSHED_BYTES" default:"268435456" help:"Above this many unflushed bytes produce answers 503 (retry later)."`
+	SegmentCacheSize  int64 `name:"segment-cache-size" env:"SEGMENT_CACHE_SIZE" default:"268435456" help:"Bytes of segment blocks cached in memory (LRU); 0 disables."`
+
+	DatabaseURL string `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL URL for metadata checkpoints (unset: checkpoints disabled)."`
+	LogLevel    string `name:"log-level" env:"LOG_LEVEL,RUST_LOG" default:"info" help:"debug, info, warn or error (RUST_LOG-style 'streamhouse=debug' accepted)."`
+	LogFormat   string `name:"log-format" env:"LOG_FORMAT" default:"text" enum:"text,json" help:"Log format: text or json."`
+}
+
+// envOf maps flag names to their environment variables, for error messages.
+func envOf(parser *kong.Kong, flag string) string {
+	for _, n := range parser.Model.Children {
+		for _, f := range n.Flags {
+			if f.Name == flag && len(f.Envs) > 0 {
+				return strings.Join(f.Envs, "/")
+			}
+		}
+	}
+	return ""
+}
+
+// explainParseError adds the environment variable to kong's flag errors so
+// an operator who set a variable sees its name.
+func explainParseError(parser *kong.Kong, err error) string {
+	msg := err.Error()
+	var pe *kong.ParseError
+	if errors.As(err, &pe) {
+		msg = pe.Error()
+	}
+	if i := strings.Index(msg, "--"); i >= 0 {
+		name := msg[i+2:]
+		if j := strings.IndexAny(name, ": ="); j >= 0 {
+			name = name[:j]
+		}
+		if env := envOf(parser, name); env != "" {
+			return fmt.Sprintf("%s (environment variable %s)", msg, env)
+		}
+	}
+	return msg
+}
+
+// validate checks ranges and fills derived defaults. Errors name the
+// environment variable.
+func (c *agentCmd) validate() error {
+	port := func(env string, v int) error {
+		if v < 0 || v > 65535 {
+			return fmt.Errorf("%s=%d: must be a port between 0 and 65535", env, v)
+		}
+		return nil
+	}
+	positive := func(env string, v int64) error {
+		if v <= 0 {
+			return fmt.Errorf("%s=%d: must be greater than 0", env, v)
+		}
+		return nil
+	}
+	nonNeg := func(env string, v int64) error {
+		if v < 0 {
+			return fmt.Errorf("%s=%d: must not be negative", env, v)
+		}
+		return nil
+	}
+	errs := []error{
+		port("HTTP_PORT", c.HTTPPort), port("GRPC_PORT", c.GRPCPort), port("PEER_PORT", c.PeerPort),
+		nonNeg("WAL_SYNC_MS", int64(c.WALSyncMs)),
+		positive("BATCH_SIZE", int64(c.BatchSize)),
+		nonNeg("BATCH_TIMEOUT_MS", int64(c.BatchTimeoutMs)),
+		positive("SEGMENT_MAX_BYTES", c.SegmentMaxBytes),
+		positive("SEGMENT_MAX_AGE_MS", int64(c.SegmentMaxAgeMs)),
+		positive("MAX_RECORD_BYTES", int64(c.MaxRecordBytes)),
+		nonNeg("MAX_UNFLUSHED_BYTES", c.MaxUnflushedBytes),
+		nonNeg("SEGMENT_CACHE_SIZE", c.SegmentCacheSize),
+	}
+	if c.MaxRecordBytes > 64<<20 {
+		errs = append(errs, fmt.Errorf("MAX_RECORD_BYTES=%d: must be at most 67108864 (64 MiB)", c.MaxRecordBytes))
+	}
+	if c.PeerPort == 0 {
+		errs = append(errs, errors.New("PEER_PORT=0: the Raft port must be fixed so peers can reach it"))
+	}
+	if _, err := parseLogLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("DATA_DIR must not be empty"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if c.NodeID == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			return errors.New("NODE_ID is not set and the hostname is unavailable")
+		}
+		c.NodeID = h
+	}
+	if c.WALDir == "" {
+		c.WALDir = filepath.Join(c.DataDir, "wal")
+	}
+	if c.AdvertiseAddr == "" {
+		c.AdvertiseAddr = c.BindAddr
+		if c.BindAddr == "0.0.0.0" || c.BindAddr == "" || c.BindAddr == "::" {
+			c.AdvertiseAddr = "127.0.0.1"
+		}
+	}
+	return nil
+}
+
+func (c *agentCmd) batchTimeout() time.Duration {
+	return time.Duration(c.BatchTimeoutMs) * time.Millisecond
+}
+
+// parseLogLevel accepts plain levels and RUST_LOG-style directives
+// ("info", "streamhouse=debug,hyper=warn"): the streamhouse directive wins,
+// else the last bare level.
+func parseLogLevel(s string) (slog.Level, error) {
+	level := slog.LevelInfo
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		target, lv, hasTarget := strings.Cut(part, "=")
+		if !hasTarget {
+			lv, target = target, ""
+		}
+		if target != "" && target != "streamhouse" && !strings.HasPrefix(target, "streamhouse") {
+			continue
+		}
+		l, err := levelFromString(lv)
+		if err != nil {
+			return 0, fmt.Errorf("LOG_LEVEL/RUST_LOG=%q: %w", s, err)
+		}
+		if target != "" {
+			return l, nil
+		}
+		level = l
+	}
+	return level, nil
+}
+
+func levelFromString(s string) (slog.Level, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "trace", "debug":
+		return slog.LevelDebug, nil
+	case "info", "":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error", "off":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("unknown log level %q (use debug, info, warn or error)", s)
+}
+
+func (c *agentCmd) logger() *slog.Logger {
+	level, _ := parseLogLevel(c.LogLevel)
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
+	if c.LogFormat == "json" {
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	}
+	return slog.New(h).With("node", c.NodeID)
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+)
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// waitFor polls cond until it returns true or the deadline passes.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+var httpClient = &http.Client{Timeout: 60 * time.Second}
+
+// call does one JSON request and decodes the JSON answer into out (if
+// non-nil). It returns the status code.
+func call(t testing.TB, method, url string, body any, out any) int {
+	t.Helper()
+	code, err := doCall(method, url, body, out)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	return code
+}
+
+func doCall(method, url string, body any, out any) (int, error) {
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = bytes.NewBufferString(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		p, err := json.Marshal(b)
+		if err != nil {
+			return 0, err
+		}
+		rd = bytes.NewReader(p)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	if out != nil && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("decode %q: %w", data, err)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+type apiError struct {
+	Error struct {
+		Code          string `json:"code"`
+		Message       string `json:"message"`
+		LowWatermark  *int64 `json:"low_watermark"`
+		HighWatermark *int64 `json:"high_watermark"`
+	} `json:"error"`
+}
+
+type produceResp struct {
+	Partition int32 `json:"partition"`
+	Offset    int64 `json:"offset"`
+}
+
+type batchResp struct {
+	Offsets []produceResp `json:"offsets"`
+}
+
+type consumedRecord struct {
+	Partition     int32             `json:"partition"`
+	Offset        int64             `json:"offset"`
+	Timestamp     int64             `json:"timestamp"`
+	Key           *string           `json:"key"`
+	Value         string            `json:"value"`
+	Headers       map[string]string `json:"headers"`
+	KeyEncoding   string            `json:"key_encoding"`
+	ValueEncoding string            `json:"value_encoding"`
+}
+
+type consumeResp struct {
+	Records       []consumedRecord `json:"records"`
+	NextOffset    int64            `json:"next_offset"`
+	HighWatermark int64            `json:"high_watermark"`
+	LowWatermark  int64            `json:"low_watermark"`
+}
+
+// consumeAll reads partition p of topic from offset 0 to its high watermark.
+func consumeAll(t testing.TB, base, topic string, p int32) []consumedRecord {
+	t.Helper()
+	var all []consumedRecord
+	next := int64(0)
+	for {
+		var r consumeResp
+		code := call(t, "GET", fmt.Sprintf("%s/api/v1/consume?topic=%s&partition=%d&offset=%d&max_records=1000", base, topic, p, next), nil, &r)
+		if code != 200 {
+			t.Fatalf("consume %s/%d at %d: status %d", topic, p, next, code)
+		}
+		all = append(all, r.Records...)
+		if r.NextOffset >= r.HighWatermark || len(r.Records) == 0 {
+			return all
+		}
+		next = r.NextOffset
+	}
+}

@@ -1,0 +1,55 @@
+// Command streamhouse is the StreamHouse agent and its command-line tools.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/alecthomas/kong"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+type cli struct {
+	Agent   agentCmd   `cmd:"" help:"Run a StreamHouse agent."`
+	Version versionCmd `cmd:"" help:"Print the version."`
+}
+
+type versionCmd struct{}
+
+func (versionCmd) Run() error {
+	fmt.Println("streamhouse", version)
+	return nil
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	var c cli
+	parser, err := kong.New(&c,
+		kong.Name("streamhouse"),
+		kong.Description("StreamHouse: an S3-native event streaming system."),
+		kong.UsageOnError(),
+		kong.Exit(func(int) {}),
+	)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "streamhouse:", err)
+		return 2
+	}
+	kctx, err := parser.Parse(args)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "streamhouse: configuration error:", explainParseError(parser, err))
+		return 2
+	}
+	if kctx == nil { // --help
+		return 0
+	}
+	if err := kctx.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "streamhouse:", err)
+		return 1
+	}
+	return 0
+}

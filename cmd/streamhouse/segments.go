@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/streamhouse/streamhouse/fsm"
+	"github.com/streamhouse/streamhouse/partition"
+	"github.com/streamhouse/streamhouse/s3seg"
+)
+
+// segmentStore adapts s3seg (format, object store, cache) to the
+// partition.SegmentStore interface, converting between the two packages'
+// record types.
+type segmentStore struct {
+	nodeID string
+	epoch  uint64
+	store  s3seg.ObjectStore
+	reader *s3seg.Reader
+
+	mu  sync.Mutex
+	enc *s3seg.Encoder
+}
+
+var _ partition.SegmentStore = (*segmentStore)(nil)
+
+func newSegmentStore(nodeID string, store s3seg.ObjectStore, cache *s3seg.Cache) *segmentStore {
+	return &segmentStore{
+		nodeID: nodeID, epoch: uint64(time.Now().UnixMilli()), store: store,
+		reader: s3seg.NewReader(store, cache), enc: s3seg.NewEncoder(),
+	}
+}
+
+func (s *segmentStore) WriteSegment(ctx context.Context, parts []partition.SegmentPart) (string, []fsm.SegmentRef, error) {
+	batches := make([]s3seg.PartitionBatch, len(parts))
+	for i, p := range parts {
+		comp, err := s3seg.ParseCompression(p.Compression)
+		if err != nil {
+			comp = s3seg.CompressionZstd
+		}
+		recs := make([]s3seg.Record, len(p.Records))
+		for j := range p.Records {
+			r := &p.Records[j]
+			recs[j] = s3seg.Record{Offset: r.Offset, Timestamp: r.Timestamp, Key: r.Key, Value: r.Value}
+			if len(r.Headers) > 0 {
+				hs := make([]s3seg.Header, len(r.Headers))
+				for k, h := range r.Headers {
+					hs[k] = s3seg.Header{Key: h.Key, Value: h.Value}
+				}
+				recs[j].Headers = hs
+			}
+		}
+		batches[i] = s3seg.PartitionBatch{Topic: p.Topic, TopicID: p.TopicID, Partition: p.Partition, Compression: comp, Records: recs}
+	}
+	s.mu.Lock()
+	data, footer, err := s.enc.Encode(batches)
+	s.mu.Unlock()
+	if err != nil {
+		return "", nil, fmt.Errorf("encode segment: %w", err)
+	}
+	key := s3seg.ObjectKey(s.nodeID, s.epoch)
+	if err := s.store.Put(ctx, key, data); err != nil {
+		return "", nil, fmt.Errorf("put %s: %w", key, err)
+	}
+	refs := make([]fsm.SegmentRef, len(footer.Entries))
+	for i, e := range footer.Entries {
+		refs[i] = fsm.SegmentRef{
+			ObjectKey: key, ByteOffset: e.Offset, ByteLength: e.Length, BaseOffset: e.BaseOffset,
+			LastOffset: e.LastOffset, RecordCount: e.RecordCount, MinTimestamp: e.MinTimestamp,
+			MaxTimestamp: e.MaxTimestamp, Compression: uint8(e.Compression), CRC: e.CRC,
+			UncompressedSize: e.UncompressedSize,
+		}
+	}
+	return key, refs, nil
+}
+
+func (s *segmentStore) ReadSegment(ctx context.Context, topicID uint64, part int32, ref fsm.SegmentRef) ([]fsm.FetchedRecord, error) {
+	e := s3seg.IndexEntry{
+		TopicID: topicID, Partition: part, Offset: ref.ByteOffset, Length: ref.ByteLength,
+		BaseOffset: ref.BaseOffset, LastOffset: ref.LastOffset, RecordCount: ref.RecordCount,
+		MinTimestamp: ref.MinTimestamp, MaxTimestamp: ref.MaxTimestamp,
+		Compression: s3seg.Compression(ref.Compression), CRC: ref.CRC, UncompressedSize: ref.UncompressedSize,
+	}
+	recs, err := s.reader.ReadBlock(ctx, ref.ObjectKey, e)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]fsm.FetchedRecord, len(recs))
+	for i, r := range recs {
+		out[i] = fsm.FetchedRecord{Partition: part, Offset: r.Offset, Record: fsm.Record{Timestamp: r.Timestamp, Key: r.Key, Value: r.Value}}
+		if r.Value == nil {
+			out[i].Value = []byte{}
+		}
+		if len(r.Headers) > 0 {
+			hs := make([]fsm.Header, len(r.Headers))
+			for k, h := range r.Headers {
+				hs[k] = fsm.Header{Key: h.Key, Value: h.Value}
+			}
+			out[i].Headers = hs
+		}
+	}
+	return out, nil
+}

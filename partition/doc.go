@@ -1,0 +1,5 @@
+// Package partition implements the per-partition produce, flush and read
+// paths on top of the replicated state machine: batching proposals,
+// materialising committed batches into the WAL, packing segments and
+// serving fetches with long-poll. See DESIGN.md.
+package partition

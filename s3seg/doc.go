@@ -1,0 +1,29 @@
+// Package s3seg owns StreamHouse's segment objects: the immutable objects in
+// S3 (or MinIO, or a local directory) into which partition leaders flush
+// acknowledged records.
+//
+// One object holds one flush of one agent: a block per partition, each
+// compressed on its own (none, zstd or LZ4) and protected by a CRC32C, then a
+// footer indexing partition -> byte range -> offset range, itself protected
+// by a CRC32C, then a fixed 16-byte trailer. DESIGN.md specifies format v1
+// byte by byte; testdata/golden-v1.seg pins it.
+//
+// The package provides:
+//
+//   - Encoder.Encode, DecodeFooter, DecodeFooterTail and DecodeBlock, the
+//     format. Decoders return errors wrapping ErrCorrupt for any damaged or
+//     inconsistent input, never wrong records, and bound every allocation by
+//     the input size and MaxBlockSize.
+//   - ObjectStore, the storage interface (immutable objects: Put never
+//     overwrites), ValidateKey and ObjectKey (the key scheme), LocalStore
+//     (a directory, the embedded default) and Instrumented (Prometheus
+//     request metrics). The S3 client (aws-sdk-go-v2) must pass the same
+//     s3segtest.RunObjectStoreSuite.
+//   - Cache, the segment cache (an LRU of verified block bytes bounded by
+//     SEGMENT_CACHE_SIZE, with shared concurrent misses), and Reader, which
+//     reads footers (Head plus a ranged GET of the tail) and blocks (one
+//     ranged GET per block, checksum verified) through it.
+//
+// The package imports nothing else from this repository. Metrics are
+// registered on an injected prometheus.Registerer; nothing happens at init.
+package s3seg
