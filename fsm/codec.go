@@ -31,13 +31,6 @@ func (e *enc) nbytes(p []byte) {
 	e.b = append(e.b, p...)
 }
 
-func (e *enc) boolean(v bool) {
-	if v {
-		e.u8(1)
-	} else {
-		e.u8(0)
-	}
-}
 
 // dec decodes what enc wrote. The first error sticks; later reads return
 // zero values, so callers check err once at the end.
@@ -133,7 +126,6 @@ func (d *dec) nbytes() []byte {
 	return p
 }
 
-func (d *dec) boolean() bool { return d.u8() != 0 }
 
 // count reads a collection length and bounds it by the remaining input, so a
 // corrupt length can never cause a huge allocation.

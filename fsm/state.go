@@ -48,18 +48,8 @@ type Partition struct {
 	FlushedOffset int64
 	// LowWatermark is the first offset still readable (moves with retention).
 	LowWatermark int64
-	// UnflushedBytes is the encoded size of records at or above FlushedOffset.
-	UnflushedBytes int64
 	// Segments are the committed segments, ascending and contiguous.
 	Segments []SegmentRef
-	// pending remembers, for each applied batch not yet flushed, its end offset
-	// and size, so UnflushedBytes can be reduced exactly on commit.
-	pending []pendingBatch
-}
-
-type pendingBatch struct {
-	end  int64 // exclusive end offset
-	size int64
 }
 
 // PartitionKey identifies a partition across the state.
@@ -92,7 +82,6 @@ func (t *Topic) clone() *Topic { c := *t; return &c }
 func (p *Partition) clone() *Partition {
 	c := *p
 	c.Segments = append([]SegmentRef(nil), p.Segments...)
-	c.pending = append([]pendingBatch(nil), p.pending...)
 	return &c
 }
 

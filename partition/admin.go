@@ -21,7 +21,6 @@ func NewAdmin(meta Metadata, proposer Proposer, placement Placement) *Admin {
 	return &Admin{meta: meta, proposer: proposer, placement: placement, clock: func() int64 { return time.Now().UnixMilli() }}
 }
 
-
 // CreateTopic validates and creates a topic, placing partition leaders.
 func (a *Admin) CreateTopic(ctx context.Context, name string, partitions int32, cfg fsm.TopicConfig) (fsm.Topic, error) {
 	if err := fsm.ValidateTopicName(name); err != nil {

@@ -60,7 +60,7 @@ func (f *Fetcher) Fetch(ctx context.Context, req fsm.FetchRequest) (fsm.FetchRes
 		return fsm.FetchResult{}, fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, req.Topic)
 	}
 	if req.Partition < 0 || req.Partition >= t.Partitions {
-		return fsm.FetchResult{}, fmt.Errorf("%w: partition %d does not exist (topic %q has %d)", fsm.ErrInvalidArgument, req.Partition, req.Topic, t.Partitions)
+		return fsm.FetchResult{}, fmt.Errorf("%w: partition %d does not exist (topic %q has %d)", fsm.ErrPartitionInvalid, req.Partition, req.Topic, t.Partitions)
 	}
 	if req.MaxRecords <= 0 || req.MaxRecords > f.cfg.MaxRecords {
 		req.MaxRecords = f.cfg.MaxRecords

@@ -28,10 +28,10 @@ type FlusherConfig struct {
 
 // FlusherMetrics are the flush-path collectors.
 type FlusherMetrics struct {
-	SegmentWrites  prometheus.Counter
-	SegmentBytes   prometheus.Counter
-	FlushFailures  prometheus.Counter
-	FlushDuration  prometheus.Histogram
+	SegmentWrites prometheus.Counter
+	SegmentBytes  prometheus.Counter
+	FlushFailures prometheus.Counter
+	FlushDuration prometheus.Histogram
 }
 
 // NewFlusherMetrics creates and registers the flush-path collectors.

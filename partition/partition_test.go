@@ -356,3 +356,48 @@ func TestPruneBeforeReplayKeepsUnknownTopics(t *testing.T) {
 		t.Fatalf("deleted topic's batches still held: %d bytes", e.store.Bytes())
 	}
 }
+
+// A request spanning partitions where one partition's batch applies and
+// another's fails must not be reported as "definitely not written".
+func TestMultiPartitionPartialFailureIsOutcomeUnknown(t *testing.T) {
+	e := newEnv(t, ProducerConfig{})
+	e.topic("t", 2)
+	tp, _ := e.fsm.Topic("t")
+	ctx := context.Background()
+	// Fence partition 1 behind the producer's back: its batch will be
+	// rejected with a stale epoch (definitely not applied), while
+	// partition 0's batch applies.
+	if _, err := e.prop.Propose(ctx, fsm.Encode(&fsm.AssignLeader{TopicID: tp.ID, Partition: 1, Leader: "n1", ExpectedEpoch: 1})); err != nil {
+		t.Fatal(err)
+	}
+	stale := &staleEpochMeta{Metadata: e.fsm, topicID: tp.ID, part: 1}
+	e.prod = NewProducer(ProducerConfig{NodeID: "n1"}, stale, e.prop, e.store, nil)
+	_, err := e.prod.Produce(ctx, "t", []fsm.ProduceRecord{
+		{Partition: 0, Record: fsm.Record{Value: []byte("a")}},
+		{Partition: 1, Record: fsm.Record{Value: []byte("b")}},
+	})
+	if !errors.Is(err, fsm.ErrOutcomeUnknown) || errors.Is(err, fsm.ErrUnavailable) {
+		t.Fatalf("partial failure reported as %v", err)
+	}
+	// Only partition 1 failing: definitely not written, safe to retry.
+	_, err = e.prod.Produce(ctx, "t", []fsm.ProduceRecord{{Partition: 1, Record: fsm.Record{Value: []byte("b")}}})
+	if !errors.Is(err, fsm.ErrUnavailable) {
+		t.Fatalf("single stale partition: %v", err)
+	}
+}
+
+// staleEpochMeta reports epoch-1 for one partition, as a producer with an
+// outdated view would see it.
+type staleEpochMeta struct {
+	Metadata
+	topicID uint64
+	part    int32
+}
+
+func (s *staleEpochMeta) Partition(id uint64, p int32) (fsm.PartitionInfo, bool) {
+	info, ok := s.Metadata.Partition(id, p)
+	if ok && id == s.topicID && p == s.part {
+		info.LeaderEpoch--
+	}
+	return info, ok
+}

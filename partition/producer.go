@@ -37,8 +37,8 @@ type ProducerConfig struct {
 
 // ProducerMetrics are the produce-path collectors.
 type ProducerMetrics struct {
-	Produced      prometheus.Counter
-	BatchRecords  prometheus.Histogram
+	Produced       prometheus.Counter
+	BatchRecords   prometheus.Histogram
 	ProduceLatency prometheus.Histogram
 }
 
@@ -194,18 +194,23 @@ func (p *Producer) Produce(ctx context.Context, topic string, recs []fsm.Produce
 			return nil, fmt.Errorf("%w: %w: partition %d of %q is led by %q", fsm.ErrUnavailable, fsm.ErrNotLeader, part, topic, info.Leader)
 		}
 	}
+	submitted := 0
+	var submitErr error
 	for _, part := range order {
 		b, err := p.batcher(fsm.PartitionKey{TopicID: t.ID, Partition: part})
+		if err == nil {
+			err = b.submit(ctx, groups[part])
+		}
 		if err != nil {
-			return nil, err
+			submitErr = err
+			break
 		}
-		if err := b.submit(ctx, groups[part]); err != nil {
-			return nil, err
-		}
+		submitted++
 	}
 	out := make([]fsm.RecordOffset, len(recs))
+	failed, definite := 0, 0
 	var firstErr error
-	for _, part := range order {
+	for _, part := range order[:submitted] {
 		g := groups[part]
 		select {
 		case <-g.done:
@@ -213,6 +218,10 @@ func (p *Producer) Produce(ctx context.Context, topic string, recs []fsm.Produce
 			return nil, fmt.Errorf("%w: %v", fsm.ErrOutcomeUnknown, ctx.Err())
 		}
 		if g.err != nil {
+			failed++
+			if !errors.Is(g.err, fsm.ErrOutcomeUnknown) {
+				definite++
+			}
 			if firstErr == nil {
 				firstErr = g.err
 			}
@@ -222,8 +231,22 @@ func (p *Producer) Produce(ctx context.Context, topic string, recs []fsm.Produce
 			out[i] = fsm.RecordOffset{Partition: part, Offset: g.base + int64(j)}
 		}
 	}
-	if firstErr != nil {
+	if submitErr != nil && firstErr == nil {
+		firstErr = submitErr
+	}
+	switch {
+	case submitErr == nil && failed == 0:
+	case failed == submitted && definite == submitted:
+		// Nothing was applied anywhere: the definite error stands.
 		return nil, firstErr
+	case failed < submitted:
+		// Some partitions' records were applied and others were not: the
+		// request as a whole must not be reported as safe to retry.
+		return nil, fmt.Errorf("%w: records for %d of %d partitions were applied before a failure: %v",
+			fsm.ErrOutcomeUnknown, submitted-failed, len(order), firstErr)
+	default:
+		// Every submitted partition failed, at least one with an unknown outcome.
+		return nil, fmt.Errorf("%w: %v", fsm.ErrOutcomeUnknown, firstErr)
 	}
 	p.metrics.Produced.Add(float64(len(recs)))
 	p.metrics.ProduceLatency.Observe(time.Since(start).Seconds())

@@ -129,10 +129,10 @@ func (s *Store) Materialize(b *fsm.AppendedBatch) error {
 }
 
 type pinnedBatches struct {
-	s     *Store
-	id    int
-	refs  []entryRef
-	once  sync.Once
+	s    *Store
+	id   int
+	refs []entryRef
+	once sync.Once
 }
 
 // SnapshotBatches implements fsm.Sink.

@@ -172,7 +172,7 @@ func TestBadInputGetsClearErrors(t *testing.T) {
 		{"consume past end", "GET", "/api/v1/consume?topic=t&partition=0&offset=5", nil, 416, "offset_out_of_range"},
 		{"consume bad offset", "GET", "/api/v1/consume?topic=t&partition=0&offset=abc", nil, 400, "bad_request"},
 		{"consume unknown topic", "GET", "/api/v1/consume?topic=nope&partition=0&offset=0", nil, 404, "not_found"},
-		{"consume bad partition", "GET", "/api/v1/consume?topic=t&partition=7&offset=0", nil, 400, "bad_request"},
+		{"consume unknown partition", "GET", "/api/v1/consume?topic=t&partition=7&offset=0", nil, 404, "not_found"},
 	}
 	for _, tc := range cases {
 		var e apiError

@@ -1,0 +1,220 @@
+package transport
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/streamhouse/streamhouse/fsm"
+)
+
+// defaultCompression is what an empty fsm.TopicConfig.Compression means.
+const defaultCompression = "zstd"
+
+type topicJSON struct {
+	Name           string `json:"name"`
+	ID             uint64 `json:"id"`
+	Partitions     int32  `json:"partitions"`
+	RetentionMs    int64  `json:"retention_ms"`
+	RetentionBytes int64  `json:"retention_bytes"`
+	Compression    string `json:"compression"`
+	CreatedAt      string `json:"created_at"`
+}
+
+type partitionJSON struct {
+	Partition     int32  `json:"partition"`
+	Leader        string `json:"leader"`
+	LeaderEpoch   uint64 `json:"leader_epoch"`
+	LowWatermark  int64  `json:"low_watermark"`
+	HighWatermark int64  `json:"high_watermark"`
+	FlushedOffset int64  `json:"flushed_offset"`
+	Segments      int    `json:"segments"`
+}
+
+// topicDetailJSON is GET /api/v1/topics/{name}: the topic object plus its
+// partitions under "partition_info" ("partitions" is already the count).
+type topicDetailJSON struct {
+	topicJSON
+	PartitionInfo []partitionJSON `json:"partition_info"`
+}
+
+func toTopicJSON(t fsm.Topic) topicJSON {
+	c := t.Config.Compression
+	if c == "" {
+		c = defaultCompression
+	}
+	return topicJSON{
+		Name: t.Name, ID: t.ID, Partitions: t.Partitions,
+		RetentionMs: t.Config.RetentionMs, RetentionBytes: t.Config.RetentionBytes,
+		Compression: c,
+		CreatedAt:   time.UnixMilli(t.CreatedAt).UTC().Format("2006-01-02T15:04:05.000Z07:00"),
+	}
+}
+
+func toPartitionsJSON(ps []fsm.PartitionInfo) []partitionJSON {
+	out := make([]partitionJSON, len(ps))
+	for i, p := range ps {
+		out[i] = partitionJSON{
+			Partition: p.Partition, Leader: p.Leader, LeaderEpoch: p.LeaderEpoch,
+			LowWatermark: p.LowWatermark, HighWatermark: p.NextOffset,
+			FlushedOffset: p.FlushedOffset, Segments: p.Segments,
+		}
+	}
+	return out
+}
+
+type createTopicRequest struct {
+	Name           *string                    `json:"name"`
+	Partitions     *int32                     `json:"partitions"`
+	RetentionMs    *int64                     `json:"retention_ms"`
+	RetentionBytes *int64                     `json:"retention_bytes"`
+	Compression    *string                    `json:"compression"`
+	Config         map[string]json.RawMessage `json:"config"`
+}
+
+// Config keys accepted under "config" (Kafka-style names).
+const (
+	cfgCompression    = "compression"
+	cfgRetentionMs    = "retention.ms"
+	cfgRetentionBytes = "retention.bytes"
+)
+
+func (s *HTTPServer) handleCreateTopic(w http.ResponseWriter, r *http.Request) error {
+	var req createTopicRequest
+	if err := s.decodeBody(w, r, &req); err != nil {
+		return err
+	}
+	if req.Name == nil || *req.Name == "" {
+		return badRequest("name is required (a non-empty string)")
+	}
+	partitions := int32(1)
+	if req.Partitions != nil {
+		partitions = *req.Partitions
+	}
+	var cfg fsm.TopicConfig
+	if req.RetentionMs != nil {
+		cfg.RetentionMs = *req.RetentionMs
+	}
+	if req.RetentionBytes != nil {
+		cfg.RetentionBytes = *req.RetentionBytes
+	}
+	if req.Compression != nil {
+		cfg.Compression = *req.Compression
+	}
+	keys := make([]string, 0, len(req.Config))
+	for k := range req.Config {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys) // deterministic error messages
+	for _, k := range keys {
+		raw := req.Config[k]
+		if isNull(raw) {
+			continue
+		}
+		field := "config." + k
+		switch k {
+		case cfgCompression:
+			var c string
+			if err := json.Unmarshal(raw, &c); err != nil {
+				return badRequest("%s: expected a string", field)
+			}
+			if req.Compression != nil && *req.Compression != c {
+				return badRequest("compression and config.compression disagree (%q vs %q); set one", *req.Compression, c)
+			}
+			cfg.Compression = c
+		case cfgRetentionMs, cfgRetentionBytes:
+			n, err := configInt(field, raw)
+			if err != nil {
+				return err
+			}
+			top, dst := req.RetentionMs, &cfg.RetentionMs
+			topName := "retention_ms"
+			if k == cfgRetentionBytes {
+				top, dst, topName = req.RetentionBytes, &cfg.RetentionBytes, "retention_bytes"
+			}
+			if top != nil && *top != n {
+				return badRequest("%s and %s disagree (%d vs %d); set one", topName, field, *top, n)
+			}
+			*dst = n
+		default:
+			return badRequest("%s: unknown config key %q (supported: %s, %s, %s)", field, k,
+				cfgCompression, cfgRetentionMs, cfgRetentionBytes)
+		}
+	}
+	t, err := s.topics.CreateTopic(r.Context(), *req.Name, partitions, cfg)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/v1/topics/"+url.PathEscape(t.Name))
+	writeJSON(w, http.StatusCreated, toTopicJSON(t))
+	return nil
+}
+
+// configInt accepts a JSON integer or a string holding one (Kafka tools send
+// config values as strings).
+func configInt(field string, raw json.RawMessage) (int64, error) {
+	var n int64
+	if err := json.Unmarshal(raw, &n); err == nil {
+		return n, nil
+	}
+	var str string
+	if err := json.Unmarshal(raw, &str); err == nil {
+		if n, err := strconv.ParseInt(strings.TrimSpace(str), 10, 64); err == nil {
+			return n, nil
+		}
+	}
+	return 0, badRequest("%s: expected an integer (or a string holding one), got %s", field, clip(string(raw)))
+}
+
+type topicsResponse struct {
+	Topics []topicJSON `json:"topics"`
+}
+
+func (s *HTTPServer) handleListTopics(w http.ResponseWriter, _ *http.Request) error {
+	ts := s.topics.Topics()
+	out := topicsResponse{Topics: make([]topicJSON, len(ts))}
+	for i, t := range ts {
+		out.Topics[i] = toTopicJSON(t)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *HTTPServer) handleGetTopic(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	t, err := s.topics.Topic(name)
+	if err != nil {
+		return err
+	}
+	ps, err := s.topics.Partitions(name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, topicDetailJSON{topicJSON: toTopicJSON(t), PartitionInfo: toPartitionsJSON(ps)})
+	return nil
+}
+
+func (s *HTTPServer) handleDeleteTopic(w http.ResponseWriter, r *http.Request) error {
+	if err := s.topics.DeleteTopic(r.Context(), r.PathValue("name")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+type partitionsResponse struct {
+	Partitions []partitionJSON `json:"partitions"`
+}
+
+func (s *HTTPServer) handlePartitions(w http.ResponseWriter, r *http.Request) error {
+	ps, err := s.topics.Partitions(r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, partitionsResponse{Partitions: toPartitionsJSON(ps)})
+	return nil
+}
