@@ -31,7 +31,6 @@ func (e *enc) nbytes(p []byte) {
 	e.b = append(e.b, p...)
 }
 
-
 // dec decodes what enc wrote. The first error sticks; later reads return
 // zero values, so callers check err once at the end.
 type dec struct {
@@ -125,7 +124,6 @@ func (d *dec) nbytes() []byte {
 	}
 	return p
 }
-
 
 // count reads a collection length and bounds it by the remaining input, so a
 // corrupt length can never cause a huge allocation.

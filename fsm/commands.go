@@ -16,6 +16,8 @@ const (
 	CmdAppendBatch
 	CmdCommitSegment
 	CmdAssignLeader
+	CmdTrimPartition
+	CmdObjectsDeleted
 )
 
 func (c CommandType) String() string {
@@ -30,6 +32,10 @@ func (c CommandType) String() string {
 		return "CommitSegment"
 	case CmdAssignLeader:
 		return "AssignLeader"
+	case CmdTrimPartition:
+		return "TrimPartition"
+	case CmdObjectsDeleted:
+		return "ObjectsDeleted"
 	}
 	return fmt.Sprintf("CommandType(%d)", uint8(c))
 }
@@ -55,11 +61,13 @@ type decoderFunc func(version uint8, d *dec) (Command, error)
 
 // decoders is the registration table: one entry per command type.
 var decoders = map[CommandType]decoderFunc{
-	CmdCreateTopic:   decodeCreateTopic,
-	CmdDeleteTopic:   decodeDeleteTopic,
-	CmdAppendBatch:   decodeAppendBatch,
-	CmdCommitSegment: decodeCommitSegment,
-	CmdAssignLeader:  decodeAssignLeader,
+	CmdCreateTopic:    decodeCreateTopic,
+	CmdDeleteTopic:    decodeDeleteTopic,
+	CmdAppendBatch:    decodeAppendBatch,
+	CmdCommitSegment:  decodeCommitSegment,
+	CmdAssignLeader:   decodeAssignLeader,
+	CmdTrimPartition:  decodeTrimPartition,
+	CmdObjectsDeleted: decodeObjectsDeleted,
 }
 
 // Decode parses an encoded command.
@@ -335,5 +343,68 @@ func decodeAssignLeader(v uint8, d *dec) (Command, error) {
 	c.Partition = d.i32()
 	c.Leader = d.str()
 	c.ExpectedEpoch = d.uv()
+	return c, nil
+}
+
+// TrimPartition applies retention: it drops the committed segments of a
+// partition that end below Before and moves the low watermark to Before,
+// which must be a segment boundary at or below the flushed offset. Objects
+// left without any reference are queued for deletion.
+type TrimPartition struct {
+	TopicID   uint64
+	Partition int32
+	Before    int64
+	Timestamp int64
+}
+
+// Type implements Command.
+func (*TrimPartition) Type() CommandType { return CmdTrimPartition }
+func (*TrimPartition) version() uint8    { return 1 }
+func (c *TrimPartition) encode(e *enc) {
+	e.uv(c.TopicID)
+	e.iv(int64(c.Partition))
+	e.iv(c.Before)
+	e.iv(c.Timestamp)
+}
+
+func decodeTrimPartition(v uint8, d *dec) (Command, error) {
+	if err := checkVersion(CmdTrimPartition, v, 1); err != nil {
+		return nil, err
+	}
+	c := &TrimPartition{}
+	c.TopicID = d.uv()
+	c.Partition = d.i32()
+	c.Before = d.iv()
+	c.Timestamp = d.iv()
+	return c, nil
+}
+
+// ObjectsDeleted records that queued objects were deleted from the store.
+type ObjectsDeleted struct {
+	Keys []string
+}
+
+// Type implements Command.
+func (*ObjectsDeleted) Type() CommandType { return CmdObjectsDeleted }
+func (*ObjectsDeleted) version() uint8    { return 1 }
+func (c *ObjectsDeleted) encode(e *enc) {
+	e.uv(uint64(len(c.Keys)))
+	for _, k := range c.Keys {
+		e.str(k)
+	}
+}
+
+func decodeObjectsDeleted(v uint8, d *dec) (Command, error) {
+	if err := checkVersion(CmdObjectsDeleted, v, 1); err != nil {
+		return nil, err
+	}
+	c := &ObjectsDeleted{}
+	n := d.count(1)
+	if n > 0 {
+		c.Keys = make([]string, n)
+		for i := range c.Keys {
+			c.Keys[i] = d.str()
+		}
+	}
 	return c, nil
 }

@@ -123,6 +123,10 @@ func (f *FSM) applyOne(index uint64, data []byte) (*Result, bool) {
 		return f.applyCommitSegment(c)
 	case *AssignLeader:
 		return f.applyAssignLeader(c)
+	case *TrimPartition:
+		return f.applyTrimPartition(c)
+	case *ObjectsDeleted:
+		return f.applyObjectsDeleted(c)
 	}
 	panic(fmt.Sprintf("fsm: command type %s has a decoder but no apply", cmd.Type()))
 }
@@ -171,7 +175,13 @@ func (f *FSM) applyDeleteTopic(c *DeleteTopic) (*Result, bool) {
 		return fail(CodeTopicNotFound, "topic %q not found", c.Name), false
 	}
 	for i := int32(0); i < t.Partitions; i++ {
-		delete(s.Partitions, PartitionKey{t.ID, i})
+		k := PartitionKey{t.ID, i}
+		if p, ok := s.Partitions[k]; ok {
+			for _, r := range p.Segments {
+				s.deref(r.ObjectKey)
+			}
+		}
+		delete(s.Partitions, k)
 	}
 	delete(s.Topics, t.Name)
 	delete(s.TopicsByID, t.ID)
@@ -239,6 +249,8 @@ func (f *FSM) applyCommitSegment(c *CommitSegment) (*Result, bool) {
 		r.ObjectKey = c.ObjectKey
 		r.CommittedAt = c.Timestamp
 		p.Segments = append(p.Segments, r)
+		f.state.ObjectRefs[c.ObjectKey]++
+		delete(f.state.PendingDeletes, c.ObjectKey)
 		p.FlushedOffset = r.LastOffset + 1
 		res.Accepted[i] = true
 		accepted = true
@@ -261,6 +273,43 @@ func (f *FSM) applyAssignLeader(c *AssignLeader) (*Result, bool) {
 	p.Leader = c.Leader
 	p.LeaderEpoch++
 	return &Result{Epoch: p.LeaderEpoch}, true
+}
+
+func (f *FSM) applyTrimPartition(c *TrimPartition) (*Result, bool) {
+	p, res := f.partitionFor(c.TopicID, c.Partition)
+	if res != nil {
+		return res, false
+	}
+	if c.Before <= p.LowWatermark {
+		return &Result{}, false // already trimmed that far: idempotent
+	}
+	if c.Before > p.FlushedOffset {
+		return fail(CodeInvalid, "cannot trim to %d: only offsets below %d are flushed", c.Before, p.FlushedOffset), false
+	}
+	drop := 0
+	for drop < len(p.Segments) && p.Segments[drop].LastOffset < c.Before {
+		drop++
+	}
+	boundary := p.FlushedOffset
+	if drop < len(p.Segments) {
+		boundary = p.Segments[drop].BaseOffset
+	}
+	if c.Before != boundary {
+		return fail(CodeInvalid, "trim point %d is not a segment boundary (next boundary %d)", c.Before, boundary), false
+	}
+	for _, r := range p.Segments[:drop] {
+		f.state.deref(r.ObjectKey)
+	}
+	p.Segments = append([]SegmentRef(nil), p.Segments[drop:]...)
+	p.LowWatermark = c.Before
+	return &Result{}, true
+}
+
+func (f *FSM) applyObjectsDeleted(c *ObjectsDeleted) (*Result, bool) {
+	for _, k := range c.Keys {
+		delete(f.state.PendingDeletes, k)
+	}
+	return &Result{}, false
 }
 
 // ---- read API (copies; safe for concurrent use) ----
@@ -396,4 +445,19 @@ func (f *FSM) Segments(topicID uint64, part int32) []SegmentRef {
 		return nil
 	}
 	return append([]SegmentRef(nil), p.Segments...)
+}
+
+// PendingDeletes returns the objects queued for deletion, sorted.
+func (f *FSM) PendingDeletes() []string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.sortedPendingDeletes()
+}
+
+// ObjectReferenced reports whether a committed segment references key or
+// it is queued for deletion (either way the garbage collector keeps off it).
+func (f *FSM) ObjectReferenced(key string) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.ObjectRefs[key] > 0 || f.state.PendingDeletes[key]
 }

@@ -109,6 +109,8 @@ func TestCommandCodecRoundTrip(t *testing.T) {
 		appendCmd(7, 2, 3, "x", "y"),
 		&CommitSegment{Node: "a", ObjectKey: "segments/x.seg", Timestamp: 5, Entries: []CommitEntry{{TopicID: 7, Partition: 1, LeaderEpoch: 2, Ref: SegmentRef{ByteOffset: 1, ByteLength: 2, BaseOffset: 3, LastOffset: 4, RecordCount: 2, MinTimestamp: 5, MaxTimestamp: 6, Compression: 1, CRC: 0xdeadbeef, UncompressedSize: 9}}}},
 		&AssignLeader{TopicID: 7, Partition: 1, Leader: "b", ExpectedEpoch: 4},
+		&TrimPartition{TopicID: 7, Partition: 1, Before: 100, Timestamp: 9},
+		&ObjectsDeleted{Keys: []string{"a", "b"}},
 	}
 	for _, c := range cmds {
 		got, err := Decode(Encode(c))
@@ -366,7 +368,13 @@ func TestSnapshotRoundTripPerCommand(t *testing.T) {
 	h.mustOK(commitCmd(id, 0, 1, 0, 1))
 	snapshotRoundTrip(t, h)
 	h.mustOK(&AssignLeader{TopicID: id, Partition: 1, Leader: "n2", ExpectedEpoch: 1})
+	snapshotRoundTrip(t, h)
+	h.mustOK(&TrimPartition{TopicID: id, Partition: 0, Before: 2})
+	h.mustOK(&ObjectsDeleted{Keys: []string{"never-queued"}})
 	h2 := snapshotRoundTrip(t, h)
+	if got := h2.f.PendingDeletes(); len(got) != 1 || got[0] != "obj" {
+		t.Fatalf("pending deletes after restore = %v", got)
+	}
 
 	// The snapshot carried exactly the unflushed batches: partition 0's
 	// batch at offset 2 and partition 1's batch; not the flushed one.
@@ -452,4 +460,64 @@ func FuzzDecodeRecords(f *testing.F) {
 			t.Fatalf("records do not survive re-encoding: %v", err)
 		}
 	})
+}
+
+func commitObj(id uint64, part int32, key string, base, last int64) *CommitSegment {
+	c := commitCmd(id, part, 1, base, last)
+	c.ObjectKey = key
+	return c
+}
+
+func TestApplyTrimPartitionAndObjectLifecycle(t *testing.T) {
+	h := newHarness(t)
+	id := h.mustOK(&CreateTopic{Name: "t", Partitions: 2, Leaders: []string{"n1", "n1"}}).TopicID
+	h.mustOK(appendCmd(id, 0, 1, "a", "b", "c", "d", "e"))
+	h.mustOK(appendCmd(id, 1, 1, "x"))
+	// One object holds partition 0 [0,1] and partition 1 [0,0]; a second
+	// object holds partition 0 [2,3].
+	shared := &CommitSegment{Node: "n1", ObjectKey: "o1", Entries: []CommitEntry{
+		{TopicID: id, Partition: 0, LeaderEpoch: 1, Ref: SegmentRef{BaseOffset: 0, LastOffset: 1, RecordCount: 2}},
+		{TopicID: id, Partition: 1, LeaderEpoch: 1, Ref: SegmentRef{BaseOffset: 0, LastOffset: 0, RecordCount: 1}},
+	}}
+	h.mustOK(shared)
+	h.mustOK(commitObj(id, 0, "o2", 2, 3))
+	if !h.f.ObjectReferenced("o1") || !h.f.ObjectReferenced("o2") || h.f.ObjectReferenced("o3") {
+		t.Fatal("references wrong after commits")
+	}
+	for _, bad := range []*TrimPartition{
+		{TopicID: id, Partition: 0, Before: 1}, // not a boundary
+		{TopicID: id, Partition: 0, Before: 5}, // past flushed offset (4)
+	} {
+		if err := h.apply(bad).Err(); !errors.Is(err, ErrInvalidCommand) {
+			t.Errorf("%+v: %v", bad, err)
+		}
+	}
+	if err := h.apply(&TrimPartition{TopicID: 99, Partition: 0, Before: 2}).Err(); !errors.Is(err, ErrTopicNotFound) {
+		t.Errorf("unknown topic: %v", err)
+	}
+	// Trim partition 0 to 2: o1 is still referenced by partition 1.
+	h.mustOK(&TrimPartition{TopicID: id, Partition: 0, Before: 2})
+	p, _ := h.f.Partition(id, 0)
+	if p.LowWatermark != 2 || p.Segments != 1 {
+		t.Fatalf("after trim: %+v", p)
+	}
+	if len(h.f.PendingDeletes()) != 0 || !h.f.ObjectReferenced("o1") {
+		t.Fatal("shared object queued while still referenced")
+	}
+	// Trimming again to the same point is a no-op.
+	h.mustOK(&TrimPartition{TopicID: id, Partition: 0, Before: 2})
+	// Trim to the flushed offset: every segment goes, o2 is queued.
+	h.mustOK(&TrimPartition{TopicID: id, Partition: 0, Before: 4})
+	if got := h.f.PendingDeletes(); len(got) != 1 || got[0] != "o2" {
+		t.Fatalf("pending = %v", got)
+	}
+	// Deleting the topic releases o1 too.
+	h.mustOK(&DeleteTopic{Name: "t"})
+	if got := h.f.PendingDeletes(); len(got) != 2 {
+		t.Fatalf("pending after delete = %v", got)
+	}
+	h.mustOK(&ObjectsDeleted{Keys: []string{"o1", "o2"}})
+	if got := h.f.PendingDeletes(); len(got) != 0 || h.f.ObjectReferenced("o1") {
+		t.Fatalf("pending after ObjectsDeleted = %v", got)
+	}
 }

@@ -141,6 +141,11 @@ func encodeState(st *State) []byte {
 			e.iv(r.CommittedAt)
 		}
 	}
+	pending := st.sortedPendingDeletes()
+	e.uv(uint64(len(pending)))
+	for _, k := range pending {
+		e.str(k)
+	}
 	return e.b
 }
 
@@ -183,6 +188,11 @@ func decodeState(b []byte) (*State, error) {
 		}
 		st.Partitions[PartitionKey{p.TopicID, p.Index}] = p
 	}
+	nd := d.count(1)
+	for i := 0; i < nd && d.err == nil; i++ {
+		st.PendingDeletes[d.str()] = true
+	}
+	st.rebuildRefs()
 	if err := d.done("snapshot state"); err != nil {
 		return nil, err
 	}

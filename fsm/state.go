@@ -67,14 +67,51 @@ type State struct {
 	Partitions map[PartitionKey]*Partition
 	// LastApplied is the Raft index of the last applied command.
 	LastApplied uint64
+	// ObjectRefs counts, per object key, the committed segments (partition
+	// blocks) that reference it. Derived from Partitions; not snapshotted.
+	ObjectRefs map[string]int
+	// PendingDeletes are objects no longer referenced by any partition
+	// (retention, topic deletion), to be deleted from the object store.
+	PendingDeletes map[string]bool
 }
 
 func newState() *State {
 	return &State{
-		Topics:     map[string]*Topic{},
-		TopicsByID: map[uint64]*Topic{},
-		Partitions: map[PartitionKey]*Partition{},
+		Topics:         map[string]*Topic{},
+		TopicsByID:     map[uint64]*Topic{},
+		Partitions:     map[PartitionKey]*Partition{},
+		ObjectRefs:     map[string]int{},
+		PendingDeletes: map[string]bool{},
 	}
+}
+
+// deref drops one reference to an object; the last one queues it for
+// deletion.
+func (s *State) deref(key string) {
+	s.ObjectRefs[key]--
+	if s.ObjectRefs[key] <= 0 {
+		delete(s.ObjectRefs, key)
+		s.PendingDeletes[key] = true
+	}
+}
+
+// rebuildRefs recomputes ObjectRefs from the partitions' segments.
+func (s *State) rebuildRefs() {
+	s.ObjectRefs = map[string]int{}
+	for _, p := range s.Partitions {
+		for _, r := range p.Segments {
+			s.ObjectRefs[r.ObjectKey]++
+		}
+	}
+}
+
+func (s *State) sortedPendingDeletes() []string {
+	out := make([]string, 0, len(s.PendingDeletes))
+	for k := range s.PendingDeletes {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func (t *Topic) clone() *Topic { c := *t; return &c }
@@ -96,6 +133,12 @@ func (s *State) clone() *State {
 	}
 	for k, p := range s.Partitions {
 		c.Partitions[k] = p.clone()
+	}
+	for k, n := range s.ObjectRefs {
+		c.ObjectRefs[k] = n
+	}
+	for k := range s.PendingDeletes {
+		c.PendingDeletes[k] = true
 	}
 	return c
 }

@@ -115,6 +115,15 @@ func (f *Fetcher) read(ctx context.Context, k fsm.PartitionKey, info fsm.Partiti
 		var err error
 		if off < info.FlushedOffset {
 			got, err = f.readSegment(ctx, k, off)
+			if err != nil {
+				// Retention may have removed the segment under us.
+				if fresh, ok := f.meta.Partition(k.TopicID, k.Partition); ok && off < fresh.LowWatermark {
+					if len(res.Records) > 0 {
+						break
+					}
+					return res, &fsm.OffsetOutOfRangeError{Requested: off, LowWatermark: fresh.LowWatermark, HighWatermark: fresh.NextOffset}
+				}
+			}
 		} else {
 			got, err = f.store.Read(k, off, req.MaxRecords-len(res.Records), req.MaxBytes-bytes)
 			if errors.Is(err, ErrNotInStore) {
@@ -167,6 +176,10 @@ func (f *Fetcher) readSegment(ctx context.Context, k fsm.PartitionKey, off int64
 	i := int(off - ref.BaseOffset)
 	if i < 0 || i >= len(recs) || recs[i].Offset != off {
 		return nil, fmt.Errorf("read segment %s: offset %d not where the index says", ref.ObjectKey, off)
+	}
+	// Sequential reader: warm the cache with the partition's next block.
+	if next, ok := f.meta.SegmentFor(k.TopicID, k.Partition, ref.LastOffset+1); ok {
+		f.segs.Prefetch(ctx, k.TopicID, k.Partition, next)
 	}
 	return recs[i:], nil
 }

@@ -50,8 +50,10 @@ func (d *directProposer) Placement(n int32) []string {
 // read paths (the real s3seg adapter is exercised by the agent's tests).
 type memSegments struct {
 	mu      sync.Mutex
-	objects map[string][]SegmentPart
-	puts    int
+	objects  map[string][]SegmentPart
+	modified map[string]time.Time
+	puts     int
+	now      func() time.Time
 	fail    error
 }
 
@@ -67,10 +69,18 @@ func (m *memSegments) WriteSegment(_ context.Context, parts []SegmentPart) (stri
 		m.objects = map[string][]SegmentPart{}
 	}
 	m.objects[key] = parts
+	if m.modified == nil {
+		m.modified = map[string]time.Time{}
+	}
+	m.modified[key] = time.Now()
+	if m.now != nil {
+		m.modified[key] = m.now()
+	}
 	refs := make([]fsm.SegmentRef, len(parts))
 	for i, p := range parts {
 		refs[i] = fsm.SegmentRef{ObjectKey: key, ByteOffset: int64(i), BaseOffset: p.Records[0].Offset,
-			LastOffset: p.Records[len(p.Records)-1].Offset, RecordCount: int32(len(p.Records))}
+			LastOffset: p.Records[len(p.Records)-1].Offset, RecordCount: int32(len(p.Records)),
+			MinTimestamp: p.Records[0].Timestamp, MaxTimestamp: p.Records[len(p.Records)-1].Timestamp, ByteLength: 100}
 	}
 	return key, refs, nil
 }
@@ -83,6 +93,25 @@ func (m *memSegments) ReadSegment(_ context.Context, topicID uint64, part int32,
 		return nil, fmt.Errorf("wrong block")
 	}
 	return p.Records, nil
+}
+
+func (m *memSegments) Prefetch(context.Context, uint64, int32, fsm.SegmentRef) {}
+
+func (m *memSegments) ListObjects(context.Context) ([]ObjectInfo, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []ObjectInfo
+	for k := range m.objects {
+		out = append(out, ObjectInfo{Key: k, LastModified: m.modified[k]})
+	}
+	return out, nil
+}
+
+func (m *memSegments) DeleteObject(_ context.Context, key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.objects, key)
+	return nil
 }
 
 type env struct {

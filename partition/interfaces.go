@@ -2,6 +2,7 @@ package partition
 
 import (
 	"context"
+	"time"
 
 	"github.com/streamhouse/streamhouse/fsm"
 )
@@ -24,6 +25,9 @@ type Metadata interface {
 	SegmentFor(topicID uint64, part int32, offset int64) (fsm.SegmentRef, bool)
 	Changed() <-chan struct{}
 	LastApplied() uint64
+	Segments(topicID uint64, part int32) []fsm.SegmentRef
+	PendingDeletes() []string
+	ObjectReferenced(key string) bool
 }
 
 // SegmentPart is one partition's records for a segment object.
@@ -43,6 +47,25 @@ type SegmentStore interface {
 	WriteSegment(ctx context.Context, parts []SegmentPart) (key string, refs []fsm.SegmentRef, err error)
 	// ReadSegment returns the records of one committed partition block.
 	ReadSegment(ctx context.Context, topicID uint64, partition int32, ref fsm.SegmentRef) ([]fsm.FetchedRecord, error)
+	// Prefetch warms the cache with a block expected to be read next.
+	Prefetch(ctx context.Context, topicID uint64, partition int32, ref fsm.SegmentRef)
+	// ListObjects lists segment objects (for garbage collection).
+	ListObjects(ctx context.Context) ([]ObjectInfo, error)
+	// DeleteObject deletes one segment object; a missing object is not an error.
+	DeleteObject(ctx context.Context, key string) error
+}
+
+// ObjectInfo describes a stored segment object.
+type ObjectInfo struct {
+	Key          string
+	Size         int64
+	LastModified time.Time
+}
+
+// Leadership tells whether this agent runs the cluster-wide loops (the Raft
+// leader does).
+type Leadership interface {
+	IsLeader() bool
 }
 
 // Placement picks leaders for new partitions (implemented by cluster.Node).

@@ -1,0 +1,248 @@
+package partition
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/streamhouse/streamhouse/fsm"
+)
+
+// JanitorConfig configures retention and object garbage collection.
+type JanitorConfig struct {
+	// Interval between rounds; default 30 s.
+	Interval time.Duration
+	// OrphanGrace: an object that no committed segment references (an upload
+	// whose commit was rejected or never happened) is deleted once it is
+	// this old; default 1 h. It must exceed the longest upload→commit time.
+	OrphanGrace time.Duration
+	Logger      *slog.Logger
+	Clock       func() time.Time
+}
+
+// JanitorMetrics are the janitor's collectors.
+type JanitorMetrics struct {
+	SegmentsExpired prometheus.Counter
+	ObjectsDeleted  prometheus.Counter
+	OrphansDeleted  prometheus.Counter
+}
+
+// NewJanitorMetrics creates and registers the janitor's collectors.
+func NewJanitorMetrics(reg prometheus.Registerer) *JanitorMetrics {
+	m := &JanitorMetrics{
+		SegmentsExpired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "streamhouse_retention_segments_expired_total", Help: "Partition segments removed by retention.",
+		}),
+		ObjectsDeleted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "streamhouse_objects_deleted_total", Help: "Segment objects deleted after retention or topic deletion released them.",
+		}),
+		OrphansDeleted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "streamhouse_orphan_objects_deleted_total", Help: "Uploaded but never committed segment objects deleted after the grace period.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.SegmentsExpired, m.ObjectsDeleted, m.OrphansDeleted)
+	}
+	return m
+}
+
+// Janitor runs on the Raft leader: it applies per-topic retention through
+// committed TrimPartition commands, then deletes the objects the state
+// machine released (and records that with ObjectsDeleted), and deletes
+// orphaned uploads after a grace period. Objects are deleted only after the
+// command that stopped referencing them is committed.
+type Janitor struct {
+	cfg      JanitorConfig
+	meta     Metadata
+	segs     SegmentStore
+	proposer Proposer
+	leader   Leadership
+	metrics  *JanitorMetrics
+	log      *slog.Logger
+	errs     func(string)
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// NewJanitor returns a Janitor; Start runs it.
+func NewJanitor(cfg JanitorConfig, meta Metadata, segs SegmentStore, proposer Proposer, leader Leadership, m *JanitorMetrics, errs func(string)) *Janitor {
+	if cfg.Interval <= 0 {
+		cfg.Interval = 30 * time.Second
+	}
+	if cfg.OrphanGrace <= 0 {
+		cfg.OrphanGrace = time.Hour
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if m == nil {
+		m = NewJanitorMetrics(nil)
+	}
+	if errs == nil {
+		errs = func(string) {}
+	}
+	return &Janitor{cfg: cfg, meta: meta, segs: segs, proposer: proposer, leader: leader, metrics: m,
+		log: cfg.Logger.With("component", "janitor"), errs: errs}
+}
+
+// Start runs rounds every Interval until Close.
+func (j *Janitor) Start(ctx context.Context) {
+	ctx, j.cancel = context.WithCancel(ctx)
+	j.done = make(chan struct{})
+	go func() {
+		defer close(j.done)
+		t := time.NewTicker(j.cfg.Interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if err := j.RunOnce(ctx); err != nil && ctx.Err() == nil {
+				j.errs("janitor")
+				j.log.Warn("janitor round failed; retrying next round", "err", err)
+			}
+		}
+	}()
+}
+
+// Close stops the loop.
+func (j *Janitor) Close() {
+	if j.cancel != nil {
+		j.cancel()
+		<-j.done
+	}
+}
+
+// RunOnce runs one round (only on the Raft leader).
+func (j *Janitor) RunOnce(ctx context.Context) error {
+	if !j.leader.IsLeader() {
+		return nil
+	}
+	return errors.Join(j.applyRetention(ctx), j.deleteReleased(ctx), j.collectOrphans(ctx))
+}
+
+// RetentionPoint returns the new low watermark for a partition's committed
+// segments under cfg, or -1 when nothing expires. Only whole, flushed
+// segments expire: by age (max record timestamp older than RetentionMs) and
+// by size (Kafka's rule: drop the oldest while the rest still holds at least
+// RetentionBytes).
+func RetentionPoint(segs []fsm.SegmentRef, flushed int64, cfg fsm.TopicConfig, nowMs int64) int64 {
+	drop := 0
+	if cfg.RetentionMs > 0 {
+		for drop < len(segs) && segs[drop].MaxTimestamp < nowMs-cfg.RetentionMs {
+			drop++
+		}
+	}
+	if cfg.RetentionBytes > 0 {
+		var total int64
+		for _, s := range segs {
+			total += s.ByteLength
+		}
+		bySize := 0
+		for bySize < len(segs) && total-segs[bySize].ByteLength >= cfg.RetentionBytes {
+			total -= segs[bySize].ByteLength
+			bySize++
+		}
+		drop = max(drop, bySize)
+	}
+	if drop == 0 {
+		return -1
+	}
+	if drop == len(segs) {
+		return flushed
+	}
+	return segs[drop].BaseOffset
+}
+
+func (j *Janitor) applyRetention(ctx context.Context) error {
+	now := j.cfg.Clock().UnixMilli()
+	var errs []error
+	for _, t := range j.meta.Topics() {
+		if t.Config.RetentionMs <= 0 && t.Config.RetentionBytes <= 0 {
+			continue
+		}
+		for _, p := range j.meta.Partitions(t.ID) {
+			segs := j.meta.Segments(t.ID, p.Partition)
+			before := RetentionPoint(segs, p.FlushedOffset, t.Config, now)
+			if before <= p.LowWatermark {
+				continue
+			}
+			res, err := j.proposer.Propose(ctx, fsm.Encode(&fsm.TrimPartition{TopicID: t.ID, Partition: p.Partition, Before: before, Timestamp: now}))
+			if err == nil {
+				err = res.Err()
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("trim %s/%d to %d: %w", t.Name, p.Partition, before, err))
+				continue
+			}
+			expired := 0
+			for _, s := range segs {
+				if s.LastOffset < before {
+					expired++
+				}
+			}
+			j.metrics.SegmentsExpired.Add(float64(expired))
+			j.log.Info("retention trimmed partition", "topic", t.Name, "partition", p.Partition, "low_watermark", before, "segments", expired)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (j *Janitor) deleteReleased(ctx context.Context) error {
+	pending := j.meta.PendingDeletes()
+	if len(pending) == 0 {
+		return nil
+	}
+	var deleted []string
+	var errs []error
+	for _, key := range pending {
+		if err := j.segs.DeleteObject(ctx, key); err != nil {
+			errs = append(errs, fmt.Errorf("delete %s: %w", key, err))
+			continue
+		}
+		deleted = append(deleted, key)
+	}
+	if len(deleted) > 0 {
+		res, err := j.proposer.Propose(ctx, fsm.Encode(&fsm.ObjectsDeleted{Keys: deleted}))
+		if err == nil {
+			err = res.Err()
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("record deleted objects: %w", err))
+		} else {
+			j.metrics.ObjectsDeleted.Add(float64(len(deleted)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (j *Janitor) collectOrphans(ctx context.Context) error {
+	objs, err := j.segs.ListObjects(ctx)
+	if err != nil {
+		return fmt.Errorf("list objects: %w", err)
+	}
+	cutoff := j.cfg.Clock().Add(-j.cfg.OrphanGrace)
+	var errs []error
+	for _, o := range objs {
+		if o.LastModified.After(cutoff) || j.meta.ObjectReferenced(o.Key) {
+			continue
+		}
+		if err := j.segs.DeleteObject(ctx, o.Key); err != nil {
+			errs = append(errs, fmt.Errorf("delete orphan %s: %w", o.Key, err))
+			continue
+		}
+		j.metrics.OrphansDeleted.Inc()
+		j.log.Info("deleted orphaned segment object", "key", o.Key, "age", j.cfg.Clock().Sub(o.LastModified).Round(time.Second))
+	}
+	return errors.Join(errs...)
+}
