@@ -1,0 +1,33 @@
+//go:build linux
+
+package wal
+
+import (
+	"errors"
+	"os"
+	"syscall"
+)
+
+// datasync flushes the file's data and the metadata needed to read it
+// (fdatasync: the size, not the timestamps).
+func datasync(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		for {
+			serr = syscall.Fdatasync(int(fd))
+			if !errors.Is(serr, syscall.EINTR) {
+				return
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: serr}
+	}
+	return nil
+}
