@@ -49,12 +49,12 @@ func (d *directProposer) Placement(n int32) []string {
 // memSegments is an in-memory SegmentStore for unit tests of the flush and
 // read paths (the real s3seg adapter is exercised by the agent's tests).
 type memSegments struct {
-	mu      sync.Mutex
+	mu       sync.Mutex
 	objects  map[string][]SegmentPart
 	modified map[string]time.Time
 	puts     int
 	now      func() time.Time
-	fail    error
+	fail     error
 }
 
 func (m *memSegments) WriteSegment(_ context.Context, parts []SegmentPart) (string, []fsm.SegmentRef, error) {

@@ -54,9 +54,12 @@ type agent struct {
 	node     *cluster.Node
 	producer *partition.Producer
 	flusher  *partition.Flusher
+	janitor  *partition.Janitor
+	ready    *readiness
 	http     *transport.HTTPServer
 	objects  s3seg.ObjectStore
 
+	lock   *dirLock
 	cancel context.CancelFunc
 	pruned chan struct{}
 }
@@ -77,6 +80,9 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 
 	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("DATA_DIR %s: %w", c.DataDir, err)
+	}
+	if a.lock, err = lockDataDir(c.DataDir); err != nil {
+		return nil, err
 	}
 	walOpts := wal.Options{Dir: c.WALDir, SyncInterval: time.Duration(c.WALSyncMs) * time.Millisecond, Logger: log, Registerer: a.registry}
 	if !c.WALEnabled {
@@ -103,12 +109,9 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 		return nil, err
 	}
 
-	local, err := s3seg.NewLocalStore(filepath.Join(c.DataDir, "objects"))
-	if err != nil {
-		return nil, fmt.Errorf("local object store: %w", err)
+	if err := a.openObjectStore(ctx); err != nil {
+		return nil, err
 	}
-	a.objects = s3seg.Instrumented(local, a.registry, "local")
-	log.Info("object store: local directory", "dir", local.Dir())
 	if c.DatabaseURL == "" {
 		log.Info("DATABASE_URL is not set: Postgres checkpoints disabled")
 	} else {
@@ -127,6 +130,11 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 		NodeID: c.NodeID, MaxBytes: c.SegmentMaxBytes, MaxAge: time.Duration(c.SegmentMaxAgeMs) * time.Millisecond, Logger: log,
 	}, a.fsm, a.store, segs, a.node, partition.NewFlusherMetrics(a.registry), func(kind string) { errorsTotal.WithLabelValues(kind).Inc() })
 	registerStoreMetrics(a.registry, a.store)
+	a.janitor = partition.NewJanitor(partition.JanitorConfig{
+		Interval: time.Duration(c.RetentionCheckMs) * time.Millisecond, OrphanGrace: time.Duration(c.OrphanGraceMs) * time.Millisecond, Logger: log,
+	}, a.fsm, segs, a.node, a.node, partition.NewJanitorMetrics(a.registry), func(kind string) { errorsTotal.WithLabelValues(kind).Inc() })
+	a.ready = &readiness{node: a.node, objects: a.objects, store: a.store, maxUnflushed: c.MaxUnflushedBytes, log: log}
+	a.ready.start(5 * time.Second)
 
 	bg, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
@@ -136,16 +144,45 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 		partition.RunPruner(bg, a.fsm, a.store, log)
 	}()
 	a.flusher.Start(bg)
+	a.janitor.Start(bg)
 
 	a.http = transport.NewHTTPServer(transport.HTTPConfig{
 		Addr: net.JoinHostPort(c.BindAddr, strconv.Itoa(c.HTTPPort)), MaxRecordBytes: c.MaxRecordBytes,
 		Gatherer: a.registry, Registerer: a.registry, Errors: errorsTotal, Logger: log,
-	}, admin, a.producer, fetcher, a.node)
+	}, admin, a.producer, fetcher, a.ready)
 	if err := a.http.Start(ctx); err != nil {
 		return nil, fmt.Errorf("HTTP_PORT %d: %w", c.HTTPPort, err)
 	}
 	log.Info("agent started", "http", a.http.Addr(), "peer", peerAddr, "data_dir", c.DataDir, "wal_enabled", c.WALEnabled)
 	return a, nil
+}
+
+// openObjectStore opens S3 when S3_BUCKET is set, else the local-directory
+// store under DATA_DIR/objects. S3 is not contacted here: an unreachable
+// store or a missing bucket is reported by /ready and the logs, and produce
+// keeps working (records stay in the WAL) until the backlog bound.
+func (a *agent) openObjectStore(ctx context.Context) error {
+	c := a.cfg
+	if c.S3Bucket == "" {
+		local, err := s3seg.NewLocalStore(filepath.Join(c.DataDir, "objects"))
+		if err != nil {
+			return fmt.Errorf("local object store: %w", err)
+		}
+		a.objects = s3seg.Instrumented(local, a.registry, "local")
+		a.log.Info("object store: local directory (set S3_BUCKET to use S3)", "dir", local.Dir())
+		return nil
+	}
+	s3, err := s3seg.NewS3Store(ctx, s3seg.S3Config{
+		Endpoint: c.S3Endpoint, Bucket: c.S3Bucket, Region: c.S3Region, PathStyle: c.S3PathStyle,
+		AccessKeyID: c.AWSAccessKeyID, SecretAccessKey: c.AWSSecretKey,
+		RequestTimeout: time.Duration(c.S3TimeoutMs) * time.Millisecond,
+	})
+	if err != nil {
+		return fmt.Errorf("S3 object store (S3_BUCKET=%s): %w", c.S3Bucket, err)
+	}
+	a.objects = s3seg.Instrumented(s3, a.registry, "s3")
+	a.log.Info("object store: S3", "bucket", c.S3Bucket, "endpoint", c.S3Endpoint, "region", c.S3Region, "path_style", c.S3PathStyle)
+	return nil
 }
 
 func registerStoreMetrics(reg prometheus.Registerer, s *partition.Store) {
@@ -167,6 +204,12 @@ func (a *agent) Close(ctx context.Context) error {
 	if a.flusher != nil {
 		a.flusher.Close()
 	}
+	if a.janitor != nil {
+		a.janitor.Close()
+	}
+	if a.ready != nil {
+		a.ready.stop()
+	}
 	if a.cancel != nil {
 		a.cancel()
 		<-a.pruned
@@ -177,5 +220,6 @@ func (a *agent) Close(ctx context.Context) error {
 	if a.wal != nil {
 		errs = append(errs, a.wal.Close())
 	}
+	a.lock.release()
 	return errors.Join(errs...)
 }

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +19,7 @@ func testConfig(t testing.TB, dir string) *agentCmd {
 		BindAddr: "127.0.0.1", WALEnabled: true, BatchSize: 1000, BatchTimeoutMs: 2,
 		SegmentMaxBytes: 8 << 20, SegmentMaxAgeMs: 200, MaxRecordBytes: 1 << 20,
 		MaxUnflushedBytes: 256 << 20, SegmentCacheSize: 16 << 20, LogLevel: "warn", LogFormat: "text",
+		S3Region: "us-east-1", S3TimeoutMs: 2000, RetentionCheckMs: 30000, OrphanGraceMs: 3600000,
 	}
 	if err := c.validate(); err != nil {
 		t.Fatal(err)
@@ -257,4 +261,39 @@ func murmurForTest(s string) int32 {
 	h *= m
 	h ^= h >> 15
 	return int32(h)
+}
+
+func TestSecondAgentOnSameDataDirIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	a, _ := startTestAgent(t, testConfig(t, dir))
+	defer a.Close(context.Background())
+	_, err := startAgent(context.Background(), testConfig(t, dir))
+	if err == nil || !strings.Contains(err.Error(), "in use by another streamhouse agent") {
+		t.Fatalf("second agent on the same DATA_DIR: %v", err)
+	}
+}
+
+func TestInvalidConfigNamesTheVariable(t *testing.T) {
+	cases := map[string][]string{
+		"HTTP_PORT":             {"HTTP_PORT=abc"},
+		"BATCH_SIZE":            {"BATCH_SIZE=0"},
+		"WAL_ENABLED":           {"WAL_ENABLED=maybe"},
+		"LOG_LEVEL":             {"LOG_LEVEL=loud"},
+		"SEGMENT_MAX_AGE_MS":    {"SEGMENT_MAX_AGE_MS=-5"},
+		"S3_ENDPOINT":           {"S3_ENDPOINT=not a url", "S3_BUCKET=b"},
+		"AWS_SECRET_ACCESS_KEY": {"AWS_ACCESS_KEY_ID=x"},
+	}
+	for name, env := range cases {
+		cmd := exec.Command(agentBinary(t), "agent")
+		cmd.Env = append(os.Environ(), append(env, "DATA_DIR="+t.TempDir())...)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+			t.Errorf("%s: agent did not exit non-zero: %v\n%s", name, err, out)
+			continue
+		}
+		if !strings.Contains(string(out), name) {
+			t.Errorf("%s: message does not name the variable: %s", name, out)
+		}
+	}
 }

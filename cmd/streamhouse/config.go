@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,6 +36,16 @@ type agentCmd struct {
 	MaxRecordBytes    int   `name:"max-record-bytes" env:"MAX_RECORD_BYTES" default:"1048576" help:"Largest accepted record (key+value+headers)."`
 	MaxUnflushedBytes int64 `name:"max-unflushed-bytes" env:"MAX_UNFLUSHED_BYTES" default:"268435456" help:"Above this many unflushed bytes produce answers 503 (retry later)."`
 	SegmentCacheSize  int64 `name:"segment-cache-size" env:"SEGMENT_CACHE_SIZE" default:"268435456" help:"Bytes of segment blocks cached in memory (LRU); 0 disables."`
+
+	S3Endpoint       string `name:"s3-endpoint" env:"S3_ENDPOINT" help:"S3-compatible endpoint URL (MinIO, DigitalOcean Spaces); unset = AWS S3."`
+	S3Bucket         string `name:"s3-bucket" env:"S3_BUCKET" help:"Bucket for segment objects; unset = local-directory object store under DATA_DIR/objects."`
+	S3Region         string `name:"s3-region" env:"S3_REGION,AWS_REGION" default:"us-east-1" help:"S3 region."`
+	S3PathStyle      bool   `name:"s3-path-style" env:"S3_PATH_STYLE" default:"false" negatable:"" help:"Path-style bucket addressing (true for MinIO)."`
+	AWSAccessKeyID   string `name:"aws-access-key-id" env:"AWS_ACCESS_KEY_ID" help:"S3 access key; unset = the AWS SDK's default credential chain."`
+	AWSSecretKey     string `name:"aws-secret-access-key" env:"AWS_SECRET_ACCESS_KEY" help:"S3 secret key."`
+	S3TimeoutMs      int    `name:"s3-timeout-ms" env:"S3_TIMEOUT_MS" default:"10000" help:"Timeout of one S3 request attempt (ms)."`
+	RetentionCheckMs int    `name:"retention-check-ms" env:"RETENTION_CHECK_MS" default:"30000" help:"How often the Raft leader applies retention and deletes released objects (ms)."`
+	OrphanGraceMs    int64  `name:"orphan-grace-ms" env:"ORPHAN_GRACE_MS" default:"3600000" help:"Uploaded-but-never-committed segment objects are deleted once this old (ms)."`
 
 	DatabaseURL string `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL URL for metadata checkpoints (unset: checkpoints disabled)."`
 	LogLevel    string `name:"log-level" env:"LOG_LEVEL,RUST_LOG" default:"info" help:"debug, info, warn or error (RUST_LOG-style 'streamhouse=debug' accepted)."`
@@ -104,6 +115,20 @@ func (c *agentCmd) validate() error {
 		positive("MAX_RECORD_BYTES", int64(c.MaxRecordBytes)),
 		nonNeg("MAX_UNFLUSHED_BYTES", c.MaxUnflushedBytes),
 		nonNeg("SEGMENT_CACHE_SIZE", c.SegmentCacheSize),
+		positive("S3_TIMEOUT_MS", int64(c.S3TimeoutMs)),
+		positive("RETENTION_CHECK_MS", int64(c.RetentionCheckMs)),
+		positive("ORPHAN_GRACE_MS", c.OrphanGraceMs),
+	}
+	if (c.AWSAccessKeyID == "") != (c.AWSSecretKey == "") {
+		errs = append(errs, errors.New("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together (or both unset for the default credential chain)"))
+	}
+	if c.S3Endpoint != "" && c.S3Bucket == "" {
+		errs = append(errs, errors.New("S3_ENDPOINT is set but S3_BUCKET is not: set the bucket to use S3"))
+	}
+	if c.S3Endpoint != "" {
+		if u, err := url.Parse(c.S3Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("S3_ENDPOINT=%q: must be an http:// or https:// URL", c.S3Endpoint))
+		}
 	}
 	if c.MaxRecordBytes > 64<<20 {
 		errs = append(errs, fmt.Errorf("MAX_RECORD_BYTES=%d: must be at most 67108864 (64 MiB)", c.MaxRecordBytes))

@@ -77,13 +77,7 @@ func (s *segmentStore) WriteSegment(ctx context.Context, parts []partition.Segme
 }
 
 func (s *segmentStore) ReadSegment(ctx context.Context, topicID uint64, part int32, ref fsm.SegmentRef) ([]fsm.FetchedRecord, error) {
-	e := s3seg.IndexEntry{
-		TopicID: topicID, Partition: part, Offset: ref.ByteOffset, Length: ref.ByteLength,
-		BaseOffset: ref.BaseOffset, LastOffset: ref.LastOffset, RecordCount: ref.RecordCount,
-		MinTimestamp: ref.MinTimestamp, MaxTimestamp: ref.MaxTimestamp,
-		Compression: s3seg.Compression(ref.Compression), CRC: ref.CRC, UncompressedSize: ref.UncompressedSize,
-	}
-	recs, err := s.reader.ReadBlock(ctx, ref.ObjectKey, e)
+	recs, err := s.reader.ReadBlock(ctx, ref.ObjectKey, s.entry(topicID, part, ref))
 	if err != nil {
 		return nil, err
 	}
@@ -102,4 +96,33 @@ func (s *segmentStore) ReadSegment(ctx context.Context, topicID uint64, part int
 		}
 	}
 	return out, nil
+}
+
+func (s *segmentStore) entry(topicID uint64, part int32, ref fsm.SegmentRef) s3seg.IndexEntry {
+	return s3seg.IndexEntry{
+		TopicID: topicID, Partition: part, Offset: ref.ByteOffset, Length: ref.ByteLength,
+		BaseOffset: ref.BaseOffset, LastOffset: ref.LastOffset, RecordCount: ref.RecordCount,
+		MinTimestamp: ref.MinTimestamp, MaxTimestamp: ref.MaxTimestamp,
+		Compression: s3seg.Compression(ref.Compression), CRC: ref.CRC, UncompressedSize: ref.UncompressedSize,
+	}
+}
+
+func (s *segmentStore) Prefetch(ctx context.Context, topicID uint64, part int32, ref fsm.SegmentRef) {
+	s.reader.Prefetch(ctx, ref.ObjectKey, s.entry(topicID, part, ref))
+}
+
+func (s *segmentStore) ListObjects(ctx context.Context) ([]partition.ObjectInfo, error) {
+	objs, err := s.store.List(ctx, s3seg.SegmentKeyPrefix)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]partition.ObjectInfo, len(objs))
+	for i, o := range objs {
+		out[i] = partition.ObjectInfo{Key: o.Key, Size: o.Size, LastModified: o.LastModified}
+	}
+	return out, nil
+}
+
+func (s *segmentStore) DeleteObject(ctx context.Context, key string) error {
+	return s.store.Delete(ctx, key)
 }
