@@ -16,9 +16,11 @@
 //     the input size and MaxBlockSize.
 //   - ObjectStore, the storage interface (immutable objects: Put never
 //     overwrites), ValidateKey and ObjectKey (the key scheme), LocalStore
-//     (a directory, the embedded default) and Instrumented (Prometheus
-//     request metrics). The S3 client (aws-sdk-go-v2) must pass the same
-//     s3segtest.RunObjectStoreSuite.
+//     (a directory, the embedded default), S3Store (Amazon S3 or MinIO via
+//     aws-sdk-go-v2: conditional PUTs, SDK retries, per-attempt timeouts,
+//     Check with errors that name what to fix) and Instrumented (Prometheus
+//     request metrics). Every store passes s3segtest.RunObjectStoreSuite;
+//     S3Store runs it against a real MinIO server process.
 //   - Cache, the segment cache (an LRU of verified block bytes bounded by
 //     SEGMENT_CACHE_SIZE, with shared concurrent misses), and Reader, which
 //     reads footers (Head plus a ranged GET of the tail) and blocks (one

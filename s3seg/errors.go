@@ -43,6 +43,21 @@ var (
 	// ErrInvalidRange reports a GetRange whose range is empty, negative or
 	// not inside the object.
 	ErrInvalidRange = errors.New("s3seg: invalid byte range")
+
+	// ErrBucketNotFound reports that the configured S3 bucket does not
+	// exist (S3Store.Check, or any S3Store call answered with NoSuchBucket).
+	ErrBucketNotFound = errors.New("s3seg: bucket does not exist")
+
+	// ErrAccessDenied reports that S3 refused the request's credentials or
+	// permissions (HTTP 403: invalid access key, wrong secret key, missing
+	// policy), or that no credentials could be obtained at all.
+	ErrAccessDenied = errors.New("s3seg: access denied")
+
+	// ErrUnreachable reports that the request could not be sent or no
+	// response arrived in time: nothing listening, DNS failure, network
+	// partition, or a server that does not answer within the request
+	// timeout. The outcome of a Put that fails this way is unknown.
+	ErrUnreachable = errors.New("s3seg: object store unreachable")
 )
 
 // ShortTailError is returned by DecodeFooterTail when the tail it was given is

@@ -22,3 +22,7 @@ func PayloadForTest(p PartitionBatch) ([]byte, error) {
 	b, _, _, err := appendPayload(nil, &p)
 	return b, err
 }
+
+// SetS3ListPageSize sets how many keys each ListObjectsV2 page asks for, so
+// tests can exercise pagination with few objects.
+func SetS3ListPageSize(s *S3Store, n int32) { s.listPageSize = n }

@@ -19,7 +19,7 @@ type ObjectInfo struct {
 }
 
 // ObjectStore is the object storage the segment layer needs. Implementations
-// (LocalStore, the S3 client) must pass
+// (LocalStore, S3Store) must pass
 // s3segtest.RunObjectStoreSuite. All methods are safe for concurrent use.
 //
 // Keys are validated with ValidateKey; an invalid key gives ErrInvalidKey.

@@ -3,6 +3,9 @@ package s3segtest_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -49,5 +52,31 @@ func TestFaultStoreFails(t *testing.T) {
 	f.Clear(s3seg.OpGet)
 	if _, err := f.Get(ctx, "k"); err != nil {
 		t.Fatalf("Get after Clear: %v", err)
+	}
+}
+
+func TestMinIOBinary(t *testing.T) {
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "minio")
+	if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	plain := filepath.Join(dir, "not-executable")
+	if err := os.WriteFile(plain, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Setenv(s3segtest.MinIOEnv, exe)
+	if got, err := s3segtest.MinIOBinary(); err != nil || got != exe {
+		t.Fatalf("with %s set: %q, %v", s3segtest.MinIOEnv, got, err)
+	}
+	// A set but unusable variable is an error, not a silent fallback, and
+	// the message says what to do.
+	for _, p := range []string{filepath.Join(dir, "missing"), plain, dir} {
+		t.Setenv(s3segtest.MinIOEnv, p)
+		_, err := s3segtest.MinIOBinary()
+		if err == nil || !strings.Contains(err.Error(), "make deps") || !strings.Contains(err.Error(), s3segtest.MinIOEnv) {
+			t.Errorf("%s=%s: %v; want an error naming the variable and `make deps`", s3segtest.MinIOEnv, p, err)
+		}
 	}
 }
