@@ -9,7 +9,14 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Packages whose tests run by default (everything; long soaks live behind their own targets).
 PKGS := ./...
 
-.PHONY: help build run test test-race lint bench fuzz clean
+MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
+# MinIO (AGPL) is only ever run as a separate process by the tests, never imported.
+# The binary is cached in the git-ignored .cache/bin and in $(HOME)/.cache/streamhouse/bin
+# (so a fresh clone on the same machine does not rebuild it).
+MINIO := $(TOOLS)/minio
+MINIO_HOME_CACHE := $(HOME)/.cache/streamhouse/bin/minio
+
+.PHONY: help build run test test-race lint bench fuzz clean deps
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -20,11 +27,20 @@ build: ## Build bin/streamhouse
 run: build ## Start one agent with embedded defaults (data in ./data, REST on :8080)
 	./$(BIN) agent
 
-test: lint ## Lint, then run every test (unit, integration, crash)
-	$(GO) test -count=1 -timeout 15m $(PKGS)
+test: lint deps ## Lint, then run every test (unit, integration against MinIO, crash)
+	STREAMHOUSE_MINIO=$(MINIO) $(GO) test -count=1 -timeout 15m $(PKGS)
 
-test-race: ## Run the tests with the race detector
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+test-race: deps ## Run the tests with the race detector
+	STREAMHOUSE_MINIO=$(MINIO) $(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+deps: $(MINIO) ## Build/cache what the integration tests run (MinIO server binary)
+
+$(MINIO):
+	@mkdir -p $(TOOLS)
+	@if [ -x "$(MINIO_HOME_CACHE)" ]; then cp "$(MINIO_HOME_CACHE)" $(MINIO); \
+	else echo "building MinIO $(MINIO_VERSION) for the integration tests (about 5 minutes, once)"; \
+	  GOBIN=$(TOOLS) $(GO) install github.com/minio/minio@$(MINIO_VERSION) && \
+	  mkdir -p $$(dirname "$(MINIO_HOME_CACHE)") && cp $(MINIO) "$(MINIO_HOME_CACHE)"; fi
 
 $(TOOLS)/staticcheck:
 	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)

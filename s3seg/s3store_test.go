@@ -349,11 +349,7 @@ func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	truncate := r.Method == http.MethodGet && p.take(&p.truncateGets)
 	p.mu.Unlock()
 	if !drop && !truncate {
-		cw := &countingWriter{ResponseWriter: w}
-		p.rp.ServeHTTP(cw, r)
-		p.mu.Lock()
-		p.bodyBytes += cw.n
-		p.mu.Unlock()
+		p.rp.ServeHTTP(&countingWriter{ResponseWriter: w, p: p}, r)
 		return
 	}
 	rec := httptest.NewRecorder()
@@ -387,15 +383,18 @@ func (p *faultProxy) bytesSent() int64 {
 	return p.bodyBytes
 }
 
+// countingWriter counts response body bytes before they are written, so the
+// count is complete by the time the client has read the body.
 type countingWriter struct {
 	http.ResponseWriter
-	n int64
+	p *faultProxy
 }
 
 func (w *countingWriter) Write(b []byte) (int, error) {
-	n, err := w.ResponseWriter.Write(b)
-	w.n += int64(n)
-	return n, err
+	w.p.mu.Lock()
+	w.p.bodyBytes += int64(len(b))
+	w.p.mu.Unlock()
+	return w.ResponseWriter.Write(b)
 }
 
 func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
