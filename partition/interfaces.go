@@ -72,3 +72,11 @@ type Leadership interface {
 type Placement interface {
 	Placement(count int32) []string
 }
+
+// Forwarder sends a produce request to the agent that leads the records'
+// partitions (every record has an explicit partition). The receiving agent
+// does not forward again. Errors wrap fsm.ErrUnavailable when the request
+// definitely was not applied and fsm.ErrOutcomeUnknown when it may have been.
+type Forwarder interface {
+	ForwardProduce(ctx context.Context, nodeID, topic string, recs []fsm.ProduceRecord) ([]fsm.RecordOffset, error)
+}

@@ -401,3 +401,74 @@ func (s *staleEpochMeta) Partition(id uint64, p int32) (fsm.PartitionInfo, bool)
 	}
 	return info, ok
 }
+
+type fakeForwarder struct {
+	mu    sync.Mutex
+	calls []string
+	recs  [][]fsm.ProduceRecord
+	err   error
+}
+
+func (f *fakeForwarder) ForwardProduce(_ context.Context, node, topic string, recs []fsm.ProduceRecord) ([]fsm.RecordOffset, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, node+"/"+topic)
+	f.recs = append(f.recs, recs)
+	if f.err != nil {
+		return nil, f.err
+	}
+	out := make([]fsm.RecordOffset, len(recs))
+	for i, r := range recs {
+		out[i] = fsm.RecordOffset{Partition: r.Partition, Offset: int64(100 + i)}
+	}
+	return out, nil
+}
+
+func TestProduceForwardsToPartitionLeader(t *testing.T) {
+	e := newEnv(t, ProducerConfig{})
+	e.topic("t", 3)
+	tp, _ := e.fsm.Topic("t")
+	ctx := context.Background()
+	for _, p := range []int32{1, 2} {
+		if _, err := e.prop.Propose(ctx, fsm.Encode(&fsm.AssignLeader{TopicID: tp.ID, Partition: p, Leader: "n2", ExpectedEpoch: 1})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fw := &fakeForwarder{}
+	e.prod.SetForwarder(fw)
+	in := []fsm.ProduceRecord{
+		{Partition: 2, Record: fsm.Record{Value: []byte("r2")}},
+		{Partition: 0, Record: fsm.Record{Value: []byte("l0")}},
+		{Partition: 1, Record: fsm.Record{Value: []byte("r1")}},
+	}
+	out, err := e.prod.Produce(ctx, "t", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fw.calls) != 1 || fw.calls[0] != "n2/t" || len(fw.recs[0]) != 2 {
+		t.Fatalf("forwarded %v %v: want one call to n2 with both remote records", fw.calls, fw.recs)
+	}
+	if out[1] != (fsm.RecordOffset{Partition: 0, Offset: 0}) || out[0].Partition != 2 || out[2].Partition != 1 {
+		t.Fatalf("offsets not mapped back in request order: %+v", out)
+	}
+	// The receiving side never forwards again.
+	if _, err := e.prod.ProduceLocal(ctx, "t", in[:1]); !errors.Is(err, fsm.ErrUnavailable) || !errors.Is(err, fsm.ErrNotLeader) {
+		t.Fatalf("ProduceLocal of a remote partition: %v", err)
+	}
+	if len(fw.calls) != 1 {
+		t.Fatal("ProduceLocal forwarded")
+	}
+	// Error classes through the hop: a definite failure of the only part
+	// stays definite; with a local part applied it becomes unknown.
+	fw.err = fmt.Errorf("%w: leader refused", fsm.ErrUnavailable)
+	if _, err := e.prod.Produce(ctx, "t", in[2:]); !errors.Is(err, fsm.ErrUnavailable) {
+		t.Fatalf("definite forward failure: %v", err)
+	}
+	if _, err := e.prod.Produce(ctx, "t", in); !errors.Is(err, fsm.ErrOutcomeUnknown) || errors.Is(err, fsm.ErrUnavailable) {
+		t.Fatalf("local applied + forward failed: %v", err)
+	}
+	fw.err = fmt.Errorf("%w: connection reset", fsm.ErrOutcomeUnknown)
+	if _, err := e.prod.Produce(ctx, "t", in[2:]); !errors.Is(err, fsm.ErrOutcomeUnknown) {
+		t.Fatalf("unknown forward failure: %v", err)
+	}
+}

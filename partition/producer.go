@@ -77,6 +77,7 @@ type Producer struct {
 	mu       sync.Mutex
 	batchers map[fsm.PartitionKey]*batcher
 	rr       map[uint64]*atomic.Uint32 // keyless round robin per topic
+	fwd      Forwarder
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -106,6 +107,10 @@ func NewProducer(cfg ProducerConfig, meta Metadata, proposer Proposer, store *St
 		rr: map[uint64]*atomic.Uint32{}, ctx: ctx, cancel: cancel}
 }
 
+// SetForwarder enables forwarding produce requests for partitions led by
+// other agents. Call before serving.
+func (p *Producer) SetForwarder(f Forwarder) { p.fwd = f }
+
 // Close stops the batchers; pending requests fail with fsm.ErrUnavailable.
 func (p *Producer) Close() {
 	p.mu.Lock()
@@ -131,8 +136,28 @@ func (p *Producer) nextRR(topicID uint64) uint32 {
 }
 
 // Produce appends records to topic. Every record of one partition in one
-// call lands in one batch, in order, with consecutive offsets.
+// call lands in one batch, in order, with consecutive offsets. Records of
+// partitions led by another agent are forwarded to it, at most once.
 func (p *Producer) Produce(ctx context.Context, topic string, recs []fsm.ProduceRecord) ([]fsm.RecordOffset, error) {
+	return p.produce(ctx, topic, recs, true)
+}
+
+// ProduceLocal is the receiving side of a forwarded produce: it never
+// forwards again, and answers fsm.ErrNotLeader (definitely not written) for
+// partitions this agent does not lead.
+func (p *Producer) ProduceLocal(ctx context.Context, topic string, recs []fsm.ProduceRecord) ([]fsm.RecordOffset, error) {
+	return p.produce(ctx, topic, recs, false)
+}
+
+// unit is one independently failing part of a request: one local
+// partition's batch, or one forward to another agent.
+type unit struct {
+	done chan struct{}
+	err  error
+	fill func(out []fsm.RecordOffset)
+}
+
+func (p *Producer) produce(ctx context.Context, topic string, recs []fsm.ProduceRecord, forward bool) ([]fsm.RecordOffset, error) {
 	start := time.Now()
 	if len(recs) == 0 {
 		return nil, fmt.Errorf("%w: no records", fsm.ErrInvalidArgument)
@@ -169,10 +194,7 @@ func (p *Producer) Produce(ctx context.Context, topic string, recs []fsm.Produce
 			r.Record.Timestamp = now
 		}
 	}
-	if p.cfg.MaxUnflushedBytes > 0 && p.store.Bytes() > p.cfg.MaxUnflushedBytes {
-		return nil, fmt.Errorf("%w: unflushed backlog above %d bytes; segment uploads are behind", fsm.ErrUnavailable, p.cfg.MaxUnflushedBytes)
-	}
-	// Group by partition, keeping order.
+	// Group by partition (keeping order), and partitions by leader.
 	groups := map[int32]*request{}
 	var order []int32
 	for i := range recs {
@@ -185,72 +207,134 @@ func (p *Producer) Produce(ctx context.Context, topic string, recs []fsm.Produce
 		g.recs = append(g.recs, recs[i].Record)
 		g.idx = append(g.idx, i)
 	}
+	var local []int32
+	remote := map[string][]int32{}
+	var remoteOrder []string
 	for _, part := range order {
 		info, ok := p.meta.Partition(t.ID, part)
 		if !ok {
 			return nil, fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, topic)
 		}
-		if info.Leader != p.cfg.NodeID {
+		switch {
+		case info.Leader == p.cfg.NodeID:
+			local = append(local, part)
+		case !forward || p.fwd == nil || info.Leader == "":
 			return nil, fmt.Errorf("%w: %w: partition %d of %q is led by %q", fsm.ErrUnavailable, fsm.ErrNotLeader, part, topic, info.Leader)
+		default:
+			if _, seen := remote[info.Leader]; !seen {
+				remoteOrder = append(remoteOrder, info.Leader)
+			}
+			remote[info.Leader] = append(remote[info.Leader], part)
 		}
 	}
-	submitted := 0
+	if len(local) > 0 && p.cfg.MaxUnflushedBytes > 0 && p.store.Bytes() > p.cfg.MaxUnflushedBytes {
+		return nil, fmt.Errorf("%w: unflushed backlog above %d bytes; segment uploads are behind", fsm.ErrUnavailable, p.cfg.MaxUnflushedBytes)
+	}
+	var units []*unit
 	var submitErr error
-	for _, part := range order {
+	for _, part := range local {
+		g := groups[part]
 		b, err := p.batcher(fsm.PartitionKey{TopicID: t.ID, Partition: part})
 		if err == nil {
-			err = b.submit(ctx, groups[part])
+			err = b.submit(ctx, g)
 		}
 		if err != nil {
 			submitErr = err
 			break
 		}
-		submitted++
+		units = append(units, p.localUnit(g, part))
+	}
+	if submitErr == nil {
+		for _, node := range remoteOrder {
+			units = append(units, p.forwardUnit(ctx, node, topic, remote[node], groups))
+		}
 	}
 	out := make([]fsm.RecordOffset, len(recs))
 	failed, definite := 0, 0
 	var firstErr error
-	for _, part := range order[:submitted] {
-		g := groups[part]
+	for _, u := range units {
 		select {
-		case <-g.done:
+		case <-u.done:
 		case <-ctx.Done():
 			return nil, fmt.Errorf("%w: %v", fsm.ErrOutcomeUnknown, ctx.Err())
 		}
-		if g.err != nil {
+		if u.err != nil {
 			failed++
-			if !errors.Is(g.err, fsm.ErrOutcomeUnknown) {
+			if !errors.Is(u.err, fsm.ErrOutcomeUnknown) {
 				definite++
 			}
 			if firstErr == nil {
-				firstErr = g.err
+				firstErr = u.err
 			}
 			continue
 		}
-		for j, i := range g.idx {
-			out[i] = fsm.RecordOffset{Partition: part, Offset: g.base + int64(j)}
-		}
+		u.fill(out)
 	}
 	if submitErr != nil && firstErr == nil {
 		firstErr = submitErr
 	}
 	switch {
 	case submitErr == nil && failed == 0:
-	case failed == submitted && definite == submitted:
+	case failed == len(units) && definite == len(units):
 		// Nothing was applied anywhere: the definite error stands.
 		return nil, firstErr
-	case failed < submitted:
-		// Some partitions' records were applied and others were not: the
-		// request as a whole must not be reported as safe to retry.
-		return nil, fmt.Errorf("%w: records for %d of %d partitions were applied before a failure: %v",
-			fsm.ErrOutcomeUnknown, submitted-failed, len(order), firstErr)
+	case failed < len(units):
+		// Some parts were applied and others were not: the request as a
+		// whole must not be reported as safe to retry.
+		return nil, fmt.Errorf("%w: %d of %d parts of the request were applied before a failure: %v",
+			fsm.ErrOutcomeUnknown, len(units)-failed, len(units), firstErr)
 	default:
-		// Every submitted partition failed, at least one with an unknown outcome.
+		// Every part failed, at least one with an unknown outcome.
 		return nil, fmt.Errorf("%w: %v", fsm.ErrOutcomeUnknown, firstErr)
 	}
 	p.metrics.Produced.Add(float64(len(recs)))
 	p.metrics.ProduceLatency.Observe(time.Since(start).Seconds())
 	return out, nil
+}
+
+// localUnit wraps a submitted local partition request.
+func (p *Producer) localUnit(g *request, part int32) *unit {
+	u := &unit{done: make(chan struct{})}
+	go func() {
+		<-g.done
+		u.err = g.err
+		close(u.done)
+	}()
+	u.fill = func(out []fsm.RecordOffset) {
+		for j, i := range g.idx {
+			out[i] = fsm.RecordOffset{Partition: part, Offset: g.base + int64(j)}
+		}
+	}
+	return u
+}
+
+// forwardUnit sends the records of the given partitions to their leader.
+func (p *Producer) forwardUnit(ctx context.Context, node, topic string, parts []int32, groups map[int32]*request) *unit {
+	var recs []fsm.ProduceRecord
+	var idx []int
+	for _, part := range parts {
+		g := groups[part]
+		for j, r := range g.recs {
+			recs = append(recs, fsm.ProduceRecord{Partition: part, Record: r})
+			idx = append(idx, g.idx[j])
+		}
+	}
+	u := &unit{done: make(chan struct{})}
+	var got []fsm.RecordOffset
+	go func() {
+		defer close(u.done)
+		res, err := p.fwd.ForwardProduce(ctx, node, topic, recs)
+		if err == nil && len(res) != len(recs) {
+			err = fmt.Errorf("%w: agent %s acknowledged %d of %d forwarded records", fsm.ErrOutcomeUnknown, node, len(res), len(recs))
+		}
+		u.err, got = err, res
+	}()
+	u.fill = func(out []fsm.RecordOffset) {
+		for j, i := range idx {
+			out[i] = got[j]
+		}
+	}
+	return u
 }
 
 func (p *Producer) batcher(k fsm.PartitionKey) (*batcher, error) {

@@ -52,6 +52,8 @@ type HTTPConfig struct {
 	// TLSConfig enables HTTPS when non-nil; it must carry a certificate
 	// (Certificates, GetCertificate or GetConfigForClient).
 	TLSConfig *tls.Config
+	// Cluster answers GET /api/v1/cluster; nil answers 404.
+	Cluster ClusterInfo
 	// Logger receives the server's logs (component=rest); nil discards.
 	Logger *slog.Logger
 }
@@ -149,6 +151,7 @@ func (s *HTTPServer) routes() {
 	s.handle("POST /api/v1/produce", opWrite, s.handleProduce)
 	s.handle("POST /api/v1/produce/batch", opWrite, s.handleProduceBatch)
 	s.handle("GET /api/v1/consume", opRead, s.handleConsume)
+	s.handle("GET /api/v1/cluster", opRead, s.handleCluster)
 }
 
 // handle registers an API handler whose errors become JSON error responses.

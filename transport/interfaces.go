@@ -35,3 +35,33 @@ type Fetcher interface {
 type Readiness interface {
 	Ready() (bool, string) // false + human reason when not ready
 }
+
+// ClusterInfo reports the agent's view of the cluster (GET /api/v1/cluster).
+type ClusterInfo interface {
+	ClusterStatus() ClusterStatus
+}
+
+// ClusterMember is one agent as this agent sees it.
+type ClusterMember struct {
+	ID          string   `json:"id"`
+	GossipState string   `json:"gossip_state"`  // alive, suspect, dead, left
+	Suffrage    string   `json:"raft_suffrage"` // voter, nonvoter, none
+	RaftLeader  bool     `json:"raft_leader"`
+	HTTPAddr    string   `json:"http_addr,omitempty"`
+	GRPCAddr    string   `json:"grpc_addr,omitempty"`
+	PeerAddr    string   `json:"peer_addr,omitempty"`
+	Leaderships []string `json:"partition_leaderships"` // "topic/partition"
+}
+
+// ClusterStatus is the body of GET /api/v1/cluster.
+type ClusterStatus struct {
+	NodeID       string          `json:"node_id"` // the agent answering
+	RaftState    string          `json:"raft_state"`
+	Leader       string          `json:"raft_leader"`
+	Term         uint64          `json:"raft_term"`
+	CommitIndex  uint64          `json:"commit_index"`
+	AppliedIndex uint64          `json:"applied_index"`
+	Voters       []string        `json:"voters"`
+	NonVoters    []string        `json:"non_voters"`
+	Members      []ClusterMember `json:"members"`
+}
