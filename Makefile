@@ -16,7 +16,7 @@ MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 MINIO := $(TOOLS)/minio
 MINIO_HOME_CACHE := $(HOME)/.cache/streamhouse/bin/minio
 
-.PHONY: help build run test test-race lint bench fuzz clean deps
+.PHONY: help build run test test-race lint bench bench-micro bench-agent fuzz clean deps
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -51,8 +51,31 @@ lint: $(TOOLS)/staticcheck ## gofmt, go vet, staticcheck and the import-boundary
 	$(GO) vet $(PKGS)
 	$(TOOLS)/staticcheck $(PKGS)
 
-bench: ## Run the Go micro-benchmarks
+bench: bench-micro bench-agent ## Micro-benchmarks, then load tests of a local agent (local store, then MinIO)
+
+bench-micro: ## Go micro-benchmarks (WAL, segment format, FSM apply, partitioner)
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./wal/ ./s3seg/ ./fsm/ ./partition/
+
+BENCH_DIR := $(shell mktemp -d -u /tmp/streamhouse-bench.XXXXXX)
+bench-agent: build deps ## Start a local agent (embedded defaults, then MinIO) and run `streamhouse bench` against it
+	@set -e; dir=$(BENCH_DIR); mkdir -p $$dir; trap 'kill $$(jobs -p) 2>/dev/null; wait; rm -rf '$$dir EXIT; \
+	echo "== single agent, local-directory object store"; \
+	./$(BIN) agent --http-port 18080 --peer-port 19093 --data-dir $$dir/a --log-level warn 2>$$dir/agent-a.log & pid=$$!; \
+	until curl -sf localhost:18080/ready >/dev/null; do sleep 0.2; done; \
+	./$(BIN) bench --server http://127.0.0.1:18080 --topic tput --partitions 8 --records 1000000 --batch 1000 --concurrency 8; \
+	./$(BIN) bench --server http://127.0.0.1:18080 --topic lat --partitions 8 --duration 15s --rate 50000 --batch 50 --concurrency 16 --no-consume; \
+	kill $$pid; wait $$pid || true; \
+	echo "== single agent, MinIO (64 partitions), then cold reads after a restart"; \
+	MINIO_ROOT_USER=bench MINIO_ROOT_PASSWORD=bench-secret $(MINIO) server $$dir/minio --address 127.0.0.1:19000 --console-address 127.0.0.1:19001 --quiet >$$dir/minio.log 2>&1 & \
+	until curl -sf localhost:19000/minio/health/ready >/dev/null; do sleep 0.2; done; mkdir -p $$dir/minio/streamhouse; \
+	s3env="S3_ENDPOINT=http://127.0.0.1:19000 S3_BUCKET=streamhouse S3_PATH_STYLE=true AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret"; \
+	env $$s3env ./$(BIN) agent --http-port 18080 --peer-port 19093 --data-dir $$dir/b --log-level warn 2>$$dir/agent-b.log & pid=$$!; \
+	until curl -sf localhost:18080/ready >/dev/null; do sleep 0.2; done; \
+	./$(BIN) bench --server http://127.0.0.1:18080 --topic wide --partitions 64 --records 1000000 --batch 1000 --concurrency 8 --no-consume; \
+	kill $$pid; wait $$pid || true; \
+	env $$s3env ./$(BIN) agent --http-port 18080 --peer-port 19093 --data-dir $$dir/b --log-level warn 2>>$$dir/agent-b.log & \
+	until curl -sf localhost:18080/ready >/dev/null; do sleep 0.2; done; \
+	./$(BIN) bench --server http://127.0.0.1:18080 --topic wide --no-produce
 
 fuzz: ## Fuzz the decoders (FUZZTIME per target, default 30s)
 	$(GO) test -run '^$$' -fuzz FuzzDecodeCommand -fuzztime $${FUZZTIME:-30s} ./fsm/
