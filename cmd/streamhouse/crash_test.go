@@ -224,3 +224,34 @@ func dumpLogOnFailure(t testing.TB, path string) {
 	}
 	t.Logf("agent log %s (tail):\n%s", path, strings.Join(lines, "\n"))
 }
+
+// TestSIGTERMShutsDownCleanly: SIGTERM stops the agent with exit status 0,
+// and a restart serves the data.
+func TestSIGTERMShutsDownCleanly(t *testing.T) {
+	dir := t.TempDir()
+	httpPort, peerPort := freePort(t), freePort(t)
+	env := []string{"HTTP_PORT=" + strconv.Itoa(httpPort), "PEER_PORT=" + strconv.Itoa(peerPort), "BIND_ADDR=127.0.0.1",
+		"DATA_DIR=" + dir, "NODE_ID=term-1", "LOG_LEVEL=info"}
+	logPath := filepath.Join(dir, "agent.log")
+	t.Cleanup(func() { dumpLogOnFailure(t, logPath) })
+	p := startProc(t, env, httpPort, logPath)
+	call(t, "POST", p.base+"/api/v1/topics", map[string]any{"name": "t", "partitions": 1}, nil)
+	call(t, "POST", p.base+"/api/v1/produce", map[string]any{"topic": "t", "value": "v"}, nil)
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(60 * time.Second):
+		p.kill(t)
+		t.Fatal("agent did not exit after SIGTERM")
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit status %d after SIGTERM", code)
+	}
+	p = startProc(t, env, httpPort, logPath)
+	defer p.kill(t)
+	if recs := consumeAll(t, p.base, "t", 0); len(recs) != 1 || recs[0].Value != "v" {
+		t.Fatalf("after restart: %+v", recs)
+	}
+}

@@ -261,3 +261,38 @@ func TestRetentionDeletesSegmentsAndObjects(t *testing.T) {
 		t.Fatalf("consume earliest after retention: %d %+v", code, r)
 	}
 }
+
+// TestReadyExplainsObjectStoreProblems: a missing bucket or bad credentials
+// do not stop the agent; /ready answers 503 naming the problem.
+func TestReadyExplainsObjectStoreProblems(t *testing.T) {
+	m := s3segtest.StartMinIO(t)
+	m.CreateBucket(t, "exists")
+	cases := []struct {
+		name   string
+		mutate func(c *agentCmd)
+		want   string
+	}{
+		{"missing bucket", func(c *agentCmd) { c.S3Bucket = "no-such-bucket" }, "no-such-bucket"},
+		{"bad credentials", func(c *agentCmd) { c.AWSSecretKey = "wrong-secret" }, "AWS_SECRET_ACCESS_KEY"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := s3Config(t, m, "exists")
+			tc.mutate(c)
+			a, err := startAgent(context.Background(), c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close(context.Background())
+			base := "http://" + a.http.Addr()
+			var r struct {
+				Reason string `json:"reason"`
+			}
+			waitFor(t, 20*time.Second, "/ready names the problem", func() bool {
+				code, err := tryCall("GET", base+"/ready", nil, &r)
+				return err == nil && code == 503 && strings.Contains(r.Reason, tc.want)
+			})
+			t.Logf("/ready: %s", r.Reason)
+		})
+	}
+}
