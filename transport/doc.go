@@ -1,6 +1,7 @@
-// Package transport holds StreamHouse's wire protocols: the public REST API
-// (this file set), and later the public gRPC API, the peer RPC used to
-// forward requests between agents, and the listener/TLS/auth plumbing.
+// Package transport holds StreamHouse's wire protocols: the public REST API,
+// the peer port shared by Raft and the peer RPC used to forward requests
+// between agents, and later the public gRPC API and more of the
+// listener/TLS/auth plumbing.
 //
 // The package imports only fsm from this module. It reaches the agent through
 // the small interfaces declared in interfaces.go (Topics, Producer, Fetcher,
@@ -23,6 +24,26 @@
 // message. Write errors say whether the write was definitely not applied
 // (503 unavailable: safe to retry) or may have been applied (504
 // outcome_unknown). REST.md documents every endpoint and code.
+//
+// # Peer traffic
+//
+// Agents talk to each other on one TCP port (PEER_PORT) through a PeerMux
+// (peer.go): hashicorp/raft traffic and peer RPC share it. Every connection
+// opens with a handshake — one tag byte (Raft or RPC), then the dialer's
+// advertised address as a uvarint length and bytes — read under a deadline;
+// unknown tags, bad lengths and malformed addresses close the connection.
+// RaftLayer returns a raft.StreamLayer for raft.NewNetworkTransportWithConfig
+// (Accept sees only Raft connections); HandleRPC serves peer RPC as
+// HTTP/1.1 over the mux, and RPCClient dials peers with the RPC tag
+// (URLs http://<peer advertised host:port>/peer/v1/...). PeerConfig.TLS, when
+// set, wraps whole connections in TLS below the handshake.
+//
+// Faults (faults.go) is the test hook for network faults between PeerMuxes
+// of one process, keyed by advertised address: Partition, Isolate, Block
+// (asymmetric), Delay and DropRPCResponses (the server runs the handler,
+// then closes the connection unanswered: "outcome unknown" for the caller),
+// enforced on dial, on accept and on live connections. PEER.md documents
+// the wire format, the fault semantics and how Raft is plugged in.
 //
 // # Metrics
 //

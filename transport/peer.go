@@ -1,0 +1,580 @@
+package transport
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Peer traffic: Raft and peer RPC share one TCP port (PEER_PORT). Every
+// connection opens with a handshake (peer_handshake.go) that names the
+// protocol and the dialer's advertised address; the PeerMux hands Raft
+// connections to RaftLayer().Accept and RPC connections to an HTTP/1.1
+// server. PEER.md describes the wire format and the fault hooks.
+
+// DefaultPeerDialTimeout is PeerConfig.DialTimeout's default.
+const DefaultPeerDialTimeout = 5 * time.Second
+
+// PeerRPCPathPrefix prefixes every peer RPC route (for example
+// PeerProducePath). The mux does not route by path: the handler given to
+// HandleRPC does.
+const PeerRPCPathPrefix = "/peer/v1/"
+
+var (
+	// ErrPeerBlocked is wrapped by dials and I/O refused by fault injection
+	// (see Faults).
+	ErrPeerBlocked = errors.New("transport: peer traffic blocked by fault injection")
+	// ErrPeerMuxClosed is wrapped by dials on a PeerMux that is closed or
+	// was never started.
+	ErrPeerMuxClosed = errors.New("transport: peer mux not running")
+)
+
+// PeerConfig configures a PeerMux.
+type PeerConfig struct {
+	// BindAddr is the host:port to listen on ("127.0.0.1:0" in tests).
+	BindAddr string
+	// AdvertiseAddr is the host:port peers dial, and the identity this
+	// agent presents in every handshake; "" means the bound address (which
+	// must then have a specific host, not 0.0.0.0 or ::).
+	AdvertiseAddr string
+	// Faults injects network faults for tests; nil = none.
+	Faults *Faults
+	// TLS, when non-nil, wraps every peer connection in TLS (before the
+	// handshake, so the advertised address travels inside the channel).
+	// The same config is used on both sides: it needs a certificate for
+	// the server side, and RootCAs (or the system pool) to verify peers;
+	// set ClientAuth/ClientCAs for mTLS. An empty ServerName is filled with
+	// the host of the address being dialed.
+	TLS *tls.Config
+	// Logger receives the mux's logs (component=peer); nil discards.
+	Logger *slog.Logger
+	// DialTimeout bounds outgoing RPC dials (Raft dials use the timeout
+	// Raft passes) and how long an inbound connection may take to present
+	// its handshake. 0 = DefaultPeerDialTimeout.
+	DialTimeout time.Duration
+}
+
+// PeerMux serves Raft and peer RPC on one TCP port and dials peers with the
+// matching handshake. Create it with NewPeerMux; it does nothing until
+// Start. All methods are safe for concurrent use.
+//
+// Lock order: PeerMux.mu and Faults.mu are never held together; connections
+// are closed only after either lock is released.
+type PeerMux struct {
+	cfg    PeerConfig
+	log    *slog.Logger
+	faults *Faults
+
+	ctx    context.Context // canceled by Close
+	cancel context.CancelFunc
+
+	raft     *raftLayer
+	rpcLn    *connQueue
+	rpcSrv   *http.Server
+	handler  atomic.Pointer[http.Handler]
+	clientTr *http.Transport
+	client   *http.Client
+
+	mu      sync.Mutex
+	ln      net.Listener
+	addr    string // advertised address, set by Start
+	started bool
+	closed  bool
+	conns   map[*peerConn]struct{} // every live connection, both directions
+
+	wg        sync.WaitGroup // accept loop and per-connection handshakes
+	served    chan struct{}  // closed when the RPC server's Serve returns
+	closeOnce sync.Once
+	closeErr  error
+
+	lastRejectLog atomic.Int64 // unix nanos of the last WARN about a bad handshake
+}
+
+// NewPeerMux builds a PeerMux. It starts nothing.
+func NewPeerMux(cfg PeerConfig) *PeerMux {
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = DefaultPeerDialTimeout
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	m := &PeerMux{
+		cfg:    cfg,
+		log:    logger.With("component", "peer"),
+		faults: cfg.Faults,
+		conns:  map[*peerConn]struct{}{},
+	}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	m.raft = &raftLayer{m: m, q: newConnQueue(m)}
+	m.rpcLn = newConnQueue(m)
+	m.rpcSrv = &http.Server{
+		Handler:           http.HandlerFunc(m.serveRPC),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
+		ConnContext:       peerConnContext,
+		// HTTP/1.1 only, even if a TLS config offers h2 via ALPN.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+	}
+	m.clientTr = &http.Transport{
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return m.dial(ctx, peerTagRPC, addr, m.cfg.DialTimeout)
+		},
+		MaxIdleConnsPerHost: 32,
+		IdleConnTimeout:     90 * time.Second,
+		TLSNextProto:        map[string]func(string, *tls.Conn) http.RoundTripper{},
+	}
+	m.client = &http.Client{Transport: m.clientTr}
+	return m
+}
+
+// Start listens on BindAddr (listen errors are returned) and accepts
+// connections in the background until Close. ctx bounds only the listen
+// call.
+func (m *PeerMux) Start(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case m.closed:
+		return errors.New("transport: peer mux already closed")
+	case m.started:
+		return errors.New("transport: peer mux already started")
+	case m.cfg.BindAddr == "":
+		return errors.New("transport: peer mux needs a BindAddr")
+	}
+	if tc := m.cfg.TLS; tc != nil && len(tc.Certificates) == 0 && tc.GetCertificate == nil && tc.GetConfigForClient == nil {
+		return errors.New("transport: peer TLS config has no certificate (every agent serves the peer port)")
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", m.cfg.BindAddr)
+	if err != nil {
+		return fmt.Errorf("transport: peer listen on %s: %w", m.cfg.BindAddr, err)
+	}
+	addr := m.cfg.AdvertiseAddr
+	if addr == "" {
+		addr = ln.Addr().String()
+		if ta, ok := ln.Addr().(*net.TCPAddr); ok && ta.IP.IsUnspecified() {
+			_ = ln.Close()
+			return fmt.Errorf("transport: peer mux bound to %s needs an AdvertiseAddr peers can dial", addr)
+		}
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil || len(addr) > maxPeerAddrLen {
+		_ = ln.Close()
+		return fmt.Errorf("transport: bad peer advertise address %q", addr)
+	}
+	m.ln, m.addr, m.started = ln, addr, true
+	m.served = make(chan struct{})
+	go func() {
+		defer close(m.served)
+		if err := m.rpcSrv.Serve(m.rpcLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.log.Error("peer RPC server stopped", "err", err)
+		}
+	}()
+	m.wg.Add(1)
+	go m.acceptLoop(ln)
+	m.log.Info("peer port listening", "bind", ln.Addr().String(), "advertise", addr, "tls", m.cfg.TLS != nil)
+	return nil
+}
+
+// Addr returns the advertised host:port: AdvertiseAddr if set, else the
+// bound address once started ("" before Start when neither is known).
+func (m *PeerMux) Addr() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.addr != "" {
+		return m.addr
+	}
+	return m.cfg.AdvertiseAddr
+}
+
+// RaftLayer returns the raft.StreamLayer of this mux (always the same one).
+// Accept yields only connections that arrived with the Raft tag; Dial
+// connects with the Raft tag. Its Addr is the advertised address, so build
+// the raft.NetworkTransport after Start. Closing the layer (which
+// NetworkTransport.Close does) stops Raft traffic only; the mux and its RPC
+// side keep running until PeerMux.Close. A closed layer cannot be reopened.
+func (m *PeerMux) RaftLayer() raft.StreamLayer { return m.raft }
+
+// HandleRPC installs the handler for peer RPC requests (it may be called
+// before or after Start, and again to replace the handler; nil removes it).
+// Without a handler, peer RPC requests get 503. Handlers can learn the caller's
+// advertised address with PeerCaller.
+func (m *PeerMux) HandleRPC(h http.Handler) {
+	if h == nil {
+		m.handler.Store(nil)
+		return
+	}
+	m.handler.Store(&h)
+}
+
+// RPCClient returns the mux's HTTP client (always the same one): it dials
+// peers through the mux with the RPC tag, so URLs look like
+// http://<peer advertised host:port>/peer/v1/... (plain "http" even when
+// PeerConfig.TLS is set: TLS is applied below HTTP). It has no overall
+// timeout; bound requests with their context. Dial failures, including
+// refusals by fault injection, are *net.OpError with Op "dial": the request
+// was not sent.
+func (m *PeerMux) RPCClient() *http.Client { return m.client }
+
+// Close stops the listener, the Raft layer and the RPC server, closes every
+// live peer connection (inbound and outbound) and waits for the mux's
+// goroutines. It is idempotent; later calls return the first result.
+func (m *PeerMux) Close() error {
+	m.closeOnce.Do(func() {
+		m.mu.Lock()
+		m.closed = true
+		ln, started := m.ln, m.started
+		conns := make([]*peerConn, 0, len(m.conns))
+		for c := range m.conns {
+			conns = append(conns, c)
+		}
+		m.conns = nil
+		m.mu.Unlock()
+
+		m.cancel()
+		var errs []error
+		if ln != nil {
+			if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				errs = append(errs, err)
+			}
+		}
+		_ = m.raft.Close()
+		if started {
+			if err := m.rpcSrv.Close(); err != nil {
+				errs = append(errs, err)
+			}
+			<-m.served
+		}
+		_ = m.rpcLn.Close()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		m.clientTr.CloseIdleConnections()
+		m.wg.Wait()
+		m.closeErr = errors.Join(errs...)
+		if started {
+			m.log.Info("peer port closed")
+		}
+	})
+	return m.closeErr
+}
+
+// localAddr returns the advertised address of a running mux.
+func (m *PeerMux) localAddr() (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.started || m.closed {
+		return "", ErrPeerMuxClosed
+	}
+	return m.addr, nil
+}
+
+// track registers a live connection; false if the mux is closed.
+func (m *PeerMux) track(c *peerConn) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false
+	}
+	m.conns[c] = struct{}{}
+	return true
+}
+
+func (m *PeerMux) untrack(c *peerConn) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.conns, c)
+}
+
+// acceptLoop accepts raw connections and reads each one's handshake in its
+// own goroutine.
+func (m *PeerMux) acceptLoop(ln net.Listener) {
+	defer m.wg.Done()
+	var delay time.Duration
+	for {
+		raw, err := ln.Accept()
+		if err != nil {
+			if m.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			m.log.Warn("peer accept failed; retrying", "err", err, "backoff", delay)
+			t := time.NewTimer(delay)
+			select {
+			case <-m.ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			continue
+		}
+		delay = 0
+		pc := newPeerConn(raw, m, m.addr, "")
+		if !m.track(pc) {
+			_ = raw.Close()
+			return
+		}
+		m.wg.Add(1)
+		go m.serveConn(pc)
+	}
+}
+
+// serveConn reads the handshake of an inbound connection (under a
+// deadline), enforces faults and hands the connection to the Raft layer or
+// the RPC server. Bad handshakes close the connection.
+func (m *PeerMux) serveConn(pc *peerConn) {
+	defer m.wg.Done()
+	var conn net.Conn = pc
+	_ = pc.SetDeadline(time.Now().Add(m.cfg.DialTimeout))
+	if m.cfg.TLS != nil {
+		tc := tls.Server(pc, m.cfg.TLS)
+		if err := tc.HandshakeContext(m.ctx); err != nil {
+			m.reject(pc, "TLS handshake failed", err)
+			return
+		}
+		conn = tc
+	}
+	tag, from, err := readPeerHandshake(conn)
+	if err != nil {
+		m.reject(pc, "bad peer handshake", err)
+		return
+	}
+	_ = pc.SetDeadline(time.Time{})
+	pc.remote = from // set before attach publishes pc to the Faults registry
+	if err := m.faults.attach(pc, from, pc.local); err != nil {
+		m.log.Debug("refused inbound peer connection", "from", from, "err", err)
+		_ = pc.Close()
+		return
+	}
+	switch tag {
+	case peerTagRaft:
+		m.raft.q.deliver(conn)
+	case peerTagRPC:
+		m.rpcLn.deliver(conn)
+	}
+}
+
+// reject closes a connection whose handshake failed. It logs at WARN at
+// most every 10 s (misconfigured peers or scanners could flood the log),
+// else at DEBUG.
+func (m *PeerMux) reject(pc *peerConn, msg string, err error) {
+	_ = pc.Close()
+	if m.ctx.Err() != nil {
+		return
+	}
+	level := slog.LevelDebug
+	now := time.Now().UnixNano()
+	if last := m.lastRejectLog.Load(); now-last > int64(10*time.Second) && m.lastRejectLog.CompareAndSwap(last, now) {
+		level = slog.LevelWarn
+	}
+	m.log.Log(m.ctx, level, msg+"; connection closed", "remote", pc.RemoteAddr().String(), "err", err)
+}
+
+// dial connects to a peer's advertised address, enforcing faults, and
+// writes the handshake. Every failure is a *net.OpError with Op "dial"
+// (nothing was sent to the peer beyond the handshake).
+func (m *PeerMux) dial(ctx context.Context, tag byte, target string, timeout time.Duration) (net.Conn, error) {
+	local, err := m.localAddr()
+	if err != nil {
+		return nil, dialError(local, target, err)
+	}
+	if err := m.faults.check(local, target); err != nil {
+		return nil, dialError(local, target, err)
+	}
+	if timeout <= 0 {
+		timeout = m.cfg.DialTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	stop := context.AfterFunc(m.ctx, cancel) // Close aborts dials in flight
+	defer stop()
+
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, "tcp", target)
+	if err != nil {
+		return nil, err // already a *net.OpError{Op: "dial"}
+	}
+	pc := newPeerConn(raw, m, local, target)
+	if !m.track(pc) {
+		_ = raw.Close()
+		return nil, dialError(local, target, ErrPeerMuxClosed)
+	}
+	if err := m.faults.attach(pc, local, target); err != nil {
+		_ = pc.Close()
+		return nil, dialError(local, target, err)
+	}
+	var conn net.Conn = pc
+	if dl, ok := ctx.Deadline(); ok {
+		_ = pc.SetDeadline(dl)
+	}
+	if m.cfg.TLS != nil {
+		cfg := m.cfg.TLS.Clone()
+		if cfg.ServerName == "" {
+			if host, _, err := net.SplitHostPort(target); err == nil {
+				cfg.ServerName = host
+			}
+		}
+		tc := tls.Client(pc, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			_ = pc.Close()
+			return nil, dialError(local, target, err)
+		}
+		conn = tc
+	}
+	if _, err := conn.Write(appendPeerHandshake(nil, tag, local)); err != nil {
+		_ = pc.Close()
+		return nil, dialError(local, target, err)
+	}
+	_ = pc.SetDeadline(time.Time{})
+	return conn, nil
+}
+
+func dialError(local, target string, err error) error {
+	op := &net.OpError{Op: "dial", Net: "tcp", Addr: peerAddr(target), Err: err}
+	if local != "" {
+		op.Source = peerAddr(local)
+	}
+	return op
+}
+
+// serveRPC is the RPC server's handler: it applies DropRPCResponses and
+// calls the installed handler.
+func (m *PeerMux) serveRPC(w http.ResponseWriter, r *http.Request) {
+	hp := m.handler.Load()
+	if hp == nil {
+		http.Error(w, "peer RPC handler not installed", http.StatusServiceUnavailable)
+		return
+	}
+	h := *hp
+	caller, _ := PeerCaller(r.Context())
+	if !m.faults.takeDrop(caller) {
+		h.ServeHTTP(w, r)
+		return
+	}
+	// Fault injection: process the request, then lose the response by
+	// closing the connection before anything was written.
+	h.ServeHTTP(&discardResponseWriter{header: http.Header{}}, r)
+	m.log.Debug("fault injection: dropped peer RPC response", "caller", caller, "path", r.URL.Path)
+	if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+		_ = conn.Close()
+		return
+	}
+	panic(http.ErrAbortHandler) // the server closes the connection unanswered
+}
+
+// discardResponseWriter swallows a response (DropRPCResponses). It
+// deliberately has no Unwrap, so a handler cannot flush or hijack the real
+// connection through it.
+type discardResponseWriter struct{ header http.Header }
+
+func (d *discardResponseWriter) Header() http.Header         { return d.header }
+func (d *discardResponseWriter) WriteHeader(int)             {}
+func (d *discardResponseWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discardResponseWriter) Flush()                      {}
+
+type peerCallerKey struct{}
+
+// PeerCaller returns the advertised address the calling agent presented in
+// its handshake, for requests served through PeerMux.HandleRPC. It is an
+// unauthenticated claim until mTLS binds it to a certificate.
+func PeerCaller(ctx context.Context) (string, bool) {
+	s, ok := ctx.Value(peerCallerKey{}).(string)
+	return s, ok && s != ""
+}
+
+// peerConnContext stores the caller's advertised address in the context of
+// every request on an RPC connection.
+func peerConnContext(ctx context.Context, c net.Conn) context.Context {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if pc, ok := c.(*peerConn); ok {
+		return context.WithValue(ctx, peerCallerKey{}, pc.remote)
+	}
+	return ctx
+}
+
+// peerAddr is an advertised host:port as a net.Addr.
+type peerAddr string
+
+func (a peerAddr) Network() string { return "tcp" }
+func (a peerAddr) String() string  { return string(a) }
+
+// raftLayer is the raft.StreamLayer of a PeerMux.
+type raftLayer struct {
+	m *PeerMux
+	q *connQueue
+}
+
+// Accept returns the next inbound Raft connection, or an error wrapping
+// net.ErrClosed once the layer or the mux is closed.
+func (l *raftLayer) Accept() (net.Conn, error) { return l.q.Accept() }
+
+// Close stops Raft traffic on this mux (inbound Raft connections are
+// refused from now on); it does not close the mux. Idempotent.
+func (l *raftLayer) Close() error { return l.q.Close() }
+
+// Addr is the mux's advertised address.
+func (l *raftLayer) Addr() net.Addr { return peerAddr(l.m.Addr()) }
+
+// Dial connects to a peer's Raft layer.
+func (l *raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return l.m.dial(context.Background(), peerTagRaft, string(address), timeout)
+}
+
+// connQueue is a net.Listener fed by the mux: serveConn delivers
+// connections that passed the handshake, Accept hands them out.
+type connQueue struct {
+	m     *PeerMux
+	ch    chan net.Conn
+	done  chan struct{}
+	close sync.Once
+}
+
+func newConnQueue(m *PeerMux) *connQueue {
+	return &connQueue{m: m, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+// deliver blocks until the connection is accepted, or closes it when the
+// queue or the mux closes first.
+func (q *connQueue) deliver(c net.Conn) {
+	select {
+	case q.ch <- c:
+	case <-q.done:
+		_ = c.Close()
+	case <-q.m.ctx.Done():
+		_ = c.Close()
+	}
+}
+
+func (q *connQueue) Accept() (net.Conn, error) {
+	select {
+	case <-q.done:
+		return nil, fmt.Errorf("transport: peer listener closed: %w", net.ErrClosed)
+	case c := <-q.ch:
+		select {
+		case <-q.done: // closed while we were receiving: do not leak c
+			_ = c.Close()
+			return nil, fmt.Errorf("transport: peer listener closed: %w", net.ErrClosed)
+		default:
+		}
+		return c, nil
+	}
+}
+
+func (q *connQueue) Close() error {
+	q.close.Do(func() { close(q.done) })
+	return nil
+}
+
+func (q *connQueue) Addr() net.Addr { return peerAddr(q.m.Addr()) }
