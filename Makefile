@@ -16,7 +16,7 @@ MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 MINIO := $(TOOLS)/minio
 MINIO_HOME_CACHE := $(HOME)/.cache/streamhouse/bin/minio
 
-.PHONY: help build run test test-race lint bench bench-micro bench-agent fuzz clean deps
+.PHONY: help build run test test-race lint bench bench-micro bench-agent fuzz clean deps cluster cluster-stop
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -84,5 +84,20 @@ fuzz: ## Fuzz the decoders (FUZZTIME per target, default 30s)
 	$(GO) test -run '^$$' -fuzz FuzzDecodeFooter -fuzztime $${FUZZTIME:-30s} ./s3seg/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeBlock -fuzztime $${FUZZTIME:-30s} ./s3seg/
 
+CLUSTER_DIR := .cluster
+cluster: build ## Start a local 3-agent cluster on loopback (REST on :8081-8083, data in .cluster/)
+	@mkdir -p $(CLUSTER_DIR)
+	@for i in 1 2 3; do \
+	  if [ -f $(CLUSTER_DIR)/node-$$i.pid ] && kill -0 $$(cat $(CLUSTER_DIR)/node-$$i.pid) 2>/dev/null; then echo "node-$$i already running"; continue; fi; \
+	  NODE_ID=node-$$i BIND_ADDR=127.0.0.1 HTTP_PORT=808$$i GRPC_PORT=909$$i PEER_PORT=930$$i GOSSIP_PORT=794$$((6+i)) \
+	  DATA_DIR=$(CLUSTER_DIR)/node-$$i OBJECT_STORE_DIR=$(CLUSTER_DIR)/objects BOOTSTRAP_EXPECT=3 JOIN=127.0.0.1:7947,127.0.0.1:7948,127.0.0.1:7949 \
+	  nohup ./$(BIN) agent >$(CLUSTER_DIR)/node-$$i.log 2>&1 & echo $$! > $(CLUSTER_DIR)/node-$$i.pid; \
+	done
+	@for i in 1 2 3; do until curl -sf localhost:808$$i/ready >/dev/null; do sleep 0.2; done; done
+	@./$(BIN) cluster status --server http://127.0.0.1:8081
+
+cluster-stop: ## Stop the local cluster started by `make cluster` (data stays in .cluster/)
+	@for i in 1 2 3; do f=$(CLUSTER_DIR)/node-$$i.pid; [ -f $$f ] && kill $$(cat $$f) 2>/dev/null; rm -f $$f; done; true
+
 clean: ## Remove build output and local data
-	rm -rf bin data
+	rm -rf bin data $(CLUSTER_DIR)

@@ -46,11 +46,22 @@ func (a *Admin) CreateTopic(ctx context.Context, name string, partitions int32, 
 	if err := res.Err(); err != nil {
 		return fsm.Topic{}, err
 	}
-	t, ok := a.meta.TopicByID(res.TopicID)
-	if !ok {
-		return fsm.Topic{}, fmt.Errorf("%w: topic %q was deleted right after creation", fsm.ErrTopicNotFound, name)
+	// The command may have been applied by the Raft leader before this
+	// agent applied it: wait for the local state to catch up.
+	for {
+		changed := a.meta.Changed()
+		if t, ok := a.meta.TopicByID(res.TopicID); ok {
+			return t, nil
+		}
+		if a.meta.LastApplied() >= res.TopicID {
+			return fsm.Topic{}, fmt.Errorf("%w: topic %q was deleted right after creation", fsm.ErrTopicNotFound, name)
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fsm.Topic{}, fmt.Errorf("%w: topic %q was created but this agent has not applied it yet: %v", fsm.ErrOutcomeUnknown, name, ctx.Err())
+		}
 	}
-	return t, nil
 }
 
 // DeleteTopic deletes a topic.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -52,6 +53,7 @@ type agent struct {
 	store    *partition.Store
 	fsm      *fsm.FSM
 	node     *cluster.Node
+	mux      *transport.PeerMux
 	producer *partition.Producer
 	flusher  *partition.Flusher
 	janitor  *partition.Janitor
@@ -100,10 +102,21 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	a.fsm = fsm.New(a.store)
 
 	peerAddr := net.JoinHostPort(c.BindAddr, strconv.Itoa(c.PeerPort))
+	a.mux = transport.NewPeerMux(transport.PeerConfig{
+		BindAddr: peerAddr, AdvertiseAddr: net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.PeerPort)), Logger: log,
+	})
+	if err := a.mux.Start(ctx); err != nil {
+		return nil, fmt.Errorf("PEER_PORT %d: %w", c.PeerPort, err)
+	}
 	a.node = cluster.New(cluster.Config{
-		NodeID: c.NodeID, DataDir: c.DataDir, BindAddr: peerAddr,
-		AdvertiseAddr: net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.PeerPort)),
-		Bootstrap:     true, Logger: log, Registerer: a.registry,
+		NodeID: c.NodeID, DataDir: c.DataDir, Mux: a.mux,
+		GossipBindAddr:      net.JoinHostPort(c.BindAddr, strconv.Itoa(c.GossipPort)),
+		GossipAdvertiseAddr: net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.GossipPort)),
+		Join:                c.joinAddrs(), BootstrapExpect: c.BootstrapExpect,
+		HTTPAddr:         net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.HTTPPort)),
+		GRPCAddr:         net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.GRPCPort)),
+		DeadAgentTimeout: c.DeadAgentTimeout, PartitionFailoverTimeout: c.PartitionFailover,
+		Logger: log, Registerer: a.registry,
 	}, a.fsm)
 	if err := a.node.Start(ctx); err != nil {
 		return nil, err
@@ -124,6 +137,11 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 		NodeID: c.NodeID, BatchSize: c.BatchSize, BatchTimeout: c.batchTimeout(),
 		MaxRecordBytes: c.MaxRecordBytes, MaxUnflushedBytes: c.MaxUnflushedBytes, Logger: log,
 	}, a.fsm, a.node, a.store, partition.NewProducerMetrics(a.registry))
+	a.producer.SetForwarder(&transport.PeerForwarder{Client: a.mux.RPCClient(), Resolve: a.node.PeerAddr})
+	rpc := http.NewServeMux()
+	rpc.Handle(transport.PeerProducePath, transport.ProduceRPCHandler(a.producer))
+	rpc.Handle("/", a.node.RPCHandler())
+	a.mux.HandleRPC(rpc)
 	fetcher := partition.NewFetcher(partition.FetcherConfig{}, a.fsm, a.store, segs, partition.NewFetcherMetrics(a.registry))
 	admin := partition.NewAdmin(a.fsm, a.node, a.node)
 	a.flusher = partition.NewFlusher(partition.FlusherConfig{
@@ -149,6 +167,7 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	a.http = transport.NewHTTPServer(transport.HTTPConfig{
 		Addr: net.JoinHostPort(c.BindAddr, strconv.Itoa(c.HTTPPort)), MaxRecordBytes: c.MaxRecordBytes,
 		Gatherer: a.registry, Registerer: a.registry, Errors: errorsTotal, Logger: log,
+		Cluster: &clusterView{node: a.node, meta: a.fsm},
 	}, admin, a.producer, fetcher, a.ready)
 	if err := a.http.Start(ctx); err != nil {
 		return nil, fmt.Errorf("HTTP_PORT %d: %w", c.HTTPPort, err)
@@ -164,9 +183,12 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 func (a *agent) openObjectStore(ctx context.Context) error {
 	c := a.cfg
 	if c.S3Bucket == "" {
-		local, err := s3seg.NewLocalStore(filepath.Join(c.DataDir, "objects"))
+		local, err := s3seg.NewLocalStore(c.ObjectStoreDir)
 		if err != nil {
-			return fmt.Errorf("local object store: %w", err)
+			return fmt.Errorf("local object store (OBJECT_STORE_DIR=%s): %w", c.ObjectStoreDir, err)
+		}
+		if (c.BootstrapExpect > 1 || c.Join != "") && c.ObjectStoreDir == filepath.Join(c.DataDir, "objects") {
+			a.log.Warn("this agent is part of a cluster but its object store is a private directory: other agents cannot read the segments it flushes; set S3_BUCKET (or OBJECT_STORE_DIR on shared storage)")
 		}
 		a.objects = s3seg.Instrumented(local, a.registry, "local")
 		a.log.Info("object store: local directory (set S3_BUCKET to use S3)", "dir", local.Dir())
@@ -216,6 +238,9 @@ func (a *agent) Close(ctx context.Context) error {
 	}
 	if a.node != nil {
 		errs = append(errs, a.node.Close())
+	}
+	if a.mux != nil {
+		errs = append(errs, a.mux.Close())
 	}
 	if a.wal != nil {
 		errs = append(errs, a.wal.Close())

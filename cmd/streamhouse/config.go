@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -16,12 +17,17 @@ import (
 // agentCmd is the agent's configuration: every setting is a flag with an
 // equivalent environment variable; a flag wins over the variable.
 type agentCmd struct {
-	HTTPPort int    `name:"http-port" env:"HTTP_PORT" default:"8080" help:"REST API, health and metrics port."`
-	GRPCPort int    `name:"grpc-port" env:"GRPC_PORT" default:"9090" help:"gRPC API port (reserved; the gRPC API is not served yet)."`
-	PeerPort int    `name:"peer-port" env:"PEER_PORT" default:"9093" help:"Raft and agent-to-agent port."`
-	DataDir  string `name:"data-dir" env:"DATA_DIR" default:"./data" help:"Directory for Raft state, the WAL and the local object store."`
-	NodeID   string `name:"node-id" env:"NODE_ID" help:"Unique agent ID (default: the hostname)."`
-	BindAddr string `name:"bind-addr" env:"BIND_ADDR" default:"0.0.0.0" help:"Address every listener binds."`
+	HTTPPort          int           `name:"http-port" env:"HTTP_PORT" default:"8080" help:"REST API, health and metrics port."`
+	GRPCPort          int           `name:"grpc-port" env:"GRPC_PORT" default:"9090" help:"gRPC API port (reserved; the gRPC API is not served yet)."`
+	PeerPort          int           `name:"peer-port" env:"PEER_PORT" default:"9093" help:"Raft and agent-to-agent RPC port (one port, multiplexed)."`
+	GossipPort        int           `name:"gossip-port" env:"GOSSIP_PORT" default:"7946" help:"Gossip (membership) port, TCP and UDP."`
+	Join              string        `name:"join" env:"JOIN" help:"Comma-separated host:port gossip addresses of existing agents to join."`
+	BootstrapExpect   int           `name:"bootstrap-expect" env:"BOOTSTRAP_EXPECT" default:"0" help:"Form a new cluster once this many agents (all started with the same value) see each other; 0 = a lone agent without JOIN bootstraps alone."`
+	DeadAgentTimeout  time.Duration `name:"dead-agent-timeout" env:"DEAD_AGENT_TIMEOUT" default:"30s" help:"An agent dead in gossip this long is removed from the Raft group."`
+	PartitionFailover time.Duration `name:"partition-failover-timeout" env:"PARTITION_FAILOVER_TIMEOUT" default:"3s" help:"Partitions of an agent dead in gossip this long move to live agents."`
+	DataDir           string        `name:"data-dir" env:"DATA_DIR" default:"./data" help:"Directory for Raft state, the WAL and the local object store."`
+	NodeID            string        `name:"node-id" env:"NODE_ID" help:"Unique agent ID (default: the hostname)."`
+	BindAddr          string        `name:"bind-addr" env:"BIND_ADDR" default:"0.0.0.0" help:"Address every listener binds."`
 	// AdvertiseAddr is the address peers use to reach this agent.
 	AdvertiseAddr string `name:"advertise-addr" env:"ADVERTISE_ADDR" help:"Address peers dial (default: 127.0.0.1 when BIND_ADDR is 0.0.0.0, else BIND_ADDR)."`
 
@@ -37,6 +43,7 @@ type agentCmd struct {
 	MaxUnflushedBytes int64 `name:"max-unflushed-bytes" env:"MAX_UNFLUSHED_BYTES" default:"268435456" help:"Above this many unflushed bytes produce answers 503 (retry later)."`
 	SegmentCacheSize  int64 `name:"segment-cache-size" env:"SEGMENT_CACHE_SIZE" default:"268435456" help:"Bytes of segment blocks cached in memory (LRU); 0 disables."`
 
+	ObjectStoreDir   string `name:"object-store-dir" env:"OBJECT_STORE_DIR" help:"Directory of the local object store used when S3_BUCKET is unset (default: DATA_DIR/objects). Agents of one cluster must share their object store: S3, or this directory on shared storage."`
 	S3Endpoint       string `name:"s3-endpoint" env:"S3_ENDPOINT" help:"S3-compatible endpoint URL (MinIO, DigitalOcean Spaces); unset = AWS S3."`
 	S3Bucket         string `name:"s3-bucket" env:"S3_BUCKET" help:"Bucket for segment objects; unset = local-directory object store under DATA_DIR/objects."`
 	S3Region         string `name:"s3-region" env:"S3_REGION,AWS_REGION" default:"us-east-1" help:"S3 region."`
@@ -106,7 +113,10 @@ func (c *agentCmd) validate() error {
 		return nil
 	}
 	errs := []error{
-		port("HTTP_PORT", c.HTTPPort), port("GRPC_PORT", c.GRPCPort), port("PEER_PORT", c.PeerPort),
+		port("HTTP_PORT", c.HTTPPort), port("GRPC_PORT", c.GRPCPort), port("PEER_PORT", c.PeerPort), port("GOSSIP_PORT", c.GossipPort),
+		nonNeg("BOOTSTRAP_EXPECT", int64(c.BootstrapExpect)),
+		positive("DEAD_AGENT_TIMEOUT", int64(c.DeadAgentTimeout)),
+		positive("PARTITION_FAILOVER_TIMEOUT", int64(c.PartitionFailover)),
 		nonNeg("WAL_SYNC_MS", int64(c.WALSyncMs)),
 		positive("BATCH_SIZE", int64(c.BatchSize)),
 		nonNeg("BATCH_TIMEOUT_MS", int64(c.BatchTimeoutMs)),
@@ -136,6 +146,11 @@ func (c *agentCmd) validate() error {
 	if c.PeerPort == 0 {
 		errs = append(errs, errors.New("PEER_PORT=0: the Raft port must be fixed so peers can reach it"))
 	}
+	for _, j := range c.joinAddrs() {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			errs = append(errs, fmt.Errorf("JOIN=%q: %q is not host:port", c.Join, j))
+		}
+	}
 	if _, err := parseLogLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
@@ -155,6 +170,9 @@ func (c *agentCmd) validate() error {
 	if c.WALDir == "" {
 		c.WALDir = filepath.Join(c.DataDir, "wal")
 	}
+	if c.ObjectStoreDir == "" {
+		c.ObjectStoreDir = filepath.Join(c.DataDir, "objects")
+	}
 	if c.AdvertiseAddr == "" {
 		c.AdvertiseAddr = c.BindAddr
 		if c.BindAddr == "0.0.0.0" || c.BindAddr == "" || c.BindAddr == "::" {
@@ -162,6 +180,16 @@ func (c *agentCmd) validate() error {
 		}
 	}
 	return nil
+}
+
+func (c *agentCmd) joinAddrs() []string {
+	var out []string
+	for _, j := range strings.Split(c.Join, ",") {
+		if j = strings.TrimSpace(j); j != "" {
+			out = append(out, j)
+		}
+	}
+	return out
 }
 
 func (c *agentCmd) batchTimeout() time.Duration {

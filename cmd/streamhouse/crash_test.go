@@ -97,7 +97,7 @@ func TestKill9LosesNoAcknowledgedRecord(t *testing.T) {
 	httpPort, peerPort := freePort(t), freePort(t)
 	env := []string{
 		"HTTP_PORT=" + strconv.Itoa(httpPort), "PEER_PORT=" + strconv.Itoa(peerPort), "BIND_ADDR=127.0.0.1",
-		"DATA_DIR=" + dir, "NODE_ID=crash-1", "SEGMENT_MAX_AGE_MS=100", "LOG_LEVEL=warn",
+		"GOSSIP_PORT=" + strconv.Itoa(freePort(t)), "DATA_DIR=" + dir, "NODE_ID=crash-1", "SEGMENT_MAX_AGE_MS=100", "LOG_LEVEL=warn",
 	}
 	logPath := filepath.Join(dir, "agent.log")
 	t.Cleanup(func() { dumpLogOnFailure(t, logPath) })
@@ -231,7 +231,7 @@ func TestSIGTERMShutsDownCleanly(t *testing.T) {
 	dir := t.TempDir()
 	httpPort, peerPort := freePort(t), freePort(t)
 	env := []string{"HTTP_PORT=" + strconv.Itoa(httpPort), "PEER_PORT=" + strconv.Itoa(peerPort), "BIND_ADDR=127.0.0.1",
-		"DATA_DIR=" + dir, "NODE_ID=term-1", "LOG_LEVEL=info"}
+		"GOSSIP_PORT=" + strconv.Itoa(freePort(t)), "DATA_DIR=" + dir, "NODE_ID=term-1", "LOG_LEVEL=info"}
 	logPath := filepath.Join(dir, "agent.log")
 	t.Cleanup(func() { dumpLogOnFailure(t, logPath) })
 	p := startProc(t, env, httpPort, logPath)

@@ -13,6 +13,7 @@ var version = "dev"
 
 type cli struct {
 	Agent   agentCmd   `cmd:"" help:"Run a StreamHouse agent."`
+	Cluster clusterCmd `cmd:"" help:"Inspect the cluster."`
 	Bench   benchCmd   `cmd:"" help:"Load-test a running agent over REST and report throughput and latency."`
 	Version versionCmd `cmd:"" help:"Print the version."`
 }
