@@ -6,14 +6,10 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"go/parser"
-	"go/token"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -394,31 +390,6 @@ func TestTLSSeam(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || resp.TLS == nil {
 		t.Fatalf("GET /health over TLS: %d tls=%v", resp.StatusCode, resp.TLS != nil)
-	}
-}
-
-// transport may import only fsm from this module (DESIGN.md's table).
-func TestImportBoundary(t *testing.T) {
-	const module = "github.com/streamhouse/streamhouse/"
-	files, err := filepath.Glob("*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fset := token.NewFileSet()
-	for _, name := range files {
-		if strings.HasSuffix(name, "_test.go") {
-			continue
-		}
-		f, err := parser.ParseFile(fset, name, nil, parser.ImportsOnly)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, imp := range f.Imports {
-			path, _ := strconv.Unquote(imp.Path.Value)
-			if strings.HasPrefix(path, module) && path != module+"fsm" {
-				t.Errorf("%s imports %s: transport may only import fsm from this module", name, path)
-			}
-		}
 	}
 }
 

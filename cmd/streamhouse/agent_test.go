@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/streamhouse/streamhouse/partition"
 )
 
 // testConfig is an agent configuration on free loopback ports in a temp dir.
@@ -63,8 +65,9 @@ func TestAgentEndToEnd(t *testing.T) {
 	if r1.Partition != 2 || r1.Offset != 0 || r3.Partition != 2 || r3.Offset != 1 {
 		t.Fatalf("offsets: %+v %+v", r1, r3)
 	}
-	// Kafka's partitioner: murmur2("user-42") positive mod 3.
-	if want := int32((murmurForTest("user-42") & 0x7fffffff) % 3); r2.Partition != want {
+	// Kafka's partitioner (pinned to Kafka's own test vectors in package
+	// partition): murmur2("user-42") positive mod 3.
+	if want := partition.KeyPartition([]byte("user-42"), 3); r2.Partition != want {
 		t.Fatalf("keyed record on partition %d, Kafka would pick %d", r2.Partition, want)
 	}
 	var br batchResp
@@ -232,36 +235,6 @@ func metricValue(text, name string) float64 {
 		}
 	}
 	return -1
-}
-
-// murmurForTest mirrors the partitioner so the test states the expectation
-// independently of the agent's routing code path.
-func murmurForTest(s string) int32 {
-	data := []byte(s)
-	const m = 0x5bd1e995
-	h := uint32(0x9747b28c) ^ uint32(len(data))
-	for ; len(data) >= 4; data = data[4:] {
-		k := uint32(data[0]) | uint32(data[1])<<8 | uint32(data[2])<<16 | uint32(data[3])<<24
-		k *= m
-		k ^= k >> 24
-		k *= m
-		h = h*m ^ k
-	}
-	switch len(data) {
-	case 3:
-		h ^= uint32(data[2]) << 16
-		fallthrough
-	case 2:
-		h ^= uint32(data[1]) << 8
-		fallthrough
-	case 1:
-		h ^= uint32(data[0])
-		h *= m
-	}
-	h ^= h >> 13
-	h *= m
-	h ^= h >> 15
-	return int32(h)
 }
 
 func TestSecondAgentOnSameDataDirIsRefused(t *testing.T) {
