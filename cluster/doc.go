@@ -1,4 +1,7 @@
-// Package cluster runs the agent's Raft membership (hashicorp/raft with
-// raft-boltdb/v2 and file snapshots), tracks readiness and turns proposals
-// into applied results with a clear write outcome. See DESIGN.md.
+// Package cluster makes agents one cluster: hashicorp/raft (raft-boltdb/v2,
+// file snapshots) over the shared peer port, memberlist gossip for
+// discovery and failure detection, bootstrap, the Raft leader's loop
+// (membership reconciliation and the partition-leadership controller) and
+// proposal forwarding that keeps the write-outcome class across the hop.
+// See DESIGN.md.
 package cluster

@@ -10,7 +10,8 @@ import (
 )
 
 // newHCLogger bridges hashicorp libraries' hclog output into slog. hclog
-// writes formatted lines; each line is re-logged with its level.
+// writes formatted lines; each line is re-logged with its level. The same
+// slogWriter serves memberlist's *log.Logger ("[DEBUG] memberlist: ...").
 func newHCLogger(name string, base *slog.Logger) hclog.Logger {
 	lvl := hclog.Info
 	switch {
@@ -36,9 +37,12 @@ func (w *slogWriter) Write(p []byte) (int, error) {
 		if s == "" {
 			continue
 		}
-		level := slog.LevelInfo
+		// The libraries' INFO lines (every election step, every pipeline
+		// start) are routine: they go to DEBUG. This package logs the
+		// meaningful transitions (leadership, membership) itself at INFO.
+		level := slog.LevelDebug
 		switch {
-		case strings.HasPrefix(s, "[ERROR]"):
+		case strings.HasPrefix(s, "[ERROR]"), strings.HasPrefix(s, "[ERR]"):
 			level = slog.LevelError
 		case strings.HasPrefix(s, "[WARN]"):
 			level = slog.LevelWarn

@@ -6,9 +6,13 @@ import (
 )
 
 type metrics struct {
-	reg          prometheus.Registerer
-	applyLatency prometheus.Histogram
-	collectors   []prometheus.Collector
+	reg             prometheus.Registerer
+	applyLatency    prometheus.Histogram
+	leadershipMoves *prometheus.CounterVec
+	membership      *prometheus.CounterVec
+	forwarded       *prometheus.CounterVec
+	leaderElections prometheus.Counter
+	collectors      []prometheus.Collector
 }
 
 func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
@@ -18,25 +22,44 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 		Help:    "Time from proposing a command to its apply result on this node.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 	})
+	m.leadershipMoves = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamhouse_partition_leadership_changes_total",
+		Help: "Partition leadership changes made by this agent's controller (while Raft leader), by reason: unassigned, not_member, failover, rebalance.",
+	}, []string{"reason"})
+	m.membership = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamhouse_raft_membership_changes_total",
+		Help: "Raft configuration changes made by this agent's leader loop, by change: add_nonvoter, promote, remove, update_address.",
+	}, []string{"change"})
+	m.forwarded = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamhouse_raft_forwarded_proposals_total",
+		Help: "Proposals forwarded to the Raft leader, by outcome: ok, not_applied, unknown, invalid.",
+	}, []string{"outcome"})
+	m.leaderElections = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "streamhouse_raft_leadership_acquired_total",
+		Help: "Times this agent became the Raft leader.",
+	})
 	gauge := func(name, help string, fn func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn)
 	}
+	r := n.r()
 	m.collectors = []prometheus.Collector{
-		m.applyLatency,
+		m.applyLatency, m.leadershipMoves, m.membership, m.forwarded, m.leaderElections,
+		&gossipCollector{n: n, desc: prometheus.NewDesc("streamhouse_gossip_members",
+			"Agents in this agent's gossip view, by state (alive, dead, left).", []string{"state"}, nil)},
 		gauge("streamhouse_raft_state", "Raft state of this node: 0 follower, 1 candidate, 2 leader, 3 shutdown.",
-			func() float64 { return float64(n.raft.State()) }),
+			func() float64 { return float64(r.State()) }),
 		gauge("streamhouse_raft_is_leader", "1 if this node is the Raft leader.", func() float64 {
-			if n.raft.State() == raft.Leader {
+			if r.State() == raft.Leader {
 				return 1
 			}
 			return 0
 		}),
-		gauge("streamhouse_raft_term", "Current Raft term.", func() float64 { return float64(n.raft.CurrentTerm()) }),
-		gauge("streamhouse_raft_commit_index", "Raft commit index.", func() float64 { return float64(n.raft.CommitIndex()) }),
-		gauge("streamhouse_raft_applied_index", "Raft applied index.", func() float64 { return float64(n.raft.AppliedIndex()) }),
-		gauge("streamhouse_raft_last_index", "Last Raft log index.", func() float64 { return float64(n.raft.LastIndex()) }),
+		gauge("streamhouse_raft_term", "Current Raft term.", func() float64 { return float64(r.CurrentTerm()) }),
+		gauge("streamhouse_raft_commit_index", "Raft commit index.", func() float64 { return float64(r.CommitIndex()) }),
+		gauge("streamhouse_raft_applied_index", "Raft applied index.", func() float64 { return float64(r.AppliedIndex()) }),
+		gauge("streamhouse_raft_last_index", "Last Raft log index.", func() float64 { return float64(r.LastIndex()) }),
 		gauge("streamhouse_raft_has_leader", "1 if this node knows a Raft leader.", func() float64 {
-			if addr, _ := n.raft.LeaderWithID(); addr != "" {
+			if addr, _ := r.LeaderWithID(); addr != "" {
 				return 1
 			}
 			return 0
@@ -51,5 +74,37 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 func (m *metrics) unregister() {
 	for _, c := range m.collectors {
 		m.reg.Unregister(c)
+	}
+}
+
+func (m *metrics) membershipChange(change string) {
+	if m != nil {
+		m.membership.WithLabelValues(change).Inc()
+	}
+}
+
+func (m *metrics) leadershipChange(reason string) {
+	if m != nil {
+		m.leadershipMoves.WithLabelValues(reason).Inc()
+	}
+}
+
+// gossipCollector counts gossip members by state at scrape time.
+type gossipCollector struct {
+	n    *Node
+	desc *prometheus.Desc
+}
+
+func (c *gossipCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *gossipCollector) Collect(ch chan<- prometheus.Metric) {
+	counts := map[string]int{StateAlive: 0, StateDead: 0, StateLeft: 0}
+	if c.n.gossip != nil {
+		for _, m := range c.n.gossip.snapshot() {
+			counts[m.State]++
+		}
+	}
+	for state, v := range counts {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(v), state)
 	}
 }

@@ -4,142 +4,144 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/streamhouse/streamhouse/fsm"
 )
 
-// Config configures a Node.
-type Config struct {
-	NodeID string
-	// DataDir holds raft/ (Bolt log + stable store, snapshots).
-	DataDir string
-	// BindAddr is the host:port the Raft transport listens on.
-	BindAddr string
-	// AdvertiseAddr is the host:port peers dial; defaults to BindAddr.
-	AdvertiseAddr string
-	// Bootstrap makes a node with no Raft state bootstrap a single-voter
-	// group containing itself.
-	Bootstrap bool
-
-	Logger     *slog.Logger
-	Registerer prometheus.Registerer
-
-	// Raft tuning; zero values take defaults suited to a LAN.
-	HeartbeatTimeout   time.Duration
-	ElectionTimeout    time.Duration
-	LeaderLeaseTimeout time.Duration
-	CommitTimeout      time.Duration
-	SnapshotThreshold  uint64
-	SnapshotInterval   time.Duration
-	TrailingLogs       uint64
-	// ApplyTimeout bounds how long a proposal may wait to be enqueued.
-	ApplyTimeout time.Duration
+// StateMachine is what the node needs from the replicated state machine:
+// Raft's FSM plus the read side the controller and Placement use
+// (implemented by *fsm.FSM).
+type StateMachine interface {
+	raft.FSM
+	AllPartitions() []fsm.PartitionInfo
+	Changed() <-chan struct{}
+	// LastApplied is the Raft index of the last command the FSM applied
+	// (Raft's own applied index moves when entries are handed to the FSM,
+	// before they are applied).
+	LastApplied() uint64
 }
 
-func (c *Config) setDefaults() {
-	if c.AdvertiseAddr == "" {
-		c.AdvertiseAddr = c.BindAddr
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	if c.HeartbeatTimeout == 0 {
-		c.HeartbeatTimeout = 1000 * time.Millisecond
-	}
-	if c.ElectionTimeout == 0 {
-		c.ElectionTimeout = 1000 * time.Millisecond
-	}
-	if c.LeaderLeaseTimeout == 0 {
-		c.LeaderLeaseTimeout = 500 * time.Millisecond
-	}
-	if c.CommitTimeout == 0 {
-		c.CommitTimeout = 5 * time.Millisecond
-	}
-	if c.SnapshotThreshold == 0 {
-		c.SnapshotThreshold = 4096
-	}
-	if c.SnapshotInterval == 0 {
-		c.SnapshotInterval = 30 * time.Second
-	}
-	if c.TrailingLogs == 0 {
-		c.TrailingLogs = 2048
-	}
-	if c.ApplyTimeout == 0 {
-		c.ApplyTimeout = 5 * time.Second
-	}
+// peerNet is what the node uses of the peer listener (transport.PeerMux).
+type peerNet interface {
+	Addr() string
+	RaftLayer() raft.StreamLayer
+	RPCClient() *http.Client
 }
 
-// Node is one agent's membership in the Raft group: it owns the Raft
-// instance, its stores and transport, and turns proposals into applied
-// results.
+// Node is one agent's membership in the cluster: it owns the Raft instance
+// (stores, transport over the peer mux), the gossip layer, bootstrap, the
+// leader loop (membership reconciliation and the partition controller) and
+// proposal forwarding.
+//
+// Lock order: closeMu, then idMu. departMu and the gossip locks are
+// leaves (see DESIGN.md, "Locks").
 type Node struct {
-	cfg Config
-	fsm raft.FSM
-	log *slog.Logger
+	cfg  Config
+	fsm  StateMachine
+	log  *slog.Logger
+	peer peerNet
 
-	raft      *raft.Raft
+	started atomic.Bool // set once Start succeeded; fields below are then fixed
+	closed  atomic.Bool
+	leaving atomic.Bool
+
+	raftp     atomic.Pointer[raft.Raft]
 	transport *raft.NetworkTransport
 	store     *raftboltdb.BoltStore
+	gossip    *gossip
+	raftDir   string
 
-	leaderReady atomic.Bool // this node is leader and has applied everything before its term
+	idMu sync.Mutex
+	id   identity
+
+	leaderReady atomic.Bool // leader and has applied everything before its term
 	metrics     *metrics
+	rpc         *http.ServeMux
+
+	// departing: agents removed on their own request (POST /peer/v1/leave)
+	// that the leader must not add back for a while (departGrace).
+	departMu  sync.Mutex
+	departing map[string]time.Time
 
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	closeMu sync.Mutex
-	closed  bool
 }
 
-// New returns a Node; Start opens storage and joins/bootstraps the group.
-func New(cfg Config, f raft.FSM) *Node {
+// New returns a Node; it starts nothing. Install RPCHandler on the peer mux
+// before starting the mux, then Start the node.
+func New(cfg Config, f StateMachine) *Node {
 	cfg.setDefaults()
-	return &Node{cfg: cfg, fsm: f, log: cfg.Logger.With("component", "cluster")}
+	n := &Node{cfg: cfg, fsm: f, log: cfg.Logger.With("component", "cluster"), departing: map[string]time.Time{}}
+	if cfg.Mux != nil {
+		n.peer = cfg.Mux
+	}
+	n.rpc = n.newRPCMux()
+	return n
 }
 
 // NodeID returns this node's ID.
 func (n *Node) NodeID() string { return n.cfg.NodeID }
 
-// Start opens the Raft stores, starts Raft and, when configured and there
-// is no prior state, bootstraps a single-voter group.
-func (n *Node) Start(ctx context.Context) error {
-	dir := filepath.Join(n.cfg.DataDir, "raft")
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+// r returns the Raft instance, or nil before Start.
+func (n *Node) r() *raft.Raft { return n.raftp.Load() }
+
+// Start opens the Raft stores, starts Raft over the peer mux (which must be
+// started), starts gossip, begins joining, and bootstraps when the rules
+// allow it (see DESIGN.md). It returns once the node runs; joining and
+// bootstrap with BootstrapExpect continue in the background.
+func (n *Node) Start(ctx context.Context) (err error) {
+	n.closeMu.Lock()
+	defer n.closeMu.Unlock()
+	switch {
+	case n.closed.Load():
+		return ErrClosed
+	case n.started.Load():
+		return errors.New("cluster: node already started")
+	}
+	if err := n.cfg.validate(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if n.peer.Addr() == "" {
+		return fmt.Errorf("%w: the peer mux must be started before the node", ErrConfig)
+	}
+	defer func() {
+		if err != nil {
+			_ = n.teardown()
+			n.closed.Store(true) // a node that failed to start is not reused
+		}
+	}()
+	n.raftDir = filepath.Join(n.cfg.DataDir, "raft")
+	if err := os.MkdirAll(n.raftDir, 0o750); err != nil {
 		return fmt.Errorf("cluster: raft dir: %w", err)
 	}
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(n.raftDir, "raft.db")})
 	if err != nil {
 		return fmt.Errorf("cluster: open raft log store: %w", err)
 	}
 	n.store = store
 	hl := newHCLogger("raft", n.cfg.Logger)
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hl)
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(n.raftDir, 2, hl)
 	if err != nil {
-		_ = store.Close()
 		return fmt.Errorf("cluster: snapshot store: %w", err)
 	}
-	adv, err := net.ResolveTCPAddr("tcp", n.cfg.AdvertiseAddr)
-	if err != nil {
-		_ = store.Close()
-		return fmt.Errorf("cluster: advertise address %q: %w", n.cfg.AdvertiseAddr, err)
-	}
-	trans, err := raft.NewTCPTransportWithLogger(n.cfg.BindAddr, adv, 4, 10*time.Second, hl)
-	if err != nil {
-		_ = store.Close()
-		return fmt.Errorf("cluster: raft transport on %s: %w", n.cfg.BindAddr, err)
-	}
-	n.transport = trans
+	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: n.peer.RaftLayer(), MaxPool: 4, Timeout: 10 * time.Second, Logger: hl,
+	})
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(n.cfg.NodeID)
@@ -154,32 +156,31 @@ func (n *Node) Start(ctx context.Context) error {
 	rc.MaxAppendEntries = 512
 	rc.BatchApplyCh = true
 
-	logs, err := raft.NewLogCache(1024, store)
+	logs, err := raft.NewLogCache(256, store)
 	if err != nil {
-		_ = trans.Close()
-		_ = store.Close()
 		return err
 	}
 	existing, err := raft.HasExistingState(logs, store, snaps)
 	if err != nil {
-		_ = trans.Close()
-		_ = store.Close()
 		return fmt.Errorf("cluster: inspect raft state: %w", err)
 	}
-	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, trans)
+	n.id, err = loadIdentity(n.raftDir, existing)
 	if err != nil {
-		_ = trans.Close()
-		_ = store.Close()
+		return err
+	}
+	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, n.transport)
+	if err != nil {
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}
-	n.raft = r
-	if n.cfg.Bootstrap && !existing {
-		n.log.Info("bootstrapping single-voter raft group", "node", n.cfg.NodeID, "addr", n.cfg.AdvertiseAddr)
-		f := r.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
-			Suffrage: raft.Voter, ID: raft.ServerID(n.cfg.NodeID), Address: trans.LocalAddr(),
-		}}})
-		if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
-			return fmt.Errorf("cluster: bootstrap: %w", err)
+	n.raftp.Store(r)
+
+	n.gossip = newGossip(&n.cfg, n.cfg.Logger)
+	if err := n.gossip.start(n.localMeta()); err != nil {
+		return err
+	}
+	if !existing && n.cfg.Bootstrap {
+		if err := n.bootstrap([]nodeMeta{n.localMeta()}, randomID()); err != nil {
+			return err
 		}
 	}
 	if n.cfg.Registerer != nil {
@@ -187,56 +188,109 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	lctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
+	n.started.Store(true)
 	n.wg.Add(1)
 	go n.leadershipLoop(lctx)
+	if !existing && !n.cfg.Bootstrap && n.cfg.BootstrapExpect > 1 {
+		n.wg.Add(1)
+		go n.bootstrapLoop(lctx)
+	}
+	n.log.Info("cluster node started", "node", n.cfg.NodeID, "peer", n.peer.Addr(), "gossip", n.gossip.addr(),
+		"existing_state", existing, "bootstrap_expect", n.cfg.BootstrapExpect, "join", n.cfg.Join, "instance", n.id.Instance)
 	return nil
 }
 
-// leadershipLoop tracks whether this node is a leader that has applied every
-// entry from earlier terms (a barrier), which gates readiness.
-func (n *Node) leadershipLoop(ctx context.Context) {
-	defer n.wg.Done()
-	ch := n.raft.LeaderCh()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case isLeader := <-ch:
-			n.leaderReady.Store(false)
-			if !isLeader {
-				n.log.Info("lost raft leadership")
-				continue
-			}
-			n.log.Info("gained raft leadership", "term", n.raft.CurrentTerm())
-			if err := n.raft.Barrier(0).Error(); err != nil {
-				n.log.Warn("leader barrier failed", "err", err)
-				continue
-			}
-			n.leaderReady.Store(n.raft.State() == raft.Leader)
-		}
+// GossipAddr returns the advertised gossip host:port ("" before Start).
+func (n *Node) GossipAddr() string {
+	if !n.started.Load() {
+		return ""
+	}
+	return n.gossip.addr()
+}
+
+// identity returns a copy of the current identity.
+func (n *Node) identity() identity {
+	n.idMu.Lock()
+	defer n.idMu.Unlock()
+	return n.id
+}
+
+// updateIdentity changes, persists and gossips the identity.
+func (n *Node) updateIdentity(fn func(*identity)) error {
+	n.idMu.Lock()
+	next := n.id
+	fn(&next)
+	if next == n.id {
+		n.idMu.Unlock()
+		return nil
+	}
+	if err := next.save(n.raftDir); err != nil {
+		n.idMu.Unlock()
+		return err
+	}
+	n.id = next
+	n.idMu.Unlock()
+	if n.gossip != nil {
+		n.gossip.setMeta(n.localMeta())
+	}
+	return nil
+}
+
+// localMeta is the metadata this node gossips.
+func (n *Node) localMeta() nodeMeta {
+	id := n.identity()
+	return nodeMeta{
+		Version: metaVersion, ID: n.cfg.NodeID, Peer: n.peer.Addr(), HTTP: n.cfg.HTTPAddr, GRPC: n.cfg.GRPCAddr,
+		Instance: id.Instance, Cluster: id.Cluster, Admitted: id.Admitted, Expect: n.cfg.BootstrapExpect,
+		Leaving: n.leaving.Load(),
 	}
 }
 
+// hasRaftState reports whether this node holds any Raft log or snapshot
+// (it bootstrapped, or a leader added it and replicated to it).
+func (n *Node) hasRaftState() bool {
+	r := n.r()
+	return r != nil && r.LastIndex() > 0
+}
+
 // IsLeader reports whether this node currently leads the Raft group.
-func (n *Node) IsLeader() bool { return n.raft != nil && n.raft.State() == raft.Leader }
+func (n *Node) IsLeader() bool {
+	r := n.r()
+	return r != nil && r.State() == raft.Leader
+}
+
+// LeaderID returns the node ID of the current Raft leader as this node
+// knows it ("" when none is known).
+func (n *Node) LeaderID() string {
+	r := n.r()
+	if r == nil {
+		return ""
+	}
+	_, id := r.LeaderWithID()
+	return string(id)
+}
 
 // Ready reports whether the node can serve: a leader is known and this node
 // has applied the committed log.
 func (n *Node) Ready() (bool, string) {
-	if n.raft == nil {
+	r := n.r()
+	if r == nil {
 		return false, "raft not started"
 	}
-	addr, _ := n.raft.LeaderWithID()
+	addr, _ := r.LeaderWithID()
 	if addr == "" {
+		if !n.hasRaftState() {
+			return false, "waiting to join a raft group (bootstrap or being added by the leader)"
+		}
 		return false, "no raft leader elected yet"
 	}
-	if n.raft.State() == raft.Leader {
+	if r.State() == raft.Leader {
 		if !n.leaderReady.Load() {
 			return false, "raft leader is applying the log from earlier terms"
 		}
 		return true, ""
 	}
-	if applied, commit := n.raft.AppliedIndex(), n.raft.CommitIndex(); applied < commit {
+	if applied, commit := r.AppliedIndex(), r.CommitIndex(); applied < commit {
 		return false, fmt.Sprintf("applying committed raft log (%d of %d)", applied, commit)
 	}
 	return true, ""
@@ -260,115 +314,300 @@ func (n *Node) WaitReady(ctx context.Context) error {
 }
 
 // Propose replicates an encoded fsm command and returns its apply result.
-// Errors wrap fsm.ErrUnavailable when the command was definitely not
-// applied, and fsm.ErrOutcomeUnknown when it may have been.
+// On the Raft leader it applies locally; elsewhere it forwards the command,
+// at most once, to the leader over peer RPC. Errors wrap fsm.ErrUnavailable
+// when the command was definitely not applied, and fsm.ErrOutcomeUnknown
+// when it may have been.
 func (n *Node) Propose(ctx context.Context, cmd []byte) (*fsm.Result, error) {
-	if n.raft == nil {
+	r := n.r()
+	if r == nil || !n.started.Load() {
 		return nil, fmt.Errorf("%w: raft not started", fsm.ErrUnavailable)
 	}
-	if n.raft.State() != raft.Leader {
-		return nil, fmt.Errorf("%w: this agent is not the raft leader", fsm.ErrUnavailable)
+	if n.closed.Load() {
+		return nil, fmt.Errorf("%w: agent shutting down", fsm.ErrUnavailable)
 	}
+	// An undecodable entry would stop every agent's FSM: refuse it here.
+	if _, err := fsm.Decode(cmd); err != nil {
+		return nil, fmt.Errorf("%w: %v", fsm.ErrInvalidCommand, err)
+	}
+	if r.State() == raft.Leader {
+		res, _, err := n.applyLocal(ctx, cmd)
+		return res, err
+	}
+	return n.forward(ctx, cmd)
+}
+
+// applyLocal applies cmd through this node's Raft, which must be the
+// leader, and returns the result and the entry's Raft index. It never
+// forwards.
+func (n *Node) applyLocal(ctx context.Context, cmd []byte) (*fsm.Result, uint64, error) {
+	r := n.r()
 	start := time.Now()
-	fut := n.raft.Apply(cmd, n.cfg.ApplyTimeout)
+	fut := r.Apply(cmd, n.cfg.ApplyTimeout)
 	done := make(chan error, 1)
 	go func() { done <- fut.Error() }()
 	select {
 	case err := <-done:
 		if err != nil {
-			return nil, translateApplyErr(err)
+			return nil, 0, translateApplyErr(err)
 		}
 	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: %v", fsm.ErrOutcomeUnknown, ctx.Err())
+		return nil, 0, fmt.Errorf("%w: %v", fsm.ErrOutcomeUnknown, ctx.Err())
 	}
 	if n.metrics != nil {
 		n.metrics.applyLatency.Observe(time.Since(start).Seconds())
 	}
 	res, ok := fut.Response().(*fsm.Result)
 	if !ok {
-		return nil, fmt.Errorf("cluster: unexpected apply response %T", fut.Response())
+		return nil, 0, fmt.Errorf("%w: unexpected apply response %T", fsm.ErrOutcomeUnknown, fut.Response())
 	}
-	return res, nil
+	return res, fut.Index(), nil
+}
+
+// waitApplied waits until this node's FSM has applied index, so a caller
+// that proposed through the leader reads its own write locally. If ctx
+// ends first it returns false; the entry is committed all the same.
+func (n *Node) waitApplied(ctx context.Context, index uint64) bool {
+	if n.fsm.LastApplied() >= index {
+		return true
+	}
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for n.fsm.LastApplied() < index {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return true
 }
 
 func translateApplyErr(err error) error {
 	switch {
-	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress):
 		return fmt.Errorf("%w: %v", fsm.ErrUnavailable, err)
-	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown),
-		errors.Is(err, raft.ErrAbortedByRestore):
-		return fmt.Errorf("%w: %v", fsm.ErrOutcomeUnknown, err)
 	}
+	// ErrLeadershipLost, ErrRaftShutdown, ErrAbortedByRestore and anything
+	// else: the entry may be in the log and may yet commit.
 	return fmt.Errorf("%w: %v", fsm.ErrOutcomeUnknown, err)
 }
 
-// Placement picks leaders for n new partitions: round robin over the
-// current voters, starting with this node.
-func (n *Node) Placement(count int32) []string {
-	nodes := []string{n.cfg.NodeID}
-	if n.raft != nil {
-		if f := n.raft.GetConfiguration(); f.Error() == nil {
-			for _, s := range f.Configuration().Servers {
-				if s.Suffrage == raft.Voter && string(s.ID) != n.cfg.NodeID {
-					nodes = append(nodes, string(s.ID))
-				}
-			}
-		}
-	}
-	out := make([]string, count)
-	for i := range out {
-		out[i] = nodes[i%len(nodes)]
-	}
-	return out
-}
-
-// Status is a point-in-time view of the node's Raft state.
+// Status is a point-in-time view of the node's Raft state. It is also the
+// body of GET /peer/v1/status.
 type Status struct {
-	NodeID       string
-	State        string
-	Leader       string
-	LeaderID     string
-	Term         uint64
-	CommitIndex  uint64
-	AppliedIndex uint64
-	LastIndex    uint64
+	NodeID       string `json:"node_id"`
+	State        string `json:"state"`
+	Leader       string `json:"leader"` // leader's Raft address
+	LeaderID     string `json:"leader_id"`
+	Term         uint64 `json:"term"`
+	CommitIndex  uint64 `json:"commit_index"`
+	AppliedIndex uint64 `json:"applied_index"`
+	LastIndex    uint64 `json:"last_index"`
+	// LastContactMs is how long ago this node heard from the leader, in
+	// milliseconds: 0 on the leader, -1 if never.
+	LastContactMs int64    `json:"last_contact_ms"`
+	Voters        []string `json:"voters"`
+	NonVoters     []string `json:"non_voters"`
+	// Instance, ClusterID and Admitted describe this incarnation of the
+	// data dir (see DESIGN.md, "Identity").
+	Instance  string `json:"instance"`
+	ClusterID string `json:"cluster_id,omitempty"`
+	Admitted  bool   `json:"admitted"`
 }
 
 // Status returns the node's Raft status.
 func (n *Node) Status() Status {
-	if n.raft == nil {
-		return Status{NodeID: n.cfg.NodeID, State: "Stopped"}
+	r := n.r()
+	if r == nil || !n.started.Load() {
+		return Status{NodeID: n.cfg.NodeID, State: "Stopped", LastContactMs: -1}
 	}
-	addr, id := n.raft.LeaderWithID()
-	return Status{
-		NodeID: n.cfg.NodeID, State: n.raft.State().String(), Leader: string(addr), LeaderID: string(id),
-		Term: n.raft.CurrentTerm(), CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.raft.AppliedIndex(),
-		LastIndex: n.raft.LastIndex(),
+	addr, id := r.LeaderWithID()
+	ident := n.identity()
+	st := Status{
+		NodeID: n.cfg.NodeID, State: r.State().String(), Leader: string(addr), LeaderID: string(id),
+		Term: r.CurrentTerm(), CommitIndex: r.CommitIndex(), AppliedIndex: r.AppliedIndex(),
+		LastIndex: r.LastIndex(), LastContactMs: -1,
+		Instance: ident.Instance, ClusterID: ident.Cluster, Admitted: ident.Admitted,
 	}
+	switch lc := r.LastContact(); {
+	case st.State == raft.Leader.String():
+		st.LastContactMs = 0
+	case !lc.IsZero():
+		st.LastContactMs = time.Since(lc).Milliseconds()
+	}
+	if servers, err := n.configuration(); err == nil {
+		for _, s := range servers {
+			switch s.Suffrage {
+			case raft.Voter:
+				st.Voters = append(st.Voters, string(s.ID))
+			case raft.Nonvoter:
+				st.NonVoters = append(st.NonVoters, string(s.ID))
+			}
+		}
+		sort.Strings(st.Voters)
+		sort.Strings(st.NonVoters)
+	}
+	return st
+}
+
+// configuration returns the latest Raft configuration's servers.
+func (n *Node) configuration() ([]raft.Server, error) {
+	r := n.r()
+	if r == nil {
+		return nil, ErrNotStarted
+	}
+	f := r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	return f.Configuration().Servers, nil
 }
 
 // Snapshot forces a Raft snapshot (used by tests and operators).
 func (n *Node) Snapshot() error {
-	if n.raft == nil {
+	r := n.r()
+	if r == nil {
 		return fmt.Errorf("%w: raft not started", fsm.ErrUnavailable)
 	}
-	return n.raft.Snapshot().Error()
+	return r.Snapshot().Error()
 }
 
-// Close shuts Raft down and closes its stores. It is idempotent.
+// Leave leaves the cluster on purpose. In order: it gossips that it is
+// leaving; if it leads the Raft group it hands leadership to another voter;
+// it asks the Raft leader (over peer RPC) to remove it from the group and
+// waits for that; then it broadcasts memberlist's leave. The controller then
+// moves its partitions at once (their leader is no longer a member). Call
+// Close afterwards. An agent that left and starts again with its data dir
+// is re-added as a non-voter and promoted when needed.
+//
+// If the removal cannot be confirmed (no leader reachable, or removing this
+// voter would leave too few live voters for a quorum) Leave still leaves
+// gossip and returns an error; the leader removes the member once gossip
+// shows it gone.
+func (n *Node) Leave(ctx context.Context) error {
+	if !n.started.Load() {
+		return ErrNotStarted
+	}
+	if n.closed.Load() {
+		return ErrClosed
+	}
+	n.leaving.Store(true)
+	n.gossip.setMeta(n.localMeta())
+	r := n.r()
+	if r.State() == raft.Leader && n.otherVoters() > 0 {
+		n.log.Info("leaving: transferring raft leadership")
+		fut := r.LeadershipTransfer()
+		done := make(chan error, 1)
+		go func() { done <- fut.Error() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				n.log.Warn("leadership transfer before leave failed", "err", err)
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: leave: leadership transfer: %w", ctx.Err())
+		}
+	}
+	removeErr := n.leaveRaft(ctx)
+	if removeErr != nil {
+		n.log.Warn("leaving: removal from the raft group not confirmed; the leader will remove this agent once gossip shows it gone", "err", removeErr)
+	}
+	timeout := 5 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(dl), 100*time.Millisecond)
+	}
+	n.log.Info("leaving the cluster")
+	if err := n.gossip.leave(n.localMeta(), timeout); err != nil {
+		return errors.Join(removeErr, fmt.Errorf("cluster: leave gossip: %w", err))
+	}
+	return removeErr
+}
+
+// leaveRaft asks the Raft leader to remove this agent and waits until it
+// did, retrying while leadership moves.
+func (n *Node) leaveRaft(ctx context.Context) error {
+	r := n.r()
+	for {
+		if !n.inConfiguration() {
+			return nil
+		}
+		addr, id := r.LeaderWithID()
+		var err error
+		switch {
+		case id == raft.ServerID(n.cfg.NodeID):
+			if n.otherVoters() == 0 {
+				return nil // the last voter stays; there is no group left to leave
+			}
+			err = errors.New("this agent still leads the raft group")
+		case addr == "":
+			err = errors.New("no raft leader known")
+		default:
+			err = n.requestLeave(ctx, string(addr))
+			if err == nil {
+				return nil
+			}
+		}
+		if !sleepCtx(ctx, 100*time.Millisecond) {
+			return fmt.Errorf("cluster: leave: %w (%v)", ctx.Err(), err)
+		}
+	}
+}
+
+// inConfiguration reports whether this agent is in the Raft configuration
+// it knows.
+func (n *Node) inConfiguration() bool {
+	servers, err := n.configuration()
+	if err != nil {
+		return false
+	}
+	for _, s := range servers {
+		if string(s.ID) == n.cfg.NodeID {
+			return true
+		}
+	}
+	return false
+}
+
+func (n *Node) otherVoters() int {
+	servers, err := n.configuration()
+	if err != nil {
+		return 0
+	}
+	c := 0
+	for _, s := range servers {
+		if s.Suffrage == raft.Voter && string(s.ID) != n.cfg.NodeID {
+			c++
+		}
+	}
+	return c
+}
+
+// Close stops the leader loop, gossip (without a leave broadcast: to the
+// others this looks like a crash) and Raft, and closes the Raft stores. The
+// peer mux stays the caller's. It is idempotent.
 func (n *Node) Close() error {
 	n.closeMu.Lock()
 	defer n.closeMu.Unlock()
-	if n.closed {
+	if n.closed.Swap(true) {
 		return nil
 	}
-	n.closed = true
+	return n.teardown()
+}
+
+// teardown releases whatever Start acquired. closeMu is held.
+func (n *Node) teardown() error {
+	n.leaderReady.Store(false)
 	if n.cancel != nil {
 		n.cancel()
 	}
+	if n.gossip != nil {
+		n.gossip.close()
+	}
 	var errs []error
-	if n.raft != nil {
-		errs = append(errs, n.raft.Shutdown().Error())
+	if r := n.r(); r != nil {
+		errs = append(errs, r.Shutdown().Error())
 	}
 	n.wg.Wait()
 	if n.transport != nil {

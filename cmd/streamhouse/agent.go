@@ -118,6 +118,7 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 		DeadAgentTimeout: c.DeadAgentTimeout, PartitionFailoverTimeout: c.PartitionFailover,
 		Logger: log, Registerer: a.registry,
 	}, a.fsm)
+	a.mux.HandleRPC(a.node.RPCHandler()) // until the produce route is added below
 	if err := a.node.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -167,7 +168,7 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	a.http = transport.NewHTTPServer(transport.HTTPConfig{
 		Addr: net.JoinHostPort(c.BindAddr, strconv.Itoa(c.HTTPPort)), MaxRecordBytes: c.MaxRecordBytes,
 		Gatherer: a.registry, Registerer: a.registry, Errors: errorsTotal, Logger: log,
-		Cluster: &clusterView{node: a.node, meta: a.fsm},
+		Cluster: a.node,
 	}, admin, a.producer, fetcher, a.ready)
 	if err := a.http.Start(ctx); err != nil {
 		return nil, fmt.Errorf("HTTP_PORT %d: %w", c.HTTPPort, err)

@@ -1,0 +1,181 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// bootstrapPlan is the outcome of looking at gossip for a BootstrapExpect
+// bootstrap.
+type bootstrapPlan struct {
+	ready    bool
+	existing bool       // an agent that belongs to a cluster is visible
+	servers  []nodeMeta // sorted by ID when ready
+	reason   string     // why not ready
+}
+
+// key identifies the planned configuration, to check it stays unchanged.
+func (p bootstrapPlan) key() string {
+	parts := make([]string, len(p.servers))
+	for i, s := range p.servers {
+		parts[i] = s.ID + "@" + s.Peer + "/" + s.Instance
+	}
+	return strings.Join(parts, ",")
+}
+
+// planBootstrap decides whether self can bootstrap a BootstrapExpect
+// cluster: exactly expect live agents with the same BootstrapExpect, none
+// of any existing cluster, self among them, and no live agent expecting a
+// different count. Agents without BootstrapExpect (joiners) are ignored;
+// the leader adds them later. Every agent computes the same plan from the
+// same gossip view, so they bootstrap identical configurations.
+func planBootstrap(self string, expect int, members map[string]gossipMember) bootstrapPlan {
+	var cands []nodeMeta
+	for _, m := range members {
+		if m.State != StateAlive {
+			continue
+		}
+		if !m.MetaOK {
+			return bootstrapPlan{reason: fmt.Sprintf("agent %s has no readable gossip metadata yet", m.Name)}
+		}
+		switch {
+		case m.Meta.Expect == expect:
+			cands = append(cands, m.Meta)
+		case m.Meta.Cluster != "":
+			return bootstrapPlan{existing: true, reason: fmt.Sprintf("agent %s already belongs to cluster %s", m.Name, m.Meta.Cluster)}
+		case m.Meta.Expect > 1:
+			return bootstrapPlan{reason: fmt.Sprintf("agent %s expects %d agents, this one %d: fix BOOTSTRAP_EXPECT", m.Name, m.Meta.Expect, expect)}
+		}
+	}
+	sort.Slice(cands, func(i, j int) bool { return cands[i].ID < cands[j].ID })
+	switch {
+	case len(cands) < expect:
+		return bootstrapPlan{reason: fmt.Sprintf("%d of %d expected agents visible", len(cands), expect)}
+	case len(cands) > expect:
+		return bootstrapPlan{reason: fmt.Sprintf("%d agents with BOOTSTRAP_EXPECT=%d visible; refusing to guess which ones form the cluster", len(cands), expect)}
+	}
+	// A candidate that already bootstrapped this very set carries the
+	// cluster ID derived from it; any other cluster ID means the cluster
+	// exists without us.
+	cid := bootstrapClusterID(cands)
+	for _, c := range cands {
+		if c.Cluster != "" && c.Cluster != cid {
+			return bootstrapPlan{existing: true, reason: fmt.Sprintf("agent %s already belongs to cluster %s", c.ID, c.Cluster)}
+		}
+		if c.Peer == "" {
+			return bootstrapPlan{reason: fmt.Sprintf("agent %s advertises no peer address", c.ID)}
+		}
+	}
+	if i := sort.Search(len(cands), func(i int) bool { return cands[i].ID >= self }); i == len(cands) || cands[i].ID != self {
+		return bootstrapPlan{reason: "this agent is not among the expected agents"}
+	}
+	return bootstrapPlan{ready: true, servers: cands}
+}
+
+// sameConfiguration reports whether servers is exactly the configuration
+// the plan would bootstrap.
+func (p bootstrapPlan) sameConfiguration(servers []raft.Server) bool {
+	if !p.ready || len(servers) != len(p.servers) {
+		return false
+	}
+	want := map[string]string{}
+	for _, s := range p.servers {
+		want[s.ID] = s.Peer
+	}
+	for _, s := range servers {
+		if s.Suffrage != raft.Voter || want[string(s.ID)] != string(s.Address) {
+			return false
+		}
+	}
+	return true
+}
+
+// bootstrap persists the cluster identity, then bootstraps Raft with the
+// given voters. ErrCantBootstrap (state exists already) is not an error.
+func (n *Node) bootstrap(servers []nodeMeta, clusterID string) error {
+	if err := n.updateIdentity(func(id *identity) { id.Cluster, id.Admitted = clusterID, true }); err != nil {
+		return err
+	}
+	cfg := raft.Configuration{}
+	for _, s := range servers {
+		cfg.Servers = append(cfg.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(s.ID), Address: raft.ServerAddress(s.Peer)})
+	}
+	ids := make([]string, len(servers))
+	for i, s := range servers {
+		ids[i] = s.ID
+	}
+	n.log.Info("bootstrapping raft group", "voters", ids, "cluster", clusterID)
+	if err := n.r().BootstrapCluster(cfg).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		return fmt.Errorf("cluster: bootstrap: %w", err)
+	}
+	return nil
+}
+
+// bootstrapLoop waits, on a node without Raft state, until planBootstrap
+// says go and the plan has stayed the same for BootstrapSettle, then
+// bootstraps. It ends when the node has Raft state (it bootstrapped, or a
+// leader added it).
+func (n *Node) bootstrapLoop(ctx context.Context) {
+	defer n.wg.Done()
+	tick := time.NewTicker(min(max(n.cfg.BootstrapSettle/4, 10*time.Millisecond), 100*time.Millisecond))
+	defer tick.Stop()
+	var (
+		lastKey    string
+		lastPlan   bootstrapPlan
+		since      time.Time
+		lastReason string
+	)
+	for {
+		if n.hasRaftState() {
+			// A co-bootstrapper's leader may replicate to us before our
+			// settle time ran out: if it runs exactly the configuration we
+			// were about to bootstrap, we are one of its founders.
+			if servers, err := n.configuration(); err == nil && lastPlan.sameConfiguration(servers) {
+				if err := n.updateIdentity(func(id *identity) {
+					id.Cluster, id.Admitted = bootstrapClusterID(lastPlan.servers), true
+				}); err != nil {
+					n.log.Error("cannot persist the cluster identity", "err", err)
+				}
+			}
+			return
+		}
+		changed := n.gossip.changedCh()
+		plan := planBootstrap(n.cfg.NodeID, n.cfg.BootstrapExpect, n.gossip.snapshot())
+		switch {
+		case plan.ready:
+			lastPlan = plan
+			if k := plan.key(); k != lastKey {
+				lastKey, since = k, time.Now()
+			} else if time.Since(since) >= n.cfg.BootstrapSettle {
+				if err := n.bootstrap(plan.servers, bootstrapClusterID(plan.servers)); err != nil {
+					n.log.Error("bootstrap failed; retrying", "err", err)
+					lastKey = ""
+					break
+				}
+				return
+			}
+		default:
+			lastKey = ""
+			if plan.reason != lastReason {
+				lastReason = plan.reason
+				if plan.existing {
+					n.log.Info("an existing cluster is visible; waiting to be added by its leader", "why", plan.reason)
+				} else {
+					n.log.Info("waiting to bootstrap", "bootstrap_expect", n.cfg.BootstrapExpect, "why", plan.reason)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-tick.C:
+		}
+	}
+}

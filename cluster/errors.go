@@ -1,0 +1,16 @@
+package cluster
+
+import "errors"
+
+// Sentinel errors of the cluster package. Write-outcome errors are the fsm
+// package's (fsm.ErrUnavailable, fsm.ErrOutcomeUnknown): Propose wraps one
+// of them whenever it fails, locally or across a forwarding hop.
+var (
+	// ErrConfig: the Config cannot work (missing field, contradictory
+	// bootstrap settings).
+	ErrConfig = errors.New("cluster: invalid configuration")
+	// ErrNotStarted: the node has not been started (or failed to start).
+	ErrNotStarted = errors.New("cluster: node not started")
+	// ErrClosed: the node has been closed.
+	ErrClosed = errors.New("cluster: node closed")
+)

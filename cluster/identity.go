@@ -1,0 +1,113 @@
+package cluster
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// identityFile is the name, inside DATA_DIR/raft, of the file holding this
+// incarnation's identity.
+const identityFile = "instance"
+
+// identity says which incarnation of the agent's data this is. Instance is
+// random and created together with the Raft state, so a wiped data dir
+// means a new instance. Admitted is set once a Raft leader has seen this
+// instance as a member (it added it as a non-voter, or it bootstrapped it):
+// a voter whose current instance is not admitted lost its Raft state and
+// must be re-added. Cluster is the ID of the Raft group the instance
+// belongs to; a leader never adds an agent of another cluster.
+type identity struct {
+	Instance string `json:"instance"`
+	Cluster  string `json:"cluster,omitempty"`
+	Admitted bool   `json:"admitted"`
+}
+
+func randomID() string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("cluster: crypto/rand: %v", err))
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// loadIdentity reads the identity in dir. Without Raft state the node is a
+// new incarnation whatever the file says. With Raft state but no file (data
+// written before identities existed) the node is taken as admitted.
+func loadIdentity(dir string, hasRaftState bool) (identity, error) {
+	if !hasRaftState {
+		id := identity{Instance: randomID()}
+		return id, id.save(dir)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, identityFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		id := identity{Instance: randomID(), Admitted: true}
+		return id, id.save(dir)
+	}
+	if err != nil {
+		return identity{}, fmt.Errorf("cluster: read identity: %w", err)
+	}
+	var id identity
+	if err := json.Unmarshal(b, &id); err != nil || id.Instance == "" {
+		return identity{}, fmt.Errorf("cluster: identity file %s is corrupt (delete it only if the Raft state next to it is intact): %v",
+			filepath.Join(dir, identityFile), err)
+	}
+	return id, nil
+}
+
+// save writes the identity atomically: temp file, fsync, rename, dir fsync.
+func (id identity) save(dir string) error {
+	b, err := json.Marshal(id)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, identityFile+".tmp*")
+	if err != nil {
+		return fmt.Errorf("cluster: write identity: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("cluster: write identity: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("cluster: sync identity: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("cluster: write identity: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, identityFile)); err != nil {
+		return fmt.Errorf("cluster: write identity: %w", err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("cluster: sync raft dir: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("cluster: sync raft dir: %w", err)
+	}
+	return nil
+}
+
+// bootstrapClusterID derives the cluster ID from the bootstrap set, so that
+// every agent bootstrapping the same set computes the same ID without
+// talking to the others.
+func bootstrapClusterID(members []nodeMeta) string {
+	parts := make([]string, len(members))
+	for i, m := range members {
+		parts[i] = m.ID + "/" + m.Instance
+	}
+	sort.Strings(parts)
+	sum := sha256.Sum256([]byte(strings.Join(parts, ",")))
+	return hex.EncodeToString(sum[:8])
+}
