@@ -295,7 +295,7 @@ func TestRestartedAgentKeepsItsMembership(t *testing.T) {
 		}
 		return true
 	})
-	lead = c.waitLeader(deadline)
+	c.waitLeader(deadline)
 	res, err := propose(t, moved, &fsm.CreateTopic{Name: "after-move", Partitions: 1, Leaders: []string{moved.id}})
 	if err != nil || res.TopicID == 0 {
 		t.Fatalf("propose via the moved agent: %+v, %v", res, err)

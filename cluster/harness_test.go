@@ -340,7 +340,6 @@ type epochMonitor struct {
 	leaders    map[string]string // "topic/partition/epoch" → leader
 	lastEpoch  map[string]uint64 // "node/topic/partition" → epoch
 	violations []string
-	cancel     context.CancelFunc
 	wg         sync.WaitGroup
 }
 
