@@ -19,7 +19,7 @@ import (
 
 // benchCmd is a load generator against a running agent's REST API.
 type benchCmd struct {
-	Server      string        `name:"server" default:"http://127.0.0.1:8080" help:"Agent REST base URL."`
+	Server      string        `name:"server" default:"http://127.0.0.1:8080" help:"Agent REST base URL; comma-separate several agents to spread producers over them."`
 	Topic       string        `name:"topic" default:"bench" help:"Topic to use (created if missing)."`
 	Partitions  int32         `name:"partitions" default:"8" help:"Partitions of the topic when it is created."`
 	Records     int64         `name:"records" default:"200000" help:"Records to produce (ignored with --duration)."`
@@ -31,6 +31,8 @@ type benchCmd struct {
 	Produce     bool          `name:"produce" default:"true" negatable:"" help:"Produce records (--no-produce: only read the topic back, e.g. cold from S3 after an agent restart)."`
 	Consume     bool          `name:"consume" default:"true" negatable:"" help:"After producing, read every partition back and report consume throughput."`
 	Output      string        `name:"output" short:"o" default:"table" enum:"table,json" help:"table or json."`
+
+	servers []string
 }
 
 type benchResult struct {
@@ -62,7 +64,15 @@ func (b *benchCmd) Run() error {
 	if b.Batch <= 0 || b.Concurrency <= 0 || b.RecordSize < 0 || b.Partitions <= 0 {
 		return errors.New("--batch, --concurrency and --partitions must be positive, --record-size not negative")
 	}
-	b.Server = strings.TrimRight(b.Server, "/")
+	for _, u := range strings.Split(b.Server, ",") {
+		if u = strings.TrimRight(strings.TrimSpace(u), "/"); u != "" {
+			b.servers = append(b.servers, u)
+		}
+	}
+	if len(b.servers) == 0 {
+		return errors.New("--server needs at least one URL")
+	}
+	b.Server = b.servers[0]
 	cl := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: b.Concurrency * 2}}
 	ctx := context.Background()
 	if err := b.ensureTopic(ctx, cl); err != nil {
@@ -180,7 +190,7 @@ func (b *benchCmd) produce(ctx context.Context, cl *http.Client) (benchResult, e
 				}
 				body, _ := json.Marshal(map[string]any{"topic": b.Topic, "records": recs})
 				for {
-					resp, err := cl.Post(b.Server+"/api/v1/produce/batch", "application/json", bytes.NewReader(body))
+					resp, err := cl.Post(b.servers[w%len(b.servers)]+"/api/v1/produce/batch", "application/json", bytes.NewReader(body))
 					if err != nil {
 						errs.Add(1)
 						break
@@ -379,7 +389,7 @@ func (b *benchCmd) print(r benchResult) error {
 	if r.ConsumeRecsSec > 0 {
 		fmt.Fprintf(w, "consume\t%.0f records/s (%s)\n", r.ConsumeRecsSec, r.ConsumeSource)
 	}
-	fmt.Fprintf(w, "agent\t%.1f CPU s, peak RSS %.0f MiB\n", r.AgentCPUSeconds, r.AgentPeakRSSMiB)
+	fmt.Fprintf(w, "agent (first --server)\t%.1f CPU s, peak RSS %.0f MiB\n", r.AgentCPUSeconds, r.AgentPeakRSSMiB)
 	fmt.Fprintf(w, "object store\t%.0f PUTs/GiB, %.0f ranged GETs/GiB\n", r.S3PutsPerGiB, r.S3GetsPerGiB)
 	fmt.Fprintf(w, "errors\t%d (503 retries %d)\n", r.Errors, r.Retries503)
 	return w.Flush()
