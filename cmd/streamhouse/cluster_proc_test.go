@@ -114,12 +114,15 @@ func TestClusterSurvivesLeaderKills(t *testing.T) {
 		wg      sync.WaitGroup
 		lastAck atomic.Int64 // unix nanos of the latest ack
 	)
+	// Restarted agents keep their HTTP port, so the base URLs are fixed
+	// (c.procs itself is replaced on restart).
+	bases := []string{c.base(0), c.base(1), c.base(2)}
 	for w := 0; w < 9; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
 			for i := 0; !stop.Load(); i++ {
-				target := c.procs[w%3]
+				target := bases[w%3]
 				vals := make([]string, 10)
 				recs := make([]map[string]any, 10)
 				for j := range vals {
@@ -127,10 +130,10 @@ func TestClusterSurvivesLeaderKills(t *testing.T) {
 					recs[j] = map[string]any{"key": vals[j], "value": vals[j]}
 				}
 				var br batchResp
-				code, err := tryCall("POST", target.base+"/api/v1/produce/batch", map[string]any{"topic": "f", "records": recs}, &br)
+				code, err := tryCall("POST", target+"/api/v1/produce/batch", map[string]any{"topic": "f", "records": recs}, &br)
 				if err != nil || code != 200 {
 					if err == nil && code != 503 && code != 504 && code != 404 {
-						t.Errorf("produce via %s: status %d", target.base, code)
+						t.Errorf("produce via %s: status %d", target, code)
 						return
 					}
 					time.Sleep(50 * time.Millisecond) // client backoff; the agent may be down
