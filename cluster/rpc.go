@@ -245,8 +245,20 @@ func (n *Node) recentlyDeparted(id string) bool {
 func (n *Node) requestLeave(ctx context.Context, addr string) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RPCTimeout+n.cfg.ApplyTimeout)
 	defer cancel()
-	b, _ := json.Marshal(leaveRequest{NodeID: n.cfg.NodeID})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+PeerLeavePath, bytes.NewReader(b))
+	if err := n.postJSON(ctx, addr, PeerLeavePath, leaveRequest{NodeID: n.cfg.NodeID}); err != nil {
+		return fmt.Errorf("raft leader: %w", err)
+	}
+	return nil
+}
+
+// postJSON posts v as JSON to a peer RPC route and turns a non-200 answer
+// into an error carrying the peer's message.
+func (n *Node) postJSON(ctx context.Context, addr, path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+path, bytes.NewReader(b))
 	if err != nil {
 		return err
 	}
@@ -259,7 +271,7 @@ func (n *Node) requestLeave(ctx context.Context, addr string) error {
 	if resp.StatusCode != http.StatusOK {
 		var e rpcError
 		_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&e)
-		return fmt.Errorf("raft leader answered %d: %s", resp.StatusCode, e.Error)
+		return fmt.Errorf("answered %d: %s", resp.StatusCode, e.Error)
 	}
 	return nil
 }
@@ -291,21 +303,8 @@ func (n *Node) peerStatus(ctx context.Context, addr string) (Status, error) {
 func (n *Node) admit(ctx context.Context, addr string, a admitRequest) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RPCTimeout)
 	defer cancel()
-	b, _ := json.Marshal(a)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+PeerAdmitPath, bytes.NewReader(b))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := n.peer.RPCClient().Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var e rpcError
-		_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&e)
-		return fmt.Errorf("admit %s: HTTP %d: %s", a.NodeID, resp.StatusCode, e.Error)
+	if err := n.postJSON(ctx, addr, PeerAdmitPath, a); err != nil {
+		return fmt.Errorf("admit %s: %w", a.NodeID, err)
 	}
 	n.log.Info("admitted non-voter", "node", a.NodeID, "instance", a.Instance)
 	return nil
