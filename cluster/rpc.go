@@ -410,6 +410,10 @@ type resultJSON struct {
 	Count      int32  `json:"count,omitempty"`
 	Epoch      uint64 `json:"epoch,omitempty"`
 	Accepted   []bool `json:"accepted"`
+	Duplicate  bool   `json:"duplicate,omitempty"`
+	Index      uint64 `json:"index,omitempty"`
+	ProducerID uint64 `json:"producer_id,omitempty"`
+	ProdEpoch  uint32 `json:"producer_epoch,omitempty"`
 }
 
 // EncodeResult encodes an apply result for peer RPC (JSON of its fields).
@@ -420,6 +424,7 @@ func EncodeResult(r *fsm.Result) ([]byte, error) {
 	return json.Marshal(resultJSON{
 		Code: uint8(r.Code), Message: r.Message, TopicID: r.TopicID, BaseOffset: r.BaseOffset,
 		Count: r.Count, Epoch: r.Epoch, Accepted: r.Accepted,
+		Duplicate: r.Duplicate, ProducerID: r.ProducerID, ProdEpoch: r.ProducerEpoch, Index: r.Index,
 	})
 }
 
@@ -436,5 +441,6 @@ func DecodeResult(b []byte) (*fsm.Result, error) {
 	return &fsm.Result{
 		Code: fsm.Code(j.Code), Message: j.Message, TopicID: j.TopicID, BaseOffset: j.BaseOffset,
 		Count: j.Count, Epoch: j.Epoch, Accepted: j.Accepted,
+		Duplicate: j.Duplicate, ProducerID: j.ProducerID, ProducerEpoch: j.ProdEpoch, Index: j.Index,
 	}, nil
 }

@@ -40,3 +40,81 @@ type FetchResult struct {
 	HighWatermark int64
 	LowWatermark  int64
 }
+
+// GroupCommit is one offset a consumer group commits.
+type GroupCommit struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Metadata  string
+}
+
+// GroupPartition is a group's committed position in one partition, with lag.
+type GroupPartition struct {
+	Topic         string
+	Partition     int32
+	Offset        int64
+	Metadata      string
+	CommittedAt   int64 // unix ms
+	HighWatermark int64
+	LowWatermark  int64
+	Lag           int64 // HighWatermark - Offset (never negative)
+}
+
+// GroupDescription is a group's committed offsets and lag.
+type GroupDescription struct {
+	Group      string
+	Partitions []GroupPartition // ordered by topic then partition
+	TotalLag   int64
+}
+
+// GroupSummary is one line of the group list.
+type GroupSummary struct {
+	Group      string
+	Topics     []string
+	Partitions int
+	TotalLag   int64
+}
+
+// Reset strategies for GroupReset.
+const (
+	ResetEarliest  = "earliest"
+	ResetLatest    = "latest"
+	ResetOffset    = "offset"
+	ResetTimestamp = "timestamp"
+)
+
+// GroupReset moves a group's offsets for a topic (all partitions, or the
+// listed ones).
+type GroupReset struct {
+	Strategy    string
+	Topic       string
+	Partitions  []int32 // empty: every partition of the topic
+	Offset      int64   // ResetOffset
+	TimestampMs int64   // ResetTimestamp: first record with timestamp >= this
+}
+
+// ProducerIdentity identifies an idempotent producer session.
+type ProducerIdentity struct {
+	ID    uint64
+	Epoch uint32
+}
+
+// IdempotentBatch is a batch from an idempotent producer for one partition.
+// Sequences are per (producer, partition): BaseSeq is the sequence of the
+// first record, the next batch starts at BaseSeq+len(Records).
+type IdempotentBatch struct {
+	Topic     string
+	Partition int32
+	Producer  ProducerIdentity
+	BaseSeq   int64
+	Records   []Record
+}
+
+// IdempotentResult is where an idempotent batch landed. Duplicate is true
+// when the batch had already been written: the offsets are the original ones.
+type IdempotentResult struct {
+	BaseOffset int64
+	Count      int32
+	Duplicate  bool
+}

@@ -89,6 +89,15 @@ func (d *dec) i32() int32 {
 	return int32(v)
 }
 
+func (d *dec) u32() uint32 {
+	v := d.uv()
+	if v > math.MaxUint32 {
+		d.fail("uint32")
+		return 0
+	}
+	return uint32(v)
+}
+
 func (d *dec) take(n uint64, what string) []byte {
 	if d.err != nil {
 		return nil

@@ -18,6 +18,9 @@ const (
 	CmdAssignLeader
 	CmdTrimPartition
 	CmdObjectsDeleted
+	CmdCommitOffsets
+	CmdDeleteGroup
+	CmdInitProducer
 )
 
 func (c CommandType) String() string {
@@ -36,6 +39,12 @@ func (c CommandType) String() string {
 		return "TrimPartition"
 	case CmdObjectsDeleted:
 		return "ObjectsDeleted"
+	case CmdCommitOffsets:
+		return "CommitOffsets"
+	case CmdDeleteGroup:
+		return "DeleteGroup"
+	case CmdInitProducer:
+		return "InitProducer"
 	}
 	return fmt.Sprintf("CommandType(%d)", uint8(c))
 }
@@ -68,6 +77,9 @@ var decoders = map[CommandType]decoderFunc{
 	CmdAssignLeader:   decodeAssignLeader,
 	CmdTrimPartition:  decodeTrimPartition,
 	CmdObjectsDeleted: decodeObjectsDeleted,
+	CmdCommitOffsets:  decodeCommitOffsets,
+	CmdDeleteGroup:    decodeDeleteGroup,
+	CmdInitProducer:   decodeInitProducer,
 }
 
 // Decode parses an encoded command.
@@ -196,6 +208,9 @@ func decodeDeleteTopic(v uint8, d *dec) (Command, error) {
 }
 
 // AppendBatch appends records to one partition. Apply assigns the offsets.
+// A batch from an idempotent producer (ProducerID != 0) also carries the
+// producer's epoch and the sequence number of its first record; Apply
+// checks them atomically with the append (see applyAppendBatch).
 type AppendBatch struct {
 	TopicID     uint64
 	Partition   int32
@@ -204,11 +219,24 @@ type AppendBatch struct {
 	Count       int32
 	// Records is the AppendRecords encoding of Count records.
 	Records []byte
+
+	ProducerID    uint64 // 0: not idempotent
+	ProducerEpoch uint32
+	BaseSequence  int64
 }
 
 // Type implements Command.
 func (*AppendBatch) Type() CommandType { return CmdAppendBatch }
-func (*AppendBatch) version() uint8    { return 1 }
+
+// version 1 has no producer fields; version 2 adds them. Batches without a
+// producer are still written as version 1.
+func (c *AppendBatch) version() uint8 {
+	if c.ProducerID != 0 {
+		return 2
+	}
+	return 1
+}
+
 func (c *AppendBatch) encode(e *enc) {
 	e.uv(c.TopicID)
 	e.iv(int64(c.Partition))
@@ -216,10 +244,15 @@ func (c *AppendBatch) encode(e *enc) {
 	e.iv(c.Timestamp)
 	e.iv(int64(c.Count))
 	e.bytes(c.Records)
+	if c.ProducerID != 0 {
+		e.uv(c.ProducerID)
+		e.uv(uint64(c.ProducerEpoch))
+		e.iv(c.BaseSequence)
+	}
 }
 
 func decodeAppendBatch(v uint8, d *dec) (Command, error) {
-	if err := checkVersion(CmdAppendBatch, v, 1); err != nil {
+	if err := checkVersion(CmdAppendBatch, v, 2); err != nil {
 		return nil, err
 	}
 	c := &AppendBatch{}
@@ -229,6 +262,14 @@ func decodeAppendBatch(v uint8, d *dec) (Command, error) {
 	c.Timestamp = d.iv()
 	c.Count = d.i32()
 	c.Records = d.bytes()
+	if v >= 2 {
+		c.ProducerID = d.uv()
+		c.ProducerEpoch = d.u32()
+		c.BaseSequence = d.iv()
+		if c.ProducerID == 0 {
+			d.fail("append batch v2 without producer id")
+		}
+	}
 	return c, nil
 }
 
@@ -407,4 +448,116 @@ func decodeObjectsDeleted(v uint8, d *dec) (Command, error) {
 		}
 	}
 	return c, nil
+}
+
+// OffsetCommit is one partition's committed offset in CommitOffsets.
+type OffsetCommit struct {
+	TopicID   uint64
+	Partition int32
+	Offset    int64
+	Metadata  string
+}
+
+// CommitOffsets records a consumer group's committed offsets. It is applied
+// all or nothing: every entry must name an existing partition and an offset
+// in [0, high watermark].
+type CommitOffsets struct {
+	Group     string
+	Timestamp int64
+	Offsets   []OffsetCommit
+}
+
+// Type implements Command.
+func (*CommitOffsets) Type() CommandType { return CmdCommitOffsets }
+func (*CommitOffsets) version() uint8    { return 1 }
+func (c *CommitOffsets) encode(e *enc) {
+	e.str(c.Group)
+	e.iv(c.Timestamp)
+	e.uv(uint64(len(c.Offsets)))
+	for _, o := range c.Offsets {
+		e.uv(o.TopicID)
+		e.iv(int64(o.Partition))
+		e.iv(o.Offset)
+		e.str(o.Metadata)
+	}
+}
+
+func decodeCommitOffsets(v uint8, d *dec) (Command, error) {
+	if err := checkVersion(CmdCommitOffsets, v, 1); err != nil {
+		return nil, err
+	}
+	c := &CommitOffsets{}
+	c.Group = d.str()
+	c.Timestamp = d.iv()
+	n := d.count(4)
+	if n > 0 {
+		c.Offsets = make([]OffsetCommit, n)
+		for i := range c.Offsets {
+			o := &c.Offsets[i]
+			o.TopicID = d.uv()
+			o.Partition = d.i32()
+			o.Offset = d.iv()
+			o.Metadata = d.str()
+		}
+	}
+	return c, nil
+}
+
+// DeleteGroup removes a consumer group and all its committed offsets.
+type DeleteGroup struct {
+	Group string
+}
+
+// Type implements Command.
+func (*DeleteGroup) Type() CommandType { return CmdDeleteGroup }
+func (*DeleteGroup) version() uint8    { return 1 }
+func (c *DeleteGroup) encode(e *enc)   { e.str(c.Group) }
+
+func decodeDeleteGroup(v uint8, d *dec) (Command, error) {
+	if err := checkVersion(CmdDeleteGroup, v, 1); err != nil {
+		return nil, err
+	}
+	return &DeleteGroup{Group: d.str()}, nil
+}
+
+// InitProducer issues an idempotent producer session. ProducerID 0 asks for
+// a new producer (its ID is the Raft index of this command); a known ID gets
+// its epoch bumped, which fences the previous session and resets its
+// sequences. Producers idle for longer than ProducerExpiryMs (measured with
+// the command timestamps) are expired when this command applies.
+type InitProducer struct {
+	ProducerID uint64
+	Timestamp  int64
+}
+
+// Type implements Command.
+func (*InitProducer) Type() CommandType { return CmdInitProducer }
+func (*InitProducer) version() uint8    { return 1 }
+func (c *InitProducer) encode(e *enc) {
+	e.uv(c.ProducerID)
+	e.iv(c.Timestamp)
+}
+
+func decodeInitProducer(v uint8, d *dec) (Command, error) {
+	if err := checkVersion(CmdInitProducer, v, 1); err != nil {
+		return nil, err
+	}
+	return &InitProducer{ProducerID: d.uv(), Timestamp: d.iv()}, nil
+}
+
+// MaxGroupNameLen bounds consumer group names.
+const MaxGroupNameLen = 255
+
+// ValidateGroupName checks a consumer group name: 1-255 bytes of printable
+// characters without '/' (group names appear in URL paths).
+func ValidateGroupName(name string) error {
+	if name == "" || len(name) > MaxGroupNameLen {
+		return fmt.Errorf("group name must be 1-%d bytes", MaxGroupNameLen)
+	}
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f || r == '/' {
+			return fmt.Errorf("group name %q contains a control character or '/'", name)
+		}
+	}
+	return nil
 }

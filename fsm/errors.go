@@ -15,6 +15,14 @@ var (
 	ErrStaleEpoch       = errors.New("stale partition leader epoch")
 	ErrNotContiguous    = errors.New("segment does not continue the partition's flushed offset")
 	ErrInvalidCommand   = errors.New("invalid command")
+	ErrGroupNotFound    = errors.New("consumer group not found")
+	// ErrProducerFenced: a newer epoch of this producer id exists.
+	ErrProducerFenced = errors.New("producer fenced by a newer epoch")
+	// ErrUnknownProducer: the producer id was never issued or has expired.
+	ErrUnknownProducer = errors.New("unknown producer id")
+	// ErrOutOfOrderSequence: the batch's sequence is neither the next one
+	// nor one of the producer's recent batches.
+	ErrOutOfOrderSequence = errors.New("out of order sequence number")
 )
 
 // Code is the outcome of applying one command.
@@ -29,15 +37,23 @@ const (
 	CodeStaleEpoch
 	CodeNotContiguous
 	CodeInvalid
+	CodeGroupNotFound
+	CodeProducerFenced
+	CodeUnknownProducer
+	CodeOutOfOrderSequence
 )
 
 var codeErrors = map[Code]error{
-	CodeTopicExists:      ErrTopicExists,
-	CodeTopicNotFound:    ErrTopicNotFound,
-	CodePartitionInvalid: ErrPartitionInvalid,
-	CodeStaleEpoch:       ErrStaleEpoch,
-	CodeNotContiguous:    ErrNotContiguous,
-	CodeInvalid:          ErrInvalidCommand,
+	CodeTopicExists:        ErrTopicExists,
+	CodeTopicNotFound:      ErrTopicNotFound,
+	CodePartitionInvalid:   ErrPartitionInvalid,
+	CodeStaleEpoch:         ErrStaleEpoch,
+	CodeNotContiguous:      ErrNotContiguous,
+	CodeInvalid:            ErrInvalidCommand,
+	CodeGroupNotFound:      ErrGroupNotFound,
+	CodeProducerFenced:     ErrProducerFenced,
+	CodeUnknownProducer:    ErrUnknownProducer,
+	CodeOutOfOrderSequence: ErrOutOfOrderSequence,
 }
 
 // Result is what Apply returns for a command.
@@ -54,6 +70,14 @@ type Result struct {
 	Epoch uint64
 	// Accepted is set by CommitSegment: one flag per entry.
 	Accepted []bool
+	// Duplicate is set by AppendBatch when an idempotent producer's batch
+	// had already been appended: BaseOffset/Count are the original ones.
+	Duplicate bool
+	// Index is the Raft index of the command (set for every command).
+	Index uint64
+	// ProducerID and ProducerEpoch are set by InitProducer.
+	ProducerID    uint64
+	ProducerEpoch uint32
 }
 
 // Err converts a non-OK result into an error wrapping the code's sentinel.

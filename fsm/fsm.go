@@ -89,6 +89,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 			continue
 		}
 		res, meta := f.applyOne(l.Index, l.Data)
+		res.Index = l.Index
 		out[i] = res
 		metaChanged = metaChanged || meta
 	}
@@ -127,6 +128,14 @@ func (f *FSM) applyOne(index uint64, data []byte) (*Result, bool) {
 		return f.applyTrimPartition(c)
 	case *ObjectsDeleted:
 		return f.applyObjectsDeleted(c)
+	case *CommitOffsets:
+		res := f.applyCommitOffsets(c)
+		return res, res.Code == CodeOK
+	case *DeleteGroup:
+		res := f.applyDeleteGroup(c)
+		return res, res.Code == CodeOK
+	case *InitProducer:
+		return f.applyInitProducer(index, c), false
 	}
 	panic(fmt.Sprintf("fsm: command type %s has a decoder but no apply", cmd.Type()))
 }
@@ -185,6 +194,7 @@ func (f *FSM) applyDeleteTopic(c *DeleteTopic) (*Result, bool) {
 	}
 	delete(s.Topics, t.Name)
 	delete(s.TopicsByID, t.ID)
+	s.dropTopicFromGroups(t.ID)
 	return &Result{TopicID: t.ID}, true
 }
 
@@ -193,17 +203,28 @@ func (f *FSM) applyAppendBatch(index uint64, c *AppendBatch) *Result {
 	if res != nil {
 		return res
 	}
-	if c.LeaderEpoch != p.LeaderEpoch {
-		return fail(CodeStaleEpoch, "batch for epoch %d, partition is at epoch %d", c.LeaderEpoch, p.LeaderEpoch)
-	}
 	if c.Count <= 0 {
 		return fail(CodeInvalid, "empty batch")
+	}
+	k := PartitionKey{c.TopicID, c.Partition}
+	if c.ProducerID != 0 {
+		// Before the epoch check: a retry of an applied batch gets its
+		// original offsets whoever leads the partition now.
+		if res := f.checkSequence(k, c); res != nil {
+			return res
+		}
+	}
+	if c.LeaderEpoch != p.LeaderEpoch {
+		return fail(CodeStaleEpoch, "batch for epoch %d, partition is at epoch %d", c.LeaderEpoch, p.LeaderEpoch)
 	}
 	b := &AppendedBatch{
 		Index: index, TopicID: c.TopicID, Partition: c.Partition,
 		BaseOffset: p.NextOffset, Count: c.Count, Timestamp: c.Timestamp, Records: c.Records,
 	}
 	p.NextOffset += int64(c.Count)
+	if c.ProducerID != 0 {
+		f.recordSequence(k, c, b.BaseOffset)
+	}
 	if f.sink != nil {
 		if err := f.sink.Materialize(b); err != nil {
 			// The batch is committed on a majority; this agent cannot hold

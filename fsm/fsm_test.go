@@ -111,6 +111,10 @@ func TestCommandCodecRoundTrip(t *testing.T) {
 		&AssignLeader{TopicID: 7, Partition: 1, Leader: "b", ExpectedEpoch: 4},
 		&TrimPartition{TopicID: 7, Partition: 1, Before: 100, Timestamp: 9},
 		&ObjectsDeleted{Keys: []string{"a", "b"}},
+		&CommitOffsets{Group: "g", Timestamp: 3, Offsets: []OffsetCommit{{TopicID: 7, Partition: 1, Offset: 10, Metadata: "m"}, {TopicID: 7, Partition: 0, Offset: 0}}},
+		&DeleteGroup{Group: "g"},
+		&InitProducer{ProducerID: 12, Timestamp: 77},
+		&AppendBatch{TopicID: 7, Partition: 1, LeaderEpoch: 2, Timestamp: 3, Count: 1, Records: AppendRecords(nil, recs("z")), ProducerID: 5, ProducerEpoch: 2, BaseSequence: 40},
 	}
 	for _, c := range cmds {
 		got, err := Decode(Encode(c))

@@ -10,13 +10,19 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// Snapshot stream format (version 1), every item length-prefixed (uvarint):
+// Snapshot stream format, every item length-prefixed (uvarint):
 //
-//	magic "SHSNAP01"
-//	state item    (LastApplied, topics, partitions with segments)
+//	magic "SHSNAP02"
+//	state item    (LastApplied, topics, partitions with segments, pending
+//	               deletes; version 2 adds consumer groups and producers)
 //	batch items   (tag 1 + AppendedBatch), ascending Raft index
 //	end item      (tag 0)
-const snapshotMagic = "SHSNAP01"
+//
+// Restore reads both "SHSNAP01" and "SHSNAP02".
+const (
+	snapshotMagic   = "SHSNAP02"
+	snapshotMagicV1 = "SHSNAP01"
+)
 
 const (
 	itemEnd   = 0
@@ -146,10 +152,36 @@ func encodeState(st *State) []byte {
 	for _, k := range pending {
 		e.str(k)
 	}
+	// version 2
+	groups := st.groupEntries()
+	e.uv(uint64(len(groups)))
+	for _, g := range groups {
+		e.str(g.Group)
+		e.uv(g.TopicID)
+		e.iv(int64(g.Partition))
+		e.iv(g.Offset)
+		e.str(g.Metadata)
+		e.iv(g.CommittedAt)
+	}
+	producers := st.producerEntries()
+	e.uv(uint64(len(producers)))
+	for _, p := range producers {
+		e.uv(p.ID)
+		e.uv(uint64(p.Epoch))
+		e.iv(p.LastSeen)
+		e.uv(uint64(len(p.Sequences)))
+		for _, q := range p.Sequences {
+			e.uv(q.TopicID)
+			e.iv(int64(q.Partition))
+			e.iv(q.BaseSeq)
+			e.iv(int64(q.Count))
+			e.iv(q.BaseOffset)
+		}
+	}
 	return e.b
 }
 
-func decodeState(b []byte) (*State, error) {
+func decodeState(b []byte, version int) (*State, error) {
 	d := &dec{b: b}
 	st := newState()
 	st.LastApplied = d.uv()
@@ -191,6 +223,37 @@ func decodeState(b []byte) (*State, error) {
 	nd := d.count(1)
 	for i := 0; i < nd && d.err == nil; i++ {
 		st.PendingDeletes[d.str()] = true
+	}
+	if version >= 2 {
+		ng := d.count(6)
+		for i := 0; i < ng && d.err == nil; i++ {
+			var g GroupOffsetEntry
+			g.Group = d.str()
+			g.TopicID = d.uv()
+			g.Partition = d.i32()
+			g.Offset = d.iv()
+			g.Metadata = d.str()
+			g.CommittedAt = d.iv()
+			st.addGroupEntry(g)
+		}
+		npr := d.count(4)
+		for i := 0; i < npr && d.err == nil; i++ {
+			var p ProducerEntry
+			p.ID = d.uv()
+			p.Epoch = d.u32()
+			p.LastSeen = d.iv()
+			nq := d.count(5)
+			for j := 0; j < nq && d.err == nil; j++ {
+				var q ProducerSequence
+				q.TopicID = d.uv()
+				q.Partition = d.i32()
+				q.BaseSeq = d.iv()
+				q.Count = d.i32()
+				q.BaseOffset = d.iv()
+				p.Sequences = append(p.Sequences, q)
+			}
+			st.addProducerEntry(p)
+		}
 	}
 	st.rebuildRefs()
 	if err := d.done("snapshot state"); err != nil {
@@ -265,14 +328,23 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	r := bufio.NewReaderSize(rc, 1<<20)
 	magic := make([]byte, len(snapshotMagic))
-	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != snapshotMagic {
+	version := 0
+	if _, err := io.ReadFull(r, magic); err == nil {
+		switch string(magic) {
+		case snapshotMagic:
+			version = 2
+		case snapshotMagicV1:
+			version = 1
+		}
+	}
+	if version == 0 {
 		return fmt.Errorf("%w: not a StreamHouse snapshot", ErrDecode)
 	}
 	item, err := readItem(r)
 	if err != nil {
 		return fmt.Errorf("fsm restore: state: %w", err)
 	}
-	st, err := decodeState(item)
+	st, err := decodeState(item, version)
 	if err != nil {
 		return err
 	}

@@ -73,6 +73,50 @@ type State struct {
 	// PendingDeletes are objects no longer referenced by any partition
 	// (retention, topic deletion), to be deleted from the object store.
 	PendingDeletes map[string]bool
+	// Groups are the consumer groups' committed offsets, by group name.
+	Groups map[string]map[PartitionKey]GroupOffset
+	// Producers are the idempotent producers, by ID.
+	Producers map[uint64]*Producer
+}
+
+// GroupOffset is a group's committed position in one partition.
+type GroupOffset struct {
+	Offset      int64
+	Metadata    string
+	CommittedAt int64
+}
+
+// ProducerExpiryMs is how long an idempotent producer may stay idle before
+// its state is dropped (Kafka's transactional.id.expiration.ms default).
+const ProducerExpiryMs = 7 * 24 * 3600 * 1000
+
+// MaxProducerBatches is how many recent batches per partition are kept per
+// producer to answer retries (Kafka keeps 5 in-flight batches).
+const MaxProducerBatches = 5
+
+// Producer is an idempotent producer's replicated state.
+type Producer struct {
+	ID       uint64
+	Epoch    uint32
+	LastSeen int64
+	// Recent holds the newest batches per partition, oldest first.
+	Recent map[PartitionKey][]ProducerBatch
+}
+
+// ProducerBatch is one batch an idempotent producer appended.
+type ProducerBatch struct {
+	BaseSeq    int64
+	Count      int32
+	BaseOffset int64
+}
+
+func (p *Producer) clone() *Producer {
+	c := *p
+	c.Recent = make(map[PartitionKey][]ProducerBatch, len(p.Recent))
+	for k, v := range p.Recent {
+		c.Recent[k] = append([]ProducerBatch(nil), v...)
+	}
+	return &c
 }
 
 func newState() *State {
@@ -82,12 +126,17 @@ func newState() *State {
 		Partitions:     map[PartitionKey]*Partition{},
 		ObjectRefs:     map[string]int{},
 		PendingDeletes: map[string]bool{},
+		Groups:         map[string]map[PartitionKey]GroupOffset{},
+		Producers:      map[uint64]*Producer{},
 	}
 }
 
 // deref drops one reference to an object; the last one queues it for
 // deletion.
 func (s *State) deref(key string) {
+	if key == "" {
+		return // a gap: no object
+	}
 	s.ObjectRefs[key]--
 	if s.ObjectRefs[key] <= 0 {
 		delete(s.ObjectRefs, key)
@@ -100,7 +149,9 @@ func (s *State) rebuildRefs() {
 	s.ObjectRefs = map[string]int{}
 	for _, p := range s.Partitions {
 		for _, r := range p.Segments {
-			s.ObjectRefs[r.ObjectKey]++
+			if !r.IsGap() {
+				s.ObjectRefs[r.ObjectKey]++
+			}
 		}
 	}
 }
@@ -139,6 +190,16 @@ func (s *State) clone() *State {
 	}
 	for k := range s.PendingDeletes {
 		c.PendingDeletes[k] = true
+	}
+	for g, offs := range s.Groups {
+		m := make(map[PartitionKey]GroupOffset, len(offs))
+		for k, v := range offs {
+			m[k] = v
+		}
+		c.Groups[g] = m
+	}
+	for id, p := range s.Producers {
+		c.Producers[id] = p.clone()
 	}
 	return c
 }

@@ -114,6 +114,15 @@ func (f *Fetcher) read(ctx context.Context, k fsm.PartitionKey, info fsm.Partiti
 		var got []fsm.FetchedRecord
 		var err error
 		if off < info.FlushedOffset {
+			if ref, ok := f.meta.SegmentFor(k.TopicID, k.Partition, off); ok && ref.IsGap() {
+				// Offsets lost in a disaster and recorded as a gap by the
+				// restore: skip them (like compacted-away offsets in Kafka).
+				if len(res.Records) > 0 {
+					break
+				}
+				off = ref.LastOffset + 1
+				continue
+			}
 			got, err = f.readSegment(ctx, k, off)
 			if err != nil {
 				// Retention may have removed the segment under us.
@@ -178,7 +187,7 @@ func (f *Fetcher) readSegment(ctx context.Context, k fsm.PartitionKey, off int64
 		return nil, fmt.Errorf("read segment %s: offset %d not where the index says", ref.ObjectKey, off)
 	}
 	// Sequential reader: warm the cache with the partition's next block.
-	if next, ok := f.meta.SegmentFor(k.TopicID, k.Partition, ref.LastOffset+1); ok {
+	if next, ok := f.meta.SegmentFor(k.TopicID, k.Partition, ref.LastOffset+1); ok && !next.IsGap() {
 		f.segs.Prefetch(ctx, k.TopicID, k.Partition, next)
 	}
 	return recs[i:], nil

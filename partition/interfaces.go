@@ -28,6 +28,8 @@ type Metadata interface {
 	Segments(topicID uint64, part int32) []fsm.SegmentRef
 	PendingDeletes() []string
 	ObjectReferenced(key string) bool
+	GroupOffsets(group string) (map[fsm.PartitionKey]fsm.GroupOffset, bool)
+	GroupNames() []string
 }
 
 // SegmentPart is one partition's records for a segment object.
@@ -79,4 +81,5 @@ type Placement interface {
 // definitely was not applied and fsm.ErrOutcomeUnknown when it may have been.
 type Forwarder interface {
 	ForwardProduce(ctx context.Context, nodeID, topic string, recs []fsm.ProduceRecord) ([]fsm.RecordOffset, error)
+	ForwardIdempotent(ctx context.Context, nodeID string, b fsm.IdempotentBatch) (fsm.IdempotentResult, error)
 }

@@ -139,7 +139,7 @@ func TestKeyedAndKeylessRouting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := KeyPartition([]byte("user-1"), 8)
+	want := fsm.KeyPartition([]byte("user-1"), 8)
 	if out[0].Partition != want || out[1].Partition != want || out[1].Offset != out[0].Offset+1 {
 		t.Fatalf("keyed routing %+v, want partition %d", out, want)
 	}
@@ -407,6 +407,16 @@ type fakeForwarder struct {
 	calls []string
 	recs  [][]fsm.ProduceRecord
 	err   error
+}
+
+func (f *fakeForwarder) ForwardIdempotent(_ context.Context, node string, b fsm.IdempotentBatch) (fsm.IdempotentResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, node+"/"+b.Topic)
+	if f.err != nil {
+		return fsm.IdempotentResult{}, f.err
+	}
+	return fsm.IdempotentResult{BaseOffset: 100, Count: int32(len(b.Records))}, nil
 }
 
 func (f *fakeForwarder) ForwardProduce(_ context.Context, node, topic string, recs []fsm.ProduceRecord) ([]fsm.RecordOffset, error) {

@@ -183,7 +183,7 @@ func (p *Producer) produce(ctx context.Context, topic string, recs []fsm.Produce
 			}
 			parts[i] = r.Partition
 		case r.Record.Key != nil:
-			parts[i] = KeyPartition(r.Record.Key, t.Partitions)
+			parts[i] = fsm.KeyPartition(r.Record.Key, t.Partitions)
 		default:
 			if sticky < 0 {
 				sticky = int32(p.nextRR(t.ID) % uint32(t.Partitions))

@@ -25,6 +25,10 @@ const (
 	CodeUnavailable      = "unavailable"         // 503: not applied, safe to retry
 	CodeOutcomeUnknown   = "outcome_unknown"     // 504: a write may or may not have been applied
 	CodeTimeout          = "timeout"             // 504: a read timed out or was canceled
+	// Idempotent producer outcomes (409): the write was NOT applied.
+	CodeProducerFenced     = "producer_fenced"       // a newer epoch of the producer id exists
+	CodeUnknownProducer    = "unknown_producer"      // the producer id is unknown or expired
+	CodeOutOfOrderSequence = "out_of_order_sequence" // the batch does not continue the producer's sequence
 )
 
 // apiError is an error response: HTTP status, code and human message.
@@ -78,7 +82,13 @@ func classify(op opKind, err error) *apiError {
 		return &apiError{status: http.StatusRequestedRangeNotSatisfiable, code: CodeOffsetOutOfRange, msg: err.Error()}
 	case errors.Is(err, fsm.ErrInvalidArgument), errors.Is(err, fsm.ErrInvalidCommand):
 		return &apiError{status: http.StatusBadRequest, code: CodeBadRequest, msg: err.Error()}
-	case errors.Is(err, fsm.ErrTopicNotFound), errors.Is(err, fsm.ErrPartitionInvalid):
+	case errors.Is(err, fsm.ErrProducerFenced):
+		return &apiError{status: http.StatusConflict, code: CodeProducerFenced, msg: err.Error()}
+	case errors.Is(err, fsm.ErrUnknownProducer):
+		return &apiError{status: http.StatusConflict, code: CodeUnknownProducer, msg: err.Error()}
+	case errors.Is(err, fsm.ErrOutOfOrderSequence):
+		return &apiError{status: http.StatusConflict, code: CodeOutOfOrderSequence, msg: err.Error()}
+	case errors.Is(err, fsm.ErrTopicNotFound), errors.Is(err, fsm.ErrPartitionInvalid), errors.Is(err, fsm.ErrGroupNotFound):
 		return &apiError{status: http.StatusNotFound, code: CodeNotFound, msg: err.Error()}
 	case errors.Is(err, fsm.ErrTopicExists):
 		return &apiError{status: http.StatusConflict, code: CodeTopicExists, msg: err.Error()}

@@ -18,7 +18,11 @@ import (
 // partitions this agent leads and never forwards again.
 type LocalProducer interface {
 	ProduceLocal(ctx context.Context, topic string, recs []fsm.ProduceRecord) ([]fsm.RecordOffset, error)
+	ProduceIdempotentLocal(ctx context.Context, b fsm.IdempotentBatch) (fsm.IdempotentResult, error)
 }
+
+// PeerIdempotentPath is the peer-RPC route of a forwarded idempotent batch.
+const PeerIdempotentPath = "/peer/v1/produce-idempotent"
 
 // PeerProducePath is the peer-RPC route of a forwarded produce.
 const PeerProducePath = "/peer/v1/produce"
@@ -183,6 +187,12 @@ func forwardedError(node string, status int, d errorDetail) error {
 		base = fsm.ErrInvalidArgument
 	case CodeRecordTooLarge:
 		base = fsm.ErrRecordTooLarge
+	case CodeProducerFenced:
+		base = fsm.ErrProducerFenced
+	case CodeUnknownProducer:
+		base = fsm.ErrUnknownProducer
+	case CodeOutOfOrderSequence:
+		base = fsm.ErrOutOfOrderSequence
 	default: // outcome_unknown, internal, anything unexpected
 		base = fsm.ErrOutcomeUnknown
 	}

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,18 @@ type localProducerFunc func(ctx context.Context, topic string, recs []fsm.Produc
 
 func (f localProducerFunc) ProduceLocal(ctx context.Context, topic string, recs []fsm.ProduceRecord) ([]fsm.RecordOffset, error) {
 	return f(ctx, topic, recs)
+}
+
+// ProduceIdempotentLocal answers like the FSM would for the first batch of a
+// producer: offsets from 0, or a duplicate for sequence 1000 (a test hook).
+func (f localProducerFunc) ProduceIdempotentLocal(_ context.Context, b fsm.IdempotentBatch) (fsm.IdempotentResult, error) {
+	if b.BaseSeq == 1000 {
+		return fsm.IdempotentResult{BaseOffset: 7, Count: int32(len(b.Records)), Duplicate: true}, nil
+	}
+	if b.Producer.Epoch == 0 {
+		return fsm.IdempotentResult{}, fmt.Errorf("%w: epoch 0 fenced", fsm.ErrProducerFenced)
+	}
+	return fsm.IdempotentResult{BaseOffset: 0, Count: int32(len(b.Records))}, nil
 }
 
 func TestForwardProduceRoundTrip(t *testing.T) {
@@ -101,5 +114,36 @@ func TestForwardProduceErrorClasses(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest || calls.Load() != before {
 		t.Errorf("garbage: status %d, producer called %d times", resp.StatusCode, calls.Load()-before)
+	}
+}
+
+func TestForwardIdempotentRoundTripAndErrors(t *testing.T) {
+	srv := httptest.NewServer(IdempotentRPCHandler(localProducerFunc(nil)))
+	defer srv.Close()
+	f := &PeerForwarder{Client: srv.Client(), Resolve: func(string) (string, bool) { return strings.TrimPrefix(srv.URL, "http://"), true }}
+	b := fsm.IdempotentBatch{Topic: "t", Partition: 2, Producer: fsm.ProducerIdentity{ID: 9, Epoch: 1}, BaseSeq: 0,
+		Records: []fsm.Record{{Value: []byte("a")}, {Key: []byte{}, Value: []byte("b")}}}
+	res, err := f.ForwardIdempotent(context.Background(), "n2", b)
+	if err != nil || res != (fsm.IdempotentResult{BaseOffset: 0, Count: 2}) {
+		t.Fatalf("first: %+v %v", res, err)
+	}
+	b.BaseSeq = 1000
+	res, err = f.ForwardIdempotent(context.Background(), "n2", b)
+	if err != nil || !res.Duplicate || res.BaseOffset != 7 {
+		t.Fatalf("duplicate: %+v %v", res, err)
+	}
+	b.Producer.Epoch = 0
+	b.BaseSeq = 2
+	if _, err := f.ForwardIdempotent(context.Background(), "n2", b); !errors.Is(err, fsm.ErrProducerFenced) {
+		t.Fatalf("fenced error not restored: %v", err)
+	}
+	// A malformed body is a definite bad request, never applied.
+	resp, err := srv.Client().Post(srv.URL, "application/octet-stream", strings.NewReader("\xff\xff"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Fatalf("malformed body: status %d", resp.StatusCode)
 	}
 }

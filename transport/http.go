@@ -54,6 +54,8 @@ type HTTPConfig struct {
 	TLSConfig *tls.Config
 	// Cluster answers GET /api/v1/cluster; nil answers 404.
 	Cluster ClusterInfo
+	// Groups serves /api/v1/consumer-groups; nil answers 404.
+	Groups Groups
 	// Logger receives the server's logs (component=rest); nil discards.
 	Logger *slog.Logger
 }
@@ -152,6 +154,11 @@ func (s *HTTPServer) routes() {
 	s.handle("POST /api/v1/produce/batch", opWrite, s.handleProduceBatch)
 	s.handle("GET /api/v1/consume", opRead, s.handleConsume)
 	s.handle("GET /api/v1/cluster", opRead, s.handleCluster)
+	s.handle("GET /api/v1/consumer-groups", opRead, s.handleListGroups)
+	s.handle("GET /api/v1/consumer-groups/{group}", opRead, s.handleDescribeGroup)
+	s.handle("DELETE /api/v1/consumer-groups/{group}", opWrite, s.handleDeleteGroup)
+	s.handle("POST /api/v1/consumer-groups/{group}/commit", opWrite, s.handleCommitOffsets)
+	s.handle("POST /api/v1/consumer-groups/{group}/reset", opWrite, s.handleResetGroup)
 }
 
 // handle registers an API handler whose errors become JSON error responses.

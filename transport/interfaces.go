@@ -65,3 +65,23 @@ type ClusterStatus struct {
 	NonVoters    []string        `json:"non_voters"`
 	Members      []ClusterMember `json:"members"`
 }
+
+// Groups manages consumer-group committed offsets (replicated through Raft).
+// Errors: fsm.ErrGroupNotFound, fsm.ErrTopicNotFound, fsm.ErrPartitionInvalid,
+// fsm.ErrInvalidArgument (bad name, negative offset, offset past the high
+// watermark), plus the write-outcome errors.
+type Groups interface {
+	CommitOffsets(ctx context.Context, group string, commits []fsm.GroupCommit) error
+	ListGroups() []fsm.GroupSummary
+	DescribeGroup(group string) (fsm.GroupDescription, error)
+	DeleteGroup(ctx context.Context, group string) error
+	ResetGroup(ctx context.Context, group string, req fsm.GroupReset) (fsm.GroupDescription, error)
+}
+
+// IdempotentProducer serves producers that carry a producer id, epoch and
+// sequence numbers. Errors: fsm.ErrProducerFenced (a newer epoch exists),
+// fsm.ErrUnknownProducer, fsm.ErrOutOfOrderSequence, plus the produce errors.
+type IdempotentProducer interface {
+	InitProducer(ctx context.Context, id uint64) (fsm.ProducerIdentity, error) // id 0: a new producer
+	ProduceIdempotent(ctx context.Context, b fsm.IdempotentBatch) (fsm.IdempotentResult, error)
+}

@@ -141,10 +141,12 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	a.producer.SetForwarder(&transport.PeerForwarder{Client: a.mux.RPCClient(), Resolve: a.node.PeerAddr})
 	rpc := http.NewServeMux()
 	rpc.Handle(transport.PeerProducePath, transport.ProduceRPCHandler(a.producer))
+	rpc.Handle(transport.PeerIdempotentPath, transport.IdempotentRPCHandler(a.producer))
 	rpc.Handle("/", a.node.RPCHandler())
 	a.mux.HandleRPC(rpc)
 	fetcher := partition.NewFetcher(partition.FetcherConfig{}, a.fsm, a.store, segs, partition.NewFetcherMetrics(a.registry))
 	admin := partition.NewAdmin(a.fsm, a.node, a.node)
+	groups := partition.NewGroups(a.fsm, a.node, fetcher)
 	a.flusher = partition.NewFlusher(partition.FlusherConfig{
 		NodeID: c.NodeID, MaxBytes: c.SegmentMaxBytes, MaxAge: time.Duration(c.SegmentMaxAgeMs) * time.Millisecond, Logger: log,
 	}, a.fsm, a.store, segs, a.node, partition.NewFlusherMetrics(a.registry), func(kind string) { errorsTotal.WithLabelValues(kind).Inc() })
@@ -168,7 +170,7 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	a.http = transport.NewHTTPServer(transport.HTTPConfig{
 		Addr: net.JoinHostPort(c.BindAddr, strconv.Itoa(c.HTTPPort)), MaxRecordBytes: c.MaxRecordBytes,
 		Gatherer: a.registry, Registerer: a.registry, Errors: errorsTotal, Logger: log,
-		Cluster: a.node,
+		Cluster: a.node, Groups: groups,
 	}, admin, a.producer, fetcher, a.ready)
 	if err := a.http.Start(ctx); err != nil {
 		return nil, fmt.Errorf("HTTP_PORT %d: %w", c.HTTPPort, err)

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/streamhouse/streamhouse/partition"
+	"github.com/streamhouse/streamhouse/fsm"
 )
 
 // testConfig is an agent configuration on free loopback ports in a temp dir.
@@ -67,7 +67,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	}
 	// Kafka's partitioner (pinned to Kafka's own test vectors in package
 	// partition): murmur2("user-42") positive mod 3.
-	if want := partition.KeyPartition([]byte("user-42"), 3); r2.Partition != want {
+	if want := fsm.KeyPartition([]byte("user-42"), 3); r2.Partition != want {
 		t.Fatalf("keyed record on partition %d, Kafka would pick %d", r2.Partition, want)
 	}
 	var br batchResp

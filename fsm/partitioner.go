@@ -1,4 +1,4 @@
-package partition
+package fsm
 
 // murmur2 is Kafka's murmur2 hash (org.apache.kafka.common.utils.Utils.murmur2),
 // so keyed records land on the same partition as with Kafka clients.

@@ -1,0 +1,178 @@
+package fsm
+
+import "sort"
+
+// ---- consumer groups ----
+
+func (f *FSM) applyCommitOffsets(c *CommitOffsets) *Result {
+	s := f.state
+	if err := ValidateGroupName(c.Group); err != nil {
+		return fail(CodeInvalid, "%v", err)
+	}
+	if len(c.Offsets) == 0 {
+		return fail(CodeInvalid, "no offsets to commit")
+	}
+	// Validate everything first: the commit is all or nothing.
+	for _, o := range c.Offsets {
+		p, res := f.partitionFor(o.TopicID, o.Partition)
+		if res != nil {
+			return res
+		}
+		if o.Offset < 0 {
+			return fail(CodeInvalid, "offset %d is negative", o.Offset)
+		}
+		if o.Offset > p.NextOffset {
+			return fail(CodeInvalid, "offset %d is past the high watermark %d of partition %d",
+				o.Offset, p.NextOffset, o.Partition)
+		}
+	}
+	g := s.Groups[c.Group]
+	if g == nil {
+		g = map[PartitionKey]GroupOffset{}
+		s.Groups[c.Group] = g
+	}
+	for _, o := range c.Offsets {
+		g[PartitionKey{o.TopicID, o.Partition}] = GroupOffset{Offset: o.Offset, Metadata: o.Metadata, CommittedAt: c.Timestamp}
+	}
+	return &Result{}
+}
+
+func (f *FSM) applyDeleteGroup(c *DeleteGroup) *Result {
+	if _, ok := f.state.Groups[c.Group]; !ok {
+		return fail(CodeGroupNotFound, "consumer group %q not found", c.Group)
+	}
+	delete(f.state.Groups, c.Group)
+	return &Result{}
+}
+
+// dropTopicFromGroups removes a deleted topic's committed offsets and
+// producer sequences.
+func (s *State) dropTopicFromGroups(topicID uint64) {
+	for name, g := range s.Groups {
+		for k := range g {
+			if k.TopicID == topicID {
+				delete(g, k)
+			}
+		}
+		if len(g) == 0 {
+			delete(s.Groups, name)
+		}
+	}
+	for _, p := range s.Producers {
+		for k := range p.Recent {
+			if k.TopicID == topicID {
+				delete(p.Recent, k)
+			}
+		}
+	}
+}
+
+// GroupOffsets returns a group's committed offsets (nil, false if the group
+// does not exist).
+func (f *FSM) GroupOffsets(group string) (map[PartitionKey]GroupOffset, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	g, ok := f.state.Groups[group]
+	if !ok {
+		return nil, false
+	}
+	out := make(map[PartitionKey]GroupOffset, len(g))
+	for k, v := range g {
+		out[k] = v
+	}
+	return out, true
+}
+
+// GroupNames returns every consumer group name, sorted.
+func (f *FSM) GroupNames() []string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]string, 0, len(f.state.Groups))
+	for g := range f.state.Groups {
+		out = append(out, g)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ---- idempotent producers ----
+
+func (f *FSM) applyInitProducer(index uint64, c *InitProducer) *Result {
+	s := f.state
+	// Expire idle producers, deterministically from command time.
+	for id, p := range s.Producers {
+		if c.Timestamp-p.LastSeen > ProducerExpiryMs && id != c.ProducerID {
+			delete(s.Producers, id)
+		}
+	}
+	if c.ProducerID == 0 {
+		p := &Producer{ID: index, Epoch: 0, LastSeen: c.Timestamp, Recent: map[PartitionKey][]ProducerBatch{}}
+		s.Producers[p.ID] = p
+		return &Result{ProducerID: p.ID, ProducerEpoch: p.Epoch}
+	}
+	p, ok := s.Producers[c.ProducerID]
+	if !ok {
+		return fail(CodeUnknownProducer, "producer id %d is unknown or expired", c.ProducerID)
+	}
+	p.Epoch++
+	p.LastSeen = c.Timestamp
+	p.Recent = map[PartitionKey][]ProducerBatch{}
+	return &Result{ProducerID: p.ID, ProducerEpoch: p.Epoch}
+}
+
+// checkSequence decides what to do with an idempotent batch: nil result and
+// dup=false means append it; a duplicate returns the original offsets.
+func (f *FSM) checkSequence(k PartitionKey, c *AppendBatch) (res *Result) {
+	p, ok := f.state.Producers[c.ProducerID]
+	if !ok {
+		return fail(CodeUnknownProducer, "producer id %d is unknown or expired", c.ProducerID)
+	}
+	if c.ProducerEpoch < p.Epoch {
+		return fail(CodeProducerFenced, "producer %d epoch %d is fenced by epoch %d", c.ProducerID, c.ProducerEpoch, p.Epoch)
+	}
+	if c.ProducerEpoch > p.Epoch {
+		return fail(CodeUnknownProducer, "producer %d has no epoch %d (current %d)", c.ProducerID, c.ProducerEpoch, p.Epoch)
+	}
+	if c.BaseSequence < 0 {
+		return fail(CodeInvalid, "negative sequence number %d", c.BaseSequence)
+	}
+	recent := p.Recent[k]
+	for _, b := range recent {
+		if b.BaseSeq == c.BaseSequence && b.Count == c.Count {
+			return &Result{BaseOffset: b.BaseOffset, Count: b.Count, Duplicate: true}
+		}
+	}
+	var next int64
+	if n := len(recent); n > 0 {
+		next = recent[n-1].BaseSeq + int64(recent[n-1].Count)
+	}
+	if c.BaseSequence != next {
+		return fail(CodeOutOfOrderSequence, "producer %d partition %d: sequence %d, expected %d",
+			c.ProducerID, c.Partition, c.BaseSequence, next)
+	}
+	return nil
+}
+
+// recordSequence remembers an appended idempotent batch.
+func (f *FSM) recordSequence(k PartitionKey, c *AppendBatch, base int64) {
+	p := f.state.Producers[c.ProducerID]
+	recent := append(p.Recent[k], ProducerBatch{BaseSeq: c.BaseSequence, Count: c.Count, BaseOffset: base})
+	if len(recent) > MaxProducerBatches {
+		recent = append([]ProducerBatch(nil), recent[len(recent)-MaxProducerBatches:]...)
+	}
+	p.Recent[k] = recent
+	if c.Timestamp > p.LastSeen {
+		p.LastSeen = c.Timestamp
+	}
+}
+
+// Producer returns an idempotent producer's identity.
+func (f *FSM) Producer(id uint64) (ProducerIdentity, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	p, ok := f.state.Producers[id]
+	if !ok {
+		return ProducerIdentity{}, false
+	}
+	return ProducerIdentity{ID: p.ID, Epoch: p.Epoch}, true
+}

@@ -1,0 +1,223 @@
+package partition
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/streamhouse/streamhouse/fsm"
+)
+
+// Groups manages consumer groups: committed offsets replicated through
+// Raft, their lag against the high watermark, and resets.
+type Groups struct {
+	meta     Metadata
+	proposer Proposer
+	fetcher  *Fetcher // resolves timestamp resets
+	clock    func() int64
+}
+
+// NewGroups returns the consumer-group service. fetcher may be nil (then a
+// timestamp reset is refused).
+func NewGroups(meta Metadata, proposer Proposer, fetcher *Fetcher) *Groups {
+	return &Groups{meta: meta, proposer: proposer, fetcher: fetcher, clock: func() int64 { return time.Now().UnixMilli() }}
+}
+
+// CommitOffsets commits a group's offsets, all or nothing. An offset past
+// the partition's high watermark is refused.
+func (g *Groups) CommitOffsets(ctx context.Context, group string, commits []fsm.GroupCommit) error {
+	if err := fsm.ValidateGroupName(group); err != nil {
+		return fmt.Errorf("%w: %v", fsm.ErrInvalidArgument, err)
+	}
+	if len(commits) == 0 {
+		return fmt.Errorf("%w: no offsets to commit", fsm.ErrInvalidArgument)
+	}
+	cmd := &fsm.CommitOffsets{Group: group, Timestamp: g.clock()}
+	for _, c := range commits {
+		t, ok := g.meta.Topic(c.Topic)
+		if !ok {
+			return fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, c.Topic)
+		}
+		if c.Partition < 0 || c.Partition >= t.Partitions {
+			return fmt.Errorf("%w: partition %d does not exist (topic %q has %d)", fsm.ErrPartitionInvalid, c.Partition, c.Topic, t.Partitions)
+		}
+		if c.Offset < 0 {
+			return fmt.Errorf("%w: offset %d is negative", fsm.ErrInvalidArgument, c.Offset)
+		}
+		if len(c.Metadata) > 4096 {
+			return fmt.Errorf("%w: metadata is %d bytes, the limit is 4096", fsm.ErrInvalidArgument, len(c.Metadata))
+		}
+		cmd.Offsets = append(cmd.Offsets, fsm.OffsetCommit{TopicID: t.ID, Partition: c.Partition, Offset: c.Offset, Metadata: c.Metadata})
+	}
+	return g.propose(ctx, cmd)
+}
+
+// propose replicates cmd and waits until this agent applied it, so a
+// describe on the same agent reads the write.
+func (g *Groups) propose(ctx context.Context, cmd fsm.Command) error {
+	res, err := g.proposer.Propose(ctx, fsm.Encode(cmd))
+	if err != nil {
+		return err
+	}
+	if err := res.Err(); err != nil {
+		return err
+	}
+	for {
+		changed := g.meta.Changed()
+		if g.meta.LastApplied() >= res.Index {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			// Applied on a majority; this agent is just behind.
+			return nil
+		}
+	}
+}
+
+// DeleteGroup removes a group and its offsets.
+func (g *Groups) DeleteGroup(ctx context.Context, group string) error {
+	if err := fsm.ValidateGroupName(group); err != nil {
+		return fmt.Errorf("%w: %v", fsm.ErrInvalidArgument, err)
+	}
+	if _, ok := g.meta.GroupOffsets(group); !ok {
+		return fmt.Errorf("%w: %q", fsm.ErrGroupNotFound, group)
+	}
+	return g.propose(ctx, &fsm.DeleteGroup{Group: group})
+}
+
+// DescribeGroup returns a group's offsets with lag, ordered by topic and
+// partition.
+func (g *Groups) DescribeGroup(group string) (fsm.GroupDescription, error) {
+	offs, ok := g.meta.GroupOffsets(group)
+	if !ok {
+		return fsm.GroupDescription{}, fmt.Errorf("%w: %q", fsm.ErrGroupNotFound, group)
+	}
+	d := fsm.GroupDescription{Group: group, Partitions: []fsm.GroupPartition{}}
+	for k, o := range offs {
+		info, ok := g.meta.Partition(k.TopicID, k.Partition)
+		if !ok {
+			continue // topic deleted meanwhile
+		}
+		lag := max(info.NextOffset-o.Offset, 0)
+		d.Partitions = append(d.Partitions, fsm.GroupPartition{
+			Topic: info.Topic, Partition: k.Partition, Offset: o.Offset, Metadata: o.Metadata, CommittedAt: o.CommittedAt,
+			HighWatermark: info.NextOffset, LowWatermark: info.LowWatermark, Lag: lag,
+		})
+		d.TotalLag += lag
+	}
+	sort.Slice(d.Partitions, func(i, j int) bool {
+		a, b := d.Partitions[i], d.Partitions[j]
+		if a.Topic != b.Topic {
+			return a.Topic < b.Topic
+		}
+		return a.Partition < b.Partition
+	})
+	return d, nil
+}
+
+// ListGroups summarises every group.
+func (g *Groups) ListGroups() []fsm.GroupSummary {
+	out := []fsm.GroupSummary{}
+	for _, name := range g.meta.GroupNames() {
+		d, err := g.DescribeGroup(name)
+		if err != nil {
+			continue // deleted meanwhile
+		}
+		s := fsm.GroupSummary{Group: name, Partitions: len(d.Partitions), TotalLag: d.TotalLag, Topics: []string{}}
+		for _, p := range d.Partitions {
+			if n := len(s.Topics); n == 0 || s.Topics[n-1] != p.Topic {
+				s.Topics = append(s.Topics, p.Topic)
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// ResetGroup moves a group's offsets for a topic to the earliest or latest
+// offset, an explicit offset (clamped to the valid range), or the first
+// record at or after a timestamp.
+func (g *Groups) ResetGroup(ctx context.Context, group string, req fsm.GroupReset) (fsm.GroupDescription, error) {
+	if err := fsm.ValidateGroupName(group); err != nil {
+		return fsm.GroupDescription{}, fmt.Errorf("%w: %v", fsm.ErrInvalidArgument, err)
+	}
+	t, ok := g.meta.Topic(req.Topic)
+	if !ok {
+		return fsm.GroupDescription{}, fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, req.Topic)
+	}
+	parts := req.Partitions
+	if len(parts) == 0 {
+		for i := int32(0); i < t.Partitions; i++ {
+			parts = append(parts, i)
+		}
+	}
+	var commits []fsm.GroupCommit
+	for _, part := range parts {
+		if part < 0 || part >= t.Partitions {
+			return fsm.GroupDescription{}, fmt.Errorf("%w: partition %d does not exist (topic %q has %d)", fsm.ErrPartitionInvalid, part, req.Topic, t.Partitions)
+		}
+		info, ok := g.meta.Partition(t.ID, part)
+		if !ok {
+			return fsm.GroupDescription{}, fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, req.Topic)
+		}
+		var off int64
+		switch req.Strategy {
+		case fsm.ResetEarliest:
+			off = info.LowWatermark
+		case fsm.ResetLatest:
+			off = info.NextOffset
+		case fsm.ResetOffset:
+			if req.Offset < 0 {
+				return fsm.GroupDescription{}, fmt.Errorf("%w: offset %d is negative", fsm.ErrInvalidArgument, req.Offset)
+			}
+			off = min(max(req.Offset, info.LowWatermark), info.NextOffset)
+		case fsm.ResetTimestamp:
+			var err error
+			if off, err = g.offsetForTimestamp(ctx, req.Topic, t.ID, info, req.TimestampMs); err != nil {
+				return fsm.GroupDescription{}, err
+			}
+		default:
+			return fsm.GroupDescription{}, fmt.Errorf("%w: unknown reset strategy %q (use earliest, latest, offset or timestamp)", fsm.ErrInvalidArgument, req.Strategy)
+		}
+		commits = append(commits, fsm.GroupCommit{Topic: req.Topic, Partition: part, Offset: off})
+	}
+	if err := g.CommitOffsets(ctx, group, commits); err != nil {
+		return fsm.GroupDescription{}, err
+	}
+	return g.DescribeGroup(group)
+}
+
+// offsetForTimestamp finds the first offset whose record timestamp is at
+// or after ts (the high watermark if none): it skips whole segments by
+// their max timestamp, then scans records.
+func (g *Groups) offsetForTimestamp(ctx context.Context, topic string, topicID uint64, info fsm.PartitionInfo, ts int64) (int64, error) {
+	if g.fetcher == nil {
+		return 0, fmt.Errorf("%w: timestamp reset is not available", fsm.ErrInvalidArgument)
+	}
+	from := info.LowWatermark
+	for _, s := range g.meta.Segments(topicID, info.Partition) {
+		if s.MaxTimestamp >= ts && !s.IsGap() {
+			break
+		}
+		from = s.LastOffset + 1
+	}
+	for from < info.NextOffset {
+		res, err := g.fetcher.Fetch(ctx, fsm.FetchRequest{Topic: topic, Partition: info.Partition, Offset: from, MaxRecords: 1000})
+		if err != nil {
+			return 0, err
+		}
+		for _, r := range res.Records {
+			if r.Timestamp >= ts {
+				return r.Offset, nil
+			}
+		}
+		if res.NextOffset <= from {
+			break
+		}
+		from = res.NextOffset
+	}
+	return info.NextOffset, nil
+}

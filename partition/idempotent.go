@@ -1,0 +1,110 @@
+package partition
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/streamhouse/streamhouse/fsm"
+)
+
+// Idempotent produce. A batch from an idempotent producer is proposed as its
+// own AppendBatch carrying the producer id, epoch and base sequence, so the
+// FSM can check the sequence atomically with the append (DESIGN.md
+// invariant 3): a retried batch returns its original offsets. Such batches
+// bypass the per-partition batcher — the client batches already, and
+// merging two producers' batches would lose the per-batch sequence check.
+
+// InitProducer issues a new producer id (id 0) or bumps the epoch of an
+// existing one, fencing its previous session.
+func (p *Producer) InitProducer(ctx context.Context, id uint64) (fsm.ProducerIdentity, error) {
+	res, err := p.proposer.Propose(ctx, fsm.Encode(&fsm.InitProducer{ProducerID: id, Timestamp: p.cfg.Clock()}))
+	if err == nil {
+		err = res.Err()
+	}
+	if err != nil {
+		return fsm.ProducerIdentity{}, err
+	}
+	return fsm.ProducerIdentity{ID: res.ProducerID, Epoch: res.ProducerEpoch}, nil
+}
+
+// ProduceIdempotent appends an idempotent batch to its partition, forwarding
+// it to the partition leader when another agent leads it.
+func (p *Producer) ProduceIdempotent(ctx context.Context, b fsm.IdempotentBatch) (fsm.IdempotentResult, error) {
+	return p.produceIdempotent(ctx, b, true)
+}
+
+// ProduceIdempotentLocal is the receiving side of a forwarded idempotent
+// batch: it never forwards again.
+func (p *Producer) ProduceIdempotentLocal(ctx context.Context, b fsm.IdempotentBatch) (fsm.IdempotentResult, error) {
+	return p.produceIdempotent(ctx, b, false)
+}
+
+func (p *Producer) produceIdempotent(ctx context.Context, b fsm.IdempotentBatch, forward bool) (fsm.IdempotentResult, error) {
+	start := time.Now()
+	if len(b.Records) == 0 {
+		return fsm.IdempotentResult{}, fmt.Errorf("%w: no records", fsm.ErrInvalidArgument)
+	}
+	if b.Producer.ID == 0 {
+		return fsm.IdempotentResult{}, fmt.Errorf("%w: producer id 0 is not an idempotent producer", fsm.ErrInvalidArgument)
+	}
+	if b.BaseSeq < 0 {
+		return fsm.IdempotentResult{}, fmt.Errorf("%w: negative sequence number", fsm.ErrInvalidArgument)
+	}
+	t, ok := p.meta.Topic(b.Topic)
+	if !ok {
+		return fsm.IdempotentResult{}, fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, b.Topic)
+	}
+	if b.Partition < 0 || b.Partition >= t.Partitions {
+		return fsm.IdempotentResult{}, fmt.Errorf("%w: partition %d does not exist (topic %q has %d)", fsm.ErrInvalidArgument, b.Partition, b.Topic, t.Partitions)
+	}
+	now := p.cfg.Clock()
+	for i := range b.Records {
+		r := &b.Records[i]
+		if p.cfg.MaxRecordBytes > 0 && r.Size() > p.cfg.MaxRecordBytes {
+			return fsm.IdempotentResult{}, fmt.Errorf("%w: record %d is %d bytes, the limit is %d", fsm.ErrRecordTooLarge, i, r.Size(), p.cfg.MaxRecordBytes)
+		}
+		if r.Timestamp == 0 {
+			r.Timestamp = now
+		}
+	}
+	info, ok := p.meta.Partition(t.ID, b.Partition)
+	if !ok {
+		return fsm.IdempotentResult{}, fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, b.Topic)
+	}
+	if info.Leader != p.cfg.NodeID {
+		if !forward || p.fwd == nil || info.Leader == "" {
+			return fsm.IdempotentResult{}, fmt.Errorf("%w: %w: partition %d of %q is led by %q", fsm.ErrUnavailable, fsm.ErrNotLeader, b.Partition, b.Topic, info.Leader)
+		}
+		res, err := p.fwd.ForwardIdempotent(ctx, info.Leader, b)
+		if err == nil {
+			p.metrics.Produced.Add(float64(res.Count))
+		}
+		return res, err
+	}
+	if p.cfg.MaxUnflushedBytes > 0 && p.store.Bytes() > p.cfg.MaxUnflushedBytes {
+		return fsm.IdempotentResult{}, fmt.Errorf("%w: unflushed backlog above %d bytes; segment uploads are behind", fsm.ErrUnavailable, p.cfg.MaxUnflushedBytes)
+	}
+	cmd := fsm.Encode(&fsm.AppendBatch{
+		TopicID: t.ID, Partition: b.Partition, LeaderEpoch: info.LeaderEpoch, Timestamp: now,
+		Count: int32(len(b.Records)), Records: fsm.AppendRecords(nil, b.Records),
+		ProducerID: b.Producer.ID, ProducerEpoch: b.Producer.Epoch, BaseSequence: b.BaseSeq,
+	})
+	res, err := p.proposer.Propose(ctx, cmd)
+	if err == nil {
+		err = res.Err()
+		if errors.Is(err, fsm.ErrStaleEpoch) {
+			err = fmt.Errorf("%w: %w", fsm.ErrUnavailable, err)
+		}
+	}
+	if err != nil {
+		return fsm.IdempotentResult{}, err
+	}
+	if !res.Duplicate {
+		p.metrics.Produced.Add(float64(res.Count))
+		p.metrics.BatchRecords.Observe(float64(res.Count))
+	}
+	p.metrics.ProduceLatency.Observe(time.Since(start).Seconds())
+	return fsm.IdempotentResult{BaseOffset: res.BaseOffset, Count: res.Count, Duplicate: res.Duplicate}, nil
+}

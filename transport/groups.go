@@ -1,0 +1,196 @@
+package transport
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/streamhouse/streamhouse/fsm"
+)
+
+// Consumer-group REST endpoints (see REST.md).
+
+type groupCommitJSON struct {
+	Topic     *string `json:"topic"`
+	Partition *int32  `json:"partition"`
+	Offset    *int64  `json:"offset"`
+	Metadata  string  `json:"metadata,omitempty"`
+}
+
+// commitRequest is either one offset ({"topic","partition","offset"}) or
+// several ({"offsets":[...]}), committed all or nothing.
+type commitRequest struct {
+	groupCommitJSON
+	Offsets []groupCommitJSON `json:"offsets"`
+}
+
+type groupPartitionJSON struct {
+	Topic         string `json:"topic"`
+	Partition     int32  `json:"partition"`
+	Offset        int64  `json:"offset"`
+	Metadata      string `json:"metadata,omitempty"`
+	CommittedAt   string `json:"committed_at"`
+	HighWatermark int64  `json:"high_watermark"`
+	LowWatermark  int64  `json:"low_watermark"`
+	Lag           int64  `json:"lag"`
+}
+
+type groupJSON struct {
+	Group      string               `json:"group"`
+	Partitions []groupPartitionJSON `json:"partitions"`
+	TotalLag   int64                `json:"total_lag"`
+}
+
+type groupSummaryJSON struct {
+	Group      string   `json:"group"`
+	Topics     []string `json:"topics"`
+	Partitions int      `json:"partitions"`
+	TotalLag   int64    `json:"total_lag"`
+}
+
+type resetRequest struct {
+	Strategy   *string `json:"strategy"`
+	Topic      *string `json:"topic"`
+	Partitions []int32 `json:"partitions"`
+	Offset     *int64  `json:"offset"`
+	Timestamp  *int64  `json:"timestamp"` // unix ms
+}
+
+func toGroupJSON(d fsm.GroupDescription) groupJSON {
+	out := groupJSON{Group: d.Group, TotalLag: d.TotalLag, Partitions: make([]groupPartitionJSON, len(d.Partitions))}
+	for i, p := range d.Partitions {
+		out.Partitions[i] = groupPartitionJSON{
+			Topic: p.Topic, Partition: p.Partition, Offset: p.Offset, Metadata: p.Metadata,
+			CommittedAt:   time.UnixMilli(p.CommittedAt).UTC().Format("2006-01-02T15:04:05.000Z07:00"),
+			HighWatermark: p.HighWatermark, LowWatermark: p.LowWatermark, Lag: p.Lag,
+		}
+	}
+	return out
+}
+
+func (s *HTTPServer) groups() (Groups, error) {
+	if s.cfg.Groups == nil {
+		return nil, &apiError{status: http.StatusNotFound, code: CodeNotFound, msg: "consumer groups are not served by this agent"}
+	}
+	return s.cfg.Groups, nil
+}
+
+func (s *HTTPServer) handleListGroups(w http.ResponseWriter, _ *http.Request) error {
+	g, err := s.groups()
+	if err != nil {
+		return err
+	}
+	list := g.ListGroups()
+	out := make([]groupSummaryJSON, len(list))
+	for i, x := range list {
+		out[i] = groupSummaryJSON{Group: x.Group, Topics: x.Topics, Partitions: x.Partitions, TotalLag: x.TotalLag}
+		if out[i].Topics == nil {
+			out[i].Topics = []string{}
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"groups": out})
+	return nil
+}
+
+func (s *HTTPServer) handleDescribeGroup(w http.ResponseWriter, r *http.Request) error {
+	g, err := s.groups()
+	if err != nil {
+		return err
+	}
+	d, err := g.DescribeGroup(r.PathValue("group"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, toGroupJSON(d))
+	return nil
+}
+
+func (s *HTTPServer) handleDeleteGroup(w http.ResponseWriter, r *http.Request) error {
+	g, err := s.groups()
+	if err != nil {
+		return err
+	}
+	if err := g.DeleteGroup(r.Context(), r.PathValue("group")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *HTTPServer) handleCommitOffsets(w http.ResponseWriter, r *http.Request) error {
+	g, err := s.groups()
+	if err != nil {
+		return err
+	}
+	var req commitRequest
+	if err := s.decodeBody(w, r, &req); err != nil {
+		return err
+	}
+	single := req.Topic != nil || req.Partition != nil || req.Offset != nil
+	if single && req.Offsets != nil {
+		return badRequest("send either topic/partition/offset or an offsets array, not both")
+	}
+	items := req.Offsets
+	if single {
+		items = []groupCommitJSON{req.groupCommitJSON}
+	}
+	if len(items) == 0 {
+		return badRequest("nothing to commit: send topic, partition and offset (or an offsets array)")
+	}
+	commits := make([]fsm.GroupCommit, len(items))
+	for i, it := range items {
+		switch {
+		case it.Topic == nil || *it.Topic == "":
+			return badRequest("offsets[%d].topic is required", i)
+		case it.Partition == nil:
+			return badRequest("offsets[%d].partition is required", i)
+		case it.Offset == nil:
+			return badRequest("offsets[%d].offset is required", i)
+		}
+		commits[i] = fsm.GroupCommit{Topic: *it.Topic, Partition: *it.Partition, Offset: *it.Offset, Metadata: it.Metadata}
+	}
+	group := r.PathValue("group")
+	if err := g.CommitOffsets(r.Context(), group, commits); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"group": group, "committed": len(commits)})
+	return nil
+}
+
+func (s *HTTPServer) handleResetGroup(w http.ResponseWriter, r *http.Request) error {
+	g, err := s.groups()
+	if err != nil {
+		return err
+	}
+	var req resetRequest
+	if err := s.decodeBody(w, r, &req); err != nil {
+		return err
+	}
+	if req.Strategy == nil || *req.Strategy == "" {
+		return badRequest("strategy is required: earliest, latest, offset or timestamp")
+	}
+	if req.Topic == nil || *req.Topic == "" {
+		return badRequest("topic is required")
+	}
+	reset := fsm.GroupReset{Strategy: *req.Strategy, Topic: *req.Topic, Partitions: req.Partitions}
+	switch reset.Strategy {
+	case fsm.ResetOffset:
+		if req.Offset == nil {
+			return badRequest("strategy offset needs an offset")
+		}
+		reset.Offset = *req.Offset
+	case fsm.ResetTimestamp:
+		if req.Timestamp == nil {
+			return badRequest("strategy timestamp needs a timestamp (unix milliseconds)")
+		}
+		reset.TimestampMs = *req.Timestamp
+	case fsm.ResetEarliest, fsm.ResetLatest:
+	default:
+		return badRequest("unknown strategy %q: use earliest, latest, offset or timestamp", reset.Strategy)
+	}
+	d, err := g.ResetGroup(r.Context(), r.PathValue("group"), reset)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, toGroupJSON(d))
+	return nil
+}
