@@ -16,7 +16,7 @@ MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 MINIO := $(TOOLS)/minio
 MINIO_HOME_CACHE := $(HOME)/.cache/streamhouse/bin/minio
 
-.PHONY: help build run test test-race lint bench bench-micro bench-agent bench-cluster fuzz clean deps cluster cluster-stop
+.PHONY: help build run test test-race lint bench bench-micro bench-agent bench-cluster fuzz clean deps cluster cluster-stop proto
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ lint: $(TOOLS)/staticcheck ## gofmt, go vet, staticcheck and the import-boundary
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(TOOLS)/staticcheck $(PKGS)
+
+proto: ## Regenerate transport/gen from transport/proto (pinned buf + protoc-gen-go/-grpc in .cache/bin)
+	GO=$(GO) ./transport/proto/generate.sh
 
 bench: bench-micro bench-agent bench-cluster ## Micro-benchmarks, then load tests of a local agent and of a 3-agent cluster on MinIO
 

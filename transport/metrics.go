@@ -18,6 +18,17 @@ func NewErrorsCounter(reg prometheus.Registerer) *prometheus.CounterVec {
 	}, []string{"kind"}))
 }
 
+// NewActiveConnectionsGauge creates streamhouse_active_connections and
+// registers it with reg (nil = not registered). Like NewErrorsCounter, it
+// returns the already registered gauge when reg holds one, so the public
+// listeners (REST, gRPC) of one agent all report into a single gauge.
+func NewActiveConnectionsGauge(reg prometheus.Registerer) prometheus.Gauge {
+	return register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "streamhouse_active_connections",
+		Help: "Client connections currently open to this agent's public listeners.",
+	}))
+}
+
 // httpMetrics are the REST server's own collectors.
 type httpMetrics struct {
 	active   prometheus.Gauge
@@ -30,10 +41,7 @@ var durationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 	return &httpMetrics{
-		active: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "streamhouse_active_connections",
-			Help: "Client connections currently open to this agent's public listeners.",
-		})),
+		active: NewActiveConnectionsGauge(reg),
 		requests: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "streamhouse_http_requests_total",
 			Help: "REST requests served, by route pattern and status code.",

@@ -16,12 +16,15 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
 
 	"github.com/streamhouse/streamhouse/cluster"
 	"github.com/streamhouse/streamhouse/fsm"
 	"github.com/streamhouse/streamhouse/partition"
+	"github.com/streamhouse/streamhouse/pgsync"
 	"github.com/streamhouse/streamhouse/s3seg"
 	"github.com/streamhouse/streamhouse/transport"
+	"github.com/streamhouse/streamhouse/transport/grpcapi"
 	"github.com/streamhouse/streamhouse/wal"
 )
 
@@ -59,11 +62,74 @@ type agent struct {
 	janitor  *partition.Janitor
 	ready    *readiness
 	http     *transport.HTTPServer
-	objects  s3seg.ObjectStore
+	grpc     *grpc.Server
+	grpcLn   net.Listener
+	// grpcStopping is closed at shutdown to end long-polls and streams.
+	grpcStopping chan struct{}
+	objects      s3seg.ObjectStore
+
+	db              *pgsync.DB
+	checkpointsDone chan struct{}
 
 	lock   *dirLock
 	cancel context.CancelFunc
 	pruned chan struct{}
+}
+
+// startCheckpoints opens Postgres (running the migrations) and starts the
+// checkpoint loop, which only writes while this agent is the Raft leader.
+// Postgres being down at startup is not fatal: the loop retries.
+func (a *agent) startCheckpoints(ctx, bg context.Context) error {
+	c := a.cfg
+	if c.DatabaseURL == "" {
+		a.log.Info("DATABASE_URL is not set: Postgres checkpoints disabled (no disaster recovery from Postgres)")
+		return nil
+	}
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	db, err := pgsync.Open(octx, c.DatabaseURL, a.log)
+	if err != nil {
+		return fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	a.db = db
+	a.checkpointsDone = make(chan struct{})
+	go func() {
+		defer close(a.checkpointsDone)
+		// The cluster ID exists once the Raft group is bootstrapped or this
+		// agent was admitted; checkpoints are tagged with it.
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for a.node.ClusterID() == "" {
+			select {
+			case <-bg.Done():
+				return
+			case <-tick.C:
+			}
+		}
+		cp, err := pgsync.NewCheckpointer(pgsync.CheckpointerConfig{
+			DB: db, Source: checkpointSource{a}, Interval: time.Duration(c.CheckpointIntervalMs) * time.Millisecond,
+			ClusterID: a.node.ClusterID(), NodeID: c.NodeID, Logger: a.log, Registerer: a.registry,
+		})
+		if err != nil {
+			a.log.Error("Postgres checkpoints disabled", "err", err)
+			return
+		}
+		cp.Run(bg)
+	}()
+	return nil
+}
+
+// checkpointSource hands the checkpointer the committed state while this
+// agent is the Raft leader.
+type checkpointSource struct{ a *agent }
+
+func (s checkpointSource) CheckpointImage() (*fsm.Image, bool) {
+	if !s.a.node.IsLeader() {
+		return nil, false
+	}
+	img := s.a.fsm.Image()
+	img.RaftTerm = s.a.node.ClusterStatus().Term
+	return img, true
 }
 
 // startAgent wires and starts every component. Order matters: the store
@@ -82,6 +148,18 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 
 	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("DATA_DIR %s: %w", c.DataDir, err)
+	}
+	if c.RestoreFromPostgres {
+		if hasRaftState(c.DataDir) {
+			log.Info("RESTORE_FROM_POSTGRES=true but DATA_DIR already holds Raft state: starting normally (a restore runs only on an empty data dir)")
+		} else {
+			log.Info("RESTORE_FROM_POSTGRES=true and DATA_DIR is empty: restoring from Postgres and the bucket")
+			rep, err := runRestore(ctx, c, log, nil)
+			if err != nil {
+				return nil, err
+			}
+			_ = printRestoreReport(os.Stderr, rep, "table")
+		}
 	}
 	if a.lock, err = lockDataDir(c.DataDir); err != nil {
 		return nil, err
@@ -126,11 +204,6 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	if err := a.openObjectStore(ctx); err != nil {
 		return nil, err
 	}
-	if c.DatabaseURL == "" {
-		log.Info("DATABASE_URL is not set: Postgres checkpoints disabled")
-	} else {
-		log.Warn("DATABASE_URL is set but Postgres checkpoints are not implemented in this build; ignoring it")
-	}
 	cache := s3seg.NewCache(c.SegmentCacheSize, a.registry)
 	segs := newSegmentStore(c.NodeID, a.objects, cache)
 
@@ -166,6 +239,9 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	}()
 	a.flusher.Start(bg)
 	a.janitor.Start(bg)
+	if err := a.startCheckpoints(ctx, bg); err != nil {
+		return nil, err
+	}
 
 	a.http = transport.NewHTTPServer(transport.HTTPConfig{
 		Addr: net.JoinHostPort(c.BindAddr, strconv.Itoa(c.HTTPPort)), MaxRecordBytes: c.MaxRecordBytes,
@@ -175,8 +251,36 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	if err := a.http.Start(ctx); err != nil {
 		return nil, fmt.Errorf("HTTP_PORT %d: %w", c.HTTPPort, err)
 	}
-	log.Info("agent started", "http", a.http.Addr(), "peer", peerAddr, "data_dir", c.DataDir, "wal_enabled", c.WALEnabled)
+	if err := a.startGRPC(admin, fetcher, groups, errorsTotal); err != nil {
+		return nil, err
+	}
+	log.Info("agent started", "http", a.http.Addr(), "grpc", a.grpcAddr(), "peer", peerAddr, "data_dir", c.DataDir, "wal_enabled", c.WALEnabled)
 	return a, nil
+}
+
+// startGRPC serves the public gRPC API on GRPC_PORT.
+func (a *agent) startGRPC(admin *partition.Admin, fetcher *partition.Fetcher, groups *partition.Groups, _ *prometheus.CounterVec) error {
+	c := a.cfg
+	ln, err := net.Listen("tcp", net.JoinHostPort(c.BindAddr, strconv.Itoa(c.GRPCPort)))
+	if err != nil {
+		return fmt.Errorf("GRPC_PORT %d: %w", c.GRPCPort, err)
+	}
+	a.grpcLn = ln
+	a.grpcStopping = make(chan struct{})
+	a.grpc = grpcapi.NewServer(grpcapi.Config{
+		Topics: admin, Producer: a.producer, Idempotent: a.producer, Fetcher: fetcher, Groups: groups,
+		Cluster: a.node, Readiness: a.ready, Logger: a.log, Registerer: a.registry, MaxRecordBytes: c.MaxRecordBytes,
+		Stopping: a.grpcStopping,
+	})
+	go func() { _ = a.grpc.Serve(ln) }()
+	return nil
+}
+
+func (a *agent) grpcAddr() string {
+	if a.grpcLn == nil {
+		return ""
+	}
+	return a.grpcLn.Addr().String()
 }
 
 // openObjectStore opens S3 when S3_BUCKET is set, else the local-directory
@@ -223,6 +327,20 @@ func (a *agent) Close(ctx context.Context) error {
 	if a.http != nil {
 		errs = append(errs, a.http.Shutdown(ctx))
 	}
+	if a.grpc != nil {
+		close(a.grpcStopping)
+		stopped := make(chan struct{})
+		go func() { a.grpc.GracefulStop(); close(stopped) }()
+		grace := time.NewTimer(5 * time.Second)
+		select {
+		case <-stopped:
+		case <-grace.C:
+			a.grpc.Stop() // ends long-lived Subscribe streams
+		case <-ctx.Done():
+			a.grpc.Stop()
+		}
+		grace.Stop()
+	}
 	if a.producer != nil {
 		a.producer.Close()
 	}
@@ -238,6 +356,12 @@ func (a *agent) Close(ctx context.Context) error {
 	if a.cancel != nil {
 		a.cancel()
 		<-a.pruned
+	}
+	if a.checkpointsDone != nil {
+		<-a.checkpointsDone
+	}
+	if a.db != nil {
+		a.db.Close()
 	}
 	if a.node != nil {
 		errs = append(errs, a.node.Close())

@@ -17,12 +17,13 @@ import (
 // testConfig is an agent configuration on free loopback ports in a temp dir.
 func testConfig(t testing.TB, dir string) *agentCmd {
 	c := &agentCmd{
-		HTTPPort: freePort(t), GRPCPort: 0, PeerPort: freePort(t), GossipPort: freePort(t), DataDir: dir, NodeID: "agent-1",
+		HTTPPort: freePort(t), GRPCPort: freePort(t), PeerPort: freePort(t), GossipPort: freePort(t), DataDir: dir, NodeID: "agent-1",
 		DeadAgentTimeout: 30 * time.Second, PartitionFailover: 3 * time.Second,
 		BindAddr: "127.0.0.1", WALEnabled: true, BatchSize: 1000, BatchTimeoutMs: 2,
 		SegmentMaxBytes: 8 << 20, SegmentMaxAgeMs: 200, MaxRecordBytes: 1 << 20,
 		MaxUnflushedBytes: 256 << 20, SegmentCacheSize: 16 << 20, LogLevel: "warn", LogFormat: "text",
 		S3Region: "us-east-1", S3TimeoutMs: 2000, RetentionCheckMs: 30000, OrphanGraceMs: 3600000,
+		CheckpointIntervalMs: 5000, RestoreOffsetGap: 1000000,
 	}
 	if err := c.validate(); err != nil {
 		t.Fatal(err)

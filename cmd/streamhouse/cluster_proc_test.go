@@ -17,17 +17,20 @@ import (
 // procCluster is a cluster of agent processes on loopback.
 type procCluster struct {
 	t     *testing.T
+	minio *s3segtest.MinIO
 	dir   string
 	env   [][]string
 	http  []int
 	procs []*proc
 }
 
-func startProcCluster(t *testing.T, n int) *procCluster {
+// startProcCluster starts n agents on one MinIO bucket; extraEnv is added
+// to every agent's environment.
+func startProcCluster(t *testing.T, n int, extraEnv ...string) *procCluster {
 	t.Helper()
 	m := s3segtest.StartMinIO(t)
 	m.CreateBucket(t, "cluster")
-	c := &procCluster{t: t, dir: t.TempDir()}
+	c := &procCluster{t: t, minio: m, dir: t.TempDir()}
 	gossip := make([]int, n)
 	var join []string
 	for i := range gossip {
@@ -38,7 +41,7 @@ func startProcCluster(t *testing.T, n int) *procCluster {
 		hp := freePort(t)
 		c.http = append(c.http, hp)
 		c.env = append(c.env, []string{
-			"NODE_ID=node-" + strconv.Itoa(i+1), "BIND_ADDR=127.0.0.1", "HTTP_PORT=" + strconv.Itoa(hp),
+			"NODE_ID=node-" + strconv.Itoa(i+1), "BIND_ADDR=127.0.0.1", "HTTP_PORT=" + strconv.Itoa(hp), "GRPC_PORT=" + strconv.Itoa(freePort(t)),
 			"PEER_PORT=" + strconv.Itoa(freePort(t)), "GOSSIP_PORT=" + strconv.Itoa(gossip[i]),
 			"DATA_DIR=" + filepath.Join(c.dir, "node-"+strconv.Itoa(i+1)), "BOOTSTRAP_EXPECT=" + strconv.Itoa(n),
 			"JOIN=" + strings.Join(join, ","), "PARTITION_FAILOVER_TIMEOUT=1s", "DEAD_AGENT_TIMEOUT=10m",
@@ -46,6 +49,7 @@ func startProcCluster(t *testing.T, n int) *procCluster {
 			"S3_ENDPOINT=" + m.Endpoint, "S3_BUCKET=cluster", "S3_PATH_STYLE=true", "S3_REGION=" + m.Region,
 			"AWS_ACCESS_KEY_ID=" + m.AccessKey, "AWS_SECRET_ACCESS_KEY=" + m.SecretKey,
 		})
+		c.env[i] = append(c.env[i], extraEnv...)
 	}
 	c.procs = make([]*proc, n)
 	var wg sync.WaitGroup

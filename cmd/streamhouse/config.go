@@ -18,7 +18,7 @@ import (
 // equivalent environment variable; a flag wins over the variable.
 type agentCmd struct {
 	HTTPPort          int           `name:"http-port" env:"HTTP_PORT" default:"8080" help:"REST API, health and metrics port."`
-	GRPCPort          int           `name:"grpc-port" env:"GRPC_PORT" default:"9090" help:"gRPC API port (reserved; the gRPC API is not served yet)."`
+	GRPCPort          int           `name:"grpc-port" env:"GRPC_PORT" default:"9090" help:"gRPC API port."`
 	PeerPort          int           `name:"peer-port" env:"PEER_PORT" default:"9093" help:"Raft and agent-to-agent RPC port (one port, multiplexed)."`
 	GossipPort        int           `name:"gossip-port" env:"GOSSIP_PORT" default:"7946" help:"Gossip (membership) port, TCP and UDP."`
 	Join              string        `name:"join" env:"JOIN" help:"Comma-separated host:port gossip addresses of existing agents to join."`
@@ -54,9 +54,12 @@ type agentCmd struct {
 	RetentionCheckMs int    `name:"retention-check-ms" env:"RETENTION_CHECK_MS" default:"30000" help:"How often the Raft leader applies retention and deletes released objects (ms)."`
 	OrphanGraceMs    int64  `name:"orphan-grace-ms" env:"ORPHAN_GRACE_MS" default:"3600000" help:"Uploaded-but-never-committed segment objects are deleted once this old (ms)."`
 
-	DatabaseURL string `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL URL for metadata checkpoints (unset: checkpoints disabled)."`
-	LogLevel    string `name:"log-level" env:"LOG_LEVEL,RUST_LOG" default:"info" help:"debug, info, warn or error (RUST_LOG-style 'streamhouse=debug' accepted)."`
-	LogFormat   string `name:"log-format" env:"LOG_FORMAT" default:"text" enum:"text,json" help:"Log format: text or json."`
+	DatabaseURL          string `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL URL for metadata checkpoints and DR restore (unset: checkpoints disabled)."`
+	CheckpointIntervalMs int    `name:"checkpoint-interval-ms" env:"CHECKPOINT_INTERVAL_MS" default:"5000" help:"How often the Raft leader checkpoints metadata to Postgres (ms)."`
+	RestoreOffsetGap     int64  `name:"restore-offset-gap" env:"RESTORE_OFFSET_GAP" default:"1000000" help:"DR restore: offsets skipped per partition after the highest evidenced one, so records acknowledged after the last checkpoint never share an offset with new ones."`
+	RestoreFromPostgres  bool   `name:"restore-from-postgres" env:"RESTORE_FROM_POSTGRES" default:"false" negatable:"" help:"Disaster recovery: when DATA_DIR holds no Raft state, restore the cluster from the latest Postgres checkpoint and the bucket before starting."`
+	LogLevel             string `name:"log-level" env:"LOG_LEVEL,RUST_LOG" default:"info" help:"debug, info, warn or error (RUST_LOG-style 'streamhouse=debug' accepted)."`
+	LogFormat            string `name:"log-format" env:"LOG_FORMAT" default:"text" enum:"text,json" help:"Log format: text or json."`
 }
 
 // envOf maps flag names to their environment variables, for error messages.
@@ -128,6 +131,11 @@ func (c *agentCmd) validate() error {
 		positive("S3_TIMEOUT_MS", int64(c.S3TimeoutMs)),
 		positive("RETENTION_CHECK_MS", int64(c.RetentionCheckMs)),
 		positive("ORPHAN_GRACE_MS", c.OrphanGraceMs),
+		positive("CHECKPOINT_INTERVAL_MS", int64(c.CheckpointIntervalMs)),
+		nonNeg("RESTORE_OFFSET_GAP", c.RestoreOffsetGap),
+	}
+	if c.RestoreFromPostgres && c.DatabaseURL == "" {
+		errs = append(errs, errors.New("RESTORE_FROM_POSTGRES=true needs DATABASE_URL"))
 	}
 	if (c.AWSAccessKeyID == "") != (c.AWSSecretKey == "") {
 		errs = append(errs, errors.New("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together (or both unset for the default credential chain)"))

@@ -96,7 +96,7 @@ func TestKill9LosesNoAcknowledgedRecord(t *testing.T) {
 	dir := t.TempDir()
 	httpPort, peerPort := freePort(t), freePort(t)
 	env := []string{
-		"HTTP_PORT=" + strconv.Itoa(httpPort), "PEER_PORT=" + strconv.Itoa(peerPort), "BIND_ADDR=127.0.0.1",
+		"HTTP_PORT=" + strconv.Itoa(httpPort), "GRPC_PORT=" + strconv.Itoa(freePort(t)), "PEER_PORT=" + strconv.Itoa(peerPort), "BIND_ADDR=127.0.0.1",
 		"GOSSIP_PORT=" + strconv.Itoa(freePort(t)), "DATA_DIR=" + dir, "NODE_ID=crash-1", "SEGMENT_MAX_AGE_MS=100", "LOG_LEVEL=warn",
 	}
 	logPath := filepath.Join(dir, "agent.log")
@@ -230,7 +230,7 @@ func dumpLogOnFailure(t testing.TB, path string) {
 func TestSIGTERMShutsDownCleanly(t *testing.T) {
 	dir := t.TempDir()
 	httpPort, peerPort := freePort(t), freePort(t)
-	env := []string{"HTTP_PORT=" + strconv.Itoa(httpPort), "PEER_PORT=" + strconv.Itoa(peerPort), "BIND_ADDR=127.0.0.1",
+	env := []string{"HTTP_PORT=" + strconv.Itoa(httpPort), "GRPC_PORT=" + strconv.Itoa(freePort(t)), "PEER_PORT=" + strconv.Itoa(peerPort), "BIND_ADDR=127.0.0.1",
 		"GOSSIP_PORT=" + strconv.Itoa(freePort(t)), "DATA_DIR=" + dir, "NODE_ID=term-1", "LOG_LEVEL=info"}
 	logPath := filepath.Join(dir, "agent.log")
 	t.Cleanup(func() { dumpLogOnFailure(t, logPath) })

@@ -14,6 +14,7 @@ var version = "dev"
 type cli struct {
 	Agent   agentCmd   `cmd:"" help:"Run a StreamHouse agent."`
 	Cluster clusterCmd `cmd:"" help:"Inspect the cluster."`
+	Restore restoreCmd `cmd:"" help:"Disaster recovery: rebuild a cluster's state in an empty DATA_DIR from the latest Postgres checkpoint and the bucket, then exit."`
 	Bench   benchCmd   `cmd:"" help:"Load-test a running agent over REST and report throughput and latency."`
 	Version versionCmd `cmd:"" help:"Print the version."`
 }

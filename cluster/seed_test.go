@@ -1,0 +1,80 @@
+package cluster
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/streamhouse/streamhouse/fsm"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestSeededAgentResumesFromRestoredState plants a restored image in an empty
+// data dir, starts the agent on it and checks that it elects itself with the
+// image's state, numbers new entries above the seed index, and that a new
+// agent joining it receives the state.
+func TestSeededAgentResumesFromRestoredState(t *testing.T) {
+	c := newTestCluster(t)
+	img := &fsm.Image{
+		LastApplied: 100,
+		Topics:      []fsm.Topic{{ID: 10, Name: "orders", Partitions: 2, Config: fsm.TopicConfig{Compression: "zstd"}}},
+		Partitions: []fsm.Partition{
+			{TopicID: 10, Index: 0, Leader: "seed", LeaderEpoch: 4, NextOffset: 50, FlushedOffset: 50,
+				Segments: []fsm.SegmentRef{{ObjectKey: "segments/a.seg", BaseOffset: 0, LastOffset: 49, RecordCount: 50}}},
+			{TopicID: 10, Index: 1, Leader: "seed", LeaderEpoch: 2},
+		},
+		Groups: []fsm.GroupOffsetEntry{{Group: "billing", TopicID: 10, Partition: 0, Offset: 20}},
+	}
+	var snap bytes.Buffer
+	if err := fsm.WriteImageSnapshot(&snap, img); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "seed")
+	peer := freeAddr(t)
+	const index = 5000
+	clusterID, err := SeedRestoredState(SeedConfig{DataDir: dir, NodeID: "seed", PeerAddr: peer, Snapshot: snap.Bytes(), Index: index})
+	if err != nil || clusterID == "" {
+		t.Fatalf("seed: %q %v", clusterID, err)
+	}
+	if _, err := SeedRestoredState(SeedConfig{DataDir: dir, NodeID: "seed", PeerAddr: peer, Snapshot: snap.Bytes(), Index: index}); !errors.Is(err, ErrHasState) {
+		t.Fatalf("second seed into the same dir: %v", err)
+	}
+
+	seed := c.startAt("seed", dir, peer, "127.0.0.1:0", nil)
+	waitFor(t, 20*time.Second, "seed elects itself", func() bool { return seed.node.IsLeader() })
+	if seed.node.ClusterID() != clusterID {
+		t.Fatalf("cluster id %q, seeded %q", seed.node.ClusterID(), clusterID)
+	}
+	p, ok := seed.fsm.Partition(10, 0)
+	if !ok || p.NextOffset != 50 || p.LeaderEpoch != 4 {
+		t.Fatalf("restored partition = %+v %v", p, ok)
+	}
+	if offs, ok := seed.fsm.GroupOffsets("billing"); !ok || offs[fsm.PartitionKey{TopicID: 10, Partition: 0}].Offset != 20 {
+		t.Fatalf("restored group = %+v", offs)
+	}
+	if id := createTopic(t, seed, "after", 1); id <= index {
+		t.Fatalf("new topic id %d is not above the seed index %d", id, index)
+	}
+
+	joiner := c.start("joiner", "", func(cfg *Config) { cfg.Join = []string{seed.node.GossipAddr()} })
+	waitFor(t, 30*time.Second, "joiner receives the restored state", func() bool {
+		_, ok := joiner.fsm.Topic("orders")
+		_, ok2 := joiner.fsm.Topic("after")
+		return ok && ok2
+	})
+	if joiner.node.ClusterID() != clusterID {
+		waitFor(t, 10*time.Second, "joiner adopts the cluster id", func() bool { return joiner.node.ClusterID() == clusterID })
+	}
+}

@@ -1,0 +1,200 @@
+package grpcapi
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/streamhouse/streamhouse/transport/gen/streamhouse/v1"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func msDuration(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// env is a gRPC server on a real TCP listener backed by a fakeAgent, and a
+// client connected to it.
+type env struct {
+	agent    *fakeAgent
+	reg      *prometheus.Registry
+	logs     *syncBuffer
+	addr     string
+	conn     *grpc.ClientConn
+	client   pb.StreamHouseClient
+	stopping chan struct{}
+	stopOnce sync.Once
+}
+
+// newEnv starts a server. mods may change the Config (and the registry,
+// before the server registers its collectors).
+func newEnv(t *testing.T, mods ...func(*Config)) *env {
+	t.Helper()
+	e := &env{agent: newFakeAgent(), reg: prometheus.NewRegistry(), logs: &syncBuffer{}, stopping: make(chan struct{})}
+	cfg := Config{
+		Topics: e.agent, Producer: e.agent, Idempotent: e.agent, Fetcher: e.agent, Groups: e.agent,
+		Cluster: e.agent, Readiness: e.agent,
+		Logger:     slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Registerer: e.reg,
+		Stopping:   e.stopping,
+	}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	srv := NewServer(cfg)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.addr = ln.Addr().String()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	e.conn, err = grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.client = pb.NewStreamHouseClient(e.conn)
+	t.Cleanup(func() {
+		_ = e.conn.Close()
+		srv.Stop()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return e
+}
+
+// stop closes Config.Stopping (the agent begins shutting down).
+func (e *env) stop() { e.stopOnce.Do(func() { close(e.stopping) }) }
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func (e *env) createTopic(t *testing.T, name string, partitions int32) {
+	t.Helper()
+	if _, err := e.client.CreateTopic(ctxT(t), &pb.CreateTopicRequest{Name: name, Partitions: &partitions}); err != nil {
+		t.Fatalf("CreateTopic %s: %v", name, err)
+	}
+}
+
+// produce writes values to one partition and returns their offsets.
+func (e *env) produce(t *testing.T, topic string, part int32, values ...string) []int64 {
+	t.Helper()
+	req := &pb.ProduceRequest{Topic: topic}
+	for _, v := range values {
+		req.Records = append(req.Records, &pb.ProduceRecord{Partition: &part, Value: []byte(v)})
+	}
+	resp, err := e.client.Produce(ctxT(t), req)
+	if err != nil {
+		t.Fatalf("Produce: %v", err)
+	}
+	out := make([]int64, len(resp.Offsets))
+	for i, o := range resp.Offsets {
+		out[i] = o.Offset
+	}
+	return out
+}
+
+// wantCode fails unless err is a status with code want (and, when kind is
+// not "", an ErrorDetail with that code). It returns the detail.
+func wantCode(t *testing.T, err error, want codes.Code, kind string) *pb.ErrorDetail {
+	t.Helper()
+	st, ok := status.FromError(err)
+	if !ok {
+		t.Fatalf("error %v is not a gRPC status", err)
+	}
+	if st.Code() != want {
+		t.Fatalf("code = %s (%q), want %s", st.Code(), st.Message(), want)
+	}
+	var d *pb.ErrorDetail
+	for _, x := range st.Details() {
+		if ed, ok := x.(*pb.ErrorDetail); ok {
+			d = ed
+		}
+	}
+	if kind != "" {
+		if d == nil {
+			t.Fatalf("status %s %q has no ErrorDetail", st.Code(), st.Message())
+		}
+		if d.Code != kind {
+			t.Fatalf("ErrorDetail.code = %q, want %q", d.Code, kind)
+		}
+	}
+	return d
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+// histogramCount returns the sample count of a histogram series.
+func histogramCount(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) uint64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			n := 0
+			for _, lp := range m.GetLabel() {
+				if v, ok := labels[lp.GetName()]; ok && v == lp.GetValue() {
+					n++
+				}
+			}
+			if n == len(labels) {
+				return m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	return 0
+}
+
+func isCanceled(err error) bool {
+	return status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled)
+}

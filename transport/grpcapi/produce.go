@@ -1,0 +1,143 @@
+package grpcapi
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/streamhouse/streamhouse/fsm"
+	pb "github.com/streamhouse/streamhouse/transport/gen/streamhouse/v1"
+)
+
+// Produce implements pb.StreamHouseServer. The whole request is validated
+// before anything is written: one bad record rejects it.
+func (s *service) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.ProduceResponse, error) {
+	if req.GetTopic() == "" {
+		return nil, invalid("topic is required")
+	}
+	if len(req.GetRecords()) == 0 {
+		return nil, invalid("records must not be empty")
+	}
+	recs := make([]fsm.ProduceRecord, len(req.GetRecords()))
+	total := 0
+	for i, r := range req.GetRecords() {
+		if r == nil {
+			return nil, invalid("records[%d] is null", i)
+		}
+		pr := fsm.ProduceRecord{Partition: -1, Record: fsm.Record{
+			Timestamp: r.GetTimestampMs(), Key: r.Key, Value: r.GetValue(),
+		}}
+		if pr.Record.Value == nil {
+			pr.Record.Value = []byte{}
+		}
+		if r.Partition != nil {
+			switch p := r.GetPartition(); {
+			case p >= 0:
+				pr.Partition = p
+			case p != -1:
+				return nil, invalid("records[%d].partition must be >= 0, or -1/unset to let the partitioner choose; got %d", i, p)
+			}
+		}
+		if pr.Record.Timestamp < 0 {
+			return nil, invalid("records[%d].timestamp_ms must be unix milliseconds >= 0 (0 = the agent's clock), got %d", i, pr.Record.Timestamp)
+		}
+		if n := len(r.GetHeaders()); n > 0 {
+			pr.Record.Headers = make([]fsm.Header, n)
+			for j, h := range r.GetHeaders() {
+				if h == nil {
+					return nil, invalid("records[%d].headers[%d] is null", i, j)
+				}
+				pr.Record.Headers[j] = fsm.Header{Key: h.GetKey(), Value: h.GetValue()}
+			}
+		}
+		size := pr.Record.Size()
+		if s.cfg.MaxRecordBytes > 0 && size > s.cfg.MaxRecordBytes {
+			return nil, fmt.Errorf("%w: records[%d] is %d bytes, the limit is %d", fsm.ErrRecordTooLarge, i, size, s.cfg.MaxRecordBytes)
+		}
+		total += size
+		recs[i] = pr
+	}
+	if total > s.maxRequest {
+		return nil, fmt.Errorf("%w: the records are %d bytes, the request limit is %d; split the batch", errRequestTooLarge, total, s.maxRequest)
+	}
+	if req.ProducerId != nil {
+		return s.produceIdempotent(ctx, req, recs)
+	}
+	if req.GetProducerEpoch() != 0 || req.GetBaseSequence() != 0 {
+		return nil, invalid("producer_epoch and base_sequence are only meaningful with producer_id")
+	}
+	offs, err := s.cfg.Producer.Produce(ctx, req.GetTopic(), recs)
+	if err != nil {
+		return nil, err
+	}
+	if len(offs) != len(recs) {
+		// The records were acknowledged, but we cannot say where: do not
+		// claim failure (a retry would duplicate them).
+		return nil, fmt.Errorf("%w: producer returned %d offsets for %d records", fsm.ErrOutcomeUnknown, len(offs), len(recs))
+	}
+	out := &pb.ProduceResponse{Offsets: make([]*pb.RecordOffset, len(offs))}
+	for i, o := range offs {
+		out.Offsets[i] = &pb.RecordOffset{Partition: o.Partition, Offset: o.Offset}
+	}
+	return out, nil
+}
+
+// produceIdempotent sends an idempotent batch: one explicit partition for
+// every record.
+func (s *service) produceIdempotent(ctx context.Context, req *pb.ProduceRequest, recs []fsm.ProduceRecord) (*pb.ProduceResponse, error) {
+	if s.cfg.Idempotent == nil {
+		return nil, fmt.Errorf("%w: idempotent produce", errUnimplemented)
+	}
+	if req.GetProducerId() == 0 {
+		return nil, invalid("producer_id 0 is not a producer id (omit producer_id for a plain produce, or call InitProducer)")
+	}
+	if req.GetBaseSequence() < 0 {
+		return nil, invalid("base_sequence must be >= 0, got %d", req.GetBaseSequence())
+	}
+	part := recs[0].Partition
+	batch := fsm.IdempotentBatch{
+		Topic: req.GetTopic(), Partition: part, BaseSeq: req.GetBaseSequence(),
+		Producer: fsm.ProducerIdentity{ID: req.GetProducerId(), Epoch: req.GetProducerEpoch()},
+		Records:  make([]fsm.Record, len(recs)),
+	}
+	for i, r := range recs {
+		if r.Partition < 0 || r.Partition != part {
+			return nil, invalid("records[%d].partition: an idempotent produce (producer_id set) names the same explicit partition (>= 0) in every record; got %s after %s",
+				i, partitionText(r.Partition), partitionText(part))
+		}
+		batch.Records[i] = r.Record
+	}
+	res, err := s.cfg.Idempotent.ProduceIdempotent(ctx, batch)
+	if err != nil {
+		return nil, err
+	}
+	if int(res.Count) != len(recs) {
+		return nil, fmt.Errorf("%w: the batch of %d records was acknowledged as %d records", fsm.ErrOutcomeUnknown, len(recs), res.Count)
+	}
+	out := &pb.ProduceResponse{Offsets: make([]*pb.RecordOffset, len(recs)), Duplicate: res.Duplicate}
+	for i := range recs {
+		out.Offsets[i] = &pb.RecordOffset{Partition: part, Offset: res.BaseOffset + int64(i)}
+	}
+	return out, nil
+}
+
+func partitionText(p int32) string {
+	if p < 0 {
+		return "no partition"
+	}
+	return fmt.Sprintf("partition %d", p)
+}
+
+// InitProducer implements pb.StreamHouseServer.
+func (s *service) InitProducer(ctx context.Context, req *pb.InitProducerRequest) (*pb.InitProducerResponse, error) {
+	if s.cfg.Idempotent == nil {
+		return nil, fmt.Errorf("%w: idempotent producers", errUnimplemented)
+	}
+	if req.ProducerId != nil && req.GetProducerId() == 0 {
+		return nil, invalid("producer_id 0 is not a producer id (omit it to get a new one)")
+	}
+	id, err := s.cfg.Idempotent.InitProducer(ctx, req.GetProducerId())
+	if err != nil {
+		return nil, err
+	}
+	return &pb.InitProducerResponse{ProducerId: id.ID, ProducerEpoch: id.Epoch}, nil
+}

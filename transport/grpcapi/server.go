@@ -1,0 +1,283 @@
+package grpcapi
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/stats"
+
+	"github.com/streamhouse/streamhouse/transport"
+	pb "github.com/streamhouse/streamhouse/transport/gen/streamhouse/v1"
+)
+
+// ServiceName is the full name of the StreamHouse service, also the health
+// service name that reports the API's readiness.
+const ServiceName = "streamhouse.v1.StreamHouse"
+
+// Special offsets of FetchRequest.offset and SubscribeRequest.offset (the
+// Kafka convention).
+const (
+	OffsetLatest   int64 = -1 // the high watermark: only records produced from now on
+	OffsetEarliest int64 = -2 // the low watermark: everything still stored
+)
+
+// Defaults applied to requests that leave a field at 0.
+const (
+	DefaultFetchRecords  = 100     // FetchRequest.max_records, SubscribeRequest.max_records
+	DefaultFetchBytes    = 1 << 20 // max_bytes: fits grpc-go's default 4 MiB receive limit
+	DefaultSubscribeWait = 1000    // SubscribeRequest.max_wait_ms
+)
+
+// messageOverhead is added to the request limit when sizing the largest
+// message gRPC accepts, for the protobuf framing around the records.
+const messageOverhead = 64 << 10
+
+// Config wires the gRPC API to the agent. Topics, Producer, Fetcher and
+// Readiness are required; Idempotent, Groups and Cluster are optional (the
+// RPCs that need a missing one answer UNIMPLEMENTED, GetMetadata then lists
+// no agents).
+type Config struct {
+	Topics     transport.Topics
+	Producer   transport.Producer
+	Idempotent transport.IdempotentProducer
+	Fetcher    transport.Fetcher
+	Groups     transport.Groups
+	Cluster    transport.ClusterInfo
+	Readiness  transport.Readiness
+
+	// Logger receives the server's logs (component=grpc); nil discards.
+	Logger *slog.Logger
+	// Registerer receives the collectors (nil = unregistered). The shared
+	// streamhouse_errors_total and streamhouse_active_connections are
+	// obtained through transport's helpers, so REST and gRPC servers on one
+	// registry report into the same series.
+	Registerer prometheus.Registerer
+
+	// MaxRecordBytes rejects a produce whose record (fsm.Record.Size) is
+	// larger, before anything is written (INVALID_ARGUMENT,
+	// record_too_large); 0 leaves the check to the Producer.
+	MaxRecordBytes int
+	// MaxRequestBytes bounds the records of one produce request
+	// (RESOURCE_EXHAUSTED, request_too_large); 0 = transport's
+	// DefaultMaxRequestBytes (32 MiB). gRPC refuses messages larger than
+	// max(MaxRequestBytes, MaxRecordBytes) + 64 KiB before decoding them
+	// (also RESOURCE_EXHAUSTED); a grpc.MaxRecvMsgSize option overrides that.
+	MaxRequestBytes int
+
+	// Stopping, when closed, ends long-poll Fetches, Subscribe streams and
+	// health Watch streams with UNAVAILABLE and turns health to NOT_SERVING,
+	// so that (*grpc.Server).GracefulStop can finish: close it before calling
+	// GracefulStop. nil: they end only when their clients cancel (call Stop
+	// after a grace period).
+	Stopping <-chan struct{}
+}
+
+// NewServer builds a *grpc.Server serving the StreamHouse service, the
+// grpc.health.v1 health service (SERVING iff Readiness says ready, for the
+// services "" and ServiceName) and server reflection, with interceptors that
+// map errors to statuses, recover panics and record metrics, and a stats
+// handler counting open connections. opts are appended to the server's own
+// options. It starts nothing: call Serve.
+func NewServer(cfg Config, opts ...grpc.ServerOption) *grpc.Server {
+	if cfg.Topics == nil || cfg.Producer == nil || cfg.Fetcher == nil || cfg.Readiness == nil {
+		panic("grpcapi: NewServer needs non-nil Topics, Producer, Fetcher and Readiness")
+	}
+	s := newService(cfg)
+	base := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(max(s.maxRequest, cfg.MaxRecordBytes) + messageOverhead),
+		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
+		grpc.ChainStreamInterceptor(s.streamInterceptor),
+		grpc.StatsHandler(&statsHandler{s: s}),
+	}
+	srv := grpc.NewServer(append(base, opts...)...)
+	pb.RegisterStreamHouseServer(srv, s)
+	healthgrpc.RegisterHealthServer(srv, &healthService{ready: cfg.Readiness, stopping: cfg.Stopping, poll: healthPollInterval})
+	reflection.Register(srv)
+	return srv
+}
+
+// service implements pb.StreamHouseServer and the interceptors.
+type service struct {
+	pb.UnimplementedStreamHouseServer
+	cfg        Config
+	log        *slog.Logger
+	m          *metrics
+	maxRequest int
+}
+
+func newService(cfg Config) *service {
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &service{cfg: cfg, log: logger.With("component", "grpc"), m: newMetrics(cfg.Registerer), maxRequest: cfg.MaxRequestBytes}
+	if s.maxRequest <= 0 {
+		s.maxRequest = transport.DefaultMaxRequestBytes
+	}
+	return s
+}
+
+// writeMethods are the RPCs that change state (see opKind).
+var writeMethods = map[string]bool{
+	pb.StreamHouse_CreateTopic_FullMethodName:   true,
+	pb.StreamHouse_DeleteTopic_FullMethodName:   true,
+	pb.StreamHouse_Produce_FullMethodName:       true,
+	pb.StreamHouse_InitProducer_FullMethodName:  true,
+	pb.StreamHouse_CommitOffsets_FullMethodName: true,
+	pb.StreamHouse_DeleteGroup_FullMethodName:   true,
+	pb.StreamHouse_ResetGroup_FullMethodName:    true,
+}
+
+func opOf(method string) opKind {
+	if writeMethods[method] {
+		return opWrite
+	}
+	return opRead
+}
+
+func (s *service) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	start := time.Now()
+	defer func() {
+		if p := recover(); p != nil {
+			resp, err = nil, s.panicked(info.FullMethod, p)
+		}
+		err = s.finish(ctx, info.FullMethod, start, err)
+	}()
+	return handler(ctx, req)
+}
+
+func (s *service) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+	start := time.Now()
+	defer func() {
+		if p := recover(); p != nil {
+			err = s.panicked(info.FullMethod, p)
+		}
+		err = s.finish(ss.Context(), info.FullMethod, start, err)
+	}()
+	return handler(srv, ss)
+}
+
+// panicked logs a recovered panic and returns the error the client gets: a
+// handler bug must never take the agent down.
+func (s *service) panicked(method string, p any) error {
+	s.log.Error("panic in gRPC handler", "method", method, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+	return fmt.Errorf("panic: %v", p) // classified as Internal, generic message
+}
+
+// finish turns a handler's error into its status, logs and counts it.
+func (s *service) finish(ctx context.Context, method string, start time.Time, err error) error {
+	if tag, ok := ctx.Value(rpcTagKey{}).(*rpcTag); ok {
+		tag.seen.Store(true)
+	}
+	code := codes.OK
+	var out error
+	if err != nil {
+		ae := classify(opOf(method), err)
+		code = ae.code
+		// A call its client canceled or timed out has no reader for the
+		// error: it is not an error response.
+		gone := ctx.Err() != nil && (code == codes.Canceled || code == codes.DeadlineExceeded)
+		if !gone {
+			s.m.errors.WithLabelValues(ae.kind).Inc()
+		}
+		level := slog.LevelDebug
+		switch code {
+		case codes.Internal:
+			level = slog.LevelError
+		case codes.Unavailable, codes.Unknown:
+			level = slog.LevelWarn
+		}
+		s.log.Log(ctx, level, "request failed", "method", method, "code", code.String(), "kind", ae.kind, "err", err)
+		out = ae.status().Err()
+	}
+	s.m.requests.WithLabelValues(method, code.String()).Inc()
+	s.m.duration.WithLabelValues(method).Observe(time.Since(start).Seconds())
+	return out
+}
+
+// rpcTag follows one RPC from the stats handler to the interceptor, so that
+// RPCs that fail before reaching the interceptor (a message over the size
+// limit, an undecodable message) are still counted.
+type rpcTag struct {
+	method string
+	seen   atomic.Bool // the interceptor counted this RPC
+}
+
+type rpcTagKey struct{}
+
+// statsHandler tracks open connections in streamhouse_active_connections
+// and counts the RPCs the interceptors never saw.
+type statsHandler struct{ s *service }
+
+func (h *statsHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	return context.WithValue(ctx, rpcTagKey{}, &rpcTag{method: info.FullMethodName})
+}
+
+func (h *statsHandler) HandleRPC(ctx context.Context, rs stats.RPCStats) {
+	end, ok := rs.(*stats.End)
+	if !ok || end.IsClient() {
+		return
+	}
+	tag, ok := ctx.Value(rpcTagKey{}).(*rpcTag)
+	if !ok || tag.seen.Load() {
+		return
+	}
+	// Only registered methods get here (gRPC answers unknown ones without
+	// stats), so the method label stays bounded.
+	ae := classify(opOf(tag.method), end.Error)
+	if ae.code != codes.OK {
+		h.s.m.errors.WithLabelValues(ae.kind).Inc()
+		h.s.log.Debug("request rejected before its handler", "method", tag.method, "code", ae.code.String(), "err", end.Error)
+	}
+	h.s.m.requests.WithLabelValues(tag.method, ae.code.String()).Inc()
+	h.s.m.duration.WithLabelValues(tag.method).Observe(end.EndTime.Sub(end.BeginTime).Seconds())
+}
+
+func (h *statsHandler) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+
+func (h *statsHandler) HandleConn(_ context.Context, cs stats.ConnStats) {
+	switch cs.(type) {
+	case *stats.ConnBegin:
+		h.s.m.active.Inc()
+	case *stats.ConnEnd:
+		h.s.m.active.Dec()
+	}
+}
+
+// pollContext derives the context of a long poll: it also ends when the
+// agent starts stopping. Call the CancelFunc when done.
+func (s *service) pollContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	if s.cfg.Stopping != nil {
+		go func() {
+			select {
+			case <-s.cfg.Stopping:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	return ctx, cancel
+}
+
+// stopping reports whether Config.Stopping is closed.
+func (s *service) stopping() bool {
+	if s.cfg.Stopping == nil {
+		return false
+	}
+	select {
+	case <-s.cfg.Stopping:
+		return true
+	default:
+		return false
+	}
+}

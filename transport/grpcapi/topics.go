@@ -1,0 +1,92 @@
+package grpcapi
+
+import (
+	"context"
+
+	"github.com/streamhouse/streamhouse/fsm"
+	pb "github.com/streamhouse/streamhouse/transport/gen/streamhouse/v1"
+)
+
+// defaultCompression is what an empty fsm.TopicConfig.Compression means.
+const defaultCompression = "zstd"
+
+func toTopic(t fsm.Topic) *pb.Topic {
+	c := t.Config.Compression
+	if c == "" {
+		c = defaultCompression
+	}
+	return &pb.Topic{
+		Name: t.Name, Id: t.ID, Partitions: t.Partitions,
+		RetentionMs: t.Config.RetentionMs, RetentionBytes: t.Config.RetentionBytes,
+		Compression: c, CreatedAtMs: t.CreatedAt,
+	}
+}
+
+func toPartitions(ps []fsm.PartitionInfo) []*pb.PartitionInfo {
+	out := make([]*pb.PartitionInfo, len(ps))
+	for i, p := range ps {
+		out[i] = &pb.PartitionInfo{
+			Partition: p.Partition, Leader: p.Leader, LeaderEpoch: p.LeaderEpoch,
+			LowWatermark: p.LowWatermark, HighWatermark: p.NextOffset,
+			FlushedOffset: p.FlushedOffset, SegmentCount: int32(p.Segments),
+		}
+	}
+	return out
+}
+
+// CreateTopic implements pb.StreamHouseServer.
+func (s *service) CreateTopic(ctx context.Context, req *pb.CreateTopicRequest) (*pb.CreateTopicResponse, error) {
+	if req.GetName() == "" {
+		return nil, invalid("name is required")
+	}
+	partitions := int32(1)
+	if req.Partitions != nil {
+		partitions = req.GetPartitions()
+		if partitions < 1 {
+			return nil, invalid("partitions must be at least 1, got %d", partitions)
+		}
+	}
+	cfg := fsm.TopicConfig{RetentionMs: req.GetRetentionMs(), RetentionBytes: req.GetRetentionBytes(), Compression: req.GetCompression()}
+	t, err := s.cfg.Topics.CreateTopic(ctx, req.GetName(), partitions, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.CreateTopicResponse{Topic: toTopic(t)}, nil
+}
+
+// ListTopics implements pb.StreamHouseServer.
+func (s *service) ListTopics(context.Context, *pb.ListTopicsRequest) (*pb.ListTopicsResponse, error) {
+	ts := s.cfg.Topics.Topics()
+	out := &pb.ListTopicsResponse{Topics: make([]*pb.Topic, len(ts))}
+	for i, t := range ts {
+		out.Topics[i] = toTopic(t)
+	}
+	return out, nil
+}
+
+// DescribeTopic implements pb.StreamHouseServer.
+func (s *service) DescribeTopic(_ context.Context, req *pb.DescribeTopicRequest) (*pb.DescribeTopicResponse, error) {
+	if req.GetName() == "" {
+		return nil, invalid("name is required")
+	}
+	t, err := s.cfg.Topics.Topic(req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	ps, err := s.cfg.Topics.Partitions(req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	return &pb.DescribeTopicResponse{Topic: toTopic(t), Partitions: toPartitions(ps)}, nil
+}
+
+// DeleteTopic implements pb.StreamHouseServer.
+func (s *service) DeleteTopic(ctx context.Context, req *pb.DeleteTopicRequest) (*pb.DeleteTopicResponse, error) {
+	if req.GetName() == "" {
+		return nil, invalid("name is required")
+	}
+	if err := s.cfg.Topics.DeleteTopic(ctx, req.GetName()); err != nil {
+		return nil, err
+	}
+	return &pb.DeleteTopicResponse{}, nil
+}
