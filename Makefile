@@ -16,7 +16,7 @@ MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 MINIO := $(TOOLS)/minio
 MINIO_HOME_CACHE := $(HOME)/.cache/streamhouse/bin/minio
 
-.PHONY: help build run test test-race lint bench bench-micro bench-agent bench-cluster fuzz clean deps cluster cluster-stop proto
+.PHONY: help build run test test-race lint bench bench-micro bench-agent bench-cluster fuzz clean deps postgres dr-drill cluster cluster-stop proto
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -33,7 +33,18 @@ test: lint deps ## Lint, then run every test (unit, integration against MinIO, c
 test-race: deps ## Run the tests with the race detector
 	STREAMHOUSE_MINIO=$(MINIO) $(GO) test -race -count=1 -timeout 20m $(PKGS)
 
-deps: $(MINIO) ## Build/cache what the integration tests run (MinIO server binary)
+deps: $(MINIO) postgres ## Build/cache what the integration tests run (MinIO server binary, PostgreSQL server)
+
+# The tests start their own PostgreSQL servers (initdb + postgres in a temp dir);
+# they need the server binaries, which Debian's postgresql package provides.
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || [ -n "$$PG_BIN" ]; then :; \
+	else echo "installing PostgreSQL server binaries for the integration tests"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; fi; fi
+
+dr-drill: build deps ## The disaster-recovery drill (3 agents, MinIO, PostgreSQL), verbose, with its measured recovery point and restore time
+	set -o pipefail; STREAMHOUSE_MINIO=$(MINIO) $(GO) test -count=1 -v -run 'TestDisasterRecoveryDrill|TestRestoreCommand|TestPostgresOutage' ./cmd/streamhouse/ 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|DR drill|dr_test|pgsync_test'
 
 $(MINIO):
 	@mkdir -p $(TOOLS)
@@ -63,7 +74,7 @@ BENCH_DIR := $(shell mktemp -d -u /tmp/streamhouse-bench.XXXXXX)
 bench-agent: build deps ## Start a local agent (embedded defaults, then MinIO) and run `streamhouse bench` against it
 	@set -e; dir=$(BENCH_DIR); mkdir -p $$dir; trap 'kill $$(jobs -p) 2>/dev/null; wait; rm -rf '$$dir EXIT; \
 	echo "== single agent, local-directory object store"; \
-	./$(BIN) agent --http-port 18080 --peer-port 19093 --data-dir $$dir/a --log-level warn 2>$$dir/agent-a.log & pid=$$!; \
+	./$(BIN) agent --http-port 18080 --grpc-port 19090 --peer-port 19093 --data-dir $$dir/a --log-level warn 2>$$dir/agent-a.log & pid=$$!; \
 	until curl -sf localhost:18080/ready >/dev/null; do sleep 0.2; done; \
 	./$(BIN) bench --server http://127.0.0.1:18080 --topic tput --partitions 8 --records 1000000 --batch 1000 --concurrency 8; \
 	./$(BIN) bench --server http://127.0.0.1:18080 --topic lat --partitions 8 --duration 15s --rate 50000 --batch 50 --concurrency 16 --no-consume; \
@@ -72,11 +83,11 @@ bench-agent: build deps ## Start a local agent (embedded defaults, then MinIO) a
 	MINIO_ROOT_USER=bench MINIO_ROOT_PASSWORD=bench-secret $(MINIO) server $$dir/minio --address 127.0.0.1:19000 --console-address 127.0.0.1:19001 --quiet >$$dir/minio.log 2>&1 & \
 	until curl -sf localhost:19000/minio/health/ready >/dev/null; do sleep 0.2; done; mkdir -p $$dir/minio/streamhouse; \
 	s3env="S3_ENDPOINT=http://127.0.0.1:19000 S3_BUCKET=streamhouse S3_PATH_STYLE=true AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret"; \
-	env $$s3env ./$(BIN) agent --http-port 18080 --peer-port 19093 --data-dir $$dir/b --log-level warn 2>$$dir/agent-b.log & pid=$$!; \
+	env $$s3env ./$(BIN) agent --http-port 18080 --grpc-port 19090 --peer-port 19093 --data-dir $$dir/b --log-level warn 2>$$dir/agent-b.log & pid=$$!; \
 	until curl -sf localhost:18080/ready >/dev/null; do sleep 0.2; done; \
 	./$(BIN) bench --server http://127.0.0.1:18080 --topic wide --partitions 64 --records 1000000 --batch 1000 --concurrency 8 --no-consume; \
 	kill $$pid; wait $$pid || true; \
-	env $$s3env ./$(BIN) agent --http-port 18080 --peer-port 19093 --data-dir $$dir/b --log-level warn 2>>$$dir/agent-b.log & \
+	env $$s3env ./$(BIN) agent --http-port 18080 --grpc-port 19090 --peer-port 19093 --data-dir $$dir/b --log-level warn 2>>$$dir/agent-b.log & \
 	until curl -sf localhost:18080/ready >/dev/null; do sleep 0.2; done; \
 	./$(BIN) bench --server http://127.0.0.1:18080 --topic wide --no-produce
 

@@ -3,6 +3,7 @@ package fsm
 import (
 	"fmt"
 	"regexp"
+	"unicode/utf8"
 )
 
 // CommandType is the first byte of every Raft log entry this FSM applies.
@@ -553,6 +554,9 @@ const MaxGroupNameLen = 255
 func ValidateGroupName(name string) error {
 	if name == "" || len(name) > MaxGroupNameLen {
 		return fmt.Errorf("group name must be 1-%d bytes", MaxGroupNameLen)
+	}
+	if !utf8.ValidString(name) {
+		return fmt.Errorf("group name %q is not valid UTF-8", name)
 	}
 	for _, r := range name {
 		if r < 0x20 || r == 0x7f || r == '/' {

@@ -30,6 +30,7 @@ func TestCommitOffsetsValidatesAllOrNothing(t *testing.T) {
 		"bad topic":     {Group: "g", Offsets: []OffsetCommit{{TopicID: 999, Partition: 0, Offset: 0}}},
 		"empty group":   {Group: "", Offsets: []OffsetCommit{{TopicID: id, Partition: 0, Offset: 0}}},
 		"slash":         {Group: "a/b", Offsets: []OffsetCommit{{TopicID: id, Partition: 0, Offset: 0}}},
+		"invalid utf-8": {Group: "g\xff", Offsets: []OffsetCommit{{TopicID: id, Partition: 0, Offset: 0}}},
 		"no offsets":    {Group: "g"},
 	} {
 		if r := h.apply(c); r.Err() == nil {

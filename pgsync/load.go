@@ -1,0 +1,250 @@
+package pgsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/streamhouse/streamhouse/fsm"
+)
+
+// querier is what LatestInfo needs: a pool or a transaction.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+const guardSQL = `SELECT raft_index, raft_term, taken_at, written_by, cluster_id, topics, partitions, segments, segments_written
+FROM streamhouse_checkpoint_guard`
+
+func (db *DB) latestInfo(ctx context.Context, q querier) (Info, error) {
+	var (
+		index, term, segments, written int64
+		takenAt                        *time.Time
+		topics, partitions             int32
+		info                           Info
+	)
+	if err := q.QueryRow(ctx, guardSQL).Scan(&index, &term, &takenAt, &info.NodeID, &info.ClusterID,
+		&topics, &partitions, &segments, &written); err != nil {
+		return Info{}, db.errorf("reading the checkpoint guard", err)
+	}
+	if index == 0 {
+		return Info{}, fmt.Errorf("pgsync: %s: %w", db.target, ErrNoCheckpoint)
+	}
+	info.RaftIndex, info.RaftTerm = uint64(index), uint64(term)
+	if takenAt != nil {
+		info.TakenAt = takenAt.UTC()
+	}
+	info.Topics, info.Partitions, info.Segments, info.SegmentsWritten = int(topics), int(partitions), int(segments), int(written)
+	return info, nil
+}
+
+// LatestInfo describes the latest checkpoint, or fails with ErrNoCheckpoint.
+func (db *DB) LatestInfo(ctx context.Context) (Info, error) {
+	return db.latestInfo(ctx, db.pool)
+}
+
+// LoadLatest reads the latest checkpoint as a complete image, from one
+// consistent snapshot of the database: topics ordered by name, partitions
+// by topic ID then index with their segments ascending by base offset,
+// groups by name, topic ID and partition, producers by ID with their
+// sequences in the order they were written, pending deletes sorted. Empty
+// lists come back nil. It fails with ErrNoCheckpoint when there is none,
+// and with an error when the tables disagree with the guard's counts.
+func (db *DB) LoadLatest(ctx context.Context) (*fsm.Image, Info, error) {
+	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, Info{}, db.errorf("starting the read transaction", err)
+	}
+	defer rollback(tx)
+	info, err := db.latestInfo(ctx, tx)
+	if err != nil {
+		return nil, Info{}, err
+	}
+	img := &fsm.Image{LastApplied: info.RaftIndex, RaftTerm: info.RaftTerm}
+	if err := db.loadTables(ctx, tx, img); err != nil {
+		return nil, Info{}, err
+	}
+	segments := 0
+	for i := range img.Partitions {
+		segments += len(img.Partitions[i].Segments)
+	}
+	if len(img.Topics) != info.Topics || len(img.Partitions) != info.Partitions || segments != info.Segments {
+		return nil, Info{}, fmt.Errorf("pgsync: checkpoint at Raft index %d in %s is inconsistent: the guard records %d topics, %d partitions, %d segments; the tables hold %d, %d, %d",
+			info.RaftIndex, db.target, info.Topics, info.Partitions, info.Segments, len(img.Topics), len(img.Partitions), segments)
+	}
+	return img, info, nil
+}
+
+func (db *DB) loadTables(ctx context.Context, tx pgx.Tx, img *fsm.Image) error {
+	// Text keys sort with COLLATE "C" (bytewise), as Go sorts strings.
+	var t fsm.Topic
+	if err := db.each(ctx, tx, "topics", `SELECT id, name, partitions, retention_ms, retention_bytes, compression, created_at_ms
+		FROM streamhouse_topics ORDER BY name COLLATE "C"`,
+		[]any{&t.ID, &t.Name, &t.Partitions, &t.Config.RetentionMs, &t.Config.RetentionBytes, &t.Config.Compression, &t.CreatedAt},
+		func() error { img.Topics = append(img.Topics, t); return nil }); err != nil {
+		return err
+	}
+
+	var p fsm.Partition
+	index := map[fsm.PartitionKey]int{}
+	if err := db.each(ctx, tx, "partitions", `SELECT topic_id, partition, leader, leader_epoch, next_offset, flushed_offset, low_watermark
+		FROM streamhouse_partitions ORDER BY topic_id, partition`,
+		[]any{&p.TopicID, &p.Index, &p.Leader, &p.LeaderEpoch, &p.NextOffset, &p.FlushedOffset, &p.LowWatermark},
+		func() error {
+			index[fsm.PartitionKey{TopicID: p.TopicID, Partition: p.Index}] = len(img.Partitions)
+			img.Partitions = append(img.Partitions, p)
+			return nil
+		}); err != nil {
+		return err
+	}
+
+	var (
+		topicID     uint64
+		part        int32
+		r           fsm.SegmentRef
+		compression int16
+		crc         int64
+		cur         *fsm.Partition
+	)
+	if err := db.each(ctx, tx, "segments", `SELECT topic_id, partition, base_offset, last_offset, object_key, byte_offset, byte_length,
+		record_count, min_timestamp, max_timestamp, compression, crc, uncompressed_size, committed_at_ms
+		FROM streamhouse_segments ORDER BY topic_id, partition, base_offset`,
+		[]any{&topicID, &part, &r.BaseOffset, &r.LastOffset, &r.ObjectKey, &r.ByteOffset, &r.ByteLength,
+			&r.RecordCount, &r.MinTimestamp, &r.MaxTimestamp, &compression, &crc, &r.UncompressedSize, &r.CommittedAt},
+		func() error {
+			if cur == nil || cur.TopicID != topicID || cur.Index != part {
+				i, ok := index[fsm.PartitionKey{TopicID: topicID, Partition: part}]
+				if !ok {
+					return fmt.Errorf("segment rows of partition %d/%d, which the checkpoint does not have", topicID, part)
+				}
+				cur = &img.Partitions[i]
+			}
+			r.Compression, r.CRC = uint8(compression), uint32(crc)
+			cur.Segments = append(cur.Segments, r)
+			return nil
+		}); err != nil {
+		return err
+	}
+
+	var (
+		g        fsm.GroupOffsetEntry
+		metadata []byte
+	)
+	if err := db.each(ctx, tx, "consumer group offsets", `SELECT group_name, topic_id, partition, committed_offset, metadata, committed_at_ms
+		FROM streamhouse_consumer_group_offsets ORDER BY group_name COLLATE "C", topic_id, partition`,
+		[]any{&g.Group, &g.TopicID, &g.Partition, &g.Offset, &metadata, &g.CommittedAt},
+		func() error {
+			g.Metadata = string(metadata)
+			img.Groups = append(img.Groups, g)
+			return nil
+		}); err != nil {
+		return err
+	}
+
+	var (
+		pr    fsm.ProducerEntry
+		epoch int64
+	)
+	producers := map[uint64]int{}
+	if err := db.each(ctx, tx, "producers", `SELECT producer_id, epoch, last_seen_ms FROM streamhouse_producers ORDER BY producer_id`,
+		[]any{&pr.ID, &epoch, &pr.LastSeen},
+		func() error {
+			pr.Epoch = uint32(epoch)
+			producers[pr.ID] = len(img.Producers)
+			img.Producers = append(img.Producers, pr)
+			return nil
+		}); err != nil {
+		return err
+	}
+
+	var (
+		producerID uint64
+		q          fsm.ProducerSequence
+	)
+	if err := db.each(ctx, tx, "producer sequences", `SELECT producer_id, topic_id, partition, base_seq, count, base_offset
+		FROM streamhouse_producer_sequences ORDER BY producer_id, position`,
+		[]any{&producerID, &q.TopicID, &q.Partition, &q.BaseSeq, &q.Count, &q.BaseOffset},
+		func() error {
+			i, ok := producers[producerID]
+			if !ok {
+				return fmt.Errorf("sequences of producer %d, which the checkpoint does not have", producerID)
+			}
+			img.Producers[i].Sequences = append(img.Producers[i].Sequences, q)
+			return nil
+		}); err != nil {
+		return err
+	}
+
+	var key string
+	return db.each(ctx, tx, "pending deletes", `SELECT object_key FROM streamhouse_pending_deletes ORDER BY object_key COLLATE "C"`,
+		[]any{&key}, func() error { img.PendingDeletes = append(img.PendingDeletes, key); return nil })
+}
+
+// each runs query and calls fn after scanning each row into dest.
+func (db *DB) each(ctx context.Context, tx pgx.Tx, what, query string, dest []any, fn func() error) error {
+	rows, err := tx.Query(ctx, query)
+	if err != nil {
+		return db.errorf("reading "+what, err)
+	}
+	if _, err := pgx.ForEachRow(rows, dest, fn); err != nil {
+		return db.errorf("reading "+what, err)
+	}
+	return nil
+}
+
+// ClusterID returns the ID of the cluster that owns the database, or ""
+// when no cluster has claimed it yet.
+func (db *DB) ClusterID(ctx context.Context) (string, error) {
+	var id string
+	err := db.pool.QueryRow(ctx, "SELECT cluster_id FROM streamhouse_cluster").Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", db.errorf("reading the cluster row", err)
+	}
+	return id, nil
+}
+
+// AdoptCluster makes clusterID the owner of the database: DR restore calls
+// it for the new cluster it builds from the latest checkpoint. The previous
+// owner is recorded in streamhouse_cluster.previous_cluster_id. The
+// checkpoint guard is kept: the restored cluster continues above the Raft
+// index it restored from, so its checkpoints still never regress. Adopting
+// the current owner changes nothing.
+func (db *DB) AdoptCluster(ctx context.Context, clusterID string) error {
+	if clusterID == "" || !validText(clusterID) {
+		return errors.New("pgsync: AdoptCluster needs a cluster ID of valid UTF-8 text")
+	}
+	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return db.errorf("adopting the database", err)
+	}
+	defer rollback(tx)
+	if _, err := tx.Exec(ctx, "SELECT 1 FROM streamhouse_checkpoint_guard FOR UPDATE"); err != nil {
+		return db.errorf("locking the checkpoint guard", err)
+	}
+	var owner string
+	err = tx.QueryRow(ctx, "SELECT cluster_id FROM streamhouse_cluster").Scan(&owner)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		_, err = tx.Exec(ctx, "INSERT INTO streamhouse_cluster (cluster_id, adopted_at) VALUES ($1, now())", clusterID)
+	case err != nil:
+	case owner == clusterID:
+		return nil
+	default:
+		_, err = tx.Exec(ctx, `UPDATE streamhouse_cluster SET previous_cluster_id = cluster_id, cluster_id = $1,
+			adopted_at = now(), updated_at = now()`, clusterID)
+	}
+	if err != nil {
+		return db.errorf("adopting the database", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return db.errorf("adopting the database", err)
+	}
+	db.log.Info("cluster adopted the checkpoint database", "cluster_id", clusterID, "previous_cluster_id", owner, "target", db.target)
+	return nil
+}
