@@ -165,6 +165,10 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 		return nil, err
 	}
 	walOpts := wal.Options{Dir: c.WALDir, SyncInterval: time.Duration(c.WALSyncMs) * time.Millisecond, Logger: log, Registerer: a.registry}
+	if fs := unsafeWALFS(); fs != nil {
+		walOpts.FS = fs
+		log.Warn("STREAMHOUSE_UNSAFE_WAL_FS is set: the WAL uses a fault-injection filesystem (tests only)")
+	}
 	if !c.WALEnabled {
 		walOpts.FS = wal.NewMemFS()
 		log.Info("WAL_ENABLED=false: unflushed records are kept in memory; Raft still makes them durable")
