@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -64,6 +65,7 @@ type agent struct {
 	http     *transport.HTTPServer
 	grpc     *grpc.Server
 	grpcLn   net.Listener
+	pprof    *http.Server
 	// grpcStopping is closed at shutdown to end long-polls and streams.
 	grpcStopping chan struct{}
 	objects      s3seg.ObjectStore
@@ -258,8 +260,32 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	if err := a.startGRPC(admin, fetcher, groups, errorsTotal); err != nil {
 		return nil, err
 	}
+	if err := a.startPprof(); err != nil {
+		return nil, err
+	}
 	log.Info("agent started", "http", a.http.Addr(), "grpc", a.grpcAddr(), "peer", peerAddr, "data_dir", c.DataDir, "wal_enabled", c.WALEnabled)
 	return a, nil
+}
+
+// startPprof serves net/http/pprof on PPROF_ADDR when set.
+func (a *agent) startPprof() error {
+	if a.cfg.PprofAddr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", a.cfg.PprofAddr)
+	if err != nil {
+		return fmt.Errorf("PPROF_ADDR %s: %w", a.cfg.PprofAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	a.pprof = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = a.pprof.Serve(ln) }()
+	a.log.Info("pprof listening", "addr", ln.Addr().String())
+	return nil
 }
 
 // startGRPC serves the public gRPC API on GRPC_PORT.
@@ -344,6 +370,9 @@ func (a *agent) Close(ctx context.Context) error {
 			a.grpc.Stop()
 		}
 		grace.Stop()
+	}
+	if a.pprof != nil {
+		_ = a.pprof.Close()
 	}
 	if a.producer != nil {
 		a.producer.Close()

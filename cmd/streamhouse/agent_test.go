@@ -272,3 +272,22 @@ func TestInvalidConfigNamesTheVariable(t *testing.T) {
 		}
 	}
 }
+
+func TestPprofServedOnlyWhenConfigured(t *testing.T) {
+	c := testConfig(t, t.TempDir())
+	c.PprofAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	a, base := startTestAgent(t, c)
+	defer a.Close(context.Background())
+	resp, err := http.Get("http://" + c.PprofAddr + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("pprof goroutine profile: %d", resp.StatusCode)
+	}
+	// Not on the public REST port.
+	if code := call(t, "GET", base+"/debug/pprof/", nil, nil); code != 404 {
+		t.Fatalf("pprof on the REST port: %d", code)
+	}
+}

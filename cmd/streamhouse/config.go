@@ -58,6 +58,7 @@ type agentCmd struct {
 	CheckpointIntervalMs int    `name:"checkpoint-interval-ms" env:"CHECKPOINT_INTERVAL_MS" default:"5000" help:"How often the Raft leader checkpoints metadata to Postgres (ms)."`
 	RestoreOffsetGap     int64  `name:"restore-offset-gap" env:"RESTORE_OFFSET_GAP" default:"1000000" help:"DR restore: offsets skipped per partition after the highest evidenced one, so records acknowledged after the last checkpoint never share an offset with new ones."`
 	RestoreFromPostgres  bool   `name:"restore-from-postgres" env:"RESTORE_FROM_POSTGRES" default:"false" negatable:"" help:"Disaster recovery: when DATA_DIR holds no Raft state, restore the cluster from the latest Postgres checkpoint and the bucket before starting."`
+	PprofAddr            string `name:"pprof-addr" env:"PPROF_ADDR" help:"Serve Go profiling endpoints (/debug/pprof/) on this host:port (unset: off). Bind it to localhost: it is unauthenticated."`
 	LogLevel             string `name:"log-level" env:"LOG_LEVEL,RUST_LOG" default:"info" help:"debug, info, warn or error (RUST_LOG-style 'streamhouse=debug' accepted)."`
 	LogFormat            string `name:"log-format" env:"LOG_FORMAT" default:"text" enum:"text,json" help:"Log format: text or json."`
 }
