@@ -291,3 +291,18 @@ func TestPprofServedOnlyWhenConfigured(t *testing.T) {
 		t.Fatalf("pprof on the REST port: %d", code)
 	}
 }
+
+// TestHelpDoesNotRunTheCommand: --help prints usage and exits 0 without
+// running the command (an agent would block here forever).
+func TestHelpDoesNotRunTheCommand(t *testing.T) {
+	done := make(chan int, 1)
+	go func() { done <- run([]string{"agent", "--help", "--data-dir", t.TempDir()}) }()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("agent --help exited %d", code)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("agent --help started an agent")
+	}
+}

@@ -39,7 +39,17 @@ func TestDisasterRecoveryDrill(t *testing.T) {
 		t.Fatalf("create topic: %d", code)
 	}
 
-	// Phase 1: load through every agent, and a consumer group committing.
+	// Followers apply the topic a moment after the agent that created it.
+	waitFor(t, 30*time.Second, "the topic on every agent", func() bool {
+		for i := range c.procs {
+			if code, err := tryCall("GET", c.base(i)+"/api/v1/topics/dr", nil, nil); err != nil || code != 200 {
+				return false
+			}
+		}
+		return true
+	})
+
+	// Phase 1: load through a follower, and a consumer group committing.
 	var g loadGen
 	g.run(t, c.base(1), "dr", 4, 20)
 	waitFor(t, 60*time.Second, "5000 acknowledged records", func() bool {

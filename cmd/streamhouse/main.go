@@ -16,6 +16,10 @@ type cli struct {
 	Cluster clusterCmd `cmd:"" help:"Inspect the cluster."`
 	Restore restoreCmd `cmd:"" help:"Disaster recovery: rebuild a cluster's state in an empty DATA_DIR from the latest Postgres checkpoint and the bucket, then exit."`
 	Bench   benchCmd   `cmd:"" help:"Load-test a running agent over REST and report throughput and latency."`
+	Topic   topicCmd   `cmd:"" help:"Create, list, describe and delete topics (gRPC API; see CLI.md)."`
+	Produce produceCmd `cmd:"" help:"Produce records from arguments or stdin lines with the idempotent producer."`
+	Consume consumeCmd `cmd:"" help:"Print the records of a topic (optionally as a consumer group)."`
+	Group   groupCmd   `cmd:"" help:"List, describe, reset and delete consumer groups."`
 	Version versionCmd `cmd:"" help:"Print the version."`
 }
 
@@ -32,17 +36,23 @@ func main() {
 
 func run(args []string) int {
 	var c cli
+	exited, exitCode := false, 0
 	parser, err := kong.New(&c,
 		kong.Name("streamhouse"),
 		kong.Description("StreamHouse: an S3-native event streaming system."),
 		kong.UsageOnError(),
-		kong.Exit(func(int) {}),
+		// --help (and kong's own exits) end parsing; run returns the code
+		// instead of kong calling os.Exit, so tests can call run.
+		kong.Exit(func(code int) { exited, exitCode = true, code }),
 	)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "streamhouse:", err)
 		return 2
 	}
 	kctx, err := parser.Parse(args)
+	if exited {
+		return exitCode
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "streamhouse: configuration error:", explainParseError(parser, err))
 		return 2
