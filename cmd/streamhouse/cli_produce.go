@@ -1,0 +1,262 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/streamhouse/streamhouse/transport/client"
+)
+
+type produceCmd struct {
+	clientFlags  `embed:""`
+	Topic        string   `arg:"" help:"Topic to produce to."`
+	Values       []string `arg:"" optional:"" help:"Record values, one record each. Without values, every line of stdin is a record."`
+	Key          *string  `name:"key" short:"k" help:"Key of every record (default: null key: records are spread over the partitions)."`
+	KeySeparator string   `name:"key-separator" help:"Split every input line (or value) at the first occurrence of this string into key and value (like Kafka's console producer parse.key/key.separator). A line without it is an error."`
+	Partition    *int32   `name:"partition" short:"P" help:"Write every record to this partition (default: by key hash, or spread when there is no key)."`
+	Headers      []string `name:"header" short:"H" sep:"none" help:"Header key=value added to every record (repeatable)."`
+	Progress     bool     `name:"progress" help:"Show the progress bar on stderr even when stderr is not a terminal (stdin input only)."`
+}
+
+type pendingAck struct {
+	n   int // 1-based record number (the input line for stdin)
+	res *client.Result
+}
+
+type partStat struct {
+	Partition   int32 `json:"partition"`
+	Records     int64 `json:"records"`
+	FirstOffset int64 `json:"first_offset"`
+	LastOffset  int64 `json:"last_offset"`
+}
+
+type produceSummary struct {
+	Topic            string     `json:"topic"`
+	Records          int64      `json:"records"`
+	Failed           int64      `json:"failed"`
+	ElapsedMs        int64      `json:"elapsed_ms"`
+	RecordsPerSecond float64    `json:"records_per_second"`
+	Partitions       []partStat `json:"partitions"`
+	ProducerID       uint64     `json:"producer_id"`
+	ProducerEpoch    uint32     `json:"producer_epoch"`
+}
+
+func (c *produceCmd) Run() error {
+	if c.Key != nil && c.KeySeparator != "" {
+		return errors.New("--key and --key-separator cannot be used together")
+	}
+	var headers []client.Header
+	for _, h := range c.Headers {
+		k, v, ok := strings.Cut(h, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("--header %q: want key=value", h)
+		}
+		headers = append(headers, client.Header{Key: k, Value: []byte(v)})
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cl, err := c.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	setup, cancelSetup := context.WithTimeout(ctx, c.timeout())
+	defer cancelSetup()
+	// Fail before reading any input when the topic does not exist.
+	if _, err := cl.GetMetadata(setup, c.Topic); err != nil {
+		return cliError(fmt.Sprintf("produce to %q", c.Topic), err)
+	}
+	p, err := cl.NewProducer(setup, client.ProducerConfig{RetryTimeout: c.timeout()})
+	if err != nil {
+		return cliError("start the idempotent producer", err)
+	}
+
+	fromStdin := len(c.Values) == 0
+	var bar *progressbar.ProgressBar
+	if fromStdin && (c.Progress || stderrIsTerminal()) {
+		bar = progressbar.NewOptions64(-1,
+			progressbar.OptionSetWriter(os.Stderr),
+			progressbar.OptionSetDescription("producing to "+c.Topic),
+			progressbar.OptionShowCount(),
+			progressbar.OptionShowIts(),
+			progressbar.OptionSetItsString("records"),
+			progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionSpinnerType(14),
+			progressbar.OptionShowElapsedTimeOnFinish(),
+			progressbar.OptionSetRenderBlankState(true),
+		)
+	}
+
+	run, cancelRun := context.WithCancelCause(ctx)
+	defer cancelRun(nil)
+	acks := make(chan pendingAck, 8192)
+	stats := map[int32]*partStat{}
+	var (
+		acked, failed int64
+		firstErr      error
+	)
+	ackDone := make(chan struct{})
+	go func() {
+		defer close(ackDone)
+		for a := range acks {
+			part, off, err := a.res.Wait(context.Background()) // bounded by the producer's RetryTimeout
+			if err != nil {
+				failed++
+				if firstErr == nil {
+					firstErr = fmt.Errorf("record %d: %s", a.n, cliMessage(err))
+					cancelRun(firstErr)
+				}
+				continue
+			}
+			acked++
+			s := stats[part]
+			if s == nil {
+				s = &partStat{Partition: part, FirstOffset: off}
+				stats[part] = s
+			}
+			s.Records++
+			s.FirstOffset = min(s.FirstOffset, off)
+			s.LastOffset = max(s.LastOffset, off)
+			if bar != nil {
+				_ = bar.Add(1)
+			}
+		}
+	}()
+
+	start := time.Now()
+	n := 0
+	send := func(line []byte) error {
+		n++
+		rec := client.Record{Value: line, Headers: headers}
+		switch {
+		case c.KeySeparator != "":
+			i := bytes.Index(line, []byte(c.KeySeparator))
+			if i < 0 {
+				return fmt.Errorf("record %d has no key separator %q", n, c.KeySeparator)
+			}
+			rec.Key, rec.Value = line[:i], line[i+len(c.KeySeparator):]
+		case c.Key != nil:
+			rec.Key = []byte(*c.Key)
+		}
+		if c.Partition != nil {
+			rec = rec.ToPartition(*c.Partition)
+		}
+		res := p.Send(run, c.Topic, rec)
+		select {
+		case acks <- pendingAck{n: n, res: res}:
+			return nil
+		case <-run.Done():
+			return context.Cause(run)
+		}
+	}
+
+	var inputErr error
+	if fromStdin {
+		inputErr = readLines(run, os.Stdin, send)
+	} else {
+		for _, v := range c.Values {
+			if inputErr = send([]byte(v)); inputErr != nil {
+				break
+			}
+		}
+	}
+
+	// Deliver what was sent, even after an interrupt.
+	closeCtx, cancelClose := context.WithTimeout(context.Background(), c.timeout()+5*time.Second)
+	defer cancelClose()
+	closeErr := p.Close(closeCtx)
+	close(acks)
+	<-ackDone
+	elapsed := time.Since(start)
+	if bar != nil {
+		_ = bar.Finish()
+		fmt.Fprintln(os.Stderr)
+	}
+
+	sum := produceSummary{Topic: c.Topic, Records: acked, Failed: failed, ElapsedMs: elapsed.Milliseconds()}
+	if elapsed > 0 {
+		sum.RecordsPerSecond = float64(acked) / elapsed.Seconds()
+	}
+	id := p.Identity()
+	sum.ProducerID, sum.ProducerEpoch = id.ID, id.Epoch
+	for _, s := range stats {
+		sum.Partitions = append(sum.Partitions, *s)
+	}
+	sort.Slice(sum.Partitions, func(i, j int) bool { return sum.Partitions[i].Partition < sum.Partitions[j].Partition })
+	if err := printProduceSummary(os.Stdout, &sum, c.json()); err != nil {
+		return err
+	}
+
+	switch {
+	case firstErr != nil:
+		return fmt.Errorf("produce to %q: %w (%d records acknowledged, %d failed)", c.Topic, firstErr, acked, failed)
+	case inputErr != nil && ctx.Err() != nil:
+		return fmt.Errorf("produce to %q: interrupted after %d acknowledged records", c.Topic, acked)
+	case inputErr != nil:
+		return fmt.Errorf("produce to %q: %w (%d records acknowledged)", c.Topic, inputErr, acked)
+	case closeErr != nil:
+		return fmt.Errorf("produce to %q: records still unacknowledged when the timeout expired: %w", c.Topic, closeErr)
+	}
+	return nil
+}
+
+// readLines calls send with every line of r (without its "\n" or "\r\n").
+// Lines are copied: records keep them.
+func readLines(ctx context.Context, r io.Reader, send func([]byte) error) error {
+	br := bufio.NewReaderSize(r, 1<<20)
+	for {
+		if err := ctx.Err(); err != nil {
+			return context.Cause(ctx)
+		}
+		line, err := br.ReadBytes('\n')
+		if len(line) > 0 {
+			line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+			if serr := send(line); serr != nil {
+				return serr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read stdin: %w", err)
+		}
+	}
+}
+
+func printProduceSummary(w io.Writer, s *produceSummary, asJSON bool) error {
+	if asJSON {
+		if s.Partitions == nil {
+			s.Partitions = []partStat{}
+		}
+		return writeJSON(w, s)
+	}
+	fmt.Fprintf(w, "produced %d records to %s in %v (%.0f records/s)", s.Records, s.Topic, time.Duration(s.ElapsedMs)*time.Millisecond, s.RecordsPerSecond)
+	if s.Failed > 0 {
+		fmt.Fprintf(w, ", %d failed", s.Failed)
+	}
+	fmt.Fprintln(w)
+	if len(s.Partitions) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PARTITION\tRECORDS\tFIRST OFFSET\tLAST OFFSET")
+	for _, p := range s.Partitions {
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\n", p.Partition, p.Records, p.FirstOffset, p.LastOffset)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,65 @@
+// Package client is the Go client of StreamHouse's public gRPC API
+// (transport/proto/streamhouse/v1): administration (topics, consumer
+// groups, metadata), a batching producer and a polling consumer.
+//
+// # Connecting
+//
+// Dial takes one or more agent gRPC addresses (bootstrap), asks one of them
+// for the cluster metadata (GetMetadata) and keeps one grpc.ClientConn per
+// agent address. The metadata (which agent leads which partition, and each
+// agent's advertised gRPC address) is refreshed periodically
+// (WithMetadataRefresh) and on demand, after an UNAVAILABLE or "not leader"
+// answer. When an agent's address is unknown, the bootstrap connection is
+// used: every agent answers every call and forwards writes to the partition
+// leader, so routing by metadata is an optimisation, never a correctness
+// requirement.
+//
+// # Errors
+//
+// Errors returned by the agent keep their gRPC status (status.Code and
+// status.FromError work on them) and come as *Error, which also carries the
+// agent's machine-readable kind (ErrorDetail.code, e.g. "not_found",
+// "producer_fenced"). IsRetriable reports UNAVAILABLE (the request was
+// definitely not applied); IsOutcomeUnknown reports UNKNOWN and
+// DEADLINE_EXCEEDED (a write may or may not have been applied).
+//
+// # Producer
+//
+// A Producer batches records per partition (Linger, MaxBatchRecords,
+// MaxBatchBytes) and sends each batch to the partition's leader. It chooses
+// partitions like Kafka's default partitioner: an explicit partition
+// (Record.ToPartition), else fsm.KeyPartition (murmur2) for a keyed record,
+// else a "sticky" partition that changes each time a batch is closed.
+//
+// By default the producer is idempotent: it obtains a producer id
+// (InitProducer) and numbers the records of every partition with its own
+// sequence. A batch keeps its base sequence across retries, so a batch whose
+// answer was lost (UNAVAILABLE, UNKNOWN, DEADLINE_EXCEEDED) is resent as is
+// until RetryTimeout, and the agent answers a resent batch that it already
+// wrote with the original offsets instead of writing it twice. To keep the
+// sequences of a partition in order, at most ONE batch per partition is in
+// flight in idempotent mode; different partitions are sent in parallel (up
+// to MaxInFlight requests). If a batch is given up while its outcome is
+// unknown, the producer bumps its epoch (InitProducer with its own id)
+// before sending anything else, which fences the abandoned request and
+// restarts the sequences. If another session bumps the epoch of the
+// producer's id, every later send fails with ErrFenced: the producer is not
+// re-initialised behind the caller's back.
+//
+// A non-idempotent producer (DisableIdempotence) retries only UNAVAILABLE,
+// the one answer that guarantees nothing was written.
+//
+// The agent validates a batch as a whole: a record it rejects (for example
+// one over its record size limit) fails every record of that batch, with
+// the same error. A record larger than MaxBatchBytes always travels alone.
+// Send blocks while BufferBytes of records are buffered or in flight.
+//
+// # Consumer
+//
+// A Consumer reads the partitions of one topic with long-polling Fetch
+// calls, starting from the group's committed offsets (when a group is set
+// and has them) or from ConsumerConfig.Start. It always continues from the
+// agent's next_offset: offsets may jump (a disaster restore leaves gaps), so
+// nothing assumes they are dense. Commit stores, for each partition, the
+// offset after the last record Poll returned.
+package client
