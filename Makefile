@@ -78,6 +78,9 @@ bench-agent: build deps ## Start a local agent (embedded defaults, then MinIO) a
 	until curl -sf localhost:18080/ready >/dev/null; do sleep 0.2; done; \
 	./$(BIN) bench --server http://127.0.0.1:18080 --topic tput --partitions 8 --records 1000000 --batch 1000 --concurrency 8; \
 	./$(BIN) bench --server http://127.0.0.1:18080 --topic lat --partitions 8 --duration 15s --rate 50000 --batch 50 --concurrency 16 --no-consume; \
+	echo "== single agent, gRPC (Go client, idempotent producer)"; \
+	./$(BIN) bench --server http://127.0.0.1:18080 --protocol grpc --grpc-server 127.0.0.1:19090 --topic gtput --partitions 8 --records 1000000 --batch 1000 --concurrency 8; \
+	./$(BIN) bench --server http://127.0.0.1:18080 --protocol grpc --grpc-server 127.0.0.1:19090 --topic glat --partitions 8 --duration 15s --rate 50000 --batch 50 --concurrency 16 --no-consume; \
 	kill $$pid; wait $$pid || true; \
 	echo "== single agent, MinIO (64 partitions), then cold reads after a restart"; \
 	MINIO_ROOT_USER=bench MINIO_ROOT_PASSWORD=bench-secret $(MINIO) server $$dir/minio --address 127.0.0.1:19000 --console-address 127.0.0.1:19001 --quiet >$$dir/minio.log 2>&1 & \
@@ -112,7 +115,11 @@ bench-cluster: build deps ## Start 3 agents on loopback sharing a MinIO bucket a
 	servers=http://127.0.0.1:18081,http://127.0.0.1:18082,http://127.0.0.1:18083; \
 	echo "== 3-agent cluster on MinIO, 64 partitions, producers spread over all agents"; \
 	./$(BIN) bench --server $$servers --topic tput --partitions 64 --records 1000000 --batch 1000 --concurrency 9; \
-	./$(BIN) bench --server $$servers --topic lat --partitions 64 --duration 15s --rate 30000 --batch 50 --concurrency 18 --no-consume
+	./$(BIN) bench --server $$servers --topic lat --partitions 64 --duration 15s --rate 30000 --batch 50 --concurrency 18 --no-consume; \
+	grpc=127.0.0.1:19091,127.0.0.1:19092,127.0.0.1:19093; \
+	echo "== same cluster over gRPC (Go client: batches go straight to each partition's leader)"; \
+	./$(BIN) bench --server $$servers --protocol grpc --grpc-server $$grpc --topic gtput --partitions 64 --records 2000000 --batch 1000 --concurrency 16; \
+	./$(BIN) bench --server $$servers --protocol grpc --grpc-server $$grpc --topic glat --partitions 64 --duration 15s --rate 100000 --batch 100 --concurrency 32 --no-consume
 
 CLUSTER_DIR := .cluster
 cluster: build ## Start a local 3-agent cluster on loopback (REST on :8081-8083, data in .cluster/)

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
+
+	"github.com/streamhouse/streamhouse/transport/client"
 )
 
 // benchCmd is a load generator against a running agent's REST API.
@@ -31,11 +33,14 @@ type benchCmd struct {
 	Produce     bool          `name:"produce" default:"true" negatable:"" help:"Produce records (--no-produce: only read the topic back, e.g. cold from S3 after an agent restart)."`
 	Consume     bool          `name:"consume" default:"true" negatable:"" help:"After producing, read every partition back and report consume throughput."`
 	Output      string        `name:"output" short:"o" default:"table" enum:"table,json" help:"table or json."`
+	Protocol    string        `name:"protocol" default:"rest" enum:"rest,grpc" help:"rest (JSON over HTTP) or grpc (the Go client: idempotent producer, batches sent to partition leaders)."`
+	GRPCServer  string        `name:"grpc-server" default:"127.0.0.1:9090" help:"Agent gRPC host:port list for --protocol grpc (--server still names the REST URL used for metrics)."`
 
 	servers []string
 }
 
 type benchResult struct {
+	Protocol        string  `json:"protocol"`
 	Records         int64   `json:"records"`
 	RecordSize      int     `json:"record_size"`
 	Partitions      int32   `json:"partitions"`
@@ -85,14 +90,31 @@ func (b *benchCmd) Run() error {
 	var peakRSS atomic.Int64
 	stopSampler := sampleRSS(cl, b.Server, &peakRSS)
 	res := benchResult{RecordSize: b.RecordSize, Partitions: b.Partitions, Concurrency: b.Concurrency, Batch: b.Batch}
+	var gc *client.Client
+	if b.Protocol == "grpc" {
+		if gc, err = b.dialGRPC(ctx); err != nil {
+			stopSampler()
+			return err
+		}
+		defer gc.Close()
+	}
 	if b.Produce {
-		if res, err = b.produce(ctx, cl); err != nil {
+		if gc != nil {
+			res, err = b.produceGRPC(ctx, gc)
+		} else {
+			res, err = b.produce(ctx, cl)
+		}
+		if err != nil {
 			stopSampler()
 			return err
 		}
 	}
 	if b.Consume {
-		b.consume(ctx, cl, &res)
+		if gc != nil {
+			b.consumeGRPC(ctx, gc, &res)
+		} else {
+			b.consume(ctx, cl, &res)
+		}
 	}
 	stopSampler()
 	after, err := scrapeMetrics(cl, b.Server)
@@ -107,6 +129,7 @@ func (b *benchCmd) Run() error {
 		}
 	}
 	res.AgentPeakRSSMiB = float64(peakRSS.Load()) / (1 << 20)
+	res.Protocol = b.Protocol
 	return b.print(res)
 }
 
@@ -375,7 +398,7 @@ func (b *benchCmd) print(r benchResult) error {
 		return enc.Encode(r)
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "records\t%d × %d B (%d partitions, %d connections, %d per request)\n", r.Records, r.RecordSize, r.Partitions, r.Concurrency, r.Batch)
+	fmt.Fprintf(w, "records\t%d × %d B (%d partitions, %d connections, %d per request, %s)\n", r.Records, r.RecordSize, r.Partitions, r.Concurrency, r.Batch, r.Protocol)
 	if r.TargetRate > 0 {
 		fmt.Fprintf(w, "target rate\t%d records/s\n", r.TargetRate)
 	}
