@@ -52,12 +52,7 @@ func startProcCluster(t *testing.T, n int, extraEnv ...string) *procCluster {
 		c.env[i] = append(c.env[i], extraEnv...)
 	}
 	c.procs = make([]*proc, n)
-	var wg sync.WaitGroup
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func(i int) { defer wg.Done(); c.procs[i] = c.launch(i) }(i)
-	}
-	wg.Wait()
+	// Registered before any launch, so a failed start still cleans up.
 	t.Cleanup(func() {
 		for i, p := range c.procs {
 			if p != nil {
@@ -66,6 +61,17 @@ func startProcCluster(t *testing.T, n int, extraEnv ...string) *procCluster {
 			dumpLogOnFailure(t, c.logPath(i))
 		}
 	})
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) { defer wg.Done(); c.procs[i] = c.launch(i) }(i)
+	}
+	wg.Wait()
+	for i, p := range c.procs {
+		if p == nil {
+			t.Fatalf("node-%d did not start (see its log above)", i+1)
+		}
+	}
 	return c
 }
 

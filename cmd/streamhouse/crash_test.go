@@ -56,6 +56,8 @@ func startProc(t testing.TB, env []string, httpPort int, logPath string) *proc {
 	cmd := exec.Command(agentBinary(t), "agent")
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// The agent dies with the test binary, even when a test panics.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
