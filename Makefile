@@ -16,7 +16,7 @@ MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 MINIO := $(TOOLS)/minio
 MINIO_HOME_CACHE := $(HOME)/.cache/streamhouse/bin/minio
 
-.PHONY: help build run test test-race lint bench bench-micro bench-agent bench-cluster fuzz clean deps postgres dr-drill cluster cluster-stop proto
+.PHONY: help build run test test-race lint bench bench-micro bench-agent bench-cluster fuzz clean deps postgres dr-drill cluster cluster-stop proto jepsen jepsen-smoke
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -100,6 +100,8 @@ fuzz: ## Fuzz the decoders (FUZZTIME per target, default 30s)
 	$(GO) test -run '^$$' -fuzz FuzzDecodeFrames -fuzztime $${FUZZTIME:-30s} ./wal/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeFooter -fuzztime $${FUZZTIME:-30s} ./s3seg/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeBlock -fuzztime $${FUZZTIME:-30s} ./s3seg/
+	$(GO) test -run '^$$' -fuzz FuzzPeerHandshake -fuzztime $${FUZZTIME:-30s} ./transport/
+	$(GO) test -run '^$$' -fuzz FuzzParseAPIKeys -fuzztime $${FUZZTIME:-30s} ./transport/
 
 bench-cluster: build deps ## Start 3 agents on loopback sharing a MinIO bucket and run `streamhouse bench` through all three
 	@set -e; dir=$$(mktemp -d /tmp/streamhouse-bench.XXXXXX); trap 'kill $$(jobs -p) 2>/dev/null; wait; rm -rf '$$dir EXIT; \
@@ -138,3 +140,16 @@ cluster-stop: ## Stop the local cluster started by `make cluster` (data stays in
 
 clean: ## Remove build output and local data
 	rm -rf bin data $(CLUSTER_DIR)
+
+# The jepsen harness (docs/jepsen.md): agent processes in network namespaces (or on loopback behind
+# a fault proxy), MinIO and PostgreSQL, a seeded nemesis and a history checker. Runs as root for
+# namespaces and iptables (apt-get install -y iptables). Output in .cache/jepsen/<time>/.
+JEPSEN_SEEDS ?= 3
+JEPSEN_DURATION ?= 60s
+JEPSEN_SEED ?= 1
+JEPSEN_FLAGS ?=
+jepsen-smoke: deps ## Jepsen smoke profile: a few fault classes and a DR drill, 30 s each (CI; under 10 minutes)
+	STREAMHOUSE_MINIO=$(MINIO) $(GO) run ./jepsen -profile smoke -duration 30s -seed $(JEPSEN_SEED) $(JEPSEN_FLAGS)
+
+jepsen: deps ## Jepsen full matrix: every fault class and DR moment x JEPSEN_SEEDS seeds, JEPSEN_DURATION each
+	STREAMHOUSE_MINIO=$(MINIO) $(GO) run ./jepsen -profile full -seeds $(JEPSEN_SEEDS) -duration $(JEPSEN_DURATION) -seed $(JEPSEN_SEED) $(JEPSEN_FLAGS)

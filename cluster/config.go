@@ -32,6 +32,10 @@ type Config struct {
 	// GossipAdvertiseAddr is the host:port other agents reach gossip on;
 	// defaults to the bound address.
 	GossipAdvertiseAddr string
+	// GossipKey (GOSSIP_KEY), when set, encrypts and authenticates every
+	// gossip message with AES-GCM (memberlist's SecretKey): 16, 24 or 32
+	// bytes. Agents with another key, or none, cannot gossip with this one.
+	GossipKey []byte
 	// Join lists gossip host:port addresses of existing agents (JOIN). The
 	// node retries in the background, with backoff, until one answers.
 	Join []string
@@ -172,6 +176,9 @@ func (c *Config) validate() error {
 	}
 	if _, _, err := splitHostPort(c.GossipBindAddr); err != nil {
 		return fmt.Errorf("%w: GossipBindAddr: %v", ErrConfig, err)
+	}
+	if n := len(c.GossipKey); n != 0 && n != 16 && n != 24 && n != 32 {
+		return fmt.Errorf("%w: GossipKey is %d bytes; it must be 16, 24 or 32 (AES-128/192/256)", ErrConfig, n)
 	}
 	if c.GossipAdvertiseAddr != "" {
 		if _, _, err := splitHostPort(c.GossipAdvertiseAddr); err != nil {

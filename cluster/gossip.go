@@ -194,6 +194,12 @@ func (g *gossip) start(meta nodeMeta) error {
 		mc.PushPullInterval = g.cfg.GossipPushPullInterval
 	}
 	mc.DeadNodeReclaimTime = g.cfg.GossipDeadReclaimTime
+	if len(g.cfg.GossipKey) > 0 {
+		// Encrypt and verify both directions: a message without the key is
+		// dropped, so an agent with another key never becomes a member.
+		mc.SecretKey = append([]byte(nil), g.cfg.GossipKey...)
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
 	mc.Delegate = (*metaDelegate)(g)
 	mc.Events = (*eventDelegate)(g)
 	mc.Conflict = (*eventDelegate)(g)

@@ -64,6 +64,8 @@ type testCluster struct {
 
 	// edit adjusts every agent's config before the per-start edit.
 	edit func(*Config)
+	// peerEdit adjusts an agent's peer mux config (TLS, cluster secret).
+	peerEdit func(id string, pc *transport.PeerConfig)
 
 	mu    sync.Mutex
 	nodes map[string]*testNode
@@ -144,9 +146,13 @@ func (c *testCluster) startAt(id, dir, peerBind, gossipBind string, edit func(*C
 	if dir == "" {
 		dir = filepath.Join(c.t.TempDir(), id)
 	}
-	mux := transport.NewPeerMux(transport.PeerConfig{
+	pc := transport.PeerConfig{
 		BindAddr: peerBind, Faults: c.faults, Logger: c.log.With("node", id), DialTimeout: time.Second,
-	})
+	}
+	if c.peerEdit != nil {
+		c.peerEdit(id, &pc)
+	}
+	mux := transport.NewPeerMux(pc)
 	f := fsm.New(nil)
 	reg := prometheus.NewRegistry()
 	cfg := fastConfig(id, dir, mux, c.log, reg)

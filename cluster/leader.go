@@ -367,6 +367,17 @@ func (l *leaderState) reconcileMembership(ctx context.Context) bool {
 			l.warnEvery("foreign:"+m.Name, "agent belongs to another cluster; not adding it", "node", m.Name, "its_cluster", m.Meta.Cluster, "cluster", own.Cluster)
 			continue
 		}
+		// Gossip is only a hint: add an agent only once its peer port
+		// answers as that agent. This is where the peer port's security
+		// (mTLS, the cluster secret) keeps an agent that gossip reached
+		// but that cannot prove it belongs out of the Raft configuration.
+		if st, err := n.peerStatus(ctx, m.Meta.Peer); err != nil || st.NodeID != m.Name {
+			if err == nil {
+				err = fmt.Errorf("the peer port %s answers as %q", m.Meta.Peer, st.NodeID)
+			}
+			l.warnEvery("unreachable:"+m.Name, "agent seen in gossip but its peer port refuses or fails; not adding it to raft", "node", m.Name, "addr", m.Meta.Peer, "err", err)
+			continue
+		}
 		if err := r.AddNonvoter(raft.ServerID(m.Name), raft.ServerAddress(m.Meta.Peer), 0, n.cfg.ApplyTimeout).Error(); err != nil {
 			n.log.Warn("cannot add agent as non-voter", "node", m.Name, "err", err)
 			return false

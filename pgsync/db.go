@@ -56,6 +56,28 @@ func Open(ctx context.Context, databaseURL string, log *slog.Logger) (*DB, error
 	return db, nil
 }
 
+// Ping connects to the database once and asks for the server version,
+// without touching the schema or running migrations (`streamhouse agent
+// --check-config`). ctx bounds the call. It returns a description of the
+// target (host, port, database, user; never the password) and the server
+// version; errors are worded like Open's.
+func Ping(ctx context.Context, databaseURL string) (target, version string, err error) {
+	cfg, err := parseURL(databaseURL)
+	if err != nil {
+		return "", "", err
+	}
+	target = describe(cfg.ConnConfig)
+	conn, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
+	if err != nil {
+		return target, "", fmt.Errorf("pgsync: connecting to PostgreSQL at %s: %w", target, scrubErr(err, databaseURL))
+	}
+	defer conn.Close(context.Background())
+	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version')").Scan(&version); err != nil {
+		return target, "", fmt.Errorf("pgsync: querying PostgreSQL at %s: %w", target, scrubErr(err, databaseURL))
+	}
+	return target, version, nil
+}
+
 // Close closes the connection pool. It is idempotent.
 func (db *DB) Close() { db.pool.Close() }
 

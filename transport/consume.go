@@ -60,6 +60,9 @@ func (s *HTTPServer) handleConsume(w http.ResponseWriter, r *http.Request) error
 	if req.Topic == "" {
 		return badRequest("query parameter topic is required")
 	}
+	if err := s.authorize(r, ScopeRead, req.Topic); err != nil {
+		return err
+	}
 	part, err := queryInt(q, "partition", 32, 0)
 	if err != nil {
 		return err

@@ -45,6 +45,18 @@
 // enforced on dial, on accept and on live connections. PEER.md documents
 // the wire format, the fault semantics and how Raft is plugged in.
 //
+// # TLS and API keys
+//
+// tls.go: CertFiles serves a certificate key pair from PEM files and
+// re-reads it when they change; ServerTLSConfig is the public listeners'
+// config, PeerMTLSConfig the peer port's mutual TLS against the cluster's
+// own CA. PeerConfig.ClusterSecret adds an HMAC challenge-response to the
+// peer handshake (PEER.md). auth.go: API keys (bearer tokens stored as
+// SHA-256, scoped read ⊂ write ⊂ admin, optionally per topic), parsed from
+// the keys file; an Authenticator checks tokens in constant time and
+// scopes/topics (Authorize). HTTPConfig.Auth enforces them on every route
+// but the probes; errors are 401 unauthenticated / 403 permission_denied.
+//
 // # Metrics
 //
 // Collectors are created per server from HTTPConfig.Registerer (never a

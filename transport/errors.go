@@ -29,6 +29,9 @@ const (
 	CodeProducerFenced     = "producer_fenced"       // a newer epoch of the producer id exists
 	CodeUnknownProducer    = "unknown_producer"      // the producer id is unknown or expired
 	CodeOutOfOrderSequence = "out_of_order_sequence" // the batch does not continue the producer's sequence
+	// API keys (see docs/security.md).
+	CodeUnauthenticated  = "unauthenticated"   // 401: no bearer token, or an unknown one
+	CodePermissionDenied = "permission_denied" // 403: the key lacks the scope or the topic
 )
 
 // apiError is an error response: HTTP status, code and human message.
@@ -37,6 +40,8 @@ type apiError struct {
 	code       string
 	msg        string
 	retryAfter bool
+	// authenticate is the WWW-Authenticate value of 401/403 answers.
+	authenticate string
 	// low and high are set for offset_out_of_range when the range is known.
 	low, high *int64
 }
@@ -68,6 +73,11 @@ func classify(op opKind, err error) *apiError {
 	}
 	var oor *fsm.OffsetOutOfRangeError
 	switch {
+	case errors.Is(err, ErrUnauthenticated):
+		return unauthenticated(err)
+	case errors.Is(err, ErrPermissionDenied):
+		return &apiError{status: http.StatusForbidden, code: CodePermissionDenied, msg: err.Error(),
+			authenticate: `Bearer realm="streamhouse", error="insufficient_scope"`}
 	case errors.Is(err, fsm.ErrOutcomeUnknown):
 		return &apiError{status: http.StatusGatewayTimeout, code: CodeOutcomeUnknown,
 			msg: "outcome unknown: the write may or may not have been applied; read back before retrying, or retry only if a duplicate is acceptable" +
@@ -107,6 +117,16 @@ func classify(op opKind, err error) *apiError {
 		return &apiError{status: http.StatusInternalServerError, code: CodeInternal,
 			msg: "internal error while handling the request; see the agent log"}
 	}
+}
+
+// unauthenticated is the 401 answer to a request without a valid token.
+// A request that presented a token gets error="invalid_token" (RFC 6750).
+func unauthenticated(err error) *apiError {
+	h := `Bearer realm="streamhouse"`
+	if !errors.Is(err, ErrMissingToken) {
+		h += `, error="invalid_token"`
+	}
+	return &apiError{status: http.StatusUnauthorized, code: CodeUnauthenticated, msg: err.Error(), authenticate: h}
 }
 
 func unavailable(op opKind, suffix string) *apiError {
@@ -162,6 +182,9 @@ func (s *HTTPServer) writeError(w http.ResponseWriter, ae *apiError) {
 	}
 	if ae.retryAfter {
 		w.Header().Set("Retry-After", "1")
+	}
+	if ae.authenticate != "" {
+		w.Header().Set("WWW-Authenticate", ae.authenticate)
 	}
 	writeJSON(w, ae.status, errorResponse{Error: errorDetail{
 		Code: ae.code, Message: ae.msg, LowWatermark: ae.low, HighWatermark: ae.high,

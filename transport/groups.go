@@ -74,18 +74,22 @@ func (s *HTTPServer) groups() (Groups, error) {
 	return s.cfg.Groups, nil
 }
 
-func (s *HTTPServer) handleListGroups(w http.ResponseWriter, _ *http.Request) error {
+func (s *HTTPServer) handleListGroups(w http.ResponseWriter, r *http.Request) error {
 	g, err := s.groups()
 	if err != nil {
 		return err
 	}
 	list := g.ListGroups()
-	out := make([]groupSummaryJSON, len(list))
-	for i, x := range list {
-		out[i] = groupSummaryJSON{Group: x.Group, Topics: x.Topics, Partitions: x.Partitions, TotalLag: x.TotalLag}
-		if out[i].Topics == nil {
-			out[i].Topics = []string{}
+	out := make([]groupSummaryJSON, 0, len(list))
+	for _, x := range list {
+		if !s.cfg.Auth.TopicsVisible(r.Context(), x.Topics) {
+			continue // a topic-restricted key sees the groups of its topics only
 		}
+		gs := groupSummaryJSON{Group: x.Group, Topics: x.Topics, Partitions: x.Partitions, TotalLag: x.TotalLag}
+		if gs.Topics == nil {
+			gs.Topics = []string{}
+		}
+		out = append(out, gs)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"groups": out})
 	return nil
@@ -100,6 +104,9 @@ func (s *HTTPServer) handleDescribeGroup(w http.ResponseWriter, r *http.Request)
 	if err != nil {
 		return err
 	}
+	if err := s.authorize(r, ScopeRead, GroupTopics(d)...); err != nil {
+		return err
+	}
 	writeJSON(w, http.StatusOK, toGroupJSON(d))
 	return nil
 }
@@ -108,6 +115,14 @@ func (s *HTTPServer) handleDeleteGroup(w http.ResponseWriter, r *http.Request) e
 	g, err := s.groups()
 	if err != nil {
 		return err
+	}
+	if s.cfg.Auth.Enabled() {
+		// The key must cover every topic the group holds offsets for.
+		if d, err := g.DescribeGroup(r.PathValue("group")); err == nil {
+			if err := s.authorize(r, ScopeWrite, GroupTopics(d)...); err != nil {
+				return err
+			}
+		}
 	}
 	if err := g.DeleteGroup(r.Context(), r.PathValue("group")); err != nil {
 		return err
@@ -147,6 +162,9 @@ func (s *HTTPServer) handleCommitOffsets(w http.ResponseWriter, r *http.Request)
 			return badRequest("offsets[%d].offset is required", i)
 		}
 		commits[i] = fsm.GroupCommit{Topic: *it.Topic, Partition: *it.Partition, Offset: *it.Offset, Metadata: it.Metadata}
+		if err := s.authorize(r, ScopeWrite, *it.Topic); err != nil {
+			return err
+		}
 	}
 	group := r.PathValue("group")
 	if err := g.CommitOffsets(r.Context(), group, commits); err != nil {
@@ -171,6 +189,9 @@ func (s *HTTPServer) handleResetGroup(w http.ResponseWriter, r *http.Request) er
 	if req.Topic == nil || *req.Topic == "" {
 		return badRequest("topic is required")
 	}
+	if err := s.authorize(r, ScopeWrite, *req.Topic); err != nil {
+		return err
+	}
 	reset := fsm.GroupReset{Strategy: *req.Strategy, Topic: *req.Topic, Partitions: req.Partitions}
 	switch reset.Strategy {
 	case fsm.ResetOffset:
@@ -193,4 +214,17 @@ func (s *HTTPServer) handleResetGroup(w http.ResponseWriter, r *http.Request) er
 	}
 	writeJSON(w, http.StatusOK, toGroupJSON(d))
 	return nil
+}
+
+// GroupTopics lists the distinct topics a group holds offsets for.
+func GroupTopics(d fsm.GroupDescription) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, p := range d.Partitions {
+		if !seen[p.Topic] {
+			seen[p.Topic] = true
+			out = append(out, p.Topic)
+		}
+	}
+	return out
 }

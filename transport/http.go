@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -56,6 +57,10 @@ type HTTPConfig struct {
 	Cluster ClusterInfo
 	// Groups serves /api/v1/consumer-groups; nil answers 404.
 	Groups Groups
+	// Auth, when non-nil, requires an API key (Authorization: Bearer) on
+	// every route but /health, /live, /ready and (unless the Authenticator
+	// protects it) /metrics; nil = no authentication.
+	Auth *Authenticator
 	// Logger receives the server's logs (component=rest); nil discards.
 	Logger *slog.Logger
 }
@@ -73,6 +78,7 @@ type HTTPServer struct {
 	errors    *prometheus.CounterVec
 	bodyLimit int64
 	mux       *http.ServeMux
+	open      map[string]bool // route patterns served without authentication
 	handler   http.Handler
 	srv       *http.Server
 
@@ -137,37 +143,73 @@ func NewHTTPServer(cfg HTTPConfig, topics Topics, prod Producer, fetch Fetcher, 
 }
 
 func (s *HTTPServer) routes() {
+	// Probes stay open whatever the auth settings: orchestrators call them
+	// without credentials.
+	s.open = map[string]bool{"GET /health": true, "GET /live": true, "GET /ready": true}
 	s.mux.HandleFunc("GET /health", s.handleHealth)
 	s.mux.HandleFunc("GET /live", s.handleHealth)
 	s.mux.HandleFunc("GET /ready", s.handleReady)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{
+	metrics := promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{
 		ErrorLog:      slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		ErrorHandling: promhttp.ContinueOnError,
-	}))
+	})
+	if s.cfg.Auth.MetricsProtected() {
+		s.handle("GET /metrics", opRead, ScopeRead, func(w http.ResponseWriter, r *http.Request) error {
+			metrics.ServeHTTP(w, r)
+			return nil
+		})
+	} else {
+		s.open["GET /metrics"] = true
+		s.mux.Handle("GET /metrics", metrics)
+	}
 
-	s.handle("POST /api/v1/topics", opWrite, s.handleCreateTopic)
-	s.handle("GET /api/v1/topics", opRead, s.handleListTopics)
-	s.handle("GET /api/v1/topics/{name}", opRead, s.handleGetTopic)
-	s.handle("DELETE /api/v1/topics/{name}", opWrite, s.handleDeleteTopic)
-	s.handle("GET /api/v1/topics/{name}/partitions", opRead, s.handlePartitions)
-	s.handle("POST /api/v1/produce", opWrite, s.handleProduce)
-	s.handle("POST /api/v1/produce/batch", opWrite, s.handleProduceBatch)
-	s.handle("GET /api/v1/consume", opRead, s.handleConsume)
-	s.handle("GET /api/v1/cluster", opRead, s.handleCluster)
-	s.handle("GET /api/v1/consumer-groups", opRead, s.handleListGroups)
-	s.handle("GET /api/v1/consumer-groups/{group}", opRead, s.handleDescribeGroup)
-	s.handle("DELETE /api/v1/consumer-groups/{group}", opWrite, s.handleDeleteGroup)
-	s.handle("POST /api/v1/consumer-groups/{group}/commit", opWrite, s.handleCommitOffsets)
-	s.handle("POST /api/v1/consumer-groups/{group}/reset", opWrite, s.handleResetGroup)
+	// The scope is the least a key needs for the route; handlers check the
+	// topics (docs/security.md has the table).
+	s.handle("POST /api/v1/topics", opWrite, ScopeAdmin, s.handleCreateTopic)
+	s.handle("GET /api/v1/topics", opRead, ScopeRead, s.handleListTopics)
+	s.handle("GET /api/v1/topics/{name}", opRead, ScopeRead, s.handleGetTopic)
+	s.handle("DELETE /api/v1/topics/{name}", opWrite, ScopeAdmin, s.handleDeleteTopic)
+	s.handle("GET /api/v1/topics/{name}/partitions", opRead, ScopeRead, s.handlePartitions)
+	s.handle("POST /api/v1/produce", opWrite, ScopeWrite, s.handleProduce)
+	s.handle("POST /api/v1/produce/batch", opWrite, ScopeWrite, s.handleProduceBatch)
+	s.handle("GET /api/v1/consume", opRead, ScopeRead, s.handleConsume)
+	s.handle("GET /api/v1/cluster", opRead, ScopeRead, s.handleCluster)
+	s.handle("GET /api/v1/consumer-groups", opRead, ScopeRead, s.handleListGroups)
+	s.handle("GET /api/v1/consumer-groups/{group}", opRead, ScopeRead, s.handleDescribeGroup)
+	s.handle("DELETE /api/v1/consumer-groups/{group}", opWrite, ScopeWrite, s.handleDeleteGroup)
+	s.handle("POST /api/v1/consumer-groups/{group}/commit", opWrite, ScopeWrite, s.handleCommitOffsets)
+	s.handle("POST /api/v1/consumer-groups/{group}/reset", opWrite, ScopeWrite, s.handleResetGroup)
 }
 
 // handle registers an API handler whose errors become JSON error responses.
-func (s *HTTPServer) handle(pattern string, op opKind, fn func(http.ResponseWriter, *http.Request) error) {
+// The caller must hold at least scope (checked before fn runs).
+func (s *HTTPServer) handle(pattern string, op opKind, scope Scope, fn func(http.ResponseWriter, *http.Request) error) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if err := s.cfg.Auth.Authorize(r.Context(), scope); err != nil {
+			s.fail(w, r, op, err)
+			return
+		}
 		if err := fn(w, r); err != nil {
 			s.fail(w, r, op, err)
 		}
 	})
+}
+
+// authorize checks the caller's scope and topics (nil = allowed; auth
+// disabled allows everything).
+func (s *HTTPServer) authorize(r *http.Request, scope Scope, topics ...string) error {
+	return s.cfg.Auth.Authorize(r.Context(), scope, topics...)
+}
+
+// authenticate resolves the request's bearer token to its key. Only called
+// with auth enabled.
+func (s *HTTPServer) authenticate(r *http.Request) (*Principal, error) {
+	h := r.Header.Get("Authorization")
+	token, ok := BearerToken(h)
+	if !ok && strings.TrimSpace(h) != "" {
+		return nil, fmt.Errorf("%w: the Authorization header must be \"Bearer\" followed by an API key", ErrUnauthenticated)
+	}
+	return s.cfg.Auth.Authenticate(token)
 }
 
 // Handler returns the complete handler chain (routing, JSON 404/405,
@@ -298,6 +340,14 @@ func (s *HTTPServer) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if pattern == "" {
 		s.unmatched(sw, r, h)
 		return
+	}
+	if s.cfg.Auth.Enabled() && !s.open[pattern] {
+		p, err := s.authenticate(r)
+		if err != nil {
+			s.fail(sw, r, opRead, err)
+			return
+		}
+		r = r.WithContext(WithPrincipal(r.Context(), p))
 	}
 	s.mux.ServeHTTP(sw, r)
 }

@@ -55,6 +55,13 @@ type PeerConfig struct {
 	// set ClientAuth/ClientCAs for mTLS. An empty ServerName is filled with
 	// the host of the address being dialed.
 	TLS *tls.Config
+	// ClusterSecret, when set (at least MinClusterSecretLen bytes), makes
+	// every connection prove knowledge of it in both directions before any
+	// Raft or RPC byte flows (an HMAC challenge-response in the handshake;
+	// the secret is never sent). Agents without it, or with another one,
+	// can neither dial this mux nor be dialed by it. Every agent of a
+	// cluster needs the same secret.
+	ClusterSecret []byte
 	// Logger receives the mux's logs (component=peer); nil discards.
 	Logger *slog.Logger
 	// DialTimeout bounds outgoing RPC dials (Raft dials use the timeout
@@ -155,6 +162,9 @@ func (m *PeerMux) Start(ctx context.Context) error {
 	if tc := m.cfg.TLS; tc != nil && len(tc.Certificates) == 0 && tc.GetCertificate == nil && tc.GetConfigForClient == nil {
 		return errors.New("transport: peer TLS config has no certificate (every agent serves the peer port)")
 	}
+	if n := len(m.cfg.ClusterSecret); n > 0 && n < MinClusterSecretLen {
+		return fmt.Errorf("transport: the cluster secret is %d bytes; use at least %d (e.g. openssl rand -base64 32)", n, MinClusterSecretLen)
+	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", m.cfg.BindAddr)
 	if err != nil {
@@ -182,7 +192,8 @@ func (m *PeerMux) Start(ctx context.Context) error {
 	}()
 	m.wg.Add(1)
 	go m.acceptLoop(ln)
-	m.log.Info("peer port listening", "bind", ln.Addr().String(), "advertise", addr, "tls", m.cfg.TLS != nil)
+	m.log.Info("peer port listening", "bind", ln.Addr().String(), "advertise", addr, "tls", m.cfg.TLS != nil,
+		"cluster_secret", len(m.cfg.ClusterSecret) > 0)
 	return nil
 }
 
@@ -349,6 +360,21 @@ func (m *PeerMux) serveConn(pc *peerConn) {
 		m.reject(pc, "bad peer handshake", err)
 		return
 	}
+	authed := tag&peerAuthFlag != 0
+	tag &^= peerAuthFlag
+	switch secret := m.cfg.ClusterSecret; {
+	case len(secret) > 0 && !authed:
+		m.reject(pc, "peer refused", fmt.Errorf("%w: %s did not authenticate (set the same CLUSTER_SECRET on every agent)", ErrPeerAuth, from))
+		return
+	case len(secret) == 0 && authed:
+		m.reject(pc, "peer refused", fmt.Errorf("%w: %s authenticates with a cluster secret, this agent has none (set the same CLUSTER_SECRET on every agent)", ErrPeerAuth, from))
+		return
+	case authed:
+		if err := authenticateAcceptor(conn, secret, tag, from); err != nil {
+			m.reject(pc, "peer refused", fmt.Errorf("claimed address %s: %w", from, err))
+			return
+		}
+	}
 	_ = pc.SetDeadline(time.Time{})
 	pc.remote = from // set before attach publishes pc to the Faults registry
 	if err := m.faults.attach(pc, from, pc.local); err != nil {
@@ -431,7 +457,18 @@ func (m *PeerMux) dial(ctx context.Context, tag byte, target string, timeout tim
 		}
 		conn = tc
 	}
-	if _, err := conn.Write(appendPeerHandshake(nil, tag, local)); err != nil {
+	if secret := m.cfg.ClusterSecret; len(secret) > 0 {
+		nonce := newNonce()
+		hs := append(appendPeerHandshake(nil, tag|peerAuthFlag, local), nonce...)
+		if _, err := conn.Write(hs); err != nil {
+			_ = pc.Close()
+			return nil, dialError(local, target, err)
+		}
+		if err := authenticateDialer(conn, secret, tag, local, nonce); err != nil {
+			_ = pc.Close()
+			return nil, dialError(local, target, err)
+		}
+	} else if _, err := conn.Write(appendPeerHandshake(nil, tag, local)); err != nil {
 		_ = pc.Close()
 		return nil, dialError(local, target, err)
 	}
@@ -485,8 +522,10 @@ func (d *discardResponseWriter) Flush()                      {}
 type peerCallerKey struct{}
 
 // PeerCaller returns the advertised address the calling agent presented in
-// its handshake, for requests served through PeerMux.HandleRPC. It is an
-// unauthenticated claim until mTLS binds it to a certificate.
+// its handshake, for requests served through PeerMux.HandleRPC. It is a
+// claim: with PeerConfig.ClusterSecret or mutual TLS it comes from an agent
+// that proved it belongs to the cluster, but nothing ties it to one
+// particular agent.
 func PeerCaller(ctx context.Context) (string, bool) {
 	s, ok := ctx.Value(peerCallerKey{}).(string)
 	return s, ok && s != ""

@@ -1,6 +1,10 @@
 package transport
 
 import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -15,7 +19,34 @@ import (
 const (
 	peerTagRaft byte = 0x01 // hashicorp/raft NetworkTransport stream
 	peerTagRPC  byte = 0x02 // peer RPC: HTTP/1.1
+	// peerAuthFlag is or-ed into the tag when the dialer authenticates
+	// with the cluster secret (0x81, 0x82: still neither ASCII nor TLS).
+	peerAuthFlag byte = 0x80
 )
+
+// Cluster-secret authentication (PeerConfig.ClusterSecret), right after
+// the tag and address, mutual, in one round trip; the secret never
+// travels:
+//
+//	dialer → acceptor: nonceD (32 random bytes)
+//	acceptor → dialer: nonceA (32 random bytes), HMAC-SHA256(secret, "acceptor" transcript)
+//	dialer → acceptor: HMAC-SHA256(secret, "dialer" transcript)
+//
+// The transcript is the role label, the tag, the advertised address, both
+// nonces and, over TLS, 32 bytes of the TLS session's exported keying
+// material (so a proof cannot be relayed into another TLS session). Fresh
+// nonces on both sides make every proof single-use; the role labels stop
+// an acceptor's proof from being reflected as a dialer's.
+const (
+	peerNonceLen = 32
+	peerMACLen   = sha256.Size
+	// MinClusterSecretLen is the shortest accepted ClusterSecret.
+	MinClusterSecretLen = 16
+)
+
+// ErrPeerAuth is wrapped by dials whose peer does not prove knowledge of
+// the cluster secret (or refuses ours).
+var ErrPeerAuth = errors.New("transport: peer authentication (cluster secret) failed")
 
 // maxPeerAddrLen bounds the advertised address in a handshake (a DNS name
 // is at most 253 bytes; add brackets, colon and port with room to spare).
@@ -41,7 +72,7 @@ func readPeerHandshake(r io.Reader) (tag byte, addr string, err error) {
 	if err != nil {
 		return 0, "", fmt.Errorf("%w: reading tag: %w", errBadHandshake, err)
 	}
-	if tag != peerTagRaft && tag != peerTagRPC {
+	if base := tag &^ peerAuthFlag; base != peerTagRaft && base != peerTagRPC {
 		return 0, "", fmt.Errorf("%w: unknown tag 0x%02x", errBadHandshake, tag)
 	}
 	n, err := binary.ReadUvarint(&br)
@@ -78,4 +109,80 @@ func (b *byteReader) ReadByte() (byte, error) {
 	}
 	b.n++
 	return b.buf[0], nil
+}
+
+// peerMAC computes a proof of the cluster secret over the handshake
+// transcript.
+func peerMAC(secret []byte, role string, tag byte, addr string, nonceD, nonceA, binding []byte) []byte {
+	h := hmac.New(sha256.New, secret)
+	h.Write([]byte("streamhouse peer auth v1 " + role))
+	h.Write([]byte{0, tag})
+	h.Write(binary.AppendUvarint(nil, uint64(len(addr))))
+	h.Write([]byte(addr))
+	h.Write(nonceD)
+	h.Write(nonceA)
+	h.Write(binding)
+	return h.Sum(nil)
+}
+
+// channelBinding returns keying material exported from the TLS session
+// under conn (nil without TLS): both ends derive the same bytes.
+func channelBinding(conn net.Conn) []byte {
+	tc, ok := conn.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	cs := tc.ConnectionState()
+	b, err := cs.ExportKeyingMaterial("EXPORTER-streamhouse-peer-auth", nil, 32)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+func newNonce() []byte {
+	b := make([]byte, peerNonceLen)
+	_, _ = rand.Read(b)
+	return b
+}
+
+// authenticateDialer runs the dialer's side after it wrote the handshake
+// (tag with peerAuthFlag, address, nonceD).
+func authenticateDialer(conn net.Conn, secret []byte, tag byte, addr string, nonceD []byte) error {
+	buf := make([]byte, peerNonceLen+peerMACLen)
+	if _, err := io.ReadFull(conn, buf); err != nil {
+		return fmt.Errorf("%w: the peer closed the connection instead of answering the challenge (it has no CLUSTER_SECRET, a different one, or refused this agent): %w", ErrPeerAuth, err)
+	}
+	nonceA, macA := buf[:peerNonceLen], buf[peerNonceLen:]
+	binding := channelBinding(conn)
+	if !hmac.Equal(macA, peerMAC(secret, "acceptor", tag, addr, nonceD, nonceA, binding)) {
+		return fmt.Errorf("%w: the peer's proof is wrong: its CLUSTER_SECRET differs from this agent's", ErrPeerAuth)
+	}
+	if _, err := conn.Write(peerMAC(secret, "dialer", tag, addr, nonceD, nonceA, binding)); err != nil {
+		return err
+	}
+	return nil
+}
+
+// authenticateAcceptor runs the acceptor's side after it read the
+// handshake (tag without peerAuthFlag, the claimed address).
+func authenticateAcceptor(conn net.Conn, secret []byte, tag byte, addr string) error {
+	nonceD := make([]byte, peerNonceLen)
+	if _, err := io.ReadFull(conn, nonceD); err != nil {
+		return fmt.Errorf("%w: reading the dialer's nonce: %w", ErrPeerAuth, err)
+	}
+	nonceA := newNonce()
+	binding := channelBinding(conn)
+	out := append(append([]byte(nil), nonceA...), peerMAC(secret, "acceptor", tag, addr, nonceD, nonceA, binding)...)
+	if _, err := conn.Write(out); err != nil {
+		return fmt.Errorf("%w: answering the challenge: %w", ErrPeerAuth, err)
+	}
+	macD := make([]byte, peerMACLen)
+	if _, err := io.ReadFull(conn, macD); err != nil {
+		return fmt.Errorf("%w: the dialer sent no proof (its CLUSTER_SECRET differs): %w", ErrPeerAuth, err)
+	}
+	if !hmac.Equal(macD, peerMAC(secret, "dialer", tag, addr, nonceD, nonceA, binding)) {
+		return fmt.Errorf("%w: the dialer's proof is wrong (its CLUSTER_SECRET differs)", ErrPeerAuth)
+	}
+	return nil
 }

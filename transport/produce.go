@@ -97,6 +97,9 @@ func (s *HTTPServer) handleProduce(w http.ResponseWriter, r *http.Request) error
 	if req.Topic == nil || *req.Topic == "" {
 		return badRequest("topic is required (a non-empty string)")
 	}
+	if err := s.authorize(r, ScopeWrite, *req.Topic); err != nil {
+		return err
+	}
 	rec, err := s.toProduceRecord("", &req)
 	if err != nil {
 		return err
@@ -116,6 +119,9 @@ func (s *HTTPServer) handleProduceBatch(w http.ResponseWriter, r *http.Request) 
 	}
 	if req.Topic == "" {
 		return badRequest("topic is required (a non-empty string)")
+	}
+	if err := s.authorize(r, ScopeWrite, req.Topic); err != nil {
+		return err
 	}
 	if req.Records == nil {
 		return badRequest("records is required (a non-empty array of records)")

@@ -91,6 +91,9 @@ func (s *HTTPServer) handleCreateTopic(w http.ResponseWriter, r *http.Request) e
 	if req.Name == nil || *req.Name == "" {
 		return badRequest("name is required (a non-empty string)")
 	}
+	if err := s.authorize(r, ScopeAdmin, *req.Name); err != nil {
+		return err
+	}
 	partitions := int32(1)
 	if req.Partitions != nil {
 		partitions = *req.Partitions
@@ -174,11 +177,13 @@ type topicsResponse struct {
 	Topics []topicJSON `json:"topics"`
 }
 
-func (s *HTTPServer) handleListTopics(w http.ResponseWriter, _ *http.Request) error {
+func (s *HTTPServer) handleListTopics(w http.ResponseWriter, r *http.Request) error {
 	ts := s.topics.Topics()
-	out := topicsResponse{Topics: make([]topicJSON, len(ts))}
-	for i, t := range ts {
-		out.Topics[i] = toTopicJSON(t)
+	out := topicsResponse{Topics: make([]topicJSON, 0, len(ts))}
+	for _, t := range ts {
+		if s.cfg.Auth.TopicVisible(r.Context(), t.Name) { // a topic-restricted key sees its topics only
+			out.Topics = append(out.Topics, toTopicJSON(t))
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -186,6 +191,9 @@ func (s *HTTPServer) handleListTopics(w http.ResponseWriter, _ *http.Request) er
 
 func (s *HTTPServer) handleGetTopic(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
+	if err := s.authorize(r, ScopeRead, name); err != nil {
+		return err
+	}
 	t, err := s.topics.Topic(name)
 	if err != nil {
 		return err
@@ -199,6 +207,9 @@ func (s *HTTPServer) handleGetTopic(w http.ResponseWriter, r *http.Request) erro
 }
 
 func (s *HTTPServer) handleDeleteTopic(w http.ResponseWriter, r *http.Request) error {
+	if err := s.authorize(r, ScopeAdmin, r.PathValue("name")); err != nil {
+		return err
+	}
 	if err := s.topics.DeleteTopic(r.Context(), r.PathValue("name")); err != nil {
 		return err
 	}
@@ -211,6 +222,9 @@ type partitionsResponse struct {
 }
 
 func (s *HTTPServer) handlePartitions(w http.ResponseWriter, r *http.Request) error {
+	if err := s.authorize(r, ScopeRead, r.PathValue("name")); err != nil {
+		return err
+	}
 	ps, err := s.topics.Partitions(r.PathValue("name"))
 	if err != nil {
 		return err

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/streamhouse/streamhouse/cluster"
 	"github.com/streamhouse/streamhouse/fsm"
@@ -31,6 +32,9 @@ import (
 
 // Run starts the agent and blocks until SIGINT/SIGTERM.
 func (c *agentCmd) Run() error {
+	if c.CheckConfig {
+		return c.runCheckConfig(context.Background(), os.Stdout)
+	}
 	if err := c.validate(); err != nil {
 		return fmt.Errorf("configuration error: %w", err)
 	}
@@ -46,6 +50,10 @@ func (c *agentCmd) Run() error {
 	defer cancel()
 	return a.Close(sctx)
 }
+
+// apiKeysCheckInterval is how often the agent looks for changes to
+// API_KEYS_FILE.
+var apiKeysCheckInterval = 5 * time.Second
 
 // agent is the wired set of components of one running agent.
 type agent struct {
@@ -72,6 +80,9 @@ type agent struct {
 
 	db              *pgsync.DB
 	checkpointsDone chan struct{}
+
+	sec      *security
+	keysDone chan struct{} // closed when the API_KEYS_FILE watcher returned
 
 	lock   *dirLock
 	cancel context.CancelFunc
@@ -147,6 +158,10 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	}()
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	errorsTotal := transport.NewErrorsCounter(a.registry)
+	if a.sec, err = c.loadSecurity(log); err != nil {
+		return nil, err
+	}
+	c.warnInsecure(a.sec, log)
 
 	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("DATA_DIR %s: %w", c.DataDir, err)
@@ -188,6 +203,7 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	peerAddr := net.JoinHostPort(c.BindAddr, strconv.Itoa(c.PeerPort))
 	a.mux = transport.NewPeerMux(transport.PeerConfig{
 		BindAddr: peerAddr, AdvertiseAddr: net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.PeerPort)), Logger: log,
+		TLS: a.sec.peerTLS, ClusterSecret: a.sec.secret,
 	})
 	if err := a.mux.Start(ctx); err != nil {
 		return nil, fmt.Errorf("PEER_PORT %d: %w", c.PeerPort, err)
@@ -196,6 +212,7 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 		NodeID: c.NodeID, DataDir: c.DataDir, Mux: a.mux,
 		GossipBindAddr:      net.JoinHostPort(c.BindAddr, strconv.Itoa(c.GossipPort)),
 		GossipAdvertiseAddr: net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.GossipPort)),
+		GossipKey:           a.sec.gossipKey,
 		Join:                c.joinAddrs(), BootstrapExpect: c.BootstrapExpect,
 		HTTPAddr:         net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.HTTPPort)),
 		GRPCAddr:         net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.GRPCPort)),
@@ -248,11 +265,18 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	if err := a.startCheckpoints(ctx, bg); err != nil {
 		return nil, err
 	}
+	if a.sec.auth != nil {
+		a.keysDone = make(chan struct{})
+		go func() {
+			defer close(a.keysDone)
+			watchAPIKeys(bg, c.APIKeysFile, a.sec.auth, apiKeysCheckInterval, log)
+		}()
+	}
 
 	a.http = transport.NewHTTPServer(transport.HTTPConfig{
 		Addr: net.JoinHostPort(c.BindAddr, strconv.Itoa(c.HTTPPort)), MaxRecordBytes: c.MaxRecordBytes,
 		Gatherer: a.registry, Registerer: a.registry, Errors: errorsTotal, Logger: log,
-		Cluster: a.node, Groups: groups,
+		Cluster: a.node, Groups: groups, TLSConfig: a.sec.publicTLS, Auth: a.sec.auth,
 	}, admin, a.producer, fetcher, a.ready)
 	if err := a.http.Start(ctx); err != nil {
 		return nil, fmt.Errorf("HTTP_PORT %d: %w", c.HTTPPort, err)
@@ -263,7 +287,9 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	if err := a.startPprof(); err != nil {
 		return nil, err
 	}
-	log.Info("agent started", "http", a.http.Addr(), "grpc", a.grpcAddr(), "peer", peerAddr, "data_dir", c.DataDir, "wal_enabled", c.WALEnabled)
+	log.Info("agent started", "http", a.http.Addr(), "grpc", a.grpcAddr(), "peer", peerAddr, "data_dir", c.DataDir, "wal_enabled", c.WALEnabled,
+		"tls", a.sec.publicTLS != nil, "peer_mtls", a.sec.peerTLS != nil, "cluster_secret", a.sec.secret != nil,
+		"gossip_encrypted", a.sec.gossipKey != nil, "api_keys", a.sec.auth != nil)
 	return a, nil
 }
 
@@ -297,11 +323,15 @@ func (a *agent) startGRPC(admin *partition.Admin, fetcher *partition.Fetcher, gr
 	}
 	a.grpcLn = ln
 	a.grpcStopping = make(chan struct{})
+	var opts []grpc.ServerOption
+	if a.sec.publicTLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(a.sec.publicTLS)))
+	}
 	a.grpc = grpcapi.NewServer(grpcapi.Config{
 		Topics: admin, Producer: a.producer, Idempotent: a.producer, Fetcher: fetcher, Groups: groups,
 		Cluster: a.node, Readiness: a.ready, Logger: a.log, Registerer: a.registry, MaxRecordBytes: c.MaxRecordBytes,
-		Stopping: a.grpcStopping,
-	})
+		Stopping: a.grpcStopping, Auth: a.sec.auth,
+	}, opts...)
 	go func() { _ = a.grpc.Serve(ln) }()
 	return nil
 }
@@ -389,6 +419,9 @@ func (a *agent) Close(ctx context.Context) error {
 	if a.cancel != nil {
 		a.cancel()
 		<-a.pruned
+	}
+	if a.keysDone != nil {
+		<-a.keysDone
 	}
 	if a.checkpointsDone != nil {
 		<-a.checkpointsDone

@@ -35,6 +35,7 @@ type benchCmd struct {
 	Output      string        `name:"output" short:"o" default:"table" enum:"table,json" help:"table or json."`
 	Protocol    string        `name:"protocol" default:"rest" enum:"rest,grpc" help:"rest (JSON over HTTP) or grpc (the Go client: idempotent producer, batches sent to partition leaders)."`
 	GRPCServer  string        `name:"grpc-server" default:"127.0.0.1:9090" help:"Agent gRPC host:port list for --protocol grpc (--server still names the REST URL used for metrics)."`
+	securityFlags
 
 	servers []string
 }
@@ -65,6 +66,9 @@ type benchResult struct {
 	S3GetsPerGiB    float64 `json:"s3_gets_per_gib"`
 }
 
+// https reports whether the REST URLs use TLS (then gRPC does too).
+func (b *benchCmd) https() bool { return strings.HasPrefix(b.Server, "https://") }
+
 func (b *benchCmd) Run() error {
 	if b.Batch <= 0 || b.Concurrency <= 0 || b.RecordSize < 0 || b.Partitions <= 0 {
 		return errors.New("--batch, --concurrency and --partitions must be positive, --record-size not negative")
@@ -78,7 +82,10 @@ func (b *benchCmd) Run() error {
 		return errors.New("--server needs at least one URL")
 	}
 	b.Server = b.servers[0]
-	cl := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: b.Concurrency * 2}}
+	cl, err := b.httpClient(&http.Transport{MaxIdleConnsPerHost: b.Concurrency * 2}, 60*time.Second, b.https())
+	if err != nil {
+		return err
+	}
 	ctx := context.Background()
 	if err := b.ensureTopic(ctx, cl); err != nil {
 		return err

@@ -25,7 +25,11 @@ func (b *benchCmd) dialGRPC(ctx context.Context) (*client.Client, error) {
 	if len(addrs) == 0 {
 		return nil, fmt.Errorf("--grpc-server needs at least one host:port")
 	}
-	return client.Dial(ctx, addrs)
+	opts, err := b.clientOptions(b.https())
+	if err != nil {
+		return nil, err
+	}
+	return client.Dial(ctx, addrs, opts...)
 }
 
 func (b *benchCmd) produceGRPC(ctx context.Context, c *client.Client) (benchResult, error) {

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -15,6 +17,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/streamhouse/streamhouse/transport"
 	"github.com/streamhouse/streamhouse/transport/client"
 )
 
@@ -24,6 +27,82 @@ type clientFlags struct {
 	Server  string        `name:"server" env:"STREAMHOUSE_GRPC" default:"127.0.0.1:9090" help:"Agent gRPC address host:port (comma-separated for several agents)."`
 	Output  string        `name:"output" short:"o" default:"table" enum:"table,json" help:"Output format: table or json."`
 	Timeout time.Duration `name:"timeout" default:"30s" help:"Timeout of each request to the cluster (admin commands: of the whole command)."`
+	securityFlags
+}
+
+// securityFlags are the TLS and API-key flags of every command that talks
+// to an agent (client commands, cluster status, bench).
+type securityFlags struct {
+	TLS                bool   `name:"tls" env:"STREAMHOUSE_TLS" help:"Connect over TLS, verifying the agent's certificate against the system roots (or --tls-ca). Implied by --tls-ca, --insecure-skip-verify and https:// URLs."`
+	TLSCA              string `name:"tls-ca" env:"STREAMHOUSE_TLS_CA" help:"PEM CA certificate(s) to verify the agent's TLS certificate with (implies --tls)."`
+	InsecureSkipVerify bool   `name:"insecure-skip-verify" help:"Connect over TLS without verifying the agent's certificate (testing only: anyone in the path can read the traffic and the token)."`
+	Token              string `name:"token" env:"STREAMHOUSE_TOKEN" help:"API key sent as Authorization: Bearer (needed when the agents set API_KEYS_FILE). Prefer the environment variable: flags show up in ps."`
+}
+
+// tlsConfig is the client TLS config the flags ask for; nil = plaintext
+// (unless forced, e.g. by an https URL: then the system roots verify).
+func (f *securityFlags) tlsConfig(force bool) (*tls.Config, error) {
+	if !f.TLS && f.TLSCA == "" && !f.InsecureSkipVerify && !force {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if f.TLSCA != "" {
+		pool, err := transport.LoadCertPool(f.TLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-ca: %w", err)
+		}
+		cfg.RootCAs = pool
+	}
+	if f.InsecureSkipVerify {
+		cfg.InsecureSkipVerify = true //nolint:gosec // the user asked for it
+	}
+	return cfg, nil
+}
+
+// clientOptions are the Go client's options for the flags.
+func (f *securityFlags) clientOptions(force bool) ([]client.Option, error) {
+	var opts []client.Option
+	cfg, err := f.tlsConfig(force)
+	if err != nil {
+		return nil, err
+	}
+	if cfg != nil {
+		opts = append(opts, client.WithTLS(cfg))
+	}
+	if f.Token != "" {
+		opts = append(opts, client.WithToken(f.Token))
+	}
+	return opts, nil
+}
+
+// httpClient is an HTTP client for REST URLs: TLS as the flags (or an
+// https URL) ask, and the token on every request.
+func (f *securityFlags) httpClient(base *http.Transport, timeout time.Duration, https bool) (*http.Client, error) {
+	if base == nil {
+		base = &http.Transport{}
+	}
+	cfg, err := f.tlsConfig(https)
+	if err != nil {
+		return nil, err
+	}
+	base.TLSClientConfig = cfg
+	var rt http.RoundTripper = base
+	if f.Token != "" {
+		rt = bearerTransport{next: base, header: "Bearer " + f.Token}
+	}
+	return &http.Client{Timeout: timeout, Transport: rt}, nil
+}
+
+// bearerTransport adds the Authorization header to every request.
+type bearerTransport struct {
+	next   http.RoundTripper
+	header string
+}
+
+func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", b.header)
+	return b.next.RoundTrip(r)
 }
 
 // dial connects to the cluster named by --server.
@@ -39,8 +118,15 @@ func (f *clientFlags) dial(ctx context.Context) (*client.Client, error) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, f.timeout())
 	defer cancel()
-	c, err := client.Dial(dctx, addrs)
+	opts, err := f.clientOptions(false)
 	if err != nil {
+		return nil, err
+	}
+	c, err := client.Dial(dctx, addrs, opts...)
+	if err != nil {
+		if code := client.Code(err); code == codes.Unauthenticated || code == codes.PermissionDenied {
+			return nil, fmt.Errorf("the cluster at %s refused the request: %s", f.Server, cliMessage(err))
+		}
 		return nil, fmt.Errorf("cannot reach the cluster at %s: %s", f.Server, cliMessage(err))
 	}
 	return c, nil
@@ -77,13 +163,17 @@ func cliMessage(err error) string {
 	}
 	word := codeWords(e)
 	msg := strings.TrimSpace(e.Message)
+	hint := ""
+	if e.Code == codes.Unauthenticated {
+		hint = " (set --token or STREAMHOUSE_TOKEN)"
+	}
 	switch {
 	case msg == "":
-		return word
+		return word + hint
 	case strings.Contains(strings.ToLower(msg), word):
-		return msg
+		return msg + hint
 	default:
-		return word + ": " + msg
+		return word + ": " + msg + hint
 	}
 }
 
@@ -121,6 +211,10 @@ func codeWords(e *client.Error) string {
 		return "not supported by the agent"
 	case codes.Canceled:
 		return "canceled"
+	case codes.Unauthenticated:
+		return "unauthenticated"
+	case codes.PermissionDenied:
+		return "permission denied"
 	default:
 		return "error (" + e.Code.String() + ")"
 	}

@@ -18,12 +18,16 @@ type clusterCmd struct {
 }
 
 type clusterStatusCmd struct {
-	Server string `name:"server" default:"http://127.0.0.1:8080" env:"STREAMHOUSE_SERVER" help:"Agent REST base URL."`
+	Server string `name:"server" default:"http://127.0.0.1:8080" env:"STREAMHOUSE_SERVER" help:"Agent REST base URL (https://... when the agent has TLS)."`
 	Output string `name:"output" short:"o" default:"table" enum:"table,json" help:"table or json."`
+	securityFlags
 }
 
 func (c *clusterStatusCmd) Run() error {
-	cl := &http.Client{Timeout: 10 * time.Second}
+	cl, err := c.httpClient(nil, 10*time.Second, strings.HasPrefix(c.Server, "https://"))
+	if err != nil {
+		return err
+	}
 	resp, err := cl.Get(strings.TrimRight(c.Server, "/") + "/api/v1/cluster")
 	if err != nil {
 		return fmt.Errorf("cannot reach the agent at %s: %w", c.Server, err)

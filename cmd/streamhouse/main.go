@@ -20,6 +20,7 @@ type cli struct {
 	Produce produceCmd `cmd:"" help:"Produce records from arguments or stdin lines with the idempotent producer."`
 	Consume consumeCmd `cmd:"" help:"Print the records of a topic (optionally as a consumer group)."`
 	Group   groupCmd   `cmd:"" help:"List, describe, reset and delete consumer groups."`
+	APIKey  apikeyCmd  `cmd:"" name:"apikey" help:"Create API keys (bearer tokens) for API_KEYS_FILE."`
 	Version versionCmd `cmd:"" help:"Print the version."`
 }
 

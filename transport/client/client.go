@@ -2,14 +2,18 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	pb "github.com/streamhouse/streamhouse/transport/gen/streamhouse/v1"
@@ -29,11 +33,52 @@ type options struct {
 	dial    []grpc.DialOption
 	logger  *slog.Logger
 	refresh time.Duration
+	tls     *tls.Config
+	caFile  string
+	token   string
 }
 
+// WithTLS connects over TLS with cfg (nil: verify the agents' certificates
+// against the system roots). An empty cfg.ServerName is filled with the
+// host of each agent's address, so the agents' certificates must name the
+// addresses they advertise.
+func WithTLS(cfg *tls.Config) Option {
+	return func(o *options) {
+		if cfg == nil {
+			cfg = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		o.tls = cfg.Clone()
+	}
+}
+
+// WithTLSCAFile connects over TLS and verifies the agents' certificates
+// against the CA certificates (PEM) in path instead of the system roots.
+// Dial fails when the file cannot be read.
+func WithTLSCAFile(path string) Option {
+	return func(o *options) { o.caFile = path }
+}
+
+// WithToken sends an API key ("Authorization: Bearer <token>" metadata) on
+// every call. Use it with WithTLS: over plaintext the token can be read
+// off the network.
+func WithToken(token string) Option {
+	return func(o *options) { o.token = token }
+}
+
+// tokenCreds is the per-RPC credential of WithToken.
+type tokenCreds struct{ header string }
+
+func (t tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": t.header}, nil
+}
+
+// RequireTransportSecurity is false so that tokens also work against
+// plaintext agents (tests, loopback); WithTLS is the caller's choice.
+func (tokenCreds) RequireTransportSecurity() bool { return false }
+
 // WithDialOptions adds gRPC dial options to every connection the client
-// opens (credentials, interceptors, message size limits...). Connections
-// are plaintext unless a credentials option is given here.
+// opens (interceptors, message size limits...). Connections are plaintext
+// unless WithTLS/WithTLSCAFile (or a credentials option here) is given.
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(o *options) { o.dial = append(o.dial, opts...) }
 }
@@ -95,6 +140,20 @@ func Dial(ctx context.Context, bootstrap []string, opts ...Option) (*Client, err
 	o := options{refresh: DefaultMetadataRefresh}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.caFile != "" {
+		b, err := os.ReadFile(o.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("client: TLS CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("client: TLS CA file %s holds no PEM certificate", o.caFile)
+		}
+		if o.tls == nil {
+			o.tls = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		o.tls.RootCAs = pool
 	}
 	logger := o.logger
 	if logger == nil {
@@ -167,7 +226,15 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 	if cc, ok := c.conns[addr]; ok {
 		return cc, nil
 	}
-	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, c.opts.dial...)
+	creds := insecure.NewCredentials()
+	if c.opts.tls != nil {
+		creds = credentials.NewTLS(c.opts.tls)
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if c.opts.token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(tokenCreds{header: "Bearer " + c.opts.token}))
+	}
+	opts = append(opts, c.opts.dial...)
 	cc, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("client: connect to %s: %w", addr, err)

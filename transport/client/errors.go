@@ -40,6 +40,8 @@ const (
 	KindProducerFenced     = "producer_fenced"
 	KindUnknownProducer    = "unknown_producer"
 	KindOutOfOrderSequence = "out_of_order_sequence"
+	KindUnauthenticated    = "unauthenticated"   // no API key, or an unknown one
+	KindPermissionDenied   = "permission_denied" // the key lacks the scope or the topic
 )
 
 // Error is a failed call: the RPC (Op), the gRPC status code, the agent's
@@ -195,6 +197,10 @@ func codeWord(c codes.Code) string {
 		return "not implemented by the agent"
 	case codes.Internal:
 		return "internal error"
+	case codes.Unauthenticated:
+		return "unauthenticated"
+	case codes.PermissionDenied:
+		return "permission denied"
 	default:
 		return c.String()
 	}

@@ -9,6 +9,9 @@
 // cluster or partition.
 //
 // Every RPC goes through one unary or stream interceptor that
+//   - with Config.Auth, authenticates StreamHouse RPCs (metadata
+//     "authorization: Bearer <token>") and checks the method's scope
+//     (handlers check topics); health and reflection stay open;
 //   - recovers a panic into codes.Internal (logged with its stack), so a
 //     handler bug never takes the agent down;
 //   - maps the handler's error to a status in one place (classify), the gRPC

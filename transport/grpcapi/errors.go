@@ -70,6 +70,10 @@ func classify(op opKind, err error) apiError {
 		return apiError{code: st.Code(), kind: kindForCode(op, st.Code()), msg: st.Message()}
 	}
 	switch {
+	case errors.Is(err, transport.ErrUnauthenticated):
+		return apiError{code: codes.Unauthenticated, kind: transport.CodeUnauthenticated, msg: err.Error()}
+	case errors.Is(err, transport.ErrPermissionDenied):
+		return apiError{code: codes.PermissionDenied, kind: transport.CodePermissionDenied, msg: err.Error()}
 	case errors.Is(err, fsm.ErrOutcomeUnknown):
 		return apiError{code: codes.Unknown, kind: transport.CodeOutcomeUnknown,
 			msg: "outcome unknown: the write may or may not have been applied; read back before retrying, or retry only if a duplicate is acceptable" +
@@ -142,6 +146,10 @@ func kindForCode(op opKind, c codes.Code) string {
 		return transport.CodeRequestTooLarge
 	case codes.Unavailable:
 		return transport.CodeUnavailable
+	case codes.Unauthenticated:
+		return transport.CodeUnauthenticated
+	case codes.PermissionDenied:
+		return transport.CodePermissionDenied
 	case codes.Unknown:
 		return transport.CodeOutcomeUnknown
 	case codes.DeadlineExceeded, codes.Canceled:

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/streamhouse/streamhouse/fsm"
+	"github.com/streamhouse/streamhouse/transport"
 	pb "github.com/streamhouse/streamhouse/transport/gen/streamhouse/v1"
 )
 
@@ -113,6 +114,9 @@ func toFetched(recs []fsm.FetchedRecord, part int32) []*pb.FetchedRecord {
 
 // Fetch implements pb.StreamHouseServer.
 func (s *service) Fetch(ctx context.Context, req *pb.FetchRequest) (*pb.FetchResponse, error) {
+	if err := s.authorize(ctx, transport.ScopeRead, req.GetTopic()); err != nil {
+		return nil, err
+	}
 	p, err := s.readParams(req.GetTopic(), req.GetPartition(), req.GetOffset(), req.GetMaxRecords(), req.GetMaxBytes(), req.GetMaxWaitMs())
 	if err != nil {
 		return nil, err
@@ -135,6 +139,9 @@ func (s *service) Fetch(ctx context.Context, req *pb.FetchRequest) (*pb.FetchRes
 // agent stops (UNAVAILABLE) or a fetch fails (e.g. OUT_OF_RANGE when
 // retention overtakes a slow subscriber).
 func (s *service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamingServer[pb.SubscribeResponse]) error {
+	if err := s.authorize(stream.Context(), transport.ScopeRead, req.GetTopic()); err != nil {
+		return err
+	}
 	p, err := s.readParams(req.GetTopic(), req.GetPartition(), req.GetOffset(), req.GetMaxRecords(), req.GetMaxBytes(), req.GetMaxWaitMs())
 	if err != nil {
 		return err

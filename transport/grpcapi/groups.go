@@ -52,6 +52,9 @@ func (s *service) CommitOffsets(ctx context.Context, req *pb.CommitOffsetsReques
 			return nil, invalid("offsets[%d].offset must be >= 0, got %d", i, c.GetOffset())
 		}
 		commits[i] = fsm.GroupCommit{Topic: c.GetTopic(), Partition: c.GetPartition(), Offset: c.GetOffset(), Metadata: c.GetMetadata()}
+		if err := s.authorize(ctx, transport.ScopeWrite, c.GetTopic()); err != nil {
+			return nil, err
+		}
 	}
 	if err := g.CommitOffsets(ctx, req.GetGroup(), commits); err != nil {
 		return nil, err
@@ -60,7 +63,7 @@ func (s *service) CommitOffsets(ctx context.Context, req *pb.CommitOffsetsReques
 }
 
 // FetchOffsets implements pb.StreamHouseServer.
-func (s *service) FetchOffsets(_ context.Context, req *pb.FetchOffsetsRequest) (*pb.FetchOffsetsResponse, error) {
+func (s *service) FetchOffsets(ctx context.Context, req *pb.FetchOffsetsRequest) (*pb.FetchOffsetsResponse, error) {
 	g, err := s.groups()
 	if err != nil {
 		return nil, err
@@ -69,6 +72,9 @@ func (s *service) FetchOffsets(_ context.Context, req *pb.FetchOffsetsRequest) (
 		return nil, invalid("group is required")
 	}
 	if req.GetTopic() != "" {
+		if err := s.authorize(ctx, transport.ScopeRead, req.GetTopic()); err != nil {
+			return nil, err
+		}
 		if _, err := s.cfg.Topics.Topic(req.GetTopic()); err != nil {
 			return nil, err
 		}
@@ -76,6 +82,11 @@ func (s *service) FetchOffsets(_ context.Context, req *pb.FetchOffsetsRequest) (
 	d, err := g.DescribeGroup(req.GetGroup())
 	if err != nil {
 		return nil, err
+	}
+	if req.GetTopic() == "" {
+		if err := s.authorize(ctx, transport.ScopeRead, transport.GroupTopics(d)...); err != nil {
+			return nil, err
+		}
 	}
 	out := &pb.FetchOffsetsResponse{Offsets: []*pb.CommittedOffset{}}
 	for _, p := range d.Partitions {
@@ -90,21 +101,24 @@ func (s *service) FetchOffsets(_ context.Context, req *pb.FetchOffsetsRequest) (
 }
 
 // ListGroups implements pb.StreamHouseServer.
-func (s *service) ListGroups(context.Context, *pb.ListGroupsRequest) (*pb.ListGroupsResponse, error) {
+func (s *service) ListGroups(ctx context.Context, _ *pb.ListGroupsRequest) (*pb.ListGroupsResponse, error) {
 	g, err := s.groups()
 	if err != nil {
 		return nil, err
 	}
 	gs := g.ListGroups()
-	out := &pb.ListGroupsResponse{Groups: make([]*pb.GroupSummary, len(gs))}
-	for i, x := range gs {
-		out.Groups[i] = &pb.GroupSummary{Group: x.Group, Topics: x.Topics, PartitionCount: int32(x.Partitions), TotalLag: x.TotalLag}
+	out := &pb.ListGroupsResponse{Groups: make([]*pb.GroupSummary, 0, len(gs))}
+	for _, x := range gs {
+		if !s.cfg.Auth.TopicsVisible(ctx, x.Topics) {
+			continue // a topic-restricted key sees the groups of its topics only
+		}
+		out.Groups = append(out.Groups, &pb.GroupSummary{Group: x.Group, Topics: x.Topics, PartitionCount: int32(x.Partitions), TotalLag: x.TotalLag})
 	}
 	return out, nil
 }
 
 // DescribeGroup implements pb.StreamHouseServer.
-func (s *service) DescribeGroup(_ context.Context, req *pb.DescribeGroupRequest) (*pb.DescribeGroupResponse, error) {
+func (s *service) DescribeGroup(ctx context.Context, req *pb.DescribeGroupRequest) (*pb.DescribeGroupResponse, error) {
 	g, err := s.groups()
 	if err != nil {
 		return nil, err
@@ -114,6 +128,9 @@ func (s *service) DescribeGroup(_ context.Context, req *pb.DescribeGroupRequest)
 	}
 	d, err := g.DescribeGroup(req.GetGroup())
 	if err != nil {
+		return nil, err
+	}
+	if err := s.authorize(ctx, transport.ScopeRead, transport.GroupTopics(d)...); err != nil {
 		return nil, err
 	}
 	return &pb.DescribeGroupResponse{Group: toGroupDescription(d)}, nil
@@ -127,6 +144,14 @@ func (s *service) DeleteGroup(ctx context.Context, req *pb.DeleteGroupRequest) (
 	}
 	if req.GetGroup() == "" {
 		return nil, invalid("group is required")
+	}
+	if s.cfg.Auth.Enabled() {
+		// The key must cover every topic the group holds offsets for.
+		if d, err := g.DescribeGroup(req.GetGroup()); err == nil {
+			if err := s.authorize(ctx, transport.ScopeWrite, transport.GroupTopics(d)...); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if err := g.DeleteGroup(ctx, req.GetGroup()); err != nil {
 		return nil, err
@@ -156,6 +181,9 @@ func (s *service) ResetGroup(ctx context.Context, req *pb.ResetGroupRequest) (*p
 	}
 	if req.GetTopic() == "" {
 		return nil, invalid("topic is required")
+	}
+	if err := s.authorize(ctx, transport.ScopeWrite, req.GetTopic()); err != nil {
+		return nil, err
 	}
 	for i, p := range req.GetPartitions() {
 		if p < 0 {

@@ -6,13 +6,14 @@ import (
 	"sort"
 
 	"github.com/streamhouse/streamhouse/fsm"
+	"github.com/streamhouse/streamhouse/transport"
 	pb "github.com/streamhouse/streamhouse/transport/gen/streamhouse/v1"
 )
 
 // GetMetadata implements pb.StreamHouseServer: the agents (from the cluster
 // view) and each requested topic's partition leaders, which is what a client
 // needs to send produce requests straight to a partition's leader.
-func (s *service) GetMetadata(_ context.Context, req *pb.GetMetadataRequest) (*pb.GetMetadataResponse, error) {
+func (s *service) GetMetadata(ctx context.Context, req *pb.GetMetadataRequest) (*pb.GetMetadataResponse, error) {
 	out := &pb.GetMetadataResponse{Agents: []*pb.Agent{}, Topics: []*pb.TopicMetadata{}}
 	if s.cfg.Cluster != nil {
 		st := s.cfg.Cluster.ClusterStatus()
@@ -29,7 +30,11 @@ func (s *service) GetMetadata(_ context.Context, req *pb.GetMetadataRequest) (*p
 	all := len(req.GetTopics()) == 0
 	var topics []fsm.Topic
 	if all {
-		topics = s.cfg.Topics.Topics()
+		for _, t := range s.cfg.Topics.Topics() {
+			if s.cfg.Auth.TopicVisible(ctx, t.Name) { // a topic-restricted key sees its topics only
+				topics = append(topics, t)
+			}
+		}
 	} else {
 		seen := map[string]bool{}
 		for i, name := range req.GetTopics() {
@@ -40,6 +45,9 @@ func (s *service) GetMetadata(_ context.Context, req *pb.GetMetadataRequest) (*p
 				continue
 			}
 			seen[name] = true
+			if err := s.authorize(ctx, transport.ScopeRead, name); err != nil {
+				return nil, err
+			}
 			t, err := s.cfg.Topics.Topic(name)
 			if err != nil {
 				return nil, err

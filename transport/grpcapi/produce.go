@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/streamhouse/streamhouse/fsm"
+	"github.com/streamhouse/streamhouse/transport"
 	pb "github.com/streamhouse/streamhouse/transport/gen/streamhouse/v1"
 )
 
@@ -13,6 +14,9 @@ import (
 func (s *service) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.ProduceResponse, error) {
 	if req.GetTopic() == "" {
 		return nil, invalid("topic is required")
+	}
+	if err := s.authorize(ctx, transport.ScopeWrite, req.GetTopic()); err != nil {
+		return nil, err
 	}
 	if len(req.GetRecords()) == 0 {
 		return nil, invalid("records must not be empty")

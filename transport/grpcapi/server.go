@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/stats"
 
@@ -72,6 +74,11 @@ type Config struct {
 	// max(MaxRequestBytes, MaxRecordBytes) + 64 KiB before decoding them
 	// (also RESOURCE_EXHAUSTED); a grpc.MaxRecvMsgSize option overrides that.
 	MaxRequestBytes int
+
+	// Auth, when non-nil, requires an API key (metadata "authorization:
+	// Bearer <token>") on every StreamHouse RPC; the health and reflection
+	// services stay open. nil = no authentication.
+	Auth *transport.Authenticator
 
 	// Stopping, when closed, ends long-poll Fetches, Subscribe streams and
 	// health Watch streams with UNAVAILABLE and turns health to NOT_SERVING,
@@ -137,6 +144,60 @@ var writeMethods = map[string]bool{
 	pb.StreamHouse_ResetGroup_FullMethodName:    true,
 }
 
+// methodScopes is the least scope each RPC needs (the handlers check
+// topics); RPCs not listed need read. See docs/security.md.
+var methodScopes = map[string]transport.Scope{
+	pb.StreamHouse_CreateTopic_FullMethodName:   transport.ScopeAdmin,
+	pb.StreamHouse_DeleteTopic_FullMethodName:   transport.ScopeAdmin,
+	pb.StreamHouse_Produce_FullMethodName:       transport.ScopeWrite,
+	pb.StreamHouse_InitProducer_FullMethodName:  transport.ScopeWrite,
+	pb.StreamHouse_CommitOffsets_FullMethodName: transport.ScopeWrite,
+	pb.StreamHouse_DeleteGroup_FullMethodName:   transport.ScopeWrite,
+	pb.StreamHouse_ResetGroup_FullMethodName:    transport.ScopeWrite,
+}
+
+// authenticate checks the bearer token of a StreamHouse RPC and the scope
+// of its key, and returns ctx carrying the caller. Other services (health,
+// reflection) and everything with auth disabled pass through.
+func (s *service) authenticate(ctx context.Context, method string) (context.Context, error) {
+	if !s.cfg.Auth.Enabled() || !strings.HasPrefix(method, "/"+ServiceName+"/") {
+		return ctx, nil
+	}
+	var token string
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get("authorization"); len(v) > 0 {
+			t, ok := transport.BearerToken(v[0])
+			if !ok {
+				return ctx, fmt.Errorf("%w: the authorization metadata must be \"Bearer\" followed by an API key", transport.ErrUnauthenticated)
+			}
+			token = t
+		}
+	}
+	p, err := s.cfg.Auth.Authenticate(token)
+	if err != nil {
+		return ctx, err
+	}
+	ctx = transport.WithPrincipal(ctx, p)
+	scope, ok := methodScopes[method]
+	if !ok {
+		scope = transport.ScopeRead
+	}
+	return ctx, s.cfg.Auth.Authorize(ctx, scope)
+}
+
+// authorize checks the caller's scope and topics (auth disabled: nil).
+func (s *service) authorize(ctx context.Context, scope transport.Scope, topics ...string) error {
+	return s.cfg.Auth.Authorize(ctx, scope, topics...)
+}
+
+// authedStream carries the authenticated caller in a stream's context.
+type authedStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (a *authedStream) Context() context.Context { return a.ctx }
+
 func opOf(method string) opKind {
 	if writeMethods[method] {
 		return opWrite
@@ -152,7 +213,11 @@ func (s *service) unaryInterceptor(ctx context.Context, req any, info *grpc.Unar
 		}
 		err = s.finish(ctx, info.FullMethod, start, err)
 	}()
-	return handler(ctx, req)
+	actx, err := s.authenticate(ctx, info.FullMethod)
+	if err != nil {
+		return nil, err
+	}
+	return handler(actx, req)
 }
 
 func (s *service) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
@@ -163,6 +228,13 @@ func (s *service) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.St
 		}
 		err = s.finish(ss.Context(), info.FullMethod, start, err)
 	}()
+	actx, err := s.authenticate(ss.Context(), info.FullMethod)
+	if err != nil {
+		return err
+	}
+	if actx != ss.Context() {
+		ss = &authedStream{ServerStream: ss, ctx: actx}
+	}
 	return handler(srv, ss)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/streamhouse/streamhouse/fsm"
+	"github.com/streamhouse/streamhouse/transport"
 	pb "github.com/streamhouse/streamhouse/transport/gen/streamhouse/v1"
 )
 
@@ -39,6 +40,9 @@ func (s *service) CreateTopic(ctx context.Context, req *pb.CreateTopicRequest) (
 	if req.GetName() == "" {
 		return nil, invalid("name is required")
 	}
+	if err := s.authorize(ctx, transport.ScopeAdmin, req.GetName()); err != nil {
+		return nil, err
+	}
 	partitions := int32(1)
 	if req.Partitions != nil {
 		partitions = req.GetPartitions()
@@ -55,19 +59,24 @@ func (s *service) CreateTopic(ctx context.Context, req *pb.CreateTopicRequest) (
 }
 
 // ListTopics implements pb.StreamHouseServer.
-func (s *service) ListTopics(context.Context, *pb.ListTopicsRequest) (*pb.ListTopicsResponse, error) {
+func (s *service) ListTopics(ctx context.Context, _ *pb.ListTopicsRequest) (*pb.ListTopicsResponse, error) {
 	ts := s.cfg.Topics.Topics()
-	out := &pb.ListTopicsResponse{Topics: make([]*pb.Topic, len(ts))}
-	for i, t := range ts {
-		out.Topics[i] = toTopic(t)
+	out := &pb.ListTopicsResponse{Topics: make([]*pb.Topic, 0, len(ts))}
+	for _, t := range ts {
+		if s.cfg.Auth.TopicVisible(ctx, t.Name) { // a topic-restricted key sees its topics only
+			out.Topics = append(out.Topics, toTopic(t))
+		}
 	}
 	return out, nil
 }
 
 // DescribeTopic implements pb.StreamHouseServer.
-func (s *service) DescribeTopic(_ context.Context, req *pb.DescribeTopicRequest) (*pb.DescribeTopicResponse, error) {
+func (s *service) DescribeTopic(ctx context.Context, req *pb.DescribeTopicRequest) (*pb.DescribeTopicResponse, error) {
 	if req.GetName() == "" {
 		return nil, invalid("name is required")
+	}
+	if err := s.authorize(ctx, transport.ScopeRead, req.GetName()); err != nil {
+		return nil, err
 	}
 	t, err := s.cfg.Topics.Topic(req.GetName())
 	if err != nil {
@@ -84,6 +93,9 @@ func (s *service) DescribeTopic(_ context.Context, req *pb.DescribeTopicRequest)
 func (s *service) DeleteTopic(ctx context.Context, req *pb.DeleteTopicRequest) (*pb.DeleteTopicResponse, error) {
 	if req.GetName() == "" {
 		return nil, invalid("name is required")
+	}
+	if err := s.authorize(ctx, transport.ScopeAdmin, req.GetName()); err != nil {
+		return nil, err
 	}
 	if err := s.cfg.Topics.DeleteTopic(ctx, req.GetName()); err != nil {
 		return nil, err
