@@ -88,6 +88,13 @@ func (db *DB) Target() string { return db.target }
 var schemeRE = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9+.-]*$`)
 
 // parseURL validates the URL up front and returns the pool configuration.
+// ValidateURL reports whether databaseURL is a usable PostgreSQL URL,
+// without connecting (a configuration check before Open is retried).
+func ValidateURL(databaseURL string) error {
+	_, err := parseURL(databaseURL)
+	return err
+}
+
 func parseURL(raw string) (*pgxpool.Config, error) {
 	if strings.TrimSpace(raw) == "" {
 		return nil, errors.New("pgsync: the database URL is empty; expected postgres://user:password@host:port/dbname")

@@ -78,7 +78,6 @@ type agent struct {
 	grpcStopping chan struct{}
 	objects      s3seg.ObjectStore
 
-	db              *pgsync.DB
 	checkpointsDone chan struct{}
 
 	sec      *security
@@ -89,25 +88,33 @@ type agent struct {
 	pruned chan struct{}
 }
 
-// startCheckpoints opens Postgres (running the migrations) and starts the
-// checkpoint loop, which only writes while this agent is the Raft leader.
-// Postgres being down at startup is not fatal: the loop retries.
-func (a *agent) startCheckpoints(ctx, bg context.Context) error {
+// startCheckpoints starts the checkpoint loop, which only writes while this
+// agent is the Raft leader. A malformed DATABASE_URL is a configuration
+// error; Postgres being down (at startup or later) is not: the agent serves
+// without it and connects (running the migrations) as soon as it can.
+func (a *agent) startCheckpoints(bg context.Context) error {
 	c := a.cfg
 	if c.DatabaseURL == "" {
 		a.log.Info("DATABASE_URL is not set: Postgres checkpoints disabled (no disaster recovery from Postgres)")
 		return nil
 	}
-	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	db, err := pgsync.Open(octx, c.DatabaseURL, a.log)
-	if err != nil {
+	if err := pgsync.ValidateURL(c.DatabaseURL); err != nil {
 		return fmt.Errorf("DATABASE_URL: %w", err)
 	}
-	a.db = db
+	connected := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "streamhouse_checkpoint_db_connected",
+		Help: "1 once this agent has connected to Postgres and applied the schema migrations; 0 while it cannot.",
+	})
+	a.registry.MustRegister(connected)
 	a.checkpointsDone = make(chan struct{})
 	go func() {
 		defer close(a.checkpointsDone)
+		db := a.connectPostgres(bg)
+		if db == nil {
+			return
+		}
+		defer db.Close()
+		connected.Set(1)
 		// The cluster ID exists once the Raft group is bootstrapped or this
 		// agent was admitted; checkpoints are tagged with it.
 		tick := time.NewTicker(200 * time.Millisecond)
@@ -130,6 +137,38 @@ func (a *agent) startCheckpoints(ctx, bg context.Context) error {
 		cp.Run(bg)
 	}()
 	return nil
+}
+
+// connectPostgres opens the database, retrying with capped exponential
+// backoff until it succeeds or bg ends (nil). A schema newer than this
+// binary stops the retries: it needs an operator, not time.
+func (a *agent) connectPostgres(bg context.Context) *pgsync.DB {
+	wait := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(bg, 30*time.Second)
+		db, err := pgsync.Open(ctx, a.cfg.DatabaseURL, a.log)
+		cancel()
+		if err == nil {
+			if attempt > 1 {
+				a.log.Info("connected to Postgres; checkpoints start", "attempts", attempt)
+			}
+			return db
+		}
+		if bg.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, pgsync.ErrSchemaTooNew) {
+			a.log.Error("Postgres checkpoints disabled", "err", err)
+			return nil
+		}
+		a.log.Warn("cannot reach Postgres; serving without checkpoints and retrying", "err", err, "retry_in", wait)
+		select {
+		case <-bg.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 30*time.Second)
+	}
 }
 
 // checkpointSource hands the checkpointer the committed state while this
@@ -247,6 +286,7 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 		NodeID: c.NodeID, MaxBytes: c.SegmentMaxBytes, MaxAge: time.Duration(c.SegmentMaxAgeMs) * time.Millisecond, Logger: log,
 	}, a.fsm, a.store, segs, a.node, partition.NewFlusherMetrics(a.registry), func(kind string) { errorsTotal.WithLabelValues(kind).Inc() })
 	registerStoreMetrics(a.registry, a.store)
+	a.registry.MustRegister(newStateCollector(a.fsm))
 	a.janitor = partition.NewJanitor(partition.JanitorConfig{
 		Interval: time.Duration(c.RetentionCheckMs) * time.Millisecond, OrphanGrace: time.Duration(c.OrphanGraceMs) * time.Millisecond, Logger: log,
 	}, a.fsm, segs, a.node, a.node, partition.NewJanitorMetrics(a.registry), func(kind string) { errorsTotal.WithLabelValues(kind).Inc() })
@@ -262,7 +302,7 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	}()
 	a.flusher.Start(bg)
 	a.janitor.Start(bg)
-	if err := a.startCheckpoints(ctx, bg); err != nil {
+	if err := a.startCheckpoints(bg); err != nil {
 		return nil, err
 	}
 	if a.sec.auth != nil {
@@ -426,9 +466,7 @@ func (a *agent) Close(ctx context.Context) error {
 	if a.checkpointsDone != nil {
 		<-a.checkpointsDone
 	}
-	if a.db != nil {
-		a.db.Close()
-	}
+
 	if a.node != nil {
 		errs = append(errs, a.node.Close())
 	}

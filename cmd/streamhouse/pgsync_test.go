@@ -190,3 +190,46 @@ func TestRestoreCommandRebuildsFromPostgresAndObjects(t *testing.T) {
 	// The restored cluster checkpoints under its new identity.
 	waitCheckpointed(t, db, base2)
 }
+
+// TestAgentStartsWhilePostgresIsDown: Postgres down at startup does not
+// keep the agent from serving; it connects and checkpoints once Postgres is
+// back.
+func TestAgentStartsWhilePostgresIsDown(t *testing.T) {
+	pg := pgtest.Start(t)
+	url := pg.NewDatabase(t)
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	c := testConfig(t, t.TempDir())
+	c.DatabaseURL, c.CheckpointIntervalMs = url, 200
+	a, base := startTestAgent(t, c)
+	defer a.Close(context.Background())
+	if code := call(t, "POST", base+"/api/v1/topics", map[string]any{"name": "early", "partitions": 1}, nil); code != 201 {
+		t.Fatalf("create topic with Postgres down: %d", code)
+	}
+	if code := call(t, "POST", base+"/api/v1/produce", map[string]any{"topic": "early", "value": "v"}, nil); code != 200 {
+		t.Fatalf("produce with Postgres down: %d", code)
+	}
+	if v := metricValue(scrape(t, base), "streamhouse_checkpoint_db_connected"); v != 0 {
+		t.Fatalf("db_connected = %v while Postgres is down", v)
+	}
+	if err := pg.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	db := openDB(t, url)
+	waitCheckpointed(t, db, base)
+	if v := metricValue(scrape(t, base), "streamhouse_checkpoint_db_connected"); v != 1 {
+		t.Fatalf("db_connected = %v after Postgres came back", v)
+	}
+}
+
+func TestMalformedDatabaseURLIsAConfigError(t *testing.T) {
+	c := testConfig(t, t.TempDir())
+	c.DatabaseURL = "mysql://nope"
+	if a, err := startAgent(context.Background(), c); err == nil {
+		a.Close(context.Background())
+		t.Fatal("agent started with a mysql:// DATABASE_URL")
+	} else if !strings.Contains(err.Error(), "DATABASE_URL") {
+		t.Fatalf("error does not name DATABASE_URL: %v", err)
+	}
+}
