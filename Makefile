@@ -65,22 +65,26 @@ lint: $(TOOLS)/staticcheck ## gofmt, go vet, staticcheck and the import-boundary
 proto: ## Regenerate transport/gen from transport/proto (pinned buf + protoc-gen-go/-grpc in .cache/bin)
 	GO=$(GO) ./transport/proto/generate.sh
 
-bench: bench-micro bench-agent bench-cluster ## Micro-benchmarks, then load tests of a local agent and of a 3-agent cluster on MinIO
+BENCH_RESULTS := $(CURDIR)/.cache/bench/results.jsonl
+bench: build deps ## Micro-benchmarks, then load tests of a local agent and of a 3-agent cluster on MinIO; ends with one table
+	@mkdir -p $(dir $(BENCH_RESULTS)) && rm -f $(BENCH_RESULTS)
+	$(MAKE) bench-micro bench-agent bench-cluster
+	@echo; echo "== summary ($(BENCH_RESULTS))"; ./$(BIN) bench --summarize $(BENCH_RESULTS)
 
 bench-micro: ## Go micro-benchmarks (WAL, segment format, FSM apply, partitioner)
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./wal/ ./s3seg/ ./fsm/ ./partition/
 
 BENCH_DIR := $(shell mktemp -d -u /tmp/streamhouse-bench.XXXXXX)
 bench-agent: build deps ## Start a local agent (embedded defaults, then MinIO) and run `streamhouse bench` against it
-	@set -e; dir=$(BENCH_DIR); mkdir -p $$dir; trap 'kill $$(jobs -p) 2>/dev/null; wait; rm -rf '$$dir EXIT; \
+	@set -e; dir=$(BENCH_DIR); mkdir -p $$dir $(dir $(BENCH_RESULTS)); trap 'kill $$(jobs -p) 2>/dev/null; wait; rm -rf '$$dir EXIT; \
 	echo "== single agent, local-directory object store"; \
 	./$(BIN) agent --http-port 18080 --grpc-port 19090 --peer-port 19093 --data-dir $$dir/a --log-level warn 2>$$dir/agent-a.log & pid=$$!; \
 	until curl -sf localhost:18080/ready >/dev/null; do sleep 0.2; done; \
-	./$(BIN) bench --server http://127.0.0.1:18080 --topic tput --partitions 8 --records 1000000 --batch 1000 --concurrency 8; \
-	./$(BIN) bench --server http://127.0.0.1:18080 --topic lat --partitions 8 --duration 15s --rate 50000 --batch 50 --concurrency 16 --no-consume; \
+	./$(BIN) bench --record $(BENCH_RESULTS) --label 'single agent, local store, REST, saturated' --server http://127.0.0.1:18080 --topic tput --partitions 8 --records 1000000 --batch 1000 --concurrency 8; \
+	./$(BIN) bench --record $(BENCH_RESULTS) --label 'single agent, local store, REST, fixed rate' --server http://127.0.0.1:18080 --topic lat --partitions 8 --duration 15s --rate 50000 --batch 50 --concurrency 16 --no-consume; \
 	echo "== single agent, gRPC (Go client, idempotent producer)"; \
-	./$(BIN) bench --server http://127.0.0.1:18080 --protocol grpc --grpc-server 127.0.0.1:19090 --topic gtput --partitions 8 --records 1000000 --batch 1000 --concurrency 8; \
-	./$(BIN) bench --server http://127.0.0.1:18080 --protocol grpc --grpc-server 127.0.0.1:19090 --topic glat --partitions 8 --duration 15s --rate 50000 --batch 50 --concurrency 16 --no-consume; \
+	./$(BIN) bench --record $(BENCH_RESULTS) --label 'single agent, local store, gRPC, saturated' --server http://127.0.0.1:18080 --protocol grpc --grpc-server 127.0.0.1:19090 --topic gtput --partitions 8 --records 1000000 --batch 1000 --concurrency 8; \
+	./$(BIN) bench --record $(BENCH_RESULTS) --label 'single agent, local store, gRPC, fixed rate' --server http://127.0.0.1:18080 --protocol grpc --grpc-server 127.0.0.1:19090 --topic glat --partitions 8 --duration 15s --rate 50000 --batch 50 --concurrency 16 --no-consume; \
 	kill $$pid; wait $$pid || true; \
 	echo "== single agent, MinIO (64 partitions), then cold reads after a restart"; \
 	MINIO_ROOT_USER=bench MINIO_ROOT_PASSWORD=bench-secret $(MINIO) server $$dir/minio --address 127.0.0.1:19000 --console-address 127.0.0.1:19001 --quiet >$$dir/minio.log 2>&1 & \
@@ -88,11 +92,11 @@ bench-agent: build deps ## Start a local agent (embedded defaults, then MinIO) a
 	s3env="S3_ENDPOINT=http://127.0.0.1:19000 S3_BUCKET=streamhouse S3_PATH_STYLE=true AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret"; \
 	env $$s3env ./$(BIN) agent --http-port 18080 --grpc-port 19090 --peer-port 19093 --data-dir $$dir/b --log-level warn 2>$$dir/agent-b.log & pid=$$!; \
 	until curl -sf localhost:18080/ready >/dev/null; do sleep 0.2; done; \
-	./$(BIN) bench --server http://127.0.0.1:18080 --topic wide --partitions 64 --records 1000000 --batch 1000 --concurrency 8 --no-consume; \
+	./$(BIN) bench --record $(BENCH_RESULTS) --label 'single agent, MinIO, REST, 64 partitions' --server http://127.0.0.1:18080 --topic wide --partitions 64 --records 1000000 --batch 1000 --concurrency 8 --no-consume; \
 	kill $$pid; wait $$pid || true; \
 	env $$s3env ./$(BIN) agent --http-port 18080 --grpc-port 19090 --peer-port 19093 --data-dir $$dir/b --log-level warn 2>>$$dir/agent-b.log & \
 	until curl -sf localhost:18080/ready >/dev/null; do sleep 0.2; done; \
-	./$(BIN) bench --server http://127.0.0.1:18080 --topic wide --no-produce
+	./$(BIN) bench --record $(BENCH_RESULTS) --label 'single agent, MinIO, cold consume after restart' --server http://127.0.0.1:18080 --topic wide --no-produce
 
 fuzz: ## Fuzz the decoders (FUZZTIME per target, default 30s)
 	$(GO) test -run '^$$' -fuzz FuzzDecodeCommand -fuzztime $${FUZZTIME:-30s} ./fsm/
@@ -104,7 +108,7 @@ fuzz: ## Fuzz the decoders (FUZZTIME per target, default 30s)
 	$(GO) test -run '^$$' -fuzz FuzzParseAPIKeys -fuzztime $${FUZZTIME:-30s} ./transport/
 
 bench-cluster: build deps ## Start 3 agents on loopback sharing a MinIO bucket and run `streamhouse bench` through all three
-	@set -e; dir=$$(mktemp -d /tmp/streamhouse-bench.XXXXXX); trap 'kill $$(jobs -p) 2>/dev/null; wait; rm -rf '$$dir EXIT; \
+	@set -e; dir=$$(mktemp -d /tmp/streamhouse-bench.XXXXXX); mkdir -p $(dir $(BENCH_RESULTS)); trap 'kill $$(jobs -p) 2>/dev/null; wait; rm -rf '$$dir EXIT; \
 	MINIO_ROOT_USER=bench MINIO_ROOT_PASSWORD=bench-secret $(MINIO) server $$dir/minio --address 127.0.0.1:19000 --console-address 127.0.0.1:19001 --quiet >$$dir/minio.log 2>&1 & \
 	until curl -sf localhost:19000/minio/health/ready >/dev/null; do sleep 0.2; done; mkdir -p $$dir/minio/streamhouse; \
 	for i in 1 2 3; do \
@@ -116,12 +120,12 @@ bench-cluster: build deps ## Start 3 agents on loopback sharing a MinIO bucket a
 	for i in 1 2 3; do until curl -sf localhost:1808$$i/ready >/dev/null; do sleep 0.2; done; done; \
 	servers=http://127.0.0.1:18081,http://127.0.0.1:18082,http://127.0.0.1:18083; \
 	echo "== 3-agent cluster on MinIO, 64 partitions, producers spread over all agents"; \
-	./$(BIN) bench --server $$servers --topic tput --partitions 64 --records 1000000 --batch 1000 --concurrency 9; \
-	./$(BIN) bench --server $$servers --topic lat --partitions 64 --duration 15s --rate 30000 --batch 50 --concurrency 18 --no-consume; \
+	./$(BIN) bench --record $(BENCH_RESULTS) --label '3 agents, MinIO, REST, saturated' --server $$servers --topic tput --partitions 64 --records 1000000 --batch 1000 --concurrency 9; \
+	./$(BIN) bench --record $(BENCH_RESULTS) --label '3 agents, MinIO, REST, fixed rate' --server $$servers --topic lat --partitions 64 --duration 15s --rate 30000 --batch 50 --concurrency 18 --no-consume; \
 	grpc=127.0.0.1:19091,127.0.0.1:19092,127.0.0.1:19093; \
 	echo "== same cluster over gRPC (Go client: batches go straight to each partition's leader)"; \
-	./$(BIN) bench --server $$servers --protocol grpc --grpc-server $$grpc --topic gtput --partitions 64 --records 2000000 --batch 1000 --concurrency 16; \
-	./$(BIN) bench --server $$servers --protocol grpc --grpc-server $$grpc --topic glat --partitions 64 --duration 15s --rate 100000 --batch 100 --concurrency 32 --no-consume
+	./$(BIN) bench --record $(BENCH_RESULTS) --label '3 agents, MinIO, gRPC, saturated' --server $$servers --protocol grpc --grpc-server $$grpc --topic gtput --partitions 64 --records 2000000 --batch 1000 --concurrency 16; \
+	./$(BIN) bench --record $(BENCH_RESULTS) --label '3 agents, MinIO, gRPC, fixed rate' --server $$servers --protocol grpc --grpc-server $$grpc --topic glat --partitions 64 --duration 15s --rate 100000 --batch 100 --concurrency 32 --no-consume
 
 CLUSTER_DIR := .cluster
 cluster: build ## Start a local 3-agent cluster on loopback (REST on :8081-8083, data in .cluster/)

@@ -34,6 +34,9 @@ type benchCmd struct {
 	Consume     bool          `name:"consume" default:"true" negatable:"" help:"After producing, read every partition back and report consume throughput."`
 	Output      string        `name:"output" short:"o" default:"table" enum:"table,json" help:"table or json."`
 	Protocol    string        `name:"protocol" default:"rest" enum:"rest,grpc" help:"rest (JSON over HTTP) or grpc (the Go client: idempotent producer, batches sent to partition leaders)."`
+	RecordFile  string        `name:"record" placeholder:"FILE" help:"Append the result as a JSON line to FILE (with --label), for --summarize."`
+	Label       string        `name:"label" help:"Scenario name stored with --record."`
+	Summarize   string        `name:"summarize" placeholder:"FILE" help:"Print the results recorded in FILE as one table and exit (runs nothing)."`
 	GRPCServer  string        `name:"grpc-server" default:"127.0.0.1:9090" help:"Agent gRPC host:port list for --protocol grpc (--server still names the REST URL used for metrics)."`
 	securityFlags
 
@@ -70,6 +73,9 @@ type benchResult struct {
 func (b *benchCmd) https() bool { return strings.HasPrefix(b.Server, "https://") }
 
 func (b *benchCmd) Run() error {
+	if b.Summarize != "" {
+		return summarizeBench(os.Stdout, b.Summarize)
+	}
 	if b.Batch <= 0 || b.Concurrency <= 0 || b.RecordSize < 0 || b.Partitions <= 0 {
 		return errors.New("--batch, --concurrency and --partitions must be positive, --record-size not negative")
 	}
@@ -137,6 +143,9 @@ func (b *benchCmd) Run() error {
 	}
 	res.AgentPeakRSSMiB = float64(peakRSS.Load()) / (1 << 20)
 	res.Protocol = b.Protocol
+	if err := b.record(res); err != nil {
+		return err
+	}
 	return b.print(res)
 }
 
