@@ -52,6 +52,7 @@ func (n *Node) newRPCMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+PeerStatusPath, n.handleStatus)
 	mux.HandleFunc("POST "+PeerApplyPath, n.handleApply)
+	mux.HandleFunc("POST "+PeerReadIndexPath, n.handleReadIndex)
 	mux.HandleFunc("POST "+PeerAdmitPath, n.handleAdmit)
 	mux.HandleFunc("POST "+PeerLeavePath, n.handleLeave)
 	return mux

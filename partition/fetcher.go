@@ -25,7 +25,12 @@ type Fetcher struct {
 	store    *Store
 	segs     SegmentStore
 	consumed prometheus.Counter
+	sync     Syncer
 }
+
+// SetSyncer makes topic misses and offsets past the local high watermark be
+// confirmed with the cluster before they are answered. Call before serving.
+func (f *Fetcher) SetSyncer(s Syncer) { f.sync = s }
 
 // NewFetcherMetrics creates the consumed-records counter.
 func NewFetcherMetrics(reg prometheus.Registerer) prometheus.Counter {
@@ -55,9 +60,9 @@ func NewFetcher(cfg FetcherConfig, meta Metadata, store *Store, segs SegmentStor
 // Fetch reads records of one partition from req.Offset. At the end of the
 // log it waits up to req.WaitMs for new records.
 func (f *Fetcher) Fetch(ctx context.Context, req fsm.FetchRequest) (fsm.FetchResult, error) {
-	t, ok := f.meta.Topic(req.Topic)
-	if !ok {
-		return fsm.FetchResult{}, fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, req.Topic)
+	t, err := lookupTopic(ctx, f.meta, f.sync, req.Topic)
+	if err != nil {
+		return fsm.FetchResult{}, err
 	}
 	if req.Partition < 0 || req.Partition >= t.Partitions {
 		return fsm.FetchResult{}, fmt.Errorf("%w: partition %d does not exist (topic %q has %d)", fsm.ErrPartitionInvalid, req.Partition, req.Topic, t.Partitions)
@@ -70,6 +75,13 @@ func (f *Fetcher) Fetch(ctx context.Context, req fsm.FetchRequest) (fsm.FetchRes
 	}
 	wait := min(time.Duration(req.WaitMs)*time.Millisecond, f.cfg.MaxWait)
 	k := fsm.PartitionKey{TopicID: t.ID, Partition: req.Partition}
+	if info, ok := f.meta.Partition(t.ID, req.Partition); ok && req.Offset > info.NextOffset && f.sync != nil {
+		// Past this agent's high watermark: another agent may have handed
+		// out that offset already. Catch up before calling it out of range.
+		if err := f.sync.SyncRead(ctx); err != nil {
+			return fsm.FetchResult{}, err
+		}
+	}
 	var deadline <-chan time.Time
 	for {
 		// Subscribe before checking, so an append between check and wait

@@ -16,7 +16,14 @@ type Groups struct {
 	proposer Proposer
 	fetcher  *Fetcher // resolves timestamp resets
 	clock    func() int64
+	sync     Syncer
 }
+
+// SetSyncer makes group reads linearizable: DescribeGroup first waits until
+// this agent applied everything committed before the call, so a consumer
+// never resumes from an offset older than one it committed (through any
+// agent). Call before serving.
+func (g *Groups) SetSyncer(s Syncer) { g.sync = s }
 
 // NewGroups returns the consumer-group service. fetcher may be nil (then a
 // timestamp reset is refused).
@@ -35,9 +42,9 @@ func (g *Groups) CommitOffsets(ctx context.Context, group string, commits []fsm.
 	}
 	cmd := &fsm.CommitOffsets{Group: group, Timestamp: g.clock()}
 	for _, c := range commits {
-		t, ok := g.meta.Topic(c.Topic)
-		if !ok {
-			return fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, c.Topic)
+		t, err := lookupTopic(ctx, g.meta, g.sync, c.Topic)
+		if err != nil {
+			return err
 		}
 		if c.Partition < 0 || c.Partition >= t.Partitions {
 			return fmt.Errorf("%w: partition %d does not exist (topic %q has %d)", fsm.ErrPartitionInvalid, c.Partition, c.Topic, t.Partitions)
@@ -89,8 +96,17 @@ func (g *Groups) DeleteGroup(ctx context.Context, group string) error {
 }
 
 // DescribeGroup returns a group's offsets with lag, ordered by topic and
-// partition.
-func (g *Groups) DescribeGroup(group string) (fsm.GroupDescription, error) {
+// partition, as of a linearizable read point (see SetSyncer).
+func (g *Groups) DescribeGroup(ctx context.Context, group string) (fsm.GroupDescription, error) {
+	if g.sync != nil {
+		if err := g.sync.SyncRead(ctx); err != nil {
+			return fsm.GroupDescription{}, err
+		}
+	}
+	return g.describe(group)
+}
+
+func (g *Groups) describe(group string) (fsm.GroupDescription, error) {
 	offs, ok := g.meta.GroupOffsets(group)
 	if !ok {
 		return fsm.GroupDescription{}, fmt.Errorf("%w: %q", fsm.ErrGroupNotFound, group)
@@ -122,7 +138,7 @@ func (g *Groups) DescribeGroup(group string) (fsm.GroupDescription, error) {
 func (g *Groups) ListGroups() []fsm.GroupSummary {
 	out := []fsm.GroupSummary{}
 	for _, name := range g.meta.GroupNames() {
-		d, err := g.DescribeGroup(name)
+		d, err := g.describe(name)
 		if err != nil {
 			continue // deleted meanwhile
 		}
@@ -144,9 +160,9 @@ func (g *Groups) ResetGroup(ctx context.Context, group string, req fsm.GroupRese
 	if err := fsm.ValidateGroupName(group); err != nil {
 		return fsm.GroupDescription{}, fmt.Errorf("%w: %v", fsm.ErrInvalidArgument, err)
 	}
-	t, ok := g.meta.Topic(req.Topic)
-	if !ok {
-		return fsm.GroupDescription{}, fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, req.Topic)
+	t, err := lookupTopic(ctx, g.meta, g.sync, req.Topic)
+	if err != nil {
+		return fsm.GroupDescription{}, err
 	}
 	parts := req.Partitions
 	if len(parts) == 0 {
@@ -187,7 +203,7 @@ func (g *Groups) ResetGroup(ctx context.Context, group string, req fsm.GroupRese
 	if err := g.CommitOffsets(ctx, group, commits); err != nil {
 		return fsm.GroupDescription{}, err
 	}
-	return g.DescribeGroup(group)
+	return g.describe(group) // CommitOffsets waited for the local apply
 }
 
 // offsetForTimestamp finds the first offset whose record timestamp is at

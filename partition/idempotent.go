@@ -52,9 +52,9 @@ func (p *Producer) produceIdempotent(ctx context.Context, b fsm.IdempotentBatch,
 	if b.BaseSeq < 0 {
 		return fsm.IdempotentResult{}, fmt.Errorf("%w: negative sequence number", fsm.ErrInvalidArgument)
 	}
-	t, ok := p.meta.Topic(b.Topic)
-	if !ok {
-		return fsm.IdempotentResult{}, fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, b.Topic)
+	t, err := lookupTopic(ctx, p.meta, p.sync, b.Topic)
+	if err != nil {
+		return fsm.IdempotentResult{}, err
 	}
 	if b.Partition < 0 || b.Partition >= t.Partitions {
 		return fsm.IdempotentResult{}, fmt.Errorf("%w: partition %d does not exist (topic %q has %d)", fsm.ErrInvalidArgument, b.Partition, b.Topic, t.Partitions)

@@ -70,6 +70,13 @@ type Leadership interface {
 	IsLeader() bool
 }
 
+// Syncer gives a read a linearizable point: SyncRead returns once this
+// agent has applied everything committed before the call (implemented by
+// cluster.Node). Errors wrap fsm.ErrUnavailable.
+type Syncer interface {
+	SyncRead(ctx context.Context) error
+}
+
 // Placement picks leaders for new partitions (implemented by cluster.Node).
 type Placement interface {
 	Placement(count int32) []string

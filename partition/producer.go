@@ -78,6 +78,7 @@ type Producer struct {
 	batchers map[fsm.PartitionKey]*batcher
 	rr       map[uint64]*atomic.Uint32 // keyless round robin per topic
 	fwd      Forwarder
+	sync     Syncer
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -106,6 +107,10 @@ func NewProducer(cfg ProducerConfig, meta Metadata, proposer Proposer, store *St
 		log: cfg.Logger.With("component", "producer"), batchers: map[fsm.PartitionKey]*batcher{},
 		rr: map[uint64]*atomic.Uint32{}, ctx: ctx, cancel: cancel}
 }
+
+// SetSyncer makes topic misses be confirmed with the cluster (see
+// lookupTopic). Call before serving.
+func (p *Producer) SetSyncer(s Syncer) { p.sync = s }
 
 // SetForwarder enables forwarding produce requests for partitions led by
 // other agents. Call before serving.
@@ -162,9 +167,9 @@ func (p *Producer) produce(ctx context.Context, topic string, recs []fsm.Produce
 	if len(recs) == 0 {
 		return nil, fmt.Errorf("%w: no records", fsm.ErrInvalidArgument)
 	}
-	t, ok := p.meta.Topic(topic)
-	if !ok {
-		return nil, fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, topic)
+	t, err := lookupTopic(ctx, p.meta, p.sync, topic)
+	if err != nil {
+		return nil, err
 	}
 	now := p.cfg.Clock()
 	// Route every record; keyless records of one call go to one partition

@@ -139,7 +139,7 @@ func (g *fakeGroups) ListGroups() []fsm.GroupSummary {
 	return out
 }
 
-func (g *fakeGroups) DescribeGroup(group string) (fsm.GroupDescription, error) {
+func (g *fakeGroups) DescribeGroup(_ context.Context, group string) (fsm.GroupDescription, error) {
 	ts, ok := g.groups[group]
 	if !ok {
 		return fsm.GroupDescription{}, fsm.ErrGroupNotFound
@@ -156,8 +156,8 @@ func (g *fakeGroups) DeleteGroup(_ context.Context, group string) error {
 	return nil
 }
 
-func (g *fakeGroups) ResetGroup(_ context.Context, group string, _ fsm.GroupReset) (fsm.GroupDescription, error) {
-	return g.DescribeGroup(group)
+func (g *fakeGroups) ResetGroup(ctx context.Context, group string, _ fsm.GroupReset) (fsm.GroupDescription, error) {
+	return g.DescribeGroup(ctx, group)
 }
 
 // TestRESTOverTLSWithAPIKeys runs a real HTTPS listener with API keys: the

@@ -100,7 +100,7 @@ func (s *HTTPServer) handleDescribeGroup(w http.ResponseWriter, r *http.Request)
 	if err != nil {
 		return err
 	}
-	d, err := g.DescribeGroup(r.PathValue("group"))
+	d, err := g.DescribeGroup(r.Context(), r.PathValue("group"))
 	if err != nil {
 		return err
 	}
@@ -118,7 +118,7 @@ func (s *HTTPServer) handleDeleteGroup(w http.ResponseWriter, r *http.Request) e
 	}
 	if s.cfg.Auth.Enabled() {
 		// The key must cover every topic the group holds offsets for.
-		if d, err := g.DescribeGroup(r.PathValue("group")); err == nil {
+		if d, err := g.DescribeGroup(r.Context(), r.PathValue("group")); err == nil {
 			if err := s.authorize(r, ScopeWrite, GroupTopics(d)...); err != nil {
 				return err
 			}

@@ -73,7 +73,9 @@ type ClusterStatus struct {
 type Groups interface {
 	CommitOffsets(ctx context.Context, group string, commits []fsm.GroupCommit) error
 	ListGroups() []fsm.GroupSummary
-	DescribeGroup(group string) (fsm.GroupDescription, error)
+	// DescribeGroup reads as of a linearizable point: never older than a
+	// commit acknowledged before the call, through any agent.
+	DescribeGroup(ctx context.Context, group string) (fsm.GroupDescription, error)
 	DeleteGroup(ctx context.Context, group string) error
 	ResetGroup(ctx context.Context, group string, req fsm.GroupReset) (fsm.GroupDescription, error)
 }

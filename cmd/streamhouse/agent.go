@@ -282,6 +282,12 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	fetcher := partition.NewFetcher(partition.FetcherConfig{}, a.fsm, a.store, segs, partition.NewFetcherMetrics(a.registry))
 	admin := partition.NewAdmin(a.fsm, a.node, a.node)
 	groups := partition.NewGroups(a.fsm, a.node, fetcher)
+	// Answers that depend on this agent being up to date ("topic not
+	// found", "offset out of range", a group's committed offsets) are
+	// confirmed against the Raft leader's commit index first.
+	a.producer.SetSyncer(a.node)
+	fetcher.SetSyncer(a.node)
+	groups.SetSyncer(a.node)
 	a.flusher = partition.NewFlusher(partition.FlusherConfig{
 		NodeID: c.NodeID, MaxBytes: c.SegmentMaxBytes, MaxAge: time.Duration(c.SegmentMaxAgeMs) * time.Millisecond, Logger: log,
 	}, a.fsm, a.store, segs, a.node, partition.NewFlusherMetrics(a.registry), func(kind string) { errorsTotal.WithLabelValues(kind).Inc() })

@@ -609,7 +609,11 @@ func (p *Producer) attempts(b *batch, id *ProducerIdentity, seq int64) (offs []O
 			return offs, unknown, nil
 		}
 		code := Code(rerr)
-		if outcomeUnknownCode(code) {
+		if outcomeUnknownCode(code) || (code == codes.Unavailable && Kind(wrapErr(op, rerr)) == "") {
+			// UNAVAILABLE from the agent itself (it carries an ErrorDetail)
+			// means "not written". Without one it comes from gRPC's
+			// transport — the connection broke, perhaps after the request
+			// reached the agent — so the batch may have been written.
 			unknown = true
 		}
 		if p.ctx.Err() != nil {

@@ -615,3 +615,38 @@ func TestNotLeaderTriggersMetadataRefresh(t *testing.T) {
 		t.Fatal("the batch did not reach the new leader")
 	}
 }
+
+// TestBrokenConnectionThenDefiniteErrorIsUnknown is the regression test for
+// a lost write the jepsen harness found: the first attempt of a batch died
+// with the agent (gRPC reports UNAVAILABLE without an ErrorDetail, although
+// the agent may have written the batch), and a later attempt got a definite
+// answer ("topic not found" from an agent still replaying its log). The
+// batch must end as "outcome unknown" and the producer must move to a new
+// epoch, because reusing its sequence for the next record would make the
+// agent answer that record with the first batch's offset.
+func TestBrokenConnectionThenDefiniteErrorIsUnknown(t *testing.T) {
+	fc := newFakeCluster(t, 1)
+	fc.addTopic("t", 1)
+	var calls atomic.Int32
+	fc.agents[0].setProduceHook(func(*pb.ProduceRequest) error {
+		if calls.Add(1) == 1 {
+			return status.Error(codes.Unavailable, "error reading from server: EOF") // transport-level: no detail
+		}
+		return detailErr(codes.NotFound, KindNotFound, "topic not found")
+	})
+	c := fc.dial(t)
+	p := newTestProducer(t, c, ProducerConfig{RetryBackoff: 5 * time.Millisecond, RetryTimeout: 2 * time.Second})
+	ctx := testCtx(t)
+	_, err := p.Produce(ctx, "t", Record{Value: []byte("maybe")}.ToPartition(0))
+	if !IsOutcomeUnknown(err) {
+		t.Fatalf("err = %v, want outcome unknown (the first attempt may have been written)", err)
+	}
+	before := p.Identity()
+	fc.agents[0].setProduceHook(nil)
+	if _, err := p.Produce(ctx, "t", Record{Value: []byte("next")}.ToPartition(0)); err != nil {
+		t.Fatal(err)
+	}
+	if after := p.Identity(); after.Epoch != before.Epoch+1 {
+		t.Fatalf("epoch %d → %d: the sequence of a maybe-written batch was reused", before.Epoch, after.Epoch)
+	}
+}

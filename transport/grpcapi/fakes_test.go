@@ -479,7 +479,7 @@ func (f *fakeAgent) describeLocked(group string) (fsm.GroupDescription, error) {
 	return d, nil
 }
 
-func (f *fakeAgent) DescribeGroup(group string) (fsm.GroupDescription, error) {
+func (f *fakeAgent) DescribeGroup(_ context.Context, group string) (fsm.GroupDescription, error) {
 	if err := f.hook("DescribeGroup"); err != nil {
 		return fsm.GroupDescription{}, err
 	}

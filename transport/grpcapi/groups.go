@@ -79,7 +79,7 @@ func (s *service) FetchOffsets(ctx context.Context, req *pb.FetchOffsetsRequest)
 			return nil, err
 		}
 	}
-	d, err := g.DescribeGroup(req.GetGroup())
+	d, err := g.DescribeGroup(ctx, req.GetGroup())
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +126,7 @@ func (s *service) DescribeGroup(ctx context.Context, req *pb.DescribeGroupReques
 	if req.GetGroup() == "" {
 		return nil, invalid("group is required")
 	}
-	d, err := g.DescribeGroup(req.GetGroup())
+	d, err := g.DescribeGroup(ctx, req.GetGroup())
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +147,7 @@ func (s *service) DeleteGroup(ctx context.Context, req *pb.DeleteGroupRequest) (
 	}
 	if s.cfg.Auth.Enabled() {
 		// The key must cover every topic the group holds offsets for.
-		if d, err := g.DescribeGroup(req.GetGroup()); err == nil {
+		if d, err := g.DescribeGroup(ctx, req.GetGroup()); err == nil {
 			if err := s.authorize(ctx, transport.ScopeWrite, transport.GroupTopics(d)...); err != nil {
 				return nil, err
 			}

@@ -1,6 +1,7 @@
 package grpcapi
 
 import (
+	"context"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -176,7 +177,7 @@ func TestGroupBadInput(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) { wantCode(t, c.call(), c.code, c.kind) })
 	}
 	// Nothing moved.
-	d, err := e.agent.DescribeGroup("g")
+	d, err := e.agent.DescribeGroup(context.Background(), "g")
 	if err != nil || len(d.Partitions) != 1 || d.Partitions[0].Offset != 1 {
 		t.Errorf("group after bad requests = %v, %v", d, err)
 	}
