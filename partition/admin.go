@@ -14,7 +14,16 @@ type Admin struct {
 	proposer  Proposer
 	placement Placement
 	clock     func() int64
+	sync      Syncer
 }
+
+// syncTimeout bounds the confirmation of a topic miss on the calls that
+// carry no context.
+const syncTimeout = 10 * time.Second
+
+// SetSyncer makes topic misses be confirmed with the cluster before "not
+// found" is answered (see lookupTopic). Call before serving.
+func (a *Admin) SetSyncer(s Syncer) { a.sync = s }
 
 // NewAdmin returns an Admin.
 func NewAdmin(meta Metadata, proposer Proposer, placement Placement) *Admin {
@@ -66,8 +75,8 @@ func (a *Admin) CreateTopic(ctx context.Context, name string, partitions int32, 
 
 // DeleteTopic deletes a topic.
 func (a *Admin) DeleteTopic(ctx context.Context, name string) error {
-	if _, ok := a.meta.Topic(name); !ok {
-		return fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, name)
+	if _, err := lookupTopic(ctx, a.meta, a.sync, name); err != nil {
+		return err
 	}
 	res, err := a.proposer.Propose(ctx, fsm.Encode(&fsm.DeleteTopic{Name: name}))
 	if err != nil {
@@ -81,18 +90,18 @@ func (a *Admin) Topics() []fsm.Topic { return a.meta.Topics() }
 
 // Topic returns one topic.
 func (a *Admin) Topic(name string) (fsm.Topic, error) {
-	t, ok := a.meta.Topic(name)
-	if !ok {
-		return fsm.Topic{}, fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, name)
-	}
-	return t, nil
+	ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
+	defer cancel()
+	return lookupTopic(ctx, a.meta, a.sync, name)
 }
 
 // Partitions returns a topic's partitions.
 func (a *Admin) Partitions(name string) ([]fsm.PartitionInfo, error) {
-	t, ok := a.meta.Topic(name)
-	if !ok {
-		return nil, fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, name)
+	ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
+	defer cancel()
+	t, err := lookupTopic(ctx, a.meta, a.sync, name)
+	if err != nil {
+		return nil, err
 	}
 	return a.meta.Partitions(t.ID), nil
 }

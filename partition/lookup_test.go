@@ -60,6 +60,17 @@ func TestTopicMissIsConfirmedBeforeNotFound(t *testing.T) {
 	if !errors.Is(err, fsm.ErrUnavailable) || errors.Is(err, fsm.ErrTopicNotFound) {
 		t.Fatalf("produce while unable to confirm: %v", err)
 	}
+	// Describe (no context) confirms a miss the same way.
+	s.err = nil
+	s.catchUp = func() { e.topic("later", 2) }
+	e.admin.SetSyncer(s)
+	if ps, err := e.admin.Partitions("later"); err != nil || len(ps) != 2 {
+		t.Fatalf("describe after catching up: %v %v", ps, err)
+	}
+	s.err = fmt.Errorf("%w: no raft leader known", fsm.ErrUnavailable)
+	if _, err := e.admin.Topic("never"); !errors.Is(err, fsm.ErrUnavailable) {
+		t.Fatalf("describe while unable to confirm: %v", err)
+	}
 	g := NewGroups(e.fsm, e.prop, e.fetch)
 	g.SetSyncer(s)
 	if _, err := g.DescribeGroup(ctx, "any"); !errors.Is(err, fsm.ErrUnavailable) {

@@ -288,6 +288,7 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	a.producer.SetSyncer(a.node)
 	fetcher.SetSyncer(a.node)
 	groups.SetSyncer(a.node)
+	admin.SetSyncer(a.node)
 	a.flusher = partition.NewFlusher(partition.FlusherConfig{
 		NodeID: c.NodeID, MaxBytes: c.SegmentMaxBytes, MaxAge: time.Duration(c.SegmentMaxAgeMs) * time.Millisecond, Logger: log,
 	}, a.fsm, a.store, segs, a.node, partition.NewFlusherMetrics(a.registry), func(kind string) { errorsTotal.WithLabelValues(kind).Inc() })

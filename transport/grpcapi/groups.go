@@ -75,13 +75,17 @@ func (s *service) FetchOffsets(ctx context.Context, req *pb.FetchOffsetsRequest)
 		if err := s.authorize(ctx, transport.ScopeRead, req.GetTopic()); err != nil {
 			return nil, err
 		}
-		if _, err := s.cfg.Topics.Topic(req.GetTopic()); err != nil {
-			return nil, err
-		}
 	}
+	// The group read is linearizable (the agent catches up first), so the
+	// topic check after it cannot be answered from stale state.
 	d, err := g.DescribeGroup(ctx, req.GetGroup())
 	if err != nil {
 		return nil, err
+	}
+	if req.GetTopic() != "" {
+		if _, err := s.cfg.Topics.Topic(req.GetTopic()); err != nil {
+			return nil, err
+		}
 	}
 	if req.GetTopic() == "" {
 		if err := s.authorize(ctx, transport.ScopeRead, transport.GroupTopics(d)...); err != nil {
