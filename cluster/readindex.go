@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -23,8 +22,15 @@ type readIndexAnswer struct {
 }
 
 // leaderReadIndex is the Raft read-index protocol on the leader: note the
-// commit index, then confirm leadership with a heartbeat round. Every write
-// acknowledged before the call is at or below the returned index.
+// index, then confirm leadership with a heartbeat round. The index is the
+// last command the leader's FSM applied, not Raft's commit index: a write
+// is acknowledged only after the leader applied it, so every write
+// acknowledged before the call is at or below it, and a follower can wait
+// for that same command index in its own FSM. (Raft's AppliedIndex is
+// advanced when entries are handed to the FSM goroutine, before they are
+// applied, and the commit index may name a no-op the FSM never sees; the
+// jepsen harness caught a read older than an acknowledged commit through
+// the first.)
 func (n *Node) leaderReadIndex() (uint64, error) {
 	r := n.r()
 	if r == nil || r.State() != raft.Leader {
@@ -33,7 +39,7 @@ func (n *Node) leaderReadIndex() (uint64, error) {
 	if !n.leaderReady.Load() {
 		return 0, errors.New("raft leader is applying the log from earlier terms")
 	}
-	idx := r.CommitIndex()
+	idx := n.fsm.LastApplied()
 	if err := r.VerifyLeader().Error(); err != nil {
 		return 0, fmt.Errorf("verifying raft leadership: %w", err)
 	}
@@ -72,14 +78,8 @@ func (n *Node) SyncRead(ctx context.Context) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
 	defer cancel()
-	t := time.NewTicker(time.Millisecond)
-	defer t.Stop()
-	for r.AppliedIndex() < idx {
-		select {
-		case <-wctx.Done():
-			return fmt.Errorf("%w: this agent has applied the raft log to %d of %d; catching up", fsm.ErrUnavailable, r.AppliedIndex(), idx)
-		case <-t.C:
-		}
+	if !n.waitApplied(wctx, idx) {
+		return fmt.Errorf("%w: this agent has applied the raft log to %d of %d; catching up", fsm.ErrUnavailable, n.fsm.LastApplied(), idx)
 	}
 	return nil
 }
