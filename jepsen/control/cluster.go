@@ -1,0 +1,481 @@
+// Package control runs a StreamHouse cluster for the jepsen harness: agent
+// processes (each in its own network namespace, or on loopback behind a
+// fault proxy), a MinIO server and a PostgreSQL server, and the fault
+// primitives the nemeses use (kill, pause, wipe, link cuts, S3 and
+// Postgres outages).
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/streamhouse/streamhouse/pgsync/pgtest"
+	"github.com/streamhouse/streamhouse/transport"
+)
+
+// Network modes.
+const (
+	ModeAuto  = "auto"
+	ModeNetns = "netns"
+	ModeProxy = "proxy"
+)
+
+// Config configures a cluster.
+type Config struct {
+	Agents   int    // 3 or 5
+	Mode     string // ModeAuto, ModeNetns or ModeProxy
+	Dir      string // run directory: logs, agent data
+	AgentBin string
+	MinIOBin string
+	Lossy    bool     // STREAMHOUSE_UNSAFE_WAL_FS=lossy on every agent
+	Env      []string // extra agent environment (overrides)
+	Log      *slog.Logger
+}
+
+// Agent is one agent slot.
+type Agent struct {
+	Index   int
+	ID      string
+	DataDir string
+	LogPath string
+	env     []string
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	done    chan struct{}
+	paused  bool
+	started time.Time
+}
+
+// Cluster is a running cluster.
+type Cluster struct {
+	cfg    Config
+	net    network
+	Ports  Ports
+	Agents []*Agent
+	MinIO  *MinIO
+	PG     *pgtest.Server
+	PGURL  string // as the agents dial it
+	pgFwd  *forwarder
+	log    *slog.Logger
+	http   *http.Client
+	pgDir  string
+}
+
+// Start brings up the network, MinIO, Postgres and the agents, and waits
+// until every agent is ready and the Raft group has all of them as voters
+// (up to 5).
+func Start(ctx context.Context, cfg Config) (*Cluster, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	c, err := start(ctx, cfg)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func start(ctx context.Context, cfg Config) (c *Cluster, err error) {
+	c = &Cluster{cfg: cfg, log: cfg.Log, http: &http.Client{Timeout: 3 * time.Second,
+		Transport: &http.Transport{MaxIdleConnsPerHost: 4, DialContext: (&net.Dialer{Timeout: 2 * time.Second}).DialContext}}}
+	mode := cfg.Mode
+	if mode == ModeAuto || mode == "" {
+		if ok, why := NetnsAvailable(); ok {
+			mode = ModeNetns
+		} else {
+			cfg.Log.Warn("network namespaces unavailable; using the loopback fault proxy", "reason", why)
+			mode = ModeProxy
+		}
+	}
+	switch mode {
+	case ModeNetns:
+		c.net = &netnsNet{}
+		c.Ports = Ports{HTTP: 8080, GRPC: 9090, Peer: 9093, Gossip: 7946}
+	case ModeProxy:
+		c.net = &proxyNet{}
+		c.Ports = Ports{HTTP: 18080, GRPC: 19090, Peer: 19093, Gossip: 17946}
+	default:
+		return c, fmt.Errorf("unknown network mode %q", mode)
+	}
+	if err := c.net.Setup(cfg.Agents, c.Ports); err != nil {
+		return c, fmt.Errorf("network (%s): %w", mode, err)
+	}
+	svc := c.net.ServiceIP()
+	if c.MinIO, err = StartMinIO(cfg.MinIOBin, svc, filepath.Join(cfg.Dir, "minio"), filepath.Join(cfg.Dir, "minio.log"), "jepsen"); err != nil {
+		return c, fmt.Errorf("minio: %w", err)
+	}
+	// PostgreSQL runs as the "postgres" OS user under root, so its
+	// directory must be reachable by it: a fresh one under the temp dir.
+	if c.pgDir, err = os.MkdirTemp("", "jepsen-pg-"); err != nil {
+		return c, err
+	}
+	if err := os.Chmod(c.pgDir, 0o755); err != nil {
+		return c, err
+	}
+	if c.PG, err = pgtest.StartServer(filepath.Join(c.pgDir, "pg")); err != nil {
+		return c, fmt.Errorf("postgres: %w", err)
+	}
+	dbURL, err := c.PG.CreateDatabase(ctx, "jepsen")
+	if err != nil {
+		return c, err
+	}
+	c.PGURL = dbURL
+	if svc != "127.0.0.1" {
+		if c.pgFwd, err = startForwarder(net.JoinHostPort(svc, "0"), "127.0.0.1:"+strconv.Itoa(c.PG.Port)); err != nil {
+			return c, err
+		}
+		c.PGURL = strings.Replace(dbURL, "127.0.0.1:"+strconv.Itoa(c.PG.Port), c.pgFwd.Addr(), 1)
+	}
+	var join []string
+	for i := 0; i < cfg.Agents; i++ {
+		join = append(join, net.JoinHostPort(c.net.AdvertiseIP(i), strconv.Itoa(c.Ports.Gossip)))
+	}
+	for i := 0; i < cfg.Agents; i++ {
+		a := &Agent{Index: i, ID: fmt.Sprintf("n%d", i+1), DataDir: filepath.Join(cfg.Dir, fmt.Sprintf("n%d", i+1), "data"),
+			LogPath: filepath.Join(cfg.Dir, fmt.Sprintf("n%d.log", i+1))}
+		a.env = []string{
+			"NODE_ID=" + a.ID, "BIND_ADDR=" + c.net.BindIP(i), "ADVERTISE_ADDR=" + c.net.AdvertiseIP(i),
+			"HTTP_PORT=" + strconv.Itoa(c.Ports.HTTP), "GRPC_PORT=" + strconv.Itoa(c.Ports.GRPC),
+			"PEER_PORT=" + strconv.Itoa(c.Ports.Peer), "GOSSIP_PORT=" + strconv.Itoa(c.Ports.Gossip),
+			"DATA_DIR=" + a.DataDir, "BOOTSTRAP_EXPECT=" + strconv.Itoa(cfg.Agents), "JOIN=" + strings.Join(join, ","),
+			"PARTITION_FAILOVER_TIMEOUT=2s", "DEAD_AGENT_TIMEOUT=20s", "SEGMENT_MAX_AGE_MS=250",
+			"CHECKPOINT_INTERVAL_MS=1000", "LOG_LEVEL=info",
+			"S3_ENDPOINT=" + c.MinIO.Endpoint(), "S3_BUCKET=" + c.MinIO.Bucket, "S3_PATH_STYLE=true", "S3_REGION=us-east-1",
+			"AWS_ACCESS_KEY_ID=" + c.MinIO.AccessKey, "AWS_SECRET_ACCESS_KEY=" + c.MinIO.SecretKey, "S3_TIMEOUT_MS=3000",
+			"DATABASE_URL=" + c.PGURL,
+		}
+		if cfg.Lossy {
+			a.env = append(a.env, "STREAMHOUSE_UNSAFE_WAL_FS=lossy")
+		}
+		a.env = append(a.env, cfg.Env...)
+		c.Agents = append(c.Agents, a)
+	}
+	for _, a := range c.Agents {
+		if err := c.Launch(a.Index); err != nil {
+			return c, err
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for _, a := range c.Agents {
+		if err := c.WaitReady(wctx, a.Index); err != nil {
+			return c, fmt.Errorf("%s not ready: %w (log %s)", a.ID, err, a.LogPath)
+		}
+	}
+	want := min(cfg.Agents, 5)
+	for {
+		st, err := c.Status(0)
+		if err == nil && len(st.Voters) == want && st.Leader != "" {
+			break
+		}
+		select {
+		case <-wctx.Done():
+			return c, fmt.Errorf("raft group never reached %d voters: %v %+v", want, err, st)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return c, nil
+}
+
+// Mode is the network mode in use.
+func (c *Cluster) Mode() string { return c.net.Name() }
+
+// HTTPBase is agent i's REST base URL.
+func (c *Cluster) HTTPBase(i int) string {
+	return "http://" + net.JoinHostPort(c.net.ClientIP(i), strconv.Itoa(c.Ports.HTTP))
+}
+
+// GRPCAddr is agent i's gRPC address.
+func (c *Cluster) GRPCAddr(i int) string {
+	return net.JoinHostPort(c.net.ClientIP(i), strconv.Itoa(c.Ports.GRPC))
+}
+
+// GossipAddr is agent i's advertised gossip address (for JOIN).
+func (c *Cluster) GossipAddr(i int) string {
+	return net.JoinHostPort(c.net.AdvertiseIP(i), strconv.Itoa(c.Ports.Gossip))
+}
+
+// GRPCAddrs lists every agent's gRPC address.
+func (c *Cluster) GRPCAddrs() []string {
+	var out []string
+	for i := range c.Agents {
+		out = append(out, c.GRPCAddr(i))
+	}
+	return out
+}
+
+// SetEnv adds (or overrides) environment for agent i's next launches.
+func (c *Cluster) SetEnv(i int, kv ...string) {
+	a := c.Agents[i]
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.env = append(a.env, kv...)
+}
+
+// Launch starts agent i's process (it must not be running).
+func (c *Cluster) Launch(i int, args ...string) error {
+	a := c.Agents[i]
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cmd != nil {
+		return fmt.Errorf("%s already running", a.ID)
+	}
+	logf, err := os.OpenFile(a.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(logf, "==== jepsen: %s starting %s\n", time.Now().Format(time.RFC3339Nano), a.ID)
+	if len(args) == 0 {
+		args = []string{"agent"}
+	}
+	cmd := c.net.Command(i, c.cfg.AgentBin, args...)
+	cmd.Env = append(os.Environ(), a.env...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return err
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
+	a.cmd, a.done, a.paused, a.started = cmd, done, false, time.Now()
+	return nil
+}
+
+// RunRestore runs `streamhouse restore --output json` as agent i (empty
+// data dir) and returns its JSON report.
+func (c *Cluster) RunRestore(ctx context.Context, i int) ([]byte, error) {
+	a := c.Agents[i]
+	cmd := c.net.Command(i, c.cfg.AgentBin, "restore", "--output", "json")
+	cmd.Env = append(os.Environ(), a.env...)
+	logf, err := os.OpenFile(a.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	fmt.Fprintf(logf, "==== jepsen: %s streamhouse restore\n", time.Now().Format(time.RFC3339Nano))
+	cmd.Stderr = logf
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("streamhouse restore: %w (log %s)", err, a.LogPath)
+	}
+	return out, nil
+}
+
+// Running reports whether agent i's process exists (running or paused).
+func (c *Cluster) Running(i int) bool {
+	a := c.Agents[i]
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cmd == nil {
+		return false
+	}
+	select {
+	case <-a.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Exited reports agents whose process ended without being killed by us.
+func (c *Cluster) Exited() []string {
+	var out []string
+	for _, a := range c.Agents {
+		a.mu.Lock()
+		if a.cmd != nil {
+			select {
+			case <-a.done:
+				out = append(out, a.ID)
+			default:
+			}
+		}
+		a.mu.Unlock()
+	}
+	return out
+}
+
+// Kill SIGKILLs agent i and waits for it to exit.
+func (c *Cluster) Kill(i int) {
+	a := c.Agents[i]
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cmd == nil {
+		return
+	}
+	_ = a.cmd.Process.Signal(syscall.SIGKILL)
+	<-a.done
+	a.cmd, a.paused = nil, false
+}
+
+// Pause SIGSTOPs agent i.
+func (c *Cluster) Pause(i int) {
+	a := c.Agents[i]
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cmd != nil && !a.paused {
+		_ = a.cmd.Process.Signal(syscall.SIGSTOP)
+		a.paused = true
+	}
+}
+
+// Resume SIGCONTs agent i.
+func (c *Cluster) Resume(i int) {
+	a := c.Agents[i]
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cmd != nil && a.paused {
+		_ = a.cmd.Process.Signal(syscall.SIGCONT)
+		a.paused = false
+	}
+}
+
+// Paused reports whether agent i is stopped.
+func (c *Cluster) Paused(i int) bool {
+	a := c.Agents[i]
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.paused
+}
+
+// Wipe deletes agent i's data dir (the agent must be killed).
+func (c *Cluster) Wipe(i int) error {
+	if c.Running(i) {
+		return fmt.Errorf("%s is running", c.Agents[i].ID)
+	}
+	return os.RemoveAll(c.Agents[i].DataDir)
+}
+
+// SetCuts replaces the link faults.
+func (c *Cluster) SetCuts(cuts []Cut) error { return c.net.SetCuts(cuts) }
+
+// WaitReady waits until agent i answers /ready with 200.
+func (c *Cluster) WaitReady(ctx context.Context, i int) error {
+	return waitHTTP(ctx, c.HTTPBase(i)+"/ready")
+}
+
+// Ready reports whether agent i answers /ready with 200 now.
+func (c *Cluster) Ready(i int) bool {
+	resp, err := c.http.Get(c.HTTPBase(i) + "/ready")
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == 200
+}
+
+// GetJSON GETs path on agent i and decodes the answer.
+func (c *Cluster) GetJSON(ctx context.Context, i int, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", c.HTTPBase(i)+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != 200 {
+		return &HTTPError{Code: resp.StatusCode, Body: string(b)}
+	}
+	return json.Unmarshal(b, out)
+}
+
+// HTTPError is a non-200 answer.
+type HTTPError struct {
+	Code int
+	Body string
+}
+
+func (e *HTTPError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.Code, e.Body) }
+
+// Status is agent i's GET /api/v1/cluster.
+func (c *Cluster) Status(i int) (transport.ClusterStatus, error) {
+	var st transport.ClusterStatus
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	err := c.GetJSON(ctx, i, "/api/v1/cluster", &st)
+	return st, err
+}
+
+// Index returns the slot of agent id ("n2" -> 1), or -1.
+func (c *Cluster) Index(id string) int {
+	for _, a := range c.Agents {
+		if a.ID == id {
+			return a.Index
+		}
+	}
+	return -1
+}
+
+// RaftLeader asks the live agents who leads Raft; "" when none knows.
+func (c *Cluster) RaftLeader() string {
+	for i := range c.Agents {
+		if !c.Running(i) || c.Paused(i) {
+			continue
+		}
+		if st, err := c.Status(i); err == nil && st.Leader != "" {
+			return st.Leader
+		}
+	}
+	return ""
+}
+
+// Close stops everything and removes the network. Agent data and logs stay
+// in the run directory.
+func (c *Cluster) Close() {
+	for i := range c.Agents {
+		c.Resume(i)
+		c.Kill(i)
+	}
+	if c.net != nil {
+		_ = c.net.SetCuts(nil)
+	}
+	if c.MinIO != nil {
+		c.MinIO.Stop()
+	}
+	if c.pgFwd != nil {
+		c.pgFwd.Close()
+	}
+	if c.PG != nil {
+		// Keep its log with the run.
+		if b, err := os.ReadFile(c.PG.LogPath); err == nil {
+			_ = os.WriteFile(filepath.Join(c.cfg.Dir, "postgres.log"), b, 0o644)
+		}
+		if err := c.PG.Close(); err != nil {
+			c.log.Warn("closing postgres", "err", err)
+		}
+	}
+	if c.pgDir != "" {
+		_ = os.RemoveAll(c.pgDir)
+	}
+	if c.net != nil {
+		if err := c.net.Close(); err != nil {
+			c.log.Warn("network teardown", "err", err)
+		}
+	}
+}
+
+// ErrNotRunning is returned for operations on a stopped agent.
+var ErrNotRunning = errors.New("agent not running")

@@ -1,0 +1,322 @@
+// Command jepsen is StreamHouse's failover-testing harness: it builds the
+// agent, runs 3 or 5 agent processes (each in its own network namespace,
+// or on loopback behind a fault proxy) with real MinIO and PostgreSQL
+// servers, drives producers and consumers through the Go client while a
+// nemesis injects faults on a seeded schedule, records every operation in
+// a history and checks it (package checker). See docs/jepsen.md.
+//
+//	go run ./jepsen -profile smoke
+//	go run ./jepsen -profile full -seeds 3 -duration 60s
+//	go run ./jepsen -class partition-leader -seed 42 -duration 60s
+//	go run ./jepsen -check path/to/history.jsonl
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/streamhouse/streamhouse/jepsen/checker"
+	"github.com/streamhouse/streamhouse/jepsen/control"
+	"github.com/streamhouse/streamhouse/jepsen/history"
+	"github.com/streamhouse/streamhouse/jepsen/nemesis"
+	"github.com/streamhouse/streamhouse/s3seg/s3segtest"
+)
+
+// classSpec is one fault class of the matrix.
+type classSpec struct {
+	kinds []string
+	mixed bool
+	lossy bool
+	dr    string // DR drill moment; "" for nemesis runs
+}
+
+var classes = map[string]classSpec{}
+
+// classOrder is the report order.
+var classOrder []string
+
+func init() {
+	for _, k := range nemesis.Kinds {
+		classes[k] = classSpec{kinds: []string{k}}
+		classOrder = append(classOrder, k)
+	}
+	classes["lossy-kill"] = classSpec{kinds: []string{nemesis.KillOne, nemesis.KillLeader, nemesis.KillAll}, lossy: true}
+	classes["mixed"] = classSpec{kinds: nemesis.Kinds, mixed: true, lossy: true}
+	classOrder = append(classOrder, "lossy-kill", "mixed")
+	for _, m := range drMoments {
+		classes["dr-"+m] = classSpec{dr: m}
+		classOrder = append(classOrder, "dr-"+m)
+	}
+}
+
+// smokeClasses: a few fault classes for CI (about 1 minute each).
+var smokeClasses = []string{nemesis.KillLeader, nemesis.PartitionLeader, nemesis.Pause, "lossy-kill", "dr-mid-flush"}
+
+type options struct {
+	profile    string
+	class      string
+	seed       uint64
+	seeds      int
+	duration   time.Duration
+	agents     int
+	mode       string
+	out        string
+	rate       float64
+	partitions int
+	bin        string
+	keepData   bool
+	check      string
+	cleanup    bool
+	verbose    bool
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.profile, "profile", "", "smoke (a few fault classes, CI) or full (every class × -seeds)")
+	flag.StringVar(&o.class, "class", "", "run one fault class (comma-separated list allowed); see -list")
+	flag.Uint64Var(&o.seed, "seed", 0, "first seed (0: derived from the clock, printed)")
+	flag.IntVar(&o.seeds, "seeds", 1, "seeds per class (seed, seed+1, ...)")
+	flag.DurationVar(&o.duration, "duration", 60*time.Second, "fault phase per run")
+	flag.IntVar(&o.agents, "agents", 3, "agents per cluster (3 or 5)")
+	flag.StringVar(&o.mode, "net", control.ModeAuto, "network: auto, netns (namespaces + iptables) or proxy (loopback + fault proxy)")
+	flag.StringVar(&o.out, "out", "", "output directory (default .cache/jepsen/<time>)")
+	flag.Float64Var(&o.rate, "rate", 200, "records per second sent over all producers")
+	flag.IntVar(&o.partitions, "partitions", 4, "partitions of the test topic")
+	flag.StringVar(&o.bin, "bin", "", "agent binary (default: build ./cmd/streamhouse once)")
+	flag.BoolVar(&o.keepData, "keep-data", false, "keep agent data dirs of passing runs")
+	flag.StringVar(&o.check, "check", "", "only check a recorded history.jsonl and print the result")
+	flag.BoolVar(&o.cleanup, "cleanup", false, "delete every jepsen namespace and bridge not owned by a running harness (also unowned ones), then exit")
+	flag.BoolVar(&o.verbose, "v", false, "log harness details to stderr")
+	summarize := flag.String("summarize", "", "merge the results.json of these output dirs (comma-separated) into -out and print the summary")
+	list := flag.Bool("list", false, "list the fault classes and exit")
+	flag.Parse()
+	if *list {
+		for _, c := range classOrder {
+			fmt.Println(c)
+		}
+		return
+	}
+	if o.cleanup {
+		fmt.Println("removed:", control.CleanupStale(true))
+		return
+	}
+	if o.check != "" {
+		os.Exit(checkFile(o.check))
+	}
+	if *summarize != "" {
+		os.Exit(merge(o, strings.Split(*summarize, ",")))
+	}
+	os.Exit(runMatrix(o))
+}
+
+func checkFile(path string) int {
+	ops, err := history.Load(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	var opts checker.Options
+	if b, err := os.ReadFile(filepath.Join(filepath.Dir(path), "checker-options.json")); err == nil {
+		_ = json.Unmarshal(b, &opts)
+	}
+	res := checker.Check(ops, opts)
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(res)
+	if !res.Valid {
+		return 1
+	}
+	return 0
+}
+
+type runSpec struct {
+	class    string
+	seed     uint64
+	duration time.Duration
+}
+
+func plan(o options) ([]runSpec, error) {
+	var names []string
+	switch {
+	case o.class != "":
+		names = strings.Split(o.class, ",")
+	case o.profile == "smoke":
+		names = smokeClasses
+	case o.profile == "full":
+		names = classOrder
+	default:
+		return nil, errors.New("give -profile smoke|full or -class NAME (see -list)")
+	}
+	var runs []runSpec
+	for _, n := range names {
+		if _, ok := classes[n]; !ok {
+			return nil, fmt.Errorf("unknown class %q (see -list)", n)
+		}
+		for s := 0; s < o.seeds; s++ {
+			runs = append(runs, runSpec{class: n, seed: o.seed + uint64(s), duration: o.duration})
+		}
+	}
+	return runs, nil
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", err
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("not inside the streamhouse module")
+	}
+	return filepath.Dir(mod), nil
+}
+
+func runMatrix(o options) int {
+	if o.seed == 0 {
+		o.seed = uint64(time.Now().UnixNano()%1_000_000) + 1
+	}
+	runs, err := plan(o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "jepsen:", err)
+		return 2
+	}
+	if o.agents != 3 && o.agents != 5 {
+		fmt.Fprintln(os.Stderr, "jepsen: -agents must be 3 or 5")
+		return 2
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "jepsen:", err)
+		return 2
+	}
+	if o.out == "" {
+		o.out = filepath.Join(root, ".cache", "jepsen", time.Now().Format("20060102-150405"))
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "jepsen:", err)
+		return 2
+	}
+	logf, err := os.Create(filepath.Join(o.out, "jepsen.log"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "jepsen:", err)
+		return 2
+	}
+	defer logf.Close()
+	var w io.Writer = logf
+	if o.verbose {
+		w = io.MultiWriter(logf, os.Stderr)
+	}
+	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	fmt.Printf("jepsen: %d runs, seed %d (reproduce with -seed %d), output %s\n", len(runs), o.seed, o.seed, o.out)
+
+	t0 := time.Now()
+	bin := o.bin
+	if bin == "" {
+		bin = filepath.Join(o.out, "streamhouse")
+		cmd := exec.Command("go", "build", "-o", bin, "./cmd/streamhouse")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "jepsen: building the agent: %v\n%s", err, out)
+			return 2
+		}
+		fmt.Printf("jepsen: built the agent in %v\n", time.Since(t0).Round(100*time.Millisecond))
+	}
+	minio, err := s3segtest.MinIOBinary()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "jepsen:", err)
+		return 2
+	}
+	if removed := control.CleanupStale(false); len(removed) > 0 {
+		log.Info("removed stale namespaces and bridges", "names", removed)
+	}
+
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	var results []RunResult
+	for i, r := range runs {
+		if ctx.Err() != nil {
+			break
+		}
+		fmt.Printf("[%d/%d] %-24s seed %-8d ", i+1, len(runs), r.class, r.seed)
+		res := runOne(ctx, o, r, bin, minio, log)
+		results = append(results, res)
+		verdict := "ok"
+		switch {
+		case res.Anomalies > 0:
+			verdict = fmt.Sprintf("ANOMALIES %v", nonzero(res.Counts))
+		case len(res.Errors) > 0:
+			verdict = "ERROR " + res.Errors[0]
+		}
+		fmt.Printf("%6d ops %5d acked  %5.1fs  %s\n", res.Ops, res.SendsOK, res.Elapsed.Seconds(), verdict)
+		writeResults(o.out, o, results, time.Since(t0))
+	}
+	sum := writeResults(o.out, o, results, time.Since(t0))
+	fmt.Println()
+	fmt.Print(sum)
+	fmt.Printf("\njepsen: %d runs in %v; results in %s\n", len(results), time.Since(t0).Round(time.Second), o.out)
+	for _, r := range results {
+		if r.Anomalies > 0 || len(r.Errors) > 0 {
+			return 1
+		}
+	}
+	if len(results) < len(runs) {
+		return 1
+	}
+	return 0
+}
+
+func nonzero(m map[string]int) map[string]int {
+	out := map[string]int{}
+	for k, v := range m {
+		if v > 0 {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// merge combines the runs of several output directories (e.g. a matrix
+// resumed after an interruption) into one results.json and summary.md.
+func merge(o options, dirs []string) int {
+	var all []RunResult
+	var elapsed time.Duration
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "results.json"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "jepsen:", err)
+			return 2
+		}
+		var doc struct {
+			Elapsed time.Duration `json:"elapsed_ns"`
+			Runs    []RunResult   `json:"runs"`
+		}
+		if err := json.Unmarshal(b, &doc); err != nil {
+			fmt.Fprintln(os.Stderr, "jepsen:", d, err)
+			return 2
+		}
+		all = append(all, doc.Runs...)
+		elapsed += doc.Elapsed
+	}
+	if o.out == "" {
+		o.out = dirs[0]
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "jepsen:", err)
+		return 2
+	}
+	fmt.Print(writeResults(o.out, o, all, elapsed))
+	fmt.Printf("\n%d runs, %v of run time, merged into %s\n", len(all), elapsed.Round(time.Second), o.out)
+	return 0
+}

@@ -1,0 +1,20 @@
+package nemesis
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestCompatibleNeverCombinesWipeWithKills(t *testing.T) {
+	cases := []struct{ in, want []string }{
+		{[]string{Wipe, KillAll, Pause}, []string{Wipe, Pause}},
+		{[]string{KillMajority, Wipe}, []string{Wipe}},
+		{[]string{KillOne, PartitionHalves}, []string{KillOne, PartitionHalves}},
+		{[]string{Wipe, S3Outage}, []string{Wipe, S3Outage}},
+	}
+	for _, c := range cases {
+		if got := compatible(slices.Clone(c.in)); !slices.Equal(got, c.want) {
+			t.Errorf("compatible(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}

@@ -1,0 +1,349 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/streamhouse/streamhouse/jepsen/checker"
+	"github.com/streamhouse/streamhouse/jepsen/control"
+	"github.com/streamhouse/streamhouse/jepsen/history"
+	"github.com/streamhouse/streamhouse/jepsen/nemesis"
+	"github.com/streamhouse/streamhouse/jepsen/workload"
+)
+
+// RunResult is one run's outcome (results.json).
+type RunResult struct {
+	Class      string          `json:"class"`
+	Seed       uint64          `json:"seed"`
+	Dir        string          `json:"dir"`
+	Net        string          `json:"net"`
+	Agents     int             `json:"agents"`
+	Duration   time.Duration   `json:"duration_ns"`
+	Elapsed    time.Duration   `json:"elapsed_ns"`
+	Ops        int             `json:"ops"`
+	SendsOK    int             `json:"sends_ok"`
+	SendsFail  int             `json:"sends_fail"`
+	SendsInfo  int             `json:"sends_info"`
+	Valid      bool            `json:"valid"`
+	Anomalies  int             `json:"anomalies"`
+	Counts     map[string]int  `json:"anomaly_counts"`
+	Faults     int             `json:"faults"`
+	Recoveries []float64       `json:"recovery_seconds"` // heal -> first acknowledged send, per fault
+	Outages    []float64       `json:"outage_seconds"`   // per fault: longest time without acks from its start to 10 s after its heal
+	MaxAckGap  float64         `json:"max_ack_gap_seconds"`
+	FinalWait  float64         `json:"final_converge_seconds"`
+	Crashes    []string        `json:"agent_crashes,omitempty"`
+	Errors     []string        `json:"errors,omitempty"`
+	DR         *DRReport       `json:"dr,omitempty"`
+	Events     []nemesis.Event `json:"events,omitempty"`
+	Checker    checker.Result  `json:"checker"`
+}
+
+func workloadConfig(o options, seed uint64, log *slog.Logger) workload.Config {
+	return workload.Config{Topic: "jepsen", Partitions: int32(o.partitions), Producers: 2, Rate: o.rate,
+		Pollers: 1, GroupConsumers: 2, Group: "jepsen-group", Seed: seed, Log: log}
+}
+
+// watchCrashes reports agents that exit without the nemesis killing them.
+func watchCrashes(ctx context.Context, c *control.Cluster, res *RunResult) func() {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		seen := map[string]bool{}
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+			for _, id := range c.Exited() {
+				if !seen[id] {
+					seen[id] = true
+					res.Crashes = append(res.Crashes, id)
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
+}
+
+func runOne(ctx context.Context, o options, r runSpec, bin, minio string, log *slog.Logger) (res RunResult) {
+	spec := classes[r.class]
+	res = RunResult{Class: r.class, Seed: r.seed, Agents: o.agents, Duration: r.duration, Counts: map[string]int{}}
+	start := time.Now()
+	defer func() { res.Elapsed = time.Since(start) }()
+	dir := filepath.Join(o.out, fmt.Sprintf("%s-s%d", r.class, r.seed))
+	res.Dir = dir
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		res.Errors = append(res.Errors, err.Error())
+		return res
+	}
+	log = log.With("run", filepath.Base(dir))
+	rec, err := history.NewRecorder(filepath.Join(dir, "history.jsonl"))
+	if err != nil {
+		res.Errors = append(res.Errors, err.Error())
+		return res
+	}
+	var env []string
+	if spec.dr != "" {
+		env = drEnv(spec.dr)
+	}
+	c, err := control.Start(ctx, control.Config{Agents: o.agents, Mode: o.mode, Dir: dir, AgentBin: bin, MinIOBin: minio,
+		Lossy: spec.lossy, Env: env, Log: log})
+	if err != nil {
+		res.Errors = append(res.Errors, "cluster: "+err.Error())
+		_ = rec.Close()
+		return res
+	}
+	res.Net = c.Mode()
+	log.Info("cluster up", "net", c.Mode(), "pg", c.PGURL, "minio", c.MinIO.Endpoint())
+	defer func() {
+		c.Close()
+		if res.Valid && len(res.Errors) == 0 && !o.keepData {
+			for _, a := range c.Agents {
+				_ = os.RemoveAll(filepath.Dir(a.DataDir))
+			}
+			_ = os.RemoveAll(filepath.Join(dir, "minio", "data"))
+		}
+	}()
+	stopWatch := watchCrashes(ctx, c, &res)
+
+	wl := workload.New(workloadConfig(o, r.seed, log), c, rec)
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = wl.Setup(sctx)
+	cancel()
+	if err != nil {
+		stopWatch()
+		res.Errors = append(res.Errors, "setup: "+err.Error())
+		_ = rec.Close()
+		return res
+	}
+	wl.Start(ctx)
+
+	var opts checker.Options
+	if spec.dr != "" {
+		dr, o2, err := runDR(ctx, spec.dr, r, c, wl, rec, log)
+		res.DR = dr
+		opts = o2
+		if err != nil {
+			res.Errors = append(res.Errors, "dr: "+err.Error())
+		}
+	} else {
+		// Warm up, then faults, then a healthy tail.
+		time.Sleep(3 * time.Second)
+		nctx, cancel := context.WithTimeout(ctx, r.duration)
+		nem := nemesis.New(nemesis.Config{Kinds: spec.kinds, Mixed: spec.mixed, Seed: r.seed,
+			Quiet: [2]time.Duration{2 * time.Second, 5 * time.Second}, Hold: [2]time.Duration{3 * time.Second, 10 * time.Second},
+			Topic: "jepsen", Log: log, OnPaused: wl.SetPaused}, c, rec)
+		nem.Run(nctx)
+		cancel()
+		res.Events = nem.Events
+		res.Faults = len(nem.Events)
+		for _, ev := range nem.Events {
+			if ev.Err != "" {
+				res.Errors = append(res.Errors, fmt.Sprintf("nemesis %s %v: %s", ev.Kind, ev.Targets, ev.Err))
+			}
+		}
+		time.Sleep(5 * time.Second)
+	}
+	wl.Stop()
+	fctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	fr := wl.FinalRead(fctx, 90*time.Second)
+	cancel()
+	stopWatch()
+	res.FinalWait = fr.Wait.Seconds()
+	res.Errors = append(res.Errors, fr.Errors...)
+	for _, id := range res.Crashes {
+		res.Errors = append(res.Errors, fmt.Sprintf("agent %s exited by itself (see %s.log)", id, id))
+	}
+	if err := rec.Close(); err != nil {
+		res.Errors = append(res.Errors, "history: "+err.Error())
+	}
+	ops := rec.Ops()
+	if b, err := json.MarshalIndent(opts, "", "  "); err == nil {
+		_ = os.WriteFile(filepath.Join(dir, "checker-options.json"), b, 0o644)
+	}
+	cr := checker.Check(ops, opts)
+	res.Checker = cr
+	res.Valid = cr.Valid
+	res.Anomalies = cr.Total()
+	res.Counts = cr.Counts
+	res.Ops = len(ops)
+	res.SendsOK, res.SendsFail, res.SendsInfo = cr.Stats.SendsOK, cr.Stats.SendsFail, cr.Stats.SendsInfo
+	res.Recoveries, res.Outages, res.MaxAckGap = recoveries(ops, res.Events)
+	if res.DR != nil {
+		res.DR.LostFlushed = cr.Counts[checker.LostWrite]
+		res.DR.LostUnflushed = cr.Stats.LostUnflushed
+		res.DR.RecoveredUnflushed = cr.Stats.Recovered
+		res.DR.OffsetReuse = cr.Counts[checker.OffsetReuse]
+	}
+	if b, err := json.MarshalIndent(res, "", "  "); err == nil {
+		_ = os.WriteFile(filepath.Join(dir, "results.json"), b, 0o644)
+	}
+	return res
+}
+
+// recoveries: for each healed fault, seconds from the heal to the first
+// acknowledged send completing after it; and the longest gap between
+// consecutive acknowledgements.
+func recoveries(ops []history.Op, events []nemesis.Event) ([]float64, []float64, float64) {
+	var acks []int64
+	for _, op := range ops {
+		if op.F == history.FSend && op.Type == history.OK {
+			acks = append(acks, op.Time)
+		}
+	}
+	var out, outages []float64
+	for _, ev := range events {
+		i := sort.Search(len(acks), func(i int) bool { return acks[i] > int64(ev.Healed) })
+		if i < len(acks) {
+			out = append(out, time.Duration(acks[i]-int64(ev.Healed)).Seconds())
+		}
+		end := int64(ev.Healed + 10*time.Second)
+		prev := int64(ev.Start)
+		var worst int64
+		for j := sort.Search(len(acks), func(j int) bool { return acks[j] > int64(ev.Start) }); j < len(acks) && prev < end; j++ {
+			worst = max(worst, min(acks[j], end)-prev)
+			prev = acks[j]
+		}
+		outages = append(outages, time.Duration(worst).Seconds())
+	}
+	var gap int64
+	for i := 1; i < len(acks); i++ {
+		gap = max(gap, acks[i]-acks[i-1])
+	}
+	return out, outages, time.Duration(gap).Seconds()
+}
+
+func quantile(xs []float64, q float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(q*float64(len(s))))]
+}
+
+type classRow struct {
+	Class        string         `json:"class"`
+	Runs         int            `json:"runs"`
+	Ops          int            `json:"operations"`
+	Acked        int            `json:"acked_sends"`
+	Faults       int            `json:"faults"`
+	Anomalies    int            `json:"anomalies"`
+	Errors       int            `json:"runs_with_errors"`
+	RecP50       float64        `json:"unavailability_p50_seconds"`
+	RecMax       float64        `json:"unavailability_max_seconds"`
+	HealToAckMax float64        `json:"heal_to_ack_max_seconds"`
+	MaxAckGap    float64        `json:"max_ack_gap_seconds"`
+	RestoreMax   float64        `json:"restore_max_seconds,omitempty"`
+	Kinds        map[string]int `json:"anomaly_kinds,omitempty"`
+}
+
+// writeResults writes results.json and summary.md for the whole matrix and
+// returns the summary table.
+func writeResults(out string, o options, results []RunResult, elapsed time.Duration) string {
+	rows := map[string]*classRow{}
+	var order []string
+	recs := map[string][]float64{}
+	healToAck := map[string][]float64{}
+	for _, r := range results {
+		row := rows[r.Class]
+		if row == nil {
+			row = &classRow{Class: r.Class}
+			rows[r.Class] = row
+			order = append(order, r.Class)
+		}
+		row.Runs++
+		row.Ops += r.Ops
+		row.Acked += r.SendsOK
+		row.Faults += r.Faults
+		row.Anomalies += r.Anomalies
+		for k, n := range r.Counts {
+			if n > 0 {
+				if row.Kinds == nil {
+					row.Kinds = map[string]int{}
+				}
+				row.Kinds[k] += n
+			}
+		}
+		if len(r.Errors) > 0 {
+			row.Errors++
+		}
+		row.MaxAckGap = max(row.MaxAckGap, r.MaxAckGap)
+		recs[r.Class] = append(recs[r.Class], r.Outages...)
+		healToAck[r.Class] = append(healToAck[r.Class], r.Recoveries...)
+		if r.DR != nil {
+			recs[r.Class] = append(recs[r.Class], r.DR.RestoreSeconds)
+			row.RestoreMax = max(row.RestoreMax, r.DR.RestoreSeconds)
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "| fault class | runs | operations | acked sends | faults | anomalies | anomaly kinds | runs with errors | unavailability per fault p50 / max (s) | heal → ack max (s) | longest ack gap (s) |\n")
+	fmt.Fprintf(&b, "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|\n")
+	var list []classRow
+	tot := classRow{Class: "**total**"}
+	for _, k := range order {
+		row := rows[k]
+		row.RecP50, row.RecMax = quantile(recs[k], 0.5), quantile(recs[k], 1)
+		list = append(list, *row)
+		row.HealToAckMax = quantile(healToAck[k], 1)
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %s | %d | %.1f / %.1f | %.1f | %.1f |\n", row.Class, row.Runs, row.Ops, row.Acked, row.Faults, row.Anomalies, kindsString(row.Kinds), row.Errors, row.RecP50, row.RecMax, row.HealToAckMax, row.MaxAckGap)
+		tot.Runs += row.Runs
+		tot.Ops += row.Ops
+		tot.Acked += row.Acked
+		tot.Faults += row.Faults
+		tot.Anomalies += row.Anomalies
+		tot.Errors += row.Errors
+	}
+	fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | | %d | | | |\n", tot.Class, tot.Runs, tot.Ops, tot.Acked, tot.Faults, tot.Anomalies, tot.Errors)
+	var drs []string
+	for _, r := range results {
+		if r.DR != nil {
+			drs = append(drs, fmt.Sprintf("| %s | %d | %s | %d | %d | %d | %d | %.1f |", r.Class, r.Seed, r.DR.RecoveryPoint, r.DR.LostFlushed, r.DR.LostUnflushed, r.DR.RecoveredUnflushed, r.DR.OffsetReuse, r.DR.RestoreSeconds))
+		}
+	}
+	if len(drs) > 0 {
+		fmt.Fprintf(&b, "\n| DR drill | seed | recovery point | lost at/below flushed (must be 0) | lost above flushed | recovered above flushed | offset reuse (must be 0) | restore (s) |\n|---|---:|---|---:|---:|---:|---:|---:|\n")
+		b.WriteString(strings.Join(drs, "\n") + "\n")
+	}
+	summary := b.String()
+	doc := struct {
+		Profile string        `json:"profile,omitempty"`
+		Class   string        `json:"class,omitempty"`
+		Seed    uint64        `json:"first_seed"`
+		Seeds   int           `json:"seeds"`
+		Elapsed time.Duration `json:"elapsed_ns"`
+		Classes []classRow    `json:"classes"`
+		Runs    []RunResult   `json:"runs"`
+	}{o.profile, o.class, o.seed, o.seeds, elapsed, list, results}
+	if bs, err := json.MarshalIndent(doc, "", "  "); err == nil {
+		_ = os.WriteFile(filepath.Join(out, "results.json"), bs, 0o644)
+	}
+	_ = os.WriteFile(filepath.Join(out, "summary.md"), []byte(summary), 0o644)
+	return summary
+}
+
+func kindsString(m map[string]int) string {
+	var parts []string
+	for _, k := range checker.AllKinds {
+		if m[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+		}
+	}
+	if len(parts) == 0 {
+		return "—"
+	}
+	return strings.Join(parts, ", ")
+}
