@@ -30,6 +30,8 @@ import (
 //     committed group offsets and producer batches. Offsets between the end
 //     of the recovered data and that point were acknowledged but never
 //     flushed; they are recorded as a gap, so they are never reused.
+//   - Idempotent producers are fenced (next epoch, sequences cleared): their
+//     checkpointed sequences may predate batches recovered from S3.
 //   - Records acknowledged after the last checkpoint and lost with every
 //     disk leave no evidence at all. offsetGap more offsets per partition
 //     are skipped so that new records cannot take their offsets either, as
@@ -95,7 +97,14 @@ const restoreIndexGap = 1 << 24
 // seedNode leads every partition at first (rebalancing spreads them later).
 func planRestore(img *fsm.Image, existing map[string]bool, footers []objectFooter, seedNode string, offsetGap int64) (*fsm.Image, restoreReport) {
 	rep := restoreReport{CheckpointIndex: img.LastApplied, OffsetGap: offsetGap, TopicsFromS3: []string{}, Unreadable: []string{}, Warnings: []string{}}
-	out := &fsm.Image{LastApplied: img.LastApplied, Groups: img.Groups, Producers: img.Producers}
+	out := &fsm.Image{LastApplied: img.LastApplied, Groups: img.Groups}
+	// Every idempotent producer is fenced (epoch + 1, no sequences): the
+	// checkpoint's sequences can be older than batches recovered from S3, so
+	// a retry of such a batch would not be recognised and would be written
+	// twice. Its old session now gets "fenced" and must re-initialise.
+	for _, p := range img.Producers {
+		out.Producers = append(out.Producers, fsm.ProducerEntry{ID: p.ID, Epoch: p.Epoch + 1, LastSeen: p.LastSeen})
+	}
 	topics := map[uint64]*fsm.Topic{}
 	names := map[string]uint64{}
 	for _, t := range img.Topics {

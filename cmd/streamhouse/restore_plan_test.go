@@ -172,6 +172,11 @@ func TestPlanRestoreResumesAfterGroupAndProducerEvidence(t *testing.T) {
 	if plan.LastApplied < 400 {
 		t.Fatal("seed index must exceed producer ids")
 	}
+	// The producer is fenced: a retry of a batch whose sequence the
+	// checkpoint predates must not be written a second time.
+	if len(plan.Producers) != 1 || plan.Producers[0].Epoch != 1 || len(plan.Producers[0].Sequences) != 0 {
+		t.Fatalf("restored producer = %+v, want epoch 1 and no sequences", plan.Producers)
+	}
 }
 
 func TestPlanRestoreFromBucketAlone(t *testing.T) {
