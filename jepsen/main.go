@@ -100,6 +100,7 @@ func main() {
 	flag.BoolVar(&o.cleanup, "cleanup", false, "delete every jepsen namespace and bridge not owned by a running harness (also unowned ones), then exit")
 	flag.BoolVar(&o.verbose, "v", false, "log harness details to stderr")
 	summarize := flag.String("summarize", "", "merge the results.json of these output dirs (comma-separated) into -out and print the summary")
+	recheck := flag.Bool("recheck", false, "with -summarize: run the checker again on every run's recorded history")
 	list := flag.Bool("list", false, "list the fault classes and exit")
 	flag.Parse()
 	if *list {
@@ -116,7 +117,7 @@ func main() {
 		os.Exit(checkFile(o.check))
 	}
 	if *summarize != "" {
-		os.Exit(merge(o, strings.Split(*summarize, ",")))
+		os.Exit(merge(o, strings.Split(*summarize, ","), *recheck))
 	}
 	os.Exit(runMatrix(o))
 }
@@ -289,7 +290,7 @@ func nonzero(m map[string]int) map[string]int {
 
 // merge combines the runs of several output directories (e.g. a matrix
 // resumed after an interruption) into one results.json and summary.md.
-func merge(o options, dirs []string) int {
+func merge(o options, dirs []string, recheck bool) int {
 	var all []RunResult
 	var elapsed time.Duration
 	for _, d := range dirs {
@@ -306,6 +307,14 @@ func merge(o options, dirs []string) int {
 			fmt.Fprintln(os.Stderr, "jepsen:", d, err)
 			return 2
 		}
+		if recheck {
+			for i := range doc.Runs {
+				if err := recheckRun(&doc.Runs[i]); err != nil {
+					fmt.Fprintln(os.Stderr, "jepsen: recheck:", err)
+					return 2
+				}
+			}
+		}
 		all = append(all, doc.Runs...)
 		elapsed += doc.Elapsed
 	}
@@ -319,4 +328,28 @@ func merge(o options, dirs []string) int {
 	fmt.Print(writeResults(o.out, o, all, elapsed))
 	fmt.Printf("\n%d runs, %v of run time, merged into %s\n", len(all), elapsed.Round(time.Second), o.out)
 	return 0
+}
+
+// recheckRun recomputes a run's verdict from its recorded history and
+// checker options.
+func recheckRun(r *RunResult) error {
+	ops, err := history.Load(filepath.Join(r.Dir, "history.jsonl"))
+	if err != nil {
+		return err
+	}
+	var opts checker.Options
+	if b, err := os.ReadFile(filepath.Join(r.Dir, "checker-options.json")); err == nil {
+		if err := json.Unmarshal(b, &opts); err != nil {
+			return err
+		}
+	}
+	cr := checker.Check(ops, opts)
+	r.Checker, r.Valid, r.Anomalies, r.Counts = cr, cr.Valid, cr.Total(), cr.Counts
+	if r.DR != nil {
+		r.DR.LostFlushed = cr.Counts[checker.LostWrite]
+		r.DR.LostUnflushed = cr.Stats.LostUnflushed
+		r.DR.RecoveredUnflushed = cr.Stats.Recovered
+		r.DR.OffsetReuse = cr.Counts[checker.OffsetReuse]
+	}
+	return nil
 }

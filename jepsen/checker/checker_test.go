@@ -262,6 +262,24 @@ func TestEachAnomalyIsDetected(t *testing.T) {
 			h.final("n1", 0, 0, 2, recs(0, 0, 1, 1, 3))
 			return h
 		}, Options{FlushedBefore: map[int32]int64{0: 1}}, map[string]int{OffsetReuse: 1, InconsistentOffsets: 1}},
+		{"DR: a record read before the disaster in the lost range and written again after it is no duplicate", func() *hb {
+			h := &hb{}
+			h.sendOK(0, 0, 1, 0)
+			inv := h.sendInv(0, 0, 2)
+			h.poll(5, recs(0, 0, 1, 1, 2)) // written at 1, read, not yet acknowledged
+			h.complete(h.invoke(history.Op{Process: history.NemesisProcess, F: history.FDisaster}), history.OK, nil)
+			h.complete(inv, history.OK, func(c *history.Op) { c.O = 1000 }) // the retry after the restore
+			h.final("n1", 0, 0, 1001, recs(0, 0, 1, 1000, 2))
+			return h
+		}, Options{FlushedBefore: map[int32]int64{0: 1}, AllowedGaps: map[int32][]Range{0: {{From: 1, To: 1000}}}}, map[string]int{}},
+		{"DR: a duplicate within the surviving log is still one", func() *hb {
+			h := &hb{}
+			h.sendOK(0, 0, 1, 0)
+			h.complete(h.invoke(history.Op{Process: history.NemesisProcess, F: history.FDisaster}), history.OK, nil)
+			h.sendOK(0, 0, 1, 1000)
+			h.final("n1", 0, 0, 1001, recs(0, 0, 1, 1000, 1))
+			return h
+		}, Options{FlushedBefore: map[int32]int64{0: 1}, AllowedGaps: map[int32][]Range{0: {{From: 1, To: 1000}}}}, map[string]int{Duplicate: 1}},
 		{"DR: committed offsets and epochs restart with the restored cluster", func() *hb {
 			h := &hb{}
 			h.sendOK(0, 0, 1, 0)
