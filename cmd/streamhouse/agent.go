@@ -180,7 +180,7 @@ func (s checkpointSource) CheckpointImage() (*fsm.Image, bool) {
 		return nil, false
 	}
 	img := s.a.fsm.Image()
-	img.RaftTerm = s.a.node.ClusterStatus().Term
+	img.RaftTerm = s.a.node.Status().Term // Status is cheap; ClusterStatus also walks gossip members
 	return img, true
 }
 
