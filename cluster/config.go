@@ -131,7 +131,7 @@ func (c *Config) setDefaults() {
 	def(&c.ElectionTimeout, 1000*time.Millisecond)
 	def(&c.LeaderLeaseTimeout, 500*time.Millisecond)
 	def(&c.CommitTimeout, 5*time.Millisecond)
-	def(&c.SnapshotInterval, 30*time.Second)
+	def(&c.SnapshotInterval, 5*time.Second)
 	def(&c.ApplyTimeout, 5*time.Second)
 	def(&c.GossipDeadReclaimTime, 10*time.Second)
 	def(&c.JoinRetryMin, time.Second)
@@ -145,7 +145,7 @@ func (c *Config) setDefaults() {
 		c.SnapshotThreshold = 4096
 	}
 	if c.TrailingLogs == 0 {
-		c.TrailingLogs = 2048
+		c.TrailingLogs = 1024
 	}
 	if c.RebalanceMaxMoves <= 0 {
 		c.RebalanceMaxMoves = 2

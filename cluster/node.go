@@ -129,7 +129,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := os.MkdirAll(n.raftDir, 0o750); err != nil {
 		return fmt.Errorf("cluster: raft dir: %w", err)
 	}
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(n.raftDir, "raft.db")})
+	store, err := openLogStore(filepath.Join(n.raftDir, "raft.db"))
 	if err != nil {
 		return fmt.Errorf("cluster: open raft log store: %w", err)
 	}

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 )
 
 // ErrHasState is returned by SeedRestoredState when the data dir already
@@ -42,7 +41,7 @@ func SeedRestoredState(cfg SeedConfig) (string, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return "", fmt.Errorf("cluster: raft dir: %w", err)
 	}
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	store, err := openLogStore(filepath.Join(dir, "raft.db"))
 	if err != nil {
 		return "", fmt.Errorf("cluster: open raft log store: %w", err)
 	}

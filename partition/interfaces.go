@@ -47,7 +47,9 @@ type SegmentStore interface {
 	// WriteSegment encodes parts into one new object and stores it. refs[i]
 	// describes parts[i] (ObjectKey set to the new key).
 	WriteSegment(ctx context.Context, parts []SegmentPart) (key string, refs []fsm.SegmentRef, err error)
-	// ReadSegment returns the records of one committed partition block.
+	// ReadSegment returns the records of one committed partition block. The
+	// slice may be shared with other readers (a decoded-block cache): callers
+	// must not modify it.
 	ReadSegment(ctx context.Context, topicID uint64, partition int32, ref fsm.SegmentRef) ([]fsm.FetchedRecord, error)
 	// Prefetch warms the cache with a block expected to be read next.
 	Prefetch(ctx context.Context, topicID uint64, partition int32, ref fsm.SegmentRef)

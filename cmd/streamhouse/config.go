@@ -33,7 +33,7 @@ type agentCmd struct {
 
 	WALEnabled bool   `name:"wal-enabled" env:"WAL_ENABLED" default:"true" negatable:"" help:"Keep unflushed records in an on-disk WAL (false: in memory; Raft still makes them durable)."`
 	WALDir     string `name:"wal-dir" env:"WAL_DIR" help:"WAL directory (default: DATA_DIR/wal)."`
-	WALSyncMs  int    `name:"wal-sync-ms" env:"WAL_SYNC_MS" default:"0" help:"Group-commit: max extra wait (ms) before a WAL fsync to gather more writes; 0 = no extra wait."`
+	WALSyncMs  int    `name:"wal-sync-ms" env:"WAL_SYNC_MS" default:"100" help:"Group-commit: max extra wait (ms) before a background WAL fsync to gather more writes (acks wait for the Raft log fsync, not this); 0 = no extra wait."`
 
 	BatchSize         int   `name:"batch-size" env:"BATCH_SIZE" default:"1000" help:"Records per proposed batch before it is sealed."`
 	BatchTimeoutMs    int   `name:"batch-timeout-ms" env:"BATCH_TIMEOUT_MS" default:"10" help:"Max wait (ms) for a batch to fill while the partition has a batch in flight."`

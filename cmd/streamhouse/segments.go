@@ -20,9 +20,16 @@ type segmentStore struct {
 	store  s3seg.ObjectStore
 	reader *s3seg.Reader
 
+	decoded *decodedCache
+
 	mu  sync.Mutex
 	enc *s3seg.Encoder
 }
+
+// decodedCacheMax bounds the decoded-block cache; it sits in front of the
+// compressed segment cache (SEGMENT_CACHE_SIZE) and is deliberately small:
+// it only has to hold the blocks consumers are reading right now.
+const decodedCacheMax = 32 << 20
 
 var _ partition.SegmentStore = (*segmentStore)(nil)
 
@@ -30,6 +37,7 @@ func newSegmentStore(nodeID string, store s3seg.ObjectStore, cache *s3seg.Cache)
 	return &segmentStore{
 		nodeID: nodeID, epoch: uint64(time.Now().UnixMilli()), store: store,
 		reader: s3seg.NewReader(store, cache), enc: s3seg.NewEncoder(),
+		decoded: newDecodedCache(decodedCacheMax),
 	}
 }
 
@@ -76,7 +84,13 @@ func (s *segmentStore) WriteSegment(ctx context.Context, parts []partition.Segme
 	return key, refs, nil
 }
 
+// ReadSegment returns the records of one block. The slice may be shared
+// with other readers through the decoded-block cache: do not modify it.
 func (s *segmentStore) ReadSegment(ctx context.Context, topicID uint64, part int32, ref fsm.SegmentRef) ([]fsm.FetchedRecord, error) {
+	key := blockKey{object: ref.ObjectKey, topicID: topicID, partition: part, base: ref.BaseOffset}
+	if recs, ok := s.decoded.get(key); ok {
+		return recs, nil
+	}
 	recs, err := s.reader.ReadBlock(ctx, ref.ObjectKey, s.entry(topicID, part, ref))
 	if err != nil {
 		return nil, err
@@ -95,6 +109,7 @@ func (s *segmentStore) ReadSegment(ctx context.Context, topicID uint64, part int
 			out[i].Headers = hs
 		}
 	}
+	s.decoded.put(key, out, int64(ref.UncompressedSize))
 	return out, nil
 }
 
