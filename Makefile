@@ -111,13 +111,13 @@ bench-cluster: build deps ## Start 3 agents on loopback sharing a MinIO bucket a
 	@set -e; dir=$$(mktemp -d /tmp/streamhouse-bench.XXXXXX); mkdir -p $(dir $(BENCH_RESULTS)); trap 'kill $$(jobs -p) 2>/dev/null; wait; rm -rf '$$dir EXIT; \
 	MINIO_ROOT_USER=bench MINIO_ROOT_PASSWORD=bench-secret $(MINIO) server $$dir/minio --address 127.0.0.1:19000 --console-address 127.0.0.1:19001 --quiet >$$dir/minio.log 2>&1 & \
 	until curl -sf localhost:19000/minio/health/ready >/dev/null; do sleep 0.2; done; mkdir -p $$dir/minio/streamhouse; \
-	for i in 1 2 3; do \
+	start() { for i in 1 2 3; do \
 	  S3_ENDPOINT=http://127.0.0.1:19000 S3_BUCKET=streamhouse S3_PATH_STYLE=true AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret \
 	  NODE_ID=bench-$$i BIND_ADDR=127.0.0.1 HTTP_PORT=1808$$i GRPC_PORT=1909$$i PEER_PORT=1930$$i GOSSIP_PORT=1794$$i \
 	  DATA_DIR=$$dir/node-$$i BOOTSTRAP_EXPECT=3 JOIN=127.0.0.1:17941,127.0.0.1:17942,127.0.0.1:17943 LOG_LEVEL=warn \
-	  ./$(BIN) agent 2>$$dir/node-$$i.log & \
-	done; \
-	for i in 1 2 3; do until curl -sf localhost:1808$$i/ready >/dev/null; do sleep 0.2; done; done; \
+	  ./$(BIN) agent 2>>$$dir/node-$$i.log & echo $$! >$$dir/node-$$i.pid; \
+	done; for i in 1 2 3; do until curl -sf localhost:1808$$i/ready >/dev/null; do sleep 0.2; done; done; }; \
+	start; \
 	servers=http://127.0.0.1:18081,http://127.0.0.1:18082,http://127.0.0.1:18083; \
 	echo "== 3-agent cluster on MinIO, 64 partitions, producers spread over all agents"; \
 	./$(BIN) bench --record $(BENCH_RESULTS) --label '3 agents, MinIO, REST, saturated' --server $$servers --topic tput --partitions 64 --records 1000000 --batch 1000 --concurrency 9; \
@@ -125,7 +125,13 @@ bench-cluster: build deps ## Start 3 agents on loopback sharing a MinIO bucket a
 	grpc=127.0.0.1:19091,127.0.0.1:19092,127.0.0.1:19093; \
 	echo "== same cluster over gRPC (Go client: batches go straight to each partition's leader)"; \
 	./$(BIN) bench --record $(BENCH_RESULTS) --label '3 agents, MinIO, gRPC, saturated' --server $$servers --protocol grpc --grpc-server $$grpc --topic gtput --partitions 64 --records 2000000 --batch 1000 --concurrency 16; \
-	./$(BIN) bench --record $(BENCH_RESULTS) --label '3 agents, MinIO, gRPC, fixed rate' --server $$servers --protocol grpc --grpc-server $$grpc --topic glat --partitions 64 --duration 15s --rate 100000 --batch 100 --concurrency 32 --no-consume
+	./$(BIN) bench --record $(BENCH_RESULTS) --label '3 agents, MinIO, gRPC, hot consume again' --server $$servers --protocol grpc --grpc-server $$grpc --topic gtput --no-produce; \
+	./$(BIN) bench --record $(BENCH_RESULTS) --label '3 agents, MinIO, gRPC, half rate, 500/call' --server $$servers --protocol grpc --grpc-server $$grpc --topic ghalf --partitions 64 --duration 15s --rate 160000 --batch 500 --concurrency 32 --no-consume; \
+	./$(BIN) bench --record $(BENCH_RESULTS) --label '3 agents, MinIO, gRPC, 100k/s, 100/call' --server $$servers --protocol grpc --grpc-server $$grpc --topic glat --partitions 64 --duration 15s --rate 100000 --batch 100 --concurrency 32 --no-consume; \
+	echo "== restart all three agents (empty caches) and read gtput back cold from MinIO"; \
+	for i in 1 2 3; do kill $$(cat $$dir/node-$$i.pid); done; for i in 1 2 3; do while kill -0 $$(cat $$dir/node-$$i.pid) 2>/dev/null; do sleep 0.2; done; done; \
+	start; \
+	./$(BIN) bench --record $(BENCH_RESULTS) --label '3 agents, MinIO, gRPC, cold consume after restart' --server $$servers --protocol grpc --grpc-server $$grpc --topic gtput --no-produce
 
 CLUSTER_DIR := .cluster
 cluster: build ## Start a local 3-agent cluster on loopback (REST on :8081-8083, data in .cluster/)

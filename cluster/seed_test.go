@@ -101,9 +101,11 @@ func TestSyncReadCatchesUpOrRefuses(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := lead.node.SyncRead(ctx); err != nil {
-		t.Fatalf("SyncRead on the leader: %v", err)
-	}
+	// A new leader refuses until its barrier has applied the log of
+	// earlier terms (leaderReady), which can trail the election.
+	waitFor(t, 10*time.Second, "SyncRead succeeds on the leader", func() bool {
+		return lead.node.SyncRead(ctx) == nil
+	})
 	c.faults.Partition(others, []string{follower.mux.Addr()})
 	createTopic(t, lead, "while-cut", 1)
 	if _, ok := follower.fsm.Topic("while-cut"); ok {

@@ -22,7 +22,8 @@
 //   - aborted-read: a send that definitely failed whose value was read.
 //   - commit-regression: a read of a group's committed offset lower than an
 //     acknowledged commit that completed before the read began, with no
-//     commit of that lower value that could have been applied later.
+//     commit of that lower value that could have been applied later (an
+//     indefinite commit, or one acknowledged after that commit began).
 //   - commit-past-hw: an acknowledged (or read) committed offset above the
 //     partition's final high watermark.
 //   - two-leaders: two agents named as leader of one partition in one
@@ -674,10 +675,13 @@ func (c *checker) checkCommits() {
 			}
 			// A commit of the value read that may have been applied after
 			// the floor: not failed, invoked before the read completed, and
-			// not completed before the floor was invoked.
+			// either indefinite (pending, or info: like any indefinite
+			// operation it may take effect at any time after its
+			// invocation, even after later commits were acknowledged) or
+			// acknowledged only after the floor was invoked.
 			excused := false
 			for _, e := range evs {
-				if e.o == got && e.t != history.Fail && e.inv < op.Index && (e.complete < 0 || e.complete > floor.inv) {
+				if e.o == got && e.t != history.Fail && e.inv < op.Index && (e.complete < 0 || e.t == history.Info || e.complete > floor.inv) {
 					excused = true
 					break
 				}

@@ -287,7 +287,11 @@ func cutsString(cs []control.Cut) string {
 	return strings.Join(s, " ")
 }
 
-// restart launches the given agents and waits (bounded) until ready.
+// restart launches the given agents and waits (bounded) until ready. While
+// another fault of a mixed rotation is still active (network cuts, or
+// other agents still killed) an agent may rightly be unable to become
+// ready, so it is launched without waiting; the final heal and read phase
+// checks that every agent converges.
 func (n *Nemesis) restart(idx []int) (time.Duration, error) {
 	t0 := time.Now()
 	var firstErr error
@@ -298,6 +302,17 @@ func (n *Nemesis) restart(idx []int) (time.Duration, error) {
 		if err := n.c.Launch(i); err != nil && firstErr == nil {
 			firstErr = err
 		}
+	}
+	n.mu.Lock()
+	blocked := len(n.cuts) > 0
+	n.mu.Unlock()
+	for i := range n.c.Agents {
+		if !n.c.Running(i) {
+			blocked = true
+		}
+	}
+	if blocked {
+		return time.Since(t0), firstErr
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
