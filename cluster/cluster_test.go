@@ -215,8 +215,19 @@ func TestLeaderLossFailoverRestartRebalance(t *testing.T) {
 		alive = append(alive, n.id)
 	}
 	c.waitConfig(deadline, alive, nil)
-	if got := lead.metricCounter("streamhouse_partition_leadership_changes_total", "reason", moveFailover).Float64(); got < 2 {
-		t.Errorf("failover counter %v, want ≥ 2", got)
+	// The dead agent's two partitions moved: as "failover" when the new
+	// leader saw it dead in gossip, or as "not_member" when the election
+	// took longer than DeadAgentTimeout (seen under load) and the agent
+	// had already been removed. Summed over the survivors, since whichever
+	// agent led proposed the moves.
+	var moved float64
+	for _, n := range c.running() {
+		for _, reason := range []string{moveFailover, moveNotMember} {
+			moved += n.metricCounter("streamhouse_partition_leadership_changes_total", "reason", reason).Float64()
+		}
+	}
+	if moved < 2 {
+		t.Errorf("failover + not_member moves %v over the surviving agents, want ≥ 2", moved)
 	}
 
 	// It restarts with its data dir on a new address: re-added, promoted
