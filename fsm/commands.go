@@ -22,6 +22,7 @@ const (
 	CmdCommitOffsets
 	CmdDeleteGroup
 	CmdInitProducer
+	CmdClockTick
 )
 
 func (c CommandType) String() string {
@@ -46,6 +47,8 @@ func (c CommandType) String() string {
 		return "DeleteGroup"
 	case CmdInitProducer:
 		return "InitProducer"
+	case CmdClockTick:
+		return "ClockTick"
 	}
 	return fmt.Sprintf("CommandType(%d)", uint8(c))
 }
@@ -81,6 +84,7 @@ var decoders = map[CommandType]decoderFunc{
 	CmdCommitOffsets:  decodeCommitOffsets,
 	CmdDeleteGroup:    decodeDeleteGroup,
 	CmdInitProducer:   decodeInitProducer,
+	CmdClockTick:      decodeClockTick,
 }
 
 // Decode parses an encoded command.
@@ -284,20 +288,39 @@ type CommitEntry struct {
 
 // CommitSegment makes an uploaded segment object authoritative for the
 // partitions it holds. Each entry is accepted or rejected on its own.
+//
+// CommitBy (payload version 2) is the cluster time (see State.Clock) after
+// which the object may no longer be committed; the uploader also writes it
+// into the object key, and orphan garbage collection deletes an
+// unreferenced object only once the cluster clock has passed it. A commit
+// applied when the clock is past CommitBy is rejected as a whole, so a
+// commit and the deletion of its object can never both happen. Version 1
+// commands (CommitBy 0) carry no bound and are applied as before.
 type CommitSegment struct {
 	Node      string
 	ObjectKey string
 	Timestamp int64
 	Entries   []CommitEntry
+	CommitBy  int64
 }
 
 // Type implements Command.
 func (*CommitSegment) Type() CommandType { return CmdCommitSegment }
-func (*CommitSegment) version() uint8    { return 1 }
+
+func (c *CommitSegment) version() uint8 {
+	if c.CommitBy != 0 {
+		return 2
+	}
+	return 1
+}
+
 func (c *CommitSegment) encode(e *enc) {
 	e.str(c.Node)
 	e.str(c.ObjectKey)
 	e.iv(c.Timestamp)
+	if c.CommitBy != 0 {
+		e.iv(c.CommitBy)
+	}
 	e.uv(uint64(len(c.Entries)))
 	for i := range c.Entries {
 		x := &c.Entries[i]
@@ -335,13 +358,19 @@ func decodeRefBody(d *dec, r *SegmentRef) {
 }
 
 func decodeCommitSegment(v uint8, d *dec) (Command, error) {
-	if err := checkVersion(CmdCommitSegment, v, 1); err != nil {
+	if err := checkVersion(CmdCommitSegment, v, 2); err != nil {
 		return nil, err
 	}
 	c := &CommitSegment{}
 	c.Node = d.str()
 	c.ObjectKey = d.str()
 	c.Timestamp = d.iv()
+	if v >= 2 {
+		c.CommitBy = d.iv()
+		if c.CommitBy == 0 {
+			d.fail("commit segment v2 without a commit-by time")
+		}
+	}
 	n := d.count(8)
 	if n > 0 {
 		c.Entries = make([]CommitEntry, n)
@@ -524,26 +553,37 @@ func decodeDeleteGroup(v uint8, d *dec) (Command, error) {
 // InitProducer issues an idempotent producer session. ProducerID 0 asks for
 // a new producer (its ID is the Raft index of this command); a known ID gets
 // its epoch bumped, which fences the previous session and resets its
-// sequences. Producers idle for longer than ProducerExpiryMs (measured with
-// the command timestamps) are expired when this command applies.
+// sequences. Producers idle for longer than ProducerExpiryMs are expired
+// when this command applies: payload version 2 (what Encode writes) measures
+// idleness with the cluster clock (State.Clock, the Raft leader's time),
+// version 1 (old log entries) with the command's own Timestamp, as before.
 type InitProducer struct {
 	ProducerID uint64
 	Timestamp  int64
+	// legacyExpiry: decoded from payload version 1.
+	legacyExpiry bool
 }
 
 // Type implements Command.
 func (*InitProducer) Type() CommandType { return CmdInitProducer }
-func (*InitProducer) version() uint8    { return 1 }
+
+func (c *InitProducer) version() uint8 {
+	if c.legacyExpiry {
+		return 1
+	}
+	return 2
+}
+
 func (c *InitProducer) encode(e *enc) {
 	e.uv(c.ProducerID)
 	e.iv(c.Timestamp)
 }
 
 func decodeInitProducer(v uint8, d *dec) (Command, error) {
-	if err := checkVersion(CmdInitProducer, v, 1); err != nil {
+	if err := checkVersion(CmdInitProducer, v, 2); err != nil {
 		return nil, err
 	}
-	return &InitProducer{ProducerID: d.uv(), Timestamp: d.iv()}, nil
+	return &InitProducer{ProducerID: d.uv(), Timestamp: d.iv(), legacyExpiry: v == 1}, nil
 }
 
 // MaxGroupNameLen bounds consumer group names.

@@ -23,6 +23,10 @@ var (
 	// ErrOutOfOrderSequence: the batch's sequence is neither the next one
 	// nor one of the producer's recent batches.
 	ErrOutOfOrderSequence = errors.New("out of order sequence number")
+	// ErrUploadExpired: a segment commit arrived after its object's
+	// commit-by time; the object is left to garbage collection and the
+	// records are flushed again in a new object.
+	ErrUploadExpired = errors.New("segment upload expired before its commit")
 )
 
 // Code is the outcome of applying one command.
@@ -41,6 +45,7 @@ const (
 	CodeProducerFenced
 	CodeUnknownProducer
 	CodeOutOfOrderSequence
+	CodeUploadExpired
 )
 
 var codeErrors = map[Code]error{
@@ -54,6 +59,7 @@ var codeErrors = map[Code]error{
 	CodeProducerFenced:     ErrProducerFenced,
 	CodeUnknownProducer:    ErrUnknownProducer,
 	CodeOutOfOrderSequence: ErrOutOfOrderSequence,
+	CodeUploadExpired:      ErrUploadExpired,
 }
 
 // Result is what Apply returns for a command.

@@ -136,6 +136,8 @@ func (f *FSM) applyOne(index uint64, data []byte) (*Result, bool) {
 		return res, res.Code == CodeOK
 	case *InitProducer:
 		return f.applyInitProducer(index, c), false
+	case *ClockTick:
+		return f.applyClockTick(c), false
 	}
 	panic(fmt.Sprintf("fsm: command type %s has a decoder but no apply", cmd.Type()))
 }
@@ -249,6 +251,11 @@ func (f *FSM) partitionFor(topicID uint64, part int32) (*Partition, *Result) {
 
 func (f *FSM) applyCommitSegment(c *CommitSegment) (*Result, bool) {
 	res := &Result{Accepted: make([]bool, len(c.Entries))}
+	if f.state.uploadExpired(c) {
+		// Orphan GC may already have deleted (or may delete) the object.
+		return &Result{Accepted: res.Accepted, Code: CodeUploadExpired,
+			Message: fmt.Sprintf("object %s was to be committed by cluster time %d, the clock is at %d", c.ObjectKey, c.CommitBy, f.state.Clock)}, false
+	}
 	accepted := false
 	for i := range c.Entries {
 		x := &c.Entries[i]

@@ -99,14 +99,20 @@ func (f *FSM) GroupNames() []string {
 
 func (f *FSM) applyInitProducer(index uint64, c *InitProducer) *Result {
 	s := f.state
-	// Expire idle producers, deterministically from command time.
+	// Expire idle producers, deterministically from the cluster clock (the
+	// command's own time for version 1 entries).
+	now := s.Clock
+	if c.legacyExpiry {
+		now = c.Timestamp
+	}
 	for id, p := range s.Producers {
-		if c.Timestamp-p.LastSeen > ProducerExpiryMs && id != c.ProducerID {
+		if now-p.LastSeen > ProducerExpiryMs && id != c.ProducerID {
 			delete(s.Producers, id)
 		}
 	}
+	seen := max(c.Timestamp, s.Clock)
 	if c.ProducerID == 0 {
-		p := &Producer{ID: index, Epoch: 0, LastSeen: c.Timestamp, Recent: map[PartitionKey][]ProducerBatch{}}
+		p := &Producer{ID: index, Epoch: 0, LastSeen: seen, Recent: map[PartitionKey][]ProducerBatch{}}
 		s.Producers[p.ID] = p
 		return &Result{ProducerID: p.ID, ProducerEpoch: p.Epoch}
 	}
@@ -115,7 +121,11 @@ func (f *FSM) applyInitProducer(index uint64, c *InitProducer) *Result {
 		return fail(CodeUnknownProducer, "producer id %d is unknown or expired", c.ProducerID)
 	}
 	p.Epoch++
-	p.LastSeen = c.Timestamp
+	if c.legacyExpiry {
+		p.LastSeen = c.Timestamp // what version 1 always did
+	} else {
+		p.LastSeen = max(p.LastSeen, seen)
+	}
 	p.Recent = map[PartitionKey][]ProducerBatch{}
 	return &Result{ProducerID: p.ID, ProducerEpoch: p.Epoch}
 }
@@ -161,9 +171,9 @@ func (f *FSM) recordSequence(k PartitionKey, c *AppendBatch, base int64) {
 		recent = append([]ProducerBatch(nil), recent[len(recent)-MaxProducerBatches:]...)
 	}
 	p.Recent[k] = recent
-	if c.Timestamp > p.LastSeen {
-		p.LastSeen = c.Timestamp
-	}
+	// The later of the proposer's time and the cluster clock: a proposer
+	// whose clock is behind never makes a producer look idle early.
+	p.LastSeen = max(p.LastSeen, c.Timestamp, f.state.Clock)
 }
 
 // Producer returns an idempotent producer's identity.

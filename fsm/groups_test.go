@@ -144,8 +144,10 @@ func TestInitProducerFencesOldEpochAndExpires(t *testing.T) {
 	if r := h.apply(&InitProducer{ProducerID: 999999, Timestamp: 30}); !errors.Is(r.Err(), ErrUnknownProducer) {
 		t.Fatalf("bump unknown: %v", r.Err())
 	}
-	// Idle past the expiry, the producer is dropped when another one inits.
-	h.mustOK(&InitProducer{Timestamp: 42 + ProducerExpiryMs + 1}) // 42: the last append's timestamp
+	// Idle past the expiry by the cluster clock, the producer is dropped
+	// when another one inits.
+	h.mustOK(&ClockTick{Time: 42 + ProducerExpiryMs + 1}) // 42: the last append's timestamp
+	h.mustOK(&InitProducer{Timestamp: 43})
 	if _, ok := h.f.Producer(pid); ok {
 		t.Fatal("idle producer not expired")
 	}
@@ -173,10 +175,13 @@ func TestRestoreReadsVersion1Snapshots(t *testing.T) {
 	h := newHarness(t)
 	h.mustOK(&CreateTopic{Name: "t", Partitions: 1, Leaders: []string{"n1"}})
 	// A version-1 stream: old magic, state without the group/producer sections.
-	st := encodeState(h.f.state)
+	st := encodeStateVersion(h.f.state, 2)
 	v1 := st[:len(st)-2] // two empty counts (groups, producers) at the end
 	if !bytes.Equal(st[len(st)-2:], []byte{0, 0}) {
 		t.Fatalf("state encoding does not end with empty group/producer sections: %x", st[len(st)-2:])
+	}
+	if !bytes.Equal(v1, encodeStateVersion(h.f.state, 1)) {
+		t.Fatal("version 1 encoding is not version 2 without its sections")
 	}
 	var buf bytes.Buffer
 	buf.WriteString(snapshotMagicV1)

@@ -12,16 +12,21 @@ import (
 
 // Snapshot stream format, every item length-prefixed (uvarint):
 //
-//	magic "SHSNAP02"
+//	magic "SHSNAP03"
 //	state item    (LastApplied, topics, partitions with segments, pending
-//	               deletes; version 2 adds consumer groups and producers)
+//	               deletes; version 2 adds consumer groups and producers;
+//	               version 3 adds the cluster clock)
 //	batch items   (tag 1 + AppendedBatch), ascending Raft index
 //	end item      (tag 0)
 //
-// Restore reads both "SHSNAP01" and "SHSNAP02".
+// Restore reads "SHSNAP01", "SHSNAP02" and "SHSNAP03"; older versions
+// restore with the cluster clock at 0 (the next leader tick sets it).
 const (
-	snapshotMagic   = "SHSNAP02"
+	snapshotMagic   = "SHSNAP03"
+	snapshotMagicV2 = "SHSNAP02"
 	snapshotMagicV1 = "SHSNAP01"
+	// snapshotVersion is the state item version snapshotMagic announces.
+	snapshotVersion = 3
 )
 
 const (
@@ -114,7 +119,11 @@ func writeSnapshot(w io.Writer, st *State, batches BatchSnapshot) error {
 	return writeItem(w, []byte{itemEnd})
 }
 
-func encodeState(st *State) []byte {
+func encodeState(st *State) []byte { return encodeStateVersion(st, snapshotVersion) }
+
+// encodeStateVersion writes the state item of a given snapshot version
+// (older versions only for tests of old snapshots).
+func encodeStateVersion(st *State, version int) []byte {
 	e := enc{}
 	e.uv(st.LastApplied)
 	topics := st.sortedTopics()
@@ -152,31 +161,35 @@ func encodeState(st *State) []byte {
 	for _, k := range pending {
 		e.str(k)
 	}
-	// version 2
-	groups := st.groupEntries()
-	e.uv(uint64(len(groups)))
-	for _, g := range groups {
-		e.str(g.Group)
-		e.uv(g.TopicID)
-		e.iv(int64(g.Partition))
-		e.iv(g.Offset)
-		e.str(g.Metadata)
-		e.iv(g.CommittedAt)
-	}
-	producers := st.producerEntries()
-	e.uv(uint64(len(producers)))
-	for _, p := range producers {
-		e.uv(p.ID)
-		e.uv(uint64(p.Epoch))
-		e.iv(p.LastSeen)
-		e.uv(uint64(len(p.Sequences)))
-		for _, q := range p.Sequences {
-			e.uv(q.TopicID)
-			e.iv(int64(q.Partition))
-			e.iv(q.BaseSeq)
-			e.iv(int64(q.Count))
-			e.iv(q.BaseOffset)
+	if version >= 2 {
+		groups := st.groupEntries()
+		e.uv(uint64(len(groups)))
+		for _, g := range groups {
+			e.str(g.Group)
+			e.uv(g.TopicID)
+			e.iv(int64(g.Partition))
+			e.iv(g.Offset)
+			e.str(g.Metadata)
+			e.iv(g.CommittedAt)
 		}
+		producers := st.producerEntries()
+		e.uv(uint64(len(producers)))
+		for _, p := range producers {
+			e.uv(p.ID)
+			e.uv(uint64(p.Epoch))
+			e.iv(p.LastSeen)
+			e.uv(uint64(len(p.Sequences)))
+			for _, q := range p.Sequences {
+				e.uv(q.TopicID)
+				e.iv(int64(q.Partition))
+				e.iv(q.BaseSeq)
+				e.iv(int64(q.Count))
+				e.iv(q.BaseOffset)
+			}
+		}
+	}
+	if version >= 3 {
+		e.iv(st.Clock)
 	}
 	return e.b
 }
@@ -255,6 +268,9 @@ func decodeState(b []byte, version int) (*State, error) {
 			st.addProducerEntry(p)
 		}
 	}
+	if version >= 3 {
+		st.Clock = d.iv()
+	}
 	st.rebuildRefs()
 	if err := d.done("snapshot state"); err != nil {
 		return nil, err
@@ -332,6 +348,8 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if _, err := io.ReadFull(r, magic); err == nil {
 		switch string(magic) {
 		case snapshotMagic:
+			version = snapshotVersion
+		case snapshotMagicV2:
 			version = 2
 		case snapshotMagicV1:
 			version = 1

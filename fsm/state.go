@@ -77,6 +77,9 @@ type State struct {
 	Groups map[string]map[PartitionKey]GroupOffset
 	// Producers are the idempotent producers, by ID.
 	Producers map[uint64]*Producer
+	// Clock is the cluster clock (unix ms): the largest ClockTick time
+	// applied so far, never decreasing (see clock.go).
+	Clock int64
 }
 
 // GroupOffset is a group's committed position in one partition.
@@ -177,6 +180,7 @@ func (p *Partition) clone() *Partition {
 func (s *State) clone() *State {
 	c := newState()
 	c.LastApplied = s.LastApplied
+	c.Clock = s.Clock
 	for name, t := range s.Topics {
 		tc := t.clone()
 		c.Topics[name] = tc

@@ -1,0 +1,51 @@
+package fsm
+
+// The cluster clock.
+//
+// Time-based decisions (orphan garbage collection, retention, producer
+// expiry, the lateness of forwarded commands) must not depend on one
+// agent's wall clock: clocks jump and drift, and two agents' clocks
+// disagree. The Raft leader therefore proposes a ClockTick with its own
+// time periodically; State.Clock is the largest tick time applied so far.
+// It is part of the replicated state: every agent has the same value at the
+// same log index, it never goes backwards, and it only moves through the
+// log, so a decision that reads it is ordered with every command around it.
+
+// ClockTick carries the Raft leader's time (unix ms) into the state
+// machine. Apply keeps the maximum: a tick older than the clock is a no-op.
+type ClockTick struct {
+	Time int64
+}
+
+// Type implements Command.
+func (*ClockTick) Type() CommandType { return CmdClockTick }
+func (*ClockTick) version() uint8    { return 1 }
+func (c *ClockTick) encode(e *enc)   { e.iv(c.Time) }
+
+func decodeClockTick(v uint8, d *dec) (Command, error) {
+	if err := checkVersion(CmdClockTick, v, 1); err != nil {
+		return nil, err
+	}
+	return &ClockTick{Time: d.iv()}, nil
+}
+
+func (f *FSM) applyClockTick(c *ClockTick) *Result {
+	if c.Time > f.state.Clock {
+		f.state.Clock = c.Time
+	}
+	return &Result{}
+}
+
+// Clock returns the cluster clock: the largest leader time applied so far
+// (unix ms; 0 before the first tick).
+func (f *FSM) Clock() int64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.Clock
+}
+
+// uploadExpired reports whether a segment commit arrives after its
+// commit-by time. Version 1 commits (CommitBy 0) have no bound.
+func (s *State) uploadExpired(c *CommitSegment) bool {
+	return c.CommitBy != 0 && s.Clock > c.CommitBy
+}
