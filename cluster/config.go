@@ -111,6 +111,12 @@ type Config struct {
 	// the caller's context has no deadline (default 15s).
 	RPCTimeout     time.Duration
 	ForwardTimeout time.Duration
+	// ClockTickInterval is how often the Raft leader proposes its time to
+	// the cluster clock (default 1s).
+	ClockTickInterval time.Duration
+	// Clock is the wall clock the leader's ticks read (default time.Now).
+	// The agent shifts it only for fault injection (a test hook).
+	Clock func() time.Time
 }
 
 func (c *Config) setDefaults() {
@@ -141,6 +147,10 @@ func (c *Config) setDefaults() {
 	def(&c.RebalanceInterval, 10*time.Second)
 	def(&c.RPCTimeout, 2*time.Second)
 	def(&c.ForwardTimeout, 15*time.Second)
+	def(&c.ClockTickInterval, time.Second)
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = 4096
 	}

@@ -73,6 +73,12 @@ func (n *Node) runLeader(ctx context.Context) {
 	}
 	n.leaderReady.Store(r.State() == raft.Leader)
 	defer n.leaderReady.Store(false)
+	clockDone := make(chan struct{})
+	go func() {
+		defer close(clockDone)
+		n.clockLoop(ctx)
+	}()
+	defer func() { <-clockDone }()
 
 	l := &leaderState{n: n, unknownSince: map[string]time.Time{}, staleSince: map[string]time.Time{}, warned: map[string]time.Time{}}
 	tick := time.NewTicker(n.cfg.ReconcileInterval)

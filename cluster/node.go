@@ -30,6 +30,9 @@ type StateMachine interface {
 	// (Raft's own applied index moves when entries are handed to the FSM,
 	// before they are applied).
 	LastApplied() uint64
+	// Clock is the cluster clock (fsm/clock.go): the largest leader tick
+	// time applied, unix ms.
+	Clock() int64
 }
 
 // peerNet is what the node uses of the peer listener (transport.PeerMux).

@@ -102,6 +102,11 @@ func (n *Node) handleApply(w http.ResponseWriter, req *http.Request) {
 		writeRPCError(w, http.StatusServiceUnavailable, outcomeNotApplied, fmt.Errorf("agent %s is not the raft leader", n.cfg.NodeID))
 		return
 	}
+	if late, deadline := forwardExpired(req, n.fsm.Clock()); late {
+		writeRPCError(w, http.StatusServiceUnavailable, outcomeNotApplied,
+			fmt.Errorf("forwarded command arrived after the caller's deadline (cluster time %d, clock %d); not applied", deadline, n.fsm.Clock()))
+		return
+	}
 	res, index, err := n.applyLocal(req.Context(), body)
 	if err != nil {
 		outcome := outcomeUnknown
@@ -349,12 +354,13 @@ func (n *Node) doForward(ctx context.Context, cmd []byte) (*fsm.Result, uint64, 
 		// We lost leadership between the check and now, or won it.
 		return nil, 0, outcomeNotApplied, fmt.Errorf("%w: raft leadership is changing", fsm.ErrUnavailable)
 	}
-	return postApply(ctx, n.peer.RPCClient(), string(addr), string(id), cmd)
+	return postApply(ctx, n.peer.RPCClient(), string(addr), string(id), cmd, forwardDeadline(ctx, n.fsm.Clock()))
 }
 
 // postApply performs one forwarding request and classifies its failure.
-// It returns the outcome label for metrics.
-func postApply(ctx context.Context, client *http.Client, addr, leaderID string, cmd []byte) (*fsm.Result, uint64, string, error) {
+// deadline (cluster time, 0 = none) travels with it (see clock.go). It
+// returns the outcome label for metrics.
+func postApply(ctx context.Context, client *http.Client, addr, leaderID string, cmd []byte, deadline int64) (*fsm.Result, uint64, string, error) {
 	var wrote atomic.Bool
 	trace := &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {
 		if i.Err == nil {
@@ -367,6 +373,7 @@ func postApply(ctx context.Context, client *http.Client, addr, leaderID string, 
 		return nil, 0, outcomeNotApplied, fmt.Errorf("%w: %v", fsm.ErrUnavailable, err)
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
+	setForwardDeadline(req, deadline)
 	resp, err := client.Do(req)
 	if err != nil {
 		if !wrote.Load() {

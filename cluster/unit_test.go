@@ -91,7 +91,7 @@ func TestPostApplyErrorClasses(t *testing.T) {
 			srv := httptest.NewServer(h)
 			defer srv.Close()
 			addr := strings.TrimPrefix(srv.URL, "http://")
-			res, _, _, err := postApply(context.Background(), srv.Client(), addr, "leader", cmd)
+			res, _, _, err := postApply(context.Background(), srv.Client(), addr, "leader", cmd, 0)
 			if want[name] == nil {
 				if err != nil || res.TopicID != 7 {
 					t.Fatalf("got %+v, %v", res, err)
@@ -110,7 +110,7 @@ func TestPostApplyErrorClasses(t *testing.T) {
 		}
 		addr := ln.Addr().String()
 		_ = ln.Close()
-		_, _, _, err = postApply(context.Background(), http.DefaultClient, addr, "leader", cmd)
+		_, _, _, err = postApply(context.Background(), http.DefaultClient, addr, "leader", cmd, 0)
 		if !errors.Is(err, fsm.ErrUnavailable) {
 			t.Fatalf("got %v, want ErrUnavailable", err)
 		}
@@ -122,7 +122,7 @@ func TestPostApplyErrorClasses(t *testing.T) {
 		defer close(release)
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
-		_, _, _, err := postApply(ctx, srv.Client(), strings.TrimPrefix(srv.URL, "http://"), "leader", cmd)
+		_, _, _, err := postApply(ctx, srv.Client(), strings.TrimPrefix(srv.URL, "http://"), "leader", cmd, 0)
 		if !errors.Is(err, fsm.ErrOutcomeUnknown) {
 			t.Fatalf("got %v, want ErrOutcomeUnknown", err)
 		}

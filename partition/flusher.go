@@ -22,7 +22,13 @@ type FlusherConfig struct {
 	MaxAge time.Duration
 	// Interval is how often the flusher checks; default MaxAge/4 (10ms-250ms).
 	Interval time.Duration
-	Logger   *slog.Logger
+	// CommitWindow bounds, in cluster time, how long after its upload an
+	// object can still be committed (ORPHAN_GRACE_MS): the commit carries
+	// commit-by = cluster clock at upload + CommitWindow, the state machine
+	// refuses it later, and garbage collection deletes an unreferenced
+	// object only after it. Default 1 h.
+	CommitWindow time.Duration
+	Logger       *slog.Logger
 	Clock    func() int64 // unix ms
 }
 
@@ -89,6 +95,9 @@ func NewFlusher(cfg FlusherConfig, meta Metadata, store *Store, segs SegmentStor
 	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = min(max(cfg.MaxAge/4, 10*time.Millisecond), 250*time.Millisecond)
+	}
+	if cfg.CommitWindow <= 0 {
+		cfg.CommitWindow = time.Hour
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = func() int64 { return time.Now().UnixMilli() }
@@ -228,11 +237,14 @@ func (f *Flusher) FlushOnce(ctx context.Context, force bool) (int, error) {
 	if len(parts) == 0 {
 		return 0, nil
 	}
-	key, refs, err := f.segs.WriteSegment(ctx, parts)
+	// The commit-by time is taken before the upload, from the cluster
+	// clock this agent has applied (never ahead of the leader's).
+	commitBy := f.meta.Clock() + f.cfg.CommitWindow.Milliseconds()
+	key, refs, err := f.segs.WriteSegment(ctx, parts, commitBy)
 	if err != nil {
 		return 0, fmt.Errorf("upload segment: %w", err)
 	}
-	cmd := &fsm.CommitSegment{Node: f.cfg.NodeID, ObjectKey: key, Timestamp: f.cfg.Clock()}
+	cmd := &fsm.CommitSegment{Node: f.cfg.NodeID, ObjectKey: key, Timestamp: f.cfg.Clock(), CommitBy: commitBy}
 	for i, p := range parts {
 		cmd.Entries = append(cmd.Entries, fsm.CommitEntry{TopicID: p.TopicID, Partition: p.Partition, LeaderEpoch: epochs[i], Ref: refs[i]})
 	}

@@ -24,6 +24,8 @@ type directProposer struct {
 	proposals atomic.Int64
 	// fail, when set, is returned instead of applying.
 	fail error
+	// log holds every applied command, at index position+1.
+	log [][]byte
 }
 
 func (d *directProposer) Propose(_ context.Context, cmd []byte) (*fsm.Result, error) {
@@ -34,6 +36,7 @@ func (d *directProposer) Propose(_ context.Context, cmd []byte) (*fsm.Result, er
 	}
 	d.proposals.Add(1)
 	d.index++
+	d.log = append(d.log, cmd)
 	out := d.f.Apply(&raft.Log{Index: d.index, Type: raft.LogCommand, Data: cmd})
 	return out.(*fsm.Result), nil
 }
@@ -52,12 +55,13 @@ type memSegments struct {
 	mu       sync.Mutex
 	objects  map[string][]SegmentPart
 	modified map[string]time.Time
+	commitBy map[string]int64
 	puts     int
 	now      func() time.Time
 	fail     error
 }
 
-func (m *memSegments) WriteSegment(_ context.Context, parts []SegmentPart) (string, []fsm.SegmentRef, error) {
+func (m *memSegments) WriteSegment(_ context.Context, parts []SegmentPart, commitBy int64) (string, []fsm.SegmentRef, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
@@ -73,6 +77,10 @@ func (m *memSegments) WriteSegment(_ context.Context, parts []SegmentPart) (stri
 		m.modified = map[string]time.Time{}
 	}
 	m.modified[key] = time.Now()
+	if m.commitBy == nil {
+		m.commitBy = map[string]int64{}
+	}
+	m.commitBy[key] = commitBy
 	if m.now != nil {
 		m.modified[key] = m.now()
 	}
@@ -88,7 +96,11 @@ func (m *memSegments) WriteSegment(_ context.Context, parts []SegmentPart) (stri
 func (m *memSegments) ReadSegment(_ context.Context, topicID uint64, part int32, ref fsm.SegmentRef) ([]fsm.FetchedRecord, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	p := m.objects[ref.ObjectKey][ref.ByteOffset]
+	obj, ok := m.objects[ref.ObjectKey]
+	if !ok || ref.ByteOffset >= int64(len(obj)) {
+		return nil, fmt.Errorf("object not found: %s", ref.ObjectKey)
+	}
+	p := obj[ref.ByteOffset]
 	if p.TopicID != topicID || p.Partition != part {
 		return nil, fmt.Errorf("wrong block")
 	}
@@ -102,7 +114,7 @@ func (m *memSegments) ListObjects(context.Context) ([]ObjectInfo, error) {
 	defer m.mu.Unlock()
 	var out []ObjectInfo
 	for k := range m.objects {
-		out = append(out, ObjectInfo{Key: k, LastModified: m.modified[k]})
+		out = append(out, ObjectInfo{Key: k, LastModified: m.modified[k], CommitBy: m.commitBy[k]})
 	}
 	return out, nil
 }
@@ -155,10 +167,11 @@ func (e *env) open() {
 	e.wal, e.store = w, s
 	e.fsm = fsm.New(s)
 	idx := uint64(0)
+	var log [][]byte
 	if e.prop != nil {
-		idx = e.prop.index
+		idx, log = e.prop.index, e.prop.log
 	}
-	e.prop = &directProposer{f: e.fsm, index: idx}
+	e.prop = &directProposer{f: e.fsm, index: idx, log: log}
 	e.admin = NewAdmin(e.fsm, e.prop, e.prop)
 }
 

@@ -30,6 +30,9 @@ type Metadata interface {
 	ObjectReferenced(key string) bool
 	GroupOffsets(group string) (map[fsm.PartitionKey]fsm.GroupOffset, bool)
 	GroupNames() []string
+	// Clock is the cluster clock (unix ms): the Raft leader's time as the
+	// applied log carries it, never decreasing (fsm/clock.go).
+	Clock() int64
 }
 
 // SegmentPart is one partition's records for a segment object.
@@ -45,8 +48,10 @@ type SegmentPart struct {
 // the agent's wiring).
 type SegmentStore interface {
 	// WriteSegment encodes parts into one new object and stores it. refs[i]
-	// describes parts[i] (ObjectKey set to the new key).
-	WriteSegment(ctx context.Context, parts []SegmentPart) (key string, refs []fsm.SegmentRef, err error)
+	// describes parts[i] (ObjectKey set to the new key). commitBy (cluster
+	// time, unix ms) is written into the key, so ListObjects can report it
+	// for garbage collection without reading the object.
+	WriteSegment(ctx context.Context, parts []SegmentPart, commitBy int64) (key string, refs []fsm.SegmentRef, err error)
 	// ReadSegment returns the records of one committed partition block. The
 	// slice may be shared with other readers (a decoded-block cache): callers
 	// must not modify it.
@@ -64,12 +69,18 @@ type ObjectInfo struct {
 	Key          string
 	Size         int64
 	LastModified time.Time
+	// CommitBy is the cluster time after which no CommitSegment can make
+	// the object authoritative (from its key); 0 for keys written before
+	// keys carried it, which garbage collection never deletes.
+	CommitBy int64
 }
 
-// Leadership tells whether this agent runs the cluster-wide loops (the Raft
-// leader does).
+// Leadership tells whether this agent runs the cluster-wide loops
+// (implemented by cluster.Node). LeaderReady is true only on the Raft
+// leader after its barrier: its state machine has applied every entry of
+// earlier terms, so it is at least as new as anything committed.
 type Leadership interface {
-	IsLeader() bool
+	LeaderReady() bool
 }
 
 // Syncer gives a read a linearizable point: SyncRead returns once this

@@ -16,12 +16,7 @@ import (
 type JanitorConfig struct {
 	// Interval between rounds; default 30 s.
 	Interval time.Duration
-	// OrphanGrace: an object that no committed segment references (an upload
-	// whose commit was rejected or never happened) is deleted once it is
-	// this old; default 1 h. It must exceed the longest upload→commit time.
-	OrphanGrace time.Duration
-	Logger      *slog.Logger
-	Clock       func() time.Time
+	Logger   *slog.Logger
 }
 
 // JanitorMetrics are the janitor's collectors.
@@ -41,7 +36,7 @@ func NewJanitorMetrics(reg prometheus.Registerer) *JanitorMetrics {
 			Name: "streamhouse_objects_deleted_total", Help: "Segment objects deleted after retention or topic deletion released them.",
 		}),
 		OrphansDeleted: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "streamhouse_orphan_objects_deleted_total", Help: "Uploaded but never committed segment objects deleted after the grace period.",
+			Name: "streamhouse_orphan_objects_deleted_total", Help: "Uploaded but never committed segment objects deleted once the cluster clock passed their commit-by time.",
 		}),
 	}
 	if reg != nil {
@@ -50,11 +45,14 @@ func NewJanitorMetrics(reg prometheus.Registerer) *JanitorMetrics {
 	return m
 }
 
-// Janitor runs on the Raft leader: it applies per-topic retention through
-// committed TrimPartition commands, then deletes the objects the state
-// machine released (and records that with ObjectsDeleted), and deletes
-// orphaned uploads after a grace period. Objects are deleted only after the
-// command that stopped referencing them is committed.
+// Janitor runs on the Raft leader once its barrier has applied the log
+// (Leadership.LeaderReady): it applies per-topic retention through
+// committed TrimPartition commands, deletes the objects the state machine
+// released (and records that with ObjectsDeleted), and deletes orphaned
+// uploads. Every time it compares is the cluster clock (Metadata.Clock),
+// never this agent's wall clock or the object store's LastModified, and an
+// object is deleted only when no committed command references it and no
+// command in the log or still to come can commit it (see collectOrphans).
 type Janitor struct {
 	cfg      JanitorConfig
 	meta     Metadata
@@ -73,12 +71,6 @@ type Janitor struct {
 func NewJanitor(cfg JanitorConfig, meta Metadata, segs SegmentStore, proposer Proposer, leader Leadership, m *JanitorMetrics, errs func(string)) *Janitor {
 	if cfg.Interval <= 0 {
 		cfg.Interval = 30 * time.Second
-	}
-	if cfg.OrphanGrace <= 0 {
-		cfg.OrphanGrace = time.Hour
-	}
-	if cfg.Clock == nil {
-		cfg.Clock = time.Now
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -123,12 +115,21 @@ func (j *Janitor) Close() {
 	}
 }
 
-// RunOnce runs one round (only on the Raft leader).
+// RunOnce runs one round, only on a Raft leader whose barrier applied
+// the log. Retention and orphan collection also wait for the first leader
+// clock tick (a cluster clock of 0 says nothing about time).
 func (j *Janitor) RunOnce(ctx context.Context) error {
-	if !j.leader.IsLeader() {
+	if !j.leader.LeaderReady() {
 		return nil
 	}
-	return errors.Join(j.applyRetention(ctx), j.deleteReleased(ctx), j.collectOrphans(ctx))
+	// Read the clock before anything else: collectOrphans relies on every
+	// reference check happening at a log position at or after this one.
+	now := j.meta.Clock()
+	if now == 0 {
+		return j.deleteReleased(ctx)
+	}
+	retention := j.applyRetention(ctx, now)
+	return errors.Join(retention, j.deleteReleased(ctx), j.collectOrphans(ctx, now))
 }
 
 // RetentionPoint returns the new low watermark for a partition's committed
@@ -164,8 +165,7 @@ func RetentionPoint(segs []fsm.SegmentRef, flushed int64, cfg fsm.TopicConfig, n
 	return segs[drop].BaseOffset
 }
 
-func (j *Janitor) applyRetention(ctx context.Context) error {
-	now := j.cfg.Clock().UnixMilli()
+func (j *Janitor) applyRetention(ctx context.Context, now int64) error {
 	var errs []error
 	for _, t := range j.meta.Topics() {
 		if t.Config.RetentionMs <= 0 && t.Config.RetentionBytes <= 0 {
@@ -226,15 +226,31 @@ func (j *Janitor) deleteReleased(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (j *Janitor) collectOrphans(ctx context.Context) error {
+// OrphanDeletable is the garbage-collection rule for a listed object, given
+// the cluster clock read before the reference check. An object is deleted
+// only if no committed segment references it (and it is not queued for a
+// tracked delete) and the clock has passed its commit-by time. Together
+// with the state machine refusing a CommitSegment applied after its
+// commit-by time, this makes "committed" and "deleted" exclusive: a commit
+// applied before the reference check is seen by it; one applied after it
+// applies at a clock >= clock > commit-by and is refused. Keys without a
+// commit-by time (written by older versions) are never deleted.
+func OrphanDeletable(o ObjectInfo, clock int64, referenced bool) bool {
+	return o.CommitBy != 0 && clock > o.CommitBy && !referenced
+}
+
+func (j *Janitor) collectOrphans(ctx context.Context, clock int64) error {
 	objs, err := j.segs.ListObjects(ctx)
 	if err != nil {
 		return fmt.Errorf("list objects: %w", err)
 	}
-	cutoff := j.cfg.Clock().Add(-j.cfg.OrphanGrace)
 	var errs []error
+	legacy := 0
 	for _, o := range objs {
-		if o.LastModified.After(cutoff) || j.meta.ObjectReferenced(o.Key) {
+		if o.CommitBy == 0 {
+			legacy++
+		}
+		if !OrphanDeletable(o, clock, j.meta.ObjectReferenced(o.Key)) {
 			continue
 		}
 		if err := j.segs.DeleteObject(ctx, o.Key); err != nil {
@@ -242,7 +258,10 @@ func (j *Janitor) collectOrphans(ctx context.Context) error {
 			continue
 		}
 		j.metrics.OrphansDeleted.Inc()
-		j.log.Info("deleted orphaned segment object", "key", o.Key, "age", j.cfg.Clock().Sub(o.LastModified).Round(time.Second))
+		j.log.Info("deleted orphaned segment object", "key", o.Key, "commit_by", o.CommitBy, "cluster_clock", clock)
+	}
+	if legacy > 0 {
+		j.log.Debug("objects without a commit-by time in their key are never collected", "count", legacy)
 	}
 	return errors.Join(errs...)
 }

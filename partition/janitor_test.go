@@ -11,7 +11,15 @@ import (
 
 type fixedLeader bool
 
-func (l fixedLeader) IsLeader() bool { return bool(l) }
+func (l fixedLeader) LeaderReady() bool { return bool(l) }
+
+// tick applies a leader clock tick (unix ms) through the proposer.
+func (e *env) tick(ms int64) {
+	e.t.Helper()
+	if _, err := e.prop.Propose(context.Background(), fsm.Encode(&fsm.ClockTick{Time: ms})); err != nil {
+		e.t.Fatal(err)
+	}
+}
 
 func TestRetentionPoint(t *testing.T) {
 	segs := []fsm.SegmentRef{
@@ -64,8 +72,8 @@ func TestJanitorAppliesRetentionThenDeletesObjects(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	now := time.UnixMilli(3500)
-	j := NewJanitor(JanitorConfig{Clock: func() time.Time { return now }, OrphanGrace: time.Hour}, e.fsm, e.segs, e.prop, fixedLeader(true), nil, nil)
+	e.tick(3500)
+	j := NewJanitor(JanitorConfig{}, e.fsm, e.segs, e.prop, fixedLeader(true), nil, nil)
 	if err := j.RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -92,9 +100,9 @@ func TestJanitorAppliesRetentionThenDeletesObjects(t *testing.T) {
 	if err != nil || len(res.Records) != 1 || res.LowWatermark != 2 {
 		t.Fatalf("read at low watermark: %+v %v", res, err)
 	}
-	// Not the leader: nothing happens.
-	now = time.UnixMilli(100000)
-	idle := NewJanitor(JanitorConfig{Clock: func() time.Time { return now }}, e.fsm, e.segs, e.prop, fixedLeader(false), nil, nil)
+	// Not a leader whose barrier applied the log: nothing happens.
+	e.tick(100000)
+	idle := NewJanitor(JanitorConfig{}, e.fsm, e.segs, e.prop, fixedLeader(false), nil, nil)
 	if err := idle.RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +111,7 @@ func TestJanitorAppliesRetentionThenDeletesObjects(t *testing.T) {
 	}
 }
 
-func TestJanitorDeletesOrphansOnlyAfterGrace(t *testing.T) {
+func TestJanitorDeletesOrphansOnlyAfterCommitBy(t *testing.T) {
 	e := newEnv(t, ProducerConfig{})
 	ctx := context.Background()
 	e.topic("t", 1)
@@ -111,28 +119,59 @@ func TestJanitorDeletesOrphansOnlyAfterGrace(t *testing.T) {
 	if _, err := e.flush.FlushOnce(ctx, true); err != nil { // obj-1, committed
 		t.Fatal(err)
 	}
-	base := time.Now()
-	e.segs.now = func() time.Time { return base }
-	// An upload whose commit never happened.
-	if _, _, err := e.segs.WriteSegment(ctx, []SegmentPart{{TopicID: 1, Partition: 0, Records: []fsm.FetchedRecord{{Offset: 0}}}}); err != nil {
+	e.tick(1000)
+	// An upload whose commit never happened, to be committed by 5000; and
+	// an object from before keys carried a commit-by time.
+	if _, _, err := e.segs.WriteSegment(ctx, []SegmentPart{{TopicID: 1, Partition: 0, Records: []fsm.FetchedRecord{{Offset: 0}}}}, 5000); err != nil {
 		t.Fatal(err)
 	}
-	now := base.Add(30 * time.Minute)
-	j := NewJanitor(JanitorConfig{Clock: func() time.Time { return now }, OrphanGrace: time.Hour}, e.fsm, e.segs, e.prop, fixedLeader(true), nil, nil)
-	if err := j.RunOnce(ctx); err != nil {
+	if _, _, err := e.segs.WriteSegment(ctx, []SegmentPart{{TopicID: 1, Partition: 0, Records: []fsm.FetchedRecord{{Offset: 0}}}}, 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := e.segs.objects["obj-2"]; !ok {
-		t.Fatal("orphan deleted inside the grace period")
+	// The store's modification times say "hours old": they do not count.
+	e.segs.modified["obj-2"] = time.Now().Add(-48 * time.Hour)
+	j := NewJanitor(JanitorConfig{}, e.fsm, e.segs, e.prop, fixedLeader(true), nil, nil)
+	for _, clock := range []int64{1000, 5000} {
+		e.tick(clock)
+		if err := j.RunOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := e.segs.objects["obj-2"]; !ok {
+			t.Fatalf("orphan deleted at cluster clock %d, before its commit-by time had passed", clock)
+		}
 	}
-	now = base.Add(2 * time.Hour)
+	e.tick(5001)
 	if err := j.RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := e.segs.objects["obj-2"]; ok {
-		t.Fatal("orphan kept after the grace period")
+		t.Fatal("orphan kept after its commit-by time")
 	}
 	if _, ok := e.segs.objects["obj-1"]; !ok {
 		t.Fatal("committed object deleted as an orphan")
+	}
+	if _, ok := e.segs.objects["obj-3"]; !ok {
+		t.Fatal("an object without a commit-by time was deleted")
+	}
+}
+
+func TestOrphanDeletable(t *testing.T) {
+	cases := []struct {
+		name       string
+		commitBy   int64
+		clock      int64
+		referenced bool
+		want       bool
+	}{
+		{"past commit-by, unreferenced", 100, 101, false, true},
+		{"at commit-by", 100, 100, false, false},
+		{"before commit-by", 100, 50, false, false},
+		{"referenced", 100, 1000, true, false},
+		{"no commit-by in the key", 0, 1000, false, false},
+	}
+	for _, c := range cases {
+		if got := OrphanDeletable(ObjectInfo{Key: "k", CommitBy: c.commitBy}, c.clock, c.referenced); got != c.want {
+			t.Errorf("%s: got %v", c.name, got)
+		}
 	}
 }

@@ -191,3 +191,23 @@ func TestObjectKey(t *testing.T) {
 		}
 	}
 }
+
+func TestObjectKeyCommitBy(t *testing.T) {
+	k := s3seg.ObjectKeyCommitBy("node/7", 42, 1_733_400_000_123)
+	re := regexp.MustCompile(`^segments/\d{4}/\d{2}/\d{2}/node_7-42-[0-9a-f]{16}-cb1733400000123\.seg$`)
+	if !re.MatchString(k) || s3seg.ValidateKey(k) != nil {
+		t.Fatalf("ObjectKeyCommitBy = %q, want %v", k, re)
+	}
+	if got := s3seg.KeyCommitBy(k); got != 1_733_400_000_123 {
+		t.Fatalf("KeyCommitBy(%q) = %d", k, got)
+	}
+	for _, key := range []string{
+		s3seg.ObjectKey("n", 1), // older keys: no commit-by time
+		"segments/2024/01/01/n-1-00-cb.seg", "segments/2024/01/01/n-1-00-cb-5.seg", "segments/2024/01/01/n-1-00-cb0.seg",
+		"segments/2024/01/01/n-1-00-cb99999999999999999999.seg", "segments/2024/01/01/n-1-00-cb12.bin", "segments/x-cb12/a.seg", "",
+	} {
+		if got := s3seg.KeyCommitBy(key); got != 0 {
+			t.Errorf("KeyCommitBy(%q) = %d, want 0", key, got)
+		}
+	}
+}

@@ -196,6 +196,8 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 		}
 	}()
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	clock := agentClock(log)
+	clockMs := func() int64 { return clock().UnixMilli() }
 	errorsTotal := transport.NewErrorsCounter(a.registry)
 	if a.sec, err = c.loadSecurity(log); err != nil {
 		return nil, err
@@ -256,7 +258,7 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 		HTTPAddr:         net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.HTTPPort)),
 		GRPCAddr:         net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.GRPCPort)),
 		DeadAgentTimeout: c.DeadAgentTimeout, PartitionFailoverTimeout: c.PartitionFailover,
-		Logger: log, Registerer: a.registry,
+		Logger: log, Registerer: a.registry, Clock: clock,
 	}, a.fsm)
 	a.mux.HandleRPC(a.node.RPCHandler()) // until the produce route is added below
 	if err := a.node.Start(ctx); err != nil {
@@ -271,7 +273,7 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 
 	a.producer = partition.NewProducer(partition.ProducerConfig{
 		NodeID: c.NodeID, BatchSize: c.BatchSize, BatchTimeout: c.batchTimeout(),
-		MaxRecordBytes: c.MaxRecordBytes, MaxUnflushedBytes: c.MaxUnflushedBytes, Logger: log,
+		MaxRecordBytes: c.MaxRecordBytes, MaxUnflushedBytes: c.MaxUnflushedBytes, Logger: log, Clock: clockMs,
 	}, a.fsm, a.node, a.store, partition.NewProducerMetrics(a.registry))
 	a.producer.SetForwarder(&transport.PeerForwarder{Client: a.mux.RPCClient(), Resolve: a.node.PeerAddr})
 	rpc := http.NewServeMux()
@@ -291,11 +293,12 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	admin.SetSyncer(a.node)
 	a.flusher = partition.NewFlusher(partition.FlusherConfig{
 		NodeID: c.NodeID, MaxBytes: c.SegmentMaxBytes, MaxAge: time.Duration(c.SegmentMaxAgeMs) * time.Millisecond, Logger: log,
+		CommitWindow: time.Duration(c.OrphanGraceMs) * time.Millisecond, Clock: clockMs,
 	}, a.fsm, a.store, segs, a.node, partition.NewFlusherMetrics(a.registry), func(kind string) { errorsTotal.WithLabelValues(kind).Inc() })
 	registerStoreMetrics(a.registry, a.store)
 	a.registry.MustRegister(newStateCollector(a.fsm))
 	a.janitor = partition.NewJanitor(partition.JanitorConfig{
-		Interval: time.Duration(c.RetentionCheckMs) * time.Millisecond, OrphanGrace: time.Duration(c.OrphanGraceMs) * time.Millisecond, Logger: log,
+		Interval: time.Duration(c.RetentionCheckMs) * time.Millisecond, Logger: log,
 	}, a.fsm, segs, a.node, a.node, partition.NewJanitorMetrics(a.registry), func(kind string) { errorsTotal.WithLabelValues(kind).Inc() })
 	a.ready = &readiness{node: a.node, objects: a.objects, store: a.store, maxUnflushed: c.MaxUnflushedBytes, log: log}
 	a.ready.start(5 * time.Second)

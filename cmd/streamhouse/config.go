@@ -52,7 +52,7 @@ type agentCmd struct {
 	AWSSecretKey     string `name:"aws-secret-access-key" env:"AWS_SECRET_ACCESS_KEY" help:"S3 secret key."`
 	S3TimeoutMs      int    `name:"s3-timeout-ms" env:"S3_TIMEOUT_MS" default:"10000" help:"Timeout of one S3 request attempt (ms)."`
 	RetentionCheckMs int    `name:"retention-check-ms" env:"RETENTION_CHECK_MS" default:"30000" help:"How often the Raft leader applies retention and deletes released objects (ms)."`
-	OrphanGraceMs    int64  `name:"orphan-grace-ms" env:"ORPHAN_GRACE_MS" default:"3600000" help:"Uploaded-but-never-committed segment objects are deleted once this old (ms)."`
+	OrphanGraceMs    int64  `name:"orphan-grace-ms" env:"ORPHAN_GRACE_MS" default:"3600000" help:"How long (cluster time) an uploaded segment object may wait for its commit; later the commit is refused, the records are flushed again, and the unreferenced object is garbage-collected (ms)."`
 
 	DatabaseURL          string `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL URL for metadata checkpoints and DR restore (unset: checkpoints disabled)."`
 	CheckpointIntervalMs int    `name:"checkpoint-interval-ms" env:"CHECKPOINT_INTERVAL_MS" default:"5000" help:"How often the Raft leader checkpoints metadata to Postgres (ms)."`

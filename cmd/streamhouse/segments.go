@@ -41,7 +41,7 @@ func newSegmentStore(nodeID string, store s3seg.ObjectStore, cache *s3seg.Cache)
 	}
 }
 
-func (s *segmentStore) WriteSegment(ctx context.Context, parts []partition.SegmentPart) (string, []fsm.SegmentRef, error) {
+func (s *segmentStore) WriteSegment(ctx context.Context, parts []partition.SegmentPart, commitBy int64) (string, []fsm.SegmentRef, error) {
 	batches := make([]s3seg.PartitionBatch, len(parts))
 	for i, p := range parts {
 		comp, err := s3seg.ParseCompression(p.Compression)
@@ -68,7 +68,7 @@ func (s *segmentStore) WriteSegment(ctx context.Context, parts []partition.Segme
 	if err != nil {
 		return "", nil, fmt.Errorf("encode segment: %w", err)
 	}
-	key := s3seg.ObjectKey(s.nodeID, s.epoch)
+	key := s3seg.ObjectKeyCommitBy(s.nodeID, s.epoch, commitBy)
 	if err := s.store.Put(ctx, key, data); err != nil {
 		return "", nil, fmt.Errorf("put %s: %w", key, err)
 	}
@@ -133,7 +133,7 @@ func (s *segmentStore) ListObjects(ctx context.Context) ([]partition.ObjectInfo,
 	}
 	out := make([]partition.ObjectInfo, len(objs))
 	for i, o := range objs {
-		out[i] = partition.ObjectInfo{Key: o.Key, Size: o.Size, LastModified: o.LastModified}
+		out[i] = partition.ObjectInfo{Key: o.Key, Size: o.Size, LastModified: o.LastModified, CommitBy: s3seg.KeyCommitBy(o.Key)}
 	}
 	return out, nil
 }

@@ -1,0 +1,113 @@
+package cluster
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/streamhouse/streamhouse/fsm"
+)
+
+// The cluster clock (fsm/clock.go) is driven from here: the Raft leader,
+// once its barrier has applied the log, proposes a ClockTick with its own
+// time every ClockTickInterval. Ticks come after the barrier, so a new
+// leader's time can only reach the state machine after every command of
+// earlier terms has been applied.
+
+// LeaderReady reports whether this node is the Raft leader and its
+// barrier has applied every entry of earlier terms: the condition for the
+// cluster-wide loops (the partition janitor's retention and garbage
+// collection) that decide from the local state machine.
+func (n *Node) LeaderReady() bool {
+	return n.IsLeader() && n.leaderReady.Load()
+}
+
+// nextTick is the time the leader proposes: its wall clock, except that
+// within one term the cluster clock never runs faster than twice the
+// leader's monotonic time since the term's first tick (plus one interval).
+// So a wall clock that jumps ahead (by seconds or hours) moves the cluster
+// clock forward at most at double speed while it stays ahead; one that
+// jumps back leaves the cluster clock where it is (the state machine keeps
+// the maximum) until the wall clock passes it again. A cluster clock of 0
+// (a new cluster, or state restored from an old snapshot) takes the wall
+// clock at once.
+func nextTick(wall, base int64, elapsed, interval time.Duration) int64 {
+	if base <= 0 {
+		return wall
+	}
+	return min(wall, base+2*elapsed.Milliseconds()+interval.Milliseconds())
+}
+
+// clockLoop proposes ticks until ctx ends (the end of this leadership
+// term). A failed tick is retried at the next interval; nothing waits on
+// it.
+func (n *Node) clockLoop(ctx context.Context) {
+	base := n.fsm.Clock()
+	start := time.Now()
+	t := time.NewTicker(n.cfg.ClockTickInterval)
+	defer t.Stop()
+	for {
+		next := nextTick(n.cfg.Clock().UnixMilli(), base, time.Since(start), n.cfg.ClockTickInterval)
+		if base <= 0 {
+			base, start = next, time.Now()
+		}
+		if next > n.fsm.Clock() { // a tick that would not advance it is not proposed
+			n.proposeTick(ctx, next)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (n *Node) proposeTick(ctx context.Context, t int64) {
+	tctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
+	defer cancel()
+	if _, _, err := n.applyLocal(tctx, fsm.Encode(&fsm.ClockTick{Time: t})); err != nil && ctx.Err() == nil {
+		n.log.Debug("clock tick not applied; retrying", "err", err)
+	}
+}
+
+// Forward deadlines. A forwarding agent sends the latest cluster time at
+// which the command may still be applied: its own cluster clock plus what
+// is left of the caller's deadline. The leader refuses a forward whose
+// deadline its cluster clock has passed (outcome not_applied: it did not
+// and will not apply it), so a request held up in the network cannot land
+// long after its caller gave up. Both sides compare cluster time, not
+// their wall clocks, so clock skew between agents does not refuse good
+// forwards; the precision is about one tick interval.
+const forwardDeadlineHeader = "Streamhouse-Deadline-Cluster-Ms"
+
+// forwardDeadline returns the cluster-time deadline to send, or 0 (none)
+// before the first tick or without a context deadline.
+func forwardDeadline(ctx context.Context, clock int64) int64 {
+	d, ok := ctx.Deadline()
+	if !ok || clock <= 0 {
+		return 0
+	}
+	return clock + max(time.Until(d).Milliseconds(), 0)
+}
+
+func setForwardDeadline(req *http.Request, deadline int64) {
+	if deadline > 0 {
+		req.Header.Set(forwardDeadlineHeader, strconv.FormatInt(deadline, 10))
+	}
+}
+
+// forwardExpired reports whether a forwarded command arrived after its
+// deadline. A missing header (an older agent) is never expired; a
+// malformed one is.
+func forwardExpired(req *http.Request, clock int64) (bool, int64) {
+	v := req.Header.Get(forwardDeadlineHeader)
+	if v == "" {
+		return false, 0
+	}
+	d, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || d <= 0 {
+		return true, 0
+	}
+	return clock > d, d
+}

@@ -1,0 +1,168 @@
+package partition
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/streamhouse/streamhouse/fsm"
+)
+
+// beforeCommitProposer runs hook just before a CommitSegment is applied:
+// the window between an object's upload and its commit.
+type beforeCommitProposer struct {
+	*directProposer
+	hook func()
+}
+
+func (p *beforeCommitProposer) Propose(ctx context.Context, cmd []byte) (*fsm.Result, error) {
+	if c, err := fsm.Decode(cmd); err == nil && c.Type() == fsm.CmdCommitSegment && p.hook != nil {
+		h := p.hook
+		p.hook = nil
+		h()
+	}
+	return p.directProposer.Propose(ctx, cmd)
+}
+
+type memSnapSink struct{ bytes.Buffer }
+
+func (*memSnapSink) ID() string    { return "test" }
+func (*memSnapSink) Cancel() error { return nil }
+func (*memSnapSink) Close() error  { return nil }
+
+// snapshotFSM returns a new FSM restored from f's current state, without
+// a sink (the records stay in e.store): an agent that restarted from this
+// snapshot and has not applied the rest of its log yet.
+func snapshotFSM(t *testing.T, f *fsm.FSM) *fsm.FSM {
+	t.Helper()
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf memSnapSink
+	if err := snap.Persist(&buf); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	g := fsm.New(nil)
+	if err := g.Restore(io.NopCloser(&buf.Buffer)); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// replay applies the proposer's log entries after the FSM's last applied
+// index: the restarted agent catching up.
+func replay(f *fsm.FSM, p *directProposer) {
+	for i := f.LastApplied() + 1; i <= p.index; i++ {
+		f.Apply(&raft.Log{Index: i, Type: raft.LogCommand, Data: p.log[i-1]})
+	}
+}
+
+// TestRestartedLeaderKeepsObjectsItsLogStillCommits reproduces issue item
+// 2 (a): an agent stopped for longer than the orphan grace restarts; its
+// state machine is its last snapshot and the CommitSegment of an object is
+// still in the unapplied log. The janitor must not delete that object:
+// not before the leader's barrier applied the log, and not even on the
+// stale state, whose cluster clock has not passed the object's commit-by
+// time whatever the wall clock says.
+func TestRestartedLeaderKeepsObjectsItsLogStillCommits(t *testing.T) {
+	e := newEnv(t, ProducerConfig{})
+	ctx := context.Background()
+	e.topic("t", 1)
+	e.tick(time.Now().UnixMilli())
+	e.produce("t", 0, "a", "b", "c")
+	stale := snapshotFSM(t, e.fsm) // the snapshot before the flush
+	if _, err := e.flush.FlushOnce(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if !e.fsm.ObjectReferenced("obj-1") {
+		t.Fatal("setup: obj-1 not committed")
+	}
+
+	// Restart "two hours later" (the grace is a second).
+	for _, ready := range []bool{false, true} {
+		j := NewJanitor(JanitorConfig{}, stale, e.segs, e.prop, fixedLeader(ready), nil, nil)
+		if err := j.RunOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := e.segs.objects["obj-1"]; !ok {
+			t.Fatalf("the janitor of a restarted agent (barrier applied: %v) deleted an object whose commit is still in its log", ready)
+		}
+	}
+	// The barrier applies the log; the new leader's clock ticks.
+	replay(stale, e.prop)
+	e.tick(time.Now().Add(2 * time.Hour).UnixMilli())
+	replay(stale, e.prop)
+	j := NewJanitor(JanitorConfig{}, stale, e.segs, e.prop, fixedLeader(true), nil, nil)
+	if err := j.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := e.segs.objects["obj-1"]; !ok || !stale.ObjectReferenced("obj-1") {
+		t.Fatal("a committed object was deleted after the restart")
+	}
+	if got := e.readAll("t", 0); len(got) != 3 {
+		t.Fatalf("read %v", got)
+	}
+}
+
+// TestLeaderClockAheadNeverDeletesAnUploadItsCommitReferences: issue item
+// 2 (b)/(c): an object between upload and commit while the leader's clock
+// jumps far ahead and the janitor runs, so its commit lands late. The
+// object is deleted, but then its commit is refused and the records, still
+// in the WAL, are flushed again: every record stays readable.
+func TestLeaderClockAheadNeverDeletesAnUploadItsCommitReferences(t *testing.T) {
+	e := newEnv(t, ProducerConfig{})
+	ctx := context.Background()
+	e.topic("t", 1)
+	e.tick(time.Now().UnixMilli())
+	e.produce("t", 0, "a", "b", "c")
+	j := NewJanitor(JanitorConfig{}, e.fsm, e.segs, e.prop, fixedLeader(true), nil, nil)
+	e.flush.proposer = &beforeCommitProposer{directProposer: e.prop, hook: func() {
+		e.tick(time.Now().Add(2 * time.Hour).UnixMilli())
+		if err := j.RunOnce(ctx); err != nil {
+			t.Error(err)
+		}
+	}}
+	if _, err := e.flush.FlushOnce(ctx, true); !errors.Is(err, fsm.ErrUploadExpired) {
+		t.Fatalf("late commit: %v", err)
+	}
+	if _, ok := e.segs.objects["obj-1"]; ok {
+		t.Fatal("setup: the expired upload was not collected")
+	}
+	if _, err := e.flush.FlushOnce(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.readAll("t", 0); len(got) != 3 {
+		t.Fatalf("read %v", got)
+	}
+}
+
+// TestJanitorInTheUploadWindowKeepsTheObject: the janitor runs between an
+// upload and its commit while the clock is within the commit window: the
+// object is kept and the commit applies.
+func TestJanitorInTheUploadWindowKeepsTheObject(t *testing.T) {
+	e := newEnv(t, ProducerConfig{})
+	ctx := context.Background()
+	e.topic("t", 1)
+	e.tick(1_000_000)
+	e.produce("t", 0, "a")
+	j := NewJanitor(JanitorConfig{}, e.fsm, e.segs, e.prop, fixedLeader(true), nil, nil)
+	e.flush.proposer = &beforeCommitProposer{directProposer: e.prop, hook: func() {
+		e.tick(1_000_000 + time.Hour.Milliseconds()) // exactly the commit-by time
+		if err := j.RunOnce(ctx); err != nil {
+			t.Error(err)
+		}
+	}}
+	if n, err := e.flush.FlushOnce(ctx, true); err != nil || n != 1 {
+		t.Fatalf("commit in the window: %d %v", n, err)
+	}
+	if got := e.readAll("t", 0); len(got) != 1 {
+		t.Fatalf("read %v", got)
+	}
+}
