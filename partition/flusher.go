@@ -29,7 +29,7 @@ type FlusherConfig struct {
 	// object only after it. Default 1 h.
 	CommitWindow time.Duration
 	Logger       *slog.Logger
-	Clock    func() int64 // unix ms
+	Clock        func() int64 // unix ms
 }
 
 // FlusherMetrics are the flush-path collectors.
