@@ -40,6 +40,8 @@ type classSpec struct {
 	mixed bool
 	lossy bool
 	dr    string // DR drill moment; "" for nemesis runs
+	env   []string         // extra agent environment
+	hold  [2]time.Duration // fault hold range; zero = the default 3-10 s
 }
 
 var classes = map[string]classSpec{}
@@ -59,6 +61,7 @@ func init() {
 		classes["dr-"+m] = classSpec{dr: m}
 		classOrder = append(classOrder, "dr-"+m)
 	}
+	addClockClasses()
 }
 
 // smokeClasses: a few fault classes for CI (about 1 minute each).

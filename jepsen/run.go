@@ -99,6 +99,7 @@ func runOne(ctx context.Context, o options, r runSpec, bin, minio string, log *s
 	if spec.dr != "" {
 		env = drEnv(spec.dr)
 	}
+	env = append(env, spec.env...)
 	c, err := control.Start(ctx, control.Config{Agents: o.agents, Mode: o.mode, Dir: dir, AgentBin: bin, MinIOBin: minio,
 		Lossy: spec.lossy, Env: env, Log: log})
 	if err != nil {
@@ -143,8 +144,12 @@ func runOne(ctx context.Context, o options, r runSpec, bin, minio string, log *s
 		// Warm up, then faults, then a healthy tail.
 		time.Sleep(3 * time.Second)
 		nctx, cancel := context.WithTimeout(ctx, r.duration)
+		hold := [2]time.Duration{3 * time.Second, 10 * time.Second}
+		if spec.hold[1] > 0 {
+			hold = spec.hold
+		}
 		nem := nemesis.New(nemesis.Config{Kinds: spec.kinds, Mixed: spec.mixed, Seed: r.seed,
-			Quiet: [2]time.Duration{2 * time.Second, 5 * time.Second}, Hold: [2]time.Duration{3 * time.Second, 10 * time.Second},
+			Quiet: [2]time.Duration{2 * time.Second, 5 * time.Second}, Hold: hold,
 			Topic: "jepsen", Log: log, OnPaused: wl.SetPaused}, c, rec)
 		nem.Run(nctx)
 		cancel()

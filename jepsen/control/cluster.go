@@ -158,7 +158,7 @@ func start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 			"CHECKPOINT_INTERVAL_MS=1000", "LOG_LEVEL=info",
 			"S3_ENDPOINT=" + c.MinIO.Endpoint(), "S3_BUCKET=" + c.MinIO.Bucket, "S3_PATH_STYLE=true", "S3_REGION=us-east-1",
 			"AWS_ACCESS_KEY_ID=" + c.MinIO.AccessKey, "AWS_SECRET_ACCESS_KEY=" + c.MinIO.SecretKey, "S3_TIMEOUT_MS=3000",
-			"DATABASE_URL=" + c.PGURL,
+			"DATABASE_URL=" + c.PGURL, clockEnv(a.DataDir),
 		}
 		if cfg.Lossy {
 			a.env = append(a.env, "STREAMHOUSE_UNSAFE_WAL_FS=lossy")

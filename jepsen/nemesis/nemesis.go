@@ -435,6 +435,8 @@ func (n *Nemesis) start(ctx context.Context, kind string) (active, bool) {
 		return active{kind: kind, start: n.now(), undo: func(context.Context) (time.Duration, error) {
 			return 0, n.record("start postgres", nil, n.c.PG.Restart)
 		}}, true
+	case ClockSkew:
+		return n.clockSkew(kind)
 	case Wipe:
 		i := n.randomAgent()
 		targets := n.ids([]int{i})
