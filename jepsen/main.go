@@ -39,7 +39,7 @@ type classSpec struct {
 	kinds []string
 	mixed bool
 	lossy bool
-	dr    string // DR drill moment; "" for nemesis runs
+	dr    string           // DR drill moment; "" for nemesis runs
 	env   []string         // extra agent environment
 	hold  [2]time.Duration // fault hold range; zero = the default 3-10 s
 }
