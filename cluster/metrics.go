@@ -64,6 +64,13 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 			}
 			return 0
 		}),
+		gauge("streamhouse_cluster_clock_skew_seconds", "This agent's wall clock minus the cluster clock (the Raft leader's time as applied from the log); 0 before the first tick.", func() float64 {
+			c := n.fsm.Clock()
+			if c <= 0 {
+				return 0
+			}
+			return float64(n.cfg.Clock().UnixMilli()-c) / 1000
+		}),
 	}
 	for _, c := range m.collectors {
 		reg.MustRegister(c)
