@@ -314,6 +314,11 @@ func TestApplyIsDeterministic(t *testing.T) {
 		for i := 0; i < 20; i++ {
 			h.apply(appendCmd(id, int32(i%3), 1, "v"))
 		}
+		h.apply(&ClockTick{Time: 5000})
+		late := commitCmd(id, 1, 1, 0, 3)
+		late.CommitBy = 4000
+		h.apply(late)
+		h.apply(&ClockTick{Time: 3000})
 		h.apply(commitCmd(id, 1, 1, 0, 3))
 		return encodeState(h.f.state)
 	}
