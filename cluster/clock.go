@@ -52,7 +52,7 @@ func (n *Node) clockLoop(ctx context.Context) {
 		if base <= 0 {
 			base, start = next, time.Now()
 		}
-		if next > n.fsm.Clock() { // a tick that would not advance it is not proposed
+		if next > n.fsm.Clock() && n.clockAllowed() { // a tick that would not advance it is not proposed
 			n.proposeTick(ctx, next)
 		}
 		select {
@@ -61,6 +61,30 @@ func (n *Node) clockLoop(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// clockAllowed reports whether the cluster clock may tick: once it has
+// started (agents that do not know ClockTick can no longer be members),
+// or when every member of the Raft configuration advertises
+// fsm.FeatureLevel 2 in gossip (a rolling upgrade has finished).
+func (n *Node) clockAllowed() bool {
+	if n.fsm.Clock() > 0 {
+		return true
+	}
+	servers, err := n.configuration()
+	if err != nil {
+		return false
+	}
+	members := n.gossip.snapshot()
+	for _, s := range servers {
+		if string(s.ID) == n.cfg.NodeID {
+			continue
+		}
+		if m, ok := members[string(s.ID)]; !ok || !m.MetaOK || m.Meta.Features < 2 {
+			return false
+		}
+	}
+	return true
 }
 
 func (n *Node) proposeTick(ctx context.Context, t int64) {

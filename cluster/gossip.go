@@ -45,6 +45,7 @@ type nodeMeta struct {
 	Admitted bool   `json:"a,omitempty"` // a leader has admitted this instance
 	Expect   int    `json:"e,omitempty"` // BOOTSTRAP_EXPECT
 	Leaving  bool   `json:"l,omitempty"` // set just before a graceful leave
+	Features int    `json:"f,omitempty"` // fsm.FeatureLevel of this agent's binary (0: older)
 }
 
 func (m nodeMeta) encode() ([]byte, error) {

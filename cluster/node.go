@@ -245,7 +245,7 @@ func (n *Node) localMeta() nodeMeta {
 	return nodeMeta{
 		Version: metaVersion, ID: n.cfg.NodeID, Peer: n.peer.Addr(), HTTP: n.cfg.HTTPAddr, GRPC: n.cfg.GRPCAddr,
 		Instance: id.Instance, Cluster: id.Cluster, Admitted: id.Admitted, Expect: n.cfg.BootstrapExpect,
-		Leaving: n.leaving.Load(),
+		Leaving: n.leaving.Load(), Features: fsm.FeatureLevel,
 	}
 }
 

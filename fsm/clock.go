@@ -11,6 +11,15 @@ package fsm
 // same log index, it never goes backwards, and it only moves through the
 // log, so a decision that reads it is ordered with every command around it.
 
+// FeatureLevel is the command set this code applies: 2 adds ClockTick,
+// CommitSegment payload version 2 and InitProducer payload version 2 to
+// level 1. Agents advertise it; the Raft leader starts the cluster clock
+// only once every member applies level 2, and proposers use the level-2
+// payloads only once the clock has started (Clock() > 0), so agents of an
+// older version never see a command they cannot decode during a rolling
+// upgrade.
+const FeatureLevel = 2
+
 // ClockTick carries the Raft leader's time (unix ms) into the state
 // machine. Apply keeps the maximum: a tick older than the clock is a no-op.
 type ClockTick struct {

@@ -30,7 +30,7 @@ func TestClockCommandsRoundTrip(t *testing.T) {
 	// expiry rule and encodes back to the same bytes.
 	v1 := []byte{byte(CmdInitProducer), 1, 3, 18}
 	c, err := Decode(v1)
-	if err != nil || !c.(*InitProducer).legacyExpiry || !bytes.Equal(Encode(c), v1) {
+	if err != nil || !c.(*InitProducer).ExpireByTimestamp || !bytes.Equal(Encode(c), v1) {
 		t.Fatalf("v1 InitProducer: %#v %v", c, err)
 	}
 	// A v2 commit with a zero commit-by time is malformed.

@@ -560,15 +560,18 @@ func decodeDeleteGroup(v uint8, d *dec) (Command, error) {
 type InitProducer struct {
 	ProducerID uint64
 	Timestamp  int64
-	// legacyExpiry: decoded from payload version 1.
-	legacyExpiry bool
+	// ExpireByTimestamp selects payload version 1 (idleness judged by the
+	// command's Timestamp): what old log entries decode to, and what a
+	// proposer writes while the cluster clock has not started (agents of an
+	// older version may still be members; see FeatureLevel).
+	ExpireByTimestamp bool
 }
 
 // Type implements Command.
 func (*InitProducer) Type() CommandType { return CmdInitProducer }
 
 func (c *InitProducer) version() uint8 {
-	if c.legacyExpiry {
+	if c.ExpireByTimestamp {
 		return 1
 	}
 	return 2
@@ -583,7 +586,7 @@ func decodeInitProducer(v uint8, d *dec) (Command, error) {
 	if err := checkVersion(CmdInitProducer, v, 2); err != nil {
 		return nil, err
 	}
-	return &InitProducer{ProducerID: d.uv(), Timestamp: d.iv(), legacyExpiry: v == 1}, nil
+	return &InitProducer{ProducerID: d.uv(), Timestamp: d.iv(), ExpireByTimestamp: v == 1}, nil
 }
 
 // MaxGroupNameLen bounds consumer group names.

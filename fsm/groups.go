@@ -102,7 +102,7 @@ func (f *FSM) applyInitProducer(index uint64, c *InitProducer) *Result {
 	// Expire idle producers, deterministically from the cluster clock (the
 	// command's own time for version 1 entries).
 	now := s.Clock
-	if c.legacyExpiry {
+	if c.ExpireByTimestamp {
 		now = c.Timestamp
 	}
 	for id, p := range s.Producers {
@@ -121,7 +121,7 @@ func (f *FSM) applyInitProducer(index uint64, c *InitProducer) *Result {
 		return fail(CodeUnknownProducer, "producer id %d is unknown or expired", c.ProducerID)
 	}
 	p.Epoch++
-	if c.legacyExpiry {
+	if c.ExpireByTimestamp {
 		p.LastSeen = c.Timestamp // what version 1 always did
 	} else {
 		p.LastSeen = max(p.LastSeen, seen)

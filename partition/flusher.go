@@ -238,8 +238,13 @@ func (f *Flusher) FlushOnce(ctx context.Context, force bool) (int, error) {
 		return 0, nil
 	}
 	// The commit-by time is taken before the upload, from the cluster
-	// clock this agent has applied (never ahead of the leader's).
-	commitBy := f.meta.Clock() + f.cfg.CommitWindow.Milliseconds()
+	// clock this agent has applied (never ahead of the leader's). Before
+	// the clock starts (older agents may be members, fsm.FeatureLevel) the
+	// commit has no bound and the object is never collected as an orphan.
+	var commitBy int64
+	if clock := f.meta.Clock(); clock > 0 {
+		commitBy = clock + f.cfg.CommitWindow.Milliseconds()
+	}
 	key, refs, err := f.segs.WriteSegment(ctx, parts, commitBy)
 	if err != nil {
 		return 0, fmt.Errorf("upload segment: %w", err)

@@ -166,3 +166,31 @@ func TestJanitorInTheUploadWindowKeepsTheObject(t *testing.T) {
 		t.Fatalf("read %v", got)
 	}
 }
+
+// TestFlushBeforeTheClockStartsHasNoCommitBy: until the cluster clock
+// starts (agents of an older version may still be members) a commit has
+// no commit-by bound and its object is never an orphan candidate; once it
+// ticks, uploads carry one.
+func TestFlushBeforeTheClockStartsHasNoCommitBy(t *testing.T) {
+	e := newEnv(t, ProducerConfig{})
+	ctx := context.Background()
+	e.topic("t", 1)
+	e.produce("t", 0, "a")
+	if _, err := e.flush.FlushOnce(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if cb := e.segs.commitBy["obj-1"]; cb != 0 {
+		t.Fatalf("commit-by before the clock started = %d", cb)
+	}
+	if v := e.prop.log[len(e.prop.log)-1][1]; v != 1 {
+		t.Fatalf("commit payload version %d before the clock started, want 1", v)
+	}
+	e.tick(50_000)
+	e.produce("t", 0, "b")
+	if _, err := e.flush.FlushOnce(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if cb := e.segs.commitBy["obj-2"]; cb != 50_000+time.Hour.Milliseconds() {
+		t.Fatalf("commit-by after the clock started = %d", cb)
+	}
+}

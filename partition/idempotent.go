@@ -19,7 +19,10 @@ import (
 // InitProducer issues a new producer id (id 0) or bumps the epoch of an
 // existing one, fencing its previous session.
 func (p *Producer) InitProducer(ctx context.Context, id uint64) (fsm.ProducerIdentity, error) {
-	res, err := p.proposer.Propose(ctx, fsm.Encode(&fsm.InitProducer{ProducerID: id, Timestamp: p.cfg.Clock()}))
+	// Until the cluster clock starts, agents of an older version may be
+	// members: write the payload they know (fsm.FeatureLevel).
+	cmd := &fsm.InitProducer{ProducerID: id, Timestamp: p.cfg.Clock(), ExpireByTimestamp: p.meta.Clock() == 0}
+	res, err := p.proposer.Propose(ctx, fsm.Encode(cmd))
 	if err == nil {
 		err = res.Err()
 	}

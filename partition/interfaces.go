@@ -50,7 +50,8 @@ type SegmentStore interface {
 	// WriteSegment encodes parts into one new object and stores it. refs[i]
 	// describes parts[i] (ObjectKey set to the new key). commitBy (cluster
 	// time, unix ms) is written into the key, so ListObjects can report it
-	// for garbage collection without reading the object.
+	// for garbage collection without reading the object; 0 = no bound (a
+	// key without it, never collected as an orphan).
 	WriteSegment(ctx context.Context, parts []SegmentPart, commitBy int64) (key string, refs []fsm.SegmentRef, err error)
 	// ReadSegment returns the records of one committed partition block. The
 	// slice may be shared with other readers (a decoded-block cache): callers

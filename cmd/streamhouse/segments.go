@@ -68,7 +68,10 @@ func (s *segmentStore) WriteSegment(ctx context.Context, parts []partition.Segme
 	if err != nil {
 		return "", nil, fmt.Errorf("encode segment: %w", err)
 	}
-	key := s3seg.ObjectKeyCommitBy(s.nodeID, s.epoch, commitBy)
+	key := s3seg.ObjectKey(s.nodeID, s.epoch)
+	if commitBy > 0 {
+		key = s3seg.ObjectKeyCommitBy(s.nodeID, s.epoch, commitBy)
+	}
 	if err := s.store.Put(ctx, key, data); err != nil {
 		return "", nil, fmt.Errorf("put %s: %w", key, err)
 	}
