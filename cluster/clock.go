@@ -53,7 +53,7 @@ func (n *Node) clockLoop(ctx context.Context) {
 			base, start = next, time.Now()
 		}
 		if next > n.fsm.Clock() && n.clockAllowed() { // a tick that would not advance it is not proposed
-			n.proposeTick(ctx, next)
+			n.proposeTick(next)
 		}
 		select {
 		case <-ctx.Done():
@@ -87,12 +87,12 @@ func (n *Node) clockAllowed() bool {
 	return true
 }
 
-func (n *Node) proposeTick(ctx context.Context, t int64) {
-	tctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
-	defer cancel()
-	if _, _, err := n.applyLocal(tctx, fsm.Encode(&fsm.ClockTick{Time: t})); err != nil && ctx.Err() == nil {
-		n.log.Debug("clock tick not applied; retrying", "err", err)
-	}
+// proposeTick enqueues a tick without waiting for its result: nothing
+// depends on one tick (a lost one is replaced by the next), and waiting
+// would hold a goroutine per tick across a shutdown. Enqueueing is bounded
+// by ApplyTimeout.
+func (n *Node) proposeTick(t int64) {
+	_ = n.r().Apply(fsm.Encode(&fsm.ClockTick{Time: t}), n.cfg.ApplyTimeout)
 }
 
 // Forward deadlines. A forwarding agent sends the latest cluster time at

@@ -136,26 +136,51 @@ func TestLateForwardIsRefused(t *testing.T) {
 		t.Fatalf("the caller's view: %v, want outcome unknown", err)
 	}
 	sent := time.Now()
-	waitFor(t, deadline, "the leader's cluster clock passes the caller's deadline", func() bool {
-		return lead.fsm.Clock() > sent.Add(time.Second).UnixMilli()
+	waitFor(t, deadline, "the cluster clock passes the caller's deadline", func() bool {
+		for _, n := range c.running() {
+			if n.fsm.Clock() <= sent.Add(time.Second).UnixMilli() {
+				return false
+			}
+		}
+		return true
 	})
 
-	srv := httptest.NewServer(lead.node.RPCHandler())
-	defer srv.Close()
-	status, e := late.deliver(t, 0, srv.URL)
-	if _, ok := lead.fsm.Topic("late"); ok {
-		t.Fatal("a forward that arrived after its caller's deadline was applied")
+	// Deliver to whichever agent leads now (leadership may move under a
+	// loaded machine; a follower answers "not the raft leader").
+	var status int
+	var e rpcError
+	waitFor(t, deadline, "a Raft leader answers the late forward", func() bool {
+		srv := httptest.NewServer(c.waitLeader(deadline).node.RPCHandler())
+		defer srv.Close()
+		status, e = late.deliver(t, 0, srv.URL)
+		return !strings.Contains(e.Error, "not the raft leader")
+	})
+	for _, n := range c.running() {
+		if _, ok := n.fsm.Topic("late"); ok {
+			t.Fatalf("a forward that arrived after its caller's deadline was applied (on %s)", n.id)
+		}
 	}
 	if status != http.StatusServiceUnavailable || e.Outcome != outcomeNotApplied || !strings.Contains(e.Error, "deadline") {
 		t.Fatalf("late forward answered %d %+v, want 503 not_applied", status, e)
 	}
 	// An on-time forward still goes through.
-	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	res, _, _, err := postApply(ctx, srv.Client(), strings.TrimPrefix(srv.URL, "http://"), lead.id, cmd, forwardDeadline(ctx, f1.fsm.Clock()))
-	if err != nil || res.Err() != nil {
-		t.Fatalf("on-time forward: %v %v", err, res)
-	}
+	waitFor(t, deadline, "an on-time forward is applied", func() bool {
+		srv := httptest.NewServer(c.waitLeader(deadline).node.RPCHandler())
+		defer srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		res, _, _, err := postApply(ctx, srv.Client(), strings.TrimPrefix(srv.URL, "http://"), "leader", cmd, forwardDeadline(ctx, f1.fsm.Clock()))
+		if errors.Is(err, fsm.ErrUnavailable) || errors.Is(err, fsm.ErrOutcomeUnknown) {
+			return false // leadership moved; try the new leader
+		}
+		if err == nil && errors.Is(res.Err(), fsm.ErrTopicExists) {
+			return true // an earlier attempt with an unknown outcome applied it
+		}
+		if err != nil || res.Err() != nil {
+			t.Fatalf("on-time forward: %v %v", err, res)
+		}
+		return true
+	})
 }
 
 // TestLeaderTicksTheClusterClock: the Raft leader (after its barrier) moves

@@ -103,8 +103,9 @@ func (n *Node) handleApply(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if late, deadline := forwardExpired(req, n.fsm.Clock()); late {
-		writeRPCError(w, http.StatusServiceUnavailable, outcomeNotApplied,
-			fmt.Errorf("forwarded command arrived after the caller's deadline (cluster time %d, clock %d); not applied", deadline, n.fsm.Clock()))
+		err := fmt.Errorf("forwarded command arrived after the caller's deadline (cluster time %d, clock %d); not applied", deadline, n.fsm.Clock())
+		n.log.Warn("refused a late forwarded command", "err", err)
+		writeRPCError(w, http.StatusServiceUnavailable, outcomeNotApplied, err)
 		return
 	}
 	res, index, err := n.applyLocal(req.Context(), body)
