@@ -119,6 +119,10 @@ func (n *Node) bootstrapLoop(ctx context.Context) {
 		}
 		changed := n.gossip.changedCh()
 		plan := planBootstrap(n.cfg.NodeID, n.cfg.BootstrapExpect, n.gossip.snapshot())
+		if plan.ready && !n.gossip.joinTried.Load() {
+			// Look at whom JOIN reaches before deciding we are alone.
+			plan = bootstrapPlan{reason: "joining the JOIN addresses first"}
+		}
 		switch {
 		case plan.ready:
 			if k := plan.key(); k != lastKey {

@@ -195,7 +195,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.started.Store(true)
 	n.wg.Add(1)
 	go n.leadershipLoop(lctx)
-	if !existing && !n.cfg.Bootstrap && n.cfg.BootstrapExpect > 1 {
+	if !existing && !n.cfg.Bootstrap && n.cfg.BootstrapExpect >= 1 {
 		n.wg.Add(1)
 		go n.bootstrapLoop(lctx)
 	}
