@@ -69,6 +69,13 @@ type Config struct {
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 
+	// Objects is the cluster's object store. The Raft leader writes a probe
+	// object that an agent must read back from its own store before it is
+	// added or admitted (all agents must share one store); an admitted
+	// agent that fails the probe reports it on /ready. Nil disables the
+	// probe (tests without an object store).
+	Objects ObjectStore
+
 	// Raft tuning; zero values take defaults suited to a LAN.
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration

@@ -66,8 +66,10 @@ type Node struct {
 	id   identity
 
 	leaderReady atomic.Bool // leader and has applied everything before its term
-	metrics     *metrics
-	rpc         *http.ServeMux
+	// storeProblem is the last failed object store probe (see storeprobe.go).
+	storeProblem problemNote
+	metrics      *metrics
+	rpc          *http.ServeMux
 
 	// departing: agents removed on their own request (POST /peer/v1/leave)
 	// that the leader must not add back for a while (departGrace).
@@ -287,6 +289,9 @@ func (n *Node) Ready() (bool, string) {
 	if id := n.identity(); !id.Admitted {
 		return false, n.notAdmittedReason(id)
 	}
+	if p := n.storeProblem.get(); p != "" {
+		return false, p
+	}
 	addr, _ := r.LeaderWithID()
 	if addr == "" {
 		if !n.hasRaftState() {
@@ -308,6 +313,9 @@ func (n *Node) Ready() (bool, string) {
 
 // notAdmittedReason says why an unadmitted incarnation is not ready.
 func (n *Node) notAdmittedReason(id identity) string {
+	if p := n.storeProblem.get(); p != "" {
+		return "not admitted: " + p
+	}
 	if n.cfg.BootstrapExpect > 1 && id.Cluster == "" {
 		return fmt.Sprintf("waiting to bootstrap (BOOTSTRAP_EXPECT=%d) or to be admitted by the raft leader", n.cfg.BootstrapExpect)
 	}
