@@ -317,9 +317,9 @@ func (l *leaderState) reconcileMembership(ctx context.Context) bool {
 			delete(l.staleSince, id)
 			continue
 		}
-		// A founder that received the log from its co-founders before its
-		// own bootstrap settled adopts its identity a moment later: give it
-		// that moment.
+		// A founder whose bootstrap settles a moment after its co-founders'
+		// is unadmitted until then (and refuses Raft RPCs): give it that
+		// moment.
 		since, ok := l.staleSince[id]
 		if !ok {
 			l.staleSince[id] = now
@@ -428,6 +428,11 @@ func (l *leaderState) reconcileMembership(ctx context.Context) bool {
 			if err := l.verifyStore(ctx, id, m.Meta.Peer, st.Instance); err != nil {
 				l.warnEvery("store:"+id, "object store probe failed; not admitting the agent", "node", id, "err", err)
 				continue
+			}
+			// A deposed leader's configuration may be stale (the member
+			// may be a voter by now): admit only as the current leader.
+			if err := r.VerifyLeader().Error(); err != nil {
+				return false
 			}
 			if err := n.admit(ctx, m.Meta.Peer, admitRequest{NodeID: id, Instance: st.Instance, Cluster: own.Cluster}); err != nil {
 				l.warnEvery("admit:"+id, "cannot admit non-voter", "node", id, "err", err)
