@@ -30,7 +30,10 @@ type gatedTransport interface {
 // pre-votes are denied, AppendEntries (heartbeats included),
 // InstallSnapshot and TimeoutNow fail. An unadmitted incarnation therefore
 // never votes, never campaigns (it never learns a configuration) and never
-// acknowledges an entry. Outbound RPCs pass unchanged.
+// acknowledges an entry. Outbound, it sends no vote or pre-vote request
+// while closed (an incarnation that somehow holds a configuration, e.g.
+// Raft state written by an older version before admission, cannot collect
+// votes either); other outbound RPCs pass unchanged.
 type raftGate struct {
 	gatedTransport
 	log     *slog.Logger
@@ -157,6 +160,22 @@ func (g *raftGate) refuse(rpc raft.RPC) bool {
 		g.log.Info("refusing raft rpcs until the raft leader admits this incarnation", "rpc", kind)
 	}
 	return true
+}
+
+// RequestVote sends a vote request unless the gate is closed.
+func (g *raftGate) RequestVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
+	if !g.open.Load() {
+		return errNotAdmitted
+	}
+	return g.gatedTransport.RequestVote(id, target, args, resp)
+}
+
+// RequestPreVote sends a pre-vote request unless the gate is closed.
+func (g *raftGate) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
+	if !g.open.Load() {
+		return errNotAdmitted
+	}
+	return g.gatedTransport.RequestPreVote(id, target, args, resp)
 }
 
 func (g *raftGate) header() raft.RPCHeader {

@@ -86,6 +86,25 @@ func TestRaftGateRefusesEveryRPCWhileNotAdmitted(t *testing.T) {
 		t.Fatalf("a refused rpc reached raft: %T", rpc.Command)
 	default:
 	}
+
+	// Outbound: a closed gate asks nobody for a vote.
+	_, peer := raft.NewInmemTransportWithTimeout("", time.Second)
+	peerAddr := peer.LocalAddr()
+	g.gatedTransport.(*raft.InmemTransport).Connect(peerAddr, peer)
+	defer peer.Close()
+	var out raft.RequestVoteResponse
+	if err := g.RequestVote("p", peerAddr, &raft.RequestVoteRequest{RPCHeader: hdr, Term: 9}, &out); err == nil || strings.Contains(err.Error(), "unexpected command") {
+		t.Errorf("outbound vote request through a closed gate: %v", err)
+	}
+	var outPre raft.RequestPreVoteResponse
+	if err := g.RequestPreVote("p", peerAddr, &raft.RequestPreVoteRequest{RPCHeader: hdr, Term: 9}, &outPre); err == nil || strings.Contains(err.Error(), "unexpected command") {
+		t.Errorf("outbound pre-vote request through a closed gate: %v", err)
+	}
+	select {
+	case rpc := <-peer.Consumer():
+		t.Fatalf("a closed gate sent %T", rpc.Command)
+	default:
+	}
 }
 
 func TestRaftGatePassesEverythingOnceAdmitted(t *testing.T) {
