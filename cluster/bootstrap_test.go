@@ -57,3 +57,32 @@ func TestBootstrapExpectOneWithItselfInJoin(t *testing.T) {
 		t.Fatalf("b is in cluster %q, a in %q", cb, ca)
 	}
 }
+
+// TestPlanBootstrapExpectOne: the expected-count rule for a count of one
+// (BOOTSTRAP_EXPECT=1 with JOIN).
+func TestPlanBootstrapExpectOne(t *testing.T) {
+	alone := map[string]gossipMember{"a": meta("a", 1, "")}
+	if p := planBootstrap("a", 1, alone); !p.ready || len(p.servers) != 1 {
+		t.Fatalf("alone: %+v", p)
+	}
+	cases := []struct {
+		name     string
+		members  map[string]gossipMember
+		existing bool
+	}{
+		// A cluster founded by an agent with the same setting (a scaled-up
+		// StatefulSet): two candidates, no guess; its leader adds us.
+		{"same setting, existing cluster", map[string]gossipMember{"a": meta("a", 1, ""), "b": meta("b", 1, "c1")}, false},
+		{"joiner-built cluster", map[string]gossipMember{"a": meta("a", 1, ""), "b": meta("b", 0, "c1")}, true},
+		{"founders of three", map[string]gossipMember{"a": meta("a", 1, ""), "b": meta("b", 3, "")}, false},
+	}
+	for _, tc := range cases {
+		if p := planBootstrap("a", 1, tc.members); p.ready || p.existing != tc.existing {
+			t.Errorf("%s: ready=%v existing=%v (%s)", tc.name, p.ready, p.existing, p.reason)
+		}
+	}
+	// A joiner without BOOTSTRAP_EXPECT and without a cluster is ignored.
+	if p := planBootstrap("a", 1, map[string]gossipMember{"a": meta("a", 1, ""), "j": meta("j", 0, "")}); !p.ready {
+		t.Errorf("a bare joiner blocked the bootstrap: %s", p.reason)
+	}
+}
