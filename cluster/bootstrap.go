@@ -78,24 +78,6 @@ func planBootstrap(self string, expect int, members map[string]gossipMember) boo
 	return bootstrapPlan{ready: true, servers: cands}
 }
 
-// sameConfiguration reports whether servers is exactly the configuration
-// the plan would bootstrap.
-func (p bootstrapPlan) sameConfiguration(servers []raft.Server) bool {
-	if !p.ready || len(servers) != len(p.servers) {
-		return false
-	}
-	want := map[string]string{}
-	for _, s := range p.servers {
-		want[s.ID] = s.Peer
-	}
-	for _, s := range servers {
-		if s.Suffrage != raft.Voter || want[string(s.ID)] != string(s.Address) {
-			return false
-		}
-	}
-	return true
-}
-
 // bootstrap persists the cluster identity, then bootstraps Raft with the
 // given voters. ErrCantBootstrap (state exists already) is not an error.
 func (n *Node) bootstrap(servers []nodeMeta, clusterID string) error {
@@ -119,37 +101,30 @@ func (n *Node) bootstrap(servers []nodeMeta, clusterID string) error {
 
 // bootstrapLoop waits, on a node without Raft state, until planBootstrap
 // says go and the plan has stayed the same for BootstrapSettle, then
-// bootstraps. It ends when the node has Raft state (it bootstrapped, or a
-// leader added it).
+// bootstraps. It ends when the node bootstrapped or a leader admitted it.
+// (Until one of those, the Raft gate keeps every Raft RPC away, so a
+// co-founder's leader cannot replicate to it first.)
 func (n *Node) bootstrapLoop(ctx context.Context) {
 	defer n.wg.Done()
 	tick := time.NewTicker(min(max(n.cfg.BootstrapSettle/4, 10*time.Millisecond), 100*time.Millisecond))
 	defer tick.Stop()
 	var (
 		lastKey    string
-		lastPlan   bootstrapPlan
 		since      time.Time
 		lastReason string
 	)
 	for {
-		if n.hasRaftState() {
-			// A co-bootstrapper's leader may replicate to us before our
-			// settle time ran out: if it runs exactly the configuration we
-			// were about to bootstrap, we are one of its founders.
-			if servers, err := n.configuration(); err == nil && lastPlan.sameConfiguration(servers) {
-				if err := n.updateIdentity(func(id *identity) {
-					id.Cluster, id.Admitted = bootstrapClusterID(lastPlan.servers), true
-				}); err != nil {
-					n.log.Error("cannot persist the cluster identity", "err", err)
-				}
-			}
+		if n.hasRaftState() || n.identity().Admitted {
 			return
 		}
 		changed := n.gossip.changedCh()
 		plan := planBootstrap(n.cfg.NodeID, n.cfg.BootstrapExpect, n.gossip.snapshot())
+		if plan.ready && !n.gossip.joinTried.Load() {
+			// Look at whom JOIN reaches before deciding we are alone.
+			plan = bootstrapPlan{reason: "joining the JOIN addresses first"}
+		}
 		switch {
 		case plan.ready:
-			lastPlan = plan
 			if k := plan.key(); k != lastKey {
 				lastKey, since = k, time.Now()
 			} else if time.Since(since) >= n.cfg.BootstrapSettle {

@@ -43,8 +43,11 @@ type Config struct {
 	// a brand-new cluster together: a node without Raft state waits until
 	// gossip shows exactly that many agents with the same setting and no
 	// existing cluster, then each of them bootstraps the same configuration.
-	// 0 or 1 without Join: bootstrap alone. Without it and with Join: never
-	// bootstrap, wait to be added by the leader.
+	// 0 or 1 without Join: bootstrap alone. 1 with Join (a one-replica
+	// StatefulSet whose JOIN names itself): bootstrap alone once the join
+	// was tried and gossip, unchanged for BootstrapSettle, shows no other
+	// agent with BootstrapExpect 1 and no existing cluster (as Consul
+	// does). 0 with Join: never bootstrap, wait to be added by the leader.
 	BootstrapExpect int
 	// Bootstrap is the single-agent default: the same as BootstrapExpect 1
 	// with no Join. Combining it with Join is a configuration error.
@@ -65,6 +68,13 @@ type Config struct {
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+
+	// Objects is the cluster's object store. The Raft leader writes a probe
+	// object that an agent must read back from its own store before it is
+	// added or admitted (all agents must share one store); an admitted
+	// agent that fails the probe reports it on /ready. Nil disables the
+	// probe (tests without an object store).
+	Objects ObjectStore
 
 	// Raft tuning; zero values take defaults suited to a LAN.
 	HeartbeatTimeout   time.Duration

@@ -127,7 +127,10 @@ type gossip struct {
 	shutdownMu sync.Mutex
 	shutdown   bool
 
-	advertise   string // gossip host:port others reach us on
+	advertise string // gossip host:port others reach us on
+	// joinTried is set once the join loop made its first attempt (or had
+	// no address but our own to try).
+	joinTried   atomic.Bool
 	forgetAfter time.Duration
 	cancel      context.CancelFunc
 	wg          sync.WaitGroup
@@ -222,6 +225,8 @@ func (g *gossip) start(meta nodeMeta) error {
 	if len(g.cfg.Join) > 0 {
 		g.wg.Add(1)
 		go g.joinLoop(ctx)
+	} else {
+		g.joinTried.Store(true)
 	}
 	return nil
 }
@@ -542,6 +547,7 @@ func (g *gossip) joinLoop(ctx context.Context) {
 		}
 	}
 	if len(targets) == 0 {
+		g.joinTried.Store(true)
 		return
 	}
 	backoff := g.cfg.JoinRetryMin
@@ -549,6 +555,7 @@ func (g *gossip) joinLoop(ctx context.Context) {
 	for {
 		if g.ml.NumMembers() <= 1 {
 			n, err := g.ml.Join(targets)
+			g.joinTried.Store(true)
 			if n > 0 && g.ml.NumMembers() > 1 {
 				g.log.Info("joined the cluster", "via", targets, "members", g.ml.NumMembers())
 				backoff, failures = g.cfg.JoinRetryMin, 0

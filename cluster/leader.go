@@ -79,8 +79,12 @@ func (n *Node) runLeader(ctx context.Context) {
 		n.clockLoop(ctx)
 	}()
 	defer func() { <-clockDone }()
+	// The leader's object store is the reference the others are probed
+	// against; a verdict from an earlier leader no longer applies.
+	n.storeProblem.set(nil)
 
-	l := &leaderState{n: n, unknownSince: map[string]time.Time{}, staleSince: map[string]time.Time{}, warned: map[string]time.Time{}}
+	l := &leaderState{n: n, unknownSince: map[string]time.Time{}, staleSince: map[string]time.Time{}, warned: map[string]time.Time{},
+		stores: map[string]storeCheck{}}
 	tick := time.NewTicker(n.cfg.ReconcileInterval)
 	defer tick.Stop()
 	rebalance := time.NewTicker(n.cfg.RebalanceInterval)
@@ -89,6 +93,7 @@ func (n *Node) runLeader(ctx context.Context) {
 		gossipCh := n.gossip.changedCh()
 		fsmCh := n.fsm.Changed()
 		again := l.reconcileMembership(ctx)
+		l.checkMemberStores(ctx)
 		l.runController(ctx, false)
 		var soon <-chan time.Time
 		if again {
@@ -133,6 +138,8 @@ type leaderState struct {
 	// unadmitted incarnation.
 	staleSince map[string]time.Time
 	warned     map[string]time.Time
+	// stores: object store probes of agents, by node ID.
+	stores map[string]storeCheck
 }
 
 // warnEvery logs a warning at most once a minute per key.
@@ -316,9 +323,9 @@ func (l *leaderState) reconcileMembership(ctx context.Context) bool {
 			delete(l.staleSince, id)
 			continue
 		}
-		// A founder that received the log from its co-founders before its
-		// own bootstrap settled adopts its identity a moment later: give it
-		// that moment.
+		// A founder whose bootstrap settles a moment after its co-founders'
+		// is unadmitted until then (and refuses Raft RPCs): give it that
+		// moment.
 		since, ok := l.staleSince[id]
 		if !ok {
 			l.staleSince[id] = now
@@ -377,11 +384,17 @@ func (l *leaderState) reconcileMembership(ctx context.Context) bool {
 		// answers as that agent. This is where the peer port's security
 		// (mTLS, the cluster secret) keeps an agent that gossip reached
 		// but that cannot prove it belongs out of the Raft configuration.
-		if st, err := n.peerStatus(ctx, m.Meta.Peer); err != nil || st.NodeID != m.Name {
+		st, err := n.peerStatus(ctx, m.Meta.Peer)
+		if err != nil || st.NodeID != m.Name {
 			if err == nil {
 				err = fmt.Errorf("the peer port %s answers as %q", m.Meta.Peer, st.NodeID)
 			}
 			l.warnEvery("unreachable:"+m.Name, "agent seen in gossip but its peer port refuses or fails; not adding it to raft", "node", m.Name, "addr", m.Meta.Peer, "err", err)
+			continue
+		}
+		// All agents share one object store (invariant 10).
+		if err := l.verifyStore(ctx, m.Name, m.Meta.Peer, st.Instance); err != nil {
+			l.warnEvery("store:"+m.Name, "object store probe failed; not adding the agent to raft", "node", m.Name, "err", err)
 			continue
 		}
 		if err := r.AddNonvoter(raft.ServerID(m.Name), raft.ServerAddress(m.Meta.Peer), 0, n.cfg.ApplyTimeout).Error(); err != nil {
@@ -418,6 +431,15 @@ func (l *leaderState) reconcileMembership(ctx context.Context) bool {
 			continue
 		}
 		if !st.Admitted || st.ClusterID != own.Cluster {
+			if err := l.verifyStore(ctx, id, m.Meta.Peer, st.Instance); err != nil {
+				l.warnEvery("store:"+id, "object store probe failed; not admitting the agent", "node", id, "err", err)
+				continue
+			}
+			// A deposed leader's configuration may be stale (the member
+			// may be a voter by now): admit only as the current leader.
+			if err := r.VerifyLeader().Error(); err != nil {
+				return false
+			}
 			if err := n.admit(ctx, m.Meta.Peer, admitRequest{NodeID: id, Instance: st.Instance, Cluster: own.Cluster}); err != nil {
 				l.warnEvery("admit:"+id, "cannot admit non-voter", "node", id, "err", err)
 				continue

@@ -43,7 +43,7 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 	}
 	r := n.r()
 	m.collectors = []prometheus.Collector{
-		m.applyLatency, m.leadershipMoves, m.membership, m.forwarded, m.leaderElections,
+		m.applyLatency, m.leadershipMoves, m.membership, m.forwarded, m.leaderElections, n.transport.refused,
 		&gossipCollector{n: n, desc: prometheus.NewDesc("streamhouse_gossip_members",
 			"Agents in this agent's gossip view, by state (alive, dead, left).", []string{"state"}, nil)},
 		gauge("streamhouse_raft_state", "Raft state of this node: 0 follower, 1 candidate, 2 leader, 3 shutdown.",

@@ -60,7 +60,7 @@ type Node struct {
 	leaving atomic.Bool
 
 	raftp     atomic.Pointer[raft.Raft]
-	transport *raft.NetworkTransport
+	transport *raftGate // the Raft transport behind the admission gate
 	store     *raftboltdb.BoltStore
 	gossip    *gossip
 	raftDir   string
@@ -69,8 +69,10 @@ type Node struct {
 	id   identity
 
 	leaderReady atomic.Bool // leader and has applied everything before its term
-	metrics     *metrics
-	rpc         *http.ServeMux
+	// storeProblem is the last failed object store probe (see storeprobe.go).
+	storeProblem problemNote
+	metrics      *metrics
+	rpc          *http.ServeMux
 
 	// departing: agents removed on their own request (POST /peer/v1/leave)
 	// that the leader must not add back for a while (departGrace).
@@ -142,9 +144,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("cluster: snapshot store: %w", err)
 	}
-	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	n.transport = newRaftGate(raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: n.peer.RaftLayer(), MaxPool: 4, Timeout: 10 * time.Second, Logger: hl,
-	})
+	}), n.log)
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(n.cfg.NodeID)
@@ -171,6 +173,10 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	// An incarnation the leader has not admitted takes no part in Raft
+	// (DESIGN.md, "Amnesia"): the gate opens on admission or bootstrap.
+	n.transport.setOpen(n.id.Admitted)
+	n.transport.start()
 	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, n.transport)
 	if err != nil {
 		return fmt.Errorf("cluster: start raft: %w", err)
@@ -194,7 +200,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.started.Store(true)
 	n.wg.Add(1)
 	go n.leadershipLoop(lctx)
-	if !existing && !n.cfg.Bootstrap && n.cfg.BootstrapExpect > 1 {
+	if !existing && !n.cfg.Bootstrap && n.cfg.BootstrapExpect >= 1 {
 		n.wg.Add(1)
 		go n.bootstrapLoop(lctx)
 	}
@@ -232,6 +238,9 @@ func (n *Node) updateIdentity(fn func(*identity)) error {
 		return err
 	}
 	n.id = next
+	if n.transport != nil {
+		n.transport.setOpen(next.Admitted)
+	}
 	n.idMu.Unlock()
 	if n.gossip != nil {
 		n.gossip.setMeta(n.localMeta())
@@ -280,6 +289,12 @@ func (n *Node) Ready() (bool, string) {
 	if r == nil {
 		return false, "raft not started"
 	}
+	if id := n.identity(); !id.Admitted {
+		return false, n.notAdmittedReason(id)
+	}
+	if p := n.storeProblem.get(); p != "" {
+		return false, p
+	}
 	addr, _ := r.LeaderWithID()
 	if addr == "" {
 		if !n.hasRaftState() {
@@ -297,6 +312,17 @@ func (n *Node) Ready() (bool, string) {
 		return false, fmt.Sprintf("applying committed raft log (%d of %d)", applied, commit)
 	}
 	return true, ""
+}
+
+// notAdmittedReason says why an unadmitted incarnation is not ready.
+func (n *Node) notAdmittedReason(id identity) string {
+	if p := n.storeProblem.get(); p != "" {
+		return "not admitted: " + p
+	}
+	if n.cfg.BootstrapExpect > 1 && id.Cluster == "" {
+		return fmt.Sprintf("waiting to bootstrap (BOOTSTRAP_EXPECT=%d) or to be admitted by the raft leader", n.cfg.BootstrapExpect)
+	}
+	return fmt.Sprintf("not admitted: this incarnation %s (new or wiped data dir) takes no part in raft until the raft leader adds and admits it", id.Instance)
 }
 
 // WaitReady blocks until Ready or ctx is done.

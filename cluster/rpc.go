@@ -55,6 +55,7 @@ func (n *Node) newRPCMux() *http.ServeMux {
 	mux.HandleFunc("POST "+PeerReadIndexPath, n.handleReadIndex)
 	mux.HandleFunc("POST "+PeerAdmitPath, n.handleAdmit)
 	mux.HandleFunc("POST "+PeerLeavePath, n.handleLeave)
+	mux.HandleFunc("POST "+PeerProbeStorePath, n.handleProbeStore)
 	return mux
 }
 

@@ -65,7 +65,7 @@ func init() {
 }
 
 // smokeClasses: a few fault classes for CI (about 1 minute each).
-var smokeClasses = []string{nemesis.KillLeader, nemesis.PartitionLeader, nemesis.Pause, "lossy-kill", "dr-mid-flush"}
+var smokeClasses = []string{nemesis.KillLeader, nemesis.PartitionLeader, nemesis.Pause, nemesis.WipeKill, "lossy-kill", "dr-mid-flush"}
 
 type options struct {
 	profile    string

@@ -249,6 +249,11 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	if err := a.mux.Start(ctx); err != nil {
 		return nil, fmt.Errorf("PEER_PORT %d: %w", c.PeerPort, err)
 	}
+	// The object store is open before the node starts: the Raft leader
+	// probes that every agent it admits shares it.
+	if err := a.openObjectStore(ctx); err != nil {
+		return nil, err
+	}
 	a.node = cluster.New(cluster.Config{
 		NodeID: c.NodeID, DataDir: c.DataDir, Mux: a.mux,
 		GossipBindAddr:      net.JoinHostPort(c.BindAddr, strconv.Itoa(c.GossipPort)),
@@ -258,16 +263,13 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 		HTTPAddr:         net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.HTTPPort)),
 		GRPCAddr:         net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.GRPCPort)),
 		DeadAgentTimeout: c.DeadAgentTimeout, PartitionFailoverTimeout: c.PartitionFailover,
-		Logger: log, Registerer: a.registry, Clock: clock,
+		Logger: log, Registerer: a.registry, Clock: clock, Objects: a.objects,
 	}, a.fsm)
 	a.mux.HandleRPC(a.node.RPCHandler()) // until the produce route is added below
 	if err := a.node.Start(ctx); err != nil {
 		return nil, err
 	}
 
-	if err := a.openObjectStore(ctx); err != nil {
-		return nil, err
-	}
 	cache := s3seg.NewCache(c.SegmentCacheSize, a.registry)
 	segs := newSegmentStore(c.NodeID, a.objects, cache)
 

@@ -22,7 +22,7 @@ type agentCmd struct {
 	PeerPort          int           `name:"peer-port" env:"PEER_PORT" default:"9093" help:"Raft and agent-to-agent RPC port (one port, multiplexed)."`
 	GossipPort        int           `name:"gossip-port" env:"GOSSIP_PORT" default:"7946" help:"Gossip (membership) port, TCP and UDP."`
 	Join              string        `name:"join" env:"JOIN" help:"Comma-separated host:port gossip addresses of existing agents to join."`
-	BootstrapExpect   int           `name:"bootstrap-expect" env:"BOOTSTRAP_EXPECT" default:"0" help:"Form a new cluster once this many agents (all started with the same value) see each other; 0 = a lone agent without JOIN bootstraps alone."`
+	BootstrapExpect   int           `name:"bootstrap-expect" env:"BOOTSTRAP_EXPECT" default:"0" help:"Form a new cluster once this many agents (all started with the same value) see each other; 0 or 1 without JOIN = bootstrap alone; 1 with JOIN (naming itself) = bootstrap alone unless JOIN reaches another agent or cluster."`
 	DeadAgentTimeout  time.Duration `name:"dead-agent-timeout" env:"DEAD_AGENT_TIMEOUT" default:"30s" help:"An agent dead in gossip this long is removed from the Raft group."`
 	PartitionFailover time.Duration `name:"partition-failover-timeout" env:"PARTITION_FAILOVER_TIMEOUT" default:"3s" help:"Partitions of an agent dead in gossip this long move to live agents."`
 	DataDir           string        `name:"data-dir" env:"DATA_DIR" default:"./data" help:"Directory for Raft state, the WAL and the local object store."`

@@ -240,6 +240,7 @@ func TestSecureClusterOfAgents(t *testing.T) {
 	start := func(id string, issuer *transporttest.CA, expect int, join string) *secureAgent {
 		c := testConfig(t, filepath.Join(dir, id))
 		c.NodeID, c.GossipPort, c.BootstrapExpect, c.Join = id, gossip[id], expect, join
+		c.ObjectStoreDir = filepath.Join(dir, "objects") // the agents of a cluster share one object store
 		f := issuer.Issue(t, id).Write(t, issuer, dir, id)
 		c.TLSCertPath, c.TLSKeyPath, c.TLSCAPath = f.Cert, f.Key, caFile
 		if issuer != ca {

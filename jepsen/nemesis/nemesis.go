@@ -38,7 +38,8 @@ const (
 
 // Kinds lists every fault kind.
 var Kinds = []string{KillOne, KillLeader, KillPartitionLeader, KillMajority, KillAll, Pause, PartitionOne,
-	PartitionLeader, PartitionHalves, PartitionAsym, CutGossip, CutRaft, S3Outage, PGOutage, Wipe}
+	PartitionLeader, PartitionHalves, PartitionAsym, CutGossip, CutRaft, S3Outage, PGOutage, Wipe,
+	WipeKill, KillMajorityWipe}
 
 // Config is a nemesis schedule.
 type Config struct {
@@ -146,16 +147,17 @@ func (n *Nemesis) Run(ctx context.Context) {
 }
 
 // compatible drops kinds that would make a run lose data legitimately or
-// make the cluster unrecoverable together: a wipe is never combined with
-// a fault that kills or wipes (a wiped agent must catch up before another
-// agent loses anything).
+// make the cluster unrecoverable together: a fault that wipes a disk
+// (wipingKinds) is never combined with another one or with a kill (a wiped
+// agent must catch up before another agent loses anything).
 func compatible(kinds []string) []string {
-	if !slices.Contains(kinds, Wipe) {
+	first := slices.IndexFunc(kinds, func(k string) bool { return wipingKinds[k] })
+	if first < 0 {
 		return kinds
 	}
 	var out []string
-	for _, k := range kinds {
-		if k == Wipe || !strings.HasPrefix(k, "kill") {
+	for i, k := range kinds {
+		if i == first || (!wipingKinds[k] && !strings.HasPrefix(k, "kill")) {
 			out = append(out, k)
 		}
 	}
@@ -437,6 +439,10 @@ func (n *Nemesis) start(ctx context.Context, kind string) (active, bool) {
 		}}, true
 	case ClockSkew:
 		return n.clockSkew(kind)
+	case WipeKill:
+		return n.wipeKill(ctx)
+	case KillMajorityWipe:
+		return n.killMajorityWipe()
 	case Wipe:
 		i := n.randomAgent()
 		targets := n.ids([]int{i})

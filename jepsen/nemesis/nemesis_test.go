@@ -11,6 +11,9 @@ func TestCompatibleNeverCombinesWipeWithKills(t *testing.T) {
 		{[]string{KillMajority, Wipe}, []string{Wipe}},
 		{[]string{KillOne, PartitionHalves}, []string{KillOne, PartitionHalves}},
 		{[]string{Wipe, S3Outage}, []string{Wipe, S3Outage}},
+		{[]string{Pause, WipeKill, Wipe}, []string{Pause, WipeKill}},
+		{[]string{KillMajorityWipe, KillLeader, PartitionOne}, []string{KillMajorityWipe, PartitionOne}},
+		{[]string{KillOne, WipeKill}, []string{WipeKill}},
 	}
 	for _, c := range cases {
 		if got := compatible(slices.Clone(c.in)); !slices.Equal(got, c.want) {

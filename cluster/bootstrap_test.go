@@ -1,0 +1,88 @@
+package cluster
+
+import (
+	"net"
+	"strconv"
+	"testing"
+)
+
+// freeGossipPort returns a port that is free for TCP and UDP on 127.0.0.1
+// at the time of the call.
+func freeGossipPort(t *testing.T) int {
+	t.Helper()
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		_ = l.Close()
+		if err == nil {
+			_ = u.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port for gossip")
+	return 0
+}
+
+// TestBootstrapExpectOneWithItselfInJoin: a one-replica StatefulSet sets
+// BOOTSTRAP_EXPECT=1 and a JOIN list naming the agent itself (by a DNS
+// name, so it is not filtered as its own address). It must bootstrap
+// alone; a second agent started the same way, once the first exists, is
+// added to that cluster instead of founding another.
+func TestBootstrapExpectOneWithItselfInJoin(t *testing.T) {
+	c := newTestCluster(t)
+	port := strconv.Itoa(freeGossipPort(t))
+	a := c.startAt("a", "", "127.0.0.1:0", "127.0.0.1:"+port, func(cfg *Config) {
+		cfg.BootstrapExpect = 1
+		cfg.Join = []string{"localhost:" + port}
+	})
+	if a.node.cfg.Bootstrap {
+		t.Fatal("JOIN was ignored: the agent took the plain single-agent path")
+	}
+	c.waitLeader(deadline)
+	c.waitConfig(deadline, []string{"a"}, nil)
+	if ok, why := a.node.Ready(); !ok {
+		waitFor(t, deadline, "a ready ("+why+")", func() bool { ok, _ := a.node.Ready(); return ok })
+	}
+
+	b := c.start("b", "", func(cfg *Config) {
+		cfg.BootstrapExpect = 1
+		cfg.Join = []string{"localhost:" + port, "127.0.0.1:1"}
+	})
+	c.waitConfig(deadline, []string{"a", "b"}, nil)
+	if ca, cb := a.node.Status().ClusterID, b.node.Status().ClusterID; ca == "" || ca != cb {
+		t.Fatalf("b is in cluster %q, a in %q", cb, ca)
+	}
+}
+
+// TestPlanBootstrapExpectOne: the expected-count rule for a count of one
+// (BOOTSTRAP_EXPECT=1 with JOIN).
+func TestPlanBootstrapExpectOne(t *testing.T) {
+	alone := map[string]gossipMember{"a": meta("a", 1, "")}
+	if p := planBootstrap("a", 1, alone); !p.ready || len(p.servers) != 1 {
+		t.Fatalf("alone: %+v", p)
+	}
+	cases := []struct {
+		name     string
+		members  map[string]gossipMember
+		existing bool
+	}{
+		// A cluster founded by an agent with the same setting (a scaled-up
+		// StatefulSet): two candidates, no guess; its leader adds us.
+		{"same setting, existing cluster", map[string]gossipMember{"a": meta("a", 1, ""), "b": meta("b", 1, "c1")}, false},
+		{"joiner-built cluster", map[string]gossipMember{"a": meta("a", 1, ""), "b": meta("b", 0, "c1")}, true},
+		{"founders of three", map[string]gossipMember{"a": meta("a", 1, ""), "b": meta("b", 3, "")}, false},
+	}
+	for _, tc := range cases {
+		if p := planBootstrap("a", 1, tc.members); p.ready || p.existing != tc.existing {
+			t.Errorf("%s: ready=%v existing=%v (%s)", tc.name, p.ready, p.existing, p.reason)
+		}
+	}
+	// A joiner without BOOTSTRAP_EXPECT and without a cluster is ignored.
+	if p := planBootstrap("a", 1, map[string]gossipMember{"a": meta("a", 1, ""), "j": meta("j", 0, "")}); !p.ready {
+		t.Errorf("a bare joiner blocked the bootstrap: %s", p.reason)
+	}
+}

@@ -1,0 +1,195 @@
+package cluster
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// errNotAdmitted is the answer to a Raft RPC refused by the gate. It must not
+// contain raft's "unexpected command" text: a pre-vote failing with that
+// text is counted as granted.
+var errNotAdmitted = errors.New("raft rpc refused: this agent's incarnation (new or wiped data dir) is not admitted to the cluster yet")
+
+// gatedTransport is what the gate wraps: raft.NetworkTransport in the agent,
+// raft.InmemTransport in unit tests.
+type gatedTransport interface {
+	raft.Transport
+	raft.WithPreVote
+	raft.WithClose
+}
+
+// raftGate is the receiving side of this agent's Raft transport. While the
+// local incarnation is not admitted (DESIGN.md, "Identity" and "Amnesia")
+// it answers every inbound Raft RPC itself, before Raft sees it: votes and
+// pre-votes are denied, AppendEntries (heartbeats included),
+// InstallSnapshot and TimeoutNow fail. An unadmitted incarnation therefore
+// never votes, never campaigns (it never learns a configuration) and never
+// acknowledges an entry. Outbound, it sends no vote or pre-vote request
+// while closed (an incarnation that somehow holds a configuration, e.g.
+// Raft state written by an older version before admission, cannot collect
+// votes either); other outbound RPCs pass unchanged.
+type raftGate struct {
+	gatedTransport
+	log     *slog.Logger
+	open    atomic.Bool
+	refused *prometheus.CounterVec
+	warned  sync.Map // rpc kind → struct{}: first refusal of each kind logged
+
+	out  chan raft.RPC
+	stop chan struct{}
+	once sync.Once
+	wg   sync.WaitGroup
+
+	hbMu sync.Mutex
+	hb   func(raft.RPC)
+}
+
+func newRaftGate(t gatedTransport, log *slog.Logger) *raftGate {
+	return &raftGate{
+		gatedTransport: t, log: log, out: make(chan raft.RPC), stop: make(chan struct{}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "streamhouse_raft_rpcs_refused_total",
+			Help: "Inbound Raft RPCs refused because this agent's incarnation is not admitted yet, by rpc: request_vote, request_pre_vote, append_entries, heartbeat, install_snapshot, timeout_now.",
+		}, []string{"rpc"}),
+	}
+}
+
+// start begins relaying inbound RPCs; call it before Raft starts.
+func (g *raftGate) start() {
+	g.wg.Add(1)
+	go g.relay()
+	g.gatedTransport.SetHeartbeatHandler(g.heartbeat)
+}
+
+// setOpen opens (admitted) or closes the gate.
+func (g *raftGate) setOpen(open bool) {
+	if g.open.Swap(open) != open && open {
+		g.log.Info("raft rpcs accepted: this incarnation is admitted")
+	}
+}
+
+// Consumer returns the channel Raft reads inbound RPCs from: only those the
+// gate lets through.
+func (g *raftGate) Consumer() <-chan raft.RPC { return g.out }
+
+// SetHeartbeatHandler installs Raft's heartbeat fast path behind the gate.
+func (g *raftGate) SetHeartbeatHandler(cb func(raft.RPC)) {
+	g.hbMu.Lock()
+	defer g.hbMu.Unlock()
+	g.hb = cb
+}
+
+// heartbeat is the inner transport's heartbeat fast path.
+func (g *raftGate) heartbeat(rpc raft.RPC) {
+	if g.refuse(rpc) {
+		return
+	}
+	g.hbMu.Lock()
+	cb := g.hb
+	g.hbMu.Unlock()
+	if cb != nil {
+		cb(rpc)
+		return
+	}
+	g.forward(rpc) // no fast path installed: the normal path
+}
+
+func (g *raftGate) relay() {
+	defer g.wg.Done()
+	in := g.gatedTransport.Consumer()
+	for {
+		select {
+		case <-g.stop:
+			return
+		case rpc := <-in:
+			if !g.refuse(rpc) {
+				g.forward(rpc)
+			}
+		}
+	}
+}
+
+func (g *raftGate) forward(rpc raft.RPC) {
+	select {
+	case g.out <- rpc:
+	case <-g.stop:
+		rpc.Respond(nil, raft.ErrTransportShutdown)
+	}
+}
+
+// refuse answers rpc itself and reports true while the gate is closed.
+func (g *raftGate) refuse(rpc raft.RPC) bool {
+	if g.open.Load() {
+		return false
+	}
+	var kind string
+	switch req := rpc.Command.(type) {
+	case *raft.RequestVoteRequest:
+		kind = "request_vote"
+		rpc.Respond(&raft.RequestVoteResponse{RPCHeader: g.header(), Term: req.Term, Granted: false}, nil)
+	case *raft.RequestPreVoteRequest:
+		kind = "request_pre_vote"
+		rpc.Respond(&raft.RequestPreVoteResponse{RPCHeader: g.header(), Term: req.Term, Granted: false}, nil)
+	case *raft.AppendEntriesRequest:
+		kind = "append_entries"
+		if len(req.Entries) == 0 && req.PrevLogEntry == 0 && req.LeaderCommitIndex == 0 {
+			kind = "heartbeat"
+		}
+		rpc.Respond(nil, errNotAdmitted)
+	case *raft.InstallSnapshotRequest:
+		kind = "install_snapshot"
+		if rpc.Reader != nil {
+			_, _ = io.Copy(io.Discard, rpc.Reader) // keep the stream in sync
+		}
+		rpc.Respond(nil, errNotAdmitted)
+	case *raft.TimeoutNowRequest:
+		kind = "timeout_now"
+		rpc.Respond(nil, errNotAdmitted)
+	default:
+		kind = "other"
+		rpc.Respond(nil, errNotAdmitted)
+	}
+	g.refused.WithLabelValues(kind).Inc()
+	if _, seen := g.warned.LoadOrStore(kind, struct{}{}); !seen {
+		g.log.Info("refusing raft rpcs until the raft leader admits this incarnation", "rpc", kind)
+	}
+	return true
+}
+
+// RequestVote sends a vote request unless the gate is closed.
+func (g *raftGate) RequestVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
+	if !g.open.Load() {
+		return errNotAdmitted
+	}
+	return g.gatedTransport.RequestVote(id, target, args, resp)
+}
+
+// RequestPreVote sends a pre-vote request unless the gate is closed.
+func (g *raftGate) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
+	if !g.open.Load() {
+		return errNotAdmitted
+	}
+	return g.gatedTransport.RequestPreVote(id, target, args, resp)
+}
+
+func (g *raftGate) header() raft.RPCHeader {
+	return raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, Addr: []byte(g.LocalAddr())}
+}
+
+// Close stops the relay and closes the inner transport. Raft's shutdown
+// and the node's teardown both call it.
+func (g *raftGate) Close() error {
+	var err error
+	g.once.Do(func() {
+		close(g.stop)
+		g.wg.Wait()
+		err = g.gatedTransport.Close()
+	})
+	return err
+}

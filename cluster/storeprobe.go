@@ -1,0 +1,194 @@
+package cluster
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// ObjectStore is the part of the cluster's object store the leader uses to
+// check that an agent shares it (implemented by s3seg.ObjectStore).
+type ObjectStore interface {
+	Put(ctx context.Context, key string, data []byte) error
+	Get(ctx context.Context, key string) ([]byte, error)
+	Delete(ctx context.Context, key string) error
+}
+
+// PeerProbeStorePath is the peer route on which the leader asks an agent
+// to read back a probe object it wrote.
+const PeerProbeStorePath = "/peer/v1/probe-store"
+
+// storeProbeKeyPrefix is where probe objects live: outside "segments/", so
+// segment GC and DR restore never look at them.
+const storeProbeKeyPrefix = "cluster-probes/"
+
+// storeRecheck is how long the leader waits before probing an agent again
+// after a failed probe of the same incarnation.
+const storeRecheck = 10 * time.Second
+
+// probeRequest is the body of POST /peer/v1/probe-store.
+type probeRequest struct {
+	NodeID   string `json:"node_id"`
+	Instance string `json:"instance"`
+	Leader   string `json:"leader"`
+	Key      string `json:"key"`
+	SHA256   string `json:"sha256"`
+}
+
+// errStoreNotShared marks a probe the agent answered: it cannot read what
+// the leader wrote.
+var errStoreNotShared = errors.New("object store not shared with the cluster")
+
+// storeCheck is the leader's memory of one agent's probe.
+type storeCheck struct {
+	instance string
+	err      error
+	at       time.Time
+}
+
+// verifyStore reports whether agent id (incarnation instance, peer address
+// peer) reads the cluster's object store. Without an ObjectStore (tests) it
+// always does. A success is remembered for the term, a failure for
+// storeRecheck.
+func (l *leaderState) verifyStore(ctx context.Context, id, peer, instance string) error {
+	n := l.n
+	if n.cfg.Objects == nil {
+		return nil
+	}
+	if c, ok := l.stores[id]; ok && c.instance == instance && (c.err == nil || time.Since(c.at) < storeRecheck) {
+		return c.err
+	}
+	err := n.probeStore(ctx, id, peer, instance)
+	l.stores[id] = storeCheck{instance: instance, err: err, at: time.Now()}
+	return err
+}
+
+// probeStore writes a probe object, asks the agent to read it back, and
+// deletes it.
+func (n *Node) probeStore(ctx context.Context, id, peer, instance string) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*n.cfg.RPCTimeout)
+	defer cancel()
+	cluster := n.identity().Cluster
+	key := storeProbeKeyPrefix + cluster + "/" + instance + "-" + randomID()
+	body := []byte(fmt.Sprintf("streamhouse object store probe: leader %s, agent %s, instance %s, %s\n", n.cfg.NodeID, id, instance, randomID()))
+	if err := n.cfg.Objects.Put(ctx, key, body); err != nil {
+		return fmt.Errorf("the raft leader cannot write a probe object: %w", err)
+	}
+	defer func() {
+		dctx, dcancel := context.WithTimeout(context.Background(), n.cfg.RPCTimeout)
+		defer dcancel()
+		if err := n.cfg.Objects.Delete(dctx, key); err != nil {
+			n.log.Warn("cannot delete an object store probe", "key", key, "err", err)
+		}
+	}()
+	sum := sha256.Sum256(body)
+	err := n.postJSON(ctx, peer, PeerProbeStorePath, probeRequest{
+		NodeID: id, Instance: instance, Leader: n.cfg.NodeID, Key: key, SHA256: hex.EncodeToString(sum[:]),
+	})
+	if err != nil {
+		return fmt.Errorf("store probe of %s: %w", id, err)
+	}
+	return nil
+}
+
+// handleProbeStore is the agent side: read the leader's probe object back
+// from this agent's own object store and compare it. The outcome is kept
+// for /ready.
+func (n *Node) handleProbeStore(w http.ResponseWriter, req *http.Request) {
+	if !n.started.Load() || n.closed.Load() {
+		writeRPCError(w, http.StatusServiceUnavailable, outcomeNotApplied, ErrNotStarted)
+		return
+	}
+	var p probeRequest
+	if err := json.NewDecoder(io.LimitReader(req.Body, 4096)).Decode(&p); err != nil || p.Key == "" {
+		writeRPCError(w, http.StatusBadRequest, outcomeInvalid, fmt.Errorf("bad store probe: %v", err))
+		return
+	}
+	if cur := n.identity(); p.NodeID != n.cfg.NodeID || p.Instance != cur.Instance {
+		writeRPCError(w, http.StatusConflict, outcomeNotApplied,
+			fmt.Errorf("store probe for %s/%s, this is %s/%s", p.NodeID, p.Instance, n.cfg.NodeID, cur.Instance))
+		return
+	}
+	err := n.readProbe(req.Context(), p)
+	n.storeProblem.set(err)
+	if err != nil {
+		n.log.Error("cannot read the raft leader's probe object: this agent does not share the cluster's object store and is not admitted",
+			"leader", p.Leader, "key", p.Key, "err", err)
+		writeRPCError(w, http.StatusConflict, outcomeNotApplied, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (n *Node) readProbe(ctx context.Context, p probeRequest) error {
+	hint := "every agent of a cluster must use the same S3_BUCKET (and S3_ENDPOINT), or an OBJECT_STORE_DIR on storage they all share"
+	if n.cfg.Objects == nil {
+		return fmt.Errorf("%w: this agent has no object store to read probe object %s from", errStoreNotShared, p.Key)
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RPCTimeout)
+	defer cancel()
+	b, err := n.cfg.Objects.Get(ctx, p.Key)
+	if err != nil {
+		return fmt.Errorf("%w: probe object %s written by raft leader %s cannot be read here (%v); %s", errStoreNotShared, p.Key, p.Leader, err, hint)
+	}
+	if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != p.SHA256 {
+		return fmt.Errorf("%w: probe object %s written by raft leader %s reads back different bytes here; %s", errStoreNotShared, p.Key, p.Leader, hint)
+	}
+	return nil
+}
+
+// problemNote holds the last store probe failure this agent saw ("" when
+// the last probe passed or none ran).
+type problemNote struct {
+	mu  sync.Mutex
+	msg string
+}
+
+func (p *problemNote) set(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.msg = ""
+	if err != nil {
+		p.msg = err.Error()
+	}
+}
+
+func (p *problemNote) get() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.msg
+}
+
+// checkMemberStores probes, once per leadership term and incarnation, every
+// live Raft member that is already admitted (founders never went through
+// admission): one that cannot read the store is not removed — it holds Raft
+// state the group may need — but it reports the problem on /ready, and the
+// leader logs it.
+func (l *leaderState) checkMemberStores(ctx context.Context) {
+	n := l.n
+	if n.cfg.Objects == nil {
+		return
+	}
+	servers, err := n.configuration()
+	if err != nil {
+		return
+	}
+	members := n.gossip.snapshot()
+	for _, s := range sortedServers(servers) {
+		id := string(s.ID)
+		m, ok := members[id]
+		if id == n.cfg.NodeID || !ok || m.State != StateAlive || !m.MetaOK || !m.Meta.Admitted || m.Meta.Peer == "" {
+			continue
+		}
+		if err := l.verifyStore(ctx, id, m.Meta.Peer, m.Meta.Instance); err != nil {
+			l.warnEvery("store:"+id, "object store probe of a raft member failed (if it cannot read the store, it reports not ready)", "node", id, "err", err)
+		}
+	}
+}
