@@ -30,6 +30,10 @@ type StateMachine interface {
 	// (Raft's own applied index moves when entries are handed to the FSM,
 	// before they are applied).
 	LastApplied() uint64
+	// Stalled reports an Apply waiting for local storage (a full disk).
+	Stalled() (fsm.StallStatus, bool)
+	// Halt releases such an Apply so Raft can shut down.
+	Halt()
 }
 
 // peerNet is what the node uses of the peer listener (transport.PeerMux).
@@ -189,8 +193,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	lctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	n.started.Store(true)
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.leadershipLoop(lctx)
+	go n.stallWatch(lctx)
 	if !existing && !n.cfg.Bootstrap && n.cfg.BootstrapExpect > 1 {
 		n.wg.Add(1)
 		go n.bootstrapLoop(lctx)
@@ -276,6 +281,9 @@ func (n *Node) Ready() (bool, string) {
 	r := n.r()
 	if r == nil {
 		return false, "raft not started"
+	}
+	if st, stalled := n.fsm.Stalled(); stalled {
+		return false, st.String()
 	}
 	addr, _ := r.LeaderWithID()
 	if addr == "" {
@@ -607,6 +615,9 @@ func (n *Node) teardown() error {
 	}
 	var errs []error
 	if r := n.r(); r != nil {
+		// An Apply waiting for disk space would keep Raft's FSM goroutine,
+		// and so Shutdown, from returning.
+		n.fsm.Halt()
 		errs = append(errs, r.Shutdown().Error())
 	}
 	n.wg.Wait()

@@ -41,6 +41,10 @@ const (
 	CodeProducerFenced
 	CodeUnknownProducer
 	CodeOutOfOrderSequence
+	// CodeNotApplied: this agent halted (shutting down while it waited for
+	// local storage) before applying a committed entry. Local only, never
+	// part of replicated state; the outcome is unknown to the proposer.
+	CodeNotApplied
 )
 
 var codeErrors = map[Code]error{
@@ -54,6 +58,7 @@ var codeErrors = map[Code]error{
 	CodeProducerFenced:     ErrProducerFenced,
 	CodeUnknownProducer:    ErrUnknownProducer,
 	CodeOutOfOrderSequence: ErrOutOfOrderSequence,
+	CodeNotApplied:         ErrOutcomeUnknown,
 }
 
 // Result is what Apply returns for a command.
