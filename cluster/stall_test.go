@@ -115,3 +115,37 @@ func TestDiskFullLeaderStallsHandsOverAndCatchesUp(t *testing.T) {
 		t.Fatal("a stalled agent did not shut down")
 	}
 }
+
+// On a low disk the Raft log is compacted down to lowDiskTrailingLogs
+// entries at once (instead of TrailingLogs at the next snapshot).
+func TestSetLowDiskCompactsTheRaftLog(t *testing.T) {
+	c := newTestCluster(t)
+	n := c.start("n1", "", func(cfg *Config) { cfg.Bootstrap = true; cfg.SnapshotThreshold = 1 << 30 })
+	c.waitLeader(30 * time.Second)
+	topicID := createTopic(t, n, "t", 1)
+	for i := 0; i < 3*lowDiskTrailingLogs; i++ {
+		if _, err := propose(t, n, appendOne(topicID, "x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := func() uint64 {
+		i, err := n.node.store.FirstIndex()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return i
+	}
+	if f := first(); f > 1 {
+		t.Fatalf("log already compacted (first index %d)", f)
+	}
+	if err := n.node.SetLowDisk(true); err != nil {
+		t.Fatal(err)
+	}
+	last, _ := n.node.store.LastIndex()
+	if f := first(); f+lowDiskTrailingLogs < last {
+		t.Fatalf("after SetLowDisk: log holds %d..%d, want at most %d entries", f, last, lowDiskTrailingLogs+1)
+	}
+	if err := n.node.SetLowDisk(false); err != nil {
+		t.Fatal(err)
+	}
+}
