@@ -63,6 +63,7 @@ type Node struct {
 	raftp     atomic.Pointer[raft.Raft]
 	transport *raft.NetworkTransport
 	store     *raftboltdb.BoltStore
+	stable    *retryingStable
 	gossip    *gossip
 	raftDir   string
 
@@ -172,7 +173,8 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, n.transport)
+	n.stable = newRetryingStable(store, n.log)
+	r, err := raft.NewRaft(rc, n.fsm, logs, n.stable, snaps, n.transport)
 	if err != nil {
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}
@@ -618,6 +620,7 @@ func (n *Node) teardown() error {
 		// An Apply waiting for disk space would keep Raft's FSM goroutine,
 		// and so Shutdown, from returning.
 		n.fsm.Halt()
+		n.stable.halt()
 		errs = append(errs, r.Shutdown().Error())
 	}
 	n.wg.Wait()
