@@ -161,7 +161,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	rc.MaxAppendEntries = 512
 	rc.BatchApplyCh = true
 
-	logs, err := raft.NewLogCache(256, store)
+	n.stable = newRetryingStable(store, n.log)
+	logs, err := raft.NewLogCache(256, &retryingLogs{LogStore: store, log: n.log, min: n.stable.min, max: n.stable.max,
+		haltCh: n.stable.haltCh, leader: n.IsLeader})
 	if err != nil {
 		return err
 	}
@@ -173,7 +175,6 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	n.stable = newRetryingStable(store, n.log)
 	r, err := raft.NewRaft(rc, n.fsm, logs, n.stable, snaps, n.transport)
 	if err != nil {
 		return fmt.Errorf("cluster: start raft: %w", err)

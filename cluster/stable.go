@@ -49,29 +49,67 @@ func (s *retryingStable) SetUint64(key []byte, val uint64) error {
 }
 
 func (s *retryingStable) retry(key string, write func() error) error {
+	err := retryWrite(s.log, "raft state "+key, s.min, s.max, s.haltCh, write)
+	if err != nil {
+		s.log.Error("shutting down with raft state not persisted", "key", key, "err", err)
+		runtime.Goexit()
+	}
+	return nil
+}
+
+// retryWrite runs write until it succeeds, waiting min doubling to max
+// between attempts; once halt is closed it makes one last attempt and
+// returns its error.
+func retryWrite(log *slog.Logger, what string, minWait, maxWait time.Duration, halt <-chan struct{}, write func() error) error {
 	err := write()
 	if err == nil {
 		return nil
 	}
-	s.log.Error("cannot persist raft state; this agent waits (neither votes nor acknowledges) and retries until the write succeeds (free disk space)",
-		"key", key, "err", err)
-	d := s.min
+	log.Error("cannot persist "+what+"; this agent waits (neither votes nor acknowledges) and retries until the write succeeds (free disk space)", "err", err)
+	d := minWait
 	for attempt := 2; ; attempt++ {
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:
-		case <-s.haltCh:
+		case <-halt:
 			t.Stop()
-			if err = write(); err == nil {
-				return nil
-			}
-			s.log.Error("shutting down with raft state not persisted", "key", key, "err", err)
-			runtime.Goexit()
+			return write()
 		}
 		if err = write(); err == nil {
-			s.log.Info("raft state persisted after retrying", "key", key, "attempts", attempt)
+			log.Info("persisted "+what+" after retrying", "attempts", attempt)
 			return nil
 		}
-		d = min(2*d, s.max)
+		d = min(2*d, maxWait)
 	}
+}
+
+// retryingLogs wraps the Raft log store so that a follower whose StoreLogs
+// fails (a full disk) retries instead of answering the leader "failed".
+// hashicorp/raft v1.7's pipelined replication deadlocks on such an answer
+// (hashicorp/raft#612): the leader never sends that follower another entry
+// while its heartbeats keep it from starting an election, so the follower
+// would stay behind for good. Retrying makes a full disk look like a slow
+// follower, which Raft handles. On the leader a failure is returned at
+// once: Raft then steps down, which is what a leader that cannot write
+// should do. Once halted (shutdown) the error is returned.
+type retryingLogs struct {
+	raft.LogStore
+	log      *slog.Logger
+	leader   func() bool
+	min, max time.Duration
+	haltCh   <-chan struct{}
+}
+
+// StoreLog implements raft.LogStore.
+func (l *retryingLogs) StoreLog(log *raft.Log) error {
+	return l.StoreLogs([]*raft.Log{log})
+}
+
+// StoreLogs implements raft.LogStore.
+func (l *retryingLogs) StoreLogs(logs []*raft.Log) error {
+	err := l.LogStore.StoreLogs(logs)
+	if err == nil || l.leader() {
+		return err
+	}
+	return retryWrite(l.log, "raft log entries", l.min, l.max, l.haltCh, func() error { return l.LogStore.StoreLogs(logs) })
 }

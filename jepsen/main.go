@@ -40,6 +40,8 @@ type classSpec struct {
 	mixed bool
 	lossy bool
 	dr    string // DR drill moment; "" for nemesis runs
+	// smallDisk: every agent on its own small filesystem (diskfull.go).
+	smallDisk bool
 }
 
 var classes = map[string]classSpec{}
@@ -54,7 +56,8 @@ func init() {
 	}
 	classes["lossy-kill"] = classSpec{kinds: []string{nemesis.KillOne, nemesis.KillLeader, nemesis.KillAll}, lossy: true}
 	classes["mixed"] = classSpec{kinds: nemesis.Kinds, mixed: true, lossy: true}
-	classOrder = append(classOrder, "lossy-kill", "mixed")
+	classes[nemesis.DiskFull] = classSpec{kinds: []string{nemesis.DiskFull}, smallDisk: true}
+	classOrder = append(classOrder, "lossy-kill", "mixed", nemesis.DiskFull)
 	for _, m := range drMoments {
 		classes["dr-"+m] = classSpec{dr: m}
 		classOrder = append(classOrder, "dr-"+m)
