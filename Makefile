@@ -153,7 +153,8 @@ clean: ## Remove build output and local data
 
 # The jepsen harness (docs/jepsen.md): agent processes in network namespaces (or on loopback behind
 # a fault proxy), MinIO and PostgreSQL, a seeded nemesis and a history checker. Runs as root for
-# namespaces and iptables (apt-get install -y iptables). Output in .cache/jepsen/<time>/.
+# namespaces and iptables (apt-get install -y iptables), and for the tmpfs disks of the disk-full
+# class. Output in .cache/jepsen/<time>/.
 JEPSEN_SEEDS ?= 3
 JEPSEN_DURATION ?= 60s
 JEPSEN_SEED ?= 1

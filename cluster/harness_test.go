@@ -66,6 +66,8 @@ type testCluster struct {
 	edit func(*Config)
 	// peerEdit adjusts an agent's peer mux config (TLS, cluster secret).
 	peerEdit func(id string, pc *transport.PeerConfig)
+	// newSink, if set, gives an agent's FSM a Sink (default none).
+	newSink func(id string) fsm.Sink
 
 	mu    sync.Mutex
 	nodes map[string]*testNode
@@ -154,6 +156,10 @@ func (c *testCluster) startAt(id, dir, peerBind, gossipBind string, edit func(*C
 	}
 	mux := transport.NewPeerMux(pc)
 	f := fsm.New(nil)
+	if c.newSink != nil {
+		f = fsm.New(c.newSink(id))
+		f.SetStallPolicy(fsm.StallPolicy{Min: time.Millisecond, Max: 20 * time.Millisecond})
+	}
 	reg := prometheus.NewRegistry()
 	cfg := fastConfig(id, dir, mux, c.log, reg)
 	cfg.GossipBindAddr = gossipBind

@@ -33,6 +33,10 @@ type StateMachine interface {
 	// Clock is the cluster clock (fsm/clock.go): the largest leader tick
 	// time applied, unix ms.
 	Clock() int64
+	// Stalled reports an Apply waiting for local storage (a full disk).
+	Stalled() (fsm.StallStatus, bool)
+	// Halt releases such an Apply so Raft can shut down.
+	Halt()
 }
 
 // peerNet is what the node uses of the peer listener (transport.PeerMux).
@@ -62,6 +66,7 @@ type Node struct {
 	raftp     atomic.Pointer[raft.Raft]
 	transport *raftGate // the Raft transport behind the admission gate
 	store     *raftboltdb.BoltStore
+	stable    *retryingStable
 	gossip    *gossip
 	raftDir   string
 
@@ -161,7 +166,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	rc.MaxAppendEntries = 512
 	rc.BatchApplyCh = true
 
-	logs, err := raft.NewLogCache(256, store)
+	n.stable = newRetryingStable(store, n.log)
+	logs, err := raft.NewLogCache(256, &retryingLogs{LogStore: store, log: n.log, min: n.stable.min, max: n.stable.max,
+		haltCh: n.stable.haltCh, leader: n.IsLeader})
 	if err != nil {
 		return err
 	}
@@ -177,7 +184,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	// (DESIGN.md, "Amnesia"): the gate opens on admission or bootstrap.
 	n.transport.setOpen(n.id.Admitted)
 	n.transport.start()
-	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, n.transport)
+	r, err := raft.NewRaft(rc, n.fsm, logs, n.stable, snaps, n.transport)
 	if err != nil {
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}
@@ -198,8 +205,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	lctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	n.started.Store(true)
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.leadershipLoop(lctx)
+	go n.stallWatch(lctx)
 	if !existing && !n.cfg.Bootstrap && n.cfg.BootstrapExpect >= 1 {
 		n.wg.Add(1)
 		go n.bootstrapLoop(lctx)
@@ -294,6 +302,9 @@ func (n *Node) Ready() (bool, string) {
 	}
 	if p := n.storeProblem.get(); p != "" {
 		return false, p
+	}
+	if st, stalled := n.fsm.Stalled(); stalled {
+		return false, st.String()
 	}
 	addr, _ := r.LeaderWithID()
 	if addr == "" {
@@ -636,6 +647,10 @@ func (n *Node) teardown() error {
 	}
 	var errs []error
 	if r := n.r(); r != nil {
+		// An Apply waiting for disk space would keep Raft's FSM goroutine,
+		// and so Shutdown, from returning.
+		n.fsm.Halt()
+		n.stable.halt()
 		errs = append(errs, r.Shutdown().Error())
 	}
 	n.wg.Wait()

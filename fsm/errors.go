@@ -46,6 +46,10 @@ const (
 	CodeUnknownProducer
 	CodeOutOfOrderSequence
 	CodeUploadExpired
+	// CodeNotApplied: this agent halted (shutting down while it waited for
+	// local storage) before applying a committed entry. Local only, never
+	// part of replicated state; the outcome is unknown to the proposer.
+	CodeNotApplied
 )
 
 var codeErrors = map[Code]error{
@@ -60,6 +64,7 @@ var codeErrors = map[Code]error{
 	CodeUnknownProducer:    ErrUnknownProducer,
 	CodeOutOfOrderSequence: ErrOutOfOrderSequence,
 	CodeUploadExpired:      ErrUploadExpired,
+	CodeNotApplied:         ErrOutcomeUnknown,
 }
 
 // Result is what Apply returns for a command.

@@ -47,6 +47,8 @@ type FSM struct {
 
 	changeMu sync.Mutex
 	changed  chan struct{}
+
+	stall *stallState // retrying an entry the Sink could not store (stall.go)
 }
 
 var (
@@ -56,7 +58,7 @@ var (
 
 // New returns an FSM with empty state that materialises records into sink.
 func New(sink Sink) *FSM {
-	return &FSM{sink: sink, state: newState(), changed: make(chan struct{})}
+	return &FSM{sink: sink, state: newState(), changed: make(chan struct{}), stall: newStallState()}
 }
 
 // Changed returns a channel that is closed at the next metadata change
@@ -79,47 +81,105 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 	return f.ApplyBatch([]*raft.Log{l})[0]
 }
 
-// ApplyBatch implements raft.BatchingFSM.
+// ApplyBatch implements raft.BatchingFSM. When the Sink cannot store a
+// committed batch (a full disk), the entry is neither skipped nor fatal:
+// ApplyBatch releases the lock, waits (StallPolicy) and applies the same
+// entry again, so hashicorp/raft's FSM goroutine blocks here until local
+// storage takes it or Halt is called (see DESIGN.md, "Failure behaviour").
 func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	out := make([]interface{}, len(logs))
-	metaChanged := false
-	f.mu.Lock()
-	for i, l := range logs {
-		if l.Type != raft.LogCommand {
+	metaChanged, attempts := false, 0
+	for i := 0; i < len(logs); {
+		n, meta, err := f.applyUntilStall(logs[i:], out[i:])
+		metaChanged = metaChanged || meta
+		if n > 0 && attempts > 0 {
+			f.resumed(logs[i].Index, attempts)
+			attempts = 0
+		}
+		i += n
+		if err == nil {
 			continue
 		}
-		res, meta := f.applyOne(l.Index, l.Data)
-		res.Index = l.Index
-		out[i] = res
-		metaChanged = metaChanged || meta
+		if metaChanged {
+			f.notify() // readers see what was applied before the stall
+			metaChanged = false
+		}
+		attempts++
+		if !f.waitRetry(logs[i].Index, attempts, err) {
+			for j := i; j < len(logs); j++ {
+				out[j] = haltedResult(logs[j].Index)
+			}
+			break
+		}
 	}
-	f.mu.Unlock()
 	if metaChanged {
 		f.notify()
 	}
 	return out
 }
 
+// applyUntilStall applies logs in order under f.mu until one cannot be
+// stored by the Sink. It returns how many were applied, whether metadata
+// changed, and the Sink error (the entry at position n changed nothing).
+func (f *FSM) applyUntilStall(logs []*raft.Log, out []interface{}) (int, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	meta := false
+	for i, l := range logs {
+		if f.isHalted() {
+			out[i] = haltedResult(l.Index)
+			continue
+		}
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		res, m, err := f.applyOne(l.Index, l.Data)
+		if err != nil {
+			return i, meta, err
+		}
+		if l.Index > f.state.LastApplied {
+			f.state.LastApplied = l.Index
+		}
+		res.Index = l.Index
+		out[i] = res
+		meta = meta || m
+	}
+	return len(logs), meta, nil
+}
+
 // applyOne applies one command under f.mu. It returns the result and whether
-// metadata readers should be notified.
-func (f *FSM) applyOne(index uint64, data []byte) (*Result, bool) {
+// metadata readers should be notified, or a *sinkError (and no change at
+// all) when the Sink could not store a committed batch.
+func (f *FSM) applyOne(index uint64, data []byte) (*Result, bool, error) {
 	cmd, err := Decode(data)
 	if err != nil {
 		// An undecodable committed entry means a bug or corruption of the
 		// replicated log: continuing would diverge from peers.
 		panic(fmt.Sprintf("fsm: undecodable command at index %d: %v", index, err))
 	}
-	s := f.state
-	if index > s.LastApplied {
-		s.LastApplied = index
+	switch c := cmd.(type) {
+	case *AppendBatch:
+		return f.applyAppendBatch(index, c)
+	case *CommitOffsets:
+		res := f.applyCommitOffsets(c)
+		return res, res.Code == CodeOK, nil
+	case *DeleteGroup:
+		res := f.applyDeleteGroup(c)
+		return res, res.Code == CodeOK, nil
+	case *InitProducer:
+		return f.applyInitProducer(index, c), false, nil
 	}
+	res, meta := f.applyMeta(index, cmd)
+	return res, meta, nil
+}
+
+// applyMeta applies the topic, segment and leadership commands.
+func (f *FSM) applyMeta(index uint64, cmd Command) (*Result, bool) {
 	switch c := cmd.(type) {
 	case *CreateTopic:
 		return f.applyCreateTopic(index, c)
 	case *DeleteTopic:
 		return f.applyDeleteTopic(c)
-	case *AppendBatch:
-		return f.applyAppendBatch(index, c), false
 	case *CommitSegment:
 		return f.applyCommitSegment(c)
 	case *AssignLeader:
@@ -128,14 +188,6 @@ func (f *FSM) applyOne(index uint64, data []byte) (*Result, bool) {
 		return f.applyTrimPartition(c)
 	case *ObjectsDeleted:
 		return f.applyObjectsDeleted(c)
-	case *CommitOffsets:
-		res := f.applyCommitOffsets(c)
-		return res, res.Code == CodeOK
-	case *DeleteGroup:
-		res := f.applyDeleteGroup(c)
-		return res, res.Code == CodeOK
-	case *InitProducer:
-		return f.applyInitProducer(index, c), false
 	case *ClockTick:
 		return f.applyClockTick(c), false
 	}
@@ -200,42 +252,41 @@ func (f *FSM) applyDeleteTopic(c *DeleteTopic) (*Result, bool) {
 	return &Result{TopicID: t.ID}, true
 }
 
-func (f *FSM) applyAppendBatch(index uint64, c *AppendBatch) *Result {
+func (f *FSM) applyAppendBatch(index uint64, c *AppendBatch) (*Result, bool, error) {
 	p, res := f.partitionFor(c.TopicID, c.Partition)
 	if res != nil {
-		return res
+		return res, false, nil
 	}
 	if c.Count <= 0 {
-		return fail(CodeInvalid, "empty batch")
+		return fail(CodeInvalid, "empty batch"), false, nil
 	}
 	k := PartitionKey{c.TopicID, c.Partition}
 	if c.ProducerID != 0 {
 		// Before the epoch check: a retry of an applied batch gets its
 		// original offsets whoever leads the partition now.
 		if res := f.checkSequence(k, c); res != nil {
-			return res
+			return res, false, nil
 		}
 	}
 	if c.LeaderEpoch != p.LeaderEpoch {
-		return fail(CodeStaleEpoch, "batch for epoch %d, partition is at epoch %d", c.LeaderEpoch, p.LeaderEpoch)
+		return fail(CodeStaleEpoch, "batch for epoch %d, partition is at epoch %d", c.LeaderEpoch, p.LeaderEpoch), false, nil
 	}
 	b := &AppendedBatch{
 		Index: index, TopicID: c.TopicID, Partition: c.Partition,
 		BaseOffset: p.NextOffset, Count: c.Count, Timestamp: c.Timestamp, Records: c.Records,
 	}
+	// Store first, then change state: if the Sink cannot hold the batch
+	// (disk full), nothing changed and ApplyBatch retries the same entry.
+	if f.sink != nil {
+		if err := f.sink.Materialize(b); err != nil {
+			return nil, false, &sinkError{fmt.Errorf("materialising committed batch at index %d: %w", index, err)}
+		}
+	}
 	p.NextOffset += int64(c.Count)
 	if c.ProducerID != 0 {
 		f.recordSequence(k, c, b.BaseOffset)
 	}
-	if f.sink != nil {
-		if err := f.sink.Materialize(b); err != nil {
-			// The batch is committed on a majority; this agent cannot hold
-			// it locally. Serving on would return wrong data, so stop: a
-			// restart replays the log into a repaired store.
-			panic(fmt.Sprintf("fsm: materialising committed batch at index %d: %v", index, err))
-		}
-	}
-	return &Result{BaseOffset: b.BaseOffset, Count: b.Count}
+	return &Result{BaseOffset: b.BaseOffset, Count: b.Count}, false, nil
 }
 
 func (f *FSM) partitionFor(topicID uint64, part int32) (*Partition, *Result) {

@@ -45,6 +45,11 @@ type fsmSnapshot struct {
 // Snapshot implements raft.FSM. It runs on the FSM goroutine, copies the
 // metadata and pins the unflushed batches in the sink; Persist streams them.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	if f.isHalted() {
+		// Raft would label the snapshot with an index this state has not
+		// reached, and compact away the unapplied entry.
+		return nil, ErrHalted
+	}
 	f.mu.RLock()
 	st := f.state.clone()
 	f.mu.RUnlock()
@@ -342,6 +347,9 @@ func readItem(r *bufio.Reader) ([]byte, error) {
 // the carried batches to the sink (idempotently) and swaps the state in.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	if f.isHalted() {
+		return ErrHalted
+	}
 	r := bufio.NewReaderSize(rc, 1<<20)
 	magic := make([]byte, len(snapshotMagic))
 	version := 0

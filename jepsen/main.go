@@ -42,6 +42,8 @@ type classSpec struct {
 	dr    string           // DR drill moment; "" for nemesis runs
 	env   []string         // extra agent environment
 	hold  [2]time.Duration // fault hold range; zero = the default 3-10 s
+	// smallDisk: every agent on its own small filesystem (diskfull.go).
+	smallDisk bool
 }
 
 var classes = map[string]classSpec{}
@@ -56,7 +58,8 @@ func init() {
 	}
 	classes["lossy-kill"] = classSpec{kinds: []string{nemesis.KillOne, nemesis.KillLeader, nemesis.KillAll}, lossy: true}
 	classes["mixed"] = classSpec{kinds: nemesis.Kinds, mixed: true, lossy: true}
-	classOrder = append(classOrder, "lossy-kill", "mixed")
+	classes[nemesis.DiskFull] = classSpec{kinds: []string{nemesis.DiskFull}, smallDisk: true}
+	classOrder = append(classOrder, "lossy-kill", "mixed", nemesis.DiskFull)
 	for _, m := range drMoments {
 		classes["dr-"+m] = classSpec{dr: m}
 		classOrder = append(classOrder, "dr-"+m)

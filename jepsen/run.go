@@ -100,8 +100,12 @@ func runOne(ctx context.Context, o options, r runSpec, bin, minio string, log *s
 		env = drEnv(spec.dr)
 	}
 	env = append(env, spec.env...)
+	var smallDisk int64
+	if spec.smallDisk {
+		env, smallDisk = append(env, diskFullEnv()...), smallDiskBytes
+	}
 	c, err := control.Start(ctx, control.Config{Agents: o.agents, Mode: o.mode, Dir: dir, AgentBin: bin, MinIOBin: minio,
-		Lossy: spec.lossy, Env: env, Log: log})
+		Lossy: spec.lossy, Env: env, SmallDisk: smallDisk, Log: log})
 	if err != nil {
 		res.Errors = append(res.Errors, "cluster: "+err.Error())
 		_ = rec.Close()
@@ -150,7 +154,7 @@ func runOne(ctx context.Context, o options, r runSpec, bin, minio string, log *s
 		}
 		nem := nemesis.New(nemesis.Config{Kinds: spec.kinds, Mixed: spec.mixed, Seed: r.seed,
 			Quiet: [2]time.Duration{2 * time.Second, 5 * time.Second}, Hold: hold,
-			Topic: "jepsen", Log: log, OnPaused: wl.SetPaused}, c, rec)
+			Topic: "jepsen", MinFreeDisk: smallDiskMinFree, Log: log, OnPaused: wl.SetPaused}, c, rec)
 		nem.Run(nctx)
 		cancel()
 		res.Events = nem.Events

@@ -76,6 +76,9 @@ func (p *Producer) produceIdempotent(ctx context.Context, b fsm.IdempotentBatch,
 	if !ok {
 		return fsm.IdempotentResult{}, fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, b.Topic)
 	}
+	if err := p.admit(); err != nil {
+		return fsm.IdempotentResult{}, err
+	}
 	if info.Leader != p.cfg.NodeID {
 		if !forward || p.fwd == nil || info.Leader == "" {
 			return fsm.IdempotentResult{}, fmt.Errorf("%w: %w: partition %d of %q is led by %q", fsm.ErrUnavailable, fsm.ErrNotLeader, b.Partition, b.Topic, info.Leader)
@@ -86,8 +89,8 @@ func (p *Producer) produceIdempotent(ctx context.Context, b fsm.IdempotentBatch,
 		}
 		return res, err
 	}
-	if p.cfg.MaxUnflushedBytes > 0 && p.store.Bytes() > p.cfg.MaxUnflushedBytes {
-		return fsm.IdempotentResult{}, fmt.Errorf("%w: unflushed backlog above %d bytes; segment uploads are behind", fsm.ErrUnavailable, p.cfg.MaxUnflushedBytes)
+	if err := p.admitBacklog(); err != nil {
+		return fsm.IdempotentResult{}, err
 	}
 	cmd := fsm.Encode(&fsm.AppendBatch{
 		TopicID: t.ID, Partition: b.Partition, LeaderEpoch: info.LeaderEpoch, Timestamp: now,

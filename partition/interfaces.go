@@ -104,3 +104,10 @@ type Forwarder interface {
 	ForwardProduce(ctx context.Context, nodeID, topic string, recs []fsm.ProduceRecord) ([]fsm.RecordOffset, error)
 	ForwardIdempotent(ctx context.Context, nodeID string, b fsm.IdempotentBatch) (fsm.IdempotentResult, error)
 }
+
+// Admission can refuse a produce request before anything is proposed
+// (implemented by *DiskGuard, and by the agent's check of an FSM stalled on
+// local storage). Errors wrap fsm.ErrUnavailable: definitely not written.
+type Admission interface {
+	Admit() error
+}

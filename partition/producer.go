@@ -79,6 +79,7 @@ type Producer struct {
 	rr       map[uint64]*atomic.Uint32 // keyless round robin per topic
 	fwd      Forwarder
 	sync     Syncer
+	admits   []Admission
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -111,6 +112,31 @@ func NewProducer(cfg ProducerConfig, meta Metadata, proposer Proposer, store *St
 // SetSyncer makes topic misses be confirmed with the cluster (see
 // lookupTopic). Call before serving.
 func (p *Producer) SetSyncer(s Syncer) { p.sync = s }
+
+// SetAdmission adds checks that can refuse produce (low disk, stalled
+// apply). Call before serving.
+func (p *Producer) SetAdmission(checks ...Admission) { p.admits = append(p.admits, checks...) }
+
+// admitBacklog refuses records for partitions this agent leads while its
+// store is over the unflushed-backlog bound.
+func (p *Producer) admitBacklog() error {
+	if p.cfg.MaxUnflushedBytes > 0 && p.store.Bytes() > p.cfg.MaxUnflushedBytes {
+		return fmt.Errorf("%w: unflushed backlog above %d bytes; segment uploads are behind", fsm.ErrUnavailable, p.cfg.MaxUnflushedBytes)
+	}
+	return nil
+}
+
+// admit runs the admission checks for any produce this agent receives,
+// local or to be forwarded (every agent stores every record: Raft
+// replicates them all). Errors wrap fsm.ErrUnavailable.
+func (p *Producer) admit() error {
+	for _, a := range p.admits {
+		if err := a.Admit(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // SetForwarder enables forwarding produce requests for partitions led by
 // other agents. Call before serving.
@@ -232,8 +258,13 @@ func (p *Producer) produce(ctx context.Context, topic string, recs []fsm.Produce
 			remote[info.Leader] = append(remote[info.Leader], part)
 		}
 	}
-	if len(local) > 0 && p.cfg.MaxUnflushedBytes > 0 && p.store.Bytes() > p.cfg.MaxUnflushedBytes {
-		return nil, fmt.Errorf("%w: unflushed backlog above %d bytes; segment uploads are behind", fsm.ErrUnavailable, p.cfg.MaxUnflushedBytes)
+	if err := p.admit(); err != nil {
+		return nil, err
+	}
+	if len(local) > 0 {
+		if err := p.admitBacklog(); err != nil {
+			return nil, err
+		}
 	}
 	var units []*unit
 	var submitErr error

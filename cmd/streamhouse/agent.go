@@ -70,6 +70,8 @@ type agent struct {
 	flusher  *partition.Flusher
 	janitor  *partition.Janitor
 	ready    *readiness
+	disk     *partition.DiskGuard
+	reclaim  *reclaimer
 	http     *transport.HTTPServer
 	grpc     *grpc.Server
 	grpcLn   net.Listener
@@ -222,7 +224,7 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	if a.lock, err = lockDataDir(c.DataDir); err != nil {
 		return nil, err
 	}
-	walOpts := wal.Options{Dir: c.WALDir, SyncInterval: time.Duration(c.WALSyncMs) * time.Millisecond, Logger: log, Registerer: a.registry}
+	walOpts := wal.Options{Dir: c.WALDir, SegmentMaxBytes: c.WALSegmentBytes, SyncInterval: time.Duration(c.WALSyncMs) * time.Millisecond, Logger: log, Registerer: a.registry}
 	if fs := unsafeWALFS(); fs != nil {
 		walOpts.FS = fs
 		log.Warn("STREAMHOUSE_UNSAFE_WAL_FS is set: the WAL uses a fault-injection filesystem (tests only)")
@@ -240,6 +242,7 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 		return nil, err
 	}
 	a.fsm = fsm.New(a.store)
+	a.fsm.SetStallPolicy(fsm.StallPolicy{Logger: log})
 
 	peerAddr := net.JoinHostPort(c.BindAddr, strconv.Itoa(c.PeerPort))
 	a.mux = transport.NewPeerMux(transport.PeerConfig{
@@ -277,6 +280,7 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 		NodeID: c.NodeID, BatchSize: c.BatchSize, BatchTimeout: c.batchTimeout(),
 		MaxRecordBytes: c.MaxRecordBytes, MaxUnflushedBytes: c.MaxUnflushedBytes, Logger: log, Clock: clockMs,
 	}, a.fsm, a.node, a.store, partition.NewProducerMetrics(a.registry))
+	a.startDiskGuard(context.Background())
 	a.producer.SetForwarder(&transport.PeerForwarder{Client: a.mux.RPCClient(), Resolve: a.node.PeerAddr})
 	rpc := http.NewServeMux()
 	rpc.Handle(transport.PeerProducePath, transport.ProduceRPCHandler(a.producer))
@@ -302,7 +306,7 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	a.janitor = partition.NewJanitor(partition.JanitorConfig{
 		Interval: time.Duration(c.RetentionCheckMs) * time.Millisecond, Logger: log,
 	}, a.fsm, segs, a.node, a.node, partition.NewJanitorMetrics(a.registry), func(kind string) { errorsTotal.WithLabelValues(kind).Inc() })
-	a.ready = &readiness{node: a.node, objects: a.objects, store: a.store, maxUnflushed: c.MaxUnflushedBytes, log: log}
+	a.ready = &readiness{node: a.node, objects: a.objects, store: a.store, maxUnflushed: c.MaxUnflushedBytes, disk: a.disk, log: log}
 	a.ready.start(5 * time.Second)
 
 	bg, cancel := context.WithCancel(context.Background())
@@ -468,6 +472,7 @@ func (a *agent) Close(ctx context.Context) error {
 	if a.ready != nil {
 		a.ready.stop()
 	}
+	a.stopDiskGuard()
 	if a.cancel != nil {
 		a.cancel()
 		<-a.pruned
@@ -482,6 +487,7 @@ func (a *agent) Close(ctx context.Context) error {
 	if a.node != nil {
 		errs = append(errs, a.node.Close())
 	}
+	a.stopReclaim()
 	if a.mux != nil {
 		errs = append(errs, a.mux.Close())
 	}

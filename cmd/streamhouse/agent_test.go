@@ -19,7 +19,7 @@ func testConfig(t testing.TB, dir string) *agentCmd {
 	c := &agentCmd{
 		HTTPPort: freePort(t), GRPCPort: freePort(t), PeerPort: freePort(t), GossipPort: freePort(t), DataDir: dir, NodeID: "agent-1",
 		DeadAgentTimeout: 30 * time.Second, PartitionFailover: 3 * time.Second,
-		BindAddr: "127.0.0.1", WALEnabled: true, BatchSize: 1000, BatchTimeoutMs: 2,
+		BindAddr: "127.0.0.1", WALEnabled: true, WALSegmentBytes: 64 << 20, BatchSize: 1000, BatchTimeoutMs: 2,
 		SegmentMaxBytes: 8 << 20, SegmentMaxAgeMs: 200, MaxRecordBytes: 1 << 20,
 		MaxUnflushedBytes: 256 << 20, SegmentCacheSize: 16 << 20, LogLevel: "warn", LogFormat: "text",
 		S3Region: "us-east-1", S3TimeoutMs: 2000, RetentionCheckMs: 30000, OrphanGraceMs: 3600000,

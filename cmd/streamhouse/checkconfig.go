@@ -271,6 +271,7 @@ func (c *agentCmd) checkDataDir(add addFunc) {
 		state = "holds Raft state"
 	}
 	add(checkOK, name, "DATA_DIR=%s is writable; %s", dir, state)
+	c.checkDiskSpace(add)
 }
 
 // writable creates and removes a file in dir.

@@ -34,6 +34,11 @@ type agentCmd struct {
 	WALEnabled bool   `name:"wal-enabled" env:"WAL_ENABLED" default:"true" negatable:"" help:"Keep unflushed records in an on-disk WAL (false: in memory; Raft still makes them durable)."`
 	WALDir     string `name:"wal-dir" env:"WAL_DIR" help:"WAL directory (default: DATA_DIR/wal)."`
 	WALSyncMs  int    `name:"wal-sync-ms" env:"WAL_SYNC_MS" default:"100" help:"Group-commit: max extra wait (ms) before a background WAL fsync to gather more writes (acks wait for the Raft log fsync, not this); 0 = no extra wait."`
+	// WALSegmentBytes bounds a WAL segment file; flushed records are freed a
+	// whole segment at a time (never the newest), so a small disk needs
+	// small segments.
+	WALSegmentBytes  int64 `name:"wal-segment-bytes" env:"WAL_SEGMENT_BYTES" default:"67108864" help:"Size of a WAL segment file; flushed records are deleted a whole segment at a time (never the newest), so keep it well below the disk size."`
+	MinFreeDiskBytes int64 `name:"min-free-disk-bytes" env:"MIN_FREE_DISK_BYTES" default:"536870912" help:"Below this many free bytes on the filesystem of DATA_DIR (or WAL_DIR) produce answers 503, /ready says why, and the agent compacts its Raft log; 0 = no floor."`
 
 	BatchSize         int   `name:"batch-size" env:"BATCH_SIZE" default:"1000" help:"Records per proposed batch before it is sealed."`
 	BatchTimeoutMs    int   `name:"batch-timeout-ms" env:"BATCH_TIMEOUT_MS" default:"10" help:"Max wait (ms) for a batch to fill while the partition has a batch in flight."`
@@ -141,6 +146,8 @@ func (c *agentCmd) checkValues() error {
 		positive("DEAD_AGENT_TIMEOUT", int64(c.DeadAgentTimeout)),
 		positive("PARTITION_FAILOVER_TIMEOUT", int64(c.PartitionFailover)),
 		nonNeg("WAL_SYNC_MS", int64(c.WALSyncMs)),
+		positive("WAL_SEGMENT_BYTES", c.WALSegmentBytes),
+		nonNeg("MIN_FREE_DISK_BYTES", c.MinFreeDiskBytes),
 		positive("BATCH_SIZE", int64(c.BatchSize)),
 		nonNeg("BATCH_TIMEOUT_MS", int64(c.BatchTimeoutMs)),
 		positive("SEGMENT_MAX_BYTES", c.SegmentMaxBytes),

@@ -53,16 +53,7 @@ func startProc(t testing.TB, env []string, httpPort int, logPath string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(agentBinary(t), "agent")
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// The agent dies with the test binary, even when a test panics.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, base: fmt.Sprintf("http://127.0.0.1:%d", httpPort), done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); logf.Close(); close(p.done) }()
+	p := launch(t, env, httpPort, logf)
 	waitFor(t, 30*time.Second, "agent process ready", func() bool {
 		select {
 		case <-p.done:
@@ -73,6 +64,22 @@ func startProc(t testing.TB, env []string, httpPort int, logPath string) *proc {
 		code, err := tryCall("GET", p.base+"/ready", nil, nil)
 		return err == nil && code == 200
 	})
+	return p
+}
+
+// launch starts an agent process writing its output to logf.
+func launch(t testing.TB, env []string, httpPort int, logf *os.File) *proc {
+	t.Helper()
+	cmd := exec.Command(agentBinary(t), "agent")
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// The agent dies with the test binary, even when a test panics.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, base: fmt.Sprintf("http://127.0.0.1:%d", httpPort), done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); logf.Close(); close(p.done) }()
 	return p
 }
 

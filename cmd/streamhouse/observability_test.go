@@ -132,7 +132,7 @@ var (
 )
 
 // requiredAlerts are the alerts the deployment issue asks for.
-var requiredAlerts = []string{"HighS3Latency", "WALBacklog", "HighErrorRate", "AgentDown", "NoRaftLeader", "CheckpointLag", "SegmentUploadFailures"}
+var requiredAlerts = []string{"HighS3Latency", "WALBacklog", "HighErrorRate", "AgentDown", "NoRaftLeader", "CheckpointLag", "SegmentUploadFailures", "DiskSpaceLow", "ApplyStalled"}
 
 func observabilityRefs(t *testing.T) *obsRefs {
 	t.Helper()

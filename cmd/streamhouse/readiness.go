@@ -14,12 +14,14 @@ import (
 
 // readiness combines what /ready reports: Raft (leader known, log applied),
 // the object store (reachable, bucket exists, credentials valid) and the
-// unflushed backlog (below MAX_UNFLUSHED_BYTES, else produce answers 503).
+// unflushed backlog (below MAX_UNFLUSHED_BYTES, else produce answers 503)
+// and free disk space (above MIN_FREE_DISK_BYTES, else produce answers 503).
 type readiness struct {
 	node         *cluster.Node
 	objects      s3seg.ObjectStore
 	store        *partition.Store
 	maxUnflushed int64
+	disk         *partition.DiskGuard
 	log          *slog.Logger
 
 	mu      sync.Mutex
@@ -86,6 +88,9 @@ func (r *readiness) Ready() (bool, string) {
 	r.mu.Unlock()
 	if objErr != nil {
 		return false, "object store: " + objErr.Error()
+	}
+	if low, why := r.disk.Low(); low {
+		return false, why
 	}
 	if r.maxUnflushed > 0 {
 		if b := r.store.Bytes(); b > r.maxUnflushed {

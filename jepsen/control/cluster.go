@@ -43,7 +43,10 @@ type Config struct {
 	MinIOBin string
 	Lossy    bool     // STREAMHOUSE_UNSAFE_WAL_FS=lossy on every agent
 	Env      []string // extra agent environment (overrides)
-	Log      *slog.Logger
+	// SmallDisk > 0: every agent's DATA_DIR is a tmpfs of this many bytes
+	// (disk.go), for the disk-full fault class.
+	SmallDisk int64
+	Log       *slog.Logger
 }
 
 // Agent is one agent slot.
@@ -74,6 +77,8 @@ type Cluster struct {
 	log    *slog.Logger
 	http   *http.Client
 	pgDir  string
+	// mounted lists the small-disk mount points (disk.go).
+	mounted []string
 }
 
 // Start brings up the network, MinIO, Postgres and the agents, and waits
@@ -165,6 +170,11 @@ func start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 		}
 		a.env = append(a.env, cfg.Env...)
 		c.Agents = append(c.Agents, a)
+	}
+	if cfg.SmallDisk > 0 {
+		if err := c.mountSmallDisks(cfg.SmallDisk); err != nil {
+			return c, err
+		}
 	}
 	for _, a := range c.Agents {
 		if err := c.Launch(a.Index); err != nil {
@@ -359,6 +369,9 @@ func (c *Cluster) Wipe(i int) error {
 	if c.Running(i) {
 		return fmt.Errorf("%s is running", c.Agents[i].ID)
 	}
+	if len(c.mounted) > 0 {
+		return removeContents(c.Agents[i].DataDir)
+	}
 	return os.RemoveAll(c.Agents[i].DataDir)
 }
 
@@ -449,6 +462,7 @@ func (c *Cluster) Close() {
 		c.Resume(i)
 		c.Kill(i)
 	}
+	c.unmountSmallDisks()
 	if c.net != nil {
 		_ = c.net.SetCuts(nil)
 	}

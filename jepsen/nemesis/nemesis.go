@@ -43,14 +43,16 @@ var Kinds = []string{KillOne, KillLeader, KillPartitionLeader, KillMajority, Kil
 
 // Config is a nemesis schedule.
 type Config struct {
-	Kinds    []string // chosen from at random each cycle
-	Mixed    bool     // apply a random subset (1..3) of Kinds at once
-	Seed     uint64
-	Quiet    [2]time.Duration // healthy time between faults (min, max)
-	Hold     [2]time.Duration // how long a fault lasts (min, max)
-	Topic    string
-	Log      *slog.Logger
-	OnPaused func(i int, paused bool)
+	Kinds []string // chosen from at random each cycle
+	Mixed bool     // apply a random subset (1..3) of Kinds at once
+	Seed  uint64
+	Quiet [2]time.Duration // healthy time between faults (min, max)
+	Hold  [2]time.Duration // how long a fault lasts (min, max)
+	Topic string
+	// MinFreeDisk is the agents' MIN_FREE_DISK_BYTES (DiskFull).
+	MinFreeDisk int64
+	Log         *slog.Logger
+	OnPaused    func(i int, paused bool)
 }
 
 // Event is one fault occurrence, for recovery statistics.
@@ -443,6 +445,8 @@ func (n *Nemesis) start(ctx context.Context, kind string) (active, bool) {
 		return n.wipeKill(ctx)
 	case KillMajorityWipe:
 		return n.killMajorityWipe()
+	case DiskFull:
+		return n.diskFull()
 	case Wipe:
 		i := n.randomAgent()
 		targets := n.ids([]int{i})

@@ -1,0 +1,45 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/hashicorp/raft"
+)
+
+// lowDiskTrailingLogs is how many Raft log entries are kept after a
+// snapshot while the disk is low (normally Config.TrailingLogs). A follower
+// further behind than that catches up by installing a snapshot, which
+// carries the unflushed records, so nothing is lost by keeping fewer.
+const lowDiskTrailingLogs = 64
+
+// SetLowDisk switches Raft log compaction for a low disk: low = keep only
+// lowDiskTrailingLogs entries after a snapshot and take a snapshot now, so
+// the compacted entries' pages in the Bolt file are reused instead of the
+// file growing (Bolt never shrinks its file; it stops growing). low = false
+// restores the configured TrailingLogs. It blocks while the snapshot runs
+// (and so while the FSM is stalled): call it off latency-sensitive paths.
+func (n *Node) SetLowDisk(low bool) error {
+	r := n.r()
+	if r == nil {
+		return nil
+	}
+	rc := raft.ReloadableConfig{
+		TrailingLogs: n.cfg.TrailingLogs, SnapshotInterval: n.cfg.SnapshotInterval,
+		SnapshotThreshold: n.cfg.SnapshotThreshold,
+		HeartbeatTimeout:  n.cfg.HeartbeatTimeout, ElectionTimeout: n.cfg.ElectionTimeout,
+	}
+	if low {
+		rc.TrailingLogs = min(rc.TrailingLogs, lowDiskTrailingLogs)
+	}
+	if err := r.ReloadConfig(rc); err != nil {
+		return fmt.Errorf("cluster: raft log compaction for low disk: %w", err)
+	}
+	if !low {
+		return nil
+	}
+	if err := r.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+		return fmt.Errorf("cluster: snapshot to reclaim raft log space: %w", err)
+	}
+	return nil
+}

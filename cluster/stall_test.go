@@ -1,0 +1,151 @@
+package cluster
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/streamhouse/streamhouse/fsm"
+)
+
+// diskSink is an in-memory fsm.Sink that answers ENOSPC while full.
+type diskSink struct {
+	mu      sync.Mutex
+	full    bool
+	indexes []uint64
+}
+
+func (s *diskSink) setFull(v bool) {
+	s.mu.Lock()
+	s.full = v
+	s.mu.Unlock()
+}
+
+func (s *diskSink) Materialize(b *fsm.AppendedBatch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := len(s.indexes); n > 0 && b.Index <= s.indexes[n-1] {
+		return nil
+	}
+	if s.full {
+		return syscall.ENOSPC
+	}
+	s.indexes = append(s.indexes, b.Index)
+	return nil
+}
+
+func (s *diskSink) stored() []uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]uint64(nil), s.indexes...)
+}
+
+type noBatches struct{}
+
+func (noBatches) Each(func(*fsm.AppendedBatch) error) error { return nil }
+func (noBatches) Release()                                  {}
+
+func (s *diskSink) SnapshotBatches(map[fsm.PartitionKey]int64) (fsm.BatchSnapshot, error) {
+	return noBatches{}, nil
+}
+
+func appendOne(topicID uint64, v string) *fsm.AppendBatch {
+	return &fsm.AppendBatch{TopicID: topicID, LeaderEpoch: 1, Count: 1, Timestamp: 1,
+		Records: fsm.AppendRecords(nil, []fsm.Record{{Value: []byte(v)}})}
+}
+
+// A leader whose disk is full stalls in Apply instead of crashing, hands
+// Raft leadership away so the others keep committing, reports the stall on
+// Ready, and applies every entry exactly once when space returns. A stalled
+// agent still shuts down.
+func TestDiskFullLeaderStallsHandsOverAndCatchesUp(t *testing.T) {
+	c := newTestCluster(t)
+	var mu sync.Mutex
+	sinks := map[string]*diskSink{}
+	c.newSink = func(id string) fsm.Sink {
+		mu.Lock()
+		defer mu.Unlock()
+		sinks[id] = &diskSink{}
+		return sinks[id]
+	}
+	c.startBootstrapped("n1", "n2", "n3")
+	old := c.waitLeader(30 * time.Second)
+	topicID := createTopic(t, old, "t", 1)
+	sinks[old.id].setFull(true)
+	go func() { _, _ = propose(t, old, appendOne(topicID, "a")) }() // outcome unknown to this caller
+	waitFor(t, 30*time.Second, "the stall reported on Ready", func() bool {
+		ok, why := old.node.Ready()
+		return !ok && strings.Contains(why, "cannot store committed raft entry")
+	})
+	var lead *testNode
+	waitFor(t, 30*time.Second, "another leader", func() bool {
+		lead = c.leader()
+		return lead != nil && lead.id != old.id
+	})
+	if _, err := propose(t, lead, appendOne(topicID, "b")); err != nil {
+		t.Fatalf("append through the new leader %s: %v", lead.id, err)
+	}
+	sinks[old.id].setFull(false)
+	waitFor(t, 30*time.Second, "the stalled agent to catch up", func() bool {
+		p, _ := old.fsm.Partition(topicID, 0)
+		ok, _ := old.node.Ready()
+		return ok && p.NextOffset == 2 && len(sinks[old.id].stored()) == 2
+	})
+	if a, b := sinks[old.id].stored(), sinks[lead.id].stored(); a[0] != b[0] || a[1] != b[1] {
+		t.Fatalf("stored indexes %v on %s, %v on %s", a, old.id, b, lead.id)
+	}
+
+	// A stalled agent still shuts down (Halt releases Raft's FSM goroutine).
+	f := c.followers(lead)[0]
+	sinks[f.id].setFull(true)
+	if _, err := propose(t, lead, appendOne(topicID, "c")); err != nil {
+		t.Fatalf("append with one follower stalled: %v", err)
+	}
+	waitFor(t, 30*time.Second, "the follower stall", func() bool { _, ok := f.fsm.Stalled(); return ok })
+	closed := make(chan struct{})
+	go func() { c.kill(f.id); close(closed) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	select {
+	case <-closed:
+	case <-ctx.Done():
+		t.Fatal("a stalled agent did not shut down")
+	}
+}
+
+// On a low disk the Raft log is compacted down to lowDiskTrailingLogs
+// entries at once (instead of TrailingLogs at the next snapshot).
+func TestSetLowDiskCompactsTheRaftLog(t *testing.T) {
+	c := newTestCluster(t)
+	n := c.start("n1", "", func(cfg *Config) { cfg.Bootstrap = true; cfg.SnapshotThreshold = 1 << 30 })
+	c.waitLeader(30 * time.Second)
+	topicID := createTopic(t, n, "t", 1)
+	for i := 0; i < 3*lowDiskTrailingLogs; i++ {
+		if _, err := propose(t, n, appendOne(topicID, "x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := func() uint64 {
+		i, err := n.node.store.FirstIndex()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return i
+	}
+	if f := first(); f > 1 {
+		t.Fatalf("log already compacted (first index %d)", f)
+	}
+	if err := n.node.SetLowDisk(true); err != nil {
+		t.Fatal(err)
+	}
+	last, _ := n.node.store.LastIndex()
+	if f := first(); f+lowDiskTrailingLogs < last {
+		t.Fatalf("after SetLowDisk: log holds %d..%d, want at most %d entries", f, last, lowDiskTrailingLogs+1)
+	}
+	if err := n.node.SetLowDisk(false); err != nil {
+		t.Fatal(err)
+	}
+}
