@@ -23,6 +23,9 @@ var (
 	// ErrOutOfOrderSequence: the batch's sequence is neither the next one
 	// nor one of the producer's recent batches.
 	ErrOutOfOrderSequence = errors.New("out of order sequence number")
+	// ErrLimitExceeded: the command would take the cluster past one of its
+	// configured totals (ClusterLimits).
+	ErrLimitExceeded = errors.New("cluster limit exceeded")
 )
 
 // Code is the outcome of applying one command.
@@ -41,6 +44,7 @@ const (
 	CodeProducerFenced
 	CodeUnknownProducer
 	CodeOutOfOrderSequence
+	CodeLimitExceeded
 )
 
 var codeErrors = map[Code]error{
@@ -54,6 +58,7 @@ var codeErrors = map[Code]error{
 	CodeProducerFenced:     ErrProducerFenced,
 	CodeUnknownProducer:    ErrUnknownProducer,
 	CodeOutOfOrderSequence: ErrOutOfOrderSequence,
+	CodeLimitExceeded:      ErrLimitExceeded,
 }
 
 // Result is what Apply returns for a command.
