@@ -281,6 +281,7 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	a.mux.HandleRPC(rpc)
 	fetcher := partition.NewFetcher(partition.FetcherConfig{}, a.fsm, a.store, segs, partition.NewFetcherMetrics(a.registry))
 	admin := partition.NewAdmin(a.fsm, a.node, a.node)
+	admin.SetLimits(fsm.ClusterLimits{MaxTopics: c.MaxTopics, MaxPartitions: c.MaxPartitions})
 	groups := partition.NewGroups(a.fsm, a.node, fetcher)
 	// Answers that depend on this agent being up to date ("topic not
 	// found", "offset out of range", a group's committed offsets) are
@@ -293,7 +294,7 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 		NodeID: c.NodeID, MaxBytes: c.SegmentMaxBytes, MaxAge: time.Duration(c.SegmentMaxAgeMs) * time.Millisecond, Logger: log,
 	}, a.fsm, a.store, segs, a.node, partition.NewFlusherMetrics(a.registry), func(kind string) { errorsTotal.WithLabelValues(kind).Inc() })
 	registerStoreMetrics(a.registry, a.store)
-	a.registry.MustRegister(newStateCollector(a.fsm))
+	a.registry.MustRegister(newStateCollector(a.fsm, c.MetricsPartitions))
 	a.janitor = partition.NewJanitor(partition.JanitorConfig{
 		Interval: time.Duration(c.RetentionCheckMs) * time.Millisecond, OrphanGrace: time.Duration(c.OrphanGraceMs) * time.Millisecond, Logger: log,
 	}, a.fsm, segs, a.node, a.node, partition.NewJanitorMetrics(a.registry), func(kind string) { errorsTotal.WithLabelValues(kind).Inc() })
@@ -307,6 +308,7 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 		defer close(a.pruned)
 		partition.RunPruner(bg, a.fsm, a.store, log)
 	}()
+	a.producer.Start(bg)
 	a.flusher.Start(bg)
 	a.janitor.Start(bg)
 	if err := a.startCheckpoints(bg); err != nil {
