@@ -2,6 +2,7 @@ package partition
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -132,5 +133,43 @@ func TestBatcherRetirementRacesWithSends(t *testing.T) {
 			t.Fatalf("client %d: record %d/%d out of order (expected position %d)", c, i, j, next[c])
 		}
 		next[c]++
+	}
+}
+
+// Close while clients produce (and batchers retire): every call returns —
+// acknowledged, or refused as unavailable / outcome unknown — and no
+// goroutine the producer started outlives Close.
+func TestProducerCloseDuringProduceLeavesNothingBehind(t *testing.T) {
+	e := newEnv(t, ProducerConfig{BatchSize: 10, IdleTimeout: time.Microsecond})
+	e.topic("t", 4)
+	before := goleak.IgnoreCurrent()
+	var wg sync.WaitGroup
+	started := make(chan struct{})
+	var once sync.Once
+	for c := 0; c < 8; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				recs := []fsm.ProduceRecord{{Partition: int32(i % 4), Record: fsm.Record{Value: []byte("v")}}}
+				_, err := e.prod.Produce(context.Background(), "t", recs)
+				if i == 10 {
+					once.Do(func() { close(started) })
+				}
+				if err == nil {
+					continue
+				}
+				if !errors.Is(err, fsm.ErrUnavailable) && !errors.Is(err, fsm.ErrOutcomeUnknown) {
+					t.Errorf("client %d: %v", c, err)
+				}
+				return
+			}
+		}(c)
+	}
+	<-started
+	e.prod.Close()
+	wg.Wait() // a hung Produce fails the test by timeout
+	if err := goleak.Find(before); err != nil {
+		t.Fatal(err)
 	}
 }
