@@ -486,15 +486,26 @@ type OffsetCommit struct {
 // CommitOffsets records a consumer group's committed offsets. It is applied
 // all or nothing: every entry must name an existing partition and an offset
 // in [0, high watermark].
+//
+// Version 2 adds MaxGroups, the proposer's MAX_GROUPS (0 = unlimited): a
+// commit that would create a group past it is refused. It is written only
+// when set, so older agents still decode plain commits.
 type CommitOffsets struct {
 	Group     string
 	Timestamp int64
 	Offsets   []OffsetCommit
+	MaxGroups int64
 }
 
 // Type implements Command.
 func (*CommitOffsets) Type() CommandType { return CmdCommitOffsets }
-func (*CommitOffsets) version() uint8    { return 1 }
+func (c *CommitOffsets) version() uint8 {
+	if c.MaxGroups != 0 {
+		return 2
+	}
+	return 1
+}
+
 func (c *CommitOffsets) encode(e *enc) {
 	e.str(c.Group)
 	e.iv(c.Timestamp)
@@ -505,10 +516,13 @@ func (c *CommitOffsets) encode(e *enc) {
 		e.iv(o.Offset)
 		e.str(o.Metadata)
 	}
+	if c.version() >= 2 {
+		e.iv(c.MaxGroups)
+	}
 }
 
 func decodeCommitOffsets(v uint8, d *dec) (Command, error) {
-	if err := checkVersion(CmdCommitOffsets, v, 1); err != nil {
+	if err := checkVersion(CmdCommitOffsets, v, 2); err != nil {
 		return nil, err
 	}
 	c := &CommitOffsets{}
@@ -524,6 +538,9 @@ func decodeCommitOffsets(v uint8, d *dec) (Command, error) {
 			o.Offset = d.iv()
 			o.Metadata = d.str()
 		}
+	}
+	if v >= 2 {
+		c.MaxGroups = d.iv()
 	}
 	return c, nil
 }

@@ -61,3 +61,32 @@ func TestCreateTopicVersion1StillApplies(t *testing.T) {
 		t.Fatal(out.Err())
 	}
 }
+
+// MaxGroups (carried by CommitOffsets) refuses a new group past the total;
+// existing groups keep committing, and a deleted group frees its place.
+func TestApplyCommitOffsetsEnforcesMaxGroups(t *testing.T) {
+	h := newHarness(t)
+	id := h.mustOK(&CreateTopic{Name: "t", Partitions: 1}).TopicID
+	commit := func(group string) *Result {
+		return h.apply(&CommitOffsets{Group: group, MaxGroups: 2, Offsets: []OffsetCommit{{TopicID: id, Partition: 0, Offset: 0}}})
+	}
+	for _, g := range []string{"a", "b", "a", "b"} {
+		if err := commit(g).Err(); err != nil {
+			t.Fatalf("commit %s: %v", g, err)
+		}
+	}
+	if r := commit("c"); !errors.Is(r.Err(), ErrLimitExceeded) {
+		t.Fatalf("third group with MaxGroups 2: %v", r.Err())
+	}
+	if _, ok := h.f.GroupOffsets("c"); ok {
+		t.Fatal("a refused group was created")
+	}
+	h.mustOK(&DeleteGroup{Group: "a"})
+	if err := commit("c").Err(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(Encode(&CommitOffsets{Group: "g", MaxGroups: 7, Offsets: []OffsetCommit{{TopicID: 1}}}))
+	if err != nil || got.(*CommitOffsets).MaxGroups != 7 {
+		t.Fatalf("round trip: %+v, %v", got, err)
+	}
+}

@@ -283,6 +283,7 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	admin := partition.NewAdmin(a.fsm, a.node, a.node)
 	admin.SetLimits(fsm.ClusterLimits{MaxTopics: c.MaxTopics, MaxPartitions: c.MaxPartitions})
 	groups := partition.NewGroups(a.fsm, a.node, fetcher)
+	groups.SetMaxGroups(c.MaxGroups)
 	// Answers that depend on this agent being up to date ("topic not
 	// found", "offset out of range", a group's committed offsets) are
 	// confirmed against the Raft leader's commit index first.

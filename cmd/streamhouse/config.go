@@ -43,6 +43,7 @@ type agentCmd struct {
 	MaxUnflushedBytes int64 `name:"max-unflushed-bytes" env:"MAX_UNFLUSHED_BYTES" default:"268435456" help:"Above this many unflushed bytes produce answers 503 (retry later)."`
 	MaxTopics         int64 `name:"max-topics" env:"MAX_TOPICS" default:"1000" help:"Cluster-wide: creating a topic past this many topics is refused (409 limit_exceeded, gRPC RESOURCE_EXHAUSTED); 0 = no limit. Set the same value on every agent."`
 	MaxPartitions     int64 `name:"max-partitions" env:"MAX_PARTITIONS" default:"20000" help:"Cluster-wide: creating a topic that would take the cluster past this many partitions is refused; 0 = no limit. Set the same value on every agent."`
+	MaxGroups         int64 `name:"max-groups" env:"MAX_GROUPS" default:"10000" help:"Cluster-wide: a commit that would create a consumer group past this many groups is refused (409 limit_exceeded); 0 = no limit. Set the same value on every agent."`
 	SegmentCacheSize  int64 `name:"segment-cache-size" env:"SEGMENT_CACHE_SIZE" default:"268435456" help:"Bytes of segment blocks cached in memory (LRU); 0 disables."`
 
 	ObjectStoreDir   string `name:"object-store-dir" env:"OBJECT_STORE_DIR" help:"Directory of the local object store used when S3_BUCKET is unset (default: DATA_DIR/objects). Agents of one cluster must share their object store: S3, or this directory on shared storage."`
@@ -152,6 +153,7 @@ func (c *agentCmd) checkValues() error {
 		nonNeg("MAX_UNFLUSHED_BYTES", c.MaxUnflushedBytes),
 		nonNeg("MAX_TOPICS", c.MaxTopics),
 		nonNeg("MAX_PARTITIONS", c.MaxPartitions),
+		nonNeg("MAX_GROUPS", c.MaxGroups),
 		nonNeg("SEGMENT_CACHE_SIZE", c.SegmentCacheSize),
 		positive("S3_TIMEOUT_MS", int64(c.S3TimeoutMs)),
 		positive("RETENTION_CHECK_MS", int64(c.RetentionCheckMs)),

@@ -79,12 +79,12 @@ func TestAgentReleasesPartitionResourcesAfterDelete(t *testing.T) {
 	t.Logf("heap+stack after %d cycles of %d partitions: %+d KiB", cycles, parts, grown>>10)
 }
 
-// MAX_TOPICS and MAX_PARTITIONS refuse creations past the cluster-wide
-// totals: REST 409 limit_exceeded (JSON), gRPC RESOURCE_EXHAUSTED; deleting a
-// topic frees its share.
+// MAX_TOPICS, MAX_PARTITIONS and MAX_GROUPS refuse creations past the
+// cluster-wide totals: REST 409 limit_exceeded (JSON), gRPC
+// RESOURCE_EXHAUSTED; deleting a topic frees its share.
 func TestClusterLimitsRefuseWithClearErrors(t *testing.T) {
 	c := testConfig(t, t.TempDir())
-	c.MaxTopics, c.MaxPartitions = 2, 5
+	c.MaxTopics, c.MaxPartitions, c.MaxGroups = 2, 5, 1
 	a, base := startTestAgent(t, c)
 	defer a.Close(context.Background())
 
@@ -123,6 +123,20 @@ func TestClusterLimitsRefuseWithClearErrors(t *testing.T) {
 		t.Fatalf("delete a: %d", code)
 	}
 	create("c", 2, 201)
+
+	commit := func(group string, want int) apiError {
+		t.Helper()
+		var e apiError
+		if code := call(t, "POST", base+"/api/v1/consumer-groups/"+group+"/commit", map[string]any{"topic": "c", "partition": 0, "offset": 0}, &e); code != want {
+			t.Fatalf("commit %s = %d, want %d (%+v)", group, code, want, e)
+		}
+		return e
+	}
+	commit("g1", 200)
+	commit("g1", 200)
+	if e := commit("g2", 409); e.Error.Code != "limit_exceeded" || !strings.Contains(e.Error.Message, "MAX_GROUPS") {
+		t.Fatalf("group limit error = %+v", e.Error)
+	}
 }
 
 // By default /metrics carries per-topic aggregates, not per-partition
