@@ -148,7 +148,16 @@ func ValidateCompression(c string) error {
 	return fmt.Errorf("invalid compression %q: use zstd, lz4 or none", c)
 }
 
+// ClusterLimits bound the cluster's totals; 0 means unlimited. They travel
+// inside the command that could exceed them (the proposer's configured
+// values), so every agent applies the same decision to the same entry.
+type ClusterLimits struct {
+	MaxTopics     int64 // topics in the cluster (MAX_TOPICS)
+	MaxPartitions int64 // partitions over all topics (MAX_PARTITIONS)
+}
+
 // CreateTopic creates a topic with its initial partition leaders.
+// Version 2 added Limits (a version-1 entry applies without limits).
 type CreateTopic struct {
 	Name       string
 	Partitions int32
@@ -156,11 +165,18 @@ type CreateTopic struct {
 	// Leaders has one node ID per partition, chosen by the proposer.
 	Leaders   []string
 	Timestamp int64
+	Limits    ClusterLimits
 }
 
 // Type implements Command.
 func (*CreateTopic) Type() CommandType { return CmdCreateTopic }
-func (*CreateTopic) version() uint8    { return 1 }
+func (c *CreateTopic) version() uint8 {
+	if c.Limits != (ClusterLimits{}) {
+		return 2
+	}
+	return 1 // readable by agents that predate limits
+}
+
 func (c *CreateTopic) encode(e *enc) {
 	e.str(c.Name)
 	e.iv(int64(c.Partitions))
@@ -172,10 +188,14 @@ func (c *CreateTopic) encode(e *enc) {
 		e.str(l)
 	}
 	e.iv(c.Timestamp)
+	if c.version() >= 2 {
+		e.iv(c.Limits.MaxTopics)
+		e.iv(c.Limits.MaxPartitions)
+	}
 }
 
 func decodeCreateTopic(v uint8, d *dec) (Command, error) {
-	if err := checkVersion(CmdCreateTopic, v, 1); err != nil {
+	if err := checkVersion(CmdCreateTopic, v, 2); err != nil {
 		return nil, err
 	}
 	c := &CreateTopic{}
@@ -192,6 +212,10 @@ func decodeCreateTopic(v uint8, d *dec) (Command, error) {
 		}
 	}
 	c.Timestamp = d.iv()
+	if v >= 2 {
+		c.Limits.MaxTopics = d.iv()
+		c.Limits.MaxPartitions = d.iv()
+	}
 	return c, nil
 }
 
@@ -491,15 +515,26 @@ type OffsetCommit struct {
 // CommitOffsets records a consumer group's committed offsets. It is applied
 // all or nothing: every entry must name an existing partition and an offset
 // in [0, high watermark].
+//
+// Version 2 adds MaxGroups, the proposer's MAX_GROUPS (0 = unlimited): a
+// commit that would create a group past it is refused. It is written only
+// when set, so older agents still decode plain commits.
 type CommitOffsets struct {
 	Group     string
 	Timestamp int64
 	Offsets   []OffsetCommit
+	MaxGroups int64
 }
 
 // Type implements Command.
 func (*CommitOffsets) Type() CommandType { return CmdCommitOffsets }
-func (*CommitOffsets) version() uint8    { return 1 }
+func (c *CommitOffsets) version() uint8 {
+	if c.MaxGroups != 0 {
+		return 2
+	}
+	return 1
+}
+
 func (c *CommitOffsets) encode(e *enc) {
 	e.str(c.Group)
 	e.iv(c.Timestamp)
@@ -510,10 +545,13 @@ func (c *CommitOffsets) encode(e *enc) {
 		e.iv(o.Offset)
 		e.str(o.Metadata)
 	}
+	if c.version() >= 2 {
+		e.iv(c.MaxGroups)
+	}
 }
 
 func decodeCommitOffsets(v uint8, d *dec) (Command, error) {
-	if err := checkVersion(CmdCommitOffsets, v, 1); err != nil {
+	if err := checkVersion(CmdCommitOffsets, v, 2); err != nil {
 		return nil, err
 	}
 	c := &CommitOffsets{}
@@ -529,6 +567,9 @@ func decodeCommitOffsets(v uint8, d *dec) (Command, error) {
 			o.Offset = d.iv()
 			o.Metadata = d.str()
 		}
+	}
+	if v >= 2 {
+		c.MaxGroups = d.iv()
 	}
 	return c, nil
 }

@@ -27,6 +27,9 @@ var (
 	// commit-by time; the object is left to garbage collection and the
 	// records are flushed again in a new object.
 	ErrUploadExpired = errors.New("segment upload expired before its commit")
+	// ErrLimitExceeded: the command would take the cluster past one of its
+	// configured totals (ClusterLimits).
+	ErrLimitExceeded = errors.New("cluster limit exceeded")
 )
 
 // Code is the outcome of applying one command.
@@ -50,6 +53,7 @@ const (
 	// local storage) before applying a committed entry. Local only, never
 	// part of replicated state; the outcome is unknown to the proposer.
 	CodeNotApplied
+	CodeLimitExceeded
 )
 
 var codeErrors = map[Code]error{
@@ -65,6 +69,7 @@ var codeErrors = map[Code]error{
 	CodeOutOfOrderSequence: ErrOutOfOrderSequence,
 	CodeUploadExpired:      ErrUploadExpired,
 	CodeNotApplied:         ErrOutcomeUnknown,
+	CodeLimitExceeded:      ErrLimitExceeded,
 }
 
 // Result is what Apply returns for a command.

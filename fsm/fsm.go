@@ -214,6 +214,9 @@ func (f *FSM) applyCreateTopic(index uint64, c *CreateTopic) (*Result, bool) {
 	if _, ok := s.Topics[c.Name]; ok {
 		return fail(CodeTopicExists, "topic %q already exists", c.Name), false
 	}
+	if res := s.checkLimits(c.Limits, 1, int64(c.Partitions)); res != nil {
+		return res, false
+	}
 	t := &Topic{ID: index, Name: c.Name, Partitions: c.Partitions, Config: c.Config, CreatedAt: c.Timestamp}
 	if t.Config.Compression == "" {
 		t.Config.Compression = "zstd"

@@ -104,7 +104,7 @@ func appendCmd(topicID uint64, part int32, epoch uint64, vals ...string) *Append
 
 func TestCommandCodecRoundTrip(t *testing.T) {
 	cmds := []Command{
-		&CreateTopic{Name: "orders", Partitions: 3, Config: TopicConfig{RetentionMs: 10, RetentionBytes: 20, Compression: "lz4"}, Leaders: []string{"a", "b", "c"}, Timestamp: 99},
+		&CreateTopic{Name: "orders", Partitions: 3, Config: TopicConfig{RetentionMs: 10, RetentionBytes: 20, Compression: "lz4"}, Leaders: []string{"a", "b", "c"}, Timestamp: 99, Limits: ClusterLimits{MaxTopics: 10, MaxPartitions: 100}},
 		&DeleteTopic{Name: "orders"},
 		appendCmd(7, 2, 3, "x", "y"),
 		&CommitSegment{Node: "a", ObjectKey: "segments/x.seg", Timestamp: 5, Entries: []CommitEntry{{TopicID: 7, Partition: 1, LeaderEpoch: 2, Ref: SegmentRef{ByteOffset: 1, ByteLength: 2, BaseOffset: 3, LastOffset: 4, RecordCount: 2, MinTimestamp: 5, MaxTimestamp: 6, Compression: 1, CRC: 0xdeadbeef, UncompressedSize: 9}}}},

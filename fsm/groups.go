@@ -28,6 +28,9 @@ func (f *FSM) applyCommitOffsets(c *CommitOffsets) *Result {
 	}
 	g := s.Groups[c.Group]
 	if g == nil {
+		if n := int64(len(s.Groups)); c.MaxGroups > 0 && n >= c.MaxGroups {
+			return fail(CodeLimitExceeded, "the cluster holds %d consumer groups and the limit (MAX_GROUPS) is %d: delete unused groups or raise the limit", n, c.MaxGroups)
+		}
 		g = map[PartitionKey]GroupOffset{}
 		s.Groups[c.Group] = g
 	}

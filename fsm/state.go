@@ -232,3 +232,16 @@ func (s *State) sortedPartitionKeys() []PartitionKey {
 	})
 	return keys
 }
+
+// checkLimits refuses adding topics and partitions past lim. Deterministic:
+// it reads only the state and the command.
+func (s *State) checkLimits(lim ClusterLimits, topics, partitions int64) *Result {
+	if n := int64(len(s.Topics)); lim.MaxTopics > 0 && n+topics > lim.MaxTopics {
+		return fail(CodeLimitExceeded, "the cluster holds %d topics and the limit (MAX_TOPICS) is %d: delete topics or raise the limit", n, lim.MaxTopics)
+	}
+	if n := int64(len(s.Partitions)); lim.MaxPartitions > 0 && n+partitions > lim.MaxPartitions {
+		return fail(CodeLimitExceeded, "the cluster holds %d partitions, %d more would pass the limit (MAX_PARTITIONS) of %d: delete topics, use fewer partitions or raise the limit",
+			n, partitions, lim.MaxPartitions)
+	}
+	return nil
+}

@@ -15,7 +15,12 @@ type Admin struct {
 	placement Placement
 	clock     func() int64
 	sync      Syncer
+	limits    fsm.ClusterLimits
 }
+
+// SetLimits sets the cluster-wide totals that CreateTopic carries for the
+// FSM to enforce (zero: unlimited). Call before serving.
+func (a *Admin) SetLimits(l fsm.ClusterLimits) { a.limits = l }
 
 // syncTimeout bounds the confirmation of a topic miss on the calls that
 // carry no context.
@@ -47,7 +52,7 @@ func (a *Admin) CreateTopic(ctx context.Context, name string, partitions int32, 
 	if _, ok := a.meta.Topic(name); ok {
 		return fsm.Topic{}, fmt.Errorf("%w: %q", fsm.ErrTopicExists, name)
 	}
-	cmd := &fsm.CreateTopic{Name: name, Partitions: partitions, Config: cfg, Leaders: a.placement.Placement(partitions), Timestamp: a.clock()}
+	cmd := &fsm.CreateTopic{Name: name, Partitions: partitions, Config: cfg, Leaders: a.placement.Placement(partitions), Timestamp: a.clock(), Limits: a.limits}
 	res, err := a.proposer.Propose(ctx, fsm.Encode(cmd))
 	if err != nil {
 		return fsm.Topic{}, err

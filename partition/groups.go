@@ -17,7 +17,13 @@ type Groups struct {
 	fetcher  *Fetcher // resolves timestamp resets
 	clock    func() int64
 	sync     Syncer
+	max      int64 // MAX_GROUPS, carried by CommitOffsets; 0 = unlimited
 }
+
+// SetMaxGroups bounds the number of consumer groups in the cluster (0: no
+// bound); the FSM refuses a commit that would create one more. Call before
+// serving.
+func (g *Groups) SetMaxGroups(n int64) { g.max = n }
 
 // SetSyncer makes group reads linearizable: DescribeGroup first waits until
 // this agent applied everything committed before the call, so a consumer
@@ -40,7 +46,7 @@ func (g *Groups) CommitOffsets(ctx context.Context, group string, commits []fsm.
 	if len(commits) == 0 {
 		return fmt.Errorf("%w: no offsets to commit", fsm.ErrInvalidArgument)
 	}
-	cmd := &fsm.CommitOffsets{Group: group, Timestamp: g.clock()}
+	cmd := &fsm.CommitOffsets{Group: group, Timestamp: g.clock(), MaxGroups: g.max}
 	for _, c := range commits {
 		t, err := lookupTopic(ctx, g.meta, g.sync, c.Topic)
 		if err != nil {

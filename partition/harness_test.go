@@ -146,6 +146,7 @@ func newEnv(t *testing.T, pc ProducerConfig) *env {
 	e.open()
 	pc.NodeID = "n1"
 	e.prod = NewProducer(pc, e.fsm, e.prop, e.store, nil)
+	e.prod.Start(context.Background())
 	e.fetch = NewFetcher(FetcherConfig{}, e.fsm, e.store, e.segs, nil)
 	e.flush = NewFlusher(FlusherConfig{NodeID: "n1", MaxBytes: 1 << 20, MaxAge: time.Hour}, e.fsm, e.store, e.segs, e.prop, nil, nil)
 	t.Cleanup(func() {

@@ -276,6 +276,7 @@ func TestStoreReplayIsIdempotentAndSurvivesReopen(t *testing.T) {
 	if e.store.Bytes() != before {
 		t.Fatalf("restore duplicated batches: %d bytes, had %d", e.store.Bytes(), before)
 	}
+	e.prod.Close()
 	e.prod = NewProducer(ProducerConfig{NodeID: "n1"}, e.fsm, e.prop, e.store, nil)
 	e.fetch = NewFetcher(FetcherConfig{}, e.fsm, e.store, e.segs, nil)
 	got := e.readAll("t", 0)
@@ -371,6 +372,7 @@ func TestMultiPartitionPartialFailureIsOutcomeUnknown(t *testing.T) {
 		t.Fatal(err)
 	}
 	stale := &staleEpochMeta{Metadata: e.fsm, topicID: tp.ID, part: 1}
+	e.prod.Close()
 	e.prod = NewProducer(ProducerConfig{NodeID: "n1"}, stale, e.prop, e.store, nil)
 	_, err := e.prod.Produce(ctx, "t", []fsm.ProduceRecord{
 		{Partition: 0, Record: fsm.Record{Value: []byte("a")}},

@@ -25,6 +25,10 @@ type ProducerConfig struct {
 	BatchTimeout time.Duration
 	// MaxInFlight bounds concurrent proposals per partition.
 	MaxInFlight int
+	// IdleTimeout retires a partition's batcher (goroutine and queue) after
+	// this long with nothing queued or in flight; the next record starts a
+	// new one. Default 10 s.
+	IdleTimeout time.Duration
 	// MaxRecordBytes rejects larger records with fsm.ErrRecordTooLarge.
 	MaxRecordBytes int
 	// MaxUnflushedBytes makes produce answer "retry later" while the local
@@ -40,6 +44,8 @@ type ProducerMetrics struct {
 	Produced       prometheus.Counter
 	BatchRecords   prometheus.Histogram
 	ProduceLatency prometheus.Histogram
+	// Batchers counts the running per-partition batchers.
+	Batchers prometheus.Gauge
 }
 
 // NewProducerMetrics creates and registers the produce-path collectors.
@@ -56,9 +62,12 @@ func NewProducerMetrics(reg prometheus.Registerer) *ProducerMetrics {
 			Name: "streamhouse_produce_latency_seconds", Help: "Time from produce request to acknowledgement.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
+		Batchers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "streamhouse_produce_batchers", Help: "Per-partition batchers running on this agent (partitions produced to recently).",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Produced, m.BatchRecords, m.ProduceLatency)
+		reg.MustRegister(m.Produced, m.BatchRecords, m.ProduceLatency, m.Batchers)
 	}
 	return m
 }
@@ -93,6 +102,9 @@ func NewProducer(cfg ProducerConfig, meta Metadata, proposer Proposer, store *St
 	}
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 4
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = defaultBatcherIdle
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = func() int64 { return time.Now().UnixMilli() }
@@ -183,8 +195,8 @@ func (p *Producer) ProduceLocal(ctx context.Context, topic string, recs []fsm.Pr
 // unit is one independently failing part of a request: one local
 // partition's batch, or one forward to another agent.
 type unit struct {
-	done chan struct{}
-	err  error
+	done <-chan struct{}
+	err  func() error // valid once done is closed
 	fill func(out []fsm.RecordOffset)
 }
 
@@ -270,11 +282,7 @@ func (p *Producer) produce(ctx context.Context, topic string, recs []fsm.Produce
 	var submitErr error
 	for _, part := range local {
 		g := groups[part]
-		b, err := p.batcher(fsm.PartitionKey{TopicID: t.ID, Partition: part})
-		if err == nil {
-			err = b.submit(ctx, g)
-		}
-		if err != nil {
+		if err := p.enqueue(ctx, fsm.PartitionKey{TopicID: t.ID, Partition: part}, g); err != nil {
 			submitErr = err
 			break
 		}
@@ -294,13 +302,13 @@ func (p *Producer) produce(ctx context.Context, topic string, recs []fsm.Produce
 		case <-ctx.Done():
 			return nil, fmt.Errorf("%w: %v", fsm.ErrOutcomeUnknown, ctx.Err())
 		}
-		if u.err != nil {
+		if err := u.err(); err != nil {
 			failed++
-			if !errors.Is(u.err, fsm.ErrOutcomeUnknown) {
+			if !errors.Is(err, fsm.ErrOutcomeUnknown) {
 				definite++
 			}
 			if firstErr == nil {
-				firstErr = u.err
+				firstErr = err
 			}
 			continue
 		}
@@ -330,12 +338,7 @@ func (p *Producer) produce(ctx context.Context, topic string, recs []fsm.Produce
 
 // localUnit wraps a submitted local partition request.
 func (p *Producer) localUnit(g *request, part int32) *unit {
-	u := &unit{done: make(chan struct{})}
-	go func() {
-		<-g.done
-		u.err = g.err
-		close(u.done)
-	}()
+	u := &unit{done: g.done, err: func() error { return g.err }}
 	u.fill = func(out []fsm.RecordOffset) {
 		for j, i := range g.idx {
 			out[i] = fsm.RecordOffset{Partition: part, Offset: g.base + int64(j)}
@@ -355,165 +358,31 @@ func (p *Producer) forwardUnit(ctx context.Context, node, topic string, parts []
 			idx = append(idx, g.idx[j])
 		}
 	}
-	u := &unit{done: make(chan struct{})}
+	done := make(chan struct{})
 	var got []fsm.RecordOffset
-	go func() {
-		defer close(u.done)
-		res, err := p.fwd.ForwardProduce(ctx, node, topic, recs)
+	ferr := fmt.Errorf("%w: agent shutting down", fsm.ErrUnavailable)
+	u := &unit{done: done, err: func() error { return ferr }}
+	started := p.goOwned(func() {
+		defer close(done)
+		// Close cancels the forward: its outcome is then unknown.
+		fctx, cancel := context.WithCancel(ctx)
+		defer context.AfterFunc(p.ctx, cancel)()
+		defer cancel()
+		res, err := p.fwd.ForwardProduce(fctx, node, topic, recs)
 		if err == nil && len(res) != len(recs) {
 			err = fmt.Errorf("%w: agent %s acknowledged %d of %d forwarded records", fsm.ErrOutcomeUnknown, node, len(res), len(recs))
 		}
-		u.err, got = err, res
-	}()
+		ferr, got = err, res
+	})
+	if !started {
+		close(done)
+	}
 	u.fill = func(out []fsm.RecordOffset) {
 		for j, i := range idx {
 			out[i] = got[j]
 		}
 	}
 	return u
-}
-
-func (p *Producer) batcher(k fsm.PartitionKey) (*batcher, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return nil, fmt.Errorf("%w: agent shutting down", fsm.ErrUnavailable)
-	}
-	b := p.batchers[k]
-	if b == nil {
-		b = &batcher{p: p, key: k, queue: make(chan *request, 1024), slots: make(chan struct{}, p.cfg.MaxInFlight)}
-		p.batchers[k] = b
-		p.wg.Add(1)
-		go b.run(p.ctx)
-	}
-	return b, nil
-}
-
-// request is one Produce call's records for one partition.
-type request struct {
-	recs []fsm.Record
-	idx  []int
-	done chan struct{}
-	base int64
-	err  error
-}
-
-type batcher struct {
-	p     *Producer
-	key   fsm.PartitionKey
-	queue chan *request
-	slots chan struct{} // in-flight proposal semaphore
-}
-
-func (b *batcher) submit(ctx context.Context, r *request) error {
-	select {
-	case b.queue <- r:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("%w: %v", fsm.ErrUnavailable, ctx.Err())
-	case <-b.p.ctx.Done():
-		return fmt.Errorf("%w: agent shutting down", fsm.ErrUnavailable)
-	}
-}
-
-// run seals batches: it takes whatever is queued; if the partition has a
-// proposal in flight it waits (up to BatchTimeout, or until BatchSize
-// records) for more, since the proposal could not go out sooner anyway.
-func (b *batcher) run(ctx context.Context) {
-	defer b.p.wg.Done()
-	var inflight sync.WaitGroup
-	defer inflight.Wait()
-	for {
-		var batch []*request
-		n := 0
-		select {
-		case r := <-b.queue:
-			batch, n = append(batch, r), len(r.recs)
-		case <-ctx.Done():
-			b.failQueued()
-			return
-		}
-		// Gather what is already queued.
-	drain:
-		for n < b.p.cfg.BatchSize {
-			select {
-			case r := <-b.queue:
-				batch, n = append(batch, r), n+len(r.recs)
-			default:
-				break drain
-			}
-		}
-		// Acquire a proposal slot; while waiting for one, keep gathering.
-		var timer *time.Timer
-		var timeout <-chan time.Time
-		if b.p.cfg.BatchTimeout > 0 {
-			timer = time.NewTimer(b.p.cfg.BatchTimeout)
-			timeout = timer.C
-		}
-		ok := b.acquire(ctx, &batch, &n, timeout)
-		if timer != nil {
-			timer.Stop()
-		}
-		if !ok {
-			return
-		}
-		inflight.Add(1)
-		go func(batch []*request, n int) {
-			defer inflight.Done()
-			defer func() { <-b.slots }()
-			b.propose(ctx, batch, n)
-		}(batch, n)
-	}
-}
-
-// acquire takes a proposal slot, gathering more queued requests while it
-// waits, until the batch is full or the batch timeout passed. It returns
-// false when the producer is closing (the batch is failed).
-func (b *batcher) acquire(ctx context.Context, batch *[]*request, n *int, timeout <-chan time.Time) bool {
-	stop := func() bool {
-		b.fail(*batch, fmt.Errorf("%w: agent shutting down", fsm.ErrUnavailable))
-		b.failQueued()
-		return false
-	}
-	gather := true
-	for {
-		if !gather || *n >= b.p.cfg.BatchSize {
-			select {
-			case b.slots <- struct{}{}:
-				return true
-			case <-ctx.Done():
-				return stop()
-			}
-		}
-		select {
-		case b.slots <- struct{}{}:
-			return true
-		case r := <-b.queue:
-			*batch, *n = append(*batch, r), *n+len(r.recs)
-		case <-timeout:
-			gather = false
-		case <-ctx.Done():
-			return stop()
-		}
-	}
-}
-
-func (b *batcher) fail(batch []*request, err error) {
-	for _, r := range batch {
-		r.err = err
-		close(r.done)
-	}
-}
-
-func (b *batcher) failQueued() {
-	for {
-		select {
-		case r := <-b.queue:
-			b.fail([]*request{r}, fmt.Errorf("%w: agent shutting down", fsm.ErrUnavailable))
-		default:
-			return
-		}
-	}
 }
 
 func (b *batcher) propose(ctx context.Context, batch []*request, n int) {

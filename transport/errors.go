@@ -18,6 +18,7 @@ const (
 	CodeNotFound         = "not_found"           // 404: unknown topic, partition or route
 	CodeMethodNotAllowed = "method_not_allowed"  // 405
 	CodeTopicExists      = "topic_exists"        // 409
+	CodeLimitExceeded    = "limit_exceeded"      // 409: MAX_TOPICS or MAX_PARTITIONS reached; nothing was created
 	CodeRecordTooLarge   = "record_too_large"    // 413: a record exceeds the agent's record limit
 	CodeRequestTooLarge  = "request_too_large"   // 413: the request body exceeds the body limit
 	CodeOffsetOutOfRange = "offset_out_of_range" // 416
@@ -102,6 +103,8 @@ func classify(op opKind, err error) *apiError {
 		return &apiError{status: http.StatusNotFound, code: CodeNotFound, msg: err.Error()}
 	case errors.Is(err, fsm.ErrTopicExists):
 		return &apiError{status: http.StatusConflict, code: CodeTopicExists, msg: err.Error()}
+	case errors.Is(err, fsm.ErrLimitExceeded):
+		return &apiError{status: http.StatusConflict, code: CodeLimitExceeded, msg: err.Error()}
 	case errors.Is(err, fsm.ErrRecordTooLarge):
 		return &apiError{status: http.StatusRequestEntityTooLarge, code: CodeRecordTooLarge, msg: err.Error()}
 	case errors.Is(err, fsm.ErrUnavailable), errors.Is(err, fsm.ErrNotLeader):

@@ -289,7 +289,9 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	a.mux.HandleRPC(rpc)
 	fetcher := partition.NewFetcher(partition.FetcherConfig{}, a.fsm, a.store, segs, partition.NewFetcherMetrics(a.registry))
 	admin := partition.NewAdmin(a.fsm, a.node, a.node)
+	admin.SetLimits(fsm.ClusterLimits{MaxTopics: c.MaxTopics, MaxPartitions: c.MaxPartitions})
 	groups := partition.NewGroups(a.fsm, a.node, fetcher)
+	groups.SetMaxGroups(c.MaxGroups)
 	// Answers that depend on this agent being up to date ("topic not
 	// found", "offset out of range", a group's committed offsets) are
 	// confirmed against the Raft leader's commit index first.
@@ -302,7 +304,7 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 		CommitWindow: time.Duration(c.OrphanGraceMs) * time.Millisecond, Clock: clockMs,
 	}, a.fsm, a.store, segs, a.node, partition.NewFlusherMetrics(a.registry), func(kind string) { errorsTotal.WithLabelValues(kind).Inc() })
 	registerStoreMetrics(a.registry, a.store)
-	a.registry.MustRegister(newStateCollector(a.fsm))
+	a.registry.MustRegister(newStateCollector(a.fsm, c.MetricsPartitions))
 	a.janitor = partition.NewJanitor(partition.JanitorConfig{
 		Interval: time.Duration(c.RetentionCheckMs) * time.Millisecond, Logger: log,
 	}, a.fsm, segs, a.node, a.node, partition.NewJanitorMetrics(a.registry), func(kind string) { errorsTotal.WithLabelValues(kind).Inc() })
@@ -316,6 +318,7 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 		defer close(a.pruned)
 		partition.RunPruner(bg, a.fsm, a.store, log)
 	}()
+	a.producer.Start(bg)
 	a.flusher.Start(bg)
 	a.janitor.Start(bg)
 	if err := a.startCheckpoints(bg); err != nil {

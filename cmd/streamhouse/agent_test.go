@@ -255,6 +255,7 @@ func TestInvalidConfigNamesTheVariable(t *testing.T) {
 		"WAL_ENABLED":           {"WAL_ENABLED=maybe"},
 		"LOG_LEVEL":             {"LOG_LEVEL=loud"},
 		"SEGMENT_MAX_AGE_MS":    {"SEGMENT_MAX_AGE_MS=-5"},
+		"MAX_PARTITIONS":        {"MAX_PARTITIONS=-1"},
 		"S3_ENDPOINT":           {"S3_ENDPOINT=not a url", "S3_BUCKET=b"},
 		"AWS_SECRET_ACCESS_KEY": {"AWS_ACCESS_KEY_ID=x"},
 	}

@@ -46,6 +46,9 @@ type agentCmd struct {
 	SegmentMaxAgeMs   int   `name:"segment-max-age-ms" env:"SEGMENT_MAX_AGE_MS" default:"1000" help:"Roll a segment object once the oldest unflushed record is this old (ms)."`
 	MaxRecordBytes    int   `name:"max-record-bytes" env:"MAX_RECORD_BYTES" default:"1048576" help:"Largest accepted record (key+value+headers)."`
 	MaxUnflushedBytes int64 `name:"max-unflushed-bytes" env:"MAX_UNFLUSHED_BYTES" default:"268435456" help:"Above this many unflushed bytes produce answers 503 (retry later)."`
+	MaxTopics         int64 `name:"max-topics" env:"MAX_TOPICS" default:"1000" help:"Cluster-wide: creating a topic past this many topics is refused (409 limit_exceeded, gRPC RESOURCE_EXHAUSTED); 0 = no limit. Set the same value on every agent."`
+	MaxPartitions     int64 `name:"max-partitions" env:"MAX_PARTITIONS" default:"20000" help:"Cluster-wide: creating a topic that would take the cluster past this many partitions is refused; 0 = no limit. Set the same value on every agent."`
+	MaxGroups         int64 `name:"max-groups" env:"MAX_GROUPS" default:"10000" help:"Cluster-wide: a commit that would create a consumer group past this many groups is refused (409 limit_exceeded); 0 = no limit. Set the same value on every agent."`
 	SegmentCacheSize  int64 `name:"segment-cache-size" env:"SEGMENT_CACHE_SIZE" default:"268435456" help:"Bytes of segment blocks cached in memory (LRU); 0 disables."`
 
 	ObjectStoreDir   string `name:"object-store-dir" env:"OBJECT_STORE_DIR" help:"Directory of the local object store used when S3_BUCKET is unset (default: DATA_DIR/objects). Agents of one cluster must share their object store: S3, or this directory on shared storage."`
@@ -71,6 +74,7 @@ type agentCmd struct {
 	ClusterSecret        string `name:"cluster-secret" env:"CLUSTER_SECRET" help:"Shared secret every agent must prove on the peer port (challenge-response, never sent); at least 16 bytes, e.g. openssl rand -base64 32. Prefer the environment variable to the flag."`
 	GossipKey            string `name:"gossip-key" env:"GOSSIP_KEY" help:"Base64 key of 16, 24 or 32 bytes that encrypts and authenticates gossip (openssl rand -base64 32); every agent needs the same key."`
 	APIKeysFile          string `name:"api-keys-file" env:"API_KEYS_FILE" help:"File of API keys (name:scope:topics:sha256hex per line; streamhouse apikey create prints one). Set: every REST and gRPC call but /health, /live, /ready (and /metrics) needs Authorization: Bearer <token>. Re-read when it changes."`
+	MetricsPartitions    bool   `name:"metrics-partition-series" env:"METRICS_PARTITION_SERIES" default:"false" negatable:"" help:"Also export per-partition watermark and consumer-group series on /metrics (one series per partition and group: large with many partitions). Default: per-topic aggregates only."`
 	MetricsAuth          bool   `name:"metrics-auth" env:"METRICS_AUTH" default:"false" negatable:"" help:"GET /metrics needs an API key with read scope (default: open)."`
 	CheckConfig          bool   `name:"check-config" help:"Check the configuration and what it points to (TLS files, API keys, Postgres, the object store, free ports), print a checklist and exit: 0 when everything is OK, 1 otherwise."`
 	PprofAddr            string `name:"pprof-addr" env:"PPROF_ADDR" help:"Serve Go profiling endpoints (/debug/pprof/) on this host:port (unset: off). Bind it to localhost: it is unauthenticated."`
@@ -154,6 +158,9 @@ func (c *agentCmd) checkValues() error {
 		positive("SEGMENT_MAX_AGE_MS", int64(c.SegmentMaxAgeMs)),
 		positive("MAX_RECORD_BYTES", int64(c.MaxRecordBytes)),
 		nonNeg("MAX_UNFLUSHED_BYTES", c.MaxUnflushedBytes),
+		nonNeg("MAX_TOPICS", c.MaxTopics),
+		nonNeg("MAX_PARTITIONS", c.MaxPartitions),
+		nonNeg("MAX_GROUPS", c.MaxGroups),
 		nonNeg("SEGMENT_CACHE_SIZE", c.SegmentCacheSize),
 		positive("S3_TIMEOUT_MS", int64(c.S3TimeoutMs)),
 		positive("RETENTION_CHECK_MS", int64(c.RetentionCheckMs)),

@@ -26,14 +26,20 @@ const (
 	dashboardsDir = "../../deploy/grafana/dashboards"
 )
 
+// Documents whose "## Metrics" table lists the exported metrics.
+var metricDocs = []string{"../../README.md", "../../docs/monitoring.md"}
+
 // Labels that Prometheus adds at scrape time (scrape config), not the agent.
 var scrapeLabels = map[string]bool{"job": true, "instance": true, "cluster": true}
 
 // TestObservabilityMetricsExist starts a two-agent cluster with Postgres
-// checkpoints, exercises it (topics, produce, consume, gRPC, an error, a
-// flush, a checkpoint, a join and a rebalance) so that every series exists,
-// and fails naming any metric — or label of a selector — that the alerting
-// rules or the Grafana dashboards reference but no agent exports.
+// checkpoints, exercises it (topics, produce, consume, a group commit, gRPC,
+// an error, a flush, a checkpoint, a join and a rebalance) so that every
+// series exists, and fails naming any metric — or label of a selector — that
+// the alerting rules, the Grafana dashboards or the metrics tables of the
+// README and docs/monitoring.md reference but no agent exports. Agent 1
+// exports the opt-in per-partition series (METRICS_PARTITION_SERIES),
+// agent 2 the default per-topic ones.
 func TestObservabilityMetricsExist(t *testing.T) {
 	refs := observabilityRefs(t)
 
@@ -43,6 +49,7 @@ func TestObservabilityMetricsExist(t *testing.T) {
 
 	c1 := testConfig(t, t.TempDir())
 	c1.DatabaseURL, c1.CheckpointIntervalMs, c1.ObjectStoreDir = dbURL, 200, objects
+	c1.MetricsPartitions = true
 	a1, base1 := startTestAgent(t, c1)
 	defer a1.Close(context.Background())
 	// Partitions on agent-1 alone, for the controller to rebalance once
@@ -67,6 +74,9 @@ func TestObservabilityMetricsExist(t *testing.T) {
 		if code := call(t, "POST", base+"/api/v1/produce", map[string]any{"topic": "obs", "key": fmt.Sprint("k", i), "value": fmt.Sprint("v", i)}, nil); code != 200 {
 			t.Fatalf("produce %d: %d", i, code)
 		}
+	}
+	if code := call(t, "POST", base1+"/api/v1/consumer-groups/obs-group/commit", map[string]any{"topic": "obs", "partition": 0, "offset": 0}, nil); code != 200 {
+		t.Fatalf("group commit: %d", code)
 	}
 	for _, base := range []string{base1, base2} {
 		if n := len(consumeAll(t, base, "obs", 0)) + len(consumeAll(t, base, "obs", 1)); n == 0 {
@@ -173,7 +183,40 @@ func observabilityRefs(t *testing.T) *obsRefs {
 	if len(r.metrics) < 10 {
 		t.Fatalf("only %d metrics referenced: the extraction is broken", len(r.metrics))
 	}
+	for _, path := range metricDocs {
+		r.addDoc(t, path)
+	}
 	return r
+}
+
+// addDoc records the metric names of a document's "## Metrics" section
+// (names only; a name ending in "_" is a prefix such as streamhouse_raft_*).
+func (r *obsRefs) addDoc(t *testing.T, path string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(data), "\n## Metrics\n")
+	if !ok {
+		t.Fatalf("%s: no \"## Metrics\" section", path)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	file := strings.TrimPrefix(path, "../../")
+	n := 0
+	for _, name := range metricRef.FindAllString(section, -1) {
+		if strings.HasSuffix(name, "_") {
+			continue
+		}
+		n++
+		if r.metrics[name] == nil {
+			r.metrics[name] = map[string]bool{}
+			r.where[name] = file
+		}
+	}
+	if n < 10 {
+		t.Fatalf("%s: only %d metrics in its Metrics section: the extraction is broken", path, n)
+	}
 }
 
 // add records the metrics of one PromQL expression and the label names of

@@ -30,6 +30,7 @@ const (
 	KindBadRequest         = "bad_request"
 	KindNotFound           = "not_found"
 	KindTopicExists        = "topic_exists"
+	KindLimitExceeded      = "limit_exceeded" // MAX_TOPICS or MAX_PARTITIONS reached
 	KindRecordTooLarge     = "record_too_large"
 	KindRequestTooLarge    = "request_too_large"
 	KindOffsetOutOfRange   = "offset_out_of_range"
@@ -190,7 +191,7 @@ func codeWord(c codes.Code) string {
 	case codes.DeadlineExceeded:
 		return "deadline exceeded"
 	case codes.ResourceExhausted:
-		return "too large"
+		return "too large or over a cluster limit"
 	case codes.Canceled:
 		return "canceled"
 	case codes.Unimplemented:

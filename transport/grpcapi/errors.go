@@ -94,6 +94,8 @@ func classify(op opKind, err error) apiError {
 		return apiError{code: codes.NotFound, kind: transport.CodeNotFound, msg: err.Error()}
 	case errors.Is(err, fsm.ErrTopicExists):
 		return apiError{code: codes.AlreadyExists, kind: transport.CodeTopicExists, msg: err.Error()}
+	case errors.Is(err, fsm.ErrLimitExceeded):
+		return apiError{code: codes.ResourceExhausted, kind: transport.CodeLimitExceeded, msg: err.Error()}
 	case errors.Is(err, fsm.ErrProducerFenced):
 		return apiError{code: codes.FailedPrecondition, kind: transport.CodeProducerFenced,
 			msg: err.Error() + "; this producer session is over: call InitProducer for a new epoch"}

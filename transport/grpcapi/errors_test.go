@@ -36,6 +36,7 @@ func TestClassify(t *testing.T) {
 		{"group not found", opRead, wrap(fsm.ErrGroupNotFound), codes.NotFound, transport.CodeNotFound, "group", "", false},
 		{"partition invalid", opRead, wrap(fsm.ErrPartitionInvalid), codes.NotFound, transport.CodeNotFound, "partition", "", false},
 		{"topic exists", opWrite, wrap(fsm.ErrTopicExists), codes.AlreadyExists, transport.CodeTopicExists, "", "", false},
+		{"limit exceeded", opWrite, wrap(fsm.ErrLimitExceeded), codes.ResourceExhausted, transport.CodeLimitExceeded, "cluster limit", "", false},
 		{"offset out of range with range", opRead, fmt.Errorf("fetch: %w", oor), codes.OutOfRange, transport.CodeOffsetOutOfRange, "valid offsets are 2 (low watermark) through 5", "", true},
 		{"offset out of range bare", opRead, wrap(fsm.ErrOffsetOutOfRange), codes.OutOfRange, transport.CodeOffsetOutOfRange, "", "", false},
 		{"unavailable write", opWrite, wrap(fsm.ErrUnavailable), codes.Unavailable, transport.CodeUnavailable, "NOT applied", "", false},
