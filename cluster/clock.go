@@ -49,11 +49,11 @@ func (n *Node) clockLoop(ctx context.Context) {
 	defer t.Stop()
 	for {
 		next := nextTick(n.cfg.Clock().UnixMilli(), base, time.Since(start), n.cfg.ClockTickInterval)
-		if base <= 0 {
-			base, start = next, time.Now()
-		}
 		if next > n.fsm.Clock() && n.clockAllowed() { // a tick that would not advance it is not proposed
 			n.proposeTick(next)
+			if base <= 0 { // the clock starts: rate-limit from here
+				base, start = next, time.Now()
+			}
 		}
 		select {
 		case <-ctx.Done():
