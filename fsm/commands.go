@@ -224,15 +224,23 @@ type AppendBatch struct {
 	ProducerID    uint64 // 0: not idempotent
 	ProducerEpoch uint32
 	BaseSequence  int64
+	// ProducerOwner is the API key name of the caller; when set, Apply
+	// refuses the batch unless the producer has no owner or this one.
+	// "" = not checked (no API keys).
+	ProducerOwner string
 }
 
 // Type implements Command.
 func (*AppendBatch) Type() CommandType { return CmdAppendBatch }
 
-// version 1 has no producer fields; version 2 adds them. Batches without a
-// producer are still written as version 1.
+// version 1 has no producer fields; version 2 adds them; version 3 adds
+// the producer owner. Each batch is written in the lowest version that
+// holds it.
 func (c *AppendBatch) version() uint8 {
-	if c.ProducerID != 0 {
+	switch {
+	case c.ProducerID != 0 && c.ProducerOwner != "":
+		return 3
+	case c.ProducerID != 0:
 		return 2
 	}
 	return 1
@@ -249,11 +257,14 @@ func (c *AppendBatch) encode(e *enc) {
 		e.uv(c.ProducerID)
 		e.uv(uint64(c.ProducerEpoch))
 		e.iv(c.BaseSequence)
+		if c.ProducerOwner != "" {
+			e.str(c.ProducerOwner)
+		}
 	}
 }
 
 func decodeAppendBatch(v uint8, d *dec) (Command, error) {
-	if err := checkVersion(CmdAppendBatch, v, 2); err != nil {
+	if err := checkVersion(CmdAppendBatch, v, 3); err != nil {
 		return nil, err
 	}
 	c := &AppendBatch{}
@@ -269,6 +280,12 @@ func decodeAppendBatch(v uint8, d *dec) (Command, error) {
 		c.BaseSequence = d.iv()
 		if c.ProducerID == 0 {
 			d.fail("append batch v2 without producer id")
+		}
+	}
+	if v >= 3 {
+		c.ProducerOwner = d.str()
+		if c.ProducerOwner == "" {
+			d.fail("append batch v3 producer owner (empty)")
 		}
 	}
 	return c, nil
@@ -526,24 +543,49 @@ func decodeDeleteGroup(v uint8, d *dec) (Command, error) {
 // its epoch bumped, which fences the previous session and resets its
 // sequences. Producers idle for longer than ProducerExpiryMs (measured with
 // the command timestamps) are expired when this command applies.
+//
+// Owner is who asks (the API key's name; "" without API keys). A new
+// producer records it; bumping an existing producer's epoch needs the same
+// owner, so a caller cannot fence a producer it did not create.
 type InitProducer struct {
 	ProducerID uint64
 	Timestamp  int64
+	Owner      string
 }
 
 // Type implements Command.
 func (*InitProducer) Type() CommandType { return CmdInitProducer }
-func (*InitProducer) version() uint8    { return 1 }
+
+// version 1 has no owner; version 2 adds it. A command without an owner is
+// still written as version 1, so clusters without API keys keep the old
+// encoding.
+func (c *InitProducer) version() uint8 {
+	if c.Owner == "" {
+		return 1
+	}
+	return 2
+}
+
 func (c *InitProducer) encode(e *enc) {
 	e.uv(c.ProducerID)
 	e.iv(c.Timestamp)
+	if c.Owner != "" {
+		e.str(c.Owner)
+	}
 }
 
 func decodeInitProducer(v uint8, d *dec) (Command, error) {
-	if err := checkVersion(CmdInitProducer, v, 1); err != nil {
+	if err := checkVersion(CmdInitProducer, v, 2); err != nil {
 		return nil, err
 	}
-	return &InitProducer{ProducerID: d.uv(), Timestamp: d.iv()}, nil
+	c := &InitProducer{ProducerID: d.uv(), Timestamp: d.iv()}
+	if v >= 2 {
+		c.Owner = d.str()
+		if c.Owner == "" {
+			d.fail("InitProducer owner (empty in version 2)")
+		}
+	}
+	return c, nil
 }
 
 // MaxGroupNameLen bounds consumer group names.

@@ -23,6 +23,9 @@ var (
 	// ErrOutOfOrderSequence: the batch's sequence is neither the next one
 	// nor one of the producer's recent batches.
 	ErrOutOfOrderSequence = errors.New("out of order sequence number")
+	// ErrProducerNotOwned: the producer id was issued to another owner
+	// (another API key); only its owner may bump its epoch.
+	ErrProducerNotOwned = errors.New("producer id belongs to another owner")
 )
 
 // Code is the outcome of applying one command.
@@ -41,6 +44,7 @@ const (
 	CodeProducerFenced
 	CodeUnknownProducer
 	CodeOutOfOrderSequence
+	CodeProducerNotOwned
 )
 
 var codeErrors = map[Code]error{
@@ -54,6 +58,7 @@ var codeErrors = map[Code]error{
 	CodeProducerFenced:     ErrProducerFenced,
 	CodeUnknownProducer:    ErrUnknownProducer,
 	CodeOutOfOrderSequence: ErrOutOfOrderSequence,
+	CodeProducerNotOwned:   ErrProducerNotOwned,
 }
 
 // Result is what Apply returns for a command.

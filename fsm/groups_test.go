@@ -173,7 +173,7 @@ func TestRestoreReadsVersion1Snapshots(t *testing.T) {
 	h := newHarness(t)
 	h.mustOK(&CreateTopic{Name: "t", Partitions: 1, Leaders: []string{"n1"}})
 	// A version-1 stream: old magic, state without the group/producer sections.
-	st := encodeState(h.f.state)
+	st := encodeState(h.f.state, 2)
 	v1 := st[:len(st)-2] // two empty counts (groups, producers) at the end
 	if !bytes.Equal(st[len(st)-2:], []byte{0, 0}) {
 		t.Fatalf("state encoding does not end with empty group/producer sections: %x", st[len(st)-2:])

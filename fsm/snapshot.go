@@ -12,17 +12,36 @@ import (
 
 // Snapshot stream format, every item length-prefixed (uvarint):
 //
-//	magic "SHSNAP02"
+//	magic "SHSNAP03"
 //	state item    (LastApplied, topics, partitions with segments, pending
-//	               deletes; version 2 adds consumer groups and producers)
+//	               deletes; version 2 adds consumer groups and producers;
+//	               version 3 adds the owners of producers that have one)
 //	batch items   (tag 1 + AppendedBatch), ascending Raft index
 //	end item      (tag 0)
 //
-// Restore reads both "SHSNAP01" and "SHSNAP02".
+// A state without producer owners is written as "SHSNAP02" (its encoding
+// is version 3's without the owner section), so agents of the previous
+// version can still install snapshots of clusters that record no owners.
+// Restore reads "SHSNAP01", "SHSNAP02" and "SHSNAP03".
 const (
-	snapshotMagic   = "SHSNAP02"
+	snapshotMagic   = "SHSNAP03"
+	snapshotMagicV2 = "SHSNAP02"
 	snapshotMagicV1 = "SHSNAP01"
 )
+
+// snapshotVersion is the state item version snapshotMagic announces.
+const snapshotVersion = 3
+
+// stateVersion is the lowest state item version that holds st: 3 when a
+// producer has an owner, else 2.
+func stateVersion(st *State) int {
+	for _, p := range st.Producers {
+		if p.Owner != "" {
+			return snapshotVersion
+		}
+	}
+	return 2
+}
 
 const (
 	itemEnd   = 0
@@ -92,10 +111,14 @@ func writeItem(w io.Writer, b []byte) error {
 }
 
 func writeSnapshot(w io.Writer, st *State, batches BatchSnapshot) error {
-	if _, err := io.WriteString(w, snapshotMagic); err != nil {
+	version, magic := stateVersion(st), snapshotMagicV2
+	if version == snapshotVersion {
+		magic = snapshotMagic
+	}
+	if _, err := io.WriteString(w, magic); err != nil {
 		return err
 	}
-	if err := writeItem(w, encodeState(st)); err != nil {
+	if err := writeItem(w, encodeState(st, version)); err != nil {
 		return err
 	}
 	if batches != nil {
@@ -114,7 +137,8 @@ func writeSnapshot(w io.Writer, st *State, batches BatchSnapshot) error {
 	return writeItem(w, []byte{itemEnd})
 }
 
-func encodeState(st *State) []byte {
+// encodeState writes the state item in version 2 or 3 (stateVersion).
+func encodeState(st *State, version int) []byte {
 	e := enc{}
 	e.uv(st.LastApplied)
 	topics := st.sortedTopics()
@@ -178,7 +202,44 @@ func encodeState(st *State) []byte {
 			e.iv(q.BaseOffset)
 		}
 	}
+	if version >= 3 {
+		encodeProducerOwners(&e, producers)
+	}
 	return e.b
+}
+
+// encodeProducerOwners writes the version-3 section: the producers that
+// have an owner, as (id, owner) pairs in id order.
+func encodeProducerOwners(e *enc, producers []ProducerEntry) {
+	n := 0
+	for _, p := range producers {
+		if p.Owner != "" {
+			n++
+		}
+	}
+	e.uv(uint64(n))
+	for _, p := range producers {
+		if p.Owner != "" {
+			e.uv(p.ID)
+			e.str(p.Owner)
+		}
+	}
+}
+
+// decodeProducerOwners reads the version-3 section into st's producers.
+func decodeProducerOwners(d *dec, st *State) {
+	n := d.count(2)
+	for i := 0; i < n && d.err == nil; i++ {
+		id, owner := d.uv(), d.str()
+		p, ok := st.Producers[id]
+		if d.err == nil && (!ok || owner == "") {
+			d.fail("producer owner (of an unknown producer, or empty)")
+			return
+		}
+		if ok {
+			p.Owner = owner
+		}
+	}
 }
 
 func decodeState(b []byte, version int) (*State, error) {
@@ -254,6 +315,9 @@ func decodeState(b []byte, version int) (*State, error) {
 			}
 			st.addProducerEntry(p)
 		}
+	}
+	if version >= 3 {
+		decodeProducerOwners(d, st)
 	}
 	st.rebuildRefs()
 	if err := d.done("snapshot state"); err != nil {
@@ -332,6 +396,8 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if _, err := io.ReadFull(r, magic); err == nil {
 		switch string(magic) {
 		case snapshotMagic:
+			version = snapshotVersion
+		case snapshotMagicV2:
 			version = 2
 		case snapshotMagicV1:
 			version = 1
