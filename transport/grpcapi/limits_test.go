@@ -19,32 +19,14 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/streamhouse/streamhouse/transport"
 	pb "github.com/streamhouse/streamhouse/transport/gen/streamhouse/v1"
+	"github.com/streamhouse/streamhouse/transport/transporttest"
 )
-
-// rawCodec sends pre-encoded messages as they are, so that a test client
-// does not allocate a copy of a large request per call (the server's
-// allocations are what the tests measure).
-type rawCodec struct{}
-
-type rawMsg struct{ b []byte }
-
-func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
-	return mem.BufferSlice{mem.SliceBuffer(v.(*rawMsg).b)}, nil
-}
-
-func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	v.(*rawMsg).b = data.Materialize()
-	return nil
-}
-
-func (rawCodec) Name() string { return "proto" }
 
 // allocatedBytes reads go_memstats_alloc_bytes_total from the agent's
 // registry: every byte the process has allocated on the heap so far.
@@ -80,7 +62,7 @@ func TestUnauthenticatedBurstIsRefusedBeforeItsBody(t *testing.T) {
 	conns := make([]*grpc.ClientConn, 2*calls) // one each, as separate attackers would
 	for i := range conns {
 		conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
+			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(transporttest.RawCodec{})))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -99,7 +81,7 @@ func TestUnauthenticatedBurstIsRefusedBeforeItsBody(t *testing.T) {
 			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tokRead)
 		}
 		wg.Go(func() {
-			errs[i] = conns[i].Invoke(ctx, pb.StreamHouse_Produce_FullMethodName, &rawMsg{b: body}, &rawMsg{})
+			errs[i] = conns[i].Invoke(ctx, pb.StreamHouse_Produce_FullMethodName, &transporttest.RawMessage{B: body}, &transporttest.RawMessage{})
 		})
 	}
 	wg.Wait()
