@@ -18,7 +18,7 @@ const (
 	// DefaultMaxConcurrentStreams bounds the calls one connection may have
 	// open at once (Config.MaxConcurrentStreams = 0). Further calls wait
 	// in the client until one ends.
-	DefaultMaxConcurrentStreams = 100
+	DefaultMaxConcurrentStreams = 1000
 	// MaxHeaderListBytes bounds the metadata (HTTP/2 header list) of one
 	// call; a larger one resets the stream before any handler runs.
 	MaxHeaderListBytes = 64 << 10

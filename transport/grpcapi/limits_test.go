@@ -186,6 +186,24 @@ func (h *h2Conn) headers(t *testing.T, id uint32, method string, extra ...hpack.
 	}
 }
 
+// ping sends a PING and reads frames until its ACK.
+func (h *h2Conn) ping(t *testing.T) {
+	t.Helper()
+	data := [8]byte{'s', 'h'}
+	if err := h.fr.WritePing(false, data); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		f, err := h.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("waiting for the PING ack: %v", err)
+		}
+		if p, ok := f.(*http2.PingFrame); ok && p.IsAck() && p.Data == data {
+			return
+		}
+	}
+}
+
 // answered reports whether the server answered stream 1 with a gRPC
 // status OK (true), or refused it: RST_STREAM, GOAWAY, a closed connection
 // or a non-OK status (false).
@@ -266,10 +284,10 @@ func TestOpenCallsInFlightAreBounded(t *testing.T) {
 	for i := range MaxOpenCallsInFlight {
 		h.headers(t, uint32(2*i+1), healthpb.Health_Check_FullMethodName) // the body never comes
 	}
-	waitFor(t, 10*time.Second, "the stalled calls to take every slot", func() bool {
-		_, err := health.Check(ctxT(t), &healthpb.HealthCheckRequest{})
-		return status.Code(err) == codes.ResourceExhausted
-	})
+	h.ping(t) // the server handles a connection's frames in order: the calls are admitted
+	if _, err := health.Check(ctxT(t), &healthpb.HealthCheckRequest{}); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a health check while %d calls stall: %v, want ResourceExhausted", MaxOpenCallsInFlight, err)
+	}
 	_ = h.c.Close()
 	waitFor(t, 10*time.Second, "the slots to come back", func() bool {
 		_, err := health.Check(ctxT(t), &healthpb.HealthCheckRequest{})
