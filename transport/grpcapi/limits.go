@@ -27,7 +27,8 @@ const (
 	// received yet, over all connections. gRPC has one receive limit per
 	// server (sized for produce requests), so this is what bounds the
 	// memory unauthenticated callers can make the agent hold. Further open
-	// calls are refused RESOURCE_EXHAUSTED before their body is read.
+	// calls are refused UNAVAILABLE (retry; counted as kind "unavailable")
+	// before their body is read.
 	MaxOpenCallsInFlight = 4
 )
 
@@ -126,7 +127,7 @@ func (s *service) admitOpen(ctx context.Context, method string) (context.Context
 	select {
 	case s.openSlots <- struct{}{}:
 	default:
-		return nil, s.refuse(method, status.Errorf(codes.ResourceExhausted,
+		return nil, s.refuse(method, status.Errorf(codes.Unavailable,
 			"too many unauthenticated calls in flight (at most %d); retry", MaxOpenCallsInFlight))
 	}
 	release := sync.OnceFunc(func() { <-s.openSlots })

@@ -285,8 +285,8 @@ func TestOpenCallsInFlightAreBounded(t *testing.T) {
 		h.headers(t, uint32(2*i+1), healthpb.Health_Check_FullMethodName) // the body never comes
 	}
 	h.ping(t) // the server handles a connection's frames in order: the calls are admitted
-	if _, err := health.Check(ctxT(t), &healthpb.HealthCheckRequest{}); status.Code(err) != codes.ResourceExhausted {
-		t.Fatalf("a health check while %d calls stall: %v, want ResourceExhausted", MaxOpenCallsInFlight, err)
+	if _, err := health.Check(ctxT(t), &healthpb.HealthCheckRequest{}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("a health check while %d calls stall: %v, want Unavailable", MaxOpenCallsInFlight, err)
 	}
 	_ = h.c.Close()
 	waitFor(t, 10*time.Second, "the slots to come back", func() bool {
