@@ -109,6 +109,9 @@ type IdempotentBatch struct {
 	Producer  ProducerIdentity
 	BaseSeq   int64
 	Records   []Record
+	// Owner is the caller's API key name: the FSM refuses the batch when
+	// the producer was created by another key. "" = not checked.
+	Owner string
 }
 
 // IdempotentResult is where an idempotent batch landed. Duplicate is true

@@ -131,7 +131,7 @@ func TestRestoreReadsVersion2Snapshots(t *testing.T) {
 	h.mustOK(&CommitOffsets{Group: "g", Offsets: []OffsetCommit{{TopicID: 1, Partition: 0, Offset: 0}}})
 	var buf bytes.Buffer
 	buf.WriteString(snapshotMagicV2)
-	_ = writeItem(&buf, encodeStateVersion(h.f.state, 2))
+	_ = writeItem(&buf, encodeState(h.f.state, 2))
 	_ = writeItem(&buf, []byte{itemEnd})
 	h2 := newHarness(t)
 	if err := h2.f.Restore(io.NopCloser(&buf)); err != nil {

@@ -252,15 +252,23 @@ type AppendBatch struct {
 	ProducerID    uint64 // 0: not idempotent
 	ProducerEpoch uint32
 	BaseSequence  int64
+	// ProducerOwner is the API key name of the caller; when set, Apply
+	// refuses the batch unless the producer has no owner or this one.
+	// "" = not checked (no API keys).
+	ProducerOwner string
 }
 
 // Type implements Command.
 func (*AppendBatch) Type() CommandType { return CmdAppendBatch }
 
-// version 1 has no producer fields; version 2 adds them. Batches without a
-// producer are still written as version 1.
+// version 1 has no producer fields; version 2 adds them; version 3 adds
+// the producer owner. Each batch is written in the lowest version that
+// holds it.
 func (c *AppendBatch) version() uint8 {
-	if c.ProducerID != 0 {
+	switch {
+	case c.ProducerID != 0 && c.ProducerOwner != "":
+		return 3
+	case c.ProducerID != 0:
 		return 2
 	}
 	return 1
@@ -277,11 +285,14 @@ func (c *AppendBatch) encode(e *enc) {
 		e.uv(c.ProducerID)
 		e.uv(uint64(c.ProducerEpoch))
 		e.iv(c.BaseSequence)
+		if c.ProducerOwner != "" {
+			e.str(c.ProducerOwner)
+		}
 	}
 }
 
 func decodeAppendBatch(v uint8, d *dec) (Command, error) {
-	if err := checkVersion(CmdAppendBatch, v, 2); err != nil {
+	if err := checkVersion(CmdAppendBatch, v, 3); err != nil {
 		return nil, err
 	}
 	c := &AppendBatch{}
@@ -297,6 +308,12 @@ func decodeAppendBatch(v uint8, d *dec) (Command, error) {
 		c.BaseSequence = d.iv()
 		if c.ProducerID == 0 {
 			d.fail("append batch v2 without producer id")
+		}
+	}
+	if v >= 3 {
+		c.ProducerOwner = d.str()
+		if c.ProducerOwner == "" {
+			d.fail("append batch v3 producer owner (empty)")
 		}
 	}
 	return c, nil
@@ -595,23 +612,37 @@ func decodeDeleteGroup(v uint8, d *dec) (Command, error) {
 // a new producer (its ID is the Raft index of this command); a known ID gets
 // its epoch bumped, which fences the previous session and resets its
 // sequences. Producers idle for longer than ProducerExpiryMs are expired
-// when this command applies: payload version 2 (what Encode writes) measures
-// idleness with the cluster clock (State.Clock, the Raft leader's time),
-// version 1 (old log entries) with the command's own Timestamp, as before.
+// when this command applies: payload versions 2 and 3 measure idleness with
+// the cluster clock (State.Clock, the Raft leader's time) unless the v3 flag
+// says otherwise; version 1 (old log entries) uses the command's own
+// Timestamp, as before.
+//
+// Owner is who asks (the API key's name; "" without API keys). A new
+// producer records it; bumping an existing producer's epoch needs the same
+// owner, so a caller cannot fence a producer it did not create.
+//
+// Versions: 1 = id, timestamp (expiry by timestamp); 2 = the same fields,
+// expiry by the cluster clock; 3 = id, timestamp, owner, flags (bit 0:
+// expiry by timestamp). Each command is written in the lowest version that
+// holds it, so clusters without API keys keep the older encodings.
 type InitProducer struct {
 	ProducerID uint64
 	Timestamp  int64
-	// ExpireByTimestamp selects payload version 1 (idleness judged by the
-	// command's Timestamp): what old log entries decode to, and what a
-	// proposer writes while the cluster clock has not started (agents of an
-	// older version may still be members; see FeatureLevel).
+	// ExpireByTimestamp selects expiry judged by the command's Timestamp:
+	// what old log entries decode to, and what a proposer writes while the
+	// cluster clock has not started (agents of an older version may still
+	// be members; see FeatureLevel).
 	ExpireByTimestamp bool
+	Owner             string
 }
 
 // Type implements Command.
 func (*InitProducer) Type() CommandType { return CmdInitProducer }
 
 func (c *InitProducer) version() uint8 {
+	if c.Owner != "" {
+		return 3
+	}
 	if c.ExpireByTimestamp {
 		return 1
 	}
@@ -621,13 +652,29 @@ func (c *InitProducer) version() uint8 {
 func (c *InitProducer) encode(e *enc) {
 	e.uv(c.ProducerID)
 	e.iv(c.Timestamp)
+	if c.Owner != "" {
+		e.str(c.Owner)
+		flags := uint64(0)
+		if c.ExpireByTimestamp {
+			flags = 1
+		}
+		e.uv(flags)
+	}
 }
 
 func decodeInitProducer(v uint8, d *dec) (Command, error) {
-	if err := checkVersion(CmdInitProducer, v, 2); err != nil {
+	if err := checkVersion(CmdInitProducer, v, 3); err != nil {
 		return nil, err
 	}
-	return &InitProducer{ProducerID: d.uv(), Timestamp: d.iv(), ExpireByTimestamp: v == 1}, nil
+	c := &InitProducer{ProducerID: d.uv(), Timestamp: d.iv(), ExpireByTimestamp: v == 1}
+	if v >= 3 {
+		c.Owner = d.str()
+		if c.Owner == "" {
+			d.fail("InitProducer owner (empty in version 3)")
+		}
+		c.ExpireByTimestamp = d.uv()&1 == 1
+	}
+	return c, nil
 }
 
 // MaxGroupNameLen bounds consumer group names.

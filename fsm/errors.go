@@ -30,6 +30,9 @@ var (
 	// ErrLimitExceeded: the command would take the cluster past one of its
 	// configured totals (ClusterLimits).
 	ErrLimitExceeded = errors.New("cluster limit exceeded")
+	// ErrProducerNotOwned: the producer id was issued to another owner
+	// (another API key); only its owner may bump its epoch.
+	ErrProducerNotOwned = errors.New("producer id belongs to another owner")
 )
 
 // Code is the outcome of applying one command.
@@ -54,6 +57,7 @@ const (
 	// part of replicated state; the outcome is unknown to the proposer.
 	CodeNotApplied
 	CodeLimitExceeded
+	CodeProducerNotOwned
 )
 
 var codeErrors = map[Code]error{
@@ -70,6 +74,7 @@ var codeErrors = map[Code]error{
 	CodeUploadExpired:      ErrUploadExpired,
 	CodeNotApplied:         ErrOutcomeUnknown,
 	CodeLimitExceeded:      ErrLimitExceeded,
+	CodeProducerNotOwned:   ErrProducerNotOwned,
 }
 
 // Result is what Apply returns for a command.

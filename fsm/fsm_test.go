@@ -114,7 +114,9 @@ func TestCommandCodecRoundTrip(t *testing.T) {
 		&CommitOffsets{Group: "g", Timestamp: 3, Offsets: []OffsetCommit{{TopicID: 7, Partition: 1, Offset: 10, Metadata: "m"}, {TopicID: 7, Partition: 0, Offset: 0}}},
 		&DeleteGroup{Group: "g"},
 		&InitProducer{ProducerID: 12, Timestamp: 77},
+		&InitProducer{ProducerID: 12, Timestamp: 77, Owner: "tenant-a"},
 		&AppendBatch{TopicID: 7, Partition: 1, LeaderEpoch: 2, Timestamp: 3, Count: 1, Records: AppendRecords(nil, recs("z")), ProducerID: 5, ProducerEpoch: 2, BaseSequence: 40},
+		&AppendBatch{TopicID: 7, Partition: 1, LeaderEpoch: 2, Timestamp: 3, Count: 1, Records: AppendRecords(nil, recs("z")), ProducerID: 5, ProducerEpoch: 2, BaseSequence: 40, ProducerOwner: "tenant-a"},
 	}
 	for _, c := range cmds {
 		got, err := Decode(Encode(c))
@@ -320,7 +322,7 @@ func TestApplyIsDeterministic(t *testing.T) {
 		h.apply(late)
 		h.apply(&ClockTick{Time: 3000})
 		h.apply(commitCmd(id, 1, 1, 0, 3))
-		return encodeState(h.f.state)
+		return encodeState(h.f.state, snapshotVersion)
 	}
 	if a, b := build(), build(); !bytes.Equal(a, b) {
 		t.Fatal("two replays produced different state")
@@ -354,7 +356,7 @@ func snapshotRoundTrip(t *testing.T, h *harness) *harness {
 	if err := h2.f.Restore(io.NopCloser(bytes.NewReader(buf.Bytes()))); err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(encodeState(h.f.state), encodeState(h2.f.state)) {
+	if !reflect.DeepEqual(encodeState(h.f.state, snapshotVersion), encodeState(h2.f.state, snapshotVersion)) {
 		t.Fatal("restored state differs")
 	}
 	h2.idx = h.idx

@@ -115,13 +115,17 @@ func (f *FSM) applyInitProducer(index uint64, c *InitProducer) *Result {
 	}
 	seen := max(c.Timestamp, s.Clock)
 	if c.ProducerID == 0 {
-		p := &Producer{ID: index, Epoch: 0, LastSeen: seen, Recent: map[PartitionKey][]ProducerBatch{}}
+		p := &Producer{ID: index, Epoch: 0, LastSeen: seen, Owner: c.Owner, Recent: map[PartitionKey][]ProducerBatch{}}
 		s.Producers[p.ID] = p
 		return &Result{ProducerID: p.ID, ProducerEpoch: p.Epoch}
 	}
 	p, ok := s.Producers[c.ProducerID]
 	if !ok {
 		return fail(CodeUnknownProducer, "producer id %d is unknown or expired", c.ProducerID)
+	}
+	if p.Owner != c.Owner {
+		// The owner's name is not told: it would leak another tenant's key.
+		return fail(CodeProducerNotOwned, "producer id %d was issued to another API key; only that key may bump its epoch (call InitProducer without a producer id for a new one)", c.ProducerID)
 	}
 	p.Epoch++
 	if c.ExpireByTimestamp {
@@ -139,6 +143,9 @@ func (f *FSM) checkSequence(k PartitionKey, c *AppendBatch) (res *Result) {
 	p, ok := f.state.Producers[c.ProducerID]
 	if !ok {
 		return fail(CodeUnknownProducer, "producer id %d is unknown or expired", c.ProducerID)
+	}
+	if c.ProducerOwner != "" && p.Owner != "" && c.ProducerOwner != p.Owner {
+		return fail(CodeProducerNotOwned, "producer id %d was issued to another API key; produce with a producer id of your own (call InitProducer)", c.ProducerID)
 	}
 	if c.ProducerEpoch < p.Epoch {
 		return fail(CodeProducerFenced, "producer %d epoch %d is fenced by epoch %d", c.ProducerID, c.ProducerEpoch, p.Epoch)

@@ -175,12 +175,12 @@ func TestRestoreReadsVersion1Snapshots(t *testing.T) {
 	h := newHarness(t)
 	h.mustOK(&CreateTopic{Name: "t", Partitions: 1, Leaders: []string{"n1"}})
 	// A version-1 stream: old magic, state without the group/producer sections.
-	st := encodeStateVersion(h.f.state, 2)
+	st := encodeState(h.f.state, 2)
 	v1 := st[:len(st)-2] // two empty counts (groups, producers) at the end
 	if !bytes.Equal(st[len(st)-2:], []byte{0, 0}) {
 		t.Fatalf("state encoding does not end with empty group/producer sections: %x", st[len(st)-2:])
 	}
-	if !bytes.Equal(v1, encodeStateVersion(h.f.state, 1)) {
+	if !bytes.Equal(v1, encodeState(h.f.state, 1)) {
 		t.Fatal("version 1 encoding is not version 2 without its sections")
 	}
 	var buf bytes.Buffer

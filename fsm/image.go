@@ -37,7 +37,8 @@ type GroupOffsetEntry struct {
 type ProducerEntry struct {
 	ID       uint64 // Raft index of the InitProducer command that created it
 	Epoch    uint32
-	LastSeen int64 // unix ms of its last init or append, from the commands
+	LastSeen int64  // unix ms of its last init or append, from the commands
+	Owner    string // the API key name that created it; "" = none
 	// Sequences are the producer's most recent batches per partition.
 	Sequences []ProducerSequence
 }
@@ -90,7 +91,7 @@ func (s *State) addGroupEntry(g GroupOffsetEntry) {
 func (s *State) producerEntries() []ProducerEntry {
 	out := make([]ProducerEntry, 0, len(s.Producers))
 	for _, p := range s.Producers {
-		e := ProducerEntry{ID: p.ID, Epoch: p.Epoch, LastSeen: p.LastSeen}
+		e := ProducerEntry{ID: p.ID, Epoch: p.Epoch, LastSeen: p.LastSeen, Owner: p.Owner}
 		for k, bs := range p.Recent {
 			for _, b := range bs {
 				e.Sequences = append(e.Sequences, ProducerSequence{TopicID: k.TopicID, Partition: k.Partition,
@@ -116,7 +117,7 @@ func (s *State) producerEntries() []ProducerEntry {
 // addProducerEntry adds a producer; its sequences must be in ascending
 // order per partition (as producerEntries writes them).
 func (s *State) addProducerEntry(e ProducerEntry) {
-	p := &Producer{ID: e.ID, Epoch: e.Epoch, LastSeen: e.LastSeen, Recent: map[PartitionKey][]ProducerBatch{}}
+	p := &Producer{ID: e.ID, Epoch: e.Epoch, LastSeen: e.LastSeen, Owner: e.Owner, Recent: map[PartitionKey][]ProducerBatch{}}
 	for _, q := range e.Sequences {
 		k := PartitionKey{q.TopicID, q.Partition}
 		p.Recent[k] = append(p.Recent[k], ProducerBatch{BaseSeq: q.BaseSeq, Count: q.Count, BaseOffset: q.BaseOffset})

@@ -15,19 +15,39 @@ import (
 //	magic "SHSNAP03"
 //	state item    (LastApplied, topics, partitions with segments, pending
 //	               deletes; version 2 adds consumer groups and producers;
-//	               version 3 adds the cluster clock)
+//	               version 3 adds the cluster clock and the owners of
+//	               producers that have one)
 //	batch items   (tag 1 + AppendedBatch), ascending Raft index
 //	end item      (tag 0)
 //
+// A state whose cluster clock has not started and whose producers have no
+// owner is written as "SHSNAP02" (its encoding is version 3's without the
+// clock and owner sections), so agents of the previous version can still
+// install snapshots during a rolling upgrade.
 // Restore reads "SHSNAP01", "SHSNAP02" and "SHSNAP03"; older versions
 // restore with the cluster clock at 0 (the next leader tick sets it).
 const (
 	snapshotMagic   = "SHSNAP03"
 	snapshotMagicV2 = "SHSNAP02"
 	snapshotMagicV1 = "SHSNAP01"
-	// snapshotVersion is the state item version snapshotMagic announces.
-	snapshotVersion = 3
 )
+
+// snapshotVersion is the state item version snapshotMagic announces.
+const snapshotVersion = 3
+
+// stateVersion is the lowest state item version that holds st: 3 when the
+// cluster clock has started or a producer has an owner, else 2.
+func stateVersion(st *State) int {
+	if st.Clock != 0 {
+		return snapshotVersion
+	}
+	for _, p := range st.Producers {
+		if p.Owner != "" {
+			return snapshotVersion
+		}
+	}
+	return 2
+}
 
 const (
 	itemEnd   = 0
@@ -102,10 +122,14 @@ func writeItem(w io.Writer, b []byte) error {
 }
 
 func writeSnapshot(w io.Writer, st *State, batches BatchSnapshot) error {
-	if _, err := io.WriteString(w, snapshotMagic); err != nil {
+	version, magic := stateVersion(st), snapshotMagicV2
+	if version == snapshotVersion {
+		magic = snapshotMagic
+	}
+	if _, err := io.WriteString(w, magic); err != nil {
 		return err
 	}
-	if err := writeItem(w, encodeState(st)); err != nil {
+	if err := writeItem(w, encodeState(st, version)); err != nil {
 		return err
 	}
 	if batches != nil {
@@ -124,11 +148,9 @@ func writeSnapshot(w io.Writer, st *State, batches BatchSnapshot) error {
 	return writeItem(w, []byte{itemEnd})
 }
 
-func encodeState(st *State) []byte { return encodeStateVersion(st, snapshotVersion) }
-
-// encodeStateVersion writes the state item of a given snapshot version
-// (older versions only for tests of old snapshots).
-func encodeStateVersion(st *State, version int) []byte {
+// encodeState writes the state item in version 2 or 3 (stateVersion;
+// version 1 only for tests of old snapshots).
+func encodeState(st *State, version int) []byte {
 	e := enc{}
 	e.uv(st.LastApplied)
 	topics := st.sortedTopics()
@@ -195,8 +217,43 @@ func encodeStateVersion(st *State, version int) []byte {
 	}
 	if version >= 3 {
 		e.iv(st.Clock)
+		encodeProducerOwners(&e, st.producerEntries())
 	}
 	return e.b
+}
+
+// encodeProducerOwners writes the version-3 section: the producers that
+// have an owner, as (id, owner) pairs in id order.
+func encodeProducerOwners(e *enc, producers []ProducerEntry) {
+	n := 0
+	for _, p := range producers {
+		if p.Owner != "" {
+			n++
+		}
+	}
+	e.uv(uint64(n))
+	for _, p := range producers {
+		if p.Owner != "" {
+			e.uv(p.ID)
+			e.str(p.Owner)
+		}
+	}
+}
+
+// decodeProducerOwners reads the version-3 section into st's producers.
+func decodeProducerOwners(d *dec, st *State) {
+	n := d.count(2)
+	for i := 0; i < n && d.err == nil; i++ {
+		id, owner := d.uv(), d.str()
+		p, ok := st.Producers[id]
+		if d.err == nil && (!ok || owner == "") {
+			d.fail("producer owner (of an unknown producer, or empty)")
+			return
+		}
+		if ok {
+			p.Owner = owner
+		}
+	}
 }
 
 func decodeState(b []byte, version int) (*State, error) {
@@ -275,6 +332,7 @@ func decodeState(b []byte, version int) (*State, error) {
 	}
 	if version >= 3 {
 		st.Clock = d.iv()
+		decodeProducerOwners(d, st)
 	}
 	st.rebuildRefs()
 	if err := d.done("snapshot state"); err != nil {

@@ -102,6 +102,8 @@ type Producer struct {
 	ID       uint64
 	Epoch    uint32
 	LastSeen int64
+	// Owner is who created it (InitProducer.Owner); never changes.
+	Owner string
 	// Recent holds the newest batches per partition, oldest first.
 	Recent map[PartitionKey][]ProducerBatch
 }

@@ -98,7 +98,7 @@ func TestDiskGuardRefusesProduceBelowMinFree(t *testing.T) {
 	if !errors.Is(err, fsm.ErrUnavailable) {
 		t.Fatalf("produce below the floor: %v, want ErrUnavailable", err)
 	}
-	pid, err := e.prod.InitProducer(context.Background(), 0)
+	pid, err := e.prod.InitProducer(context.Background(), 0, "")
 	if err != nil {
 		t.Fatal(err)
 	}

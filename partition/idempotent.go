@@ -16,12 +16,14 @@ import (
 // bypass the per-partition batcher — the client batches already, and
 // merging two producers' batches would lose the per-batch sequence check.
 
-// InitProducer issues a new producer id (id 0) or bumps the epoch of an
-// existing one, fencing its previous session.
-func (p *Producer) InitProducer(ctx context.Context, id uint64) (fsm.ProducerIdentity, error) {
+// InitProducer issues a new producer id (id 0) owned by owner, or bumps the
+// epoch of an existing one, fencing its previous session; the FSM refuses
+// the bump (fsm.ErrProducerNotOwned) unless owner created it. owner is the
+// caller's API key name ("" without API keys).
+func (p *Producer) InitProducer(ctx context.Context, id uint64, owner string) (fsm.ProducerIdentity, error) {
 	// Until the cluster clock starts, agents of an older version may be
 	// members: write the payload they know (fsm.FeatureLevel).
-	cmd := &fsm.InitProducer{ProducerID: id, Timestamp: p.cfg.Clock(), ExpireByTimestamp: p.meta.Clock() == 0}
+	cmd := &fsm.InitProducer{ProducerID: id, Timestamp: p.cfg.Clock(), ExpireByTimestamp: p.meta.Clock() == 0, Owner: owner}
 	res, err := p.proposer.Propose(ctx, fsm.Encode(cmd))
 	if err == nil {
 		err = res.Err()
@@ -95,7 +97,7 @@ func (p *Producer) produceIdempotent(ctx context.Context, b fsm.IdempotentBatch,
 	cmd := fsm.Encode(&fsm.AppendBatch{
 		TopicID: t.ID, Partition: b.Partition, LeaderEpoch: info.LeaderEpoch, Timestamp: now,
 		Count: int32(len(b.Records)), Records: fsm.AppendRecords(nil, b.Records),
-		ProducerID: b.Producer.ID, ProducerEpoch: b.Producer.Epoch, BaseSequence: b.BaseSeq,
+		ProducerID: b.Producer.ID, ProducerEpoch: b.Producer.Epoch, BaseSequence: b.BaseSeq, ProducerOwner: b.Owner,
 	})
 	res, err := p.proposer.Propose(ctx, cmd)
 	if err == nil {

@@ -365,10 +365,10 @@ func (db *DB) replaceSmallTables(ctx context.Context, tx pgx.Tx, img *fsm.Image)
 				g := &img.Groups[i]
 				return []any{g.Group, int64(g.TopicID), g.Partition, g.Offset, []byte(g.Metadata), g.CommittedAt}
 			}},
-		{"streamhouse_producers", []string{"producer_id", "epoch", "last_seen_ms"},
+		{"streamhouse_producers", []string{"producer_id", "epoch", "last_seen_ms", "owner"},
 			len(img.Producers), func(i int) []any {
 				p := &img.Producers[i]
-				return []any{int64(p.ID), int64(p.Epoch), p.LastSeen}
+				return []any{int64(p.ID), int64(p.Epoch), p.LastSeen, p.Owner}
 			}},
 		{"streamhouse_producer_sequences", []string{"producer_id", "position", "topic_id", "partition", "base_seq", "count", "base_offset"},
 			len(seqs), func(i int) []any { return seqs[i] }},

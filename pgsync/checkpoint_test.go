@@ -468,7 +468,7 @@ func TestSchemaCoversFSM(t *testing.T) {
 		reflect.TypeFor[fsm.Partition]():        {"TopicID", "Index", "Leader", "LeaderEpoch", "NextOffset", "FlushedOffset", "LowWatermark", "Segments"},
 		reflect.TypeFor[fsm.SegmentRef]():       {"ObjectKey", "ByteOffset", "ByteLength", "BaseOffset", "LastOffset", "RecordCount", "MinTimestamp", "MaxTimestamp", "Compression", "CRC", "UncompressedSize", "CommittedAt"},
 		reflect.TypeFor[fsm.GroupOffsetEntry](): {"Group", "TopicID", "Partition", "Offset", "Metadata", "CommittedAt"},
-		reflect.TypeFor[fsm.ProducerEntry]():    {"ID", "Epoch", "LastSeen", "Sequences"},
+		reflect.TypeFor[fsm.ProducerEntry]():    {"ID", "Epoch", "LastSeen", "Owner", "Sequences"},
 		reflect.TypeFor[fsm.ProducerSequence](): {"TopicID", "Partition", "BaseSeq", "Count", "BaseOffset"},
 	}
 	for typ, want := range stored {

@@ -149,8 +149,8 @@ func (db *DB) loadTables(ctx context.Context, tx pgx.Tx, img *fsm.Image) error {
 		epoch int64
 	)
 	producers := map[uint64]int{}
-	if err := db.each(ctx, tx, "producers", `SELECT producer_id, epoch, last_seen_ms FROM streamhouse_producers ORDER BY producer_id`,
-		[]any{&pr.ID, &epoch, &pr.LastSeen},
+	if err := db.each(ctx, tx, "producers", `SELECT producer_id, epoch, last_seen_ms, owner FROM streamhouse_producers ORDER BY producer_id`,
+		[]any{&pr.ID, &epoch, &pr.LastSeen, &pr.Owner},
 		func() error {
 			pr.Epoch = uint32(epoch)
 			producers[pr.ID] = len(img.Producers)

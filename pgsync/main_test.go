@@ -213,7 +213,7 @@ func fixture(t testing.TB) *fsm.Image {
 				{TopicID: 3, Partition: 0, BaseSeq: 5, Count: 5, BaseOffset: 5},
 				{TopicID: 7, Partition: 0, BaseSeq: 0, Count: 3, BaseOffset: 10},
 			}},
-			{ID: 40, Epoch: 2, LastSeen: 1_700_000_300_001},
+			{ID: 40, Epoch: 2, LastSeen: 1_700_000_300_001, Owner: "tenant-a"},
 		},
 		PendingDeletes: []string{"segments/000001.seg", "segments/000002.seg"},
 	}

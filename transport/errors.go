@@ -76,7 +76,7 @@ func classify(op opKind, err error) *apiError {
 	switch {
 	case errors.Is(err, ErrUnauthenticated):
 		return unauthenticated(err)
-	case errors.Is(err, ErrPermissionDenied):
+	case errors.Is(err, ErrPermissionDenied), errors.Is(err, fsm.ErrProducerNotOwned):
 		return &apiError{status: http.StatusForbidden, code: CodePermissionDenied, msg: err.Error(),
 			authenticate: `Bearer realm="streamhouse", error="insufficient_scope"`}
 	case errors.Is(err, fsm.ErrOutcomeUnknown):

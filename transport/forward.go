@@ -193,6 +193,8 @@ func forwardedError(node string, status int, d errorDetail) error {
 		base = fsm.ErrUnknownProducer
 	case CodeOutOfOrderSequence:
 		base = fsm.ErrOutOfOrderSequence
+	case CodePermissionDenied: // e.g. a producer id of another API key
+		base = ErrPermissionDenied
 	default: // outcome_unknown, internal, anything unexpected
 		base = fsm.ErrOutcomeUnknown
 	}

@@ -14,6 +14,12 @@ import (
 	"github.com/streamhouse/streamhouse/fsm"
 )
 
+// producerOwnerHeader carries fsm.IdempotentBatch.Owner (the caller's API
+// key name) of a forwarded idempotent batch. A header rather than a field
+// of the body keeps the body's format, so agents of the previous version
+// still read it (and ignore the owner, as they always did).
+const producerOwnerHeader = "Streamhouse-Producer-Owner"
+
 // encodeIdempotent writes: uvarint topic length, topic, varint partition,
 // uvarint producer id, uvarint epoch, varint base sequence, uvarint n, then
 // the fsm.AppendRecords blob of the n records.
@@ -90,6 +96,7 @@ func IdempotentRPCHandler(p LocalProducer) http.Handler {
 		if err == nil {
 			var b fsm.IdempotentBatch
 			if b, err = decodeIdempotent(body); err == nil {
+				b.Owner = r.Header.Get(producerOwnerHeader)
 				res, err = p.ProduceIdempotentLocal(r.Context(), b)
 			}
 		}
@@ -114,6 +121,9 @@ func (f *PeerForwarder) ForwardIdempotent(ctx context.Context, nodeID string, b 
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+PeerIdempotentPath, bytes.NewReader(encodeIdempotent(b)))
 	if err != nil {
 		return fsm.IdempotentResult{}, fmt.Errorf("%w: %v", fsm.ErrUnavailable, err)
+	}
+	if b.Owner != "" {
+		req.Header.Set(producerOwnerHeader, b.Owner)
 	}
 	resp, err := f.Client.Do(req)
 	if err != nil {

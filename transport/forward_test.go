@@ -29,6 +29,9 @@ func (f localProducerFunc) ProduceIdempotentLocal(_ context.Context, b fsm.Idemp
 	if b.Producer.Epoch == 0 {
 		return fsm.IdempotentResult{}, fmt.Errorf("%w: epoch 0 fenced", fsm.ErrProducerFenced)
 	}
+	if b.Owner != "" && b.Owner != "owner-of-9" {
+		return fsm.IdempotentResult{}, fmt.Errorf("%w: producer %d", fsm.ErrProducerNotOwned, b.Producer.ID)
+	}
 	return fsm.IdempotentResult{BaseOffset: 0, Count: int32(len(b.Records))}, nil
 }
 
@@ -136,6 +139,17 @@ func TestForwardIdempotentRoundTripAndErrors(t *testing.T) {
 	b.BaseSeq = 2
 	if _, err := f.ForwardIdempotent(context.Background(), "n2", b); !errors.Is(err, fsm.ErrProducerFenced) {
 		t.Fatalf("fenced error not restored: %v", err)
+	}
+	// The caller's key travels with the batch; another key's producer is a
+	// definite refusal, not an unknown outcome.
+	b.Producer.Epoch, b.BaseSeq = 1, 0
+	b.Owner = "owner-of-9"
+	if _, err := f.ForwardIdempotent(context.Background(), "n2", b); err != nil {
+		t.Fatalf("the owner's batch: %v", err)
+	}
+	b.Owner = "someone-else"
+	if _, err := f.ForwardIdempotent(context.Background(), "n2", b); !errors.Is(err, ErrPermissionDenied) {
+		t.Fatalf("another key's batch: %v", err)
 	}
 	// A malformed body is a definite bad request, never applied.
 	resp, err := srv.Client().Post(srv.URL, "application/octet-stream", strings.NewReader("\xff\xff"))

@@ -84,6 +84,9 @@ type Groups interface {
 // sequence numbers. Errors: fsm.ErrProducerFenced (a newer epoch exists),
 // fsm.ErrUnknownProducer, fsm.ErrOutOfOrderSequence, plus the produce errors.
 type IdempotentProducer interface {
-	InitProducer(ctx context.Context, id uint64) (fsm.ProducerIdentity, error) // id 0: a new producer
+	// InitProducer: id 0 issues a new producer owned by owner (the caller's
+	// API key name, "" without keys); another id bumps its epoch, refused
+	// with fsm.ErrProducerNotOwned unless owner created it.
+	InitProducer(ctx context.Context, id uint64, owner string) (fsm.ProducerIdentity, error)
 	ProduceIdempotent(ctx context.Context, b fsm.IdempotentBatch) (fsm.IdempotentResult, error)
 }

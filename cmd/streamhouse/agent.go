@@ -389,7 +389,7 @@ func (a *agent) startGRPC(admin *partition.Admin, fetcher *partition.Fetcher, gr
 	a.grpc = grpcapi.NewServer(grpcapi.Config{
 		Topics: admin, Producer: a.producer, Idempotent: a.producer, Fetcher: fetcher, Groups: groups,
 		Cluster: a.node, Readiness: a.ready, Logger: a.log, Registerer: a.registry, MaxRecordBytes: c.MaxRecordBytes,
-		Stopping: a.grpcStopping, Auth: a.sec.auth,
+		Stopping: a.grpcStopping, Auth: a.sec.auth, MaxConcurrentStreams: c.GRPCMaxStreams,
 	}, opts...)
 	go func() { _ = a.grpc.Serve(ln) }()
 	return nil

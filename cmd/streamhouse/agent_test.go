@@ -23,7 +23,7 @@ func testConfig(t testing.TB, dir string) *agentCmd {
 		SegmentMaxBytes: 8 << 20, SegmentMaxAgeMs: 200, MaxRecordBytes: 1 << 20,
 		MaxUnflushedBytes: 256 << 20, SegmentCacheSize: 16 << 20, LogLevel: "warn", LogFormat: "text",
 		S3Region: "us-east-1", S3TimeoutMs: 2000, RetentionCheckMs: 30000, OrphanGraceMs: 3600000,
-		CheckpointIntervalMs: 5000, RestoreOffsetGap: 1000000,
+		CheckpointIntervalMs: 5000, RestoreOffsetGap: 1000000, GRPCMaxStreams: 1000,
 	}
 	if err := c.validate(); err != nil {
 		t.Fatal(err)
@@ -250,14 +250,15 @@ func TestSecondAgentOnSameDataDirIsRefused(t *testing.T) {
 
 func TestInvalidConfigNamesTheVariable(t *testing.T) {
 	cases := map[string][]string{
-		"HTTP_PORT":             {"HTTP_PORT=abc"},
-		"BATCH_SIZE":            {"BATCH_SIZE=0"},
-		"WAL_ENABLED":           {"WAL_ENABLED=maybe"},
-		"LOG_LEVEL":             {"LOG_LEVEL=loud"},
-		"SEGMENT_MAX_AGE_MS":    {"SEGMENT_MAX_AGE_MS=-5"},
-		"MAX_PARTITIONS":        {"MAX_PARTITIONS=-1"},
-		"S3_ENDPOINT":           {"S3_ENDPOINT=not a url", "S3_BUCKET=b"},
-		"AWS_SECRET_ACCESS_KEY": {"AWS_ACCESS_KEY_ID=x"},
+		"HTTP_PORT":                   {"HTTP_PORT=abc"},
+		"BATCH_SIZE":                  {"BATCH_SIZE=0"},
+		"WAL_ENABLED":                 {"WAL_ENABLED=maybe"},
+		"LOG_LEVEL":                   {"LOG_LEVEL=loud"},
+		"SEGMENT_MAX_AGE_MS":          {"SEGMENT_MAX_AGE_MS=-5"},
+		"MAX_PARTITIONS":              {"MAX_PARTITIONS=-1"},
+		"S3_ENDPOINT":                 {"S3_ENDPOINT=not a url", "S3_BUCKET=b"},
+		"AWS_SECRET_ACCESS_KEY":       {"AWS_ACCESS_KEY_ID=x"},
+		"GRPC_MAX_CONCURRENT_STREAMS": {"GRPC_MAX_CONCURRENT_STREAMS=0"},
 	}
 	for name, env := range cases {
 		cmd := exec.Command(agentBinary(t), "agent")

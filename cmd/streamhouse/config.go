@@ -19,6 +19,7 @@ import (
 type agentCmd struct {
 	HTTPPort          int           `name:"http-port" env:"HTTP_PORT" default:"8080" help:"REST API, health and metrics port."`
 	GRPCPort          int           `name:"grpc-port" env:"GRPC_PORT" default:"9090" help:"gRPC API port."`
+	GRPCMaxStreams    uint32        `name:"grpc-max-concurrent-streams" env:"GRPC_MAX_CONCURRENT_STREAMS" default:"1000" help:"Calls one gRPC connection may have open at once (further calls wait in the client); keep it above the partitions one consumer reads from one agent."`
 	PeerPort          int           `name:"peer-port" env:"PEER_PORT" default:"9093" help:"Raft and agent-to-agent RPC port (one port, multiplexed)."`
 	GossipPort        int           `name:"gossip-port" env:"GOSSIP_PORT" default:"7946" help:"Gossip (membership) port, TCP and UDP."`
 	Join              string        `name:"join" env:"JOIN" help:"Comma-separated host:port gossip addresses of existing agents to join."`
@@ -146,6 +147,7 @@ func (c *agentCmd) checkValues() error {
 	}
 	errs := []error{
 		port("HTTP_PORT", c.HTTPPort), port("GRPC_PORT", c.GRPCPort), port("PEER_PORT", c.PeerPort), port("GOSSIP_PORT", c.GossipPort),
+		positive("GRPC_MAX_CONCURRENT_STREAMS", int64(c.GRPCMaxStreams)),
 		nonNeg("BOOTSTRAP_EXPECT", int64(c.BootstrapExpect)),
 		positive("DEAD_AGENT_TIMEOUT", int64(c.DeadAgentTimeout)),
 		positive("PARTITION_FAILOVER_TIMEOUT", int64(c.PartitionFailover)),

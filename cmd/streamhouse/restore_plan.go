@@ -101,9 +101,10 @@ func planRestore(img *fsm.Image, existing map[string]bool, footers []objectFoote
 	// Every idempotent producer is fenced (epoch + 1, no sequences): the
 	// checkpoint's sequences can be older than batches recovered from S3, so
 	// a retry of such a batch would not be recognised and would be written
-	// twice. Its old session now gets "fenced" and must re-initialise.
+	// twice. Its old session now gets "fenced" and must re-initialise. The
+	// owner stays: only the key that created it may re-initialise it.
 	for _, p := range img.Producers {
-		out.Producers = append(out.Producers, fsm.ProducerEntry{ID: p.ID, Epoch: p.Epoch + 1, LastSeen: p.LastSeen})
+		out.Producers = append(out.Producers, fsm.ProducerEntry{ID: p.ID, Epoch: p.Epoch + 1, LastSeen: p.LastSeen, Owner: p.Owner})
 	}
 	topics := map[uint64]*fsm.Topic{}
 	names := map[string]uint64{}

@@ -163,7 +163,7 @@ func TestPlanRestoreResumesAfterGroupAndProducerEvidence(t *testing.T) {
 	img := checkpointImage()
 	img.Partitions[0].NextOffset = 100 // nothing unflushed at checkpoint time
 	img.Groups = []fsm.GroupOffsetEntry{{Group: "g", TopicID: 10, Partition: 1, Offset: 0}}
-	img.Producers = []fsm.ProducerEntry{{ID: 400, Sequences: []fsm.ProducerSequence{{TopicID: 10, Partition: 0, BaseSeq: 0, Count: 5, BaseOffset: 100}}}}
+	img.Producers = []fsm.ProducerEntry{{ID: 400, Owner: "tenant-a", Sequences: []fsm.ProducerSequence{{TopicID: 10, Partition: 0, BaseSeq: 0, Count: 5, BaseOffset: 100}}}}
 	existing := map[string]bool{"segments/a.seg": true, "segments/b.seg": true}
 	plan, _ := planRestore(img, existing, nil, "n", 0)
 	if got := plan.Partitions[0].NextOffset; got != 105 {
@@ -174,8 +174,8 @@ func TestPlanRestoreResumesAfterGroupAndProducerEvidence(t *testing.T) {
 	}
 	// The producer is fenced: a retry of a batch whose sequence the
 	// checkpoint predates must not be written a second time.
-	if len(plan.Producers) != 1 || plan.Producers[0].Epoch != 1 || len(plan.Producers[0].Sequences) != 0 {
-		t.Fatalf("restored producer = %+v, want epoch 1 and no sequences", plan.Producers)
+	if len(plan.Producers) != 1 || plan.Producers[0].Epoch != 1 || len(plan.Producers[0].Sequences) != 0 || plan.Producers[0].Owner != "tenant-a" {
+		t.Fatalf("restored producer = %+v, want epoch 1, no sequences and its owner", plan.Producers)
 	}
 }
 

@@ -524,7 +524,10 @@ func (p *Producer) reinit() error {
 	backoff := p.cfg.RetryBackoff
 	for {
 		id, err := p.c.InitProducer(ctx, p.ident.ID)
-		if Kind(err) == KindUnknownProducer {
+		if k := Kind(err); k == KindUnknownProducer || k == KindPermissionDenied {
+			// Expired, or issued to another API key (ours was renamed): a
+			// new producer id starts over; it fails too if the key may not
+			// produce at all.
 			id, err = p.c.InitProducer(ctx, 0)
 		}
 		if err == nil {

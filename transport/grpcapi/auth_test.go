@@ -175,3 +175,30 @@ func TestGRPCOverTLSWithAPIKeys(t *testing.T) {
 		t.Fatal("a client that does not trust the CA connected")
 	}
 }
+
+// TestInitProducerPassesTheCallersKey: InitProducer hands the caller's key
+// name to the backend as the producer's owner, so a key for another topic
+// cannot bump (fence) a producer another key created: PERMISSION_DENIED.
+func TestInitProducerPassesTheCallersKey(t *testing.T) {
+	tokA, kA, _ := transport.NewAPIKey("tenant-a", transport.ScopeWrite, []string{"a"})
+	tokB, kB, _ := transport.NewAPIKey("tenant-b", transport.ScopeWrite, []string{"b"})
+	e := newEnv(t, func(c *Config) { c.Auth = transport.NewAuthenticator([]transport.APIKey{kA, kB}, false) })
+	as := func(tok string) context.Context {
+		return metadata.AppendToOutgoingContext(ctxT(t), "authorization", "Bearer "+tok)
+	}
+	id, err := e.client.InitProducer(as(tokA), &pb.InitProducerRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.agent.mu.Lock()
+	got := e.agent.producerOwners[id.ProducerId]
+	e.agent.mu.Unlock()
+	if got != "tenant-a" {
+		t.Fatalf("producer owner = %q, want tenant-a", got)
+	}
+	_, err = e.client.InitProducer(as(tokB), &pb.InitProducerRequest{ProducerId: &id.ProducerId})
+	wantCode(t, err, codes.PermissionDenied, transport.CodePermissionDenied)
+	if _, err := e.client.InitProducer(as(tokA), &pb.InitProducerRequest{ProducerId: &id.ProducerId}); err != nil {
+		t.Fatalf("the owner bumping its producer: %v", err)
+	}
+}

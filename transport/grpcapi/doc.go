@@ -8,8 +8,16 @@
 // only through the interfaces of package transport and imports nothing of
 // cluster or partition.
 //
+// With Config.Auth, a tap (grpc.InTapHandle, limits.go) checks a
+// StreamHouse call's token and method scope on its headers, before gRPC
+// reads its message, so unauthenticated callers never make the agent read
+// a body; calls to the open services are bounded in flight
+// (MaxOpenCallsInFlight). The server also bounds concurrent streams per
+// connection, metadata size, the handshake time, idle connections and
+// keepalive pings (GRPC.md, "Limits").
+//
 // Every RPC goes through one unary or stream interceptor that
-//   - with Config.Auth, authenticates StreamHouse RPCs (metadata
+//   - with Config.Auth, authenticates StreamHouse RPCs again (metadata
 //     "authorization: Bearer <token>") and checks the method's scope
 //     (handlers check topics); health and reflection stay open;
 //   - recovers a panic into codes.Internal (logged with its stack), so a

@@ -72,7 +72,7 @@ func classify(op opKind, err error) apiError {
 	switch {
 	case errors.Is(err, transport.ErrUnauthenticated):
 		return apiError{code: codes.Unauthenticated, kind: transport.CodeUnauthenticated, msg: err.Error()}
-	case errors.Is(err, transport.ErrPermissionDenied):
+	case errors.Is(err, transport.ErrPermissionDenied), errors.Is(err, fsm.ErrProducerNotOwned):
 		return apiError{code: codes.PermissionDenied, kind: transport.CodePermissionDenied, msg: err.Error()}
 	case errors.Is(err, fsm.ErrOutcomeUnknown):
 		return apiError{code: codes.Unknown, kind: transport.CodeOutcomeUnknown,

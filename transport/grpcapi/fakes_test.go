@@ -32,8 +32,10 @@ type fakeAgent struct {
 	groups map[string]map[gkey]fsm.GroupPartition
 
 	nextProducer uint64
-	producers    map[uint64]uint32         // id -> current epoch
-	sequences    map[seqKey]*sequenceState // per (producer, topic, partition)
+	producers    map[uint64]uint32 // id -> current epoch
+	// producerOwners: id -> the owner passed to InitProducer.
+	producerOwners map[uint64]string
+	sequences      map[seqKey]*sequenceState // per (producer, topic, partition)
 
 	cluster transport.ClusterStatus
 
@@ -71,7 +73,7 @@ type sequenceState struct {
 func newFakeAgent() *fakeAgent {
 	return &fakeAgent{
 		topics: map[string]*fakeTopic{}, changed: make(chan struct{}), clock: 1_700_000_000_000, ready: true,
-		groups: map[string]map[gkey]fsm.GroupPartition{}, producers: map[uint64]uint32{},
+		groups: map[string]map[gkey]fsm.GroupPartition{}, producers: map[uint64]uint32{}, producerOwners: map[uint64]string{},
 		sequences: map[seqKey]*sequenceState{}, errIn: map[string]error{},
 	}
 }
@@ -286,7 +288,7 @@ func (f *fakeAgent) notifyLocked() {
 
 // ---- IdempotentProducer
 
-func (f *fakeAgent) InitProducer(_ context.Context, id uint64) (fsm.ProducerIdentity, error) {
+func (f *fakeAgent) InitProducer(_ context.Context, id uint64, owner string) (fsm.ProducerIdentity, error) {
 	if err := f.hook("InitProducer"); err != nil {
 		return fsm.ProducerIdentity{}, err
 	}
@@ -295,11 +297,15 @@ func (f *fakeAgent) InitProducer(_ context.Context, id uint64) (fsm.ProducerIden
 	if id == 0 {
 		f.nextProducer++
 		f.producers[f.nextProducer] = 0
+		f.producerOwners[f.nextProducer] = owner
 		return fsm.ProducerIdentity{ID: f.nextProducer}, nil
 	}
 	epoch, ok := f.producers[id]
 	if !ok {
 		return fsm.ProducerIdentity{}, fmt.Errorf("%w: %d", fsm.ErrUnknownProducer, id)
+	}
+	if f.producerOwners[id] != owner {
+		return fsm.ProducerIdentity{}, fmt.Errorf("%w: producer %d", fsm.ErrProducerNotOwned, id)
 	}
 	f.producers[id] = epoch + 1
 	return fsm.ProducerIdentity{ID: id, Epoch: epoch + 1}, nil

@@ -101,7 +101,7 @@ func (s *service) produceIdempotent(ctx context.Context, req *pb.ProduceRequest,
 	batch := fsm.IdempotentBatch{
 		Topic: req.GetTopic(), Partition: part, BaseSeq: req.GetBaseSequence(),
 		Producer: fsm.ProducerIdentity{ID: req.GetProducerId(), Epoch: req.GetProducerEpoch()},
-		Records:  make([]fsm.Record, len(recs)),
+		Records:  make([]fsm.Record, len(recs)), Owner: callerName(ctx),
 	}
 	for i, r := range recs {
 		if r.Partition < 0 || r.Partition != part {
@@ -124,6 +124,15 @@ func (s *service) produceIdempotent(ctx context.Context, req *pb.ProduceRequest,
 	return out, nil
 }
 
+// callerName is the name of the caller's API key ("" without API keys): the
+// owner recorded for the producers it creates.
+func callerName(ctx context.Context) string {
+	if p, ok := transport.PrincipalFrom(ctx); ok {
+		return p.Key.Name
+	}
+	return ""
+}
+
 func partitionText(p int32) string {
 	if p < 0 {
 		return "no partition"
@@ -139,7 +148,7 @@ func (s *service) InitProducer(ctx context.Context, req *pb.InitProducerRequest)
 	if req.ProducerId != nil && req.GetProducerId() == 0 {
 		return nil, invalid("producer_id 0 is not a producer id (omit it to get a new one)")
 	}
-	id, err := s.cfg.Idempotent.InitProducer(ctx, req.GetProducerId())
+	id, err := s.cfg.Idempotent.InitProducer(ctx, req.GetProducerId(), callerName(ctx))
 	if err != nil {
 		return nil, err
 	}

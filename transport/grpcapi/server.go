@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -75,9 +74,15 @@ type Config struct {
 	// (also RESOURCE_EXHAUSTED); a grpc.MaxRecvMsgSize option overrides that.
 	MaxRequestBytes int
 
+	// MaxConcurrentStreams bounds the calls one connection may have open
+	// at once; 0 = DefaultMaxConcurrentStreams.
+	MaxConcurrentStreams uint32
+
 	// Auth, when non-nil, requires an API key (metadata "authorization:
-	// Bearer <token>") on every StreamHouse RPC; the health and reflection
-	// services stay open. nil = no authentication.
+	// Bearer <token>") on every StreamHouse RPC, checked on the call's
+	// headers before its body is read; the health and reflection services
+	// stay open (at most MaxOpenCallsInFlight at once). nil = no
+	// authentication.
 	Auth *transport.Authenticator
 
 	// Stopping, when closed, ends long-poll Fetches, Subscribe streams and
@@ -92,23 +97,19 @@ type Config struct {
 // grpc.health.v1 health service (SERVING iff Readiness says ready, for the
 // services "" and ServiceName) and server reflection, with interceptors that
 // map errors to statuses, recover panics and record metrics, and a stats
-// handler counting open connections. opts are appended to the server's own
-// options. It starts nothing: call Serve.
+// handler counting open connections, and the limits of limits.go. opts are
+// appended to the server's own options (they must not set an InTapHandle).
+// It starts nothing: call Serve.
 func NewServer(cfg Config, opts ...grpc.ServerOption) *grpc.Server {
 	if cfg.Topics == nil || cfg.Producer == nil || cfg.Fetcher == nil || cfg.Readiness == nil {
 		panic("grpcapi: NewServer needs non-nil Topics, Producer, Fetcher and Readiness")
 	}
 	s := newService(cfg)
-	base := []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(max(s.maxRequest, cfg.MaxRecordBytes) + messageOverhead),
-		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
-		grpc.ChainStreamInterceptor(s.streamInterceptor),
-		grpc.StatsHandler(&statsHandler{s: s}),
-	}
-	srv := grpc.NewServer(append(base, opts...)...)
+	srv := grpc.NewServer(append(s.serverOptions(), opts...)...)
 	pb.RegisterStreamHouseServer(srv, s)
 	healthgrpc.RegisterHealthServer(srv, &healthService{ready: cfg.Readiness, stopping: cfg.Stopping, poll: healthPollInterval})
 	reflection.Register(srv)
+	s.methods = methodSet(srv) // before Serve: the tap only reads it
 	return srv
 }
 
@@ -119,6 +120,11 @@ type service struct {
 	log        *slog.Logger
 	m          *metrics
 	maxRequest int
+	// methods: every registered method (set by NewServer, read-only after).
+	methods map[string]bool
+	// openSlots: open-service calls admitted by the tap and not yet past
+	// their request message (capacity MaxOpenCallsInFlight).
+	openSlots chan struct{}
 }
 
 func newService(cfg Config) *service {
@@ -126,7 +132,8 @@ func newService(cfg Config) *service {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &service{cfg: cfg, log: logger.With("component", "grpc"), m: newMetrics(cfg.Registerer), maxRequest: cfg.MaxRequestBytes}
+	s := &service{cfg: cfg, log: logger.With("component", "grpc"), m: newMetrics(cfg.Registerer), maxRequest: cfg.MaxRequestBytes,
+		openSlots: make(chan struct{}, MaxOpenCallsInFlight)}
 	if s.maxRequest <= 0 {
 		s.maxRequest = transport.DefaultMaxRequestBytes
 	}
@@ -156,15 +163,17 @@ var methodScopes = map[string]transport.Scope{
 	pb.StreamHouse_ResetGroup_FullMethodName:    transport.ScopeWrite,
 }
 
-// authenticate checks the bearer token of a StreamHouse RPC and the scope
-// of its key, and returns ctx carrying the caller. Other services (health,
-// reflection) and everything with auth disabled pass through.
-func (s *service) authenticate(ctx context.Context, method string) (context.Context, error) {
-	if !s.cfg.Auth.Enabled() || !strings.HasPrefix(method, "/"+ServiceName+"/") {
+// authenticate checks the bearer token of a StreamHouse RPC (in its
+// metadata md) and the scope of its key, and returns ctx carrying the
+// caller. Other services (health, reflection) and everything with auth
+// disabled pass through. The tap calls it on the headers, the interceptors
+// again before the handler.
+func (s *service) authenticate(ctx context.Context, method string, md metadata.MD) (context.Context, error) {
+	if !s.cfg.Auth.Enabled() || !isStreamHouse(method) {
 		return ctx, nil
 	}
 	var token string
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
+	if md != nil {
 		if v := md.Get("authorization"); len(v) > 0 {
 			t, ok := transport.BearerToken(v[0])
 			if !ok {
@@ -213,7 +222,8 @@ func (s *service) unaryInterceptor(ctx context.Context, req any, info *grpc.Unar
 		}
 		err = s.finish(ctx, info.FullMethod, start, err)
 	}()
-	actx, err := s.authenticate(ctx, info.FullMethod)
+	md, _ := metadata.FromIncomingContext(ctx)
+	actx, err := s.authenticate(ctx, info.FullMethod, md)
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +238,8 @@ func (s *service) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.St
 		}
 		err = s.finish(ss.Context(), info.FullMethod, start, err)
 	}()
-	actx, err := s.authenticate(ss.Context(), info.FullMethod)
+	md, _ := metadata.FromIncomingContext(ss.Context())
+	actx, err := s.authenticate(ss.Context(), info.FullMethod, md)
 	if err != nil {
 		return err
 	}
@@ -295,6 +306,10 @@ func (h *statsHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) conte
 }
 
 func (h *statsHandler) HandleRPC(ctx context.Context, rs stats.RPCStats) {
+	if _, ok := rs.(*stats.InPayload); ok {
+		releaseOpenSlot(ctx) // the open call's request has arrived
+		return
+	}
 	end, ok := rs.(*stats.End)
 	if !ok || end.IsClient() {
 		return

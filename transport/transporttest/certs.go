@@ -1,7 +1,7 @@
-// Package transporttest generates TLS certificates for tests: a throwaway
-// CA and certificates it signs, in memory or written to a temp dir. Nothing
-// here is meant for production (use openssl or your PKI, see
-// docs/security.md).
+// Package transporttest holds test helpers of the transports: TLS
+// certificates for tests (a throwaway CA and certificates it signs, in
+// memory or written to a temp dir; nothing here is meant for production:
+// use openssl or your PKI, see docs/security.md) and a raw gRPC codec.
 package transporttest
 
 import (
