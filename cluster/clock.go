@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/streamhouse/streamhouse/fsm"
 )
 
@@ -75,12 +77,18 @@ func (n *Node) clockAllowed() bool {
 	if err != nil {
 		return false
 	}
-	members := n.gossip.snapshot()
+	return allMembersAt(n.cfg.NodeID, servers, n.gossip.snapshot(), 2)
+}
+
+// allMembersAt reports whether every server of the configuration other
+// than self advertises at least the given fsm feature level in gossip (a
+// member gossip does not know, or whose metadata is unreadable, does not).
+func allMembersAt(self string, servers []raft.Server, members map[string]gossipMember, level int) bool {
 	for _, s := range servers {
-		if string(s.ID) == n.cfg.NodeID {
+		if string(s.ID) == self {
 			continue
 		}
-		if m, ok := members[string(s.ID)]; !ok || !m.MetaOK || m.Meta.Features < 2 {
+		if m, ok := members[string(s.ID)]; !ok || !m.MetaOK || m.Meta.Features < level {
 			return false
 		}
 	}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/streamhouse/streamhouse/fsm"
 )
 
@@ -33,6 +35,28 @@ func TestNextTick(t *testing.T) {
 	for _, c := range cases {
 		if got := nextTick(c.wall, c.base, c.elapsed, sec); got != c.want {
 			t.Errorf("%s: got %d want %d", c.name, got, c.want)
+		}
+	}
+}
+
+func TestAllMembersAt(t *testing.T) {
+	servers := []raft.Server{{ID: "a"}, {ID: "b"}, {ID: "c", Suffrage: raft.Nonvoter}}
+	at := func(level int) gossipMember {
+		return gossipMember{MetaOK: true, Meta: nodeMeta{Features: level}}
+	}
+	cases := []struct {
+		name    string
+		members map[string]gossipMember
+		want    bool
+	}{
+		{"every other member at level 2", map[string]gossipMember{"b": at(2), "c": at(3)}, true},
+		{"a non-voter of an older version", map[string]gossipMember{"b": at(2), "c": at(0)}, false},
+		{"a member gossip does not know", map[string]gossipMember{"b": at(2)}, false},
+		{"unreadable metadata", map[string]gossipMember{"b": at(2), "c": {Meta: nodeMeta{Features: 2}}}, false},
+	}
+	for _, c := range cases {
+		if got := allMembersAt("a", servers, c.members, 2); got != c.want {
+			t.Errorf("%s: got %v", c.name, got)
 		}
 	}
 }

@@ -300,35 +300,7 @@ func decodeState(b []byte, version int) (*State, error) {
 		st.PendingDeletes[d.str()] = true
 	}
 	if version >= 2 {
-		ng := d.count(6)
-		for i := 0; i < ng && d.err == nil; i++ {
-			var g GroupOffsetEntry
-			g.Group = d.str()
-			g.TopicID = d.uv()
-			g.Partition = d.i32()
-			g.Offset = d.iv()
-			g.Metadata = d.str()
-			g.CommittedAt = d.iv()
-			st.addGroupEntry(g)
-		}
-		npr := d.count(4)
-		for i := 0; i < npr && d.err == nil; i++ {
-			var p ProducerEntry
-			p.ID = d.uv()
-			p.Epoch = d.u32()
-			p.LastSeen = d.iv()
-			nq := d.count(5)
-			for j := 0; j < nq && d.err == nil; j++ {
-				var q ProducerSequence
-				q.TopicID = d.uv()
-				q.Partition = d.i32()
-				q.BaseSeq = d.iv()
-				q.Count = d.i32()
-				q.BaseOffset = d.iv()
-				p.Sequences = append(p.Sequences, q)
-			}
-			st.addProducerEntry(p)
-		}
+		decodeGroupsAndProducers(d, st)
 	}
 	if version >= 3 {
 		st.Clock = d.iv()
@@ -342,6 +314,39 @@ func decodeState(b []byte, version int) (*State, error) {
 		return nil, fmt.Errorf("%w: trailing bytes in snapshot state", ErrDecode)
 	}
 	return st, nil
+}
+
+// decodeGroupsAndProducers reads the version 2 sections of the state item.
+func decodeGroupsAndProducers(d *dec, st *State) {
+	ng := d.count(6)
+	for i := 0; i < ng && d.err == nil; i++ {
+		var g GroupOffsetEntry
+		g.Group = d.str()
+		g.TopicID = d.uv()
+		g.Partition = d.i32()
+		g.Offset = d.iv()
+		g.Metadata = d.str()
+		g.CommittedAt = d.iv()
+		st.addGroupEntry(g)
+	}
+	npr := d.count(4)
+	for i := 0; i < npr && d.err == nil; i++ {
+		var p ProducerEntry
+		p.ID = d.uv()
+		p.Epoch = d.u32()
+		p.LastSeen = d.iv()
+		nq := d.count(5)
+		for j := 0; j < nq && d.err == nil; j++ {
+			var q ProducerSequence
+			q.TopicID = d.uv()
+			q.Partition = d.i32()
+			q.BaseSeq = d.iv()
+			q.Count = d.i32()
+			q.BaseOffset = d.iv()
+			p.Sequences = append(p.Sequences, q)
+		}
+		st.addProducerEntry(p)
+	}
 }
 
 func encodeBatch(e *enc, b *AppendedBatch) {

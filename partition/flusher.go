@@ -237,14 +237,7 @@ func (f *Flusher) FlushOnce(ctx context.Context, force bool) (int, error) {
 	if len(parts) == 0 {
 		return 0, nil
 	}
-	// The commit-by time is taken before the upload, from the cluster
-	// clock this agent has applied (never ahead of the leader's). Before
-	// the clock starts (older agents may be members, fsm.FeatureLevel) the
-	// commit has no bound and the object is never collected as an orphan.
-	var commitBy int64
-	if clock := f.meta.Clock(); clock > 0 {
-		commitBy = clock + f.cfg.CommitWindow.Milliseconds()
-	}
+	commitBy := f.commitBy()
 	key, refs, err := f.segs.WriteSegment(ctx, parts, commitBy)
 	if err != nil {
 		return 0, fmt.Errorf("upload segment: %w", err)
@@ -273,4 +266,17 @@ func (f *Flusher) FlushOnce(ctx context.Context, force bool) (int, error) {
 	f.metrics.FlushDuration.Observe(time.Since(start).Seconds())
 	f.log.Debug("segment committed", "key", key, "partitions", accepted, "bytes", recBytes)
 	return accepted, nil
+}
+
+// commitBy is the commit-by time of an object about to be uploaded, taken
+// before the upload from the cluster clock this agent has applied (never
+// ahead of the leader's). Before the clock starts (older agents may be
+// members, fsm.FeatureLevel) it is 0: the commit has no bound and the
+// object is never collected as an orphan.
+func (f *Flusher) commitBy() int64 {
+	clock := f.meta.Clock()
+	if clock <= 0 {
+		return 0
+	}
+	return clock + f.cfg.CommitWindow.Milliseconds()
 }

@@ -194,3 +194,26 @@ func TestFlushBeforeTheClockStartsHasNoCommitBy(t *testing.T) {
 		t.Fatalf("commit-by after the clock started = %d", cb)
 	}
 }
+
+// TestInitProducerPayloadFollowsTheClock: until the cluster clock starts,
+// InitProducer is written as payload version 1 (what older agents decode);
+// afterwards as version 2 (expiry by the cluster clock).
+func TestInitProducerPayloadFollowsTheClock(t *testing.T) {
+	e := newEnv(t, ProducerConfig{})
+	ctx := context.Background()
+	for _, tc := range []struct {
+		tick    int64
+		version byte
+	}{{0, 1}, {50_000, 2}} {
+		if tc.tick > 0 {
+			e.tick(tc.tick)
+		}
+		if _, err := e.prod.InitProducer(ctx, 0); err != nil {
+			t.Fatal(err)
+		}
+		last := e.prop.log[len(e.prop.log)-1]
+		if fsm.CommandType(last[0]) != fsm.CmdInitProducer || last[1] != tc.version {
+			t.Fatalf("clock %d: InitProducer payload version %d, want %d", tc.tick, last[1], tc.version)
+		}
+	}
+}
