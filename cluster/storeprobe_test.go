@@ -113,3 +113,35 @@ func TestStoreProbeFlagsFoundersOnAnotherStore(t *testing.T) {
 	}
 	c.waitConfig(deadline, []string{"a", "b", "c"}, nil)
 }
+
+// failingObjects fails every Put and counts the attempts.
+type failingObjects struct {
+	*memObjects
+	puts int
+}
+
+func (f *failingObjects) Put(context.Context, string, []byte) error {
+	f.puts++
+	return errors.New("connection refused")
+}
+
+// TestStoreProbeBacksOffWhileTheLeaderCannotWrite: during an object store
+// outage the leader tries one probe write per storeRecheck, not one per
+// agent and pass, so the leader loop is not held up by write timeouts.
+func TestStoreProbeBacksOffWhileTheLeaderCannotWrite(t *testing.T) {
+	objs := &failingObjects{memObjects: newMemObjects()}
+	n := New(Config{NodeID: "a", Objects: objs}, nil)
+	l := &leaderState{n: n, stores: map[string]storeCheck{}}
+	for _, id := range []string{"b", "c", "b"} {
+		err := l.verifyStore(context.Background(), id, "127.0.0.1:1", "i-"+id)
+		if !errors.Is(err, errLeaderStore) || errors.Is(err, errStoreNotShared) {
+			t.Fatalf("probe of %s during an outage: %v", id, err)
+		}
+	}
+	if objs.puts != 1 {
+		t.Errorf("%d probe writes during one outage window, want 1", objs.puts)
+	}
+	if len(l.stores) != 0 {
+		t.Errorf("an outage was recorded as the agents' failure: %v", l.stores)
+	}
+}
