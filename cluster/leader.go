@@ -138,8 +138,10 @@ type leaderState struct {
 	// unadmitted incarnation.
 	staleSince map[string]time.Time
 	warned     map[string]time.Time
-	// stores: object store probes of agents, by node ID.
-	stores map[string]storeCheck
+	// stores: object store probes of agents, by node ID; storeDown: the
+	// last failure to write a probe object.
+	stores    map[string]storeCheck
+	storeDown storeCheck
 }
 
 // warnEvery logs a warning at most once a minute per key.

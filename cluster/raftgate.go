@@ -128,38 +128,44 @@ func (g *raftGate) refuse(rpc raft.RPC) bool {
 	if g.open.Load() {
 		return false
 	}
-	var kind string
-	switch req := rpc.Command.(type) {
-	case *raft.RequestVoteRequest:
-		kind = "request_vote"
-		rpc.Respond(&raft.RequestVoteResponse{RPCHeader: g.header(), Term: req.Term, Granted: false}, nil)
-	case *raft.RequestPreVoteRequest:
-		kind = "request_pre_vote"
-		rpc.Respond(&raft.RequestPreVoteResponse{RPCHeader: g.header(), Term: req.Term, Granted: false}, nil)
-	case *raft.AppendEntriesRequest:
-		kind = "append_entries"
-		if len(req.Entries) == 0 && req.PrevLogEntry == 0 && req.LeaderCommitIndex == 0 {
-			kind = "heartbeat"
-		}
-		rpc.Respond(nil, errNotAdmitted)
-	case *raft.InstallSnapshotRequest:
-		kind = "install_snapshot"
-		if rpc.Reader != nil {
-			_, _ = io.Copy(io.Discard, rpc.Reader) // keep the stream in sync
-		}
-		rpc.Respond(nil, errNotAdmitted)
-	case *raft.TimeoutNowRequest:
-		kind = "timeout_now"
-		rpc.Respond(nil, errNotAdmitted)
-	default:
-		kind = "other"
-		rpc.Respond(nil, errNotAdmitted)
-	}
+	kind, resp := g.refusal(rpc)
+	// Counted before answering: whoever gets the answer sees the count.
 	g.refused.WithLabelValues(kind).Inc()
 	if _, seen := g.warned.LoadOrStore(kind, struct{}{}); !seen {
 		g.log.Info("refusing raft rpcs until the raft leader admits this incarnation", "rpc", kind)
 	}
+	if resp != nil {
+		rpc.Respond(resp, nil)
+	} else {
+		rpc.Respond(nil, errNotAdmitted)
+	}
 	return true
+}
+
+// refusal names rpc's kind and builds the denial: a response for votes and
+// pre-votes (denied at the candidate's term, so nobody steps down), nil for
+// the RPCs that fail with errNotAdmitted. A snapshot's stream is drained so
+// the connection stays in sync.
+func (g *raftGate) refusal(rpc raft.RPC) (string, any) {
+	switch req := rpc.Command.(type) {
+	case *raft.RequestVoteRequest:
+		return "request_vote", &raft.RequestVoteResponse{RPCHeader: g.header(), Term: req.Term, Granted: false}
+	case *raft.RequestPreVoteRequest:
+		return "request_pre_vote", &raft.RequestPreVoteResponse{RPCHeader: g.header(), Term: req.Term, Granted: false}
+	case *raft.AppendEntriesRequest:
+		if len(req.Entries) == 0 && req.PrevLogEntry == 0 && req.LeaderCommitIndex == 0 {
+			return "heartbeat", nil
+		}
+		return "append_entries", nil
+	case *raft.InstallSnapshotRequest:
+		if rpc.Reader != nil {
+			_, _ = io.Copy(io.Discard, rpc.Reader)
+		}
+		return "install_snapshot", nil
+	case *raft.TimeoutNowRequest:
+		return "timeout_now", nil
+	}
+	return "other", nil
 }
 
 // RequestVote sends a vote request unless the gate is closed.

@@ -46,6 +46,10 @@ type probeRequest struct {
 // the leader wrote.
 var errStoreNotShared = errors.New("object store not shared with the cluster")
 
+// errLeaderStore marks a probe that failed on the leader's side: it could
+// not write the probe object (an object store outage).
+var errLeaderStore = errors.New("the raft leader cannot write a probe object")
+
 // storeCheck is the leader's memory of one agent's probe.
 type storeCheck struct {
 	instance string
@@ -56,16 +60,25 @@ type storeCheck struct {
 // verifyStore reports whether agent id (incarnation instance, peer address
 // peer) reads the cluster's object store. Without an ObjectStore (tests) it
 // always does. A success is remembered for the term, a failure for
-// storeRecheck.
+// storeRecheck; a failure to write the probe object holds back every probe
+// for storeRecheck, so an object store outage stalls the leader loop for at
+// most one write timeout per storeRecheck.
 func (l *leaderState) verifyStore(ctx context.Context, id, peer, instance string) error {
 	n := l.n
 	if n.cfg.Objects == nil {
 		return nil
 	}
+	if c := l.storeDown; c.err != nil && time.Since(c.at) < storeRecheck {
+		return c.err
+	}
 	if c, ok := l.stores[id]; ok && c.instance == instance && (c.err == nil || time.Since(c.at) < storeRecheck) {
 		return c.err
 	}
 	err := n.probeStore(ctx, id, peer, instance)
+	if errors.Is(err, errLeaderStore) {
+		l.storeDown = storeCheck{err: err, at: time.Now()}
+		return err
+	}
 	l.stores[id] = storeCheck{instance: instance, err: err, at: time.Now()}
 	return err
 }
@@ -78,8 +91,11 @@ func (n *Node) probeStore(ctx context.Context, id, peer, instance string) error 
 	cluster := n.identity().Cluster
 	key := storeProbeKeyPrefix + cluster + "/" + instance + "-" + randomID()
 	body := []byte(fmt.Sprintf("streamhouse object store probe: leader %s, agent %s, instance %s, %s\n", n.cfg.NodeID, id, instance, randomID()))
-	if err := n.cfg.Objects.Put(ctx, key, body); err != nil {
-		return fmt.Errorf("the raft leader cannot write a probe object: %w", err)
+	pctx, pcancel := context.WithTimeout(ctx, n.cfg.RPCTimeout)
+	err := n.cfg.Objects.Put(pctx, key, body)
+	pcancel()
+	if err != nil {
+		return fmt.Errorf("%w: %v", errLeaderStore, err)
 	}
 	defer func() {
 		dctx, dcancel := context.WithTimeout(context.Background(), n.cfg.RPCTimeout)
@@ -89,7 +105,7 @@ func (n *Node) probeStore(ctx context.Context, id, peer, instance string) error 
 		}
 	}()
 	sum := sha256.Sum256(body)
-	err := n.postJSON(ctx, peer, PeerProbeStorePath, probeRequest{
+	err = n.postJSON(ctx, peer, PeerProbeStorePath, probeRequest{
 		NodeID: id, Instance: instance, Leader: n.cfg.NodeID, Key: key, SHA256: hex.EncodeToString(sum[:]),
 	})
 	if err != nil {

@@ -47,46 +47,26 @@ func (m *memObjects) len() int {
 	return len(m.objs)
 }
 
-// TestStoreProbeKeepsPrivateStoresOut: founders a and b share a store, c
-// has its own. As a founder c is already a voter: it stays one but reports
-// the problem on /ready. A joiner d with a private store is never added; a
-// joiner e sharing the store is admitted.
+// TestStoreProbeKeepsPrivateStoresOut: founders share a store. A joiner d
+// with a private store is never added and its /ready says why; a joiner e
+// sharing the store is admitted; probe objects are deleted.
 func TestStoreProbeKeepsPrivateStoresOut(t *testing.T) {
 	c := newTestCluster(t)
 	shared := newMemObjects()
-	stores := map[string]*memObjects{"a": shared, "b": shared, "c": newMemObjects(), "d": newMemObjects(), "e": shared}
+	stores := map[string]*memObjects{"a": shared, "b": shared, "c": shared, "d": newMemObjects(), "e": shared}
 	c.edit = func(cfg *Config) { cfg.Objects = stores[cfg.NodeID] }
 	c.startBootstrapped("a", "b", "c")
-	lead := c.waitLeader(deadline)
-
-	// Whichever founder leads, the founders not sharing its store say so.
-	for _, n := range c.running() {
-		if stores[n.id] == stores[lead.id] {
-			continue
-		}
-		waitFor(t, deadline, n.id+" reports the unshared store on /ready", func() bool {
-			ok, why := n.node.Ready()
-			return !ok && strings.Contains(why, "object store not shared")
-		})
-		_, why := n.node.Ready()
-		t.Logf("/ready of founder %s: %s", n.id, why)
-	}
-	if lead.id == "c" {
-		// The rest of the test needs a leader on the shared store.
-		_ = lead.node.r().LeadershipTransfer().Error()
-		lead = c.waitLeader(deadline)
-		if lead.id == "c" {
-			t.Fatal("leadership did not move off c")
-		}
-	}
+	c.waitLeader(deadline)
 
 	d := c.start("d", "", func(cfg *Config) { cfg.Join = c.joinAddrs() })
 	waitFor(t, deadline, "d refused with a reason naming the object store", func() bool {
 		ok, why := d.node.Ready()
 		return !ok && strings.Contains(why, "not admitted: object store not shared")
 	})
+	_, why := d.node.Ready()
+	t.Logf("/ready of the private-store joiner: %s", why)
 	e := c.start("e", "", func(cfg *Config) { cfg.Join = c.joinAddrs() })
-	waitFor(t, deadline, "e admitted", func() bool { return e.node.identity().Admitted })
+	waitFor(t, deadline, "e admitted and ready", func() bool { ok, _ := e.node.Ready(); return ok && e.node.identity().Admitted })
 	for _, n := range c.running() {
 		st := n.node.Status()
 		for _, m := range append(st.Voters, st.NonVoters...) {
@@ -98,11 +78,70 @@ func TestStoreProbeKeepsPrivateStoresOut(t *testing.T) {
 	if d.node.identity().Admitted {
 		t.Error("d was admitted")
 	}
-	// Agents on the leader's store are ready, the probe verdicts of an
-	// earlier leader on another store notwithstanding.
-	for _, id := range []string{"a", "b", "e"} {
-		n := c.node(id)
-		waitFor(t, deadline, id+" ready", func() bool { ok, _ := n.node.Ready(); return ok })
-	}
 	waitFor(t, deadline, "probe objects deleted", func() bool { return shared.len() == 0 })
+}
+
+// TestStoreProbeFlagsFoundersOnAnotherStore: founders a and b share a
+// store, c has its own. Founders are admitted by bootstrap, so c stays a
+// voter, but whichever founder leads, the founders whose store differs
+// from the leader's report it on /ready and the others are ready.
+func TestStoreProbeFlagsFoundersOnAnotherStore(t *testing.T) {
+	c := newTestCluster(t)
+	shared := newMemObjects()
+	stores := map[string]*memObjects{"a": shared, "b": shared, "c": newMemObjects()}
+	c.edit = func(cfg *Config) { cfg.Objects = stores[cfg.NodeID] }
+	c.startBootstrapped("a", "b", "c")
+	waitFor(t, deadline, "founders off the leader's store report it, the others are ready", func() bool {
+		lead := c.leader()
+		if lead == nil {
+			return false
+		}
+		for _, n := range c.running() {
+			ok, why := n.node.Ready()
+			if stores[n.id] == stores[lead.id] && !ok {
+				return false
+			}
+			if stores[n.id] != stores[lead.id] && (ok || !strings.Contains(why, "object store not shared")) {
+				return false
+			}
+		}
+		return true
+	})
+	for _, n := range c.running() {
+		_, why := n.node.Ready()
+		t.Logf("%s: %q", n.id, why)
+	}
+	c.waitConfig(deadline, []string{"a", "b", "c"}, nil)
+}
+
+// failingObjects fails every Put and counts the attempts.
+type failingObjects struct {
+	*memObjects
+	puts int
+}
+
+func (f *failingObjects) Put(context.Context, string, []byte) error {
+	f.puts++
+	return errors.New("connection refused")
+}
+
+// TestStoreProbeBacksOffWhileTheLeaderCannotWrite: during an object store
+// outage the leader tries one probe write per storeRecheck, not one per
+// agent and pass, so the leader loop is not held up by write timeouts.
+func TestStoreProbeBacksOffWhileTheLeaderCannotWrite(t *testing.T) {
+	objs := &failingObjects{memObjects: newMemObjects()}
+	n := New(Config{NodeID: "a", Objects: objs}, nil)
+	l := &leaderState{n: n, stores: map[string]storeCheck{}}
+	for _, id := range []string{"b", "c", "b"} {
+		err := l.verifyStore(context.Background(), id, "127.0.0.1:1", "i-"+id)
+		if !errors.Is(err, errLeaderStore) || errors.Is(err, errStoreNotShared) {
+			t.Fatalf("probe of %s during an outage: %v", id, err)
+		}
+	}
+	if objs.puts != 1 {
+		t.Errorf("%d probe writes during one outage window, want 1", objs.puts)
+	}
+	if len(l.stores) != 0 {
+		t.Errorf("an outage was recorded as the agents' failure: %v", l.stores)
+	}
 }
