@@ -224,15 +224,24 @@ type AppendBatch struct {
 	ProducerID    uint64 // 0: not idempotent
 	ProducerEpoch uint32
 	BaseSequence  int64
+
+	// MaxUnflushed (> 0) refuses the batch with CodeUnflushedLimit if the
+	// partition would then hold more unflushed records than this (the
+	// proposer's MAX_UNFLUSHED_RECORDS); 0 = no bound.
+	MaxUnflushed int64
 }
 
 // Type implements Command.
 func (*AppendBatch) Type() CommandType { return CmdAppendBatch }
 
-// version 1 has no producer fields; version 2 adds them. Batches without a
-// producer are still written as version 1.
+// version 1 has no producer fields; version 2 adds them; version 3 adds
+// MaxUnflushed (and always carries the producer fields, 0 when none).
+// Batches without a bound are still written as version 1 or 2.
 func (c *AppendBatch) version() uint8 {
-	if c.ProducerID != 0 {
+	switch {
+	case c.MaxUnflushed != 0:
+		return 3
+	case c.ProducerID != 0:
 		return 2
 	}
 	return 1
@@ -245,15 +254,18 @@ func (c *AppendBatch) encode(e *enc) {
 	e.iv(c.Timestamp)
 	e.iv(int64(c.Count))
 	e.bytes(c.Records)
-	if c.ProducerID != 0 {
+	if c.ProducerID != 0 || c.MaxUnflushed != 0 {
 		e.uv(c.ProducerID)
 		e.uv(uint64(c.ProducerEpoch))
 		e.iv(c.BaseSequence)
 	}
+	if c.MaxUnflushed != 0 {
+		e.iv(c.MaxUnflushed)
+	}
 }
 
 func decodeAppendBatch(v uint8, d *dec) (Command, error) {
-	if err := checkVersion(CmdAppendBatch, v, 2); err != nil {
+	if err := checkVersion(CmdAppendBatch, v, 3); err != nil {
 		return nil, err
 	}
 	c := &AppendBatch{}
@@ -267,8 +279,14 @@ func decodeAppendBatch(v uint8, d *dec) (Command, error) {
 		c.ProducerID = d.uv()
 		c.ProducerEpoch = d.u32()
 		c.BaseSequence = d.iv()
-		if c.ProducerID == 0 {
+		if c.ProducerID == 0 && v == 2 {
 			d.fail("append batch v2 without producer id")
+		}
+	}
+	if v >= 3 {
+		c.MaxUnflushed = d.iv()
+		if c.MaxUnflushed <= 0 {
+			d.fail("append batch v3 without a positive unflushed bound")
 		}
 	}
 	return c, nil

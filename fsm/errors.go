@@ -23,6 +23,10 @@ var (
 	// ErrOutOfOrderSequence: the batch's sequence is neither the next one
 	// nor one of the producer's recent batches.
 	ErrOutOfOrderSequence = errors.New("out of order sequence number")
+	// ErrUnflushedLimit: the partition holds as many unflushed records as
+	// its bound allows (segment uploads are behind). The batch was not
+	// applied; it wraps ErrUnavailable, so retrying later is safe.
+	ErrUnflushedLimit = fmt.Errorf("%w: unflushed record limit reached", ErrUnavailable)
 )
 
 // Code is the outcome of applying one command.
@@ -41,6 +45,7 @@ const (
 	CodeProducerFenced
 	CodeUnknownProducer
 	CodeOutOfOrderSequence
+	CodeUnflushedLimit
 )
 
 var codeErrors = map[Code]error{
@@ -54,6 +59,7 @@ var codeErrors = map[Code]error{
 	CodeProducerFenced:     ErrProducerFenced,
 	CodeUnknownProducer:    ErrUnknownProducer,
 	CodeOutOfOrderSequence: ErrOutOfOrderSequence,
+	CodeUnflushedLimit:     ErrUnflushedLimit,
 }
 
 // Result is what Apply returns for a command.

@@ -115,6 +115,8 @@ func TestCommandCodecRoundTrip(t *testing.T) {
 		&DeleteGroup{Group: "g"},
 		&InitProducer{ProducerID: 12, Timestamp: 77},
 		&AppendBatch{TopicID: 7, Partition: 1, LeaderEpoch: 2, Timestamp: 3, Count: 1, Records: AppendRecords(nil, recs("z")), ProducerID: 5, ProducerEpoch: 2, BaseSequence: 40},
+		&AppendBatch{TopicID: 7, Partition: 1, LeaderEpoch: 2, Timestamp: 3, Count: 1, Records: AppendRecords(nil, recs("z")), MaxUnflushed: 1000},
+		&AppendBatch{TopicID: 7, Partition: 1, LeaderEpoch: 2, Timestamp: 3, Count: 1, Records: AppendRecords(nil, recs("z")), ProducerID: 5, BaseSequence: 1, MaxUnflushed: 9},
 	}
 	for _, c := range cmds {
 		got, err := Decode(Encode(c))

@@ -77,6 +77,12 @@ type State struct {
 	Groups map[string]map[PartitionKey]GroupOffset
 	// Producers are the idempotent producers, by ID.
 	Producers map[uint64]*Producer
+	// The DR-restore lineage (restore_state.go): objects a restore could
+	// not read, the producer-ID generation and the largest unflushed-record
+	// bound an applied batch carried.
+	Unreadable          map[string]uint64
+	ProducerGeneration  uint64
+	MaxUnflushedRecords int64
 }
 
 // GroupOffset is a group's committed position in one partition.
@@ -128,6 +134,7 @@ func newState() *State {
 		PendingDeletes: map[string]bool{},
 		Groups:         map[string]map[PartitionKey]GroupOffset{},
 		Producers:      map[uint64]*Producer{},
+		Unreadable:     map[string]uint64{},
 	}
 }
 
@@ -201,6 +208,10 @@ func (s *State) clone() *State {
 	for id, p := range s.Producers {
 		c.Producers[id] = p.clone()
 	}
+	for k, v := range s.Unreadable {
+		c.Unreadable[k] = v
+	}
+	c.ProducerGeneration, c.MaxUnflushedRecords = s.ProducerGeneration, s.MaxUnflushedRecords
 	return c
 }
 

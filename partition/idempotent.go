@@ -90,6 +90,7 @@ func (p *Producer) produceIdempotent(ctx context.Context, b fsm.IdempotentBatch,
 		TopicID: t.ID, Partition: b.Partition, LeaderEpoch: info.LeaderEpoch, Timestamp: now,
 		Count: int32(len(b.Records)), Records: fsm.AppendRecords(nil, b.Records),
 		ProducerID: b.Producer.ID, ProducerEpoch: b.Producer.Epoch, BaseSequence: b.BaseSeq,
+		MaxUnflushed: p.cfg.MaxUnflushedRecords,
 	})
 	res, err := p.proposer.Propose(ctx, cmd)
 	if err == nil {

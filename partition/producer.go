@@ -30,7 +30,13 @@ type ProducerConfig struct {
 	// MaxUnflushedBytes makes produce answer "retry later" while the local
 	// store holds more than this many unflushed bytes (0 = no bound).
 	MaxUnflushedBytes int64
-	Logger            *slog.Logger
+	// MaxUnflushedRecords is carried in every AppendBatch: the FSM refuses
+	// a batch that would leave its partition with more unflushed records
+	// (fsm.ErrUnflushedLimit, retry later). A DR restore relies on it to
+	// know how many offsets may have been acknowledged beyond what was
+	// flushed. 0 = no bound.
+	MaxUnflushedRecords int64
+	Logger              *slog.Logger
 	// Clock returns unix milliseconds; nil = wall clock.
 	Clock func() int64
 }
@@ -501,7 +507,7 @@ func (b *batcher) propose(ctx context.Context, batch []*request, n int) {
 	}
 	cmd := fsm.Encode(&fsm.AppendBatch{
 		TopicID: b.key.TopicID, Partition: b.key.Partition, LeaderEpoch: info.LeaderEpoch,
-		Timestamp: b.p.cfg.Clock(), Count: int32(n), Records: blob,
+		Timestamp: b.p.cfg.Clock(), Count: int32(n), Records: blob, MaxUnflushed: b.p.cfg.MaxUnflushedRecords,
 	})
 	b.p.metrics.BatchRecords.Observe(float64(n))
 	res, err := b.p.proposer.Propose(ctx, cmd)

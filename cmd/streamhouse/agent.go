@@ -271,7 +271,7 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 
 	a.producer = partition.NewProducer(partition.ProducerConfig{
 		NodeID: c.NodeID, BatchSize: c.BatchSize, BatchTimeout: c.batchTimeout(),
-		MaxRecordBytes: c.MaxRecordBytes, MaxUnflushedBytes: c.MaxUnflushedBytes, Logger: log,
+		MaxRecordBytes: c.MaxRecordBytes, MaxUnflushedBytes: c.MaxUnflushedBytes, MaxUnflushedRecords: c.MaxUnflushedRecs, Logger: log,
 	}, a.fsm, a.node, a.store, partition.NewProducerMetrics(a.registry))
 	a.producer.SetForwarder(&transport.PeerForwarder{Client: a.mux.RPCClient(), Resolve: a.node.PeerAddr})
 	rpc := http.NewServeMux()
