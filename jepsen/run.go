@@ -187,6 +187,7 @@ func runOne(ctx context.Context, o options, r runSpec, bin, minio string, log *s
 		res.DR.LostUnflushed = cr.Stats.LostUnflushed
 		res.DR.RecoveredUnflushed = cr.Stats.Recovered
 		res.DR.OffsetReuse = cr.Counts[checker.OffsetReuse]
+		res.countResurrected()
 	}
 	if b, err := json.MarshalIndent(res, "", "  "); err == nil {
 		_ = os.WriteFile(filepath.Join(dir, "results.json"), b, 0o644)
