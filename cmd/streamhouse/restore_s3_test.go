@@ -21,7 +21,7 @@ import (
 // proxy (s3segtest.FaultProxy, a real HTTP proxy) in front of MinIO where
 // reads must fail.
 
-const restoreBucket = "dr"
+const restoreBucket = "dr-restore"
 
 // produceFlushed runs one agent on MinIO (configured further by tune),
 // creates topic with parts partitions, produces n acknowledged records into
