@@ -128,7 +128,7 @@ func readFooterRetrying(ctx context.Context, store ObjectStore, o ObjectInfo, op
 	var last error
 	f, err := backoff.Retry(ctx, func() (ObjectFooter, error) {
 		attempts++
-		f, err := ReadFooter(ctx, store, o)
+		f, err := ReadObjectFooter(ctx, store, o)
 		last = err
 		if err != nil && definiteReadError(err) {
 			return f, backoff.Permanent(err)
@@ -159,10 +159,10 @@ func definiteReadError(err error) bool {
 		errors.Is(err, ErrUnsupportedVersion) || errors.Is(err, ErrBucketNotFound) || errors.Is(err, ErrInvalidRange)
 }
 
-// ReadFooter fetches and decodes the footer of one object with one or two
+// ReadObjectFooter fetches and decodes the footer of one listed object with one or two
 // ranged GETs (a guess of the last 64 KiB, then exactly what the trailer
 // announces).
-func ReadFooter(ctx context.Context, store ObjectStore, o ObjectInfo) (ObjectFooter, error) {
+func ReadObjectFooter(ctx context.Context, store ObjectStore, o ObjectInfo) (ObjectFooter, error) {
 	want := min(o.Size, 64<<10)
 	for attempt := 0; attempt < 2; attempt++ {
 		if want <= 0 {
