@@ -52,6 +52,9 @@ func (p *Producer) produceIdempotent(ctx context.Context, b fsm.IdempotentBatch,
 	if b.BaseSeq < 0 {
 		return fsm.IdempotentResult{}, fmt.Errorf("%w: negative sequence number", fsm.ErrInvalidArgument)
 	}
+	if err := p.checkRequestSize(len(b.Records)); err != nil {
+		return fsm.IdempotentResult{}, err
+	}
 	t, err := lookupTopic(ctx, p.meta, p.sync, b.Topic)
 	if err != nil {
 		return fsm.IdempotentResult{}, err

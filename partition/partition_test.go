@@ -514,4 +514,8 @@ func TestProduceRefusesBeyondMaxUnflushedRecords(t *testing.T) {
 	if _, err := e.prod.Produce(ctx, "t", recs(2)); err != nil {
 		t.Fatalf("filling the bound exactly: %v", err)
 	}
+	// A request that could never fit is invalid, not "retry later".
+	if _, err := e.prod.Produce(ctx, "t", recs(11)); !errors.Is(err, fsm.ErrInvalidArgument) {
+		t.Fatalf("11 records in one request with a bound of 10: %v", err)
+	}
 }

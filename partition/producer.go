@@ -160,6 +160,15 @@ func (p *Producer) ProduceLocal(ctx context.Context, topic string, recs []fsm.Pr
 	return p.produce(ctx, topic, recs, false)
 }
 
+// checkRequestSize refuses a request that could never be written: more
+// records than a partition may hold unflushed.
+func (p *Producer) checkRequestSize(n int) error {
+	if p.cfg.MaxUnflushedRecords > 0 && int64(n) > p.cfg.MaxUnflushedRecords {
+		return fmt.Errorf("%w: %d records in one request, more than MAX_UNFLUSHED_RECORDS=%d", fsm.ErrInvalidArgument, n, p.cfg.MaxUnflushedRecords)
+	}
+	return nil
+}
+
 // unit is one independently failing part of a request: one local
 // partition's batch, or one forward to another agent.
 type unit struct {
@@ -172,6 +181,9 @@ func (p *Producer) produce(ctx context.Context, topic string, recs []fsm.Produce
 	start := time.Now()
 	if len(recs) == 0 {
 		return nil, fmt.Errorf("%w: no records", fsm.ErrInvalidArgument)
+	}
+	if err := p.checkRequestSize(len(recs)); err != nil {
+		return nil, err
 	}
 	t, err := lookupTopic(ctx, p.meta, p.sync, topic)
 	if err != nil {

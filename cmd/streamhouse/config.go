@@ -159,6 +159,9 @@ func (c *agentCmd) checkValues() error {
 		nonNeg("RESTORE_OFFSET_GAP", c.RestoreOffsetGap),
 		nonNeg("RESTORE_READ_RETRY_MS", int64(c.RestoreReadRetryMs)),
 	}
+	if c.MaxUnflushedRecs > 0 && c.MaxUnflushedRecs < int64(c.BatchSize) {
+		errs = append(errs, fmt.Errorf("MAX_UNFLUSHED_RECORDS=%d is below BATCH_SIZE=%d: a full batch could never be written", c.MaxUnflushedRecs, c.BatchSize))
+	}
 	if c.RestoreFromPostgres && c.DatabaseURL == "" {
 		errs = append(errs, errors.New("RESTORE_FROM_POSTGRES=true needs DATABASE_URL"))
 	}
