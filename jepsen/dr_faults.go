@@ -137,7 +137,7 @@ func (x *drExtras) check(ctx context.Context, c *control.Cluster, checkpointInde
 
 // latestCheckpoint reads the Raft index of the newest checkpoint.
 func latestCheckpoint(ctx context.Context, c *control.Cluster, log *slog.Logger) (uint64, error) {
-	db, err := pgsync.Open(ctx, c.PG.DatabaseURL("jepsen"), log)
+	db, err := pgsync.Open(ctx, c.PGURL, log)
 	if err != nil {
 		return 0, err
 	}
