@@ -151,7 +151,7 @@ func runDR(ctx context.Context, moment string, r runSpec, c *control.Cluster, wl
 	var checkpointIndex uint64
 	if moment == drTopicChurn {
 		var err error
-		if checkpointIndex, err = latestCheckpoint(ctx, c, log); err != nil {
+		if checkpointIndex, err = latestCheckpoint(ctx, c); err != nil {
 			return rep, opts, fmt.Errorf("the checkpoint at the disaster: %w", err)
 		}
 	}

@@ -119,7 +119,9 @@ func runOne(ctx context.Context, o options, r runSpec, bin, minio string, log *s
 	}()
 	stopWatch := watchCrashes(ctx, c, &res)
 
-	wl := workload.New(workloadConfig(o, r.seed, log), c, rec)
+	wcfg := workloadConfig(o, r.seed, log)
+	wcfg.Rate = drWorkloadRate(spec.dr, wcfg.Rate)
+	wl := workload.New(wcfg, c, rec)
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = wl.Setup(sctx)
 	cancel()
