@@ -35,7 +35,9 @@ import (
 //   - Objects that stayed unreadable (the caller refuses to plan with any
 //     unless the operator allowed it) are recorded in the image's
 //     Unreadable set, so nothing deletes them; offsets only they held
-//     become gaps like any other missing range.
+//     become gaps like any other missing range. Each may have held a
+//     partition's last flushed block (at most the bound's worth of
+//     offsets), so the offset gap grows by one bound per such object.
 //   - Each partition resumes strictly after the highest offset evidenced
 //     anywhere: the checkpoint's high watermark, the registered segments,
 //     committed group offsets and producer batches. Offsets between the end
@@ -126,6 +128,13 @@ const restoreIndexGap = 1 << 24
 func planRestore(in restoreInputs) (*fsm.Image, restoreReport) {
 	img := in.Image
 	gap, source := offsetGapFor(img, in.OffsetGap)
+	if n := int64(len(in.Unreadable)); n > 0 {
+		// An unreadable object may hold a partition's last flushed block,
+		// which is no longer evidence; one block never holds more than the
+		// bound (it was cut from at most that many unflushed records).
+		gap *= 1 + n
+		source += fmt.Sprintf(", times %d: each of the %d unreadable objects may hide up to that many offsets", 1+n, n)
+	}
 	rep := restoreReport{CheckpointIndex: img.LastApplied, OffsetGap: gap, OffsetGapSource: source, ProducerGen: in.Generation,
 		TopicsFromS3: []string{}, Unreadable: append([]string{}, in.Unreadable...), DeletedTopicIDs: []uint64{}, Warnings: []string{}}
 	out := &fsm.Image{LastApplied: img.LastApplied, Groups: img.Groups,

@@ -279,9 +279,15 @@ func TestPlanRestoreRecordsUnreadableObjects(t *testing.T) {
 	img := checkpointImage()
 	img.Unreadable = []fsm.UnreadableObject{{Key: "segments/x.seg", RestoredFrom: 77}}
 	existing := map[string]bool{"segments/a.seg": true, "segments/b.seg": true, "segments/x.seg": true, "segments/y.seg": true}
-	plan, _ := planRestore(restoreInputs{Image: img, Existing: existing, SeedNode: "n",
-		Unreadable: []string{"segments/y.seg", "segments/x.seg"}})
 	want := []fsm.UnreadableObject{{Key: "segments/x.seg", RestoredFrom: 77}, {Key: "segments/y.seg", RestoredFrom: 500}}
+	// Each unreadable object may hide a partition's last block (up to the
+	// bound): the gap grows by one bound per object.
+	img.MaxUnflushedRecords = 1000
+	plan, rep := planRestore(restoreInputs{Image: img, Existing: existing, SeedNode: "n", OffsetGap: 10,
+		Unreadable: []string{"segments/y.seg", "segments/x.seg"}})
+	if rep.OffsetGap != 3000 || plan.Partitions[0].NextOffset != 130+3000 || !strings.Contains(rep.OffsetGapSource, "unreadable") {
+		t.Fatalf("gap %d (%s), resume at %d", rep.OffsetGap, rep.OffsetGapSource, plan.Partitions[0].NextOffset)
+	}
 	if !reflect.DeepEqual(plan.Unreadable, want) {
 		t.Fatalf("unreadable = %+v, want %+v", plan.Unreadable, want)
 	}
