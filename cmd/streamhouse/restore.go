@@ -46,6 +46,14 @@ func (c *restoreCmd) Run() error {
 	defer stop()
 	progress := io.Writer(os.Stderr)
 	rep, err := runRestore(ctx, &c.agentCmd, c.logger(), progress)
+	var ue *unreadableError
+	if errors.As(err, &ue) && c.Output == "json" {
+		// Scripts get the objects as data, too.
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(map[string]any{"error": "segment objects stayed unreadable; nothing was written",
+			"objects_unreadable": failureStrings(ue.failures)})
+	}
 	if err != nil {
 		return err
 	}
