@@ -55,25 +55,27 @@ type agentCmd struct {
 	RetentionCheckMs int    `name:"retention-check-ms" env:"RETENTION_CHECK_MS" default:"30000" help:"How often the Raft leader applies retention and deletes released objects (ms)."`
 	OrphanGraceMs    int64  `name:"orphan-grace-ms" env:"ORPHAN_GRACE_MS" default:"3600000" help:"Uploaded-but-never-committed segment objects are deleted once this old (ms)."`
 
-	DatabaseURL            string `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL URL for metadata checkpoints and DR restore (unset: checkpoints disabled)."`
-	CheckpointIntervalMs   int    `name:"checkpoint-interval-ms" env:"CHECKPOINT_INTERVAL_MS" default:"5000" help:"How often the Raft leader checkpoints metadata to Postgres (ms)."`
-	RestoreOffsetGap       int64  `name:"restore-offset-gap" env:"RESTORE_OFFSET_GAP" default:"1000000" help:"DR restore: offsets skipped per partition after the highest evidenced one, so records acknowledged after the last checkpoint never share an offset with new ones."`
-	RestoreAllowUnreadable bool   `name:"allow-unreadable" env:"RESTORE_ALLOW_UNREADABLE" default:"false" negatable:"" help:"DR restore: restore even if some segment objects stay unreadable after retries (their offsets become gaps; the objects are kept). Without it such a restore fails and names them."`
-	RestoreReadRetryMs     int    `name:"restore-read-retry-ms" env:"RESTORE_READ_RETRY_MS" default:"120000" help:"DR restore: how long reading one segment footer is retried (exponential backoff) before the object counts as unreadable (ms)."`
-	RestoreFromPostgres    bool   `name:"restore-from-postgres" env:"RESTORE_FROM_POSTGRES" default:"false" negatable:"" help:"Disaster recovery: when DATA_DIR holds no Raft state, restore the cluster from the latest Postgres checkpoint and the bucket before starting."`
-	TLSCertPath            string `name:"tls-cert-path" env:"TLS_CERT_PATH" help:"PEM certificate (chain) of this agent; with TLS_KEY_PATH it turns on TLS on the REST and gRPC listeners. Re-read when the file changes."`
-	TLSKeyPath             string `name:"tls-key-path" env:"TLS_KEY_PATH" help:"PEM private key of TLS_CERT_PATH."`
-	TLSCAPath              string `name:"tls-ca-path" env:"TLS_CA_PATH" help:"PEM certificate of the cluster's own CA: turns on mutual TLS on the peer port (Raft and agent RPC); every agent presents its certificate and accepts only peers whose certificate this CA signed."`
-	PeerTLSCertPath        string `name:"peer-tls-cert-path" env:"PEER_TLS_CERT_PATH" help:"Certificate presented on the peer port when it differs from TLS_CERT_PATH (e.g. a public certificate outside, a cluster-CA one inside); must be signed by TLS_CA_PATH."`
-	PeerTLSKeyPath         string `name:"peer-tls-key-path" env:"PEER_TLS_KEY_PATH" help:"Private key of PEER_TLS_CERT_PATH."`
-	ClusterSecret          string `name:"cluster-secret" env:"CLUSTER_SECRET" help:"Shared secret every agent must prove on the peer port (challenge-response, never sent); at least 16 bytes, e.g. openssl rand -base64 32. Prefer the environment variable to the flag."`
-	GossipKey              string `name:"gossip-key" env:"GOSSIP_KEY" help:"Base64 key of 16, 24 or 32 bytes that encrypts and authenticates gossip (openssl rand -base64 32); every agent needs the same key."`
-	APIKeysFile            string `name:"api-keys-file" env:"API_KEYS_FILE" help:"File of API keys (name:scope:topics:sha256hex per line; streamhouse apikey create prints one). Set: every REST and gRPC call but /health, /live, /ready (and /metrics) needs Authorization: Bearer <token>. Re-read when it changes."`
-	MetricsAuth            bool   `name:"metrics-auth" env:"METRICS_AUTH" default:"false" negatable:"" help:"GET /metrics needs an API key with read scope (default: open)."`
-	CheckConfig            bool   `name:"check-config" help:"Check the configuration and what it points to (TLS files, API keys, Postgres, the object store, free ports), print a checklist and exit: 0 when everything is OK, 1 otherwise."`
-	PprofAddr              string `name:"pprof-addr" env:"PPROF_ADDR" help:"Serve Go profiling endpoints (/debug/pprof/) on this host:port (unset: off). Bind it to localhost: it is unauthenticated."`
-	LogLevel               string `name:"log-level" env:"LOG_LEVEL,RUST_LOG" default:"info" help:"debug, info, warn or error (RUST_LOG-style 'streamhouse=debug' accepted)."`
-	LogFormat              string `name:"log-format" env:"LOG_FORMAT" default:"text" enum:"text,json" help:"Log format: text or json."`
+	DatabaseURL          string `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL URL for metadata checkpoints and DR restore (unset: checkpoints disabled)."`
+	CheckpointIntervalMs int    `name:"checkpoint-interval-ms" env:"CHECKPOINT_INTERVAL_MS" default:"5000" help:"How often the Raft leader checkpoints metadata to Postgres (ms)."`
+	RestoreOffsetGap     int64  `name:"restore-offset-gap" env:"RESTORE_OFFSET_GAP" default:"1000000" help:"DR restore: offsets skipped per partition after the highest evidenced one, so records acknowledged after the last checkpoint never share an offset with new ones."`
+	RestoreFromPostgres  bool   `name:"restore-from-postgres" env:"RESTORE_FROM_POSTGRES" default:"false" negatable:"" help:"Disaster recovery: when DATA_DIR holds no Raft state, restore the cluster from the latest Postgres checkpoint and the bucket before starting."`
+	TLSCertPath          string `name:"tls-cert-path" env:"TLS_CERT_PATH" help:"PEM certificate (chain) of this agent; with TLS_KEY_PATH it turns on TLS on the REST and gRPC listeners. Re-read when the file changes."`
+	TLSKeyPath           string `name:"tls-key-path" env:"TLS_KEY_PATH" help:"PEM private key of TLS_CERT_PATH."`
+	TLSCAPath            string `name:"tls-ca-path" env:"TLS_CA_PATH" help:"PEM certificate of the cluster's own CA: turns on mutual TLS on the peer port (Raft and agent RPC); every agent presents its certificate and accepts only peers whose certificate this CA signed."`
+	PeerTLSCertPath      string `name:"peer-tls-cert-path" env:"PEER_TLS_CERT_PATH" help:"Certificate presented on the peer port when it differs from TLS_CERT_PATH (e.g. a public certificate outside, a cluster-CA one inside); must be signed by TLS_CA_PATH."`
+	PeerTLSKeyPath       string `name:"peer-tls-key-path" env:"PEER_TLS_KEY_PATH" help:"Private key of PEER_TLS_CERT_PATH."`
+	ClusterSecret        string `name:"cluster-secret" env:"CLUSTER_SECRET" help:"Shared secret every agent must prove on the peer port (challenge-response, never sent); at least 16 bytes, e.g. openssl rand -base64 32. Prefer the environment variable to the flag."`
+	GossipKey            string `name:"gossip-key" env:"GOSSIP_KEY" help:"Base64 key of 16, 24 or 32 bytes that encrypts and authenticates gossip (openssl rand -base64 32); every agent needs the same key."`
+	APIKeysFile          string `name:"api-keys-file" env:"API_KEYS_FILE" help:"File of API keys (name:scope:topics:sha256hex per line; streamhouse apikey create prints one). Set: every REST and gRPC call but /health, /live, /ready (and /metrics) needs Authorization: Bearer <token>. Re-read when it changes."`
+	MetricsAuth          bool   `name:"metrics-auth" env:"METRICS_AUTH" default:"false" negatable:"" help:"GET /metrics needs an API key with read scope (default: open)."`
+	CheckConfig          bool   `name:"check-config" help:"Check the configuration and what it points to (TLS files, API keys, Postgres, the object store, free ports), print a checklist and exit: 0 when everything is OK, 1 otherwise."`
+	PprofAddr            string `name:"pprof-addr" env:"PPROF_ADDR" help:"Serve Go profiling endpoints (/debug/pprof/) on this host:port (unset: off). Bind it to localhost: it is unauthenticated."`
+	LogLevel             string `name:"log-level" env:"LOG_LEVEL,RUST_LOG" default:"info" help:"debug, info, warn or error (RUST_LOG-style 'streamhouse=debug' accepted)."`
+	LogFormat            string `name:"log-format" env:"LOG_FORMAT" default:"text" enum:"text,json" help:"Log format: text or json."`
+
+	// DR restore safety (restore.go).
+	RestoreAllowUnreadable bool `name:"allow-unreadable" env:"RESTORE_ALLOW_UNREADABLE" default:"false" negatable:"" help:"DR restore: restore even if some segment objects stay unreadable after retries (their offsets become gaps; the objects are kept). Without it such a restore fails and names them."`
+	RestoreReadRetryMs     int  `name:"restore-read-retry-ms" env:"RESTORE_READ_RETRY_MS" default:"120000" help:"DR restore: how long reading one segment footer is retried (exponential backoff) before the object counts as unreadable (ms)."`
 }
 
 // envOf maps flag names to their environment variables, for error messages.
