@@ -256,16 +256,24 @@ type AppendBatch struct {
 	// refuses the batch unless the producer has no owner or this one.
 	// "" = not checked (no API keys).
 	ProducerOwner string
+
+	// MaxUnflushed (> 0) refuses the batch with CodeUnflushedLimit if the
+	// partition would then hold more unflushed records than this (the
+	// proposer's MAX_UNFLUSHED_RECORDS); 0 = no bound.
+	MaxUnflushed int64
 }
 
 // Type implements Command.
 func (*AppendBatch) Type() CommandType { return CmdAppendBatch }
 
 // version 1 has no producer fields; version 2 adds them; version 3 adds
-// the producer owner. Each batch is written in the lowest version that
-// holds it.
+// the producer owner; version 4 carries the producer fields (0 when none),
+// the owner (possibly empty) and MaxUnflushed. Each batch is written in the
+// lowest version that holds it.
 func (c *AppendBatch) version() uint8 {
 	switch {
+	case c.MaxUnflushed != 0:
+		return 4
 	case c.ProducerID != 0 && c.ProducerOwner != "":
 		return 3
 	case c.ProducerID != 0:
@@ -281,18 +289,21 @@ func (c *AppendBatch) encode(e *enc) {
 	e.iv(c.Timestamp)
 	e.iv(int64(c.Count))
 	e.bytes(c.Records)
-	if c.ProducerID != 0 {
+	if c.ProducerID != 0 || c.MaxUnflushed != 0 {
 		e.uv(c.ProducerID)
 		e.uv(uint64(c.ProducerEpoch))
 		e.iv(c.BaseSequence)
-		if c.ProducerOwner != "" {
+		if c.ProducerOwner != "" || c.MaxUnflushed != 0 {
 			e.str(c.ProducerOwner)
 		}
+	}
+	if c.MaxUnflushed != 0 {
+		e.iv(c.MaxUnflushed)
 	}
 }
 
 func decodeAppendBatch(v uint8, d *dec) (Command, error) {
-	if err := checkVersion(CmdAppendBatch, v, 3); err != nil {
+	if err := checkVersion(CmdAppendBatch, v, 4); err != nil {
 		return nil, err
 	}
 	c := &AppendBatch{}
@@ -306,14 +317,20 @@ func decodeAppendBatch(v uint8, d *dec) (Command, error) {
 		c.ProducerID = d.uv()
 		c.ProducerEpoch = d.u32()
 		c.BaseSequence = d.iv()
-		if c.ProducerID == 0 {
+		if c.ProducerID == 0 && v == 2 {
 			d.fail("append batch v2 without producer id")
 		}
 	}
 	if v >= 3 {
 		c.ProducerOwner = d.str()
-		if c.ProducerOwner == "" {
+		if c.ProducerOwner == "" && v == 3 {
 			d.fail("append batch v3 producer owner (empty)")
+		}
+	}
+	if v >= 4 {
+		c.MaxUnflushed = d.iv()
+		if c.MaxUnflushed <= 0 {
+			d.fail("append batch v4 without a positive unflushed bound")
 		}
 	}
 	return c, nil

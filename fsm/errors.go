@@ -33,6 +33,10 @@ var (
 	// ErrProducerNotOwned: the producer id was issued to another owner
 	// (another API key); only its owner may bump its epoch.
 	ErrProducerNotOwned = errors.New("producer id belongs to another owner")
+	// ErrUnflushedLimit: the partition holds as many unflushed records as
+	// its bound allows (segment uploads are behind). The batch was not
+	// applied; it wraps ErrUnavailable, so retrying later is safe.
+	ErrUnflushedLimit = fmt.Errorf("%w: unflushed record limit reached", ErrUnavailable)
 )
 
 // Code is the outcome of applying one command.
@@ -58,6 +62,7 @@ const (
 	CodeNotApplied
 	CodeLimitExceeded
 	CodeProducerNotOwned
+	CodeUnflushedLimit
 )
 
 var codeErrors = map[Code]error{
@@ -75,6 +80,7 @@ var codeErrors = map[Code]error{
 	CodeNotApplied:         ErrOutcomeUnknown,
 	CodeLimitExceeded:      ErrLimitExceeded,
 	CodeProducerNotOwned:   ErrProducerNotOwned,
+	CodeUnflushedLimit:     ErrUnflushedLimit,
 }
 
 // Result is what Apply returns for a command.

@@ -274,6 +274,10 @@ func (f *FSM) applyAppendBatch(index uint64, c *AppendBatch) (*Result, bool, err
 	if c.LeaderEpoch != p.LeaderEpoch {
 		return fail(CodeStaleEpoch, "batch for epoch %d, partition is at epoch %d", c.LeaderEpoch, p.LeaderEpoch), false, nil
 	}
+	if res := f.state.checkUnflushedBound(p, c); res != nil {
+		return res, false, nil
+	}
+	f.state.MaxUnflushedRecords = max(f.state.MaxUnflushedRecords, c.MaxUnflushed)
 	b := &AppendedBatch{
 		Index: index, TopicID: c.TopicID, Partition: c.Partition,
 		BaseOffset: p.NextOffset, Count: c.Count, Timestamp: c.Timestamp, Records: c.Records,
@@ -536,10 +540,12 @@ func (f *FSM) PendingDeletes() []string {
 	return f.state.sortedPendingDeletes()
 }
 
-// ObjectReferenced reports whether a committed segment references key or
-// it is queued for deletion (either way the garbage collector keeps off it).
+// ObjectReferenced reports whether a committed segment references key, it
+// is queued for deletion, or a DR restore could not read it (either way the
+// garbage collector keeps off it).
 func (f *FSM) ObjectReferenced(key string) bool {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return f.state.ObjectRefs[key] > 0 || f.state.PendingDeletes[key]
+	_, unreadable := f.state.Unreadable[key]
+	return f.state.ObjectRefs[key] > 0 || f.state.PendingDeletes[key] || unreadable
 }

@@ -117,6 +117,9 @@ func TestCommandCodecRoundTrip(t *testing.T) {
 		&InitProducer{ProducerID: 12, Timestamp: 77, Owner: "tenant-a"},
 		&AppendBatch{TopicID: 7, Partition: 1, LeaderEpoch: 2, Timestamp: 3, Count: 1, Records: AppendRecords(nil, recs("z")), ProducerID: 5, ProducerEpoch: 2, BaseSequence: 40},
 		&AppendBatch{TopicID: 7, Partition: 1, LeaderEpoch: 2, Timestamp: 3, Count: 1, Records: AppendRecords(nil, recs("z")), ProducerID: 5, ProducerEpoch: 2, BaseSequence: 40, ProducerOwner: "tenant-a"},
+		&AppendBatch{TopicID: 7, Partition: 1, LeaderEpoch: 2, Timestamp: 3, Count: 1, Records: AppendRecords(nil, recs("z")), MaxUnflushed: 1000},
+		&AppendBatch{TopicID: 7, Partition: 1, LeaderEpoch: 2, Timestamp: 3, Count: 1, Records: AppendRecords(nil, recs("z")), ProducerID: 5, BaseSequence: 1, MaxUnflushed: 9},
+		&AppendBatch{TopicID: 7, Partition: 1, LeaderEpoch: 2, Timestamp: 3, Count: 1, Records: AppendRecords(nil, recs("z")), ProducerID: 5, BaseSequence: 1, ProducerOwner: "tenant-a", MaxUnflushed: 9},
 	}
 	for _, c := range cmds {
 		got, err := Decode(Encode(c))

@@ -115,7 +115,11 @@ func (f *FSM) applyInitProducer(index uint64, c *InitProducer) *Result {
 	}
 	seen := max(c.Timestamp, s.Clock)
 	if c.ProducerID == 0 {
-		p := &Producer{ID: index, Epoch: 0, LastSeen: seen, Owner: c.Owner, Recent: map[PartitionKey][]ProducerBatch{}}
+		id, res := s.producerID(index)
+		if res != nil {
+			return res
+		}
+		p := &Producer{ID: id, Epoch: 0, LastSeen: seen, Owner: c.Owner, Recent: map[PartitionKey][]ProducerBatch{}}
 		s.Producers[p.ID] = p
 		return &Result{ProducerID: p.ID, ProducerEpoch: p.Epoch}
 	}

@@ -21,6 +21,10 @@ type Image struct {
 	Producers   []ProducerEntry
 	// PendingDeletes are objects no longer referenced, still to be deleted.
 	PendingDeletes []string
+	// The DR-restore lineage (restore_state.go).
+	Unreadable          []UnreadableObject // by key
+	ProducerGeneration  uint64
+	MaxUnflushedRecords int64
 }
 
 // GroupOffsetEntry is one consumer group's committed offset in one partition.
@@ -147,6 +151,7 @@ func (s *State) image() *Image {
 	if pd := s.sortedPendingDeletes(); len(pd) > 0 {
 		img.PendingDeletes = pd
 	}
+	s.imageLineage(img)
 	return img
 }
 
@@ -219,6 +224,9 @@ func stateFromImage(img *Image) (*State, error) {
 	}
 	for _, k := range img.PendingDeletes {
 		st.PendingDeletes[k] = true
+	}
+	if err := st.lineageFromImage(img); err != nil {
+		return nil, err
 	}
 	st.rebuildRefs()
 	for k := range st.ObjectRefs {

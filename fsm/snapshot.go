@@ -17,6 +17,7 @@ import (
 //	               deletes; version 2 adds consumer groups and producers;
 //	               version 3 adds the cluster clock and the owners of
 //	               producers that have one)
+//	lineage item  (tag 2, optional: the DR-restore lineage, restore_state.go)
 //	batch items   (tag 1 + AppendedBatch), ascending Raft index
 //	end item      (tag 0)
 //
@@ -50,8 +51,9 @@ func stateVersion(st *State) int {
 }
 
 const (
-	itemEnd   = 0
-	itemBatch = 1
+	itemEnd     = 0
+	itemBatch   = 1
+	itemLineage = 2 // restore_state.go; right after the state item, optional
 )
 
 // maxSnapshotItem bounds one item so a corrupt length cannot exhaust memory.
@@ -131,6 +133,11 @@ func writeSnapshot(w io.Writer, st *State, batches BatchSnapshot) error {
 	}
 	if err := writeItem(w, encodeState(st, version)); err != nil {
 		return err
+	}
+	if st.hasLineage() {
+		if err := writeItem(w, encodeLineage(st)); err != nil {
+			return err
+		}
 	}
 	if batches != nil {
 		buf := make([]byte, 0, 1<<16)
@@ -450,6 +457,12 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		}
 		if item[0] == itemEnd {
 			break
+		}
+		if item[0] == itemLineage {
+			if err := decodeLineage(item[1:], st); err != nil {
+				return err
+			}
+			continue
 		}
 		if item[0] != itemBatch {
 			return fmt.Errorf("%w: unknown snapshot item tag %d", ErrDecode, item[0])

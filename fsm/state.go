@@ -80,6 +80,12 @@ type State struct {
 	// Clock is the cluster clock (unix ms): the largest ClockTick time
 	// applied so far, never decreasing (see clock.go).
 	Clock int64
+	// The DR-restore lineage (restore_state.go): objects a restore could
+	// not read, the producer-ID generation and the largest unflushed-record
+	// bound an applied batch carried.
+	Unreadable          map[string]uint64
+	ProducerGeneration  uint64
+	MaxUnflushedRecords int64
 }
 
 // GroupOffset is a group's committed position in one partition.
@@ -133,6 +139,7 @@ func newState() *State {
 		PendingDeletes: map[string]bool{},
 		Groups:         map[string]map[PartitionKey]GroupOffset{},
 		Producers:      map[uint64]*Producer{},
+		Unreadable:     map[string]uint64{},
 	}
 }
 
@@ -207,6 +214,10 @@ func (s *State) clone() *State {
 	for id, p := range s.Producers {
 		c.Producers[id] = p.clone()
 	}
+	for k, v := range s.Unreadable {
+		c.Unreadable[k] = v
+	}
+	c.ProducerGeneration, c.MaxUnflushedRecords = s.ProducerGeneration, s.MaxUnflushedRecords
 	return c
 }
 

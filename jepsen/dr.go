@@ -18,7 +18,7 @@ import (
 
 // DR drill moments: when the disaster strikes relative to the flush and
 // checkpoint machinery.
-var drMoments = []string{"mid-flush", "mid-checkpoint", "pg-down", "pg-lagging"}
+var drMoments = []string{"mid-flush", "mid-checkpoint", "pg-down", "pg-lagging", drS3ReadFaults, drTopicChurn}
 
 // drEnv tunes the agents for a moment.
 func drEnv(moment string) []string {
@@ -37,7 +37,7 @@ func drEnv(moment string) []string {
 	case "pg-down":
 		env = append(env, "CHECKPOINT_INTERVAL_MS=500")
 	}
-	return env
+	return append(env, drExtraEnv(moment)...)
 }
 
 // DRReport is the outcome of a DR drill.
@@ -53,6 +53,15 @@ type DRReport struct {
 	LostUnflushed      int             `json:"lost_above_flushed"`
 	RecoveredUnflushed int             `json:"recovered_above_flushed"`
 	OffsetReuse        int             `json:"offset_reuse"`
+	// s3-read-faults: object reads the fault proxy failed during the restore.
+	S3ReadsFailed int64 `json:"s3_reads_failed,omitempty"`
+	// topic-churn: topics deleted (acknowledged) before the disaster, those
+	// a checkpoint covered that came back (must be none), and those deleted
+	// after the last checkpoint that came back (allowed: beyond the
+	// recovery point).
+	TopicsDeleted              int      `json:"topics_deleted,omitempty"`
+	ResurrectedTopics          []string `json:"resurrected_topics,omitempty"`
+	DeletedAfterCheckpointBack int      `json:"deleted_after_checkpoint_back,omitempty"`
 }
 
 type restoreReport struct {
@@ -79,6 +88,8 @@ func runDR(ctx context.Context, moment string, r runSpec, c *control.Cluster, wl
 	// Sample the flushed offsets (FSM state: the segment is in the bucket
 	// and committed) until the disaster; the last sample is a lower bound
 	// of what was flushed at the disaster.
+	extras := startDRExtras(ctx, moment, r.seed, c, log)
+	defer extras.atDisaster()
 	sampleDone := make(chan struct{})
 	stopSampling := make(chan struct{})
 	flushed := map[int32]int64{}
@@ -119,6 +130,7 @@ func runDR(ctx context.Context, moment string, r runSpec, c *control.Cluster, wl
 	// The disaster.
 	close(stopSampling)
 	<-sampleDone
+	extras.atDisaster()
 	for p, f := range flushed {
 		rep.FlushedBefore[p] = f
 	}
@@ -135,6 +147,13 @@ func runDR(ctx context.Context, moment string, r runSpec, c *control.Cluster, wl
 	rec.Complete(inv, history.OK, nil)
 	if wipeErr != nil {
 		return rep, opts, wipeErr
+	}
+	var checkpointIndex uint64
+	if moment == drTopicChurn {
+		var err error
+		if checkpointIndex, err = latestCheckpoint(ctx, c); err != nil {
+			return rep, opts, fmt.Errorf("the checkpoint at the disaster: %w", err)
+		}
 	}
 	for _, op := range rec.Ops() {
 		if op.F == history.FSend && op.Type == history.OK {
@@ -161,7 +180,11 @@ func runDR(ctx context.Context, moment string, r runSpec, c *control.Cluster, wl
 	restoreAt := time.Since(rec.Start())
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
+	if err := extras.beforeRestore(c, r.seed); err != nil {
+		return rep, opts, err
+	}
 	out, err := c.RunRestore(rctx, 0)
+	extras.afterRestore(c, rep)
 	if err != nil {
 		return rep, opts, err
 	}
@@ -204,6 +227,9 @@ func runDR(ctx context.Context, moment string, r runSpec, c *control.Cluster, wl
 			break
 		}
 		time.Sleep(200 * time.Millisecond) // polling the cluster
+	}
+	if err := extras.check(rctx, c, checkpointIndex, rep); err != nil {
+		return rep, opts, err
 	}
 	// Load continues on the restored cluster.
 	time.Sleep(10 * time.Second)

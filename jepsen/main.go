@@ -356,6 +356,7 @@ func recheckRun(r *RunResult) error {
 		r.DR.LostUnflushed = cr.Stats.LostUnflushed
 		r.DR.RecoveredUnflushed = cr.Stats.Recovered
 		r.DR.OffsetReuse = cr.Counts[checker.OffsetReuse]
+		r.countResurrected()
 	}
 	return nil
 }

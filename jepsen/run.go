@@ -124,7 +124,9 @@ func runOne(ctx context.Context, o options, r runSpec, bin, minio string, log *s
 	}()
 	stopWatch := watchCrashes(ctx, c, &res)
 
-	wl := workload.New(workloadConfig(o, r.seed, log), c, rec)
+	wcfg := workloadConfig(o, r.seed, log)
+	wcfg.Rate = drWorkloadRate(spec.dr, wcfg.Rate)
+	wl := workload.New(wcfg, c, rec)
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = wl.Setup(sctx)
 	cancel()
@@ -196,6 +198,7 @@ func runOne(ctx context.Context, o options, r runSpec, bin, minio string, log *s
 		res.DR.LostUnflushed = cr.Stats.LostUnflushed
 		res.DR.RecoveredUnflushed = cr.Stats.Recovered
 		res.DR.OffsetReuse = cr.Counts[checker.OffsetReuse]
+		res.countResurrected()
 	}
 	if b, err := json.MarshalIndent(res, "", "  "); err == nil {
 		_ = os.WriteFile(filepath.Join(dir, "results.json"), b, 0o644)

@@ -208,7 +208,7 @@ func TestInitProducerPayloadFollowsTheClock(t *testing.T) {
 		if tc.tick > 0 {
 			e.tick(tc.tick)
 		}
-		if _, err := e.prod.InitProducer(ctx, 0); err != nil {
+		if _, err := e.prod.InitProducer(ctx, 0, ""); err != nil {
 			t.Fatal(err)
 		}
 		last := e.prop.log[len(e.prop.log)-1]

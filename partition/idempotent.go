@@ -57,6 +57,9 @@ func (p *Producer) produceIdempotent(ctx context.Context, b fsm.IdempotentBatch,
 	if b.BaseSeq < 0 {
 		return fsm.IdempotentResult{}, fmt.Errorf("%w: negative sequence number", fsm.ErrInvalidArgument)
 	}
+	if err := p.checkRequestSize(len(b.Records)); err != nil {
+		return fsm.IdempotentResult{}, err
+	}
 	t, err := lookupTopic(ctx, p.meta, p.sync, b.Topic)
 	if err != nil {
 		return fsm.IdempotentResult{}, err
@@ -98,6 +101,7 @@ func (p *Producer) produceIdempotent(ctx context.Context, b fsm.IdempotentBatch,
 		TopicID: t.ID, Partition: b.Partition, LeaderEpoch: info.LeaderEpoch, Timestamp: now,
 		Count: int32(len(b.Records)), Records: fsm.AppendRecords(nil, b.Records),
 		ProducerID: b.Producer.ID, ProducerEpoch: b.Producer.Epoch, BaseSequence: b.BaseSeq, ProducerOwner: b.Owner,
+		MaxUnflushed: p.cfg.MaxUnflushedRecords,
 	})
 	res, err := p.proposer.Propose(ctx, cmd)
 	if err == nil {

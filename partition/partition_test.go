@@ -484,3 +484,40 @@ func TestProduceForwardsToPartitionLeader(t *testing.T) {
 		t.Fatalf("unknown forward failure: %v", err)
 	}
 }
+
+// A partition refuses records while its unflushed count would exceed
+// MaxUnflushedRecords, retriably, on the batched and the idempotent path
+// alike (nothing flushes in this environment).
+func TestProduceRefusesBeyondMaxUnflushedRecords(t *testing.T) {
+	e := newEnv(t, ProducerConfig{MaxUnflushedRecords: 10})
+	e.topic("t", 1)
+	ctx := context.Background()
+	recs := func(n int) []fsm.ProduceRecord {
+		out := make([]fsm.ProduceRecord, n)
+		for i := range out {
+			out[i] = fsm.ProduceRecord{Partition: 0, Record: fsm.Record{Value: []byte("v")}}
+		}
+		return out
+	}
+	if _, err := e.prod.Produce(ctx, "t", recs(8)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.prod.Produce(ctx, "t", recs(3)); !errors.Is(err, fsm.ErrUnflushedLimit) || !errors.Is(err, fsm.ErrUnavailable) {
+		t.Fatalf("11 unflushed records with a bound of 10: %v", err)
+	}
+	id, err := e.prod.InitProducer(ctx, 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := fsm.IdempotentBatch{Producer: id, Topic: "t", Partition: 0, BaseSeq: 0, Records: []fsm.Record{{Value: []byte("a")}, {Value: []byte("b")}, {Value: []byte("c")}}}
+	if _, err := e.prod.ProduceIdempotent(ctx, b); !errors.Is(err, fsm.ErrUnflushedLimit) {
+		t.Fatalf("idempotent batch beyond the bound: %v", err)
+	}
+	if _, err := e.prod.Produce(ctx, "t", recs(2)); err != nil {
+		t.Fatalf("filling the bound exactly: %v", err)
+	}
+	// A request that could never fit is invalid, not "retry later".
+	if _, err := e.prod.Produce(ctx, "t", recs(11)); !errors.Is(err, fsm.ErrInvalidArgument) {
+		t.Fatalf("11 records in one request with a bound of 10: %v", err)
+	}
+}

@@ -34,7 +34,13 @@ type ProducerConfig struct {
 	// MaxUnflushedBytes makes produce answer "retry later" while the local
 	// store holds more than this many unflushed bytes (0 = no bound).
 	MaxUnflushedBytes int64
-	Logger            *slog.Logger
+	// MaxUnflushedRecords is carried in every AppendBatch: the FSM refuses
+	// a batch that would leave its partition with more unflushed records
+	// (fsm.ErrUnflushedLimit, retry later). A DR restore relies on it to
+	// know how many offsets may have been acknowledged beyond what was
+	// flushed. 0 = no bound.
+	MaxUnflushedRecords int64
+	Logger              *slog.Logger
 	// Clock returns unix milliseconds; nil = wall clock.
 	Clock func() int64
 }
@@ -192,6 +198,15 @@ func (p *Producer) ProduceLocal(ctx context.Context, topic string, recs []fsm.Pr
 	return p.produce(ctx, topic, recs, false)
 }
 
+// checkRequestSize refuses a request that could never be written: more
+// records than a partition may hold unflushed.
+func (p *Producer) checkRequestSize(n int) error {
+	if p.cfg.MaxUnflushedRecords > 0 && int64(n) > p.cfg.MaxUnflushedRecords {
+		return fmt.Errorf("%w: %d records in one request, more than MAX_UNFLUSHED_RECORDS=%d", fsm.ErrInvalidArgument, n, p.cfg.MaxUnflushedRecords)
+	}
+	return nil
+}
+
 // unit is one independently failing part of a request: one local
 // partition's batch, or one forward to another agent.
 type unit struct {
@@ -204,6 +219,9 @@ func (p *Producer) produce(ctx context.Context, topic string, recs []fsm.Produce
 	start := time.Now()
 	if len(recs) == 0 {
 		return nil, fmt.Errorf("%w: no records", fsm.ErrInvalidArgument)
+	}
+	if err := p.checkRequestSize(len(recs)); err != nil {
+		return nil, err
 	}
 	t, err := lookupTopic(ctx, p.meta, p.sync, topic)
 	if err != nil {
@@ -401,7 +419,7 @@ func (b *batcher) propose(ctx context.Context, batch []*request, n int) {
 	}
 	cmd := fsm.Encode(&fsm.AppendBatch{
 		TopicID: b.key.TopicID, Partition: b.key.Partition, LeaderEpoch: info.LeaderEpoch,
-		Timestamp: b.p.cfg.Clock(), Count: int32(n), Records: blob,
+		Timestamp: b.p.cfg.Clock(), Count: int32(n), Records: blob, MaxUnflushed: b.p.cfg.MaxUnflushedRecords,
 	})
 	b.p.metrics.BatchRecords.Observe(float64(n))
 	res, err := b.p.proposer.Propose(ctx, cmd)

@@ -374,6 +374,8 @@ func (db *DB) replaceSmallTables(ctx context.Context, tx pgx.Tx, img *fsm.Image)
 			len(seqs), func(i int) []any { return seqs[i] }},
 		{"streamhouse_pending_deletes", []string{"object_key"},
 			len(img.PendingDeletes), func(i int) []any { return []any{img.PendingDeletes[i]} }},
+		{"streamhouse_unreadable_objects", []string{"object_key", "restored_from"},
+			len(img.Unreadable), func(i int) []any { return []any{img.Unreadable[i].Key, int64(img.Unreadable[i].RestoredFrom)} }},
 	}
 	for _, t := range tables {
 		if _, err := tx.Exec(ctx, "DELETE FROM "+t.name); err != nil {
@@ -395,9 +397,11 @@ func (db *DB) replaceSmallTables(ctx context.Context, tx pgx.Tx, img *fsm.Image)
 // keeping the newest historyRows rows.
 func (db *DB) recordCheckpoint(ctx context.Context, tx pgx.Tx, img *fsm.Image, info Info, start time.Time) error {
 	if _, err := tx.Exec(ctx, `UPDATE streamhouse_checkpoint_guard SET raft_index = $1, raft_term = $2, taken_at = $3,
-	written_by = $4, cluster_id = $5, topics = $6, partitions = $7, segments = $8, segments_written = $9`,
+	written_by = $4, cluster_id = $5, topics = $6, partitions = $7, segments = $8, segments_written = $9,
+	producer_generation = $10, max_unflushed_records = $11`,
 		int64(info.RaftIndex), int64(info.RaftTerm), info.TakenAt, info.NodeID, info.ClusterID,
-		info.Topics, info.Partitions, info.Segments, info.SegmentsWritten); err != nil {
+		info.Topics, info.Partitions, info.Segments, info.SegmentsWritten,
+		int64(img.ProducerGeneration), img.MaxUnflushedRecords); err != nil {
 		return db.errorf("updating the checkpoint guard", err)
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO streamhouse_checkpoints (raft_index, raft_term, taken_at, written_by, cluster_id,
@@ -430,6 +434,14 @@ func checkImage(img *fsm.Image) error {
 	const maxInt = math.MaxInt64
 	if img.LastApplied > maxInt || img.RaftTerm > maxInt {
 		return fmt.Errorf("the Raft index %d or term %d is out of range", img.LastApplied, img.RaftTerm)
+	}
+	if img.ProducerGeneration > fsm.MaxProducerGeneration || img.MaxUnflushedRecords < 0 {
+		return fmt.Errorf("producer generation %d or unflushed bound %d out of range", img.ProducerGeneration, img.MaxUnflushedRecords)
+	}
+	for _, u := range img.Unreadable {
+		if u.RestoredFrom > maxInt || !validText(u.Key) {
+			return fmt.Errorf("unreadable object %q: key not valid UTF-8 text or index %d out of range", u.Key, u.RestoredFrom)
+		}
 	}
 	names := make(map[string]bool, len(img.Topics))
 	ids := make(map[uint64]bool, len(img.Topics))

@@ -462,7 +462,8 @@ func TestLoadLatestDetectsTampering(t *testing.T) {
 // (with a new migration).
 func TestSchemaCoversFSM(t *testing.T) {
 	stored := map[reflect.Type][]string{
-		reflect.TypeFor[fsm.Image]():            {"LastApplied", "RaftTerm", "Topics", "Partitions", "Groups", "Producers", "PendingDeletes"},
+		reflect.TypeFor[fsm.Image]():            {"LastApplied", "RaftTerm", "Topics", "Partitions", "Groups", "Producers", "PendingDeletes", "Unreadable", "ProducerGeneration", "MaxUnflushedRecords"},
+		reflect.TypeFor[fsm.UnreadableObject](): {"Key", "RestoredFrom"},
 		reflect.TypeFor[fsm.Topic]():            {"ID", "Name", "Partitions", "Config", "CreatedAt"},
 		reflect.TypeFor[fsm.TopicConfig]():      {"RetentionMs", "RetentionBytes", "Compression"},
 		reflect.TypeFor[fsm.Partition]():        {"TopicID", "Index", "Leader", "LeaderEpoch", "NextOffset", "FlushedOffset", "LowWatermark", "Segments"},

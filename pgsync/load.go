@@ -179,8 +179,46 @@ func (db *DB) loadTables(ctx context.Context, tx pgx.Tx, img *fsm.Image) error {
 	}
 
 	var key string
-	return db.each(ctx, tx, "pending deletes", `SELECT object_key FROM streamhouse_pending_deletes ORDER BY object_key COLLATE "C"`,
-		[]any{&key}, func() error { img.PendingDeletes = append(img.PendingDeletes, key); return nil })
+	if err := db.each(ctx, tx, "pending deletes", `SELECT object_key FROM streamhouse_pending_deletes ORDER BY object_key COLLATE "C"`,
+		[]any{&key}, func() error { img.PendingDeletes = append(img.PendingDeletes, key); return nil }); err != nil {
+		return err
+	}
+	return db.loadLineage(ctx, tx, img)
+}
+
+// loadLineage reads the DR-restore lineage (fsm/restore_state.go).
+func (db *DB) loadLineage(ctx context.Context, tx pgx.Tx, img *fsm.Image) error {
+	var gen, bound int64
+	if err := tx.QueryRow(ctx, "SELECT producer_generation, max_unflushed_records FROM streamhouse_checkpoint_guard").
+		Scan(&gen, &bound); err != nil {
+		return db.errorf("reading the restore lineage", err)
+	}
+	img.ProducerGeneration, img.MaxUnflushedRecords = uint64(gen), bound
+	var u fsm.UnreadableObject
+	return db.each(ctx, tx, "unreadable objects", `SELECT object_key, restored_from FROM streamhouse_unreadable_objects
+		ORDER BY object_key COLLATE "C"`,
+		[]any{&u.Key, &u.RestoredFrom}, func() error { img.Unreadable = append(img.Unreadable, u); return nil })
+}
+
+// AllocateGeneration takes the next producer-ID generation for a DR
+// restore: one above both every generation a restore from this database
+// took before and the checkpoint's own (atLeast). Every restore, finished
+// or not, takes its own, so two clusters restored from this database
+// never issue the same producer ID.
+func (db *DB) AllocateGeneration(ctx context.Context, atLeast uint64) (uint64, error) {
+	if atLeast >= fsm.MaxProducerGeneration {
+		return 0, fmt.Errorf("pgsync: producer generation %d is the last one", atLeast)
+	}
+	var gen int64
+	err := db.pool.QueryRow(ctx, `UPDATE streamhouse_checkpoint_guard
+		SET generations_allocated = GREATEST(generations_allocated, $1) + 1 RETURNING generations_allocated`, int64(atLeast)).Scan(&gen)
+	if err != nil {
+		return 0, db.errorf("allocating a producer generation", err)
+	}
+	if uint64(gen) > fsm.MaxProducerGeneration {
+		return 0, fmt.Errorf("pgsync: producer generations exhausted (%d)", gen)
+	}
+	return uint64(gen), nil
 }
 
 // each runs query and calls fn after scanning each row into dest.

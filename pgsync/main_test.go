@@ -215,7 +215,10 @@ func fixture(t testing.TB) *fsm.Image {
 			}},
 			{ID: 40, Epoch: 2, LastSeen: 1_700_000_300_001, Owner: "tenant-a"},
 		},
-		PendingDeletes: []string{"segments/000001.seg", "segments/000002.seg"},
+		PendingDeletes:      []string{"segments/000001.seg", "segments/000002.seg"},
+		Unreadable:          []fsm.UnreadableObject{{Key: "segments/Unread.seg", RestoredFrom: 60}, {Key: "segments/unread.seg", RestoredFrom: 61}},
+		ProducerGeneration:  2,
+		MaxUnflushedRecords: 1_000_000,
 	}
 	p := &img.Partitions
 	appendSegments(&(*p)[0], 1, "seg/a")
@@ -245,6 +248,7 @@ func cloneImage(img *fsm.Image) *fsm.Image {
 		c.Producers = append(c.Producers, p)
 	}
 	c.PendingDeletes = append([]string(nil), img.PendingDeletes...)
+	c.Unreadable = append([]fsm.UnreadableObject(nil), img.Unreadable...)
 	return &c
 }
 

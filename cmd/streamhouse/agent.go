@@ -278,7 +278,7 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 
 	a.producer = partition.NewProducer(partition.ProducerConfig{
 		NodeID: c.NodeID, BatchSize: c.BatchSize, BatchTimeout: c.batchTimeout(),
-		MaxRecordBytes: c.MaxRecordBytes, MaxUnflushedBytes: c.MaxUnflushedBytes, Logger: log, Clock: clockMs,
+		MaxRecordBytes: c.MaxRecordBytes, MaxUnflushedBytes: c.MaxUnflushedBytes, MaxUnflushedRecords: c.MaxUnflushedRecs, Logger: log, Clock: clockMs,
 	}, a.fsm, a.node, a.store, partition.NewProducerMetrics(a.registry))
 	a.startDiskGuard(context.Background())
 	a.producer.SetForwarder(&transport.PeerForwarder{Client: a.mux.RPCClient(), Resolve: a.node.PeerAddr})

@@ -50,6 +50,7 @@ type agentCmd struct {
 	MaxTopics         int64 `name:"max-topics" env:"MAX_TOPICS" default:"1000" help:"Cluster-wide: creating a topic past this many topics is refused (409 limit_exceeded, gRPC RESOURCE_EXHAUSTED); 0 = no limit. Set the same value on every agent."`
 	MaxPartitions     int64 `name:"max-partitions" env:"MAX_PARTITIONS" default:"20000" help:"Cluster-wide: creating a topic that would take the cluster past this many partitions is refused; 0 = no limit. Set the same value on every agent."`
 	MaxGroups         int64 `name:"max-groups" env:"MAX_GROUPS" default:"10000" help:"Cluster-wide: a commit that would create a consumer group past this many groups is refused (409 limit_exceeded); 0 = no limit. Set the same value on every agent."`
+	MaxUnflushedRecs  int64 `name:"max-unflushed-records" env:"MAX_UNFLUSHED_RECORDS" default:"1000000" help:"A partition refuses new records (503, retry later) while more than this many of its records are unflushed; a DR restore skips this many offsets after its evidence."`
 	SegmentCacheSize  int64 `name:"segment-cache-size" env:"SEGMENT_CACHE_SIZE" default:"268435456" help:"Bytes of segment blocks cached in memory (LRU); 0 disables."`
 
 	ObjectStoreDir   string `name:"object-store-dir" env:"OBJECT_STORE_DIR" help:"Directory of the local object store used when S3_BUCKET is unset (default: DATA_DIR/objects). Agents of one cluster must share their object store: S3, or this directory on shared storage."`
@@ -81,6 +82,10 @@ type agentCmd struct {
 	PprofAddr            string `name:"pprof-addr" env:"PPROF_ADDR" help:"Serve Go profiling endpoints (/debug/pprof/) on this host:port (unset: off). Bind it to localhost: it is unauthenticated."`
 	LogLevel             string `name:"log-level" env:"LOG_LEVEL,RUST_LOG" default:"info" help:"debug, info, warn or error (RUST_LOG-style 'streamhouse=debug' accepted)."`
 	LogFormat            string `name:"log-format" env:"LOG_FORMAT" default:"text" enum:"text,json" help:"Log format: text or json."`
+
+	// DR restore safety (restore.go).
+	RestoreAllowUnreadable bool `name:"allow-unreadable" env:"RESTORE_ALLOW_UNREADABLE" default:"false" negatable:"" help:"DR restore: restore even if some segment objects stay unreadable after retries (their offsets become gaps; the objects are kept). Without it such a restore fails and names them."`
+	RestoreReadRetryMs     int  `name:"restore-read-retry-ms" env:"RESTORE_READ_RETRY_MS" default:"120000" help:"DR restore: how long reading one segment footer is retried (exponential backoff) before the object counts as unreadable (ms)."`
 }
 
 // envOf maps flag names to their environment variables, for error messages.
@@ -163,12 +168,17 @@ func (c *agentCmd) checkValues() error {
 		nonNeg("MAX_TOPICS", c.MaxTopics),
 		nonNeg("MAX_PARTITIONS", c.MaxPartitions),
 		nonNeg("MAX_GROUPS", c.MaxGroups),
+		positive("MAX_UNFLUSHED_RECORDS", c.MaxUnflushedRecs),
 		nonNeg("SEGMENT_CACHE_SIZE", c.SegmentCacheSize),
 		positive("S3_TIMEOUT_MS", int64(c.S3TimeoutMs)),
 		positive("RETENTION_CHECK_MS", int64(c.RetentionCheckMs)),
 		positive("ORPHAN_GRACE_MS", c.OrphanGraceMs),
 		positive("CHECKPOINT_INTERVAL_MS", int64(c.CheckpointIntervalMs)),
 		nonNeg("RESTORE_OFFSET_GAP", c.RestoreOffsetGap),
+		nonNeg("RESTORE_READ_RETRY_MS", int64(c.RestoreReadRetryMs)),
+	}
+	if c.MaxUnflushedRecs > 0 && c.MaxUnflushedRecs < int64(c.BatchSize) {
+		errs = append(errs, fmt.Errorf("MAX_UNFLUSHED_RECORDS=%d is below BATCH_SIZE=%d: a full batch could never be written", c.MaxUnflushedRecs, c.BatchSize))
 	}
 	if c.RestoreFromPostgres && c.DatabaseURL == "" {
 		errs = append(errs, errors.New("RESTORE_FROM_POSTGRES=true needs DATABASE_URL"))

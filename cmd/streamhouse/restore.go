@@ -46,6 +46,14 @@ func (c *restoreCmd) Run() error {
 	defer stop()
 	progress := io.Writer(os.Stderr)
 	rep, err := runRestore(ctx, &c.agentCmd, c.logger(), progress)
+	var ue *unreadableError
+	if errors.As(err, &ue) && c.Output == "json" {
+		// Scripts get the objects as data, too.
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(map[string]any{"error": "segment objects stayed unreadable; nothing was written",
+			"objects_unreadable": failureStrings(ue.failures)})
+	}
 	if err != nil {
 		return err
 	}
@@ -61,7 +69,8 @@ func hasRaftState(dataDir string) bool {
 // runRestore loads the latest checkpoint, reconciles the bucket, plants the
 // restored Raft state in c.DataDir and hands the cluster to the new
 // identity in Postgres. progress (may be nil) receives a progress bar for
-// the footer scan.
+// the footer scan. When objects stay unreadable it fails (an
+// *unreadableError naming them) unless c.RestoreAllowUnreadable.
 func runRestore(ctx context.Context, c *agentCmd, log *slog.Logger, progress io.Writer) (restoreReport, error) {
 	start := time.Now()
 	if hasRaftState(c.DataDir) {
@@ -86,67 +95,128 @@ func runRestore(ctx context.Context, c *agentCmd, log *slog.Logger, progress io.
 	case err != nil:
 		return restoreReport{}, fmt.Errorf("restore: load checkpoint: %w", err)
 	}
-
-	a := &agent{cfg: c, log: log, registry: prometheus.NewRegistry()}
-	if err := a.openObjectStore(ctx); err != nil {
-		return restoreReport{}, err
-	}
-	if err := a.objects.Check(ctx); err != nil {
-		return restoreReport{}, fmt.Errorf("restore: object store: %w", err)
-	}
-	objs, err := a.objects.List(ctx, s3seg.SegmentKeyPrefix)
+	in, scanned, err := scanBucket(ctx, c, img, log, progress)
 	if err != nil {
-		return restoreReport{}, fmt.Errorf("restore: list segment objects: %w", err)
-	}
-	existing := make(map[string]bool, len(objs))
-	for _, o := range objs {
-		existing[o.Key] = true
-	}
-	referenced := map[string]bool{}
-	for _, p := range img.Partitions {
-		for _, s := range p.Segments {
-			referenced[s.ObjectKey] = true
-		}
-	}
-	var scan []s3seg.ObjectInfo
-	for _, o := range objs {
-		if !referenced[o.Key] {
-			scan = append(scan, o)
-		}
-	}
-	footers, unreadable := readFooters(ctx, a.objects, scan, progress)
-	if err := ctx.Err(); err != nil {
 		return restoreReport{}, err
 	}
-
-	plan, rep := planRestore(img, existing, footers, c.NodeID, c.RestoreOffsetGap)
-	rep.ObjectsScanned = len(scan)
-	rep.Unreadable = unreadable
+	if len(in.Unreadable) > 0 && !c.RestoreAllowUnreadable {
+		return restoreReport{}, &unreadableError{failures: scanned.Unreadable}
+	}
+	// A new producer generation for every restore, taken before anything
+	// is planted: even a restore that fails later never shares it.
+	if in.Generation, err = db.AllocateGeneration(ctx, img.ProducerGeneration); err != nil {
+		return restoreReport{}, fmt.Errorf("restore: %w", err)
+	}
+	plan, rep := planRestore(in)
+	rep.ObjectsScanned = len(scanned.Footers) + len(scanned.Unreadable) + len(scanned.Vanished)
+	rep.Unreadable = failureStrings(scanned.Unreadable)
+	rep.AllowUnreadable = len(rep.Unreadable) > 0
 	if info.RaftIndex > 0 {
 		rep.CheckpointTakenAt = info.TakenAt.UTC().Format(time.RFC3339)
 		rep.CheckpointAge = time.Since(info.TakenAt).Round(time.Second).String()
 	}
-	plan.LastApplied += restoreIndexGap
-	rep.SeedIndex = plan.LastApplied
-	var snap bytes.Buffer
-	if err := fsm.WriteImageSnapshot(&snap, plan); err != nil {
-		return restoreReport{}, fmt.Errorf("restore: the reconciled state is inconsistent (a bug; nothing was written): %w", err)
-	}
-	peer := net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.PeerPort))
-	rep.ClusterID, err = cluster.SeedRestoredState(cluster.SeedConfig{
-		DataDir: c.DataDir, NodeID: c.NodeID, PeerAddr: peer, Snapshot: snap.Bytes(), Index: plan.LastApplied,
-	})
-	if err != nil {
-		return restoreReport{}, fmt.Errorf("restore: %w", err)
-	}
-	if err := db.AdoptCluster(ctx, rep.ClusterID); err != nil {
-		return restoreReport{}, fmt.Errorf("restore: the state is planted in %s, but Postgres could not be handed to the new cluster (checkpoints will be refused until it is): %w", c.DataDir, err)
+	if err := plantRestore(ctx, c, db, plan, &rep); err != nil {
+		return restoreReport{}, err
 	}
 	rep.Duration = time.Since(start).Round(time.Millisecond).String()
 	log.Info("restore complete", "topics", rep.Topics, "partitions", rep.Partitions,
 		"segments_from_postgres", rep.SegmentsFromPG, "segments_from_s3", rep.SegmentsFromS3, "lost_offsets", rep.LostOffsets,
+		"unreadable_objects", len(rep.Unreadable), "offset_gap", rep.OffsetGap, "producer_generation", rep.ProducerGen,
 		"seed_index", rep.SeedIndex, "cluster", rep.ClusterID, "took", rep.Duration)
 	return rep, nil
+}
+
+// scanBucket lists the bucket and reads the footers of the objects the
+// checkpoint neither references nor queued for deletion.
+func scanBucket(ctx context.Context, c *agentCmd, img *fsm.Image, log *slog.Logger, progress io.Writer) (restoreInputs, s3seg.ScanResult, error) {
+	in := restoreInputs{Image: img, SeedNode: c.NodeID, OffsetGap: c.RestoreOffsetGap, Existing: map[string]bool{}}
+	a := &agent{cfg: c, log: log, registry: prometheus.NewRegistry()}
+	if err := a.openObjectStore(ctx); err != nil {
+		return in, s3seg.ScanResult{}, err
+	}
+	if err := a.objects.Check(ctx); err != nil {
+		return in, s3seg.ScanResult{}, fmt.Errorf("restore: object store: %w", err)
+	}
+	objs, err := a.objects.List(ctx, s3seg.SegmentKeyPrefix)
+	if err != nil {
+		return in, s3seg.ScanResult{}, fmt.Errorf("restore: list segment objects: %w", err)
+	}
+	skip := map[string]bool{}
+	for _, p := range img.Partitions {
+		for _, s := range p.Segments {
+			skip[s.ObjectKey] = true
+		}
+	}
+	for _, k := range img.PendingDeletes {
+		skip[k] = true // deleted by the old cluster: not read, stays queued
+	}
+	var scan []s3seg.ObjectInfo
+	for _, o := range objs {
+		in.Existing[o.Key] = true
+		if !skip[o.Key] {
+			scan = append(scan, o)
+		}
+	}
+	res := s3seg.ScanFooters(ctx, a.objects, scan, s3seg.ScanOptions{
+		RetryFor: time.Duration(c.RestoreReadRetryMs) * time.Millisecond, Done: progressBar(progress, len(scan))})
+	if err := ctx.Err(); err != nil {
+		return in, res, err
+	}
+	for _, k := range res.Vanished {
+		delete(in.Existing, k) // deleted while we listed: like never listed
+	}
+	in.Footers = res.Footers
+	for _, f := range res.Unreadable {
+		in.Unreadable = append(in.Unreadable, f.Key)
+		log.Warn("segment object unreadable", "key", f.Key, "attempts", f.Attempts, "err", f.Err)
+	}
+	return in, res, nil
+}
+
+// plantRestore writes the planned image as the first Raft snapshot of
+// c.DataDir and adopts the Postgres database for the new cluster.
+func plantRestore(ctx context.Context, c *agentCmd, db *pgsync.DB, plan *fsm.Image, rep *restoreReport) error {
+	plan.LastApplied += restoreIndexGap
+	rep.SeedIndex = plan.LastApplied
+	var snap bytes.Buffer
+	if err := fsm.WriteImageSnapshot(&snap, plan); err != nil {
+		return fmt.Errorf("restore: the reconciled state is inconsistent (a bug; nothing was written): %w", err)
+	}
+	peer := net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.PeerPort))
+	var err error
+	rep.ClusterID, err = cluster.SeedRestoredState(cluster.SeedConfig{
+		DataDir: c.DataDir, NodeID: c.NodeID, PeerAddr: peer, Snapshot: snap.Bytes(), Index: plan.LastApplied,
+	})
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if err := db.AdoptCluster(ctx, rep.ClusterID); err != nil {
+		return fmt.Errorf("restore: the state is planted in %s, but Postgres could not be handed to the new cluster (checkpoints will be refused until it is): %w", c.DataDir, err)
+	}
+	return nil
+}
+
+// unreadableError fails a restore that could not read some objects and was
+// not allowed to restore without them.
+type unreadableError struct{ failures []s3seg.ReadFailure }
+
+func (e *unreadableError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "restore: %d segment objects stayed unreadable; nothing was written. They may hold flushed, acknowledged records: "+
+		"fix the object store and run the restore again, or pass --allow-unreadable (RESTORE_ALLOW_UNREADABLE=true) to restore without them "+
+		"(their offsets become gaps; the objects are kept, never deleted):", len(e.failures))
+	for _, f := range e.failures {
+		b.WriteString("\n  unreadable: " + f.String())
+	}
+	return b.String()
+}
+
+func failureStrings(fs []s3seg.ReadFailure) []string {
+	out := []string{}
+	for _, f := range fs {
+		out = append(out, f.String())
+	}
+	return out
 }
 
 func signalContext() (context.Context, context.CancelFunc) {
@@ -158,78 +228,32 @@ func mkdirAll(dir string) string {
 	return dir
 }
 
-// readFooters fetches the footers of objs with a few parallel ranged GETs.
-// Objects that are not readable segments are listed, not fatal: they are
-// skipped (and the orphan collector deletes them later).
-func readFooters(ctx context.Context, store s3seg.ObjectStore, objs []s3seg.ObjectInfo, progress io.Writer) ([]objectFooter, []string) {
-	var bar *progressbar.ProgressBar
-	if progress != nil && len(objs) > 0 {
-		bar = progressbar.NewOptions(len(objs), progressbar.OptionSetWriter(progress),
-			progressbar.OptionSetDescription("reading segment footers"), progressbar.OptionShowCount(),
-			progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
+// progressBar returns a per-object callback drawing a bar on w (nil: none).
+func progressBar(w io.Writer, n int) func() {
+	if w == nil || n == 0 {
+		return nil
 	}
-	var (
-		mu         sync.Mutex
-		footers    []objectFooter
-		unreadable []string
-		wg         sync.WaitGroup
-	)
-	work := make(chan s3seg.ObjectInfo)
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for o := range work {
-				f, err := readFooter(ctx, store, o)
-				mu.Lock()
-				if err != nil {
-					unreadable = append(unreadable, o.Key+": "+err.Error())
-				} else {
-					footers = append(footers, f)
-				}
-				if bar != nil {
-					_ = bar.Add(1)
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	for _, o := range objs {
-		select {
-		case work <- o:
-		case <-ctx.Done():
+	bar := progressbar.NewOptions(n, progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription("reading segment footers"), progressbar.OptionShowCount(),
+		progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
+	var mu sync.Mutex
+	done := 0
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		_ = bar.Add(1)
+		if done++; done == n {
+			_ = bar.Finish()
 		}
 	}
-	close(work)
-	wg.Wait()
-	if bar != nil {
-		_ = bar.Finish()
-	}
-	return footers, unreadable
 }
 
-func readFooter(ctx context.Context, store s3seg.ObjectStore, o s3seg.ObjectInfo) (objectFooter, error) {
-	want := min(o.Size, 64<<10)
-	for attempt := 0; attempt < 2; attempt++ {
-		if want <= 0 {
-			return objectFooter{}, errors.New("empty object")
-		}
-		tail, err := store.GetRange(ctx, o.Key, o.Size-want, want)
-		if err != nil {
-			return objectFooter{}, err
-		}
-		f, err := s3seg.DecodeFooterTail(tail, o.Size)
-		var short *s3seg.ShortTailError
-		if errors.As(err, &short) {
-			want = short.Need
-			continue
-		}
-		if err != nil {
-			return objectFooter{}, err
-		}
-		return objectFooter{Key: o.Key, LastModified: o.LastModified, Entries: f.Entries}, nil
+func joinIDs(ids []uint64) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = strconv.FormatUint(id, 10)
 	}
-	return objectFooter{}, errors.New("footer larger than announced")
+	return strings.Join(s, ", ")
 }
 
 func printRestoreReport(w io.Writer, rep restoreReport, output string) error {
@@ -249,7 +273,15 @@ func printRestoreReport(w io.Writer, rep restoreReport, output string) error {
 	fmt.Fprintf(w, "Segments: %d from Postgres, %d reconciled from S3, %d missing on S3; %d objects scanned, %d blocks skipped (overlapping or uncommitted), %d unreadable.\n",
 		rep.SegmentsFromPG, rep.SegmentsFromS3, rep.SegmentsMissing, rep.ObjectsScanned, rep.BlocksSkipped, len(rep.Unreadable))
 	fmt.Fprintf(w, "Estimated loss: %d offsets were acknowledged but never flushed; they are skipped, never reused.\n", rep.LostOffsets)
-	fmt.Fprintf(w, "Safety margin: %d further offsets skipped per partition (records acknowledged after the checkpoint leave no evidence).\n\n", rep.OffsetGap)
+	fmt.Fprintf(w, "Safety margin: %d further offsets skipped per partition after the evidence; bound used: %s.\n", rep.OffsetGap, rep.OffsetGapSource)
+	fmt.Fprintf(w, "Deleted topics: %d topic IDs the checkpoint knows were deleted skipped (%s); %d objects stay queued for deletion.\n",
+		len(rep.DeletedTopicIDs), orDash(joinIDs(rep.DeletedTopicIDs)), rep.PendingDeletes)
+	fmt.Fprintf(w, "Producer IDs: generation %d (new IDs never equal one the old cluster issued).\n", rep.ProducerGen)
+	if rep.AllowUnreadable {
+		fmt.Fprintf(w, "UNREADABLE: %d objects could not be read and were skipped because --allow-unreadable was given; offsets only they held are gaps. The objects are kept (never deleted).\n",
+			len(rep.Unreadable))
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TOPIC\tPARTITION\tREADABLE\tRESUME AT\tLOST\tFROM PG\tFROM S3\tLAST FLUSHED RECORD")
 	for _, p := range rep.PerPartition {

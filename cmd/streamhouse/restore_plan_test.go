@@ -1,9 +1,14 @@
 package main
 
 import (
+	"bytes"
+	"io"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/streamhouse/streamhouse/fsm"
 	"github.com/streamhouse/streamhouse/s3seg"
@@ -45,7 +50,7 @@ func byPartition(rep restoreReport) map[string]partitionReport {
 func TestPlanRestoreCheckpointOnlyNeverReusesOffsets(t *testing.T) {
 	img := checkpointImage()
 	existing := map[string]bool{"segments/a.seg": true, "segments/b.seg": true}
-	plan, rep := planRestore(img, existing, nil, "new-1", 0)
+	plan, rep := planRestore(restoreInputs{Image: img, Existing: existing, Footers: nil, SeedNode: "new-1", OffsetGap: 0})
 	p0 := plan.Partitions[0]
 	// Readable [0,99]; offsets 100..129 were acknowledged but not flushed:
 	// a gap, and new records start at 130.
@@ -87,7 +92,7 @@ func TestPlanRestoreReconcilesObjectsNewerThanTheCheckpoint(t *testing.T) {
 	for _, f := range footers {
 		existing[f.Key] = true
 	}
-	plan, rep := planRestore(img, existing, footers, "new-1", 0)
+	plan, rep := planRestore(restoreInputs{Image: img, Existing: existing, Footers: footers, SeedNode: "new-1", OffsetGap: 0})
 	p0 := plan.Partitions[0]
 	keys := []string{}
 	for _, s := range p0.Segments {
@@ -128,7 +133,7 @@ func TestPlanRestoreReconcilesObjectsNewerThanTheCheckpoint(t *testing.T) {
 	for i, j := 0, len(rev)-1; i < j; i, j = i+1, j-1 {
 		rev[i], rev[j] = rev[j], rev[i]
 	}
-	plan2, _ := planRestore(checkpointImage(), existing, rev, "new-1", 0)
+	plan2, _ := planRestore(restoreInputs{Image: checkpointImage(), Existing: existing, Footers: rev, SeedNode: "new-1", OffsetGap: 0})
 	plan2.LastApplied += restoreIndexGap
 	if !reflect.DeepEqual(plan, plan2) {
 		t.Fatal("plan depends on footer order")
@@ -141,7 +146,7 @@ func TestPlanRestoreMissingObjects(t *testing.T) {
 	img.Partitions[0].FlushedOffset = 120
 	// a.seg was deleted by retention after the checkpoint; x.seg is gone too.
 	existing := map[string]bool{"segments/b.seg": true}
-	plan, rep := planRestore(img, existing, nil, "n", 0)
+	plan, rep := planRestore(restoreInputs{Image: img, Existing: existing, Footers: nil, SeedNode: "n", OffsetGap: 0})
 	p0 := plan.Partitions[0]
 	if p0.LowWatermark != 50 || p0.Segments[0].ObjectKey != "segments/b.seg" {
 		t.Fatalf("low watermark %d, first segment %+v", p0.LowWatermark, p0.Segments[0])
@@ -165,12 +170,9 @@ func TestPlanRestoreResumesAfterGroupAndProducerEvidence(t *testing.T) {
 	img.Groups = []fsm.GroupOffsetEntry{{Group: "g", TopicID: 10, Partition: 1, Offset: 0}}
 	img.Producers = []fsm.ProducerEntry{{ID: 400, Owner: "tenant-a", Sequences: []fsm.ProducerSequence{{TopicID: 10, Partition: 0, BaseSeq: 0, Count: 5, BaseOffset: 100}}}}
 	existing := map[string]bool{"segments/a.seg": true, "segments/b.seg": true}
-	plan, _ := planRestore(img, existing, nil, "n", 0)
+	plan, _ := planRestore(restoreInputs{Image: img, Existing: existing, Footers: nil, SeedNode: "n", OffsetGap: 0})
 	if got := plan.Partitions[0].NextOffset; got != 105 {
 		t.Fatalf("partition 0 resumes at %d; the producer's batch evidences offsets up to 104", got)
-	}
-	if plan.LastApplied < 400 {
-		t.Fatal("seed index must exceed producer ids")
 	}
 	// The producer is fenced: a retry of a batch whose sequence the
 	// checkpoint predates must not be written a second time.
@@ -185,7 +187,7 @@ func TestPlanRestoreFromBucketAlone(t *testing.T) {
 		{Key: "segments/2.seg", Entries: []s3seg.IndexEntry{block("t", 5, 0, 10, 19)}},
 	}
 	existing := map[string]bool{"segments/1.seg": true, "segments/2.seg": true}
-	plan, rep := planRestore(&fsm.Image{}, existing, footers, "n", 0)
+	plan, rep := planRestore(restoreInputs{Image: &fsm.Image{}, Existing: existing, Footers: footers, SeedNode: "n", OffsetGap: 0})
 	if len(plan.Topics) != 1 || plan.Topics[0].Partitions != 2 || plan.Partitions[0].NextOffset != 20 || plan.Partitions[1].NextOffset != 4 {
 		t.Fatalf("plan = %+v", plan)
 	}
@@ -200,7 +202,7 @@ func TestPlanRestoreFromBucketAlone(t *testing.T) {
 
 func TestPlanRestoreSkipsTheOffsetGap(t *testing.T) {
 	existing := map[string]bool{"segments/a.seg": true, "segments/b.seg": true}
-	plan, rep := planRestore(checkpointImage(), existing, nil, "n", 1000)
+	plan, rep := planRestore(restoreInputs{Image: checkpointImage(), Existing: existing, Footers: nil, SeedNode: "n", OffsetGap: 1000})
 	p0, p1 := plan.Partitions[0], plan.Partitions[1]
 	if p0.NextOffset != 1130 || p1.NextOffset != 1000 {
 		t.Fatalf("resume points %d and %d, want 1130 and 1000", p0.NextOffset, p1.NextOffset)
@@ -212,5 +214,133 @@ func TestPlanRestoreSkipsTheOffsetGap(t *testing.T) {
 	plan.LastApplied += restoreIndexGap
 	if err := fsm.ValidateImage(plan); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Regression (issue: DR restore resurrects deleted topics): topic 300 was
+// deleted before the checkpoint at index 500. One of its objects is still
+// queued for deletion, another one's delete never happened. Neither may
+// bring the topic back, and both must stay (or become) queued.
+func TestPlanRestoreNeverResurrectsDeletedTopics(t *testing.T) {
+	img := checkpointImage() // LastApplied 500
+	img.PendingDeletes = []string{"segments/gone-a.seg"}
+	footers := []objectFooter{
+		{Key: "segments/gone-a.seg", Entries: []s3seg.IndexEntry{block("gone", 300, 0, 0, 9)}},
+		{Key: "segments/gone-b.seg", Entries: []s3seg.IndexEntry{block("gone", 300, 0, 10, 19)}},
+		// mixed: a deleted topic's block next to one continuing orders/1
+		{Key: "segments/mixed.seg", Entries: []s3seg.IndexEntry{block("gone", 300, 1, 0, 4), block("orders", 10, 1, 0, 4)}},
+		// created after the checkpoint: recreated
+		{Key: "segments/late.seg", Entries: []s3seg.IndexEntry{block("late", 700, 0, 0, 4)}},
+	}
+	existing := map[string]bool{"segments/a.seg": true, "segments/b.seg": true}
+	for _, f := range footers {
+		existing[f.Key] = true
+	}
+	plan, rep := planRestore(restoreInputs{Image: img, Existing: existing, Footers: footers, SeedNode: "n"})
+	names := []string{}
+	for _, tp := range plan.Topics {
+		names = append(names, tp.Name)
+	}
+	if !reflect.DeepEqual(names, []string{"late", "orders"}) {
+		t.Fatalf("restored topics %v; topic \"gone\" (id 300, deleted before the checkpoint at index 500) must not come back", names)
+	}
+	if !reflect.DeepEqual(plan.PendingDeletes, []string{"segments/gone-a.seg", "segments/gone-b.seg"}) {
+		t.Fatalf("pending deletes = %v, want both objects of the deleted topic", plan.PendingDeletes)
+	}
+	if !reflect.DeepEqual(rep.DeletedTopicIDs, []uint64{300}) || rep.PendingDeletes != 2 {
+		t.Fatalf("report: deleted topic ids %v, pending deletes %d", rep.DeletedTopicIDs, rep.PendingDeletes)
+	}
+	if p1 := plan.Partitions[1]; len(p1.Segments) == 0 || p1.Segments[0].ObjectKey != "segments/mixed.seg" {
+		t.Fatalf("orders/1 did not keep the live block of the mixed object: %+v", p1.Segments)
+	}
+	plan.LastApplied += restoreIndexGap
+	if err := fsm.ValidateImage(plan); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An object an earlier restore could not read is judged by that restore's
+// checkpoint: its topic (created after that checkpoint) is not a deleted
+// one, even though its ID is below the current checkpoint's index.
+func TestPlanRestoreJudgesPreviouslyUnreadableObjectsByTheirRestore(t *testing.T) {
+	img := checkpointImage() // LastApplied 500
+	img.Unreadable = []fsm.UnreadableObject{{Key: "segments/old.seg", RestoredFrom: 200}}
+	footers := []objectFooter{{Key: "segments/old.seg", Entries: []s3seg.IndexEntry{block("was-unread", 250, 0, 0, 9)}}}
+	existing := map[string]bool{"segments/a.seg": true, "segments/b.seg": true, "segments/old.seg": true}
+	plan, rep := planRestore(restoreInputs{Image: img, Existing: existing, Footers: footers, SeedNode: "n"})
+	if !reflect.DeepEqual(rep.TopicsFromS3, []string{"was-unread"}) || len(plan.Unreadable) != 0 {
+		t.Fatalf("topics from S3 %v, unreadable %v", rep.TopicsFromS3, plan.Unreadable)
+	}
+}
+
+// Objects that stayed unreadable (allowed by the operator) are recorded in
+// the image, so GC keeps them and a later restore retries them.
+func TestPlanRestoreRecordsUnreadableObjects(t *testing.T) {
+	img := checkpointImage()
+	img.Unreadable = []fsm.UnreadableObject{{Key: "segments/x.seg", RestoredFrom: 77}}
+	existing := map[string]bool{"segments/a.seg": true, "segments/b.seg": true, "segments/x.seg": true, "segments/y.seg": true}
+	want := []fsm.UnreadableObject{{Key: "segments/x.seg", RestoredFrom: 77}, {Key: "segments/y.seg", RestoredFrom: 500}}
+	// Each unreadable object may hide a partition's last block (up to the
+	// bound): the gap grows by one bound per object.
+	img.MaxUnflushedRecords = 1000
+	plan, rep := planRestore(restoreInputs{Image: img, Existing: existing, SeedNode: "n", OffsetGap: 10,
+		Unreadable: []string{"segments/y.seg", "segments/x.seg"}})
+	if rep.OffsetGap != 3000 || plan.Partitions[0].NextOffset != 130+3000 || !strings.Contains(rep.OffsetGapSource, "unreadable") {
+		t.Fatalf("gap %d (%s), resume at %d", rep.OffsetGap, rep.OffsetGapSource, plan.Partitions[0].NextOffset)
+	}
+	if !reflect.DeepEqual(plan.Unreadable, want) {
+		t.Fatalf("unreadable = %+v, want %+v", plan.Unreadable, want)
+	}
+	plan.LastApplied += restoreIndexGap
+	if err := fsm.ValidateImage(plan); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The offset gap is the bound the old cluster enforced when it is larger
+// than RESTORE_OFFSET_GAP, and the report says which bound it used.
+func TestPlanRestoreOffsetGapFromTheEnforcedBound(t *testing.T) {
+	existing := map[string]bool{"segments/a.seg": true, "segments/b.seg": true}
+	img := checkpointImage()
+	img.MaxUnflushedRecords = 5000
+	plan, rep := planRestore(restoreInputs{Image: img, Existing: existing, SeedNode: "n", OffsetGap: 1000})
+	if p0 := plan.Partitions[0]; p0.NextOffset != 130+5000 || rep.OffsetGap != 5000 ||
+		!strings.Contains(rep.OffsetGapSource, "MAX_UNFLUSHED_RECORDS=5000") || plan.MaxUnflushedRecords != 5000 {
+		t.Fatalf("resume at %d, gap %d (%s)", p0.NextOffset, rep.OffsetGap, rep.OffsetGapSource)
+	}
+	img.MaxUnflushedRecords = 0
+	_, rep = planRestore(restoreInputs{Image: img, Existing: existing, SeedNode: "n", OffsetGap: 1000})
+	if rep.OffsetGap != 1000 || !strings.Contains(rep.OffsetGapSource, "assumed") {
+		t.Fatalf("gap %d (%s)", rep.OffsetGap, rep.OffsetGapSource)
+	}
+}
+
+// Regression (issue: the 2^24 Raft-index skip for producer IDs): the old
+// cluster ran 2^24 entries past its checkpoint and issued a producer at
+// index checkpoint+2^24+1. The restored cluster's first producer must not
+// get that ID.
+func TestPlanRestoreProducerIDsNeverCollide(t *testing.T) {
+	img := checkpointImage()
+	img.Producers = []fsm.ProducerEntry{{ID: 400}}
+	existing := map[string]bool{"segments/a.seg": true, "segments/b.seg": true}
+	plan, _ := planRestore(restoreInputs{Image: img, Existing: existing, SeedNode: "n", Generation: 1})
+	plan.LastApplied += restoreIndexGap
+	var snap bytes.Buffer
+	if err := fsm.WriteImageSnapshot(&snap, plan); err != nil {
+		t.Fatal(err)
+	}
+	f := fsm.New(nil)
+	if err := f.Restore(io.NopCloser(&snap)); err != nil {
+		t.Fatal(err)
+	}
+	oldID := img.LastApplied + restoreIndexGap + 1
+	for i := uint64(1); i <= 3; i++ {
+		res := f.Apply(&raft.Log{Index: plan.LastApplied + i, Type: raft.LogCommand, Data: fsm.Encode(&fsm.InitProducer{Timestamp: 1})}).(*fsm.Result)
+		if err := res.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if res.ProducerID == oldID || res.ProducerID == 400 || res.ProducerID>>fsm.ProducerIndexBits != 1 {
+			t.Fatalf("the restored cluster issued producer id %d (old cluster: 400 and %d)", res.ProducerID, oldID)
+		}
 	}
 }

@@ -206,6 +206,10 @@ func start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 // Mode is the network mode in use.
 func (c *Cluster) Mode() string { return c.net.Name() }
 
+// ServiceIP is where the agents reach MinIO and Postgres (and any service
+// the harness runs for them).
+func (c *Cluster) ServiceIP() string { return c.net.ServiceIP() }
+
 // HTTPBase is agent i's REST base URL.
 func (c *Cluster) HTTPBase(i int) string {
 	return "http://" + net.JoinHostPort(c.net.ClientIP(i), strconv.Itoa(c.Ports.HTTP))
