@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -121,7 +122,8 @@ func TestAuthenticatorScopesAndTopics(t *testing.T) {
 
 // fakeGroups serves consumer groups for the auth tests.
 type fakeGroups struct {
-	groups map[string][]string // group → topics with offsets
+	groups      map[string][]string // group → topics with offsets
+	describeErr error               // DescribeGroup fails with it when set
 }
 
 func (g *fakeGroups) CommitOffsets(_ context.Context, group string, commits []fsm.GroupCommit) error {
@@ -140,6 +142,9 @@ func (g *fakeGroups) ListGroups() []fsm.GroupSummary {
 }
 
 func (g *fakeGroups) DescribeGroup(_ context.Context, group string) (fsm.GroupDescription, error) {
+	if g.describeErr != nil {
+		return fsm.GroupDescription{}, g.describeErr
+	}
 	ts, ok := g.groups[group]
 	if !ok {
 		return fsm.GroupDescription{}, fsm.ErrGroupNotFound
@@ -368,4 +373,34 @@ func FuzzParseAPIKeys(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDeleteGroupFailsClosed: when the group's topics cannot be read (the
+// read fails, or the group is unknown), DELETE is refused and nothing is
+// deleted: the topic check is never skipped.
+func TestDeleteGroupFailsClosed(t *testing.T) {
+	tok, k, _ := NewAPIKey("orders-writer", ScopeWrite, []string{"orders"})
+	groups := &fakeGroups{groups: map[string][]string{"mixed": {"orders", "secret"}}}
+	e := newEnv(t, func(c *HTTPConfig) { c.Auth, c.Groups = NewAuthenticator([]APIKey{k}, false), groups })
+	del := func() *httptest.ResponseRecorder {
+		req := httptest.NewRequest("DELETE", "/api/v1/consumer-groups/mixed", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		rec := httptest.NewRecorder()
+		e.handle.ServeHTTP(rec, req)
+		return rec
+	}
+	groups.describeErr = fmt.Errorf("%w: no quorum", fsm.ErrUnavailable)
+	if rec := del(); rec.Code < 400 {
+		t.Fatalf("delete while the group could not be read: %d %s", rec.Code, rec.Body.String())
+	}
+	if _, ok := groups.groups["mixed"]; !ok {
+		t.Fatal("the group was deleted although its topics were never checked")
+	}
+	groups.describeErr = nil
+	if rec := del(); rec.Code != 403 {
+		t.Fatalf("delete of a group with another topic: %d %s", rec.Code, rec.Body.String())
+	}
+	if _, ok := groups.groups["mixed"]; !ok {
+		t.Fatal("the group was deleted")
+	}
 }
