@@ -76,7 +76,8 @@ func (r *readiness) stop() {
 	}
 }
 
-// Ready implements transport.Readiness.
+// Ready implements transport.Readiness. Its reason is served on the
+// unauthenticated GET /ready, so it names no endpoint, bucket or address.
 func (r *readiness) Ready() (bool, string) {
 	if ok, why := r.node.Ready(); !ok {
 		return false, why
@@ -85,7 +86,9 @@ func (r *readiness) Ready() (bool, string) {
 	objErr := r.objErr
 	r.mu.Unlock()
 	if objErr != nil {
-		return false, "object store: " + objErr.Error()
+		// /ready is public: the endpoint, bucket and SDK details of the
+		// error stay in the log (check logs them at ERROR).
+		return false, "object store unreachable (details in the agent's log)"
 	}
 	if r.maxUnflushed > 0 {
 		if b := r.store.Bytes(); b > r.maxUnflushed {
