@@ -343,7 +343,7 @@ func TestRESTMetricsAuth(t *testing.T) {
 	wantStatus(t, e.do(t, "GET", "/ready", ""), 200)
 }
 
-// FuzzParseAPIKeys: the keys-file parser never panics, and what it accepts
+// FuzzParseAPIKeys: the keys-file parsers never panic, and what they accept
 // round-trips through APIKey.Line.
 func FuzzParseAPIKeys(f *testing.F) {
 	h := strings.Repeat("ab", 32)
@@ -352,7 +352,22 @@ func FuzzParseAPIKeys(f *testing.F) {
 	f.Add("a:read::" + h)
 	f.Add(":::")
 	f.Fuzz(func(t *testing.T, in string) {
+		// The lenient parser (reloads) keeps exactly the lines the strict
+		// one would, and refuses the rest; strict succeeds iff none is refused.
+		lenient, refused, lerr := ParseAPIKeysLenient(strings.NewReader(in))
 		keys, err := ParseAPIKeys(strings.NewReader(in))
+		if (err == nil) != (lerr == nil && len(refused) == 0) {
+			t.Fatalf("strict: %v; lenient: %v, %d refused", err, lerr, len(refused))
+		}
+		if lerr == nil {
+			var b strings.Builder
+			for _, k := range lenient {
+				b.WriteString(k.Line() + "\n")
+			}
+			if again, bad, _ := ParseAPIKeysLenient(strings.NewReader(b.String())); len(bad) != 0 || len(again) != len(lenient) {
+				t.Fatalf("the kept lines %q do not re-parse cleanly: %v", b.String(), bad)
+			}
+		}
 		if err != nil {
 			return
 		}

@@ -314,9 +314,10 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	}
 	if a.sec.auth != nil {
 		a.keysDone = make(chan struct{})
+		keyMetrics := newAPIKeyMetrics(a.registry)
 		go func() {
 			defer close(a.keysDone)
-			watchAPIKeys(bg, c.APIKeysFile, a.sec.auth, apiKeysCheckInterval, log)
+			watchAPIKeys(bg, c.APIKeysFile, a.sec.auth, apiKeysCheckInterval, keyMetrics, log)
 		}()
 	}
 
