@@ -343,6 +343,41 @@ func TestRESTMetricsAuth(t *testing.T) {
 	wantStatus(t, e.do(t, "GET", "/ready", ""), 200)
 }
 
+// TestRESTMetricsAuthServesOnlyTheKeysTopics: with METRICS_AUTH a key
+// sees the series of its own topics and those without a topic label,
+// never another topic's lag or watermarks.
+func TestRESTMetricsAuthServesOnlyTheKeysTopics(t *testing.T) {
+	tokA, kA, _ := NewAPIKey("tenant-a", ScopeRead, []string{"a-*"})
+	tokAll, kAll, _ := NewAPIKey("scraper", ScopeRead, nil)
+	e := newEnv(t, func(c *HTTPConfig) { c.Auth = NewAuthenticator([]APIKey{kA, kAll}, true) })
+	lag := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "test_consumer_group_lag"}, []string{"group", "topic", "partition"})
+	up := prometheus.NewGauge(prometheus.GaugeOpts{Name: "test_agent_up"})
+	e.reg.MustRegister(lag, up)
+	up.Set(1)
+	lag.WithLabelValues("g1", "a-orders", "0").Set(1)
+	lag.WithLabelValues("g2", "b-payroll", "0").Set(2)
+	scrape := func(tok string) string {
+		req, _ := http.NewRequest("GET", "/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		rec := httptest.NewRecorder()
+		e.handle.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			t.Fatalf("metrics: %d %s", rec.Code, rec.Body.String())
+		}
+		return rec.Body.String()
+	}
+	got := scrape(tokA)
+	if !strings.Contains(got, `topic="a-orders"`) || !strings.Contains(got, "test_agent_up 1") {
+		t.Fatalf("tenant a misses its own series or the agent's:\n%s", got)
+	}
+	if strings.Contains(got, "b-payroll") || strings.Contains(got, "g2") {
+		t.Fatalf("tenant a sees topic b-payroll:\n%s", got)
+	}
+	if all := scrape(tokAll); !strings.Contains(all, "b-payroll") || !strings.Contains(all, "a-orders") {
+		t.Fatalf("a key for every topic misses series:\n%s", all)
+	}
+}
+
 // FuzzParseAPIKeys: the keys-file parsers never panic, and what they accept
 // round-trips through APIKey.Line.
 func FuzzParseAPIKeys(f *testing.F) {
