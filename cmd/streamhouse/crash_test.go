@@ -49,11 +49,17 @@ type proc struct {
 
 func startProc(t testing.TB, env []string, httpPort int, logPath string) *proc {
 	t.Helper()
+	return startProcArgs(t, nil, env, httpPort, logPath)
+}
+
+// startProcArgs is startProc with extra command-line arguments after "agent".
+func startProcArgs(t testing.TB, args, env []string, httpPort int, logPath string) *proc {
+	t.Helper()
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(agentBinary(t), "agent")
+	cmd := exec.Command(agentBinary(t), append([]string{"agent"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// The agent dies with the test binary, even when a test panics.

@@ -102,3 +102,89 @@ func TestAPIKeysReloadFailsClosed(t *testing.T) {
 	writeKeys(t, path, kA)
 	waitFor(t, 5*time.Second, "a restored keys file applies", func() bool { return accepted(tokA) && testutil.ToFloat64(m.problems) == 0 })
 }
+
+// TestPprofRefusesRemoteBind: PPROF_ADDR beyond loopback needs
+// PPROF_ALLOW_REMOTE=true.
+func TestPprofRefusesRemoteBind(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:6060", ":6060", "10.1.2.3:6060", "[::]:6060"} {
+		c := testConfig(t, t.TempDir())
+		c.PprofAddr = addr
+		if err := c.checkValues(); err == nil || !strings.Contains(err.Error(), "PPROF_ALLOW_REMOTE") {
+			t.Errorf("PPROF_ADDR=%s: %v, want a refusal naming PPROF_ALLOW_REMOTE", addr, err)
+		}
+	}
+	for _, addr := range []string{"127.0.0.1:6060", "localhost:6060", "[::1]:6060"} {
+		c := testConfig(t, t.TempDir())
+		c.PprofAddr = addr
+		if err := c.checkValues(); err != nil {
+			t.Errorf("PPROF_ADDR=%s: %v", addr, err)
+		}
+	}
+}
+
+// TestPprofDoesNotShowSecretFlags: an agent given --cluster-secret on its
+// command line warns about it, and its pprof endpoint does not serve the
+// command line.
+func TestPprofDoesNotShowSecretFlags(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test; run without -short")
+	}
+	dir := t.TempDir()
+	httpPort, pprofPort := freePort(t), freePort(t)
+	env := []string{
+		"HTTP_PORT=" + strconv.Itoa(httpPort), "GRPC_PORT=" + strconv.Itoa(freePort(t)), "PEER_PORT=" + strconv.Itoa(freePort(t)),
+		"GOSSIP_PORT=" + strconv.Itoa(freePort(t)), "BIND_ADDR=127.0.0.1", "DATA_DIR=" + dir, "NODE_ID=pprof-1",
+		"PPROF_ADDR=127.0.0.1:" + strconv.Itoa(pprofPort), "LOG_LEVEL=warn",
+	}
+	const secret = "flag-secret-0123456789"
+	logPath := filepath.Join(dir, "agent.log")
+	t.Cleanup(func() { dumpLogOnFailure(t, logPath) })
+	p := startProcArgs(t, []string{"--cluster-secret", secret}, env, httpPort, logPath)
+	defer func() { p.kill(t) }()
+	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(pprofPort) + "/debug/pprof/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Contains(string(body), secret) {
+		t.Fatalf("/debug/pprof/cmdline shows the cluster secret: %s", body)
+	}
+	log, _ := os.ReadFile(logPath)
+	if !strings.Contains(string(log), "--cluster-secret") || !strings.Contains(string(log), "CLUSTER_SECRET_FILE") {
+		t.Fatalf("no warning about the secret on the command line:\n%s", log)
+	}
+	if strings.Contains(string(log), secret) {
+		t.Fatal("the log shows the secret")
+	}
+}
+
+// TestSecretFiles: CLUSTER_SECRET_FILE and GOSSIP_KEY_FILE fill the
+// secrets (without the trailing newline); a secret set twice is an error.
+func TestSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	secretFile, keyFile := filepath.Join(dir, "secret"), filepath.Join(dir, "gossip")
+	if err := os.WriteFile(secretFile, []byte("a secret of enough bytes\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, []byte("MDEyMzQ1Njc4OWFiY2RlZg==\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := testConfig(t, dir)
+	c.ClusterSecretFile, c.GossipKeyFile = secretFile, keyFile
+	if err := c.validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.ClusterSecret != "a secret of enough bytes" || c.GossipKey != "MDEyMzQ1Njc4OWFiY2RlZg==" {
+		t.Fatalf("read %q and %q", c.ClusterSecret, c.GossipKey)
+	}
+	c.ClusterSecret = "also set directly"
+	if err := c.validate(); err == nil || !strings.Contains(err.Error(), "both set") {
+		t.Fatalf("a secret set twice: %v", err)
+	}
+	c = testConfig(t, dir)
+	c.ClusterSecretFile = filepath.Join(dir, "missing")
+	if err := c.validate(); err == nil || !strings.Contains(err.Error(), "CLUSTER_SECRET_FILE") {
+		t.Fatalf("a missing secret file: %v", err)
+	}
+}

@@ -57,7 +57,62 @@ func (c *agentCmd) validateSecurity() []error {
 	if c.MetricsAuth && c.APIKeysFile == "" {
 		errs = append(errs, errors.New("METRICS_AUTH=true needs API_KEYS_FILE (there are no keys to check)"))
 	}
+	if c.PprofAddr != "" && !c.PprofAllowRemote {
+		if host, _, err := net.SplitHostPort(c.PprofAddr); err != nil {
+			errs = append(errs, fmt.Errorf("PPROF_ADDR=%q is not host:port", c.PprofAddr))
+		} else if !isLoopback(strings.Trim(host, "[]")) {
+			errs = append(errs, fmt.Errorf("PPROF_ADDR=%s listens beyond loopback: /debug/pprof is unauthenticated and exposes the agent's memory; bind 127.0.0.1 (and tunnel), or set PPROF_ALLOW_REMOTE=true", c.PprofAddr))
+		}
+	}
 	return errs
+}
+
+// readSecretFiles fills CLUSTER_SECRET and GOSSIP_KEY from their *_FILE
+// variants (one trailing newline is dropped). Setting both is an error.
+func (c *agentCmd) readSecretFiles() error {
+	for _, s := range []struct {
+		name, fileName string
+		value, file    *string
+	}{
+		{"CLUSTER_SECRET", "CLUSTER_SECRET_FILE", &c.ClusterSecret, &c.ClusterSecretFile},
+		{"GOSSIP_KEY", "GOSSIP_KEY_FILE", &c.GossipKey, &c.GossipKeyFile},
+	} {
+		if *s.file == "" {
+			continue
+		}
+		if *s.value != "" {
+			return fmt.Errorf("%s and %s are both set: use one", s.name, s.fileName)
+		}
+		b, err := os.ReadFile(*s.file)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.fileName, err)
+		}
+		*s.value = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+		if *s.value == "" {
+			return fmt.Errorf("%s=%s is empty", s.fileName, *s.file)
+		}
+	}
+	return nil
+}
+
+// secretFlags are the settings that hold secrets: on the command line they
+// are visible to every local user (ps, /proc/<pid>/cmdline).
+var secretFlags = map[string]string{
+	"cluster-secret":        "CLUSTER_SECRET_FILE or CLUSTER_SECRET",
+	"gossip-key":            "GOSSIP_KEY_FILE or GOSSIP_KEY",
+	"aws-secret-access-key": "AWS_SECRET_ACCESS_KEY or an instance role",
+	"database-url":          "DATABASE_URL (with the password in ~/.pgpass or PGPASSFILE)",
+}
+
+// warnSecretFlags logs a warning (never the value) for every secret
+// given as a command-line flag.
+func warnSecretFlags(args []string, log *slog.Logger) {
+	for _, a := range args {
+		name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+		if use, ok := secretFlags[name]; ok && strings.HasPrefix(a, "--") {
+			log.Warn("a secret was passed as a command-line flag, visible to every local user (ps, /proc); use "+use+" instead", "flag", "--"+name)
+		}
+	}
 }
 
 // decodeGossipKey decodes GOSSIP_KEY: base64 (standard or URL alphabet,
