@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -76,6 +77,19 @@ func (r *readiness) stop() {
 	}
 }
 
+// publicObjectStoreReason names the class of an object store failure for
+// the public /ready: the endpoint, bucket and SDK details of the error stay
+// in the log (check logs them at ERROR).
+func publicObjectStoreReason(err error) string {
+	switch {
+	case errors.Is(err, s3seg.ErrBucketNotFound):
+		return "object store: the bucket does not exist (details in the agent's log)"
+	case errors.Is(err, s3seg.ErrAccessDenied):
+		return "object store: access denied, check the credentials (details in the agent's log)"
+	}
+	return "object store unreachable (details in the agent's log)"
+}
+
 // Ready implements transport.Readiness. Its reason is served on the
 // unauthenticated GET /ready, so it names no endpoint, bucket or address.
 func (r *readiness) Ready() (bool, string) {
@@ -86,9 +100,7 @@ func (r *readiness) Ready() (bool, string) {
 	objErr := r.objErr
 	r.mu.Unlock()
 	if objErr != nil {
-		// /ready is public: the endpoint, bucket and SDK details of the
-		// error stay in the log (check logs them at ERROR).
-		return false, "object store unreachable (details in the agent's log)"
+		return false, publicObjectStoreReason(objErr)
 	}
 	if r.maxUnflushed > 0 {
 		if b := r.store.Bytes(); b > r.maxUnflushed {
