@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -275,4 +276,38 @@ func TestPeerOldAuthHandshakeRefused(t *testing.T) {
 	defer c.Close()
 	_, _ = c.Write(append(appendPeerHandshake(nil, peerHello{tag: peerTagRPC, auth: peerAuthLegacy, from: "127.0.0.1:1"}), make([]byte, peerNonceLen)...))
 	waitClosed(t, c, "version 1 handshake")
+}
+
+// TestPeerAuthRefusesReflection: an acceptor refuses a handshake carrying
+// a nonce it issued itself or its own address as the dialer's, and a
+// dialer refuses its own nonce coming back as the acceptor's; none of them
+// gives out a proof.
+func TestPeerAuthRefusesReflection(t *testing.T) {
+	a := &peerAuth{secret: fuzzSecret, self: fuzzSelf, rand: fixedRand(0xA5)}
+	own := nonceOf(7)
+	defer a.nonces.issue(own)()
+	cases := []struct {
+		name string
+		h    peerHello
+		in   []byte
+	}{
+		{"own nonce", peerHello{tag: peerTagRPC, auth: peerAuthProof, from: "10.0.0.2:7000", to: fuzzSelf}, own},
+		{"own address as the dialer", peerHello{tag: peerTagRPC, auth: peerAuthProof, from: fuzzSelf, to: fuzzSelf}, nonceOf(8)},
+		{"another agent's address as the dialed one", peerHello{tag: peerTagRPC, auth: peerAuthProof, from: "10.0.0.2:7000", to: "10.0.0.3:7000"}, nonceOf(8)},
+	}
+	for _, tc := range cases {
+		conn := &scriptConn{in: bytes.NewReader(tc.in)}
+		if err := a.accept(conn, tc.h, nil); !errors.Is(err, ErrPeerAuth) {
+			t.Errorf("%s: %v, want ErrPeerAuth", tc.name, err)
+		}
+		if conn.out.Len() != 0 {
+			t.Errorf("%s: answered %d bytes", tc.name, conn.out.Len())
+		}
+	}
+	d := &peerAuth{secret: fuzzSecret, self: fuzzSelf, rand: fixedRand(0x5A)}
+	tr := peerTranscript{tag: peerTagRaft, from: fuzzSelf, to: "10.0.0.2:7000", nonceD: nonceOf(0x5A), nonceA: nonceOf(0x5A)}
+	conn := &scriptConn{in: bytes.NewReader(append(nonceOf(0x5A), tr.mac(fuzzSecret, roleAcceptor)...))}
+	if err := d.dial(conn, peerTagRaft, "10.0.0.2:7000", nil); err == nil || !strings.Contains(err.Error(), "reflected") {
+		t.Errorf("dialer given its own nonce back: %v", err)
+	}
 }
