@@ -188,3 +188,16 @@ func TestSecretFiles(t *testing.T) {
 		t.Fatalf("a missing secret file: %v", err)
 	}
 }
+
+// TestCLIWarnsAboutTokenFlag: the CLI warns when the API key is given as
+// --token (visible in ps), without printing it.
+func TestCLIWarnsAboutTokenFlag(t *testing.T) {
+	const token = "sh_not-a-real-token-value"
+	_, errOut, _ := runCLI(t, "127.0.0.1:"+strconv.Itoa(freePort(t)), nil, "topic", "list", "--token", token)
+	if !strings.Contains(errOut, "--token is visible") || !strings.Contains(errOut, "STREAMHOUSE_TOKEN") {
+		t.Fatalf("no warning about --token:\n%s", errOut)
+	}
+	if strings.Contains(errOut, token) {
+		t.Fatalf("the token is printed:\n%s", errOut)
+	}
+}

@@ -102,16 +102,27 @@ var secretFlags = map[string]string{
 	"gossip-key":            "GOSSIP_KEY_FILE or GOSSIP_KEY",
 	"aws-secret-access-key": "AWS_SECRET_ACCESS_KEY or an instance role",
 	"database-url":          "DATABASE_URL (with the password in ~/.pgpass or PGPASSFILE)",
+	"token":                 "STREAMHOUSE_TOKEN", // the CLI's API key
 }
 
-// warnSecretFlags logs a warning (never the value) for every secret
-// given as a command-line flag.
-func warnSecretFlags(args []string, log *slog.Logger) {
+// secretFlagsIn returns, for every secret given as a command-line flag in
+// args, the flag and what to use instead (never the value).
+func secretFlagsIn(args []string) (flags, instead []string) {
 	for _, a := range args {
 		name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
 		if use, ok := secretFlags[name]; ok && strings.HasPrefix(a, "--") {
-			log.Warn("a secret was passed as a command-line flag, visible to every local user (ps, /proc); use "+use+" instead", "flag", "--"+name)
+			flags, instead = append(flags, "--"+name), append(instead, use)
 		}
+	}
+	return flags, instead
+}
+
+// warnSecretFlags logs a warning (never the value) for every secret
+// given as a command-line flag to the agent.
+func warnSecretFlags(args []string, log *slog.Logger) {
+	flags, instead := secretFlagsIn(args)
+	for i, f := range flags {
+		log.Warn("a secret was passed as a command-line flag, visible to every local user (ps, /proc); use "+instead[i]+" instead", "flag", f)
 	}
 }
 
