@@ -61,7 +61,10 @@ type PeerConfig struct {
 	// Raft or RPC byte flows (an HMAC challenge-response in the handshake;
 	// the secret is never sent). Agents without it, or with another one,
 	// can neither dial this mux nor be dialed by it. Every agent of a
-	// cluster needs the same secret.
+	// cluster needs the same secret. The proofs name the address dialed:
+	// peers must dial this mux at its advertised address exactly (Raft
+	// server addresses and peer RPC URLs are), and a handshake relayed
+	// here from a dial meant for another address is refused (peer_auth.go).
 	ClusterSecret []byte
 	// Logger receives the mux's logs (component=peer); nil discards.
 	Logger *slog.Logger
