@@ -188,9 +188,24 @@ func ParseTopicList(s string) []string {
 
 // ParseAPIKeys reads a keys file: one name:scope:topics:sha256hex per
 // line; blank lines and lines starting with # are ignored. Errors name
-// the line. Names must be unique, and so must hashes.
+// the line. Names must be unique, and so must hashes. It is strict: any
+// bad line fails the whole file (startup uses it).
 func ParseAPIKeys(r io.Reader) ([]APIKey, error) {
-	var keys []APIKey
+	keys, bad, err := ParseAPIKeysLenient(r)
+	if err != nil {
+		return nil, err
+	}
+	if len(bad) > 0 {
+		return nil, bad[0]
+	}
+	return keys, nil
+}
+
+// ParseAPIKeysLenient reads a keys file like ParseAPIKeys but keeps going
+// past bad lines: keys are the valid lines, refused holds one error per
+// line it refused (malformed, or a name or hash already used by an earlier
+// valid line). err is set only when r cannot be read.
+func ParseAPIKeysLenient(r io.Reader) (keys []APIKey, refused []error, err error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	names := map[string]int{}
@@ -200,53 +215,78 @@ func ParseAPIKeys(r io.Reader) ([]APIKey, error) {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		parts := strings.Split(line, ":")
-		if len(parts) != 4 {
-			return nil, fmt.Errorf("line %d: expected name:scope:topics:sha256hex (4 fields separated by ':'), got %d fields", n, len(parts))
+		k, err := parseAPIKeyLine(line)
+		if err == nil {
+			if prev, ok := names[k.Name]; ok {
+				err = fmt.Errorf("key name %q already used on line %d", k.Name, prev)
+			} else if prev, ok := hashes[k.Hash]; ok {
+				err = fmt.Errorf("the same token hash is already on line %d", prev)
+			}
 		}
-		scope, err := ParseScope(parts[1])
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", n, err)
-		}
-		if strings.TrimSpace(parts[2]) == "" {
-			return nil, fmt.Errorf("line %d: empty topics field (use * for every topic, or a comma-separated list)", n)
-		}
-		k := APIKey{Name: strings.TrimSpace(parts[0]), Scope: scope, Topics: ParseTopicList(parts[2])}
-		h, err := hex.DecodeString(strings.TrimSpace(parts[3]))
-		if err != nil || len(h) != sha256.Size {
-			return nil, fmt.Errorf("line %d: the hash must be 64 hex digits (the SHA-256 of the token; `streamhouse apikey create` prints the line)", n)
-		}
-		copy(k.Hash[:], h)
-		if err := k.validate(); err != nil {
-			return nil, fmt.Errorf("line %d: %w", n, err)
-		}
-		if prev, ok := names[k.Name]; ok {
-			return nil, fmt.Errorf("line %d: key name %q already used on line %d", n, k.Name, prev)
-		}
-		if prev, ok := hashes[k.Hash]; ok {
-			return nil, fmt.Errorf("line %d: the same token hash is already on line %d", n, prev)
+			refused = append(refused, fmt.Errorf("line %d: %w", n, err))
+			continue
 		}
 		names[k.Name], hashes[k.Hash] = n, n
 		keys = append(keys, k)
 	}
 	if err := sc.Err(); err != nil {
+		return nil, nil, err
+	}
+	return keys, refused, nil
+}
+
+// parseAPIKeyLine parses one name:scope:topics:sha256hex line.
+func parseAPIKeyLine(line string) (APIKey, error) {
+	parts := strings.Split(line, ":")
+	if len(parts) != 4 {
+		return APIKey{}, fmt.Errorf("expected name:scope:topics:sha256hex (4 fields separated by ':'), got %d fields", len(parts))
+	}
+	scope, err := ParseScope(parts[1])
+	if err != nil {
+		return APIKey{}, err
+	}
+	if strings.TrimSpace(parts[2]) == "" {
+		return APIKey{}, errors.New("empty topics field (use * for every topic, or a comma-separated list)")
+	}
+	k := APIKey{Name: strings.TrimSpace(parts[0]), Scope: scope, Topics: ParseTopicList(parts[2])}
+	h, err := hex.DecodeString(strings.TrimSpace(parts[3]))
+	if err != nil || len(h) != sha256.Size {
+		return APIKey{}, errors.New("the hash must be 64 hex digits (the SHA-256 of the token; `streamhouse apikey create` prints the line)")
+	}
+	copy(k.Hash[:], h)
+	if err := k.validate(); err != nil {
+		return APIKey{}, err
+	}
+	return k, nil
+}
+
+// LoadAPIKeysFile reads and parses a keys file strictly (ParseAPIKeys).
+func LoadAPIKeysFile(path string) ([]APIKey, error) {
+	keys, refused, err := LoadAPIKeysFileLenient(path)
+	if err != nil {
 		return nil, err
+	}
+	if len(refused) > 0 {
+		return nil, fmt.Errorf("%s: %w", path, refused[0])
 	}
 	return keys, nil
 }
 
-// LoadAPIKeysFile reads and parses a keys file.
-func LoadAPIKeysFile(path string) ([]APIKey, error) {
+// LoadAPIKeysFileLenient reads a keys file with ParseAPIKeysLenient. err
+// is set when the file cannot be opened or read (a deleted file:
+// errors.Is(err, fs.ErrNotExist)).
+func LoadAPIKeysFileLenient(path string) (keys []APIKey, refused []error, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
-	keys, err := ParseAPIKeys(f)
+	keys, refused, err = ParseAPIKeysLenient(f)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return keys, nil
+	return keys, refused, nil
 }
 
 // Authenticator checks bearer tokens against a set of API keys and the

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -121,7 +122,8 @@ func TestAuthenticatorScopesAndTopics(t *testing.T) {
 
 // fakeGroups serves consumer groups for the auth tests.
 type fakeGroups struct {
-	groups map[string][]string // group → topics with offsets
+	groups      map[string][]string // group → topics with offsets
+	describeErr error               // DescribeGroup fails with it when set
 }
 
 func (g *fakeGroups) CommitOffsets(_ context.Context, group string, commits []fsm.GroupCommit) error {
@@ -140,6 +142,9 @@ func (g *fakeGroups) ListGroups() []fsm.GroupSummary {
 }
 
 func (g *fakeGroups) DescribeGroup(_ context.Context, group string) (fsm.GroupDescription, error) {
+	if g.describeErr != nil {
+		return fsm.GroupDescription{}, g.describeErr
+	}
 	ts, ok := g.groups[group]
 	if !ok {
 		return fsm.GroupDescription{}, fsm.ErrGroupNotFound
@@ -338,7 +343,42 @@ func TestRESTMetricsAuth(t *testing.T) {
 	wantStatus(t, e.do(t, "GET", "/ready", ""), 200)
 }
 
-// FuzzParseAPIKeys: the keys-file parser never panics, and what it accepts
+// TestRESTMetricsAuthServesOnlyTheKeysTopics: with METRICS_AUTH a key
+// sees the series of its own topics and those without a topic label,
+// never another topic's lag or watermarks.
+func TestRESTMetricsAuthServesOnlyTheKeysTopics(t *testing.T) {
+	tokA, kA, _ := NewAPIKey("tenant-a", ScopeRead, []string{"a-*"})
+	tokAll, kAll, _ := NewAPIKey("scraper", ScopeRead, nil)
+	e := newEnv(t, func(c *HTTPConfig) { c.Auth = NewAuthenticator([]APIKey{kA, kAll}, true) })
+	lag := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "test_consumer_group_lag"}, []string{"group", "topic", "partition"})
+	up := prometheus.NewGauge(prometheus.GaugeOpts{Name: "test_agent_up"})
+	e.reg.MustRegister(lag, up)
+	up.Set(1)
+	lag.WithLabelValues("g1", "a-orders", "0").Set(1)
+	lag.WithLabelValues("g2", "b-payroll", "0").Set(2)
+	scrape := func(tok string) string {
+		req, _ := http.NewRequest("GET", "/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		rec := httptest.NewRecorder()
+		e.handle.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			t.Fatalf("metrics: %d %s", rec.Code, rec.Body.String())
+		}
+		return rec.Body.String()
+	}
+	got := scrape(tokA)
+	if !strings.Contains(got, `topic="a-orders"`) || !strings.Contains(got, "test_agent_up 1") {
+		t.Fatalf("tenant a misses its own series or the agent's:\n%s", got)
+	}
+	if strings.Contains(got, "b-payroll") || strings.Contains(got, "g2") {
+		t.Fatalf("tenant a sees topic b-payroll:\n%s", got)
+	}
+	if all := scrape(tokAll); !strings.Contains(all, "b-payroll") || !strings.Contains(all, "a-orders") {
+		t.Fatalf("a key for every topic misses series:\n%s", all)
+	}
+}
+
+// FuzzParseAPIKeys: the keys-file parsers never panic, and what they accept
 // round-trips through APIKey.Line.
 func FuzzParseAPIKeys(f *testing.F) {
 	h := strings.Repeat("ab", 32)
@@ -347,7 +387,22 @@ func FuzzParseAPIKeys(f *testing.F) {
 	f.Add("a:read::" + h)
 	f.Add(":::")
 	f.Fuzz(func(t *testing.T, in string) {
+		// The lenient parser (reloads) keeps exactly the lines the strict
+		// one would, and refuses the rest; strict succeeds iff none is refused.
+		lenient, refused, lerr := ParseAPIKeysLenient(strings.NewReader(in))
 		keys, err := ParseAPIKeys(strings.NewReader(in))
+		if (err == nil) != (lerr == nil && len(refused) == 0) {
+			t.Fatalf("strict: %v; lenient: %v, %d refused", err, lerr, len(refused))
+		}
+		if lerr == nil {
+			var b strings.Builder
+			for _, k := range lenient {
+				b.WriteString(k.Line() + "\n")
+			}
+			if again, bad, _ := ParseAPIKeysLenient(strings.NewReader(b.String())); len(bad) != 0 || len(again) != len(lenient) {
+				t.Fatalf("the kept lines %q do not re-parse cleanly: %v", b.String(), bad)
+			}
+		}
 		if err != nil {
 			return
 		}
@@ -368,4 +423,34 @@ func FuzzParseAPIKeys(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDeleteGroupFailsClosed: when the group's topics cannot be read (the
+// read fails, or the group is unknown), DELETE is refused and nothing is
+// deleted: the topic check is never skipped.
+func TestDeleteGroupFailsClosed(t *testing.T) {
+	tok, k, _ := NewAPIKey("orders-writer", ScopeWrite, []string{"orders"})
+	groups := &fakeGroups{groups: map[string][]string{"mixed": {"orders", "secret"}}}
+	e := newEnv(t, func(c *HTTPConfig) { c.Auth, c.Groups = NewAuthenticator([]APIKey{k}, false), groups })
+	del := func() *httptest.ResponseRecorder {
+		req := httptest.NewRequest("DELETE", "/api/v1/consumer-groups/mixed", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		rec := httptest.NewRecorder()
+		e.handle.ServeHTTP(rec, req)
+		return rec
+	}
+	groups.describeErr = fmt.Errorf("%w: no quorum", fsm.ErrUnavailable)
+	if rec := del(); rec.Code < 400 {
+		t.Fatalf("delete while the group could not be read: %d %s", rec.Code, rec.Body.String())
+	}
+	if _, ok := groups.groups["mixed"]; !ok {
+		t.Fatal("the group was deleted although its topics were never checked")
+	}
+	groups.describeErr = nil
+	if rec := del(); rec.Code != 403 {
+		t.Fatalf("delete of a group with another topic: %d %s", rec.Code, rec.Body.String())
+	}
+	if _, ok := groups.groups["mixed"]; !ok {
+		t.Fatal("the group was deleted")
+	}
 }

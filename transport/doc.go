@@ -37,6 +37,9 @@
 // HTTP/1.1 over the mux, and RPCClient dials peers with the RPC tag
 // (URLs http://<peer advertised host:port>/peer/v1/...). PeerConfig.TLS, when
 // set, wraps whole connections in TLS below the handshake.
+// PeerConfig.ClusterSecret adds a mutual HMAC challenge-response
+// (peer_auth.go) bound to both agents' addresses and the TLS session, so a
+// handshake relayed or reflected to another agent is refused.
 //
 // Faults (faults.go) is the test hook for network faults between PeerMuxes
 // of one process, keyed by advertised address: Partition, Isolate, Block

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -116,13 +117,8 @@ func (s *HTTPServer) handleDeleteGroup(w http.ResponseWriter, r *http.Request) e
 	if err != nil {
 		return err
 	}
-	if s.cfg.Auth.Enabled() {
-		// The key must cover every topic the group holds offsets for.
-		if d, err := g.DescribeGroup(r.Context(), r.PathValue("group")); err == nil {
-			if err := s.authorize(r, ScopeWrite, GroupTopics(d)...); err != nil {
-				return err
-			}
-		}
+	if err := AuthorizeGroup(r.Context(), s.cfg.Auth, g, r.PathValue("group"), ScopeWrite); err != nil {
+		return err
 	}
 	if err := g.DeleteGroup(r.Context(), r.PathValue("group")); err != nil {
 		return err
@@ -214,6 +210,21 @@ func (s *HTTPServer) handleResetGroup(w http.ResponseWriter, r *http.Request) er
 	}
 	writeJSON(w, http.StatusOK, toGroupJSON(d))
 	return nil
+}
+
+// AuthorizeGroup checks that the caller has scope on every topic group
+// holds offsets for (auth disabled: always allowed). It fails closed: when
+// the group cannot be described — unknown, or the read failed — that error
+// is returned and the caller must not act on the group.
+func AuthorizeGroup(ctx context.Context, a *Authenticator, g Groups, group string, scope Scope) error {
+	if !a.Enabled() {
+		return nil
+	}
+	d, err := g.DescribeGroup(ctx, group)
+	if err != nil {
+		return err
+	}
+	return a.Authorize(ctx, scope, GroupTopics(d)...)
 }
 
 // GroupTopics lists the distinct topics a group holds offsets for.

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Defaults for HTTPConfig.
@@ -149,18 +148,12 @@ func (s *HTTPServer) routes() {
 	s.mux.HandleFunc("GET /health", s.handleHealth)
 	s.mux.HandleFunc("GET /live", s.handleHealth)
 	s.mux.HandleFunc("GET /ready", s.handleReady)
-	metrics := promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{
-		ErrorLog:      slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		ErrorHandling: promhttp.ContinueOnError,
-	})
+	metrics := s.metricsHandler()
 	if s.cfg.Auth.MetricsProtected() {
-		s.handle("GET /metrics", opRead, ScopeRead, func(w http.ResponseWriter, r *http.Request) error {
-			metrics.ServeHTTP(w, r)
-			return nil
-		})
+		s.handle("GET /metrics", opRead, ScopeRead, metrics)
 	} else {
 		s.open["GET /metrics"] = true
-		s.mux.Handle("GET /metrics", metrics)
+		s.mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) { _ = metrics(w, r) })
 	}
 
 	// The scope is the least a key needs for the route; handlers check the

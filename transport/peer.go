@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -60,7 +61,10 @@ type PeerConfig struct {
 	// Raft or RPC byte flows (an HMAC challenge-response in the handshake;
 	// the secret is never sent). Agents without it, or with another one,
 	// can neither dial this mux nor be dialed by it. Every agent of a
-	// cluster needs the same secret.
+	// cluster needs the same secret. The proofs name the address dialed:
+	// peers must dial this mux at its advertised address exactly (Raft
+	// server addresses and peer RPC URLs are), and a handshake relayed
+	// here from a dial meant for another address is refused (peer_auth.go).
 	ClusterSecret []byte
 	// Logger receives the mux's logs (component=peer); nil discards.
 	Logger *slog.Logger
@@ -84,6 +88,7 @@ type PeerMux struct {
 	ctx    context.Context // canceled by Close
 	cancel context.CancelFunc
 
+	auth     *peerAuth // nil without a cluster secret; set by Start
 	raft     *raftLayer
 	rpcLn    *connQueue
 	rpcSrv   *http.Server
@@ -181,6 +186,9 @@ func (m *PeerMux) Start(ctx context.Context) error {
 	if _, _, err := net.SplitHostPort(addr); err != nil || len(addr) > maxPeerAddrLen {
 		_ = ln.Close()
 		return fmt.Errorf("transport: bad peer advertise address %q", addr)
+	}
+	if len(m.cfg.ClusterSecret) > 0 {
+		m.auth = &peerAuth{secret: m.cfg.ClusterSecret, self: addr, rand: rand.Reader}
 	}
 	m.ln, m.addr, m.started = ln, addr, true
 	m.served = make(chan struct{})
@@ -355,39 +363,49 @@ func (m *PeerMux) serveConn(pc *peerConn) {
 		}
 		conn = tc
 	}
-	tag, from, err := readPeerHandshake(conn)
+	hello, err := readPeerHandshake(conn)
 	if err != nil {
 		m.reject(pc, "bad peer handshake", err)
 		return
 	}
-	authed := tag&peerAuthFlag != 0
-	tag &^= peerAuthFlag
-	switch secret := m.cfg.ClusterSecret; {
-	case len(secret) > 0 && !authed:
-		m.reject(pc, "peer refused", fmt.Errorf("%w: %s did not authenticate (set the same CLUSTER_SECRET on every agent)", ErrPeerAuth, from))
+	if err := m.authenticateInbound(conn, hello); err != nil {
+		m.reject(pc, "peer refused", fmt.Errorf("claimed address %s: %w", hello.from, err))
 		return
-	case len(secret) == 0 && authed:
-		m.reject(pc, "peer refused", fmt.Errorf("%w: %s authenticates with a cluster secret, this agent has none (set the same CLUSTER_SECRET on every agent)", ErrPeerAuth, from))
-		return
-	case authed:
-		if err := authenticateAcceptor(conn, secret, tag, from); err != nil {
-			m.reject(pc, "peer refused", fmt.Errorf("claimed address %s: %w", from, err))
-			return
-		}
 	}
 	_ = pc.SetDeadline(time.Time{})
-	pc.remote = from // set before attach publishes pc to the Faults registry
-	if err := m.faults.attach(pc, from, pc.local); err != nil {
-		m.log.Debug("refused inbound peer connection", "from", from, "err", err)
+	pc.remote = hello.from // set before attach publishes pc to the Faults registry
+	if err := m.faults.attach(pc, hello.from, pc.local); err != nil {
+		m.log.Debug("refused inbound peer connection", "from", hello.from, "err", err)
 		_ = pc.Close()
 		return
 	}
-	switch tag {
+	switch hello.tag {
 	case peerTagRaft:
 		m.raft.q.deliver(conn)
 	case peerTagRPC:
 		m.rpcLn.deliver(conn)
 	}
+}
+
+// authenticateInbound enforces the cluster secret on an inbound
+// handshake: both sides have one or neither has, the dialer speaks the
+// current version, and the challenge-response succeeds.
+func (m *PeerMux) authenticateInbound(conn net.Conn, h peerHello) error {
+	switch {
+	case m.auth != nil && h.auth == peerAuthNone:
+		return fmt.Errorf("%w: the dialer did not authenticate (set the same CLUSTER_SECRET on every agent)", ErrPeerAuth)
+	case m.auth == nil && h.auth != peerAuthNone:
+		return fmt.Errorf("%w: the dialer authenticates with a cluster secret, this agent has none (set the same CLUSTER_SECRET on every agent)", ErrPeerAuth)
+	case h.auth == peerAuthLegacy:
+		return fmt.Errorf("%w: the dialer speaks the version 1 cluster-secret handshake of an older StreamHouse; upgrade every agent (no mixed-version cluster with CLUSTER_SECRET)", ErrPeerAuth)
+	case m.auth == nil:
+		return nil
+	}
+	binding, err := channelBinding(conn)
+	if err != nil {
+		return err
+	}
+	return m.auth.accept(conn, h, binding)
 }
 
 // reject closes a connection whose handshake failed. It logs at WARN at
@@ -457,23 +475,27 @@ func (m *PeerMux) dial(ctx context.Context, tag byte, target string, timeout tim
 		}
 		conn = tc
 	}
-	if secret := m.cfg.ClusterSecret; len(secret) > 0 {
-		nonce := newNonce()
-		hs := append(appendPeerHandshake(nil, tag|peerAuthFlag, local), nonce...)
-		if _, err := conn.Write(hs); err != nil {
-			_ = pc.Close()
-			return nil, dialError(local, target, err)
-		}
-		if err := authenticateDialer(conn, secret, tag, local, nonce); err != nil {
-			_ = pc.Close()
-			return nil, dialError(local, target, err)
-		}
-	} else if _, err := conn.Write(appendPeerHandshake(nil, tag, local)); err != nil {
+	if err := m.sendHandshake(conn, tag, local, target); err != nil {
 		_ = pc.Close()
 		return nil, dialError(local, target, err)
 	}
 	_ = pc.SetDeadline(time.Time{})
 	return conn, nil
+}
+
+// sendHandshake writes the handshake of a new outbound connection and,
+// with a cluster secret, runs the dialer's side of the challenge-response
+// for target, the address exactly as it was dialed.
+func (m *PeerMux) sendHandshake(conn net.Conn, tag byte, local, target string) error {
+	if m.auth == nil {
+		_, err := conn.Write(appendPeerHandshake(nil, peerHello{tag: tag, from: local}))
+		return err
+	}
+	binding, err := channelBinding(conn)
+	if err != nil {
+		return err
+	}
+	return m.auth.dial(conn, tag, target, binding)
 }
 
 func dialError(local, target string, err error) error {

@@ -342,7 +342,7 @@ func TestPeerGarbageHandshakes(t *testing.T) {
 	// A short handshake deadline so the silent client is cut off quickly.
 	n := startPeerNode(t, nil, func(c *PeerConfig) { c.DialTimeout = 200 * time.Millisecond })
 	peer := startPeerNode(t, nil)
-	hs := func(tag byte, addr string) []byte { return appendPeerHandshake(nil, tag, addr) }
+	hs := func(tag byte, addr string) []byte { return appendPeerHandshake(nil, peerHello{tag: tag, from: addr}) }
 	cases := []struct {
 		name      string
 		send      []byte
@@ -578,26 +578,31 @@ func TestPeerTLS(t *testing.T) {
 }
 
 func FuzzPeerHandshake(f *testing.F) {
-	f.Add(appendPeerHandshake(nil, peerTagRaft, "127.0.0.1:7000"))
-	f.Add(appendPeerHandshake([]byte(nil), peerTagRPC, "[::1]:7000"))
-	f.Add(append(appendPeerHandshake(nil, peerTagRPC, "agent-2:7000"), "POST / HTTP/1.1\r\n"...))
+	f.Add(appendPeerHandshake(nil, peerHello{tag: peerTagRaft, from: "127.0.0.1:7000"}))
+	f.Add(appendPeerHandshake(nil, peerHello{tag: peerTagRPC, from: "[::1]:7000"}))
+	f.Add(append(appendPeerHandshake(nil, peerHello{tag: peerTagRPC, from: "agent-2:7000"}), "POST / HTTP/1.1\r\n"...))
+	f.Add(appendPeerHandshake(nil, peerHello{tag: peerTagRaft, auth: peerAuthLegacy, from: "a:1"}))
+	f.Add(appendPeerHandshake(nil, peerHello{tag: peerTagRPC, auth: peerAuthProof, from: "a:1", to: "b:2"}))
 	f.Add([]byte{0xff})
 	f.Add([]byte{peerTagRaft, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r := bytes.NewReader(b)
-		tag, addr, err := readPeerHandshake(r)
+		h, err := readPeerHandshake(r)
 		if err != nil {
 			if !errors.Is(err, errBadHandshake) {
 				t.Fatalf("error %v does not wrap errBadHandshake", err)
 			}
 			return
 		}
-		if base := tag &^ peerAuthFlag; base != peerTagRaft && base != peerTagRPC {
-			t.Fatalf("accepted tag 0x%02x", tag)
+		if h.tag != peerTagRaft && h.tag != peerTagRPC {
+			t.Fatalf("accepted tag 0x%02x", h.tag)
+		}
+		if (h.auth == peerAuthProof) != (h.to != "") {
+			t.Fatalf("dialed address %q with auth %d", h.to, h.auth)
 		}
 		consumed := len(b) - r.Len()
-		if want := appendPeerHandshake(nil, tag, addr); !bytes.Equal(b[:consumed], want) {
+		if want := appendPeerHandshake(nil, h); !bytes.Equal(b[:consumed], want) {
 			t.Fatalf("consumed %x, re-encoded %x", b[:consumed], want)
 		}
 	})

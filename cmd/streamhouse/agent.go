@@ -205,6 +205,7 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 		return nil, err
 	}
 	c.warnInsecure(a.sec, log)
+	warnSecretFlags(os.Args[1:], log)
 
 	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("DATA_DIR %s: %w", c.DataDir, err)
@@ -326,9 +327,10 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	}
 	if a.sec.auth != nil {
 		a.keysDone = make(chan struct{})
+		keyMetrics := newAPIKeyMetrics(a.registry)
 		go func() {
 			defer close(a.keysDone)
-			watchAPIKeys(bg, c.APIKeysFile, a.sec.auth, apiKeysCheckInterval, log)
+			watchAPIKeys(bg, c.APIKeysFile, a.sec.auth, apiKeysCheckInterval, keyMetrics, log)
 		}()
 	}
 
@@ -352,7 +354,9 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	return a, nil
 }
 
-// startPprof serves net/http/pprof on PPROF_ADDR when set.
+// startPprof serves net/http/pprof on PPROF_ADDR when set (validate keeps
+// it on loopback unless PPROF_ALLOW_REMOTE). It does not serve
+// /debug/pprof/cmdline: the command line may hold a secret.
 func (a *agent) startPprof() error {
 	if a.cfg.PprofAddr == "" {
 		return nil
@@ -363,13 +367,12 @@ func (a *agent) startPprof() error {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	a.pprof = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = a.pprof.Serve(ln) }()
-	a.log.Info("pprof listening", "addr", ln.Addr().String())
+	a.log.Warn("pprof listening without authentication: anyone who reaches it can profile this agent and read its memory profile", "addr", ln.Addr().String())
 	return nil
 }
 

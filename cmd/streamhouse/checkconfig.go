@@ -48,6 +48,9 @@ func (c *agentCmd) runCheckConfig(ctx context.Context, w io.Writer) error {
 		items = append(items, checkItem{st, name, fmt.Sprintf(format, args...)})
 	}
 
+	if err := c.readSecretFiles(); err != nil {
+		add(checkFail, "settings", "%s", err)
+	}
 	if err := c.checkValues(); err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			add(checkFail, "settings", "%s", line)

@@ -73,13 +73,16 @@ type agentCmd struct {
 	TLSCAPath            string `name:"tls-ca-path" env:"TLS_CA_PATH" help:"PEM certificate of the cluster's own CA: turns on mutual TLS on the peer port (Raft and agent RPC); every agent presents its certificate and accepts only peers whose certificate this CA signed."`
 	PeerTLSCertPath      string `name:"peer-tls-cert-path" env:"PEER_TLS_CERT_PATH" help:"Certificate presented on the peer port when it differs from TLS_CERT_PATH (e.g. a public certificate outside, a cluster-CA one inside); must be signed by TLS_CA_PATH."`
 	PeerTLSKeyPath       string `name:"peer-tls-key-path" env:"PEER_TLS_KEY_PATH" help:"Private key of PEER_TLS_CERT_PATH."`
-	ClusterSecret        string `name:"cluster-secret" env:"CLUSTER_SECRET" help:"Shared secret every agent must prove on the peer port (challenge-response, never sent); at least 16 bytes, e.g. openssl rand -base64 32. Prefer the environment variable to the flag."`
-	GossipKey            string `name:"gossip-key" env:"GOSSIP_KEY" help:"Base64 key of 16, 24 or 32 bytes that encrypts and authenticates gossip (openssl rand -base64 32); every agent needs the same key."`
+	ClusterSecret        string `name:"cluster-secret" env:"CLUSTER_SECRET" help:"Shared secret every agent must prove on the peer port (challenge-response, never sent); at least 16 bytes, e.g. openssl rand -base64 32. Prefer CLUSTER_SECRET_FILE or the environment variable: a flag is visible in ps."`
+	ClusterSecretFile    string `name:"cluster-secret-file" env:"CLUSTER_SECRET_FILE" help:"File holding CLUSTER_SECRET (one trailing newline is ignored)."`
+	GossipKey            string `name:"gossip-key" env:"GOSSIP_KEY" help:"Base64 key of 16, 24 or 32 bytes that encrypts and authenticates gossip (openssl rand -base64 32); every agent needs the same key. Prefer GOSSIP_KEY_FILE or the environment variable."`
+	GossipKeyFile        string `name:"gossip-key-file" env:"GOSSIP_KEY_FILE" help:"File holding GOSSIP_KEY."`
 	APIKeysFile          string `name:"api-keys-file" env:"API_KEYS_FILE" help:"File of API keys (name:scope:topics:sha256hex per line; streamhouse apikey create prints one). Set: every REST and gRPC call but /health, /live, /ready (and /metrics) needs Authorization: Bearer <token>. Re-read when it changes."`
 	MetricsPartitions    bool   `name:"metrics-partition-series" env:"METRICS_PARTITION_SERIES" default:"false" negatable:"" help:"Also export per-partition watermark and consumer-group series on /metrics (one series per partition and group: large with many partitions). Default: per-topic aggregates only."`
 	MetricsAuth          bool   `name:"metrics-auth" env:"METRICS_AUTH" default:"false" negatable:"" help:"GET /metrics needs an API key with read scope (default: open)."`
 	CheckConfig          bool   `name:"check-config" help:"Check the configuration and what it points to (TLS files, API keys, Postgres, the object store, free ports), print a checklist and exit: 0 when everything is OK, 1 otherwise."`
-	PprofAddr            string `name:"pprof-addr" env:"PPROF_ADDR" help:"Serve Go profiling endpoints (/debug/pprof/) on this host:port (unset: off). Bind it to localhost: it is unauthenticated."`
+	PprofAddr            string `name:"pprof-addr" env:"PPROF_ADDR" help:"Serve Go profiling endpoints (/debug/pprof/, unauthenticated) on this host:port (unset: off); a loopback address unless PPROF_ALLOW_REMOTE=true."`
+	PprofAllowRemote     bool   `name:"pprof-allow-remote" env:"PPROF_ALLOW_REMOTE" default:"false" negatable:"" help:"Allow PPROF_ADDR on a non-loopback address (anyone who reaches it can profile the agent and read its memory profile)."`
 	LogLevel             string `name:"log-level" env:"LOG_LEVEL,RUST_LOG" default:"info" help:"debug, info, warn or error (RUST_LOG-style 'streamhouse=debug' accepted)."`
 	LogFormat            string `name:"log-format" env:"LOG_FORMAT" default:"text" enum:"text,json" help:"Log format: text or json."`
 
@@ -123,6 +126,9 @@ func explainParseError(parser *kong.Kong, err error) string {
 // validate checks ranges and fills derived defaults. Errors name the
 // environment variable.
 func (c *agentCmd) validate() error {
+	if err := c.readSecretFiles(); err != nil {
+		return err
+	}
 	if err := c.checkValues(); err != nil {
 		return err
 	}

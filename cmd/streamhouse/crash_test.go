@@ -49,11 +49,17 @@ type proc struct {
 
 func startProc(t testing.TB, env []string, httpPort int, logPath string) *proc {
 	t.Helper()
+	return startProcArgs(t, nil, env, httpPort, logPath)
+}
+
+// startProcArgs is startProc with extra command-line arguments after "agent".
+func startProcArgs(t testing.TB, args, env []string, httpPort int, logPath string) *proc {
+	t.Helper()
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := launch(t, env, httpPort, logf)
+	p := launch(t, args, env, httpPort, logf)
 	waitFor(t, 30*time.Second, "agent process ready", func() bool {
 		select {
 		case <-p.done:
@@ -68,9 +74,9 @@ func startProc(t testing.TB, env []string, httpPort int, logPath string) *proc {
 }
 
 // launch starts an agent process writing its output to logf.
-func launch(t testing.TB, env []string, httpPort int, logf *os.File) *proc {
+func launch(t testing.TB, args, env []string, httpPort int, logf *os.File) *proc {
 	t.Helper()
-	cmd := exec.Command(agentBinary(t), "agent")
+	cmd := exec.Command(agentBinary(t), append([]string{"agent"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// The agent dies with the test binary, even when a test panics.

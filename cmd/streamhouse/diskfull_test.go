@@ -89,7 +89,7 @@ func startProcUntil(t *testing.T, env []string, httpPort int, logPath string, ok
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := launch(t, env, httpPort, logf)
+	p := launch(t, nil, env, httpPort, logf)
 	waitFor(t, 30*time.Second, "agent process serving", func() bool {
 		select {
 		case <-p.done:

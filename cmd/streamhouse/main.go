@@ -4,6 +4,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/alecthomas/kong"
 )
@@ -60,6 +61,12 @@ func run(args []string) int {
 	}
 	if kctx == nil { // --help
 		return 0
+	}
+	if !strings.HasPrefix(kctx.Command(), "agent") { // the agent logs it (warnSecretFlags)
+		flags, instead := secretFlagsIn(args)
+		for i, f := range flags {
+			fmt.Fprintf(os.Stderr, "streamhouse: warning: %s is visible to every local user (ps, /proc); use %s instead\n", f, instead[i])
+		}
 	}
 	if err := kctx.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "streamhouse:", err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -78,7 +79,21 @@ func (r *readiness) stop() {
 	}
 }
 
-// Ready implements transport.Readiness.
+// publicObjectStoreReason names the class of an object store failure for
+// the public /ready: the endpoint, bucket and SDK details of the error stay
+// in the log (check logs them at ERROR).
+func publicObjectStoreReason(err error) string {
+	switch {
+	case errors.Is(err, s3seg.ErrBucketNotFound):
+		return "object store: the bucket does not exist (details in the agent's log)"
+	case errors.Is(err, s3seg.ErrAccessDenied):
+		return "object store: access denied, check the credentials (details in the agent's log)"
+	}
+	return "object store unreachable (details in the agent's log)"
+}
+
+// Ready implements transport.Readiness. Its reason is served on the
+// unauthenticated GET /ready, so it names no endpoint, bucket or address.
 func (r *readiness) Ready() (bool, string) {
 	if ok, why := r.node.Ready(); !ok {
 		return false, why
@@ -87,7 +102,7 @@ func (r *readiness) Ready() (bool, string) {
 	objErr := r.objErr
 	r.mu.Unlock()
 	if objErr != nil {
-		return false, "object store: " + objErr.Error()
+		return false, publicObjectStoreReason(objErr)
 	}
 	if low, why := r.disk.Low(); low {
 		return false, why

@@ -263,7 +263,8 @@ func TestRetentionDeletesSegmentsAndObjects(t *testing.T) {
 }
 
 // TestReadyExplainsObjectStoreProblems: a missing bucket or bad credentials
-// do not stop the agent; /ready answers 503 naming the problem.
+// do not stop the agent; /ready answers 503 naming the kind of problem, but
+// not the bucket or the endpoint (it is public; the log has the details).
 func TestReadyExplainsObjectStoreProblems(t *testing.T) {
 	m := s3segtest.StartMinIO(t)
 	m.CreateBucket(t, "exists")
@@ -272,8 +273,8 @@ func TestReadyExplainsObjectStoreProblems(t *testing.T) {
 		mutate func(c *agentCmd)
 		want   string
 	}{
-		{"missing bucket", func(c *agentCmd) { c.S3Bucket = "no-such-bucket" }, "no-such-bucket"},
-		{"bad credentials", func(c *agentCmd) { c.AWSSecretKey = "wrong-secret" }, "AWS_SECRET_ACCESS_KEY"},
+		{"missing bucket", func(c *agentCmd) { c.S3Bucket = "no-such-bucket" }, "the bucket does not exist"},
+		{"bad credentials", func(c *agentCmd) { c.AWSSecretKey = "wrong-secret" }, "access denied"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -292,6 +293,9 @@ func TestReadyExplainsObjectStoreProblems(t *testing.T) {
 				code, err := tryCall("GET", base+"/ready", nil, &r)
 				return err == nil && code == 503 && strings.Contains(r.Reason, tc.want)
 			})
+			if strings.Contains(r.Reason, "no-such-bucket") || strings.Contains(r.Reason, m.Endpoint) {
+				t.Fatalf("/ready reveals the bucket or the endpoint: %s", r.Reason)
+			}
 			t.Logf("/ready: %s", r.Reason)
 		})
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/streamhouse/streamhouse/transport"
 )
 
@@ -55,7 +57,73 @@ func (c *agentCmd) validateSecurity() []error {
 	if c.MetricsAuth && c.APIKeysFile == "" {
 		errs = append(errs, errors.New("METRICS_AUTH=true needs API_KEYS_FILE (there are no keys to check)"))
 	}
+	if c.PprofAddr != "" && !c.PprofAllowRemote {
+		if host, _, err := net.SplitHostPort(c.PprofAddr); err != nil {
+			errs = append(errs, fmt.Errorf("PPROF_ADDR=%q is not host:port", c.PprofAddr))
+		} else if !isLoopback(strings.Trim(host, "[]")) {
+			errs = append(errs, fmt.Errorf("PPROF_ADDR=%s listens beyond loopback: /debug/pprof is unauthenticated and exposes the agent's memory; bind 127.0.0.1 (and tunnel), or set PPROF_ALLOW_REMOTE=true", c.PprofAddr))
+		}
+	}
 	return errs
+}
+
+// readSecretFiles fills CLUSTER_SECRET and GOSSIP_KEY from their *_FILE
+// variants (one trailing newline is dropped). Setting both is an error.
+func (c *agentCmd) readSecretFiles() error {
+	for _, s := range []struct {
+		name, fileName string
+		value, file    *string
+	}{
+		{"CLUSTER_SECRET", "CLUSTER_SECRET_FILE", &c.ClusterSecret, &c.ClusterSecretFile},
+		{"GOSSIP_KEY", "GOSSIP_KEY_FILE", &c.GossipKey, &c.GossipKeyFile},
+	} {
+		if *s.file == "" {
+			continue
+		}
+		if *s.value != "" {
+			return fmt.Errorf("%s and %s are both set: use one", s.name, s.fileName)
+		}
+		b, err := os.ReadFile(*s.file)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.fileName, err)
+		}
+		*s.value = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+		if *s.value == "" {
+			return fmt.Errorf("%s=%s is empty", s.fileName, *s.file)
+		}
+	}
+	return nil
+}
+
+// secretFlags are the settings that hold secrets: on the command line they
+// are visible to every local user (ps, /proc/<pid>/cmdline).
+var secretFlags = map[string]string{
+	"cluster-secret":        "CLUSTER_SECRET_FILE or CLUSTER_SECRET",
+	"gossip-key":            "GOSSIP_KEY_FILE or GOSSIP_KEY",
+	"aws-secret-access-key": "AWS_SECRET_ACCESS_KEY or an instance role",
+	"database-url":          "DATABASE_URL (with the password in ~/.pgpass or PGPASSFILE)",
+	"token":                 "STREAMHOUSE_TOKEN", // the CLI's API key
+}
+
+// secretFlagsIn returns, for every secret given as a command-line flag in
+// args, the flag and what to use instead (never the value).
+func secretFlagsIn(args []string) (flags, instead []string) {
+	for _, a := range args {
+		name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+		if use, ok := secretFlags[name]; ok && strings.HasPrefix(a, "--") {
+			flags, instead = append(flags, "--"+name), append(instead, use)
+		}
+	}
+	return flags, instead
+}
+
+// warnSecretFlags logs a warning (never the value) for every secret
+// given as a command-line flag to the agent.
+func warnSecretFlags(args []string, log *slog.Logger) {
+	flags, instead := secretFlagsIn(args)
+	for i, f := range flags {
+		log.Warn("a secret was passed as a command-line flag, visible to every local user (ps, /proc); use "+instead[i]+" instead", "flag", f)
+	}
 }
 
 // decodeGossipKey decodes GOSSIP_KEY: base64 (standard or URL alphabet,
@@ -169,10 +237,49 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// apiKeyMetrics reports the state of API_KEYS_FILE.
+type apiKeyMetrics struct {
+	keys     prometheus.Gauge // keys in force
+	problems prometheus.Gauge // refused lines at the last read, +1 if the file could not be read
+}
+
+func newAPIKeyMetrics(reg prometheus.Registerer) *apiKeyMetrics {
+	m := &apiKeyMetrics{
+		keys: prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamhouse_api_keys",
+			Help: "API keys in force (from API_KEYS_FILE)."}),
+		problems: prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamhouse_api_keys_file_problems",
+			Help: "Lines of API_KEYS_FILE refused at its last read, plus 1 if it could not be read (deleted, unreadable); 0 = clean."}),
+	}
+	reg.MustRegister(m.keys, m.problems)
+	return m
+}
+
+// reloadAPIKeys applies the keys file as it is now. It fails closed: the
+// valid lines replace the keys in force (so a revocation in the same edit
+// applies), every refused line is logged at ERROR and counted, and a file
+// that cannot be read (deleted, unreadable) leaves no key in force.
+func reloadAPIKeys(path string, auth *transport.Authenticator, m *apiKeyMetrics, log *slog.Logger) {
+	keys, refused, err := transport.LoadAPIKeysFileLenient(path)
+	if err != nil {
+		auth.SetKeys(nil)
+		m.keys.Set(0)
+		m.problems.Set(1)
+		log.Error("API_KEYS_FILE cannot be read; every API request is refused until it is restored", "file", path, "err", err)
+		return
+	}
+	auth.SetKeys(keys)
+	m.keys.Set(float64(len(keys)))
+	m.problems.Set(float64(len(refused)))
+	for _, e := range refused {
+		log.Error("API_KEYS_FILE: line refused; its key is not in force", "file", path, "err", e)
+	}
+	log.Info("API_KEYS_FILE reloaded", "keys", len(keys), "refused_lines", len(refused))
+}
+
 // watchAPIKeys re-reads API_KEYS_FILE when it changes (checked every
-// `every`), so keys can be added and revoked without a restart. A file that
-// does not parse is logged and the previous keys stay in force.
-func watchAPIKeys(ctx context.Context, path string, auth *transport.Authenticator, every time.Duration, log *slog.Logger) {
+// `every`), so keys can be added and revoked without a restart; see
+// reloadAPIKeys for how it treats a broken or deleted file.
+func watchAPIKeys(ctx context.Context, path string, auth *transport.Authenticator, every time.Duration, m *apiKeyMetrics, log *slog.Logger) {
 	stamp := func() (time.Time, int64) {
 		fi, err := os.Stat(path)
 		if err != nil {
@@ -180,7 +287,10 @@ func watchAPIKeys(ctx context.Context, path string, auth *transport.Authenticato
 		}
 		return fi.ModTime(), fi.Size()
 	}
-	mod, size := stamp()
+	// The first tick always re-reads: the file may have changed between
+	// the agent's startup read and this watcher's start.
+	mod, size := time.Time{}, int64(-2)
+	m.keys.Set(float64(len(auth.Keys())))
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -189,17 +299,11 @@ func watchAPIKeys(ctx context.Context, path string, auth *transport.Authenticato
 			return
 		case <-t.C:
 		}
-		m, sz := stamp()
-		if m.Equal(mod) && sz == size {
+		m2, sz := stamp()
+		if m2.Equal(mod) && sz == size {
 			continue
 		}
-		mod, size = m, sz
-		keys, err := transport.LoadAPIKeysFile(path)
-		if err != nil {
-			log.Error("API_KEYS_FILE changed but cannot be used; the previous keys stay in force", "err", err)
-			continue
-		}
-		auth.SetKeys(keys)
-		log.Info("API_KEYS_FILE reloaded", "keys", len(keys))
+		mod, size = m2, sz
+		reloadAPIKeys(path, auth, m, log)
 	}
 }

@@ -192,11 +192,19 @@ func TestAgentTLSAndAPIKeys(t *testing.T) {
 	})
 	h.as(tokRead).must(t, "GET", base+"/api/v1/topics", "", 401) // revoked by the same rewrite
 	h.as(tokWrite).must(t, "POST", base+"/api/v1/produce", `{"topic":"secret","value":"w"}`, 403)
-	// A broken file is ignored: the keys in force stay.
-	if err := os.WriteFile(keysFile, []byte("garbage\n"), 0o600); err != nil {
+	// A broken line is refused, not ignored: only the valid lines are in
+	// force (fail closed), so a file of garbage leaves no key.
+	if err := os.WriteFile(keysFile+".tmp", []byte(kAdmin.Line()+"\ngarbage\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h.as(tokWrite).must(t, "POST", base+"/api/v1/produce", `{"topic":"orders","value":"w"}`, 200)
+	if err := os.Rename(keysFile+".tmp", keysFile); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the rewrite without the write key applies", func() bool {
+		code, _, err := h.as(tokWrite).do("POST", base+"/api/v1/produce", `{"topic":"orders","value":"w"}`)
+		return err == nil && code == 401
+	})
+	h.as(tokAdmin).must(t, "POST", base+"/api/v1/produce", `{"topic":"orders","value":"w"}`, 200)
 }
 
 // secureAgent is one agent of TestSecureClusterOfAgents.

@@ -149,13 +149,8 @@ func (s *service) DeleteGroup(ctx context.Context, req *pb.DeleteGroupRequest) (
 	if req.GetGroup() == "" {
 		return nil, invalid("group is required")
 	}
-	if s.cfg.Auth.Enabled() {
-		// The key must cover every topic the group holds offsets for.
-		if d, err := g.DescribeGroup(ctx, req.GetGroup()); err == nil {
-			if err := s.authorize(ctx, transport.ScopeWrite, transport.GroupTopics(d)...); err != nil {
-				return nil, err
-			}
-		}
+	if err := transport.AuthorizeGroup(ctx, s.cfg.Auth, g, req.GetGroup(), transport.ScopeWrite); err != nil {
+		return nil, err
 	}
 	if err := g.DeleteGroup(ctx, req.GetGroup()); err != nil {
 		return nil, err
