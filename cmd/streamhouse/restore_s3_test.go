@@ -157,7 +157,9 @@ func TestRestoreRefusesUnreadableObjectsUnlessAllowed(t *testing.T) {
 	if err := printRestoreReport(&out, rep, "table"); err != nil || !strings.Contains(out.String(), "--allow-unreadable") {
 		t.Fatalf("the printed report does not say the override was used: %v\n%s", err, out.String())
 	}
-	orphan := s3seg.SegmentKeyPrefix + "zz-orphan.seg"
+	// An orphan whose commit-by time (in its key) is long past: only such
+	// objects are garbage (partition.OrphanDeletable).
+	orphan := s3seg.SegmentKeyPrefix + "zz-orphan-cb1.seg"
 	if err := store.Put(context.Background(), orphan, []byte("never committed")); err != nil {
 		t.Fatal(err)
 	}
