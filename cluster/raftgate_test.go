@@ -157,3 +157,12 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	c.n += k
 	return k, err
 }
+
+// TestRaftGateDisablesPipelining: Raft falls back to one AppendEntries in
+// flight per follower (see AppendEntriesPipeline).
+func TestRaftGateDisablesPipelining(t *testing.T) {
+	_, g, addr := gatePair(t)
+	if p, err := g.AppendEntriesPipeline("x", addr); p != nil || !errors.Is(err, raft.ErrPipelineReplicationNotSupported) {
+		t.Fatalf("AppendEntriesPipeline: %v, %v", p, err)
+	}
+}
