@@ -85,11 +85,10 @@ func retryWrite(log *slog.Logger, what string, minWait, maxWait time.Duration, h
 
 // retryingLogs wraps the Raft log store so that a follower whose StoreLogs
 // fails (a full disk) retries instead of answering the leader "failed".
-// hashicorp/raft v1.7's pipelined replication deadlocks on such an answer
-// (hashicorp/raft#612): the leader never sends that follower another entry
-// while its heartbeats keep it from starting an election, so the follower
-// would stay behind for good. Retrying makes a full disk look like a slow
-// follower, which Raft handles. On the leader a failure is returned at
+// With hashicorp/raft v1.7's pipelined replication such an answer
+// deadlocked replication to that follower (hashicorp/raft#612; the agent
+// now replicates without the pipeline, see raftGate.AppendEntriesPipeline).
+// Retrying makes a full disk look like a slow follower, which Raft handles. On the leader a failure is returned at
 // once: Raft then steps down, which is what a leader that cannot write
 // should do. Once halted (shutdown) the error is returned.
 type retryingLogs struct {
