@@ -325,9 +325,11 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	if err := a.startCheckpoints(bg); err != nil {
 		return nil, err
 	}
+	// Registered without a keys file too (at 0), so dashboards and alerts
+	// see the series from the start.
+	keyMetrics := newAPIKeyMetrics(a.registry)
 	if a.sec.auth != nil {
 		a.keysDone = make(chan struct{})
-		keyMetrics := newAPIKeyMetrics(a.registry)
 		go func() {
 			defer close(a.keysDone)
 			watchAPIKeys(bg, c.APIKeysFile, a.sec.auth, apiKeysCheckInterval, keyMetrics, log)
