@@ -20,7 +20,20 @@ const lowDiskTrailingLogs = 64
 // file growing (Bolt never shrinks its file; it stops growing). low = false
 // restores the configured TrailingLogs. It blocks while the snapshot runs
 // (and so while the FSM is stalled): call it off latency-sensitive paths.
+//
+// While low, the node also hands Raft leadership to another voter and keeps
+// asking for it (stall.go): a leader whose disk fills would stall the whole
+// cluster.
 func (n *Node) SetLowDisk(low bool) error {
+	if n.lowDisk.Swap(low) != low {
+		if n.started.Load() {
+			n.gossip.setMeta(n.localMeta()) // the others' transfers avoid this agent
+		}
+		select {
+		case n.lowDiskKick <- struct{}{}:
+		default:
+		}
+	}
 	r := n.r()
 	if r == nil {
 		return nil
