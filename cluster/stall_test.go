@@ -243,3 +243,42 @@ func TestSetLowDiskCompactsTheRaftLog(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A leader whose free disk falls below MIN_FREE_DISK_BYTES hands Raft
+// leadership to a voter with space before its disk fills (a full leader
+// would stall the cluster); it never picks a voter gossip shows low too.
+func TestLowDiskLeaderHandsOverLeadership(t *testing.T) {
+	c := newTestCluster(t)
+	c.startBootstrapped("n1", "n2", "n3")
+	old := c.waitLeader(30 * time.Second)
+	old.node.NoteLowDisk(true)
+	var lead *testNode
+	waitFor(t, 30*time.Second, "another leader", func() bool {
+		lead = c.leader()
+		return lead != nil && lead.id != old.id
+	})
+	for _, n := range c.running() {
+		n.node.NoteLowDisk(true)
+	}
+	waitFor(t, 30*time.Second, "every agent's low disk gossiped", func() bool {
+		for _, n := range c.running() {
+			for id, m := range n.node.gossip.snapshot() {
+				if id != n.id && !m.Meta.LowDisk {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	for _, n := range c.running() {
+		if s, ok := n.node.transferTarget(); ok {
+			t.Fatalf("%s would hand leadership to %s, whose disk is low too", n.id, s.ID)
+		}
+	}
+	for _, n := range c.running() {
+		n.node.NoteLowDisk(false)
+	}
+	if _, err := propose(t, c.waitLeader(30*time.Second), &fsm.CreateTopic{Name: "after", Partitions: 1, Leaders: []string{lead.id}}); err != nil {
+		t.Fatalf("commit after the disks recovered: %v", err)
+	}
+}
