@@ -46,6 +46,7 @@ type nodeMeta struct {
 	Expect   int    `json:"e,omitempty"` // BOOTSTRAP_EXPECT
 	Leaving  bool   `json:"l,omitempty"` // set just before a graceful leave
 	Features int    `json:"f,omitempty"` // fsm.FeatureLevel of this agent's binary (0: older)
+	LowDisk  bool   `json:"d,omitempty"` // free disk below MIN_FREE_DISK_BYTES: do not make it Raft leader
 }
 
 func (m nodeMeta) encode() ([]byte, error) {

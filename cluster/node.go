@@ -35,6 +35,8 @@ type StateMachine interface {
 	Clock() int64
 	// Stalled reports an Apply waiting for local storage (a full disk).
 	Stalled() (fsm.StallStatus, bool)
+	// StallNotify is signalled when such a wait begins.
+	StallNotify() <-chan struct{}
 	// Halt releases such an Apply so Raft can shut down.
 	Halt()
 }
@@ -73,7 +75,9 @@ type Node struct {
 	idMu sync.Mutex
 	id   identity
 
-	leaderReady atomic.Bool // leader and has applied everything before its term
+	leaderReady atomic.Bool   // leader and has applied everything before its term
+	lowDisk     atomic.Bool   // SetLowDisk(true) is in force: do not lead
+	lowDiskKick chan struct{} // capacity 1: wakes stallWatch on a low-disk change
 	// storeProblem is the last failed object store probe (see storeprobe.go).
 	storeProblem problemNote
 	metrics      *metrics
@@ -93,7 +97,8 @@ type Node struct {
 // before starting the mux, then Start the node.
 func New(cfg Config, f StateMachine) *Node {
 	cfg.setDefaults()
-	n := &Node{cfg: cfg, fsm: f, log: cfg.Logger.With("component", "cluster"), departing: map[string]time.Time{}}
+	n := &Node{cfg: cfg, fsm: f, log: cfg.Logger.With("component", "cluster"), departing: map[string]time.Time{},
+		lowDiskKick: make(chan struct{}, 1)}
 	if cfg.Mux != nil {
 		n.peer = cfg.Mux
 	}
@@ -262,7 +267,7 @@ func (n *Node) localMeta() nodeMeta {
 	return nodeMeta{
 		Version: metaVersion, ID: n.cfg.NodeID, Peer: n.peer.Addr(), HTTP: n.cfg.HTTPAddr, GRPC: n.cfg.GRPCAddr,
 		Instance: id.Instance, Cluster: id.Cluster, Admitted: id.Admitted, Expect: n.cfg.BootstrapExpect,
-		Leaving: n.leaving.Load(), Features: fsm.FeatureLevel,
+		Leaving: n.leaving.Load(), Features: fsm.FeatureLevel, LowDisk: n.lowDisk.Load(),
 	}
 }
 

@@ -11,6 +11,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// errFenced is the local answer to an outbound AppendEntries or
+// InstallSnapshot while this agent is fenced (a leader stalled on local
+// storage, DESIGN.md "Full disk").
+var errFenced = errors.New("raft rpc not sent: this leader cannot apply (local storage full) and stopped heartbeating so another agent is elected")
+
 // errNotAdmitted is the answer to a Raft RPC refused by the gate. It must not
 // contain raft's "unexpected command" text: a pre-vote failing with that
 // text is counted as granted.
@@ -38,6 +43,7 @@ type raftGate struct {
 	gatedTransport
 	log     *slog.Logger
 	open    atomic.Bool
+	fenced  atomic.Bool // outbound AppendEntries/InstallSnapshot refused
 	refused *prometheus.CounterVec
 	warned  sync.Map // rpc kind → struct{}: first refusal of each kind logged
 
@@ -72,6 +78,38 @@ func (g *raftGate) setOpen(open bool) {
 	if g.open.Swap(open) != open && open {
 		g.log.Info("raft rpcs accepted: this incarnation is admitted")
 	}
+}
+
+// setFenced starts or stops refusing this agent's outbound AppendEntries
+// (heartbeats included) and InstallSnapshot. To the followers a fenced
+// leader looks partitioned away: they time out and elect another. Raft is
+// safe under any message loss, so the fence can never cost a committed
+// entry; it only costs this agent its leadership.
+func (g *raftGate) setFenced(fenced bool) {
+	if g.fenced.Swap(fenced) == fenced {
+		return
+	}
+	if fenced {
+		g.log.Warn("raft leader fenced: not sending AppendEntries or heartbeats while local storage stalls applying, so the others elect a new leader")
+	} else {
+		g.log.Info("raft fence lifted: sending AppendEntries again")
+	}
+}
+
+// AppendEntries sends unless the gate is fenced.
+func (g *raftGate) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	if g.fenced.Load() {
+		return errFenced
+	}
+	return g.gatedTransport.AppendEntries(id, target, args, resp)
+}
+
+// InstallSnapshot sends unless the gate is fenced.
+func (g *raftGate) InstallSnapshot(id raft.ServerID, target raft.ServerAddress, args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
+	if g.fenced.Load() {
+		return errFenced
+	}
+	return g.gatedTransport.InstallSnapshot(id, target, args, resp, data)
 }
 
 // Consumer returns the channel Raft reads inbound RPCs from: only those the

@@ -166,3 +166,45 @@ func TestRaftGateDisablesPipelining(t *testing.T) {
 		t.Fatalf("AppendEntriesPipeline: %v, %v", p, err)
 	}
 }
+
+// A fenced gate sends no AppendEntries (heartbeats included) and no
+// snapshot; lifting the fence sends again. Inbound RPCs are not affected.
+func TestRaftGateFenceRefusesOutboundAppendEntries(t *testing.T) {
+	_, g, _ := gatePair(t)
+	peerAddr, peer := raft.NewInmemTransportWithTimeout("", 2*time.Second)
+	g.gatedTransport.(*raft.InmemTransport).Connect(peerAddr, peer)
+	received, stop, done := make(chan struct{}, 8), make(chan struct{}), make(chan struct{})
+	t.Cleanup(func() { close(stop); <-done; _ = peer.Close() })
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case rpc := <-peer.Consumer():
+				received <- struct{}{}
+				rpc.Respond(&raft.AppendEntriesResponse{Success: true}, nil)
+			}
+		}
+	}()
+	hdr := raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("a"), Addr: []byte("a")}
+	heartbeat := &raft.AppendEntriesRequest{RPCHeader: hdr, Term: 3}
+	var resp raft.AppendEntriesResponse
+	g.setFenced(true)
+	if err := g.AppendEntries("p", peerAddr, heartbeat, &resp); !errors.Is(err, errFenced) {
+		t.Fatalf("heartbeat while fenced: err %v, want errFenced", err)
+	}
+	var snap raft.InstallSnapshotResponse
+	if err := g.InstallSnapshot("p", peerAddr, &raft.InstallSnapshotRequest{RPCHeader: hdr, Term: 3}, &snap, bytes.NewReader(nil)); !errors.Is(err, errFenced) {
+		t.Fatalf("snapshot while fenced: err %v, want errFenced", err)
+	}
+	select {
+	case <-received:
+		t.Fatal("a fenced gate delivered an rpc")
+	default:
+	}
+	g.setFenced(false)
+	if err := g.AppendEntries("p", peerAddr, heartbeat, &resp); err != nil || !resp.Success {
+		t.Fatalf("heartbeat after the fence lifted: %v %+v", err, resp)
+	}
+}

@@ -8,6 +8,24 @@ import (
 	"github.com/hashicorp/raft"
 )
 
+// NoteLowDisk records whether free disk space is below MIN_FREE_DISK_BYTES
+// without compacting anything (SetLowDisk calls it too). It never blocks:
+// the disk guard calls it on its own goroutine. While low, the node hands
+// Raft leadership away (stall.go) and gossips the state, so the other
+// agents' transfers avoid it.
+func (n *Node) NoteLowDisk(low bool) {
+	if n.lowDisk.Swap(low) == low {
+		return
+	}
+	if n.started.Load() {
+		n.gossip.setMeta(n.localMeta())
+	}
+	select {
+	case n.lowDiskKick <- struct{}{}:
+	default:
+	}
+}
+
 // lowDiskTrailingLogs is how many Raft log entries are kept after a
 // snapshot while the disk is low (normally Config.TrailingLogs). A follower
 // further behind than that catches up by installing a snapshot, which
@@ -21,6 +39,7 @@ const lowDiskTrailingLogs = 64
 // restores the configured TrailingLogs. It blocks while the snapshot runs
 // (and so while the FSM is stalled): call it off latency-sensitive paths.
 func (n *Node) SetLowDisk(low bool) error {
+	n.NoteLowDisk(low)
 	r := n.r()
 	if r == nil {
 		return nil

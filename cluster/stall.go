@@ -7,34 +7,117 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// stallWatch hands Raft leadership to another voter while this agent's FSM
-// cannot apply (its disk is full). A stalled leader keeps heartbeating from
+// stallWatch keeps Raft leadership away from an agent whose disk is low or
+// full (DESIGN.md, "Full disk"). A stalled leader keeps heartbeating from
 // Raft's replication goroutines, so the others would not elect a new one,
-// yet its own apply pipeline soon blocks Raft's main loop: without a
-// transfer the whole cluster would stop committing until this disk frees.
+// yet its apply pipeline soon blocks Raft's main loop, which then can run
+// neither a leadership transfer nor its lease check: without help the
+// whole cluster would stop committing until this disk frees. So:
+//   - low disk (SetLowDisk) or a stall: ask for a leadership transfer, at
+//     once (both notify this loop) and again every ReconcileInterval
+//     while this agent leads;
+//   - stalled and still leading after ElectionTimeout: fence the Raft
+//     transport (no outbound AppendEntries or heartbeats), so the followers
+//     time out and elect; the fence lifts when the stall ends or this agent
+//     no longer leads.
 func (n *Node) stallWatch(ctx context.Context) {
 	defer n.wg.Done()
-	t := time.NewTicker(n.cfg.ReconcileInterval)
+	t := time.NewTicker(min(n.cfg.ReconcileInterval, n.cfg.ElectionTimeout/4))
 	defer t.Stop()
-	var warned uint64
+	w := stallWatcher{n: n}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-n.fsm.StallNotify():
+		case <-n.lowDiskKick:
 		}
-		st, stalled := n.fsm.Stalled()
-		r := n.r()
-		if !stalled || r.State() != raft.Leader || n.otherVoters() == 0 {
-			continue
+		w.check(time.Now())
+	}
+}
+
+// stallWatcher is stallWatch's state; only its goroutine uses it.
+type stallWatcher struct {
+	n            *Node
+	stalledSince time.Time // when this agent was first seen stalled as leader
+	lastTransfer time.Time
+	warned       uint64
+}
+
+func (w *stallWatcher) check(now time.Time) {
+	n := w.n
+	st, stalled := n.fsm.Stalled()
+	r := n.r()
+	leading := r != nil && r.State() == raft.Leader && n.otherVoters() > 0
+	if !stalled || !leading {
+		w.stalledSince = time.Time{}
+		n.setFenced(false)
+	}
+	if !leading || (!stalled && !n.lowDisk.Load()) {
+		w.lastTransfer = time.Time{}
+		return
+	}
+	if stalled {
+		if w.stalledSince.IsZero() {
+			w.stalledSince = now
 		}
-		if warned != st.Index {
-			warned = st.Index
+		if w.warned != st.Index {
+			w.warned = st.Index
 			n.log.Warn("handing raft leadership to another voter: applying is stalled on local storage", "index", st.Index, "err", st.Err)
 		}
-		// LeadershipTransfer only enqueues, never blocks on Raft's main
-		// loop (which a stalled FSM may hold). Its outcome is not awaited:
-		// the next tick asks again while this agent still leads.
+		if now.Sub(w.stalledSince) >= n.cfg.ElectionTimeout {
+			n.setFenced(true) // no transfer happened: Raft's main loop is blocked
+		}
+	}
+	if !w.lastTransfer.IsZero() && now.Sub(w.lastTransfer) < n.cfg.ReconcileInterval {
+		return
+	}
+	w.lastTransfer = now
+	w.transfer(r, stalled)
+}
+
+// transfer asks Raft to hand leadership to a voter whose disk is not low
+// (gossip metadata). Without one, a stalled leader hands it to any voter,
+// and a leader that is only low keeps it: moving leadership among agents
+// that are all low would only cost availability. LeadershipTransfer only
+// enqueues, never blocks on Raft's main loop (which a stalled FSM may
+// hold); its outcome is not awaited: the next round asks again while this
+// agent still leads.
+func (w *stallWatcher) transfer(r *raft.Raft, stalled bool) {
+	n := w.n
+	if s, ok := n.transferTarget(); ok {
+		if !stalled {
+			n.log.Warn("handing raft leadership to another voter: free disk space is below MIN_FREE_DISK_BYTES", "to", s.ID)
+		}
+		_ = r.LeadershipTransferToServer(s.ID, s.Address)
+		return
+	}
+	if stalled {
 		_ = r.LeadershipTransfer()
+	}
+}
+
+// transferTarget is a voter other than this agent that gossip shows alive
+// and not low on disk.
+func (n *Node) transferTarget() (raft.Server, bool) {
+	servers, err := n.configuration()
+	if err != nil {
+		return raft.Server{}, false
+	}
+	members := n.gossip.snapshot()
+	for _, s := range servers {
+		m, ok := members[string(s.ID)]
+		if s.Suffrage == raft.Voter && string(s.ID) != n.cfg.NodeID && ok &&
+			m.State == StateAlive && m.MetaOK && !m.Meta.LowDisk && !m.Meta.Leaving {
+			return s, true
+		}
+	}
+	return raft.Server{}, false
+}
+
+func (n *Node) setFenced(fenced bool) {
+	if n.transport != nil {
+		n.transport.setFenced(fenced)
 	}
 }

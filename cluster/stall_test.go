@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,7 +16,20 @@ import (
 type diskSink struct {
 	mu      sync.Mutex
 	full    bool
+	hold    chan struct{} // the next Materialize waits for it to close
 	indexes []uint64
+}
+
+// holdThenFail makes the disk full and the next Materialize wait until
+// release is called (a write that hangs, then fails with ENOSPC).
+func (s *diskSink) holdThenFail() (release func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.full = true
+	hold := make(chan struct{})
+	s.hold = hold
+	var once sync.Once
+	return func() { once.Do(func() { close(hold) }) }
 }
 
 func (s *diskSink) setFull(v bool) {
@@ -25,6 +39,13 @@ func (s *diskSink) setFull(v bool) {
 }
 
 func (s *diskSink) Materialize(b *fsm.AppendedBatch) error {
+	s.mu.Lock()
+	hold := s.hold
+	s.hold = nil
+	s.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if n := len(s.indexes); n > 0 && b.Index <= s.indexes[n-1] {
@@ -63,14 +84,7 @@ func appendOne(topicID uint64, v string) *fsm.AppendBatch {
 // agent still shuts down.
 func TestDiskFullLeaderStallsHandsOverAndCatchesUp(t *testing.T) {
 	c := newTestCluster(t)
-	var mu sync.Mutex
-	sinks := map[string]*diskSink{}
-	c.newSink = func(id string) fsm.Sink {
-		mu.Lock()
-		defer mu.Unlock()
-		sinks[id] = &diskSink{}
-		return sinks[id]
-	}
+	sinks := withDiskSinks(c)
 	c.startBootstrapped("n1", "n2", "n3")
 	old := c.waitLeader(30 * time.Second)
 	topicID := createTopic(t, old, "t", 1)
@@ -116,6 +130,86 @@ func TestDiskFullLeaderStallsHandsOverAndCatchesUp(t *testing.T) {
 	}
 }
 
+// withDiskSinks gives every agent c starts a diskSink, by agent id.
+func withDiskSinks(c *testCluster) map[string]*diskSink {
+	var mu sync.Mutex
+	sinks := map[string]*diskSink{}
+	c.newSink = func(id string) fsm.Sink {
+		mu.Lock()
+		defer mu.Unlock()
+		sinks[id] = &diskSink{}
+		return sinks[id]
+	}
+	return sinks
+}
+
+// fillApplyQueue commits entries on leader n one at a time until its
+// commit index stops advancing: Raft's FSM goroutine is held, so each
+// commit queues one batch for it, and once that queue (128) is full
+// Raft's main loop blocks on it. It returns the number of rounds.
+func fillApplyQueue(t *testing.T, n *testNode, cmd []byte) int {
+	t.Helper()
+	r := n.node.r()
+	for round := 0; round < 1000; round++ {
+		c0 := r.CommitIndex()
+		_ = r.Apply(cmd, 100*time.Millisecond) // nobody awaits the outcome
+		deadline := time.Now().Add(2 * time.Second)
+		for r.CommitIndex() <= c0 {
+			if time.Now().After(deadline) {
+				return round
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	t.Fatal("raft kept committing: its apply queue never filled")
+	return 0
+}
+
+// A leader whose disk write hangs and then fails with ENOSPC after Raft's
+// apply queue filled up — so Raft's main loop is blocked and cannot run a
+// leadership transfer or its lease check, while its replication goroutines
+// would keep heartbeating — is still replaced: the others elect a leader
+// and commit, and the stalled agent catches up exactly once when space
+// returns.
+func TestDiskFullLeaderWithBlockedRaftLoopIsReplaced(t *testing.T) {
+	c := newTestCluster(t)
+	sinks := withDiskSinks(c)
+	c.startBootstrapped("n1", "n2", "n3")
+	old := c.waitLeader(30 * time.Second)
+	topicID := createTopic(t, old, "t", 1)
+	release := sinks[old.id].holdThenFail()
+	t.Cleanup(release)
+	rounds := fillApplyQueue(t, old, fsm.Encode(appendOne(topicID, "a")))
+	if pending := old.node.r().Stats()["fsm_pending"]; pending != "128" {
+		t.Fatalf("after %d commits raft's apply queue holds %s batches, want it full (128)", rounds, pending)
+	}
+	release() // the held write fails with ENOSPC: the FSM stalls
+	waitFor(t, 30*time.Second, "the stall", func() bool { _, ok := old.fsm.Stalled(); return ok })
+	var lead *testNode
+	waitFor(t, 20*time.Second, "another agent to lead and commit", func() bool {
+		for _, n := range c.running() {
+			if n.id != old.id && n.node.IsLeader() {
+				if _, err := propose(t, n, appendOne(topicID, "b")); err == nil {
+					lead = n
+					return true
+				}
+			}
+		}
+		return false
+	})
+	sinks[old.id].setFull(false)
+	old.fsm.RetryNow()
+	waitFor(t, 30*time.Second, "the stalled agent to catch up and follow", func() bool {
+		p, _ := old.fsm.Partition(topicID, 0)
+		q, _ := lead.fsm.Partition(topicID, 0)
+		ok, _ := old.node.Ready()
+		return ok && !old.node.IsLeader() && p.NextOffset == q.NextOffset
+	})
+	if a, b := sinks[old.id].stored(), sinks[lead.id].stored(); !slices.Equal(a, b) {
+		t.Fatalf("stored indexes %v on %s, %v on %s", a, old.id, b, lead.id)
+	}
+}
+
 // On a low disk the Raft log is compacted down to lowDiskTrailingLogs
 // entries at once (instead of TrailingLogs at the next snapshot).
 func TestSetLowDiskCompactsTheRaftLog(t *testing.T) {
@@ -147,5 +241,44 @@ func TestSetLowDiskCompactsTheRaftLog(t *testing.T) {
 	}
 	if err := n.node.SetLowDisk(false); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A leader whose free disk falls below MIN_FREE_DISK_BYTES hands Raft
+// leadership to a voter with space before its disk fills (a full leader
+// would stall the cluster); it never picks a voter gossip shows low too.
+func TestLowDiskLeaderHandsOverLeadership(t *testing.T) {
+	c := newTestCluster(t)
+	c.startBootstrapped("n1", "n2", "n3")
+	old := c.waitLeader(30 * time.Second)
+	old.node.NoteLowDisk(true)
+	var lead *testNode
+	waitFor(t, 30*time.Second, "another leader", func() bool {
+		lead = c.leader()
+		return lead != nil && lead.id != old.id
+	})
+	for _, n := range c.running() {
+		n.node.NoteLowDisk(true)
+	}
+	waitFor(t, 30*time.Second, "every agent's low disk gossiped", func() bool {
+		for _, n := range c.running() {
+			for id, m := range n.node.gossip.snapshot() {
+				if id != n.id && !m.Meta.LowDisk {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	for _, n := range c.running() {
+		if s, ok := n.node.transferTarget(); ok {
+			t.Fatalf("%s would hand leadership to %s, whose disk is low too", n.id, s.ID)
+		}
+	}
+	for _, n := range c.running() {
+		n.node.NoteLowDisk(false)
+	}
+	if _, err := propose(t, c.waitLeader(30*time.Second), &fsm.CreateTopic{Name: "after", Partitions: 1, Leaders: []string{lead.id}}); err != nil {
+		t.Fatalf("commit after the disks recovered: %v", err)
 	}
 }

@@ -43,11 +43,12 @@ type stallState struct {
 	halted  bool
 	haltCh  chan struct{}
 	kick    chan struct{}
+	notify  chan struct{} // signalled on the first failed attempt of a stall
 }
 
 func newStallState() *stallState {
 	return &stallState{policy: StallPolicy{Min: 10 * time.Millisecond, Max: time.Second, Logger: slog.New(slog.DiscardHandler)},
-		haltCh: make(chan struct{}), kick: make(chan struct{}, 1)}
+		haltCh: make(chan struct{}), kick: make(chan struct{}, 1), notify: make(chan struct{}, 1)}
 }
 
 // SetStallPolicy replaces the retry policy. Call before Raft starts.
@@ -75,6 +76,11 @@ func (f *FSM) Stalled() (StallStatus, bool) {
 	}
 	return *f.stall.current, true
 }
+
+// StallNotify is signalled (capacity 1, never blocking Apply) when Apply
+// starts waiting for local storage, at its first failed attempt, so a
+// watcher can react at once instead of polling Stalled.
+func (f *FSM) StallNotify() <-chan struct{} { return f.stall.notify }
 
 // RetryNow makes a waiting Apply retry at once (e.g. when disk space was
 // freed) instead of at the end of its backoff.
@@ -114,6 +120,10 @@ func (f *FSM) waitRetry(index uint64, attempt int, err error) bool {
 	p := st.policy
 	st.mu.Unlock()
 	if attempt == 1 {
+		select {
+		case st.notify <- struct{}{}:
+		default:
+		}
 		p.Logger.Error("cannot store a committed batch locally; applying stops and retries until it succeeds (free disk space)",
 			"index", index, "err", err)
 	}

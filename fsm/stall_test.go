@@ -85,6 +85,11 @@ func TestApplyStallsOnFullSinkAndRetriesTheSameEntry(t *testing.T) {
 		return ok && st.Index == 2 && st.Attempts >= 3 && errors.Is(st.Err, syscall.ENOSPC)
 	})
 	select {
+	case <-f.StallNotify(): // signalled once, at the first failed attempt
+	default:
+		t.Fatal("the stall was not signalled on StallNotify")
+	}
+	select {
 	case <-changed: // the topic created before the stall is announced
 	case <-time.After(10 * time.Second):
 		t.Fatal("metadata change before the stall was not notified")

@@ -13,8 +13,8 @@ import (
 )
 
 // startDiskGuard watches free space under DATA_DIR and WAL_DIR: below
-// MIN_FREE_DISK_BYTES produce is refused, /ready says why and the Raft log
-// is compacted; an FSM stalled on local storage also refuses produce.
+// MIN_FREE_DISK_BYTES produce is refused, /ready says why, Raft leadership
+// is handed to an agent with space and the Raft log is compacted; an FSM stalled on local storage also refuses produce.
 func (a *agent) startDiskGuard(ctx context.Context) {
 	c := a.cfg
 	dirs := []string{c.DataDir}
@@ -28,6 +28,7 @@ func (a *agent) startDiskGuard(ctx context.Context) {
 			if !low {
 				a.fsm.RetryNow() // a stalled apply need not wait out its backoff
 			}
+			a.node.NoteLowDisk(low) // hand Raft leadership away while low
 			a.reclaim.set(low)
 		},
 	}, a.registry)
