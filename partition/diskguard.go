@@ -40,12 +40,11 @@ type DiskGuardConfig struct {
 // refuses produce below the floor, so a filling disk turns into clean
 // "retry later" answers long before a write fails with ENOSPC.
 type DiskGuard struct {
-	cfg    DiskGuardConfig
-	log    *slog.Logger
-	free   prometheus.Gauge
-	lowG   prometheus.Gauge
-	cancel context.CancelFunc
-	done   chan struct{}
+	cfg  DiskGuardConfig
+	log  *slog.Logger
+	free prometheus.Gauge
+	lowG prometheus.Gauge
+	loop periodic
 
 	mu       sync.Mutex
 	low      bool
@@ -83,30 +82,13 @@ func NewDiskGuard(cfg DiskGuardConfig, reg prometheus.Registerer) *DiskGuard {
 
 // Start measures once, then every Interval until ctx ends or Close.
 func (g *DiskGuard) Start(ctx context.Context) {
-	ctx, g.cancel = context.WithCancel(ctx)
-	g.done = make(chan struct{})
 	g.Check()
-	go func() {
-		defer close(g.done)
-		t := time.NewTicker(g.cfg.Interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				g.Check()
-			}
-		}
-	}()
+	g.loop.start(ctx, g.cfg.Interval, func(context.Context) { g.Check() })
 }
 
 // Close stops measuring; it is idempotent.
 func (g *DiskGuard) Close() {
-	if g.cancel != nil {
-		g.cancel()
-		<-g.done
-	}
+	g.loop.close()
 }
 
 // Check measures now and updates the state (and runs OnChange on a flip).

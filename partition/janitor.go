@@ -63,8 +63,7 @@ type Janitor struct {
 	log      *slog.Logger
 	errs     func(string)
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	loop periodic
 }
 
 // NewJanitor returns a Janitor; Start runs it.
@@ -87,32 +86,17 @@ func NewJanitor(cfg JanitorConfig, meta Metadata, segs SegmentStore, proposer Pr
 
 // Start runs rounds every Interval until Close.
 func (j *Janitor) Start(ctx context.Context) {
-	ctx, j.cancel = context.WithCancel(ctx)
-	j.done = make(chan struct{})
-	go func() {
-		defer close(j.done)
-		t := time.NewTicker(j.cfg.Interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			if err := j.RunOnce(ctx); err != nil && ctx.Err() == nil {
-				j.errs("janitor")
-				j.log.Warn("janitor round failed; retrying next round", "err", err)
-			}
+	j.loop.start(ctx, j.cfg.Interval, func(ctx context.Context) {
+		if err := j.RunOnce(ctx); err != nil && ctx.Err() == nil {
+			j.errs("janitor")
+			j.log.Warn("janitor round failed; retrying next round", "err", err)
 		}
-	}()
+	})
 }
 
 // Close stops the loop.
 func (j *Janitor) Close() {
-	if j.cancel != nil {
-		j.cancel()
-		<-j.done
-	}
+	j.loop.close()
 }
 
 // RunOnce runs one round, only on a Raft leader whose barrier applied
