@@ -2,6 +2,8 @@ package grpcapi
 
 import (
 	"context"
+	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -101,4 +103,81 @@ func TestQuotaGRPCThrottlesOneKey(t *testing.T) {
 	if got := testutil.ToFloat64(errs.WithLabelValues(transport.CodeQuotaExceeded)); got != 3 {
 		t.Fatalf("errors_total{kind=quota_exceeded} = %v, want 3", got)
 	}
+}
+
+// TestQuotaSubscribePausesInsteadOfFailing: a Subscribe stream whose key is
+// in debt on its fetch quota is not ended: it waits (counted as
+// throttled) and delivers once the bucket allows reading again.
+func TestQuotaSubscribePausesInsteadOfFailing(t *testing.T) {
+	tokA, a, _ := transport.NewAPIKey("a", transport.ScopeAdmin, nil)
+	var mu sync.Mutex
+	clock := time.Unix(1_700_000_000, 0)
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	var quotas *transport.Quotas
+	e := newEnv(t, func(c *Config) {
+		quotas = transport.NewQuotas(transport.QuotaRates{transport.QuotaFetch: 1000}, c.Registerer, now)
+		quotas.SetKeys([]transport.APIKey{a})
+		c.Auth, c.Quotas = transport.NewAuthenticator([]transport.APIKey{a}, false), quotas
+	})
+	if _, err := e.agent.CreateTopic(context.Background(), "orders", 1, fsm.TopicConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.agent.Produce(context.Background(), "orders", []fsm.ProduceRecord{{Record: fsm.Record{Value: []byte("v")}}}); err != nil {
+		t.Fatal(err)
+	}
+	// One token of debt: the retry time is 1 ms, but the clock stands still,
+	// so the stream stays paused until the test moves it.
+	quotas.Charge(transport.WithPrincipal(context.Background(), &transport.Principal{Key: a}), transport.QuotaFetch, 1001)
+
+	ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(ctxT(t), "authorization", "Bearer "+tokA))
+	defer cancel()
+	stream, err := e.client.Subscribe(ctx, &pb.SubscribeRequest{Topic: "orders", Partition: 0, Offset: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		resp, err := stream.Recv()
+		if err == nil && len(resp.GetRecords()) != 1 {
+			err = errors.New("no record in the first response")
+		}
+		got <- err
+	}()
+	waitFor(t, 10*time.Second, "the stream to be throttled", func() bool {
+		return throttledCount(t, e, "consumer_byte_rate") >= 2
+	})
+	select {
+	case err := <-got:
+		t.Fatalf("the stream answered while its key was in debt: %v", err)
+	default:
+	}
+	mu.Lock()
+	clock = clock.Add(time.Second)
+	mu.Unlock()
+	if err := <-got; err != nil {
+		t.Fatalf("after the debt was repaid: %v", err)
+	}
+}
+
+// throttledCount reads streamhouse_quota_throttled_total{quota} from the
+// env's registry.
+func throttledCount(t *testing.T, e *env, quota string) float64 {
+	t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "streamhouse_quota_throttled_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "quota" && l.GetValue() == quota {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }
