@@ -25,11 +25,15 @@ import (
 // so a hash cannot be brute-forced back into it. Keys come from a file the
 // operator distributes (API_KEYS_FILE), one per line:
 //
-//	name:scope:topics:sha256hex
+//	name:scope:topics:sha256hex[:quotas]
 //
 // scope is read, write or admin (admin ⊇ write ⊇ read); topics is "*" (all
 // topics) or a comma-separated list whose entries may end in "*" (a
-// prefix). See docs/security.md for the operation → scope table.
+// prefix). The optional quotas field overrides the agent's per-key quota
+// defaults for this key: comma-separated name=rate pairs, names from
+// producer_byte_rate, consumer_byte_rate, controller_mutation_rate, rate
+// per second (0 = unlimited). See docs/security.md for the operation →
+// scope table and the quotas.
 
 // Sentinel errors of authentication and authorization. They map to 401
 // unauthenticated / 403 permission_denied on REST and to Unauthenticated /
@@ -85,6 +89,9 @@ type APIKey struct {
 	// a prefix); nil = every topic.
 	Topics []string
 	Hash   [sha256.Size]byte
+	// Quotas overrides the agent's per-key quota defaults (per second,
+	// 0 = unlimited); nil = the defaults.
+	Quotas map[QuotaKind]float64
 }
 
 // AllTopics reports whether the key is not restricted to topics.
@@ -113,7 +120,11 @@ func (k *APIKey) Line() string {
 	if k.Topics != nil {
 		topics = strings.Join(k.Topics, ",")
 	}
-	return k.Name + ":" + k.Scope.String() + ":" + topics + ":" + hex.EncodeToString(k.Hash[:])
+	line := k.Name + ":" + k.Scope.String() + ":" + topics + ":" + hex.EncodeToString(k.Hash[:])
+	if len(k.Quotas) > 0 {
+		line += ":" + formatKeyQuotas(k.Quotas)
+	}
+	return line
 }
 
 // tokenPrefix starts every token StreamHouse generates, so secret scanners
@@ -236,11 +247,11 @@ func ParseAPIKeysLenient(r io.Reader) (keys []APIKey, refused []error, err error
 	return keys, refused, nil
 }
 
-// parseAPIKeyLine parses one name:scope:topics:sha256hex line.
+// parseAPIKeyLine parses one name:scope:topics:sha256hex[:quotas] line.
 func parseAPIKeyLine(line string) (APIKey, error) {
 	parts := strings.Split(line, ":")
-	if len(parts) != 4 {
-		return APIKey{}, fmt.Errorf("expected name:scope:topics:sha256hex (4 fields separated by ':'), got %d fields", len(parts))
+	if len(parts) != 4 && len(parts) != 5 {
+		return APIKey{}, fmt.Errorf("expected name:scope:topics:sha256hex[:quotas] (4 fields, or 5 with the optional quotas field, separated by ':'), got %d fields", len(parts))
 	}
 	scope, err := ParseScope(parts[1])
 	if err != nil {
@@ -255,6 +266,11 @@ func parseAPIKeyLine(line string) (APIKey, error) {
 		return APIKey{}, errors.New("the hash must be 64 hex digits (the SHA-256 of the token; `streamhouse apikey create` prints the line)")
 	}
 	copy(k.Hash[:], h)
+	if len(parts) == 5 {
+		if k.Quotas, err = parseKeyQuotas(parts[4]); err != nil {
+			return APIKey{}, err
+		}
+	}
 	if err := k.validate(); err != nil {
 		return APIKey{}, err
 	}

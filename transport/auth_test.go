@@ -386,6 +386,8 @@ func FuzzParseAPIKeys(f *testing.F) {
 	f.Add("# c\n\nb:write:orders,pay*:" + h)
 	f.Add("a:read::" + h)
 	f.Add(":::")
+	f.Add("q:read:*:" + h + ":producer_byte_rate=1e3,consumer_byte_rate=0\n")
+	f.Add("q:read:*:" + h + ":controller_mutation_rate=0.5:extra")
 	f.Fuzz(func(t *testing.T, in string) {
 		// The lenient parser (reloads) keeps exactly the lines the strict
 		// one would, and refuses the rest; strict succeeds iff none is refused.

@@ -127,7 +127,13 @@ func (s *HTTPServer) handleConsume(w http.ResponseWriter, r *http.Request) error
 	defer cancel()
 	defer context.AfterFunc(s.stopping, cancel)()
 
+	// The bytes returned are charged after the read: an over-quota key's
+	// next fetch is throttled (docs/security.md, "Resource limits").
+	if err := s.cfg.Quotas.Take(r.Context(), QuotaFetch, 0); err != nil {
+		return err
+	}
 	res, err := s.fetch.Fetch(ctx, req)
+	defer func() { s.cfg.Quotas.Charge(r.Context(), QuotaFetch, FetchedBytes(res.Records)) }()
 	var oor *fsm.OffsetOutOfRangeError
 	if err != nil && (offset == "" || offset == offsetEarliest) && errors.As(err, &oor) && oor.LowWatermark > req.Offset {
 		// Retention moved the low watermark between resolving "earliest"

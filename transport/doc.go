@@ -59,6 +59,10 @@
 // the keys file; an Authenticator checks tokens in constant time and
 // scopes/topics (Authorize). HTTPConfig.Auth enforces them on every route
 // but the probes; errors are 401 unauthenticated / 403 permission_denied.
+// quota.go: per-key quotas (Kafka's producer_byte_rate, consumer_byte_rate,
+// controller_mutation_rate): a token bucket per key in force and quota,
+// charged by the REST and gRPC handlers after authorization and before the
+// work (a fetch: after it, throttling the next); 429 quota_exceeded.
 //
 // # Metrics
 //

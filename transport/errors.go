@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/streamhouse/streamhouse/fsm"
@@ -19,6 +21,7 @@ const (
 	CodeMethodNotAllowed = "method_not_allowed"  // 405
 	CodeTopicExists      = "topic_exists"        // 409
 	CodeLimitExceeded    = "limit_exceeded"      // 409: MAX_TOPICS or MAX_PARTITIONS reached; nothing was created
+	CodeQuotaExceeded    = "quota_exceeded"      // 429: the API key is over a per-key quota; nothing was done, retry after Retry-After
 	CodeRecordTooLarge   = "record_too_large"    // 413: a record exceeds the agent's record limit
 	CodeRequestTooLarge  = "request_too_large"   // 413: the request body exceeds the body limit
 	CodeOffsetOutOfRange = "offset_out_of_range" // 416
@@ -41,6 +44,8 @@ type apiError struct {
 	code       string
 	msg        string
 	retryAfter bool
+	// retryAfterSecs overrides the Retry-After value (default 1).
+	retryAfterSecs int
 	// authenticate is the WWW-Authenticate value of 401/403 answers.
 	authenticate string
 	// low and high are set for offset_out_of_range when the range is known.
@@ -73,7 +78,11 @@ func classify(op opKind, err error) *apiError {
 		return ae
 	}
 	var oor *fsm.OffsetOutOfRangeError
+	var qe *QuotaError
 	switch {
+	case errors.As(err, &qe):
+		return &apiError{status: http.StatusTooManyRequests, code: CodeQuotaExceeded, msg: err.Error(),
+			retryAfter: true, retryAfterSecs: int(math.Ceil(qe.RetryAfter.Seconds()))}
 	case errors.Is(err, ErrUnauthenticated):
 		return unauthenticated(err)
 	case errors.Is(err, ErrPermissionDenied), errors.Is(err, fsm.ErrProducerNotOwned):
@@ -184,7 +193,7 @@ func (s *HTTPServer) writeError(w http.ResponseWriter, ae *apiError) {
 		s.errors.WithLabelValues(ae.code).Inc()
 	}
 	if ae.retryAfter {
-		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, ae.retryAfterSecs)))
 	}
 	if ae.authenticate != "" {
 		w.Header().Set("WWW-Authenticate", ae.authenticate)

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/streamhouse/streamhouse/fsm"
 )
@@ -29,6 +30,7 @@ func TestErrorMapping(t *testing.T) {
 		{"partition invalid", fsm.ErrPartitionInvalid, false, 404, CodeNotFound, "partition", false},
 		{"topic exists", fsm.ErrTopicExists, true, 409, CodeTopicExists, "exists", false},
 		{"limit exceeded", fmt.Errorf("%w: the limit (MAX_TOPICS) is 2", fsm.ErrLimitExceeded), true, 409, CodeLimitExceeded, "MAX_TOPICS", false},
+		{"quota exceeded", fmt.Errorf("produce: %w", &QuotaError{Key: "k", Quota: QuotaProduce, Rate: 10, RetryAfter: 900 * time.Millisecond}), true, 429, CodeQuotaExceeded, "producer_byte_rate", true},
 		{"record too large", fmt.Errorf("%w: record 0 is 9 bytes, the limit is 5", fsm.ErrRecordTooLarge), true, 413, CodeRecordTooLarge, "limit is 5", false},
 		{"offset out of range", fmt.Errorf("read: %w", oor), false, 416, CodeOffsetOutOfRange, "10", false},
 		{"unavailable write", fmt.Errorf("%w: %w: partition 0 is led by n2", fsm.ErrUnavailable, fsm.ErrNotLeader), true, 503, CodeUnavailable, "NOT applied", true},

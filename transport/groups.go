@@ -120,6 +120,9 @@ func (s *HTTPServer) handleDeleteGroup(w http.ResponseWriter, r *http.Request) e
 	if err := AuthorizeGroup(r.Context(), s.cfg.Auth, g, r.PathValue("group"), ScopeWrite); err != nil {
 		return err
 	}
+	if err := s.cfg.Quotas.Take(r.Context(), QuotaMutations, 1); err != nil {
+		return err
+	}
 	if err := g.DeleteGroup(r.Context(), r.PathValue("group")); err != nil {
 		return err
 	}

@@ -60,6 +60,9 @@ type HTTPConfig struct {
 	// every route but /health, /live, /ready and (unless the Authenticator
 	// protects it) /metrics; nil = no authentication.
 	Auth *Authenticator
+	// Quotas, when non-nil, throttles each API key per its quotas (429
+	// quota_exceeded); requests without a key are never throttled.
+	Quotas *Quotas
 	// Logger receives the server's logs (component=rest); nil discards.
 	Logger *slog.Logger
 }

@@ -160,8 +160,12 @@ func (s *HTTPServer) handleProduceBatch(w http.ResponseWriter, r *http.Request) 
 	return nil
 }
 
-// produce calls the Producer and checks it answered once per record.
+// produce charges the key's produce quota, calls the Producer and checks
+// it answered once per record.
 func (s *HTTPServer) produce(r *http.Request, topic string, recs []fsm.ProduceRecord) ([]fsm.RecordOffset, error) {
+	if err := s.cfg.Quotas.Take(r.Context(), QuotaProduce, ProduceBytes(recs)); err != nil {
+		return nil, err
+	}
 	offs, err := s.prod.Produce(r.Context(), topic, recs)
 	if err != nil {
 		return nil, err

@@ -148,6 +148,9 @@ func (s *HTTPServer) handleCreateTopic(w http.ResponseWriter, r *http.Request) e
 				cfgCompression, cfgRetentionMs, cfgRetentionBytes)
 		}
 	}
+	if err := s.cfg.Quotas.Take(r.Context(), QuotaMutations, int64(max(partitions, 1))); err != nil {
+		return err
+	}
 	t, err := s.topics.CreateTopic(r.Context(), *req.Name, partitions, cfg)
 	if err != nil {
 		return err
@@ -208,6 +211,9 @@ func (s *HTTPServer) handleGetTopic(w http.ResponseWriter, r *http.Request) erro
 
 func (s *HTTPServer) handleDeleteTopic(w http.ResponseWriter, r *http.Request) error {
 	if err := s.authorize(r, ScopeAdmin, r.PathValue("name")); err != nil {
+		return err
+	}
+	if err := s.cfg.Quotas.Take(r.Context(), QuotaMutations, TopicMutations(s.topics, r.PathValue("name"))); err != nil {
 		return err
 	}
 	if err := s.topics.DeleteTopic(r.Context(), r.PathValue("name")); err != nil {

@@ -328,11 +328,12 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	// Registered without a keys file too (at 0), so dashboards and alerts
 	// see the series from the start.
 	keyMetrics := newAPIKeyMetrics(a.registry)
+	quotas := a.startQuotas()
 	if a.sec.auth != nil {
 		a.keysDone = make(chan struct{})
 		go func() {
 			defer close(a.keysDone)
-			watchAPIKeys(bg, c.APIKeysFile, a.sec.auth, apiKeysCheckInterval, keyMetrics, log)
+			watchAPIKeys(bg, c.APIKeysFile, a.sec.auth, quotas, apiKeysCheckInterval, keyMetrics, log)
 		}()
 	}
 
@@ -340,11 +341,12 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 		Addr: net.JoinHostPort(c.BindAddr, strconv.Itoa(c.HTTPPort)), MaxRecordBytes: c.MaxRecordBytes,
 		Gatherer: a.registry, Registerer: a.registry, Errors: errorsTotal, Logger: log,
 		Cluster: a.node, Groups: groups, TLSConfig: a.sec.publicTLS, Auth: a.sec.auth,
+		Quotas: quotas,
 	}, admin, a.producer, fetcher, a.ready)
 	if err := a.http.Start(ctx); err != nil {
 		return nil, fmt.Errorf("HTTP_PORT %d: %w", c.HTTPPort, err)
 	}
-	if err := a.startGRPC(admin, fetcher, groups, errorsTotal); err != nil {
+	if err := a.startGRPC(admin, fetcher, groups, quotas); err != nil {
 		return nil, err
 	}
 	if err := a.startPprof(); err != nil {
@@ -354,6 +356,22 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 		"tls", a.sec.publicTLS != nil, "peer_mtls", a.sec.peerTLS != nil, "cluster_secret", a.sec.secret != nil,
 		"gossip_encrypted", a.sec.gossipKey != nil, "api_keys", a.sec.auth != nil)
 	return a, nil
+}
+
+// startQuotas builds the per-key quotas (KEY_*_PER_SEC defaults, overridden
+// per key in API_KEYS_FILE) over the keys in force. Their metric is
+// registered even without keys (at 0); without keys nothing is throttled.
+func (a *agent) startQuotas() *transport.Quotas {
+	rates := a.cfg.quotaRates()
+	q := transport.NewQuotas(rates, a.registry, nil)
+	if a.sec.auth == nil {
+		if rates != (transport.QuotaRates{}) {
+			a.log.Warn("KEY_*_PER_SEC quotas are set but API_KEYS_FILE is not: quotas apply per API key, so nothing is throttled")
+		}
+		return q
+	}
+	q.SetKeys(a.sec.auth.Keys())
+	return q
 }
 
 // startPprof serves net/http/pprof on PPROF_ADDR when set (validate keeps
@@ -379,7 +397,7 @@ func (a *agent) startPprof() error {
 }
 
 // startGRPC serves the public gRPC API on GRPC_PORT.
-func (a *agent) startGRPC(admin *partition.Admin, fetcher *partition.Fetcher, groups *partition.Groups, _ *prometheus.CounterVec) error {
+func (a *agent) startGRPC(admin *partition.Admin, fetcher *partition.Fetcher, groups *partition.Groups, quotas *transport.Quotas) error {
 	c := a.cfg
 	ln, err := net.Listen("tcp", net.JoinHostPort(c.BindAddr, strconv.Itoa(c.GRPCPort)))
 	if err != nil {
@@ -394,7 +412,7 @@ func (a *agent) startGRPC(admin *partition.Admin, fetcher *partition.Fetcher, gr
 	a.grpc = grpcapi.NewServer(grpcapi.Config{
 		Topics: admin, Producer: a.producer, Idempotent: a.producer, Fetcher: fetcher, Groups: groups,
 		Cluster: a.node, Readiness: a.ready, Logger: a.log, Registerer: a.registry, MaxRecordBytes: c.MaxRecordBytes,
-		Stopping: a.grpcStopping, Auth: a.sec.auth, MaxConcurrentStreams: c.GRPCMaxStreams,
+		Stopping: a.grpcStopping, Auth: a.sec.auth, Quotas: quotas, MaxConcurrentStreams: c.GRPCMaxStreams,
 	}, opts...)
 	go func() { _ = a.grpc.Serve(ln) }()
 	return nil

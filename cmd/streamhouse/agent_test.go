@@ -259,6 +259,8 @@ func TestInvalidConfigNamesTheVariable(t *testing.T) {
 		"S3_ENDPOINT":                 {"S3_ENDPOINT=not a url", "S3_BUCKET=b"},
 		"AWS_SECRET_ACCESS_KEY":       {"AWS_ACCESS_KEY_ID=x"},
 		"GRPC_MAX_CONCURRENT_STREAMS": {"GRPC_MAX_CONCURRENT_STREAMS=0"},
+		"KEY_PRODUCE_BYTES_PER_SEC":   {"KEY_PRODUCE_BYTES_PER_SEC=-1"},
+		"KEY_MUTATIONS_PER_SEC":       {"KEY_MUTATIONS_PER_SEC=NaN"},
 	}
 	for name, env := range cases {
 		cmd := exec.Command(agentBinary(t), "agent")

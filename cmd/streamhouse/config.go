@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
+
+	"github.com/streamhouse/streamhouse/transport"
 )
 
 // agentCmd is the agent's configuration: every setting is a flag with an
@@ -64,27 +66,30 @@ type agentCmd struct {
 	RetentionCheckMs int    `name:"retention-check-ms" env:"RETENTION_CHECK_MS" default:"30000" help:"How often the Raft leader applies retention and deletes released objects (ms)."`
 	OrphanGraceMs    int64  `name:"orphan-grace-ms" env:"ORPHAN_GRACE_MS" default:"3600000" help:"How long (cluster time) an uploaded segment object may wait for its commit; later the commit is refused, the records are flushed again, and the unreferenced object is garbage-collected (ms)."`
 
-	DatabaseURL          string `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL URL for metadata checkpoints and DR restore (unset: checkpoints disabled)."`
-	CheckpointIntervalMs int    `name:"checkpoint-interval-ms" env:"CHECKPOINT_INTERVAL_MS" default:"5000" help:"How often the Raft leader checkpoints metadata to Postgres (ms)."`
-	RestoreOffsetGap     int64  `name:"restore-offset-gap" env:"RESTORE_OFFSET_GAP" default:"1000000" help:"DR restore: offsets skipped per partition after the highest evidenced one, so records acknowledged after the last checkpoint never share an offset with new ones."`
-	RestoreFromPostgres  bool   `name:"restore-from-postgres" env:"RESTORE_FROM_POSTGRES" default:"false" negatable:"" help:"Disaster recovery: when DATA_DIR holds no Raft state, restore the cluster from the latest Postgres checkpoint and the bucket before starting."`
-	TLSCertPath          string `name:"tls-cert-path" env:"TLS_CERT_PATH" help:"PEM certificate (chain) of this agent; with TLS_KEY_PATH it turns on TLS on the REST and gRPC listeners. Re-read when the file changes."`
-	TLSKeyPath           string `name:"tls-key-path" env:"TLS_KEY_PATH" help:"PEM private key of TLS_CERT_PATH."`
-	TLSCAPath            string `name:"tls-ca-path" env:"TLS_CA_PATH" help:"PEM certificate of the cluster's own CA: turns on mutual TLS on the peer port (Raft and agent RPC); every agent presents its certificate and accepts only peers whose certificate this CA signed."`
-	PeerTLSCertPath      string `name:"peer-tls-cert-path" env:"PEER_TLS_CERT_PATH" help:"Certificate presented on the peer port when it differs from TLS_CERT_PATH (e.g. a public certificate outside, a cluster-CA one inside); must be signed by TLS_CA_PATH."`
-	PeerTLSKeyPath       string `name:"peer-tls-key-path" env:"PEER_TLS_KEY_PATH" help:"Private key of PEER_TLS_CERT_PATH."`
-	ClusterSecret        string `name:"cluster-secret" env:"CLUSTER_SECRET" help:"Shared secret every agent must prove on the peer port (challenge-response, never sent); at least 16 bytes, e.g. openssl rand -base64 32. Prefer CLUSTER_SECRET_FILE or the environment variable: a flag is visible in ps."`
-	ClusterSecretFile    string `name:"cluster-secret-file" env:"CLUSTER_SECRET_FILE" help:"File holding CLUSTER_SECRET (one trailing newline is ignored)."`
-	GossipKey            string `name:"gossip-key" env:"GOSSIP_KEY" help:"Base64 key of 16, 24 or 32 bytes that encrypts and authenticates gossip (openssl rand -base64 32); every agent needs the same key. Prefer GOSSIP_KEY_FILE or the environment variable."`
-	GossipKeyFile        string `name:"gossip-key-file" env:"GOSSIP_KEY_FILE" help:"File holding GOSSIP_KEY."`
-	APIKeysFile          string `name:"api-keys-file" env:"API_KEYS_FILE" help:"File of API keys (name:scope:topics:sha256hex per line; streamhouse apikey create prints one). Set: every REST and gRPC call but /health, /live, /ready (and /metrics) needs Authorization: Bearer <token>. Re-read when it changes."`
-	MetricsPartitions    bool   `name:"metrics-partition-series" env:"METRICS_PARTITION_SERIES" default:"false" negatable:"" help:"Also export per-partition watermark and consumer-group series on /metrics (one series per partition and group: large with many partitions). Default: per-topic aggregates only."`
-	MetricsAuth          bool   `name:"metrics-auth" env:"METRICS_AUTH" default:"false" negatable:"" help:"GET /metrics needs an API key with read scope (default: open)."`
-	CheckConfig          bool   `name:"check-config" help:"Check the configuration and what it points to (TLS files, API keys, Postgres, the object store, free ports), print a checklist and exit: 0 when everything is OK, 1 otherwise."`
-	PprofAddr            string `name:"pprof-addr" env:"PPROF_ADDR" help:"Serve Go profiling endpoints (/debug/pprof/, unauthenticated) on this host:port (unset: off); a loopback address unless PPROF_ALLOW_REMOTE=true."`
-	PprofAllowRemote     bool   `name:"pprof-allow-remote" env:"PPROF_ALLOW_REMOTE" default:"false" negatable:"" help:"Allow PPROF_ADDR on a non-loopback address (anyone who reaches it can profile the agent and read its memory profile)."`
-	LogLevel             string `name:"log-level" env:"LOG_LEVEL,RUST_LOG" default:"info" help:"debug, info, warn or error (RUST_LOG-style 'streamhouse=debug' accepted)."`
-	LogFormat            string `name:"log-format" env:"LOG_FORMAT" default:"text" enum:"text,json" help:"Log format: text or json."`
+	DatabaseURL           string  `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL URL for metadata checkpoints and DR restore (unset: checkpoints disabled)."`
+	CheckpointIntervalMs  int     `name:"checkpoint-interval-ms" env:"CHECKPOINT_INTERVAL_MS" default:"5000" help:"How often the Raft leader checkpoints metadata to Postgres (ms)."`
+	RestoreOffsetGap      int64   `name:"restore-offset-gap" env:"RESTORE_OFFSET_GAP" default:"1000000" help:"DR restore: offsets skipped per partition after the highest evidenced one, so records acknowledged after the last checkpoint never share an offset with new ones."`
+	RestoreFromPostgres   bool    `name:"restore-from-postgres" env:"RESTORE_FROM_POSTGRES" default:"false" negatable:"" help:"Disaster recovery: when DATA_DIR holds no Raft state, restore the cluster from the latest Postgres checkpoint and the bucket before starting."`
+	TLSCertPath           string  `name:"tls-cert-path" env:"TLS_CERT_PATH" help:"PEM certificate (chain) of this agent; with TLS_KEY_PATH it turns on TLS on the REST and gRPC listeners. Re-read when the file changes."`
+	TLSKeyPath            string  `name:"tls-key-path" env:"TLS_KEY_PATH" help:"PEM private key of TLS_CERT_PATH."`
+	TLSCAPath             string  `name:"tls-ca-path" env:"TLS_CA_PATH" help:"PEM certificate of the cluster's own CA: turns on mutual TLS on the peer port (Raft and agent RPC); every agent presents its certificate and accepts only peers whose certificate this CA signed."`
+	PeerTLSCertPath       string  `name:"peer-tls-cert-path" env:"PEER_TLS_CERT_PATH" help:"Certificate presented on the peer port when it differs from TLS_CERT_PATH (e.g. a public certificate outside, a cluster-CA one inside); must be signed by TLS_CA_PATH."`
+	PeerTLSKeyPath        string  `name:"peer-tls-key-path" env:"PEER_TLS_KEY_PATH" help:"Private key of PEER_TLS_CERT_PATH."`
+	ClusterSecret         string  `name:"cluster-secret" env:"CLUSTER_SECRET" help:"Shared secret every agent must prove on the peer port (challenge-response, never sent); at least 16 bytes, e.g. openssl rand -base64 32. Prefer CLUSTER_SECRET_FILE or the environment variable: a flag is visible in ps."`
+	ClusterSecretFile     string  `name:"cluster-secret-file" env:"CLUSTER_SECRET_FILE" help:"File holding CLUSTER_SECRET (one trailing newline is ignored)."`
+	GossipKey             string  `name:"gossip-key" env:"GOSSIP_KEY" help:"Base64 key of 16, 24 or 32 bytes that encrypts and authenticates gossip (openssl rand -base64 32); every agent needs the same key. Prefer GOSSIP_KEY_FILE or the environment variable."`
+	GossipKeyFile         string  `name:"gossip-key-file" env:"GOSSIP_KEY_FILE" help:"File holding GOSSIP_KEY."`
+	APIKeysFile           string  `name:"api-keys-file" env:"API_KEYS_FILE" help:"File of API keys (name:scope:topics:sha256hex[:quotas] per line; streamhouse apikey create prints one). Set: every REST and gRPC call but /health, /live, /ready (and /metrics) needs Authorization: Bearer <token>. Re-read when it changes."`
+	MetricsPartitions     bool    `name:"metrics-partition-series" env:"METRICS_PARTITION_SERIES" default:"false" negatable:"" help:"Also export per-partition watermark and consumer-group series on /metrics (one series per partition and group: large with many partitions). Default: per-topic aggregates only."`
+	KeyProduceBytesPerSec float64 `name:"key-produce-bytes-per-sec" env:"KEY_PRODUCE_BYTES_PER_SEC" default:"0" help:"Per API key, on each agent: record bytes produced per second (Kafka producer_byte_rate); over it: 429 quota_exceeded / RESOURCE_EXHAUSTED. 0 = unlimited. A key's line in API_KEYS_FILE may override it."`
+	KeyFetchBytesPerSec   float64 `name:"key-fetch-bytes-per-sec" env:"KEY_FETCH_BYTES_PER_SEC" default:"0" help:"Per API key, on each agent: record bytes fetched per second (Kafka consumer_byte_rate), charged after each read so the next one is throttled. 0 = unlimited."`
+	KeyMutationsPerSec    float64 `name:"key-mutations-per-sec" env:"KEY_MUTATIONS_PER_SEC" default:"0" help:"Per API key, on each agent: partitions created or deleted plus consumer groups deleted per second (Kafka controller_mutation_rate). 0 = unlimited."`
+	MetricsAuth           bool    `name:"metrics-auth" env:"METRICS_AUTH" default:"false" negatable:"" help:"GET /metrics needs an API key with read scope (default: open)."`
+	CheckConfig           bool    `name:"check-config" help:"Check the configuration and what it points to (TLS files, API keys, Postgres, the object store, free ports), print a checklist and exit: 0 when everything is OK, 1 otherwise."`
+	PprofAddr             string  `name:"pprof-addr" env:"PPROF_ADDR" help:"Serve Go profiling endpoints (/debug/pprof/, unauthenticated) on this host:port (unset: off); a loopback address unless PPROF_ALLOW_REMOTE=true."`
+	PprofAllowRemote      bool    `name:"pprof-allow-remote" env:"PPROF_ALLOW_REMOTE" default:"false" negatable:"" help:"Allow PPROF_ADDR on a non-loopback address (anyone who reaches it can profile the agent and read its memory profile)."`
+	LogLevel              string  `name:"log-level" env:"LOG_LEVEL,RUST_LOG" default:"info" help:"debug, info, warn or error (RUST_LOG-style 'streamhouse=debug' accepted)."`
+	LogFormat             string  `name:"log-format" env:"LOG_FORMAT" default:"text" enum:"text,json" help:"Log format: text or json."`
 
 	// DR restore safety (restore.go).
 	RestoreAllowUnreadable bool `name:"allow-unreadable" env:"RESTORE_ALLOW_UNREADABLE" default:"false" negatable:"" help:"DR restore: restore even if some segment objects stay unreadable after retries (their offsets become gaps; the objects are kept). Without it such a restore fails and names them."`
@@ -182,6 +187,11 @@ func (c *agentCmd) checkValues() error {
 		positive("CHECKPOINT_INTERVAL_MS", int64(c.CheckpointIntervalMs)),
 		nonNeg("RESTORE_OFFSET_GAP", c.RestoreOffsetGap),
 		nonNeg("RESTORE_READ_RETRY_MS", int64(c.RestoreReadRetryMs)),
+	}
+	for i, v := range c.quotaRates() {
+		if err := transport.ValidateQuotaRate(v); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", quotaEnv[i], err))
+		}
 	}
 	if c.MaxUnflushedRecs > 0 && c.MaxUnflushedRecs < int64(c.BatchSize) {
 		errs = append(errs, fmt.Errorf("MAX_UNFLUSHED_RECORDS=%d is below BATCH_SIZE=%d: a full batch could never be written", c.MaxUnflushedRecs, c.BatchSize))
@@ -310,4 +320,17 @@ func (c *agentCmd) logger() *slog.Logger {
 		h = slog.NewJSONHandler(os.Stderr, opts)
 	}
 	return slog.New(h).With("node", c.NodeID)
+}
+
+// quotaEnv names the setting of each per-key quota default.
+var quotaEnv = [...]string{transport.QuotaProduce: "KEY_PRODUCE_BYTES_PER_SEC",
+	transport.QuotaFetch: "KEY_FETCH_BYTES_PER_SEC", transport.QuotaMutations: "KEY_MUTATIONS_PER_SEC"}
+
+// quotaRates are the per-key quota defaults (0 = unlimited).
+func (c *agentCmd) quotaRates() transport.QuotaRates {
+	var r transport.QuotaRates
+	r[transport.QuotaProduce] = c.KeyProduceBytesPerSec
+	r[transport.QuotaFetch] = c.KeyFetchBytesPerSec
+	r[transport.QuotaMutations] = c.KeyMutationsPerSec
+	return r
 }

@@ -68,7 +68,7 @@ func TestAPIKeysReloadFailsClosed(t *testing.T) {
 	m := newAPIKeyMetrics(reg)
 	go func() {
 		defer close(done)
-		watchAPIKeys(ctx, path, auth, 10*time.Millisecond, m, slog.New(slog.DiscardHandler))
+		watchAPIKeys(ctx, path, auth, nil, 10*time.Millisecond, m, slog.New(slog.DiscardHandler))
 	}()
 	defer func() { cancel(); <-done }()
 	accepted := func(tok string) bool { _, err := auth.Authenticate(tok); return err == nil }

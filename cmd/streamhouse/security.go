@@ -258,16 +258,18 @@ func newAPIKeyMetrics(reg prometheus.Registerer) *apiKeyMetrics {
 // valid lines replace the keys in force (so a revocation in the same edit
 // applies), every refused line is logged at ERROR and counted, and a file
 // that cannot be read (deleted, unreadable) leaves no key in force.
-func reloadAPIKeys(path string, auth *transport.Authenticator, m *apiKeyMetrics, log *slog.Logger) {
+func reloadAPIKeys(path string, auth *transport.Authenticator, quotas *transport.Quotas, m *apiKeyMetrics, log *slog.Logger) {
 	keys, refused, err := transport.LoadAPIKeysFileLenient(path)
 	if err != nil {
 		auth.SetKeys(nil)
+		quotas.SetKeys(nil)
 		m.keys.Set(0)
 		m.problems.Set(1)
 		log.Error("API_KEYS_FILE cannot be read; every API request is refused until it is restored", "file", path, "err", err)
 		return
 	}
 	auth.SetKeys(keys)
+	quotas.SetKeys(keys) // buckets of revoked keys are dropped
 	m.keys.Set(float64(len(keys)))
 	m.problems.Set(float64(len(refused)))
 	for _, e := range refused {
@@ -279,7 +281,7 @@ func reloadAPIKeys(path string, auth *transport.Authenticator, m *apiKeyMetrics,
 // watchAPIKeys re-reads API_KEYS_FILE when it changes (checked every
 // `every`), so keys can be added and revoked without a restart; see
 // reloadAPIKeys for how it treats a broken or deleted file.
-func watchAPIKeys(ctx context.Context, path string, auth *transport.Authenticator, every time.Duration, m *apiKeyMetrics, log *slog.Logger) {
+func watchAPIKeys(ctx context.Context, path string, auth *transport.Authenticator, quotas *transport.Quotas, every time.Duration, m *apiKeyMetrics, log *slog.Logger) {
 	stamp := func() (time.Time, int64) {
 		fi, err := os.Stat(path)
 		if err != nil {
@@ -304,6 +306,6 @@ func watchAPIKeys(ctx context.Context, path string, auth *transport.Authenticato
 			continue
 		}
 		mod, size = m2, sz
-		reloadAPIKeys(path, auth, m, log)
+		reloadAPIKeys(path, auth, quotas, m, log)
 	}
 }

@@ -62,6 +62,7 @@ type apiError struct {
 //     later"), which gRPC clients retry, rather than RESOURCE_EXHAUSTED.
 func classify(op opKind, err error) apiError {
 	var oor *fsm.OffsetOutOfRangeError
+	var qe *transport.QuotaError
 	if err == nil {
 		return apiError{code: codes.OK}
 	}
@@ -70,6 +71,8 @@ func classify(op opKind, err error) apiError {
 		return apiError{code: st.Code(), kind: kindForCode(op, st.Code()), msg: st.Message()}
 	}
 	switch {
+	case errors.As(err, &qe):
+		return apiError{code: codes.ResourceExhausted, kind: transport.CodeQuotaExceeded, msg: err.Error()}
 	case errors.Is(err, transport.ErrUnauthenticated):
 		return apiError{code: codes.Unauthenticated, kind: transport.CodeUnauthenticated, msg: err.Error()}
 	case errors.Is(err, transport.ErrPermissionDenied), errors.Is(err, fsm.ErrProducerNotOwned):

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -37,6 +38,7 @@ func TestClassify(t *testing.T) {
 		{"partition invalid", opRead, wrap(fsm.ErrPartitionInvalid), codes.NotFound, transport.CodeNotFound, "partition", "", false},
 		{"topic exists", opWrite, wrap(fsm.ErrTopicExists), codes.AlreadyExists, transport.CodeTopicExists, "", "", false},
 		{"limit exceeded", opWrite, wrap(fsm.ErrLimitExceeded), codes.ResourceExhausted, transport.CodeLimitExceeded, "cluster limit", "", false},
+		{"quota exceeded", opWrite, fmt.Errorf("produce: %w", &transport.QuotaError{Key: "k", Quota: transport.QuotaMutations, Rate: 1, RetryAfter: time.Second}), codes.ResourceExhausted, transport.CodeQuotaExceeded, "controller_mutation_rate", "", false},
 		{"offset out of range with range", opRead, fmt.Errorf("fetch: %w", oor), codes.OutOfRange, transport.CodeOffsetOutOfRange, "valid offsets are 2 (low watermark) through 5", "", true},
 		{"offset out of range bare", opRead, wrap(fsm.ErrOffsetOutOfRange), codes.OutOfRange, transport.CodeOffsetOutOfRange, "", "", false},
 		{"unavailable write", opWrite, wrap(fsm.ErrUnavailable), codes.Unavailable, transport.CodeUnavailable, "NOT applied", "", false},

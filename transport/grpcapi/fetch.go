@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -79,10 +80,17 @@ func (s *service) resolve(p *readParams) error {
 // fetch runs one Fetch. From the earliest offset, a low watermark that
 // retention moved since it was resolved is followed (once). A poll ended
 // by the agent stopping is UNAVAILABLE.
-func (s *service) fetch(ctx context.Context, p *readParams) (fsm.FetchResult, error) {
+//
+// The key's fetch quota admits the read when not in debt, and the bytes
+// returned are charged after it: an over-quota key's next read waits.
+func (s *service) fetch(ctx context.Context, p *readParams) (res fsm.FetchResult, err error) {
+	if err := s.cfg.Quotas.Take(ctx, transport.QuotaFetch, 0); err != nil {
+		return res, err
+	}
+	defer func() { s.cfg.Quotas.Charge(ctx, transport.QuotaFetch, transport.FetchedBytes(res.Records)) }()
 	pctx, cancel := s.pollContext(ctx)
 	defer cancel()
-	res, err := s.cfg.Fetcher.Fetch(pctx, p.req)
+	res, err = s.cfg.Fetcher.Fetch(pctx, p.req)
 	var oor *fsm.OffsetOutOfRangeError
 	if err != nil && p.special == OffsetEarliest && errors.As(err, &oor) && oor.LowWatermark > p.req.Offset {
 		p.req.Offset = oor.LowWatermark
@@ -110,6 +118,26 @@ func toFetched(recs []fsm.FetchedRecord, part int32) []*pb.FetchedRecord {
 		out[i] = fr
 	}
 	return out
+}
+
+// waitQuota waits out a quota error's retry time and reports true, or
+// reports false at once for another error, or when ctx ends or the agent
+// stops first.
+func (s *service) waitQuota(ctx context.Context, err error) bool {
+	var qe *transport.QuotaError
+	if !errors.As(err, &qe) {
+		return false
+	}
+	pctx, cancel := s.pollContext(ctx)
+	defer cancel()
+	t := time.NewTimer(qe.RetryAfter)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-pctx.Done():
+		return false
+	}
 }
 
 // Fetch implements pb.StreamHouseServer.
@@ -158,6 +186,9 @@ func (s *service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 	}
 	for {
 		res, err := s.fetch(ctx, &p)
+		if err != nil && s.waitQuota(ctx, err) {
+			continue // over the fetch quota: the stream pauses, it does not end
+		}
 		if err != nil {
 			return err
 		}

@@ -152,6 +152,9 @@ func (s *service) DeleteGroup(ctx context.Context, req *pb.DeleteGroupRequest) (
 	if err := transport.AuthorizeGroup(ctx, s.cfg.Auth, g, req.GetGroup(), transport.ScopeWrite); err != nil {
 		return nil, err
 	}
+	if err := s.cfg.Quotas.Take(ctx, transport.QuotaMutations, 1); err != nil {
+		return nil, err
+	}
 	if err := g.DeleteGroup(ctx, req.GetGroup()); err != nil {
 		return nil, err
 	}

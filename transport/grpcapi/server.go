@@ -84,6 +84,10 @@ type Config struct {
 	// stay open (at most MaxOpenCallsInFlight at once). nil = no
 	// authentication.
 	Auth *transport.Authenticator
+	// Quotas, when non-nil, throttles each API key per its quotas
+	// (RESOURCE_EXHAUSTED quota_exceeded); calls without a key are never
+	// throttled.
+	Quotas *transport.Quotas
 
 	// Stopping, when closed, ends long-poll Fetches, Subscribe streams and
 	// health Watch streams with UNAVAILABLE and turns health to NOT_SERVING,

@@ -51,6 +51,9 @@ func (s *service) CreateTopic(ctx context.Context, req *pb.CreateTopicRequest) (
 		}
 	}
 	cfg := fsm.TopicConfig{RetentionMs: req.GetRetentionMs(), RetentionBytes: req.GetRetentionBytes(), Compression: req.GetCompression()}
+	if err := s.cfg.Quotas.Take(ctx, transport.QuotaMutations, int64(partitions)); err != nil {
+		return nil, err
+	}
 	t, err := s.cfg.Topics.CreateTopic(ctx, req.GetName(), partitions, cfg)
 	if err != nil {
 		return nil, err
@@ -95,6 +98,9 @@ func (s *service) DeleteTopic(ctx context.Context, req *pb.DeleteTopicRequest) (
 		return nil, invalid("name is required")
 	}
 	if err := s.authorize(ctx, transport.ScopeAdmin, req.GetName()); err != nil {
+		return nil, err
+	}
+	if err := s.cfg.Quotas.Take(ctx, transport.QuotaMutations, transport.TopicMutations(s.cfg.Topics, req.GetName())); err != nil {
 		return nil, err
 	}
 	if err := s.cfg.Topics.DeleteTopic(ctx, req.GetName()); err != nil {
