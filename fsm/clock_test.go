@@ -192,3 +192,30 @@ func TestImageCarriesTheClock(t *testing.T) {
 		t.Fatal("an image with a negative clock validated")
 	}
 }
+
+// TestNewestKnownTime: the latest command time the state holds (what caps
+// the first tick of a clock at 0): segment commits, group commits and
+// producers count, client-chosen record timestamps do not.
+func TestNewestKnownTime(t *testing.T) {
+	h := newHarness(t)
+	if got := h.f.NewestKnownTime(); got != 0 {
+		t.Fatalf("empty state: %d", got)
+	}
+	id := h.mustOK(&CreateTopic{Name: "t", Partitions: 1, Leaders: []string{"n1"}}).TopicID
+	h.mustOK(appendCmd(id, 0, 1, "a"))
+	c := commitCmd(id, 0, 1, 0, 0)
+	c.Timestamp = 3000
+	c.Entries[0].Ref.MaxTimestamp = 1 << 50 // a record stamped far ahead
+	h.mustOK(c)
+	if got := h.f.NewestKnownTime(); got != 3000 {
+		t.Fatalf("after a commit at 3000: %d", got)
+	}
+	h.mustOK(&InitProducer{Timestamp: 4000})
+	if got := h.f.NewestKnownTime(); got != 4000 {
+		t.Fatalf("after a producer at 4000: %d", got)
+	}
+	h.mustOK(&CommitOffsets{Group: "g", Timestamp: 5000, Offsets: []OffsetCommit{{TopicID: id, Partition: 0, Offset: 1}}})
+	if got := h.f.NewestKnownTime(); got != 5000 {
+		t.Fatalf("after a group commit at 5000: %d", got)
+	}
+}
