@@ -31,11 +31,22 @@ func (n *Node) LeaderReady() bool {
 // So a wall clock that jumps ahead (by seconds or hours) moves the cluster
 // clock forward at most at double speed while it stays ahead; one that
 // jumps back leaves the cluster clock where it is (the state machine keeps
-// the maximum) until the wall clock passes it again. A cluster clock of 0
-// (a new cluster, or state restored from an old snapshot) takes the wall
-// clock at once.
-func nextTick(wall, base int64, elapsed, interval time.Duration) int64 {
+// the maximum) until the wall clock passes it again.
+//
+// A cluster clock of 0 (a new cluster, or state restored from a snapshot
+// or checkpoint written before the clock was carried) starts at the
+// leader's wall clock, but no later than known + one interval, where known
+// is the newest command time the state holds (StateMachine.NewestKnownTime;
+// 0 for a state with no timed data, a new cluster, which has nothing time
+// could expire). From there the double-speed limit applies, so a restored
+// cluster's clock catches up with real time gradually: a leader whose wall
+// clock is hours ahead cannot expire restored segments and producers at
+// its first tick; one whose clock is right only expires them later.
+func nextTick(wall, base, known int64, elapsed, interval time.Duration) int64 {
 	if base <= 0 {
+		if known > 0 {
+			return min(wall, known+interval.Milliseconds())
+		}
 		return wall
 	}
 	return min(wall, base+2*elapsed.Milliseconds()+interval.Milliseconds())
@@ -46,11 +57,15 @@ func nextTick(wall, base int64, elapsed, interval time.Duration) int64 {
 // it.
 func (n *Node) clockLoop(ctx context.Context) {
 	base := n.fsm.Clock()
+	var known int64
+	if base <= 0 {
+		known = n.fsm.NewestKnownTime()
+	}
 	start := time.Now()
 	t := time.NewTicker(n.cfg.ClockTickInterval)
 	defer t.Stop()
 	for {
-		next := nextTick(n.cfg.Clock().UnixMilli(), base, time.Since(start), n.cfg.ClockTickInterval)
+		next := nextTick(n.cfg.Clock().UnixMilli(), base, known, time.Since(start), n.cfg.ClockTickInterval)
 		if next > n.fsm.Clock() && n.clockAllowed() { // a tick that would not advance it is not proposed
 			n.proposeTick(next)
 			if base <= 0 { // the clock starts: rate-limit from here

@@ -24,16 +24,19 @@ func TestNextTick(t *testing.T) {
 	cases := []struct {
 		name       string
 		wall, base int64
+		known      int64 // the newest time the state knows of (fsm.NewestKnownTime)
 		elapsed    time.Duration
 		want       int64
 	}{
-		{"new cluster takes the wall clock", 5_000_000, 0, 0, 5_000_000},
-		{"normal", 10_500, 10_000, 500 * time.Millisecond, 10_500},
-		{"wall clock behind: proposed as is (the state machine keeps the max)", 9_000, 10_000, sec, 9_000},
-		{"a jump of hours is limited to double speed", 10_000 + 2*3600_000, 10_000, 3 * sec, 10_000 + 6_000 + 1_000},
+		{"new cluster takes the wall clock", 5_000_000, 0, 0, 0, 5_000_000},
+		{"restored state, wall clock hours ahead: capped at the newest known time + one interval", 10_000 + 5*3600_000, 0, 10_000, 0, 11_000},
+		{"restored state, wall clock behind the newest known time: the wall clock", 9_000, 0, 10_000, 0, 9_000},
+		{"normal", 10_500, 10_000, 0, 500 * time.Millisecond, 10_500},
+		{"wall clock behind: proposed as is (the state machine keeps the max)", 9_000, 10_000, 0, sec, 9_000},
+		{"a jump of hours is limited to double speed", 10_000 + 2*3600_000, 10_000, 0, 3 * sec, 10_000 + 6_000 + 1_000},
 	}
 	for _, c := range cases {
-		if got := nextTick(c.wall, c.base, c.elapsed, sec); got != c.want {
+		if got := nextTick(c.wall, c.base, c.known, c.elapsed, sec); got != c.want {
 			t.Errorf("%s: got %d want %d", c.name, got, c.want)
 		}
 	}

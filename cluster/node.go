@@ -33,6 +33,9 @@ type StateMachine interface {
 	// Clock is the cluster clock (fsm/clock.go): the largest leader tick
 	// time applied, unix ms.
 	Clock() int64
+	// NewestKnownTime is the latest command time the state holds (the
+	// clock, segment commits, group commits, producers); 0 for none.
+	NewestKnownTime() int64
 	// Stalled reports an Apply waiting for local storage (a full disk).
 	Stalled() (fsm.StallStatus, bool)
 	// StallNotify is signalled when such a wait begins.

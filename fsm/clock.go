@@ -53,6 +53,39 @@ func (f *FSM) Clock() int64 {
 	return f.state.Clock
 }
 
+// commitTime is a segment's commit time: the command's timestamp (the
+// uploader's wall clock), but never below the cluster clock, so an
+// uploader whose clock is behind cannot make a segment look committed
+// long ago. Retention ages segments from it (partition.RetentionPoint).
+func (s *State) commitTime(c *CommitSegment) int64 {
+	return max(c.Timestamp, s.Clock)
+}
+
+// NewestKnownTime returns the latest time the state holds: the cluster
+// clock, and the commit times of segments, group offsets and producers
+// (all from commands; record timestamps, which clients may choose, do not
+// count). 0 for a state that holds none. A leader caps the first tick of a
+// clock at 0 with it (cluster/clock.go).
+func (f *FSM) NewestKnownTime() int64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	t := f.state.Clock
+	for _, p := range f.state.Partitions {
+		for i := range p.Segments {
+			t = max(t, p.Segments[i].CommittedAt)
+		}
+	}
+	for _, g := range f.state.Groups {
+		for _, o := range g {
+			t = max(t, o.CommittedAt)
+		}
+	}
+	for _, p := range f.state.Producers {
+		t = max(t, p.LastSeen)
+	}
+	return t
+}
+
 // uploadExpired reports whether a segment commit arrives after its
 // commit-by time. Version 1 commits (CommitBy 0) have no bound.
 func (s *State) uploadExpired(c *CommitSegment) bool {

@@ -144,3 +144,78 @@ func TestRestoreReadsVersion2Snapshots(t *testing.T) {
 		t.Fatal("v2 snapshot lost the group")
 	}
 }
+
+// TestCommitTimeIsClusterTime: a commit proposed by an agent whose clock is
+// hours behind records, as the segment's commit time, the cluster clock
+// (retention ages a segment from it); one whose clock is ahead keeps its
+// own, later, time.
+func TestCommitTimeIsClusterTime(t *testing.T) {
+	h := newHarness(t)
+	id := h.mustOK(&CreateTopic{Name: "t", Partitions: 1, Leaders: []string{"n1"}}).TopicID
+	h.mustOK(appendCmd(id, 0, 1, "a", "b"))
+	h.mustOK(&ClockTick{Time: 10 * 3600_000})
+	behind := commitCmd(id, 0, 1, 0, 0)
+	behind.Timestamp = 5 * 3600_000
+	h.mustOK(behind)
+	ahead := commitCmd(id, 0, 1, 1, 1)
+	ahead.Timestamp = 11 * 3600_000
+	h.mustOK(ahead)
+	segs := h.f.Segments(id, 0)
+	if len(segs) != 2 || segs[0].CommittedAt != 10*3600_000 || segs[1].CommittedAt != 11*3600_000 {
+		t.Fatalf("commit times: %+v", segs)
+	}
+}
+
+// TestImageCarriesTheClock: a checkpoint image holds the cluster clock and
+// a state restored from it starts there.
+func TestImageCarriesTheClock(t *testing.T) {
+	h := newHarness(t)
+	h.mustOK(&CreateTopic{Name: "t", Partitions: 1, Leaders: []string{"n1"}})
+	h.mustOK(&ClockTick{Time: 123456})
+	img := h.f.Image()
+	if img.Clock != 123456 {
+		t.Fatalf("image clock = %d", img.Clock)
+	}
+	var buf bytes.Buffer
+	if err := WriteImageSnapshot(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	h2 := newHarness(t)
+	if err := h2.f.Restore(io.NopCloser(&buf)); err != nil {
+		t.Fatal(err)
+	}
+	if h2.f.Clock() != 123456 {
+		t.Fatalf("restored clock = %d", h2.f.Clock())
+	}
+	img.Clock = -1
+	if err := ValidateImage(img); err == nil {
+		t.Fatal("an image with a negative clock validated")
+	}
+}
+
+// TestNewestKnownTime: the latest command time the state holds (what caps
+// the first tick of a clock at 0): segment commits, group commits and
+// producers count, client-chosen record timestamps do not.
+func TestNewestKnownTime(t *testing.T) {
+	h := newHarness(t)
+	if got := h.f.NewestKnownTime(); got != 0 {
+		t.Fatalf("empty state: %d", got)
+	}
+	id := h.mustOK(&CreateTopic{Name: "t", Partitions: 1, Leaders: []string{"n1"}}).TopicID
+	h.mustOK(appendCmd(id, 0, 1, "a"))
+	c := commitCmd(id, 0, 1, 0, 0)
+	c.Timestamp = 3000
+	c.Entries[0].Ref.MaxTimestamp = 1 << 50 // a record stamped far ahead
+	h.mustOK(c)
+	if got := h.f.NewestKnownTime(); got != 3000 {
+		t.Fatalf("after a commit at 3000: %d", got)
+	}
+	h.mustOK(&InitProducer{Timestamp: 4000})
+	if got := h.f.NewestKnownTime(); got != 4000 {
+		t.Fatalf("after a producer at 4000: %d", got)
+	}
+	h.mustOK(&CommitOffsets{Group: "g", Timestamp: 5000, Offsets: []OffsetCommit{{TopicID: id, Partition: 0, Offset: 1}}})
+	if got := h.f.NewestKnownTime(); got != 5000 {
+		t.Fatalf("after a group commit at 5000: %d", got)
+	}
+}

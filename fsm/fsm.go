@@ -333,7 +333,7 @@ func (f *FSM) applyCommitSegment(c *CommitSegment) (*Result, bool) {
 			continue
 		}
 		r.ObjectKey = c.ObjectKey
-		r.CommittedAt = c.Timestamp
+		r.CommittedAt = f.state.commitTime(c)
 		p.Segments = append(p.Segments, r)
 		f.state.ObjectRefs[c.ObjectKey]++
 		delete(f.state.PendingDeletes, c.ObjectKey)

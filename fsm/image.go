@@ -25,6 +25,8 @@ type Image struct {
 	Unreadable          []UnreadableObject // by key
 	ProducerGeneration  uint64
 	MaxUnflushedRecords int64
+	// Clock is the cluster clock (clock.go; unix ms, 0 = not started).
+	Clock int64
 }
 
 // GroupOffsetEntry is one consumer group's committed offset in one partition.
@@ -152,6 +154,7 @@ func (s *State) image() *Image {
 		img.PendingDeletes = pd
 	}
 	s.imageLineage(img)
+	img.Clock = s.Clock
 	return img
 }
 
@@ -162,6 +165,10 @@ func (s *State) image() *Image {
 func stateFromImage(img *Image) (*State, error) {
 	st := newState()
 	st.LastApplied = img.LastApplied
+	if img.Clock < 0 {
+		return nil, fmt.Errorf("image: negative cluster clock %d", img.Clock)
+	}
+	st.Clock = img.Clock
 	for i := range img.Topics {
 		t := img.Topics[i]
 		if t.ID == 0 || t.ID > img.LastApplied {

@@ -242,7 +242,10 @@ func (f *Flusher) FlushOnce(ctx context.Context, force bool) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("upload segment: %w", err)
 	}
-	cmd := &fsm.CommitSegment{Node: f.cfg.NodeID, ObjectKey: key, Timestamp: f.cfg.Clock(), CommitBy: commitBy}
+	// The commit time is never below the cluster clock this agent applied
+	// (a wall clock behind it would make the segment look old to
+	// retention); the state machine also raises it to the clock at apply.
+	cmd := &fsm.CommitSegment{Node: f.cfg.NodeID, ObjectKey: key, Timestamp: max(f.cfg.Clock(), f.meta.Clock()), CommitBy: commitBy}
 	for i, p := range parts {
 		cmd.Entries = append(cmd.Entries, fsm.CommitEntry{TopicID: p.TopicID, Partition: p.Partition, LeaderEpoch: epochs[i], Ref: refs[i]})
 	}

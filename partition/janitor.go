@@ -118,13 +118,23 @@ func (j *Janitor) RunOnce(ctx context.Context) error {
 
 // RetentionPoint returns the new low watermark for a partition's committed
 // segments under cfg, or -1 when nothing expires. Only whole, flushed
-// segments expire: by age (max record timestamp older than RetentionMs) and
-// by size (Kafka's rule: drop the oldest while the rest still holds at least
-// RetentionBytes).
+// segments expire: by age and by size (Kafka's rule: drop the oldest while
+// the rest still holds at least RetentionBytes).
+//
+// By age, a segment expires when both its max record timestamp and its
+// commit time are older than RetentionMs (nowMs is the cluster clock).
+// Record timestamps default to the receiving agent's wall clock, so one
+// agent whose clock is behind would otherwise make fresh records look old;
+// the commit time is cluster time (fsm State.commitTime), so a segment
+// always lives RetentionMs after its commit. Refs committed by earlier
+// versions carry the uploader's time as their commit time; a commit time
+// of 0 (a gap ref built without one) leaves the record timestamps to
+// decide, as before: no ref expires earlier than it did before.
 func RetentionPoint(segs []fsm.SegmentRef, flushed int64, cfg fsm.TopicConfig, nowMs int64) int64 {
 	drop := 0
 	if cfg.RetentionMs > 0 {
-		for drop < len(segs) && segs[drop].MaxTimestamp < nowMs-cfg.RetentionMs {
+		limit := nowMs - cfg.RetentionMs
+		for drop < len(segs) && segs[drop].MaxTimestamp < limit && segs[drop].CommittedAt < limit {
 			drop++
 		}
 	}

@@ -48,6 +48,16 @@ func TestRetentionPoint(t *testing.T) {
 			t.Errorf("%s: got %d want %d", c.name, got, c.want)
 		}
 	}
+	// Old records committed recently: kept until the commit is old too. (The
+	// segments above have no commit time, 0: the records' age decides.)
+	recent := append([]fsm.SegmentRef{}, segs...)
+	recent[0].CommittedAt = 900
+	if got := RetentionPoint(recent, 30, fsm.TopicConfig{RetentionMs: 500}, 1000); got != -1 {
+		t.Errorf("old records committed at 900: trimmed to %d at 1000 with retention 500", got)
+	}
+	if got := RetentionPoint(recent, 30, fsm.TopicConfig{RetentionMs: 500}, 1401); got != 30 {
+		t.Errorf("old records committed at 900: got %d at 1401 want 30", got)
+	}
 	if got := RetentionPoint(nil, 0, fsm.TopicConfig{RetentionMs: 1}, 1000); got != -1 {
 		t.Errorf("no segments: %d", got)
 	}
@@ -60,8 +70,13 @@ func TestJanitorAppliesRetentionThenDeletesObjects(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.topic("keep", 1)
-	// Three segments of "r" with record timestamps 1000, 2000, 3000.
+	// Three segments of "r" with record timestamps 1000, 2000, 3000, each
+	// committed at its records' time.
+	var commitAt int64
+	e.flush = NewFlusher(FlusherConfig{NodeID: "n1", MaxBytes: 1 << 20, MaxAge: time.Hour, Clock: func() int64 { return commitAt }},
+		e.fsm, e.store, e.segs, e.prop, nil, nil)
 	for i, ts := range []int64{1000, 2000, 3000} {
+		commitAt = ts
 		if _, err := e.prod.Produce(ctx, "r", []fsm.ProduceRecord{{Partition: 0, Record: fsm.Record{Timestamp: ts, Value: []byte{byte(i)}}}}); err != nil {
 			t.Fatal(err)
 		}
@@ -108,6 +123,48 @@ func TestJanitorAppliesRetentionThenDeletesObjects(t *testing.T) {
 	}
 	if p, _ := e.fsm.Partition(tp.ID, 0); p.LowWatermark != 2 {
 		t.Fatal("a non-leader applied retention")
+	}
+}
+
+// An agent whose wall clock is hours behind stamps the records it receives
+// (and the commit it proposes) hours in the past. Retention must not trim
+// them right after their commit: a segment expires by time only once its
+// commit, in cluster time, is older than the retention too.
+func TestRetentionKeepsRecordsStampedByASkewedAgent(t *testing.T) {
+	const hour = int64(3600_000)
+	now := 10 * 24 * hour
+	skewed := func() int64 { return now - 5*hour }
+	e := newEnv(t, ProducerConfig{Clock: skewed})
+	e.flush = NewFlusher(FlusherConfig{NodeID: "n1", MaxBytes: 1 << 20, MaxAge: time.Hour, Clock: skewed},
+		e.fsm, e.store, e.segs, e.prop, nil, nil)
+	ctx := context.Background()
+	tp, err := e.admin.CreateTopic(ctx, "r", 1, fsm.TopicConfig{RetentionMs: hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.tick(now)
+	e.produce("r", 0, "a", "b")
+	if _, err := e.flush.FlushOnce(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	j := NewJanitor(JanitorConfig{}, e.fsm, e.segs, e.prop, fixedLeader(true), nil, nil)
+	e.tick(now + 1000)
+	if err := j.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := e.fsm.Partition(tp.ID, 0); p.LowWatermark != 0 || p.Segments != 1 {
+		t.Fatalf("retention trimmed records committed one second ago (stamped 5h back by a skewed agent): %+v", p)
+	}
+	if got := e.readAll("r", 0); len(got) != 2 {
+		t.Fatalf("read %v", got)
+	}
+	// Once the commit itself is older than the retention, they expire.
+	e.tick(now + hour + 1)
+	if err := j.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := e.fsm.Partition(tp.ID, 0); p.LowWatermark != 2 {
+		t.Fatalf("retention did not trim after the retention had passed since the commit: %+v", p)
 	}
 }
 

@@ -398,10 +398,10 @@ func (db *DB) replaceSmallTables(ctx context.Context, tx pgx.Tx, img *fsm.Image)
 func (db *DB) recordCheckpoint(ctx context.Context, tx pgx.Tx, img *fsm.Image, info Info, start time.Time) error {
 	if _, err := tx.Exec(ctx, `UPDATE streamhouse_checkpoint_guard SET raft_index = $1, raft_term = $2, taken_at = $3,
 	written_by = $4, cluster_id = $5, topics = $6, partitions = $7, segments = $8, segments_written = $9,
-	producer_generation = $10, max_unflushed_records = $11`,
+	producer_generation = $10, max_unflushed_records = $11, cluster_clock_ms = $12`,
 		int64(info.RaftIndex), int64(info.RaftTerm), info.TakenAt, info.NodeID, info.ClusterID,
 		info.Topics, info.Partitions, info.Segments, info.SegmentsWritten,
-		int64(img.ProducerGeneration), img.MaxUnflushedRecords); err != nil {
+		int64(img.ProducerGeneration), img.MaxUnflushedRecords, img.Clock); err != nil {
 		return db.errorf("updating the checkpoint guard", err)
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO streamhouse_checkpoints (raft_index, raft_term, taken_at, written_by, cluster_id,
@@ -437,6 +437,9 @@ func checkImage(img *fsm.Image) error {
 	}
 	if img.ProducerGeneration > fsm.MaxProducerGeneration || img.MaxUnflushedRecords < 0 {
 		return fmt.Errorf("producer generation %d or unflushed bound %d out of range", img.ProducerGeneration, img.MaxUnflushedRecords)
+	}
+	if img.Clock < 0 {
+		return fmt.Errorf("negative cluster clock %d", img.Clock)
 	}
 	for _, u := range img.Unreadable {
 		if u.RestoredFrom > maxInt || !validText(u.Key) {

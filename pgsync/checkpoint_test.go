@@ -75,6 +75,35 @@ func TestRoundTrip(t *testing.T) {
 	assertImage(t, got, img)
 }
 
+// TestRoundTripCarriesTheClock: the cluster clock survives a checkpoint,
+// so a DR restore does not start its clock from 0 (or from the new
+// leader's wall clock).
+func TestRoundTripCarriesTheClock(t *testing.T) {
+	t.Parallel()
+	db := openDB(t)
+	ctx := ctxT(t)
+	img := fixture(t)
+	if _, err := db.WriteCheckpoint(ctx, img, cluster, node); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := db.LoadLatest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Clock != img.Clock {
+		t.Fatalf("loaded clock %d, checkpointed %d", got.Clock, img.Clock)
+	}
+	if n := queryInt(t, db, "SELECT cluster_clock_ms FROM streamhouse_checkpoint_guard"); n != img.Clock {
+		t.Fatalf("cluster_clock_ms = %d", n)
+	}
+	bad := fixture(t)
+	bad.LastApplied++
+	bad.Clock = -1
+	if _, err := db.WriteCheckpoint(ctx, bad, cluster, node); err == nil {
+		t.Fatal("a negative clock was checkpointed")
+	}
+}
+
 func TestEmptyImageRoundTrip(t *testing.T) {
 	t.Parallel()
 	db := openDB(t)
@@ -462,7 +491,7 @@ func TestLoadLatestDetectsTampering(t *testing.T) {
 // (with a new migration).
 func TestSchemaCoversFSM(t *testing.T) {
 	stored := map[reflect.Type][]string{
-		reflect.TypeFor[fsm.Image]():            {"LastApplied", "RaftTerm", "Topics", "Partitions", "Groups", "Producers", "PendingDeletes", "Unreadable", "ProducerGeneration", "MaxUnflushedRecords"},
+		reflect.TypeFor[fsm.Image]():            {"LastApplied", "RaftTerm", "Topics", "Partitions", "Groups", "Producers", "PendingDeletes", "Unreadable", "ProducerGeneration", "MaxUnflushedRecords", "Clock"},
 		reflect.TypeFor[fsm.UnreadableObject](): {"Key", "RestoredFrom"},
 		reflect.TypeFor[fsm.Topic]():            {"ID", "Name", "Partitions", "Config", "CreatedAt"},
 		reflect.TypeFor[fsm.TopicConfig]():      {"RetentionMs", "RetentionBytes", "Compression"},

@@ -186,11 +186,12 @@ func (db *DB) loadTables(ctx context.Context, tx pgx.Tx, img *fsm.Image) error {
 	return db.loadLineage(ctx, tx, img)
 }
 
-// loadLineage reads the DR-restore lineage (fsm/restore_state.go).
+// loadLineage reads the DR-restore lineage (fsm/restore_state.go) and the
+// cluster clock.
 func (db *DB) loadLineage(ctx context.Context, tx pgx.Tx, img *fsm.Image) error {
 	var gen, bound int64
-	if err := tx.QueryRow(ctx, "SELECT producer_generation, max_unflushed_records FROM streamhouse_checkpoint_guard").
-		Scan(&gen, &bound); err != nil {
+	if err := tx.QueryRow(ctx, "SELECT producer_generation, max_unflushed_records, cluster_clock_ms FROM streamhouse_checkpoint_guard").
+		Scan(&gen, &bound, &img.Clock); err != nil {
 		return db.errorf("reading the restore lineage", err)
 	}
 	img.ProducerGeneration, img.MaxUnflushedRecords = uint64(gen), bound

@@ -219,6 +219,7 @@ func fixture(t testing.TB) *fsm.Image {
 		Unreadable:          []fsm.UnreadableObject{{Key: "segments/Unread.seg", RestoredFrom: 60}, {Key: "segments/unread.seg", RestoredFrom: 61}},
 		ProducerGeneration:  2,
 		MaxUnflushedRecords: 1_000_000,
+		Clock:               1_700_000_400_000,
 	}
 	p := &img.Partitions
 	appendSegments(&(*p)[0], 1, "seg/a")

@@ -138,7 +138,7 @@ func planRestore(in restoreInputs) (*fsm.Image, restoreReport) {
 	rep := restoreReport{CheckpointIndex: img.LastApplied, OffsetGap: gap, OffsetGapSource: source, ProducerGen: in.Generation,
 		TopicsFromS3: []string{}, Unreadable: append([]string{}, in.Unreadable...), DeletedTopicIDs: []uint64{}, Warnings: []string{}}
 	out := &fsm.Image{LastApplied: img.LastApplied, Groups: img.Groups,
-		ProducerGeneration: in.Generation, MaxUnflushedRecords: img.MaxUnflushedRecords}
+		ProducerGeneration: in.Generation, MaxUnflushedRecords: img.MaxUnflushedRecords, Clock: img.Clock}
 	out.Producers = fencedProducers(img.Producers)
 	pl := newPlanner(img, &rep)
 	pl.checkpointSegments(in.Existing)
@@ -553,15 +553,15 @@ func refFromEntry(c candidate) fsm.SegmentRef {
 	}
 }
 
-// gapRef records offsets [base, last] as lost. Its timestamps are the
-// previous segment's, so time-based retention ages it out with its
-// neighbours.
+// gapRef records offsets [base, last] as lost. Its timestamps and commit
+// time are the previous segment's, so time-based retention ages it out
+// with its neighbours.
 func gapRef(base, last int64, prev []fsm.SegmentRef) fsm.SegmentRef {
-	var ts int64
+	var ts, at int64
 	if n := len(prev); n > 0 {
-		ts = prev[n-1].MaxTimestamp
+		ts, at = prev[n-1].MaxTimestamp, prev[n-1].CommittedAt
 	}
-	return fsm.SegmentRef{BaseOffset: base, LastOffset: last, MinTimestamp: ts, MaxTimestamp: ts}
+	return fsm.SegmentRef{BaseOffset: base, LastOffset: last, MinTimestamp: ts, MaxTimestamp: ts, CommittedAt: at}
 }
 
 func countGroups(gs []fsm.GroupOffsetEntry) int {

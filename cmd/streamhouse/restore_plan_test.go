@@ -344,3 +344,26 @@ func TestPlanRestoreProducerIDsNeverCollide(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanRestoreCarriesTheClusterClock: the restored state starts at the
+// checkpoint's cluster clock, not at 0.
+func TestPlanRestoreCarriesTheClusterClock(t *testing.T) {
+	img := checkpointImage()
+	img.Clock = 1_700_000_000_000
+	existing := map[string]bool{"segments/a.seg": true, "segments/b.seg": true}
+	plan, _ := planRestore(restoreInputs{Image: img, Existing: existing, SeedNode: "n", Generation: 1})
+	if plan.Clock != img.Clock {
+		t.Fatalf("planned clock %d, checkpoint %d", plan.Clock, img.Clock)
+	}
+	var snap bytes.Buffer
+	if err := fsm.WriteImageSnapshot(&snap, plan); err != nil {
+		t.Fatal(err)
+	}
+	f := fsm.New(nil)
+	if err := f.Restore(io.NopCloser(&snap)); err != nil {
+		t.Fatal(err)
+	}
+	if f.Clock() != img.Clock {
+		t.Fatalf("restored clock %d", f.Clock())
+	}
+}

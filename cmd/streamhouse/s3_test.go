@@ -221,7 +221,9 @@ func TestS3OutageLosesNothing(t *testing.T) {
 
 // TestRetentionDeletesSegmentsAndObjects: expired segments are trimmed by a
 // committed command, their objects deleted from S3, and consume reports the
-// new range.
+// new range. A segment expires once both its records and its commit are
+// older than retention_ms: records stamped an hour back expire
+// retention_ms after their commit.
 func TestRetentionDeletesSegmentsAndObjects(t *testing.T) {
 	m := s3segtest.StartMinIO(t)
 	m.CreateBucket(t, "streamhouse")
@@ -229,7 +231,7 @@ func TestRetentionDeletesSegmentsAndObjects(t *testing.T) {
 	c.RetentionCheckMs = 100
 	a, base := startTestAgent(t, c)
 	defer a.Close(context.Background())
-	if code := call(t, "POST", base+"/api/v1/topics", map[string]any{"name": "short", "partitions": 1, "retention_ms": 60000}, nil); code != 201 {
+	if code := call(t, "POST", base+"/api/v1/topics", map[string]any{"name": "short", "partitions": 1, "retention_ms": 2000}, nil); code != 201 {
 		t.Fatalf("create: %d", code)
 	}
 	old := time.Now().Add(-time.Hour).UnixMilli()
@@ -254,8 +256,10 @@ func TestRetentionDeletesSegmentsAndObjects(t *testing.T) {
 	if code := call(t, "GET", base+"/api/v1/consume?topic=short&partition=0&offset=0", nil, &e); code != 416 || !strings.Contains(e.Error.Message, "10") {
 		t.Fatalf("consume below low watermark: %d %+v", code, e)
 	}
-	// Fresh records are kept and readable from the new low watermark.
-	call(t, "POST", base+"/api/v1/produce", map[string]any{"topic": "short", "value": "new"}, nil)
+	// Fresh records are kept and readable from the new low watermark (its
+	// timestamp is ahead, so it cannot expire while the test reads it).
+	fresh := time.Now().Add(time.Hour).UnixMilli()
+	call(t, "POST", base+"/api/v1/produce", map[string]any{"topic": "short", "value": "new", "timestamp": fresh}, nil)
 	var r consumeResp
 	if code := call(t, "GET", base+"/api/v1/consume?topic=short&partition=0&offset=earliest", nil, &r); code != 200 || len(r.Records) != 1 || r.Records[0].Offset != 10 || r.LowWatermark != 10 {
 		t.Fatalf("consume earliest after retention: %d %+v", code, r)
