@@ -206,18 +206,17 @@ func (g *raftGate) refusal(rpc raft.RPC) (string, any) {
 	return "other", nil
 }
 
-// AppendEntriesPipeline opens a pipeline to a follower, wrapped so that
-// hashicorp/raft's pipeline cannot deadlock (drainedPipeline) and so that
-// the fence applies to it; a fenced gate refuses to open one.
-func (g *raftGate) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
-	if g.fenced.Load() {
-		return nil, errFenced
-	}
-	p, err := g.gatedTransport.AppendEntriesPipeline(id, target)
-	if err != nil {
-		return nil, err
-	}
-	return newDrainedPipeline(p, g), nil
+// AppendEntriesPipeline reports that pipelining is not supported, so Raft
+// replicates with one AppendEntries in flight per follower. hashicorp/raft
+// v1.7.3's pipeline deadlocks with the network transport's default of two
+// RPCs in flight (unbuffered channels): when a follower answers
+// Success=false or a newer term, pipelineDecode returns, and a send racing
+// that exit blocks forever on the in-progress channel — replication to
+// that follower stops for good and Raft's Shutdown never returns
+// (hashicorp/raft#612; seen here as a cluster test hanging in Shutdown
+// after a leadership transfer).
+func (g *raftGate) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+	return nil, raft.ErrPipelineReplicationNotSupported
 }
 
 // RequestVote sends a vote request unless the gate is closed.

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -159,55 +158,13 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return k, err
 }
 
-// fakePipeline stands in for the network transport's pipeline: its
-// completed requests come out of an unbuffered channel, as there.
-type fakePipeline struct {
-	ch     chan raft.AppendFuture
-	sent   atomic.Int32
-	closed atomic.Bool
-}
-
-func (f *fakePipeline) AppendEntries(*raft.AppendEntriesRequest, *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
-	f.sent.Add(1)
-	return nil, nil
-}
-func (f *fakePipeline) Consumer() <-chan raft.AppendFuture { return f.ch }
-func (f *fakePipeline) Close() error                       { f.closed.Store(true); return nil }
-
-// TestDrainedPipelineNeverBlocksTheTransportDecoder: with Raft's pipeline
-// decoder gone (it stops reading after a refused append), the transport's
-// decoder can still hand on every completed request — the blocked hand-off
-// behind hashicorp/raft#612 cannot happen; the fence refuses pipelined
-// sends and new pipelines; Close closes the transport's pipeline.
-func TestDrainedPipelineNeverBlocksTheTransportDecoder(t *testing.T) {
+// TestRaftGateDisablesPipelining: Raft falls back to one AppendEntries in
+// flight per follower (see AppendEntriesPipeline).
+func TestRaftGateDisablesPipelining(t *testing.T) {
 	_, g, addr := gatePair(t)
-	inner := &fakePipeline{ch: make(chan raft.AppendFuture)}
-	p := newDrainedPipeline(inner, g)
-	for i := 0; i < 10; i++ {
-		select {
-		case inner.ch <- nil:
-		case <-time.After(10 * time.Second):
-			t.Fatalf("the transport's decoder blocked handing on completed request %d while nobody read the pipeline", i)
-		}
+	if p, err := g.AppendEntriesPipeline("x", addr); p != nil || !errors.Is(err, raft.ErrPipelineReplicationNotSupported) {
+		t.Fatalf("AppendEntriesPipeline: %v, %v", p, err)
 	}
-	for i := 0; i < 10; i++ {
-		<-p.Consumer()
-	}
-	if _, err := p.AppendEntries(&raft.AppendEntriesRequest{}, &raft.AppendEntriesResponse{}); err != nil || inner.sent.Load() != 1 {
-		t.Fatalf("open gate: %v, %d sent", err, inner.sent.Load())
-	}
-	g.setFenced(true)
-	if _, err := p.AppendEntries(&raft.AppendEntriesRequest{}, &raft.AppendEntriesResponse{}); !errors.Is(err, errFenced) || inner.sent.Load() != 1 {
-		t.Fatalf("fenced gate: %v, %d sent", err, inner.sent.Load())
-	}
-	if q, err := g.AppendEntriesPipeline("x", addr); q != nil || !errors.Is(err, errFenced) {
-		t.Fatalf("fenced gate opened a pipeline: %v", err)
-	}
-	g.setFenced(false)
-	if err := p.Close(); err != nil || !inner.closed.Load() {
-		t.Fatalf("Close: %v, inner closed %v", err, inner.closed.Load())
-	}
-	_ = p.Close() // idempotent
 }
 
 // A fenced gate sends no AppendEntries (heartbeats included) and no
