@@ -195,6 +195,7 @@ func encodeState(st *State, version int) []byte {
 	for _, k := range pending {
 		e.str(k)
 	}
+	var producers []ProducerEntry
 	if version >= 2 {
 		groups := st.groupEntries()
 		e.uv(uint64(len(groups)))
@@ -206,7 +207,7 @@ func encodeState(st *State, version int) []byte {
 			e.str(g.Metadata)
 			e.iv(g.CommittedAt)
 		}
-		producers := st.producerEntries()
+		producers = st.producerEntries()
 		e.uv(uint64(len(producers)))
 		for _, p := range producers {
 			e.uv(p.ID)
@@ -224,7 +225,7 @@ func encodeState(st *State, version int) []byte {
 	}
 	if version >= 3 {
 		e.iv(st.Clock)
-		encodeProducerOwners(&e, st.producerEntries())
+		encodeProducerOwners(&e, producers)
 	}
 	return e.b
 }
