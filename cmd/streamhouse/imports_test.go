@@ -14,7 +14,7 @@ var allowedImports = map[string][]string{
 	"fsm":       {},
 	"wal":       {},
 	"s3seg":     {},
-	"partition": {"fsm", "wal"},
+	"partition": {"fsm", "wal", "s3seg"},
 	"cluster":   {"fsm", "transport"},
 	"pgsync":    {"fsm"},
 	"transport": {"fsm"},
