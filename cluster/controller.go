@@ -75,48 +75,79 @@ func planLeadership(v leadershipView) []leaderMove {
 	if len(cands) == 0 {
 		return nil
 	}
-	inConfig := map[string]bool{}
-	for _, s := range v.servers {
-		inConfig[string(s.ID)] = true
+	load := leaderLoads(cands, v.parts)
+	moves := planFailover(&v, cands, load)
+	if !v.rebalance || len(moves) > 0 || len(cands) < 2 {
+		return moves
 	}
+	return planRebalance(&v, cands, load)
+}
+
+// leaderLoads counts the partitions each candidate leads.
+func leaderLoads(cands []string, parts []fsm.PartitionInfo) map[string]int {
 	load := map[string]int{}
 	for _, c := range cands {
 		load[c] = 0
 	}
-	for _, p := range v.parts {
+	for _, p := range parts {
 		if _, ok := load[p.Leader]; ok {
 			load[p.Leader]++
 		}
 	}
-	least := func() string {
-		best := cands[0]
-		for _, c := range cands[1:] {
-			if load[c] < load[best] {
-				best = c
-			}
+	return load
+}
+
+// leastLoaded returns the candidate leading the fewest partitions (the
+// first of them in cands' order).
+func leastLoaded(cands []string, load map[string]int) string {
+	best := cands[0]
+	for _, c := range cands[1:] {
+		if load[c] < load[best] {
+			best = c
 		}
-		return best
+	}
+	return best
+}
+
+// failoverReason says why partition p needs a new leader, or "" when its
+// leader is usable.
+func (v *leadershipView) failoverReason(p fsm.PartitionInfo, inConfig map[string]bool) string {
+	switch {
+	case p.Leader == "":
+		return moveUnassigned
+	case !inConfig[p.Leader]:
+		return moveNotMember
+	case p.Leader != v.self && health(p.Leader, v.members, v.unknownSince, v.now, v.failover) == healthFailed:
+		return moveFailover
+	}
+	return ""
+}
+
+// planFailover moves every partition without a usable leader to the least
+// loaded candidate, counting each move in load.
+func planFailover(v *leadershipView, cands []string, load map[string]int) []leaderMove {
+	inConfig := map[string]bool{}
+	for _, s := range v.servers {
+		inConfig[string(s.ID)] = true
 	}
 	var moves []leaderMove
 	for _, p := range v.parts {
-		reason := ""
-		switch {
-		case p.Leader == "":
-			reason = moveUnassigned
-		case !inConfig[p.Leader]:
-			reason = moveNotMember
-		case p.Leader != v.self && health(p.Leader, v.members, v.unknownSince, v.now, v.failover) == healthFailed:
-			reason = moveFailover
-		default:
+		reason := v.failoverReason(p, inConfig)
+		if reason == "" {
 			continue
 		}
-		to := least()
+		to := leastLoaded(cands, load)
 		load[to]++
 		moves = append(moves, leaderMove{TopicID: p.TopicID, Partition: p.Partition, From: p.Leader, To: to, Epoch: p.LeaderEpoch, Reason: reason})
 	}
-	if !v.rebalance || len(moves) > 0 || len(cands) < 2 {
-		return moves
-	}
+	return moves
+}
+
+// planRebalance moves up to maxMoves partitions, one at a time, from the
+// most to the least loaded candidate while their loads differ by more than
+// one; a partition moves at most once a round.
+func planRebalance(v *leadershipView, cands []string, load map[string]int) []leaderMove {
+	var moves []leaderMove
 	moved := map[fsm.PartitionKey]bool{}
 	for len(moves) < v.maxMoves {
 		hi, lo := cands[0], cands[0]
@@ -131,25 +162,27 @@ func planLeadership(v leadershipView) []leaderMove {
 		if load[hi]-load[lo] <= 1 {
 			break
 		}
-		found := false
-		for i := len(v.parts) - 1; i >= 0; i-- {
-			p := v.parts[i]
-			k := fsm.PartitionKey{TopicID: p.TopicID, Partition: p.Partition}
-			if p.Leader != hi || moved[k] {
-				continue
-			}
-			moved[k] = true
-			load[hi]--
-			load[lo]++
-			moves = append(moves, leaderMove{TopicID: p.TopicID, Partition: p.Partition, From: hi, To: lo, Epoch: p.LeaderEpoch, Reason: moveRebalance})
-			found = true
+		p, ok := v.lastLedBy(hi, moved)
+		if !ok {
 			break
 		}
-		if !found {
-			break
-		}
+		moved[fsm.PartitionKey{TopicID: p.TopicID, Partition: p.Partition}] = true
+		load[hi]--
+		load[lo]++
+		moves = append(moves, leaderMove{TopicID: p.TopicID, Partition: p.Partition, From: hi, To: lo, Epoch: p.LeaderEpoch, Reason: moveRebalance})
 	}
 	return moves
+}
+
+// lastLedBy returns the last partition led by id that is not in moved.
+func (v *leadershipView) lastLedBy(id string, moved map[fsm.PartitionKey]bool) (fsm.PartitionInfo, bool) {
+	for i := len(v.parts) - 1; i >= 0; i-- {
+		p := v.parts[i]
+		if p.Leader == id && !moved[fsm.PartitionKey{TopicID: p.TopicID, Partition: p.Partition}] {
+			return p, true
+		}
+	}
+	return fsm.PartitionInfo{}, false
 }
 
 // runController plans one round and proposes its moves as AssignLeader
@@ -217,24 +250,10 @@ func (n *Node) Placement(count int32) []string {
 		}
 		parts = n.fsm.AllPartitions()
 	}
-	load := map[string]int{}
-	for _, c := range cands {
-		load[c] = 0
-	}
-	for _, p := range parts {
-		if _, ok := load[p.Leader]; ok {
-			load[p.Leader]++
-		}
-	}
+	load := leaderLoads(cands, parts)
 	for i := range out {
-		best := cands[0]
-		for _, c := range cands[1:] {
-			if load[c] < load[best] {
-				best = c
-			}
-		}
-		out[i] = best
-		load[best]++
+		out[i] = leastLoaded(cands, load)
+		load[out[i]]++
 	}
 	return out
 }

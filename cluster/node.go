@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
@@ -122,6 +123,40 @@ func (n *Node) r() *raft.Raft { return n.raftp.Load() }
 func (n *Node) Start(ctx context.Context) (err error) {
 	n.closeMu.Lock()
 	defer n.closeMu.Unlock()
+	if err := n.checkStartable(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = n.teardown()
+			n.closed.Store(true) // a node that failed to start is not reused
+		}
+	}()
+	existing, err := n.startRaft()
+	if err != nil {
+		return err
+	}
+	n.gossip = newGossip(&n.cfg, n.cfg.Logger)
+	if err := n.gossip.start(n.localMeta()); err != nil {
+		return err
+	}
+	if !existing && n.cfg.Bootstrap {
+		if err := n.bootstrap([]nodeMeta{n.localMeta()}, randomID()); err != nil {
+			return err
+		}
+	}
+	if n.cfg.Registerer != nil {
+		n.metrics = newMetrics(n, n.cfg.Registerer)
+	}
+	n.startLoops(existing)
+	n.log.Info("cluster node started", "node", n.cfg.NodeID, "peer", n.peer.Addr(), "gossip", n.gossip.addr(),
+		"existing_state", existing, "bootstrap_expect", n.cfg.BootstrapExpect, "join", n.cfg.Join, "instance", n.id.Instance)
+	return nil
+}
+
+// checkStartable refuses a Start on a closed or started node, a bad
+// configuration, a done ctx or a peer mux that is not started.
+func (n *Node) checkStartable(ctx context.Context) error {
 	switch {
 	case n.closed.Load():
 		return ErrClosed
@@ -137,30 +172,70 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if n.peer.Addr() == "" {
 		return fmt.Errorf("%w: the peer mux must be started before the node", ErrConfig)
 	}
-	defer func() {
-		if err != nil {
-			_ = n.teardown()
-			n.closed.Store(true) // a node that failed to start is not reused
-		}
-	}()
-	n.raftDir = filepath.Join(n.cfg.DataDir, "raft")
-	if err := os.MkdirAll(n.raftDir, 0o750); err != nil {
-		return fmt.Errorf("cluster: raft dir: %w", err)
-	}
-	store, err := openLogStore(filepath.Join(n.raftDir, "raft.db"))
-	if err != nil {
-		return fmt.Errorf("cluster: open raft log store: %w", err)
-	}
-	n.store = store
+	return nil
+}
+
+// startRaft opens the Raft stores under DATA_DIR/raft, loads the identity,
+// and starts Raft over the gated transport (open only for an admitted
+// incarnation). It reports whether Raft state existed.
+func (n *Node) startRaft() (bool, error) {
 	hl := newHCLogger("raft", n.cfg.Logger)
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(n.raftDir, 2, hl)
+	logs, snaps, err := n.openRaftStores(hl)
 	if err != nil {
-		return fmt.Errorf("cluster: snapshot store: %w", err)
+		return false, err
+	}
+	existing, err := raft.HasExistingState(logs, n.store, snaps)
+	if err != nil {
+		return false, fmt.Errorf("cluster: inspect raft state: %w", err)
+	}
+	n.id, err = loadIdentity(n.raftDir, existing)
+	if err != nil {
+		return false, err
 	}
 	n.transport = newRaftGate(raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: n.peer.RaftLayer(), MaxPool: 4, Timeout: 10 * time.Second, Logger: hl,
 	}), n.log)
+	// An incarnation the leader has not admitted takes no part in Raft
+	// (DESIGN.md, "Amnesia"): the gate opens on admission or bootstrap.
+	n.transport.setOpen(n.id.Admitted)
+	n.transport.start()
+	r, err := raft.NewRaft(n.raftConfig(hl), n.fsm, logs, n.stable, snaps, n.transport)
+	if err != nil {
+		return false, fmt.Errorf("cluster: start raft: %w", err)
+	}
+	n.raftp.Store(r)
+	return existing, nil
+}
 
+// openRaftStores opens the Bolt log and stable store (n.store, n.stable)
+// and the file snapshot store. The log store Raft gets is behind a cache
+// and retries failed writes on followers (DESIGN.md, "Full disk").
+func (n *Node) openRaftStores(hl hclog.Logger) (raft.LogStore, raft.SnapshotStore, error) {
+	n.raftDir = filepath.Join(n.cfg.DataDir, "raft")
+	if err := os.MkdirAll(n.raftDir, 0o750); err != nil {
+		return nil, nil, fmt.Errorf("cluster: raft dir: %w", err)
+	}
+	store, err := openLogStore(filepath.Join(n.raftDir, "raft.db"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster: open raft log store: %w", err)
+	}
+	n.store = store
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(n.raftDir, 2, hl)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster: snapshot store: %w", err)
+	}
+	n.stable = newRetryingStable(store, n.log)
+	logs, err := raft.NewLogCache(256, &retryingLogs{LogStore: store, log: n.log, min: n.stable.min, max: n.stable.max,
+		haltCh: n.stable.haltCh, leader: n.IsLeader})
+	if err != nil {
+		return nil, nil, err
+	}
+	return logs, snaps, nil
+}
+
+// raftConfig is the Raft configuration from Config (DESIGN.md, "Ack path"
+// and "Replication without pipelining").
+func (n *Node) raftConfig(hl hclog.Logger) *raft.Config {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(n.cfg.NodeID)
 	rc.Logger = hl
@@ -173,43 +248,13 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	rc.TrailingLogs = n.cfg.TrailingLogs
 	rc.MaxAppendEntries = 512
 	rc.BatchApplyCh = true
+	return rc
+}
 
-	n.stable = newRetryingStable(store, n.log)
-	logs, err := raft.NewLogCache(256, &retryingLogs{LogStore: store, log: n.log, min: n.stable.min, max: n.stable.max,
-		haltCh: n.stable.haltCh, leader: n.IsLeader})
-	if err != nil {
-		return err
-	}
-	existing, err := raft.HasExistingState(logs, store, snaps)
-	if err != nil {
-		return fmt.Errorf("cluster: inspect raft state: %w", err)
-	}
-	n.id, err = loadIdentity(n.raftDir, existing)
-	if err != nil {
-		return err
-	}
-	// An incarnation the leader has not admitted takes no part in Raft
-	// (DESIGN.md, "Amnesia"): the gate opens on admission or bootstrap.
-	n.transport.setOpen(n.id.Admitted)
-	n.transport.start()
-	r, err := raft.NewRaft(rc, n.fsm, logs, n.stable, snaps, n.transport)
-	if err != nil {
-		return fmt.Errorf("cluster: start raft: %w", err)
-	}
-	n.raftp.Store(r)
-
-	n.gossip = newGossip(&n.cfg, n.cfg.Logger)
-	if err := n.gossip.start(n.localMeta()); err != nil {
-		return err
-	}
-	if !existing && n.cfg.Bootstrap {
-		if err := n.bootstrap([]nodeMeta{n.localMeta()}, randomID()); err != nil {
-			return err
-		}
-	}
-	if n.cfg.Registerer != nil {
-		n.metrics = newMetrics(n, n.cfg.Registerer)
-	}
+// startLoops marks the node started and starts its goroutines (owned by
+// n.wg, stopped by teardown): the leadership loop, the stall watch and,
+// for a new agent waiting for BOOTSTRAP_EXPECT, the bootstrap loop.
+func (n *Node) startLoops(existing bool) {
 	lctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	n.started.Store(true)
@@ -220,9 +265,6 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		n.wg.Add(1)
 		go n.bootstrapLoop(lctx)
 	}
-	n.log.Info("cluster node started", "node", n.cfg.NodeID, "peer", n.peer.Addr(), "gossip", n.gossip.addr(),
-		"existing_state", existing, "bootstrap_expect", n.cfg.BootstrapExpect, "join", n.cfg.Join, "instance", n.id.Instance)
-	return nil
 }
 
 // GossipAddr returns the advertised gossip host:port ("" before Start).
@@ -262,6 +304,25 @@ func (n *Node) updateIdentity(fn func(*identity)) error {
 		n.gossip.setMeta(n.localMeta())
 	}
 	return nil
+}
+
+// leaderIdentity returns this node's identity as the Raft leader:
+// admitted, with a cluster ID. Raft state from before cluster identities
+// gets them here: the leader names the cluster; members learn it when
+// admitted.
+func (n *Node) leaderIdentity() (identity, error) {
+	if own := n.identity(); own.Cluster != "" && own.Admitted {
+		return own, nil
+	}
+	if err := n.updateIdentity(func(id *identity) {
+		if id.Cluster == "" {
+			id.Cluster = randomID()
+		}
+		id.Admitted = true
+	}); err != nil {
+		return identity{}, err
+	}
+	return n.identity(), nil
 }
 
 // localMeta is the metadata this node gossips.

@@ -226,7 +226,7 @@ func TestPlanRemoval(t *testing.T) {
 			members(m("a", StateAlive, 0), m("b", StateAlive, 0)), map[string]time.Time{"c": now}, ""},
 	}
 	for _, tc := range cases {
-		got, why := planRemoval("a", tc.servers, tc.members, tc.unknown, now, timeout)
+		got, why := planRemoval(&membershipView{self: "a", servers: tc.servers, members: tc.members, unknownSince: tc.unknown, now: now, deadTimeout: timeout})
 		if got != tc.want {
 			t.Errorf("%s: removes %q (%s), want %q", tc.name, got, why, tc.want)
 		}

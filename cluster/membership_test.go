@@ -1,0 +1,207 @@
+package cluster
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// The membership planners decide from a view alone; these tables pin
+// their rules without a cluster.
+
+func voter(id string) raft.Server {
+	return raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(id), Address: raft.ServerAddress(id + ":7000")}
+}
+
+func nonvoter(id string) raft.Server {
+	return raft.Server{Suffrage: raft.Nonvoter, ID: raft.ServerID(id), Address: raft.ServerAddress(id + ":7000")}
+}
+
+// member is an alive, admitted member of cluster "c" at peer id:7000;
+// mods change it.
+func member(id string, mods ...func(*gossipMember)) gossipMember {
+	m := gossipMember{Name: id, State: StateAlive, MetaOK: true,
+		Meta: nodeMeta{ID: id, Peer: id + ":7000", Instance: "i-" + id, Cluster: "c", Admitted: true}}
+	for _, f := range mods {
+		f(&m)
+	}
+	return m
+}
+
+func unadmitted(m *gossipMember) { m.Meta.Admitted = false }
+func leaving(m *gossipMember)    { m.Meta.Leaving = true }
+func dead(m *gossipMember)       { m.State = StateDead }
+func noMeta(m *gossipMember)     { m.MetaOK = false }
+func movedTo(addr string) func(*gossipMember) {
+	return func(m *gossipMember) { m.Meta.Peer = addr }
+}
+func ofCluster(c string) func(*gossipMember) {
+	return func(m *gossipMember) { m.Meta.Cluster = c }
+}
+
+func view(servers []raft.Server, ms ...gossipMember) *membershipView {
+	members := map[string]gossipMember{}
+	for _, m := range ms {
+		members[m.Name] = m
+	}
+	return &membershipView{self: "a", cluster: "c", servers: servers, members: members,
+		unknownSince: map[string]time.Time{}, now: time.Now(), deadTimeout: 10 * time.Second}
+}
+
+func ids(servers []raft.Server) []string {
+	var out []string
+	for _, s := range servers {
+		out = append(out, string(s.ID))
+	}
+	return out
+}
+
+func names(ms []gossipMember) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Name)
+	}
+	return out
+}
+
+func TestViewCounts(t *testing.T) {
+	v := view([]raft.Server{voter("a"), voter("b"), voter("c"), nonvoter("d"), nonvoter("e")},
+		member("b"), member("c", dead), member("d"))
+	if voters, alive := v.voters(); voters != 3 || alive != 2 {
+		t.Errorf("voters() = %d, %d; want 3, 2 (self and b)", voters, alive)
+	}
+	if n := v.aliveServers(); n != 3 {
+		t.Errorf("aliveServers() = %d; want 3 (a, b, d)", n)
+	}
+}
+
+func TestStaleCandidates(t *testing.T) {
+	servers := []raft.Server{voter("a"), voter("b"), voter("c"), voter("d"), voter("e"), nonvoter("f")}
+	v := view(servers,
+		member("a", unadmitted),       // self: never
+		member("b"),                   // admitted
+		member("c", unadmitted),       // candidate
+		member("d", unadmitted, dead), // not alive
+		member("e", unadmitted, noMeta),
+		member("f", unadmitted), // a non-voter is admitted in stage 5
+	)
+	if got := ids(staleCandidates(v)); !reflect.DeepEqual(got, []string{"c"}) {
+		t.Errorf("staleCandidates = %v; want [c]", got)
+	}
+}
+
+func TestPlanStale(t *testing.T) {
+	now := time.Now()
+	const settle = 2 * time.Second
+	cases := []struct {
+		name          string
+		since         time.Duration // ago
+		seen          bool
+		voters, alive int
+		want          staleStep
+	}{
+		{"first confirmation", 0, false, 3, 3, staleWait},
+		{"within settle", time.Second, true, 3, 3, staleWait},
+		{"settled", 3 * time.Second, true, 3, 3, staleRemove},
+		// 3 voters, 2 alive (the stale one among them): the other 1 of 2
+		// remaining would not be a quorum.
+		{"would break quorum", 3 * time.Second, true, 3, 2, staleKeep},
+		{"five voters, one down", 3 * time.Second, true, 5, 4, staleRemove},
+		{"five voters, two down", 3 * time.Second, true, 5, 3, staleKeep},
+	}
+	for _, tc := range cases {
+		if got := planStale(now.Add(-tc.since), tc.seen, now, settle, tc.voters, tc.alive); got != tc.want {
+			t.Errorf("%s: planStale = %d; want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestPlanAddressUpdate(t *testing.T) {
+	cases := []struct {
+		name    string
+		servers []raft.Server
+		members []gossipMember
+		want    string // "id@addr" or ""
+	}{
+		{"nothing moved", []raft.Server{voter("a"), voter("b")}, []gossipMember{member("b")}, ""},
+		{"voter moved", []raft.Server{voter("a"), voter("b")}, []gossipMember{member("b", movedTo("b2:7000"))}, "b@b2:7000"},
+		{"non-voter moved", []raft.Server{voter("a"), nonvoter("b")}, []gossipMember{member("b", unadmitted, movedTo("b2:7000"))}, "b@b2:7000"},
+		{"unadmitted voter is stale, not moved", []raft.Server{voter("a"), voter("b")}, []gossipMember{member("b", unadmitted, movedTo("b2:7000"))}, ""},
+		{"self never", []raft.Server{voter("a")}, []gossipMember{member("a", movedTo("a2:7000"))}, ""},
+		{"dead member", []raft.Server{voter("a"), voter("b")}, []gossipMember{member("b", dead, movedTo("b2:7000"))}, ""},
+		{"no peer address", []raft.Server{voter("a"), voter("b")}, []gossipMember{member("b", movedTo(""))}, ""},
+		{"first by ID", []raft.Server{voter("a"), voter("c"), voter("b")},
+			[]gossipMember{member("c", movedTo("c2:7000")), member("b", movedTo("b2:7000"))}, "b@b2:7000"},
+	}
+	for _, tc := range cases {
+		s, addr, ok := planAddressUpdate(view(tc.servers, tc.members...))
+		got := ""
+		if ok {
+			got = string(s.ID) + "@" + addr
+		}
+		if got != tc.want {
+			t.Errorf("%s: planAddressUpdate = %q; want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestPlanJoins(t *testing.T) {
+	v := view([]raft.Server{voter("a"), voter("b")},
+		member("a"), member("b"), // in the configuration
+		member("c", unadmitted, ofCluster("")), // new agent
+		member("d", unadmitted),                // knows this cluster already
+		member("e", ofCluster("other")),        // another cluster
+		member("f", leaving),
+		member("g", dead),
+		member("h", noMeta),
+		member("i", movedTo("")),
+		member("j"), // departed on request a moment ago
+	)
+	join, foreign := planJoins(v, func(id string) bool { return id == "j" })
+	if got := names(join); !reflect.DeepEqual(got, []string{"c", "d"}) {
+		t.Errorf("join = %v; want [c d]", got)
+	}
+	if got := names(foreign); !reflect.DeepEqual(got, []string{"e"}) {
+		t.Errorf("foreign = %v; want [e]", got)
+	}
+}
+
+func TestNonvotersToAsk(t *testing.T) {
+	v := view([]raft.Server{voter("a"), voter("b"), nonvoter("c"), nonvoter("d"), nonvoter("e"), nonvoter("f"), nonvoter("g")},
+		member("b", unadmitted),
+		member("c"),                     // admitted here: only when there is room
+		member("d", unadmitted),         // needs admitting
+		member("e", ofCluster("other")), // admitted elsewhere: admit here
+		member("f", unadmitted, leaving),
+		member("g", unadmitted, dead),
+	)
+	if got := ids(nonvotersToAsk(v, false)); !reflect.DeepEqual(got, []string{"d", "e"}) {
+		t.Errorf("no room: %v; want [d e]", got)
+	}
+	if got := ids(nonvotersToAsk(v, true)); !reflect.DeepEqual(got, []string{"c", "d", "e"}) {
+		t.Errorf("room: %v; want [c d e]", got)
+	}
+}
+
+func TestPlanNonvoter(t *testing.T) {
+	admitted := Status{Admitted: true, ClusterID: "c"}
+	cases := []struct {
+		name           string
+		st             Status
+		room, caughtUp bool
+		want           nonvoterStep
+	}{
+		{"not admitted", Status{}, true, true, nonvoterAdmit},
+		{"admitted into another cluster", Status{Admitted: true, ClusterID: "other"}, false, false, nonvoterAdmit},
+		{"caught up with room", admitted, true, true, nonvoterPromote},
+		{"no room", admitted, false, true, nonvoterNothing},
+		{"lagging", admitted, true, false, nonvoterNothing},
+	}
+	for _, tc := range cases {
+		if got := planNonvoter(tc.st, "c", tc.room, tc.caughtUp); got != tc.want {
+			t.Errorf("%s: planNonvoter = %d; want %d", tc.name, got, tc.want)
+		}
+	}
+}
