@@ -5,13 +5,25 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/streamhouse/streamhouse/transport"
 )
+
+// PeerNet is what the node uses of the peer listener that Raft and peer
+// RPC share (implemented by *transport.PeerMux).
+type PeerNet interface {
+	// Addr is the advertised host:port, this node's Raft address; "" until
+	// the listener has started.
+	Addr() string
+	// RaftLayer carries Raft's network transport.
+	RaftLayer() raft.StreamLayer
+	// RPCClient makes peer RPC calls to other agents.
+	RPCClient() *http.Client
+}
 
 // Config configures a Node. Zero values take the defaults documented on each
 // field; the defaults suit a LAN deployment. Tests shorten the timings.
@@ -20,11 +32,11 @@ type Config struct {
 	// DataDir holds raft/ (Bolt log + stable store, snapshots, identity).
 	DataDir string
 
-	// Mux is the peer listener (PEER_PORT) shared by Raft and peer RPC. It
-	// is owned by the caller: created, given RPCHandler, started before
-	// Start and closed after Close. Its advertised address is this node's
-	// Raft address.
-	Mux *transport.PeerMux
+	// Mux is the peer listener (PEER_PORT) shared by Raft and peer RPC
+	// (the agent passes its *transport.PeerMux). It is owned by the
+	// caller: created, given RPCHandler, started before Start and closed
+	// after Close. Its advertised address is this node's Raft address.
+	Mux PeerNet
 
 	// GossipBindAddr is the host:port memberlist listens on (UDP and TCP,
 	// GOSSIP_PORT). Port 0 picks a free port.

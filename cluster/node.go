@@ -45,13 +45,6 @@ type StateMachine interface {
 	Halt()
 }
 
-// peerNet is what the node uses of the peer listener (transport.PeerMux).
-type peerNet interface {
-	Addr() string
-	RaftLayer() raft.StreamLayer
-	RPCClient() *http.Client
-}
-
 // Node is one agent's membership in the cluster: it owns the Raft instance
 // (stores, transport over the peer mux), the gossip layer, bootstrap, the
 // leader loop (membership reconciliation and the partition controller) and
@@ -63,7 +56,7 @@ type Node struct {
 	cfg  Config
 	fsm  StateMachine
 	log  *slog.Logger
-	peer peerNet
+	peer PeerNet
 
 	started atomic.Bool // set once Start succeeded; fields below are then fixed
 	closed  atomic.Bool
@@ -102,10 +95,7 @@ type Node struct {
 func New(cfg Config, f StateMachine) *Node {
 	cfg.setDefaults()
 	n := &Node{cfg: cfg, fsm: f, log: cfg.Logger.With("component", "cluster"), departing: map[string]time.Time{},
-		lowDiskKick: make(chan struct{}, 1)}
-	if cfg.Mux != nil {
-		n.peer = cfg.Mux
-	}
+		lowDiskKick: make(chan struct{}, 1), peer: cfg.Mux}
 	n.rpc = n.newRPCMux()
 	return n
 }
