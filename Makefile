@@ -19,7 +19,7 @@ MINIO_HOME_CACHE := $(HOME)/.cache/streamhouse/bin/minio
 .PHONY: help build run test test-race lint bench bench-micro bench-agent bench-cluster fuzz clean deps postgres dr-drill cluster cluster-stop proto jepsen jepsen-smoke
 
 help: ## Show this help
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
 
 build: ## Build bin/streamhouse
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/streamhouse
@@ -61,6 +61,7 @@ lint: $(TOOLS)/staticcheck ## gofmt, go vet, staticcheck and the import-boundary
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(TOOLS)/staticcheck $(PKGS)
+	$(GO) test -count=1 -run 'TestImportBoundaries|TestImportViolationRules' ./cmd/streamhouse/
 
 proto: ## Regenerate transport/gen from transport/proto (pinned buf + protoc-gen-go/-grpc in .cache/bin)
 	GO=$(GO) ./transport/proto/generate.sh
