@@ -170,29 +170,59 @@ func Open(opts Options) (*WAL, error) {
 	return w, nil
 }
 
-// load scans the directory and builds the segment list and index.
+// load scans the directory and builds the segment list and index: it lists
+// the segment files (creating the directory if missing), then loads each
+// segment in order and makes the last one active.
 func (w *WAL) load() error {
+	names, err := w.listDir()
+	if err != nil {
+		return err
+	}
+	bases, err := w.segmentBases(names)
+	if err != nil {
+		return err
+	}
+	var buf []byte
+	var prevLast uint64
+	for i, base := range bases {
+		prevLast, err = w.loadSegment(base, i == len(bases)-1, prevLast, &buf)
+		if err != nil {
+			return err
+		}
+	}
+	return w.activateLast(prevLast)
+}
+
+// listDir lists the WAL directory, creating it (and fsyncing its parent)
+// when it does not exist.
+func (w *WAL) listDir() ([]string, error) {
 	names, err := w.fs.ReadDir(w.dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err := w.fs.MkdirAll(w.dir, 0o755); err != nil {
-			return fmt.Errorf("wal: create %s: %w", w.dir, err)
+			return nil, fmt.Errorf("wal: create %s: %w", w.dir, err)
 		}
 		if err := w.fs.SyncDir(filepath.Dir(w.dir)); err != nil {
-			return fmt.Errorf("wal: fsync parent of %s: %w", w.dir, err)
+			return nil, fmt.Errorf("wal: fsync parent of %s: %w", w.dir, err)
 		}
 		names, err = w.fs.ReadDir(w.dir)
 	}
 	if err != nil {
-		return fmt.Errorf("wal: list %s: %w", w.dir, err)
+		return nil, fmt.Errorf("wal: list %s: %w", w.dir, err)
 	}
+	return names, nil
+}
+
+// segmentBases returns the base indexes of the segment files among names,
+// sorted. A segment creation that never reached its rename left a temp
+// file: it is removed (and the removal made durable).
+func (w *WAL) segmentBases(names []string) ([]uint64, error) {
 	var bases []uint64
 	removedTemp := false
 	for _, name := range names {
 		if strings.HasSuffix(name, tempSuffix) {
 			if _, ok := parseSegmentName(strings.TrimSuffix(name, tempSuffix)); ok {
-				// A segment creation that never reached its rename.
 				if err := w.fs.Remove(filepath.Join(w.dir, name)); err != nil {
-					return fmt.Errorf("wal: remove leftover %s: %w", name, err)
+					return nil, fmt.Errorf("wal: remove leftover %s: %w", name, err)
 				}
 				removedTemp = true
 				continue
@@ -204,70 +234,88 @@ func (w *WAL) load() error {
 	}
 	if removedTemp {
 		if err := w.fs.SyncDir(w.dir); err != nil {
-			return fmt.Errorf("wal: fsync directory %s: %w", w.dir, err)
+			return nil, fmt.Errorf("wal: fsync directory %s: %w", w.dir, err)
 		}
 	}
 	slices.Sort(bases)
+	return bases, nil
+}
 
-	var buf []byte
-	var prevLast uint64
-	for i, base := range bases {
-		last := i == len(bases)-1
-		path := filepath.Join(w.dir, segmentName(base))
-		flag := os.O_RDONLY
-		if last {
-			flag = os.O_RDWR | os.O_APPEND
-		}
-		f, err := w.fs.OpenFile(path, flag, 0)
-		if err != nil {
-			return fmt.Errorf("wal: open segment: %w", err)
-		}
-		seg := newSegment(base, path, f)
-		w.segs = append(w.segs, seg)
-		size, err := f.Size()
-		if err != nil {
-			return fmt.Errorf("wal: stat segment %s: %w", path, err)
-		}
-		if int64(cap(buf)) < size {
-			buf = make([]byte, size)
-		}
-		buf = buf[:size]
-		if n, err := f.ReadAt(buf, 0); int64(n) < size {
-			return fmt.Errorf("wal: read segment %s: %w", path, err)
-		}
-		sc, err := scanSegment(path, buf, last)
-		if err != nil {
-			return err
-		}
-		if sc.base != base {
-			return corruptf(path, 8, "header base index %d does not match the file name", sc.base)
-		}
-		if base <= prevLast {
-			return corruptf(path, 0, "segment base %d overlaps the previous segment, which ends at index %d", base, prevLast)
-		}
-		if sc.torn {
-			if err := w.repairTail(seg, buf[sc.end:], sc.end, sc.reason); err != nil {
-				return err
-			}
-		}
-		seg.entries = sc.entries
-		seg.size = sc.end
-		if l := seg.lastIndex(); l != 0 {
-			prevLast = l
-		}
-		w.entries.Add(int64(len(sc.entries)))
-		w.bytes.Add(sc.end)
+// loadSegment opens the segment starting at base (the last one for
+// appending), scans it into the index and returns the last index so far.
+// Only the last segment may have a torn tail, which is repaired; any other
+// damage, a header that contradicts the file name, or an overlap with the
+// previous segment (ending at prevLast) is ErrCorrupt. buf is reused
+// across segments.
+func (w *WAL) loadSegment(base uint64, last bool, prevLast uint64, buf *[]byte) (uint64, error) {
+	path := filepath.Join(w.dir, segmentName(base))
+	flag := os.O_RDONLY
+	if last {
+		flag = os.O_RDWR | os.O_APPEND
 	}
+	f, err := w.fs.OpenFile(path, flag, 0)
+	if err != nil {
+		return 0, fmt.Errorf("wal: open segment: %w", err)
+	}
+	seg := newSegment(base, path, f)
+	w.segs = append(w.segs, seg) // released by Open on failure
+	data, err := readSegment(f, path, buf)
+	if err != nil {
+		return 0, err
+	}
+	sc, err := scanSegment(path, data, last)
+	if err != nil {
+		return 0, err
+	}
+	if sc.base != base {
+		return 0, corruptf(path, 8, "header base index %d does not match the file name", sc.base)
+	}
+	if base <= prevLast {
+		return 0, corruptf(path, 0, "segment base %d overlaps the previous segment, which ends at index %d", base, prevLast)
+	}
+	if sc.torn {
+		if err := w.repairTail(seg, data[sc.end:], sc.end, sc.reason); err != nil {
+			return 0, err
+		}
+	}
+	seg.entries = sc.entries
+	seg.size = sc.end
+	if l := seg.lastIndex(); l != 0 {
+		prevLast = l
+	}
+	w.entries.Add(int64(len(sc.entries)))
+	w.bytes.Add(sc.end)
+	return prevLast, nil
+}
+
+// readSegment reads the whole file into *buf (grown when too small).
+func readSegment(f File, path string, buf *[]byte) ([]byte, error) {
+	size, err := f.Size()
+	if err != nil {
+		return nil, fmt.Errorf("wal: stat segment %s: %w", path, err)
+	}
+	if int64(cap(*buf)) < size {
+		*buf = make([]byte, size)
+	}
+	data := (*buf)[:size]
+	if n, err := f.ReadAt(data, 0); int64(n) < size {
+		return nil, fmt.Errorf("wal: read segment %s: %w", path, err)
+	}
+	return data, nil
+}
+
+// activateLast makes the last segment the active one and everything up to
+// lastIndex synced. Whatever the previous process wrote may still be only
+// in the page cache; it is fsynced first so that LastSynced is true.
+func (w *WAL) activateLast(lastIndex uint64) error {
 	if len(w.segs) > 0 {
 		w.active = w.segs[len(w.segs)-1]
-		// Whatever the previous process wrote may still be only in the page
-		// cache; make it durable so that LastSynced is true.
 		if err := w.active.f.Sync(); err != nil {
 			return fmt.Errorf("wal: fsync segment %s: %w", w.active.path, err)
 		}
 	}
-	w.lastIndex.Store(prevLast)
-	w.syncedIndex = prevLast
+	w.lastIndex.Store(lastIndex)
+	w.syncedIndex = lastIndex
 	return nil
 }
 
