@@ -83,11 +83,7 @@ func appendOne(topicID uint64, v string) *fsm.AppendBatch {
 // Ready, and applies every entry exactly once when space returns. A stalled
 // agent still shuts down.
 func TestDiskFullLeaderStallsHandsOverAndCatchesUp(t *testing.T) {
-	c := newTestCluster(t)
-	sinks := withDiskSinks(c)
-	c.startBootstrapped("n1", "n2", "n3")
-	old := c.waitLeader(30 * time.Second)
-	topicID := createTopic(t, old, "t", 1)
+	c, sinks, old, topicID := diskFullCluster(t)
 	sinks[old.id].setFull(true)
 	go func() { _, _ = propose(t, old, appendOne(topicID, "a")) }() // outcome unknown to this caller
 	waitFor(t, 30*time.Second, "the stall reported on Ready", func() bool {
@@ -128,6 +124,16 @@ func TestDiskFullLeaderStallsHandsOverAndCatchesUp(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("a stalled agent did not shut down")
 	}
+}
+
+// diskFullCluster starts three founders whose FSMs store into diskSinks
+// and creates topic "t" (one partition) through the leader, old.
+func diskFullCluster(t *testing.T) (c *testCluster, sinks map[string]*diskSink, old *testNode, topicID uint64) {
+	c = newTestCluster(t)
+	sinks = withDiskSinks(c)
+	c.startBootstrapped("n1", "n2", "n3")
+	old = c.waitLeader(30 * time.Second)
+	return c, sinks, old, createTopic(t, old, "t", 1)
 }
 
 // withDiskSinks gives every agent c starts a diskSink, by agent id.
@@ -172,11 +178,7 @@ func fillApplyQueue(t *testing.T, n *testNode, cmd []byte) int {
 // and commit, and the stalled agent catches up exactly once when space
 // returns.
 func TestDiskFullLeaderWithBlockedRaftLoopIsReplaced(t *testing.T) {
-	c := newTestCluster(t)
-	sinks := withDiskSinks(c)
-	c.startBootstrapped("n1", "n2", "n3")
-	old := c.waitLeader(30 * time.Second)
-	topicID := createTopic(t, old, "t", 1)
+	c, sinks, old, topicID := diskFullCluster(t)
 	release := sinks[old.id].holdThenFail()
 	t.Cleanup(release)
 	rounds := fillApplyQueue(t, old, fsm.Encode(appendOne(topicID, "a")))
