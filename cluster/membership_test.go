@@ -50,22 +50,6 @@ func view(servers []raft.Server, ms ...gossipMember) *membershipView {
 		unknownSince: map[string]time.Time{}, now: time.Now(), deadTimeout: 10 * time.Second}
 }
 
-func ids(servers []raft.Server) []string {
-	var out []string
-	for _, s := range servers {
-		out = append(out, string(s.ID))
-	}
-	return out
-}
-
-func names(ms []gossipMember) []string {
-	var out []string
-	for _, m := range ms {
-		out = append(out, m.Name)
-	}
-	return out
-}
-
 func TestViewCounts(t *testing.T) {
 	v := view([]raft.Server{voter("a"), voter("b"), voter("c"), nonvoter("d"), nonvoter("e")},
 		member("b"), member("c", dead), member("d"))
@@ -87,8 +71,8 @@ func TestStaleCandidates(t *testing.T) {
 		member("e", unadmitted, noMeta),
 		member("f", unadmitted), // a non-voter is admitted in stage 5
 	)
-	if got := ids(staleCandidates(v)); !reflect.DeepEqual(got, []string{"c"}) {
-		t.Errorf("staleCandidates = %v; want [c]", got)
+	if got := staleCandidates(v); !reflect.DeepEqual(got, []raft.Server{voter("c")}) {
+		t.Errorf("staleCandidates = %v; want c", got)
 	}
 }
 
@@ -160,11 +144,11 @@ func TestPlanJoins(t *testing.T) {
 		member("j"), // departed on request a moment ago
 	)
 	join, foreign := planJoins(v, func(id string) bool { return id == "j" })
-	if got := names(join); !reflect.DeepEqual(got, []string{"c", "d"}) {
-		t.Errorf("join = %v; want [c d]", got)
+	if want := []gossipMember{v.members["c"], v.members["d"]}; !reflect.DeepEqual(join, want) {
+		t.Errorf("join = %v; want c, d", join)
 	}
-	if got := names(foreign); !reflect.DeepEqual(got, []string{"e"}) {
-		t.Errorf("foreign = %v; want [e]", got)
+	if want := []gossipMember{v.members["e"]}; !reflect.DeepEqual(foreign, want) {
+		t.Errorf("foreign = %v; want e", foreign)
 	}
 }
 
@@ -177,11 +161,11 @@ func TestNonvotersToAsk(t *testing.T) {
 		member("f", unadmitted, leaving),
 		member("g", unadmitted, dead),
 	)
-	if got := ids(nonvotersToAsk(v, false)); !reflect.DeepEqual(got, []string{"d", "e"}) {
-		t.Errorf("no room: %v; want [d e]", got)
+	if got, want := nonvotersToAsk(v, false), []raft.Server{nonvoter("d"), nonvoter("e")}; !reflect.DeepEqual(got, want) {
+		t.Errorf("no room: %v; want d, e", got)
 	}
-	if got := ids(nonvotersToAsk(v, true)); !reflect.DeepEqual(got, []string{"c", "d", "e"}) {
-		t.Errorf("room: %v; want [c d e]", got)
+	if got, want := nonvotersToAsk(v, true), []raft.Server{nonvoter("c"), nonvoter("d"), nonvoter("e")}; !reflect.DeepEqual(got, want) {
+		t.Errorf("room: %v; want c, d, e", got)
 	}
 }
 
