@@ -201,17 +201,27 @@ func (h *lossyFile) makeDirtyAt(from int64) error {
 	return nil
 }
 
-func (h *lossyFile) Write(p []byte) (int, error) {
+// lockOpen takes the handle's lock, then its node's; it fails on a closed
+// handle. unlock releases both.
+func (h *lossyFile) lockOpen() (unlock func(), err error) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if h.closed {
-		return 0, errLossyClosed
+		h.mu.Unlock()
+		return nil, errLossyClosed
 	}
+	h.n.mu.Lock()
+	return func() { h.n.mu.Unlock(); h.mu.Unlock() }, nil
+}
+
+func (h *lossyFile) Write(p []byte) (int, error) {
+	unlock, err := h.lockOpen()
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
 	if !h.writable {
 		return 0, &os.PathError{Op: "write", Path: h.n.path, Err: errors.New("file not open for writing")}
 	}
-	h.n.mu.Lock()
-	defer h.n.mu.Unlock()
 	size, err := h.sizeLocked()
 	if err != nil {
 		return 0, err
@@ -270,13 +280,11 @@ func (h *lossyFile) ReadAt(p []byte, off int64) (int, error) {
 
 // Sync writes the buffered tail to base and syncs it.
 func (h *lossyFile) Sync() error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return errLossyClosed
+	unlock, err := h.lockOpen()
+	if err != nil {
+		return err
 	}
-	h.n.mu.Lock()
-	defer h.n.mu.Unlock()
+	defer unlock()
 	if h.n.dirty {
 		f := h.f
 		if !h.writable {
@@ -316,13 +324,11 @@ func (h *lossyFile) Sync() error {
 }
 
 func (h *lossyFile) Truncate(size int64) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return errLossyClosed
+	unlock, err := h.lockOpen()
+	if err != nil {
+		return err
 	}
-	h.n.mu.Lock()
-	defer h.n.mu.Unlock()
+	defer unlock()
 	if h.n.dirty && size >= h.n.from {
 		rel := size - h.n.from
 		if rel <= int64(len(h.n.tail)) {
