@@ -108,19 +108,13 @@ func runOne(ctx context.Context, o options, r runSpec, bin, minio string, log *s
 	defer closeCluster(c, &res, dir, o.keepData)
 	stopWatch := watchCrashes(ctx, c, &res)
 
-	wcfg := workloadConfig(o, r.seed, log)
-	wcfg.Rate = drWorkloadRate(spec.dr, wcfg.Rate)
-	wl := workload.New(wcfg, c, rec)
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = wl.Setup(sctx)
-	cancel()
+	wl, err := startWorkload(ctx, o, r, spec, c, rec, log)
 	if err != nil {
 		stopWatch()
 		res.Errors = append(res.Errors, "setup: "+err.Error())
 		_ = rec.Close()
 		return res
 	}
-	wl.Start(ctx)
 	opts := runFaults(ctx, spec, r, c, wl, rec, log, &res)
 	wl.Stop()
 	fctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
@@ -138,6 +132,21 @@ func runOne(ctx context.Context, o options, r runSpec, bin, minio string, log *s
 	res.check(rec.Ops(), opts, dir)
 	writeJSON(filepath.Join(dir, "results.json"), res)
 	return res
+}
+
+// startWorkload creates the test topic and starts the clients.
+func startWorkload(ctx context.Context, o options, r runSpec, spec classSpec, c *control.Cluster, rec *history.Recorder, log *slog.Logger) (*workload.Workload, error) {
+	wcfg := workloadConfig(o, r.seed, log)
+	wcfg.Rate = drWorkloadRate(spec.dr, wcfg.Rate)
+	wl := workload.New(wcfg, c, rec)
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err := wl.Setup(sctx)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	wl.Start(ctx)
+	return wl, nil
 }
 
 // clusterEnv is the agents' extra environment for a class, and the size
