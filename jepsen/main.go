@@ -134,10 +134,7 @@ func checkFile(path string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	var opts checker.Options
-	if b, err := os.ReadFile(filepath.Join(filepath.Dir(path), "checker-options.json")); err == nil {
-		_ = json.Unmarshal(b, &opts)
-	}
+	opts, _ := checkerOptions(filepath.Dir(path)) // -check is lenient: what decodes is used
 	res := checker.Check(ops, opts)
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
@@ -146,6 +143,19 @@ func checkFile(path string) int {
 		return 1
 	}
 	return 0
+}
+
+// checkerOptions reads the checker options a run kept in dir (zero
+// options when there are none); on a decoding error it returns what
+// decoded, and the error.
+func checkerOptions(dir string) (checker.Options, error) {
+	var opts checker.Options
+	b, err := os.ReadFile(filepath.Join(dir, "checker-options.json"))
+	if err != nil {
+		return opts, nil
+	}
+	err = json.Unmarshal(b, &opts)
+	return opts, err
 }
 
 type runSpec struct {
@@ -211,31 +221,20 @@ func runMatrix(o options) int {
 	if o.out == "" {
 		o.out = filepath.Join(root, ".cache", "jepsen", time.Now().Format("20060102-150405"))
 	}
-	if err := os.MkdirAll(o.out, 0o755); err != nil {
-		fmt.Fprintln(os.Stderr, "jepsen:", err)
-		return 2
-	}
-	logf, err := os.Create(filepath.Join(o.out, "jepsen.log"))
+	log, closeLog, err := openLog(o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "jepsen:", err)
 		return 2
 	}
-	defer logf.Close()
-	var w io.Writer = logf
-	if o.verbose {
-		w = io.MultiWriter(logf, os.Stderr)
-	}
-	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	defer closeLog()
 	fmt.Printf("jepsen: %d runs, seed %d (reproduce with -seed %d), output %s\n", len(runs), o.seed, o.seed, o.out)
 
 	t0 := time.Now()
 	bin := o.bin
 	if bin == "" {
 		bin = filepath.Join(o.out, "streamhouse")
-		cmd := exec.Command("go", "build", "-o", bin, "./cmd/streamhouse")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "jepsen: building the agent: %v\n%s", err, out)
+		if err := buildAgent(root, bin); err != nil {
+			fmt.Fprint(os.Stderr, "jepsen: ", err)
 			return 2
 		}
 		fmt.Printf("jepsen: built the agent in %v\n", time.Since(t0).Round(100*time.Millisecond))
@@ -251,6 +250,45 @@ func runMatrix(o options) int {
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
+	results := runAll(ctx, o, runs, bin, minio, log, t0)
+	sum := writeResults(o.out, o, results, time.Since(t0))
+	fmt.Println()
+	fmt.Print(sum)
+	fmt.Printf("\njepsen: %d runs in %v; results in %s\n", len(results), time.Since(t0).Round(time.Second), o.out)
+	return exitCode(results, len(runs))
+}
+
+// openLog creates the output directory and the harness log in it (also
+// on stderr with -v).
+func openLog(o options) (*slog.Logger, func(), error) {
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return nil, nil, err
+	}
+	logf, err := os.Create(filepath.Join(o.out, "jepsen.log"))
+	if err != nil {
+		return nil, nil, err
+	}
+	var w io.Writer = logf
+	if o.verbose {
+		w = io.MultiWriter(logf, os.Stderr)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})), func() { _ = logf.Close() }, nil
+}
+
+// buildAgent builds ./cmd/streamhouse of the module at root into bin; the
+// error carries the compiler's output.
+func buildAgent(root, bin string) error {
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/streamhouse")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("building the agent: %v\n%s", err, out)
+	}
+	return nil
+}
+
+// runAll runs the matrix one run at a time until done or interrupted,
+// printing a line per run and rewriting the results after each.
+func runAll(ctx context.Context, o options, runs []runSpec, bin, minio string, log *slog.Logger, t0 time.Time) []RunResult {
 	var results []RunResult
 	for i, r := range runs {
 		if ctx.Err() != nil {
@@ -259,26 +297,32 @@ func runMatrix(o options) int {
 		fmt.Printf("[%d/%d] %-24s seed %-8d ", i+1, len(runs), r.class, r.seed)
 		res := runOne(ctx, o, r, bin, minio, log)
 		results = append(results, res)
-		verdict := "ok"
-		switch {
-		case res.Anomalies > 0:
-			verdict = fmt.Sprintf("ANOMALIES %v", nonzero(res.Counts))
-		case len(res.Errors) > 0:
-			verdict = "ERROR " + res.Errors[0]
-		}
-		fmt.Printf("%6d ops %5d acked  %5.1fs  %s\n", res.Ops, res.SendsOK, res.Elapsed.Seconds(), verdict)
+		fmt.Printf("%6d ops %5d acked  %5.1fs  %s\n", res.Ops, res.SendsOK, res.Elapsed.Seconds(), verdict(res))
 		writeResults(o.out, o, results, time.Since(t0))
 	}
-	sum := writeResults(o.out, o, results, time.Since(t0))
-	fmt.Println()
-	fmt.Print(sum)
-	fmt.Printf("\njepsen: %d runs in %v; results in %s\n", len(results), time.Since(t0).Round(time.Second), o.out)
+	return results
+}
+
+// verdict is a run's outcome in a word or a few.
+func verdict(res RunResult) string {
+	switch {
+	case res.Anomalies > 0:
+		return fmt.Sprintf("ANOMALIES %v", nonzero(res.Counts))
+	case len(res.Errors) > 0:
+		return "ERROR " + res.Errors[0]
+	}
+	return "ok"
+}
+
+// exitCode is 1 when a run found anomalies or errors or the matrix was
+// cut short (planned runs), else 0.
+func exitCode(results []RunResult, planned int) int {
 	for _, r := range results {
 		if r.Anomalies > 0 || len(r.Errors) > 0 {
 			return 1
 		}
 	}
-	if len(results) < len(runs) {
+	if len(results) < planned {
 		return 1
 	}
 	return 0
@@ -343,20 +387,10 @@ func recheckRun(r *RunResult) error {
 	if err != nil {
 		return err
 	}
-	var opts checker.Options
-	if b, err := os.ReadFile(filepath.Join(r.Dir, "checker-options.json")); err == nil {
-		if err := json.Unmarshal(b, &opts); err != nil {
-			return err
-		}
+	opts, err := checkerOptions(r.Dir)
+	if err != nil {
+		return err
 	}
-	cr := checker.Check(ops, opts)
-	r.Checker, r.Valid, r.Anomalies, r.Counts = cr, cr.Valid, cr.Total(), cr.Counts
-	if r.DR != nil {
-		r.DR.LostFlushed = cr.Counts[checker.LostWrite]
-		r.DR.LostUnflushed = cr.Stats.LostUnflushed
-		r.DR.RecoveredUnflushed = cr.Stats.Recovered
-		r.DR.OffsetReuse = cr.Counts[checker.OffsetReuse]
-		r.countResurrected()
-	}
+	r.setVerdict(checker.Check(ops, opts))
 	return nil
 }

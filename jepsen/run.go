@@ -95,15 +95,7 @@ func runOne(ctx context.Context, o options, r runSpec, bin, minio string, log *s
 		res.Errors = append(res.Errors, err.Error())
 		return res
 	}
-	var env []string
-	if spec.dr != "" {
-		env = drEnv(spec.dr)
-	}
-	env = append(env, spec.env...)
-	var smallDisk int64
-	if spec.smallDisk {
-		env, smallDisk = append(env, diskFullEnv()...), smallDiskBytes
-	}
+	env, smallDisk := clusterEnv(spec)
 	c, err := control.Start(ctx, control.Config{Agents: o.agents, Mode: o.mode, Dir: dir, AgentBin: bin, MinIOBin: minio,
 		Lossy: spec.lossy, Env: env, SmallDisk: smallDisk, Log: log})
 	if err != nil {
@@ -113,61 +105,17 @@ func runOne(ctx context.Context, o options, r runSpec, bin, minio string, log *s
 	}
 	res.Net = c.Mode()
 	log.Info("cluster up", "net", c.Mode(), "pg", c.PGURL, "minio", c.MinIO.Endpoint())
-	defer func() {
-		c.Close()
-		if res.Valid && len(res.Errors) == 0 && !o.keepData {
-			for _, a := range c.Agents {
-				_ = os.RemoveAll(filepath.Dir(a.DataDir))
-			}
-			_ = os.RemoveAll(filepath.Join(dir, "minio", "data"))
-		}
-	}()
+	defer closeCluster(c, &res, dir, o.keepData)
 	stopWatch := watchCrashes(ctx, c, &res)
 
-	wcfg := workloadConfig(o, r.seed, log)
-	wcfg.Rate = drWorkloadRate(spec.dr, wcfg.Rate)
-	wl := workload.New(wcfg, c, rec)
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = wl.Setup(sctx)
-	cancel()
+	wl, err := startWorkload(ctx, o, r, spec, c, rec, log)
 	if err != nil {
 		stopWatch()
 		res.Errors = append(res.Errors, "setup: "+err.Error())
 		_ = rec.Close()
 		return res
 	}
-	wl.Start(ctx)
-
-	var opts checker.Options
-	if spec.dr != "" {
-		dr, o2, err := runDR(ctx, spec.dr, r, c, wl, rec, log)
-		res.DR = dr
-		opts = o2
-		if err != nil {
-			res.Errors = append(res.Errors, "dr: "+err.Error())
-		}
-	} else {
-		// Warm up, then faults, then a healthy tail.
-		time.Sleep(3 * time.Second)
-		nctx, cancel := context.WithTimeout(ctx, r.duration)
-		hold := [2]time.Duration{3 * time.Second, 10 * time.Second}
-		if spec.hold[1] > 0 {
-			hold = spec.hold
-		}
-		nem := nemesis.New(nemesis.Config{Kinds: spec.kinds, Mixed: spec.mixed, Seed: r.seed,
-			Quiet: [2]time.Duration{2 * time.Second, 5 * time.Second}, Hold: hold,
-			Topic: "jepsen", MinFreeDisk: smallDiskMinFree, Log: log, OnPaused: wl.SetPaused}, c, rec)
-		nem.Run(nctx)
-		cancel()
-		res.Events = nem.Events
-		res.Faults = len(nem.Events)
-		for _, ev := range nem.Events {
-			if ev.Err != "" {
-				res.Errors = append(res.Errors, fmt.Sprintf("nemesis %s %v: %s", ev.Kind, ev.Targets, ev.Err))
-			}
-		}
-		time.Sleep(5 * time.Second)
-	}
+	opts := runFaults(ctx, spec, r, c, wl, rec, log, &res)
 	wl.Stop()
 	fctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	fr := wl.FinalRead(fctx, 90*time.Second)
@@ -181,29 +129,115 @@ func runOne(ctx context.Context, o options, r runSpec, bin, minio string, log *s
 	if err := rec.Close(); err != nil {
 		res.Errors = append(res.Errors, "history: "+err.Error())
 	}
-	ops := rec.Ops()
-	if b, err := json.MarshalIndent(opts, "", "  "); err == nil {
-		_ = os.WriteFile(filepath.Join(dir, "checker-options.json"), b, 0o644)
-	}
-	cr := checker.Check(ops, opts)
-	res.Checker = cr
-	res.Valid = cr.Valid
-	res.Anomalies = cr.Total()
-	res.Counts = cr.Counts
-	res.Ops = len(ops)
-	res.SendsOK, res.SendsFail, res.SendsInfo = cr.Stats.SendsOK, cr.Stats.SendsFail, cr.Stats.SendsInfo
-	res.Recoveries, res.Outages, res.MaxAckGap = recoveries(ops, res.Events)
-	if res.DR != nil {
-		res.DR.LostFlushed = cr.Counts[checker.LostWrite]
-		res.DR.LostUnflushed = cr.Stats.LostUnflushed
-		res.DR.RecoveredUnflushed = cr.Stats.Recovered
-		res.DR.OffsetReuse = cr.Counts[checker.OffsetReuse]
-		res.countResurrected()
-	}
-	if b, err := json.MarshalIndent(res, "", "  "); err == nil {
-		_ = os.WriteFile(filepath.Join(dir, "results.json"), b, 0o644)
-	}
+	res.check(rec.Ops(), opts, dir)
+	writeJSON(filepath.Join(dir, "results.json"), res)
 	return res
+}
+
+// startWorkload creates the test topic and starts the clients.
+func startWorkload(ctx context.Context, o options, r runSpec, spec classSpec, c *control.Cluster, rec *history.Recorder, log *slog.Logger) (*workload.Workload, error) {
+	wcfg := workloadConfig(o, r.seed, log)
+	wcfg.Rate = drWorkloadRate(spec.dr, wcfg.Rate)
+	wl := workload.New(wcfg, c, rec)
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err := wl.Setup(sctx)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	wl.Start(ctx)
+	return wl, nil
+}
+
+// clusterEnv is the agents' extra environment for a class, and the size
+// of each agent's small filesystem (0: none).
+func clusterEnv(spec classSpec) (env []string, smallDisk int64) {
+	if spec.dr != "" {
+		env = drEnv(spec.dr)
+	}
+	env = append(env, spec.env...)
+	if spec.smallDisk {
+		env, smallDisk = append(env, diskFullEnv()...), smallDiskBytes
+	}
+	return env, smallDisk
+}
+
+// closeCluster stops the cluster and, unless asked to keep them, deletes
+// the data of a run that passed without errors.
+func closeCluster(c *control.Cluster, res *RunResult, dir string, keepData bool) {
+	c.Close()
+	if res.Valid && len(res.Errors) == 0 && !keepData {
+		for _, a := range c.Agents {
+			_ = os.RemoveAll(filepath.Dir(a.DataDir))
+		}
+		_ = os.RemoveAll(filepath.Join(dir, "minio", "data"))
+	}
+}
+
+// runFaults is the middle of a run, under load: the DR drill, or a warm
+// up, the nemesis schedule and a healthy tail. It returns the checker's
+// options (a drill's allowed gaps and flushed offsets).
+func runFaults(ctx context.Context, spec classSpec, r runSpec, c *control.Cluster, wl *workload.Workload, rec *history.Recorder, log *slog.Logger, res *RunResult) checker.Options {
+	if spec.dr != "" {
+		dr, opts, err := runDR(ctx, spec.dr, r, c, wl, rec, log)
+		res.DR = dr
+		if err != nil {
+			res.Errors = append(res.Errors, "dr: "+err.Error())
+		}
+		return opts
+	}
+	// Warm up, then faults, then a healthy tail.
+	time.Sleep(3 * time.Second)
+	nctx, cancel := context.WithTimeout(ctx, r.duration)
+	hold := [2]time.Duration{3 * time.Second, 10 * time.Second}
+	if spec.hold[1] > 0 {
+		hold = spec.hold
+	}
+	nem := nemesis.New(nemesis.Config{Kinds: spec.kinds, Mixed: spec.mixed, Seed: r.seed,
+		Quiet: [2]time.Duration{2 * time.Second, 5 * time.Second}, Hold: hold,
+		Topic: "jepsen", MinFreeDisk: smallDiskMinFree, Log: log, OnPaused: wl.SetPaused}, c, rec)
+	nem.Run(nctx)
+	cancel()
+	res.Events = nem.Events
+	res.Faults = len(nem.Events)
+	for _, ev := range nem.Events {
+		if ev.Err != "" {
+			res.Errors = append(res.Errors, fmt.Sprintf("nemesis %s %v: %s", ev.Kind, ev.Targets, ev.Err))
+		}
+	}
+	time.Sleep(5 * time.Second)
+	return checker.Options{}
+}
+
+// check runs the checker on the run's history (the options are kept in
+// the run's directory, for -check) and fills in the verdict and the
+// availability figures.
+func (r *RunResult) check(ops []history.Op, opts checker.Options, dir string) {
+	writeJSON(filepath.Join(dir, "checker-options.json"), opts)
+	r.setVerdict(checker.Check(ops, opts))
+	r.Ops = len(ops)
+	r.SendsOK, r.SendsFail, r.SendsInfo = r.Checker.Stats.SendsOK, r.Checker.Stats.SendsFail, r.Checker.Stats.SendsInfo
+	r.Recoveries, r.Outages, r.MaxAckGap = recoveries(ops, r.Events)
+}
+
+// setVerdict takes the checker's result, with a DR drill's losses and its
+// resurrected topics.
+func (r *RunResult) setVerdict(cr checker.Result) {
+	r.Checker, r.Valid, r.Anomalies, r.Counts = cr, cr.Valid, cr.Total(), cr.Counts
+	if r.DR != nil {
+		r.DR.LostFlushed = cr.Counts[checker.LostWrite]
+		r.DR.LostUnflushed = cr.Stats.LostUnflushed
+		r.DR.RecoveredUnflushed = cr.Stats.Recovered
+		r.DR.OffsetReuse = cr.Counts[checker.OffsetReuse]
+		r.countResurrected()
+	}
+}
+
+// writeJSON writes v, indented, to path (best effort: a report).
+func writeJSON(path string, v any) {
+	if b, err := json.MarshalIndent(v, "", "  "); err == nil {
+		_ = os.WriteFile(path, b, 0o644)
+	}
 }
 
 // recoveries: for each healed fault, seconds from the heal to the first
@@ -266,70 +300,9 @@ type classRow struct {
 // writeResults writes results.json and summary.md for the whole matrix and
 // returns the summary table.
 func writeResults(out string, o options, results []RunResult, elapsed time.Duration) string {
-	rows := map[string]*classRow{}
-	var order []string
-	recs := map[string][]float64{}
-	healToAck := map[string][]float64{}
-	for _, r := range results {
-		row := rows[r.Class]
-		if row == nil {
-			row = &classRow{Class: r.Class}
-			rows[r.Class] = row
-			order = append(order, r.Class)
-		}
-		row.Runs++
-		row.Ops += r.Ops
-		row.Acked += r.SendsOK
-		row.Faults += r.Faults
-		row.Anomalies += r.Anomalies
-		for k, n := range r.Counts {
-			if n > 0 {
-				if row.Kinds == nil {
-					row.Kinds = map[string]int{}
-				}
-				row.Kinds[k] += n
-			}
-		}
-		if len(r.Errors) > 0 {
-			row.Errors++
-		}
-		row.MaxAckGap = max(row.MaxAckGap, r.MaxAckGap)
-		recs[r.Class] = append(recs[r.Class], r.Outages...)
-		healToAck[r.Class] = append(healToAck[r.Class], r.Recoveries...)
-		if r.DR != nil {
-			recs[r.Class] = append(recs[r.Class], r.DR.RestoreSeconds)
-			row.RestoreMax = max(row.RestoreMax, r.DR.RestoreSeconds)
-		}
-	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "| fault class | runs | operations | acked sends | faults | anomalies | anomaly kinds | runs with errors | unavailability per fault p50 / max (s) | heal → ack max (s) | longest ack gap (s) |\n")
-	fmt.Fprintf(&b, "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|\n")
-	var list []classRow
-	tot := classRow{Class: "**total**"}
-	for _, k := range order {
-		row := rows[k]
-		row.RecP50, row.RecMax = quantile(recs[k], 0.5), quantile(recs[k], 1)
-		list = append(list, *row)
-		row.HealToAckMax = quantile(healToAck[k], 1)
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %s | %d | %.1f / %.1f | %.1f | %.1f |\n", row.Class, row.Runs, row.Ops, row.Acked, row.Faults, row.Anomalies, kindsString(row.Kinds), row.Errors, row.RecP50, row.RecMax, row.HealToAckMax, row.MaxAckGap)
-		tot.Runs += row.Runs
-		tot.Ops += row.Ops
-		tot.Acked += row.Acked
-		tot.Faults += row.Faults
-		tot.Anomalies += row.Anomalies
-		tot.Errors += row.Errors
-	}
-	fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | | %d | | | |\n", tot.Class, tot.Runs, tot.Ops, tot.Acked, tot.Faults, tot.Anomalies, tot.Errors)
-	var drs []string
-	for _, r := range results {
-		if r.DR != nil {
-			drs = append(drs, fmt.Sprintf("| %s | %d | %s | %d | %d | %d | %d | %.1f |", r.Class, r.Seed, r.DR.RecoveryPoint, r.DR.LostFlushed, r.DR.LostUnflushed, r.DR.RecoveredUnflushed, r.DR.OffsetReuse, r.DR.RestoreSeconds))
-		}
-	}
-	if len(drs) > 0 {
-		fmt.Fprintf(&b, "\n| DR drill | seed | recovery point | lost at/below flushed (must be 0) | lost above flushed | recovered above flushed | offset reuse (must be 0) | restore (s) |\n|---|---:|---|---:|---:|---:|---:|---:|\n")
-		b.WriteString(strings.Join(drs, "\n") + "\n")
-	}
+	list := classTable(&b, classStatsOf(results))
+	drTable(&b, results)
 	summary := b.String()
 	doc := struct {
 		Profile string        `json:"profile,omitempty"`
@@ -340,11 +313,98 @@ func writeResults(out string, o options, results []RunResult, elapsed time.Durat
 		Classes []classRow    `json:"classes"`
 		Runs    []RunResult   `json:"runs"`
 	}{o.profile, o.class, o.seed, o.seeds, elapsed, list, results}
-	if bs, err := json.MarshalIndent(doc, "", "  "); err == nil {
-		_ = os.WriteFile(filepath.Join(out, "results.json"), bs, 0o644)
-	}
+	writeJSON(filepath.Join(out, "results.json"), doc)
 	_ = os.WriteFile(filepath.Join(out, "summary.md"), []byte(summary), 0o644)
 	return summary
+}
+
+// classStats gathers the runs of one fault class.
+type classStats struct {
+	row       classRow
+	outages   []float64 // per fault, and a drill's restore time
+	healToAck []float64
+}
+
+// classStatsOf sums the runs per class, in the order the classes first
+// appear.
+func classStatsOf(results []RunResult) []*classStats {
+	byClass := map[string]*classStats{}
+	var order []*classStats
+	for _, r := range results {
+		s := byClass[r.Class]
+		if s == nil {
+			s = &classStats{row: classRow{Class: r.Class}}
+			byClass[r.Class] = s
+			order = append(order, s)
+		}
+		s.add(r)
+	}
+	return order
+}
+
+func (s *classStats) add(r RunResult) {
+	row := &s.row
+	row.Runs++
+	row.Ops += r.Ops
+	row.Acked += r.SendsOK
+	row.Faults += r.Faults
+	row.Anomalies += r.Anomalies
+	for k, n := range r.Counts {
+		if n > 0 {
+			if row.Kinds == nil {
+				row.Kinds = map[string]int{}
+			}
+			row.Kinds[k] += n
+		}
+	}
+	if len(r.Errors) > 0 {
+		row.Errors++
+	}
+	row.MaxAckGap = max(row.MaxAckGap, r.MaxAckGap)
+	s.outages = append(s.outages, r.Outages...)
+	s.healToAck = append(s.healToAck, r.Recoveries...)
+	if r.DR != nil {
+		s.outages = append(s.outages, r.DR.RestoreSeconds)
+		row.RestoreMax = max(row.RestoreMax, r.DR.RestoreSeconds)
+	}
+}
+
+// classTable writes the per-class table with a total line to b and
+// returns the rows for results.json.
+func classTable(b *strings.Builder, stats []*classStats) []classRow {
+	fmt.Fprintf(b, "| fault class | runs | operations | acked sends | faults | anomalies | anomaly kinds | runs with errors | unavailability per fault p50 / max (s) | heal → ack max (s) | longest ack gap (s) |\n")
+	fmt.Fprintf(b, "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|\n")
+	var list []classRow
+	tot := classRow{Class: "**total**"}
+	for _, s := range stats {
+		row := &s.row
+		row.RecP50, row.RecMax = quantile(s.outages, 0.5), quantile(s.outages, 1)
+		list = append(list, *row)
+		row.HealToAckMax = quantile(s.healToAck, 1)
+		fmt.Fprintf(b, "| %s | %d | %d | %d | %d | %d | %s | %d | %.1f / %.1f | %.1f | %.1f |\n", row.Class, row.Runs, row.Ops, row.Acked, row.Faults, row.Anomalies, kindsString(row.Kinds), row.Errors, row.RecP50, row.RecMax, row.HealToAckMax, row.MaxAckGap)
+		tot.Runs += row.Runs
+		tot.Ops += row.Ops
+		tot.Acked += row.Acked
+		tot.Faults += row.Faults
+		tot.Anomalies += row.Anomalies
+		tot.Errors += row.Errors
+	}
+	fmt.Fprintf(b, "| %s | %d | %d | %d | %d | %d | | %d | | | |\n", tot.Class, tot.Runs, tot.Ops, tot.Acked, tot.Faults, tot.Anomalies, tot.Errors)
+	return list
+}
+
+// drTable writes the DR drills' table to b, if there were drills.
+func drTable(b *strings.Builder, results []RunResult) {
+	var drs []string
+	for _, r := range results {
+		if r.DR != nil {
+			drs = append(drs, fmt.Sprintf("| %s | %d | %s | %d | %d | %d | %d | %.1f |", r.Class, r.Seed, r.DR.RecoveryPoint, r.DR.LostFlushed, r.DR.LostUnflushed, r.DR.RecoveredUnflushed, r.DR.OffsetReuse, r.DR.RestoreSeconds))
+		}
+	}
+	if len(drs) > 0 {
+		fmt.Fprintf(b, "\n| DR drill | seed | recovery point | lost at/below flushed (must be 0) | lost above flushed | recovered above flushed | offset reuse (must be 0) | restore (s) |\n|---|---:|---|---:|---:|---:|---:|---:|\n")
+		b.WriteString(strings.Join(drs, "\n") + "\n")
+	}
 }
 
 func kindsString(m map[string]int) string {

@@ -300,23 +300,78 @@ func sortedKeys[K int32 | int64, V any](m map[K]V) []K {
 	return ks
 }
 
+// keyed collects observations of one coordinate of a record (an offset,
+// or a value) under the other (partition and value, or partition and
+// offset): partition and key -> other coordinate -> observing ops.
+type keyed map[pkey]map[int64][]int64
+
+// pkey is a partition and an offset or a value.
+type pkey struct {
+	p int32
+	k int64
+}
+
+func (m keyed) add(p int32, k, other, op int64) {
+	key := pkey{p, k}
+	if m[key] == nil {
+		m[key] = map[int64][]int64{}
+	}
+	m[key][other] = append(m[key][other], op)
+}
+
+// conflict is a key observed with more than one other coordinate: the
+// others, sorted, and the first op that observed each.
+type conflict struct {
+	pkey
+	others []int64
+	ops    []int64
+}
+
+// conflicts lists every key with more than one other coordinate, ordered
+// by partition, then key.
+func (m keyed) conflicts() []conflict {
+	keys := make([]pkey, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		return keys[i].p < keys[j].p || (keys[i].p == keys[j].p && keys[i].k < keys[j].k)
+	})
+	var out []conflict
+	for _, k := range keys {
+		if len(m[k]) < 2 {
+			continue
+		}
+		cf := conflict{pkey: k, others: sortedKeys(m[k])}
+		for _, o := range cf.others {
+			cf.ops = append(cf.ops, m[k][o][0])
+		}
+		out = append(out, cf)
+	}
+	return out
+}
+
 // checkOffsetsAndValues: duplicates and inconsistent offsets over reads
 // and acknowledgements.
 func (c *checker) checkOffsetsAndValues() {
-	// Acknowledgements as observations (not reads: they do not count as
-	// "seen" for unseen/aborted).
-	type pv struct {
-		p int32
-		v int64
+	offsetsOf, valuesAt := c.offsetsAndValues()
+	for _, d := range offsetsOf.conflicts() {
+		c.report(Anomaly{Kind: Duplicate, P: d.p, V: d.k, O: d.others[0], Ops: d.ops,
+			Detail: fmt.Sprintf("value %d of partition %d at offsets %v", d.k, d.p, d.others)})
 	}
-	type po struct {
-		p int32
-		o int64
+	for _, d := range valuesAt.conflicts() {
+		c.report(Anomaly{Kind: InconsistentOffsets, P: d.p, O: d.k, V: d.others[0], Ops: d.ops,
+			Detail: fmt.Sprintf("offset %d of partition %d holds values %v", d.k, d.p, d.others)})
 	}
-	offsetsOf := map[pv]map[int64][]int64{} // value -> offset -> ops
-	valuesAt := map[po]map[int64][]int64{}  // offset -> value -> ops
+}
+
+// offsetsAndValues indexes every acknowledgement and read: the offsets of
+// each value and the values at each offset. Acknowledgements count as
+// observations here (not as reads: they do not count as "seen" for
+// unseen/aborted).
+func (c *checker) offsetsAndValues() (offsetsOf, valuesAt keyed) {
+	offsetsOf, valuesAt = keyed{}, keyed{}
 	add := func(p int32, o, v, op int64) {
-		k1, k2 := pv{p, v}, po{p, o}
 		if c.disaster >= 0 && op < c.disaster && c.allowedGap(p, o) {
 			// DR: a record seen before the disaster at an offset the
 			// restore gave up (past the recovery point) is gone; its
@@ -324,15 +379,9 @@ func (c *checker) checkOffsetsAndValues() {
 			// restore. Not a duplicate (a consumer sees it twice).
 			c.res.Stats.SeenInLostRange++
 		} else {
-			if offsetsOf[k1] == nil {
-				offsetsOf[k1] = map[int64][]int64{}
-			}
-			offsetsOf[k1][o] = append(offsetsOf[k1][o], op)
+			offsetsOf.add(p, v, o, op)
 		}
-		if valuesAt[k2] == nil {
-			valuesAt[k2] = map[int64][]int64{}
-		}
-		valuesAt[k2][v] = append(valuesAt[k2][v], op)
+		valuesAt.add(p, o, v, op)
 	}
 	for _, s := range c.sends {
 		if s.done == history.OK {
@@ -346,42 +395,7 @@ func (c *checker) checkOffsetsAndValues() {
 			}
 		}
 	}
-	pvs := make([]pv, 0, len(offsetsOf))
-	for k := range offsetsOf {
-		pvs = append(pvs, k)
-	}
-	sort.Slice(pvs, func(i, j int) bool {
-		return pvs[i].p < pvs[j].p || (pvs[i].p == pvs[j].p && pvs[i].v < pvs[j].v)
-	})
-	for _, k := range pvs {
-		if len(offsetsOf[k]) > 1 {
-			offs := sortedKeys(offsetsOf[k])
-			var ops []int64
-			for _, o := range offs {
-				ops = append(ops, offsetsOf[k][o][0])
-			}
-			c.report(Anomaly{Kind: Duplicate, P: k.p, V: k.v, O: offs[0], Ops: ops,
-				Detail: fmt.Sprintf("value %d of partition %d at offsets %v", k.v, k.p, offs)})
-		}
-	}
-	pos := make([]po, 0, len(valuesAt))
-	for k := range valuesAt {
-		pos = append(pos, k)
-	}
-	sort.Slice(pos, func(i, j int) bool {
-		return pos[i].p < pos[j].p || (pos[i].p == pos[j].p && pos[i].o < pos[j].o)
-	})
-	for _, k := range pos {
-		if len(valuesAt[k]) > 1 {
-			vals := sortedKeys(valuesAt[k])
-			var ops []int64
-			for _, v := range vals {
-				ops = append(ops, valuesAt[k][v][0])
-			}
-			c.report(Anomaly{Kind: InconsistentOffsets, P: k.p, O: k.o, V: vals[0], Ops: ops,
-				Detail: fmt.Sprintf("offset %d of partition %d holds values %v", k.o, k.p, vals)})
-		}
-	}
+	return offsetsOf, valuesAt
 }
 
 // lossExempt: a DR send acknowledged before the disaster at or above the
@@ -609,12 +623,28 @@ type commitEv struct {
 	t        history.Type
 }
 
+// commitKey is a group's partition.
+type commitKey struct {
+	group string
+	p     int32
+}
+
 func (c *checker) checkCommits() {
-	type key struct {
-		group string
-		p     int32
+	commits := c.commitEvents()
+	for _, op := range c.ops {
+		if op.F != history.FFetchOffsets || op.Type != history.OK {
+			continue
+		}
+		if inv := c.byInv[op.Inv]; inv != nil {
+			c.checkOffsetRead(op, inv, commits)
+		}
 	}
-	commits := map[key][]commitEv{}
+}
+
+// commitEvents lists the commits of every group's partition in invocation
+// order, and reports the acknowledged ones past the final high watermark.
+func (c *checker) commitEvents() map[commitKey][]commitEv {
+	commits := map[commitKey][]commitEv{}
 	for _, op := range c.ops {
 		if op.F != history.FCommit || op.Type != history.Invoke {
 			continue
@@ -625,7 +655,7 @@ func (c *checker) checkCommits() {
 			if done {
 				ev.complete, ev.t = cp.Index, cp.Type
 			}
-			commits[key{op.Group, o.P}] = append(commits[key{op.Group, o.P}], ev)
+			commits[commitKey{op.Group, o.P}] = append(commits[commitKey{op.Group, o.P}], ev)
 			if ev.t == history.OK {
 				if hw, ok := c.finalHW[o.P]; ok && o.O > hw {
 					c.report(Anomaly{Kind: CommitPastHW, P: o.P, O: o.O, Process: op.Process, Ops: []int64{op.Index, ev.complete},
@@ -634,64 +664,67 @@ func (c *checker) checkCommits() {
 			}
 		}
 	}
-	for _, op := range c.ops {
-		if op.F != history.FFetchOffsets || op.Type != history.OK {
-			continue
-		}
-		inv := c.byInv[op.Inv]
-		if inv == nil {
-			continue
-		}
-		read := map[int32]int64{}
-		for _, o := range op.Offsets {
-			read[o.P] = o.O
-			if hw, ok := c.finalHW[o.P]; ok && o.O > hw {
-				c.report(Anomaly{Kind: CommitPastHW, P: o.P, O: o.O, Process: op.Process, Ops: []int64{op.Index},
-					Detail: fmt.Sprintf("group %s's committed offset of partition %d read as %d, past the final high watermark %d", op.Group, o.P, o.O, hw)})
-			}
-		}
-		for k, evs := range commits {
-			if k.group != op.Group {
-				continue
-			}
-			// The floor: the highest acknowledged commit completed before
-			// the read was invoked (same era).
-			var floor *commitEv
-			for i := range evs {
-				e := &evs[i]
-				if e.t == history.OK && e.complete < inv.Index && c.era(e.complete) == c.era(inv.Index) && (floor == nil || e.o > floor.o) {
-					floor = e
-				}
-			}
-			if floor == nil {
-				continue
-			}
-			got, ok := read[k.p]
-			if !ok {
-				got = -1
-			}
-			if got >= floor.o {
-				continue
-			}
-			// A commit of the value read that may have been applied after
-			// the floor: not failed, invoked before the read completed, and
-			// either indefinite (pending, or info: like any indefinite
-			// operation it may take effect at any time after its
-			// invocation, even after later commits were acknowledged) or
-			// acknowledged only after the floor was invoked.
-			excused := false
-			for _, e := range evs {
-				if e.o == got && e.t != history.Fail && e.inv < op.Index && (e.complete < 0 || e.t == history.Info || e.complete > floor.inv) {
-					excused = true
-					break
-				}
-			}
-			if !excused {
-				c.report(Anomaly{Kind: CommitRegression, P: k.p, O: got, Process: op.Process, Ops: []int64{floor.inv, floor.complete, op.Index},
-					Detail: fmt.Sprintf("group %s's committed offset of partition %d read as %d after a commit of %d was acknowledged", k.group, k.p, got, floor.o)})
-			}
+	return commits
+}
+
+// checkOffsetRead checks one completed read of a group's committed offsets
+// (op, invoked by inv): past the final high watermark, or below an earlier
+// acknowledged commit without an excuse.
+func (c *checker) checkOffsetRead(op history.Op, inv *history.Op, commits map[commitKey][]commitEv) {
+	read := map[int32]int64{}
+	for _, o := range op.Offsets {
+		read[o.P] = o.O
+		if hw, ok := c.finalHW[o.P]; ok && o.O > hw {
+			c.report(Anomaly{Kind: CommitPastHW, P: o.P, O: o.O, Process: op.Process, Ops: []int64{op.Index},
+				Detail: fmt.Sprintf("group %s's committed offset of partition %d read as %d, past the final high watermark %d", op.Group, o.P, o.O, hw)})
 		}
 	}
+	for k, evs := range commits {
+		if k.group != op.Group {
+			continue
+		}
+		floor := c.commitFloor(evs, inv.Index)
+		if floor == nil {
+			continue
+		}
+		got, ok := read[k.p]
+		if !ok {
+			got = -1
+		}
+		if got < floor.o && !excusedRegression(evs, got, op.Index, floor) {
+			c.report(Anomaly{Kind: CommitRegression, P: k.p, O: got, Process: op.Process, Ops: []int64{floor.inv, floor.complete, op.Index},
+				Detail: fmt.Sprintf("group %s's committed offset of partition %d read as %d after a commit of %d was acknowledged", k.group, k.p, got, floor.o)})
+		}
+	}
+}
+
+// commitFloor is the highest acknowledged commit completed before a read
+// invoked at index readInv, in the read's era; nil when there is none.
+func (c *checker) commitFloor(evs []commitEv, readInv int64) *commitEv {
+	var floor *commitEv
+	for i := range evs {
+		e := &evs[i]
+		if e.t == history.OK && e.complete < readInv && c.era(e.complete) == c.era(readInv) && (floor == nil || e.o > floor.o) {
+			floor = e
+		}
+	}
+	return floor
+}
+
+// excusedRegression reports whether a read of got, completed at index
+// readDone, below floor is excused by a commit of the value read that may
+// have been applied after the floor: not failed, invoked before the read
+// completed, and either indefinite (pending, or info: like any indefinite
+// operation it may take effect at any time after its invocation, even
+// after later commits were acknowledged) or acknowledged only after the
+// floor was invoked.
+func excusedRegression(evs []commitEv, got, readDone int64, floor *commitEv) bool {
+	for _, e := range evs {
+		if e.o == got && e.t != history.Fail && e.inv < readDone && (e.complete < 0 || e.t == history.Info || e.complete > floor.inv) {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *checker) checkLeaders() {

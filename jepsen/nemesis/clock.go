@@ -20,10 +20,7 @@ var clockSkewOffsets = []time.Duration{
 }
 
 func (n *Nemesis) clockSkew(kind string) (active, bool) {
-	i := n.randomAgent()
-	if n.rng.IntN(2) == 0 {
-		i = n.leaderIndex()
-	}
+	i := n.agentOrLeader()
 	d := clockSkewOffsets[n.rng.IntN(len(clockSkewOffsets))]
 	targets := n.ids([]int{i})
 	if err := n.record(fmt.Sprintf("clock %+v", d), targets, func() error { return n.c.SetClockOffset(i, d) }); err != nil {

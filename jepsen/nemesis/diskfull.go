@@ -15,10 +15,7 @@ import (
 const DiskFull = "disk-full"
 
 func (n *Nemesis) diskFull() (active, bool) {
-	i := n.randomAgent()
-	if n.rng.IntN(2) == 0 {
-		i = n.leaderIndex()
-	}
+	i := n.agentOrLeader()
 	leave, how := n.cfg.MinFreeDisk/2, "below MIN_FREE_DISK_BYTES"
 	if n.rng.IntN(2) == 0 {
 		leave, how = 0, "completely"

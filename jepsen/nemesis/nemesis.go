@@ -194,6 +194,15 @@ func (n *Nemesis) ids(idx []int) []string {
 
 func (n *Nemesis) randomAgent() int { return n.rng.IntN(len(n.c.Agents)) }
 
+// agentOrLeader is a random agent, or the Raft leader half the time.
+func (n *Nemesis) agentOrLeader() int {
+	i := n.randomAgent()
+	if n.rng.IntN(2) == 0 {
+		i = n.leaderIndex()
+	}
+	return i
+}
+
 // leaderIndex is the Raft leader's slot, or a random agent if unknown.
 func (n *Nemesis) leaderIndex() int {
 	if id := n.c.RaftLeader(); id != "" {
@@ -330,13 +339,7 @@ func (n *Nemesis) restart(idx []int) (time.Duration, error) {
 
 func (n *Nemesis) kill(kind string, idx []int) (active, bool) {
 	targets := n.ids(idx)
-	_ = n.record("kill", targets, func() error {
-		for _, i := range idx {
-			n.c.Kill(i)
-			n.cfg.OnPaused(i, false)
-		}
-		return nil
-	})
+	n.recordKill(idx, targets)
 	return active{kind: kind, targets: targets, start: n.now(), undo: func(context.Context) (time.Duration, error) {
 		var d time.Duration
 		err := n.record("restart", targets, func() error {
@@ -346,6 +349,17 @@ func (n *Nemesis) kill(kind string, idx []int) (active, bool) {
 		})
 		return d, err
 	}}, true
+}
+
+// recordKill SIGKILLs the agents idx (named targets) as one history action.
+func (n *Nemesis) recordKill(idx []int, targets []string) {
+	_ = n.record("kill", targets, func() error {
+		for _, i := range idx {
+			n.c.Kill(i)
+			n.cfg.OnPaused(i, false)
+		}
+		return nil
+	})
 }
 
 func (n *Nemesis) cut(kind string, key string, cuts []control.Cut, targets []string) (active, bool) {
@@ -362,83 +376,17 @@ func (n *Nemesis) cut(kind string, key string, cuts []control.Cut, targets []str
 func (n *Nemesis) start(ctx context.Context, kind string) (active, bool) {
 	key := fmt.Sprintf("%s-%d", kind, n.rng.Int64())
 	switch kind {
-	case KillOne:
-		return n.kill(kind, []int{n.randomAgent()})
-	case KillLeader:
-		return n.kill(kind, []int{n.leaderIndex()})
-	case KillPartitionLeader:
-		return n.kill(kind, []int{n.partitionLeaderIndex(ctx)})
-	case KillMajority:
-		return n.kill(kind, n.majority())
-	case KillAll:
-		all := make([]int, len(n.c.Agents))
-		for i := range all {
-			all[i] = i
-		}
-		return n.kill(kind, all)
+	case KillOne, KillLeader, KillPartitionLeader, KillMajority, KillAll:
+		return n.kill(kind, n.killTargets(ctx, kind))
+	case PartitionOne, PartitionLeader, PartitionHalves, PartitionAsym, CutGossip, CutRaft:
+		cuts, idx := n.cutsFor(kind)
+		return n.cut(kind, key, cuts, n.ids(idx))
 	case Pause:
-		i := n.randomAgent()
-		if n.rng.IntN(2) == 0 {
-			i = n.leaderIndex()
-		}
-		if !n.c.Running(i) || n.c.Paused(i) {
-			return active{}, false
-		}
-		targets := n.ids([]int{i})
-		_ = n.record("pause", targets, func() error { n.cfg.OnPaused(i, true); n.c.Pause(i); return nil })
-		return active{kind: kind, targets: targets, start: n.now(), undo: func(context.Context) (time.Duration, error) {
-			return 0, n.record("resume", targets, func() error { n.c.Resume(i); n.cfg.OnPaused(i, false); return nil })
-		}}, true
-	case PartitionOne:
-		i := n.randomAgent()
-		return n.cut(kind, key, n.isolate([]int{i}, control.ClassAll), n.ids([]int{i}))
-	case PartitionLeader:
-		i := n.leaderIndex()
-		return n.cut(kind, key, n.isolate([]int{i}, control.ClassAll), n.ids([]int{i}))
-	case PartitionHalves:
-		maj := n.majority()
-		return n.cut(kind, key, n.isolate(maj, control.ClassAll), n.ids(maj))
-	case PartitionAsym:
-		// One agent (the leader half the time) stops receiving from, or
-		// stops reaching, every other agent.
-		i := n.randomAgent()
-		if n.rng.IntN(2) == 0 {
-			i = n.leaderIndex()
-		}
-		inbound := n.rng.IntN(2) == 0
-		var cuts []control.Cut
-		for j := range n.c.Agents {
-			if j == i {
-				continue
-			}
-			if inbound {
-				cuts = append(cuts, control.Cut{From: j, To: i, Class: control.ClassAll})
-			} else {
-				cuts = append(cuts, control.Cut{From: i, To: j, Class: control.ClassAll})
-			}
-		}
-		return n.cut(kind, key, cuts, n.ids([]int{i}))
-	case CutGossip:
-		i := n.randomAgent()
-		return n.cut(kind, key, n.isolate([]int{i}, control.ClassGossip), n.ids([]int{i}))
-	case CutRaft:
-		i := n.randomAgent()
-		if n.rng.IntN(2) == 0 {
-			i = n.leaderIndex()
-		}
-		return n.cut(kind, key, n.isolate([]int{i}, control.ClassPeer), n.ids([]int{i}))
+		return n.pause()
 	case S3Outage:
-		_ = n.record("stop minio", nil, func() error { n.c.MinIO.Stop(); return nil })
-		return active{kind: kind, start: n.now(), undo: func(context.Context) (time.Duration, error) {
-			return 0, n.record("start minio", nil, n.c.MinIO.Start)
-		}}, true
+		return n.s3Outage()
 	case PGOutage:
-		if err := n.record("stop postgres", nil, n.c.PG.Stop); err != nil {
-			return active{}, false
-		}
-		return active{kind: kind, start: n.now(), undo: func(context.Context) (time.Duration, error) {
-			return 0, n.record("start postgres", nil, n.c.PG.Restart)
-		}}, true
+		return n.pgOutage()
 	case ClockSkew:
 		return n.clockSkew(kind)
 	case WipeKill:
@@ -448,27 +396,118 @@ func (n *Nemesis) start(ctx context.Context, kind string) (active, bool) {
 	case DiskFull:
 		return n.diskFull()
 	case Wipe:
-		i := n.randomAgent()
-		targets := n.ids([]int{i})
-		_ = n.record("kill and wipe data dir", targets, func() error {
-			n.c.Kill(i)
-			n.cfg.OnPaused(i, false)
-			return n.c.Wipe(i)
-		})
-		return active{kind: kind, targets: targets, start: n.now(), undo: func(context.Context) (time.Duration, error) {
-			var d time.Duration
-			err := n.record("restart wiped (rejoin)", targets, func() error {
-				var err error
-				if d, err = n.restart([]int{i}); err != nil {
-					return err
-				}
-				return n.waitCaughtUp(i)
-			})
-			return d, err
-		}}, true
+		return n.wipe()
 	}
 	n.log.Warn("unknown fault kind", "kind", kind)
 	return active{}, false
+}
+
+// killTargets picks the agents a kill kind kills.
+func (n *Nemesis) killTargets(ctx context.Context, kind string) []int {
+	switch kind {
+	case KillOne:
+		return []int{n.randomAgent()}
+	case KillLeader:
+		return []int{n.leaderIndex()}
+	case KillPartitionLeader:
+		return []int{n.partitionLeaderIndex(ctx)}
+	case KillMajority:
+		return n.majority()
+	}
+	all := make([]int, len(n.c.Agents))
+	for i := range all {
+		all[i] = i
+	}
+	return all
+}
+
+// cutsFor picks the network cuts of a partition kind and the agents they
+// isolate.
+func (n *Nemesis) cutsFor(kind string) ([]control.Cut, []int) {
+	switch kind {
+	case PartitionOne:
+		i := n.randomAgent()
+		return n.isolate([]int{i}, control.ClassAll), []int{i}
+	case PartitionLeader:
+		i := n.leaderIndex()
+		return n.isolate([]int{i}, control.ClassAll), []int{i}
+	case PartitionHalves:
+		maj := n.majority()
+		return n.isolate(maj, control.ClassAll), maj
+	case PartitionAsym:
+		// One agent (the leader half the time) stops receiving from, or
+		// stops reaching, every other agent.
+		i := n.agentOrLeader()
+		inbound := n.rng.IntN(2) == 0
+		return asymmetricCuts(len(n.c.Agents), i, inbound), []int{i}
+	case CutGossip:
+		i := n.randomAgent()
+		return n.isolate([]int{i}, control.ClassGossip), []int{i}
+	}
+	// CutRaft
+	i := n.agentOrLeader()
+	return n.isolate([]int{i}, control.ClassPeer), []int{i}
+}
+
+// asymmetricCuts cuts agent i (of agents) off from every other agent in
+// one direction: inbound, i stops receiving; otherwise it stops reaching.
+func asymmetricCuts(agents, i int, inbound bool) []control.Cut {
+	var cuts []control.Cut
+	for j := range agents {
+		if j == i {
+			continue
+		}
+		if inbound {
+			cuts = append(cuts, control.Cut{From: j, To: i, Class: control.ClassAll})
+		} else {
+			cuts = append(cuts, control.Cut{From: i, To: j, Class: control.ClassAll})
+		}
+	}
+	return cuts
+}
+
+// pause stops one agent (the leader half the time) with SIGSTOP.
+func (n *Nemesis) pause() (active, bool) {
+	i := n.agentOrLeader()
+	if !n.c.Running(i) || n.c.Paused(i) {
+		return active{}, false
+	}
+	targets := n.ids([]int{i})
+	_ = n.record("pause", targets, func() error { n.cfg.OnPaused(i, true); n.c.Pause(i); return nil })
+	return active{kind: Pause, targets: targets, start: n.now(), undo: func(context.Context) (time.Duration, error) {
+		return 0, n.record("resume", targets, func() error { n.c.Resume(i); n.cfg.OnPaused(i, false); return nil })
+	}}, true
+}
+
+func (n *Nemesis) s3Outage() (active, bool) {
+	_ = n.record("stop minio", nil, func() error { n.c.MinIO.Stop(); return nil })
+	return active{kind: S3Outage, start: n.now(), undo: func(context.Context) (time.Duration, error) {
+		return 0, n.record("start minio", nil, n.c.MinIO.Start)
+	}}, true
+}
+
+func (n *Nemesis) pgOutage() (active, bool) {
+	if err := n.record("stop postgres", nil, n.c.PG.Stop); err != nil {
+		return active{}, false
+	}
+	return active{kind: PGOutage, start: n.now(), undo: func(context.Context) (time.Duration, error) {
+		return 0, n.record("start postgres", nil, n.c.PG.Restart)
+	}}, true
+}
+
+// wipe kills one agent and deletes its data dir; the undo restarts it and
+// waits until it caught up.
+func (n *Nemesis) wipe() (active, bool) {
+	i := n.randomAgent()
+	targets := n.ids([]int{i})
+	_ = n.record("kill and wipe data dir", targets, func() error {
+		n.c.Kill(i)
+		n.cfg.OnPaused(i, false)
+		return n.c.Wipe(i)
+	})
+	return active{kind: Wipe, targets: targets, start: n.now(), undo: func(context.Context) (time.Duration, error) {
+		return n.restartAndCatchUp("restart wiped (rejoin)", []int{i}, i)
+	}}, true
 }
 
 // waitCaughtUp waits (bounded) until agent i is a voter again and has

@@ -87,13 +87,7 @@ func (n *Nemesis) killMajorityWipe() (active, bool) {
 	idx := n.majority()
 	w := idx[n.rng.IntN(len(idx))]
 	targets := n.ids(idx)
-	_ = n.record("kill", targets, func() error {
-		for _, i := range idx {
-			n.c.Kill(i)
-			n.cfg.OnPaused(i, false)
-		}
-		return nil
-	})
+	n.recordKill(idx, targets)
 	_ = n.record("wipe data dir", n.ids([]int{w}), func() error { return n.c.Wipe(w) })
 	return active{kind: KillMajorityWipe, targets: targets, start: n.now(), undo: func(context.Context) (time.Duration, error) {
 		return n.restartAndCatchUp("restart (one wiped)", idx, w)

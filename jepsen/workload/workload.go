@@ -180,14 +180,8 @@ const maxOutstanding = 2000
 
 func (w *Workload) producer(ctx context.Context, idx int, rate float64) {
 	rng := rand.New(rand.NewPCG(w.cfg.Seed, uint64(idx)+1))
-	cl, err := w.dial(ctx)
-	if err != nil {
-		return
-	}
-	defer cl.Close()
 	interval := time.Duration(float64(time.Second) / max(rate, 1))
-	for !w.stopped() {
-		proc := w.proc()
+	w.sessions(ctx, func(cl *client.Client, proc int) bool {
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		p, err := cl.NewProducer(pctx, client.ProducerConfig{
 			Linger: 5 * time.Millisecond, RetryTimeout: 15 * time.Second, RequestTimeout: 5 * time.Second,
@@ -196,19 +190,14 @@ func (w *Workload) producer(ctx context.Context, idx int, rate float64) {
 		cancel()
 		if err != nil {
 			w.log.Debug("new producer", "err", err)
-			if !w.sleep(500 * time.Millisecond) {
-				return
-			}
-			continue
+			return w.sleep(500 * time.Millisecond)
 		}
 		fatal := w.produceWith(ctx, p, proc, rng, interval)
 		cctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		_ = p.Close(cctx)
 		cancel()
-		if !fatal {
-			return
-		}
-	}
+		return fatal
+	})
 }
 
 // produceWith sends through p until Stop (false) or a fatal producer error
@@ -287,28 +276,45 @@ func (w *Workload) poll(ctx context.Context, k *client.Consumer, proc int) {
 	w.sleep(100 * time.Millisecond)
 }
 
-func (w *Workload) poller(ctx context.Context) {
+// sessions dials a client and runs session with a new process id until
+// the workload stops or session returns false.
+func (w *Workload) sessions(ctx context.Context, session func(cl *client.Client, proc int) bool) {
 	cl, err := w.dial(ctx)
 	if err != nil {
 		return
 	}
 	defer cl.Close()
 	for !w.stopped() {
-		proc := w.proc()
-		kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		k, err := cl.NewConsumer(kctx, client.ConsumerConfig{Topic: w.cfg.Topic, Start: client.Earliest, MaxWait: 500 * time.Millisecond, MaxRecords: 1000})
-		cancel()
-		if err != nil {
-			if !w.sleep(500 * time.Millisecond) {
-				return
-			}
-			continue
+		if !session(cl, w.proc()) {
+			return
+		}
+	}
+}
+
+// consumer opens a consumer; on failure it waits 500 ms and returns nil
+// and whether the workload goes on.
+func (w *Workload) consumer(ctx context.Context, cl *client.Client, cfg client.ConsumerConfig) (*client.Consumer, bool) {
+	kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	k, err := cl.NewConsumer(kctx, cfg)
+	cancel()
+	if err != nil {
+		return nil, w.sleep(500 * time.Millisecond)
+	}
+	return k, true
+}
+
+func (w *Workload) poller(ctx context.Context) {
+	w.sessions(ctx, func(cl *client.Client, proc int) bool {
+		k, goOn := w.consumer(ctx, cl, client.ConsumerConfig{Topic: w.cfg.Topic, Start: client.Earliest, MaxWait: 500 * time.Millisecond, MaxRecords: 1000})
+		if k == nil {
+			return goOn
 		}
 		for !w.stopped() {
 			w.poll(ctx, k, proc)
 		}
 		_ = k.Close()
-	}
+		return true
+	})
 }
 
 func (w *Workload) groupConsumer(ctx context.Context, idx int, parts []int32) {
@@ -316,43 +322,16 @@ func (w *Workload) groupConsumer(ctx context.Context, idx int, parts []int32) {
 		return
 	}
 	rng := rand.New(rand.NewPCG(w.cfg.Seed, 1000+uint64(idx)))
-	cl, err := w.dial(ctx)
-	if err != nil {
-		return
-	}
-	defer cl.Close()
-	for !w.stopped() {
-		proc := w.proc()
+	w.sessions(ctx, func(cl *client.Client, proc int) bool {
 		// Read the group's committed offsets, then start a consumer from
 		// them (NewConsumer resolves them itself).
-		inv := w.rec.Invoke(history.Op{Process: proc, F: history.FFetchOffsets, Group: w.cfg.Group})
-		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		offs, err := cl.FetchOffsets(fctx, w.cfg.Group, w.cfg.Topic)
-		cancel()
-		if client.Kind(err) == client.KindNotFound {
-			err = nil // the group has no committed offsets yet
+		if !w.fetchOffsets(ctx, cl, proc) {
+			return w.sleep(500 * time.Millisecond)
 		}
-		if err != nil {
-			w.rec.Complete(inv, history.Fail, func(c *history.Op) { c.Err = errString(err) })
-			if !w.sleep(500 * time.Millisecond) {
-				return
-			}
-			continue
-		}
-		w.rec.Complete(inv, history.OK, func(c *history.Op) {
-			for _, o := range offs {
-				c.Offsets = append(c.Offsets, history.Offset{P: o.Partition, O: o.Offset})
-			}
-		})
-		kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		k, err := cl.NewConsumer(kctx, client.ConsumerConfig{Topic: w.cfg.Topic, Group: w.cfg.Group, Partitions: parts,
+		k, goOn := w.consumer(ctx, cl, client.ConsumerConfig{Topic: w.cfg.Topic, Group: w.cfg.Group, Partitions: parts,
 			Start: client.Earliest, MaxWait: 500 * time.Millisecond, MaxRecords: 1000})
-		cancel()
-		if err != nil {
-			if !w.sleep(500 * time.Millisecond) {
-				return
-			}
-			continue
+		if k == nil {
+			return goOn
 		}
 		life := time.Now().Add(time.Duration(5+rng.IntN(10)) * time.Second)
 		lastCommit := time.Now()
@@ -365,7 +344,30 @@ func (w *Workload) groupConsumer(ctx context.Context, idx int, parts []int32) {
 		}
 		w.commit(ctx, cl, k, proc, parts)
 		_ = k.Close()
+		return true
+	})
+}
+
+// fetchOffsets records one read of the group's committed offsets by proc;
+// false when it failed.
+func (w *Workload) fetchOffsets(ctx context.Context, cl *client.Client, proc int) bool {
+	inv := w.rec.Invoke(history.Op{Process: proc, F: history.FFetchOffsets, Group: w.cfg.Group})
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	offs, err := cl.FetchOffsets(fctx, w.cfg.Group, w.cfg.Topic)
+	cancel()
+	if client.Kind(err) == client.KindNotFound {
+		err = nil // the group has no committed offsets yet
 	}
+	if err != nil {
+		w.rec.Complete(inv, history.Fail, func(c *history.Op) { c.Err = errString(err) })
+		return false
+	}
+	w.rec.Complete(inv, history.OK, func(c *history.Op) {
+		for _, o := range offs {
+			c.Offsets = append(c.Offsets, history.Offset{P: o.Partition, O: o.Offset})
+		}
+	})
+	return true
 }
 
 func (w *Workload) commit(ctx context.Context, cl *client.Client, k *client.Consumer, proc int, parts []int32) {
