@@ -23,7 +23,7 @@ func fetchOf(data []byte, calls *atomic.Int32) func(context.Context) ([]byte, er
 
 func TestCacheLRUByBytes(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	c := s3seg.NewCache(100, reg)
+	c := s3seg.NewCache(100, reg, s3seg.RawSize)
 	var calls atomic.Int32
 	get := func(key string, size int) []byte {
 		t.Helper()
@@ -84,7 +84,7 @@ func TestCacheLRUByBytes(t *testing.T) {
 
 func TestCacheDisabledAndNil(t *testing.T) {
 	var calls atomic.Int32
-	for _, c := range []*s3seg.Cache{s3seg.NewCache(0, nil), nil} {
+	for _, c := range []*s3seg.Cache[[]byte]{s3seg.NewCache(0, nil, s3seg.RawSize), nil} {
 		for range 3 {
 			if _, err := c.Get(bg, "k", 0, 1, fetchOf([]byte("x"), &calls)); err != nil {
 				t.Fatal(err)
@@ -100,7 +100,7 @@ func TestCacheDisabledAndNil(t *testing.T) {
 }
 
 func TestCacheErrorsNotCached(t *testing.T) {
-	c := s3seg.NewCache(1<<20, nil)
+	c := s3seg.NewCache(1<<20, nil, s3seg.RawSize)
 	boom := errors.New("boom")
 	n := 0
 	fetch := func(context.Context) ([]byte, error) {
@@ -138,7 +138,7 @@ func blockingFetch(data []byte, calls *atomic.Int32, started chan<- struct{}, re
 
 func TestCacheSingleflight(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	c := s3seg.NewCache(1<<20, reg)
+	c := s3seg.NewCache(1<<20, reg, s3seg.RawSize)
 	var calls atomic.Int32
 	started := make(chan struct{}, 10)
 	release := make(chan struct{})
@@ -180,7 +180,7 @@ func TestCacheSingleflight(t *testing.T) {
 }
 
 func TestCacheWaiterCancel(t *testing.T) {
-	c := s3seg.NewCache(1<<20, nil)
+	c := s3seg.NewCache(1<<20, nil, s3seg.RawSize)
 	var calls atomic.Int32
 	started := make(chan struct{}, 10)
 	release := make(chan struct{})
@@ -215,7 +215,7 @@ func TestCacheWaiterCancel(t *testing.T) {
 }
 
 func TestCacheLeaderCancelWaiterRetries(t *testing.T) {
-	c := s3seg.NewCache(1<<20, nil)
+	c := s3seg.NewCache(1<<20, nil, s3seg.RawSize)
 	var calls atomic.Int32
 	started := make(chan struct{}, 10)
 	release := make(chan struct{})
@@ -252,8 +252,8 @@ func TestCacheLeaderCancelWaiterRetries(t *testing.T) {
 
 func TestCacheRegistrationTwice(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	a := s3seg.NewCache(10, reg)
-	b := s3seg.NewCache(10, reg) // same registry: collectors are shared, no panic
+	a := s3seg.NewCache(10, reg, s3seg.RawSize)
+	b := s3seg.NewCache(10, reg, s3seg.RawSize) // same registry: collectors are shared, no panic
 	var calls atomic.Int32
 	if _, err := a.Get(bg, "k", 0, 1, fetchOf([]byte("x"), &calls)); err != nil {
 		t.Fatal(err)

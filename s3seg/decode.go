@@ -321,26 +321,19 @@ func (r *reader) u64() uint64 {
 
 func (r *reader) bytes(n int) []byte { return r.take(n, "bytes") }
 
-func (r *reader) uvarint() uint64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(r.b[r.off:])
-	if n <= 0 {
-		r.fail("uvarint")
-		return 0
-	}
-	r.off += n
-	return v
-}
+func (r *reader) uvarint() uint64 { return varintOf(r, "uvarint", binary.Uvarint) }
 
-func (r *reader) varint() int64 {
+func (r *reader) varint() int64 { return varintOf(r, "varint", binary.Varint) }
+
+// varintOf reads one variable-length integer with decode (binary.Uvarint
+// or binary.Varint); what names it in the error.
+func varintOf[T uint64 | int64](r *reader, what string, decode func([]byte) (T, int)) T {
 	if r.err != nil {
 		return 0
 	}
-	v, n := binary.Varint(r.b[r.off:])
+	v, n := decode(r.b[r.off:])
 	if n <= 0 {
-		r.fail("varint")
+		r.fail(what)
 		return 0
 	}
 	r.off += n

@@ -21,10 +21,12 @@
 //     Check with errors that name what to fix) and Instrumented (Prometheus
 //     request metrics). Every store passes s3segtest.RunObjectStoreSuite;
 //     S3Store runs it against a real MinIO server process.
-//   - Cache, the segment cache (an LRU of verified block bytes bounded by
-//     SEGMENT_CACHE_SIZE, with shared concurrent misses), and Reader, which
-//     reads footers (Head plus a ranged GET of the tail) and blocks (one
-//     ranged GET per block, checksum verified) through it.
+//   - Cache, the segment cache (an LRU of blocks, raw or decoded as its
+//     owner chooses, bounded by SEGMENT_CACHE_SIZE, with shared concurrent
+//     misses, background prefetch and DropObject), and Reader, which reads
+//     footers (Head plus a ranged GET of the tail) and blocks (one ranged GET
+//     per block, checksum verified), optionally through a Cache of raw
+//     blocks.
 //
 // The package imports nothing else from this repository. Metrics are
 // registered on an injected prometheus.Registerer; nothing happens at init.

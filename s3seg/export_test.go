@@ -4,7 +4,7 @@ package s3seg
 
 // Waiters returns how many callers wait on the in-flight fetch of the key
 // (not counting the caller performing it), or -1 if none is in flight.
-func (c *Cache) Waiters(object string, off, n int64) int {
+func (c *Cache[V]) Waiters(object string, off, n int64) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cl, ok := c.calls[cacheKey{object, off, n}]

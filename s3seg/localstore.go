@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -239,23 +238,19 @@ func (s *LocalStore) mapErr(key string, err error) error {
 
 // Get implements ObjectStore.
 func (s *LocalStore) Get(ctx context.Context, key string) ([]byte, error) {
-	if err := begin(ctx, key); err != nil {
-		return nil, err
-	}
-	f, fi, err := s.open(key)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	buf := make([]byte, fi.Size())
-	if _, err := io.ReadFull(f, buf); err != nil {
-		return nil, fmt.Errorf("s3seg: local get %q: %w", key, err)
-	}
-	return buf, nil
+	return s.read(ctx, key, "get", func(size int64) (int64, int64, error) { return 0, size, nil })
 }
 
 // GetRange implements ObjectStore.
 func (s *LocalStore) GetRange(ctx context.Context, key string, off, n int64) ([]byte, error) {
+	return s.read(ctx, key, "get range", func(size int64) (int64, int64, error) {
+		return off, n, checkRange(off, n, size)
+	})
+}
+
+// read opens object key and reads the span of it that span chooses from
+// the object's size; op names the operation in errors.
+func (s *LocalStore) read(ctx context.Context, key, op string, span func(size int64) (off, n int64, err error)) ([]byte, error) {
 	if err := begin(ctx, key); err != nil {
 		return nil, err
 	}
@@ -264,12 +259,13 @@ func (s *LocalStore) GetRange(ctx context.Context, key string, off, n int64) ([]
 		return nil, err
 	}
 	defer f.Close()
-	if err := checkRange(off, n, fi.Size()); err != nil {
+	off, n, err := span(fi.Size())
+	if err != nil {
 		return nil, fmt.Errorf("%w (key %q)", err, key)
 	}
 	buf := make([]byte, n)
 	if _, err := f.ReadAt(buf, off); err != nil {
-		return nil, fmt.Errorf("s3seg: local get range %q: %w", key, err)
+		return nil, fmt.Errorf("s3seg: local %s %q: %w", op, key, err)
 	}
 	return buf, nil
 }

@@ -4,18 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 )
 
-// Reader defaults.
-const (
-	// DefaultFooterTail is how many trailing bytes ReadFooter fetches first.
-	// A footer entry is 79 bytes plus the topic name, so this covers several
-	// hundred partitions in one request; larger footers cost one more.
-	DefaultFooterTail = 64 << 10
-	// DefaultPrefetchConcurrency bounds the prefetches running at once.
-	DefaultPrefetchConcurrency = 4
-)
+// DefaultFooterTail is how many trailing bytes ReadFooter fetches first. A
+// footer entry is 79 bytes plus the topic name, so this covers several
+// hundred partitions in one request; larger footers cost one more.
+const DefaultFooterTail = 64 << 10
 
 // ReaderOption configures a Reader.
 type ReaderOption func(*Reader)
@@ -26,41 +20,22 @@ func WithFooterTail(n int64) ReaderOption {
 	return func(r *Reader) { r.footerTail = max(n, TrailerSize) }
 }
 
-// WithPrefetchConcurrency sets how many prefetches may run at once; 0
-// disables prefetching.
-func WithPrefetchConcurrency(n int) ReaderOption {
-	return func(r *Reader) { r.prefetch = make(chan struct{}, max(n, 0)) }
-}
-
-// Reader reads footers and blocks of segment objects from an ObjectStore
-// through a Cache. It is safe for concurrent use. Its only background work is
-// Prefetch; Close stops and waits for it.
+// Reader reads footers and blocks of segment objects from an ObjectStore,
+// optionally through a Cache of raw blocks. It is safe for concurrent use
+// and starts nothing; background work (Prefetch) belongs to the Cache.
 type Reader struct {
 	store      ObjectStore
-	cache      *Cache
+	cache      *Cache[[]byte]
 	footerTail int64
-	prefetch   chan struct{} // semaphore of running prefetches
-
-	ctx    context.Context // cancelled by Close
-	cancel context.CancelFunc
-	mu     sync.Mutex // guards closed and wg.Add
-	closed bool
-	wg     sync.WaitGroup
 }
 
-// NewReader returns a Reader over store. cache may be nil (no caching). It
-// starts nothing.
-func NewReader(store ObjectStore, cache *Cache, opts ...ReaderOption) *Reader {
-	r := &Reader{
-		store:      store,
-		cache:      cache,
-		footerTail: DefaultFooterTail,
-		prefetch:   make(chan struct{}, DefaultPrefetchConcurrency),
-	}
+// NewReader returns a Reader over store. cache may be nil (no caching of raw
+// blocks; the agent caches decoded blocks above the Reader instead).
+func NewReader(store ObjectStore, cache *Cache[[]byte], opts ...ReaderOption) *Reader {
+	r := &Reader{store: store, cache: cache, footerTail: DefaultFooterTail}
 	for _, o := range opts {
 		o(r)
 	}
-	r.ctx, r.cancel = context.WithCancel(context.Background())
 	return r
 }
 
@@ -86,7 +61,13 @@ func (r *Reader) blockBytes(ctx context.Context, key string, e IndexEntry) ([]by
 	if err := validateEntry(e); err != nil {
 		return nil, fmt.Errorf("s3seg: object %q: index entry: %w", key, err)
 	}
-	return r.cache.Get(ctx, key, e.Offset, e.Length, func(ctx context.Context) ([]byte, error) {
+	return r.cache.Get(ctx, key, e.Offset, e.Length, r.fetchBlock(key, e))
+}
+
+// fetchBlock returns the fetch of block e's verified bytes: exactly one
+// ranged GET of [e.Offset, e.Offset+e.Length), then the CRC check.
+func (r *Reader) fetchBlock(key string, e IndexEntry) func(context.Context) ([]byte, error) {
+	return func(ctx context.Context) ([]byte, error) {
 		b, err := r.store.GetRange(ctx, key, e.Offset, e.Length)
 		if err != nil {
 			return nil, fmt.Errorf("s3seg: object %q: reading block at byte %d: %w", key, e.Offset, err)
@@ -95,7 +76,7 @@ func (r *Reader) blockBytes(ctx context.Context, key string, e IndexEntry) ([]by
 			return nil, fmt.Errorf("s3seg: object %q, block of %s[%d] at byte %d: %w", key, e.Topic, e.Partition, e.Offset, err)
 		}
 		return b, nil
-	})
+	}
 }
 
 // ReadFooter returns the footer and size of object key: a Head, a ranged GET
@@ -131,47 +112,16 @@ func (r *Reader) ReadFooter(ctx context.Context, key string) (Footer, int64, err
 	return f, size, nil
 }
 
-// Prefetch starts loading block e of object key into the cache in the
-// background and returns immediately. It reports whether a fetch was
-// started: prefetching is a hint, so it does nothing when the cache is
-// disabled, the block is cached or already being fetched, the Reader is
-// closed, or the maximum number of prefetches is running. The fetch stops
-// when ctx ends or the Reader is closed; its errors are dropped (a later
-// ReadBlock retries and reports them).
+// Prefetch starts loading block e of object key into the Reader's cache in
+// the background (see Cache.Prefetch) and reports whether it did.
 func (r *Reader) Prefetch(ctx context.Context, key string, e IndexEntry) bool {
-	if !r.cache.Enabled() || ctx.Err() != nil || r.cache.Contains(key, e.Offset, e.Length) {
+	if validateEntry(e) != nil {
 		return false
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return false
-	}
-	select {
-	case r.prefetch <- struct{}{}:
-	default:
-		return false
-	}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		defer func() { <-r.prefetch }()
-		pctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		stop := context.AfterFunc(r.ctx, cancel)
-		defer stop()
-		_, _ = r.blockBytes(pctx, key, e)
-	}()
-	return true
+	return r.cache.Prefetch(ctx, key, e.Offset, e.Length, r.fetchBlock(key, e))
 }
 
-// Close cancels running prefetches and waits for them. It is idempotent.
-// Reads keep working after Close; only Prefetch is disabled.
-func (r *Reader) Close() error {
-	r.mu.Lock()
-	r.closed = true
-	r.mu.Unlock()
-	r.cancel()
-	r.wg.Wait()
-	return nil
-}
+// Close releases nothing (a Reader holds no resources; its cache's owner
+// closes the cache) and is kept so callers can treat a Reader like a
+// closable resource. It is idempotent.
+func (r *Reader) Close() error { return nil }

@@ -77,7 +77,7 @@ func TestReaderReadBlockCaches(t *testing.T) {
 	}
 	_, fs, key, f := putObject(t, parts...)
 	reg := prometheus.NewRegistry()
-	r := s3seg.NewReader(fs, s3seg.NewCache(1<<20, reg))
+	r := s3seg.NewReader(fs, s3seg.NewCache(1<<20, reg, s3seg.RawSize))
 	defer r.Close()
 	for round := range 3 {
 		for i, e := range f.Entries {
@@ -105,7 +105,7 @@ func TestReaderCorruptBlockNotCached(t *testing.T) {
 	if err := mem.Corrupt(key, func(b []byte) []byte { b[e.Offset+e.Length/2] ^= 0x10; return b }); err != nil {
 		t.Fatal(err)
 	}
-	cache := s3seg.NewCache(1<<20, nil)
+	cache := s3seg.NewCache(1<<20, nil, s3seg.RawSize)
 	r := s3seg.NewReader(fs, cache)
 	defer r.Close()
 	for range 2 {
@@ -120,7 +120,7 @@ func TestReaderCorruptBlockNotCached(t *testing.T) {
 
 func TestReaderReadBlockErrors(t *testing.T) {
 	_, fs, key, f := putObject(t, batch(1, "a", 1, 0, s3seg.CompressionNone, 0, 5, 5))
-	r := s3seg.NewReader(fs, s3seg.NewCache(1<<20, nil))
+	r := s3seg.NewReader(fs, s3seg.NewCache(1<<20, nil, s3seg.RawSize))
 	defer r.Close()
 	e := f.Entries[0]
 	if _, err := r.ReadBlock(bg, "segments/missing.seg", e); !errors.Is(err, s3seg.ErrNotFound) {
@@ -184,8 +184,8 @@ func TestReaderPrefetch(t *testing.T) {
 	}
 	_, fs, key, f := putObject(t, parts...)
 	gate := &gateStore{ObjectStore: fs, release: make(chan struct{})}
-	cache := s3seg.NewCache(1<<20, nil)
-	r := s3seg.NewReader(gate, cache, s3seg.WithPrefetchConcurrency(3))
+	cache := s3seg.NewCache(1<<20, nil, s3seg.RawSize, s3seg.WithPrefetchConcurrency(3))
+	r := s3seg.NewReader(gate, cache)
 
 	if !r.Prefetch(bg, key, f.Entries[0]) || !r.Prefetch(bg, key, f.Entries[1]) {
 		t.Fatal("prefetches within the limit were not started")
@@ -219,30 +219,32 @@ func TestReaderPrefetch(t *testing.T) {
 	if s3seg.NewReader(gate, nil).Prefetch(bg, key, f.Entries[3]) {
 		t.Fatal("a prefetch without a cache was started")
 	}
-	r.Close()
-	r.Close() // idempotent
+	cache.Close()
+	cache.Close() // idempotent
 	if r.Prefetch(bg, key, f.Entries[4]) {
-		t.Fatal("a prefetch after Close was started")
+		t.Fatal("a prefetch after the cache's Close was started")
 	}
 }
 
-func TestReaderCloseCancelsPrefetch(t *testing.T) {
+func TestCacheCloseCancelsPrefetch(t *testing.T) {
 	_, fs, key, f := putObject(t, batch(1, "t", 1, 0, s3seg.CompressionNone, 0, 3, 3))
 	gate := &gateStore{ObjectStore: fs, release: make(chan struct{})} // never released
-	cache := s3seg.NewCache(1<<20, nil)
+	cache := s3seg.NewCache(1<<20, nil, s3seg.RawSize)
 	r := s3seg.NewReader(gate, cache)
 	if !r.Prefetch(bg, key, f.Entries[0]) {
 		t.Fatal("prefetch not started")
 	}
 	waitFor(t, 10*time.Second, "the prefetch to reach the store", func() bool { return gate.running() == 1 })
-	r.Close() // must return: the blocked fetch sees its context canceled
+	cache.Close() // must return: the blocked fetch sees its context canceled
 	if cache.Len() != 0 || gate.running() != 0 {
 		t.Fatal("prefetch still running or cached after Close")
 	}
 
 	// A prefetch also stops when the caller's context ends.
-	r2 := s3seg.NewReader(gate, cache)
-	defer r2.Close()
+	cache2 := s3seg.NewCache(1<<20, nil, s3seg.RawSize)
+	defer cache2.Close()
+	r2 := s3seg.NewReader(gate, cache2)
+	cache = cache2
 	ctx, cancel := context.WithCancel(bg)
 	if !r2.Prefetch(ctx, key, f.Entries[0]) {
 		t.Fatal("prefetch not started")

@@ -471,7 +471,7 @@ func TestS3StoreReaderCache(t *testing.T) {
 	if err := store.Put(bg, key, obj); err != nil {
 		t.Fatal(err)
 	}
-	r := s3seg.NewReader(store, s3seg.NewCache(1<<20, reg))
+	r := s3seg.NewReader(store, s3seg.NewCache(1<<20, reg, s3seg.RawSize))
 	defer r.Close()
 	f, size, err := r.ReadFooter(bg, key)
 	if err != nil || size != int64(len(obj)) || len(f.Entries) != 4 {

@@ -274,8 +274,8 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 		return nil, err
 	}
 
-	cache := s3seg.NewCache(c.SegmentCacheSize, a.registry)
-	segs := newSegmentStore(c.NodeID, a.objects, cache)
+	cache := partition.NewSegmentCache(c.SegmentCacheSize, a.registry)
+	segs := partition.NewSegmentStore(c.NodeID, a.objects, cache)
 
 	a.producer = partition.NewProducer(partition.ProducerConfig{
 		NodeID: c.NodeID, BatchSize: c.BatchSize, BatchTimeout: c.batchTimeout(),
