@@ -46,6 +46,10 @@ type probeRequest struct {
 // the leader wrote.
 var errStoreNotShared = errors.New("object store not shared with the cluster")
 
+// errProbeInterrupted marks a probe read that did not finish before the
+// probe request ended or timed out: it says nothing about the store.
+var errProbeInterrupted = errors.New("object store probe interrupted")
+
 // errLeaderStore marks a probe that failed on the leader's side: it could
 // not write the probe object (an object store outage).
 var errLeaderStore = errors.New("the raft leader cannot write a probe object")
@@ -133,6 +137,12 @@ func (n *Node) handleProbeStore(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	err := n.readProbe(req.Context(), p)
+	if errors.Is(err, errProbeInterrupted) {
+		// The read did not finish in time: no verdict either way, and the
+		// last one stands until the leader probes again.
+		writeRPCError(w, http.StatusServiceUnavailable, outcomeNotApplied, err)
+		return
+	}
 	n.storeProblem.set(err)
 	if err != nil {
 		n.log.Error("cannot read the raft leader's probe object: this agent does not share the cluster's object store and is not admitted",
@@ -151,6 +161,9 @@ func (n *Node) readProbe(ctx context.Context, p probeRequest) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RPCTimeout)
 	defer cancel()
 	b, err := n.cfg.Objects.Get(ctx, p.Key)
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("%w: reading probe object %s: %v", errProbeInterrupted, p.Key, err)
+	}
 	if err != nil {
 		return fmt.Errorf("%w: probe object %s written by raft leader %s cannot be read here (%v); %s", errStoreNotShared, p.Key, p.Leader, err, hint)
 	}

@@ -1,8 +1,13 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -143,5 +148,45 @@ func TestStoreProbeBacksOffWhileTheLeaderCannotWrite(t *testing.T) {
 	}
 	if len(l.stores) != 0 {
 		t.Errorf("an outage was recorded as the agents' failure: %v", l.stores)
+	}
+}
+
+// stalledObjects answers Get only when its context ends: a store slower
+// than the leader's probe deadline.
+type stalledObjects struct{ *memObjects }
+
+func (s stalledObjects) Get(ctx context.Context, key string) ([]byte, error) {
+	<-ctx.Done()
+	return nil, fmt.Errorf("s3 get %q: %w", key, ctx.Err())
+}
+
+// TestInterruptedStoreProbeIsNoVerdict: a probe whose request ends (the
+// leader gave up, or the connection dropped) before the agent's read
+// finished says nothing about the store. It must not mark the agent "object
+// store not shared": nothing would clear that note if the leader did not
+// probe again, and the agent would stay not ready.
+func TestInterruptedStoreProbeIsNoVerdict(t *testing.T) {
+	c := newTestCluster(t)
+	shared := newMemObjects()
+	c.edit = func(cfg *Config) {
+		cfg.Objects = shared
+		if cfg.NodeID == "c" {
+			cfg.Objects = stalledObjects{shared}
+		}
+	}
+	c.startBootstrapped("a", "b", "c")
+	c.waitLeader(deadline)
+	n := c.node("c").node
+	body, _ := json.Marshal(probeRequest{NodeID: "c", Instance: n.identity().Instance, Leader: "a", Key: "cluster-probes/x", SHA256: "00"})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	req := httptest.NewRequest(http.MethodPost, PeerProbeStorePath, bytes.NewReader(body)).WithContext(ctx)
+	rec := httptest.NewRecorder()
+	n.handleProbeStore(rec, req)
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("interrupted probe answered %d %s, want 503", rec.Code, rec.Body)
+	}
+	if p := n.storeProblem.get(); p != "" {
+		t.Fatalf("an interrupted probe left a verdict: %q", p)
 	}
 }
