@@ -3,6 +3,8 @@ package workload
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"strconv"
 	"time"
@@ -69,7 +71,7 @@ func (w *Workload) FinalRead(ctx context.Context, timeout time.Duration) FinalRe
 			break
 		}
 		if time.Now().After(deadline) {
-			res.Errors = append(res.Errors, fmt.Sprintf("agents did not converge within %v (ready: %v, views: %d)", timeout, allReady, len(views)))
+			res.Errors = append(res.Errors, fmt.Sprintf("agents did not converge within %v (ready: %v, views: %d)%s", timeout, allReady, len(views), w.notReady(ctx)))
 			break
 		}
 		time.Sleep(250 * time.Millisecond) // polling the cluster, not synchronising a test
@@ -143,4 +145,30 @@ func (w *Workload) readPartition(ctx context.Context, i int, p int32, target int
 		next = strconv.FormatInt(r.NextOffset, 10)
 	}
 	return recs, lw, false, lastErr
+}
+
+// notReady lists what /ready says on every agent that is not ready, so a
+// run that does not converge names its reason.
+func (w *Workload) notReady(ctx context.Context) string {
+	out := ""
+	for i := range w.c.Agents {
+		qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		req, _ := http.NewRequestWithContext(qctx, http.MethodGet, w.c.HTTPBase(i)+"/ready", nil)
+		resp, err := http.DefaultClient.Do(req)
+		why := ""
+		if err != nil {
+			why = err.Error()
+		} else {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				why = fmt.Sprintf("%d %s", resp.StatusCode, b)
+			}
+		}
+		cancel()
+		if why != "" {
+			out += fmt.Sprintf("; agent %d: %s", i+1, why)
+		}
+	}
+	return out
 }
