@@ -159,18 +159,18 @@ func checkPort(env string, v int) error {
 	return nil
 }
 
-func checkPositive(env string, v int64) error {
-	if v <= 0 {
+func checkPositive(env string, v int64) error    { return checkAtLeast(env, v, 1) }
+func checkNonNegative(env string, v int64) error { return checkAtLeast(env, v, 0) }
+
+// checkAtLeast checks v >= least (0 or 1).
+func checkAtLeast(env string, v, least int64) error {
+	switch {
+	case v >= least:
+		return nil
+	case least == 1:
 		return fmt.Errorf("%s=%d: must be greater than 0", env, v)
 	}
-	return nil
-}
-
-func checkNonNegative(env string, v int64) error {
-	if v < 0 {
-		return fmt.Errorf("%s=%d: must not be negative", env, v)
-	}
-	return nil
+	return fmt.Errorf("%s=%d: must not be negative", env, v)
 }
 
 // rangeErrors checks every numeric setting on its own (nil entries: fine).
