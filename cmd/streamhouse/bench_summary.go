@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"text/tabwriter"
+
+	"github.com/streamhouse/streamhouse/transport/client/loadgen"
 )
 
 // `make bench` runs several `streamhouse bench` scenarios; each appends its
@@ -15,10 +17,10 @@ import (
 
 type recordedBench struct {
 	Label string `json:"label"`
-	benchResult
+	loadgen.Result
 }
 
-func (b *benchCmd) record(r benchResult) error {
+func (b *benchCmd) record(r loadgen.Result) error {
 	if b.RecordFile == "" {
 		return nil
 	}
@@ -31,7 +33,7 @@ func (b *benchCmd) record(r benchResult) error {
 	if label == "" {
 		label = fmt.Sprintf("%s %s", b.Protocol, b.Topic)
 	}
-	line, err := json.Marshal(recordedBench{Label: label, benchResult: r})
+	line, err := json.Marshal(recordedBench{Label: label, Result: r})
 	if err != nil {
 		return err
 	}

@@ -5,16 +5,18 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/streamhouse/streamhouse/transport/client/loadgen"
 )
 
 func TestBenchRecordAndSummarize(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "results.jsonl")
 	b := &benchCmd{RecordFile: path, Label: "single agent, gRPC", Protocol: "grpc"}
-	if err := b.record(benchResult{Protocol: "grpc", Partitions: 8, RecordsPerSec: 421390, AckP50Ms: 16.5, AckP99Ms: 57.3}); err != nil {
+	if err := b.record(loadgen.Result{Protocol: "grpc", Partitions: 8, RecordsPerSec: 421390, AckP50Ms: 16.5, AckP99Ms: 57.3}); err != nil {
 		t.Fatal(err)
 	}
 	b.Label = "3 agents, fixed rate"
-	if err := b.record(benchResult{Protocol: "rest", Partitions: 64, TargetRate: 30000, RecordsPerSec: 29969, Errors: 2}); err != nil {
+	if err := b.record(loadgen.Result{Protocol: "rest", Partitions: 64, TargetRate: 30000, RecordsPerSec: 29969, Errors: 2}); err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer

@@ -107,13 +107,19 @@ func describeCert(leaf *x509.Certificate, now time.Time) (checkStatus, string) {
 	return checkOK, d
 }
 
+// offStatus is the status of a protection that is off: a warning when the
+// agent listens beyond loopback and nothing else covers it (exposed), else
+// skipped.
+func (c *agentCmd) offStatus(exposed bool) checkStatus {
+	if exposed && !isLoopback(c.BindAddr) {
+		return checkWarn
+	}
+	return checkSkip
+}
+
 func (c *agentCmd) checkTLS(add addFunc) {
 	if c.TLSCertPath == "" || c.TLSKeyPath == "" {
-		st := checkSkip
-		if !isLoopback(c.BindAddr) {
-			st = checkWarn
-		}
-		add(st, "TLS (REST, gRPC)", "off: TLS_CERT_PATH/TLS_KEY_PATH unset, the APIs speak plaintext")
+		add(c.offStatus(true), "TLS (REST, gRPC)", "off: TLS_CERT_PATH/TLS_KEY_PATH unset, the APIs speak plaintext")
 		return
 	}
 	cf, err := transport.LoadCertFiles(c.TLSCertPath, c.TLSKeyPath, nil)
@@ -126,64 +132,61 @@ func (c *agentCmd) checkTLS(add addFunc) {
 }
 
 func (c *agentCmd) checkPeerSecurity(add addFunc) {
-	const name = "peer mTLS"
-	switch {
-	case c.TLSCAPath == "":
-		st := checkSkip
-		if !isLoopback(c.BindAddr) && c.ClusterSecret == "" {
-			st = checkWarn
-		}
-		add(st, name, "off: TLS_CA_PATH unset")
-	default:
-		pool, err := transport.LoadCertPool(c.TLSCAPath)
-		if err != nil {
-			add(checkFail, name, "TLS_CA_PATH=%s: %v", c.TLSCAPath, err)
-			break
-		}
-		certPath, keyPath, env := c.TLSCertPath, c.TLSKeyPath, "TLS_CERT_PATH"
-		if c.PeerTLSCertPath != "" {
-			certPath, keyPath, env = c.PeerTLSCertPath, c.PeerTLSKeyPath, "PEER_TLS_CERT_PATH"
-		}
-		if certPath == "" {
-			add(checkFail, name, "TLS_CA_PATH needs this agent's certificate (TLS_CERT_PATH or PEER_TLS_CERT_PATH)")
-			break
-		}
-		cf, err := transport.LoadCertFiles(certPath, keyPath, nil)
-		if err != nil {
-			add(checkFail, name, "%s=%s: %v", env, certPath, err)
-			break
-		}
-		chain, err := certChain(cf.Certificate())
-		if err == nil {
-			err = transport.VerifyPeerChain(chain, pool)
-		}
-		if err != nil {
-			add(checkFail, name, "%s does not verify against TLS_CA_PATH=%s, so other agents would refuse it: %v", certPath, c.TLSCAPath, err)
-			break
-		}
-		st, d := describeCert(cf.Leaf(), time.Now())
-		add(st, name, "%s is signed by TLS_CA_PATH=%s; %s", certPath, c.TLSCAPath, d)
-	}
+	c.checkPeerMTLS(add)
+	c.checkClusterSecret(add)
+	c.checkGossipKey(add)
+}
 
+func (c *agentCmd) checkPeerMTLS(add addFunc) {
+	const name = "peer mTLS"
+	if c.TLSCAPath == "" {
+		add(c.offStatus(c.ClusterSecret == ""), name, "off: TLS_CA_PATH unset")
+		return
+	}
+	pool, err := transport.LoadCertPool(c.TLSCAPath)
+	if err != nil {
+		add(checkFail, name, "TLS_CA_PATH=%s: %v", c.TLSCAPath, err)
+		return
+	}
+	certPath, keyPath, env := c.TLSCertPath, c.TLSKeyPath, "TLS_CERT_PATH"
+	if c.PeerTLSCertPath != "" {
+		certPath, keyPath, env = c.PeerTLSCertPath, c.PeerTLSKeyPath, "PEER_TLS_CERT_PATH"
+	}
+	if certPath == "" {
+		add(checkFail, name, "TLS_CA_PATH needs this agent's certificate (TLS_CERT_PATH or PEER_TLS_CERT_PATH)")
+		return
+	}
+	cf, err := transport.LoadCertFiles(certPath, keyPath, nil)
+	if err != nil {
+		add(checkFail, name, "%s=%s: %v", env, certPath, err)
+		return
+	}
+	chain, err := certChain(cf.Certificate())
+	if err == nil {
+		err = transport.VerifyPeerChain(chain, pool)
+	}
+	if err != nil {
+		add(checkFail, name, "%s does not verify against TLS_CA_PATH=%s, so other agents would refuse it: %v", certPath, c.TLSCAPath, err)
+		return
+	}
+	st, d := describeCert(cf.Leaf(), time.Now())
+	add(st, name, "%s is signed by TLS_CA_PATH=%s; %s", certPath, c.TLSCAPath, d)
+}
+
+func (c *agentCmd) checkClusterSecret(add addFunc) {
 	switch n := len(c.ClusterSecret); {
 	case n == 0:
-		st := checkSkip
-		if !isLoopback(c.BindAddr) && c.TLSCAPath == "" {
-			st = checkWarn
-		}
-		add(st, "cluster secret", "off: CLUSTER_SECRET unset, the peer port admits any agent that reaches it")
+		add(c.offStatus(c.TLSCAPath == ""), "cluster secret", "off: CLUSTER_SECRET unset, the peer port admits any agent that reaches it")
 	case n < transport.MinClusterSecretLen:
 		add(checkFail, "cluster secret", "CLUSTER_SECRET is %d bytes; use at least %d", n, transport.MinClusterSecretLen)
 	default:
 		add(checkOK, "cluster secret", "set (%d bytes)", n)
 	}
+}
 
+func (c *agentCmd) checkGossipKey(add addFunc) {
 	if c.GossipKey == "" {
-		st := checkSkip
-		if !isLoopback(c.BindAddr) {
-			st = checkWarn
-		}
-		add(st, "gossip encryption", "off: GOSSIP_KEY unset")
+		add(c.offStatus(true), "gossip encryption", "off: GOSSIP_KEY unset")
 	} else if key, err := decodeGossipKey(c.GossipKey); err != nil {
 		add(checkFail, "gossip encryption", "%v", err)
 	} else {
@@ -194,11 +197,7 @@ func (c *agentCmd) checkPeerSecurity(add addFunc) {
 func (c *agentCmd) checkAPIKeys(add addFunc) {
 	const name = "API keys"
 	if c.APIKeysFile == "" {
-		st := checkSkip
-		if !isLoopback(c.BindAddr) {
-			st = checkWarn
-		}
-		add(st, name, "off: API_KEYS_FILE unset, the REST and gRPC APIs need no token")
+		add(c.offStatus(true), name, "off: API_KEYS_FILE unset, the REST and gRPC APIs need no token")
 		return
 	}
 	keys, err := transport.LoadAPIKeysFile(c.APIKeysFile)

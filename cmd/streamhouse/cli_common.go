@@ -10,8 +10,10 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -107,12 +109,7 @@ func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // dial connects to the cluster named by --server.
 func (f *clientFlags) dial(ctx context.Context) (*client.Client, error) {
-	var addrs []string
-	for _, a := range strings.Split(f.Server, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			addrs = append(addrs, a)
-		}
-	}
+	addrs := splitList(f.Server)
 	if len(addrs) == 0 {
 		return nil, errors.New("--server: no address given")
 	}
@@ -130,6 +127,41 @@ func (f *clientFlags) dial(ctx context.Context) (*client.Client, error) {
 		return nil, fmt.Errorf("cannot reach the cluster at %s: %s", f.Server, cliMessage(err))
 	}
 	return c, nil
+}
+
+// splitList splits a comma-separated flag value, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// session is the connection of a streaming command (produce, consume).
+type session struct {
+	ctx   context.Context // ends on SIGINT or SIGTERM
+	setup context.Context // ctx bounded by --timeout, for the calls before streaming
+	cl    *client.Client
+	close func()
+}
+
+// openSession connects to the cluster for a streaming command.
+func (f *clientFlags) openSession() (*session, error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	cl, err := f.dial(ctx)
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	setup, cancelSetup := context.WithTimeout(ctx, f.timeout())
+	return &session{ctx: ctx, setup: setup, cl: cl, close: func() {
+		cancelSetup()
+		_ = cl.Close()
+		stop()
+	}}, nil
 }
 
 func (f *clientFlags) timeout() time.Duration {
@@ -177,47 +209,36 @@ func cliMessage(err error) string {
 	}
 }
 
+// cliCodeWords are the CLI's wordings (CLI.md) where they differ from the
+// client's (client.CodeWord).
+var cliCodeWords = map[codes.Code]string{
+	codes.OutOfRange:        "out of range",
+	codes.DeadlineExceeded:  "timed out",
+	codes.ResourceExhausted: "too large",
+	codes.Unimplemented:     "not supported by the agent",
+}
+
+// kindWords word the agent's error kinds that say more than their code.
+var kindWords = map[string]string{
+	client.KindTopicExists:     "already exists",
+	client.KindProducerFenced:  "producer fenced",
+	client.KindRecordTooLarge:  "record too large",
+	client.KindRequestTooLarge: "request too large",
+}
+
+// codeWords words the kind or code of e: a code without a wording is
+// "error (<code name>)".
 func codeWords(e *client.Error) string {
-	switch e.Kind {
-	case client.KindTopicExists:
-		return "already exists"
-	case client.KindProducerFenced:
-		return "producer fenced"
-	case client.KindRecordTooLarge:
-		return "record too large"
-	case client.KindRequestTooLarge:
-		return "request too large"
+	if w, ok := kindWords[e.Kind]; ok {
+		return w
 	}
-	switch e.Code {
-	case codes.NotFound:
-		return "not found"
-	case codes.AlreadyExists:
-		return "already exists"
-	case codes.InvalidArgument:
-		return "invalid argument"
-	case codes.OutOfRange:
-		return "out of range"
-	case codes.FailedPrecondition:
-		return "failed precondition"
-	case codes.Unavailable:
-		return "unavailable"
-	case codes.Unknown:
-		return "outcome unknown"
-	case codes.DeadlineExceeded:
-		return "timed out"
-	case codes.ResourceExhausted:
-		return "too large"
-	case codes.Unimplemented:
-		return "not supported by the agent"
-	case codes.Canceled:
-		return "canceled"
-	case codes.Unauthenticated:
-		return "unauthenticated"
-	case codes.PermissionDenied:
-		return "permission denied"
-	default:
-		return "error (" + e.Code.String() + ")"
+	if w, ok := cliCodeWords[e.Code]; ok {
+		return w
 	}
+	if w := client.CodeWord(e.Code); w != e.Code.String() && e.Code != codes.Internal {
+		return w
+	}
+	return "error (" + e.Code.String() + ")"
 }
 
 // writeJSON writes v as indented JSON followed by a newline.

@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -58,167 +56,206 @@ func parseFrom(s string) (client.StartPosition, error) {
 	return client.AtOffset(n), nil
 }
 
+// consumeMaxWait is how long one Poll waits for records.
+const consumeMaxWait = time.Second
+
 func (c *consumeCmd) Run() error {
 	start, err := parseFrom(c.From)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cl, err := c.dial(ctx)
+	s, err := c.openSession()
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	setup, cancelSetup := context.WithTimeout(ctx, c.timeout())
-	defer cancelSetup()
-	maxWait := time.Second
-	k, err := cl.NewConsumer(setup, client.ConsumerConfig{
-		Topic: c.Topic, Group: c.Group, Partitions: c.Partitions, Start: start, MaxRecords: 1000, MaxWait: maxWait,
+	defer s.close()
+	k, err := s.cl.NewConsumer(s.setup, client.ConsumerConfig{
+		Topic: c.Topic, Group: c.Group, Partitions: c.Partitions, Start: start, MaxRecords: 1000, MaxWait: consumeMaxWait,
 	})
 	if err != nil {
 		return cliError(fmt.Sprintf("consume %q", c.Topic), err)
 	}
 	defer k.Close()
 
-	parts := k.Assignment()
-	target := map[int32]int64{}    // stop here without --follow (the high watermark at start)
-	commitPos := map[int32]int64{} // after the last printed record (or skipped gap)
-	committed := map[int32]int64{} // last committed (or start) position
-	done := map[int32]bool{}
-	for _, p := range parts {
-		target[p], _ = k.HighWatermark(p)
-		commitPos[p], _ = k.Position(p)
-		committed[p] = commitPos[p]
-		if !c.Follow && commitPos[p] >= target[p] {
-			done[p] = true
-			k.Pause(p)
-		}
+	r := c.newReader(s.cl, k)
+	defer r.out.Flush()
+	interrupted, err := r.loop(s.ctx)
+	if err != nil {
+		return err
 	}
-
-	out := bufio.NewWriterSize(os.Stdout, 256<<10)
-	defer out.Flush()
-	var tw *tabwriter.Writer
-	if !c.json() {
-		tw = tabwriter.NewWriter(out, 10, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "PARTITION\tOFFSET\tTIMESTAMP\tKEY\tVALUE")
-	}
-	enc := json.NewEncoder(out)
-	var printed int64
-	lastOK := time.Now()
-	interrupted := false
-
-	for {
-		if !c.Follow && len(done) == len(parts) {
-			break
-		}
-		if c.Max > 0 && printed >= c.Max {
-			break
-		}
-		pctx, cancel := context.WithTimeout(ctx, maxWait+c.timeout())
-		recs, err := k.Poll(pctx)
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				interrupted = true
-				break
-			}
-			if client.IsRetriable(err) && time.Since(lastOK) < c.timeout() {
-				continue // Poll waited before returning it
-			}
-			c.flush(out, tw)
-			return cliError(fmt.Sprintf("consume %q", c.Topic), err)
-		}
-		lastOK = time.Now()
-		cut := map[int32]bool{} // partitions whose records of this batch were not all printed
-		for i := range recs {
-			r := &recs[i]
-			p := r.Partition
-			if cut[p] {
-				continue
-			}
-			if !c.Follow && r.Offset >= target[p] {
-				cut[p] = true
-				commitPos[p] = max(commitPos[p], target[p])
-				continue
-			}
-			if c.Max > 0 && printed >= c.Max {
-				cut[p] = true
-				continue
-			}
-			if err := c.print(tw, enc, r); err != nil {
-				return err
-			}
-			printed++
-			commitPos[p] = r.Offset + 1
-		}
-		for _, p := range parts {
-			if !cut[p] {
-				pos, _ := k.Position(p)
-				if !c.Follow {
-					pos = min(pos, target[p])
-				}
-				commitPos[p] = max(commitPos[p], pos)
-			}
-			if !c.Follow && !done[p] && commitPos[p] >= target[p] {
-				done[p] = true
-				k.Pause(p)
-			}
-		}
-		if err := c.flush(out, tw); err != nil {
-			return err
-		}
-		if err := c.commit(ctx, cl, parts, commitPos, committed); err != nil {
-			return err
-		}
-	}
-	if err := c.flush(out, tw); err != nil {
+	if err := r.flush(); err != nil {
 		return err
 	}
 	if interrupted && c.Group != "" {
 		// Commit what was printed before the interrupt.
 		cctx, cancel := context.WithTimeout(context.Background(), c.timeout())
 		defer cancel()
-		if err := c.commit(cctx, cl, parts, commitPos, committed); err != nil {
+		if err := r.commit(cctx); err != nil {
 			return err
 		}
 	}
 	if !c.json() {
-		fmt.Fprintf(os.Stderr, "consumed %d record(s) from %s\n", printed, c.Topic)
+		fmt.Fprintf(os.Stderr, "consumed %d record(s) from %s\n", r.printed, c.Topic)
 	}
 	return nil
 }
 
-func (c *consumeCmd) flush(out *bufio.Writer, tw *tabwriter.Writer) error {
-	if tw != nil {
-		if err := tw.Flush(); err != nil {
+// reader is one run of consume: what was printed and committed per
+// partition.
+type reader struct {
+	*consumeCmd
+	cl        *client.Client
+	k         *client.Consumer
+	parts     []int32
+	target    map[int32]int64 // stop here without --follow (the high watermark at start)
+	commitPos map[int32]int64 // after the last printed record (or skipped gap)
+	committed map[int32]int64 // last committed (or start) position
+	done      map[int32]bool
+	printed   int64
+
+	out *bufio.Writer
+	tw  *tabwriter.Writer // nil: JSON output
+	enc *json.Encoder
+}
+
+func (c *consumeCmd) newReader(cl *client.Client, k *client.Consumer) *reader {
+	r := &reader{consumeCmd: c, cl: cl, k: k, parts: k.Assignment(),
+		target: map[int32]int64{}, commitPos: map[int32]int64{}, committed: map[int32]int64{}, done: map[int32]bool{},
+		out: bufio.NewWriterSize(os.Stdout, 256<<10)}
+	for _, p := range r.parts {
+		r.target[p], _ = k.HighWatermark(p)
+		r.commitPos[p], _ = k.Position(p)
+		r.committed[p] = r.commitPos[p]
+		if !c.Follow && r.commitPos[p] >= r.target[p] {
+			r.done[p] = true
+			k.Pause(p)
+		}
+	}
+	if !c.json() {
+		r.tw = tabwriter.NewWriter(r.out, 10, 4, 2, ' ', 0)
+		fmt.Fprintln(r.tw, "PARTITION\tOFFSET\tTIMESTAMP\tKEY\tVALUE")
+	}
+	r.enc = json.NewEncoder(r.out)
+	return r
+}
+
+// finished reports whether every partition reached its target (without
+// --follow) or --max records were printed.
+func (r *reader) finished() bool {
+	return (!r.Follow && len(r.done) == len(r.parts)) || (r.Max > 0 && r.printed >= r.Max)
+}
+
+// loop polls and prints until finished, an interrupt (interrupted) or an
+// error; retriable errors are retried for --timeout.
+func (r *reader) loop(ctx context.Context) (interrupted bool, err error) {
+	lastOK := time.Now()
+	for !r.finished() {
+		pctx, cancel := context.WithTimeout(ctx, consumeMaxWait+r.timeout())
+		recs, err := r.k.Poll(pctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return true, nil
+			}
+			if client.IsRetriable(err) && time.Since(lastOK) < r.timeout() {
+				continue // Poll waited before returning it
+			}
+			_ = r.flush()
+			return false, cliError(fmt.Sprintf("consume %q", r.Topic), err)
+		}
+		lastOK = time.Now()
+		cut, err := r.printBatch(recs)
+		if err != nil {
+			return false, err
+		}
+		r.advance(cut)
+		if err := r.flush(); err != nil {
+			return false, err
+		}
+		if err := r.commit(ctx); err != nil {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// printBatch prints the records up to each partition's target and --max;
+// cut holds the partitions whose records were not all printed.
+func (r *reader) printBatch(recs []client.Record) (cut map[int32]bool, err error) {
+	cut = map[int32]bool{}
+	for i := range recs {
+		rec := &recs[i]
+		p := rec.Partition
+		if cut[p] {
+			continue
+		}
+		if !r.Follow && rec.Offset >= r.target[p] {
+			cut[p] = true
+			r.commitPos[p] = max(r.commitPos[p], r.target[p])
+			continue
+		}
+		if r.Max > 0 && r.printed >= r.Max {
+			cut[p] = true
+			continue
+		}
+		if err := r.print(r.tw, r.enc, rec); err != nil {
+			return nil, err
+		}
+		r.printed++
+		r.commitPos[p] = rec.Offset + 1
+	}
+	return cut, nil
+}
+
+// advance moves the commit position of every partition printed in full to
+// the consumer's position (past gaps), and pauses partitions that reached
+// their target.
+func (r *reader) advance(cut map[int32]bool) {
+	for _, p := range r.parts {
+		if !cut[p] {
+			pos, _ := r.k.Position(p)
+			if !r.Follow {
+				pos = min(pos, r.target[p])
+			}
+			r.commitPos[p] = max(r.commitPos[p], pos)
+		}
+		if !r.Follow && !r.done[p] && r.commitPos[p] >= r.target[p] {
+			r.done[p] = true
+			r.k.Pause(p)
+		}
+	}
+}
+
+func (r *reader) flush() error {
+	if r.tw != nil {
+		if err := r.tw.Flush(); err != nil {
 			return err
 		}
 	}
-	return out.Flush()
+	return r.out.Flush()
 }
 
 // commit commits the positions that changed (with --group).
-func (c *consumeCmd) commit(ctx context.Context, cl *client.Client, parts []int32, pos, committed map[int32]int64) error {
-	if c.Group == "" {
+func (r *reader) commit(ctx context.Context) error {
+	if r.Group == "" {
 		return nil
 	}
 	var commits []client.OffsetCommit
-	for _, p := range parts {
-		if pos[p] != committed[p] {
-			commits = append(commits, client.OffsetCommit{Topic: c.Topic, Partition: p, Offset: pos[p]})
+	for _, p := range r.parts {
+		if r.commitPos[p] != r.committed[p] {
+			commits = append(commits, client.OffsetCommit{Topic: r.Topic, Partition: p, Offset: r.commitPos[p]})
 		}
 	}
 	if len(commits) == 0 {
 		return nil
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.timeout())
+	cctx, cancel := context.WithTimeout(ctx, r.timeout())
 	defer cancel()
-	if err := cl.CommitOffsets(cctx, c.Group, commits...); err != nil {
-		return cliError(fmt.Sprintf("commit the offsets of group %q", c.Group), err)
+	if err := r.cl.CommitOffsets(cctx, r.Group, commits...); err != nil {
+		return cliError(fmt.Sprintf("commit the offsets of group %q", r.Group), err)
 	}
 	for _, cm := range commits {
-		committed[cm.Partition] = cm.Offset
+		r.committed[cm.Partition] = cm.Offset
 	}
 	return nil
 }

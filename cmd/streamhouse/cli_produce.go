@@ -8,10 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"sort"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -55,32 +53,20 @@ type produceSummary struct {
 }
 
 func (c *produceCmd) Run() error {
-	if c.Key != nil && c.KeySeparator != "" {
-		return errors.New("--key and --key-separator cannot be used together")
-	}
-	var headers []client.Header
-	for _, h := range c.Headers {
-		k, v, ok := strings.Cut(h, "=")
-		if !ok || k == "" {
-			return fmt.Errorf("--header %q: want key=value", h)
-		}
-		headers = append(headers, client.Header{Key: k, Value: []byte(v)})
-	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cl, err := c.dial(ctx)
+	headers, err := c.check()
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	setup, cancelSetup := context.WithTimeout(ctx, c.timeout())
-	defer cancelSetup()
+	s, err := c.openSession()
+	if err != nil {
+		return err
+	}
+	defer s.close()
 	// Fail before reading any input when the topic does not exist.
-	if _, err := cl.GetMetadata(setup, c.Topic); err != nil {
+	if _, err := s.cl.GetMetadata(s.setup, c.Topic); err != nil {
 		return cliError(fmt.Sprintf("produce to %q", c.Topic), err)
 	}
-	p, err := cl.NewProducer(setup, client.ProducerConfig{RetryTimeout: c.timeout()})
+	p, err := s.cl.NewProducer(s.setup, client.ProducerConfig{RetryTimeout: c.timeout()})
 	if err != nil {
 		return cliError("start the idempotent producer", err)
 	}
@@ -88,93 +74,20 @@ func (c *produceCmd) Run() error {
 	fromStdin := len(c.Values) == 0
 	var bar *progressbar.ProgressBar
 	if fromStdin && (c.Progress || stderrIsTerminal()) {
-		bar = progressbar.NewOptions64(-1,
-			progressbar.OptionSetWriter(os.Stderr),
-			progressbar.OptionSetDescription("producing to "+c.Topic),
-			progressbar.OptionShowCount(),
-			progressbar.OptionShowIts(),
-			progressbar.OptionSetItsString("records"),
-			progressbar.OptionThrottle(100*time.Millisecond),
-			progressbar.OptionSpinnerType(14),
-			progressbar.OptionShowElapsedTimeOnFinish(),
-			progressbar.OptionSetRenderBlankState(true),
-		)
+		bar = newProgressBar("producing to " + c.Topic)
 	}
-
-	run, cancelRun := context.WithCancelCause(ctx)
+	run, cancelRun := context.WithCancelCause(s.ctx)
 	defer cancelRun(nil)
+	t := &ackTally{stats: map[int32]*partStat{}, bar: bar, cancel: cancelRun}
 	acks := make(chan pendingAck, 8192)
-	stats := map[int32]*partStat{}
-	var (
-		acked, failed int64
-		firstErr      error
-	)
 	ackDone := make(chan struct{})
 	go func() {
 		defer close(ackDone)
-		for a := range acks {
-			part, off, err := a.res.Wait(context.Background()) // bounded by the producer's RetryTimeout
-			if err != nil {
-				failed++
-				if firstErr == nil {
-					firstErr = fmt.Errorf("record %d: %s", a.n, cliMessage(err))
-					cancelRun(firstErr)
-				}
-				continue
-			}
-			acked++
-			s := stats[part]
-			if s == nil {
-				s = &partStat{Partition: part, FirstOffset: off}
-				stats[part] = s
-			}
-			s.Records++
-			s.FirstOffset = min(s.FirstOffset, off)
-			s.LastOffset = max(s.LastOffset, off)
-			if bar != nil {
-				_ = bar.Add(1)
-			}
-		}
+		t.collect(acks)
 	}()
 
 	start := time.Now()
-	n := 0
-	send := func(line []byte) error {
-		n++
-		rec := client.Record{Value: line, Headers: headers}
-		switch {
-		case c.KeySeparator != "":
-			i := bytes.Index(line, []byte(c.KeySeparator))
-			if i < 0 {
-				return fmt.Errorf("record %d has no key separator %q", n, c.KeySeparator)
-			}
-			rec.Key, rec.Value = line[:i], line[i+len(c.KeySeparator):]
-		case c.Key != nil:
-			rec.Key = []byte(*c.Key)
-		}
-		if c.Partition != nil {
-			rec = rec.ToPartition(*c.Partition)
-		}
-		res := p.Send(run, c.Topic, rec)
-		select {
-		case acks <- pendingAck{n: n, res: res}:
-			return nil
-		case <-run.Done():
-			return context.Cause(run)
-		}
-	}
-
-	var inputErr error
-	if fromStdin {
-		inputErr = readLines(run, os.Stdin, send)
-	} else {
-		for _, v := range c.Values {
-			if inputErr = send([]byte(v)); inputErr != nil {
-				break
-			}
-		}
-	}
-
+	inputErr := c.feed(run, fromStdin, c.sender(run, p, headers, acks))
 	// Deliver what was sent, even after an interrupt.
 	closeCtx, cancelClose := context.WithTimeout(context.Background(), c.timeout()+5*time.Second)
 	defer cancelClose()
@@ -186,28 +99,153 @@ func (c *produceCmd) Run() error {
 		_ = bar.Finish()
 		fmt.Fprintln(os.Stderr)
 	}
-
-	sum := produceSummary{Topic: c.Topic, Records: acked, Failed: failed, ElapsedMs: elapsed.Milliseconds()}
-	if elapsed > 0 {
-		sum.RecordsPerSecond = float64(acked) / elapsed.Seconds()
+	if err := printProduceSummary(os.Stdout, t.summary(c.Topic, elapsed, p.Identity()), c.json()); err != nil {
+		return err
 	}
-	id := p.Identity()
-	sum.ProducerID, sum.ProducerEpoch = id.ID, id.Epoch
-	for _, s := range stats {
+	return c.outcome(t, inputErr, s.ctx.Err() != nil, closeErr)
+}
+
+// check validates the flags and parses --header.
+func (c *produceCmd) check() ([]client.Header, error) {
+	if c.Key != nil && c.KeySeparator != "" {
+		return nil, errors.New("--key and --key-separator cannot be used together")
+	}
+	var headers []client.Header
+	for _, h := range c.Headers {
+		k, v, ok := strings.Cut(h, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--header %q: want key=value", h)
+		}
+		headers = append(headers, client.Header{Key: k, Value: []byte(v)})
+	}
+	return headers, nil
+}
+
+func newProgressBar(description string) *progressbar.ProgressBar {
+	return progressbar.NewOptions64(-1,
+		progressbar.OptionSetWriter(os.Stderr),
+		progressbar.OptionSetDescription(description),
+		progressbar.OptionShowCount(),
+		progressbar.OptionShowIts(),
+		progressbar.OptionSetItsString("records"),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionSpinnerType(14),
+		progressbar.OptionShowElapsedTimeOnFinish(),
+		progressbar.OptionSetRenderBlankState(true),
+	)
+}
+
+// ackTally waits for the acknowledgements in send order and counts them
+// per partition; the first failure cancels the input.
+type ackTally struct {
+	stats         map[int32]*partStat
+	acked, failed int64
+	firstErr      error
+	bar           *progressbar.ProgressBar // nil: no progress bar
+	cancel        context.CancelCauseFunc
+}
+
+func (t *ackTally) collect(acks <-chan pendingAck) {
+	for a := range acks {
+		part, off, err := a.res.Wait(context.Background()) // bounded by the producer's RetryTimeout
+		if err != nil {
+			t.failed++
+			if t.firstErr == nil {
+				t.firstErr = fmt.Errorf("record %d: %s", a.n, cliMessage(err))
+				t.cancel(t.firstErr)
+			}
+			continue
+		}
+		t.acked++
+		s := t.stats[part]
+		if s == nil {
+			s = &partStat{Partition: part, FirstOffset: off}
+			t.stats[part] = s
+		}
+		s.Records++
+		s.FirstOffset = min(s.FirstOffset, off)
+		s.LastOffset = max(s.LastOffset, off)
+		if t.bar != nil {
+			_ = t.bar.Add(1)
+		}
+	}
+}
+
+func (t *ackTally) summary(topic string, elapsed time.Duration, id client.ProducerIdentity) *produceSummary {
+	sum := &produceSummary{Topic: topic, Records: t.acked, Failed: t.failed, ElapsedMs: elapsed.Milliseconds(),
+		ProducerID: id.ID, ProducerEpoch: id.Epoch}
+	if elapsed > 0 {
+		sum.RecordsPerSecond = float64(t.acked) / elapsed.Seconds()
+	}
+	for _, s := range t.stats {
 		sum.Partitions = append(sum.Partitions, *s)
 	}
 	sort.Slice(sum.Partitions, func(i, j int) bool { return sum.Partitions[i].Partition < sum.Partitions[j].Partition })
-	if err := printProduceSummary(os.Stdout, &sum, c.json()); err != nil {
-		return err
-	}
+	return sum
+}
 
+// record builds record n (1-based) of the input from line.
+func (c *produceCmd) record(n int, line []byte, headers []client.Header) (client.Record, error) {
+	rec := client.Record{Value: line, Headers: headers}
 	switch {
-	case firstErr != nil:
-		return fmt.Errorf("produce to %q: %w (%d records acknowledged, %d failed)", c.Topic, firstErr, acked, failed)
-	case inputErr != nil && ctx.Err() != nil:
-		return fmt.Errorf("produce to %q: interrupted after %d acknowledged records", c.Topic, acked)
+	case c.KeySeparator != "":
+		i := bytes.Index(line, []byte(c.KeySeparator))
+		if i < 0 {
+			return rec, fmt.Errorf("record %d has no key separator %q", n, c.KeySeparator)
+		}
+		rec.Key, rec.Value = line[:i], line[i+len(c.KeySeparator):]
+	case c.Key != nil:
+		rec.Key = []byte(*c.Key)
+	}
+	if c.Partition != nil {
+		rec = rec.ToPartition(*c.Partition)
+	}
+	return rec, nil
+}
+
+// sender returns the function that sends each input line as a record and
+// queues its acknowledgement.
+func (c *produceCmd) sender(run context.Context, p *client.Producer, headers []client.Header, acks chan<- pendingAck) func([]byte) error {
+	n := 0
+	return func(line []byte) error {
+		n++
+		rec, err := c.record(n, line, headers)
+		if err != nil {
+			return err
+		}
+		res := p.Send(run, c.Topic, rec)
+		select {
+		case acks <- pendingAck{n: n, res: res}:
+			return nil
+		case <-run.Done():
+			return context.Cause(run)
+		}
+	}
+}
+
+// feed sends the values of the command line, or every line of stdin.
+func (c *produceCmd) feed(run context.Context, fromStdin bool, send func([]byte) error) error {
+	if fromStdin {
+		return readLines(run, os.Stdin, send)
+	}
+	for _, v := range c.Values {
+		if err := send([]byte(v)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// outcome is the command's error: the first failed record, an interrupt,
+// bad input, or records left unacknowledged at the timeout.
+func (c *produceCmd) outcome(t *ackTally, inputErr error, interrupted bool, closeErr error) error {
+	switch {
+	case t.firstErr != nil:
+		return fmt.Errorf("produce to %q: %w (%d records acknowledged, %d failed)", c.Topic, t.firstErr, t.acked, t.failed)
+	case inputErr != nil && interrupted:
+		return fmt.Errorf("produce to %q: interrupted after %d acknowledged records", c.Topic, t.acked)
 	case inputErr != nil:
-		return fmt.Errorf("produce to %q: %w (%d records acknowledged)", c.Topic, inputErr, acked)
+		return fmt.Errorf("produce to %q: %w (%d records acknowledged)", c.Topic, inputErr, t.acked)
 	case closeErr != nil:
 		return fmt.Errorf("produce to %q: records still unacknowledged when the timeout expired: %w", c.Topic, closeErr)
 	}

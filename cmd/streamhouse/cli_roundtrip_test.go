@@ -22,6 +22,12 @@ func runCLI(t *testing.T, server string, stdin io.Reader, args ...string) (strin
 	cmd := exec.Command(agentBinary(t), args...)
 	cmd.Env = append(cmd.Environ(), "STREAMHOUSE_GRPC="+server)
 	cmd.Stdin = stdin
+	return runBinary(t, cmd)
+}
+
+// runBinary runs cmd and returns its stdout, stderr and exit code.
+func runBinary(t *testing.T, cmd *exec.Cmd) (string, string, int) {
+	t.Helper()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -29,7 +35,7 @@ func runCLI(t *testing.T, server string, stdin io.Reader, args ...string) (strin
 	if err != nil {
 		ee, ok := err.(*exec.ExitError)
 		if !ok {
-			t.Fatalf("run %v: %v", args, err)
+			t.Fatalf("run %v: %v", cmd.Args[1:], err)
 		}
 		code = ee.ExitCode()
 	}
@@ -46,21 +52,9 @@ func mustCLI(t *testing.T, server string, stdin io.Reader, args ...string) strin
 	return out
 }
 
-type cliGroup struct {
-	Group      string `json:"group"`
-	TotalLag   int64  `json:"total_lag"`
-	Partitions []struct {
-		Topic         string `json:"topic"`
-		Partition     int32  `json:"partition"`
-		Offset        int64  `json:"offset"`
-		HighWatermark int64  `json:"high_watermark"`
-		Lag           int64  `json:"lag"`
-	} `json:"partitions"`
-}
-
-func describeGroupCLI(t *testing.T, server, group string) cliGroup {
+func describeGroupCLI(t *testing.T, server, group string) groupBody {
 	t.Helper()
-	var g cliGroup
+	var g groupBody
 	if err := json.Unmarshal([]byte(mustCLI(t, server, nil, "group", "describe", group, "-o", "json")), &g); err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +218,7 @@ func TestCLIRoundTrip(t *testing.T) {
 	if err := json.Unmarshal([]byte(mustCLI(t, server, nil, "group", "list", "-o", "json")), &groups); err != nil || len(groups) != 1 || groups[0].Group != "g1" {
 		t.Fatalf("group list: %+v %v", groups, err)
 	}
-	var reset cliGroup
+	var reset groupBody
 	if err := json.Unmarshal([]byte(mustCLI(t, server, nil, "group", "reset", "g1", "--topic", "rt", "--to", "earliest", "-o", "json")), &reset); err != nil ||
 		reset.TotalLag != n+10+2 {
 		t.Fatalf("reset to earliest: %+v %v", reset, err)

@@ -143,56 +143,77 @@ func (c *agentCmd) validate() error {
 // checkValues checks the settings without touching anything outside the
 // process. Errors name the environment variable.
 func (c *agentCmd) checkValues() error {
-	port := func(env string, v int) error {
-		if v < 0 || v > 65535 {
-			return fmt.Errorf("%s=%d: must be a port between 0 and 65535", env, v)
-		}
-		return nil
+	errs := c.rangeErrors()
+	errs = append(errs, c.relationErrors()...)
+	errs = append(errs, c.validateSecurity()...)
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("DATA_DIR must not be empty"))
 	}
-	positive := func(env string, v int64) error {
-		if v <= 0 {
-			return fmt.Errorf("%s=%d: must be greater than 0", env, v)
-		}
-		return nil
+	return errors.Join(errs...)
+}
+
+func checkPort(env string, v int) error {
+	if v < 0 || v > 65535 {
+		return fmt.Errorf("%s=%d: must be a port between 0 and 65535", env, v)
 	}
-	nonNeg := func(env string, v int64) error {
-		if v < 0 {
-			return fmt.Errorf("%s=%d: must not be negative", env, v)
-		}
+	return nil
+}
+
+func checkPositive(env string, v int64) error    { return checkAtLeast(env, v, 1) }
+func checkNonNegative(env string, v int64) error { return checkAtLeast(env, v, 0) }
+
+// checkAtLeast checks v >= least (0 or 1).
+func checkAtLeast(env string, v, least int64) error {
+	switch {
+	case v >= least:
 		return nil
+	case least == 1:
+		return fmt.Errorf("%s=%d: must be greater than 0", env, v)
 	}
+	return fmt.Errorf("%s=%d: must not be negative", env, v)
+}
+
+// rangeErrors checks every numeric setting on its own (nil entries: fine).
+func (c *agentCmd) rangeErrors() []error {
 	errs := []error{
-		port("HTTP_PORT", c.HTTPPort), port("GRPC_PORT", c.GRPCPort), port("PEER_PORT", c.PeerPort), port("GOSSIP_PORT", c.GossipPort),
-		positive("GRPC_MAX_CONCURRENT_STREAMS", int64(c.GRPCMaxStreams)),
-		nonNeg("BOOTSTRAP_EXPECT", int64(c.BootstrapExpect)),
-		positive("DEAD_AGENT_TIMEOUT", int64(c.DeadAgentTimeout)),
-		positive("PARTITION_FAILOVER_TIMEOUT", int64(c.PartitionFailover)),
-		nonNeg("WAL_SYNC_MS", int64(c.WALSyncMs)),
-		positive("WAL_SEGMENT_BYTES", c.WALSegmentBytes),
-		nonNeg("MIN_FREE_DISK_BYTES", c.MinFreeDiskBytes),
-		positive("BATCH_SIZE", int64(c.BatchSize)),
-		nonNeg("BATCH_TIMEOUT_MS", int64(c.BatchTimeoutMs)),
-		positive("SEGMENT_MAX_BYTES", c.SegmentMaxBytes),
-		positive("SEGMENT_MAX_AGE_MS", int64(c.SegmentMaxAgeMs)),
-		positive("MAX_RECORD_BYTES", int64(c.MaxRecordBytes)),
-		nonNeg("MAX_UNFLUSHED_BYTES", c.MaxUnflushedBytes),
-		nonNeg("MAX_TOPICS", c.MaxTopics),
-		nonNeg("MAX_PARTITIONS", c.MaxPartitions),
-		nonNeg("MAX_GROUPS", c.MaxGroups),
-		positive("MAX_UNFLUSHED_RECORDS", c.MaxUnflushedRecs),
-		nonNeg("SEGMENT_CACHE_SIZE", c.SegmentCacheSize),
-		positive("S3_TIMEOUT_MS", int64(c.S3TimeoutMs)),
-		positive("RETENTION_CHECK_MS", int64(c.RetentionCheckMs)),
-		positive("ORPHAN_GRACE_MS", c.OrphanGraceMs),
-		positive("CHECKPOINT_INTERVAL_MS", int64(c.CheckpointIntervalMs)),
-		nonNeg("RESTORE_OFFSET_GAP", c.RestoreOffsetGap),
-		nonNeg("RESTORE_READ_RETRY_MS", int64(c.RestoreReadRetryMs)),
+		checkPort("HTTP_PORT", c.HTTPPort), checkPort("GRPC_PORT", c.GRPCPort), checkPort("PEER_PORT", c.PeerPort), checkPort("GOSSIP_PORT", c.GossipPort),
+		checkPositive("GRPC_MAX_CONCURRENT_STREAMS", int64(c.GRPCMaxStreams)),
+		checkNonNegative("BOOTSTRAP_EXPECT", int64(c.BootstrapExpect)),
+		checkPositive("DEAD_AGENT_TIMEOUT", int64(c.DeadAgentTimeout)),
+		checkPositive("PARTITION_FAILOVER_TIMEOUT", int64(c.PartitionFailover)),
+		checkNonNegative("WAL_SYNC_MS", int64(c.WALSyncMs)),
+		checkPositive("WAL_SEGMENT_BYTES", c.WALSegmentBytes),
+		checkNonNegative("MIN_FREE_DISK_BYTES", c.MinFreeDiskBytes),
+		checkPositive("BATCH_SIZE", int64(c.BatchSize)),
+		checkNonNegative("BATCH_TIMEOUT_MS", int64(c.BatchTimeoutMs)),
+		checkPositive("SEGMENT_MAX_BYTES", c.SegmentMaxBytes),
+		checkPositive("SEGMENT_MAX_AGE_MS", int64(c.SegmentMaxAgeMs)),
+		checkPositive("MAX_RECORD_BYTES", int64(c.MaxRecordBytes)),
+		checkNonNegative("MAX_UNFLUSHED_BYTES", c.MaxUnflushedBytes),
+		checkNonNegative("MAX_TOPICS", c.MaxTopics),
+		checkNonNegative("MAX_PARTITIONS", c.MaxPartitions),
+		checkNonNegative("MAX_GROUPS", c.MaxGroups),
+		checkPositive("MAX_UNFLUSHED_RECORDS", c.MaxUnflushedRecs),
+		checkNonNegative("SEGMENT_CACHE_SIZE", c.SegmentCacheSize),
+		checkPositive("S3_TIMEOUT_MS", int64(c.S3TimeoutMs)),
+		checkPositive("RETENTION_CHECK_MS", int64(c.RetentionCheckMs)),
+		checkPositive("ORPHAN_GRACE_MS", c.OrphanGraceMs),
+		checkPositive("CHECKPOINT_INTERVAL_MS", int64(c.CheckpointIntervalMs)),
+		checkNonNegative("RESTORE_OFFSET_GAP", c.RestoreOffsetGap),
+		checkNonNegative("RESTORE_READ_RETRY_MS", int64(c.RestoreReadRetryMs)),
 	}
 	for i, v := range c.quotaRates() {
 		if err := transport.ValidateQuotaRate(v); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", quotaEnv[i], err))
 		}
 	}
+	return errs
+}
+
+// relationErrors checks settings that depend on each other, and the
+// formats of addresses and the log level.
+func (c *agentCmd) relationErrors() []error {
+	var errs []error
 	if c.MaxUnflushedRecs > 0 && c.MaxUnflushedRecs < int64(c.BatchSize) {
 		errs = append(errs, fmt.Errorf("MAX_UNFLUSHED_RECORDS=%d is below BATCH_SIZE=%d: a full batch could never be written", c.MaxUnflushedRecs, c.BatchSize))
 	}
@@ -224,11 +245,7 @@ func (c *agentCmd) checkValues() error {
 	if _, err := parseLogLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
-	errs = append(errs, c.validateSecurity()...)
-	if c.DataDir == "" {
-		errs = append(errs, errors.New("DATA_DIR must not be empty"))
-	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // fillDefaults fills the settings derived from others.
@@ -255,15 +272,7 @@ func (c *agentCmd) fillDefaults() error {
 	return nil
 }
 
-func (c *agentCmd) joinAddrs() []string {
-	var out []string
-	for _, j := range strings.Split(c.Join, ",") {
-		if j = strings.TrimSpace(j); j != "" {
-			out = append(out, j)
-		}
-	}
-	return out
-}
+func (c *agentCmd) joinAddrs() []string { return splitList(c.Join) }
 
 func (c *agentCmd) batchTimeout() time.Duration {
 	return time.Duration(c.BatchTimeoutMs) * time.Millisecond

@@ -7,6 +7,8 @@ import (
 	"time"
 )
 
+// groupBody is a consumer group as GET /api/v1/consumer-groups/{group} and
+// `streamhouse group describe -o json` show it.
 type groupBody struct {
 	Group      string `json:"group"`
 	TotalLag   int64  `json:"total_lag"`

@@ -97,12 +97,8 @@ func (c *Client) NewConsumer(ctx context.Context, cfg ConsumerConfig) (*Consumer
 	if cfg.Topic == "" {
 		return nil, newError("NewConsumer", codes.InvalidArgument, KindBadRequest, "topic is required")
 	}
-	if cfg.MaxRecords <= 0 {
-		cfg.MaxRecords = DefaultMaxRecords
-	}
-	if cfg.MaxWait <= 0 {
-		cfg.MaxWait = DefaultMaxWait
-	}
+	orDefault(&cfg.MaxRecords, DefaultMaxRecords)
+	orDefault(&cfg.MaxWait, DefaultMaxWait)
 	_, infos, err := c.DescribeTopic(ctx, cfg.Topic)
 	if err != nil {
 		return nil, err

@@ -62,4 +62,9 @@
 // agent's next_offset: offsets may jump (a disaster restore leaves gaps), so
 // nothing assumes they are dense. Commit stores, for each partition, the
 // offset after the last record Poll returned.
+//
+// # Load generation
+//
+// Subpackage loadgen is the load loop of `streamhouse bench`; it drives
+// this client (or the REST API) through its small Target interface.
 package client

@@ -62,7 +62,7 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	return fmt.Sprintf("%s: %s (%s)", e.Op, e.Message, codeWord(e.Code))
+	return fmt.Sprintf("%s: %s (%s)", e.Op, e.Message, CodeWord(e.Code))
 }
 
 // GRPCStatus returns the status the error came from.
@@ -171,38 +171,29 @@ func IsOutcomeUnknown(err error) bool {
 	return c == codes.Unknown || c == codes.DeadlineExceeded
 }
 
-// codeWord is a short human wording of a status code.
-func codeWord(c codes.Code) string {
-	switch c {
-	case codes.NotFound:
-		return "not found"
-	case codes.AlreadyExists:
-		return "already exists"
-	case codes.InvalidArgument:
-		return "invalid argument"
-	case codes.OutOfRange:
-		return "offset out of range"
-	case codes.FailedPrecondition:
-		return "failed precondition"
-	case codes.Unavailable:
-		return "unavailable"
-	case codes.Unknown:
-		return "outcome unknown"
-	case codes.DeadlineExceeded:
-		return "deadline exceeded"
-	case codes.ResourceExhausted:
-		return "too large or over a cluster limit"
-	case codes.Canceled:
-		return "canceled"
-	case codes.Unimplemented:
-		return "not implemented by the agent"
-	case codes.Internal:
-		return "internal error"
-	case codes.Unauthenticated:
-		return "unauthenticated"
-	case codes.PermissionDenied:
-		return "permission denied"
-	default:
-		return c.String()
+// codeWords are short human wordings of status codes.
+var codeWords = map[codes.Code]string{
+	codes.NotFound:           "not found",
+	codes.AlreadyExists:      "already exists",
+	codes.InvalidArgument:    "invalid argument",
+	codes.OutOfRange:         "offset out of range",
+	codes.FailedPrecondition: "failed precondition",
+	codes.Unavailable:        "unavailable",
+	codes.Unknown:            "outcome unknown",
+	codes.DeadlineExceeded:   "deadline exceeded",
+	codes.ResourceExhausted:  "too large or over a cluster limit",
+	codes.Canceled:           "canceled",
+	codes.Unimplemented:      "not implemented by the agent",
+	codes.Internal:           "internal error",
+	codes.Unauthenticated:    "unauthenticated",
+	codes.PermissionDenied:   "permission denied",
+}
+
+// CodeWord is a short human wording of a status code, or the code's name
+// (c.String()) when it has none.
+func CodeWord(c codes.Code) string {
+	if w, ok := codeWords[c]; ok {
+		return w
 	}
+	return c.String()
 }

@@ -63,26 +63,19 @@ func (c *ProducerConfig) setDefaults() {
 	if c.Linger == 0 {
 		c.Linger = DefaultLinger
 	}
-	if c.MaxBatchRecords <= 0 {
-		c.MaxBatchRecords = DefaultMaxBatchRecords
-	}
-	if c.MaxBatchBytes <= 0 {
-		c.MaxBatchBytes = DefaultMaxBatchBytes
-	}
-	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = DefaultMaxInFlight
-	}
-	if c.RetryBackoff <= 0 {
-		c.RetryBackoff = DefaultRetryBackoff
-	}
-	if c.RetryTimeout <= 0 {
-		c.RetryTimeout = DefaultRetryTimeout
-	}
-	if c.RequestTimeout <= 0 {
-		c.RequestTimeout = DefaultRequestTimeout
-	}
-	if c.BufferBytes <= 0 {
-		c.BufferBytes = DefaultBufferBytes
+	orDefault(&c.MaxBatchRecords, DefaultMaxBatchRecords)
+	orDefault(&c.MaxBatchBytes, DefaultMaxBatchBytes)
+	orDefault(&c.MaxInFlight, DefaultMaxInFlight)
+	orDefault(&c.RetryBackoff, DefaultRetryBackoff)
+	orDefault(&c.RetryTimeout, DefaultRetryTimeout)
+	orDefault(&c.RequestTimeout, DefaultRequestTimeout)
+	orDefault(&c.BufferBytes, DefaultBufferBytes)
+}
+
+// orDefault sets *v to def unless it is positive.
+func orDefault[T ~int | ~int32 | ~int64](v *T, def T) {
+	if *v <= 0 {
+		*v = def
 	}
 }
 

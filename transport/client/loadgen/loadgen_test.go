@@ -1,0 +1,147 @@
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/streamhouse/streamhouse/transport/client"
+)
+
+// memTarget is an in-memory Target: every partition is a list of records.
+// failEvery > 0 fails every failEvery-th Send; every Send reports
+// retriesPerSend retries.
+type memTarget struct {
+	failEvery      int
+	retriesPerSend int64
+
+	mu      sync.Mutex
+	sends   int
+	parts   map[int32][]client.Record
+	changed chan struct{} // closed and replaced by every Send
+}
+
+func newMemTarget() *memTarget {
+	return &memTarget{parts: map[int32][]client.Record{}, changed: make(chan struct{})}
+}
+
+func (m *memTarget) Send(_ context.Context, _ int, _ string, recs []client.Record) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sends++
+	if m.failEvery > 0 && m.sends%m.failEvery == 0 {
+		return m.retriesPerSend, errors.New("refused")
+	}
+	for _, r := range recs {
+		m.parts[r.Partition] = append(m.parts[r.Partition], r)
+	}
+	close(m.changed)
+	m.changed = make(chan struct{})
+	return m.retriesPerSend, nil
+}
+
+// Fetch serves a page; at the end of the log with MaxWait it waits for the
+// next Send or the end of ctx.
+func (m *memTarget) Fetch(ctx context.Context, req client.FetchRequest) (client.FetchResult, error) {
+	for {
+		m.mu.Lock()
+		recs, changed := m.parts[req.Partition], m.changed
+		m.mu.Unlock()
+		high := int64(len(recs))
+		off := req.Offset
+		switch off {
+		case client.OffsetEarliest:
+			off = 0
+		case client.OffsetLatest:
+			off = high
+		}
+		if off < high || req.MaxWait == 0 {
+			end := min(high, off+int64(req.MaxRecords))
+			return client.FetchResult{Records: recs[off:end], NextOffset: end, HighWatermark: high}, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return client.FetchResult{}, ctx.Err()
+		}
+	}
+}
+
+func (m *memTarget) stored() (total int, partitions int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, recs := range m.parts {
+		total += len(recs)
+	}
+	return total, len(m.parts)
+}
+
+func TestProduceSendsTheRecordCountOverEveryPartition(t *testing.T) {
+	m := newMemTarget()
+	cfg := Config{Topic: "t", Partitions: 4, Records: 1000, RecordSize: 10, Batch: 100, Concurrency: 3}
+	res, err := Produce(context.Background(), cfg, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total, parts := m.stored()
+	if res.Records != 1000 || total != 1000 || res.Errors != 0 {
+		t.Fatalf("result %d records, %d errors; stored %d; want 1000, 0, 1000", res.Records, res.Errors, total)
+	}
+	if parts != 4 {
+		t.Fatalf("records went to %d partitions, want all 4", parts)
+	}
+	if res.RecordsPerSec <= 0 || res.AckP50Ms < 0 || res.MiBPerSec <= 0 {
+		t.Fatalf("rates not filled: %+v", res)
+	}
+}
+
+func TestProduceCountsFailedBatchesAndRetries(t *testing.T) {
+	m := newMemTarget()
+	m.failEvery, m.retriesPerSend = 2, 1
+	cfg := Config{Topic: "t", Partitions: 2, Records: 1000, Batch: 100, Concurrency: 1}
+	res, err := Produce(context.Background(), cfg, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Records != 500 || res.Errors != 5 || res.Retries503 != 10 {
+		t.Fatalf("records %d errors %d retries %d; want 500, 5, 10", res.Records, res.Errors, res.Retries503)
+	}
+}
+
+func TestProduceFailsWhenNothingWasAcknowledged(t *testing.T) {
+	m := newMemTarget()
+	m.failEvery = 1
+	cfg := Config{Topic: "t", Partitions: 1, Records: 300, Batch: 100, Concurrency: 2}
+	_, err := Produce(context.Background(), cfg, m)
+	if err == nil || !strings.Contains(err.Error(), "no produce request succeeded (3 errors)") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestReadBackReadsEveryPartitionToTheEnd(t *testing.T) {
+	m := newMemTarget()
+	for p := int32(0); p < 3; p++ {
+		recs := make([]client.Record, 10+int(p))
+		for i := range recs {
+			recs[i] = client.Record{}.ToPartition(p)
+		}
+		if _, err := m.Send(context.Background(), 0, "t", recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var res Result
+	readBack(context.Background(), Config{Topic: "t", Partitions: 4, ReadRecords: 4, ReadSource: "mem"}, m, &res)
+	if res.Records != 33 || res.ConsumeSource != "mem" || res.ConsumeRecsSec <= 0 {
+		t.Fatalf("read back %+v; want 33 records from mem", res)
+	}
+}
+
+func TestParseMetrics(t *testing.T) {
+	m := parseMetrics("# HELP x\nprocess_cpu_seconds_total 1.5\n" +
+		`streamhouse_s3_requests_total{backend="s3",operation="put",result="ok"} 7` + "\nbroken\n")
+	if m["process_cpu_seconds_total"] != 1.5 || m[putSeries[0]] != 7 || len(m) != 2 {
+		t.Fatalf("parsed %v", m)
+	}
+}
