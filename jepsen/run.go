@@ -379,8 +379,8 @@ func classTable(b *strings.Builder, stats []*classStats) []classRow {
 	for _, s := range stats {
 		row := &s.row
 		row.RecP50, row.RecMax = quantile(s.outages, 0.5), quantile(s.outages, 1)
-		list = append(list, *row)
 		row.HealToAckMax = quantile(s.healToAck, 1)
+		list = append(list, *row)
 		fmt.Fprintf(b, "| %s | %d | %d | %d | %d | %d | %s | %d | %.1f / %.1f | %.1f | %.1f |\n", row.Class, row.Runs, row.Ops, row.Acked, row.Faults, row.Anomalies, kindsString(row.Kinds), row.Errors, row.RecP50, row.RecMax, row.HealToAckMax, row.MaxAckGap)
 		tot.Runs += row.Runs
 		tot.Ops += row.Ops
