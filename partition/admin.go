@@ -18,21 +18,16 @@ type Admin struct {
 	limits    fsm.ClusterLimits
 }
 
-// SetLimits sets the cluster-wide totals that CreateTopic carries for the
-// FSM to enforce (zero: unlimited). Call before serving.
-func (a *Admin) SetLimits(l fsm.ClusterLimits) { a.limits = l }
-
 // syncTimeout bounds the confirmation of a topic miss on the calls that
 // carry no context.
 const syncTimeout = 10 * time.Second
 
-// SetSyncer makes topic misses be confirmed with the cluster before "not
-// found" is answered (see lookupTopic). Call before serving.
-func (a *Admin) SetSyncer(s Syncer) { a.sync = s }
-
-// NewAdmin returns an Admin.
-func NewAdmin(meta Metadata, proposer Proposer, placement Placement) *Admin {
-	return &Admin{meta: meta, proposer: proposer, placement: placement, clock: func() int64 { return time.Now().UnixMilli() }}
+// newAdmin returns an Admin. Topic creation carries cfg.Limits, the
+// cluster-wide totals the FSM enforces (zero: unlimited); topic misses are
+// confirmed with the cluster before "not found" is answered (lookupTopic).
+func newAdmin(cfg Config, d Deps) *Admin {
+	return &Admin{meta: d.FSM, proposer: d.Node, placement: d.Node, sync: d.Node, limits: cfg.Limits,
+		clock: func() int64 { return time.Now().UnixMilli() }}
 }
 
 // CreateTopic validates and creates a topic, placing partition leaders.

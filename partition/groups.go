@@ -20,21 +20,16 @@ type Groups struct {
 	max      int64 // MAX_GROUPS, carried by CommitOffsets; 0 = unlimited
 }
 
-// SetMaxGroups bounds the number of consumer groups in the cluster (0: no
-// bound); the FSM refuses a commit that would create one more. Call before
-// serving.
-func (g *Groups) SetMaxGroups(n int64) { g.max = n }
-
-// SetSyncer makes group reads linearizable: DescribeGroup first waits until
-// this agent applied everything committed before the call, so a consumer
-// never resumes from an offset older than one it committed (through any
-// agent). Call before serving.
-func (g *Groups) SetSyncer(s Syncer) { g.sync = s }
-
-// NewGroups returns the consumer-group service. fetcher may be nil (then a
-// timestamp reset is refused).
-func NewGroups(meta Metadata, proposer Proposer, fetcher *Fetcher) *Groups {
-	return &Groups{meta: meta, proposer: proposer, fetcher: fetcher, clock: func() int64 { return time.Now().UnixMilli() }}
+// newGroups returns the consumer-group service. cfg.MaxGroups bounds the
+// number of groups in the cluster (0: no bound): the FSM refuses a commit
+// that would create one more. Group reads are linearizable: DescribeGroup
+// first waits until this agent applied everything committed before the
+// call (d.Node's SyncRead), so a consumer never resumes from an offset
+// older than one it committed through any agent. fetcher may be nil (then
+// a timestamp reset is refused).
+func newGroups(cfg Config, d Deps, fetcher *Fetcher) *Groups {
+	return &Groups{meta: d.FSM, proposer: d.Node, fetcher: fetcher, sync: d.Node, max: cfg.MaxGroups,
+		clock: func() int64 { return time.Now().UnixMilli() }}
 }
 
 // CommitOffsets commits a group's offsets, all or nothing. An offset past
