@@ -106,7 +106,7 @@ type Forwarder interface {
 }
 
 // Admission can refuse a produce request before anything is proposed
-// (implemented by *DiskGuard, and by the agent's check of an FSM stalled on
+// (implemented by *DiskGuard, and by stallAdmission: an FSM stalled on
 // local storage). Errors wrap fsm.ErrUnavailable: definitely not written.
 type Admission interface {
 	Admit() error
