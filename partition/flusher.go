@@ -93,8 +93,7 @@ type Flusher struct {
 	errs     func(kind string)
 
 	mu       sync.Mutex // one flush at a time
-	kick     chan struct{}
-	failures int // loop's goroutine only
+	failures int        // tick's goroutine only
 	retryAt  time.Time
 }
 
@@ -103,46 +102,29 @@ func newFlusher(cfg Config, d Deps) *Flusher {
 	d = d.withDefaults()
 	return &Flusher{cfg: cfg.Flusher.withDefaults(), nodeID: cfg.NodeID, meta: d.FSM, store: d.Store, segs: d.Segments,
 		proposer: d.Node, metrics: newFlusherMetrics(d.Registerer), log: d.Logger.With("component", "flusher"),
-		clock: d.Clock, errs: d.Errors, kick: make(chan struct{}, 1)}
+		clock: d.Clock, errs: d.Errors}
 }
 
 // now is the agent's clock in unix milliseconds.
 func (f *Flusher) now() int64 { return f.clock().UnixMilli() }
 
-// Kick asks for an immediate flush check (e.g. after a large produce).
-func (f *Flusher) Kick() {
-	select {
-	case f.kick <- struct{}{}:
-	default:
+// tick is one check of the flush loop, which the service runs every
+// Interval: a failed flush is retried with exponential backoff (ticks
+// before the retry time do nothing). Unflushed records stay in the store
+// (and the Raft log) when the loop ends and are flushed after restart.
+func (f *Flusher) tick(ctx context.Context) {
+	if time.Now().Before(f.retryAt) {
+		return
 	}
-}
-
-// loop checks every Interval (or when kicked) until ctx ends; a failed
-// flush is retried with exponential backoff. Unflushed records stay in the
-// store (and the Raft log) when it ends and are flushed after restart.
-func (f *Flusher) loop(ctx context.Context) {
-	t := time.NewTicker(f.cfg.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-f.kick:
-		}
-		if time.Now().Before(f.retryAt) {
-			continue
-		}
-		if _, err := f.FlushOnce(ctx, false); err != nil && ctx.Err() == nil {
-			f.failures++
-			backoff := min(time.Duration(1<<min(f.failures, 8))*50*time.Millisecond, 10*time.Second)
-			f.retryAt = time.Now().Add(backoff)
-			f.metrics.FlushFailures.Inc()
-			f.errs("segment_upload")
-			f.log.Warn("segment flush failed; records stay in the WAL and the flush is retried", "err", err, "retry_in", backoff)
-		} else {
-			f.failures = 0
-		}
+	if _, err := f.FlushOnce(ctx, false); err != nil && ctx.Err() == nil {
+		f.failures++
+		backoff := min(time.Duration(1<<min(f.failures, 8))*50*time.Millisecond, 10*time.Second)
+		f.retryAt = time.Now().Add(backoff)
+		f.metrics.FlushFailures.Inc()
+		f.errs("segment_upload")
+		f.log.Warn("segment flush failed; records stay in the WAL and the flush is retried", "err", err, "retry_in", backoff)
+	} else {
+		f.failures = 0
 	}
 }
 

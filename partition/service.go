@@ -160,7 +160,7 @@ func (s *Service) Start(ctx context.Context) {
 	s.tasks.Every("readiness", s.cfg.ReadinessInterval, s.ready.check)
 	s.tasks.Go("pruner", func(ctx context.Context) { runPruner(ctx, s.deps.FSM, s.deps.Store, s.log) })
 	s.tasks.Go("sweeper", s.producer.sweepLoop)
-	s.tasks.Go("flusher", s.flusher.loop)
+	s.tasks.Every("flusher", s.flusher.cfg.Interval, s.flusher.tick)
 	s.tasks.Every("janitor", s.janitor.cfg.Interval, s.janitor.round)
 }
 
