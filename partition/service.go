@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -82,10 +83,11 @@ func (d Deps) withDefaults() Deps {
 // goroutine it starts (loops, batchers, proposals, forwards) belongs to one
 // group that Close cancels and waits for.
 type Service struct {
-	cfg   Config
-	deps  Deps
-	log   *slog.Logger
-	tasks *group
+	cfg     Config
+	deps    Deps
+	log     *slog.Logger
+	tasks   *group
+	started sync.Once
 
 	producer *Producer
 	fetcher  *Fetcher
@@ -152,8 +154,13 @@ func (s *Service) diskChanged(low bool) {
 // Start measures the disk and checks the object store once (bounded by
 // ctx), then starts the background goroutines: the disk guard, the object
 // store check, the WAL pruner, the batcher sweeper, the flusher and the
-// janitor. They run until Close, whatever becomes of ctx.
+// janitor. They run until Close, whatever becomes of ctx. Only the first
+// call does anything.
 func (s *Service) Start(ctx context.Context) {
+	s.started.Do(func() { s.start(ctx) })
+}
+
+func (s *Service) start(ctx context.Context) {
 	s.disk.Check()
 	s.ready.check(ctx)
 	s.tasks.Every("diskguard", s.disk.cfg.Interval, func(context.Context) { s.disk.Check() })
@@ -187,10 +194,6 @@ func (s *Service) Groups() *Groups { return s.groups }
 
 // Readiness is what /ready reports.
 func (s *Service) Readiness() *Readiness { return s.ready }
-
-// Flusher packs and commits segments (exposed for tests and tools that
-// force a flush).
-func (s *Service) Flusher() *Flusher { return s.flusher }
 
 // stallAdmission refuses produce while Apply waits for local storage: a new
 // batch could not be applied here either.
