@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/streamhouse/streamhouse/transport"
 )
 
 // An agent that served produce and fetch (REST, with pprof on) leaves no
@@ -34,5 +37,24 @@ func TestAgentCloseLeavesNoGoroutine(t *testing.T) {
 	}
 	httpClient.CloseIdleConnections()
 	http.DefaultClient.CloseIdleConnections()
+	goleak.VerifyNone(t, before)
+}
+
+// The agent's own background loops — the API_KEYS_FILE watcher and the
+// checkpoint loop retrying an unreachable Postgres — end in Close too.
+func TestAgentCloseStopsBackgroundLoops(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	dir := t.TempDir()
+	_, key := newKey(t, "ops", transport.ScopeAdmin)
+	keysFile := filepath.Join(dir, "api_keys")
+	writeKeys(t, keysFile, key)
+	c := testConfig(t, filepath.Join(dir, "data"))
+	c.APIKeysFile = keysFile
+	c.DatabaseURL = fmt.Sprintf("postgres://streamhouse@127.0.0.1:%d/streamhouse?sslmode=disable", freePort(t))
+	a, _ := startTestAgent(t, c)
+	if err := a.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	httpClient.CloseIdleConnections()
 	goleak.VerifyNone(t, before)
 }
