@@ -13,7 +13,7 @@ type Admin struct {
 	meta      Metadata
 	proposer  Proposer
 	placement Placement
-	clock     func() int64
+	clock     func() time.Time
 	sync      Syncer
 	limits    fsm.ClusterLimits
 }
@@ -26,8 +26,8 @@ const syncTimeout = 10 * time.Second
 // cluster-wide totals the FSM enforces (zero: unlimited); topic misses are
 // confirmed with the cluster before "not found" is answered (lookupTopic).
 func newAdmin(cfg Config, d Deps) *Admin {
-	return &Admin{meta: d.FSM, proposer: d.Node, placement: d.Node, sync: d.Node, limits: cfg.Limits,
-		clock: func() int64 { return time.Now().UnixMilli() }}
+	d = d.withDefaults()
+	return &Admin{meta: d.FSM, proposer: d.Node, placement: d.Node, sync: d.Node, limits: cfg.Limits, clock: d.Clock}
 }
 
 // CreateTopic validates and creates a topic, placing partition leaders.
@@ -47,7 +47,7 @@ func (a *Admin) CreateTopic(ctx context.Context, name string, partitions int32, 
 	if _, ok := a.meta.Topic(name); ok {
 		return fsm.Topic{}, fmt.Errorf("%w: %q", fsm.ErrTopicExists, name)
 	}
-	cmd := &fsm.CreateTopic{Name: name, Partitions: partitions, Config: cfg, Leaders: a.placement.Placement(partitions), Timestamp: a.clock(), Limits: a.limits}
+	cmd := &fsm.CreateTopic{Name: name, Partitions: partitions, Config: cfg, Leaders: a.placement.Placement(partitions), Timestamp: a.clock().UnixMilli(), Limits: a.limits}
 	res, err := a.proposer.Propose(ctx, fsm.Encode(cmd))
 	if err != nil {
 		return fsm.Topic{}, err

@@ -15,7 +15,7 @@ type Groups struct {
 	meta     Metadata
 	proposer Proposer
 	fetcher  *Fetcher // resolves timestamp resets
-	clock    func() int64
+	clock    func() time.Time
 	sync     Syncer
 	max      int64 // MAX_GROUPS, carried by CommitOffsets; 0 = unlimited
 }
@@ -28,8 +28,8 @@ type Groups struct {
 // older than one it committed through any agent. fetcher may be nil (then
 // a timestamp reset is refused).
 func newGroups(cfg Config, d Deps, fetcher *Fetcher) *Groups {
-	return &Groups{meta: d.FSM, proposer: d.Node, fetcher: fetcher, sync: d.Node, max: cfg.MaxGroups,
-		clock: func() int64 { return time.Now().UnixMilli() }}
+	d = d.withDefaults()
+	return &Groups{meta: d.FSM, proposer: d.Node, fetcher: fetcher, sync: d.Node, max: cfg.MaxGroups, clock: d.Clock}
 }
 
 // CommitOffsets commits a group's offsets, all or nothing. An offset past
@@ -41,7 +41,7 @@ func (g *Groups) CommitOffsets(ctx context.Context, group string, commits []fsm.
 	if len(commits) == 0 {
 		return fmt.Errorf("%w: no offsets to commit", fsm.ErrInvalidArgument)
 	}
-	cmd := &fsm.CommitOffsets{Group: group, Timestamp: g.clock(), MaxGroups: g.max}
+	cmd := &fsm.CommitOffsets{Group: group, Timestamp: g.clock().UnixMilli(), MaxGroups: g.max}
 	for _, c := range commits {
 		t, err := lookupTopic(ctx, g.meta, g.sync, c.Topic)
 		if err != nil {
