@@ -75,6 +75,7 @@ type Node struct {
 	leaderReady atomic.Bool   // leader and has applied everything before its term
 	lowDisk     atomic.Bool   // SetLowDisk(true) is in force: do not lead
 	lowDiskKick chan struct{} // capacity 1: wakes stallWatch on a low-disk change
+	reclaimWant chan bool     // capacity 1: the latest ReclaimDisk request (reclaimLoop)
 	// storeProblem is the last failed object store probe (see storeprobe.go).
 	storeProblem problemNote
 	metrics      *metrics
@@ -95,7 +96,7 @@ type Node struct {
 func New(cfg Config, f StateMachine) *Node {
 	cfg.setDefaults()
 	n := &Node{cfg: cfg, fsm: f, log: cfg.Logger.With("component", "cluster"), departing: map[string]time.Time{},
-		lowDiskKick: make(chan struct{}, 1), peer: cfg.Mux}
+		lowDiskKick: make(chan struct{}, 1), reclaimWant: make(chan bool, 1), peer: cfg.Mux}
 	n.rpc = n.newRPCMux()
 	return n
 }
@@ -248,9 +249,10 @@ func (n *Node) startLoops(existing bool) {
 	lctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	n.started.Store(true)
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.leadershipLoop(lctx)
 	go n.stallWatch(lctx)
+	go n.reclaimLoop(lctx)
 	if !existing && !n.cfg.Bootstrap && n.cfg.BootstrapExpect >= 1 {
 		n.wg.Add(1)
 		go n.bootstrapLoop(lctx)

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -65,4 +66,41 @@ func (n *Node) SetLowDisk(low bool) error {
 		return fmt.Errorf("cluster: snapshot to reclaim raft log space: %w", err)
 	}
 	return nil
+}
+
+// ReclaimDisk records the low-disk state (NoteLowDisk) and has the node's
+// reclaim goroutine apply it to Raft log compaction (SetLowDisk), so the
+// caller — the disk guard, on its measuring goroutine — never waits for a
+// snapshot (which blocks while the FSM is stalled). A request not yet taken
+// is replaced by the latest one.
+func (n *Node) ReclaimDisk(low bool) {
+	n.NoteLowDisk(low)
+	for {
+		select {
+		case n.reclaimWant <- low:
+			return
+		default:
+		}
+		select {
+		case <-n.reclaimWant:
+		default:
+		}
+	}
+}
+
+// reclaimLoop applies ReclaimDisk requests until the node closes. Close
+// waits for it after Raft shut down, which ends a compaction waiting for a
+// stalled FSM.
+func (n *Node) reclaimLoop(ctx context.Context) {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case low := <-n.reclaimWant:
+			if err := n.SetLowDisk(low); err != nil {
+				n.log.Warn("low-disk raft log compaction", "low", low, "err", err)
+			}
+		}
+	}
 }

@@ -13,26 +13,21 @@ type Admin struct {
 	meta      Metadata
 	proposer  Proposer
 	placement Placement
-	clock     func() int64
+	clock     func() time.Time
 	sync      Syncer
 	limits    fsm.ClusterLimits
 }
-
-// SetLimits sets the cluster-wide totals that CreateTopic carries for the
-// FSM to enforce (zero: unlimited). Call before serving.
-func (a *Admin) SetLimits(l fsm.ClusterLimits) { a.limits = l }
 
 // syncTimeout bounds the confirmation of a topic miss on the calls that
 // carry no context.
 const syncTimeout = 10 * time.Second
 
-// SetSyncer makes topic misses be confirmed with the cluster before "not
-// found" is answered (see lookupTopic). Call before serving.
-func (a *Admin) SetSyncer(s Syncer) { a.sync = s }
-
-// NewAdmin returns an Admin.
-func NewAdmin(meta Metadata, proposer Proposer, placement Placement) *Admin {
-	return &Admin{meta: meta, proposer: proposer, placement: placement, clock: func() int64 { return time.Now().UnixMilli() }}
+// newAdmin returns an Admin. Topic creation carries cfg.Limits, the
+// cluster-wide totals the FSM enforces (zero: unlimited); topic misses are
+// confirmed with the cluster before "not found" is answered (lookupTopic).
+func newAdmin(cfg Config, d Deps) *Admin {
+	d = d.withDefaults()
+	return &Admin{meta: d.FSM, proposer: d.Node, placement: d.Node, sync: d.Node, limits: cfg.Limits, clock: d.Clock}
 }
 
 // CreateTopic validates and creates a topic, placing partition leaders.
@@ -52,7 +47,7 @@ func (a *Admin) CreateTopic(ctx context.Context, name string, partitions int32, 
 	if _, ok := a.meta.Topic(name); ok {
 		return fsm.Topic{}, fmt.Errorf("%w: %q", fsm.ErrTopicExists, name)
 	}
-	cmd := &fsm.CreateTopic{Name: name, Partitions: partitions, Config: cfg, Leaders: a.placement.Placement(partitions), Timestamp: a.clock(), Limits: a.limits}
+	cmd := &fsm.CreateTopic{Name: name, Partitions: partitions, Config: cfg, Leaders: a.placement.Placement(partitions), Timestamp: a.clock().UnixMilli(), Limits: a.limits}
 	res, err := a.proposer.Propose(ctx, fsm.Encode(cmd))
 	if err != nil {
 		return fsm.Topic{}, err

@@ -34,6 +34,10 @@ const defaultBatcherIdle = 10 * time.Second
 // errRetired: the batcher retired between lookup and send; look it up again.
 var errRetired = errors.New("partition: batcher retired")
 
+// errShuttingDown refuses work once the service is closing: definitely not
+// written.
+var errShuttingDown = fmt.Errorf("%w: agent shutting down", fsm.ErrUnavailable)
+
 // request is one Produce call's records for one partition.
 type request struct {
 	recs []fsm.Record
@@ -70,18 +74,19 @@ func (p *Producer) enqueue(ctx context.Context, k fsm.PartitionKey, r *request) 
 func (p *Producer) batcher(k fsm.PartitionKey) (*batcher, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
-		return nil, fmt.Errorf("%w: agent shutting down", fsm.ErrUnavailable)
-	}
 	b := p.batchers[k]
-	if b == nil {
-		b = &batcher{p: p, key: k, queue: make(chan *request, 1024),
-			slots: make(chan struct{}, p.cfg.MaxInFlight), kick: make(chan struct{}, 1)}
-		p.batchers[k] = b
-		p.metrics.Batchers.Inc()
-		p.wg.Add(1)
-		go b.run(p.ctx)
+	if b != nil {
+		return b, nil
 	}
+	b = &batcher{p: p, key: k, queue: make(chan *request, 1024),
+		slots: make(chan struct{}, p.cfg.MaxInFlight), kick: make(chan struct{}, 1)}
+	// The batcher's goroutine waits for p.mu (retire) before it can leave
+	// the map, so it is in the map before it can retire.
+	if !p.tasks.Go("batcher", b.run) {
+		return nil, errShuttingDown
+	}
+	p.batchers[k] = b
+	p.metrics.Batchers.Inc()
 	return b, nil
 }
 
@@ -96,8 +101,8 @@ func (b *batcher) submit(ctx context.Context, r *request) error {
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("%w: %v", fsm.ErrUnavailable, ctx.Err())
-	case <-b.p.ctx.Done():
-		return fmt.Errorf("%w: agent shutting down", fsm.ErrUnavailable)
+	case <-b.p.tasks.Stopping():
+		return errShuttingDown
 	}
 }
 
@@ -128,7 +133,8 @@ func (b *batcher) retire(force bool) bool {
 // proposal in flight it waits (up to BatchTimeout, or until BatchSize
 // records) for more, since the proposal could not go out sooner anyway.
 func (b *batcher) run(ctx context.Context) {
-	defer b.p.wg.Done()
+	// Proposals run on goroutines of their own, owned by the batcher: it
+	// returns only after every one of them did.
 	var inflight sync.WaitGroup
 	defer inflight.Wait()
 	idle := time.NewTimer(b.p.cfg.IdleTimeout)
@@ -191,7 +197,7 @@ func (b *batcher) acquireSlot(ctx context.Context, batch *[]*request, n *int) bo
 		timeout = timer.C
 	}
 	stop := func() bool {
-		b.fail(*batch, fmt.Errorf("%w: agent shutting down", fsm.ErrUnavailable))
+		b.fail(*batch, errShuttingDown)
 		b.shutdown()
 		return false
 	}
@@ -225,7 +231,7 @@ func (b *batcher) shutdown() {
 	for {
 		select {
 		case r := <-b.queue:
-			b.fail([]*request{r}, fmt.Errorf("%w: agent shutting down", fsm.ErrUnavailable))
+			b.fail([]*request{r}, errShuttingDown)
 		default:
 			return
 		}
@@ -239,39 +245,20 @@ func (b *batcher) fail(batch []*request, err error) {
 	}
 }
 
-// goOwned runs fn on a goroutine that Close waits for; false if closed.
-func (p *Producer) goOwned(fn func()) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return false
-	}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		fn()
-	}()
-	return true
-}
-
-// Start runs the sweeper, which retires the batchers of partitions that
-// were deleted or are now led by another agent (as soon as they are idle)
-// and forgets the round-robin state of deleted topics. Without it batchers
-// still retire after IdleTimeout. Close stops it.
-func (p *Producer) Start(ctx context.Context) {
-	p.goOwned(func() {
-		for {
-			ch := p.meta.Changed()
-			p.sweep()
-			select {
-			case <-ch:
-			case <-ctx.Done():
-				return
-			case <-p.ctx.Done():
-				return
-			}
+// sweepLoop runs the sweeper until ctx ends: it retires the batchers of
+// partitions that were deleted or are now led by another agent (as soon
+// as they are idle) and forgets the round-robin state of deleted topics.
+// Without it batchers still retire after IdleTimeout.
+func (p *Producer) sweepLoop(ctx context.Context) {
+	for {
+		ch := p.meta.Changed()
+		p.sweep()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
 		}
-	})
+	}
 }
 
 // sweep kicks the batchers this agent no longer needs. It never calls the
@@ -296,7 +283,7 @@ func (p *Producer) sweep() {
 	}
 	for _, b := range bs {
 		info, ok := p.meta.Partition(b.key.TopicID, b.key.Partition)
-		if ok && info.Leader == p.cfg.NodeID {
+		if ok && info.Leader == p.nodeID {
 			continue
 		}
 		select {

@@ -76,7 +76,7 @@ func TestDiskGuardRefusesProduceBelowMinFree(t *testing.T) {
 	var free atomic.Uint64
 	free.Store(100 << 20)
 	var flips []bool
-	g := NewDiskGuard(DiskGuardConfig{Dirs: []string{"/data", "/wal"}, MinFree: 64 << 20,
+	g := newDiskGuard(DiskGuardConfig{Dirs: []string{"/data", "/wal"}, MinFree: 64 << 20,
 		Statfs: func(dir string) (uint64, error) {
 			if dir == "/wal" {
 				return free.Load(), nil
@@ -84,7 +84,7 @@ func TestDiskGuardRefusesProduceBelowMinFree(t *testing.T) {
 			return 1 << 40, nil
 		},
 		OnChange: func(low bool) { flips = append(flips, low) }}, nil)
-	e.prod.SetAdmission(g)
+	e.build(g)
 	g.Check()
 	e.produce("t", 0, "a")
 

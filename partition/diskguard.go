@@ -1,7 +1,6 @@
 package partition
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -44,7 +43,6 @@ type DiskGuard struct {
 	log  *slog.Logger
 	free prometheus.Gauge
 	lowG prometheus.Gauge
-	loop periodic
 
 	mu       sync.Mutex
 	low      bool
@@ -54,9 +52,9 @@ type DiskGuard struct {
 	errored  bool
 }
 
-// NewDiskGuard returns a guard; Start begins measuring. Its gauges are
-// registered on reg (if not nil).
-func NewDiskGuard(cfg DiskGuardConfig, reg prometheus.Registerer) *DiskGuard {
+// newDiskGuard returns a guard; the service measures once at Start, then
+// every Interval (Check). Its gauges are registered on reg (if not nil).
+func newDiskGuard(cfg DiskGuardConfig, reg prometheus.Registerer) *DiskGuard {
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
 	}
@@ -78,17 +76,6 @@ func NewDiskGuard(cfg DiskGuardConfig, reg prometheus.Registerer) *DiskGuard {
 		reg.MustRegister(g.free, g.lowG, minG)
 	}
 	return g
-}
-
-// Start measures once, then every Interval until ctx ends or Close.
-func (g *DiskGuard) Start(ctx context.Context) {
-	g.Check()
-	g.loop.start(ctx, g.cfg.Interval, func(context.Context) { g.Check() })
-}
-
-// Close stops measuring; it is idempotent.
-func (g *DiskGuard) Close() {
-	g.loop.close()
 }
 
 // Check measures now and updates the state (and runs OnChange on a flip).

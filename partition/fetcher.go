@@ -25,15 +25,13 @@ type Fetcher struct {
 	store    *Store
 	segs     SegmentStore
 	consumed prometheus.Counter
-	sync     Syncer
+	// sync confirms topic misses and offsets past the local high watermark
+	// with the cluster before they are answered.
+	sync Syncer
 }
 
-// SetSyncer makes topic misses and offsets past the local high watermark be
-// confirmed with the cluster before they are answered. Call before serving.
-func (f *Fetcher) SetSyncer(s Syncer) { f.sync = s }
-
-// NewFetcherMetrics creates the consumed-records counter.
-func NewFetcherMetrics(reg prometheus.Registerer) prometheus.Counter {
+// newFetcherMetrics creates the consumed-records counter.
+func newFetcherMetrics(reg prometheus.Registerer) prometheus.Counter {
 	c := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "streamhouse_messages_consumed_total", Help: "Records returned to consumers by this agent.",
 	})
@@ -43,18 +41,16 @@ func NewFetcherMetrics(reg prometheus.Registerer) prometheus.Counter {
 	return c
 }
 
-// NewFetcher returns a Fetcher.
-func NewFetcher(cfg FetcherConfig, meta Metadata, store *Store, segs SegmentStore, consumed prometheus.Counter) *Fetcher {
-	if cfg.MaxRecords <= 0 {
-		cfg.MaxRecords = 1000
+// newFetcher returns a Fetcher.
+func newFetcher(cfg Config, d Deps) *Fetcher {
+	fc := cfg.Fetcher
+	if fc.MaxRecords <= 0 {
+		fc.MaxRecords = 1000
 	}
-	if cfg.MaxWait <= 0 {
-		cfg.MaxWait = 30 * time.Second
+	if fc.MaxWait <= 0 {
+		fc.MaxWait = 30 * time.Second
 	}
-	if consumed == nil {
-		consumed = NewFetcherMetrics(nil)
-	}
-	return &Fetcher{cfg: cfg, meta: meta, store: store, segs: segs, consumed: consumed}
+	return &Fetcher{cfg: fc, meta: d.FSM, store: d.Store, segs: d.Segments, consumed: newFetcherMetrics(d.Registerer), sync: d.Node}
 }
 
 // Fetch reads records of one partition from req.Offset. At the end of the

@@ -14,7 +14,6 @@ import (
 
 // FlusherConfig configures segment rolling.
 type FlusherConfig struct {
-	NodeID string
 	// MaxBytes rolls a segment once the led partitions' unflushed records
 	// reach this size; it also bounds one object.
 	MaxBytes int64
@@ -28,8 +27,22 @@ type FlusherConfig struct {
 	// refuses it later, and garbage collection deletes an unreferenced
 	// object only after it. Default 1 h.
 	CommitWindow time.Duration
-	Logger       *slog.Logger
-	Clock        func() int64 // unix ms
+}
+
+func (c FlusherConfig) withDefaults() FlusherConfig {
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = 8 << 20
+	}
+	if c.MaxAge <= 0 {
+		c.MaxAge = time.Second
+	}
+	if c.Interval <= 0 {
+		c.Interval = min(max(c.MaxAge/4, 10*time.Millisecond), 250*time.Millisecond)
+	}
+	if c.CommitWindow <= 0 {
+		c.CommitWindow = time.Hour
+	}
+	return c
 }
 
 // FlusherMetrics are the flush-path collectors.
@@ -40,8 +53,8 @@ type FlusherMetrics struct {
 	FlushDuration prometheus.Histogram
 }
 
-// NewFlusherMetrics creates and registers the flush-path collectors.
-func NewFlusherMetrics(reg prometheus.Registerer) *FlusherMetrics {
+// newFlusherMetrics creates and registers the flush-path collectors.
+func newFlusherMetrics(reg prometheus.Registerer) *FlusherMetrics {
 	m := &FlusherMetrics{
 		SegmentWrites: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "streamhouse_segment_writes_total", Help: "Segment objects written and committed by this agent.",
@@ -69,101 +82,49 @@ func NewFlusherMetrics(reg prometheus.Registerer) *FlusherMetrics {
 // failed upload is retried with backoff and nothing is dropped.
 type Flusher struct {
 	cfg      FlusherConfig
+	nodeID   string
 	meta     Metadata
 	store    *Store
 	segs     SegmentStore
 	proposer Proposer
 	metrics  *FlusherMetrics
 	log      *slog.Logger
+	clock    func() time.Time
 	errs     func(kind string)
 
-	mu       sync.Mutex
-	cancel   context.CancelFunc
-	done     chan struct{}
-	kick     chan struct{}
-	failures int
+	mu       sync.Mutex // one flush at a time
+	failures int        // tick's goroutine only
 	retryAt  time.Time
 }
 
-// NewFlusher returns a flusher; Start runs it.
-func NewFlusher(cfg FlusherConfig, meta Metadata, store *Store, segs SegmentStore, proposer Proposer, m *FlusherMetrics, errs func(string)) *Flusher {
-	if cfg.MaxBytes <= 0 {
-		cfg.MaxBytes = 8 << 20
-	}
-	if cfg.MaxAge <= 0 {
-		cfg.MaxAge = time.Second
-	}
-	if cfg.Interval <= 0 {
-		cfg.Interval = min(max(cfg.MaxAge/4, 10*time.Millisecond), 250*time.Millisecond)
-	}
-	if cfg.CommitWindow <= 0 {
-		cfg.CommitWindow = time.Hour
-	}
-	if cfg.Clock == nil {
-		cfg.Clock = func() int64 { return time.Now().UnixMilli() }
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if m == nil {
-		m = NewFlusherMetrics(nil)
-	}
-	if errs == nil {
-		errs = func(string) {}
-	}
-	return &Flusher{cfg: cfg, meta: meta, store: store, segs: segs, proposer: proposer, metrics: m,
-		log: cfg.Logger.With("component", "flusher"), errs: errs, kick: make(chan struct{}, 1)}
+// newFlusher returns a flusher; the service runs its loop.
+func newFlusher(cfg Config, d Deps) *Flusher {
+	d = d.withDefaults()
+	return &Flusher{cfg: cfg.Flusher.withDefaults(), nodeID: cfg.NodeID, meta: d.FSM, store: d.Store, segs: d.Segments,
+		proposer: d.Node, metrics: newFlusherMetrics(d.Registerer), log: d.Logger.With("component", "flusher"),
+		clock: d.Clock, errs: d.Errors}
 }
 
-// Start runs the flush loop until Close.
-func (f *Flusher) Start(ctx context.Context) {
-	ctx, f.cancel = context.WithCancel(ctx)
-	f.done = make(chan struct{})
-	go f.loop(ctx)
-}
+// now is the agent's clock in unix milliseconds.
+func (f *Flusher) now() int64 { return f.clock().UnixMilli() }
 
-// Close stops the loop and waits for it. Unflushed records stay in the
-// store (and the Raft log) and are flushed after restart.
-func (f *Flusher) Close() {
-	if f.cancel == nil {
+// tick is one check of the flush loop, which the service runs every
+// Interval: a failed flush is retried with exponential backoff (ticks
+// before the retry time do nothing). Unflushed records stay in the store
+// (and the Raft log) when the loop ends and are flushed after restart.
+func (f *Flusher) tick(ctx context.Context) {
+	if time.Now().Before(f.retryAt) {
 		return
 	}
-	f.cancel()
-	<-f.done
-}
-
-// Kick asks for an immediate flush check (e.g. after a large produce).
-func (f *Flusher) Kick() {
-	select {
-	case f.kick <- struct{}{}:
-	default:
-	}
-}
-
-func (f *Flusher) loop(ctx context.Context) {
-	defer close(f.done)
-	t := time.NewTicker(f.cfg.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-f.kick:
-		}
-		if time.Now().Before(f.retryAt) {
-			continue
-		}
-		if _, err := f.FlushOnce(ctx, false); err != nil && ctx.Err() == nil {
-			f.failures++
-			backoff := min(time.Duration(1<<min(f.failures, 8))*50*time.Millisecond, 10*time.Second)
-			f.retryAt = time.Now().Add(backoff)
-			f.metrics.FlushFailures.Inc()
-			f.errs("segment_upload")
-			f.log.Warn("segment flush failed; records stay in the WAL and the flush is retried", "err", err, "retry_in", backoff)
-		} else {
-			f.failures = 0
-		}
+	if _, err := f.FlushOnce(ctx, false); err != nil && ctx.Err() == nil {
+		f.failures++
+		backoff := min(time.Duration(1<<min(f.failures, 8))*50*time.Millisecond, 10*time.Second)
+		f.retryAt = time.Now().Add(backoff)
+		f.metrics.FlushFailures.Inc()
+		f.errs("segment_upload")
+		f.log.Warn("segment flush failed; records stay in the WAL and the flush is retried", "err", err, "retry_in", backoff)
+	} else {
+		f.failures = 0
 	}
 }
 
@@ -173,16 +134,41 @@ type flushCandidate struct {
 }
 
 // FlushOnce writes one segment if the roll policy says so (or force) and
-// returns how many partitions it committed.
+// returns how many partitions it committed: candidates → due → collect →
+// upload → commit.
 func (f *Flusher) FlushOnce(ctx context.Context, force bool) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	now := f.cfg.Clock()
-	var cands []flushCandidate
-	var total int64
-	oldest := int64(0)
+	cands, total, oldest := f.candidates()
+	if len(cands) == 0 || !force && !f.due(total, oldest) {
+		return 0, nil
+	}
+	start := time.Now()
+	seg, err := f.collect(cands)
+	if err != nil || len(seg.parts) == 0 {
+		return 0, err
+	}
+	commitBy := f.commitBy()
+	key, refs, err := f.segs.WriteSegment(ctx, seg.parts, commitBy)
+	if err != nil {
+		return 0, fmt.Errorf("upload segment: %w", err)
+	}
+	accepted, err := f.commit(ctx, key, commitBy, seg, refs)
+	if err != nil {
+		return 0, err
+	}
+	f.metrics.SegmentWrites.Inc()
+	f.metrics.SegmentBytes.Add(float64(seg.bytes))
+	f.metrics.FlushDuration.Observe(time.Since(start).Seconds())
+	f.log.Debug("segment committed", "key", key, "partitions", accepted, "bytes", seg.bytes)
+	return accepted, nil
+}
+
+// candidates lists the partitions this agent leads that hold unflushed
+// records, with their total size and the oldest record's timestamp.
+func (f *Flusher) candidates() (cands []flushCandidate, total, oldest int64) {
 	for _, info := range f.meta.AllPartitions() {
-		if info.Leader != f.cfg.NodeID || info.NextOffset <= info.FlushedOffset {
+		if info.Leader != f.nodeID || info.NextOffset <= info.FlushedOffset {
 			continue
 		}
 		k := fsm.PartitionKey{TopicID: info.TopicID, Partition: info.Partition}
@@ -196,58 +182,80 @@ func (f *Flusher) FlushOnce(ctx context.Context, force bool) (int, error) {
 			oldest = u.OldestTs
 		}
 	}
-	if len(cands) == 0 {
-		return 0, nil
-	}
-	if !force && total < f.cfg.MaxBytes && now-oldest < f.cfg.MaxAge.Milliseconds() {
-		return 0, nil
-	}
-	start := time.Now()
-	var parts []SegmentPart
-	var epochs []uint64
-	var budget = f.cfg.MaxBytes
-	var recBytes int64
+	return cands, total, oldest
+}
+
+// due is the roll policy: MaxBytes unflushed, or the oldest record MaxAge
+// old (by this agent's clock).
+func (f *Flusher) due(total, oldest int64) bool {
+	return total >= f.cfg.MaxBytes || f.now()-oldest >= f.cfg.MaxAge.Milliseconds()
+}
+
+// segment is what one flush uploads: parts[i] was read at leader epoch
+// epochs[i]; bytes is the records' size.
+type segment struct {
+	parts  []SegmentPart
+	epochs []uint64
+	bytes  int64
+}
+
+// collect reads the candidates' unflushed records from the store, up to
+// MaxBytes in all. A partition whose topic is gone is skipped.
+func (f *Flusher) collect(cands []flushCandidate) (segment, error) {
+	var seg segment
+	budget := f.cfg.MaxBytes
 	for _, c := range cands {
 		if budget <= 0 {
 			break
 		}
-		k := fsm.PartitionKey{TopicID: c.info.TopicID, Partition: c.info.Partition}
-		var recs []fsm.FetchedRecord
-		off := c.info.FlushedOffset
-		for off < c.u.End && budget > 0 {
-			got, err := f.store.Read(k, off, 10000, int(min(budget, 64<<20)))
-			if err != nil {
-				return 0, fmt.Errorf("read unflushed %s/%d at %d: %w", c.info.Topic, c.info.Partition, off, err)
-			}
-			for _, r := range got {
-				budget -= int64(r.Size())
-				recBytes += int64(r.Size())
-			}
-			recs = append(recs, got...)
-			off = got[len(got)-1].Offset + 1
+		recs, err := f.readUnflushed(c, &budget)
+		if err != nil {
+			return segment{}, err
+		}
+		for _, r := range recs {
+			seg.bytes += int64(r.Size())
 		}
 		t, ok := f.meta.TopicByID(c.info.TopicID)
 		if !ok {
 			continue
 		}
-		parts = append(parts, SegmentPart{TopicID: c.info.TopicID, Topic: t.Name, Partition: c.info.Partition,
+		seg.parts = append(seg.parts, SegmentPart{TopicID: c.info.TopicID, Topic: t.Name, Partition: c.info.Partition,
 			Compression: t.Config.Compression, Records: recs})
-		epochs = append(epochs, c.info.LeaderEpoch)
+		seg.epochs = append(seg.epochs, c.info.LeaderEpoch)
 	}
-	if len(parts) == 0 {
-		return 0, nil
+	return seg, nil
+}
+
+// readUnflushed reads one partition's records from its flushed offset,
+// charging them to budget.
+func (f *Flusher) readUnflushed(c flushCandidate, budget *int64) ([]fsm.FetchedRecord, error) {
+	k := fsm.PartitionKey{TopicID: c.info.TopicID, Partition: c.info.Partition}
+	var recs []fsm.FetchedRecord
+	off := c.info.FlushedOffset
+	for off < c.u.End && *budget > 0 {
+		got, err := f.store.Read(k, off, 10000, int(min(*budget, 64<<20)))
+		if err != nil {
+			return nil, fmt.Errorf("read unflushed %s/%d at %d: %w", c.info.Topic, c.info.Partition, off, err)
+		}
+		for _, r := range got {
+			*budget -= int64(r.Size())
+		}
+		recs = append(recs, got...)
+		off = got[len(got)-1].Offset + 1
 	}
-	commitBy := f.commitBy()
-	key, refs, err := f.segs.WriteSegment(ctx, parts, commitBy)
-	if err != nil {
-		return 0, fmt.Errorf("upload segment: %w", err)
-	}
+	return recs, nil
+}
+
+// commit proposes one CommitSegment for the uploaded object and returns how
+// many of its entries the state machine accepted; none is an error (the
+// object is then orphaned and the next round re-reads the state).
+func (f *Flusher) commit(ctx context.Context, key string, commitBy int64, seg segment, refs []fsm.SegmentRef) (int, error) {
 	// The commit time is never below the cluster clock this agent applied
 	// (a wall clock behind it would make the segment look old to
 	// retention); the state machine also raises it to the clock at apply.
-	cmd := &fsm.CommitSegment{Node: f.cfg.NodeID, ObjectKey: key, Timestamp: max(f.cfg.Clock(), f.meta.Clock()), CommitBy: commitBy}
-	for i, p := range parts {
-		cmd.Entries = append(cmd.Entries, fsm.CommitEntry{TopicID: p.TopicID, Partition: p.Partition, LeaderEpoch: epochs[i], Ref: refs[i]})
+	cmd := &fsm.CommitSegment{Node: f.nodeID, ObjectKey: key, Timestamp: max(f.now(), f.meta.Clock()), CommitBy: commitBy}
+	for i, p := range seg.parts {
+		cmd.Entries = append(cmd.Entries, fsm.CommitEntry{TopicID: p.TopicID, Partition: p.Partition, LeaderEpoch: seg.epochs[i], Ref: refs[i]})
 	}
 	res, err := f.proposer.Propose(ctx, fsm.Encode(cmd))
 	if err != nil {
@@ -260,14 +268,8 @@ func (f *Flusher) FlushOnce(ctx context.Context, force bool) (int, error) {
 		}
 	}
 	if accepted == 0 {
-		// Leadership or offsets moved under us; the object is orphaned and
-		// the next round re-reads the state.
 		return 0, fmt.Errorf("commit segment %s: %w", key, res.Err())
 	}
-	f.metrics.SegmentWrites.Inc()
-	f.metrics.SegmentBytes.Add(float64(recBytes))
-	f.metrics.FlushDuration.Observe(time.Since(start).Seconds())
-	f.log.Debug("segment committed", "key", key, "partitions", accepted, "bytes", recBytes)
 	return accepted, nil
 }
 

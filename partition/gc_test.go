@@ -87,7 +87,7 @@ func TestRestartedLeaderKeepsObjectsItsLogStillCommits(t *testing.T) {
 
 	// Restart "two hours later" (the grace is a second).
 	for _, ready := range []bool{false, true} {
-		j := NewJanitor(JanitorConfig{}, stale, e.segs, e.prop, fixedLeader(ready), nil, nil)
+		j := e.janitor(stale, ready)
 		if err := j.RunOnce(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -99,7 +99,7 @@ func TestRestartedLeaderKeepsObjectsItsLogStillCommits(t *testing.T) {
 	replay(stale, e.prop)
 	e.tick(time.Now().Add(2 * time.Hour).UnixMilli())
 	replay(stale, e.prop)
-	j := NewJanitor(JanitorConfig{}, stale, e.segs, e.prop, fixedLeader(true), nil, nil)
+	j := e.janitor(stale, true)
 	if err := j.RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func TestLeaderClockAheadNeverDeletesAnUploadItsCommitReferences(t *testing.T) {
 	e.topic("t", 1)
 	e.tick(time.Now().UnixMilli())
 	e.produce("t", 0, "a", "b", "c")
-	j := NewJanitor(JanitorConfig{}, e.fsm, e.segs, e.prop, fixedLeader(true), nil, nil)
+	j := e.janitor(e.fsm, true)
 	e.flush.proposer = &beforeCommitProposer{directProposer: e.prop, hook: func() {
 		e.tick(time.Now().Add(2 * time.Hour).UnixMilli())
 		if err := j.RunOnce(ctx); err != nil {
@@ -152,7 +152,7 @@ func TestJanitorInTheUploadWindowKeepsTheObject(t *testing.T) {
 	e.topic("t", 1)
 	e.tick(1_000_000)
 	e.produce("t", 0, "a")
-	j := NewJanitor(JanitorConfig{}, e.fsm, e.segs, e.prop, fixedLeader(true), nil, nil)
+	j := e.janitor(e.fsm, true)
 	e.flush.proposer = &beforeCommitProposer{directProposer: e.prop, hook: func() {
 		e.tick(1_000_000 + time.Hour.Milliseconds()) // exactly the commit-by time
 		if err := j.RunOnce(ctx); err != nil {

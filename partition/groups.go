@@ -15,26 +15,21 @@ type Groups struct {
 	meta     Metadata
 	proposer Proposer
 	fetcher  *Fetcher // resolves timestamp resets
-	clock    func() int64
+	clock    func() time.Time
 	sync     Syncer
 	max      int64 // MAX_GROUPS, carried by CommitOffsets; 0 = unlimited
 }
 
-// SetMaxGroups bounds the number of consumer groups in the cluster (0: no
-// bound); the FSM refuses a commit that would create one more. Call before
-// serving.
-func (g *Groups) SetMaxGroups(n int64) { g.max = n }
-
-// SetSyncer makes group reads linearizable: DescribeGroup first waits until
-// this agent applied everything committed before the call, so a consumer
-// never resumes from an offset older than one it committed (through any
-// agent). Call before serving.
-func (g *Groups) SetSyncer(s Syncer) { g.sync = s }
-
-// NewGroups returns the consumer-group service. fetcher may be nil (then a
-// timestamp reset is refused).
-func NewGroups(meta Metadata, proposer Proposer, fetcher *Fetcher) *Groups {
-	return &Groups{meta: meta, proposer: proposer, fetcher: fetcher, clock: func() int64 { return time.Now().UnixMilli() }}
+// newGroups returns the consumer-group service. cfg.MaxGroups bounds the
+// number of groups in the cluster (0: no bound): the FSM refuses a commit
+// that would create one more. Group reads are linearizable: DescribeGroup
+// first waits until this agent applied everything committed before the
+// call (d.Node's SyncRead), so a consumer never resumes from an offset
+// older than one it committed through any agent. fetcher may be nil (then
+// a timestamp reset is refused).
+func newGroups(cfg Config, d Deps, fetcher *Fetcher) *Groups {
+	d = d.withDefaults()
+	return &Groups{meta: d.FSM, proposer: d.Node, fetcher: fetcher, sync: d.Node, max: cfg.MaxGroups, clock: d.Clock}
 }
 
 // CommitOffsets commits a group's offsets, all or nothing. An offset past
@@ -46,7 +41,7 @@ func (g *Groups) CommitOffsets(ctx context.Context, group string, commits []fsm.
 	if len(commits) == 0 {
 		return fmt.Errorf("%w: no offsets to commit", fsm.ErrInvalidArgument)
 	}
-	cmd := &fsm.CommitOffsets{Group: group, Timestamp: g.clock(), MaxGroups: g.max}
+	cmd := &fsm.CommitOffsets{Group: group, Timestamp: g.clock().UnixMilli(), MaxGroups: g.max}
 	for _, c := range commits {
 		t, err := lookupTopic(ctx, g.meta, g.sync, c.Topic)
 		if err != nil {

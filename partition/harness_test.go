@@ -126,6 +126,29 @@ func (m *memSegments) DeleteObject(_ context.Context, key string) error {
 	return nil
 }
 
+// testNode is the Node of a single-agent test: proposals go to the env's
+// current directProposer (replaced when the env reopens), reads are in sync
+// unless sync says otherwise, and it leads when leader is set.
+type testNode struct {
+	e      *env
+	sync   Syncer // nil: every read is already in sync
+	leader bool
+}
+
+func (n *testNode) Propose(ctx context.Context, cmd []byte) (*fsm.Result, error) {
+	return n.e.prop.Propose(ctx, cmd)
+}
+func (n *testNode) Placement(count int32) []string { return n.e.prop.Placement(count) }
+func (n *testNode) LeaderReady() bool              { return n.leader }
+func (n *testNode) Ready() (bool, string)          { return true, "" }
+func (n *testNode) ReclaimDisk(bool)               {}
+func (n *testNode) SyncRead(ctx context.Context) error {
+	if n.sync == nil {
+		return nil
+	}
+	return n.sync.SyncRead(ctx)
+}
+
 type env struct {
 	t     *testing.T
 	fs    *wal.MemFS
@@ -133,7 +156,13 @@ type env struct {
 	store *Store
 	fsm   *fsm.FSM
 	prop  *directProposer
+	node  *testNode
 	segs  *memSegments
+	cfg   Config
+	clock func() time.Time // nil: time.Now
+	fwd   Forwarder
+	// tasks runs the current components' goroutines (build replaces it).
+	tasks *group
 	prod  *Producer
 	fetch *Fetcher
 	flush *Flusher
@@ -142,20 +171,44 @@ type env struct {
 
 func newEnv(t *testing.T, pc ProducerConfig) *env {
 	t.Helper()
-	e := &env{t: t, fs: wal.NewMemFS(), segs: &memSegments{}}
+	e := &env{t: t, fs: wal.NewMemFS(), segs: &memSegments{},
+		cfg: Config{NodeID: "n1", Producer: pc, Flusher: FlusherConfig{MaxBytes: 1 << 20, MaxAge: time.Hour}}}
+	e.node = &testNode{e: e}
 	e.open()
-	pc.NodeID = "n1"
-	e.prod = NewProducer(pc, e.fsm, e.prop, e.store, nil)
-	e.prod.Start(context.Background())
-	e.fetch = NewFetcher(FetcherConfig{}, e.fsm, e.store, e.segs, nil)
-	e.flush = NewFlusher(FlusherConfig{NodeID: "n1", MaxBytes: 1 << 20, MaxAge: time.Hour}, e.fsm, e.store, e.segs, e.prop, nil, nil)
 	t.Cleanup(func() {
-		e.prod.Close()
+		e.tasks.Close()
 		_ = e.wal.Close()
 	})
 	return e
 }
 
+// deps are the env's current dependencies.
+func (e *env) deps() Deps {
+	return Deps{FSM: e.fsm, Store: e.store, Node: e.node, Segments: e.segs, Forwarder: e.fwd, Clock: e.clock}
+}
+
+// build (re)creates the components over the current state, stopping the
+// previous ones' goroutines; admits are the producer's admission checks.
+func (e *env) build(admits ...Admission) {
+	e.stop()
+	e.tasks = newGroup()
+	d := e.deps()
+	e.prod = newProducer(e.cfg, d, e.tasks, admits...)
+	e.tasks.Go("sweeper", e.prod.sweepLoop)
+	e.fetch = newFetcher(e.cfg, d)
+	e.flush = newFlusher(e.cfg, d)
+	e.admin = newAdmin(e.cfg, d)
+}
+
+// stop stops the components' goroutines (pending produce fails).
+func (e *env) stop() {
+	if e.tasks != nil {
+		e.tasks.Close()
+	}
+}
+
+// open opens the WAL, the store and a fresh FSM over e.fs, and builds the
+// components over them.
 func (e *env) open() {
 	w, err := wal.Open(wal.Options{Dir: "/wal", FS: e.fs, SegmentMaxBytes: 4 << 10})
 	if err != nil {
@@ -173,7 +226,7 @@ func (e *env) open() {
 		idx, log = e.prop.index, e.prop.log
 	}
 	e.prop = &directProposer{f: e.fsm, index: idx, log: log}
-	e.admin = NewAdmin(e.fsm, e.prop, e.prop)
+	e.build()
 }
 
 func (e *env) topic(name string, parts int32) fsm.Topic {

@@ -23,7 +23,7 @@ import (
 func (p *Producer) InitProducer(ctx context.Context, id uint64, owner string) (fsm.ProducerIdentity, error) {
 	// Until the cluster clock starts, agents of an older version may be
 	// members: write the payload they know (fsm.FeatureLevel).
-	cmd := &fsm.InitProducer{ProducerID: id, Timestamp: p.cfg.Clock(), ExpireByTimestamp: p.meta.Clock() == 0, Owner: owner}
+	cmd := &fsm.InitProducer{ProducerID: id, Timestamp: p.now(), ExpireByTimestamp: p.meta.Clock() == 0, Owner: owner}
 	res, err := p.proposer.Propose(ctx, fsm.Encode(cmd))
 	if err == nil {
 		err = res.Err()
@@ -67,14 +67,10 @@ func (p *Producer) produceIdempotent(ctx context.Context, b fsm.IdempotentBatch,
 	if b.Partition < 0 || b.Partition >= t.Partitions {
 		return fsm.IdempotentResult{}, fmt.Errorf("%w: partition %d does not exist (topic %q has %d)", fsm.ErrInvalidArgument, b.Partition, b.Topic, t.Partitions)
 	}
-	now := p.cfg.Clock()
+	now := p.now()
 	for i := range b.Records {
-		r := &b.Records[i]
-		if p.cfg.MaxRecordBytes > 0 && r.Size() > p.cfg.MaxRecordBytes {
-			return fsm.IdempotentResult{}, fmt.Errorf("%w: record %d is %d bytes, the limit is %d", fsm.ErrRecordTooLarge, i, r.Size(), p.cfg.MaxRecordBytes)
-		}
-		if r.Timestamp == 0 {
-			r.Timestamp = now
+		if err := p.checkRecord(i, &b.Records[i], now); err != nil {
+			return fsm.IdempotentResult{}, err
 		}
 	}
 	info, ok := p.meta.Partition(t.ID, b.Partition)
@@ -84,7 +80,7 @@ func (p *Producer) produceIdempotent(ctx context.Context, b fsm.IdempotentBatch,
 	if err := p.admit(); err != nil {
 		return fsm.IdempotentResult{}, err
 	}
-	if info.Leader != p.cfg.NodeID {
+	if info.Leader != p.nodeID {
 		if !forward || p.fwd == nil || info.Leader == "" {
 			return fsm.IdempotentResult{}, fmt.Errorf("%w: %w: partition %d of %q is led by %q", fsm.ErrUnavailable, fsm.ErrNotLeader, b.Partition, b.Topic, info.Leader)
 		}

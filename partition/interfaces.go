@@ -106,8 +106,40 @@ type Forwarder interface {
 }
 
 // Admission can refuse a produce request before anything is proposed
-// (implemented by *DiskGuard, and by the agent's check of an FSM stalled on
+// (implemented by *DiskGuard, and by stallAdmission: an FSM stalled on
 // local storage). Errors wrap fsm.ErrUnavailable: definitely not written.
 type Admission interface {
 	Admit() error
+}
+
+// State is the replicated state machine as the service uses it
+// (implemented by *fsm.FSM): the metadata, and the stall on local storage
+// (a full disk) that refuses produce and is retried when space is back.
+type State interface {
+	Metadata
+	Stalled() (fsm.StallStatus, bool)
+	RetryNow()
+}
+
+// Node is this agent's member of the Raft group (implemented by
+// cluster.Node): it proposes, confirms reads, places and leads, reports
+// whether it can serve, and reclaims Raft log space while the disk is low.
+type Node interface {
+	Proposer
+	Syncer
+	Placement
+	Leadership
+	// Ready reports whether the node can serve (leader known, log applied),
+	// with the reason /ready gives when not.
+	Ready() (bool, string)
+	// ReclaimDisk tells the node that free disk space is below (true) or
+	// back above the floor: it hands Raft leadership away and compacts the
+	// Raft log, on its own goroutine. It never blocks.
+	ReclaimDisk(low bool)
+}
+
+// ObjectChecker checks that the object store is reachable, its bucket
+// exists and the credentials are valid (implemented by s3seg.ObjectStore).
+type ObjectChecker interface {
+	Check(ctx context.Context) error
 }

@@ -16,7 +16,6 @@ import (
 type JanitorConfig struct {
 	// Interval between rounds; default 30 s.
 	Interval time.Duration
-	Logger   *slog.Logger
 }
 
 // JanitorMetrics are the janitor's collectors.
@@ -26,8 +25,8 @@ type JanitorMetrics struct {
 	OrphansDeleted  prometheus.Counter
 }
 
-// NewJanitorMetrics creates and registers the janitor's collectors.
-func NewJanitorMetrics(reg prometheus.Registerer) *JanitorMetrics {
+// newJanitorMetrics creates and registers the janitor's collectors.
+func newJanitorMetrics(reg prometheus.Registerer) *JanitorMetrics {
 	m := &JanitorMetrics{
 		SegmentsExpired: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "streamhouse_retention_segments_expired_total", Help: "Partition segments removed by retention.",
@@ -62,41 +61,25 @@ type Janitor struct {
 	metrics  *JanitorMetrics
 	log      *slog.Logger
 	errs     func(string)
-
-	loop periodic
 }
 
-// NewJanitor returns a Janitor; Start runs it.
-func NewJanitor(cfg JanitorConfig, meta Metadata, segs SegmentStore, proposer Proposer, leader Leadership, m *JanitorMetrics, errs func(string)) *Janitor {
-	if cfg.Interval <= 0 {
-		cfg.Interval = 30 * time.Second
+// newJanitor returns a Janitor; the service runs round every Interval.
+func newJanitor(cfg Config, d Deps) *Janitor {
+	d = d.withDefaults()
+	jc := cfg.Janitor
+	if jc.Interval <= 0 {
+		jc.Interval = 30 * time.Second
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if m == nil {
-		m = NewJanitorMetrics(nil)
-	}
-	if errs == nil {
-		errs = func(string) {}
-	}
-	return &Janitor{cfg: cfg, meta: meta, segs: segs, proposer: proposer, leader: leader, metrics: m,
-		log: cfg.Logger.With("component", "janitor"), errs: errs}
+	return &Janitor{cfg: jc, meta: d.FSM, segs: d.Segments, proposer: d.Node, leader: d.Node,
+		metrics: newJanitorMetrics(d.Registerer), log: d.Logger.With("component", "janitor"), errs: d.Errors}
 }
 
-// Start runs rounds every Interval until Close.
-func (j *Janitor) Start(ctx context.Context) {
-	j.loop.start(ctx, j.cfg.Interval, func(ctx context.Context) {
-		if err := j.RunOnce(ctx); err != nil && ctx.Err() == nil {
-			j.errs("janitor")
-			j.log.Warn("janitor round failed; retrying next round", "err", err)
-		}
-	})
-}
-
-// Close stops the loop.
-func (j *Janitor) Close() {
-	j.loop.close()
+// round runs RunOnce and reports a failure (the next round retries).
+func (j *Janitor) round(ctx context.Context) {
+	if err := j.RunOnce(ctx); err != nil && ctx.Err() == nil {
+		j.errs("janitor")
+		j.log.Warn("janitor round failed; retrying next round", "err", err)
+	}
 }
 
 // RunOnce runs one round, only on a Raft leader whose barrier applied

@@ -9,9 +9,14 @@ import (
 	"github.com/streamhouse/streamhouse/fsm"
 )
 
-type fixedLeader bool
-
-func (l fixedLeader) LeaderReady() bool { return bool(l) }
+// janitor returns a janitor over meta on an agent that leads (its barrier
+// applied) or not.
+func (e *env) janitor(meta State, leader bool) *Janitor {
+	d := e.deps()
+	d.FSM = meta
+	d.Node = &testNode{e: e, leader: leader}
+	return newJanitor(e.cfg, d)
+}
 
 // tick applies a leader clock tick (unix ms) through the proposer.
 func (e *env) tick(ms int64) {
@@ -73,8 +78,8 @@ func TestJanitorAppliesRetentionThenDeletesObjects(t *testing.T) {
 	// Three segments of "r" with record timestamps 1000, 2000, 3000, each
 	// committed at its records' time.
 	var commitAt int64
-	e.flush = NewFlusher(FlusherConfig{NodeID: "n1", MaxBytes: 1 << 20, MaxAge: time.Hour, Clock: func() int64 { return commitAt }},
-		e.fsm, e.store, e.segs, e.prop, nil, nil)
+	e.flush = newFlusher(e.cfg, Deps{FSM: e.fsm, Store: e.store, Node: e.node, Segments: e.segs,
+		Clock: func() time.Time { return time.UnixMilli(commitAt) }})
 	for i, ts := range []int64{1000, 2000, 3000} {
 		commitAt = ts
 		if _, err := e.prod.Produce(ctx, "r", []fsm.ProduceRecord{{Partition: 0, Record: fsm.Record{Timestamp: ts, Value: []byte{byte(i)}}}}); err != nil {
@@ -88,7 +93,7 @@ func TestJanitorAppliesRetentionThenDeletesObjects(t *testing.T) {
 		}
 	}
 	e.tick(3500)
-	j := NewJanitor(JanitorConfig{}, e.fsm, e.segs, e.prop, fixedLeader(true), nil, nil)
+	j := e.janitor(e.fsm, true)
 	if err := j.RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +122,7 @@ func TestJanitorAppliesRetentionThenDeletesObjects(t *testing.T) {
 	}
 	// Not a leader whose barrier applied the log: nothing happens.
 	e.tick(100000)
-	idle := NewJanitor(JanitorConfig{}, e.fsm, e.segs, e.prop, fixedLeader(false), nil, nil)
+	idle := e.janitor(e.fsm, false)
 	if err := idle.RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -133,10 +138,9 @@ func TestJanitorAppliesRetentionThenDeletesObjects(t *testing.T) {
 func TestRetentionKeepsRecordsStampedByASkewedAgent(t *testing.T) {
 	const hour = int64(3600_000)
 	now := 10 * 24 * hour
-	skewed := func() int64 { return now - 5*hour }
-	e := newEnv(t, ProducerConfig{Clock: skewed})
-	e.flush = NewFlusher(FlusherConfig{NodeID: "n1", MaxBytes: 1 << 20, MaxAge: time.Hour, Clock: skewed},
-		e.fsm, e.store, e.segs, e.prop, nil, nil)
+	e := newEnv(t, ProducerConfig{})
+	e.clock = func() time.Time { return time.UnixMilli(now - 5*hour) }
+	e.build()
 	ctx := context.Background()
 	tp, err := e.admin.CreateTopic(ctx, "r", 1, fsm.TopicConfig{RetentionMs: hour})
 	if err != nil {
@@ -147,7 +151,7 @@ func TestRetentionKeepsRecordsStampedByASkewedAgent(t *testing.T) {
 	if _, err := e.flush.FlushOnce(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	j := NewJanitor(JanitorConfig{}, e.fsm, e.segs, e.prop, fixedLeader(true), nil, nil)
+	j := e.janitor(e.fsm, true)
 	e.tick(now + 1000)
 	if err := j.RunOnce(ctx); err != nil {
 		t.Fatal(err)
@@ -187,7 +191,7 @@ func TestJanitorDeletesOrphansOnlyAfterCommitBy(t *testing.T) {
 	}
 	// The store's modification times say "hours old": they do not count.
 	e.segs.modified["obj-2"] = time.Now().Add(-48 * time.Hour)
-	j := NewJanitor(JanitorConfig{}, e.fsm, e.segs, e.prop, fixedLeader(true), nil, nil)
+	j := e.janitor(e.fsm, true)
 	for _, clock := range []int64{1000, 5000} {
 		e.tick(clock)
 		if err := j.RunOnce(ctx); err != nil {

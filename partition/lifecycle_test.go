@@ -78,7 +78,7 @@ func TestProducerRetiresIdleBatchers(t *testing.T) {
 			t.Fatalf("partition %d holds %d records, want 3", p, got)
 		}
 	}
-	e.prod.Close()
+	e.stop()
 	if err := goleak.Find(before); err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestProducerCloseDuringProduceLeavesNothingBehind(t *testing.T) {
 		}(c)
 	}
 	<-started
-	e.prod.Close()
+	e.stop()
 	wg.Wait() // a hung Produce fails the test by timeout
 	if err := goleak.Find(before); err != nil {
 		t.Fatal(err)

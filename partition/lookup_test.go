@@ -38,8 +38,7 @@ func TestTopicMissIsConfirmedBeforeNotFound(t *testing.T) {
 
 	// The sync catches up: the topic appears and the produce succeeds.
 	s := &catchUpSyncer{catchUp: func() { e.topic("late", 1) }}
-	e.prod.SetSyncer(s)
-	e.fetch.SetSyncer(s)
+	e.node.sync = s
 	if _, err := e.prod.Produce(ctx, "late", []fsm.ProduceRecord{{Partition: 0, Record: fsm.Record{Value: []byte("v")}}}); err != nil {
 		t.Fatalf("produce after catching up: %v", err)
 	}
@@ -63,7 +62,6 @@ func TestTopicMissIsConfirmedBeforeNotFound(t *testing.T) {
 	// Describe (no context) confirms a miss the same way.
 	s.err = nil
 	s.catchUp = func() { e.topic("later", 2) }
-	e.admin.SetSyncer(s)
 	if ps, err := e.admin.Partitions("later"); err != nil || len(ps) != 2 {
 		t.Fatalf("describe after catching up: %v %v", ps, err)
 	}
@@ -71,8 +69,7 @@ func TestTopicMissIsConfirmedBeforeNotFound(t *testing.T) {
 	if _, err := e.admin.Topic("never"); !errors.Is(err, fsm.ErrUnavailable) {
 		t.Fatalf("describe while unable to confirm: %v", err)
 	}
-	g := NewGroups(e.fsm, e.prop, e.fetch)
-	g.SetSyncer(s)
+	g := newGroups(e.cfg, e.deps(), e.fetch)
 	if _, err := g.DescribeGroup(ctx, "any"); !errors.Is(err, fsm.ErrUnavailable) {
 		t.Fatalf("describe group while unable to confirm: %v", err)
 	}

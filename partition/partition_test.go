@@ -261,7 +261,7 @@ func TestStoreReplayIsIdempotentAndSurvivesReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	snap.Release()
-	e.prod.Close()
+	e.stop()
 	if err := e.wal.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -276,9 +276,7 @@ func TestStoreReplayIsIdempotentAndSurvivesReopen(t *testing.T) {
 	if e.store.Bytes() != before {
 		t.Fatalf("restore duplicated batches: %d bytes, had %d", e.store.Bytes(), before)
 	}
-	e.prod.Close()
-	e.prod = NewProducer(ProducerConfig{NodeID: "n1"}, e.fsm, e.prop, e.store, nil)
-	e.fetch = NewFetcher(FetcherConfig{}, e.fsm, e.store, e.segs, nil)
+	e.build()
 	got := e.readAll("t", 0)
 	if len(got) != 40 || got[0] != "0" || got[39] != "78" {
 		t.Fatalf("after reopen: %v", got)
@@ -329,7 +327,7 @@ func TestPruneBeforeReplayKeepsUnknownTopics(t *testing.T) {
 	for i := 0; i < 100; i++ {
 		e.produce("t", 0, strings.Repeat("v", 100))
 	}
-	e.prod.Close()
+	e.stop()
 	if err := e.wal.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -371,9 +369,12 @@ func TestMultiPartitionPartialFailureIsOutcomeUnknown(t *testing.T) {
 	if _, err := e.prop.Propose(ctx, fsm.Encode(&fsm.AssignLeader{TopicID: tp.ID, Partition: 1, Leader: "n1", ExpectedEpoch: 1})); err != nil {
 		t.Fatal(err)
 	}
-	stale := &staleEpochMeta{Metadata: e.fsm, topicID: tp.ID, part: 1}
-	e.prod.Close()
-	e.prod = NewProducer(ProducerConfig{NodeID: "n1"}, stale, e.prop, e.store, nil)
+	stale := &staleEpochMeta{State: e.fsm, topicID: tp.ID, part: 1}
+	e.stop()
+	e.tasks = newGroup()
+	d := e.deps()
+	d.FSM = stale
+	e.prod = newProducer(e.cfg, d, e.tasks)
 	_, err := e.prod.Produce(ctx, "t", []fsm.ProduceRecord{
 		{Partition: 0, Record: fsm.Record{Value: []byte("a")}},
 		{Partition: 1, Record: fsm.Record{Value: []byte("b")}},
@@ -391,13 +392,13 @@ func TestMultiPartitionPartialFailureIsOutcomeUnknown(t *testing.T) {
 // staleEpochMeta reports epoch-1 for one partition, as a producer with an
 // outdated view would see it.
 type staleEpochMeta struct {
-	Metadata
+	State
 	topicID uint64
 	part    int32
 }
 
 func (s *staleEpochMeta) Partition(id uint64, p int32) (fsm.PartitionInfo, bool) {
-	info, ok := s.Metadata.Partition(id, p)
+	info, ok := s.State.Partition(id, p)
 	if ok && id == s.topicID && p == s.part {
 		info.LeaderEpoch--
 	}
@@ -447,7 +448,8 @@ func TestProduceForwardsToPartitionLeader(t *testing.T) {
 		}
 	}
 	fw := &fakeForwarder{}
-	e.prod.SetForwarder(fw)
+	e.fwd = fw
+	e.build()
 	in := []fsm.ProduceRecord{
 		{Partition: 2, Record: fsm.Record{Value: []byte("r2")}},
 		{Partition: 0, Record: fsm.Record{Value: []byte("l0")}},

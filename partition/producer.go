@@ -16,7 +16,6 @@ import (
 
 // ProducerConfig configures the produce path.
 type ProducerConfig struct {
-	NodeID string
 	// BatchSize seals a batch once it holds this many records.
 	BatchSize int
 	// BatchTimeout is the longest a record waits for more records to join
@@ -40,9 +39,19 @@ type ProducerConfig struct {
 	// know how many offsets may have been acknowledged beyond what was
 	// flushed. 0 = no bound.
 	MaxUnflushedRecords int64
-	Logger              *slog.Logger
-	// Clock returns unix milliseconds; nil = wall clock.
-	Clock func() int64
+}
+
+func (c ProducerConfig) withDefaults() ProducerConfig {
+	if c.BatchSize <= 0 {
+		c.BatchSize = 1000
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 4
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = defaultBatcherIdle
+	}
+	return c
 }
 
 // ProducerMetrics are the produce-path collectors.
@@ -54,8 +63,8 @@ type ProducerMetrics struct {
 	Batchers prometheus.Gauge
 }
 
-// NewProducerMetrics creates and registers the produce-path collectors.
-func NewProducerMetrics(reg prometheus.Registerer) *ProducerMetrics {
+// newProducerMetrics creates and registers the produce-path collectors.
+func newProducerMetrics(reg prometheus.Registerer) *ProducerMetrics {
 	m := &ProducerMetrics{
 		Produced: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "streamhouse_messages_produced_total", Help: "Records acknowledged to producers by this agent.",
@@ -83,57 +92,38 @@ func NewProducerMetrics(reg prometheus.Registerer) *ProducerMetrics {
 // its records are committed and applied.
 type Producer struct {
 	cfg      ProducerConfig
+	nodeID   string
 	meta     Metadata
 	proposer Proposer
+	sync     Syncer
+	fwd      Forwarder // nil: partitions led elsewhere are refused
+	admits   []Admission
 	store    *Store
 	metrics  *ProducerMetrics
 	log      *slog.Logger
+	clock    func() time.Time
+	// tasks runs the batchers, the sweeper and forwarded requests; closing
+	// it fails what is queued and waits for them.
+	tasks *group
 
 	mu       sync.Mutex
 	batchers map[fsm.PartitionKey]*batcher
 	rr       map[uint64]*atomic.Uint32 // keyless round robin per topic
-	fwd      Forwarder
-	sync     Syncer
-	admits   []Admission
-	ctx      context.Context
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	closed   bool
 }
 
-// NewProducer returns a producer; it starts batchers lazily.
-func NewProducer(cfg ProducerConfig, meta Metadata, proposer Proposer, store *Store, m *ProducerMetrics) *Producer {
-	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 1000
-	}
-	if cfg.MaxInFlight <= 0 {
-		cfg.MaxInFlight = 4
-	}
-	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = defaultBatcherIdle
-	}
-	if cfg.Clock == nil {
-		cfg.Clock = func() int64 { return time.Now().UnixMilli() }
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if m == nil {
-		m = NewProducerMetrics(nil)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	return &Producer{cfg: cfg, meta: meta, proposer: proposer, store: store, metrics: m,
-		log: cfg.Logger.With("component", "producer"), batchers: map[fsm.PartitionKey]*batcher{},
-		rr: map[uint64]*atomic.Uint32{}, ctx: ctx, cancel: cancel}
+// newProducer returns a producer over d whose goroutines run in tasks; it
+// starts batchers lazily. admits can refuse a request before anything is
+// proposed.
+func newProducer(cfg Config, d Deps, tasks *group, admits ...Admission) *Producer {
+	d = d.withDefaults()
+	return &Producer{cfg: cfg.Producer.withDefaults(), nodeID: cfg.NodeID, meta: d.FSM, proposer: d.Node, sync: d.Node,
+		fwd: d.Forwarder, admits: admits, store: d.Store, metrics: newProducerMetrics(d.Registerer),
+		log: d.Logger.With("component", "producer"), clock: d.Clock, tasks: tasks,
+		batchers: map[fsm.PartitionKey]*batcher{}, rr: map[uint64]*atomic.Uint32{}}
 }
 
-// SetSyncer makes topic misses be confirmed with the cluster (see
-// lookupTopic). Call before serving.
-func (p *Producer) SetSyncer(s Syncer) { p.sync = s }
-
-// SetAdmission adds checks that can refuse produce (low disk, stalled
-// apply). Call before serving.
-func (p *Producer) SetAdmission(checks ...Admission) { p.admits = append(p.admits, checks...) }
+// now is the agent's clock in unix milliseconds (record timestamps).
+func (p *Producer) now() int64 { return p.clock().UnixMilli() }
 
 // admitBacklog refuses records for partitions this agent leads while its
 // store is over the unflushed-backlog bound.
@@ -154,23 +144,6 @@ func (p *Producer) admit() error {
 		}
 	}
 	return nil
-}
-
-// SetForwarder enables forwarding produce requests for partitions led by
-// other agents. Call before serving.
-func (p *Producer) SetForwarder(f Forwarder) { p.fwd = f }
-
-// Close stops the batchers; pending requests fail with fsm.ErrUnavailable.
-func (p *Producer) Close() {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return
-	}
-	p.closed = true
-	p.cancel()
-	p.mu.Unlock()
-	p.wg.Wait()
 }
 
 func (p *Producer) nextRR(topicID uint64) uint32 {
@@ -207,6 +180,18 @@ func (p *Producer) checkRequestSize(n int) error {
 	return nil
 }
 
+// checkRecord refuses an oversize record (i is its position in the
+// request) and stamps a record without a timestamp with now.
+func (p *Producer) checkRecord(i int, r *fsm.Record, now int64) error {
+	if p.cfg.MaxRecordBytes > 0 && r.Size() > p.cfg.MaxRecordBytes {
+		return fmt.Errorf("%w: record %d is %d bytes, the limit is %d", fsm.ErrRecordTooLarge, i, r.Size(), p.cfg.MaxRecordBytes)
+	}
+	if r.Timestamp == 0 {
+		r.Timestamp = now
+	}
+	return nil
+}
+
 // unit is one independently failing part of a request: one local
 // partition's batch, or one forward to another agent.
 type unit struct {
@@ -215,6 +200,16 @@ type unit struct {
 	fill func(out []fsm.RecordOffset)
 }
 
+// routing is a request's records grouped by partition (in request order)
+// and its partitions by the agent that sequences them.
+type routing struct {
+	groups      map[int32]*request
+	local       []int32            // partitions this agent leads
+	remote      map[string][]int32 // partitions by leading agent
+	remoteOrder []string
+}
+
+// produce is route → admit → dispatch → wait → classifyOutcome.
 func (p *Producer) produce(ctx context.Context, topic string, recs []fsm.ProduceRecord, forward bool) ([]fsm.RecordOffset, error) {
 	start := time.Now()
 	if len(recs) == 0 {
@@ -227,15 +222,77 @@ func (p *Producer) produce(ctx context.Context, topic string, recs []fsm.Produce
 	if err != nil {
 		return nil, err
 	}
-	now := p.cfg.Clock()
-	// Route every record; keyless records of one call go to one partition
-	// (sticky per call), spread across calls.
+	rt, err := p.route(t, topic, recs, forward)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.admitRouted(rt); err != nil {
+		return nil, err
+	}
+	units, submitErr := p.dispatch(ctx, t.ID, topic, rt)
+	out := make([]fsm.RecordOffset, len(recs))
+	errs, err := awaitUnits(ctx, units, out)
+	if err != nil {
+		return nil, err
+	}
+	if err := classifyOutcome(errs, submitErr); err != nil {
+		return nil, err
+	}
+	p.metrics.Produced.Add(float64(len(recs)))
+	p.metrics.ProduceLatency.Observe(time.Since(start).Seconds())
+	return out, nil
+}
+
+// route picks every record's partition, groups the records by partition and
+// the partitions by leader. Nothing is proposed for a request it refuses.
+func (p *Producer) route(t fsm.Topic, topic string, recs []fsm.ProduceRecord, forward bool) (*routing, error) {
+	parts, err := p.assignPartitions(t, topic, recs)
+	if err != nil {
+		return nil, err
+	}
+	rt := &routing{groups: map[int32]*request{}, remote: map[string][]int32{}}
+	var order []int32
+	for i := range recs {
+		g := rt.groups[parts[i]]
+		if g == nil {
+			g = &request{done: make(chan struct{})}
+			rt.groups[parts[i]] = g
+			order = append(order, parts[i])
+		}
+		g.recs = append(g.recs, recs[i].Record)
+		g.idx = append(g.idx, i)
+	}
+	for _, part := range order {
+		info, ok := p.meta.Partition(t.ID, part)
+		if !ok {
+			return nil, fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, topic)
+		}
+		switch {
+		case info.Leader == p.nodeID:
+			rt.local = append(rt.local, part)
+		case !forward || p.fwd == nil || info.Leader == "":
+			return nil, fmt.Errorf("%w: %w: partition %d of %q is led by %q", fsm.ErrUnavailable, fsm.ErrNotLeader, part, topic, info.Leader)
+		default:
+			if _, seen := rt.remote[info.Leader]; !seen {
+				rt.remoteOrder = append(rt.remoteOrder, info.Leader)
+			}
+			rt.remote[info.Leader] = append(rt.remote[info.Leader], part)
+		}
+	}
+	return rt, nil
+}
+
+// assignPartitions checks and stamps every record and picks its partition:
+// the explicit one, the key's hash, or — for keyless records — one
+// partition per call (sticky), spread across calls by round robin.
+func (p *Producer) assignPartitions(t fsm.Topic, topic string, recs []fsm.ProduceRecord) ([]int32, error) {
+	now := p.now()
 	parts := make([]int32, len(recs))
 	sticky := int32(-1)
 	for i := range recs {
 		r := &recs[i]
-		if p.cfg.MaxRecordBytes > 0 && r.Record.Size() > p.cfg.MaxRecordBytes {
-			return nil, fmt.Errorf("%w: record %d is %d bytes, the limit is %d", fsm.ErrRecordTooLarge, i, r.Record.Size(), p.cfg.MaxRecordBytes)
+		if err := p.checkRecord(i, &r.Record, now); err != nil {
+			return nil, err
 		}
 		switch {
 		case r.Partition >= 0:
@@ -251,107 +308,98 @@ func (p *Producer) produce(ctx context.Context, topic string, recs []fsm.Produce
 			}
 			parts[i] = sticky
 		}
-		if r.Record.Timestamp == 0 {
-			r.Record.Timestamp = now
-		}
 	}
-	// Group by partition (keeping order), and partitions by leader.
-	groups := map[int32]*request{}
-	var order []int32
-	for i := range recs {
-		g := groups[parts[i]]
-		if g == nil {
-			g = &request{done: make(chan struct{})}
-			groups[parts[i]] = g
-			order = append(order, parts[i])
-		}
-		g.recs = append(g.recs, recs[i].Record)
-		g.idx = append(g.idx, i)
-	}
-	var local []int32
-	remote := map[string][]int32{}
-	var remoteOrder []string
-	for _, part := range order {
-		info, ok := p.meta.Partition(t.ID, part)
-		if !ok {
-			return nil, fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, topic)
-		}
-		switch {
-		case info.Leader == p.cfg.NodeID:
-			local = append(local, part)
-		case !forward || p.fwd == nil || info.Leader == "":
-			return nil, fmt.Errorf("%w: %w: partition %d of %q is led by %q", fsm.ErrUnavailable, fsm.ErrNotLeader, part, topic, info.Leader)
-		default:
-			if _, seen := remote[info.Leader]; !seen {
-				remoteOrder = append(remoteOrder, info.Leader)
-			}
-			remote[info.Leader] = append(remote[info.Leader], part)
-		}
-	}
+	return parts, nil
+}
+
+// admitRouted runs the admission checks: every request, and the backlog
+// bound when some partitions are led here.
+func (p *Producer) admitRouted(rt *routing) error {
 	if err := p.admit(); err != nil {
-		return nil, err
+		return err
 	}
-	if len(local) > 0 {
-		if err := p.admitBacklog(); err != nil {
-			return nil, err
-		}
+	if len(rt.local) > 0 {
+		return p.admitBacklog()
 	}
+	return nil
+}
+
+// dispatch hands the local partitions' records to their batchers and
+// starts one forward per remote leader. If a batcher refuses (shutting
+// down, or ctx ended) it stops there and returns the units already
+// submitted with that error; nothing is forwarded then.
+func (p *Producer) dispatch(ctx context.Context, topicID uint64, topic string, rt *routing) ([]*unit, error) {
 	var units []*unit
-	var submitErr error
-	for _, part := range local {
-		g := groups[part]
-		if err := p.enqueue(ctx, fsm.PartitionKey{TopicID: t.ID, Partition: part}, g); err != nil {
-			submitErr = err
-			break
+	for _, part := range rt.local {
+		g := rt.groups[part]
+		if err := p.enqueue(ctx, fsm.PartitionKey{TopicID: topicID, Partition: part}, g); err != nil {
+			return units, err
 		}
 		units = append(units, p.localUnit(g, part))
 	}
-	if submitErr == nil {
-		for _, node := range remoteOrder {
-			units = append(units, p.forwardUnit(ctx, node, topic, remote[node], groups))
-		}
+	for _, node := range rt.remoteOrder {
+		units = append(units, p.forwardUnit(ctx, node, topic, rt.remote[node], rt.groups))
 	}
-	out := make([]fsm.RecordOffset, len(recs))
-	failed, definite := 0, 0
-	var firstErr error
-	for _, u := range units {
+	return units, nil
+}
+
+// awaitUnits waits for every unit, fills out from those that succeeded and
+// returns each unit's error (nil on success). If ctx ends first the whole
+// request's outcome is unknown.
+func awaitUnits(ctx context.Context, units []*unit, out []fsm.RecordOffset) ([]error, error) {
+	errs := make([]error, len(units))
+	for i, u := range units {
 		select {
 		case <-u.done:
 		case <-ctx.Done():
 			return nil, fmt.Errorf("%w: %v", fsm.ErrOutcomeUnknown, ctx.Err())
 		}
-		if err := u.err(); err != nil {
-			failed++
-			if !errors.Is(err, fsm.ErrOutcomeUnknown) {
-				definite++
-			}
-			if firstErr == nil {
-				firstErr = err
-			}
+		if errs[i] = u.err(); errs[i] == nil {
+			u.fill(out)
+		}
+	}
+	return errs, nil
+}
+
+// classifyOutcome turns the outcomes of a request's units (nil = applied)
+// and the error that stopped submitting more units (nil = all submitted)
+// into the request's answer (DESIGN.md invariant 5):
+//   - everything applied: nil;
+//   - nothing applied, every failure definite: the first error stands
+//     (safe to retry);
+//   - some parts applied and others not: fsm.ErrOutcomeUnknown — the
+//     request as a whole must never be reported as safe to retry;
+//   - nothing applied, at least one outcome unknown: fsm.ErrOutcomeUnknown.
+func classifyOutcome(errs []error, submitErr error) error {
+	failed, definite := 0, 0
+	var firstErr error
+	for _, err := range errs {
+		if err == nil {
 			continue
 		}
-		u.fill(out)
+		failed++
+		if !errors.Is(err, fsm.ErrOutcomeUnknown) {
+			definite++
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
 	}
 	if submitErr != nil && firstErr == nil {
 		firstErr = submitErr
 	}
+	n := len(errs)
 	switch {
 	case submitErr == nil && failed == 0:
-	case failed == len(units) && definite == len(units):
-		// Nothing was applied anywhere: the definite error stands.
-		return nil, firstErr
-	case failed < len(units):
-		// Some parts were applied and others were not: the request as a
-		// whole must not be reported as safe to retry.
-		return nil, fmt.Errorf("%w: %d of %d parts of the request were applied before a failure: %v",
-			fsm.ErrOutcomeUnknown, len(units)-failed, len(units), firstErr)
+		return nil
+	case failed == n && definite == n:
+		return firstErr
+	case failed < n:
+		return fmt.Errorf("%w: %d of %d parts of the request were applied before a failure: %v",
+			fsm.ErrOutcomeUnknown, n-failed, n, firstErr)
 	default:
-		// Every part failed, at least one with an unknown outcome.
-		return nil, fmt.Errorf("%w: %v", fsm.ErrOutcomeUnknown, firstErr)
+		return fmt.Errorf("%w: %v", fsm.ErrOutcomeUnknown, firstErr)
 	}
-	p.metrics.Produced.Add(float64(len(recs)))
-	p.metrics.ProduceLatency.Observe(time.Since(start).Seconds())
-	return out, nil
 }
 
 // localUnit wraps a submitted local partition request.
@@ -378,13 +426,13 @@ func (p *Producer) forwardUnit(ctx context.Context, node, topic string, parts []
 	}
 	done := make(chan struct{})
 	var got []fsm.RecordOffset
-	ferr := fmt.Errorf("%w: agent shutting down", fsm.ErrUnavailable)
+	ferr := errShuttingDown
 	u := &unit{done: done, err: func() error { return ferr }}
-	started := p.goOwned(func() {
+	started := p.tasks.Go("forward", func(stopping context.Context) {
 		defer close(done)
 		// Close cancels the forward: its outcome is then unknown.
 		fctx, cancel := context.WithCancel(ctx)
-		defer context.AfterFunc(p.ctx, cancel)()
+		defer context.AfterFunc(stopping, cancel)()
 		defer cancel()
 		res, err := p.fwd.ForwardProduce(fctx, node, topic, recs)
 		if err == nil && len(res) != len(recs) {
@@ -409,7 +457,7 @@ func (b *batcher) propose(ctx context.Context, batch []*request, n int) {
 		b.fail(batch, fmt.Errorf("%w: topic was deleted", fsm.ErrTopicNotFound))
 		return
 	}
-	if info.Leader != b.p.cfg.NodeID {
+	if info.Leader != b.p.nodeID {
 		b.fail(batch, fmt.Errorf("%w: %w: partition moved to %q", fsm.ErrUnavailable, fsm.ErrNotLeader, info.Leader))
 		return
 	}
@@ -419,7 +467,7 @@ func (b *batcher) propose(ctx context.Context, batch []*request, n int) {
 	}
 	cmd := fsm.Encode(&fsm.AppendBatch{
 		TopicID: b.key.TopicID, Partition: b.key.Partition, LeaderEpoch: info.LeaderEpoch,
-		Timestamp: b.p.cfg.Clock(), Count: int32(n), Records: blob, MaxUnflushed: b.p.cfg.MaxUnflushedRecords,
+		Timestamp: b.p.now(), Count: int32(n), Records: blob, MaxUnflushed: b.p.cfg.MaxUnflushedRecords,
 	})
 	b.p.metrics.BatchRecords.Observe(float64(n))
 	res, err := b.p.proposer.Propose(ctx, cmd)

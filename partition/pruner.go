@@ -7,9 +7,9 @@ import (
 	"github.com/streamhouse/streamhouse/fsm"
 )
 
-// RunPruner truncates the WAL below committed segments whenever the
+// runPruner truncates the WAL below committed segments whenever the
 // metadata changes (segment commits, topic deletion), until ctx is done.
-func RunPruner(ctx context.Context, meta Metadata, store *Store, logger *slog.Logger) {
+func runPruner(ctx context.Context, meta Metadata, store *Store, logger *slog.Logger) {
 	for {
 		ch := meta.Changed()
 		if err := PruneOnce(meta, store); err != nil && logger != nil {

@@ -55,39 +55,319 @@ func (c *agentCmd) Run() error {
 // API_KEYS_FILE.
 var apiKeysCheckInterval = 5 * time.Second
 
-// agent is the wired set of components of one running agent.
+// agent is the wired set of components of one running agent. startAgent
+// builds and starts them in order; every step that acquires something
+// pushes its release onto closers, and Close runs them in exactly the
+// reverse order.
 type agent struct {
-	cfg      *agentCmd
-	log      *slog.Logger
-	registry *prometheus.Registry
+	cfg         *agentCmd
+	log         *slog.Logger
+	registry    *prometheus.Registry
+	clock       func() time.Time
+	errorsTotal *prometheus.CounterVec
+	sec         *security
 
-	wal      *wal.WAL
-	store    *partition.Store
-	fsm      *fsm.FSM
-	node     *cluster.Node
-	mux      *transport.PeerMux
-	producer *partition.Producer
-	flusher  *partition.Flusher
-	janitor  *partition.Janitor
-	ready    *readiness
-	disk     *partition.DiskGuard
-	reclaim  *reclaimer
-	http     *transport.HTTPServer
-	grpc     *grpc.Server
-	grpcLn   net.Listener
-	pprof    *http.Server
+	lock   *dirLock
+	wal    *wal.WAL
+	store  *partition.Store
+	fsm    *fsm.FSM
+	mux    *transport.PeerMux
+	node   *cluster.Node
+	part   *partition.Service
+	http   *transport.HTTPServer
+	grpc   *grpc.Server
+	grpcLn net.Listener
+	pprof  *http.Server
 	// grpcStopping is closed at shutdown to end long-polls and streams.
 	grpcStopping chan struct{}
 	objects      s3seg.ObjectStore
+	quotas       *transport.Quotas
 
 	checkpointsDone chan struct{}
+	keysDone        chan struct{} // closed when the API_KEYS_FILE watcher returned
 
-	sec      *security
-	keysDone chan struct{} // closed when the API_KEYS_FILE watcher returned
+	closers []closer
+}
 
-	lock   *dirLock
-	cancel context.CancelFunc
-	pruned chan struct{}
+// closer releases what one start step acquired.
+type closer struct {
+	name string
+	fn   func(ctx context.Context) error
+}
+
+// onClose registers the release of what a start step acquired; Close runs
+// them last-registered first.
+func (a *agent) onClose(name string, fn func(ctx context.Context) error) {
+	a.closers = append(a.closers, closer{name: name, fn: fn})
+}
+
+// startAgent wires and starts every component, one named step at a time.
+// Order matters: the store must be open before Raft starts, since Raft
+// replays the log into the FSM which materialises batches into the store;
+// the object store is open before the node starts (the Raft leader probes
+// that every agent it admits shares it); the peer RPC routes are complete
+// before the node starts.
+func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
+	a := newAgent(c)
+	defer func() {
+		if err != nil {
+			a.Close(context.Background())
+		}
+	}()
+	for _, step := range []func(context.Context) error{
+		a.loadSecurity,
+		a.prepareDataDir,
+		a.openStorage,
+		a.startPeerMux,
+		a.openObjectStore,
+		a.newNode,
+		a.newPartitions,
+		a.startNode,
+		a.startPartitions,
+		a.startBackground,
+		a.startHTTP,
+		a.startGRPC,
+		a.startPprof,
+	} {
+		if err := step(ctx); err != nil {
+			return nil, err
+		}
+	}
+	a.logStarted()
+	return a, nil
+}
+
+// newAgent creates the logger, the metrics registry and the clock.
+func newAgent(c *agentCmd) *agent {
+	a := &agent{cfg: c, log: c.logger(), registry: prometheus.NewRegistry()}
+	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.clock = agentClock(a.log)
+	a.errorsTotal = transport.NewErrorsCounter(a.registry)
+	return a
+}
+
+// loadSecurity loads TLS, the cluster secret, the gossip key and API keys.
+func (a *agent) loadSecurity(context.Context) error {
+	sec, err := a.cfg.loadSecurity(a.log)
+	if err != nil {
+		return err
+	}
+	a.sec = sec
+	a.cfg.warnInsecure(a.sec, a.log)
+	warnSecretFlags(os.Args[1:], a.log)
+	return nil
+}
+
+// prepareDataDir creates DATA_DIR, restores into it when asked to and it is
+// empty, and locks it.
+func (a *agent) prepareDataDir(ctx context.Context) error {
+	c, log := a.cfg, a.log
+	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
+		return fmt.Errorf("DATA_DIR %s: %w", c.DataDir, err)
+	}
+	if c.RestoreFromPostgres {
+		if hasRaftState(c.DataDir) {
+			log.Info("RESTORE_FROM_POSTGRES=true but DATA_DIR already holds Raft state: starting normally (a restore runs only on an empty data dir)")
+		} else {
+			log.Info("RESTORE_FROM_POSTGRES=true and DATA_DIR is empty: restoring from Postgres and the bucket")
+			rep, err := runRestore(ctx, c, log, nil)
+			if err != nil {
+				return err
+			}
+			_ = printRestoreReport(os.Stderr, rep, "table")
+		}
+	}
+	lock, err := lockDataDir(c.DataDir)
+	if err != nil {
+		return err
+	}
+	a.lock = lock
+	a.onClose("data dir lock", func(context.Context) error { a.lock.release(); return nil })
+	return nil
+}
+
+// openStorage opens the WAL, the store over it and the state machine.
+func (a *agent) openStorage(context.Context) error {
+	c, log := a.cfg, a.log
+	walOpts := wal.Options{Dir: c.WALDir, SegmentMaxBytes: c.WALSegmentBytes, SyncInterval: time.Duration(c.WALSyncMs) * time.Millisecond, Logger: log, Registerer: a.registry}
+	if fs := unsafeWALFS(); fs != nil {
+		walOpts.FS = fs
+		log.Warn("STREAMHOUSE_UNSAFE_WAL_FS is set: the WAL uses a fault-injection filesystem (tests only)")
+	}
+	if !c.WALEnabled {
+		walOpts.FS = wal.NewMemFS()
+		log.Info("WAL_ENABLED=false: unflushed records are kept in memory; Raft still makes them durable")
+	}
+	w, err := wal.Open(walOpts)
+	if err != nil {
+		return fmt.Errorf("open WAL in %s: %w", c.WALDir, err)
+	}
+	a.wal = w
+	a.onClose("wal", func(context.Context) error { return a.wal.Close() })
+	if a.store, err = partition.OpenStore(a.wal, log); err != nil {
+		return err
+	}
+	a.fsm = fsm.New(a.store)
+	a.fsm.SetStallPolicy(fsm.StallPolicy{Logger: log})
+	return nil
+}
+
+// startPeerMux listens on PEER_PORT (Raft, forwarding, cluster RPC).
+func (a *agent) startPeerMux(ctx context.Context) error {
+	c := a.cfg
+	a.mux = transport.NewPeerMux(transport.PeerConfig{
+		BindAddr: a.peerAddr(), AdvertiseAddr: net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.PeerPort)), Logger: a.log,
+		TLS: a.sec.peerTLS, ClusterSecret: a.sec.secret,
+	})
+	if err := a.mux.Start(ctx); err != nil {
+		return fmt.Errorf("PEER_PORT %d: %w", c.PeerPort, err)
+	}
+	a.onClose("peer mux", func(context.Context) error { return a.mux.Close() })
+	return nil
+}
+
+func (a *agent) peerAddr() string {
+	return net.JoinHostPort(a.cfg.BindAddr, strconv.Itoa(a.cfg.PeerPort))
+}
+
+// newNode creates the cluster node (Raft, gossip); startNode starts it.
+func (a *agent) newNode(context.Context) error {
+	c := a.cfg
+	a.node = cluster.New(cluster.Config{
+		NodeID: c.NodeID, DataDir: c.DataDir, Mux: a.mux,
+		GossipBindAddr:      net.JoinHostPort(c.BindAddr, strconv.Itoa(c.GossipPort)),
+		GossipAdvertiseAddr: net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.GossipPort)),
+		GossipKey:           a.sec.gossipKey,
+		Join:                c.joinAddrs(), BootstrapExpect: c.BootstrapExpect,
+		HTTPAddr:         net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.HTTPPort)),
+		GRPCAddr:         net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.GRPCPort)),
+		DeadAgentTimeout: c.DeadAgentTimeout, PartitionFailoverTimeout: c.PartitionFailover,
+		Logger: a.log, Registerer: a.registry, Clock: a.clock, Objects: a.objects,
+	}, a.fsm)
+	return nil
+}
+
+// newPartitions creates the partition service over the node and installs
+// the peer RPC routes — the node's and the forwarded-produce ones — in one
+// handler, before the node starts.
+func (a *agent) newPartitions(context.Context) error {
+	c := a.cfg
+	cache := partition.NewSegmentCache(c.SegmentCacheSize, a.registry)
+	segs := partition.NewSegmentStore(c.NodeID, a.objects, cache)
+	// Closed after the partition service (registered before it): it stops
+	// the cache's prefetches.
+	a.onClose("segment store", func(context.Context) error { return segs.Close() })
+	part, err := partition.New(a.partitionConfig(), partition.Deps{
+		FSM: a.fsm, Store: a.store, Node: a.node, Segments: segs, Objects: a.objects,
+		Forwarder:  &transport.PeerForwarder{Client: a.mux.RPCClient(), Resolve: a.node.PeerAddr},
+		Registerer: a.registry, Logger: a.log, Clock: a.clock,
+		Errors: func(kind string) { a.errorsTotal.WithLabelValues(kind).Inc() },
+	})
+	if err != nil {
+		return err
+	}
+	a.part = part
+	rpc := http.NewServeMux()
+	rpc.Handle(transport.PeerProducePath, transport.ProduceRPCHandler(part.Producer()))
+	rpc.Handle(transport.PeerIdempotentPath, transport.IdempotentRPCHandler(part.Producer()))
+	rpc.Handle("/", a.node.RPCHandler())
+	a.mux.HandleRPC(rpc)
+	return nil
+}
+
+// partitionConfig is the partition service's part of the configuration.
+func (a *agent) partitionConfig() partition.Config {
+	c := a.cfg
+	dirs := []string{c.DataDir}
+	if c.WALEnabled && filepath.Clean(c.WALDir) != filepath.Clean(c.DataDir) {
+		dirs = append(dirs, c.WALDir)
+	}
+	return partition.Config{
+		NodeID: c.NodeID,
+		Producer: partition.ProducerConfig{BatchSize: c.BatchSize, BatchTimeout: c.batchTimeout(), MaxRecordBytes: c.MaxRecordBytes,
+			MaxUnflushedBytes: c.MaxUnflushedBytes, MaxUnflushedRecords: c.MaxUnflushedRecs},
+		Flusher: partition.FlusherConfig{MaxBytes: c.SegmentMaxBytes, MaxAge: time.Duration(c.SegmentMaxAgeMs) * time.Millisecond,
+			CommitWindow: time.Duration(c.OrphanGraceMs) * time.Millisecond},
+		Janitor:   partition.JanitorConfig{Interval: time.Duration(c.RetentionCheckMs) * time.Millisecond},
+		Limits:    fsm.ClusterLimits{MaxTopics: c.MaxTopics, MaxPartitions: c.MaxPartitions},
+		MaxGroups: c.MaxGroups, DiskDirs: dirs, MinFreeDiskBytes: uint64(c.MinFreeDiskBytes),
+		MetricsPartitions: c.MetricsPartitions,
+	}
+}
+
+// startNode starts Raft and gossip (and joins or bootstraps).
+func (a *agent) startNode(ctx context.Context) error {
+	// Close is registered first: a Start that fails half way is undone by it.
+	a.onClose("cluster node", func(context.Context) error { return a.node.Close() })
+	return a.node.Start(ctx)
+}
+
+// startPartitions starts the partition service's background work.
+func (a *agent) startPartitions(ctx context.Context) error {
+	a.part.Start(ctx)
+	a.onClose("partitions", func(context.Context) error { a.part.Close(); return nil })
+	return nil
+}
+
+// startBackground starts the agent's own loops — Postgres checkpoints and
+// the API_KEYS_FILE watcher — on a context that Close cancels.
+func (a *agent) startBackground(context.Context) error {
+	c, log := a.cfg, a.log
+	bg, cancel := context.WithCancel(context.Background())
+	a.onClose("background", func(context.Context) error {
+		cancel()
+		a.waitBackground()
+		return nil
+	})
+	if err := a.startCheckpoints(bg); err != nil {
+		return err
+	}
+	// Registered without a keys file too (at 0), so dashboards and alerts
+	// see the series from the start.
+	keyMetrics := newAPIKeyMetrics(a.registry)
+	quotas := a.startQuotas()
+	a.quotas = quotas
+	if a.sec.auth != nil {
+		a.keysDone = make(chan struct{})
+		go func() {
+			defer close(a.keysDone)
+			watchAPIKeys(bg, c.APIKeysFile, a.sec.auth, quotas, apiKeysCheckInterval, keyMetrics, log)
+		}()
+	}
+	return nil
+}
+
+// waitBackground waits for the loops startBackground started.
+func (a *agent) waitBackground() {
+	if a.keysDone != nil {
+		<-a.keysDone
+	}
+	if a.checkpointsDone != nil {
+		<-a.checkpointsDone
+	}
+}
+
+// startHTTP serves the public REST API on HTTP_PORT.
+func (a *agent) startHTTP(ctx context.Context) error {
+	c, part := a.cfg, a.part
+	a.http = transport.NewHTTPServer(transport.HTTPConfig{
+		Addr: net.JoinHostPort(c.BindAddr, strconv.Itoa(c.HTTPPort)), MaxRecordBytes: c.MaxRecordBytes,
+		Gatherer: a.registry, Registerer: a.registry, Errors: a.errorsTotal, Logger: a.log,
+		Cluster: a.node, Groups: part.Groups(), TLSConfig: a.sec.publicTLS, Auth: a.sec.auth,
+		Quotas: a.quotas,
+	}, part.Admin(), part.Producer(), part.Fetcher(), part.Readiness())
+	if err := a.http.Start(ctx); err != nil {
+		return fmt.Errorf("HTTP_PORT %d: %w", c.HTTPPort, err)
+	}
+	a.onClose("http", a.http.Shutdown)
+	return nil
+}
+
+func (a *agent) logStarted() {
+	c := a.cfg
+	a.log.Info("agent started", "http", a.http.Addr(), "grpc", a.grpcAddr(), "peer", a.peerAddr(), "data_dir", c.DataDir, "wal_enabled", c.WALEnabled,
+		"tls", a.sec.publicTLS != nil, "peer_mtls", a.sec.peerTLS != nil, "cluster_secret", a.sec.secret != nil,
+		"gossip_encrypted", a.sec.gossipKey != nil, "api_keys", a.sec.auth != nil)
 }
 
 // startCheckpoints starts the checkpoint loop, which only writes while this
@@ -186,178 +466,6 @@ func (s checkpointSource) CheckpointImage() (*fsm.Image, bool) {
 	return img, true
 }
 
-// startAgent wires and starts every component. Order matters: the store
-// must be open before Raft starts, since Raft replays the log into the FSM
-// which materialises batches into the store.
-func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
-	log := c.logger()
-	a := &agent{cfg: c, log: log, registry: prometheus.NewRegistry()}
-	defer func() {
-		if err != nil {
-			a.Close(context.Background())
-		}
-	}()
-	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	clock := agentClock(log)
-	clockMs := func() int64 { return clock().UnixMilli() }
-	errorsTotal := transport.NewErrorsCounter(a.registry)
-	if a.sec, err = c.loadSecurity(log); err != nil {
-		return nil, err
-	}
-	c.warnInsecure(a.sec, log)
-	warnSecretFlags(os.Args[1:], log)
-
-	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
-		return nil, fmt.Errorf("DATA_DIR %s: %w", c.DataDir, err)
-	}
-	if c.RestoreFromPostgres {
-		if hasRaftState(c.DataDir) {
-			log.Info("RESTORE_FROM_POSTGRES=true but DATA_DIR already holds Raft state: starting normally (a restore runs only on an empty data dir)")
-		} else {
-			log.Info("RESTORE_FROM_POSTGRES=true and DATA_DIR is empty: restoring from Postgres and the bucket")
-			rep, err := runRestore(ctx, c, log, nil)
-			if err != nil {
-				return nil, err
-			}
-			_ = printRestoreReport(os.Stderr, rep, "table")
-		}
-	}
-	if a.lock, err = lockDataDir(c.DataDir); err != nil {
-		return nil, err
-	}
-	walOpts := wal.Options{Dir: c.WALDir, SegmentMaxBytes: c.WALSegmentBytes, SyncInterval: time.Duration(c.WALSyncMs) * time.Millisecond, Logger: log, Registerer: a.registry}
-	if fs := unsafeWALFS(); fs != nil {
-		walOpts.FS = fs
-		log.Warn("STREAMHOUSE_UNSAFE_WAL_FS is set: the WAL uses a fault-injection filesystem (tests only)")
-	}
-	if !c.WALEnabled {
-		walOpts.FS = wal.NewMemFS()
-		log.Info("WAL_ENABLED=false: unflushed records are kept in memory; Raft still makes them durable")
-	}
-	a.wal, err = wal.Open(walOpts)
-	if err != nil {
-		return nil, fmt.Errorf("open WAL in %s: %w", c.WALDir, err)
-	}
-	a.store, err = partition.OpenStore(a.wal, log)
-	if err != nil {
-		return nil, err
-	}
-	a.fsm = fsm.New(a.store)
-	a.fsm.SetStallPolicy(fsm.StallPolicy{Logger: log})
-
-	peerAddr := net.JoinHostPort(c.BindAddr, strconv.Itoa(c.PeerPort))
-	a.mux = transport.NewPeerMux(transport.PeerConfig{
-		BindAddr: peerAddr, AdvertiseAddr: net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.PeerPort)), Logger: log,
-		TLS: a.sec.peerTLS, ClusterSecret: a.sec.secret,
-	})
-	if err := a.mux.Start(ctx); err != nil {
-		return nil, fmt.Errorf("PEER_PORT %d: %w", c.PeerPort, err)
-	}
-	// The object store is open before the node starts: the Raft leader
-	// probes that every agent it admits shares it.
-	if err := a.openObjectStore(ctx); err != nil {
-		return nil, err
-	}
-	a.node = cluster.New(cluster.Config{
-		NodeID: c.NodeID, DataDir: c.DataDir, Mux: a.mux,
-		GossipBindAddr:      net.JoinHostPort(c.BindAddr, strconv.Itoa(c.GossipPort)),
-		GossipAdvertiseAddr: net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.GossipPort)),
-		GossipKey:           a.sec.gossipKey,
-		Join:                c.joinAddrs(), BootstrapExpect: c.BootstrapExpect,
-		HTTPAddr:         net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.HTTPPort)),
-		GRPCAddr:         net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.GRPCPort)),
-		DeadAgentTimeout: c.DeadAgentTimeout, PartitionFailoverTimeout: c.PartitionFailover,
-		Logger: log, Registerer: a.registry, Clock: clock, Objects: a.objects,
-	}, a.fsm)
-	a.mux.HandleRPC(a.node.RPCHandler()) // until the produce route is added below
-	if err := a.node.Start(ctx); err != nil {
-		return nil, err
-	}
-
-	cache := partition.NewSegmentCache(c.SegmentCacheSize, a.registry)
-	segs := partition.NewSegmentStore(c.NodeID, a.objects, cache)
-
-	a.producer = partition.NewProducer(partition.ProducerConfig{
-		NodeID: c.NodeID, BatchSize: c.BatchSize, BatchTimeout: c.batchTimeout(),
-		MaxRecordBytes: c.MaxRecordBytes, MaxUnflushedBytes: c.MaxUnflushedBytes, MaxUnflushedRecords: c.MaxUnflushedRecs, Logger: log, Clock: clockMs,
-	}, a.fsm, a.node, a.store, partition.NewProducerMetrics(a.registry))
-	a.startDiskGuard(context.Background())
-	a.producer.SetForwarder(&transport.PeerForwarder{Client: a.mux.RPCClient(), Resolve: a.node.PeerAddr})
-	rpc := http.NewServeMux()
-	rpc.Handle(transport.PeerProducePath, transport.ProduceRPCHandler(a.producer))
-	rpc.Handle(transport.PeerIdempotentPath, transport.IdempotentRPCHandler(a.producer))
-	rpc.Handle("/", a.node.RPCHandler())
-	a.mux.HandleRPC(rpc)
-	fetcher := partition.NewFetcher(partition.FetcherConfig{}, a.fsm, a.store, segs, partition.NewFetcherMetrics(a.registry))
-	admin := partition.NewAdmin(a.fsm, a.node, a.node)
-	admin.SetLimits(fsm.ClusterLimits{MaxTopics: c.MaxTopics, MaxPartitions: c.MaxPartitions})
-	groups := partition.NewGroups(a.fsm, a.node, fetcher)
-	groups.SetMaxGroups(c.MaxGroups)
-	// Answers that depend on this agent being up to date ("topic not
-	// found", "offset out of range", a group's committed offsets) are
-	// confirmed against the Raft leader's commit index first.
-	a.producer.SetSyncer(a.node)
-	fetcher.SetSyncer(a.node)
-	groups.SetSyncer(a.node)
-	admin.SetSyncer(a.node)
-	a.flusher = partition.NewFlusher(partition.FlusherConfig{
-		NodeID: c.NodeID, MaxBytes: c.SegmentMaxBytes, MaxAge: time.Duration(c.SegmentMaxAgeMs) * time.Millisecond, Logger: log,
-		CommitWindow: time.Duration(c.OrphanGraceMs) * time.Millisecond, Clock: clockMs,
-	}, a.fsm, a.store, segs, a.node, partition.NewFlusherMetrics(a.registry), func(kind string) { errorsTotal.WithLabelValues(kind).Inc() })
-	registerStoreMetrics(a.registry, a.store)
-	a.registry.MustRegister(newStateCollector(a.fsm, c.MetricsPartitions))
-	a.janitor = partition.NewJanitor(partition.JanitorConfig{
-		Interval: time.Duration(c.RetentionCheckMs) * time.Millisecond, Logger: log,
-	}, a.fsm, segs, a.node, a.node, partition.NewJanitorMetrics(a.registry), func(kind string) { errorsTotal.WithLabelValues(kind).Inc() })
-	a.ready = &readiness{node: a.node, objects: a.objects, store: a.store, maxUnflushed: c.MaxUnflushedBytes, disk: a.disk, log: log}
-	a.ready.start(5 * time.Second)
-
-	bg, cancel := context.WithCancel(context.Background())
-	a.cancel = cancel
-	a.pruned = make(chan struct{})
-	go func() {
-		defer close(a.pruned)
-		partition.RunPruner(bg, a.fsm, a.store, log)
-	}()
-	a.producer.Start(bg)
-	a.flusher.Start(bg)
-	a.janitor.Start(bg)
-	if err := a.startCheckpoints(bg); err != nil {
-		return nil, err
-	}
-	// Registered without a keys file too (at 0), so dashboards and alerts
-	// see the series from the start.
-	keyMetrics := newAPIKeyMetrics(a.registry)
-	quotas := a.startQuotas()
-	if a.sec.auth != nil {
-		a.keysDone = make(chan struct{})
-		go func() {
-			defer close(a.keysDone)
-			watchAPIKeys(bg, c.APIKeysFile, a.sec.auth, quotas, apiKeysCheckInterval, keyMetrics, log)
-		}()
-	}
-
-	a.http = transport.NewHTTPServer(transport.HTTPConfig{
-		Addr: net.JoinHostPort(c.BindAddr, strconv.Itoa(c.HTTPPort)), MaxRecordBytes: c.MaxRecordBytes,
-		Gatherer: a.registry, Registerer: a.registry, Errors: errorsTotal, Logger: log,
-		Cluster: a.node, Groups: groups, TLSConfig: a.sec.publicTLS, Auth: a.sec.auth,
-		Quotas: quotas,
-	}, admin, a.producer, fetcher, a.ready)
-	if err := a.http.Start(ctx); err != nil {
-		return nil, fmt.Errorf("HTTP_PORT %d: %w", c.HTTPPort, err)
-	}
-	if err := a.startGRPC(admin, fetcher, groups, quotas); err != nil {
-		return nil, err
-	}
-	if err := a.startPprof(); err != nil {
-		return nil, err
-	}
-	log.Info("agent started", "http", a.http.Addr(), "grpc", a.grpcAddr(), "peer", peerAddr, "data_dir", c.DataDir, "wal_enabled", c.WALEnabled,
-		"tls", a.sec.publicTLS != nil, "peer_mtls", a.sec.peerTLS != nil, "cluster_secret", a.sec.secret != nil,
-		"gossip_encrypted", a.sec.gossipKey != nil, "api_keys", a.sec.auth != nil)
-	return a, nil
-}
-
 // startQuotas builds the per-key quotas (KEY_*_PER_SEC defaults, overridden
 // per key in API_KEYS_FILE) over the keys in force. Their metric is
 // registered even without keys (at 0); without keys nothing is throttled.
@@ -377,7 +485,7 @@ func (a *agent) startQuotas() *transport.Quotas {
 // startPprof serves net/http/pprof on PPROF_ADDR when set (validate keeps
 // it on loopback unless PPROF_ALLOW_REMOTE). It does not serve
 // /debug/pprof/cmdline: the command line may hold a secret.
-func (a *agent) startPprof() error {
+func (a *agent) startPprof(context.Context) error {
 	if a.cfg.PprofAddr == "" {
 		return nil
 	}
@@ -391,14 +499,23 @@ func (a *agent) startPprof() error {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	a.pprof = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = a.pprof.Serve(ln) }()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = a.pprof.Serve(ln)
+	}()
+	a.onClose("pprof", func(context.Context) error {
+		err := a.pprof.Close()
+		<-served
+		return err
+	})
 	a.log.Warn("pprof listening without authentication: anyone who reaches it can profile this agent and read its memory profile", "addr", ln.Addr().String())
 	return nil
 }
 
 // startGRPC serves the public gRPC API on GRPC_PORT.
-func (a *agent) startGRPC(admin *partition.Admin, fetcher *partition.Fetcher, groups *partition.Groups, quotas *transport.Quotas) error {
-	c := a.cfg
+func (a *agent) startGRPC(context.Context) error {
+	c, part := a.cfg, a.part
 	ln, err := net.Listen("tcp", net.JoinHostPort(c.BindAddr, strconv.Itoa(c.GRPCPort)))
 	if err != nil {
 		return fmt.Errorf("GRPC_PORT %d: %w", c.GRPCPort, err)
@@ -410,12 +527,40 @@ func (a *agent) startGRPC(admin *partition.Admin, fetcher *partition.Fetcher, gr
 		opts = append(opts, grpc.Creds(credentials.NewTLS(a.sec.publicTLS)))
 	}
 	a.grpc = grpcapi.NewServer(grpcapi.Config{
-		Topics: admin, Producer: a.producer, Idempotent: a.producer, Fetcher: fetcher, Groups: groups,
-		Cluster: a.node, Readiness: a.ready, Logger: a.log, Registerer: a.registry, MaxRecordBytes: c.MaxRecordBytes,
-		Stopping: a.grpcStopping, Auth: a.sec.auth, Quotas: quotas, MaxConcurrentStreams: c.GRPCMaxStreams,
+		Topics: part.Admin(), Producer: part.Producer(), Idempotent: part.Producer(), Fetcher: part.Fetcher(), Groups: part.Groups(),
+		Cluster: a.node, Readiness: part.Readiness(), Logger: a.log, Registerer: a.registry, MaxRecordBytes: c.MaxRecordBytes,
+		Stopping: a.grpcStopping, Auth: a.sec.auth, Quotas: a.quotas, MaxConcurrentStreams: c.GRPCMaxStreams,
 	}, opts...)
-	go func() { _ = a.grpc.Serve(ln) }()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = a.grpc.Serve(ln)
+	}()
+	a.onClose("grpc", func(ctx context.Context) error {
+		a.stopGRPC(ctx)
+		<-served
+		return nil
+	})
 	return nil
+}
+
+// stopGRPC ends long-polls and streams, then lets calls in progress finish
+// for up to 5 s (or until ctx ends) before closing the connections.
+func (a *agent) stopGRPC(ctx context.Context) {
+	close(a.grpcStopping)
+	stopped := make(chan struct{})
+	go func() { a.grpc.GracefulStop(); close(stopped) }()
+	grace := time.NewTimer(5 * time.Second)
+	defer grace.Stop()
+	select {
+	case <-stopped:
+		return
+	case <-grace.C:
+		a.grpc.Stop() // ends long-lived Subscribe streams
+	case <-ctx.Done():
+		a.grpc.Stop()
+	}
+	<-stopped
 }
 
 func (a *agent) grpcAddr() string {
@@ -456,70 +601,17 @@ func (a *agent) openObjectStore(ctx context.Context) error {
 	return nil
 }
 
-func registerStoreMetrics(reg prometheus.Registerer, s *partition.Store) {
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "streamhouse_unflushed_bytes", Help: "Bytes of committed records held locally and not yet flushed to a segment.",
-	}, func() float64 { return float64(s.Bytes()) }))
-}
-
-// Close stops the agent in dependency order: stop taking requests, stop
-// producing and flushing, stop Raft, close the WAL.
+// Close stops the agent: the steps of startAgent are undone in exactly the
+// reverse order (stop taking requests, stop the background loops, the
+// partition service, Raft, the peer listener, close the WAL, unlock
+// DATA_DIR). It is idempotent.
 func (a *agent) Close(ctx context.Context) error {
 	var errs []error
-	if a.http != nil {
-		errs = append(errs, a.http.Shutdown(ctx))
-	}
-	if a.grpc != nil {
-		close(a.grpcStopping)
-		stopped := make(chan struct{})
-		go func() { a.grpc.GracefulStop(); close(stopped) }()
-		grace := time.NewTimer(5 * time.Second)
-		select {
-		case <-stopped:
-		case <-grace.C:
-			a.grpc.Stop() // ends long-lived Subscribe streams
-		case <-ctx.Done():
-			a.grpc.Stop()
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		if err := a.closers[i].fn(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("close %s: %w", a.closers[i].name, err))
 		}
-		grace.Stop()
 	}
-	if a.pprof != nil {
-		_ = a.pprof.Close()
-	}
-	if a.producer != nil {
-		a.producer.Close()
-	}
-	if a.flusher != nil {
-		a.flusher.Close()
-	}
-	if a.janitor != nil {
-		a.janitor.Close()
-	}
-	if a.ready != nil {
-		a.ready.stop()
-	}
-	a.stopDiskGuard()
-	if a.cancel != nil {
-		a.cancel()
-		<-a.pruned
-	}
-	if a.keysDone != nil {
-		<-a.keysDone
-	}
-	if a.checkpointsDone != nil {
-		<-a.checkpointsDone
-	}
-
-	if a.node != nil {
-		errs = append(errs, a.node.Close())
-	}
-	a.stopReclaim()
-	if a.mux != nil {
-		errs = append(errs, a.mux.Close())
-	}
-	if a.wal != nil {
-		errs = append(errs, a.wal.Close())
-	}
-	a.lock.release()
+	a.closers = nil
 	return errors.Join(errs...)
 }

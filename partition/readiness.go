@@ -1,4 +1,4 @@
-package main
+package partition
 
 import (
 	"context"
@@ -8,52 +8,33 @@ import (
 	"sync"
 	"time"
 
-	"github.com/streamhouse/streamhouse/cluster"
-	"github.com/streamhouse/streamhouse/partition"
 	"github.com/streamhouse/streamhouse/s3seg"
 )
 
-// readiness combines what /ready reports: Raft (leader known, log applied),
-// the object store (reachable, bucket exists, credentials valid) and the
-// unflushed backlog (below MAX_UNFLUSHED_BYTES, else produce answers 503)
-// and free disk space (above MIN_FREE_DISK_BYTES, else produce answers 503).
-type readiness struct {
-	node         *cluster.Node
-	objects      s3seg.ObjectStore
-	store        *partition.Store
+// Readiness combines what /ready reports: the node (leader known, log
+// applied), the object store (reachable, bucket exists, credentials valid),
+// free disk space (above MIN_FREE_DISK_BYTES, else produce answers 503) and
+// the unflushed backlog (below MAX_UNFLUSHED_BYTES, else produce answers
+// 503). The object store is checked by the service (at Start, then every
+// ReadinessInterval); the rest is read at each call.
+type Readiness struct {
+	node         Node
+	objects      ObjectChecker // nil: not checked
+	store        *Store
+	disk         *DiskGuard
 	maxUnflushed int64
-	disk         *partition.DiskGuard
 	log          *slog.Logger
 
 	mu      sync.Mutex
 	objErr  error
 	checked bool
-	cancel  context.CancelFunc
-	done    chan struct{}
 }
 
-// start checks the object store now and then every interval.
-func (r *readiness) start(interval time.Duration) {
-	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
-	r.done = make(chan struct{})
-	r.check(ctx)
-	go func() {
-		defer close(r.done)
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				r.check(ctx)
-			}
-		}
-	}()
-}
-
-func (r *readiness) check(ctx context.Context) {
+// check checks the object store and logs a change of its state.
+func (r *Readiness) check(ctx context.Context) {
+	if r.objects == nil {
+		return
+	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	err := r.objects.Check(cctx)
 	cancel()
@@ -72,13 +53,6 @@ func (r *readiness) check(ctx context.Context) {
 	}
 }
 
-func (r *readiness) stop() {
-	if r.cancel != nil {
-		r.cancel()
-		<-r.done
-	}
-}
-
 // publicObjectStoreReason names the class of an object store failure for
 // the public /ready: the endpoint, bucket and SDK details of the error stay
 // in the log (check logs them at ERROR).
@@ -94,7 +68,7 @@ func publicObjectStoreReason(err error) string {
 
 // Ready implements transport.Readiness. Its reason is served on the
 // unauthenticated GET /ready, so it names no endpoint, bucket or address.
-func (r *readiness) Ready() (bool, string) {
+func (r *Readiness) Ready() (bool, string) {
 	if ok, why := r.node.Ready(); !ok {
 		return false, why
 	}

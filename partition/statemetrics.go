@@ -1,4 +1,4 @@
-package main
+package partition
 
 import (
 	"strconv"
@@ -15,18 +15,18 @@ import (
 // series. Every agent holds the same state, so dashboards aggregate with
 // max().
 type stateCollector struct {
-	fsm        *fsm.FSM
+	meta       Metadata
 	partitions bool
 
 	topicParts, topicHigh, topicUnflushed, groupTopicLag *prometheus.Desc
 	high, low, unflushed, groupLag, groupOffset          *prometheus.Desc
 }
 
-func newStateCollector(f *fsm.FSM, perPartition bool) *stateCollector {
+func newStateCollector(meta Metadata, perPartition bool) *stateCollector {
 	pl := []string{"topic", "partition"}
 	gl := []string{"group", "topic", "partition"}
 	return &stateCollector{
-		fsm: f, partitions: perPartition,
+		meta: meta, partitions: perPartition,
 		topicParts: prometheus.NewDesc("streamhouse_topic_partitions",
 			"Partitions of the topic.", []string{"topic"}, nil),
 		topicHigh: prometheus.NewDesc("streamhouse_topic_high_watermark_sum",
@@ -67,7 +67,7 @@ func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v int64, labels ...s
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	infos := map[fsm.PartitionKey]fsm.PartitionInfo{}
 	topics := map[string]*topicSums{}
-	for _, p := range c.fsm.AllPartitions() {
+	for _, p := range c.meta.AllPartitions() {
 		infos[fsm.PartitionKey{TopicID: p.TopicID, Partition: p.Partition}] = p
 		s := topics[p.Topic]
 		if s == nil {
@@ -89,7 +89,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(ch, c.topicHigh, s.high, name)
 		gauge(ch, c.topicUnflushed, s.unflushed, name)
 	}
-	for _, g := range c.fsm.GroupNames() {
+	for _, g := range c.meta.GroupNames() {
 		c.collectGroup(ch, g, infos)
 	}
 }
@@ -97,7 +97,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 // collectGroup exports one group's lag per topic (and per partition when
 // enabled).
 func (c *stateCollector) collectGroup(ch chan<- prometheus.Metric, g string, infos map[fsm.PartitionKey]fsm.PartitionInfo) {
-	offs, ok := c.fsm.GroupOffsets(g)
+	offs, ok := c.meta.GroupOffsets(g)
 	if !ok {
 		return
 	}
