@@ -23,6 +23,7 @@ import (
 
 	"github.com/streamhouse/streamhouse/cluster"
 	"github.com/streamhouse/streamhouse/fsm"
+	"github.com/streamhouse/streamhouse/partition"
 	"github.com/streamhouse/streamhouse/pgsync"
 	"github.com/streamhouse/streamhouse/s3seg"
 )
@@ -71,52 +72,49 @@ func hasRaftState(dataDir string) bool {
 // identity in Postgres. progress (may be nil) receives a progress bar for
 // the footer scan. When objects stay unreadable it fails (an
 // *unreadableError naming them) unless c.RestoreAllowUnreadable.
-func runRestore(ctx context.Context, c *agentCmd, log *slog.Logger, progress io.Writer) (restoreReport, error) {
+func runRestore(ctx context.Context, c *agentCmd, log *slog.Logger, progress io.Writer) (fsm.RestoreReport, error) {
 	start := time.Now()
 	if hasRaftState(c.DataDir) {
-		return restoreReport{}, fmt.Errorf("DATA_DIR %s already holds Raft state: restore only into an empty data dir", c.DataDir)
+		return fsm.RestoreReport{}, fmt.Errorf("DATA_DIR %s already holds Raft state: restore only into an empty data dir", c.DataDir)
 	}
 	lock, err := lockDataDir(mkdirAll(c.DataDir))
 	if err != nil {
-		return restoreReport{}, err
+		return fsm.RestoreReport{}, err
 	}
 	defer lock.release()
 
 	db, err := pgsync.Open(ctx, c.DatabaseURL, log)
 	if err != nil {
-		return restoreReport{}, fmt.Errorf("restore: %w", err)
+		return fsm.RestoreReport{}, fmt.Errorf("restore: %w", err)
 	}
 	defer db.Close()
-	img, info, err := db.LoadLatest(ctx)
-	switch {
-	case errors.Is(err, pgsync.ErrNoCheckpoint):
-		log.Warn("Postgres holds no checkpoint: restoring from the bucket alone (consumer groups and producer state are lost)")
-		img = &fsm.Image{}
-	case err != nil:
-		return restoreReport{}, fmt.Errorf("restore: load checkpoint: %w", err)
-	}
-	in, scanned, err := scanBucket(ctx, c, img, log, progress)
+	img, info, err := loadCheckpoint(ctx, db, log)
 	if err != nil {
-		return restoreReport{}, err
+		return fsm.RestoreReport{}, err
 	}
-	if len(in.Unreadable) > 0 && !c.RestoreAllowUnreadable {
-		return restoreReport{}, &unreadableError{failures: scanned.Unreadable}
+	scan, err := scanBucket(ctx, c, img, log, progress)
+	if err != nil {
+		return fsm.RestoreReport{}, err
+	}
+	if len(scan.Unreadable) > 0 && !c.RestoreAllowUnreadable {
+		return fsm.RestoreReport{}, &unreadableError{failures: scan.Unreadable}
 	}
 	// A new producer generation for every restore, taken before anything
 	// is planted: even a restore that fails later never shares it.
-	if in.Generation, err = db.AllocateGeneration(ctx, img.ProducerGeneration); err != nil {
-		return restoreReport{}, fmt.Errorf("restore: %w", err)
+	gen, err := db.AllocateGeneration(ctx, img.ProducerGeneration)
+	if err != nil {
+		return fsm.RestoreReport{}, fmt.Errorf("restore: %w", err)
 	}
-	plan, rep := planRestore(in)
-	rep.ObjectsScanned = len(scanned.Footers) + len(scanned.Unreadable) + len(scanned.Vanished)
-	rep.Unreadable = failureStrings(scanned.Unreadable)
+	plan, rep := fsm.PlanRestore(restoreInput(c, img, scan, gen))
+	rep.ObjectsScanned = len(scan.Footers) + len(scan.Unreadable) + len(scan.Vanished)
+	rep.Unreadable = failureStrings(scan.Unreadable)
 	rep.AllowUnreadable = len(rep.Unreadable) > 0
 	if info.RaftIndex > 0 {
 		rep.CheckpointTakenAt = info.TakenAt.UTC().Format(time.RFC3339)
 		rep.CheckpointAge = time.Since(info.TakenAt).Round(time.Second).String()
 	}
 	if err := plantRestore(ctx, c, db, plan, &rep); err != nil {
-		return restoreReport{}, err
+		return fsm.RestoreReport{}, err
 	}
 	rep.Duration = time.Since(start).Round(time.Millisecond).String()
 	log.Info("restore complete", "topics", rep.Topics, "partitions", rep.Partitions,
@@ -126,57 +124,60 @@ func runRestore(ctx context.Context, c *agentCmd, log *slog.Logger, progress io.
 	return rep, nil
 }
 
-// scanBucket lists the bucket and reads the footers of the objects the
-// checkpoint neither references nor queued for deletion.
-func scanBucket(ctx context.Context, c *agentCmd, img *fsm.Image, log *slog.Logger, progress io.Writer) (restoreInputs, s3seg.ScanResult, error) {
-	in := restoreInputs{Image: img, SeedNode: c.NodeID, OffsetGap: c.RestoreOffsetGap, Existing: map[string]bool{}}
-	a := &agent{cfg: c, log: log, registry: prometheus.NewRegistry()}
-	if err := a.openObjectStore(ctx); err != nil {
-		return in, s3seg.ScanResult{}, err
+// loadCheckpoint is the latest checkpoint, or an empty image when Postgres
+// holds none.
+func loadCheckpoint(ctx context.Context, db *pgsync.DB, log *slog.Logger) (*fsm.Image, pgsync.Info, error) {
+	img, info, err := db.LoadLatest(ctx)
+	switch {
+	case errors.Is(err, pgsync.ErrNoCheckpoint):
+		log.Warn("Postgres holds no checkpoint: restoring from the bucket alone (consumer groups and producer state are lost)")
+		return &fsm.Image{}, info, nil
+	case err != nil:
+		return nil, info, fmt.Errorf("restore: load checkpoint: %w", err)
 	}
-	if err := a.objects.Check(ctx); err != nil {
-		return in, s3seg.ScanResult{}, fmt.Errorf("restore: object store: %w", err)
-	}
-	objs, err := a.objects.List(ctx, s3seg.SegmentKeyPrefix)
+	return img, info, nil
+}
+
+// scanBucket opens the object store and reads the footers of the objects
+// the checkpoint neither references nor queued for deletion.
+func scanBucket(ctx context.Context, c *agentCmd, img *fsm.Image, log *slog.Logger, progress io.Writer) (s3seg.BucketScan, error) {
+	objects, err := c.openObjectStore(ctx, prometheus.NewRegistry(), log)
 	if err != nil {
-		return in, s3seg.ScanResult{}, fmt.Errorf("restore: list segment objects: %w", err)
+		return s3seg.BucketScan{}, err
 	}
-	skip := map[string]bool{}
-	for _, p := range img.Partitions {
-		for _, s := range p.Segments {
-			skip[s.ObjectKey] = true
-		}
+	start, done := progressBar(progress)
+	scan, err := s3seg.ScanBucket(ctx, objects, img.KnownObjects(), s3seg.ScanOptions{
+		RetryFor: time.Duration(c.RestoreReadRetryMs) * time.Millisecond, Start: start, Done: done})
+	if err != nil {
+		return scan, fmt.Errorf("restore: %w", err)
 	}
-	for _, k := range img.PendingDeletes {
-		skip[k] = true // deleted by the old cluster: not read, stays queued
-	}
-	var scan []s3seg.ObjectInfo
-	for _, o := range objs {
-		in.Existing[o.Key] = true
-		if !skip[o.Key] {
-			scan = append(scan, o)
-		}
-	}
-	res := s3seg.ScanFooters(ctx, a.objects, scan, s3seg.ScanOptions{
-		RetryFor: time.Duration(c.RestoreReadRetryMs) * time.Millisecond, Done: progressBar(progress, len(scan))})
-	if err := ctx.Err(); err != nil {
-		return in, res, err
-	}
-	for _, k := range res.Vanished {
-		delete(in.Existing, k) // deleted while we listed: like never listed
-	}
-	in.Footers = res.Footers
-	for _, f := range res.Unreadable {
-		in.Unreadable = append(in.Unreadable, f.Key)
+	for _, f := range scan.Unreadable {
 		log.Warn("segment object unreadable", "key", f.Key, "attempts", f.Attempts, "err", f.Err)
 	}
-	return in, res, nil
+	return scan, nil
+}
+
+// restoreInput hands the planner the checkpoint and the scanned footers'
+// blocks (converted by partition.SegmentRefOf, the object's modification
+// time as the commit time).
+func restoreInput(c *agentCmd, img *fsm.Image, scan s3seg.BucketScan, generation uint64) fsm.RestoreInput {
+	in := fsm.RestoreInput{Image: img, Existing: scan.Existing, SeedNode: c.NodeID, OffsetGap: c.RestoreOffsetGap, Generation: generation}
+	for _, f := range scan.Footers {
+		for _, e := range f.Entries {
+			in.Blocks = append(in.Blocks, fsm.RestoreBlock{Topic: e.Topic, TopicID: e.TopicID, Partition: e.Partition,
+				Ref: partition.SegmentRefOf(f.Key, e, f.LastModified.UnixMilli())})
+		}
+	}
+	for _, f := range scan.Unreadable {
+		in.Unreadable = append(in.Unreadable, f.Key)
+	}
+	return in
 }
 
 // plantRestore writes the planned image as the first Raft snapshot of
 // c.DataDir and adopts the Postgres database for the new cluster.
-func plantRestore(ctx context.Context, c *agentCmd, db *pgsync.DB, plan *fsm.Image, rep *restoreReport) error {
-	plan.LastApplied += restoreIndexGap
+func plantRestore(ctx context.Context, c *agentCmd, db *pgsync.DB, plan *fsm.Image, rep *fsm.RestoreReport) error {
+	plan.LastApplied += fsm.RestoreIndexGap
 	rep.SeedIndex = plan.LastApplied
 	var snap bytes.Buffer
 	if err := fsm.WriteImageSnapshot(&snap, plan); err != nil {
@@ -228,24 +229,39 @@ func mkdirAll(dir string) string {
 	return dir
 }
 
-// progressBar returns a per-object callback drawing a bar on w (nil: none).
-func progressBar(w io.Writer, n int) func() {
-	if w == nil || n == 0 {
-		return nil
+// progressBar draws a bar on w (nil: none) for the footer scan: start gets
+// the number of objects to read, done is called after each.
+func progressBar(w io.Writer) (start func(n int), done func()) {
+	if w == nil {
+		return nil, nil
 	}
-	bar := progressbar.NewOptions(n, progressbar.OptionSetWriter(w),
-		progressbar.OptionSetDescription("reading segment footers"), progressbar.OptionShowCount(),
-		progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
-	var mu sync.Mutex
-	done := 0
-	return func() {
+	var (
+		mu    sync.Mutex
+		bar   *progressbar.ProgressBar
+		total int
+		read  int
+	)
+	start = func(n int) {
 		mu.Lock()
 		defer mu.Unlock()
+		if total = n; n > 0 {
+			bar = progressbar.NewOptions(n, progressbar.OptionSetWriter(w),
+				progressbar.OptionSetDescription("reading segment footers"), progressbar.OptionShowCount(),
+				progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
+		}
+	}
+	done = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if bar == nil {
+			return
+		}
 		_ = bar.Add(1)
-		if done++; done == n {
+		if read++; read == total {
 			_ = bar.Finish()
 		}
 	}
+	return start, done
 }
 
 func joinIDs(ids []uint64) string {
@@ -256,7 +272,7 @@ func joinIDs(ids []uint64) string {
 	return strings.Join(s, ", ")
 }
 
-func printRestoreReport(w io.Writer, rep restoreReport, output string) error {
+func printRestoreReport(w io.Writer, rep fsm.RestoreReport, output string) error {
 	if output == "json" {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
