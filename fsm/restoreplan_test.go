@@ -56,6 +56,16 @@ func checkpointImage() *Image {
 	}
 }
 
+// assertSeedable checks that plan, seeded above the old cluster's indexes
+// as the restore does, is a valid image.
+func assertSeedable(t *testing.T, plan *Image) {
+	t.Helper()
+	plan.LastApplied += RestoreIndexGap
+	if err := ValidateImage(plan); err != nil {
+		t.Fatalf("plan is not a valid image: %v", err)
+	}
+}
+
 func byPartition(rep RestoreReport) map[string]RestoredPartition {
 	out := map[string]RestoredPartition{}
 	for _, p := range rep.PerPartition {
@@ -85,10 +95,7 @@ func TestPlanRestoreCheckpointOnlyNeverReusesOffsets(t *testing.T) {
 	if rep.Groups != 1 || len(plan.Groups) != 1 {
 		t.Fatalf("groups not carried: %+v", plan.Groups)
 	}
-	plan.LastApplied += RestoreIndexGap
-	if err := ValidateImage(plan); err != nil {
-		t.Fatalf("plan is not a valid image: %v", err)
-	}
+	assertSeedable(t, plan)
 }
 
 func TestPlanRestoreReconcilesObjectsNewerThanTheCheckpoint(t *testing.T) {
@@ -140,10 +147,7 @@ func TestPlanRestoreReconcilesObjectsNewerThanTheCheckpoint(t *testing.T) {
 	if plan.LastApplied < 700 {
 		t.Fatalf("last applied %d is below a restored topic id", plan.LastApplied)
 	}
-	plan.LastApplied += RestoreIndexGap
-	if err := ValidateImage(plan); err != nil {
-		t.Fatalf("plan is not a valid image: %v", err)
-	}
+	assertSeedable(t, plan)
 
 	// The plan does not depend on the listing order.
 	rev := append([]footer(nil), footers...)
@@ -175,10 +179,7 @@ func TestPlanRestoreMissingObjects(t *testing.T) {
 	if rep.SegmentsMissing != 2 {
 		t.Fatalf("missing = %d", rep.SegmentsMissing)
 	}
-	plan.LastApplied += RestoreIndexGap
-	if err := ValidateImage(plan); err != nil {
-		t.Fatalf("plan is not a valid image: %v", err)
-	}
+	assertSeedable(t, plan)
 }
 
 func TestPlanRestoreResumesAfterGroupAndProducerEvidence(t *testing.T) {
@@ -211,10 +212,7 @@ func TestPlanRestoreFromBucketAlone(t *testing.T) {
 	if rep.SegmentsFromS3 != 3 {
 		t.Fatalf("report = %+v", rep)
 	}
-	plan.LastApplied += RestoreIndexGap
-	if err := ValidateImage(plan); err != nil {
-		t.Fatal(err)
-	}
+	assertSeedable(t, plan)
 }
 
 func TestPlanRestoreSkipsTheOffsetGap(t *testing.T) {
@@ -228,10 +226,7 @@ func TestPlanRestoreSkipsTheOffsetGap(t *testing.T) {
 	if r.LostOffsets != 30 || r.SkippedOffset != 1000 || r.RecoveredTo != 100 {
 		t.Fatalf("report %+v", r)
 	}
-	plan.LastApplied += RestoreIndexGap
-	if err := ValidateImage(plan); err != nil {
-		t.Fatal(err)
-	}
+	assertSeedable(t, plan)
 }
 
 // Regression (issue: DR restore resurrects deleted topics): topic 300 was
@@ -270,10 +265,7 @@ func TestPlanRestoreNeverResurrectsDeletedTopics(t *testing.T) {
 	if p1 := plan.Partitions[1]; len(p1.Segments) == 0 || p1.Segments[0].ObjectKey != "segments/mixed.seg" {
 		t.Fatalf("orders/1 did not keep the live block of the mixed object: %+v", p1.Segments)
 	}
-	plan.LastApplied += RestoreIndexGap
-	if err := ValidateImage(plan); err != nil {
-		t.Fatal(err)
-	}
+	assertSeedable(t, plan)
 }
 
 // An object an earlier restore could not read is judged by that restore's
@@ -308,10 +300,7 @@ func TestPlanRestoreRecordsUnreadableObjects(t *testing.T) {
 	if !reflect.DeepEqual(plan.Unreadable, want) {
 		t.Fatalf("unreadable = %+v, want %+v", plan.Unreadable, want)
 	}
-	plan.LastApplied += RestoreIndexGap
-	if err := ValidateImage(plan); err != nil {
-		t.Fatal(err)
-	}
+	assertSeedable(t, plan)
 }
 
 // The offset gap is the bound the old cluster enforced when it is larger

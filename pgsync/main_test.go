@@ -292,6 +292,16 @@ func assertImage(t testing.TB, got, want *fsm.Image) {
 	t.Fatalf("images differ")
 }
 
+// assertLatest checks that the latest checkpoint in db is want.
+func assertLatest(t testing.TB, db *DB, want *fsm.Image) {
+	t.Helper()
+	got, _, err := db.LoadLatest(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertImage(t, got, want)
+}
+
 // ---- checkpointer fakes ----
 
 // fakeSource is a Source whose leadership and image the test sets.
