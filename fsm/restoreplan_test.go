@@ -66,6 +66,20 @@ func assertSeedable(t *testing.T, plan *Image) {
 	}
 }
 
+// seeded is an FSM restored from plan, as a seeded agent starts.
+func seeded(t *testing.T, plan *Image) *FSM {
+	t.Helper()
+	var snap bytes.Buffer
+	if err := WriteImageSnapshot(&snap, plan); err != nil {
+		t.Fatal(err)
+	}
+	f := New(nil)
+	if err := f.Restore(io.NopCloser(&snap)); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 func byPartition(rep RestoreReport) map[string]RestoredPartition {
 	out := map[string]RestoredPartition{}
 	for _, p := range rep.PerPartition {
@@ -331,14 +345,7 @@ func TestPlanRestoreProducerIDsNeverCollide(t *testing.T) {
 	existing := map[string]bool{"segments/a.seg": true, "segments/b.seg": true}
 	plan, _ := PlanRestore(RestoreInput{Image: img, Existing: existing, SeedNode: "n", Generation: 1})
 	plan.LastApplied += RestoreIndexGap
-	var snap bytes.Buffer
-	if err := WriteImageSnapshot(&snap, plan); err != nil {
-		t.Fatal(err)
-	}
-	f := New(nil)
-	if err := f.Restore(io.NopCloser(&snap)); err != nil {
-		t.Fatal(err)
-	}
+	f := seeded(t, plan)
 	oldID := img.LastApplied + RestoreIndexGap + 1
 	for i := uint64(1); i <= 3; i++ {
 		res := f.Apply(&raft.Log{Index: plan.LastApplied + i, Type: raft.LogCommand, Data: Encode(&InitProducer{Timestamp: 1})}).(*Result)
@@ -361,14 +368,7 @@ func TestPlanRestoreCarriesTheClusterClock(t *testing.T) {
 	if plan.Clock != img.Clock {
 		t.Fatalf("planned clock %d, checkpoint %d", plan.Clock, img.Clock)
 	}
-	var snap bytes.Buffer
-	if err := WriteImageSnapshot(&snap, plan); err != nil {
-		t.Fatal(err)
-	}
-	f := New(nil)
-	if err := f.Restore(io.NopCloser(&snap)); err != nil {
-		t.Fatal(err)
-	}
+	f := seeded(t, plan)
 	if f.Clock() != img.Clock {
 		t.Fatalf("restored clock %d", f.Clock())
 	}

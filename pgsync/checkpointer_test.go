@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/streamhouse/streamhouse/fsm"
+	"github.com/streamhouse/streamhouse/jepsen/testkit"
 	"github.com/streamhouse/streamhouse/pgsync/pgtest"
 )
 
@@ -82,7 +83,7 @@ func stuckCheckpointer(t *testing.T, timeout time.Duration) (h *harness, db *DB,
 
 func (h *harness) metric(t testing.TB, name string) float64 {
 	t.Helper()
-	return metric(t, h.reg, name)
+	return testkit.Metric(t, h.reg, name)
 }
 
 func waitIndex(t testing.TB, db *DB, index uint64) Info {
@@ -420,7 +421,7 @@ func TestNewCheckpointerConfig(t *testing.T) {
 	}
 	c1.m.failures.Inc()
 	c2.m.failures.Inc()
-	if got := metric(t, reg, "streamhouse_checkpoint_failures_total"); got != 2 {
+	if got := testkit.Metric(t, reg, "streamhouse_checkpoint_failures_total"); got != 2 {
 		t.Fatalf("shared failures counter = %v, want 2", got)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/streamhouse/streamhouse/jepsen/testkit"
 	"github.com/streamhouse/streamhouse/pgsync/pgtest"
 )
 
@@ -36,7 +37,7 @@ func TestCheckpointServiceWaitsForPostgresAndTheClusterID(t *testing.T) {
 	}
 	svc.Start(context.Background())
 	t.Cleanup(svc.Close)
-	if v := metric(t, reg, "streamhouse_checkpoint_db_connected"); v != 0 {
+	if v := testkit.Metric(t, reg, "streamhouse_checkpoint_db_connected"); v != 0 {
 		t.Fatalf("connected = %v while Postgres is down", v)
 	}
 
@@ -44,7 +45,7 @@ func TestCheckpointServiceWaitsForPostgresAndTheClusterID(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "the service to connect", func() bool {
-		return metric(t, reg, "streamhouse_checkpoint_db_connected") == 1
+		return testkit.Metric(t, reg, "streamhouse_checkpoint_db_connected") == 1
 	})
 	db := openURL(t, url)
 	if info, err := db.LatestInfo(ctxT(t)); !errors.Is(err, ErrNoCheckpoint) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/streamhouse/streamhouse/jepsen/testkit"
 	"github.com/streamhouse/streamhouse/s3seg"
 )
 
@@ -26,7 +27,7 @@ func TestOpenStoreLocal(t *testing.T) {
 		if err := store.Put(bg, "segments/a.seg", []byte("x")); err != nil {
 			t.Fatal(err)
 		}
-		if n := metric(t, reg, "streamhouse_s3_requests_total", "backend", "local", "operation", "put", "result", "ok"); n != 1 {
+		if n := testkit.Metric(t, reg, "streamhouse_s3_requests_total", "backend", "local", "operation", "put", "result", "ok"); n != 1 {
 			t.Fatalf("put requests = %v", n)
 		}
 		if warned := strings.Contains(logs.String(), "private directory"); warned != private {

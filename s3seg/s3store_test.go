@@ -511,10 +511,10 @@ streamhouse_s3_bytes_total{backend="s3",direction="upload",operation="put"} %d
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(exp), "streamhouse_s3_bytes_total"); err != nil {
 		t.Fatal(err)
 	}
-	if got := metric(t, reg, "streamhouse_s3_requests_total", "operation", "get_range", "result", "ok"); got != 2 {
+	if got := testkit.Metric(t, reg, "streamhouse_s3_requests_total", "operation", "get_range", "result", "ok"); got != 2 {
 		t.Fatalf("get_range requests = %v, want 2 (footer tail, block)", got)
 	}
-	if got := metric(t, reg, "streamhouse_segment_cache_hits_total"); got != 2 {
+	if got := testkit.Metric(t, reg, "streamhouse_segment_cache_hits_total"); got != 2 {
 		t.Fatalf("cache hits = %v, want 2", got)
 	}
 }
