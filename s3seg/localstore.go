@@ -239,23 +239,31 @@ func (s *LocalStore) mapErr(key string, err error) error {
 
 // Get implements ObjectStore.
 func (s *LocalStore) Get(ctx context.Context, key string) ([]byte, error) {
-	if err := begin(ctx, key); err != nil {
-		return nil, err
-	}
-	f, fi, err := s.open(key)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	buf := make([]byte, fi.Size())
-	if _, err := io.ReadFull(f, buf); err != nil {
-		return nil, fmt.Errorf("s3seg: local get %q: %w", key, err)
-	}
-	return buf, nil
+	return s.read(ctx, key, func(f *os.File, size int64) ([]byte, error) {
+		buf := make([]byte, size)
+		if _, err := io.ReadFull(f, buf); err != nil {
+			return nil, fmt.Errorf("s3seg: local get %q: %w", key, err)
+		}
+		return buf, nil
+	})
 }
 
 // GetRange implements ObjectStore.
 func (s *LocalStore) GetRange(ctx context.Context, key string, off, n int64) ([]byte, error) {
+	return s.read(ctx, key, func(f *os.File, size int64) ([]byte, error) {
+		if err := checkRange(off, n, size); err != nil {
+			return nil, fmt.Errorf("%w (key %q)", err, key)
+		}
+		buf := make([]byte, n)
+		if _, err := f.ReadAt(buf, off); err != nil {
+			return nil, fmt.Errorf("s3seg: local get range %q: %w", key, err)
+		}
+		return buf, nil
+	})
+}
+
+// read opens the object of key and reads it with fn (given its size).
+func (s *LocalStore) read(ctx context.Context, key string, fn func(f *os.File, size int64) ([]byte, error)) ([]byte, error) {
 	if err := begin(ctx, key); err != nil {
 		return nil, err
 	}
@@ -264,14 +272,7 @@ func (s *LocalStore) GetRange(ctx context.Context, key string, off, n int64) ([]
 		return nil, err
 	}
 	defer f.Close()
-	if err := checkRange(off, n, fi.Size()); err != nil {
-		return nil, fmt.Errorf("%w (key %q)", err, key)
-	}
-	buf := make([]byte, n)
-	if _, err := f.ReadAt(buf, off); err != nil {
-		return nil, fmt.Errorf("s3seg: local get range %q: %w", key, err)
-	}
-	return buf, nil
+	return fn(f, fi.Size())
 }
 
 // checkRange validates [off, off+n) against an object of size bytes.
