@@ -185,97 +185,121 @@ var segmentColumns = []string{"topic_id", "partition", "base_offset", "last_offs
 // segment list was rewritten), the partition is rewritten in full.
 // Partitions with rows but absent from the image are deleted.
 func (db *DB) writeSegments(ctx context.Context, tx pgx.Tx, img *fsm.Image) (int, error) {
-	topicIDs := make([]int64, len(img.Partitions))
-	parts := make([]int32, len(img.Partitions))
-	inImage := make(map[fsm.PartitionKey]bool, len(img.Partitions))
-	for i, p := range img.Partitions {
-		topicIDs[i], parts[i] = int64(p.TopicID), p.Index
-		inImage[fsm.PartitionKey{TopicID: p.TopicID, Partition: p.Index}] = true
+	plan := segmentPlan{img: img, insertFrom: make([]int, len(img.Partitions))}
+	if err := db.planTails(ctx, tx, &plan); err != nil {
+		return 0, err
 	}
+	if plan.rewritten > 0 {
+		db.log.Warn("stored segment index differs from the state; rewriting those partitions in full", "partitions", plan.rewritten)
+	}
+	if err := db.planAbsentPartitions(ctx, tx, &plan); err != nil {
+		return 0, err
+	}
+	if plan.deletes.Len() > 0 {
+		if err := tx.SendBatch(ctx, &plan.deletes).Close(); err != nil {
+			return 0, db.errorf("deleting trimmed segment rows", err)
+		}
+	}
+	// Insert the new segments in one COPY.
+	n, err := tx.CopyFrom(ctx, pgx.Identifier{"streamhouse_segments"}, segmentColumns,
+		&segmentSource{parts: img.Partitions, from: plan.insertFrom, pi: -1})
+	if err != nil {
+		return 0, db.errorf("inserting segment rows", err)
+	}
+	return int(n), nil
+}
 
-	insertFrom := make([]int, len(img.Partitions)) // index into Segments of the first segment to insert
-	var deletes pgx.Batch
-	rewritten := 0
+// segmentPlan is what writeSegments does to the stored segment index.
+type segmentPlan struct {
+	img        *fsm.Image
+	insertFrom []int     // per image partition: index into Segments of the first segment to insert
+	deletes    pgx.Batch // row deletions
+	rewritten  int       // partitions rewritten in full
+}
+
+// planTails compares, per image partition, the stored head and tail rows
+// with the image's segments (segmentEndsSQL) and plans the inserts and
+// deletes.
+func (db *DB) planTails(ctx context.Context, tx pgx.Tx, plan *segmentPlan) error {
+	topicIDs := make([]int64, len(plan.img.Partitions))
+	parts := make([]int32, len(plan.img.Partitions))
+	for i, p := range plan.img.Partitions {
+		topicIDs[i], parts[i] = int64(p.TopicID), p.Index
+	}
 	rows, err := tx.Query(ctx, segmentEndsSQL, topicIDs, parts)
 	if err != nil {
-		return 0, db.errorf("reading the stored segment ends", err)
+		return db.errorf("reading the stored segment ends", err)
 	}
-	for rows.Next() {
-		var (
-			i    int64
-			head *int64
-			t    segmentRow
-		)
-		if err := rows.Scan(&i, &head, &t.BaseOffset, &t.LastOffset, &t.ObjectKey, &t.ByteOffset, &t.ByteLength,
-			&t.RecordCount, &t.MinTimestamp, &t.MaxTimestamp, &t.Compression, &t.CRC, &t.UncompressedSize, &t.CommittedAt); err != nil {
-			rows.Close()
-			return 0, db.errorf("reading the stored segment ends", err)
-		}
-		p := &img.Partitions[i-1]
-		if t.BaseOffset == nil {
-			continue // nothing stored: insert everything
-		}
-		segs := p.Segments
-		first := int64(math.MaxInt64)
-		if len(segs) > 0 {
-			first = segs[0].BaseOffset
-		}
-		tailBase := *t.BaseOffset
-		if tailBase < first {
-			// Everything stored is below the image (retention passed it
-			// all, or the partition has no segments now).
-			deletes.Queue("DELETE FROM streamhouse_segments WHERE topic_id = $1 AND partition = $2", topicIDs[i-1], parts[i-1])
-			continue
-		}
-		j := sort.Search(len(segs), func(j int) bool { return segs[j].BaseOffset >= tailBase })
-		if j < len(segs) && t.equal(&segs[j]) {
-			insertFrom[i-1] = j + 1
-			if *head < first {
-				deletes.Queue("DELETE FROM streamhouse_segments WHERE topic_id = $1 AND partition = $2 AND base_offset < $3",
-					topicIDs[i-1], parts[i-1], first)
-			}
-			continue
-		}
-		rewritten++
-		deletes.Queue("DELETE FROM streamhouse_segments WHERE topic_id = $1 AND partition = $2", topicIDs[i-1], parts[i-1])
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, db.errorf("reading the stored segment ends", err)
-	}
-	if rewritten > 0 {
-		db.log.Warn("stored segment index differs from the state; rewriting those partitions in full", "partitions", rewritten)
-	}
-
-	rows, err = tx.Query(ctx, storedPartitionsSQL)
+	var (
+		i    int64
+		head *int64
+		t    segmentRow
+	)
+	_, err = pgx.ForEachRow(rows, []any{&i, &head, &t.BaseOffset, &t.LastOffset, &t.ObjectKey, &t.ByteOffset, &t.ByteLength,
+		&t.RecordCount, &t.MinTimestamp, &t.MaxTimestamp, &t.Compression, &t.CRC, &t.UncompressedSize, &t.CommittedAt},
+		func() error { plan.partition(int(i-1), head, &t); return nil })
 	if err != nil {
-		return 0, db.errorf("listing the stored partitions", err)
+		return db.errorf("reading the stored segment ends", err)
+	}
+	return nil
+}
+
+// partition plans image partition i, whose stored rows start at head and
+// end with tail (nil columns: nothing stored).
+func (plan *segmentPlan) partition(i int, head *int64, tail *segmentRow) {
+	if tail.BaseOffset == nil {
+		return // nothing stored: insert everything
+	}
+	p := &plan.img.Partitions[i]
+	topicID, part := int64(p.TopicID), p.Index
+	segs := p.Segments
+	first := int64(math.MaxInt64)
+	if len(segs) > 0 {
+		first = segs[0].BaseOffset
+	}
+	tailBase := *tail.BaseOffset
+	if tailBase < first {
+		// Everything stored is below the image (retention passed it all,
+		// or the partition has no segments now).
+		plan.deletes.Queue("DELETE FROM streamhouse_segments WHERE topic_id = $1 AND partition = $2", topicID, part)
+		return
+	}
+	j := sort.Search(len(segs), func(j int) bool { return segs[j].BaseOffset >= tailBase })
+	if j < len(segs) && tail.equal(&segs[j]) {
+		plan.insertFrom[i] = j + 1
+		if *head < first {
+			plan.deletes.Queue("DELETE FROM streamhouse_segments WHERE topic_id = $1 AND partition = $2 AND base_offset < $3",
+				topicID, part, first)
+		}
+		return
+	}
+	plan.rewritten++
+	plan.deletes.Queue("DELETE FROM streamhouse_segments WHERE topic_id = $1 AND partition = $2", topicID, part)
+}
+
+// planAbsentPartitions deletes the rows of stored partitions the image does
+// not have (deleted topics).
+func (db *DB) planAbsentPartitions(ctx context.Context, tx pgx.Tx, plan *segmentPlan) error {
+	inImage := make(map[fsm.PartitionKey]bool, len(plan.img.Partitions))
+	for _, p := range plan.img.Partitions {
+		inImage[fsm.PartitionKey{TopicID: p.TopicID, Partition: p.Index}] = true
+	}
+	rows, err := tx.Query(ctx, storedPartitionsSQL)
+	if err != nil {
+		return db.errorf("listing the stored partitions", err)
 	}
 	var topicID int64
 	var part int32
 	_, err = pgx.ForEachRow(rows, []any{&topicID, &part}, func() error {
 		if !inImage[fsm.PartitionKey{TopicID: uint64(topicID), Partition: part}] {
-			deletes.Queue("DELETE FROM streamhouse_segments WHERE topic_id = $1 AND partition = $2", topicID, part)
+			plan.deletes.Queue("DELETE FROM streamhouse_segments WHERE topic_id = $1 AND partition = $2", topicID, part)
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, db.errorf("listing the stored partitions", err)
+		return db.errorf("listing the stored partitions", err)
 	}
-
-	if deletes.Len() > 0 {
-		if err := tx.SendBatch(ctx, &deletes).Close(); err != nil {
-			return 0, db.errorf("deleting trimmed segment rows", err)
-		}
-	}
-
-	// Insert the new segments in one COPY.
-	n, err := tx.CopyFrom(ctx, pgx.Identifier{"streamhouse_segments"}, segmentColumns,
-		&segmentSource{parts: img.Partitions, from: insertFrom, pi: -1})
-	if err != nil {
-		return 0, db.errorf("inserting segment rows", err)
-	}
-	return int(n), nil
+	return nil
 }
 
 // segmentRow is a stored segment row as scanned (nullable: LEFT JOIN).
@@ -431,7 +455,20 @@ func checkImage(img *fsm.Image) error {
 	if img == nil {
 		return errors.New("nil image")
 	}
-	const maxInt = math.MaxInt64
+	for _, check := range []func(*fsm.Image) error{
+		checkLineage, checkTopics, checkPartitions, checkGroups, checkProducers, checkPendingDeletes,
+	} {
+		if err := check(img); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+const maxInt = math.MaxInt64
+
+// checkLineage checks the image's index, term, clock and DR lineage.
+func checkLineage(img *fsm.Image) error {
 	if img.LastApplied > maxInt || img.RaftTerm > maxInt {
 		return fmt.Errorf("the Raft index %d or term %d is out of range", img.LastApplied, img.RaftTerm)
 	}
@@ -446,6 +483,10 @@ func checkImage(img *fsm.Image) error {
 			return fmt.Errorf("unreadable object %q: key not valid UTF-8 text or index %d out of range", u.Key, u.RestoredFrom)
 		}
 	}
+	return nil
+}
+
+func checkTopics(img *fsm.Image) error {
 	names := make(map[string]bool, len(img.Topics))
 	ids := make(map[uint64]bool, len(img.Topics))
 	for _, t := range img.Topics {
@@ -461,6 +502,10 @@ func checkImage(img *fsm.Image) error {
 		}
 		names[t.Name], ids[t.ID] = true, true
 	}
+	return nil
+}
+
+func checkPartitions(img *fsm.Image) error {
 	parts := make(map[fsm.PartitionKey]bool, len(img.Partitions))
 	for i := range img.Partitions {
 		p := &img.Partitions[i]
@@ -474,17 +519,28 @@ func checkImage(img *fsm.Image) error {
 			return fmt.Errorf("partition %d/%d: leader %q is not valid UTF-8 text", p.TopicID, p.Index, p.Leader)
 		}
 		parts[k] = true
-		for j := range p.Segments {
-			r := &p.Segments[j]
-			if j > 0 && r.BaseOffset <= p.Segments[j-1].BaseOffset {
-				return fmt.Errorf("partition %d/%d: segment base offsets not ascending (%d after %d)",
-					p.TopicID, p.Index, r.BaseOffset, p.Segments[j-1].BaseOffset)
-			}
-			if !validText(r.ObjectKey) {
-				return fmt.Errorf("partition %d/%d: segment %d: object key %q is not valid UTF-8 text", p.TopicID, p.Index, r.BaseOffset, r.ObjectKey)
-			}
+		if err := checkSegments(p); err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+func checkSegments(p *fsm.Partition) error {
+	for j := range p.Segments {
+		r := &p.Segments[j]
+		if j > 0 && r.BaseOffset <= p.Segments[j-1].BaseOffset {
+			return fmt.Errorf("partition %d/%d: segment base offsets not ascending (%d after %d)",
+				p.TopicID, p.Index, r.BaseOffset, p.Segments[j-1].BaseOffset)
+		}
+		if !validText(r.ObjectKey) {
+			return fmt.Errorf("partition %d/%d: segment %d: object key %q is not valid UTF-8 text", p.TopicID, p.Index, r.BaseOffset, r.ObjectKey)
+		}
+	}
+	return nil
+}
+
+func checkGroups(img *fsm.Image) error {
 	type groupKey struct {
 		group string
 		k     fsm.PartitionKey
@@ -502,6 +558,10 @@ func checkImage(img *fsm.Image) error {
 		}
 		groups[k] = true
 	}
+	return nil
+}
+
+func checkProducers(img *fsm.Image) error {
 	producers := make(map[uint64]bool, len(img.Producers))
 	for _, p := range img.Producers {
 		if p.ID > maxInt || producers[p.ID] {
@@ -517,6 +577,10 @@ func checkImage(img *fsm.Image) error {
 			}
 		}
 	}
+	return nil
+}
+
+func checkPendingDeletes(img *fsm.Image) error {
 	deletes := make(map[string]bool, len(img.PendingDeletes))
 	for _, k := range img.PendingDeletes {
 		if deletes[k] || !validText(k) {

@@ -134,11 +134,7 @@ func TestEmptyImageRoundTrip(t *testing.T) {
 	if _, err := db.WriteCheckpoint(ctx, empty2, cluster, node); err != nil {
 		t.Fatal(err)
 	}
-	got, _, err = db.LoadLatest(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	assertImage(t, got, empty2)
+	assertLatest(t, db, empty2)
 	for _, table := range []string{"topics", "partitions", "segments", "consumer_group_offsets", "producers", "producer_sequences", "pending_deletes"} {
 		if n := queryInt(t, db, "SELECT count(*) FROM streamhouse_"+table); n != 0 {
 			t.Errorf("streamhouse_%s has %d rows after an empty checkpoint", table, n)
@@ -231,11 +227,7 @@ func TestConcurrentWritersNeverRegress(t *testing.T) {
 	want := withIndex(base, maxIdx)
 	w := slices.Index(indexes, int(maxIdx-100)) / each
 	appendSegments(&want.Partitions[1], int(maxIdx-100)%4, "seg/w"+strconv.Itoa(w))
-	got, _, err := db.LoadLatest(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	assertImage(t, got, want)
+	assertLatest(t, db, want)
 }
 
 func TestHistoryKeepsNewest(t *testing.T) {
@@ -277,11 +269,7 @@ func TestIncrementalSegments(t *testing.T) {
 		if info.SegmentsWritten != wantWritten {
 			t.Fatalf("checkpoint %d wrote %d segment rows, want %d", img.LastApplied, info.SegmentsWritten, wantWritten)
 		}
-		got, _, err := db.LoadLatest(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		assertImage(t, got, img)
+		assertLatest(t, db, img)
 	}
 
 	img1 := fixture(t)
@@ -308,11 +296,7 @@ func TestIncrementalSegments(t *testing.T) {
 	}
 	execSQL(t, db, "UPDATE streamhouse_segments SET committed_at_ms = $1 WHERE topic_id = 3 AND partition = 0 AND base_offset = 0",
 		img1.Partitions[0].Segments[0].CommittedAt)
-	got, _, err := db.LoadLatest(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	assertImage(t, got, img2)
+	assertLatest(t, db, img2)
 
 	// Retention: the low watermark passes two segments; their rows go.
 	img3 := withIndex(img2, 130)
@@ -545,9 +529,5 @@ func TestRoundTripLinguisticCollation(t *testing.T) {
 	if _, err := db.WriteCheckpoint(ctx, img, cluster, node); err != nil {
 		t.Fatal(err)
 	}
-	got, _, err := db.LoadLatest(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	assertImage(t, got, img)
+	assertLatest(t, db, img)
 }

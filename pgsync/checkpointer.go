@@ -232,12 +232,27 @@ func (c *Checkpointer) attempt(ctx context.Context) (info Info, oc outcome, err 
 	}()
 
 	captured := c.cfg.Clock()
+	img, last, oc, err := c.capture(captured)
+	if err != nil {
+		return Info{}, oc, err
+	}
+	if last.RaftIndex != 0 && img.LastApplied == last.RaftIndex {
+		c.succeeded(captured, nil)
+		return last, unchanged, nil
+	}
+	return c.write(ctx, img, captured)
+}
+
+// capture asks the Source for the image (captured: the time just before)
+// and notes whether this agent leads. It also returns the last checkpoint
+// this agent wrote; an error comes with notLeader or failed.
+func (c *Checkpointer) capture(captured time.Time) (*fsm.Image, Info, outcome, error) {
 	img, ok := c.cfg.Source.CheckpointImage()
 	c.mu.Lock()
 	if !ok {
 		c.leader, c.base = false, time.Time{}
 		c.mu.Unlock()
-		return Info{}, notLeader, fmt.Errorf("pgsync: %w", ErrNotLeader)
+		return nil, Info{}, notLeader, fmt.Errorf("pgsync: %w", ErrNotLeader)
 	}
 	if !c.leader {
 		// Until a checkpoint succeeds, the newest state known to be in
@@ -249,16 +264,16 @@ func (c *Checkpointer) attempt(ctx context.Context) (info Info, oc outcome, err 
 	c.mu.Unlock()
 	if img == nil {
 		c.m.failures.Inc()
-		return Info{}, failed, errors.New("pgsync: the checkpoint source returned no image")
+		return nil, Info{}, failed, errors.New("pgsync: the checkpoint source returned no image")
 	}
-	if last.RaftIndex != 0 && img.LastApplied == last.RaftIndex {
-		c.succeeded(captured, nil)
-		return last, unchanged, nil
-	}
+	return img, last, written, nil
+}
 
+// write writes img under the attempt timeout and classifies the result.
+func (c *Checkpointer) write(ctx context.Context, img *fsm.Image, captured time.Time) (Info, outcome, error) {
 	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	began := time.Now()
-	info, err = c.cfg.DB.WriteCheckpoint(actx, img, c.cfg.ClusterID, c.cfg.NodeID)
+	info, err := c.cfg.DB.WriteCheckpoint(actx, img, c.cfg.ClusterID, c.cfg.NodeID)
 	cancel()
 	c.m.duration.Observe(time.Since(began).Seconds())
 	switch {
@@ -276,24 +291,29 @@ func (c *Checkpointer) attempt(ctx context.Context) (info Info, oc outcome, err 
 		return Info{}, stale, err
 	case ctx.Err() != nil:
 		return Info{}, canceled, err
-	default:
-		c.m.failures.Inc()
-		c.mu.Lock()
-		c.failing++
-		n := c.failing
-		warn := n == 1 || time.Since(c.lastWarn) >= warnEvery
-		if warn {
-			c.lastWarn = time.Now()
-		}
-		c.mu.Unlock()
-		level := slog.LevelDebug
-		if warn {
-			level = slog.LevelWarn
-		}
-		c.log.Log(ctx, level, "checkpoint to PostgreSQL failed; retrying with backoff", "raft_index", img.LastApplied,
-			"consecutive_failures", n, "err", err)
-		return Info{}, failed, err
 	}
+	c.failed(ctx, img, err)
+	return Info{}, failed, err
+}
+
+// failed counts a failed attempt and logs it: at WARN the first time and
+// at most once every warnEvery after, at DEBUG otherwise.
+func (c *Checkpointer) failed(ctx context.Context, img *fsm.Image, err error) {
+	c.m.failures.Inc()
+	c.mu.Lock()
+	c.failing++
+	n := c.failing
+	warn := n == 1 || time.Since(c.lastWarn) >= warnEvery
+	if warn {
+		c.lastWarn = time.Now()
+	}
+	c.mu.Unlock()
+	level := slog.LevelDebug
+	if warn {
+		level = slog.LevelWarn
+	}
+	c.log.Log(ctx, level, "checkpoint to PostgreSQL failed; retrying with backoff", "raft_index", img.LastApplied,
+		"consecutive_failures", n, "err", err)
 }
 
 // succeeded records that the database holds the state captured at

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/streamhouse/streamhouse/fsm"
+	"github.com/streamhouse/streamhouse/jepsen/testkit"
 	"github.com/streamhouse/streamhouse/pgsync/pgtest"
 )
 
@@ -55,9 +56,34 @@ func startCheckpointer(t *testing.T, db *DB, nodeID string, tweak func(*Checkpoi
 	return h
 }
 
+// stuckCheckpointer runs a Checkpointer with the given attempt timeout
+// until it has written the fixture (index 100), then holds the guard row
+// locked, so writes hang, and offers the state at index 150. release (also
+// run at cleanup) ends the lock.
+func stuckCheckpointer(t *testing.T, timeout time.Duration) (h *harness, db *DB, release func()) {
+	t.Helper()
+	db = openDB(t)
+	h = startCheckpointer(t, db, node, func(c *CheckpointerConfig) { c.Timeout = timeout })
+	img := fixture(t)
+	h.src.set(img, true)
+	waitIndex(t, db, 100)
+	ctx := ctxT(t)
+	blocker, err := db.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release = func() { rollback(blocker) }
+	t.Cleanup(release)
+	if _, err := blocker.Exec(ctx, "SELECT 1 FROM streamhouse_checkpoint_guard FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	h.src.set(withIndex(img, 150), true)
+	return h, db, release
+}
+
 func (h *harness) metric(t testing.TB, name string) float64 {
 	t.Helper()
-	return metric(t, h.reg, name)
+	return testkit.Metric(t, h.reg, name)
 }
 
 func waitIndex(t testing.TB, db *DB, index uint64) Info {
@@ -139,11 +165,7 @@ func TestCheckpointerLeader(t *testing.T) {
 	if got := h.metric(t, "streamhouse_checkpoint_failures_total"); got != 0 {
 		t.Fatalf("failures = %v", got)
 	}
-	got, _, err := db.LoadLatest(ctxT(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	assertImage(t, got, img2)
+	assertLatest(t, db, img2)
 
 	// Run stops promptly and resets the lag.
 	h.stop()
@@ -196,11 +218,7 @@ func TestCheckpointerOutage(t *testing.T) {
 	if got := h.metric(t, "streamhouse_checkpoints_total"); got != 2 {
 		t.Fatalf("checkpoints_total = %v, want 2", got)
 	}
-	got, _, err := db.LoadLatest(ctxT(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	assertImage(t, got, img2)
+	assertLatest(t, db, img2)
 }
 
 // TestCheckpointerSlowDatabase holds the guard row locked so that writes
@@ -208,22 +226,8 @@ func TestCheckpointerOutage(t *testing.T) {
 // while an attempt is stuck, and writes resume when the lock goes.
 func TestCheckpointerSlowDatabase(t *testing.T) {
 	t.Parallel()
-	db := openDB(t)
-	h := startCheckpointer(t, db, node, func(c *CheckpointerConfig) { c.Timeout = 300 * time.Millisecond })
-	img := fixture(t)
-	h.src.set(img, true)
-	waitIndex(t, db, 100)
-
+	h, db, release := stuckCheckpointer(t, 300*time.Millisecond)
 	ctx := ctxT(t)
-	blocker, err := db.pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rollback(blocker)
-	if _, err := blocker.Exec(ctx, "SELECT 1 FROM streamhouse_checkpoint_guard FOR UPDATE"); err != nil {
-		t.Fatal(err)
-	}
-	h.src.set(withIndex(img, 150), true)
 	h.clock.Advance(42 * time.Second)
 	waitFor(t, 20*time.Second, "timeouts and a 42s lag", func() bool {
 		return h.metric(t, "streamhouse_checkpoint_failures_total") >= 2 && h.metric(t, "streamhouse_checkpoint_lag_seconds") == 42
@@ -231,9 +235,7 @@ func TestCheckpointerSlowDatabase(t *testing.T) {
 	if info, err := db.LatestInfo(ctx); err != nil || info.RaftIndex != 100 {
 		t.Fatalf("LatestInfo = %+v, %v", info, err)
 	}
-	if err := blocker.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	waitIndex(t, db, 150)
 	waitFor(t, 10*time.Second, "lag 0", func() bool { return h.metric(t, "streamhouse_checkpoint_lag_seconds") == 0 })
 }
@@ -242,22 +244,7 @@ func TestCheckpointerSlowDatabase(t *testing.T) {
 // attempt stays stuck, and the lag is still updated every Interval.
 func TestCheckpointerLagUpdatedDuringHungAttempt(t *testing.T) {
 	t.Parallel()
-	db := openDB(t)
-	h := startCheckpointer(t, db, node, func(c *CheckpointerConfig) { c.Timeout = time.Minute })
-	img := fixture(t)
-	h.src.set(img, true)
-	waitIndex(t, db, 100)
-
-	ctx := ctxT(t)
-	blocker, err := db.pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rollback(blocker)
-	if _, err := blocker.Exec(ctx, "SELECT 1 FROM streamhouse_checkpoint_guard FOR UPDATE"); err != nil {
-		t.Fatal(err)
-	}
-	h.src.set(withIndex(img, 150), true)
+	h, db, release := stuckCheckpointer(t, time.Minute)
 	calls := h.src.numCalls()
 	waitFor(t, 10*time.Second, "an attempt to start", func() bool { return h.src.numCalls() > calls })
 	for _, lag := range []float64{10, 20, 30} {
@@ -272,9 +259,7 @@ func TestCheckpointerLagUpdatedDuringHungAttempt(t *testing.T) {
 	if got := h.metric(t, "streamhouse_checkpoint_failures_total"); got != 0 {
 		t.Fatalf("failures = %v before the timeout", got)
 	}
-	if err := blocker.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	waitIndex(t, db, 150)
 }
 
@@ -331,11 +316,7 @@ func TestCheckpointerHandover(t *testing.T) {
 	if len(history) != 2 || history[0] != 100 || history[1] != 160 {
 		t.Fatalf("history = %v, want [100 160]", history)
 	}
-	got, _, err := db.LoadLatest(ctxT(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	assertImage(t, got, ahead)
+	assertLatest(t, db, ahead)
 }
 
 func TestCheckpointNow(t *testing.T) {
@@ -440,7 +421,7 @@ func TestNewCheckpointerConfig(t *testing.T) {
 	}
 	c1.m.failures.Inc()
 	c2.m.failures.Inc()
-	if got := metric(t, reg, "streamhouse_checkpoint_failures_total"); got != 2 {
+	if got := testkit.Metric(t, reg, "streamhouse_checkpoint_failures_total"); got != 2 {
 		t.Fatalf("shared failures counter = %v, want 2", got)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"testing/fstest"
 	"time"
+
+	"github.com/streamhouse/streamhouse/jepsen/testkit"
 )
 
 func TestMigrationsIdempotent(t *testing.T) {
@@ -166,44 +168,14 @@ func TestOpenUnreachable(t *testing.T) {
 
 	// A "server" that accepts connections and never answers: only the
 	// context bounds the wait.
-	hung, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu    sync.Mutex
-		conns []net.Conn
-		wg    sync.WaitGroup
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := hung.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		hung.Close()
-		wg.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
+	hung := testkit.StartSilentServer(t)
 
 	for _, c := range []struct {
 		name, addr string
 		timeout    time.Duration
 	}{
 		{"refused", closedAddr, 10 * time.Second},
-		{"hung", hung.Addr().String(), 500 * time.Millisecond},
+		{"hung", hung.Addr(), 500 * time.Millisecond},
 	} {
 		url := "postgres://streamhouse:" + secret + "@" + c.addr + "/meta?sslmode=disable"
 		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)

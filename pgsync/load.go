@@ -78,29 +78,43 @@ func (db *DB) LoadLatest(ctx context.Context) (*fsm.Image, Info, error) {
 	return img, info, nil
 }
 
+// loadTables reads every table of the checkpoint into img, one named step
+// per table. Text keys sort with COLLATE "C" (bytewise), as Go sorts
+// strings.
 func (db *DB) loadTables(ctx context.Context, tx pgx.Tx, img *fsm.Image) error {
-	// Text keys sort with COLLATE "C" (bytewise), as Go sorts strings.
+	for _, load := range []func(context.Context, pgx.Tx, *fsm.Image) error{
+		db.loadTopics, db.loadPartitions, db.loadSegments, db.loadGroups, db.loadProducers, db.loadSequences,
+		db.loadPendingDeletes, db.loadLineage,
+	} {
+		if err := load(ctx, tx, img); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (db *DB) loadTopics(ctx context.Context, tx pgx.Tx, img *fsm.Image) error {
 	var t fsm.Topic
-	if err := db.each(ctx, tx, "topics", `SELECT id, name, partitions, retention_ms, retention_bytes, compression, created_at_ms
+	return db.each(ctx, tx, "topics", `SELECT id, name, partitions, retention_ms, retention_bytes, compression, created_at_ms
 		FROM streamhouse_topics ORDER BY name COLLATE "C"`,
 		[]any{&t.ID, &t.Name, &t.Partitions, &t.Config.RetentionMs, &t.Config.RetentionBytes, &t.Config.Compression, &t.CreatedAt},
-		func() error { img.Topics = append(img.Topics, t); return nil }); err != nil {
-		return err
-	}
+		func() error { img.Topics = append(img.Topics, t); return nil })
+}
 
+func (db *DB) loadPartitions(ctx context.Context, tx pgx.Tx, img *fsm.Image) error {
 	var p fsm.Partition
-	index := map[fsm.PartitionKey]int{}
-	if err := db.each(ctx, tx, "partitions", `SELECT topic_id, partition, leader, leader_epoch, next_offset, flushed_offset, low_watermark
+	return db.each(ctx, tx, "partitions", `SELECT topic_id, partition, leader, leader_epoch, next_offset, flushed_offset, low_watermark
 		FROM streamhouse_partitions ORDER BY topic_id, partition`,
 		[]any{&p.TopicID, &p.Index, &p.Leader, &p.LeaderEpoch, &p.NextOffset, &p.FlushedOffset, &p.LowWatermark},
-		func() error {
-			index[fsm.PartitionKey{TopicID: p.TopicID, Partition: p.Index}] = len(img.Partitions)
-			img.Partitions = append(img.Partitions, p)
-			return nil
-		}); err != nil {
-		return err
-	}
+		func() error { img.Partitions = append(img.Partitions, p); return nil })
+}
 
+// loadSegments adds the segment index to the partitions loaded before.
+func (db *DB) loadSegments(ctx context.Context, tx pgx.Tx, img *fsm.Image) error {
+	index := map[fsm.PartitionKey]int{}
+	for i, p := range img.Partitions {
+		index[fsm.PartitionKey{TopicID: p.TopicID, Partition: p.Index}] = i
+	}
 	var (
 		topicID     uint64
 		part        int32
@@ -109,7 +123,7 @@ func (db *DB) loadTables(ctx context.Context, tx pgx.Tx, img *fsm.Image) error {
 		crc         int64
 		cur         *fsm.Partition
 	)
-	if err := db.each(ctx, tx, "segments", `SELECT topic_id, partition, base_offset, last_offset, object_key, byte_offset, byte_length,
+	return db.each(ctx, tx, "segments", `SELECT topic_id, partition, base_offset, last_offset, object_key, byte_offset, byte_length,
 		record_count, min_timestamp, max_timestamp, compression, crc, uncompressed_size, committed_at_ms
 		FROM streamhouse_segments ORDER BY topic_id, partition, base_offset`,
 		[]any{&topicID, &part, &r.BaseOffset, &r.LastOffset, &r.ObjectKey, &r.ByteOffset, &r.ByteLength,
@@ -125,46 +139,49 @@ func (db *DB) loadTables(ctx context.Context, tx pgx.Tx, img *fsm.Image) error {
 			r.Compression, r.CRC = uint8(compression), uint32(crc)
 			cur.Segments = append(cur.Segments, r)
 			return nil
-		}); err != nil {
-		return err
-	}
+		})
+}
 
+func (db *DB) loadGroups(ctx context.Context, tx pgx.Tx, img *fsm.Image) error {
 	var (
 		g        fsm.GroupOffsetEntry
 		metadata []byte
 	)
-	if err := db.each(ctx, tx, "consumer group offsets", `SELECT group_name, topic_id, partition, committed_offset, metadata, committed_at_ms
+	return db.each(ctx, tx, "consumer group offsets", `SELECT group_name, topic_id, partition, committed_offset, metadata, committed_at_ms
 		FROM streamhouse_consumer_group_offsets ORDER BY group_name COLLATE "C", topic_id, partition`,
 		[]any{&g.Group, &g.TopicID, &g.Partition, &g.Offset, &metadata, &g.CommittedAt},
 		func() error {
 			g.Metadata = string(metadata)
 			img.Groups = append(img.Groups, g)
 			return nil
-		}); err != nil {
-		return err
-	}
+		})
+}
 
+func (db *DB) loadProducers(ctx context.Context, tx pgx.Tx, img *fsm.Image) error {
 	var (
 		pr    fsm.ProducerEntry
 		epoch int64
 	)
-	producers := map[uint64]int{}
-	if err := db.each(ctx, tx, "producers", `SELECT producer_id, epoch, last_seen_ms, owner FROM streamhouse_producers ORDER BY producer_id`,
+	return db.each(ctx, tx, "producers", `SELECT producer_id, epoch, last_seen_ms, owner FROM streamhouse_producers ORDER BY producer_id`,
 		[]any{&pr.ID, &epoch, &pr.LastSeen, &pr.Owner},
 		func() error {
 			pr.Epoch = uint32(epoch)
-			producers[pr.ID] = len(img.Producers)
 			img.Producers = append(img.Producers, pr)
 			return nil
-		}); err != nil {
-		return err
-	}
+		})
+}
 
+// loadSequences adds their recent batches to the producers loaded before.
+func (db *DB) loadSequences(ctx context.Context, tx pgx.Tx, img *fsm.Image) error {
+	producers := map[uint64]int{}
+	for i, pr := range img.Producers {
+		producers[pr.ID] = i
+	}
 	var (
 		producerID uint64
 		q          fsm.ProducerSequence
 	)
-	if err := db.each(ctx, tx, "producer sequences", `SELECT producer_id, topic_id, partition, base_seq, count, base_offset
+	return db.each(ctx, tx, "producer sequences", `SELECT producer_id, topic_id, partition, base_seq, count, base_offset
 		FROM streamhouse_producer_sequences ORDER BY producer_id, position`,
 		[]any{&producerID, &q.TopicID, &q.Partition, &q.BaseSeq, &q.Count, &q.BaseOffset},
 		func() error {
@@ -174,16 +191,13 @@ func (db *DB) loadTables(ctx context.Context, tx pgx.Tx, img *fsm.Image) error {
 			}
 			img.Producers[i].Sequences = append(img.Producers[i].Sequences, q)
 			return nil
-		}); err != nil {
-		return err
-	}
+		})
+}
 
+func (db *DB) loadPendingDeletes(ctx context.Context, tx pgx.Tx, img *fsm.Image) error {
 	var key string
-	if err := db.each(ctx, tx, "pending deletes", `SELECT object_key FROM streamhouse_pending_deletes ORDER BY object_key COLLATE "C"`,
-		[]any{&key}, func() error { img.PendingDeletes = append(img.PendingDeletes, key); return nil }); err != nil {
-		return err
-	}
-	return db.loadLineage(ctx, tx, img)
+	return db.each(ctx, tx, "pending deletes", `SELECT object_key FROM streamhouse_pending_deletes ORDER BY object_key COLLATE "C"`,
+		[]any{&key}, func() error { img.PendingDeletes = append(img.PendingDeletes, key); return nil })
 }
 
 // loadLineage reads the DR-restore lineage (fsm/restore_state.go) and the

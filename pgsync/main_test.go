@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"os"
 	"reflect"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	"github.com/streamhouse/streamhouse/fsm"
@@ -292,6 +290,16 @@ func assertImage(t testing.TB, got, want *fsm.Image) {
 	t.Fatalf("images differ")
 }
 
+// assertLatest checks that the latest checkpoint in db is want.
+func assertLatest(t testing.TB, db *DB, want *fsm.Image) {
+	t.Helper()
+	got, _, err := db.LoadLatest(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertImage(t, got, want)
+}
+
 // ---- checkpointer fakes ----
 
 // fakeSource is a Source whose leadership and image the test sets.
@@ -364,34 +372,4 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
-}
-
-// metric reads a gauge's or counter's value, or a histogram's sample
-// count, from reg.
-func metric(t testing.TB, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		m := mf.GetMetric()[0]
-		switch {
-		case m.GetGauge() != nil:
-			return m.GetGauge().GetValue()
-		case m.GetCounter() != nil:
-			return m.GetCounter().GetValue()
-		case m.GetHistogram() != nil:
-			return float64(m.GetHistogram().GetSampleCount())
-		}
-	}
-	var names []string
-	for _, mf := range mfs {
-		names = append(names, mf.GetName())
-	}
-	t.Fatalf("metric %s not registered (have %s)", name, strings.Join(names, ", "))
-	return 0
 }

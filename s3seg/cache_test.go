@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/streamhouse/streamhouse/jepsen/testkit"
 	"github.com/streamhouse/streamhouse/s3seg"
 )
 
@@ -64,20 +65,20 @@ func TestCacheLRUByBytes(t *testing.T) {
 		t.Fatal("(D,0,100) should have been evicted by (D,1,100)")
 	}
 
-	if h := metric(t, reg, "streamhouse_segment_cache_hits_total"); h != 1 {
+	if h := testkit.Metric(t, reg, "streamhouse_segment_cache_hits_total"); h != 1 {
 		t.Errorf("hits = %v, want 1", h)
 	}
-	if m := metric(t, reg, "streamhouse_segment_cache_misses_total"); m != 6 {
+	if m := testkit.Metric(t, reg, "streamhouse_segment_cache_misses_total"); m != 6 {
 		t.Errorf("misses = %v, want 6", m)
 	}
-	if e := metric(t, reg, "streamhouse_segment_cache_evictions_total"); e != 4 {
+	if e := testkit.Metric(t, reg, "streamhouse_segment_cache_evictions_total"); e != 4 {
 		t.Errorf("evictions = %v, want 4", e)
 	}
-	if b := metric(t, reg, "streamhouse_segment_cache_bytes"); b != 100 {
+	if b := testkit.Metric(t, reg, "streamhouse_segment_cache_bytes"); b != 100 {
 		t.Errorf("bytes gauge = %v, want 100", b)
 	}
 	c.DropObject("D")
-	if c.Len() != 0 || metric(t, reg, "streamhouse_segment_cache_bytes") != 0 {
+	if c.Len() != 0 || testkit.Metric(t, reg, "streamhouse_segment_cache_bytes") != 0 {
 		t.Fatal("DropObject left entries")
 	}
 }
@@ -171,7 +172,7 @@ func TestCacheSingleflight(t *testing.T) {
 			t.Fatalf("caller %d: %q, %v", i, results[i], errs[i])
 		}
 	}
-	if m := metric(t, reg, "streamhouse_segment_cache_misses_total"); m != n {
+	if m := testkit.Metric(t, reg, "streamhouse_segment_cache_misses_total"); m != n {
 		t.Fatalf("misses = %v, want %d", m, n)
 	}
 	if b, err := c.Get(bg, "obj", 10, 7, fetch); err != nil || string(b) != "payload" || calls.Load() != 1 {
@@ -261,7 +262,7 @@ func TestCacheRegistrationTwice(t *testing.T) {
 	if _, err := b.Get(bg, "k", 0, 1, fetchOf([]byte("x"), &calls)); err != nil {
 		t.Fatal(err)
 	}
-	if m := metric(t, reg, "streamhouse_segment_cache_misses_total"); m != 2 {
+	if m := testkit.Metric(t, reg, "streamhouse_segment_cache_misses_total"); m != 2 {
 		t.Fatalf("misses = %v, want 2", m)
 	}
 }

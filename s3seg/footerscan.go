@@ -51,8 +51,11 @@ type ScanOptions struct {
 	InitialBackoff, MaxBackoff time.Duration
 	// Workers reads this many objects in parallel (default 16).
 	Workers int
-	// Done, if set, is called after each object (for a progress bar).
-	Done func()
+	// Start, if set, is called once with the number of objects to read,
+	// before the first is read; Done, if set, after each object (for a
+	// progress bar).
+	Start func(n int)
+	Done  func()
 }
 
 // ScanResult is what ScanFooters found.
@@ -73,6 +76,9 @@ func ScanFooters(ctx context.Context, store ObjectStore, objs []ObjectInfo, opt 
 		out ScanResult
 		wg  sync.WaitGroup
 	)
+	if opt.Start != nil {
+		opt.Start(len(objs))
+	}
 	work := make(chan ObjectInfo)
 	for range opt.Workers {
 		wg.Add(1)
@@ -108,6 +114,44 @@ feed:
 	wg.Wait()
 	sortFailures(out.Unreadable)
 	return out
+}
+
+// BucketScan is what ScanBucket found.
+type BucketScan struct {
+	ScanResult
+	// Existing holds every segment object listed, less those deleted while
+	// the scan ran (Vanished): like never listed.
+	Existing map[string]bool
+}
+
+// ScanBucket is the DR restore's look at the bucket: it checks that store
+// is usable, lists every segment object (SegmentKeyPrefix) and reads the
+// footers of those not in skip (ScanFooters). An error means the scan did
+// not happen or ctx ended.
+func ScanBucket(ctx context.Context, store ObjectStore, skip map[string]bool, opt ScanOptions) (BucketScan, error) {
+	if err := store.Check(ctx); err != nil {
+		return BucketScan{}, fmt.Errorf("object store: %w", err)
+	}
+	objs, err := store.List(ctx, SegmentKeyPrefix)
+	if err != nil {
+		return BucketScan{}, fmt.Errorf("list segment objects: %w", err)
+	}
+	out := BucketScan{Existing: map[string]bool{}}
+	var scan []ObjectInfo
+	for _, o := range objs {
+		out.Existing[o.Key] = true
+		if !skip[o.Key] {
+			scan = append(scan, o)
+		}
+	}
+	out.ScanResult = ScanFooters(ctx, store, scan, opt)
+	if err := ctx.Err(); err != nil {
+		return out, err
+	}
+	for _, k := range out.Vanished {
+		delete(out.Existing, k)
+	}
+	return out, nil
 }
 
 func sortFailures(fs []ReadFailure) {

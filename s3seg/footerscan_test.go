@@ -57,3 +57,36 @@ func TestScanFootersRetriesTransientErrorsOnly(t *testing.T) {
 		t.Fatalf("RetryFor 0 made %d attempts", fs.Calls(s3seg.OpGetRange)-before)
 	}
 }
+
+// TestScanBucket: every listed segment object counts as existing, only the
+// ones not skipped are read, and the progress callbacks see the count.
+func TestScanBucket(t *testing.T) {
+	mem := s3segtest.NewMemStore()
+	for i, key := range []string{"segments/known.seg", "segments/new-1.seg", "segments/new-2.seg"} {
+		obj, _ := mustEncode(t, batch(uint64(i), "t", 7, int32(i), s3seg.CompressionNone, 0, 2, 10))
+		if err := mem.Put(bg, key, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := mem.Put(bg, "other/not-a-segment", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	var started, done int
+	res, err := s3seg.ScanBucket(bg, mem, map[string]bool{"segments/known.seg": true},
+		s3seg.ScanOptions{Workers: 1, Start: func(n int) { started = n }, Done: func() { done++ }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Existing) != 3 || !res.Existing["segments/known.seg"] || res.Existing["other/not-a-segment"] {
+		t.Fatalf("existing %v", res.Existing)
+	}
+	if len(res.Footers) != 2 || len(res.Unreadable) != 0 || started != 2 || done != 2 {
+		t.Fatalf("footers %d, unreadable %v, progress %d/%d", len(res.Footers), res.Unreadable, done, started)
+	}
+
+	fs := s3segtest.NewFaultStore(mem)
+	fs.Fail(s3seg.OpList, fmt.Errorf("%w: down", s3seg.ErrUnreachable), -1)
+	if _, err := s3seg.ScanBucket(bg, fs, nil, s3seg.ScanOptions{}); !errors.Is(err, s3seg.ErrUnreachable) {
+		t.Fatalf("listing failure: %v", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/streamhouse/streamhouse/jepsen/testkit"
 	"github.com/streamhouse/streamhouse/s3seg"
 	"github.com/streamhouse/streamhouse/s3seg/s3segtest"
 )
@@ -58,23 +59,23 @@ func TestInstrumentedCounts(t *testing.T) {
 		{"head", "ok", 1}, {"list", "ok", 1},
 		{"delete", "ok", 1}, {"delete", "error", 1},
 	} {
-		if got := metric(t, reg, req, "backend", "local", "operation", c.op, "result", c.result); got != c.want {
+		if got := testkit.Metric(t, reg, req, "backend", "local", "operation", c.op, "result", c.result); got != c.want {
 			t.Errorf("%s{%s,%s} = %v, want %v", req, c.op, c.result, got, c.want)
 		}
 	}
 	for op, want := range map[string]float64{"put": 2, "get": 2, "get_range": 1, "head": 1, "delete": 2, "list": 1} {
-		if got := metric(t, reg, "streamhouse_s3_request_duration_seconds", "operation", op); got != want {
+		if got := testkit.Metric(t, reg, "streamhouse_s3_request_duration_seconds", "operation", op); got != want {
 			t.Errorf("duration samples for %s = %v, want %v", op, got, want)
 		}
 	}
 	const bytesTotal = "streamhouse_s3_bytes_total"
-	if got := metric(t, reg, bytesTotal, "operation", "put", "direction", "upload"); got != 1000 {
+	if got := testkit.Metric(t, reg, bytesTotal, "operation", "put", "direction", "upload"); got != 1000 {
 		t.Errorf("put bytes = %v, want 1000 (refused puts do not count)", got)
 	}
-	if got := metric(t, reg, bytesTotal, "operation", "get", "direction", "download"); got != 1000 {
+	if got := testkit.Metric(t, reg, bytesTotal, "operation", "get", "direction", "download"); got != 1000 {
 		t.Errorf("get bytes = %v, want 1000", got)
 	}
-	if got := metric(t, reg, bytesTotal, "operation", "get_range", "direction", "download"); got != 50 {
+	if got := testkit.Metric(t, reg, bytesTotal, "operation", "get_range", "direction", "download"); got != 50 {
 		t.Errorf("get_range bytes = %v, want 50", got)
 	}
 }
@@ -87,8 +88,8 @@ func TestInstrumentedRegistries(t *testing.T) {
 	if err := a.Put(bg, "k", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	if metric(t, r1, "streamhouse_s3_requests_total", "operation", "put", "result", "ok") != 1 ||
-		metric(t, r2, "streamhouse_s3_requests_total", "operation", "put", "result", "ok") != 0 {
+	if testkit.Metric(t, r1, "streamhouse_s3_requests_total", "operation", "put", "result", "ok") != 1 ||
+		testkit.Metric(t, r2, "streamhouse_s3_requests_total", "operation", "put", "result", "ok") != 0 {
 		t.Fatal("registries are not independent")
 	}
 	// Two backends in one registry, and the same backend twice, do not panic.
@@ -101,10 +102,10 @@ func TestInstrumentedRegistries(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := metric(t, shared, "streamhouse_s3_requests_total", "backend", "local", "operation", "put", "result", "ok"); got != 2 {
+	if got := testkit.Metric(t, shared, "streamhouse_s3_requests_total", "backend", "local", "operation", "put", "result", "ok"); got != 2 {
 		t.Fatalf("local puts = %v, want 2", got)
 	}
-	if got := metric(t, shared, "streamhouse_s3_requests_total", "backend", "s3", "operation", "put", "result", "ok"); got != 1 {
+	if got := testkit.Metric(t, shared, "streamhouse_s3_requests_total", "backend", "s3", "operation", "put", "result", "ok"); got != 1 {
 		t.Fatalf("s3 puts = %v, want 1", got)
 	}
 	// A nil registerer is allowed.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/streamhouse/streamhouse/jepsen/testkit"
 	"github.com/streamhouse/streamhouse/s3seg"
 	"github.com/streamhouse/streamhouse/s3seg/s3segtest"
 )
@@ -94,7 +95,7 @@ func TestReaderReadBlockCaches(t *testing.T) {
 	if got := fs.Calls(s3seg.OpGetRange); got != 2 {
 		t.Fatalf("%d ranged GETs for 2 blocks read 3 times, want 2", got)
 	}
-	if h := metric(t, reg, "streamhouse_segment_cache_hits_total"); h != 4 {
+	if h := testkit.Metric(t, reg, "streamhouse_segment_cache_hits_total"); h != 4 {
 		t.Fatalf("hits = %v, want 4", h)
 	}
 }

@@ -106,24 +106,59 @@ var _ ObjectStore = (*S3Store)(nil)
 // does not contact S3 (an agent must be able to start while S3 is briefly
 // down); call Check for that.
 func NewS3Store(ctx context.Context, cfg S3Config) (*S3Store, error) {
+	cfg, prefix, err := checkS3Config(cfg)
+	if err != nil {
+		return nil, err
+	}
+	awsCfg, err := loadAWSConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	// The store owns its transport (Close releases its idle connections)
+	// and the per-attempt timeout.
+	var tr *http.Transport
+	if bc, ok := awsCfg.HTTPClient.(*awshttp.BuildableClient); ok {
+		tr = bc.GetTransport() // a copy, with the configuration applied
+	} else {
+		return nil, fmt.Errorf("s3seg: s3 store: unexpected HTTP client %T in the AWS configuration", awsCfg.HTTPClient)
+	}
+	endpoint := cfg.Endpoint
+	if endpoint == "" {
+		endpoint = "AWS S3 (region " + cfg.Region + ")"
+	}
+	return &S3Store{
+		client:      newS3Client(awsCfg, cfg, tr),
+		creds:       awsCfg.Credentials,
+		transport:   tr,
+		maxBackoff:  cfg.MaxBackoff,
+		bucket:      cfg.Bucket,
+		prefix:      prefix,
+		endpoint:    endpoint,
+		maxAttempts: cfg.MaxAttempts,
+	}, nil
+}
+
+// checkS3Config validates cfg and fills in the defaults; it also returns
+// the normalised key prefix.
+func checkS3Config(cfg S3Config) (S3Config, string, error) {
 	if cfg.Bucket == "" {
-		return nil, errors.New("s3seg: s3 store: no bucket configured (set S3_BUCKET)")
+		return cfg, "", errors.New("s3seg: s3 store: no bucket configured (set S3_BUCKET)")
 	}
 	if strings.Contains(cfg.Bucket, "/") {
-		return nil, fmt.Errorf("s3seg: s3 store: bucket name %q contains '/' (S3_BUCKET is a bucket name, not a path; use a prefix for paths)", cfg.Bucket)
+		return cfg, "", fmt.Errorf("s3seg: s3 store: bucket name %q contains '/' (S3_BUCKET is a bucket name, not a path; use a prefix for paths)", cfg.Bucket)
 	}
 	if (cfg.AccessKeyID == "") != (cfg.SecretAccessKey == "") {
-		return nil, errors.New("s3seg: s3 store: set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither (to use the default AWS credential chain)")
+		return cfg, "", errors.New("s3seg: s3 store: set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither (to use the default AWS credential chain)")
 	}
 	if cfg.Endpoint != "" {
 		u, err := url.Parse(cfg.Endpoint)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("s3seg: s3 store: endpoint %q is not a URL like http://minio:9000 or https://s3.example.com (check S3_ENDPOINT)", cfg.Endpoint)
+			return cfg, "", fmt.Errorf("s3seg: s3 store: endpoint %q is not a URL like http://minio:9000 or https://s3.example.com (check S3_ENDPOINT)", cfg.Endpoint)
 		}
 	}
 	prefix, err := normalizePrefix(cfg.Prefix)
 	if err != nil {
-		return nil, err
+		return cfg, "", err
 	}
 	if cfg.Region == "" {
 		cfg.Region = DefaultS3Region
@@ -137,8 +172,13 @@ func NewS3Store(ctx context.Context, cfg S3Config) (*S3Store, error) {
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = DefaultS3MaxBackoff
 	}
+	return cfg, prefix, nil
+}
 
-	retryer := retry.NewStandard(func(o *retry.StandardOptions) {
+// s3Retryer is the SDK's standard retryer with cfg's attempts and backoff
+// cap, without a retry quota, also retrying ConditionalRequestConflict.
+func s3Retryer(cfg S3Config) aws.Retryer {
+	return retry.NewStandard(func(o *retry.StandardOptions) {
 		o.MaxAttempts = cfg.MaxAttempts
 		o.MaxBackoff = cfg.MaxBackoff
 		// Each call makes up to MaxAttempts attempts whatever happened
@@ -152,11 +192,15 @@ func NewS3Store(ctx context.Context, cfg S3Config) (*S3Store, error) {
 			Codes: map[string]struct{}{"ConditionalRequestConflict": {}},
 		})
 	})
+}
 
+// loadAWSConfig loads the SDK configuration for cfg.
+func loadAWSConfig(ctx context.Context, cfg S3Config) (aws.Config, error) {
+	retryer := s3Retryer(cfg)
 	opts := []func(*config.LoadOptions) error{
 		config.WithRegion(cfg.Region),
 		// A BuildableClient, so that configuration such as AWS_CA_BUNDLE
-		// can adjust its transport; the store takes the transport over below.
+		// can adjust its transport; the store takes the transport over.
 		config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
 			tr.MaxIdleConns = 256
 			tr.MaxIdleConnsPerHost = 64
@@ -175,16 +219,13 @@ func NewS3Store(ctx context.Context, cfg S3Config) (*S3Store, error) {
 	// which S3-compatible deployments sometimes need.
 	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("s3seg: s3 store: loading the AWS SDK configuration (AWS_* environment variables, shared config files): %w", err)
+		return aws.Config{}, fmt.Errorf("s3seg: s3 store: loading the AWS SDK configuration (AWS_* environment variables, shared config files): %w", err)
 	}
-	// The store owns its transport (Close releases its idle connections)
-	// and the per-attempt timeout.
-	var tr *http.Transport
-	if bc, ok := awsCfg.HTTPClient.(*awshttp.BuildableClient); ok {
-		tr = bc.GetTransport() // a copy, with the configuration applied
-	} else {
-		return nil, fmt.Errorf("s3seg: s3 store: unexpected HTTP client %T in the AWS configuration", awsCfg.HTTPClient)
-	}
+	return awsCfg, nil
+}
+
+// newS3Client is the S3 client over transport tr.
+func newS3Client(awsCfg aws.Config, cfg S3Config, tr *http.Transport) *s3.Client {
 	httpClient := &http.Client{
 		Transport: tr,
 		// Per attempt: covers connecting, sending, and reading the whole
@@ -194,7 +235,7 @@ func NewS3Store(ctx context.Context, cfg S3Config) (*S3Store, error) {
 		// a SigV4 signature is bound to the original host anyway.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+	return s3.NewFromConfig(awsCfg, func(o *s3.Options) {
 		o.HTTPClient = httpClient
 		if cfg.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
@@ -203,20 +244,6 @@ func NewS3Store(ctx context.Context, cfg S3Config) (*S3Store, error) {
 		o.DisableLogOutputChecksumValidationSkipped = true
 		o.APIOptions = append(o.APIOptions, addAttemptCounter)
 	})
-	endpoint := cfg.Endpoint
-	if endpoint == "" {
-		endpoint = "AWS S3 (region " + cfg.Region + ")"
-	}
-	return &S3Store{
-		client:      client,
-		creds:       awsCfg.Credentials,
-		transport:   tr,
-		maxBackoff:  cfg.MaxBackoff,
-		bucket:      cfg.Bucket,
-		prefix:      prefix,
-		endpoint:    endpoint,
-		maxAttempts: cfg.MaxAttempts,
-	}, nil
 }
 
 func normalizePrefix(p string) (string, error) {

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/streamhouse/streamhouse/jepsen/testkit"
 	"github.com/streamhouse/streamhouse/s3seg"
 	"github.com/streamhouse/streamhouse/s3seg/s3segtest"
 )
@@ -316,6 +317,16 @@ type faultProxy struct {
 	truncateGets int            // GET responses to cut off after half the body
 }
 
+// proxiedBucket is a new bucket on MinIO and the configuration of a store
+// that reaches it through a faultProxy.
+func proxiedBucket(t *testing.T) (*faultProxy, s3seg.S3Config) {
+	m := s3segtest.StartMinIO(t)
+	p := newFaultProxy(t, m.Endpoint)
+	cfg := m.Config(m.NewBucket(t))
+	cfg.Endpoint = p.srv.URL
+	return p, cfg
+}
+
 func newFaultProxy(t *testing.T, target string) *faultProxy {
 	u, err := url.Parse(target)
 	if err != nil {
@@ -404,10 +415,7 @@ func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter 
 // fails because the first attempt landed. Put must report success, since
 // the object holds exactly its data.
 func TestS3StorePutRetryAfterLostResponse(t *testing.T) {
-	m := s3segtest.StartMinIO(t)
-	p := newFaultProxy(t, m.Endpoint)
-	cfg := m.Config(m.NewBucket(t))
-	cfg.Endpoint = p.srv.URL
+	p, cfg := proxiedBucket(t)
 	s := s3segtest.NewS3Store(t, cfg)
 	p.dropPuts = 1
 	data := payloadBytes(10_000)
@@ -430,10 +438,7 @@ func TestS3StorePutRetryAfterLostResponse(t *testing.T) {
 // TestS3StoreGetRetriesTruncatedBody: a response body cut off mid-transfer
 // (after the SDK has returned) is fetched again.
 func TestS3StoreGetRetriesTruncatedBody(t *testing.T) {
-	m := s3segtest.StartMinIO(t)
-	p := newFaultProxy(t, m.Endpoint)
-	cfg := m.Config(m.NewBucket(t))
-	cfg.Endpoint = p.srv.URL
+	p, cfg := proxiedBucket(t)
 	s := s3segtest.NewS3Store(t, cfg)
 	data := payloadBytes(100_000)
 	if err := s.Put(bg, "obj", data); err != nil {
@@ -455,10 +460,7 @@ func TestS3StoreGetRetriesTruncatedBody(t *testing.T) {
 // Instrumented(S3Store), a Cache and a Reader: each block costs exactly one
 // ranged GET of exactly its bytes, and a cached block costs nothing.
 func TestS3StoreReaderCache(t *testing.T) {
-	m := s3segtest.StartMinIO(t)
-	p := newFaultProxy(t, m.Endpoint)
-	cfg := m.Config(m.NewBucket(t))
-	cfg.Endpoint = p.srv.URL
+	p, cfg := proxiedBucket(t)
 	reg := prometheus.NewRegistry()
 	store := s3seg.Instrumented(s3segtest.NewS3Store(t, cfg), reg, "s3")
 
@@ -509,10 +511,10 @@ streamhouse_s3_bytes_total{backend="s3",direction="upload",operation="put"} %d
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(exp), "streamhouse_s3_bytes_total"); err != nil {
 		t.Fatal(err)
 	}
-	if got := metric(t, reg, "streamhouse_s3_requests_total", "operation", "get_range", "result", "ok"); got != 2 {
+	if got := testkit.Metric(t, reg, "streamhouse_s3_requests_total", "operation", "get_range", "result", "ok"); got != 2 {
 		t.Fatalf("get_range requests = %v, want 2 (footer tail, block)", got)
 	}
-	if got := metric(t, reg, "streamhouse_segment_cache_hits_total"); got != 2 {
+	if got := testkit.Metric(t, reg, "streamhouse_segment_cache_hits_total"); got != 2 {
 		t.Fatalf("cache hits = %v, want 2", got)
 	}
 }
@@ -534,38 +536,8 @@ func keysOf(infos []s3seg.ObjectInfo) []string {
 // answers makes calls fail with ErrUnreachable once every attempt has hit
 // RequestTimeout, instead of hanging.
 func TestS3StoreTimeoutOnHungServer(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu    sync.Mutex
-		conns []net.Conn
-		wg    sync.WaitGroup
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c) // read nothing, answer nothing
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		wg.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	endpoint := "http://" + l.Addr().String()
+	hung := testkit.StartSilentServer(t)
+	endpoint := "http://" + hung.Addr()
 	s := s3segtest.NewS3Store(t, s3seg.S3Config{
 		Endpoint: endpoint, Bucket: "b", PathStyle: true, AccessKeyID: "a", SecretAccessKey: "s",
 		RequestTimeout: 200 * time.Millisecond, MaxAttempts: 2, MaxBackoff: 10 * time.Millisecond,
@@ -579,10 +551,7 @@ func TestS3StoreTimeoutOnHungServer(t *testing.T) {
 	if err := s.Check(bg); !errors.Is(err, s3seg.ErrUnreachable) {
 		t.Fatalf("Check: %v; want ErrUnreachable", err)
 	}
-	mu.Lock()
-	n := len(conns)
-	mu.Unlock()
-	if n < 2+2+1 {
+	if n := hung.Conns(); n < 2+2+1 {
 		t.Fatalf("%d connections for Put (2 attempts), GetRange (2) and Check (1); want at least 5", n)
 	}
 }

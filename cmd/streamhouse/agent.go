@@ -83,8 +83,8 @@ type agent struct {
 	objects      s3seg.ObjectStore
 	quotas       *transport.Quotas
 
-	checkpointsDone chan struct{}
-	keysDone        chan struct{} // closed when the API_KEYS_FILE watcher returned
+	checkpoints *pgsync.CheckpointService
+	keysDone    chan struct{} // closed when the API_KEYS_FILE watcher returned
 
 	closers []closer
 }
@@ -342,8 +342,8 @@ func (a *agent) waitBackground() {
 	if a.keysDone != nil {
 		<-a.keysDone
 	}
-	if a.checkpointsDone != nil {
-		<-a.checkpointsDone
+	if a.checkpoints != nil {
+		a.checkpoints.Close()
 	}
 }
 
@@ -370,87 +370,27 @@ func (a *agent) logStarted() {
 		"gossip_encrypted", a.sec.gossipKey != nil, "api_keys", a.sec.auth != nil)
 }
 
-// startCheckpoints starts the checkpoint loop, which only writes while this
-// agent is the Raft leader. A malformed DATABASE_URL is a configuration
-// error; Postgres being down (at startup or later) is not: the agent serves
-// without it and connects (running the migrations) as soon as it can.
+// startCheckpoints starts the checkpoint service, which only writes while
+// this agent is the Raft leader. A malformed DATABASE_URL is a
+// configuration error; Postgres being down (at startup or later) is not:
+// the agent serves without it and connects (running the migrations) as
+// soon as it can.
 func (a *agent) startCheckpoints(bg context.Context) error {
 	c := a.cfg
 	if c.DatabaseURL == "" {
 		a.log.Info("DATABASE_URL is not set: Postgres checkpoints disabled (no disaster recovery from Postgres)")
 		return nil
 	}
-	if err := pgsync.ValidateURL(c.DatabaseURL); err != nil {
+	cp, err := pgsync.NewCheckpointService(pgsync.CheckpointServiceConfig{
+		DatabaseURL: c.DatabaseURL, Source: checkpointSource{a}, ClusterID: a.node.ClusterID, NodeID: c.NodeID,
+		Interval: time.Duration(c.CheckpointIntervalMs) * time.Millisecond, Logger: a.log, Registerer: a.registry,
+	})
+	if err != nil {
 		return fmt.Errorf("DATABASE_URL: %w", err)
 	}
-	connected := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "streamhouse_checkpoint_db_connected",
-		Help: "1 once this agent has connected to Postgres and applied the schema migrations; 0 while it cannot.",
-	})
-	a.registry.MustRegister(connected)
-	a.checkpointsDone = make(chan struct{})
-	go func() {
-		defer close(a.checkpointsDone)
-		db := a.connectPostgres(bg)
-		if db == nil {
-			return
-		}
-		defer db.Close()
-		connected.Set(1)
-		// The cluster ID exists once the Raft group is bootstrapped or this
-		// agent was admitted; checkpoints are tagged with it.
-		tick := time.NewTicker(200 * time.Millisecond)
-		defer tick.Stop()
-		for a.node.ClusterID() == "" {
-			select {
-			case <-bg.Done():
-				return
-			case <-tick.C:
-			}
-		}
-		cp, err := pgsync.NewCheckpointer(pgsync.CheckpointerConfig{
-			DB: db, Source: checkpointSource{a}, Interval: time.Duration(c.CheckpointIntervalMs) * time.Millisecond,
-			ClusterID: a.node.ClusterID(), NodeID: c.NodeID, Logger: a.log, Registerer: a.registry,
-		})
-		if err != nil {
-			a.log.Error("Postgres checkpoints disabled", "err", err)
-			return
-		}
-		cp.Run(bg)
-	}()
+	a.checkpoints = cp
+	cp.Start(bg)
 	return nil
-}
-
-// connectPostgres opens the database, retrying with capped exponential
-// backoff until it succeeds or bg ends (nil). A schema newer than this
-// binary stops the retries: it needs an operator, not time.
-func (a *agent) connectPostgres(bg context.Context) *pgsync.DB {
-	wait := 500 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(bg, 30*time.Second)
-		db, err := pgsync.Open(ctx, a.cfg.DatabaseURL, a.log)
-		cancel()
-		if err == nil {
-			if attempt > 1 {
-				a.log.Info("connected to Postgres; checkpoints start", "attempts", attempt)
-			}
-			return db
-		}
-		if bg.Err() != nil {
-			return nil
-		}
-		if errors.Is(err, pgsync.ErrSchemaTooNew) {
-			a.log.Error("Postgres checkpoints disabled", "err", err)
-			return nil
-		}
-		a.log.Warn("cannot reach Postgres; serving without checkpoints and retrying", "err", err, "retry_in", wait)
-		select {
-		case <-bg.Done():
-			return nil
-		case <-time.After(wait):
-		}
-		wait = min(wait*2, 30*time.Second)
-	}
 }
 
 // checkpointSource hands the checkpointer the committed state while this
@@ -570,35 +510,26 @@ func (a *agent) grpcAddr() string {
 	return a.grpcLn.Addr().String()
 }
 
+// openObjectStore opens the object store (see agentCmd.openObjectStore).
+func (a *agent) openObjectStore(ctx context.Context) (err error) {
+	a.objects, err = a.cfg.openObjectStore(ctx, a.registry, a.log)
+	return err
+}
+
 // openObjectStore opens S3 when S3_BUCKET is set, else the local-directory
 // store under DATA_DIR/objects. S3 is not contacted here: an unreachable
 // store or a missing bucket is reported by /ready and the logs, and produce
 // keeps working (records stay in the WAL) until the backlog bound.
-func (a *agent) openObjectStore(ctx context.Context) error {
-	c := a.cfg
-	if c.S3Bucket == "" {
-		local, err := s3seg.NewLocalStore(c.ObjectStoreDir)
-		if err != nil {
-			return fmt.Errorf("local object store (OBJECT_STORE_DIR=%s): %w", c.ObjectStoreDir, err)
-		}
-		if (c.BootstrapExpect > 1 || c.Join != "") && c.ObjectStoreDir == filepath.Join(c.DataDir, "objects") {
-			a.log.Warn("this agent is part of a cluster but its object store is a private directory: other agents cannot read the segments it flushes; set S3_BUCKET (or OBJECT_STORE_DIR on shared storage)")
-		}
-		a.objects = s3seg.Instrumented(local, a.registry, "local")
-		a.log.Info("object store: local directory (set S3_BUCKET to use S3)", "dir", local.Dir())
-		return nil
-	}
-	s3, err := s3seg.NewS3Store(ctx, s3seg.S3Config{
-		Endpoint: c.S3Endpoint, Bucket: c.S3Bucket, Region: c.S3Region, PathStyle: c.S3PathStyle,
-		AccessKeyID: c.AWSAccessKeyID, SecretAccessKey: c.AWSSecretKey,
-		RequestTimeout: time.Duration(c.S3TimeoutMs) * time.Millisecond,
-	})
-	if err != nil {
-		return fmt.Errorf("S3 object store (S3_BUCKET=%s): %w", c.S3Bucket, err)
-	}
-	a.objects = s3seg.Instrumented(s3, a.registry, "s3")
-	a.log.Info("object store: S3", "bucket", c.S3Bucket, "endpoint", c.S3Endpoint, "region", c.S3Region, "path_style", c.S3PathStyle)
-	return nil
+func (c *agentCmd) openObjectStore(ctx context.Context, reg prometheus.Registerer, log *slog.Logger) (s3seg.ObjectStore, error) {
+	return s3seg.OpenStore(ctx, s3seg.StoreConfig{
+		S3: s3seg.S3Config{
+			Endpoint: c.S3Endpoint, Bucket: c.S3Bucket, Region: c.S3Region, PathStyle: c.S3PathStyle,
+			AccessKeyID: c.AWSAccessKeyID, SecretAccessKey: c.AWSSecretKey,
+			RequestTimeout: time.Duration(c.S3TimeoutMs) * time.Millisecond,
+		},
+		Dir:        c.ObjectStoreDir,
+		PrivateDir: (c.BootstrapExpect > 1 || c.Join != "") && c.ObjectStoreDir == filepath.Join(c.DataDir, "objects"),
+	}, reg, log)
 }
 
 // Close stops the agent: the steps of startAgent are undone in exactly the

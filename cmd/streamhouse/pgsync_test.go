@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamhouse/streamhouse/fsm"
 	"github.com/streamhouse/streamhouse/pgsync"
 	"github.com/streamhouse/streamhouse/pgsync/pgtest"
 	"github.com/streamhouse/streamhouse/transport"
@@ -150,7 +151,7 @@ func TestRestoreCommandRebuildsFromPostgresAndObjects(t *testing.T) {
 	if err != nil {
 		t.Fatalf("restore: %v\n%s", err, stderr)
 	}
-	var rep restoreReport
+	var rep fsm.RestoreReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("report is not JSON: %v\n%s", err, out)
 	}

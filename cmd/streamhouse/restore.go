@@ -1,14 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -18,12 +15,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/schollz/progressbar/v3"
 
-	"github.com/streamhouse/streamhouse/cluster"
 	"github.com/streamhouse/streamhouse/fsm"
-	"github.com/streamhouse/streamhouse/pgsync"
 	"github.com/streamhouse/streamhouse/s3seg"
 )
 
@@ -66,136 +60,6 @@ func hasRaftState(dataDir string) bool {
 	return err == nil
 }
 
-// runRestore loads the latest checkpoint, reconciles the bucket, plants the
-// restored Raft state in c.DataDir and hands the cluster to the new
-// identity in Postgres. progress (may be nil) receives a progress bar for
-// the footer scan. When objects stay unreadable it fails (an
-// *unreadableError naming them) unless c.RestoreAllowUnreadable.
-func runRestore(ctx context.Context, c *agentCmd, log *slog.Logger, progress io.Writer) (restoreReport, error) {
-	start := time.Now()
-	if hasRaftState(c.DataDir) {
-		return restoreReport{}, fmt.Errorf("DATA_DIR %s already holds Raft state: restore only into an empty data dir", c.DataDir)
-	}
-	lock, err := lockDataDir(mkdirAll(c.DataDir))
-	if err != nil {
-		return restoreReport{}, err
-	}
-	defer lock.release()
-
-	db, err := pgsync.Open(ctx, c.DatabaseURL, log)
-	if err != nil {
-		return restoreReport{}, fmt.Errorf("restore: %w", err)
-	}
-	defer db.Close()
-	img, info, err := db.LoadLatest(ctx)
-	switch {
-	case errors.Is(err, pgsync.ErrNoCheckpoint):
-		log.Warn("Postgres holds no checkpoint: restoring from the bucket alone (consumer groups and producer state are lost)")
-		img = &fsm.Image{}
-	case err != nil:
-		return restoreReport{}, fmt.Errorf("restore: load checkpoint: %w", err)
-	}
-	in, scanned, err := scanBucket(ctx, c, img, log, progress)
-	if err != nil {
-		return restoreReport{}, err
-	}
-	if len(in.Unreadable) > 0 && !c.RestoreAllowUnreadable {
-		return restoreReport{}, &unreadableError{failures: scanned.Unreadable}
-	}
-	// A new producer generation for every restore, taken before anything
-	// is planted: even a restore that fails later never shares it.
-	if in.Generation, err = db.AllocateGeneration(ctx, img.ProducerGeneration); err != nil {
-		return restoreReport{}, fmt.Errorf("restore: %w", err)
-	}
-	plan, rep := planRestore(in)
-	rep.ObjectsScanned = len(scanned.Footers) + len(scanned.Unreadable) + len(scanned.Vanished)
-	rep.Unreadable = failureStrings(scanned.Unreadable)
-	rep.AllowUnreadable = len(rep.Unreadable) > 0
-	if info.RaftIndex > 0 {
-		rep.CheckpointTakenAt = info.TakenAt.UTC().Format(time.RFC3339)
-		rep.CheckpointAge = time.Since(info.TakenAt).Round(time.Second).String()
-	}
-	if err := plantRestore(ctx, c, db, plan, &rep); err != nil {
-		return restoreReport{}, err
-	}
-	rep.Duration = time.Since(start).Round(time.Millisecond).String()
-	log.Info("restore complete", "topics", rep.Topics, "partitions", rep.Partitions,
-		"segments_from_postgres", rep.SegmentsFromPG, "segments_from_s3", rep.SegmentsFromS3, "lost_offsets", rep.LostOffsets,
-		"unreadable_objects", len(rep.Unreadable), "offset_gap", rep.OffsetGap, "producer_generation", rep.ProducerGen,
-		"seed_index", rep.SeedIndex, "cluster", rep.ClusterID, "took", rep.Duration)
-	return rep, nil
-}
-
-// scanBucket lists the bucket and reads the footers of the objects the
-// checkpoint neither references nor queued for deletion.
-func scanBucket(ctx context.Context, c *agentCmd, img *fsm.Image, log *slog.Logger, progress io.Writer) (restoreInputs, s3seg.ScanResult, error) {
-	in := restoreInputs{Image: img, SeedNode: c.NodeID, OffsetGap: c.RestoreOffsetGap, Existing: map[string]bool{}}
-	a := &agent{cfg: c, log: log, registry: prometheus.NewRegistry()}
-	if err := a.openObjectStore(ctx); err != nil {
-		return in, s3seg.ScanResult{}, err
-	}
-	if err := a.objects.Check(ctx); err != nil {
-		return in, s3seg.ScanResult{}, fmt.Errorf("restore: object store: %w", err)
-	}
-	objs, err := a.objects.List(ctx, s3seg.SegmentKeyPrefix)
-	if err != nil {
-		return in, s3seg.ScanResult{}, fmt.Errorf("restore: list segment objects: %w", err)
-	}
-	skip := map[string]bool{}
-	for _, p := range img.Partitions {
-		for _, s := range p.Segments {
-			skip[s.ObjectKey] = true
-		}
-	}
-	for _, k := range img.PendingDeletes {
-		skip[k] = true // deleted by the old cluster: not read, stays queued
-	}
-	var scan []s3seg.ObjectInfo
-	for _, o := range objs {
-		in.Existing[o.Key] = true
-		if !skip[o.Key] {
-			scan = append(scan, o)
-		}
-	}
-	res := s3seg.ScanFooters(ctx, a.objects, scan, s3seg.ScanOptions{
-		RetryFor: time.Duration(c.RestoreReadRetryMs) * time.Millisecond, Done: progressBar(progress, len(scan))})
-	if err := ctx.Err(); err != nil {
-		return in, res, err
-	}
-	for _, k := range res.Vanished {
-		delete(in.Existing, k) // deleted while we listed: like never listed
-	}
-	in.Footers = res.Footers
-	for _, f := range res.Unreadable {
-		in.Unreadable = append(in.Unreadable, f.Key)
-		log.Warn("segment object unreadable", "key", f.Key, "attempts", f.Attempts, "err", f.Err)
-	}
-	return in, res, nil
-}
-
-// plantRestore writes the planned image as the first Raft snapshot of
-// c.DataDir and adopts the Postgres database for the new cluster.
-func plantRestore(ctx context.Context, c *agentCmd, db *pgsync.DB, plan *fsm.Image, rep *restoreReport) error {
-	plan.LastApplied += restoreIndexGap
-	rep.SeedIndex = plan.LastApplied
-	var snap bytes.Buffer
-	if err := fsm.WriteImageSnapshot(&snap, plan); err != nil {
-		return fmt.Errorf("restore: the reconciled state is inconsistent (a bug; nothing was written): %w", err)
-	}
-	peer := net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.PeerPort))
-	var err error
-	rep.ClusterID, err = cluster.SeedRestoredState(cluster.SeedConfig{
-		DataDir: c.DataDir, NodeID: c.NodeID, PeerAddr: peer, Snapshot: snap.Bytes(), Index: plan.LastApplied,
-	})
-	if err != nil {
-		return fmt.Errorf("restore: %w", err)
-	}
-	if err := db.AdoptCluster(ctx, rep.ClusterID); err != nil {
-		return fmt.Errorf("restore: the state is planted in %s, but Postgres could not be handed to the new cluster (checkpoints will be refused until it is): %w", c.DataDir, err)
-	}
-	return nil
-}
-
 // unreadableError fails a restore that could not read some objects and was
 // not allowed to restore without them.
 type unreadableError struct{ failures []s3seg.ReadFailure }
@@ -223,29 +87,39 @@ func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
-func mkdirAll(dir string) string {
-	_ = os.MkdirAll(dir, 0o750) // lockDataDir reports a failure
-	return dir
-}
-
-// progressBar returns a per-object callback drawing a bar on w (nil: none).
-func progressBar(w io.Writer, n int) func() {
-	if w == nil || n == 0 {
-		return nil
+// progressBar draws a bar on w (nil: none) for the footer scan: start gets
+// the number of objects to read, done is called after each.
+func progressBar(w io.Writer) (start func(n int), done func()) {
+	if w == nil {
+		return nil, nil
 	}
-	bar := progressbar.NewOptions(n, progressbar.OptionSetWriter(w),
-		progressbar.OptionSetDescription("reading segment footers"), progressbar.OptionShowCount(),
-		progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
-	var mu sync.Mutex
-	done := 0
-	return func() {
+	var (
+		mu    sync.Mutex
+		bar   *progressbar.ProgressBar
+		total int
+		read  int
+	)
+	start = func(n int) {
 		mu.Lock()
 		defer mu.Unlock()
+		if total = n; n > 0 {
+			bar = progressbar.NewOptions(n, progressbar.OptionSetWriter(w),
+				progressbar.OptionSetDescription("reading segment footers"), progressbar.OptionShowCount(),
+				progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
+		}
+	}
+	done = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if bar == nil {
+			return
+		}
 		_ = bar.Add(1)
-		if done++; done == n {
+		if read++; read == total {
 			_ = bar.Finish()
 		}
 	}
+	return start, done
 }
 
 func joinIDs(ids []uint64) string {
@@ -256,7 +130,7 @@ func joinIDs(ids []uint64) string {
 	return strings.Join(s, ", ")
 }
 
-func printRestoreReport(w io.Writer, rep restoreReport, output string) error {
+func printRestoreReport(w io.Writer, rep fsm.RestoreReport, output string) error {
 	if output == "json" {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")

@@ -1,4 +1,4 @@
-package s3seg_test
+package testkit
 
 import (
 	"testing"
@@ -6,10 +6,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metric returns the value of the series of family name whose labels include
-// labels: a counter or gauge value, or a histogram's sample count. It fails
-// the test if there is no such series.
-func metric(t *testing.T, g prometheus.Gatherer, name string, labels ...string) float64 {
+// Metric returns the value of the series of family name whose labels
+// include labels (name, value pairs): a counter or gauge value, or a
+// histogram's sample count. It fails the test if there is no such series.
+func Metric(t testing.TB, g prometheus.Gatherer, name string, labels ...string) float64 {
 	t.Helper()
 	fams, err := g.Gather()
 	if err != nil {
