@@ -12,7 +12,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/streamhouse/streamhouse/jepsen/testkit"
 )
+
+// The shared test helpers, under the names this package's tests use.
+var waitFor = testkit.WaitFor
 
 // freePort returns a port that is free for TCP and UDP on 127.0.0.1, for
 // an agent the test starts later. It is taken below the kernel's ephemeral
@@ -58,18 +63,6 @@ func bindable(port int) bool {
 	}
 	u.Close()
 	return true
-}
-
-// waitFor polls cond until it returns true or the deadline passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 var httpClient = &http.Client{Timeout: 60 * time.Second}
