@@ -15,8 +15,9 @@ var ErrExited = errors.New("process exited during startup")
 
 // Proc is a started process. Its methods are safe for concurrent use.
 type Proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
+	cmd     *exec.Cmd
+	done    chan struct{}
+	waitErr error // set before done is closed
 }
 
 // Start starts cmd with its stdout and stderr appended to logPath (created
@@ -37,10 +38,27 @@ func Start(cmd *exec.Cmd, logPath, banner string) (*Proc, error) {
 	}
 	p := &Proc{cmd: cmd, done: make(chan struct{})}
 	go func() {
-		_ = cmd.Wait()
+		p.waitErr = cmd.Wait()
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// Run is Start, then Wait: it runs cmd to completion (a setup tool such as
+// initdb) with its output appended to logPath.
+func Run(cmd *exec.Cmd, logPath, banner string) error {
+	p, err := Start(cmd, logPath, banner)
+	if err != nil {
+		return err
+	}
+	return p.Wait()
+}
+
+// Wait waits for the process to exit and returns its exit error (an
+// *exec.ExitError when it did not exit 0).
+func (p *Proc) Wait() error {
+	<-p.done
+	return p.waitErr
 }
 
 // OpenLog opens logPath for appending and writes the banner line (see
@@ -97,4 +115,17 @@ func (p *Proc) Stop(sig os.Signal, grace time.Duration) error {
 		p.Kill()
 		return fmt.Errorf("did not exit within %v after %v; killed", grace, sig)
 	}
+}
+
+// CheckExecutable returns an error unless path is a regular file with an
+// execute bit set.
+func CheckExecutable(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return errors.New("not an executable file")
+	}
+	return nil
 }

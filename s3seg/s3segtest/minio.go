@@ -70,7 +70,7 @@ type MinIO struct {
 // the developer to run `make deps`, which builds and caches the binary.
 func MinIOBinary() (string, error) {
 	if p := os.Getenv(MinIOEnv); p != "" {
-		if err := checkExecutable(p); err != nil {
+		if err := proc.CheckExecutable(p); err != nil {
 			return "", fmt.Errorf("%s=%s: %w; run `make deps` to build MinIO, or point %s at a minio server binary", MinIOEnv, p, err, MinIOEnv)
 		}
 		return p, nil
@@ -78,14 +78,14 @@ func MinIOBinary() (string, error) {
 	var tried []string
 	if root, err := moduleRoot(); err == nil {
 		p := filepath.Join(root, ".cache", "bin", "minio")
-		if checkExecutable(p) == nil {
+		if proc.CheckExecutable(p) == nil {
 			return p, nil
 		}
 		tried = append(tried, p)
 	}
 	if home, err := os.UserHomeDir(); err == nil {
 		p := filepath.Join(home, ".cache", "streamhouse", "bin", "minio")
-		if checkExecutable(p) == nil {
+		if proc.CheckExecutable(p) == nil {
 			return p, nil
 		}
 		tried = append(tried, p)
@@ -96,17 +96,6 @@ func MinIOBinary() (string, error) {
 	tried = append(tried, "minio on PATH")
 	return "", fmt.Errorf("MinIO server binary not found (looked at %s): the S3 integration tests need it; run `make deps` to build it, or set %s to a minio server binary",
 		strings.Join(tried, ", "), MinIOEnv)
-}
-
-func checkExecutable(p string) error {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
-		return errors.New("not an executable file")
-	}
-	return nil
 }
 
 // moduleRoot walks up from the working directory to the directory holding
