@@ -6,7 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os/exec"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,21 +19,7 @@ import (
 // returns stdout, stderr and the exit code.
 func runCLI(t *testing.T, server string, stdin io.Reader, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(agentBinary(t), args...)
-	cmd.Env = append(cmd.Environ(), "STREAMHOUSE_GRPC="+server)
-	cmd.Stdin = stdin
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if err != nil {
-		ee, ok := err.(*exec.ExitError)
-		if !ok {
-			t.Fatalf("run %v: %v", args, err)
-		}
-		code = ee.ExitCode()
-	}
-	return out.String(), errb.String(), code
+	return runBinary(t, append(os.Environ(), "STREAMHOUSE_GRPC="+server), stdin, args...)
 }
 
 // mustCLI runs the binary and fails the test unless it exits 0.
@@ -46,21 +32,9 @@ func mustCLI(t *testing.T, server string, stdin io.Reader, args ...string) strin
 	return out
 }
 
-type cliGroup struct {
-	Group      string `json:"group"`
-	TotalLag   int64  `json:"total_lag"`
-	Partitions []struct {
-		Topic         string `json:"topic"`
-		Partition     int32  `json:"partition"`
-		Offset        int64  `json:"offset"`
-		HighWatermark int64  `json:"high_watermark"`
-		Lag           int64  `json:"lag"`
-	} `json:"partitions"`
-}
-
-func describeGroupCLI(t *testing.T, server, group string) cliGroup {
+func describeGroupCLI(t *testing.T, server, group string) groupBody {
 	t.Helper()
-	var g cliGroup
+	var g groupBody
 	if err := json.Unmarshal([]byte(mustCLI(t, server, nil, "group", "describe", group, "-o", "json")), &g); err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +198,7 @@ func TestCLIRoundTrip(t *testing.T) {
 	if err := json.Unmarshal([]byte(mustCLI(t, server, nil, "group", "list", "-o", "json")), &groups); err != nil || len(groups) != 1 || groups[0].Group != "g1" {
 		t.Fatalf("group list: %+v %v", groups, err)
 	}
-	var reset cliGroup
+	var reset groupBody
 	if err := json.Unmarshal([]byte(mustCLI(t, server, nil, "group", "reset", "g1", "--topic", "rt", "--to", "earliest", "-o", "json")), &reset); err != nil ||
 		reset.TotalLag != n+10+2 {
 		t.Fatalf("reset to earliest: %+v %v", reset, err)
