@@ -3,13 +3,14 @@ package pgsync
 import (
 	"context"
 	"errors"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
+
+	"github.com/streamhouse/streamhouse/jepsen/testkit"
 )
 
 func TestMigrationsIdempotent(t *testing.T) {
@@ -156,54 +157,16 @@ func TestOpenBadURL(t *testing.T) {
 
 func TestOpenUnreachable(t *testing.T) {
 	t.Parallel()
-	// A port nobody listens on: refused at once.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedAddr := l.Addr().String()
-	l.Close()
-
-	// A "server" that accepts connections and never answers: only the
-	// context bounds the wait.
-	hung, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu    sync.Mutex
-		conns []net.Conn
-		wg    sync.WaitGroup
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := hung.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		hung.Close()
-		wg.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
+	// A port nobody listens on: refused at once; a "server" that accepts
+	// connections and never answers: only the context bounds the wait.
+	closedAddr, hungAddr := testkit.ClosedAddr(t), testkit.StartHungServer(t).Addr
 
 	for _, c := range []struct {
 		name, addr string
 		timeout    time.Duration
 	}{
 		{"refused", closedAddr, 10 * time.Second},
-		{"hung", hung.Addr().String(), 500 * time.Millisecond},
+		{"hung", hungAddr, 500 * time.Millisecond},
 	} {
 		url := "postgres://streamhouse:" + secret + "@" + c.addr + "/meta?sslmode=disable"
 		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)

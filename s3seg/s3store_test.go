@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/streamhouse/streamhouse/jepsen/testkit"
 	"github.com/streamhouse/streamhouse/s3seg"
 	"github.com/streamhouse/streamhouse/s3seg/s3segtest"
 )
@@ -534,38 +535,8 @@ func keysOf(infos []s3seg.ObjectInfo) []string {
 // answers makes calls fail with ErrUnreachable once every attempt has hit
 // RequestTimeout, instead of hanging.
 func TestS3StoreTimeoutOnHungServer(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu    sync.Mutex
-		conns []net.Conn
-		wg    sync.WaitGroup
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c) // read nothing, answer nothing
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		wg.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	endpoint := "http://" + l.Addr().String()
+	hung := testkit.StartHungServer(t)
+	endpoint := "http://" + hung.Addr
 	s := s3segtest.NewS3Store(t, s3seg.S3Config{
 		Endpoint: endpoint, Bucket: "b", PathStyle: true, AccessKeyID: "a", SecretAccessKey: "s",
 		RequestTimeout: 200 * time.Millisecond, MaxAttempts: 2, MaxBackoff: 10 * time.Millisecond,
@@ -579,10 +550,7 @@ func TestS3StoreTimeoutOnHungServer(t *testing.T) {
 	if err := s.Check(bg); !errors.Is(err, s3seg.ErrUnreachable) {
 		t.Fatalf("Check: %v; want ErrUnreachable", err)
 	}
-	mu.Lock()
-	n := len(conns)
-	mu.Unlock()
-	if n < 2+2+1 {
+	if n := hung.Conns(); n < 2+2+1 {
 		t.Fatalf("%d connections for Put (2 attempts), GetRange (2) and Check (1); want at least 5", n)
 	}
 }

@@ -2,6 +2,8 @@ package testkit
 
 import (
 	"fmt"
+	"os/exec"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -60,5 +62,22 @@ func TestSyncBufferConcurrentWrites(t *testing.T) {
 	wg.Wait()
 	if n := len(b.String()); n != 800 {
 		t.Fatalf("%d bytes, want 800", n)
+	}
+}
+
+// TestImportsNoProductPackage: testkit and the launcher import nothing from
+// this module, so every package's tests can import them without a cycle.
+func TestImportsNoProductPackage(t *testing.T) {
+	const module = "github.com/streamhouse/streamhouse/"
+	for _, pkg := range []string{module + "jepsen/testkit", module + "jepsen/proc"} {
+		out, err := exec.Command("go", "list", "-deps", pkg).Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", pkg, err)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			if strings.HasPrefix(dep, module) && dep != pkg {
+				t.Errorf("%s imports %s", pkg, dep)
+			}
+		}
 	}
 }
