@@ -30,13 +30,8 @@ func TestMain(m *testing.M) { testkit.Main(m, testkit.Setup(startServer)) }
 // startServer starts the shared server; its teardown prints the server's
 // log tail if a test failed and removes the server.
 func startServer() (func(failed bool) error, error) {
-	dir, err := os.MkdirTemp("", "pgsync-test-")
-	if err != nil {
-		return nil, err
-	}
-	srv, err = pgtest.StartServer(dir)
-	if err != nil {
-		_ = os.RemoveAll(dir)
+	var err error
+	if srv, err = pgtest.StartTemp("pgsync-test-"); err != nil {
 		return nil, fmt.Errorf("pgsync tests need a real PostgreSQL server: %w", err)
 	}
 	return func(failed bool) error {

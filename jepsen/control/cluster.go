@@ -74,7 +74,6 @@ type Cluster struct {
 	pgFwd  *forwarder
 	log    *slog.Logger
 	http   *http.Client
-	pgDir  string
 	// mounted lists the small-disk mount points (disk.go).
 	mounted []string
 }
@@ -165,13 +164,7 @@ func (c *Cluster) startMinIO() (err error) {
 func (c *Cluster) startPostgres(ctx context.Context) (err error) {
 	// PostgreSQL runs as the "postgres" OS user under root, so its
 	// directory must be reachable by it: a fresh one under the temp dir.
-	if c.pgDir, err = os.MkdirTemp("", "jepsen-pg-"); err != nil {
-		return err
-	}
-	if err := os.Chmod(c.pgDir, 0o755); err != nil {
-		return err
-	}
-	if c.PG, err = pgtest.StartServer(filepath.Join(c.pgDir, "pg")); err != nil {
+	if c.PG, err = pgtest.StartTemp("jepsen-pg-"); err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
 	dbURL, err := c.PG.CreateDatabase(ctx, "jepsen")
@@ -506,9 +499,6 @@ func (c *Cluster) Close() {
 		if err := c.PG.Close(); err != nil {
 			c.log.Warn("closing postgres", "err", err)
 		}
-	}
-	if c.pgDir != "" {
-		_ = os.RemoveAll(c.pgDir)
 	}
 	if c.net != nil {
 		if err := c.net.Close(); err != nil {

@@ -479,18 +479,29 @@ func (s *Server) removeSockDir() {
 // starting at a line boundary.
 func (s *Server) LogTail(n int64) string { return proc.LogTail(s.LogPath, n) }
 
+// StartTemp is StartServer in a fresh directory under os.TempDir whose name
+// begins with prefix (reachable by the server's OS user when running as
+// root). Close removes it; so does a failed start.
+func StartTemp(prefix string) (*Server, error) {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return nil, fmt.Errorf("pgtest: %w", err)
+	}
+	s, err := StartServer(dir)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	return s, nil
+}
+
 // Start starts a server in a fresh directory under os.TempDir for the test,
 // failing the test (never skipping) if it cannot. t.Cleanup closes it,
 // printing the log tail first if the test failed.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "pgtest-")
+	s, err := StartTemp("pgtest-")
 	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := StartServer(dir)
-	if err != nil {
-		_ = os.RemoveAll(dir)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
