@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,6 +22,8 @@ func TestMain(m *testing.M) { testkit.Main(m) }
 
 // The shared test helpers, under the names this package's tests use.
 var waitFor = testkit.WaitFor
+
+var sameIDs = testkit.SameIDs
 
 type syncBuffer = testkit.SyncBuffer
 
@@ -243,14 +244,6 @@ func (c *testCluster) followers(lead *testNode) []*testNode {
 		}
 	}
 	return out
-}
-
-func sameIDs(got []string, want ...string) bool {
-	g := append([]string(nil), got...)
-	w := append([]string(nil), want...)
-	sort.Strings(g)
-	sort.Strings(w)
-	return strings.Join(g, ",") == strings.Join(w, ",")
 }
 
 // waitConfig waits until every running agent sees exactly these voters and

@@ -15,6 +15,8 @@ import (
 // The shared test helpers, under the names this package's tests use.
 var waitFor = testkit.WaitFor
 
+var sameIDs = testkit.SameIDs
+
 var httpClient = &http.Client{Timeout: 60 * time.Second}
 
 // call does one JSON request and decodes the JSON answer into out (if

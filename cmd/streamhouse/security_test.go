@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -474,13 +473,4 @@ func TestCheckConfig(t *testing.T) {
 func runCLIEnv(t *testing.T, env []string, args ...string) (string, string, int) {
 	t.Helper()
 	return runBinary(t, append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...), nil, args...)
-}
-
-// sameIDs reports whether got and want hold the same IDs in any order.
-func sameIDs(got []string, want ...string) bool {
-	g := append([]string(nil), got...)
-	w := append([]string(nil), want...)
-	sort.Strings(g)
-	sort.Strings(w)
-	return strings.Join(g, ",") == strings.Join(w, ",")
 }

@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"bytes"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -46,4 +47,12 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// SameIDs reports whether got and want hold the same strings (IDs) in any
+// order.
+func SameIDs(got []string, want ...string) bool {
+	g := slices.Sorted(slices.Values(got))
+	w := slices.Sorted(slices.Values(want))
+	return slices.Equal(g, w)
 }

@@ -81,3 +81,19 @@ func TestImportsNoProductPackage(t *testing.T) {
 		}
 	}
 }
+
+func TestSameIDs(t *testing.T) {
+	for _, c := range []struct {
+		got, want []string
+		same      bool
+	}{
+		{[]string{"b", "a"}, []string{"a", "b"}, true},
+		{nil, nil, true},
+		{[]string{"a"}, []string{"a", "a"}, false},
+		{[]string{"a", "b"}, []string{"a", "c"}, false},
+	} {
+		if got := SameIDs(c.got, c.want...); got != c.same {
+			t.Errorf("SameIDs(%v, %v) = %v", c.got, c.want, got)
+		}
+	}
+}
