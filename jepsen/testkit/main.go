@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -57,10 +58,30 @@ func Run(m *testing.M, opts ...Option) int {
 		code = 1
 	}
 	if code == 0 {
-		if err := goleak.Find(c.leak...); err != nil {
+		if err := findLeaks(c.leak); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak: goroutines left behind after a successful test run:", err)
 			code = 1
 		}
 	}
 	return code
+}
+
+// leakSettle is how long goroutines get to end after the tests. Some end
+// by themselves shortly after their owner closed: memberlist's Shutdown
+// does not wait for a probe in flight, which returns when its probe
+// interval (1 s for an agent) has passed. goleak.Find alone retries for
+// well under a second.
+const leakSettle = 5 * time.Second
+
+// findLeaks runs goleak.Find until it finds nothing or leakSettle has
+// passed, and returns its last error.
+func findLeaks(opts []goleak.Option) error {
+	deadline := time.Now().Add(leakSettle)
+	for {
+		err := goleak.Find(opts...)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond) // polling interval
+	}
 }
