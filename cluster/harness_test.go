@@ -1,58 +1,31 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/goleak"
 
 	"github.com/streamhouse/streamhouse/fsm"
+	"github.com/streamhouse/streamhouse/jepsen/testkit"
 	"github.com/streamhouse/streamhouse/transport"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
+func TestMain(m *testing.M) { testkit.Main(m) }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for: %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+// The shared test helpers, under the names this package's tests use.
+var waitFor = testkit.WaitFor
 
-// syncBuffer collects a test's logs; they are printed only if it fails.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+var sameIDs = testkit.SameIDs
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testkit.SyncBuffer
 
 // testCluster runs agents in-process on 127.0.0.1:0 ports with fast
 // timings and one shared Faults.
@@ -271,14 +244,6 @@ func (c *testCluster) followers(lead *testNode) []*testNode {
 		}
 	}
 	return out
-}
-
-func sameIDs(got []string, want ...string) bool {
-	g := append([]string(nil), got...)
-	w := append([]string(nil), want...)
-	sort.Strings(g)
-	sort.Strings(w)
-	return strings.Join(g, ",") == strings.Join(w, ",")
 }
 
 // waitConfig waits until every running agent sees exactly these voters and

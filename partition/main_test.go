@@ -3,11 +3,12 @@ package partition
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/streamhouse/streamhouse/jepsen/testkit"
 )
 
 // Every goroutine a test starts (batchers, the sweeper, forwards, the
 // flusher, the janitor, the WAL) must be gone when the tests end.
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+// The shared test helpers, under the names this package's tests use.
+var waitFor = testkit.WaitFor

@@ -3,7 +3,6 @@ package pgsync
 import (
 	"context"
 	"errors"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -158,24 +157,16 @@ func TestOpenBadURL(t *testing.T) {
 
 func TestOpenUnreachable(t *testing.T) {
 	t.Parallel()
-	// A port nobody listens on: refused at once.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedAddr := l.Addr().String()
-	l.Close()
-
-	// A "server" that accepts connections and never answers: only the
-	// context bounds the wait.
-	hung := testkit.StartSilentServer(t)
+	// A port nobody listens on: refused at once; a "server" that accepts
+	// connections and never answers: only the context bounds the wait.
+	closedAddr, hungAddr := testkit.ClosedAddr(t), testkit.StartHungServer(t).Addr
 
 	for _, c := range []struct {
 		name, addr string
 		timeout    time.Duration
 	}{
 		{"refused", closedAddr, 10 * time.Second},
-		{"hung", hung.Addr(), 500 * time.Millisecond},
+		{"hung", hungAddr, 500 * time.Millisecond},
 	} {
 		url := "postgres://streamhouse:" + secret + "@" + c.addr + "/meta?sslmode=disable"
 		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)

@@ -12,45 +12,33 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/streamhouse/streamhouse/fsm"
+	"github.com/streamhouse/streamhouse/jepsen/testkit"
 	"github.com/streamhouse/streamhouse/pgsync/pgtest"
 )
+
+// The shared test helpers, under the names this package's tests use.
+var waitFor = testkit.WaitFor
 
 // srv is the PostgreSQL server shared by the package's tests; each test
 // gets its own database (openDB). Tests that stop the server start their
 // own.
 var srv *pgtest.Server
 
-func TestMain(m *testing.M) {
-	os.Exit(runMain(m))
-}
+func TestMain(m *testing.M) { testkit.Main(m, testkit.Setup(startServer)) }
 
-func runMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "pgsync-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+// startServer starts the shared server; its teardown prints the server's
+// log tail if a test failed and removes the server.
+func startServer() (func(failed bool) error, error) {
+	var err error
+	if srv, err = pgtest.StartTemp("pgsync-test-"); err != nil {
+		return nil, fmt.Errorf("pgsync tests need a real PostgreSQL server: %w", err)
 	}
-	srv, err = pgtest.StartServer(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "pgsync tests need a real PostgreSQL server:", err)
-		_ = os.RemoveAll(dir)
-		return 1
-	}
-	code := m.Run()
-	if code != 0 {
-		fmt.Fprintf(os.Stderr, "PostgreSQL log tail (%s):\n%s\n", srv.LogPath, srv.LogTail(8<<10))
-	}
-	if err := srv.Close(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goroutines leaked:", err)
-			code = 1
+	return func(failed bool) error {
+		if failed {
+			fmt.Fprintf(os.Stderr, "PostgreSQL log tail (%s):\n%s\n", srv.LogPath, srv.LogTail(8<<10))
 		}
-	}
-	return code
+		return srv.Close()
+	}, nil
 }
 
 // openDB opens a fresh database on the shared server (or on s if given),
@@ -80,20 +68,6 @@ func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		<-tick.C
-	}
 }
 
 // queryInt runs a query returning one integer.

@@ -4,26 +4,15 @@ import (
 	"context"
 	"fmt"
 	"testing"
-	"time"
 
-	"go.uber.org/goleak"
-
+	"github.com/streamhouse/streamhouse/jepsen/testkit"
 	"github.com/streamhouse/streamhouse/s3seg"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testkit.Main(m) }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
+// The shared test helpers, under the names this package's tests use.
+var waitFor = testkit.WaitFor
 
 // rng is a tiny deterministic generator (xorshift) so test data and the
 // golden file do not depend on math/rand's algorithm.

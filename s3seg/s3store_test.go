@@ -536,8 +536,8 @@ func keysOf(infos []s3seg.ObjectInfo) []string {
 // answers makes calls fail with ErrUnreachable once every attempt has hit
 // RequestTimeout, instead of hanging.
 func TestS3StoreTimeoutOnHungServer(t *testing.T) {
-	hung := testkit.StartSilentServer(t)
-	endpoint := "http://" + hung.Addr()
+	hung := testkit.StartHungServer(t)
+	endpoint := "http://" + hung.Addr
 	s := s3segtest.NewS3Store(t, s3seg.S3Config{
 		Endpoint: endpoint, Bucket: "b", PathStyle: true, AccessKeyID: "a", SecretAccessKey: "s",
 		RequestTimeout: 200 * time.Millisecond, MaxAttempts: 2, MaxBackoff: 10 * time.Millisecond,

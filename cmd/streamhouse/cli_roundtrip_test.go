@@ -6,7 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os/exec"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,27 +19,7 @@ import (
 // returns stdout, stderr and the exit code.
 func runCLI(t *testing.T, server string, stdin io.Reader, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(agentBinary(t), args...)
-	cmd.Env = append(cmd.Environ(), "STREAMHOUSE_GRPC="+server)
-	cmd.Stdin = stdin
-	return runBinary(t, cmd)
-}
-
-// runBinary runs cmd and returns its stdout, stderr and exit code.
-func runBinary(t *testing.T, cmd *exec.Cmd) (string, string, int) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if err != nil {
-		ee, ok := err.(*exec.ExitError)
-		if !ok {
-			t.Fatalf("run %v: %v", cmd.Args[1:], err)
-		}
-		code = ee.ExitCode()
-	}
-	return out.String(), errb.String(), code
+	return runBinary(t, append(os.Environ(), "STREAMHOUSE_GRPC="+server), stdin, args...)
 }
 
 // mustCLI runs the binary and fails the test unless it exits 0.

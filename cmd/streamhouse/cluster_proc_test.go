@@ -21,7 +21,7 @@ type procCluster struct {
 	dir   string
 	env   [][]string
 	http  []int
-	procs []*proc
+	procs []*agentProc
 }
 
 // startProcCluster starts n agents on one MinIO bucket; extraEnv is added
@@ -51,7 +51,7 @@ func startProcCluster(t *testing.T, n int, extraEnv ...string) *procCluster {
 		})
 		c.env[i] = append(c.env[i], extraEnv...)
 	}
-	c.procs = make([]*proc, n)
+	c.procs = make([]*agentProc, n)
 	// Registered before any launch, so a failed start still cleans up.
 	t.Cleanup(func() {
 		for i, p := range c.procs {
@@ -79,7 +79,7 @@ func (c *procCluster) logPath(i int) string {
 	return filepath.Join(c.dir, fmt.Sprintf("node-%d.log", i+1))
 }
 
-func (c *procCluster) launch(i int) *proc {
+func (c *procCluster) launch(i int) *agentProc {
 	return startProc(c.t, c.env[i], c.http[i], c.logPath(i))
 }
 

@@ -2,98 +2,12 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 )
-
-// buildBinary compiles the agent once per test binary run.
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-func agentBinary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "streamhouse-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "streamhouse")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
-type proc struct {
-	cmd  *exec.Cmd
-	base string
-	done chan struct{}
-}
-
-func startProc(t testing.TB, env []string, httpPort int, logPath string) *proc {
-	t.Helper()
-	return startProcArgs(t, nil, env, httpPort, logPath)
-}
-
-// startProcArgs is startProc with extra command-line arguments after "agent".
-func startProcArgs(t testing.TB, args, env []string, httpPort int, logPath string) *proc {
-	t.Helper()
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := launch(t, args, env, httpPort, logf)
-	waitFor(t, 30*time.Second, "agent process ready", func() bool {
-		select {
-		case <-p.done:
-			log, _ := os.ReadFile(logPath)
-			t.Fatalf("agent exited early:\n%s", log)
-		default:
-		}
-		code, err := tryCall("GET", p.base+"/ready", nil, nil)
-		return err == nil && code == 200
-	})
-	return p
-}
-
-// launch starts an agent process writing its output to logf.
-func launch(t testing.TB, args, env []string, httpPort int, logf *os.File) *proc {
-	t.Helper()
-	cmd := exec.Command(agentBinary(t), append([]string{"agent"}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// The agent dies with the test binary, even when a test panics.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, base: fmt.Sprintf("http://127.0.0.1:%d", httpPort), done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); logf.Close(); close(p.done) }()
-	return p
-}
-
-func (p *proc) kill(t testing.TB) {
-	t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
-}
 
 type acked struct {
 	partition int32
@@ -108,15 +22,8 @@ func TestKill9LosesNoAcknowledgedRecord(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process crash test; run without -short")
 	}
-	dir := t.TempDir()
-	httpPort, peerPort := freePort(t), freePort(t)
-	env := []string{
-		"HTTP_PORT=" + strconv.Itoa(httpPort), "GRPC_PORT=" + strconv.Itoa(freePort(t)), "PEER_PORT=" + strconv.Itoa(peerPort), "BIND_ADDR=127.0.0.1",
-		"GOSSIP_PORT=" + strconv.Itoa(freePort(t)), "DATA_DIR=" + dir, "NODE_ID=crash-1", "SEGMENT_MAX_AGE_MS=100", "LOG_LEVEL=warn",
-	}
-	logPath := filepath.Join(dir, "agent.log")
-	t.Cleanup(func() { dumpLogOnFailure(t, logPath) })
-	p := startProc(t, env, httpPort, logPath)
+	a := newSoloAgent(t, "crash-1", t.TempDir(), "SEGMENT_MAX_AGE_MS=100", "LOG_LEVEL=warn")
+	p := a.start(t)
 	defer func() { p.kill(t) }()
 	if code := call(t, "POST", p.base+"/api/v1/topics", map[string]any{"name": "crash", "partitions": 4}, nil); code != 201 {
 		t.Fatalf("create topic: %d", code)
@@ -179,7 +86,7 @@ func TestKill9LosesNoAcknowledgedRecord(t *testing.T) {
 	wg.Wait()
 	t.Logf("acknowledged %d records before SIGKILL", len(acks))
 
-	p = startProc(t, env, httpPort, logPath)
+	p = a.start(t)
 	byPos := map[acked]string{}
 	high := map[int32]int64{}
 	for part := int32(0); part < 4; part++ {
@@ -224,47 +131,20 @@ func tryCall(method, url string, body any, out any) (int, error) {
 	return doCall(method, url, body, out)
 }
 
-// dumpLogOnFailure prints the last lines of an agent log when t failed.
-func dumpLogOnFailure(t testing.TB, path string) {
-	if !t.Failed() {
-		return
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return
-	}
-	lines := strings.Split(string(data), "\n")
-	if len(lines) > 60 {
-		lines = lines[len(lines)-60:]
-	}
-	t.Logf("agent log %s (tail):\n%s", path, strings.Join(lines, "\n"))
-}
-
 // TestSIGTERMShutsDownCleanly: SIGTERM stops the agent with exit status 0,
 // and a restart serves the data.
 func TestSIGTERMShutsDownCleanly(t *testing.T) {
-	dir := t.TempDir()
-	httpPort, peerPort := freePort(t), freePort(t)
-	env := []string{"HTTP_PORT=" + strconv.Itoa(httpPort), "GRPC_PORT=" + strconv.Itoa(freePort(t)), "PEER_PORT=" + strconv.Itoa(peerPort), "BIND_ADDR=127.0.0.1",
-		"GOSSIP_PORT=" + strconv.Itoa(freePort(t)), "DATA_DIR=" + dir, "NODE_ID=term-1", "LOG_LEVEL=info"}
-	logPath := filepath.Join(dir, "agent.log")
-	t.Cleanup(func() { dumpLogOnFailure(t, logPath) })
-	p := startProc(t, env, httpPort, logPath)
+	a := newSoloAgent(t, "term-1", t.TempDir(), "LOG_LEVEL=info")
+	p := a.start(t)
 	call(t, "POST", p.base+"/api/v1/topics", map[string]any{"name": "t", "partitions": 1}, nil)
 	call(t, "POST", p.base+"/api/v1/produce", map[string]any{"topic": "t", "value": "v"}, nil)
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
+	if err := p.Stop(syscall.SIGTERM, 60*time.Second); err != nil {
+		t.Fatalf("agent did not exit after SIGTERM: %v", err)
 	}
-	select {
-	case <-p.done:
-	case <-time.After(60 * time.Second):
-		p.kill(t)
-		t.Fatal("agent did not exit after SIGTERM")
+	if err := p.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
 	}
-	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("exit status %d after SIGTERM", code)
-	}
-	p = startProc(t, env, httpPort, logPath)
+	p = a.start(t)
 	defer p.kill(t)
 	if recs := consumeAll(t, p.base, "t", 0); len(recs) != 1 || recs[0].Value != "v" {
 		t.Fatalf("after restart: %+v", recs)

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,16 +20,9 @@ import (
 // UNAVAILABLE), says why on /ready and exports the state as metrics. A
 // threshold larger than any disk makes every filesystem "low".
 func TestLowDiskRefusesProduceAndIsNotReady(t *testing.T) {
-	dir := t.TempDir()
-	httpPort, grpcPort := freePort(t), freePort(t)
-	env := []string{
-		"HTTP_PORT=" + strconv.Itoa(httpPort), "GRPC_PORT=" + strconv.Itoa(grpcPort), "PEER_PORT=" + strconv.Itoa(freePort(t)),
-		"GOSSIP_PORT=" + strconv.Itoa(freePort(t)), "BIND_ADDR=127.0.0.1", "DATA_DIR=" + dir, "NODE_ID=disk-1", "LOG_LEVEL=warn",
-		"MIN_FREE_DISK_BYTES=" + strconv.FormatInt(1<<60, 10),
-	}
-	logPath := filepath.Join(t.TempDir(), "agent.log")
-	t.Cleanup(func() { dumpLogOnFailure(t, logPath) })
-	p := startProcUntil(t, env, httpPort, logPath, func(code int, body map[string]any) bool {
+	a := newSoloAgent(t, "disk-1", t.TempDir(), "LOG_LEVEL=warn", "MIN_FREE_DISK_BYTES="+strconv.FormatInt(1<<60, 10))
+	p := launch(t, nil, a.env, a.httpPort, a.logPath)
+	p.waitReady(t, a.logPath, func(code int, body map[string]any) bool {
 		return code == 200 || strings.Contains(body["reason"].(string), "MIN_FREE_DISK_BYTES")
 	})
 	defer p.kill(t)
@@ -58,7 +49,7 @@ func TestLowDiskRefusesProduceAndIsNotReady(t *testing.T) {
 		t.Fatalf("a refused produce wrote %d records", len(got))
 	}
 
-	conn, err := grpc.NewClient("127.0.0.1:"+strconv.Itoa(grpcPort), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient("127.0.0.1:"+strconv.Itoa(a.grpcPort), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,30 +70,4 @@ func TestLowDiskRefusesProduceAndIsNotReady(t *testing.T) {
 	if v := metricValue(metrics, "streamhouse_disk_free_bytes"); v <= 0 {
 		t.Fatalf("streamhouse_disk_free_bytes = %v", v)
 	}
-}
-
-// startProcUntil starts an agent process and waits until /ready answers
-// something ok(code, body) accepts.
-func startProcUntil(t *testing.T, env []string, httpPort int, logPath string, ok func(int, map[string]any) bool) *proc {
-	t.Helper()
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := launch(t, nil, env, httpPort, logf)
-	waitFor(t, 30*time.Second, "agent process serving", func() bool {
-		select {
-		case <-p.done:
-			log, _ := os.ReadFile(logPath)
-			t.Fatalf("agent exited early:\n%s", log)
-		default:
-		}
-		body := map[string]any{"reason": ""}
-		code, err := tryCall("GET", p.base+"/ready", nil, &body)
-		if _, isStr := body["reason"].(string); !isStr {
-			body["reason"] = ""
-		}
-		return err == nil && ok(code, body)
-	})
-	return p
 }

@@ -129,17 +129,10 @@ func TestPprofDoesNotShowSecretFlags(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test; run without -short")
 	}
-	dir := t.TempDir()
-	httpPort, pprofPort := freePort(t), freePort(t)
-	env := []string{
-		"HTTP_PORT=" + strconv.Itoa(httpPort), "GRPC_PORT=" + strconv.Itoa(freePort(t)), "PEER_PORT=" + strconv.Itoa(freePort(t)),
-		"GOSSIP_PORT=" + strconv.Itoa(freePort(t)), "BIND_ADDR=127.0.0.1", "DATA_DIR=" + dir, "NODE_ID=pprof-1",
-		"PPROF_ADDR=127.0.0.1:" + strconv.Itoa(pprofPort), "LOG_LEVEL=warn",
-	}
+	pprofPort := freePort(t)
+	a := newSoloAgent(t, "pprof-1", t.TempDir(), "PPROF_ADDR=127.0.0.1:"+strconv.Itoa(pprofPort), "LOG_LEVEL=warn")
 	const secret = "flag-secret-0123456789"
-	logPath := filepath.Join(dir, "agent.log")
-	t.Cleanup(func() { dumpLogOnFailure(t, logPath) })
-	p := startProcArgs(t, []string{"--cluster-secret", secret}, env, httpPort, logPath)
+	p := a.start(t, "--cluster-secret", secret)
 	defer func() { p.kill(t) }()
 	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(pprofPort) + "/debug/pprof/cmdline")
 	if err != nil {
@@ -150,7 +143,7 @@ func TestPprofDoesNotShowSecretFlags(t *testing.T) {
 	if strings.Contains(string(body), secret) {
 		t.Fatalf("/debug/pprof/cmdline shows the cluster secret: %s", body)
 	}
-	log, _ := os.ReadFile(logPath)
+	log, _ := os.ReadFile(a.logPath)
 	if !strings.Contains(string(log), "--cluster-secret") || !strings.Contains(string(log), "CLUSTER_SECRET_FILE") {
 		t.Fatalf("no warning about the secret on the command line:\n%s", log)
 	}

@@ -5,72 +5,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
-	"strconv"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/streamhouse/streamhouse/jepsen/testkit"
 )
 
-// freePort returns a port that is free for TCP and UDP on 127.0.0.1, for
-// an agent the test starts later. It is taken below the kernel's ephemeral
-// range (32768 and up by default): a port the kernel hands out for ":0"
-// can be taken meanwhile by any outgoing connection of a test process
-// running in parallel (MinIO, PostgreSQL and agent clients), which made
-// agents fail to start with "address already in use". Below that range
-// only another explicit bind can take it, and this process never hands out
-// one port twice.
-func freePort(t testing.TB) int {
-	t.Helper()
-	portMu.Lock()
-	defer portMu.Unlock()
-	for range 1000 {
-		p := 20000 + rand.IntN(12000)
-		if portsGiven[p] || !bindable(p) {
-			continue
-		}
-		portsGiven[p] = true
-		return p
-	}
-	t.Fatal("no free port between 20000 and 32000")
-	return 0
-}
+// The shared test helpers, under the names this package's tests use.
+var waitFor = testkit.WaitFor
 
-var (
-	portMu     sync.Mutex
-	portsGiven = map[int]bool{}
-)
-
-// bindable reports whether 127.0.0.1:port can be bound for TCP and UDP
-// (gossip uses both) right now.
-func bindable(port int) bool {
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return false
-	}
-	defer l.Close()
-	u, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		return false
-	}
-	u.Close()
-	return true
-}
-
-// waitFor polls cond until it returns true or the deadline passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+var sameIDs = testkit.SameIDs
 
 var httpClient = &http.Client{Timeout: 60 * time.Second}
 

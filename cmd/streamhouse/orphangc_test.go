@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 )
@@ -20,15 +19,9 @@ func TestRestartAfterOrphanGraceKeepsCommittedSegments(t *testing.T) {
 	}
 	dir := t.TempDir()
 	clockFile := filepath.Join(dir, "clock-offset")
-	httpPort := freePort(t)
-	env := []string{
-		"HTTP_PORT=" + strconv.Itoa(httpPort), "GRPC_PORT=" + strconv.Itoa(freePort(t)), "PEER_PORT=" + strconv.Itoa(freePort(t)), "BIND_ADDR=127.0.0.1",
-		"GOSSIP_PORT=" + strconv.Itoa(freePort(t)), "DATA_DIR=" + dir, "NODE_ID=gc-1", "SEGMENT_MAX_AGE_MS=50", "LOG_LEVEL=info",
-		"ORPHAN_GRACE_MS=1000", "RETENTION_CHECK_MS=50", testClockOffsetEnv + "=" + clockFile,
-	}
-	logPath := filepath.Join(dir, "agent.log")
-	t.Cleanup(func() { dumpLogOnFailure(t, logPath) })
-	p := startProc(t, env, httpPort, logPath)
+	a := newSoloAgent(t, "gc-1", dir, "SEGMENT_MAX_AGE_MS=50", "LOG_LEVEL=info",
+		"ORPHAN_GRACE_MS=1000", "RETENTION_CHECK_MS=50", testClockOffsetEnv+"="+clockFile)
+	p := a.start(t)
 	defer func() { p.kill(t) }()
 	if code := call(t, "POST", p.base+"/api/v1/topics", map[string]any{"name": "gc", "partitions": 2}, nil); code != 201 {
 		t.Fatalf("create topic: %d", code)
@@ -75,7 +68,7 @@ func TestRestartAfterOrphanGraceKeepsCommittedSegments(t *testing.T) {
 	if err := os.WriteFile(orphan, []byte("never committed"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p = startProc(t, env, httpPort, logPath)
+	p = a.start(t)
 	waitFor(t, 30*time.Second, "the janitor collected the expired upload", func() bool {
 		_, err := os.Stat(orphan)
 		return os.IsNotExist(err)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -229,22 +228,14 @@ func TestPeerHandshakeRelayRefused(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test; run without -short")
 	}
-	dir := t.TempDir()
-	httpPort, peerPort, gossipPort := freePort(t), freePort(t), freePort(t)
-	env := []string{
-		"HTTP_PORT=" + strconv.Itoa(httpPort), "GRPC_PORT=" + strconv.Itoa(freePort(t)), "PEER_PORT=" + strconv.Itoa(peerPort),
-		"GOSSIP_PORT=" + strconv.Itoa(gossipPort), "BIND_ADDR=127.0.0.1", "DATA_DIR=" + dir, "NODE_ID=victim",
-		"CLUSTER_SECRET=the cluster's shared secret", "LOG_LEVEL=warn",
-	}
-	logPath := filepath.Join(dir, "agent.log")
-	t.Cleanup(func() { dumpLogOnFailure(t, logPath) })
-	p := startProc(t, env, httpPort, logPath)
+	a := newSoloAgent(t, "victim", t.TempDir(), "CLUSTER_SECRET=the cluster's shared secret", "LOG_LEVEL=warn")
+	p := a.start(t)
 	defer func() { p.kill(t) }()
 
 	cmd := fsm.Encode(&fsm.CreateTopic{Name: "relayed", Partitions: 1, Leaders: []string{"victim"}, Timestamp: time.Now().UnixMilli()})
 	req := fmt.Appendf(nil, "POST /peer/v1/apply HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", len(cmd))
-	relay := startPeerRelay(t, "127.0.0.1:"+strconv.Itoa(peerPort), append(req, cmd...))
-	joinGossipAs(t, "mallory", relay.addr(), "127.0.0.1:"+strconv.Itoa(gossipPort))
+	relay := startPeerRelay(t, "127.0.0.1:"+strconv.Itoa(a.peerPort), append(req, cmd...))
+	joinGossipAs(t, "mallory", relay.addr(), "127.0.0.1:"+strconv.Itoa(a.gossipPort))
 
 	waitFor(t, 60*time.Second, "the leader dials the attacker's advertised peer port", func() bool {
 		return len(relay.results()) > 0

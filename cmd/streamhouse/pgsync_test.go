@@ -1,12 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os/exec"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -139,17 +138,12 @@ func TestRestoreCommandRebuildsFromPostgresAndObjects(t *testing.T) {
 	restored := t.TempDir()
 	env := []string{"DATA_DIR=" + restored, "OBJECT_STORE_DIR=" + objects, "DATABASE_URL=" + url, "NODE_ID=restored-1",
 		"BIND_ADDR=127.0.0.1", "PEER_PORT=" + strconv.Itoa(c.PeerPort), "LOG_LEVEL=warn"}
-	run := func() (string, string, error) {
-		cmd := exec.Command(agentBinary(t), "restore", "--output", "json")
-		cmd.Env = append(cmd.Environ(), env...)
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		return out.String(), errb.String(), err
+	run := func() (string, string, int) {
+		return runBinary(t, append(os.Environ(), env...), nil, "restore", "--output", "json")
 	}
-	out, stderr, err := run()
-	if err != nil {
-		t.Fatalf("restore: %v\n%s", err, stderr)
+	out, stderr, code := run()
+	if code != 0 {
+		t.Fatalf("restore: exit %d\n%s", code, stderr)
 	}
 	var rep fsm.RestoreReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
@@ -158,8 +152,8 @@ func TestRestoreCommandRebuildsFromPostgresAndObjects(t *testing.T) {
 	if rep.Topics != 1 || rep.Partitions != 2 || rep.Groups != 1 || rep.SegmentsFromPG == 0 || rep.SegmentsFromS3 == 0 || rep.ClusterID == "" {
 		t.Fatalf("report = %+v", rep)
 	}
-	if _, stderr, err := run(); err == nil || !strings.Contains(stderr, "already holds Raft state") {
-		t.Fatalf("second restore into the same dir: err %v, stderr %q", err, stderr)
+	if _, stderr, code := run(); code == 0 || !strings.Contains(stderr, "already holds Raft state") {
+		t.Fatalf("second restore into the same dir: exit %d, stderr %q", code, stderr)
 	}
 
 	c2 := testConfig(t, restored)

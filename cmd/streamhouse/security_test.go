@@ -10,9 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -474,16 +472,5 @@ func TestCheckConfig(t *testing.T) {
 // runCLIEnv runs the binary with only env (plus PATH and HOME).
 func runCLIEnv(t *testing.T, env []string, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(agentBinary(t), args...)
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
-	return runBinary(t, cmd)
-}
-
-// sameIDs reports whether got and want hold the same IDs in any order.
-func sameIDs(got []string, want ...string) bool {
-	g := append([]string(nil), got...)
-	w := append([]string(nil), want...)
-	sort.Strings(g)
-	sort.Strings(w)
-	return strings.Join(g, ",") == strings.Join(w, ",")
+	return runBinary(t, append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...), nil, args...)
 }

@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/streamhouse/streamhouse/jepsen/proc"
 	"github.com/streamhouse/streamhouse/pgsync/pgtest"
 	"github.com/streamhouse/streamhouse/transport"
 )
@@ -57,11 +57,9 @@ type Agent struct {
 	LogPath string
 	env     []string
 
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	done    chan struct{}
-	paused  bool
-	started time.Time
+	mu     sync.Mutex
+	p      *proc.Proc // nil while not launched (or killed)
+	paused bool
 }
 
 // Cluster is a running cluster.
@@ -76,7 +74,6 @@ type Cluster struct {
 	pgFwd  *forwarder
 	log    *slog.Logger
 	http   *http.Client
-	pgDir  string
 	// mounted lists the small-disk mount points (disk.go).
 	mounted []string
 }
@@ -96,15 +93,43 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	return c, nil
 }
 
-func start(ctx context.Context, cfg Config) (c *Cluster, err error) {
-	c = &Cluster{cfg: cfg, log: cfg.Log, http: &http.Client{Timeout: 3 * time.Second,
+// start runs the steps of Start in order; on error c holds what is up so
+// far, for Close.
+func start(ctx context.Context, cfg Config) (*Cluster, error) {
+	c := &Cluster{cfg: cfg, log: cfg.Log, http: &http.Client{Timeout: 3 * time.Second,
 		Transport: &http.Transport{MaxIdleConnsPerHost: 4, DialContext: (&net.Dialer{Timeout: 2 * time.Second}).DialContext}}}
-	mode := cfg.Mode
+	if err := c.setupNetwork(); err != nil {
+		return c, err
+	}
+	if err := c.startMinIO(); err != nil {
+		return c, err
+	}
+	if err := c.startPostgres(ctx); err != nil {
+		return c, err
+	}
+	c.addAgents()
+	if cfg.SmallDisk > 0 {
+		if err := c.mountSmallDisks(cfg.SmallDisk); err != nil {
+			return c, err
+		}
+	}
+	for _, a := range c.Agents {
+		if err := c.Launch(a.Index); err != nil {
+			return c, err
+		}
+	}
+	return c, c.waitFormed(ctx)
+}
+
+// setupNetwork picks the network mode (namespaces when available under
+// ModeAuto) and its agent ports, and sets it up.
+func (c *Cluster) setupNetwork() error {
+	mode := c.cfg.Mode
 	if mode == ModeAuto || mode == "" {
 		if ok, why := NetnsAvailable(); ok {
 			mode = ModeNetns
 		} else {
-			cfg.Log.Warn("network namespaces unavailable; using the loopback fault proxy", "reason", why)
+			c.log.Warn("network namespaces unavailable; using the loopback fault proxy", "reason", why)
 			mode = ModeProxy
 		}
 	}
@@ -116,91 +141,104 @@ func start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 		c.net = &proxyNet{}
 		c.Ports = Ports{HTTP: 18080, GRPC: 19090, Peer: 19093, Gossip: 17946}
 	default:
-		return c, fmt.Errorf("unknown network mode %q", mode)
+		return fmt.Errorf("unknown network mode %q", mode)
 	}
-	if err := c.net.Setup(cfg.Agents, c.Ports); err != nil {
-		return c, fmt.Errorf("network (%s): %w", mode, err)
+	if err := c.net.Setup(c.cfg.Agents, c.Ports); err != nil {
+		return fmt.Errorf("network (%s): %w", mode, err)
 	}
-	svc := c.net.ServiceIP()
-	if c.MinIO, err = StartMinIO(cfg.MinIOBin, svc, filepath.Join(cfg.Dir, "minio"), filepath.Join(cfg.Dir, "minio.log"), "jepsen"); err != nil {
-		return c, fmt.Errorf("minio: %w", err)
+	return nil
+}
+
+// startMinIO starts MinIO on the service address with the bucket "jepsen".
+func (c *Cluster) startMinIO() (err error) {
+	c.MinIO, err = StartMinIO(c.cfg.MinIOBin, c.net.ServiceIP(), filepath.Join(c.cfg.Dir, "minio"), filepath.Join(c.cfg.Dir, "minio.log"), "jepsen")
+	if err != nil {
+		return fmt.Errorf("minio: %w", err)
 	}
+	return nil
+}
+
+// startPostgres starts PostgreSQL on loopback with a "jepsen" database and,
+// when the agents live in other namespaces, a forwarder on the service
+// address; PGURL is the URL as the agents dial it.
+func (c *Cluster) startPostgres(ctx context.Context) (err error) {
 	// PostgreSQL runs as the "postgres" OS user under root, so its
 	// directory must be reachable by it: a fresh one under the temp dir.
-	if c.pgDir, err = os.MkdirTemp("", "jepsen-pg-"); err != nil {
-		return c, err
-	}
-	if err := os.Chmod(c.pgDir, 0o755); err != nil {
-		return c, err
-	}
-	if c.PG, err = pgtest.StartServer(filepath.Join(c.pgDir, "pg")); err != nil {
-		return c, fmt.Errorf("postgres: %w", err)
+	if c.PG, err = pgtest.StartTemp("jepsen-pg-"); err != nil {
+		return fmt.Errorf("postgres: %w", err)
 	}
 	dbURL, err := c.PG.CreateDatabase(ctx, "jepsen")
 	if err != nil {
-		return c, err
+		return err
 	}
 	c.PGURL = dbURL
-	if svc != "127.0.0.1" {
-		if c.pgFwd, err = startForwarder(net.JoinHostPort(svc, "0"), "127.0.0.1:"+strconv.Itoa(c.PG.Port)); err != nil {
-			return c, err
+	if svc := c.net.ServiceIP(); svc != "127.0.0.1" {
+		pgAddr := "127.0.0.1:" + strconv.Itoa(c.PG.Port)
+		if c.pgFwd, err = startForwarder(net.JoinHostPort(svc, "0"), pgAddr); err != nil {
+			return err
 		}
-		c.PGURL = strings.Replace(dbURL, "127.0.0.1:"+strconv.Itoa(c.PG.Port), c.pgFwd.Addr(), 1)
+		c.PGURL = strings.Replace(dbURL, pgAddr, c.pgFwd.Addr(), 1)
 	}
+	return nil
+}
+
+// addAgents creates the agent slots with their environment.
+func (c *Cluster) addAgents() {
 	var join []string
-	for i := 0; i < cfg.Agents; i++ {
-		join = append(join, net.JoinHostPort(c.net.AdvertiseIP(i), strconv.Itoa(c.Ports.Gossip)))
+	for i := 0; i < c.cfg.Agents; i++ {
+		join = append(join, c.GossipAddr(i))
 	}
-	for i := 0; i < cfg.Agents; i++ {
-		a := &Agent{Index: i, ID: fmt.Sprintf("n%d", i+1), DataDir: filepath.Join(cfg.Dir, fmt.Sprintf("n%d", i+1), "data"),
-			LogPath: filepath.Join(cfg.Dir, fmt.Sprintf("n%d.log", i+1))}
-		a.env = []string{
-			"NODE_ID=" + a.ID, "BIND_ADDR=" + c.net.BindIP(i), "ADVERTISE_ADDR=" + c.net.AdvertiseIP(i),
-			"HTTP_PORT=" + strconv.Itoa(c.Ports.HTTP), "GRPC_PORT=" + strconv.Itoa(c.Ports.GRPC),
-			"PEER_PORT=" + strconv.Itoa(c.Ports.Peer), "GOSSIP_PORT=" + strconv.Itoa(c.Ports.Gossip),
-			"DATA_DIR=" + a.DataDir, "BOOTSTRAP_EXPECT=" + strconv.Itoa(cfg.Agents), "JOIN=" + strings.Join(join, ","),
-			"PARTITION_FAILOVER_TIMEOUT=2s", "DEAD_AGENT_TIMEOUT=20s", "SEGMENT_MAX_AGE_MS=250",
-			"CHECKPOINT_INTERVAL_MS=1000", "LOG_LEVEL=info",
-			"S3_ENDPOINT=" + c.MinIO.Endpoint(), "S3_BUCKET=" + c.MinIO.Bucket, "S3_PATH_STYLE=true", "S3_REGION=us-east-1",
-			"AWS_ACCESS_KEY_ID=" + c.MinIO.AccessKey, "AWS_SECRET_ACCESS_KEY=" + c.MinIO.SecretKey, "S3_TIMEOUT_MS=3000",
-			"DATABASE_URL=" + c.PGURL, clockEnv(a.DataDir),
-		}
-		if cfg.Lossy {
-			a.env = append(a.env, "STREAMHOUSE_UNSAFE_WAL_FS=lossy")
-		}
-		a.env = append(a.env, cfg.Env...)
+	for i := 0; i < c.cfg.Agents; i++ {
+		a := &Agent{Index: i, ID: fmt.Sprintf("n%d", i+1), DataDir: filepath.Join(c.cfg.Dir, fmt.Sprintf("n%d", i+1), "data"),
+			LogPath: filepath.Join(c.cfg.Dir, fmt.Sprintf("n%d.log", i+1))}
+		a.env = c.agentEnv(a, join)
 		c.Agents = append(c.Agents, a)
 	}
-	if cfg.SmallDisk > 0 {
-		if err := c.mountSmallDisks(cfg.SmallDisk); err != nil {
-			return c, err
-		}
+}
+
+// agentEnv is agent a's environment: its addresses and data dir, the
+// cluster's timings, MinIO and Postgres, then Config.Env.
+func (c *Cluster) agentEnv(a *Agent, join []string) []string {
+	i := a.Index
+	env := []string{
+		"NODE_ID=" + a.ID, "BIND_ADDR=" + c.net.BindIP(i), "ADVERTISE_ADDR=" + c.net.AdvertiseIP(i),
+		"HTTP_PORT=" + strconv.Itoa(c.Ports.HTTP), "GRPC_PORT=" + strconv.Itoa(c.Ports.GRPC),
+		"PEER_PORT=" + strconv.Itoa(c.Ports.Peer), "GOSSIP_PORT=" + strconv.Itoa(c.Ports.Gossip),
+		"DATA_DIR=" + a.DataDir, "BOOTSTRAP_EXPECT=" + strconv.Itoa(c.cfg.Agents), "JOIN=" + strings.Join(join, ","),
+		"PARTITION_FAILOVER_TIMEOUT=2s", "DEAD_AGENT_TIMEOUT=20s", "SEGMENT_MAX_AGE_MS=250",
+		"CHECKPOINT_INTERVAL_MS=1000", "LOG_LEVEL=info",
+		"S3_ENDPOINT=" + c.MinIO.Endpoint(), "S3_BUCKET=" + c.MinIO.Bucket, "S3_PATH_STYLE=true", "S3_REGION=us-east-1",
+		"AWS_ACCESS_KEY_ID=" + c.MinIO.AccessKey, "AWS_SECRET_ACCESS_KEY=" + c.MinIO.SecretKey, "S3_TIMEOUT_MS=3000",
+		"DATABASE_URL=" + c.PGURL, clockEnv(a.DataDir),
 	}
-	for _, a := range c.Agents {
-		if err := c.Launch(a.Index); err != nil {
-			return c, err
-		}
+	if c.cfg.Lossy {
+		env = append(env, "STREAMHOUSE_UNSAFE_WAL_FS=lossy")
 	}
+	return append(env, c.cfg.Env...)
+}
+
+// waitFormed waits (up to 60 s) until every agent is ready and the Raft
+// group has all of them as voters (up to 5) and a leader.
+func (c *Cluster) waitFormed(ctx context.Context) error {
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	for _, a := range c.Agents {
 		if err := c.WaitReady(wctx, a.Index); err != nil {
-			return c, fmt.Errorf("%s not ready: %w (log %s)", a.ID, err, a.LogPath)
+			return fmt.Errorf("%s not ready: %w (log %s)", a.ID, err, a.LogPath)
 		}
 	}
-	want := min(cfg.Agents, 5)
-	for {
+	want := min(c.cfg.Agents, 5)
+	err := proc.Poll(wctx, 200*time.Millisecond, func(context.Context) error {
 		st, err := c.Status(0)
-		if err == nil && len(st.Voters) == want && st.Leader != "" {
-			break
+		if err == nil && (len(st.Voters) != want || st.Leader == "") {
+			err = fmt.Errorf("%+v", st)
 		}
-		select {
-		case <-wctx.Done():
-			return c, fmt.Errorf("raft group never reached %d voters: %v %+v", want, err, st)
-		case <-time.After(200 * time.Millisecond):
-		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("raft group never reached %d voters: %w", want, err)
 	}
-	return c, nil
+	return nil
 }
 
 // Mode is the network mode in use.
@@ -247,28 +285,19 @@ func (c *Cluster) Launch(i int, args ...string) error {
 	a := c.Agents[i]
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.cmd != nil {
+	if a.p != nil {
 		return fmt.Errorf("%s already running", a.ID)
 	}
-	logf, err := os.OpenFile(a.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(logf, "==== jepsen: %s starting %s\n", time.Now().Format(time.RFC3339Nano), a.ID)
 	if len(args) == 0 {
 		args = []string{"agent"}
 	}
 	cmd := c.net.Command(i, c.cfg.AgentBin, args...)
 	cmd.Env = append(os.Environ(), a.env...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
+	p, err := proc.Start(cmd, a.LogPath, "jepsen: starting "+a.ID)
+	if err != nil {
 		return err
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
-	a.cmd, a.done, a.paused, a.started = cmd, done, false, time.Now()
+	a.p, a.paused = p, false
 	return nil
 }
 
@@ -278,12 +307,11 @@ func (c *Cluster) RunRestore(ctx context.Context, i int) ([]byte, error) {
 	a := c.Agents[i]
 	cmd := c.net.Command(i, c.cfg.AgentBin, "restore", "--output", "json")
 	cmd.Env = append(os.Environ(), a.env...)
-	logf, err := os.OpenFile(a.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logf, err := proc.OpenLog(a.LogPath, "jepsen: streamhouse restore")
 	if err != nil {
 		return nil, err
 	}
 	defer logf.Close()
-	fmt.Fprintf(logf, "==== jepsen: %s streamhouse restore\n", time.Now().Format(time.RFC3339Nano))
 	cmd.Stderr = logf
 	out, err := cmd.Output()
 	if err != nil {
@@ -297,15 +325,7 @@ func (c *Cluster) Running(i int) bool {
 	a := c.Agents[i]
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.cmd == nil {
-		return false
-	}
-	select {
-	case <-a.done:
-		return false
-	default:
-		return true
-	}
+	return a.p != nil && !a.p.Exited()
 }
 
 // Exited reports agents whose process ended without being killed by us.
@@ -313,12 +333,8 @@ func (c *Cluster) Exited() []string {
 	var out []string
 	for _, a := range c.Agents {
 		a.mu.Lock()
-		if a.cmd != nil {
-			select {
-			case <-a.done:
-				out = append(out, a.ID)
-			default:
-			}
+		if a.p != nil && a.p.Exited() {
+			out = append(out, a.ID)
 		}
 		a.mu.Unlock()
 	}
@@ -330,12 +346,11 @@ func (c *Cluster) Kill(i int) {
 	a := c.Agents[i]
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.cmd == nil {
+	if a.p == nil {
 		return
 	}
-	_ = a.cmd.Process.Signal(syscall.SIGKILL)
-	<-a.done
-	a.cmd, a.paused = nil, false
+	a.p.Kill()
+	a.p, a.paused = nil, false
 }
 
 // Pause SIGSTOPs agent i.
@@ -343,8 +358,8 @@ func (c *Cluster) Pause(i int) {
 	a := c.Agents[i]
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.cmd != nil && !a.paused {
-		_ = a.cmd.Process.Signal(syscall.SIGSTOP)
+	if a.p != nil && !a.paused {
+		_ = a.p.Signal(syscall.SIGSTOP)
 		a.paused = true
 	}
 }
@@ -354,8 +369,8 @@ func (c *Cluster) Resume(i int) {
 	a := c.Agents[i]
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.cmd != nil && a.paused {
-		_ = a.cmd.Process.Signal(syscall.SIGCONT)
+	if a.p != nil && a.paused {
+		_ = a.p.Signal(syscall.SIGCONT)
 		a.paused = false
 	}
 }
@@ -384,7 +399,7 @@ func (c *Cluster) SetCuts(cuts []Cut) error { return c.net.SetCuts(cuts) }
 
 // WaitReady waits until agent i answers /ready with 200.
 func (c *Cluster) WaitReady(ctx context.Context, i int) error {
-	return waitHTTP(ctx, c.HTTPBase(i)+"/ready")
+	return proc.Poll(ctx, 100*time.Millisecond, proc.HTTPOK(&http.Client{Timeout: time.Second}, c.HTTPBase(i)+"/ready"))
 }
 
 // Ready reports whether agent i answers /ready with 200 now.
@@ -471,7 +486,7 @@ func (c *Cluster) Close() {
 		_ = c.net.SetCuts(nil)
 	}
 	if c.MinIO != nil {
-		c.MinIO.Stop()
+		c.MinIO.Close()
 	}
 	if c.pgFwd != nil {
 		c.pgFwd.Close()
@@ -484,9 +499,6 @@ func (c *Cluster) Close() {
 		if err := c.PG.Close(); err != nil {
 			c.log.Warn("closing postgres", "err", err)
 		}
-	}
-	if c.pgDir != "" {
-		_ = os.RemoveAll(c.pgDir)
 	}
 	if c.net != nil {
 		if err := c.net.Close(); err != nil {

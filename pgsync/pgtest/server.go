@@ -1,13 +1,10 @@
 package pgtest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -21,6 +18,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/streamhouse/streamhouse/jepsen/proc"
 )
 
 const (
@@ -53,8 +52,7 @@ type Server struct {
 	ownSockDir       bool // sockDir lives outside Dir (Dir's path was too long)
 
 	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when cmd has been waited for
+	p      *proc.Proc // nil while stopped
 	closed bool
 
 	dbs atomic.Int64
@@ -67,7 +65,7 @@ func Binaries() (initdb, postgres string, err error) {
 	if dir := os.Getenv(BinEnv); dir != "" {
 		initdb, postgres = filepath.Join(dir, "initdb"), filepath.Join(dir, "postgres")
 		for _, p := range []string{initdb, postgres} {
-			if err := checkExecutable(p); err != nil {
+			if err := proc.CheckExecutable(p); err != nil {
 				return "", "", fmt.Errorf("pgtest: %s=%s: %s: %w", BinEnv, dir, p, err)
 			}
 		}
@@ -93,7 +91,7 @@ func newestDebianBin() string {
 	best, bestVer := "", []int(nil)
 	for _, d := range dirs {
 		ver, ok := parseVersion(filepath.Base(filepath.Dir(d)))
-		if !ok || checkExecutable(filepath.Join(d, "initdb")) != nil || checkExecutable(filepath.Join(d, "postgres")) != nil {
+		if !ok || proc.CheckExecutable(filepath.Join(d, "initdb")) != nil || proc.CheckExecutable(filepath.Join(d, "postgres")) != nil {
 			continue
 		}
 		if best == "" || versionLess(bestVer, ver) {
@@ -122,17 +120,6 @@ func versionLess(a, b []int) bool {
 		}
 	}
 	return len(a) < len(b)
-}
-
-func checkExecutable(p string) error {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
-		return errors.New("not an executable file")
-	}
-	return nil
 }
 
 // serverCredential returns the credential to run initdb and postgres with:
@@ -205,7 +192,7 @@ func StartServer(dir string) (*Server, error) {
 	// before the server binds it; try a few.
 	const tries = 5
 	for i := 1; ; i++ {
-		port, err := freePort()
+		port, err := proc.FreePort("127.0.0.1")
 		if err != nil {
 			s.removeSockDir()
 			return nil, err
@@ -276,40 +263,25 @@ func serverEnv() []string {
 	return append(env, "LC_ALL=C")
 }
 
-func (s *Server) openLog(banner string) (*os.File, error) {
-	f, err := os.OpenFile(s.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("pgtest: %w", err)
-	}
-	fmt.Fprintf(f, "---- %s: %s\n", time.Now().Format(time.RFC3339Nano), banner)
-	return f, nil
-}
-
 func (s *Server) runInitdb() error {
-	logf, err := s.openLog("initdb " + s.DataDir)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
 	cmd := exec.Command(s.initdb, "-D", s.DataDir, "-U", Superuser, "--auth=trust",
 		"-E", "UTF8", "--locale=C", "--no-sync")
 	cmd.Dir = s.Dir
 	cmd.Env = serverEnv()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	setProcAttr(cmd, s.cred)
-	if err := cmd.Run(); err != nil {
+	s.runAsServerUser(cmd)
+	if err := proc.Run(cmd, s.LogPath, "initdb "+s.DataDir); err != nil {
 		return fmt.Errorf("pgtest: %s failed: %w; log tail (%s):\n%s", s.initdb, err, s.LogPath, s.LogTail(4<<10))
 	}
 	return nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("pgtest: finding a free port: %w", err)
+// runAsServerUser runs cmd as s.cred (nil = the current user). The
+// launcher adds the parent-death signal; Go sets it after switching
+// credentials, so the switch does not clear it.
+func (s *Server) runAsServerUser(cmd *exec.Cmd) {
+	if s.cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // start launches the server on s.Port and waits until it accepts
@@ -320,14 +292,9 @@ func (s *Server) start() error {
 	if s.closed {
 		return errors.New("pgtest: server is closed")
 	}
-	if s.cmd != nil {
+	if s.p != nil {
 		return nil // already running
 	}
-	logf, err := s.openLog(fmt.Sprintf("starting postgres on 127.0.0.1:%d", s.Port))
-	if err != nil {
-		return err
-	}
-	defer logf.Close() // the child has its own descriptor
 	cmd := exec.Command(s.postgres,
 		"-D", s.DataDir,
 		"-p", strconv.Itoa(s.Port),
@@ -341,55 +308,31 @@ func (s *Server) start() error {
 	)
 	cmd.Dir = s.Dir
 	cmd.Env = serverEnv()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	setProcAttr(cmd, s.cred)
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", s.postgres, err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	if err := s.waitReady(exited); err != nil {
-		_ = cmd.Process.Kill()
-		<-exited
+	s.runAsServerUser(cmd)
+	p, err := proc.Start(cmd, s.LogPath, fmt.Sprintf("starting postgres on 127.0.0.1:%d", s.Port))
+	if err != nil {
 		return err
 	}
-	s.cmd, s.exited = cmd, exited
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	if err := p.WaitReady(ctx, 20*time.Millisecond, s.ping); err != nil {
+		p.Kill()
+		return fmt.Errorf("postgres: %w", err)
+	}
+	s.p = p
 	return nil
 }
 
-// waitReady polls with a real connection until the server accepts one, the
-// process exits, or readyTimeout passes.
-func (s *Server) waitReady(exited <-chan struct{}) error {
-	deadline := time.Now().Add(readyTimeout)
-	var last error
-	for {
-		select {
-		case <-exited:
-			return errors.New("postgres exited during startup")
-		default:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		conn, err := pgx.Connect(ctx, s.URL())
-		if err == nil {
-			err = conn.Ping(ctx)
-			_ = conn.Close(ctx)
-		}
-		cancel()
-		if err == nil {
-			return nil
-		}
-		last = err
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not accepting connections after %v: %w", readyTimeout, last)
-		}
-		select {
-		case <-exited:
-		case <-time.After(20 * time.Millisecond):
-		}
+// ping is the readiness probe: a real connection.
+func (s *Server) ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, s.URL())
+	if err != nil {
+		return err
 	}
+	defer conn.Close(ctx)
+	return conn.Ping(ctx)
 }
 
 // URL is the superuser's connection URL for the "postgres" database.
@@ -474,7 +417,7 @@ func (s *Server) NewDatabase(t testing.TB) string {
 func (s *Server) Running() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.cmd != nil
+	return s.p != nil
 }
 
 // Stop shuts the server down (fast shutdown: clients are disconnected,
@@ -488,23 +431,14 @@ func (s *Server) Stop() error {
 }
 
 func (s *Server) stopLocked() error {
-	if s.cmd == nil {
+	if s.p == nil {
 		return nil
 	}
-	defer func() { s.cmd, s.exited = nil, nil }()
-	if err := s.cmd.Process.Signal(syscall.SIGINT); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		_ = s.cmd.Process.Kill()
-		<-s.exited
+	defer func() { s.p = nil }()
+	if err := s.p.Stop(syscall.SIGINT, stopTimeout); err != nil {
 		return fmt.Errorf("pgtest: stopping postgres: %w", err)
 	}
-	select {
-	case <-s.exited:
-		return nil
-	case <-time.After(stopTimeout):
-		_ = s.cmd.Process.Kill()
-		<-s.exited
-		return fmt.Errorf("pgtest: postgres did not shut down within %v; killed", stopTimeout)
-	}
+	return nil
 }
 
 // Restart stops the server if it runs and starts it again on the same port
@@ -543,30 +477,22 @@ func (s *Server) removeSockDir() {
 
 // LogTail returns up to the last n bytes of the initdb and server log,
 // starting at a line boundary.
-func (s *Server) LogTail(n int64) string {
-	f, err := os.Open(s.LogPath)
+func (s *Server) LogTail(n int64) string { return proc.LogTail(s.LogPath, n) }
+
+// StartTemp is StartServer in a fresh directory under os.TempDir whose name
+// begins with prefix (reachable by the server's OS user when running as
+// root). Close removes it; so does a failed start.
+func StartTemp(prefix string) (*Server, error) {
+	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
-		return fmt.Sprintf("(no log: %v)", err)
+		return nil, fmt.Errorf("pgtest: %w", err)
 	}
-	defer f.Close()
-	fi, err := f.Stat()
+	s, err := StartServer(dir)
 	if err != nil {
-		return fmt.Sprintf("(no log: %v)", err)
+		_ = os.RemoveAll(dir)
+		return nil, err
 	}
-	off := max(fi.Size()-n, 0)
-	b := make([]byte, fi.Size()-off)
-	if _, err := f.ReadAt(b, off); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Sprintf("(reading log: %v)", err)
-	}
-	if off > 0 {
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
-	}
-	if len(b) == 0 {
-		return "(empty)"
-	}
-	return string(b)
+	return s, nil
 }
 
 // Start starts a server in a fresh directory under os.TempDir for the test,
@@ -574,13 +500,8 @@ func (s *Server) LogTail(n int64) string {
 // printing the log tail first if the test failed.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "pgtest-")
+	s, err := StartTemp("pgtest-")
 	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := StartServer(dir)
-	if err != nil {
-		_ = os.RemoveAll(dir)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

@@ -12,7 +12,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-func query(t *testing.T, url, sql string) string {
+// withConn runs f on a fresh connection to url with a 10 s deadline and
+// fails the test, naming sql, if it errs.
+func withConn(t *testing.T, url, sql string, f func(context.Context, *pgx.Conn) error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -21,25 +23,24 @@ func query(t *testing.T, url, sql string) string {
 		t.Fatalf("connecting to %s: %v", url, err)
 	}
 	defer conn.Close(context.Background())
-	var out string
-	if err := conn.QueryRow(ctx, sql).Scan(&out); err != nil {
+	if err := f(ctx, conn); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
+}
+
+func query(t *testing.T, url, sql string) string {
+	t.Helper()
+	var out string
+	withConn(t, url, sql, func(ctx context.Context, c *pgx.Conn) error { return c.QueryRow(ctx, sql).Scan(&out) })
 	return out
 }
 
 func execSQL(t *testing.T, url, sql string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatalf("connecting to %s: %v", url, err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, sql); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
+	withConn(t, url, sql, func(ctx context.Context, c *pgx.Conn) error {
+		_, err := c.Exec(ctx, sql)
+		return err
+	})
 }
 
 func TestServerLifecycle(t *testing.T) {

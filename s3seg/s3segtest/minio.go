@@ -7,8 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/streamhouse/streamhouse/jepsen/proc"
 	"github.com/streamhouse/streamhouse/s3seg"
 )
 
@@ -55,9 +54,8 @@ type MinIO struct {
 	consoleAddr string
 	certsDir    string
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when cmd has been waited for
+	mu sync.Mutex
+	p  *proc.Proc // nil while stopped
 
 	buckets   atomic.Int64
 	clientMu  sync.Mutex
@@ -72,7 +70,7 @@ type MinIO struct {
 // the developer to run `make deps`, which builds and caches the binary.
 func MinIOBinary() (string, error) {
 	if p := os.Getenv(MinIOEnv); p != "" {
-		if err := checkExecutable(p); err != nil {
+		if err := proc.CheckExecutable(p); err != nil {
 			return "", fmt.Errorf("%s=%s: %w; run `make deps` to build MinIO, or point %s at a minio server binary", MinIOEnv, p, err, MinIOEnv)
 		}
 		return p, nil
@@ -80,14 +78,14 @@ func MinIOBinary() (string, error) {
 	var tried []string
 	if root, err := moduleRoot(); err == nil {
 		p := filepath.Join(root, ".cache", "bin", "minio")
-		if checkExecutable(p) == nil {
+		if proc.CheckExecutable(p) == nil {
 			return p, nil
 		}
 		tried = append(tried, p)
 	}
 	if home, err := os.UserHomeDir(); err == nil {
 		p := filepath.Join(home, ".cache", "streamhouse", "bin", "minio")
-		if checkExecutable(p) == nil {
+		if proc.CheckExecutable(p) == nil {
 			return p, nil
 		}
 		tried = append(tried, p)
@@ -98,17 +96,6 @@ func MinIOBinary() (string, error) {
 	tried = append(tried, "minio on PATH")
 	return "", fmt.Errorf("MinIO server binary not found (looked at %s): the S3 integration tests need it; run `make deps` to build it, or set %s to a minio server binary",
 		strings.Join(tried, ", "), MinIOEnv)
-}
-
-func checkExecutable(p string) error {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
-		return errors.New("not an executable file")
-	}
-	return nil
 }
 
 // moduleRoot walks up from the working directory to the directory holding
@@ -130,6 +117,14 @@ func moduleRoot() (string, error) {
 	}
 }
 
+// MinIOConfig says where StartMinIOServer runs a server.
+type MinIOConfig struct {
+	Bin     string // the server binary; "" = MinIOBinary()
+	Host    string // the address to bind; "" = 127.0.0.1
+	Dir     string // data/ and certs/ go here
+	LogPath string // the server's output; "" = Dir/minio.log
+}
+
 // StartMinIO starts a MinIO server on 127.0.0.1:<free port> with a fresh data
 // directory and waits until it is ready. It fails the test (never skips) if
 // the binary is missing or the server does not come up. The server is
@@ -137,45 +132,74 @@ func moduleRoot() (string, error) {
 // first.
 func StartMinIO(t testing.TB) *MinIO {
 	t.Helper()
-	bin, err := MinIOBinary()
+	m, err := StartMinIOServer(MinIOConfig{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	root := t.TempDir()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("MinIO %s log tail (%s):\n%s", m.Endpoint, m.LogPath, proc.LogTail(m.LogPath, 8<<10))
+		}
+		m.Close()
+	})
+	return m
+}
+
+// StartMinIOServer starts a MinIO server on cfg.Host:<free port> with random
+// root credentials and waits until it is ready, for callers without a
+// test (the jepsen harness). On error nothing is left running and the error
+// carries the log tail. Close stops it.
+func StartMinIOServer(cfg MinIOConfig) (*MinIO, error) {
+	if cfg.Bin == "" {
+		bin, err := MinIOBinary()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Bin = bin
+	}
+	if cfg.Host == "" {
+		cfg.Host = "127.0.0.1"
+	}
+	if cfg.LogPath == "" {
+		cfg.LogPath = filepath.Join(cfg.Dir, "minio.log")
+	}
 	m := &MinIO{
 		AccessKey: "streamhouse-" + randomHex(6),
 		SecretKey: randomHex(20),
 		Region:    "us-east-1",
-		Dir:       filepath.Join(root, "data"),
-		LogPath:   filepath.Join(root, "minio.log"),
-		bin:       bin,
-		certsDir:  filepath.Join(root, "certs"),
+		Dir:       filepath.Join(cfg.Dir, "data"),
+		LogPath:   cfg.LogPath,
+		bin:       cfg.Bin,
+		certsDir:  filepath.Join(cfg.Dir, "certs"),
 	}
 	for _, d := range []string{m.Dir, m.certsDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("MinIO %s log tail (%s):\n%s", m.Endpoint, m.LogPath, m.logTail(8<<10))
-		}
-		m.kill()
+	if err := m.startOnFreePorts(cfg.Host); err != nil {
 		m.closeClient()
-	})
-	// A free port found by listening on :0 can be taken by someone else
-	// before MinIO binds it; try a few pairs.
+		return nil, fmt.Errorf("starting MinIO: %w; log tail (%s):\n%s", err, m.LogPath, proc.LogTail(m.LogPath, 4<<10))
+	}
+	return m, nil
+}
+
+// startOnFreePorts starts the server on fresh ports of host. A free port
+// can still be bound by someone else before MinIO binds it; it tries a few.
+func (m *MinIO) startOnFreePorts(host string) error {
 	const tries = 5
 	for i := 1; ; i++ {
-		addrs := freeAddrs(t, 2)
-		m.addr, m.consoleAddr = addrs[0], addrs[1]
-		m.Endpoint = "http://" + m.addr
-		err := m.start()
-		if err == nil {
-			return m
+		var err error
+		if m.addr, err = proc.FreeAddr(host); err != nil {
+			return err
 		}
-		if i == tries || !strings.Contains(m.logTail(4<<10), "already in use") {
-			t.Fatalf("starting MinIO: %v (the log tail follows)", err)
+		if m.consoleAddr, err = proc.FreeAddr(host); err != nil {
+			return err
+		}
+		m.Endpoint = "http://" + m.addr
+		err = m.Start()
+		if err == nil || i == tries || !strings.Contains(proc.LogTail(m.LogPath, 4<<10), "already in use") {
+			return err
 		}
 	}
 }
@@ -186,36 +210,15 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// freeAddrs returns n distinct free 127.0.0.1 addresses (all listened on at
-// once, so they differ, then released).
-func freeAddrs(t testing.TB, n int) []string {
-	t.Helper()
-	var addrs []string
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		addrs = append(addrs, l.Addr().String())
-	}
-	return addrs
-}
-
-// start launches the server process and waits until it is ready. On error
-// the process is gone.
-func (m *MinIO) start() error {
+// Start starts the server (after Stop or Kill) on its address with its data
+// directory and credentials, and waits until it is ready. Starting a
+// running server does nothing. On error the process is gone.
+func (m *MinIO) Start() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.cmd != nil {
-		return errors.New("MinIO is already running")
+	if m.p != nil {
+		return nil
 	}
-	logf, err := os.OpenFile(m.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logf.Close() // the child has its own descriptor
-	fmt.Fprintf(logf, "---- %s: starting MinIO on %s\n", time.Now().Format(time.RFC3339Nano), m.addr)
 	cmd := exec.Command(m.bin, "server", m.Dir,
 		"--address", m.addr,
 		"--console-address", m.consoleAddr,
@@ -229,22 +232,17 @@ func (m *MinIO) start() error {
 		"MINIO_UPDATE=off",
 		"MINIO_CI_CD=on", // allow a data directory on the root file system
 	)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	setProcAttr(cmd)
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", m.bin, err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	if err := m.waitReady(exited); err != nil {
-		_ = cmd.Process.Kill()
-		<-exited
+	p, err := proc.Start(cmd, m.LogPath, "starting MinIO on "+m.addr)
+	if err != nil {
 		return err
 	}
-	m.cmd, m.exited = cmd, exited
+	ctx, cancel := context.WithTimeout(context.Background(), minioReadyTimeout)
+	defer cancel()
+	if err := p.WaitReady(ctx, 25*time.Millisecond, m.ready); err != nil {
+		p.Kill()
+		return fmt.Errorf("MinIO at %s: %w", m.Endpoint, err)
+	}
+	m.p = p
 	return nil
 }
 
@@ -260,45 +258,18 @@ func envWithoutMinIO() []string {
 	return env
 }
 
-// waitReady polls until the server answers S3 requests, the process exits,
-// or minioReadyTimeout passes: first the readiness endpoint, then an
+// ready is the readiness probe: first the readiness endpoint, then an
 // authenticated ListBuckets, because /minio/health/ready answers 200 while
 // the object layer is still initialising (S3 calls then get 503 for a
 // moment, typically after a restart).
-func (m *MinIO) waitReady(exited <-chan struct{}) error {
+func (m *MinIO) ready(ctx context.Context) error {
 	tr := &http.Transport{DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: time.Second}
-	deadline := time.Now().Add(minioReadyTimeout)
-	var last error
-	for {
-		select {
-		case <-exited:
-			return errors.New("MinIO exited during startup")
-		default:
-		}
-		resp, err := client.Get(m.Endpoint + "/minio/health/ready")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				err = m.listBuckets()
-				if err == nil {
-					return nil
-				}
-			} else {
-				err = fmt.Errorf("readiness probe answered %s", resp.Status)
-			}
-		}
-		last = err
-		if time.Now().After(deadline) {
-			return fmt.Errorf("MinIO at %s not ready after %v: %w", m.Endpoint, minioReadyTimeout, last)
-		}
-		select {
-		case <-exited:
-		case <-time.After(25 * time.Millisecond):
-		}
+	if err := proc.HTTPOK(client, m.Endpoint+"/minio/health/ready")(ctx); err != nil {
+		return err
 	}
+	return m.listBuckets()
 }
 
 // Stop stops the server (SIGTERM, then SIGKILL after 10 s) and waits for the
@@ -309,23 +280,31 @@ func (m *MinIO) Stop(t testing.TB) {
 	m.stop(syscall.SIGTERM)
 }
 
-// kill stops the server at once (test cleanup: the data is thrown away).
-func (m *MinIO) kill() { m.stop(syscall.SIGKILL) }
+// Kill stops the server at once (an outage, or cleanup); the data
+// directory and the port are kept for Start.
+func (m *MinIO) Kill() { m.stop(syscall.SIGKILL) }
 
 func (m *MinIO) stop(sig syscall.Signal) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.cmd == nil {
+	if m.p == nil {
 		return
 	}
-	_ = m.cmd.Process.Signal(sig)
-	select {
-	case <-m.exited:
-	case <-time.After(minioStopTimeout):
-		_ = m.cmd.Process.Kill()
-		<-m.exited
-	}
-	m.cmd, m.exited = nil, nil
+	_ = m.p.Stop(sig, minioStopTimeout)
+	m.p = nil
+}
+
+// Running reports whether the server process is up.
+func (m *MinIO) Running() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.p != nil
+}
+
+// Close kills the server and drops the admin client's connections.
+func (m *MinIO) Close() {
+	m.Kill()
+	m.closeClient()
 }
 
 // Restart stops the server if it runs and starts it again on the same port
@@ -334,36 +313,9 @@ func (m *MinIO) stop(sig syscall.Signal) {
 func (m *MinIO) Restart(t testing.TB) {
 	t.Helper()
 	m.Stop(t)
-	if err := m.start(); err != nil {
+	if err := m.Start(); err != nil {
 		t.Fatalf("restarting MinIO on %s: %v (the log tail follows)", m.addr, err)
 	}
-}
-
-// logTail returns up to the last n bytes of the server log.
-func (m *MinIO) logTail(n int64) string {
-	f, err := os.Open(m.LogPath)
-	if err != nil {
-		return fmt.Sprintf("(no log: %v)", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Sprintf("(no log: %v)", err)
-	}
-	off := max(fi.Size()-n, 0)
-	b := make([]byte, fi.Size()-off)
-	if _, err := f.ReadAt(b, off); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Sprintf("(reading log: %v)", err)
-	}
-	if off > 0 {
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
-	}
-	if len(b) == 0 {
-		return "(empty)"
-	}
-	return string(b)
 }
 
 // adminClient returns an SDK client with the root credentials, for test
@@ -405,9 +357,17 @@ func (m *MinIO) CreateBucket(t testing.TB, name string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := m.adminClient().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
-		t.Fatalf("creating bucket %q on MinIO %s: %v", name, m.Endpoint, err)
+	if err := m.MakeBucket(ctx, name); err != nil {
+		t.Fatal(err)
 	}
+}
+
+// MakeBucket creates a bucket.
+func (m *MinIO) MakeBucket(ctx context.Context, name string) error {
+	if _, err := m.adminClient().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
+		return fmt.Errorf("creating bucket %q on MinIO %s: %w", name, m.Endpoint, err)
+	}
+	return nil
 }
 
 // NewBucket creates a bucket with a name unique on this server and returns

@@ -8,13 +8,12 @@ import (
 	"strings"
 	"testing"
 
-	"go.uber.org/goleak"
-
+	"github.com/streamhouse/streamhouse/jepsen/testkit"
 	"github.com/streamhouse/streamhouse/s3seg"
 	"github.com/streamhouse/streamhouse/s3seg/s3segtest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testkit.Main(m) }
 
 func TestMemStoreConformance(t *testing.T) {
 	s3segtest.RunObjectStoreSuite(t, func(*testing.T) s3seg.ObjectStore { return s3segtest.NewMemStore() })

@@ -3,9 +3,7 @@ package client
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/streamhouse/streamhouse/jepsen/testkit"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
+func TestMain(m *testing.M) { testkit.Main(m) }
