@@ -143,7 +143,7 @@ func (s *HTTPServer) handleConsume(w http.ResponseWriter, r *http.Request) error
 	}
 	if err != nil {
 		if s.stopping.Err() != nil && r.Context().Err() == nil && ctx.Err() != nil {
-			return unavailable(opRead, " (the agent is shutting down; retry, possibly against another agent)")
+			return restError(nil, Unavailable(OpRead, " (the agent is shutting down; retry, possibly against another agent)"))
 		}
 		return err
 	}

@@ -23,7 +23,9 @@
 // with a stable machine-readable code (the Code* constants) and a human
 // message. Write errors say whether the write was definitely not applied
 // (503 unavailable: safe to retry) or may have been applied (504
-// outcome_unknown). REST.md documents every endpoint and code.
+// outcome_unknown). REST.md documents every endpoint and code. The error
+// table (errkind.go: Classify, ErrorKind) maps errors to these codes and to
+// HTTP statuses and gRPC codes, for REST, gRPC and the peer RPC alike.
 //
 // # Peer traffic
 //

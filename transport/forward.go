@@ -99,7 +99,7 @@ func ProduceRPCHandler(p LocalProducer) http.Handler {
 			}
 		}
 		if err != nil {
-			ae := classify(opWrite, err)
+			ae := classify(OpWrite, err)
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(ae.status)
 			_ = json.NewEncoder(w).Encode(errorResponse{Error: errorDetail{Code: ae.code, Message: err.Error()}})

@@ -102,7 +102,7 @@ func IdempotentRPCHandler(p LocalProducer) http.Handler {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		if err != nil {
-			ae := classify(opWrite, err)
+			ae := classify(OpWrite, err)
 			w.WriteHeader(ae.status)
 			_ = json.NewEncoder(w).Encode(errorResponse{Error: errorDetail{Code: ae.code, Message: err.Error()}})
 			return

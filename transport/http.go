@@ -153,7 +153,7 @@ func (s *HTTPServer) routes() {
 	s.mux.HandleFunc("GET /ready", s.handleReady)
 	metrics := s.metricsHandler()
 	if s.cfg.Auth.MetricsProtected() {
-		s.handle("GET /metrics", opRead, ScopeRead, metrics)
+		s.handle("GET /metrics", OpRead, ScopeRead, metrics)
 	} else {
 		s.open["GET /metrics"] = true
 		s.mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) { _ = metrics(w, r) })
@@ -161,25 +161,25 @@ func (s *HTTPServer) routes() {
 
 	// The scope is the least a key needs for the route; handlers check the
 	// topics (docs/security.md has the table).
-	s.handle("POST /api/v1/topics", opWrite, ScopeAdmin, s.handleCreateTopic)
-	s.handle("GET /api/v1/topics", opRead, ScopeRead, s.handleListTopics)
-	s.handle("GET /api/v1/topics/{name}", opRead, ScopeRead, s.handleGetTopic)
-	s.handle("DELETE /api/v1/topics/{name}", opWrite, ScopeAdmin, s.handleDeleteTopic)
-	s.handle("GET /api/v1/topics/{name}/partitions", opRead, ScopeRead, s.handlePartitions)
-	s.handle("POST /api/v1/produce", opWrite, ScopeWrite, s.handleProduce)
-	s.handle("POST /api/v1/produce/batch", opWrite, ScopeWrite, s.handleProduceBatch)
-	s.handle("GET /api/v1/consume", opRead, ScopeRead, s.handleConsume)
-	s.handle("GET /api/v1/cluster", opRead, ScopeRead, s.handleCluster)
-	s.handle("GET /api/v1/consumer-groups", opRead, ScopeRead, s.handleListGroups)
-	s.handle("GET /api/v1/consumer-groups/{group}", opRead, ScopeRead, s.handleDescribeGroup)
-	s.handle("DELETE /api/v1/consumer-groups/{group}", opWrite, ScopeWrite, s.handleDeleteGroup)
-	s.handle("POST /api/v1/consumer-groups/{group}/commit", opWrite, ScopeWrite, s.handleCommitOffsets)
-	s.handle("POST /api/v1/consumer-groups/{group}/reset", opWrite, ScopeWrite, s.handleResetGroup)
+	s.handle("POST /api/v1/topics", OpWrite, ScopeAdmin, s.handleCreateTopic)
+	s.handle("GET /api/v1/topics", OpRead, ScopeRead, s.handleListTopics)
+	s.handle("GET /api/v1/topics/{name}", OpRead, ScopeRead, s.handleGetTopic)
+	s.handle("DELETE /api/v1/topics/{name}", OpWrite, ScopeAdmin, s.handleDeleteTopic)
+	s.handle("GET /api/v1/topics/{name}/partitions", OpRead, ScopeRead, s.handlePartitions)
+	s.handle("POST /api/v1/produce", OpWrite, ScopeWrite, s.handleProduce)
+	s.handle("POST /api/v1/produce/batch", OpWrite, ScopeWrite, s.handleProduceBatch)
+	s.handle("GET /api/v1/consume", OpRead, ScopeRead, s.handleConsume)
+	s.handle("GET /api/v1/cluster", OpRead, ScopeRead, s.handleCluster)
+	s.handle("GET /api/v1/consumer-groups", OpRead, ScopeRead, s.handleListGroups)
+	s.handle("GET /api/v1/consumer-groups/{group}", OpRead, ScopeRead, s.handleDescribeGroup)
+	s.handle("DELETE /api/v1/consumer-groups/{group}", OpWrite, ScopeWrite, s.handleDeleteGroup)
+	s.handle("POST /api/v1/consumer-groups/{group}/commit", OpWrite, ScopeWrite, s.handleCommitOffsets)
+	s.handle("POST /api/v1/consumer-groups/{group}/reset", OpWrite, ScopeWrite, s.handleResetGroup)
 }
 
 // handle registers an API handler whose errors become JSON error responses.
 // The caller must hold at least scope (checked before fn runs).
-func (s *HTTPServer) handle(pattern string, op opKind, scope Scope, fn func(http.ResponseWriter, *http.Request) error) {
+func (s *HTTPServer) handle(pattern string, op Op, scope Scope, fn func(http.ResponseWriter, *http.Request) error) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if err := s.cfg.Auth.Authorize(r.Context(), scope); err != nil {
 			s.fail(w, r, op, err)
@@ -340,7 +340,7 @@ func (s *HTTPServer) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Auth.Enabled() && !s.open[pattern] {
 		p, err := s.authenticate(r)
 		if err != nil {
-			s.fail(sw, r, opRead, err)
+			s.fail(sw, r, OpRead, err)
 			return
 		}
 		r = r.WithContext(WithPrincipal(r.Context(), p))

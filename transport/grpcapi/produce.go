@@ -61,7 +61,7 @@ func (s *service) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.Prod
 		recs[i] = pr
 	}
 	if total > s.maxRequest {
-		return nil, fmt.Errorf("%w: the records are %d bytes, the request limit is %d; split the batch", errRequestTooLarge, total, s.maxRequest)
+		return nil, fmt.Errorf("%w: the records are %d bytes, the request limit is %d; split the batch", transport.ErrRequestTooLarge, total, s.maxRequest)
 	}
 	if err := s.cfg.Quotas.Take(ctx, transport.QuotaProduce, int64(total)); err != nil {
 		return nil, err

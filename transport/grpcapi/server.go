@@ -144,7 +144,7 @@ func newService(cfg Config) *service {
 	return s
 }
 
-// writeMethods are the RPCs that change state (see opKind).
+// writeMethods are the RPCs that change state (see transport.Op).
 var writeMethods = map[string]bool{
 	pb.StreamHouse_CreateTopic_FullMethodName:   true,
 	pb.StreamHouse_DeleteTopic_FullMethodName:   true,
@@ -211,11 +211,11 @@ type authedStream struct {
 
 func (a *authedStream) Context() context.Context { return a.ctx }
 
-func opOf(method string) opKind {
+func opOf(method string) transport.Op {
 	if writeMethods[method] {
-		return opWrite
+		return transport.OpWrite
 	}
-	return opRead
+	return transport.OpRead
 }
 
 func (s *service) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
