@@ -68,10 +68,11 @@
 //
 // # Metrics
 //
-// Collectors are created per server from HTTPConfig.Registerer (never a
-// global registry): streamhouse_active_connections,
-// streamhouse_http_requests_total{route,code} and
-// streamhouse_http_request_duration_seconds{route}. Error responses also
-// increment the shared streamhouse_errors_total{kind} counter passed in
-// HTTPConfig.Errors (see NewErrorsCounter), with kind = the error code.
+// Collectors are created per server with promauto.With(HTTPConfig.Registerer)
+// (never a global registry): streamhouse_http_requests_total{route,code} and
+// streamhouse_http_request_duration_seconds{route}. The agent creates the
+// shared collectors once and passes them to REST and gRPC:
+// streamhouse_errors_total{kind} (HTTPConfig.Errors, NewErrorsCounter; kind =
+// the error code) and streamhouse_active_connections (HTTPConfig.Connections,
+// NewActiveConnectionsGauge).
 package transport

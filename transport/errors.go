@@ -113,9 +113,7 @@ func (s *HTTPServer) fail(w http.ResponseWriter, r *http.Request, op Op, err err
 
 // writeError writes an error response and counts it in errors_total.
 func (s *HTTPServer) writeError(w http.ResponseWriter, ae *apiError) {
-	if s.errors != nil {
-		s.errors.WithLabelValues(ae.code).Inc()
-	}
+	s.cfg.Errors.WithLabelValues(ae.code).Inc()
 	if ae.retryAfter {
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, ae.retryAfterSecs)))
 	}

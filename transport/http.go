@@ -49,6 +49,9 @@ type HTTPConfig struct {
 	// Errors is the shared streamhouse_errors_total{kind} counter (see
 	// NewErrorsCounter); nil = not counted.
 	Errors *prometheus.CounterVec
+	// Connections is the shared streamhouse_active_connections gauge (see
+	// NewActiveConnectionsGauge); nil = not counted.
+	Connections prometheus.Gauge
 	// TLSConfig enables HTTPS when non-nil; it must carry a certificate
 	// (Certificates, GetCertificate or GetConfigForClient).
 	TLSConfig *tls.Config
@@ -77,7 +80,6 @@ type HTTPServer struct {
 	ready     Readiness
 	log       *slog.Logger
 	metrics   *httpMetrics
-	errors    *prometheus.CounterVec
 	bodyLimit int64
 	mux       *http.ServeMux
 	open      map[string]bool // route patterns served without authentication
@@ -113,6 +115,12 @@ func NewHTTPServer(cfg HTTPConfig, topics Topics, prod Producer, fetch Fetcher, 
 	if cfg.Gatherer == nil {
 		cfg.Gatherer = prometheus.NewRegistry()
 	}
+	if cfg.Errors == nil {
+		cfg.Errors = NewErrorsCounter(nil)
+	}
+	if cfg.Connections == nil {
+		cfg.Connections = NewActiveConnectionsGauge(nil)
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -121,7 +129,6 @@ func NewHTTPServer(cfg HTTPConfig, topics Topics, prod Producer, fetch Fetcher, 
 		cfg: cfg, topics: topics, prod: prod, fetch: fetch, ready: ready,
 		log:       logger.With("component", "rest"),
 		metrics:   newHTTPMetrics(cfg.Registerer),
-		errors:    cfg.Errors,
 		bodyLimit: cfg.MaxRequestBytes,
 		mux:       http.NewServeMux(),
 	}
@@ -291,9 +298,9 @@ func (s *HTTPServer) Shutdown(ctx context.Context) error {
 func (s *HTTPServer) connState(_ net.Conn, st http.ConnState) {
 	switch st {
 	case http.StateNew:
-		s.metrics.active.Inc()
+		s.cfg.Connections.Inc()
 	case http.StateClosed, http.StateHijacked:
-		s.metrics.active.Dec()
+		s.cfg.Connections.Dec()
 	}
 }
 

@@ -178,7 +178,7 @@ func startEnv(t *testing.T, mod ...func(*HTTPConfig)) (*testEnv, *http.Client) {
 
 func TestActiveConnectionsGauge(t *testing.T) {
 	e, _ := startEnv(t)
-	gauge := func() float64 { return testutil.ToFloat64(e.srv.metrics.active) }
+	gauge := func() float64 { return testutil.ToFloat64(e.srv.cfg.Connections) }
 	if gauge() != 0 {
 		t.Fatalf("gauge = %v before any connection", gauge())
 	}

@@ -200,7 +200,8 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	clock := agentClock(log)
 	clockMs := func() int64 { return clock().UnixMilli() }
-	errorsTotal := transport.NewErrorsCounter(a.registry)
+	errorsTotal := transport.NewErrorsCounter(a.registry)          // REST, gRPC, flusher and janitor count into it
+	connections := transport.NewActiveConnectionsGauge(a.registry) // REST and gRPC count into it
 	if a.sec, err = c.loadSecurity(log); err != nil {
 		return nil, err
 	}
@@ -339,14 +340,14 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 
 	a.http = transport.NewHTTPServer(transport.HTTPConfig{
 		Addr: net.JoinHostPort(c.BindAddr, strconv.Itoa(c.HTTPPort)), MaxRecordBytes: c.MaxRecordBytes,
-		Gatherer: a.registry, Registerer: a.registry, Errors: errorsTotal, Logger: log,
+		Gatherer: a.registry, Registerer: a.registry, Errors: errorsTotal, Connections: connections, Logger: log,
 		Cluster: a.node, Groups: groups, TLSConfig: a.sec.publicTLS, Auth: a.sec.auth,
 		Quotas: quotas,
 	}, admin, a.producer, fetcher, a.ready)
 	if err := a.http.Start(ctx); err != nil {
 		return nil, fmt.Errorf("HTTP_PORT %d: %w", c.HTTPPort, err)
 	}
-	if err := a.startGRPC(admin, fetcher, groups, quotas); err != nil {
+	if err := a.startGRPC(admin, fetcher, groups, quotas, errorsTotal, connections); err != nil {
 		return nil, err
 	}
 	if err := a.startPprof(); err != nil {
@@ -397,7 +398,8 @@ func (a *agent) startPprof() error {
 }
 
 // startGRPC serves the public gRPC API on GRPC_PORT.
-func (a *agent) startGRPC(admin *partition.Admin, fetcher *partition.Fetcher, groups *partition.Groups, quotas *transport.Quotas) error {
+func (a *agent) startGRPC(admin *partition.Admin, fetcher *partition.Fetcher, groups *partition.Groups, quotas *transport.Quotas,
+	errorsTotal *prometheus.CounterVec, connections prometheus.Gauge) error {
 	c := a.cfg
 	ln, err := net.Listen("tcp", net.JoinHostPort(c.BindAddr, strconv.Itoa(c.GRPCPort)))
 	if err != nil {
@@ -411,8 +413,8 @@ func (a *agent) startGRPC(admin *partition.Admin, fetcher *partition.Fetcher, gr
 	}
 	a.grpc = grpcapi.NewServer(grpcapi.Config{
 		Topics: admin, Producer: a.producer, Idempotent: a.producer, Fetcher: fetcher, Groups: groups,
-		Cluster: a.node, Readiness: a.ready, Logger: a.log, Registerer: a.registry, MaxRecordBytes: c.MaxRecordBytes,
-		Stopping: a.grpcStopping, Auth: a.sec.auth, Quotas: quotas, MaxConcurrentStreams: c.GRPCMaxStreams,
+		Cluster: a.node, Readiness: a.ready, Logger: a.log, Registerer: a.registry, Errors: errorsTotal, Connections: connections,
+		MaxRecordBytes: c.MaxRecordBytes, Stopping: a.grpcStopping, Auth: a.sec.auth, Quotas: quotas, MaxConcurrentStreams: c.GRPCMaxStreams,
 	}, opts...)
 	go func() { _ = a.grpc.Serve(ln) }()
 	return nil

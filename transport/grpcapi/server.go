@@ -57,11 +57,16 @@ type Config struct {
 
 	// Logger receives the server's logs (component=grpc); nil discards.
 	Logger *slog.Logger
-	// Registerer receives the collectors (nil = unregistered). The shared
-	// streamhouse_errors_total and streamhouse_active_connections are
-	// obtained through transport's helpers, so REST and gRPC servers on one
-	// registry report into the same series.
+	// Registerer receives the server's own collectors (nil = unregistered).
 	Registerer prometheus.Registerer
+	// Errors is the shared streamhouse_errors_total{kind} counter
+	// (transport.NewErrorsCounter), also given to the REST server; nil = not
+	// counted.
+	Errors *prometheus.CounterVec
+	// Connections is the shared streamhouse_active_connections gauge
+	// (transport.NewActiveConnectionsGauge), also given to the REST server;
+	// nil = not counted.
+	Connections prometheus.Gauge
 
 	// MaxRecordBytes rejects a produce whose record (fsm.Record.Size) is
 	// larger, before anything is written (INVALID_ARGUMENT,
@@ -136,7 +141,7 @@ func newService(cfg Config) *service {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &service{cfg: cfg, log: logger.With("component", "grpc"), m: newMetrics(cfg.Registerer), maxRequest: cfg.MaxRequestBytes,
+	s := &service{cfg: cfg, log: logger.With("component", "grpc"), m: newMetrics(cfg), maxRequest: cfg.MaxRequestBytes,
 		openSlots: make(chan struct{}, MaxOpenCallsInFlight)}
 	if s.maxRequest <= 0 {
 		s.maxRequest = transport.DefaultMaxRequestBytes
