@@ -61,6 +61,8 @@
 // the keys file; an Authenticator checks tokens in constant time and
 // scopes/topics (Authorize). HTTPConfig.Auth enforces them on every route
 // but the probes; errors are 401 unauthenticated / 403 permission_denied.
+// auth_watch.go: WatchAPIKeys re-reads the keys file when it changes and
+// swaps the keys in force (failing closed on a broken or deleted file).
 // quota.go: per-key quotas (Kafka's producer_byte_rate, consumer_byte_rate,
 // controller_mutation_rate): a token bucket per key in force and quota,
 // charged by the REST and gRPC handlers after authorization and before the

@@ -328,13 +328,14 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 	}
 	// Registered without a keys file too (at 0), so dashboards and alerts
 	// see the series from the start.
-	keyMetrics := newAPIKeyMetrics(a.registry)
+	keyMetrics := transport.NewAPIKeyMetrics(a.registry)
 	quotas := a.startQuotas()
 	if a.sec.auth != nil {
 		a.keysDone = make(chan struct{})
 		go func() {
 			defer close(a.keysDone)
-			watchAPIKeys(bg, c.APIKeysFile, a.sec.auth, quotas, apiKeysCheckInterval, keyMetrics, log)
+			transport.WatchAPIKeys(bg, transport.APIKeysWatch{Path: c.APIKeysFile, Every: apiKeysCheckInterval,
+				Auth: a.sec.auth, Quotas: quotas, Metrics: keyMetrics, Logger: log})
 		}()
 	}
 
