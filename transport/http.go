@@ -79,7 +79,7 @@ type HTTPServer struct {
 	fetch     Fetcher
 	ready     Readiness
 	log       *slog.Logger
-	metrics   *httpMetrics
+	metrics   RequestMetrics
 	bodyLimit int64
 	mux       *http.ServeMux
 	open      map[string]bool // route patterns served without authentication
@@ -225,19 +225,15 @@ func (s *HTTPServer) Handler() http.Handler { return s.handler }
 func (s *HTTPServer) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	switch {
-	case s.closed:
-		return errors.New("transport: HTTP server already shut down")
-	case s.started:
-		return errors.New("transport: HTTP server already started")
+	if err := startState("HTTP server", s.started, s.closed, "shut down"); err != nil {
+		return err
 	}
-	if tc := s.srv.TLSConfig; tc != nil && len(tc.Certificates) == 0 && tc.GetCertificate == nil && tc.GetConfigForClient == nil {
+	if lacksCertificate(s.srv.TLSConfig) {
 		return errors.New("transport: TLSConfig has no certificate")
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+	ln, err := listenTCP(ctx, "REST", s.cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("transport: REST listen on %s: %w", s.cfg.Addr, err)
+		return err
 	}
 	s.ln, s.started = ln, true
 	s.served = make(chan struct{})
@@ -334,8 +330,8 @@ func (s *HTTPServer) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		if !sw.wrote {
 			code = http.StatusOK
 		}
-		s.metrics.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
-		s.metrics.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		s.metrics.Requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+		s.metrics.Duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		if p != nil {
 			panic(p)
 		}

@@ -27,27 +27,32 @@ func NewActiveConnectionsGauge(reg prometheus.Registerer) prometheus.Gauge {
 	})
 }
 
-// httpMetrics are the REST server's own collectors.
-type httpMetrics struct {
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+// RequestMetrics are a public listener's request counter and latency
+// histogram.
+type RequestMetrics struct {
+	Requests *prometheus.CounterVec   // streamhouse_<proto>_requests_total{<label>,code}
+	Duration *prometheus.HistogramVec // streamhouse_<proto>_request_duration_seconds{<label>}
 }
 
-// DurationBuckets are the request-latency buckets of REST and gRPC: they
-// reach 30s because consume long-polls may wait that long.
-var DurationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+// durationBuckets reach 30s because consume long-polls may wait that long.
+var durationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
 
-func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
+// NewRequestMetrics creates streamhouse_<proto>_requests_total{label,code}
+// and streamhouse_<proto>_request_duration_seconds{label} with the help
+// texts given, and registers them with reg (nil = not registered).
+func NewRequestMetrics(reg prometheus.Registerer, proto, label, requestsHelp, durationHelp string) RequestMetrics {
 	auto := promauto.With(reg)
-	return &httpMetrics{
-		requests: auto.NewCounterVec(prometheus.CounterOpts{
-			Name: "streamhouse_http_requests_total",
-			Help: "REST requests served, by route pattern and status code.",
-		}, []string{"route", "code"}),
-		duration: auto.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "streamhouse_http_request_duration_seconds",
-			Help:    "REST request latency by route pattern (consume includes its long-poll wait).",
-			Buckets: DurationBuckets,
-		}, []string{"route"}),
+	return RequestMetrics{
+		Requests: auto.NewCounterVec(prometheus.CounterOpts{
+			Name: "streamhouse_" + proto + "_requests_total", Help: requestsHelp,
+		}, []string{label, "code"}),
+		Duration: auto.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "streamhouse_" + proto + "_request_duration_seconds", Help: durationHelp, Buckets: durationBuckets,
+		}, []string{label}),
 	}
+}
+
+func newHTTPMetrics(reg prometheus.Registerer) RequestMetrics {
+	return NewRequestMetrics(reg, "http", "route", "REST requests served, by route pattern and status code.",
+		"REST request latency by route pattern (consume includes its long-poll wait).")
 }

@@ -291,8 +291,8 @@ func (s *service) finish(ctx context.Context, method string, start time.Time, er
 		s.log.Log(ctx, level, "request failed", "method", method, "code", code.String(), "kind", ae.kind, "err", err)
 		out = ae.status().Err()
 	}
-	s.m.requests.WithLabelValues(method, code.String()).Inc()
-	s.m.duration.WithLabelValues(method).Observe(time.Since(start).Seconds())
+	s.m.Requests.WithLabelValues(method, code.String()).Inc()
+	s.m.Duration.WithLabelValues(method).Observe(time.Since(start).Seconds())
 	return out
 }
 
@@ -334,8 +334,8 @@ func (h *statsHandler) HandleRPC(ctx context.Context, rs stats.RPCStats) {
 		h.s.m.errors.WithLabelValues(ae.kind).Inc()
 		h.s.log.Debug("request rejected before its handler", "method", tag.method, "code", ae.code.String(), "err", end.Error)
 	}
-	h.s.m.requests.WithLabelValues(tag.method, ae.code.String()).Inc()
-	h.s.m.duration.WithLabelValues(tag.method).Observe(end.EndTime.Sub(end.BeginTime).Seconds())
+	h.s.m.Requests.WithLabelValues(tag.method, ae.code.String()).Inc()
+	h.s.m.Duration.WithLabelValues(tag.method).Observe(end.EndTime.Sub(end.BeginTime).Seconds())
 }
 
 func (h *statsHandler) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
