@@ -3,16 +3,10 @@ package transport
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"strings"
@@ -23,6 +17,8 @@ import (
 
 	"github.com/hashicorp/raft"
 	"go.uber.org/goleak"
+
+	"github.com/streamhouse/streamhouse/transport/transporttest"
 )
 
 // peerWait is the deadline for anything a peer test polls for.
@@ -514,41 +510,34 @@ func TestPeerStartErrors(t *testing.T) {
 	_ = noCert.Close()
 }
 
-// testPeerTLS returns a config for mutual TLS with one self-signed
-// certificate for 127.0.0.1 that every agent uses as server and client.
+// testPeerTLS returns a config for mutual TLS with one certificate for
+// 127.0.0.1 that every agent uses as server and client.
 func testPeerTLS(t *testing.T) *tls.Config {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "streamhouse test agent"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
+	ca := transporttest.NewCA(t, "test CA")
+	cert := ca.Issue(t, "streamhouse test agent")
 	return &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}},
-		RootCAs:      pool,
-		ClientCAs:    pool,
+		Certificates: []tls.Certificate{cert.TLS},
+		RootCAs:      ca.Pool(),
+		ClientCAs:    ca.Pool(),
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		MinVersion:   tls.VersionTLS13,
+	}
+}
+
+// wantPeersTalk fails unless a and b exchange Raft traffic and RPCs (what
+// says how they are configured).
+func wantPeersTalk(t *testing.T, a, b *peerNode, what string) {
+	t.Helper()
+	if err := raftEcho(a.m, b.addr(), "raft "+what); err != nil {
+		t.Fatal(err)
+	}
+	if err := rpcEcho(b.m, a.addr(), "rpc "+what); err != nil {
+		t.Fatal(err)
+	}
+	code, body, err := rpcDo(a.m, http.MethodGet, b.addr(), "/peer/v1/whoami", "")
+	if err != nil || code != 200 || body != a.addr() {
+		t.Fatalf("whoami %s: %d %q %v", what, code, body, err)
 	}
 }
 
@@ -557,16 +546,7 @@ func TestPeerTLS(t *testing.T) {
 	cfg := testPeerTLS(t)
 	withTLS := func(c *PeerConfig) { c.TLS = cfg }
 	a, b := startPeerNode(t, nil, withTLS), startPeerNode(t, nil, withTLS)
-	if err := raftEcho(a.m, b.addr(), "raft over tls"); err != nil {
-		t.Fatal(err)
-	}
-	if err := rpcEcho(b.m, a.addr(), "rpc over tls"); err != nil {
-		t.Fatal(err)
-	}
-	code, body, err := rpcDo(a.m, http.MethodGet, b.addr(), "/peer/v1/whoami", "")
-	if err != nil || code != 200 || body != a.addr() {
-		t.Fatalf("whoami over TLS: %d %q %v", code, body, err)
-	}
+	wantPeersTalk(t, a, b, "over TLS")
 	// A plain-TCP agent cannot talk to a TLS one.
 	plain := startPeerNode(t, nil)
 	if err := raftEcho(plain.m, a.addr(), "plain"); err == nil {
