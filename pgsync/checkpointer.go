@@ -48,7 +48,7 @@ type CheckpointerConfig struct {
 	MaxBackoff        time.Duration
 	ClusterID, NodeID string
 	Logger            *slog.Logger          // nil: discard
-	Registerer        prometheus.Registerer // nil: metrics not registered
+	Registerer        prometheus.Registerer // nil: metrics not registered; one Checkpointer per registry
 	// Clock is the time source of the lag gauge (default time.Now); tests
 	// drive it to make lag deterministic.
 	Clock func() time.Time

@@ -56,107 +56,150 @@ func (s *HTTPServer) handleConsume(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return badRequest("malformed query string: %v", err)
 	}
-	req := fsm.FetchRequest{Topic: q.Get("topic")}
-	if req.Topic == "" {
+	topic := q.Get("topic")
+	if topic == "" {
 		return badRequest("query parameter topic is required")
 	}
-	if err := s.authorize(r, ScopeRead, req.Topic); err != nil {
+	if err := s.authorize(r, ScopeRead, topic); err != nil {
 		return err
 	}
-	part, err := queryInt(q, "partition", 32, 0)
+	cq, err := parseConsumeQuery(q)
 	if err != nil {
 		return err
 	}
-	if part < 0 {
-		return badRequest("query parameter partition must not be negative, got %d", part)
+	cq.req.Topic = topic
+	if err := s.resolveOffset(&cq); err != nil {
+		return err
 	}
-	req.Partition = int32(part)
+	res, err := s.consume(r, cq)
+	// The bytes returned are charged after the read: an over-quota key's
+	// next fetch is throttled (docs/security.md, "Resource limits").
+	s.cfg.Quotas.Charge(r.Context(), QuotaFetch, FetchedBytes(res.Records))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, consumeResponseOf(cq, res))
+	return nil
+}
+
+// consumeQuery is a parsed consume request.
+type consumeQuery struct {
+	req fsm.FetchRequest
+	// offset is the offset parameter as given: "", earliest, latest or a
+	// number (already in req.Offset).
+	offset string
+	// force: encoding=base64 (keys, values and headers always base64).
+	force bool
+}
+
+// parseConsumeQuery reads every consume parameter but topic, checking them
+// in this order: partition, max_records, max_bytes, wait_ms, encoding,
+// offset.
+func parseConsumeQuery(q url.Values) (consumeQuery, error) {
+	var cq consumeQuery
+	part, err := queryNonNegative(q, "partition", 32)
+	if err != nil {
+		return cq, err
+	}
+	cq.req.Partition = int32(part)
 	maxRecords, err := queryInt(q, "max_records", 32, defaultMaxRecords)
 	if err != nil {
-		return err
+		return cq, err
 	}
 	if maxRecords <= 0 {
-		return badRequest("query parameter max_records must be positive, got %d", maxRecords)
+		return cq, badRequest("query parameter max_records must be positive, got %d", maxRecords)
 	}
-	req.MaxRecords = int(maxRecords)
-	maxBytes, err := queryInt(q, "max_bytes", 32, 0)
+	cq.req.MaxRecords = int(maxRecords)
+	maxBytes, err := queryNonNegative(q, "max_bytes", 32)
 	if err != nil {
-		return err
+		return cq, err
 	}
-	if maxBytes < 0 {
-		return badRequest("query parameter max_bytes must not be negative, got %d", maxBytes)
+	cq.req.MaxBytes = int(maxBytes)
+	if cq.req.WaitMs, err = queryNonNegative(q, "wait_ms", 64); err != nil {
+		return cq, err
 	}
-	req.MaxBytes = int(maxBytes)
-	if req.WaitMs, err = queryInt(q, "wait_ms", 64, 0); err != nil {
-		return err
-	}
-	if req.WaitMs < 0 {
-		return badRequest("query parameter wait_ms must not be negative, got %d", req.WaitMs)
-	}
-	force := false
 	switch enc := q.Get("encoding"); enc {
 	case "", "auto":
 	case base64Name:
-		force = true
+		cq.force = true
 	default:
-		return badRequest("query parameter encoding must be \"auto\" or \"base64\", got %q", clip(enc))
+		return cq, badRequest("query parameter encoding must be \"auto\" or \"base64\", got %q", clip(enc))
 	}
-
-	offset := q.Get("offset")
-	switch offset {
+	cq.offset = q.Get("offset")
+	switch cq.offset {
 	case "", offsetEarliest, offsetLatest:
-		info, err := s.partitionInfo(req.Topic, req.Partition)
-		if err != nil {
-			return err
-		}
-		req.Offset = info.LowWatermark
-		if offset == offsetLatest {
-			req.Offset = info.NextOffset
-		}
 	default:
-		n, err := strconv.ParseInt(offset, 10, 64)
+		n, err := strconv.ParseInt(cq.offset, 10, 64)
 		if err != nil || n < 0 {
-			return badRequest("query parameter offset must be a non-negative integer, %q or %q, got %q",
-				offsetEarliest, offsetLatest, clip(offset))
+			return cq, badRequest("query parameter offset must be a non-negative integer, %q or %q, got %q",
+				offsetEarliest, offsetLatest, clip(cq.offset))
 		}
-		req.Offset = n
+		cq.req.Offset = n
 	}
+	return cq, nil
+}
 
-	// Long polls end early when the server shuts down.
+// queryNonNegative parses an optional integer query parameter that must
+// not be negative; "" means 0.
+func queryNonNegative(q url.Values, name string, bits int) (int64, error) {
+	n, err := queryInt(q, name, bits, 0)
+	if err == nil && n < 0 {
+		err = badRequest("query parameter %s must not be negative, got %d", name, n)
+	}
+	return n, err
+}
+
+// resolveOffset turns earliest (the default) and latest into the
+// partition's low watermark or next offset.
+func (s *HTTPServer) resolveOffset(cq *consumeQuery) error {
+	switch cq.offset {
+	case "", offsetEarliest, offsetLatest:
+	default:
+		return nil
+	}
+	info, err := s.partitionInfo(cq.req.Topic, cq.req.Partition)
+	if err != nil {
+		return err
+	}
+	cq.req.Offset = info.LowWatermark
+	if cq.offset == offsetLatest {
+		cq.req.Offset = info.NextOffset
+	}
+	return nil
+}
+
+// consume reads cq.req once the key's fetch quota allows it. Long polls
+// end early when the server shuts down (503: retry elsewhere).
+func (s *HTTPServer) consume(r *http.Request, cq consumeQuery) (fsm.FetchResult, error) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	defer context.AfterFunc(s.stopping, cancel)()
-
-	// The bytes returned are charged after the read: an over-quota key's
-	// next fetch is throttled (docs/security.md, "Resource limits").
 	if err := s.cfg.Quotas.Take(r.Context(), QuotaFetch, 0); err != nil {
-		return err
+		return fsm.FetchResult{}, err
 	}
-	res, err := s.fetch.Fetch(ctx, req)
-	defer func() { s.cfg.Quotas.Charge(r.Context(), QuotaFetch, FetchedBytes(res.Records)) }()
+	res, err := s.fetch.Fetch(ctx, cq.req)
 	var oor *fsm.OffsetOutOfRangeError
-	if err != nil && (offset == "" || offset == offsetEarliest) && errors.As(err, &oor) && oor.LowWatermark > req.Offset {
+	if err != nil && (cq.offset == "" || cq.offset == offsetEarliest) && errors.As(err, &oor) && oor.LowWatermark > cq.req.Offset {
 		// Retention moved the low watermark between resolving "earliest"
 		// and reading: earliest now means the new low watermark.
-		req.Offset = oor.LowWatermark
-		res, err = s.fetch.Fetch(ctx, req)
+		cq.req.Offset = oor.LowWatermark
+		res, err = s.fetch.Fetch(ctx, cq.req)
 	}
-	if err != nil {
-		if s.stopping.Err() != nil && r.Context().Err() == nil && ctx.Err() != nil {
-			return unavailable(opRead, " (the agent is shutting down; retry, possibly against another agent)")
-		}
-		return err
+	if err != nil && s.stopping.Err() != nil && r.Context().Err() == nil && ctx.Err() != nil {
+		return res, restError(nil, Unavailable(OpRead, " (the agent is shutting down; retry, possibly against another agent)"))
 	}
+	return res, err
+}
 
+func consumeResponseOf(cq consumeQuery, res fsm.FetchResult) consumeResponse {
 	out := consumeResponse{
 		Records:    make([]recordOutJSON, len(res.Records)),
 		NextOffset: res.NextOffset, HighWatermark: res.HighWatermark, LowWatermark: res.LowWatermark,
 	}
 	for i := range res.Records {
-		out.Records[i] = toRecordOut(req.Partition, &res.Records[i], force)
+		out.Records[i] = toRecordOut(cq.req.Partition, &res.Records[i], cq.force)
 	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return out
 }
 
 // partitionInfo finds one partition of a topic, to resolve earliest/latest.

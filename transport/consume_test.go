@@ -47,11 +47,7 @@ func TestConsume(t *testing.T) {
 
 func TestConsumeEarliestLatest(t *testing.T) {
 	e := newEnv(t)
-	e.agent.addTopic("t", 2)
-	for range 5 {
-		wantStatus(t, e.do(t, "POST", "/api/v1/produce", `{"topic":"t","value":"v","partition":1}`), http.StatusOK)
-	}
-	e.agent.set(func(f *fakeAgent) { f.low["t"][1] = 2 })
+	e.partitionWithRange(t, 2, 5)
 
 	for _, tc := range []struct {
 		query string
@@ -151,4 +147,16 @@ func TestConsumeOutputEncodingDetails(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("toRecordOut = %+v\nwant %+v", got, want)
 	}
+}
+
+// partitionWithRange creates topic t with 2 partitions and produces to
+// partition 1 until its next offset is next, with low as its low
+// watermark.
+func (e *testEnv) partitionWithRange(t *testing.T, low, next int64) {
+	t.Helper()
+	e.agent.addTopic("t", 2)
+	for range next {
+		wantStatus(t, e.do(t, "POST", "/api/v1/produce", `{"topic":"t","value":"v","partition":1}`), http.StatusOK)
+	}
+	e.agent.set(func(f *fakeAgent) { f.low["t"][1] = low })
 }

@@ -23,7 +23,9 @@
 // with a stable machine-readable code (the Code* constants) and a human
 // message. Write errors say whether the write was definitely not applied
 // (503 unavailable: safe to retry) or may have been applied (504
-// outcome_unknown). REST.md documents every endpoint and code.
+// outcome_unknown). REST.md documents every endpoint and code. The error
+// table (errkind.go: Classify, ErrorKind) maps errors to these codes and to
+// HTTP statuses and gRPC codes, for REST, gRPC and the peer RPC alike.
 //
 // # Peer traffic
 //
@@ -59,6 +61,8 @@
 // the keys file; an Authenticator checks tokens in constant time and
 // scopes/topics (Authorize). HTTPConfig.Auth enforces them on every route
 // but the probes; errors are 401 unauthenticated / 403 permission_denied.
+// auth_watch.go: WatchAPIKeys re-reads the keys file when it changes and
+// swaps the keys in force (failing closed on a broken or deleted file).
 // quota.go: per-key quotas (Kafka's producer_byte_rate, consumer_byte_rate,
 // controller_mutation_rate): a token bucket per key in force and quota,
 // charged by the REST and gRPC handlers after authorization and before the
@@ -66,10 +70,11 @@
 //
 // # Metrics
 //
-// Collectors are created per server from HTTPConfig.Registerer (never a
-// global registry): streamhouse_active_connections,
-// streamhouse_http_requests_total{route,code} and
-// streamhouse_http_request_duration_seconds{route}. Error responses also
-// increment the shared streamhouse_errors_total{kind} counter passed in
-// HTTPConfig.Errors (see NewErrorsCounter), with kind = the error code.
+// Collectors are created per server with promauto.With(HTTPConfig.Registerer)
+// (never a global registry): streamhouse_http_requests_total{route,code} and
+// streamhouse_http_request_duration_seconds{route}. The agent creates the
+// shared collectors once and passes them to REST and gRPC:
+// streamhouse_errors_total{kind} (HTTPConfig.Errors, NewErrorsCounter; kind =
+// the error code) and streamhouse_active_connections (HTTPConfig.Connections,
+// NewActiveConnectionsGauge).
 package transport

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/streamhouse/streamhouse/fsm"
 )
 
@@ -107,11 +109,15 @@ func TestErrorsCounterByKind(t *testing.T) {
 	wantError(t, e2.do(t, "GET", "/api/v1/topics/none", ""), http.StatusNotFound, CodeNotFound)
 }
 
-func TestNewErrorsCounterShared(t *testing.T) {
+// TestErrorsCounterIsTheGivenOne: the server counts into the counter it
+// was given (the agent's one streamhouse_errors_total), registered once.
+func TestErrorsCounterIsTheGivenOne(t *testing.T) {
 	e := newEnv(t)
-	again := NewErrorsCounter(e.reg) // same registry: same counter, no panic
-	again.WithLabelValues("from_elsewhere").Inc()
-	if got := testutilCount(t, e, "from_elsewhere"); got != 1 {
-		t.Fatalf("second NewErrorsCounter did not share the collector: %v", got)
+	wantError(t, e.do(t, "GET", "/api/v1/topics/none", ""), http.StatusNotFound, CodeNotFound)
+	if n, err := testutil.GatherAndCount(e.reg, "streamhouse_errors_total"); err != nil || n != 1 {
+		t.Fatalf("streamhouse_errors_total series = %d, %v; want 1", n, err)
+	}
+	if got := testutil.ToFloat64(e.errs.WithLabelValues(CodeNotFound)); got != 1 {
+		t.Fatalf("errors_total{kind=not_found} = %v, want 1", got)
 	}
 }

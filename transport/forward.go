@@ -3,7 +3,6 @@ package transport
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,59 +26,54 @@ const PeerIdempotentPath = "/peer/v1/produce-idempotent"
 // PeerProducePath is the peer-RPC route of a forwarded produce.
 const PeerProducePath = "/peer/v1/produce"
 
-// maxForwardBody bounds a forwarded produce request.
-const maxForwardBody = 256 << 20
+// producerOwnerHeader carries fsm.IdempotentBatch.Owner (the caller's API
+// key name) of a forwarded idempotent batch. A header rather than a field
+// of the body keeps the body's format, so agents of the previous version
+// still read it (and ignore the owner, as they always did).
+const producerOwnerHeader = "Streamhouse-Producer-Owner"
 
-// encodeForward writes: uvarint topic length, topic, uvarint n, n varint
-// partitions, then the fsm.AppendRecords blob of the n records.
-func encodeForward(topic string, recs []fsm.ProduceRecord) []byte {
-	b := binary.AppendUvarint(nil, uint64(len(topic)))
-	b = append(b, topic...)
-	b = binary.AppendUvarint(b, uint64(len(recs)))
-	rs := make([]fsm.Record, len(recs))
-	for i, r := range recs {
-		b = binary.AppendVarint(b, int64(r.Partition))
-		rs[i] = r.Record
-	}
-	return fsm.AppendRecords(b, rs)
-}
+const (
+	// maxForwardBody bounds a forwarded request and a produce's answer.
+	maxForwardBody = 256 << 20
+	// maxIdempotentAnswer bounds the answer to a forwarded idempotent batch.
+	maxIdempotentAnswer = 1 << 20
+)
 
-func decodeForward(b []byte) (string, []fsm.ProduceRecord, error) {
-	bad := fmt.Errorf("%w: malformed forwarded produce", fsm.ErrInvalidArgument)
-	n, k := binary.Uvarint(b)
-	if k <= 0 || n > uint64(len(b)-k) {
-		return "", nil, bad
-	}
-	topic := string(b[k : k+int(n)])
-	b = b[k+int(n):]
-	cnt, k := binary.Uvarint(b)
-	if k <= 0 || cnt > uint64(len(b)) {
-		return "", nil, bad
-	}
-	b = b[k:]
-	parts := make([]int32, cnt)
-	for i := range parts {
-		v, k := binary.Varint(b)
-		if k <= 0 || v < 0 || v > 1<<31-1 {
-			return "", nil, bad
-		}
-		parts[i] = int32(v)
-		b = b[k:]
-	}
-	rs, err := fsm.DecodeRecords(b, int(cnt))
-	if err != nil {
-		return "", nil, fmt.Errorf("%w: %v", fsm.ErrInvalidArgument, err)
-	}
-	out := make([]fsm.ProduceRecord, cnt)
-	for i := range out {
-		out[i] = fsm.ProduceRecord{Partition: parts[i], Record: rs[i]}
-	}
-	return topic, out, nil
-}
-
-// ProduceRPCHandler serves forwarded produce requests. Errors use the REST
-// error body, so the caller can restore the write-outcome class.
+// ProduceRPCHandler serves forwarded produce requests (PeerProducePath).
 func ProduceRPCHandler(p LocalProducer) http.Handler {
+	return forwardHandler(func(r *http.Request, body []byte) (string, []byte, error) {
+		topic, recs, err := decodeForward(body)
+		if err != nil {
+			return "", nil, err
+		}
+		offs, err := p.ProduceLocal(r.Context(), topic, recs)
+		return "application/octet-stream", encodeOffsets(offs), err
+	})
+}
+
+// IdempotentRPCHandler serves forwarded idempotent batches
+// (PeerIdempotentPath).
+func IdempotentRPCHandler(p LocalProducer) http.Handler {
+	return forwardHandler(func(r *http.Request, body []byte) (string, []byte, error) {
+		b, err := decodeIdempotent(body)
+		if err != nil {
+			return "", nil, err
+		}
+		b.Owner = r.Header.Get(producerOwnerHeader)
+		res, err := p.ProduceIdempotentLocal(r.Context(), b)
+		if err != nil {
+			return "", nil, err
+		}
+		answer, err := json.Marshal(idempotentAnswer{BaseOffset: res.BaseOffset, Count: res.Count, Duplicate: res.Duplicate})
+		return "application/json", append(answer, '\n'), err
+	})
+}
+
+// forwardHandler serves one forwarding route: it reads the request body
+// (at most maxForwardBody), lets apply decode and apply it, and writes
+// apply's answer, or its error in the REST error body with the REST status
+// so the caller can restore the write-outcome class (forwardedError).
+func forwardHandler(apply func(r *http.Request, body []byte) (contentType string, answer []byte, err error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.WriteHeader(http.StatusMethodNotAllowed)
@@ -89,29 +83,20 @@ func ProduceRPCHandler(p LocalProducer) http.Handler {
 		if err == nil && len(body) > maxForwardBody {
 			err = fmt.Errorf("%w: forwarded request too large", fsm.ErrInvalidArgument)
 		}
-		var offs []fsm.RecordOffset
+		var contentType string
+		var answer []byte
 		if err == nil {
-			var topic string
-			var recs []fsm.ProduceRecord
-			topic, recs, err = decodeForward(body)
-			if err == nil {
-				offs, err = p.ProduceLocal(r.Context(), topic, recs)
-			}
+			contentType, answer, err = apply(r, body)
 		}
 		if err != nil {
-			ae := classify(opWrite, err)
+			ae := classify(OpWrite, err)
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(ae.status)
 			_ = json.NewEncoder(w).Encode(errorResponse{Error: errorDetail{Code: ae.code, Message: err.Error()}})
 			return
 		}
-		out := binary.AppendUvarint(nil, uint64(len(offs)))
-		for _, o := range offs {
-			out = binary.AppendVarint(out, int64(o.Partition))
-			out = binary.AppendVarint(out, o.Offset)
-		}
-		w.Header().Set("Content-Type", "application/octet-stream")
-		_, _ = w.Write(out)
+		w.Header().Set("Content-Type", contentType)
+		_, _ = w.Write(answer)
 	})
 }
 
@@ -128,13 +113,43 @@ type PeerForwarder struct {
 // refused, the leader answered "unavailable") and fsm.ErrOutcomeUnknown when
 // it may have been.
 func (f *PeerForwarder) ForwardProduce(ctx context.Context, nodeID, topic string, recs []fsm.ProduceRecord) ([]fsm.RecordOffset, error) {
+	body, err := f.call(ctx, nodeID, PeerProducePath, encodeForward(topic, recs), "", maxForwardBody)
+	if err != nil {
+		return nil, err
+	}
+	return decodeOffsets(body, len(recs), nodeID)
+}
+
+// ForwardIdempotent sends an idempotent batch to the partition leader once,
+// with the same error classes as ForwardProduce.
+func (f *PeerForwarder) ForwardIdempotent(ctx context.Context, nodeID string, b fsm.IdempotentBatch) (fsm.IdempotentResult, error) {
+	body, err := f.call(ctx, nodeID, PeerIdempotentPath, encodeIdempotent(b), b.Owner, maxIdempotentAnswer)
+	if err != nil {
+		return fsm.IdempotentResult{}, err
+	}
+	var a idempotentAnswer
+	if err := json.Unmarshal(body, &a); err != nil || a.Count != int32(len(b.Records)) {
+		return fsm.IdempotentResult{}, malformedAnswer(nodeID)
+	}
+	return fsm.IdempotentResult{BaseOffset: a.BaseOffset, Count: a.Count, Duplicate: a.Duplicate}, nil
+}
+
+// call posts one forwarded request to path on nodeID (owner, when set, in
+// producerOwnerHeader) and returns the body of a 200 answer, read up to
+// maxAnswer bytes. Its errors carry the write-outcome class: unavailable
+// when the request never reached the leader or the leader says it was not
+// applied, outcome unknown when it may have been.
+func (f *PeerForwarder) call(ctx context.Context, nodeID, path string, body []byte, owner string, maxAnswer int64) ([]byte, error) {
 	addr, ok := f.Resolve(nodeID)
 	if !ok {
 		return nil, fmt.Errorf("%w: no address known for agent %q (partition leader)", fsm.ErrUnavailable, nodeID)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+PeerProducePath, bytes.NewReader(encodeForward(topic, recs)))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", fsm.ErrUnavailable, err)
+	}
+	if owner != "" {
+		req.Header.Set(producerOwnerHeader, owner)
 	}
 	resp, err := f.Client.Do(req)
 	if err != nil {
@@ -145,57 +160,36 @@ func (f *PeerForwarder) ForwardProduce(ctx context.Context, nodeID, topic string
 		return nil, fmt.Errorf("%w: forwarding to agent %q: %v", fsm.ErrOutcomeUnknown, nodeID, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxForwardBody))
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if err != nil {
 		return nil, fmt.Errorf("%w: reading the answer of agent %q: %v", fsm.ErrOutcomeUnknown, nodeID, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var er errorResponse
-		_ = json.Unmarshal(body, &er)
+		_ = json.Unmarshal(answer, &er)
 		return nil, forwardedError(nodeID, resp.StatusCode, er.Error)
 	}
-	n, k := binary.Uvarint(body)
-	if k <= 0 || n != uint64(len(recs)) {
-		return nil, fmt.Errorf("%w: agent %q answered with %d offsets for %d records", fsm.ErrOutcomeUnknown, nodeID, n, len(recs))
-	}
-	body = body[k:]
-	out := make([]fsm.RecordOffset, n)
-	for i := range out {
-		p, k1 := binary.Varint(body)
-		if k1 <= 0 {
-			return nil, fmt.Errorf("%w: malformed answer from agent %q", fsm.ErrOutcomeUnknown, nodeID)
-		}
-		o, k2 := binary.Varint(body[k1:])
-		if k2 <= 0 {
-			return nil, fmt.Errorf("%w: malformed answer from agent %q", fsm.ErrOutcomeUnknown, nodeID)
-		}
-		out[i] = fsm.RecordOffset{Partition: int32(p), Offset: o}
-		body = body[k1+k2:]
-	}
-	return out, nil
+	return answer, nil
+}
+
+// forwardedSentinels restore the sentinel of an error the leader answered,
+// by its code; any other code (outcome_unknown, internal, anything
+// unexpected) leaves the outcome unknown.
+var forwardedSentinels = map[string]error{
+	CodeUnavailable:        fsm.ErrUnavailable,
+	CodeNotFound:           fsm.ErrTopicNotFound,
+	CodeBadRequest:         fsm.ErrInvalidArgument,
+	CodeRecordTooLarge:     fsm.ErrRecordTooLarge,
+	CodeProducerFenced:     fsm.ErrProducerFenced,
+	CodeUnknownProducer:    fsm.ErrUnknownProducer,
+	CodeOutOfOrderSequence: fsm.ErrOutOfOrderSequence,
+	CodePermissionDenied:   ErrPermissionDenied, // e.g. a producer id of another API key
 }
 
 // forwardedError restores the sentinel of an error answered by the leader.
 func forwardedError(node string, status int, d errorDetail) error {
-	var base error
-	switch d.Code {
-	case CodeUnavailable:
-		base = fsm.ErrUnavailable
-	case CodeNotFound:
-		base = fsm.ErrTopicNotFound
-	case CodeBadRequest:
-		base = fsm.ErrInvalidArgument
-	case CodeRecordTooLarge:
-		base = fsm.ErrRecordTooLarge
-	case CodeProducerFenced:
-		base = fsm.ErrProducerFenced
-	case CodeUnknownProducer:
-		base = fsm.ErrUnknownProducer
-	case CodeOutOfOrderSequence:
-		base = fsm.ErrOutOfOrderSequence
-	case CodePermissionDenied: // e.g. a producer id of another API key
-		base = ErrPermissionDenied
-	default: // outcome_unknown, internal, anything unexpected
+	base, ok := forwardedSentinels[d.Code]
+	if !ok {
 		base = fsm.ErrOutcomeUnknown
 	}
 	return fmt.Errorf("%w: agent %q answered %d: %s", base, node, status, d.Message)

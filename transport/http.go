@@ -49,6 +49,9 @@ type HTTPConfig struct {
 	// Errors is the shared streamhouse_errors_total{kind} counter (see
 	// NewErrorsCounter); nil = not counted.
 	Errors *prometheus.CounterVec
+	// Connections is the shared streamhouse_active_connections gauge (see
+	// NewActiveConnectionsGauge); nil = not counted.
+	Connections prometheus.Gauge
 	// TLSConfig enables HTTPS when non-nil; it must carry a certificate
 	// (Certificates, GetCertificate or GetConfigForClient).
 	TLSConfig *tls.Config
@@ -76,8 +79,7 @@ type HTTPServer struct {
 	fetch     Fetcher
 	ready     Readiness
 	log       *slog.Logger
-	metrics   *httpMetrics
-	errors    *prometheus.CounterVec
+	metrics   RequestMetrics
 	bodyLimit int64
 	mux       *http.ServeMux
 	open      map[string]bool // route patterns served without authentication
@@ -113,6 +115,12 @@ func NewHTTPServer(cfg HTTPConfig, topics Topics, prod Producer, fetch Fetcher, 
 	if cfg.Gatherer == nil {
 		cfg.Gatherer = prometheus.NewRegistry()
 	}
+	if cfg.Errors == nil {
+		cfg.Errors = NewErrorsCounter(nil)
+	}
+	if cfg.Connections == nil {
+		cfg.Connections = NewActiveConnectionsGauge(nil)
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -121,7 +129,6 @@ func NewHTTPServer(cfg HTTPConfig, topics Topics, prod Producer, fetch Fetcher, 
 		cfg: cfg, topics: topics, prod: prod, fetch: fetch, ready: ready,
 		log:       logger.With("component", "rest"),
 		metrics:   newHTTPMetrics(cfg.Registerer),
-		errors:    cfg.Errors,
 		bodyLimit: cfg.MaxRequestBytes,
 		mux:       http.NewServeMux(),
 	}
@@ -153,7 +160,7 @@ func (s *HTTPServer) routes() {
 	s.mux.HandleFunc("GET /ready", s.handleReady)
 	metrics := s.metricsHandler()
 	if s.cfg.Auth.MetricsProtected() {
-		s.handle("GET /metrics", opRead, ScopeRead, metrics)
+		s.handle("GET /metrics", OpRead, ScopeRead, metrics)
 	} else {
 		s.open["GET /metrics"] = true
 		s.mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) { _ = metrics(w, r) })
@@ -161,25 +168,25 @@ func (s *HTTPServer) routes() {
 
 	// The scope is the least a key needs for the route; handlers check the
 	// topics (docs/security.md has the table).
-	s.handle("POST /api/v1/topics", opWrite, ScopeAdmin, s.handleCreateTopic)
-	s.handle("GET /api/v1/topics", opRead, ScopeRead, s.handleListTopics)
-	s.handle("GET /api/v1/topics/{name}", opRead, ScopeRead, s.handleGetTopic)
-	s.handle("DELETE /api/v1/topics/{name}", opWrite, ScopeAdmin, s.handleDeleteTopic)
-	s.handle("GET /api/v1/topics/{name}/partitions", opRead, ScopeRead, s.handlePartitions)
-	s.handle("POST /api/v1/produce", opWrite, ScopeWrite, s.handleProduce)
-	s.handle("POST /api/v1/produce/batch", opWrite, ScopeWrite, s.handleProduceBatch)
-	s.handle("GET /api/v1/consume", opRead, ScopeRead, s.handleConsume)
-	s.handle("GET /api/v1/cluster", opRead, ScopeRead, s.handleCluster)
-	s.handle("GET /api/v1/consumer-groups", opRead, ScopeRead, s.handleListGroups)
-	s.handle("GET /api/v1/consumer-groups/{group}", opRead, ScopeRead, s.handleDescribeGroup)
-	s.handle("DELETE /api/v1/consumer-groups/{group}", opWrite, ScopeWrite, s.handleDeleteGroup)
-	s.handle("POST /api/v1/consumer-groups/{group}/commit", opWrite, ScopeWrite, s.handleCommitOffsets)
-	s.handle("POST /api/v1/consumer-groups/{group}/reset", opWrite, ScopeWrite, s.handleResetGroup)
+	s.handle("POST /api/v1/topics", OpWrite, ScopeAdmin, s.handleCreateTopic)
+	s.handle("GET /api/v1/topics", OpRead, ScopeRead, s.handleListTopics)
+	s.handle("GET /api/v1/topics/{name}", OpRead, ScopeRead, s.handleGetTopic)
+	s.handle("DELETE /api/v1/topics/{name}", OpWrite, ScopeAdmin, s.handleDeleteTopic)
+	s.handle("GET /api/v1/topics/{name}/partitions", OpRead, ScopeRead, s.handlePartitions)
+	s.handle("POST /api/v1/produce", OpWrite, ScopeWrite, s.handleProduce)
+	s.handle("POST /api/v1/produce/batch", OpWrite, ScopeWrite, s.handleProduceBatch)
+	s.handle("GET /api/v1/consume", OpRead, ScopeRead, s.handleConsume)
+	s.handle("GET /api/v1/cluster", OpRead, ScopeRead, s.handleCluster)
+	s.handle("GET /api/v1/consumer-groups", OpRead, ScopeRead, s.handleListGroups)
+	s.handle("GET /api/v1/consumer-groups/{group}", OpRead, ScopeRead, s.handleDescribeGroup)
+	s.handle("DELETE /api/v1/consumer-groups/{group}", OpWrite, ScopeWrite, s.handleDeleteGroup)
+	s.handle("POST /api/v1/consumer-groups/{group}/commit", OpWrite, ScopeWrite, s.handleCommitOffsets)
+	s.handle("POST /api/v1/consumer-groups/{group}/reset", OpWrite, ScopeWrite, s.handleResetGroup)
 }
 
 // handle registers an API handler whose errors become JSON error responses.
 // The caller must hold at least scope (checked before fn runs).
-func (s *HTTPServer) handle(pattern string, op opKind, scope Scope, fn func(http.ResponseWriter, *http.Request) error) {
+func (s *HTTPServer) handle(pattern string, op Op, scope Scope, fn func(http.ResponseWriter, *http.Request) error) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if err := s.cfg.Auth.Authorize(r.Context(), scope); err != nil {
 			s.fail(w, r, op, err)
@@ -218,19 +225,15 @@ func (s *HTTPServer) Handler() http.Handler { return s.handler }
 func (s *HTTPServer) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	switch {
-	case s.closed:
-		return errors.New("transport: HTTP server already shut down")
-	case s.started:
-		return errors.New("transport: HTTP server already started")
+	if err := startState("HTTP server", s.started, s.closed, "shut down"); err != nil {
+		return err
 	}
-	if tc := s.srv.TLSConfig; tc != nil && len(tc.Certificates) == 0 && tc.GetCertificate == nil && tc.GetConfigForClient == nil {
+	if lacksCertificate(s.srv.TLSConfig) {
 		return errors.New("transport: TLSConfig has no certificate")
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+	ln, err := listenTCP(ctx, "REST", s.cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("transport: REST listen on %s: %w", s.cfg.Addr, err)
+		return err
 	}
 	s.ln, s.started = ln, true
 	s.served = make(chan struct{})
@@ -291,9 +294,9 @@ func (s *HTTPServer) Shutdown(ctx context.Context) error {
 func (s *HTTPServer) connState(_ net.Conn, st http.ConnState) {
 	switch st {
 	case http.StateNew:
-		s.metrics.active.Inc()
+		s.cfg.Connections.Inc()
 	case http.StateClosed, http.StateHijacked:
-		s.metrics.active.Dec()
+		s.cfg.Connections.Dec()
 	}
 }
 
@@ -327,8 +330,8 @@ func (s *HTTPServer) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		if !sw.wrote {
 			code = http.StatusOK
 		}
-		s.metrics.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
-		s.metrics.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		s.metrics.Requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+		s.metrics.Duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		if p != nil {
 			panic(p)
 		}
@@ -340,7 +343,7 @@ func (s *HTTPServer) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Auth.Enabled() && !s.open[pattern] {
 		p, err := s.authenticate(r)
 		if err != nil {
-			s.fail(sw, r, opRead, err)
+			s.fail(sw, r, OpRead, err)
 			return
 		}
 		r = r.WithContext(WithPrincipal(r.Context(), p))

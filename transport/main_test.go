@@ -37,11 +37,12 @@ func newEnv(t *testing.T, mod ...func(*HTTPConfig)) *testEnv {
 	reg := prometheus.NewRegistry()
 	logs := &syncBuffer{}
 	cfg := HTTPConfig{
-		Addr:       "127.0.0.1:0",
-		Gatherer:   reg,
-		Registerer: reg,
-		Errors:     NewErrorsCounter(reg),
-		Logger:     slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Addr:        "127.0.0.1:0",
+		Gatherer:    reg,
+		Registerer:  reg,
+		Errors:      NewErrorsCounter(reg),
+		Connections: NewActiveConnectionsGauge(reg),
+		Logger:      slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	for _, m := range mod {
 		m(&cfg)

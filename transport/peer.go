@@ -156,24 +156,21 @@ func NewPeerMux(cfg PeerConfig) *PeerMux {
 func (m *PeerMux) Start(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	switch {
-	case m.closed:
-		return errors.New("transport: peer mux already closed")
-	case m.started:
-		return errors.New("transport: peer mux already started")
-	case m.cfg.BindAddr == "":
+	if err := startState("peer mux", m.started, m.closed, "closed"); err != nil {
+		return err
+	}
+	if m.cfg.BindAddr == "" {
 		return errors.New("transport: peer mux needs a BindAddr")
 	}
-	if tc := m.cfg.TLS; tc != nil && len(tc.Certificates) == 0 && tc.GetCertificate == nil && tc.GetConfigForClient == nil {
+	if lacksCertificate(m.cfg.TLS) {
 		return errors.New("transport: peer TLS config has no certificate (every agent serves the peer port)")
 	}
 	if n := len(m.cfg.ClusterSecret); n > 0 && n < MinClusterSecretLen {
 		return fmt.Errorf("transport: the cluster secret is %d bytes; use at least %d (e.g. openssl rand -base64 32)", n, MinClusterSecretLen)
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", m.cfg.BindAddr)
+	ln, err := listenTCP(ctx, "peer", m.cfg.BindAddr)
 	if err != nil {
-		return fmt.Errorf("transport: peer listen on %s: %w", m.cfg.BindAddr, err)
+		return err
 	}
 	addr := m.cfg.AdvertiseAddr
 	if addr == "" {

@@ -27,16 +27,7 @@ func TestPeerClusterSecret(t *testing.T) {
 	}
 	const good = "correct horse battery staple"
 	a, b := startPeerNode(t, nil, secret(good)), startPeerNode(t, nil, secret(good))
-	if err := raftEcho(a.m, b.addr(), "raft with the secret"); err != nil {
-		t.Fatal(err)
-	}
-	if err := rpcEcho(b.m, a.addr(), "rpc with the secret"); err != nil {
-		t.Fatal(err)
-	}
-	code, body, err := rpcDo(a.m, http.MethodGet, b.addr(), "/peer/v1/whoami", "")
-	if err != nil || code != 200 || body != a.addr() {
-		t.Fatalf("whoami: %d %q %v", code, body, err)
-	}
+	wantPeersTalk(t, a, b, "with the secret")
 
 	wrong := startPeerNode(t, nil, secret("another secret, also long"))
 	none := startPeerNode(t, nil)

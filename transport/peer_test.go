@@ -525,21 +525,28 @@ func testPeerTLS(t *testing.T) *tls.Config {
 	}
 }
 
+// wantPeersTalk fails unless a and b exchange Raft traffic and RPCs (what
+// says how they are configured).
+func wantPeersTalk(t *testing.T, a, b *peerNode, what string) {
+	t.Helper()
+	if err := raftEcho(a.m, b.addr(), "raft "+what); err != nil {
+		t.Fatal(err)
+	}
+	if err := rpcEcho(b.m, a.addr(), "rpc "+what); err != nil {
+		t.Fatal(err)
+	}
+	code, body, err := rpcDo(a.m, http.MethodGet, b.addr(), "/peer/v1/whoami", "")
+	if err != nil || code != 200 || body != a.addr() {
+		t.Fatalf("whoami %s: %d %q %v", what, code, body, err)
+	}
+}
+
 func TestPeerTLS(t *testing.T) {
 	verifyNoPeerLeaks(t)
 	cfg := testPeerTLS(t)
 	withTLS := func(c *PeerConfig) { c.TLS = cfg }
 	a, b := startPeerNode(t, nil, withTLS), startPeerNode(t, nil, withTLS)
-	if err := raftEcho(a.m, b.addr(), "raft over tls"); err != nil {
-		t.Fatal(err)
-	}
-	if err := rpcEcho(b.m, a.addr(), "rpc over tls"); err != nil {
-		t.Fatal(err)
-	}
-	code, body, err := rpcDo(a.m, http.MethodGet, b.addr(), "/peer/v1/whoami", "")
-	if err != nil || code != 200 || body != a.addr() {
-		t.Fatalf("whoami over TLS: %d %q %v", code, body, err)
-	}
+	wantPeersTalk(t, a, b, "over TLS")
 	// A plain-TCP agent cannot talk to a TLS one.
 	plain := startPeerNode(t, nil)
 	if err := raftEcho(plain.m, a.addr(), "plain"); err == nil {

@@ -84,17 +84,10 @@ func TestNullVersusEmptyKeyRoundTrip(t *testing.T) {
 		}
 	}
 
-	rec := e.do(t, "GET", "/api/v1/consume?topic=t", "")
-	wantStatus(t, rec, http.StatusOK)
-	var body struct {
-		Records []map[string]json.RawMessage `json:"records"`
-	}
-	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
-		t.Fatal(err)
-	}
+	body := consumeRaw(t, e, "t")
 	wantKeys := []string{`null`, `null`, `""`, `""`}
 	if len(body.Records) != len(wantKeys) {
-		t.Fatalf("consumed %d records: %s", len(body.Records), rec.Body.String())
+		t.Fatalf("consumed %d records: %v", len(body.Records), body.Records)
 	}
 	for i, r := range body.Records {
 		k, ok := r["key"]
@@ -182,14 +175,7 @@ func TestHeaders(t *testing.T) {
 		t.Fatalf("base64 headers = %+v, want %+v", got, want3)
 	}
 
-	rec := e.do(t, "GET", "/api/v1/consume?topic=t", "")
-	wantStatus(t, rec, http.StatusOK)
-	var body struct {
-		Records []map[string]json.RawMessage `json:"records"`
-	}
-	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
-		t.Fatal(err)
-	}
+	body := consumeRaw(t, e, "t")
 	// The raw JSON shows member order.
 	wantHeaders := []string{
 		`{"zeta":"1","alpha":"2","mid":"3","alpha":"4"}`,
@@ -272,4 +258,18 @@ func TestProduceBadInput(t *testing.T) {
 			}
 		})
 	}
+}
+
+// consumeRaw consumes topic from its start and returns the records' raw
+// JSON members (to see null against "" and member order).
+func consumeRaw(t *testing.T, e *testEnv, topic string) (body struct {
+	Records []map[string]json.RawMessage `json:"records"`
+}) {
+	t.Helper()
+	rec := e.do(t, "GET", "/api/v1/consume?topic="+topic, "")
+	wantStatus(t, rec, http.StatusOK)
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+		t.Fatal(err)
+	}
+	return body
 }

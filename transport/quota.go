@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"golang.org/x/time/rate"
 
 	"github.com/streamhouse/streamhouse/fsm"
@@ -126,10 +127,10 @@ func NewQuotas(defaults QuotaRates, reg prometheus.Registerer, now func() time.T
 		now = time.Now
 	}
 	q := &Quotas{defaults: defaults, now: now, keys: map[string]*keyBuckets{},
-		throttled: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		throttled: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
 			Name: "streamhouse_quota_throttled_total",
 			Help: "Requests refused because their API key was over a per-key quota, by quota.",
-		}, []string{"quota"}))}
+		}, []string{"quota"})}
 	for _, n := range quotaNames {
 		q.throttled.WithLabelValues(n)
 	}

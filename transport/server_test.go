@@ -39,7 +39,7 @@ func TestUnknownRouteAndWrongMethod(t *testing.T) {
 			t.Fatalf("405 message %q does not name the method", errObj["message"])
 		}
 	}
-	if got := testutil.ToFloat64(e.srv.metrics.requests.WithLabelValues("unmatched", "404")); got != 4 {
+	if got := testutil.ToFloat64(e.srv.metrics.Requests.WithLabelValues("unmatched", "404")); got != 4 {
 		t.Fatalf("requests_total{route=unmatched,code=404} = %v, want 4", got)
 	}
 	if got := testutilCount(t, e, CodeMethodNotAllowed); got != 4 {
@@ -110,7 +110,7 @@ func TestRecoverMiddleware(t *testing.T) {
 	if !strings.Contains(logs, "panic in REST handler") || !strings.Contains(logs, "list topics exploded") || !strings.Contains(logs, "level=ERROR") {
 		t.Fatalf("panic not logged at ERROR with its value:\n%s", logs)
 	}
-	if got := testutil.ToFloat64(e.srv.metrics.requests.WithLabelValues("GET /api/v1/topics", "500")); got != 1 {
+	if got := testutil.ToFloat64(e.srv.metrics.Requests.WithLabelValues("GET /api/v1/topics", "500")); got != 1 {
 		t.Fatalf("requests_total for the panicking request = %v, want 1", got)
 	}
 	if got := testutilCount(t, e, CodeInternal); got != 1 {
@@ -128,10 +128,10 @@ func TestMetricsEndpointAndRequestMetrics(t *testing.T) {
 	wantStatus(t, e.do(t, "GET", "/health", ""), http.StatusOK)
 	wantError(t, e.do(t, "GET", "/api/v1/topics/zz", ""), http.StatusNotFound, CodeNotFound)
 
-	if got := testutil.ToFloat64(e.srv.metrics.requests.WithLabelValues("GET /health", "200")); got != 2 {
+	if got := testutil.ToFloat64(e.srv.metrics.Requests.WithLabelValues("GET /health", "200")); got != 2 {
 		t.Fatalf("requests_total{GET /health,200} = %v, want 2", got)
 	}
-	if got := testutil.ToFloat64(e.srv.metrics.requests.WithLabelValues("GET /api/v1/topics/{name}", "404")); got != 1 {
+	if got := testutil.ToFloat64(e.srv.metrics.Requests.WithLabelValues("GET /api/v1/topics/{name}", "404")); got != 1 {
 		t.Fatalf("requests_total{GET /api/v1/topics/{name},404} = %v, want 1", got)
 	}
 	rec := e.do(t, "GET", "/metrics", "")
@@ -178,7 +178,7 @@ func startEnv(t *testing.T, mod ...func(*HTTPConfig)) (*testEnv, *http.Client) {
 
 func TestActiveConnectionsGauge(t *testing.T) {
 	e, _ := startEnv(t)
-	gauge := func() float64 { return testutil.ToFloat64(e.srv.metrics.active) }
+	gauge := func() float64 { return testutil.ToFloat64(e.srv.cfg.Connections) }
 	if gauge() != 0 {
 		t.Fatalf("gauge = %v before any connection", gauge())
 	}

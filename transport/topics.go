@@ -98,6 +98,26 @@ func (s *HTTPServer) handleCreateTopic(w http.ResponseWriter, r *http.Request) e
 	if req.Partitions != nil {
 		partitions = *req.Partitions
 	}
+	cfg, err := topicConfigOf(&req)
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Quotas.Take(r.Context(), QuotaMutations, int64(max(partitions, 1))); err != nil {
+		return err
+	}
+	t, err := s.topics.CreateTopic(r.Context(), *req.Name, partitions, cfg)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/v1/topics/"+url.PathEscape(t.Name))
+	writeJSON(w, http.StatusCreated, toTopicJSON(t))
+	return nil
+}
+
+// topicConfigOf is the configuration of a create-topic request: the
+// top-level fields, and the Kafka-style config object, whose keys must not
+// contradict them.
+func topicConfigOf(req *createTopicRequest) (fsm.TopicConfig, error) {
 	var cfg fsm.TopicConfig
 	if req.RetentionMs != nil {
 		cfg.RetentionMs = *req.RetentionMs
@@ -123,16 +143,16 @@ func (s *HTTPServer) handleCreateTopic(w http.ResponseWriter, r *http.Request) e
 		case cfgCompression:
 			var c string
 			if err := json.Unmarshal(raw, &c); err != nil {
-				return badRequest("%s: expected a string", field)
+				return cfg, badRequest("%s: expected a string", field)
 			}
 			if req.Compression != nil && *req.Compression != c {
-				return badRequest("compression and config.compression disagree (%q vs %q); set one", *req.Compression, c)
+				return cfg, badRequest("compression and config.compression disagree (%q vs %q); set one", *req.Compression, c)
 			}
 			cfg.Compression = c
 		case cfgRetentionMs, cfgRetentionBytes:
 			n, err := configInt(field, raw)
 			if err != nil {
-				return err
+				return cfg, err
 			}
 			top, dst := req.RetentionMs, &cfg.RetentionMs
 			topName := "retention_ms"
@@ -140,24 +160,15 @@ func (s *HTTPServer) handleCreateTopic(w http.ResponseWriter, r *http.Request) e
 				top, dst, topName = req.RetentionBytes, &cfg.RetentionBytes, "retention_bytes"
 			}
 			if top != nil && *top != n {
-				return badRequest("%s and %s disagree (%d vs %d); set one", topName, field, *top, n)
+				return cfg, badRequest("%s and %s disagree (%d vs %d); set one", topName, field, *top, n)
 			}
 			*dst = n
 		default:
-			return badRequest("%s: unknown config key %q (supported: %s, %s, %s)", field, k,
+			return cfg, badRequest("%s: unknown config key %q (supported: %s, %s, %s)", field, k,
 				cfgCompression, cfgRetentionMs, cfgRetentionBytes)
 		}
 	}
-	if err := s.cfg.Quotas.Take(r.Context(), QuotaMutations, int64(max(partitions, 1))); err != nil {
-		return err
-	}
-	t, err := s.topics.CreateTopic(r.Context(), *req.Name, partitions, cfg)
-	if err != nil {
-		return err
-	}
-	w.Header().Set("Location", "/api/v1/topics/"+url.PathEscape(t.Name))
-	writeJSON(w, http.StatusCreated, toTopicJSON(t))
-	return nil
+	return cfg, nil
 }
 
 // configInt accepts a JSON integer or a string holding one (Kafka tools send

@@ -160,11 +160,7 @@ func TestListGetDeleteTopics(t *testing.T) {
 
 func TestTopicPartitions(t *testing.T) {
 	e := newEnv(t)
-	e.agent.addTopic("t", 2)
-	for range 3 {
-		wantStatus(t, e.do(t, "POST", "/api/v1/produce", `{"topic":"t","value":"v","partition":1}`), http.StatusOK)
-	}
-	e.agent.set(func(f *fakeAgent) { f.low["t"][1] = 1 })
+	e.partitionWithRange(t, 1, 3)
 	rec := e.do(t, "GET", "/api/v1/topics/t/partitions", "")
 	wantStatus(t, rec, http.StatusOK)
 	var body struct {

@@ -65,6 +65,7 @@ type agent struct {
 	registry    *prometheus.Registry
 	clock       func() time.Time
 	errorsTotal *prometheus.CounterVec
+	connections prometheus.Gauge
 	sec         *security
 
 	lock   *dirLock
@@ -142,7 +143,8 @@ func newAgent(c *agentCmd) *agent {
 	a := &agent{cfg: c, log: c.logger(), registry: prometheus.NewRegistry()}
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.clock = agentClock(a.log)
-	a.errorsTotal = transport.NewErrorsCounter(a.registry)
+	a.errorsTotal = transport.NewErrorsCounter(a.registry)          // REST, gRPC, flusher and janitor count into it
+	a.connections = transport.NewActiveConnectionsGauge(a.registry) // REST and gRPC count into it
 	return a
 }
 
@@ -324,14 +326,15 @@ func (a *agent) startBackground(context.Context) error {
 	}
 	// Registered without a keys file too (at 0), so dashboards and alerts
 	// see the series from the start.
-	keyMetrics := newAPIKeyMetrics(a.registry)
+	keyMetrics := transport.NewAPIKeyMetrics(a.registry)
 	quotas := a.startQuotas()
 	a.quotas = quotas
 	if a.sec.auth != nil {
 		a.keysDone = make(chan struct{})
 		go func() {
 			defer close(a.keysDone)
-			watchAPIKeys(bg, c.APIKeysFile, a.sec.auth, quotas, apiKeysCheckInterval, keyMetrics, log)
+			transport.WatchAPIKeys(bg, transport.APIKeysWatch{Path: c.APIKeysFile, Every: apiKeysCheckInterval,
+				Auth: a.sec.auth, Quotas: quotas, Metrics: keyMetrics, Logger: log})
 		}()
 	}
 	return nil
@@ -352,7 +355,7 @@ func (a *agent) startHTTP(ctx context.Context) error {
 	c, part := a.cfg, a.part
 	a.http = transport.NewHTTPServer(transport.HTTPConfig{
 		Addr: net.JoinHostPort(c.BindAddr, strconv.Itoa(c.HTTPPort)), MaxRecordBytes: c.MaxRecordBytes,
-		Gatherer: a.registry, Registerer: a.registry, Errors: a.errorsTotal, Logger: a.log,
+		Gatherer: a.registry, Registerer: a.registry, Errors: a.errorsTotal, Connections: a.connections, Logger: a.log,
 		Cluster: a.node, Groups: part.Groups(), TLSConfig: a.sec.publicTLS, Auth: a.sec.auth,
 		Quotas: a.quotas,
 	}, part.Admin(), part.Producer(), part.Fetcher(), part.Readiness())
@@ -469,6 +472,7 @@ func (a *agent) startGRPC(context.Context) error {
 	a.grpc = grpcapi.NewServer(grpcapi.Config{
 		Topics: part.Admin(), Producer: part.Producer(), Idempotent: part.Producer(), Fetcher: part.Fetcher(), Groups: part.Groups(),
 		Cluster: a.node, Readiness: part.Readiness(), Logger: a.log, Registerer: a.registry, MaxRecordBytes: c.MaxRecordBytes,
+		Errors: a.errorsTotal, Connections: a.connections,
 		Stopping: a.grpcStopping, Auth: a.sec.auth, Quotas: a.quotas, MaxConcurrentStreams: c.GRPCMaxStreams,
 	}, opts...)
 	served := make(chan struct{})

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -11,11 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	"github.com/streamhouse/streamhouse/transport"
 )
 
 // TestReadyDoesNotRevealObjectStore: with the object store unreachable,
@@ -50,57 +44,6 @@ func TestReadyDoesNotRevealObjectStore(t *testing.T) {
 			t.Fatalf("/ready reveals %q: %s", secret, body)
 		}
 	}
-}
-
-// TestAPIKeysReloadFailsClosed: an edit of API_KEYS_FILE that revokes a key
-// and breaks another line still revokes (valid lines apply, the broken one
-// is refused), and a deleted keys file refuses every token.
-func TestAPIKeysReloadFailsClosed(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "api_keys")
-	tokA, kA := newKey(t, "a", transport.ScopeRead)
-	tokB, kB := newKey(t, "b", transport.ScopeRead)
-	tokC, kC := newKey(t, "c", transport.ScopeRead)
-	writeKeys(t, path, kA, kB, kC)
-	auth := transport.NewAuthenticator([]transport.APIKey{kA, kB, kC}, false)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	reg := prometheus.NewRegistry()
-	m := newAPIKeyMetrics(reg)
-	go func() {
-		defer close(done)
-		watchAPIKeys(ctx, path, auth, nil, 10*time.Millisecond, m, slog.New(slog.DiscardHandler))
-	}()
-	defer func() { cancel(); <-done }()
-	accepted := func(tok string) bool { _, err := auth.Authenticate(tok); return err == nil }
-
-	// One edit: b revoked (its line removed), c's line broken by a typo.
-	broken := strings.Replace(kC.Line(), ":read:", ":raed:", 1)
-	if err := os.WriteFile(path+".tmp", []byte(kA.Line()+"\n"+broken+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(path+".tmp", path); err != nil { // atomically, as writeKeys does
-		t.Fatal(err)
-	}
-	waitFor(t, 5*time.Second, "the revocation of b applies although another line is broken", func() bool { return !accepted(tokB) })
-	if !accepted(tokA) {
-		t.Fatal("the valid line a was not applied")
-	}
-	if accepted(tokC) {
-		t.Fatal("the broken line's key is still accepted")
-	}
-	if k, p := testutil.ToFloat64(m.keys), testutil.ToFloat64(m.problems); k != 1 || p != 1 {
-		t.Fatalf("streamhouse_api_keys = %v, streamhouse_api_keys_file_problems = %v; want 1 and 1", k, p)
-	}
-
-	if err := os.Remove(path); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 5*time.Second, "a deleted keys file refuses every token", func() bool { return !accepted(tokA) })
-	if k, p := testutil.ToFloat64(m.keys), testutil.ToFloat64(m.problems); k != 0 || p != 1 {
-		t.Fatalf("after deletion: streamhouse_api_keys = %v, streamhouse_api_keys_file_problems = %v; want 0 and 1", k, p)
-	}
-	writeKeys(t, path, kA)
-	waitFor(t, 5*time.Second, "a restored keys file applies", func() bool { return accepted(tokA) && testutil.ToFloat64(m.problems) == 0 })
 }
 
 // TestPprofRefusesRemoteBind: PPROF_ADDR beyond loopback needs

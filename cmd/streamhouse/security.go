@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -11,9 +10,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/streamhouse/streamhouse/transport"
 )
@@ -235,77 +231,4 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-// apiKeyMetrics reports the state of API_KEYS_FILE.
-type apiKeyMetrics struct {
-	keys     prometheus.Gauge // keys in force
-	problems prometheus.Gauge // refused lines at the last read, +1 if the file could not be read
-}
-
-func newAPIKeyMetrics(reg prometheus.Registerer) *apiKeyMetrics {
-	m := &apiKeyMetrics{
-		keys: prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamhouse_api_keys",
-			Help: "API keys in force (from API_KEYS_FILE)."}),
-		problems: prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamhouse_api_keys_file_problems",
-			Help: "Lines of API_KEYS_FILE refused at its last read, plus 1 if it could not be read (deleted, unreadable); 0 = clean."}),
-	}
-	reg.MustRegister(m.keys, m.problems)
-	return m
-}
-
-// reloadAPIKeys applies the keys file as it is now. It fails closed: the
-// valid lines replace the keys in force (so a revocation in the same edit
-// applies), every refused line is logged at ERROR and counted, and a file
-// that cannot be read (deleted, unreadable) leaves no key in force.
-func reloadAPIKeys(path string, auth *transport.Authenticator, quotas *transport.Quotas, m *apiKeyMetrics, log *slog.Logger) {
-	keys, refused, err := transport.LoadAPIKeysFileLenient(path)
-	if err != nil {
-		auth.SetKeys(nil)
-		quotas.SetKeys(nil)
-		m.keys.Set(0)
-		m.problems.Set(1)
-		log.Error("API_KEYS_FILE cannot be read; every API request is refused until it is restored", "file", path, "err", err)
-		return
-	}
-	auth.SetKeys(keys)
-	quotas.SetKeys(keys) // buckets of revoked keys are dropped
-	m.keys.Set(float64(len(keys)))
-	m.problems.Set(float64(len(refused)))
-	for _, e := range refused {
-		log.Error("API_KEYS_FILE: line refused; its key is not in force", "file", path, "err", e)
-	}
-	log.Info("API_KEYS_FILE reloaded", "keys", len(keys), "refused_lines", len(refused))
-}
-
-// watchAPIKeys re-reads API_KEYS_FILE when it changes (checked every
-// `every`), so keys can be added and revoked without a restart; see
-// reloadAPIKeys for how it treats a broken or deleted file.
-func watchAPIKeys(ctx context.Context, path string, auth *transport.Authenticator, quotas *transport.Quotas, every time.Duration, m *apiKeyMetrics, log *slog.Logger) {
-	stamp := func() (time.Time, int64) {
-		fi, err := os.Stat(path)
-		if err != nil {
-			return time.Time{}, -1
-		}
-		return fi.ModTime(), fi.Size()
-	}
-	// The first tick always re-reads: the file may have changed between
-	// the agent's startup read and this watcher's start.
-	mod, size := time.Time{}, int64(-2)
-	m.keys.Set(float64(len(auth.Keys())))
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		m2, sz := stamp()
-		if m2.Equal(mod) && sz == size {
-			continue
-		}
-		mod, size = m2, sz
-		reloadAPIKeys(path, auth, quotas, m, log)
-	}
 }

@@ -41,9 +41,10 @@ func TestGRPCOverTLSWithAPIKeys(t *testing.T) {
 
 	agent := newFakeAgent()
 	reg := prometheus.NewRegistry()
+	errs := transport.NewErrorsCounter(reg)
 	srv := NewServer(Config{
 		Topics: agent, Producer: agent, Idempotent: agent, Fetcher: agent, Groups: agent, Cluster: agent, Readiness: agent,
-		Registerer: reg, Auth: transport.NewAuthenticator([]transport.APIKey{kRead, kWrite, kAdmin}, false),
+		Registerer: reg, Errors: errs, Auth: transport.NewAuthenticator([]transport.APIKey{kRead, kWrite, kAdmin}, false),
 	}, grpc.Creds(credentials.NewTLS(transport.ServerTLSConfig(cf))))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -139,7 +140,6 @@ func TestGRPCOverTLSWithAPIKeys(t *testing.T) {
 	if _, err := sh.CreateTopic(as(tokAdmin), &pb.CreateTopicRequest{Name: "new"}); err != nil {
 		t.Fatalf("create topic with the admin key: %v", err)
 	}
-	errs := transport.NewErrorsCounter(reg)
 	for kind, min := range map[string]float64{transport.CodeUnauthenticated: 4, transport.CodePermissionDenied: 9} {
 		if got := testutil.ToFloat64(errs.WithLabelValues(kind)); got < min {
 			t.Errorf("streamhouse_errors_total{kind=%q} = %v, want >= %v", kind, got, min)

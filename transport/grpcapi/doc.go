@@ -22,9 +22,10 @@
 //     (handlers check topics); health and reflection stay open;
 //   - recovers a panic into codes.Internal (logged with its stack), so a
 //     handler bug never takes the agent down;
-//   - maps the handler's error to a status in one place (classify), the gRPC
-//     twin of REST's error codes, attaching an ErrorDetail whose code is the
-//     REST code (and the watermarks for offset_out_of_range);
+//   - maps the handler's error to a status in one place (classify, through
+//     transport's error table, the one REST uses), attaching an ErrorDetail
+//     whose code is the REST code (and the watermarks for
+//     offset_out_of_range);
 //   - counts streamhouse_grpc_requests_total{method,code},
 //     streamhouse_grpc_request_duration_seconds{method} and the shared
 //     streamhouse_errors_total{kind}.

@@ -183,13 +183,11 @@ func TestSubscribeStreamsNewRecords(t *testing.T) {
 	if _, err := stream.Recv(); !isCanceled(err) {
 		t.Fatalf("Recv after cancel = %v, want Canceled", err)
 	}
-	m := newMetrics(e.reg)
 	waitFor(t, 5*time.Second, "the Subscribe handler to end", func() bool {
-		return e.agent.numWaiters() == 0 &&
-			testutil.ToFloat64(m.requests.WithLabelValues(pb.StreamHouse_Subscribe_FullMethodName, codes.Canceled.String())) == 1
+		return e.agent.numWaiters() == 0 && e.requests(t, pb.StreamHouse_Subscribe_FullMethodName, codes.Canceled.String()) == 1
 	})
 	// A client's own cancel is not an error response.
-	if v := testutil.ToFloat64(m.errors.WithLabelValues(transport.CodeTimeout)); v != 0 {
+	if v := testutil.ToFloat64(e.errs.WithLabelValues(transport.CodeTimeout)); v != 0 {
 		t.Errorf("errors_total{kind=timeout} = %v after a client cancel", v)
 	}
 }

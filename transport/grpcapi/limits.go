@@ -109,7 +109,7 @@ func (s *service) refuse(method string, err error) error {
 	ae := classify(opOf(method), err)
 	s.m.errors.WithLabelValues(ae.kind).Inc()
 	if s.methods[method] {
-		s.m.requests.WithLabelValues(method, ae.code.String()).Inc()
+		s.m.Requests.WithLabelValues(method, ae.code.String()).Inc()
 	}
 	s.log.Debug("call refused before reading its body", "method", method, "code", ae.code.String(), "err", err)
 	return ae.status().Err()

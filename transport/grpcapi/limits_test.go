@@ -96,14 +96,12 @@ func TestUnauthenticatedBurstIsRefusedBeforeItsBody(t *testing.T) {
 	if allocated >= msgBytes {
 		t.Fatalf("%d refused calls of %d MiB allocated %.0f MiB in the process: their bodies were read", 2*calls, msgBytes>>20, allocated/(1<<20))
 	}
-	reqs := e.reg
 	for code, want := range map[string]float64{"Unauthenticated": calls, "PermissionDenied": calls} {
-		got := testutil.ToFloat64(newMetrics(reqs).requests.WithLabelValues(pb.StreamHouse_Produce_FullMethodName, code))
-		if got != want {
+		if got := e.requests(t, pb.StreamHouse_Produce_FullMethodName, code); got != want {
 			t.Errorf("streamhouse_grpc_requests_total{method=Produce,code=%s} = %v, want %v", code, got, want)
 		}
 	}
-	if got := testutil.ToFloat64(transport.NewErrorsCounter(e.reg).WithLabelValues(transport.CodeUnauthenticated)); got != calls {
+	if got := testutil.ToFloat64(e.errs.WithLabelValues(transport.CodeUnauthenticated)); got != calls {
 		t.Errorf("streamhouse_errors_total{kind=unauthenticated} = %v, want %d", got, calls)
 	}
 }

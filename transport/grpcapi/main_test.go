@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/streamhouse/streamhouse/jepsen/testkit"
+	"github.com/streamhouse/streamhouse/transport"
 	pb "github.com/streamhouse/streamhouse/transport/gen/streamhouse/v1"
 )
 
@@ -33,6 +34,7 @@ func msDuration(ms int64) time.Duration { return time.Duration(ms) * time.Millis
 type env struct {
 	agent    *fakeAgent
 	reg      *prometheus.Registry
+	errs     *prometheus.CounterVec // the server's streamhouse_errors_total
 	logs     *syncBuffer
 	addr     string
 	conn     *grpc.ClientConn
@@ -49,13 +51,16 @@ func newEnv(t *testing.T, mods ...func(*Config)) *env {
 	cfg := Config{
 		Topics: e.agent, Producer: e.agent, Idempotent: e.agent, Fetcher: e.agent, Groups: e.agent,
 		Cluster: e.agent, Readiness: e.agent,
-		Logger:     slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Registerer: e.reg,
-		Stopping:   e.stopping,
+		Logger:      slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Registerer:  e.reg,
+		Errors:      transport.NewErrorsCounter(e.reg),
+		Connections: transport.NewActiveConnectionsGauge(e.reg),
+		Stopping:    e.stopping,
 	}
 	for _, m := range mods {
 		m(&cfg)
 	}
+	e.errs = cfg.Errors
 	srv := NewServer(cfg)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -24,34 +24,9 @@ func (s *service) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.Prod
 	recs := make([]fsm.ProduceRecord, len(req.GetRecords()))
 	total := 0
 	for i, r := range req.GetRecords() {
-		if r == nil {
-			return nil, invalid("records[%d] is null", i)
-		}
-		pr := fsm.ProduceRecord{Partition: -1, Record: fsm.Record{
-			Timestamp: r.GetTimestampMs(), Key: r.Key, Value: r.GetValue(),
-		}}
-		if pr.Record.Value == nil {
-			pr.Record.Value = []byte{}
-		}
-		if r.Partition != nil {
-			switch p := r.GetPartition(); {
-			case p >= 0:
-				pr.Partition = p
-			case p != -1:
-				return nil, invalid("records[%d].partition must be >= 0, or -1/unset to let the partitioner choose; got %d", i, p)
-			}
-		}
-		if pr.Record.Timestamp < 0 {
-			return nil, invalid("records[%d].timestamp_ms must be unix milliseconds >= 0 (0 = the agent's clock), got %d", i, pr.Record.Timestamp)
-		}
-		if n := len(r.GetHeaders()); n > 0 {
-			pr.Record.Headers = make([]fsm.Header, n)
-			for j, h := range r.GetHeaders() {
-				if h == nil {
-					return nil, invalid("records[%d].headers[%d] is null", i, j)
-				}
-				pr.Record.Headers[j] = fsm.Header{Key: h.GetKey(), Value: h.GetValue()}
-			}
+		pr, err := recordOf(i, r)
+		if err != nil {
+			return nil, err
 		}
 		size := pr.Record.Size()
 		if s.cfg.MaxRecordBytes > 0 && size > s.cfg.MaxRecordBytes {
@@ -61,7 +36,7 @@ func (s *service) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.Prod
 		recs[i] = pr
 	}
 	if total > s.maxRequest {
-		return nil, fmt.Errorf("%w: the records are %d bytes, the request limit is %d; split the batch", errRequestTooLarge, total, s.maxRequest)
+		return nil, fmt.Errorf("%w: the records are %d bytes, the request limit is %d; split the batch", transport.ErrRequestTooLarge, total, s.maxRequest)
 	}
 	if err := s.cfg.Quotas.Take(ctx, transport.QuotaProduce, int64(total)); err != nil {
 		return nil, err
@@ -86,6 +61,41 @@ func (s *service) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.Prod
 		out.Offsets[i] = &pb.RecordOffset{Partition: o.Partition, Offset: o.Offset}
 	}
 	return out, nil
+}
+
+// recordOf converts and checks records[i] of a produce request (all but
+// its size).
+func recordOf(i int, r *pb.ProduceRecord) (fsm.ProduceRecord, error) {
+	if r == nil {
+		return fsm.ProduceRecord{}, invalid("records[%d] is null", i)
+	}
+	pr := fsm.ProduceRecord{Partition: -1, Record: fsm.Record{
+		Timestamp: r.GetTimestampMs(), Key: r.Key, Value: r.GetValue(),
+	}}
+	if pr.Record.Value == nil {
+		pr.Record.Value = []byte{}
+	}
+	if r.Partition != nil {
+		switch p := r.GetPartition(); {
+		case p >= 0:
+			pr.Partition = p
+		case p != -1:
+			return pr, invalid("records[%d].partition must be >= 0, or -1/unset to let the partitioner choose; got %d", i, p)
+		}
+	}
+	if pr.Record.Timestamp < 0 {
+		return pr, invalid("records[%d].timestamp_ms must be unix milliseconds >= 0 (0 = the agent's clock), got %d", i, pr.Record.Timestamp)
+	}
+	if n := len(r.GetHeaders()); n > 0 {
+		pr.Record.Headers = make([]fsm.Header, n)
+		for j, h := range r.GetHeaders() {
+			if h == nil {
+				return pr, invalid("records[%d].headers[%d] is null", i, j)
+			}
+			pr.Record.Headers[j] = fsm.Header{Key: h.GetKey(), Value: h.GetValue()}
+		}
+	}
+	return pr, nil
 }
 
 // produceIdempotent sends an idempotent batch: one explicit partition for

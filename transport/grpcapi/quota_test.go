@@ -99,8 +99,7 @@ func TestQuotaGRPCThrottlesOneKey(t *testing.T) {
 	_, err = e.client.DeleteTopic(as(tokB), &pb.DeleteTopicRequest{Name: "t3"})
 	ok(err)
 
-	errs := transport.NewErrorsCounter(e.reg)
-	if got := testutil.ToFloat64(errs.WithLabelValues(transport.CodeQuotaExceeded)); got != 3 {
+	if got := testutil.ToFloat64(e.errs.WithLabelValues(transport.CodeQuotaExceeded)); got != 3 {
 		t.Fatalf("errors_total{kind=quota_exceeded} = %v, want 3", got)
 	}
 }

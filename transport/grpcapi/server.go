@@ -57,11 +57,16 @@ type Config struct {
 
 	// Logger receives the server's logs (component=grpc); nil discards.
 	Logger *slog.Logger
-	// Registerer receives the collectors (nil = unregistered). The shared
-	// streamhouse_errors_total and streamhouse_active_connections are
-	// obtained through transport's helpers, so REST and gRPC servers on one
-	// registry report into the same series.
+	// Registerer receives the server's own collectors (nil = unregistered).
 	Registerer prometheus.Registerer
+	// Errors is the shared streamhouse_errors_total{kind} counter
+	// (transport.NewErrorsCounter), also given to the REST server; nil = not
+	// counted.
+	Errors *prometheus.CounterVec
+	// Connections is the shared streamhouse_active_connections gauge
+	// (transport.NewActiveConnectionsGauge), also given to the REST server;
+	// nil = not counted.
+	Connections prometheus.Gauge
 
 	// MaxRecordBytes rejects a produce whose record (fsm.Record.Size) is
 	// larger, before anything is written (INVALID_ARGUMENT,
@@ -136,7 +141,7 @@ func newService(cfg Config) *service {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &service{cfg: cfg, log: logger.With("component", "grpc"), m: newMetrics(cfg.Registerer), maxRequest: cfg.MaxRequestBytes,
+	s := &service{cfg: cfg, log: logger.With("component", "grpc"), m: newMetrics(cfg), maxRequest: cfg.MaxRequestBytes,
 		openSlots: make(chan struct{}, MaxOpenCallsInFlight)}
 	if s.maxRequest <= 0 {
 		s.maxRequest = transport.DefaultMaxRequestBytes
@@ -144,7 +149,7 @@ func newService(cfg Config) *service {
 	return s
 }
 
-// writeMethods are the RPCs that change state (see opKind).
+// writeMethods are the RPCs that change state (see transport.Op).
 var writeMethods = map[string]bool{
 	pb.StreamHouse_CreateTopic_FullMethodName:   true,
 	pb.StreamHouse_DeleteTopic_FullMethodName:   true,
@@ -211,11 +216,11 @@ type authedStream struct {
 
 func (a *authedStream) Context() context.Context { return a.ctx }
 
-func opOf(method string) opKind {
+func opOf(method string) transport.Op {
 	if writeMethods[method] {
-		return opWrite
+		return transport.OpWrite
 	}
-	return opRead
+	return transport.OpRead
 }
 
 func (s *service) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
@@ -286,8 +291,8 @@ func (s *service) finish(ctx context.Context, method string, start time.Time, er
 		s.log.Log(ctx, level, "request failed", "method", method, "code", code.String(), "kind", ae.kind, "err", err)
 		out = ae.status().Err()
 	}
-	s.m.requests.WithLabelValues(method, code.String()).Inc()
-	s.m.duration.WithLabelValues(method).Observe(time.Since(start).Seconds())
+	s.m.Requests.WithLabelValues(method, code.String()).Inc()
+	s.m.Duration.WithLabelValues(method).Observe(time.Since(start).Seconds())
 	return out
 }
 
@@ -329,8 +334,8 @@ func (h *statsHandler) HandleRPC(ctx context.Context, rs stats.RPCStats) {
 		h.s.m.errors.WithLabelValues(ae.kind).Inc()
 		h.s.log.Debug("request rejected before its handler", "method", tag.method, "code", ae.code.String(), "err", end.Error)
 	}
-	h.s.m.requests.WithLabelValues(tag.method, ae.code.String()).Inc()
-	h.s.m.duration.WithLabelValues(tag.method).Observe(end.EndTime.Sub(end.BeginTime).Seconds())
+	h.s.m.Requests.WithLabelValues(tag.method, ae.code.String()).Inc()
+	h.s.m.Duration.WithLabelValues(tag.method).Observe(end.EndTime.Sub(end.BeginTime).Seconds())
 }
 
 func (h *statsHandler) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }

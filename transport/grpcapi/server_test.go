@@ -162,8 +162,7 @@ func TestHealth(t *testing.T) {
 		t.Fatal("not SERVING after readiness regained")
 	}
 	// A not-ready answer is a state report, not an error response.
-	m := newMetrics(e.reg)
-	if v := testutil.ToFloat64(m.errors.WithLabelValues(transport.CodeUnavailable)); v != 0 {
+	if v := testutil.ToFloat64(e.errs.WithLabelValues(transport.CodeUnavailable)); v != 0 {
 		t.Errorf("errors_total{unavailable} = %v", v)
 	}
 
@@ -222,7 +221,6 @@ func TestReflection(t *testing.T) {
 func TestMetrics(t *testing.T) {
 	e := newEnv(t)
 	ctx := ctxT(t)
-	m := newMetrics(e.reg) // the registered collectors
 	e.createTopic(t, "t", 1)
 	if _, err := e.client.ListTopics(ctx, &pb.ListTopicsRequest{}); err != nil {
 		t.Fatal(err)
@@ -248,12 +246,12 @@ func TestMetrics(t *testing.T) {
 		{pb.StreamHouse_Produce_FullMethodName, "Unavailable", 1},
 		{pb.StreamHouse_Produce_FullMethodName, "OK", 0},
 	} {
-		if got := testutil.ToFloat64(m.requests.WithLabelValues(c.method, c.code)); got != c.want {
+		if got := e.requests(t, c.method, c.code); got != c.want {
 			t.Errorf("requests_total{%s,%s} = %v, want %v", c.method, c.code, got, c.want)
 		}
 	}
 	for kind, want := range map[string]float64{transport.CodeNotFound: 2, transport.CodeBadRequest: 1, transport.CodeUnavailable: 1, transport.CodeInternal: 0} {
-		if got := testutil.ToFloat64(m.errors.WithLabelValues(kind)); got != want {
+		if got := testutil.ToFloat64(e.errs.WithLabelValues(kind)); got != want {
 			t.Errorf("errors_total{%s} = %v, want %v", kind, got, want)
 		}
 	}
@@ -270,26 +268,26 @@ func TestOversizeMessageCounted(t *testing.T) {
 	big := bytes.Repeat([]byte("x"), 200<<10) // > 1000 + 64 KiB
 	_, err := e.client.Produce(ctxT(t), &pb.ProduceRequest{Topic: "t", Records: []*pb.ProduceRecord{{Value: big}}})
 	wantCode(t, err, codes.ResourceExhausted, "")
-	m := newMetrics(e.reg)
 	waitFor(t, 5*time.Second, "the rejected message to be counted", func() bool {
-		return testutil.ToFloat64(m.requests.WithLabelValues(pb.StreamHouse_Produce_FullMethodName, "ResourceExhausted")) == 1 &&
-			testutil.ToFloat64(m.errors.WithLabelValues(transport.CodeRequestTooLarge)) == 1
+		return e.requests(t, pb.StreamHouse_Produce_FullMethodName, "ResourceExhausted") == 1 &&
+			testutil.ToFloat64(e.errs.WithLabelValues(transport.CodeRequestTooLarge)) == 1
 	})
 	if n := len(e.agent.stored("t", 0)); n != 0 {
 		t.Errorf("stored %d records", n)
 	}
 }
 
-// REST and gRPC servers on one registry share streamhouse_active_connections.
+// REST and gRPC servers given one gauge report into one
+// streamhouse_active_connections.
 func TestActiveConnectionsShared(t *testing.T) {
 	reg := prometheus.NewRegistry()
+	gauge := transport.NewActiveConnectionsGauge(reg)
 	e := newEnv(t, func(c *Config) {
-		// The REST server registers the gauge first, as in the agent (it
-		// is never started: only its collectors matter here).
-		transport.NewHTTPServer(transport.HTTPConfig{Registerer: reg}, c.Topics, c.Producer, c.Fetcher, c.Readiness)
-		c.Registerer = reg
+		// As in the agent (the REST server is never started: only its
+		// collectors matter here).
+		transport.NewHTTPServer(transport.HTTPConfig{Registerer: reg, Connections: gauge}, c.Topics, c.Producer, c.Fetcher, c.Readiness)
+		c.Registerer, c.Connections = reg, gauge
 	})
-	gauge := transport.NewActiveConnectionsGauge(reg) // the one registered
 	if _, err := e.client.ListTopics(ctxT(t), &pb.ListTopicsRequest{}); err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +307,6 @@ func TestPanicBecomesInternal(t *testing.T) {
 	e := newEnv(t)
 	ctx := ctxT(t)
 	e.createTopic(t, "t", 1)
-	m := newMetrics(e.reg)
 
 	e.agent.setPanic("Topics")
 	_, err := e.client.ListTopics(ctx, &pb.ListTopicsRequest{})
@@ -336,10 +333,10 @@ func TestPanicBecomesInternal(t *testing.T) {
 	if err != nil || len(list.Topics) != 1 {
 		t.Fatalf("after panics: %v, %v", list, err)
 	}
-	if v := testutil.ToFloat64(m.errors.WithLabelValues(transport.CodeInternal)); v != 2 {
+	if v := testutil.ToFloat64(e.errs.WithLabelValues(transport.CodeInternal)); v != 2 {
 		t.Errorf("errors_total{internal} = %v, want 2", v)
 	}
-	if v := testutil.ToFloat64(m.requests.WithLabelValues(pb.StreamHouse_Subscribe_FullMethodName, "Internal")); v != 1 {
+	if v := e.requests(t, pb.StreamHouse_Subscribe_FullMethodName, "Internal"); v != 1 {
 		t.Errorf("requests_total{Subscribe,Internal} = %v", v)
 	}
 }
@@ -362,3 +359,28 @@ var errDiskOnFire = errorString("write /var/secret/wal: disk on fire")
 type errorString string
 
 func (e errorString) Error() string { return string(e) }
+
+// requests reads streamhouse_grpc_requests_total{method,code} (0 when the
+// series does not exist yet).
+func (e *env) requests(t *testing.T, method, code string) float64 {
+	t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "streamhouse_grpc_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			got := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				got[lp.GetName()] = lp.GetValue()
+			}
+			if got["method"] == method && got["code"] == code {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}

@@ -44,22 +44,28 @@ func nextSerial() *big.Int {
 	return n.Add(n, big.NewInt(1))
 }
 
-// NewCA creates a CA named name, valid from an hour ago for a day.
-func NewCA(t testing.TB, name string) *CA {
+// newKeyAndTemplate returns a fresh P-256 key and a certificate template
+// named cn with a new serial number and the validity period given.
+func newKeyAndTemplate(t testing.TB, cn string, notBefore, notAfter time.Time) (*ecdsa.PrivateKey, *x509.Certificate) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          nextSerial(),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
+	return key, &x509.Certificate{
+		SerialNumber: nextSerial(),
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    notBefore,
+		NotAfter:     notAfter,
 	}
+}
+
+// NewCA creates a CA named name, valid from an hour ago for a day.
+func NewCA(t testing.TB, name string) *CA {
+	t.Helper()
+	key, tmpl := newKeyAndTemplate(t, name, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+	tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature
+	tmpl.BasicConstraintsValid, tmpl.IsCA = true, true
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		t.Fatal(err)
@@ -90,20 +96,11 @@ func (ca *CA) Issue(t testing.TB, cn string, hosts ...string) *Cert {
 // certificate).
 func (ca *CA) IssueValid(t testing.TB, cn string, notBefore, notAfter time.Time, hosts ...string) *Cert {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: nextSerial(),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    notBefore,
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-	}
+	key, tmpl := newKeyAndTemplate(t, cn, notBefore, notAfter)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	tmpl.DNSNames = []string{"localhost"}
+	tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
