@@ -33,7 +33,9 @@ func decodedSize(b decodedBlock) int64 { return b.size }
 // NewSegmentCache returns a segment cache of at most maxBytes (0 disables
 // storing) with its metrics on reg (s3seg.Cache lists them).
 func NewSegmentCache(maxBytes int64, reg prometheus.Registerer) *SegmentCache {
-	return s3seg.NewCache(maxBytes, reg, decodedSize)
+	// One block may take at most a quarter of the budget, so a huge block
+	// cannot flush every other consumer's blocks.
+	return s3seg.NewCache(maxBytes, reg, decodedSize, s3seg.WithMaxEntryBytes(maxBytes/4))
 }
 
 // ObjectSegments is the SegmentStore over s3seg: the segment format, an

@@ -117,23 +117,39 @@ func TestObjectSegmentsBudgetCoversDecodedBytes(t *testing.T) {
 	}
 	one := refs[0].UncompressedSize + int64(refs[0].RecordCount)*recordOverhead
 
-	// A budget of one and a half decoded blocks holds one: the second read
-	// evicts the first, and the budget is never exceeded.
-	s, fs, cache := newTestSegments(t, one+one/2, nil)
-	_, refs, err = s.WriteSegment(ctx, []SegmentPart{segmentPart(0, "lz4", 0, 50), segmentPart(1, "lz4", 0, 50)}, 0)
+	// A budget of four decoded blocks holds four (one block may take at
+	// most a quarter of it): reading a fifth evicts the first, and the
+	// budget is never exceeded.
+	budget := 4 * one
+	s, fs, cache := newTestSegments(t, budget, nil)
+	var parts []SegmentPart
+	for p := int32(0); p < 5; p++ {
+		parts = append(parts, segmentPart(p, "lz4", 0, 50))
+	}
+	_, refs, err = s.WriteSegment(ctx, parts, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, i := range []int{0, 1, 0} {
+	for _, i := range []int{0, 1, 2, 3, 4, 0} {
 		if _, err := s.ReadSegment(ctx, 7, int32(i), refs[i]); err != nil {
 			t.Fatal(err)
 		}
-		if cache.Len() != 1 || cache.Size() > one+one/2 {
-			t.Fatalf("cache: %d entries, %d bytes (budget %d)", cache.Len(), cache.Size(), one+one/2)
+		if cache.Len() > 4 || cache.Size() > budget {
+			t.Fatalf("cache: %d entries, %d bytes (budget %d)", cache.Len(), cache.Size(), budget)
 		}
 	}
-	if n := fs.Calls(s3seg.OpGetRange); n != 3 {
-		t.Fatalf("%d ranged GETs, want 3 (each read evicted the other block)", n)
+	if n := fs.Calls(s3seg.OpGetRange); n != 6 {
+		t.Fatalf("%d ranged GETs, want 6 (the fifth read evicted the first block)", n)
+	}
+
+	// A block heavier than a quarter of the budget is read but not kept.
+	big, _, bigCache := newTestSegments(t, 2*one, nil)
+	_, bigRefs, err := big.WriteSegment(ctx, []SegmentPart{segmentPart(0, "lz4", 0, 50)}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := big.ReadSegment(ctx, 7, 0, bigRefs[0]); err != nil || bigCache.Len() != 0 {
+		t.Fatalf("block over a quarter of the budget: err %v, %d entries cached", err, bigCache.Len())
 	}
 
 	// Disabled (0) and absent (nil) caches read from the store every time.

@@ -42,6 +42,7 @@ const DefaultPrefetchConcurrency = 4
 // the sum over them).
 type Cache[V any] struct {
 	maxBytes int64
+	maxEntry int64 // heaviest value stored
 	sizeOf   func(V) int64
 
 	mu     sync.Mutex
@@ -77,13 +78,24 @@ type cacheCall[V any] struct {
 	done    chan struct{}
 	val     V
 	err     error
-	waiters int // callers waiting besides the fetcher; guarded by Cache.mu
+	waiters int  // callers waiting besides the fetcher; guarded by Cache.mu
+	dropped bool // its object was deleted during the fetch: do not store; guarded by Cache.mu
 }
 
 // CacheOption configures a Cache.
 type CacheOption func(*cacheOptions)
 
-type cacheOptions struct{ prefetch int }
+type cacheOptions struct {
+	prefetch int
+	maxEntry int64
+}
+
+// WithMaxEntryBytes sets the heaviest value the cache stores (default: the
+// whole budget); a heavier one is returned to its callers but not kept, so
+// one huge block cannot flush everything else.
+func WithMaxEntryBytes(n int64) CacheOption {
+	return func(o *cacheOptions) { o.maxEntry = n }
+}
 
 // WithPrefetchConcurrency sets how many prefetches may run at once; 0
 // disables prefetching.
@@ -103,6 +115,7 @@ func NewCache[V any](maxBytes int64, reg prometheus.Registerer, sizeOf func(V) i
 	}
 	c := &Cache[V]{
 		maxBytes:  maxBytes,
+		maxEntry:  maxBytes,
 		sizeOf:    sizeOf,
 		lru:       list.New(),
 		items:     make(map[cacheKey]*list.Element),
@@ -115,6 +128,9 @@ func NewCache[V any](maxBytes int64, reg prometheus.Registerer, sizeOf func(V) i
 			Name: "streamhouse_segment_cache_bytes",
 			Help: "Bytes of block data held by the segment cache.",
 		})),
+	}
+	if o.maxEntry > 0 && o.maxEntry < maxBytes {
+		c.maxEntry = o.maxEntry
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c
@@ -199,7 +215,7 @@ func (c *Cache[V]) run(ctx context.Context, k cacheKey, cl *cacheCall[V], fetch 
 		}
 		c.mu.Lock()
 		delete(c.calls, k)
-		if cl.err == nil {
+		if cl.err == nil && !cl.dropped {
 			c.addLocked(k, cl.val)
 		}
 		c.mu.Unlock()
@@ -218,14 +234,14 @@ func isContextErr(err error) bool {
 }
 
 // addLocked stores v under k and evicts least recently used entries until
-// the cache fits its budget. A value larger than the whole budget is not
-// stored.
+// the cache fits its budget. A value heavier than maxEntry (by default the
+// whole budget) is not stored.
 func (c *Cache[V]) addLocked(k cacheKey, v V) {
 	if c.maxBytes <= 0 {
 		return
 	}
 	sz := c.sizeOf(v)
-	if sz > c.maxBytes {
+	if sz > c.maxEntry {
 		return
 	}
 	if _, ok := c.items[k]; ok {
@@ -312,7 +328,8 @@ func (c *Cache[V]) containsLocked(k cacheKey) bool {
 }
 
 // DropObject removes every cached block of object (called when the object
-// is deleted). It is O(entries).
+// is deleted), and keeps blocks of it being fetched right now from being
+// stored when their fetch ends. It is O(entries + fetches in flight).
 func (c *Cache[V]) DropObject(object string) {
 	if c == nil {
 		return
@@ -322,6 +339,11 @@ func (c *Cache[V]) DropObject(object string) {
 	for k, el := range c.items {
 		if k.object == object {
 			c.removeLocked(el)
+		}
+	}
+	for k, cl := range c.calls {
+		if k.object == object {
+			cl.dropped = true
 		}
 	}
 }

@@ -266,3 +266,47 @@ func TestCacheRegistrationTwice(t *testing.T) {
 		t.Fatalf("misses = %v, want 2", m)
 	}
 }
+
+// TestCacheDropDuringFetch: an object deleted while one of its blocks is
+// being fetched does not get that block cached afterwards (it would hold
+// budget for an object nobody can reference).
+func TestCacheDropDuringFetch(t *testing.T) {
+	c := s3seg.NewCache(1<<20, nil, s3seg.RawSize)
+	started, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Get(bg, "obj", 0, 10, func(context.Context) ([]byte, error) {
+			close(started)
+			<-release
+			return make([]byte, 10), nil
+		})
+		done <- err
+	}()
+	<-started
+	c.DropObject("obj")
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if c.Len() != 0 || c.Contains("obj", 0, 10) {
+		t.Fatalf("a block of a dropped object was cached after the drop: len %d", c.Len())
+	}
+	// A fetch that starts after the drop is cached as usual.
+	if _, err := c.Get(bg, "obj2", 0, 10, func(context.Context) ([]byte, error) { return make([]byte, 10), nil }); err != nil || c.Len() != 1 {
+		t.Fatalf("later fetch: err %v len %d", err, c.Len())
+	}
+}
+
+// TestCacheMaxEntryBytes: with WithMaxEntryBytes a value heavier than the
+// bound is returned but not stored, so one huge block cannot flush the rest.
+func TestCacheMaxEntryBytes(t *testing.T) {
+	c := s3seg.NewCache(100, nil, s3seg.RawSize, s3seg.WithMaxEntryBytes(25))
+	for _, n := range []int64{20, 30} {
+		if _, err := c.Get(bg, "o", 0, n, func(context.Context) ([]byte, error) { return make([]byte, n), nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.Len() != 1 || !c.Contains("o", 0, 20) || c.Contains("o", 0, 30) {
+		t.Fatalf("len %d: want only the 20-byte value cached", c.Len())
+	}
+}

@@ -307,6 +307,9 @@ func (a *agent) startNode(ctx context.Context) error {
 // startPartitions starts the partition service's background work.
 func (a *agent) startPartitions(ctx context.Context) error {
 	a.part.Start(ctx)
+	// Registered after the node's Close, so it runs before it: nothing
+	// proposes to a closed node. (Between New and here the service has
+	// started nothing: a failed start leaves nothing to stop.)
 	a.onClose("partitions", func(context.Context) error { a.part.Close(); return nil })
 	return nil
 }
