@@ -22,18 +22,18 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 		Help:    "Time from proposing a command to its apply result on this node.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 	})
-	m.leadershipMoves = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "streamhouse_partition_leadership_changes_total",
-		Help: "Partition leadership changes made by this agent's controller (while Raft leader), by reason: unassigned, not_member, failover, rebalance.",
-	}, []string{"reason"})
-	m.membership = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "streamhouse_raft_membership_changes_total",
-		Help: "Raft configuration changes made by this agent's leader loop, by change: add_nonvoter, promote, remove, update_address.",
-	}, []string{"change"})
-	m.forwarded = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "streamhouse_raft_forwarded_proposals_total",
-		Help: "Proposals forwarded to the Raft leader, by outcome: ok, not_applied, unknown, invalid.",
-	}, []string{"outcome"})
+	counterVec := func(name, help, label string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{label})
+	}
+	m.leadershipMoves = counterVec("streamhouse_partition_leadership_changes_total",
+		"Partition leadership changes made by this agent's controller (while Raft leader), by reason: unassigned, not_member, failover, rebalance.",
+		"reason")
+	m.membership = counterVec("streamhouse_raft_membership_changes_total",
+		"Raft configuration changes made by this agent's leader loop, by change: add_nonvoter, promote, remove, update_address.",
+		"change")
+	m.forwarded = counterVec("streamhouse_raft_forwarded_proposals_total",
+		"Proposals forwarded to the Raft leader, by outcome: ok, not_applied, unknown, invalid.",
+		"outcome")
 	m.leaderElections = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "streamhouse_raft_leadership_acquired_total",
 		Help: "Times this agent became the Raft leader.",

@@ -3,6 +3,8 @@ package fsm
 // Types shared by the produce/fetch path (partition) and the transports,
 // which only import fsm.
 
+import "sort"
+
 // ProduceRecord is a record to produce. Partition < 0 means "let the
 // partitioner choose" (by key, or spread when the key is null).
 type ProduceRecord struct {
@@ -66,6 +68,28 @@ type GroupDescription struct {
 	Group      string
 	Partitions []GroupPartition // ordered by topic then partition
 	TotalLag   int64
+}
+
+// SortPartitions orders d's partitions by topic, then partition.
+func (d *GroupDescription) SortPartitions() {
+	sort.Slice(d.Partitions, func(i, j int) bool {
+		a, b := d.Partitions[i], d.Partitions[j]
+		if a.Topic != b.Topic {
+			return a.Topic < b.Topic
+		}
+		return a.Partition < b.Partition
+	})
+}
+
+// Summary is d's line in the group list (d's partitions sorted).
+func (d GroupDescription) Summary() GroupSummary {
+	s := GroupSummary{Group: d.Group, Partitions: len(d.Partitions), TotalLag: d.TotalLag, Topics: []string{}}
+	for _, p := range d.Partitions {
+		if n := len(s.Topics); n == 0 || s.Topics[n-1] != p.Topic {
+			s.Topics = append(s.Topics, p.Topic)
+		}
+	}
+	return s
 }
 
 // GroupSummary is one line of the group list.

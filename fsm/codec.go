@@ -54,26 +54,17 @@ func (d *dec) u8() uint8 {
 	return v
 }
 
-func (d *dec) uv() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("uvarint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
+func (d *dec) uv() uint64 { return readVarint(d, binary.Uvarint, "uvarint") }
+func (d *dec) iv() int64  { return readVarint(d, binary.Varint, "varint") }
 
-func (d *dec) iv() int64 {
+// readVarint reads one varint with read (binary.Uvarint or binary.Varint).
+func readVarint[T uint64 | int64](d *dec, read func([]byte) (T, int), what string) T {
 	if d.err != nil {
 		return 0
 	}
-	v, n := binary.Varint(d.b)
+	v, n := read(d.b)
 	if n <= 0 {
-		d.fail("varint")
+		d.fail(what)
 		return 0
 	}
 	d.b = d.b[n:]
@@ -149,6 +140,29 @@ func (d *dec) count(minElemSize int) int {
 		return 0
 	}
 	return int(n)
+}
+
+// each reads a collection length (see count) and calls read once per
+// element, stopping at the first error.
+func (d *dec) each(minElemSize int, read func()) {
+	n := d.count(minElemSize)
+	for i := 0; i < n && d.err == nil; i++ {
+		read()
+	}
+}
+
+// decodeSlice reads a collection length (see count) and then its elements
+// into a new slice with read; nil when the collection is empty.
+func decodeSlice[T any](d *dec, minElemSize int, read func(*T)) []T {
+	n := d.count(minElemSize)
+	if n == 0 {
+		return nil
+	}
+	out := make([]T, n)
+	for i := range out {
+		read(&out[i])
+	}
+	return out
 }
 
 func (d *dec) done(what string) error {

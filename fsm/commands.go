@@ -204,13 +204,7 @@ func decodeCreateTopic(v uint8, d *dec) (Command, error) {
 	c.Config.RetentionMs = d.iv()
 	c.Config.RetentionBytes = d.iv()
 	c.Config.Compression = d.str()
-	n := d.count(1)
-	if n > 0 {
-		c.Leaders = make([]string, n)
-		for i := range c.Leaders {
-			c.Leaders[i] = d.str()
-		}
-	}
+	c.Leaders = decodeSlice(d, 1, func(l *string) { *l = d.str() })
 	c.Timestamp = d.iv()
 	if v >= 2 {
 		c.Limits.MaxTopics = d.iv()
@@ -429,17 +423,12 @@ func decodeCommitSegment(v uint8, d *dec) (Command, error) {
 			d.fail("commit segment v2 without a commit-by time")
 		}
 	}
-	n := d.count(8)
-	if n > 0 {
-		c.Entries = make([]CommitEntry, n)
-		for i := range c.Entries {
-			x := &c.Entries[i]
-			x.TopicID = d.uv()
-			x.Partition = d.i32()
-			x.LeaderEpoch = d.uv()
-			decodeRefBody(d, &x.Ref)
-		}
-	}
+	c.Entries = decodeSlice(d, 8, func(x *CommitEntry) {
+		x.TopicID = d.uv()
+		x.Partition = d.i32()
+		x.LeaderEpoch = d.uv()
+		decodeRefBody(d, &x.Ref)
+	})
 	return c, nil
 }
 
@@ -528,13 +517,7 @@ func decodeObjectsDeleted(v uint8, d *dec) (Command, error) {
 		return nil, err
 	}
 	c := &ObjectsDeleted{}
-	n := d.count(1)
-	if n > 0 {
-		c.Keys = make([]string, n)
-		for i := range c.Keys {
-			c.Keys[i] = d.str()
-		}
-	}
+	c.Keys = decodeSlice(d, 1, func(k *string) { *k = d.str() })
 	return c, nil
 }
 
@@ -591,17 +574,12 @@ func decodeCommitOffsets(v uint8, d *dec) (Command, error) {
 	c := &CommitOffsets{}
 	c.Group = d.str()
 	c.Timestamp = d.iv()
-	n := d.count(4)
-	if n > 0 {
-		c.Offsets = make([]OffsetCommit, n)
-		for i := range c.Offsets {
-			o := &c.Offsets[i]
-			o.TopicID = d.uv()
-			o.Partition = d.i32()
-			o.Offset = d.iv()
-			o.Metadata = d.str()
-		}
-	}
+	c.Offsets = decodeSlice(d, 4, func(o *OffsetCommit) {
+		o.TopicID = d.uv()
+		o.Partition = d.i32()
+		o.Offset = d.iv()
+		o.Metadata = d.str()
+	})
 	if v >= 2 {
 		c.MaxGroups = d.iv()
 	}

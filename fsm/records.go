@@ -52,21 +52,17 @@ func DecodeRecords(blob []byte, count int) ([]Record, error) {
 	if count < 0 || count > len(blob) {
 		return nil, fmt.Errorf("%w: record count %d for %d bytes", ErrDecode, count, len(blob))
 	}
-	d := dec{b: blob}
+	d := &dec{b: blob}
 	out := make([]Record, count)
 	for i := 0; i < count; i++ {
 		r := &out[i]
 		r.Timestamp = d.iv()
 		r.Key = d.nbytes()
 		r.Value = d.bytes()
-		nh := d.count(2)
-		if nh > 0 {
-			r.Headers = make([]Header, nh)
-			for j := range r.Headers {
-				r.Headers[j].Key = d.str()
-				r.Headers[j].Value = d.bytes()
-			}
-		}
+		r.Headers = decodeSlice(d, 2, func(h *Header) {
+			h.Key = d.str()
+			h.Value = d.bytes()
+		})
 		if d.err != nil {
 			return nil, d.done("records")
 		}

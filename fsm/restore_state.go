@@ -122,11 +122,10 @@ func decodeLineage(b []byte, s *State) error {
 	d := &dec{b: b}
 	s.ProducerGeneration = d.uv()
 	s.MaxUnflushedRecords = d.iv()
-	n := d.count(2)
-	for i := 0; i < n && d.err == nil; i++ {
+	d.each(2, func() {
 		k := d.str()
 		s.Unreadable[k] = d.uv()
-	}
+	})
 	if err := d.done("snapshot lineage"); err != nil {
 		return err
 	}

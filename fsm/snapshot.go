@@ -250,8 +250,7 @@ func encodeProducerOwners(e *enc, producers []ProducerEntry) {
 
 // decodeProducerOwners reads the version-3 section into st's producers.
 func decodeProducerOwners(d *dec, st *State) {
-	n := d.count(2)
-	for i := 0; i < n && d.err == nil; i++ {
+	d.each(2, func() {
 		id, owner := d.uv(), d.str()
 		p, ok := st.Producers[id]
 		if d.err == nil && (!ok || owner == "") {
@@ -261,15 +260,14 @@ func decodeProducerOwners(d *dec, st *State) {
 		if ok {
 			p.Owner = owner
 		}
-	}
+	})
 }
 
 func decodeState(b []byte, version int) (*State, error) {
 	d := &dec{b: b}
 	st := newState()
 	st.LastApplied = d.uv()
-	nt := d.count(4)
-	for i := 0; i < nt && d.err == nil; i++ {
+	d.each(4, func() {
 		t := &Topic{}
 		t.ID = d.uv()
 		t.Name = d.str()
@@ -280,9 +278,8 @@ func decodeState(b []byte, version int) (*State, error) {
 		t.CreatedAt = d.iv()
 		st.Topics[t.Name] = t
 		st.TopicsByID[t.ID] = t
-	}
-	np := d.count(8)
-	for i := 0; i < np && d.err == nil; i++ {
+	})
+	d.each(8, func() {
 		p := &Partition{}
 		p.TopicID = d.uv()
 		p.Index = d.i32()
@@ -291,22 +288,14 @@ func decodeState(b []byte, version int) (*State, error) {
 		p.NextOffset = d.iv()
 		p.FlushedOffset = d.iv()
 		p.LowWatermark = d.iv()
-		ns := d.count(12)
-		if ns > 0 {
-			p.Segments = make([]SegmentRef, ns)
-			for j := range p.Segments {
-				r := &p.Segments[j]
-				r.ObjectKey = d.str()
-				decodeRefBody(d, r)
-				r.CommittedAt = d.iv()
-			}
-		}
+		p.Segments = decodeSlice(d, 12, func(r *SegmentRef) {
+			r.ObjectKey = d.str()
+			decodeRefBody(d, r)
+			r.CommittedAt = d.iv()
+		})
 		st.Partitions[PartitionKey{p.TopicID, p.Index}] = p
-	}
-	nd := d.count(1)
-	for i := 0; i < nd && d.err == nil; i++ {
-		st.PendingDeletes[d.str()] = true
-	}
+	})
+	d.each(1, func() { st.PendingDeletes[d.str()] = true })
 	if version >= 2 {
 		decodeGroupsAndProducers(d, st)
 	}
@@ -326,8 +315,7 @@ func decodeState(b []byte, version int) (*State, error) {
 
 // decodeGroupsAndProducers reads the version 2 sections of the state item.
 func decodeGroupsAndProducers(d *dec, st *State) {
-	ng := d.count(6)
-	for i := 0; i < ng && d.err == nil; i++ {
+	d.each(6, func() {
 		var g GroupOffsetEntry
 		g.Group = d.str()
 		g.TopicID = d.uv()
@@ -336,15 +324,13 @@ func decodeGroupsAndProducers(d *dec, st *State) {
 		g.Metadata = d.str()
 		g.CommittedAt = d.iv()
 		st.addGroupEntry(g)
-	}
-	npr := d.count(4)
-	for i := 0; i < npr && d.err == nil; i++ {
+	})
+	d.each(4, func() {
 		var p ProducerEntry
 		p.ID = d.uv()
 		p.Epoch = d.u32()
 		p.LastSeen = d.iv()
-		nq := d.count(5)
-		for j := 0; j < nq && d.err == nil; j++ {
+		d.each(5, func() {
 			var q ProducerSequence
 			q.TopicID = d.uv()
 			q.Partition = d.i32()
@@ -352,9 +338,9 @@ func decodeGroupsAndProducers(d *dec, st *State) {
 			q.Count = d.i32()
 			q.BaseOffset = d.iv()
 			p.Sequences = append(p.Sequences, q)
-		}
+		})
 		st.addProducerEntry(p)
-	}
+	})
 }
 
 func encodeBatch(e *enc, b *AppendedBatch) {

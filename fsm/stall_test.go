@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/streamhouse/streamhouse/jepsen/testkit"
 )
 
 // fullSink is a memSink that fails with ENOSPC while full is set.
@@ -44,17 +46,6 @@ func (s *fullSink) stored() []uint64 {
 	return out
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func logOf(index uint64, c Command) *raft.Log {
 	return &raft.Log{Index: index, Type: raft.LogCommand, Data: Encode(c)}
 }
@@ -80,7 +71,7 @@ func TestApplyStallsOnFullSinkAndRetriesTheSameEntry(t *testing.T) {
 	}
 	done := make(chan []interface{}, 1)
 	go func() { done <- f.ApplyBatch(logs) }()
-	waitUntil(t, "a stall at index 2", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "a stall at index 2", func() bool {
 		st, ok := f.Stalled()
 		return ok && st.Index == 2 && st.Attempts >= 3 && errors.Is(st.Err, syscall.ENOSPC)
 	})
@@ -127,7 +118,7 @@ func TestHaltReleasesStalledApply(t *testing.T) {
 	f.Apply(logOf(1, &CreateTopic{Name: "t", Partitions: 1, Leaders: []string{"n1"}}))
 	done := make(chan interface{}, 1)
 	go func() { done <- f.Apply(logOf(2, appendCmd(1, 0, 1, "a"))) }()
-	waitUntil(t, "a stall", func() bool { _, ok := f.Stalled(); return ok })
+	testkit.WaitFor(t, 10*time.Second, "a stall", func() bool { _, ok := f.Stalled(); return ok })
 	f.Halt()
 	var res *Result
 	select {

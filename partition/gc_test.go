@@ -29,6 +29,13 @@ func (p *beforeCommitProposer) Propose(ctx context.Context, cmd []byte) (*fsm.Re
 	return p.directProposer.Propose(ctx, cmd)
 }
 
+// janitorBeforeCommit makes the next commit first tick the cluster clock to
+// clockMs and run a janitor pass, in the window after its object's upload.
+func (e *env) janitorBeforeCommit(clockMs int64) {
+	j := e.janitor(e.fsm, true)
+	e.flush.proposer = &beforeCommitProposer{directProposer: e.prop, hook: func() { e.runJanitor(j, clockMs) }}
+}
+
 type memSnapSink struct{ bytes.Buffer }
 
 func (*memSnapSink) ID() string    { return "test" }
@@ -73,14 +80,11 @@ func replay(f *fsm.FSM, p *directProposer) {
 // time whatever the wall clock says.
 func TestRestartedLeaderKeepsObjectsItsLogStillCommits(t *testing.T) {
 	e := newEnv(t, ProducerConfig{})
-	ctx := context.Background()
 	e.topic("t", 1)
 	e.tick(time.Now().UnixMilli())
 	e.produce("t", 0, "a", "b", "c")
 	stale := snapshotFSM(t, e.fsm) // the snapshot before the flush
-	if _, err := e.flush.FlushOnce(ctx, true); err != nil {
-		t.Fatal(err)
-	}
+	e.flushAll()
 	if !e.fsm.ObjectReferenced("obj-1") {
 		t.Fatal("setup: obj-1 not committed")
 	}
@@ -88,9 +92,7 @@ func TestRestartedLeaderKeepsObjectsItsLogStillCommits(t *testing.T) {
 	// Restart "two hours later" (the grace is a second).
 	for _, ready := range []bool{false, true} {
 		j := e.janitor(stale, ready)
-		if err := j.RunOnce(ctx); err != nil {
-			t.Fatal(err)
-		}
+		e.runJanitor(j, 0)
 		if _, ok := e.segs.objects["obj-1"]; !ok {
 			t.Fatalf("the janitor of a restarted agent (barrier applied: %v) deleted an object whose commit is still in its log", ready)
 		}
@@ -100,15 +102,11 @@ func TestRestartedLeaderKeepsObjectsItsLogStillCommits(t *testing.T) {
 	e.tick(time.Now().Add(2 * time.Hour).UnixMilli())
 	replay(stale, e.prop)
 	j := e.janitor(stale, true)
-	if err := j.RunOnce(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e.runJanitor(j, 0)
 	if _, ok := e.segs.objects["obj-1"]; !ok || !stale.ObjectReferenced("obj-1") {
 		t.Fatal("a committed object was deleted after the restart")
 	}
-	if got := e.readAll("t", 0); len(got) != 3 {
-		t.Fatalf("read %v", got)
-	}
+	e.wantRecords("t", 0, 3)
 }
 
 // TestLeaderClockAheadNeverDeletesAnUploadItsCommitReferences: issue item
@@ -122,25 +120,15 @@ func TestLeaderClockAheadNeverDeletesAnUploadItsCommitReferences(t *testing.T) {
 	e.topic("t", 1)
 	e.tick(time.Now().UnixMilli())
 	e.produce("t", 0, "a", "b", "c")
-	j := e.janitor(e.fsm, true)
-	e.flush.proposer = &beforeCommitProposer{directProposer: e.prop, hook: func() {
-		e.tick(time.Now().Add(2 * time.Hour).UnixMilli())
-		if err := j.RunOnce(ctx); err != nil {
-			t.Error(err)
-		}
-	}}
+	e.janitorBeforeCommit(time.Now().Add(2 * time.Hour).UnixMilli())
 	if _, err := e.flush.FlushOnce(ctx, true); !errors.Is(err, fsm.ErrUploadExpired) {
 		t.Fatalf("late commit: %v", err)
 	}
 	if _, ok := e.segs.objects["obj-1"]; ok {
 		t.Fatal("setup: the expired upload was not collected")
 	}
-	if _, err := e.flush.FlushOnce(ctx, true); err != nil {
-		t.Fatal(err)
-	}
-	if got := e.readAll("t", 0); len(got) != 3 {
-		t.Fatalf("read %v", got)
-	}
+	e.flushAll()
+	e.wantRecords("t", 0, 3)
 }
 
 // TestJanitorInTheUploadWindowKeepsTheObject: the janitor runs between an
@@ -152,19 +140,11 @@ func TestJanitorInTheUploadWindowKeepsTheObject(t *testing.T) {
 	e.topic("t", 1)
 	e.tick(1_000_000)
 	e.produce("t", 0, "a")
-	j := e.janitor(e.fsm, true)
-	e.flush.proposer = &beforeCommitProposer{directProposer: e.prop, hook: func() {
-		e.tick(1_000_000 + time.Hour.Milliseconds()) // exactly the commit-by time
-		if err := j.RunOnce(ctx); err != nil {
-			t.Error(err)
-		}
-	}}
+	e.janitorBeforeCommit(1_000_000 + time.Hour.Milliseconds()) // exactly the commit-by time
 	if n, err := e.flush.FlushOnce(ctx, true); err != nil || n != 1 {
 		t.Fatalf("commit in the window: %d %v", n, err)
 	}
-	if got := e.readAll("t", 0); len(got) != 1 {
-		t.Fatalf("read %v", got)
-	}
+	e.wantRecords("t", 0, 1)
 }
 
 // TestFlushBeforeTheClockStartsHasNoCommitBy: until the cluster clock
@@ -173,12 +153,9 @@ func TestJanitorInTheUploadWindowKeepsTheObject(t *testing.T) {
 // ticks, uploads carry one.
 func TestFlushBeforeTheClockStartsHasNoCommitBy(t *testing.T) {
 	e := newEnv(t, ProducerConfig{})
-	ctx := context.Background()
 	e.topic("t", 1)
 	e.produce("t", 0, "a")
-	if _, err := e.flush.FlushOnce(ctx, true); err != nil {
-		t.Fatal(err)
-	}
+	e.flushAll()
 	if cb := e.segs.commitBy["obj-1"]; cb != 0 {
 		t.Fatalf("commit-by before the clock started = %d", cb)
 	}
@@ -187,9 +164,7 @@ func TestFlushBeforeTheClockStartsHasNoCommitBy(t *testing.T) {
 	}
 	e.tick(50_000)
 	e.produce("t", 0, "b")
-	if _, err := e.flush.FlushOnce(ctx, true); err != nil {
-		t.Fatal(err)
-	}
+	e.flushAll()
 	if cb := e.segs.commitBy["obj-2"]; cb != 50_000+time.Hour.Milliseconds() {
 		t.Fatalf("commit-by after the clock started = %d", cb)
 	}

@@ -3,7 +3,6 @@ package partition
 import (
 	"context"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/streamhouse/streamhouse/fsm"
@@ -125,13 +124,7 @@ func (g *Groups) describe(group string) (fsm.GroupDescription, error) {
 		})
 		d.TotalLag += lag
 	}
-	sort.Slice(d.Partitions, func(i, j int) bool {
-		a, b := d.Partitions[i], d.Partitions[j]
-		if a.Topic != b.Topic {
-			return a.Topic < b.Topic
-		}
-		return a.Partition < b.Partition
-	})
+	d.SortPartitions()
 	return d, nil
 }
 
@@ -143,13 +136,7 @@ func (g *Groups) ListGroups() []fsm.GroupSummary {
 		if err != nil {
 			continue // deleted meanwhile
 		}
-		s := fsm.GroupSummary{Group: name, Partitions: len(d.Partitions), TotalLag: d.TotalLag, Topics: []string{}}
-		for _, p := range d.Partitions {
-			if n := len(s.Topics); n == 0 || s.Topics[n-1] != p.Topic {
-				s.Topics = append(s.Topics, p.Topic)
-			}
-		}
-		out = append(out, s)
+		out = append(out, d.Summary())
 	}
 	return out
 }

@@ -26,6 +26,34 @@ func (e *env) tick(ms int64) {
 	}
 }
 
+// runJanitor applies a clock tick to clockMs (none when 0) and runs one
+// pass of j.
+func (e *env) runJanitor(j *Janitor, clockMs int64) {
+	e.t.Helper()
+	if clockMs != 0 {
+		e.tick(clockMs)
+	}
+	if err := j.RunOnce(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// flushAll flushes everything buffered and fails the test on error.
+func (e *env) flushAll() {
+	e.t.Helper()
+	if _, err := e.flush.FlushOnce(context.Background(), true); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// wantRecords fails the test unless topic's partition part holds n records.
+func (e *env) wantRecords(topic string, part int32, n int) {
+	e.t.Helper()
+	if got := e.readAll(topic, part); len(got) != n {
+		e.t.Fatalf("read %v, want %d records", got, n)
+	}
+}
+
 func TestRetentionPoint(t *testing.T) {
 	segs := []fsm.SegmentRef{
 		{BaseOffset: 0, LastOffset: 9, MaxTimestamp: 100, ByteLength: 10},
@@ -88,15 +116,11 @@ func TestJanitorAppliesRetentionThenDeletesObjects(t *testing.T) {
 		if i == 0 {
 			e.produce("keep", 0, "k") // shares the first object with "r"
 		}
-		if _, err := e.flush.FlushOnce(ctx, true); err != nil {
-			t.Fatal(err)
-		}
+		e.flushAll()
 	}
 	e.tick(3500)
 	j := e.janitor(e.fsm, true)
-	if err := j.RunOnce(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e.runJanitor(j, 0)
 	tp, _ := e.fsm.Topic("r")
 	p, _ := e.fsm.Partition(tp.ID, 0)
 	if p.LowWatermark != 2 || p.Segments != 1 {
@@ -148,25 +172,15 @@ func TestRetentionKeepsRecordsStampedByASkewedAgent(t *testing.T) {
 	}
 	e.tick(now)
 	e.produce("r", 0, "a", "b")
-	if _, err := e.flush.FlushOnce(ctx, true); err != nil {
-		t.Fatal(err)
-	}
+	e.flushAll()
 	j := e.janitor(e.fsm, true)
-	e.tick(now + 1000)
-	if err := j.RunOnce(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e.runJanitor(j, now+1000)
 	if p, _ := e.fsm.Partition(tp.ID, 0); p.LowWatermark != 0 || p.Segments != 1 {
 		t.Fatalf("retention trimmed records committed one second ago (stamped 5h back by a skewed agent): %+v", p)
 	}
-	if got := e.readAll("r", 0); len(got) != 2 {
-		t.Fatalf("read %v", got)
-	}
+	e.wantRecords("r", 0, 2)
 	// Once the commit itself is older than the retention, they expire.
-	e.tick(now + hour + 1)
-	if err := j.RunOnce(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e.runJanitor(j, now+hour+1)
 	if p, _ := e.fsm.Partition(tp.ID, 0); p.LowWatermark != 2 {
 		t.Fatalf("retention did not trim after the retention had passed since the commit: %+v", p)
 	}
@@ -177,9 +191,7 @@ func TestJanitorDeletesOrphansOnlyAfterCommitBy(t *testing.T) {
 	ctx := context.Background()
 	e.topic("t", 1)
 	e.produce("t", 0, "a")
-	if _, err := e.flush.FlushOnce(ctx, true); err != nil { // obj-1, committed
-		t.Fatal(err)
-	}
+	e.flushAll() // obj-1, committed
 	e.tick(1000)
 	// An upload whose commit never happened, to be committed by 5000; and
 	// an object from before keys carried a commit-by time.
@@ -193,18 +205,12 @@ func TestJanitorDeletesOrphansOnlyAfterCommitBy(t *testing.T) {
 	e.segs.modified["obj-2"] = time.Now().Add(-48 * time.Hour)
 	j := e.janitor(e.fsm, true)
 	for _, clock := range []int64{1000, 5000} {
-		e.tick(clock)
-		if err := j.RunOnce(ctx); err != nil {
-			t.Fatal(err)
-		}
+		e.runJanitor(j, clock)
 		if _, ok := e.segs.objects["obj-2"]; !ok {
 			t.Fatalf("orphan deleted at cluster clock %d, before its commit-by time had passed", clock)
 		}
 	}
-	e.tick(5001)
-	if err := j.RunOnce(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e.runJanitor(j, 5001)
 	if _, ok := e.segs.objects["obj-2"]; ok {
 		t.Fatal("orphan kept after its commit-by time")
 	}

@@ -475,13 +475,7 @@ func (f *fakeAgent) describeLocked(group string) (fsm.GroupDescription, error) {
 		d.TotalLag += gp.Lag
 		d.Partitions = append(d.Partitions, gp)
 	}
-	sort.Slice(d.Partitions, func(i, j int) bool {
-		a, b := d.Partitions[i], d.Partitions[j]
-		if a.Topic != b.Topic {
-			return a.Topic < b.Topic
-		}
-		return a.Partition < b.Partition
-	})
+	d.SortPartitions()
 	return d, nil
 }
 
@@ -506,13 +500,7 @@ func (f *fakeAgent) ListGroups() []fsm.GroupSummary {
 	out := []fsm.GroupSummary{}
 	for _, n := range names {
 		d, _ := f.describeLocked(n)
-		s := fsm.GroupSummary{Group: n, Partitions: len(d.Partitions), TotalLag: d.TotalLag, Topics: []string{}}
-		for _, p := range d.Partitions {
-			if k := len(s.Topics); k == 0 || s.Topics[k-1] != p.Topic {
-				s.Topics = append(s.Topics, p.Topic)
-			}
-		}
-		out = append(out, s)
+		out = append(out, d.Summary())
 	}
 	return out
 }
