@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/streamhouse/streamhouse/fsm"
+	"github.com/streamhouse/streamhouse/transport"
 )
 
 // testConfig is an agent configuration on free loopback ports in a temp dir.
@@ -96,13 +97,7 @@ func TestAgentEndToEnd(t *testing.T) {
 
 	// Segments: wait for a flush, then a fresh read of flushed offsets comes
 	// from the segment object.
-	var parts struct {
-		Partitions []struct {
-			Partition     int32 `json:"partition"`
-			FlushedOffset int64 `json:"flushed_offset"`
-			HighWatermark int64 `json:"high_watermark"`
-		} `json:"partitions"`
-	}
+	var parts transport.PartitionsResponse
 	waitFor(t, 10*time.Second, "partition 2 flushed", func() bool {
 		call(t, "GET", base+"/api/v1/topics/orders/partitions", nil, &parts)
 		return parts.Partitions[2].FlushedOffset == 5

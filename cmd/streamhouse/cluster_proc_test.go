@@ -212,12 +212,12 @@ func TestClusterSurvivesLeaderKills(t *testing.T) {
 	// Every agent converges to the same high watermarks and serves every
 	// acknowledged record at its offset.
 	waitFor(t, 60*time.Second, "agents converge", func() bool {
-		var ref partitionsResp
+		var ref transport.PartitionsResponse
 		if code, err := tryCall("GET", c.base(0)+"/api/v1/topics/f/partitions", nil, &ref); err != nil || code != 200 {
 			return false
 		}
 		for i := 1; i < 3; i++ {
-			var pr partitionsResp
+			var pr transport.PartitionsResponse
 			if code, err := tryCall("GET", c.base(i)+"/api/v1/topics/f/partitions", nil, &pr); err != nil || code != 200 {
 				return false
 			}

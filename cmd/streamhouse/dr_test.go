@@ -58,7 +58,7 @@ func TestDisasterRecoveryDrill(t *testing.T) {
 		return len(g.acks) >= 5000
 	})
 	g.halt()
-	var pr partitionsResp
+	var pr transport.PartitionsResponse
 	call(t, "GET", c.base(0)+"/api/v1/topics/dr/partitions", nil, &pr)
 	committed := map[int32]int64{}
 	for _, p := range pr.Partitions {

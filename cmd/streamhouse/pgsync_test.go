@@ -126,7 +126,7 @@ func TestRestoreCommandRebuildsFromPostgresAndObjects(t *testing.T) {
 	}
 	produce("b", 500)
 	waitFor(t, 30*time.Second, "flushed", func() bool { return allFlushed(t, base, "r") })
-	var before partitionsResp
+	var before transport.PartitionsResponse
 	call(t, "GET", base+"/api/v1/topics/r/partitions", nil, &before)
 	if err := a.Close(context.Background()); err != nil {
 		t.Fatal(err)

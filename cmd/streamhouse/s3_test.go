@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/streamhouse/streamhouse/s3seg/s3segtest"
+	"github.com/streamhouse/streamhouse/transport"
 )
 
 // s3Config is an agent configuration that stores segments in a real MinIO.
@@ -20,18 +21,8 @@ func s3Config(t *testing.T, m *s3segtest.MinIO, bucket string) *agentCmd {
 	return c
 }
 
-type partitionsResp struct {
-	Partitions []struct {
-		Partition     int32 `json:"partition"`
-		LowWatermark  int64 `json:"low_watermark"`
-		HighWatermark int64 `json:"high_watermark"`
-		FlushedOffset int64 `json:"flushed_offset"`
-		Segments      int   `json:"segments"`
-	} `json:"partitions"`
-}
-
 func allFlushed(t testing.TB, base, topic string) bool {
-	var pr partitionsResp
+	var pr transport.PartitionsResponse
 	if code, err := tryCall("GET", base+"/api/v1/topics/"+topic+"/partitions", nil, &pr); err != nil || code != 200 {
 		return false
 	}
@@ -138,7 +129,7 @@ func TestS3ManyPartitionsOnePutPerFlush(t *testing.T) {
 	writes := metricValue(metrics, "streamhouse_segment_writes_total")
 	failures := metricValue(metrics, "streamhouse_segment_upload_failures_total")
 	puts := metricValue(metrics, `streamhouse_s3_requests_total{backend="s3",operation="put",result="ok"}`)
-	var pr partitionsResp
+	var pr transport.PartitionsResponse
 	call(t, "GET", base+"/api/v1/topics/wide/partitions", nil, &pr)
 	blocks := 0
 	for _, p := range pr.Partitions {
@@ -243,7 +234,7 @@ func TestRetentionDeletesSegmentsAndObjects(t *testing.T) {
 		t.Fatalf("produce: %d", code)
 	}
 	store := m.NewStore(t, "streamhouse")
-	var pr partitionsResp
+	var pr transport.PartitionsResponse
 	waitFor(t, 30*time.Second, "retention trims the partition", func() bool {
 		call(t, "GET", base+"/api/v1/topics/short/partitions", nil, &pr)
 		return pr.Partitions[0].LowWatermark == 10

@@ -289,7 +289,7 @@ func TestSecureClusterOfAgents(t *testing.T) {
 	// Produce through the agent that does not lead the partition: the
 	// forward goes over the authenticated peer port.
 	h.must(t, "POST", a1.base+"/api/v1/topics", `{"name":"orders","partitions":2}`, 201)
-	var parts partitionsLeaders
+	var parts transport.PartitionsResponse
 	waitFor(t, 20*time.Second, "partitions led on both agents", func() bool {
 		code, b, err := h.do("GET", a2.base+"/api/v1/topics/orders/partitions", "")
 		return err == nil && code == 200 && json.Unmarshal([]byte(b), &parts) == nil && len(parts.Partitions) == 2 &&
@@ -341,13 +341,6 @@ func TestSecureClusterOfAgents(t *testing.T) {
 	if l := rogue.a.node.LeaderID(); l != "" {
 		t.Fatalf("the rogue agent follows %s", l)
 	}
-}
-
-type partitionsLeaders struct {
-	Partitions []struct {
-		Partition int32  `json:"partition"`
-		Leader    string `json:"leader"`
-	} `json:"partitions"`
 }
 
 // checkConfigEnv is the environment of `streamhouse agent --check-config`
