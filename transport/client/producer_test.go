@@ -47,6 +47,26 @@ func batchSizes(reqs []*pb.ProduceRequest) []int {
 	return out
 }
 
+// sendEach sends n records to topic (record i made by rec) and returns
+// their results.
+func sendEach(ctx context.Context, p *Producer, topic string, n int, rec func(i int) Record) []*Result {
+	rs := make([]*Result, n)
+	for i := range rs {
+		rs[i] = p.Send(ctx, topic, rec(i))
+	}
+	return rs
+}
+
+// waitAll waits for every result and fails the test on an error.
+func waitAll(t *testing.T, ctx context.Context, rs []*Result) {
+	t.Helper()
+	for _, r := range rs {
+		if _, _, err := r.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestProducerBatchBoundaries(t *testing.T) {
 	fc := newFakeCluster(t, 1)
 	fc.addTopic("t", 1)
@@ -57,10 +77,7 @@ func TestProducerBatchBoundaries(t *testing.T) {
 	// MaxBatchRecords: full batches leave at once; the rest waits for
 	// Linger (1 h here) or Flush.
 	p := newTestProducer(t, c, ProducerConfig{Linger: time.Hour, MaxBatchRecords: 5})
-	var results []*Result
-	for i := 0; i < 12; i++ {
-		results = append(results, p.Send(ctx, "t", Record{Value: []byte(fmt.Sprintf("v%d", i))}.ToPartition(0)))
-	}
+	results := sendEach(ctx, p, "t", 12, func(i int) Record { return Record{Value: []byte(fmt.Sprintf("v%d", i))}.ToPartition(0) })
 	for i := 0; i < 10; i++ { // the two full batches are acknowledged without a Flush
 		if _, off, err := results[i].Wait(ctx); err != nil || off != int64(i) {
 			t.Fatalf("record %d: offset %d, %v", i, off, err)
@@ -94,18 +111,11 @@ func TestProducerBatchBoundaries(t *testing.T) {
 	// MaxBatchBytes: a record's size is len(value)+16, so 3 records of 84
 	// bytes fill 300 bytes.
 	p2 := newTestProducer(t, c, ProducerConfig{Linger: time.Hour, MaxBatchBytes: 300})
-	var rs []*Result
-	for i := 0; i < 7; i++ {
-		rs = append(rs, p2.Send(ctx, "b", Record{Value: []byte(strings.Repeat("x", 84))}.ToPartition(0)))
-	}
+	rs := sendEach(ctx, p2, "b", 7, func(int) Record { return Record{Value: []byte(strings.Repeat("x", 84))}.ToPartition(0) })
 	if err := p2.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range rs {
-		if _, _, err := r.Wait(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	waitAll(t, ctx, rs)
 	var bReqs []*pb.ProduceRequest
 	for _, r := range fc.agents[0].produceCalls() {
 		if r.GetTopic() == "b" {
@@ -118,9 +128,7 @@ func TestProducerBatchBoundaries(t *testing.T) {
 }
 
 func TestProducerLingerSendsWithoutFlush(t *testing.T) {
-	fc := newFakeCluster(t, 1)
-	fc.addTopic("t", 2)
-	c := fc.dial(t)
+	_, c := oneAgent(t, "t", 2)
 	p := newTestProducer(t, c, ProducerConfig{Linger: 10 * time.Millisecond})
 	ctx := testCtx(t)
 	r := p.Send(ctx, "t", Record{Key: []byte("k"), Value: []byte("v")})
@@ -137,10 +145,7 @@ func TestProducerStickyAndKeyedPartitioning(t *testing.T) {
 	c := fc.dial(t)
 	ctx := testCtx(t)
 	p := newTestProducer(t, c, ProducerConfig{Linger: time.Hour, MaxBatchRecords: 10})
-	var rs []*Result
-	for i := 0; i < 30; i++ {
-		rs = append(rs, p.Send(ctx, "sticky", Record{Value: []byte("v")}))
-	}
+	rs := sendEach(ctx, p, "sticky", 30, func(int) Record { return Record{Value: []byte("v")} })
 	perPart := map[int32]int{}
 	for _, r := range rs {
 		part, _, err := r.Wait(ctx)
@@ -298,17 +303,9 @@ func TestIdempotentOneBatchInFlightPerPartition(t *testing.T) {
 	c := fc.dial(t)
 	p := newTestProducer(t, c, ProducerConfig{Linger: -1, MaxBatchRecords: 1})
 	ctx := testCtx(t)
-	var rs []*Result
-	for i := 0; i < 3; i++ {
-		for part := int32(0); part < 4; part++ {
-			rs = append(rs, p.Send(ctx, "t", Record{Value: []byte(fmt.Sprint(i))}.ToPartition(part)))
-		}
-	}
-	for _, r := range rs {
-		if _, _, err := r.Wait(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// Three records on each of the 4 partitions, sent round-robin.
+	rs := sendEach(ctx, p, "t", 12, func(i int) Record { return Record{Value: []byte(fmt.Sprint(i / 4))}.ToPartition(int32(i % 4)) })
+	waitAll(t, ctx, rs)
 	a := fc.agents[0]
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -340,15 +337,7 @@ func TestNonIdempotentPipelinesOnePartition(t *testing.T) {
 	c := fc.dial(t)
 	p := newTestProducer(t, c, ProducerConfig{Linger: -1, MaxBatchRecords: 1, MaxInFlight: 3, DisableIdempotence: true})
 	ctx := testCtx(t)
-	var rs []*Result
-	for i := 0; i < 3; i++ {
-		rs = append(rs, p.Send(ctx, "t", Record{Value: []byte("x")}.ToPartition(0)))
-	}
-	for _, r := range rs {
-		if _, _, err := r.Wait(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	waitAll(t, ctx, sendEach(ctx, p, "t", 3, func(int) Record { return Record{Value: []byte("x")}.ToPartition(0) }))
 	if !reached() {
 		t.Fatal("a non-idempotent producer did not pipeline batches of one partition")
 	}
@@ -420,9 +409,7 @@ func TestUnknownOutcomeGiveUpBumpsEpoch(t *testing.T) {
 }
 
 func TestFencedProducerIsNotReinitialised(t *testing.T) {
-	fc := newFakeCluster(t, 1)
-	fc.addTopic("t", 1)
-	c := fc.dial(t)
+	fc, c := oneAgent(t, "t", 1)
 	p := newTestProducer(t, c, ProducerConfig{RetryBackoff: time.Millisecond})
 	ctx := testCtx(t)
 	if _, err := p.Produce(ctx, "t", Record{Value: []byte("a")}.ToPartition(0)); err != nil {
