@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/streamhouse/streamhouse/fsm"
+	"github.com/streamhouse/streamhouse/jepsen/testkit"
 	pb "github.com/streamhouse/streamhouse/transport/gen/streamhouse/v1"
 )
 
@@ -547,18 +548,6 @@ func TestSendUnknownTopic(t *testing.T) {
 	}
 }
 
-// waitUntil polls cond until it holds or the deadline passes.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func (fc *fakeCluster) setLeader(topic string, p int, node string) {
 	fc.mu.Lock()
 	fc.topics[topic].leaders[p] = node
@@ -573,7 +562,7 @@ func TestPeriodicMetadataRefreshFollowsLeaderChange(t *testing.T) {
 		t.Fatalf("leader address %q, want agent 1's", got)
 	}
 	fc.setLeader("t", 0, "fake-2")
-	waitUntil(t, "the periodic refresh to see the new leader", func() bool { return c.leaderAddr("t", 0) == fc.agents[1].addr })
+	testkit.WaitFor(t, 10*time.Second, "the periodic refresh to see the new leader", func() bool { return c.leaderAddr("t", 0) == fc.agents[1].addr })
 	p := newTestProducer(t, c, ProducerConfig{})
 	if _, err := p.Produce(testCtx(t), "t", Record{Value: []byte("x")}); err != nil {
 		t.Fatal(err)
