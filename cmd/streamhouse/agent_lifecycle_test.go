@@ -20,9 +20,7 @@ func TestAgentCloseLeavesNoGoroutine(t *testing.T) {
 	c := testConfig(t, t.TempDir())
 	c.PprofAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	a, base := startTestAgent(t, c)
-	if code := call(t, "POST", base+"/api/v1/topics", map[string]any{"name": "t", "partitions": 2}, nil); code != 201 {
-		t.Fatalf("create topic = %d", code)
-	}
+	createTopic(t, base, "t", 2)
 	if code := call(t, "POST", base+"/api/v1/produce", map[string]any{"topic": "t", "partition": 1, "value": "v"}, nil); code != 200 {
 		t.Fatalf("produce = %d", code)
 	}

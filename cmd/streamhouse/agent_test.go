@@ -56,9 +56,7 @@ func TestAgentEndToEnd(t *testing.T) {
 			t.Fatalf("%s = %d", p, code)
 		}
 	}
-	if code := call(t, "POST", base+"/api/v1/topics", map[string]any{"name": "orders", "partitions": 3}, nil); code != 201 {
-		t.Fatalf("create topic = %d", code)
-	}
+	createTopic(t, base, "orders", 3)
 	// Explicit partition, keyed, null key vs empty key, headers.
 	var r1, r2, r3 produceResp
 	call(t, "POST", base+"/api/v1/produce", map[string]any{"topic": "orders", "partition": 2, "value": "explicit", "headers": map[string]string{"h": "v"}}, &r1)

@@ -113,9 +113,7 @@ func TestClusterSurvivesLeaderKills(t *testing.T) {
 		return ok && len(st.Voters) == 3 && st.Leader != ""
 	})
 	const parts = 6
-	if code := call(t, "POST", c.base(1)+"/api/v1/topics", map[string]any{"name": "f", "partitions": parts}, nil); code != 201 {
-		t.Fatalf("create topic: %d", code)
-	}
+	createTopic(t, c.base(1), "f", parts)
 	var (
 		led     = newAckLedger()
 		stop    atomic.Bool

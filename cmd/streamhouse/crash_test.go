@@ -57,9 +57,7 @@ func TestKill9LosesNoAcknowledgedRecord(t *testing.T) {
 	a := newSoloAgent(t, "crash-1", t.TempDir(), "SEGMENT_MAX_AGE_MS=100", "LOG_LEVEL=warn")
 	p := a.start(t)
 	defer func() { p.kill(t) }()
-	if code := call(t, "POST", p.base+"/api/v1/topics", map[string]any{"name": "crash", "partitions": 4}, nil); code != 201 {
-		t.Fatalf("create topic: %d", code)
-	}
+	createTopic(t, p.base, "crash", 4)
 
 	const target = 10000
 	var (

@@ -35,9 +35,7 @@ func TestDisasterRecoveryDrill(t *testing.T) {
 		return ok && len(st.Voters) == 3 && st.Leader != ""
 	})
 	const parts = 4
-	if code := call(t, "POST", c.base(0)+"/api/v1/topics", map[string]any{"name": "dr", "partitions": parts}, nil); code != 201 {
-		t.Fatalf("create topic: %d", code)
-	}
+	createTopic(t, c.base(0), "dr", parts)
 
 	// Followers apply the topic a moment after the agent that created it.
 	waitFor(t, 30*time.Second, "the topic on every agent", func() bool {

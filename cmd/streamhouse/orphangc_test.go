@@ -25,9 +25,7 @@ func TestRestartAfterOrphanGraceKeepsCommittedSegments(t *testing.T) {
 		"ORPHAN_GRACE_MS=1000", "RETENTION_CHECK_MS=50", testClockOffsetEnv+"="+clockFile)
 	p := a.start(t)
 	defer func() { p.kill(t) }()
-	if code := call(t, "POST", p.base+"/api/v1/topics", map[string]any{"name": "gc", "partitions": 2}, nil); code != 201 {
-		t.Fatalf("create topic: %d", code)
-	}
+	createTopic(t, p.base, "gc", 2)
 	const batches, per = 40, 25
 	for i := range batches {
 		recs := make([]map[string]any, per)

@@ -51,9 +51,7 @@ func TestPostgresOutageNeverStallsProduce(t *testing.T) {
 	defer a.Close(context.Background())
 	db := openDB(t, url)
 
-	if code := call(t, "POST", base+"/api/v1/topics", map[string]any{"name": "pg", "partitions": 2}, nil); code != 201 {
-		t.Fatalf("create: %d", code)
-	}
+	createTopic(t, base, "pg", 2)
 	waitCheckpointed(t, db, base)
 	if err := pg.Stop(); err != nil {
 		t.Fatal(err)
@@ -95,9 +93,7 @@ func TestRestoreCommandRebuildsFromPostgresAndObjects(t *testing.T) {
 	c.DatabaseURL, c.CheckpointIntervalMs, c.ObjectStoreDir = url, 200, objects
 	a, base := startTestAgent(t, c)
 	db := openDB(t, url)
-	if code := call(t, "POST", base+"/api/v1/topics", map[string]any{"name": "r", "partitions": 2}, nil); code != 201 {
-		t.Fatalf("create: %d", code)
-	}
+	createTopic(t, base, "r", 2)
 	acks := map[string]acked{}
 	produce := func(prefix string, n int) {
 		for i := 0; i < n; i += 50 {
@@ -199,9 +195,7 @@ func TestAgentStartsWhilePostgresIsDown(t *testing.T) {
 	c.DatabaseURL, c.CheckpointIntervalMs = url, 200
 	a, base := startTestAgent(t, c)
 	defer a.Close(context.Background())
-	if code := call(t, "POST", base+"/api/v1/topics", map[string]any{"name": "early", "partitions": 1}, nil); code != 201 {
-		t.Fatalf("create topic with Postgres down: %d", code)
-	}
+	createTopic(t, base, "early", 1)
 	if code := call(t, "POST", base+"/api/v1/produce", map[string]any{"topic": "early", "value": "v"}, nil); code != 200 {
 		t.Fatalf("produce with Postgres down: %d", code)
 	}

@@ -28,9 +28,7 @@ const restoreBucket = "dr-restore"
 // it and waits until they are all flushed. The agent keeps running.
 func produceFlushed(t *testing.T, base, topic string, parts, n int) map[string]acked {
 	t.Helper()
-	if code := call(t, "POST", base+"/api/v1/topics", map[string]any{"name": topic, "partitions": parts}, nil); code != 201 {
-		t.Fatalf("create %s: %d", topic, code)
-	}
+	createTopic(t, base, topic, parts)
 	acks := map[string]acked{}
 	for i := 0; i < n; i += 25 {
 		recs := make([]map[string]any, 0, 25)

@@ -117,9 +117,7 @@ func TestS3ManyPartitionsOnePutPerFlush(t *testing.T) {
 	c := s3Config(t, m, "streamhouse")
 	c.SegmentMaxAgeMs = 250
 	a, base := startTestAgent(t, c)
-	if code := call(t, "POST", base+"/api/v1/topics", map[string]any{"name": "wide", "partitions": 64}, nil); code != 201 {
-		t.Fatalf("create: %d", code)
-	}
+	createTopic(t, base, "wide", 64)
 	var g loadGen
 	g.run(t, base, "wide", 8, 64)
 	time.Sleep(30 * time.Second) // the scenario is "continuous produce for 30 s", not a synchronisation
