@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -44,10 +43,7 @@ func TestAgentCloseStopsBackgroundLoops(t *testing.T) {
 	before := goleak.IgnoreCurrent()
 	dir := t.TempDir()
 	_, key := newKey(t, "ops", transport.ScopeAdmin)
-	keysFile := filepath.Join(dir, "api_keys")
-	writeKeys(t, keysFile, key)
-	c := testConfig(t, filepath.Join(dir, "data"))
-	c.APIKeysFile = keysFile
+	c := keyedConfig(t, dir, key)
 	c.DatabaseURL = fmt.Sprintf("postgres://streamhouse@127.0.0.1:%d/streamhouse?sslmode=disable", freePort(t))
 	a, _ := startTestAgent(t, c)
 	if err := a.Close(context.Background()); err != nil {
