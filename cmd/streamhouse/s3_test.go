@@ -36,29 +36,34 @@ func allFlushed(t testing.TB, base, topic string) bool {
 
 // producer runs keyed produce loops against base until stop, recording
 // every acknowledged value at its position.
+// minioConfig starts a MinIO with the bucket "streamhouse" and returns it
+// with an agent configuration that stores segments there.
+func minioConfig(t *testing.T) (*s3segtest.MinIO, *agentCmd) {
+	t.Helper()
+	m := s3segtest.StartMinIO(t)
+	m.CreateBucket(t, "streamhouse")
+	return m, s3Config(t, m, "streamhouse")
+}
+
 type loadGen struct {
-	mu       sync.Mutex
-	acks     map[string]acked
+	led      *ackLedger
 	rejected atomic.Int64 // 503 answers (backpressure / unavailable)
 	stop     atomic.Bool
 	wg       sync.WaitGroup
 }
 
 func (g *loadGen) run(t *testing.T, base, topic string, workers, perReq int) {
-	g.acks = map[string]acked{}
+	g.led = newAckLedger()
 	for w := 0; w < workers; w++ {
 		g.wg.Add(1)
 		go func(w int) {
 			defer g.wg.Done()
 			for i := 0; !g.stop.Load(); i++ {
-				recs := make([]map[string]any, perReq)
 				vals := make([]string, perReq)
-				for j := range recs {
+				for j := range vals {
 					vals[j] = fmt.Sprintf("w%d-%d-%d", w, i, j)
-					recs[j] = map[string]any{"key": vals[j], "value": vals[j]}
 				}
-				var br batchResp
-				code, err := tryCall("POST", base+"/api/v1/produce/batch", map[string]any{"topic": topic, "records": recs}, &br)
+				code, err := g.led.produce(base, topic, vals)
 				if err != nil {
 					t.Errorf("produce: %v", err)
 					return
@@ -72,11 +77,6 @@ func (g *loadGen) run(t *testing.T, base, topic string, workers, perReq int) {
 					t.Errorf("produce: status %d", code)
 					return
 				}
-				g.mu.Lock()
-				for j, v := range vals {
-					g.acks[v] = acked{br.Offsets[j].Partition, br.Offsets[j].Offset}
-				}
-				g.mu.Unlock()
 			}
 		}(w)
 	}
@@ -112,9 +112,7 @@ func verifyAcked(t *testing.T, base, topic string, parts int32, acks map[string]
 // for 30 s write one object per flush (PUTs ≈ flushes, not × 64), and a
 // restarted agent with an empty cache reads every record back from S3.
 func TestS3ManyPartitionsOnePutPerFlush(t *testing.T) {
-	m := s3segtest.StartMinIO(t)
-	m.CreateBucket(t, "streamhouse")
-	c := s3Config(t, m, "streamhouse")
+	_, c := minioConfig(t)
 	c.SegmentMaxAgeMs = 250
 	a, base := startTestAgent(t, c)
 	createTopic(t, base, "wide", 64)
@@ -134,7 +132,7 @@ func TestS3ManyPartitionsOnePutPerFlush(t *testing.T) {
 		blocks += p.Segments
 	}
 	t.Logf("acked %d records; %v flushes, %v successful PUTs, %v failed flushes, %d partition blocks (%.1f per object)",
-		len(g.acks), writes, puts, failures, blocks, float64(blocks)/puts)
+		len(g.led.acks), writes, puts, failures, blocks, float64(blocks)/puts)
 	if writes < 10 || puts > writes+failures {
 		t.Fatalf("PUTs (%v) exceed flushes (%v) + failures (%v)", puts, writes, failures)
 	}
@@ -148,7 +146,7 @@ func TestS3ManyPartitionsOnePutPerFlush(t *testing.T) {
 	// flushed offsets, so every read is a ranged GET from MinIO.
 	a2, base2 := startTestAgent(t, c)
 	defer a2.Close(context.Background())
-	total := verifyAcked(t, base2, "wide", 64, g.acks)
+	total := verifyAcked(t, base2, "wide", 64, g.led.acks)
 	if gets := metricValue(scrape(t, base2), `streamhouse_s3_requests_total{backend="s3",operation="get_range",result="ok"}`); gets < 64 {
 		t.Fatalf("only %v ranged GETs for reading 64 partitions back", gets)
 	}
@@ -160,9 +158,7 @@ func TestS3ManyPartitionsOnePutPerFlush(t *testing.T) {
 // limit; /ready says why; when MinIO returns the backlog flushes and every
 // acknowledged record is readable.
 func TestS3OutageLosesNothing(t *testing.T) {
-	m := s3segtest.StartMinIO(t)
-	m.CreateBucket(t, "streamhouse")
-	c := s3Config(t, m, "streamhouse")
+	m, c := minioConfig(t)
 	c.MaxUnflushedBytes = 2 << 20
 	c.SegmentMaxAgeMs = 100
 	a, base := startTestAgent(t, c)
@@ -190,22 +186,16 @@ func TestS3OutageLosesNothing(t *testing.T) {
 	}
 	time.Sleep(time.Until(outageEnd)) // keep MinIO down for the full 20 s scenario
 	m.Restart(t)
-	g.mu.Lock()
-	before := len(g.acks)
-	g.mu.Unlock()
-	waitFor(t, 60*time.Second, "produce acknowledged again after the outage", func() bool {
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		return len(g.acks) > before+1000
-	})
+	before := g.led.n.Load()
+	waitFor(t, 60*time.Second, "produce acknowledged again after the outage", func() bool { return g.led.n.Load() > before+1000 })
 	g.halt()
 	waitFor(t, 60*time.Second, "backlog flushed", func() bool { return allFlushed(t, base, "out") })
 	waitFor(t, 30*time.Second, "ready again", func() bool {
 		code, err := tryCall("GET", base+"/ready", nil, nil)
 		return err == nil && code == 200
 	})
-	total := verifyAcked(t, base, "out", 4, g.acks)
-	t.Logf("acked %d, read %d, %d produce requests answered 503 during the outage", len(g.acks), total, g.rejected.Load())
+	total := verifyAcked(t, base, "out", 4, g.led.acks)
+	t.Logf("acked %d, read %d, %d produce requests answered 503 during the outage", len(g.led.acks), total, g.rejected.Load())
 }
 
 // TestRetentionDeletesSegmentsAndObjects: expired segments are trimmed by a
@@ -214,9 +204,7 @@ func TestS3OutageLosesNothing(t *testing.T) {
 // older than retention_ms: records stamped an hour back expire
 // retention_ms after their commit.
 func TestRetentionDeletesSegmentsAndObjects(t *testing.T) {
-	m := s3segtest.StartMinIO(t)
-	m.CreateBucket(t, "streamhouse")
-	c := s3Config(t, m, "streamhouse")
+	m, c := minioConfig(t)
 	c.RetentionCheckMs = 100
 	a, base := startTestAgent(t, c)
 	defer a.Close(context.Background())
