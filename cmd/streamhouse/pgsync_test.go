@@ -94,19 +94,15 @@ func TestRestoreCommandRebuildsFromPostgresAndObjects(t *testing.T) {
 	a, base := startTestAgent(t, c)
 	db := openDB(t, url)
 	createTopic(t, base, "r", 2)
-	acks := map[string]acked{}
+	led := newAckLedger()
 	produce := func(prefix string, n int) {
 		for i := 0; i < n; i += 50 {
-			recs := make([]map[string]any, 50)
-			for j := range recs {
-				recs[j] = map[string]any{"key": fmt.Sprintf("%s-%d", prefix, i+j), "value": fmt.Sprintf("%s-%d", prefix, i+j)}
+			vals := make([]string, 50)
+			for j := range vals {
+				vals[j] = fmt.Sprintf("%s-%d", prefix, i+j)
 			}
-			var br batchResp
-			if code := call(t, "POST", base+"/api/v1/produce/batch", map[string]any{"topic": "r", "records": recs}, &br); code != 200 {
-				t.Fatalf("produce: %d", code)
-			}
-			for j := range recs {
-				acks[recs[j]["value"].(string)] = acked{br.Offsets[j].Partition, br.Offsets[j].Offset}
+			if code, err := led.produce(base, "r", vals); err != nil || code != 200 {
+				t.Fatalf("produce: %d %v", code, err)
 			}
 		}
 	}
@@ -162,7 +158,7 @@ func TestRestoreCommandRebuildsFromPostgresAndObjects(t *testing.T) {
 			byPos[acked{p, r.Offset}] = r.Value
 		}
 	}
-	for v, at := range acks {
+	for v, at := range led.acks {
 		if byPos[at] != v {
 			t.Fatalf("%q at %d/%d reads back as %q after restore", v, at.partition, at.offset, byPos[at])
 		}
