@@ -69,10 +69,8 @@ func waitAll(t *testing.T, ctx context.Context, rs []*Result) {
 }
 
 func TestProducerBatchBoundaries(t *testing.T) {
-	fc := newFakeCluster(t, 1)
-	fc.addTopic("t", 1)
+	fc, c := oneAgent(t, "t", 1)
 	fc.addTopic("b", 1)
-	c := fc.dial(t)
 	ctx := testCtx(t)
 
 	// MaxBatchRecords: full batches leave at once; the rest waits for
@@ -140,10 +138,8 @@ func TestProducerLingerSendsWithoutFlush(t *testing.T) {
 }
 
 func TestProducerStickyAndKeyedPartitioning(t *testing.T) {
-	fc := newFakeCluster(t, 1)
-	fc.addTopic("sticky", 3)
+	fc, c := oneAgent(t, "sticky", 3)
 	fc.addTopic("keyed", 8)
-	c := fc.dial(t)
 	ctx := testCtx(t)
 	p := newTestProducer(t, c, ProducerConfig{Linger: time.Hour, MaxBatchRecords: 10})
 	rs := sendEach(ctx, p, "sticky", 30, func(int) Record { return Record{Value: []byte("v")} })
