@@ -293,11 +293,9 @@ func barrier(n int) (hook func(*pb.ProduceRequest) error, reached func() bool) {
 }
 
 func TestIdempotentOneBatchInFlightPerPartition(t *testing.T) {
-	fc := newFakeCluster(t, 1)
-	fc.addTopic("t", 4)
+	fc, c := oneAgent(t, "t", 4)
 	hook, reached := barrier(4)
 	fc.agents[0].setProduceHook(hook)
-	c := fc.dial(t)
 	p := newTestProducer(t, c, ProducerConfig{Linger: -1, MaxBatchRecords: 1})
 	ctx := testCtx(t)
 	// Three records on each of the 4 partitions, sent round-robin.
@@ -327,11 +325,9 @@ func TestIdempotentOneBatchInFlightPerPartition(t *testing.T) {
 }
 
 func TestNonIdempotentPipelinesOnePartition(t *testing.T) {
-	fc := newFakeCluster(t, 1)
-	fc.addTopic("t", 1)
+	fc, c := oneAgent(t, "t", 1)
 	hook, reached := barrier(3)
 	fc.agents[0].setProduceHook(hook)
-	c := fc.dial(t)
 	p := newTestProducer(t, c, ProducerConfig{Linger: -1, MaxBatchRecords: 1, MaxInFlight: 3, DisableIdempotence: true})
 	ctx := testCtx(t)
 	waitAll(t, ctx, sendEach(ctx, p, "t", 3, func(int) Record { return Record{Value: []byte("x")}.ToPartition(0) }))
@@ -341,14 +337,12 @@ func TestNonIdempotentPipelinesOnePartition(t *testing.T) {
 }
 
 func TestRetryTimeoutOnUnavailableIsDefinite(t *testing.T) {
-	fc := newFakeCluster(t, 1)
-	fc.addTopic("t", 1)
+	fc, c := oneAgent(t, "t", 1)
 	var calls atomic.Int32
 	fc.agents[0].setProduceHook(func(*pb.ProduceRequest) error {
 		calls.Add(1)
 		return detailErr(codes.Unavailable, KindUnavailable, "not leader")
 	})
-	c := fc.dial(t)
 	p := newTestProducer(t, c, ProducerConfig{RetryBackoff: 5 * time.Millisecond, RetryTimeout: 300 * time.Millisecond})
 	ctx := testCtx(t)
 	_, err := p.Produce(ctx, "t", Record{Value: []byte("x")}.ToPartition(0))
@@ -371,15 +365,13 @@ func TestRetryTimeoutOnUnavailableIsDefinite(t *testing.T) {
 }
 
 func TestUnknownOutcomeGiveUpBumpsEpoch(t *testing.T) {
-	fc := newFakeCluster(t, 1)
-	fc.addTopic("t", 2)
+	fc, c := oneAgent(t, "t", 2)
 	fc.agents[0].setProduceHook(func(r *pb.ProduceRequest) error {
 		if r.GetRecords()[0].GetPartition() == 0 {
 			return status.Error(codes.DeadlineExceeded, "agent too slow")
 		}
 		return nil
 	})
-	c := fc.dial(t)
 	p := newTestProducer(t, c, ProducerConfig{RetryBackoff: 5 * time.Millisecond, RetryTimeout: 200 * time.Millisecond})
 	ctx := testCtx(t)
 	if _, err := p.Produce(ctx, "t", Record{Value: []byte("p1")}.ToPartition(1)); err != nil {
@@ -472,14 +464,12 @@ func TestProducerRoutesToLeaderAndFailsOver(t *testing.T) {
 }
 
 func TestProducerBackpressureAndClose(t *testing.T) {
-	fc := newFakeCluster(t, 1)
-	fc.addTopic("t", 1)
+	fc, c := oneAgent(t, "t", 1)
 	release := make(chan struct{})
 	fc.agents[0].setProduceHook(func(*pb.ProduceRequest) error {
 		<-release
 		return nil
 	})
-	c := fc.dial(t)
 	p, err := c.NewProducer(testCtx(t), ProducerConfig{Linger: -1, BufferBytes: 200})
 	if err != nil {
 		t.Fatal(err)
@@ -510,15 +500,13 @@ func TestProducerBackpressureAndClose(t *testing.T) {
 }
 
 func TestProducerCloseAbandonsWhenCtxEnds(t *testing.T) {
-	fc := newFakeCluster(t, 1)
-	fc.addTopic("t", 1)
+	fc, c := oneAgent(t, "t", 1)
 	release := make(chan struct{})
 	defer close(release)
 	fc.agents[0].setProduceHook(func(*pb.ProduceRequest) error {
 		<-release
 		return nil
 	})
-	c := fc.dial(t)
 	p, err := c.NewProducer(testCtx(t), ProducerConfig{Linger: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -597,8 +585,7 @@ func TestNotLeaderTriggersMetadataRefresh(t *testing.T) {
 // epoch, because reusing its sequence for the next record would make the
 // agent answer that record with the first batch's offset.
 func TestBrokenConnectionThenDefiniteErrorIsUnknown(t *testing.T) {
-	fc := newFakeCluster(t, 1)
-	fc.addTopic("t", 1)
+	fc, c := oneAgent(t, "t", 1)
 	var calls atomic.Int32
 	fc.agents[0].setProduceHook(func(*pb.ProduceRequest) error {
 		if calls.Add(1) == 1 {
@@ -606,7 +593,6 @@ func TestBrokenConnectionThenDefiniteErrorIsUnknown(t *testing.T) {
 		}
 		return detailErr(codes.NotFound, KindNotFound, "topic not found")
 	})
-	c := fc.dial(t)
 	p := newTestProducer(t, c, ProducerConfig{RetryBackoff: 5 * time.Millisecond, RetryTimeout: 2 * time.Second})
 	ctx := testCtx(t)
 	_, err := p.Produce(ctx, "t", Record{Value: []byte("maybe")}.ToPartition(0))
