@@ -16,6 +16,7 @@ import (
 
 	"github.com/streamhouse/streamhouse/jepsen/control"
 	"github.com/streamhouse/streamhouse/s3seg/s3segtest"
+	"github.com/streamhouse/streamhouse/transport"
 )
 
 // DR drill variants that fault the restore itself or churn topics:
@@ -128,11 +129,7 @@ func (x *drExtras) check(ctx context.Context, c *control.Cluster, checkpointInde
 	if x.churn == nil {
 		return nil
 	}
-	var resp struct {
-		Topics []struct {
-			Name string `json:"name"`
-		} `json:"topics"`
-	}
+	var resp transport.TopicsResponse
 	if err := c.GetJSON(ctx, 0, "/api/v1/topics", &resp); err != nil {
 		return fmt.Errorf("list topics after the restore: %w", err)
 	}

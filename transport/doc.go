@@ -14,7 +14,10 @@
 // interfaces. The constructor starts nothing: Start listens (returning listen
 // errors synchronously) and serves in the background; Shutdown drains
 // in-flight requests, ends long-poll consumes early, and is idempotent.
-// Handler exposes the full handler chain for tests.
+// Handler exposes the full handler chain for tests. The topic response
+// types (TopicJSON, PartitionJSON, TopicsResponse, PartitionsResponse) are
+// exported so that REST clients in this module (the jepsen harness, the
+// agent's tests) decode the shape the server writes instead of a copy.
 //
 // Every error response has the shape
 //

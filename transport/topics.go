@@ -15,7 +15,10 @@ import (
 // defaultCompression is what an empty fsm.TopicConfig.Compression means.
 const defaultCompression = "zstd"
 
-type topicJSON struct {
+// TopicJSON is a topic in REST responses (POST /api/v1/topics, the list, and
+// GET /api/v1/topics/{name}). Exported so that clients of the REST API in this
+// module (the harness, tests) decode the one shape the server writes.
+type TopicJSON struct {
 	Name           string `json:"name"`
 	ID             uint64 `json:"id"`
 	Partitions     int32  `json:"partitions"`
@@ -25,7 +28,8 @@ type topicJSON struct {
 	CreatedAt      string `json:"created_at"`
 }
 
-type partitionJSON struct {
+// PartitionJSON is a partition's state in REST responses.
+type PartitionJSON struct {
 	Partition     int32  `json:"partition"`
 	Leader        string `json:"leader"`
 	LeaderEpoch   uint64 `json:"leader_epoch"`
@@ -35,19 +39,29 @@ type partitionJSON struct {
 	Segments      int    `json:"segments"`
 }
 
+// TopicsResponse is GET /api/v1/topics.
+type TopicsResponse struct {
+	Topics []TopicJSON `json:"topics"`
+}
+
+// PartitionsResponse is GET /api/v1/topics/{name}/partitions.
+type PartitionsResponse struct {
+	Partitions []PartitionJSON `json:"partitions"`
+}
+
 // topicDetailJSON is GET /api/v1/topics/{name}: the topic object plus its
 // partitions under "partition_info" ("partitions" is already the count).
 type topicDetailJSON struct {
-	topicJSON
-	PartitionInfo []partitionJSON `json:"partition_info"`
+	TopicJSON
+	PartitionInfo []PartitionJSON `json:"partition_info"`
 }
 
-func toTopicJSON(t fsm.Topic) topicJSON {
+func toTopicJSON(t fsm.Topic) TopicJSON {
 	c := t.Config.Compression
 	if c == "" {
 		c = defaultCompression
 	}
-	return topicJSON{
+	return TopicJSON{
 		Name: t.Name, ID: t.ID, Partitions: t.Partitions,
 		RetentionMs: t.Config.RetentionMs, RetentionBytes: t.Config.RetentionBytes,
 		Compression: c,
@@ -55,10 +69,10 @@ func toTopicJSON(t fsm.Topic) topicJSON {
 	}
 }
 
-func toPartitionsJSON(ps []fsm.PartitionInfo) []partitionJSON {
-	out := make([]partitionJSON, len(ps))
+func toPartitionsJSON(ps []fsm.PartitionInfo) []PartitionJSON {
+	out := make([]PartitionJSON, len(ps))
 	for i, p := range ps {
-		out[i] = partitionJSON{
+		out[i] = PartitionJSON{
 			Partition: p.Partition, Leader: p.Leader, LeaderEpoch: p.LeaderEpoch,
 			LowWatermark: p.LowWatermark, HighWatermark: p.NextOffset,
 			FlushedOffset: p.FlushedOffset, Segments: p.Segments,
@@ -187,13 +201,9 @@ func configInt(field string, raw json.RawMessage) (int64, error) {
 	return 0, badRequest("%s: expected an integer (or a string holding one), got %s", field, clip(string(raw)))
 }
 
-type topicsResponse struct {
-	Topics []topicJSON `json:"topics"`
-}
-
 func (s *HTTPServer) handleListTopics(w http.ResponseWriter, r *http.Request) error {
 	ts := s.topics.Topics()
-	out := topicsResponse{Topics: make([]topicJSON, 0, len(ts))}
+	out := TopicsResponse{Topics: make([]TopicJSON, 0, len(ts))}
 	for _, t := range ts {
 		if s.cfg.Auth.TopicVisible(r.Context(), t.Name) { // a topic-restricted key sees its topics only
 			out.Topics = append(out.Topics, toTopicJSON(t))
@@ -216,7 +226,7 @@ func (s *HTTPServer) handleGetTopic(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, topicDetailJSON{topicJSON: toTopicJSON(t), PartitionInfo: toPartitionsJSON(ps)})
+	writeJSON(w, http.StatusOK, topicDetailJSON{TopicJSON: toTopicJSON(t), PartitionInfo: toPartitionsJSON(ps)})
 	return nil
 }
 
@@ -234,10 +244,6 @@ func (s *HTTPServer) handleDeleteTopic(w http.ResponseWriter, r *http.Request) e
 	return nil
 }
 
-type partitionsResponse struct {
-	Partitions []partitionJSON `json:"partitions"`
-}
-
 func (s *HTTPServer) handlePartitions(w http.ResponseWriter, r *http.Request) error {
 	if err := s.authorize(r, ScopeRead, r.PathValue("name")); err != nil {
 		return err
@@ -246,6 +252,6 @@ func (s *HTTPServer) handlePartitions(w http.ResponseWriter, r *http.Request) er
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, partitionsResponse{Partitions: toPartitionsJSON(ps)})
+	writeJSON(w, http.StatusOK, PartitionsResponse{Partitions: toPartitionsJSON(ps)})
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -20,9 +19,7 @@ func TestAgentCloseLeavesNoGoroutine(t *testing.T) {
 	c := testConfig(t, t.TempDir())
 	c.PprofAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	a, base := startTestAgent(t, c)
-	if code := call(t, "POST", base+"/api/v1/topics", map[string]any{"name": "t", "partitions": 2}, nil); code != 201 {
-		t.Fatalf("create topic = %d", code)
-	}
+	createTopic(t, base, "t", 2)
 	if code := call(t, "POST", base+"/api/v1/produce", map[string]any{"topic": "t", "partition": 1, "value": "v"}, nil); code != 200 {
 		t.Fatalf("produce = %d", code)
 	}
@@ -46,10 +43,7 @@ func TestAgentCloseStopsBackgroundLoops(t *testing.T) {
 	before := goleak.IgnoreCurrent()
 	dir := t.TempDir()
 	_, key := newKey(t, "ops", transport.ScopeAdmin)
-	keysFile := filepath.Join(dir, "api_keys")
-	writeKeys(t, keysFile, key)
-	c := testConfig(t, filepath.Join(dir, "data"))
-	c.APIKeysFile = keysFile
+	c := keyedConfig(t, dir, key)
 	c.DatabaseURL = fmt.Sprintf("postgres://streamhouse@127.0.0.1:%d/streamhouse?sslmode=disable", freePort(t))
 	a, _ := startTestAgent(t, c)
 	if err := a.Close(context.Background()); err != nil {

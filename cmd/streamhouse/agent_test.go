@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/streamhouse/streamhouse/fsm"
+	"github.com/streamhouse/streamhouse/transport"
 )
 
 // testConfig is an agent configuration on free loopback ports in a temp dir.
@@ -55,9 +56,7 @@ func TestAgentEndToEnd(t *testing.T) {
 			t.Fatalf("%s = %d", p, code)
 		}
 	}
-	if code := call(t, "POST", base+"/api/v1/topics", map[string]any{"name": "orders", "partitions": 3}, nil); code != 201 {
-		t.Fatalf("create topic = %d", code)
-	}
+	createTopic(t, base, "orders", 3)
 	// Explicit partition, keyed, null key vs empty key, headers.
 	var r1, r2, r3 produceResp
 	call(t, "POST", base+"/api/v1/produce", map[string]any{"topic": "orders", "partition": 2, "value": "explicit", "headers": map[string]string{"h": "v"}}, &r1)
@@ -96,13 +95,7 @@ func TestAgentEndToEnd(t *testing.T) {
 
 	// Segments: wait for a flush, then a fresh read of flushed offsets comes
 	// from the segment object.
-	var parts struct {
-		Partitions []struct {
-			Partition     int32 `json:"partition"`
-			FlushedOffset int64 `json:"flushed_offset"`
-			HighWatermark int64 `json:"high_watermark"`
-		} `json:"partitions"`
-	}
+	var parts transport.PartitionsResponse
 	waitFor(t, 10*time.Second, "partition 2 flushed", func() bool {
 		call(t, "GET", base+"/api/v1/topics/orders/partitions", nil, &parts)
 		return parts.Partitions[2].FlushedOffset == 5

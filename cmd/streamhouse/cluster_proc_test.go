@@ -113,13 +113,9 @@ func TestClusterSurvivesLeaderKills(t *testing.T) {
 		return ok && len(st.Voters) == 3 && st.Leader != ""
 	})
 	const parts = 6
-	if code := call(t, "POST", c.base(1)+"/api/v1/topics", map[string]any{"name": "f", "partitions": parts}, nil); code != 201 {
-		t.Fatalf("create topic: %d", code)
-	}
+	createTopic(t, c.base(1), "f", parts)
 	var (
-		mu      sync.Mutex
-		acks    = map[string]acked{}
-		nacks   atomic.Int64
+		led     = newAckLedger()
 		stop    atomic.Bool
 		wg      sync.WaitGroup
 		lastAck atomic.Int64 // unix nanos of the latest ack
@@ -134,13 +130,10 @@ func TestClusterSurvivesLeaderKills(t *testing.T) {
 			for i := 0; !stop.Load(); i++ {
 				target := bases[w%3]
 				vals := make([]string, 10)
-				recs := make([]map[string]any, 10)
 				for j := range vals {
 					vals[j] = fmt.Sprintf("w%d-%d-%d", w, i, j)
-					recs[j] = map[string]any{"key": vals[j], "value": vals[j]}
 				}
-				var br batchResp
-				code, err := tryCall("POST", target+"/api/v1/produce/batch", map[string]any{"topic": "f", "records": recs}, &br)
+				code, err := led.produce(target, "f", vals)
 				if err != nil || code != 200 {
 					if err == nil && code != 503 && code != 504 && code != 404 {
 						t.Errorf("produce via %s: status %d", target, code)
@@ -149,26 +142,20 @@ func TestClusterSurvivesLeaderKills(t *testing.T) {
 					time.Sleep(50 * time.Millisecond) // client backoff; the agent may be down
 					continue
 				}
-				mu.Lock()
-				for j, v := range vals {
-					acks[v] = acked{br.Offsets[j].Partition, br.Offsets[j].Offset}
-				}
-				mu.Unlock()
-				nacks.Add(int64(len(vals)))
 				lastAck.Store(time.Now().UnixNano())
 			}
 		}(w)
 	}
-	waitFor(t, 30*time.Second, "initial load", func() bool { return nacks.Load() > 2000 })
+	waitFor(t, 30*time.Second, "initial load", func() bool { return led.n.Load() > 2000 })
 
 	// resumeAfterKill kills node i, waits until produce is acknowledged
 	// again (by the surviving agents), restarts it and waits until ready.
 	resumeAfterKill := func(what string, i int) {
 		killedAt := time.Now()
 		c.procs[i].kill(t)
-		before := nacks.Load()
+		before := led.n.Load()
 		waitFor(t, 30*time.Second, "produce resumes after killing the "+what, func() bool {
-			return nacks.Load() > before+500 && lastAck.Load() > killedAt.UnixNano()
+			return led.n.Load() > before+500 && lastAck.Load() > killedAt.UnixNano()
 		})
 		t.Logf("killed the %s (node-%d): produce resumed within %v", what, i+1, time.Since(killedAt).Round(10*time.Millisecond))
 		c.procs[i] = c.launch(i)
@@ -203,21 +190,21 @@ func TestClusterSurvivesLeaderKills(t *testing.T) {
 		t.Fatalf("no partition leader besides the raft leader: %+v", st.Members)
 	}
 	resumeAfterKill("partition leader", victim)
-	after := nacks.Load()
-	waitFor(t, 30*time.Second, "produce through all agents after the restarts", func() bool { return nacks.Load() > after+1000 })
+	after := led.n.Load()
+	waitFor(t, 30*time.Second, "produce through all agents after the restarts", func() bool { return led.n.Load() > after+1000 })
 	stop.Store(true)
 	wg.Wait()
-	t.Logf("acknowledged %d records", len(acks))
+	t.Logf("acknowledged %d records", len(led.acks))
 
 	// Every agent converges to the same high watermarks and serves every
 	// acknowledged record at its offset.
 	waitFor(t, 60*time.Second, "agents converge", func() bool {
-		var ref partitionsResp
+		var ref transport.PartitionsResponse
 		if code, err := tryCall("GET", c.base(0)+"/api/v1/topics/f/partitions", nil, &ref); err != nil || code != 200 {
 			return false
 		}
 		for i := 1; i < 3; i++ {
-			var pr partitionsResp
+			var pr transport.PartitionsResponse
 			if code, err := tryCall("GET", c.base(i)+"/api/v1/topics/f/partitions", nil, &pr); err != nil || code != 200 {
 				return false
 			}
@@ -230,7 +217,7 @@ func TestClusterSurvivesLeaderKills(t *testing.T) {
 		return true
 	})
 	for i := 0; i < 3; i++ {
-		total := verifyAcked(t, c.base(i), "f", parts, acks)
+		total := verifyAcked(t, c.base(i), "f", parts, led.acks)
 		t.Logf("node-%d serves %d records", i+1, total)
 	}
 }

@@ -14,6 +14,38 @@ type acked struct {
 	offset    int64
 }
 
+// ackLedger is what concurrent producers had acknowledged: the partition
+// and offset of each value (values are unique and are also the key).
+type ackLedger struct {
+	mu   sync.Mutex
+	acks map[string]acked
+	n    atomic.Int64 // values acknowledged so far
+}
+
+func newAckLedger() *ackLedger { return &ackLedger{acks: map[string]acked{}} }
+
+// produce posts vals to topic at base as one batch of records whose key and
+// value are the value, and records their offsets when the agent answers
+// 200. It returns the status.
+func (l *ackLedger) produce(base, topic string, vals []string) (int, error) {
+	recs := make([]map[string]any, len(vals))
+	for j, v := range vals {
+		recs[j] = map[string]any{"key": v, "value": v}
+	}
+	var br batchResp
+	code, err := tryCall("POST", base+"/api/v1/produce/batch", map[string]any{"topic": topic, "records": recs}, &br)
+	if err != nil || code != 200 {
+		return code, err
+	}
+	l.mu.Lock()
+	for j, v := range vals {
+		l.acks[v] = acked{br.Offsets[j].Partition, br.Offsets[j].Offset}
+	}
+	l.mu.Unlock()
+	l.n.Add(int64(len(vals)))
+	return code, nil
+}
+
 // TestKill9LosesNoAcknowledgedRecord produces from concurrent clients,
 // SIGKILLs the agent mid-stream, restarts it and checks every acknowledged
 // record is at its offset, offsets are dense, and new offsets continue
@@ -25,17 +57,13 @@ func TestKill9LosesNoAcknowledgedRecord(t *testing.T) {
 	a := newSoloAgent(t, "crash-1", t.TempDir(), "SEGMENT_MAX_AGE_MS=100", "LOG_LEVEL=warn")
 	p := a.start(t)
 	defer func() { p.kill(t) }()
-	if code := call(t, "POST", p.base+"/api/v1/topics", map[string]any{"name": "crash", "partitions": 4}, nil); code != 201 {
-		t.Fatalf("create topic: %d", code)
-	}
+	createTopic(t, p.base, "crash", 4)
 
 	const target = 10000
 	var (
-		mu    sync.Mutex
-		acks  = map[string]acked{}
-		count atomic.Int64
-		stop  atomic.Bool
-		wg    sync.WaitGroup
+		led  = newAckLedger()
+		stop atomic.Bool
+		wg   sync.WaitGroup
 	)
 	killed := make(chan struct{})
 	for w := 0; w < 16; w++ {
@@ -52,13 +80,7 @@ func TestKill9LosesNoAcknowledgedRecord(t *testing.T) {
 						vals = append(vals, fmt.Sprintf("w%d-%d-%d", w, i, j))
 					}
 				}
-				recs := make([]map[string]any, len(vals))
-				for j, v := range vals {
-					recs[j] = map[string]any{"key": v, "value": v}
-				}
-				var br batchResp
-				code, err := tryCall("POST", p.base+"/api/v1/produce/batch", map[string]any{"topic": "crash", "records": recs}, &br)
-				if err != nil || code != 200 {
+				if code, err := led.produce(p.base, "crash", vals); err != nil || code != 200 {
 					select {
 					case <-killed:
 						return // the agent is gone; outcome of this request is unknown
@@ -68,23 +90,16 @@ func TestKill9LosesNoAcknowledgedRecord(t *testing.T) {
 						t.Errorf("produce: status %d", code)
 						return
 					}
-					continue
 				}
-				mu.Lock()
-				for j, v := range vals {
-					acks[v] = acked{br.Offsets[j].Partition, br.Offsets[j].Offset}
-				}
-				mu.Unlock()
-				count.Add(int64(len(vals)))
 			}
 		}(w)
 	}
-	waitFor(t, 120*time.Second, "10,000 acknowledged records", func() bool { return count.Load() >= target })
+	waitFor(t, 120*time.Second, "10,000 acknowledged records", func() bool { return led.n.Load() >= target })
 	close(killed)
 	p.kill(t)
 	stop.Store(true)
 	wg.Wait()
-	t.Logf("acknowledged %d records before SIGKILL", len(acks))
+	t.Logf("acknowledged %d records before SIGKILL", len(led.acks))
 
 	p = a.start(t)
 	byPos := map[acked]string{}
@@ -103,7 +118,7 @@ func TestKill9LosesNoAcknowledgedRecord(t *testing.T) {
 		high[part] = int64(len(recs))
 	}
 	lost := 0
-	for v, a := range acks {
+	for v, a := range led.acks {
 		if got := byPos[a]; got != v {
 			lost++
 			if lost < 5 {
@@ -112,7 +127,7 @@ func TestKill9LosesNoAcknowledgedRecord(t *testing.T) {
 		}
 	}
 	if lost > 0 {
-		t.Fatalf("%d of %d acknowledged records lost or moved", lost, len(acks))
+		t.Fatalf("%d of %d acknowledged records lost or moved", lost, len(led.acks))
 	}
 	// New produce continues each partition right after its old end.
 	for part := int32(0); part < 4; part++ {

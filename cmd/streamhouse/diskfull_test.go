@@ -32,9 +32,7 @@ func TestLowDiskRefusesProduceAndIsNotReady(t *testing.T) {
 		t.Fatalf("/ready = %d %v, want 503 naming MIN_FREE_DISK_BYTES", code, ready)
 	}
 	// Metadata still works: creating a topic writes almost nothing.
-	if code := call(t, "POST", p.base+"/api/v1/topics", map[string]any{"name": "d", "partitions": 1}, nil); code != 201 {
-		t.Fatalf("create topic: %d", code)
-	}
+	createTopic(t, p.base, "d", 1)
 	var apiErr struct {
 		Error struct {
 			Code    string `json:"code"`

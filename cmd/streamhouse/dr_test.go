@@ -35,9 +35,7 @@ func TestDisasterRecoveryDrill(t *testing.T) {
 		return ok && len(st.Voters) == 3 && st.Leader != ""
 	})
 	const parts = 4
-	if code := call(t, "POST", c.base(0)+"/api/v1/topics", map[string]any{"name": "dr", "partitions": parts}, nil); code != 201 {
-		t.Fatalf("create topic: %d", code)
-	}
+	createTopic(t, c.base(0), "dr", parts)
 
 	// Followers apply the topic a moment after the agent that created it.
 	waitFor(t, 30*time.Second, "the topic on every agent", func() bool {
@@ -52,13 +50,9 @@ func TestDisasterRecoveryDrill(t *testing.T) {
 	// Phase 1: load through a follower, and a consumer group committing.
 	var g loadGen
 	g.run(t, c.base(1), "dr", 4, 20)
-	waitFor(t, 60*time.Second, "5000 acknowledged records", func() bool {
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		return len(g.acks) >= 5000
-	})
+	waitFor(t, 60*time.Second, "5000 acknowledged records", func() bool { return g.led.n.Load() >= 5000 })
 	g.halt()
-	var pr partitionsResp
+	var pr transport.PartitionsResponse
 	call(t, "GET", c.base(0)+"/api/v1/topics/dr/partitions", nil, &pr)
 	committed := map[int32]int64{}
 	for _, p := range pr.Partitions {
@@ -81,25 +75,20 @@ func TestDisasterRecoveryDrill(t *testing.T) {
 		info, err := db.LatestInfo(context.Background())
 		return err == nil && info.RaftIndex >= st.CommitIndex
 	})
-	phase1 := g.acks
+	phase1 := g.led.acks
 
 	// Phase 2: a last burst, acknowledged but perhaps never flushed.
-	phase2 := map[string]acked{}
+	late := newAckLedger()
 	for i := 0; i < 20; i++ {
-		recs := make([]map[string]any, 10)
 		vals := make([]string, 10)
-		for j := range recs {
+		for j := range vals {
 			vals[j] = fmt.Sprintf("late-%d-%d", i, j)
-			recs[j] = map[string]any{"key": vals[j], "value": vals[j]}
 		}
-		var br batchResp
-		if code := call(t, "POST", c.base(0)+"/api/v1/produce/batch", map[string]any{"topic": "dr", "records": recs}, &br); code != 200 {
-			t.Fatalf("late produce: %d", code)
-		}
-		for j, v := range vals {
-			phase2[v] = acked{br.Offsets[j].Partition, br.Offsets[j].Offset}
+		if code, err := late.produce(c.base(0), "dr", vals); err != nil || code != 200 {
+			t.Fatalf("late produce: %d %v", code, err)
 		}
 	}
+	phase2 := late.acks
 
 	// The disaster: every agent and every disk.
 	disaster := time.Now()

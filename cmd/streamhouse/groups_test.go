@@ -29,9 +29,7 @@ func TestConsumerGroupsOverREST(t *testing.T) {
 	a, base := startTestAgent(t, c)
 	defer a.Close(context.Background())
 
-	if code := call(t, "POST", base+"/api/v1/topics", map[string]any{"name": "events", "partitions": 2}, nil); code != 201 {
-		t.Fatalf("create topic = %d", code)
-	}
+	createTopic(t, base, "events", 2)
 	t0 := time.Now().UnixMilli()
 	for i := 0; i < 10; i++ {
 		rec := map[string]any{"topic": "events", "partition": 0, "value": fmt.Sprint(i), "timestamp": t0 + int64(i)*1000}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -26,10 +25,7 @@ import (
 func TestUnauthenticatedGRPCBurstIsNotRead(t *testing.T) {
 	dir := t.TempDir()
 	_, k := newKey(t, "writer", transport.ScopeWrite)
-	keysFile := filepath.Join(dir, "api_keys")
-	writeKeys(t, keysFile, k)
-	c := testConfig(t, filepath.Join(dir, "data"))
-	c.APIKeysFile = keysFile
+	c := keyedConfig(t, dir, k)
 	a, base := startTestAgent(t, c)
 	defer a.Close(context.Background())
 

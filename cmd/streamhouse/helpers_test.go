@@ -30,6 +30,15 @@ func call(t testing.TB, method, url string, body any, out any) int {
 	return code
 }
 
+// createTopic creates a topic through the REST API at base, failing the
+// test unless the agent answers 201.
+func createTopic[N int | int32](t testing.TB, base, name string, partitions N) {
+	t.Helper()
+	if code := call(t, "POST", base+"/api/v1/topics", map[string]any{"name": name, "partitions": partitions}, nil); code != 201 {
+		t.Fatalf("create topic %s: status %d", name, code)
+	}
+}
+
 func doCall(method, url string, body any, out any) (int, error) {
 	var rd io.Reader
 	switch b := body.(type) {

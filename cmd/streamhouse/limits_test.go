@@ -36,9 +36,7 @@ func produceToEvery(t *testing.T, base, topic string, parts int) {
 // createProduceDelete is one create/produce/delete cycle.
 func createProduceDelete(t *testing.T, base, topic string, parts int) {
 	t.Helper()
-	if code := call(t, "POST", base+"/api/v1/topics", map[string]any{"name": topic, "partitions": parts}, nil); code != 201 {
-		t.Fatalf("create %s: %d", topic, code)
-	}
+	createTopic(t, base, topic, parts)
 	produceToEvery(t, base, topic, parts)
 	if code := call(t, "DELETE", base+"/api/v1/topics/"+topic, nil, nil); code != 204 {
 		t.Fatalf("delete %s: %d", topic, code)
@@ -160,9 +158,7 @@ func TestMetricsStayBoundedWithManyPartitions(t *testing.T) {
 	commitAll("small", 4)
 	before := len(scrape(t, base))
 	const parts = 5000
-	if code := call(t, "POST", base+"/api/v1/topics", map[string]any{"name": "big", "partitions": parts}, nil); code != 201 {
-		t.Fatalf("create big: %d", code)
-	}
+	createTopic(t, base, "big", parts)
 	commitAll("big", parts)
 	text := scrape(t, base)
 	if grown := len(text) - before; grown > 8<<10 {

@@ -54,9 +54,7 @@ func TestObservabilityMetricsExist(t *testing.T) {
 	defer a1.Close(context.Background())
 	// Partitions on agent-1 alone, for the controller to rebalance once
 	// agent-2 is a voter (streamhouse_partition_leadership_changes_total).
-	if code := call(t, "POST", base1+"/api/v1/topics", map[string]any{"name": "obs", "partitions": 4}, nil); code != 201 {
-		t.Fatalf("create topic: %d", code)
-	}
+	createTopic(t, base1, "obs", 4)
 
 	c2 := testConfig(t, t.TempDir())
 	c2.NodeID = "agent-2"
@@ -66,9 +64,7 @@ func TestObservabilityMetricsExist(t *testing.T) {
 	defer a2.Close(context.Background())
 
 	// A topic created through the follower is a forwarded proposal.
-	if code := call(t, "POST", base2+"/api/v1/topics", map[string]any{"name": "obs2", "partitions": 2}, nil); code != 201 {
-		t.Fatalf("create topic through agent-2: %d", code)
-	}
+	createTopic(t, base2, "obs2", 2)
 	for i := 0; i < 20; i++ {
 		base := []string{base1, base2}[i%2]
 		if code := call(t, "POST", base+"/api/v1/produce", map[string]any{"topic": "obs", "key": fmt.Sprint("k", i), "value": fmt.Sprint("v", i)}, nil); code != 200 {

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/streamhouse/streamhouse/transport"
 )
 
 // TestRestartAfterOrphanGraceKeepsCommittedSegments is issue item 2 as it
@@ -23,9 +25,7 @@ func TestRestartAfterOrphanGraceKeepsCommittedSegments(t *testing.T) {
 		"ORPHAN_GRACE_MS=1000", "RETENTION_CHECK_MS=50", testClockOffsetEnv+"="+clockFile)
 	p := a.start(t)
 	defer func() { p.kill(t) }()
-	if code := call(t, "POST", p.base+"/api/v1/topics", map[string]any{"name": "gc", "partitions": 2}, nil); code != 201 {
-		t.Fatalf("create topic: %d", code)
-	}
+	createTopic(t, p.base, "gc", 2)
 	const batches, per = 40, 25
 	for i := range batches {
 		recs := make([]map[string]any, per)
@@ -37,21 +37,16 @@ func TestRestartAfterOrphanGraceKeepsCommittedSegments(t *testing.T) {
 		}
 	}
 	waitFor(t, 30*time.Second, "every record flushed into committed segments", func() bool {
-		var pr struct {
-			Partitions []struct {
-				High    int64 `json:"high_watermark"`
-				Flushed int64 `json:"flushed_offset"`
-			} `json:"partitions"`
-		}
+		var pr transport.PartitionsResponse
 		if code, err := tryCall("GET", p.base+"/api/v1/topics/gc/partitions", nil, &pr); err != nil || code != 200 {
 			return false
 		}
 		total := int64(0)
 		for _, x := range pr.Partitions {
-			if x.Flushed != x.High {
+			if x.FlushedOffset != x.HighWatermark {
 				return false
 			}
-			total += x.Flushed
+			total += x.FlushedOffset
 		}
 		return total == batches*per
 	})

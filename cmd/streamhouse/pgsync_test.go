@@ -51,9 +51,7 @@ func TestPostgresOutageNeverStallsProduce(t *testing.T) {
 	defer a.Close(context.Background())
 	db := openDB(t, url)
 
-	if code := call(t, "POST", base+"/api/v1/topics", map[string]any{"name": "pg", "partitions": 2}, nil); code != 201 {
-		t.Fatalf("create: %d", code)
-	}
+	createTopic(t, base, "pg", 2)
 	waitCheckpointed(t, db, base)
 	if err := pg.Stop(); err != nil {
 		t.Fatal(err)
@@ -95,22 +93,16 @@ func TestRestoreCommandRebuildsFromPostgresAndObjects(t *testing.T) {
 	c.DatabaseURL, c.CheckpointIntervalMs, c.ObjectStoreDir = url, 200, objects
 	a, base := startTestAgent(t, c)
 	db := openDB(t, url)
-	if code := call(t, "POST", base+"/api/v1/topics", map[string]any{"name": "r", "partitions": 2}, nil); code != 201 {
-		t.Fatalf("create: %d", code)
-	}
-	acks := map[string]acked{}
+	createTopic(t, base, "r", 2)
+	led := newAckLedger()
 	produce := func(prefix string, n int) {
 		for i := 0; i < n; i += 50 {
-			recs := make([]map[string]any, 50)
-			for j := range recs {
-				recs[j] = map[string]any{"key": fmt.Sprintf("%s-%d", prefix, i+j), "value": fmt.Sprintf("%s-%d", prefix, i+j)}
+			vals := make([]string, 50)
+			for j := range vals {
+				vals[j] = fmt.Sprintf("%s-%d", prefix, i+j)
 			}
-			var br batchResp
-			if code := call(t, "POST", base+"/api/v1/produce/batch", map[string]any{"topic": "r", "records": recs}, &br); code != 200 {
-				t.Fatalf("produce: %d", code)
-			}
-			for j := range recs {
-				acks[recs[j]["value"].(string)] = acked{br.Offsets[j].Partition, br.Offsets[j].Offset}
+			if code, err := led.produce(base, "r", vals); err != nil || code != 200 {
+				t.Fatalf("produce: %d %v", code, err)
 			}
 		}
 	}
@@ -126,7 +118,7 @@ func TestRestoreCommandRebuildsFromPostgresAndObjects(t *testing.T) {
 	}
 	produce("b", 500)
 	waitFor(t, 30*time.Second, "flushed", func() bool { return allFlushed(t, base, "r") })
-	var before partitionsResp
+	var before transport.PartitionsResponse
 	call(t, "GET", base+"/api/v1/topics/r/partitions", nil, &before)
 	if err := a.Close(context.Background()); err != nil {
 		t.Fatal(err)
@@ -166,7 +158,7 @@ func TestRestoreCommandRebuildsFromPostgresAndObjects(t *testing.T) {
 			byPos[acked{p, r.Offset}] = r.Value
 		}
 	}
-	for v, at := range acks {
+	for v, at := range led.acks {
 		if byPos[at] != v {
 			t.Fatalf("%q at %d/%d reads back as %q after restore", v, at.partition, at.offset, byPos[at])
 		}
@@ -199,9 +191,7 @@ func TestAgentStartsWhilePostgresIsDown(t *testing.T) {
 	c.DatabaseURL, c.CheckpointIntervalMs = url, 200
 	a, base := startTestAgent(t, c)
 	defer a.Close(context.Background())
-	if code := call(t, "POST", base+"/api/v1/topics", map[string]any{"name": "early", "partitions": 1}, nil); code != 201 {
-		t.Fatalf("create topic with Postgres down: %d", code)
-	}
+	createTopic(t, base, "early", 1)
 	if code := call(t, "POST", base+"/api/v1/produce", map[string]any{"topic": "early", "value": "v"}, nil); code != 200 {
 		t.Fatalf("produce with Postgres down: %d", code)
 	}

@@ -26,13 +26,9 @@ import (
 // the owner still can do both.
 func TestProducerIDsBelongToTheirKey(t *testing.T) {
 	dir := t.TempDir()
-	tokAdmin, kAdmin := newKey(t, "ops", transport.ScopeAdmin)
-	tokA, kA := newKey(t, "tenant-a", transport.ScopeWrite, "a")
-	tokB, kB := newKey(t, "tenant-b", transport.ScopeWrite, "b")
-	keysFile := filepath.Join(dir, "api_keys")
-	writeKeys(t, keysFile, kAdmin, kA, kB)
+	keys := writeTenantKeys(t, dir, "a", "b")
 	c := testConfig(t, filepath.Join(dir, "data"))
-	c.APIKeysFile = keysFile
+	c.APIKeysFile = keys.file
 	a, _ := startTestAgent(t, c)
 	defer a.Close(context.Background())
 
@@ -45,9 +41,9 @@ func TestProducerIDsBelongToTheirKey(t *testing.T) {
 		t.Cleanup(func() { _ = cl.Close() })
 		return cl
 	}
-	ca, cb := dial(tokA), dial(tokB)
+	ca, cb := dial(keys.a), dial(keys.b)
 	for _, topic := range []string{"a", "b"} {
-		if _, err := dial(tokAdmin).CreateTopic(ctx, topic, 1, client.TopicConfig{}); err != nil {
+		if _, err := dial(keys.admin).CreateTopic(ctx, topic, 1, client.TopicConfig{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -67,12 +63,28 @@ func TestProducerIDsBelongToTheirKey(t *testing.T) {
 	}
 
 	produce := idempotentProducer(t, a.grpcAddr(), again, 0)
-	if err := produce(tokB, "b"); status.Code(err) != codes.PermissionDenied {
+	if err := produce(keys.b, "b"); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("tenant b produced under tenant a's producer %d: %v", again.ID, err)
 	}
-	if err := produce(tokA, "a"); err != nil {
+	if err := produce(keys.a, "a"); err != nil {
 		t.Fatalf("tenant a producing under its producer: %v", err)
 	}
+}
+
+// tenantKeys is an api_keys file with an admin key and the write keys of
+// two tenants, and their tokens.
+type tenantKeys struct{ file, admin, a, b string }
+
+// writeTenantKeys writes dir/api_keys: "ops" (admin), "tenant-a" allowed to
+// write topicA and "tenant-b" allowed to write topicB.
+func writeTenantKeys(t *testing.T, dir, topicA, topicB string) tenantKeys {
+	t.Helper()
+	tokAdmin, kAdmin := newKey(t, "ops", transport.ScopeAdmin)
+	tokA, kA := newKey(t, "tenant-a", transport.ScopeWrite, topicA)
+	tokB, kB := newKey(t, "tenant-b", transport.ScopeWrite, topicB)
+	file := filepath.Join(dir, "api_keys")
+	writeKeys(t, file, kAdmin, kA, kB)
+	return tenantKeys{file: file, admin: tokAdmin, a: tokA, b: tokB}
 }
 
 // idempotentProducer returns a function that sends one idempotent record
@@ -104,17 +116,13 @@ func idempotentProducer(t *testing.T, addr string, id client.ProducerIdentity, s
 // key's batch under a producer id and accepts the owner's.
 func TestProducerOwnerSurvivesForwarding(t *testing.T) {
 	dir := t.TempDir()
-	tokAdmin, kAdmin := newKey(t, "ops", transport.ScopeAdmin)
-	tokA, kA := newKey(t, "tenant-a", transport.ScopeWrite, "shared")
-	tokB, kB := newKey(t, "tenant-b", transport.ScopeWrite, "shared")
-	keysFile := filepath.Join(dir, "api_keys")
-	writeKeys(t, keysFile, kAdmin, kA, kB)
+	keys := writeTenantKeys(t, dir, "shared", "shared")
 	gossip := []int{freePort(t), freePort(t)}
 	var agents []*agent
 	for i := range 2 {
 		c := testConfig(t, filepath.Join(dir, strconv.Itoa(i)))
 		c.NodeID, c.GossipPort, c.BootstrapExpect = "agent-"+strconv.Itoa(i), gossip[i], 2
-		c.Join, c.APIKeysFile = "127.0.0.1:"+strconv.Itoa(gossip[1-i]), keysFile
+		c.Join, c.APIKeysFile = "127.0.0.1:"+strconv.Itoa(gossip[1-i]), keys.file
 		a, err := startAgent(context.Background(), c)
 		if err != nil {
 			t.Fatal(err)
@@ -123,7 +131,7 @@ func TestProducerOwnerSurvivesForwarding(t *testing.T) {
 		agents = append(agents, a)
 	}
 	ctx := context.Background()
-	admin, err := client.Dial(ctx, []string{agents[0].grpcAddr()}, client.WithToken(tokAdmin))
+	admin, err := client.Dial(ctx, []string{agents[0].grpcAddr()}, client.WithToken(keys.admin))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +140,7 @@ func TestProducerOwnerSurvivesForwarding(t *testing.T) {
 		_, err := admin.CreateTopic(ctx, "shared", 1, client.TopicConfig{})
 		return err == nil
 	})
-	ca, err := client.Dial(ctx, []string{agents[0].grpcAddr()}, client.WithToken(tokA))
+	ca, err := client.Dial(ctx, []string{agents[0].grpcAddr()}, client.WithToken(keys.a))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,9 +153,9 @@ func TestProducerOwnerSurvivesForwarding(t *testing.T) {
 	for i, a := range agents {
 		produce := idempotentProducer(t, a.grpcAddr(), id, int64(i))
 		waitFor(t, 30*time.Second, "tenant a's batch through agent "+strconv.Itoa(i), func() bool {
-			return produce(tokA, "shared") == nil
+			return produce(keys.a, "shared") == nil
 		})
-		if err := produce(tokB, "shared"); status.Code(err) != codes.PermissionDenied {
+		if err := produce(keys.b, "shared"); status.Code(err) != codes.PermissionDenied {
 			t.Fatalf("through agent %d, tenant b produced under tenant a's producer: %v", i, err)
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -20,10 +19,7 @@ func TestQuotaFromKeysFileOnAgent(t *testing.T) {
 	tokOps, kOps := newKey(t, "ops", transport.ScopeAdmin)
 	tokSlow, kSlow := newKey(t, "slow", transport.ScopeWrite)
 	kSlow.Quotas = map[transport.QuotaKind]float64{transport.QuotaProduce: 10}
-	keysFile := filepath.Join(dir, "api_keys")
-	writeKeys(t, keysFile, kOps, kSlow)
-	c := testConfig(t, filepath.Join(dir, "data"))
-	c.APIKeysFile = keysFile
+	c := keyedConfig(t, dir, kOps, kSlow)
 	a, base := startTestAgent(t, c)
 	defer a.Close(context.Background())
 

@@ -28,28 +28,19 @@ const restoreBucket = "dr-restore"
 // it and waits until they are all flushed. The agent keeps running.
 func produceFlushed(t *testing.T, base, topic string, parts, n int) map[string]acked {
 	t.Helper()
-	if code := call(t, "POST", base+"/api/v1/topics", map[string]any{"name": topic, "partitions": parts}, nil); code != 201 {
-		t.Fatalf("create %s: %d", topic, code)
-	}
-	acks := map[string]acked{}
+	createTopic(t, base, topic, parts)
+	led := newAckLedger()
 	for i := 0; i < n; i += 25 {
-		recs := make([]map[string]any, 0, 25)
 		var vals []string
 		for j := i; j < min(i+25, n); j++ {
-			v := fmt.Sprintf("%s-%d", topic, j)
-			vals = append(vals, v)
-			recs = append(recs, map[string]any{"key": v, "value": v})
+			vals = append(vals, fmt.Sprintf("%s-%d", topic, j))
 		}
-		var br batchResp
-		if code := call(t, "POST", base+"/api/v1/produce/batch", map[string]any{"topic": topic, "records": recs}, &br); code != 200 {
-			t.Fatalf("produce: %d", code)
-		}
-		for k, v := range vals {
-			acks[v] = acked{br.Offsets[k].Partition, br.Offsets[k].Offset}
+		if code, err := led.produce(base, topic, vals); err != nil || code != 200 {
+			t.Fatalf("produce: %d %v", code, err)
 		}
 	}
 	waitFor(t, 60*time.Second, topic+" flushed", func() bool { return allFlushed(t, base, topic) })
-	return acks
+	return led.acks
 }
 
 // checkAllReadable fails unless every acknowledged record reads back at its

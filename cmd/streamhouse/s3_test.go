@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/streamhouse/streamhouse/s3seg/s3segtest"
+	"github.com/streamhouse/streamhouse/transport"
 )
 
 // s3Config is an agent configuration that stores segments in a real MinIO.
@@ -20,18 +21,8 @@ func s3Config(t *testing.T, m *s3segtest.MinIO, bucket string) *agentCmd {
 	return c
 }
 
-type partitionsResp struct {
-	Partitions []struct {
-		Partition     int32 `json:"partition"`
-		LowWatermark  int64 `json:"low_watermark"`
-		HighWatermark int64 `json:"high_watermark"`
-		FlushedOffset int64 `json:"flushed_offset"`
-		Segments      int   `json:"segments"`
-	} `json:"partitions"`
-}
-
 func allFlushed(t testing.TB, base, topic string) bool {
-	var pr partitionsResp
+	var pr transport.PartitionsResponse
 	if code, err := tryCall("GET", base+"/api/v1/topics/"+topic+"/partitions", nil, &pr); err != nil || code != 200 {
 		return false
 	}
@@ -45,29 +36,34 @@ func allFlushed(t testing.TB, base, topic string) bool {
 
 // producer runs keyed produce loops against base until stop, recording
 // every acknowledged value at its position.
+// minioConfig starts a MinIO with the bucket "streamhouse" and returns it
+// with an agent configuration that stores segments there.
+func minioConfig(t *testing.T) (*s3segtest.MinIO, *agentCmd) {
+	t.Helper()
+	m := s3segtest.StartMinIO(t)
+	m.CreateBucket(t, "streamhouse")
+	return m, s3Config(t, m, "streamhouse")
+}
+
 type loadGen struct {
-	mu       sync.Mutex
-	acks     map[string]acked
+	led      *ackLedger
 	rejected atomic.Int64 // 503 answers (backpressure / unavailable)
 	stop     atomic.Bool
 	wg       sync.WaitGroup
 }
 
 func (g *loadGen) run(t *testing.T, base, topic string, workers, perReq int) {
-	g.acks = map[string]acked{}
+	g.led = newAckLedger()
 	for w := 0; w < workers; w++ {
 		g.wg.Add(1)
 		go func(w int) {
 			defer g.wg.Done()
 			for i := 0; !g.stop.Load(); i++ {
-				recs := make([]map[string]any, perReq)
 				vals := make([]string, perReq)
-				for j := range recs {
+				for j := range vals {
 					vals[j] = fmt.Sprintf("w%d-%d-%d", w, i, j)
-					recs[j] = map[string]any{"key": vals[j], "value": vals[j]}
 				}
-				var br batchResp
-				code, err := tryCall("POST", base+"/api/v1/produce/batch", map[string]any{"topic": topic, "records": recs}, &br)
+				code, err := g.led.produce(base, topic, vals)
 				if err != nil {
 					t.Errorf("produce: %v", err)
 					return
@@ -81,11 +77,6 @@ func (g *loadGen) run(t *testing.T, base, topic string, workers, perReq int) {
 					t.Errorf("produce: status %d", code)
 					return
 				}
-				g.mu.Lock()
-				for j, v := range vals {
-					g.acks[v] = acked{br.Offsets[j].Partition, br.Offsets[j].Offset}
-				}
-				g.mu.Unlock()
 			}
 		}(w)
 	}
@@ -121,14 +112,10 @@ func verifyAcked(t *testing.T, base, topic string, parts int32, acks map[string]
 // for 30 s write one object per flush (PUTs ≈ flushes, not × 64), and a
 // restarted agent with an empty cache reads every record back from S3.
 func TestS3ManyPartitionsOnePutPerFlush(t *testing.T) {
-	m := s3segtest.StartMinIO(t)
-	m.CreateBucket(t, "streamhouse")
-	c := s3Config(t, m, "streamhouse")
+	_, c := minioConfig(t)
 	c.SegmentMaxAgeMs = 250
 	a, base := startTestAgent(t, c)
-	if code := call(t, "POST", base+"/api/v1/topics", map[string]any{"name": "wide", "partitions": 64}, nil); code != 201 {
-		t.Fatalf("create: %d", code)
-	}
+	createTopic(t, base, "wide", 64)
 	var g loadGen
 	g.run(t, base, "wide", 8, 64)
 	time.Sleep(30 * time.Second) // the scenario is "continuous produce for 30 s", not a synchronisation
@@ -138,14 +125,14 @@ func TestS3ManyPartitionsOnePutPerFlush(t *testing.T) {
 	writes := metricValue(metrics, "streamhouse_segment_writes_total")
 	failures := metricValue(metrics, "streamhouse_segment_upload_failures_total")
 	puts := metricValue(metrics, `streamhouse_s3_requests_total{backend="s3",operation="put",result="ok"}`)
-	var pr partitionsResp
+	var pr transport.PartitionsResponse
 	call(t, "GET", base+"/api/v1/topics/wide/partitions", nil, &pr)
 	blocks := 0
 	for _, p := range pr.Partitions {
 		blocks += p.Segments
 	}
 	t.Logf("acked %d records; %v flushes, %v successful PUTs, %v failed flushes, %d partition blocks (%.1f per object)",
-		len(g.acks), writes, puts, failures, blocks, float64(blocks)/puts)
+		len(g.led.acks), writes, puts, failures, blocks, float64(blocks)/puts)
 	if writes < 10 || puts > writes+failures {
 		t.Fatalf("PUTs (%v) exceed flushes (%v) + failures (%v)", puts, writes, failures)
 	}
@@ -159,7 +146,7 @@ func TestS3ManyPartitionsOnePutPerFlush(t *testing.T) {
 	// flushed offsets, so every read is a ranged GET from MinIO.
 	a2, base2 := startTestAgent(t, c)
 	defer a2.Close(context.Background())
-	total := verifyAcked(t, base2, "wide", 64, g.acks)
+	total := verifyAcked(t, base2, "wide", 64, g.led.acks)
 	if gets := metricValue(scrape(t, base2), `streamhouse_s3_requests_total{backend="s3",operation="get_range",result="ok"}`); gets < 64 {
 		t.Fatalf("only %v ranged GETs for reading 64 partitions back", gets)
 	}
@@ -171,9 +158,7 @@ func TestS3ManyPartitionsOnePutPerFlush(t *testing.T) {
 // limit; /ready says why; when MinIO returns the backlog flushes and every
 // acknowledged record is readable.
 func TestS3OutageLosesNothing(t *testing.T) {
-	m := s3segtest.StartMinIO(t)
-	m.CreateBucket(t, "streamhouse")
-	c := s3Config(t, m, "streamhouse")
+	m, c := minioConfig(t)
 	c.MaxUnflushedBytes = 2 << 20
 	c.SegmentMaxAgeMs = 100
 	a, base := startTestAgent(t, c)
@@ -201,22 +186,16 @@ func TestS3OutageLosesNothing(t *testing.T) {
 	}
 	time.Sleep(time.Until(outageEnd)) // keep MinIO down for the full 20 s scenario
 	m.Restart(t)
-	g.mu.Lock()
-	before := len(g.acks)
-	g.mu.Unlock()
-	waitFor(t, 60*time.Second, "produce acknowledged again after the outage", func() bool {
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		return len(g.acks) > before+1000
-	})
+	before := g.led.n.Load()
+	waitFor(t, 60*time.Second, "produce acknowledged again after the outage", func() bool { return g.led.n.Load() > before+1000 })
 	g.halt()
 	waitFor(t, 60*time.Second, "backlog flushed", func() bool { return allFlushed(t, base, "out") })
 	waitFor(t, 30*time.Second, "ready again", func() bool {
 		code, err := tryCall("GET", base+"/ready", nil, nil)
 		return err == nil && code == 200
 	})
-	total := verifyAcked(t, base, "out", 4, g.acks)
-	t.Logf("acked %d, read %d, %d produce requests answered 503 during the outage", len(g.acks), total, g.rejected.Load())
+	total := verifyAcked(t, base, "out", 4, g.led.acks)
+	t.Logf("acked %d, read %d, %d produce requests answered 503 during the outage", len(g.led.acks), total, g.rejected.Load())
 }
 
 // TestRetentionDeletesSegmentsAndObjects: expired segments are trimmed by a
@@ -225,9 +204,7 @@ func TestS3OutageLosesNothing(t *testing.T) {
 // older than retention_ms: records stamped an hour back expire
 // retention_ms after their commit.
 func TestRetentionDeletesSegmentsAndObjects(t *testing.T) {
-	m := s3segtest.StartMinIO(t)
-	m.CreateBucket(t, "streamhouse")
-	c := s3Config(t, m, "streamhouse")
+	m, c := minioConfig(t)
 	c.RetentionCheckMs = 100
 	a, base := startTestAgent(t, c)
 	defer a.Close(context.Background())
@@ -243,7 +220,7 @@ func TestRetentionDeletesSegmentsAndObjects(t *testing.T) {
 		t.Fatalf("produce: %d", code)
 	}
 	store := m.NewStore(t, "streamhouse")
-	var pr partitionsResp
+	var pr transport.PartitionsResponse
 	waitFor(t, 30*time.Second, "retention trims the partition", func() bool {
 		call(t, "GET", base+"/api/v1/topics/short/partitions", nil, &pr)
 		return pr.Partitions[0].LowWatermark == 10

@@ -85,6 +85,16 @@ func writeKeys(t *testing.T, path string, keys ...transport.APIKey) {
 	}
 }
 
+// keyedConfig is testConfig in dir/data for an agent that reads its API
+// keys from dir/api_keys, written with keys.
+func keyedConfig(t *testing.T, dir string, keys ...transport.APIKey) *agentCmd {
+	t.Helper()
+	c := testConfig(t, filepath.Join(dir, "data"))
+	c.APIKeysFile = filepath.Join(dir, "api_keys")
+	writeKeys(t, c.APIKeysFile, keys...)
+	return c
+}
+
 func newKey(t *testing.T, name string, scope transport.Scope, topics ...string) (string, transport.APIKey) {
 	t.Helper()
 	var ts []string
@@ -114,11 +124,9 @@ func TestAgentTLSAndAPIKeys(t *testing.T) {
 	tokAdmin, kAdmin := newKey(t, "ops", transport.ScopeAdmin)
 	tokRead, kRead := newKey(t, "reader", transport.ScopeRead, "orders")
 	tokWrite, kWrite := newKey(t, "writer", transport.ScopeWrite, "orders")
-	keysFile := filepath.Join(dir, "api_keys")
-	writeKeys(t, keysFile, kAdmin, kRead)
-
-	c := testConfig(t, filepath.Join(dir, "data"))
-	c.TLSCertPath, c.TLSKeyPath, c.APIKeysFile, c.MetricsAuth = files.Cert, files.Key, keysFile, true
+	c := keyedConfig(t, dir, kAdmin, kRead)
+	keysFile := c.APIKeysFile
+	c.TLSCertPath, c.TLSKeyPath, c.MetricsAuth = files.Cert, files.Key, true
 	a, err := startAgent(context.Background(), c)
 	if err != nil {
 		t.Fatal(err)
@@ -289,7 +297,7 @@ func TestSecureClusterOfAgents(t *testing.T) {
 	// Produce through the agent that does not lead the partition: the
 	// forward goes over the authenticated peer port.
 	h.must(t, "POST", a1.base+"/api/v1/topics", `{"name":"orders","partitions":2}`, 201)
-	var parts partitionsLeaders
+	var parts transport.PartitionsResponse
 	waitFor(t, 20*time.Second, "partitions led on both agents", func() bool {
 		code, b, err := h.do("GET", a2.base+"/api/v1/topics/orders/partitions", "")
 		return err == nil && code == 200 && json.Unmarshal([]byte(b), &parts) == nil && len(parts.Partitions) == 2 &&
@@ -341,13 +349,6 @@ func TestSecureClusterOfAgents(t *testing.T) {
 	if l := rogue.a.node.LeaderID(); l != "" {
 		t.Fatalf("the rogue agent follows %s", l)
 	}
-}
-
-type partitionsLeaders struct {
-	Partitions []struct {
-		Partition int32  `json:"partition"`
-		Leader    string `json:"leader"`
-	} `json:"partitions"`
 }
 
 // checkConfigEnv is the environment of `streamhouse agent --check-config`

@@ -15,6 +15,7 @@ import (
 
 	"github.com/streamhouse/streamhouse/jepsen/control"
 	"github.com/streamhouse/streamhouse/jepsen/history"
+	"github.com/streamhouse/streamhouse/transport"
 )
 
 // Fault kinds.
@@ -222,11 +223,7 @@ func (n *Nemesis) partitionLeaderIndex(ctx context.Context) int {
 		if !n.c.Running(i) || n.c.Paused(i) {
 			continue
 		}
-		var pr struct {
-			Partitions []struct {
-				Leader string `json:"leader"`
-			} `json:"partitions"`
-		}
+		var pr transport.PartitionsResponse
 		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := n.c.GetJSON(qctx, i, "/api/v1/topics/"+n.cfg.Topic+"/partitions", &pr)
 		cancel()

@@ -19,6 +19,7 @@ import (
 
 	"github.com/streamhouse/streamhouse/jepsen/control"
 	"github.com/streamhouse/streamhouse/jepsen/history"
+	"github.com/streamhouse/streamhouse/transport"
 	"github.com/streamhouse/streamhouse/transport/client"
 )
 
@@ -399,17 +400,6 @@ func (w *Workload) SetPaused(i int, paused bool) {
 	w.paused[i] = paused
 }
 
-type partitionsResp struct {
-	Partitions []struct {
-		Partition     int32  `json:"partition"`
-		Leader        string `json:"leader"`
-		LeaderEpoch   uint64 `json:"leader_epoch"`
-		LowWatermark  int64  `json:"low_watermark"`
-		HighWatermark int64  `json:"high_watermark"`
-		FlushedOffset int64  `json:"flushed_offset"`
-	} `json:"partitions"`
-}
-
 // sampler records each agent's view of partition leadership.
 func (w *Workload) sampler(ctx context.Context) {
 	proc := w.proc()
@@ -427,7 +417,7 @@ func (w *Workload) sampler(ctx context.Context) {
 func (w *Workload) SampleLeaders(ctx context.Context, i, proc int) {
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	var pr partitionsResp
+	var pr transport.PartitionsResponse
 	if err := w.c.GetJSON(sctx, i, "/api/v1/topics/"+w.cfg.Topic+"/partitions", &pr); err != nil {
 		return
 	}
@@ -442,7 +432,7 @@ func (w *Workload) SampleLeaders(ctx context.Context, i, proc int) {
 // Partitions returns agent i's partition states (high watermark, flushed
 // offset...).
 func (w *Workload) Partitions(ctx context.Context, i int) (map[int32][3]int64, error) {
-	var pr partitionsResp
+	var pr transport.PartitionsResponse
 	if err := w.c.GetJSON(ctx, i, "/api/v1/topics/"+w.cfg.Topic+"/partitions", &pr); err != nil {
 		return nil, err
 	}

@@ -22,6 +22,16 @@ func produceN(t *testing.T, c *Client, topic string, part int32, n int) {
 	}
 }
 
+// newTestConsumer is c.NewConsumer that fails the test on an error.
+func newTestConsumer(t *testing.T, c *Client, cfg ConsumerConfig) *Consumer {
+	t.Helper()
+	k, err := c.NewConsumer(testCtx(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
 func offsetsOf(recs []Record) []int64 {
 	var out []int64
 	for _, r := range recs {
@@ -58,10 +68,7 @@ func TestConsumerFollowsNextOffsetAcrossGaps(t *testing.T) {
 	}
 	c := fc.dial(t)
 	ctx := testCtx(t)
-	k, err := c.NewConsumer(ctx, ConsumerConfig{Topic: "t", Start: AtOffset(0), MaxWait: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := newTestConsumer(t, c, ConsumerConfig{Topic: "t", Start: AtOffset(0), MaxWait: 20 * time.Millisecond})
 	defer k.Close()
 	var got []Record
 	for i := 0; i < 3; i++ {
@@ -85,19 +92,14 @@ func TestConsumerFollowsNextOffsetAcrossGaps(t *testing.T) {
 }
 
 func TestConsumerGroupResumeAndCommit(t *testing.T) {
-	fc := newFakeCluster(t, 1)
-	fc.addTopic("t", 2)
-	c := fc.dial(t)
+	_, c := oneAgent(t, "t", 2)
 	ctx := testCtx(t)
 	produceN(t, c, "t", 0, 10)
 	produceN(t, c, "t", 1, 4)
 	if err := c.CommitOffsets(ctx, "g", OffsetCommit{Topic: "t", Partition: 0, Offset: 3}); err != nil {
 		t.Fatal(err)
 	}
-	k, err := c.NewConsumer(ctx, ConsumerConfig{Topic: "t", Group: "g", Start: Latest, MaxWait: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := newTestConsumer(t, c, ConsumerConfig{Topic: "t", Group: "g", Start: Latest, MaxWait: 20 * time.Millisecond})
 	// Partition 0 resumes at the committed 3; partition 1 has no commit
 	// and starts at Latest (4).
 	if p0, _ := k.Position(0); p0 != 3 {
@@ -127,10 +129,7 @@ func TestConsumerGroupResumeAndCommit(t *testing.T) {
 	if committed[0] != 10 || committed[1] != 4 {
 		t.Fatalf("committed %v, want 0:10 1:4", committed)
 	}
-	k2, err := c.NewConsumer(ctx, ConsumerConfig{Topic: "t", Group: "g", MaxWait: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	k2 := newTestConsumer(t, c, ConsumerConfig{Topic: "t", Group: "g", MaxWait: 20 * time.Millisecond})
 	if p0, _ := k2.Position(0); p0 != 10 {
 		t.Fatalf("new consumer of the group starts at %d, want 10", p0)
 	}
@@ -142,14 +141,9 @@ func TestConsumerGroupResumeAndCommit(t *testing.T) {
 // One partition with data answers Poll at once even while another
 // partition's long-poll would wait for a long time.
 func TestConsumerPollAnswersWithoutWaitingForIdlePartitions(t *testing.T) {
-	fc := newFakeCluster(t, 1)
-	fc.addTopic("t", 3)
-	c := fc.dial(t)
+	_, c := oneAgent(t, "t", 3)
 	produceN(t, c, "t", 1, 5)
-	k, err := c.NewConsumer(context.Background(), ConsumerConfig{Topic: "t", MaxWait: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := newTestConsumer(t, c, ConsumerConfig{Topic: "t", MaxWait: time.Minute})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	recs, err := k.Poll(ctx) // would take a minute if it waited for partitions 0 and 2
@@ -163,13 +157,8 @@ func TestConsumerPollAnswersWithoutWaitingForIdlePartitions(t *testing.T) {
 }
 
 func TestConsumerIdlePollWaitsMaxWaitOnce(t *testing.T) {
-	fc := newFakeCluster(t, 1)
-	fc.addTopic("t", 2)
-	c := fc.dial(t)
-	k, err := c.NewConsumer(testCtx(t), ConsumerConfig{Topic: "t", MaxWait: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	fc, c := oneAgent(t, "t", 2)
+	k := newTestConsumer(t, c, ConsumerConfig{Topic: "t", MaxWait: 50 * time.Millisecond})
 	recs, err := k.Poll(testCtx(t))
 	if err != nil || len(recs) != 0 {
 		t.Fatalf("idle poll: %v %v", recs, err)
@@ -204,10 +193,7 @@ func TestConsumerBelowLowWatermarkContinuesFromIt(t *testing.T) {
 		r.Offset = 10 + int64(i)
 	}
 	fc.mu.Unlock()
-	k, err := c.NewConsumer(testCtx(t), ConsumerConfig{Topic: "t", Start: AtOffset(2), MaxWait: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := newTestConsumer(t, c, ConsumerConfig{Topic: "t", Start: AtOffset(2), MaxWait: 20 * time.Millisecond})
 	var got []Record
 	for i := 0; i < 2 && len(got) == 0; i++ {
 		recs, err := k.Poll(testCtx(t))
@@ -222,9 +208,7 @@ func TestConsumerBelowLowWatermarkContinuesFromIt(t *testing.T) {
 }
 
 func TestConsumerBadInput(t *testing.T) {
-	fc := newFakeCluster(t, 1)
-	fc.addTopic("t", 2)
-	c := fc.dial(t)
+	_, c := oneAgent(t, "t", 2)
 	if _, err := c.NewConsumer(testCtx(t), ConsumerConfig{Topic: "t", Partitions: []int32{5}}); Kind(err) != KindNotFound {
 		t.Fatalf("unknown partition: %v", err)
 	}

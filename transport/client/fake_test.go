@@ -108,6 +108,14 @@ func (fc *fakeCluster) records(topic string, p int32) []*pb.FetchedRecord {
 	return append([]*pb.FetchedRecord(nil), fc.topics[topic].parts[p]...)
 }
 
+// oneAgent is a one-agent fake cluster with one topic, and a client of it.
+func oneAgent(t *testing.T, topic string, partitions int) (*fakeCluster, *Client) {
+	t.Helper()
+	fc := newFakeCluster(t, 1)
+	fc.addTopic(topic, partitions)
+	return fc, fc.dial(t)
+}
+
 func (fc *fakeCluster) dial(t *testing.T, opts ...Option) *Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

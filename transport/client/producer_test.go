@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/streamhouse/streamhouse/fsm"
+	"github.com/streamhouse/streamhouse/jepsen/testkit"
 	pb "github.com/streamhouse/streamhouse/transport/gen/streamhouse/v1"
 )
 
@@ -47,20 +48,35 @@ func batchSizes(reqs []*pb.ProduceRequest) []int {
 	return out
 }
 
+// sendEach sends n records to topic (record i made by rec) and returns
+// their results.
+func sendEach(ctx context.Context, p *Producer, topic string, n int, rec func(i int) Record) []*Result {
+	rs := make([]*Result, n)
+	for i := range rs {
+		rs[i] = p.Send(ctx, topic, rec(i))
+	}
+	return rs
+}
+
+// waitAll waits for every result and fails the test on an error.
+func waitAll(t *testing.T, ctx context.Context, rs []*Result) {
+	t.Helper()
+	for _, r := range rs {
+		if _, _, err := r.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestProducerBatchBoundaries(t *testing.T) {
-	fc := newFakeCluster(t, 1)
-	fc.addTopic("t", 1)
+	fc, c := oneAgent(t, "t", 1)
 	fc.addTopic("b", 1)
-	c := fc.dial(t)
 	ctx := testCtx(t)
 
 	// MaxBatchRecords: full batches leave at once; the rest waits for
 	// Linger (1 h here) or Flush.
 	p := newTestProducer(t, c, ProducerConfig{Linger: time.Hour, MaxBatchRecords: 5})
-	var results []*Result
-	for i := 0; i < 12; i++ {
-		results = append(results, p.Send(ctx, "t", Record{Value: []byte(fmt.Sprintf("v%d", i))}.ToPartition(0)))
-	}
+	results := sendEach(ctx, p, "t", 12, func(i int) Record { return Record{Value: []byte(fmt.Sprintf("v%d", i))}.ToPartition(0) })
 	for i := 0; i < 10; i++ { // the two full batches are acknowledged without a Flush
 		if _, off, err := results[i].Wait(ctx); err != nil || off != int64(i) {
 			t.Fatalf("record %d: offset %d, %v", i, off, err)
@@ -94,18 +110,11 @@ func TestProducerBatchBoundaries(t *testing.T) {
 	// MaxBatchBytes: a record's size is len(value)+16, so 3 records of 84
 	// bytes fill 300 bytes.
 	p2 := newTestProducer(t, c, ProducerConfig{Linger: time.Hour, MaxBatchBytes: 300})
-	var rs []*Result
-	for i := 0; i < 7; i++ {
-		rs = append(rs, p2.Send(ctx, "b", Record{Value: []byte(strings.Repeat("x", 84))}.ToPartition(0)))
-	}
+	rs := sendEach(ctx, p2, "b", 7, func(int) Record { return Record{Value: []byte(strings.Repeat("x", 84))}.ToPartition(0) })
 	if err := p2.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range rs {
-		if _, _, err := r.Wait(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	waitAll(t, ctx, rs)
 	var bReqs []*pb.ProduceRequest
 	for _, r := range fc.agents[0].produceCalls() {
 		if r.GetTopic() == "b" {
@@ -118,9 +127,7 @@ func TestProducerBatchBoundaries(t *testing.T) {
 }
 
 func TestProducerLingerSendsWithoutFlush(t *testing.T) {
-	fc := newFakeCluster(t, 1)
-	fc.addTopic("t", 2)
-	c := fc.dial(t)
+	_, c := oneAgent(t, "t", 2)
 	p := newTestProducer(t, c, ProducerConfig{Linger: 10 * time.Millisecond})
 	ctx := testCtx(t)
 	r := p.Send(ctx, "t", Record{Key: []byte("k"), Value: []byte("v")})
@@ -131,16 +138,11 @@ func TestProducerLingerSendsWithoutFlush(t *testing.T) {
 }
 
 func TestProducerStickyAndKeyedPartitioning(t *testing.T) {
-	fc := newFakeCluster(t, 1)
-	fc.addTopic("sticky", 3)
+	fc, c := oneAgent(t, "sticky", 3)
 	fc.addTopic("keyed", 8)
-	c := fc.dial(t)
 	ctx := testCtx(t)
 	p := newTestProducer(t, c, ProducerConfig{Linger: time.Hour, MaxBatchRecords: 10})
-	var rs []*Result
-	for i := 0; i < 30; i++ {
-		rs = append(rs, p.Send(ctx, "sticky", Record{Value: []byte("v")}))
-	}
+	rs := sendEach(ctx, p, "sticky", 30, func(int) Record { return Record{Value: []byte("v")} })
 	perPart := map[int32]int{}
 	for _, r := range rs {
 		part, _, err := r.Wait(ctx)
@@ -291,24 +293,14 @@ func barrier(n int) (hook func(*pb.ProduceRequest) error, reached func() bool) {
 }
 
 func TestIdempotentOneBatchInFlightPerPartition(t *testing.T) {
-	fc := newFakeCluster(t, 1)
-	fc.addTopic("t", 4)
+	fc, c := oneAgent(t, "t", 4)
 	hook, reached := barrier(4)
 	fc.agents[0].setProduceHook(hook)
-	c := fc.dial(t)
 	p := newTestProducer(t, c, ProducerConfig{Linger: -1, MaxBatchRecords: 1})
 	ctx := testCtx(t)
-	var rs []*Result
-	for i := 0; i < 3; i++ {
-		for part := int32(0); part < 4; part++ {
-			rs = append(rs, p.Send(ctx, "t", Record{Value: []byte(fmt.Sprint(i))}.ToPartition(part)))
-		}
-	}
-	for _, r := range rs {
-		if _, _, err := r.Wait(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// Three records on each of the 4 partitions, sent round-robin.
+	rs := sendEach(ctx, p, "t", 12, func(i int) Record { return Record{Value: []byte(fmt.Sprint(i / 4))}.ToPartition(int32(i % 4)) })
+	waitAll(t, ctx, rs)
 	a := fc.agents[0]
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -333,36 +325,24 @@ func TestIdempotentOneBatchInFlightPerPartition(t *testing.T) {
 }
 
 func TestNonIdempotentPipelinesOnePartition(t *testing.T) {
-	fc := newFakeCluster(t, 1)
-	fc.addTopic("t", 1)
+	fc, c := oneAgent(t, "t", 1)
 	hook, reached := barrier(3)
 	fc.agents[0].setProduceHook(hook)
-	c := fc.dial(t)
 	p := newTestProducer(t, c, ProducerConfig{Linger: -1, MaxBatchRecords: 1, MaxInFlight: 3, DisableIdempotence: true})
 	ctx := testCtx(t)
-	var rs []*Result
-	for i := 0; i < 3; i++ {
-		rs = append(rs, p.Send(ctx, "t", Record{Value: []byte("x")}.ToPartition(0)))
-	}
-	for _, r := range rs {
-		if _, _, err := r.Wait(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	waitAll(t, ctx, sendEach(ctx, p, "t", 3, func(int) Record { return Record{Value: []byte("x")}.ToPartition(0) }))
 	if !reached() {
 		t.Fatal("a non-idempotent producer did not pipeline batches of one partition")
 	}
 }
 
 func TestRetryTimeoutOnUnavailableIsDefinite(t *testing.T) {
-	fc := newFakeCluster(t, 1)
-	fc.addTopic("t", 1)
+	fc, c := oneAgent(t, "t", 1)
 	var calls atomic.Int32
 	fc.agents[0].setProduceHook(func(*pb.ProduceRequest) error {
 		calls.Add(1)
 		return detailErr(codes.Unavailable, KindUnavailable, "not leader")
 	})
-	c := fc.dial(t)
 	p := newTestProducer(t, c, ProducerConfig{RetryBackoff: 5 * time.Millisecond, RetryTimeout: 300 * time.Millisecond})
 	ctx := testCtx(t)
 	_, err := p.Produce(ctx, "t", Record{Value: []byte("x")}.ToPartition(0))
@@ -385,15 +365,13 @@ func TestRetryTimeoutOnUnavailableIsDefinite(t *testing.T) {
 }
 
 func TestUnknownOutcomeGiveUpBumpsEpoch(t *testing.T) {
-	fc := newFakeCluster(t, 1)
-	fc.addTopic("t", 2)
+	fc, c := oneAgent(t, "t", 2)
 	fc.agents[0].setProduceHook(func(r *pb.ProduceRequest) error {
 		if r.GetRecords()[0].GetPartition() == 0 {
 			return status.Error(codes.DeadlineExceeded, "agent too slow")
 		}
 		return nil
 	})
-	c := fc.dial(t)
 	p := newTestProducer(t, c, ProducerConfig{RetryBackoff: 5 * time.Millisecond, RetryTimeout: 200 * time.Millisecond})
 	ctx := testCtx(t)
 	if _, err := p.Produce(ctx, "t", Record{Value: []byte("p1")}.ToPartition(1)); err != nil {
@@ -420,9 +398,7 @@ func TestUnknownOutcomeGiveUpBumpsEpoch(t *testing.T) {
 }
 
 func TestFencedProducerIsNotReinitialised(t *testing.T) {
-	fc := newFakeCluster(t, 1)
-	fc.addTopic("t", 1)
-	c := fc.dial(t)
+	fc, c := oneAgent(t, "t", 1)
 	p := newTestProducer(t, c, ProducerConfig{RetryBackoff: time.Millisecond})
 	ctx := testCtx(t)
 	if _, err := p.Produce(ctx, "t", Record{Value: []byte("a")}.ToPartition(0)); err != nil {
@@ -488,14 +464,12 @@ func TestProducerRoutesToLeaderAndFailsOver(t *testing.T) {
 }
 
 func TestProducerBackpressureAndClose(t *testing.T) {
-	fc := newFakeCluster(t, 1)
-	fc.addTopic("t", 1)
+	fc, c := oneAgent(t, "t", 1)
 	release := make(chan struct{})
 	fc.agents[0].setProduceHook(func(*pb.ProduceRequest) error {
 		<-release
 		return nil
 	})
-	c := fc.dial(t)
 	p, err := c.NewProducer(testCtx(t), ProducerConfig{Linger: -1, BufferBytes: 200})
 	if err != nil {
 		t.Fatal(err)
@@ -526,15 +500,13 @@ func TestProducerBackpressureAndClose(t *testing.T) {
 }
 
 func TestProducerCloseAbandonsWhenCtxEnds(t *testing.T) {
-	fc := newFakeCluster(t, 1)
-	fc.addTopic("t", 1)
+	fc, c := oneAgent(t, "t", 1)
 	release := make(chan struct{})
 	defer close(release)
 	fc.agents[0].setProduceHook(func(*pb.ProduceRequest) error {
 		<-release
 		return nil
 	})
-	c := fc.dial(t)
 	p, err := c.NewProducer(testCtx(t), ProducerConfig{Linger: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -560,18 +532,6 @@ func TestSendUnknownTopic(t *testing.T) {
 	}
 }
 
-// waitUntil polls cond until it holds or the deadline passes.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func (fc *fakeCluster) setLeader(topic string, p int, node string) {
 	fc.mu.Lock()
 	fc.topics[topic].leaders[p] = node
@@ -586,7 +546,7 @@ func TestPeriodicMetadataRefreshFollowsLeaderChange(t *testing.T) {
 		t.Fatalf("leader address %q, want agent 1's", got)
 	}
 	fc.setLeader("t", 0, "fake-2")
-	waitUntil(t, "the periodic refresh to see the new leader", func() bool { return c.leaderAddr("t", 0) == fc.agents[1].addr })
+	testkit.WaitFor(t, 10*time.Second, "the periodic refresh to see the new leader", func() bool { return c.leaderAddr("t", 0) == fc.agents[1].addr })
 	p := newTestProducer(t, c, ProducerConfig{})
 	if _, err := p.Produce(testCtx(t), "t", Record{Value: []byte("x")}); err != nil {
 		t.Fatal(err)
@@ -625,8 +585,7 @@ func TestNotLeaderTriggersMetadataRefresh(t *testing.T) {
 // epoch, because reusing its sequence for the next record would make the
 // agent answer that record with the first batch's offset.
 func TestBrokenConnectionThenDefiniteErrorIsUnknown(t *testing.T) {
-	fc := newFakeCluster(t, 1)
-	fc.addTopic("t", 1)
+	fc, c := oneAgent(t, "t", 1)
 	var calls atomic.Int32
 	fc.agents[0].setProduceHook(func(*pb.ProduceRequest) error {
 		if calls.Add(1) == 1 {
@@ -634,7 +593,6 @@ func TestBrokenConnectionThenDefiniteErrorIsUnknown(t *testing.T) {
 		}
 		return detailErr(codes.NotFound, KindNotFound, "topic not found")
 	})
-	c := fc.dial(t)
 	p := newTestProducer(t, c, ProducerConfig{RetryBackoff: 5 * time.Millisecond, RetryTimeout: 2 * time.Second})
 	ctx := testCtx(t)
 	_, err := p.Produce(ctx, "t", Record{Value: []byte("maybe")}.ToPartition(0))

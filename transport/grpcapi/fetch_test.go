@@ -102,12 +102,7 @@ func TestFetchBadInput(t *testing.T) {
 	e := newEnv(t)
 	ctx := ctxT(t)
 	e.createTopic(t, "t", 2)
-	cases := []struct {
-		name string
-		req  *pb.FetchRequest
-		code codes.Code
-		kind string
-	}{
+	cases := []errCase[*pb.FetchRequest]{
 		{"no topic", &pb.FetchRequest{}, codes.InvalidArgument, transport.CodeBadRequest},
 		{"negative partition", &pb.FetchRequest{Topic: "t", Partition: -1}, codes.InvalidArgument, transport.CodeBadRequest},
 		{"offset -3", &pb.FetchRequest{Topic: "t", Offset: -3}, codes.InvalidArgument, transport.CodeBadRequest},
@@ -122,7 +117,7 @@ func TestFetchBadInput(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := e.client.Fetch(ctx, c.req)
+			_, err := e.client.Fetch(ctx, c.in)
 			wantCode(t, err, c.code, c.kind)
 		})
 	}
@@ -217,12 +212,7 @@ func TestSubscribeErrors(t *testing.T) {
 	e := newEnv(t)
 	e.createTopic(t, "t", 1)
 	e.produce(t, "t", 0, "a")
-	cases := []struct {
-		name string
-		req  *pb.SubscribeRequest
-		code codes.Code
-		kind string
-	}{
+	cases := []errCase[*pb.SubscribeRequest]{
 		{"no topic", &pb.SubscribeRequest{}, codes.InvalidArgument, transport.CodeBadRequest},
 		{"negative partition", &pb.SubscribeRequest{Topic: "t", Partition: -1}, codes.InvalidArgument, transport.CodeBadRequest},
 		{"bad offset", &pb.SubscribeRequest{Topic: "t", Offset: -5}, codes.InvalidArgument, transport.CodeBadRequest},
@@ -233,7 +223,7 @@ func TestSubscribeErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			stream, err := e.client.Subscribe(ctxT(t), c.req)
+			stream, err := e.client.Subscribe(ctxT(t), c.in)
 			if err != nil {
 				t.Fatal(err)
 			}

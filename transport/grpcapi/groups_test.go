@@ -130,12 +130,7 @@ func TestGroupBadInput(t *testing.T) {
 		}
 	}
 	earliest := pb.ResetStrategy_RESET_STRATEGY_EARLIEST
-	cases := []struct {
-		name string
-		call func() error
-		code codes.Code
-		kind string
-	}{
+	cases := []errCase[func() error]{
 		{"commit without group", commit("", &pb.OffsetCommit{Topic: "t"}), codes.InvalidArgument, transport.CodeBadRequest},
 		{"commit nothing", commit("g"), codes.InvalidArgument, transport.CodeBadRequest},
 		{"commit without topic", commit("g", &pb.OffsetCommit{Offset: 1}), codes.InvalidArgument, transport.CodeBadRequest},
@@ -174,7 +169,7 @@ func TestGroupBadInput(t *testing.T) {
 		{"reset unknown partition", resetReq(&pb.ResetGroupRequest{Group: "g", Strategy: earliest, Topic: "t", Partitions: []int32{9}}), codes.NotFound, transport.CodeNotFound},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) { wantCode(t, c.call(), c.code, c.kind) })
+		t.Run(c.name, func(t *testing.T) { wantCode(t, c.in(), c.code, c.kind) })
 	}
 	// Nothing moved.
 	d, err := e.agent.DescribeGroup(context.Background(), "g")

@@ -118,6 +118,15 @@ func (e *env) produce(t *testing.T, topic string, part int32, values ...string) 
 	return out
 }
 
+// errCase is a row of a bad-input table: what the test sends (a request, or
+// a call to make) and the gRPC code and error kind it must fail with.
+type errCase[In any] struct {
+	name string
+	in   In
+	code codes.Code
+	kind string
+}
+
 // wantCode fails unless err is a status with code want (and, when kind is
 // not "", an ErrorDetail with that code). It returns the detail.
 func wantCode(t *testing.T, err error, want codes.Code, kind string) *pb.ErrorDetail {

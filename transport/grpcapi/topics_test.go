@@ -76,12 +76,7 @@ func TestTopicRPCs(t *testing.T) {
 func TestTopicBadInput(t *testing.T) {
 	e := newEnv(t)
 	ctx := ctxT(t)
-	cases := []struct {
-		name string
-		call func() error
-		code codes.Code
-		kind string
-	}{
+	cases := []errCase[func() error]{
 		{"create without name", func() error {
 			_, err := e.client.CreateTopic(ctx, &pb.CreateTopicRequest{})
 			return err
@@ -112,7 +107,7 @@ func TestTopicBadInput(t *testing.T) {
 		}, codes.InvalidArgument, transport.CodeBadRequest},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) { wantCode(t, c.call(), c.code, c.kind) })
+		t.Run(c.name, func(t *testing.T) { wantCode(t, c.in(), c.code, c.kind) })
 	}
 	if ts := e.agent.Topics(); len(ts) != 0 {
 		t.Errorf("bad requests created topics: %v", ts)
