@@ -78,12 +78,12 @@ func TestObjectSegmentsRoundTripAndCache(t *testing.T) {
 	if h := counterValue(t, reg, "streamhouse_segment_cache_hits_total"); h != 6 {
 		t.Fatalf("cache hits = %v, want 6", h)
 	}
-	var want int64
+	var want int64 // each block decoded, and raw
 	for _, ref := range refs {
-		want += ref.UncompressedSize + int64(ref.RecordCount)*recordOverhead
+		want += ref.UncompressedSize + int64(ref.RecordCount)*recordOverhead + ref.ByteLength
 	}
-	if cache.Size() != want || cache.Len() != 3 {
-		t.Fatalf("cache holds %d bytes in %d entries, want %d in 3", cache.Size(), cache.Len(), want)
+	if cache.Size() != want || cache.Len() != 6 {
+		t.Fatalf("cache holds %d bytes in %d entries, want %d in 6 (3 blocks, decoded and raw)", cache.Size(), cache.Len(), want)
 	}
 
 	objs, err := s.ListObjects(ctx)
@@ -117,10 +117,11 @@ func TestObjectSegmentsBudgetCoversDecodedBytes(t *testing.T) {
 	}
 	one := refs[0].UncompressedSize + int64(refs[0].RecordCount)*recordOverhead
 
-	// A budget of four decoded blocks holds four (one block may take at
-	// most a quarter of it): reading a fifth evicts the first, and the
-	// budget is never exceeded.
-	budget := 4 * one
+	// The decoded tier (an eighth of the budget) holds four decoded blocks;
+	// the raw tier holds all five raw ones. Reading a fifth block evicts
+	// the first decoded one, whose next read decodes it again from the raw
+	// tier: five ranged GETs for six reads.
+	budget := 8 * 4 * one
 	s, fs, cache := newTestSegments(t, budget, nil)
 	var parts []SegmentPart
 	for p := int32(0); p < 5; p++ {
@@ -130,26 +131,36 @@ func TestObjectSegmentsBudgetCoversDecodedBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	decoded := func() (n int) {
+		for _, r := range refs {
+			if cache.Decoded(r.ObjectKey, r.ByteOffset, r.ByteLength) {
+				n++
+			}
+		}
+		return n
+	}
 	for _, i := range []int{0, 1, 2, 3, 4, 0} {
 		if _, err := s.ReadSegment(ctx, 7, int32(i), refs[i]); err != nil {
 			t.Fatal(err)
 		}
-		if cache.Len() > 4 || cache.Size() > budget {
-			t.Fatalf("cache: %d entries, %d bytes (budget %d)", cache.Len(), cache.Size(), budget)
+		if decoded() > 4 || cache.Size() > budget {
+			t.Fatalf("cache: %d decoded blocks, %d bytes (budget %d)", decoded(), cache.Size(), budget)
 		}
 	}
-	if n := fs.Calls(s3seg.OpGetRange); n != 6 {
-		t.Fatalf("%d ranged GETs, want 6 (the fifth read evicted the first block)", n)
+	if n := fs.Calls(s3seg.OpGetRange); n != 5 {
+		t.Fatalf("%d ranged GETs, want 5 (the re-read came from the raw tier)", n)
 	}
 
-	// A block heavier than a quarter of the budget is read but not kept.
-	big, _, bigCache := newTestSegments(t, 2*one, nil)
+	// A block heavier than a quarter of the decoded tier is decoded every
+	// time but its raw bytes are kept.
+	big, _, bigCache := newTestSegments(t, 8*one, nil)
 	_, bigRefs, err := big.WriteSegment(ctx, []SegmentPart{segmentPart(0, "lz4", 0, 50)}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := big.ReadSegment(ctx, 7, 0, bigRefs[0]); err != nil || bigCache.Len() != 0 {
-		t.Fatalf("block over a quarter of the budget: err %v, %d entries cached", err, bigCache.Len())
+	r := bigRefs[0]
+	if _, err := big.ReadSegment(ctx, 7, 0, r); err != nil || bigCache.Decoded(r.ObjectKey, r.ByteOffset, r.ByteLength) || !bigCache.Raw(r.ObjectKey, r.ByteOffset, r.ByteLength) {
+		t.Fatalf("block over a quarter of the decoded tier: err %v, want it kept raw only", err)
 	}
 
 	// Disabled (0) and absent (nil) caches read from the store every time.
@@ -189,13 +200,13 @@ func TestObjectSegmentsDeleteDropsCachedBlocks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if cache.Len() != 3 {
-		t.Fatalf("%d cached blocks, want 3", cache.Len())
+	if cache.Len() != 6 {
+		t.Fatalf("%d cached blocks, want 3 decoded and 3 raw", cache.Len())
 	}
 	if err := s.DeleteObject(ctx, gone); err != nil {
 		t.Fatal(err)
 	}
-	if cache.Len() != 1 || !cache.Contains(keep, keepRefs[0].ByteOffset, keepRefs[0].ByteLength) {
+	if cache.Len() != 2 || !cache.Decoded(keep, keepRefs[0].ByteOffset, keepRefs[0].ByteLength) || !cache.Raw(keep, keepRefs[0].ByteOffset, keepRefs[0].ByteLength) {
 		t.Fatalf("after deleting %s: %d cached blocks, want only %s's", gone, cache.Len(), keep)
 	}
 	if _, err := s.ReadSegment(ctx, 7, 0, goneRefs[0]); !errors.Is(err, s3seg.ErrNotFound) {
@@ -214,7 +225,9 @@ func TestObjectSegmentsPrefetch(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Prefetch(ctx, 7, 2, refs[0])
-	waitFor(t, 10*time.Second, "the prefetched block to be cached", func() bool { return cache.Len() == 1 })
+	waitFor(t, 10*time.Second, "the prefetched block to be cached", func() bool {
+		return cache.Raw(refs[0].ObjectKey, refs[0].ByteOffset, refs[0].ByteLength) && cache.Len() == 1
+	})
 	got, err := s.ReadSegment(ctx, 7, 2, refs[0])
 	if err != nil || len(got) != 20 {
 		t.Fatalf("read after prefetch: %d records, %v", len(got), err)
