@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/streamhouse/streamhouse/jepsen/testkit"
 )
 
 func TestAppendReadIterate(t *testing.T) {
@@ -610,26 +612,7 @@ func TestMetrics(t *testing.T) {
 
 	gather := func(reg *prometheus.Registry, name string) float64 {
 		t.Helper()
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, mf := range mfs {
-			if mf.GetName() != name {
-				continue
-			}
-			m := mf.GetMetric()[0]
-			switch {
-			case m.Gauge != nil:
-				return m.Gauge.GetValue()
-			case m.Counter != nil:
-				return m.Counter.GetValue()
-			case m.Histogram != nil:
-				return float64(m.Histogram.GetSampleCount())
-			}
-		}
-		t.Fatalf("metric %s not found", name)
-		return 0
+		return testkit.Metric(t, reg, name)
 	}
 	if got := gather(reg1, "streamhouse_wal_entries"); got != 3 {
 		t.Errorf("entries = %v", got)

@@ -155,32 +155,6 @@ func wantCode(t *testing.T, err error, want codes.Code, kind string) *pb.ErrorDe
 	return d
 }
 
-// histogramCount returns the sample count of a histogram series.
-func histogramCount(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) uint64 {
-	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			n := 0
-			for _, lp := range m.GetLabel() {
-				if v, ok := labels[lp.GetName()]; ok && v == lp.GetValue() {
-					n++
-				}
-			}
-			if n == len(labels) {
-				return m.GetHistogram().GetSampleCount()
-			}
-		}
-	}
-	return 0
-}
-
 func isCanceled(err error) bool {
 	return status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled)
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/streamhouse/streamhouse/fsm"
 	"github.com/streamhouse/streamhouse/transport"
 	pb "github.com/streamhouse/streamhouse/transport/gen/streamhouse/v1"
+
+	"github.com/streamhouse/streamhouse/jepsen/testkit"
 )
 
 func TestGetMetadata(t *testing.T) {
@@ -255,8 +257,8 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("errors_total{%s} = %v, want %v", kind, got, want)
 		}
 	}
-	if n := histogramCount(t, e.reg, "streamhouse_grpc_request_duration_seconds", map[string]string{"method": pb.StreamHouse_Produce_FullMethodName}); n != 2 {
-		t.Errorf("duration samples for Produce = %d, want 2", n)
+	if n := testkit.Metric(t, e.reg, "streamhouse_grpc_request_duration_seconds", "method", pb.StreamHouse_Produce_FullMethodName); n != 2 {
+		t.Errorf("duration samples for Produce = %v, want 2", n)
 	}
 }
 
