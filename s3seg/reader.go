@@ -120,8 +120,3 @@ func (r *Reader) Prefetch(ctx context.Context, key string, e IndexEntry) bool {
 	}
 	return r.cache.Prefetch(ctx, key, e.Offset, e.Length, r.fetchBlock(key, e))
 }
-
-// Close releases nothing (a Reader holds no resources; its cache's owner
-// closes the cache) and is kept so callers can treat a Reader like a
-// closable resource. It is idempotent.
-func (r *Reader) Close() error { return nil }

@@ -50,14 +50,12 @@ func TestReaderReadFooter(t *testing.T) {
 		if got := fs.Calls(s3seg.OpGetRange) - before; got != tc.wantCalls {
 			t.Fatalf("tail %d: %d ranged GETs, want %d", tc.tail, got, tc.wantCalls)
 		}
-		r.Close()
 	}
 }
 
 func TestReaderReadFooterErrors(t *testing.T) {
 	mem := s3segtest.NewMemStore()
 	r := s3seg.NewReader(mem, nil)
-	defer r.Close()
 	if _, _, err := r.ReadFooter(bg, "missing"); !errors.Is(err, s3seg.ErrNotFound) {
 		t.Fatalf("missing object: %v", err)
 	}
@@ -79,7 +77,6 @@ func TestReaderReadBlockCaches(t *testing.T) {
 	_, fs, key, f := putObject(t, parts...)
 	reg := prometheus.NewRegistry()
 	r := s3seg.NewReader(fs, s3seg.NewCache(1<<20, reg, s3seg.RawSize))
-	defer r.Close()
 	for round := range 3 {
 		for i, e := range f.Entries {
 			recs, err := r.ReadBlock(bg, key, e)
@@ -108,7 +105,6 @@ func TestReaderCorruptBlockNotCached(t *testing.T) {
 	}
 	cache := s3seg.NewCache(1<<20, nil, s3seg.RawSize)
 	r := s3seg.NewReader(fs, cache)
-	defer r.Close()
 	for range 2 {
 		if recs, err := r.ReadBlock(bg, key, e); !errors.Is(err, s3seg.ErrCorrupt) || recs != nil {
 			t.Fatalf("corrupt block: %d records, %v; want ErrCorrupt", len(recs), err)
@@ -122,7 +118,6 @@ func TestReaderCorruptBlockNotCached(t *testing.T) {
 func TestReaderReadBlockErrors(t *testing.T) {
 	_, fs, key, f := putObject(t, batch(1, "a", 1, 0, s3seg.CompressionNone, 0, 5, 5))
 	r := s3seg.NewReader(fs, s3seg.NewCache(1<<20, nil, s3seg.RawSize))
-	defer r.Close()
 	e := f.Entries[0]
 	if _, err := r.ReadBlock(bg, "segments/missing.seg", e); !errors.Is(err, s3seg.ErrNotFound) {
 		t.Fatalf("missing object: %v", err)

@@ -474,7 +474,6 @@ func TestS3StoreReaderCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := s3seg.NewReader(store, s3seg.NewCache(1<<20, reg, s3seg.RawSize))
-	defer r.Close()
 	f, size, err := r.ReadFooter(bg, key)
 	if err != nil || size != int64(len(obj)) || len(f.Entries) != 4 {
 		t.Fatalf("ReadFooter: %d entries, size %d, %v", len(f.Entries), size, err)

@@ -474,7 +474,6 @@ func testSegmentRoundTrip(t *testing.T, s s3seg.ObjectStore) {
 	key := s3seg.ObjectKey("node-1", 3)
 	mustPut(t, s, key, obj)
 	r := s3seg.NewReader(s, nil, s3seg.WithFooterTail(64))
-	defer r.Close()
 	got, size, err := r.ReadFooter(ctx, key)
 	if err != nil {
 		t.Fatal(err)
