@@ -157,16 +157,22 @@ func PlanRestore(in RestoreInput) (*Image, RestoreReport) {
 // references (their blocks are known) and those it queued for deletion
 // (deleted by the old cluster: not read, they stay queued).
 func (img *Image) KnownObjects() map[string]bool {
-	known := map[string]bool{}
-	for _, p := range img.Partitions {
-		for _, s := range p.Segments {
-			known[s.ObjectKey] = true
-		}
-	}
+	known := referencedObjects(img)
 	for _, k := range img.PendingDeletes {
 		known[k] = true
 	}
 	return known
+}
+
+// referencedObjects are the objects img's segments point into.
+func referencedObjects(img *Image) map[string]bool {
+	refs := map[string]bool{}
+	for _, p := range img.Partitions {
+		for _, s := range p.Segments {
+			refs[s.ObjectKey] = true
+		}
+	}
+	return refs
 }
 
 // restoreOffsetGap is how many offsets each partition skips after its
@@ -548,12 +554,7 @@ func (pl *planner) summarise(out *Image) {
 // pendingDeletes keeps the checkpoint's queued deletions of objects that
 // still exist and adds the objects that hold only deleted topics' blocks.
 func pendingDeletes(img *Image, existing map[string]bool, out *Image, deadObjects []string) []string {
-	referenced := map[string]bool{}
-	for _, p := range out.Partitions {
-		for _, s := range p.Segments {
-			referenced[s.ObjectKey] = true
-		}
-	}
+	referenced := referencedObjects(out)
 	set := map[string]bool{}
 	for _, k := range append(append([]string(nil), img.PendingDeletes...), deadObjects...) {
 		if existing[k] && !referenced[k] {
