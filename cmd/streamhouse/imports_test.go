@@ -19,6 +19,7 @@ var allowedImports = map[string][]string{
 	"cluster":   {"fsm", "transport"},
 	"pgsync":    {"fsm"},
 	"transport": {"fsm"},
+	"deploy":    {}, // deployment files; its tests read them and run helm and docker-compose
 }
 
 // thirdPartyOwners says which top-level packages may import a third-party
