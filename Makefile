@@ -15,8 +15,15 @@ MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 # (so a fresh clone on the same machine does not rebuild it).
 MINIO := $(TOOLS)/minio
 MINIO_HOME_CACHE := $(HOME)/.cache/streamhouse/bin/minio
+# helm for the chart tests (deploy/): built from the Go module proxy once per machine (a few
+# minutes), cached like MinIO. The deploy tests find it through STREAMHOUSE_HELM.
+HELM_VERSION := v3.21.4
+HELM := $(TOOLS)/helm-$(HELM_VERSION)
+HELM_HOME_CACHE := $(HOME)/.cache/streamhouse/bin/helm-$(HELM_VERSION)
+# What the tests need from the environment: MinIO, helm, and (on PATH) docker-compose.
+TEST_ENV := STREAMHOUSE_MINIO=$(MINIO) STREAMHOUSE_HELM=$(HELM)
 
-.PHONY: help build run test test-race lint bench bench-micro bench-agent bench-cluster fuzz clean deps postgres dr-drill cluster cluster-stop proto jepsen jepsen-smoke
+.PHONY: help build run test test-race deploy-test lint bench bench-micro bench-agent bench-cluster fuzz clean deps postgres docker-compose dr-drill cluster cluster-stop proto jepsen jepsen-smoke
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -27,13 +34,16 @@ build: ## Build bin/streamhouse
 run: build ## Start one agent with embedded defaults (data in ./data, REST on :8080)
 	./$(BIN) agent
 
-test: lint deps ## Lint, then run every test (unit, integration against MinIO, crash)
-	STREAMHOUSE_MINIO=$(MINIO) $(GO) test -count=1 -timeout 15m $(PKGS)
+test: lint deps ## Lint, then run every test (unit, integration against MinIO, crash, deploy files)
+	$(TEST_ENV) $(GO) test -count=1 -timeout 15m $(PKGS)
 
 test-race: deps ## Run the tests with the race detector
-	STREAMHOUSE_MINIO=$(MINIO) $(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(TEST_ENV) $(GO) test -race -count=1 -timeout 20m $(PKGS)
 
-deps: $(MINIO) postgres ## Build/cache what the integration tests run (MinIO server binary, PostgreSQL server)
+deploy-test: $(HELM) docker-compose ## Check deploy/: helm lint + template of the chart, docker-compose config of the compose files
+	$(TEST_ENV) $(GO) test -count=1 ./deploy/
+
+deps: $(MINIO) postgres $(HELM) docker-compose ## Build/cache what the tests run (MinIO, PostgreSQL server, helm, docker-compose)
 
 # The tests start their own PostgreSQL servers (initdb + postgres in a temp dir);
 # they need the server binaries, which Debian's postgresql package provides.
@@ -45,6 +55,21 @@ postgres:
 
 dr-drill: build deps ## The disaster-recovery drill (3 agents, MinIO, PostgreSQL), verbose, with its measured recovery point and restore time
 	set -o pipefail; STREAMHOUSE_MINIO=$(MINIO) $(GO) test -count=1 -v -run 'TestDisasterRecoveryDrill|TestRestoreCommand|TestPostgresOutage' ./cmd/streamhouse/ 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|DR drill|dr_test|pgsync_test'
+
+# `docker-compose config` validates the compose files in deploy/ (Debian's docker-compose 1.29;
+# without recommends: no Docker daemon is needed or installed).
+docker-compose:
+	@if command -v docker-compose >/dev/null 2>&1; then :; \
+	else echo "installing docker-compose for the compose file tests"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; fi; fi
+
+$(HELM):
+	@mkdir -p $(TOOLS)
+	@if [ -x "$(HELM_HOME_CACHE)" ]; then cp "$(HELM_HOME_CACHE)" $(HELM); \
+	else echo "building helm $(HELM_VERSION) for the chart tests (a few minutes, once)"; \
+	  GOBIN=$(TOOLS) $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION) && mv $(TOOLS)/helm $(HELM) && \
+	  mkdir -p $$(dirname "$(HELM_HOME_CACHE)") && cp $(HELM) "$(HELM_HOME_CACHE)"; fi
 
 $(MINIO):
 	@mkdir -p $(TOOLS)
