@@ -34,6 +34,7 @@ const imageDataDir = "/data"
 // service, JOIN naming agents on their gossip port, its own volume at
 // DATA_DIR, one bucket and one database for all.
 func TestComposeFiles(t *testing.T) {
+	t.Parallel()
 	compose := composeBinary(t)
 	known := agentSettings(t)
 	cases := []struct {
