@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -193,5 +194,18 @@ func TestProgressBarWithoutTotal(t *testing.T) {
 	out := buf.String()
 	if !strings.Contains(out, "producing to orders") || !strings.Contains(out, "176281") || strings.Contains(out, "/-") || !strings.Contains(out, "records/s") {
 		t.Fatalf("progress bar: %q", out)
+	}
+}
+
+// Every -o json document is indented, including a body passed through as
+// it came from an agent (cluster status).
+func TestWriteJSONIndentsRawBodies(t *testing.T) {
+	var buf bytes.Buffer
+	if err := writeJSON(&buf, json.RawMessage(`{"node_id":"agent-1","members":[{"id":"agent-1"}]}`)); err != nil {
+		t.Fatal(err)
+	}
+	want := "{\n  \"node_id\": \"agent-1\",\n  \"members\": [\n    {\n      \"id\": \"agent-1\"\n    }\n  ]\n}\n"
+	if buf.String() != want {
+		t.Fatalf("writeJSON printed %q, want %q", buf.String(), want)
 	}
 }
