@@ -268,6 +268,7 @@ func exitCodeTable(t *testing.T, server string) {
 		{[]string{"group", "reset", "g", "--topic", "tbl", "--to", "offset"}, 2, "needs --offset"},
 		{[]string{"group", "reset", "g", "--topic", "tbl", "--to", "timestamp", "--timestamp", "soon"}, 2, "--timestamp"},
 		{[]string{"no-such-command"}, 2, "unexpected argument"},
+		{[]string{"apikey", "create", "--name", "bad name"}, 2, "name"},
 		// Runtime errors: 1.
 		{[]string{"consume", "missing"}, 1, "not found"},
 		{[]string{"consume", "tbl", "-P", "7"}, 1, "does not exist"},
