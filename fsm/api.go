@@ -43,6 +43,16 @@ type FetchResult struct {
 	LowWatermark  int64
 }
 
+// TimestampOffset answers an offset-for-timestamp lookup of one partition
+// (Kafka's ListOffsets).
+type TimestampOffset struct {
+	// Offset is the first offset whose record timestamp is at or after the
+	// time asked for, or HighWatermark when no record is that recent.
+	Offset        int64
+	LowWatermark  int64
+	HighWatermark int64
+}
+
 // GroupCommit is one offset a consumer group commits.
 type GroupCommit struct {
 	Topic     string

@@ -56,12 +56,9 @@ func newFetcher(cfg Config, d Deps) *Fetcher {
 // Fetch reads records of one partition from req.Offset. At the end of the
 // log it waits up to req.WaitMs for new records.
 func (f *Fetcher) Fetch(ctx context.Context, req fsm.FetchRequest) (fsm.FetchResult, error) {
-	t, err := lookupTopic(ctx, f.meta, f.sync, req.Topic)
+	t, err := f.topicPartition(ctx, req.Topic, req.Partition)
 	if err != nil {
 		return fsm.FetchResult{}, err
-	}
-	if req.Partition < 0 || req.Partition >= t.Partitions {
-		return fsm.FetchResult{}, fmt.Errorf("%w: partition %d does not exist (topic %q has %d)", fsm.ErrPartitionInvalid, req.Partition, req.Topic, t.Partitions)
 	}
 	if req.MaxRecords <= 0 || req.MaxRecords > f.cfg.MaxRecords {
 		req.MaxRecords = f.cfg.MaxRecords
@@ -91,7 +88,11 @@ func (f *Fetcher) Fetch(ctx context.Context, req fsm.FetchRequest) (fsm.FetchRes
 			return fsm.FetchResult{}, &fsm.OffsetOutOfRangeError{Requested: req.Offset, LowWatermark: info.LowWatermark, HighWatermark: info.NextOffset}
 		}
 		if req.Offset < info.NextOffset {
-			return f.read(ctx, k, info, req)
+			res, err := f.read(ctx, k, info, req)
+			if err == nil {
+				f.consumed.Add(float64(len(res.Records)))
+			}
+			return res, err
 		}
 		if wait <= 0 {
 			return fsm.FetchResult{NextOffset: req.Offset, HighWatermark: info.NextOffset, LowWatermark: info.LowWatermark}, nil
@@ -111,6 +112,20 @@ func (f *Fetcher) Fetch(ctx context.Context, req fsm.FetchRequest) (fsm.FetchRes
 	}
 }
 
+// topicPartition looks the topic up and checks the partition exists.
+func (f *Fetcher) topicPartition(ctx context.Context, topic string, part int32) (fsm.Topic, error) {
+	t, err := lookupTopic(ctx, f.meta, f.sync, topic)
+	if err != nil {
+		return fsm.Topic{}, err
+	}
+	if part < 0 || part >= t.Partitions {
+		return fsm.Topic{}, fmt.Errorf("%w: partition %d does not exist (topic %q has %d)", fsm.ErrPartitionInvalid, part, topic, t.Partitions)
+	}
+	return t, nil
+}
+
+// read returns the records of req from the store and the segments (not
+// counted as consumed: callers count what they hand out).
 func (f *Fetcher) read(ctx context.Context, k fsm.PartitionKey, info fsm.PartitionInfo, req fsm.FetchRequest) (fsm.FetchResult, error) {
 	res := fsm.FetchResult{HighWatermark: info.NextOffset, LowWatermark: info.LowWatermark}
 	off := req.Offset
@@ -177,7 +192,6 @@ func (f *Fetcher) read(ctx context.Context, k fsm.PartitionKey, info fsm.Partiti
 		}
 	}
 	res.NextOffset = off
-	f.consumed.Add(float64(len(res.Records)))
 	return res, nil
 }
 

@@ -180,7 +180,7 @@ func (g *Groups) ResetGroup(ctx context.Context, group string, req fsm.GroupRese
 			off = min(max(req.Offset, info.LowWatermark), info.NextOffset)
 		case fsm.ResetTimestamp:
 			var err error
-			if off, err = g.offsetForTimestamp(ctx, req.Topic, t.ID, info, req.TimestampMs); err != nil {
+			if off, err = g.offsetForTimestamp(ctx, req.Topic, part, req.TimestampMs); err != nil {
 				return fsm.GroupDescription{}, err
 			}
 		default:
@@ -194,34 +194,12 @@ func (g *Groups) ResetGroup(ctx context.Context, group string, req fsm.GroupRese
 	return g.describe(group) // CommitOffsets waited for the local apply
 }
 
-// offsetForTimestamp finds the first offset whose record timestamp is at
-// or after ts (the high watermark if none): it skips whole segments by
-// their max timestamp, then scans records.
-func (g *Groups) offsetForTimestamp(ctx context.Context, topic string, topicID uint64, info fsm.PartitionInfo, ts int64) (int64, error) {
+// offsetForTimestamp is the first offset at or after ts (the high
+// watermark if none): Fetcher.OffsetForTimestamp.
+func (g *Groups) offsetForTimestamp(ctx context.Context, topic string, part int32, ts int64) (int64, error) {
 	if g.fetcher == nil {
 		return 0, fmt.Errorf("%w: timestamp reset is not available", fsm.ErrInvalidArgument)
 	}
-	from := info.LowWatermark
-	for _, s := range g.meta.Segments(topicID, info.Partition) {
-		if s.MaxTimestamp >= ts && !s.IsGap() {
-			break
-		}
-		from = s.LastOffset + 1
-	}
-	for from < info.NextOffset {
-		res, err := g.fetcher.Fetch(ctx, fsm.FetchRequest{Topic: topic, Partition: info.Partition, Offset: from, MaxRecords: 1000})
-		if err != nil {
-			return 0, err
-		}
-		for _, r := range res.Records {
-			if r.Timestamp >= ts {
-				return r.Offset, nil
-			}
-		}
-		if res.NextOffset <= from {
-			break
-		}
-		from = res.NextOffset
-	}
-	return info.NextOffset, nil
+	res, err := g.fetcher.OffsetForTimestamp(ctx, topic, part, ts)
+	return res.Offset, err
 }

@@ -57,6 +57,7 @@ type memSegments struct {
 	modified map[string]time.Time
 	commitBy map[string]int64
 	puts     int
+	reads    int // ReadSegment calls
 	now      func() time.Time
 	fail     error
 }
@@ -86,9 +87,13 @@ func (m *memSegments) WriteSegment(_ context.Context, parts []SegmentPart, commi
 	}
 	refs := make([]fsm.SegmentRef, len(parts))
 	for i, p := range parts {
+		minTS, maxTS := p.Records[0].Timestamp, p.Records[0].Timestamp
+		for _, r := range p.Records {
+			minTS, maxTS = min(minTS, r.Timestamp), max(maxTS, r.Timestamp)
+		}
 		refs[i] = fsm.SegmentRef{ObjectKey: key, ByteOffset: int64(i), BaseOffset: p.Records[0].Offset,
 			LastOffset: p.Records[len(p.Records)-1].Offset, RecordCount: int32(len(p.Records)),
-			MinTimestamp: p.Records[0].Timestamp, MaxTimestamp: p.Records[len(p.Records)-1].Timestamp, ByteLength: 100}
+			MinTimestamp: minTS, MaxTimestamp: maxTS, ByteLength: 100}
 	}
 	return key, refs, nil
 }
@@ -96,6 +101,7 @@ func (m *memSegments) WriteSegment(_ context.Context, parts []SegmentPart, commi
 func (m *memSegments) ReadSegment(_ context.Context, topicID uint64, part int32, ref fsm.SegmentRef) ([]fsm.FetchedRecord, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.reads++
 	obj, ok := m.objects[ref.ObjectKey]
 	if !ok || ref.ByteOffset >= int64(len(obj)) {
 		return nil, fmt.Errorf("object not found: %s", ref.ObjectKey)

@@ -59,6 +59,9 @@ type HTTPConfig struct {
 	Cluster ClusterInfo
 	// Groups serves /api/v1/consumer-groups; nil answers 404.
 	Groups Groups
+	// Offsets serves /api/v1/topics/{name}/partitions/{partition}/offsets;
+	// nil answers 404.
+	Offsets Offsets
 	// Auth, when non-nil, requires an API key (Authorization: Bearer) on
 	// every route but /health, /live, /ready and (unless the Authenticator
 	// protects it) /metrics; nil = no authentication.
@@ -173,6 +176,7 @@ func (s *HTTPServer) routes() {
 	s.handle("GET /api/v1/topics/{name}", OpRead, ScopeRead, s.handleGetTopic)
 	s.handle("DELETE /api/v1/topics/{name}", OpWrite, ScopeAdmin, s.handleDeleteTopic)
 	s.handle("GET /api/v1/topics/{name}/partitions", OpRead, ScopeRead, s.handlePartitions)
+	s.handle("GET /api/v1/topics/{name}/partitions/{partition}/offsets", OpRead, ScopeRead, s.handleOffsets)
 	s.handle("POST /api/v1/produce", OpWrite, ScopeWrite, s.handleProduce)
 	s.handle("POST /api/v1/produce/batch", OpWrite, ScopeWrite, s.handleProduceBatch)
 	s.handle("GET /api/v1/consume", OpRead, ScopeRead, s.handleConsume)

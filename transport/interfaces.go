@@ -31,6 +31,15 @@ type Fetcher interface {
 	Fetch(ctx context.Context, req fsm.FetchRequest) (fsm.FetchResult, error)
 }
 
+// Offsets answers offset-for-timestamp lookups (partition.Fetcher): the
+// first offset of a partition whose record timestamp is at or after ts
+// (unix ms), or the high watermark when no record is that recent.
+// Errors: fsm.ErrTopicNotFound, fsm.ErrPartitionInvalid,
+// fsm.ErrInvalidArgument (negative ts), plus read errors.
+type Offsets interface {
+	OffsetForTimestamp(ctx context.Context, topic string, partition int32, ts int64) (fsm.TimestampOffset, error)
+}
+
 // Readiness reports whether the agent can serve traffic.
 type Readiness interface {
 	Ready() (bool, string) // false + human reason when not ready

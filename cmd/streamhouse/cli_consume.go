@@ -3,79 +3,167 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
-	"text/tabwriter"
+	"strings"
 	"time"
+
+	"github.com/alecthomas/kong"
 
 	"github.com/streamhouse/streamhouse/transport/client"
 )
 
 type consumeCmd struct {
 	clientFlags `embed:""`
-	Topic       string  `arg:"" help:"Topic to read."`
-	Partitions  []int32 `name:"partition" short:"P" help:"Read only this partition (repeatable; default: every partition)."`
-	From        string  `name:"from" default:"earliest" help:"Where to start in a partition without a committed offset: earliest, latest or an offset."`
-	Follow      bool    `name:"follow" short:"f" help:"Keep waiting for new records until interrupted. Without it, stop at the high watermarks seen at start."`
-	Group       string  `name:"group" short:"g" help:"Consumer group: start from its committed offsets and commit the printed records as it goes."`
-	Max         int64   `name:"max" short:"n" help:"Stop after this many records (0: no limit)."`
+	Topic       string   `arg:"" help:"Topic to read."`
+	Partitions  []int32  `name:"partition" short:"P" help:"Read only this partition (repeatable; default: every partition)."`
+	From        fromFlag `name:"from" default:"earliest" help:"Where to start in a partition without a committed offset: earliest, latest, an offset, an RFC 3339 time (2026-11-27T10:00:00Z), @unix-ms, or a duration ago (-1h, -15m, -2d)."`
+	Follow      bool     `name:"follow" short:"f" help:"Keep waiting for new records until interrupted. Without it, stop at the high watermarks seen at start."`
+	Group       string   `name:"group" short:"g" help:"Consumer group: start from its committed offsets and commit the printed records as it goes."`
+	Max         int64    `name:"max" short:"n" help:"Stop after this many records (0: no limit)."`
+	Format      string   `name:"format" help:"Print each record through this template instead of the table: %t topic, %p partition, %o offset, %k key, %v value, %h headers, %T timestamp (ms), %d timestamp (RFC 3339), %% percent; escapes \\n \\t \\r \\\\ (e.g. '%k %v\\n')."`
+
+	start  fromSpec     // --from, parsed by Validate
+	format recordFormat // --format, compiled by Validate (nil: none)
 }
 
-// recordJSON is one consumed record in JSON output (one object per line).
-type recordJSON struct {
-	Topic         string       `json:"topic"`
-	Partition     int32        `json:"partition"`
-	Offset        int64        `json:"offset"`
-	Timestamp     int64        `json:"timestamp"`
-	Key           *string      `json:"key"`
-	KeyEncoding   string       `json:"key_encoding,omitempty"`
-	Value         string       `json:"value"`
-	ValueEncoding string       `json:"value_encoding,omitempty"`
-	Headers       []headerJSON `json:"headers,omitempty"`
+// Validate checks the flags while kong parses them, so a bad value is a
+// bad command line (exit 2).
+func (c *consumeCmd) Validate() error {
+	start, err := parseFrom(string(c.From))
+	if err != nil {
+		return err
+	}
+	c.start = start
+	for _, p := range c.Partitions {
+		if p < 0 {
+			return fmt.Errorf("--partition %d: want a partition >= 0", p)
+		}
+	}
+	if c.Max < 0 {
+		return fmt.Errorf("--max %d: want a count >= 0 (0: no limit)", c.Max)
+	}
+	if c.Format != "" {
+		if c.json() {
+			return errors.New("--format and -o json cannot be used together")
+		}
+		if c.format, err = parseFormat(c.Format); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-type headerJSON struct {
-	Key      string `json:"key"`
-	Value    string `json:"value"`
-	Encoding string `json:"encoding,omitempty"`
+// fromFlag is --from's value: a type of its own so that a duration ago
+// can follow the flag as a separate word (--from -1h), which kong would
+// otherwise take for a flag.
+type fromFlag string
+
+// Decode implements kong.MapperValue.
+func (f *fromFlag) Decode(ctx *kong.DecodeContext) error {
+	if t := ctx.Scan.Peek(); !t.IsValue() {
+		if s, ok := t.Value.(string); ok {
+			if _, err := parseAgo(s); err == nil {
+				ctx.Scan.Pop()
+				*f = fromFlag(s)
+				return nil
+			}
+		}
+	}
+	var s string
+	if err := ctx.Scan.PopValueInto("from", &s); err != nil {
+		return err
+	}
+	*f = fromFlag(s)
+	return nil
 }
 
-func parseFrom(s string) (client.StartPosition, error) {
+// fromSpec is a parsed --from: a start position, or a time before now.
+type fromSpec struct {
+	pos client.StartPosition
+	ago time.Duration // > 0: start at the first record of now - ago
+}
+
+// position is where to start when the command runs at now.
+func (s fromSpec) position(now time.Time) client.StartPosition {
+	if s.ago > 0 {
+		return client.AtTimestamp(now.Add(-s.ago).UnixMilli())
+	}
+	return s.pos
+}
+
+const fromForms = "want earliest, latest, an offset >= 0, an RFC 3339 time (2026-11-27T10:00:00Z), @unix-ms, or a duration ago (-1h, -15m, -2d)"
+
+// parseFrom parses --from: earliest (beginning), latest (end), an offset,
+// an RFC 3339 time, @ and unix milliseconds, or "-" and a duration ago.
+func parseFrom(s string) (fromSpec, error) {
 	switch s {
 	case "", "earliest", "beginning":
-		return client.Earliest, nil
+		return fromSpec{pos: client.Earliest}, nil
 	case "latest", "end":
-		return client.Latest, nil
+		return fromSpec{pos: client.Latest}, nil
 	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
-		return client.StartPosition{}, fmt.Errorf("--from %q: want earliest, latest or an offset >= 0", s)
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
+		return fromSpec{pos: client.AtOffset(n)}, nil
 	}
-	return client.AtOffset(n), nil
+	if ms, ok := strings.CutPrefix(s, "@"); ok {
+		if n, err := strconv.ParseInt(ms, 10, 64); err == nil && n >= 0 {
+			return fromSpec{pos: client.AtTimestamp(n)}, nil
+		}
+	}
+	if strings.HasPrefix(s, "-") {
+		if d, err := parseAgo(s); err == nil {
+			return fromSpec{ago: d}, nil
+		}
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return fromSpec{pos: client.AtTimestamp(t.UnixMilli())}, nil
+	}
+	return fromSpec{}, fmt.Errorf("--from %q: %s", s, fromForms)
+}
+
+// parseAgo parses "-" and a positive Go duration (1h30m, 15m, 10s) or a
+// number of days (2d).
+func parseAgo(s string) (time.Duration, error) {
+	rest, ok := strings.CutPrefix(s, "-")
+	if !ok {
+		return 0, errors.New("no leading -")
+	}
+	if days, ok := strings.CutSuffix(rest, "d"); ok {
+		n, err := strconv.ParseInt(days, 10, 32)
+		if err != nil || n <= 0 {
+			return 0, errors.New("bad day count")
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(rest)
+	if err != nil || d <= 0 {
+		return 0, errors.New("bad duration")
+	}
+	return d, nil
 }
 
 // consumeMaxWait is how long one Poll waits for records.
 const consumeMaxWait = time.Second
 
 func (c *consumeCmd) Run() error {
-	start, err := parseFrom(c.From)
-	if err != nil {
-		return err
-	}
 	s, err := c.openSession()
 	if err != nil {
 		return err
 	}
 	defer s.close()
 	k, err := s.cl.NewConsumer(s.setup, client.ConsumerConfig{
-		Topic: c.Topic, Group: c.Group, Partitions: c.Partitions, Start: start, MaxRecords: 1000, MaxWait: consumeMaxWait,
+		Topic: c.Topic, Group: c.Group, Partitions: c.Partitions, Start: c.start.position(time.Now()), MaxRecords: 1000, MaxWait: consumeMaxWait,
 	})
 	if err != nil {
 		return cliError(fmt.Sprintf("consume %q", c.Topic), err)
 	}
 	defer k.Close()
+	if err := c.checkStart(s.setup, s.cl, k); err != nil {
+		return err
+	}
 
 	r := c.newReader(s.cl, k)
 	defer r.out.Flush()
@@ -100,6 +188,26 @@ func (c *consumeCmd) Run() error {
 	return nil
 }
 
+// checkStart applies the past-the-end rule (CLI.md): a start offset
+// beyond a partition's high watermark is an out-of-range error, with or
+// without --follow. The consumer's high watermark may be stale, so the
+// agent (which confirms with the cluster before calling an offset out of
+// range) decides, with a fetch that does not wait.
+func (c *consumeCmd) checkStart(ctx context.Context, cl *client.Client, k *client.Consumer) error {
+	for _, p := range k.Assignment() {
+		pos, _ := k.Position(p)
+		high, _ := k.HighWatermark(p)
+		if pos <= high {
+			continue
+		}
+		_, err := cl.Fetch(ctx, client.FetchRequest{Topic: c.Topic, Partition: p, Offset: pos, MaxRecords: 1})
+		if err != nil {
+			return cliError(fmt.Sprintf("consume %q partition %d", c.Topic, p), err)
+		}
+	}
+	return nil
+}
+
 // reader is one run of consume: what was printed and committed per
 // partition.
 type reader struct {
@@ -113,29 +221,27 @@ type reader struct {
 	done      map[int32]bool
 	printed   int64
 
-	out *bufio.Writer
-	tw  *tabwriter.Writer // nil: JSON output
-	enc *json.Encoder
+	out     *bufio.Writer
+	printer recordPrinter
 }
 
 func (c *consumeCmd) newReader(cl *client.Client, k *client.Consumer) *reader {
 	r := &reader{consumeCmd: c, cl: cl, k: k, parts: k.Assignment(),
 		target: map[int32]int64{}, commitPos: map[int32]int64{}, committed: map[int32]int64{}, done: map[int32]bool{},
 		out: bufio.NewWriterSize(os.Stdout, 256<<10)}
+	var maxPart int32
+	var maxOffset int64
 	for _, p := range r.parts {
 		r.target[p], _ = k.HighWatermark(p)
 		r.commitPos[p], _ = k.Position(p)
 		r.committed[p] = r.commitPos[p]
+		maxPart, maxOffset = max(maxPart, p), max(maxOffset, r.target[p])
 		if !c.Follow && r.commitPos[p] >= r.target[p] {
 			r.done[p] = true
 			k.Pause(p)
 		}
 	}
-	if !c.json() {
-		r.tw = tabwriter.NewWriter(r.out, 10, 4, 2, ' ', 0)
-		fmt.Fprintln(r.tw, "PARTITION\tOFFSET\tTIMESTAMP\tKEY\tVALUE")
-	}
-	r.enc = json.NewEncoder(r.out)
+	r.printer = newRecordPrinter(r.out, c.format, c.json(), consumeColumns(maxPart, maxOffset, c.Follow))
 	return r
 }
 
@@ -198,7 +304,7 @@ func (r *reader) printBatch(recs []client.Record) (cut map[int32]bool, err error
 			cut[p] = true
 			continue
 		}
-		if err := r.print(r.tw, r.enc, rec); err != nil {
+		if err := r.printer.print(rec); err != nil {
 			return nil, err
 		}
 		r.printed++
@@ -226,14 +332,7 @@ func (r *reader) advance(cut map[int32]bool) {
 	}
 }
 
-func (r *reader) flush() error {
-	if r.tw != nil {
-		if err := r.tw.Flush(); err != nil {
-			return err
-		}
-	}
-	return r.out.Flush()
-}
+func (r *reader) flush() error { return r.out.Flush() }
 
 // commit commits the positions that changed (with --group).
 func (r *reader) commit(ctx context.Context) error {
@@ -258,26 +357,4 @@ func (r *reader) commit(ctx context.Context) error {
 		r.committed[cm.Partition] = cm.Offset
 	}
 	return nil
-}
-
-func (c *consumeCmd) print(tw *tabwriter.Writer, enc *json.Encoder, r *client.Record) error {
-	if tw != nil {
-		key := "(null)"
-		if r.Key != nil {
-			key = bytesText(r.Key)
-		}
-		_, err := fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\n", r.Partition, r.Offset, msTime(r.Timestamp), key, bytesText(r.Value))
-		return err
-	}
-	j := recordJSON{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp}
-	if r.Key != nil {
-		k, e := bytesJSON(r.Key)
-		j.Key, j.KeyEncoding = &k, e
-	}
-	j.Value, j.ValueEncoding = bytesJSON(r.Value)
-	for _, h := range r.Headers {
-		v, e := bytesJSON(h.Value)
-		j.Headers = append(j.Headers, headerJSON{Key: h.Key, Value: v, Encoding: e})
-	}
-	return enc.Encode(j)
 }

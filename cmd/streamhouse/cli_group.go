@@ -134,23 +134,32 @@ func parseTimestamp(s string) (int64, error) {
 	return t.UnixMilli(), nil
 }
 
-func (c *groupResetCmd) Run() error {
-	r := client.GroupReset{Strategy: c.To, Topic: c.Topic, Partitions: c.Partitions}
+// Validate checks the flags while kong parses them (a bad command line
+// exits 2).
+func (c *groupResetCmd) Validate() error {
 	switch c.To {
 	case client.ResetOffset:
 		if c.Offset == nil {
 			return fmt.Errorf("--to offset needs --offset N")
 		}
-		r.Offset = *c.Offset
 	case client.ResetTimestamp:
 		if c.Timestamp == "" {
 			return fmt.Errorf("--to timestamp needs --timestamp MS")
 		}
-		ms, err := parseTimestamp(c.Timestamp)
-		if err != nil {
+		if _, err := parseTimestamp(c.Timestamp); err != nil {
 			return err
 		}
-		r.TimestampMs = ms
+	}
+	return nil
+}
+
+func (c *groupResetCmd) Run() error {
+	r := client.GroupReset{Strategy: c.To, Topic: c.Topic, Partitions: c.Partitions}
+	switch c.To {
+	case client.ResetOffset:
+		r.Offset = *c.Offset
+	case client.ResetTimestamp:
+		r.TimestampMs, _ = parseTimestamp(c.Timestamp) // checked by Validate
 	}
 	return withClient(&c.clientFlags, func(ctx context.Context, cl *client.Client) error {
 		d, err := cl.ResetGroup(ctx, c.Group, r)

@@ -27,6 +27,8 @@ type produceCmd struct {
 	Partition    *int32   `name:"partition" short:"P" help:"Write every record to this partition (default: by key hash, or spread when there is no key)."`
 	Headers      []string `name:"header" short:"H" sep:"none" help:"Header key=value added to every record (repeatable)."`
 	Progress     bool     `name:"progress" help:"Show the progress bar on stderr even when stderr is not a terminal (stdin input only)."`
+
+	headers []client.Header // --header, parsed by Validate
 }
 
 type pendingAck struct {
@@ -53,10 +55,7 @@ type produceSummary struct {
 }
 
 func (c *produceCmd) Run() error {
-	headers, err := c.check()
-	if err != nil {
-		return err
-	}
+	headers := c.headers
 	s, err := c.openSession()
 	if err != nil {
 		return err
@@ -74,7 +73,7 @@ func (c *produceCmd) Run() error {
 	fromStdin := len(c.Values) == 0
 	var bar *progressbar.ProgressBar
 	if fromStdin && (c.Progress || stderrIsTerminal()) {
-		bar = newProgressBar("producing to " + c.Topic)
+		bar = newProgressBar(os.Stderr, "producing to "+c.Topic)
 	}
 	run, cancelRun := context.WithCancelCause(s.ctx)
 	defer cancelRun(nil)
@@ -105,27 +104,34 @@ func (c *produceCmd) Run() error {
 	return c.outcome(t, inputErr, s.ctx.Err() != nil, closeErr)
 }
 
-// check validates the flags and parses --header.
-func (c *produceCmd) check() ([]client.Header, error) {
+// Validate checks the flags and parses --header while kong parses them,
+// so a bad value is a bad command line (exit 2).
+func (c *produceCmd) Validate() error {
 	if c.Key != nil && c.KeySeparator != "" {
-		return nil, errors.New("--key and --key-separator cannot be used together")
+		return errors.New("--key and --key-separator cannot be used together")
 	}
-	var headers []client.Header
+	if c.Partition != nil && *c.Partition < 0 {
+		return fmt.Errorf("--partition %d: want a partition >= 0", *c.Partition)
+	}
+	c.headers = nil
 	for _, h := range c.Headers {
 		k, v, ok := strings.Cut(h, "=")
 		if !ok || k == "" {
-			return nil, fmt.Errorf("--header %q: want key=value", h)
+			return fmt.Errorf("--header %q: want key=value", h)
 		}
-		headers = append(headers, client.Header{Key: k, Value: []byte(v)})
+		c.headers = append(c.headers, client.Header{Key: k, Value: []byte(v)})
 	}
-	return headers, nil
+	return nil
 }
 
-func newProgressBar(description string) *progressbar.ProgressBar {
+// newProgressBar draws on w the count of acknowledged records and their
+// rate; the total is unknown (stdin), so none is shown.
+func newProgressBar(w io.Writer, description string) *progressbar.ProgressBar {
 	return progressbar.NewOptions64(-1,
-		progressbar.OptionSetWriter(os.Stderr),
+		progressbar.OptionSetWriter(w),
 		progressbar.OptionSetDescription(description),
 		progressbar.OptionShowCount(),
+		progressbar.OptionShowTotalBytes(false),
 		progressbar.OptionShowIts(),
 		progressbar.OptionSetItsString("records"),
 		progressbar.OptionThrottle(100*time.Millisecond),

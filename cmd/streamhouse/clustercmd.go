@@ -41,8 +41,7 @@ func (c *clusterStatusCmd) Run() error {
 		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
 	}
 	if c.Output == "json" {
-		_, err := os.Stdout.Write(body)
-		return err
+		return writeJSON(os.Stdout, json.RawMessage(body))
 	}
 	var st transport.ClusterStatus
 	if err := json.Unmarshal(body, &st); err != nil {

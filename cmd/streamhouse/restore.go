@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -43,9 +42,7 @@ func (c *restoreCmd) Run() error {
 	var ue *unreadableError
 	if errors.As(err, &ue) && c.Output == "json" {
 		// Scripts get the objects as data, too.
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(map[string]any{"error": "segment objects stayed unreadable; nothing was written",
+		_ = writeJSON(os.Stdout, map[string]any{"error": "segment objects stayed unreadable; nothing was written",
 			"objects_unreadable": failureStrings(ue.failures)})
 	}
 	if err != nil {
@@ -132,9 +129,7 @@ func joinIDs(ids []uint64) string {
 
 func printRestoreReport(w io.Writer, rep fsm.RestoreReport, output string) error {
 	if output == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return writeJSON(w, rep)
 	}
 	fmt.Fprintf(w, "Restore complete in %s. New cluster %s, Raft resumes at index %d.\n", rep.Duration, rep.ClusterID, rep.SeedIndex)
 	if rep.CheckpointIndex > 0 {

@@ -28,6 +28,8 @@ type StartPosition struct {
 	latest bool
 	offset int64 // >= 0 with explicit
 	explic bool
+	timed  bool
+	ts     int64 // unix ms with timed
 }
 
 // Start positions.
@@ -43,8 +45,15 @@ var (
 // skipped; an offset below the low watermark continues from it).
 func AtOffset(n int64) StartPosition { return StartPosition{offset: n, explic: true} }
 
+// AtTimestamp starts at the first record whose timestamp is at or after
+// ms (unix milliseconds), or at the high watermark when no record is that
+// recent (the agent's ListOffsets).
+func AtTimestamp(ms int64) StartPosition { return StartPosition{ts: max(ms, 0), timed: true} }
+
 func (s StartPosition) String() string {
 	switch {
+	case s.timed:
+		return "timestamp " + time.UnixMilli(s.ts).UTC().Format(time.RFC3339Nano)
 	case s.explic:
 		return fmt.Sprintf("offset %d", s.offset)
 	case s.latest:
@@ -133,6 +142,10 @@ func (c *Client) NewConsumer(ctx context.Context, cfg ConsumerConfig) (*Consumer
 			k.committed[o.Partition] = o.Offset
 		}
 	}
+	timed, err := k.timedStarts(ctx)
+	if err != nil {
+		return nil, err
+	}
 	for _, p := range k.parts {
 		pi := byPart[p]
 		k.high[p] = pi.HighWatermark
@@ -140,6 +153,8 @@ func (c *Client) NewConsumer(ctx context.Context, cfg ConsumerConfig) (*Consumer
 			continue
 		}
 		switch {
+		case cfg.Start.timed:
+			k.pos[p] = timed[p]
 		case cfg.Start.explic:
 			k.pos[p] = max(cfg.Start.offset, 0)
 		case cfg.Start.latest:
@@ -149,6 +164,32 @@ func (c *Client) NewConsumer(ctx context.Context, cfg ConsumerConfig) (*Consumer
 		}
 	}
 	return k, nil
+}
+
+// timedStarts resolves an AtTimestamp start for the partitions without a
+// committed offset (nil for another start).
+func (k *Consumer) timedStarts(ctx context.Context) (map[int32]int64, error) {
+	if !k.cfg.Start.timed {
+		return nil, nil
+	}
+	var parts []int32
+	for _, p := range k.parts {
+		if _, ok := k.pos[p]; !ok {
+			parts = append(parts, p)
+		}
+	}
+	if len(parts) == 0 {
+		return nil, nil
+	}
+	offs, err := k.c.ListOffsets(ctx, k.cfg.Topic, k.cfg.Start.ts, parts...)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int32]int64, len(offs))
+	for _, o := range offs {
+		out[o.Partition] = o.Offset
+	}
+	return out, nil
 }
 
 // Assignment returns the partitions the consumer reads.

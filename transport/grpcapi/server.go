@@ -43,7 +43,7 @@ const (
 const messageOverhead = 64 << 10
 
 // Config wires the gRPC API to the agent. Topics, Producer, Fetcher and
-// Readiness are required; Idempotent, Groups and Cluster are optional (the
+// Readiness are required; Idempotent, Groups, Offsets and Cluster are optional (the
 // RPCs that need a missing one answer UNIMPLEMENTED, GetMetadata then lists
 // no agents).
 type Config struct {
@@ -52,6 +52,7 @@ type Config struct {
 	Idempotent transport.IdempotentProducer
 	Fetcher    transport.Fetcher
 	Groups     transport.Groups
+	Offsets    transport.Offsets
 	Cluster    transport.ClusterInfo
 	Readiness  transport.Readiness
 

@@ -2955,6 +2955,194 @@ func (x *ErrorDetail) GetHighWatermark() int64 {
 	return 0
 }
 
+// ListOffsetsRequest is the input of ListOffsets.
+type ListOffsetsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Topic (required).
+	Topic string `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// Partitions to answer for; empty means every partition of the topic.
+	Partitions []int32 `protobuf:"varint,2,rep,packed,name=partitions,proto3" json:"partitions,omitempty"`
+	// Unix milliseconds (>= 0): the first offset whose record timestamp is
+	// at or after it. -1: the latest offset (high watermark); -2: the
+	// earliest (low watermark). Other negative values are rejected.
+	TimestampMs   int64 `protobuf:"varint,3,opt,name=timestamp_ms,json=timestampMs,proto3" json:"timestamp_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOffsetsRequest) Reset() {
+	*x = ListOffsetsRequest{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOffsetsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOffsetsRequest) ProtoMessage() {}
+
+func (x *ListOffsetsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOffsetsRequest.ProtoReflect.Descriptor instead.
+func (*ListOffsetsRequest) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ListOffsetsRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *ListOffsetsRequest) GetPartitions() []int32 {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
+func (x *ListOffsetsRequest) GetTimestampMs() int64 {
+	if x != nil {
+		return x.TimestampMs
+	}
+	return 0
+}
+
+// PartitionOffset is ListOffsets' answer for one partition.
+type PartitionOffset struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Partition index.
+	Partition int32 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	// The offset found. For a time: the first offset whose record timestamp
+	// is >= timestamp_ms, or the high watermark when no record is that
+	// recent (a consumer starting there gets the next record produced).
+	Offset int64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	// The partition's low watermark when it answered.
+	LowWatermark int64 `protobuf:"varint,3,opt,name=low_watermark,json=lowWatermark,proto3" json:"low_watermark,omitempty"`
+	// The partition's high watermark when it answered.
+	HighWatermark int64 `protobuf:"varint,4,opt,name=high_watermark,json=highWatermark,proto3" json:"high_watermark,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartitionOffset) Reset() {
+	*x = PartitionOffset{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartitionOffset) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartitionOffset) ProtoMessage() {}
+
+func (x *PartitionOffset) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartitionOffset.ProtoReflect.Descriptor instead.
+func (*PartitionOffset) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *PartitionOffset) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *PartitionOffset) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *PartitionOffset) GetLowWatermark() int64 {
+	if x != nil {
+		return x.LowWatermark
+	}
+	return 0
+}
+
+func (x *PartitionOffset) GetHighWatermark() int64 {
+	if x != nil {
+		return x.HighWatermark
+	}
+	return 0
+}
+
+// ListOffsetsResponse is the output of ListOffsets.
+type ListOffsetsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One entry per requested partition, in request order (ordered by index
+	// when every partition was asked for).
+	Partitions    []*PartitionOffset `protobuf:"bytes,1,rep,name=partitions,proto3" json:"partitions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOffsetsResponse) Reset() {
+	*x = ListOffsetsResponse{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOffsetsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOffsetsResponse) ProtoMessage() {}
+
+func (x *ListOffsetsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOffsetsResponse.ProtoReflect.Descriptor instead.
+func (*ListOffsetsResponse) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *ListOffsetsResponse) GetPartitions() []*PartitionOffset {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
 var File_streamhouse_v1_streamhouse_proto protoreflect.FileDescriptor
 
 const file_streamhouse_v1_streamhouse_proto_rawDesc = "" +
@@ -3165,13 +3353,28 @@ const file_streamhouse_v1_streamhouse_proto_rawDesc = "" +
 	"\x0ehigh_watermark\x18\x04 \x01(\x03H\x02R\rhighWatermark\x88\x01\x01B\x13\n" +
 	"\x11_requested_offsetB\x10\n" +
 	"\x0e_low_watermarkB\x11\n" +
-	"\x0f_high_watermark*\xa0\x01\n" +
+	"\x0f_high_watermark\"m\n" +
+	"\x12ListOffsetsRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\x02 \x03(\x05R\n" +
+	"partitions\x12!\n" +
+	"\ftimestamp_ms\x18\x03 \x01(\x03R\vtimestampMs\"\x93\x01\n" +
+	"\x0fPartitionOffset\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12#\n" +
+	"\rlow_watermark\x18\x03 \x01(\x03R\flowWatermark\x12%\n" +
+	"\x0ehigh_watermark\x18\x04 \x01(\x03R\rhighWatermark\"V\n" +
+	"\x13ListOffsetsResponse\x12?\n" +
+	"\n" +
+	"partitions\x18\x01 \x03(\v2\x1f.streamhouse.v1.PartitionOffsetR\n" +
+	"partitions*\xa0\x01\n" +
 	"\rResetStrategy\x12\x1e\n" +
 	"\x1aRESET_STRATEGY_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17RESET_STRATEGY_EARLIEST\x10\x01\x12\x19\n" +
 	"\x15RESET_STRATEGY_LATEST\x10\x02\x12\x19\n" +
 	"\x15RESET_STRATEGY_OFFSET\x10\x03\x12\x1c\n" +
-	"\x18RESET_STRATEGY_TIMESTAMP\x10\x042\xa2\n" +
+	"\x18RESET_STRATEGY_TIMESTAMP\x10\x042\xfa\n" +
 	"\n" +
 	"\vStreamHouse\x12V\n" +
 	"\vCreateTopic\x12\".streamhouse.v1.CreateTopicRequest\x1a#.streamhouse.v1.CreateTopicResponse\x12S\n" +
@@ -3191,7 +3394,8 @@ const file_streamhouse_v1_streamhouse_proto_rawDesc = "" +
 	"\vDeleteGroup\x12\".streamhouse.v1.DeleteGroupRequest\x1a#.streamhouse.v1.DeleteGroupResponse\x12S\n" +
 	"\n" +
 	"ResetGroup\x12!.streamhouse.v1.ResetGroupRequest\x1a\".streamhouse.v1.ResetGroupResponse\x12V\n" +
-	"\vGetMetadata\x12\".streamhouse.v1.GetMetadataRequest\x1a#.streamhouse.v1.GetMetadataResponseBOZMgithub.com/streamhouse/streamhouse/transport/gen/streamhouse/v1;streamhousev1b\x06proto3"
+	"\vGetMetadata\x12\".streamhouse.v1.GetMetadataRequest\x1a#.streamhouse.v1.GetMetadataResponse\x12V\n" +
+	"\vListOffsets\x12\".streamhouse.v1.ListOffsetsRequest\x1a#.streamhouse.v1.ListOffsetsResponseBOZMgithub.com/streamhouse/streamhouse/transport/gen/streamhouse/v1;streamhousev1b\x06proto3"
 
 var (
 	file_streamhouse_v1_streamhouse_proto_rawDescOnce sync.Once
@@ -3206,7 +3410,7 @@ func file_streamhouse_v1_streamhouse_proto_rawDescGZIP() []byte {
 }
 
 var file_streamhouse_v1_streamhouse_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_streamhouse_v1_streamhouse_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_streamhouse_v1_streamhouse_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_streamhouse_v1_streamhouse_proto_goTypes = []any{
 	(ResetStrategy)(0),            // 0: streamhouse.v1.ResetStrategy
 	(*Topic)(nil),                 // 1: streamhouse.v1.Topic
@@ -3254,6 +3458,9 @@ var file_streamhouse_v1_streamhouse_proto_goTypes = []any{
 	(*TopicMetadata)(nil),         // 43: streamhouse.v1.TopicMetadata
 	(*GetMetadataResponse)(nil),   // 44: streamhouse.v1.GetMetadataResponse
 	(*ErrorDetail)(nil),           // 45: streamhouse.v1.ErrorDetail
+	(*ListOffsetsRequest)(nil),    // 46: streamhouse.v1.ListOffsetsRequest
+	(*PartitionOffset)(nil),       // 47: streamhouse.v1.PartitionOffset
+	(*ListOffsetsResponse)(nil),   // 48: streamhouse.v1.ListOffsetsResponse
 }
 var file_streamhouse_v1_streamhouse_proto_depIdxs = []int32{
 	1,  // 0: streamhouse.v1.CreateTopicResponse.topic:type_name -> streamhouse.v1.Topic
@@ -3276,41 +3483,44 @@ var file_streamhouse_v1_streamhouse_proto_depIdxs = []int32{
 	42, // 17: streamhouse.v1.TopicMetadata.partitions:type_name -> streamhouse.v1.PartitionMetadata
 	41, // 18: streamhouse.v1.GetMetadataResponse.agents:type_name -> streamhouse.v1.Agent
 	43, // 19: streamhouse.v1.GetMetadataResponse.topics:type_name -> streamhouse.v1.TopicMetadata
-	3,  // 20: streamhouse.v1.StreamHouse.CreateTopic:input_type -> streamhouse.v1.CreateTopicRequest
-	5,  // 21: streamhouse.v1.StreamHouse.ListTopics:input_type -> streamhouse.v1.ListTopicsRequest
-	7,  // 22: streamhouse.v1.StreamHouse.DescribeTopic:input_type -> streamhouse.v1.DescribeTopicRequest
-	9,  // 23: streamhouse.v1.StreamHouse.DeleteTopic:input_type -> streamhouse.v1.DeleteTopicRequest
-	13, // 24: streamhouse.v1.StreamHouse.Produce:input_type -> streamhouse.v1.ProduceRequest
-	16, // 25: streamhouse.v1.StreamHouse.InitProducer:input_type -> streamhouse.v1.InitProducerRequest
-	19, // 26: streamhouse.v1.StreamHouse.Fetch:input_type -> streamhouse.v1.FetchRequest
-	21, // 27: streamhouse.v1.StreamHouse.Subscribe:input_type -> streamhouse.v1.SubscribeRequest
-	24, // 28: streamhouse.v1.StreamHouse.CommitOffsets:input_type -> streamhouse.v1.CommitOffsetsRequest
-	27, // 29: streamhouse.v1.StreamHouse.FetchOffsets:input_type -> streamhouse.v1.FetchOffsetsRequest
-	30, // 30: streamhouse.v1.StreamHouse.ListGroups:input_type -> streamhouse.v1.ListGroupsRequest
-	34, // 31: streamhouse.v1.StreamHouse.DescribeGroup:input_type -> streamhouse.v1.DescribeGroupRequest
-	36, // 32: streamhouse.v1.StreamHouse.DeleteGroup:input_type -> streamhouse.v1.DeleteGroupRequest
-	38, // 33: streamhouse.v1.StreamHouse.ResetGroup:input_type -> streamhouse.v1.ResetGroupRequest
-	40, // 34: streamhouse.v1.StreamHouse.GetMetadata:input_type -> streamhouse.v1.GetMetadataRequest
-	4,  // 35: streamhouse.v1.StreamHouse.CreateTopic:output_type -> streamhouse.v1.CreateTopicResponse
-	6,  // 36: streamhouse.v1.StreamHouse.ListTopics:output_type -> streamhouse.v1.ListTopicsResponse
-	8,  // 37: streamhouse.v1.StreamHouse.DescribeTopic:output_type -> streamhouse.v1.DescribeTopicResponse
-	10, // 38: streamhouse.v1.StreamHouse.DeleteTopic:output_type -> streamhouse.v1.DeleteTopicResponse
-	15, // 39: streamhouse.v1.StreamHouse.Produce:output_type -> streamhouse.v1.ProduceResponse
-	17, // 40: streamhouse.v1.StreamHouse.InitProducer:output_type -> streamhouse.v1.InitProducerResponse
-	20, // 41: streamhouse.v1.StreamHouse.Fetch:output_type -> streamhouse.v1.FetchResponse
-	22, // 42: streamhouse.v1.StreamHouse.Subscribe:output_type -> streamhouse.v1.SubscribeResponse
-	25, // 43: streamhouse.v1.StreamHouse.CommitOffsets:output_type -> streamhouse.v1.CommitOffsetsResponse
-	28, // 44: streamhouse.v1.StreamHouse.FetchOffsets:output_type -> streamhouse.v1.FetchOffsetsResponse
-	31, // 45: streamhouse.v1.StreamHouse.ListGroups:output_type -> streamhouse.v1.ListGroupsResponse
-	35, // 46: streamhouse.v1.StreamHouse.DescribeGroup:output_type -> streamhouse.v1.DescribeGroupResponse
-	37, // 47: streamhouse.v1.StreamHouse.DeleteGroup:output_type -> streamhouse.v1.DeleteGroupResponse
-	39, // 48: streamhouse.v1.StreamHouse.ResetGroup:output_type -> streamhouse.v1.ResetGroupResponse
-	44, // 49: streamhouse.v1.StreamHouse.GetMetadata:output_type -> streamhouse.v1.GetMetadataResponse
-	35, // [35:50] is the sub-list for method output_type
-	20, // [20:35] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	47, // 20: streamhouse.v1.ListOffsetsResponse.partitions:type_name -> streamhouse.v1.PartitionOffset
+	3,  // 21: streamhouse.v1.StreamHouse.CreateTopic:input_type -> streamhouse.v1.CreateTopicRequest
+	5,  // 22: streamhouse.v1.StreamHouse.ListTopics:input_type -> streamhouse.v1.ListTopicsRequest
+	7,  // 23: streamhouse.v1.StreamHouse.DescribeTopic:input_type -> streamhouse.v1.DescribeTopicRequest
+	9,  // 24: streamhouse.v1.StreamHouse.DeleteTopic:input_type -> streamhouse.v1.DeleteTopicRequest
+	13, // 25: streamhouse.v1.StreamHouse.Produce:input_type -> streamhouse.v1.ProduceRequest
+	16, // 26: streamhouse.v1.StreamHouse.InitProducer:input_type -> streamhouse.v1.InitProducerRequest
+	19, // 27: streamhouse.v1.StreamHouse.Fetch:input_type -> streamhouse.v1.FetchRequest
+	21, // 28: streamhouse.v1.StreamHouse.Subscribe:input_type -> streamhouse.v1.SubscribeRequest
+	24, // 29: streamhouse.v1.StreamHouse.CommitOffsets:input_type -> streamhouse.v1.CommitOffsetsRequest
+	27, // 30: streamhouse.v1.StreamHouse.FetchOffsets:input_type -> streamhouse.v1.FetchOffsetsRequest
+	30, // 31: streamhouse.v1.StreamHouse.ListGroups:input_type -> streamhouse.v1.ListGroupsRequest
+	34, // 32: streamhouse.v1.StreamHouse.DescribeGroup:input_type -> streamhouse.v1.DescribeGroupRequest
+	36, // 33: streamhouse.v1.StreamHouse.DeleteGroup:input_type -> streamhouse.v1.DeleteGroupRequest
+	38, // 34: streamhouse.v1.StreamHouse.ResetGroup:input_type -> streamhouse.v1.ResetGroupRequest
+	40, // 35: streamhouse.v1.StreamHouse.GetMetadata:input_type -> streamhouse.v1.GetMetadataRequest
+	46, // 36: streamhouse.v1.StreamHouse.ListOffsets:input_type -> streamhouse.v1.ListOffsetsRequest
+	4,  // 37: streamhouse.v1.StreamHouse.CreateTopic:output_type -> streamhouse.v1.CreateTopicResponse
+	6,  // 38: streamhouse.v1.StreamHouse.ListTopics:output_type -> streamhouse.v1.ListTopicsResponse
+	8,  // 39: streamhouse.v1.StreamHouse.DescribeTopic:output_type -> streamhouse.v1.DescribeTopicResponse
+	10, // 40: streamhouse.v1.StreamHouse.DeleteTopic:output_type -> streamhouse.v1.DeleteTopicResponse
+	15, // 41: streamhouse.v1.StreamHouse.Produce:output_type -> streamhouse.v1.ProduceResponse
+	17, // 42: streamhouse.v1.StreamHouse.InitProducer:output_type -> streamhouse.v1.InitProducerResponse
+	20, // 43: streamhouse.v1.StreamHouse.Fetch:output_type -> streamhouse.v1.FetchResponse
+	22, // 44: streamhouse.v1.StreamHouse.Subscribe:output_type -> streamhouse.v1.SubscribeResponse
+	25, // 45: streamhouse.v1.StreamHouse.CommitOffsets:output_type -> streamhouse.v1.CommitOffsetsResponse
+	28, // 46: streamhouse.v1.StreamHouse.FetchOffsets:output_type -> streamhouse.v1.FetchOffsetsResponse
+	31, // 47: streamhouse.v1.StreamHouse.ListGroups:output_type -> streamhouse.v1.ListGroupsResponse
+	35, // 48: streamhouse.v1.StreamHouse.DescribeGroup:output_type -> streamhouse.v1.DescribeGroupResponse
+	37, // 49: streamhouse.v1.StreamHouse.DeleteGroup:output_type -> streamhouse.v1.DeleteGroupResponse
+	39, // 50: streamhouse.v1.StreamHouse.ResetGroup:output_type -> streamhouse.v1.ResetGroupResponse
+	44, // 51: streamhouse.v1.StreamHouse.GetMetadata:output_type -> streamhouse.v1.GetMetadataResponse
+	48, // 52: streamhouse.v1.StreamHouse.ListOffsets:output_type -> streamhouse.v1.ListOffsetsResponse
+	37, // [37:53] is the sub-list for method output_type
+	21, // [21:37] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_streamhouse_v1_streamhouse_proto_init() }
@@ -3330,7 +3540,7 @@ func file_streamhouse_v1_streamhouse_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_streamhouse_v1_streamhouse_proto_rawDesc), len(file_streamhouse_v1_streamhouse_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   45,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

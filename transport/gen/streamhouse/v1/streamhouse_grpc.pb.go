@@ -39,6 +39,7 @@ const (
 	StreamHouse_DeleteGroup_FullMethodName   = "/streamhouse.v1.StreamHouse/DeleteGroup"
 	StreamHouse_ResetGroup_FullMethodName    = "/streamhouse.v1.StreamHouse/ResetGroup"
 	StreamHouse_GetMetadata_FullMethodName   = "/streamhouse.v1.StreamHouse/GetMetadata"
+	StreamHouse_ListOffsets_FullMethodName   = "/streamhouse.v1.StreamHouse/ListOffsets"
 )
 
 // StreamHouseClient is the client API for StreamHouse service.
@@ -90,6 +91,10 @@ type StreamHouseClient interface {
 	// GetMetadata returns the agents of the cluster and, for the requested
 	// topics (or all), which agent leads each partition.
 	GetMetadata(ctx context.Context, in *GetMetadataRequest, opts ...grpc.CallOption) (*GetMetadataResponse, error)
+	// ListOffsets answers, per partition of a topic, the first offset whose
+	// record timestamp is at or after a time (Kafka's ListOffsets), or the
+	// earliest or latest offset.
+	ListOffsets(ctx context.Context, in *ListOffsetsRequest, opts ...grpc.CallOption) (*ListOffsetsResponse, error)
 }
 
 type streamHouseClient struct {
@@ -259,6 +264,16 @@ func (c *streamHouseClient) GetMetadata(ctx context.Context, in *GetMetadataRequ
 	return out, nil
 }
 
+func (c *streamHouseClient) ListOffsets(ctx context.Context, in *ListOffsetsRequest, opts ...grpc.CallOption) (*ListOffsetsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListOffsetsResponse)
+	err := c.cc.Invoke(ctx, StreamHouse_ListOffsets_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StreamHouseServer is the server API for StreamHouse service.
 // All implementations must embed UnimplementedStreamHouseServer
 // for forward compatibility.
@@ -308,6 +323,10 @@ type StreamHouseServer interface {
 	// GetMetadata returns the agents of the cluster and, for the requested
 	// topics (or all), which agent leads each partition.
 	GetMetadata(context.Context, *GetMetadataRequest) (*GetMetadataResponse, error)
+	// ListOffsets answers, per partition of a topic, the first offset whose
+	// record timestamp is at or after a time (Kafka's ListOffsets), or the
+	// earliest or latest offset.
+	ListOffsets(context.Context, *ListOffsetsRequest) (*ListOffsetsResponse, error)
 	mustEmbedUnimplementedStreamHouseServer()
 }
 
@@ -362,6 +381,9 @@ func (UnimplementedStreamHouseServer) ResetGroup(context.Context, *ResetGroupReq
 }
 func (UnimplementedStreamHouseServer) GetMetadata(context.Context, *GetMetadataRequest) (*GetMetadataResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetMetadata not implemented")
+}
+func (UnimplementedStreamHouseServer) ListOffsets(context.Context, *ListOffsetsRequest) (*ListOffsetsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListOffsets not implemented")
 }
 func (UnimplementedStreamHouseServer) mustEmbedUnimplementedStreamHouseServer() {}
 func (UnimplementedStreamHouseServer) testEmbeddedByValue()                     {}
@@ -647,6 +669,24 @@ func _StreamHouse_GetMetadata_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StreamHouse_ListOffsets_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListOffsetsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StreamHouseServer).ListOffsets(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StreamHouse_ListOffsets_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StreamHouseServer).ListOffsets(ctx, req.(*ListOffsetsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // StreamHouse_ServiceDesc is the grpc.ServiceDesc for StreamHouse service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -709,6 +749,10 @@ var StreamHouse_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetMetadata",
 			Handler:    _StreamHouse_GetMetadata_Handler,
+		},
+		{
+			MethodName: "ListOffsets",
+			Handler:    _StreamHouse_ListOffsets_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
