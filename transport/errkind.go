@@ -171,7 +171,10 @@ var sentinelKinds = []struct {
 	{fsm.ErrOutOfOrderSequence, CodeOutOfOrderSequence},
 }
 
-func failure(code, msg string) Failure { return Failure{ErrorKind: Kind(code), Message: msg} }
+// failure is a Failure of kind code; long quoted input in msg is clipped.
+func failure(code, msg string) Failure {
+	return Failure{ErrorKind: Kind(code), Message: clipQuoted(msg)}
+}
 
 // Unavailable is the failure of a request that was definitely not applied
 // and may be retried; suffix is appended to the message.
