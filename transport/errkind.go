@@ -77,6 +77,15 @@ var errorKinds = []ErrorKind{
 	{Code: CodePermissionDenied, HTTPStatus: http.StatusForbidden, GRPCCode: codes.PermissionDenied},
 }
 
+// ErrorCodes returns every error code of the table, in table order.
+func ErrorCodes() []string {
+	out := make([]string, len(errorKinds))
+	for i, k := range errorKinds {
+		out[i] = k.Code
+	}
+	return out
+}
+
 // Kind returns the row of an error code (internal's for an unknown one).
 func Kind(code string) ErrorKind {
 	for _, k := range errorKinds {
