@@ -184,6 +184,64 @@ func TestReadmeExamples(t *testing.T) {
 		}
 		runReadmeBlock(t, b, env, dir)
 	}
+	checkReadmeCLIExample(t, p.base)
+}
+
+// checkReadmeCLIExample: the CLI example's records are spread over every
+// partition of its own topic (keyed by more than one key), and the quick
+// start's topic kept only its own records.
+func checkReadmeCLIExample(t *testing.T, base string) {
+	t.Helper()
+	var parts struct {
+		Partitions []struct {
+			Partition     int32 `json:"partition"`
+			HighWatermark int64 `json:"high_watermark"`
+		} `json:"partitions"`
+	}
+	if code := call(t, "GET", base+"/api/v1/topics/clicks/partitions", nil, &parts); code != 200 {
+		t.Fatalf("partitions of the CLI example's topic: %d", code)
+	}
+	total := int64(0)
+	for _, p := range parts.Partitions {
+		if p.HighWatermark == 0 {
+			t.Errorf("the CLI example left partition %d of clicks empty: its keys do not spread", p.Partition)
+		}
+		total += p.HighWatermark
+	}
+	if len(parts.Partitions) != 4 || total != 10000 {
+		t.Errorf("clicks: %d partitions, %d records; the README says 4 and 10000", len(parts.Partitions), total)
+	}
+	n := 0
+	for p := int32(0); p < 3; p++ {
+		n += len(consumeAll(t, base, "orders", p))
+	}
+	if n != 4 {
+		t.Errorf("the quick start's orders holds %d records, want its own 4", n)
+	}
+}
+
+// TestDeployReadmeSecurity: deploy/README.md names the security settings
+// docs/security.md documents and does not call them unimplemented.
+func TestDeployReadmeSecurity(t *testing.T) {
+	deploy, err := os.ReadFile("../../deploy/README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	security, err := os.ReadFile("../../docs/security.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if regexp.MustCompile(`(?i)not\s+(yet\s+)?implemented`).Match(deploy) {
+		t.Error("deploy/README.md says something is not implemented")
+	}
+	for _, v := range []string{"TLS_CERT_PATH", "TLS_CA_PATH", "CLUSTER_SECRET", "GOSSIP_KEY", "API_KEYS_FILE"} {
+		if !strings.Contains(string(security), "`"+v) {
+			t.Errorf("docs/security.md does not document %s", v)
+		}
+		if !strings.Contains(string(deploy), "`"+v) {
+			t.Errorf("deploy/README.md does not mention %s", v)
+		}
+	}
 }
 
 // runReadmeBlock runs a block's commands in one bash, in order (so
