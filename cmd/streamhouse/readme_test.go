@@ -138,8 +138,10 @@ func TestReadmeBlocksParse(t *testing.T) {
 // port through STREAMHOUSE_SERVER (and the older STREAMHOUSE_GRPC). Every
 // command must exit 0 and print what a `# →` line says.
 func TestReadmeExamples(t *testing.T) {
-	if _, err := exec.LookPath("bash"); err != nil {
-		t.Fatalf("bash is not installed: %v", err)
+	for _, tool := range []string{"bash", "curl", "awk", "seq", "grep", "wc", "tail"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("the README examples need %s: %v", tool, err)
+		}
 	}
 	text, err := os.ReadFile(readmePath)
 	if err != nil {
