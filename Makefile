@@ -25,8 +25,12 @@ TEST_ENV := STREAMHOUSE_MINIO=$(MINIO) STREAMHOUSE_HELM=$(HELM)
 
 .PHONY: help build run test test-race deploy-test lint bench bench-micro bench-agent bench-cluster fuzz clean deps postgres docker-compose dr-drill cluster cluster-stop proto jepsen jepsen-smoke
 
+# The name column is as wide as the longest target (grep -h: no file names
+# even when MAKEFILE_LIST holds several files).
 help: ## Show this help
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} \
+		{ name[NR] = $$1; desc[NR] = $$2; if (length($$1) > w) w = length($$1) } \
+		END { f = sprintf("  %%-%ds  %%s\n", w); for (i = 1; i <= NR; i++) printf f, name[i], desc[i] }'
 
 build: ## Build bin/streamhouse
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/streamhouse

@@ -96,6 +96,7 @@ func (n *Node) bootstrap(servers []nodeMeta, clusterID string) error {
 	if err := n.r().BootstrapCluster(cfg).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 		return fmt.Errorf("cluster: bootstrap: %w", err)
 	}
+	n.electIfSoleVoter()
 	return nil
 }
 

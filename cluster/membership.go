@@ -299,7 +299,7 @@ func (l *leaderState) updateAddress(s raft.Server, addr string) bool {
 		return false
 	}
 	n.log.Info("updated raft address of member", "node", s.ID, "from", s.Address, "to", addr)
-	n.metrics.membershipChange("update_address")
+	n.metrics.membershipChange(changeUpdateAddress)
 	return true
 }
 
@@ -350,7 +350,7 @@ func (l *leaderState) addNonvoters(ctx context.Context, v *membershipView) ([]ra
 			return nil, false
 		}
 		n.log.Info("added agent as raft non-voter", "node", m.Name, "addr", m.Meta.Peer)
-		n.metrics.membershipChange("add_nonvoter")
+		n.metrics.membershipChange(changeAddNonvoter)
 		added = append(added, s)
 	}
 	return added, true
@@ -475,7 +475,7 @@ func (l *leaderState) promote(s raft.Server, voters, target int) bool {
 		return false
 	}
 	n.log.Info("promoted non-voter to voter", "node", s.ID, "voters", voters+1, "target", target)
-	n.metrics.membershipChange("promote")
+	n.metrics.membershipChange(changePromote)
 	return true
 }
 
@@ -500,7 +500,7 @@ func (l *leaderState) remove(id, why string) bool {
 		return false
 	}
 	n.log.Info("removed raft member", "node", id, "why", why)
-	n.metrics.membershipChange("remove")
+	n.metrics.membershipChange(changeRemove)
 	return true
 }
 

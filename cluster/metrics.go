@@ -5,6 +5,38 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// Label values of the cluster's counters. Every one is exported at 0 from
+// the start (newMetrics), so dashboards and rate() see the first event.
+const (
+	changeAddNonvoter   = "add_nonvoter"
+	changePromote       = "promote"
+	changeRemove        = "remove"
+	changeUpdateAddress = "update_address"
+
+	rpcRequestVote     = "request_vote"
+	rpcRequestPreVote  = "request_pre_vote"
+	rpcAppendEntries   = "append_entries"
+	rpcHeartbeat       = "heartbeat"
+	rpcInstallSnapshot = "install_snapshot"
+	rpcTimeoutNow      = "timeout_now"
+	rpcOther           = "other"
+)
+
+var (
+	leadershipReasons = []string{moveUnassigned, moveNotMember, moveFailover, moveRebalance}
+	membershipChanges = []string{changeAddNonvoter, changePromote, changeRemove, changeUpdateAddress}
+	forwardOutcomes   = []string{outcomeOK, outcomeNotApplied, outcomeUnknown, outcomeInvalid}
+	refusedRPCs       = []string{rpcRequestVote, rpcRequestPreVote, rpcAppendEntries, rpcHeartbeat, rpcInstallSnapshot, rpcTimeoutNow} // not rpcOther: never expected
+)
+
+// withLabels creates the series of every value (at 0) and returns v.
+func withLabels(v *prometheus.CounterVec, values []string) *prometheus.CounterVec {
+	for _, l := range values {
+		v.WithLabelValues(l)
+	}
+	return v
+}
+
 type metrics struct {
 	reg             prometheus.Registerer
 	applyLatency    prometheus.Histogram
@@ -34,6 +66,10 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 	m.forwarded = counterVec("streamhouse_raft_forwarded_proposals_total",
 		"Proposals forwarded to the Raft leader, by outcome: ok, not_applied, unknown, invalid.",
 		"outcome")
+	withLabels(m.leadershipMoves, leadershipReasons)
+	withLabels(m.membership, membershipChanges)
+	withLabels(m.forwarded, forwardOutcomes)
+	withLabels(n.transport.refused, refusedRPCs)
 	m.leaderElections = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "streamhouse_raft_leadership_acquired_total",
 		Help: "Times this agent became the Raft leader.",

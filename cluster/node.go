@@ -135,6 +135,8 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		if err := n.bootstrap([]nodeMeta{n.localMeta()}, randomID()); err != nil {
 			return err
 		}
+	} else if existing {
+		n.electIfSoleVoter()
 	}
 	if n.cfg.Registerer != nil {
 		n.metrics = newMetrics(n, n.cfg.Registerer)

@@ -187,23 +187,23 @@ func (g *raftGate) refuse(rpc raft.RPC) bool {
 func (g *raftGate) refusal(rpc raft.RPC) (string, any) {
 	switch req := rpc.Command.(type) {
 	case *raft.RequestVoteRequest:
-		return "request_vote", &raft.RequestVoteResponse{RPCHeader: g.header(), Term: req.Term, Granted: false}
+		return rpcRequestVote, &raft.RequestVoteResponse{RPCHeader: g.header(), Term: req.Term, Granted: false}
 	case *raft.RequestPreVoteRequest:
-		return "request_pre_vote", &raft.RequestPreVoteResponse{RPCHeader: g.header(), Term: req.Term, Granted: false}
+		return rpcRequestPreVote, &raft.RequestPreVoteResponse{RPCHeader: g.header(), Term: req.Term, Granted: false}
 	case *raft.AppendEntriesRequest:
 		if len(req.Entries) == 0 && req.PrevLogEntry == 0 && req.LeaderCommitIndex == 0 {
-			return "heartbeat", nil
+			return rpcHeartbeat, nil
 		}
-		return "append_entries", nil
+		return rpcAppendEntries, nil
 	case *raft.InstallSnapshotRequest:
 		if rpc.Reader != nil {
 			_, _ = io.Copy(io.Discard, rpc.Reader)
 		}
-		return "install_snapshot", nil
+		return rpcInstallSnapshot, nil
 	case *raft.TimeoutNowRequest:
-		return "timeout_now", nil
+		return rpcTimeoutNow, nil
 	}
-	return "other", nil
+	return rpcOther, nil
 }
 
 // AppendEntriesPipeline reports that pipelining is not supported, so Raft

@@ -35,6 +35,7 @@ const (
 	outcomeNotApplied = "not_applied" // fsm.ErrUnavailable
 	outcomeUnknown    = "unknown"     // fsm.ErrOutcomeUnknown
 	outcomeInvalid    = "invalid"     // fsm.ErrInvalidCommand (never applied)
+	outcomeOK         = "ok"          // applied (metric label only)
 )
 
 type rpcError struct {
@@ -232,7 +233,7 @@ func (n *Node) handleLeave(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	n.log.Info("removed raft member", "node", lr.NodeID, "why", "it is leaving the cluster")
-	n.metrics.membershipChange("remove")
+	n.metrics.membershipChange(changeRemove)
 	writeJSON(w, http.StatusOK, struct{}{})
 }
 
@@ -394,7 +395,7 @@ func postApply(ctx context.Context, client *http.Client, addr, leaderID string, 
 			return nil, 0, outcomeUnknown, fmt.Errorf("%w: answer of raft leader %s: %v", fsm.ErrOutcomeUnknown, leaderID, err)
 		}
 		index, _ := strconv.ParseUint(resp.Header.Get(raftIndexHeader), 10, 64)
-		return res, index, "ok", nil
+		return res, index, outcomeOK, nil
 	}
 	var e rpcError
 	_ = json.Unmarshal(body, &e)

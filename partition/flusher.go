@@ -121,7 +121,7 @@ func (f *Flusher) tick(ctx context.Context) {
 		backoff := min(time.Duration(1<<min(f.failures, 8))*50*time.Millisecond, 10*time.Second)
 		f.retryAt = time.Now().Add(backoff)
 		f.metrics.FlushFailures.Inc()
-		f.errs("segment_upload")
+		f.errs(ErrorSegmentUpload)
 		f.log.Warn("segment flush failed; records stay in the WAL and the flush is retried", "err", err, "retry_in", backoff)
 	} else {
 		f.failures = 0

@@ -77,7 +77,7 @@ func newJanitor(cfg Config, d Deps) *Janitor {
 // round runs RunOnce and reports a failure (the next round retries).
 func (j *Janitor) round(ctx context.Context) {
 	if err := j.RunOnce(ctx); err != nil && ctx.Err() == nil {
-		j.errs("janitor")
+		j.errs(ErrorJanitor)
 		j.log.Warn("janitor round failed; retrying next round", "err", err)
 	}
 }

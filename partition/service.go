@@ -58,10 +58,20 @@ type Deps struct {
 	// Clock is this agent's clock (record timestamps, segment age); nil:
 	// time.Now.
 	Clock func() time.Time
-	// Errors counts a background failure by kind ("segment_upload",
-	// "janitor"); nil: not counted.
+	// Errors counts a background failure by kind (one of ErrorKinds);
+	// nil: not counted.
 	Errors func(kind string)
 }
+
+// Kinds of background failure reported through Deps.Errors.
+const (
+	ErrorSegmentUpload = "segment_upload" // a flush failed (retried)
+	ErrorJanitor       = "janitor"        // a retention/GC round failed (retried)
+)
+
+// ErrorKinds lists every kind reported through Deps.Errors, so the
+// counter behind it can export each at 0 from the start.
+var ErrorKinds = []string{ErrorSegmentUpload, ErrorJanitor}
 
 func (d Deps) withDefaults() Deps {
 	if d.Logger == nil {

@@ -77,6 +77,15 @@ var errorKinds = []ErrorKind{
 	{Code: CodePermissionDenied, HTTPStatus: http.StatusForbidden, GRPCCode: codes.PermissionDenied},
 }
 
+// ErrorCodes returns every error code of the table, in table order.
+func ErrorCodes() []string {
+	out := make([]string, len(errorKinds))
+	for i, k := range errorKinds {
+		out[i] = k.Code
+	}
+	return out
+}
+
 // Kind returns the row of an error code (internal's for an unknown one).
 func Kind(code string) ErrorKind {
 	for _, k := range errorKinds {
@@ -171,7 +180,10 @@ var sentinelKinds = []struct {
 	{fsm.ErrOutOfOrderSequence, CodeOutOfOrderSequence},
 }
 
-func failure(code, msg string) Failure { return Failure{ErrorKind: Kind(code), Message: msg} }
+// failure is a Failure of kind code; long quoted input in msg is clipped.
+func failure(code, msg string) Failure {
+	return Failure{ErrorKind: Kind(code), Message: clipQuoted(msg)}
+}
 
 // Unavailable is the failure of a request that was definitely not applied
 // and may be retried; suffix is appended to the message.

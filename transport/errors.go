@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -96,8 +97,20 @@ type errorResponse struct {
 	Error errorDetail `json:"error"`
 }
 
+// statusClientClosed is recorded (streamhouse_http_requests_total) for a
+// request whose client went away before the answer: nginx's 499. Nobody
+// reads it, so it is neither a server error nor an error response.
+const statusClientClosed = 499
+
 // fail logs err at a level matching its severity and writes its response.
+// A request whose client disconnected (a long-poll given up) is logged at
+// debug and not counted in errors_total, as on gRPC.
 func (s *HTTPServer) fail(w http.ResponseWriter, r *http.Request, op Op, err error) {
+	if clientGone(r, err) {
+		s.log.Debug("client went away before the answer", "method", r.Method, "path", r.URL.Path, "err", err)
+		w.WriteHeader(statusClientClosed)
+		return
+	}
 	ae := classify(op, err)
 	level := slog.LevelDebug
 	switch {
@@ -121,6 +134,12 @@ func (s *HTTPServer) writeError(w http.ResponseWriter, ae *apiError) {
 		w.Header().Set("WWW-Authenticate", ae.authenticate)
 	}
 	writeJSON(w, ae.status, errorResponse{Error: errorDetail{
-		Code: ae.code, Message: ae.msg, LowWatermark: ae.low, HighWatermark: ae.high,
+		Code: ae.code, Message: clipQuoted(ae.msg), LowWatermark: ae.low, HighWatermark: ae.high,
 	}})
+}
+
+// clientGone: the request ended because its client disconnected (the
+// request context is canceled only then, or when the server is closed).
+func clientGone(r *http.Request, err error) bool {
+	return r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))
 }

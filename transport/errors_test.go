@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/streamhouse/streamhouse/fsm"
@@ -114,10 +116,32 @@ func TestErrorsCounterByKind(t *testing.T) {
 func TestErrorsCounterIsTheGivenOne(t *testing.T) {
 	e := newEnv(t)
 	wantError(t, e.do(t, "GET", "/api/v1/topics/none", ""), http.StatusNotFound, CodeNotFound)
-	if n, err := testutil.GatherAndCount(e.reg, "streamhouse_errors_total"); err != nil || n != 1 {
-		t.Fatalf("streamhouse_errors_total series = %d, %v; want 1", n, err)
+	// One series per error code (all exported from the start), not two
+	// counters.
+	if n, err := testutil.GatherAndCount(e.reg, "streamhouse_errors_total"); err != nil || n != len(errorKinds) {
+		t.Fatalf("streamhouse_errors_total series = %d, %v; want %d", n, err, len(errorKinds))
 	}
 	if got := testutil.ToFloat64(e.errs.WithLabelValues(CodeNotFound)); got != 1 {
 		t.Fatalf("errors_total{kind=not_found} = %v, want 1", got)
+	}
+}
+
+// TestErrorsCounterStartsAtZero: every error code of the table, and the
+// extra kinds given, exist at 0 before the first error.
+func TestErrorsCounterStartsAtZero(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	NewErrorsCounter(reg, "segment_upload")
+	var want strings.Builder
+	want.WriteString("# HELP streamhouse_errors_total Error responses returned to clients, by kind (the API error code), and background failures by kind.\n# TYPE streamhouse_errors_total counter\n")
+	kinds := []string{"segment_upload"}
+	for _, k := range errorKinds {
+		kinds = append(kinds, k.Code)
+	}
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		fmt.Fprintf(&want, "streamhouse_errors_total{kind=%q} 0\n", k)
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want.String()), "streamhouse_errors_total"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -352,6 +352,10 @@ func (s *HTTPServer) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		r = r.WithContext(WithPrincipal(r.Context(), p))
 	}
+	if err := checkQuery(pattern, r.URL.RawQuery); err != nil {
+		s.fail(sw, r, OpRead, err)
+		return
+	}
 	s.mux.ServeHTTP(sw, r)
 }
 
@@ -366,10 +370,10 @@ func (s *HTTPServer) unmatched(w http.ResponseWriter, r *http.Request, h http.Ha
 		allow := rec.header.Get("Allow")
 		w.Header().Set("Allow", allow)
 		s.writeError(w, &apiError{status: http.StatusMethodNotAllowed, code: CodeMethodNotAllowed,
-			msg: fmt.Sprintf("method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow)})
+			msg: fmt.Sprintf("method %s is not allowed on %s (allowed: %s)", r.Method, clip(r.URL.Path), allow)})
 	case http.StatusNotFound, 0:
 		s.writeError(w, &apiError{status: http.StatusNotFound, code: CodeNotFound,
-			msg: fmt.Sprintf("no such endpoint: %s %s (see REST.md for the API)", r.Method, r.URL.Path)})
+			msg: fmt.Sprintf("no such endpoint: %s %s (see REST.md for the API)", r.Method, clip(r.URL.Path))})
 	default:
 		for k, v := range rec.header {
 			w.Header()[k] = v

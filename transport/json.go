@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -309,11 +310,36 @@ func (hs orderedHeaders) MarshalJSON() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
+// clipLen is the most characters of client-supplied text an error message
+// echoes.
+const clipLen = 64
+
 // clip shortens client-supplied text echoed in error messages.
 func clip(s string) string {
-	const n = 64
-	if len(s) <= n {
+	if len(s) <= clipLen {
 		return s
 	}
+	// Cut on a rune boundary so the message stays valid UTF-8.
+	n := clipLen
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
 	return s[:n] + "..."
+}
+
+// quotedRun matches a Go-quoted string (%q) longer than clipLen bytes.
+var quotedRun = regexp.MustCompile(`"(?:[^"\\]|\\.){` + strconv.Itoa(clipLen+1) + `,}"`)
+
+// clipQuoted shortens every long quoted string in a public error message:
+// the names and values a client sent (a 300-character topic name) are
+// echoed %q-quoted by the packages that refuse them, and one place keeps
+// all of them short. Applied to every REST error (writeError) and every
+// classified failure (REST and gRPC).
+func clipQuoted(msg string) string {
+	return quotedRun.ReplaceAllStringFunc(msg, func(q string) string {
+		if s, err := strconv.Unquote(q); err == nil {
+			return strconv.Quote(clip(s))
+		}
+		return q[:clipLen] + `..."`
+	})
 }

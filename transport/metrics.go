@@ -8,12 +8,21 @@ import (
 // NewErrorsCounter creates streamhouse_errors_total{kind} and registers it
 // with reg (nil = not registered). The agent creates it once and passes it
 // to every component that reports client-visible errors (HTTPConfig.Errors,
-// grpcapi.Config.Errors, the flusher and the janitor).
-func NewErrorsCounter(reg prometheus.Registerer) *prometheus.CounterVec {
-	return promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
+// grpcapi.Config.Errors, the flusher and the janitor). Every error code of
+// the error table and every kind in more (the background failures) is
+// exported at 0 from the start, so alerts and rate() see the first error.
+func NewErrorsCounter(reg prometheus.Registerer, more ...string) *prometheus.CounterVec {
+	v := promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
 		Name: "streamhouse_errors_total",
-		Help: "Error responses returned to clients, by kind (the API error code).",
+		Help: "Error responses returned to clients, by kind (the API error code), and background failures by kind.",
 	}, []string{"kind"})
+	for _, k := range errorKinds {
+		v.WithLabelValues(k.Code)
+	}
+	for _, k := range more {
+		v.WithLabelValues(k)
+	}
+	return v
 }
 
 // NewActiveConnectionsGauge creates streamhouse_active_connections and

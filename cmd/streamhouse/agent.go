@@ -143,8 +143,8 @@ func newAgent(c *agentCmd) *agent {
 	a := &agent{cfg: c, log: c.logger(), registry: prometheus.NewRegistry()}
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.clock = agentClock(a.log)
-	a.errorsTotal = transport.NewErrorsCounter(a.registry)          // REST, gRPC, flusher and janitor count into it
-	a.connections = transport.NewActiveConnectionsGauge(a.registry) // REST and gRPC count into it
+	a.errorsTotal = transport.NewErrorsCounter(a.registry, partition.ErrorKinds...) // REST, gRPC, flusher and janitor count into it
+	a.connections = transport.NewActiveConnectionsGauge(a.registry)                 // REST and gRPC count into it
 	return a
 }
 

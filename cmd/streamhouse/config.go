@@ -108,22 +108,37 @@ func envOf(parser *kong.Kong, flag string) string {
 	return ""
 }
 
-// explainParseError adds the environment variable to kong's flag errors so
-// an operator who set a variable sees its name.
+// kongFromEnvar is how kong ends an error about a value that came from an
+// environment variable: ` (from envar HTTP_PORT="abc")`.
+const kongFromEnvar = " (from envar "
+
+// explainParseError names the environment variable in kong's flag errors,
+// once: a bad variable becomes `HTTP_PORT (--http-port): expected a valid
+// 64 bit int but got "abc"`, a bad flag `--http-port: … (environment
+// variable HTTP_PORT)`.
 func explainParseError(parser *kong.Kong, err error) string {
 	msg := err.Error()
 	var pe *kong.ParseError
 	if errors.As(err, &pe) {
 		msg = pe.Error()
 	}
-	if i := strings.Index(msg, "--"); i >= 0 {
-		name := msg[i+2:]
-		if j := strings.IndexAny(name, ": ="); j >= 0 {
-			name = name[:j]
+	i := strings.Index(msg, "--")
+	if i < 0 {
+		return msg
+	}
+	name := msg[i+2:]
+	if j := strings.IndexAny(name, ": ="); j >= 0 {
+		name = name[:j]
+	}
+	if k := strings.LastIndex(msg, kongFromEnvar); k >= 0 {
+		env := msg[k+len(kongFromEnvar):]
+		if j := strings.IndexAny(env, "=)"); j >= 0 {
+			env = env[:j]
 		}
-		if env := envOf(parser, name); env != "" {
-			return fmt.Sprintf("%s (environment variable %s)", msg, env)
-		}
+		return strings.Replace(msg[:k], "--"+name, env+" (--"+name+")", 1)
+	}
+	if env := envOf(parser, name); env != "" {
+		return fmt.Sprintf("%s (environment variable %s)", msg, env)
 	}
 	return msg
 }
