@@ -13,6 +13,7 @@ import (
 // unknown JSON field in a body.
 var queryParams = map[string][]string{
 	"GET /api/v1/consume": {"topic", "partition", "offset", "max_records", "max_bytes", "wait_ms", "encoding"},
+	"GET /api/v1/topics/{name}/partitions/{partition}/offsets": {"timestamp"},
 }
 
 // queryFree are the routes whose query string is not checked.
