@@ -751,7 +751,8 @@ func decodeAlterTopicConfig(v uint8, d *dec) (Command, error) {
 // re-created namesake is not grown by mistake). Leaders are the proposer's
 // choice for the highest len(Leaders) partitions of the new count (those
 // that already exist when it applies are skipped; partitions without a
-// leader are assigned by the controller). Limits as in CreateTopic.
+// leader are assigned by the controller). Limits.MaxPartitions as in
+// CreateTopic (MaxTopics is not checked).
 // Version 1.
 type CreatePartitions struct {
 	Topic   string
