@@ -3,10 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/streamhouse/streamhouse/transport/client"
 )
 
 // TestTopicAlterAndAddPartitions drives `topic alter` and `topic
@@ -89,4 +93,72 @@ func TestTopicAlterAndAddPartitions(t *testing.T) {
 		_, ps, err := c.DescribeTopic(ctx, "alt")
 		return err == nil && ps[3].LowWatermark == 1
 	})
+}
+
+// TestTopicChangesInATwoAgentCluster: partitions added and configs changed
+// through either agent (one of them forwards to the Raft leader) reach both
+// agents' state; every new partition gets a leader and takes records.
+func TestTopicChangesInATwoAgentCluster(t *testing.T) {
+	dir := t.TempDir()
+	gossip := []int{freePort(t), freePort(t)}
+	var agents []*agent
+	for i := range 2 {
+		c := testConfig(t, filepath.Join(dir, strconv.Itoa(i)))
+		c.NodeID, c.GossipPort, c.BootstrapExpect = "agent-"+strconv.Itoa(i), gossip[i], 2
+		c.Join = "127.0.0.1:" + strconv.Itoa(gossip[1-i])
+		a, err := startAgent(context.Background(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close(context.Background())
+		agents = append(agents, a)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var clients []*client.Client
+	for _, a := range agents {
+		cl := dialAgent(t, a.grpcAddr())
+		defer cl.Close()
+		clients = append(clients, cl)
+	}
+	waitFor(t, 60*time.Second, "the cluster creates a topic", func() bool {
+		_, err := clients[0].CreateTopic(ctx, "two", 2, client.TopicConfig{})
+		return err == nil
+	})
+	for i, count := range []int32{4, 6} {
+		if _, _, err := clients[i].CreatePartitions(ctx, "two", count); err != nil {
+			t.Fatalf("add partitions through agent %d: %v", i, err)
+		}
+	}
+	if _, err := clients[1].AlterTopicConfig(ctx, "two", map[string]string{"retention.bytes": "1048576"}); err != nil {
+		t.Fatalf("alter through agent 1: %v", err)
+	}
+	for i, a := range agents {
+		waitFor(t, 30*time.Second, "agent "+strconv.Itoa(i)+" applies the changes", func() bool {
+			tp, ok := a.fsm.Topic("two")
+			if !ok || tp.Partitions != 6 || tp.Config.RetentionBytes != 1<<20 {
+				return false
+			}
+			ps := a.fsm.Partitions(tp.ID)
+			for _, p := range ps {
+				if p.Leader != "agent-0" && p.Leader != "agent-1" {
+					return false
+				}
+			}
+			return len(ps) == 6
+		})
+	}
+	p, err := clients[0].NewProducer(ctx, client.ProducerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	offs, err := p.Produce(ctx, "two", client.Record{Value: []byte("in-5")}.ToPartition(5))
+	if err != nil || offs[0].Partition != 5 {
+		t.Fatalf("produce to partition 5: %+v %v", offs, err)
+	}
+	res, err := clients[1].Fetch(ctx, client.FetchRequest{Topic: "two", Partition: 5, Offset: 0, MaxRecords: 10})
+	if err != nil || len(res.Records) != 1 || string(res.Records[0].Value) != "in-5" {
+		t.Fatalf("fetch partition 5 through agent 1: %+v %v", res, err)
+	}
 }
