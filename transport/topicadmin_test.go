@@ -94,3 +94,16 @@ func TestCreatePartitionsREST(t *testing.T) {
 	}
 	wantError(t, e.do(t, "POST", "/api/v1/topics/nope/partitions", `{"count":3}`), http.StatusNotFound, CodeNotFound)
 }
+
+// Creating a topic accepts the same Kafka-named keys under "config".
+func TestCreateTopicWithKafkaConfigKeys(t *testing.T) {
+	e := newEnv(t)
+	rec := e.do(t, "POST", "/api/v1/topics", `{"name":"k","config":{"max.message.bytes":"2048","compression.type":"lz4","cleanup.policy":"delete"}}`)
+	wantStatus(t, rec, http.StatusCreated)
+	c := jsonBody(t, rec)["configs"].(map[string]any)
+	if c["max.message.bytes"] != "2048" || c["compression.type"] != "lz4" {
+		t.Fatalf("configs = %v", c)
+	}
+	wantError(t, e.do(t, "POST", "/api/v1/topics", `{"name":"k2","config":{"cleanup.policy":"compact"}}`), http.StatusBadRequest, CodeBadRequest)
+	wantError(t, e.do(t, "POST", "/api/v1/topics", `{"name":"k3","config":{"max.message.bytes":true}}`), http.StatusBadRequest, CodeBadRequest)
+}

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -10,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamhouse/streamhouse/jepsen/testkit"
 	"github.com/streamhouse/streamhouse/transport/client"
 )
 
@@ -161,4 +164,38 @@ func TestTopicChangesInATwoAgentCluster(t *testing.T) {
 	if err != nil || len(res.Records) != 1 || string(res.Records[0].Value) != "in-5" {
 		t.Fatalf("fetch partition 5 through agent 1: %+v %v", res, err)
 	}
+}
+
+// TestConsumeFollowPicksUpAddedPartitions: `consume --follow --group` of
+// every partition prints the records of a partition added while it runs
+// (within the client's metadata refresh) and commits them for the group.
+func TestConsumeFollowPicksUpAddedPartitions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and waits for a metadata refresh; run without -short")
+	}
+	_, server := startClientAgent(t, nil)
+	mustCLI(t, server, nil, "topic", "create", "follow", "-p", "1")
+	var out testkit.SyncBuffer
+	cmd := exec.Command(agentBinary(t), "consume", "follow", "-f", "-g", "fg", "-o", "json")
+	cmd.Env = append(os.Environ(), "STREAMHOUSE_GRPC="+server)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	mustCLI(t, server, nil, "produce", "follow", "-P", "0", "first")
+	waitFor(t, 20*time.Second, "the follower prints the first record", func() bool { return strings.Contains(out.String(), `"first"`) })
+	mustCLI(t, server, nil, "topic", "add-partitions", "follow", "--count", "2")
+	mustCLI(t, server, nil, "produce", "follow", "-P", "1", "in-added")
+	waitFor(t, 60*time.Second, "the follower prints the added partition's record", func() bool {
+		return strings.Contains(out.String(), `"in-added"`)
+	})
+	waitFor(t, 20*time.Second, "the group commits the added partition", func() bool {
+		for _, p := range describeGroupCLI(t, server, "fg").Partitions {
+			if p.Partition == 1 && p.Offset == 1 {
+				return true
+			}
+		}
+		return false
+	})
 }
