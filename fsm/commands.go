@@ -23,6 +23,8 @@ const (
 	CmdDeleteGroup
 	CmdInitProducer
 	CmdClockTick
+	CmdAlterTopicConfig
+	CmdCreatePartitions
 )
 
 func (c CommandType) String() string {
@@ -49,6 +51,10 @@ func (c CommandType) String() string {
 		return "InitProducer"
 	case CmdClockTick:
 		return "ClockTick"
+	case CmdAlterTopicConfig:
+		return "AlterTopicConfig"
+	case CmdCreatePartitions:
+		return "CreatePartitions"
 	}
 	return fmt.Sprintf("CommandType(%d)", uint8(c))
 }
@@ -74,17 +80,19 @@ type decoderFunc func(version uint8, d *dec) (Command, error)
 
 // decoders is the registration table: one entry per command type.
 var decoders = map[CommandType]decoderFunc{
-	CmdCreateTopic:    decodeCreateTopic,
-	CmdDeleteTopic:    decodeDeleteTopic,
-	CmdAppendBatch:    decodeAppendBatch,
-	CmdCommitSegment:  decodeCommitSegment,
-	CmdAssignLeader:   decodeAssignLeader,
-	CmdTrimPartition:  decodeTrimPartition,
-	CmdObjectsDeleted: decodeObjectsDeleted,
-	CmdCommitOffsets:  decodeCommitOffsets,
-	CmdDeleteGroup:    decodeDeleteGroup,
-	CmdInitProducer:   decodeInitProducer,
-	CmdClockTick:      decodeClockTick,
+	CmdCreateTopic:      decodeCreateTopic,
+	CmdDeleteTopic:      decodeDeleteTopic,
+	CmdAppendBatch:      decodeAppendBatch,
+	CmdCommitSegment:    decodeCommitSegment,
+	CmdAssignLeader:     decodeAssignLeader,
+	CmdTrimPartition:    decodeTrimPartition,
+	CmdObjectsDeleted:   decodeObjectsDeleted,
+	CmdCommitOffsets:    decodeCommitOffsets,
+	CmdDeleteGroup:      decodeDeleteGroup,
+	CmdInitProducer:     decodeInitProducer,
+	CmdClockTick:        decodeClockTick,
+	CmdAlterTopicConfig: decodeAlterTopicConfig,
+	CmdCreatePartitions: decodeCreatePartitions,
 }
 
 // Decode parses an encoded command.
@@ -157,7 +165,8 @@ type ClusterLimits struct {
 }
 
 // CreateTopic creates a topic with its initial partition leaders.
-// Version 2 added Limits (a version-1 entry applies without limits).
+// Version 2 added Limits (a version-1 entry applies without limits);
+// version 3 adds Config.MaxMessageBytes (written when set).
 type CreateTopic struct {
 	Name       string
 	Partitions int32
@@ -171,6 +180,9 @@ type CreateTopic struct {
 // Type implements Command.
 func (*CreateTopic) Type() CommandType { return CmdCreateTopic }
 func (c *CreateTopic) version() uint8 {
+	if c.Config.MaxMessageBytes != 0 {
+		return 3
+	}
 	if c.Limits != (ClusterLimits{}) {
 		return 2
 	}
@@ -192,10 +204,13 @@ func (c *CreateTopic) encode(e *enc) {
 		e.iv(c.Limits.MaxTopics)
 		e.iv(c.Limits.MaxPartitions)
 	}
+	if c.version() >= 3 {
+		e.iv(c.Config.MaxMessageBytes)
+	}
 }
 
 func decodeCreateTopic(v uint8, d *dec) (Command, error) {
-	if err := checkVersion(CmdCreateTopic, v, 2); err != nil {
+	if err := checkVersion(CmdCreateTopic, v, 3); err != nil {
 		return nil, err
 	}
 	c := &CreateTopic{}
@@ -209,6 +224,12 @@ func decodeCreateTopic(v uint8, d *dec) (Command, error) {
 	if v >= 2 {
 		c.Limits.MaxTopics = d.iv()
 		c.Limits.MaxPartitions = d.iv()
+	}
+	if v >= 3 {
+		c.Config.MaxMessageBytes = d.iv()
+		if c.Config.MaxMessageBytes == 0 {
+			d.fail("create topic v3 without max message bytes")
+		}
 	}
 	return c, nil
 }
@@ -690,4 +711,79 @@ func ValidateGroupName(name string) error {
 		}
 	}
 	return nil
+}
+
+// AlterTopicConfig changes some of a topic's configuration (incremental:
+// keys not named keep their value). Set is sorted by key, one entry per key,
+// values in Kafka's string form (topicconfig.go); Apply validates them with
+// the same pure function the proposer used. Version 1.
+type AlterTopicConfig struct {
+	Topic string
+	Set   []ConfigEntry
+}
+
+// Type implements Command.
+func (*AlterTopicConfig) Type() CommandType { return CmdAlterTopicConfig }
+func (*AlterTopicConfig) version() uint8    { return 1 }
+func (c *AlterTopicConfig) encode(e *enc) {
+	e.str(c.Topic)
+	e.uv(uint64(len(c.Set)))
+	for _, x := range c.Set {
+		e.str(x.Key)
+		e.str(x.Value)
+	}
+}
+
+func decodeAlterTopicConfig(v uint8, d *dec) (Command, error) {
+	if err := checkVersion(CmdAlterTopicConfig, v, 1); err != nil {
+		return nil, err
+	}
+	c := &AlterTopicConfig{Topic: d.str()}
+	c.Set = decodeSlice(d, 2, func(x *ConfigEntry) {
+		x.Key = d.str()
+		x.Value = d.str()
+	})
+	return c, nil
+}
+
+// CreatePartitions raises a topic's partition count to Count (never
+// lowers it). TopicID, when set, must be the topic's (a deleted and
+// re-created namesake is not grown by mistake). Leaders are the proposer's
+// choice for the highest len(Leaders) partitions of the new count (those
+// that already exist when it applies are skipped; partitions without a
+// leader are assigned by the controller). Limits.MaxPartitions as in
+// CreateTopic (MaxTopics is not checked).
+// Version 1.
+type CreatePartitions struct {
+	Topic   string
+	TopicID uint64
+	Count   int32
+	Leaders []string
+	Limits  ClusterLimits
+}
+
+// Type implements Command.
+func (*CreatePartitions) Type() CommandType { return CmdCreatePartitions }
+func (*CreatePartitions) version() uint8    { return 1 }
+func (c *CreatePartitions) encode(e *enc) {
+	e.str(c.Topic)
+	e.uv(c.TopicID)
+	e.iv(int64(c.Count))
+	e.uv(uint64(len(c.Leaders)))
+	for _, l := range c.Leaders {
+		e.str(l)
+	}
+	e.iv(c.Limits.MaxTopics)
+	e.iv(c.Limits.MaxPartitions)
+}
+
+func decodeCreatePartitions(v uint8, d *dec) (Command, error) {
+	if err := checkVersion(CmdCreatePartitions, v, 1); err != nil {
+		return nil, err
+	}
+	c := &CreatePartitions{Topic: d.str(), TopicID: d.uv(), Count: d.i32()}
+	c.Leaders = decodeSlice(d, 1, func(l *string) { *l = d.str() })
+	c.Limits.MaxTopics = d.iv()
+	c.Limits.MaxPartitions = d.iv()
+	return c, nil
 }

@@ -190,6 +190,10 @@ func (f *FSM) applyMeta(index uint64, cmd Command) (*Result, bool) {
 		return f.applyObjectsDeleted(c)
 	case *ClockTick:
 		return f.applyClockTick(c), false
+	case *AlterTopicConfig:
+		return f.applyAlterTopicConfig(c)
+	case *CreatePartitions:
+		return f.applyCreatePartitions(c)
 	}
 	panic(fmt.Sprintf("fsm: command type %s has a decoder but no apply", cmd.Type()))
 }
@@ -207,6 +211,9 @@ func (f *FSM) applyCreateTopic(index uint64, c *CreateTopic) (*Result, bool) {
 	}
 	if c.Config.RetentionMs < 0 || c.Config.RetentionBytes < 0 {
 		return fail(CodeInvalid, "retention must not be negative"), false
+	}
+	if m := c.Config.MaxMessageBytes; m < 0 || m > MaxMessageBytesLimit {
+		return fail(CodeInvalid, "max message bytes %d outside 0..%d", m, MaxMessageBytesLimit), false
 	}
 	if len(c.Leaders) != 0 && len(c.Leaders) != int(c.Partitions) {
 		return fail(CodeInvalid, "%d leaders for %d partitions", len(c.Leaders), c.Partitions), false

@@ -180,6 +180,9 @@ func stateFromImage(img *Image) (*State, error) {
 		if _, dup := st.TopicsByID[t.ID]; dup {
 			return nil, fmt.Errorf("image: topic id %d twice", t.ID)
 		}
+		if m := t.Config.MaxMessageBytes; m < 0 || m > MaxMessageBytesLimit {
+			return nil, fmt.Errorf("image: topic %q has max message bytes %d outside 0..%d", t.Name, m, MaxMessageBytesLimit)
+		}
 		st.Topics[t.Name] = &t
 		st.TopicsByID[t.ID] = &t
 	}

@@ -122,7 +122,7 @@ func TestSnapshotVersionFollowsOwners(t *testing.T) {
 	if err := writeSnapshot(&buf, h.f.state, nil); err != nil {
 		t.Fatal(err)
 	}
-	if magic := buf.String()[:len(snapshotMagic)]; magic != snapshotMagic {
+	if magic := buf.String()[:len(snapshotMagicV3)]; magic != snapshotMagicV3 {
 		t.Fatalf("a state with an owner was written as %q", magic)
 	}
 }

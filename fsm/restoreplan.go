@@ -30,6 +30,12 @@ import (
 //   - Blocks of topics created after the checkpoint recreate the topic
 //     (name and ID from the footer, partition count from the highest
 //     partition seen, default config).
+//   - A block of a checkpointed topic (same ID and name) at a partition
+//     index past the checkpoint's count belongs to a partition added
+//     after the checkpoint (CreatePartitions never lowers a count): the
+//     topic grows to the highest partition seen, the new partitions start
+//     empty and are extended like any other. Configuration changed after
+//     the checkpoint is not in the bucket: the checkpoint's stays.
 //   - Objects that stayed unreadable (the caller refuses to plan with any
 //     unless the operator allowed it) are recorded in the image's
 //     Unreadable set, so nothing deletes them; offsets only they held
@@ -104,6 +110,7 @@ type RestoreReport struct {
 	ClusterID         string              `json:"cluster_id,omitempty"`          // caller
 	Topics            int                 `json:"topics"`
 	TopicsFromS3      []string            `json:"topics_recreated_from_s3"`
+	TopicsGrown       []string            `json:"topics_with_partitions_from_s3"` // partitions added after the checkpoint
 	Partitions        int                 `json:"partitions"`
 	SegmentsFromPG    int                 `json:"segments_from_postgres"`
 	SegmentsFromS3    int                 `json:"segments_reconciled_from_s3"`
@@ -139,7 +146,7 @@ const RestoreIndexGap = 1 << 24
 func PlanRestore(in RestoreInput) (*Image, RestoreReport) {
 	gap, source := restoreOffsetGap(in.Image, in.OffsetGap, len(in.Unreadable))
 	rep := RestoreReport{CheckpointIndex: in.Image.LastApplied, OffsetGap: gap, OffsetGapSource: source, ProducerGen: in.Generation,
-		TopicsFromS3: []string{}, Unreadable: append([]string{}, in.Unreadable...), DeletedTopicIDs: []uint64{}, Warnings: []string{}}
+		TopicsFromS3: []string{}, TopicsGrown: []string{}, Unreadable: append([]string{}, in.Unreadable...), DeletedTopicIDs: []uint64{}, Warnings: []string{}}
 	pl := newPlanner(in.Image, &rep)
 	pl.checkpointSegments(in.Existing)
 	blocks, deadObjects := pl.liveBlocks(in.Blocks)
@@ -330,16 +337,24 @@ func (pl *planner) liveBlocks(all []RestoreBlock) (blocks []RestoreBlock, deadOb
 }
 
 // topicsFromS3 recreates the topics only S3 knows (created after the
-// checkpoint), with the partitions their blocks show.
+// checkpoint), and grows every topic to the partitions its blocks show
+// (partitions added after the checkpoint).
 func (pl *planner) topicsFromS3(blocks []RestoreBlock) {
 	for _, b := range blocks {
 		pl.recreateTopic(b)
 	}
+	grown := map[string]bool{}
 	for _, b := range blocks {
 		t, ok := pl.topics[b.TopicID]
-		if ok && t.Name == b.Topic && b.Partition >= t.Partitions && pl.rep.isFromS3(t.Name) {
+		if ok && t.Name == b.Topic && b.Partition >= t.Partitions {
+			if !pl.rep.isFromS3(t.Name) {
+				grown[t.Name] = true
+			}
 			t.Partitions = b.Partition + 1
 		}
+	}
+	for name := range grown {
+		pl.rep.TopicsGrown = append(pl.rep.TopicsGrown, name)
 	}
 	for _, t := range pl.topics {
 		for i := int32(0); i < t.Partitions; i++ {
@@ -549,6 +564,7 @@ func (pl *planner) summarise(out *Image) {
 		rep.PerPartition = append(rep.PerPartition, *pl.reportFor(PartitionKey{TopicID: p.TopicID, Partition: p.Index}))
 	}
 	sort.Strings(rep.TopicsFromS3)
+	sort.Strings(rep.TopicsGrown)
 }
 
 // pendingDeletes keeps the checkpoint's queued deletions of objects that

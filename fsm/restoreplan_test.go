@@ -373,3 +373,44 @@ func TestPlanRestoreCarriesTheClusterClock(t *testing.T) {
 		t.Fatalf("restored clock %d", f.Clock())
 	}
 }
+
+// TestPlanRestoreGrowsTopicsWithPartitionsAddedAfterTheCheckpoint: the
+// checkpoint knows "orders" with 2 partitions; partitions 2 and 3 were
+// added later and partition 3 flushed a block. The restored topic has 4
+// partitions: partition 3 holds the block, partition 2 resumes empty (past
+// the offset gap), and the checkpoint's config stays.
+func TestPlanRestoreGrowsTopicsWithPartitionsAddedAfterTheCheckpoint(t *testing.T) {
+	img := checkpointImage()
+	img.Topics[0].Config = TopicConfig{Compression: "lz4", RetentionMs: 60000, MaxMessageBytes: 4096}
+	now := time.Unix(1_800_000_000, 0)
+	footers := []footer{
+		{Key: "segments/g.seg", LastModified: now, Entries: []RestoreBlock{block("orders", 10, 3, 0, 19), block("orders", 10, 0, 100, 109)}},
+		// A namesake with another ID (deleted before the checkpoint) does not grow it.
+		{Key: "segments/h.seg", LastModified: now, Entries: []RestoreBlock{block("orders", 3, 7, 0, 4)}},
+	}
+	existing := map[string]bool{"segments/a.seg": true, "segments/b.seg": true, "segments/g.seg": true, "segments/h.seg": true}
+	plan, rep := PlanRestore(RestoreInput{Image: img, Existing: existing, Blocks: blocksOf(footers), SeedNode: "new-1", OffsetGap: 5})
+	if len(plan.Topics) != 1 || plan.Topics[0].Partitions != 4 || plan.Topics[0].Config != img.Topics[0].Config {
+		t.Fatalf("topics = %+v", plan.Topics)
+	}
+	if len(plan.Partitions) != 4 {
+		t.Fatalf("%d partitions, want 4", len(plan.Partitions))
+	}
+	p2, p3 := plan.Partitions[2], plan.Partitions[3]
+	if p2.Index != 2 || p2.NextOffset != 5 || p2.Leader != "new-1" {
+		t.Fatalf("empty added partition = %+v", p2)
+	}
+	if p3.Index != 3 || len(p3.Segments) != 2 || p3.Segments[0].ObjectKey != "segments/g.seg" || p3.NextOffset != 25 {
+		t.Fatalf("added partition with data = %+v", p3)
+	}
+	if !reflect.DeepEqual(rep.TopicsGrown, []string{"orders"}) || len(rep.TopicsFromS3) != 0 || rep.SegmentsFromS3 != 2 {
+		t.Fatalf("report: grown %v, from S3 %v, segments %d", rep.TopicsGrown, rep.TopicsFromS3, rep.SegmentsFromS3)
+	}
+	if !reflect.DeepEqual(rep.DeletedTopicIDs, []uint64{3}) {
+		t.Fatalf("deleted topic ids = %v", rep.DeletedTopicIDs)
+	}
+	assertSeedable(t, plan)
+	if f := seeded(t, plan); len(f.Partitions(10)) != 4 {
+		t.Fatalf("seeded FSM has %d partitions", len(f.Partitions(10)))
+	}
+}

@@ -12,43 +12,56 @@ import (
 
 // Snapshot stream format, every item length-prefixed (uvarint):
 //
-//	magic "SHSNAP03"
+//	magic "SHSNAP04"
 //	state item    (LastApplied, topics, partitions with segments, pending
 //	               deletes; version 2 adds consumer groups and producers;
 //	               version 3 adds the cluster clock and the owners of
-//	               producers that have one)
+//	               producers that have one; version 4 adds the topics'
+//	               max.message.bytes where set)
 //	lineage item  (tag 2, optional: the DR-restore lineage, restore_state.go)
 //	batch items   (tag 1 + AppendedBatch), ascending Raft index
 //	end item      (tag 0)
 //
-// A state whose cluster clock has not started and whose producers have no
-// owner is written as "SHSNAP02" (its encoding is version 3's without the
-// clock and owner sections), so agents of the previous version can still
-// install snapshots during a rolling upgrade.
-// Restore reads "SHSNAP01", "SHSNAP02" and "SHSNAP03"; older versions
-// restore with the cluster clock at 0 (the next leader tick sets it).
+// Every state is written in the lowest version that holds it
+// (stateVersion), so agents of the previous versions can still install
+// snapshots during a rolling upgrade: "SHSNAP02" when the cluster clock has
+// not started and no producer has an owner (its encoding is version 3's
+// without the clock and owner sections), "SHSNAP03" when no topic sets
+// max.message.bytes, else "SHSNAP04".
+// Restore reads "SHSNAP01" to "SHSNAP04"; versions before 3 restore with
+// the cluster clock at 0 (the next leader tick sets it).
 const (
-	snapshotMagic   = "SHSNAP03"
+	snapshotMagic   = "SHSNAP04"
+	snapshotMagicV3 = "SHSNAP03"
 	snapshotMagicV2 = "SHSNAP02"
 	snapshotMagicV1 = "SHSNAP01"
 )
 
 // snapshotVersion is the state item version snapshotMagic announces.
-const snapshotVersion = 3
+const snapshotVersion = 4
 
-// stateVersion is the lowest state item version that holds st: 3 when the
-// cluster clock has started or a producer has an owner, else 2.
+// stateVersion is the lowest state item version that holds st: 4 when a
+// topic sets max.message.bytes, 3 when the cluster clock has started or a
+// producer has an owner, else 2.
 func stateVersion(st *State) int {
+	for _, t := range st.Topics {
+		if t.Config.MaxMessageBytes != 0 {
+			return 4
+		}
+	}
 	if st.Clock != 0 {
-		return snapshotVersion
+		return 3
 	}
 	for _, p := range st.Producers {
 		if p.Owner != "" {
-			return snapshotVersion
+			return 3
 		}
 	}
 	return 2
 }
+
+// snapshotMagics maps each state item version to its stream magic.
+var snapshotMagics = map[int]string{1: snapshotMagicV1, 2: snapshotMagicV2, 3: snapshotMagicV3, 4: snapshotMagic}
 
 const (
 	itemEnd     = 0
@@ -124,11 +137,8 @@ func writeItem(w io.Writer, b []byte) error {
 }
 
 func writeSnapshot(w io.Writer, st *State, batches BatchSnapshot) error {
-	version, magic := stateVersion(st), snapshotMagicV2
-	if version == snapshotVersion {
-		magic = snapshotMagic
-	}
-	if _, err := io.WriteString(w, magic); err != nil {
+	version := stateVersion(st)
+	if _, err := io.WriteString(w, snapshotMagics[version]); err != nil {
 		return err
 	}
 	if err := writeItem(w, encodeState(st, version)); err != nil {
@@ -155,7 +165,7 @@ func writeSnapshot(w io.Writer, st *State, batches BatchSnapshot) error {
 	return writeItem(w, []byte{itemEnd})
 }
 
-// encodeState writes the state item in version 2 or 3 (stateVersion;
+// encodeState writes the state item in version 2, 3 or 4 (stateVersion;
 // version 1 only for tests of old snapshots).
 func encodeState(st *State, version int) []byte {
 	e := enc{}
@@ -227,7 +237,43 @@ func encodeState(st *State, version int) []byte {
 		e.iv(st.Clock)
 		encodeProducerOwners(&e, producers)
 	}
+	if version >= 4 {
+		encodeTopicLimits(&e, topics)
+	}
 	return e.b
+}
+
+// encodeTopicLimits writes the version-4 section: the topics that set
+// max.message.bytes, as (id, bytes) pairs in name order.
+func encodeTopicLimits(e *enc, topics []*Topic) {
+	n := 0
+	for _, t := range topics {
+		if t.Config.MaxMessageBytes != 0 {
+			n++
+		}
+	}
+	e.uv(uint64(n))
+	for _, t := range topics {
+		if t.Config.MaxMessageBytes != 0 {
+			e.uv(t.ID)
+			e.iv(t.Config.MaxMessageBytes)
+		}
+	}
+}
+
+// decodeTopicLimits reads the version-4 section into st's topics.
+func decodeTopicLimits(d *dec, st *State) {
+	d.each(2, func() {
+		id, n := d.uv(), d.iv()
+		t, ok := st.TopicsByID[id]
+		if d.err == nil && (!ok || n <= 0 || n > MaxMessageBytesLimit) {
+			d.fail("topic max message bytes (of an unknown topic, or out of range)")
+			return
+		}
+		if ok {
+			t.Config.MaxMessageBytes = n
+		}
+	})
 }
 
 // encodeProducerOwners writes the version-3 section: the producers that
@@ -302,6 +348,9 @@ func decodeState(b []byte, version int) (*State, error) {
 	if version >= 3 {
 		st.Clock = d.iv()
 		decodeProducerOwners(d, st)
+	}
+	if version >= 4 {
+		decodeTopicLimits(d, st)
 	}
 	st.rebuildRefs()
 	if err := d.done("snapshot state"); err != nil {
@@ -411,13 +460,10 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	magic := make([]byte, len(snapshotMagic))
 	version := 0
 	if _, err := io.ReadFull(r, magic); err == nil {
-		switch string(magic) {
-		case snapshotMagic:
-			version = snapshotVersion
-		case snapshotMagicV2:
-			version = 2
-		case snapshotMagicV1:
-			version = 1
+		for v, m := range snapshotMagics {
+			if string(magic) == m {
+				version = v
+			}
 		}
 	}
 	if version == 0 {

@@ -9,6 +9,9 @@ type TopicConfig struct {
 	RetentionMs    int64  // 0 = keep forever
 	RetentionBytes int64  // 0 = unlimited
 	Compression    string // "zstd" (default), "lz4", "none"
+	// MaxMessageBytes bounds one record (0: the agent's MAX_RECORD_BYTES;
+	// see RecordLimit). Set by AlterTopicConfig or CreateTopic v3.
+	MaxMessageBytes int64
 }
 
 // Topic is a topic as the replicated state knows it.

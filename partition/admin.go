@@ -105,3 +105,68 @@ func (a *Admin) Partitions(name string) ([]fsm.PartitionInfo, error) {
 	}
 	return a.meta.Partitions(t.ID), nil
 }
+
+// AlterTopicConfig changes the named keys of a topic's configuration
+// (Kafka names, string values: fsm/topicconfig.go); the others keep their
+// value. A bad key or value is a *fsm.ConfigError (fsm.ErrInvalidArgument)
+// and nothing is proposed. It returns the topic as this agent applied it.
+func (a *Admin) AlterTopicConfig(ctx context.Context, name string, set map[string]string) (fsm.Topic, error) {
+	t, err := lookupTopic(ctx, a.meta, a.sync, name)
+	if err != nil {
+		return fsm.Topic{}, err
+	}
+	entries, err := fsm.ConfigEntries(set)
+	if err != nil {
+		return fsm.Topic{}, err
+	}
+	return a.proposeTopicChange(ctx, t, &fsm.AlterTopicConfig{Topic: name, Set: entries})
+}
+
+// CreatePartitions raises a topic's partition count to count (the new
+// total; lowering or keeping it is fsm.ErrInvalidArgument), within the
+// cluster's MAX_PARTITIONS. The new partitions get leaders from the
+// placement (the controller assigns any left without one). Keyed records
+// hash over the new count from then on, so a key may map to another
+// partition than before (as in Kafka).
+func (a *Admin) CreatePartitions(ctx context.Context, name string, count int32) (fsm.Topic, error) {
+	t, err := lookupTopic(ctx, a.meta, a.sync, name)
+	if err != nil {
+		return fsm.Topic{}, err
+	}
+	if err := fsm.ValidatePartitionCount(count); err != nil {
+		return fsm.Topic{}, fmt.Errorf("%w: %v", fsm.ErrInvalidArgument, err)
+	}
+	if count <= t.Partitions {
+		return fsm.Topic{}, fmt.Errorf("%w: topic %q has %d partitions; the count can only be raised (asked for %d)",
+			fsm.ErrInvalidArgument, name, t.Partitions, count)
+	}
+	cmd := &fsm.CreatePartitions{Topic: name, TopicID: t.ID, Count: count,
+		Leaders: a.placement.Placement(count - t.Partitions), Limits: a.limits}
+	return a.proposeTopicChange(ctx, t, cmd)
+}
+
+// proposeTopicChange proposes cmd (a change of topic t) and waits until this
+// agent has applied it, so the caller reads its own write.
+func (a *Admin) proposeTopicChange(ctx context.Context, t fsm.Topic, cmd fsm.Command) (fsm.Topic, error) {
+	res, err := a.proposer.Propose(ctx, fsm.Encode(cmd))
+	if err != nil {
+		return fsm.Topic{}, err
+	}
+	if err := res.Err(); err != nil {
+		return fsm.Topic{}, err
+	}
+	for {
+		changed := a.meta.Changed()
+		if a.meta.LastApplied() >= res.Index {
+			if now, ok := a.meta.TopicByID(t.ID); ok {
+				return now, nil
+			}
+			return fsm.Topic{}, fmt.Errorf("%w: topic %q was deleted right after the change", fsm.ErrTopicNotFound, t.Name)
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fsm.Topic{}, fmt.Errorf("%w: the change of topic %q was applied but this agent has not applied it yet: %v", fsm.ErrOutcomeUnknown, t.Name, ctx.Err())
+		}
+	}
+}

@@ -69,7 +69,7 @@ func (p *Producer) produceIdempotent(ctx context.Context, b fsm.IdempotentBatch,
 	}
 	now := p.now()
 	for i := range b.Records {
-		if err := p.checkRecord(i, &b.Records[i], now); err != nil {
+		if err := p.checkRecord(t, i, &b.Records[i], now); err != nil {
 			return fsm.IdempotentResult{}, err
 		}
 	}

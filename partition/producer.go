@@ -181,10 +181,15 @@ func (p *Producer) checkRequestSize(n int) error {
 }
 
 // checkRecord refuses an oversize record (i is its position in the
-// request) and stamps a record without a timestamp with now.
-func (p *Producer) checkRecord(i int, r *fsm.Record, now int64) error {
-	if p.cfg.MaxRecordBytes > 0 && r.Size() > p.cfg.MaxRecordBytes {
-		return fmt.Errorf("%w: record %d is %d bytes, the limit is %d", fsm.ErrRecordTooLarge, i, r.Size(), p.cfg.MaxRecordBytes)
+// request) and stamps a record without a timestamp with now. The limit is
+// the agent's MAX_RECORD_BYTES, or the topic's max.message.bytes when that
+// is smaller (read from the current state on every request).
+func (p *Producer) checkRecord(t fsm.Topic, i int, r *fsm.Record, now int64) error {
+	if limit := t.Config.RecordLimit(p.cfg.MaxRecordBytes); limit > 0 && r.Size() > limit {
+		if limit < p.cfg.MaxRecordBytes || p.cfg.MaxRecordBytes <= 0 {
+			return fmt.Errorf("%w: record %d is %d bytes, topic %q accepts at most %d (max.message.bytes)", fsm.ErrRecordTooLarge, i, r.Size(), t.Name, limit)
+		}
+		return fmt.Errorf("%w: record %d is %d bytes, the limit is %d", fsm.ErrRecordTooLarge, i, r.Size(), limit)
 	}
 	if r.Timestamp == 0 {
 		r.Timestamp = now
@@ -291,7 +296,7 @@ func (p *Producer) assignPartitions(t fsm.Topic, topic string, recs []fsm.Produc
 	sticky := int32(-1)
 	for i := range recs {
 		r := &recs[i]
-		if err := p.checkRecord(i, &r.Record, now); err != nil {
+		if err := p.checkRecord(t, i, &r.Record, now); err != nil {
 			return nil, err
 		}
 		switch {

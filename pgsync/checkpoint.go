@@ -374,10 +374,10 @@ func (db *DB) replaceSmallTables(ctx context.Context, tx pgx.Tx, img *fsm.Image)
 		n    int
 		row  func(i int) []any
 	}{
-		{"streamhouse_topics", []string{"id", "name", "partitions", "retention_ms", "retention_bytes", "compression", "created_at_ms"},
+		{"streamhouse_topics", []string{"id", "name", "partitions", "retention_ms", "retention_bytes", "compression", "created_at_ms", "max_message_bytes"},
 			len(img.Topics), func(i int) []any {
 				t := &img.Topics[i]
-				return []any{int64(t.ID), t.Name, t.Partitions, t.Config.RetentionMs, t.Config.RetentionBytes, t.Config.Compression, t.CreatedAt}
+				return []any{int64(t.ID), t.Name, t.Partitions, t.Config.RetentionMs, t.Config.RetentionBytes, t.Config.Compression, t.CreatedAt, t.Config.MaxMessageBytes}
 			}},
 		{"streamhouse_partitions", []string{"topic_id", "partition", "leader", "leader_epoch", "next_offset", "flushed_offset", "low_watermark"},
 			len(img.Partitions), func(i int) []any {

@@ -478,7 +478,7 @@ func TestSchemaCoversFSM(t *testing.T) {
 		reflect.TypeFor[fsm.Image]():            {"LastApplied", "RaftTerm", "Topics", "Partitions", "Groups", "Producers", "PendingDeletes", "Unreadable", "ProducerGeneration", "MaxUnflushedRecords", "Clock"},
 		reflect.TypeFor[fsm.UnreadableObject](): {"Key", "RestoredFrom"},
 		reflect.TypeFor[fsm.Topic]():            {"ID", "Name", "Partitions", "Config", "CreatedAt"},
-		reflect.TypeFor[fsm.TopicConfig]():      {"RetentionMs", "RetentionBytes", "Compression"},
+		reflect.TypeFor[fsm.TopicConfig]():      {"RetentionMs", "RetentionBytes", "Compression", "MaxMessageBytes"},
 		reflect.TypeFor[fsm.Partition]():        {"TopicID", "Index", "Leader", "LeaderEpoch", "NextOffset", "FlushedOffset", "LowWatermark", "Segments"},
 		reflect.TypeFor[fsm.SegmentRef]():       {"ObjectKey", "ByteOffset", "ByteLength", "BaseOffset", "LastOffset", "RecordCount", "MinTimestamp", "MaxTimestamp", "Compression", "CRC", "UncompressedSize", "CommittedAt"},
 		reflect.TypeFor[fsm.GroupOffsetEntry](): {"Group", "TopicID", "Partition", "Offset", "Metadata", "CommittedAt"},

@@ -95,9 +95,9 @@ func (db *DB) loadTables(ctx context.Context, tx pgx.Tx, img *fsm.Image) error {
 
 func (db *DB) loadTopics(ctx context.Context, tx pgx.Tx, img *fsm.Image) error {
 	var t fsm.Topic
-	return db.each(ctx, tx, "topics", `SELECT id, name, partitions, retention_ms, retention_bytes, compression, created_at_ms
+	return db.each(ctx, tx, "topics", `SELECT id, name, partitions, retention_ms, retention_bytes, compression, created_at_ms, max_message_bytes
 		FROM streamhouse_topics ORDER BY name COLLATE "C"`,
-		[]any{&t.ID, &t.Name, &t.Partitions, &t.Config.RetentionMs, &t.Config.RetentionBytes, &t.Config.Compression, &t.CreatedAt},
+		[]any{&t.ID, &t.Name, &t.Partitions, &t.Config.RetentionMs, &t.Config.RetentionBytes, &t.Config.Compression, &t.CreatedAt, &t.Config.MaxMessageBytes},
 		func() error { img.Topics = append(img.Topics, t); return nil })
 }
 

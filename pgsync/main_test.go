@@ -164,7 +164,7 @@ func fixture(t testing.TB) *fsm.Image {
 		RaftTerm:    3,
 		Topics: []fsm.Topic{ // by name, bytewise: upper case first
 			{ID: 3, Name: "Orders", Partitions: 2, Config: fsm.TopicConfig{Compression: "zstd"}, CreatedAt: 1_700_000_000_001},
-			{ID: 7, Name: "audit.log", Partitions: 1, Config: fsm.TopicConfig{RetentionMs: 86_400_000, RetentionBytes: 1 << 30, Compression: "lz4"}, CreatedAt: 1_700_000_000_002},
+			{ID: 7, Name: "audit.log", Partitions: 1, Config: fsm.TopicConfig{RetentionMs: 86_400_000, RetentionBytes: 1 << 30, Compression: "lz4", MaxMessageBytes: 4096}, CreatedAt: 1_700_000_000_002},
 		},
 		Partitions: []fsm.Partition{
 			{TopicID: 3, Index: 0, Leader: "node-1", LeaderEpoch: 4},

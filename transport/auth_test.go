@@ -296,6 +296,11 @@ func TestRESTOverTLSWithAPIKeys(t *testing.T) {
 	// Topic admin needs admin.
 	wantCode(do("POST", "/api/v1/topics", tokAll, `{"name":"new","partitions":1}`), 403, CodePermissionDenied)
 	wantCode(do("DELETE", "/api/v1/topics/orders", tokAll, ""), 403, CodePermissionDenied)
+	wantCode(do("PATCH", "/api/v1/topics/orders/config", tokAll, `{"retention.ms":"1"}`), 403, CodePermissionDenied)
+	wantCode(do("POST", "/api/v1/topics/orders/partitions", tokAll, `{"count":9}`), 403, CodePermissionDenied)
+	wantCode(do("GET", "/api/v1/topics/orders/config", tokRead, ""), 200, "")
+	wantCode(do("GET", "/api/v1/topics/secret/config", tokRead, ""), 403, CodePermissionDenied)
+	wantCode(do("PATCH", "/api/v1/topics/orders/config", tokAdmin, `{"retention.ms":"1"}`), 200, "")
 	wantCode(do("POST", "/api/v1/topics", tokAdmin, `{"name":"new","partitions":1}`), 201, "")
 
 	// Groups: listing filtered, describe/commit/reset/delete per topic.

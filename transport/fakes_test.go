@@ -222,3 +222,36 @@ func (f *fakeAgent) lastFetch() fsm.FetchRequest {
 	}
 	return f.fetches[len(f.fetches)-1]
 }
+
+func (f *fakeAgent) AlterTopicConfig(_ context.Context, name string, set map[string]string) (fsm.Topic, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, ok := f.topics[name]
+	if !ok {
+		return fsm.Topic{}, fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, name)
+	}
+	entries, err := fsm.ConfigEntries(set)
+	if err != nil {
+		return fsm.Topic{}, err
+	}
+	if t.Config, err = t.Config.WithUpdates(entries); err != nil {
+		return fsm.Topic{}, err
+	}
+	f.topics[name] = t
+	return t, nil
+}
+
+func (f *fakeAgent) CreatePartitions(_ context.Context, name string, count int32) (fsm.Topic, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, ok := f.topics[name]
+	if !ok {
+		return fsm.Topic{}, fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, name)
+	}
+	if count <= t.Partitions {
+		return fsm.Topic{}, fmt.Errorf("%w: topic %q has %d partitions; the count can only be raised", fsm.ErrInvalidArgument, name, t.Partitions)
+	}
+	t.Partitions = count
+	f.topics[name] = t
+	return t, nil
+}

@@ -18,6 +18,11 @@ type Topics interface {
 	Topics() []fsm.Topic
 	Topic(name string) (fsm.Topic, error)
 	Partitions(name string) ([]fsm.PartitionInfo, error)
+	// AlterTopicConfig changes the named keys (Kafka names, string values;
+	// fsm/topicconfig.go); a bad key or value is a *fsm.ConfigError.
+	AlterTopicConfig(ctx context.Context, name string, set map[string]string) (fsm.Topic, error)
+	// CreatePartitions raises the partition count to count (the new total).
+	CreatePartitions(ctx context.Context, name string, count int32) (fsm.Topic, error)
 }
 
 // Producer appends records to a topic and returns where each one landed, in

@@ -26,6 +26,9 @@ type TopicJSON struct {
 	RetentionBytes int64  `json:"retention_bytes"`
 	Compression    string `json:"compression"`
 	CreatedAt      string `json:"created_at"`
+	// Configs is every supported config key with its value, Kafka-named
+	// (GET /api/v1/topics/{name}/config has the same map).
+	Configs map[string]string `json:"configs"`
 }
 
 // PartitionJSON is a partition's state in REST responses.
@@ -56,17 +59,32 @@ type topicDetailJSON struct {
 	PartitionInfo []PartitionJSON `json:"partition_info"`
 }
 
-func toTopicJSON(t fsm.Topic) TopicJSON {
+func (s *HTTPServer) toTopicJSON(t fsm.Topic) TopicJSON {
 	c := t.Config.Compression
 	if c == "" {
 		c = defaultCompression
 	}
+	configs, _ := s.configsOf(t)
 	return TopicJSON{
 		Name: t.Name, ID: t.ID, Partitions: t.Partitions,
 		RetentionMs: t.Config.RetentionMs, RetentionBytes: t.Config.RetentionBytes,
 		Compression: c,
 		CreatedAt:   time.UnixMilli(t.CreatedAt).UTC().Format("2006-01-02T15:04:05.000Z07:00"),
+		Configs:     configs,
 	}
+}
+
+// configsOf is t's described configuration: every key with its value, and
+// the keys the topic does not set (sorted).
+func (s *HTTPServer) configsOf(t fsm.Topic) (map[string]string, []string) {
+	configs, defaults := map[string]string{}, []string{}
+	for _, v := range t.Config.Describe(int64(s.cfg.MaxRecordBytes)) {
+		configs[v.Key] = v.Value
+		if v.Default {
+			defaults = append(defaults, v.Key)
+		}
+	}
+	return configs, defaults
 }
 
 func toPartitionsJSON(ps []fsm.PartitionInfo) []PartitionJSON {
@@ -124,7 +142,7 @@ func (s *HTTPServer) handleCreateTopic(w http.ResponseWriter, r *http.Request) e
 		return err
 	}
 	w.Header().Set("Location", "/api/v1/topics/"+url.PathEscape(t.Name))
-	writeJSON(w, http.StatusCreated, toTopicJSON(t))
+	writeJSON(w, http.StatusCreated, s.toTopicJSON(t))
 	return nil
 }
 
@@ -177,9 +195,17 @@ func topicConfigOf(req *createTopicRequest) (fsm.TopicConfig, error) {
 				return cfg, badRequest("%s and %s disagree (%d vs %d); set one", topName, field, *top, n)
 			}
 			*dst = n
+		case fsm.ConfigCompressionType, fsm.ConfigMaxMessageBytes, fsm.ConfigCleanupPolicy:
+			v, err := configString(field, raw)
+			if err != nil {
+				return cfg, err
+			}
+			if cfg, err = cfg.WithUpdates([]fsm.ConfigEntry{{Key: k, Value: v}}); err != nil {
+				return cfg, err
+			}
 		default:
-			return cfg, badRequest("%s: unknown config key %q (supported: %s, %s, %s)", field, k,
-				cfgCompression, cfgRetentionMs, cfgRetentionBytes)
+			return cfg, badRequest("%s: unknown config key %q (supported: %s, %s)", field, k,
+				cfgCompression, strings.Join(fsm.ConfigKeys, ", "))
 		}
 	}
 	return cfg, nil
@@ -206,7 +232,7 @@ func (s *HTTPServer) handleListTopics(w http.ResponseWriter, r *http.Request) er
 	out := TopicsResponse{Topics: make([]TopicJSON, 0, len(ts))}
 	for _, t := range ts {
 		if s.cfg.Auth.TopicVisible(r.Context(), t.Name) { // a topic-restricted key sees its topics only
-			out.Topics = append(out.Topics, toTopicJSON(t))
+			out.Topics = append(out.Topics, s.toTopicJSON(t))
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -226,7 +252,7 @@ func (s *HTTPServer) handleGetTopic(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, topicDetailJSON{TopicJSON: toTopicJSON(t), PartitionInfo: toPartitionsJSON(ps)})
+	writeJSON(w, http.StatusOK, topicDetailJSON{TopicJSON: s.toTopicJSON(t), PartitionInfo: toPartitionsJSON(ps)})
 	return nil
 }
 

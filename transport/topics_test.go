@@ -53,6 +53,8 @@ func TestCreateTopic(t *testing.T) {
 		"name": "orders", "id": json.Number("10"), "partitions": json.Number("3"),
 		"retention_ms": json.Number("60000"), "retention_bytes": json.Number("1048576"),
 		"compression": "lz4", "created_at": "2023-11-14T22:13:20.123Z",
+		"configs": map[string]any{"cleanup.policy": "delete", "compression.type": "lz4", "max.message.bytes": "0",
+			"retention.bytes": "1048576", "retention.ms": "60000"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("topic JSON = %v\nwant %v", got, want)
@@ -130,7 +132,7 @@ func TestListGetDeleteTopics(t *testing.T) {
 	if len(list) != 2 || list[0].(map[string]any)["name"] != "a" || list[1].(map[string]any)["name"] != "b" {
 		t.Fatalf("topics = %v", list)
 	}
-	wantTopicKeys := []string{"compression", "created_at", "id", "name", "partitions", "retention_bytes", "retention_ms"}
+	wantTopicKeys := []string{"compression", "configs", "created_at", "id", "name", "partitions", "retention_bytes", "retention_ms"}
 	if k := keys(list[0].(map[string]any)); !sameKeys(k, wantTopicKeys) {
 		t.Fatalf("topic keys = %v, want %v", k, wantTopicKeys)
 	}

@@ -256,6 +256,9 @@ func (r *reader) finished() bool {
 func (r *reader) loop(ctx context.Context) (interrupted bool, err error) {
 	lastOK := time.Now()
 	for !r.finished() {
+		if r.Follow {
+			r.parts = r.k.Assignment() // with partitions added to the topic since (the consumer reads them)
+		}
 		pctx, cancel := context.WithTimeout(ctx, consumeMaxWait+r.timeout())
 		recs, err := r.k.Poll(pctx)
 		cancel()

@@ -15,6 +15,8 @@ type topicCmd struct {
 	List     topicListCmd     `cmd:"" help:"List the topics."`
 	Describe topicDescribeCmd `cmd:"" help:"Show a topic and the state of its partitions."`
 	Delete   topicDeleteCmd   `cmd:"" help:"Delete a topic and its data."`
+	Alter    topicAlterCmd    `cmd:"" help:"Change a topic's configuration (retention, compression, max record size)."`
+	AddParts topicAddPartsCmd `cmd:"" name:"add-partitions" help:"Raise a topic's partition count (keyed records may then map to other partitions)."`
 }
 
 // topicJSON is a topic in JSON output.
@@ -26,11 +28,25 @@ type topicJSON struct {
 	RetentionBytes int64  `json:"retention_bytes"`
 	Compression    string `json:"compression"`
 	CreatedAtMs    int64  `json:"created_at_ms"`
+	// Configs (Kafka names) where the agent described them: describe,
+	// alter and add-partitions.
+	Configs  map[string]string `json:"configs,omitempty"`
+	Defaults []string          `json:"config_defaults,omitempty"`
 }
 
 func toTopicJSON(t client.Topic) topicJSON {
-	return topicJSON{Name: t.Name, ID: t.ID, Partitions: t.Partitions, RetentionMs: t.RetentionMs,
+	out := topicJSON{Name: t.Name, ID: t.ID, Partitions: t.Partitions, RetentionMs: t.RetentionMs,
 		RetentionBytes: t.RetentionBytes, Compression: t.Compression, CreatedAtMs: t.CreatedAtMs}
+	if len(t.Configs) > 0 {
+		out.Configs, out.Defaults = map[string]string{}, []string{}
+		for _, c := range t.Configs {
+			out.Configs[c.Name] = c.Value
+			if c.Default {
+				out.Defaults = append(out.Defaults, c.Name)
+			}
+		}
+	}
+	return out
 }
 
 type partitionJSON struct {
@@ -131,24 +147,36 @@ func (c *topicDescribeCmd) Run() error {
 			return cliError(fmt.Sprintf("describe topic %q", c.Name), err)
 		}
 		if c.json() {
-			out := struct {
-				Topic      topicJSON       `json:"topic"`
-				Partitions []partitionJSON `json:"partitions"`
-			}{Topic: toTopicJSON(t), Partitions: make([]partitionJSON, len(ps))}
-			for i, p := range ps {
-				out.Partitions[i] = partitionJSON{Partition: p.Partition, Leader: p.Leader, LeaderEpoch: p.LeaderEpoch,
-					LowWatermark: p.LowWatermark, HighWatermark: p.HighWatermark, FlushedOffset: p.FlushedOffset, SegmentCount: p.SegmentCount}
-			}
-			return writeJSON(os.Stdout, out)
+			return writeJSON(os.Stdout, topicDetailJSON(t, ps))
 		}
 		printTopic(os.Stdout, t, ps)
 		return nil
 	})
 }
 
+// topicDetail is a topic with its partitions in JSON output (describe,
+// add-partitions).
+type topicDetail struct {
+	Topic      topicJSON       `json:"topic"`
+	Partitions []partitionJSON `json:"partitions"`
+}
+
+func topicDetailJSON(t client.Topic, ps []client.PartitionInfo) topicDetail {
+	out := topicDetail{Topic: toTopicJSON(t), Partitions: make([]partitionJSON, len(ps))}
+	for i, p := range ps {
+		out.Partitions[i] = partitionJSON{Partition: p.Partition, Leader: p.Leader, LeaderEpoch: p.LeaderEpoch,
+			LowWatermark: p.LowWatermark, HighWatermark: p.HighWatermark, FlushedOffset: p.FlushedOffset, SegmentCount: p.SegmentCount}
+	}
+	return out
+}
+
 func printTopic(out io.Writer, t client.Topic, ps []client.PartitionInfo) {
 	fmt.Fprintf(out, "topic %s (id %d): %d partitions, compression %s, retention %s, created %s\n\n",
 		t.Name, t.ID, t.Partitions, t.Compression, retentionText(t), msTime(t.CreatedAtMs))
+	if len(t.Configs) > 0 {
+		printConfigs(out, t.Configs)
+		fmt.Fprintln(out)
+	}
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "PARTITION\tLEADER\tEPOCH\tLOW\tHIGH\tRECORDS\tFLUSHED\tSEGMENTS")
 	var total int64

@@ -217,3 +217,67 @@ func TestRestoreKeepsDeletedTopicsDeleted(t *testing.T) {
 	}
 	checkAllReadable(t, base2, "kept", 2, acks)
 }
+
+// TestRestoreCarriesAddedPartitionsAndConfig: partitions added to a topic
+// and its altered configuration reach the Postgres checkpoint, and a DR
+// restore brings back every flushed record of the old and the new
+// partitions with the topic's configuration.
+func TestRestoreCarriesAddedPartitionsAndConfig(t *testing.T) {
+	m := s3segtest.StartMinIO(t)
+	m.CreateBucket(t, restoreBucket)
+	dbURL := pgtest.Start(t).NewDatabase(t)
+	c := s3Config(t, m, restoreBucket)
+	c.DatabaseURL, c.CheckpointIntervalMs = dbURL, 200
+	a, base := startTestAgent(t, c)
+	acks := produceFlushed(t, base, "grow", 2, 100)
+	if code := call(t, "POST", base+"/api/v1/topics/grow/partitions", map[string]any{"count": 4}, nil); code != 200 {
+		t.Fatalf("add partitions: %d", code)
+	}
+	if code := call(t, "PATCH", base+"/api/v1/topics/grow/config", map[string]any{"max.message.bytes": "4096", "retention.ms": "86400000"}, nil); code != 200 {
+		t.Fatalf("alter config: %d", code)
+	}
+	led := newAckLedger()
+	for i := 0; i < 100; i += 25 {
+		var vals []string
+		for j := i; j < i+25; j++ {
+			vals = append(vals, fmt.Sprintf("grown-%d", j))
+		}
+		if code, err := led.produce(base, "grow", vals); err != nil || code != 200 {
+			t.Fatalf("produce: %d %v", code, err)
+		}
+	}
+	newParts := map[int32]bool{}
+	for v, ack := range led.acks {
+		acks[v] = ack
+		newParts[ack.partition] = true
+	}
+	if !newParts[2] && !newParts[3] {
+		t.Fatalf("100 keyed records all landed in the old partitions: %v", newParts)
+	}
+	waitFor(t, 60*time.Second, "grow flushed", func() bool { return allFlushed(t, base, "grow") })
+	var st transport.ClusterStatus
+	call(t, "GET", base+"/api/v1/cluster", nil, &st)
+	db, err := pgsync.Open(context.Background(), dbURL, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	waitFor(t, 30*time.Second, "a checkpoint covering the flushes", func() bool {
+		info, err := db.LatestInfo(context.Background())
+		return err == nil && info.RaftIndex >= st.CommitIndex
+	})
+	a.Close(context.Background())
+
+	rc := restoreConfig(t, m, dbURL)
+	if _, err := runRestore(context.Background(), rc, slog.New(slog.DiscardHandler), nil); err != nil {
+		t.Fatal(err)
+	}
+	a2, base2 := startTestAgent(t, rc)
+	defer a2.Close(context.Background())
+	var cfg transport.TopicConfigJSON
+	if code := call(t, "GET", base2+"/api/v1/topics/grow/config", nil, &cfg); code != 200 ||
+		cfg.Configs["max.message.bytes"] != "4096" || cfg.Configs["retention.ms"] != "86400000" {
+		t.Fatalf("config after the restore: %d %+v", code, cfg)
+	}
+	checkAllReadable(t, base2, "grow", 4, acks)
+}

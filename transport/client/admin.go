@@ -51,7 +51,8 @@ func (c *Client) ListTopics(ctx context.Context) ([]Topic, error) {
 	return out, err
 }
 
-// DescribeTopic returns a topic and the state of its partitions.
+// DescribeTopic returns a topic (with its Configs) and the state of its
+// partitions.
 func (c *Client) DescribeTopic(ctx context.Context, name string) (Topic, []PartitionInfo, error) {
 	var (
 		t  Topic
@@ -63,16 +64,60 @@ func (c *Client) DescribeTopic(ctx context.Context, name string) (Topic, []Parti
 			return err
 		}
 		t = topicFromPB(resp.GetTopic())
-		ps = make([]PartitionInfo, len(resp.GetPartitions()))
-		for i, p := range resp.GetPartitions() {
-			ps[i] = PartitionInfo{
-				Partition: p.GetPartition(), Leader: p.GetLeader(), LeaderEpoch: p.GetLeaderEpoch(),
-				LowWatermark: p.GetLowWatermark(), HighWatermark: p.GetHighWatermark(),
-				FlushedOffset: p.GetFlushedOffset(), SegmentCount: p.GetSegmentCount(),
-			}
-		}
+		t.Configs = configsFromPB(resp.GetConfigs())
+		ps = partitionsFromPB(resp.GetPartitions())
 		return nil
 	})
+	return t, ps, err
+}
+
+func partitionsFromPB(in []*pb.PartitionInfo) []PartitionInfo {
+	ps := make([]PartitionInfo, len(in))
+	for i, p := range in {
+		ps[i] = PartitionInfo{
+			Partition: p.GetPartition(), Leader: p.GetLeader(), LeaderEpoch: p.GetLeaderEpoch(),
+			LowWatermark: p.GetLowWatermark(), HighWatermark: p.GetHighWatermark(),
+			FlushedOffset: p.GetFlushedOffset(), SegmentCount: p.GetSegmentCount(),
+		}
+	}
+	return ps
+}
+
+// AlterTopicConfig sets the named config keys of a topic (Kafka names:
+// retention.ms, retention.bytes, compression.type, max.message.bytes,
+// cleanup.policy; string values); the others keep their value. It returns
+// the topic with its Configs after the change. An unknown key or a bad
+// value is codes.InvalidArgument and changes nothing.
+func (c *Client) AlterTopicConfig(ctx context.Context, name string, set map[string]string) (Topic, error) {
+	var out Topic
+	err := c.call(ctx, "AlterTopicConfig", func(ctx context.Context, sc pb.StreamHouseClient) error {
+		resp, err := sc.AlterTopicConfig(ctx, &pb.AlterTopicConfigRequest{Name: name, Configs: set})
+		if err == nil {
+			out = topicFromPB(resp.GetTopic())
+			out.Configs = configsFromPB(resp.GetConfigs())
+		}
+		return err
+	})
+	return out, err
+}
+
+// CreatePartitions raises a topic's partition count to count (the new
+// total; never lower). Keyed records hash over the new count from then
+// on, so a key may map to another partition than before (as in Kafka).
+// The client's cached metadata of the topic is refreshed.
+func (c *Client) CreatePartitions(ctx context.Context, name string, count int32) (Topic, []PartitionInfo, error) {
+	var (
+		t  Topic
+		ps []PartitionInfo
+	)
+	err := c.call(ctx, "CreatePartitions", func(ctx context.Context, sc pb.StreamHouseClient) error {
+		resp, err := sc.CreatePartitions(ctx, &pb.CreatePartitionsRequest{Name: name, Count: count})
+		if err == nil {
+			t, ps = topicFromPB(resp.GetTopic()), partitionsFromPB(resp.GetPartitions())
+		}
+		return err
+	})
+	c.forgetTopic(name)
 	return t, ps, err
 }
 

@@ -69,7 +69,11 @@ type ConsumerConfig struct {
 	// Group, when set, makes the consumer start from the group's committed
 	// offsets and enables Commit.
 	Group string
-	// Partitions to read; nil reads every partition of the topic.
+	// Partitions to read; nil reads every partition of the topic, including
+	// partitions added later (CreatePartitions): Poll picks them up from
+	// the client's metadata (refreshed in the background) and reads them
+	// from their first offset, whatever Start says, so nothing produced to
+	// them before they were noticed is skipped.
 	Partitions []int32
 	// Start applies to partitions without a committed offset.
 	Start StartPosition
@@ -192,6 +196,28 @@ func (k *Consumer) timedStarts(ctx context.Context) (map[int32]int64, error) {
 	return out, nil
 }
 
+// discover adds the partitions the topic gained since the consumer started
+// (only when it reads every partition), from the client's cached metadata.
+// New partitions are read from offset 0 (a retention-trimmed one continues
+// from its low watermark, as any partition does).
+func (k *Consumer) discover(ctx context.Context) {
+	if k.cfg.Partitions != nil {
+		return
+	}
+	n, err := k.c.partitionCount(ctx, k.cfg.Topic)
+	if err != nil {
+		return // the fetches report what is wrong
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for p := int32(len(k.parts)); p < n; p++ {
+		k.parts = append(k.parts, p)
+		if _, ok := k.pos[p]; !ok {
+			k.pos[p] = 0
+		}
+	}
+}
+
 // Assignment returns the partitions the consumer reads.
 func (k *Consumer) Assignment() []int32 {
 	k.mu.Lock()
@@ -259,6 +285,7 @@ type fetchOut struct {
 // a short wait when no partition returned records; a record source that
 // retention overtook continues from the low watermark.
 func (k *Consumer) Poll(ctx context.Context) ([]Record, error) {
+	k.discover(ctx)
 	k.mu.Lock()
 	if k.closed {
 		k.mu.Unlock()

@@ -219,3 +219,43 @@ func TestConsumerBadInput(t *testing.T) {
 		t.Fatalf("no topic: %v", err)
 	}
 }
+
+// A consumer of every partition reads partitions added after it started,
+// from their first offset, once the client's metadata shows them.
+func TestConsumerPicksUpAddedPartitions(t *testing.T) {
+	fc, c := oneAgent(t, "t", 1)
+	ctx := testCtx(t)
+	k := newTestConsumer(t, c, ConsumerConfig{Topic: "t", Start: Latest, MaxWait: 20 * time.Millisecond})
+	defer k.Close()
+	fc.mu.Lock()
+	tp := fc.topics["t"]
+	tp.parts, tp.base, tp.leaders = append(tp.parts, nil), append(tp.base, 0), append(tp.leaders, fc.agents[0].nodeID)
+	fc.mu.Unlock()
+	if _, err := c.GetMetadata(ctx); err != nil { // what the background refresh does
+		t.Fatal(err)
+	}
+	produceN(t, c, "t", 1, 3)
+	var got []Record
+	for i := 0; i < 20 && len(got) < 3; i++ {
+		recs, err := k.Poll(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, recs...)
+	}
+	if fmt.Sprint(offsetsOf(got)) != "[0 1 2]" || got[0].Partition != 1 {
+		t.Fatalf("consumed %+v, want offsets 0-2 of partition 1", got)
+	}
+	if a := k.Assignment(); fmt.Sprint(a) != "[0 1]" {
+		t.Fatalf("assignment %v", a)
+	}
+	// An explicit partition list stays as it is.
+	k2 := newTestConsumer(t, c, ConsumerConfig{Topic: "t", Partitions: []int32{0}, MaxWait: 20 * time.Millisecond})
+	defer k2.Close()
+	if _, err := k2.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a := k2.Assignment(); fmt.Sprint(a) != "[0]" {
+		t.Fatalf("explicit assignment became %v", a)
+	}
+}

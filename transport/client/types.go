@@ -69,6 +69,18 @@ type Topic struct {
 	RetentionBytes int64 // per partition; 0: unlimited
 	Compression    string
 	CreatedAtMs    int64
+	// Configs is every supported config key (Kafka names, sorted), filled
+	// by DescribeTopic and AlterTopicConfig (nil elsewhere).
+	Configs []ConfigEntry
+}
+
+// ConfigEntry is one key of a topic's configuration: retention.ms,
+// retention.bytes, compression.type, max.message.bytes or cleanup.policy,
+// with its value as a string ("-1" = unlimited retention).
+type ConfigEntry struct {
+	Name    string
+	Value   string
+	Default bool // the topic does not set it
 }
 
 // TopicConfig is the optional configuration of CreateTopic.
@@ -191,6 +203,14 @@ type SubscribeRequest struct {
 	MaxRecords int32
 	MaxBytes   int32
 	MaxWait    time.Duration // the agent's internal long-poll; 0 = 1 s
+}
+
+func configsFromPB(es []*pb.TopicConfigEntry) []ConfigEntry {
+	out := make([]ConfigEntry, len(es))
+	for i, e := range es {
+		out[i] = ConfigEntry{Name: e.GetName(), Value: e.GetValue(), Default: e.GetIsDefault()}
+	}
+	return out
 }
 
 func topicFromPB(t *pb.Topic) Topic {

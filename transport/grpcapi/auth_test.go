@@ -140,6 +140,13 @@ func TestGRPCOverTLSWithAPIKeys(t *testing.T) {
 	if _, err := sh.CreateTopic(as(tokAdmin), &pb.CreateTopicRequest{Name: "new"}); err != nil {
 		t.Fatalf("create topic with the admin key: %v", err)
 	}
+	_, err = sh.AlterTopicConfig(as(tokWrite), &pb.AlterTopicConfigRequest{Name: "new", Configs: map[string]string{"retention.ms": "1"}})
+	wantCode(t, err, codes.PermissionDenied, transport.CodePermissionDenied)
+	_, err = sh.CreatePartitions(as(tokWrite), &pb.CreatePartitionsRequest{Name: "new", Count: 2})
+	wantCode(t, err, codes.PermissionDenied, transport.CodePermissionDenied)
+	if _, err := sh.CreatePartitions(as(tokAdmin), &pb.CreatePartitionsRequest{Name: "new", Count: 2}); err != nil {
+		t.Fatalf("add partitions with the admin key: %v", err)
+	}
 	for kind, min := range map[string]float64{transport.CodeUnauthenticated: 4, transport.CodePermissionDenied: 9} {
 		if got := testutil.ToFloat64(errs.WithLabelValues(kind)); got < min {
 			t.Errorf("streamhouse_errors_total{kind=%q} = %v, want >= %v", kind, got, min)

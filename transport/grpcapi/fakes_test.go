@@ -593,3 +593,48 @@ var (
 	_ transport.ClusterInfo        = (*fakeAgent)(nil)
 	_ transport.Readiness          = (*fakeAgent)(nil)
 )
+
+func (f *fakeAgent) AlterTopicConfig(_ context.Context, name string, set map[string]string) (fsm.Topic, error) {
+	if err := f.hook("AlterTopicConfig"); err != nil {
+		return fsm.Topic{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, ok := f.topics[name]
+	if !ok {
+		return fsm.Topic{}, fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, name)
+	}
+	entries, err := fsm.ConfigEntries(set)
+	if err != nil {
+		return fsm.Topic{}, err
+	}
+	cfg, err := t.t.Config.WithUpdates(entries)
+	if err != nil {
+		return fsm.Topic{}, err
+	}
+	t.t.Config = cfg
+	return t.t, nil
+}
+
+func (f *fakeAgent) CreatePartitions(_ context.Context, name string, count int32) (fsm.Topic, error) {
+	if err := f.hook("CreatePartitions"); err != nil {
+		return fsm.Topic{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, ok := f.topics[name]
+	if !ok {
+		return fsm.Topic{}, fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, name)
+	}
+	if count <= t.t.Partitions {
+		return fsm.Topic{}, fmt.Errorf("%w: topic %q has %d partitions; the count can only be raised", fsm.ErrInvalidArgument, name, t.t.Partitions)
+	}
+	for i := t.t.Partitions; i < count; i++ {
+		t.logs = append(t.logs, nil)
+		t.low = append(t.low, 0)
+		t.leaders = append(t.leaders, "agent-1")
+		t.epochs = append(t.epochs, 1)
+	}
+	t.t.Partitions = count
+	return t.t, nil
+}

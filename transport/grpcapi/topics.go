@@ -2,6 +2,7 @@ package grpcapi
 
 import (
 	"context"
+	"strings"
 
 	"github.com/streamhouse/streamhouse/fsm"
 	"github.com/streamhouse/streamhouse/transport"
@@ -89,7 +90,7 @@ func (s *service) DescribeTopic(ctx context.Context, req *pb.DescribeTopicReques
 	if err != nil {
 		return nil, err
 	}
-	return &pb.DescribeTopicResponse{Topic: toTopic(t), Partitions: toPartitions(ps)}, nil
+	return &pb.DescribeTopicResponse{Topic: toTopic(t), Partitions: toPartitions(ps), Configs: s.configsOf(t)}, nil
 }
 
 // DeleteTopic implements pb.StreamHouseServer.
@@ -107,4 +108,61 @@ func (s *service) DeleteTopic(ctx context.Context, req *pb.DeleteTopicRequest) (
 		return nil, err
 	}
 	return &pb.DeleteTopicResponse{}, nil
+}
+
+// configsOf is t's described configuration (Kafka names, sorted).
+func (s *service) configsOf(t fsm.Topic) []*pb.TopicConfigEntry {
+	vs := t.Config.Describe(int64(s.cfg.MaxRecordBytes))
+	out := make([]*pb.TopicConfigEntry, len(vs))
+	for i, v := range vs {
+		out[i] = &pb.TopicConfigEntry{Name: v.Key, Value: v.Value, IsDefault: v.Default}
+	}
+	return out
+}
+
+// AlterTopicConfig implements pb.StreamHouseServer.
+func (s *service) AlterTopicConfig(ctx context.Context, req *pb.AlterTopicConfigRequest) (*pb.AlterTopicConfigResponse, error) {
+	if req.GetName() == "" {
+		return nil, invalid("name is required")
+	}
+	if err := s.authorize(ctx, transport.ScopeAdmin, req.GetName()); err != nil {
+		return nil, err
+	}
+	if len(req.GetConfigs()) == 0 {
+		return nil, invalid("configs must name at least one key (supported: %s)", strings.Join(fsm.ConfigKeys, ", "))
+	}
+	if err := s.cfg.Quotas.Take(ctx, transport.QuotaMutations, 1); err != nil {
+		return nil, err
+	}
+	t, err := s.cfg.Topics.AlterTopicConfig(ctx, req.GetName(), req.GetConfigs())
+	if err != nil {
+		return nil, err
+	}
+	return &pb.AlterTopicConfigResponse{Topic: toTopic(t), Configs: s.configsOf(t)}, nil
+}
+
+// CreatePartitions implements pb.StreamHouseServer.
+func (s *service) CreatePartitions(ctx context.Context, req *pb.CreatePartitionsRequest) (*pb.CreatePartitionsResponse, error) {
+	if req.GetName() == "" {
+		return nil, invalid("name is required")
+	}
+	if err := s.authorize(ctx, transport.ScopeAdmin, req.GetName()); err != nil {
+		return nil, err
+	}
+	cur, err := s.cfg.Topics.Topic(req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cfg.Quotas.Take(ctx, transport.QuotaMutations, int64(max(req.GetCount()-cur.Partitions, 1))); err != nil {
+		return nil, err
+	}
+	t, err := s.cfg.Topics.CreatePartitions(ctx, req.GetName(), req.GetCount())
+	if err != nil {
+		return nil, err
+	}
+	ps, err := s.cfg.Topics.Partitions(req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	return &pb.CreatePartitionsResponse{Topic: toTopic(t), Partitions: toPartitions(ps)}, nil
 }

@@ -552,7 +552,9 @@ type DescribeTopicResponse struct {
 	// The topic.
 	Topic *Topic `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
 	// Its partitions, ordered by partition index.
-	Partitions    []*PartitionInfo `protobuf:"bytes,2,rep,name=partitions,proto3" json:"partitions,omitempty"`
+	Partitions []*PartitionInfo `protobuf:"bytes,2,rep,name=partitions,proto3" json:"partitions,omitempty"`
+	// Its configuration: every supported key, ordered by name.
+	Configs       []*TopicConfigEntry `protobuf:"bytes,3,rep,name=configs,proto3" json:"configs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -597,6 +599,13 @@ func (x *DescribeTopicResponse) GetTopic() *Topic {
 func (x *DescribeTopicResponse) GetPartitions() []*PartitionInfo {
 	if x != nil {
 		return x.Partitions
+	}
+	return nil
+}
+
+func (x *DescribeTopicResponse) GetConfigs() []*TopicConfigEntry {
+	if x != nil {
+		return x.Configs
 	}
 	return nil
 }
@@ -3143,6 +3152,293 @@ func (x *ListOffsetsResponse) GetPartitions() []*PartitionOffset {
 	return nil
 }
 
+// TopicConfigEntry is one key of a topic's configuration.
+type TopicConfigEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Kafka's name: "retention.ms", "retention.bytes", "compression.type",
+	// "max.message.bytes" or "cleanup.policy".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The value in Kafka's string form ("-1" = unlimited retention).
+	Value string `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// True when the topic does not set the key (value is the default).
+	IsDefault     bool `protobuf:"varint,3,opt,name=is_default,json=isDefault,proto3" json:"is_default,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TopicConfigEntry) Reset() {
+	*x = TopicConfigEntry{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TopicConfigEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TopicConfigEntry) ProtoMessage() {}
+
+func (x *TopicConfigEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TopicConfigEntry.ProtoReflect.Descriptor instead.
+func (*TopicConfigEntry) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *TopicConfigEntry) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TopicConfigEntry) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *TopicConfigEntry) GetIsDefault() bool {
+	if x != nil {
+		return x.IsDefault
+	}
+	return false
+}
+
+// AlterTopicConfigRequest is the input of AlterTopicConfig.
+type AlterTopicConfigRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name of the topic (required).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Keys to set, with their values as strings (at least one). An unknown
+	// key or a bad value is INVALID_ARGUMENT and changes nothing.
+	Configs       map[string]string `protobuf:"bytes,2,rep,name=configs,proto3" json:"configs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlterTopicConfigRequest) Reset() {
+	*x = AlterTopicConfigRequest{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlterTopicConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlterTopicConfigRequest) ProtoMessage() {}
+
+func (x *AlterTopicConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlterTopicConfigRequest.ProtoReflect.Descriptor instead.
+func (*AlterTopicConfigRequest) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *AlterTopicConfigRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AlterTopicConfigRequest) GetConfigs() map[string]string {
+	if x != nil {
+		return x.Configs
+	}
+	return nil
+}
+
+// AlterTopicConfigResponse is the output of AlterTopicConfig.
+type AlterTopicConfigResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The topic after the change.
+	Topic *Topic `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// Its configuration after the change, ordered by name.
+	Configs       []*TopicConfigEntry `protobuf:"bytes,2,rep,name=configs,proto3" json:"configs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlterTopicConfigResponse) Reset() {
+	*x = AlterTopicConfigResponse{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlterTopicConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlterTopicConfigResponse) ProtoMessage() {}
+
+func (x *AlterTopicConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlterTopicConfigResponse.ProtoReflect.Descriptor instead.
+func (*AlterTopicConfigResponse) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *AlterTopicConfigResponse) GetTopic() *Topic {
+	if x != nil {
+		return x.Topic
+	}
+	return nil
+}
+
+func (x *AlterTopicConfigResponse) GetConfigs() []*TopicConfigEntry {
+	if x != nil {
+		return x.Configs
+	}
+	return nil
+}
+
+// CreatePartitionsRequest is the input of CreatePartitions.
+type CreatePartitionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name of the topic (required).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The new total number of partitions: more than the topic has, at most
+	// 10000, and within the cluster's MAX_PARTITIONS.
+	Count         int32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreatePartitionsRequest) Reset() {
+	*x = CreatePartitionsRequest{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreatePartitionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreatePartitionsRequest) ProtoMessage() {}
+
+func (x *CreatePartitionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreatePartitionsRequest.ProtoReflect.Descriptor instead.
+func (*CreatePartitionsRequest) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *CreatePartitionsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreatePartitionsRequest) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// CreatePartitionsResponse is the output of CreatePartitions.
+type CreatePartitionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The topic after the change.
+	Topic *Topic `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// Its partitions, ordered by partition index.
+	Partitions    []*PartitionInfo `protobuf:"bytes,2,rep,name=partitions,proto3" json:"partitions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreatePartitionsResponse) Reset() {
+	*x = CreatePartitionsResponse{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreatePartitionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreatePartitionsResponse) ProtoMessage() {}
+
+func (x *CreatePartitionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreatePartitionsResponse.ProtoReflect.Descriptor instead.
+func (*CreatePartitionsResponse) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *CreatePartitionsResponse) GetTopic() *Topic {
+	if x != nil {
+		return x.Topic
+	}
+	return nil
+}
+
+func (x *CreatePartitionsResponse) GetPartitions() []*PartitionInfo {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
 var File_streamhouse_v1_streamhouse_proto protoreflect.FileDescriptor
 
 const file_streamhouse_v1_streamhouse_proto_rawDesc = "" +
@@ -3181,12 +3477,13 @@ const file_streamhouse_v1_streamhouse_proto_rawDesc = "" +
 	"\x12ListTopicsResponse\x12-\n" +
 	"\x06topics\x18\x01 \x03(\v2\x15.streamhouse.v1.TopicR\x06topics\"*\n" +
 	"\x14DescribeTopicRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\x83\x01\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\xbf\x01\n" +
 	"\x15DescribeTopicResponse\x12+\n" +
 	"\x05topic\x18\x01 \x01(\v2\x15.streamhouse.v1.TopicR\x05topic\x12=\n" +
 	"\n" +
 	"partitions\x18\x02 \x03(\v2\x1d.streamhouse.v1.PartitionInfoR\n" +
-	"partitions\"(\n" +
+	"partitions\x12:\n" +
+	"\aconfigs\x18\x03 \x03(\v2 .streamhouse.v1.TopicConfigEntryR\aconfigs\"(\n" +
 	"\x12DeleteTopicRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x15\n" +
 	"\x13DeleteTopicResponse\"0\n" +
@@ -3368,14 +3665,35 @@ const file_streamhouse_v1_streamhouse_proto_rawDesc = "" +
 	"\x13ListOffsetsResponse\x12?\n" +
 	"\n" +
 	"partitions\x18\x01 \x03(\v2\x1f.streamhouse.v1.PartitionOffsetR\n" +
+	"partitions\"[\n" +
+	"\x10TopicConfigEntry\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\x12\x1d\n" +
+	"\n" +
+	"is_default\x18\x03 \x01(\bR\tisDefault\"\xb9\x01\n" +
+	"\x17AlterTopicConfigRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12N\n" +
+	"\aconfigs\x18\x02 \x03(\v24.streamhouse.v1.AlterTopicConfigRequest.ConfigsEntryR\aconfigs\x1a:\n" +
+	"\fConfigsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x83\x01\n" +
+	"\x18AlterTopicConfigResponse\x12+\n" +
+	"\x05topic\x18\x01 \x01(\v2\x15.streamhouse.v1.TopicR\x05topic\x12:\n" +
+	"\aconfigs\x18\x02 \x03(\v2 .streamhouse.v1.TopicConfigEntryR\aconfigs\"C\n" +
+	"\x17CreatePartitionsRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x05R\x05count\"\x86\x01\n" +
+	"\x18CreatePartitionsResponse\x12+\n" +
+	"\x05topic\x18\x01 \x01(\v2\x15.streamhouse.v1.TopicR\x05topic\x12=\n" +
+	"\n" +
+	"partitions\x18\x02 \x03(\v2\x1d.streamhouse.v1.PartitionInfoR\n" +
 	"partitions*\xa0\x01\n" +
 	"\rResetStrategy\x12\x1e\n" +
 	"\x1aRESET_STRATEGY_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17RESET_STRATEGY_EARLIEST\x10\x01\x12\x19\n" +
 	"\x15RESET_STRATEGY_LATEST\x10\x02\x12\x19\n" +
 	"\x15RESET_STRATEGY_OFFSET\x10\x03\x12\x1c\n" +
-	"\x18RESET_STRATEGY_TIMESTAMP\x10\x042\xfa\n" +
-	"\n" +
+	"\x18RESET_STRATEGY_TIMESTAMP\x10\x042\xc8\f\n" +
 	"\vStreamHouse\x12V\n" +
 	"\vCreateTopic\x12\".streamhouse.v1.CreateTopicRequest\x1a#.streamhouse.v1.CreateTopicResponse\x12S\n" +
 	"\n" +
@@ -3395,7 +3713,9 @@ const file_streamhouse_v1_streamhouse_proto_rawDesc = "" +
 	"\n" +
 	"ResetGroup\x12!.streamhouse.v1.ResetGroupRequest\x1a\".streamhouse.v1.ResetGroupResponse\x12V\n" +
 	"\vGetMetadata\x12\".streamhouse.v1.GetMetadataRequest\x1a#.streamhouse.v1.GetMetadataResponse\x12V\n" +
-	"\vListOffsets\x12\".streamhouse.v1.ListOffsetsRequest\x1a#.streamhouse.v1.ListOffsetsResponseBOZMgithub.com/streamhouse/streamhouse/transport/gen/streamhouse/v1;streamhousev1b\x06proto3"
+	"\vListOffsets\x12\".streamhouse.v1.ListOffsetsRequest\x1a#.streamhouse.v1.ListOffsetsResponse\x12e\n" +
+	"\x10AlterTopicConfig\x12'.streamhouse.v1.AlterTopicConfigRequest\x1a(.streamhouse.v1.AlterTopicConfigResponse\x12e\n" +
+	"\x10CreatePartitions\x12'.streamhouse.v1.CreatePartitionsRequest\x1a(.streamhouse.v1.CreatePartitionsResponseBOZMgithub.com/streamhouse/streamhouse/transport/gen/streamhouse/v1;streamhousev1b\x06proto3"
 
 var (
 	file_streamhouse_v1_streamhouse_proto_rawDescOnce sync.Once
@@ -3410,117 +3730,133 @@ func file_streamhouse_v1_streamhouse_proto_rawDescGZIP() []byte {
 }
 
 var file_streamhouse_v1_streamhouse_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_streamhouse_v1_streamhouse_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_streamhouse_v1_streamhouse_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_streamhouse_v1_streamhouse_proto_goTypes = []any{
-	(ResetStrategy)(0),            // 0: streamhouse.v1.ResetStrategy
-	(*Topic)(nil),                 // 1: streamhouse.v1.Topic
-	(*PartitionInfo)(nil),         // 2: streamhouse.v1.PartitionInfo
-	(*CreateTopicRequest)(nil),    // 3: streamhouse.v1.CreateTopicRequest
-	(*CreateTopicResponse)(nil),   // 4: streamhouse.v1.CreateTopicResponse
-	(*ListTopicsRequest)(nil),     // 5: streamhouse.v1.ListTopicsRequest
-	(*ListTopicsResponse)(nil),    // 6: streamhouse.v1.ListTopicsResponse
-	(*DescribeTopicRequest)(nil),  // 7: streamhouse.v1.DescribeTopicRequest
-	(*DescribeTopicResponse)(nil), // 8: streamhouse.v1.DescribeTopicResponse
-	(*DeleteTopicRequest)(nil),    // 9: streamhouse.v1.DeleteTopicRequest
-	(*DeleteTopicResponse)(nil),   // 10: streamhouse.v1.DeleteTopicResponse
-	(*Header)(nil),                // 11: streamhouse.v1.Header
-	(*ProduceRecord)(nil),         // 12: streamhouse.v1.ProduceRecord
-	(*ProduceRequest)(nil),        // 13: streamhouse.v1.ProduceRequest
-	(*RecordOffset)(nil),          // 14: streamhouse.v1.RecordOffset
-	(*ProduceResponse)(nil),       // 15: streamhouse.v1.ProduceResponse
-	(*InitProducerRequest)(nil),   // 16: streamhouse.v1.InitProducerRequest
-	(*InitProducerResponse)(nil),  // 17: streamhouse.v1.InitProducerResponse
-	(*FetchedRecord)(nil),         // 18: streamhouse.v1.FetchedRecord
-	(*FetchRequest)(nil),          // 19: streamhouse.v1.FetchRequest
-	(*FetchResponse)(nil),         // 20: streamhouse.v1.FetchResponse
-	(*SubscribeRequest)(nil),      // 21: streamhouse.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),     // 22: streamhouse.v1.SubscribeResponse
-	(*OffsetCommit)(nil),          // 23: streamhouse.v1.OffsetCommit
-	(*CommitOffsetsRequest)(nil),  // 24: streamhouse.v1.CommitOffsetsRequest
-	(*CommitOffsetsResponse)(nil), // 25: streamhouse.v1.CommitOffsetsResponse
-	(*CommittedOffset)(nil),       // 26: streamhouse.v1.CommittedOffset
-	(*FetchOffsetsRequest)(nil),   // 27: streamhouse.v1.FetchOffsetsRequest
-	(*FetchOffsetsResponse)(nil),  // 28: streamhouse.v1.FetchOffsetsResponse
-	(*GroupSummary)(nil),          // 29: streamhouse.v1.GroupSummary
-	(*ListGroupsRequest)(nil),     // 30: streamhouse.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),    // 31: streamhouse.v1.ListGroupsResponse
-	(*GroupPartition)(nil),        // 32: streamhouse.v1.GroupPartition
-	(*GroupDescription)(nil),      // 33: streamhouse.v1.GroupDescription
-	(*DescribeGroupRequest)(nil),  // 34: streamhouse.v1.DescribeGroupRequest
-	(*DescribeGroupResponse)(nil), // 35: streamhouse.v1.DescribeGroupResponse
-	(*DeleteGroupRequest)(nil),    // 36: streamhouse.v1.DeleteGroupRequest
-	(*DeleteGroupResponse)(nil),   // 37: streamhouse.v1.DeleteGroupResponse
-	(*ResetGroupRequest)(nil),     // 38: streamhouse.v1.ResetGroupRequest
-	(*ResetGroupResponse)(nil),    // 39: streamhouse.v1.ResetGroupResponse
-	(*GetMetadataRequest)(nil),    // 40: streamhouse.v1.GetMetadataRequest
-	(*Agent)(nil),                 // 41: streamhouse.v1.Agent
-	(*PartitionMetadata)(nil),     // 42: streamhouse.v1.PartitionMetadata
-	(*TopicMetadata)(nil),         // 43: streamhouse.v1.TopicMetadata
-	(*GetMetadataResponse)(nil),   // 44: streamhouse.v1.GetMetadataResponse
-	(*ErrorDetail)(nil),           // 45: streamhouse.v1.ErrorDetail
-	(*ListOffsetsRequest)(nil),    // 46: streamhouse.v1.ListOffsetsRequest
-	(*PartitionOffset)(nil),       // 47: streamhouse.v1.PartitionOffset
-	(*ListOffsetsResponse)(nil),   // 48: streamhouse.v1.ListOffsetsResponse
+	(ResetStrategy)(0),               // 0: streamhouse.v1.ResetStrategy
+	(*Topic)(nil),                    // 1: streamhouse.v1.Topic
+	(*PartitionInfo)(nil),            // 2: streamhouse.v1.PartitionInfo
+	(*CreateTopicRequest)(nil),       // 3: streamhouse.v1.CreateTopicRequest
+	(*CreateTopicResponse)(nil),      // 4: streamhouse.v1.CreateTopicResponse
+	(*ListTopicsRequest)(nil),        // 5: streamhouse.v1.ListTopicsRequest
+	(*ListTopicsResponse)(nil),       // 6: streamhouse.v1.ListTopicsResponse
+	(*DescribeTopicRequest)(nil),     // 7: streamhouse.v1.DescribeTopicRequest
+	(*DescribeTopicResponse)(nil),    // 8: streamhouse.v1.DescribeTopicResponse
+	(*DeleteTopicRequest)(nil),       // 9: streamhouse.v1.DeleteTopicRequest
+	(*DeleteTopicResponse)(nil),      // 10: streamhouse.v1.DeleteTopicResponse
+	(*Header)(nil),                   // 11: streamhouse.v1.Header
+	(*ProduceRecord)(nil),            // 12: streamhouse.v1.ProduceRecord
+	(*ProduceRequest)(nil),           // 13: streamhouse.v1.ProduceRequest
+	(*RecordOffset)(nil),             // 14: streamhouse.v1.RecordOffset
+	(*ProduceResponse)(nil),          // 15: streamhouse.v1.ProduceResponse
+	(*InitProducerRequest)(nil),      // 16: streamhouse.v1.InitProducerRequest
+	(*InitProducerResponse)(nil),     // 17: streamhouse.v1.InitProducerResponse
+	(*FetchedRecord)(nil),            // 18: streamhouse.v1.FetchedRecord
+	(*FetchRequest)(nil),             // 19: streamhouse.v1.FetchRequest
+	(*FetchResponse)(nil),            // 20: streamhouse.v1.FetchResponse
+	(*SubscribeRequest)(nil),         // 21: streamhouse.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),        // 22: streamhouse.v1.SubscribeResponse
+	(*OffsetCommit)(nil),             // 23: streamhouse.v1.OffsetCommit
+	(*CommitOffsetsRequest)(nil),     // 24: streamhouse.v1.CommitOffsetsRequest
+	(*CommitOffsetsResponse)(nil),    // 25: streamhouse.v1.CommitOffsetsResponse
+	(*CommittedOffset)(nil),          // 26: streamhouse.v1.CommittedOffset
+	(*FetchOffsetsRequest)(nil),      // 27: streamhouse.v1.FetchOffsetsRequest
+	(*FetchOffsetsResponse)(nil),     // 28: streamhouse.v1.FetchOffsetsResponse
+	(*GroupSummary)(nil),             // 29: streamhouse.v1.GroupSummary
+	(*ListGroupsRequest)(nil),        // 30: streamhouse.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),       // 31: streamhouse.v1.ListGroupsResponse
+	(*GroupPartition)(nil),           // 32: streamhouse.v1.GroupPartition
+	(*GroupDescription)(nil),         // 33: streamhouse.v1.GroupDescription
+	(*DescribeGroupRequest)(nil),     // 34: streamhouse.v1.DescribeGroupRequest
+	(*DescribeGroupResponse)(nil),    // 35: streamhouse.v1.DescribeGroupResponse
+	(*DeleteGroupRequest)(nil),       // 36: streamhouse.v1.DeleteGroupRequest
+	(*DeleteGroupResponse)(nil),      // 37: streamhouse.v1.DeleteGroupResponse
+	(*ResetGroupRequest)(nil),        // 38: streamhouse.v1.ResetGroupRequest
+	(*ResetGroupResponse)(nil),       // 39: streamhouse.v1.ResetGroupResponse
+	(*GetMetadataRequest)(nil),       // 40: streamhouse.v1.GetMetadataRequest
+	(*Agent)(nil),                    // 41: streamhouse.v1.Agent
+	(*PartitionMetadata)(nil),        // 42: streamhouse.v1.PartitionMetadata
+	(*TopicMetadata)(nil),            // 43: streamhouse.v1.TopicMetadata
+	(*GetMetadataResponse)(nil),      // 44: streamhouse.v1.GetMetadataResponse
+	(*ErrorDetail)(nil),              // 45: streamhouse.v1.ErrorDetail
+	(*ListOffsetsRequest)(nil),       // 46: streamhouse.v1.ListOffsetsRequest
+	(*PartitionOffset)(nil),          // 47: streamhouse.v1.PartitionOffset
+	(*ListOffsetsResponse)(nil),      // 48: streamhouse.v1.ListOffsetsResponse
+	(*TopicConfigEntry)(nil),         // 49: streamhouse.v1.TopicConfigEntry
+	(*AlterTopicConfigRequest)(nil),  // 50: streamhouse.v1.AlterTopicConfigRequest
+	(*AlterTopicConfigResponse)(nil), // 51: streamhouse.v1.AlterTopicConfigResponse
+	(*CreatePartitionsRequest)(nil),  // 52: streamhouse.v1.CreatePartitionsRequest
+	(*CreatePartitionsResponse)(nil), // 53: streamhouse.v1.CreatePartitionsResponse
+	nil,                              // 54: streamhouse.v1.AlterTopicConfigRequest.ConfigsEntry
 }
 var file_streamhouse_v1_streamhouse_proto_depIdxs = []int32{
 	1,  // 0: streamhouse.v1.CreateTopicResponse.topic:type_name -> streamhouse.v1.Topic
 	1,  // 1: streamhouse.v1.ListTopicsResponse.topics:type_name -> streamhouse.v1.Topic
 	1,  // 2: streamhouse.v1.DescribeTopicResponse.topic:type_name -> streamhouse.v1.Topic
 	2,  // 3: streamhouse.v1.DescribeTopicResponse.partitions:type_name -> streamhouse.v1.PartitionInfo
-	11, // 4: streamhouse.v1.ProduceRecord.headers:type_name -> streamhouse.v1.Header
-	12, // 5: streamhouse.v1.ProduceRequest.records:type_name -> streamhouse.v1.ProduceRecord
-	14, // 6: streamhouse.v1.ProduceResponse.offsets:type_name -> streamhouse.v1.RecordOffset
-	11, // 7: streamhouse.v1.FetchedRecord.headers:type_name -> streamhouse.v1.Header
-	18, // 8: streamhouse.v1.FetchResponse.records:type_name -> streamhouse.v1.FetchedRecord
-	18, // 9: streamhouse.v1.SubscribeResponse.records:type_name -> streamhouse.v1.FetchedRecord
-	23, // 10: streamhouse.v1.CommitOffsetsRequest.offsets:type_name -> streamhouse.v1.OffsetCommit
-	26, // 11: streamhouse.v1.FetchOffsetsResponse.offsets:type_name -> streamhouse.v1.CommittedOffset
-	29, // 12: streamhouse.v1.ListGroupsResponse.groups:type_name -> streamhouse.v1.GroupSummary
-	32, // 13: streamhouse.v1.GroupDescription.partitions:type_name -> streamhouse.v1.GroupPartition
-	33, // 14: streamhouse.v1.DescribeGroupResponse.group:type_name -> streamhouse.v1.GroupDescription
-	0,  // 15: streamhouse.v1.ResetGroupRequest.strategy:type_name -> streamhouse.v1.ResetStrategy
-	33, // 16: streamhouse.v1.ResetGroupResponse.group:type_name -> streamhouse.v1.GroupDescription
-	42, // 17: streamhouse.v1.TopicMetadata.partitions:type_name -> streamhouse.v1.PartitionMetadata
-	41, // 18: streamhouse.v1.GetMetadataResponse.agents:type_name -> streamhouse.v1.Agent
-	43, // 19: streamhouse.v1.GetMetadataResponse.topics:type_name -> streamhouse.v1.TopicMetadata
-	47, // 20: streamhouse.v1.ListOffsetsResponse.partitions:type_name -> streamhouse.v1.PartitionOffset
-	3,  // 21: streamhouse.v1.StreamHouse.CreateTopic:input_type -> streamhouse.v1.CreateTopicRequest
-	5,  // 22: streamhouse.v1.StreamHouse.ListTopics:input_type -> streamhouse.v1.ListTopicsRequest
-	7,  // 23: streamhouse.v1.StreamHouse.DescribeTopic:input_type -> streamhouse.v1.DescribeTopicRequest
-	9,  // 24: streamhouse.v1.StreamHouse.DeleteTopic:input_type -> streamhouse.v1.DeleteTopicRequest
-	13, // 25: streamhouse.v1.StreamHouse.Produce:input_type -> streamhouse.v1.ProduceRequest
-	16, // 26: streamhouse.v1.StreamHouse.InitProducer:input_type -> streamhouse.v1.InitProducerRequest
-	19, // 27: streamhouse.v1.StreamHouse.Fetch:input_type -> streamhouse.v1.FetchRequest
-	21, // 28: streamhouse.v1.StreamHouse.Subscribe:input_type -> streamhouse.v1.SubscribeRequest
-	24, // 29: streamhouse.v1.StreamHouse.CommitOffsets:input_type -> streamhouse.v1.CommitOffsetsRequest
-	27, // 30: streamhouse.v1.StreamHouse.FetchOffsets:input_type -> streamhouse.v1.FetchOffsetsRequest
-	30, // 31: streamhouse.v1.StreamHouse.ListGroups:input_type -> streamhouse.v1.ListGroupsRequest
-	34, // 32: streamhouse.v1.StreamHouse.DescribeGroup:input_type -> streamhouse.v1.DescribeGroupRequest
-	36, // 33: streamhouse.v1.StreamHouse.DeleteGroup:input_type -> streamhouse.v1.DeleteGroupRequest
-	38, // 34: streamhouse.v1.StreamHouse.ResetGroup:input_type -> streamhouse.v1.ResetGroupRequest
-	40, // 35: streamhouse.v1.StreamHouse.GetMetadata:input_type -> streamhouse.v1.GetMetadataRequest
-	46, // 36: streamhouse.v1.StreamHouse.ListOffsets:input_type -> streamhouse.v1.ListOffsetsRequest
-	4,  // 37: streamhouse.v1.StreamHouse.CreateTopic:output_type -> streamhouse.v1.CreateTopicResponse
-	6,  // 38: streamhouse.v1.StreamHouse.ListTopics:output_type -> streamhouse.v1.ListTopicsResponse
-	8,  // 39: streamhouse.v1.StreamHouse.DescribeTopic:output_type -> streamhouse.v1.DescribeTopicResponse
-	10, // 40: streamhouse.v1.StreamHouse.DeleteTopic:output_type -> streamhouse.v1.DeleteTopicResponse
-	15, // 41: streamhouse.v1.StreamHouse.Produce:output_type -> streamhouse.v1.ProduceResponse
-	17, // 42: streamhouse.v1.StreamHouse.InitProducer:output_type -> streamhouse.v1.InitProducerResponse
-	20, // 43: streamhouse.v1.StreamHouse.Fetch:output_type -> streamhouse.v1.FetchResponse
-	22, // 44: streamhouse.v1.StreamHouse.Subscribe:output_type -> streamhouse.v1.SubscribeResponse
-	25, // 45: streamhouse.v1.StreamHouse.CommitOffsets:output_type -> streamhouse.v1.CommitOffsetsResponse
-	28, // 46: streamhouse.v1.StreamHouse.FetchOffsets:output_type -> streamhouse.v1.FetchOffsetsResponse
-	31, // 47: streamhouse.v1.StreamHouse.ListGroups:output_type -> streamhouse.v1.ListGroupsResponse
-	35, // 48: streamhouse.v1.StreamHouse.DescribeGroup:output_type -> streamhouse.v1.DescribeGroupResponse
-	37, // 49: streamhouse.v1.StreamHouse.DeleteGroup:output_type -> streamhouse.v1.DeleteGroupResponse
-	39, // 50: streamhouse.v1.StreamHouse.ResetGroup:output_type -> streamhouse.v1.ResetGroupResponse
-	44, // 51: streamhouse.v1.StreamHouse.GetMetadata:output_type -> streamhouse.v1.GetMetadataResponse
-	48, // 52: streamhouse.v1.StreamHouse.ListOffsets:output_type -> streamhouse.v1.ListOffsetsResponse
-	37, // [37:53] is the sub-list for method output_type
-	21, // [21:37] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	49, // 4: streamhouse.v1.DescribeTopicResponse.configs:type_name -> streamhouse.v1.TopicConfigEntry
+	11, // 5: streamhouse.v1.ProduceRecord.headers:type_name -> streamhouse.v1.Header
+	12, // 6: streamhouse.v1.ProduceRequest.records:type_name -> streamhouse.v1.ProduceRecord
+	14, // 7: streamhouse.v1.ProduceResponse.offsets:type_name -> streamhouse.v1.RecordOffset
+	11, // 8: streamhouse.v1.FetchedRecord.headers:type_name -> streamhouse.v1.Header
+	18, // 9: streamhouse.v1.FetchResponse.records:type_name -> streamhouse.v1.FetchedRecord
+	18, // 10: streamhouse.v1.SubscribeResponse.records:type_name -> streamhouse.v1.FetchedRecord
+	23, // 11: streamhouse.v1.CommitOffsetsRequest.offsets:type_name -> streamhouse.v1.OffsetCommit
+	26, // 12: streamhouse.v1.FetchOffsetsResponse.offsets:type_name -> streamhouse.v1.CommittedOffset
+	29, // 13: streamhouse.v1.ListGroupsResponse.groups:type_name -> streamhouse.v1.GroupSummary
+	32, // 14: streamhouse.v1.GroupDescription.partitions:type_name -> streamhouse.v1.GroupPartition
+	33, // 15: streamhouse.v1.DescribeGroupResponse.group:type_name -> streamhouse.v1.GroupDescription
+	0,  // 16: streamhouse.v1.ResetGroupRequest.strategy:type_name -> streamhouse.v1.ResetStrategy
+	33, // 17: streamhouse.v1.ResetGroupResponse.group:type_name -> streamhouse.v1.GroupDescription
+	42, // 18: streamhouse.v1.TopicMetadata.partitions:type_name -> streamhouse.v1.PartitionMetadata
+	41, // 19: streamhouse.v1.GetMetadataResponse.agents:type_name -> streamhouse.v1.Agent
+	43, // 20: streamhouse.v1.GetMetadataResponse.topics:type_name -> streamhouse.v1.TopicMetadata
+	47, // 21: streamhouse.v1.ListOffsetsResponse.partitions:type_name -> streamhouse.v1.PartitionOffset
+	54, // 22: streamhouse.v1.AlterTopicConfigRequest.configs:type_name -> streamhouse.v1.AlterTopicConfigRequest.ConfigsEntry
+	1,  // 23: streamhouse.v1.AlterTopicConfigResponse.topic:type_name -> streamhouse.v1.Topic
+	49, // 24: streamhouse.v1.AlterTopicConfigResponse.configs:type_name -> streamhouse.v1.TopicConfigEntry
+	1,  // 25: streamhouse.v1.CreatePartitionsResponse.topic:type_name -> streamhouse.v1.Topic
+	2,  // 26: streamhouse.v1.CreatePartitionsResponse.partitions:type_name -> streamhouse.v1.PartitionInfo
+	3,  // 27: streamhouse.v1.StreamHouse.CreateTopic:input_type -> streamhouse.v1.CreateTopicRequest
+	5,  // 28: streamhouse.v1.StreamHouse.ListTopics:input_type -> streamhouse.v1.ListTopicsRequest
+	7,  // 29: streamhouse.v1.StreamHouse.DescribeTopic:input_type -> streamhouse.v1.DescribeTopicRequest
+	9,  // 30: streamhouse.v1.StreamHouse.DeleteTopic:input_type -> streamhouse.v1.DeleteTopicRequest
+	13, // 31: streamhouse.v1.StreamHouse.Produce:input_type -> streamhouse.v1.ProduceRequest
+	16, // 32: streamhouse.v1.StreamHouse.InitProducer:input_type -> streamhouse.v1.InitProducerRequest
+	19, // 33: streamhouse.v1.StreamHouse.Fetch:input_type -> streamhouse.v1.FetchRequest
+	21, // 34: streamhouse.v1.StreamHouse.Subscribe:input_type -> streamhouse.v1.SubscribeRequest
+	24, // 35: streamhouse.v1.StreamHouse.CommitOffsets:input_type -> streamhouse.v1.CommitOffsetsRequest
+	27, // 36: streamhouse.v1.StreamHouse.FetchOffsets:input_type -> streamhouse.v1.FetchOffsetsRequest
+	30, // 37: streamhouse.v1.StreamHouse.ListGroups:input_type -> streamhouse.v1.ListGroupsRequest
+	34, // 38: streamhouse.v1.StreamHouse.DescribeGroup:input_type -> streamhouse.v1.DescribeGroupRequest
+	36, // 39: streamhouse.v1.StreamHouse.DeleteGroup:input_type -> streamhouse.v1.DeleteGroupRequest
+	38, // 40: streamhouse.v1.StreamHouse.ResetGroup:input_type -> streamhouse.v1.ResetGroupRequest
+	40, // 41: streamhouse.v1.StreamHouse.GetMetadata:input_type -> streamhouse.v1.GetMetadataRequest
+	46, // 42: streamhouse.v1.StreamHouse.ListOffsets:input_type -> streamhouse.v1.ListOffsetsRequest
+	50, // 43: streamhouse.v1.StreamHouse.AlterTopicConfig:input_type -> streamhouse.v1.AlterTopicConfigRequest
+	52, // 44: streamhouse.v1.StreamHouse.CreatePartitions:input_type -> streamhouse.v1.CreatePartitionsRequest
+	4,  // 45: streamhouse.v1.StreamHouse.CreateTopic:output_type -> streamhouse.v1.CreateTopicResponse
+	6,  // 46: streamhouse.v1.StreamHouse.ListTopics:output_type -> streamhouse.v1.ListTopicsResponse
+	8,  // 47: streamhouse.v1.StreamHouse.DescribeTopic:output_type -> streamhouse.v1.DescribeTopicResponse
+	10, // 48: streamhouse.v1.StreamHouse.DeleteTopic:output_type -> streamhouse.v1.DeleteTopicResponse
+	15, // 49: streamhouse.v1.StreamHouse.Produce:output_type -> streamhouse.v1.ProduceResponse
+	17, // 50: streamhouse.v1.StreamHouse.InitProducer:output_type -> streamhouse.v1.InitProducerResponse
+	20, // 51: streamhouse.v1.StreamHouse.Fetch:output_type -> streamhouse.v1.FetchResponse
+	22, // 52: streamhouse.v1.StreamHouse.Subscribe:output_type -> streamhouse.v1.SubscribeResponse
+	25, // 53: streamhouse.v1.StreamHouse.CommitOffsets:output_type -> streamhouse.v1.CommitOffsetsResponse
+	28, // 54: streamhouse.v1.StreamHouse.FetchOffsets:output_type -> streamhouse.v1.FetchOffsetsResponse
+	31, // 55: streamhouse.v1.StreamHouse.ListGroups:output_type -> streamhouse.v1.ListGroupsResponse
+	35, // 56: streamhouse.v1.StreamHouse.DescribeGroup:output_type -> streamhouse.v1.DescribeGroupResponse
+	37, // 57: streamhouse.v1.StreamHouse.DeleteGroup:output_type -> streamhouse.v1.DeleteGroupResponse
+	39, // 58: streamhouse.v1.StreamHouse.ResetGroup:output_type -> streamhouse.v1.ResetGroupResponse
+	44, // 59: streamhouse.v1.StreamHouse.GetMetadata:output_type -> streamhouse.v1.GetMetadataResponse
+	48, // 60: streamhouse.v1.StreamHouse.ListOffsets:output_type -> streamhouse.v1.ListOffsetsResponse
+	51, // 61: streamhouse.v1.StreamHouse.AlterTopicConfig:output_type -> streamhouse.v1.AlterTopicConfigResponse
+	53, // 62: streamhouse.v1.StreamHouse.CreatePartitions:output_type -> streamhouse.v1.CreatePartitionsResponse
+	45, // [45:63] is the sub-list for method output_type
+	27, // [27:45] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_streamhouse_v1_streamhouse_proto_init() }
@@ -3540,7 +3876,7 @@ func file_streamhouse_v1_streamhouse_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_streamhouse_v1_streamhouse_proto_rawDesc), len(file_streamhouse_v1_streamhouse_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   48,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,22 +24,24 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	StreamHouse_CreateTopic_FullMethodName   = "/streamhouse.v1.StreamHouse/CreateTopic"
-	StreamHouse_ListTopics_FullMethodName    = "/streamhouse.v1.StreamHouse/ListTopics"
-	StreamHouse_DescribeTopic_FullMethodName = "/streamhouse.v1.StreamHouse/DescribeTopic"
-	StreamHouse_DeleteTopic_FullMethodName   = "/streamhouse.v1.StreamHouse/DeleteTopic"
-	StreamHouse_Produce_FullMethodName       = "/streamhouse.v1.StreamHouse/Produce"
-	StreamHouse_InitProducer_FullMethodName  = "/streamhouse.v1.StreamHouse/InitProducer"
-	StreamHouse_Fetch_FullMethodName         = "/streamhouse.v1.StreamHouse/Fetch"
-	StreamHouse_Subscribe_FullMethodName     = "/streamhouse.v1.StreamHouse/Subscribe"
-	StreamHouse_CommitOffsets_FullMethodName = "/streamhouse.v1.StreamHouse/CommitOffsets"
-	StreamHouse_FetchOffsets_FullMethodName  = "/streamhouse.v1.StreamHouse/FetchOffsets"
-	StreamHouse_ListGroups_FullMethodName    = "/streamhouse.v1.StreamHouse/ListGroups"
-	StreamHouse_DescribeGroup_FullMethodName = "/streamhouse.v1.StreamHouse/DescribeGroup"
-	StreamHouse_DeleteGroup_FullMethodName   = "/streamhouse.v1.StreamHouse/DeleteGroup"
-	StreamHouse_ResetGroup_FullMethodName    = "/streamhouse.v1.StreamHouse/ResetGroup"
-	StreamHouse_GetMetadata_FullMethodName   = "/streamhouse.v1.StreamHouse/GetMetadata"
-	StreamHouse_ListOffsets_FullMethodName   = "/streamhouse.v1.StreamHouse/ListOffsets"
+	StreamHouse_CreateTopic_FullMethodName      = "/streamhouse.v1.StreamHouse/CreateTopic"
+	StreamHouse_ListTopics_FullMethodName       = "/streamhouse.v1.StreamHouse/ListTopics"
+	StreamHouse_DescribeTopic_FullMethodName    = "/streamhouse.v1.StreamHouse/DescribeTopic"
+	StreamHouse_DeleteTopic_FullMethodName      = "/streamhouse.v1.StreamHouse/DeleteTopic"
+	StreamHouse_Produce_FullMethodName          = "/streamhouse.v1.StreamHouse/Produce"
+	StreamHouse_InitProducer_FullMethodName     = "/streamhouse.v1.StreamHouse/InitProducer"
+	StreamHouse_Fetch_FullMethodName            = "/streamhouse.v1.StreamHouse/Fetch"
+	StreamHouse_Subscribe_FullMethodName        = "/streamhouse.v1.StreamHouse/Subscribe"
+	StreamHouse_CommitOffsets_FullMethodName    = "/streamhouse.v1.StreamHouse/CommitOffsets"
+	StreamHouse_FetchOffsets_FullMethodName     = "/streamhouse.v1.StreamHouse/FetchOffsets"
+	StreamHouse_ListGroups_FullMethodName       = "/streamhouse.v1.StreamHouse/ListGroups"
+	StreamHouse_DescribeGroup_FullMethodName    = "/streamhouse.v1.StreamHouse/DescribeGroup"
+	StreamHouse_DeleteGroup_FullMethodName      = "/streamhouse.v1.StreamHouse/DeleteGroup"
+	StreamHouse_ResetGroup_FullMethodName       = "/streamhouse.v1.StreamHouse/ResetGroup"
+	StreamHouse_GetMetadata_FullMethodName      = "/streamhouse.v1.StreamHouse/GetMetadata"
+	StreamHouse_ListOffsets_FullMethodName      = "/streamhouse.v1.StreamHouse/ListOffsets"
+	StreamHouse_AlterTopicConfig_FullMethodName = "/streamhouse.v1.StreamHouse/AlterTopicConfig"
+	StreamHouse_CreatePartitions_FullMethodName = "/streamhouse.v1.StreamHouse/CreatePartitions"
 )
 
 // StreamHouseClient is the client API for StreamHouse service.
@@ -95,6 +97,14 @@ type StreamHouseClient interface {
 	// record timestamp is at or after a time (Kafka's ListOffsets), or the
 	// earliest or latest offset.
 	ListOffsets(ctx context.Context, in *ListOffsetsRequest, opts ...grpc.CallOption) (*ListOffsetsResponse, error)
+	// AlterTopicConfig changes some of a topic's configuration (Kafka names:
+	// retention.ms, retention.bytes, compression.type, max.message.bytes,
+	// cleanup.policy); keys not named keep their value.
+	AlterTopicConfig(ctx context.Context, in *AlterTopicConfigRequest, opts ...grpc.CallOption) (*AlterTopicConfigResponse, error)
+	// CreatePartitions raises a topic's partition count (never lowers it).
+	// Keyed records hash over the new count, so a key may map to another
+	// partition than before (as in Kafka).
+	CreatePartitions(ctx context.Context, in *CreatePartitionsRequest, opts ...grpc.CallOption) (*CreatePartitionsResponse, error)
 }
 
 type streamHouseClient struct {
@@ -274,6 +284,26 @@ func (c *streamHouseClient) ListOffsets(ctx context.Context, in *ListOffsetsRequ
 	return out, nil
 }
 
+func (c *streamHouseClient) AlterTopicConfig(ctx context.Context, in *AlterTopicConfigRequest, opts ...grpc.CallOption) (*AlterTopicConfigResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AlterTopicConfigResponse)
+	err := c.cc.Invoke(ctx, StreamHouse_AlterTopicConfig_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *streamHouseClient) CreatePartitions(ctx context.Context, in *CreatePartitionsRequest, opts ...grpc.CallOption) (*CreatePartitionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreatePartitionsResponse)
+	err := c.cc.Invoke(ctx, StreamHouse_CreatePartitions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StreamHouseServer is the server API for StreamHouse service.
 // All implementations must embed UnimplementedStreamHouseServer
 // for forward compatibility.
@@ -327,6 +357,14 @@ type StreamHouseServer interface {
 	// record timestamp is at or after a time (Kafka's ListOffsets), or the
 	// earliest or latest offset.
 	ListOffsets(context.Context, *ListOffsetsRequest) (*ListOffsetsResponse, error)
+	// AlterTopicConfig changes some of a topic's configuration (Kafka names:
+	// retention.ms, retention.bytes, compression.type, max.message.bytes,
+	// cleanup.policy); keys not named keep their value.
+	AlterTopicConfig(context.Context, *AlterTopicConfigRequest) (*AlterTopicConfigResponse, error)
+	// CreatePartitions raises a topic's partition count (never lowers it).
+	// Keyed records hash over the new count, so a key may map to another
+	// partition than before (as in Kafka).
+	CreatePartitions(context.Context, *CreatePartitionsRequest) (*CreatePartitionsResponse, error)
 	mustEmbedUnimplementedStreamHouseServer()
 }
 
@@ -384,6 +422,12 @@ func (UnimplementedStreamHouseServer) GetMetadata(context.Context, *GetMetadataR
 }
 func (UnimplementedStreamHouseServer) ListOffsets(context.Context, *ListOffsetsRequest) (*ListOffsetsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListOffsets not implemented")
+}
+func (UnimplementedStreamHouseServer) AlterTopicConfig(context.Context, *AlterTopicConfigRequest) (*AlterTopicConfigResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method AlterTopicConfig not implemented")
+}
+func (UnimplementedStreamHouseServer) CreatePartitions(context.Context, *CreatePartitionsRequest) (*CreatePartitionsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreatePartitions not implemented")
 }
 func (UnimplementedStreamHouseServer) mustEmbedUnimplementedStreamHouseServer() {}
 func (UnimplementedStreamHouseServer) testEmbeddedByValue()                     {}
@@ -687,6 +731,42 @@ func _StreamHouse_ListOffsets_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StreamHouse_AlterTopicConfig_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AlterTopicConfigRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StreamHouseServer).AlterTopicConfig(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StreamHouse_AlterTopicConfig_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StreamHouseServer).AlterTopicConfig(ctx, req.(*AlterTopicConfigRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _StreamHouse_CreatePartitions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreatePartitionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StreamHouseServer).CreatePartitions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StreamHouse_CreatePartitions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StreamHouseServer).CreatePartitions(ctx, req.(*CreatePartitionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // StreamHouse_ServiceDesc is the grpc.ServiceDesc for StreamHouse service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -753,6 +833,14 @@ var StreamHouse_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListOffsets",
 			Handler:    _StreamHouse_ListOffsets_Handler,
+		},
+		{
+			MethodName: "AlterTopicConfig",
+			Handler:    _StreamHouse_AlterTopicConfig_Handler,
+		},
+		{
+			MethodName: "CreatePartitions",
+			Handler:    _StreamHouse_CreatePartitions_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
