@@ -2955,6 +2955,429 @@ func (x *ErrorDetail) GetHighWatermark() int64 {
 	return 0
 }
 
+// GetClusterStatusRequest is the input of GetClusterStatus.
+type GetClusterStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetClusterStatusRequest) Reset() {
+	*x = GetClusterStatusRequest{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClusterStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClusterStatusRequest) ProtoMessage() {}
+
+func (x *GetClusterStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClusterStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetClusterStatusRequest) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{45}
+}
+
+// ClusterMember is one agent as the answering agent sees it: the union of
+// the gossip table and the Raft configuration.
+type ClusterMember struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Node id.
+	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// Gossip state: "alive", "suspect", "dead", "left" or "unknown" (in the
+	// Raft configuration but not in gossip).
+	GossipState string `protobuf:"bytes,2,opt,name=gossip_state,json=gossipState,proto3" json:"gossip_state,omitempty"`
+	// Raft suffrage: "voter", "nonvoter" or "none" (not in the Raft
+	// configuration).
+	RaftSuffrage string `protobuf:"bytes,3,opt,name=raft_suffrage,json=raftSuffrage,proto3" json:"raft_suffrage,omitempty"`
+	// True for the current Raft leader.
+	RaftLeader bool `protobuf:"varint,4,opt,name=raft_leader,json=raftLeader,proto3" json:"raft_leader,omitempty"`
+	// Advertised gRPC address (host:port); empty if unknown.
+	GrpcAddress string `protobuf:"bytes,5,opt,name=grpc_address,json=grpcAddress,proto3" json:"grpc_address,omitempty"`
+	// Advertised REST address (host:port); empty if unknown.
+	HttpAddress string `protobuf:"bytes,6,opt,name=http_address,json=httpAddress,proto3" json:"http_address,omitempty"`
+	// Peer (Raft and agent RPC) address (host:port); empty if unknown.
+	PeerAddress string `protobuf:"bytes,7,opt,name=peer_address,json=peerAddress,proto3" json:"peer_address,omitempty"`
+	// Partitions the agent leads, as "topic/partition".
+	PartitionLeaderships []string `protobuf:"bytes,8,rep,name=partition_leaderships,json=partitionLeaderships,proto3" json:"partition_leaderships,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *ClusterMember) Reset() {
+	*x = ClusterMember{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterMember) ProtoMessage() {}
+
+func (x *ClusterMember) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
+func (*ClusterMember) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *ClusterMember) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ClusterMember) GetGossipState() string {
+	if x != nil {
+		return x.GossipState
+	}
+	return ""
+}
+
+func (x *ClusterMember) GetRaftSuffrage() string {
+	if x != nil {
+		return x.RaftSuffrage
+	}
+	return ""
+}
+
+func (x *ClusterMember) GetRaftLeader() bool {
+	if x != nil {
+		return x.RaftLeader
+	}
+	return false
+}
+
+func (x *ClusterMember) GetGrpcAddress() string {
+	if x != nil {
+		return x.GrpcAddress
+	}
+	return ""
+}
+
+func (x *ClusterMember) GetHttpAddress() string {
+	if x != nil {
+		return x.HttpAddress
+	}
+	return ""
+}
+
+func (x *ClusterMember) GetPeerAddress() string {
+	if x != nil {
+		return x.PeerAddress
+	}
+	return ""
+}
+
+func (x *ClusterMember) GetPartitionLeaderships() []string {
+	if x != nil {
+		return x.PartitionLeaderships
+	}
+	return nil
+}
+
+// CheckpointStatus is the answering agent's Postgres checkpointing.
+type CheckpointStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False when the agent has no DATABASE_URL (the other fields are zero).
+	Configured bool `protobuf:"varint,1,opt,name=configured,proto3" json:"configured,omitempty"`
+	// True once the agent has connected to Postgres (and migrated).
+	Connected bool `protobuf:"varint,2,opt,name=connected,proto3" json:"connected,omitempty"`
+	// True while this agent is the Raft leader and so writes checkpoints.
+	Leader bool `protobuf:"varint,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	// On the leader: milliseconds since the capture of the newest state
+	// known to be in Postgres (the streamhouse_checkpoint_lag_seconds gauge).
+	LagMs int64 `protobuf:"varint,4,opt,name=lag_ms,json=lagMs,proto3" json:"lag_ms,omitempty"`
+	// Consecutive failed checkpoint attempts (0 after a success).
+	ConsecutiveFailures int64 `protobuf:"varint,5,opt,name=consecutive_failures,json=consecutiveFailures,proto3" json:"consecutive_failures,omitempty"`
+	// The last failure's message (empty after a success).
+	LastError string `protobuf:"bytes,6,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// Raft index of the last checkpoint this agent wrote (0: none).
+	LastRaftIndex uint64 `protobuf:"varint,7,opt,name=last_raft_index,json=lastRaftIndex,proto3" json:"last_raft_index,omitempty"`
+	// When the last checkpoint this agent wrote was taken, unix ms (0: none).
+	LastTakenAtMs int64 `protobuf:"varint,8,opt,name=last_taken_at_ms,json=lastTakenAtMs,proto3" json:"last_taken_at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointStatus) Reset() {
+	*x = CheckpointStatus{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointStatus) ProtoMessage() {}
+
+func (x *CheckpointStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointStatus.ProtoReflect.Descriptor instead.
+func (*CheckpointStatus) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *CheckpointStatus) GetConfigured() bool {
+	if x != nil {
+		return x.Configured
+	}
+	return false
+}
+
+func (x *CheckpointStatus) GetConnected() bool {
+	if x != nil {
+		return x.Connected
+	}
+	return false
+}
+
+func (x *CheckpointStatus) GetLeader() bool {
+	if x != nil {
+		return x.Leader
+	}
+	return false
+}
+
+func (x *CheckpointStatus) GetLagMs() int64 {
+	if x != nil {
+		return x.LagMs
+	}
+	return 0
+}
+
+func (x *CheckpointStatus) GetConsecutiveFailures() int64 {
+	if x != nil {
+		return x.ConsecutiveFailures
+	}
+	return 0
+}
+
+func (x *CheckpointStatus) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *CheckpointStatus) GetLastRaftIndex() uint64 {
+	if x != nil {
+		return x.LastRaftIndex
+	}
+	return 0
+}
+
+func (x *CheckpointStatus) GetLastTakenAtMs() int64 {
+	if x != nil {
+		return x.LastTakenAtMs
+	}
+	return 0
+}
+
+// GetClusterStatusResponse is the output of GetClusterStatus.
+type GetClusterStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Node id of the agent that answered.
+	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// Its Raft state: "Leader", "Follower", "Candidate", "Shutdown", "Stopped".
+	RaftState string `protobuf:"bytes,2,opt,name=raft_state,json=raftState,proto3" json:"raft_state,omitempty"`
+	// Node id of the Raft leader it knows; empty when none is known.
+	RaftLeader string `protobuf:"bytes,3,opt,name=raft_leader,json=raftLeader,proto3" json:"raft_leader,omitempty"`
+	// Its current Raft term.
+	RaftTerm uint64 `protobuf:"varint,4,opt,name=raft_term,json=raftTerm,proto3" json:"raft_term,omitempty"`
+	// Its Raft commit index.
+	CommitIndex uint64 `protobuf:"varint,5,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	// Its Raft applied index.
+	AppliedIndex uint64 `protobuf:"varint,6,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// Milliseconds since it heard from the leader: 0 on the leader, -1 never.
+	LastContactMs int64 `protobuf:"varint,7,opt,name=last_contact_ms,json=lastContactMs,proto3" json:"last_contact_ms,omitempty"`
+	// Node ids of the Raft configuration's voters, sorted.
+	Voters []string `protobuf:"bytes,8,rep,name=voters,proto3" json:"voters,omitempty"`
+	// Node ids of the Raft configuration's non-voters, sorted.
+	NonVoters []string `protobuf:"bytes,9,rep,name=non_voters,json=nonVoters,proto3" json:"non_voters,omitempty"`
+	// Every agent known to gossip or the Raft configuration, by node id.
+	Members []*ClusterMember `protobuf:"bytes,10,rep,name=members,proto3" json:"members,omitempty"`
+	// Whether it is ready (GET /ready).
+	Ready bool `protobuf:"varint,11,opt,name=ready,proto3" json:"ready,omitempty"`
+	// Why it is not ready (empty when ready).
+	NotReadyReason string `protobuf:"bytes,12,opt,name=not_ready_reason,json=notReadyReason,proto3" json:"not_ready_reason,omitempty"`
+	// Its unflushed backlog: bytes held in the local store that are not yet
+	// in a committed segment.
+	UnflushedBytes int64 `protobuf:"varint,13,opt,name=unflushed_bytes,json=unflushedBytes,proto3" json:"unflushed_bytes,omitempty"`
+	// Its Postgres checkpointing.
+	Checkpoint    *CheckpointStatus `protobuf:"bytes,14,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetClusterStatusResponse) Reset() {
+	*x = GetClusterStatusResponse{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClusterStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClusterStatusResponse) ProtoMessage() {}
+
+func (x *GetClusterStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClusterStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetClusterStatusResponse) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *GetClusterStatusResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *GetClusterStatusResponse) GetRaftState() string {
+	if x != nil {
+		return x.RaftState
+	}
+	return ""
+}
+
+func (x *GetClusterStatusResponse) GetRaftLeader() string {
+	if x != nil {
+		return x.RaftLeader
+	}
+	return ""
+}
+
+func (x *GetClusterStatusResponse) GetRaftTerm() uint64 {
+	if x != nil {
+		return x.RaftTerm
+	}
+	return 0
+}
+
+func (x *GetClusterStatusResponse) GetCommitIndex() uint64 {
+	if x != nil {
+		return x.CommitIndex
+	}
+	return 0
+}
+
+func (x *GetClusterStatusResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *GetClusterStatusResponse) GetLastContactMs() int64 {
+	if x != nil {
+		return x.LastContactMs
+	}
+	return 0
+}
+
+func (x *GetClusterStatusResponse) GetVoters() []string {
+	if x != nil {
+		return x.Voters
+	}
+	return nil
+}
+
+func (x *GetClusterStatusResponse) GetNonVoters() []string {
+	if x != nil {
+		return x.NonVoters
+	}
+	return nil
+}
+
+func (x *GetClusterStatusResponse) GetMembers() []*ClusterMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *GetClusterStatusResponse) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
+func (x *GetClusterStatusResponse) GetNotReadyReason() string {
+	if x != nil {
+		return x.NotReadyReason
+	}
+	return ""
+}
+
+func (x *GetClusterStatusResponse) GetUnflushedBytes() int64 {
+	if x != nil {
+		return x.UnflushedBytes
+	}
+	return 0
+}
+
+func (x *GetClusterStatusResponse) GetCheckpoint() *CheckpointStatus {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
 var File_streamhouse_v1_streamhouse_proto protoreflect.FileDescriptor
 
 const file_streamhouse_v1_streamhouse_proto_rawDesc = "" +
@@ -3165,14 +3588,57 @@ const file_streamhouse_v1_streamhouse_proto_rawDesc = "" +
 	"\x0ehigh_watermark\x18\x04 \x01(\x03H\x02R\rhighWatermark\x88\x01\x01B\x13\n" +
 	"\x11_requested_offsetB\x10\n" +
 	"\x0e_low_watermarkB\x11\n" +
-	"\x0f_high_watermark*\xa0\x01\n" +
+	"\x0f_high_watermark\"\x19\n" +
+	"\x17GetClusterStatusRequest\"\xaf\x02\n" +
+	"\rClusterMember\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12!\n" +
+	"\fgossip_state\x18\x02 \x01(\tR\vgossipState\x12#\n" +
+	"\rraft_suffrage\x18\x03 \x01(\tR\fraftSuffrage\x12\x1f\n" +
+	"\vraft_leader\x18\x04 \x01(\bR\n" +
+	"raftLeader\x12!\n" +
+	"\fgrpc_address\x18\x05 \x01(\tR\vgrpcAddress\x12!\n" +
+	"\fhttp_address\x18\x06 \x01(\tR\vhttpAddress\x12!\n" +
+	"\fpeer_address\x18\a \x01(\tR\vpeerAddress\x123\n" +
+	"\x15partition_leaderships\x18\b \x03(\tR\x14partitionLeaderships\"\xa2\x02\n" +
+	"\x10CheckpointStatus\x12\x1e\n" +
+	"\n" +
+	"configured\x18\x01 \x01(\bR\n" +
+	"configured\x12\x1c\n" +
+	"\tconnected\x18\x02 \x01(\bR\tconnected\x12\x16\n" +
+	"\x06leader\x18\x03 \x01(\bR\x06leader\x12\x15\n" +
+	"\x06lag_ms\x18\x04 \x01(\x03R\x05lagMs\x121\n" +
+	"\x14consecutive_failures\x18\x05 \x01(\x03R\x13consecutiveFailures\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x06 \x01(\tR\tlastError\x12&\n" +
+	"\x0flast_raft_index\x18\a \x01(\x04R\rlastRaftIndex\x12'\n" +
+	"\x10last_taken_at_ms\x18\b \x01(\x03R\rlastTakenAtMs\"\x9b\x04\n" +
+	"\x18GetClusterStatusResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
+	"\n" +
+	"raft_state\x18\x02 \x01(\tR\traftState\x12\x1f\n" +
+	"\vraft_leader\x18\x03 \x01(\tR\n" +
+	"raftLeader\x12\x1b\n" +
+	"\traft_term\x18\x04 \x01(\x04R\braftTerm\x12!\n" +
+	"\fcommit_index\x18\x05 \x01(\x04R\vcommitIndex\x12#\n" +
+	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\x12&\n" +
+	"\x0flast_contact_ms\x18\a \x01(\x03R\rlastContactMs\x12\x16\n" +
+	"\x06voters\x18\b \x03(\tR\x06voters\x12\x1d\n" +
+	"\n" +
+	"non_voters\x18\t \x03(\tR\tnonVoters\x127\n" +
+	"\amembers\x18\n" +
+	" \x03(\v2\x1d.streamhouse.v1.ClusterMemberR\amembers\x12\x14\n" +
+	"\x05ready\x18\v \x01(\bR\x05ready\x12(\n" +
+	"\x10not_ready_reason\x18\f \x01(\tR\x0enotReadyReason\x12'\n" +
+	"\x0funflushed_bytes\x18\r \x01(\x03R\x0eunflushedBytes\x12@\n" +
+	"\n" +
+	"checkpoint\x18\x0e \x01(\v2 .streamhouse.v1.CheckpointStatusR\n" +
+	"checkpoint*\xa0\x01\n" +
 	"\rResetStrategy\x12\x1e\n" +
 	"\x1aRESET_STRATEGY_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17RESET_STRATEGY_EARLIEST\x10\x01\x12\x19\n" +
 	"\x15RESET_STRATEGY_LATEST\x10\x02\x12\x19\n" +
 	"\x15RESET_STRATEGY_OFFSET\x10\x03\x12\x1c\n" +
-	"\x18RESET_STRATEGY_TIMESTAMP\x10\x042\xa2\n" +
-	"\n" +
+	"\x18RESET_STRATEGY_TIMESTAMP\x10\x042\x89\v\n" +
 	"\vStreamHouse\x12V\n" +
 	"\vCreateTopic\x12\".streamhouse.v1.CreateTopicRequest\x1a#.streamhouse.v1.CreateTopicResponse\x12S\n" +
 	"\n" +
@@ -3191,7 +3657,8 @@ const file_streamhouse_v1_streamhouse_proto_rawDesc = "" +
 	"\vDeleteGroup\x12\".streamhouse.v1.DeleteGroupRequest\x1a#.streamhouse.v1.DeleteGroupResponse\x12S\n" +
 	"\n" +
 	"ResetGroup\x12!.streamhouse.v1.ResetGroupRequest\x1a\".streamhouse.v1.ResetGroupResponse\x12V\n" +
-	"\vGetMetadata\x12\".streamhouse.v1.GetMetadataRequest\x1a#.streamhouse.v1.GetMetadataResponseBOZMgithub.com/streamhouse/streamhouse/transport/gen/streamhouse/v1;streamhousev1b\x06proto3"
+	"\vGetMetadata\x12\".streamhouse.v1.GetMetadataRequest\x1a#.streamhouse.v1.GetMetadataResponse\x12e\n" +
+	"\x10GetClusterStatus\x12'.streamhouse.v1.GetClusterStatusRequest\x1a(.streamhouse.v1.GetClusterStatusResponseBOZMgithub.com/streamhouse/streamhouse/transport/gen/streamhouse/v1;streamhousev1b\x06proto3"
 
 var (
 	file_streamhouse_v1_streamhouse_proto_rawDescOnce sync.Once
@@ -3206,54 +3673,58 @@ func file_streamhouse_v1_streamhouse_proto_rawDescGZIP() []byte {
 }
 
 var file_streamhouse_v1_streamhouse_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_streamhouse_v1_streamhouse_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_streamhouse_v1_streamhouse_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_streamhouse_v1_streamhouse_proto_goTypes = []any{
-	(ResetStrategy)(0),            // 0: streamhouse.v1.ResetStrategy
-	(*Topic)(nil),                 // 1: streamhouse.v1.Topic
-	(*PartitionInfo)(nil),         // 2: streamhouse.v1.PartitionInfo
-	(*CreateTopicRequest)(nil),    // 3: streamhouse.v1.CreateTopicRequest
-	(*CreateTopicResponse)(nil),   // 4: streamhouse.v1.CreateTopicResponse
-	(*ListTopicsRequest)(nil),     // 5: streamhouse.v1.ListTopicsRequest
-	(*ListTopicsResponse)(nil),    // 6: streamhouse.v1.ListTopicsResponse
-	(*DescribeTopicRequest)(nil),  // 7: streamhouse.v1.DescribeTopicRequest
-	(*DescribeTopicResponse)(nil), // 8: streamhouse.v1.DescribeTopicResponse
-	(*DeleteTopicRequest)(nil),    // 9: streamhouse.v1.DeleteTopicRequest
-	(*DeleteTopicResponse)(nil),   // 10: streamhouse.v1.DeleteTopicResponse
-	(*Header)(nil),                // 11: streamhouse.v1.Header
-	(*ProduceRecord)(nil),         // 12: streamhouse.v1.ProduceRecord
-	(*ProduceRequest)(nil),        // 13: streamhouse.v1.ProduceRequest
-	(*RecordOffset)(nil),          // 14: streamhouse.v1.RecordOffset
-	(*ProduceResponse)(nil),       // 15: streamhouse.v1.ProduceResponse
-	(*InitProducerRequest)(nil),   // 16: streamhouse.v1.InitProducerRequest
-	(*InitProducerResponse)(nil),  // 17: streamhouse.v1.InitProducerResponse
-	(*FetchedRecord)(nil),         // 18: streamhouse.v1.FetchedRecord
-	(*FetchRequest)(nil),          // 19: streamhouse.v1.FetchRequest
-	(*FetchResponse)(nil),         // 20: streamhouse.v1.FetchResponse
-	(*SubscribeRequest)(nil),      // 21: streamhouse.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),     // 22: streamhouse.v1.SubscribeResponse
-	(*OffsetCommit)(nil),          // 23: streamhouse.v1.OffsetCommit
-	(*CommitOffsetsRequest)(nil),  // 24: streamhouse.v1.CommitOffsetsRequest
-	(*CommitOffsetsResponse)(nil), // 25: streamhouse.v1.CommitOffsetsResponse
-	(*CommittedOffset)(nil),       // 26: streamhouse.v1.CommittedOffset
-	(*FetchOffsetsRequest)(nil),   // 27: streamhouse.v1.FetchOffsetsRequest
-	(*FetchOffsetsResponse)(nil),  // 28: streamhouse.v1.FetchOffsetsResponse
-	(*GroupSummary)(nil),          // 29: streamhouse.v1.GroupSummary
-	(*ListGroupsRequest)(nil),     // 30: streamhouse.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),    // 31: streamhouse.v1.ListGroupsResponse
-	(*GroupPartition)(nil),        // 32: streamhouse.v1.GroupPartition
-	(*GroupDescription)(nil),      // 33: streamhouse.v1.GroupDescription
-	(*DescribeGroupRequest)(nil),  // 34: streamhouse.v1.DescribeGroupRequest
-	(*DescribeGroupResponse)(nil), // 35: streamhouse.v1.DescribeGroupResponse
-	(*DeleteGroupRequest)(nil),    // 36: streamhouse.v1.DeleteGroupRequest
-	(*DeleteGroupResponse)(nil),   // 37: streamhouse.v1.DeleteGroupResponse
-	(*ResetGroupRequest)(nil),     // 38: streamhouse.v1.ResetGroupRequest
-	(*ResetGroupResponse)(nil),    // 39: streamhouse.v1.ResetGroupResponse
-	(*GetMetadataRequest)(nil),    // 40: streamhouse.v1.GetMetadataRequest
-	(*Agent)(nil),                 // 41: streamhouse.v1.Agent
-	(*PartitionMetadata)(nil),     // 42: streamhouse.v1.PartitionMetadata
-	(*TopicMetadata)(nil),         // 43: streamhouse.v1.TopicMetadata
-	(*GetMetadataResponse)(nil),   // 44: streamhouse.v1.GetMetadataResponse
-	(*ErrorDetail)(nil),           // 45: streamhouse.v1.ErrorDetail
+	(ResetStrategy)(0),               // 0: streamhouse.v1.ResetStrategy
+	(*Topic)(nil),                    // 1: streamhouse.v1.Topic
+	(*PartitionInfo)(nil),            // 2: streamhouse.v1.PartitionInfo
+	(*CreateTopicRequest)(nil),       // 3: streamhouse.v1.CreateTopicRequest
+	(*CreateTopicResponse)(nil),      // 4: streamhouse.v1.CreateTopicResponse
+	(*ListTopicsRequest)(nil),        // 5: streamhouse.v1.ListTopicsRequest
+	(*ListTopicsResponse)(nil),       // 6: streamhouse.v1.ListTopicsResponse
+	(*DescribeTopicRequest)(nil),     // 7: streamhouse.v1.DescribeTopicRequest
+	(*DescribeTopicResponse)(nil),    // 8: streamhouse.v1.DescribeTopicResponse
+	(*DeleteTopicRequest)(nil),       // 9: streamhouse.v1.DeleteTopicRequest
+	(*DeleteTopicResponse)(nil),      // 10: streamhouse.v1.DeleteTopicResponse
+	(*Header)(nil),                   // 11: streamhouse.v1.Header
+	(*ProduceRecord)(nil),            // 12: streamhouse.v1.ProduceRecord
+	(*ProduceRequest)(nil),           // 13: streamhouse.v1.ProduceRequest
+	(*RecordOffset)(nil),             // 14: streamhouse.v1.RecordOffset
+	(*ProduceResponse)(nil),          // 15: streamhouse.v1.ProduceResponse
+	(*InitProducerRequest)(nil),      // 16: streamhouse.v1.InitProducerRequest
+	(*InitProducerResponse)(nil),     // 17: streamhouse.v1.InitProducerResponse
+	(*FetchedRecord)(nil),            // 18: streamhouse.v1.FetchedRecord
+	(*FetchRequest)(nil),             // 19: streamhouse.v1.FetchRequest
+	(*FetchResponse)(nil),            // 20: streamhouse.v1.FetchResponse
+	(*SubscribeRequest)(nil),         // 21: streamhouse.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),        // 22: streamhouse.v1.SubscribeResponse
+	(*OffsetCommit)(nil),             // 23: streamhouse.v1.OffsetCommit
+	(*CommitOffsetsRequest)(nil),     // 24: streamhouse.v1.CommitOffsetsRequest
+	(*CommitOffsetsResponse)(nil),    // 25: streamhouse.v1.CommitOffsetsResponse
+	(*CommittedOffset)(nil),          // 26: streamhouse.v1.CommittedOffset
+	(*FetchOffsetsRequest)(nil),      // 27: streamhouse.v1.FetchOffsetsRequest
+	(*FetchOffsetsResponse)(nil),     // 28: streamhouse.v1.FetchOffsetsResponse
+	(*GroupSummary)(nil),             // 29: streamhouse.v1.GroupSummary
+	(*ListGroupsRequest)(nil),        // 30: streamhouse.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),       // 31: streamhouse.v1.ListGroupsResponse
+	(*GroupPartition)(nil),           // 32: streamhouse.v1.GroupPartition
+	(*GroupDescription)(nil),         // 33: streamhouse.v1.GroupDescription
+	(*DescribeGroupRequest)(nil),     // 34: streamhouse.v1.DescribeGroupRequest
+	(*DescribeGroupResponse)(nil),    // 35: streamhouse.v1.DescribeGroupResponse
+	(*DeleteGroupRequest)(nil),       // 36: streamhouse.v1.DeleteGroupRequest
+	(*DeleteGroupResponse)(nil),      // 37: streamhouse.v1.DeleteGroupResponse
+	(*ResetGroupRequest)(nil),        // 38: streamhouse.v1.ResetGroupRequest
+	(*ResetGroupResponse)(nil),       // 39: streamhouse.v1.ResetGroupResponse
+	(*GetMetadataRequest)(nil),       // 40: streamhouse.v1.GetMetadataRequest
+	(*Agent)(nil),                    // 41: streamhouse.v1.Agent
+	(*PartitionMetadata)(nil),        // 42: streamhouse.v1.PartitionMetadata
+	(*TopicMetadata)(nil),            // 43: streamhouse.v1.TopicMetadata
+	(*GetMetadataResponse)(nil),      // 44: streamhouse.v1.GetMetadataResponse
+	(*ErrorDetail)(nil),              // 45: streamhouse.v1.ErrorDetail
+	(*GetClusterStatusRequest)(nil),  // 46: streamhouse.v1.GetClusterStatusRequest
+	(*ClusterMember)(nil),            // 47: streamhouse.v1.ClusterMember
+	(*CheckpointStatus)(nil),         // 48: streamhouse.v1.CheckpointStatus
+	(*GetClusterStatusResponse)(nil), // 49: streamhouse.v1.GetClusterStatusResponse
 }
 var file_streamhouse_v1_streamhouse_proto_depIdxs = []int32{
 	1,  // 0: streamhouse.v1.CreateTopicResponse.topic:type_name -> streamhouse.v1.Topic
@@ -3276,41 +3747,45 @@ var file_streamhouse_v1_streamhouse_proto_depIdxs = []int32{
 	42, // 17: streamhouse.v1.TopicMetadata.partitions:type_name -> streamhouse.v1.PartitionMetadata
 	41, // 18: streamhouse.v1.GetMetadataResponse.agents:type_name -> streamhouse.v1.Agent
 	43, // 19: streamhouse.v1.GetMetadataResponse.topics:type_name -> streamhouse.v1.TopicMetadata
-	3,  // 20: streamhouse.v1.StreamHouse.CreateTopic:input_type -> streamhouse.v1.CreateTopicRequest
-	5,  // 21: streamhouse.v1.StreamHouse.ListTopics:input_type -> streamhouse.v1.ListTopicsRequest
-	7,  // 22: streamhouse.v1.StreamHouse.DescribeTopic:input_type -> streamhouse.v1.DescribeTopicRequest
-	9,  // 23: streamhouse.v1.StreamHouse.DeleteTopic:input_type -> streamhouse.v1.DeleteTopicRequest
-	13, // 24: streamhouse.v1.StreamHouse.Produce:input_type -> streamhouse.v1.ProduceRequest
-	16, // 25: streamhouse.v1.StreamHouse.InitProducer:input_type -> streamhouse.v1.InitProducerRequest
-	19, // 26: streamhouse.v1.StreamHouse.Fetch:input_type -> streamhouse.v1.FetchRequest
-	21, // 27: streamhouse.v1.StreamHouse.Subscribe:input_type -> streamhouse.v1.SubscribeRequest
-	24, // 28: streamhouse.v1.StreamHouse.CommitOffsets:input_type -> streamhouse.v1.CommitOffsetsRequest
-	27, // 29: streamhouse.v1.StreamHouse.FetchOffsets:input_type -> streamhouse.v1.FetchOffsetsRequest
-	30, // 30: streamhouse.v1.StreamHouse.ListGroups:input_type -> streamhouse.v1.ListGroupsRequest
-	34, // 31: streamhouse.v1.StreamHouse.DescribeGroup:input_type -> streamhouse.v1.DescribeGroupRequest
-	36, // 32: streamhouse.v1.StreamHouse.DeleteGroup:input_type -> streamhouse.v1.DeleteGroupRequest
-	38, // 33: streamhouse.v1.StreamHouse.ResetGroup:input_type -> streamhouse.v1.ResetGroupRequest
-	40, // 34: streamhouse.v1.StreamHouse.GetMetadata:input_type -> streamhouse.v1.GetMetadataRequest
-	4,  // 35: streamhouse.v1.StreamHouse.CreateTopic:output_type -> streamhouse.v1.CreateTopicResponse
-	6,  // 36: streamhouse.v1.StreamHouse.ListTopics:output_type -> streamhouse.v1.ListTopicsResponse
-	8,  // 37: streamhouse.v1.StreamHouse.DescribeTopic:output_type -> streamhouse.v1.DescribeTopicResponse
-	10, // 38: streamhouse.v1.StreamHouse.DeleteTopic:output_type -> streamhouse.v1.DeleteTopicResponse
-	15, // 39: streamhouse.v1.StreamHouse.Produce:output_type -> streamhouse.v1.ProduceResponse
-	17, // 40: streamhouse.v1.StreamHouse.InitProducer:output_type -> streamhouse.v1.InitProducerResponse
-	20, // 41: streamhouse.v1.StreamHouse.Fetch:output_type -> streamhouse.v1.FetchResponse
-	22, // 42: streamhouse.v1.StreamHouse.Subscribe:output_type -> streamhouse.v1.SubscribeResponse
-	25, // 43: streamhouse.v1.StreamHouse.CommitOffsets:output_type -> streamhouse.v1.CommitOffsetsResponse
-	28, // 44: streamhouse.v1.StreamHouse.FetchOffsets:output_type -> streamhouse.v1.FetchOffsetsResponse
-	31, // 45: streamhouse.v1.StreamHouse.ListGroups:output_type -> streamhouse.v1.ListGroupsResponse
-	35, // 46: streamhouse.v1.StreamHouse.DescribeGroup:output_type -> streamhouse.v1.DescribeGroupResponse
-	37, // 47: streamhouse.v1.StreamHouse.DeleteGroup:output_type -> streamhouse.v1.DeleteGroupResponse
-	39, // 48: streamhouse.v1.StreamHouse.ResetGroup:output_type -> streamhouse.v1.ResetGroupResponse
-	44, // 49: streamhouse.v1.StreamHouse.GetMetadata:output_type -> streamhouse.v1.GetMetadataResponse
-	35, // [35:50] is the sub-list for method output_type
-	20, // [20:35] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	47, // 20: streamhouse.v1.GetClusterStatusResponse.members:type_name -> streamhouse.v1.ClusterMember
+	48, // 21: streamhouse.v1.GetClusterStatusResponse.checkpoint:type_name -> streamhouse.v1.CheckpointStatus
+	3,  // 22: streamhouse.v1.StreamHouse.CreateTopic:input_type -> streamhouse.v1.CreateTopicRequest
+	5,  // 23: streamhouse.v1.StreamHouse.ListTopics:input_type -> streamhouse.v1.ListTopicsRequest
+	7,  // 24: streamhouse.v1.StreamHouse.DescribeTopic:input_type -> streamhouse.v1.DescribeTopicRequest
+	9,  // 25: streamhouse.v1.StreamHouse.DeleteTopic:input_type -> streamhouse.v1.DeleteTopicRequest
+	13, // 26: streamhouse.v1.StreamHouse.Produce:input_type -> streamhouse.v1.ProduceRequest
+	16, // 27: streamhouse.v1.StreamHouse.InitProducer:input_type -> streamhouse.v1.InitProducerRequest
+	19, // 28: streamhouse.v1.StreamHouse.Fetch:input_type -> streamhouse.v1.FetchRequest
+	21, // 29: streamhouse.v1.StreamHouse.Subscribe:input_type -> streamhouse.v1.SubscribeRequest
+	24, // 30: streamhouse.v1.StreamHouse.CommitOffsets:input_type -> streamhouse.v1.CommitOffsetsRequest
+	27, // 31: streamhouse.v1.StreamHouse.FetchOffsets:input_type -> streamhouse.v1.FetchOffsetsRequest
+	30, // 32: streamhouse.v1.StreamHouse.ListGroups:input_type -> streamhouse.v1.ListGroupsRequest
+	34, // 33: streamhouse.v1.StreamHouse.DescribeGroup:input_type -> streamhouse.v1.DescribeGroupRequest
+	36, // 34: streamhouse.v1.StreamHouse.DeleteGroup:input_type -> streamhouse.v1.DeleteGroupRequest
+	38, // 35: streamhouse.v1.StreamHouse.ResetGroup:input_type -> streamhouse.v1.ResetGroupRequest
+	40, // 36: streamhouse.v1.StreamHouse.GetMetadata:input_type -> streamhouse.v1.GetMetadataRequest
+	46, // 37: streamhouse.v1.StreamHouse.GetClusterStatus:input_type -> streamhouse.v1.GetClusterStatusRequest
+	4,  // 38: streamhouse.v1.StreamHouse.CreateTopic:output_type -> streamhouse.v1.CreateTopicResponse
+	6,  // 39: streamhouse.v1.StreamHouse.ListTopics:output_type -> streamhouse.v1.ListTopicsResponse
+	8,  // 40: streamhouse.v1.StreamHouse.DescribeTopic:output_type -> streamhouse.v1.DescribeTopicResponse
+	10, // 41: streamhouse.v1.StreamHouse.DeleteTopic:output_type -> streamhouse.v1.DeleteTopicResponse
+	15, // 42: streamhouse.v1.StreamHouse.Produce:output_type -> streamhouse.v1.ProduceResponse
+	17, // 43: streamhouse.v1.StreamHouse.InitProducer:output_type -> streamhouse.v1.InitProducerResponse
+	20, // 44: streamhouse.v1.StreamHouse.Fetch:output_type -> streamhouse.v1.FetchResponse
+	22, // 45: streamhouse.v1.StreamHouse.Subscribe:output_type -> streamhouse.v1.SubscribeResponse
+	25, // 46: streamhouse.v1.StreamHouse.CommitOffsets:output_type -> streamhouse.v1.CommitOffsetsResponse
+	28, // 47: streamhouse.v1.StreamHouse.FetchOffsets:output_type -> streamhouse.v1.FetchOffsetsResponse
+	31, // 48: streamhouse.v1.StreamHouse.ListGroups:output_type -> streamhouse.v1.ListGroupsResponse
+	35, // 49: streamhouse.v1.StreamHouse.DescribeGroup:output_type -> streamhouse.v1.DescribeGroupResponse
+	37, // 50: streamhouse.v1.StreamHouse.DeleteGroup:output_type -> streamhouse.v1.DeleteGroupResponse
+	39, // 51: streamhouse.v1.StreamHouse.ResetGroup:output_type -> streamhouse.v1.ResetGroupResponse
+	44, // 52: streamhouse.v1.StreamHouse.GetMetadata:output_type -> streamhouse.v1.GetMetadataResponse
+	49, // 53: streamhouse.v1.StreamHouse.GetClusterStatus:output_type -> streamhouse.v1.GetClusterStatusResponse
+	38, // [38:54] is the sub-list for method output_type
+	22, // [22:38] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_streamhouse_v1_streamhouse_proto_init() }
@@ -3330,7 +3805,7 @@ func file_streamhouse_v1_streamhouse_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_streamhouse_v1_streamhouse_proto_rawDesc), len(file_streamhouse_v1_streamhouse_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   45,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

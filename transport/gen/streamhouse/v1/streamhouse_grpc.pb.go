@@ -24,21 +24,22 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	StreamHouse_CreateTopic_FullMethodName   = "/streamhouse.v1.StreamHouse/CreateTopic"
-	StreamHouse_ListTopics_FullMethodName    = "/streamhouse.v1.StreamHouse/ListTopics"
-	StreamHouse_DescribeTopic_FullMethodName = "/streamhouse.v1.StreamHouse/DescribeTopic"
-	StreamHouse_DeleteTopic_FullMethodName   = "/streamhouse.v1.StreamHouse/DeleteTopic"
-	StreamHouse_Produce_FullMethodName       = "/streamhouse.v1.StreamHouse/Produce"
-	StreamHouse_InitProducer_FullMethodName  = "/streamhouse.v1.StreamHouse/InitProducer"
-	StreamHouse_Fetch_FullMethodName         = "/streamhouse.v1.StreamHouse/Fetch"
-	StreamHouse_Subscribe_FullMethodName     = "/streamhouse.v1.StreamHouse/Subscribe"
-	StreamHouse_CommitOffsets_FullMethodName = "/streamhouse.v1.StreamHouse/CommitOffsets"
-	StreamHouse_FetchOffsets_FullMethodName  = "/streamhouse.v1.StreamHouse/FetchOffsets"
-	StreamHouse_ListGroups_FullMethodName    = "/streamhouse.v1.StreamHouse/ListGroups"
-	StreamHouse_DescribeGroup_FullMethodName = "/streamhouse.v1.StreamHouse/DescribeGroup"
-	StreamHouse_DeleteGroup_FullMethodName   = "/streamhouse.v1.StreamHouse/DeleteGroup"
-	StreamHouse_ResetGroup_FullMethodName    = "/streamhouse.v1.StreamHouse/ResetGroup"
-	StreamHouse_GetMetadata_FullMethodName   = "/streamhouse.v1.StreamHouse/GetMetadata"
+	StreamHouse_CreateTopic_FullMethodName      = "/streamhouse.v1.StreamHouse/CreateTopic"
+	StreamHouse_ListTopics_FullMethodName       = "/streamhouse.v1.StreamHouse/ListTopics"
+	StreamHouse_DescribeTopic_FullMethodName    = "/streamhouse.v1.StreamHouse/DescribeTopic"
+	StreamHouse_DeleteTopic_FullMethodName      = "/streamhouse.v1.StreamHouse/DeleteTopic"
+	StreamHouse_Produce_FullMethodName          = "/streamhouse.v1.StreamHouse/Produce"
+	StreamHouse_InitProducer_FullMethodName     = "/streamhouse.v1.StreamHouse/InitProducer"
+	StreamHouse_Fetch_FullMethodName            = "/streamhouse.v1.StreamHouse/Fetch"
+	StreamHouse_Subscribe_FullMethodName        = "/streamhouse.v1.StreamHouse/Subscribe"
+	StreamHouse_CommitOffsets_FullMethodName    = "/streamhouse.v1.StreamHouse/CommitOffsets"
+	StreamHouse_FetchOffsets_FullMethodName     = "/streamhouse.v1.StreamHouse/FetchOffsets"
+	StreamHouse_ListGroups_FullMethodName       = "/streamhouse.v1.StreamHouse/ListGroups"
+	StreamHouse_DescribeGroup_FullMethodName    = "/streamhouse.v1.StreamHouse/DescribeGroup"
+	StreamHouse_DeleteGroup_FullMethodName      = "/streamhouse.v1.StreamHouse/DeleteGroup"
+	StreamHouse_ResetGroup_FullMethodName       = "/streamhouse.v1.StreamHouse/ResetGroup"
+	StreamHouse_GetMetadata_FullMethodName      = "/streamhouse.v1.StreamHouse/GetMetadata"
+	StreamHouse_GetClusterStatus_FullMethodName = "/streamhouse.v1.StreamHouse/GetClusterStatus"
 )
 
 // StreamHouseClient is the client API for StreamHouse service.
@@ -90,6 +91,12 @@ type StreamHouseClient interface {
 	// GetMetadata returns the agents of the cluster and, for the requested
 	// topics (or all), which agent leads each partition.
 	GetMetadata(ctx context.Context, in *GetMetadataRequest, opts ...grpc.CallOption) (*GetMetadataResponse, error)
+	// GetClusterStatus returns the answering agent's view of the cluster
+	// (Raft state, every member with its addresses) and the health facts it
+	// knows locally (readiness, unflushed backlog, Postgres checkpoints).
+	// `streamhouse cluster status` and `cluster health` call it on every
+	// agent.
+	GetClusterStatus(ctx context.Context, in *GetClusterStatusRequest, opts ...grpc.CallOption) (*GetClusterStatusResponse, error)
 }
 
 type streamHouseClient struct {
@@ -259,6 +266,16 @@ func (c *streamHouseClient) GetMetadata(ctx context.Context, in *GetMetadataRequ
 	return out, nil
 }
 
+func (c *streamHouseClient) GetClusterStatus(ctx context.Context, in *GetClusterStatusRequest, opts ...grpc.CallOption) (*GetClusterStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetClusterStatusResponse)
+	err := c.cc.Invoke(ctx, StreamHouse_GetClusterStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StreamHouseServer is the server API for StreamHouse service.
 // All implementations must embed UnimplementedStreamHouseServer
 // for forward compatibility.
@@ -308,6 +325,12 @@ type StreamHouseServer interface {
 	// GetMetadata returns the agents of the cluster and, for the requested
 	// topics (or all), which agent leads each partition.
 	GetMetadata(context.Context, *GetMetadataRequest) (*GetMetadataResponse, error)
+	// GetClusterStatus returns the answering agent's view of the cluster
+	// (Raft state, every member with its addresses) and the health facts it
+	// knows locally (readiness, unflushed backlog, Postgres checkpoints).
+	// `streamhouse cluster status` and `cluster health` call it on every
+	// agent.
+	GetClusterStatus(context.Context, *GetClusterStatusRequest) (*GetClusterStatusResponse, error)
 	mustEmbedUnimplementedStreamHouseServer()
 }
 
@@ -362,6 +385,9 @@ func (UnimplementedStreamHouseServer) ResetGroup(context.Context, *ResetGroupReq
 }
 func (UnimplementedStreamHouseServer) GetMetadata(context.Context, *GetMetadataRequest) (*GetMetadataResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetMetadata not implemented")
+}
+func (UnimplementedStreamHouseServer) GetClusterStatus(context.Context, *GetClusterStatusRequest) (*GetClusterStatusResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetClusterStatus not implemented")
 }
 func (UnimplementedStreamHouseServer) mustEmbedUnimplementedStreamHouseServer() {}
 func (UnimplementedStreamHouseServer) testEmbeddedByValue()                     {}
@@ -647,6 +673,24 @@ func _StreamHouse_GetMetadata_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StreamHouse_GetClusterStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetClusterStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StreamHouseServer).GetClusterStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StreamHouse_GetClusterStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StreamHouseServer).GetClusterStatus(ctx, req.(*GetClusterStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // StreamHouse_ServiceDesc is the grpc.ServiceDesc for StreamHouse service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -709,6 +753,10 @@ var StreamHouse_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetMetadata",
 			Handler:    _StreamHouse_GetMetadata_Handler,
+		},
+		{
+			MethodName: "GetClusterStatus",
+			Handler:    _StreamHouse_GetClusterStatus_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
