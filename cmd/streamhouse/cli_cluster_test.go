@@ -96,7 +96,8 @@ func TestClusterHealthAndStatus(t *testing.T) {
 // unreachable is unhealthy, and health says why; status works on it.
 func TestClusterHealthCheckpointsDown(t *testing.T) {
 	a := newSoloAgent(t, "solo", t.TempDir(), "DATABASE_URL=postgres://sh:pw@127.0.0.1:1/streamhouse?connect_timeout=1")
-	a.start(t)
+	p := a.start(t)
+	defer p.kill(t)
 	env := cliEnv(t, "STREAMHOUSE_GRPC=127.0.0.1:"+strconv.Itoa(a.grpcPort))
 	out, errOut, code := runBinary(t, env, nil, "cluster", "health")
 	if code != 1 || !strings.Contains(out, "solo: checkpoints: cannot connect to Postgres") {
