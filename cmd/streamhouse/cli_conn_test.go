@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/streamhouse/streamhouse/transport/client"
 )
 
 func TestParseServerList(t *testing.T) {
@@ -198,5 +200,48 @@ func TestVersionAndCompletion(t *testing.T) {
 	out, _, _ = runBinary(t, append(env, "COMP_LINE=streamhouse topic list --ser"), nil)
 	if !strings.Contains(out, "--server") {
 		t.Errorf("flag completion: %q", out)
+	}
+}
+
+// TestPrintHealthAndStatus pins the tables of cluster status and cluster
+// health.
+func TestPrintHealthAndStatus(t *testing.T) {
+	leader := &client.ClusterStatus{NodeID: "n1", RaftState: "Leader", AppliedIndex: 9, Ready: true, UnflushedBytes: 10}
+	follower := &client.ClusterStatus{NodeID: "n2", RaftState: "Follower", AppliedIndex: 9, LastContactMs: 0, Ready: true}
+	rep := client.HealthReport{RaftLeader: "n1", Agents: []client.AgentProbe{
+		{Member: client.ClusterMember{NodeID: "n1", GRPCAddress: "h:1", GossipState: "alive", Suffrage: "voter"}, Status: leader},
+		{Member: client.ClusterMember{NodeID: "n2", GRPCAddress: "h:2", GossipState: "alive", Suffrage: "voter"}, Status: follower},
+		{Member: client.ClusterMember{NodeID: "n3", GossipState: "dead", Suffrage: "voter"}, Error: "refused"},
+	}, Problems: []client.HealthProblem{{Agent: "n3", Reason: "dead"}, {Reason: "under-replicated"}}}
+	var b strings.Builder
+	if err := printHealth(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	want := `AGENT  GRPC  GOSSIP  RAFT   STATE        APPLIED  CONTACT  READY  UNFLUSHED
+n1     h:1   alive   voter  Leader       9        -        true   10
+n2     h:2   alive   voter  Follower     9        0s       true   0
+n3     -     dead    voter  unreachable  -        -        -      -
+
+NOT HEALTHY (2 problems):
+  - n3: dead
+  - under-replicated
+`
+	if b.String() != want {
+		t.Errorf("health table:\n%s\nwant:\n%s", b.String(), want)
+	}
+	b.Reset()
+	err := printClusterStatus(&b, client.ClusterStatus{NodeID: "n1", RaftState: "Leader", RaftLeader: "n1", RaftTerm: 2, CommitIndex: 5, AppliedIndex: 5,
+		Members: []client.ClusterMember{{NodeID: "n1", GossipState: "alive", Suffrage: "voter", RaftLeader: true, GRPCAddress: "h:9191",
+			HTTPAddress: "h:8181", PeerAddress: "h:9291", Leaderships: []string{"t/0", "t/1"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = `answered by n1 (Leader); raft leader n1, term 2, commit 5, applied 5
+
+AGENT  GOSSIP  RAFT   LEADER  GRPC    REST    PEER    PARTITIONS LED
+n1     alive   voter  *       h:9191  h:8181  h:9291  2 (t/0 t/1)
+`
+	if b.String() != want {
+		t.Errorf("status table:\n%s\nwant:\n%s", b.String(), want)
 	}
 }

@@ -101,7 +101,7 @@ func printHealth(out io.Writer, rep client.HealthReport) error {
 		state, applied, contact, ready, unflushed := "unreachable", "-", "-", "-", "-"
 		if st := p.Status; st != nil {
 			state, applied, ready = st.RaftState, fmt.Sprint(st.AppliedIndex), fmt.Sprint(st.Ready)
-			contact, unflushed = contactCell(st.LastContactMs), fmt.Sprint(st.UnflushedBytes)
+			contact, unflushed = contactCell(st), fmt.Sprint(st.UnflushedBytes)
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.NodeID, orDash(m.GRPCAddress), m.GossipState, m.Suffrage,
 			state, applied, contact, ready, unflushed)
@@ -120,14 +120,16 @@ func printHealth(out io.Writer, rep client.HealthReport) error {
 	return nil
 }
 
-func contactCell(ms int64) string {
+// contactCell is how long ago a follower heard from the leader ("-" on
+// the leader).
+func contactCell(st *client.ClusterStatus) string {
 	switch {
-	case ms < 0:
-		return "never"
-	case ms == 0:
+	case st.RaftState == "Leader":
 		return "-"
+	case st.LastContactMs < 0:
+		return "never"
 	}
-	return (time.Duration(ms) * time.Millisecond).Round(time.Millisecond).String()
+	return (time.Duration(st.LastContactMs) * time.Millisecond).String()
 }
 
 // unhealthyError is cluster health's error: the reasons are on stdout.
