@@ -116,6 +116,10 @@ profiles:
 	if s["server"] != [2]string{"env-alias:9090", "environment STREAMHOUSE_GRPC"} || s["token"][1] != "profile staging of "+file {
 		t.Fatalf("env alias over profile: %v", s)
 	}
+	s, _ = configSettings(t, base("STREAMHOUSE_SERVER=", "STREAMHOUSE_GRPC=alias:9090"))
+	if s["server"] != [2]string{"alias:9090", "environment STREAMHOUSE_GRPC"} {
+		t.Fatalf("an empty STREAMHOUSE_SERVER counts as unset: %v", s)
+	}
 	s, _ = configSettings(t, base("STREAMHOUSE_SERVER=env:9090", "STREAMHOUSE_GRPC=alias:9090"), "--profile", "prod")
 	if s["server"] != [2]string{"env:9090", "environment STREAMHOUSE_SERVER"} {
 		t.Fatalf("env over profile: %v", s)

@@ -39,6 +39,7 @@ func main() {
 }
 
 func run(args []string) int {
+	dropEmptyConnEnvs()
 	var c cli
 	exited, exitCode := false, 0
 	resolver := &profileResolver{}

@@ -259,3 +259,18 @@ func envSet(envs []string) bool {
 	}
 	return false
 }
+
+// connEnvs are the environment variables of the connection flags.
+var connEnvs = []string{"STREAMHOUSE_SERVER", "STREAMHOUSE_GRPC", "STREAMHOUSE_CONFIG", "STREAMHOUSE_PROFILE",
+	"STREAMHOUSE_TOKEN", "STREAMHOUSE_TLS", "STREAMHOUSE_TLS_CA"}
+
+// dropEmptyConnEnvs unsets the connection variables that are set but
+// empty, so that an empty one counts as unset (kong would take its empty
+// value over STREAMHOUSE_GRPC, the profile and the default).
+func dropEmptyConnEnvs() {
+	for _, e := range connEnvs {
+		if v, ok := os.LookupEnv(e); ok && v == "" {
+			_ = os.Unsetenv(e)
+		}
+	}
+}
