@@ -104,6 +104,15 @@ profiles:
 		return append(cliEnv(t), append([]string{"XDG_CONFIG_HOME=" + xdg}, extra...)...)
 	}
 
+	if _, errOut, _ := runBinary(t, base(), nil, "config"); strings.Contains(errOut, "others can read it") {
+		t.Errorf("warning for a private file: %s", errOut)
+	}
+	if err := os.Chmod(file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, _ := runBinary(t, base(), nil, "config"); !strings.Contains(errOut, "holds an API token and others can read it") {
+		t.Errorf("no warning for a token readable by others: %q", errOut)
+	}
 	s, path := configSettings(t, base())
 	if path != file || s["server"] != [2]string{"top:1", "config " + file} || s["token"][1] != "config "+file || s["tls"] != [2]string{"false", "default"} {
 		t.Fatalf("top level: %v (file %s)", s, path)

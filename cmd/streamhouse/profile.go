@@ -226,7 +226,20 @@ func (r *profileResolver) load(kctx *kong.Context) error {
 	}
 	r.path = path
 	r.set, r.source, r.err = cf.selectProfile(path, profile)
+	warnReadableToken(path, cf)
 	return r.err
+}
+
+// warnReadableToken warns on stderr when the file holds a token and others
+// than its owner may read it.
+func warnReadableToken(path string, cf *configFile) {
+	hasToken := cf.Token != ""
+	for _, p := range cf.Profiles {
+		hasToken = hasToken || p.Token != ""
+	}
+	if fi, err := os.Stat(path); err == nil && hasToken && fi.Mode().Perm()&0o077 != 0 {
+		fmt.Fprintf(os.Stderr, "streamhouse: warning: %s holds an API token and others can read it (mode %v); chmod 600 it\n", path, fi.Mode().Perm())
+	}
 }
 
 // fail is load without a file: an error only when a profile was asked for.
