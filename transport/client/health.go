@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -103,7 +104,7 @@ func (c *Client) CheckHealth(ctx context.Context, th HealthThresholds) (HealthRe
 			defer cancel()
 			st, err := c.AgentStatus(actx, p.Member.GRPCAddress)
 			if err != nil {
-				p.Error = err.Error()
+				p.Error = probeError(err)
 				return
 			}
 			p.Status = &st
@@ -111,6 +112,16 @@ func (c *Client) CheckHealth(ctx context.Context, th HealthThresholds) (HealthRe
 	}
 	wg.Wait()
 	return EvaluateHealth(view, probes, th), nil
+}
+
+// probeError words a failed probe: the code and the agent's (or the
+// connection's) message, without the operation.
+func probeError(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return CodeWord(e.Code) + ": " + e.Message
+	}
+	return err.Error()
 }
 
 // EvaluateHealth judges the cluster from one agent's view and every
