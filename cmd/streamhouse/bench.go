@@ -32,7 +32,7 @@ type benchCmd struct {
 	RecordFile  string        `name:"record" placeholder:"FILE" help:"Append the result as a JSON line to FILE (with --label), for --summarize."`
 	Label       string        `name:"label" help:"Scenario name stored with --record."`
 	Summarize   string        `name:"summarize" placeholder:"FILE" help:"Print the results recorded in FILE as one table and exit (runs nothing)."`
-	GRPCServer  string        `name:"grpc-server" default:"127.0.0.1:9090" help:"Agent gRPC host:port list for --protocol grpc (--server still names the REST URL used for metrics)."`
+	GRPCServer  string        `name:"grpc-server" env:"STREAMHOUSE_SERVER,STREAMHOUSE_GRPC" default:"127.0.0.1:9090" help:"Agent gRPC host:port list for --protocol grpc, like other commands' --server (--server still names the REST URL used for metrics)."`
 	securityFlags
 }
 
@@ -41,8 +41,11 @@ type benchCmd struct {
 func (b *benchCmd) Validate() error {
 	for _, u := range splitList(b.Server) {
 		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
-			return fmt.Errorf("bench --server takes the agents' REST URLs (http://host:HTTP_PORT, default 8080), not %q; the gRPC host:port list goes to --grpc-server", u)
+			return explainedError{fmt.Errorf("bench --server takes the agents' REST URLs (http://host:HTTP_PORT, default 8080), not %q; the gRPC host:port list goes to --grpc-server", u)}
 		}
+	}
+	if _, err := parseServerList(b.GRPCServer); err != nil {
+		return explainedError{fmt.Errorf("--grpc-server (or STREAMHOUSE_SERVER): %w", err)}
 	}
 	return nil
 }

@@ -77,3 +77,10 @@ func checkServerAddr(a string) error {
 	}
 	return nil
 }
+
+// explainedError is a command-line error whose message already says which
+// flag, variable or file is wrong: run prints its message alone (exit 2),
+// without kong's flag prefix and explainParseError's variable hint.
+type explainedError struct{ error }
+
+func (e explainedError) Unwrap() error { return e.error }

@@ -53,6 +53,26 @@ func TestServerFlagBadValueExits2(t *testing.T) {
 	}
 }
 
+// TestBenchServerFlags: bench --server takes REST URLs, --grpc-server
+// (or STREAMHOUSE_SERVER) gRPC host:port; the wrong kind exits 2 saying
+// which.
+func TestBenchServerFlags(t *testing.T) {
+	for _, tc := range []struct {
+		env  []string
+		args []string
+		want string
+	}{
+		{nil, []string{"bench", "--server", "127.0.0.1:8080"}, "bench --server takes the agents' REST URLs (http://host:HTTP_PORT, default 8080), not \"127.0.0.1:8080\""},
+		{nil, []string{"bench", "--grpc-server", "http://127.0.0.1:9090"}, "--grpc-server (or STREAMHOUSE_SERVER): \"http://127.0.0.1:9090\" is a URL"},
+		{[]string{"STREAMHOUSE_SERVER=127.0.0.1"}, []string{"bench"}, "\"127.0.0.1\" has no port"},
+	} {
+		_, errOut, code := runBinary(t, cliEnv(t, tc.env...), nil, tc.args...)
+		if code != 2 || !strings.Contains(errOut, tc.want) || strings.Contains(errOut, "environment variable") {
+			t.Errorf("%v %v: exit %d, want 2 and %q in:\n%s", tc.env, tc.args, code, tc.want, errOut)
+		}
+	}
+}
+
 // configSettings runs `config -o json` and returns setting → (value, source).
 func configSettings(t *testing.T, env []string, args ...string) (map[string][2]string, string) {
 	t.Helper()

@@ -2,6 +2,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -68,7 +69,12 @@ func run(args []string) int {
 		return exitCode
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "streamhouse: configuration error:", explainParseError(parser, err))
+		msg := explainParseError(parser, err)
+		var ee explainedError
+		if errors.As(err, &ee) {
+			msg = ee.Error()
+		}
+		fmt.Fprintln(os.Stderr, "streamhouse: configuration error:", msg)
 		return 2
 	}
 	if kctx == nil { // --help

@@ -189,7 +189,7 @@ func (r *profileResolver) Resolve(kctx *kong.Context, _ *kong.Path, flag *kong.F
 		return nil, nil
 	}
 	if err := r.load(kctx); err != nil {
-		return nil, err
+		return nil, explainedError{err}
 	}
 	v := r.set.value(flag.Name, r.path)
 	if v != nil {
