@@ -5,7 +5,8 @@ BIN := bin/streamhouse
 TOOLS := $(CURDIR)/.cache/bin
 STATICCHECK_VERSION := v0.8.2
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # Packages whose tests run by default (everything; long soaks live behind their own targets).
 PKGS := ./...
 
@@ -165,16 +166,18 @@ bench-cluster: build deps ## Start 3 agents on loopback sharing a MinIO bucket a
 	./$(BIN) bench --record $(BENCH_RESULTS) --label '3 agents, MinIO, gRPC, cold consume after restart' --server $$servers --protocol grpc --grpc-server $$grpc --topic gtput --no-produce
 
 CLUSTER_DIR := .cluster
-cluster: build ## Start a local 3-agent cluster on loopback (REST on :8081-8083, data in .cluster/)
+# Ports apart from a single agent's defaults (8080, 9090, 9093, 7946), so `make run` works beside it.
+cluster: build ## Start a local 3-agent cluster on loopback (gRPC :9191-9193, REST :8181-8183, data in .cluster/)
 	@mkdir -p $(CLUSTER_DIR)
 	@for i in 1 2 3; do \
 	  if [ -f $(CLUSTER_DIR)/node-$$i.pid ] && kill -0 $$(cat $(CLUSTER_DIR)/node-$$i.pid) 2>/dev/null; then echo "node-$$i already running"; continue; fi; \
-	  NODE_ID=node-$$i BIND_ADDR=127.0.0.1 HTTP_PORT=808$$i GRPC_PORT=909$$i PEER_PORT=930$$i GOSSIP_PORT=794$$((6+i)) \
+	  NODE_ID=node-$$i BIND_ADDR=127.0.0.1 HTTP_PORT=818$$i GRPC_PORT=919$$i PEER_PORT=929$$i GOSSIP_PORT=794$$((6+i)) \
 	  DATA_DIR=$(CLUSTER_DIR)/node-$$i OBJECT_STORE_DIR=$(CLUSTER_DIR)/objects BOOTSTRAP_EXPECT=3 JOIN=127.0.0.1:7947,127.0.0.1:7948,127.0.0.1:7949 \
 	  nohup ./$(BIN) agent >$(CLUSTER_DIR)/node-$$i.log 2>&1 & echo $$! > $(CLUSTER_DIR)/node-$$i.pid; \
 	done
-	@for i in 1 2 3; do until curl -sf localhost:808$$i/ready >/dev/null; do sleep 0.2; done; done
-	@./$(BIN) cluster status --server http://127.0.0.1:8081
+	@for i in 1 2 3; do until curl -sf localhost:818$$i/ready >/dev/null; do sleep 0.2; done; done
+	@./$(BIN) cluster status --server 127.0.0.1:9191,127.0.0.1:9192,127.0.0.1:9193
+	@echo; echo "export STREAMHOUSE_SERVER=127.0.0.1:9191,127.0.0.1:9192,127.0.0.1:9193   # then: ./$(BIN) topic list"
 
 cluster-stop: ## Stop the local cluster started by `make cluster` (data stays in .cluster/)
 	@for i in 1 2 3; do f=$(CLUSTER_DIR)/node-$$i.pid; [ -f $$f ] && kill $$(cat $$f) 2>/dev/null; rm -f $$f; done; true

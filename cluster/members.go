@@ -108,7 +108,8 @@ func (n *Node) ClusterStatus() transport.ClusterStatus {
 	st := n.Status()
 	out := transport.ClusterStatus{
 		NodeID: st.NodeID, RaftState: st.State, Leader: st.LeaderID, Term: st.Term,
-		CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, Voters: st.Voters, NonVoters: st.NonVoters,
+		CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, LastContactMs: st.LastContactMs,
+		Voters: st.Voters, NonVoters: st.NonVoters,
 	}
 	leads := map[string][]string{}
 	if n.started.Load() {

@@ -69,6 +69,7 @@ type Checkpointer struct {
 	leader   bool      // the last attempt found this agent leader
 	base     time.Time // capture time of the newest state known to be in PostgreSQL
 	failing  int       // consecutive failures
+	lastErr  string    // the last failure's message ("" after a success)
 	lastWarn time.Time
 }
 
@@ -302,6 +303,7 @@ func (c *Checkpointer) failed(ctx context.Context, img *fsm.Image, err error) {
 	c.m.failures.Inc()
 	c.mu.Lock()
 	c.failing++
+	c.lastErr = err.Error()
 	n := c.failing
 	warn := n == 1 || time.Since(c.lastWarn) >= warnEvery
 	if warn {
@@ -327,7 +329,7 @@ func (c *Checkpointer) succeeded(captured time.Time, info *Info) {
 	}
 	if c.failing > 0 {
 		c.log.Info("checkpoints to PostgreSQL resumed", "failed_attempts", c.failing)
-		c.failing = 0
+		c.failing, c.lastErr = 0, ""
 	}
 }
 
@@ -341,4 +343,28 @@ func (c *Checkpointer) updateLag() {
 		return
 	}
 	c.m.lag.Set(max(c.cfg.Clock().Sub(c.base).Seconds(), 0))
+}
+
+// Status is what an agent reports about its checkpointing (cluster health).
+type Status struct {
+	Connected bool // connected to PostgreSQL (and migrated)
+	Leader    bool // the last attempt found this agent the Raft leader
+	// Lag is, on the leader, the time since the capture of the newest state
+	// known to be in PostgreSQL (the lag gauge); 0 elsewhere.
+	Lag                 time.Duration
+	ConsecutiveFailures int
+	LastError           string // the last failure's message; "" after a success
+	Last                Info   // the last checkpoint this agent wrote
+}
+
+// Status returns the Checkpointer's state now (Connected is left false: the
+// CheckpointService knows it).
+func (c *Checkpointer) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := Status{Leader: c.leader, ConsecutiveFailures: c.failing, LastError: c.lastErr, Last: c.last}
+	if c.leader {
+		st.Lag = max(c.cfg.Clock().Sub(c.base), 0)
+	}
+	return st
 }

@@ -207,6 +207,10 @@ func TestCheckpointerOutage(t *testing.T) {
 	if h.c.Last().RaftIndex != 100 {
 		t.Fatalf("Last = %d during the outage, want 100", h.c.Last().RaftIndex)
 	}
+	// Status (cluster health) reports the outage: leader, failing, lagging.
+	if st := h.c.Status(); !st.Leader || st.ConsecutiveFailures < 3 || st.LastError == "" || st.Lag != 200*time.Second || st.Last.RaftIndex != 100 {
+		t.Fatalf("Status during the outage = %+v", st)
+	}
 
 	if err := own.Restart(); err != nil {
 		t.Fatal(err)
@@ -217,6 +221,9 @@ func TestCheckpointerOutage(t *testing.T) {
 	})
 	if got := h.metric(t, "streamhouse_checkpoints_total"); got != 2 {
 		t.Fatalf("checkpoints_total = %v, want 2", got)
+	}
+	if st := h.c.Status(); !st.Leader || st.ConsecutiveFailures != 0 || st.LastError != "" || st.Lag != 0 || st.Last.RaftIndex != 140 {
+		t.Fatalf("Status after the outage = %+v", st)
 	}
 	assertLatest(t, db, img2)
 }

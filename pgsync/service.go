@@ -47,6 +47,8 @@ type CheckpointService struct {
 	mu     sync.Mutex
 	cancel context.CancelFunc
 	done   chan struct{}
+	cp     *Checkpointer // set once connected and the cluster ID is known
+	dbOK   bool          // connected (and migrated)
 }
 
 // NewCheckpointService checks the URL (a malformed one is a configuration
@@ -102,6 +104,20 @@ func (s *CheckpointService) Close() {
 	<-done
 }
 
+// Status reports the service's checkpointing: whether it is connected, and
+// the Checkpointer's Status once it runs.
+func (s *CheckpointService) Status() Status {
+	s.mu.Lock()
+	cp, ok := s.cp, s.dbOK
+	s.mu.Unlock()
+	var st Status
+	if cp != nil {
+		st = cp.Status()
+	}
+	st.Connected = ok
+	return st
+}
+
 // run connects, waits for the cluster ID and checkpoints until ctx ends.
 func (s *CheckpointService) run(ctx context.Context) {
 	db := s.connect(ctx)
@@ -110,6 +126,9 @@ func (s *CheckpointService) run(ctx context.Context) {
 	}
 	defer db.Close()
 	s.connected.Set(1)
+	s.mu.Lock()
+	s.dbOK = true
+	s.mu.Unlock()
 	clusterID := s.waitClusterID(ctx)
 	if clusterID == "" {
 		return
@@ -122,6 +141,9 @@ func (s *CheckpointService) run(ctx context.Context) {
 		s.log.Error("Postgres checkpoints disabled", "err", err)
 		return
 	}
+	s.mu.Lock()
+	s.cp = cp
+	s.mu.Unlock()
 	cp.Run(ctx)
 }
 

@@ -69,15 +69,18 @@ type ClusterMember struct {
 
 // ClusterStatus is the body of GET /api/v1/cluster.
 type ClusterStatus struct {
-	NodeID       string          `json:"node_id"` // the agent answering
-	RaftState    string          `json:"raft_state"`
-	Leader       string          `json:"raft_leader"`
-	Term         uint64          `json:"raft_term"`
-	CommitIndex  uint64          `json:"commit_index"`
-	AppliedIndex uint64          `json:"applied_index"`
-	Voters       []string        `json:"voters"`
-	NonVoters    []string        `json:"non_voters"`
-	Members      []ClusterMember `json:"members"`
+	NodeID       string `json:"node_id"` // the agent answering
+	RaftState    string `json:"raft_state"`
+	Leader       string `json:"raft_leader"`
+	Term         uint64 `json:"raft_term"`
+	CommitIndex  uint64 `json:"commit_index"`
+	AppliedIndex uint64 `json:"applied_index"`
+	// LastContactMs: how long ago the agent heard from the leader (0 on the
+	// leader, -1 never).
+	LastContactMs int64           `json:"last_contact_ms"`
+	Voters        []string        `json:"voters"`
+	NonVoters     []string        `json:"non_voters"`
+	Members       []ClusterMember `json:"members"`
 }
 
 // Groups manages consumer-group committed offsets (replicated through Raft).

@@ -474,7 +474,7 @@ func (a *agent) startGRPC(context.Context) error {
 	}
 	a.grpc = grpcapi.NewServer(grpcapi.Config{
 		Topics: part.Admin(), Producer: part.Producer(), Idempotent: part.Producer(), Fetcher: part.Fetcher(), Groups: part.Groups(), Offsets: part.Fetcher(),
-		Cluster: a.node, Readiness: part.Readiness(), Logger: a.log, Registerer: a.registry, MaxRecordBytes: c.MaxRecordBytes,
+		Cluster: a.node, Readiness: part.Readiness(), Health: agentHealth{a}, Logger: a.log, Registerer: a.registry, MaxRecordBytes: c.MaxRecordBytes,
 		Errors: a.errorsTotal, Connections: a.connections,
 		Stopping: a.grpcStopping, Auth: a.sec.auth, Quotas: a.quotas, MaxConcurrentStreams: c.GRPCMaxStreams,
 	}, opts...)

@@ -16,7 +16,7 @@ import (
 
 // benchCmd is a load generator against running agents (transport/client/loadgen).
 type benchCmd struct {
-	Server      string        `name:"server" default:"http://127.0.0.1:8080" help:"Agent REST base URL; comma-separate several agents to spread producers over them."`
+	Server      string        `name:"server" default:"http://127.0.0.1:8080" help:"Agent REST base URLs (http://host:HTTP_PORT), comma-separated to spread producers over them. Unlike other commands, bench --server names REST URLs; see --grpc-server."`
 	Topic       string        `name:"topic" default:"bench" help:"Topic to use (created if missing)."`
 	Partitions  int32         `name:"partitions" default:"8" help:"Partitions of the topic when it is created."`
 	Records     int64         `name:"records" default:"200000" help:"Records to produce (ignored with --duration)."`
@@ -32,8 +32,22 @@ type benchCmd struct {
 	RecordFile  string        `name:"record" placeholder:"FILE" help:"Append the result as a JSON line to FILE (with --label), for --summarize."`
 	Label       string        `name:"label" help:"Scenario name stored with --record."`
 	Summarize   string        `name:"summarize" placeholder:"FILE" help:"Print the results recorded in FILE as one table and exit (runs nothing)."`
-	GRPCServer  string        `name:"grpc-server" default:"127.0.0.1:9090" help:"Agent gRPC host:port list for --protocol grpc (--server still names the REST URL used for metrics)."`
+	GRPCServer  string        `name:"grpc-server" env:"STREAMHOUSE_SERVER,STREAMHOUSE_GRPC" default:"127.0.0.1:9090" help:"Agent gRPC host:port list for --protocol grpc, like other commands' --server (--server still names the REST URL used for metrics)."`
 	securityFlags
+}
+
+// Validate implements kong's hook: a --server that is not a REST URL
+// exits 2.
+func (b *benchCmd) Validate() error {
+	for _, u := range splitList(b.Server) {
+		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			return explainedError{fmt.Errorf("bench --server takes the agents' REST URLs (http://host:HTTP_PORT, default 8080), not %q; the gRPC host:port list goes to --grpc-server", u)}
+		}
+	}
+	if _, err := parseServerList(b.GRPCServer); err != nil {
+		return explainedError{fmt.Errorf("--grpc-server (or STREAMHOUSE_SERVER): %w", err)}
+	}
+	return nil
 }
 
 // https reports whether the REST URLs use TLS (then gRPC does too).

@@ -26,14 +26,14 @@ import (
 // clientFlags are the flags every client command (topic, produce, consume,
 // group) takes. See CLI.md.
 type clientFlags struct {
-	Server  string        `name:"server" env:"STREAMHOUSE_GRPC" default:"127.0.0.1:9090" help:"Agent gRPC address host:port (comma-separated for several agents)."`
+	connFlags
 	Output  string        `name:"output" short:"o" default:"table" enum:"table,json" help:"Output format: table or json."`
 	Timeout time.Duration `name:"timeout" default:"30s" help:"Timeout of each request to the cluster (admin commands: of the whole command)."`
-	securityFlags
 }
 
 // securityFlags are the TLS and API-key flags of every command that talks
-// to an agent (client commands, cluster status, bench).
+// to an agent (client commands, cluster, bench); a config profile can set
+// them (profile.go).
 type securityFlags struct {
 	TLS                bool   `name:"tls" env:"STREAMHOUSE_TLS" help:"Connect over TLS, verifying the agent's certificate against the system roots (or --tls-ca). Implied by --tls-ca, --insecure-skip-verify and https:// URLs."`
 	TLSCA              string `name:"tls-ca" env:"STREAMHOUSE_TLS_CA" help:"PEM CA certificate(s) to verify the agent's TLS certificate with (implies --tls)."`
@@ -109,9 +109,9 @@ func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // dial connects to the cluster named by --server.
 func (f *clientFlags) dial(ctx context.Context) (*client.Client, error) {
-	addrs := splitList(f.Server)
-	if len(addrs) == 0 {
-		return nil, errors.New("--server: no address given")
+	addrs, err := parseServerList(string(f.Server))
+	if err != nil {
+		return nil, err
 	}
 	dctx, cancel := context.WithTimeout(ctx, f.timeout())
 	defer cancel()

@@ -1,65 +1,142 @@
 package main
 
 import (
-	"encoding/json"
+	"context"
+	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/streamhouse/streamhouse/transport"
+	"github.com/streamhouse/streamhouse/transport/client"
 )
 
 type clusterCmd struct {
-	Status clusterStatusCmd `cmd:"" help:"Show members, Raft state and partition leaderships."`
+	Status clusterStatusCmd `cmd:"" help:"Show members (with their gRPC and REST addresses), Raft state and partition leaderships."`
+	Health clusterHealthCmd `cmd:"" help:"Check the cluster: exit 0 when healthy, 1 with the reasons when not (for scripts and probes)."`
 }
 
 type clusterStatusCmd struct {
-	Server string `name:"server" default:"http://127.0.0.1:8080" env:"STREAMHOUSE_SERVER" help:"Agent REST base URL (https://... when the agent has TLS)."`
-	Output string `name:"output" short:"o" default:"table" enum:"table,json" help:"table or json."`
-	securityFlags
+	clientFlags `embed:""`
 }
 
 func (c *clusterStatusCmd) Run() error {
-	cl, err := c.httpClient(nil, 10*time.Second, strings.HasPrefix(c.Server, "https://"))
-	if err != nil {
-		return err
-	}
-	resp, err := cl.Get(strings.TrimRight(c.Server, "/") + "/api/v1/cluster")
-	if err != nil {
-		return fmt.Errorf("cannot reach the agent at %s: %w", c.Server, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
-	}
-	if c.Output == "json" {
-		return writeJSON(os.Stdout, json.RawMessage(body))
-	}
-	var st transport.ClusterStatus
-	if err := json.Unmarshal(body, &st); err != nil {
-		return fmt.Errorf("unexpected answer: %w", err)
-	}
-	fmt.Printf("answered by %s (%s); raft leader %s, term %d, commit %d, applied %d\n\n",
-		st.NodeID, st.RaftState, orDash(st.Leader), st.Term, st.CommitIndex, st.AppliedIndex)
-	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "AGENT\tGOSSIP\tRAFT\tLEADER\tHTTP\tPEER\tPARTITIONS LED")
+	return withClient(&c.clientFlags, func(ctx context.Context, cl *client.Client) error {
+		st, err := cl.ClusterStatus(ctx)
+		if err != nil {
+			return cliError("cluster status", err)
+		}
+		if c.json() {
+			return writeJSON(os.Stdout, st)
+		}
+		return printClusterStatus(os.Stdout, st)
+	})
+}
+
+// printClusterStatus prints the answering agent's Raft state and one row
+// per member.
+func printClusterStatus(out io.Writer, st client.ClusterStatus) error {
+	fmt.Fprintf(out, "answered by %s (%s); raft leader %s, term %d, commit %d, applied %d\n\n",
+		st.NodeID, st.RaftState, orDash(st.RaftLeader), st.RaftTerm, st.CommitIndex, st.AppliedIndex)
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "AGENT\tGOSSIP\tRAFT\tLEADER\tGRPC\tREST\tPEER\tPARTITIONS LED")
 	for _, m := range st.Members {
 		lead := ""
 		if m.RaftLeader {
 			lead = "*"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%d %s\n", m.ID, m.GossipState, m.Suffrage, lead, orDash(m.HTTPAddr), orDash(m.PeerAddr),
-			len(m.Leaderships), abbreviate(m.Leaderships, 6))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d %s\n", m.NodeID, m.GossipState, m.Suffrage, lead,
+			orDash(m.GRPCAddress), orDash(m.HTTPAddress), orDash(m.PeerAddress), len(m.Leaderships), abbreviate(m.Leaderships, 6))
 	}
 	return w.Flush()
+}
+
+type clusterHealthCmd struct {
+	clientFlags       `embed:""`
+	MaxRaftLag        uint64        `name:"max-raft-lag" default:"5000" help:"Raft log entries a voter may trail the leader's commit index."`
+	MaxContact        time.Duration `name:"max-contact" default:"10s" help:"Longest a voter may go without hearing from the leader."`
+	MaxCheckpointLag  time.Duration `name:"max-checkpoint-lag" default:"1m" help:"Largest age of the newest state in Postgres (when the agents checkpoint: DATABASE_URL)."`
+	MaxUnflushedBytes int64         `name:"max-unflushed-bytes" default:"134217728" help:"Largest unflushed backlog of one agent, in bytes (produce answers 503 above the agent's MAX_UNFLUSHED_BYTES, 256 MiB by default)."`
+}
+
+// Validate implements kong's hook: a bad threshold exits 2.
+func (c *clusterHealthCmd) Validate() error {
+	if c.MaxRaftLag == 0 || c.MaxContact <= 0 || c.MaxCheckpointLag <= 0 || c.MaxUnflushedBytes <= 0 {
+		return errors.New("--max-raft-lag, --max-contact, --max-checkpoint-lag and --max-unflushed-bytes must be positive")
+	}
+	return nil
+}
+
+func (c *clusterHealthCmd) Run() error {
+	return withClient(&c.clientFlags, func(ctx context.Context, cl *client.Client) error {
+		rep, err := cl.CheckHealth(ctx, client.HealthThresholds{
+			MaxRaftLag: c.MaxRaftLag, MaxContact: c.MaxContact, MaxCheckpointLag: c.MaxCheckpointLag, MaxUnflushedBytes: c.MaxUnflushedBytes,
+		})
+		if err != nil {
+			return cliError("cluster health", err)
+		}
+		if c.json() {
+			err = writeJSON(os.Stdout, rep)
+		} else {
+			err = printHealth(os.Stdout, rep)
+		}
+		if err != nil {
+			return err
+		}
+		if !rep.Healthy {
+			return unhealthyError{n: len(rep.Problems)}
+		}
+		return nil
+	})
+}
+
+// printHealth prints one row per agent, then the verdict and its reasons.
+func printHealth(out io.Writer, rep client.HealthReport) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "AGENT\tGRPC\tGOSSIP\tRAFT\tSTATE\tAPPLIED\tCONTACT\tREADY\tUNFLUSHED")
+	for _, p := range rep.Agents {
+		m := p.Member
+		state, applied, contact, ready, unflushed := "unreachable", "-", "-", "-", "-"
+		if st := p.Status; st != nil {
+			state, applied, ready = st.RaftState, fmt.Sprint(st.AppliedIndex), fmt.Sprint(st.Ready)
+			contact, unflushed = contactCell(st), fmt.Sprint(st.UnflushedBytes)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.NodeID, orDash(m.GRPCAddress), m.GossipState, m.Suffrage,
+			state, applied, contact, ready, unflushed)
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if rep.Healthy {
+		_, err := fmt.Fprintf(out, "\nhealthy: raft leader %s, %d agents\n", rep.RaftLeader, len(rep.Agents))
+		return err
+	}
+	fmt.Fprintf(out, "\nNOT HEALTHY (%d problems):\n", len(rep.Problems))
+	for _, p := range rep.Problems {
+		fmt.Fprintf(out, "  - %s\n", p)
+	}
+	return nil
+}
+
+// contactCell is how long ago a follower heard from the leader ("-" on
+// the leader).
+func contactCell(st *client.ClusterStatus) string {
+	switch {
+	case st.RaftState == "Leader":
+		return "-"
+	case st.LastContactMs < 0:
+		return "never"
+	}
+	return (time.Duration(st.LastContactMs) * time.Millisecond).String()
+}
+
+// unhealthyError is cluster health's error: the reasons are on stdout.
+type unhealthyError struct{ n int }
+
+func (e unhealthyError) Error() string {
+	return fmt.Sprintf("cluster is not healthy (%d problems)", e.n)
 }
 
 func orDash(s string) string {

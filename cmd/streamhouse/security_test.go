@@ -181,11 +181,11 @@ func TestAgentTLSAndAPIKeys(t *testing.T) {
 	if recs := consumeCLI(t, grpcAddr, "orders", "-o", "json", "--tls-ca", files.CA, "--token", tokRead); len(recs) != 1 || recs[0].Value != "v1" {
 		t.Fatalf("consume: %+v", recs)
 	}
-	st := mustCLI(t, grpcAddr, nil, "cluster", "status", "--server", base, "-o", "json", "--tls-ca", files.CA, "--token", tokRead)
+	st := mustCLI(t, grpcAddr, nil, "cluster", "status", "-o", "json", "--tls-ca", files.CA, "--token", tokRead)
 	if !strings.Contains(st, `"node_id": "agent-1"`) && !strings.Contains(st, `"node_id":"agent-1"`) {
 		t.Fatalf("cluster status: %s", st)
 	}
-	if _, errOut, code := runCLI(t, grpcAddr, nil, "cluster", "status", "--server", base, "--token", tokRead); code == 0 {
+	if _, errOut, code := runCLI(t, grpcAddr, nil, "cluster", "status", "--token", tokRead); code == 0 {
 		t.Fatalf("cluster status without the CA succeeded: %s", errOut)
 	}
 

@@ -14,6 +14,14 @@
 // leader, so routing by metadata is an optimisation, never a correctness
 // requirement.
 //
+// # Cluster status and health
+//
+// ClusterStatus asks any agent for its view of the cluster
+// (GetClusterStatus); AgentStatus asks one agent by address. CheckHealth
+// asks any agent for the members, then every member for its own facts, and
+// EvaluateHealth (pure, rules in its comment) judges them against
+// HealthThresholds: `streamhouse cluster health` prints its report.
+//
 // # Errors
 //
 // Errors returned by the agent keep their gRPC status (status.Code and

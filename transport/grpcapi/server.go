@@ -55,6 +55,9 @@ type Config struct {
 	Offsets    transport.Offsets
 	Cluster    transport.ClusterInfo
 	Readiness  transport.Readiness
+	// Health adds the agent's backlog and checkpoint facts to
+	// GetClusterStatus (optional: zero without it).
+	Health transport.LocalHealth
 
 	// Logger receives the server's logs (component=grpc); nil discards.
 	Logger *slog.Logger

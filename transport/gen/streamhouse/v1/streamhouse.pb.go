@@ -3439,6 +3439,429 @@ func (x *CreatePartitionsResponse) GetPartitions() []*PartitionInfo {
 	return nil
 }
 
+// GetClusterStatusRequest is the input of GetClusterStatus.
+type GetClusterStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetClusterStatusRequest) Reset() {
+	*x = GetClusterStatusRequest{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClusterStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClusterStatusRequest) ProtoMessage() {}
+
+func (x *GetClusterStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClusterStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetClusterStatusRequest) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{53}
+}
+
+// ClusterMember is one agent as the answering agent sees it: the union of
+// the gossip table and the Raft configuration.
+type ClusterMember struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Node id.
+	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// Gossip state: "alive", "suspect", "dead", "left" or "unknown" (in the
+	// Raft configuration but not in gossip).
+	GossipState string `protobuf:"bytes,2,opt,name=gossip_state,json=gossipState,proto3" json:"gossip_state,omitempty"`
+	// Raft suffrage: "voter", "nonvoter" or "none" (not in the Raft
+	// configuration).
+	RaftSuffrage string `protobuf:"bytes,3,opt,name=raft_suffrage,json=raftSuffrage,proto3" json:"raft_suffrage,omitempty"`
+	// True for the current Raft leader.
+	RaftLeader bool `protobuf:"varint,4,opt,name=raft_leader,json=raftLeader,proto3" json:"raft_leader,omitempty"`
+	// Advertised gRPC address (host:port); empty if unknown.
+	GrpcAddress string `protobuf:"bytes,5,opt,name=grpc_address,json=grpcAddress,proto3" json:"grpc_address,omitempty"`
+	// Advertised REST address (host:port); empty if unknown.
+	HttpAddress string `protobuf:"bytes,6,opt,name=http_address,json=httpAddress,proto3" json:"http_address,omitempty"`
+	// Peer (Raft and agent RPC) address (host:port); empty if unknown.
+	PeerAddress string `protobuf:"bytes,7,opt,name=peer_address,json=peerAddress,proto3" json:"peer_address,omitempty"`
+	// Partitions the agent leads, as "topic/partition".
+	PartitionLeaderships []string `protobuf:"bytes,8,rep,name=partition_leaderships,json=partitionLeaderships,proto3" json:"partition_leaderships,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *ClusterMember) Reset() {
+	*x = ClusterMember{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterMember) ProtoMessage() {}
+
+func (x *ClusterMember) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
+func (*ClusterMember) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *ClusterMember) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ClusterMember) GetGossipState() string {
+	if x != nil {
+		return x.GossipState
+	}
+	return ""
+}
+
+func (x *ClusterMember) GetRaftSuffrage() string {
+	if x != nil {
+		return x.RaftSuffrage
+	}
+	return ""
+}
+
+func (x *ClusterMember) GetRaftLeader() bool {
+	if x != nil {
+		return x.RaftLeader
+	}
+	return false
+}
+
+func (x *ClusterMember) GetGrpcAddress() string {
+	if x != nil {
+		return x.GrpcAddress
+	}
+	return ""
+}
+
+func (x *ClusterMember) GetHttpAddress() string {
+	if x != nil {
+		return x.HttpAddress
+	}
+	return ""
+}
+
+func (x *ClusterMember) GetPeerAddress() string {
+	if x != nil {
+		return x.PeerAddress
+	}
+	return ""
+}
+
+func (x *ClusterMember) GetPartitionLeaderships() []string {
+	if x != nil {
+		return x.PartitionLeaderships
+	}
+	return nil
+}
+
+// CheckpointStatus is the answering agent's Postgres checkpointing.
+type CheckpointStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False when the agent has no DATABASE_URL (the other fields are zero).
+	Configured bool `protobuf:"varint,1,opt,name=configured,proto3" json:"configured,omitempty"`
+	// True once the agent has connected to Postgres (and migrated).
+	Connected bool `protobuf:"varint,2,opt,name=connected,proto3" json:"connected,omitempty"`
+	// True while this agent is the Raft leader and so writes checkpoints.
+	Leader bool `protobuf:"varint,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	// On the leader: milliseconds since the capture of the newest state
+	// known to be in Postgres (the streamhouse_checkpoint_lag_seconds gauge).
+	LagMs int64 `protobuf:"varint,4,opt,name=lag_ms,json=lagMs,proto3" json:"lag_ms,omitempty"`
+	// Consecutive failed checkpoint attempts (0 after a success).
+	ConsecutiveFailures int64 `protobuf:"varint,5,opt,name=consecutive_failures,json=consecutiveFailures,proto3" json:"consecutive_failures,omitempty"`
+	// The last failure's message (empty after a success).
+	LastError string `protobuf:"bytes,6,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// Raft index of the last checkpoint this agent wrote (0: none).
+	LastRaftIndex uint64 `protobuf:"varint,7,opt,name=last_raft_index,json=lastRaftIndex,proto3" json:"last_raft_index,omitempty"`
+	// When the last checkpoint this agent wrote was taken, unix ms (0: none).
+	LastTakenAtMs int64 `protobuf:"varint,8,opt,name=last_taken_at_ms,json=lastTakenAtMs,proto3" json:"last_taken_at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointStatus) Reset() {
+	*x = CheckpointStatus{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointStatus) ProtoMessage() {}
+
+func (x *CheckpointStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointStatus.ProtoReflect.Descriptor instead.
+func (*CheckpointStatus) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *CheckpointStatus) GetConfigured() bool {
+	if x != nil {
+		return x.Configured
+	}
+	return false
+}
+
+func (x *CheckpointStatus) GetConnected() bool {
+	if x != nil {
+		return x.Connected
+	}
+	return false
+}
+
+func (x *CheckpointStatus) GetLeader() bool {
+	if x != nil {
+		return x.Leader
+	}
+	return false
+}
+
+func (x *CheckpointStatus) GetLagMs() int64 {
+	if x != nil {
+		return x.LagMs
+	}
+	return 0
+}
+
+func (x *CheckpointStatus) GetConsecutiveFailures() int64 {
+	if x != nil {
+		return x.ConsecutiveFailures
+	}
+	return 0
+}
+
+func (x *CheckpointStatus) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *CheckpointStatus) GetLastRaftIndex() uint64 {
+	if x != nil {
+		return x.LastRaftIndex
+	}
+	return 0
+}
+
+func (x *CheckpointStatus) GetLastTakenAtMs() int64 {
+	if x != nil {
+		return x.LastTakenAtMs
+	}
+	return 0
+}
+
+// GetClusterStatusResponse is the output of GetClusterStatus.
+type GetClusterStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Node id of the agent that answered.
+	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// Its Raft state: "Leader", "Follower", "Candidate", "Shutdown", "Stopped".
+	RaftState string `protobuf:"bytes,2,opt,name=raft_state,json=raftState,proto3" json:"raft_state,omitempty"`
+	// Node id of the Raft leader it knows; empty when none is known.
+	RaftLeader string `protobuf:"bytes,3,opt,name=raft_leader,json=raftLeader,proto3" json:"raft_leader,omitempty"`
+	// Its current Raft term.
+	RaftTerm uint64 `protobuf:"varint,4,opt,name=raft_term,json=raftTerm,proto3" json:"raft_term,omitempty"`
+	// Its Raft commit index.
+	CommitIndex uint64 `protobuf:"varint,5,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	// Its Raft applied index.
+	AppliedIndex uint64 `protobuf:"varint,6,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// Milliseconds since it heard from the leader: 0 on the leader, -1 never.
+	LastContactMs int64 `protobuf:"varint,7,opt,name=last_contact_ms,json=lastContactMs,proto3" json:"last_contact_ms,omitempty"`
+	// Node ids of the Raft configuration's voters, sorted.
+	Voters []string `protobuf:"bytes,8,rep,name=voters,proto3" json:"voters,omitempty"`
+	// Node ids of the Raft configuration's non-voters, sorted.
+	NonVoters []string `protobuf:"bytes,9,rep,name=non_voters,json=nonVoters,proto3" json:"non_voters,omitempty"`
+	// Every agent known to gossip or the Raft configuration, by node id.
+	Members []*ClusterMember `protobuf:"bytes,10,rep,name=members,proto3" json:"members,omitempty"`
+	// Whether it is ready (GET /ready).
+	Ready bool `protobuf:"varint,11,opt,name=ready,proto3" json:"ready,omitempty"`
+	// Why it is not ready (empty when ready).
+	NotReadyReason string `protobuf:"bytes,12,opt,name=not_ready_reason,json=notReadyReason,proto3" json:"not_ready_reason,omitempty"`
+	// Its unflushed backlog: bytes held in the local store that are not yet
+	// in a committed segment.
+	UnflushedBytes int64 `protobuf:"varint,13,opt,name=unflushed_bytes,json=unflushedBytes,proto3" json:"unflushed_bytes,omitempty"`
+	// Its Postgres checkpointing.
+	Checkpoint    *CheckpointStatus `protobuf:"bytes,14,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetClusterStatusResponse) Reset() {
+	*x = GetClusterStatusResponse{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClusterStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClusterStatusResponse) ProtoMessage() {}
+
+func (x *GetClusterStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClusterStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetClusterStatusResponse) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *GetClusterStatusResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *GetClusterStatusResponse) GetRaftState() string {
+	if x != nil {
+		return x.RaftState
+	}
+	return ""
+}
+
+func (x *GetClusterStatusResponse) GetRaftLeader() string {
+	if x != nil {
+		return x.RaftLeader
+	}
+	return ""
+}
+
+func (x *GetClusterStatusResponse) GetRaftTerm() uint64 {
+	if x != nil {
+		return x.RaftTerm
+	}
+	return 0
+}
+
+func (x *GetClusterStatusResponse) GetCommitIndex() uint64 {
+	if x != nil {
+		return x.CommitIndex
+	}
+	return 0
+}
+
+func (x *GetClusterStatusResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *GetClusterStatusResponse) GetLastContactMs() int64 {
+	if x != nil {
+		return x.LastContactMs
+	}
+	return 0
+}
+
+func (x *GetClusterStatusResponse) GetVoters() []string {
+	if x != nil {
+		return x.Voters
+	}
+	return nil
+}
+
+func (x *GetClusterStatusResponse) GetNonVoters() []string {
+	if x != nil {
+		return x.NonVoters
+	}
+	return nil
+}
+
+func (x *GetClusterStatusResponse) GetMembers() []*ClusterMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *GetClusterStatusResponse) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
+func (x *GetClusterStatusResponse) GetNotReadyReason() string {
+	if x != nil {
+		return x.NotReadyReason
+	}
+	return ""
+}
+
+func (x *GetClusterStatusResponse) GetUnflushedBytes() int64 {
+	if x != nil {
+		return x.UnflushedBytes
+	}
+	return 0
+}
+
+func (x *GetClusterStatusResponse) GetCheckpoint() *CheckpointStatus {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
 var File_streamhouse_v1_streamhouse_proto protoreflect.FileDescriptor
 
 const file_streamhouse_v1_streamhouse_proto_rawDesc = "" +
@@ -3687,13 +4110,57 @@ const file_streamhouse_v1_streamhouse_proto_rawDesc = "" +
 	"\x05topic\x18\x01 \x01(\v2\x15.streamhouse.v1.TopicR\x05topic\x12=\n" +
 	"\n" +
 	"partitions\x18\x02 \x03(\v2\x1d.streamhouse.v1.PartitionInfoR\n" +
-	"partitions*\xa0\x01\n" +
+	"partitions\"\x19\n" +
+	"\x17GetClusterStatusRequest\"\xaf\x02\n" +
+	"\rClusterMember\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12!\n" +
+	"\fgossip_state\x18\x02 \x01(\tR\vgossipState\x12#\n" +
+	"\rraft_suffrage\x18\x03 \x01(\tR\fraftSuffrage\x12\x1f\n" +
+	"\vraft_leader\x18\x04 \x01(\bR\n" +
+	"raftLeader\x12!\n" +
+	"\fgrpc_address\x18\x05 \x01(\tR\vgrpcAddress\x12!\n" +
+	"\fhttp_address\x18\x06 \x01(\tR\vhttpAddress\x12!\n" +
+	"\fpeer_address\x18\a \x01(\tR\vpeerAddress\x123\n" +
+	"\x15partition_leaderships\x18\b \x03(\tR\x14partitionLeaderships\"\xa2\x02\n" +
+	"\x10CheckpointStatus\x12\x1e\n" +
+	"\n" +
+	"configured\x18\x01 \x01(\bR\n" +
+	"configured\x12\x1c\n" +
+	"\tconnected\x18\x02 \x01(\bR\tconnected\x12\x16\n" +
+	"\x06leader\x18\x03 \x01(\bR\x06leader\x12\x15\n" +
+	"\x06lag_ms\x18\x04 \x01(\x03R\x05lagMs\x121\n" +
+	"\x14consecutive_failures\x18\x05 \x01(\x03R\x13consecutiveFailures\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x06 \x01(\tR\tlastError\x12&\n" +
+	"\x0flast_raft_index\x18\a \x01(\x04R\rlastRaftIndex\x12'\n" +
+	"\x10last_taken_at_ms\x18\b \x01(\x03R\rlastTakenAtMs\"\x9b\x04\n" +
+	"\x18GetClusterStatusResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
+	"\n" +
+	"raft_state\x18\x02 \x01(\tR\traftState\x12\x1f\n" +
+	"\vraft_leader\x18\x03 \x01(\tR\n" +
+	"raftLeader\x12\x1b\n" +
+	"\traft_term\x18\x04 \x01(\x04R\braftTerm\x12!\n" +
+	"\fcommit_index\x18\x05 \x01(\x04R\vcommitIndex\x12#\n" +
+	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\x12&\n" +
+	"\x0flast_contact_ms\x18\a \x01(\x03R\rlastContactMs\x12\x16\n" +
+	"\x06voters\x18\b \x03(\tR\x06voters\x12\x1d\n" +
+	"\n" +
+	"non_voters\x18\t \x03(\tR\tnonVoters\x127\n" +
+	"\amembers\x18\n" +
+	" \x03(\v2\x1d.streamhouse.v1.ClusterMemberR\amembers\x12\x14\n" +
+	"\x05ready\x18\v \x01(\bR\x05ready\x12(\n" +
+	"\x10not_ready_reason\x18\f \x01(\tR\x0enotReadyReason\x12'\n" +
+	"\x0funflushed_bytes\x18\r \x01(\x03R\x0eunflushedBytes\x12@\n" +
+	"\n" +
+	"checkpoint\x18\x0e \x01(\v2 .streamhouse.v1.CheckpointStatusR\n" +
+	"checkpoint*\xa0\x01\n" +
 	"\rResetStrategy\x12\x1e\n" +
 	"\x1aRESET_STRATEGY_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17RESET_STRATEGY_EARLIEST\x10\x01\x12\x19\n" +
 	"\x15RESET_STRATEGY_LATEST\x10\x02\x12\x19\n" +
 	"\x15RESET_STRATEGY_OFFSET\x10\x03\x12\x1c\n" +
-	"\x18RESET_STRATEGY_TIMESTAMP\x10\x042\xc8\f\n" +
+	"\x18RESET_STRATEGY_TIMESTAMP\x10\x042\xaf\r\n" +
 	"\vStreamHouse\x12V\n" +
 	"\vCreateTopic\x12\".streamhouse.v1.CreateTopicRequest\x1a#.streamhouse.v1.CreateTopicResponse\x12S\n" +
 	"\n" +
@@ -3715,7 +4182,8 @@ const file_streamhouse_v1_streamhouse_proto_rawDesc = "" +
 	"\vGetMetadata\x12\".streamhouse.v1.GetMetadataRequest\x1a#.streamhouse.v1.GetMetadataResponse\x12V\n" +
 	"\vListOffsets\x12\".streamhouse.v1.ListOffsetsRequest\x1a#.streamhouse.v1.ListOffsetsResponse\x12e\n" +
 	"\x10AlterTopicConfig\x12'.streamhouse.v1.AlterTopicConfigRequest\x1a(.streamhouse.v1.AlterTopicConfigResponse\x12e\n" +
-	"\x10CreatePartitions\x12'.streamhouse.v1.CreatePartitionsRequest\x1a(.streamhouse.v1.CreatePartitionsResponseBOZMgithub.com/streamhouse/streamhouse/transport/gen/streamhouse/v1;streamhousev1b\x06proto3"
+	"\x10CreatePartitions\x12'.streamhouse.v1.CreatePartitionsRequest\x1a(.streamhouse.v1.CreatePartitionsResponse\x12e\n" +
+	"\x10GetClusterStatus\x12'.streamhouse.v1.GetClusterStatusRequest\x1a(.streamhouse.v1.GetClusterStatusResponseBOZMgithub.com/streamhouse/streamhouse/transport/gen/streamhouse/v1;streamhousev1b\x06proto3"
 
 var (
 	file_streamhouse_v1_streamhouse_proto_rawDescOnce sync.Once
@@ -3730,7 +4198,7 @@ func file_streamhouse_v1_streamhouse_proto_rawDescGZIP() []byte {
 }
 
 var file_streamhouse_v1_streamhouse_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_streamhouse_v1_streamhouse_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
+var file_streamhouse_v1_streamhouse_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_streamhouse_v1_streamhouse_proto_goTypes = []any{
 	(ResetStrategy)(0),               // 0: streamhouse.v1.ResetStrategy
 	(*Topic)(nil),                    // 1: streamhouse.v1.Topic
@@ -3786,7 +4254,11 @@ var file_streamhouse_v1_streamhouse_proto_goTypes = []any{
 	(*AlterTopicConfigResponse)(nil), // 51: streamhouse.v1.AlterTopicConfigResponse
 	(*CreatePartitionsRequest)(nil),  // 52: streamhouse.v1.CreatePartitionsRequest
 	(*CreatePartitionsResponse)(nil), // 53: streamhouse.v1.CreatePartitionsResponse
-	nil,                              // 54: streamhouse.v1.AlterTopicConfigRequest.ConfigsEntry
+	(*GetClusterStatusRequest)(nil),  // 54: streamhouse.v1.GetClusterStatusRequest
+	(*ClusterMember)(nil),            // 55: streamhouse.v1.ClusterMember
+	(*CheckpointStatus)(nil),         // 56: streamhouse.v1.CheckpointStatus
+	(*GetClusterStatusResponse)(nil), // 57: streamhouse.v1.GetClusterStatusResponse
+	nil,                              // 58: streamhouse.v1.AlterTopicConfigRequest.ConfigsEntry
 }
 var file_streamhouse_v1_streamhouse_proto_depIdxs = []int32{
 	1,  // 0: streamhouse.v1.CreateTopicResponse.topic:type_name -> streamhouse.v1.Topic
@@ -3811,52 +4283,56 @@ var file_streamhouse_v1_streamhouse_proto_depIdxs = []int32{
 	41, // 19: streamhouse.v1.GetMetadataResponse.agents:type_name -> streamhouse.v1.Agent
 	43, // 20: streamhouse.v1.GetMetadataResponse.topics:type_name -> streamhouse.v1.TopicMetadata
 	47, // 21: streamhouse.v1.ListOffsetsResponse.partitions:type_name -> streamhouse.v1.PartitionOffset
-	54, // 22: streamhouse.v1.AlterTopicConfigRequest.configs:type_name -> streamhouse.v1.AlterTopicConfigRequest.ConfigsEntry
+	58, // 22: streamhouse.v1.AlterTopicConfigRequest.configs:type_name -> streamhouse.v1.AlterTopicConfigRequest.ConfigsEntry
 	1,  // 23: streamhouse.v1.AlterTopicConfigResponse.topic:type_name -> streamhouse.v1.Topic
 	49, // 24: streamhouse.v1.AlterTopicConfigResponse.configs:type_name -> streamhouse.v1.TopicConfigEntry
 	1,  // 25: streamhouse.v1.CreatePartitionsResponse.topic:type_name -> streamhouse.v1.Topic
 	2,  // 26: streamhouse.v1.CreatePartitionsResponse.partitions:type_name -> streamhouse.v1.PartitionInfo
-	3,  // 27: streamhouse.v1.StreamHouse.CreateTopic:input_type -> streamhouse.v1.CreateTopicRequest
-	5,  // 28: streamhouse.v1.StreamHouse.ListTopics:input_type -> streamhouse.v1.ListTopicsRequest
-	7,  // 29: streamhouse.v1.StreamHouse.DescribeTopic:input_type -> streamhouse.v1.DescribeTopicRequest
-	9,  // 30: streamhouse.v1.StreamHouse.DeleteTopic:input_type -> streamhouse.v1.DeleteTopicRequest
-	13, // 31: streamhouse.v1.StreamHouse.Produce:input_type -> streamhouse.v1.ProduceRequest
-	16, // 32: streamhouse.v1.StreamHouse.InitProducer:input_type -> streamhouse.v1.InitProducerRequest
-	19, // 33: streamhouse.v1.StreamHouse.Fetch:input_type -> streamhouse.v1.FetchRequest
-	21, // 34: streamhouse.v1.StreamHouse.Subscribe:input_type -> streamhouse.v1.SubscribeRequest
-	24, // 35: streamhouse.v1.StreamHouse.CommitOffsets:input_type -> streamhouse.v1.CommitOffsetsRequest
-	27, // 36: streamhouse.v1.StreamHouse.FetchOffsets:input_type -> streamhouse.v1.FetchOffsetsRequest
-	30, // 37: streamhouse.v1.StreamHouse.ListGroups:input_type -> streamhouse.v1.ListGroupsRequest
-	34, // 38: streamhouse.v1.StreamHouse.DescribeGroup:input_type -> streamhouse.v1.DescribeGroupRequest
-	36, // 39: streamhouse.v1.StreamHouse.DeleteGroup:input_type -> streamhouse.v1.DeleteGroupRequest
-	38, // 40: streamhouse.v1.StreamHouse.ResetGroup:input_type -> streamhouse.v1.ResetGroupRequest
-	40, // 41: streamhouse.v1.StreamHouse.GetMetadata:input_type -> streamhouse.v1.GetMetadataRequest
-	46, // 42: streamhouse.v1.StreamHouse.ListOffsets:input_type -> streamhouse.v1.ListOffsetsRequest
-	50, // 43: streamhouse.v1.StreamHouse.AlterTopicConfig:input_type -> streamhouse.v1.AlterTopicConfigRequest
-	52, // 44: streamhouse.v1.StreamHouse.CreatePartitions:input_type -> streamhouse.v1.CreatePartitionsRequest
-	4,  // 45: streamhouse.v1.StreamHouse.CreateTopic:output_type -> streamhouse.v1.CreateTopicResponse
-	6,  // 46: streamhouse.v1.StreamHouse.ListTopics:output_type -> streamhouse.v1.ListTopicsResponse
-	8,  // 47: streamhouse.v1.StreamHouse.DescribeTopic:output_type -> streamhouse.v1.DescribeTopicResponse
-	10, // 48: streamhouse.v1.StreamHouse.DeleteTopic:output_type -> streamhouse.v1.DeleteTopicResponse
-	15, // 49: streamhouse.v1.StreamHouse.Produce:output_type -> streamhouse.v1.ProduceResponse
-	17, // 50: streamhouse.v1.StreamHouse.InitProducer:output_type -> streamhouse.v1.InitProducerResponse
-	20, // 51: streamhouse.v1.StreamHouse.Fetch:output_type -> streamhouse.v1.FetchResponse
-	22, // 52: streamhouse.v1.StreamHouse.Subscribe:output_type -> streamhouse.v1.SubscribeResponse
-	25, // 53: streamhouse.v1.StreamHouse.CommitOffsets:output_type -> streamhouse.v1.CommitOffsetsResponse
-	28, // 54: streamhouse.v1.StreamHouse.FetchOffsets:output_type -> streamhouse.v1.FetchOffsetsResponse
-	31, // 55: streamhouse.v1.StreamHouse.ListGroups:output_type -> streamhouse.v1.ListGroupsResponse
-	35, // 56: streamhouse.v1.StreamHouse.DescribeGroup:output_type -> streamhouse.v1.DescribeGroupResponse
-	37, // 57: streamhouse.v1.StreamHouse.DeleteGroup:output_type -> streamhouse.v1.DeleteGroupResponse
-	39, // 58: streamhouse.v1.StreamHouse.ResetGroup:output_type -> streamhouse.v1.ResetGroupResponse
-	44, // 59: streamhouse.v1.StreamHouse.GetMetadata:output_type -> streamhouse.v1.GetMetadataResponse
-	48, // 60: streamhouse.v1.StreamHouse.ListOffsets:output_type -> streamhouse.v1.ListOffsetsResponse
-	51, // 61: streamhouse.v1.StreamHouse.AlterTopicConfig:output_type -> streamhouse.v1.AlterTopicConfigResponse
-	53, // 62: streamhouse.v1.StreamHouse.CreatePartitions:output_type -> streamhouse.v1.CreatePartitionsResponse
-	45, // [45:63] is the sub-list for method output_type
-	27, // [27:45] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	55, // 27: streamhouse.v1.GetClusterStatusResponse.members:type_name -> streamhouse.v1.ClusterMember
+	56, // 28: streamhouse.v1.GetClusterStatusResponse.checkpoint:type_name -> streamhouse.v1.CheckpointStatus
+	3,  // 29: streamhouse.v1.StreamHouse.CreateTopic:input_type -> streamhouse.v1.CreateTopicRequest
+	5,  // 30: streamhouse.v1.StreamHouse.ListTopics:input_type -> streamhouse.v1.ListTopicsRequest
+	7,  // 31: streamhouse.v1.StreamHouse.DescribeTopic:input_type -> streamhouse.v1.DescribeTopicRequest
+	9,  // 32: streamhouse.v1.StreamHouse.DeleteTopic:input_type -> streamhouse.v1.DeleteTopicRequest
+	13, // 33: streamhouse.v1.StreamHouse.Produce:input_type -> streamhouse.v1.ProduceRequest
+	16, // 34: streamhouse.v1.StreamHouse.InitProducer:input_type -> streamhouse.v1.InitProducerRequest
+	19, // 35: streamhouse.v1.StreamHouse.Fetch:input_type -> streamhouse.v1.FetchRequest
+	21, // 36: streamhouse.v1.StreamHouse.Subscribe:input_type -> streamhouse.v1.SubscribeRequest
+	24, // 37: streamhouse.v1.StreamHouse.CommitOffsets:input_type -> streamhouse.v1.CommitOffsetsRequest
+	27, // 38: streamhouse.v1.StreamHouse.FetchOffsets:input_type -> streamhouse.v1.FetchOffsetsRequest
+	30, // 39: streamhouse.v1.StreamHouse.ListGroups:input_type -> streamhouse.v1.ListGroupsRequest
+	34, // 40: streamhouse.v1.StreamHouse.DescribeGroup:input_type -> streamhouse.v1.DescribeGroupRequest
+	36, // 41: streamhouse.v1.StreamHouse.DeleteGroup:input_type -> streamhouse.v1.DeleteGroupRequest
+	38, // 42: streamhouse.v1.StreamHouse.ResetGroup:input_type -> streamhouse.v1.ResetGroupRequest
+	40, // 43: streamhouse.v1.StreamHouse.GetMetadata:input_type -> streamhouse.v1.GetMetadataRequest
+	46, // 44: streamhouse.v1.StreamHouse.ListOffsets:input_type -> streamhouse.v1.ListOffsetsRequest
+	50, // 45: streamhouse.v1.StreamHouse.AlterTopicConfig:input_type -> streamhouse.v1.AlterTopicConfigRequest
+	52, // 46: streamhouse.v1.StreamHouse.CreatePartitions:input_type -> streamhouse.v1.CreatePartitionsRequest
+	54, // 47: streamhouse.v1.StreamHouse.GetClusterStatus:input_type -> streamhouse.v1.GetClusterStatusRequest
+	4,  // 48: streamhouse.v1.StreamHouse.CreateTopic:output_type -> streamhouse.v1.CreateTopicResponse
+	6,  // 49: streamhouse.v1.StreamHouse.ListTopics:output_type -> streamhouse.v1.ListTopicsResponse
+	8,  // 50: streamhouse.v1.StreamHouse.DescribeTopic:output_type -> streamhouse.v1.DescribeTopicResponse
+	10, // 51: streamhouse.v1.StreamHouse.DeleteTopic:output_type -> streamhouse.v1.DeleteTopicResponse
+	15, // 52: streamhouse.v1.StreamHouse.Produce:output_type -> streamhouse.v1.ProduceResponse
+	17, // 53: streamhouse.v1.StreamHouse.InitProducer:output_type -> streamhouse.v1.InitProducerResponse
+	20, // 54: streamhouse.v1.StreamHouse.Fetch:output_type -> streamhouse.v1.FetchResponse
+	22, // 55: streamhouse.v1.StreamHouse.Subscribe:output_type -> streamhouse.v1.SubscribeResponse
+	25, // 56: streamhouse.v1.StreamHouse.CommitOffsets:output_type -> streamhouse.v1.CommitOffsetsResponse
+	28, // 57: streamhouse.v1.StreamHouse.FetchOffsets:output_type -> streamhouse.v1.FetchOffsetsResponse
+	31, // 58: streamhouse.v1.StreamHouse.ListGroups:output_type -> streamhouse.v1.ListGroupsResponse
+	35, // 59: streamhouse.v1.StreamHouse.DescribeGroup:output_type -> streamhouse.v1.DescribeGroupResponse
+	37, // 60: streamhouse.v1.StreamHouse.DeleteGroup:output_type -> streamhouse.v1.DeleteGroupResponse
+	39, // 61: streamhouse.v1.StreamHouse.ResetGroup:output_type -> streamhouse.v1.ResetGroupResponse
+	44, // 62: streamhouse.v1.StreamHouse.GetMetadata:output_type -> streamhouse.v1.GetMetadataResponse
+	48, // 63: streamhouse.v1.StreamHouse.ListOffsets:output_type -> streamhouse.v1.ListOffsetsResponse
+	51, // 64: streamhouse.v1.StreamHouse.AlterTopicConfig:output_type -> streamhouse.v1.AlterTopicConfigResponse
+	53, // 65: streamhouse.v1.StreamHouse.CreatePartitions:output_type -> streamhouse.v1.CreatePartitionsResponse
+	57, // 66: streamhouse.v1.StreamHouse.GetClusterStatus:output_type -> streamhouse.v1.GetClusterStatusResponse
+	48, // [48:67] is the sub-list for method output_type
+	29, // [29:48] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_streamhouse_v1_streamhouse_proto_init() }
@@ -3876,7 +4352,7 @@ func file_streamhouse_v1_streamhouse_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_streamhouse_v1_streamhouse_proto_rawDesc), len(file_streamhouse_v1_streamhouse_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   54,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

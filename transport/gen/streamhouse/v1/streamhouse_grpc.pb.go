@@ -42,6 +42,7 @@ const (
 	StreamHouse_ListOffsets_FullMethodName      = "/streamhouse.v1.StreamHouse/ListOffsets"
 	StreamHouse_AlterTopicConfig_FullMethodName = "/streamhouse.v1.StreamHouse/AlterTopicConfig"
 	StreamHouse_CreatePartitions_FullMethodName = "/streamhouse.v1.StreamHouse/CreatePartitions"
+	StreamHouse_GetClusterStatus_FullMethodName = "/streamhouse.v1.StreamHouse/GetClusterStatus"
 )
 
 // StreamHouseClient is the client API for StreamHouse service.
@@ -105,6 +106,12 @@ type StreamHouseClient interface {
 	// Keyed records hash over the new count, so a key may map to another
 	// partition than before (as in Kafka).
 	CreatePartitions(ctx context.Context, in *CreatePartitionsRequest, opts ...grpc.CallOption) (*CreatePartitionsResponse, error)
+	// GetClusterStatus returns the answering agent's view of the cluster
+	// (Raft state, every member with its addresses) and the health facts it
+	// knows locally (readiness, unflushed backlog, Postgres checkpoints).
+	// `streamhouse cluster status` and `cluster health` call it on every
+	// agent.
+	GetClusterStatus(ctx context.Context, in *GetClusterStatusRequest, opts ...grpc.CallOption) (*GetClusterStatusResponse, error)
 }
 
 type streamHouseClient struct {
@@ -304,6 +311,16 @@ func (c *streamHouseClient) CreatePartitions(ctx context.Context, in *CreatePart
 	return out, nil
 }
 
+func (c *streamHouseClient) GetClusterStatus(ctx context.Context, in *GetClusterStatusRequest, opts ...grpc.CallOption) (*GetClusterStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetClusterStatusResponse)
+	err := c.cc.Invoke(ctx, StreamHouse_GetClusterStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StreamHouseServer is the server API for StreamHouse service.
 // All implementations must embed UnimplementedStreamHouseServer
 // for forward compatibility.
@@ -365,6 +382,12 @@ type StreamHouseServer interface {
 	// Keyed records hash over the new count, so a key may map to another
 	// partition than before (as in Kafka).
 	CreatePartitions(context.Context, *CreatePartitionsRequest) (*CreatePartitionsResponse, error)
+	// GetClusterStatus returns the answering agent's view of the cluster
+	// (Raft state, every member with its addresses) and the health facts it
+	// knows locally (readiness, unflushed backlog, Postgres checkpoints).
+	// `streamhouse cluster status` and `cluster health` call it on every
+	// agent.
+	GetClusterStatus(context.Context, *GetClusterStatusRequest) (*GetClusterStatusResponse, error)
 	mustEmbedUnimplementedStreamHouseServer()
 }
 
@@ -428,6 +451,9 @@ func (UnimplementedStreamHouseServer) AlterTopicConfig(context.Context, *AlterTo
 }
 func (UnimplementedStreamHouseServer) CreatePartitions(context.Context, *CreatePartitionsRequest) (*CreatePartitionsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CreatePartitions not implemented")
+}
+func (UnimplementedStreamHouseServer) GetClusterStatus(context.Context, *GetClusterStatusRequest) (*GetClusterStatusResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetClusterStatus not implemented")
 }
 func (UnimplementedStreamHouseServer) mustEmbedUnimplementedStreamHouseServer() {}
 func (UnimplementedStreamHouseServer) testEmbeddedByValue()                     {}
@@ -767,6 +793,24 @@ func _StreamHouse_CreatePartitions_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StreamHouse_GetClusterStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetClusterStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StreamHouseServer).GetClusterStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StreamHouse_GetClusterStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StreamHouseServer).GetClusterStatus(ctx, req.(*GetClusterStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // StreamHouse_ServiceDesc is the grpc.ServiceDesc for StreamHouse service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -841,6 +885,10 @@ var StreamHouse_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreatePartitions",
 			Handler:    _StreamHouse_CreatePartitions_Handler,
+		},
+		{
+			MethodName: "GetClusterStatus",
+			Handler:    _StreamHouse_GetClusterStatus_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
