@@ -145,3 +145,52 @@ func TestParseMetrics(t *testing.T) {
 		t.Fatalf("parsed %v", m)
 	}
 }
+
+func TestProduceSpreadsABatchOverThePartitions(t *testing.T) {
+	m := newMemTarget()
+	cfg := Config{Topic: "t", Partitions: 4, Records: 8, Batch: 4, Concurrency: 1, Spread: true}
+	if _, err := Produce(context.Background(), cfg, m); err != nil {
+		t.Fatal(err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for p := int32(0); p < 4; p++ {
+		if n := len(m.parts[p]); n != 2 {
+			t.Fatalf("partition %d holds %d records, want 2 (two batches of 4 over 4 partitions)", p, n)
+		}
+	}
+}
+
+func TestSaturatedIsBelowNinetyFivePercentOfTheOfferedRate(t *testing.T) {
+	for _, c := range []struct {
+		r    Result
+		want bool
+	}{
+		{Result{TargetRate: 100000, RecordsPerSec: 99990}, false},
+		{Result{TargetRate: 100000, RecordsPerSec: 95000}, false},
+		{Result{TargetRate: 100000, RecordsPerSec: 94999}, true},
+		{Result{RecordsPerSec: 10}, false}, // saturated runs offer no rate
+	} {
+		if got := Saturated(c.r); got != c.want {
+			t.Errorf("Saturated(%+v) = %v", c.r, got)
+		}
+	}
+}
+
+func TestSweepRefusesPointsWithoutALength(t *testing.T) {
+	if _, err := Sweep(context.Background(), Config{Topic: "t", Partitions: 1, Batch: 1, Concurrency: 1, Produce: true}, []int64{10}, newMemTarget(), nil); err == nil {
+		t.Fatal("a sweep without a duration per point ran")
+	}
+}
+
+func TestRunWithoutAgentsMeasuresOnlyTheClient(t *testing.T) {
+	m := newMemTarget()
+	cfg := Config{Protocol: "mem", Topic: "t", Partitions: 2, Records: 200, Batch: 100, Concurrency: 1, Produce: true}
+	res, err := Run(context.Background(), cfg, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Records != 200 || res.Protocol != "mem" || res.AgentsPeakRSSMiB != nil || res.AckMaxMs < res.AckP50Ms {
+		t.Fatalf("result %+v", res)
+	}
+}
