@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/streamhouse/streamhouse/transport/client"
 )
@@ -192,5 +193,31 @@ func TestRunWithoutAgentsMeasuresOnlyTheClient(t *testing.T) {
 	}
 	if res.Records != 200 || res.Protocol != "mem" || res.AgentsPeakRSSMiB != nil || res.AckMaxMs < res.AckP50Ms {
 		t.Fatalf("result %+v", res)
+	}
+}
+
+// slowTarget acknowledges every batch after delay.
+type slowTarget struct {
+	*memTarget
+	delay time.Duration
+}
+
+func (s *slowTarget) Send(ctx context.Context, w int, topic string, recs []client.Record) (int64, error) {
+	if err := sleep(ctx, s.delay); err != nil {
+		return 0, err
+	}
+	return s.memTarget.Send(ctx, w, topic, recs)
+}
+
+func TestADurationRunsRateIsOverItsSendWindowNotTheLastAck(t *testing.T) {
+	s := &slowTarget{memTarget: newMemTarget(), delay: 200 * time.Millisecond}
+	cfg := Config{Topic: "t", Partitions: 1, Duration: 50 * time.Millisecond, Batch: 10, Concurrency: 1}
+	res, err := Produce(context.Background(), cfg, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// one batch, sent at once and acknowledged after the window closed
+	if res.Records != 10 || res.Seconds != 0.05 || res.RecordsPerSec != 200 {
+		t.Fatalf("records %d over %.3f s = %.0f/s; want 10 over 0.050 s = 200/s", res.Records, res.Seconds, res.RecordsPerSec)
 	}
 }
