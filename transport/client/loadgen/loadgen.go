@@ -231,12 +231,15 @@ func (g *load) claim() bool {
 // due returns the intended send time of batch k: now when saturating, its
 // slot in the fixed-rate schedule otherwise (waiting for it, so latency is
 // measured from the schedule: coordinated omission aware). ok is false when
-// ctx ended first.
+// ctx ended first or the slot lies after the end of a duration run.
 func (g *load) due(ctx context.Context, k int64) (intended time.Time, ok bool) {
 	if g.interval == 0 {
 		return time.Now(), true
 	}
 	intended = g.start.Add(time.Duration(k) * g.interval)
+	if !g.deadline.IsZero() && intended.After(g.deadline) {
+		return intended, false // the slot is past the run: not part of the offered load
+	}
 	d := time.Until(intended)
 	if d <= 0 {
 		return intended, true

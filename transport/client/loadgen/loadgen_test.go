@@ -221,3 +221,17 @@ func TestADurationRunsRateIsOverItsSendWindowNotTheLastAck(t *testing.T) {
 		t.Fatalf("records %d over %.3f s = %.0f/s; want 10 over 0.050 s = 200/s", res.Records, res.Seconds, res.RecordsPerSec)
 	}
 }
+
+func TestAFixedRateRunSendsNoSlotPastItsEnd(t *testing.T) {
+	m := newMemTarget()
+	// 10 batches of 10 per second for 0.25 s: slots at 0, 0.1 and 0.2 s;
+	// eight workers must not send the slots at 0.3, 0.4 … s they claimed
+	cfg := Config{Topic: "t", Partitions: 1, Duration: 250 * time.Millisecond, Rate: 100, Batch: 10, Concurrency: 8}
+	res, err := Produce(context.Background(), cfg, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total, _ := m.stored(); res.Records != 30 || total != 30 {
+		t.Fatalf("sent %d records (stored %d), want the 3 slots inside the run, 30", res.Records, total)
+	}
+}
