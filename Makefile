@@ -185,7 +185,7 @@ bench-compare: build deps $(NATS_SERVER) ## StreamHouse (3 agents, MinIO) vs NAT
 	  echo "== NATS JetStream $(NATS_VERSION), 3 nodes, R3 stream, sync_interval $$sync"; \
 	  conf=$$dir/nats-$$sync; opt=; [ $$sync = always ] && opt=--nats-sync-interval=always; \
 	  ./$(BIN) bench --nats-write-config $$conf $$opt; \
-	  for i in 1 2 3; do $(NATS_SERVER) -t -c $$conf/n$$i.conf >/dev/null; done; \
+	  for i in 1 2 3; do out=$$($(NATS_SERVER) -t -c $$conf/n$$i.conf 2>&1) || { echo "$$out"; exit 1; }; done; \
 	  for i in 1 2 3; do $(NATS_SERVER) -c $$conf/n$$i.conf >$$conf/n$$i.log 2>&1 & echo $$! >$$conf/n$$i.pid; done; \
 	  for i in 2 3 4; do until curl -sf localhost:1442$$i/healthz >/dev/null; do sleep 0.2; done; done; \
 	  system="nats (sync 2 min)"; [ $$sync = always ] && system="nats (sync always)"; \
