@@ -237,7 +237,7 @@ func (g *load) due(ctx context.Context, k int64) (intended time.Time, ok bool) {
 		return time.Now(), true
 	}
 	intended = g.start.Add(time.Duration(k) * g.interval)
-	if !g.deadline.IsZero() && intended.After(g.deadline) {
+	if !g.deadline.IsZero() && !intended.Before(g.deadline) {
 		return intended, false // the slot is past the run: not part of the offered load
 	}
 	d := time.Until(intended)

@@ -224,9 +224,9 @@ func TestADurationRunsRateIsOverItsSendWindowNotTheLastAck(t *testing.T) {
 
 func TestAFixedRateRunSendsNoSlotPastItsEnd(t *testing.T) {
 	m := newMemTarget()
-	// 10 batches of 10 per second for 0.25 s: slots at 0, 0.1 and 0.2 s;
+	// 10 batches of 10 per second for 0.3 s: slots at 0, 0.1 and 0.2 s;
 	// eight workers must not send the slots at 0.3, 0.4 … s they claimed
-	cfg := Config{Topic: "t", Partitions: 1, Duration: 250 * time.Millisecond, Rate: 100, Batch: 10, Concurrency: 8}
+	cfg := Config{Topic: "t", Partitions: 1, Duration: 300 * time.Millisecond, Rate: 100, Batch: 10, Concurrency: 8}
 	res, err := Produce(context.Background(), cfg, m)
 	if err != nil {
 		t.Fatal(err)
