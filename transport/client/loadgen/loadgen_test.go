@@ -235,3 +235,23 @@ func TestAFixedRateRunSendsNoSlotPastItsEnd(t *testing.T) {
 		t.Fatalf("sent %d records (stored %d), want the 3 slots inside the run, 30", res.Records, total)
 	}
 }
+
+func TestSweepStopsAtTheFirstRateThatFallsBehind(t *testing.T) {
+	defer func(p time.Duration) { sweepPause = p }(sweepPause)
+	sweepPause = 0
+	m := newMemTarget()
+	// 20 slots of one record at 100/s, one worker each: kept; a billion
+	// records/s: behind; the third rate must not run
+	cfg := Config{Topic: "t", Partitions: 1, Duration: 200 * time.Millisecond, Batch: 1, Concurrency: 20, Produce: true}
+	var seen []int64
+	points, err := Sweep(context.Background(), cfg, []int64{100, 1e9, 2e9}, m, func(r Result) error {
+		seen = append(seen, r.TargetRate)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(points) != 2 || len(seen) != 2 || points[0].Records != 20 || Saturated(points[0]) || !Saturated(points[1]) {
+		t.Fatalf("points %+v (reported %v); want 100/s kept with 20 records, then 1e9/s behind, then stop", points, seen)
+	}
+}

@@ -48,8 +48,9 @@ func Sweep(ctx context.Context, cfg Config, rates []int64, t Target, done func(R
 	return out, nil
 }
 
-// sweepPause lets the system under load drain between two sweep points.
-const sweepPause = 2 * time.Second
+// sweepPause lets the system under load drain between two sweep points
+// (a variable for the tests).
+var sweepPause = 2 * time.Second
 
 // Saturated reports whether a fixed-rate result fell behind its offered
 // rate (always false for a saturated run, which offers no rate).
