@@ -144,11 +144,12 @@ func Produce(ctx context.Context, cfg Config, t Target) (Result, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(g.start)
-	if g.cfg.Duration > 0 {
+	if g.cfg.Duration > 0 && ctx.Err() == nil {
 		// The send window: acks of the last requests arrive after it, and
 		// counting their wait as lost throughput would make a run that
-		// kept its schedule with a long tail look as if it fell behind.
-		elapsed = min(elapsed, g.cfg.Duration)
+		// kept its schedule with a long tail look as if it fell behind;
+		// at a fixed rate the workers may also finish just before it.
+		elapsed = g.cfg.Duration
 	}
 	stopTail()
 	return g.result(elapsed, <-e2e)

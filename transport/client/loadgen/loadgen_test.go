@@ -3,6 +3,7 @@ package loadgen
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -233,6 +234,10 @@ func TestAFixedRateRunSendsNoSlotPastItsEnd(t *testing.T) {
 	}
 	if total, _ := m.stored(); res.Records != 30 || total != 30 {
 		t.Fatalf("sent %d records (stored %d), want the 3 slots inside the run, 30", res.Records, total)
+	}
+	// the workers finish after the last slot, before the window ends
+	if res.Seconds != 0.3 || math.Abs(res.RecordsPerSec-100) > 1e-9 {
+		t.Fatalf("%.0f records/s over %.3f s, want the offered 100 over the 0.3 s window", res.RecordsPerSec, res.Seconds)
 	}
 }
 
