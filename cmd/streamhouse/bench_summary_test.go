@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/streamhouse/streamhouse/transport/client/loadgen"
@@ -102,4 +104,33 @@ func TestBenchCompareGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden(t, "bench_compare.golden", out.Bytes())
+}
+
+func TestBenchWritesTheNATSClusterConfigs(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "nats")
+	b := &benchCmd{NATS: natsFlags{WriteConfig: dir, Nodes: 3, Port: 14222, SyncInterval: "always"}}
+	if err := b.Run(); err != nil {
+		t.Fatal(err)
+	}
+	for i, port := range []string{"14222", "14223", "14224"} {
+		data, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("n%d.conf", i+1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if conf := string(data); !strings.Contains(conf, "listen: 127.0.0.1:"+port) || !strings.Contains(conf, `sync_interval: "always"`) ||
+			!strings.Contains(conf, filepath.Join(dir, "data")) {
+			t.Fatalf("n%d.conf:\n%s", i+1, conf)
+		}
+	}
+	b.NATS.Nodes = 0
+	if err := b.Run(); err == nil {
+		t.Fatal("a cluster of no nodes was written")
+	}
+}
+
+func TestBenchSweepNeedsADuration(t *testing.T) {
+	b := &benchCmd{Batch: 1, Concurrency: 1, Partitions: 1, Sweep: []int64{1000}}
+	if err := b.Run(); err == nil || !strings.Contains(err.Error(), "--sweep needs --duration") {
+		t.Fatalf("err = %v", err)
+	}
 }
