@@ -24,7 +24,7 @@ HELM_HOME_CACHE := $(HOME)/.cache/streamhouse/bin/helm-$(HELM_VERSION)
 # What the tests need from the environment: MinIO, helm, and (on PATH) docker-compose.
 TEST_ENV := STREAMHOUSE_MINIO=$(MINIO) STREAMHOUSE_HELM=$(HELM)
 
-.PHONY: help build run test test-race deploy-test lint bench bench-micro bench-agent bench-cluster fuzz clean deps postgres docker-compose dr-drill cluster cluster-stop proto jepsen jepsen-smoke
+.PHONY: help build run test test-race deploy-test lint bench bench-micro bench-agent bench-cluster bench-compare fuzz clean deps postgres docker-compose dr-drill cluster cluster-stop proto jepsen jepsen-smoke
 
 # The name column is as wide as the longest target (grep -h: no file names
 # even when MAKEFILE_LIST holds several files).
@@ -97,17 +97,18 @@ proto: ## Regenerate transport/gen from transport/proto (pinned buf + protoc-gen
 	GO=$(GO) ./transport/proto/generate.sh
 
 BENCH_RESULTS := $(CURDIR)/.cache/bench/results.jsonl
+BENCH_CHART := $(CURDIR)/.cache/bench/curves.txt
 bench: build deps ## Micro-benchmarks, then load tests of a local agent and of a 3-agent cluster on MinIO; ends with one table
 	@mkdir -p $(dir $(BENCH_RESULTS)) && rm -f $(BENCH_RESULTS)
 	$(MAKE) bench-micro bench-agent bench-cluster
-	@echo; echo "== summary ($(BENCH_RESULTS))"; ./$(BIN) bench --summarize $(BENCH_RESULTS)
+	@echo; echo "== summary ($(BENCH_RESULTS); latency-vs-throughput charts in $(BENCH_CHART))"; ./$(BIN) bench --summarize $(BENCH_RESULTS) --chart $(BENCH_CHART)
 
 bench-micro: ## Go micro-benchmarks (WAL, segment format, FSM apply, partitioner)
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./wal/ ./s3seg/ ./fsm/ ./partition/
 
 BENCH_DIR := $(shell mktemp -d -u /tmp/streamhouse-bench.XXXXXX)
 bench-agent: build deps ## Start a local agent (embedded defaults, then MinIO) and run `streamhouse bench` against it
-	@set -e; dir=$(BENCH_DIR); mkdir -p $$dir $(dir $(BENCH_RESULTS)); trap 'kill $$(jobs -p) 2>/dev/null; wait; rm -rf '$$dir EXIT; \
+	@set -e; dir=$(BENCH_DIR); mkdir -p $$dir $(dir $(BENCH_RESULTS)); trap 'kill $$(jobs -p) 2>/dev/null || true; wait; rm -rf '$$dir EXIT; \
 	echo "== single agent, local-directory object store"; \
 	./$(BIN) agent --http-port 18080 --grpc-port 19090 --peer-port 19093 --data-dir $$dir/a --log-level warn 2>$$dir/agent-a.log & pid=$$!; \
 	until curl -sf localhost:18080/ready >/dev/null; do sleep 0.2; done; \
@@ -139,31 +140,92 @@ fuzz: ## Run every fuzz target briefly (decoders, the keys file, the peer handsh
 	    $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $${FUZZTIME:-30s} -parallel $${FUZZ_PARALLEL:-2} ./$$(dirname $$f)/; \
 	  done; done
 
-bench-cluster: build deps ## Start 3 agents on loopback sharing a MinIO bucket and run `streamhouse bench` through all three
-	@set -e; dir=$$(mktemp -d /tmp/streamhouse-bench.XXXXXX); mkdir -p $(dir $(BENCH_RESULTS)); trap 'kill $$(jobs -p) 2>/dev/null; wait; rm -rf '$$dir EXIT; \
-	MINIO_ROOT_USER=bench MINIO_ROOT_PASSWORD=bench-secret $(MINIO) server $$dir/minio --address 127.0.0.1:19000 --console-address 127.0.0.1:19001 --quiet >$$dir/minio.log 2>&1 & \
-	until curl -sf localhost:19000/minio/health/ready >/dev/null; do sleep 0.2; done; mkdir -p $$dir/minio/streamhouse; \
-	start() { for i in 1 2 3; do \
-	  S3_ENDPOINT=http://127.0.0.1:19000 S3_BUCKET=streamhouse S3_PATH_STYLE=true AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret \
-	  NODE_ID=bench-$$i BIND_ADDR=127.0.0.1 HTTP_PORT=1808$$i GRPC_PORT=1909$$i PEER_PORT=1930$$i GOSSIP_PORT=1794$$i \
-	  DATA_DIR=$$dir/node-$$i BOOTSTRAP_EXPECT=3 JOIN=127.0.0.1:17941,127.0.0.1:17942,127.0.0.1:17943 LOG_LEVEL=warn \
-	  ./$(BIN) agent 2>>$$dir/node-$$i.log & echo $$! >$$dir/node-$$i.pid; \
-	done; for i in 1 2 3; do until curl -sf localhost:1808$$i/ready >/dev/null; do sleep 0.2; done; done; }; \
-	start; \
-	servers=http://127.0.0.1:18081,http://127.0.0.1:18082,http://127.0.0.1:18083; \
-	echo "== 3-agent cluster on MinIO, 64 partitions, producers spread over all agents"; \
-	./$(BIN) bench --record $(BENCH_RESULTS) --label '3 agents, MinIO, REST, saturated' --server $$servers --topic tput --partitions 64 --records 1000000 --batch 1000 --concurrency 9; \
-	./$(BIN) bench --record $(BENCH_RESULTS) --label '3 agents, MinIO, REST, fixed rate' --server $$servers --topic lat --partitions 64 --duration 15s --rate 30000 --batch 50 --concurrency 18 --no-consume; \
-	grpc=127.0.0.1:19091,127.0.0.1:19092,127.0.0.1:19093; \
-	echo "== same cluster over gRPC (Go client: batches go straight to each partition's leader)"; \
-	./$(BIN) bench --record $(BENCH_RESULTS) --label '3 agents, MinIO, gRPC, saturated' --server $$servers --protocol grpc --grpc-server $$grpc --topic gtput --partitions 64 --records 2000000 --batch 1000 --concurrency 16; \
-	./$(BIN) bench --record $(BENCH_RESULTS) --label '3 agents, MinIO, gRPC, hot consume again' --server $$servers --protocol grpc --grpc-server $$grpc --topic gtput --no-produce; \
-	./$(BIN) bench --record $(BENCH_RESULTS) --label '3 agents, MinIO, gRPC, half rate, 500/call' --server $$servers --protocol grpc --grpc-server $$grpc --topic ghalf --partitions 64 --duration 15s --rate 160000 --batch 500 --concurrency 32 --no-consume; \
-	./$(BIN) bench --record $(BENCH_RESULTS) --label '3 agents, MinIO, gRPC, 100k/s, 100/call' --server $$servers --protocol grpc --grpc-server $$grpc --topic glat --partitions 64 --duration 15s --rate 100000 --batch 100 --concurrency 32 --no-consume; \
+# BENCH_CLUSTER defines start(): MinIO (once) and three agents on loopback sharing its bucket
+# (BOOTSTRAP_EXPECT=3); each recipe that uses it creates $$dir and a trap that stops its jobs.
+define BENCH_CLUSTER
+if ! [ -f $$dir/minio.pid ]; then \
+  MINIO_ROOT_USER=bench MINIO_ROOT_PASSWORD=bench-secret $(MINIO) server $$dir/minio --address 127.0.0.1:19000 --console-address 127.0.0.1:19001 --quiet >$$dir/minio.log 2>&1 & echo $$! >$$dir/minio.pid; \
+  until curl -sf localhost:19000/minio/health/ready >/dev/null; do sleep 0.2; done; mkdir -p $$dir/minio/streamhouse; fi; \
+for i in 1 2 3; do \
+  S3_ENDPOINT=http://127.0.0.1:19000 S3_BUCKET=streamhouse S3_PATH_STYLE=true AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret \
+  NODE_ID=bench-$$i BIND_ADDR=127.0.0.1 HTTP_PORT=1808$$i GRPC_PORT=1909$$i PEER_PORT=1930$$i GOSSIP_PORT=1794$$i \
+  DATA_DIR=$$dir/node-$$i BOOTSTRAP_EXPECT=3 JOIN=127.0.0.1:17941,127.0.0.1:17942,127.0.0.1:17943 LOG_LEVEL=warn \
+  ./$(BIN) agent 2>>$$dir/node-$$i.log & echo $$! >$$dir/node-$$i.pid; \
+done; for i in 1 2 3; do until curl -sf localhost:1808$$i/ready >/dev/null; do sleep 0.2; done; done
+endef
+BENCH_SERVERS := http://127.0.0.1:18081,http://127.0.0.1:18082,http://127.0.0.1:18083
+BENCH_GRPC := 127.0.0.1:19091,127.0.0.1:19092,127.0.0.1:19093
+
+# The scenarios are named like the OpenMessaging Benchmark's workloads (1 topic, 16 or 100
+# partitions, 100 B or 1 KiB records); README "Benchmarks" says which target of the
+# write-path issue each row checks. SWEEP_SECONDS is the length of each point of a sweep.
+SWEEP_SECONDS ?= 10
+bench-cluster: build deps ## Start 3 agents on loopback sharing a MinIO bucket; fixed-rate, saturated and rate-sweep scenarios through all three
+	@set -e; dir=$$(mktemp -d /tmp/streamhouse-bench.XXXXXX); mkdir -p $(dir $(BENCH_RESULTS)); trap 'kill $$(jobs -p) 2>/dev/null || true; wait; rm -rf '$$dir EXIT; \
+	start() { $(BENCH_CLUSTER); }; start; \
+	run() { ./$(BIN) bench --record $(BENCH_RESULTS) --server $(BENCH_SERVERS) "$$@"; }; \
+	grpc="--protocol grpc --grpc-server $(BENCH_GRPC)"; \
+	echo "== 3-agent cluster on MinIO, Go client (gRPC): fixed rates"; \
+	run $$grpc --label '1 topic / 16 partitions / 100 B, 50 per request' --topic p16 --partitions 16 --duration 20s --rate 20000 --batch 50 --concurrency 32 --no-consume; \
+	run $$grpc --label '1 topic / 100 partitions / 100 B, 100 per request' --topic p100 --partitions 100 --duration 20s --rate 100000 --batch 100 --concurrency 64 --no-consume; \
+	echo "== saturated (Go client; then REST with each request spread over the partitions, producers on all three agents)"; \
+	run $$grpc --label '1 topic / 100 partitions / 100 B, saturated, 1,000 per request' --topic gtput --partitions 100 --records 2000000 --batch 1000 --concurrency 16; \
+	run $$grpc --label '1 topic / 100 partitions / 100 B, the same data read again (hot)' --topic gtput --no-produce; \
+	run --label '1 topic / 16 partitions / 100 B, REST, saturated, 500 per request spread over partitions' --topic rtput --partitions 16 --duration 20s --batch 500 --concurrency 8 --spread --no-consume; \
+	echo "== latency vs throughput up to saturation ($(SWEEP_SECONDS) s per rate)"; \
+	run $$grpc --label '1 topic / 100 partitions / 100 B, rate sweep, 100 per request' --topic sweep100 --partitions 100 --batch 100 --concurrency 64 --duration $(SWEEP_SECONDS)s --sweep 10000,20000,50000,100000,200000,400000,800000; \
+	run $$grpc --label '1 topic / 100 partitions / 1 KiB, rate sweep, 100 per request' --topic sweep1k --partitions 100 --record-size 1024 --batch 100 --concurrency 64 --duration $(SWEEP_SECONDS)s --sweep 5000,10000,20000,50000,100000,200000,400000; \
 	echo "== restart all three agents (empty caches) and read gtput back cold from MinIO"; \
 	for i in 1 2 3; do kill $$(cat $$dir/node-$$i.pid); done; for i in 1 2 3; do while kill -0 $$(cat $$dir/node-$$i.pid) 2>/dev/null; do sleep 0.2; done; done; \
 	start; \
-	./$(BIN) bench --record $(BENCH_RESULTS) --label '3 agents, MinIO, gRPC, cold consume after restart' --server $$servers --protocol grpc --grpc-server $$grpc --topic gtput --no-produce
+	run $$grpc --label '1 topic / 100 partitions / 100 B, cold consume after restarting all three' --topic gtput --no-produce
+
+# nats-server for bench-compare: pinned, installed once from the Go module proxy into .cache/bin.
+NATS_VERSION := v2.15.3
+NATS_SERVER := $(TOOLS)/nats-server-$(NATS_VERSION)
+$(NATS_SERVER):
+	@mkdir -p $(TOOLS) && tmp=$$(mktemp -d) && trap 'rm -rf '$$tmp EXIT && \
+	  echo "installing nats-server $(NATS_VERSION) for bench-compare (once)" && \
+	  GOBIN=$$tmp $(GO) install github.com/nats-io/nats-server/v2@$(NATS_VERSION) && mv $$tmp/nats-server $@
+
+# bench-compare: the same load against StreamHouse (3 agents on MinIO, acks after the Raft commit
+# on a majority) and a 3-node NATS JetStream R3 cluster (its default sync_interval, 2 min; then
+# `sync_interval: always` saturated only), one after the other on loopback. Same record size,
+# records per request (NATS: async publishes whose acks are awaited together) and concurrency.
+COMPARE_RESULTS := $(CURDIR)/.cache/bench/compare.jsonl
+COMPARE_SECONDS ?= 15
+COMPARE_LOAD := --topic cmp --partitions 16 --record-size 100 --no-consume --duration $(COMPARE_SECONDS)s
+define COMPARE_RUNS
+run --label '100 B, 100 per request, 32 concurrent, saturated' --batch 100 --concurrency 32; \
+run --label '100 B, 1,000 per request, 16 concurrent, saturated' --batch 1000 --concurrency 16; \
+run --label '100 B, 100 per request, 32 concurrent, fixed rate' --batch 100 --concurrency 32 --rate 20000; \
+run --label '100 B, 100 per request, 32 concurrent, fixed rate' --batch 100 --concurrency 32 --rate 50000
+endef
+bench-compare: build deps $(NATS_SERVER) ## StreamHouse (3 agents, MinIO) vs NATS JetStream R3 (pinned nats-server), same load, one table with ratios
+	@set -e; dir=$$(mktemp -d /tmp/streamhouse-compare.XXXXXX); mkdir -p $(dir $(COMPARE_RESULTS)); rm -f $(COMPARE_RESULTS); \
+	trap 'kill $$(jobs -p) 2>/dev/null || true; wait; rm -rf '$$dir EXIT; \
+	echo "== StreamHouse: 3 agents on MinIO, Go client (gRPC)"; \
+	$(BENCH_CLUSTER); \
+	run() { ./$(BIN) bench --record $(COMPARE_RESULTS) --system streamhouse --server $(BENCH_SERVERS) --protocol grpc --grpc-server $(BENCH_GRPC) $(COMPARE_LOAD) "$$@"; }; \
+	$(COMPARE_RUNS); \
+	hwm() { printf '%s peak RSS (VmHWM), MiB:' "$$1"; shift; for f in "$$@"; do awk '/VmHWM/{printf " %d", $$2/1024}' /proc/$$(cat $$f)/status; done; echo; }; \
+	hwm "StreamHouse agents" $$dir/node-*.pid; \
+	for f in $$dir/*.pid; do kill $$(cat $$f); done; wait; \
+	for sync in default always; do \
+	  echo "== NATS JetStream $(NATS_VERSION), 3 nodes, R3 stream, sync_interval $$sync"; \
+	  conf=$$dir/nats-$$sync; opt=; [ $$sync = always ] && opt=--nats-sync-interval=always; \
+	  ./$(BIN) bench --nats-write-config $$conf $$opt; \
+	  for i in 1 2 3; do out=$$($(NATS_SERVER) -t -c $$conf/n$$i.conf 2>&1) || { echo "$$out"; exit 1; }; done; \
+	  for i in 1 2 3; do $(NATS_SERVER) -c $$conf/n$$i.conf >$$conf/n$$i.log 2>&1 & echo $$! >$$conf/n$$i.pid; done; \
+	  for i in 2 3 4; do until curl -sf localhost:1442$$i/healthz >/dev/null; do sleep 0.2; done; done; \
+	  system="nats (sync 2 min)"; [ $$sync = always ] && system="nats (sync always)"; \
+	  run() { ./$(BIN) bench --record $(COMPARE_RESULTS) --target nats --system "$$system" --nats-url nats://127.0.0.1:14222,nats://127.0.0.1:14223,nats://127.0.0.1:14224 $(COMPARE_LOAD) "$$@"; }; \
+	  if [ $$sync = always ]; then run --label '100 B, 100 per request, 32 concurrent, saturated' --batch 100 --concurrency 32; \
+	  else $(COMPARE_RUNS); fi; \
+	  hwm "NATS servers" $$conf/n*.pid; \
+	  kill $$(jobs -p); wait; \
+	done; \
+	echo; echo "== StreamHouse vs NATS JetStream ($(COMPARE_RESULTS))"; ./$(BIN) bench --compare $(COMPARE_RESULTS)
 
 CLUSTER_DIR := .cluster
 # Ports apart from a single agent's defaults (8080, 9090, 9093, 7946), so `make run` works beside it.

@@ -25,6 +25,7 @@ type benchCmd struct {
 	Batch       int           `name:"batch" default:"100" help:"Records per produce request."`
 	Concurrency int           `name:"concurrency" default:"16" help:"Concurrent producer connections."`
 	Rate        int64         `name:"rate" help:"Fixed produce rate in records/s (0 = as fast as possible). Latency is measured from the intended send time (coordinated omission aware)."`
+	Spread      bool          `name:"spread" help:"Send the records of each request to consecutive partitions (default: a whole request to one partition, requests rotating over the partitions)."`
 	Produce     bool          `name:"produce" default:"true" negatable:"" help:"Produce records (--no-produce: only read the topic back, e.g. cold from S3 after an agent restart)."`
 	Consume     bool          `name:"consume" default:"true" negatable:"" help:"After producing, read every partition back and report consume throughput."`
 	Output      string        `name:"output" short:"o" default:"table" enum:"table,json" help:"table or json."`
@@ -33,6 +34,12 @@ type benchCmd struct {
 	Label       string        `name:"label" help:"Scenario name stored with --record."`
 	Summarize   string        `name:"summarize" placeholder:"FILE" help:"Print the results recorded in FILE as one table and exit (runs nothing)."`
 	GRPCServer  string        `name:"grpc-server" env:"STREAMHOUSE_SERVER,STREAMHOUSE_GRPC" default:"127.0.0.1:9090" help:"Agent gRPC host:port list for --protocol grpc, like other commands' --server (--server still names the REST URL used for metrics)."`
+	Sweep       []int64       `name:"sweep" placeholder:"RATE,..." help:"Latency-vs-throughput curve: run --duration at each fixed rate (records/s, ascending) until the achieved rate falls below 95% of the offered one; each point is one recorded row."`
+	Chart       string        `name:"chart" placeholder:"FILE" help:"With --summarize: also write the rate sweeps' latency-vs-throughput curves as an ASCII chart to FILE."`
+	Compare     string        `name:"compare" placeholder:"FILE" help:"Print the rows recorded in FILE with a --system as one side-by-side table with ratios to StreamHouse and exit (runs nothing)."`
+	Target      string        `name:"target" default:"streamhouse" enum:"streamhouse,nats" help:"streamhouse (the agents at --server) or nats (a JetStream cluster at --nats-url, for make bench-compare)."`
+	System      string        `name:"system" help:"Name of the measured system stored with --record (default: the target); --compare puts rows side by side by it."`
+	NATS        natsFlags     `embed:"" prefix:"nats-"`
 	securityFlags
 }
 
@@ -54,11 +61,25 @@ func (b *benchCmd) Validate() error {
 func (b *benchCmd) https() bool { return strings.HasPrefix(b.Server, "https://") }
 
 func (b *benchCmd) Run() error {
-	if b.Summarize != "" {
-		return summarizeBench(os.Stdout, b.Summarize)
+	switch {
+	case b.Summarize != "":
+		return summarizeBench(os.Stdout, b.Summarize, b.Chart)
+	case b.Compare != "":
+		return compareBench(os.Stdout, b.Compare)
+	case b.NATS.WriteConfig != "":
+		return b.NATS.writeConfigs()
 	}
 	if b.Batch <= 0 || b.Concurrency <= 0 || b.RecordSize < 0 || b.Partitions <= 0 {
 		return errors.New("--batch, --concurrency and --partitions must be positive, --record-size not negative")
+	}
+	if len(b.Sweep) > 0 && b.Duration <= 0 {
+		return errors.New("--sweep needs --duration (the length of each point)")
+	}
+	if b.System == "" {
+		b.System = b.Target
+	}
+	if b.Target == "nats" {
+		return b.runNATS(context.Background())
 	}
 	var servers []string
 	for _, u := range splitList(b.Server) {
@@ -79,40 +100,63 @@ func (b *benchCmd) Run() error {
 	if b.Partitions, err = rest.EnsureTopic(ctx, b.Topic, b.Partitions); err != nil {
 		return err
 	}
-	res, err := b.run(ctx, rest)
+	return b.run(ctx, rest)
+}
+
+// config is the load of the flags.
+func (b *benchCmd) config() loadgen.Config {
+	return loadgen.Config{
+		Protocol: b.Protocol, Topic: b.Topic, Partitions: b.Partitions, Records: b.Records, Duration: b.Duration,
+		RecordSize: b.RecordSize, Batch: b.Batch, Concurrency: b.Concurrency, Rate: b.Rate,
+		Produce: b.Produce, Consume: b.Consume, Spread: b.Spread,
+		ReadRecords: 1000, ReadSource: "earliest→end (segments + WAL)",
+	}
+}
+
+// execute runs cfg once, or as a rate sweep with --sweep, and records and
+// prints every result.
+func (b *benchCmd) execute(ctx context.Context, cfg loadgen.Config, t loadgen.Target, agents []loadgen.Agent) error {
+	report := func(r loadgen.Result) error {
+		r.System = b.System
+		if err := b.record(r); err != nil {
+			return err
+		}
+		return b.print(r)
+	}
+	if len(b.Sweep) > 0 {
+		_, err := loadgen.Sweep(ctx, cfg, b.Sweep, t, report, agents...)
+		return err
+	}
+	res, err := loadgen.Run(ctx, cfg, t, agents...)
 	if err != nil {
 		return err
 	}
-	if err := b.record(res); err != nil {
-		return err
-	}
-	return b.print(res)
+	return report(res)
 }
 
-// run runs the benchmark over the protocol of --protocol.
-func (b *benchCmd) run(ctx context.Context, rest loadgen.REST) (loadgen.Result, error) {
-	cfg := loadgen.Config{
-		Protocol: b.Protocol, Topic: b.Topic, Partitions: b.Partitions, Records: b.Records, Duration: b.Duration,
-		RecordSize: b.RecordSize, Batch: b.Batch, Concurrency: b.Concurrency, Rate: b.Rate,
-		Produce: b.Produce, Consume: b.Consume,
-		ReadRecords: 1000, ReadSource: "earliest→end (segments + WAL)",
+// run runs the benchmark over the protocol of --protocol, sampling every
+// agent of --server.
+func (b *benchCmd) run(ctx context.Context, rest loadgen.REST) error {
+	cfg := b.config()
+	agents := make([]loadgen.Agent, len(rest.Servers))
+	for i, u := range rest.Servers {
+		agents[i] = loadgen.Agent{Client: rest.Client, URL: u}
 	}
-	agent := loadgen.Agent{Client: rest.Client, URL: rest.Servers[0]}
 	if b.Protocol != "grpc" {
-		return loadgen.Run(ctx, cfg, rest, agent)
+		return b.execute(ctx, cfg, rest, agents)
 	}
 	c, err := b.dialGRPC(ctx)
 	if err != nil {
-		return loadgen.Result{}, err
+		return err
 	}
 	defer c.Close()
 	target, err := loadgen.NewGRPC(ctx, c, b.Produce)
 	if err != nil {
-		return loadgen.Result{}, err
+		return err
 	}
 	defer target.Close()
 	cfg.ReadRecords, cfg.ReadBytes, cfg.ReadSource = 5000, 4<<20, "earliest→end over gRPC (segments + WAL)"
-	return loadgen.Run(ctx, cfg, target, agent)
+	return b.execute(ctx, cfg, target, agents)
 }
 
 // dialGRPC connects the Go client to --grpc-server.
@@ -134,12 +178,15 @@ func (b *benchCmd) print(r loadgen.Result) error {
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "records\t%d × %d B (%d partitions, %d connections, %d per request, %s)\n", r.Records, r.RecordSize, r.Partitions, r.Concurrency, r.Batch, r.Protocol)
+	if r.System != "" && r.System != "streamhouse" {
+		fmt.Fprintf(w, "system\t%s\n", r.System)
+	}
 	if r.TargetRate > 0 {
 		fmt.Fprintf(w, "target rate\t%d records/s\n", r.TargetRate)
 	}
 	if r.RecordsPerSec > 0 {
 		fmt.Fprintf(w, "produce\t%.0f records/s, %.1f MiB/s over %.1f s\n", r.RecordsPerSec, r.MiBPerSec, r.Seconds)
-		fmt.Fprintf(w, "produce ack latency\tp50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms\n", r.AckP50Ms, r.AckP99Ms, r.AckP999Ms)
+		fmt.Fprintf(w, "produce ack latency\tp50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms\n", r.AckP50Ms, r.AckP99Ms, r.AckP999Ms, r.AckMaxMs)
 	}
 	if r.E2EP50Ms > 0 || r.E2EP99Ms > 0 {
 		fmt.Fprintf(w, "end-to-end (produce→tail consumer)\tp50 %.1f ms, p99 %.1f ms (ms-resolution timestamps)\n", r.E2EP50Ms, r.E2EP99Ms)
@@ -147,8 +194,11 @@ func (b *benchCmd) print(r loadgen.Result) error {
 	if r.ConsumeRecsSec > 0 {
 		fmt.Fprintf(w, "consume\t%.0f records/s (%s)\n", r.ConsumeRecsSec, r.ConsumeSource)
 	}
-	fmt.Fprintf(w, "agent (first --server)\t%.1f CPU s, peak RSS %.0f MiB\n", r.AgentCPUSeconds, r.AgentPeakRSSMiB)
-	fmt.Fprintf(w, "object store\t%.0f PUTs/GiB, %.0f ranged GETs/GiB\n", r.S3PutsPerGiB, r.S3GetsPerGiB)
+	if len(r.AgentsPeakRSSMiB) > 0 {
+		fmt.Fprintf(w, "agent (first --server)\t%.1f CPU s\n", r.AgentCPUSeconds)
+		fmt.Fprintf(w, "peak RSS per agent\t%s MiB\n", joinMiB(r.AgentsPeakRSSMiB))
+		fmt.Fprintf(w, "object store\t%.0f PUTs/GiB, %.0f ranged GETs/GiB\n", r.S3PutsPerGiB, r.S3GetsPerGiB)
+	}
 	fmt.Fprintf(w, "errors\t%d (503 retries %d)\n", r.Errors, r.Retries503)
 	return w.Flush()
 }

@@ -30,6 +30,8 @@ var allowedImports = map[string][]string{
 //     written to a raft.SnapshotSink.
 //   - transport's peer mux provides the raft.StreamLayer that Raft's
 //     network transport runs over.
+//   - nats.go is only the benchmark's load generator for NATS JetStream
+//     (transport/client/loadgen/natsload, make bench-compare).
 var thirdPartyOwners = map[string][]string{
 	"github.com/hashicorp/raft":        {"cluster", "fsm", "transport"},
 	"github.com/hashicorp/raft-boltdb": {"cluster"},
@@ -37,6 +39,7 @@ var thirdPartyOwners = map[string][]string{
 	"github.com/jackc/pgx":             {"pgsync"},
 	"github.com/aws/aws-sdk-go-v2":     {"s3seg"},
 	"github.com/aws/smithy-go":         {"s3seg"},
+	"github.com/nats-io":               {"transport"},
 }
 
 const module = "github.com/streamhouse/streamhouse/"

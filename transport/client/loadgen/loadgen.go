@@ -3,7 +3,6 @@ package loadgen
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,6 +34,9 @@ type Config struct {
 	Rate        int64 // records/s; 0 = as fast as possible
 	Produce     bool
 	Consume     bool // read every partition back after producing
+	// Spread sends the records of one batch to consecutive partitions
+	// instead of all to one (batches rotate over the partitions either way).
+	Spread bool
 
 	// The read-back reads pages of ReadRecords records and ReadBytes bytes
 	// (0: the agent's default) and reports itself as ReadSource.
@@ -46,6 +48,7 @@ type Config struct {
 // Result is what a run measured; it is also the JSON line `bench --record`
 // appends.
 type Result struct {
+	System          string  `json:"system,omitempty"` // what was measured: "streamhouse" (default) or "nats ..."
 	Protocol        string  `json:"protocol"`
 	Records         int64   `json:"records"`
 	RecordSize      int     `json:"record_size"`
@@ -55,44 +58,71 @@ type Result struct {
 	TargetRate      int64   `json:"target_rate,omitempty"`
 	Errors          int64   `json:"errors"`
 	Retries503      int64   `json:"retries_503"`
-	Seconds         float64 `json:"seconds"`
-	RecordsPerSec   float64 `json:"produce_records_per_sec"`
+	Seconds         float64 `json:"seconds"`                 // the duration when one was set, else until the last ack
+	RecordsPerSec   float64 `json:"produce_records_per_sec"` // acknowledged records / Seconds
 	MiBPerSec       float64 `json:"produce_mib_per_sec"`
 	AckP50Ms        float64 `json:"ack_p50_ms"`
 	AckP99Ms        float64 `json:"ack_p99_ms"`
 	AckP999Ms       float64 `json:"ack_p999_ms"`
+	AckMaxMs        float64 `json:"ack_max_ms"`
 	E2EP50Ms        float64 `json:"e2e_p50_ms,omitempty"`
 	E2EP99Ms        float64 `json:"e2e_p99_ms,omitempty"`
 	ConsumeRecsSec  float64 `json:"consume_records_per_sec,omitempty"`
 	ConsumeSource   string  `json:"consume_source,omitempty"`
 	AgentCPUSeconds float64 `json:"agent_cpu_seconds"`
-	AgentPeakRSSMiB float64 `json:"agent_peak_rss_mib"`
-	S3PutsPerGiB    float64 `json:"s3_puts_per_gib"`
-	S3GetsPerGiB    float64 `json:"s3_gets_per_gib"`
+	AgentPeakRSSMiB float64 `json:"agent_peak_rss_mib"` // the first agent's
+
+	// AgentsPeakRSSMiB is every sampled agent's peak, in the order given.
+	AgentsPeakRSSMiB []float64 `json:"agents_peak_rss_mib,omitempty"`
+	S3PutsPerGiB     float64   `json:"s3_puts_per_gib"`
+	S3GetsPerGiB     float64   `json:"s3_gets_per_gib"`
 }
 
 // Run produces (when cfg.Produce), reads back (when cfg.Consume) and
-// measures the agent around both.
-func Run(ctx context.Context, cfg Config, t Target, agent Agent) (Result, error) {
-	before, err := agent.scrape(ctx)
-	if err != nil {
-		return Result{}, fmt.Errorf("read agent metrics: %w", err)
+// measures the agents around both: CPU and object-store requests of the
+// first, peak RSS of each. Without agents (another system under load) only
+// the client side is measured.
+func Run(ctx context.Context, cfg Config, t Target, agents ...Agent) (Result, error) {
+	var before map[string]float64
+	if len(agents) > 0 {
+		var err error
+		if before, err = agents[0].scrape(ctx); err != nil {
+			return Result{}, fmt.Errorf("read agent metrics: %w", err)
+		}
 	}
-	stopSampler := agent.samplePeakRSS(ctx)
+	stops := make([]func() int64, len(agents))
+	for i, a := range agents {
+		stops[i] = a.samplePeakRSS(ctx)
+	}
+	res, err := runLoad(ctx, cfg, t)
+	for i, stop := range stops {
+		res.AgentsPeakRSSMiB = append(res.AgentsPeakRSSMiB, float64(stop())/(1<<20))
+		if i == 0 {
+			res.AgentPeakRSSMiB = res.AgentsPeakRSSMiB[0]
+		}
+	}
+	if err != nil {
+		return res, err
+	}
+	if len(agents) > 0 {
+		agents[0].addUsage(ctx, before, cfg.RecordSize, &res)
+	}
+	res.Protocol = cfg.Protocol
+	return res, nil
+}
+
+// runLoad is Run's produce and read-back.
+func runLoad(ctx context.Context, cfg Config, t Target) (Result, error) {
 	res := Result{RecordSize: cfg.RecordSize, Partitions: cfg.Partitions, Concurrency: cfg.Concurrency, Batch: cfg.Batch}
 	if cfg.Produce {
+		var err error
 		if res, err = Produce(ctx, cfg, t); err != nil {
-			stopSampler()
 			return res, err
 		}
 	}
 	if cfg.Consume {
 		readBack(ctx, cfg, t, &res)
 	}
-	peakRSS := stopSampler()
-	agent.addUsage(ctx, before, cfg.RecordSize, &res)
-	res.AgentPeakRSSMiB = float64(peakRSS) / (1 << 20)
-	res.Protocol = cfg.Protocol
 	return res, nil
 }
 
@@ -102,7 +132,7 @@ func Run(ctx context.Context, cfg Config, t Target, agent Agent) (Result, error)
 func Produce(ctx context.Context, cfg Config, t Target) (Result, error) {
 	g := newLoad(cfg, t)
 	tailCtx, stopTail := context.WithCancel(ctx)
-	e2e := make(chan []time.Duration, 1)
+	e2e := make(chan *Histogram, 1)
 	go func() { e2e <- tail(tailCtx, cfg.Topic, t) }()
 	var wg sync.WaitGroup
 	for w := 0; w < cfg.Concurrency; w++ {
@@ -114,6 +144,13 @@ func Produce(ctx context.Context, cfg Config, t Target) (Result, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(g.start)
+	if g.cfg.Duration > 0 && ctx.Err() == nil {
+		// The send window: acks of the last requests arrive after it, and
+		// counting their wait as lost throughput would make a run that
+		// kept its schedule with a long tail look as if it fell behind;
+		// at a fixed rate the workers may also finish just before it.
+		elapsed = g.cfg.Duration
+	}
 	stopTail()
 	return g.result(elapsed, <-e2e)
 }
@@ -133,7 +170,7 @@ type load struct {
 	retries atomic.Int64
 
 	mu  sync.Mutex
-	lat []time.Duration // ack latency of every acknowledged batch
+	lat Histogram // ack latency of every acknowledged batch
 }
 
 func newLoad(cfg Config, t Target) *load {
@@ -150,7 +187,7 @@ func newLoad(cfg Config, t Target) *load {
 // work is one worker: claim a batch, wait for its slot, send it, record its
 // latency. Batches rotate over the partitions.
 func (g *load) work(ctx context.Context, w int) {
-	var local []time.Duration
+	var local Histogram
 	recs := make([]client.Record, g.cfg.Batch)
 	for g.claim() {
 		k := g.seq.Add(1) - 1
@@ -158,9 +195,8 @@ func (g *load) work(ctx context.Context, w int) {
 		if !ok {
 			break
 		}
-		part := int32((k + int64(w)) % int64(g.cfg.Partitions))
 		for i := range recs {
-			recs[i] = client.Record{Value: g.value, Timestamp: intended.UnixMilli()}.ToPartition(part)
+			recs[i] = client.Record{Value: g.value, Timestamp: intended.UnixMilli()}.ToPartition(g.partition(k, w, i))
 		}
 		retries, err := g.t.Send(ctx, w, g.cfg.Topic, recs)
 		g.retries.Add(retries)
@@ -168,11 +204,20 @@ func (g *load) work(ctx context.Context, w int) {
 			g.errs.Add(1)
 			continue
 		}
-		local = append(local, time.Since(intended))
+		local.Record(time.Since(intended))
 	}
 	g.mu.Lock()
-	g.lat = append(g.lat, local...)
+	g.lat.Merge(&local)
 	g.mu.Unlock()
+}
+
+// partition is where record i of batch k, sent by worker w, goes.
+func (g *load) partition(k int64, w, i int) int32 {
+	n := int64(g.cfg.Partitions)
+	if g.cfg.Spread {
+		return int32((k*int64(g.cfg.Batch) + int64(i)) % n)
+	}
+	return int32((k + int64(w)) % n)
 }
 
 // claim reports whether another batch is to be sent.
@@ -187,12 +232,15 @@ func (g *load) claim() bool {
 // due returns the intended send time of batch k: now when saturating, its
 // slot in the fixed-rate schedule otherwise (waiting for it, so latency is
 // measured from the schedule: coordinated omission aware). ok is false when
-// ctx ended first.
+// ctx ended first or the slot lies after the end of a duration run.
 func (g *load) due(ctx context.Context, k int64) (intended time.Time, ok bool) {
 	if g.interval == 0 {
 		return time.Now(), true
 	}
 	intended = g.start.Add(time.Duration(k) * g.interval)
+	if !g.deadline.IsZero() && !intended.Before(g.deadline) {
+		return intended, false // the slot is past the run: not part of the offered load
+	}
 	d := time.Until(intended)
 	if d <= 0 {
 		return intended, true
@@ -207,16 +255,17 @@ func (g *load) due(ctx context.Context, k int64) (intended time.Time, ok bool) {
 	}
 }
 
-func (g *load) result(elapsed time.Duration, e2e []time.Duration) (Result, error) {
+func (g *load) result(elapsed time.Duration, e2e *Histogram) (Result, error) {
 	c := g.cfg
 	res := Result{RecordSize: c.RecordSize, Partitions: c.Partitions, Concurrency: c.Concurrency, Batch: c.Batch, TargetRate: c.Rate}
-	res.E2EP50Ms, res.E2EP99Ms = pct(e2e, 0.50), pct(e2e, 0.99)
-	res.Records = int64(len(g.lat)) * int64(c.Batch)
+	res.E2EP50Ms, res.E2EP99Ms = e2e.QuantileMs(0.50), e2e.QuantileMs(0.99)
+	res.Records = g.lat.Count() * int64(c.Batch)
 	res.Errors, res.Retries503 = g.errs.Load(), g.retries.Load()
 	res.Seconds = elapsed.Seconds()
 	res.RecordsPerSec = float64(res.Records) / elapsed.Seconds()
 	res.MiBPerSec = res.RecordsPerSec * float64(c.RecordSize) / (1 << 20)
-	res.AckP50Ms, res.AckP99Ms, res.AckP999Ms = pct(g.lat, 0.50), pct(g.lat, 0.99), pct(g.lat, 0.999)
+	res.AckP50Ms, res.AckP99Ms, res.AckP999Ms = g.lat.QuantileMs(0.50), g.lat.QuantileMs(0.99), g.lat.QuantileMs(0.999)
+	res.AckMaxMs = g.lat.MaxMs()
 	if res.Records == 0 {
 		return res, fmt.Errorf("no produce request succeeded (%d errors)", res.Errors)
 	}
@@ -226,8 +275,8 @@ func (g *load) result(elapsed time.Duration, e2e []time.Duration) (Result, error
 // tail long-polls partition 0 from its end until ctx ends and returns
 // produce→consume latencies (now − record timestamp, which the workers set
 // to the intended send time).
-func tail(ctx context.Context, topic string, t Target) []time.Duration {
-	var out []time.Duration
+func tail(ctx context.Context, topic string, t Target) *Histogram {
+	out := &Histogram{}
 	off := client.OffsetLatest
 	for ctx.Err() == nil {
 		r, err := t.Fetch(ctx, client.FetchRequest{Topic: topic, Partition: 0, Offset: off, MaxRecords: 1000, MaxWait: time.Second})
@@ -236,7 +285,7 @@ func tail(ctx context.Context, topic string, t Target) []time.Duration {
 		}
 		now := time.Now()
 		for _, rec := range r.Records {
-			out = append(out, now.Sub(time.UnixMilli(rec.Timestamp)))
+			out.Record(now.Sub(time.UnixMilli(rec.Timestamp)))
 		}
 		off = r.NextOffset
 	}
@@ -281,14 +330,4 @@ func readPartition(ctx context.Context, cfg Config, t Target, p int32) int64 {
 		}
 		off = r.NextOffset
 	}
-}
-
-// pct is the q-quantile of d in milliseconds (d is sorted in place).
-func pct(d []time.Duration, q float64) float64 {
-	if len(d) == 0 {
-		return 0
-	}
-	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
-	i := int(q * float64(len(d)-1))
-	return float64(d[i].Microseconds()) / 1000
 }

@@ -3,9 +3,11 @@ package loadgen
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/streamhouse/streamhouse/transport/client"
 )
@@ -143,5 +145,118 @@ func TestParseMetrics(t *testing.T) {
 		`streamhouse_s3_requests_total{backend="s3",operation="put",result="ok"} 7` + "\nbroken\n")
 	if m["process_cpu_seconds_total"] != 1.5 || m[putSeries[0]] != 7 || len(m) != 2 {
 		t.Fatalf("parsed %v", m)
+	}
+}
+
+func TestProduceSpreadsABatchOverThePartitions(t *testing.T) {
+	m := newMemTarget()
+	cfg := Config{Topic: "t", Partitions: 4, Records: 8, Batch: 4, Concurrency: 1, Spread: true}
+	if _, err := Produce(context.Background(), cfg, m); err != nil {
+		t.Fatal(err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for p := int32(0); p < 4; p++ {
+		if n := len(m.parts[p]); n != 2 {
+			t.Fatalf("partition %d holds %d records, want 2 (two batches of 4 over 4 partitions)", p, n)
+		}
+	}
+}
+
+func TestSaturatedIsBelowNinetyFivePercentOfTheOfferedRate(t *testing.T) {
+	for _, c := range []struct {
+		r    Result
+		want bool
+	}{
+		{Result{TargetRate: 100000, RecordsPerSec: 99990}, false},
+		{Result{TargetRate: 100000, RecordsPerSec: 95000}, false},
+		{Result{TargetRate: 100000, RecordsPerSec: 94999}, true},
+		{Result{RecordsPerSec: 10}, false}, // saturated runs offer no rate
+	} {
+		if got := Saturated(c.r); got != c.want {
+			t.Errorf("Saturated(%+v) = %v", c.r, got)
+		}
+	}
+}
+
+func TestSweepRefusesPointsWithoutALength(t *testing.T) {
+	if _, err := Sweep(context.Background(), Config{Topic: "t", Partitions: 1, Batch: 1, Concurrency: 1, Produce: true}, []int64{10}, newMemTarget(), nil); err == nil {
+		t.Fatal("a sweep without a duration per point ran")
+	}
+}
+
+func TestRunWithoutAgentsMeasuresOnlyTheClient(t *testing.T) {
+	m := newMemTarget()
+	cfg := Config{Protocol: "mem", Topic: "t", Partitions: 2, Records: 200, Batch: 100, Concurrency: 1, Produce: true}
+	res, err := Run(context.Background(), cfg, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Records != 200 || res.Protocol != "mem" || res.AgentsPeakRSSMiB != nil || res.AckMaxMs < res.AckP50Ms {
+		t.Fatalf("result %+v", res)
+	}
+}
+
+// slowTarget acknowledges every batch after delay.
+type slowTarget struct {
+	*memTarget
+	delay time.Duration
+}
+
+func (s *slowTarget) Send(ctx context.Context, w int, topic string, recs []client.Record) (int64, error) {
+	if err := sleep(ctx, s.delay); err != nil {
+		return 0, err
+	}
+	return s.memTarget.Send(ctx, w, topic, recs)
+}
+
+func TestADurationRunsRateIsOverItsSendWindowNotTheLastAck(t *testing.T) {
+	s := &slowTarget{memTarget: newMemTarget(), delay: 200 * time.Millisecond}
+	cfg := Config{Topic: "t", Partitions: 1, Duration: 50 * time.Millisecond, Batch: 10, Concurrency: 1}
+	res, err := Produce(context.Background(), cfg, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// one batch, sent at once and acknowledged after the window closed
+	if res.Records != 10 || res.Seconds != 0.05 || res.RecordsPerSec != 200 {
+		t.Fatalf("records %d over %.3f s = %.0f/s; want 10 over 0.050 s = 200/s", res.Records, res.Seconds, res.RecordsPerSec)
+	}
+}
+
+func TestAFixedRateRunSendsNoSlotPastItsEnd(t *testing.T) {
+	m := newMemTarget()
+	// 10 batches of 10 per second for 0.3 s: slots at 0, 0.1 and 0.2 s;
+	// eight workers must not send the slots at 0.3, 0.4 … s they claimed
+	cfg := Config{Topic: "t", Partitions: 1, Duration: 300 * time.Millisecond, Rate: 100, Batch: 10, Concurrency: 8}
+	res, err := Produce(context.Background(), cfg, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total, _ := m.stored(); res.Records != 30 || total != 30 {
+		t.Fatalf("sent %d records (stored %d), want the 3 slots inside the run, 30", res.Records, total)
+	}
+	// the workers finish after the last slot, before the window ends
+	if res.Seconds != 0.3 || math.Abs(res.RecordsPerSec-100) > 1e-9 {
+		t.Fatalf("%.0f records/s over %.3f s, want the offered 100 over the 0.3 s window", res.RecordsPerSec, res.Seconds)
+	}
+}
+
+func TestSweepStopsAtTheFirstRateThatFallsBehind(t *testing.T) {
+	defer func(p time.Duration) { sweepPause = p }(sweepPause)
+	sweepPause = 0
+	m := newMemTarget()
+	// 20 slots of one record at 100/s, one worker each: kept; a billion
+	// records/s: behind; the third rate must not run
+	cfg := Config{Topic: "t", Partitions: 1, Duration: 200 * time.Millisecond, Batch: 1, Concurrency: 20, Produce: true}
+	var seen []int64
+	points, err := Sweep(context.Background(), cfg, []int64{100, 1e9, 2e9}, m, func(r Result) error {
+		seen = append(seen, r.TargetRate)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(points) != 2 || len(seen) != 2 || points[0].Records != 20 || Saturated(points[0]) || !Saturated(points[1]) {
+		t.Fatalf("points %+v (reported %v); want 100/s kept with 20 records, then 1e9/s behind, then stop", points, seen)
 	}
 }
