@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -438,6 +439,13 @@ func (a *agent) startPprof(context.Context) error {
 	ln, err := net.Listen("tcp", a.cfg.PprofAddr)
 	if err != nil {
 		return fmt.Errorf("PPROF_ADDR %s: %w", a.cfg.PprofAddr, err)
+	}
+	// Off unless asked for: the block profile costs on every blocking event.
+	if a.cfg.PprofBlockRate > 0 {
+		runtime.SetBlockProfileRate(a.cfg.PprofBlockRate)
+	}
+	if a.cfg.PprofMutexFraction > 0 {
+		runtime.SetMutexProfileFraction(a.cfg.PprofMutexFraction)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)

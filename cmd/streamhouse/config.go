@@ -88,6 +88,8 @@ type agentCmd struct {
 	CheckConfig           bool    `name:"check-config" help:"Check the configuration and what it points to (TLS files, API keys, Postgres, the object store, free ports), print a checklist and exit: 0 when everything is OK, 1 otherwise."`
 	PprofAddr             string  `name:"pprof-addr" env:"PPROF_ADDR" help:"Serve Go profiling endpoints (/debug/pprof/, unauthenticated) on this host:port (unset: off); a loopback address unless PPROF_ALLOW_REMOTE=true."`
 	PprofAllowRemote      bool    `name:"pprof-allow-remote" env:"PPROF_ALLOW_REMOTE" default:"false" negatable:"" help:"Allow PPROF_ADDR on a non-loopback address (anyone who reaches it can profile the agent and read its memory profile)."`
+	PprofBlockRate        int     `name:"pprof-block-rate" env:"PPROF_BLOCK_RATE" default:"0" help:"With PPROF_ADDR: record goroutine blocking events lasting at least this many nanoseconds in /debug/pprof/block (runtime.SetBlockProfileRate; 0 = off; 10000 is a cheap start)."`
+	PprofMutexFraction    int     `name:"pprof-mutex-fraction" env:"PPROF_MUTEX_FRACTION" default:"0" help:"With PPROF_ADDR: sample 1 in this many mutex contention events in /debug/pprof/mutex (runtime.SetMutexProfileFraction; 0 = off)."`
 	LogLevel              string  `name:"log-level" env:"LOG_LEVEL,RUST_LOG" default:"info" help:"debug, info, warn or error (RUST_LOG-style 'streamhouse=debug' accepted)."`
 	LogFormat             string  `name:"log-format" env:"LOG_FORMAT" default:"text" enum:"text,json" help:"Log format: text or json."`
 
