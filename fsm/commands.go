@@ -49,6 +49,8 @@ func (c CommandType) String() string {
 		return "InitProducer"
 	case CmdClockTick:
 		return "ClockTick"
+	case CmdAppendBatches:
+		return "AppendBatches"
 	}
 	return fmt.Sprintf("CommandType(%d)", uint8(c))
 }
@@ -85,6 +87,7 @@ var decoders = map[CommandType]decoderFunc{
 	CmdDeleteGroup:    decodeDeleteGroup,
 	CmdInitProducer:   decodeInitProducer,
 	CmdClockTick:      decodeClockTick,
+	CmdAppendBatches:  decodeAppendBatches,
 }
 
 // Decode parses an encoded command.

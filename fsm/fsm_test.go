@@ -19,14 +19,16 @@ type memSink struct {
 	pinned  int
 }
 
-func (m *memSink) Materialize(b *AppendedBatch) error {
-	if b.Index <= m.last {
+func (m *memSink) Materialize(bs []*AppendedBatch) error {
+	if len(bs) == 0 || bs[0].Index <= m.last {
 		return nil
 	}
-	m.last = b.Index
-	c := *b
-	c.Records = append([]byte(nil), b.Records...)
-	m.batches = append(m.batches, &c)
+	m.last = bs[0].Index
+	for _, b := range bs {
+		c := *b
+		c.Records = append([]byte(nil), b.Records...)
+		m.batches = append(m.batches, &c)
+	}
 	return nil
 }
 
