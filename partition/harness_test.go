@@ -133,11 +133,24 @@ type testNode struct {
 	e      *env
 	sync   Syncer // nil: every read is already in sync
 	leader bool
+	gate   *proposeGate // set before producing: holds proposals
 }
 
 func (n *testNode) Propose(ctx context.Context, cmd []byte) (*fsm.Result, error) {
+	if n.gate != nil {
+		n.gate.entered.Add(1)
+		<-n.gate.release
+	}
 	return n.e.prop.Propose(ctx, cmd)
 }
+
+// proposeGate holds every proposal until release is closed (a Raft commit
+// that takes as long as the test wants).
+type proposeGate struct {
+	entered atomic.Int32
+	release chan struct{}
+}
+
 func (n *testNode) Placement(count int32) []string { return n.e.prop.Placement(count) }
 func (n *testNode) LeaderReady() bool              { return n.leader }
 func (n *testNode) Ready() (bool, string)          { return true, "" }
@@ -195,6 +208,9 @@ func (e *env) build(admits ...Admission) {
 	d := e.deps()
 	e.prod = newProducer(e.cfg, d, e.tasks, admits...)
 	e.tasks.Go("sweeper", e.prod.sweepLoop)
+	if err := e.prod.coalescer.start(); err != nil {
+		e.t.Fatal(err)
+	}
 	e.fetch = newFetcher(e.cfg, d)
 	e.flush = newFlusher(e.cfg, d)
 	e.admin = newAdmin(e.cfg, d)

@@ -1,0 +1,190 @@
+package partition
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/streamhouse/streamhouse/fsm"
+	"github.com/streamhouse/streamhouse/jepsen/testkit"
+)
+
+type produced struct {
+	offs []fsm.RecordOffset
+	err  error
+}
+
+func (e *env) produceAsync(topic string, part int32, vals ...string) <-chan produced {
+	out := make(chan produced, 1)
+	recs := make([]fsm.ProduceRecord, len(vals))
+	for i, v := range vals {
+		recs[i] = fsm.ProduceRecord{Partition: part, Record: fsm.Record{Value: []byte(v)}}
+	}
+	go func() {
+		offs, err := e.prod.Produce(context.Background(), topic, recs)
+		out <- produced{offs, err}
+	}()
+	return out
+}
+
+func waitProduced(t *testing.T, ch <-chan produced) produced {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(10 * time.Second):
+		t.Fatal("produce did not return")
+		return produced{}
+	}
+}
+
+// entriesOf decodes the proposed AppendBatch(es) commands: the batches of
+// each Raft entry.
+func entriesOf(t *testing.T, log [][]byte) [][]*fsm.AppendBatch {
+	t.Helper()
+	var out [][]*fsm.AppendBatch
+	for _, b := range log {
+		cmd, err := fsm.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch c := cmd.(type) {
+		case *fsm.AppendBatch:
+			out = append(out, []*fsm.AppendBatch{c})
+		case *fsm.AppendBatches:
+			out = append(out, c.Batches)
+		}
+	}
+	return out
+}
+
+// While one entry is in flight, the batches of every partition (and of
+// several requests to one partition, and an idempotent producer's) ready
+// meanwhile go out as ONE AppendBatches entry; each request gets its own
+// outcome, and a batch refused for a stale epoch fails alone.
+func TestCoalescerGroupsPartitionsIntoOneEntry(t *testing.T) {
+	e := newEnv(t, ProducerConfig{BatchSize: 100})
+	top := e.topic("t", 8)
+	pid, err := e.prod.InitProducer(context.Background(), 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := &proposeGate{release: make(chan struct{})}
+	e.node.gate = gate
+
+	first := e.produceAsync("t", 0, "p0") // proposed at once, held in "Raft"
+	testkit.WaitFor(t, 10*time.Second, "the first proposal in flight", func() bool { return gate.entered.Load() == 1 })
+	var rest []<-chan produced
+	for p := int32(1); p < 8; p++ {
+		rest = append(rest, e.produceAsync("t", p, "v"))
+	}
+	second := e.produceAsync("t", 1, "w", "x") // a second request for partition 1
+	idem := make(chan error, 1)
+	var idemRes fsm.IdempotentResult
+	go func() {
+		var err error
+		idemRes, err = e.prod.ProduceIdempotent(context.Background(), fsm.IdempotentBatch{Topic: "t", Partition: 5, Producer: pid, BaseSeq: 0, Records: []fsm.Record{{Value: []byte("i")}}})
+		idem <- err
+	}()
+	c := e.prod.coalescer
+	testkit.WaitFor(t, 10*time.Second, "every batch queued behind the first", func() bool { return c.queued.Load() == 10 })
+	// Partition 3 moves on (epoch 2) behind its queued batch's back.
+	if _, err := e.prop.Propose(context.Background(), fsm.Encode(&fsm.AssignLeader{TopicID: top.ID, Partition: 3, Leader: "n1", ExpectedEpoch: 1})); err != nil {
+		t.Fatal(err)
+	}
+	close(gate.release)
+
+	if r := waitProduced(t, first); r.err != nil || r.offs[0].Offset != 0 {
+		t.Fatalf("first: %+v", r)
+	}
+	if err := <-idem; err != nil || idemRes.Count != 1 {
+		t.Fatalf("idempotent batch: %+v %v", idemRes, err)
+	}
+	for i, ch := range rest {
+		part := int32(i + 1)
+		r := waitProduced(t, ch)
+		want := int64(0)
+		if part == 5 { // shares the entry with the idempotent batch, in queue order
+			want = 1 - idemRes.BaseOffset
+		}
+		if part == 3 {
+			if !errors.Is(r.err, fsm.ErrStaleEpoch) || !errors.Is(r.err, fsm.ErrUnavailable) {
+				t.Fatalf("partition 3: %v, want a definite stale-epoch failure", r.err)
+			}
+			continue
+		}
+		if r.err != nil || r.offs[0] != (fsm.RecordOffset{Partition: part, Offset: want}) {
+			t.Fatalf("partition %d: %+v", part, r)
+		}
+	}
+	if r := waitProduced(t, second); r.err != nil || r.offs[0].Offset != 1 || r.offs[1].Offset != 2 {
+		t.Fatalf("second request for partition 1: %+v", r)
+	}
+
+	entries := entriesOf(t, e.prop.log)
+	last := entries[len(entries)-1]
+	if len(entries) != 2 || len(entries[0]) != 1 || len(last) != 9 {
+		t.Fatalf("proposed entries of %v batches; want one alone, then one of 9", batchCounts(entries))
+	}
+	parts := map[int32]int{}
+	for _, b := range last {
+		parts[b.Partition]++
+	}
+	if len(parts) != 7 || parts[1] != 2 {
+		t.Fatalf("the grouped entry holds partitions %v", parts)
+	}
+	if got := e.readAll("t", 1); len(got) != 3 || got[0] != "v" || got[2] != "x" {
+		t.Fatalf("partition 1 reads %q", got)
+	}
+}
+
+func batchCounts(entries [][]*fsm.AppendBatch) []int {
+	out := make([]int, len(entries))
+	for i, e := range entries {
+		out[i] = len(e)
+	}
+	return out
+}
+
+// An idle agent adds no wait: with nothing in flight each batch is
+// proposed at once, alone, as a plain AppendBatch.
+func TestCoalescerProposesAtOnceWhenIdle(t *testing.T) {
+	e := newEnv(t, ProducerConfig{})
+	e.topic("t", 2)
+	for i := 0; i < 3; i++ {
+		e.produce("t", int32(i%2), "v")
+	}
+	if got := batchCounts(entriesOf(t, e.prop.log)); len(got) != 3 || got[0] != 1 || got[1] != 1 || got[2] != 1 {
+		t.Fatalf("entries %v, want three single batches", got)
+	}
+	for _, b := range e.prop.log[1:] {
+		if b[0] != byte(fsm.CmdAppendBatch) {
+			t.Fatalf("a lone batch was proposed as %s", fsm.CommandType(b[0]))
+		}
+	}
+}
+
+// A failed entry fails every batch in it with the entry's outcome class.
+func TestCoalescerFailsEveryBatchOfAFailedEntry(t *testing.T) {
+	e := newEnv(t, ProducerConfig{})
+	e.topic("t", 4)
+	gate := &proposeGate{release: make(chan struct{})}
+	e.node.gate = gate
+	first := e.produceAsync("t", 0, "a")
+	testkit.WaitFor(t, 10*time.Second, "the first proposal in flight", func() bool { return gate.entered.Load() == 1 })
+	var rest []<-chan produced
+	for p := int32(1); p < 4; p++ {
+		rest = append(rest, e.produceAsync("t", p, "b"))
+	}
+	testkit.WaitFor(t, 10*time.Second, "three batches queued", func() bool { return e.prod.coalescer.queued.Load() == 4 })
+	e.prop.mu.Lock()
+	e.prop.fail = errors.Join(fsm.ErrOutcomeUnknown, errors.New("leadership lost"))
+	e.prop.mu.Unlock()
+	close(gate.release)
+	for _, ch := range append(rest, first) {
+		if r := waitProduced(t, ch); !errors.Is(r.err, fsm.ErrOutcomeUnknown) {
+			t.Fatalf("produce: %v, want outcome unknown", r.err)
+		}
+	}
+}
