@@ -30,7 +30,8 @@ import (
 // CoalescerConfig bounds the proposal coalescer.
 type CoalescerConfig struct {
 	// MaxInFlight is how many entries may be proposed and not yet applied
-	// at once (default 1: the next entry gathers while one commits).
+	// at once (default 2: one may commit while the next is written and
+	// replicated; later batches gather meanwhile).
 	MaxInFlight int
 	// MaxBytes seals an entry once its batches' records reach this many
 	// bytes (default 4 MiB; a larger single batch still goes alone).
@@ -42,7 +43,7 @@ type CoalescerConfig struct {
 
 func (c CoalescerConfig) withDefaults() CoalescerConfig {
 	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = 1
+		c.MaxInFlight = 2
 	}
 	if c.MaxBytes <= 0 {
 		c.MaxBytes = 4 << 20

@@ -3,6 +3,7 @@ package partition
 import (
 	"context"
 	"errors"
+	"sort"
 	"testing"
 	"time"
 
@@ -64,7 +65,7 @@ func entriesOf(t *testing.T, log [][]byte) [][]*fsm.AppendBatch {
 // meanwhile go out as ONE AppendBatches entry; each request gets its own
 // outcome, and a batch refused for a stale epoch fails alone.
 func TestCoalescerGroupsPartitionsIntoOneEntry(t *testing.T) {
-	e := newEnv(t, ProducerConfig{BatchSize: 100})
+	e := newEnv(t, ProducerConfig{BatchSize: 100, Coalescer: CoalescerConfig{MaxInFlight: 1}})
 	top := e.topic("t", 8)
 	pid, err := e.prod.InitProducer(context.Background(), 0, "")
 	if err != nil {
@@ -167,7 +168,7 @@ func TestCoalescerProposesAtOnceWhenIdle(t *testing.T) {
 
 // A failed entry fails every batch in it with the entry's outcome class.
 func TestCoalescerFailsEveryBatchOfAFailedEntry(t *testing.T) {
-	e := newEnv(t, ProducerConfig{})
+	e := newEnv(t, ProducerConfig{Coalescer: CoalescerConfig{MaxInFlight: 1}})
 	e.topic("t", 4)
 	gate := &proposeGate{release: make(chan struct{})}
 	e.node.gate = gate
@@ -186,5 +187,38 @@ func TestCoalescerFailsEveryBatchOfAFailedEntry(t *testing.T) {
 		if r := waitProduced(t, ch); !errors.Is(r.err, fsm.ErrOutcomeUnknown) {
 			t.Fatalf("produce: %v, want outcome unknown", r.err)
 		}
+	}
+}
+
+// With two entries allowed in flight, the second batch goes out at once
+// and what is sealed while both are in flight gathers into the third.
+func TestCoalescerKeepsMaxInFlightEntries(t *testing.T) {
+	e := newEnv(t, ProducerConfig{Coalescer: CoalescerConfig{MaxInFlight: 2}})
+	e.topic("t", 6)
+	gate := &proposeGate{release: make(chan struct{})}
+	e.node.gate = gate
+	chs := []<-chan produced{e.produceAsync("t", 0, "a")}
+	testkit.WaitFor(t, 10*time.Second, "one entry in flight", func() bool { return gate.entered.Load() == 1 })
+	chs = append(chs, e.produceAsync("t", 1, "b"))
+	testkit.WaitFor(t, 10*time.Second, "two entries in flight", func() bool { return gate.entered.Load() == 2 })
+	for p := int32(2); p < 6; p++ {
+		chs = append(chs, e.produceAsync("t", p, "c"))
+	}
+	testkit.WaitFor(t, 10*time.Second, "six batches queued", func() bool { return e.prod.coalescer.queued.Load() == 6 })
+	if n := gate.entered.Load(); n != 2 {
+		t.Fatalf("%d entries proposed, want 2 in flight", n)
+	}
+	close(gate.release)
+	for _, ch := range chs {
+		if r := waitProduced(t, ch); r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	// The third entry goes out when either of the first two returned; the
+	// two released at once may reach the log in either order.
+	got := batchCounts(entriesOf(t, e.prop.log))
+	sort.Ints(got)
+	if len(got) != 3 || got[0] != 1 || got[1] != 1 || got[2] != 4 {
+		t.Fatalf("entries of %v batches, want 1, 1 and 4", got)
 	}
 }

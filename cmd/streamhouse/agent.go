@@ -288,7 +288,8 @@ func (a *agent) partitionConfig() partition.Config {
 	return partition.Config{
 		NodeID: c.NodeID,
 		Producer: partition.ProducerConfig{BatchSize: c.BatchSize, BatchTimeout: c.batchTimeout(), MaxRecordBytes: c.MaxRecordBytes,
-			MaxUnflushedBytes: c.MaxUnflushedBytes, MaxUnflushedRecords: c.MaxUnflushedRecs},
+			MaxUnflushedBytes: c.MaxUnflushedBytes, MaxUnflushedRecords: c.MaxUnflushedRecs,
+			Coalescer: partition.CoalescerConfig{MaxInFlight: c.ProposeInFlight}},
 		Flusher: partition.FlusherConfig{MaxBytes: c.SegmentMaxBytes, MaxAge: time.Duration(c.SegmentMaxAgeMs) * time.Millisecond,
 			CommitWindow: time.Duration(c.OrphanGraceMs) * time.Millisecond},
 		Janitor:   partition.JanitorConfig{Interval: time.Duration(c.RetentionCheckMs) * time.Millisecond},
