@@ -176,7 +176,7 @@ func (b *batcher) run(ctx context.Context) {
 		go func(call *appendCall, batch []*request) {
 			defer inflight.Done()
 			defer func() { <-b.slots }()
-			b.complete(ctx, call, batch)
+			b.complete(call, batch)
 		}(call, batch)
 		idle.Reset(b.p.cfg.IdleTimeout)
 	}

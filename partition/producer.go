@@ -485,9 +485,13 @@ func (b *batcher) seal(ctx context.Context, batch []*request, n int) (*appendCal
 	return b.p.seq.Sequence(ctx, cmd)
 }
 
-// complete waits for the batch's own result and answers its requests.
-func (b *batcher) complete(ctx context.Context, call *appendCall, batch []*request) {
-	res, err := call.wait(ctx)
+// complete waits for the batch's own result and answers its requests. It
+// does not give up when the service closes: the coalescer answers every
+// queued call (a batch it never proposed fails "shutting down", definitely
+// not written; one in flight gets what Propose returned).
+func (b *batcher) complete(call *appendCall, batch []*request) {
+	<-call.done
+	res, err := call.res, call.err
 	if err == nil {
 		err = appendErr(res)
 	}

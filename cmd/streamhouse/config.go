@@ -45,7 +45,7 @@ type agentCmd struct {
 
 	BatchSize         int   `name:"batch-size" env:"BATCH_SIZE" default:"1000" help:"Records per proposed batch before it is sealed."`
 	BatchTimeoutMs    int   `name:"batch-timeout-ms" env:"BATCH_TIMEOUT_MS" default:"10" help:"Max wait (ms) for a batch to fill while the partition has a batch in flight."`
-	ProposeInFlight   int   `name:"propose-in-flight" env:"PROPOSE_IN_FLIGHT" default:"2" help:"Raft entries of record batches this agent may have proposed and not yet applied; batches of every partition that become ready meanwhile are grouped into the next entry (group commit)."`
+	ProposeInFlight   int   `name:"propose-in-flight" env:"PROPOSE_IN_FLIGHT" default:"2" help:"Raft entries of record batches this agent may have proposed and not yet applied; batches of every partition that become ready meanwhile are grouped into the next entry (group commit). 0 = the default, 2."`
 	SegmentMaxBytes   int64 `name:"segment-max-bytes" env:"SEGMENT_MAX_BYTES" default:"8388608" help:"Roll a segment object at this many unflushed bytes."`
 	SegmentMaxAgeMs   int   `name:"segment-max-age-ms" env:"SEGMENT_MAX_AGE_MS" default:"1000" help:"Roll a segment object once the oldest unflushed record is this old (ms)."`
 	MaxRecordBytes    int   `name:"max-record-bytes" env:"MAX_RECORD_BYTES" default:"1048576" help:"Largest accepted record (key+value+headers)."`
@@ -189,7 +189,7 @@ func (c *agentCmd) rangeErrors() []error {
 		checkNonNegative("MIN_FREE_DISK_BYTES", c.MinFreeDiskBytes),
 		checkPositive("BATCH_SIZE", int64(c.BatchSize)),
 		checkNonNegative("BATCH_TIMEOUT_MS", int64(c.BatchTimeoutMs)),
-		checkPositive("PROPOSE_IN_FLIGHT", int64(c.ProposeInFlight)),
+		checkNonNegative("PROPOSE_IN_FLIGHT", int64(c.ProposeInFlight)),
 		checkPositive("SEGMENT_MAX_BYTES", c.SegmentMaxBytes),
 		checkPositive("SEGMENT_MAX_AGE_MS", int64(c.SegmentMaxAgeMs)),
 		checkPositive("MAX_RECORD_BYTES", int64(c.MaxRecordBytes)),
