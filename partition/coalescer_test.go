@@ -71,16 +71,22 @@ func TestCoalescerGroupsPartitionsIntoOneEntry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gate := &proposeGate{release: make(chan struct{})}
-	e.node.gate = gate
+	gate := newProposeGate(e)
 
 	first := e.produceAsync("t", 0, "p0") // proposed at once, held in "Raft"
 	testkit.WaitFor(t, 10*time.Second, "the first proposal in flight", func() bool { return gate.entered.Load() == 1 })
-	var rest []<-chan produced
-	for p := int32(1); p < 8; p++ {
+	c := e.prod.coalescer
+	queued := func(n int64) {
+		t.Helper()
+		testkit.WaitFor(t, 10*time.Second, "batches queued behind the first", func() bool { return c.queued.Load() == n })
+	}
+	rest := []<-chan produced{e.produceAsync("t", 1, "v")}
+	queued(2)
+	second := e.produceAsync("t", 1, "w", "x") // a second request (batch) for partition 1
+	queued(3)
+	for p := int32(2); p < 8; p++ {
 		rest = append(rest, e.produceAsync("t", p, "v"))
 	}
-	second := e.produceAsync("t", 1, "w", "x") // a second request for partition 1
 	idem := make(chan error, 1)
 	var idemRes fsm.IdempotentResult
 	go func() {
@@ -88,13 +94,12 @@ func TestCoalescerGroupsPartitionsIntoOneEntry(t *testing.T) {
 		idemRes, err = e.prod.ProduceIdempotent(context.Background(), fsm.IdempotentBatch{Topic: "t", Partition: 5, Producer: pid, BaseSeq: 0, Records: []fsm.Record{{Value: []byte("i")}}})
 		idem <- err
 	}()
-	c := e.prod.coalescer
-	testkit.WaitFor(t, 10*time.Second, "every batch queued behind the first", func() bool { return c.queued.Load() == 10 })
+	queued(10)
 	// Partition 3 moves on (epoch 2) behind its queued batch's back.
 	if _, err := e.prop.Propose(context.Background(), fsm.Encode(&fsm.AssignLeader{TopicID: top.ID, Partition: 3, Leader: "n1", ExpectedEpoch: 1})); err != nil {
 		t.Fatal(err)
 	}
-	close(gate.release)
+	gate.open()
 
 	if r := waitProduced(t, first); r.err != nil || r.offs[0].Offset != 0 {
 		t.Fatalf("first: %+v", r)
@@ -170,8 +175,7 @@ func TestCoalescerProposesAtOnceWhenIdle(t *testing.T) {
 func TestCoalescerFailsEveryBatchOfAFailedEntry(t *testing.T) {
 	e := newEnv(t, ProducerConfig{Coalescer: CoalescerConfig{MaxInFlight: 1}})
 	e.topic("t", 4)
-	gate := &proposeGate{release: make(chan struct{})}
-	e.node.gate = gate
+	gate := newProposeGate(e)
 	first := e.produceAsync("t", 0, "a")
 	testkit.WaitFor(t, 10*time.Second, "the first proposal in flight", func() bool { return gate.entered.Load() == 1 })
 	var rest []<-chan produced
@@ -182,7 +186,7 @@ func TestCoalescerFailsEveryBatchOfAFailedEntry(t *testing.T) {
 	e.prop.mu.Lock()
 	e.prop.fail = errors.Join(fsm.ErrOutcomeUnknown, errors.New("leadership lost"))
 	e.prop.mu.Unlock()
-	close(gate.release)
+	gate.open()
 	for _, ch := range append(rest, first) {
 		if r := waitProduced(t, ch); !errors.Is(r.err, fsm.ErrOutcomeUnknown) {
 			t.Fatalf("produce: %v, want outcome unknown", r.err)
@@ -195,8 +199,7 @@ func TestCoalescerFailsEveryBatchOfAFailedEntry(t *testing.T) {
 func TestCoalescerKeepsMaxInFlightEntries(t *testing.T) {
 	e := newEnv(t, ProducerConfig{Coalescer: CoalescerConfig{MaxInFlight: 2}})
 	e.topic("t", 6)
-	gate := &proposeGate{release: make(chan struct{})}
-	e.node.gate = gate
+	gate := newProposeGate(e)
 	chs := []<-chan produced{e.produceAsync("t", 0, "a")}
 	testkit.WaitFor(t, 10*time.Second, "one entry in flight", func() bool { return gate.entered.Load() == 1 })
 	chs = append(chs, e.produceAsync("t", 1, "b"))
@@ -208,7 +211,7 @@ func TestCoalescerKeepsMaxInFlightEntries(t *testing.T) {
 	if n := gate.entered.Load(); n != 2 {
 		t.Fatalf("%d entries proposed, want 2 in flight", n)
 	}
-	close(gate.release)
+	gate.open()
 	for _, ch := range chs {
 		if r := waitProduced(t, ch); r.err != nil {
 			t.Fatal(r.err)

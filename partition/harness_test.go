@@ -144,12 +144,24 @@ func (n *testNode) Propose(ctx context.Context, cmd []byte) (*fsm.Result, error)
 	return n.e.prop.Propose(ctx, cmd)
 }
 
-// proposeGate holds every proposal until release is closed (a Raft commit
+// proposeGate holds every proposal until open is called (a Raft commit
 // that takes as long as the test wants).
 type proposeGate struct {
 	entered atomic.Int32
 	release chan struct{}
+	once    sync.Once
 }
+
+// newProposeGate installs a closed gate on e's node; it opens at the end of
+// the test at the latest, so a failed test does not hang in Close.
+func newProposeGate(e *env) *proposeGate {
+	g := &proposeGate{release: make(chan struct{})}
+	e.node.gate = g
+	e.t.Cleanup(g.open)
+	return g
+}
+
+func (g *proposeGate) open() { g.once.Do(func() { close(g.release) }) }
 
 func (n *testNode) Placement(count int32) []string { return n.e.prop.Placement(count) }
 func (n *testNode) LeaderReady() bool              { return n.leader }
