@@ -460,6 +460,7 @@ func FuzzDecodeCommand(f *testing.F) {
 	f.Add(Encode(&CreateTopic{Name: "t", Partitions: 1, Leaders: []string{"a"}}))
 	f.Add(Encode(appendCmd(1, 0, 1, "x")))
 	f.Add(Encode(commitCmd(1, 0, 1, 0, 0)))
+	f.Add(Encode(&AppendBatches{Batches: []*AppendBatch{appendCmd(1, 0, 1, "x"), {TopicID: 1, Count: 1, Records: []byte("r"), ProducerID: 3, ProducerOwner: "o", MaxUnflushed: 9}}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := Decode(b)
 		if err != nil {

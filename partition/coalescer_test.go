@@ -3,6 +3,7 @@ package partition
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"testing"
 	"time"
@@ -224,4 +225,68 @@ func TestCoalescerKeepsMaxInFlightEntries(t *testing.T) {
 	if len(got) != 3 || got[0] != 1 || got[1] != 1 || got[2] != 4 {
 		t.Fatalf("entries of %v batches, want 1, 1 and 4", got)
 	}
+}
+
+// AppendBatches entries become one WAL entry each; every batch in them is
+// read back per partition, reindexed when the WAL is reopened, and
+// delivered to a new agent that installs a snapshot.
+func TestStoreHoldsMultiBatchEntries(t *testing.T) {
+	e := newEnv(t, ProducerConfig{})
+	top := e.topic("t", 3)
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		var bs []*fsm.AppendBatch
+		for p := int32(0); p < 3; p++ {
+			rec := fsm.Record{Value: []byte(fmt.Sprintf("%d-%d", p, i))}
+			bs = append(bs, &fsm.AppendBatch{TopicID: top.ID, Partition: p, LeaderEpoch: 1, Count: 1, Records: fsm.AppendRecords(nil, []fsm.Record{rec})})
+		}
+		res, err := e.prop.Propose(ctx, fsm.Encode(&fsm.AppendBatches{Batches: bs}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p, r := range res.Batches {
+			if r.Err() != nil || r.BaseOffset != int64(i) {
+				t.Fatalf("entry %d batch %d: %+v", i, p, r)
+			}
+		}
+	}
+	check := func(e *env, when string) {
+		t.Helper()
+		for p := int32(0); p < 3; p++ {
+			got := e.readAll("t", p)
+			if len(got) != 5 || got[0] != fmt.Sprintf("%d-0", p) || got[4] != fmt.Sprintf("%d-4", p) {
+				t.Fatalf("%s: partition %d reads %q", when, p, got)
+			}
+		}
+	}
+	check(e, "written")
+	snap, err := e.fsm.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf snapBuf
+	if err := snap.Persist(&buf); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+
+	e.stop()
+	if err := e.wal.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before := e.store.Bytes()
+	e.open()
+	if err := e.fsm.Restore(buf.reader()); err != nil {
+		t.Fatal(err)
+	}
+	if e.store.Bytes() != before {
+		t.Fatalf("reopened store indexes %d bytes, had %d", e.store.Bytes(), before)
+	}
+	check(e, "reopened")
+
+	fresh := newEnv(t, ProducerConfig{})
+	if err := fresh.fsm.Restore(buf.reader()); err != nil {
+		t.Fatal(err)
+	}
+	check(fresh, "installed on a new agent")
 }
