@@ -507,3 +507,40 @@ func (p prometheusCollector) Float64() float64 {
 	}
 	return 0
 }
+
+// An AppendBatches entry proposed on a follower crosses the forward hop
+// once and each batch's own result comes back: a stale-epoch batch fails
+// alone, its neighbours get their offsets.
+func TestForwardedAppendBatchesKeepsPerBatchResults(t *testing.T) {
+	c := newTestCluster(t)
+	c.startBootstrapped("a", "b", "c")
+	lead := c.waitLeader(deadline)
+	f := c.followers(lead)[0]
+	id := createTopic(t, f, "t", 2)
+	batch := func(part int32, epoch uint64, vals ...string) *fsm.AppendBatch {
+		recs := make([]fsm.Record, len(vals))
+		for i, v := range vals {
+			recs[i] = fsm.Record{Value: []byte(v)}
+		}
+		return &fsm.AppendBatch{TopicID: id, Partition: part, LeaderEpoch: epoch, Count: int32(len(recs)), Records: fsm.AppendRecords(nil, recs)}
+	}
+	res, err := propose(t, f, &fsm.AppendBatches{Batches: []*fsm.AppendBatch{
+		batch(0, 1, "a", "b"), batch(1, 7, "x"), batch(1, 1, "c"), batch(0, 1, "d"),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Batches) != 4 {
+		t.Fatalf("%d batch results over the forward, want 4", len(res.Batches))
+	}
+	b := res.Batches
+	if b[0].Err() != nil || b[0].BaseOffset != 0 || b[0].Count != 2 || b[2].Err() != nil || b[2].BaseOffset != 0 || b[3].BaseOffset != 2 {
+		t.Fatalf("results %+v", b)
+	}
+	if !errors.Is(b[1].Err(), fsm.ErrStaleEpoch) {
+		t.Fatalf("stale batch: %v", b[1].Err())
+	}
+	if p, _ := f.fsm.Partition(id, 0); p.NextOffset != 3 {
+		t.Fatalf("the forwarding agent has applied next offset %d, want 3", p.NextOffset)
+	}
+}

@@ -412,19 +412,48 @@ func postApply(ctx context.Context, client *http.Client, addr, leaderID string, 
 	return nil, 0, outcomeUnknown, fmt.Errorf("%w: raft leader %s answered %d: %s", fsm.ErrOutcomeUnknown, leaderID, resp.StatusCode, e.Error)
 }
 
-// resultJSON is the wire form of an fsm.Result on peer RPC.
+// resultJSON is the wire form of an fsm.Result on peer RPC. Batches
+// carries the per-batch results of an AppendBatches entry.
 type resultJSON struct {
-	Code       uint8  `json:"code"`
-	Message    string `json:"message,omitempty"`
-	TopicID    uint64 `json:"topic_id,omitempty"`
-	BaseOffset int64  `json:"base_offset,omitempty"`
-	Count      int32  `json:"count,omitempty"`
-	Epoch      uint64 `json:"epoch,omitempty"`
-	Accepted   []bool `json:"accepted"`
-	Duplicate  bool   `json:"duplicate,omitempty"`
-	Index      uint64 `json:"index,omitempty"`
-	ProducerID uint64 `json:"producer_id,omitempty"`
-	ProdEpoch  uint32 `json:"producer_epoch,omitempty"`
+	Code       uint8        `json:"code"`
+	Message    string       `json:"message,omitempty"`
+	TopicID    uint64       `json:"topic_id,omitempty"`
+	BaseOffset int64        `json:"base_offset,omitempty"`
+	Count      int32        `json:"count,omitempty"`
+	Epoch      uint64       `json:"epoch,omitempty"`
+	Accepted   []bool       `json:"accepted"`
+	Duplicate  bool         `json:"duplicate,omitempty"`
+	Index      uint64       `json:"index,omitempty"`
+	ProducerID uint64       `json:"producer_id,omitempty"`
+	ProdEpoch  uint32       `json:"producer_epoch,omitempty"`
+	Batches    []resultJSON `json:"batches,omitempty"`
+}
+
+func resultToJSON(r *fsm.Result) resultJSON {
+	j := resultJSON{
+		Code: uint8(r.Code), Message: r.Message, TopicID: r.TopicID, BaseOffset: r.BaseOffset,
+		Count: r.Count, Epoch: r.Epoch, Accepted: r.Accepted,
+		Duplicate: r.Duplicate, ProducerID: r.ProducerID, ProdEpoch: r.ProducerEpoch, Index: r.Index,
+	}
+	for i := range r.Batches {
+		j.Batches = append(j.Batches, resultToJSON(&r.Batches[i]))
+	}
+	return j
+}
+
+func resultFromJSON(j *resultJSON) fsm.Result {
+	r := fsm.Result{
+		Code: fsm.Code(j.Code), Message: j.Message, TopicID: j.TopicID, BaseOffset: j.BaseOffset,
+		Count: j.Count, Epoch: j.Epoch, Accepted: j.Accepted,
+		Duplicate: j.Duplicate, ProducerID: j.ProducerID, ProducerEpoch: j.ProdEpoch, Index: j.Index,
+	}
+	if len(j.Batches) > 0 {
+		r.Batches = make([]fsm.Result, len(j.Batches))
+		for i := range j.Batches {
+			r.Batches[i] = resultFromJSON(&j.Batches[i])
+		}
+	}
+	return r
 }
 
 // EncodeResult encodes an apply result for peer RPC (JSON of its fields).
@@ -432,11 +461,7 @@ func EncodeResult(r *fsm.Result) ([]byte, error) {
 	if r == nil {
 		return nil, errors.New("cluster: nil result")
 	}
-	return json.Marshal(resultJSON{
-		Code: uint8(r.Code), Message: r.Message, TopicID: r.TopicID, BaseOffset: r.BaseOffset,
-		Count: r.Count, Epoch: r.Epoch, Accepted: r.Accepted,
-		Duplicate: r.Duplicate, ProducerID: r.ProducerID, ProdEpoch: r.ProducerEpoch, Index: r.Index,
-	})
+	return json.Marshal(resultToJSON(r))
 }
 
 // DecodeResult decodes what EncodeResult produced.
@@ -449,9 +474,6 @@ func DecodeResult(b []byte) (*fsm.Result, error) {
 	if dec.More() {
 		return nil, errors.New("cluster: decode result: trailing data")
 	}
-	return &fsm.Result{
-		Code: fsm.Code(j.Code), Message: j.Message, TopicID: j.TopicID, BaseOffset: j.BaseOffset,
-		Count: j.Count, Epoch: j.Epoch, Accepted: j.Accepted,
-		Duplicate: j.Duplicate, ProducerID: j.ProducerID, ProducerEpoch: j.ProdEpoch, Index: j.Index,
-	}, nil
+	r := resultFromJSON(&j)
+	return &r, nil
 }

@@ -38,7 +38,7 @@ func (s *diskSink) setFull(v bool) {
 	s.mu.Unlock()
 }
 
-func (s *diskSink) Materialize(b *fsm.AppendedBatch) error {
+func (s *diskSink) Materialize(bs []*fsm.AppendedBatch) error {
 	s.mu.Lock()
 	hold := s.hold
 	s.hold = nil
@@ -48,13 +48,14 @@ func (s *diskSink) Materialize(b *fsm.AppendedBatch) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if n := len(s.indexes); n > 0 && b.Index <= s.indexes[n-1] {
+	index := bs[0].Index
+	if n := len(s.indexes); n > 0 && index <= s.indexes[n-1] {
 		return nil
 	}
 	if s.full {
 		return syscall.ENOSPC
 	}
-	s.indexes = append(s.indexes, b.Index)
+	s.indexes = append(s.indexes, index)
 	return nil
 }
 

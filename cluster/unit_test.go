@@ -27,6 +27,12 @@ func TestResultCodecRoundTrip(t *testing.T) {
 		{Accepted: []bool{true, false, true}},
 		{Accepted: []bool{}},
 		{Code: fsm.CodeStaleEpoch, Message: "expected epoch 3, partition is at epoch 4"},
+		// AppendBatches: each batch's own outcome crosses the forward hop.
+		{Index: 12, Batches: []fsm.Result{
+			{BaseOffset: 100, Count: 50, Index: 12},
+			{Code: fsm.CodeStaleEpoch, Message: "batch for epoch 1, partition is at epoch 2", Index: 12},
+			{BaseOffset: 7, Count: 3, Duplicate: true, Index: 12},
+		}},
 	} {
 		b, err := EncodeResult(r)
 		if err != nil {

@@ -8,7 +8,7 @@ import (
 
 type discardSink struct{}
 
-func (discardSink) Materialize(*AppendedBatch) error { return nil }
+func (discardSink) Materialize([]*AppendedBatch) error { return nil }
 func (discardSink) SnapshotBatches(map[PartitionKey]int64) (BatchSnapshot, error) {
 	return nil, nil
 }

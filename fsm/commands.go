@@ -55,6 +55,8 @@ func (c CommandType) String() string {
 		return "AlterTopicConfig"
 	case CmdCreatePartitions:
 		return "CreatePartitions"
+	case CmdAppendBatches:
+		return "AppendBatches"
 	}
 	return fmt.Sprintf("CommandType(%d)", uint8(c))
 }
@@ -93,6 +95,7 @@ var decoders = map[CommandType]decoderFunc{
 	CmdClockTick:        decodeClockTick,
 	CmdAlterTopicConfig: decodeAlterTopicConfig,
 	CmdCreatePartitions: decodeCreatePartitions,
+	CmdAppendBatches:    decodeAppendBatches,
 }
 
 // Decode parses an encoded command.

@@ -105,6 +105,9 @@ type Result struct {
 	// ProducerID and ProducerEpoch are set by InitProducer.
 	ProducerID    uint64
 	ProducerEpoch uint32
+	// Batches is set by AppendBatches: each batch's own result, in order
+	// (the entry's own Code is OK whatever they say).
+	Batches []Result
 }
 
 // Err converts a non-OK result into an error wrapping the code's sentinel.

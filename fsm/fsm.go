@@ -22,10 +22,13 @@ type AppendedBatch struct {
 
 // Sink is local storage for committed record batches (implemented by the
 // partition store over the WAL). Materialize is called from Apply, in Raft
-// index order, and must be idempotent under replay: a batch whose Index is
-// not above what the sink already holds must be ignored.
+// index order, once per entry with the batches that entry appended (one for
+// AppendBatch, one or more for AppendBatches; all with the entry's Index, in
+// entry order), and must be idempotent under replay: batches whose Index is
+// not above what the sink already holds must be ignored. A failed call must
+// have stored none of them.
 type Sink interface {
-	Materialize(b *AppendedBatch) error
+	Materialize(bs []*AppendedBatch) error
 	// SnapshotBatches returns the batches holding offsets >= from[key] of
 	// each listed partition, pinned against truncation until Release.
 	SnapshotBatches(from map[PartitionKey]int64) (BatchSnapshot, error)
@@ -160,6 +163,8 @@ func (f *FSM) applyOne(index uint64, data []byte) (*Result, bool, error) {
 	switch c := cmd.(type) {
 	case *AppendBatch:
 		return f.applyAppendBatch(index, c)
+	case *AppendBatches:
+		return f.applyAppendBatches(index, c)
 	case *CommitOffsets:
 		res := f.applyCommitOffsets(c)
 		return res, res.Code == CodeOK, nil
@@ -262,45 +267,20 @@ func (f *FSM) applyDeleteTopic(c *DeleteTopic) (*Result, bool) {
 	return &Result{TopicID: t.ID}, true
 }
 
+// applyAppendBatch applies one batch (see appendOne). The Sink stores it
+// before the change is kept: if the Sink cannot hold it (disk full), the
+// change is undone and ApplyBatch retries the same entry.
 func (f *FSM) applyAppendBatch(index uint64, c *AppendBatch) (*Result, bool, error) {
-	p, res := f.partitionFor(c.TopicID, c.Partition)
-	if res != nil {
+	undo := f.state.saveAppends([]*AppendBatch{c})
+	res, b := f.appendOne(index, c)
+	if b == nil {
 		return res, false, nil
 	}
-	if c.Count <= 0 {
-		return fail(CodeInvalid, "empty batch"), false, nil
+	if err := f.materialize(index, []*AppendedBatch{b}); err != nil {
+		undo.restore(f.state)
+		return nil, false, err
 	}
-	k := PartitionKey{c.TopicID, c.Partition}
-	if c.ProducerID != 0 {
-		// Before the epoch check: a retry of an applied batch gets its
-		// original offsets whoever leads the partition now.
-		if res := f.checkSequence(k, c); res != nil {
-			return res, false, nil
-		}
-	}
-	if c.LeaderEpoch != p.LeaderEpoch {
-		return fail(CodeStaleEpoch, "batch for epoch %d, partition is at epoch %d", c.LeaderEpoch, p.LeaderEpoch), false, nil
-	}
-	if res := f.state.checkUnflushedBound(p, c); res != nil {
-		return res, false, nil
-	}
-	f.state.MaxUnflushedRecords = max(f.state.MaxUnflushedRecords, c.MaxUnflushed)
-	b := &AppendedBatch{
-		Index: index, TopicID: c.TopicID, Partition: c.Partition,
-		BaseOffset: p.NextOffset, Count: c.Count, Timestamp: c.Timestamp, Records: c.Records,
-	}
-	// Store first, then change state: if the Sink cannot hold the batch
-	// (disk full), nothing changed and ApplyBatch retries the same entry.
-	if f.sink != nil {
-		if err := f.sink.Materialize(b); err != nil {
-			return nil, false, &sinkError{fmt.Errorf("materialising committed batch at index %d: %w", index, err)}
-		}
-	}
-	p.NextOffset += int64(c.Count)
-	if c.ProducerID != 0 {
-		f.recordSequence(k, c, b.BaseOffset)
-	}
-	return &Result{BaseOffset: b.BaseOffset, Count: b.Count}, false, nil
+	return res, false, nil
 }
 
 func (f *FSM) partitionFor(topicID uint64, part int32) (*Partition, *Result) {

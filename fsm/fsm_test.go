@@ -19,14 +19,16 @@ type memSink struct {
 	pinned  int
 }
 
-func (m *memSink) Materialize(b *AppendedBatch) error {
-	if b.Index <= m.last {
+func (m *memSink) Materialize(bs []*AppendedBatch) error {
+	if len(bs) == 0 || bs[0].Index <= m.last {
 		return nil
 	}
-	m.last = b.Index
-	c := *b
-	c.Records = append([]byte(nil), b.Records...)
-	m.batches = append(m.batches, &c)
+	m.last = bs[0].Index
+	for _, b := range bs {
+		c := *b
+		c.Records = append([]byte(nil), b.Records...)
+		m.batches = append(m.batches, &c)
+	}
 	return nil
 }
 
@@ -458,6 +460,7 @@ func FuzzDecodeCommand(f *testing.F) {
 	f.Add(Encode(&CreateTopic{Name: "t", Partitions: 1, Leaders: []string{"a"}}))
 	f.Add(Encode(appendCmd(1, 0, 1, "x")))
 	f.Add(Encode(commitCmd(1, 0, 1, 0, 0)))
+	f.Add(Encode(&AppendBatches{Batches: []*AppendBatch{appendCmd(1, 0, 1, "x"), {TopicID: 1, Count: 1, Records: []byte("r"), ProducerID: 3, ProducerOwner: "o", MaxUnflushed: 9}}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := Decode(b)
 		if err != nil {

@@ -434,6 +434,60 @@ func DecodeBatch(b []byte) (*AppendedBatch, error) {
 	return out, nil
 }
 
+// multiBatchTag starts the encoding of several batches of one Raft entry
+// (EncodeBatches). A single batch's encoding starts with its index as a
+// uvarint, never 0, so the first byte tells the two apart.
+const (
+	multiBatchTag     = 0x00
+	multiBatchVersion = 1
+)
+
+// EncodeBatches serialises the batches of one Raft entry (used by the
+// WAL-backed store: one WAL entry per Raft entry). One batch is written as
+// EncodeBatch writes it; several as the tag, a version byte, the count and
+// each batch.
+func EncodeBatches(dst []byte, bs []*AppendedBatch) []byte {
+	if len(bs) == 1 {
+		return EncodeBatch(dst, bs[0])
+	}
+	e := enc{b: dst}
+	e.u8(multiBatchTag)
+	e.u8(multiBatchVersion)
+	e.uv(uint64(len(bs)))
+	for _, b := range bs {
+		encodeBatch(&e, b)
+	}
+	return e.b
+}
+
+// minEncodedBatch is the fewest bytes encodeBatch writes.
+const minEncodedBatch = 7
+
+// DecodeBatches parses what EncodeBatches (or EncodeBatch) wrote. Records
+// alias b.
+func DecodeBatches(b []byte) ([]*AppendedBatch, error) {
+	if len(b) == 0 || b[0] != multiBatchTag {
+		one, err := DecodeBatch(b)
+		if err != nil {
+			return nil, err
+		}
+		return []*AppendedBatch{one}, nil
+	}
+	d := &dec{b: b[1:]}
+	if v := d.u8(); d.err == nil && v != multiBatchVersion {
+		return nil, fmt.Errorf("%w: batches encoding version %d not supported", ErrDecode, v)
+	}
+	var out []*AppendedBatch
+	d.each(minEncodedBatch, func() { out = append(out, decodeBatch(d)) })
+	if err := d.done("batches"); err != nil {
+		return nil, err
+	}
+	if len(d.b) != 0 || len(out) < 2 {
+		return nil, fmt.Errorf("%w: malformed batches encoding (%d batches, %d trailing bytes)", ErrDecode, len(out), len(d.b))
+	}
+	return out, nil
+}
+
 func readItem(r *bufio.Reader) ([]byte, error) {
 	n, err := binary.ReadUvarint(r)
 	if err != nil {
@@ -447,6 +501,60 @@ func readItem(r *bufio.Reader) ([]byte, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// restoreItems reads the items after the state up to the end item: the
+// lineage into st, the batches into the sink. Batches of one Raft entry
+// (an AppendBatches entry holds several, all with its index) are handed to
+// the sink together, as Apply did.
+func (f *FSM) restoreItems(r *bufio.Reader, st *State) error {
+	var entry []*AppendedBatch
+	flush := func() error {
+		if f.sink == nil || len(entry) == 0 {
+			return nil
+		}
+		err := f.sink.Materialize(entry)
+		if err != nil {
+			err = fmt.Errorf("fsm restore: materialise batches of entry %d: %w", entry[0].Index, err)
+		}
+		entry = entry[:0]
+		return err
+	}
+	for {
+		item, err := readItem(r)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return fmt.Errorf("fsm restore: %w", err)
+		}
+		if len(item) == 0 {
+			return fmt.Errorf("%w: empty snapshot item", ErrDecode)
+		}
+		switch item[0] {
+		case itemEnd:
+			return flush()
+		case itemLineage:
+			if err := decodeLineage(item[1:], st); err != nil {
+				return err
+			}
+			continue
+		case itemBatch:
+		default:
+			return fmt.Errorf("%w: unknown snapshot item tag %d", ErrDecode, item[0])
+		}
+		d := &dec{b: item[1:]}
+		b := decodeBatch(d)
+		if err := d.done("snapshot batch"); err != nil {
+			return err
+		}
+		if len(entry) > 0 && entry[0].Index != b.Index {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		entry = append(entry, b)
+	}
 }
 
 // Restore implements raft.FSM: it builds a new state from the stream, hands
@@ -477,39 +585,8 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return err
 	}
-	for {
-		item, err := readItem(r)
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return fmt.Errorf("fsm restore: %w", err)
-		}
-		if len(item) == 0 {
-			return fmt.Errorf("%w: empty snapshot item", ErrDecode)
-		}
-		if item[0] == itemEnd {
-			break
-		}
-		if item[0] == itemLineage {
-			if err := decodeLineage(item[1:], st); err != nil {
-				return err
-			}
-			continue
-		}
-		if item[0] != itemBatch {
-			return fmt.Errorf("%w: unknown snapshot item tag %d", ErrDecode, item[0])
-		}
-		d := &dec{b: item[1:]}
-		b := decodeBatch(d)
-		if err := d.done("snapshot batch"); err != nil {
-			return err
-		}
-		if f.sink != nil {
-			if err := f.sink.Materialize(b); err != nil {
-				return fmt.Errorf("fsm restore: materialise batch %d: %w", b.Index, err)
-			}
-		}
+	if err := f.restoreItems(r, st); err != nil {
+		return err
 	}
 	f.mu.Lock()
 	f.state = st

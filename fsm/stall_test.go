@@ -26,7 +26,7 @@ func (s *fullSink) setFull(v bool) {
 	s.mu.Unlock()
 }
 
-func (s *fullSink) Materialize(b *AppendedBatch) error {
+func (s *fullSink) Materialize(b []*AppendedBatch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.full {

@@ -51,7 +51,7 @@ type batcher struct {
 	p     *Producer
 	key   fsm.PartitionKey
 	queue chan *request
-	slots chan struct{} // in-flight proposal semaphore
+	slots chan struct{} // sealed batches not yet applied (MaxInFlight)
 	kick  chan struct{} // the sweeper asks an unneeded batcher to retire
 
 	sendMu  sync.RWMutex // read: a send in progress; write: retiring
@@ -164,12 +164,20 @@ func (b *batcher) run(ctx context.Context) {
 		if !b.acquireSlot(ctx, &batch, &n) {
 			return
 		}
+		// Sealed in order: the sequencer keeps the partition's batches in
+		// the order they were queued.
+		call, err := b.seal(ctx, batch, n)
+		if err != nil {
+			b.fail(batch, err)
+			<-b.slots
+			continue
+		}
 		inflight.Add(1)
-		go func(batch []*request, n int) {
+		go func(call *appendCall, batch []*request) {
 			defer inflight.Done()
 			defer func() { <-b.slots }()
-			b.propose(ctx, batch, n)
-		}(batch, n)
+			b.complete(call, batch)
+		}(call, batch)
 		idle.Reset(b.p.cfg.IdleTimeout)
 	}
 }

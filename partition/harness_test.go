@@ -139,11 +139,36 @@ type testNode struct {
 	e      *env
 	sync   Syncer // nil: every read is already in sync
 	leader bool
+	gate   *proposeGate // set before producing: holds proposals
 }
 
 func (n *testNode) Propose(ctx context.Context, cmd []byte) (*fsm.Result, error) {
+	if n.gate != nil {
+		n.gate.entered.Add(1)
+		<-n.gate.release
+	}
 	return n.e.prop.Propose(ctx, cmd)
 }
+
+// proposeGate holds every proposal until open is called (a Raft commit
+// that takes as long as the test wants).
+type proposeGate struct {
+	entered atomic.Int32
+	release chan struct{}
+	once    sync.Once
+}
+
+// newProposeGate installs a closed gate on e's node; it opens at the end of
+// the test at the latest, so a failed test does not hang in Close.
+func newProposeGate(e *env) *proposeGate {
+	g := &proposeGate{release: make(chan struct{})}
+	e.node.gate = g
+	e.t.Cleanup(g.open)
+	return g
+}
+
+func (g *proposeGate) open() { g.once.Do(func() { close(g.release) }) }
+
 func (n *testNode) Placement(count int32) []string { return n.e.prop.Placement(count) }
 func (n *testNode) LeaderReady() bool              { return n.leader }
 func (n *testNode) Ready() (bool, string)          { return true, "" }
@@ -201,6 +226,9 @@ func (e *env) build(admits ...Admission) {
 	d := e.deps()
 	e.prod = newProducer(e.cfg, d, e.tasks, admits...)
 	e.tasks.Go("sweeper", e.prod.sweepLoop)
+	if err := e.prod.coalescer.start(); err != nil {
+		e.t.Fatal(err)
+	}
 	e.fetch = newFetcher(e.cfg, d)
 	e.flush = newFlusher(e.cfg, d)
 	e.admin = newAdmin(e.cfg, d)

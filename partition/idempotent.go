@@ -2,19 +2,21 @@ package partition
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/streamhouse/streamhouse/fsm"
 )
 
-// Idempotent produce. A batch from an idempotent producer is proposed as its
-// own AppendBatch carrying the producer id, epoch and base sequence, so the
+// Idempotent produce. A batch from an idempotent producer stays its own
+// AppendBatch carrying the producer id, epoch and base sequence, so the
 // FSM can check the sequence atomically with the append (DESIGN.md
 // invariant 3): a retried batch returns its original offsets. Such batches
 // bypass the per-partition batcher — the client batches already, and
-// merging two producers' batches would lose the per-batch sequence check.
+// merging two producers' batches would lose the per-batch sequence check —
+// but go through the coalescer like every batch: an AppendBatches entry
+// applies its batches one after the other exactly as separate entries
+// would, each with its own sequence check and result.
 
 // InitProducer issues a new producer id (id 0) owned by owner, or bumps the
 // epoch of an existing one, fencing its previous session; the FSM refuses
@@ -93,19 +95,12 @@ func (p *Producer) produceIdempotent(ctx context.Context, b fsm.IdempotentBatch,
 	if err := p.admitBacklog(); err != nil {
 		return fsm.IdempotentResult{}, err
 	}
-	cmd := fsm.Encode(&fsm.AppendBatch{
+	res, err := p.appendIdempotent(ctx, &fsm.AppendBatch{
 		TopicID: t.ID, Partition: b.Partition, LeaderEpoch: info.LeaderEpoch, Timestamp: now,
 		Count: int32(len(b.Records)), Records: fsm.AppendRecords(nil, b.Records),
 		ProducerID: b.Producer.ID, ProducerEpoch: b.Producer.Epoch, BaseSequence: b.BaseSeq, ProducerOwner: b.Owner,
 		MaxUnflushed: p.cfg.MaxUnflushedRecords,
 	})
-	res, err := p.proposer.Propose(ctx, cmd)
-	if err == nil {
-		err = res.Err()
-		if errors.Is(err, fsm.ErrStaleEpoch) {
-			err = fmt.Errorf("%w: %w", fsm.ErrUnavailable, err)
-		}
-	}
 	if err != nil {
 		return fsm.IdempotentResult{}, err
 	}
@@ -115,4 +110,21 @@ func (p *Producer) produceIdempotent(ctx context.Context, b fsm.IdempotentBatch,
 	}
 	p.metrics.ProduceLatency.Observe(time.Since(start).Seconds())
 	return fsm.IdempotentResult{BaseOffset: res.BaseOffset, Count: res.Count, Duplicate: res.Duplicate}, nil
+}
+
+// appendIdempotent sequences one idempotent batch and waits for its own
+// result.
+func (p *Producer) appendIdempotent(ctx context.Context, b *fsm.AppendBatch) (*fsm.Result, error) {
+	call, err := p.seq.Sequence(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	res, err := call.wait(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := appendErr(res); err != nil {
+		return nil, err
+	}
+	return res, nil
 }

@@ -14,6 +14,17 @@ type Proposer interface {
 	Propose(ctx context.Context, cmd []byte) (*fsm.Result, error)
 }
 
+// sequencer is the one seam that decides how a partition's sealed batches
+// reach the replicated log (implemented by the coalescer over the Proposer:
+// every partition of this agent through its one Raft group; a router over
+// several groups when partitions are spread over groups). Sequence queues b
+// behind every batch queued before it and returns at once; the call's wait
+// gives b's own apply result. Errors of Sequence (nothing queued) wrap
+// fsm.ErrUnavailable.
+type sequencer interface {
+	Sequence(ctx context.Context, b *fsm.AppendBatch) (*appendCall, error)
+}
+
 // Metadata is the read side of the replicated state (implemented by *fsm.FSM).
 type Metadata interface {
 	Topic(name string) (fsm.Topic, bool)

@@ -22,8 +22,12 @@ type ProducerConfig struct {
 	// its batch while a previous batch of the partition is in flight. An
 	// idle partition proposes at once.
 	BatchTimeout time.Duration
-	// MaxInFlight bounds concurrent proposals per partition.
+	// MaxInFlight bounds the batches of one partition sealed and not yet
+	// applied.
 	MaxInFlight int
+	// Coalescer bounds the agent's proposal coalescer (group commit of
+	// every partition's batches into one Raft entry).
+	Coalescer CoalescerConfig
 	// IdleTimeout retires a partition's batcher (goroutine and queue) after
 	// this long with nothing queued or in flight; the next record starts a
 	// new one. Default 10 s.
@@ -102,6 +106,9 @@ type Producer struct {
 	metrics  *ProducerMetrics
 	log      *slog.Logger
 	clock    func() time.Time
+	// seq sequences every AppendBatch this agent proposes: coalescer.
+	seq       sequencer
+	coalescer *coalescer
 	// tasks runs the batchers, the sweeper and forwarded requests; closing
 	// it fails what is queued and waits for them.
 	tasks *group
@@ -116,10 +123,15 @@ type Producer struct {
 // proposed.
 func newProducer(cfg Config, d Deps, tasks *group, admits ...Admission) *Producer {
 	d = d.withDefaults()
-	return &Producer{cfg: cfg.Producer.withDefaults(), nodeID: cfg.NodeID, meta: d.FSM, proposer: d.Node, sync: d.Node,
+	log := d.Logger.With("component", "producer")
+	pc := cfg.Producer.withDefaults()
+	p := &Producer{cfg: pc, nodeID: cfg.NodeID, meta: d.FSM, proposer: d.Node, sync: d.Node,
 		fwd: d.Forwarder, admits: admits, store: d.Store, metrics: newProducerMetrics(d.Registerer),
-		log: d.Logger.With("component", "producer"), clock: d.Clock, tasks: tasks,
+		log: log, clock: d.Clock, tasks: tasks,
 		batchers: map[fsm.PartitionKey]*batcher{}, rr: map[uint64]*atomic.Uint32{}}
+	p.coalescer = newCoalescer(pc.Coalescer, d.Node, tasks, log, d.Registerer)
+	p.seq = p.coalescer
+	return p
 }
 
 // now is the agent's clock in unix milliseconds (record timestamps).
@@ -456,32 +468,37 @@ func (p *Producer) forwardUnit(ctx context.Context, node, topic string, parts []
 	return u
 }
 
-func (b *batcher) propose(ctx context.Context, batch []*request, n int) {
+// seal builds the batch's AppendBatch with the leader epoch this agent
+// sees and queues it with the sequencer.
+func (b *batcher) seal(ctx context.Context, batch []*request, n int) (*appendCall, error) {
 	info, ok := b.p.meta.Partition(b.key.TopicID, b.key.Partition)
 	if !ok {
-		b.fail(batch, fmt.Errorf("%w: topic was deleted", fsm.ErrTopicNotFound))
-		return
+		return nil, fmt.Errorf("%w: topic was deleted", fsm.ErrTopicNotFound)
 	}
 	if info.Leader != b.p.nodeID {
-		b.fail(batch, fmt.Errorf("%w: %w: partition moved to %q", fsm.ErrUnavailable, fsm.ErrNotLeader, info.Leader))
-		return
+		return nil, fmt.Errorf("%w: %w: partition moved to %q", fsm.ErrUnavailable, fsm.ErrNotLeader, info.Leader)
 	}
 	var blob []byte
 	for _, r := range batch {
 		blob = fsm.AppendRecords(blob, r.recs)
 	}
-	cmd := fsm.Encode(&fsm.AppendBatch{
+	cmd := &fsm.AppendBatch{
 		TopicID: b.key.TopicID, Partition: b.key.Partition, LeaderEpoch: info.LeaderEpoch,
 		Timestamp: b.p.now(), Count: int32(n), Records: blob, MaxUnflushed: b.p.cfg.MaxUnflushedRecords,
-	})
+	}
 	b.p.metrics.BatchRecords.Observe(float64(n))
-	res, err := b.p.proposer.Propose(ctx, cmd)
+	return b.p.seq.Sequence(ctx, cmd)
+}
+
+// complete waits for the batch's own result and answers its requests. It
+// does not give up when the service closes: the coalescer answers every
+// queued call (a batch it never proposed fails "shutting down", definitely
+// not written; one in flight gets what Propose returned).
+func (b *batcher) complete(call *appendCall, batch []*request) {
+	<-call.done
+	res, err := call.res, call.err
 	if err == nil {
-		err = res.Err()
-		if errors.Is(err, fsm.ErrStaleEpoch) {
-			// Definitely not applied: the partition moved on.
-			err = fmt.Errorf("%w: %w", fsm.ErrUnavailable, err)
-		}
+		err = appendErr(res)
 	}
 	if err != nil {
 		b.fail(batch, err)
@@ -493,4 +510,14 @@ func (b *batcher) propose(ctx context.Context, batch []*request, n int) {
 		base += int64(len(r.recs))
 		close(r.done)
 	}
+}
+
+// appendErr is a batch's apply result as an error: a stale epoch is
+// definitely not applied (the partition moved on), so retriable.
+func appendErr(res *fsm.Result) error {
+	err := res.Err()
+	if errors.Is(err, fsm.ErrStaleEpoch) {
+		err = fmt.Errorf("%w: %w", fsm.ErrUnavailable, err)
+	}
+	return err
 }

@@ -163,8 +163,8 @@ func (s *Service) diskChanged(low bool) {
 
 // Start measures the disk and checks the object store once (bounded by
 // ctx), then starts the background goroutines: the disk guard, the object
-// store check, the WAL pruner, the batcher sweeper, the flusher and the
-// janitor. They run until Close, whatever becomes of ctx. Only the first
+// store check, the WAL pruner, the batcher sweeper, the proposal
+// coalescer, the flusher and the janitor. They run until Close, whatever becomes of ctx. Only the first
 // call does anything.
 func (s *Service) Start(ctx context.Context) {
 	s.started.Do(func() { s.start(ctx) })
@@ -177,6 +177,7 @@ func (s *Service) start(ctx context.Context) {
 	s.tasks.Every("readiness", s.cfg.ReadinessInterval, s.ready.check)
 	s.tasks.Go("pruner", func(ctx context.Context) { runPruner(ctx, s.deps.FSM, s.deps.Store, s.log) })
 	s.tasks.Go("sweeper", s.producer.sweepLoop)
+	_ = s.producer.coalescer.start() // else on first use; false only when closing
 	s.tasks.Every("flusher", s.flusher.cfg.Interval, s.flusher.tick)
 	s.tasks.Every("janitor", s.janitor.cfg.Interval, s.janitor.round)
 }

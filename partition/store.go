@@ -26,7 +26,8 @@ var ErrNotInStore = errors.New("partition: offset not in local store")
 
 // entryRef locates one materialised batch in the WAL.
 type entryRef struct {
-	index uint64 // WAL index == Raft index of the AppendBatch
+	index uint64 // WAL index == Raft index of the AppendBatch(es) entry
+	sub   int32  // position of the batch in its entry (AppendBatches)
 	base  int64
 	count int32
 	size  int32 // encoded record bytes
@@ -73,11 +74,11 @@ func OpenStore(log Log, logger *slog.Logger) (*Store, error) {
 	s := &Store{log: log, logger: logger.With("component", "store"),
 		parts: map[fsm.PartitionKey]*partLog{}, pins: map[int]uint64{}}
 	err := log.Iterate(0, func(index uint64, data []byte) error {
-		b, err := fsm.DecodeBatch(data)
+		bs, err := fsm.DecodeBatches(data)
 		if err != nil {
 			return fmt.Errorf("wal entry %d: %w", index, err)
 		}
-		s.index(b, len(data))
+		s.indexEntry(bs, len(data))
 		return nil
 	})
 	if err != nil {
@@ -95,37 +96,72 @@ func (s *Store) part(k fsm.PartitionKey) *partLog {
 	return p
 }
 
+// indexEntry indexes the batches of one WAL entry of size bytes. A batch of
+// a multi-batch entry is counted as its records plus a fixed overhead.
+func (s *Store) indexEntry(bs []*fsm.AppendedBatch, size int) {
+	if len(bs) == 1 {
+		s.index(bs[0], 0, size)
+		return
+	}
+	for i, b := range bs {
+		s.index(b, int32(i), len(b.Records)+batchOverhead)
+	}
+}
+
+// batchOverhead approximates the encoded size of a batch's header.
+const batchOverhead = 24
+
 // index adds a batch to the in-memory index; s.mu must be held (or the store
 // not yet shared).
-func (s *Store) index(b *fsm.AppendedBatch, size int) {
+func (s *Store) index(b *fsm.AppendedBatch, sub int32, size int) {
 	p := s.part(fsm.PartitionKey{TopicID: b.TopicID, Partition: b.Partition})
 	if n := p.next(); n >= 0 && b.BaseOffset < n {
 		// Already indexed (replay of a batch we hold): keep the first copy.
 		return
 	}
-	p.entries = append(p.entries, entryRef{index: b.Index, base: b.BaseOffset, count: b.Count, size: int32(size), ts: b.Timestamp})
+	p.entries = append(p.entries, entryRef{index: b.Index, sub: sub, base: b.BaseOffset, count: b.Count, size: int32(size), ts: b.Timestamp})
 	p.bytes += int64(size)
 	s.total += int64(size)
 	close(p.notify)
 	p.notify = make(chan struct{})
 }
 
-// Materialize implements fsm.Sink. A batch at or below the WAL's last index
+// Materialize implements fsm.Sink: the batches of one Raft entry become one
+// WAL entry at the entry's index. An entry at or below the WAL's last index
 // is already held (or was flushed and truncated) and is ignored, which makes
 // replay after a restart idempotent.
-func (s *Store) Materialize(b *fsm.AppendedBatch) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if b.Index <= s.log.LastIndex() {
+func (s *Store) Materialize(bs []*fsm.AppendedBatch) error {
+	if len(bs) == 0 {
 		return nil
 	}
-	s.buf = fsm.EncodeBatch(s.buf[:0], b)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if bs[0].Index <= s.log.LastIndex() {
+		return nil
+	}
+	s.buf = fsm.EncodeBatches(s.buf[:0], bs)
 	data := append([]byte(nil), s.buf...)
-	if err := s.log.AppendAsync(wal.Entry{Index: b.Index, Data: data}); err != nil {
+	if err := s.log.AppendAsync(wal.Entry{Index: bs[0].Index, Data: data}); err != nil {
 		return err
 	}
-	s.index(b, len(data))
+	s.indexEntry(bs, len(data))
 	return nil
+}
+
+// readBatch reads one indexed batch from the WAL.
+func (s *Store) readBatch(e entryRef) (*fsm.AppendedBatch, error) {
+	data, err := s.log.Read(e.index)
+	if err != nil {
+		return nil, err
+	}
+	bs, err := fsm.DecodeBatches(data)
+	if err != nil {
+		return nil, fmt.Errorf("partition: wal entry %d: %w", e.index, err)
+	}
+	if int(e.sub) >= len(bs) {
+		return nil, fmt.Errorf("partition: wal entry %d holds %d batches, not %d", e.index, len(bs), e.sub+1)
+	}
+	return bs[e.sub], nil
 }
 
 type pinnedBatches struct {
@@ -151,7 +187,12 @@ func (s *Store) SnapshotBatches(from map[fsm.PartitionKey]int64) (fsm.BatchSnaps
 			}
 		}
 	}
-	sort.Slice(refs, func(i, j int) bool { return refs[i].index < refs[j].index })
+	sort.Slice(refs, func(i, j int) bool {
+		if refs[i].index != refs[j].index {
+			return refs[i].index < refs[j].index
+		}
+		return refs[i].sub < refs[j].sub
+	})
 	s.pinSeq++
 	id := s.pinSeq
 	low := s.log.LastIndex() + 1
@@ -164,13 +205,9 @@ func (s *Store) SnapshotBatches(from map[fsm.PartitionKey]int64) (fsm.BatchSnaps
 
 func (p *pinnedBatches) Each(fn func(*fsm.AppendedBatch) error) error {
 	for _, e := range p.refs {
-		data, err := p.s.log.Read(e.index)
+		b, err := p.s.readBatch(e)
 		if err != nil {
 			return fmt.Errorf("read pinned wal entry %d: %w", e.index, err)
-		}
-		b, err := fsm.DecodeBatch(data)
-		if err != nil {
-			return fmt.Errorf("wal entry %d: %w", e.index, err)
 		}
 		if err := fn(b); err != nil {
 			return err
@@ -223,16 +260,15 @@ func (s *Store) Read(k fsm.PartitionKey, offset int64, maxRecords, maxBytes int)
 		if e.base != want && len(out) > 0 {
 			break // not contiguous; let the caller continue from want
 		}
-		data, err := s.log.Read(e.index)
+		b, err := s.readBatch(e)
+		if errors.Is(err, fsm.ErrDecode) {
+			return nil, err
+		}
 		if err != nil {
 			if len(out) > 0 {
 				break
 			}
 			return nil, ErrNotInStore
-		}
-		b, err := fsm.DecodeBatch(data)
-		if err != nil {
-			return nil, fmt.Errorf("partition: wal entry %d: %w", e.index, err)
 		}
 		recs, err := fsm.DecodeRecords(b.Records, int(b.Count))
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -287,7 +288,8 @@ func (a *agent) partitionConfig() partition.Config {
 	return partition.Config{
 		NodeID: c.NodeID,
 		Producer: partition.ProducerConfig{BatchSize: c.BatchSize, BatchTimeout: c.batchTimeout(), MaxRecordBytes: c.MaxRecordBytes,
-			MaxUnflushedBytes: c.MaxUnflushedBytes, MaxUnflushedRecords: c.MaxUnflushedRecs},
+			MaxUnflushedBytes: c.MaxUnflushedBytes, MaxUnflushedRecords: c.MaxUnflushedRecs,
+			Coalescer: partition.CoalescerConfig{MaxInFlight: c.ProposeInFlight}},
 		Flusher: partition.FlusherConfig{MaxBytes: c.SegmentMaxBytes, MaxAge: time.Duration(c.SegmentMaxAgeMs) * time.Millisecond,
 			CommitWindow: time.Duration(c.OrphanGraceMs) * time.Millisecond},
 		Janitor:   partition.JanitorConfig{Interval: time.Duration(c.RetentionCheckMs) * time.Millisecond},
@@ -438,6 +440,13 @@ func (a *agent) startPprof(context.Context) error {
 	ln, err := net.Listen("tcp", a.cfg.PprofAddr)
 	if err != nil {
 		return fmt.Errorf("PPROF_ADDR %s: %w", a.cfg.PprofAddr, err)
+	}
+	// Off unless asked for: the block profile costs on every blocking event.
+	if a.cfg.PprofBlockRate > 0 {
+		runtime.SetBlockProfileRate(a.cfg.PprofBlockRate)
+	}
+	if a.cfg.PprofMutexFraction > 0 {
+		runtime.SetMutexProfileFraction(a.cfg.PprofMutexFraction)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)

@@ -45,6 +45,7 @@ type agentCmd struct {
 
 	BatchSize         int   `name:"batch-size" env:"BATCH_SIZE" default:"1000" help:"Records per proposed batch before it is sealed."`
 	BatchTimeoutMs    int   `name:"batch-timeout-ms" env:"BATCH_TIMEOUT_MS" default:"10" help:"Max wait (ms) for a batch to fill while the partition has a batch in flight."`
+	ProposeInFlight   int   `name:"propose-in-flight" env:"PROPOSE_IN_FLIGHT" default:"2" help:"Raft entries of record batches this agent may have proposed and not yet applied; batches of every partition that become ready meanwhile are grouped into the next entry (group commit). 0 = the default, 2."`
 	SegmentMaxBytes   int64 `name:"segment-max-bytes" env:"SEGMENT_MAX_BYTES" default:"8388608" help:"Roll a segment object at this many unflushed bytes."`
 	SegmentMaxAgeMs   int   `name:"segment-max-age-ms" env:"SEGMENT_MAX_AGE_MS" default:"1000" help:"Roll a segment object once the oldest unflushed record is this old (ms)."`
 	MaxRecordBytes    int   `name:"max-record-bytes" env:"MAX_RECORD_BYTES" default:"1048576" help:"Largest accepted record (key+value+headers)."`
@@ -88,6 +89,8 @@ type agentCmd struct {
 	CheckConfig           bool    `name:"check-config" help:"Check the configuration and what it points to (TLS files, API keys, Postgres, the object store, free ports), print a checklist and exit: 0 when everything is OK, 1 otherwise."`
 	PprofAddr             string  `name:"pprof-addr" env:"PPROF_ADDR" help:"Serve Go profiling endpoints (/debug/pprof/, unauthenticated) on this host:port (unset: off); a loopback address unless PPROF_ALLOW_REMOTE=true."`
 	PprofAllowRemote      bool    `name:"pprof-allow-remote" env:"PPROF_ALLOW_REMOTE" default:"false" negatable:"" help:"Allow PPROF_ADDR on a non-loopback address (anyone who reaches it can profile the agent and read its memory profile)."`
+	PprofBlockRate        int     `name:"pprof-block-rate" env:"PPROF_BLOCK_RATE" default:"0" help:"With PPROF_ADDR: record goroutine blocking events lasting at least this many nanoseconds in /debug/pprof/block (runtime.SetBlockProfileRate; 0 = off; 10000 is a cheap start)."`
+	PprofMutexFraction    int     `name:"pprof-mutex-fraction" env:"PPROF_MUTEX_FRACTION" default:"0" help:"With PPROF_ADDR: sample 1 in this many mutex contention events in /debug/pprof/mutex (runtime.SetMutexProfileFraction; 0 = off)."`
 	LogLevel              string  `name:"log-level" env:"LOG_LEVEL,RUST_LOG" default:"info" help:"debug, info, warn or error (RUST_LOG-style 'streamhouse=debug' accepted)."`
 	LogFormat             string  `name:"log-format" env:"LOG_FORMAT" default:"text" enum:"text,json" help:"Log format: text or json."`
 
@@ -201,6 +204,7 @@ func (c *agentCmd) rangeErrors() []error {
 		checkNonNegative("MIN_FREE_DISK_BYTES", c.MinFreeDiskBytes),
 		checkPositive("BATCH_SIZE", int64(c.BatchSize)),
 		checkNonNegative("BATCH_TIMEOUT_MS", int64(c.BatchTimeoutMs)),
+		checkNonNegative("PROPOSE_IN_FLIGHT", int64(c.ProposeInFlight)),
 		checkPositive("SEGMENT_MAX_BYTES", c.SegmentMaxBytes),
 		checkPositive("SEGMENT_MAX_AGE_MS", int64(c.SegmentMaxAgeMs)),
 		checkPositive("MAX_RECORD_BYTES", int64(c.MaxRecordBytes)),
