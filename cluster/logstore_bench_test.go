@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 	raftwal "github.com/hashicorp/raft-wal"
@@ -32,7 +33,8 @@ import (
 // Metrics: wbytes/op = bytes this process wrote (write syscalls, from
 // /proc/self/io) per StoreLogs; disk-MiB = blocks the store's files occupy
 // at the end; rssfile-MiB = file-backed resident memory at the end (Bolt's
-// mmap). Count fsyncs with strace -f -c -e trace=fsync,fdatasync on the test
+// mmap); max-store-ms = the slowest StoreLogs; deleterange-ms = the mean
+// DeleteRange (it holds the store's write lock). Count fsyncs with strace -f -c -e trace=fsync,fdatasync on the test
 // binary (DESIGN.md, "Log store" lists the command and the numbers).
 //
 //	go test -run '^$' -bench BenchmarkLogStore -benchtime 2000x ./cluster
@@ -61,6 +63,8 @@ func benchStoreLogs(b *testing.B, kind string, records, batch int) {
 	}
 	const snapshotEvery, trailing = 4096, 1024
 	next, first, sinceSnap := uint64(1), uint64(1), 0
+	var slowest, deleting time.Duration
+	deletes := 0
 	w0 := procIOWchar(b)
 	b.SetBytes(int64(len(data) * batch))
 	b.ResetTimer()
@@ -69,21 +73,30 @@ func benchStoreLogs(b *testing.B, kind string, records, batch int) {
 			l.Index = next
 			next++
 		}
+		t0 := time.Now()
 		if err := store.StoreLogs(logs); err != nil {
 			b.Fatal(err)
 		}
+		slowest = max(slowest, time.Since(t0))
 		if sinceSnap += batch; sinceSnap >= snapshotEvery {
 			sinceSnap = 0
 			if last := next - 1; last > trailing {
+				t0 = time.Now()
 				if err := store.DeleteRange(first, last-trailing); err != nil {
 					b.Fatal(err)
 				}
+				deleting += time.Since(t0)
+				deletes++
 				first = last - trailing + 1
 			}
 		}
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(procIOWchar(b)-w0)/float64(b.N), "wbytes/op")
+	b.ReportMetric(float64(slowest.Microseconds())/1000, "max-store-ms")
+	if deletes > 0 {
+		b.ReportMetric(float64(deleting.Microseconds())/1000/float64(deletes), "deleterange-ms")
+	}
 	b.ReportMetric(float64(dirBlocks(b, dir))/(1<<20), "disk-MiB")
 	b.ReportMetric(float64(rssFileKiB(b))/1024, "rssfile-MiB")
 	b.ReportMetric(float64(b.N*batch*records)/b.Elapsed().Seconds(), "records/s")
