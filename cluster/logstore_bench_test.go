@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftwal "github.com/hashicorp/raft-wal"
 
 	"github.com/streamhouse/streamhouse/fsm"
 	"github.com/streamhouse/streamhouse/wal"
@@ -131,8 +130,8 @@ func openBenchStore(b *testing.B, kind, dir string) (benchLogStore, func()) {
 			b.Fatal(err)
 		}
 		return s, func() { _ = s.Close() }
-	case "raftwal":
-		s, err := raftwal.Open(dir, raftwal.WithSegmentSize(walSegmentSize), raftwal.WithLogger(newHCLogger("wal", discardLogger())))
+	case "raftwal": // as the agent configures it (walLog)
+		s, err := openWALLog(dir, newHCLogger("wal", discardLogger()), nil)
 		if err != nil {
 			b.Fatal(err)
 		}
