@@ -386,3 +386,25 @@ func TestRaftSeesTheLogStoreAsMonotonic(t *testing.T) {
 		t.Fatal("the log store Raft gets does not report IsMonotonic")
 	}
 }
+
+// Term and vote (raft.db) and the log (wal/) are separate files: an agent
+// that lost only wal/ refuses to start instead of keeping its identity
+// with an empty log.
+func TestLostRaftLogDirIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	bolt, logs, err := openLogStores(dir, testHCLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := logs.StoreLogs(testEntries(1, 3, 100)); err != nil {
+		t.Fatal(err)
+	}
+	_ = logs.Close()
+	_ = bolt.Close()
+	if err := os.RemoveAll(filepath.Join(dir, walDirName)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := openLogStores(dir, testHCLog()); !errors.Is(err, ErrRaftLogLost) {
+		t.Fatalf("open without wal/ = %v, want ErrRaftLogLost", err)
+	}
+}

@@ -47,8 +47,11 @@ func openLogStores(dir string, hl hclog.Logger) (*raftboltdb.BoltStore, *walLog,
 	}
 	walDir := filepath.Join(dir, walDirName)
 	if _, err := os.Stat(walDir); errors.Is(err, fs.ErrNotExist) {
-		err = migrateBoltLog(bolt, dir, hl)
-		if err != nil {
+		if err := checkNoLostLog(bolt, walDir); err != nil {
+			_ = bolt.Close()
+			return nil, nil, err
+		}
+		if err := migrateBoltLog(bolt, dir, hl); err != nil {
 			_ = bolt.Close()
 			return nil, nil, err
 		}
@@ -58,11 +61,34 @@ func openLogStores(dir string, hl hclog.Logger) (*raftboltdb.BoltStore, *walLog,
 		_ = bolt.Close()
 		return nil, nil, err
 	}
-	if bolt, err = dropBoltLog(bolt, dir, hl); err != nil {
+	if bolt, err = dropBoltLog(bolt, dir, hl); err == nil {
+		err = bolt.Set(logStoreKey, []byte(walDirName))
+	}
+	if err != nil {
 		_ = logs.Close()
+		if bolt != nil {
+			_ = bolt.Close()
+		}
 		return nil, nil, err
 	}
 	return bolt, logs, nil
+}
+
+// logStoreKey, in raft.db, says the Raft log lives in wal/ (set at every
+// start once it does). Term and vote live in raft.db and the log in wal/,
+// so losing only wal/ would otherwise look like an agent with an empty
+// log that keeps its identity and votes (DESIGN.md, "Amnesia").
+var logStoreKey = []byte("StreamhouseLogStore")
+
+func checkNoLostLog(bolt *raftboltdb.BoltStore, walDir string) error {
+	v, err := bolt.Get(logStoreKey)
+	switch {
+	case errors.Is(err, raftboltdb.ErrKeyNotFound) || (err == nil && len(v) == 0):
+		return nil
+	case err != nil:
+		return fmt.Errorf("cluster: read raft stable store: %w", err)
+	}
+	return fmt.Errorf("%w (%s): this agent must not vote without it; move DATA_DIR/raft away to rejoin as a new instance", ErrRaftLogLost, walDir)
 }
 
 // migrateBoltLog creates dir/wal holding every entry of Bolt's log: copied
