@@ -13,4 +13,7 @@ var (
 	ErrNotStarted = errors.New("cluster: node not started")
 	// ErrClosed: the node has been closed.
 	ErrClosed = errors.New("cluster: node closed")
+	// ErrRaftLogLost: DATA_DIR/raft/raft.db says the Raft log is in
+	// raft/wal, which is missing; the agent refuses to start.
+	ErrRaftLogLost = errors.New("cluster: the raft log directory is missing although raft.db says it held the log")
 )

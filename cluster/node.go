@@ -63,8 +63,9 @@ type Node struct {
 	leaving atomic.Bool
 
 	raftp     atomic.Pointer[raft.Raft]
-	transport *raftGate // the Raft transport behind the admission gate
-	store     *raftboltdb.BoltStore
+	transport *raftGate             // the Raft transport behind the admission gate
+	store     *raftboltdb.BoltStore // the stable store (raft.db)
+	logStore  *walLog               // the Raft log (raft-wal)
 	stable    *retryingStable
 	gossip    *gossip
 	raftDir   string
@@ -200,25 +201,27 @@ func (n *Node) startRaft() (bool, error) {
 	return existing, nil
 }
 
-// openRaftStores opens the Bolt log and stable store (n.store, n.stable)
+// openRaftStores opens the Bolt stable store (n.store, n.stable), the
+// raft-wal log (n.logStore; a log Bolt still holds is moved there first)
 // and the file snapshot store. The log store Raft gets is behind a cache
-// and retries failed writes on followers (DESIGN.md, "Full disk").
+// and retries failed writes on followers (DESIGN.md, "Log store" and
+// "Full disk").
 func (n *Node) openRaftStores(hl hclog.Logger) (raft.LogStore, raft.SnapshotStore, error) {
 	n.raftDir = filepath.Join(n.cfg.DataDir, "raft")
 	if err := os.MkdirAll(n.raftDir, 0o750); err != nil {
 		return nil, nil, fmt.Errorf("cluster: raft dir: %w", err)
 	}
-	store, err := openLogStore(filepath.Join(n.raftDir, "raft.db"))
+	store, logStore, err := openLogStores(n.raftDir, hl)
 	if err != nil {
-		return nil, nil, fmt.Errorf("cluster: open raft log store: %w", err)
+		return nil, nil, err
 	}
-	n.store = store
+	n.store, n.logStore = store, logStore
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(n.raftDir, 2, hl)
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster: snapshot store: %w", err)
 	}
 	n.stable = newRetryingStable(store, n.log)
-	logs, err := raft.NewLogCache(256, &retryingLogs{LogStore: store, log: n.log, min: n.stable.min, max: n.stable.max,
+	logs, err := raft.NewLogCache(256, &retryingLogs{LogStore: logStore, log: n.log, min: n.stable.min, max: n.stable.max,
 		haltCh: n.stable.haltCh, leader: n.IsLeader})
 	if err != nil {
 		return nil, nil, err
@@ -719,6 +722,9 @@ func (n *Node) teardown() error {
 	n.wg.Wait()
 	if n.transport != nil {
 		errs = append(errs, n.transport.Close())
+	}
+	if n.logStore != nil {
+		errs = append(errs, n.logStore.Close())
 	}
 	if n.store != nil {
 		errs = append(errs, n.store.Close())

@@ -41,16 +41,18 @@ func SeedRestoredState(cfg SeedConfig) (string, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return "", fmt.Errorf("cluster: raft dir: %w", err)
 	}
-	store, err := openLogStore(filepath.Join(dir, "raft.db"))
+	hl := newHCLogger("raft", slog.New(slog.DiscardHandler))
+	store, logs, err := openLogStores(dir, hl)
 	if err != nil {
-		return "", fmt.Errorf("cluster: open raft log store: %w", err)
+		return "", err
 	}
 	defer store.Close()
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, newHCLogger("raft", slog.New(slog.DiscardHandler)))
+	defer logs.Close()
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hl)
 	if err != nil {
 		return "", fmt.Errorf("cluster: snapshot store: %w", err)
 	}
-	existing, err := raft.HasExistingState(store, store, snaps)
+	existing, err := raft.HasExistingState(logs, store, snaps)
 	if err != nil {
 		return "", fmt.Errorf("cluster: inspect raft state: %w", err)
 	}

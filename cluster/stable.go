@@ -104,6 +104,13 @@ func (l *retryingLogs) StoreLog(log *raft.Log) error {
 	return l.StoreLogs([]*raft.Log{log})
 }
 
+// IsMonotonic implements raft.MonotonicLogStore for the wrapped store (the
+// embedded interface does not carry the method along).
+func (l *retryingLogs) IsMonotonic() bool {
+	m, ok := l.LogStore.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
+}
+
 // StoreLogs implements raft.LogStore.
 func (l *retryingLogs) StoreLogs(logs []*raft.Log) error {
 	err := l.LogStore.StoreLogs(logs)

@@ -188,7 +188,19 @@ func (p *Partition) clone() *Partition {
 	return &c
 }
 
-// clone returns a deep copy; used by Snapshot.
+// snapshotSegments shares a segment list with a snapshot. Apply never
+// writes an element of a list in place: it appends (fsm.go, CommitSegment)
+// or builds a new list (retention), and the capacity is clipped so an
+// append never writes where the snapshot reads.
+func snapshotSegments(segs []SegmentRef) []SegmentRef {
+	return segs[:len(segs):len(segs)]
+}
+
+// clone returns a copy for Snapshot, which runs on Raft's FSM goroutine
+// (no Apply meanwhile), so its cost is added to the apply latency of every
+// waiting produce. It is deep except for the partitions' segment lists,
+// which it shares (snapshotSegments): O(partitions + objects), not
+// O(segments).
 func (s *State) clone() *State {
 	c := newState()
 	c.LastApplied = s.LastApplied
@@ -199,7 +211,9 @@ func (s *State) clone() *State {
 		c.TopicsByID[tc.ID] = tc
 	}
 	for k, p := range s.Partitions {
-		c.Partitions[k] = p.clone()
+		pc := *p
+		pc.Segments = snapshotSegments(p.Segments)
+		c.Partitions[k] = &pc
 	}
 	for k, n := range s.ObjectRefs {
 		c.ObjectRefs[k] = n

@@ -35,6 +35,7 @@ var allowedImports = map[string][]string{
 var thirdPartyOwners = map[string][]string{
 	"github.com/hashicorp/raft":        {"cluster", "fsm", "transport"},
 	"github.com/hashicorp/raft-boltdb": {"cluster"},
+	"github.com/hashicorp/raft-wal":    {"cluster"},
 	"github.com/hashicorp/memberlist":  {"cluster"},
 	"github.com/jackc/pgx":             {"pgsync"},
 	"github.com/aws/aws-sdk-go-v2":     {"s3seg"},
@@ -134,6 +135,8 @@ func TestImportViolationRules(t *testing.T) {
 		{"cmd", "github.com/aws/aws-sdk-go-v2/service/s3", true},
 		{"s3seg", "github.com/aws/smithy-go/middleware", false},
 		{"cluster", "github.com/hashicorp/raft-boltdb/v2", false},
+		{"cluster", "github.com/hashicorp/raft-wal/metadb", false},
+		{"partition", "github.com/hashicorp/raft-wal", true},
 		{"fsm", "github.com/hashicorp/raft", false},
 		{"fsm", "github.com/hashicorp/raft-boltdb/v2", true},
 		{"transport", "github.com/hashicorp/memberlist", true},

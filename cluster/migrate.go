@@ -1,0 +1,253 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+)
+
+// Layout of DATA_DIR/raft (DESIGN.md, "Log store"):
+//
+//	raft.db         Bolt: the stable store (term, vote); the Raft log too
+//	                in agents from before raft-wal, until migrated
+//	wal/            raft-wal: the Raft log. Its existence is the commit
+//	                point of the migration: with it, it is authoritative
+//	                and raft.db's log is leftover; without it, raft.db's
+//	                log is.
+//	wal.migrating/  a migration in progress (deleted and redone on start)
+//	raft.db.compact raft.db being rewritten without its log (deleted on start)
+const (
+	walDirName     = "wal"
+	walTmpDirName  = "wal.migrating"
+	boltFileName   = "raft.db"
+	boltCompactExt = ".compact"
+)
+
+// migrateHook is called after each step of the migration (tests stop it
+// there to simulate a crash). Steps: "batch" (one batch copied),
+// "copied" (all entries in wal.migrating), "committed" (renamed to wal),
+// "compacting" (raft.db.compact written, not yet renamed).
+var migrateHook = func(step string) error { return nil }
+
+// openLogStores opens dir's stable store (Bolt) and Raft log (raft-wal),
+// moving a log that Bolt still holds into raft-wal first. A crash at any
+// point leaves one of the two authoritative (see the layout above).
+func openLogStores(dir string, hl hclog.Logger) (*raftboltdb.BoltStore, *walLog, error) {
+	_ = os.RemoveAll(filepath.Join(dir, boltFileName+boltCompactExt))
+	bolt, err := openBoltStore(filepath.Join(dir, boltFileName))
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster: open raft stable store: %w", err)
+	}
+	walDir := filepath.Join(dir, walDirName)
+	if _, err := os.Stat(walDir); errors.Is(err, fs.ErrNotExist) {
+		if err := checkNoLostLog(bolt, walDir); err != nil {
+			_ = bolt.Close()
+			return nil, nil, err
+		}
+		if err := migrateBoltLog(bolt, dir, hl); err != nil {
+			_ = bolt.Close()
+			return nil, nil, err
+		}
+	}
+	logs, err := openWALLog(walDir, hl, nil)
+	if err != nil {
+		_ = bolt.Close()
+		return nil, nil, err
+	}
+	if bolt, err = dropBoltLog(bolt, dir, hl); err == nil {
+		err = bolt.Set(logStoreKey, []byte(walDirName))
+	}
+	if err != nil {
+		_ = logs.Close()
+		if bolt != nil {
+			_ = bolt.Close()
+		}
+		return nil, nil, err
+	}
+	return bolt, logs, nil
+}
+
+// logStoreKey, in raft.db, says the Raft log lives in wal/ (set at every
+// start once it does). Term and vote live in raft.db and the log in wal/,
+// so losing only wal/ would otherwise look like an agent with an empty
+// log that keeps its identity and votes (DESIGN.md, "Amnesia").
+var logStoreKey = []byte("StreamhouseLogStore")
+
+func checkNoLostLog(bolt *raftboltdb.BoltStore, walDir string) error {
+	v, err := bolt.Get(logStoreKey)
+	switch {
+	case errors.Is(err, raftboltdb.ErrKeyNotFound) || (err == nil && len(v) == 0):
+		return nil
+	case err != nil:
+		return fmt.Errorf("cluster: read raft stable store: %w", err)
+	}
+	return fmt.Errorf("%w (%s): this agent must not vote without it; move DATA_DIR/raft away to rejoin as a new instance", ErrRaftLogLost, walDir)
+}
+
+// migrateBoltLog creates dir/wal holding every entry of Bolt's log: copied
+// into wal.migrating (raft-wal fsyncs each batch), checked, then renamed
+// and the directory fsynced. A new agent (empty Bolt log) just gets the
+// directory.
+func migrateBoltLog(bolt *raftboltdb.BoltStore, dir string, hl hclog.Logger) error {
+	first, last, err := logBounds(bolt)
+	if err != nil {
+		return fmt.Errorf("cluster: read raft log bounds: %w", err)
+	}
+	walDir, tmp := filepath.Join(dir, walDirName), filepath.Join(dir, walTmpDirName)
+	if err := os.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("cluster: remove unfinished raft log migration: %w", err)
+	}
+	if last == 0 {
+		if err := os.Mkdir(walDir, 0o750); err != nil {
+			return fmt.Errorf("cluster: raft log dir: %w", err)
+		}
+		return syncDir(dir)
+	}
+	hl.Info("moving the raft log from raft.db to raft-wal", "first", first, "last", last)
+	if err := os.Mkdir(tmp, 0o750); err != nil {
+		return fmt.Errorf("cluster: raft log migration dir: %w", err)
+	}
+	if err := copyLogsTo(tmp, bolt, first, last, hl); err != nil {
+		return fmt.Errorf("cluster: migrate raft log to raft-wal: %w", err)
+	}
+	if err := migrateHook("copied"); err != nil {
+		return err
+	}
+	if err := syncDir(tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, walDir); err != nil {
+		return fmt.Errorf("cluster: commit raft log migration: %w", err)
+	}
+	if err := syncDir(dir); err != nil {
+		return err
+	}
+	return migrateHook("committed")
+}
+
+// logBounds is Bolt's first and last log index (0, 0 when empty).
+func logBounds(s raft.LogStore) (uint64, uint64, error) {
+	first, err := s.FirstIndex()
+	if err != nil {
+		return 0, 0, err
+	}
+	last, err := s.LastIndex()
+	return first, last, err
+}
+
+// copyLogsTo copies src's entries first..last into a new raft-wal in dir,
+// in batches of up to 4 MiB, and checks the result's bounds.
+func copyLogsTo(dir string, src raft.LogStore, first, last uint64, hl hclog.Logger) error {
+	dst, err := openWALLog(dir, hl, nil)
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+	var batch []*raft.Log
+	size := 0
+	for i := first; i <= last; i++ {
+		l := new(raft.Log)
+		if err := src.GetLog(i, l); err != nil {
+			return fmt.Errorf("read entry %d: %w", i, err)
+		}
+		batch, size = append(batch, l), size+len(l.Data)
+		if size < 4<<20 && len(batch) < 1024 && i < last {
+			continue
+		}
+		if err := dst.StoreLogs(batch); err != nil {
+			return fmt.Errorf("write entries %d-%d: %w", batch[0].Index, i, err)
+		}
+		if err := migrateHook("batch"); err != nil {
+			return err
+		}
+		batch, size = batch[:0], 0
+	}
+	gotFirst, gotLast, err := logBounds(dst)
+	if err != nil {
+		return err
+	}
+	if gotFirst != first || gotLast != last {
+		return fmt.Errorf("copied log holds %d-%d, want %d-%d", gotFirst, gotLast, first, last)
+	}
+	return dst.Close()
+}
+
+// dropBoltLog deletes what raft.db still holds of the Raft log once wal/
+// is authoritative, and rewrites the file without it when it is larger
+// than a stable store ever gets (boltLeftover; Bolt never shrinks a file):
+// compacted into raft.db.compact, renamed over raft.db. It returns the
+// store to use (reopened when rewritten).
+func dropBoltLog(bolt *raftboltdb.BoltStore, dir string, hl hclog.Logger) (*raftboltdb.BoltStore, error) {
+	first, last, err := logBounds(bolt)
+	if err != nil {
+		return bolt, err
+	}
+	if last != 0 {
+		if err := bolt.DeleteRange(first, last); err != nil {
+			return bolt, fmt.Errorf("cluster: drop migrated raft log from raft.db: %w", err)
+		}
+	}
+	path := filepath.Join(dir, boltFileName)
+	if fi, err := os.Stat(path); err != nil || fi.Size() <= boltLeftover {
+		return bolt, err
+	}
+	if err := bolt.Close(); err != nil {
+		return nil, err
+	}
+	if err := compactBolt(path); err != nil {
+		// raft.db is intact and still right (its log is empty now).
+		hl.Warn("cannot rewrite raft.db without the migrated log; it keeps its size", "err", err)
+	}
+	return openBoltStore(path)
+}
+
+// boltLeftover: a raft.db larger than this held a Raft log (the stable
+// store alone is a few pages).
+const boltLeftover = 1 << 20
+
+// compactBolt rewrites the Bolt file at path through path+".compact".
+func compactBolt(path string) error {
+	tmp := path + boltCompactExt
+	src, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := bbolt.Open(tmp, 0o600, &bbolt.Options{NoFreelistSync: true, FreelistType: bbolt.FreelistMapType})
+	if err != nil {
+		return err
+	}
+	if err := bbolt.Compact(dst, src, 1<<20); err != nil {
+		_ = dst.Close()
+		return err
+	}
+	if err := dst.Close(); err != nil {
+		return err
+	}
+	if err := migrateHook("compacting"); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("cluster: fsync %s: %w", dir, err)
+	}
+	return nil
+}
