@@ -22,8 +22,8 @@ func TestSoleVoterElectsWithoutWaiting(t *testing.T) {
 		t.Fatalf("timeouts after the election: %v / %v, want the configured 1h / 1h", got.HeartbeatTimeout, got.ElectionTimeout)
 	}
 	// Topic creation goes through the leader loop, whose barrier is done
-	// by then (stopping an agent whose barrier is still in flight is a
-	// separate matter).
+	// by then (stopping an agent whose barrier is still in flight:
+	// TestCloseWhileLeaderBarrierInFlight).
 	createTopic(t, a, "solo", 1)
 	c.kill("a")
 	a2 := c.start("a", a.dir, slow)

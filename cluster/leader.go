@@ -107,7 +107,7 @@ func (n *Node) runLeader(ctx context.Context) {
 func (n *Node) leaderBarrier(ctx context.Context) bool {
 	r := n.r()
 	for {
-		err := r.Barrier(n.cfg.ApplyTimeout).Error()
+		err := n.await(ctx, r.Barrier(n.cfg.ApplyTimeout))
 		if err == nil {
 			return ctx.Err() == nil
 		}

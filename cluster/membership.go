@@ -119,13 +119,13 @@ func (l *leaderState) reconcileMembership(ctx context.Context) bool {
 		return false
 	}
 	if id, why := planRemoval(v); id != "" {
-		return l.remove(id, why)
+		return l.remove(ctx, id, why)
 	}
 	if id, why := l.staleIncarnation(ctx, v); id != "" {
-		return l.remove(id, why)
+		return l.remove(ctx, id, why)
 	}
 	if s, addr, ok := planAddressUpdate(v); ok {
-		return l.updateAddress(s, addr)
+		return l.updateAddress(ctx, s, addr)
 	}
 	added, ok := l.addNonvoters(ctx, v)
 	if !ok {
@@ -285,7 +285,7 @@ func planAddressUpdate(v *membershipView) (raft.Server, string, bool) {
 }
 
 // updateAddress re-adds s at addr with the same suffrage.
-func (l *leaderState) updateAddress(s raft.Server, addr string) bool {
+func (l *leaderState) updateAddress(ctx context.Context, s raft.Server, addr string) bool {
 	n := l.n
 	r := n.r()
 	var f raft.IndexFuture
@@ -294,7 +294,7 @@ func (l *leaderState) updateAddress(s raft.Server, addr string) bool {
 	} else {
 		f = r.AddNonvoter(s.ID, raft.ServerAddress(addr), 0, n.cfg.ApplyTimeout)
 	}
-	if err := f.Error(); err != nil {
+	if err := n.await(ctx, f); err != nil {
 		n.log.Warn("cannot update a member's raft address", "node", s.ID, "addr", addr, "err", err)
 		return false
 	}
@@ -345,7 +345,7 @@ func (l *leaderState) addNonvoters(ctx context.Context, v *membershipView) ([]ra
 			continue
 		}
 		s := raft.Server{Suffrage: raft.Nonvoter, ID: raft.ServerID(m.Name), Address: raft.ServerAddress(m.Meta.Peer)}
-		if err := n.r().AddNonvoter(s.ID, s.Address, 0, n.cfg.ApplyTimeout).Error(); err != nil {
+		if err := n.await(ctx, n.r().AddNonvoter(s.ID, s.Address, 0, n.cfg.ApplyTimeout)); err != nil {
 			n.log.Warn("cannot add agent as non-voter", "node", m.Name, "err", err)
 			return nil, false
 		}
@@ -440,7 +440,7 @@ func (l *leaderState) admitAndPromote(ctx context.Context, v *membershipView, ch
 			}
 			changed = changed || admitted
 		case nonvoterPromote:
-			return l.promote(s, voters, target)
+			return l.promote(ctx, s, voters, target)
 		}
 	}
 	return changed
@@ -457,7 +457,7 @@ func (l *leaderState) admitNonvoter(ctx context.Context, cluster, peer string, s
 	}
 	// A deposed leader's configuration may be stale (the member may be a
 	// voter by now): admit only as the current leader.
-	if err := n.r().VerifyLeader().Error(); err != nil {
+	if err := n.await(ctx, n.r().VerifyLeader()); err != nil {
 		return false, false
 	}
 	if err := n.admit(ctx, peer, admitRequest{NodeID: id, Instance: st.Instance, Cluster: cluster}); err != nil {
@@ -468,9 +468,9 @@ func (l *leaderState) admitNonvoter(ctx context.Context, cluster, peer string, s
 }
 
 // promote makes the non-voter s a voter.
-func (l *leaderState) promote(s raft.Server, voters, target int) bool {
+func (l *leaderState) promote(ctx context.Context, s raft.Server, voters, target int) bool {
 	n := l.n
-	if err := n.r().AddVoter(s.ID, s.Address, 0, n.cfg.ApplyTimeout).Error(); err != nil {
+	if err := n.await(ctx, n.r().AddVoter(s.ID, s.Address, 0, n.cfg.ApplyTimeout)); err != nil {
 		n.log.Warn("cannot promote non-voter", "node", s.ID, "err", err)
 		return false
 	}
@@ -493,9 +493,9 @@ func (n *Node) caughtUp(st Status) bool {
 	return st.AppliedIndex+n.cfg.MaxPromotionLag >= r.CommitIndex()
 }
 
-func (l *leaderState) remove(id, why string) bool {
+func (l *leaderState) remove(ctx context.Context, id, why string) bool {
 	n := l.n
-	if err := n.r().RemoveServer(raft.ServerID(id), 0, n.cfg.ApplyTimeout).Error(); err != nil {
+	if err := n.await(ctx, n.r().RemoveServer(raft.ServerID(id), 0, n.cfg.ApplyTimeout)); err != nil {
 		n.log.Warn("cannot remove raft member", "node", id, "why", why, "err", err)
 		return false
 	}

@@ -90,6 +90,10 @@ type Node struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	closeMu sync.Mutex
+	// raftDown is cancelled by teardown once Raft has shut down: every
+	// wait on a Raft future (await) ends then at the latest.
+	raftDown     context.Context
+	markRaftDown context.CancelFunc
 }
 
 // New returns a Node; it starts nothing. Install RPCHandler on the peer mux
@@ -98,6 +102,7 @@ func New(cfg Config, f StateMachine) *Node {
 	cfg.setDefaults()
 	n := &Node{cfg: cfg, fsm: f, log: cfg.Logger.With("component", "cluster"), departing: map[string]time.Time{},
 		lowDiskKick: make(chan struct{}, 1), reclaimWant: make(chan bool, 1), peer: cfg.Mux}
+	n.raftDown, n.markRaftDown = context.WithCancel(context.Background())
 	n.rpc = n.newRPCMux()
 	return n
 }
@@ -450,15 +455,8 @@ func (n *Node) applyLocal(ctx context.Context, cmd []byte) (*fsm.Result, uint64,
 	r := n.r()
 	start := time.Now()
 	fut := r.Apply(cmd, n.cfg.ApplyTimeout)
-	done := make(chan error, 1)
-	go func() { done <- fut.Error() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return nil, 0, translateApplyErr(err)
-		}
-	case <-ctx.Done():
-		return nil, 0, fmt.Errorf("%w: %v", fsm.ErrOutcomeUnknown, ctx.Err())
+	if err := n.await(ctx, fut); err != nil {
+		return nil, 0, translateApplyErr(err)
 	}
 	if n.metrics != nil {
 		n.metrics.applyLatency.Observe(time.Since(start).Seconds())
@@ -495,8 +493,9 @@ func translateApplyErr(err error) error {
 		errors.Is(err, raft.ErrLeadershipTransferInProgress):
 		return fmt.Errorf("%w: %v", fsm.ErrUnavailable, err)
 	}
-	// ErrLeadershipLost, ErrRaftShutdown, ErrAbortedByRestore and anything
-	// else: the entry may be in the log and may yet commit.
+	// ErrLeadershipLost, ErrRaftShutdown, ErrAbortedByRestore, a wait cut
+	// by the caller's ctx or by Close (await) and anything else: the entry
+	// may be in the log and may yet commit.
 	return fmt.Errorf("%w: %v", fsm.ErrOutcomeUnknown, err)
 }
 
@@ -577,7 +576,7 @@ func (n *Node) Snapshot() error {
 	if r == nil {
 		return fmt.Errorf("%w: raft not started", fsm.ErrUnavailable)
 	}
-	return r.Snapshot().Error()
+	return n.await(context.Background(), r.Snapshot())
 }
 
 // Leave leaves the cluster on purpose. In order: it gossips that it is
@@ -604,16 +603,14 @@ func (n *Node) Leave(ctx context.Context) error {
 	r := n.r()
 	if r.State() == raft.Leader && n.otherVoters() > 0 {
 		n.log.Info("leaving: transferring raft leadership")
-		fut := r.LeadershipTransfer()
-		done := make(chan error, 1)
-		go func() { done <- fut.Error() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				n.log.Warn("leadership transfer before leave failed", "err", err)
+		if err := n.await(ctx, r.LeadershipTransfer()); err != nil {
+			switch {
+			case ctx.Err() != nil:
+				return fmt.Errorf("cluster: leave: leadership transfer: %w", err)
+			case n.closed.Load():
+				return ErrClosed
 			}
-		case <-ctx.Done():
-			return fmt.Errorf("cluster: leave: leadership transfer: %w", ctx.Err())
+			n.log.Warn("leadership transfer before leave failed", "err", err)
 		}
 	}
 	removeErr := n.leaveRaft(ctx)
@@ -719,6 +716,9 @@ func (n *Node) teardown() error {
 		n.stable.halt()
 		errs = append(errs, r.Shutdown().Error())
 	}
+	// Raft drops some futures unanswered when it shuts down; this ends
+	// every wait for one (await).
+	n.markRaftDown()
 	n.wg.Wait()
 	if n.transport != nil {
 		errs = append(errs, n.transport.Close())

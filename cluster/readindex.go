@@ -31,7 +31,7 @@ type readIndexAnswer struct {
 // applied, and the commit index may name a no-op the FSM never sees; the
 // jepsen harness caught a read older than an acknowledged commit through
 // the first.)
-func (n *Node) leaderReadIndex() (uint64, error) {
+func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
 	r := n.r()
 	if r == nil || r.State() != raft.Leader {
 		return 0, fmt.Errorf("agent %s is not the raft leader", n.cfg.NodeID)
@@ -40,14 +40,14 @@ func (n *Node) leaderReadIndex() (uint64, error) {
 		return 0, errors.New("raft leader is applying the log from earlier terms")
 	}
 	idx := n.fsm.LastApplied()
-	if err := r.VerifyLeader().Error(); err != nil {
+	if err := n.await(ctx, r.VerifyLeader()); err != nil {
 		return 0, fmt.Errorf("verifying raft leadership: %w", err)
 	}
 	return idx, nil
 }
 
-func (n *Node) handleReadIndex(w http.ResponseWriter, _ *http.Request) {
-	idx, err := n.leaderReadIndex()
+func (n *Node) handleReadIndex(w http.ResponseWriter, req *http.Request) {
+	idx, err := n.leaderReadIndex(req.Context())
 	if err != nil {
 		writeRPCError(w, http.StatusServiceUnavailable, outcomeNotApplied, err)
 		return
@@ -69,7 +69,7 @@ func (n *Node) SyncRead(ctx context.Context) error {
 	var idx uint64
 	var err error
 	if r.State() == raft.Leader {
-		idx, err = n.leaderReadIndex()
+		idx, err = n.leaderReadIndex(ctx)
 	} else {
 		idx, err = n.remoteReadIndex(ctx)
 	}

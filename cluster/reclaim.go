@@ -62,7 +62,7 @@ func (n *Node) SetLowDisk(low bool) error {
 	if snap, err := strconv.ParseUint(r.Stats()["last_snapshot_index"], 10, 64); err == nil && snap >= r.AppliedIndex() {
 		return nil // nothing new (Raft would log that as an error)
 	}
-	if err := r.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+	if err := n.await(context.Background(), r.Snapshot()); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
 		return fmt.Errorf("cluster: snapshot to reclaim raft log space: %w", err)
 	}
 	return nil

@@ -228,7 +228,7 @@ func (n *Node) handleLeave(w http.ResponseWriter, req *http.Request) {
 	n.departMu.Lock()
 	n.departing[lr.NodeID] = time.Now().Add(departGrace)
 	n.departMu.Unlock()
-	if err := r.RemoveServer(target.ID, 0, n.cfg.ApplyTimeout).Error(); err != nil {
+	if err := n.await(req.Context(), r.RemoveServer(target.ID, 0, n.cfg.ApplyTimeout)); err != nil {
 		writeRPCError(w, http.StatusServiceUnavailable, outcomeUnknown, fmt.Errorf("removing %s: %w", lr.NodeID, err))
 		return
 	}
