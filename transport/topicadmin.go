@@ -105,12 +105,7 @@ func (s *HTTPServer) handleCreatePartitions(w http.ResponseWriter, r *http.Reque
 	if err != nil {
 		return err
 	}
-	ps, err := s.topics.Partitions(name)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, topicDetailJSON{TopicJSON: s.toTopicJSON(t), PartitionInfo: toPartitionsJSON(ps)})
-	return nil
+	return s.writeTopicDetail(w, t)
 }
 
 // configString accepts a JSON string, or a JSON number taken as its text.

@@ -248,12 +248,7 @@ func (s *HTTPServer) handleGetTopic(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	ps, err := s.topics.Partitions(name)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, topicDetailJSON{TopicJSON: s.toTopicJSON(t), PartitionInfo: toPartitionsJSON(ps)})
-	return nil
+	return s.writeTopicDetail(w, t)
 }
 
 func (s *HTTPServer) handleDeleteTopic(w http.ResponseWriter, r *http.Request) error {
@@ -279,5 +274,15 @@ func (s *HTTPServer) handlePartitions(w http.ResponseWriter, r *http.Request) er
 		return err
 	}
 	writeJSON(w, http.StatusOK, PartitionsResponse{Partitions: toPartitionsJSON(ps)})
+	return nil
+}
+
+// writeTopicDetail answers 200 with topic t and its partitions.
+func (s *HTTPServer) writeTopicDetail(w http.ResponseWriter, t fsm.Topic) error {
+	ps, err := s.topics.Partitions(t.Name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, topicDetailJSON{TopicJSON: s.toTopicJSON(t), PartitionInfo: toPartitionsJSON(ps)})
 	return nil
 }
