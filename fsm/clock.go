@@ -56,7 +56,7 @@ func (f *FSM) Clock() int64 {
 // commitTime is a segment's commit time: the command's timestamp (the
 // uploader's wall clock), but never below the cluster clock, so an
 // uploader whose clock is behind cannot make a segment look committed
-// long ago. Retention ages segments from it (partition.RetentionPoint).
+// long ago. Retention ages segments from it (RetentionPoint, retention.go).
 func (s *State) commitTime(c *CommitSegment) int64 {
 	return max(c.Timestamp, s.Clock)
 }

@@ -492,16 +492,32 @@ func decodeAssignLeader(v uint8, d *dec) (Command, error) {
 // partition that end below Before and moves the low watermark to Before,
 // which must be a segment boundary at or below the flushed offset. Objects
 // left without any reference are queued for deletion.
+//
+// Versions: 1 = topic, partition, before, timestamp, applied without a
+// retention check (Unfenced; what old log entries decode to, so replaying
+// them gives the state the old code produced); 2 = the same fields, and
+// Apply refuses the trim (CodeRetentionChanged) unless the topic's config
+// at apply time expires everything below Before at Timestamp (the cluster
+// clock the proposer read; see trimFence).
 type TrimPartition struct {
 	TopicID   uint64
 	Partition int32
 	Before    int64
 	Timestamp int64
+	// Unfenced selects version 1: no check against the topic's retention.
+	Unfenced bool
 }
 
 // Type implements Command.
 func (*TrimPartition) Type() CommandType { return CmdTrimPartition }
-func (*TrimPartition) version() uint8    { return 1 }
+
+func (c *TrimPartition) version() uint8 {
+	if c.Unfenced {
+		return 1
+	}
+	return 2
+}
+
 func (c *TrimPartition) encode(e *enc) {
 	e.uv(c.TopicID)
 	e.iv(int64(c.Partition))
@@ -510,10 +526,10 @@ func (c *TrimPartition) encode(e *enc) {
 }
 
 func decodeTrimPartition(v uint8, d *dec) (Command, error) {
-	if err := checkVersion(CmdTrimPartition, v, 1); err != nil {
+	if err := checkVersion(CmdTrimPartition, v, 2); err != nil {
 		return nil, err
 	}
-	c := &TrimPartition{}
+	c := &TrimPartition{Unfenced: v == 1}
 	c.TopicID = d.uv()
 	c.Partition = d.i32()
 	c.Before = d.iv()

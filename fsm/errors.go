@@ -37,6 +37,10 @@ var (
 	// its bound allows (segment uploads are behind). The batch was not
 	// applied; it wraps ErrUnavailable, so retrying later is safe.
 	ErrUnflushedLimit = fmt.Errorf("%w: unflushed record limit reached", ErrUnavailable)
+	// ErrRetentionChanged: a TrimPartition asked to drop segments that the
+	// topic's retention at apply time keeps (its config changed after the
+	// trim point was computed). Nothing was trimmed; recompute.
+	ErrRetentionChanged = errors.New("trim refused: the topic's current retention keeps these segments")
 )
 
 // Code is the outcome of applying one command.
@@ -63,6 +67,7 @@ const (
 	CodeLimitExceeded
 	CodeProducerNotOwned
 	CodeUnflushedLimit
+	CodeRetentionChanged
 )
 
 var codeErrors = map[Code]error{
@@ -81,6 +86,7 @@ var codeErrors = map[Code]error{
 	CodeLimitExceeded:      ErrLimitExceeded,
 	CodeProducerNotOwned:   ErrProducerNotOwned,
 	CodeUnflushedLimit:     ErrUnflushedLimit,
+	CodeRetentionChanged:   ErrRetentionChanged,
 }
 
 // Result is what Apply returns for a command.

@@ -370,6 +370,11 @@ func (f *FSM) applyTrimPartition(c *TrimPartition) (*Result, bool) {
 	if c.Before != boundary {
 		return fail(CodeInvalid, "trim point %d is not a segment boundary (next boundary %d)", c.Before, boundary), false
 	}
+	if !c.Unfenced {
+		if res := f.state.trimFence(c, p); res != nil {
+			return res, false
+		}
+	}
 	for _, r := range p.Segments[:drop] {
 		f.state.deref(r.ObjectKey)
 	}

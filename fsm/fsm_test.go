@@ -112,6 +112,7 @@ func TestCommandCodecRoundTrip(t *testing.T) {
 		&CommitSegment{Node: "a", ObjectKey: "segments/x.seg", Timestamp: 5, Entries: []CommitEntry{{TopicID: 7, Partition: 1, LeaderEpoch: 2, Ref: SegmentRef{ByteOffset: 1, ByteLength: 2, BaseOffset: 3, LastOffset: 4, RecordCount: 2, MinTimestamp: 5, MaxTimestamp: 6, Compression: 1, CRC: 0xdeadbeef, UncompressedSize: 9}}}},
 		&AssignLeader{TopicID: 7, Partition: 1, Leader: "b", ExpectedEpoch: 4},
 		&TrimPartition{TopicID: 7, Partition: 1, Before: 100, Timestamp: 9},
+		&TrimPartition{TopicID: 7, Partition: 1, Before: 100, Timestamp: 9, Unfenced: true},
 		&ObjectsDeleted{Keys: []string{"a", "b"}},
 		&CommitOffsets{Group: "g", Timestamp: 3, Offsets: []OffsetCommit{{TopicID: 7, Partition: 1, Offset: 10, Metadata: "m"}, {TopicID: 7, Partition: 0, Offset: 0}}},
 		&DeleteGroup{Group: "g"},
@@ -392,7 +393,7 @@ func TestSnapshotRoundTripPerCommand(t *testing.T) {
 	snapshotRoundTrip(t, h)
 	h.mustOK(&AssignLeader{TopicID: id, Partition: 1, Leader: "n2", ExpectedEpoch: 1})
 	snapshotRoundTrip(t, h)
-	h.mustOK(&TrimPartition{TopicID: id, Partition: 0, Before: 2})
+	h.mustOK(&TrimPartition{TopicID: id, Partition: 0, Before: 2, Unfenced: true})
 	h.mustOK(&ObjectsDeleted{Keys: []string{"never-queued"}})
 	h2 := snapshotRoundTrip(t, h)
 	if got := h2.f.PendingDeletes(); len(got) != 1 || got[0] != "obj" {
@@ -511,16 +512,18 @@ func TestApplyTrimPartitionAndObjectLifecycle(t *testing.T) {
 	for _, bad := range []*TrimPartition{
 		{TopicID: id, Partition: 0, Before: 1}, // not a boundary
 		{TopicID: id, Partition: 0, Before: 5}, // past flushed offset (4)
+		{TopicID: id, Partition: 0, Before: 1, Unfenced: true},
+		{TopicID: id, Partition: 0, Before: 5, Unfenced: true},
 	} {
 		if err := h.apply(bad).Err(); !errors.Is(err, ErrInvalidCommand) {
 			t.Errorf("%+v: %v", bad, err)
 		}
 	}
-	if err := h.apply(&TrimPartition{TopicID: 99, Partition: 0, Before: 2}).Err(); !errors.Is(err, ErrTopicNotFound) {
+	if err := h.apply(&TrimPartition{TopicID: 99, Partition: 0, Before: 2, Unfenced: true}).Err(); !errors.Is(err, ErrTopicNotFound) {
 		t.Errorf("unknown topic: %v", err)
 	}
 	// Trim partition 0 to 2: o1 is still referenced by partition 1.
-	h.mustOK(&TrimPartition{TopicID: id, Partition: 0, Before: 2})
+	h.mustOK(&TrimPartition{TopicID: id, Partition: 0, Before: 2, Unfenced: true})
 	p, _ := h.f.Partition(id, 0)
 	if p.LowWatermark != 2 || p.Segments != 1 {
 		t.Fatalf("after trim: %+v", p)
@@ -529,9 +532,9 @@ func TestApplyTrimPartitionAndObjectLifecycle(t *testing.T) {
 		t.Fatal("shared object queued while still referenced")
 	}
 	// Trimming again to the same point is a no-op.
-	h.mustOK(&TrimPartition{TopicID: id, Partition: 0, Before: 2})
+	h.mustOK(&TrimPartition{TopicID: id, Partition: 0, Before: 2, Unfenced: true})
 	// Trim to the flushed offset: every segment goes, o2 is queued.
-	h.mustOK(&TrimPartition{TopicID: id, Partition: 0, Before: 4})
+	h.mustOK(&TrimPartition{TopicID: id, Partition: 0, Before: 4, Unfenced: true})
 	if got := h.f.PendingDeletes(); len(got) != 1 || got[0] != "o2" {
 		t.Fatalf("pending = %v", got)
 	}

@@ -99,49 +99,6 @@ func (j *Janitor) RunOnce(ctx context.Context) error {
 	return errors.Join(retention, j.deleteReleased(ctx), j.collectOrphans(ctx, now))
 }
 
-// RetentionPoint returns the new low watermark for a partition's committed
-// segments under cfg, or -1 when nothing expires. Only whole, flushed
-// segments expire: by age and by size (Kafka's rule: drop the oldest while
-// the rest still holds at least RetentionBytes).
-//
-// By age, a segment expires when both its max record timestamp and its
-// commit time are older than RetentionMs (nowMs is the cluster clock).
-// Record timestamps default to the receiving agent's wall clock, so one
-// agent whose clock is behind would otherwise make fresh records look old;
-// the commit time is cluster time (fsm State.commitTime), so a segment
-// always lives RetentionMs after its commit. Refs committed by earlier
-// versions carry the uploader's time as their commit time; a commit time
-// of 0 (a gap ref built without one) leaves the record timestamps to
-// decide, as before: no ref expires earlier than it did before.
-func RetentionPoint(segs []fsm.SegmentRef, flushed int64, cfg fsm.TopicConfig, nowMs int64) int64 {
-	drop := 0
-	if cfg.RetentionMs > 0 {
-		limit := nowMs - cfg.RetentionMs
-		for drop < len(segs) && segs[drop].MaxTimestamp < limit && segs[drop].CommittedAt < limit {
-			drop++
-		}
-	}
-	if cfg.RetentionBytes > 0 {
-		var total int64
-		for _, s := range segs {
-			total += s.ByteLength
-		}
-		bySize := 0
-		for bySize < len(segs) && total-segs[bySize].ByteLength >= cfg.RetentionBytes {
-			total -= segs[bySize].ByteLength
-			bySize++
-		}
-		drop = max(drop, bySize)
-	}
-	if drop == 0 {
-		return -1
-	}
-	if drop == len(segs) {
-		return flushed
-	}
-	return segs[drop].BaseOffset
-}
-
 func (j *Janitor) applyRetention(ctx context.Context, now int64) error {
 	var errs []error
 	for _, t := range j.meta.Topics() {
@@ -150,13 +107,19 @@ func (j *Janitor) applyRetention(ctx context.Context, now int64) error {
 		}
 		for _, p := range j.meta.Partitions(t.ID) {
 			segs := j.meta.Segments(t.ID, p.Partition)
-			before := RetentionPoint(segs, p.FlushedOffset, t.Config, now)
+			before := fsm.RetentionPoint(segs, p.FlushedOffset, t.Config, now)
 			if before <= p.LowWatermark {
 				continue
 			}
 			res, err := j.proposer.Propose(ctx, fsm.Encode(&fsm.TrimPartition{TopicID: t.ID, Partition: p.Partition, Before: before, Timestamp: now}))
 			if err == nil {
 				err = res.Err()
+			}
+			if errors.Is(err, fsm.ErrRetentionChanged) {
+				// The topic's retention changed after this round read it;
+				// the next round recomputes under the new config.
+				j.log.Info("retention trim refused: the topic's config changed", "topic", t.Name, "partition", p.Partition, "err", err)
+				continue
 			}
 			if err != nil {
 				errs = append(errs, fmt.Errorf("trim %s/%d to %d: %w", t.Name, p.Partition, before, err))

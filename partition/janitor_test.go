@@ -54,48 +54,6 @@ func (e *env) wantRecords(topic string, part int32, n int) {
 	}
 }
 
-func TestRetentionPoint(t *testing.T) {
-	segs := []fsm.SegmentRef{
-		{BaseOffset: 0, LastOffset: 9, MaxTimestamp: 100, ByteLength: 10},
-		{BaseOffset: 10, LastOffset: 19, MaxTimestamp: 200, ByteLength: 10},
-		{BaseOffset: 20, LastOffset: 29, MaxTimestamp: 300, ByteLength: 10},
-	}
-	cases := []struct {
-		name string
-		cfg  fsm.TopicConfig
-		now  int64
-		want int64
-	}{
-		{"no retention", fsm.TopicConfig{}, 1000, -1},
-		{"nothing old enough", fsm.TopicConfig{RetentionMs: 1000}, 1000, -1},
-		{"first expired", fsm.TopicConfig{RetentionMs: 850}, 1000, 10},
-		{"two expired", fsm.TopicConfig{RetentionMs: 750}, 1000, 20},
-		{"all expired: low watermark = flushed", fsm.TopicConfig{RetentionMs: 10}, 1000, 30},
-		{"size keeps at least retention bytes", fsm.TopicConfig{RetentionBytes: 15}, 0, 10},
-		{"size exact", fsm.TopicConfig{RetentionBytes: 10}, 0, 20},
-		{"size large enough", fsm.TopicConfig{RetentionBytes: 30}, 0, -1},
-		{"max of both rules", fsm.TopicConfig{RetentionMs: 850, RetentionBytes: 10}, 1000, 20},
-	}
-	for _, c := range cases {
-		if got := RetentionPoint(segs, 30, c.cfg, c.now); got != c.want {
-			t.Errorf("%s: got %d want %d", c.name, got, c.want)
-		}
-	}
-	// Old records committed recently: kept until the commit is old too. (The
-	// segments above have no commit time, 0: the records' age decides.)
-	recent := append([]fsm.SegmentRef{}, segs...)
-	recent[0].CommittedAt = 900
-	if got := RetentionPoint(recent, 30, fsm.TopicConfig{RetentionMs: 500}, 1000); got != -1 {
-		t.Errorf("old records committed at 900: trimmed to %d at 1000 with retention 500", got)
-	}
-	if got := RetentionPoint(recent, 30, fsm.TopicConfig{RetentionMs: 500}, 1401); got != 30 {
-		t.Errorf("old records committed at 900: got %d at 1401 want 30", got)
-	}
-	if got := RetentionPoint(nil, 0, fsm.TopicConfig{RetentionMs: 1}, 1000); got != -1 {
-		t.Errorf("no segments: %d", got)
-	}
-}
-
 func TestJanitorAppliesRetentionThenDeletesObjects(t *testing.T) {
 	e := newEnv(t, ProducerConfig{})
 	ctx := context.Background()
@@ -240,5 +198,67 @@ func TestOrphanDeletable(t *testing.T) {
 		if got := OrphanDeletable(ObjectInfo{Key: "k", CommitBy: c.commitBy}, c.clock, c.referenced); got != c.want {
 			t.Errorf("%s: got %v", c.name, got)
 		}
+	}
+}
+
+// beforeTrimProposer runs hook just before the first TrimPartition is
+// applied: the window between the janitor computing a trim point under a
+// topic's config and the trim's apply.
+type beforeTrimProposer struct {
+	Proposer
+	hook func()
+}
+
+func (p *beforeTrimProposer) Propose(ctx context.Context, cmd []byte) (*fsm.Result, error) {
+	if c, err := fsm.Decode(cmd); err == nil && c.Type() == fsm.CmdTrimPartition && p.hook != nil {
+		h := p.hook
+		p.hook = nil
+		h()
+	}
+	return p.Proposer.Propose(ctx, cmd)
+}
+
+// An operator raises retention.ms while a janitor round is under way: the
+// alter is acknowledged before the trim computed under the old value
+// applies, so that trim must not delete anything the new value keeps.
+func TestJanitorTrimComputedBeforeRetentionRaisedDeletesNothing(t *testing.T) {
+	const hour = int64(3600_000)
+	now := 10 * 24 * hour
+	e := newEnv(t, ProducerConfig{})
+	e.clock = func() time.Time { return time.UnixMilli(now) }
+	e.build()
+	ctx := context.Background()
+	tp, err := e.admin.CreateTopic(ctx, "r", 1, fsm.TopicConfig{RetentionMs: hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.tick(now)
+	e.produce("r", 0, "a", "b")
+	e.flushAll()
+	j := e.janitor(e.fsm, true)
+	j.proposer = &beforeTrimProposer{Proposer: j.proposer, hook: func() {
+		if _, err := e.admin.AlterTopicConfig(ctx, "r", map[string]string{fsm.ConfigRetentionMs: "604800000"}); err != nil {
+			t.Error(err)
+		}
+	}}
+	e.runJanitor(j, now+2*hour)
+	if got, _ := e.fsm.Topic("r"); got.Config.RetentionMs != 7*24*hour {
+		t.Fatalf("alter not applied: %+v", got.Config)
+	}
+	if p, _ := e.fsm.Partition(tp.ID, 0); p.LowWatermark != 0 || p.Segments != 1 {
+		t.Fatalf("a trim computed under retention.ms=1h applied after retention.ms was raised to 7d: %+v", p)
+	}
+	if len(e.segs.objects) != 1 {
+		t.Fatalf("objects = %d, want the one segment object kept", len(e.segs.objects))
+	}
+	e.wantRecords("r", 0, 2)
+	// The next round computes under 7d: nothing expires until 7d after the commit.
+	e.runJanitor(j, now+3*hour)
+	if p, _ := e.fsm.Partition(tp.ID, 0); p.LowWatermark != 0 {
+		t.Fatalf("trimmed under the new retention too early: %+v", p)
+	}
+	e.runJanitor(j, now+7*24*hour+1)
+	if p, _ := e.fsm.Partition(tp.ID, 0); p.LowWatermark != 2 {
+		t.Fatalf("not trimmed once the new retention passed: %+v", p)
 	}
 }
