@@ -5,7 +5,7 @@ package fsm
 
 func (f *FSM) applyAlterTopicConfig(c *AlterTopicConfig) (*Result, bool) {
 	t, ok := f.state.Topics[c.Topic]
-	if !ok {
+	if !ok || (c.TopicID != 0 && c.TopicID != t.ID) {
 		return fail(CodeTopicNotFound, "topic %q not found", c.Topic), false
 	}
 	if len(c.Set) == 0 {

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"io"
 	"reflect"
@@ -11,16 +12,17 @@ import (
 func TestAlterCommandsCodecRoundTrip(t *testing.T) {
 	assertCodecRoundTrip(t, []Command{
 		&AlterTopicConfig{Topic: "orders", Set: []ConfigEntry{{ConfigCompressionType, "lz4"}, {ConfigRetentionMs, "3600000"}}},
+		&AlterTopicConfig{Topic: "orders", TopicID: 7, Set: []ConfigEntry{{ConfigRetentionMs, "1"}}},
 		&CreatePartitions{Topic: "orders", TopicID: 7, Count: 6, Leaders: []string{"a", "", "c"}, Limits: ClusterLimits{MaxPartitions: 100}},
 		&CreatePartitions{Topic: "orders", Count: 2},
 		&CreateTopic{Name: "t", Partitions: 1, Config: TopicConfig{MaxMessageBytes: 1024}},
 		&CreateTopic{Name: "t", Partitions: 1, Config: TopicConfig{MaxMessageBytes: 1024}, Limits: ClusterLimits{MaxTopics: 3}},
 	})
-	for _, c := range []Command{&AlterTopicConfig{Topic: "t"}, &CreatePartitions{Topic: "t", Count: 2}} {
+	for _, c := range []Command{&AlterTopicConfig{Topic: "t", TopicID: 1}, &CreatePartitions{Topic: "t", Count: 2}} {
 		b := Encode(c)
-		b[1] = 2 // a payload version this agent does not know
+		b[1]++ // a payload version this agent does not know
 		if _, err := Decode(b); !errors.Is(err, ErrDecode) {
-			t.Errorf("%s v2: want ErrDecode, got %v", c.Type(), err)
+			t.Errorf("%s v%d: want ErrDecode, got %v", c.Type(), b[1], err)
 		}
 	}
 	if v := (&CreateTopic{Name: "t", Partitions: 1}).version(); v != 1 {
@@ -28,6 +30,35 @@ func TestAlterCommandsCodecRoundTrip(t *testing.T) {
 	}
 	if CmdAlterTopicConfig != 12 || CmdCreatePartitions != 13 {
 		t.Fatalf("command numbers moved: %d %d", CmdAlterTopicConfig, CmdCreatePartitions)
+	}
+}
+
+// AlterTopicConfig version 1 (no topic ID), as agents before version 2
+// wrote it, still decodes; a command without a topic ID is still written
+// as version 1, and one with an ID as version 2.
+func TestAlterTopicConfigVersions(t *testing.T) {
+	v1, err := hex.DecodeString("0c010174010c726574656e74696f6e2e6d730431303030")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Decode(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &AlterTopicConfig{Topic: "t", Set: []ConfigEntry{{ConfigRetentionMs, "1000"}}}
+	if !reflect.DeepEqual(c, want) {
+		t.Fatalf("v1 decoded as %+v", c)
+	}
+	if !bytes.Equal(Encode(want), v1) {
+		t.Fatalf("without a topic ID: %x, want the v1 payload", Encode(want))
+	}
+	if b := Encode(&AlterTopicConfig{Topic: "t", TopicID: 5}); b[1] != 2 {
+		t.Fatalf("with a topic ID: version %d, want 2", b[1])
+	}
+	bad := Encode(&AlterTopicConfig{Topic: "t", TopicID: 5, Set: []ConfigEntry{{ConfigRetentionMs, "1"}}})
+	bad[4] = 0 // the topic ID: type, version, name length, name, then the ID
+	if _, err := Decode(bad); !errors.Is(err, ErrDecode) {
+		t.Fatalf("v2 with topic ID 0: want ErrDecode, got %v", err)
 	}
 }
 
@@ -114,6 +145,21 @@ func TestApplyAlterTopicConfig(t *testing.T) {
 	}
 	if err := h.apply(&AlterTopicConfig{Topic: "nope", Set: []ConfigEntry{{ConfigRetentionMs, "1"}}}).Err(); !errors.Is(err, ErrTopicNotFound) {
 		t.Fatalf("unknown topic: %v", err)
+	}
+	// A deleted and re-created namesake (a new topic ID) is not altered by
+	// a command meant for the old topic; one naming its ID is.
+	h.mustOK(&DeleteTopic{Name: "t"})
+	h.mustOK(&CreateTopic{Name: "t", Partitions: 1})
+	again, _ := h.f.Topic("t")
+	if err := h.apply(&AlterTopicConfig{Topic: "t", TopicID: tp.ID, Set: []ConfigEntry{{ConfigRetentionMs, "1"}}}).Err(); !errors.Is(err, ErrTopicNotFound) {
+		t.Fatalf("alter of the deleted topic's ID: want not found, got %v", err)
+	}
+	if now, _ := h.f.Topic("t"); now.Config != again.Config {
+		t.Fatalf("the namesake was altered: %+v", now.Config)
+	}
+	h.mustOK(&AlterTopicConfig{Topic: "t", TopicID: again.ID, Set: []ConfigEntry{{ConfigRetentionMs, "1"}}})
+	if now, _ := h.f.Topic("t"); now.Config.RetentionMs != 1 {
+		t.Fatalf("alter by the topic's own ID not applied: %+v", now.Config)
 	}
 }
 

@@ -735,17 +735,33 @@ func ValidateGroupName(name string) error {
 // AlterTopicConfig changes some of a topic's configuration (incremental:
 // keys not named keep their value). Set is sorted by key, one entry per key,
 // values in Kafka's string form (topicconfig.go); Apply validates them with
-// the same pure function the proposer used. Version 1.
+// the same pure function the proposer used. TopicID, when set, must be the
+// topic's (a deleted and re-created namesake is not altered by mistake).
+// Version 1: Topic, Set. Version 2 (written when TopicID is set): Topic,
+// TopicID, Set.
 type AlterTopicConfig struct {
-	Topic string
-	Set   []ConfigEntry
+	Topic   string
+	TopicID uint64
+	Set     []ConfigEntry
 }
 
 // Type implements Command.
 func (*AlterTopicConfig) Type() CommandType { return CmdAlterTopicConfig }
-func (*AlterTopicConfig) version() uint8    { return 1 }
+
+// version keeps a command without a topic ID at version 1, which agents
+// that predate version 2 read.
+func (c *AlterTopicConfig) version() uint8 {
+	if c.TopicID != 0 {
+		return 2
+	}
+	return 1
+}
+
 func (c *AlterTopicConfig) encode(e *enc) {
 	e.str(c.Topic)
+	if c.TopicID != 0 {
+		e.uv(c.TopicID)
+	}
 	e.uv(uint64(len(c.Set)))
 	for _, x := range c.Set {
 		e.str(x.Key)
@@ -754,10 +770,16 @@ func (c *AlterTopicConfig) encode(e *enc) {
 }
 
 func decodeAlterTopicConfig(v uint8, d *dec) (Command, error) {
-	if err := checkVersion(CmdAlterTopicConfig, v, 1); err != nil {
+	if err := checkVersion(CmdAlterTopicConfig, v, 2); err != nil {
 		return nil, err
 	}
 	c := &AlterTopicConfig{Topic: d.str()}
+	if v >= 2 {
+		c.TopicID = d.uv()
+		if c.TopicID == 0 {
+			d.fail("topic id of alter topic config v2")
+		}
+	}
 	c.Set = decodeSlice(d, 2, func(x *ConfigEntry) {
 		x.Key = d.str()
 		x.Value = d.str()

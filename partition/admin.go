@@ -109,7 +109,9 @@ func (a *Admin) Partitions(name string) ([]fsm.PartitionInfo, error) {
 // AlterTopicConfig changes the named keys of a topic's configuration
 // (Kafka names, string values: fsm/topicconfig.go); the others keep their
 // value. A bad key or value is a *fsm.ConfigError (fsm.ErrInvalidArgument)
-// and nothing is proposed. It returns the topic as this agent applied it.
+// and nothing is proposed. The command names the topic's ID, so a namesake
+// created after a deletion in between is not altered (fsm.ErrTopicNotFound).
+// It returns the topic as this agent applied it.
 func (a *Admin) AlterTopicConfig(ctx context.Context, name string, set map[string]string) (fsm.Topic, error) {
 	t, err := lookupTopic(ctx, a.meta, a.sync, name)
 	if err != nil {
@@ -119,7 +121,7 @@ func (a *Admin) AlterTopicConfig(ctx context.Context, name string, set map[strin
 	if err != nil {
 		return fsm.Topic{}, err
 	}
-	return a.proposeTopicChange(ctx, t, &fsm.AlterTopicConfig{Topic: name, Set: entries})
+	return a.proposeTopicChange(ctx, t, &fsm.AlterTopicConfig{Topic: name, TopicID: t.ID, Set: entries})
 }
 
 // CreatePartitions raises a topic's partition count to count (the new

@@ -111,3 +111,39 @@ func TestCreatePartitions(t *testing.T) {
 		t.Fatalf("unknown topic: %v", err)
 	}
 }
+
+// racingProposer deletes and re-creates topic name (a namesake with a new
+// ID) just before the first command it is given applies.
+type racingProposer struct {
+	e    *env
+	name string
+	done bool
+}
+
+func (r *racingProposer) Propose(ctx context.Context, cmd []byte) (*fsm.Result, error) {
+	if !r.done {
+		r.done = true
+		for _, c := range []fsm.Command{&fsm.DeleteTopic{Name: r.name}, &fsm.CreateTopic{Name: r.name, Partitions: 1}} {
+			if res, err := r.e.prop.Propose(ctx, fsm.Encode(c)); err != nil || res.Err() != nil {
+				r.e.t.Fatalf("%s: %v %v", c.Type(), err, res.Err())
+			}
+		}
+	}
+	return r.e.prop.Propose(ctx, cmd)
+}
+
+// TestAlterTopicConfigSparesARecreatedNamesake: a topic deleted and
+// re-created between the lookup and the apply of a config change is not
+// altered; the change fails with "topic not found".
+func TestAlterTopicConfigSparesARecreatedNamesake(t *testing.T) {
+	e := newEnv(t, ProducerConfig{})
+	old := e.topic("t", 1)
+	e.admin.proposer = &racingProposer{e: e, name: "t"}
+	_, err := e.admin.AlterTopicConfig(context.Background(), "t", map[string]string{fsm.ConfigRetentionMs: "1"})
+	if !errors.Is(err, fsm.ErrTopicNotFound) {
+		t.Fatalf("alter across a delete and re-create: want topic not found, got %v", err)
+	}
+	if now, _ := e.fsm.Topic("t"); now.ID == old.ID || now.Config.RetentionMs == 1 {
+		t.Fatalf("the re-created namesake (ID %d, was %d) was altered: %+v", now.ID, old.ID, now.Config)
+	}
+}

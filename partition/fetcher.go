@@ -114,7 +114,7 @@ func (f *Fetcher) Fetch(ctx context.Context, req fsm.FetchRequest) (fsm.FetchRes
 
 // topicPartition looks the topic up and checks the partition exists.
 func (f *Fetcher) topicPartition(ctx context.Context, topic string, part int32) (fsm.Topic, error) {
-	t, err := lookupTopic(ctx, f.meta, f.sync, topic)
+	t, err := lookupTopicFor(ctx, f.meta, f.sync, topic, part)
 	if err != nil {
 		return fsm.Topic{}, err
 	}

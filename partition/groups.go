@@ -42,7 +42,7 @@ func (g *Groups) CommitOffsets(ctx context.Context, group string, commits []fsm.
 	}
 	cmd := &fsm.CommitOffsets{Group: group, Timestamp: g.clock().UnixMilli(), MaxGroups: g.max}
 	for _, c := range commits {
-		t, err := lookupTopic(ctx, g.meta, g.sync, c.Topic)
+		t, err := lookupTopicFor(ctx, g.meta, g.sync, c.Topic, c.Partition)
 		if err != nil {
 			return err
 		}
@@ -148,7 +148,11 @@ func (g *Groups) ResetGroup(ctx context.Context, group string, req fsm.GroupRese
 	if err := fsm.ValidateGroupName(group); err != nil {
 		return fsm.GroupDescription{}, fmt.Errorf("%w: %v", fsm.ErrInvalidArgument, err)
 	}
-	t, err := lookupTopic(ctx, g.meta, g.sync, req.Topic)
+	maxPart := int32(-1)
+	for _, part := range req.Partitions {
+		maxPart = max(maxPart, part)
+	}
+	t, err := lookupTopicFor(ctx, g.meta, g.sync, req.Topic, maxPart)
 	if err != nil {
 		return fsm.GroupDescription{}, err
 	}

@@ -62,7 +62,7 @@ func (p *Producer) produceIdempotent(ctx context.Context, b fsm.IdempotentBatch,
 	if err := p.checkRequestSize(len(b.Records)); err != nil {
 		return fsm.IdempotentResult{}, err
 	}
-	t, err := lookupTopic(ctx, p.meta, p.sync, b.Topic)
+	t, err := lookupTopicFor(ctx, p.meta, p.sync, b.Topic, b.Partition)
 	if err != nil {
 		return fsm.IdempotentResult{}, err
 	}

@@ -27,3 +27,25 @@ func lookupTopic(ctx context.Context, meta Metadata, sync Syncer, name string) (
 	}
 	return fsm.Topic{}, fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, name)
 }
+
+// lookupTopicFor is lookupTopic for a request that names partitions up to
+// maxPart (negative: none). Partitions are added after their topic
+// (CreatePartitions), so an agent that lags — a follower that has not
+// applied the grow yet, or the new partition's leader receiving a forwarded
+// produce — may know fewer than the request names: such a count is
+// confirmed against the cluster's committed state too before the caller
+// answers a definite "partition does not exist" (fsm.ErrUnavailable when it
+// cannot confirm). Indexes no topic can have never cost a sync.
+func lookupTopicFor(ctx context.Context, meta Metadata, sync Syncer, name string, maxPart int32) (fsm.Topic, error) {
+	t, err := lookupTopic(ctx, meta, sync, name)
+	if err != nil || maxPart < t.Partitions || maxPart >= fsm.MaxPartitions || sync == nil {
+		return t, err
+	}
+	if err := sync.SyncRead(ctx); err != nil {
+		return fsm.Topic{}, fmt.Errorf("partition %d of topic %q is not known to this agent and it could not confirm with the cluster: %w", maxPart, name, err)
+	}
+	if now, ok := meta.TopicByID(t.ID); ok {
+		return now, nil
+	}
+	return fsm.Topic{}, fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, name)
+}

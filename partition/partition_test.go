@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/streamhouse/streamhouse/fsm"
 	"github.com/streamhouse/streamhouse/wal"
@@ -353,6 +356,99 @@ func TestPruneBeforeReplayKeepsUnknownTopics(t *testing.T) {
 	}
 	if e.store.Bytes() != 0 {
 		t.Fatalf("deleted topic's batches still held: %d bytes", e.store.Bytes())
+	}
+}
+
+// Regression: a partition added to a topic after the last snapshot
+// (CreatePartitions at a later Raft index than the topic's ID) is missing
+// from the restored FSM until the log is replayed, although its topic is
+// known. A pruner running between the restore and the replay must keep its
+// batches: replay cannot bring them back (Materialize skips WAL indexes it
+// already holds), so dropping them would lose acknowledged records.
+func TestPruneBeforeReplayKeepsAddedPartitions(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, ProducerConfig{})
+	tp := e.topic("t", 1)
+	for i := 0; i < 20; i++ {
+		e.produce("t", 0, fmt.Sprintf("a%d", i))
+	}
+	e.flushAll()
+	var snap snapBuf
+	persistSnapshot(t, e.fsm, &snap)
+	snapIndex := e.prop.index
+	if _, err := e.admin.CreatePartitions(ctx, "t", 2); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 50; i++ {
+		e.produce("t", 1, fmt.Sprintf("b%d", i))
+		e.produce("t", 0, fmt.Sprintf("c%d", i))
+	}
+	want0, want1 := e.readAll("t", 0), e.readAll("t", 1)
+	e.stop()
+	if err := e.wal.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.open()
+	k1 := fsm.PartitionKey{TopicID: tp.ID, Partition: 1}
+	held := e.store.Unflushed(k1, 0)
+	if held.Bytes == 0 {
+		t.Fatal("the reopened store does not hold partition 1's batches")
+	}
+	if err := e.fsm.Restore(snap.reader()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := e.fsm.Partition(tp.ID, 1); ok {
+		t.Fatal("the snapshot already knows partition 1: the test does not cover the restart window")
+	}
+	if err := PruneOnce(e.fsm, e.store); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.store.Unflushed(k1, 0); got != held {
+		t.Fatalf("prune before replay dropped batches of the added partition: %+v left of %+v", got, held)
+	}
+	e.replayFrom(snapIndex)
+	if got := e.readAll("t", 1); !slices.Equal(got, want1) {
+		t.Fatalf("partition 1 after restart: %d records, want %d", len(got), len(want1))
+	}
+	if got := e.readAll("t", 0); !slices.Equal(got, want0) {
+		t.Fatalf("partition 0 after restart: %d records, want %d", len(got), len(want0))
+	}
+	// Deleting the topic releases every partition, the added one included,
+	// and a namesake created afterwards (a new topic ID) does not keep them.
+	if err := e.admin.DeleteTopic(ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
+	e.topic("t", 2)
+	if err := PruneOnce(e.fsm, e.store); err != nil {
+		t.Fatal(err)
+	}
+	if e.store.Bytes() != 0 {
+		t.Fatalf("deleted topic's batches still held after a namesake was created: %d bytes", e.store.Bytes())
+	}
+	if got := e.readAll("t", 1); len(got) != 0 {
+		t.Fatalf("re-created topic reads %d records of its deleted namesake", len(got))
+	}
+}
+
+// persistSnapshot writes an FSM snapshot into buf.
+func persistSnapshot(t *testing.T, f *fsm.FSM, buf *snapBuf) {
+	t.Helper()
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Release()
+	if err := snap.Persist(buf); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// replayFrom applies the logged commands after index to the FSM, as Raft
+// does after restoring a snapshot taken at index.
+func (e *env) replayFrom(index uint64) {
+	e.t.Helper()
+	for i := index; i < uint64(len(e.prop.log)); i++ {
+		e.fsm.Apply(&raft.Log{Index: i + 1, Type: raft.LogCommand, Data: e.prop.log[i]})
 	}
 }
 

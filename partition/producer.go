@@ -235,7 +235,7 @@ func (p *Producer) produce(ctx context.Context, topic string, recs []fsm.Produce
 	if err := p.checkRequestSize(len(recs)); err != nil {
 		return nil, err
 	}
-	t, err := lookupTopic(ctx, p.meta, p.sync, topic)
+	t, err := lookupTopicFor(ctx, p.meta, p.sync, topic, maxPartition(recs))
 	if err != nil {
 		return nil, err
 	}
@@ -258,6 +258,15 @@ func (p *Producer) produce(ctx context.Context, topic string, recs []fsm.Produce
 	p.metrics.Produced.Add(float64(len(recs)))
 	p.metrics.ProduceLatency.Observe(time.Since(start).Seconds())
 	return out, nil
+}
+
+// maxPartition is the highest partition the records name (-1: none).
+func maxPartition(recs []fsm.ProduceRecord) int32 {
+	m := int32(-1)
+	for i := range recs {
+		m = max(m, recs[i].Partition)
+	}
+	return m
 }
 
 // route picks every record's partition, groups the records by partition and

@@ -23,13 +23,21 @@ func runPruner(ctx context.Context, meta Metadata, store *Store, logger *slog.Lo
 	}
 }
 
-// PruneOnce truncates the store to the current flushed offsets.
+// PruneOnce truncates the store to the current flushed offsets. It reads
+// LastApplied before the partitions and topics: a topic it then finds
+// missing, with an ID at or below that index, was deleted before the read
+// (IDs are never reused), whatever was applied in between.
 func PruneOnce(meta Metadata, store *Store) error {
-	applied := meta.LastApplied()
+	st := PruneState{LastApplied: meta.LastApplied()}
 	parts := meta.AllPartitions()
-	flushed := make(map[fsm.PartitionKey]int64, len(parts))
+	st.Flushed = make(map[fsm.PartitionKey]int64, len(parts))
 	for _, p := range parts {
-		flushed[fsm.PartitionKey{TopicID: p.TopicID, Partition: p.Partition}] = p.FlushedOffset
+		st.Flushed[fsm.PartitionKey{TopicID: p.TopicID, Partition: p.Partition}] = p.FlushedOffset
 	}
-	return store.Prune(flushed, applied)
+	topics := meta.Topics()
+	st.Topics = make(map[uint64]bool, len(topics))
+	for _, t := range topics {
+		st.Topics[t.ID] = true
+	}
+	return store.Prune(st)
 }

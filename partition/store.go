@@ -328,30 +328,50 @@ func (s *Store) Bytes() int64 {
 	return s.total
 }
 
-// Prune drops index entries of flushed records and of deleted partitions,
-// then truncates the WAL below the lowest entry still needed (or pinned by
-// a snapshot). flushed maps every partition of the metadata to its flushed
-// offset; lastApplied is the metadata's Raft index. A partition missing from
-// flushed counts as deleted only if its topic ID (the Raft index that created
-// it) is at or below lastApplied: while the log is still being replayed, a
-// topic created later in the log is merely not known yet, and its batches
-// must stay.
-func (s *Store) Prune(flushed map[fsm.PartitionKey]int64, lastApplied uint64) error {
+// PruneState is what Prune needs of the metadata, read in this order:
+// LastApplied first, then Flushed and Topics.
+type PruneState struct {
+	// LastApplied is the metadata's Raft index.
+	LastApplied uint64
+	// Flushed maps every partition of the metadata to its flushed offset.
+	Flushed map[fsm.PartitionKey]int64
+	// Topics holds the IDs of every topic of the metadata.
+	Topics map[uint64]bool
+}
+
+// deleted reports whether partition k is gone for good: not in the
+// metadata, and its topic neither (a topic ID is the Raft index of its
+// CreateTopic and is never reused) although the metadata has applied that
+// index. A partition missing from a topic the metadata has is not deleted:
+// partitions are only ever removed with their topic, so it was added later
+// (CreatePartitions) and the metadata, still replaying the log after a
+// restart, does not know it yet. A topic whose ID is above LastApplied is
+// likewise merely not created yet.
+func (st PruneState) deleted(k fsm.PartitionKey) bool {
+	if _, live := st.Flushed[k]; live {
+		return false
+	}
+	return k.TopicID <= st.LastApplied && !st.Topics[k.TopicID]
+}
+
+// Prune drops index entries of flushed records and of deleted partitions
+// (PruneState.deleted), then truncates the WAL below the lowest entry still
+// needed (or pinned by a snapshot). The batches of a partition the metadata
+// does not know yet stay whole: replay cannot bring them back, since
+// Materialize ignores WAL indexes it already holds.
+func (s *Store) Prune(st PruneState) error {
 	s.mu.Lock()
 	low := s.log.LastIndex() + 1
 	for k, p := range s.parts {
-		f, live := flushed[k]
-		if !live && k.TopicID > lastApplied {
-			if len(p.entries) > 0 && p.entries[0].index < low {
-				low = p.entries[0].index
-			}
-			continue
-		}
-		if !live {
+		if st.deleted(k) {
 			s.total -= p.bytes
 			close(p.notify)
 			delete(s.parts, k)
 			continue
+		}
+		f, live := st.Flushed[k]
+		if !live {
+			f = -1 // not known yet: keep every entry
 		}
 		i := 0
 		for i < len(p.entries) && p.entries[i].end() <= f {
