@@ -544,3 +544,39 @@ func TestForwardedAppendBatchesKeepsPerBatchResults(t *testing.T) {
 		t.Fatalf("the forwarding agent has applied next offset %d, want 3", p.NextOffset)
 	}
 }
+
+// Commands started one after another with StartPropose are applied in
+// that order, on the leader (enqueued into Raft in call order, results
+// awaited later, here last first) and on a follower (forwarded one at a
+// time): partition 0's batches get consecutive offsets in start order.
+func TestStartProposeAppliesInStartOrder(t *testing.T) {
+	c := newTestCluster(t)
+	c.startBootstrapped("a", "b", "c")
+	lead := c.waitLeader(deadline)
+	id := createTopic(t, lead, "t", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	next := int64(0)
+	for _, via := range []*testNode{lead, c.followers(lead)[0]} {
+		const n = 40
+		waits := make([]func() (*fsm.Result, error), n)
+		for i := range waits {
+			rec := fsm.Record{Value: []byte(fmt.Sprintf("%s-%d", via.id, i))}
+			cmd := &fsm.AppendBatch{TopicID: id, Partition: 0, LeaderEpoch: 1, Count: 1, Records: fsm.AppendRecords(nil, []fsm.Record{rec})}
+			waits[i] = via.node.StartPropose(ctx, fsm.Encode(cmd))
+		}
+		for i := n - 1; i >= 0; i-- {
+			res, err := waits[i]()
+			if err == nil {
+				err = res.Err()
+			}
+			if err != nil {
+				t.Fatalf("via %s: entry %d: %v", via.id, i, err)
+			}
+			if res.BaseOffset != next+int64(i) {
+				t.Fatalf("via %s: entry %d applied at offset %d, want %d", via.id, i, res.BaseOffset, next+int64(i))
+			}
+		}
+		next += n
+	}
+}

@@ -448,13 +448,51 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (*fsm.Result, error) {
 	return n.forward(ctx, cmd)
 }
 
+// StartPropose starts replicating an encoded fsm command and returns the
+// wait for its result (errors as Propose gives them). Commands started
+// one after another by one goroutine are applied in that order unless an
+// earlier one fails: on the Raft leader StartPropose returns once Raft has
+// enqueued the entry (hashicorp/raft's Apply, which takes entries in call
+// order) and wait waits for its commit; elsewhere it forwards the command
+// and returns only when the leader answered, so a forwarding agent has one
+// such command in flight at a time.
+func (n *Node) StartPropose(ctx context.Context, cmd []byte) (wait func() (*fsm.Result, error)) {
+	r := n.r()
+	var err error
+	switch _, derr := fsm.Decode(cmd); {
+	case r == nil || !n.started.Load():
+		err = fmt.Errorf("%w: raft not started", fsm.ErrUnavailable)
+	case n.closed.Load():
+		err = fmt.Errorf("%w: agent shutting down", fsm.ErrUnavailable)
+	case derr != nil:
+		err = fmt.Errorf("%w: %v", fsm.ErrInvalidCommand, derr)
+	}
+	if err != nil {
+		return func() (*fsm.Result, error) { return nil, err }
+	}
+	if r.State() == raft.Leader {
+		start := time.Now()
+		fut := r.Apply(cmd, n.cfg.ApplyTimeout)
+		return func() (*fsm.Result, error) {
+			res, _, err := n.awaitApply(ctx, fut, start)
+			return res, err
+		}
+	}
+	res, err := n.forward(ctx, cmd)
+	return func() (*fsm.Result, error) { return res, err }
+}
+
 // applyLocal applies cmd through this node's Raft, which must be the
 // leader, and returns the result and the entry's Raft index. It never
 // forwards.
 func (n *Node) applyLocal(ctx context.Context, cmd []byte) (*fsm.Result, uint64, error) {
-	r := n.r()
 	start := time.Now()
-	fut := r.Apply(cmd, n.cfg.ApplyTimeout)
+	return n.awaitApply(ctx, n.r().Apply(cmd, n.cfg.ApplyTimeout), start)
+}
+
+// awaitApply waits for an Apply future started at start; a wait cut by
+// ctx or by Close is an unknown outcome (translateApplyErr).
+func (n *Node) awaitApply(ctx context.Context, fut raft.ApplyFuture, start time.Time) (*fsm.Result, uint64, error) {
 	if err := n.await(ctx, fut); err != nil {
 		return nil, 0, translateApplyErr(err)
 	}

@@ -434,60 +434,6 @@ func DecodeBatch(b []byte) (*AppendedBatch, error) {
 	return out, nil
 }
 
-// multiBatchTag starts the encoding of several batches of one Raft entry
-// (EncodeBatches). A single batch's encoding starts with its index as a
-// uvarint, never 0, so the first byte tells the two apart.
-const (
-	multiBatchTag     = 0x00
-	multiBatchVersion = 1
-)
-
-// EncodeBatches serialises the batches of one Raft entry (used by the
-// WAL-backed store: one WAL entry per Raft entry). One batch is written as
-// EncodeBatch writes it; several as the tag, a version byte, the count and
-// each batch.
-func EncodeBatches(dst []byte, bs []*AppendedBatch) []byte {
-	if len(bs) == 1 {
-		return EncodeBatch(dst, bs[0])
-	}
-	e := enc{b: dst}
-	e.u8(multiBatchTag)
-	e.u8(multiBatchVersion)
-	e.uv(uint64(len(bs)))
-	for _, b := range bs {
-		encodeBatch(&e, b)
-	}
-	return e.b
-}
-
-// minEncodedBatch is the fewest bytes encodeBatch writes.
-const minEncodedBatch = 7
-
-// DecodeBatches parses what EncodeBatches (or EncodeBatch) wrote. Records
-// alias b.
-func DecodeBatches(b []byte) ([]*AppendedBatch, error) {
-	if len(b) == 0 || b[0] != multiBatchTag {
-		one, err := DecodeBatch(b)
-		if err != nil {
-			return nil, err
-		}
-		return []*AppendedBatch{one}, nil
-	}
-	d := &dec{b: b[1:]}
-	if v := d.u8(); d.err == nil && v != multiBatchVersion {
-		return nil, fmt.Errorf("%w: batches encoding version %d not supported", ErrDecode, v)
-	}
-	var out []*AppendedBatch
-	d.each(minEncodedBatch, func() { out = append(out, decodeBatch(d)) })
-	if err := d.done("batches"); err != nil {
-		return nil, err
-	}
-	if len(d.b) != 0 || len(out) < 2 {
-		return nil, fmt.Errorf("%w: malformed batches encoding (%d batches, %d trailing bytes)", ErrDecode, len(out), len(d.b))
-	}
-	return out, nil
-}
-
 func readItem(r *bufio.Reader) ([]byte, error) {
 	n, err := binary.ReadUvarint(r)
 	if err != nil {

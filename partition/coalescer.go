@@ -23,9 +23,11 @@ import (
 // instead of per batch. Apply gives every batch its own result.
 //
 // Order: a batch queued before another is never in a later entry, and
-// within an entry batches keep their queue order; entries are proposed in
-// order and, up to MaxInFlight, concurrently (hashicorp/raft keeps the
-// order of Apply calls; a forward is one HTTP request each).
+// within an entry batches keep their queue order. Entries are started in
+// sealing order from run's goroutine through the orderedProposer (on the
+// Raft leader that enqueues them into Raft in that order; elsewhere it
+// forwards one entry at a time) and, up to MaxInFlight, awaited
+// concurrently. See DESIGN.md "Proposal coalescer" for what is ordered.
 
 // CoalescerConfig bounds the proposal coalescer.
 type CoalescerConfig struct {
@@ -174,13 +176,37 @@ func (c *coalescer) run(ctx context.Context) {
 			return
 		}
 		c.gather(&entry, &size) // what arrived while the slot freed
+		c.entries.Observe(float64(len(entry)))
+		wait := c.startPropose(ctx, entry)
 		inflight.Add(1)
 		go func(entry []*appendCall) {
 			defer inflight.Done()
 			defer func() { <-c.slots }()
-			c.propose(ctx, entry)
+			c.finishEntry(entry, wait)
 		}(entry)
 	}
+}
+
+// startPropose starts proposing entry as one Raft entry — a plain
+// AppendBatch when it holds one batch, else AppendBatches — and returns
+// the wait for its result. With an orderedProposer the entry is ordered
+// behind every entry started before it when startPropose returns; with a
+// plain Proposer (tests) the proposal runs in wait, unordered.
+func (c *coalescer) startPropose(ctx context.Context, entry []*appendCall) func() (*fsm.Result, error) {
+	var cmd []byte
+	if len(entry) == 1 {
+		cmd = fsm.Encode(entry[0].batch)
+	} else {
+		batches := &fsm.AppendBatches{Batches: make([]*fsm.AppendBatch, len(entry))}
+		for i, call := range entry {
+			batches.Batches[i] = call.batch
+		}
+		cmd = fsm.Encode(batches)
+	}
+	if op, ok := c.prop.(orderedProposer); ok {
+		return op.StartPropose(ctx, cmd)
+	}
+	return func() (*fsm.Result, error) { return c.prop.Propose(ctx, cmd) }
 }
 
 func (c *coalescer) full(entry []*appendCall, size int) bool {
@@ -239,24 +265,15 @@ func (c *coalescer) shutdown() {
 	}
 }
 
-// propose proposes entry as one Raft entry — a plain AppendBatch when it
-// holds one batch, else AppendBatches — and hands every call its result.
-func (c *coalescer) propose(ctx context.Context, entry []*appendCall) {
-	c.entries.Observe(float64(len(entry)))
-	if len(entry) == 1 {
-		res, err := c.prop.Propose(ctx, fsm.Encode(entry[0].batch))
+// finishEntry waits for entry's result and hands every call its own.
+func (c *coalescer) finishEntry(entry []*appendCall, wait func() (*fsm.Result, error)) {
+	res, err := wait()
+	if err != nil || len(entry) == 1 {
 		finish(entry, []*fsm.Result{res}, err)
 		return
 	}
-	cmd := &fsm.AppendBatches{Batches: make([]*fsm.AppendBatch, len(entry))}
-	for i, call := range entry {
-		cmd.Batches[i] = call.batch
-	}
-	res, err := c.prop.Propose(ctx, fsm.Encode(cmd))
-	if err == nil && len(res.Batches) != len(entry) {
-		err = fmt.Errorf("%w: %d results for an entry of %d batches", fsm.ErrOutcomeUnknown, len(res.Batches), len(entry))
-	}
-	if err != nil {
+	if len(res.Batches) != len(entry) {
+		err := fmt.Errorf("%w: %d results for an entry of %d batches", fsm.ErrOutcomeUnknown, len(res.Batches), len(entry))
 		finish(entry, nil, err)
 		return
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"testing"
 	"time"
 
@@ -218,12 +217,35 @@ func TestCoalescerKeepsMaxInFlightEntries(t *testing.T) {
 			t.Fatal(r.err)
 		}
 	}
-	// The third entry goes out when either of the first two returned; the
-	// two released at once may reach the log in either order.
+	// The third entry goes out when either of the first two returned;
+	// entries are applied in the order they were started.
 	got := batchCounts(entriesOf(t, e.prop.log))
-	sort.Ints(got)
 	if len(got) != 3 || got[0] != 1 || got[1] != 1 || got[2] != 4 {
 		t.Fatalf("entries of %v batches, want 1, 1 and 4", got)
+	}
+}
+
+// Batches of one partition sealed one after another while earlier ones
+// are in flight go out in separate entries, all in flight at once, and are
+// applied in sealing order: the coalescer starts entries in order from one
+// goroutine (the test node, like Raft's leader, applies in start order).
+func TestCoalescerAppliesEntriesInSealingOrder(t *testing.T) {
+	e := newEnv(t, ProducerConfig{Coalescer: CoalescerConfig{MaxInFlight: 4}})
+	e.topic("t", 1)
+	gate := newProposeGate(e)
+	var chs []<-chan produced
+	for i := 0; i < 4; i++ {
+		chs = append(chs, e.produceAsync("t", 0, fmt.Sprint(i)))
+		testkit.WaitFor(t, 10*time.Second, "the entry in flight", func() bool { return gate.entered.Load() == int32(i+1) })
+	}
+	gate.open()
+	for i, ch := range chs {
+		if r := waitProduced(t, ch); r.err != nil || r.offs[0].Offset != int64(i) {
+			t.Fatalf("batch %d: %+v", i, r)
+		}
+	}
+	if got := e.readAll("t", 0); len(got) != 4 || got[0] != "0" || got[3] != "3" {
+		t.Fatalf("partition reads %q", got)
 	}
 }
 

@@ -140,14 +140,36 @@ type testNode struct {
 	sync   Syncer // nil: every read is already in sync
 	leader bool
 	gate   *proposeGate // set before producing: holds proposals
+
+	mu          sync.Mutex
+	lastStarted chan struct{} // closed once the last started command applied
 }
 
 func (n *testNode) Propose(ctx context.Context, cmd []byte) (*fsm.Result, error) {
-	if n.gate != nil {
-		n.gate.entered.Add(1)
-		<-n.gate.release
+	return n.StartPropose(ctx, cmd)()
+}
+
+// StartPropose models Raft on the leader: commands are applied in the
+// order they were started, each once the gate (if any) is open.
+func (n *testNode) StartPropose(ctx context.Context, cmd []byte) func() (*fsm.Result, error) {
+	n.mu.Lock()
+	prev, done := n.lastStarted, make(chan struct{})
+	n.lastStarted = done
+	n.mu.Unlock()
+	gate := n.gate
+	if gate != nil {
+		gate.entered.Add(1)
 	}
-	return n.e.prop.Propose(ctx, cmd)
+	return func() (*fsm.Result, error) {
+		defer close(done)
+		if gate != nil {
+			<-gate.release
+		}
+		if prev != nil {
+			<-prev
+		}
+		return n.e.prop.Propose(ctx, cmd)
+	}
 }
 
 // proposeGate holds every proposal until open is called (a Raft commit

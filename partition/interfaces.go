@@ -14,6 +14,15 @@ type Proposer interface {
 	Propose(ctx context.Context, cmd []byte) (*fsm.Result, error)
 }
 
+// orderedProposer is a Proposer that can start a proposal and return
+// before its outcome is known (implemented by cluster.Node). Commands
+// started one after another by one goroutine are applied in that order
+// unless an earlier one fails; the returned wait gives the apply result,
+// with Propose's error classes.
+type orderedProposer interface {
+	StartPropose(ctx context.Context, cmd []byte) (wait func() (*fsm.Result, error))
+}
+
 // sequencer is the one seam that decides how a partition's sealed batches
 // reach the replicated log (implemented by the coalescer over the Proposer:
 // every partition of this agent through its one Raft group; a router over

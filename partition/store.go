@@ -15,6 +15,7 @@ import (
 type Log interface {
 	AppendAsync(entries ...wal.Entry) error
 	Read(index uint64) ([]byte, error)
+	ReadRange(index uint64, off, n int) ([]byte, error)
 	Iterate(from uint64, fn func(index uint64, data []byte) error) error
 	TruncateFront(index uint64) error
 	LastIndex() uint64
@@ -28,6 +29,8 @@ var ErrNotInStore = errors.New("partition: offset not in local store")
 type entryRef struct {
 	index uint64 // WAL index == Raft index of the AppendBatch(es) entry
 	sub   int32  // position of the batch in its entry (AppendBatches)
+	off   int32  // the batch's span in the entry (fsm.BatchSpan) ...
+	n     int32  // ... of n bytes; 0: read and decode the whole entry
 	base  int64
 	count int32
 	size  int32 // encoded record bytes
@@ -62,6 +65,7 @@ type Store struct {
 	pinSeq int
 	total  int64 // bytes indexed across partitions
 	buf    []byte
+	spans  []fsm.BatchSpan
 }
 
 var _ fsm.Sink = (*Store)(nil)
@@ -74,11 +78,11 @@ func OpenStore(log Log, logger *slog.Logger) (*Store, error) {
 	s := &Store{log: log, logger: logger.With("component", "store"),
 		parts: map[fsm.PartitionKey]*partLog{}, pins: map[int]uint64{}}
 	err := log.Iterate(0, func(index uint64, data []byte) error {
-		bs, err := fsm.DecodeBatches(data)
+		bs, spans, err := fsm.DecodeBatchSpans(data)
 		if err != nil {
 			return fmt.Errorf("wal entry %d: %w", index, err)
 		}
-		s.indexEntry(bs, len(data))
+		s.indexEntry(bs, spans, len(data))
 		return nil
 	})
 	if err != nil {
@@ -96,15 +100,21 @@ func (s *Store) part(k fsm.PartitionKey) *partLog {
 	return p
 }
 
-// indexEntry indexes the batches of one WAL entry of size bytes. A batch of
-// a multi-batch entry is counted as its records plus a fixed overhead.
-func (s *Store) indexEntry(bs []*fsm.AppendedBatch, size int) {
+// indexEntry indexes the batches of one WAL entry of size bytes, with
+// their spans when the entry has them (a multi-batch entry written since
+// spans exist): such a batch is read alone. A batch of a multi-batch entry
+// is counted as its records plus a fixed overhead.
+func (s *Store) indexEntry(bs []*fsm.AppendedBatch, spans []fsm.BatchSpan, size int) {
 	if len(bs) == 1 {
-		s.index(bs[0], 0, size)
+		s.index(bs[0], 0, fsm.BatchSpan{}, size)
 		return
 	}
 	for i, b := range bs {
-		s.index(b, int32(i), len(b.Records)+batchOverhead)
+		var span fsm.BatchSpan
+		if spans != nil {
+			span = spans[i]
+		}
+		s.index(b, int32(i), span, len(b.Records)+batchOverhead)
 	}
 }
 
@@ -113,13 +123,14 @@ const batchOverhead = 24
 
 // index adds a batch to the in-memory index; s.mu must be held (or the store
 // not yet shared).
-func (s *Store) index(b *fsm.AppendedBatch, sub int32, size int) {
+func (s *Store) index(b *fsm.AppendedBatch, sub int32, span fsm.BatchSpan, size int) {
 	p := s.part(fsm.PartitionKey{TopicID: b.TopicID, Partition: b.Partition})
 	if n := p.next(); n >= 0 && b.BaseOffset < n {
 		// Already indexed (replay of a batch we hold): keep the first copy.
 		return
 	}
-	p.entries = append(p.entries, entryRef{index: b.Index, sub: sub, base: b.BaseOffset, count: b.Count, size: int32(size), ts: b.Timestamp})
+	p.entries = append(p.entries, entryRef{index: b.Index, sub: sub, off: int32(span.Off), n: int32(span.Len),
+		base: b.BaseOffset, count: b.Count, size: int32(size), ts: b.Timestamp})
 	p.bytes += int64(size)
 	s.total += int64(size)
 	close(p.notify)
@@ -139,25 +150,56 @@ func (s *Store) Materialize(bs []*fsm.AppendedBatch) error {
 	if bs[0].Index <= s.log.LastIndex() {
 		return nil
 	}
-	s.buf = fsm.EncodeBatches(s.buf[:0], bs)
+	s.buf, s.spans = fsm.EncodeBatchSpans(s.buf[:0], bs, s.spans[:0])
 	data := append([]byte(nil), s.buf...)
 	if err := s.log.AppendAsync(wal.Entry{Index: bs[0].Index, Data: data}); err != nil {
 		return err
 	}
-	s.indexEntry(bs, len(data))
+	var spans []fsm.BatchSpan
+	if len(s.spans) > 0 {
+		spans = s.spans
+	}
+	s.indexEntry(bs, spans, len(data))
 	return nil
 }
 
-// readBatch reads one indexed batch from the WAL.
+// readBatch reads one indexed batch from the WAL: only its span when it
+// has one (the span's own checksum verifies it), else the whole entry (the
+// WAL verifies the entry's checksum).
 func (s *Store) readBatch(e entryRef) (*fsm.AppendedBatch, error) {
-	data, err := s.log.Read(e.index)
+	if e.n == 0 {
+		bs, err := s.readEntry(e.index)
+		if err != nil {
+			return nil, err
+		}
+		return subBatch(bs, e)
+	}
+	data, err := s.log.ReadRange(e.index, int(e.off), int(e.n))
+	if err != nil {
+		return nil, err
+	}
+	b, err := fsm.DecodeBatchSpan(data)
+	if err != nil {
+		return nil, fmt.Errorf("partition: wal entry %d batch %d: %w", e.index, e.sub, err)
+	}
+	return b, nil
+}
+
+// readEntry reads and decodes every batch of one WAL entry.
+func (s *Store) readEntry(index uint64) ([]*fsm.AppendedBatch, error) {
+	data, err := s.log.Read(index)
 	if err != nil {
 		return nil, err
 	}
 	bs, err := fsm.DecodeBatches(data)
 	if err != nil {
-		return nil, fmt.Errorf("partition: wal entry %d: %w", e.index, err)
+		return nil, fmt.Errorf("partition: wal entry %d: %w", index, err)
 	}
+	return bs, nil
+}
+
+// subBatch picks e's batch out of its decoded entry.
+func subBatch(bs []*fsm.AppendedBatch, e entryRef) (*fsm.AppendedBatch, error) {
 	if int(e.sub) >= len(bs) {
 		return nil, fmt.Errorf("partition: wal entry %d holds %d batches, not %d", e.index, len(bs), e.sub+1)
 	}
@@ -203,9 +245,41 @@ func (s *Store) SnapshotBatches(from map[fsm.PartitionKey]int64) (fsm.BatchSnaps
 	return &pinnedBatches{s: s, id: id, refs: refs}, nil
 }
 
+// Each hands fn the pinned batches in entry order. Pinned batches of one
+// WAL entry (refs are sorted by entry) are read with one read of the
+// entry, or one read of the batch's span when it is the entry's only
+// pinned batch.
 func (p *pinnedBatches) Each(fn func(*fsm.AppendedBatch) error) error {
-	for _, e := range p.refs {
-		b, err := p.s.readBatch(e)
+	for i := 0; i < len(p.refs); {
+		j := i + 1
+		for j < len(p.refs) && p.refs[j].index == p.refs[i].index {
+			j++
+		}
+		if err := p.eachOfEntry(p.refs[i:j], fn); err != nil {
+			return err
+		}
+		i = j
+	}
+	return nil
+}
+
+// eachOfEntry hands fn the pinned batches refs of one WAL entry.
+func (p *pinnedBatches) eachOfEntry(refs []entryRef, fn func(*fsm.AppendedBatch) error) error {
+	var bs []*fsm.AppendedBatch
+	if len(refs) > 1 || refs[0].n == 0 {
+		var err error
+		if bs, err = p.s.readEntry(refs[0].index); err != nil {
+			return fmt.Errorf("read pinned wal entry %d: %w", refs[0].index, err)
+		}
+	}
+	for _, e := range refs {
+		var b *fsm.AppendedBatch
+		var err error
+		if bs != nil {
+			b, err = subBatch(bs, e)
+		} else {
+			b, err = p.s.readBatch(e)
+		}
 		if err != nil {
 			return fmt.Errorf("read pinned wal entry %d: %w", e.index, err)
 		}

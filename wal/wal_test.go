@@ -114,6 +114,31 @@ func TestReadReturnsCopy(t *testing.T) {
 	}
 }
 
+// ReadRange reads any byte range inside an entry, in every segment, and
+// refuses ranges outside it and missing entries.
+func TestReadRange(t *testing.T) {
+	w := openWAL(t, Options{FS: NewMemFS(), SegmentMaxBytes: 64})
+	mustAppend(t, w, Entry{1, []byte("0123456789")}, Entry{2, []byte("abcdefghij")}, Entry{3, []byte("klmnopqrst")})
+	for i, data := range []string{"0123456789", "abcdefghij", "klmnopqrst"} {
+		for off := 0; off <= len(data); off++ {
+			for n := 0; off+n <= len(data); n++ {
+				got, err := w.ReadRange(uint64(i+1), off, n)
+				if err != nil || string(got) != data[off:off+n] {
+					t.Fatalf("ReadRange(%d, %d, %d) = %q, %v; want %q", i+1, off, n, got, err, data[off:off+n])
+				}
+			}
+		}
+	}
+	for _, r := range [][2]int{{-1, 2}, {0, 11}, {9, 2}, {11, 0}, {0, -1}} {
+		if got, err := w.ReadRange(2, r[0], r[1]); err == nil {
+			t.Errorf("ReadRange(2, %d, %d) = %q, want an error", r[0], r[1], got)
+		}
+	}
+	if _, err := w.ReadRange(4, 0, 1); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("ReadRange of a missing entry: %v", err)
+	}
+}
+
 func TestOutOfOrder(t *testing.T) {
 	tests := []struct {
 		name  string
