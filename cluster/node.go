@@ -451,7 +451,8 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (*fsm.Result, error) {
 // StartPropose starts replicating an encoded fsm command and returns the
 // wait for its result (errors as Propose gives them). Commands started
 // one after another by one goroutine are applied in that order unless an
-// earlier one fails: on the Raft leader StartPropose returns once Raft has
+// earlier one fails or its outcome is unknown (a forward that timed out
+// may still be applied by the leader after a later one): on the Raft leader StartPropose returns once Raft has
 // enqueued the entry (hashicorp/raft's Apply, which takes entries in call
 // order) and wait waits for its commit; elsewhere it forwards the command
 // and returns only when the leader answered, so a forwarding agent has one
