@@ -45,16 +45,17 @@ func openBoltStore(path string) (*raftboltdb.BoltStore, error) {
 // (segment files, one fsync per StoreLogs, whole segments deleted on
 // compaction), reopened after a failed write.
 //
-// Why reopen: raft-wal v0.4.0 publishes an append's frames to its in-memory
-// index before writing them, and a segment rotation that fails (no space
-// for the next preallocated file) leaves the tail sealed in memory. After
-// either, every later append fails although the disk is fine again, so a
+// Why reopen: raft-wal v0.4.0 published an append's frames to its
+// in-memory index before writing them (v0.4.1 rolls a failed append back),
+// and a segment rotation that fails (no space for the next preallocated
+// file) leaves the tail sealed in memory. After either, every later append
+// fails although the disk is fine again, so a
 // full disk would turn into a follower that never catches up (retryingLogs
 // retries forever). Reopening rebuilds the state from the files: raft-wal's
 // recovery keeps the tail up to its last intact commit frame. The entries
 // of the failed call may or may not be there afterwards (the write can have
-// landed before a failed fsync); the retry skips those that are, when they
-// carry the same term.
+// landed before a failed fsync); the retry deletes them and writes its
+// entries again (dropLeftover).
 //
 // Every operation holds mu shared (raft-wal is safe for concurrent use);
 // reopen holds it exclusively.
@@ -147,14 +148,17 @@ func (l *walLog) StoreLog(log *raft.Log) error { return l.StoreLogs([]*raft.Log{
 
 // StoreLogs implements raft.LogStore. On failure the WAL is reopened (see
 // the type's comment) and the error returned; the caller retries or steps
-// down.
+// down. The call after a failed one first deletes what that may have left
+// (dropLeftover), so its entries are always written and fsynced.
 func (l *walLog) StoreLogs(logs []*raft.Log) error {
+	if len(logs) == 0 {
+		return nil
+	}
 	err := l.with(func(w *raftwal.WAL) error {
-		rest, err := l.unstored(w, logs)
-		if err != nil || len(rest) == 0 {
+		if err := l.dropLeftover(w, logs[0].Index); err != nil {
 			return err
 		}
-		return w.StoreLogs(rest)
+		return w.StoreLogs(logs)
 	})
 	if err == nil {
 		l.mu.Lock()
@@ -171,25 +175,25 @@ func (l *walLog) StoreLogs(logs []*raft.Log) error {
 	return err
 }
 
-// unstored drops from logs, after a failed StoreLogs only, the leading
-// entries the WAL already holds with the same term (written by the call
-// that failed).
-func (l *walLog) unstored(w *raftwal.WAL, logs []*raft.Log) ([]*raft.Log, error) {
+// dropLeftover, after a failed StoreLogs only, deletes the suffix from
+// index on. A failed call's entries can be there, intact, though never
+// durable (after a failed fsync Linux marks the dirty pages clean, and the
+// next fsync returns 0), or of another term (a leader whose write failed
+// stepped down without counting them), which raft-wal would refuse as
+// non-monotonic. Raft calls StoreLogs only at its in-memory last index + 1,
+// so nothing from index on is known to it. raft-wal truncates a tail by
+// sealing the segment below index and starting a new one, so the entries
+// are then written again, into a new file, and fsynced.
+func (l *walLog) dropLeftover(w *raftwal.WAL, index uint64) error {
 	if !l.retried {
-		return logs, nil
+		return nil
 	}
 	last, err := w.LastIndex()
-	if err != nil {
-		return nil, err
+	if err != nil || last < index {
+		return err
 	}
-	for len(logs) > 0 && logs[0].Index <= last {
-		var have raft.Log
-		if err := w.GetLog(logs[0].Index, &have); err != nil || have.Term != logs[0].Term {
-			return logs, nil // not ours: let raft-wal refuse it
-		}
-		logs = logs[1:]
-	}
-	return logs, nil
+	l.hl.Warn("rewriting the raft log suffix a failed write may have left", "from", index, "to", last)
+	return w.DeleteRange(index, last)
 }
 
 // DeleteRange implements raft.LogStore: a prefix after a snapshot (whole

@@ -141,6 +141,8 @@ func TestLogMigrationSurvivesACrashAtEveryStep(t *testing.T) {
 			}
 			if !committed {
 				checkBoltAuthoritative(t, dir, want)
+			} else {
+				checkLogStoreKey(t, dir)
 			}
 			migrateHook = func(string) error { return nil }
 			bolt, logs, err = openLogStores(dir, testHCLog())
@@ -163,6 +165,20 @@ func TestLogMigrationSurvivesACrashAtEveryStep(t *testing.T) {
 				t.Fatalf("raft.db is %d bytes after the migration, was %d", after, before)
 			}
 		})
+	}
+}
+
+// checkLogStoreKey: once wal/ is committed, raft.db says so, so that
+// losing wal/ is refused from then on (before the Bolt log is dropped).
+func checkLogStoreKey(t *testing.T, dir string) {
+	t.Helper()
+	b, err := openBoltStore(filepath.Join(dir, boltFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if v, err := b.Get(logStoreKey); err != nil || string(v) != walDirName {
+		t.Fatalf("raft.db %s = %q, %v; want %q", logStoreKey, v, err, walDirName)
 	}
 }
 
@@ -332,8 +348,8 @@ func (f *fullFile) WriteAt(p []byte, off int64) (int, error) {
 	return f.WritableFile.WriteAt(p, off)
 }
 
-// A StoreLogs that fails on a full disk leaves raft-wal v0.4.0 unable to
-// append again (its in-memory index already holds the failed frames);
+// A StoreLogs that fails on a full disk left raft-wal v0.4.0 unable to
+// append again (its in-memory index already held the failed frames);
 // walLog reopens it, so the retry succeeds once space is back and the log
 // holds each entry once.
 func TestWALLogAppendsAgainAfterAFullDisk(t *testing.T) {
@@ -407,4 +423,160 @@ func TestLostRaftLogDirIsRefused(t *testing.T) {
 	if _, _, err := openLogStores(dir, testHCLog()); !errors.Is(err, ErrRaftLogLost) {
 		t.Fatalf("open without wal/ = %v, want ErrRaftLogLost", err)
 	}
+}
+
+// eioFS is raft-wal's OS filesystem whose fsyncs fail with EIO while
+// failing is set (the write itself lands, in the page cache). It counts
+// the bytes written and the fsyncs that returned success since reset.
+type eioFS struct {
+	*fs.FS
+	mu      sync.Mutex
+	failing bool
+	written int
+	synced  int // successful fsyncs after the last write
+}
+
+func (f *eioFS) setFailing(v bool) {
+	f.mu.Lock()
+	f.failing, f.written, f.synced = v, 0, 0
+	f.mu.Unlock()
+}
+
+func (f *eioFS) counts() (written, synced int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.written, f.synced
+}
+
+func (f *eioFS) Create(dir, name string, size uint64) (types.WritableFile, error) {
+	w, err := f.FS.Create(dir, name, size)
+	return &eioFile{WritableFile: w, fs: f}, err
+}
+
+func (f *eioFS) OpenWriter(dir, name string) (types.WritableFile, error) {
+	w, err := f.FS.OpenWriter(dir, name)
+	return &eioFile{WritableFile: w, fs: f}, err
+}
+
+type eioFile struct {
+	types.WritableFile
+	fs *eioFS
+}
+
+func (f *eioFile) WriteAt(p []byte, off int64) (int, error) {
+	n, err := f.WritableFile.WriteAt(p, off)
+	f.fs.mu.Lock()
+	f.fs.written += n
+	f.fs.synced = 0
+	f.fs.mu.Unlock()
+	return n, err
+}
+
+func (f *eioFile) Sync() error {
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	if f.fs.failing {
+		return syscall.EIO
+	}
+	if err := f.WritableFile.Sync(); err != nil {
+		return err
+	}
+	f.fs.synced++
+	return nil
+}
+
+// eioStore stores 1..10, then fails to fsync 11..20 (term 2), whose
+// frames nonetheless land in the segment file.
+func eioStore(t *testing.T, dir string) (*walLog, *eioFS, []*raft.Log) {
+	t.Helper()
+	vfs := &eioFS{FS: fs.New()}
+	l, err := openWALLog(dir, testHCLog(), vfs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := testEntries(1, 10, 1000)
+	if err := l.StoreLogs(first); err != nil {
+		t.Fatal(err)
+	}
+	vfs.setFailing(true)
+	if err := l.StoreLogs(testEntries(11, 10, 1000)); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("StoreLogs with a failing fsync = %v, want EIO", err)
+	}
+	vfs.setFailing(false)
+	return l, vfs, first
+}
+
+// After a failed fsync Linux marks the dirty pages clean and a later fsync
+// returns 0, so entries a failed StoreLogs wrote are not durable even
+// though raft-wal's recovery finds them intact. The retry must write them
+// again and fsync them, not skip them as already stored.
+func TestWALLogRewritesEntriesAfterAFailedFsync(t *testing.T) {
+	dir := t.TempDir()
+	l, vfs, first := eioStore(t, dir)
+	defer l.Close()
+	next := testEntries(11, 10, 1000)
+	if err := l.StoreLogs(next); err != nil {
+		t.Fatalf("StoreLogs after the failed fsync: %v", err)
+	}
+	if written, synced := vfs.counts(); written < 10*1000 || synced == 0 {
+		t.Fatalf("the retry wrote %d bytes, then fsynced %d times; want the batch (%d bytes) rewritten and fsynced", written, synced, 10*1000)
+	}
+	want := append(first, next...)
+	checkEntries(t, l, want)
+	_ = l.Close()
+	if l, err := openWALLog(dir, testHCLog(), nil); err != nil {
+		t.Fatal(err)
+	} else {
+		defer l.Close()
+		checkEntries(t, l, want)
+	}
+}
+
+// A leader whose StoreLogs failed after the write landed steps down
+// without counting those entries; the next leader sends its own from the
+// same index at a higher term. raft-wal refuses them as non-monotonic
+// unless the leftover suffix goes first; otherwise the follower retries
+// forever.
+func TestWALLogReplacesALeftoverOfAnotherTerm(t *testing.T) {
+	dir := t.TempDir()
+	l, _, first := eioStore(t, dir)
+	defer l.Close()
+	next := testEntries(11, 5, 500)
+	for _, e := range next {
+		e.Term = 7
+	}
+	if err := l.StoreLogs(next); err != nil {
+		t.Fatalf("StoreLogs of the new leader's entries: %v", err)
+	}
+	want := append(first, next...)
+	checkEntries(t, l, want)
+	_ = l.Close()
+	if l, err := openWALLog(dir, testHCLog(), nil); err != nil {
+		t.Fatal(err)
+	} else {
+		defer l.Close()
+		checkEntries(t, l, want)
+	}
+}
+
+// raft 1.7.3 stored entries past a gap in a non-monotonic store (Bolt)
+// after installing a snapshot: only the contiguous suffix is migrated;
+// the entries below the gap are in the snapshot.
+func TestLogMigrationSkipsAGapInTheBoltLog(t *testing.T) {
+	dir := t.TempDir()
+	b, err := openBoltStore(filepath.Join(dir, boltFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.StoreLogs(append(testEntries(1, 5, 100), testEntries(10, 3, 100)...)); err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Close()
+	bolt, logs, err := openLogStores(dir, testHCLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bolt.Close()
+	defer logs.Close()
+	checkEntries(t, logs, testEntries(10, 3, 100))
 }

@@ -62,7 +62,7 @@ func openLogStores(dir string, hl hclog.Logger) (*raftboltdb.BoltStore, *walLog,
 		return nil, nil, err
 	}
 	if bolt, err = dropBoltLog(bolt, dir, hl); err == nil {
-		err = bolt.Set(logStoreKey, []byte(walDirName))
+		err = setLogStoreKey(bolt) // agents migrated before the key existed
 	}
 	if err != nil {
 		_ = logs.Close()
@@ -91,10 +91,11 @@ func checkNoLostLog(bolt *raftboltdb.BoltStore, walDir string) error {
 	return fmt.Errorf("%w (%s): this agent must not vote without it; move DATA_DIR/raft away to rejoin as a new instance", ErrRaftLogLost, walDir)
 }
 
-// migrateBoltLog creates dir/wal holding every entry of Bolt's log: copied
-// into wal.migrating (raft-wal fsyncs each batch), checked, then renamed
-// and the directory fsynced. A new agent (empty Bolt log) just gets the
-// directory.
+// migrateBoltLog creates dir/wal holding Bolt's log (its gapless run
+// ending at the last entry, contiguousFrom): copied into wal.migrating
+// (raft-wal fsyncs each batch), checked, then renamed and the directory
+// fsynced, then logStoreKey set in raft.db before anything drops Bolt's
+// log. A new agent (empty Bolt log) just gets the directory and the key.
 func migrateBoltLog(bolt *raftboltdb.BoltStore, dir string, hl hclog.Logger) error {
 	first, last, err := logBounds(bolt)
 	if err != nil {
@@ -108,7 +109,13 @@ func migrateBoltLog(bolt *raftboltdb.BoltStore, dir string, hl hclog.Logger) err
 		if err := os.Mkdir(walDir, 0o750); err != nil {
 			return fmt.Errorf("cluster: raft log dir: %w", err)
 		}
-		return syncDir(dir)
+		if err := syncDir(dir); err != nil {
+			return err
+		}
+		return setLogStoreKey(bolt)
+	}
+	if first, err = contiguousFrom(bolt, first, last); err != nil {
+		return fmt.Errorf("cluster: read raft log: %w", err)
 	}
 	hl.Info("moving the raft log from raft.db to raft-wal", "first", first, "last", last)
 	if err := os.Mkdir(tmp, 0o750); err != nil {
@@ -129,7 +136,18 @@ func migrateBoltLog(bolt *raftboltdb.BoltStore, dir string, hl hclog.Logger) err
 	if err := syncDir(dir); err != nil {
 		return err
 	}
+	if err := setLogStoreKey(bolt); err != nil {
+		return err
+	}
 	return migrateHook("committed")
+}
+
+// setLogStoreKey records in raft.db that the log lives in wal/.
+func setLogStoreKey(bolt *raftboltdb.BoltStore) error {
+	if err := bolt.Set(logStoreKey, []byte(walDirName)); err != nil {
+		return fmt.Errorf("cluster: raft stable store: %w", err)
+	}
+	return nil
 }
 
 // logBounds is Bolt's first and last log index (0, 0 when empty).
@@ -140,6 +158,25 @@ func logBounds(s raft.LogStore) (uint64, uint64, error) {
 	}
 	last, err := s.LastIndex()
 	return first, last, err
+}
+
+// contiguousFrom is the first index of the gapless run of src's entries
+// that ends at last. raft 1.7.3 appended past a gap in a non-monotonic
+// store (Bolt) after installing a snapshot (e.g. 1..5 then 10..12); the
+// entries below the gap are covered by that snapshot, and raft-wal holds
+// no gaps, so only the run from the gap up is migrated.
+func contiguousFrom(src raft.LogStore, first, last uint64) (uint64, error) {
+	var l raft.Log
+	for i := last; i > first; i-- {
+		err := src.GetLog(i-1, &l)
+		if errors.Is(err, raft.ErrLogNotFound) {
+			return i, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("read entry %d: %w", i-1, err)
+		}
+	}
+	return first, nil
 }
 
 // copyLogsTo copies src's entries first..last into a new raft-wal in dir,
