@@ -711,21 +711,29 @@ func (w *WAL) lookup(index uint64) (*segment, pos, bool) {
 	return s, s.entries[j], true
 }
 
+// pin finds entry index and acquires its segment (the caller releases
+// it), so a concurrent truncation cannot close the file under the read.
+func (w *WAL) pin(index uint64) (*segment, pos, error) {
+	if w.isClosed.Load() {
+		return nil, pos{}, ErrClosed
+	}
+	w.idxMu.RLock()
+	defer w.idxMu.RUnlock()
+	s, p, ok := w.lookup(index)
+	if !ok {
+		return nil, pos{}, fmt.Errorf("%w: index %d", ErrNotFound, index)
+	}
+	s.acquire()
+	return s, p, nil
+}
+
 // Read returns a copy of the data of entry index after verifying its
 // checksum. It returns an error wrapping ErrNotFound if the entry is not in
 // the log.
 func (w *WAL) Read(index uint64) ([]byte, error) {
-	if w.isClosed.Load() {
-		return nil, ErrClosed
-	}
-	w.idxMu.RLock()
-	s, p, ok := w.lookup(index)
-	if ok {
-		s.acquire()
-	}
-	w.idxMu.RUnlock()
-	if !ok {
-		return nil, fmt.Errorf("%w: index %d", ErrNotFound, index)
+	s, p, err := w.pin(index)
+	if err != nil {
+		return nil, err
 	}
 	defer s.release()
 	buf := make([]byte, frameSize(int(p.n)))
@@ -742,17 +750,9 @@ func (w *WAL) Read(index uint64) ([]byte, error) {
 // wrapping ErrNotFound if the entry is not in the log, and an error if the
 // range is not inside the entry.
 func (w *WAL) ReadRange(index uint64, off, n int) ([]byte, error) {
-	if w.isClosed.Load() {
-		return nil, ErrClosed
-	}
-	w.idxMu.RLock()
-	s, p, ok := w.lookup(index)
-	if ok {
-		s.acquire()
-	}
-	w.idxMu.RUnlock()
-	if !ok {
-		return nil, fmt.Errorf("%w: index %d", ErrNotFound, index)
+	s, p, err := w.pin(index)
+	if err != nil {
+		return nil, err
 	}
 	defer s.release()
 	if off < 0 || n < 0 || int64(off)+int64(n) > int64(p.n) {
