@@ -158,6 +158,9 @@ func (l *walLog) StoreLogs(logs []*raft.Log) error {
 		if err := l.dropLeftover(w, logs[0].Index); err != nil {
 			return err
 		}
+		if err := dropBelowGap(w, logs[0].Index); err != nil {
+			return err
+		}
 		return w.StoreLogs(logs)
 	})
 	if err == nil {
@@ -194,6 +197,25 @@ func (l *walLog) dropLeftover(w *raftwal.WAL, index uint64) error {
 	}
 	l.hl.Warn("rewriting the raft log suffix a failed write may have left", "from", index, "to", last)
 	return w.DeleteRange(index, last)
+}
+
+// dropBelowGap empties the log when index is past its last entry + 1.
+// Raft appends past a gap only after installing a snapshot that covers it;
+// it then clears the log itself, but ignores a failure of that clear (a
+// full disk), and raft-wal would refuse every later append as
+// non-monotonic, wedging the node even after a restart (Raft takes its
+// last index from the snapshot). What is below the gap is covered by the
+// snapshot.
+func dropBelowGap(w *raftwal.WAL, index uint64) error {
+	last, err := w.LastIndex()
+	if err != nil || last == 0 || index <= last+1 {
+		return err
+	}
+	first, err := w.FirstIndex()
+	if err != nil {
+		return err
+	}
+	return w.DeleteRange(first, last)
 }
 
 // DeleteRange implements raft.LogStore: a prefix after a snapshot (whole

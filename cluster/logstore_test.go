@@ -580,3 +580,24 @@ func TestLogMigrationSkipsAGapInTheBoltLog(t *testing.T) {
 	defer logs.Close()
 	checkEntries(t, logs, testEntries(10, 3, 100))
 }
+
+// TestWALLogAppendsPastAGapAfterASnapshot: Raft appends past a gap only
+// after installing a snapshot that covers it, and it ignores a failure of
+// the clear that should have emptied the log then (a full disk). The store
+// must take the append (dropping the stale log below the gap) instead of
+// refusing it as non-monotonic forever.
+func TestWALLogAppendsPastAGapAfterASnapshot(t *testing.T) {
+	l, err := openWALLog(t.TempDir(), testHCLog(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.StoreLogs(testEntries(1, 5, 100)); err != nil {
+		t.Fatal(err)
+	}
+	after := testEntries(10, 3, 100)
+	if err := l.StoreLogs(after); err != nil {
+		t.Fatalf("append past a gap: %v", err)
+	}
+	checkEntries(t, l, after)
+}
