@@ -148,7 +148,7 @@ if ! [ -f $$dir/minio.pid ]; then \
   until curl -sf localhost:19000/minio/health/ready >/dev/null; do sleep 0.2; done; mkdir -p $$dir/minio/streamhouse; fi; \
 for i in 1 2 3; do \
   S3_ENDPOINT=http://127.0.0.1:19000 S3_BUCKET=streamhouse S3_PATH_STYLE=true AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret \
-  NODE_ID=bench-$$i BIND_ADDR=127.0.0.1 HTTP_PORT=1808$$i GRPC_PORT=1909$$i PEER_PORT=1930$$i GOSSIP_PORT=1794$$i \
+  NODE_ID=bench-$$i BIND_ADDR=127.0.0.1 HTTP_PORT=1808$$i GRPC_PORT=1909$$i PEER_PORT=1930$$i GOSSIP_PORT=1794$$i KAFKA_PORT=2909$$i \
   DATA_DIR=$$dir/node-$$i BOOTSTRAP_EXPECT=3 JOIN=127.0.0.1:17941,127.0.0.1:17942,127.0.0.1:17943 LOG_LEVEL=warn \
   ./$(BIN) agent 2>>$$dir/node-$$i.log & echo $$! >$$dir/node-$$i.pid; \
 done; for i in 1 2 3; do until curl -sf localhost:1808$$i/ready >/dev/null; do sleep 0.2; done; done
@@ -233,7 +233,7 @@ cluster: build ## Start a local 3-agent cluster on loopback (gRPC :9191-9193, RE
 	@mkdir -p $(CLUSTER_DIR)
 	@for i in 1 2 3; do \
 	  if [ -f $(CLUSTER_DIR)/node-$$i.pid ] && kill -0 $$(cat $(CLUSTER_DIR)/node-$$i.pid) 2>/dev/null; then echo "node-$$i already running"; continue; fi; \
-	  NODE_ID=node-$$i BIND_ADDR=127.0.0.1 HTTP_PORT=818$$i GRPC_PORT=919$$i PEER_PORT=929$$i GOSSIP_PORT=794$$((6+i)) \
+	  NODE_ID=node-$$i BIND_ADDR=127.0.0.1 HTTP_PORT=818$$i GRPC_PORT=919$$i PEER_PORT=929$$i GOSSIP_PORT=794$$((6+i)) KAFKA_PORT=1909$$((1+i)) \
 	  DATA_DIR=$(CLUSTER_DIR)/node-$$i OBJECT_STORE_DIR=$(CLUSTER_DIR)/objects BOOTSTRAP_EXPECT=3 JOIN=127.0.0.1:7947,127.0.0.1:7948,127.0.0.1:7949 \
 	  nohup ./$(BIN) agent >$(CLUSTER_DIR)/node-$$i.log 2>&1 & echo $$! > $(CLUSTER_DIR)/node-$$i.pid; \
 	done

@@ -68,6 +68,9 @@ type Config struct {
 	// agents (and clients through them) can find this agent's APIs.
 	HTTPAddr string
 	GRPCAddr string
+	// KafkaAddr is the Kafka listener's advertised host:port ("" when
+	// the listener is off); Kafka Metadata answers tell clients this address.
+	KafkaAddr string
 
 	// DeadAgentTimeout (DEAD_AGENT_TIMEOUT): a member dead in gossip (or
 	// unknown to it) for longer than this is removed from the Raft group.

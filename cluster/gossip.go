@@ -40,6 +40,7 @@ type nodeMeta struct {
 	Peer     string `json:"p"`           // raft + peer RPC host:port (PEER_PORT)
 	HTTP     string `json:"h,omitempty"` // public REST host:port
 	GRPC     string `json:"g,omitempty"` // public gRPC host:port
+	Kafka    string `json:"k,omitempty"` // Kafka listener host:port clients are told (KAFKA_ADVERTISED_ADDR)
 	Instance string `json:"i"`           // this incarnation of the data dir
 	Cluster  string `json:"c,omitempty"` // Raft group this instance belongs to
 	Admitted bool   `json:"a,omitempty"` // a leader has admitted this instance

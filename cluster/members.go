@@ -33,6 +33,7 @@ type Member struct {
 	PeerAddr   string    `json:"peer_addr,omitempty"`
 	HTTPAddr   string    `json:"http_addr,omitempty"`
 	GRPCAddr   string    `json:"grpc_addr,omitempty"`
+	KafkaAddr  string    `json:"kafka_addr,omitempty"`
 	Instance   string    `json:"instance,omitempty"`
 	Admitted   bool      `json:"admitted"`
 	// Suffrage is voter, nonvoter or none (not in the Raft configuration).
@@ -51,7 +52,7 @@ func (n *Node) Members() []Member {
 	for id, g := range n.gossip.snapshot() {
 		m := &Member{ID: id, GossipState: g.State, StateSince: g.Since, GossipAddr: g.Addr, Suffrage: SuffrageNone}
 		if g.MetaOK {
-			m.PeerAddr, m.HTTPAddr, m.GRPCAddr = g.Meta.Peer, g.Meta.HTTP, g.Meta.GRPC
+			m.PeerAddr, m.HTTPAddr, m.GRPCAddr, m.KafkaAddr = g.Meta.Peer, g.Meta.HTTP, g.Meta.GRPC, g.Meta.Kafka
 			m.Instance, m.Admitted = g.Meta.Instance, g.Meta.Admitted
 		}
 		byID[id] = m
@@ -122,7 +123,8 @@ func (n *Node) ClusterStatus() transport.ClusterStatus {
 	for _, m := range n.Members() {
 		out.Members = append(out.Members, transport.ClusterMember{
 			ID: m.ID, GossipState: m.GossipState, Suffrage: m.Suffrage, RaftLeader: m.RaftLeader,
-			HTTPAddr: m.HTTPAddr, GRPCAddr: m.GRPCAddr, PeerAddr: m.PeerAddr, Leaderships: leads[m.ID],
+			HTTPAddr: m.HTTPAddr, GRPCAddr: m.GRPCAddr, PeerAddr: m.PeerAddr, KafkaAddr: m.KafkaAddr,
+			BrokerID: BrokerID(m.ID), Leaderships: leads[m.ID],
 		})
 	}
 	return out

@@ -28,6 +28,7 @@ import (
 	"github.com/streamhouse/streamhouse/s3seg"
 	"github.com/streamhouse/streamhouse/transport"
 	"github.com/streamhouse/streamhouse/transport/grpcapi"
+	"github.com/streamhouse/streamhouse/transport/kafka"
 	"github.com/streamhouse/streamhouse/wal"
 )
 
@@ -79,6 +80,7 @@ type agent struct {
 	http   *transport.HTTPServer
 	grpc   *grpc.Server
 	grpcLn net.Listener
+	kafka  *kafka.Server
 	pprof  *http.Server
 	// grpcStopping is closed at shutdown to end long-polls and streams.
 	grpcStopping chan struct{}
@@ -129,6 +131,7 @@ func startAgent(ctx context.Context, c *agentCmd) (_ *agent, err error) {
 		a.startBackground,
 		a.startHTTP,
 		a.startGRPC,
+		a.startKafka,
 		a.startPprof,
 	} {
 		if err := step(ctx); err != nil {
@@ -244,6 +247,7 @@ func (a *agent) newNode(context.Context) error {
 		Join:                c.joinAddrs(), BootstrapExpect: c.BootstrapExpect,
 		HTTPAddr:         net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.HTTPPort)),
 		GRPCAddr:         net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.GRPCPort)),
+		KafkaAddr:        c.KafkaAdvertised,
 		DeadAgentTimeout: c.DeadAgentTimeout, PartitionFailoverTimeout: c.PartitionFailover,
 		Logger: a.log, Registerer: a.registry, Clock: a.clock, Objects: a.objects,
 	}, a.fsm)

@@ -99,6 +99,7 @@ type soloAgent struct {
 	grpcPort   int
 	peerPort   int
 	gossipPort int
+	kafkaPort  int
 	logPath    string
 }
 
@@ -107,13 +108,14 @@ type soloAgent struct {
 func newSoloAgent(t *testing.T, id, dataDir string, extra ...string) *soloAgent {
 	t.Helper()
 	a := &soloAgent{
-		httpPort: freePort(t), grpcPort: freePort(t), peerPort: freePort(t), gossipPort: freePort(t),
+		httpPort: freePort(t), grpcPort: freePort(t), peerPort: freePort(t), gossipPort: freePort(t), kafkaPort: freePort(t),
 		logPath: filepath.Join(t.TempDir(), "agent.log"),
 	}
 	a.env = append([]string{
 		"NODE_ID=" + id, "BIND_ADDR=127.0.0.1", "DATA_DIR=" + dataDir,
 		"HTTP_PORT=" + strconv.Itoa(a.httpPort), "GRPC_PORT=" + strconv.Itoa(a.grpcPort),
 		"PEER_PORT=" + strconv.Itoa(a.peerPort), "GOSSIP_PORT=" + strconv.Itoa(a.gossipPort),
+		"KAFKA_PORT=" + strconv.Itoa(a.kafkaPort),
 	}, extra...)
 	t.Cleanup(func() { dumpLogOnFailure(t, a.logPath) })
 	return a

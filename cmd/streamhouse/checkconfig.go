@@ -350,6 +350,7 @@ func (c *agentCmd) checkPorts(add addFunc) {
 	ports := []port{
 		{"HTTP_PORT", c.HTTPPort, false, "REST"},
 		{"GRPC_PORT", c.GRPCPort, false, "gRPC"},
+		{"KAFKA_PORT", c.KafkaPort, false, "Kafka"},
 		{"PEER_PORT", c.PeerPort, false, "peer"},
 		{"GOSSIP_PORT", c.GossipPort, true, "gossip"},
 	}

@@ -42,7 +42,7 @@ func startProcCluster(t *testing.T, n int, extraEnv ...string) *procCluster {
 		c.http = append(c.http, hp)
 		c.env = append(c.env, []string{
 			"NODE_ID=node-" + strconv.Itoa(i+1), "BIND_ADDR=127.0.0.1", "HTTP_PORT=" + strconv.Itoa(hp), "GRPC_PORT=" + strconv.Itoa(freePort(t)),
-			"PEER_PORT=" + strconv.Itoa(freePort(t)), "GOSSIP_PORT=" + strconv.Itoa(gossip[i]),
+			"PEER_PORT=" + strconv.Itoa(freePort(t)), "GOSSIP_PORT=" + strconv.Itoa(gossip[i]), "KAFKA_PORT=" + strconv.Itoa(freePort(t)),
 			"DATA_DIR=" + filepath.Join(c.dir, "node-"+strconv.Itoa(i+1)), "BOOTSTRAP_EXPECT=" + strconv.Itoa(n),
 			"JOIN=" + strings.Join(join, ","), "PARTITION_FAILOVER_TIMEOUT=1s", "DEAD_AGENT_TIMEOUT=10m",
 			"SEGMENT_MAX_AGE_MS=200", "LOG_LEVEL=info",

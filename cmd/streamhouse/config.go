@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,6 +23,8 @@ type agentCmd struct {
 	HTTPPort          int           `name:"http-port" env:"HTTP_PORT" default:"8080" help:"REST API, health and metrics port."`
 	GRPCPort          int           `name:"grpc-port" env:"GRPC_PORT" default:"9090" help:"gRPC API port."`
 	GRPCMaxStreams    uint32        `name:"grpc-max-concurrent-streams" env:"GRPC_MAX_CONCURRENT_STREAMS" default:"1000" help:"Calls one gRPC connection may have open at once (further calls wait in the client); keep it above the partitions one consumer reads from one agent."`
+	KafkaPort         int           `name:"kafka-port" env:"KAFKA_PORT" default:"9092" help:"Kafka protocol port (0 disables the Kafka listener)."`
+	KafkaAdvertised   string        `name:"kafka-advertised-addr" env:"KAFKA_ADVERTISED_ADDR" help:"host:port Kafka clients are told to connect to (default: ADVERTISE_ADDR:KAFKA_PORT)."`
 	PeerPort          int           `name:"peer-port" env:"PEER_PORT" default:"9093" help:"Raft and agent-to-agent RPC port (one port, multiplexed)."`
 	GossipPort        int           `name:"gossip-port" env:"GOSSIP_PORT" default:"7946" help:"Gossip (membership) port, TCP and UDP."`
 	Join              string        `name:"join" env:"JOIN" help:"Comma-separated host:port gossip addresses of existing agents to join."`
@@ -194,7 +197,7 @@ func checkAtLeast(env string, v, least int64) error {
 // rangeErrors checks every numeric setting on its own (nil entries: fine).
 func (c *agentCmd) rangeErrors() []error {
 	errs := []error{
-		checkPort("HTTP_PORT", c.HTTPPort), checkPort("GRPC_PORT", c.GRPCPort), checkPort("PEER_PORT", c.PeerPort), checkPort("GOSSIP_PORT", c.GossipPort),
+		checkPort("HTTP_PORT", c.HTTPPort), checkPort("GRPC_PORT", c.GRPCPort), checkPort("KAFKA_PORT", c.KafkaPort), checkPort("PEER_PORT", c.PeerPort), checkPort("GOSSIP_PORT", c.GossipPort),
 		checkPositive("GRPC_MAX_CONCURRENT_STREAMS", int64(c.GRPCMaxStreams)),
 		checkNonNegative("BOOTSTRAP_EXPECT", int64(c.BootstrapExpect)),
 		checkPositive("DEAD_AGENT_TIMEOUT", int64(c.DeadAgentTimeout)),
@@ -287,6 +290,9 @@ func (c *agentCmd) fillDefaults() error {
 		if c.BindAddr == "0.0.0.0" || c.BindAddr == "" || c.BindAddr == "::" {
 			c.AdvertiseAddr = "127.0.0.1"
 		}
+	}
+	if c.KafkaAdvertised == "" && c.KafkaPort > 0 {
+		c.KafkaAdvertised = net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.KafkaPort))
 	}
 	return nil
 }

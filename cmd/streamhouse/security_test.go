@@ -358,6 +358,7 @@ func checkConfigEnv(c *agentCmd) []string {
 	env := []string{
 		"HTTP_PORT=" + strconv.Itoa(c.HTTPPort), "GRPC_PORT=" + strconv.Itoa(c.GRPCPort),
 		"PEER_PORT=" + strconv.Itoa(c.PeerPort), "GOSSIP_PORT=" + strconv.Itoa(c.GossipPort),
+		"KAFKA_PORT=" + strconv.Itoa(c.KafkaPort),
 		"BIND_ADDR=127.0.0.1", "DATA_DIR=" + c.DataDir, "NODE_ID=check",
 	}
 	add := func(k, v string) {

@@ -136,10 +136,10 @@ func (c *Cluster) setupNetwork() error {
 	switch mode {
 	case ModeNetns:
 		c.net = &netnsNet{}
-		c.Ports = Ports{HTTP: 8080, GRPC: 9090, Peer: 9093, Gossip: 7946}
+		c.Ports = Ports{HTTP: 8080, GRPC: 9090, Peer: 9093, Gossip: 7946, Kafka: 9092}
 	case ModeProxy:
 		c.net = &proxyNet{}
-		c.Ports = Ports{HTTP: 18080, GRPC: 19090, Peer: 19093, Gossip: 17946}
+		c.Ports = Ports{HTTP: 18080, GRPC: 19090, Peer: 19093, Gossip: 17946, Kafka: 19092}
 	default:
 		return fmt.Errorf("unknown network mode %q", mode)
 	}
@@ -204,6 +204,7 @@ func (c *Cluster) agentEnv(a *Agent, join []string) []string {
 		"NODE_ID=" + a.ID, "BIND_ADDR=" + c.net.BindIP(i), "ADVERTISE_ADDR=" + c.net.AdvertiseIP(i),
 		"HTTP_PORT=" + strconv.Itoa(c.Ports.HTTP), "GRPC_PORT=" + strconv.Itoa(c.Ports.GRPC),
 		"PEER_PORT=" + strconv.Itoa(c.Ports.Peer), "GOSSIP_PORT=" + strconv.Itoa(c.Ports.Gossip),
+		"KAFKA_PORT=" + strconv.Itoa(c.Ports.Kafka), "KAFKA_ADVERTISED_ADDR=" + c.KafkaAddr(i),
 		"DATA_DIR=" + a.DataDir, "BOOTSTRAP_EXPECT=" + strconv.Itoa(c.cfg.Agents), "JOIN=" + strings.Join(join, ","),
 		"PARTITION_FAILOVER_TIMEOUT=2s", "DEAD_AGENT_TIMEOUT=20s", "SEGMENT_MAX_AGE_MS=250",
 		"CHECKPOINT_INTERVAL_MS=1000", "LOG_LEVEL=info",
@@ -256,6 +257,11 @@ func (c *Cluster) HTTPBase(i int) string {
 // GRPCAddr is agent i's gRPC address.
 func (c *Cluster) GRPCAddr(i int) string {
 	return net.JoinHostPort(c.net.ClientIP(i), strconv.Itoa(c.Ports.GRPC))
+}
+
+// KafkaAddr is agent i's Kafka listener address.
+func (c *Cluster) KafkaAddr(i int) string {
+	return net.JoinHostPort(c.net.ClientIP(i), strconv.Itoa(c.Ports.Kafka))
 }
 
 // GossipAddr is agent i's advertised gossip address (for JOIN).

@@ -33,7 +33,7 @@ func (c Cut) String() string { return fmt.Sprintf("n%d->n%d/%s", c.From+1, c.To+
 // same ones (each has its own address); in proxy mode too (each binds its
 // own loopback address).
 type Ports struct {
-	HTTP, GRPC, Peer, Gossip int
+	HTTP, GRPC, Peer, Gossip, Kafka int
 }
 
 // network places agents and injects link faults.

@@ -1,0 +1,160 @@
+package kafka
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config wires a Server to the agent.
+type Config struct {
+	// NodeID is this agent's node ID (its broker ID is looked up in Cluster).
+	NodeID  string
+	Cluster Cluster
+	Topics  Topics
+	Fetcher Fetcher
+
+	// TLSConfig, when set, makes the listener TLS-only.
+	TLSConfig *tls.Config
+	// MaxRequestBytes bounds one request frame; a larger size prefix closes
+	// the connection before anything is allocated. Default 100 MiB
+	// (Kafka's socket.request.max.bytes).
+	MaxRequestBytes int32
+	// IdleTimeout closes a connection that sends nothing for this long.
+	// Default 10 minutes (Kafka's connections.max.idle.ms).
+	IdleTimeout time.Duration
+	// Connections counts open connections (streamhouse_active_connections);
+	// nil: not counted.
+	Connections prometheus.Gauge
+	Logger      *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxRequestBytes <= 0 {
+		c.MaxRequestBytes = 100 << 20
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 10 * time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Server is the Kafka listener of one agent.
+type Server struct {
+	cfg      Config
+	handlers map[int16]handler
+
+	mu     sync.Mutex
+	lns    []net.Listener
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// NewServer returns a Server; Serve starts it.
+func NewServer(cfg Config) *Server {
+	s := &Server{cfg: cfg.withDefaults(), conns: map[net.Conn]struct{}{}}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.handlers = s.dispatchTable()
+	return s
+}
+
+// ErrServerClosed is returned by Serve after Close.
+var ErrServerClosed = errors.New("kafka: server closed")
+
+// Serve accepts connections on ln until Close; it always returns a non-nil
+// error (ErrServerClosed after Close).
+func (s *Server) Serve(ln net.Listener) error {
+	if s.cfg.TLSConfig != nil {
+		ln = tls.NewListener(ln, s.cfg.TLSConfig)
+	}
+	if !s.track(ln) {
+		_ = ln.Close()
+		return ErrServerClosed
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		if !s.trackConn(c) {
+			_ = c.Close()
+			return ErrServerClosed
+		}
+		go s.serveConn(c)
+	}
+}
+
+func (s *Server) track(ln net.Listener) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.lns = append(s.lns, ln)
+	return true
+}
+
+func (s *Server) trackConn(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) untrackConn(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// Close stops accepting, ends long-polls, closes every connection and waits
+// for their goroutines to finish.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.wg.Wait()
+		return nil
+	}
+	s.closed = true
+	for _, ln := range s.lns {
+		_ = ln.Close()
+	}
+	for c := range s.conns {
+		_ = c.Close()
+	}
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
