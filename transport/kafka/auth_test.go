@@ -1,0 +1,190 @@
+package kafka
+
+import (
+	"crypto/tls"
+	"errors"
+	"net"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+
+	"github.com/streamhouse/streamhouse/transport"
+	"github.com/streamhouse/streamhouse/transport/transporttest"
+)
+
+// keyed is an env with API keys: admin (every topic), reader (read, every
+// topic) and scoped (write, topics "orders*").
+type keyed struct {
+	*env
+	auth   *transport.Authenticator
+	tokens map[string]string
+}
+
+func newKeyedEnv(t *testing.T, mods ...func(*Config)) *keyed {
+	k := &keyed{tokens: map[string]string{}}
+	var keys []transport.APIKey
+	for _, d := range []struct {
+		name   string
+		scope  transport.Scope
+		topics []string
+	}{{"admin", transport.ScopeAdmin, nil}, {"reader", transport.ScopeRead, nil}, {"scoped", transport.ScopeWrite, []string{"orders*"}}} {
+		tok, key, err := transport.NewAPIKey(d.name, d.scope, d.topics)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k.tokens[d.name] = tok
+		keys = append(keys, key)
+	}
+	k.auth = transport.NewAuthenticator(keys, false)
+	k.env = newEnv(t, append([]func(*Config){withAdmin, func(c *Config) { c.Auth = k.auth }}, mods...)...)
+	return k
+}
+
+func (k *keyed) as(t *testing.T, user, password string, opts ...kgo.Opt) *kadm.Client {
+	return kadm.NewClient(k.client(t, append(opts, kgo.SASL(plain.Auth{User: user, Pass: password}.AsMechanism()))...))
+}
+
+func TestSASLPlainWithAPIKeys(t *testing.T) {
+	k := newKeyedEnv(t)
+	k.agent.addTopic("orders", 1)
+	ctx := ctxT(t)
+	if _, err := k.as(t, "admin", k.tokens["admin"]).Metadata(ctx); err != nil {
+		t.Fatalf("good key: %v", err)
+	}
+	_, err := k.as(t, "admin", "sh_not-a-key").Metadata(ctx)
+	if !errors.Is(err, kerr.SaslAuthenticationFailed) {
+		t.Fatalf("bad key: %v, want SASL_AUTHENTICATION_FAILED", err)
+	}
+	// Without SASL, only ApiVersions is answered; anything else closes
+	// the connection.
+	if _, err := kmsg.NewPtrApiVersionsRequest().RequestWith(ctx, k.client(t)); err != nil {
+		t.Fatalf("ApiVersions without SASL: %v", err)
+	}
+	if resp := rawRequest(t, k.addr, frame(int16(kmsg.Metadata), 1, 1, []byte{0xff, 0xff, 0xff, 0xff})); resp != nil {
+		t.Fatalf("Metadata before SASL answered: %x", resp)
+	}
+	// An unsupported mechanism is refused.
+	req := kmsg.NewPtrSASLHandshakeRequest()
+	req.Mechanism = "SCRAM-SHA-256"
+	resp, err := req.RequestWith(ctx, k.client(t))
+	if err != nil || resp.ErrorCode != kerr.UnsupportedSaslMechanism.Code || resp.SupportedMechanisms[0] != "PLAIN" {
+		t.Fatalf("SCRAM handshake: %+v %v", resp, err)
+	}
+}
+
+func TestAuthorizationByScopeAndTopics(t *testing.T) {
+	k := newKeyedEnv(t)
+	k.agent.addTopic("orders", 1)
+	k.agent.addTopic("orders-eu", 1)
+	k.agent.addTopic("payments", 1)
+	ctx := ctxT(t)
+
+	// A read key cannot create, delete or alter.
+	reader := k.as(t, "reader", k.tokens["reader"])
+	cr, err := reader.CreateTopic(ctx, 1, -1, nil, "new")
+	if err == nil {
+		err = cr.Err
+	}
+	if !errors.Is(err, kerr.TopicAuthorizationFailed) {
+		t.Fatalf("read key creates: %v", err)
+	}
+	dr, err := reader.DeleteTopics(ctx, "orders")
+	if err != nil || !errors.Is(dr["orders"].Err, kerr.TopicAuthorizationFailed) {
+		t.Fatalf("read key deletes: %v %+v", err, dr)
+	}
+	ar, err := reader.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "retention.ms", Value: kmsg.StringPtr("1")}}, "orders")
+	if err != nil || !errors.Is(ar[0].Err, kerr.TopicAuthorizationFailed) {
+		t.Fatalf("read key alters: %v %+v", err, ar)
+	}
+	if len(k.agent.topics) != 3 {
+		t.Fatalf("topics changed: %v", k.agent.topics)
+	}
+
+	// A key scoped to orders* sees only those topics.
+	scoped := k.as(t, "scoped", k.tokens["scoped"])
+	md, err := scoped.Metadata(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names := md.Topics.Names(); len(names) != 2 || names[0] != "orders" || names[1] != "orders-eu" {
+		t.Fatalf("scoped key lists %v", names)
+	}
+	mreq := kmsg.NewPtrMetadataRequest()
+	for _, n := range []string{"payments", "nope"} {
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(n)
+		mreq.Topics = append(mreq.Topics, rt)
+	}
+	mresp, err := mreq.RequestWith(ctx, k.client(t, kgo.SASL(plain.Auth{User: "scoped", Pass: k.tokens["scoped"]}.AsMechanism())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mt := range mresp.Topics {
+		if mt.ErrorCode != kerr.TopicAuthorizationFailed.Code {
+			t.Fatalf("%s: code %d, want TOPIC_AUTHORIZATION_FAILED whether it exists or not", *mt.Topic, mt.ErrorCode)
+		}
+	}
+	// Broker configs need only read; altering them needs admin.
+	if _, err := reader.DescribeBrokerConfigs(ctx, 7); err != nil {
+		t.Fatal(err)
+	}
+	br, err := reader.AlterBrokerConfigs(ctx, []kadm.AlterConfig{{Name: "num.partitions", Value: kmsg.StringPtr("3")}}, 7)
+	if err != nil || !errors.Is(br[0].Err, kerr.ClusterAuthorizationFailed) {
+		t.Fatalf("read key alters broker configs: %v %+v", err, br)
+	}
+}
+
+func TestKeyFileReloadAppliesToOpenConnections(t *testing.T) {
+	k := newKeyedEnv(t)
+	k.agent.addTopic("orders", 1)
+	ctx := ctxT(t)
+	adm := k.as(t, "admin", k.tokens["admin"])
+	if r, err := adm.CreateTopic(ctx, 1, -1, nil, "one"); err != nil || r.Err != nil {
+		t.Fatalf("%v %+v", err, r)
+	}
+	// Revoke every key but reader: the open connection loses its rights.
+	var keep []transport.APIKey
+	for _, key := range k.auth.Keys() {
+		if key.Name == "reader" {
+			keep = append(keep, key)
+		}
+	}
+	k.auth.SetKeys(keep)
+	r, err := adm.CreateTopic(ctx, 1, -1, nil, "two")
+	if err == nil {
+		err = r.Err
+	}
+	if !errors.Is(err, kerr.TopicAuthorizationFailed) {
+		t.Fatalf("revoked key creates: %v", err)
+	}
+}
+
+func TestTLSListener(t *testing.T) {
+	ca := transporttest.NewCA(t, "kafka-test")
+	cert := ca.Issue(t, "agent")
+	e := newEnv(t, func(c *Config) { c.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert.TLS}, MinVersion: tls.VersionTLS12} })
+	e.agent.addTopic("t", 1)
+	dialer := &tls.Dialer{Config: &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost", MinVersion: tls.VersionTLS12}}
+	cl := e.client(t, kgo.Dialer(dialer.DialContext))
+	md, err := kadm.NewClient(cl).Metadata(ctxT(t), "t")
+	if err != nil || md.Topics["t"].Err != nil {
+		t.Fatalf("over TLS: %v %+v", err, md)
+	}
+	// A plaintext client gets nothing.
+	c, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write(frame(int16(kmsg.ApiVersions), 0, 1, nil)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 8)
+	if n, _ := c.Read(buf); n >= 4 && buf[0] == 0 && buf[1] == 0 {
+		t.Fatalf("plaintext request answered: %x", buf[:n])
+	}
+}
