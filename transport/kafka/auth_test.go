@@ -166,7 +166,9 @@ func TestKeyFileReloadAppliesToOpenConnections(t *testing.T) {
 func TestTLSListener(t *testing.T) {
 	ca := transporttest.NewCA(t, "kafka-test")
 	cert := ca.Issue(t, "agent")
-	e := newEnv(t, func(c *Config) { c.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert.TLS}, MinVersion: tls.VersionTLS12} })
+	e := newEnv(t, func(c *Config) {
+		c.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert.TLS}, MinVersion: tls.VersionTLS12}
+	})
 	e.agent.addTopic("t", 1)
 	dialer := &tls.Dialer{Config: &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost", MinVersion: tls.VersionTLS12}}
 	cl := e.client(t, kgo.Dialer(dialer.DialContext))
