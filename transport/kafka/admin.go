@@ -79,7 +79,7 @@ func (s *Server) handleCreateTopics(ctx context.Context, c *Conn, req *kmsg.Crea
 			err = refuse(kerr.InvalidRequest, "topic %q is named more than once in the request", rt.Topic)
 		}
 		if err == nil {
-			t, err = s.createTopic(ctx, &rt, req.ValidateOnly)
+			t, err = s.createTopic(ctx, c, &rt, req.ValidateOnly)
 		}
 		st.ErrorCode, st.ErrorMessage = adminCode(err, kerr.InvalidRequest)
 		if err == nil {
@@ -106,7 +106,7 @@ func duplicates(n int, name func(int) string) map[string]bool {
 // it (unless validateOnly). The replication factor is accepted as -1 (the
 // broker default) or any positive number and otherwise ignored: records
 // are replicated to every agent through the Raft log.
-func (s *Server) createTopic(ctx context.Context, rt *kmsg.CreateTopicsRequestTopic, validateOnly bool) (fsm.Topic, error) {
+func (s *Server) createTopic(ctx context.Context, c *Conn, rt *kmsg.CreateTopicsRequestTopic, validateOnly bool) (fsm.Topic, error) {
 	if err := fsm.ValidateTopicName(rt.Topic); err != nil {
 		return fsm.Topic{}, refuse(kerr.InvalidTopicException, "%v", err)
 	}
@@ -138,6 +138,9 @@ func (s *Server) createTopic(ctx context.Context, rt *kmsg.CreateTopicsRequestTo
 			return fsm.Topic{}, refuse(kerr.TopicAlreadyExists, "topic %q already exists", rt.Topic)
 		}
 		return fsm.Topic{Name: rt.Topic, Partitions: parts, Config: cfg}, nil
+	}
+	if err := s.takeMutations(ctx, c, int64(parts)); err != nil {
+		return fsm.Topic{}, err
 	}
 	t, err := s.cfg.Admin.CreateTopic(ctx, rt.Topic, parts, cfg)
 	if errors.Is(err, fsm.ErrInvalidArgument) && !isConfigError(err) {
@@ -181,6 +184,9 @@ func (s *Server) handleDeleteTopics(ctx context.Context, c *Conn, req *kmsg.Dele
 		if err == nil {
 			st.Topic = kmsg.StringPtr(name)
 			if err = s.authorize(c, OpDelete, name); err == nil {
+				err = s.takeMutations(ctx, c, s.partitionCount(name))
+			}
+			if err == nil {
 				err = s.cfg.Admin.DeleteTopic(ctx, name)
 			}
 		}
@@ -188,6 +194,15 @@ func (s *Server) handleDeleteTopics(ctx context.Context, c *Conn, req *kmsg.Dele
 		resp.Topics = append(resp.Topics, st)
 	}
 	return resp, nil
+}
+
+// partitionCount is a topic's partition count (1 when unknown): the
+// mutations its deletion costs.
+func (s *Server) partitionCount(name string) int64 {
+	if t, err := s.cfg.Topics.Topic(name); err == nil && t.Partitions > 0 {
+		return int64(t.Partitions)
+	}
+	return 1
 }
 
 // deleteTarget is the name of the topic a DeleteTopics entry names (by
@@ -215,7 +230,7 @@ func (s *Server) handleCreatePartitions(ctx context.Context, c *Conn, req *kmsg.
 			err = refuse(kerr.InvalidRequest, "topic %q is named more than once in the request", rt.Topic)
 		}
 		if err == nil {
-			err = s.createPartitions(ctx, rt, req.ValidateOnly)
+			err = s.createPartitions(ctx, c, rt, req.ValidateOnly)
 		}
 		st.ErrorCode, st.ErrorMessage = adminCode(err, kerr.InvalidPartitions)
 		resp.Topics = append(resp.Topics, st)
@@ -224,7 +239,7 @@ func (s *Server) handleCreatePartitions(ctx context.Context, c *Conn, req *kmsg.
 }
 
 // createPartitions raises one topic's partition count to rt.Count.
-func (s *Server) createPartitions(ctx context.Context, rt kmsg.CreatePartitionsRequestTopic, validateOnly bool) error {
+func (s *Server) createPartitions(ctx context.Context, c *Conn, rt kmsg.CreatePartitionsRequestTopic, validateOnly bool) error {
 	if len(rt.Assignment) > 0 {
 		return refuse(kerr.InvalidReplicaAssignment, "manual replica assignment is not supported (partition leaders are placed by the cluster)")
 	}
@@ -240,6 +255,9 @@ func (s *Server) createPartitions(ctx context.Context, rt kmsg.CreatePartitionsR
 	}
 	if validateOnly {
 		return nil
+	}
+	if err := s.takeMutations(ctx, c, int64(rt.Count-t.Partitions)); err != nil {
+		return err
 	}
 	_, err = s.cfg.Admin.CreatePartitions(ctx, rt.Topic, rt.Count)
 	return err

@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -95,6 +96,31 @@ func (s *Server) authorize(c *Conn, op Operation, topic string) error {
 		return &authError{code: code, msg: fmt.Sprintf("API key %q may not access topic %q", k.Name, topic)}
 	}
 	return nil
+}
+
+// withKey returns ctx carrying c's API key as the transport principal (for
+// the per-key quotas, transport.Quotas), or ctx when there is none.
+func (s *Server) withKey(ctx context.Context, c *Conn) context.Context {
+	if s.cfg.Auth == nil || !c.sasl.authenticated {
+		return ctx
+	}
+	k, ok := s.cfg.Auth.KeyByHash(c.sasl.keyHash)
+	if !ok {
+		return ctx
+	}
+	return transport.WithPrincipal(ctx, &transport.Principal{Key: k})
+}
+
+// takeMutations charges n controller mutations (partitions created or
+// deleted) to c's key (KEY_MUTATIONS_PER_SEC); over the quota it refuses
+// with THROTTLING_QUOTA_EXCEEDED and charges nothing.
+func (s *Server) takeMutations(ctx context.Context, c *Conn, n int64) error {
+	err := s.cfg.Quotas.Take(s.withKey(ctx, c), transport.QuotaMutations, max(n, 1))
+	var qe *transport.QuotaError
+	if errors.As(err, &qe) {
+		return refuse(kerr.ThrottlingQuotaExceeded, "%v", err)
+	}
+	return err
 }
 
 // Kafka ACL operation codes, for the authorized-operations bit sets of

@@ -1,8 +1,11 @@
 package kafka
 
 import (
+	"bufio"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
+	"io"
 	"net"
 	"testing"
 
@@ -188,5 +191,97 @@ func TestTLSListener(t *testing.T) {
 	buf := make([]byte, 8)
 	if n, _ := c.Read(buf); n >= 4 && buf[0] == 0 && buf[1] == 0 {
 		t.Fatalf("plaintext request answered: %x", buf[:n])
+	}
+}
+
+// TestSASLHandshakeV0RawToken: after a v0 SaslHandshake the client sends
+// the bare PLAIN token; success is an empty frame, after which requests
+// are served; a bad token closes the connection.
+func TestSASLHandshakeV0RawToken(t *testing.T) {
+	k := newKeyedEnv(t)
+	handshake := func(c net.Conn, r *bufio.Reader) {
+		t.Helper()
+		hs := kmsg.NewPtrSASLHandshakeRequest()
+		hs.Version, hs.Mechanism = 0, "PLAIN"
+		if _, err := c.Write(frame(int16(kmsg.SASLHandshake), 0, 1, hs.AppendTo(nil))); err != nil {
+			t.Fatal(err)
+		}
+		if resp := readFrameT(t, r); resp == nil || binary.BigEndian.Uint16(resp[4:]) != 0 {
+			t.Fatalf("handshake v0: %x", resp)
+		}
+	}
+	raw := func(token string) []byte {
+		msg := []byte("\x00admin\x00" + token)
+		return append(binary.BigEndian.AppendUint32(nil, uint32(len(msg))), msg...)
+	}
+	c, r := dialT(t, k.addr)
+	handshake(c, r)
+	if _, err := c.Write(raw(k.tokens["admin"])); err != nil {
+		t.Fatal(err)
+	}
+	if resp := readFrameT(t, r); resp == nil || len(resp) != 0 {
+		t.Fatalf("raw token answer %x, want an empty frame", resp)
+	}
+	if _, err := c.Write(frame(int16(kmsg.Metadata), 1, 2, []byte{0xff, 0xff, 0xff, 0xff})); err != nil {
+		t.Fatal(err)
+	}
+	if resp := readFrameT(t, r); resp == nil || binary.BigEndian.Uint32(resp) != 2 {
+		t.Fatalf("Metadata after raw SASL: %x", resp)
+	}
+
+	c, r = dialT(t, k.addr)
+	handshake(c, r)
+	if _, err := c.Write(raw("sh_wrong-token")); err != nil {
+		t.Fatal(err)
+	}
+	if resp := readFrameT(t, r); resp != nil {
+		t.Fatalf("bad raw token answered %x, want the connection closed", resp)
+	}
+}
+
+func dialT(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c, bufio.NewReader(c)
+}
+
+// readFrameT reads one size-prefixed frame; nil when the connection closed.
+func readFrameT(t *testing.T, r *bufio.Reader) []byte {
+	t.Helper()
+	var size [4]byte
+	if _, err := io.ReadFull(r, size[:]); err != nil {
+		return nil
+	}
+	buf := make([]byte, binary.BigEndian.Uint32(size[:]))
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return nil
+	}
+	return buf
+}
+
+func TestMutationQuotaThrottlesTopicCreation(t *testing.T) {
+	var rates transport.QuotaRates
+	rates[transport.QuotaMutations] = 4 // burst: 4 partitions
+	q := transport.NewQuotas(rates, nil, nil)
+	k := newKeyedEnv(t, func(c *Config) { c.Quotas = q })
+	q.SetKeys(k.auth.Keys())
+	adm := k.as(t, "admin", k.tokens["admin"])
+	ctx := ctxT(t)
+	if r, err := adm.CreateTopic(ctx, 4, -1, nil, "first"); err != nil || r.Err != nil {
+		t.Fatalf("within the quota: %v %+v", err, r)
+	}
+	r, err := adm.CreateTopic(ctx, 4, -1, nil, "second")
+	if err == nil {
+		err = r.Err
+	}
+	if !errors.Is(err, kerr.ThrottlingQuotaExceeded) {
+		t.Fatalf("over the quota: %v, want THROTTLING_QUOTA_EXCEEDED", err)
+	}
+	if _, ok := k.agent.topics["second"]; ok {
+		t.Fatal("throttled topic was created")
 	}
 }

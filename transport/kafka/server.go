@@ -28,6 +28,8 @@ type Config struct {
 	// every request by the key's scope and topics; nil = no API keys:
 	// SASL accepts anything and everything is allowed.
 	Auth *transport.Authenticator
+	// Quotas are the per-key quotas (KEY_*_PER_SEC); nil: none.
+	Quotas *transport.Quotas
 	// AutoCreateTopics lets Metadata create the unknown topics it is asked
 	// for (KAFKA_AUTO_CREATE_TOPICS) with DefaultPartitions partitions
 	// (KAFKA_DEFAULT_PARTITIONS, default 1); the key must be allowed to
