@@ -114,7 +114,7 @@ func (s *Server) authenticatePlain(c *Conn, msg []byte) error {
 	p, err := s.cfg.Auth.Authenticate(string(parts[2]))
 	if err != nil {
 		s.cfg.Logger.Info("kafka SASL authentication failed", "remote", c.RemoteAddr().String(), "username", string(parts[1]))
-		return fmt.Errorf("Authentication failed: invalid API key for user %q", parts[1])
+		return fmt.Errorf("authentication failed: invalid API key for user %q", parts[1])
 	}
 	c.Principal, c.sasl.keyHash, c.sasl.authenticated = p.Key.Name, transport.HashToken(string(parts[2])), true
 	return nil
