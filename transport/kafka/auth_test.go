@@ -285,3 +285,11 @@ func TestMutationQuotaThrottlesTopicCreation(t *testing.T) {
 		t.Fatal("throttled topic was created")
 	}
 }
+
+func TestWithoutAPIKeysSASLAcceptsAnyCredentials(t *testing.T) {
+	e := newEnv(t, withAdmin)
+	cl := e.client(t, kgo.SASL(plain.Auth{User: "anyone", Pass: "anything"}.AsMechanism()))
+	if r, err := kadm.NewClient(cl).CreateTopic(ctxT(t), 1, -1, nil, "t"); err != nil || r.Err != nil {
+		t.Fatalf("%v %+v", err, r)
+	}
+}

@@ -100,7 +100,8 @@ func (c *Conn) serveRawSASL(token []byte, bw *bufio.Writer) error {
 
 // authenticatePlain checks a PLAIN message ([authzid] NUL authcid NUL
 // passwd): the password must be an API key in force. Without API keys
-// any credentials are accepted (nothing is checked anyway).
+// any credentials are accepted (nothing is checked anyway) and Principal
+// stays "", as on REST without keys (it is, e.g., a producer's owner).
 func (s *Server) authenticatePlain(c *Conn, msg []byte) error {
 	parts := bytes.Split(msg, []byte{0})
 	if len(parts) != 3 || len(parts[2]) == 0 {
@@ -108,7 +109,7 @@ func (s *Server) authenticatePlain(c *Conn, msg []byte) error {
 	}
 	c.sasl.authenticated = false
 	if s.cfg.Auth == nil {
-		c.Principal, c.sasl.authenticated = string(parts[1]), true
+		c.sasl.authenticated = true
 		return nil
 	}
 	p, err := s.cfg.Auth.Authenticate(string(parts[2]))
