@@ -75,8 +75,8 @@ func (l *leaderState) proposeBroker(ctx context.Context, c *fsm.RegisterBroker) 
 		err = res.Err()
 	}
 	if err != nil {
-		l.warnEvery("broker:"+c.Node, "kafka broker registration failed", "node", c.Node, "remove", c.Remove, "err", err)
+		l.warnEvery("broker:"+c.Node, "kafka broker registration failed", "member", c.Node, "remove", c.Remove, "err", err)
 		return
 	}
-	n.log.Info("kafka broker registration", "node", c.Node, "broker_id", res.BrokerID, "removed", c.Remove)
+	n.log.Info("kafka broker registration", "member", c.Node, "broker_id", res.BrokerID, "removed", c.Remove)
 }
