@@ -78,6 +78,7 @@ func (n *Node) runLeader(ctx context.Context) {
 		gossipCh := n.gossip.changedCh()
 		fsmCh := n.fsm.Changed()
 		again := l.reconcileMembership(ctx)
+		l.registerBrokers(ctx)
 		l.checkMemberStores(ctx)
 		l.runController(ctx, false)
 		var soon <-chan time.Time

@@ -120,11 +120,15 @@ func (n *Node) ClusterStatus() transport.ClusterStatus {
 			}
 		}
 	}
+	var brokers map[string]int32
+	if n.started.Load() {
+		brokers = n.fsm.BrokerIDs()
+	}
 	for _, m := range n.Members() {
 		out.Members = append(out.Members, transport.ClusterMember{
 			ID: m.ID, GossipState: m.GossipState, Suffrage: m.Suffrage, RaftLeader: m.RaftLeader,
 			HTTPAddr: m.HTTPAddr, GRPCAddr: m.GRPCAddr, PeerAddr: m.PeerAddr, KafkaAddr: m.KafkaAddr,
-			BrokerID: BrokerID(m.ID), Leaderships: leads[m.ID],
+			BrokerID: brokers[m.ID], Leaderships: leads[m.ID],
 		})
 	}
 	return out

@@ -43,6 +43,8 @@ type StateMachine interface {
 	StallNotify() <-chan struct{}
 	// Halt releases such an Apply so Raft can shut down.
 	Halt()
+	// BrokerIDs are the registered Kafka broker IDs by node ID.
+	BrokerIDs() map[string]int32
 }
 
 // Node is one agent's membership in the cluster: it owns the Raft instance

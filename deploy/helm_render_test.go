@@ -191,12 +191,12 @@ func checkServices(t *testing.T, r rendered, p agentPod) (headlessObj, client ob
 		return m
 	}
 	e := func(name string) string { return p.env[name].Value }
-	wantHeadless := map[string]string{"http": e("HTTP_PORT") + "/", "grpc": e("GRPC_PORT") + "/", "peer": e("PEER_PORT") + "/",
+	wantHeadless := map[string]string{"http": e("HTTP_PORT") + "/", "grpc": e("GRPC_PORT") + "/", "kafka": e("KAFKA_PORT") + "/", "peer": e("PEER_PORT") + "/",
 		"gossip-tcp": e("GOSSIP_PORT") + "/tcp", "gossip-udp": e("GOSSIP_PORT") + "/udp"}
 	if got := ports(hs); !maps.Equal(got, wantHeadless) {
 		t.Errorf("headless Service ports %v, want %v", got, wantHeadless)
 	}
-	if got, want := ports(cs), map[string]string{"http": e("HTTP_PORT") + "/", "grpc": e("GRPC_PORT") + "/"}; !maps.Equal(got, want) {
+	if got, want := ports(cs), map[string]string{"http": e("HTTP_PORT") + "/", "grpc": e("GRPC_PORT") + "/", "kafka": e("KAFKA_PORT") + "/"}; !maps.Equal(got, want) {
 		t.Errorf("client Service ports %v, want %v", got, want)
 	}
 	for name := range wantHeadless {

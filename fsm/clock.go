@@ -17,8 +17,9 @@ package fsm
 // only once every member applies level 2, and proposers use the level-2
 // payloads only once the clock has started (Clock() > 0), so agents of an
 // older version never see a command they cannot decode during a rolling
-// upgrade.
-const FeatureLevel = 2
+// upgrade. Level 3 adds RegisterBroker (brokers.go); the Raft leader
+// proposes it only once every member advertises level 3.
+const FeatureLevel = 3
 
 // ClockTick carries the Raft leader's time (unix ms) into the state
 // machine. Apply keeps the maximum: a tick older than the clock is a no-op.

@@ -57,6 +57,8 @@ func (c CommandType) String() string {
 		return "CreatePartitions"
 	case CmdAppendBatches:
 		return "AppendBatches"
+	case CmdRegisterBroker:
+		return "RegisterBroker"
 	}
 	return fmt.Sprintf("CommandType(%d)", uint8(c))
 }
@@ -96,6 +98,7 @@ var decoders = map[CommandType]decoderFunc{
 	CmdAlterTopicConfig: decodeAlterTopicConfig,
 	CmdCreatePartitions: decodeCreatePartitions,
 	CmdAppendBatches:    decodeAppendBatches,
+	CmdRegisterBroker:   decodeRegisterBroker,
 }
 
 // Decode parses an encoded command.

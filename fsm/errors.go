@@ -114,6 +114,8 @@ type Result struct {
 	// Batches is set by AppendBatches: each batch's own result, in order
 	// (the entry's own Code is OK whatever they say).
 	Batches []Result
+	// BrokerID is set by RegisterBroker: the node's broker ID.
+	BrokerID int32
 }
 
 // Err converts a non-OK result into an error wrapping the code's sentinel.

@@ -199,6 +199,8 @@ func (f *FSM) applyMeta(index uint64, cmd Command) (*Result, bool) {
 		return f.applyAlterTopicConfig(c)
 	case *CreatePartitions:
 		return f.applyCreatePartitions(c)
+	case *RegisterBroker:
+		return f.applyRegisterBroker(c)
 	}
 	panic(fmt.Sprintf("fsm: command type %s has a decoder but no apply", cmd.Type()))
 }

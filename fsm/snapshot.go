@@ -19,6 +19,8 @@ import (
 //	               producers that have one; version 4 adds the topics'
 //	               max.message.bytes where set)
 //	lineage item  (tag 2, optional: the DR-restore lineage, restore_state.go)
+//	brokers item  (tag 3, optional: Kafka broker IDs, brokers.go; a
+//	               section version byte first)
 //	batch items   (tag 1 + AppendedBatch), ascending Raft index
 //	end item      (tag 0)
 //
@@ -67,6 +69,7 @@ const (
 	itemEnd     = 0
 	itemBatch   = 1
 	itemLineage = 2 // restore_state.go; right after the state item, optional
+	itemBrokers = 3 // brokers.go; after the state and lineage items, optional
 )
 
 // maxSnapshotItem bounds one item so a corrupt length cannot exhaust memory.
@@ -146,6 +149,11 @@ func writeSnapshot(w io.Writer, st *State, batches BatchSnapshot) error {
 	}
 	if st.hasLineage() {
 		if err := writeItem(w, encodeLineage(st)); err != nil {
+			return err
+		}
+	}
+	if len(st.Brokers) > 0 {
+		if err := writeItem(w, encodeBrokers(st)); err != nil {
 			return err
 		}
 	}
@@ -482,6 +490,11 @@ func (f *FSM) restoreItems(r *bufio.Reader, st *State) error {
 			return flush()
 		case itemLineage:
 			if err := decodeLineage(item[1:], st); err != nil {
+				return err
+			}
+			continue
+		case itemBrokers:
+			if err := decodeBrokers(item[1:], st); err != nil {
 				return err
 			}
 			continue

@@ -89,6 +89,8 @@ type State struct {
 	Unreadable          map[string]uint64
 	ProducerGeneration  uint64
 	MaxUnflushedRecords int64
+	// Brokers are the Kafka broker IDs by node ID (brokers.go).
+	Brokers map[string]int32
 }
 
 // GroupOffset is a group's committed position in one partition.
@@ -143,6 +145,7 @@ func newState() *State {
 		Groups:         map[string]map[PartitionKey]GroupOffset{},
 		Producers:      map[uint64]*Producer{},
 		Unreadable:     map[string]uint64{},
+		Brokers:        map[string]int32{},
 	}
 }
 
@@ -235,6 +238,9 @@ func (s *State) clone() *State {
 		c.Unreadable[k] = v
 	}
 	c.ProducerGeneration, c.MaxUnflushedRecords = s.ProducerGeneration, s.MaxUnflushedRecords
+	for n, id := range s.Brokers {
+		c.Brokers[n] = id
+	}
 	return c
 }
 

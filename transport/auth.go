@@ -368,6 +368,20 @@ func (a *Authenticator) Authenticate(token string) (*Principal, error) {
 	return &Principal{Key: keys[match]}, nil
 }
 
+// KeyByHash returns the key in force whose token hash is h: a connection
+// that authenticated once (the Kafka listener's SASL) looks its key up again
+// on every request, so a reloaded keys file applies to it at once. false
+// when no key in force has that hash (revoked).
+func (a *Authenticator) KeyByHash(h [sha256.Size]byte) (APIKey, bool) {
+	keys := *a.keys.Load()
+	for i := range keys {
+		if keys[i].Hash == h {
+			return keys[i], true
+		}
+	}
+	return APIKey{}, false
+}
+
 // BearerToken extracts the token of an Authorization value "Bearer <token>"
 // (the scheme is case-insensitive); ok is false when there is none.
 func BearerToken(header string) (string, bool) {

@@ -464,3 +464,18 @@ func TestDeleteGroupFailsClosed(t *testing.T) {
 		t.Fatal("the group was deleted")
 	}
 }
+
+func TestKeyByHashFollowsTheKeySet(t *testing.T) {
+	tok, k, err := NewAPIKey("a", ScopeRead, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := NewAuthenticator([]APIKey{k}, false)
+	if got, ok := a.KeyByHash(HashToken(tok)); !ok || got.Name != "a" {
+		t.Fatalf("KeyByHash = %+v, %v", got, ok)
+	}
+	a.SetKeys(nil)
+	if _, ok := a.KeyByHash(HashToken(tok)); ok {
+		t.Fatal("revoked key still found")
+	}
+}

@@ -65,7 +65,7 @@ type ClusterMember struct {
 	GRPCAddr    string   `json:"grpc_addr,omitempty"`
 	PeerAddr    string   `json:"peer_addr,omitempty"`
 	KafkaAddr   string   `json:"kafka_addr,omitempty"`  // Kafka listener (advertised)
-	BrokerID    int32    `json:"broker_id"`             // Kafka broker ID
+	BrokerID    int32    `json:"broker_id"`             // Kafka broker ID (0: not registered yet)
 	Leaderships []string `json:"partition_leaderships"` // "topic/partition"
 }
 

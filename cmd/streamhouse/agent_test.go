@@ -25,6 +25,7 @@ func testConfig(t testing.TB, dir string) *agentCmd {
 		MaxUnflushedBytes: 256 << 20, SegmentCacheSize: 16 << 20, LogLevel: "warn", LogFormat: "text",
 		S3Region: "us-east-1", S3TimeoutMs: 2000, RetentionCheckMs: 30000, OrphanGraceMs: 3600000,
 		CheckpointIntervalMs: 5000, RestoreOffsetGap: 1000000, GRPCMaxStreams: 1000, MaxUnflushedRecs: 1000000, RestoreReadRetryMs: 120000,
+		KafkaPartitions: 1,
 	}
 	if err := c.validate(); err != nil {
 		t.Fatal(err)

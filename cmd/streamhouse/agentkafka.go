@@ -20,7 +20,8 @@ func (a *agent) startKafka(context.Context) error {
 		return fmt.Errorf("KAFKA_PORT %d: %w", c.KafkaPort, err)
 	}
 	a.kafka = kafka.NewServer(kafka.Config{
-		NodeID: a.node.NodeID(), Cluster: a.node, Topics: part.Admin(), Fetcher: part.Fetcher(),
+		NodeID: a.node.NodeID(), Cluster: a.node, Topics: part.Admin(), Fetcher: part.Fetcher(), Admin: part.Admin(),
+		Auth: a.sec.auth, Quotas: a.quotas, AutoCreateTopics: c.KafkaAutoCreate, DefaultPartitions: c.KafkaPartitions, MaxRecordBytes: int64(c.MaxRecordBytes),
 		TLSConfig: a.sec.publicTLS, Connections: a.connections, Logger: a.log.With("listener", "kafka"),
 	})
 	served := make(chan struct{})

@@ -265,14 +265,14 @@ NOT HEALTHY (2 problems):
 	b.Reset()
 	err := printClusterStatus(&b, client.ClusterStatus{NodeID: "n1", RaftState: "Leader", RaftLeader: "n1", RaftTerm: 2, CommitIndex: 5, AppliedIndex: 5,
 		Members: []client.ClusterMember{{NodeID: "n1", GossipState: "alive", Suffrage: "voter", RaftLeader: true, GRPCAddress: "h:9191",
-			HTTPAddress: "h:8181", PeerAddress: "h:9291", Leaderships: []string{"t/0", "t/1"}}}})
+			HTTPAddress: "h:8181", PeerAddress: "h:9291", Leaderships: []string{"t/0", "t/1"}, KafkaAddress: "h:9092", BrokerID: 1}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want = `answered by n1 (Leader); raft leader n1, term 2, commit 5, applied 5
 
-AGENT  GOSSIP  RAFT   LEADER  GRPC    REST    PEER    PARTITIONS LED
-n1     alive   voter  *       h:9191  h:8181  h:9291  2 (t/0 t/1)
+AGENT  GOSSIP  RAFT   LEADER  GRPC    REST    PEER    KAFKA (BROKER)  PARTITIONS LED
+n1     alive   voter  *       h:9191  h:8181  h:9291  h:9092 (1)      2 (t/0 t/1)
 `
 	if b.String() != want {
 		t.Errorf("status table:\n%s\nwant:\n%s", b.String(), want)

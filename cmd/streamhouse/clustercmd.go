@@ -14,7 +14,7 @@ import (
 )
 
 type clusterCmd struct {
-	Status clusterStatusCmd `cmd:"" help:"Show members (with their gRPC and REST addresses), Raft state and partition leaderships."`
+	Status clusterStatusCmd `cmd:"" help:"Show members (with their gRPC, REST and Kafka addresses and Kafka broker IDs), Raft state and partition leaderships."`
 	Health clusterHealthCmd `cmd:"" help:"Check the cluster: exit 0 when healthy, 1 with the reasons when not (for scripts and probes)."`
 }
 
@@ -41,16 +41,28 @@ func printClusterStatus(out io.Writer, st client.ClusterStatus) error {
 	fmt.Fprintf(out, "answered by %s (%s); raft leader %s, term %d, commit %d, applied %d\n\n",
 		st.NodeID, st.RaftState, orDash(st.RaftLeader), st.RaftTerm, st.CommitIndex, st.AppliedIndex)
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "AGENT\tGOSSIP\tRAFT\tLEADER\tGRPC\tREST\tPEER\tPARTITIONS LED")
+	fmt.Fprintln(w, "AGENT\tGOSSIP\tRAFT\tLEADER\tGRPC\tREST\tPEER\tKAFKA (BROKER)\tPARTITIONS LED")
 	for _, m := range st.Members {
 		lead := ""
 		if m.RaftLeader {
 			lead = "*"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d %s\n", m.NodeID, m.GossipState, m.Suffrage, lead,
-			orDash(m.GRPCAddress), orDash(m.HTTPAddress), orDash(m.PeerAddress), len(m.Leaderships), abbreviate(m.Leaderships, 6))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d %s\n", m.NodeID, m.GossipState, m.Suffrage, lead,
+			orDash(m.GRPCAddress), orDash(m.HTTPAddress), orDash(m.PeerAddress), kafkaColumn(m), len(m.Leaderships), abbreviate(m.Leaderships, 6))
 	}
 	return w.Flush()
+}
+
+// kafkaColumn is a member's Kafka address and broker ID ("-" when it has no
+// Kafka listener; "(-)" while it has no broker ID yet).
+func kafkaColumn(m client.ClusterMember) string {
+	if m.KafkaAddress == "" {
+		return "-"
+	}
+	if m.BrokerID <= 0 {
+		return m.KafkaAddress + " (-)"
+	}
+	return fmt.Sprintf("%s (%d)", m.KafkaAddress, m.BrokerID)
 }
 
 type clusterHealthCmd struct {

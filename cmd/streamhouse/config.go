@@ -14,6 +14,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/streamhouse/streamhouse/fsm"
 	"github.com/streamhouse/streamhouse/transport"
 )
 
@@ -25,6 +26,8 @@ type agentCmd struct {
 	GRPCMaxStreams    uint32        `name:"grpc-max-concurrent-streams" env:"GRPC_MAX_CONCURRENT_STREAMS" default:"1000" help:"Calls one gRPC connection may have open at once (further calls wait in the client); keep it above the partitions one consumer reads from one agent."`
 	KafkaPort         int           `name:"kafka-port" env:"KAFKA_PORT" default:"9092" help:"Kafka protocol port (0 disables the Kafka listener)."`
 	KafkaAdvertised   string        `name:"kafka-advertised-addr" env:"KAFKA_ADVERTISED_ADDR" help:"host:port Kafka clients are told to connect to (default: ADVERTISE_ADDR:KAFKA_PORT)."`
+	KafkaAutoCreate   bool          `name:"kafka-auto-create-topics" env:"KAFKA_AUTO_CREATE_TOPICS" default:"false" negatable:"" help:"Kafka Metadata requests create the unknown topics they name (Kafka's auto.create.topics.enable) with KAFKA_DEFAULT_PARTITIONS partitions; the API key must be allowed to create them."`
+	KafkaPartitions   int32         `name:"kafka-default-partitions" env:"KAFKA_DEFAULT_PARTITIONS" default:"1" help:"Partitions of a topic created over Kafka without a count (auto-created, or CreateTopics with -1; Kafka's num.partitions)."`
 	PeerPort          int           `name:"peer-port" env:"PEER_PORT" default:"9093" help:"Raft and agent-to-agent RPC port (one port, multiplexed)."`
 	GossipPort        int           `name:"gossip-port" env:"GOSSIP_PORT" default:"7946" help:"Gossip (membership) port, TCP and UDP."`
 	Join              string        `name:"join" env:"JOIN" help:"Comma-separated host:port gossip addresses of existing agents to join."`
@@ -183,6 +186,14 @@ func checkPort(env string, v int) error {
 func checkPositive(env string, v int64) error    { return checkAtLeast(env, v, 1) }
 func checkNonNegative(env string, v int64) error { return checkAtLeast(env, v, 0) }
 
+// checkKafkaPartitions checks KAFKA_DEFAULT_PARTITIONS (1..fsm.MaxPartitions).
+func checkKafkaPartitions(n int32) error {
+	if err := fsm.ValidatePartitionCount(n); err != nil {
+		return fmt.Errorf("KAFKA_DEFAULT_PARTITIONS=%d: %w", n, err)
+	}
+	return nil
+}
+
 // checkAtLeast checks v >= least (0 or 1).
 func checkAtLeast(env string, v, least int64) error {
 	switch {
@@ -214,6 +225,7 @@ func (c *agentCmd) rangeErrors() []error {
 		checkNonNegative("MAX_UNFLUSHED_BYTES", c.MaxUnflushedBytes),
 		checkNonNegative("MAX_TOPICS", c.MaxTopics),
 		checkNonNegative("MAX_PARTITIONS", c.MaxPartitions),
+		checkKafkaPartitions(c.KafkaPartitions),
 		checkNonNegative("MAX_GROUPS", c.MaxGroups),
 		checkPositive("MAX_UNFLUSHED_RECORDS", c.MaxUnflushedRecs),
 		checkNonNegative("SEGMENT_CACHE_SIZE", c.SegmentCacheSize),

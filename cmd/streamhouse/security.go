@@ -200,7 +200,7 @@ func (c *agentCmd) warnInsecure(s *security, log *slog.Logger) {
 		return
 	}
 	if s.auth == nil {
-		log.Warn("API_KEYS_FILE is not set: the REST and gRPC APIs accept requests from anyone who can reach them", "bind", c.BindAddr)
+		log.Warn("API_KEYS_FILE is not set: the REST, gRPC and Kafka APIs accept requests from anyone who can reach them", "bind", c.BindAddr)
 	} else if s.publicTLS == nil {
 		log.Warn("API keys are on but TLS is not (TLS_CERT_PATH): tokens cross the network in clear text", "bind", c.BindAddr)
 	}

@@ -36,6 +36,10 @@ type ClusterMember struct {
 	HTTPAddress string   `json:"http_address,omitempty"`
 	PeerAddress string   `json:"peer_address,omitempty"`
 	Leaderships []string `json:"partition_leaderships"` // "topic/partition"
+	// KafkaAddress is the advertised Kafka listener ("" when off) and
+	// BrokerID its broker ID (0 until registered).
+	KafkaAddress string `json:"kafka_address,omitempty"`
+	BrokerID     int32  `json:"broker_id,omitempty"`
 }
 
 // CheckpointStatus is an agent's Postgres checkpointing.
@@ -89,7 +93,7 @@ func clusterStatusFromPB(r *pb.GetClusterStatusResponse) ClusterStatus {
 		out.Members = append(out.Members, ClusterMember{
 			NodeID: m.GetNodeId(), GossipState: m.GetGossipState(), Suffrage: m.GetRaftSuffrage(), RaftLeader: m.GetRaftLeader(),
 			GRPCAddress: m.GetGrpcAddress(), HTTPAddress: m.GetHttpAddress(), PeerAddress: m.GetPeerAddress(),
-			Leaderships: m.GetPartitionLeaderships(),
+			Leaderships: m.GetPartitionLeaderships(), KafkaAddress: m.GetKafkaAddress(), BrokerID: m.GetBrokerId(),
 		})
 	}
 	if cp := r.GetCheckpoint(); cp != nil {

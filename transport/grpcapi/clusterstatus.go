@@ -28,6 +28,7 @@ func (s *service) GetClusterStatus(ctx context.Context, _ *pb.GetClusterStatusRe
 		out.Members = append(out.Members, &pb.ClusterMember{
 			NodeId: m.ID, GossipState: m.GossipState, RaftSuffrage: m.Suffrage, RaftLeader: m.RaftLeader,
 			GrpcAddress: m.GRPCAddr, HttpAddress: m.HTTPAddr, PeerAddress: m.PeerAddr,
+			KafkaAddress: m.KafkaAddr, BrokerId: m.BrokerID,
 			PartitionLeaderships: s.visibleLeaderships(ctx, m.Leaderships),
 		})
 	}

@@ -32,7 +32,7 @@ func TestGetClusterStatus(t *testing.T) {
 	e.agent.cluster = transport.ClusterStatus{NodeID: "agent-1", RaftState: "Leader", Leader: "agent-1", Term: 3,
 		CommitIndex: 10, AppliedIndex: 9, LastContactMs: 0, Voters: []string{"agent-1", "agent-2"},
 		Members: []transport.ClusterMember{
-			{ID: "agent-1", GossipState: "alive", Suffrage: "voter", RaftLeader: true, GRPCAddr: "h1:9090", HTTPAddr: "h1:8080", PeerAddr: "h1:9093",
+			{ID: "agent-1", GossipState: "alive", Suffrage: "voter", RaftLeader: true, GRPCAddr: "h1:9090", HTTPAddr: "h1:8080", PeerAddr: "h1:9093", KafkaAddr: "h1:9092", BrokerID: 1,
 				Leaderships: []string{"a/0", "b/0", "a/1"}},
 			{ID: "agent-2", GossipState: "dead", Suffrage: "voter"},
 		}}
@@ -50,7 +50,7 @@ func TestGetClusterStatus(t *testing.T) {
 		t.Fatalf("status = %v", st)
 	}
 	m := st.Members[0]
-	if len(st.Members) != 2 || m.GrpcAddress != "h1:9090" || m.HttpAddress != "h1:8080" || m.PeerAddress != "h1:9093" ||
+	if len(st.Members) != 2 || m.GrpcAddress != "h1:9090" || m.HttpAddress != "h1:8080" || m.PeerAddress != "h1:9093" || m.KafkaAddress != "h1:9092" || m.BrokerId != 1 ||
 		!m.RaftLeader || m.RaftSuffrage != "voter" || !slices.Equal(m.PartitionLeaderships, []string{"a/0", "a/1"}) ||
 		st.Members[1].GossipState != "dead" {
 		t.Fatalf("members = %v", st.Members)

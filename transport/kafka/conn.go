@@ -22,6 +22,7 @@ type Conn struct {
 	ClientID string
 	// Principal is the authenticated API key name ("" when none).
 	Principal string
+	sasl      saslState // sasl.go
 }
 
 // RemoteAddr is the client's address.
@@ -67,6 +68,9 @@ func (c *Conn) serveOne(br *bufio.Reader, bw *bufio.Writer) error {
 		return err
 	}
 	_ = c.nc.SetReadDeadline(time.Time{})
+	if c.sasl.raw {
+		return c.serveRawSASL(frame, bw)
+	}
 	hdr, body, err := parseHeader(frame)
 	if err != nil {
 		return err

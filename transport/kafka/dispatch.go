@@ -36,13 +36,15 @@ func (s *Server) dispatchTable() map[int16]handler {
 		t[key] = h
 	}
 	s.registerCore(add)
+	s.registerSASL(add)
+	s.registerAdmin(add)
 	return t
 }
 
 // registerCore registers ApiVersions and Metadata.
 func (s *Server) registerCore(add func(int16, handler)) {
 	add(int16(kmsg.ApiVersions), api(0, 4, s.handleApiVersions))
-	add(int16(kmsg.Metadata), api(0, 12, s.handleMetadata))
+	add(int16(kmsg.Metadata), api(0, 13, s.handleMetadata))
 }
 
 // handle decodes the body of one request and runs its handler.
@@ -56,6 +58,9 @@ func (s *Server) handle(ctx context.Context, c *Conn, hdr requestHeader, body []
 			return s.unsupportedApiVersions(), nil
 		}
 		return nil, fmt.Errorf("%w: %s v%d is not supported (v%d-v%d)", errProtocol, kmsg.NameForKey(hdr.key), hdr.version, h.minV, h.maxV)
+	}
+	if err := s.gate(c, hdr.key); err != nil {
+		return nil, err
 	}
 	req := kmsg.RequestForKey(hdr.key)
 	req.SetVersion(hdr.version)

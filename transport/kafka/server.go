@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/streamhouse/streamhouse/transport"
 )
 
 // Config wires a Server to the agent.
@@ -19,6 +21,24 @@ type Config struct {
 	Cluster Cluster
 	Topics  Topics
 	Fetcher Fetcher
+	// Admin creates, deletes and alters topics (partition.Admin).
+	Admin TopicAdmin
+
+	// Auth checks SASL/PLAIN passwords against the API keys and authorizes
+	// every request by the key's scope and topics; nil = no API keys:
+	// SASL accepts anything and everything is allowed.
+	Auth *transport.Authenticator
+	// Quotas are the per-key quotas (KEY_*_PER_SEC); nil: none.
+	Quotas *transport.Quotas
+	// AutoCreateTopics lets Metadata create the unknown topics it is asked
+	// for (KAFKA_AUTO_CREATE_TOPICS) with DefaultPartitions partitions
+	// (KAFKA_DEFAULT_PARTITIONS, default 1); the key must be allowed to
+	// create them.
+	AutoCreateTopics  bool
+	DefaultPartitions int32
+	// MaxRecordBytes is the agent's MAX_RECORD_BYTES: what
+	// max.message.bytes is when a topic does not set it.
+	MaxRecordBytes int64
 
 	// TLSConfig, when set, makes the listener TLS-only.
 	TLSConfig *tls.Config
@@ -41,6 +61,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 10 * time.Minute
+	}
+	if c.DefaultPartitions <= 0 {
+		c.DefaultPartitions = 1
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -3498,8 +3498,12 @@ type ClusterMember struct {
 	PeerAddress string `protobuf:"bytes,7,opt,name=peer_address,json=peerAddress,proto3" json:"peer_address,omitempty"`
 	// Partitions the agent leads, as "topic/partition".
 	PartitionLeaderships []string `protobuf:"bytes,8,rep,name=partition_leaderships,json=partitionLeaderships,proto3" json:"partition_leaderships,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Advertised Kafka listener address (host:port); empty if none.
+	KafkaAddress string `protobuf:"bytes,9,opt,name=kafka_address,json=kafkaAddress,proto3" json:"kafka_address,omitempty"`
+	// Kafka broker ID; 0 until the Raft leader has registered the agent.
+	BrokerId      int32 `protobuf:"varint,10,opt,name=broker_id,json=brokerId,proto3" json:"broker_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClusterMember) Reset() {
@@ -3586,6 +3590,20 @@ func (x *ClusterMember) GetPartitionLeaderships() []string {
 		return x.PartitionLeaderships
 	}
 	return nil
+}
+
+func (x *ClusterMember) GetKafkaAddress() string {
+	if x != nil {
+		return x.KafkaAddress
+	}
+	return ""
+}
+
+func (x *ClusterMember) GetBrokerId() int32 {
+	if x != nil {
+		return x.BrokerId
+	}
+	return 0
 }
 
 // CheckpointStatus is the answering agent's Postgres checkpointing.
@@ -4111,7 +4129,7 @@ const file_streamhouse_v1_streamhouse_proto_rawDesc = "" +
 	"\n" +
 	"partitions\x18\x02 \x03(\v2\x1d.streamhouse.v1.PartitionInfoR\n" +
 	"partitions\"\x19\n" +
-	"\x17GetClusterStatusRequest\"\xaf\x02\n" +
+	"\x17GetClusterStatusRequest\"\xf1\x02\n" +
 	"\rClusterMember\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12!\n" +
 	"\fgossip_state\x18\x02 \x01(\tR\vgossipState\x12#\n" +
@@ -4121,7 +4139,10 @@ const file_streamhouse_v1_streamhouse_proto_rawDesc = "" +
 	"\fgrpc_address\x18\x05 \x01(\tR\vgrpcAddress\x12!\n" +
 	"\fhttp_address\x18\x06 \x01(\tR\vhttpAddress\x12!\n" +
 	"\fpeer_address\x18\a \x01(\tR\vpeerAddress\x123\n" +
-	"\x15partition_leaderships\x18\b \x03(\tR\x14partitionLeaderships\"\xa2\x02\n" +
+	"\x15partition_leaderships\x18\b \x03(\tR\x14partitionLeaderships\x12#\n" +
+	"\rkafka_address\x18\t \x01(\tR\fkafkaAddress\x12\x1b\n" +
+	"\tbroker_id\x18\n" +
+	" \x01(\x05R\bbrokerId\"\xa2\x02\n" +
 	"\x10CheckpointStatus\x12\x1e\n" +
 	"\n" +
 	"configured\x18\x01 \x01(\bR\n" +
