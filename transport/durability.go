@@ -198,6 +198,10 @@ func (s *HTTPServer) handlePartitionStorage(w http.ResponseWriter, r *http.Reque
 	if count > maxStoragePage {
 		return badRequest("count: at most %d partitions per request", maxStoragePage)
 	}
+	t, err := s.topics.Topic(name)
+	if err != nil {
+		return err
+	}
 	ps, err := s.cfg.Durability.PartitionStorage(name, int32(from), int32(count))
 	if err != nil {
 		return err
@@ -205,8 +209,15 @@ func (s *HTTPServer) handlePartitionStorage(w http.ResponseWriter, r *http.Reque
 	if ps == nil {
 		ps = []PartitionStorage{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"topic": name, "partitions": ps})
+	writeJSON(w, http.StatusOK, StorageResponse{Topic: s.toTopicJSON(t), From: from, Partitions: ps})
 	return nil
+}
+
+// StorageResponse is the body of GET /api/v1/topics/{name}/storage.
+type StorageResponse struct {
+	Topic      TopicJSON          `json:"topic"`
+	From       int                `json:"from"`
+	Partitions []PartitionStorage `json:"partitions"`
 }
 
 // intParam parses a non-negative 32-bit query parameter (def when absent).

@@ -56,7 +56,8 @@ func screenshotDir(t *testing.T) string {
 	return dir
 }
 
-// newBrowser starts Chromium on the console of the agent at base.
+// newBrowser starts Chromium on the console of the agent at base (its
+// cluster page, not waiting for it: it may ask for a key first).
 func newBrowser(t *testing.T, base string) *browser {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
@@ -83,7 +84,6 @@ func newBrowser(t *testing.T, base string) *browser {
 	}()
 	t.Cleanup(func() { cancel(); cancelAlloc(); <-done })
 	b.run(chromedp.Navigate(base + "/ui/#/cluster"))
-	b.waitPage("cluster")
 	return b
 }
 

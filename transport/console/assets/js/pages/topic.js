@@ -9,20 +9,18 @@ const PAGE = 50;
 
 export async function render(ctx, name) {
   const path = '/api/v1/topics/' + enc(name);
-  const t = await get(path, { signal: ctx.signal });
+  // One page of partitions per call, whatever the topic's partition count.
+  const page = (p) => get(`${path}/storage?from=${p * PAGE}&count=${PAGE}`, { signal: ctx.signal });
+  const first = await page(0);
+  const t = first.topic;
   const parts = h('div', {});
-  const state = { page: 0, t };
-  const drawParts = async () => {
-    const all = (await get(path + '/partitions', { signal: ctx.signal })).partitions;
-    const pages = Math.ceil(all.length / PAGE);
-    state.page = Math.min(state.page, Math.max(pages - 1, 0));
-    const from = state.page * PAGE;
-    const rows = all.slice(from, from + PAGE);
-    const storage = await get(`${path}/storage?from=${from}&count=${PAGE}`, { signal: ctx.signal }).catch(() => ({ partitions: [] }));
-    const byPart = Object.fromEntries(storage.partitions.map((p) => [p.partition, p]));
+  const state = { page: 0 };
+  const drawParts = async (loaded) => {
+    const r = loaded || await page(state.page);
+    const pages = Math.ceil(r.topic.partitions / PAGE);
     if (ctx.gone) return;
-    clear(parts, h('p', { class: 'muted small' }, `${num(all.length)} partitions`),
-      table(partColumns(byPart), rows, { 'data-testid': 'partitions' }),
+    clear(parts, h('p', { class: 'muted small' }, `${num(r.topic.partitions)} partitions`),
+      table(partColumns(), r.partitions, { 'data-testid': 'partitions' }),
       pages > 1 ? pager(state.page, pages, (p) => { state.page = p; drawParts(); }, 'Partitions page') : null);
   };
   clear(ctx.main,
@@ -31,13 +29,13 @@ export async function render(ctx, name) {
     card('Partitions', parts),
     card('Message browser', browser(ctx, name, t.partitions)),
     h('div', { class: 'grid2' }, card('Produce a test record', produceForm(name)), card('Configuration', configForm(ctx, path))),
-    h('div', { class: 'grid2' }, card('Add partitions', addPartitionsForm(path, t, drawParts)), card('Delete topic', deleteForm(path, name))));
-  await drawParts();
-  ctx.every(3000, drawParts);
+    h('div', { class: 'grid2' }, card('Add partitions', addPartitionsForm(path, t, () => drawParts())), card('Delete topic', deleteForm(path, name))));
+  await drawParts(first);
+  ctx.every(3000, () => drawParts());
 }
 
-function partColumns(byPart) {
-  const s = (p) => byPart[p.partition] || {};
+function partColumns() {
+  const s = (p) => p;
   return [
     { label: 'partition', class: 'num', value: (p) => p.partition },
     { label: 'leader', value: (p) => p.leader || '–' },
@@ -45,7 +43,7 @@ function partColumns(byPart) {
     { label: 'low', class: 'num', value: (p) => num(p.low_watermark) },
     { label: 'high', class: 'num', value: (p) => num(p.high_watermark) },
     { label: 'flushed', class: 'num', value: (p) => num(p.flushed_offset) },
-    { label: 'unflushed', class: 'num', value: (p) => num(p.high_watermark - p.flushed_offset) },
+    { label: 'unflushed', class: 'num', value: (p) => num(p.unflushed_records) },
     { label: 'unflushed bytes', class: 'num', value: (p) => bytes(s(p).unflushed_bytes) },
     { label: 'segments', class: 'num', value: (p) => num(p.segments) },
     { label: 'objects', class: 'num', value: (p) => num(s(p).objects) },
