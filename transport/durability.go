@@ -38,6 +38,9 @@ type DurabilityCheckpoint struct {
 // DurabilityStatus is one agent's answer of GET /api/v1/durability.
 type DurabilityStatus struct {
 	NodeID string `json:"node_id"`
+	// Ready and NotReadyReason are the agent's /ready answer.
+	Ready          bool   `json:"ready"`
+	NotReadyReason string `json:"not_ready_reason,omitempty"`
 	// Partitions this agent leads, i.e. uploads.
 	LedPartitions       int   `json:"led_partitions"`
 	UnflushedRecords    int64 `json:"unflushed_records"`
@@ -140,6 +143,7 @@ func (s *HTTPServer) handleDurability(w http.ResponseWriter, r *http.Request) er
 // registry (so the page shows what /metrics shows).
 func (s *HTTPServer) localDurability() DurabilityStatus {
 	st := s.cfg.Durability.Durability()
+	st.Ready, st.NotReadyReason = s.ready.Ready()
 	if st.OldestUnflushedMs > 0 {
 		st.OldestUnflushedAgeMs = max(st.NowMs-st.OldestUnflushedMs, 0)
 	}

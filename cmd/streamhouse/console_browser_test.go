@@ -87,6 +87,9 @@ func visitPages(b *browser) {
 				if got := b.count(`[data-testid="members"] tbody tr`); got != 3 {
 					b.t.Errorf("cluster page lists %d agents, want 3", got)
 				}
+				waitFor(b.t, 10*time.Second, "every agent shown ready", func() bool {
+					return b.count(`[data-testid^="ready-"].state-alive`) == 3
+				})
 			}
 			name := p[2]
 			if phone {
@@ -214,6 +217,7 @@ func durabilityMatchesMetrics(b *browser) {
 
 // killedAgentShowsDead kills node-3; the cluster page shows it dead within
 // memberlist's failure detection (suspicion ends in seconds on loopback).
+// Then it kills node-2: the page warns that there is no leader.
 func killedAgentShowsDead(b *browser, c *procCluster) {
 	b.open("#/cluster", "cluster")
 	if got := b.text(`[data-testid="gossip-node-3"]`); got != "alive" {
@@ -229,7 +233,15 @@ func killedAgentShowsDead(b *browser, c *procCluster) {
 	if got := b.text(`[data-testid="backlog"]`); !strings.Contains(got, "node-3") || !strings.Contains(got, "dead") {
 		b.t.Errorf("durability page with node-3 dead: %q", got)
 	}
-	b.takeErrors() // the killed agent's failed requests are expected
+	// Without a quorum node-1 loses its leadership: the banner says so.
+	c.procs[1].kill(b.t)
+	b.open("#/cluster", "cluster")
+	waitFor(b.t, 30*time.Second, "the no-leader banner", func() bool {
+		text := b.textNow("#banner:not([hidden])")
+		return strings.Contains(text, "no Raft leader") || strings.Contains(text, "not ready")
+	})
+	b.shot("banner-no-quorum")
+	b.takeErrors() // the killed agents' failed requests are expected
 }
 
 // scrapeMetrics sums every streamhouse_ sample of base's /metrics by name.

@@ -7,15 +7,33 @@ import { h, clear, table, card, stat, num } from '../ui.js';
 export async function render(ctx) {
   const body = h('div', {});
   clear(ctx.main, h('h1', {}, 'Cluster'), body);
+  // Every agent's readiness comes through the durability endpoint, which
+  // asks the other agents (up to 2 s each): polled on its own so a slow
+  // agent never delays the cluster view.
+  let readiness = {};
+  const loadReadiness = async () => {
+    const d = await get('/api/v1/durability', { signal: ctx.signal });
+    readiness = Object.fromEntries(d.agents.map((a) => [a.id, a]));
+  };
   const draw = async () => {
     const [st, ready] = await Promise.all([get('/api/v1/cluster', { signal: ctx.signal }), probe('/ready')]);
-    if (!ctx.gone) clear(body, view(st, ready));
+    if (!ctx.gone) clear(body, view(st, ready, readiness));
   };
   await draw();
+  loadReadiness().then(draw).catch(() => {});
   ctx.every(2000, draw);
+  ctx.every(3000, loadReadiness);
 }
 
-function view(st, ready) {
+function readyCell(id, a) {
+  const t = { 'data-testid': 'ready-' + id };
+  if (!a) return h('span', Object.assign(t, { class: 'muted' }), '…');
+  if (a.error) return h('span', Object.assign(t, { class: 'error-text', title: a.error }), 'no answer');
+  return a.ready ? h('span', Object.assign(t, { class: 'badge state-alive' }), 'ready')
+    : h('span', Object.assign(t, { class: 'badge state-suspect', title: a.not_ready_reason }), a.not_ready_reason || 'not ready');
+}
+
+function view(st, ready, readiness) {
   const total = st.members.reduce((n, m) => n + m.partition_leaderships.length, 0);
   return [
     h('div', { class: 'stats' },
@@ -29,6 +47,7 @@ function view(st, ready) {
       { label: 'agent', value: (m) => h('span', {}, m.id, m.raft_leader ? h('span', { class: 'badge leader', title: 'Raft leader' }, 'leader') : null) },
       { label: 'gossip', value: (m) => h('span', { class: 'badge state-' + m.gossip_state, 'data-testid': 'gossip-' + m.id }, m.gossip_state) },
       { label: 'Raft suffrage', value: (m) => m.raft_suffrage },
+      { label: 'readiness', value: (m) => readyCell(m.id, readiness[m.id]) },
       { label: 'partitions led', class: 'num', value: (m) => num(m.partition_leaderships.length) },
       { label: 'HTTP', value: (m) => m.http_addr || '–' },
       { label: 'gRPC', value: (m) => m.grpc_addr || '–' },

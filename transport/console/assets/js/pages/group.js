@@ -26,7 +26,8 @@ function view(d) {
       stat('partitions', num(d.partitions.length)),
       d.state ? stat('state', d.state) : null,
       d.generation !== undefined ? stat('generation', num(d.generation)) : null),
-    d.members ? card('Members', members(d.members)) : null,
+    d.members ? card('Members', members(d.members))
+      : h('p', { class: 'muted small', 'data-testid': 'no-members' }, 'No members reported for this group: its offsets were committed without a group membership (or the agent does not report members).'),
     card('Committed offsets', table([
       { label: 'topic', value: (p) => p.topic },
       { label: 'partition', class: 'num', value: (p) => p.partition },
