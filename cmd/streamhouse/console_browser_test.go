@@ -240,6 +240,9 @@ func killedAgentShowsDead(b *browser, c *procCluster) {
 		text := b.textNow("#banner:not([hidden])")
 		return strings.Contains(text, "no Raft leader") || strings.Contains(text, "not ready")
 	})
+	waitFor(b.t, 30*time.Second, "the cluster page shows no leader", func() bool {
+		return b.textNow(`[data-testid="raft-leader"] .stat-value`) == "none"
+	})
 	b.shot("banner-no-quorum")
 	b.takeErrors() // the killed agents' failed requests are expected
 }
