@@ -194,6 +194,8 @@ func (b *browser) click(sel string) {
 // shot saves a full-page screenshot as name.png.
 func (b *browser) shot(name string) {
 	b.t.Helper()
+	// Top of the page (the sticky header stays on top of the picture), no toasts.
+	eval[int](b, "window.scrollTo(0, 0), document.getElementById('toasts').replaceChildren(), 0")
 	png := get(b, chromedp.FullScreenshot(100))
 	if err := os.WriteFile(filepath.Join(b.shots, name+".png"), png, 0o644); err != nil {
 		b.t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamhouse/streamhouse/pgsync/pgtest"
 	"github.com/streamhouse/streamhouse/transport"
 )
 
@@ -35,7 +36,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser test against a multi-process cluster; run without -short")
 	}
-	c := startProcCluster(t, 3)
+	pg := pgtest.Start(t)
+	c := startProcCluster(t, 3, "DATABASE_URL="+pg.NewDatabase(t), "CHECKPOINT_INTERVAL_MS=1000")
 	waitFor(t, 30*time.Second, "3 voters and a leader", func() bool {
 		st, ok := c.status(0)
 		return ok && len(st.Voters) == 3 && st.Leader != ""
@@ -208,6 +210,11 @@ func durabilityMatchesMetrics(b *browser) {
 	if m := scrapeMetrics(t, b.base); m["streamhouse_segment_writes_total"] == 0 {
 		t.Errorf("no segment written yet: the comparison proved little (page %q, metrics %q)", page, metrics)
 	}
+	// The Raft leader checkpoints to Postgres; its row says so.
+	waitFor(t, 20*time.Second, "a checkpoint shown", func() bool {
+		return b.count(`[data-testid="checkpoints"] .cp-writing`) == 1 &&
+			strings.Trim(b.textNow(`[data-testid="checkpoints"] .cp-writing-index`), "–0") != ""
+	})
 	if got := b.text(`[data-testid="restore-command"]`); !strings.Contains(got, "streamhouse restore") {
 		t.Errorf("restore command: %q", got)
 	}

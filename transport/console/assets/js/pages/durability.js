@@ -41,7 +41,7 @@ function view(d) {
       { label: 'agent', value: (a) => a.id },
       { label: 'state', value: (a) => cpState(a) },
       { label: 'last checkpoint', value: (a) => (a.checkpoint && a.checkpoint.last_at_ms ? ago(a.checkpoint.last_at_ms) : '–') },
-      { label: 'Raft index', class: 'num', value: (a) => (a.checkpoint ? h('span', { 'data-testid': 'cp-index-' + a.id }, num(a.checkpoint.last_raft_index)) : '–') },
+      { label: 'Raft index', class: 'num', value: (a) => (a.checkpoint ? h('span', { 'data-testid': 'cp-index-' + a.id, class: a.checkpoint.leader ? 'cp-writing-index' : '' }, num(a.checkpoint.last_raft_index)) : '–') },
       { label: 'lag', value: (a) => (a.checkpoint && a.checkpoint.leader ? duration(a.checkpoint.lag_ms) : '–') },
       { label: 'failures (in a row / total)', class: 'num', value: (a) => (a.checkpoint ? `${num(a.checkpoint.consecutive_failures)} / ${num(a.checkpoint.failures_total)}` : '–') },
       { label: 'last error', value: (a) => (a.checkpoint && a.checkpoint.last_error) || '' },
@@ -54,7 +54,7 @@ function cpState(a) {
   const c = a.checkpoint;
   if (!c) return h('span', { class: 'badge state-dead', title: 'DATABASE_URL is not set' }, 'not configured');
   if (!c.connected) return h('span', { class: 'badge state-suspect' }, 'not connected');
-  return h('span', { class: 'badge state-alive' }, c.leader ? 'writing (Raft leader)' : 'standby');
+  return h('span', { class: 'badge state-alive' + (c.leader ? ' cp-writing' : '') }, c.leader ? 'writing (Raft leader)' : 'standby');
 }
 
 

@@ -118,7 +118,7 @@ function configForm(ctx, path) {
 }
 
 function addPartitionsForm(path, t, reload) {
-  const count = h('input', { name: 'count', type: 'number', min: t.partitions + 1, max: 10000, value: String(t.partitions + 1) });
+  const count = h('input', { name: 'count', type: 'number', min: t.partitions + 1, max: 10000, value: String(Math.min(t.partitions + 1, 10000)) });
   const out = h('div', {});
   const submit = h('button', { class: 'primary', type: 'submit' }, 'Add partitions');
   const form = h('form', { 'data-testid': 'add-partitions' }, field('new total partition count', count),
