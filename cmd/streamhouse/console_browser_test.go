@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/streamhouse/streamhouse/pgsync/pgtest"
 	"github.com/streamhouse/streamhouse/transport"
 )
@@ -135,6 +137,16 @@ func createProduceBrowse(b *browser) {
 		if !strings.Contains(rec, want) {
 			t.Errorf("browsed record %q lacks %q", rec, want)
 		}
+	}
+	// Live tail: a record produced meanwhile appears without a reload.
+	b.run(chromedp.Click(chromedp.CSS(`[data-testid="browse"] input[name="tail"]`)))
+	b.click(`[data-testid="browse"] button[type="submit"]`)
+	b.run(waitVisible(`[data-testid="tailing"]`))
+	if code := call(t, "POST", b.base+"/api/v1/produce", map[string]any{"topic": "console-t", "partition": 1, "value": "tailed"}, nil); code != 200 {
+		t.Fatalf("produce for the tail: %d", code)
+	}
+	if got := b.text(`[data-testid="records"] .record[data-offset="1"] pre`); got != "tailed" {
+		t.Errorf("tailed record shows %q", got)
 	}
 	// Binary values fall back to hex.
 	b.open("#/topics/seed", "topics")
