@@ -24,7 +24,7 @@ HELM_HOME_CACHE := $(HOME)/.cache/streamhouse/bin/helm-$(HELM_VERSION)
 # What the tests need from the environment: MinIO, helm, and (on PATH) docker-compose.
 TEST_ENV := STREAMHOUSE_MINIO=$(MINIO) STREAMHOUSE_HELM=$(HELM)
 
-.PHONY: help build run test test-race deploy-test lint bench bench-micro bench-agent bench-cluster bench-compare fuzz clean deps postgres docker-compose dr-drill cluster cluster-stop proto jepsen jepsen-smoke
+.PHONY: help build run test test-race deploy-test lint bench bench-micro bench-agent bench-cluster bench-compare fuzz clean deps postgres docker-compose chromium dr-drill cluster cluster-stop proto jepsen jepsen-smoke
 
 # The name column is as wide as the longest target (grep -h: no file names
 # even when MAKEFILE_LIST holds several files).
@@ -48,7 +48,7 @@ test-race: deps ## Run the tests with the race detector
 deploy-test: $(HELM) docker-compose ## Check deploy/: helm lint + template of the chart, docker-compose config of the compose files
 	$(TEST_ENV) $(GO) test -count=1 ./deploy/
 
-deps: $(MINIO) postgres $(HELM) docker-compose ## Build/cache what the tests run (MinIO, PostgreSQL server, helm, docker-compose)
+deps: $(MINIO) postgres $(HELM) docker-compose chromium ## Build/cache what the tests run (MinIO, PostgreSQL server, helm, docker-compose, Chromium)
 
 # The tests start their own PostgreSQL servers (initdb + postgres in a temp dir);
 # they need the server binaries, which Debian's postgresql package provides.
@@ -60,6 +60,14 @@ postgres:
 
 dr-drill: build deps ## The disaster-recovery drill (3 agents, MinIO, PostgreSQL), verbose, with its measured recovery point and restore time
 	set -o pipefail; STREAMHOUSE_MINIO=$(MINIO) $(GO) test -count=1 -v -run 'TestDisasterRecoveryDrill|TestRestoreCommand|TestPostgresOutage' ./cmd/streamhouse/ 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|DR drill|dr_test|pgsync_test'
+
+# The web console's browser tests (cmd/streamhouse console_browser_test.go) drive
+# Debian's headless Chromium through the DevTools protocol (chromedp).
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || [ -n "$$CHROMIUM" ]; then :; \
+	else echo "installing chromium for the web console's browser tests"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi; fi
 
 # `docker-compose config` validates the compose files in deploy/ (Debian's docker-compose 1.29;
 # without recommends: no Docker daemon is needed or installed).

@@ -30,6 +30,18 @@
 // table (errkind.go: Classify, ErrorKind) maps errors to these codes and to
 // HTTP statuses and gRPC codes, for REST, gRPC and the peer RPC alike.
 //
+// # Web console support
+//
+// With HTTPConfig.Console set (transport/console's handler) the server
+// serves the web console's files at /ui/ without authentication; the page
+// calls the API with the user's key. Three read-only endpoints serve it:
+// /api/v1/durability (durability.go: this agent's flush backlog and
+// checkpoint, and the other agents' fetched through their REST API by
+// peerread.go, each bounded by a 2 s timeout), /api/v1/topics/{name}/storage
+// (one page of partitions, at most 200) and /api/v1/metrics/history
+// (metricshistory.go: a ring of samples of the agent's own registry taken
+// every 2 s by a goroutine that Start starts and Shutdown waits for).
+//
 // # Peer traffic
 //
 // Agents talk to each other on one TCP port (PEER_PORT) through a PeerMux

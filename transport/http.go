@@ -71,6 +71,20 @@ type HTTPConfig struct {
 	Quotas *Quotas
 	// Logger receives the server's logs (component=rest); nil discards.
 	Logger *slog.Logger
+	// Console serves the web console at /ui/ (transport/console); nil
+	// serves none (CONSOLE_ENABLED=false).
+	Console http.Handler
+	// Durability serves /api/v1/durability and the partition storage
+	// detail; nil answers 404.
+	Durability Durability
+	// LocalHealth adds the Postgres checkpoint to /api/v1/durability; nil:
+	// shown as not configured.
+	LocalHealth LocalHealth
+	// PeerClient reads other agents' REST API (durability, metrics
+	// history); nil = http.DefaultClient.
+	PeerClient *http.Client
+	// HistoryInterval is the metrics-history sampling period (0 = 2 s).
+	HistoryInterval time.Duration
 }
 
 // HTTPServer serves the public REST API. Create it with NewHTTPServer; it
@@ -88,6 +102,10 @@ type HTTPServer struct {
 	open      map[string]bool // route patterns served without authentication
 	handler   http.Handler
 	srv       *http.Server
+
+	history      *metricsHistory
+	historyEvery time.Duration
+	historyDone  chan struct{}
 
 	// stopping is canceled when Shutdown begins, to end long-poll waits
 	// early (in-flight produces are left to finish).
@@ -134,6 +152,7 @@ func NewHTTPServer(cfg HTTPConfig, topics Topics, prod Producer, fetch Fetcher, 
 		metrics:   newHTTPMetrics(cfg.Registerer),
 		bodyLimit: cfg.MaxRequestBytes,
 		mux:       http.NewServeMux(),
+		history:   newMetricsHistory(cfg.Gatherer), historyEvery: historyEvery(cfg.HistoryInterval),
 	}
 	if cfg.MaxRecordBytes > 0 {
 		s.bodyLimit = max(s.bodyLimit, 2*int64(cfg.MaxRecordBytes)+recordBodyOverhead)
@@ -189,6 +208,7 @@ func (s *HTTPServer) routes() {
 	s.handle("DELETE /api/v1/consumer-groups/{group}", OpWrite, ScopeWrite, s.handleDeleteGroup)
 	s.handle("POST /api/v1/consumer-groups/{group}/commit", OpWrite, ScopeWrite, s.handleCommitOffsets)
 	s.handle("POST /api/v1/consumer-groups/{group}/reset", OpWrite, ScopeWrite, s.handleResetGroup)
+	s.consoleRoutes()
 }
 
 // handle registers an API handler whose errors become JSON error responses.
@@ -244,6 +264,7 @@ func (s *HTTPServer) Start(ctx context.Context) error {
 	}
 	s.ln, s.started = ln, true
 	s.served = make(chan struct{})
+	s.startHistory()
 	tlsOn := s.srv.TLSConfig != nil
 	go func() {
 		defer close(s.served)
@@ -292,6 +313,7 @@ func (s *HTTPServer) Shutdown(ctx context.Context) error {
 			_ = s.srv.Close()
 		}
 		<-s.served
+		s.waitHistory(ctx)
 		s.shutErr = err
 		s.log.Info("REST API stopped")
 	})

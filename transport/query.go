@@ -14,10 +14,13 @@ import (
 var queryParams = map[string][]string{
 	"GET /api/v1/consume": {"topic", "partition", "offset", "max_records", "max_bytes", "wait_ms", "encoding"},
 	"GET /api/v1/topics/{name}/partitions/{partition}/offsets": {"timestamp"},
+	"GET /api/v1/durability":                                   {"scope"},
+	"GET /api/v1/topics/{name}/storage":                        {"from", "count"},
+	"GET /api/v1/metrics/history":                              {"node"},
 }
 
 // queryFree are the routes whose query string is not checked.
-var queryFree = map[string]bool{"GET /metrics": true}
+var queryFree = map[string]bool{"GET /metrics": true, "GET /ui/": true, "GET /ui": true, "GET /{$}": true}
 
 // checkQuery refuses a malformed query string, a parameter route does not
 // take, and a parameter given twice.

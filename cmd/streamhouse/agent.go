@@ -366,7 +366,8 @@ func (a *agent) startHTTP(ctx context.Context) error {
 		Addr: net.JoinHostPort(c.BindAddr, strconv.Itoa(c.HTTPPort)), MaxRecordBytes: c.MaxRecordBytes,
 		Gatherer: a.registry, Registerer: a.registry, Errors: a.errorsTotal, Connections: a.connections, Logger: a.log,
 		Cluster: a.node, Groups: part.Groups(), Offsets: part.Fetcher(), TLSConfig: a.sec.publicTLS, Auth: a.sec.auth,
-		Quotas: a.quotas,
+		Quotas: a.quotas, Console: a.consoleHandler(), Durability: consoleDurability{part}, LocalHealth: agentHealth{a},
+		PeerClient: a.consolePeerClient(),
 	}, part.Admin(), part.Producer(), part.Fetcher(), part.Readiness())
 	if err := a.http.Start(ctx); err != nil {
 		return fmt.Errorf("HTTP_PORT %d: %w", c.HTTPPort, err)
