@@ -2,6 +2,9 @@ package cluster
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -264,4 +267,89 @@ func TestWALLogDeletesAConflictingSuffixBelowAFailedWrite(t *testing.T) {
 	}
 	defer l2.Close()
 	checkEntries(t, l2, want)
+}
+
+// Term and vote (raft.db) and the log (wal/) are separate files: an agent
+// that lost only raft.db would start at term 0 with its log, its identity
+// and its vote, and could vote a second time in a term it already voted
+// in. It refuses to start. A new agent (neither file) starts, also after
+// a crash that left only an empty wal/ behind, and so does an agent whose
+// log still is in raft.db (the migration) — see
+// TestLogMigrationSurvivesACrashAtEveryStep.
+func TestLostStableStoreIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	bolt, logs, err := openLogStores(dir, testHCLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = logs.Close()
+	_ = bolt.Close()
+	if err := os.Remove(filepath.Join(dir, boltFileName)); err != nil {
+		t.Fatal(err)
+	}
+	// Empty log: a new agent that crashed after creating wal/.
+	bolt, logs, err = openLogStores(dir, testHCLog())
+	if err != nil {
+		t.Fatalf("new agent without raft.db but with an empty wal/: %v", err)
+	}
+	if err := bolt.SetUint64([]byte("CurrentTerm"), 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := logs.StoreLogs(testEntries(1, 3, 100)); err != nil {
+		t.Fatal(err)
+	}
+	_ = logs.Close()
+	_ = bolt.Close()
+	if bolt, logs, err = openLogStores(dir, testHCLog()); err != nil {
+		t.Fatalf("restart with both files: %v", err)
+	}
+	_ = logs.Close()
+	_ = bolt.Close()
+	if err := os.Remove(filepath.Join(dir, boltFileName)); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = openLogStores(dir, testHCLog())
+	if !errors.Is(err, ErrRaftStateLost) {
+		t.Fatalf("open without raft.db = %v, want ErrRaftStateLost", err)
+	}
+	for _, want := range []string{boltFileName, walDirName, "move DATA_DIR/raft away"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	if _, _, err := openLogStores(dir, testHCLog()); !errors.Is(err, ErrRaftStateLost) {
+		t.Fatalf("second open without raft.db = %v, want ErrRaftStateLost", err)
+	}
+}
+
+// A snapshot is Raft state too: after installing one the log can be empty.
+func TestLostStableStoreNextToASnapshotIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	bolt, logs, err := openLogStores(dir, testHCLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = logs.Close()
+	_ = bolt.Close()
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, testHCLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, trans := raft.NewInmemTransport("a")
+	sink, err := snaps.Create(raft.SnapshotVersionMax, 10, 2, raft.Configuration{}, 10, trans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sink.Write([]byte("state")); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, boltFileName)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := openLogStores(dir, testHCLog()); !errors.Is(err, ErrRaftStateLost) || !strings.Contains(err.Error(), "snapshot") {
+		t.Fatalf("open without raft.db next to a snapshot = %v, want ErrRaftStateLost naming the snapshot", err)
+	}
 }
