@@ -112,7 +112,9 @@ func TestBootstrapExpectJoinPromoteLeave(t *testing.T) {
 	if err := e.node.Leave(ctx); err != nil {
 		t.Fatal(err)
 	}
-	lead = c.waitLeader(deadline)
+	// e, removed, hears from no leader once its heartbeat times out: the
+	// leader is the one the others agree on.
+	lead = c.waitLeaderOf(deadline, c.except("e"))
 	servers, err := lead.node.configuration()
 	if err != nil {
 		t.Fatal(err)
@@ -144,6 +146,8 @@ func TestBootstrapExpectJoinPromoteLeave(t *testing.T) {
 
 	// The Raft leader leaves: it hands leadership over first.
 	old := c.waitLeader(deadline)
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	if err := old.node.Leave(ctx); err != nil {
 		t.Fatalf("leader leave: %v", err)
 	}
@@ -158,6 +162,40 @@ func TestBootstrapExpectJoinPromoteLeave(t *testing.T) {
 	c.waitConfig(deadline, rest, nil)
 	if l := c.waitLeader(deadline); l.id == old.id {
 		t.Fatal("left agent leads")
+	}
+}
+
+// An agent whose removal committed while the entry saying so never reached
+// it (the leader stops replicating to a removed server) still finds itself
+// in its configuration and hears from no leader any more. Leave asks the
+// servers it knows instead of waiting for a leader until its context ends.
+func TestLeaveConfirmedWithoutALeader(t *testing.T) {
+	c := newTestCluster(t)
+	c.startBootstrapped("a", "b", "c")
+	d := c.start("d", "", func(cfg *Config) { cfg.Join = c.joinAddrs() })
+	c.waitConfig(deadline, []string{"a", "b", "c"}, []string{"d"})
+	lead := c.waitLeader(deadline)
+	// The leader's answers and entries no longer reach d.
+	c.faults.Block(lead.mux.Addr(), d.mux.Addr())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	left := make(chan error, 1)
+	go func() { left <- d.node.Leave(ctx) }()
+	waitFor(t, deadline, "d removed by the leader and without a leader itself", func() bool {
+		servers, err := lead.node.configuration()
+		if err != nil || !d.node.inConfiguration() || d.node.LeaderID() != "" {
+			return false
+		}
+		for _, s := range servers {
+			if s.ID == "d" {
+				return false
+			}
+		}
+		return true
+	})
+	c.faults.Heal()
+	if err := <-left; err != nil {
+		t.Fatalf("leave: %v", err)
 	}
 }
 

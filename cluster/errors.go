@@ -16,4 +16,7 @@ var (
 	// ErrRaftLogLost: DATA_DIR/raft/raft.db says the Raft log is in
 	// raft/wal, which is missing; the agent refuses to start.
 	ErrRaftLogLost = errors.New("cluster: the raft log directory is missing although raft.db says it held the log")
+	// ErrRaftStateLost: DATA_DIR/raft/wal holds a Raft log but raft.db
+	// has no term (it was lost or replaced); the agent refuses to start.
+	ErrRaftStateLost = errors.New("cluster: raft.db has lost the term and vote of the raft log next to it")
 )

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -204,9 +205,13 @@ func (c *testCluster) running() []*testNode {
 
 // leader returns the running agent that leads Raft and whose view every
 // running agent shares, or nil.
-func (c *testCluster) leader() *testNode {
+func (c *testCluster) leader() *testNode { return leaderOf(c.running()) }
+
+// leaderOf returns the agent of nodes that leads Raft and whose view all
+// of nodes share, or nil.
+func leaderOf(nodes []*testNode) *testNode {
 	var lead *testNode
-	for _, n := range c.running() {
+	for _, n := range nodes {
 		if n.node.IsLeader() {
 			if lead != nil {
 				return nil
@@ -217,7 +222,7 @@ func (c *testCluster) leader() *testNode {
 	if lead == nil {
 		return nil
 	}
-	for _, n := range c.running() {
+	for _, n := range nodes {
 		if n.node.LeaderID() != lead.id {
 			return nil
 		}
@@ -233,6 +238,31 @@ func (c *testCluster) waitLeader(d time.Duration) *testNode {
 		return lead != nil
 	})
 	return lead
+}
+
+// waitLeaderOf waits for one raft leader among the agents nodes returns,
+// known to all of them.
+func (c *testCluster) waitLeaderOf(d time.Duration, nodes func() []*testNode) *testNode {
+	c.t.Helper()
+	var lead *testNode
+	waitFor(c.t, d, "one raft leader known to the agents in question", func() bool {
+		lead = leaderOf(nodes())
+		return lead != nil
+	})
+	return lead
+}
+
+// except returns a function listing the running agents other than ids.
+func (c *testCluster) except(ids ...string) func() []*testNode {
+	return func() []*testNode {
+		var out []*testNode
+		for _, n := range c.running() {
+			if !slices.Contains(ids, n.id) {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
 }
 
 // followers returns the running agents other than the leader.

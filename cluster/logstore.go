@@ -6,6 +6,7 @@ import (
 	iofs "io/fs"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -43,7 +44,8 @@ func openBoltStore(path string) (*raftboltdb.BoltStore, error) {
 
 // walLog is the Raft log store: hashicorp/raft-wal in DATA_DIR/raft/wal
 // (segment files, one fsync per StoreLogs, whole segments deleted on
-// compaction), reopened after a failed write.
+// compaction), reopened after a failed write, and distrusting what a
+// failed write or clear may have left (logtrust.go).
 //
 // Why reopen: raft-wal v0.4.0 published an append's frames to its
 // in-memory index before writing them (v0.4.1 rolls a failed append back),
@@ -54,32 +56,55 @@ func openBoltStore(path string) (*raftboltdb.BoltStore, error) {
 // retries forever). Reopening rebuilds the state from the files: raft-wal's
 // recovery keeps the tail up to its last intact commit frame. The entries
 // of the failed call may or may not be there afterwards (the write can have
-// landed before a failed fsync); the retry deletes them and writes its
-// entries again (dropLeftover).
+// landed before a failed fsync); they are untrusted until deleted.
 //
-// Every operation holds mu shared (raft-wal is safe for concurrent use);
-// reopen holds it exclusively.
+// Locks: wmu (writes and the distrust state), then mu. Every operation
+// on the WAL holds mu shared (raft-wal is safe for concurrent use);
+// reopen holds it exclusively. Reads take only mu.
 type walLog struct {
-	dir string
-	hl  hclog.Logger
-	vfs *lazyDeleteFS
+	dir  string
+	hl   hclog.Logger
+	vfs  *lazyDeleteFS
+	deps walDeps
 
-	mu      sync.RWMutex
-	w       *raftwal.WAL       // nil after a reopen that failed
-	meta    *metadb.BoltMetaDB // w's meta store: raft-wal's Close leaves it open
-	retried bool               // a StoreLogs failed: the next one may repeat stored entries
-	closed  bool
+	wmu sync.Mutex // held by StoreLogs and DeleteRange
+	// untrusted: entries from this index on may not be durable or are
+	// due for deletion (0: none). Reads hide them; written under wmu.
+	untrusted atomic.Uint64
+	marked    uint64 // the untrusted index recorded in the meta store (0: none; wmu)
+
+	mu     sync.RWMutex
+	w      *raftwal.WAL    // nil after a reopen that failed
+	meta   types.MetaStore // w's meta store: raft-wal's Close leaves it open
+	closed bool
+}
+
+// walDeps are what walLog writes through; tests inject failures.
+type walDeps struct {
+	vfs  types.VFS                                // nil: the OS
+	meta func(*metadb.BoltMetaDB) types.MetaStore // nil: the Bolt meta store itself
 }
 
 // openWALLog opens the raft-wal log in dir over vfs (nil: the OS; tests
 // inject failures).
 func openWALLog(dir string, hl hclog.Logger, vfs types.VFS) (*walLog, error) {
+	return openWALLogWith(dir, hl, walDeps{vfs: vfs})
+}
+
+// openWALLogWith opens the raft-wal log in dir over deps, then drops a
+// tail an earlier run recorded as untrusted (loadUntrusted).
+func openWALLogWith(dir string, hl hclog.Logger, deps walDeps) (*walLog, error) {
+	vfs := deps.vfs
 	if vfs == nil {
 		vfs = fs.New()
 	}
-	l := &walLog{dir: dir, hl: hl, vfs: newLazyDeleteFS(vfs, hl)}
+	l := &walLog{dir: dir, hl: hl, vfs: newLazyDeleteFS(vfs, hl), deps: deps}
 	if err := l.open(); err != nil {
 		l.vfs.close()
+		return nil, fmt.Errorf("cluster: open raft log (raft-wal %s): %w", dir, err)
+	}
+	if err := l.loadUntrusted(); err != nil {
+		_ = l.Close()
 		return nil, fmt.Errorf("cluster: open raft log (raft-wal %s): %w", dir, err)
 	}
 	return l, nil
@@ -87,7 +112,11 @@ func openWALLog(dir string, hl hclog.Logger, vfs types.VFS) (*walLog, error) {
 
 // open opens the WAL into l.w and l.meta (mu held or l not shared yet).
 func (l *walLog) open() error {
-	meta := &metadb.BoltMetaDB{}
+	bolt := &metadb.BoltMetaDB{}
+	var meta types.MetaStore = bolt
+	if l.deps.meta != nil {
+		meta = l.deps.meta(bolt)
+	}
 	w, err := raftwal.Open(l.dir, raftwal.WithSegmentSize(walSegmentSize), raftwal.WithLogger(l.hl),
 		raftwal.WithMetaStore(meta), raftwal.WithSegmentFiler(segment.NewFiler(l.dir, l.vfs)))
 	if err != nil {
@@ -127,76 +156,84 @@ func (l *walLog) with(fn func(w *raftwal.WAL) error) error {
 }
 
 // FirstIndex implements raft.LogStore.
-func (l *walLog) FirstIndex() (i uint64, err error) {
-	err = l.with(func(w *raftwal.WAL) error { i, err = w.FirstIndex(); return err })
-	return i, err
+func (l *walLog) FirstIndex() (uint64, error) {
+	first, _, err := l.bounds()
+	return first, err
 }
 
 // LastIndex implements raft.LogStore.
-func (l *walLog) LastIndex() (i uint64, err error) {
-	err = l.with(func(w *raftwal.WAL) error { i, err = w.LastIndex(); return err })
-	return i, err
+func (l *walLog) LastIndex() (uint64, error) {
+	_, last, err := l.bounds()
+	return last, err
+}
+
+// bounds are the first and last index of the trusted log (0, 0: empty).
+// The untrusted index is read first: a settle that runs meanwhile deletes
+// the tail before it forgets the index.
+func (l *walLog) bounds() (first, last uint64, err error) {
+	u := l.untrusted.Load()
+	err = l.with(func(w *raftwal.WAL) error {
+		first, last, err = walBounds(w)
+		return err
+	})
+	if err == nil && u != 0 && last >= u {
+		if first >= u {
+			return 0, 0, nil
+		}
+		last = u - 1
+	}
+	return first, last, err
+}
+
+// walBounds are raft-wal's first and last index, untrusted ones included.
+func walBounds(w *raftwal.WAL) (uint64, uint64, error) {
+	first, err := w.FirstIndex()
+	if err != nil {
+		return 0, 0, err
+	}
+	last, err := w.LastIndex()
+	return first, last, err
 }
 
 // GetLog implements raft.LogStore.
 func (l *walLog) GetLog(index uint64, log *raft.Log) error {
+	if u := l.untrusted.Load(); u != 0 && index >= u {
+		return raft.ErrLogNotFound
+	}
 	return l.with(func(w *raftwal.WAL) error { return w.GetLog(index, log) })
 }
 
 // StoreLog implements raft.LogStore.
 func (l *walLog) StoreLog(log *raft.Log) error { return l.StoreLogs([]*raft.Log{log}) }
 
-// StoreLogs implements raft.LogStore. On failure the WAL is reopened (see
-// the type's comment) and the error returned; the caller retries or steps
-// down. The call after a failed one first deletes what that may have left
-// (dropLeftover), so its entries are always written and fsynced.
+// StoreLogs implements raft.LogStore. After a failed write or clear it
+// first deletes the untrusted tail (settle, from its first index or this
+// call's, whichever is lower), so its entries are always written and
+// fsynced anew. On failure the WAL is reopened (see the type's comment),
+// the entries from this call's first index on are untrusted (distrust),
+// and the error is returned; the caller retries or steps down.
 func (l *walLog) StoreLogs(logs []*raft.Log) error {
 	if len(logs) == 0 {
 		return nil
 	}
+	index := logs[0].Index
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
 	err := l.with(func(w *raftwal.WAL) error {
-		if err := l.dropLeftover(w, logs[0].Index); err != nil {
-			return err
+		if u := l.untrusted.Load(); u != 0 {
+			if err := l.settle(w, min(u, index)); err != nil {
+				return err
+			}
 		}
-		if err := dropBelowGap(w, logs[0].Index); err != nil {
+		if err := dropBelowGap(w, index); err != nil {
 			return err
 		}
 		return w.StoreLogs(logs)
 	})
-	if err == nil {
-		l.mu.Lock()
-		l.retried = false
-		l.mu.Unlock()
-		return nil
+	if err != nil {
+		return l.distrust(index, err)
 	}
-	if rerr := l.reopen(); rerr != nil {
-		return errors.Join(err, rerr)
-	}
-	l.mu.Lock()
-	l.retried = true
-	l.mu.Unlock()
-	return err
-}
-
-// dropLeftover, after a failed StoreLogs only, deletes the suffix from
-// index on. A failed call's entries can be there, intact, though never
-// durable (after a failed fsync Linux marks the dirty pages clean, and the
-// next fsync returns 0), or of another term (a leader whose write failed
-// stepped down without counting them), which raft-wal would refuse as
-// non-monotonic. Raft calls StoreLogs only at its in-memory last index + 1,
-// so nothing from index on is known to it. raft-wal truncates a tail by
-// sealing the segment below index and starting a new one, so the entries
-// are then written again, into a new file, and fsynced.
-func (l *walLog) dropLeftover(w *raftwal.WAL, index uint64) error {
-	if !l.retried {
-		return nil
-	}
-	last, err := w.LastIndex()
-	if err != nil || last < index {
-		return err
-	}
-	l.hl.Warn("rewriting the raft log suffix a failed write may have left", "from", index, "to", last)
-	return w.DeleteRange(index, last)
+	return nil
 }
 
 // dropBelowGap empties the log when index is past its last entry + 1.
@@ -216,18 +253,6 @@ func dropBelowGap(w *raftwal.WAL, index uint64) error {
 		return err
 	}
 	return w.DeleteRange(first, last)
-}
-
-// DeleteRange implements raft.LogStore: a prefix after a snapshot (whole
-// sealed segments below it are deleted) or a suffix on a conflict.
-func (l *walLog) DeleteRange(lo, hi uint64) error {
-	err := l.with(func(w *raftwal.WAL) error { return w.DeleteRange(lo, hi) })
-	if err != nil {
-		if rerr := l.reopen(); rerr != nil {
-			return errors.Join(err, rerr)
-		}
-	}
-	return err
 }
 
 // reopen closes the WAL and opens it again from its files.

@@ -312,11 +312,21 @@ func TestRaftLogDiskShrinksAfterSnapshot(t *testing.T) {
 // full is set.
 type fullFS struct {
 	*fs.FS
-	mu   sync.Mutex
-	full bool
+	mu      sync.Mutex
+	full    bool
+	refused int // writes and creates refused so far
 }
 
-func (f *fullFS) isFull() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.full }
+func (f *fullFS) isFull() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.full {
+		f.refused++
+	}
+	return f.full
+}
+
+func (f *fullFS) refusals() int { f.mu.Lock(); defer f.mu.Unlock(); return f.refused }
 
 func (f *fullFS) set(v bool) { f.mu.Lock(); f.full = v; f.mu.Unlock() }
 

@@ -61,7 +61,11 @@ func openLogStores(dir string, hl hclog.Logger) (*raftboltdb.BoltStore, *walLog,
 		_ = bolt.Close()
 		return nil, nil, err
 	}
-	if bolt, err = dropBoltLog(bolt, dir, hl); err == nil {
+	err = checkNoLostTerm(bolt, logs, dir, hl)
+	if err == nil {
+		bolt, err = dropBoltLog(bolt, dir, hl)
+	}
+	if err == nil {
 		err = setLogStoreKey(bolt) // agents migrated before the key existed
 	}
 	if err != nil {
@@ -89,6 +93,45 @@ func checkNoLostLog(bolt *raftboltdb.BoltStore, walDir string) error {
 		return fmt.Errorf("cluster: read raft stable store: %w", err)
 	}
 	return fmt.Errorf("%w (%s): this agent must not vote without it; move DATA_DIR/raft away to rejoin as a new instance", ErrRaftLogLost, walDir)
+}
+
+// checkNoLostTerm refuses a raft.db without a current term next to Raft
+// state it must have had one for: a log in wal/ or a snapshot (Raft
+// persists the term before it stores an entry or a snapshot of that term).
+// Such a raft.db was lost or replaced, and with it the vote this agent gave
+// in its term: starting would let it vote again (DESIGN.md, "Split files
+// and amnesia"). A raft.db that still holds a log of its own is the one
+// being migrated, whatever it holds.
+func checkNoLostTerm(bolt *raftboltdb.BoltStore, logs *walLog, dir string, hl hclog.Logger) error {
+	term, err := bolt.GetUint64([]byte("CurrentTerm"))
+	if err != nil && !errors.Is(err, raftboltdb.ErrKeyNotFound) {
+		return fmt.Errorf("cluster: read raft stable store: %w", err)
+	}
+	if term != 0 {
+		return nil
+	}
+	_, boltLast, err := logBounds(bolt)
+	if err != nil || boltLast != 0 {
+		return err
+	}
+	first, last, err := logBounds(logs)
+	if err != nil {
+		return err
+	}
+	what := fmt.Sprintf("%s holds raft log entries %d-%d", filepath.Join(dir, walDirName), first, last)
+	if last == 0 {
+		snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hl)
+		if err != nil {
+			return fmt.Errorf("cluster: snapshot store: %w", err)
+		}
+		if list, err := snaps.List(); err != nil || len(list) == 0 {
+			return err
+		}
+		what = fmt.Sprintf("%s holds a raft snapshot", filepath.Join(dir, "snapshots"))
+	}
+	return fmt.Errorf("%w: %s has no current term but %s, so this agent could vote twice in one term; "+
+		"put back the raft.db that belongs to it, or move DATA_DIR/raft away to rejoin as a new instance",
+		ErrRaftStateLost, filepath.Join(dir, boltFileName), what)
 }
 
 // migrateBoltLog creates dir/wal holding Bolt's log (its gapless run

@@ -686,7 +686,10 @@ func (n *Node) leaveRaft(ctx context.Context) error {
 			}
 			err = errors.New("this agent still leads the raft group")
 		case addr == "":
-			err = errors.New("no raft leader known")
+			err = n.requestLeaveAny(ctx)
+			if err == nil {
+				return nil
+			}
 		default:
 			err = n.requestLeave(ctx, string(addr))
 			if err == nil {
@@ -697,6 +700,31 @@ func (n *Node) leaveRaft(ctx context.Context) error {
 			return fmt.Errorf("cluster: leave: %w (%v)", ctx.Err(), err)
 		}
 	}
+}
+
+// requestLeaveAny asks every other server of the configuration this agent
+// knows to remove it; the leader among them does (or answers that it has).
+// An agent whose removal committed while the entry saying so never reached
+// it — the leader stops replicating to a removed server — still finds
+// itself in its configuration but hears from no leader any more, and would
+// otherwise wait for one until its context ends.
+func (n *Node) requestLeaveAny(ctx context.Context) error {
+	servers, err := n.configuration()
+	if err != nil {
+		return err
+	}
+	errs := []error{errors.New("no raft leader known")}
+	for _, s := range servers {
+		if string(s.ID) == n.cfg.NodeID {
+			continue
+		}
+		if err := n.requestLeave(ctx, string(s.Address)); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s.ID, err))
+			continue
+		}
+		return nil
+	}
+	return errors.Join(errs...)
 }
 
 // inConfiguration reports whether this agent is in the Raft configuration

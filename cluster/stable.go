@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"log/slog"
 	"runtime"
 	"sync"
@@ -109,6 +110,19 @@ func (l *retryingLogs) StoreLog(log *raft.Log) error {
 func (l *retryingLogs) IsMonotonic() bool {
 	m, ok := l.LogStore.(raft.MonotonicLogStore)
 	return ok && m.IsMonotonic()
+}
+
+// DeleteRange implements raft.LogStore. A follower retries a deletion of
+// the log's tail that failed (the clear after installing a snapshot, a
+// conflicting suffix) like a write: Raft ignores a failed clear and goes on
+// as if the log were empty. The store hides and records the range meanwhile
+// (logtrust.go). A failed prefix compaction is returned: it loses nothing.
+func (l *retryingLogs) DeleteRange(lo, hi uint64) error {
+	err := l.LogStore.DeleteRange(lo, hi)
+	if err == nil || l.leader() || !(errors.Is(err, errTailUntrusted) || errors.Is(err, errLogUnavailable)) {
+		return err
+	}
+	return retryWrite(l.log, "raft log deletion", l.min, l.max, l.haltCh, func() error { return l.LogStore.DeleteRange(lo, hi) })
 }
 
 // StoreLogs implements raft.LogStore.

@@ -336,21 +336,60 @@ func TestNonIdempotentPipelinesOnePartition(t *testing.T) {
 	}
 }
 
+// produceAttempts counts the Produce attempts the client makes, and those
+// that ended with its own deadline (the fake agents never answer
+// DEADLINE_EXCEEDED themselves).
+type produceAttempts struct{ all, cut atomic.Int32 }
+
+func (a *produceAttempts) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	err := invoker(ctx, method, req, reply, cc, opts...)
+	if strings.HasSuffix(method, "/Produce") {
+		a.all.Add(1)
+		if status.Code(err) == codes.DeadlineExceeded {
+			a.cut.Add(1)
+		}
+	}
+	return err
+}
+
+// A batch the agent keeps refusing with UNAVAILABLE (not written) is sent
+// again until RetryTimeout, then fails definitely, and the next batch
+// reuses its sequence. An attempt's deadline is what is left of
+// RetryTimeout, so on a loaded machine the last attempt can be cut by it
+// before the agent's answer arrives; that attempt may have been written,
+// and the failure is then rightly an unknown outcome: the test checks
+// whichever of the two happened.
 func TestRetryTimeoutOnUnavailableIsDefinite(t *testing.T) {
-	fc, c := oneAgent(t, "t", 1)
+	fc := newFakeCluster(t, 1)
+	fc.addTopic("t", 1)
+	attempts := &produceAttempts{}
+	c := fc.dial(t, WithDialOptions(grpc.WithChainUnaryInterceptor(attempts.intercept)))
 	var calls atomic.Int32
 	fc.agents[0].setProduceHook(func(*pb.ProduceRequest) error {
 		calls.Add(1)
 		return detailErr(codes.Unavailable, KindUnavailable, "not leader")
 	})
-	p := newTestProducer(t, c, ProducerConfig{RetryBackoff: 5 * time.Millisecond, RetryTimeout: 300 * time.Millisecond})
+	const retryTimeout, backoff = 300 * time.Millisecond, 5 * time.Millisecond
+	p := newTestProducer(t, c, ProducerConfig{RetryBackoff: backoff, RetryTimeout: retryTimeout})
 	ctx := testCtx(t)
+	start := time.Now()
 	_, err := p.Produce(ctx, "t", Record{Value: []byte("x")}.ToPartition(0))
+	// It gives up only once the wait after its last attempt (the backoff
+	// doubled per attempt, plus up to 20%) would pass its deadline, which
+	// is RetryTimeout after it started.
+	n := attempts.all.Load()
+	if elapsed, lastWait := time.Since(start), backoff<<(n-1)*6/5; n < 1 || elapsed < retryTimeout-lastWait {
+		t.Fatalf("gave up after %v and %d attempts: UNAVAILABLE was not retried until RetryTimeout", elapsed, n)
+	}
+	if attempts.cut.Load() > 0 {
+		if !IsOutcomeUnknown(err) {
+			t.Fatalf("err = %v after an attempt cut by RetryTimeout, want outcome unknown", err)
+		}
+		t.Logf("an attempt was cut by RetryTimeout (loaded machine): %v", err)
+		return
+	}
 	if !IsRetriable(err) || IsOutcomeUnknown(err) {
 		t.Fatalf("err = %v, want a definite UNAVAILABLE", err)
-	}
-	if calls.Load() < 2 {
-		t.Fatalf("%d attempts: UNAVAILABLE was not retried", calls.Load())
 	}
 	// Nothing was written: the next batch reuses the sequence, same epoch.
 	fc.agents[0].setProduceHook(nil)
