@@ -161,7 +161,7 @@ type partState struct {
 
 	// Idempotent mode (producer_idem.go), under mu.
 	seq     int64         // next sequence number to give a batch
-	window  []*batch      // numbered batches not yet resolved, in sequence order
+	window  []*batch      // numbered batches from the oldest unresolved one on, in sequence order
 	acked   int64         // sequence after the highest acknowledged batch
 	changed chan struct{} // closed (and replaced) when a window batch resolves
 }
@@ -176,9 +176,10 @@ type batch struct {
 	done    chan struct{}
 
 	// Idempotent mode, under mu (written by the batch's own sender).
-	seq     int64            // base sequence under ident
-	ident   ProducerIdentity // the identity seq was given under
-	unknown bool             // an attempt may have been written
+	seq      int64            // base sequence under ident
+	ident    ProducerIdentity // the identity seq was given under
+	unknown  bool             // an attempt may have been written
+	resolved bool             // acknowledged or failed for good
 }
 
 // NewProducer creates a producer. An idempotent producer (the default)
@@ -423,7 +424,7 @@ func (p *Producer) maxInFlight() int {
 // and sent when the partition is free. p.mu is held.
 func (p *Producer) dispatch(ps *partState) {
 	limit := p.maxInFlight()
-	for ps.inflight < limit {
+	for ps.inflight < limit && (!p.idem || len(ps.window) < limit) {
 		if len(ps.queue) == 0 && ps.open != nil && ps.open.ready {
 			p.closeBatch(ps)
 		}

@@ -8,8 +8,14 @@ import (
 
 // The idempotent producer's pipeline. Up to MaxInFlightPerPartition
 // batches of one partition are in flight at once. Each is numbered when it
-// is dispatched (number), in send order, and stays in its partition's
-// window until it is resolved: acknowledged, or failed for good. The agent
+// is dispatched (number), in send order, and joins its partition's window,
+// which runs from the oldest unresolved batch (neither acknowledged nor
+// failed for good) to the newest: a batch leaves it only once every batch
+// before it has left. The window, not just the requests in flight, is
+// bounded by MaxInFlightPerPartition: while a batch waits to be resent,
+// at most 4 batches after it can be applied, so the agent, which
+// remembers a producer's last 5 batches per partition, still recognises
+// the resent batch if an earlier attempt was written. The agent
 // applies a batch only when its base sequence is the next one of the
 // producer and partition, so the window's batches land in order whatever
 // order the requests arrive in:
@@ -153,7 +159,7 @@ func (p *Producer) failLocked(ps *partState, b *batch, err error) error {
 	}
 	switch {
 	case b.ident != p.ident:
-	case b.unknown, len(ps.window) > 0 && ps.window[len(ps.window)-1] != b:
+	case b.unknown || unresolvedAfter(ps, b):
 		p.needReinit.Store(true)
 	default:
 		ps.seq = b.seq
@@ -162,17 +168,30 @@ func (p *Producer) failLocked(ps *partState, b *batch, err error) error {
 	return err
 }
 
-// resolveLocked takes b out of its partition's window and wakes the
-// batches waiting behind it. p.mu is held.
+// resolveLocked marks b resolved, drops the resolved batches at the front
+// of its partition's window and wakes the batches waiting behind it. p.mu
+// is held.
 func (p *Producer) resolveLocked(ps *partState, b *batch) {
-	for i, w := range ps.window {
-		if w == b {
-			ps.window = append(ps.window[:i], ps.window[i+1:]...)
-			break
-		}
+	b.resolved = true
+	for len(ps.window) > 0 && ps.window[0].resolved {
+		ps.window[0] = nil
+		ps.window = ps.window[1:]
 	}
 	close(ps.changed)
 	ps.changed = make(chan struct{})
+}
+
+// unresolvedAfter reports a batch numbered after b that is not resolved
+// yet. p.mu is held.
+func unresolvedAfter(ps *partState, b *batch) bool {
+	after := false
+	for _, w := range ps.window {
+		if after && !w.resolved {
+			return true
+		}
+		after = after || w == b
+	}
+	return false
 }
 
 // waitTurn waits until every batch numbered before b is resolved. If they
@@ -240,10 +259,17 @@ func (p *Producer) reinit() error {
 // (its sender fails it). p.mu is held.
 func (p *Producer) renumber(ps *partState) {
 	ps.seq, ps.acked = 0, 0
+	window := ps.window[:0]
 	for _, b := range ps.window {
+		if b.resolved {
+			continue
+		}
+		window = append(window, b)
 		if !b.unknown {
 			b.seq, b.ident = ps.seq, p.ident
 			ps.seq += int64(len(b.recs))
 		}
 	}
+	clear(ps.window[len(window):])
+	ps.window = window
 }

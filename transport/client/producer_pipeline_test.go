@@ -248,3 +248,73 @@ func TestIdempotentPipelineFollowsLeaderChange(t *testing.T) {
 		t.Fatal("no batch reached the new leader")
 	}
 }
+
+// TestIdempotentResentBatchStaysWithinTheAgentsMemory loses the answer
+// of a batch that was written and delays its resend: the batches behind
+// it keep flowing, but never more than 4 of them are applied before the
+// resend, so the agent (which remembers 5 batches) still answers it as a
+// duplicate instead of refusing it.
+func TestIdempotentResentBatchStaysWithinTheAgentsMemory(t *testing.T) {
+	fc := newFakeCluster(t, 1)
+	fc.addTopic("t", 1)
+	// Batch k (one record each) reaches the agent only once batch k-1 was
+	// answered, so every batch is applied at its first attempt; the
+	// answer to batch 0 is lost after it was written.
+	var mu sync.Mutex
+	answered := map[int64]chan struct{}{}
+	turn := func(seq int64) chan struct{} {
+		mu.Lock()
+		defer mu.Unlock()
+		if answered[seq] == nil {
+			answered[seq] = make(chan struct{})
+		}
+		return answered[seq]
+	}
+	var lost sync.Once
+	fc.agents[0].setProduceHook(func(r *pb.ProduceRequest) error {
+		if seq := r.GetBaseSequence(); seq > 0 {
+			select {
+			case <-turn(seq - 1):
+			case <-time.After(10 * time.Second):
+			}
+		}
+		return nil
+	})
+	intercept := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		err := invoker(ctx, method, req, reply, cc, opts...)
+		r, ok := req.(*pb.ProduceRequest)
+		if !ok || err != nil {
+			return err
+		}
+		seq := r.GetBaseSequence()
+		dropped := false
+		if seq == 0 {
+			lost.Do(func() { dropped = true })
+		}
+		ch := turn(seq)
+		mu.Lock()
+		select {
+		case <-ch:
+		default:
+			close(ch)
+		}
+		mu.Unlock()
+		if dropped {
+			return status.Error(codes.Unknown, "answer lost (test)")
+		}
+		return nil
+	}
+	c := fc.dial(t, WithDialOptions(grpc.WithChainUnaryInterceptor(intercept)))
+	p := newTestProducer(t, c, ProducerConfig{Linger: -1, MaxBatchRecords: 1, RetryBackoff: 50 * time.Millisecond})
+	ctx := testCtx(t)
+	values := make([]string, 30)
+	rs := sendEach(ctx, p, "t", len(values), func(i int) Record {
+		values[i] = fmt.Sprint(i)
+		return Record{Value: []byte(values[i])}.ToPartition(0)
+	})
+	waitAll(t, ctx, rs)
+	checkPartitionOrder(t, ctx, fc, "t", 0, values, rs)
+	if n := len(fc.records("t", 0)); n != len(values) {
+		t.Fatalf("%d records stored, want %d", n, len(values))
+	}
+}
