@@ -78,7 +78,8 @@ func TestIdempotentPipelinesUpToMaxPerPartition(t *testing.T) {
 // batch at the agent until a later one has been refused for overtaking
 // it: the later batches are sent again after it, in order.
 func TestIdempotentOvertakingBatchWaitsForItsPredecessor(t *testing.T) {
-	fc, c := oneAgent(t, "t", 1)
+	fc := newFakeCluster(t, 1)
+	fc.addTopic("t", 1)
 	overtaken := make(chan struct{})
 	var once sync.Once
 	fc.agents[0].setProduceHook(func(r *pb.ProduceRequest) error {
@@ -99,7 +100,7 @@ func TestIdempotentOvertakingBatchWaitsForItsPredecessor(t *testing.T) {
 		}
 		return err
 	}
-	c = fc.dial(t, WithDialOptions(grpc.WithChainUnaryInterceptor(icpt)))
+	c := fc.dial(t, WithDialOptions(grpc.WithChainUnaryInterceptor(icpt)))
 	p := newTestProducer(t, c, ProducerConfig{Linger: -1, MaxBatchRecords: 2})
 	ctx := testCtx(t)
 	values := make([]string, 10)
