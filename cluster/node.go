@@ -83,6 +83,7 @@ type Node struct {
 	storeProblem problemNote
 	metrics      *metrics
 	rpc          *http.ServeMux
+	applied      *appliedSignal // woken after every apply (waitApplied)
 
 	// departing: agents removed on their own request (POST /peer/v1/leave)
 	// that the leader must not add back for a while (departGrace).
@@ -103,7 +104,7 @@ type Node struct {
 func New(cfg Config, f StateMachine) *Node {
 	cfg.setDefaults()
 	n := &Node{cfg: cfg, fsm: f, log: cfg.Logger.With("component", "cluster"), departing: map[string]time.Time{},
-		lowDiskKick: make(chan struct{}, 1), reclaimWant: make(chan bool, 1), peer: cfg.Mux}
+		lowDiskKick: make(chan struct{}, 1), reclaimWant: make(chan bool, 1), peer: cfg.Mux, applied: newAppliedSignal()}
 	n.raftDown, n.markRaftDown = context.WithCancel(context.Background())
 	n.rpc = n.newRPCMux()
 	return n
@@ -200,7 +201,7 @@ func (n *Node) startRaft() (bool, error) {
 	// (DESIGN.md, "Amnesia"): the gate opens on admission or bootstrap.
 	n.transport.setOpen(n.id.Admitted)
 	n.transport.start()
-	r, err := raft.NewRaft(n.raftConfig(hl), n.fsm, logs, n.stable, snaps, n.transport)
+	r, err := raft.NewRaft(n.raftConfig(hl), withAppliedSignal(n.fsm, n.applied), logs, n.stable, snaps, n.transport)
 	if err != nil {
 		return false, fmt.Errorf("cluster: start raft: %w", err)
 	}
@@ -457,8 +458,10 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (*fsm.Result, error) {
 // may still be applied by the leader after a later one): on the Raft leader StartPropose returns once Raft has
 // enqueued the entry (hashicorp/raft's Apply, which takes entries in call
 // order) and wait waits for its commit; elsewhere it forwards the command
-// and returns only when the leader answered, so a forwarding agent has one
-// such command in flight at a time.
+// and returns when the leader answered (so a forwarding agent has one
+// such command at the leader at a time), and wait waits until this agent
+// applied the entry too (read your writes), while the next one is
+// forwarded.
 func (n *Node) StartPropose(ctx context.Context, cmd []byte) (wait func() (*fsm.Result, error)) {
 	r := n.r()
 	var err error
@@ -481,8 +484,7 @@ func (n *Node) StartPropose(ctx context.Context, cmd []byte) (wait func() (*fsm.
 			return res, err
 		}
 	}
-	res, err := n.forward(ctx, cmd)
-	return func() (*fsm.Result, error) { return res, err }
+	return n.startForward(ctx, cmd)
 }
 
 // applyLocal applies cmd through this node's Raft, which must be the
@@ -513,19 +515,17 @@ func (n *Node) awaitApply(ctx context.Context, fut raft.ApplyFuture, start time.
 // that proposed through the leader reads its own write locally. If ctx
 // ends first it returns false; the entry is committed all the same.
 func (n *Node) waitApplied(ctx context.Context, index uint64) bool {
-	if n.fsm.LastApplied() >= index {
-		return true
-	}
-	t := time.NewTicker(time.Millisecond)
-	defer t.Stop()
-	for n.fsm.LastApplied() < index {
+	for {
+		next := n.applied.next()
+		if n.fsm.LastApplied() >= index {
+			return true
+		}
 		select {
 		case <-ctx.Done():
 			return false
-		case <-t.C:
+		case <-next:
 		}
 	}
-	return true
 }
 
 func translateApplyErr(err error) error {

@@ -110,6 +110,10 @@ func (n *Node) handleApply(w http.ResponseWriter, req *http.Request) {
 		writeRPCError(w, http.StatusServiceUnavailable, outcomeNotApplied, err)
 		return
 	}
+	if req.Header.Get(applyEarlyHeader) != "" {
+		n.applyEarly(w, req, r, body)
+		return
+	}
 	res, index, err := n.applyLocal(req.Context(), body)
 	if err != nil {
 		outcome := outcomeUnknown
@@ -327,43 +331,63 @@ func (n *Node) admit(ctx context.Context, addr string, a admitRequest) error {
 // On success it waits until this agent applied the entry as well (read
 // your writes), within ctx and ApplyTimeout.
 func (n *Node) forward(ctx context.Context, cmd []byte) (*fsm.Result, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, n.cfg.ForwardTimeout)
-		defer cancel()
-	}
-	res, index, outcome, err := n.doForward(ctx, cmd)
-	if n.metrics != nil {
-		n.metrics.forwarded.WithLabelValues(outcome).Inc()
-	}
-	if err == nil && index > 0 {
-		// A healthy member applies within milliseconds; one that no longer
-		// receives the log (removed, cut off) must not hold the caller.
-		wctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
-		if !n.waitApplied(wctx, index) {
-			n.log.Warn("forwarded command committed but not applied locally in time", "index", index)
-		}
-		cancel()
-	}
-	return res, err
+	return n.startForward(ctx, cmd)()
 }
 
-func (n *Node) doForward(ctx context.Context, cmd []byte) (*fsm.Result, uint64, string, error) {
+// startForward is forward in two steps: it returns once the leader
+// answered, and the returned wait (which must be called) waits until
+// this agent applied the entry too. Between the two the caller may
+// forward the next command: the leader applied this one already.
+func (n *Node) startForward(ctx context.Context, cmd []byte) (wait func() (*fsm.Result, error)) {
+	cancel := context.CancelFunc(func() {})
+	if _, ok := ctx.Deadline(); !ok {
+		ctx, cancel = context.WithTimeout(ctx, n.cfg.ForwardTimeout)
+	}
+	answer := n.doForward(ctx, cmd)
+	return func() (*fsm.Result, error) {
+		defer cancel()
+		res, index, outcome, err := answer()
+		if n.metrics != nil {
+			n.metrics.forwarded.WithLabelValues(outcome).Inc()
+		}
+		if err == nil && index > 0 {
+			// A healthy member applies within milliseconds; one that no
+			// longer receives the log (removed, cut off) must not hold
+			// the caller.
+			wctx, wcancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
+			if !n.waitApplied(wctx, index) {
+				n.log.Warn("forwarded command committed but not applied locally in time", "index", index)
+			}
+			wcancel()
+		}
+		return res, err
+	}
+}
+
+// doForward sends cmd to the Raft leader and returns once the leader has
+// enqueued it (or answered); answer gives the outcome.
+func (n *Node) doForward(ctx context.Context, cmd []byte) (answer applyAnswer) {
 	addr, id := n.r().LeaderWithID()
 	if addr == "" {
-		return nil, 0, outcomeNotApplied, fmt.Errorf("%w: no raft leader known", fsm.ErrUnavailable)
+		return answered(nil, 0, outcomeNotApplied, fmt.Errorf("%w: no raft leader known", fsm.ErrUnavailable))
 	}
 	if string(id) == n.cfg.NodeID {
 		// We lost leadership between the check and now, or won it.
-		return nil, 0, outcomeNotApplied, fmt.Errorf("%w: raft leadership is changing", fsm.ErrUnavailable)
+		return answered(nil, 0, outcomeNotApplied, fmt.Errorf("%w: raft leadership is changing", fsm.ErrUnavailable))
 	}
-	return postApply(ctx, n.peer.RPCClient(), string(addr), string(id), cmd, forwardDeadline(ctx, n.fsm.Clock()))
+	return sendApply(ctx, n.peer.RPCClient(), string(addr), string(id), cmd, forwardDeadline(ctx, n.fsm.Clock()))
 }
 
 // postApply performs one forwarding request and classifies its failure.
 // deadline (cluster time, 0 = none) travels with it (see clock.go). It
 // returns the outcome label for metrics.
 func postApply(ctx context.Context, client *http.Client, addr, leaderID string, cmd []byte, deadline int64) (*fsm.Result, uint64, string, error) {
+	return sendApply(ctx, client, addr, leaderID, cmd, deadline)()
+}
+
+// sendApply is postApply in two steps (applyearly.go): it returns once the
+// leader has enqueued the command in Raft, or answered.
+func sendApply(ctx context.Context, client *http.Client, addr, leaderID string, cmd []byte, deadline int64) applyAnswer {
 	var wrote atomic.Bool
 	trace := &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {
 		if i.Err == nil {
@@ -373,18 +397,30 @@ func postApply(ctx context.Context, client *http.Client, addr, leaderID string, 
 	url := "http://" + addr + PeerApplyPath
 	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodPost, url, bytes.NewReader(cmd))
 	if err != nil {
-		return nil, 0, outcomeNotApplied, fmt.Errorf("%w: %v", fsm.ErrUnavailable, err)
+		return answered(nil, 0, outcomeNotApplied, fmt.Errorf("%w: %v", fsm.ErrUnavailable, err))
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set(applyEarlyHeader, "1")
 	setForwardDeadline(req, deadline)
 	resp, err := client.Do(req)
 	if err != nil {
 		if !wrote.Load() {
-			return nil, 0, outcomeNotApplied, fmt.Errorf("%w: forwarding to raft leader %s (%s): request not sent: %v", fsm.ErrUnavailable, leaderID, addr, err)
+			return answered(nil, 0, outcomeNotApplied, fmt.Errorf("%w: forwarding to raft leader %s (%s): request not sent: %v", fsm.ErrUnavailable, leaderID, addr, err))
 		}
-		return nil, 0, outcomeUnknown, fmt.Errorf("%w: forwarded to raft leader %s (%s), no answer: %v", fsm.ErrOutcomeUnknown, leaderID, addr, err)
+		return answered(nil, 0, outcomeUnknown, fmt.Errorf("%w: forwarded to raft leader %s (%s), no answer: %v", fsm.ErrOutcomeUnknown, leaderID, addr, err))
+	}
+	if resp.StatusCode == http.StatusOK && resp.Header.Get(applyEnqueuedHeader) != "" {
+		return func() (*fsm.Result, uint64, string, error) {
+			defer resp.Body.Close()
+			return readApplied(resp.Body, leaderID)
+		}
 	}
 	defer resp.Body.Close()
+	return answered(readApplyAnswer(resp, leaderID))
+}
+
+// readApplyAnswer classifies a one-step answer of POST /peer/v1/apply.
+func readApplyAnswer(resp *http.Response, leaderID string) (*fsm.Result, uint64, string, error) {
 	body, rerr := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if resp.StatusCode == http.StatusOK {
 		if rerr != nil {
@@ -402,14 +438,22 @@ func postApply(ctx context.Context, client *http.Client, addr, leaderID string, 
 	if e.Error == "" {
 		e.Error = http.StatusText(resp.StatusCode)
 	}
-	switch {
-	case e.Outcome == outcomeNotApplied,
-		e.Outcome == "" && (resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed):
-		return nil, 0, outcomeNotApplied, fmt.Errorf("%w: raft leader %s answered %d: %s", fsm.ErrUnavailable, leaderID, resp.StatusCode, e.Error)
-	case e.Outcome == outcomeInvalid:
-		return nil, 0, outcomeInvalid, fmt.Errorf("%w: raft leader %s answered %d: %s", fsm.ErrInvalidCommand, leaderID, resp.StatusCode, e.Error)
+	if e.Outcome == "" && (resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed) {
+		e.Outcome = outcomeNotApplied
 	}
-	return nil, 0, outcomeUnknown, fmt.Errorf("%w: raft leader %s answered %d: %s", fsm.ErrOutcomeUnknown, leaderID, resp.StatusCode, e.Error)
+	return nil, 0, outcomeLabel(e.Outcome), classifyApplyError(e, leaderID, resp.StatusCode)
+}
+
+// classifyApplyError turns the leader's error answer into the error class
+// its outcome names (anything unrecognised: outcome unknown).
+func classifyApplyError(e rpcError, leaderID string, status int) error {
+	switch e.Outcome {
+	case outcomeNotApplied:
+		return fmt.Errorf("%w: raft leader %s answered %d: %s", fsm.ErrUnavailable, leaderID, status, e.Error)
+	case outcomeInvalid:
+		return fmt.Errorf("%w: raft leader %s answered %d: %s", fsm.ErrInvalidCommand, leaderID, status, e.Error)
+	}
+	return fmt.Errorf("%w: raft leader %s answered %d: %s", fsm.ErrOutcomeUnknown, leaderID, status, e.Error)
 }
 
 // resultJSON is the wire form of an fsm.Result on peer RPC. Batches

@@ -26,7 +26,8 @@ import (
 // within an entry batches keep their queue order. Entries are started in
 // sealing order from run's goroutine through the orderedProposer (on the
 // Raft leader that enqueues them into Raft in that order; elsewhere it
-// forwards one entry at a time) and, up to MaxInFlight, awaited
+// forwards each entry once the leader has enqueued the one before) and,
+// up to MaxInFlight, awaited
 // concurrently. See DESIGN.md "Proposal coalescer" for what is ordered.
 
 // CoalescerConfig bounds the proposal coalescer.

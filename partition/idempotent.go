@@ -112,13 +112,17 @@ func (p *Producer) produceIdempotent(ctx context.Context, b fsm.IdempotentBatch,
 	return fsm.IdempotentResult{BaseOffset: res.BaseOffset, Count: res.Count, Duplicate: res.Duplicate}, nil
 }
 
-// appendIdempotent sequences one idempotent batch and waits for its own
-// result.
+// appendIdempotent sequences one idempotent batch, behind the producer's
+// batches of the partition still on their way (seqGate), and waits for its
+// own result.
 func (p *Producer) appendIdempotent(ctx context.Context, b *fsm.AppendBatch) (*fsm.Result, error) {
+	k := seqKey{producer: b.ProducerID, epoch: b.ProducerEpoch, part: fsm.PartitionKey{TopicID: b.TopicID, Partition: b.Partition}}
+	p.gate.wait(ctx, k, b.BaseSequence)
 	call, err := p.seq.Sequence(ctx, b)
 	if err != nil {
 		return nil, err
 	}
+	p.gate.queued(k, b.BaseSequence, b.Count, p.clock())
 	res, err := call.wait(ctx)
 	if err != nil {
 		return nil, err

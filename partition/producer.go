@@ -109,6 +109,7 @@ type Producer struct {
 	// seq sequences every AppendBatch this agent proposes: coalescer.
 	seq       sequencer
 	coalescer *coalescer
+	gate      *seqGate // orders an idempotent producer's pipelined batches
 	// tasks runs the batchers, the sweeper and forwarded requests; closing
 	// it fails what is queued and waits for them.
 	tasks *group
@@ -131,6 +132,7 @@ func newProducer(cfg Config, d Deps, tasks *group, admits ...Admission) *Produce
 		batchers: map[fsm.PartitionKey]*batcher{}, rr: map[uint64]*atomic.Uint32{}}
 	p.coalescer = newCoalescer(pc.Coalescer, d.Node, tasks, log, d.Registerer)
 	p.seq = p.coalescer
+	p.gate = newSeqGate(seqGateMaxWait)
 	return p
 }
 

@@ -44,13 +44,20 @@
 // sequence. A batch keeps its base sequence across retries, so a batch whose
 // answer was lost (UNAVAILABLE, UNKNOWN, DEADLINE_EXCEEDED) is resent as is
 // until RetryTimeout, and the agent answers a resent batch that it already
-// wrote with the original offsets instead of writing it twice. To keep the
-// sequences of a partition in order, at most ONE batch per partition is in
-// flight in idempotent mode; different partitions are sent in parallel (up
-// to MaxInFlight requests). If a batch is given up while its outcome is
-// unknown, the producer bumps its epoch (InitProducer with its own id)
-// before sending anything else, which fences the abandoned request and
-// restarts the sequences. If another session bumps the epoch of the
+// wrote with the original offsets instead of writing it twice. Up to
+// MaxInFlightPerPartition batches of a partition (default and at most 5,
+// like Kafka's idempotent producer) are in flight at once, and partitions
+// are sent in parallel (up to MaxInFlight requests in all). The sequences
+// keep a partition's batches in order: the agent writes a batch only when
+// its sequence is the next one, so a batch that overtook its predecessor
+// is refused (OUT_OF_ORDER_SEQUENCE, not written) and resent once every
+// batch before it is resolved. If a batch fails for good while later
+// batches of its partition are in flight, or is given up while its
+// outcome is unknown, the producer bumps its epoch (InitProducer with its
+// own id) before sending anything else, which fences the abandoned
+// requests and renumbers the batches in flight from 0 in order; a batch
+// that may have been written under the old epoch is never renumbered (it
+// fails with an unknown outcome). If another session bumps the epoch of the
 // producer's id, every later send fails with ErrFenced: the producer is not
 // re-initialised behind the caller's back.
 //

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/streamhouse/streamhouse/fsm"
 	pb "github.com/streamhouse/streamhouse/transport/gen/streamhouse/v1"
 )
 
@@ -258,7 +259,11 @@ func (a *fakeAgent) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.Pr
 			Headers: r.GetHeaders(), TimestampMs: r.GetTimestampMs()})
 	}
 	if prod != nil {
-		prod.recent[key] = append(prod.recent[key], fakeBatch{seq: req.GetBaseSequence(), count: n, base: base})
+		recent := append(prod.recent[key], fakeBatch{seq: req.GetBaseSequence(), count: n, base: base})
+		if len(recent) > fsm.MaxProducerBatches { // the agent remembers the last 5
+			recent = recent[len(recent)-fsm.MaxProducerBatches:]
+		}
+		prod.recent[key] = recent
 	}
 	return offsetsResp(part, base, n, false), nil
 }

@@ -20,11 +20,16 @@ const (
 	DefaultMaxBatchRecords = 10000
 	DefaultMaxBatchBytes   = 1 << 20
 	DefaultMaxInFlight     = 32
-	DefaultRetryBackoff    = 100 * time.Millisecond
-	DefaultRetryTimeout    = 60 * time.Second
-	DefaultRequestTimeout  = 30 * time.Second
-	DefaultBufferBytes     = 64 << 20
-	maxRetryBackoff        = 2 * time.Second
+	// DefaultMaxInFlightPerPartition is also the most an idempotent
+	// producer may use: the agent remembers a producer's last 5 batches of
+	// a partition (fsm.MaxProducerBatches), so a retried batch is still
+	// recognised when the 4 batches numbered after it were applied first.
+	DefaultMaxInFlightPerPartition = 5
+	DefaultRetryBackoff            = 100 * time.Millisecond
+	DefaultRetryTimeout            = 60 * time.Second
+	DefaultRequestTimeout          = 30 * time.Second
+	DefaultBufferBytes             = 64 << 20
+	maxRetryBackoff                = 2 * time.Second
 )
 
 // ProducerConfig configures a Producer. Zero values take the defaults.
@@ -39,9 +44,14 @@ type ProducerConfig struct {
 	MaxBatchRecords int
 	MaxBatchBytes   int
 	// MaxInFlight bounds the Produce requests in flight over all
-	// partitions (default 32). In idempotent mode there is at most one per
-	// partition regardless.
+	// partitions (default 32).
 	MaxInFlight int
+	// MaxInFlightPerPartition bounds the batches of one partition in
+	// flight at once in idempotent mode (default and maximum 5, like
+	// Kafka's max.in.flight.requests.per.connection with idempotence).
+	// Their sequence numbers keep them in order: a batch that reaches the
+	// agent before its predecessor is refused and resent after it.
+	MaxInFlightPerPartition int
 	// DisableIdempotence turns the idempotent producer (the default) off:
 	// batches carry no producer id and only UNAVAILABLE answers (definitely
 	// not written) are retried; several batches of one partition may be in
@@ -66,6 +76,8 @@ func (c *ProducerConfig) setDefaults() {
 	orDefault(&c.MaxBatchRecords, DefaultMaxBatchRecords)
 	orDefault(&c.MaxBatchBytes, DefaultMaxBatchBytes)
 	orDefault(&c.MaxInFlight, DefaultMaxInFlight)
+	orDefault(&c.MaxInFlightPerPartition, DefaultMaxInFlightPerPartition)
+	c.MaxInFlightPerPartition = min(c.MaxInFlightPerPartition, DefaultMaxInFlightPerPartition)
 	orDefault(&c.RetryBackoff, DefaultRetryBackoff)
 	orDefault(&c.RetryTimeout, DefaultRetryTimeout)
 	orDefault(&c.RequestTimeout, DefaultRequestTimeout)
@@ -122,8 +134,8 @@ type Producer struct {
 	wg     sync.WaitGroup
 
 	// Lock order: idMu, then mu.
-	idMu       sync.RWMutex // read-held while a batch is sent; write-held to re-initialise
-	ident      ProducerIdentity
+	idMu       sync.RWMutex     // read-held while a batch is sent; write-held to re-initialise
+	ident      ProducerIdentity // written under idMu and mu; read under either
 	needReinit atomic.Bool
 
 	mu       sync.Mutex
@@ -146,7 +158,12 @@ type partState struct {
 	open     *batch   // collecting records
 	queue    []*batch // closed, waiting to be sent
 	inflight int
-	seq      int64 // next sequence number (idempotent)
+
+	// Idempotent mode (producer_idem.go), under mu.
+	seq     int64         // next sequence number to give a batch
+	window  []*batch      // numbered batches from the oldest unresolved one on, in sequence order
+	acked   int64         // sequence after the highest acknowledged batch
+	changed chan struct{} // closed (and replaced) when a window batch resolves
 }
 
 type batch struct {
@@ -157,6 +174,12 @@ type batch struct {
 	ready   bool // linger expired: send when the partition is free
 	timer   *time.Timer
 	done    chan struct{}
+
+	// Idempotent mode, under mu (written by the batch's own sender).
+	seq      int64            // base sequence under ident
+	ident    ProducerIdentity // the identity seq was given under
+	unknown  bool             // an attempt may have been written
+	resolved bool             // acknowledged or failed for good
 }
 
 // NewProducer creates a producer. An idempotent producer (the default)
@@ -238,7 +261,7 @@ func (p *Producer) Send(ctx context.Context, topic string, rec Record) *Result {
 	key := partKey{topic, part}
 	ps := p.parts[key]
 	if ps == nil {
-		ps = &partState{key: key}
+		ps = &partState{key: key, changed: make(chan struct{})}
 		p.parts[key] = ps
 	}
 	if b := ps.open; b != nil && (len(b.recs) >= p.cfg.MaxBatchRecords || b.bytes+size > p.cfg.MaxBatchBytes) {
@@ -386,11 +409,12 @@ func (p *Producer) closeBatch(ps *partState) {
 	}
 }
 
-// maxInFlight is the per-partition limit: one batch in idempotent mode, so
-// that sequences reach the agent in order.
+// maxInFlight is the per-partition limit: MaxInFlightPerPartition in
+// idempotent mode (the sequence numbers keep those in order), else
+// MaxInFlight.
 func (p *Producer) maxInFlight() int {
 	if p.idem {
-		return 1
+		return p.cfg.MaxInFlightPerPartition
 	}
 	return p.cfg.MaxInFlight
 }
@@ -400,7 +424,7 @@ func (p *Producer) maxInFlight() int {
 // and sent when the partition is free. p.mu is held.
 func (p *Producer) dispatch(ps *partState) {
 	limit := p.maxInFlight()
-	for ps.inflight < limit {
+	for ps.inflight < limit && (!p.idem || len(ps.window) < limit) {
 		if len(ps.queue) == 0 && ps.open != nil && ps.open.ready {
 			p.closeBatch(ps)
 		}
@@ -411,6 +435,9 @@ func (p *Producer) dispatch(ps *partState) {
 		ps.queue[0] = nil
 		ps.queue = ps.queue[1:]
 		ps.inflight++
+		if p.idem {
+			p.number(ps, b)
+		}
 		p.wg.Add(1)
 		go p.sendBatch(ps, b)
 	}
@@ -423,12 +450,10 @@ func (p *Producer) sendBatch(ps *partState, b *batch) {
 		offs []Offset
 		err  error
 	)
-	select {
-	case p.sem <- struct{}{}:
-		offs, err = p.deliver(ps, b)
-		<-p.sem
-	case <-p.ctx.Done():
-		err = fmt.Errorf("produce to %s/%d: %w before the batch was sent", b.key.topic, b.key.partition, ErrClosed)
+	if p.idem {
+		offs, err = p.deliverIdempotent(ps, b)
+	} else {
+		offs, err = p.deliverPlain(b)
 	}
 	for i, r := range b.results {
 		if err != nil {
@@ -448,98 +473,33 @@ func (p *Producer) sendBatch(ps *partState, b *batch) {
 	close(b.done)
 }
 
-// deliver sends b with retries; in idempotent mode it numbers the batch
-// and re-initialises the producer first when a previous batch was given up
-// with an unknown outcome.
-func (p *Producer) deliver(ps *partState, b *batch) ([]Offset, error) {
-	if !p.idem {
-		offs, _, err := p.attempts(b, nil, 0)
-		return offs, err
+// deliverPlain sends a non-idempotent batch with retries.
+func (p *Producer) deliverPlain(b *batch) ([]Offset, error) {
+	var (
+		offs []Offset
+		err  error
+	)
+	if !p.withSlot(b, func() { offs, _, err = p.attempts(b, nil, 0) }) {
+		return nil, p.closedBeforeSend(b)
 	}
-	retriedUnknownProducer := false
-	for {
-		p.idMu.RLock()
-		if err := p.usable(); err != nil && !errors.Is(err, ErrClosed) {
-			p.idMu.RUnlock()
-			return nil, err
-		}
-		if p.needReinit.Load() {
-			p.idMu.RUnlock()
-			if err := p.reinit(); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		id := p.ident
-		p.mu.Lock()
-		seq := ps.seq
-		p.mu.Unlock()
-		offs, unknown, err := p.attempts(b, &id, seq)
-		switch {
-		case err == nil:
-			p.mu.Lock()
-			ps.seq = seq + int64(len(b.recs))
-			p.mu.Unlock()
-		case errors.Is(err, ErrFenced):
-			p.mu.Lock()
-			if p.fatal == nil {
-				p.fatal = err
-			}
-			p.mu.Unlock()
-		case unknown || Kind(err) == KindOutOfOrderSequence:
-			// The batch may have been written under this sequence: never
-			// reuse it. A new epoch fences the abandoned request and
-			// restarts the sequences.
-			p.needReinit.Store(true)
-		case Kind(err) == KindUnknownProducer && !retriedUnknownProducer:
-			// The id expired (idle too long): nothing was written; get a
-			// new id and send the batch again.
-			p.needReinit.Store(true)
-			retriedUnknownProducer = true
-			p.idMu.RUnlock()
-			continue
-		}
-		p.idMu.RUnlock()
-		return offs, err
+	return offs, err
+}
+
+// withSlot runs send holding one of the MaxInFlight request slots; false
+// when the producer was closed first (send did not run).
+func (p *Producer) withSlot(b *batch, send func()) bool {
+	select {
+	case p.sem <- struct{}{}:
+		defer func() { <-p.sem }()
+		send()
+		return true
+	case <-p.ctx.Done():
+		return false
 	}
 }
 
-// reinit bumps the producer's epoch (or gets a new id when the old one is
-// unknown) once no batch is in flight, and restarts every sequence at 0.
-func (p *Producer) reinit() error {
-	p.idMu.Lock()
-	defer p.idMu.Unlock()
-	if !p.needReinit.Load() {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.RetryTimeout)
-	defer cancel()
-	backoff := p.cfg.RetryBackoff
-	for {
-		id, err := p.c.InitProducer(ctx, p.ident.ID)
-		if k := Kind(err); k == KindUnknownProducer || k == KindPermissionDenied {
-			// Expired, or issued to another API key (ours was renamed): a
-			// new producer id starts over; it fails too if the key may not
-			// produce at all.
-			id, err = p.c.InitProducer(ctx, 0)
-		}
-		if err == nil {
-			p.c.log.Info("idempotent producer re-initialised after a batch with an unknown outcome",
-				"producer_id", id.ID, "epoch", id.Epoch, "previous_id", p.ident.ID, "previous_epoch", p.ident.Epoch)
-			p.ident = id
-			p.mu.Lock()
-			for _, ps := range p.parts {
-				ps.seq = 0
-			}
-			p.mu.Unlock()
-			p.needReinit.Store(false)
-			return nil
-		}
-		if !IsRetriable(err) || sleepCtx(ctx, jitter(backoff)) != nil {
-			return fmt.Errorf("re-initialise the idempotent producer: %w", err)
-		}
-		backoff = min(2*backoff, maxRetryBackoff)
-	}
+func (p *Producer) closedBeforeSend(b *batch) error {
+	return fmt.Errorf("produce to %s/%d: %w before the batch was sent", b.key.topic, b.key.partition, ErrClosed)
 }
 
 // retriable says whether a failed attempt is sent again: UNAVAILABLE
