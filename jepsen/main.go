@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -31,6 +32,7 @@ import (
 	"github.com/streamhouse/streamhouse/jepsen/control"
 	"github.com/streamhouse/streamhouse/jepsen/history"
 	"github.com/streamhouse/streamhouse/jepsen/nemesis"
+	"github.com/streamhouse/streamhouse/jepsen/workload"
 	"github.com/streamhouse/streamhouse/s3seg/s3segtest"
 )
 
@@ -70,6 +72,10 @@ func init() {
 // smokeClasses: a few fault classes for CI (about 1 minute each).
 var smokeClasses = []string{nemesis.KillLeader, nemesis.PartitionLeader, nemesis.Pause, nemesis.WipeKill, "lossy-kill", "dr-mid-flush"}
 
+// smokeKafkaClasses: the smoke profile's runs with Kafka clients (franz-go
+// producers and readers), after the gRPC runs.
+var smokeKafkaClasses = []string{nemesis.KillLeader, nemesis.PartitionLeader}
+
 type options struct {
 	profile    string
 	class      string
@@ -81,6 +87,7 @@ type options struct {
 	out        string
 	rate       float64
 	partitions int
+	clients    []string // "": the profile's default
 	bin        string
 	keepData   bool
 	check      string
@@ -107,8 +114,12 @@ func main() {
 	flag.BoolVar(&o.verbose, "v", false, "log harness details to stderr")
 	summarize := flag.String("summarize", "", "merge the results.json of these output dirs (comma-separated) into -out and print the summary")
 	recheck := flag.Bool("recheck", false, "with -summarize: run the checker again on every run's recorded history")
+	clients := flag.String("clients", "", "client modes of every run, comma-separated: grpc, kafka (default grpc; the smoke profile adds Kafka runs of "+strings.Join(smokeKafkaClasses, ", ")+")")
 	list := flag.Bool("list", false, "list the fault classes and exit")
 	flag.Parse()
+	if *clients != "" {
+		o.clients = strings.Split(*clients, ",")
+	}
 	if *list {
 		for _, c := range classOrder {
 			fmt.Println(c)
@@ -160,10 +171,22 @@ func checkerOptions(dir string) (checker.Options, error) {
 
 type runSpec struct {
 	class    string
+	client   string // workload.ClientGRPC or workload.ClientKafka
 	seed     uint64
 	duration time.Duration
 }
 
+// name is the run's directory name: class, client unless gRPC, seed.
+func (r runSpec) name() string {
+	if r.client == workload.ClientKafka {
+		return fmt.Sprintf("%s-%s-s%d", r.class, r.client, r.seed)
+	}
+	return fmt.Sprintf("%s-s%d", r.class, r.seed)
+}
+
+// plan lists the runs: every class of the profile (or -class) with every
+// client mode of -clients (gRPC by default), each with -seeds seeds; the
+// smoke profile without -clients adds its Kafka runs.
 func plan(o options) ([]runSpec, error) {
 	var names []string
 	switch {
@@ -176,14 +199,34 @@ func plan(o options) ([]runSpec, error) {
 	default:
 		return nil, errors.New("give -profile smoke|full or -class NAME (see -list)")
 	}
+	clients := o.clients
+	if len(clients) == 0 {
+		clients = []string{workload.ClientGRPC}
+	}
+	for _, c := range clients {
+		if !slices.Contains(workload.Clients, c) {
+			return nil, fmt.Errorf("unknown client mode %q (want %s)", c, strings.Join(workload.Clients, ", "))
+		}
+	}
 	var runs []runSpec
-	for _, n := range names {
-		if _, ok := classes[n]; !ok {
-			return nil, fmt.Errorf("unknown class %q (see -list)", n)
+	add := func(names, clients []string) error {
+		for _, c := range clients {
+			for _, n := range names {
+				if _, ok := classes[n]; !ok {
+					return fmt.Errorf("unknown class %q (see -list)", n)
+				}
+				for s := 0; s < o.seeds; s++ {
+					runs = append(runs, runSpec{class: n, client: c, seed: o.seed + uint64(s), duration: o.duration})
+				}
+			}
 		}
-		for s := 0; s < o.seeds; s++ {
-			runs = append(runs, runSpec{class: n, seed: o.seed + uint64(s), duration: o.duration})
-		}
+		return nil
+	}
+	if err := add(names, clients); err != nil {
+		return nil, err
+	}
+	if o.class == "" && o.profile == "smoke" && len(o.clients) == 0 {
+		_ = add(smokeKafkaClasses, []string{workload.ClientKafka})
 	}
 	return runs, nil
 }
@@ -294,7 +337,7 @@ func runAll(ctx context.Context, o options, runs []runSpec, bin, minio string, l
 		if ctx.Err() != nil {
 			break
 		}
-		fmt.Printf("[%d/%d] %-24s seed %-8d ", i+1, len(runs), r.class, r.seed)
+		fmt.Printf("[%d/%d] %-32s seed %-8d ", i+1, len(runs), classLabel(r.class, r.client), r.seed)
 		res := runOne(ctx, o, r, bin, minio, log)
 		results = append(results, res)
 		fmt.Printf("%6d ops %5d acked  %5.1fs  %s\n", res.Ops, res.SendsOK, res.Elapsed.Seconds(), verdict(res))
@@ -310,6 +353,8 @@ func verdict(res RunResult) string {
 		return fmt.Sprintf("ANOMALIES %v", nonzero(res.Counts))
 	case len(res.Errors) > 0:
 		return "ERROR " + res.Errors[0]
+	case res.ReadResets > 0:
+		return fmt.Sprintf("ok (%d reader resets)", res.ReadResets)
 	}
 	return "ok"
 }

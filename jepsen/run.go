@@ -22,6 +22,7 @@ import (
 // RunResult is one run's outcome (results.json).
 type RunResult struct {
 	Class      string          `json:"class"`
+	Client     string          `json:"client,omitempty"` // workload client mode; "" in older results: grpc
 	Seed       uint64          `json:"seed"`
 	Dir        string          `json:"dir"`
 	Net        string          `json:"net"`
@@ -40,6 +41,7 @@ type RunResult struct {
 	Outages    []float64       `json:"outage_seconds"`   // per fault: longest time without acks from its start to 10 s after its heal
 	MaxAckGap  float64         `json:"max_ack_gap_seconds"`
 	FinalWait  float64         `json:"final_converge_seconds"`
+	ReadResets int64           `json:"reader_resets,omitempty"` // assign-based readers replaced after an out-of-range answer
 	Crashes    []string        `json:"agent_crashes,omitempty"`
 	Errors     []string        `json:"errors,omitempty"`
 	DR         *DRReport       `json:"dr,omitempty"`
@@ -47,9 +49,18 @@ type RunResult struct {
 	Checker    checker.Result  `json:"checker"`
 }
 
-func workloadConfig(o options, seed uint64, log *slog.Logger) workload.Config {
+func workloadConfig(o options, r runSpec, log *slog.Logger) workload.Config {
 	return workload.Config{Topic: "jepsen", Partitions: int32(o.partitions), Producers: 2, Rate: o.rate,
-		Pollers: 1, GroupConsumers: 2, Group: "jepsen-group", Seed: seed, Log: log}
+		Pollers: 1, GroupConsumers: 2, Group: "jepsen-group", Seed: r.seed, Log: log, Client: r.client}
+}
+
+// classLabel is a class's name in the reports: the class, and the client
+// mode unless gRPC.
+func classLabel(class, client string) string {
+	if client == "" || client == workload.ClientGRPC {
+		return class
+	}
+	return class + " (" + client + ")"
 }
 
 // watchCrashes reports agents that exit without the nemesis killing them.
@@ -80,10 +91,10 @@ func watchCrashes(ctx context.Context, c *control.Cluster, res *RunResult) func(
 
 func runOne(ctx context.Context, o options, r runSpec, bin, minio string, log *slog.Logger) (res RunResult) {
 	spec := classes[r.class]
-	res = RunResult{Class: r.class, Seed: r.seed, Agents: o.agents, Duration: r.duration, Counts: map[string]int{}}
+	res = RunResult{Class: r.class, Client: r.client, Seed: r.seed, Agents: o.agents, Duration: r.duration, Counts: map[string]int{}}
 	start := time.Now()
 	defer func() { res.Elapsed = time.Since(start) }()
-	dir := filepath.Join(o.out, fmt.Sprintf("%s-s%d", r.class, r.seed))
+	dir := filepath.Join(o.out, r.name())
 	res.Dir = dir
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		res.Errors = append(res.Errors, err.Error())
@@ -117,6 +128,7 @@ func runOne(ctx context.Context, o options, r runSpec, bin, minio string, log *s
 	}
 	opts := runFaults(ctx, spec, r, c, wl, rec, log, &res)
 	wl.Stop()
+	res.ReadResets = wl.ReaderResets()
 	fctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	fr := wl.FinalRead(fctx, 90*time.Second)
 	cancel()
@@ -136,7 +148,7 @@ func runOne(ctx context.Context, o options, r runSpec, bin, minio string, log *s
 
 // startWorkload creates the test topic and starts the clients.
 func startWorkload(ctx context.Context, o options, r runSpec, spec classSpec, c *control.Cluster, rec *history.Recorder, log *slog.Logger) (*workload.Workload, error) {
-	wcfg := workloadConfig(o, r.seed, log)
+	wcfg := workloadConfig(o, r, log)
 	wcfg.Rate = drWorkloadRate(spec.dr, wcfg.Rate)
 	wl := workload.New(wcfg, c, rec)
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -331,10 +343,11 @@ func classStatsOf(results []RunResult) []*classStats {
 	byClass := map[string]*classStats{}
 	var order []*classStats
 	for _, r := range results {
-		s := byClass[r.Class]
+		label := classLabel(r.Class, r.Client)
+		s := byClass[label]
 		if s == nil {
-			s = &classStats{row: classRow{Class: r.Class}}
-			byClass[r.Class] = s
+			s = &classStats{row: classRow{Class: label}}
+			byClass[label] = s
 			order = append(order, s)
 		}
 		s.add(r)
@@ -398,7 +411,7 @@ func drTable(b *strings.Builder, results []RunResult) {
 	var drs []string
 	for _, r := range results {
 		if r.DR != nil {
-			drs = append(drs, fmt.Sprintf("| %s | %d | %s | %d | %d | %d | %d | %.1f |", r.Class, r.Seed, r.DR.RecoveryPoint, r.DR.LostFlushed, r.DR.LostUnflushed, r.DR.RecoveredUnflushed, r.DR.OffsetReuse, r.DR.RestoreSeconds))
+			drs = append(drs, fmt.Sprintf("| %s | %d | %s | %d | %d | %d | %d | %.1f |", classLabel(r.Class, r.Client), r.Seed, r.DR.RecoveryPoint, r.DR.LostFlushed, r.DR.LostUnflushed, r.DR.RecoveredUnflushed, r.DR.OffsetReuse, r.DR.RestoreSeconds))
 		}
 	}
 	if len(drs) > 0 {
