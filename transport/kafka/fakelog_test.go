@@ -16,7 +16,7 @@ type fakeLog struct {
 	parts     map[string][]fsm.FetchedRecord // "topic/partition"
 	low       map[string]int64
 	wake      chan struct{}
-	producers map[uint64]uint32            // id -> epoch
+	producers map[uint64]uint32              // id -> epoch
 	seqs      map[string][]fsm.ProducerBatch // "id/topic/partition"
 	nextPID   uint64
 }

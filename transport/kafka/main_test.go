@@ -78,7 +78,6 @@ func (f *fakeAgent) Partitions(name string) ([]fsm.PartitionInfo, error) {
 	return out, nil
 }
 
-
 func (f *fakeAgent) addTopic(name string, parts int32) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
