@@ -19,6 +19,11 @@ type Config struct {
 	Cluster Cluster
 	Topics  Topics
 	Fetcher Fetcher
+	// Producer, Idempotent and Offsets serve Produce, InitProducerId and
+	// ListOffsets; nil: the API is not advertised.
+	Producer   Producer
+	Idempotent IdempotentProducer
+	Offsets    Offsets
 
 	// TLSConfig, when set, makes the listener TLS-only.
 	TLSConfig *tls.Config
@@ -52,6 +57,7 @@ func (c Config) withDefaults() Config {
 type Server struct {
 	cfg      Config
 	handlers map[int16]handler
+	wraps    seqWraps // Kafka sequence wraps per producer session (initproducer.go)
 
 	mu     sync.Mutex
 	lns    []net.Listener
