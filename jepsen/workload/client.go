@@ -61,10 +61,11 @@ type reader interface {
 // reader process starts from the earliest offset.
 var errReaderReset = errors.New("reader reset")
 
-// driver opens producers and readers of one client mode.
+// driver opens producers and readers of one client mode; proc is the
+// history process the producer or reader is (for its logs).
 type driver interface {
-	newSender(ctx context.Context) (sender, error)
-	newReader(ctx context.Context) (reader, error)
+	newSender(ctx context.Context, proc int) (sender, error)
+	newReader(ctx context.Context, proc int) (reader, error)
 	close()
 }
 
@@ -105,7 +106,7 @@ type grpcDriver struct {
 
 func (d *grpcDriver) close() { _ = d.cl.Close() }
 
-func (d *grpcDriver) newSender(ctx context.Context) (sender, error) {
+func (d *grpcDriver) newSender(ctx context.Context, _ int) (sender, error) {
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	p, err := d.cl.NewProducer(pctx, client.ProducerConfig{
@@ -118,7 +119,7 @@ func (d *grpcDriver) newSender(ctx context.Context) (sender, error) {
 	return &grpcSender{ctx: ctx, topic: d.w.cfg.Topic, p: p}, nil
 }
 
-func (d *grpcDriver) newReader(ctx context.Context) (reader, error) {
+func (d *grpcDriver) newReader(ctx context.Context, _ int) (reader, error) {
 	kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	k, err := d.cl.NewConsumer(kctx, client.ConsumerConfig{Topic: d.w.cfg.Topic, Start: client.Earliest,

@@ -29,10 +29,11 @@ func newKafkaDriver(cfg Config, addrs []string, log *slog.Logger) *kafkaDriver {
 
 func (d *kafkaDriver) close() {}
 
-// commonOpts are the options of every kgo client of the workload: every
+// commonOpts are the options of every kgo client of the workload (proc:
+// its history process, in its log lines; -1 for the setup check): every
 // agent as a seed, metadata refreshed at least every 2 s (the gRPC
 // client's refresh), a short fixed retry backoff.
-func (d *kafkaDriver) commonOpts() []kgo.Opt {
+func (d *kafkaDriver) commonOpts(proc int) []kgo.Opt {
 	return []kgo.Opt{
 		kgo.SeedBrokers(d.addrs...),
 		kgo.ClientID("jepsen"),
@@ -40,7 +41,7 @@ func (d *kafkaDriver) commonOpts() []kgo.Opt {
 		kgo.MetadataMinAge(250 * time.Millisecond),
 		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }),
 		kgo.DialTimeout(3 * time.Second),
-		kgo.WithLogger(kgoLogger{d.log}),
+		kgo.WithLogger(kgoLogger{d.log.With("process", proc)}),
 	}
 }
 
@@ -50,8 +51,8 @@ func (d *kafkaDriver) commonOpts() []kgo.Opt {
 // (RecordDeliveryTimeout, which kgo enforces only where failing the
 // record cannot break the idempotent sequence). Unknown-topic answers are
 // retried until that timeout: the topic exists for the whole run.
-func (d *kafkaDriver) newSender(ctx context.Context) (sender, error) {
-	opts := append(d.commonOpts(),
+func (d *kafkaDriver) newSender(ctx context.Context, proc int) (sender, error) {
+	opts := append(d.commonOpts(proc),
 		kgo.DefaultProduceTopic(d.topic),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
@@ -76,12 +77,12 @@ func (d *kafkaDriver) newSender(ctx context.Context) (sender, error) {
 // from the earliest offset. An OffsetOutOfRange answer is not papered
 // over by a reset (NoResetOffset): the reader reports it and a new reader
 // process starts from the earliest offset.
-func (d *kafkaDriver) newReader(ctx context.Context) (reader, error) {
+func (d *kafkaDriver) newReader(ctx context.Context, proc int) (reader, error) {
 	parts := map[int32]kgo.Offset{}
 	for p := int32(0); p < d.partitions; p++ {
 		parts[p] = kgo.NewOffset().AtStart()
 	}
-	opts := append(d.commonOpts(),
+	opts := append(d.commonOpts(proc),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{d.topic: parts}),
 		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
 		kgo.FetchMaxWait(500*time.Millisecond),
@@ -104,7 +105,7 @@ var kafkaAPIs = []kmsg.Key{kmsg.ApiVersions, kmsg.Metadata, kmsg.InitProducerID,
 // clearly when one the workload needs is missing (rather than recording
 // a run of sends that never complete).
 func (d *kafkaDriver) checkAPIs(ctx context.Context) error {
-	cl, err := kgo.NewClient(d.commonOpts()...)
+	cl, err := kgo.NewClient(d.commonOpts(-1)...)
 	if err != nil {
 		return err
 	}
@@ -290,11 +291,12 @@ func fetchErr(errs []kgo.FetchError) error {
 
 func (r *kafkaReader) close() { r.cl.Close() }
 
-// kgoLogger sends kgo's warnings and errors to the harness log (its info
-// and debug messages are per request).
+// kgoLogger sends kgo's info, warning and error messages to the harness
+// log (connection and metadata events, producer id resets, failed
+// batches; its debug messages are per request).
 type kgoLogger struct{ log *slog.Logger }
 
-func (l kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+func (l kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelInfo }
 
 func (l kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	lv := slog.LevelDebug
@@ -303,6 +305,8 @@ func (l kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 		lv = slog.LevelError
 	case kgo.LogLevelWarn:
 		lv = slog.LevelWarn
+	case kgo.LogLevelInfo:
+		lv = slog.LevelInfo
 	}
 	l.log.Log(context.Background(), lv, msg, keyvals...)
 }

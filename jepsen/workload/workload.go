@@ -202,7 +202,7 @@ func (w *Workload) producer(ctx context.Context, idx int, rate float64) {
 	rng := rand.New(rand.NewPCG(w.cfg.Seed, uint64(idx)+1))
 	interval := time.Duration(float64(time.Second) / max(rate, 1))
 	w.driverSessions(ctx, func(d driver, proc int) bool {
-		s, err := d.newSender(ctx)
+		s, err := d.newSender(ctx, proc)
 		if err != nil {
 			w.log.Debug("new producer", "client", w.cfg.Client, "err", err)
 			return w.sleep(500 * time.Millisecond)
@@ -343,7 +343,7 @@ func (w *Workload) consumer(ctx context.Context, cl *client.Client, cfg client.C
 
 func (w *Workload) poller(ctx context.Context) {
 	w.driverSessions(ctx, func(d driver, proc int) bool {
-		k, err := d.newReader(ctx)
+		k, err := d.newReader(ctx, proc)
 		if err != nil {
 			w.log.Debug("new reader", "client", w.cfg.Client, "err", err)
 			return w.sleep(500 * time.Millisecond)
