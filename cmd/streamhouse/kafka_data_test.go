@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -207,4 +209,161 @@ func (cc *cutConn) Write(p []byte) (int, error) {
 		_ = cc.Conn.Close()
 	}
 	return n, err
+}
+
+// kafkaAddrs returns the Kafka address of every agent of a proc cluster.
+func (c *procCluster) kafkaAddrs() []string {
+	var out []string
+	for _, env := range c.env {
+		for _, kv := range env {
+			if port, ok := strings.CutPrefix(kv, "KAFKA_PORT="); ok {
+				out = append(out, "127.0.0.1:"+port)
+			}
+		}
+	}
+	return out
+}
+
+// kafkaAck is where an acknowledged record landed.
+type kafkaAck struct {
+	partition int32
+	offset    int64
+}
+
+// TestKafkaLeaderKillNoAckedLoss: a franz-go producer writes continuously
+// to a three-agent cluster; SIGKILL an agent that leads partitions; the
+// client reroutes to the new leaders (NOT_LEADER / metadata refresh) and
+// every acknowledged record is read back over Kafka at its offset, once.
+func TestKafkaLeaderKillNoAckedLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process cluster test; run without -short")
+	}
+	c := startProcCluster(t, 3)
+	var st transport.ClusterStatus
+	waitFor(t, 30*time.Second, "3 voters", func() bool {
+		var ok bool
+		st, ok = c.status(0)
+		return ok && len(st.Voters) == 3 && st.Leader != ""
+	})
+	const parts = 3
+	createTopic(t, c.base(0), "kf", parts)
+	addrs := c.kafkaAddrs()
+	p := kgoClient(t, addrs, kgo.RetryBackoffFn(func(int) time.Duration { return 20 * time.Millisecond }))
+	var (
+		mu      sync.Mutex
+		acked   = map[string]kafkaAck{}
+		lastAck [parts]atomic.Int64 // unix nanos of each partition's latest ack
+		stop    atomic.Bool
+		done    = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		for i := 0; !stop.Load(); i++ {
+			r := &kgo.Record{Topic: "kf", Value: []byte("r" + strconv.Itoa(i))}
+			p.Produce(context.Background(), r, func(r *kgo.Record, err error) {
+				if err != nil {
+					return // not acknowledged: may or may not be stored
+				}
+				mu.Lock()
+				acked[string(r.Value)] = kafkaAck{r.Partition, r.Offset}
+				mu.Unlock()
+				lastAck[r.Partition].Store(time.Now().UnixNano())
+			})
+			if i%10 == 9 {
+				time.Sleep(2 * time.Millisecond) // a steady stream, not one huge burst
+			}
+		}
+	}()
+	nAcked := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
+	waitFor(t, 30*time.Second, "initial load", func() bool { return nAcked() > 2000 })
+
+	victim := kafkaPartitionLeader(t, c, "kf")
+	killedAt := time.Now()
+	c.procs[victim].kill(t)
+	before := nAcked()
+	waitFor(t, 60*time.Second, "produce resumes on every partition after the kill", func() bool {
+		for i := range lastAck {
+			if lastAck[i].Load() <= killedAt.UnixNano() {
+				return false
+			}
+		}
+		return nAcked() > before+2000
+	})
+	t.Logf("killed node-%d: produce resumed within %v", victim+1, time.Since(killedAt).Round(10*time.Millisecond))
+	stop.Store(true)
+	<-done
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var survivors []string
+	for i, a := range addrs {
+		if i != victim {
+			survivors = append(survivors, a)
+		}
+	}
+	verifyKafkaAcked(t, survivors, "kf", parts, acked)
+}
+
+// kafkaPartitionLeader returns the index of an agent that leads a
+// partition of topic and is not the Raft leader (any leader if none).
+func kafkaPartitionLeader(t *testing.T, c *procCluster, topic string) int {
+	t.Helper()
+	var st transport.ClusterStatus
+	waitFor(t, 30*time.Second, "partition leaders known", func() bool {
+		var ok bool
+		st, ok = c.status(0)
+		return ok && st.Leader != ""
+	})
+	victim := -1
+	for _, m := range st.Members {
+		for _, l := range m.Leaderships {
+			if strings.HasPrefix(l, topic+"/") && (victim < 0 || !m.RaftLeader) {
+				victim = nodeIndex(m.ID)
+			}
+		}
+	}
+	if victim < 0 {
+		t.Fatalf("no leader of %s: %+v", topic, st.Members)
+	}
+	return victim
+}
+
+// verifyKafkaAcked reads every partition over Kafka up to its end and
+// checks each acknowledged record is at its offset and stored once.
+func verifyKafkaAcked(t *testing.T, seeds []string, topic string, parts int32, acked map[string]kafkaAck) {
+	t.Helper()
+	offs := map[int32]kgo.Offset{}
+	for p := range parts {
+		offs[p] = kgo.NewOffset().AtStart()
+	}
+	cl := kgoClient(t, seeds, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offs}))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	seen := map[string]int{}
+	found := 0
+	for found < len(acked) {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of %d acknowledged records", found, len(acked))
+		}
+		fs.EachError(func(tp string, p int32, err error) { t.Logf("fetch %s/%d: %v", tp, p, err) })
+		for _, r := range fs.Records() {
+			v := string(r.Value)
+			seen[v]++
+			if seen[v] > 1 {
+				t.Fatalf("record %s stored twice (offset %d)", v, r.Offset)
+			}
+			if a, ok := acked[v]; ok {
+				if a.partition != r.Partition || a.offset != r.Offset {
+					t.Fatalf("record %s acknowledged at %d/%d, read at %d/%d", v, a.partition, a.offset, r.Partition, r.Offset)
+				}
+				found++
+			}
+		}
+	}
+	t.Logf("all %d acknowledged records read back", len(acked))
 }
