@@ -1,7 +1,8 @@
 // Command jepsen is StreamHouse's failover-testing harness: it builds the
 // agent, runs 3 or 5 agent processes (each in its own network namespace,
 // or on loopback behind a fault proxy) with real MinIO and PostgreSQL
-// servers, drives producers and consumers through the Go client while a
+// servers, drives producers and consumers through the Go client (or
+// franz-go over the Kafka protocol, -clients kafka) while a
 // nemesis injects faults on a seeded schedule, records every operation in
 // a history and checks it (package checker). See docs/jepsen.md.
 //
