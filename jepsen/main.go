@@ -347,6 +347,11 @@ func runAll(ctx context.Context, o options, runs []runSpec, bin, minio string, l
 	return results
 }
 
+// stalledProducerSends: a producer process with more sends than this after
+// its last acknowledgement is named on the run's line (a healthy one's
+// last sends are acknowledged when the clients stop).
+const stalledProducerSends = 100
+
 // verdict is a run's outcome in a word or a few.
 func verdict(res RunResult) string {
 	switch {
@@ -354,8 +359,16 @@ func verdict(res RunResult) string {
 		return fmt.Sprintf("ANOMALIES %v", nonzero(res.Counts))
 	case len(res.Errors) > 0:
 		return "ERROR " + res.Errors[0]
-	case res.ReadResets > 0:
-		return fmt.Sprintf("ok (%d reader resets)", res.ReadResets)
+	}
+	var notes []string
+	if res.ReadResets > 0 {
+		notes = append(notes, fmt.Sprintf("%d reader resets", res.ReadResets))
+	}
+	if t := res.ProcTail; t.Sends > stalledProducerSends {
+		notes = append(notes, fmt.Sprintf("producer process %d: %d sends after its last acknowledged one (sent at %.1f s)", t.Process, t.Sends, t.LastAckS))
+	}
+	if len(notes) > 0 {
+		return "ok (" + strings.Join(notes, "; ") + ")"
 	}
 	return "ok"
 }

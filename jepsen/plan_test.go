@@ -4,7 +4,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/streamhouse/streamhouse/jepsen/history"
 	"github.com/streamhouse/streamhouse/jepsen/workload"
 )
 
@@ -64,5 +66,37 @@ func TestClassLabelGroupsRuns(t *testing.T) {
 	})
 	if len(rows) != 2 || rows[0].row.Class != "pause" || rows[0].row.Acked != 3 || rows[1].row.Class != "pause (kafka)" || rows[1].row.Acked != 4 {
 		t.Fatalf("rows %+v %+v", rows[0].row, rows[len(rows)-1].row)
+	}
+}
+
+// TestProducerTail: a producer that stops being acknowledged while
+// another goes on is named with its sends after its last acknowledgement.
+func TestProducerTail(t *testing.T) {
+	s := func(sec float64) int64 { return int64(sec * float64(time.Second)) }
+	var ops []history.Op
+	send := func(proc int, inv, done float64, typ history.Type) {
+		ops = append(ops, history.Op{F: history.FSend, Process: proc, Type: history.Invoke, Time: s(inv)},
+			history.Op{F: history.FSend, Process: proc, Type: typ, Time: s(done)})
+	}
+	for sec := 0.0; sec < 40; sec += 0.1 {
+		send(3, sec, sec+0.05, history.OK) // acknowledged throughout
+	}
+	send(3, 40, 41, history.Info) // an unknown outcome at the end is not a wedge
+	send(1, 0, 1, history.OK)
+	send(1, 2.5, 60, history.OK) // acknowledged late, when the client stopped
+	for sec := 3.0; sec < 40; sec += 0.1 {
+		send(1, sec, sec+15, history.Info) // wedged from here on
+	}
+	ops = append(ops, history.Op{F: history.FPoll, Process: 5, Type: history.OK, Time: s(50)})
+	got := producerTail(ops)
+	if got.Process != 1 || got.Sends != 370 || got.LastAckS != 2.5 {
+		t.Fatalf("tail %+v, want process 1, 370 sends, last acknowledged send at 2.5 s", got)
+	}
+	line := verdict(RunResult{ProcTail: got})
+	if want := "ok (producer process 1: 370 sends after its last acknowledged one (sent at 2.5 s))"; line != want {
+		t.Fatalf("verdict %q, want %q", line, want)
+	}
+	if v := verdict(RunResult{ProcTail: ProcTail{Process: 3, Sends: 1, LastAckS: 39.9}}); v != "ok" {
+		t.Fatalf("a healthy tail is named: %q", v)
 	}
 }

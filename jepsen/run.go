@@ -42,6 +42,7 @@ type RunResult struct {
 	MaxAckGap  float64         `json:"max_ack_gap_seconds"`
 	FinalWait  float64         `json:"final_converge_seconds"`
 	ReadResets int64           `json:"reader_resets,omitempty"` // assign-based readers replaced after an out-of-range answer
+	ProcTail   ProcTail        `json:"producer_unacked_tail"`   // the producer with the most sends after its last acknowledgement
 	Crashes    []string        `json:"agent_crashes,omitempty"`
 	Errors     []string        `json:"errors,omitempty"`
 	DR         *DRReport       `json:"dr,omitempty"`
@@ -230,6 +231,52 @@ func (r *RunResult) check(ops []history.Op, opts checker.Options, dir string) {
 	r.Ops = len(ops)
 	r.SendsOK, r.SendsFail, r.SendsInfo = r.Checker.Stats.SendsOK, r.Checker.Stats.SendsFail, r.Checker.Stats.SendsInfo
 	r.Recoveries, r.Outages, r.MaxAckGap = recoveries(ops, r.Events)
+	r.ProcTail = producerTail(ops)
+}
+
+// ProcTail is the producer process with the most sends invoked after the
+// last of its sends that was acknowledged: a producer that stops being
+// acknowledged for good (a wedged client) while the others go on, which
+// the run's unavailability figures, counting every producer's
+// acknowledgements, do not show. A healthy producer's last sends are
+// acknowledged when the clients stop: its tail is empty.
+type ProcTail struct {
+	Process  int     `json:"process"`
+	Sends    int     `json:"sends"`
+	LastAckS float64 `json:"last_acked_send_seconds"` // its invocation; -1: never acknowledged
+}
+
+func producerTail(ops []history.Op) ProcTail {
+	invoked := map[int64]int64{} // send invocation index -> time
+	lastOK := map[int]int64{}    // process -> invocation time of its last acknowledged send
+	for _, op := range ops {
+		switch {
+		case op.F != history.FSend:
+		case op.Type == history.Invoke:
+			invoked[op.Index] = op.Time
+		case op.Type == history.OK:
+			lastOK[op.Process] = max(lastOK[op.Process], invoked[op.Inv])
+		}
+	}
+	tails := map[int]int{}
+	for _, op := range ops {
+		if op.F != history.FSend || op.Type != history.Invoke {
+			continue
+		}
+		if t, ok := lastOK[op.Process]; !ok || op.Time > t {
+			tails[op.Process]++
+		}
+	}
+	out := ProcTail{Process: -1}
+	for proc, n := range tails {
+		if n > out.Sends || (n == out.Sends && proc < out.Process) {
+			out = ProcTail{Process: proc, Sends: n, LastAckS: -1}
+			if t, ok := lastOK[proc]; ok {
+				out.LastAckS = time.Duration(t).Seconds()
+			}
+		}
+	}
+	return out
 }
 
 // setVerdict takes the checker's result, with a DR drill's losses and its
