@@ -263,8 +263,10 @@ JEPSEN_SEEDS ?= 3
 JEPSEN_DURATION ?= 60s
 JEPSEN_SEED ?= 1
 JEPSEN_FLAGS ?=
-jepsen-smoke: deps ## Jepsen smoke profile: a few fault classes and a DR drill, 30 s each (CI; under 10 minutes)
+# Client modes of the full matrix (an axis: every class runs once per mode): grpc, kafka or grpc,kafka.
+JEPSEN_CLIENTS ?= grpc
+jepsen-smoke: deps ## Jepsen smoke profile: a few fault classes and a DR drill, 30 s each, plus two runs with Kafka clients (CI; under 10 minutes)
 	STREAMHOUSE_MINIO=$(MINIO) $(GO) run ./jepsen -profile smoke -duration 30s -seed $(JEPSEN_SEED) $(JEPSEN_FLAGS)
 
-jepsen: deps ## Jepsen full matrix: every fault class and DR moment x JEPSEN_SEEDS seeds, JEPSEN_DURATION each
-	STREAMHOUSE_MINIO=$(MINIO) $(GO) run ./jepsen -profile full -seeds $(JEPSEN_SEEDS) -duration $(JEPSEN_DURATION) -seed $(JEPSEN_SEED) $(JEPSEN_FLAGS)
+jepsen: deps ## Jepsen full matrix: every fault class and DR moment x JEPSEN_SEEDS seeds x JEPSEN_CLIENTS, JEPSEN_DURATION each
+	STREAMHOUSE_MINIO=$(MINIO) $(GO) run ./jepsen -profile full -clients $(JEPSEN_CLIENTS) -seeds $(JEPSEN_SEEDS) -duration $(JEPSEN_DURATION) -seed $(JEPSEN_SEED) $(JEPSEN_FLAGS)

@@ -1,7 +1,8 @@
 // Command jepsen is StreamHouse's failover-testing harness: it builds the
 // agent, runs 3 or 5 agent processes (each in its own network namespace,
 // or on loopback behind a fault proxy) with real MinIO and PostgreSQL
-// servers, drives producers and consumers through the Go client while a
+// servers, drives producers and consumers through the Go client (or
+// franz-go over the Kafka protocol, -clients kafka) while a
 // nemesis injects faults on a seeded schedule, records every operation in
 // a history and checks it (package checker). See docs/jepsen.md.
 //
@@ -23,6 +24,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -31,6 +33,7 @@ import (
 	"github.com/streamhouse/streamhouse/jepsen/control"
 	"github.com/streamhouse/streamhouse/jepsen/history"
 	"github.com/streamhouse/streamhouse/jepsen/nemesis"
+	"github.com/streamhouse/streamhouse/jepsen/workload"
 	"github.com/streamhouse/streamhouse/s3seg/s3segtest"
 )
 
@@ -70,6 +73,10 @@ func init() {
 // smokeClasses: a few fault classes for CI (about 1 minute each).
 var smokeClasses = []string{nemesis.KillLeader, nemesis.PartitionLeader, nemesis.Pause, nemesis.WipeKill, "lossy-kill", "dr-mid-flush"}
 
+// smokeKafkaClasses: the smoke profile's runs with Kafka clients (franz-go
+// producers and readers), after the gRPC runs.
+var smokeKafkaClasses = []string{nemesis.KillLeader, nemesis.PartitionLeader}
+
 type options struct {
 	profile    string
 	class      string
@@ -81,6 +88,7 @@ type options struct {
 	out        string
 	rate       float64
 	partitions int
+	clients    []string // "": the profile's default
 	bin        string
 	keepData   bool
 	check      string
@@ -107,8 +115,12 @@ func main() {
 	flag.BoolVar(&o.verbose, "v", false, "log harness details to stderr")
 	summarize := flag.String("summarize", "", "merge the results.json of these output dirs (comma-separated) into -out and print the summary")
 	recheck := flag.Bool("recheck", false, "with -summarize: run the checker again on every run's recorded history")
+	clients := flag.String("clients", "", "client modes of every run, comma-separated: grpc, kafka (default grpc; the smoke profile adds Kafka runs of "+strings.Join(smokeKafkaClasses, ", ")+")")
 	list := flag.Bool("list", false, "list the fault classes and exit")
 	flag.Parse()
+	if *clients != "" {
+		o.clients = strings.Split(*clients, ",")
+	}
 	if *list {
 		for _, c := range classOrder {
 			fmt.Println(c)
@@ -160,10 +172,22 @@ func checkerOptions(dir string) (checker.Options, error) {
 
 type runSpec struct {
 	class    string
+	client   string // workload.ClientGRPC or workload.ClientKafka
 	seed     uint64
 	duration time.Duration
 }
 
+// name is the run's directory name: class, client unless gRPC, seed.
+func (r runSpec) name() string {
+	if r.client == workload.ClientKafka {
+		return fmt.Sprintf("%s-%s-s%d", r.class, r.client, r.seed)
+	}
+	return fmt.Sprintf("%s-s%d", r.class, r.seed)
+}
+
+// plan lists the runs: every class of the profile (or -class) with every
+// client mode of -clients (gRPC by default), each with -seeds seeds; the
+// smoke profile without -clients adds its Kafka runs.
 func plan(o options) ([]runSpec, error) {
 	var names []string
 	switch {
@@ -176,14 +200,34 @@ func plan(o options) ([]runSpec, error) {
 	default:
 		return nil, errors.New("give -profile smoke|full or -class NAME (see -list)")
 	}
+	clients := o.clients
+	if len(clients) == 0 {
+		clients = []string{workload.ClientGRPC}
+	}
+	for _, c := range clients {
+		if !slices.Contains(workload.Clients, c) {
+			return nil, fmt.Errorf("unknown client mode %q (want %s)", c, strings.Join(workload.Clients, ", "))
+		}
+	}
 	var runs []runSpec
-	for _, n := range names {
-		if _, ok := classes[n]; !ok {
-			return nil, fmt.Errorf("unknown class %q (see -list)", n)
+	add := func(names, clients []string) error {
+		for _, c := range clients {
+			for _, n := range names {
+				if _, ok := classes[n]; !ok {
+					return fmt.Errorf("unknown class %q (see -list)", n)
+				}
+				for s := 0; s < o.seeds; s++ {
+					runs = append(runs, runSpec{class: n, client: c, seed: o.seed + uint64(s), duration: o.duration})
+				}
+			}
 		}
-		for s := 0; s < o.seeds; s++ {
-			runs = append(runs, runSpec{class: n, seed: o.seed + uint64(s), duration: o.duration})
-		}
+		return nil
+	}
+	if err := add(names, clients); err != nil {
+		return nil, err
+	}
+	if o.class == "" && o.profile == "smoke" && len(o.clients) == 0 {
+		_ = add(smokeKafkaClasses, []string{workload.ClientKafka})
 	}
 	return runs, nil
 }
@@ -294,7 +338,7 @@ func runAll(ctx context.Context, o options, runs []runSpec, bin, minio string, l
 		if ctx.Err() != nil {
 			break
 		}
-		fmt.Printf("[%d/%d] %-24s seed %-8d ", i+1, len(runs), r.class, r.seed)
+		fmt.Printf("[%d/%d] %-32s seed %-8d ", i+1, len(runs), classLabel(r.class, r.client), r.seed)
 		res := runOne(ctx, o, r, bin, minio, log)
 		results = append(results, res)
 		fmt.Printf("%6d ops %5d acked  %5.1fs  %s\n", res.Ops, res.SendsOK, res.Elapsed.Seconds(), verdict(res))
@@ -303,6 +347,11 @@ func runAll(ctx context.Context, o options, runs []runSpec, bin, minio string, l
 	return results
 }
 
+// stalledProducerSends: a producer process with more sends than this after
+// its last acknowledgement is named on the run's line (a healthy one's
+// last sends are acknowledged when the clients stop).
+const stalledProducerSends = 100
+
 // verdict is a run's outcome in a word or a few.
 func verdict(res RunResult) string {
 	switch {
@@ -310,6 +359,16 @@ func verdict(res RunResult) string {
 		return fmt.Sprintf("ANOMALIES %v", nonzero(res.Counts))
 	case len(res.Errors) > 0:
 		return "ERROR " + res.Errors[0]
+	}
+	var notes []string
+	if res.ReadResets > 0 {
+		notes = append(notes, fmt.Sprintf("%d reader resets", res.ReadResets))
+	}
+	if t := res.ProcTail; t.Sends > stalledProducerSends {
+		notes = append(notes, fmt.Sprintf("producer process %d: %d sends after its last acknowledged one (sent at %.1f s)", t.Process, t.Sends, t.LastAckS))
+	}
+	if len(notes) > 0 {
+		return "ok (" + strings.Join(notes, "; ") + ")"
 	}
 	return "ok"
 }

@@ -22,6 +22,7 @@ import (
 // RunResult is one run's outcome (results.json).
 type RunResult struct {
 	Class      string          `json:"class"`
+	Client     string          `json:"client,omitempty"` // workload client mode; "" in older results: grpc
 	Seed       uint64          `json:"seed"`
 	Dir        string          `json:"dir"`
 	Net        string          `json:"net"`
@@ -40,6 +41,8 @@ type RunResult struct {
 	Outages    []float64       `json:"outage_seconds"`   // per fault: longest time without acks from its start to 10 s after its heal
 	MaxAckGap  float64         `json:"max_ack_gap_seconds"`
 	FinalWait  float64         `json:"final_converge_seconds"`
+	ReadResets int64           `json:"reader_resets,omitempty"` // assign-based readers replaced after an out-of-range answer
+	ProcTail   ProcTail        `json:"producer_unacked_tail"`   // the producer with the most sends after its last acknowledgement
 	Crashes    []string        `json:"agent_crashes,omitempty"`
 	Errors     []string        `json:"errors,omitempty"`
 	DR         *DRReport       `json:"dr,omitempty"`
@@ -47,9 +50,18 @@ type RunResult struct {
 	Checker    checker.Result  `json:"checker"`
 }
 
-func workloadConfig(o options, seed uint64, log *slog.Logger) workload.Config {
+func workloadConfig(o options, r runSpec, log *slog.Logger) workload.Config {
 	return workload.Config{Topic: "jepsen", Partitions: int32(o.partitions), Producers: 2, Rate: o.rate,
-		Pollers: 1, GroupConsumers: 2, Group: "jepsen-group", Seed: seed, Log: log}
+		Pollers: 1, GroupConsumers: 2, Group: "jepsen-group", Seed: r.seed, Log: log, Client: r.client}
+}
+
+// classLabel is a class's name in the reports: the class, and the client
+// mode unless gRPC.
+func classLabel(class, client string) string {
+	if client == "" || client == workload.ClientGRPC {
+		return class
+	}
+	return class + " (" + client + ")"
 }
 
 // watchCrashes reports agents that exit without the nemesis killing them.
@@ -80,10 +92,10 @@ func watchCrashes(ctx context.Context, c *control.Cluster, res *RunResult) func(
 
 func runOne(ctx context.Context, o options, r runSpec, bin, minio string, log *slog.Logger) (res RunResult) {
 	spec := classes[r.class]
-	res = RunResult{Class: r.class, Seed: r.seed, Agents: o.agents, Duration: r.duration, Counts: map[string]int{}}
+	res = RunResult{Class: r.class, Client: r.client, Seed: r.seed, Agents: o.agents, Duration: r.duration, Counts: map[string]int{}}
 	start := time.Now()
 	defer func() { res.Elapsed = time.Since(start) }()
-	dir := filepath.Join(o.out, fmt.Sprintf("%s-s%d", r.class, r.seed))
+	dir := filepath.Join(o.out, r.name())
 	res.Dir = dir
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		res.Errors = append(res.Errors, err.Error())
@@ -117,6 +129,7 @@ func runOne(ctx context.Context, o options, r runSpec, bin, minio string, log *s
 	}
 	opts := runFaults(ctx, spec, r, c, wl, rec, log, &res)
 	wl.Stop()
+	res.ReadResets = wl.ReaderResets()
 	fctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	fr := wl.FinalRead(fctx, 90*time.Second)
 	cancel()
@@ -136,7 +149,7 @@ func runOne(ctx context.Context, o options, r runSpec, bin, minio string, log *s
 
 // startWorkload creates the test topic and starts the clients.
 func startWorkload(ctx context.Context, o options, r runSpec, spec classSpec, c *control.Cluster, rec *history.Recorder, log *slog.Logger) (*workload.Workload, error) {
-	wcfg := workloadConfig(o, r.seed, log)
+	wcfg := workloadConfig(o, r, log)
 	wcfg.Rate = drWorkloadRate(spec.dr, wcfg.Rate)
 	wl := workload.New(wcfg, c, rec)
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -218,6 +231,52 @@ func (r *RunResult) check(ops []history.Op, opts checker.Options, dir string) {
 	r.Ops = len(ops)
 	r.SendsOK, r.SendsFail, r.SendsInfo = r.Checker.Stats.SendsOK, r.Checker.Stats.SendsFail, r.Checker.Stats.SendsInfo
 	r.Recoveries, r.Outages, r.MaxAckGap = recoveries(ops, r.Events)
+	r.ProcTail = producerTail(ops)
+}
+
+// ProcTail is the producer process with the most sends invoked after the
+// last of its sends that was acknowledged: a producer that stops being
+// acknowledged for good (a wedged client) while the others go on, which
+// the run's unavailability figures, counting every producer's
+// acknowledgements, do not show. A healthy producer's last sends are
+// acknowledged when the clients stop: its tail is empty.
+type ProcTail struct {
+	Process  int     `json:"process"`
+	Sends    int     `json:"sends"`
+	LastAckS float64 `json:"last_acked_send_seconds"` // its invocation; -1: never acknowledged
+}
+
+func producerTail(ops []history.Op) ProcTail {
+	invoked := map[int64]int64{} // send invocation index -> time
+	lastOK := map[int]int64{}    // process -> invocation time of its last acknowledged send
+	for _, op := range ops {
+		switch {
+		case op.F != history.FSend:
+		case op.Type == history.Invoke:
+			invoked[op.Index] = op.Time
+		case op.Type == history.OK:
+			lastOK[op.Process] = max(lastOK[op.Process], invoked[op.Inv])
+		}
+	}
+	tails := map[int]int{}
+	for _, op := range ops {
+		if op.F != history.FSend || op.Type != history.Invoke {
+			continue
+		}
+		if t, ok := lastOK[op.Process]; !ok || op.Time > t {
+			tails[op.Process]++
+		}
+	}
+	out := ProcTail{Process: -1}
+	for proc, n := range tails {
+		if n > out.Sends || (n == out.Sends && proc < out.Process) {
+			out = ProcTail{Process: proc, Sends: n, LastAckS: -1}
+			if t, ok := lastOK[proc]; ok {
+				out.LastAckS = time.Duration(t).Seconds()
+			}
+		}
+	}
+	return out
 }
 
 // setVerdict takes the checker's result, with a DR drill's losses and its
@@ -331,10 +390,11 @@ func classStatsOf(results []RunResult) []*classStats {
 	byClass := map[string]*classStats{}
 	var order []*classStats
 	for _, r := range results {
-		s := byClass[r.Class]
+		label := classLabel(r.Class, r.Client)
+		s := byClass[label]
 		if s == nil {
-			s = &classStats{row: classRow{Class: r.Class}}
-			byClass[r.Class] = s
+			s = &classStats{row: classRow{Class: label}}
+			byClass[label] = s
 			order = append(order, s)
 		}
 		s.add(r)
@@ -398,7 +458,7 @@ func drTable(b *strings.Builder, results []RunResult) {
 	var drs []string
 	for _, r := range results {
 		if r.DR != nil {
-			drs = append(drs, fmt.Sprintf("| %s | %d | %s | %d | %d | %d | %d | %.1f |", r.Class, r.Seed, r.DR.RecoveryPoint, r.DR.LostFlushed, r.DR.LostUnflushed, r.DR.RecoveredUnflushed, r.DR.OffsetReuse, r.DR.RestoreSeconds))
+			drs = append(drs, fmt.Sprintf("| %s | %d | %s | %d | %d | %d | %d | %.1f |", classLabel(r.Class, r.Client), r.Seed, r.DR.RecoveryPoint, r.DR.LostFlushed, r.DR.LostUnflushed, r.DR.RecoveredUnflushed, r.DR.OffsetReuse, r.DR.RestoreSeconds))
 		}
 	}
 	if len(drs) > 0 {

@@ -264,6 +264,15 @@ func (c *Cluster) KafkaAddr(i int) string {
 	return net.JoinHostPort(c.net.ClientIP(i), strconv.Itoa(c.Ports.Kafka))
 }
 
+// KafkaAddrs lists every agent's Kafka listener address.
+func (c *Cluster) KafkaAddrs() []string {
+	var out []string
+	for i := range c.Agents {
+		out = append(out, c.KafkaAddr(i))
+	}
+	return out
+}
+
 // GossipAddr is agent i's advertised gossip address (for JOIN).
 func (c *Cluster) GossipAddr(i int) string {
 	return net.JoinHostPort(c.net.AdvertiseIP(i), strconv.Itoa(c.Ports.Gossip))

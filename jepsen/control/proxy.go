@@ -14,8 +14,8 @@ import (
 
 // proxyNet is the fallback where network namespaces are unavailable: agent
 // i binds 127.0.2.<i+1> and advertises 127.0.1.<i+1>, where a fault proxy
-// listens on its peer and gossip ports (and forwards its HTTP and gRPC
-// ports untouched). The proxy knows who is talking:
+// listens on its peer and gossip ports (and forwards its HTTP, gRPC and
+// Kafka ports untouched). The proxy knows who is talking:
 //
 //   - peer connections (PEER_PORT) start with the dialer's advertised
 //     address (transport/PEER.md), which the proxy reads;
@@ -68,10 +68,7 @@ func (m *proxyNet) Setup(n int, ports Ports) error {
 	m.cuts, m.conns, m.done = map[Cut]bool{}, map[*proxyConn]bool{}, make(chan struct{})
 	for i := 0; i < n; i++ {
 		adv, bind := m.AdvertiseIP(i), m.BindIP(i)
-		for _, p := range []struct {
-			port  int
-			class string
-		}{{ports.HTTP, ""}, {ports.GRPC, ""}, {ports.Peer, ClassPeer}, {ports.Gossip, ClassGossip}} {
+		for _, p := range proxiedPorts(ports) {
 			l, err := net.Listen("tcp", net.JoinHostPort(adv, strconv.Itoa(p.port)))
 			if err != nil {
 				_ = m.Close()
@@ -91,6 +88,29 @@ func (m *proxyNet) Setup(n int, ports Ports) error {
 		go m.udpLoop(pc.(*net.UDPConn), i)
 	}
 	return nil
+}
+
+// reset closes c with a TCP RST (no linger) rather than a FIN.
+func reset(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	c.Close()
+}
+
+// proxiedPorts are the TCP ports the proxy listens on for each agent and
+// their fault class ("": client traffic, never cut).
+func proxiedPorts(ports Ports) []proxiedPort {
+	out := []proxiedPort{{ports.HTTP, ""}, {ports.GRPC, ""}, {ports.Peer, ClassPeer}, {ports.Gossip, ClassGossip}}
+	if ports.Kafka != 0 {
+		out = append(out, proxiedPort{ports.Kafka, ""})
+	}
+	return out
+}
+
+type proxiedPort struct {
+	port  int
+	class string
 }
 
 // linkOK reports whether TCP of class between a and b works (no cut in
@@ -176,7 +196,10 @@ func (m *proxyNet) serve(c net.Conn, to int, class, target string) {
 	}
 	up, err := net.DialTimeout("tcp", target, 5*time.Second)
 	if err != nil {
-		c.Close()
+		// The agent is down: reset, as its refused dial would (a clean
+		// close reads as EOF, which clients such as kgo take for a TLS
+		// or SASL mismatch and do not retry).
+		reset(c)
 		return
 	}
 	if len(head) > 0 {

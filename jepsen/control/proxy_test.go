@@ -3,9 +3,11 @@ package control
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"strconv"
+	"syscall"
 	"testing"
 )
 
@@ -165,5 +167,55 @@ func TestProxyCutsPeerLinksByHandshakeAndGossipByDirection(t *testing.T) {
 	n, _, err = g0.ReadFromUDP(buf)
 	if err != nil || string(buf[:n]) != "ack" {
 		t.Fatalf("answer through the proxy: %q %v", buf[:n], err)
+	}
+}
+
+// TestProxyForwardsKafkaPortUncut: clients reach an agent's Kafka listener
+// through the proxy, even while the agent is isolated from the others.
+func TestProxyForwardsKafkaPortUncut(t *testing.T) {
+	m := &proxyNet{}
+	ports := Ports{HTTP: freeLoopbackPort(t), GRPC: freeLoopbackPort(t), Peer: freeLoopbackPort(t), Gossip: freeLoopbackPort(t), Kafka: freeLoopbackPort(t)}
+	if err := m.Setup(3, ports); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	l, err := net.Listen("tcp", net.JoinHostPort(m.BindIP(0), strconv.Itoa(ports.Kafka)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	if err := m.SetCuts([]Cut{{From: 1, To: 0, Class: ClassAll}, {From: 0, To: 1, Class: ClassAll}, {From: 2, To: 0, Class: ClassAll}, {From: 0, To: 2, Class: ClassAll}}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", net.JoinHostPort(m.AdvertiseIP(0), strconv.Itoa(ports.Kafka)))
+	if err != nil {
+		t.Fatalf("the proxy does not listen on the Kafka port: %v", err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("round trip through the proxy: %q %v", buf, err)
+	}
+	// Agent 1 is down (nothing listens behind the proxy): the client's
+	// connection is reset, not closed cleanly.
+	down, err := net.Dial("tcp", net.JoinHostPort(m.AdvertiseIP(1), strconv.Itoa(ports.Kafka)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer down.Close()
+	if _, err := down.Read(buf); err == nil || errors.Is(err, io.EOF) || !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("read from a down agent through the proxy: %v, want a connection reset", err)
 	}
 }

@@ -1,7 +1,9 @@
 // Package workload is the jepsen client side: idempotent producers sending
 // unique ascending values per partition, assign-based pollers, group
 // consumers committing offsets, a leadership sampler and the final read.
-// Every operation is recorded in the history.
+// Every operation is recorded in the history. The producers and pollers
+// speak gRPC (the Go client) or Kafka (franz-go), one implementation each
+// of the sender and reader interfaces (client.go, kafka.go).
 package workload
 
 import (
@@ -10,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,9 @@ type Config struct {
 	Group          string
 	Seed           uint64
 	Log            *slog.Logger
+	// Client is the client mode of the producers and the assign-based
+	// pollers: ClientGRPC (default) or ClientKafka.
+	Client string
 }
 
 // Workload runs the clients against a cluster.
@@ -45,6 +49,8 @@ type Workload struct {
 
 	nextProc atomic.Int64
 	values   []atomic.Int64 // last value per partition
+
+	readerResets atomic.Int64
 
 	stop   chan struct{}
 	wg     sync.WaitGroup
@@ -65,6 +71,10 @@ func New(cfg Config, c *control.Cluster, rec *history.Recorder) *Workload {
 
 // Acks is the number of acknowledged sends so far.
 func (w *Workload) Acks() int64 { return w.acks.Load() }
+
+// ReaderResets is the number of assign-based readers replaced because
+// the cluster refused a position they had reached (out of range).
+func (w *Workload) ReaderResets() int64 { return w.readerResets.Load() }
 
 // LastAck is the time of the latest acknowledged send.
 func (w *Workload) LastAck() time.Time { return time.Unix(0, w.lastOK.Load()) }
@@ -107,6 +117,15 @@ func (w *Workload) dial(ctx context.Context) (*client.Client, error) {
 
 // Setup creates the topic.
 func (w *Workload) Setup(ctx context.Context) error {
+	switch w.cfg.Client {
+	case "", ClientGRPC:
+	case ClientKafka:
+		if err := newKafkaDriver(w.cfg, w.c.KafkaAddrs(), w.log).checkAPIs(ctx); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("unknown client mode %q (want one of %v)", w.cfg.Client, Clients)
+	}
 	cl, err := w.dial(ctx)
 	if err != nil {
 		return err
@@ -182,34 +201,25 @@ const maxOutstanding = 2000
 func (w *Workload) producer(ctx context.Context, idx int, rate float64) {
 	rng := rand.New(rand.NewPCG(w.cfg.Seed, uint64(idx)+1))
 	interval := time.Duration(float64(time.Second) / max(rate, 1))
-	w.sessions(ctx, func(cl *client.Client, proc int) bool {
-		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		p, err := cl.NewProducer(pctx, client.ProducerConfig{
-			Linger: 5 * time.Millisecond, RetryTimeout: 15 * time.Second, RequestTimeout: 5 * time.Second,
-			RetryBackoff: 50 * time.Millisecond, BufferBytes: 8 << 20,
-		})
-		cancel()
+	w.driverSessions(ctx, func(d driver, proc int) bool {
+		s, err := d.newSender(ctx, proc)
 		if err != nil {
-			w.log.Debug("new producer", "err", err)
+			w.log.Debug("new producer", "client", w.cfg.Client, "err", err)
 			return w.sleep(500 * time.Millisecond)
 		}
-		fatal := w.produceWith(ctx, p, proc, rng, interval)
-		cctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		_ = p.Close(cctx)
-		cancel()
-		return fatal
+		return w.produceWith(s, proc, rng, interval)
 	})
 }
 
-// produceWith sends through p until Stop (false) or a fatal producer error
-// (true: start a new producer process).
-func (w *Workload) produceWith(ctx context.Context, p *client.Producer, proc int, rng *rand.Rand, interval time.Duration) bool {
+// produceWith sends through s until Stop (false) or a fatal producer error
+// (true: start a new producer process), then closes s and waits for every
+// send's outcome.
+func (w *Workload) produceWith(s sender, proc int, rng *rand.Rand, interval time.Duration) bool {
 	var (
 		outstanding sync.WaitGroup
 		n           atomic.Int64
 		fatal       atomic.Bool
 	)
-	defer outstanding.Wait()
 	next := time.Now()
 	for !w.stopped() && !fatal.Load() {
 		if d := time.Until(next); d > 0 && !w.sleep(d) {
@@ -219,62 +229,89 @@ func (w *Workload) produceWith(ctx context.Context, p *client.Producer, proc int
 		if time.Until(next) < -time.Second {
 			next = time.Now() // do not burst after a stall
 		}
-		for n.Load() >= maxOutstanding {
-			if !w.sleep(10 * time.Millisecond) {
-				return false
-			}
+		if !w.belowOutstanding(&n) {
+			break
 		}
 		part := int32(rng.IntN(int(w.cfg.Partitions)))
 		v := w.values[part].Add(1)
 		inv := w.rec.Invoke(history.Op{Process: proc, F: history.FSend, P: part, V: v})
-		res := p.Send(ctx, w.cfg.Topic, client.Record{Value: []byte(strconv.FormatInt(v, 10))}.ToPartition(part))
 		n.Add(1)
 		outstanding.Add(1)
-		go func() {
+		s.send(part, v, func(o sendOutcome) {
 			defer outstanding.Done()
 			defer n.Add(-1)
-			_, off, err := res.Wait(context.Background())
-			t := classify(err)
-			w.rec.Complete(inv, t, func(c *history.Op) {
-				c.O = off
-				c.Err = errString(err)
+			w.rec.Complete(inv, o.t, func(c *history.Op) {
+				c.O = o.off
+				c.Err = o.err
 			})
-			if t == history.OK {
+			if o.t == history.OK {
 				w.acks.Add(1)
 				w.lastOK.Store(time.Now().UnixNano())
 			}
-			if errors.Is(err, client.ErrFenced) {
+			if o.fatal {
 				fatal.Store(true)
 			}
-		}()
+		})
 	}
+	s.close()
+	outstanding.Wait()
 	return fatal.Load()
 }
 
-func toRecs(rs []client.Record) []history.Rec {
-	out := make([]history.Rec, 0, len(rs))
-	for _, r := range rs {
-		v, err := strconv.ParseInt(string(r.Value), 10, 64)
-		if err != nil {
-			v = -1 // not one of ours
+// belowOutstanding waits until fewer than maxOutstanding sends of a
+// producer are in flight; false when the workload stops first.
+func (w *Workload) belowOutstanding(n *atomic.Int64) bool {
+	for n.Load() >= maxOutstanding {
+		if !w.sleep(10 * time.Millisecond) {
+			return false
 		}
-		out = append(out, history.Rec{P: r.Partition, O: r.Offset, V: v})
 	}
-	return out
+	return true
 }
 
-// poll records one Poll of k by proc.
-func (w *Workload) poll(ctx context.Context, k *client.Consumer, proc int) {
+// poll records one poll of k by proc; false when the reader must be
+// replaced (errReaderReset).
+func (w *Workload) poll(ctx context.Context, k reader, proc int) bool {
 	inv := w.rec.Invoke(history.Op{Process: proc, F: history.FPoll})
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	rs, err := k.Poll(pctx)
+	rs, err := k.poll(pctx)
 	cancel()
 	if len(rs) > 0 || err == nil {
-		w.rec.Complete(inv, history.OK, func(c *history.Op) { c.Recs = toRecs(rs); c.Err = errString(err) })
+		w.rec.Complete(inv, history.OK, func(c *history.Op) { c.Recs = rs; c.Err = w.readErrString(err) })
+	} else {
+		w.rec.Complete(inv, history.Fail, func(c *history.Op) { c.Err = w.readErrString(err) })
+		w.sleep(100 * time.Millisecond)
+	}
+	if errors.Is(err, errReaderReset) {
+		w.readerResets.Add(1)
+		return false
+	}
+	return true
+}
+
+// readErrString is a read error as the history records it.
+func (w *Workload) readErrString(err error) string {
+	if err == nil || w.cfg.Client != ClientKafka {
+		return errString(err)
+	}
+	return kafkaErrString(err)
+}
+
+// driverSessions opens a driver of the configured client mode and runs
+// session with a new process id until the workload stops or session
+// returns false.
+func (w *Workload) driverSessions(ctx context.Context, session func(d driver, proc int) bool) {
+	d, err := w.openDriver(ctx)
+	if err != nil {
+		w.log.Warn("client driver", "err", err)
 		return
 	}
-	w.rec.Complete(inv, history.Fail, func(c *history.Op) { c.Err = errString(err) })
-	w.sleep(100 * time.Millisecond)
+	defer d.close()
+	for !w.stopped() {
+		if !session(d, w.proc()) {
+			return
+		}
+	}
 }
 
 // sessions dials a client and runs session with a new process id until
@@ -305,15 +342,15 @@ func (w *Workload) consumer(ctx context.Context, cl *client.Client, cfg client.C
 }
 
 func (w *Workload) poller(ctx context.Context) {
-	w.sessions(ctx, func(cl *client.Client, proc int) bool {
-		k, goOn := w.consumer(ctx, cl, client.ConsumerConfig{Topic: w.cfg.Topic, Start: client.Earliest, MaxWait: 500 * time.Millisecond, MaxRecords: 1000})
-		if k == nil {
-			return goOn
+	w.driverSessions(ctx, func(d driver, proc int) bool {
+		k, err := d.newReader(ctx, proc)
+		if err != nil {
+			w.log.Debug("new reader", "client", w.cfg.Client, "err", err)
+			return w.sleep(500 * time.Millisecond)
 		}
-		for !w.stopped() {
-			w.poll(ctx, k, proc)
+		defer k.close()
+		for !w.stopped() && w.poll(ctx, k, proc) {
 		}
-		_ = k.Close()
 		return true
 	})
 }
@@ -337,7 +374,7 @@ func (w *Workload) groupConsumer(ctx context.Context, idx int, parts []int32) {
 		life := time.Now().Add(time.Duration(5+rng.IntN(10)) * time.Second)
 		lastCommit := time.Now()
 		for !w.stopped() && time.Now().Before(life) {
-			w.poll(ctx, k, proc)
+			w.poll(ctx, grpcReader{k}, proc)
 			if time.Since(lastCommit) > time.Second {
 				w.commit(ctx, cl, k, proc, parts)
 				lastCommit = time.Now()

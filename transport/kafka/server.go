@@ -39,6 +39,11 @@ type Config struct {
 	// MaxRecordBytes is the agent's MAX_RECORD_BYTES: what
 	// max.message.bytes is when a topic does not set it.
 	MaxRecordBytes int64
+	// Producer, Idempotent and Offsets serve Produce, InitProducerId and
+	// ListOffsets; nil: the API is not advertised.
+	Producer   Producer
+	Idempotent IdempotentProducer
+	Offsets    Offsets
 
 	// TLSConfig, when set, makes the listener TLS-only.
 	TLSConfig *tls.Config
@@ -75,6 +80,7 @@ func (c Config) withDefaults() Config {
 type Server struct {
 	cfg      Config
 	handlers map[int16]handler
+	wraps    seqWraps // Kafka sequence wraps per producer session (initproducer.go)
 
 	mu     sync.Mutex
 	lns    []net.Listener
