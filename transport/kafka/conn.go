@@ -23,6 +23,33 @@ type Conn struct {
 	// Principal is the authenticated API key name ("" when none).
 	Principal string
 	sasl      saslState // sasl.go
+	// accepted is when the connection was accepted (bounds the time an
+	// unauthenticated connection may stay open).
+	accepted time.Time
+	// closeAfterResponse closes the connection once the response in
+	// progress is written (a failed SASL authentication).
+	closeAfterResponse bool
+}
+
+// Bounds on connections that have not authenticated while API keys are
+// on: small frames (Kafka's sasl.server.max.receive.size is 512 KiB) and
+// a short life, so that an attacker without a key can pin neither memory
+// nor connections.
+const preAuthMaxBytes = 512 << 10
+
+// frameChunk is how much of a frame is allocated before its bytes arrive;
+// the buffer grows as they do, so a size prefix alone pins no memory.
+const frameChunk = 64 << 10
+
+// preAuth reports whether the connection must still authenticate.
+func (c *Conn) preAuth() bool { return c.s.cfg.Auth != nil && !c.sasl.authenticated }
+
+// readLimits are the largest frame and the deadline for the next one.
+func (c *Conn) readLimits() (int32, time.Time) {
+	if c.preAuth() {
+		return min(preAuthMaxBytes, c.s.cfg.MaxRequestBytes), c.accepted.Add(c.s.cfg.PreAuthTimeout)
+	}
+	return c.s.cfg.MaxRequestBytes, time.Now().Add(c.s.cfg.IdleTimeout)
 }
 
 // RemoteAddr is the client's address.
@@ -47,7 +74,7 @@ func (s *Server) serveConn(nc net.Conn) {
 		g.Inc()
 		defer g.Dec()
 	}
-	c := &Conn{s: s, nc: nc}
+	c := &Conn{s: s, nc: nc, accepted: time.Now()}
 	br := bufio.NewReaderSize(nc, 64<<10)
 	bw := bufio.NewWriterSize(nc, 64<<10)
 	for {
@@ -62,8 +89,9 @@ func (s *Server) serveConn(nc net.Conn) {
 
 // serveOne reads, handles and answers one request.
 func (c *Conn) serveOne(br *bufio.Reader, bw *bufio.Writer) error {
-	_ = c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
-	frame, err := readFrame(br, c.s.cfg.MaxRequestBytes)
+	max, deadline := c.readLimits()
+	_ = c.nc.SetReadDeadline(deadline)
+	frame, err := readFrame(br, max)
 	if err != nil {
 		return err
 	}
@@ -80,23 +108,37 @@ func (c *Conn) serveOne(br *bufio.Reader, bw *bufio.Writer) error {
 	if err != nil || resp == nil {
 		return err // nil, nil: no response (Produce with acks=0)
 	}
-	return writeResponse(bw, hdr, resp)
+	if err := writeResponse(bw, hdr, resp); err != nil {
+		return err
+	}
+	if c.closeAfterResponse {
+		return fmt.Errorf("%w: closed after a failed authentication", errProtocol)
+	}
+	return nil
 }
 
 // readFrame reads one size-prefixed request; a size beyond max is refused
-// before anything is allocated.
-func readFrame(r *bufio.Reader, max int32) ([]byte, error) {
+// before anything is allocated, and the buffer grows only as bytes arrive
+// (at most twice what was received).
+func readFrame(r io.Reader, max int32) ([]byte, error) {
 	var size [4]byte
 	if _, err := io.ReadFull(r, size[:]); err != nil {
 		return nil, err
 	}
-	n := int32(binary.BigEndian.Uint32(size[:]))
-	if n < 8 || n > max {
+	n := int(int32(binary.BigEndian.Uint32(size[:])))
+	if n < 8 || n > int(max) {
 		return nil, fmt.Errorf("%w: request size %d outside [8, %d]", errProtocol, n, max)
 	}
-	buf := make([]byte, n)
-	if _, err := io.ReadFull(r, buf); err != nil {
-		return nil, err
+	buf := make([]byte, 0, min(n, frameChunk))
+	for len(buf) < n {
+		if len(buf) == cap(buf) {
+			buf = append(make([]byte, 0, min(n, 2*cap(buf))), buf...)
+		}
+		k, err := io.ReadFull(r, buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+k]
+		if err != nil {
+			return nil, err
+		}
 	}
 	return buf, nil
 }

@@ -80,6 +80,7 @@ func (s *Server) handleSASLAuthenticate(_ context.Context, c *Conn, req *kmsg.SA
 	if err := s.authenticatePlain(c, req.SASLAuthBytes); err != nil {
 		resp.ErrorCode = kerr.SaslAuthenticationFailed.Code
 		resp.ErrorMessage = kmsg.StringPtr(err.Error())
+		c.closeAfterResponse = true // as Kafka does: no second guess on this connection
 	}
 	return resp, nil
 }

@@ -51,6 +51,12 @@ type Config struct {
 	// the connection before anything is allocated. Default 100 MiB
 	// (Kafka's socket.request.max.bytes).
 	MaxRequestBytes int32
+	// PreAuthTimeout is how long a connection may stay unauthenticated
+	// while API keys are on (default 10 s).
+	PreAuthTimeout time.Duration
+	// MaxConnections bounds open connections; further ones are closed at
+	// once (default 10,000).
+	MaxConnections int
 	// IdleTimeout closes a connection that sends nothing for this long.
 	// Default 10 minutes (Kafka's connections.max.idle.ms).
 	IdleTimeout time.Duration
@@ -63,6 +69,12 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.MaxRequestBytes <= 0 {
 		c.MaxRequestBytes = 100 << 20
+	}
+	if c.PreAuthTimeout <= 0 {
+		c.PreAuthTimeout = 10 * time.Second
+	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = 10000
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 10 * time.Minute
@@ -124,9 +136,13 @@ func (s *Server) Serve(ln net.Listener) error {
 			}
 			return err
 		}
-		if !s.trackConn(c) {
+		switch s.trackConn(c) {
+		case connClosed:
 			_ = c.Close()
 			return ErrServerClosed
+		case connRefused:
+			_ = c.Close()
+			continue
 		}
 		go s.serveConn(c)
 	}
@@ -142,15 +158,26 @@ func (s *Server) track(ln net.Listener) bool {
 	return true
 }
 
-func (s *Server) trackConn(c net.Conn) bool {
+// What trackConn decided about a new connection.
+const (
+	connServe = iota
+	connRefused
+	connClosed
+)
+
+func (s *Server) trackConn(c net.Conn) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return false
+		return connClosed
+	}
+	if len(s.conns) >= s.cfg.MaxConnections {
+		s.cfg.Logger.Warn("kafka connection refused: MaxConnections reached", "remote", c.RemoteAddr().String(), "max", s.cfg.MaxConnections)
+		return connRefused
 	}
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
-	return true
+	return connServe
 }
 
 func (s *Server) untrackConn(c net.Conn) {
