@@ -242,3 +242,23 @@ func GroupTopics(d fsm.GroupDescription) []string {
 	}
 	return out
 }
+
+// GroupCoordinator is the consumer-group coordinator (partition.Coordinator)
+// as the transports use it: Kafka's classic group protocol (JoinGroup,
+// SyncGroup, Heartbeat, LeaveGroup, member offset commits, the membership
+// in group descriptions). Errors wrap the fsm membership sentinels
+// (fsm/membership.go): fsm.ErrNotCoordinator as an *fsm.NotCoordinatorError
+// naming the Raft leader's node ID, fsm.ErrUnknownMember,
+// fsm.ErrIllegalGeneration, fsm.ErrRebalanceInProgress,
+// fsm.ErrMemberIDRequired (an *fsm.MemberIDRequiredError),
+// fsm.ErrInconsistentProtocol, fsm.ErrInvalidSessionTimeout.
+type GroupCoordinator interface {
+	Join(ctx context.Context, req fsm.JoinRequest) (fsm.JoinResult, error)
+	Sync(ctx context.Context, req fsm.SyncRequest) (fsm.SyncResult, error)
+	Heartbeat(ctx context.Context, group string, generation int32, memberID, instanceID string) error
+	Leave(ctx context.Context, group string, members []fsm.LeaveMember) ([]error, error)
+	CommitOffsets(ctx context.Context, req fsm.MemberCommit) error
+	Describe(ctx context.Context, group string) (fsm.GroupMembershipDescription, error)
+	List(ctx context.Context) ([]fsm.GroupListing, error)
+	IsCoordinator() (bool, string)
+}
