@@ -166,4 +166,3 @@ type GroupListing struct {
 	ProtocolType string // "" for a group with offsets only
 	State        string
 }
-
