@@ -14,6 +14,9 @@ import (
 // ErrNotCoordinator.
 type NotCoordinatorError struct {
 	Leader string
+	// Addr is the coordinator's address on the protocol that answers
+	// (filled by the transport that knows it; "" when unknown).
+	Addr string
 }
 
 func (e *NotCoordinatorError) Error() string {
