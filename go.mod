@@ -21,6 +21,7 @@ require (
 	github.com/pierrec/lz4/v4 v4.1.33
 	github.com/prometheus/client_golang v1.25.0
 	github.com/schollz/progressbar/v3 v3.19.1
+	github.com/twmb/franz-go/pkg/kmsg v1.15.1
 	github.com/willabides/kongplete v0.4.0
 	go.etcd.io/bbolt v1.3.11
 	go.uber.org/goleak v1.3.0
