@@ -87,13 +87,10 @@ func assignmentText(m fsm.MemberDescription) string {
 
 // printMembers prints a group's membership after its offsets.
 func printMembers(out io.Writer, m client.GroupMembers) error {
-	if m.State == "" || m.State == fsm.GroupStateDead {
-		return nil
-	}
-	fmt.Fprintf(out, "state %s, generation %d, protocol %s\n", m.State, m.Generation, m.Protocol)
 	if len(m.Members) == 0 {
-		return nil
+		return nil // no members: the offsets say it all
 	}
+	fmt.Fprintf(out, "\nstate %s, generation %d, protocol %s\n", m.State, m.Generation, m.Protocol)
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "MEMBER\tCLIENT\tHOST\tASSIGNMENT")
 	for _, x := range m.Members {
@@ -116,12 +113,21 @@ func toGroupJSON(d client.GroupDescription) groupJSON {
 }
 
 func printGroup(out io.Writer, d client.GroupDescription) error {
+	return printGroupMembers(out, d, client.GroupMembers{})
+}
+
+// printGroupMembers prints the offsets table, the members (when the group
+// has any) and the total lag last.
+func printGroupMembers(out io.Writer, d client.GroupDescription, m client.GroupMembers) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "TOPIC\tPARTITION\tOFFSET\tHIGH WATERMARK\tLAG\tCOMMITTED")
 	for _, p := range d.Partitions {
 		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%s\n", p.Topic, p.Partition, p.Offset, p.HighWatermark, p.Lag, msTime(p.CommittedAt))
 	}
 	if err := w.Flush(); err != nil {
+		return err
+	}
+	if err := printMembers(out, m); err != nil {
 		return err
 	}
 	_, err := fmt.Fprintf(out, "\ngroup %s: total lag %d\n", d.Group, d.TotalLag)
@@ -171,10 +177,7 @@ func (c *groupDescribeCmd) Run() error {
 		if c.json() {
 			return writeJSON(os.Stdout, withMembers(toGroupJSON(d), m))
 		}
-		if err := printGroup(os.Stdout, d); err != nil {
-			return err
-		}
-		return printMembers(os.Stdout, m)
+		return printGroupMembers(os.Stdout, d, m)
 	})
 }
 
