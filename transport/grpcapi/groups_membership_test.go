@@ -30,7 +30,9 @@ func (f *fakeCoordinator) Sync(context.Context, fsm.SyncRequest) (fsm.SyncResult
 	return fsm.SyncResult{Assignment: []byte("a")}, f.err
 }
 
-func (f *fakeCoordinator) Heartbeat(context.Context, string, int32, string, string) error { return f.err }
+func (f *fakeCoordinator) Heartbeat(context.Context, string, int32, string, string) error {
+	return f.err
+}
 
 func (f *fakeCoordinator) Leave(context.Context, string, []fsm.LeaveMember) ([]error, error) {
 	return []error{nil}, f.err
