@@ -21,6 +21,8 @@ import (
 //	lineage item  (tag 2, optional: the DR-restore lineage, restore_state.go)
 //	brokers item  (tag 3, optional: Kafka broker IDs, brokers.go; a
 //	               section version byte first)
+//	membership item (tag 16, optional: consumer-group memberships with their
+//	               own version byte, membership_apply.go)
 //	batch items   (tag 1 + AppendedBatch), ascending Raft index
 //	end item      (tag 0)
 //
@@ -154,6 +156,11 @@ func writeSnapshot(w io.Writer, st *State, batches BatchSnapshot) error {
 	}
 	if len(st.Brokers) > 0 {
 		if err := writeItem(w, encodeBrokers(st)); err != nil {
+			return err
+		}
+	}
+	if len(st.Memberships) > 0 {
+		if err := writeItem(w, encodeMemberships(st)); err != nil {
 			return err
 		}
 	}
@@ -495,6 +502,11 @@ func (f *FSM) restoreItems(r *bufio.Reader, st *State) error {
 			continue
 		case itemBrokers:
 			if err := decodeBrokers(item[1:], st); err != nil {
+				return err
+			}
+			continue
+		case itemMembership:
+			if err := decodeMemberships(item[1:], st); err != nil {
 				return err
 			}
 			continue

@@ -300,7 +300,17 @@ func (a *agent) partitionConfig() partition.Config {
 		Limits:    fsm.ClusterLimits{MaxTopics: c.MaxTopics, MaxPartitions: c.MaxPartitions},
 		MaxGroups: c.MaxGroups, DiskDirs: dirs, MinFreeDiskBytes: uint64(c.MinFreeDiskBytes),
 		MetricsPartitions: c.MetricsPartitions,
+		Coordinator:       partition.CoordinatorConfig{InitialRebalanceDelay: c.groupDelay()},
 	}
+}
+
+// groupDelay is GROUP_INITIAL_REBALANCE_DELAY_MS (0: none, which the
+// coordinator spells as a negative delay).
+func (c *agentCmd) groupDelay() time.Duration {
+	if c.GroupDelayMs == 0 {
+		return -1
+	}
+	return time.Duration(c.GroupDelayMs) * time.Millisecond
 }
 
 // startNode starts Raft and gossip (and joins or bootstraps).
@@ -365,7 +375,7 @@ func (a *agent) startHTTP(ctx context.Context) error {
 	a.http = transport.NewHTTPServer(transport.HTTPConfig{
 		Addr: net.JoinHostPort(c.BindAddr, strconv.Itoa(c.HTTPPort)), MaxRecordBytes: c.MaxRecordBytes,
 		Gatherer: a.registry, Registerer: a.registry, Errors: a.errorsTotal, Connections: a.connections, Logger: a.log,
-		Cluster: a.node, Groups: part.Groups(), Offsets: part.Fetcher(), TLSConfig: a.sec.publicTLS, Auth: a.sec.auth,
+		Cluster: a.node, Groups: part.Groups(), Coordinator: part.Coordinator(), Offsets: part.Fetcher(), TLSConfig: a.sec.publicTLS, Auth: a.sec.auth,
 		Quotas: a.quotas, Console: a.consoleHandler(), Durability: consoleDurability{part}, LocalHealth: agentHealth{a},
 		PeerClient: a.consolePeerClient(),
 	}, part.Admin(), part.Producer(), part.Fetcher(), part.Readiness())
@@ -487,7 +497,7 @@ func (a *agent) startGRPC(context.Context) error {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(a.sec.publicTLS)))
 	}
 	a.grpc = grpcapi.NewServer(grpcapi.Config{
-		Topics: part.Admin(), Producer: part.Producer(), Idempotent: part.Producer(), Fetcher: part.Fetcher(), Groups: part.Groups(), Offsets: part.Fetcher(),
+		Topics: part.Admin(), Producer: part.Producer(), Idempotent: part.Producer(), Fetcher: part.Fetcher(), Groups: part.Groups(), Coordinator: part.Coordinator(), Offsets: part.Fetcher(),
 		Cluster: a.node, Readiness: part.Readiness(), Health: agentHealth{a}, Logger: a.log, Registerer: a.registry, MaxRecordBytes: c.MaxRecordBytes,
 		Errors: a.errorsTotal, Connections: a.connections,
 		Stopping: a.grpcStopping, Auth: a.sec.auth, Quotas: a.quotas, MaxConcurrentStreams: c.GRPCMaxStreams,
