@@ -57,6 +57,12 @@ func (c CommandType) String() string {
 		return "CreatePartitions"
 	case CmdAppendBatches:
 		return "AppendBatches"
+	case CmdGroupJoin:
+		return "GroupJoin"
+	case CmdGroupSync:
+		return "GroupSync"
+	case CmdGroupRemoveMembers:
+		return "GroupRemoveMembers"
 	}
 	return fmt.Sprintf("CommandType(%d)", uint8(c))
 }
@@ -96,6 +102,10 @@ var decoders = map[CommandType]decoderFunc{
 	CmdAlterTopicConfig: decodeAlterTopicConfig,
 	CmdCreatePartitions: decodeCreatePartitions,
 	CmdAppendBatches:    decodeAppendBatches,
+
+	CmdGroupJoin:          decodeGroupJoin,
+	CmdGroupSync:          decodeGroupSync,
+	CmdGroupRemoveMembers: decodeGroupRemoveMembers,
 }
 
 // Decode parses an encoded command.
@@ -576,17 +586,29 @@ type OffsetCommit struct {
 // Version 2 adds MaxGroups, the proposer's MAX_GROUPS (0 = unlimited): a
 // commit that would create a group past it is refused. It is written only
 // when set, so older agents still decode plain commits.
+//
+// Version 3 adds the committing member: MemberID and Generation (written
+// when MemberID is set, with MaxGroups). Apply refuses it unless the member
+// is in the group's current generation (CodeIllegalGeneration,
+// CodeUnknownMember; membership.go). A commit without a member (versions
+// 1 and 2) is refused while the group has members (CodeUnknownMember).
 type CommitOffsets struct {
 	Group     string
 	Timestamp int64
 	Offsets   []OffsetCommit
 	MaxGroups int64
+	MemberID  string
+	// Generation is the member's generation (only with MemberID).
+	Generation int32
 }
 
 // Type implements Command.
 func (*CommitOffsets) Type() CommandType { return CmdCommitOffsets }
 func (c *CommitOffsets) version() uint8 {
-	if c.MaxGroups != 0 {
+	switch {
+	case c.MemberID != "":
+		return 3
+	case c.MaxGroups != 0:
 		return 2
 	}
 	return 1
@@ -605,10 +627,14 @@ func (c *CommitOffsets) encode(e *enc) {
 	if c.version() >= 2 {
 		e.iv(c.MaxGroups)
 	}
+	if c.version() >= 3 {
+		e.str(c.MemberID)
+		e.iv(int64(c.Generation))
+	}
 }
 
 func decodeCommitOffsets(v uint8, d *dec) (Command, error) {
-	if err := checkVersion(CmdCommitOffsets, v, 2); err != nil {
+	if err := checkVersion(CmdCommitOffsets, v, 3); err != nil {
 		return nil, err
 	}
 	c := &CommitOffsets{}
@@ -622,6 +648,13 @@ func decodeCommitOffsets(v uint8, d *dec) (Command, error) {
 	})
 	if v >= 2 {
 		c.MaxGroups = d.iv()
+	}
+	if v >= 3 {
+		c.MemberID = d.str()
+		c.Generation = d.i32()
+		if c.MemberID == "" {
+			d.fail("commit offsets v3 without a member id")
+		}
 	}
 	return c, nil
 }

@@ -173,6 +173,15 @@ func (f *FSM) applyOne(index uint64, data []byte) (*Result, bool, error) {
 		return res, res.Code == CodeOK, nil
 	case *InitProducer:
 		return f.applyInitProducer(index, c), false, nil
+	case *GroupJoin:
+		res := f.applyGroupJoin(c)
+		return res, res.Code == CodeOK, nil
+	case *GroupSync:
+		res := f.applyGroupSync(c)
+		return res, res.Code == CodeOK, nil
+	case *GroupRemoveMembers:
+		res := f.applyGroupRemoveMembers(c)
+		return res, res.Code == CodeOK, nil
 	}
 	res, meta := f.applyMeta(index, cmd)
 	return res, meta, nil

@@ -26,9 +26,12 @@ func (f *FSM) applyCommitOffsets(c *CommitOffsets) *Result {
 				o.Offset, p.NextOffset, o.Partition)
 		}
 	}
+	if res := s.checkCommitMember(c); res != nil {
+		return res
+	}
 	g := s.Groups[c.Group]
 	if g == nil {
-		if n := int64(len(s.Groups)); c.MaxGroups > 0 && n >= c.MaxGroups {
+		if n := int64(len(s.groupNameSet())); c.MaxGroups > 0 && n >= c.MaxGroups && s.Memberships[c.Group] == nil {
 			return fail(CodeLimitExceeded, "the cluster holds %d consumer groups and the limit (MAX_GROUPS) is %d: delete unused groups or raise the limit", n, c.MaxGroups)
 		}
 		g = map[PartitionKey]GroupOffset{}
@@ -40,11 +43,19 @@ func (f *FSM) applyCommitOffsets(c *CommitOffsets) *Result {
 	return &Result{}
 }
 
+// applyDeleteGroup removes a group's offsets and membership; a group with
+// members is not deleted (CodeGroupNotEmpty).
 func (f *FSM) applyDeleteGroup(c *DeleteGroup) *Result {
-	if _, ok := f.state.Groups[c.Group]; !ok {
+	_, hasOffsets := f.state.Groups[c.Group]
+	m, hasMembership := f.state.Memberships[c.Group]
+	if !hasOffsets && !hasMembership {
 		return fail(CodeGroupNotFound, "consumer group %q not found", c.Group)
 	}
+	if hasMembership && len(m.Members) > 0 {
+		return fail(CodeGroupNotEmpty, "consumer group %q has %d active members: stop them first", c.Group, len(m.Members))
+	}
 	delete(f.state.Groups, c.Group)
+	delete(f.state.Memberships, c.Group)
 	return &Result{}
 }
 
@@ -86,12 +97,13 @@ func (f *FSM) GroupOffsets(group string) (map[PartitionKey]GroupOffset, bool) {
 	return out, true
 }
 
-// GroupNames returns every consumer group name, sorted.
+// GroupNames returns every consumer group name (with offsets, a
+// membership or both), sorted.
 func (f *FSM) GroupNames() []string {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	out := make([]string, 0, len(f.state.Groups))
-	for g := range f.state.Groups {
+	out := make([]string, 0, len(f.state.Groups)+len(f.state.Memberships))
+	for g := range f.state.groupNameSet() {
 		out = append(out, g)
 	}
 	sort.Strings(out)

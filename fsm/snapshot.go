@@ -19,6 +19,8 @@ import (
 //	               producers that have one; version 4 adds the topics'
 //	               max.message.bytes where set)
 //	lineage item  (tag 2, optional: the DR-restore lineage, restore_state.go)
+//	membership item (tag 16, optional: consumer-group memberships with their
+//	               own version byte, membership_apply.go)
 //	batch items   (tag 1 + AppendedBatch), ascending Raft index
 //	end item      (tag 0)
 //
@@ -146,6 +148,11 @@ func writeSnapshot(w io.Writer, st *State, batches BatchSnapshot) error {
 	}
 	if st.hasLineage() {
 		if err := writeItem(w, encodeLineage(st)); err != nil {
+			return err
+		}
+	}
+	if len(st.Memberships) > 0 {
+		if err := writeItem(w, encodeMemberships(st)); err != nil {
 			return err
 		}
 	}
@@ -482,6 +489,11 @@ func (f *FSM) restoreItems(r *bufio.Reader, st *State) error {
 			return flush()
 		case itemLineage:
 			if err := decodeLineage(item[1:], st); err != nil {
+				return err
+			}
+			continue
+		case itemMembership:
+			if err := decodeMemberships(item[1:], st); err != nil {
 				return err
 			}
 			continue

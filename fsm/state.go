@@ -78,6 +78,10 @@ type State struct {
 	PendingDeletes map[string]bool
 	// Groups are the consumer groups' committed offsets, by group name.
 	Groups map[string]map[PartitionKey]GroupOffset
+	// Memberships are the consumer groups' members and generations
+	// (membership.go), by group name; a group may have offsets, a
+	// membership or both.
+	Memberships map[string]*GroupMembership
 	// Producers are the idempotent producers, by ID.
 	Producers map[uint64]*Producer
 	// Clock is the cluster clock (unix ms): the largest ClockTick time
@@ -141,6 +145,7 @@ func newState() *State {
 		ObjectRefs:     map[string]int{},
 		PendingDeletes: map[string]bool{},
 		Groups:         map[string]map[PartitionKey]GroupOffset{},
+		Memberships:    map[string]*GroupMembership{},
 		Producers:      map[uint64]*Producer{},
 		Unreadable:     map[string]uint64{},
 	}
@@ -227,6 +232,9 @@ func (s *State) clone() *State {
 			m[k] = v
 		}
 		c.Groups[g] = m
+	}
+	for g, m := range s.Memberships {
+		c.Memberships[g] = m.clone()
 	}
 	for id, p := range s.Producers {
 		c.Producers[id] = p.clone()

@@ -32,15 +32,25 @@ func newGroups(cfg Config, d Deps, fetcher *Fetcher) *Groups {
 }
 
 // CommitOffsets commits a group's offsets, all or nothing. An offset past
-// the partition's high watermark is refused.
+// the partition's high watermark is refused, and so is any commit while
+// the group has members (only they commit, through the Coordinator).
 func (g *Groups) CommitOffsets(ctx context.Context, group string, commits []fsm.GroupCommit) error {
+	return g.commitAs(ctx, group, commits, "", fsm.NoGeneration)
+}
+
+// commitAs commits as member (in generation gen) or, with member "", as a
+// simple consumer.
+func (g *Groups) commitAs(ctx context.Context, group string, commits []fsm.GroupCommit, member string, gen int32) error {
 	if err := fsm.ValidateGroupName(group); err != nil {
 		return fmt.Errorf("%w: %v", fsm.ErrInvalidArgument, err)
 	}
 	if len(commits) == 0 {
 		return fmt.Errorf("%w: no offsets to commit", fsm.ErrInvalidArgument)
 	}
-	cmd := &fsm.CommitOffsets{Group: group, Timestamp: g.clock().UnixMilli(), MaxGroups: g.max}
+	cmd := &fsm.CommitOffsets{Group: group, Timestamp: g.clock().UnixMilli(), MaxGroups: g.max, MemberID: member}
+	if member != "" {
+		cmd.Generation = gen
+	}
 	for _, c := range commits {
 		t, err := lookupTopicFor(ctx, g.meta, g.sync, c.Topic, c.Partition)
 		if err != nil {
@@ -89,8 +99,13 @@ func (g *Groups) DeleteGroup(ctx context.Context, group string) error {
 	if err := fsm.ValidateGroupName(group); err != nil {
 		return fmt.Errorf("%w: %v", fsm.ErrInvalidArgument, err)
 	}
-	if _, ok := g.meta.GroupOffsets(group); !ok {
+	_, hasOffsets := g.meta.GroupOffsets(group)
+	m, hasMembership := g.meta.Membership(group)
+	if !hasOffsets && !hasMembership {
 		return fmt.Errorf("%w: %q", fsm.ErrGroupNotFound, group)
+	}
+	if len(m.Members) > 0 {
+		return fmt.Errorf("%w: %q has %d members in generation %d", fsm.ErrGroupNotEmpty, group, len(m.Members), m.Generation)
 	}
 	return g.propose(ctx, &fsm.DeleteGroup{Group: group})
 }
@@ -109,7 +124,9 @@ func (g *Groups) DescribeGroup(ctx context.Context, group string) (fsm.GroupDesc
 func (g *Groups) describe(group string) (fsm.GroupDescription, error) {
 	offs, ok := g.meta.GroupOffsets(group)
 	if !ok {
-		return fsm.GroupDescription{}, fmt.Errorf("%w: %q", fsm.ErrGroupNotFound, group)
+		if _, member := g.meta.Membership(group); !member {
+			return fsm.GroupDescription{}, fmt.Errorf("%w: %q", fsm.ErrGroupNotFound, group)
+		}
 	}
 	d := fsm.GroupDescription{Group: group, Partitions: []fsm.GroupPartition{}}
 	for k, o := range offs {

@@ -139,7 +139,9 @@ type testNode struct {
 	e      *env
 	sync   Syncer // nil: every read is already in sync
 	leader bool
-	gate   *proposeGate // set before producing: holds proposals
+	// leaderID is what LeaderID answers.
+	leaderID string
+	gate     *proposeGate // set before producing: holds proposals
 
 	mu          sync.Mutex
 	lastStarted chan struct{} // closed once the last started command applied
@@ -193,6 +195,7 @@ func (g *proposeGate) open() { g.once.Do(func() { close(g.release) }) }
 
 func (n *testNode) Placement(count int32) []string { return n.e.prop.Placement(count) }
 func (n *testNode) LeaderReady() bool              { return n.leader }
+func (n *testNode) LeaderID() string               { return n.leaderID }
 func (n *testNode) Ready() (bool, string)          { return true, "" }
 func (n *testNode) ReclaimDisk(bool)               {}
 func (n *testNode) SyncRead(ctx context.Context) error {

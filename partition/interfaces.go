@@ -50,6 +50,10 @@ type Metadata interface {
 	ObjectReferenced(key string) bool
 	GroupOffsets(group string) (map[fsm.PartitionKey]fsm.GroupOffset, bool)
 	GroupNames() []string
+	// Membership and Memberships read the consumer groups' replicated
+	// membership (fsm/membership.go).
+	Membership(group string) (fsm.GroupMembership, bool)
+	Memberships() []fsm.GroupMembership
 	// Clock is the cluster clock (unix ms): the Raft leader's time as the
 	// applied log carries it, never decreasing (fsm/clock.go).
 	Clock() int64
@@ -149,6 +153,9 @@ type Node interface {
 	Syncer
 	Placement
 	Leadership
+	// LeaderID is the Raft leader's node ID as this node knows it ("" when
+	// none is known): the group coordinator others are sent to.
+	LeaderID() string
 	// Ready reports whether the node can serve (leader known, log applied),
 	// with the reason /ready gives when not.
 	Ready() (bool, string)

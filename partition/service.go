@@ -26,6 +26,8 @@ type Config struct {
 	Limits fsm.ClusterLimits
 	// MaxGroups bounds the consumer groups in the cluster (0: no bound).
 	MaxGroups int64
+	// Coordinator tunes the consumer-group coordinator.
+	Coordinator CoordinatorConfig
 	// DiskDirs are the directories whose filesystems hold the agent's state
 	// (DATA_DIR, WAL_DIR); below MinFreeDiskBytes free on the least free of
 	// them produce is refused (0 = never).
@@ -103,6 +105,7 @@ type Service struct {
 	fetcher  *Fetcher
 	admin    *Admin
 	groups   *Groups
+	coord    *Coordinator
 	flusher  *Flusher
 	janitor  *Janitor
 	disk     *DiskGuard
@@ -125,6 +128,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	s.fetcher = newFetcher(cfg, d)
 	s.admin = newAdmin(cfg, d)
 	s.groups = newGroups(cfg, d, s.fetcher)
+	s.coord = newCoordinator(cfg, d, s.groups)
 	s.flusher = newFlusher(cfg, d)
 	s.janitor = newJanitor(cfg, d)
 	s.ready = &Readiness{node: d.Node, objects: d.Objects, store: d.Store, disk: s.disk,
@@ -180,6 +184,7 @@ func (s *Service) start(ctx context.Context) {
 	_ = s.producer.coalescer.start() // else on first use; false only when closing
 	s.tasks.Every("flusher", s.flusher.cfg.Interval, s.flusher.tick)
 	s.tasks.Every("janitor", s.janitor.cfg.Interval, s.janitor.round)
+	s.tasks.Go("coordinator", s.coord.run)
 }
 
 // Close stops every goroutine of the service and waits for them: queued
