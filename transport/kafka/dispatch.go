@@ -36,6 +36,7 @@ func (s *Server) dispatchTable() map[int16]handler {
 		t[key] = h
 	}
 	s.registerCore(add)
+	s.registerGroups(add)
 	return t
 }
 

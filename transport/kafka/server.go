@@ -19,6 +19,9 @@ type Config struct {
 	Cluster Cluster
 	Topics  Topics
 	Fetcher Fetcher
+	// Groups is the consumer-group coordinator; nil: the group APIs are
+	// not served.
+	Groups GroupCoordinator
 
 	// TLSConfig, when set, makes the listener TLS-only.
 	TLSConfig *tls.Config

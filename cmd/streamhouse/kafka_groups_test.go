@@ -1,0 +1,329 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// startKafkaAgent starts a one-agent cluster in process with a Kafka
+// listener; it returns the REST base URL and the Kafka address.
+func startKafkaAgent(t *testing.T) (string, string) {
+	t.Helper()
+	c := testConfig(t, t.TempDir())
+	c.KafkaPort = freePort(t)
+	c.KafkaAdvertised = "127.0.0.1:" + strconv.Itoa(c.KafkaPort)
+	a, base := startTestAgent(t, c)
+	t.Cleanup(func() { _ = a.Close(context.Background()) })
+	return base, c.KafkaAdvertised
+}
+
+func kafkaClient(t *testing.T, addr string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// rawMember speaks the classic group protocol with kmsg requests, one
+// client (so one connection) per member: a blocked JoinGroup holds its
+// connection, as in Kafka.
+type rawMember struct {
+	t     *testing.T
+	cl    *kgo.Client
+	group string
+	id    string
+	gen   int32
+}
+
+func newRawMember(t *testing.T, addr, group string) *rawMember {
+	return &rawMember{t: t, cl: kafkaClient(t, addr), group: group}
+}
+
+// join joins (v9: a first join is answered MEMBER_ID_REQUIRED) and
+// returns the response.
+func (m *rawMember) join(ctx context.Context) *kmsg.JoinGroupResponse {
+	m.t.Helper()
+	req := kmsg.NewPtrJoinGroupRequest()
+	req.Group, req.MemberID, req.ProtocolType = m.group, m.id, "consumer"
+	req.SessionTimeoutMillis, req.RebalanceTimeoutMillis = 10000, 5000
+	meta := kmsg.NewConsumerMemberMetadata()
+	meta.Topics = []string{"kg"}
+	p := kmsg.NewJoinGroupRequestProtocol()
+	p.Name, p.Metadata = "range", meta.AppendTo(nil)
+	req.Protocols = append(req.Protocols, p)
+	resp, err := req.RequestWith(ctx, m.cl)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	m.id = resp.MemberID
+	if resp.ErrorCode == 0 {
+		m.gen = resp.Generation
+	}
+	return resp
+}
+
+// sync sends assignments (member ID → partitions of "kg") and returns the
+// member's own.
+func (m *rawMember) sync(ctx context.Context, assign map[string][]int32) (*kmsg.SyncGroupResponse, []int32) {
+	m.t.Helper()
+	req := kmsg.NewPtrSyncGroupRequest()
+	req.Group, req.Generation, req.MemberID = m.group, m.gen, m.id
+	for id, parts := range assign {
+		a := kmsg.NewConsumerMemberAssignment()
+		tp := kmsg.NewConsumerMemberAssignmentTopic()
+		tp.Topic, tp.Partitions = "kg", parts
+		a.Topics = append(a.Topics, tp)
+		ga := kmsg.NewSyncGroupRequestGroupAssignment()
+		ga.MemberID, ga.MemberAssignment = id, a.AppendTo(nil)
+		req.GroupAssignment = append(req.GroupAssignment, ga)
+	}
+	resp, err := req.RequestWith(ctx, m.cl)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	var a kmsg.ConsumerMemberAssignment
+	if resp.ErrorCode == 0 {
+		if err := a.ReadFrom(resp.MemberAssignment); err != nil {
+			m.t.Fatalf("assignment: %v", err)
+		}
+	}
+	var parts []int32
+	for _, tp := range a.Topics {
+		parts = append(parts, tp.Partitions...)
+	}
+	return resp, parts
+}
+
+func (m *rawMember) heartbeat(ctx context.Context) error {
+	req := kmsg.NewPtrHeartbeatRequest()
+	req.Group, req.Generation, req.MemberID = m.group, m.gen, m.id
+	resp, err := req.RequestWith(ctx, m.cl)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return kerr.ErrorForCode(resp.ErrorCode)
+}
+
+// commit commits offset on partition 0 of "kg" as (member, gen).
+func commitAs(t *testing.T, ctx context.Context, cl *kgo.Client, group, member string, gen int32, offset int64) error {
+	t.Helper()
+	req := kmsg.NewPtrOffsetCommitRequest()
+	req.Group, req.MemberID, req.Generation = group, member, gen
+	rt := kmsg.NewOffsetCommitRequestTopic()
+	rt.Topic = "kg"
+	rp := kmsg.NewOffsetCommitRequestTopicPartition()
+	rp.Partition, rp.Offset = 0, offset
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kerr.ErrorForCode(resp.Topics[0].Partitions[0].ErrorCode)
+}
+
+// committedOffset is the group's committed offset of kg/0 (-1: none).
+func committedOffset(t *testing.T, ctx context.Context, cl *kgo.Client, group string) int64 {
+	t.Helper()
+	req := kmsg.NewPtrOffsetFetchRequest()
+	req.Group = group
+	rt := kmsg.NewOffsetFetchRequestTopic()
+	rt.Topic, rt.Partitions = "kg", []int32{0}
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		t.Fatalf("offset fetch: %v", err)
+	}
+	return resp.Topics[0].Partitions[0].Offset
+}
+
+func produceValues(t *testing.T, base, topic string, partition int32, n int) {
+	t.Helper()
+	var recs []map[string]any
+	for i := 0; i < n; i++ {
+		recs = append(recs, map[string]any{"partition": partition, "value": fmt.Sprintf("p%d-%d", partition, i)})
+	}
+	if code := call(t, "POST", base+"/api/v1/produce/batch", map[string]any{"topic": topic, "records": recs}, nil); code != 200 {
+		t.Fatalf("produce to %s/%d: status %d", topic, partition, code)
+	}
+}
+
+// TestKafkaGroupProtocol drives the classic group protocol with raw
+// requests: MEMBER_ID_REQUIRED, a rebalance when a second member joins,
+// a commit from the stale generation refused (ILLEGAL_GENERATION),
+// unknown members, describe/list, delete refused while members exist,
+// and simple (generation -1) commits once the group is empty.
+func TestKafkaGroupProtocol(t *testing.T) {
+	base, addr := startKafkaAgent(t)
+	createTopic(t, base, "kg", 4)
+	produceValues(t, base, "kg", 0, 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	a := newRawMember(t, addr, "g")
+	if r := a.join(ctx); r.ErrorCode != kerr.MemberIDRequired.Code || r.MemberID == "" {
+		t.Fatalf("first join: error %v member %q, want MEMBER_ID_REQUIRED with an id", kerr.ErrorForCode(r.ErrorCode), r.MemberID)
+	}
+	if r := a.join(ctx); r.ErrorCode != 0 || r.LeaderID != a.id || len(r.Members) != 1 || deref(r.Protocol) != "range" {
+		t.Fatalf("join: %v leader %q members %d protocol %v", kerr.ErrorForCode(r.ErrorCode), r.LeaderID, len(r.Members), r.Protocol)
+	}
+	if r, parts := a.sync(ctx, map[string][]int32{a.id: {0, 1, 2, 3}}); r.ErrorCode != 0 || len(parts) != 4 {
+		t.Fatalf("sync: %v parts %v", kerr.ErrorForCode(r.ErrorCode), parts)
+	}
+	if err := commitAs(t, ctx, a.cl, "g", a.id, a.gen, 3); err != nil {
+		t.Fatalf("member commit: %v", err)
+	}
+	if err := commitAs(t, ctx, a.cl, "g", "", -1, 5); err == nil {
+		t.Fatal("a simple commit to a group with members was accepted")
+	}
+	if err := commitAs(t, ctx, a.cl, "g", "stranger", a.gen, 5); err != kerr.UnknownMemberID {
+		t.Fatalf("commit from a non-member: %v, want UNKNOWN_MEMBER_ID", err)
+	}
+
+	// A second member joins: its join blocks until a rejoins.
+	b := newRawMember(t, addr, "g")
+	b.join(ctx) // MEMBER_ID_REQUIRED
+	bJoined := make(chan *kmsg.JoinGroupResponse, 1)
+	go func() { bJoined <- b.join(ctx) }()
+	waitFor(t, 10*time.Second, "a's heartbeat says rebalance", func() bool { return a.heartbeat(ctx) == kerr.RebalanceInProgress })
+	oldGen := a.gen
+	if r := a.join(ctx); r.ErrorCode != 0 || r.Generation != oldGen+1 || len(r.Members) != 2 {
+		t.Fatalf("rejoin: %v gen %d members %d", kerr.ErrorForCode(r.ErrorCode), r.Generation, len(r.Members))
+	}
+	if r := <-bJoined; r.ErrorCode != 0 || r.Generation != a.gen || len(r.Members) != 0 {
+		t.Fatalf("b's join: %v gen %d (a's %d)", kerr.ErrorForCode(r.ErrorCode), r.Generation, a.gen)
+	}
+	bSynced := make(chan []int32, 1)
+	go func() { _, parts := b.sync(ctx, nil); bSynced <- parts }()
+	if r, parts := a.sync(ctx, map[string][]int32{a.id: {0, 1}, b.id: {2, 3}}); r.ErrorCode != 0 || fmt.Sprint(parts) != "[0 1]" {
+		t.Fatalf("a's sync: %v %v", kerr.ErrorForCode(r.ErrorCode), parts)
+	}
+	if parts := <-bSynced; fmt.Sprint(parts) != "[2 3]" {
+		t.Fatalf("b's assignment %v", parts)
+	}
+	if err := commitAs(t, ctx, a.cl, "g", a.id, oldGen, 4); err != kerr.IllegalGeneration {
+		t.Fatalf("commit from the stale generation: %v, want ILLEGAL_GENERATION", err)
+	}
+	if got := committedOffset(t, ctx, a.cl, "g"); got != 3 {
+		t.Fatalf("committed offset %d after the refused commit, want 3", got)
+	}
+	checkDescribed(t, ctx, a.cl, a.id, b.id)
+
+	del := kmsg.NewPtrDeleteGroupsRequest()
+	del.Groups = []string{"g"}
+	if r, err := del.RequestWith(ctx, a.cl); err != nil || r.Groups[0].ErrorCode != kerr.NonEmptyGroup.Code {
+		t.Fatalf("delete with members: %v %+v", err, r)
+	}
+	leave := kmsg.NewPtrLeaveGroupRequest()
+	leave.Group = "g"
+	for _, id := range []string{a.id, b.id} {
+		m := kmsg.NewLeaveGroupRequestMember()
+		m.MemberID = id
+		leave.Members = append(leave.Members, m)
+	}
+	if r, err := leave.RequestWith(ctx, a.cl); err != nil || r.ErrorCode != 0 || r.Members[0].ErrorCode != 0 || r.Members[1].ErrorCode != 0 {
+		t.Fatalf("leave: %v %+v", err, r)
+	}
+	if err := commitAs(t, ctx, a.cl, "g", "", -1, 7); err != nil {
+		t.Fatalf("simple commit to the empty group: %v", err)
+	}
+	if got := committedOffset(t, ctx, a.cl, "g"); got != 7 {
+		t.Fatalf("committed offset %d, want 7", got)
+	}
+	if r, err := del.RequestWith(ctx, a.cl); err != nil || r.Groups[0].ErrorCode != 0 {
+		t.Fatalf("delete the empty group: %v %+v", err, r)
+	}
+	if got := committedOffset(t, ctx, a.cl, "g"); got != -1 {
+		t.Fatalf("committed offset %d after delete, want -1", got)
+	}
+}
+
+// checkDescribed checks DescribeGroups and ListGroups of the stable group
+// g with members a and b.
+func checkDescribed(t *testing.T, ctx context.Context, cl *kgo.Client, a, b string) {
+	t.Helper()
+	req := kmsg.NewPtrDescribeGroupsRequest()
+	req.Groups = []string{"g", "nope"}
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := resp.Groups[0]
+	if g.ErrorCode != 0 || g.State != "Stable" || g.ProtocolType != "consumer" || g.Protocol != "range" || len(g.Members) != 2 {
+		t.Fatalf("describe: %+v", g)
+	}
+	ids := []string{g.Members[0].MemberID, g.Members[1].MemberID}
+	sort.Strings(ids)
+	want := []string{a, b}
+	sort.Strings(want)
+	if fmt.Sprint(ids) != fmt.Sprint(want) || len(g.Members[0].MemberAssignment) == 0 {
+		t.Fatalf("described members %v, want %v (with assignments)", ids, want)
+	}
+	if resp.Groups[1].State != "Dead" {
+		t.Fatalf("unknown group described as %q, want Dead", resp.Groups[1].State)
+	}
+	list, err := kmsg.NewPtrListGroupsRequest().RequestWith(ctx, cl)
+	if err != nil || list.ErrorCode != 0 {
+		t.Fatalf("list: %v %+v", err, list)
+	}
+	for _, lg := range list.Groups {
+		if lg.Group == "g" && lg.ProtocolType == "consumer" {
+			return
+		}
+	}
+	t.Fatalf("list groups: %+v, want g (consumer)", list.Groups)
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// killableDialer dials normally until kill, which closes every
+// connection it made and refuses new ones: a member that dies without
+// leaving its group.
+type killableDialer struct {
+	mu     sync.Mutex
+	killed bool
+	conns  []net.Conn
+}
+
+func (d *killableDialer) dial(ctx context.Context, network, host string) (net.Conn, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.killed {
+		return nil, fmt.Errorf("member killed")
+	}
+	c, err := (&net.Dialer{}).DialContext(ctx, network, host)
+	if err == nil {
+		d.conns = append(d.conns, c)
+	}
+	return c, err
+}
+
+func (d *killableDialer) kill() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.killed = true
+	for _, c := range d.conns {
+		_ = c.Close()
+	}
+}
