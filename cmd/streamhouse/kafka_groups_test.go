@@ -327,3 +327,118 @@ func (d *killableDialer) kill() {
 		_ = c.Close()
 	}
 }
+
+// ownership records which member owned which partition in which
+// generation, from kgo's assignment callbacks (eager balancing: each
+// generation's callback carries the member's whole assignment).
+type ownership struct {
+	mu     sync.Mutex
+	owners map[int32]map[int32]string // generation → partition → member
+	dups   []string
+}
+
+func newOwnership() *ownership { return &ownership{owners: map[int32]map[int32]string{}} }
+
+func (o *ownership) onAssigned(name string) kgo.Opt {
+	return kgo.OnPartitionsAssigned(func(_ context.Context, cl *kgo.Client, m map[string][]int32) {
+		_, gen := cl.GroupMetadata()
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if o.owners[gen] == nil {
+			o.owners[gen] = map[int32]string{}
+		}
+		for _, p := range m["kg"] {
+			if prev, dup := o.owners[gen][p]; dup && prev != name {
+				o.dups = append(o.dups, fmt.Sprintf("generation %d: partition %d owned by %s and %s", gen, p, prev, name))
+			}
+			o.owners[gen][p] = name
+		}
+	})
+}
+
+// settled reports whether the latest generation gives all parts
+// partitions to exactly the members named.
+func (o *ownership) settled(parts int, members ...string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	latest := int32(-1)
+	for g := range o.owners {
+		latest = max(latest, g)
+	}
+	own := o.owners[latest]
+	seen := map[string]bool{}
+	for _, m := range own {
+		seen[m] = true
+	}
+	if len(own) != parts || len(seen) != len(members) {
+		return false
+	}
+	for _, m := range members {
+		if !seen[m] {
+			return false
+		}
+	}
+	return true
+}
+
+func (o *ownership) check(t *testing.T) {
+	t.Helper()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, d := range o.dups {
+		t.Error(d)
+	}
+	t.Logf("%d generations", len(o.owners))
+}
+
+// groupMember is a kgo consumer-group member on topic kg with fast
+// timings and the range assignor.
+func groupMember(t *testing.T, addr, group, name string, o *ownership, extra ...kgo.Opt) *member {
+	opts := append([]kgo.Opt{
+		kgo.ConsumerGroup(group), kgo.ConsumeTopics("kg"), kgo.Balancers(kgo.RangeBalancer()),
+		kgo.SessionTimeout(3 * time.Second), kgo.HeartbeatInterval(200 * time.Millisecond),
+		kgo.RebalanceTimeout(5 * time.Second), kgo.ClientID(name), o.onAssigned(name),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(500 * time.Millisecond),
+	}, extra...)
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	closeIt := func() { once.Do(cl.Close) }
+	t.Cleanup(closeIt)
+	return &member{Client: cl, close: closeIt}
+}
+
+// member is a group member's client; close leaves the group (once).
+type member struct {
+	*kgo.Client
+	close func()
+}
+
+// TestKafkaConsumerGroupRebalances: kgo members of one group share the
+// partitions of a topic and rebalance when a member joins, leaves, and
+// dies without leaving (its session expires); no partition has two
+// owners in one generation.
+func TestKafkaConsumerGroupRebalances(t *testing.T) {
+	base, addr := startKafkaAgent(t)
+	const parts = 6
+	createTopic(t, base, "kg", parts)
+	o := newOwnership()
+	groupMember(t, addr, "rb", "m1", o)
+	waitFor(t, 20*time.Second, "m1 owns every partition", func() bool { return o.settled(parts, "m1") })
+	m2 := groupMember(t, addr, "rb", "m2", o)
+	groupMember(t, addr, "rb", "m3", o)
+	waitFor(t, 20*time.Second, "m2 and m3 join", func() bool { return o.settled(parts, "m1", "m2", "m3") })
+
+	m2.close() // leaves the group
+	waitFor(t, 20*time.Second, "m2 leaves", func() bool { return o.settled(parts, "m1", "m3") })
+
+	var d killableDialer
+	m4 := groupMember(t, addr, "rb", "m4", o, kgo.Dialer(d.dial))
+	waitFor(t, 20*time.Second, "m4 joins", func() bool { return o.settled(parts, "m1", "m3", "m4") })
+	d.kill()
+	waitFor(t, 30*time.Second, "m4's session expires", func() bool { return o.settled(parts, "m1", "m3") })
+	m4.close()
+	o.check(t)
+}

@@ -65,7 +65,7 @@ type JoinMember struct {
 
 // JoinResult is the generation a join completed.
 type JoinResult struct {
-	Generation                                   int32
+	Generation                                 int32
 	ProtocolType, Protocol, LeaderID, MemberID string
 	// Members: every member, only for the group's leader.
 	Members []JoinMember
@@ -73,10 +73,10 @@ type JoinResult struct {
 
 // SyncRequest is a SyncGroup.
 type SyncRequest struct {
-	Group                                      string
-	Generation                                 int32
+	Group                                        string
+	Generation                                   int32
 	MemberID, InstanceID, ProtocolType, Protocol string
-	Assignments                                []fsm.MemberAssignment
+	Assignments                                  []fsm.MemberAssignment
 }
 
 // SyncResult is a member's assignment.
