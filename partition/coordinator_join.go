@@ -70,7 +70,10 @@ func (c *Coordinator) enqueueJoin(req JoinRequest) (*pendingJoin, error) {
 	defer c.mu.Unlock()
 	if !c.leading {
 		// The loop has not taken over yet (or just resigned).
-		return nil, fmt.Errorf("%w: group %q", fsm.ErrCoordinatorLoading, req.Group)
+		if !c.node.LeaderReady() {
+			return nil, &NotCoordinatorError{Leader: c.node.LeaderID()}
+		}
+		c.leading = true
 	}
 	g := c.state(m, now)
 	if err := consistentProtocol(m, g, req); err != nil {
