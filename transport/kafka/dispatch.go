@@ -37,6 +37,7 @@ func (s *Server) dispatchTable() map[int16]handler {
 	}
 	s.registerCore(add)
 	s.registerGroups(add)
+	s.registerData(add)
 	return t
 }
 

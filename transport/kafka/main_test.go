@@ -23,6 +23,7 @@ type fakeAgent struct {
 	addr   string
 	topics map[string]fsm.Topic
 	leader map[string]string // "topic/partition" -> node ID; default nodeID
+	log    fakeLog
 }
 
 func newFakeAgent() *fakeAgent {
@@ -70,13 +71,11 @@ func (f *fakeAgent) Partitions(name string) ([]fsm.PartitionInfo, error) {
 		if !ok {
 			leader = f.nodeID
 		}
-		out[i] = fsm.PartitionInfo{TopicID: t.ID, Topic: name, Partition: int32(i), Leader: leader, LeaderEpoch: 3}
+		low := f.log.low[pkey(name, int32(i))]
+		next := low + int64(len(f.log.parts[pkey(name, int32(i))]))
+		out[i] = fsm.PartitionInfo{TopicID: t.ID, Topic: name, Partition: int32(i), Leader: leader, LeaderEpoch: 3, LowWatermark: low, NextOffset: next}
 	}
 	return out, nil
-}
-
-func (f *fakeAgent) Fetch(context.Context, fsm.FetchRequest) (fsm.FetchResult, error) {
-	return fsm.FetchResult{}, nil
 }
 
 func (f *fakeAgent) addTopic(name string, parts int32) {
@@ -101,7 +100,8 @@ func newEnv(t *testing.T, mods ...func(*Config)) *env {
 	}
 	e.addr = ln.Addr().String()
 	e.agent.addr = e.addr
-	cfg := Config{NodeID: e.agent.nodeID, Cluster: e.agent, Topics: e.agent, Fetcher: e.agent}
+	cfg := Config{NodeID: e.agent.nodeID, Cluster: e.agent, Topics: e.agent, Fetcher: e.agent,
+		Producer: e.agent, Idempotent: e.agent, Offsets: e.agent}
 	for _, m := range mods {
 		m(&cfg)
 	}

@@ -19,6 +19,11 @@ type Config struct {
 	Cluster Cluster
 	Topics  Topics
 	Fetcher Fetcher
+	// Producer, Idempotent and Offsets serve Produce, InitProducerId and
+	// ListOffsets; nil: the API is not advertised.
+	Producer   Producer
+	Idempotent IdempotentProducer
+	Offsets    Offsets
 	// Groups is the consumer-group coordinator; nil: the group APIs are
 	// not served.
 	Groups GroupCoordinator
@@ -55,6 +60,7 @@ func (c Config) withDefaults() Config {
 type Server struct {
 	cfg      Config
 	handlers map[int16]handler
+	wraps    seqWraps // Kafka sequence wraps per producer session (initproducer.go)
 
 	mu     sync.Mutex
 	lns    []net.Listener

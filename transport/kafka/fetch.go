@@ -1,0 +1,193 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/streamhouse/streamhouse/fsm"
+)
+
+// Fetch is served by any agent (partition.Fetcher reads the local WAL and
+// the segment objects anywhere), so it never answers NOT_LEADER for a
+// partition another agent leads. Fetch sessions are not kept: every answer
+// carries session ID 0, so clients send full fetch requests.
+
+// fetchPart is one partition of a fetch request and its answer.
+type fetchPart struct {
+	topic    string
+	offset   int64
+	maxBytes int
+	out      *kmsg.FetchResponseTopicPartition
+	// done: the partition has its answer (records or an error); the long
+	// poll does not wait on it again.
+	done  bool
+	bytes int
+}
+
+func (s *Server) handleFetch(ctx context.Context, c *Conn, req *kmsg.FetchRequest) (kmsg.Response, error) {
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	if req.SessionID != 0 || req.SessionEpoch > 0 {
+		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
+		return resp, nil
+	}
+	parts := s.fetchParts(c, req, resp)
+	minBytes := max(int(req.MinBytes), 1)
+	if got := s.readParts(ctx, parts, 0, 0); got < minBytes && req.MaxWaitMillis > 0 {
+		s.readParts(ctx, parts, int64(req.MaxWaitMillis), minBytes-got)
+	}
+	trimToMaxBytes(parts, int(req.MaxBytes))
+	return resp, nil
+}
+
+// fetchParts builds the response skeleton and the partitions to read;
+// partitions that cannot be read get their error now.
+func (s *Server) fetchParts(c *Conn, req *kmsg.FetchRequest, resp *kmsg.FetchResponse) []*fetchPart {
+	view := s.newTopicView()
+	var parts []*fetchPart
+	for _, rt := range req.Topics {
+		t := kmsg.NewFetchResponseTopic()
+		t.Topic, t.TopicID = rt.Topic, rt.TopicID
+		name, unknown := rt.Topic, kerr.UnknownTopicOrPartition.Code
+		if req.Version >= 13 {
+			name, _ = view.nameOf(rt.TopicID)
+			unknown = kerr.UnknownTopicID.Code
+		}
+		t.Partitions = make([]kmsg.FetchResponseTopicPartition, len(rt.Partitions))
+		for j, rp := range rt.Partitions {
+			out := &t.Partitions[j]
+			*out = kmsg.NewFetchResponseTopicPartition()
+			out.Partition, out.HighWatermark, out.LastStableOffset, out.LogStartOffset = rp.Partition, -1, -1, -1
+			switch {
+			case name == "":
+				out.ErrorCode = unknown
+			case s.authorize(c, OpRead, name) != nil:
+				out.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			default:
+				if _, err := view.partition(name, rp.Partition); err != nil {
+					out.ErrorCode = fetchCode(err, unknown)
+					continue
+				}
+				parts = append(parts, &fetchPart{topic: name, offset: rp.FetchOffset, maxBytes: int(rp.PartitionMaxBytes), out: out})
+			}
+		}
+		resp.Topics = append(resp.Topics, t)
+	}
+	return parts
+}
+
+// readParts reads every partition not yet answered, in parallel, and
+// returns the bytes read. waitMs > 0 is the long poll: each partition
+// waits up to waitMs at the end of its log, and as soon as the partitions
+// that answered hold minBytes (or one failed) the others stop waiting.
+func (s *Server) readParts(ctx context.Context, parts []*fetchPart, waitMs int64, minBytes int) int {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu    sync.Mutex
+		total int
+		wg    sync.WaitGroup
+	)
+	for _, p := range parts {
+		if p.done {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, stop := s.readPart(ctx, p, waitMs)
+			mu.Lock()
+			defer mu.Unlock()
+			total += n
+			if waitMs > 0 && (stop || total >= minBytes) {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	return total
+}
+
+// readPart reads one partition up to its byte limit and encodes the
+// records as record batches. It reports the bytes read and whether the
+// partition has its final answer (records or an error).
+func (s *Server) readPart(ctx context.Context, p *fetchPart, waitMs int64) (int, bool) {
+	out := p.out
+	req := fsm.FetchRequest{Topic: p.topic, Partition: out.Partition, Offset: p.offset, MaxBytes: p.maxBytes, WaitMs: waitMs}
+	for {
+		res, err := s.cfg.Fetcher.Fetch(ctx, req)
+		if err != nil {
+			if ctx.Err() != nil && len(out.RecordBatches) == 0 {
+				return 0, false // the long poll ended elsewhere: nothing to say
+			}
+			if len(out.RecordBatches) == 0 {
+				setFetchError(out, err)
+				p.done = true
+				return 0, true
+			}
+			break
+		}
+		out.HighWatermark, out.LastStableOffset, out.LogStartOffset = res.HighWatermark, res.HighWatermark, res.LowWatermark
+		if len(res.Records) > 0 {
+			before := len(out.RecordBatches)
+			out.RecordBatches = appendFetched(out.RecordBatches, res.Records, -1)
+			p.bytes += len(out.RecordBatches) - before
+		}
+		if len(res.Records) == 0 || res.NextOffset >= res.HighWatermark || (p.maxBytes > 0 && p.bytes >= p.maxBytes) {
+			break
+		}
+		req.Offset, req.WaitMs = res.NextOffset, 0
+		if p.maxBytes > 0 {
+			req.MaxBytes = p.maxBytes - p.bytes
+		}
+	}
+	p.done = p.done || p.bytes > 0
+	return p.bytes, p.bytes > 0
+}
+
+// setFetchError answers a partition's read failure.
+func setFetchError(out *kmsg.FetchResponseTopicPartition, err error) {
+	var oor *fsm.OffsetOutOfRangeError
+	if errors.As(err, &oor) {
+		out.HighWatermark, out.LastStableOffset, out.LogStartOffset = oor.HighWatermark, oor.HighWatermark, oor.LowWatermark
+	}
+	out.ErrorCode = fetchCode(err, kerr.UnknownTopicOrPartition.Code)
+}
+
+// fetchCode maps a read error; unknown is the code of a missing topic.
+func fetchCode(err error, unknown int16) int16 {
+	switch {
+	case errors.Is(err, fsm.ErrTopicNotFound), errors.Is(err, fsm.ErrPartitionInvalid):
+		return unknown
+	case errors.Is(err, fsm.ErrUnavailable):
+		// This agent is still catching up: the client refreshes its
+		// metadata and retries.
+		return kerr.NotLeaderForPartition.Code
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return kerr.RequestTimedOut.Code
+	}
+	return errorCode(err)
+}
+
+// trimToMaxBytes enforces the response's max_bytes in request order; the
+// first partition with records is always kept whole, as Kafka does, so a
+// record larger than the limit is still delivered.
+func trimToMaxBytes(parts []*fetchPart, maxBytes int) {
+	if maxBytes <= 0 {
+		return
+	}
+	total := 0
+	for _, p := range parts {
+		if p.bytes == 0 {
+			continue
+		}
+		if total > 0 && total+p.bytes > maxBytes {
+			p.out.RecordBatches, p.bytes = nil, 0
+			continue
+		}
+		total += p.bytes
+	}
+}
