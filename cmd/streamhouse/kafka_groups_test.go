@@ -6,6 +6,7 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -333,11 +334,33 @@ func (d *killableDialer) kill() {
 // generation's callback carries the member's whole assignment).
 type ownership struct {
 	mu     sync.Mutex
-	owners map[int32]map[int32]string // generation → partition → member
-	dups   []string
+	owners   map[int32]map[int32]string // generation → partition → member
+	dups     []string
+	consumed map[string]bool // record values seen by any member
 }
 
-func newOwnership() *ownership { return &ownership{owners: map[int32]map[int32]string{}} }
+func newOwnership() *ownership {
+	return &ownership{owners: map[int32]map[int32]string{}, consumed: map[string]bool{}}
+}
+
+func (o *ownership) consume(r *kgo.Record) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.consumed[string(r.Value)] = true
+}
+
+// missing lists the values of want nobody consumed yet.
+func (o *ownership) missing(want []string) []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []string
+	for _, v := range want {
+		if !o.consumed[v] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
 
 func (o *ownership) onAssigned(name string) kgo.Opt {
 	return kgo.OnPartitionsAssigned(func(_ context.Context, cl *kgo.Client, m map[string][]int32) {
@@ -392,22 +415,60 @@ func (o *ownership) check(t *testing.T) {
 }
 
 // groupMember is a kgo consumer-group member on topic kg with fast
-// timings and the range assignor.
-func groupMember(t *testing.T, addr, group, name string, o *ownership, extra ...kgo.Opt) *member {
+// timings and the range assignor, polling in a goroutine of its own
+// (stopped by close) and recording what it consumes in o. addrs is a
+// comma-separated list of seed brokers.
+func groupMember(t *testing.T, addrs, group, name string, o *ownership, extra ...kgo.Opt) *member {
 	opts := append([]kgo.Opt{
 		kgo.ConsumerGroup(group), kgo.ConsumeTopics("kg"), kgo.Balancers(kgo.RangeBalancer()),
 		kgo.SessionTimeout(3 * time.Second), kgo.HeartbeatInterval(200 * time.Millisecond),
 		kgo.RebalanceTimeout(5 * time.Second), kgo.ClientID(name), o.onAssigned(name),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(500 * time.Millisecond),
 	}, extra...)
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr)}, opts...)...)
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(strings.Split(addrs, ",")...)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		for {
+			fs := cl.PollFetches(context.Background())
+			if fs.IsClientClosed() {
+				return
+			}
+			fs.EachRecord(o.consume)
+		}
+	}()
 	var once sync.Once
-	closeIt := func() { once.Do(cl.Close) }
+	closeIt := func() { once.Do(func() { cl.Close(); <-polled }) }
 	t.Cleanup(closeIt)
 	return &member{Client: cl, close: closeIt}
+}
+
+// produceRound produces n records to every partition of kg through the
+// REST API, values tagged with round, and returns the values.
+func produceRound(t *testing.T, base string, parts, n int, round string) []string {
+	t.Helper()
+	var vals []string
+	for p := 0; p < parts; p++ {
+		var recs []map[string]any
+		for i := 0; i < n; i++ {
+			v := fmt.Sprintf("%s-p%d-%d", round, p, i)
+			recs = append(recs, map[string]any{"partition": p, "value": v})
+			vals = append(vals, v)
+		}
+		if code := call(t, "POST", base+"/api/v1/produce/batch", map[string]any{"topic": "kg", "records": recs}, nil); code != 200 {
+			t.Fatalf("produce to kg/%d: status %d", p, code)
+		}
+	}
+	return vals
+}
+
+// consumedAll waits until every value of want was consumed by a member.
+func (o *ownership) consumedAll(t *testing.T, want []string, what string) {
+	t.Helper()
+	waitFor(t, 30*time.Second, what, func() bool { return len(o.missing(want)) == 0 })
 }
 
 // member is a group member's client; close leaves the group (once).
@@ -425,20 +486,32 @@ func TestKafkaConsumerGroupRebalances(t *testing.T) {
 	const parts = 6
 	createTopic(t, base, "kg", parts)
 	o := newOwnership()
+	var want []string
+	round := func(name string) { want = append(want, produceRound(t, base, parts, 20, name)...) }
+	round("r0")
 	groupMember(t, addr, "rb", "m1", o)
 	waitFor(t, 20*time.Second, "m1 owns every partition", func() bool { return o.settled(parts, "m1") })
+	o.consumedAll(t, want, "m1 consumes round 0")
 	m2 := groupMember(t, addr, "rb", "m2", o)
 	groupMember(t, addr, "rb", "m3", o)
+	round("r1")
 	waitFor(t, 20*time.Second, "m2 and m3 join", func() bool { return o.settled(parts, "m1", "m2", "m3") })
+	round("r2")
+	o.consumedAll(t, want, "three members consume rounds 1 and 2")
 
 	m2.close() // leaves the group
+	round("r3")
 	waitFor(t, 20*time.Second, "m2 leaves", func() bool { return o.settled(parts, "m1", "m3") })
 
 	var d killableDialer
 	m4 := groupMember(t, addr, "rb", "m4", o, kgo.Dialer(d.dial))
 	waitFor(t, 20*time.Second, "m4 joins", func() bool { return o.settled(parts, "m1", "m3", "m4") })
+	round("r4")
 	d.kill()
+	round("r5")
 	waitFor(t, 30*time.Second, "m4's session expires", func() bool { return o.settled(parts, "m1", "m3") })
+	round("r6")
+	o.consumedAll(t, want, "every record consumed after the leave and the dead member")
 	m4.close()
 	o.check(t)
 }
