@@ -333,7 +333,7 @@ func (d *killableDialer) kill() {
 // generation, from kgo's assignment callbacks (eager balancing: each
 // generation's callback carries the member's whole assignment).
 type ownership struct {
-	mu     sync.Mutex
+	mu       sync.Mutex
 	owners   map[int32]map[int32]string // generation → partition → member
 	dups     []string
 	consumed map[string]bool // record values seen by any member
