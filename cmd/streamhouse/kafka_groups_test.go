@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -514,4 +515,87 @@ func TestKafkaConsumerGroupRebalances(t *testing.T) {
 	o.consumedAll(t, want, "every record consumed after the leave and the dead member")
 	m4.close()
 	o.check(t)
+}
+
+// TestKafkaGroupOffsetsSurviveMemberRestart: a member commits what it
+// consumed and stops; a new member of the group resumes after the
+// committed offsets (nothing committed is read again).
+func TestKafkaGroupOffsetsSurviveMemberRestart(t *testing.T) {
+	base, addr := startKafkaAgent(t)
+	const parts = 3
+	createTopic(t, base, "kg", parts)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	before := produceRound(t, base, parts, 10, "before")
+	o := newOwnership()
+	m := groupMember(t, addr, "keep", "m1", o, kgo.DisableAutoCommit())
+	o.consumedAll(t, before, "m1 consumes")
+	if err := m.CommitUncommittedOffsets(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m.close()
+	offs, err := kadm.NewClient(kafkaClient(t, addr)).FetchOffsets(ctx, "keep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := int32(0); p < parts; p++ {
+		if o, ok := offs.Lookup("kg", p); !ok || o.Err != nil || o.At != 10 {
+			t.Fatalf("committed offset of kg/%d: %+v (found %v), want 10", p, o, ok)
+		}
+	}
+
+	after := produceRound(t, base, parts, 5, "after")
+	o2 := newOwnership()
+	groupMember(t, addr, "keep", "m2", o2)
+	o2.consumedAll(t, after, "the new member consumes the records after the commit")
+	if again := len(before) - len(o2.missing(before)); again != 0 {
+		t.Fatalf("the new member read %d records committed before it started", again)
+	}
+}
+
+// TestKafkaGroupCooperativeSticky: kgo's default (cooperative-sticky)
+// assignor runs over the classic protocol: three members end up with
+// disjoint assignments covering the topic, and every record is consumed.
+func TestKafkaGroupCooperativeSticky(t *testing.T) {
+	base, addr := startKafkaAgent(t)
+	const parts = 6
+	createTopic(t, base, "kg", parts)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	o := newOwnership()
+	want := produceRound(t, base, parts, 10, "r0")
+	for _, name := range []string{"c1", "c2", "c3"} {
+		groupMember(t, addr, "coop", name, o, kgo.Balancers(kgo.CooperativeStickyBalancer()))
+	}
+	want = append(want, produceRound(t, base, parts, 10, "r1")...)
+	o.consumedAll(t, want, "every record consumed")
+	adm := kadm.NewClient(kafkaClient(t, addr))
+	waitFor(t, 20*time.Second, "three members with disjoint assignments covering kg", func() bool {
+		ds, err := adm.DescribeGroups(ctx, "coop")
+		if err != nil {
+			return false
+		}
+		d := ds["coop"]
+		if d.State != "Stable" || d.Protocol != "cooperative-sticky" || len(d.Members) != 3 {
+			return false
+		}
+		owned := map[int32]int{}
+		for _, m := range d.Members {
+			a, ok := m.Assigned.AsConsumer()
+			if !ok {
+				return false
+			}
+			for _, tp := range a.Topics {
+				for _, p := range tp.Partitions {
+					owned[p]++
+				}
+			}
+		}
+		for p := int32(0); p < parts; p++ {
+			if owned[p] != 1 {
+				return false
+			}
+		}
+		return len(owned) == parts
+	})
 }
