@@ -41,11 +41,12 @@ const NoGeneration int32 = -1
 // transports to Kafka's error codes and gRPC FAILED_PRECONDITION.
 var (
 	// ErrNotCoordinator: this agent is not the group coordinator (the Raft
-	// leader); partition.NotCoordinatorError names the leader.
+	// leader); a *NotCoordinatorError names the leader.
 	ErrNotCoordinator = errors.New("this agent is not the group coordinator")
 	// ErrCoordinatorLoading: this agent just became the coordinator and
-	// has not caught up with the log yet; retry shortly.
-	ErrCoordinatorLoading = errors.New("the group coordinator is loading")
+	// has not caught up with the log yet; retry shortly (it wraps
+	// ErrUnavailable).
+	ErrCoordinatorLoading = fmt.Errorf("%w: the group coordinator is loading", ErrUnavailable)
 	// ErrUnknownMember: the member ID is not a member of the group.
 	ErrUnknownMember = errors.New("unknown member id")
 	// ErrIllegalGeneration: the request carries a generation that is not
@@ -54,7 +55,7 @@ var (
 	// ErrRebalanceInProgress: the group is rebalancing; rejoin.
 	ErrRebalanceInProgress = errors.New("rebalance in progress")
 	// ErrMemberIDRequired: a new member must rejoin with the member ID the
-	// coordinator assigned (partition.MemberIDRequiredError carries it).
+	// coordinator assigned (a *MemberIDRequiredError carries it).
 	ErrMemberIDRequired = errors.New("member id required")
 	// ErrInconsistentProtocol: the member's protocol type or protocols do
 	// not match the group's.

@@ -75,6 +75,16 @@ var errorKinds = []ErrorKind{
 		GRPCHint: "; resend the batches in sequence order, or call InitProducer to start over"},
 	{Code: CodeUnauthenticated, HTTPStatus: http.StatusUnauthorized, GRPCCode: codes.Unauthenticated},
 	{Code: CodePermissionDenied, HTTPStatus: http.StatusForbidden, GRPCCode: codes.PermissionDenied},
+	{Code: CodeNotCoordinator, HTTPStatus: http.StatusConflict, GRPCCode: codes.FailedPrecondition,
+		GRPCHint: "; send group calls to the coordinator (the Raft leader, ErrorDetail.coordinator)"},
+	{Code: CodeUnknownMember, HTTPStatus: http.StatusConflict, GRPCCode: codes.FailedPrecondition,
+		GRPCHint: "; join the group again without a member id"},
+	{Code: CodeIllegalGeneration, HTTPStatus: http.StatusConflict, GRPCCode: codes.FailedPrecondition,
+		GRPCHint: "; rejoin the group (JoinGroup) for the current generation"},
+	{Code: CodeRebalanceInProgress, HTTPStatus: http.StatusConflict, GRPCCode: codes.FailedPrecondition,
+		GRPCHint: "; rejoin the group (JoinGroup)"},
+	{Code: CodeInconsistentProtocol, HTTPStatus: http.StatusConflict, GRPCCode: codes.FailedPrecondition},
+	{Code: CodeGroupNotEmpty, HTTPStatus: http.StatusConflict, GRPCCode: codes.FailedPrecondition},
 }
 
 // ErrorCodes returns every error code of the table, in table order.
@@ -178,6 +188,13 @@ var sentinelKinds = []struct {
 	{fsm.ErrProducerFenced, CodeProducerFenced},
 	{fsm.ErrUnknownProducer, CodeUnknownProducer},
 	{fsm.ErrOutOfOrderSequence, CodeOutOfOrderSequence},
+	{fsm.ErrNotCoordinator, CodeNotCoordinator},
+	{fsm.ErrUnknownMember, CodeUnknownMember},
+	{fsm.ErrMemberIDRequired, CodeUnknownMember},
+	{fsm.ErrIllegalGeneration, CodeIllegalGeneration},
+	{fsm.ErrRebalanceInProgress, CodeRebalanceInProgress},
+	{fsm.ErrInconsistentProtocol, CodeInconsistentProtocol},
+	{fsm.ErrGroupNotEmpty, CodeGroupNotEmpty},
 }
 
 // failure is a Failure of kind code; long quoted input in msg is clipped.

@@ -125,8 +125,8 @@ func TestErrorKindsComplete(t *testing.T) {
 			t.Errorf("%s: gRPC code OK", k.Code)
 		}
 	}
-	if len(seen) != 18 {
-		t.Errorf("%d kinds, want one per Code constant (18)", len(seen))
+	if len(seen) != 24 {
+		t.Errorf("%d kinds, want one per Code constant (24)", len(seen))
 	}
 	if k := Kind("no_such_code"); k.Code != CodeInternal {
 		t.Errorf("Kind(unknown) = %+v", k)

@@ -33,6 +33,14 @@ const (
 	// API keys (see docs/security.md).
 	CodeUnauthenticated  = "unauthenticated"   // 401: no bearer token, or an unknown one
 	CodePermissionDenied = "permission_denied" // 403: the key lacks the scope or the topic
+	// Consumer-group membership (409; gRPC FAILED_PRECONDITION): nothing
+	// was changed.
+	CodeNotCoordinator       = "not_coordinator"       // ask the coordinator (the Raft leader)
+	CodeUnknownMember        = "unknown_member"        // the member is not in the group: join again without a member id
+	CodeIllegalGeneration    = "illegal_generation"    // the group moved to another generation: rejoin
+	CodeRebalanceInProgress  = "rebalance_in_progress" // the group is rebalancing: rejoin
+	CodeInconsistentProtocol = "inconsistent_protocol" // the member's protocols do not match the group's
+	CodeGroupNotEmpty        = "group_not_empty"       // the group has active members
 )
 
 // apiError is an error response: HTTP status, code and human message.

@@ -39,6 +39,48 @@ type groupJSON struct {
 	Group      string               `json:"group"`
 	Partitions []groupPartitionJSON `json:"partitions"`
 	TotalLag   int64                `json:"total_lag"`
+	// Membership (with a coordinator): Kafka's group state, the protocol,
+	// the generation, the leader member and the members.
+	State        string            `json:"state,omitempty"`
+	ProtocolType string            `json:"protocol_type,omitempty"`
+	Protocol     string            `json:"protocol,omitempty"`
+	Generation   int32             `json:"generation,omitempty"`
+	Leader       string            `json:"leader,omitempty"`
+	Members      []groupMemberJSON `json:"members,omitempty"`
+}
+
+type groupMemberJSON struct {
+	MemberID   string               `json:"member_id"`
+	InstanceID string               `json:"instance_id,omitempty"`
+	ClientID   string               `json:"client_id"`
+	ClientHost string               `json:"client_host"`
+	Assignment []topicPartitionJSON `json:"assignment"`
+}
+
+type topicPartitionJSON struct {
+	Topic      string  `json:"topic"`
+	Partitions []int32 `json:"partitions"`
+}
+
+// addMembership adds the group's membership to its description.
+func (s *HTTPServer) addMembership(r *http.Request, out *groupJSON) error {
+	if s.cfg.Coordinator == nil {
+		return nil
+	}
+	d, err := s.cfg.Coordinator.Describe(r.Context(), out.Group)
+	if err != nil {
+		return err
+	}
+	out.State, out.ProtocolType, out.Protocol, out.Generation, out.Leader = d.State, d.ProtocolType, d.Protocol, d.Generation, d.LeaderID
+	for _, m := range d.Members {
+		mj := groupMemberJSON{MemberID: m.MemberID, InstanceID: m.InstanceID, ClientID: m.ClientID, ClientHost: m.ClientHost,
+			Assignment: []topicPartitionJSON{}}
+		for _, tp := range m.Partitions {
+			mj.Assignment = append(mj.Assignment, topicPartitionJSON{Topic: tp.Topic, Partitions: tp.Partitions})
+		}
+		out.Members = append(out.Members, mj)
+	}
+	return nil
 }
 
 type groupSummaryJSON struct {
@@ -108,7 +150,11 @@ func (s *HTTPServer) handleDescribeGroup(w http.ResponseWriter, r *http.Request)
 	if err := s.authorize(r, ScopeRead, GroupTopics(d)...); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, toGroupJSON(d))
+	out := toGroupJSON(d)
+	if err := s.addMembership(r, &out); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -241,4 +287,24 @@ func GroupTopics(d fsm.GroupDescription) []string {
 		}
 	}
 	return out
+}
+
+// GroupCoordinator is the consumer-group coordinator (partition.Coordinator)
+// as the transports use it: Kafka's classic group protocol (JoinGroup,
+// SyncGroup, Heartbeat, LeaveGroup, member offset commits, the membership
+// in group descriptions). Errors wrap the fsm membership sentinels
+// (fsm/membership.go): fsm.ErrNotCoordinator as an *fsm.NotCoordinatorError
+// naming the Raft leader's node ID, fsm.ErrUnknownMember,
+// fsm.ErrIllegalGeneration, fsm.ErrRebalanceInProgress,
+// fsm.ErrMemberIDRequired (an *fsm.MemberIDRequiredError),
+// fsm.ErrInconsistentProtocol, fsm.ErrInvalidSessionTimeout.
+type GroupCoordinator interface {
+	Join(ctx context.Context, req fsm.JoinRequest) (fsm.JoinResult, error)
+	Sync(ctx context.Context, req fsm.SyncRequest) (fsm.SyncResult, error)
+	Heartbeat(ctx context.Context, group string, generation int32, memberID, instanceID string) error
+	Leave(ctx context.Context, group string, members []fsm.LeaveMember) ([]error, error)
+	CommitOffsets(ctx context.Context, req fsm.MemberCommit) error
+	Describe(ctx context.Context, group string) (fsm.GroupMembershipDescription, error)
+	List(ctx context.Context) ([]fsm.GroupListing, error)
+	IsCoordinator() (bool, string)
 }

@@ -59,6 +59,8 @@ type HTTPConfig struct {
 	Cluster ClusterInfo
 	// Groups serves /api/v1/consumer-groups; nil answers 404.
 	Groups Groups
+	// Coordinator adds the members to group descriptions; optional.
+	Coordinator GroupCoordinator
 	// Offsets serves /api/v1/topics/{name}/partitions/{partition}/offsets;
 	// nil answers 404.
 	Offsets Offsets

@@ -365,7 +365,7 @@ func (a *agent) startHTTP(ctx context.Context) error {
 	a.http = transport.NewHTTPServer(transport.HTTPConfig{
 		Addr: net.JoinHostPort(c.BindAddr, strconv.Itoa(c.HTTPPort)), MaxRecordBytes: c.MaxRecordBytes,
 		Gatherer: a.registry, Registerer: a.registry, Errors: a.errorsTotal, Connections: a.connections, Logger: a.log,
-		Cluster: a.node, Groups: part.Groups(), Offsets: part.Fetcher(), TLSConfig: a.sec.publicTLS, Auth: a.sec.auth,
+		Cluster: a.node, Groups: part.Groups(), Coordinator: part.Coordinator(), Offsets: part.Fetcher(), TLSConfig: a.sec.publicTLS, Auth: a.sec.auth,
 		Quotas: a.quotas,
 	}, part.Admin(), part.Producer(), part.Fetcher(), part.Readiness())
 	if err := a.http.Start(ctx); err != nil {
@@ -486,7 +486,7 @@ func (a *agent) startGRPC(context.Context) error {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(a.sec.publicTLS)))
 	}
 	a.grpc = grpcapi.NewServer(grpcapi.Config{
-		Topics: part.Admin(), Producer: part.Producer(), Idempotent: part.Producer(), Fetcher: part.Fetcher(), Groups: part.Groups(), Offsets: part.Fetcher(),
+		Topics: part.Admin(), Producer: part.Producer(), Idempotent: part.Producer(), Fetcher: part.Fetcher(), Groups: part.Groups(), Coordinator: part.Coordinator(), Offsets: part.Fetcher(),
 		Cluster: a.node, Readiness: part.Readiness(), Health: agentHealth{a}, Logger: a.log, Registerer: a.registry, MaxRecordBytes: c.MaxRecordBytes,
 		Errors: a.errorsTotal, Connections: a.connections,
 		Stopping: a.grpcStopping, Auth: a.sec.auth, Quotas: a.quotas, MaxConcurrentStreams: c.GRPCMaxStreams,

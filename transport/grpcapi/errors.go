@@ -24,6 +24,8 @@ type apiError struct {
 	kind string
 	msg  string
 	oor  *fsm.OffsetOutOfRangeError
+	// coordinator: the group coordinator's address of not_coordinator.
+	coordinator string
 }
 
 // classify maps an error from a backend or a handler to the status the
@@ -43,7 +45,12 @@ func classify(op transport.Op, err error) apiError {
 	}
 	f := transport.Classify(op, err)
 	code, msg := f.GRPC()
-	return apiError{code: code, kind: f.Code, msg: msg, oor: f.Range}
+	ae := apiError{code: code, kind: f.Code, msg: msg, oor: f.Range}
+	var nc *fsm.NotCoordinatorError
+	if errors.As(err, &nc) {
+		ae.coordinator = nc.Addr
+	}
+	return ae
 }
 
 // kindOfCode names the kind of a status that did not come from the error
@@ -87,6 +94,9 @@ func (e apiError) status() *status.Status {
 		d.RequestedOffset = &e.oor.Requested
 		d.LowWatermark = &e.oor.LowWatermark
 		d.HighWatermark = &e.oor.HighWatermark
+	}
+	if e.coordinator != "" {
+		d.Coordinator = &e.coordinator
 	}
 	if withDetail, err := st.WithDetails(d); err == nil {
 		return withDetail

@@ -56,6 +56,12 @@ func (s *service) CommitOffsets(ctx context.Context, req *pb.CommitOffsetsReques
 			return nil, err
 		}
 	}
+	if req.GetMemberId() != "" {
+		if err := s.commitAsMember(ctx, req, commits); err != nil {
+			return nil, err
+		}
+		return &pb.CommitOffsetsResponse{}, nil
+	}
 	if err := g.CommitOffsets(ctx, req.GetGroup(), commits); err != nil {
 		return nil, err
 	}
@@ -137,7 +143,11 @@ func (s *service) DescribeGroup(ctx context.Context, req *pb.DescribeGroupReques
 	if err := s.authorize(ctx, transport.ScopeRead, transport.GroupTopics(d)...); err != nil {
 		return nil, err
 	}
-	return &pb.DescribeGroupResponse{Group: toGroupDescription(d)}, nil
+	out := toGroupDescription(d)
+	if err := s.addMembership(ctx, out); err != nil {
+		return nil, err
+	}
+	return &pb.DescribeGroupResponse{Group: out}, nil
 }
 
 // DeleteGroup implements pb.StreamHouseServer.

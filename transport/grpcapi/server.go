@@ -52,9 +52,13 @@ type Config struct {
 	Idempotent transport.IdempotentProducer
 	Fetcher    transport.Fetcher
 	Groups     transport.Groups
-	Offsets    transport.Offsets
-	Cluster    transport.ClusterInfo
-	Readiness  transport.Readiness
+	// Coordinator serves the group membership RPCs (JoinGroup, SyncGroup,
+	// Heartbeat, LeaveGroup, member commits, members in DescribeGroup);
+	// optional.
+	Coordinator transport.GroupCoordinator
+	Offsets     transport.Offsets
+	Cluster     transport.ClusterInfo
+	Readiness   transport.Readiness
 	// Health adds the agent's backlog and checkpoint facts to
 	// GetClusterStatus (optional: zero without it).
 	Health transport.LocalHealth

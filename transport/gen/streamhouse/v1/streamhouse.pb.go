@@ -1646,7 +1646,15 @@ type CommitOffsetsRequest struct {
 	// Consumer group name (required).
 	Group string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
 	// Offsets to commit (at least one); committed all or nothing.
-	Offsets       []*OffsetCommit `protobuf:"bytes,2,rep,name=offsets,proto3" json:"offsets,omitempty"`
+	Offsets []*OffsetCommit `protobuf:"bytes,2,rep,name=offsets,proto3" json:"offsets,omitempty"`
+	// The committing member and its generation (from JoinGroup). Without a
+	// member id the commit is a "simple" one, refused while the group has
+	// members; with one it is refused (FAILED_PRECONDITION
+	// illegal_generation / unknown_member) unless the member is in the
+	// group's current generation. Member commits go to the coordinator.
+	MemberId string `protobuf:"bytes,3,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	// The generation (from JoinGroup).
+	Generation    int32 `protobuf:"varint,4,opt,name=generation,proto3" json:"generation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1693,6 +1701,20 @@ func (x *CommitOffsetsRequest) GetOffsets() []*OffsetCommit {
 		return x.Offsets
 	}
 	return nil
+}
+
+func (x *CommitOffsetsRequest) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *CommitOffsetsRequest) GetGeneration() int32 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
 }
 
 // CommitOffsetsResponse is the output of CommitOffsets (empty).
@@ -2188,7 +2210,21 @@ type GroupDescription struct {
 	// Positions, ordered by topic then partition.
 	Partitions []*GroupPartition `protobuf:"bytes,2,rep,name=partitions,proto3" json:"partitions,omitempty"`
 	// Sum of the partitions' lag.
-	TotalLag      int64 `protobuf:"varint,3,opt,name=total_lag,json=totalLag,proto3" json:"total_lag,omitempty"`
+	TotalLag int64 `protobuf:"varint,3,opt,name=total_lag,json=totalLag,proto3" json:"total_lag,omitempty"`
+	// Membership: Kafka's group state ("Empty", "PreparingRebalance",
+	// "CompletingRebalance", "Stable"), protocol type and protocol (the
+	// assignor), generation, the leader member and the members.
+	State string `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	// The protocol type ("consumer").
+	ProtocolType string `protobuf:"bytes,5,opt,name=protocol_type,json=protocolType,proto3" json:"protocol_type,omitempty"`
+	// The protocol (assignor), e.g. "range".
+	Protocol string `protobuf:"bytes,6,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	// The current generation.
+	Generation int32 `protobuf:"varint,7,opt,name=generation,proto3" json:"generation,omitempty"`
+	// The leader member's id.
+	LeaderId string `protobuf:"bytes,8,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	// The members of the current generation, ordered by member id.
+	Members       []*GroupMember `protobuf:"bytes,9,rep,name=members,proto3" json:"members,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2242,6 +2278,48 @@ func (x *GroupDescription) GetTotalLag() int64 {
 		return x.TotalLag
 	}
 	return 0
+}
+
+func (x *GroupDescription) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *GroupDescription) GetProtocolType() string {
+	if x != nil {
+		return x.ProtocolType
+	}
+	return ""
+}
+
+func (x *GroupDescription) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+func (x *GroupDescription) GetGeneration() int32 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *GroupDescription) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
+func (x *GroupDescription) GetMembers() []*GroupMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
 }
 
 // DescribeGroupRequest is the input of DescribeGroup.
@@ -2902,6 +2980,9 @@ type ErrorDetail struct {
 	LowWatermark *int64 `protobuf:"varint,3,opt,name=low_watermark,json=lowWatermark,proto3,oneof" json:"low_watermark,omitempty"`
 	// For offset_out_of_range: the next offset to be written.
 	HighWatermark *int64 `protobuf:"varint,4,opt,name=high_watermark,json=highWatermark,proto3,oneof" json:"high_watermark,omitempty"`
+	// For not_coordinator: the gRPC address of the group coordinator (empty
+	// when unknown).
+	Coordinator   *string `protobuf:"bytes,5,opt,name=coordinator,proto3,oneof" json:"coordinator,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2962,6 +3043,13 @@ func (x *ErrorDetail) GetHighWatermark() int64 {
 		return *x.HighWatermark
 	}
 	return 0
+}
+
+func (x *ErrorDetail) GetCoordinator() string {
+	if x != nil && x.Coordinator != nil {
+		return *x.Coordinator
+	}
+	return ""
 }
 
 // ListOffsetsRequest is the input of ListOffsets.
@@ -3862,6 +3950,898 @@ func (x *GetClusterStatusResponse) GetCheckpoint() *CheckpointStatus {
 	return nil
 }
 
+// GroupProtocol is one protocol (assignor) a member supports, with its
+// metadata for it (protocol type "consumer": a Kafka
+// ConsumerMemberMetadata).
+type GroupProtocol struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The protocol (assignor) name, e.g. "range".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The member's metadata for this protocol.
+	Metadata      []byte `protobuf:"bytes,2,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupProtocol) Reset() {
+	*x = GroupProtocol{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupProtocol) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupProtocol) ProtoMessage() {}
+
+func (x *GroupProtocol) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupProtocol.ProtoReflect.Descriptor instead.
+func (*GroupProtocol) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *GroupProtocol) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GroupProtocol) GetMetadata() []byte {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+// JoinGroupRequest is the input of JoinGroup.
+type JoinGroupRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Consumer group name (required).
+	Group string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// Empty for a new member: the coordinator assigns one.
+	MemberId string `protobuf:"bytes,2,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	// group.instance.id of a static member (optional).
+	InstanceId string `protobuf:"bytes,3,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	// The client's name (prefix of a new member id).
+	ClientId string `protobuf:"bytes,4,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// "consumer" for consumers (required): every member of a group uses the
+	// same type.
+	ProtocolType string `protobuf:"bytes,5,opt,name=protocol_type,json=protocolType,proto3" json:"protocol_type,omitempty"`
+	// Supported protocols, most preferred first (at least one).
+	Protocols []*GroupProtocol `protobuf:"bytes,6,rep,name=protocols,proto3" json:"protocols,omitempty"`
+	// The member is removed when no heartbeat arrives for this long.
+	SessionTimeoutMs int32 `protobuf:"varint,7,opt,name=session_timeout_ms,json=sessionTimeoutMs,proto3" json:"session_timeout_ms,omitempty"`
+	// How long a rebalance waits for the members to rejoin (0: the session
+	// timeout).
+	RebalanceTimeoutMs int32 `protobuf:"varint,8,opt,name=rebalance_timeout_ms,json=rebalanceTimeoutMs,proto3" json:"rebalance_timeout_ms,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *JoinGroupRequest) Reset() {
+	*x = JoinGroupRequest{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinGroupRequest) ProtoMessage() {}
+
+func (x *JoinGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinGroupRequest.ProtoReflect.Descriptor instead.
+func (*JoinGroupRequest) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *JoinGroupRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *JoinGroupRequest) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *JoinGroupRequest) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *JoinGroupRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *JoinGroupRequest) GetProtocolType() string {
+	if x != nil {
+		return x.ProtocolType
+	}
+	return ""
+}
+
+func (x *JoinGroupRequest) GetProtocols() []*GroupProtocol {
+	if x != nil {
+		return x.Protocols
+	}
+	return nil
+}
+
+func (x *JoinGroupRequest) GetSessionTimeoutMs() int32 {
+	if x != nil {
+		return x.SessionTimeoutMs
+	}
+	return 0
+}
+
+func (x *JoinGroupRequest) GetRebalanceTimeoutMs() int32 {
+	if x != nil {
+		return x.RebalanceTimeoutMs
+	}
+	return 0
+}
+
+// JoinGroupMember is a member as the group leader sees it.
+type JoinGroupMember struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The member id (from JoinGroup).
+	MemberId string `protobuf:"bytes,1,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	// group.instance.id of a static member (optional).
+	InstanceId string `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	// Its metadata for the chosen protocol.
+	Metadata      []byte `protobuf:"bytes,3,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinGroupMember) Reset() {
+	*x = JoinGroupMember{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinGroupMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinGroupMember) ProtoMessage() {}
+
+func (x *JoinGroupMember) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinGroupMember.ProtoReflect.Descriptor instead.
+func (*JoinGroupMember) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *JoinGroupMember) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *JoinGroupMember) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *JoinGroupMember) GetMetadata() []byte {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+// JoinGroupResponse is the output of JoinGroup.
+type JoinGroupResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The generation (from JoinGroup).
+	Generation int32 `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
+	// The protocol type ("consumer").
+	ProtocolType string `protobuf:"bytes,2,opt,name=protocol_type,json=protocolType,proto3" json:"protocol_type,omitempty"`
+	// The chosen protocol (assignor).
+	Protocol string `protobuf:"bytes,3,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	// The leader member: it computes the assignments.
+	LeaderId string `protobuf:"bytes,4,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	// This member's id (keep it for the other calls).
+	MemberId string `protobuf:"bytes,5,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	// Every member, only in the leader's answer.
+	Members       []*JoinGroupMember `protobuf:"bytes,6,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinGroupResponse) Reset() {
+	*x = JoinGroupResponse{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinGroupResponse) ProtoMessage() {}
+
+func (x *JoinGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinGroupResponse.ProtoReflect.Descriptor instead.
+func (*JoinGroupResponse) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *JoinGroupResponse) GetGeneration() int32 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *JoinGroupResponse) GetProtocolType() string {
+	if x != nil {
+		return x.ProtocolType
+	}
+	return ""
+}
+
+func (x *JoinGroupResponse) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+func (x *JoinGroupResponse) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
+func (x *JoinGroupResponse) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *JoinGroupResponse) GetMembers() []*JoinGroupMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// GroupAssignment is one member's assignment (protocol type "consumer": a
+// Kafka ConsumerMemberAssignment).
+type GroupAssignment struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The member id (from JoinGroup).
+	MemberId string `protobuf:"bytes,1,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	// The member's assignment.
+	Assignment    []byte `protobuf:"bytes,2,opt,name=assignment,proto3" json:"assignment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupAssignment) Reset() {
+	*x = GroupAssignment{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupAssignment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupAssignment) ProtoMessage() {}
+
+func (x *GroupAssignment) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupAssignment.ProtoReflect.Descriptor instead.
+func (*GroupAssignment) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *GroupAssignment) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *GroupAssignment) GetAssignment() []byte {
+	if x != nil {
+		return x.Assignment
+	}
+	return nil
+}
+
+// SyncGroupRequest is the input of SyncGroup.
+type SyncGroupRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Consumer group name (required).
+	Group string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// The generation (from JoinGroup).
+	Generation int32 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	// The member id (from JoinGroup).
+	MemberId string `protobuf:"bytes,3,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	// group.instance.id of a static member (optional).
+	InstanceId string `protobuf:"bytes,4,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	// Optional: checked against the group's.
+	ProtocolType string `protobuf:"bytes,5,opt,name=protocol_type,json=protocolType,proto3" json:"protocol_type,omitempty"`
+	// The protocol (assignor), e.g. "range".
+	Protocol string `protobuf:"bytes,6,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	// From the leader only: every member's assignment. A partition assigned
+	// to two members (protocol type "consumer") is refused.
+	Assignments   []*GroupAssignment `protobuf:"bytes,7,rep,name=assignments,proto3" json:"assignments,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncGroupRequest) Reset() {
+	*x = SyncGroupRequest{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncGroupRequest) ProtoMessage() {}
+
+func (x *SyncGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncGroupRequest.ProtoReflect.Descriptor instead.
+func (*SyncGroupRequest) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *SyncGroupRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *SyncGroupRequest) GetGeneration() int32 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *SyncGroupRequest) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *SyncGroupRequest) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *SyncGroupRequest) GetProtocolType() string {
+	if x != nil {
+		return x.ProtocolType
+	}
+	return ""
+}
+
+func (x *SyncGroupRequest) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+func (x *SyncGroupRequest) GetAssignments() []*GroupAssignment {
+	if x != nil {
+		return x.Assignments
+	}
+	return nil
+}
+
+// SyncGroupResponse is the output of SyncGroup.
+type SyncGroupResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The protocol type ("consumer").
+	ProtocolType string `protobuf:"bytes,1,opt,name=protocol_type,json=protocolType,proto3" json:"protocol_type,omitempty"`
+	// The protocol (assignor), e.g. "range".
+	Protocol string `protobuf:"bytes,2,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	// This member's assignment.
+	Assignment    []byte `protobuf:"bytes,3,opt,name=assignment,proto3" json:"assignment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncGroupResponse) Reset() {
+	*x = SyncGroupResponse{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncGroupResponse) ProtoMessage() {}
+
+func (x *SyncGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncGroupResponse.ProtoReflect.Descriptor instead.
+func (*SyncGroupResponse) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *SyncGroupResponse) GetProtocolType() string {
+	if x != nil {
+		return x.ProtocolType
+	}
+	return ""
+}
+
+func (x *SyncGroupResponse) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+func (x *SyncGroupResponse) GetAssignment() []byte {
+	if x != nil {
+		return x.Assignment
+	}
+	return nil
+}
+
+// HeartbeatRequest is the input of Heartbeat.
+type HeartbeatRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Consumer group name (required).
+	Group string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// The generation (from JoinGroup).
+	Generation int32 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	// The member id (from JoinGroup).
+	MemberId string `protobuf:"bytes,3,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	// group.instance.id of a static member (optional).
+	InstanceId    string `protobuf:"bytes,4,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeartbeatRequest) Reset() {
+	*x = HeartbeatRequest{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeartbeatRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeartbeatRequest) ProtoMessage() {}
+
+func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
+func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *HeartbeatRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *HeartbeatRequest) GetGeneration() int32 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *HeartbeatRequest) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *HeartbeatRequest) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+// HeartbeatResponse is the output of Heartbeat (empty).
+type HeartbeatResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeartbeatResponse) Reset() {
+	*x = HeartbeatResponse{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeartbeatResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeartbeatResponse) ProtoMessage() {}
+
+func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
+func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{65}
+}
+
+// LeaveGroupRequest is the input of LeaveGroup.
+type LeaveGroupRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Consumer group name (required).
+	Group string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// The member leaving (or, for a static member, its instance id).
+	MemberId string `protobuf:"bytes,2,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	// group.instance.id of a static member (optional).
+	InstanceId    string `protobuf:"bytes,3,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveGroupRequest) Reset() {
+	*x = LeaveGroupRequest{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveGroupRequest) ProtoMessage() {}
+
+func (x *LeaveGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveGroupRequest.ProtoReflect.Descriptor instead.
+func (*LeaveGroupRequest) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *LeaveGroupRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *LeaveGroupRequest) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *LeaveGroupRequest) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+// LeaveGroupResponse is the output of LeaveGroup (empty).
+type LeaveGroupResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveGroupResponse) Reset() {
+	*x = LeaveGroupResponse{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveGroupResponse) ProtoMessage() {}
+
+func (x *LeaveGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveGroupResponse.ProtoReflect.Descriptor instead.
+func (*LeaveGroupResponse) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{67}
+}
+
+// TopicPartitions is a topic with some of its partitions.
+type TopicPartitions struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Topic name.
+	Topic string `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// Partition numbers.
+	Partitions    []int32 `protobuf:"varint,2,rep,packed,name=partitions,proto3" json:"partitions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TopicPartitions) Reset() {
+	*x = TopicPartitions{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TopicPartitions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TopicPartitions) ProtoMessage() {}
+
+func (x *TopicPartitions) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TopicPartitions.ProtoReflect.Descriptor instead.
+func (*TopicPartitions) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *TopicPartitions) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *TopicPartitions) GetPartitions() []int32 {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
+// GroupMember is one member in a group description.
+type GroupMember struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The member id (from JoinGroup).
+	MemberId string `protobuf:"bytes,1,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	// group.instance.id of a static member (optional).
+	InstanceId string `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	// The client's name.
+	ClientId string `protobuf:"bytes,3,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// The client's address as the coordinator saw it.
+	ClientHost string `protobuf:"bytes,4,opt,name=client_host,json=clientHost,proto3" json:"client_host,omitempty"`
+	// Its assignment decoded (protocol type "consumer").
+	Assignment    []*TopicPartitions `protobuf:"bytes,5,rep,name=assignment,proto3" json:"assignment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupMember) Reset() {
+	*x = GroupMember{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupMember) ProtoMessage() {}
+
+func (x *GroupMember) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupMember.ProtoReflect.Descriptor instead.
+func (*GroupMember) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *GroupMember) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *GroupMember) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *GroupMember) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *GroupMember) GetClientHost() string {
+	if x != nil {
+		return x.ClientHost
+	}
+	return ""
+}
+
+func (x *GroupMember) GetAssignment() []*TopicPartitions {
+	if x != nil {
+		return x.Assignment
+	}
+	return nil
+}
+
 var File_streamhouse_v1_streamhouse_proto protoreflect.FileDescriptor
 
 const file_streamhouse_v1_streamhouse_proto_rawDesc = "" +
@@ -3984,10 +4964,14 @@ const file_streamhouse_v1_streamhouse_proto_rawDesc = "" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x1a\n" +
-	"\bmetadata\x18\x04 \x01(\tR\bmetadata\"d\n" +
+	"\bmetadata\x18\x04 \x01(\tR\bmetadata\"\xa1\x01\n" +
 	"\x14CommitOffsetsRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x126\n" +
-	"\aoffsets\x18\x02 \x03(\v2\x1c.streamhouse.v1.OffsetCommitR\aoffsets\"\x17\n" +
+	"\aoffsets\x18\x02 \x03(\v2\x1c.streamhouse.v1.OffsetCommitR\aoffsets\x12\x1b\n" +
+	"\tmember_id\x18\x03 \x01(\tR\bmemberId\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x04 \x01(\x05R\n" +
+	"generation\"\x17\n" +
 	"\x15CommitOffsetsResponse\"\xa1\x01\n" +
 	"\x0fCommittedOffset\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
@@ -4016,13 +5000,21 @@ const file_streamhouse_v1_streamhouse_proto_rawDesc = "" +
 	"\x0fcommitted_at_ms\x18\x05 \x01(\x03R\rcommittedAtMs\x12%\n" +
 	"\x0ehigh_watermark\x18\x06 \x01(\x03R\rhighWatermark\x12#\n" +
 	"\rlow_watermark\x18\a \x01(\x03R\flowWatermark\x12\x10\n" +
-	"\x03lag\x18\b \x01(\x03R\x03lag\"\x85\x01\n" +
+	"\x03lag\x18\b \x01(\x03R\x03lag\"\xd0\x02\n" +
 	"\x10GroupDescription\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12>\n" +
 	"\n" +
 	"partitions\x18\x02 \x03(\v2\x1e.streamhouse.v1.GroupPartitionR\n" +
 	"partitions\x12\x1b\n" +
-	"\ttotal_lag\x18\x03 \x01(\x03R\btotalLag\",\n" +
+	"\ttotal_lag\x18\x03 \x01(\x03R\btotalLag\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x12#\n" +
+	"\rprotocol_type\x18\x05 \x01(\tR\fprotocolType\x12\x1a\n" +
+	"\bprotocol\x18\x06 \x01(\tR\bprotocol\x12\x1e\n" +
+	"\n" +
+	"generation\x18\a \x01(\x05R\n" +
+	"generation\x12\x1b\n" +
+	"\tleader_id\x18\b \x01(\tR\bleaderId\x125\n" +
+	"\amembers\x18\t \x03(\v2\x1b.streamhouse.v1.GroupMemberR\amembers\",\n" +
 	"\x14DescribeGroupRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\"O\n" +
 	"\x15DescribeGroupResponse\x126\n" +
@@ -4065,15 +5057,17 @@ const file_streamhouse_v1_streamhouse_proto_rawDesc = "" +
 	"\vraft_leader\x18\x02 \x01(\tR\n" +
 	"raftLeader\x12-\n" +
 	"\x06agents\x18\x03 \x03(\v2\x15.streamhouse.v1.AgentR\x06agents\x125\n" +
-	"\x06topics\x18\x04 \x03(\v2\x1d.streamhouse.v1.TopicMetadataR\x06topics\"\xe1\x01\n" +
+	"\x06topics\x18\x04 \x03(\v2\x1d.streamhouse.v1.TopicMetadataR\x06topics\"\x98\x02\n" +
 	"\vErrorDetail\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12.\n" +
 	"\x10requested_offset\x18\x02 \x01(\x03H\x00R\x0frequestedOffset\x88\x01\x01\x12(\n" +
 	"\rlow_watermark\x18\x03 \x01(\x03H\x01R\flowWatermark\x88\x01\x01\x12*\n" +
-	"\x0ehigh_watermark\x18\x04 \x01(\x03H\x02R\rhighWatermark\x88\x01\x01B\x13\n" +
+	"\x0ehigh_watermark\x18\x04 \x01(\x03H\x02R\rhighWatermark\x88\x01\x01\x12%\n" +
+	"\vcoordinator\x18\x05 \x01(\tH\x03R\vcoordinator\x88\x01\x01B\x13\n" +
 	"\x11_requested_offsetB\x10\n" +
 	"\x0e_low_watermarkB\x11\n" +
-	"\x0f_high_watermark\"m\n" +
+	"\x0f_high_watermarkB\x0e\n" +
+	"\f_coordinator\"m\n" +
 	"\x12ListOffsetsRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1e\n" +
 	"\n" +
@@ -4154,13 +5148,92 @@ const file_streamhouse_v1_streamhouse_proto_rawDesc = "" +
 	"\x0funflushed_bytes\x18\r \x01(\x03R\x0eunflushedBytes\x12@\n" +
 	"\n" +
 	"checkpoint\x18\x0e \x01(\v2 .streamhouse.v1.CheckpointStatusR\n" +
-	"checkpoint*\xa0\x01\n" +
+	"checkpoint\"?\n" +
+	"\rGroupProtocol\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bmetadata\x18\x02 \x01(\fR\bmetadata\"\xc5\x02\n" +
+	"\x10JoinGroupRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x1b\n" +
+	"\tmember_id\x18\x02 \x01(\tR\bmemberId\x12\x1f\n" +
+	"\vinstance_id\x18\x03 \x01(\tR\n" +
+	"instanceId\x12\x1b\n" +
+	"\tclient_id\x18\x04 \x01(\tR\bclientId\x12#\n" +
+	"\rprotocol_type\x18\x05 \x01(\tR\fprotocolType\x12;\n" +
+	"\tprotocols\x18\x06 \x03(\v2\x1d.streamhouse.v1.GroupProtocolR\tprotocols\x12,\n" +
+	"\x12session_timeout_ms\x18\a \x01(\x05R\x10sessionTimeoutMs\x120\n" +
+	"\x14rebalance_timeout_ms\x18\b \x01(\x05R\x12rebalanceTimeoutMs\"k\n" +
+	"\x0fJoinGroupMember\x12\x1b\n" +
+	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12\x1f\n" +
+	"\vinstance_id\x18\x02 \x01(\tR\n" +
+	"instanceId\x12\x1a\n" +
+	"\bmetadata\x18\x03 \x01(\fR\bmetadata\"\xe9\x01\n" +
+	"\x11JoinGroupResponse\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x01 \x01(\x05R\n" +
+	"generation\x12#\n" +
+	"\rprotocol_type\x18\x02 \x01(\tR\fprotocolType\x12\x1a\n" +
+	"\bprotocol\x18\x03 \x01(\tR\bprotocol\x12\x1b\n" +
+	"\tleader_id\x18\x04 \x01(\tR\bleaderId\x12\x1b\n" +
+	"\tmember_id\x18\x05 \x01(\tR\bmemberId\x129\n" +
+	"\amembers\x18\x06 \x03(\v2\x1f.streamhouse.v1.JoinGroupMemberR\amembers\"N\n" +
+	"\x0fGroupAssignment\x12\x1b\n" +
+	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12\x1e\n" +
+	"\n" +
+	"assignment\x18\x02 \x01(\fR\n" +
+	"assignment\"\x8a\x02\n" +
+	"\x10SyncGroupRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x02 \x01(\x05R\n" +
+	"generation\x12\x1b\n" +
+	"\tmember_id\x18\x03 \x01(\tR\bmemberId\x12\x1f\n" +
+	"\vinstance_id\x18\x04 \x01(\tR\n" +
+	"instanceId\x12#\n" +
+	"\rprotocol_type\x18\x05 \x01(\tR\fprotocolType\x12\x1a\n" +
+	"\bprotocol\x18\x06 \x01(\tR\bprotocol\x12A\n" +
+	"\vassignments\x18\a \x03(\v2\x1f.streamhouse.v1.GroupAssignmentR\vassignments\"t\n" +
+	"\x11SyncGroupResponse\x12#\n" +
+	"\rprotocol_type\x18\x01 \x01(\tR\fprotocolType\x12\x1a\n" +
+	"\bprotocol\x18\x02 \x01(\tR\bprotocol\x12\x1e\n" +
+	"\n" +
+	"assignment\x18\x03 \x01(\fR\n" +
+	"assignment\"\x86\x01\n" +
+	"\x10HeartbeatRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x02 \x01(\x05R\n" +
+	"generation\x12\x1b\n" +
+	"\tmember_id\x18\x03 \x01(\tR\bmemberId\x12\x1f\n" +
+	"\vinstance_id\x18\x04 \x01(\tR\n" +
+	"instanceId\"\x13\n" +
+	"\x11HeartbeatResponse\"g\n" +
+	"\x11LeaveGroupRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x1b\n" +
+	"\tmember_id\x18\x02 \x01(\tR\bmemberId\x12\x1f\n" +
+	"\vinstance_id\x18\x03 \x01(\tR\n" +
+	"instanceId\"\x14\n" +
+	"\x12LeaveGroupResponse\"G\n" +
+	"\x0fTopicPartitions\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\x02 \x03(\x05R\n" +
+	"partitions\"\xca\x01\n" +
+	"\vGroupMember\x12\x1b\n" +
+	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12\x1f\n" +
+	"\vinstance_id\x18\x02 \x01(\tR\n" +
+	"instanceId\x12\x1b\n" +
+	"\tclient_id\x18\x03 \x01(\tR\bclientId\x12\x1f\n" +
+	"\vclient_host\x18\x04 \x01(\tR\n" +
+	"clientHost\x12?\n" +
+	"\n" +
+	"assignment\x18\x05 \x03(\v2\x1f.streamhouse.v1.TopicPartitionsR\n" +
+	"assignment*\xa0\x01\n" +
 	"\rResetStrategy\x12\x1e\n" +
 	"\x1aRESET_STRATEGY_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17RESET_STRATEGY_EARLIEST\x10\x01\x12\x19\n" +
 	"\x15RESET_STRATEGY_LATEST\x10\x02\x12\x19\n" +
 	"\x15RESET_STRATEGY_OFFSET\x10\x03\x12\x1c\n" +
-	"\x18RESET_STRATEGY_TIMESTAMP\x10\x042\xaf\r\n" +
+	"\x18RESET_STRATEGY_TIMESTAMP\x10\x042\xfa\x0f\n" +
 	"\vStreamHouse\x12V\n" +
 	"\vCreateTopic\x12\".streamhouse.v1.CreateTopicRequest\x1a#.streamhouse.v1.CreateTopicResponse\x12S\n" +
 	"\n" +
@@ -4183,7 +5256,12 @@ const file_streamhouse_v1_streamhouse_proto_rawDesc = "" +
 	"\vListOffsets\x12\".streamhouse.v1.ListOffsetsRequest\x1a#.streamhouse.v1.ListOffsetsResponse\x12e\n" +
 	"\x10AlterTopicConfig\x12'.streamhouse.v1.AlterTopicConfigRequest\x1a(.streamhouse.v1.AlterTopicConfigResponse\x12e\n" +
 	"\x10CreatePartitions\x12'.streamhouse.v1.CreatePartitionsRequest\x1a(.streamhouse.v1.CreatePartitionsResponse\x12e\n" +
-	"\x10GetClusterStatus\x12'.streamhouse.v1.GetClusterStatusRequest\x1a(.streamhouse.v1.GetClusterStatusResponseBOZMgithub.com/streamhouse/streamhouse/transport/gen/streamhouse/v1;streamhousev1b\x06proto3"
+	"\x10GetClusterStatus\x12'.streamhouse.v1.GetClusterStatusRequest\x1a(.streamhouse.v1.GetClusterStatusResponse\x12P\n" +
+	"\tJoinGroup\x12 .streamhouse.v1.JoinGroupRequest\x1a!.streamhouse.v1.JoinGroupResponse\x12P\n" +
+	"\tSyncGroup\x12 .streamhouse.v1.SyncGroupRequest\x1a!.streamhouse.v1.SyncGroupResponse\x12P\n" +
+	"\tHeartbeat\x12 .streamhouse.v1.HeartbeatRequest\x1a!.streamhouse.v1.HeartbeatResponse\x12S\n" +
+	"\n" +
+	"LeaveGroup\x12!.streamhouse.v1.LeaveGroupRequest\x1a\".streamhouse.v1.LeaveGroupResponseBOZMgithub.com/streamhouse/streamhouse/transport/gen/streamhouse/v1;streamhousev1b\x06proto3"
 
 var (
 	file_streamhouse_v1_streamhouse_proto_rawDescOnce sync.Once
@@ -4198,7 +5276,7 @@ func file_streamhouse_v1_streamhouse_proto_rawDescGZIP() []byte {
 }
 
 var file_streamhouse_v1_streamhouse_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_streamhouse_v1_streamhouse_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
+var file_streamhouse_v1_streamhouse_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
 var file_streamhouse_v1_streamhouse_proto_goTypes = []any{
 	(ResetStrategy)(0),               // 0: streamhouse.v1.ResetStrategy
 	(*Topic)(nil),                    // 1: streamhouse.v1.Topic
@@ -4258,7 +5336,20 @@ var file_streamhouse_v1_streamhouse_proto_goTypes = []any{
 	(*ClusterMember)(nil),            // 55: streamhouse.v1.ClusterMember
 	(*CheckpointStatus)(nil),         // 56: streamhouse.v1.CheckpointStatus
 	(*GetClusterStatusResponse)(nil), // 57: streamhouse.v1.GetClusterStatusResponse
-	nil,                              // 58: streamhouse.v1.AlterTopicConfigRequest.ConfigsEntry
+	(*GroupProtocol)(nil),            // 58: streamhouse.v1.GroupProtocol
+	(*JoinGroupRequest)(nil),         // 59: streamhouse.v1.JoinGroupRequest
+	(*JoinGroupMember)(nil),          // 60: streamhouse.v1.JoinGroupMember
+	(*JoinGroupResponse)(nil),        // 61: streamhouse.v1.JoinGroupResponse
+	(*GroupAssignment)(nil),          // 62: streamhouse.v1.GroupAssignment
+	(*SyncGroupRequest)(nil),         // 63: streamhouse.v1.SyncGroupRequest
+	(*SyncGroupResponse)(nil),        // 64: streamhouse.v1.SyncGroupResponse
+	(*HeartbeatRequest)(nil),         // 65: streamhouse.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),        // 66: streamhouse.v1.HeartbeatResponse
+	(*LeaveGroupRequest)(nil),        // 67: streamhouse.v1.LeaveGroupRequest
+	(*LeaveGroupResponse)(nil),       // 68: streamhouse.v1.LeaveGroupResponse
+	(*TopicPartitions)(nil),          // 69: streamhouse.v1.TopicPartitions
+	(*GroupMember)(nil),              // 70: streamhouse.v1.GroupMember
+	nil,                              // 71: streamhouse.v1.AlterTopicConfigRequest.ConfigsEntry
 }
 var file_streamhouse_v1_streamhouse_proto_depIdxs = []int32{
 	1,  // 0: streamhouse.v1.CreateTopicResponse.topic:type_name -> streamhouse.v1.Topic
@@ -4276,63 +5367,76 @@ var file_streamhouse_v1_streamhouse_proto_depIdxs = []int32{
 	26, // 12: streamhouse.v1.FetchOffsetsResponse.offsets:type_name -> streamhouse.v1.CommittedOffset
 	29, // 13: streamhouse.v1.ListGroupsResponse.groups:type_name -> streamhouse.v1.GroupSummary
 	32, // 14: streamhouse.v1.GroupDescription.partitions:type_name -> streamhouse.v1.GroupPartition
-	33, // 15: streamhouse.v1.DescribeGroupResponse.group:type_name -> streamhouse.v1.GroupDescription
-	0,  // 16: streamhouse.v1.ResetGroupRequest.strategy:type_name -> streamhouse.v1.ResetStrategy
-	33, // 17: streamhouse.v1.ResetGroupResponse.group:type_name -> streamhouse.v1.GroupDescription
-	42, // 18: streamhouse.v1.TopicMetadata.partitions:type_name -> streamhouse.v1.PartitionMetadata
-	41, // 19: streamhouse.v1.GetMetadataResponse.agents:type_name -> streamhouse.v1.Agent
-	43, // 20: streamhouse.v1.GetMetadataResponse.topics:type_name -> streamhouse.v1.TopicMetadata
-	47, // 21: streamhouse.v1.ListOffsetsResponse.partitions:type_name -> streamhouse.v1.PartitionOffset
-	58, // 22: streamhouse.v1.AlterTopicConfigRequest.configs:type_name -> streamhouse.v1.AlterTopicConfigRequest.ConfigsEntry
-	1,  // 23: streamhouse.v1.AlterTopicConfigResponse.topic:type_name -> streamhouse.v1.Topic
-	49, // 24: streamhouse.v1.AlterTopicConfigResponse.configs:type_name -> streamhouse.v1.TopicConfigEntry
-	1,  // 25: streamhouse.v1.CreatePartitionsResponse.topic:type_name -> streamhouse.v1.Topic
-	2,  // 26: streamhouse.v1.CreatePartitionsResponse.partitions:type_name -> streamhouse.v1.PartitionInfo
-	55, // 27: streamhouse.v1.GetClusterStatusResponse.members:type_name -> streamhouse.v1.ClusterMember
-	56, // 28: streamhouse.v1.GetClusterStatusResponse.checkpoint:type_name -> streamhouse.v1.CheckpointStatus
-	3,  // 29: streamhouse.v1.StreamHouse.CreateTopic:input_type -> streamhouse.v1.CreateTopicRequest
-	5,  // 30: streamhouse.v1.StreamHouse.ListTopics:input_type -> streamhouse.v1.ListTopicsRequest
-	7,  // 31: streamhouse.v1.StreamHouse.DescribeTopic:input_type -> streamhouse.v1.DescribeTopicRequest
-	9,  // 32: streamhouse.v1.StreamHouse.DeleteTopic:input_type -> streamhouse.v1.DeleteTopicRequest
-	13, // 33: streamhouse.v1.StreamHouse.Produce:input_type -> streamhouse.v1.ProduceRequest
-	16, // 34: streamhouse.v1.StreamHouse.InitProducer:input_type -> streamhouse.v1.InitProducerRequest
-	19, // 35: streamhouse.v1.StreamHouse.Fetch:input_type -> streamhouse.v1.FetchRequest
-	21, // 36: streamhouse.v1.StreamHouse.Subscribe:input_type -> streamhouse.v1.SubscribeRequest
-	24, // 37: streamhouse.v1.StreamHouse.CommitOffsets:input_type -> streamhouse.v1.CommitOffsetsRequest
-	27, // 38: streamhouse.v1.StreamHouse.FetchOffsets:input_type -> streamhouse.v1.FetchOffsetsRequest
-	30, // 39: streamhouse.v1.StreamHouse.ListGroups:input_type -> streamhouse.v1.ListGroupsRequest
-	34, // 40: streamhouse.v1.StreamHouse.DescribeGroup:input_type -> streamhouse.v1.DescribeGroupRequest
-	36, // 41: streamhouse.v1.StreamHouse.DeleteGroup:input_type -> streamhouse.v1.DeleteGroupRequest
-	38, // 42: streamhouse.v1.StreamHouse.ResetGroup:input_type -> streamhouse.v1.ResetGroupRequest
-	40, // 43: streamhouse.v1.StreamHouse.GetMetadata:input_type -> streamhouse.v1.GetMetadataRequest
-	46, // 44: streamhouse.v1.StreamHouse.ListOffsets:input_type -> streamhouse.v1.ListOffsetsRequest
-	50, // 45: streamhouse.v1.StreamHouse.AlterTopicConfig:input_type -> streamhouse.v1.AlterTopicConfigRequest
-	52, // 46: streamhouse.v1.StreamHouse.CreatePartitions:input_type -> streamhouse.v1.CreatePartitionsRequest
-	54, // 47: streamhouse.v1.StreamHouse.GetClusterStatus:input_type -> streamhouse.v1.GetClusterStatusRequest
-	4,  // 48: streamhouse.v1.StreamHouse.CreateTopic:output_type -> streamhouse.v1.CreateTopicResponse
-	6,  // 49: streamhouse.v1.StreamHouse.ListTopics:output_type -> streamhouse.v1.ListTopicsResponse
-	8,  // 50: streamhouse.v1.StreamHouse.DescribeTopic:output_type -> streamhouse.v1.DescribeTopicResponse
-	10, // 51: streamhouse.v1.StreamHouse.DeleteTopic:output_type -> streamhouse.v1.DeleteTopicResponse
-	15, // 52: streamhouse.v1.StreamHouse.Produce:output_type -> streamhouse.v1.ProduceResponse
-	17, // 53: streamhouse.v1.StreamHouse.InitProducer:output_type -> streamhouse.v1.InitProducerResponse
-	20, // 54: streamhouse.v1.StreamHouse.Fetch:output_type -> streamhouse.v1.FetchResponse
-	22, // 55: streamhouse.v1.StreamHouse.Subscribe:output_type -> streamhouse.v1.SubscribeResponse
-	25, // 56: streamhouse.v1.StreamHouse.CommitOffsets:output_type -> streamhouse.v1.CommitOffsetsResponse
-	28, // 57: streamhouse.v1.StreamHouse.FetchOffsets:output_type -> streamhouse.v1.FetchOffsetsResponse
-	31, // 58: streamhouse.v1.StreamHouse.ListGroups:output_type -> streamhouse.v1.ListGroupsResponse
-	35, // 59: streamhouse.v1.StreamHouse.DescribeGroup:output_type -> streamhouse.v1.DescribeGroupResponse
-	37, // 60: streamhouse.v1.StreamHouse.DeleteGroup:output_type -> streamhouse.v1.DeleteGroupResponse
-	39, // 61: streamhouse.v1.StreamHouse.ResetGroup:output_type -> streamhouse.v1.ResetGroupResponse
-	44, // 62: streamhouse.v1.StreamHouse.GetMetadata:output_type -> streamhouse.v1.GetMetadataResponse
-	48, // 63: streamhouse.v1.StreamHouse.ListOffsets:output_type -> streamhouse.v1.ListOffsetsResponse
-	51, // 64: streamhouse.v1.StreamHouse.AlterTopicConfig:output_type -> streamhouse.v1.AlterTopicConfigResponse
-	53, // 65: streamhouse.v1.StreamHouse.CreatePartitions:output_type -> streamhouse.v1.CreatePartitionsResponse
-	57, // 66: streamhouse.v1.StreamHouse.GetClusterStatus:output_type -> streamhouse.v1.GetClusterStatusResponse
-	48, // [48:67] is the sub-list for method output_type
-	29, // [29:48] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	70, // 15: streamhouse.v1.GroupDescription.members:type_name -> streamhouse.v1.GroupMember
+	33, // 16: streamhouse.v1.DescribeGroupResponse.group:type_name -> streamhouse.v1.GroupDescription
+	0,  // 17: streamhouse.v1.ResetGroupRequest.strategy:type_name -> streamhouse.v1.ResetStrategy
+	33, // 18: streamhouse.v1.ResetGroupResponse.group:type_name -> streamhouse.v1.GroupDescription
+	42, // 19: streamhouse.v1.TopicMetadata.partitions:type_name -> streamhouse.v1.PartitionMetadata
+	41, // 20: streamhouse.v1.GetMetadataResponse.agents:type_name -> streamhouse.v1.Agent
+	43, // 21: streamhouse.v1.GetMetadataResponse.topics:type_name -> streamhouse.v1.TopicMetadata
+	47, // 22: streamhouse.v1.ListOffsetsResponse.partitions:type_name -> streamhouse.v1.PartitionOffset
+	71, // 23: streamhouse.v1.AlterTopicConfigRequest.configs:type_name -> streamhouse.v1.AlterTopicConfigRequest.ConfigsEntry
+	1,  // 24: streamhouse.v1.AlterTopicConfigResponse.topic:type_name -> streamhouse.v1.Topic
+	49, // 25: streamhouse.v1.AlterTopicConfigResponse.configs:type_name -> streamhouse.v1.TopicConfigEntry
+	1,  // 26: streamhouse.v1.CreatePartitionsResponse.topic:type_name -> streamhouse.v1.Topic
+	2,  // 27: streamhouse.v1.CreatePartitionsResponse.partitions:type_name -> streamhouse.v1.PartitionInfo
+	55, // 28: streamhouse.v1.GetClusterStatusResponse.members:type_name -> streamhouse.v1.ClusterMember
+	56, // 29: streamhouse.v1.GetClusterStatusResponse.checkpoint:type_name -> streamhouse.v1.CheckpointStatus
+	58, // 30: streamhouse.v1.JoinGroupRequest.protocols:type_name -> streamhouse.v1.GroupProtocol
+	60, // 31: streamhouse.v1.JoinGroupResponse.members:type_name -> streamhouse.v1.JoinGroupMember
+	62, // 32: streamhouse.v1.SyncGroupRequest.assignments:type_name -> streamhouse.v1.GroupAssignment
+	69, // 33: streamhouse.v1.GroupMember.assignment:type_name -> streamhouse.v1.TopicPartitions
+	3,  // 34: streamhouse.v1.StreamHouse.CreateTopic:input_type -> streamhouse.v1.CreateTopicRequest
+	5,  // 35: streamhouse.v1.StreamHouse.ListTopics:input_type -> streamhouse.v1.ListTopicsRequest
+	7,  // 36: streamhouse.v1.StreamHouse.DescribeTopic:input_type -> streamhouse.v1.DescribeTopicRequest
+	9,  // 37: streamhouse.v1.StreamHouse.DeleteTopic:input_type -> streamhouse.v1.DeleteTopicRequest
+	13, // 38: streamhouse.v1.StreamHouse.Produce:input_type -> streamhouse.v1.ProduceRequest
+	16, // 39: streamhouse.v1.StreamHouse.InitProducer:input_type -> streamhouse.v1.InitProducerRequest
+	19, // 40: streamhouse.v1.StreamHouse.Fetch:input_type -> streamhouse.v1.FetchRequest
+	21, // 41: streamhouse.v1.StreamHouse.Subscribe:input_type -> streamhouse.v1.SubscribeRequest
+	24, // 42: streamhouse.v1.StreamHouse.CommitOffsets:input_type -> streamhouse.v1.CommitOffsetsRequest
+	27, // 43: streamhouse.v1.StreamHouse.FetchOffsets:input_type -> streamhouse.v1.FetchOffsetsRequest
+	30, // 44: streamhouse.v1.StreamHouse.ListGroups:input_type -> streamhouse.v1.ListGroupsRequest
+	34, // 45: streamhouse.v1.StreamHouse.DescribeGroup:input_type -> streamhouse.v1.DescribeGroupRequest
+	36, // 46: streamhouse.v1.StreamHouse.DeleteGroup:input_type -> streamhouse.v1.DeleteGroupRequest
+	38, // 47: streamhouse.v1.StreamHouse.ResetGroup:input_type -> streamhouse.v1.ResetGroupRequest
+	40, // 48: streamhouse.v1.StreamHouse.GetMetadata:input_type -> streamhouse.v1.GetMetadataRequest
+	46, // 49: streamhouse.v1.StreamHouse.ListOffsets:input_type -> streamhouse.v1.ListOffsetsRequest
+	50, // 50: streamhouse.v1.StreamHouse.AlterTopicConfig:input_type -> streamhouse.v1.AlterTopicConfigRequest
+	52, // 51: streamhouse.v1.StreamHouse.CreatePartitions:input_type -> streamhouse.v1.CreatePartitionsRequest
+	54, // 52: streamhouse.v1.StreamHouse.GetClusterStatus:input_type -> streamhouse.v1.GetClusterStatusRequest
+	59, // 53: streamhouse.v1.StreamHouse.JoinGroup:input_type -> streamhouse.v1.JoinGroupRequest
+	63, // 54: streamhouse.v1.StreamHouse.SyncGroup:input_type -> streamhouse.v1.SyncGroupRequest
+	65, // 55: streamhouse.v1.StreamHouse.Heartbeat:input_type -> streamhouse.v1.HeartbeatRequest
+	67, // 56: streamhouse.v1.StreamHouse.LeaveGroup:input_type -> streamhouse.v1.LeaveGroupRequest
+	4,  // 57: streamhouse.v1.StreamHouse.CreateTopic:output_type -> streamhouse.v1.CreateTopicResponse
+	6,  // 58: streamhouse.v1.StreamHouse.ListTopics:output_type -> streamhouse.v1.ListTopicsResponse
+	8,  // 59: streamhouse.v1.StreamHouse.DescribeTopic:output_type -> streamhouse.v1.DescribeTopicResponse
+	10, // 60: streamhouse.v1.StreamHouse.DeleteTopic:output_type -> streamhouse.v1.DeleteTopicResponse
+	15, // 61: streamhouse.v1.StreamHouse.Produce:output_type -> streamhouse.v1.ProduceResponse
+	17, // 62: streamhouse.v1.StreamHouse.InitProducer:output_type -> streamhouse.v1.InitProducerResponse
+	20, // 63: streamhouse.v1.StreamHouse.Fetch:output_type -> streamhouse.v1.FetchResponse
+	22, // 64: streamhouse.v1.StreamHouse.Subscribe:output_type -> streamhouse.v1.SubscribeResponse
+	25, // 65: streamhouse.v1.StreamHouse.CommitOffsets:output_type -> streamhouse.v1.CommitOffsetsResponse
+	28, // 66: streamhouse.v1.StreamHouse.FetchOffsets:output_type -> streamhouse.v1.FetchOffsetsResponse
+	31, // 67: streamhouse.v1.StreamHouse.ListGroups:output_type -> streamhouse.v1.ListGroupsResponse
+	35, // 68: streamhouse.v1.StreamHouse.DescribeGroup:output_type -> streamhouse.v1.DescribeGroupResponse
+	37, // 69: streamhouse.v1.StreamHouse.DeleteGroup:output_type -> streamhouse.v1.DeleteGroupResponse
+	39, // 70: streamhouse.v1.StreamHouse.ResetGroup:output_type -> streamhouse.v1.ResetGroupResponse
+	44, // 71: streamhouse.v1.StreamHouse.GetMetadata:output_type -> streamhouse.v1.GetMetadataResponse
+	48, // 72: streamhouse.v1.StreamHouse.ListOffsets:output_type -> streamhouse.v1.ListOffsetsResponse
+	51, // 73: streamhouse.v1.StreamHouse.AlterTopicConfig:output_type -> streamhouse.v1.AlterTopicConfigResponse
+	53, // 74: streamhouse.v1.StreamHouse.CreatePartitions:output_type -> streamhouse.v1.CreatePartitionsResponse
+	57, // 75: streamhouse.v1.StreamHouse.GetClusterStatus:output_type -> streamhouse.v1.GetClusterStatusResponse
+	61, // 76: streamhouse.v1.StreamHouse.JoinGroup:output_type -> streamhouse.v1.JoinGroupResponse
+	64, // 77: streamhouse.v1.StreamHouse.SyncGroup:output_type -> streamhouse.v1.SyncGroupResponse
+	66, // 78: streamhouse.v1.StreamHouse.Heartbeat:output_type -> streamhouse.v1.HeartbeatResponse
+	68, // 79: streamhouse.v1.StreamHouse.LeaveGroup:output_type -> streamhouse.v1.LeaveGroupResponse
+	57, // [57:80] is the sub-list for method output_type
+	34, // [34:57] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_streamhouse_v1_streamhouse_proto_init() }
@@ -4352,7 +5456,7 @@ func file_streamhouse_v1_streamhouse_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_streamhouse_v1_streamhouse_proto_rawDesc), len(file_streamhouse_v1_streamhouse_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   58,
+			NumMessages:   71,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -43,6 +43,10 @@ const (
 	StreamHouse_AlterTopicConfig_FullMethodName = "/streamhouse.v1.StreamHouse/AlterTopicConfig"
 	StreamHouse_CreatePartitions_FullMethodName = "/streamhouse.v1.StreamHouse/CreatePartitions"
 	StreamHouse_GetClusterStatus_FullMethodName = "/streamhouse.v1.StreamHouse/GetClusterStatus"
+	StreamHouse_JoinGroup_FullMethodName        = "/streamhouse.v1.StreamHouse/JoinGroup"
+	StreamHouse_SyncGroup_FullMethodName        = "/streamhouse.v1.StreamHouse/SyncGroup"
+	StreamHouse_Heartbeat_FullMethodName        = "/streamhouse.v1.StreamHouse/Heartbeat"
+	StreamHouse_LeaveGroup_FullMethodName       = "/streamhouse.v1.StreamHouse/LeaveGroup"
 )
 
 // StreamHouseClient is the client API for StreamHouse service.
@@ -112,6 +116,20 @@ type StreamHouseClient interface {
 	// `streamhouse cluster status` and `cluster health` call it on every
 	// agent.
 	GetClusterStatus(ctx context.Context, in *GetClusterStatusRequest, opts ...grpc.CallOption) (*GetClusterStatusResponse, error)
+	// JoinGroup joins a consumer group as a member (Kafka's classic group
+	// protocol, shared with Kafka clients) and waits until the group's next
+	// generation is formed. Group calls go to the coordinator (the Raft
+	// leader); another agent answers FAILED_PRECONDITION not_coordinator
+	// with the coordinator's address in ErrorDetail.coordinator.
+	JoinGroup(ctx context.Context, in *JoinGroupRequest, opts ...grpc.CallOption) (*JoinGroupResponse, error)
+	// SyncGroup sends the group leader's assignments (from the leader) and
+	// returns the member's own assignment for the generation.
+	SyncGroup(ctx context.Context, in *SyncGroupRequest, opts ...grpc.CallOption) (*SyncGroupResponse, error)
+	// Heartbeat keeps a member's session; FAILED_PRECONDITION
+	// rebalance_in_progress tells it to rejoin.
+	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error)
+	// LeaveGroup removes a member; the group rebalances.
+	LeaveGroup(ctx context.Context, in *LeaveGroupRequest, opts ...grpc.CallOption) (*LeaveGroupResponse, error)
 }
 
 type streamHouseClient struct {
@@ -321,6 +339,46 @@ func (c *streamHouseClient) GetClusterStatus(ctx context.Context, in *GetCluster
 	return out, nil
 }
 
+func (c *streamHouseClient) JoinGroup(ctx context.Context, in *JoinGroupRequest, opts ...grpc.CallOption) (*JoinGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(JoinGroupResponse)
+	err := c.cc.Invoke(ctx, StreamHouse_JoinGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *streamHouseClient) SyncGroup(ctx context.Context, in *SyncGroupRequest, opts ...grpc.CallOption) (*SyncGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SyncGroupResponse)
+	err := c.cc.Invoke(ctx, StreamHouse_SyncGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *streamHouseClient) Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HeartbeatResponse)
+	err := c.cc.Invoke(ctx, StreamHouse_Heartbeat_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *streamHouseClient) LeaveGroup(ctx context.Context, in *LeaveGroupRequest, opts ...grpc.CallOption) (*LeaveGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LeaveGroupResponse)
+	err := c.cc.Invoke(ctx, StreamHouse_LeaveGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StreamHouseServer is the server API for StreamHouse service.
 // All implementations must embed UnimplementedStreamHouseServer
 // for forward compatibility.
@@ -388,6 +446,20 @@ type StreamHouseServer interface {
 	// `streamhouse cluster status` and `cluster health` call it on every
 	// agent.
 	GetClusterStatus(context.Context, *GetClusterStatusRequest) (*GetClusterStatusResponse, error)
+	// JoinGroup joins a consumer group as a member (Kafka's classic group
+	// protocol, shared with Kafka clients) and waits until the group's next
+	// generation is formed. Group calls go to the coordinator (the Raft
+	// leader); another agent answers FAILED_PRECONDITION not_coordinator
+	// with the coordinator's address in ErrorDetail.coordinator.
+	JoinGroup(context.Context, *JoinGroupRequest) (*JoinGroupResponse, error)
+	// SyncGroup sends the group leader's assignments (from the leader) and
+	// returns the member's own assignment for the generation.
+	SyncGroup(context.Context, *SyncGroupRequest) (*SyncGroupResponse, error)
+	// Heartbeat keeps a member's session; FAILED_PRECONDITION
+	// rebalance_in_progress tells it to rejoin.
+	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)
+	// LeaveGroup removes a member; the group rebalances.
+	LeaveGroup(context.Context, *LeaveGroupRequest) (*LeaveGroupResponse, error)
 	mustEmbedUnimplementedStreamHouseServer()
 }
 
@@ -454,6 +526,18 @@ func (UnimplementedStreamHouseServer) CreatePartitions(context.Context, *CreateP
 }
 func (UnimplementedStreamHouseServer) GetClusterStatus(context.Context, *GetClusterStatusRequest) (*GetClusterStatusResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetClusterStatus not implemented")
+}
+func (UnimplementedStreamHouseServer) JoinGroup(context.Context, *JoinGroupRequest) (*JoinGroupResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method JoinGroup not implemented")
+}
+func (UnimplementedStreamHouseServer) SyncGroup(context.Context, *SyncGroupRequest) (*SyncGroupResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SyncGroup not implemented")
+}
+func (UnimplementedStreamHouseServer) Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Heartbeat not implemented")
+}
+func (UnimplementedStreamHouseServer) LeaveGroup(context.Context, *LeaveGroupRequest) (*LeaveGroupResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method LeaveGroup not implemented")
 }
 func (UnimplementedStreamHouseServer) mustEmbedUnimplementedStreamHouseServer() {}
 func (UnimplementedStreamHouseServer) testEmbeddedByValue()                     {}
@@ -811,6 +895,78 @@ func _StreamHouse_GetClusterStatus_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StreamHouse_JoinGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JoinGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StreamHouseServer).JoinGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StreamHouse_JoinGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StreamHouseServer).JoinGroup(ctx, req.(*JoinGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _StreamHouse_SyncGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SyncGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StreamHouseServer).SyncGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StreamHouse_SyncGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StreamHouseServer).SyncGroup(ctx, req.(*SyncGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _StreamHouse_Heartbeat_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HeartbeatRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StreamHouseServer).Heartbeat(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StreamHouse_Heartbeat_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StreamHouseServer).Heartbeat(ctx, req.(*HeartbeatRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _StreamHouse_LeaveGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LeaveGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StreamHouseServer).LeaveGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StreamHouse_LeaveGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StreamHouseServer).LeaveGroup(ctx, req.(*LeaveGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // StreamHouse_ServiceDesc is the grpc.ServiceDesc for StreamHouse service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -889,6 +1045,22 @@ var StreamHouse_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetClusterStatus",
 			Handler:    _StreamHouse_GetClusterStatus_Handler,
+		},
+		{
+			MethodName: "JoinGroup",
+			Handler:    _StreamHouse_JoinGroup_Handler,
+		},
+		{
+			MethodName: "SyncGroup",
+			Handler:    _StreamHouse_SyncGroup_Handler,
+		},
+		{
+			MethodName: "Heartbeat",
+			Handler:    _StreamHouse_Heartbeat_Handler,
+		},
+		{
+			MethodName: "LeaveGroup",
+			Handler:    _StreamHouse_LeaveGroup_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
