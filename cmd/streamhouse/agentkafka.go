@@ -22,7 +22,7 @@ func (a *agent) startKafka(context.Context) error {
 	a.kafka = kafka.NewServer(kafka.Config{
 		NodeID: a.node.NodeID(), Cluster: a.node, Topics: part.Admin(), Fetcher: part.Fetcher(),
 		Producer: part.Producer(), Idempotent: part.Producer(), Offsets: part.Fetcher(),
-		Groups:    kafkaGroups{coord: part.Coordinator(), groups: part.Groups()},
+		Groups: part.Groups(), Coordinator: part.Coordinator(),
 		TLSConfig: a.sec.publicTLS, Connections: a.connections, Logger: a.log.With("listener", "kafka"),
 	})
 	served := make(chan struct{})

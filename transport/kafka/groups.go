@@ -15,7 +15,7 @@ import (
 // has a coordinator): FindCoordinator, the classic group protocol, the
 // offsets and the group admin APIs.
 func (s *Server) registerGroups(add func(int16, handler)) {
-	if s.cfg.Groups == nil {
+	if s.cfg.Coordinator == nil || s.cfg.Groups == nil {
 		return
 	}
 	add(int16(kmsg.FindCoordinator), api(0, 4, s.handleFindCoordinator))
@@ -46,9 +46,9 @@ func (s *Server) handleJoinGroup(ctx context.Context, c *Conn, req *kmsg.JoinGro
 	jr := joinRequest(c, req)
 	ctx, cancel := context.WithTimeout(ctx, max(jr.RebalanceTimeout, jr.SessionTimeout)+joinWaitMargin)
 	defer cancel()
-	res, err := s.cfg.Groups.JoinGroup(ctx, jr)
+	res, err := s.cfg.Coordinator.Join(ctx, jr)
 	if err != nil {
-		var idReq *MemberIDRequiredError
+		var idReq *fsm.MemberIDRequiredError
 		if errors.As(err, &idReq) {
 			resp.MemberID = idReq.MemberID
 		}
@@ -70,8 +70,8 @@ func (s *Server) handleJoinGroup(ctx context.Context, c *Conn, req *kmsg.JoinGro
 
 // joinRequest converts a JoinGroup; v0 has no rebalance timeout (it is
 // the session timeout).
-func joinRequest(c *Conn, req *kmsg.JoinGroupRequest) JoinRequest {
-	jr := JoinRequest{
+func joinRequest(c *Conn, req *kmsg.JoinGroupRequest) fsm.JoinRequest {
+	jr := fsm.JoinRequest{
 		Group: req.Group, MemberID: req.MemberID, InstanceID: deref(req.InstanceID),
 		ClientID: c.ClientID, ClientHost: clientHost(c.RemoteAddr()), ProtocolType: req.ProtocolType,
 		SessionTimeout:   time.Duration(req.SessionTimeoutMillis) * time.Millisecond,
@@ -82,7 +82,7 @@ func joinRequest(c *Conn, req *kmsg.JoinGroupRequest) JoinRequest {
 		jr.RebalanceTimeout = jr.SessionTimeout
 	}
 	for _, p := range req.Protocols {
-		jr.Protocols = append(jr.Protocols, GroupProtocol{Name: p.Name, Metadata: p.Metadata})
+		jr.Protocols = append(jr.Protocols, fsm.GroupProtocol{Name: p.Name, Metadata: p.Metadata})
 	}
 	return jr
 }
@@ -94,14 +94,14 @@ func (s *Server) handleSyncGroup(ctx context.Context, c *Conn, req *kmsg.SyncGro
 	if resp.ErrorCode = s.groupAccess(c, OpRead, req.Group); resp.ErrorCode != 0 {
 		return resp, nil
 	}
-	sr := SyncRequest{Group: req.Group, Generation: req.Generation, MemberID: req.MemberID,
+	sr := fsm.SyncRequest{Group: req.Group, Generation: req.Generation, MemberID: req.MemberID,
 		InstanceID: deref(req.InstanceID), ProtocolType: deref(req.ProtocolType), Protocol: deref(req.Protocol)}
 	for _, a := range req.GroupAssignment {
 		sr.Assignments = append(sr.Assignments, fsm.MemberAssignment{MemberID: a.MemberID, Assignment: a.MemberAssignment})
 	}
 	ctx, cancel := context.WithTimeout(ctx, syncWait)
 	defer cancel()
-	res, err := s.cfg.Groups.SyncGroup(ctx, sr)
+	res, err := s.cfg.Coordinator.Sync(ctx, sr)
 	if err != nil {
 		resp.ErrorCode = groupErrorCode(err)
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -123,7 +123,7 @@ func (s *Server) handleHeartbeat(ctx context.Context, c *Conn, req *kmsg.Heartbe
 	if resp.ErrorCode = s.groupAccess(c, OpRead, req.Group); resp.ErrorCode != 0 {
 		return resp, nil
 	}
-	err := s.cfg.Groups.Heartbeat(ctx, req.Group, req.Generation, req.MemberID, deref(req.InstanceID))
+	err := s.cfg.Coordinator.Heartbeat(ctx, req.Group, req.Generation, req.MemberID, deref(req.InstanceID))
 	resp.ErrorCode = groupErrorCode(err)
 	return resp, nil
 }
@@ -135,14 +135,14 @@ func (s *Server) handleLeaveGroup(ctx context.Context, c *Conn, req *kmsg.LeaveG
 	if resp.ErrorCode = s.groupAccess(c, OpRead, req.Group); resp.ErrorCode != 0 {
 		return resp, nil
 	}
-	members := []LeaveMember{{MemberID: req.MemberID}}
+	members := []fsm.LeaveMember{{MemberID: req.MemberID}}
 	if req.Version >= 3 {
 		members = members[:0]
 		for _, m := range req.Members {
-			members = append(members, LeaveMember{MemberID: m.MemberID, InstanceID: deref(m.InstanceID)})
+			members = append(members, fsm.LeaveMember{MemberID: m.MemberID, InstanceID: deref(m.InstanceID)})
 		}
 	}
-	errs, err := s.cfg.Groups.LeaveGroup(ctx, req.Group, members)
+	errs, err := s.cfg.Coordinator.Leave(ctx, req.Group, members)
 	if err != nil {
 		resp.ErrorCode = groupErrorCode(err)
 		return resp, nil

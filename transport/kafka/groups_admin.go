@@ -13,7 +13,7 @@ import (
 // members, offsets or both), filtered by state from v4.
 func (s *Server) handleListGroups(ctx context.Context, c *Conn, req *kmsg.ListGroupsRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.ListGroupsResponse)
-	groups, err := s.cfg.Groups.ListGroups(ctx)
+	groups, err := s.cfg.Coordinator.List(ctx)
 	if err != nil {
 		resp.ErrorCode = groupErrorCode(err)
 		return resp, nil
@@ -52,7 +52,7 @@ func (s *Server) handleDescribeGroups(ctx context.Context, c *Conn, req *kmsg.De
 		rg := kmsg.NewDescribeGroupsResponseGroup()
 		rg.Group = name
 		if rg.ErrorCode = s.groupAccess(c, OpDescribe, name); rg.ErrorCode == 0 {
-			d, err := s.cfg.Groups.DescribeGroup(ctx, name)
+			d, err := s.cfg.Coordinator.Describe(ctx, name)
 			if err != nil {
 				rg.ErrorCode = groupErrorCode(err)
 			} else {
@@ -65,7 +65,7 @@ func (s *Server) handleDescribeGroups(ctx context.Context, c *Conn, req *kmsg.De
 }
 
 // describedGroup fills a DescribeGroups answer from d.
-func describedGroup(rg *kmsg.DescribeGroupsResponseGroup, d GroupDescription) {
+func describedGroup(rg *kmsg.DescribeGroupsResponseGroup, d fsm.GroupMembershipDescription) {
 	rg.State, rg.ProtocolType, rg.Protocol = d.State, d.ProtocolType, d.Protocol
 	for _, m := range d.Members {
 		rm := kmsg.NewDescribeGroupsResponseGroupMember()
@@ -91,7 +91,7 @@ func (s *Server) handleDeleteGroups(ctx context.Context, c *Conn, req *kmsg.Dele
 }
 
 func (s *Server) deleteGroup(ctx context.Context, name string) error {
-	d, err := s.cfg.Groups.DescribeGroup(ctx, name)
+	d, err := s.cfg.Coordinator.Describe(ctx, name)
 	if err != nil {
 		return err
 	}

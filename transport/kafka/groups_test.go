@@ -14,30 +14,30 @@ import (
 	"github.com/streamhouse/streamhouse/transport"
 )
 
-// fakeGroups records commits and answers GroupOffsets from them; the
+// fakeGroups records commits and answers DescribeGroup from them; the
 // membership calls answer err (the real coordinator is tested through
 // real agents in cmd/streamhouse).
 type fakeGroups struct {
 	mu      sync.Mutex
-	commits []MemberCommit
+	commits []fsm.MemberCommit
 	err     error
 }
 
-func (f *fakeGroups) JoinGroup(context.Context, JoinRequest) (JoinResult, error) {
-	return JoinResult{}, f.err
+func (f *fakeGroups) Join(context.Context, fsm.JoinRequest) (fsm.JoinResult, error) {
+	return fsm.JoinResult{}, f.err
 }
 
-func (f *fakeGroups) SyncGroup(context.Context, SyncRequest) (SyncResult, error) {
-	return SyncResult{}, f.err
+func (f *fakeGroups) Sync(context.Context, fsm.SyncRequest) (fsm.SyncResult, error) {
+	return fsm.SyncResult{}, f.err
 }
 
 func (f *fakeGroups) Heartbeat(context.Context, string, int32, string, string) error { return f.err }
 
-func (f *fakeGroups) LeaveGroup(_ context.Context, _ string, ms []LeaveMember) ([]error, error) {
+func (f *fakeGroups) Leave(_ context.Context, _ string, ms []fsm.LeaveMember) ([]error, error) {
 	return make([]error, len(ms)), f.err
 }
 
-func (f *fakeGroups) CommitOffsets(_ context.Context, req MemberCommit) error {
+func (f *fakeGroups) CommitOffsets(_ context.Context, req fsm.MemberCommit) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
@@ -47,13 +47,15 @@ func (f *fakeGroups) CommitOffsets(_ context.Context, req MemberCommit) error {
 	return nil
 }
 
-func (f *fakeGroups) DescribeGroup(_ context.Context, g string) (GroupDescription, error) {
-	return GroupDescription{Group: g, State: fsm.GroupStateDead}, f.err
+func (f *fakeGroups) Describe(_ context.Context, g string) (fsm.GroupMembershipDescription, error) {
+	return fsm.GroupMembershipDescription{Group: g, State: fsm.GroupStateDead}, f.err
 }
 
-func (f *fakeGroups) ListGroups(context.Context) ([]GroupListing, error) { return nil, f.err }
+func (f *fakeGroups) List(context.Context) ([]fsm.GroupListing, error) { return nil, f.err }
 
-func (f *fakeGroups) GroupOffsets(_ context.Context, g string) (fsm.GroupDescription, error) {
+func (f *fakeGroups) IsCoordinator() (bool, string) { return f.err == nil, "" }
+
+func (f *fakeGroups) DescribeGroup(_ context.Context, g string) (fsm.GroupDescription, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	d := fsm.GroupDescription{Group: g}
@@ -71,7 +73,7 @@ func (f *fakeGroups) GroupOffsets(_ context.Context, g string) (fsm.GroupDescrip
 func (f *fakeGroups) DeleteGroup(context.Context, string) error { return f.err }
 
 func groupsEnv(t *testing.T, fg *fakeGroups, mods ...func(*Config)) *env {
-	return newEnv(t, append([]func(*Config){func(c *Config) { c.Groups = fg }}, mods...)...)
+	return newEnv(t, append([]func(*Config){func(c *Config) { c.Coordinator, c.Groups = fg, fg }}, mods...)...)
 }
 
 // noLeader is a cluster without a known Raft leader.
@@ -172,19 +174,19 @@ func TestOffsetCommitChecksEachPartition(t *testing.T) {
 func TestGroupErrorCodes(t *testing.T) {
 	for err, want := range map[error]*kerr.Error{
 		fmt.Errorf("x: %w", fsm.ErrNotCoordinator): kerr.NotCoordinator,
-		fsm.ErrNotLeader:                   kerr.NotCoordinator,
-		fsm.ErrCoordinatorLoading:          kerr.CoordinatorLoadInProgress,
-		fsm.ErrUnavailable:                 kerr.CoordinatorNotAvailable,
-		fsm.ErrUnknownMember:               kerr.UnknownMemberID,
-		fsm.ErrIllegalGeneration:           kerr.IllegalGeneration,
-		fsm.ErrRebalanceInProgress:         kerr.RebalanceInProgress,
-		&MemberIDRequiredError{"m"}:        kerr.MemberIDRequired,
-		fsm.ErrInconsistentProtocol:        kerr.InconsistentGroupProtocol,
-		fsm.ErrGroupNotEmpty:               kerr.NonEmptyGroup,
-		fsm.ErrGroupNotFound:               kerr.GroupIDNotFound,
-		fsm.ErrInvalidSessionTimeout:       kerr.InvalidSessionTimeout,
-		fsm.ErrTopicNotFound:               kerr.UnknownTopicOrPartition,
-		fmt.Errorf("%w", context.Canceled): kerr.CoordinatorNotAvailable,
+		fsm.ErrNotLeader:                          kerr.NotCoordinator,
+		fsm.ErrCoordinatorLoading:                 kerr.CoordinatorLoadInProgress,
+		fsm.ErrUnavailable:                        kerr.CoordinatorNotAvailable,
+		fsm.ErrUnknownMember:                      kerr.UnknownMemberID,
+		fsm.ErrIllegalGeneration:                  kerr.IllegalGeneration,
+		fsm.ErrRebalanceInProgress:                kerr.RebalanceInProgress,
+		&fsm.MemberIDRequiredError{MemberID: "m"}: kerr.MemberIDRequired,
+		fsm.ErrInconsistentProtocol:               kerr.InconsistentGroupProtocol,
+		fsm.ErrGroupNotEmpty:                      kerr.NonEmptyGroup,
+		fsm.ErrGroupNotFound:                      kerr.GroupIDNotFound,
+		fsm.ErrInvalidSessionTimeout:              kerr.InvalidSessionTimeout,
+		fsm.ErrTopicNotFound:                      kerr.UnknownTopicOrPartition,
+		fmt.Errorf("%w", context.Canceled):        kerr.CoordinatorNotAvailable,
 	} {
 		if got := groupErrorCode(err); got != want.Code {
 			t.Errorf("%v: %v, want %v", err, kerr.ErrorForCode(got), want)

@@ -48,7 +48,7 @@ func (s *Server) handleOffsetCommit(ctx context.Context, c *Conn, req *kmsg.Offs
 	if len(commits) == 0 {
 		return resp, nil
 	}
-	err := s.cfg.Groups.CommitOffsets(ctx, MemberCommit{Group: req.Group, Generation: req.Generation,
+	err := s.cfg.Coordinator.CommitOffsets(ctx, fsm.MemberCommit{Group: req.Group, Generation: req.Generation,
 		MemberID: req.MemberID, InstanceID: deref(req.InstanceID), Commits: commits})
 	code := groupErrorCode(err)
 	for _, at := range pending {
@@ -122,7 +122,7 @@ func (s *Server) fetchOffsets(ctx context.Context, c *Conn, q offsetsQuery) kmsg
 	g.ErrorCode = s.groupAccess(c, OpDescribe, q.group)
 	var committed map[fsm.TopicPartition]fsm.GroupPartition
 	if g.ErrorCode == 0 {
-		d, err := s.cfg.Groups.GroupOffsets(ctx, q.group)
+		d, err := s.cfg.Groups.DescribeGroup(ctx, q.group)
 		if err != nil && !errors.Is(err, fsm.ErrGroupNotFound) {
 			g.ErrorCode = groupErrorCode(err)
 		}

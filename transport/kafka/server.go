@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/streamhouse/streamhouse/transport"
 )
 
 // Config wires a Server to the agent.
@@ -24,9 +26,10 @@ type Config struct {
 	Producer   Producer
 	Idempotent IdempotentProducer
 	Offsets    Offsets
-	// Groups is the consumer-group coordinator; nil: the group APIs are
-	// not served.
-	Groups GroupCoordinator
+	// Coordinator and Groups serve the consumer-group APIs (membership,
+	// and committed offsets); either nil: they are not advertised.
+	Coordinator transport.GroupCoordinator
+	Groups      GroupOffsets
 
 	// TLSConfig, when set, makes the listener TLS-only.
 	TLSConfig *tls.Config
