@@ -154,6 +154,9 @@ func (c *consumeCmd) Run() error {
 		return err
 	}
 	defer s.close()
+	if c.Group != "" && len(c.Partitions) == 0 {
+		return c.runMember(s)
+	}
 	k, err := s.cl.NewConsumer(s.setup, client.ConsumerConfig{
 		Topic: c.Topic, Group: c.Group, Partitions: c.Partitions, Start: c.start.position(time.Now()), MaxRecords: 1000, MaxWait: consumeMaxWait,
 	})
@@ -164,8 +167,11 @@ func (c *consumeCmd) Run() error {
 	if err := c.checkStart(s.setup, s.cl, k); err != nil {
 		return err
 	}
+	return c.read(s, c.newReader(s.cl, k))
+}
 
-	r := c.newReader(s.cl, k)
+// read runs the reader r until done and reports.
+func (c *consumeCmd) read(s *session, r *reader) error {
 	defer r.out.Flush()
 	interrupted, err := r.loop(s.ctx)
 	if err != nil {
@@ -208,12 +214,26 @@ func (c *consumeCmd) checkStart(ctx context.Context, cl *client.Client, k *clien
 	return nil
 }
 
+// recordSource is what the reader reads: a client.Consumer of fixed
+// partitions, or a client.GroupConsumer whose partitions change with the
+// group's generations.
+type recordSource interface {
+	Poll(ctx context.Context) ([]client.Record, error)
+	Assignment() []int32
+	Position(p int32) (int64, bool)
+	HighWatermark(p int32) (int64, bool)
+	Pause(ps ...int32)
+}
+
 // reader is one run of consume: what was printed and committed per
 // partition.
 type reader struct {
 	*consumeCmd
 	cl        *client.Client
-	k         *client.Consumer
+	k         recordSource
+	member    *client.GroupConsumer // with --group (no --partition): commits as a member
+	gen       int32                 // the member's generation the maps below are for
+	startHigh map[int32]int64       // member: the topic's high watermarks at start
 	parts     []int32
 	target    map[int32]int64 // stop here without --follow (the high watermark at start)
 	commitPos map[int32]int64 // after the last printed record (or skipped gap)
@@ -225,7 +245,7 @@ type reader struct {
 	printer recordPrinter
 }
 
-func (c *consumeCmd) newReader(cl *client.Client, k *client.Consumer) *reader {
+func (c *consumeCmd) newReader(cl *client.Client, k recordSource) *reader {
 	r := &reader{consumeCmd: c, cl: cl, k: k, parts: k.Assignment(),
 		target: map[int32]int64{}, commitPos: map[int32]int64{}, committed: map[int32]int64{}, done: map[int32]bool{},
 		out: bufio.NewWriterSize(os.Stdout, 256<<10)}
@@ -256,7 +276,9 @@ func (r *reader) finished() bool {
 func (r *reader) loop(ctx context.Context) (interrupted bool, err error) {
 	lastOK := time.Now()
 	for !r.finished() {
-		if r.Follow {
+		if r.member != nil {
+			r.followGeneration()
+		} else if r.Follow {
 			r.parts = r.k.Assignment() // with partitions added to the topic since (the consumer reads them)
 		}
 		pctx, cancel := context.WithTimeout(ctx, consumeMaxWait+r.timeout())
@@ -353,6 +375,9 @@ func (r *reader) commit(ctx context.Context) error {
 	}
 	cctx, cancel := context.WithTimeout(ctx, r.timeout())
 	defer cancel()
+	if r.member != nil {
+		return r.commitAsMember(cctx, commits)
+	}
 	if err := r.cl.CommitOffsets(cctx, r.Group, commits...); err != nil {
 		return cliError(fmt.Sprintf("commit the offsets of group %q", r.Group), err)
 	}

@@ -105,6 +105,7 @@ type Client struct {
 	mu        sync.Mutex
 	conns     map[string]*grpc.ClientConn // by address: one per agent
 	preferred string                      // address of the last agent that answered
+	coordAddr string                      // the group coordinator's address, once told (group_rpc.go)
 	meta      metaState
 	closed    bool
 

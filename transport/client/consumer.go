@@ -409,26 +409,15 @@ func (k *Consumer) Commit(ctx context.Context) error {
 		k.mu.Unlock()
 		return ErrClosed
 	}
-	var commits []OffsetCommit
-	for _, p := range k.parts {
-		off := k.pos[p]
-		if c, ok := k.committed[p]; ok && c == off {
-			continue
-		}
-		commits = append(commits, OffsetCommit{Topic: k.cfg.Topic, Partition: p, Offset: off})
-	}
 	k.mu.Unlock()
+	commits := k.pending()
 	if len(commits) == 0 {
 		return nil
 	}
 	if err := k.c.CommitOffsets(ctx, k.cfg.Group, commits...); err != nil {
 		return err
 	}
-	k.mu.Lock()
-	for _, c := range commits {
-		k.committed[c.Partition] = c.Offset
-	}
-	k.mu.Unlock()
+	k.committedUpTo(commits)
 	return nil
 }
 

@@ -43,6 +43,13 @@ const (
 	KindOutOfOrderSequence = "out_of_order_sequence"
 	KindUnauthenticated    = "unauthenticated"   // no API key, or an unknown one
 	KindPermissionDenied   = "permission_denied" // the key lacks the scope or the topic
+	// Consumer-group membership (FAILED_PRECONDITION).
+	KindNotCoordinator       = "not_coordinator"       // Error.Coordinator names the coordinator
+	KindUnknownMember        = "unknown_member"        // join again without a member id
+	KindIllegalGeneration    = "illegal_generation"    // the group moved on: rejoin
+	KindRebalanceInProgress  = "rebalance_in_progress" // rejoin
+	KindInconsistentProtocol = "inconsistent_protocol"
+	KindGroupNotEmpty        = "group_not_empty"
 )
 
 // Error is a failed call: the RPC (Op), the gRPC status code, the agent's
@@ -57,6 +64,9 @@ type Error struct {
 
 	// Set for offset_out_of_range.
 	RequestedOffset, LowWatermark, HighWatermark *int64
+	// Coordinator is set for not_coordinator: the group coordinator's gRPC
+	// address ("" when the agent did not know it).
+	Coordinator string
 
 	st *status.Status
 }
@@ -105,6 +115,7 @@ func wrapErr(op string, err error) error {
 		if ed, ok := d.(*pb.ErrorDetail); ok {
 			e.Kind = ed.GetCode()
 			e.RequestedOffset, e.LowWatermark, e.HighWatermark = ed.RequestedOffset, ed.LowWatermark, ed.HighWatermark
+			e.Coordinator = ed.GetCoordinator()
 		}
 	}
 	return e
