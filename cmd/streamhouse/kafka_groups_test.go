@@ -15,18 +15,27 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/streamhouse/streamhouse/transport/client"
 )
 
 // startKafkaAgent starts a one-agent cluster in process with a Kafka
 // listener; it returns the REST base URL and the Kafka address.
 func startKafkaAgent(t *testing.T) (string, string) {
 	t.Helper()
+	base, c := startKafkaAgentCfg(t)
+	return base, c.KafkaAdvertised
+}
+
+// startKafkaAgentCfg is startKafkaAgent returning the agent's config.
+func startKafkaAgentCfg(t *testing.T) (string, *agentCmd) {
+	t.Helper()
 	c := testConfig(t, t.TempDir())
 	c.KafkaPort = freePort(t)
 	c.KafkaAdvertised = "127.0.0.1:" + strconv.Itoa(c.KafkaPort)
 	a, base := startTestAgent(t, c)
 	t.Cleanup(func() { _ = a.Close(context.Background()) })
-	return base, c.KafkaAdvertised
+	return base, c
 }
 
 func kafkaClient(t *testing.T, addr string, opts ...kgo.Opt) *kgo.Client {
@@ -344,10 +353,12 @@ func newOwnership() *ownership {
 	return &ownership{owners: map[int32]map[int32]string{}, consumed: map[string]bool{}}
 }
 
-func (o *ownership) consume(r *kgo.Record) {
+func (o *ownership) consume(r *kgo.Record) { o.consumeValue(r.Value) }
+
+func (o *ownership) consumeValue(v []byte) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.consumed[string(r.Value)] = true
+	o.consumed[string(v)] = true
 }
 
 // missing lists the values of want nobody consumed yet.
@@ -366,18 +377,23 @@ func (o *ownership) missing(want []string) []string {
 func (o *ownership) onAssigned(name string) kgo.Opt {
 	return kgo.OnPartitionsAssigned(func(_ context.Context, cl *kgo.Client, m map[string][]int32) {
 		_, gen := cl.GroupMetadata()
-		o.mu.Lock()
-		defer o.mu.Unlock()
-		if o.owners[gen] == nil {
-			o.owners[gen] = map[int32]string{}
-		}
-		for _, p := range m["kg"] {
-			if prev, dup := o.owners[gen][p]; dup && prev != name {
-				o.dups = append(o.dups, fmt.Sprintf("generation %d: partition %d owned by %s and %s", gen, p, prev, name))
-			}
-			o.owners[gen][p] = name
-		}
+		o.assigned(name, gen, m["kg"])
 	})
+}
+
+// assigned records that member name owns parts in generation gen.
+func (o *ownership) assigned(name string, gen int32, parts []int32) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.owners[gen] == nil {
+		o.owners[gen] = map[int32]string{}
+	}
+	for _, p := range parts {
+		if prev, dup := o.owners[gen][p]; dup && prev != name {
+			o.dups = append(o.dups, fmt.Sprintf("generation %d: partition %d owned by %s and %s", gen, p, prev, name))
+		}
+		o.owners[gen][p] = name
+	}
 }
 
 // settled reports whether the latest generation gives all parts
@@ -598,4 +614,60 @@ func TestKafkaGroupCooperativeSticky(t *testing.T) {
 		}
 		return len(owned) == parts
 	})
+}
+
+// TestKafkaAndNativeMembersShareAGroup: a kgo consumer and a StreamHouse
+// Go-client group consumer (gRPC) are members of one group: they split
+// the topic's partitions, never both own one in a generation, and
+// together consume every record.
+func TestKafkaAndNativeMembersShareAGroup(t *testing.T) {
+	base, cfg := startKafkaAgentCfg(t)
+	const parts = 6
+	createTopic(t, base, "kg", parts)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	o := newOwnership()
+	want := produceRound(t, base, parts, 10, "r0")
+	groupMember(t, cfg.KafkaAdvertised, "mixed", "kafka", o)
+	waitFor(t, 20*time.Second, "the Kafka member owns every partition", func() bool { return o.settled(parts, "kafka") })
+
+	cl, err := client.Dial(ctx, []string{"127.0.0.1:" + strconv.Itoa(cfg.GRPCPort)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	native, err := cl.NewGroupConsumer(ctx, client.GroupConsumerConfig{Group: "mixed", Topic: "kg", Start: client.Earliest,
+		ClientID: "native", SessionTimeout: 3 * time.Second, RebalanceTimeout: 5 * time.Second, MaxWait: 200 * time.Millisecond,
+		OnAssigned: func(gen int32, ps []int32) { o.assigned("native", gen, ps) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.assigned("native", native.Generation(), native.Assignment())
+	pollCtx, stopPolling := context.WithCancel(ctx)
+	polled := make(chan error, 1)
+	go func() {
+		for pollCtx.Err() == nil {
+			recs, err := native.Poll(pollCtx)
+			if err != nil && pollCtx.Err() == nil {
+				polled <- err
+				return
+			}
+			for _, r := range recs {
+				o.consumeValue(r.Value)
+			}
+		}
+		polled <- nil
+	}()
+	waitFor(t, 20*time.Second, "the Kafka and the native member split the partitions", func() bool { return o.settled(parts, "kafka", "native") })
+	want = append(want, produceRound(t, base, parts, 10, "r1")...)
+	o.consumedAll(t, want, "every record consumed by one of the two members")
+	stopPolling()
+	if err := <-polled; err != nil {
+		t.Fatalf("native poll: %v", err)
+	}
+	if err := native.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the Kafka member takes the native member's partitions", func() bool { return o.settled(parts, "kafka") })
+	o.check(t)
 }
