@@ -263,6 +263,9 @@ func TestKafkaGroupProtocol(t *testing.T) {
 	if got := committedOffset(t, ctx, a.cl, "g"); got != -1 {
 		t.Fatalf("committed offset %d after delete, want -1", got)
 	}
+	if r, err := del.RequestWith(ctx, a.cl); err != nil || r.Groups[0].ErrorCode != kerr.GroupIDNotFound.Code {
+		t.Fatalf("delete a deleted group: %v %+v, want GROUP_ID_NOT_FOUND", err, r)
+	}
 }
 
 // checkDescribed checks DescribeGroups and ListGroups of the stable group

@@ -75,31 +75,18 @@ func describedGroup(rg *kmsg.DescribeGroupsResponseGroup, d fsm.GroupMembershipD
 	}
 }
 
-// handleDeleteGroups deletes groups and their offsets; a group with
-// members is NON_EMPTY_GROUP.
+// handleDeleteGroups deletes groups (offsets and membership); a group
+// with members is NON_EMPTY_GROUP (checked again when the deletion is
+// applied), an unknown one GROUP_ID_NOT_FOUND.
 func (s *Server) handleDeleteGroups(ctx context.Context, c *Conn, req *kmsg.DeleteGroupsRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.DeleteGroupsResponse)
 	for _, name := range req.Groups {
 		rg := kmsg.NewDeleteGroupsResponseGroup()
 		rg.Group = name
 		if rg.ErrorCode = s.groupAccess(c, OpDelete, name); rg.ErrorCode == 0 {
-			rg.ErrorCode = groupErrorCode(s.deleteGroup(ctx, name))
+			rg.ErrorCode = groupErrorCode(s.cfg.Groups.DeleteGroup(ctx, name))
 		}
 		resp.Groups = append(resp.Groups, rg)
 	}
 	return resp, nil
-}
-
-func (s *Server) deleteGroup(ctx context.Context, name string) error {
-	d, err := s.cfg.Coordinator.Describe(ctx, name)
-	if err != nil {
-		return err
-	}
-	switch {
-	case d.State == fsm.GroupStateDead:
-		return fsm.ErrGroupNotFound
-	case len(d.Members) > 0:
-		return fsm.ErrGroupNotEmpty
-	}
-	return s.cfg.Groups.DeleteGroup(ctx, name)
 }
