@@ -9,7 +9,7 @@ type Header struct {
 }
 
 // Record is one produced record. A nil Key is a null key and stays distinct
-// from an empty key.
+// from an empty key; likewise a nil Value is a null value (a tombstone).
 type Record struct {
 	Timestamp int64 // unix milliseconds
 	Key       []byte
@@ -27,13 +27,28 @@ func (r *Record) Size() int {
 	return n
 }
 
+// Record flags, written only for a record that needs one (today: a null
+// value) behind recordFlagsMark, so that every other record encodes exactly
+// as before and blobs written before flags existed decode unchanged.
+// recordFlagsMark is a zero timestamp varint in two bytes (0x80 0x00),
+// which the encoder never writes for a timestamp (varints are minimal), so
+// a record starting with it is unambiguous.
+const recordFlagNullValue = 1 << 0
+
+var recordFlagsMark = [2]byte{0x80, 0x00}
+
 // AppendRecords encodes records into the compact blob carried by an
 // AppendBatch command and stored in the WAL. The blob is opaque to Apply,
-// which only needs the record count: offsets are assigned per batch.
+// which only needs the record count: offsets are assigned per batch. A
+// nil Value is a null value (a tombstone), distinct from an empty one.
 func AppendRecords(dst []byte, recs []Record) []byte {
 	e := enc{b: dst}
 	for i := range recs {
 		r := &recs[i]
+		if r.Value == nil {
+			e.b = append(e.b, recordFlagsMark[:]...)
+			e.uv(recordFlagNullValue)
+		}
 		e.iv(r.Timestamp)
 		e.nbytes(r.Key)
 		e.bytes(r.Value)
@@ -56,9 +71,22 @@ func DecodeRecords(blob []byte, count int) ([]Record, error) {
 	out := make([]Record, count)
 	for i := 0; i < count; i++ {
 		r := &out[i]
+		var flags uint64
+		if len(d.b) >= 2 && d.b[0] == recordFlagsMark[0] && d.b[1] == recordFlagsMark[1] {
+			d.b = d.b[2:]
+			if flags = d.uv(); flags&^recordFlagNullValue != 0 {
+				return nil, fmt.Errorf("%w: record %d has unknown flags %#x", ErrDecode, i, flags)
+			}
+		}
 		r.Timestamp = d.iv()
 		r.Key = d.nbytes()
 		r.Value = d.bytes()
+		if flags&recordFlagNullValue != 0 {
+			if len(r.Value) != 0 {
+				return nil, fmt.Errorf("%w: record %d is null-valued with %d value bytes", ErrDecode, i, len(r.Value))
+			}
+			r.Value = nil
+		}
 		r.Headers = decodeSlice(d, 2, func(h *Header) {
 			h.Key = d.str()
 			h.Value = d.bytes()

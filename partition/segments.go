@@ -217,14 +217,11 @@ func (s *ObjectSegments) fetchBlock(topicID uint64, part int32, ref fsm.SegmentR
 }
 
 // fetchedRecords converts decoded segment records of partition part. A
-// null value reads back as empty, as it does from the WAL.
+// null value stays null, as it does in the WAL.
 func fetchedRecords(part int32, recs []s3seg.Record) []fsm.FetchedRecord {
 	out := make([]fsm.FetchedRecord, len(recs))
 	for i, r := range recs {
 		out[i] = fsm.FetchedRecord{Partition: part, Offset: r.Offset, Record: fsm.Record{Timestamp: r.Timestamp, Key: r.Key, Value: r.Value}}
-		if r.Value == nil {
-			out[i].Value = []byte{}
-		}
 		if len(r.Headers) > 0 {
 			hs := make([]fsm.Header, len(r.Headers))
 			for k, h := range r.Headers {

@@ -24,7 +24,7 @@ type recordOutJSON struct {
 	Offset          int64          `json:"offset"`
 	Timestamp       int64          `json:"timestamp"`
 	Key             *string        `json:"key"`
-	Value           string         `json:"value"`
+	Value           *string        `json:"value"` // null: a null value
 	Headers         orderedHeaders `json:"headers"`
 	KeyEncoding     string         `json:"key_encoding,omitempty"`
 	ValueEncoding   string         `json:"value_encoding,omitempty"`
@@ -229,10 +229,12 @@ func toRecordOut(part int32, fr *fsm.FetchedRecord, force bool) recordOutJSON {
 			o.KeyEncoding = base64Name
 		}
 	}
-	v, b64 := encodeBytes(fr.Value, force)
-	o.Value = v
-	if b64 {
-		o.ValueEncoding = base64Name
+	if fr.Value != nil {
+		v, b64 := encodeBytes(fr.Value, force)
+		o.Value = &v
+		if b64 {
+			o.ValueEncoding = base64Name
+		}
 	}
 	if len(fr.Headers) > 0 {
 		hb64 := false

@@ -140,7 +140,7 @@ func TestConsumeOutputEncodingDetails(t *testing.T) {
 	}}
 	got := toRecordOut(3, &fr, false)
 	want := recordOutJSON{
-		Partition: 3, Offset: 4, Timestamp: 5, Key: new(string), Value: "ok",
+		Partition: 3, Offset: 4, Timestamp: 5, Key: new(string), Value: ptr("ok"),
 		Headers:         orderedHeaders{{key: "a", value: "dGV4dA=="}, {key: "b", value: "gA=="}},
 		HeadersEncoding: "base64",
 	}
@@ -159,4 +159,17 @@ func (e *testEnv) partitionWithRange(t *testing.T, low, next int64) {
 		wantStatus(t, e.do(t, "POST", "/api/v1/produce", `{"topic":"t","value":"v","partition":1}`), http.StatusOK)
 	}
 	e.agent.set(func(f *fakeAgent) { f.low["t"][1] = low })
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// A null value (a tombstone) is JSON null; an empty value is "".
+func TestConsumeOutputNullValue(t *testing.T) {
+	null := toRecordOut(0, &fsm.FetchedRecord{Record: fsm.Record{Key: []byte("k")}}, false)
+	empty := toRecordOut(0, &fsm.FetchedRecord{Record: fsm.Record{Value: []byte{}}}, false)
+	nb, _ := json.Marshal(null)
+	eb, _ := json.Marshal(empty)
+	if !strings.Contains(string(nb), `"value":null`) || !strings.Contains(string(eb), `"value":""`) {
+		t.Fatalf("null %s, empty %s", nb, eb)
+	}
 }

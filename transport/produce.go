@@ -13,8 +13,9 @@ import (
 type recordJSON struct {
 	Topic *string `json:"topic"`
 	// Key: absent or null = null key; "" = empty (non-null) key.
-	Key   *string `json:"key"`
-	Value *string `json:"value"`
+	Key *string `json:"key"`
+	// Value: a string, or null for a null value (a tombstone); required.
+	Value json.RawMessage `json:"value"`
 	// Partition: absent or null = let the partitioner choose.
 	Partition *int32 `json:"partition"`
 	// Headers: {"k":"v",...} (document order) or [{"key","value"},...].
@@ -56,10 +57,7 @@ func (s *HTTPServer) toProduceRecord(prefix string, rj *recordJSON) (fsm.Produce
 	if err != nil {
 		return out, err
 	}
-	if rj.Value == nil {
-		return out, badRequest("%svalue is required (a string; null values are not supported)", prefix)
-	}
-	if out.Record.Value, err = decodeBytes(prefix+"value", *rj.Value, valEnc); err != nil {
+	if out.Record.Value, err = recordValue(prefix, rj.Value, valEnc); err != nil {
 		return out, err
 	}
 	if rj.Key != nil {
@@ -176,4 +174,20 @@ func (s *HTTPServer) produce(r *http.Request, topic string, recs []fsm.ProduceRe
 		return nil, fmt.Errorf("%w: producer returned %d offsets for %d records", fsm.ErrOutcomeUnknown, len(offs), len(recs))
 	}
 	return offs, nil
+}
+
+// recordValue decodes a record's value: a string (in enc), or JSON null
+// for a null value, which stays distinct from "" on every path.
+func recordValue(prefix string, raw json.RawMessage, enc encoding) ([]byte, error) {
+	if raw == nil {
+		return nil, badRequest("%svalue is required (a string, or null for a null value)", prefix)
+	}
+	if string(raw) == "null" {
+		return nil, nil
+	}
+	var v string
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, badRequest("%svalue: expected a string or null, got %s", prefix, clip(string(raw)))
+	}
+	return decodeBytes(prefix+"value", v, enc)
 }

@@ -36,6 +36,11 @@ func TestProduceSingle(t *testing.T) {
 		got.Record.Timestamp != 0 || got.Record.Headers != nil {
 		t.Fatalf("minimal record = %+v", got)
 	}
+	// A null value is a tombstone, distinct from the empty value above.
+	wantStatus(t, e.do(t, "POST", "/api/v1/produce", `{"topic":"t","key":"k","value":null}`), http.StatusOK)
+	if got := e.agent.produced()[0]; got.Record.Value != nil || string(got.Record.Key) != "k" {
+		t.Fatalf("null value = %+v", got)
+	}
 	// Explicit null partition also means "partitioner chooses".
 	wantStatus(t, e.do(t, "POST", "/api/v1/produce", `{"topic":"t","value":"x","partition":null}`), http.StatusOK)
 	if p := e.agent.produced()[0].Partition; p != -1 {
@@ -209,8 +214,7 @@ func TestProduceBadInput(t *testing.T) {
 		{"missing topic", "", `{"value":"x"}`, "topic"},
 		{"topic wrong type", "", `{"topic":5,"value":"x"}`, "topic: expected a string"},
 		{"missing value", "", `{"topic":"t"}`, "value is required"},
-		{"null value", "", `{"topic":"t","value":null}`, "value is required"},
-		{"value wrong type", "", `{"topic":"t","value":123}`, "value: expected a string"},
+		{"value wrong type", "", `{"topic":"t","value":123}`, "value: expected a string or null"},
 		{"key wrong type", "", `{"topic":"t","value":"x","key":{}}`, "key: expected a string"},
 		{"partition wrong type", "", `{"topic":"t","value":"x","partition":"1"}`, "partition: expected a 32-bit integer"},
 		{"partition overflow", "", `{"topic":"t","value":"x","partition":4294967296}`, "partition: expected a 32-bit integer, got number 4294967296"},

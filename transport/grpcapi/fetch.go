@@ -108,7 +108,7 @@ func toFetched(recs []fsm.FetchedRecord, part int32) []*pb.FetchedRecord {
 		r := &recs[i]
 		// A nil key leaves the optional field unset (null); an empty
 		// non-nil key is sent as set-and-empty.
-		fr := &pb.FetchedRecord{Partition: part, Offset: r.Offset, TimestampMs: r.Timestamp, Key: r.Key, Value: r.Value}
+		fr := &pb.FetchedRecord{Partition: part, Offset: r.Offset, TimestampMs: r.Timestamp, Key: r.Key, Value: r.Value, ValueNull: r.Value == nil}
 		if len(r.Headers) > 0 {
 			fr.Headers = make([]*pb.Header, len(r.Headers))
 			for j, h := range r.Headers {

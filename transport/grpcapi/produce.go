@@ -72,7 +72,12 @@ func recordOf(i int, r *pb.ProduceRecord) (fsm.ProduceRecord, error) {
 	pr := fsm.ProduceRecord{Partition: -1, Record: fsm.Record{
 		Timestamp: r.GetTimestampMs(), Key: r.Key, Value: r.GetValue(),
 	}}
-	if pr.Record.Value == nil {
+	switch {
+	case r.GetValueNull() && len(r.GetValue()) > 0:
+		return pr, invalid("records[%d] sets value_null with a non-empty value", i)
+	case r.GetValueNull():
+		pr.Record.Value = nil // a tombstone
+	case pr.Record.Value == nil:
 		pr.Record.Value = []byte{}
 	}
 	if r.Partition != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/streamhouse/streamhouse/transport"
 	pb "github.com/streamhouse/streamhouse/transport/gen/streamhouse/v1"
@@ -238,4 +239,36 @@ func TestIdempotentProduce(t *testing.T) {
 	wantCode(t, err, codes.FailedPrecondition, transport.CodeUnknownProducer)
 	_, err = e.client.InitProducer(ctx, &pb.InitProducerRequest{ProducerId: u64(0)})
 	wantCode(t, err, codes.InvalidArgument, transport.CodeBadRequest)
+}
+
+// A null value (value_null) is stored as nil and fetched with value_null
+// set; an empty value stays empty; value_null with bytes is refused.
+func TestNullVersusEmptyValue(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t)
+	e.createTopic(t, "vals", 1)
+	_, err := e.client.Produce(ctx, &pb.ProduceRequest{Topic: "vals", Records: []*pb.ProduceRecord{
+		{Partition: i32(0), Key: []byte("gone"), ValueNull: true},
+		{Partition: i32(0), Key: []byte("empty")},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := e.agent.stored("vals", 0)
+	if stored[0].Value != nil || stored[1].Value == nil {
+		t.Fatalf("stored values %#v, %#v: want nil, then non-nil empty", stored[0].Value, stored[1].Value)
+	}
+	f, err := e.client.Fetch(ctx, &pb.FetchRequest{Topic: "vals", Partition: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.Records[0].ValueNull || f.Records[1].ValueNull || len(f.Records[1].Value) != 0 {
+		t.Fatalf("fetched %v", f.Records)
+	}
+	_, err = e.client.Produce(ctx, &pb.ProduceRequest{Topic: "vals", Records: []*pb.ProduceRecord{
+		{Partition: i32(0), Value: []byte("x"), ValueNull: true},
+	}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("value_null with bytes: %v", err)
+	}
 }

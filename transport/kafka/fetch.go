@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -111,13 +112,23 @@ func (s *Server) readParts(ctx context.Context, parts []*fetchPart, waitMs int64
 	return total
 }
 
+// fetchReadBudget bounds the extra reads one partition makes to fill its
+// byte limit after the first: a read of flushed offsets decodes a segment
+// block, and an answer must come well within the client's request timeout
+// (else it cancels, reconnects and asks again, never progressing).
+const fetchReadBudget = 200 * time.Millisecond
+
 // readPart reads one partition up to its byte limit and encodes the
 // records as record batches. It reports the bytes read and whether the
 // partition has its final answer (records or an error).
 func (s *Server) readPart(ctx context.Context, p *fetchPart, waitMs int64) (int, bool) {
 	out := p.out
 	req := fsm.FetchRequest{Topic: p.topic, Partition: out.Partition, Offset: p.offset, MaxBytes: p.maxBytes, WaitMs: waitMs}
+	var start time.Time
 	for {
+		if !start.IsZero() && time.Since(start) > fetchReadBudget {
+			break // answer what we have; the client asks again
+		}
 		res, err := s.cfg.Fetcher.Fetch(ctx, req)
 		if err != nil {
 			if ctx.Err() != nil && len(out.RecordBatches) == 0 {
@@ -138,6 +149,9 @@ func (s *Server) readPart(ctx context.Context, p *fetchPart, waitMs int64) (int,
 		}
 		if len(res.Records) == 0 || res.NextOffset >= res.HighWatermark || (p.maxBytes > 0 && p.bytes >= p.maxBytes) {
 			break
+		}
+		if start.IsZero() {
+			start = time.Now()
 		}
 		req.Offset, req.WaitMs = res.NextOffset, 0
 		if p.maxBytes > 0 {

@@ -760,13 +760,16 @@ type ProduceRecord struct {
 	// Record key. Unset is a null key; set to empty bytes is an empty key,
 	// which is a real key. The two stay distinct end to end.
 	Key []byte `protobuf:"bytes,2,opt,name=key,proto3,oneof" json:"key,omitempty"`
-	// Record value (may be empty; values cannot be null).
+	// Record value (may be empty). See value_null for a null value.
 	Value []byte `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
 	// Headers, in order.
 	Headers []*Header `protobuf:"bytes,4,rep,name=headers,proto3" json:"headers,omitempty"`
 	// Record timestamp in unix milliseconds; 0 means the agent's clock.
 	// Negative values are rejected.
-	TimestampMs   int64 `protobuf:"varint,5,opt,name=timestamp_ms,json=timestampMs,proto3" json:"timestamp_ms,omitempty"`
+	TimestampMs int64 `protobuf:"varint,5,opt,name=timestamp_ms,json=timestampMs,proto3" json:"timestamp_ms,omitempty"`
+	// A null value (a tombstone, as Kafka's): value must then be empty.
+	// Unset with an empty value is an empty value.
+	ValueNull     bool `protobuf:"varint,6,opt,name=value_null,json=valueNull,proto3" json:"value_null,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -834,6 +837,13 @@ func (x *ProduceRecord) GetTimestampMs() int64 {
 		return x.TimestampMs
 	}
 	return 0
+}
+
+func (x *ProduceRecord) GetValueNull() bool {
+	if x != nil {
+		return x.ValueNull
+	}
+	return false
 }
 
 // ProduceRequest is the input of Produce.
@@ -1150,10 +1160,12 @@ type FetchedRecord struct {
 	TimestampMs int64 `protobuf:"varint,3,opt,name=timestamp_ms,json=timestampMs,proto3" json:"timestamp_ms,omitempty"`
 	// Record key: unset for a null key, set (possibly empty) otherwise.
 	Key []byte `protobuf:"bytes,4,opt,name=key,proto3,oneof" json:"key,omitempty"`
-	// Record value.
+	// Record value (empty when value_null is set).
 	Value []byte `protobuf:"bytes,5,opt,name=value,proto3" json:"value,omitempty"`
 	// Headers, in stored order.
-	Headers       []*Header `protobuf:"bytes,6,rep,name=headers,proto3" json:"headers,omitempty"`
+	Headers []*Header `protobuf:"bytes,6,rep,name=headers,proto3" json:"headers,omitempty"`
+	// The value is null (a tombstone), not empty.
+	ValueNull     bool `protobuf:"varint,7,opt,name=value_null,json=valueNull,proto3" json:"value_null,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1228,6 +1240,13 @@ func (x *FetchedRecord) GetHeaders() []*Header {
 		return x.Headers
 	}
 	return nil
+}
+
+func (x *FetchedRecord) GetValueNull() bool {
+	if x != nil {
+		return x.ValueNull
+	}
+	return false
 }
 
 // FetchRequest is the input of Fetch.
@@ -4892,13 +4911,15 @@ const file_streamhouse_v1_streamhouse_proto_rawDesc = "" +
 	"\x13DeleteTopicResponse\"0\n" +
 	"\x06Header\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value\"\xca\x01\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"\xe9\x01\n" +
 	"\rProduceRecord\x12!\n" +
 	"\tpartition\x18\x01 \x01(\x05H\x00R\tpartition\x88\x01\x01\x12\x15\n" +
 	"\x03key\x18\x02 \x01(\fH\x01R\x03key\x88\x01\x01\x12\x14\n" +
 	"\x05value\x18\x03 \x01(\fR\x05value\x120\n" +
 	"\aheaders\x18\x04 \x03(\v2\x16.streamhouse.v1.HeaderR\aheaders\x12!\n" +
-	"\ftimestamp_ms\x18\x05 \x01(\x03R\vtimestampMsB\f\n" +
+	"\ftimestamp_ms\x18\x05 \x01(\x03R\vtimestampMs\x12\x1d\n" +
+	"\n" +
+	"value_null\x18\x06 \x01(\bR\tvalueNullB\f\n" +
 	"\n" +
 	"_partitionB\x06\n" +
 	"\x04_key\"\xe1\x01\n" +
@@ -4923,14 +4944,16 @@ const file_streamhouse_v1_streamhouse_proto_rawDesc = "" +
 	"\x14InitProducerResponse\x12\x1f\n" +
 	"\vproducer_id\x18\x01 \x01(\x04R\n" +
 	"producerId\x12%\n" +
-	"\x0eproducer_epoch\x18\x02 \x01(\rR\rproducerEpoch\"\xcf\x01\n" +
+	"\x0eproducer_epoch\x18\x02 \x01(\rR\rproducerEpoch\"\xee\x01\n" +
 	"\rFetchedRecord\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12!\n" +
 	"\ftimestamp_ms\x18\x03 \x01(\x03R\vtimestampMs\x12\x15\n" +
 	"\x03key\x18\x04 \x01(\fH\x00R\x03key\x88\x01\x01\x12\x14\n" +
 	"\x05value\x18\x05 \x01(\fR\x05value\x120\n" +
-	"\aheaders\x18\x06 \x03(\v2\x16.streamhouse.v1.HeaderR\aheadersB\x06\n" +
+	"\aheaders\x18\x06 \x03(\v2\x16.streamhouse.v1.HeaderR\aheaders\x12\x1d\n" +
+	"\n" +
+	"value_null\x18\a \x01(\bR\tvalueNullB\x06\n" +
 	"\x04_key\"\xb8\x01\n" +
 	"\fFetchRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
