@@ -284,6 +284,9 @@ func (r *reader) loop(ctx context.Context) (interrupted bool, err error) {
 		pctx, cancel := context.WithTimeout(ctx, consumeMaxWait+r.timeout())
 		recs, err := r.k.Poll(pctx)
 		cancel()
+		if r.member != nil {
+			r.followGeneration()
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return true, nil

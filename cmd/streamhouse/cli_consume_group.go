@@ -42,8 +42,10 @@ func (c *consumeCmd) runMember(s *session) error {
 }
 
 // followGeneration resets the per-partition state when the member's
-// generation changed: its partitions now start at the group's committed
-// offsets.
+// generation changed (a Poll rejoined): its partitions start at the
+// group's committed offsets. It runs before every Poll and after it, before
+// the records are printed, so records of a newly owned partition are
+// committed.
 func (r *reader) followGeneration() {
 	gen := r.member.Generation()
 	if gen == r.gen {
@@ -53,7 +55,7 @@ func (r *reader) followGeneration() {
 	r.parts = r.k.Assignment()
 	r.done = map[int32]bool{}
 	for _, p := range r.parts {
-		pos, _ := r.k.Position(p)
+		pos, _ := r.member.StartOffset(p)
 		r.commitPos[p], r.committed[p] = pos, pos
 		if high, ok := r.startHigh[p]; ok {
 			r.target[p] = high

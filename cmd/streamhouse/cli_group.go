@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/streamhouse/streamhouse/fsm"
 	"github.com/streamhouse/streamhouse/transport/client"
 )
 
@@ -42,6 +43,64 @@ type groupJSON struct {
 	Group      string               `json:"group"`
 	Partitions []groupPartitionJSON `json:"partitions"`
 	TotalLag   int64                `json:"total_lag"`
+	// Membership (group describe only).
+	State      string            `json:"state,omitempty"`
+	Protocol   string            `json:"protocol,omitempty"`
+	Generation int32             `json:"generation,omitempty"`
+	Leader     string            `json:"leader,omitempty"`
+	Members    []groupMemberJSON `json:"members,omitempty"`
+}
+
+type groupMemberJSON struct {
+	MemberID   string  `json:"member_id"`
+	ClientID   string  `json:"client_id"`
+	ClientHost string  `json:"client_host"`
+	Partitions []int32 `json:"partitions"` // of every topic, in assignment order
+	Assignment string  `json:"assignment"` // "topic:0,1 other:2"
+}
+
+// withMembers adds a group's membership to its JSON.
+func withMembers(out groupJSON, m client.GroupMembers) groupJSON {
+	out.State, out.Protocol, out.Generation, out.Leader = m.State, m.Protocol, m.Generation, m.LeaderID
+	for _, x := range m.Members {
+		mj := groupMemberJSON{MemberID: x.MemberID, ClientID: x.ClientID, ClientHost: x.ClientHost, Partitions: []int32{}, Assignment: assignmentText(x)}
+		for _, tp := range x.Partitions {
+			mj.Partitions = append(mj.Partitions, tp.Partitions...)
+		}
+		out.Members = append(out.Members, mj)
+	}
+	return out
+}
+
+// assignmentText is a member's assignment as "topic:0,1 other:2".
+func assignmentText(m fsm.MemberDescription) string {
+	var parts []string
+	for _, tp := range m.Partitions {
+		ps := make([]string, len(tp.Partitions))
+		for i, p := range tp.Partitions {
+			ps[i] = strconv.Itoa(int(p))
+		}
+		parts = append(parts, tp.Topic+":"+strings.Join(ps, ","))
+	}
+	return strings.Join(parts, " ")
+}
+
+// printMembers prints a group's membership after its offsets.
+func printMembers(out io.Writer, m client.GroupMembers) error {
+	if len(m.Members) == 0 {
+		return nil // no members: the offsets say it all
+	}
+	fmt.Fprintf(out, "\nstate %s, generation %d, protocol %s\n", m.State, m.Generation, m.Protocol)
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "MEMBER\tCLIENT\tHOST\tASSIGNMENT")
+	for _, x := range m.Members {
+		leader := ""
+		if x.MemberID == m.LeaderID {
+			leader = " (leader)"
+		}
+		fmt.Fprintf(w, "%s%s\t%s\t%s\t%s\n", x.MemberID, leader, x.ClientID, x.ClientHost, assignmentText(x))
+	}
+	return w.Flush()
 }
 
 func toGroupJSON(d client.GroupDescription) groupJSON {
@@ -54,12 +113,21 @@ func toGroupJSON(d client.GroupDescription) groupJSON {
 }
 
 func printGroup(out io.Writer, d client.GroupDescription) error {
+	return printGroupMembers(out, d, client.GroupMembers{})
+}
+
+// printGroupMembers prints the offsets table, the members (when the group
+// has any) and the total lag last.
+func printGroupMembers(out io.Writer, d client.GroupDescription, m client.GroupMembers) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "TOPIC\tPARTITION\tOFFSET\tHIGH WATERMARK\tLAG\tCOMMITTED")
 	for _, p := range d.Partitions {
 		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%s\n", p.Topic, p.Partition, p.Offset, p.HighWatermark, p.Lag, msTime(p.CommittedAt))
 	}
 	if err := w.Flush(); err != nil {
+		return err
+	}
+	if err := printMembers(out, m); err != nil {
 		return err
 	}
 	_, err := fmt.Fprintf(out, "\ngroup %s: total lag %d\n", d.Group, d.TotalLag)
@@ -102,14 +170,14 @@ type groupDescribeCmd struct {
 
 func (c *groupDescribeCmd) Run() error {
 	return withClient(&c.clientFlags, func(ctx context.Context, cl *client.Client) error {
-		d, err := cl.DescribeGroup(ctx, c.Group)
+		d, m, err := cl.DescribeGroupMembers(ctx, c.Group)
 		if err != nil {
 			return cliError(fmt.Sprintf("describe group %q", c.Group), err)
 		}
 		if c.json() {
-			return writeJSON(os.Stdout, toGroupJSON(d))
+			return writeJSON(os.Stdout, withMembers(toGroupJSON(d), m))
 		}
-		return printGroup(os.Stdout, d)
+		return printGroupMembers(os.Stdout, d, m)
 	})
 }
 

@@ -164,7 +164,7 @@ func committedOffset(t *testing.T, ctx context.Context, cl *kgo.Client, group st
 	return resp.Topics[0].Partitions[0].Offset
 }
 
-func produceValues(t *testing.T, base, topic string, partition int32, n int) {
+func produceToPartition(t *testing.T, base, topic string, partition int32, n int) {
 	t.Helper()
 	var recs []map[string]any
 	for i := 0; i < n; i++ {
@@ -183,7 +183,7 @@ func produceValues(t *testing.T, base, topic string, partition int32, n int) {
 func TestKafkaGroupProtocol(t *testing.T) {
 	base, addr := startKafkaAgent(t)
 	createTopic(t, base, "kg", 4)
-	produceValues(t, base, "kg", 0, 10)
+	produceToPartition(t, base, "kg", 0, 10)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -438,7 +438,7 @@ func (o *ownership) check(t *testing.T) {
 // timings and the range assignor, polling in a goroutine of its own
 // (stopped by close) and recording what it consumes in o. addrs is a
 // comma-separated list of seed brokers.
-func groupMember(t *testing.T, addrs, group, name string, o *ownership, extra ...kgo.Opt) *member {
+func groupMember(t *testing.T, addrs, group, name string, o *ownership, extra ...kgo.Opt) *kgoMember {
 	opts := append([]kgo.Opt{
 		kgo.ConsumerGroup(group), kgo.ConsumeTopics("kg"), kgo.Balancers(kgo.RangeBalancer()),
 		kgo.SessionTimeout(3 * time.Second), kgo.HeartbeatInterval(200 * time.Millisecond),
@@ -463,7 +463,7 @@ func groupMember(t *testing.T, addrs, group, name string, o *ownership, extra ..
 	var once sync.Once
 	closeIt := func() { once.Do(func() { cl.Close(); <-polled }) }
 	t.Cleanup(closeIt)
-	return &member{Client: cl, close: closeIt}
+	return &kgoMember{Client: cl, close: closeIt}
 }
 
 // produceRound produces n records to every partition of kg through the
@@ -491,8 +491,8 @@ func (o *ownership) consumedAll(t *testing.T, want []string, what string) {
 	waitFor(t, 30*time.Second, what, func() bool { return len(o.missing(want)) == 0 })
 }
 
-// member is a group member's client; close leaves the group (once).
-type member struct {
+// kgoMember is a group member's client; close leaves the group (once).
+type kgoMember struct {
 	*kgo.Client
 	close func()
 }

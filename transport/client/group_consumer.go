@@ -76,11 +76,18 @@ type GroupConsumer struct {
 	gen      int32
 	assigned []int32
 	inner    *Consumer // reads the assigned partitions; nil when none
-	rejoin   bool      // the heartbeat learned of a rebalance
-	wake     chan struct{}
-	hbStop   context.CancelFunc
-	hbDone   chan struct{}
-	closed   bool
+	// count is the topic's partition count when the member joined: when
+	// the cached metadata shows more (CreatePartitions), the member
+	// rejoins so the new partitions get an owner.
+	count int32
+	// starts: where each owned partition's reading began in this
+	// generation (the group's committed offset, else the Start position).
+	starts map[int32]int64
+	rejoin bool // the heartbeat learned of a rebalance
+	wake   chan struct{}
+	hbStop context.CancelFunc
+	hbDone chan struct{}
+	closed bool
 }
 
 // NewGroupConsumer joins the group and returns once the member has its
@@ -264,8 +271,13 @@ func (g *GroupConsumer) assign(ctx context.Context, parts []int32) error {
 			return err
 		}
 	}
+	count, _ := g.c.partitionCount(ctx, g.cfg.Topic)
+	starts := map[int32]int64{}
+	for _, p := range parts {
+		starts[p], _ = inner.Position(p)
+	}
 	g.mu.Lock()
-	g.assigned, g.inner, g.rejoin = parts, inner, false
+	g.assigned, g.inner, g.rejoin, g.count, g.starts = parts, inner, false, count, starts
 	gen, member := g.gen, g.memberID
 	g.mu.Unlock()
 	g.startHeartbeat(gen, member)

@@ -47,6 +47,15 @@ func (g *GroupConsumer) startHeartbeat(gen int32, member string) {
 	}()
 }
 
+// topicGrew reports whether the client's metadata (refreshed in the
+// background) shows more partitions than when the member joined.
+func (g *GroupConsumer) topicGrew(ctx context.Context) bool {
+	n, err := g.c.partitionCount(ctx, g.cfg.Topic)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return err == nil && g.count > 0 && n > g.count
+}
+
 func (g *GroupConsumer) stopHeartbeat() {
 	g.mu.Lock()
 	stop, done := g.hbStop, g.hbDone
@@ -62,8 +71,9 @@ func (g *GroupConsumer) stopHeartbeat() {
 // the group is rebalancing it first commits the positions it owns, stops
 // reading them and rejoins.
 func (g *GroupConsumer) Poll(ctx context.Context) ([]Record, error) {
+	grown := g.topicGrew(ctx)
 	g.mu.Lock()
-	closed, rejoin, inner := g.closed, g.rejoin, g.inner
+	closed, rejoin, inner := g.closed, g.rejoin || grown, g.inner
 	g.mu.Unlock()
 	if closed {
 		return nil, ErrClosed
@@ -273,6 +283,16 @@ func (g *GroupConsumer) Pause(ps ...int32) {
 	if inner := g.reader(); inner != nil {
 		inner.Pause(ps...)
 	}
+}
+
+// StartOffset is where reading an owned partition began in the current
+// generation: the group's committed offset when it had one (false when
+// the partition is not owned).
+func (g *GroupConsumer) StartOffset(p int32) (int64, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	off, ok := g.starts[p]
+	return off, ok
 }
 
 func (g *GroupConsumer) reader() *Consumer {

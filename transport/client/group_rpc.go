@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/streamhouse/streamhouse/fsm"
 	pb "github.com/streamhouse/streamhouse/transport/gen/streamhouse/v1"
 )
 
@@ -186,4 +187,32 @@ func (c *Client) CommitMemberOffsets(ctx context.Context, group string, generati
 		_, err := sc.CommitOffsets(ctx, in)
 		return err
 	})
+}
+
+// GroupMembers is a group's membership (the fsm's type): state, protocol,
+// generation, leader and members with their decoded assignments.
+type GroupMembers = fsm.GroupMembershipDescription
+
+// DescribeGroupMembers returns a group's committed offsets and its
+// membership (from any agent's replicated state).
+func (c *Client) DescribeGroupMembers(ctx context.Context, group string) (GroupDescription, GroupMembers, error) {
+	var resp *pb.DescribeGroupResponse
+	err := c.call(ctx, "DescribeGroup", func(ctx context.Context, sc pb.StreamHouseClient) (err error) {
+		resp, err = sc.DescribeGroup(ctx, &pb.DescribeGroupRequest{Group: group})
+		return err
+	})
+	if err != nil {
+		return GroupDescription{}, GroupMembers{}, err
+	}
+	d := resp.GetGroup()
+	m := GroupMembers{Group: d.GetGroup(), State: d.GetState(), ProtocolType: d.GetProtocolType(), Protocol: d.GetProtocol(),
+		Generation: d.GetGeneration(), LeaderID: d.GetLeaderId()}
+	for _, x := range d.GetMembers() {
+		md := fsm.MemberDescription{MemberID: x.GetMemberId(), InstanceID: x.GetInstanceId(), ClientID: x.GetClientId(), ClientHost: x.GetClientHost()}
+		for _, tp := range x.GetAssignment() {
+			md.Partitions = append(md.Partitions, fsm.TopicPartitions{Topic: tp.GetTopic(), Partitions: tp.GetPartitions()})
+		}
+		m.Members = append(m.Members, md)
+	}
+	return groupFromPB(d), m, nil
 }
