@@ -3,9 +3,11 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -209,6 +211,29 @@ func TestNotCoordinatorAnswers(t *testing.T) {
 		}
 		if code := resp.(*kmsg.HeartbeatResponse).ErrorCode; code != want.Code {
 			t.Errorf("heartbeat of group %q: %v, want %v", group, kerr.ErrorForCode(code), want)
+		}
+	}
+}
+
+// TestJoinRequestByVersion: v4+ asks for MEMBER_ID_REQUIRED semantics;
+// v0 has no rebalance timeout (it is the session timeout).
+func TestJoinRequestByVersion(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	c := &Conn{nc: a, ClientID: "cli"}
+	for _, v := range []int16{0, 3, 4, 9} {
+		req := kmsg.NewPtrJoinGroupRequest()
+		req.Version, req.Group, req.SessionTimeoutMillis, req.RebalanceTimeoutMillis = v, "g", 6000, 9000
+		req.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: []byte{1}}}
+		jr := joinRequest(c, req)
+		wantRebalance := 9 * time.Second
+		if v == 0 {
+			wantRebalance = 6 * time.Second
+		}
+		if jr.RequireMemberID != (v >= 4) || jr.RebalanceTimeout != wantRebalance || jr.SessionTimeout != 6*time.Second ||
+			jr.ClientID != "cli" || len(jr.Protocols) != 1 || jr.Protocols[0].Name != "range" {
+			t.Errorf("v%d: %+v", v, jr)
 		}
 	}
 }
