@@ -62,6 +62,7 @@ func (s *Server) fetchParts(c *Conn, req *kmsg.FetchRequest, resp *kmsg.FetchRes
 			out := &t.Partitions[j]
 			*out = kmsg.NewFetchResponseTopicPartition()
 			out.Partition, out.HighWatermark, out.LastStableOffset, out.LogStartOffset = rp.Partition, -1, -1, -1
+			out.RecordBatches = []byte{} // empty, not null: librdkafka rejects a null record set
 			switch {
 			case name == "":
 				out.ErrorCode = unknown
@@ -199,7 +200,7 @@ func trimToMaxBytes(parts []*fetchPart, maxBytes int) {
 			continue
 		}
 		if total > 0 && total+p.bytes > maxBytes {
-			p.out.RecordBatches, p.bytes = nil, 0
+			p.out.RecordBatches, p.bytes = []byte{}, 0
 			continue
 		}
 		total += p.bytes
