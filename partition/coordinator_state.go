@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -118,10 +117,22 @@ func (c *Coordinator) round(ctx context.Context) {
 	c.leading = true
 	c.mu.Unlock()
 	now := c.clock()
+	known := map[string]bool{}
 	for _, m := range c.meta.Memberships() {
+		known[m.Group] = true
 		c.expire(ctx, m, now)
 	}
 	c.mu.Lock()
+	for name, g := range c.states {
+		for id, dl := range g.pendingIDs {
+			if now.After(dl) {
+				delete(g.pendingIDs, id)
+			}
+		}
+		if !known[name] && !g.preparing && len(g.joins) == 0 && len(g.pendingIDs) == 0 {
+			delete(c.states, name) // deleted, or never formed a generation
+		}
+	}
 	var ready []string
 	for name, g := range c.states {
 		if g.preparing && c.rebalanceDue(name, g, now) {
@@ -200,11 +211,6 @@ func (c *Coordinator) expire(ctx context.Context, m fsm.GroupMembership, now tim
 			if now.After(g.deadlines[x.ID]) {
 				gone = append(gone, x.ID)
 			}
-		}
-	}
-	for id, dl := range g.pendingIDs {
-		if now.After(dl) {
-			delete(g.pendingIDs, id)
 		}
 	}
 	c.mu.Unlock()
@@ -384,14 +390,4 @@ func memberByInstance(m fsm.GroupMembership, g *coordGroup, instance string) str
 		}
 	}
 	return ""
-}
-
-// errorsIsAny reports whether err is one of targets.
-func errorsIsAny(err error, targets ...error) bool {
-	for _, t := range targets {
-		if errors.Is(err, t) {
-			return true
-		}
-	}
-	return false
 }

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/streamhouse/streamhouse/jepsen/testkit"
+	"github.com/streamhouse/streamhouse/transport"
 	"github.com/streamhouse/streamhouse/transport/client"
 )
 
@@ -81,9 +82,14 @@ func (s *seenSet) missing(want []string) []string {
 
 func startMember(t *testing.T, addr, name string, seen *seenSet, own *owners) *member {
 	t.Helper()
+	return startMemberOf(t, []string{addr}, "split", "gs", name, seen, own)
+}
+
+func startMemberOf(t *testing.T, addrs []string, group, topic, name string, seen *seenSet, own *owners) *member {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cl, err := client.Dial(ctx, []string{addr})
+	cl, err := client.Dial(ctx, addrs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +99,7 @@ func startMember(t *testing.T, addr, name string, seen *seenSet, own *owners) *m
 	m.cancel = rcancel
 	go func() {
 		defer close(m.done)
-		gc, err := cl.NewGroupConsumer(rctx, client.GroupConsumerConfig{Group: "split", Topic: "gs", ClientID: name,
+		gc, err := cl.NewGroupConsumer(rctx, client.GroupConsumerConfig{Group: group, Topic: topic, ClientID: name,
 			SessionTimeout: 1500 * time.Millisecond, HeartbeatInterval: 200 * time.Millisecond, RebalanceTimeout: 5 * time.Second,
 			MaxWait: 200 * time.Millisecond, OnAssigned: own.assigned(name)})
 		joined <- err
@@ -143,6 +149,11 @@ func (m *member) crash() {
 
 func produceValues(t *testing.T, p *client.Producer, prefix string, n, parts int) []string {
 	t.Helper()
+	return produceTo(t, p, "gs", prefix, n, parts)
+}
+
+func produceTo(t *testing.T, p *client.Producer, topic, prefix string, n, parts int) []string {
+	t.Helper()
 	var recs []client.Record
 	var vals []string
 	for i := 0; i < n; i++ {
@@ -150,7 +161,7 @@ func produceValues(t *testing.T, p *client.Producer, prefix string, n, parts int
 		vals = append(vals, v)
 		recs = append(recs, client.Record{Value: []byte(v)}.ToPartition(int32(i%parts)))
 	}
-	if _, err := p.Produce(ctxFor(t), "gs", recs...); err != nil {
+	if _, err := p.Produce(ctxFor(t), topic, recs...); err != nil {
 		t.Fatal(err)
 	}
 	return vals
@@ -395,4 +406,59 @@ func partitionsOf(recs []recordJSON) []int32 {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// TestGroupMemberSurvivesCoordinatorKill: three agent processes; a group
+// member keeps consuming when the Raft leader (its group coordinator) is
+// killed: the new leader coordinates the group from the replicated
+// membership, and every record produced before and after is consumed.
+func TestGroupMemberSurvivesCoordinatorKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process cluster test; run without -short")
+	}
+	c := startProcCluster(t, 3)
+	var st transport.ClusterStatus
+	waitFor(t, 30*time.Second, "3 voters and a leader", func() bool {
+		var ok bool
+		st, ok = c.status(0)
+		return ok && len(st.Voters) == 3 && st.Leader != "" && len(st.Members) == 3
+	})
+	var addrs []string
+	for _, m := range st.Members {
+		addrs = append(addrs, m.GRPCAddr)
+	}
+	cl := dialAgent(t, addrs[0])
+	if _, err := cl.CreateTopic(ctxFor(t), "fo", 3, client.TopicConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	p := newProducer(t, cl, client.ProducerConfig{})
+	seen := &seenSet{n: map[string]int{}}
+	own := &owners{gen: map[int32]map[int32]string{}}
+	want := produceTo(t, p, "fo", "before", 60, 3)
+	startMemberOf(t, addrs, "fo-g", "fo", "m", seen, own)
+	waitFor(t, 30*time.Second, "the records before the kill consumed", func() bool { return len(seen.missing(want)) == 0 })
+
+	c.procs[nodeIndex(st.Leader)].kill(t)
+	var after []string
+	waitFor(t, 60*time.Second, "produce accepted after the kill", func() bool {
+		var recs []client.Record
+		for i := 0; i < 60; i++ {
+			recs = append(recs, client.Record{Value: []byte(fmt.Sprintf("after-%d", i))}.ToPartition(int32(i%3)))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := p.Produce(ctx, "fo", recs...); err != nil {
+			return false
+		}
+		for _, r := range recs {
+			after = append(after, string(r.Value))
+		}
+		return true
+	})
+	waitFor(t, 60*time.Second, "the records after the kill consumed", func() bool { return len(seen.missing(after)) == 0 })
+	own.mu.Lock()
+	defer own.mu.Unlock()
+	if own.err != nil {
+		t.Fatal(own.err)
+	}
 }
