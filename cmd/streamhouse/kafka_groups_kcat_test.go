@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -25,13 +26,18 @@ func startKcat(t *testing.T, addr, group, topic string) *kcatConsumer {
 		t.Fatalf("kcat is not installed (.ci/run installs it): %v", err)
 	}
 	k := &kcatConsumer{stdout: &testkit.SyncBuffer{}, stderr: &testkit.SyncBuffer{}}
-	k.cmd = exec.Command(bin, "-b", addr, "-G", group, "-o", "beginning", "-f", "%p %o %s\n",
+	k.cmd = exec.Command(bin, "-u", "-b", addr, "-G", group, "-o", "beginning", "-f", "%p %o %s\n",
 		"-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500", topic)
 	k.cmd.Stdout, k.cmd.Stderr = k.stdout, k.stderr
 	if err := k.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(k.stop)
+	t.Cleanup(func() {
+		k.stop()
+		if t.Failed() {
+			t.Logf("kcat -G %s stdout:\n%s\nstderr (tail):\n%s", group, k.stdout.String(), lastBytes(k.stderr.String(), 4096))
+		}
+	})
 	return k
 }
 
@@ -67,7 +73,8 @@ func (k *kcatConsumer) assigned() []string {
 }
 
 // TestKcatConsumersSplitPartitions: two `kcat -G` consumers of one group
-// split the partitions of a topic between them.
+// split the partitions of a topic between them, and each record produced
+// afterwards is printed by the consumer that owns its partition.
 func TestKcatConsumersSplitPartitions(t *testing.T) {
 	base, addr := startKafkaAgent(t)
 	const parts = 4
@@ -86,5 +93,34 @@ func TestKcatConsumersSplitPartitions(t *testing.T) {
 		}
 		return len(seen) == parts
 	})
-	t.Logf("kcat a: %v, kcat b: %v", a.assigned(), b.assigned())
+	pa, pb := a.assigned(), b.assigned()
+	t.Logf("kcat a: %v, kcat b: %v", pa, pb)
+	for p := int32(0); p < parts; p++ {
+		produceToPartition(t, base, "kc", p, 5)
+	}
+	owner := map[string]*kcatConsumer{}
+	for _, p := range pa {
+		owner[p] = a
+	}
+	for _, p := range pb {
+		owner[p] = b
+	}
+	waitFor(t, 30*time.Second, "every record printed by its partition's owner", func() bool {
+		for p := 0; p < parts; p++ {
+			out := owner[fmt.Sprintf("kc [%d]", p)].stdout.String()
+			for i := 0; i < 5; i++ {
+				if !strings.Contains(out, fmt.Sprintf("%d %d p%d-%d\n", p, i, p, i)) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
+
+func lastBytes(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
 }
