@@ -300,7 +300,17 @@ func (a *agent) partitionConfig() partition.Config {
 		Limits:    fsm.ClusterLimits{MaxTopics: c.MaxTopics, MaxPartitions: c.MaxPartitions},
 		MaxGroups: c.MaxGroups, DiskDirs: dirs, MinFreeDiskBytes: uint64(c.MinFreeDiskBytes),
 		MetricsPartitions: c.MetricsPartitions,
+		Coordinator:       partition.CoordinatorConfig{InitialRebalanceDelay: c.groupDelay()},
 	}
+}
+
+// groupDelay is GROUP_INITIAL_REBALANCE_DELAY_MS (0: none, which the
+// coordinator spells as a negative delay).
+func (c *agentCmd) groupDelay() time.Duration {
+	if c.GroupDelayMs == 0 {
+		return -1
+	}
+	return time.Duration(c.GroupDelayMs) * time.Millisecond
 }
 
 // startNode starts Raft and gossip (and joins or bootstraps).

@@ -56,6 +56,7 @@ type agentCmd struct {
 	MaxTopics         int64 `name:"max-topics" env:"MAX_TOPICS" default:"1000" help:"Cluster-wide: creating a topic past this many topics is refused (409 limit_exceeded, gRPC RESOURCE_EXHAUSTED); 0 = no limit. Set the same value on every agent."`
 	MaxPartitions     int64 `name:"max-partitions" env:"MAX_PARTITIONS" default:"20000" help:"Cluster-wide: creating a topic that would take the cluster past this many partitions is refused; 0 = no limit. Set the same value on every agent."`
 	MaxGroups         int64 `name:"max-groups" env:"MAX_GROUPS" default:"10000" help:"Cluster-wide: a commit that would create a consumer group past this many groups is refused (409 limit_exceeded); 0 = no limit. Set the same value on every agent."`
+	GroupDelayMs      int   `name:"group-initial-rebalance-delay-ms" env:"GROUP_INITIAL_REBALANCE_DELAY_MS" default:"300" help:"A consumer group without members waits this long after a join (and after each further join, up to the rebalance timeout) before forming its first generation, so members starting together share it (Kafka's group.initial.rebalance.delay.ms); 0 = no wait."`
 	MaxUnflushedRecs  int64 `name:"max-unflushed-records" env:"MAX_UNFLUSHED_RECORDS" default:"1000000" help:"A partition refuses new records (503, retry later) while more than this many of its records are unflushed; a DR restore skips this many offsets after its evidence."`
 	SegmentCacheSize  int64 `name:"segment-cache-size" env:"SEGMENT_CACHE_SIZE" default:"268435456" help:"Bytes of segment blocks cached in memory (LRU); 0 disables."`
 
@@ -215,6 +216,7 @@ func (c *agentCmd) rangeErrors() []error {
 		checkNonNegative("MAX_TOPICS", c.MaxTopics),
 		checkNonNegative("MAX_PARTITIONS", c.MaxPartitions),
 		checkNonNegative("MAX_GROUPS", c.MaxGroups),
+		checkNonNegative("GROUP_INITIAL_REBALANCE_DELAY_MS", int64(c.GroupDelayMs)),
 		checkPositive("MAX_UNFLUSHED_RECORDS", c.MaxUnflushedRecs),
 		checkNonNegative("SEGMENT_CACHE_SIZE", c.SegmentCacheSize),
 		checkPositive("S3_TIMEOUT_MS", int64(c.S3TimeoutMs)),
