@@ -64,8 +64,8 @@ type ClusterMember struct {
 	HTTPAddr    string   `json:"http_addr,omitempty"`
 	GRPCAddr    string   `json:"grpc_addr,omitempty"`
 	PeerAddr    string   `json:"peer_addr,omitempty"`
-	KafkaAddr   string   `json:"kafka_addr,omitempty"` // Kafka listener (advertised)
-	BrokerID    int32    `json:"broker_id"`            // Kafka broker ID
+	KafkaAddr   string   `json:"kafka_addr,omitempty"`  // Kafka listener (advertised)
+	BrokerID    int32    `json:"broker_id"`             // Kafka broker ID
 	Leaderships []string `json:"partition_leaderships"` // "topic/partition"
 }
 
