@@ -118,13 +118,15 @@ BENCH_DIR := $(shell mktemp -d -u /tmp/streamhouse-bench.XXXXXX)
 bench-agent: build deps ## Start a local agent (embedded defaults, then MinIO) and run `streamhouse bench` against it
 	@set -e; dir=$(BENCH_DIR); mkdir -p $$dir $(dir $(BENCH_RESULTS)); trap 'kill $$(jobs -p) 2>/dev/null || true; wait; rm -rf '$$dir EXIT; \
 	echo "== single agent, local-directory object store"; \
-	./$(BIN) agent --http-port 18080 --grpc-port 19090 --peer-port 19093 --data-dir $$dir/a --log-level warn 2>$$dir/agent-a.log & pid=$$!; \
+	./$(BIN) agent --http-port 18080 --grpc-port 19090 --peer-port 19093 --kafka-port 19092 --data-dir $$dir/a --log-level warn 2>$$dir/agent-a.log & pid=$$!; \
 	until curl -sf localhost:18080/ready >/dev/null; do sleep 0.2; done; \
 	./$(BIN) bench --record $(BENCH_RESULTS) --label 'single agent, local store, REST, saturated' --server http://127.0.0.1:18080 --topic tput --partitions 8 --records 1000000 --batch 1000 --concurrency 8; \
 	./$(BIN) bench --record $(BENCH_RESULTS) --label 'single agent, local store, REST, fixed rate' --server http://127.0.0.1:18080 --topic lat --partitions 8 --duration 15s --rate 50000 --batch 50 --concurrency 16 --no-consume; \
 	echo "== single agent, gRPC (Go client, idempotent producer)"; \
 	./$(BIN) bench --record $(BENCH_RESULTS) --label 'single agent, local store, gRPC, saturated' --server http://127.0.0.1:18080 --protocol grpc --grpc-server 127.0.0.1:19090 --topic gtput --partitions 8 --records 1000000 --batch 1000 --concurrency 8; \
 	./$(BIN) bench --record $(BENCH_RESULTS) --label 'single agent, local store, gRPC, fixed rate' --server http://127.0.0.1:18080 --protocol grpc --grpc-server 127.0.0.1:19090 --topic glat --partitions 8 --duration 15s --rate 50000 --batch 50 --concurrency 16 --no-consume; \
+	echo "== single agent, Kafka protocol (franz-go, idempotent producer)"; \
+	./$(BIN) bench --record $(BENCH_RESULTS) --label 'single agent, local store, Kafka, saturated' --server http://127.0.0.1:18080 --protocol kafka --kafka-server 127.0.0.1:19092 --topic ktput --partitions 8 --records 1000000 --batch 1000 --concurrency 8; \
 	kill $$pid; wait $$pid || true; \
 	echo "== single agent, MinIO (64 partitions), then cold reads after a restart"; \
 	MINIO_ROOT_USER=bench MINIO_ROOT_PASSWORD=bench-secret $(MINIO) server $$dir/minio --address 127.0.0.1:19000 --console-address 127.0.0.1:19001 --quiet >$$dir/minio.log 2>&1 & \
@@ -163,6 +165,7 @@ done; for i in 1 2 3; do until curl -sf localhost:1808$$i/ready >/dev/null; do s
 endef
 BENCH_SERVERS := http://127.0.0.1:18081,http://127.0.0.1:18082,http://127.0.0.1:18083
 BENCH_GRPC := 127.0.0.1:19091,127.0.0.1:19092,127.0.0.1:19093
+BENCH_KAFKA := 127.0.0.1:29091,127.0.0.1:29092,127.0.0.1:29093
 
 # The scenarios are named like the OpenMessaging Benchmark's workloads (1 topic, 16 or 100
 # partitions, 100 B or 1 KiB records); README "Benchmarks" says which target of the
@@ -172,7 +175,7 @@ bench-cluster: build deps ## Start 3 agents on loopback sharing a MinIO bucket; 
 	@set -e; dir=$$(mktemp -d /tmp/streamhouse-bench.XXXXXX); mkdir -p $(dir $(BENCH_RESULTS)); trap 'kill $$(jobs -p) 2>/dev/null || true; wait; rm -rf '$$dir EXIT; \
 	start() { $(BENCH_CLUSTER); }; start; \
 	run() { ./$(BIN) bench --record $(BENCH_RESULTS) --server $(BENCH_SERVERS) "$$@"; }; \
-	grpc="--protocol grpc --grpc-server $(BENCH_GRPC)"; \
+	grpc="--protocol grpc --grpc-server $(BENCH_GRPC)"; kafka="--protocol kafka --kafka-server $(BENCH_KAFKA)"; \
 	echo "== 3-agent cluster on MinIO, Go client (gRPC): fixed rates"; \
 	run $$grpc --label '1 topic / 16 partitions / 100 B, 50 per request' --topic p16 --partitions 16 --duration 20s --rate 20000 --batch 50 --concurrency 32 --no-consume; \
 	run $$grpc --label '1 topic / 100 partitions / 100 B, 100 per request' --topic p100 --partitions 100 --duration 20s --rate 100000 --batch 100 --concurrency 64 --no-consume; \
@@ -180,6 +183,9 @@ bench-cluster: build deps ## Start 3 agents on loopback sharing a MinIO bucket; 
 	run $$grpc --label '1 topic / 100 partitions / 100 B, saturated, 1,000 per request' --topic gtput --partitions 100 --records 2000000 --batch 1000 --concurrency 16; \
 	run $$grpc --label '1 topic / 100 partitions / 100 B, the same data read again (hot)' --topic gtput --no-produce; \
 	run --label '1 topic / 16 partitions / 100 B, REST, saturated, 500 per request spread over partitions' --topic rtput --partitions 16 --duration 20s --batch 500 --concurrency 8 --spread --no-consume; \
+	echo "== Kafka protocol (franz-go, idempotent producer): the Go client's saturated row, then its fixed rate"; \
+	run $$kafka --label '1 topic / 100 partitions / 100 B, Kafka (franz-go), saturated, 1,000 per request' --topic ktput --partitions 100 --records 2000000 --batch 1000 --concurrency 16; \
+	run $$kafka --label '1 topic / 100 partitions / 100 B, Kafka (franz-go), 100 per request' --topic kp100 --partitions 100 --duration 20s --rate 100000 --batch 100 --concurrency 64 --no-consume; \
 	echo "== latency vs throughput up to saturation ($(SWEEP_SECONDS) s per rate)"; \
 	run $$grpc --label '1 topic / 100 partitions / 100 B, rate sweep, 100 per request' --topic sweep100 --partitions 100 --batch 100 --concurrency 64 --duration $(SWEEP_SECONDS)s --sweep 10000,20000,50000,100000,200000,400000,800000; \
 	run $$grpc --label '1 topic / 100 partitions / 1 KiB, rate sweep, 100 per request' --topic sweep1k --partitions 100 --record-size 1024 --batch 100 --concurrency 64 --duration $(SWEEP_SECONDS)s --sweep 5000,10000,20000,50000,100000,200000,400000; \

@@ -176,18 +176,20 @@ func (f *Fetcher) read(ctx context.Context, k fsm.PartitionKey, info fsm.Partiti
 		if len(got) == 0 {
 			break
 		}
+		full := false
 		for _, r := range got {
 			if r.Offset != off || len(res.Records) >= req.MaxRecords {
 				break
 			}
 			if req.MaxBytes > 0 && len(res.Records) > 0 && bytes+r.Size() > req.MaxBytes {
+				full = true // the next record does not fit: reading again would not either
 				break
 			}
 			res.Records = append(res.Records, r)
 			bytes += r.Size()
 			off++
 		}
-		if len(got) > 0 && got[0].Offset > off {
+		if full || got[0].Offset > off {
 			break
 		}
 	}

@@ -619,3 +619,18 @@ func TestProduceRefusesBeyondMaxUnflushedRecords(t *testing.T) {
 		t.Fatalf("11 records in one request with a bound of 10: %v", err)
 	}
 }
+
+// A byte limit that the next record would cross ends the read with what
+// fits (it used to re-read the same record forever).
+func TestFetchStopsAtTheByteLimit(t *testing.T) {
+	e := newEnv(t, ProducerConfig{BatchSize: 100})
+	e.topic("t", 1)
+	e.produce("t", 0, "aaaa", "bbbb", "cccc")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// Each record is 4 + 8 bytes: 20 bytes hold one, not two.
+	res, err := e.fetch.Fetch(ctx, fsm.FetchRequest{Topic: "t", MaxBytes: 20})
+	if err != nil || len(res.Records) != 1 || res.NextOffset != 1 {
+		t.Fatalf("fetch: %v, %d records, next %d", err, len(res.Records), res.NextOffset)
+	}
+}

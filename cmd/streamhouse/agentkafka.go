@@ -23,6 +23,7 @@ func (a *agent) startKafka(context.Context) error {
 		NodeID: a.node.NodeID(), Cluster: a.node, Topics: part.Admin(), Fetcher: part.Fetcher(), Admin: part.Admin(),
 		Auth: a.sec.auth, Quotas: a.quotas, AutoCreateTopics: c.KafkaAutoCreate, DefaultPartitions: c.KafkaPartitions, MaxRecordBytes: int64(c.MaxRecordBytes),
 		Producer: part.Producer(), Idempotent: part.Producer(), Offsets: part.Fetcher(),
+		Groups: part.Groups(), Coordinator: part.Coordinator(),
 		TLSConfig: a.sec.publicTLS, Connections: a.connections, Logger: a.log.With("listener", "kafka"),
 	})
 	served := make(chan struct{})

@@ -29,7 +29,8 @@ type benchCmd struct {
 	Produce     bool          `name:"produce" default:"true" negatable:"" help:"Produce records (--no-produce: only read the topic back, e.g. cold from S3 after an agent restart)."`
 	Consume     bool          `name:"consume" default:"true" negatable:"" help:"After producing, read every partition back and report consume throughput."`
 	Output      string        `name:"output" short:"o" default:"table" enum:"table,json" help:"table or json."`
-	Protocol    string        `name:"protocol" default:"rest" enum:"rest,grpc" help:"rest (JSON over HTTP) or grpc (the Go client: idempotent producer, batches sent to partition leaders)."`
+	Protocol    string        `name:"protocol" default:"rest" enum:"rest,grpc,kafka" help:"rest (JSON over HTTP), grpc (the Go client: idempotent producer, batches sent to partition leaders) or kafka (franz-go on --kafka-server: idempotent producer, Fetch requests)."`
+	KafkaServer string        `name:"kafka-server" default:"127.0.0.1:9092" help:"Agent Kafka host:port list for --protocol kafka."`
 	RecordFile  string        `name:"record" placeholder:"FILE" help:"Append the result as a JSON line to FILE (with --label), for --summarize."`
 	Label       string        `name:"label" help:"Scenario name stored with --record."`
 	Summarize   string        `name:"summarize" placeholder:"FILE" help:"Print the results recorded in FILE as one table and exit (runs nothing)."`
@@ -142,7 +143,11 @@ func (b *benchCmd) run(ctx context.Context, rest loadgen.REST) error {
 	for i, u := range rest.Servers {
 		agents[i] = loadgen.Agent{Client: rest.Client, URL: u}
 	}
-	if b.Protocol != "grpc" {
+	switch b.Protocol {
+	case "kafka":
+		return b.runKafka(ctx, cfg, agents)
+	case "grpc":
+	default:
 		return b.execute(ctx, cfg, rest, agents)
 	}
 	c, err := b.dialGRPC(ctx)
@@ -201,4 +206,15 @@ func (b *benchCmd) print(r loadgen.Result) error {
 	}
 	fmt.Fprintf(w, "errors\t%d (503 retries %d)\n", r.Errors, r.Retries503)
 	return w.Flush()
+}
+
+// runKafka runs cfg through franz-go on --kafka-server.
+func (b *benchCmd) runKafka(ctx context.Context, cfg loadgen.Config, agents []loadgen.Agent) error {
+	target, err := loadgen.NewKafka(splitList(b.KafkaServer))
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	cfg.ReadRecords, cfg.ReadBytes, cfg.ReadSource = 5000, 4<<20, "earliest→end over Kafka Fetch (segments + WAL)"
+	return b.execute(ctx, cfg, target, agents)
 }

@@ -38,6 +38,7 @@ func (s *Server) dispatchTable() map[int16]handler {
 	s.registerCore(add)
 	s.registerSASL(add)
 	s.registerAdmin(add)
+	s.registerGroups(add)
 	s.registerData(add)
 	return t
 }

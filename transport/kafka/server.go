@@ -44,6 +44,10 @@ type Config struct {
 	Producer   Producer
 	Idempotent IdempotentProducer
 	Offsets    Offsets
+	// Coordinator and Groups serve the consumer-group APIs (membership,
+	// and committed offsets); either nil: they are not advertised.
+	Coordinator transport.GroupCoordinator
+	Groups      GroupOffsets
 
 	// TLSConfig, when set, makes the listener TLS-only.
 	TLSConfig *tls.Config
