@@ -426,3 +426,29 @@ func topicUUID(t *testing.T, e *env, name string) [16]byte {
 	}
 	return TopicID(tp.ID)
 }
+
+// A partition that fails answers the request at once, without the long
+// poll of the others.
+func TestFetchErrorAnswersAtOnce(t *testing.T) {
+	e := newEnv(t)
+	e.agent.addTopic("fe", 2)
+	f := kmsg.NewPtrFetchRequest()
+	f.Version, f.MaxWaitMillis, f.MinBytes, f.MaxBytes = 12, 60_000, 1, 1<<20
+	ft := kmsg.NewFetchRequestTopic()
+	ft.Topic, ft.TopicID = "fe", topicUUID(t, e, "fe")
+	for p, off := range []int64{0, 50} { // partition 1: out of range
+		fp := kmsg.NewFetchRequestTopicPartition()
+		fp.Partition, fp.FetchOffset, fp.PartitionMaxBytes = int32(p), off, 1<<20
+		ft.Partitions = append(ft.Partitions, fp)
+	}
+	f.Topics = append(f.Topics, ft)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := f.RequestWith(ctx, e.client(t))
+	if err != nil {
+		t.Fatalf("%v (the fetch waited on the empty partition)", err)
+	}
+	if c := resp.Topics[0].Partitions[1].ErrorCode; c != kerr.OffsetOutOfRange.Code {
+		t.Fatalf("partition 1: code %d", c)
+	}
+}

@@ -37,7 +37,7 @@ func (s *Server) handleFetch(ctx context.Context, c *Conn, req *kmsg.FetchReques
 	}
 	parts := s.fetchParts(c, req, resp)
 	minBytes := max(int(req.MinBytes), 1)
-	if got := s.readParts(ctx, parts, 0, 0); got < minBytes && req.MaxWaitMillis > 0 {
+	if got := s.readParts(ctx, parts, 0, 0); got < minBytes && req.MaxWaitMillis > 0 && !anyFailed(parts) {
 		s.readParts(ctx, parts, int64(req.MaxWaitMillis), minBytes-got)
 	}
 	trimToMaxBytes(parts, int(req.MaxBytes))
@@ -161,6 +161,17 @@ func (s *Server) readPart(ctx context.Context, p *fetchPart, waitMs int64) (int,
 	}
 	p.done = p.done || p.bytes > 0
 	return p.bytes, p.bytes > 0
+}
+
+// anyFailed reports whether a partition already has an error to answer
+// (then the request is answered at once, as Kafka does).
+func anyFailed(parts []*fetchPart) bool {
+	for _, p := range parts {
+		if p.out.ErrorCode != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // setFetchError answers a partition's read failure.

@@ -247,10 +247,7 @@ func decompress(codec int, src []byte, maxBytes int) ([]byte, error) {
 	case codecLz4:
 		out, err = readBounded(lz4.NewReader(bytes.NewReader(src)), maxBytes)
 	case codecZstd:
-		out, err = zstdDecoder().DecodeAll(src, nil)
-		if err == nil && len(out) > maxBytes {
-			err = errTooLarge
-		}
+		out, err = decodeZstd(src, maxBytes)
 	default:
 		return nil, corrupt("unknown compression codec %d", codec)
 	}
@@ -315,15 +312,26 @@ func snappyBlock(dst, block []byte, maxBytes int) ([]byte, error) {
 	return append(dst, buf...), nil
 }
 
-// zstdDecoder is shared: DecodeAll is safe for concurrent use and starts no
-// goroutines.
-var zstdDecoder = sync.OnceValue(func() *zstd.Decoder {
-	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(256<<20))
+// zstdDecoders are streaming decoders with concurrency 1 (they decode in
+// the caller's goroutine and start none), reused across requests: a frame
+// is read through readBounded, so a small frame claiming a huge content
+// size costs at most maxBytes, never the claim.
+var zstdDecoders = sync.Pool{New: func() any {
+	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
 	if err != nil {
 		panic(fmt.Sprintf("kafka: zstd decoder: %v", err)) // constant options
 	}
 	return d
-})
+}}
+
+func decodeZstd(src []byte, maxBytes int) ([]byte, error) {
+	d := zstdDecoders.Get().(*zstd.Decoder)
+	defer zstdDecoders.Put(d)
+	if err := d.Reset(bytes.NewReader(src)); err != nil {
+		return nil, err
+	}
+	return readBounded(d, maxBytes)
+}
 
 // appendBatch appends recs (consecutive offsets from recs[0].Offset) as one
 // uncompressed record batch v2 with the partition's leader epoch.
