@@ -219,6 +219,9 @@ func (n *Node) openRaftStores(hl hclog.Logger) (raft.LogStore, raft.SnapshotStor
 	if err := os.MkdirAll(n.raftDir, 0o750); err != nil {
 		return nil, nil, fmt.Errorf("cluster: raft dir: %w", err)
 	}
+	if err := checkNoUnfinishedSeed(n.raftDir); err != nil {
+		return nil, nil, err
+	}
 	store, logStore, err := openLogStores(n.raftDir, hl)
 	if err != nil {
 		return nil, nil, err
