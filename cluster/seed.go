@@ -179,6 +179,14 @@ func discardUnfinishedSeed(dir string) error {
 	return nil
 }
 
+// SeedUnfinished reports whether dataDir holds only what a seed that did
+// not finish left: such a dir is no agent's Raft state, and
+// SeedRestoredState redoes the seed in it.
+func SeedUnfinished(dataDir string) bool {
+	_, err := os.Stat(filepath.Join(dataDir, "raft", seedingFile))
+	return err == nil
+}
+
 // checkNoUnfinishedSeed refuses to start on a raft dir a seed that did not
 // finish left (DESIGN.md, "DR restore").
 func checkNoUnfinishedSeed(dir string) error {

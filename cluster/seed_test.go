@@ -174,6 +174,9 @@ func TestInterruptedSeedIsRefusedThenRedone(t *testing.T) {
 			if !errors.Is(err, killed) {
 				t.Fatalf("seed stopped after %s: %v", step, err)
 			}
+			if !SeedUnfinished(dir) {
+				t.Fatal("SeedUnfinished = false after an interrupted seed")
+			}
 			err = c.startErr("seed", dir)
 			if !errors.Is(err, ErrSeedUnfinished) || !strings.Contains(err.Error(), "run the restore again") {
 				t.Fatalf("start on an unfinished seed = %v, want ErrSeedUnfinished telling to run the restore again", err)
@@ -181,6 +184,9 @@ func TestInterruptedSeedIsRefusedThenRedone(t *testing.T) {
 			clusterID, err := SeedRestoredState(cfg)
 			if err != nil {
 				t.Fatalf("seed again: %v", err)
+			}
+			if SeedUnfinished(dir) {
+				t.Fatal("SeedUnfinished = true after a seed that finished")
 			}
 			seed := c.startAt("seed", dir, peer, "127.0.0.1:0", nil)
 			waitFor(t, 20*time.Second, "seed elects itself", func() bool { return seed.node.IsLeader() })
