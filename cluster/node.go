@@ -77,6 +77,7 @@ type Node struct {
 
 	leaderReady atomic.Bool   // leader and has applied everything before its term
 	lowDisk     atomic.Bool   // SetLowDisk(true) is in force: do not lead
+	behindJoins atomic.Int64  // agents the leader's last pass kept out for an old feature level
 	lowDiskKick chan struct{} // capacity 1: wakes stallWatch on a low-disk change
 	reclaimWant chan bool     // capacity 1: the latest ReclaimDisk request (reclaimLoop)
 	// storeProblem is the last failed object store probe (see storeprobe.go).
