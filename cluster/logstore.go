@@ -71,7 +71,11 @@ type walLog struct {
 	// untrusted: entries from this index on may not be durable or are
 	// due for deletion (0: none). Reads hide them; written under wmu.
 	untrusted atomic.Uint64
-	marked    uint64 // the untrusted index recorded in the meta store (0: none; wmu)
+	// marked: the lowest untrusted index a record in the meta store may
+	// hold (0: none can exist); recorded: the index it is known to hold
+	// durably (0: not known). A write of the record that fails may still
+	// have committed (wmu).
+	marked, recorded uint64
 
 	mu     sync.RWMutex
 	w      *raftwal.WAL    // nil after a reopen that failed

@@ -353,3 +353,103 @@ func TestLostStableStoreNextToASnapshotIsRefused(t *testing.T) {
 		t.Fatalf("open without raft.db next to a snapshot = %v, want ErrRaftStateLost naming the snapshot", err)
 	}
 }
+
+// scriptedMeta is raft-wal's meta store whose writes of the untrusted
+// record (set or delete) follow a script, one step a write: "ok" commits,
+// "lie" commits and then reports EIO (a Bolt commit whose final fsync
+// failed after its pages reached the disk), "fail" reports EIO without
+// committing. Writes past the script commit. Segment list commits fail
+// like failMeta's.
+type scriptedMeta struct {
+	failMeta
+	script []string
+}
+
+func (m *scriptedMeta) SetStable(k, v []byte) error {
+	if string(k) != string(untrustedKey) {
+		return m.MetaStore.SetStable(k, v)
+	}
+	m.mu.Lock()
+	step := "ok"
+	if len(m.script) > 0 {
+		step, m.script = m.script[0], m.script[1:]
+	}
+	m.mu.Unlock()
+	if step == "fail" {
+		return syscall.EIO
+	}
+	if err := m.MetaStore.SetStable(k, v); err != nil || step == "ok" {
+		return err
+	}
+	return syscall.EIO
+}
+
+// retryStep is how a retried StoreLogs fares.
+type retryStep int
+
+const (
+	retryOK          retryStep = iota
+	retryFsyncFails            // its write's fsync fails
+	retryCommitFails           // deleting the untrusted tail first fails
+)
+
+// The record of an untrusted tail is written and deleted through Bolt
+// commits, which can reach the disk and still report an error. The store
+// must act on what may be on disk, not on what the call reported: a
+// record that may exist is deleted before anything is written at its
+// index (else the next open drops acknowledged entries), and a record
+// that may be gone is written again when a later write fails (else the
+// next open trusts a tail that never became durable). Each case stores
+// 1-10, fails 11-20 (fsync EIO), then runs its steps; after a restart the
+// log must hold exactly want.
+func TestWALLogUntrustedRecordSurvivesCommitsThatLie(t *testing.T) {
+	cases := map[string]struct {
+		script []string    // the untrusted record's writes
+		steps  []retryStep // StoreLogs(11-30) calls
+		want   uint64      // last index after the restart
+	}{
+		"mark commits but errs, retry succeeds":  {[]string{"lie"}, []retryStep{retryOK}, 30},
+		"mark fails, retry fails":                {[]string{"fail"}, []retryStep{retryFsyncFails}, 10},
+		"mark fails, retry cannot delete":        {[]string{"fail"}, []retryStep{retryCommitFails}, 10},
+		"delete commits but errs, retry fails":   {[]string{"ok", "lie"}, []retryStep{retryOK, retryFsyncFails}, 10},
+		"delete commits but errs, then succeeds": {[]string{"ok", "lie"}, []retryStep{retryOK, retryOK}, 30},
+		"delete fails, retry succeeds":           {[]string{"ok", "fail"}, []retryStep{retryOK, retryOK}, 30},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			vfs, meta := &eioFS{FS: fs.New()}, &scriptedMeta{script: c.script}
+			l, err := openWALLogWith(dir, testHCLog(), walDeps{vfs: vfs, meta: func(b *metadb.BoltMetaDB) types.MetaStore {
+				meta.MetaStore = b
+				return meta
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			first := testEntries(1, 10, 100)
+			if err := l.StoreLogs(first); err != nil {
+				t.Fatal(err)
+			}
+			vfs.setFailing(true)
+			if err := l.StoreLogs(testEntries(11, 10, 100)); !errors.Is(err, syscall.EIO) {
+				t.Fatalf("StoreLogs with a failing fsync = %v, want EIO", err)
+			}
+			next := testEntries(11, 20, 100)
+			for _, step := range c.steps {
+				vfs.setFailing(step == retryFsyncFails)
+				if step == retryCommitFails {
+					meta.set(1) // the deletion of the untrusted tail
+				}
+				_ = l.StoreLogs(next) // a retry; some fail by design
+				meta.set(0)
+			}
+			_ = l.Close()
+			if l, err = openWALLog(dir, testHCLog(), nil); err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			checkEntries(t, l, append(first, next...)[:c.want])
+			checkNoEntry(t, l, c.want+1)
+		})
+	}
+}

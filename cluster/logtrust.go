@@ -72,8 +72,9 @@ func (l *walLog) DeleteRange(lo, hi uint64) error {
 }
 
 // settle deletes the log from index from on (the whole log when from is at
-// or below its first entry), then forgets the untrusted tail and its record
-// (wmu held). The deletion is durable when it returns (raft-wal commits it
+// or below its first entry), then forgets the untrusted tail and deletes
+// its record if one may exist (wmu held); it fails before anything is
+// written at the record's index unless the record is gone. The deletion is durable when it returns (raft-wal commits it
 // to its meta store), so the record can go; raft-wal truncates a tail by
 // sealing its segment and starting a new file, so what is written next
 // lands in a new file and its fsync is real.
@@ -92,6 +93,7 @@ func (l *walLog) settle(w *raftwal.WAL, from uint64) error {
 		}
 	}
 	if l.marked != 0 {
+		l.recorded = 0 // a failed deletion may still have committed
 		if err := w.Set(untrustedKey, nil); err != nil {
 			return err
 		}
@@ -124,18 +126,25 @@ func (l *walLog) distrust(from uint64, err error) error {
 }
 
 // mark records the untrusted index in the meta store unless a record at or
-// below it is there (wmu held).
+// below it is known to be there (wmu held). A Bolt commit can reach the
+// disk and still fail (its final fsync), so the record is taken as
+// possibly there (marked) before the write, and known to be there
+// (recorded) only once the write succeeded: settle then always deletes a
+// record that may exist, and a failed write is retried by the next mark.
 func (l *walLog) mark() error {
 	u := l.untrusted.Load()
-	if l.marked != 0 && l.marked <= u {
+	if l.recorded != 0 && l.recorded <= u {
 		return nil
+	}
+	if l.marked == 0 || u < l.marked {
+		l.marked = u
 	}
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], u)
 	if err := l.with(func(w *raftwal.WAL) error { return w.Set(untrustedKey, b[:]) }); err != nil {
 		return err
 	}
-	l.marked = u
+	l.recorded = u
 	return nil
 }
 
@@ -159,7 +168,7 @@ func (l *walLog) loadUntrusted() error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	l.untrusted.Store(u)
-	l.marked = u
+	l.marked, l.recorded = u, u
 	l.hl.Warn("the raft log's tail from this index on was left by a failed write or clear and is not trusted", "from", u)
 	if err := l.with(func(w *raftwal.WAL) error { return l.settle(w, u) }); err != nil {
 		l.hl.Error("cannot delete the raft log's untrusted tail yet; it stays hidden and is deleted before the next append", "from", u, "err", err)

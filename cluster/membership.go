@@ -70,6 +70,7 @@ type membershipView struct {
 	unknownSince map[string]time.Time
 	now          time.Time
 	deadTimeout  time.Duration // DeadAgentTimeout
+	minFeatures  int           // the fsm.FeatureLevel a joining agent needs (requiredFeatures)
 }
 
 // alive reports whether id is this leader or a member gossip sees alive.
@@ -156,7 +157,24 @@ func (l *leaderState) membershipView() (*membershipView, bool) {
 		return nil, false
 	}
 	return &membershipView{self: n.cfg.NodeID, cluster: own.Cluster, servers: servers, members: members,
-		unknownSince: l.unknownSince, now: now, deadTimeout: n.cfg.DeadAgentTimeout}, true
+		unknownSince: l.unknownSince, now: now, deadTimeout: n.cfg.DeadAgentTimeout,
+		minFeatures: requiredFeatures(n.fsm.Clock(), len(n.fsm.BrokerIDs()))}, true
+}
+
+// requiredFeatures is the fsm.FeatureLevel an agent needs to join, given
+// what the replicated state already uses: a registered Kafka broker
+// (RegisterBroker, brokerLevel) or a started cluster clock (ClockTick,
+// level 2). An agent below it would fail on the first such command or
+// snapshot section it receives, after it was counted as a member.
+func requiredFeatures(clock int64, brokers int) int {
+	switch {
+	case brokers > 0:
+		return brokerLevel
+	case clock > 0:
+		return 2
+	default:
+		return 0
+	}
 }
 
 // Stage 1: failed members.
@@ -310,7 +328,7 @@ func (l *leaderState) updateAddress(ctx context.Context, s raft.Server, addr str
 // another cluster (never added). Agents without metadata or a peer
 // address, leaving, or that left on request a moment ago (departed) are
 // skipped.
-func planJoins(v *membershipView, departed func(string) bool) (join, foreign []gossipMember) {
+func planJoins(v *membershipView, departed func(string) bool) (join, foreign, behind []gossipMember) {
 	inConfig := map[string]bool{}
 	for _, s := range v.servers {
 		inConfig[string(s.ID)] = true
@@ -326,19 +344,28 @@ func planJoins(v *membershipView, departed func(string) bool) (join, foreign []g
 			foreign = append(foreign, m)
 			continue
 		}
+		if m.Meta.Features < v.minFeatures {
+			behind = append(behind, m)
+			continue
+		}
 		join = append(join, m)
 	}
-	return join, foreign
+	return join, foreign, behind
 }
 
 // addNonvoters adds the agents planJoins picks that prove they belong and
 // returns them; false when Raft refused a change (the pass ends).
 func (l *leaderState) addNonvoters(ctx context.Context, v *membershipView) ([]raft.Server, bool) {
 	n := l.n
-	join, foreign := planJoins(v, n.recentlyDeparted)
+	join, foreign, behind := planJoins(v, n.recentlyDeparted)
 	for _, m := range foreign {
 		l.warnEvery("foreign:"+m.Name, "agent belongs to another cluster; not adding it", "node", m.Name, "its_cluster", m.Meta.Cluster, "cluster", v.cluster)
 	}
+	for _, m := range behind {
+		l.warnEvery("behind:"+m.Name, "agent runs an older version than the cluster's state needs; not adding it to raft until it is upgraded",
+			"node", m.Name, "its_feature_level", m.Meta.Features, "needed", v.minFeatures)
+	}
+	n.behindJoins.Store(int64(len(behind)))
 	var added []raft.Server
 	for _, m := range join {
 		if !l.mayJoin(ctx, m) {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/streamhouse/streamhouse/fsm"
 )
 
 // The membership planners decide from a view alone; these tables pin
@@ -143,13 +145,57 @@ func TestPlanJoins(t *testing.T) {
 		member("i", movedTo("")),
 		member("j"), // departed on request a moment ago
 	)
-	join, foreign := planJoins(v, func(id string) bool { return id == "j" })
+	join, foreign, behind := planJoins(v, func(id string) bool { return id == "j" })
 	if want := []gossipMember{v.members["c"], v.members["d"]}; !reflect.DeepEqual(join, want) {
 		t.Errorf("join = %v; want c, d", join)
 	}
 	if want := []gossipMember{v.members["e"]}; !reflect.DeepEqual(foreign, want) {
 		t.Errorf("foreign = %v; want e", foreign)
 	}
+	if len(behind) != 0 {
+		t.Errorf("behind = %v; want none (no feature level needed yet)", behind)
+	}
+}
+
+func features(level int) func(*gossipMember) {
+	return func(m *gossipMember) { m.Meta.Features = level }
+}
+
+// Once the replicated state uses a command an older agent cannot apply
+// (a registered Kafka broker, a started cluster clock), admitting that
+// agent would let it fail later, on the first such entry or snapshot
+// section, after it counted as a member. Such agents are held back (and
+// reported) instead; agents at or above the level join.
+func TestPlanJoinsHoldsBackOlderAgents(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		clock        int64
+		brokers      int
+		join, behind []string
+	}{
+		{"nothing used yet", 0, 0, []string{"c", "d", "e"}, nil},
+		{"clock started", 1, 0, []string{"d", "e"}, []string{"c"}},
+		{"broker registered", 1, 1, []string{"e"}, []string{"c", "d"}},
+	} {
+		v := view([]raft.Server{voter("a")}, member("a", features(fsm.FeatureLevel)),
+			member("c", unadmitted, features(1)), member("d", unadmitted, features(2)), member("e", unadmitted, features(brokerLevel)))
+		v.minFeatures = requiredFeatures(tc.clock, tc.brokers)
+		join, _, behind := planJoins(v, func(string) bool { return false })
+		if got := names(join); !reflect.DeepEqual(got, tc.join) {
+			t.Errorf("%s: join = %v; want %v", tc.name, got, tc.join)
+		}
+		if got := names(behind); !reflect.DeepEqual(got, tc.behind) {
+			t.Errorf("%s: behind = %v; want %v", tc.name, got, tc.behind)
+		}
+	}
+}
+
+func names(ms []gossipMember) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Name)
+	}
+	return out
 }
 
 func TestNonvotersToAsk(t *testing.T) {

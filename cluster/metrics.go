@@ -90,6 +90,12 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 			}
 			return 0
 		}),
+		gauge("streamhouse_raft_joins_held_back", "Agents alive in gossip that this Raft leader keeps out of the configuration because their version is older than the cluster's state needs (0 on a follower).", func() float64 {
+			if r.State() != raft.Leader {
+				return 0
+			}
+			return float64(n.behindJoins.Load())
+		}),
 		gauge("streamhouse_raft_term", "Current Raft term.", func() float64 { return float64(r.CurrentTerm()) }),
 		gauge("streamhouse_raft_commit_index", "Raft commit index.", func() float64 { return float64(r.CommitIndex()) }),
 		gauge("streamhouse_raft_applied_index", "Raft applied index.", func() float64 { return float64(r.AppliedIndex()) }),

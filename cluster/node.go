@@ -77,6 +77,7 @@ type Node struct {
 
 	leaderReady atomic.Bool   // leader and has applied everything before its term
 	lowDisk     atomic.Bool   // SetLowDisk(true) is in force: do not lead
+	behindJoins atomic.Int64  // agents the leader's last pass kept out for an old feature level
 	lowDiskKick chan struct{} // capacity 1: wakes stallWatch on a low-disk change
 	reclaimWant chan bool     // capacity 1: the latest ReclaimDisk request (reclaimLoop)
 	// storeProblem is the last failed object store probe (see storeprobe.go).
@@ -218,6 +219,9 @@ func (n *Node) openRaftStores(hl hclog.Logger) (raft.LogStore, raft.SnapshotStor
 	n.raftDir = filepath.Join(n.cfg.DataDir, "raft")
 	if err := os.MkdirAll(n.raftDir, 0o750); err != nil {
 		return nil, nil, fmt.Errorf("cluster: raft dir: %w", err)
+	}
+	if err := checkNoUnfinishedSeed(n.raftDir); err != nil {
+		return nil, nil, err
 	}
 	store, logStore, err := openLogStores(n.raftDir, hl)
 	if err != nil {

@@ -6,10 +6,14 @@ import (
 	"errors"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/streamhouse/streamhouse/fsm"
+	"github.com/streamhouse/streamhouse/transport"
 )
 
 func freeAddr(t *testing.T) string {
@@ -120,5 +124,75 @@ func TestSyncReadCatchesUpOrRefuses(t *testing.T) {
 	})
 	if _, ok := follower.fsm.Topic("while-cut"); !ok {
 		t.Fatal("SyncRead returned before the follower applied what was committed during the cut")
+	}
+}
+
+// startErr starts an agent on dir and returns Start's error; an agent that
+// starts is stopped again.
+func (c *testCluster) startErr(id, dir string) error {
+	c.t.Helper()
+	mux := transport.NewPeerMux(transport.PeerConfig{BindAddr: "127.0.0.1:0", Logger: c.log, DialTimeout: time.Second})
+	defer mux.Close()
+	node := New(fastConfig(id, dir, mux, c.log, prometheus.NewRegistry()), fsm.New(nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := mux.Start(ctx); err != nil {
+		c.t.Fatal(err)
+	}
+	err := node.Start(ctx)
+	_ = node.Close()
+	return err
+}
+
+// A restore killed or failing between its writes (the in-progress mark,
+// the term, the snapshot, the identity) must not leave a data dir the
+// agent starts on as something else — a node without the restored state,
+// or one refused with advice to move DATA_DIR/raft away (which would start
+// an empty agent): the agent refuses with ErrSeedUnfinished, whose message
+// says to run the restore again, and running it again plants the whole
+// state.
+func TestInterruptedSeedIsRefusedThenRedone(t *testing.T) {
+	var snap bytes.Buffer
+	img := &fsm.Image{LastApplied: 100, Topics: []fsm.Topic{{ID: 10, Name: "orders", Partitions: 1}},
+		Partitions: []fsm.Partition{{TopicID: 10, Index: 0, Leader: "seed"}}}
+	if err := fsm.WriteImageSnapshot(&snap, img); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []string{"mark", "term", "snapshot", "identity"} {
+		t.Run(step, func(t *testing.T) {
+			c := newTestCluster(t)
+			dir := filepath.Join(t.TempDir(), "seed")
+			peer := freeAddr(t)
+			cfg := SeedConfig{DataDir: dir, NodeID: "seed", PeerAddr: peer, Snapshot: snap.Bytes(), Index: 5000}
+			killed := errors.New("killed")
+			_, err := seedRestoredState(cfg, func(s string) error {
+				if s == step {
+					return killed
+				}
+				return nil
+			})
+			if !errors.Is(err, killed) {
+				t.Fatalf("seed stopped after %s: %v", step, err)
+			}
+			if !SeedUnfinished(dir) {
+				t.Fatal("SeedUnfinished = false after an interrupted seed")
+			}
+			err = c.startErr("seed", dir)
+			if !errors.Is(err, ErrSeedUnfinished) || !strings.Contains(err.Error(), "run the restore again") {
+				t.Fatalf("start on an unfinished seed = %v, want ErrSeedUnfinished telling to run the restore again", err)
+			}
+			clusterID, err := SeedRestoredState(cfg)
+			if err != nil {
+				t.Fatalf("seed again: %v", err)
+			}
+			if SeedUnfinished(dir) {
+				t.Fatal("SeedUnfinished = true after a seed that finished")
+			}
+			seed := c.startAt("seed", dir, peer, "127.0.0.1:0", nil)
+			waitFor(t, 20*time.Second, "seed elects itself", func() bool { return seed.node.IsLeader() })
+			if _, ok := seed.fsm.Topic("orders"); !ok || seed.node.ClusterID() != clusterID {
+				t.Fatalf("restored topic %v, cluster id %q want %q", ok, seed.node.ClusterID(), clusterID)
+			}
+		})
 	}
 }
