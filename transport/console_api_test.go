@@ -50,13 +50,14 @@ func getJSON(t *testing.T, h http.Handler, path string, out any) int {
 
 // TestDurabilityAcrossAgents: /api/v1/durability answers this agent's
 // status with its registry's counters and checkpoint, asks the other live
-// agents over their REST API, and names the dead one it did not ask.
+// admitted agents over the peer channel, and names the dead one it did not
+// ask.
 func TestDurabilityAcrossAgents(t *testing.T) {
 	f := newFakeAgent()
 	peer := NewHTTPServer(HTTPConfig{Cluster: staticCluster{NodeID: "b"},
 		Durability: fakeDurability{DurabilityStatus{NodeID: "b", ClusterUnflushedRecords: 5, OldestUnflushedMs: 1000, NowMs: 4000}}}, f, f, f, f)
-	ps := httptest.NewServer(peer.Handler())
-	defer ps.Close()
+	pm := startPeerMux(t, nil)
+	pm.HandleRPC(peer.PeerReadHandler())
 
 	reg := prometheus.NewRegistry()
 	writes := prometheus.NewCounter(prometheus.CounterOpts{Name: "streamhouse_segment_writes_total"})
@@ -67,8 +68,9 @@ func TestDurabilityAcrossAgents(t *testing.T) {
 	taken := time.UnixMilli(1_700_000_000_000)
 	s := NewHTTPServer(HTTPConfig{Gatherer: reg,
 		Cluster: staticCluster{NodeID: "a", Members: []ClusterMember{
-			{ID: "a", GossipState: "alive"}, {ID: "b", GossipState: "alive", HTTPAddr: strings.TrimPrefix(ps.URL, "http://")},
-			{ID: "c", GossipState: "dead", HTTPAddr: "127.0.0.1:1"}}},
+			{ID: "a", GossipState: "alive", Suffrage: "voter"}, {ID: "b", GossipState: "alive", Suffrage: "voter", PeerAddr: pm.Addr()},
+			{ID: "c", GossipState: "dead", Suffrage: "voter", PeerAddr: "127.0.0.1:1"}}},
+		PeerRPC:     startPeerMux(t, nil).RPCClient(),
 		Durability:  fakeDurability{DurabilityStatus{NodeID: "a", ClusterUnflushedRecords: 4}},
 		LocalHealth: fakeHealth{CheckpointStatus{Configured: true, Connected: true, Leader: true, LastRaftIndex: 42, LastTakenAt: taken, Lag: 3 * time.Second}},
 	}, f, f, f, f)
@@ -185,7 +187,7 @@ func TestQuantileEdges(t *testing.T) {
 }
 
 // TestMetricsHistoryServed: the server samples while it runs, serves
-// the history, proxies ?node= to the agent named and stops the sampler
+// the history, answers 404 for ?node= naming no admitted agent and stops the sampler
 // on Shutdown.
 func TestMetricsHistoryServed(t *testing.T) {
 	f := newFakeAgent()

@@ -36,8 +36,10 @@
 // serves the web console's files at /ui/ without authentication; the page
 // calls the API with the user's key. Three read-only endpoints serve it:
 // /api/v1/durability (durability.go: this agent's flush backlog and
-// checkpoint, and the other agents' fetched through their REST API by
-// peerread.go, each bounded by a 2 s timeout), /api/v1/topics/{name}/storage
+// checkpoint, and the other admitted agents' read over the peer channel
+// by peerread.go — never with the caller's Authorization header, each call
+// bounded by a 2 s timeout and a 1 MiB answer; HTTPServer.PeerReadHandler
+// serves the peer side), /api/v1/topics/{name}/storage
 // (one page of partitions, at most 200) and /api/v1/metrics/history
 // (metricshistory.go: a ring of samples of the agent's own registry taken
 // every 2 s by a goroutine that Start starts and Shutdown waits for).

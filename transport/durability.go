@@ -111,8 +111,9 @@ type DurabilityAgent struct {
 const restoreCommand = "DATA_DIR=/empty/dir DATABASE_URL=... S3_BUCKET=... streamhouse restore && streamhouse agent"
 
 // handleDurability serves GET /api/v1/durability: every agent's status
-// (this one's directly, the others' through their REST API, in parallel,
-// each bounded by peerTimeout), with scope=local only this agent's.
+// (this one's directly, the other admitted agents' over the peer channel,
+// in parallel, each bounded by peerTimeout: peerread.go), with
+// scope=local only this agent's.
 func (s *HTTPServer) handleDurability(w http.ResponseWriter, r *http.Request) error {
 	if s.cfg.Durability == nil {
 		return &apiError{status: http.StatusNotFound, code: CodeNotFound, msg: "durability status is not available on this agent"}
@@ -123,7 +124,7 @@ func (s *HTTPServer) handleDurability(w http.ResponseWriter, r *http.Request) er
 		return nil
 	}
 	agents := []DurabilityAgent{{DurabilityStatus: &local, ID: local.NodeID}}
-	for _, res := range s.fromPeers(r, "/api/v1/durability?scope=local", local.NodeID) {
+	for _, res := range s.fromPeers(r, PeerDurabilityPath, local.NodeID) {
 		a := DurabilityAgent{ID: res.id, Error: res.err}
 		if res.err == "" {
 			var st DurabilityStatus

@@ -82,9 +82,10 @@ type HTTPConfig struct {
 	// LocalHealth adds the Postgres checkpoint to /api/v1/durability; nil:
 	// shown as not configured.
 	LocalHealth LocalHealth
-	// PeerClient reads other agents' REST API (durability, metrics
-	// history); nil = http.DefaultClient.
-	PeerClient *http.Client
+	// PeerRPC reads other admitted agents' console state (durability,
+	// metrics history) over the peer channel: PeerMux.RPCClient(). nil:
+	// other agents are shown as not answering.
+	PeerRPC *http.Client
 	// HistoryInterval is the metrics-history sampling period (0 = 2 s).
 	HistoryInterval time.Duration
 }
@@ -108,6 +109,7 @@ type HTTPServer struct {
 	history      *metricsHistory
 	historyEvery time.Duration
 	historyDone  chan struct{}
+	peerCalls    chan struct{} // bounds peer reads in flight (peerread.go)
 
 	// stopping is canceled when Shutdown begins, to end long-poll waits
 	// early (in-flight produces are left to finish).
@@ -155,6 +157,7 @@ func NewHTTPServer(cfg HTTPConfig, topics Topics, prod Producer, fetch Fetcher, 
 		bodyLimit: cfg.MaxRequestBytes,
 		mux:       http.NewServeMux(),
 		history:   newMetricsHistory(cfg.Gatherer), historyEvery: historyEvery(cfg.HistoryInterval),
+		peerCalls: make(chan struct{}, maxPeerCalls),
 	}
 	if cfg.MaxRecordBytes > 0 {
 		s.bodyLimit = max(s.bodyLimit, 2*int64(cfg.MaxRecordBytes)+recordBodyOverhead)

@@ -227,11 +227,21 @@ func quantileMs(bs []bucket, q float64) *float64 {
 // handleMetricsHistory serves GET /api/v1/metrics/history[?node=ID].
 func (s *HTTPServer) handleMetricsHistory(w http.ResponseWriter, r *http.Request) error {
 	if node := r.URL.Query().Get("node"); node != "" && node != s.nodeID() {
-		return s.proxyToPeer(w, r, node, "/api/v1/metrics/history")
+		var h HistoryResponse
+		if err := s.readPeer(r, node, PeerMetricsHistoryPath, &h); err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, h)
+		return nil
 	}
-	writeJSON(w, http.StatusOK, HistoryResponse{NodeID: s.nodeID(), IntervalMs: s.historyEvery.Milliseconds(),
-		Points: points(s.history.samples())})
+	writeJSON(w, http.StatusOK, s.localHistory())
 	return nil
+}
+
+// localHistory is this agent's metrics history.
+func (s *HTTPServer) localHistory() HistoryResponse {
+	return HistoryResponse{NodeID: s.nodeID(), IntervalMs: s.historyEvery.Milliseconds(),
+		Points: points(s.history.samples())}
 }
 
 // nodeID is this agent's ID as the cluster status reports it ("" without).

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -17,15 +19,29 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
-// Reads of another agent's local state (its durability, its metrics
-// history) go through the agent the client talks to: it asks the other
-// agent's REST API, at the address gossip advertises, with the caller's
-// Authorization header, each call bounded by peerTimeout and its body by
-// peerBodyLimit, so a dead or slow agent costs one bounded wait.
+// Reads of another agent's local state for the console (its durability,
+// its metrics history) go through the agent the client talks to, which has
+// already authorized the caller's key. It asks the other agent over the
+// peer channel (PEER_PORT: authenticated by CLUSTER_SECRET or peer mTLS,
+// the channel forwarded writes use), never over its REST API: the caller's
+// Authorization header is not passed on, and addresses that gossip
+// advertises for HTTP are not used. Only agents in the Raft configuration
+// (admitted) are asked, at most maxPeerFanout per request, each call
+// bounded by peerTimeout, its answer by peerBodyLimit, redirects refused,
+// and at most maxPeerCalls calls in flight per agent.
+
+// Peer RPC routes of PeerReadHandler.
+const (
+	PeerReadPathPrefix     = "/peer/v1/console/"
+	PeerDurabilityPath     = "/peer/v1/console/durability"
+	PeerMetricsHistoryPath = "/peer/v1/console/metrics-history"
+)
 
 const (
 	peerTimeout   = 2 * time.Second
-	peerBodyLimit = 4 << 20
+	peerBodyLimit = 1 << 20
+	maxPeerFanout = 32
+	maxPeerCalls  = 64
 )
 
 // peerResult is one agent's answer (body) or why there is none (err).
@@ -34,126 +50,173 @@ type peerResult struct {
 	body    []byte
 }
 
-// fromPeers asks every other member with an HTTP address for path, in
-// parallel, and returns their answers ordered by member ID.
+// PeerReadHandler serves other agents' console reads of this agent's
+// local state (GET PeerDurabilityPath, GET PeerMetricsHistoryPath). The
+// agent installs it on the peer mux: it carries no API-key check, the
+// peer channel's authentication is its access control.
+func (s *HTTPServer) PeerReadHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+PeerDurabilityPath, func(w http.ResponseWriter, _ *http.Request) {
+		if s.cfg.Durability == nil {
+			s.writeError(w, &apiError{status: http.StatusNotFound, code: CodeNotFound, msg: "durability status is not available on this agent"})
+			return
+		}
+		writeJSON(w, http.StatusOK, s.localDurability())
+	})
+	mux.HandleFunc("GET "+PeerMetricsHistoryPath, func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, s.localHistory())
+	})
+	return mux
+}
+
+// admitted reports whether m is in the Raft configuration.
+func admitted(m ClusterMember) bool { return m.Suffrage == "voter" || m.Suffrage == "nonvoter" }
+
+// fromPeers asks every other admitted agent for path over the peer
+// channel, in parallel (the first maxPeerFanout by ID), and returns their
+// answers ordered by member ID.
 func (s *HTTPServer) fromPeers(r *http.Request, path, self string) []peerResult {
 	if s.cfg.Cluster == nil {
 		return nil
 	}
 	var members []ClusterMember
 	for _, m := range s.cfg.Cluster.ClusterStatus().Members {
-		if m.ID != self {
+		if m.ID != self && admitted(m) {
 			members = append(members, m)
 		}
 	}
 	out := make([]peerResult, len(members))
 	var wg sync.WaitGroup
+	asked := 0
 	for i, m := range members {
 		out[i].id = m.ID
-		if m.GossipState == "dead" || m.GossipState == "left" || m.HTTPAddr == "" {
-			out[i].err = "agent is " + orUnknown(m.GossipState) + " (not asked)"
-			continue
+		switch {
+		case m.GossipState == "dead" || m.GossipState == "left":
+			out[i].err = "agent is " + m.GossipState + " (not asked)"
+		case asked >= maxPeerFanout:
+			out[i].err = fmt.Sprintf("not asked: the console asks at most %d agents", maxPeerFanout)
+		default:
+			asked++
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				body, err := s.peerGet(r.Context(), m, path)
+				out[i].body, out[i].err = body, errString(err)
+			}()
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out[i].body, out[i].err = s.getPeer(r, m.HTTPAddr, path)
-		}()
 	}
 	wg.Wait()
 	return out
 }
 
-func orUnknown(s string) string {
-	if s == "" {
-		return "unknown"
+func errString(err error) string {
+	if err == nil {
+		return ""
 	}
-	return s
+	return err.Error()
 }
 
-// peerMember finds member id's HTTP address.
-func (s *HTTPServer) peerMember(id string) (string, error) {
+// peerMember finds admitted agent id.
+func (s *HTTPServer) peerMember(id string) (ClusterMember, error) {
 	if s.cfg.Cluster == nil {
-		return "", &apiError{status: http.StatusNotFound, code: CodeNotFound, msg: "cluster status is not available on this agent"}
+		return ClusterMember{}, &apiError{status: http.StatusNotFound, code: CodeNotFound, msg: "cluster status is not available on this agent"}
 	}
 	for _, m := range s.cfg.Cluster.ClusterStatus().Members {
-		if m.ID == id {
-			if m.HTTPAddr == "" {
-				return "", &apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable, retryAfter: true,
-					msg: fmt.Sprintf("agent %s advertises no HTTP address", clip(id))}
-			}
-			return m.HTTPAddr, nil
+		if m.ID == id && admitted(m) {
+			return m, nil
 		}
 	}
-	return "", &apiError{status: http.StatusNotFound, code: CodeNotFound, msg: fmt.Sprintf("no agent %q in the cluster", clip(id))}
+	return ClusterMember{}, &apiError{status: http.StatusNotFound, code: CodeNotFound,
+		msg: fmt.Sprintf("no agent %q in the Raft configuration", clip(id))}
 }
 
-// proxyToPeer answers r with agent id's answer to path (status and body
-// passed through; an unreachable agent is 503 unavailable).
-func (s *HTTPServer) proxyToPeer(w http.ResponseWriter, r *http.Request, id, path string) error {
-	addr, err := s.peerMember(id)
+// readPeer decodes admitted agent id's answer to path into v (an agent
+// that does not answer well is 503 unavailable).
+func (s *HTTPServer) readPeer(r *http.Request, id, path string, v any) error {
+	m, err := s.peerMember(id)
 	if err != nil {
 		return err
 	}
-	body, code, err := s.doPeer(r, addr, path)
+	body, err := s.peerGet(r.Context(), m, path)
+	if err == nil {
+		err = decodePeerJSON(body, v)
+	}
 	if err != nil {
 		return &apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable, retryAfter: true,
 			msg: fmt.Sprintf("agent %s did not answer: %v", clip(id), err)}
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_, _ = w.Write(body)
 	return nil
 }
 
-// getPeer GETs path from addr and wants a 200.
-func (s *HTTPServer) getPeer(r *http.Request, addr, path string) ([]byte, string) {
-	body, code, err := s.doPeer(r, addr, path)
-	if err != nil {
-		return nil, err.Error()
+// peerGet GETs path from agent m over the peer channel and wants a 200.
+func (s *HTTPServer) peerGet(ctx context.Context, m ClusterMember, path string) ([]byte, error) {
+	if s.cfg.PeerRPC == nil {
+		return nil, errors.New("this agent has no peer channel")
 	}
-	if code != http.StatusOK {
-		var e errorResponse
-		if json.Unmarshal(body, &e) == nil && e.Error.Message != "" {
-			return nil, fmt.Sprintf("%d %s: %s", code, e.Error.Code, e.Error.Message)
-		}
-		return nil, fmt.Sprintf("HTTP %d", code)
+	if err := checkPeerAddr(m.PeerAddr); err != nil {
+		return nil, err
 	}
-	return body, ""
-}
-
-func (s *HTTPServer) doPeer(r *http.Request, addr, path string) ([]byte, int, error) {
-	ctx, cancel := context.WithTimeout(r.Context(), peerTimeout)
+	select {
+	case s.peerCalls <- struct{}{}:
+		defer func() { <-s.peerCalls }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
 	defer cancel()
-	scheme := "http"
-	if s.cfg.TLSConfig != nil {
-		scheme = "https"
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+addr+path, nil)
+	u := url.URL{Scheme: "http", Host: m.PeerAddr, Path: path}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	if a := r.Header.Get("Authorization"); a != "" {
-		req.Header.Set("Authorization", a)
-	}
-	resp, err := s.peerClient().Do(req)
+	client := *s.cfg.PeerRPC
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := client.Do(req)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return nil, 0, err
+		return nil, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, peerBodyLimit))
-	return body, resp.StatusCode, err
+	return readPeerAnswer(resp)
 }
 
-func (s *HTTPServer) peerClient() *http.Client {
-	if s.cfg.PeerClient != nil {
-		return s.cfg.PeerClient
+// readPeerAnswer reads at most peerBodyLimit bytes of a 200 answer.
+func readPeerAnswer(resp *http.Response) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, peerBodyLimit+1))
+	switch {
+	case err != nil:
+		return nil, err
+	case len(body) > peerBodyLimit:
+		return nil, fmt.Errorf("answer larger than %d bytes", peerBodyLimit)
+	case resp.StatusCode != http.StatusOK:
+		var e errorResponse
+		if json.Unmarshal(body, &e) == nil && e.Error.Message != "" {
+			return nil, fmt.Errorf("%d %s: %s", resp.StatusCode, clip(e.Error.Code), clip(e.Error.Message))
+		}
+		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
-	return http.DefaultClient
+	return body, nil
+}
+
+// checkPeerAddr accepts only a plain host:port (no path, query, fragment
+// or user info can ride along into the URL).
+func checkPeerAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err == nil && (host == "" || strings.ContainsAny(host, "/?#@\\% ")) {
+		err = errors.New("bad host")
+	}
+	if err == nil {
+		if n, perr := strconv.Atoi(port); perr != nil || n < 1 || n > 65535 {
+			err = errors.New("bad port")
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("agent has no usable peer address %q (not asked)", clip(addr))
+	}
+	return nil
 }
 
 func decodePeerJSON(body []byte, v any) error {

@@ -70,18 +70,21 @@ type agent struct {
 	connections prometheus.Gauge
 	sec         *security
 
-	lock   *dirLock
-	wal    *wal.WAL
-	store  *partition.Store
-	fsm    *fsm.FSM
-	mux    *transport.PeerMux
-	node   *cluster.Node
-	part   *partition.Service
-	http   *transport.HTTPServer
-	grpc   *grpc.Server
-	grpcLn net.Listener
-	kafka  *kafka.Server
-	pprof  *http.Server
+	lock  *dirLock
+	wal   *wal.WAL
+	store *partition.Store
+	fsm   *fsm.FSM
+	mux   *transport.PeerMux
+	// peerRoutes is the peer RPC handler (newPartitions); startHTTP adds
+	// the console's peer reads to it.
+	peerRoutes *http.ServeMux
+	node       *cluster.Node
+	part       *partition.Service
+	http       *transport.HTTPServer
+	grpc       *grpc.Server
+	grpcLn     net.Listener
+	kafka      *kafka.Server
+	pprof      *http.Server
 	// grpcStopping is closed at shutdown to end long-polls and streams.
 	grpcStopping chan struct{}
 	objects      s3seg.ObjectStore
@@ -278,6 +281,7 @@ func (a *agent) newPartitions(context.Context) error {
 	rpc.Handle(transport.PeerProducePath, transport.ProduceRPCHandler(part.Producer()))
 	rpc.Handle(transport.PeerIdempotentPath, transport.IdempotentRPCHandler(part.Producer()))
 	rpc.Handle("/", a.node.RPCHandler())
+	a.peerRoutes = rpc
 	a.mux.HandleRPC(rpc)
 	return nil
 }
@@ -377,8 +381,10 @@ func (a *agent) startHTTP(ctx context.Context) error {
 		Gatherer: a.registry, Registerer: a.registry, Errors: a.errorsTotal, Connections: a.connections, Logger: a.log,
 		Cluster: a.node, Groups: part.Groups(), Coordinator: part.Coordinator(), Offsets: part.Fetcher(), TLSConfig: a.sec.publicTLS, Auth: a.sec.auth,
 		Quotas: a.quotas, Console: a.consoleHandler(), Durability: consoleDurability{part}, LocalHealth: agentHealth{a},
-		PeerClient: a.consolePeerClient(),
+		PeerRPC: a.mux.RPCClient(),
 	}, part.Admin(), part.Producer(), part.Fetcher(), part.Readiness())
+	// Other agents' console reads of this one, over the peer channel.
+	a.peerRoutes.Handle(transport.PeerReadPathPrefix, a.http.PeerReadHandler())
 	if err := a.http.Start(ctx); err != nil {
 		return fmt.Errorf("HTTP_PORT %d: %w", c.HTTPPort, err)
 	}

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"net/http"
 
 	"github.com/streamhouse/streamhouse/partition"
@@ -16,27 +14,6 @@ func (a *agent) consoleHandler() http.Handler {
 		return nil
 	}
 	return console.Handler()
-}
-
-// consolePeerClient reads other agents' REST API for the console's
-// per-agent pages. With TLS on the public port, other agents' certificates
-// are checked against the system roots plus TLS_CA_PATH.
-func (a *agent) consolePeerClient() *http.Client {
-	if a.sec.publicTLS == nil {
-		return nil
-	}
-	roots, err := x509.SystemCertPool()
-	if err != nil || roots == nil {
-		roots = x509.NewCertPool()
-	}
-	if a.cfg.TLSCAPath != "" {
-		if pool, err := transport.LoadCertPool(a.cfg.TLSCAPath); err == nil {
-			roots = pool
-		}
-	}
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
-	return &http.Client{Transport: t}
 }
 
 // consoleDurability gives the REST API the partition service's flush

@@ -350,6 +350,26 @@ func TestSecureClusterOfAgents(t *testing.T) {
 	if l := rogue.a.node.LeaderID(); l != "" {
 		t.Fatalf("the rogue agent follows %s", l)
 	}
+	// The console's durability read asks the admitted agents over the
+	// peer channel (mTLS + secret) and never the gossip-only rogue.
+	var d transport.DurabilityResponse
+	waitFor(t, 20*time.Second, "every admitted agent answers the durability read", func() bool {
+		code, b, err := h.do("GET", a1.base+"/api/v1/durability", "")
+		if err != nil || code != 200 || json.Unmarshal([]byte(b), &d) != nil || len(d.Agents) != 3 {
+			return false
+		}
+		for _, r := range d.Agents {
+			if r.DurabilityStatus == nil || r.NodeID != r.ID {
+				return false
+			}
+		}
+		return true
+	})
+	for _, r := range d.Agents {
+		if r.ID == "a0-rogue" {
+			t.Fatalf("the durability read lists the rogue agent: %+v", d.Agents)
+		}
+	}
 }
 
 // checkConfigEnv is the environment of `streamhouse agent --check-config`
