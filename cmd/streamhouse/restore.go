@@ -16,6 +16,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
+	"github.com/streamhouse/streamhouse/cluster"
 	"github.com/streamhouse/streamhouse/fsm"
 	"github.com/streamhouse/streamhouse/s3seg"
 )
@@ -54,7 +55,7 @@ func (c *restoreCmd) Run() error {
 // hasRaftState reports whether dataDir already holds an agent's Raft state.
 func hasRaftState(dataDir string) bool {
 	_, err := os.Stat(dataDir + "/raft/raft.db")
-	return err == nil
+	return err == nil && !cluster.SeedUnfinished(dataDir) // a restore cut short is redone
 }
 
 // unreadableError fails a restore that could not read some objects and was
