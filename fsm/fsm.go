@@ -455,6 +455,9 @@ type PartitionInfo struct {
 	FlushedOffset int64
 	LowWatermark  int64
 	Segments      int
+	// SegmentBytes is the size of the partition's blocks in segment
+	// objects (what it occupies in the object store).
+	SegmentBytes int64
 }
 
 func (f *FSM) info(p *Partition) PartitionInfo {
@@ -465,7 +468,7 @@ func (f *FSM) info(p *Partition) PartitionInfo {
 	return PartitionInfo{
 		TopicID: p.TopicID, Topic: name, Partition: p.Index, Leader: p.Leader,
 		LeaderEpoch: p.LeaderEpoch, NextOffset: p.NextOffset, FlushedOffset: p.FlushedOffset,
-		LowWatermark: p.LowWatermark, Segments: len(p.Segments),
+		LowWatermark: p.LowWatermark, Segments: len(p.Segments), SegmentBytes: segmentBytes(p.Segments),
 	}
 }
 
@@ -551,4 +554,13 @@ func (f *FSM) ObjectReferenced(key string) bool {
 	defer f.mu.RUnlock()
 	_, unreadable := f.state.Unreadable[key]
 	return f.state.ObjectRefs[key] > 0 || f.state.PendingDeletes[key] || unreadable
+}
+
+// segmentBytes sums the blocks' lengths.
+func segmentBytes(segs []SegmentRef) int64 {
+	var n int64
+	for _, s := range segs {
+		n += s.ByteLength
+	}
+	return n
 }

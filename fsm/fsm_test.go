@@ -276,7 +276,7 @@ func TestApplyCommitSegment(t *testing.T) {
 		t.Fatal("not accepted")
 	}
 	p, _ := h.f.Partition(id, 0)
-	if p.FlushedOffset != 2 || p.Segments != 1 {
+	if p.FlushedOffset != 2 || p.Segments != 1 || p.SegmentBytes != 10 {
 		t.Fatalf("partition = %+v", p)
 	}
 	if ref, ok := h.f.SegmentFor(id, 0, 1); !ok || ref.ObjectKey != "obj" || ref.CommittedAt != 11 {
@@ -297,7 +297,7 @@ func TestApplyCommitSegment(t *testing.T) {
 		}
 	}
 	h.mustOK(commitCmd(id, 0, 1, 2, 3))
-	if p, _ := h.f.Partition(id, 0); p.FlushedOffset != 4 || p.Segments != 2 {
+	if p, _ := h.f.Partition(id, 0); p.FlushedOffset != 4 || p.Segments != 2 || p.SegmentBytes != 20 {
 		t.Fatalf("partition = %+v", p)
 	}
 }

@@ -18,7 +18,7 @@ type stateCollector struct {
 	meta       Metadata
 	partitions bool
 
-	topicParts, topicHigh, topicUnflushed, groupTopicLag *prometheus.Desc
+	topicParts, topicHigh, topicUnflushed, topicBytes, groupTopicLag *prometheus.Desc
 	high, low, unflushed, groupLag, groupOffset          *prometheus.Desc
 }
 
@@ -33,6 +33,8 @@ func newStateCollector(meta Metadata, perPartition bool) *stateCollector {
 			"Sum over the topic's partitions of the high watermark (records ever written to the topic).", []string{"topic"}, nil),
 		topicUnflushed: prometheus.NewDesc("streamhouse_topic_unflushed_offsets",
 			"Sum over the topic's partitions of committed offsets not yet in a segment object.", []string{"topic"}, nil),
+		topicBytes: prometheus.NewDesc("streamhouse_topic_segment_bytes",
+			"Sum over the topic's partitions of the bytes of their blocks in segment objects (the topic's size in the object store).", []string{"topic"}, nil),
 		groupTopicLag: prometheus.NewDesc("streamhouse_consumer_group_topic_lag",
 			"Sum over the topic's partitions of the group's lag (high watermark minus committed offset).", []string{"group", "topic"}, nil),
 		high: prometheus.NewDesc("streamhouse_partition_high_watermark",
@@ -49,7 +51,7 @@ func newStateCollector(meta Metadata, perPartition bool) *stateCollector {
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.topicParts, c.topicHigh, c.topicUnflushed, c.groupTopicLag,
+	for _, d := range []*prometheus.Desc{c.topicParts, c.topicHigh, c.topicUnflushed, c.topicBytes, c.groupTopicLag,
 		c.high, c.low, c.unflushed, c.groupLag, c.groupOffset} {
 		ch <- d
 	}
@@ -57,7 +59,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // topicSums accumulates one topic's partitions.
 type topicSums struct {
-	parts, high, unflushed int64
+	parts, high, unflushed, bytes int64
 }
 
 func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v int64, labels ...string) {
@@ -77,6 +79,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		s.parts++
 		s.high += p.NextOffset
 		s.unflushed += p.NextOffset - p.FlushedOffset
+		s.bytes += p.SegmentBytes
 		if c.partitions {
 			part := strconv.Itoa(int(p.Partition))
 			gauge(ch, c.high, p.NextOffset, p.Topic, part)
@@ -88,6 +91,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(ch, c.topicParts, s.parts, name)
 		gauge(ch, c.topicHigh, s.high, name)
 		gauge(ch, c.topicUnflushed, s.unflushed, name)
+		gauge(ch, c.topicBytes, s.bytes, name)
 	}
 	for _, g := range c.meta.GroupNames() {
 		c.collectGroup(ch, g, infos)

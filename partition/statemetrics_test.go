@@ -44,6 +44,9 @@ streamhouse_topic_high_watermark_sum{topic="t"} 5
 # HELP streamhouse_topic_partitions Partitions of the topic.
 # TYPE streamhouse_topic_partitions gauge
 streamhouse_topic_partitions{topic="t"} 3
+# HELP streamhouse_topic_segment_bytes Sum over the topic's partitions of the bytes of their blocks in segment objects (the topic's size in the object store).
+# TYPE streamhouse_topic_segment_bytes gauge
+streamhouse_topic_segment_bytes{topic="t"} 0
 # HELP streamhouse_topic_unflushed_offsets Sum over the topic's partitions of committed offsets not yet in a segment object.
 # TYPE streamhouse_topic_unflushed_offsets gauge
 streamhouse_topic_unflushed_offsets{topic="t"} 5

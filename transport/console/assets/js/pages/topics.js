@@ -1,8 +1,8 @@
-// Topics: list (partitions, records, unflushed, records/s), create,
+// Topics: list (partitions, records, unflushed, size, records/s), create,
 // delete with confirmation.
 import { api, get, enc } from '../api.js';
 import { scrape, byLabel } from '../metrics.js';
-import { h, clear, table, card, num, rate, errorBox, toast, pager, field, busy } from '../ui.js';
+import { h, clear, table, card, num, bytes, rate, errorBox, toast, pager, field, busy } from '../ui.js';
 
 const PAGE = 50;
 
@@ -23,13 +23,14 @@ export async function render(ctx) {
   };
   const load = async () => {
     const [t, m] = await Promise.all([get('/api/v1/topics', { signal: ctx.signal }),
-      scrape(['streamhouse_topic_high_watermark_sum', 'streamhouse_topic_unflushed_offsets'], ctx.signal)]);
+      scrape(['streamhouse_topic_high_watermark_sum', 'streamhouse_topic_unflushed_offsets', 'streamhouse_topic_segment_bytes'], ctx.signal)]);
     const now = Date.now();
     const high = byLabel(m.streamhouse_topic_high_watermark_sum, 'topic');
     const rates = {};
     if (prev) for (const k of Object.keys(high)) rates[k] = Math.max(high[k] - (prev.high[k] || 0), 0) / ((now - prev.t) / 1000);
     prev = { t: now, high };
-    last = { topics: t.topics, high, unflushed: byLabel(m.streamhouse_topic_unflushed_offsets, 'topic'), rates };
+    last = { topics: t.topics, high, unflushed: byLabel(m.streamhouse_topic_unflushed_offsets, 'topic'),
+      size: byLabel(m.streamhouse_topic_segment_bytes, 'topic'), rates };
     if (!ctx.gone) draw();
   };
   filter.addEventListener('input', () => { page = 0; draw(); });
@@ -44,6 +45,7 @@ function columns(last) {
     { label: 'partitions', class: 'num', value: (t) => num(t.partitions) },
     { label: 'records', class: 'num', value: (t) => num(last.high[t.name]) },
     { label: 'unflushed', class: 'num', value: (t) => num(last.unflushed[t.name]) },
+    { label: 'size in S3', class: 'num', value: (t) => bytes(last.size[t.name]) },
     { label: 'records/s', class: 'num', value: (t) => (t.name in last.rates ? rate(last.rates[t.name], '/s') : '–') },
     { label: 'retention', value: (t) => (t.retention_ms > 0 ? `${(t.retention_ms / 3600000).toFixed(1)} h` : 'forever') },
     { label: 'compression', value: (t) => t.compression },
