@@ -99,7 +99,7 @@ func TestBootstrapExpectJoinPromoteLeave(t *testing.T) {
 		t.Fatalf("members seen by e: %+v", ms)
 	}
 	for _, m := range ms {
-		if m.GossipState != StateAlive || m.Suffrage != SuffrageVoter || m.PeerAddr == "" || m.HTTPAddr == "" {
+		if m.GossipState != StateAlive || m.Suffrage != SuffrageVoter || m.PeerAddr == "" || m.HTTPAddr == "" || m.Version != "v-test (abc)" {
 			t.Fatalf("member %+v", m)
 		}
 	}

@@ -71,6 +71,9 @@ type Config struct {
 	// KafkaAddr is the Kafka listener's advertised host:port ("" when
 	// the listener is off); Kafka Metadata answers tell clients this address.
 	KafkaAddr string
+	// Version is the agent's version, gossiped so that every agent can
+	// show what the others run (the console's cluster page).
+	Version string
 
 	// DeadAgentTimeout (DEAD_AGENT_TIMEOUT): a member dead in gossip (or
 	// unknown to it) for longer than this is removed from the Raft group.

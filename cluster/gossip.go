@@ -37,17 +37,18 @@ const metaVersion = 1
 type nodeMeta struct {
 	Version  int    `json:"v"`
 	ID       string `json:"id"`
-	Peer     string `json:"p"`           // raft + peer RPC host:port (PEER_PORT)
-	HTTP     string `json:"h,omitempty"` // public REST host:port
-	GRPC     string `json:"g,omitempty"` // public gRPC host:port
-	Kafka    string `json:"k,omitempty"` // Kafka listener host:port clients are told (KAFKA_ADVERTISED_ADDR)
-	Instance string `json:"i"`           // this incarnation of the data dir
-	Cluster  string `json:"c,omitempty"` // Raft group this instance belongs to
-	Admitted bool   `json:"a,omitempty"` // a leader has admitted this instance
-	Expect   int    `json:"e,omitempty"` // BOOTSTRAP_EXPECT
-	Leaving  bool   `json:"l,omitempty"` // set just before a graceful leave
-	Features int    `json:"f,omitempty"` // fsm.FeatureLevel of this agent's binary (0: older)
-	LowDisk  bool   `json:"d,omitempty"` // free disk below MIN_FREE_DISK_BYTES: do not make it Raft leader
+	Peer     string `json:"p"`             // raft + peer RPC host:port (PEER_PORT)
+	HTTP     string `json:"h,omitempty"`   // public REST host:port
+	GRPC     string `json:"g,omitempty"`   // public gRPC host:port
+	Kafka    string `json:"k,omitempty"`   // Kafka listener host:port clients are told (KAFKA_ADVERTISED_ADDR)
+	Ver      string `json:"ver,omitempty"` // the agent's version (build), cut to 40 bytes
+	Instance string `json:"i"`             // this incarnation of the data dir
+	Cluster  string `json:"c,omitempty"`   // Raft group this instance belongs to
+	Admitted bool   `json:"a,omitempty"`   // a leader has admitted this instance
+	Expect   int    `json:"e,omitempty"`   // BOOTSTRAP_EXPECT
+	Leaving  bool   `json:"l,omitempty"`   // set just before a graceful leave
+	Features int    `json:"f,omitempty"`   // fsm.FeatureLevel of this agent's binary (0: older)
+	LowDisk  bool   `json:"d,omitempty"`   // free disk below MIN_FREE_DISK_BYTES: do not make it Raft leader
 }
 
 func (m nodeMeta) encode() ([]byte, error) {
@@ -578,4 +579,13 @@ func (g *gossip) joinLoop(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// gossipVersion cuts a version string to 40 bytes so that the metadata
+// stays well under memberlist's limit.
+func gossipVersion(v string) string {
+	if len(v) > 40 {
+		return v[:40]
+	}
+	return v
 }

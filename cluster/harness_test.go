@@ -94,7 +94,7 @@ func newTestCluster(t *testing.T) *testCluster {
 func fastConfig(id, dir string, mux *transport.PeerMux, log *slog.Logger, reg prometheus.Registerer) Config {
 	return Config{
 		NodeID: id, DataDir: dir, Mux: mux, GossipBindAddr: "127.0.0.1:0",
-		HTTPAddr: "127.0.0.1:8080", GRPCAddr: "127.0.0.1:9090", Logger: log.With("node", id), Registerer: reg,
+		HTTPAddr: "127.0.0.1:8080", GRPCAddr: "127.0.0.1:9090", Version: "v-test (abc)", Logger: log.With("node", id), Registerer: reg,
 		HeartbeatTimeout: 250 * time.Millisecond, ElectionTimeout: 250 * time.Millisecond,
 		LeaderLeaseTimeout: 125 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
 		ApplyTimeout:     2 * time.Second,

@@ -34,6 +34,7 @@ type Member struct {
 	HTTPAddr   string    `json:"http_addr,omitempty"`
 	GRPCAddr   string    `json:"grpc_addr,omitempty"`
 	KafkaAddr  string    `json:"kafka_addr,omitempty"`
+	Version    string    `json:"version,omitempty"`
 	Instance   string    `json:"instance,omitempty"`
 	Admitted   bool      `json:"admitted"`
 	// Suffrage is voter, nonvoter or none (not in the Raft configuration).
@@ -53,6 +54,7 @@ func (n *Node) Members() []Member {
 		m := &Member{ID: id, GossipState: g.State, StateSince: g.Since, GossipAddr: g.Addr, Suffrage: SuffrageNone}
 		if g.MetaOK {
 			m.PeerAddr, m.HTTPAddr, m.GRPCAddr, m.KafkaAddr = g.Meta.Peer, g.Meta.HTTP, g.Meta.GRPC, g.Meta.Kafka
+			m.Version = g.Meta.Ver
 			m.Instance, m.Admitted = g.Meta.Instance, g.Meta.Admitted
 		}
 		byID[id] = m
@@ -127,7 +129,7 @@ func (n *Node) ClusterStatus() transport.ClusterStatus {
 	for _, m := range n.Members() {
 		out.Members = append(out.Members, transport.ClusterMember{
 			ID: m.ID, GossipState: m.GossipState, Suffrage: m.Suffrage, RaftLeader: m.RaftLeader,
-			HTTPAddr: m.HTTPAddr, GRPCAddr: m.GRPCAddr, PeerAddr: m.PeerAddr, KafkaAddr: m.KafkaAddr,
+			HTTPAddr: m.HTTPAddr, GRPCAddr: m.GRPCAddr, PeerAddr: m.PeerAddr, KafkaAddr: m.KafkaAddr, Version: m.Version,
 			BrokerID: brokers[m.ID], Leaderships: leads[m.ID],
 		})
 	}

@@ -338,7 +338,7 @@ func (n *Node) leaderIdentity() (identity, error) {
 func (n *Node) localMeta() nodeMeta {
 	id := n.identity()
 	return nodeMeta{
-		Version: metaVersion, ID: n.cfg.NodeID, Peer: n.peer.Addr(), HTTP: n.cfg.HTTPAddr, GRPC: n.cfg.GRPCAddr, Kafka: n.cfg.KafkaAddr,
+		Version: metaVersion, ID: n.cfg.NodeID, Peer: n.peer.Addr(), HTTP: n.cfg.HTTPAddr, GRPC: n.cfg.GRPCAddr, Kafka: n.cfg.KafkaAddr, Ver: gossipVersion(n.cfg.Version),
 		Instance: id.Instance, Cluster: id.Cluster, Admitted: id.Admitted, Expect: n.cfg.BootstrapExpect,
 		Leaving: n.leaving.Load(), Features: fsm.FeatureLevel, LowDisk: n.lowDisk.Load(),
 	}

@@ -65,6 +65,7 @@ type ClusterMember struct {
 	GRPCAddr    string   `json:"grpc_addr,omitempty"`
 	PeerAddr    string   `json:"peer_addr,omitempty"`
 	KafkaAddr   string   `json:"kafka_addr,omitempty"`  // Kafka listener (advertised)
+	Version     string   `json:"version,omitempty"`     // the agent's version, from gossip
 	BrokerID    int32    `json:"broker_id"`             // Kafka broker ID (0: not registered yet)
 	Leaderships []string `json:"partition_leaderships"` // "topic/partition"
 }

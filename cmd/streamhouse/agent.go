@@ -251,6 +251,7 @@ func (a *agent) newNode(context.Context) error {
 		HTTPAddr:         net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.HTTPPort)),
 		GRPCAddr:         net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.GRPCPort)),
 		KafkaAddr:        c.KafkaAdvertised,
+		Version:          version + " (" + shortCommit() + ")",
 		DeadAgentTimeout: c.DeadAgentTimeout, PartitionFailoverTimeout: c.PartitionFailover,
 		Logger: a.log, Registerer: a.registry, Clock: a.clock, Objects: a.objects,
 	}, a.fsm)

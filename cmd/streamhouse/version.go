@@ -52,3 +52,16 @@ func buildCommit() string {
 	}
 	return rev
 }
+
+// shortCommit is buildCommit cut to 12 characters (plus "+dirty").
+func shortCommit() string {
+	c := buildCommit()
+	base, dirty := c, ""
+	if i := len(c) - len("+dirty"); i > 0 && c[i:] == "+dirty" {
+		base, dirty = c[:i], "+dirty"
+	}
+	if len(base) > 12 {
+		base = base[:12]
+	}
+	return base + dirty
+}

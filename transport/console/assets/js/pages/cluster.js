@@ -1,5 +1,5 @@
 // Cluster: the agents as the answering agent sees them (gossip state, Raft
-// suffrage, leader, term, indexes, partitions led, addresses), the
+// suffrage, leader, term, indexes, partitions led, version, addresses), the
 // partition-leader distribution and readiness.
 import { get, probe } from '../api.js';
 import { h, clear, table, card, stat, num } from '../ui.js';
@@ -49,6 +49,7 @@ function view(st, ready, readiness) {
       { label: 'Raft suffrage', value: (m) => m.raft_suffrage },
       { label: 'readiness', value: (m) => readyCell(m.id, readiness[m.id]) },
       { label: 'partitions led', class: 'num', value: (m) => num(m.partition_leaderships.length) },
+      { label: 'version', value: (m) => m.version || '–' },
       { label: 'HTTP', value: (m) => m.http_addr || '–' },
       { label: 'gRPC', value: (m) => m.grpc_addr || '–' },
       { label: 'peer', value: (m) => m.peer_addr || '–' },
