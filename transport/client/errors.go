@@ -34,6 +34,7 @@ const (
 	KindRecordTooLarge     = "record_too_large"
 	KindRequestTooLarge    = "request_too_large"
 	KindOffsetOutOfRange   = "offset_out_of_range"
+	KindQuotaExceeded      = "quota_exceeded"
 	KindInternal           = "internal"
 	KindUnavailable        = "unavailable"
 	KindOutcomeUnknown     = "outcome_unknown"
