@@ -53,8 +53,8 @@ type ProducerConfig struct {
 	// agent before its predecessor is refused and resent after it.
 	MaxInFlightPerPartition int
 	// DisableIdempotence turns the idempotent producer (the default) off:
-	// batches carry no producer id and only UNAVAILABLE answers (definitely
-	// not written) are retried; several batches of one partition may be in
+	// batches carry no producer id and only the agent's UNAVAILABLE
+	// "unavailable" answers (definitely not written) are retried; several batches of one partition may be in
 	// flight at once (up to MaxInFlight), so a retry can reorder them.
 	DisableIdempotence bool
 	// RetryBackoff is the first wait before a retry (default 100 ms); it
