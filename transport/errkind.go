@@ -128,6 +128,9 @@ const (
 	msgUnavailableRead = "unavailable: the agent cannot serve this request right now; nothing was changed and it is safe to retry"
 	msgUnavailable     = "unavailable: the write was NOT applied and is safe to retry"
 	msgInternal        = "internal error while handling the request; see the agent log"
+	// msgFailedAfterProposal never carries the error's text (it may hold
+	// internals).
+	msgFailedAfterProposal = "outcome unknown: the agent failed while handling the write (see its log); it may or may not have been applied"
 )
 
 // Classify maps an error from the agent (or a handler) to its Failure. It is
@@ -166,7 +169,30 @@ func Classify(op Op, err error) Failure {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return timedOut(op, err)
 	}
+	var pw proposedError
+	if op == OpWrite && errors.As(err, &pw) {
+		return failure(CodeOutcomeUnknown, msgFailedAfterProposal)
+	}
 	return failure(CodeInternal, msgInternal)
+}
+
+// proposedError is the error of a write that may have been proposed.
+type proposedError struct{ err error }
+
+func (e proposedError) Error() string { return e.err.Error() }
+func (e proposedError) Unwrap() error { return e.err }
+
+// AfterProposal marks err as the error of a write that may have been
+// proposed already (a produce): Classify answers an unclassified one as
+// outcome unknown rather than internal, because a client takes "internal"
+// for "not written" and a retry could then duplicate the records or, with
+// an idempotent producer's sequence given back, lose the next batch. A
+// classified error keeps its kind. Nil stays nil.
+func AfterProposal(err error) error {
+	if err == nil {
+		return nil
+	}
+	return proposedError{err}
 }
 
 // sentinelKinds are the errors whose own text is the public message, in

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,5 +131,34 @@ func TestErrorKindsComplete(t *testing.T) {
 	}
 	if k := Kind("no_such_code"); k.Code != CodeInternal {
 		t.Errorf("Kind(unknown) = %+v", k)
+	}
+}
+
+// An unclassified error of a write that may have been proposed is outcome
+// unknown, with a generic message; a classified one keeps its kind.
+func TestAfterProposal(t *testing.T) {
+	secret := errors.New("disk on fire at /secret/path")
+	for _, tc := range []struct {
+		name string
+		op   Op
+		err  error
+		want string
+	}{
+		{"unclassified write", OpWrite, AfterProposal(secret), CodeOutcomeUnknown},
+		{"wrapped again", OpWrite, fmt.Errorf("produce: %w", AfterProposal(secret)), CodeOutcomeUnknown},
+		{"unavailable stays", OpWrite, AfterProposal(fmt.Errorf("%w: led by n2", fsm.ErrNotLeader)), CodeUnavailable},
+		{"bad request stays", OpWrite, AfterProposal(fmt.Errorf("%w: x", fsm.ErrInvalidArgument)), CodeBadRequest},
+		{"unmarked write", OpWrite, secret, CodeInternal},
+	} {
+		f := Classify(tc.op, tc.err)
+		if f.Code != tc.want {
+			t.Errorf("%s: kind %s, want %s", tc.name, f.Code, tc.want)
+		}
+		if strings.Contains(f.Message, "/secret/path") {
+			t.Errorf("%s: message leaks the error: %q", tc.name, f.Message)
+		}
+	}
+	if AfterProposal(nil) != nil {
+		t.Error("AfterProposal(nil) != nil")
 	}
 }

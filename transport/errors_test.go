@@ -45,7 +45,9 @@ func TestErrorMapping(t *testing.T) {
 		{"deadline on write", fmt.Errorf("waiting for commit: %w", context.DeadlineExceeded), true, 504, CodeOutcomeUnknown, "may or may not", false},
 		{"canceled on write", context.Canceled, true, 504, CodeOutcomeUnknown, "may or may not", false},
 		{"deadline on read", context.DeadlineExceeded, false, 504, CodeTimeout, "timed out", false},
-		{"unknown error write", errors.New("disk on fire at /secret/path"), true, 500, CodeInternal, "internal", false},
+		// A produce that failed in an unclassified way may have been
+		// proposed: never "internal" (which a client takes for not written).
+		{"unknown error write", errors.New("disk on fire at /secret/path"), true, 504, CodeOutcomeUnknown, "may or may not", false},
 		{"unknown error read", errors.New("boom"), false, 500, CodeInternal, "internal", false},
 	}
 	for _, tc := range cases {
@@ -80,6 +82,12 @@ func TestErrorMapping(t *testing.T) {
 				}
 			} else if _, ok := errObj["low_watermark"]; ok {
 				t.Fatalf("watermarks on a %s error: %v", tc.code, errObj)
+			}
+			if strings.Contains(msg, "/secret/path") {
+				t.Fatalf("internal error detail leaked to the client: %q", msg)
+			}
+			if strings.Contains(tc.err.Error(), "/secret/path") && !strings.Contains(e.logs.String(), "/secret/path") {
+				t.Fatalf("error not logged:\n%s", e.logs.String())
 			}
 			if tc.code == CodeInternal {
 				if strings.Contains(msg, "/secret/path") {

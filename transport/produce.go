@@ -166,7 +166,7 @@ func (s *HTTPServer) produce(r *http.Request, topic string, recs []fsm.ProduceRe
 	}
 	offs, err := s.prod.Produce(r.Context(), topic, recs)
 	if err != nil {
-		return nil, err
+		return nil, AfterProposal(err)
 	}
 	if len(offs) != len(recs) {
 		// The records were acknowledged, but we cannot say where: do not

@@ -27,9 +27,15 @@
 // Errors returned by the agent keep their gRPC status (status.Code and
 // status.FromError work on them) and come as *Error, which also carries the
 // agent's machine-readable kind (ErrorDetail.code, e.g. "not_found",
-// "producer_fenced"). IsRetriable reports UNAVAILABLE (the request was
-// definitely not applied); IsOutcomeUnknown reports UNKNOWN and
-// DEADLINE_EXCEEDED (a write may or may not have been applied).
+// "producer_fenced"). IsRetriable reports UNAVAILABLE; IsOutcomeUnknown
+// reports UNKNOWN and DEADLINE_EXCEEDED (a write may or may not have been
+// applied). A write was definitely not applied only when the agent's kind
+// says so (for example "unavailable", "bad_request", "not_found",
+// "out_of_order_sequence"): INTERNAL, or UNAVAILABLE and any other code
+// without a kind, is what gRPC itself or a proxy answers when the
+// connection breaks, perhaps after the agent applied the write, so its
+// outcome is unknown. The producer turns such failures into
+// outcome_unknown errors (UNKNOWN) itself.
 //
 // # Producer
 //
@@ -42,7 +48,8 @@
 // By default the producer is idempotent: it obtains a producer id
 // (InitProducer) and numbers the records of every partition with its own
 // sequence. A batch keeps its base sequence across retries, so a batch whose
-// answer was lost (UNAVAILABLE, UNKNOWN, DEADLINE_EXCEEDED) is resent as is
+// answer was lost (UNAVAILABLE, UNKNOWN, DEADLINE_EXCEEDED, INTERNAL) is
+// resent as is
 // until RetryTimeout, and the agent answers a resent batch that it already
 // wrote with the original offsets instead of writing it twice. Up to
 // MaxInFlightPerPartition batches of a partition (default and at most 5,
@@ -61,8 +68,16 @@
 // producer's id, every later send fails with ErrFenced: the producer is not
 // re-initialised behind the caller's back.
 //
-// A non-idempotent producer (DisableIdempotence) retries only UNAVAILABLE,
-// the one answer that guarantees nothing was written.
+// A batch's sequence is given back (reused by the next batch) only when
+// the agent's kind says it was not written; after any other failure the
+// producer bumps its epoch instead, because the agent would take a new
+// batch with a reused sequence for the duplicate of a written one and
+// acknowledge it without writing it.
+//
+// A non-idempotent producer (DisableIdempotence) retries only the agent's
+// own UNAVAILABLE "unavailable", the one answer that guarantees nothing
+// was written; any failure without the agent's "not written" kind is
+// returned as outcome unknown.
 //
 // The agent validates a batch as a whole: a record it rejects (for example
 // one over its record size limit) fails every record of that batch, with

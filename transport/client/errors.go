@@ -34,6 +34,7 @@ const (
 	KindRecordTooLarge     = "record_too_large"
 	KindRequestTooLarge    = "request_too_large"
 	KindOffsetOutOfRange   = "offset_out_of_range"
+	KindQuotaExceeded      = "quota_exceeded"
 	KindInternal           = "internal"
 	KindUnavailable        = "unavailable"
 	KindOutcomeUnknown     = "outcome_unknown"
@@ -165,8 +166,10 @@ func hasStatus(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }
 
-// IsRetriable reports whether err is UNAVAILABLE: the request was definitely
-// not applied and can be retried as is (possibly on another agent).
+// IsRetriable reports whether err is UNAVAILABLE: a read can be retried as
+// is (possibly on another agent), and so can a write when the agent said so
+// (Kind "unavailable": definitely not applied); a write's UNAVAILABLE
+// without a kind came from gRPC or a proxy and its outcome is unknown.
 func IsRetriable(err error) bool {
 	return err != nil && hasStatus(err) && Code(err) == codes.Unavailable
 }

@@ -46,28 +46,55 @@ func TestRetryClassification(t *testing.T) {
 		}
 	}
 
-	// What the producer resends: UNAVAILABLE always; UNKNOWN and
-	// DEADLINE_EXCEEDED only when idempotent (the agent deduplicates).
+	// What the producer resends: the agent's unavailable always; a
+	// transient answer that may have been written only when idempotent
+	// (the agent deduplicates); nothing the agent refused.
 	for _, tc := range []struct {
-		code        codes.Code
+		name        string
+		err         error
 		idem, plain bool
 	}{
-		{codes.Unavailable, true, true},
-		{codes.Unknown, true, false},
-		{codes.DeadlineExceeded, true, false},
-		{codes.InvalidArgument, false, false},
-		{codes.NotFound, false, false},
-		{codes.FailedPrecondition, false, false},
-		{codes.ResourceExhausted, false, false},
-		{codes.OutOfRange, false, false},
-		{codes.Internal, false, false},
-		{codes.Canceled, false, false},
+		{"agent unavailable", detailErr(codes.Unavailable, KindUnavailable, "not leader"), true, true},
+		{"unavailable without detail", status.Error(codes.Unavailable, "connection reset"), true, false},
+		{"unknown", detailErr(codes.Unknown, KindOutcomeUnknown, "x"), true, false},
+		{"deadline", status.Error(codes.DeadlineExceeded, "x"), true, false},
+		{"internal without detail", status.Error(codes.Internal, "no trailers"), true, false},
+		{"agent internal", detailErr(codes.Internal, KindInternal, "x"), true, false},
+		{"bad request", detailErr(codes.InvalidArgument, KindBadRequest, "x"), false, false},
+		{"not found", detailErr(codes.NotFound, KindNotFound, "x"), false, false},
+		{"out of order", detailErr(codes.FailedPrecondition, KindOutOfOrderSequence, "x"), false, false},
+		{"request too large", detailErr(codes.ResourceExhausted, KindRequestTooLarge, "x"), false, false},
+		{"too large without detail", status.Error(codes.ResourceExhausted, "x"), false, false},
+		{"canceled", status.Error(codes.Canceled, "x"), false, false},
 	} {
-		if got := retriable(true, tc.code); got != tc.idem {
-			t.Errorf("idempotent retriable(%v) = %v", tc.code, got)
+		err := wrapErr("Produce", tc.err)
+		if got := retriable(true, err); got != tc.idem {
+			t.Errorf("%s: idempotent retriable = %v", tc.name, got)
 		}
-		if got := retriable(false, tc.code); got != tc.plain {
-			t.Errorf("non-idempotent retriable(%v) = %v", tc.code, got)
+		if got := retriable(false, err); got != tc.plain {
+			t.Errorf("%s: non-idempotent retriable = %v", tc.name, got)
+		}
+	}
+}
+
+// Only the agent's own detail says a produce was not written.
+func TestNotWritten(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{detailErr(codes.Unavailable, KindUnavailable, "not leader"), true},
+		{detailErr(codes.InvalidArgument, KindBadRequest, "x"), true},
+		{detailErr(codes.FailedPrecondition, KindProducerFenced, "x"), true},
+		{detailErr(codes.ResourceExhausted, KindQuotaExceeded, "x"), true},
+		{status.Error(codes.Unavailable, "connection reset"), false},
+		{status.Error(codes.Internal, "server closed the stream without sending trailers"), false},
+		{detailErr(codes.Internal, KindInternal, "x"), false},
+		{detailErr(codes.Unknown, KindOutcomeUnknown, "x"), false},
+		{status.Error(codes.InvalidArgument, "from a proxy"), false},
+	} {
+		if got := notWritten(wrapErr("Produce", tc.err)); got != tc.want {
+			t.Errorf("notWritten(%v) = %v", tc.err, got)
 		}
 	}
 }

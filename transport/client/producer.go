@@ -53,8 +53,8 @@ type ProducerConfig struct {
 	// agent before its predecessor is refused and resent after it.
 	MaxInFlightPerPartition int
 	// DisableIdempotence turns the idempotent producer (the default) off:
-	// batches carry no producer id and only UNAVAILABLE answers (definitely
-	// not written) are retried; several batches of one partition may be in
+	// batches carry no producer id and only the agent's UNAVAILABLE
+	// "unavailable" answers (definitely not written) are retried; several batches of one partition may be in
 	// flight at once (up to MaxInFlight), so a retry can reorder them.
 	DisableIdempotence bool
 	// RetryBackoff is the first wait before a retry (default 100 ms); it
@@ -502,23 +502,43 @@ func (p *Producer) closedBeforeSend(b *batch) error {
 	return fmt.Errorf("produce to %s/%d: %w before the batch was sent", b.key.topic, b.key.partition, ErrClosed)
 }
 
-// retriable says whether a failed attempt is sent again: UNAVAILABLE
-// always (not written); UNKNOWN and DEADLINE_EXCEEDED (maybe written) only
-// when idempotent, because the agent then recognises a duplicate.
-func retriable(idempotent bool, c codes.Code) bool {
-	switch c {
-	case codes.Unavailable:
+// retriable says whether a failed attempt is sent again: the agent's own
+// unavailable answer (not written) always; a transient answer that may
+// have been written (see notWritten) only when idempotent, because the
+// agent then recognises a duplicate.
+func retriable(idempotent bool, err error) bool {
+	if Kind(err) == KindUnavailable {
 		return true
-	case codes.Unknown, codes.DeadlineExceeded:
-		return idempotent
 	}
-	return false
+	return idempotent && !notWritten(err) && transientCodes[Code(err)]
 }
 
-// outcomeUnknownCode reports whether an attempt that failed with c may have
-// been written.
-func outcomeUnknownCode(c codes.Code) bool {
-	return c == codes.Unknown || c == codes.DeadlineExceeded || c == codes.Canceled
+// transientCodes are the status codes a broken connection, a reset stream
+// or a failing agent produce: an idempotent producer resends a batch after
+// them. Any other answer without the agent's detail ends the batch (as
+// outcome unknown) rather than being resent until RetryTimeout.
+var transientCodes = map[codes.Code]bool{
+	codes.Unavailable: true, codes.Unknown: true, codes.DeadlineExceeded: true, codes.Internal: true,
+}
+
+// notWrittenKinds are the agent's error kinds (ErrorDetail.code) that say
+// a produce was refused before anything was proposed (transport's error
+// table, GRPC.md "Status codes").
+var notWrittenKinds = map[string]bool{
+	KindBadRequest: true, KindNotFound: true, KindLimitExceeded: true, KindQuotaExceeded: true,
+	KindRecordTooLarge: true, KindRequestTooLarge: true, KindUnavailable: true,
+	KindProducerFenced: true, KindUnknownProducer: true, KindOutOfOrderSequence: true,
+	KindUnauthenticated: true, KindPermissionDenied: true,
+}
+
+// notWritten reports whether an attempt that failed with err (wrapped by
+// wrapErr) was definitely not written: only the agent's own error detail
+// says so. INTERNAL, UNKNOWN, a timeout and any status without a detail
+// may come after the agent wrote the batch — grpc-go answers INTERNAL or
+// UNAVAILABLE when the connection drops after the agent answered, and so
+// does a proxy resetting the stream — so they leave the outcome unknown.
+func notWritten(err error) bool {
+	return notWrittenKinds[Kind(err)]
 }
 
 // attempts sends b until it succeeds, fails for good or RetryTimeout
@@ -565,11 +585,8 @@ func (p *Producer) attempts(b *batch, id *ProducerIdentity, seq int64) (offs []O
 			return offs, unknown, nil
 		}
 		code := Code(rerr)
-		if outcomeUnknownCode(code) || (code == codes.Unavailable && Kind(wrapErr(op, rerr)) == "") {
-			// UNAVAILABLE from the agent itself (it carries an ErrorDetail)
-			// means "not written". Without one it comes from gRPC's
-			// transport — the connection broke, perhaps after the request
-			// reached the agent — so the batch may have been written.
+		werr := wrapErr(op, rerr)
+		if !notWritten(werr) {
 			unknown = true
 		}
 		if p.ctx.Err() != nil {
@@ -578,7 +595,7 @@ func (p *Producer) attempts(b *batch, id *ProducerIdentity, seq int64) (offs []O
 		if code == codes.NotFound {
 			p.c.forgetTopic(b.key.topic)
 		}
-		if !retriable(id != nil, code) {
+		if !retriable(id != nil, werr) {
 			return nil, unknown, p.finalErr(op, rerr, unknown, "")
 		}
 		wait := jitter(backoff)

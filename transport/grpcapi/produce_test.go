@@ -272,3 +272,46 @@ func TestNullVersusEmptyValue(t *testing.T) {
 		t.Fatalf("value_null with bytes: %v", err)
 	}
 }
+
+// A produce that fails with an unclassified error or a panic may have been
+// proposed already: the client is told the outcome is unknown, never
+// INTERNAL (which clients could take for "not written"), and the error's
+// text stays in the log.
+func TestProduceUnclassifiedErrorIsOutcomeUnknown(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t)
+	e.createTopic(t, "t", 1)
+	plain := &pb.ProduceRequest{Topic: "t", Records: []*pb.ProduceRecord{{Value: []byte("x")}}}
+	p0 := int32(0)
+	idem := &pb.ProduceRequest{Topic: "t", ProducerId: u64(1), Records: []*pb.ProduceRecord{{Partition: &p0, Value: []byte("x")}}}
+	for _, tc := range []struct {
+		name, method string
+		req          *pb.ProduceRequest
+		panics       bool
+	}{
+		{"plain error", "Produce", plain, false},
+		{"idempotent error", "ProduceIdempotent", idem, false},
+		{"plain panic", "Produce", plain, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.panics {
+				e.agent.setPanic(tc.method)
+				defer e.agent.setPanic("")
+			} else {
+				e.agent.setErr(tc.method, errDiskOnFire)
+				defer e.agent.setErr(tc.method, nil)
+			}
+			_, err := e.client.Produce(ctx, tc.req)
+			wantCode(t, err, codes.Unknown, transport.CodeOutcomeUnknown)
+			if strings.Contains(err.Error(), "/var/secret") || strings.Contains(err.Error(), "exploded") {
+				t.Errorf("internal error text leaked: %v", err)
+			}
+		})
+	}
+	if !strings.Contains(e.logs.String(), "/var/secret") {
+		t.Error("internal error not logged")
+	}
+	// A classified failure keeps its kind.
+	_, err := e.client.Produce(ctx, &pb.ProduceRequest{Topic: "nope", Records: []*pb.ProduceRecord{{Value: []byte("x")}}})
+	wantCode(t, err, codes.NotFound, transport.CodeNotFound)
+}

@@ -15,7 +15,7 @@ import (
 
 // REST is the REST API as a Target: worker w posts its batches to
 // Servers[w % len(Servers)] (POST /api/v1/produce/batch, resent after
-// 10 ms while the agent answers 503); reads go to Servers[0]
+// 10 ms while the agent answers 503 "unavailable"); reads go to Servers[0]
 // (GET /api/v1/consume).
 type REST struct {
 	Client  *http.Client
@@ -51,36 +51,53 @@ func (r REST) Send(ctx context.Context, worker int, topic string, recs []client.
 	}
 	url := r.Servers[worker%len(r.Servers)] + "/api/v1/produce/batch"
 	for {
-		status, err := r.post(ctx, url, body)
+		status, code, err := r.post(ctx, url, body)
 		switch {
 		case err != nil:
 			return retries, err
-		case status == http.StatusServiceUnavailable:
+		case status == http.StatusServiceUnavailable && code == client.KindUnavailable:
+			// The agent's own answer: not written, safe to resend.
 			retries++
 			if err := sleep(ctx, overloadBackoff); err != nil {
 				return retries, err
 			}
+		case status >= 500:
+			// A 5xx without the agent's "unavailable" (a proxy's 503, a
+			// 500, a 504) may come after the batch was written.
+			return retries, fmt.Errorf("produce: outcome unknown: %s (%q)", http.StatusText(status), code)
 		case status != http.StatusOK:
-			return retries, fmt.Errorf("produce: %s", http.StatusText(status))
+			return retries, fmt.Errorf("produce: %s (%q)", http.StatusText(status), code)
 		default:
 			return retries, nil
 		}
 	}
 }
 
-func (r REST) post(ctx context.Context, url string, body []byte) (status int, err error) {
+// post sends one batch and returns the answer's status and, for an error,
+// its JSON error code ("" when the body is not the agent's error).
+func (r REST) post(ctx context.Context, url string, body []byte) (status int, code string, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := r.Client.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error struct {
+				Code string `json:"code"`
+			} `json:"error"`
+		}
+		if json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&e) == nil {
+			code = e.Error.Code
+		}
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode, nil
+	return resp.StatusCode, code, nil
 }
 
 // Fetch reads one page of a partition; only the records' timestamps are

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ func TestRESTSendResendsWhileOverloaded(t *testing.T) {
 		bodies = append(bodies, string(b))
 		if len(bodies) < 3 {
 			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"error":{"code":"unavailable","message":"unavailable: the write was NOT applied and is safe to retry"}}`)
 		}
 	}))
 	defer srv.Close()
@@ -33,6 +35,40 @@ func TestRESTSendResendsWhileOverloaded(t *testing.T) {
 	want := `{"records":[{"partition":2,"timestamp":5,"value":"ab"}],"topic":"t"}`
 	if bodies[2] != want {
 		t.Fatalf("body %s, want %s", bodies[2], want)
+	}
+}
+
+// Only the agent's own unavailable answer says the batch was not written: a
+// 503 without it (a proxy that lost the connection to the agent) or a 500
+// may come after the write, so the batch is not resent and the error says
+// the outcome is unknown.
+func TestRESTSendDoesNotResendAnUnknownOutcome(t *testing.T) {
+	for name, answer := range map[string]struct {
+		status int
+		body   string
+	}{
+		"proxy 503":    {http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers"},
+		"internal 500": {http.StatusInternalServerError, `{"error":{"code":"internal","message":"internal error"}}`},
+		"timeout 504":  {http.StatusGatewayTimeout, `{"error":{"code":"outcome_unknown","message":"outcome unknown"}}`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			posts := 0
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				posts++
+				w.WriteHeader(answer.status)
+				_, _ = io.WriteString(w, answer.body)
+			}))
+			defer srv.Close()
+			rest := REST{Client: srv.Client(), Servers: []string{srv.URL}}
+			recs := []client.Record{client.Record{Value: []byte("ab")}.ToPartition(0)}
+			retries, err := rest.Send(context.Background(), 0, "t", recs)
+			if err == nil || retries != 0 || posts != 1 {
+				t.Fatalf("retries %d, posts %d, err %v; want one post and an error", retries, posts, err)
+			}
+			if !strings.Contains(err.Error(), "outcome unknown") {
+				t.Fatalf("error %q does not say the outcome is unknown", err)
+			}
+		})
 	}
 }
 
