@@ -1,6 +1,10 @@
 package kafka
 
 import (
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -46,5 +50,39 @@ func TestProduceEpochBump(t *testing.T) {
 	}
 	if got := consumeN(t, e, "bump", 6); len(got) != 6 {
 		t.Fatalf("%d records, want 6 (2 + 3 + 1, nothing duplicated)", len(got))
+	}
+}
+
+// TestKgoProducerContinuesAfterFailedBatch: a franz-go idempotent producer
+// whose batch fails (delivery timeout while its partition has no leader)
+// bumps its epoch locally; its next records must be acknowledged, not
+// refused for ever with UNKNOWN_PRODUCER_ID.
+func TestKgoProducerContinuesAfterFailedBatch(t *testing.T) {
+	e := newEnv(t)
+	e.agent.addTopic("wedge", 2)
+	cl := e.client(t, kgo.RecordDeliveryTimeout(time.Second), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.MetadataMinAge(10*time.Millisecond), kgo.RetryBackoffFn(func(int) time.Duration { return 20 * time.Millisecond }))
+	produce := func(part int32, v string) error {
+		return cl.ProduceSync(ctxT(t), &kgo.Record{Topic: "wedge", Partition: part, Value: []byte(v)}).FirstErr()
+	}
+	if err := produce(0, "a"); err != nil {
+		t.Fatalf("first record: %v", err)
+	}
+	e.agent.mu.Lock()
+	e.agent.leader["wedge/1"] = "gone"
+	e.agent.mu.Unlock()
+	if err := produce(1, "lost"); err == nil {
+		t.Fatal("a record for a leaderless partition was acknowledged")
+	}
+	e.agent.mu.Lock()
+	delete(e.agent.leader, "wedge/1")
+	e.agent.mu.Unlock()
+	for i, part := range []int32{0, 1, 0} {
+		if err := produce(part, fmt.Sprint("after-", i)); err != nil {
+			t.Fatalf("record %d after the failed batch: %v", i, err)
+		}
+	}
+	if got := consumeN(t, e, "wedge", 3); len(got) != 3 {
+		t.Fatalf("partition 0 holds %d records, want 3", len(got))
 	}
 }
