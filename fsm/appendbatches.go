@@ -106,12 +106,10 @@ func (f *FSM) appendOne(index uint64, c *AppendBatch) (*Result, *AppendedBatch) 
 		return fail(CodeInvalid, "empty batch"), nil
 	}
 	k := PartitionKey{c.TopicID, c.Partition}
-	bump := false
 	if c.ProducerID != 0 {
 		// Before the epoch check: a retry of an applied batch gets its
 		// original offsets whoever leads the partition now.
-		var res *Result
-		if res, bump = f.checkSequence(k, c); res != nil {
+		if res := f.checkSequence(k, c); res != nil {
 			return res, nil
 		}
 	}
@@ -127,9 +125,6 @@ func (f *FSM) appendOne(index uint64, c *AppendBatch) (*Result, *AppendedBatch) 
 		BaseOffset: p.NextOffset, Count: c.Count, Timestamp: c.Timestamp, Records: c.Records,
 	}
 	p.NextOffset += int64(c.Count)
-	if bump {
-		f.bumpProducer(c) // only once the batch is certain to be appended
-	}
 	if c.ProducerID != 0 {
 		f.recordSequence(k, c, b.BaseOffset)
 	}
@@ -144,14 +139,6 @@ type appendUndo struct {
 	next         map[*Partition]int64
 	recent       map[recentKey]savedRecent
 	lastSeen     map[*Producer]int64
-	bumped       map[*Producer]savedEpoch // producers an EpochBump batch may bump
-}
-
-// savedEpoch is a producer's epoch and Recent map before an entry that may
-// bump it (bumpProducer replaces the map, so the old one stays as it was).
-type savedEpoch struct {
-	epoch  uint32
-	recent map[PartitionKey][]ProducerBatch
 }
 
 type recentKey struct {
@@ -191,35 +178,16 @@ func (s *State) saveAppends(bs []*AppendBatch) *appendUndo {
 		if _, seen := u.lastSeen[pr]; !seen {
 			u.lastSeen[pr] = pr.LastSeen
 		}
-		u.saveEpoch(pr, c)
 	}
 	return u
 }
 
-// saveEpoch remembers pr's epoch and sequences when c may bump it.
-func (u *appendUndo) saveEpoch(pr *Producer, c *AppendBatch) {
-	if !c.EpochBump {
-		return
-	}
-	if u.bumped == nil {
-		u.bumped = map[*Producer]savedEpoch{}
-	}
-	if _, seen := u.bumped[pr]; !seen {
-		u.bumped[pr] = savedEpoch{epoch: pr.Epoch, recent: pr.Recent}
-	}
-}
-
 // restore puts the saved values back. Restoring a Recent slice header is
-// exact: recordSequence only appends past its length or copies. A bumped
-// producer gets its old Recent map back first; the saved slices, taken from
-// that map, then go back into it.
+// exact: recordSequence only appends past its length or copies.
 func (u *appendUndo) restore(s *State) {
 	s.MaxUnflushedRecords = u.maxUnflushed
 	for p, next := range u.next {
 		p.NextOffset = next
-	}
-	for pr, e := range u.bumped {
-		pr.Epoch, pr.Recent = e.epoch, e.recent
 	}
 	for rk, r := range u.recent {
 		if r.present {

@@ -292,14 +292,6 @@ type AppendBatch struct {
 	// partition would then hold more unflushed records than this (the
 	// proposer's MAX_UNFLUSHED_RECORDS); 0 = no bound.
 	MaxUnflushed int64
-
-	// EpochBump lets a batch whose producer epoch is above the producer's
-	// current one bump the producer to that epoch (KIP-360, what a Kafka
-	// idempotent producer does after a failed batch): accepted when its
-	// base sequence is 0 and ProducerOwner is the producer's owner (see
-	// checkSequence). Payload version 5; entries of older versions never
-	// bump, so a log written before the bump existed replays as it applied.
-	EpochBump bool
 }
 
 // Type implements Command.
@@ -307,13 +299,10 @@ func (*AppendBatch) Type() CommandType { return CmdAppendBatch }
 
 // version 1 has no producer fields; version 2 adds them; version 3 adds
 // the producer owner; version 4 carries the producer fields (0 when none),
-// the owner (possibly empty) and MaxUnflushed; version 5 adds EpochBump
-// (MaxUnflushed may then be 0). Each batch is written in the lowest version
-// that holds it.
+// the owner (possibly empty) and MaxUnflushed. Each batch is written in the
+// lowest version that holds it.
 func (c *AppendBatch) version() uint8 {
 	switch {
-	case c.EpochBump && c.ProducerID != 0:
-		return 5
 	case c.MaxUnflushed != 0:
 		return 4
 	case c.ProducerID != 0 && c.ProducerOwner != "":
@@ -331,25 +320,21 @@ func (c *AppendBatch) encode(e *enc) {
 	e.iv(c.Timestamp)
 	e.iv(int64(c.Count))
 	e.bytes(c.Records)
-	v := c.version()
-	if v >= 2 {
+	if c.ProducerID != 0 || c.MaxUnflushed != 0 {
 		e.uv(c.ProducerID)
 		e.uv(uint64(c.ProducerEpoch))
 		e.iv(c.BaseSequence)
+		if c.ProducerOwner != "" || c.MaxUnflushed != 0 {
+			e.str(c.ProducerOwner)
+		}
 	}
-	if v >= 3 {
-		e.str(c.ProducerOwner)
-	}
-	if v >= 4 {
+	if c.MaxUnflushed != 0 {
 		e.iv(c.MaxUnflushed)
-	}
-	if v >= 5 {
-		e.u8(1) // flags: bit 0 = EpochBump
 	}
 }
 
 func decodeAppendBatch(v uint8, d *dec) (Command, error) {
-	if err := checkVersion(CmdAppendBatch, v, 5); err != nil {
+	if err := checkVersion(CmdAppendBatch, v, 4); err != nil {
 		return nil, err
 	}
 	c := &AppendBatch{}
@@ -375,15 +360,9 @@ func decodeAppendBatch(v uint8, d *dec) (Command, error) {
 	}
 	if v >= 4 {
 		c.MaxUnflushed = d.iv()
-		if c.MaxUnflushed <= 0 && v == 4 || c.MaxUnflushed < 0 {
+		if c.MaxUnflushed <= 0 {
 			d.fail("append batch v4 without a positive unflushed bound")
 		}
-	}
-	if v >= 5 {
-		if d.u8() != 1 || c.ProducerID == 0 {
-			d.fail("append batch v5: flags must be 1 (epoch bump) with a producer id")
-		}
-		c.EpochBump = true
 	}
 	return c, nil
 }

@@ -153,30 +153,29 @@ func (f *FSM) applyInitProducer(index uint64, c *InitProducer) *Result {
 	return &Result{ProducerID: p.ID, ProducerEpoch: p.Epoch}
 }
 
-// checkSequence decides what to do with an idempotent batch: a nil result
-// means append it (bump: after moving the producer to the batch's epoch,
-// bumpProducer); a duplicate returns the original offsets.
-func (f *FSM) checkSequence(k PartitionKey, c *AppendBatch) (res *Result, bump bool) {
+// checkSequence decides what to do with an idempotent batch: nil result and
+// dup=false means append it; a duplicate returns the original offsets.
+func (f *FSM) checkSequence(k PartitionKey, c *AppendBatch) (res *Result) {
 	p, ok := f.state.Producers[c.ProducerID]
 	if !ok {
-		return fail(CodeUnknownProducer, "producer id %d is unknown or expired", c.ProducerID), false
+		return fail(CodeUnknownProducer, "producer id %d is unknown or expired", c.ProducerID)
 	}
 	if c.ProducerOwner != "" && p.Owner != "" && c.ProducerOwner != p.Owner {
-		return fail(CodeProducerNotOwned, "producer id %d was issued to another API key; produce with a producer id of your own (call InitProducer)", c.ProducerID), false
+		return fail(CodeProducerNotOwned, "producer id %d was issued to another API key; produce with a producer id of your own (call InitProducer)", c.ProducerID)
 	}
 	if c.ProducerEpoch < p.Epoch {
-		return fail(CodeProducerFenced, "producer %d epoch %d is fenced by epoch %d", c.ProducerID, c.ProducerEpoch, p.Epoch), false
-	}
-	if c.BaseSequence < 0 {
-		return fail(CodeInvalid, "negative sequence number %d", c.BaseSequence), false
+		return fail(CodeProducerFenced, "producer %d epoch %d is fenced by epoch %d", c.ProducerID, c.ProducerEpoch, p.Epoch)
 	}
 	if c.ProducerEpoch > p.Epoch {
-		return checkBump(p, c), true
+		return fail(CodeUnknownProducer, "producer %d has no epoch %d (current %d)", c.ProducerID, c.ProducerEpoch, p.Epoch)
+	}
+	if c.BaseSequence < 0 {
+		return fail(CodeInvalid, "negative sequence number %d", c.BaseSequence)
 	}
 	recent := p.Recent[k]
 	for _, b := range recent {
 		if b.BaseSeq == c.BaseSequence && b.Count == c.Count {
-			return &Result{BaseOffset: b.BaseOffset, Count: b.Count, Duplicate: true}, false
+			return &Result{BaseOffset: b.BaseOffset, Count: b.Count, Duplicate: true}
 		}
 	}
 	var next int64
@@ -185,38 +184,9 @@ func (f *FSM) checkSequence(k PartitionKey, c *AppendBatch) (res *Result, bump b
 	}
 	if c.BaseSequence != next {
 		return fail(CodeOutOfOrderSequence, "producer %d partition %d: sequence %d, expected %d",
-			c.ProducerID, c.Partition, c.BaseSequence, next), false
-	}
-	return nil, false
-}
-
-// checkBump decides on a batch whose epoch is above the producer's: nil
-// (append it as an epoch bump) only for a version-5 batch (EpochBump) at
-// base sequence 0 from the producer's owner, as a Kafka broker accepts a
-// KIP-360 bump. The bump is producer-wide (the producer has one epoch):
-// every partition's sequences restart and every older-epoch batch is fenced
-// from then on, so a retry of a batch written before the bump is refused,
-// never written again.
-func checkBump(p *Producer, c *AppendBatch) *Result {
-	switch {
-	case !c.EpochBump:
-		return fail(CodeUnknownProducer, "producer %d has no epoch %d (current %d)", c.ProducerID, c.ProducerEpoch, p.Epoch)
-	case c.ProducerOwner != p.Owner:
-		return fail(CodeProducerNotOwned, "producer id %d was issued to another API key; only that key may bump its epoch", c.ProducerID)
-	case c.BaseSequence != 0:
-		return fail(CodeOutOfOrderSequence, "producer %d partition %d: a new epoch %d (current %d) must start at sequence 0, not %d",
-			c.ProducerID, c.Partition, c.ProducerEpoch, p.Epoch, c.BaseSequence)
+			c.ProducerID, c.Partition, c.BaseSequence, next)
 	}
 	return nil
-}
-
-// bumpProducer moves a producer to a batch's higher epoch (checkBump
-// accepted it): the sequences of every partition are forgotten. Recent is
-// replaced, never cleared in place, so appendUndo can put the old map back.
-func (f *FSM) bumpProducer(c *AppendBatch) {
-	p := f.state.Producers[c.ProducerID]
-	p.Epoch = c.ProducerEpoch
-	p.Recent = map[PartitionKey][]ProducerBatch{}
 }
 
 // recordSequence remembers an appended idempotent batch.

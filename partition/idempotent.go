@@ -99,7 +99,7 @@ func (p *Producer) produceIdempotent(ctx context.Context, b fsm.IdempotentBatch,
 		TopicID: t.ID, Partition: b.Partition, LeaderEpoch: info.LeaderEpoch, Timestamp: now,
 		Count: int32(len(b.Records)), Records: fsm.AppendRecords(nil, b.Records),
 		ProducerID: b.Producer.ID, ProducerEpoch: b.Producer.Epoch, BaseSequence: b.BaseSeq, ProducerOwner: b.Owner,
-		MaxUnflushed: p.cfg.MaxUnflushedRecords, EpochBump: p.epochAhead(b.Producer),
+		MaxUnflushed: p.cfg.MaxUnflushedRecords,
 	})
 	if err != nil {
 		return fsm.IdempotentResult{}, err
@@ -110,26 +110,6 @@ func (p *Producer) produceIdempotent(ctx context.Context, b fsm.IdempotentBatch,
 	}
 	p.metrics.ProduceLatency.Observe(time.Since(start).Seconds())
 	return fsm.IdempotentResult{BaseOffset: res.BaseOffset, Count: res.Count, Duplicate: res.Duplicate}, nil
-}
-
-// producerReader is the part of *fsm.FSM that tells a producer's epoch;
-// Metadata implementations without it never propose a bump.
-type producerReader interface {
-	Producer(id uint64) (fsm.ProducerIdentity, bool)
-}
-
-// epochAhead reports whether a batch's producer epoch is above the one this
-// agent's FSM knows: the batch is then proposed as a possible epoch bump
-// (AppendBatch.EpochBump, payload version 5; the FSM decides). Other batches
-// keep their older payload versions. The local FSM may lag, never lead: an
-// epoch at or below its view is at or below the epoch at apply time too.
-func (p *Producer) epochAhead(id fsm.ProducerIdentity) bool {
-	pr, ok := p.meta.(producerReader)
-	if !ok {
-		return false
-	}
-	cur, ok := pr.Producer(id.ID)
-	return ok && id.Epoch > cur.Epoch
 }
 
 // appendIdempotent sequences one idempotent batch, behind the producer's

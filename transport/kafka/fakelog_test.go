@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/streamhouse/streamhouse/fsm"
@@ -98,20 +97,10 @@ func (f *fakeAgent) ProduceIdempotent(_ context.Context, b fsm.IdempotentBatch) 
 	}
 	e, ok := f.log.producers[b.Producer.ID]
 	switch {
-	case !ok:
+	case !ok || b.Producer.Epoch > e:
 		return fsm.IdempotentResult{}, fsm.ErrUnknownProducer
 	case b.Producer.Epoch < e:
 		return fsm.IdempotentResult{}, fsm.ErrProducerFenced
-	case b.Producer.Epoch > e && b.BaseSeq != 0:
-		return fsm.IdempotentResult{}, fmt.Errorf("%w: a new epoch starts at sequence 0", fsm.ErrOutOfOrderSequence)
-	case b.Producer.Epoch > e:
-		// An epoch bump (fsm checkBump): every partition restarts.
-		f.log.producers[b.Producer.ID] = b.Producer.Epoch
-		for k := range f.log.seqs {
-			if strings.HasPrefix(k, fmt.Sprintf("%d/", b.Producer.ID)) {
-				delete(f.log.seqs, k)
-			}
-		}
 	}
 	k := fmt.Sprintf("%d/%s", b.Producer.ID, pkey(b.Topic, b.Partition))
 	recent := f.log.seqs[k]
