@@ -19,7 +19,7 @@ type stateCollector struct {
 	partitions bool
 
 	topicParts, topicHigh, topicUnflushed, topicBytes, groupTopicLag *prometheus.Desc
-	high, low, unflushed, groupLag, groupOffset          *prometheus.Desc
+	high, low, unflushed, groupLag, groupOffset                      *prometheus.Desc
 }
 
 func newStateCollector(meta Metadata, perPartition bool) *stateCollector {
