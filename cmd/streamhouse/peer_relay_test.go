@@ -205,7 +205,9 @@ func joinGossipAs(t *testing.T, id, peer, join string) {
 	t.Helper()
 	mc := memberlist.DefaultLocalConfig()
 	mc.Name, mc.BindAddr, mc.BindPort, mc.AdvertisePort = id, "127.0.0.1", 0, 0
-	mc.Delegate = gossipMeta(fmt.Sprintf(`{"v":1,"id":%q,"p":%q,"i":"relay-incarnation"}`, id, peer))
+	// It claims the current feature level (anyone can), so the leader does
+	// not hold it back as an older agent and dials it.
+	mc.Delegate = gossipMeta(fmt.Sprintf(`{"v":1,"id":%q,"p":%q,"i":"relay-incarnation","f":%d}`, id, peer, fsm.FeatureLevel))
 	mc.LogOutput = io.Discard
 	ml, err := memberlist.Create(mc)
 	if err != nil {
