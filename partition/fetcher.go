@@ -185,6 +185,9 @@ func (f *Fetcher) read(ctx context.Context, k fsm.PartitionKey, info fsm.Partiti
 				full = true // the next record does not fit: reading again would not either
 				break
 			}
+			if res.Records == nil {
+				res.Records = make([]fsm.FetchedRecord, 0, recordsCap(req, info.NextOffset-off))
+			}
 			res.Records = append(res.Records, r)
 			bytes += r.Size()
 			off++
@@ -215,4 +218,14 @@ func (f *Fetcher) readSegment(ctx context.Context, k fsm.PartitionKey, off int64
 		f.segs.Prefetch(ctx, k.TopicID, k.Partition, next)
 	}
 	return recs[i:], nil
+}
+
+// recordsCap is the capacity a read's records get at once (instead of
+// growing by doubling): what req may return of the rest records left.
+func recordsCap(req fsm.FetchRequest, rest int64) int {
+	n := min(int64(req.MaxRecords), rest)
+	if req.MaxBytes > 0 {
+		n = min(n, int64(req.MaxBytes)/64+1) // a guess: few records are under 64 B
+	}
+	return int(max(n, 1))
 }

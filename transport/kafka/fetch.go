@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -147,6 +148,9 @@ func (s *Server) readPart(ctx context.Context, p *fetchPart, waitMs int64) (int,
 			before := len(out.RecordBatches)
 			out.RecordBatches = appendFetched(out.RecordBatches, res.Records, -1)
 			p.bytes += len(out.RecordBatches) - before
+			if before == 0 {
+				out.RecordBatches = reserveRest(out.RecordBatches, len(res.Records), res.HighWatermark-res.NextOffset, p.maxBytes)
+			}
 		}
 		if len(res.Records) == 0 || res.NextOffset >= res.HighWatermark || (p.maxBytes > 0 && p.bytes >= p.maxBytes) {
 			break
@@ -162,6 +166,25 @@ func (s *Server) readPart(ctx context.Context, p *fetchPart, waitMs int64) (int,
 	p.done = p.done || p.bytes > 0
 	return p.bytes, p.bytes > 0
 }
+
+// reserveRest grows buf, holding the encoding of the first n records of a
+// read, once for the rest records still to read, estimated from those n
+// and capped by maxBytes (plus an eighth: the Fetcher's byte limit counts
+// record sizes, a little below their encoding) and by fetchReserveMax (a
+// client's limit is not trusted with memory up front): the later reads
+// append without re-copying a multi-MiB buffer at every doubling.
+func reserveRest(buf []byte, n int, rest int64, maxBytes int) []byte {
+	if n == 0 || rest <= 0 || maxBytes <= len(buf) {
+		return buf
+	}
+	want := int64(len(buf)) / int64(n) * rest
+	room := int64(maxBytes-len(buf)) + int64(maxBytes)/8
+	return slices.Grow(buf, int(min(want+want/8, room, fetchReserveMax)))
+}
+
+// fetchReserveMax bounds reserveRest's one reservation; a larger answer
+// grows by doubling past it.
+const fetchReserveMax = 16 << 20
 
 // anyFailed reports whether a partition already has an error to answer
 // (then the request is answered at once, as Kafka does).

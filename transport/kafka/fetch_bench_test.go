@@ -1,0 +1,69 @@
+package kafka
+
+import (
+	"context"
+	"slices"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/streamhouse/streamhouse/fsm"
+)
+
+// pagedFetcher serves recs 1,000 at a time, as partition.Fetcher does with
+// its default MaxRecords, without the partition layer's own cost.
+type pagedFetcher struct{ recs []fsm.FetchedRecord }
+
+func (f pagedFetcher) Fetch(_ context.Context, req fsm.FetchRequest) (fsm.FetchResult, error) {
+	hw := int64(len(f.recs))
+	res := fsm.FetchResult{HighWatermark: hw, NextOffset: req.Offset, Records: make([]fsm.FetchedRecord, 0, 1000)}
+	for i := req.Offset; i < hw && len(res.Records) < 1000; i++ {
+		if req.MaxBytes > 0 && len(res.Records) > 0 && f.recs[i].Size() > req.MaxBytes {
+			break
+		}
+		req.MaxBytes -= f.recs[i].Size()
+		res.Records = append(res.Records, f.recs[i])
+		res.NextOffset = i + 1
+	}
+	return res, nil
+}
+
+// BenchmarkReadPart is one partition of a Fetch filling a 4 MiB partition
+// limit with 100 B records (about 29 Fetcher calls), encoded as record
+// batches: the Kafka layer's share of a consume.
+func BenchmarkReadPart(b *testing.B) {
+	recs := make([]fsm.FetchedRecord, 40000)
+	for i := range recs {
+		recs[i] = fsm.FetchedRecord{Offset: int64(i), Record: fsm.Record{Timestamp: 1700000000000 + int64(i), Key: []byte("k"), Value: make([]byte, 100)}}
+	}
+	s := &Server{cfg: Config{Fetcher: pagedFetcher{recs}}}
+	b.ReportAllocs()
+	var n int
+	for b.Loop() {
+		out := kmsg.NewFetchResponseTopicPartition()
+		p := &fetchPart{topic: "t", maxBytes: 4 << 20, out: &out}
+		n, _ = s.readPart(context.Background(), p, 0)
+	}
+	b.SetBytes(int64(n))
+}
+
+func TestReserveRest(t *testing.T) {
+	buf := make([]byte, 1000) // the encoding of 10 records
+	for _, tc := range []struct {
+		name           string
+		rest           int64
+		maxBytes       int
+		minCap, maxCap int
+	}{
+		{"estimate", 90, 1 << 20, 1000 + 9000, 1000 + 9000*9/8},
+		{"partition limit", 1 << 30, 1 << 20, 1 << 20, 1<<20 + 1<<17},
+		{"absolute cap", 1 << 40, 1 << 30, fetchReserveMax, fetchReserveMax + 1000},
+		{"nothing left", 0, 1 << 20, 1000, 1000},
+		{"limit reached", 90, 1000, 1000, 1000},
+	} {
+		got := reserveRest(slices.Clone(buf), 10, tc.rest, tc.maxBytes)
+		if len(got) != len(buf) || cap(got) < tc.minCap || cap(got) > tc.maxCap+8192 { // allocations round up to pages
+			t.Errorf("%s: len %d cap %d, want len %d cap in [%d, %d]", tc.name, len(got), cap(got), len(buf), tc.minCap, tc.maxCap)
+		}
+	}
+}
