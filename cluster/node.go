@@ -82,9 +82,11 @@ type Node struct {
 	reclaimWant chan bool     // capacity 1: the latest ReclaimDisk request (reclaimLoop)
 	// storeProblem is the last failed object store probe (see storeprobe.go).
 	storeProblem problemNote
-	metrics      *metrics
-	rpc          *http.ServeMux
-	applied      *appliedSignal // woken after every apply (waitApplied)
+	// probeSeq numbers this process's store probes (storeprobe.go).
+	probeSeq atomic.Uint64
+	metrics  *metrics
+	rpc      *http.ServeMux
+	applied  *appliedSignal // woken after every apply (waitApplied)
 
 	// departing: agents removed on their own request (POST /peer/v1/leave)
 	// that the leader must not add back for a while (departGrace).

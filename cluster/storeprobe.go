@@ -40,6 +40,13 @@ type probeRequest struct {
 	Leader   string `json:"leader"`
 	Key      string `json:"key"`
 	SHA256   string `json:"sha256"`
+	// Term and Seq order the leader's probes (its Raft term, then a counter
+	// of the leader process): a probe delivered late — held in a cut link
+	// after the leader gave up on it and deleted its object — is older than
+	// a verdict the agent already has and must not overwrite it. 0: a
+	// leader that does not send them (every verdict counts).
+	Term uint64 `json:"term,omitempty"`
+	Seq  uint64 `json:"seq,omitempty"`
 }
 
 // errStoreNotShared marks a probe the agent answered: it cannot read what
@@ -109,8 +116,13 @@ func (n *Node) probeStore(ctx context.Context, id, peer, instance string) error 
 		}
 	}()
 	sum := sha256.Sum256(body)
+	var term uint64
+	if r := n.r(); r != nil {
+		term = r.CurrentTerm()
+	}
 	err = n.postJSON(ctx, peer, PeerProbeStorePath, probeRequest{
 		NodeID: id, Instance: instance, Leader: n.cfg.NodeID, Key: key, SHA256: hex.EncodeToString(sum[:]),
+		Term: term, Seq: n.probeSeq.Add(1),
 	})
 	if err != nil {
 		return fmt.Errorf("store probe of %s: %w", id, err)
@@ -143,7 +155,11 @@ func (n *Node) handleProbeStore(w http.ResponseWriter, req *http.Request) {
 		writeRPCError(w, http.StatusServiceUnavailable, outcomeNotApplied, err)
 		return
 	}
-	n.storeProblem.set(err)
+	if !n.storeProblem.setFrom(err, p.Term, p.Seq) {
+		writeRPCError(w, http.StatusServiceUnavailable, outcomeNotApplied,
+			fmt.Errorf("store probe of term %d (#%d) is older than the last verdict: ignored", p.Term, p.Seq))
+		return
+	}
 	if err != nil {
 		n.log.Error("cannot read the raft leader's probe object: this agent does not share the cluster's object store and is not admitted",
 			"leader", p.Leader, "key", p.Key, "err", err)
@@ -176,8 +192,9 @@ func (n *Node) readProbe(ctx context.Context, p probeRequest) error {
 // problemNote holds the last store probe failure this agent saw ("" when
 // the last probe passed or none ran).
 type problemNote struct {
-	mu  sync.Mutex
-	msg string
+	mu        sync.Mutex
+	msg       string
+	term, seq uint64 // the newest probe that gave a verdict
 }
 
 func (p *problemNote) set(err error) {
@@ -187,6 +204,23 @@ func (p *problemNote) set(err error) {
 	if err != nil {
 		p.msg = err.Error()
 	}
+}
+
+// setFrom records the verdict of the probe (term, seq) unless a newer
+// probe already gave one; it reports whether it did. A probe without a
+// term (an older leader) always counts.
+func (p *problemNote) setFrom(err error, term, seq uint64) bool {
+	p.mu.Lock()
+	if term != 0 {
+		if term < p.term || (term == p.term && seq <= p.seq) {
+			p.mu.Unlock()
+			return false
+		}
+		p.term, p.seq = term, seq
+	}
+	p.mu.Unlock()
+	p.set(err)
+	return true
 }
 
 func (p *problemNote) get() string {

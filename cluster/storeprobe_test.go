@@ -3,6 +3,8 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -188,5 +190,44 @@ func TestInterruptedStoreProbeIsNoVerdict(t *testing.T) {
 	}
 	if p := n.storeProblem.get(); p != "" {
 		t.Fatalf("an interrupted probe left a verdict: %q", p)
+	}
+}
+
+// TestLateStoreProbeIsNoVerdict: a probe held in a cut link and delivered
+// after the leader gave up on it (and deleted its object) reads nothing. It
+// is older than the verdict the agent already has and must not overwrite
+// it, or the agent would report "not shared" until the next term.
+func TestLateStoreProbeIsNoVerdict(t *testing.T) {
+	c := newTestCluster(t)
+	shared := newMemObjects()
+	c.edit = func(cfg *Config) { cfg.Objects = shared }
+	c.startBootstrapped("a", "b", "c")
+	c.waitLeader(deadline)
+	n := c.node("c").node
+	if err := shared.Put(context.Background(), "cluster-probes/live", []byte("probe")); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte("probe"))
+	probe := func(key string, term, seq uint64) int {
+		body, _ := json.Marshal(probeRequest{NodeID: "c", Instance: n.identity().Instance, Leader: "a", Key: key,
+			SHA256: hex.EncodeToString(sum[:]), Term: term, Seq: seq})
+		rec := httptest.NewRecorder()
+		n.handleProbeStore(rec, httptest.NewRequest(http.MethodPost, PeerProbeStorePath, bytes.NewReader(body)))
+		return rec.Code
+	}
+	if code := probe("cluster-probes/live", 7, 3); code != http.StatusOK {
+		t.Fatalf("a readable probe answered %d", code)
+	}
+	for _, late := range []struct{ term, seq uint64 }{{6, 9}, {7, 2}, {7, 3}} {
+		if code := probe("cluster-probes/deleted", late.term, late.seq); code != http.StatusServiceUnavailable {
+			t.Errorf("late probe %v answered %d, want 503", late, code)
+		}
+		if p := n.storeProblem.get(); p != "" {
+			t.Fatalf("late probe %v left a verdict: %q", late, p)
+		}
+	}
+	// A newer probe that cannot read is a verdict.
+	if code := probe("cluster-probes/deleted", 8, 1); code != http.StatusConflict || n.storeProblem.get() == "" {
+		t.Fatalf("a newer failing probe answered %d with note %q", code, n.storeProblem.get())
 	}
 }
