@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/streamhouse/streamhouse/fsm"
 )
 
 // Membership reconciliation (DESIGN.md, "Membership reconciliation"): one
@@ -158,16 +160,19 @@ func (l *leaderState) membershipView() (*membershipView, bool) {
 	}
 	return &membershipView{self: n.cfg.NodeID, cluster: own.Cluster, servers: servers, members: members,
 		unknownSince: l.unknownSince, now: now, deadTimeout: n.cfg.DeadAgentTimeout,
-		minFeatures: requiredFeatures(n.fsm.Clock(), len(n.fsm.BrokerIDs()))}, true
+		minFeatures: n.requiredFeatures()}, true
 }
 
 // requiredFeatures is the fsm.FeatureLevel an agent needs to join, given
-// what the replicated state already uses: a registered Kafka broker
+// what the replicated state already uses: an AppendBatch allowing a local
+// producer epoch bump (fsm.FeatureEpochBump), a registered Kafka broker
 // (RegisterBroker, brokerLevel) or a started cluster clock (ClockTick,
 // level 2). An agent below it would fail on the first such command or
 // snapshot section it receives, after it was counted as a member.
-func requiredFeatures(clock int64, brokers int) int {
+func requiredFeatures(clock int64, brokers int, epochBumps bool) int {
 	switch {
+	case epochBumps:
+		return fsm.FeatureEpochBump
 	case brokers > 0:
 		return brokerLevel
 	case clock > 0:

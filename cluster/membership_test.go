@@ -171,15 +171,18 @@ func TestPlanJoinsHoldsBackOlderAgents(t *testing.T) {
 		name         string
 		clock        int64
 		brokers      int
+		epochBumps   bool
 		join, behind []string
 	}{
-		{"nothing used yet", 0, 0, []string{"c", "d", "e"}, nil},
-		{"clock started", 1, 0, []string{"d", "e"}, []string{"c"}},
-		{"broker registered", 1, 1, []string{"e"}, []string{"c", "d"}},
+		{"nothing used yet", 0, 0, false, []string{"c", "d", "e", "f"}, nil},
+		{"clock started", 1, 0, false, []string{"d", "e", "f"}, []string{"c"}},
+		{"broker registered", 1, 1, false, []string{"e", "f"}, []string{"c", "d"}},
+		{"epoch bump allowed", 1, 1, true, []string{"f"}, []string{"c", "d", "e"}},
 	} {
 		v := view([]raft.Server{voter("a")}, member("a", features(fsm.FeatureLevel)),
-			member("c", unadmitted, features(1)), member("d", unadmitted, features(2)), member("e", unadmitted, features(brokerLevel)))
-		v.minFeatures = requiredFeatures(tc.clock, tc.brokers)
+			member("c", unadmitted, features(1)), member("d", unadmitted, features(2)), member("e", unadmitted, features(brokerLevel)),
+			member("f", unadmitted, features(fsm.FeatureEpochBump)))
+		v.minFeatures = requiredFeatures(tc.clock, tc.brokers, tc.epochBumps)
 		join, _, behind := planJoins(v, func(string) bool { return false })
 		if got := names(join); !reflect.DeepEqual(got, tc.join) {
 			t.Errorf("%s: join = %v; want %v", tc.name, got, tc.join)

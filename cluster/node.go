@@ -45,6 +45,9 @@ type StateMachine interface {
 	Halt()
 	// BrokerIDs are the registered Kafka broker IDs by node ID.
 	BrokerIDs() map[string]int32
+	// EpochBumps reports whether a batch of fsm.FeatureEpochBump's payload
+	// was ever applied.
+	EpochBumps() bool
 }
 
 // Node is one agent's membership in the cluster: it owns the Raft instance
@@ -71,6 +74,7 @@ type Node struct {
 	stable    *retryingStable
 	gossip    *gossip
 	raftDir   string
+	levels    levelCache // MembersAt's gossip verdicts
 
 	idMu sync.Mutex
 	id   identity

@@ -98,6 +98,9 @@ func (f *FSM) materialize(index uint64, bs []*AppendedBatch) error {
 // returns the batch's result and the batch to store (nil when refused or a
 // duplicate). The caller stores it and undoes the change if storing fails.
 func (f *FSM) appendOne(index uint64, c *AppendBatch) (*Result, *AppendedBatch) {
+	if c.AllowEpochBump {
+		f.state.EpochBumps = true // whatever the outcome: the level is in use
+	}
 	p, res := f.partitionFor(c.TopicID, c.Partition)
 	if res != nil {
 		return res, nil
@@ -136,6 +139,7 @@ func (f *FSM) appendOne(index uint64, c *AppendBatch) (*Result, *AppendedBatch) 
 // (ApplyBatch then retries the whole entry).
 type appendUndo struct {
 	maxUnflushed int64
+	epochBumps   bool
 	next         map[*Partition]int64
 	recent       map[recentKey]savedRecent
 	lastSeen     map[*Producer]int64
@@ -149,11 +153,14 @@ type recentKey struct {
 type savedRecent struct {
 	batches []ProducerBatch
 	present bool
+	// The partition's own epoch (Producer.Epochs), which a local bump sets.
+	epoch    uint32
+	hasEpoch bool
 }
 
 // saveAppends records the state that applying bs may change.
 func (s *State) saveAppends(bs []*AppendBatch) *appendUndo {
-	u := &appendUndo{maxUnflushed: s.MaxUnflushedRecords, next: map[*Partition]int64{}}
+	u := &appendUndo{maxUnflushed: s.MaxUnflushedRecords, epochBumps: s.EpochBumps, next: map[*Partition]int64{}}
 	for _, c := range bs {
 		k := PartitionKey{c.TopicID, c.Partition}
 		if p, ok := s.Partitions[k]; ok {
@@ -173,7 +180,8 @@ func (s *State) saveAppends(bs []*AppendBatch) *appendUndo {
 		}
 		if _, seen := u.recent[recentKey{pr, k}]; !seen {
 			r, present := pr.Recent[k]
-			u.recent[recentKey{pr, k}] = savedRecent{batches: r, present: present}
+			e, hasEpoch := pr.Epochs[k]
+			u.recent[recentKey{pr, k}] = savedRecent{batches: r, present: present, epoch: e, hasEpoch: hasEpoch}
 		}
 		if _, seen := u.lastSeen[pr]; !seen {
 			u.lastSeen[pr] = pr.LastSeen
@@ -186,6 +194,7 @@ func (s *State) saveAppends(bs []*AppendBatch) *appendUndo {
 // exact: recordSequence only appends past its length or copies.
 func (u *appendUndo) restore(s *State) {
 	s.MaxUnflushedRecords = u.maxUnflushed
+	s.EpochBumps = u.epochBumps
 	for p, next := range u.next {
 		p.NextOffset = next
 	}
@@ -194,6 +203,11 @@ func (u *appendUndo) restore(s *State) {
 			rk.p.Recent[rk.k] = r.batches
 		} else {
 			delete(rk.p.Recent, rk.k)
+		}
+		if r.hasEpoch {
+			rk.p.Epochs[rk.k] = r.epoch
+		} else {
+			delete(rk.p.Epochs, rk.k) // a no-op on a nil map
 		}
 	}
 	for pr, seen := range u.lastSeen {

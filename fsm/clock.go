@@ -18,8 +18,15 @@ package fsm
 // payloads only once the clock has started (Clock() > 0), so agents of an
 // older version never see a command they cannot decode during a rolling
 // upgrade. Level 3 adds RegisterBroker (brokers.go); the Raft leader
-// proposes it only once every member advertises level 3.
-const FeatureLevel = 3
+// proposes it only once every member advertises level 3. Level 4 adds
+// AppendBatch payload version 5 (AllowEpochBump: per-partition producer
+// epochs, DESIGN.md); proposers write it only once every member applies
+// level 4 (cluster.Node.MembersAt).
+const FeatureLevel = 4
+
+// FeatureEpochBump is the FeatureLevel that applies AppendBatch payload
+// version 5 (AllowEpochBump).
+const FeatureEpochBump = 4
 
 // ClockTick carries the Raft leader's time (unix ms) into the state
 // machine. Apply keeps the maximum: a tick older than the clock is a no-op.

@@ -292,6 +292,13 @@ type AppendBatch struct {
 	// partition would then hold more unflushed records than this (the
 	// proposer's MAX_UNFLUSHED_RECORDS); 0 = no bound.
 	MaxUnflushed int64
+
+	// AllowEpochBump lets an idempotent batch at an epoch above its
+	// partition's start that epoch there (sequence 0 only; a KIP-360 local
+	// bump, see checkSequence). Written (payload v5) only once every member
+	// applies FeatureLevel 4; without it a newer epoch is refused as the
+	// previous version did.
+	AllowEpochBump bool
 }
 
 // Type implements Command.
@@ -300,9 +307,12 @@ func (*AppendBatch) Type() CommandType { return CmdAppendBatch }
 // version 1 has no producer fields; version 2 adds them; version 3 adds
 // the producer owner; version 4 carries the producer fields (0 when none),
 // the owner (possibly empty) and MaxUnflushed. Each batch is written in the
-// lowest version that holds it.
+// lowest version that holds it; version 5 adds flags (bit 0:
+// AllowEpochBump), written when a flag is set.
 func (c *AppendBatch) version() uint8 {
 	switch {
+	case c.AllowEpochBump:
+		return 5
 	case c.MaxUnflushed != 0:
 		return 4
 	case c.ProducerID != 0 && c.ProducerOwner != "":
@@ -320,21 +330,28 @@ func (c *AppendBatch) encode(e *enc) {
 	e.iv(c.Timestamp)
 	e.iv(int64(c.Count))
 	e.bytes(c.Records)
-	if c.ProducerID != 0 || c.MaxUnflushed != 0 {
+	v := c.version()
+	if v >= 2 {
 		e.uv(c.ProducerID)
 		e.uv(uint64(c.ProducerEpoch))
 		e.iv(c.BaseSequence)
-		if c.ProducerOwner != "" || c.MaxUnflushed != 0 {
-			e.str(c.ProducerOwner)
-		}
 	}
-	if c.MaxUnflushed != 0 {
+	if v >= 3 {
+		e.str(c.ProducerOwner)
+	}
+	if v >= 4 {
 		e.iv(c.MaxUnflushed)
+	}
+	if v >= 5 {
+		e.uv(appendFlagEpochBump) // the only flag: version 5 is written when it is set
 	}
 }
 
+// appendFlagEpochBump is AppendBatch v5's flag bit for AllowEpochBump.
+const appendFlagEpochBump = 1
+
 func decodeAppendBatch(v uint8, d *dec) (Command, error) {
-	if err := checkVersion(CmdAppendBatch, v, 4); err != nil {
+	if err := checkVersion(CmdAppendBatch, v, 5); err != nil {
 		return nil, err
 	}
 	c := &AppendBatch{}
@@ -360,9 +377,15 @@ func decodeAppendBatch(v uint8, d *dec) (Command, error) {
 	}
 	if v >= 4 {
 		c.MaxUnflushed = d.iv()
-		if c.MaxUnflushed <= 0 {
+		if c.MaxUnflushed < 0 || (v == 4 && c.MaxUnflushed == 0) {
 			d.fail("append batch v4 without a positive unflushed bound")
 		}
+	}
+	if v >= 5 {
+		if flags := d.uv(); flags != appendFlagEpochBump {
+			d.fail("append batch v5 flags (unknown bits, or no flag set)")
+		}
+		c.AllowEpochBump = true
 	}
 	return c, nil
 }

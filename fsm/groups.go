@@ -78,6 +78,11 @@ func (s *State) dropTopicFromGroups(topicID uint64) {
 				delete(p.Recent, k)
 			}
 		}
+		for k := range p.Epochs {
+			if k.TopicID == topicID {
+				delete(p.Epochs, k)
+			}
+		}
 	}
 }
 
@@ -143,7 +148,10 @@ func (f *FSM) applyInitProducer(index uint64, c *InitProducer) *Result {
 		// The owner's name is not told: it would leak another tenant's key.
 		return fail(CodeProducerNotOwned, "producer id %d was issued to another API key; only that key may bump its epoch (call InitProducer without a producer id for a new one)", c.ProducerID)
 	}
-	p.Epoch++
+	// Past every partition's epoch: the bump fences every older session
+	// everywhere (without local bumps this is Epoch+1, as before).
+	p.Epoch = p.maxEpoch() + 1
+	p.Epochs = nil
 	if c.ExpireByTimestamp {
 		p.LastSeen = c.Timestamp // what version 1 always did
 	} else {
@@ -153,8 +161,12 @@ func (f *FSM) applyInitProducer(index uint64, c *InitProducer) *Result {
 	return &Result{ProducerID: p.ID, ProducerEpoch: p.Epoch}
 }
 
-// checkSequence decides what to do with an idempotent batch: nil result and
-// dup=false means append it; a duplicate returns the original offsets.
+// checkSequence decides what to do with an idempotent batch: a nil result
+// means append it (starting a new epoch in the partition when the batch's
+// epoch is above the partition's: a local bump); a duplicate returns the
+// original offsets. The epoch is the partition's (Producer.epochOf), as
+// Kafka's brokers keep it: a bump on one partition leaves the others, and
+// the retries of their batches at the old epoch, untouched.
 func (f *FSM) checkSequence(k PartitionKey, c *AppendBatch) (res *Result) {
 	p, ok := f.state.Producers[c.ProducerID]
 	if !ok {
@@ -163,14 +175,23 @@ func (f *FSM) checkSequence(k PartitionKey, c *AppendBatch) (res *Result) {
 	if c.ProducerOwner != "" && p.Owner != "" && c.ProducerOwner != p.Owner {
 		return fail(CodeProducerNotOwned, "producer id %d was issued to another API key; produce with a producer id of your own (call InitProducer)", c.ProducerID)
 	}
-	if c.ProducerEpoch < p.Epoch {
-		return fail(CodeProducerFenced, "producer %d epoch %d is fenced by epoch %d", c.ProducerID, c.ProducerEpoch, p.Epoch)
+	cur := p.epochOf(k)
+	if c.ProducerEpoch < cur {
+		return fail(CodeProducerFenced, "producer %d epoch %d is fenced by epoch %d in partition %d", c.ProducerID, c.ProducerEpoch, cur, c.Partition)
 	}
-	if c.ProducerEpoch > p.Epoch {
-		return fail(CodeUnknownProducer, "producer %d has no epoch %d (current %d)", c.ProducerID, c.ProducerEpoch, p.Epoch)
+	if c.ProducerEpoch > cur && !c.AllowEpochBump {
+		// What the previous version answered (the command says so).
+		return fail(CodeUnknownProducer, "producer %d has no epoch %d (current %d)", c.ProducerID, c.ProducerEpoch, cur)
 	}
 	if c.BaseSequence < 0 {
 		return fail(CodeInvalid, "negative sequence number %d", c.BaseSequence)
+	}
+	if c.ProducerEpoch > cur {
+		if c.BaseSequence != 0 {
+			return fail(CodeOutOfOrderSequence, "producer %d partition %d: invalid sequence %d for new epoch %d (a new epoch starts at 0)",
+				c.ProducerID, c.Partition, c.BaseSequence, c.ProducerEpoch)
+		}
+		return nil
 	}
 	recent := p.Recent[k]
 	for _, b := range recent {
@@ -189,9 +210,18 @@ func (f *FSM) checkSequence(k PartitionKey, c *AppendBatch) (res *Result) {
 	return nil
 }
 
-// recordSequence remembers an appended idempotent batch.
+// recordSequence remembers an appended idempotent batch; a batch at a
+// newer epoch (checkSequence allowed the bump) first moves the partition
+// to that epoch, forgetting the old epoch's batches there.
 func (f *FSM) recordSequence(k PartitionKey, c *AppendBatch, base int64) {
 	p := f.state.Producers[c.ProducerID]
+	if c.ProducerEpoch > p.epochOf(k) {
+		if p.Epochs == nil {
+			p.Epochs = map[PartitionKey]uint32{}
+		}
+		p.Epochs[k] = c.ProducerEpoch
+		delete(p.Recent, k)
+	}
 	recent := append(p.Recent[k], ProducerBatch{BaseSeq: c.BaseSequence, Count: c.Count, BaseOffset: base})
 	if len(recent) > MaxProducerBatches {
 		recent = append([]ProducerBatch(nil), recent[len(recent)-MaxProducerBatches:]...)
@@ -200,6 +230,15 @@ func (f *FSM) recordSequence(k PartitionKey, c *AppendBatch, base int64) {
 	// The later of the proposer's time and the cluster clock: a proposer
 	// whose clock is behind never makes a producer look idle early.
 	p.LastSeen = max(p.LastSeen, c.Timestamp, f.state.Clock)
+}
+
+// EpochBumps reports whether a batch allowing a local producer epoch bump
+// was ever applied (State.EpochBumps): every member must then apply
+// FeatureLevel 4.
+func (f *FSM) EpochBumps() bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.EpochBumps
 }
 
 // Producer returns an idempotent producer's identity.

@@ -47,6 +47,26 @@ type ProducerEntry struct {
 	Owner    string // the API key name that created it; "" = none
 	// Sequences are the producer's most recent batches per partition.
 	Sequences []ProducerSequence
+	// PartitionEpochs are the partitions whose epoch a local bump raised
+	// above Epoch, by topic ID and partition.
+	PartitionEpochs []ProducerEpoch
+}
+
+// ProducerEpoch is a producer's own epoch in one partition.
+type ProducerEpoch struct {
+	TopicID   uint64
+	Partition int32
+	Epoch     uint32
+}
+
+// MaxEpoch is the producer's largest epoch in any partition (what the
+// Postgres checkpoint stores, and what a restore fences above).
+func (e *ProducerEntry) MaxEpoch() uint32 {
+	m := e.Epoch
+	for _, pe := range e.PartitionEpochs {
+		m = max(m, pe.Epoch)
+	}
+	return m
 }
 
 // ProducerSequence is one recent batch of a producer in one partition,
@@ -114,6 +134,7 @@ func (s *State) producerEntries() []ProducerEntry {
 			}
 			return a.BaseSeq < b.BaseSeq
 		})
+		e.PartitionEpochs = p.partitionEpochs()
 		out = append(out, e)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
@@ -128,7 +149,37 @@ func (s *State) addProducerEntry(e ProducerEntry) {
 		k := PartitionKey{q.TopicID, q.Partition}
 		p.Recent[k] = append(p.Recent[k], ProducerBatch{BaseSeq: q.BaseSeq, Count: q.Count, BaseOffset: q.BaseOffset})
 	}
+	p.setPartitionEpochs(e.PartitionEpochs)
 	s.Producers[p.ID] = p
+}
+
+// partitionEpochs lists p.Epochs by topic ID and partition (nil if none).
+func (p *Producer) partitionEpochs() []ProducerEpoch {
+	var out []ProducerEpoch
+	for k, e := range p.Epochs {
+		out = append(out, ProducerEpoch{TopicID: k.TopicID, Partition: k.Partition, Epoch: e})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].TopicID != out[j].TopicID {
+			return out[i].TopicID < out[j].TopicID
+		}
+		return out[i].Partition < out[j].Partition
+	})
+	return out
+}
+
+// setPartitionEpochs sets p.Epochs from es, keeping only epochs above the
+// producer-wide one (the others change nothing).
+func (p *Producer) setPartitionEpochs(es []ProducerEpoch) {
+	for _, pe := range es {
+		if pe.Epoch <= p.Epoch {
+			continue
+		}
+		if p.Epochs == nil {
+			p.Epochs = map[PartitionKey]uint32{}
+		}
+		p.Epochs[PartitionKey{pe.TopicID, pe.Partition}] = pe.Epoch
+	}
 }
 
 // Image returns a copy of the committed metadata for a checkpoint.
@@ -231,6 +282,9 @@ func stateFromImage(img *Image) (*State, error) {
 	}
 	for _, p := range img.Producers {
 		st.addProducerEntry(p)
+		// Partition epochs exist only where bumps were allowed: the
+		// snapshot must carry them (and the level they need).
+		st.EpochBumps = st.EpochBumps || len(st.Producers[p.ID].Epochs) > 0
 	}
 	for _, k := range img.PendingDeletes {
 		st.PendingDeletes[k] = true

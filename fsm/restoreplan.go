@@ -47,7 +47,8 @@ import (
 //     committed group offsets and producer batches. Offsets between the end
 //     of the recovered data and that point were acknowledged but never
 //     flushed; they are recorded as a gap, so they are never reused.
-//   - Idempotent producers are fenced (next epoch, sequences cleared): their
+//   - Idempotent producers are fenced (the epoch after their largest, partition
+//     epochs and sequences cleared): their
 //     checkpointed sequences may predate batches recovered from S3. The
 //     image gets a new producer generation (allocated in Postgres by the
 //     caller), so new producer IDs never equal one the old cluster issued.
@@ -208,7 +209,8 @@ func offsetGapFor(img *Image, configured int64) (int64, string) {
 	return configured, fmt.Sprintf("RESTORE_OFFSET_GAP (above the MAX_UNFLUSHED_RECORDS=%d the old cluster enforced)", bound)
 }
 
-// fencedProducers carries every idempotent producer at its next epoch,
+// fencedProducers carries every idempotent producer at the epoch after its
+// largest one (partition epochs included; they are dropped),
 // without sequences: the checkpoint's sequences can be older than batches
 // recovered from S3, so a retry of such a batch would not be recognised
 // and would be written twice. Its old session gets "fenced" and must
@@ -217,7 +219,7 @@ func offsetGapFor(img *Image, configured int64) (int64, string) {
 func fencedProducers(ps []ProducerEntry) []ProducerEntry {
 	var out []ProducerEntry
 	for _, p := range ps {
-		out = append(out, ProducerEntry{ID: p.ID, Epoch: p.Epoch + 1, LastSeen: p.LastSeen, Owner: p.Owner})
+		out = append(out, ProducerEntry{ID: p.ID, Epoch: p.MaxEpoch() + 1, LastSeen: p.LastSeen, Owner: p.Owner})
 	}
 	return out
 }

@@ -21,6 +21,9 @@ import (
 //	lineage item  (tag 2, optional: the DR-restore lineage, restore_state.go)
 //	brokers item  (tag 3, optional: Kafka broker IDs, brokers.go; a
 //	               section version byte first)
+//	producer-epochs item (tag 4, optional: written once a batch allowing a
+//	               local epoch bump was applied; the producers' partition
+//	               epochs, epochs.go; a section version byte first)
 //	membership item (tag 16, optional: consumer-group memberships with their
 //	               own version byte, membership_apply.go)
 //	batch items   (tag 1 + AppendedBatch), ascending Raft index
@@ -72,6 +75,8 @@ const (
 	itemBatch   = 1
 	itemLineage = 2 // restore_state.go; right after the state item, optional
 	itemBrokers = 3 // brokers.go; after the state and lineage items, optional
+	// itemProducerEpochs: epochs.go; after the state item, optional
+	itemProducerEpochs = 4
 )
 
 // maxSnapshotItem bounds one item so a corrupt length cannot exhaust memory.
@@ -156,6 +161,11 @@ func writeSnapshot(w io.Writer, st *State, batches BatchSnapshot) error {
 	}
 	if len(st.Brokers) > 0 {
 		if err := writeItem(w, encodeBrokers(st)); err != nil {
+			return err
+		}
+	}
+	if st.EpochBumps {
+		if err := writeItem(w, encodeProducerEpochs(st)); err != nil {
 			return err
 		}
 	}
@@ -502,6 +512,11 @@ func (f *FSM) restoreItems(r *bufio.Reader, st *State) error {
 			continue
 		case itemBrokers:
 			if err := decodeBrokers(item[1:], st); err != nil {
+				return err
+			}
+			continue
+		case itemProducerEpochs:
+			if err := decodeProducerEpochs(item[1:], st); err != nil {
 				return err
 			}
 			continue

@@ -95,6 +95,10 @@ type State struct {
 	MaxUnflushedRecords int64
 	// Brokers are the Kafka broker IDs by node ID (brokers.go).
 	Brokers map[string]int32
+	// EpochBumps is set (for good) once a batch allowing a local producer
+	// epoch bump (AppendBatch payload v5, FeatureLevel 4) was applied: from
+	// then on every member must apply that level.
+	EpochBumps bool
 }
 
 // GroupOffset is a group's committed position in one partition.
@@ -119,8 +123,28 @@ type Producer struct {
 	LastSeen int64
 	// Owner is who created it (InitProducer.Owner); never changes.
 	Owner string
-	// Recent holds the newest batches per partition, oldest first.
+	// Recent holds the newest batches per partition, oldest first, all of
+	// the partition's current epoch (epochOf).
 	Recent map[PartitionKey][]ProducerBatch
+	// Epochs are the partitions whose epoch a local bump (an AppendBatch
+	// with AllowEpochBump at a newer epoch, sequence 0; Kafka's KIP-360)
+	// raised above Epoch; only entries above Epoch are kept. nil: none.
+	Epochs map[PartitionKey]uint32
+}
+
+// epochOf is the producer's epoch in partition k: the larger of the
+// producer-wide epoch and k's own.
+func (p *Producer) epochOf(k PartitionKey) uint32 {
+	return max(p.Epoch, p.Epochs[k])
+}
+
+// maxEpoch is the largest epoch of the producer in any partition.
+func (p *Producer) maxEpoch() uint32 {
+	e := p.Epoch
+	for _, pe := range p.Epochs {
+		e = max(e, pe)
+	}
+	return e
 }
 
 // ProducerBatch is one batch an idempotent producer appended.
@@ -135,6 +159,12 @@ func (p *Producer) clone() *Producer {
 	c.Recent = make(map[PartitionKey][]ProducerBatch, len(p.Recent))
 	for k, v := range p.Recent {
 		c.Recent[k] = append([]ProducerBatch(nil), v...)
+	}
+	if p.Epochs != nil {
+		c.Epochs = make(map[PartitionKey]uint32, len(p.Epochs))
+		for k, e := range p.Epochs {
+			c.Epochs[k] = e
+		}
 	}
 	return &c
 }
@@ -246,6 +276,7 @@ func (s *State) clone() *State {
 		c.Unreadable[k] = v
 	}
 	c.ProducerGeneration, c.MaxUnflushedRecords = s.ProducerGeneration, s.MaxUnflushedRecords
+	c.EpochBumps = s.EpochBumps
 	for n, id := range s.Brokers {
 		c.Brokers[n] = id
 	}

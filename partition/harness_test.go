@@ -142,6 +142,9 @@ type testNode struct {
 	// leaderID is what LeaderID answers.
 	leaderID string
 	gate     *proposeGate // set before producing: holds proposals
+	// level is the fsm.FeatureLevel every member applies (MembersAt);
+	// newEnv sets fsm.FeatureLevel.
+	level int
 
 	mu          sync.Mutex
 	lastStarted chan struct{} // closed once the last started command applied
@@ -198,6 +201,7 @@ func (n *testNode) LeaderReady() bool              { return n.leader }
 func (n *testNode) LeaderID() string               { return n.leaderID }
 func (n *testNode) Ready() (bool, string)          { return true, "" }
 func (n *testNode) ReclaimDisk(bool)               {}
+func (n *testNode) MembersAt(level int) bool       { return level <= n.level }
 func (n *testNode) SyncRead(ctx context.Context) error {
 	if n.sync == nil {
 		return nil
@@ -229,7 +233,7 @@ func newEnv(t *testing.T, pc ProducerConfig) *env {
 	t.Helper()
 	e := &env{t: t, fs: wal.NewMemFS(), segs: &memSegments{},
 		cfg: Config{NodeID: "n1", Producer: pc, Flusher: FlusherConfig{MaxBytes: 1 << 20, MaxAge: time.Hour}}}
-	e.node = &testNode{e: e}
+	e.node = &testNode{e: e, level: fsm.FeatureLevel}
 	e.open()
 	t.Cleanup(func() {
 		e.tasks.Close()

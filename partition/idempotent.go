@@ -100,6 +100,9 @@ func (p *Producer) produceIdempotent(ctx context.Context, b fsm.IdempotentBatch,
 		Count: int32(len(b.Records)), Records: fsm.AppendRecords(nil, b.Records),
 		ProducerID: b.Producer.ID, ProducerEpoch: b.Producer.Epoch, BaseSequence: b.BaseSeq, ProducerOwner: b.Owner,
 		MaxUnflushed: p.cfg.MaxUnflushedRecords,
+		// A client's local epoch bump (KIP-360) is accepted per partition
+		// once every member applies it (fsm/DESIGN.md).
+		AllowEpochBump: p.levels.MembersAt(fsm.FeatureEpochBump),
 	})
 	if err != nil {
 		return fsm.IdempotentResult{}, err

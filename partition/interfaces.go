@@ -145,6 +145,13 @@ type State interface {
 	RetryNow()
 }
 
+// Levels tells whether every member of the Raft group applies an
+// fsm.FeatureLevel, so this agent may propose what that level added
+// (implemented by cluster.Node).
+type Levels interface {
+	MembersAt(level int) bool
+}
+
 // Node is this agent's member of the Raft group (implemented by
 // cluster.Node): it proposes, confirms reads, places and leads, reports
 // whether it can serve, and reclaims Raft log space while the disk is low.
@@ -153,6 +160,7 @@ type Node interface {
 	Syncer
 	Placement
 	Leadership
+	Levels
 	// LeaderID is the Raft leader's node ID as this node knows it ("" when
 	// none is known): the group coordinator others are sent to.
 	LeaderID() string

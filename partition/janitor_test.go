@@ -14,7 +14,7 @@ import (
 func (e *env) janitor(meta State, leader bool) *Janitor {
 	d := e.deps()
 	d.FSM = meta
-	d.Node = &testNode{e: e, leader: leader}
+	d.Node = &testNode{e: e, leader: leader, level: fsm.FeatureLevel}
 	return newJanitor(e.cfg, d)
 }
 

@@ -100,6 +100,7 @@ type Producer struct {
 	meta     Metadata
 	proposer Proposer
 	sync     Syncer
+	levels   Levels
 	fwd      Forwarder // nil: partitions led elsewhere are refused
 	admits   []Admission
 	store    *Store
@@ -126,7 +127,7 @@ func newProducer(cfg Config, d Deps, tasks *group, admits ...Admission) *Produce
 	d = d.withDefaults()
 	log := d.Logger.With("component", "producer")
 	pc := cfg.Producer.withDefaults()
-	p := &Producer{cfg: pc, nodeID: cfg.NodeID, meta: d.FSM, proposer: d.Node, sync: d.Node,
+	p := &Producer{cfg: pc, nodeID: cfg.NodeID, meta: d.FSM, proposer: d.Node, sync: d.Node, levels: d.Node,
 		fwd: d.Forwarder, admits: admits, store: d.Store, metrics: newProducerMetrics(d.Registerer),
 		log: log, clock: d.Clock, tasks: tasks,
 		batchers: map[fsm.PartitionKey]*batcher{}, rr: map[uint64]*atomic.Uint32{}}

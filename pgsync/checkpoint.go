@@ -392,7 +392,10 @@ func (db *DB) replaceSmallTables(ctx context.Context, tx pgx.Tx, img *fsm.Image)
 		{"streamhouse_producers", []string{"producer_id", "epoch", "last_seen_ms", "owner"},
 			len(img.Producers), func(i int) []any {
 				p := &img.Producers[i]
-				return []any{int64(p.ID), int64(p.Epoch), p.LastSeen, p.Owner}
+				// The largest epoch, partition epochs included: a restore
+				// fences above it (fsm fencedProducers), so the
+				// per-partition epochs need no table.
+				return []any{int64(p.ID), int64(p.MaxEpoch()), p.LastSeen, p.Owner}
 			}},
 		{"streamhouse_producer_sequences", []string{"producer_id", "position", "topic_id", "partition", "base_seq", "count", "base_offset"},
 			len(seqs), func(i int) []any { return seqs[i] }},

@@ -204,10 +204,13 @@ func TestIdempotentSequenceWrap(t *testing.T) {
 	e.agent.addTopic("wrap", 1)
 	cl := e.client(t)
 	id, _ := e.agent.InitProducer(ctxT(t), 0, "")
-	// The producer is near the end of the sequence space.
+	// The producer is near the end of the sequence space: the state machine
+	// holds a batch of MaxInt32-1 sequences (one record here).
 	e.agent.mu.Lock()
 	e.agent.appendLocked("wrap", 0, []fsm.Record{{Value: []byte("a")}})
-	e.agent.log.seqs[fmt.Sprintf("%d/wrap/0", id.ID)] = []fsm.ProducerBatch{{BaseSeq: math.MaxInt32 - 2, Count: 1}}
+	if res := e.agent.seqBatchLocked(fsm.IdempotentBatch{Topic: "wrap", Producer: id}, math.MaxInt32-1); res.Err() != nil {
+		t.Fatal(res.Err())
+	}
 	e.agent.mu.Unlock()
 	straddle := produceRaw(t, e, cl, "wrap", rawBatch(int64(id.ID), 0, math.MaxInt32-1, 3)) // seqs MaxInt32-1, MaxInt32, 0
 	after := produceRaw(t, e, cl, "wrap", rawBatch(int64(id.ID), 0, 1, 2))

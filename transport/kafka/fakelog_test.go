@@ -2,9 +2,10 @@ package kafka
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/streamhouse/streamhouse/fsm"
 )
@@ -13,12 +14,15 @@ import (
 // long-poll fetch, idempotent sequences and timestamp lookups, enough to
 // drive franz-go against the broker.
 type fakeLog struct {
-	parts     map[string][]fsm.FetchedRecord // "topic/partition"
-	low       map[string]int64
-	wake      chan struct{}
-	producers map[uint64]uint32              // id -> epoch
-	seqs      map[string][]fsm.ProducerBatch // "id/topic/partition"
-	nextPID   uint64
+	parts map[string][]fsm.FetchedRecord // "topic/partition"
+	low   map[string]int64
+	wake  chan struct{}
+	// Idempotent producers are decided by a real state machine (seqFSM),
+	// so these tests exercise the FSM's rules, not a copy of them.
+	seq       *fsm.FSM
+	seqIndex  uint64                     // its last Raft index
+	seqTopics map[string]uint64          // topic -> its topic ID there
+	seqOffs   map[string]map[int64]int64 // "topic/partition" -> its base offset -> ours
 }
 
 func pkey(topic string, p int32) string { return topic + "/" + strconv.Itoa(int(p)) }
@@ -26,7 +30,7 @@ func pkey(topic string, p int32) string { return topic + "/" + strconv.Itoa(int(
 func (f *fakeAgent) initLog() {
 	if f.log.parts == nil {
 		f.log = fakeLog{parts: map[string][]fsm.FetchedRecord{}, low: map[string]int64{}, wake: make(chan struct{}),
-			producers: map[uint64]uint32{}, seqs: map[string][]fsm.ProducerBatch{}}
+			seq: fsm.New(nil), seqTopics: map[string]uint64{}, seqOffs: map[string]map[int64]int64{}}
 	}
 }
 
@@ -70,24 +74,53 @@ func (f *fakeAgent) Produce(_ context.Context, topic string, recs []fsm.ProduceR
 	return out, nil
 }
 
-func (f *fakeAgent) InitProducer(_ context.Context, id uint64, _ string) (fsm.ProducerIdentity, error) {
+func (f *fakeAgent) InitProducer(_ context.Context, id uint64, owner string) (fsm.ProducerIdentity, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.initLog()
-	if id == 0 {
-		f.log.nextPID++
-		f.log.producers[f.log.nextPID] = 0
-		return fsm.ProducerIdentity{ID: f.log.nextPID}, nil
+	res := f.seqApplyLocked(&fsm.InitProducer{ProducerID: id, Timestamp: 1, Owner: owner})
+	if err := res.Err(); err != nil {
+		return fsm.ProducerIdentity{}, err
 	}
-	e, ok := f.log.producers[id]
-	if !ok {
-		return fsm.ProducerIdentity{}, fsm.ErrUnknownProducer
-	}
-	f.log.producers[id] = e + 1
-	return fsm.ProducerIdentity{ID: id, Epoch: e + 1}, nil
+	return fsm.ProducerIdentity{ID: res.ProducerID, Epoch: res.ProducerEpoch}, nil
 }
 
-// ProduceIdempotent follows the FSM's rules (fsm checkSequence).
+// seqApplyLocked applies cmd to the producers' state machine; f.mu held.
+func (f *fakeAgent) seqApplyLocked(cmd fsm.Command) *fsm.Result {
+	f.log.seqIndex++
+	return f.log.seq.Apply(&raft.Log{Index: f.log.seqIndex, Type: raft.LogCommand, Data: fsm.Encode(cmd)}).(*fsm.Result)
+}
+
+// seqTopicLocked is topic's ID in the producers' state machine, created
+// with the topic's partitions on first use; f.mu held.
+func (f *fakeAgent) seqTopicLocked(topic string) uint64 {
+	if id, ok := f.log.seqTopics[topic]; ok {
+		return id
+	}
+	n := f.topics[topic].Partitions
+	leaders := make([]string, n)
+	for i := range leaders {
+		leaders[i] = f.nodeID // at leader epoch 1
+	}
+	res := f.seqApplyLocked(&fsm.CreateTopic{Name: topic, Partitions: n, Leaders: leaders})
+	f.log.seqTopics[topic] = res.TopicID
+	return res.TopicID
+}
+
+// seqBatchLocked asks the producers' state machine about an idempotent
+// batch (an AppendBatch as a partition leader of this version proposes it;
+// Count is the batch's length unless count is set); f.mu held.
+func (f *fakeAgent) seqBatchLocked(b fsm.IdempotentBatch, count int32) *fsm.Result {
+	if count == 0 {
+		count = int32(len(b.Records))
+	}
+	return f.seqApplyLocked(&fsm.AppendBatch{TopicID: f.seqTopicLocked(b.Topic), Partition: b.Partition, LeaderEpoch: 1,
+		Timestamp: 1, Count: count, Records: []byte{0}, ProducerID: b.Producer.ID, ProducerEpoch: b.Producer.Epoch,
+		BaseSequence: b.BaseSeq, ProducerOwner: b.Owner, AllowEpochBump: true})
+}
+
+// ProduceIdempotent lets the state machine decide (sequence, epoch,
+// duplicate) and appends what it accepts.
 func (f *fakeAgent) ProduceIdempotent(_ context.Context, b fsm.IdempotentBatch) (fsm.IdempotentResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -95,30 +128,20 @@ func (f *fakeAgent) ProduceIdempotent(_ context.Context, b fsm.IdempotentBatch) 
 	if err := f.checkPartition(b.Topic, b.Partition); err != nil {
 		return fsm.IdempotentResult{}, err
 	}
-	e, ok := f.log.producers[b.Producer.ID]
-	switch {
-	case !ok || b.Producer.Epoch > e:
-		return fsm.IdempotentResult{}, fsm.ErrUnknownProducer
-	case b.Producer.Epoch < e:
-		return fsm.IdempotentResult{}, fsm.ErrProducerFenced
+	res := f.seqBatchLocked(b, 0)
+	if err := res.Err(); err != nil {
+		return fsm.IdempotentResult{}, err
 	}
-	k := fmt.Sprintf("%d/%s", b.Producer.ID, pkey(b.Topic, b.Partition))
-	recent := f.log.seqs[k]
-	for _, r := range recent {
-		if r.BaseSeq == b.BaseSeq && r.Count == int32(len(b.Records)) {
-			return fsm.IdempotentResult{BaseOffset: r.BaseOffset, Count: r.Count, Duplicate: true}, nil
-		}
-	}
-	var next int64
-	if n := len(recent); n > 0 {
-		next = recent[n-1].BaseSeq + int64(recent[n-1].Count)
-	}
-	if b.BaseSeq != next {
-		return fsm.IdempotentResult{}, fmt.Errorf("%w: sequence %d, expected %d", fsm.ErrOutOfOrderSequence, b.BaseSeq, next)
+	k := pkey(b.Topic, b.Partition)
+	if res.Duplicate {
+		return fsm.IdempotentResult{BaseOffset: f.log.seqOffs[k][res.BaseOffset], Count: res.Count, Duplicate: true}, nil
 	}
 	base := f.appendLocked(b.Topic, b.Partition, b.Records)
-	f.log.seqs[k] = append(recent, fsm.ProducerBatch{BaseSeq: b.BaseSeq, Count: int32(len(b.Records)), BaseOffset: base})
-	return fsm.IdempotentResult{BaseOffset: base, Count: int32(len(b.Records))}, nil
+	if f.log.seqOffs[k] == nil {
+		f.log.seqOffs[k] = map[int64]int64{}
+	}
+	f.log.seqOffs[k][res.BaseOffset] = base
+	return fsm.IdempotentResult{BaseOffset: base, Count: res.Count}, nil
 }
 
 func (f *fakeAgent) Fetch(ctx context.Context, req fsm.FetchRequest) (fsm.FetchResult, error) {

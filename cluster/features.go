@@ -1,0 +1,68 @@
+package cluster
+
+import (
+	"sync"
+	"time"
+
+	"github.com/streamhouse/streamhouse/fsm"
+)
+
+// Feature levels. A command or payload that agents of an older version
+// cannot decode is proposed only once every member applies the level that
+// added it: the replicated state already requires that level of every
+// joining agent (requiredFeatures), or every member of the Raft
+// configuration advertises it in gossip (a rolling upgrade has finished).
+// As for the first broker registration, an agent of the older version that
+// is admitted just before the first such command is proposed would stop on
+// it; the window is one admission, and the upgrade procedure (whole-cluster
+// restart, docs/deployment.md) does not open it.
+
+// levelCacheFor is how long a gossip verdict below the required level is
+// reused: the question is asked once per idempotent batch until the level
+// is in use.
+const levelCacheFor = time.Second
+
+// levelCache remembers the last gossip verdict per level.
+type levelCache struct {
+	mu sync.Mutex
+	at map[int]time.Time
+	ok map[int]bool
+}
+
+// requiredFeatures is the fsm.FeatureLevel the replicated state requires of
+// a joining agent.
+func (n *Node) requiredFeatures() int {
+	return requiredFeatures(n.fsm.Clock(), len(n.fsm.BrokerIDs()), n.fsm.EpochBumps())
+}
+
+// MembersAt reports whether every member of the Raft group applies the
+// given fsm.FeatureLevel, so a proposer may write what that level added.
+func (n *Node) MembersAt(level int) bool {
+	if level > fsm.FeatureLevel {
+		return false
+	}
+	if level == fsm.FeatureEpochBump && n.fsm.EpochBumps() {
+		return true // the fast path: the state requires it
+	}
+	if n.requiredFeatures() >= level {
+		return true
+	}
+	c := &n.levels
+	now := time.Now()
+	c.mu.Lock()
+	if at, ok := c.at[level]; ok && now.Sub(at) < levelCacheFor {
+		v := c.ok[level]
+		c.mu.Unlock()
+		return v
+	}
+	c.mu.Unlock()
+	servers, err := n.configuration()
+	v := err == nil && allMembersAt(n.cfg.NodeID, servers, n.gossip.snapshot(), level)
+	c.mu.Lock()
+	if c.at == nil {
+		c.at, c.ok = map[int]time.Time{}, map[int]bool{}
+	}
+	c.at[level], c.ok[level] = now, v
+	c.mu.Unlock()
+	return v
+}
