@@ -104,6 +104,29 @@ func TestRoundTripCarriesTheClock(t *testing.T) {
 	}
 }
 
+// TestCheckpointStoresTheLargestProducerEpoch: a producer's partition
+// epochs (a Kafka client's local bumps) are stored as its epoch when they
+// are larger, so a restore, which fences every producer above its stored
+// epoch, fences every session of it.
+func TestCheckpointStoresTheLargestProducerEpoch(t *testing.T) {
+	t.Parallel()
+	db := openDB(t)
+	ctx := ctxT(t)
+	img := fixture(t)
+	p := &img.Producers[0]
+	p.PartitionEpochs = []fsm.ProducerEpoch{{TopicID: 3, Partition: 0, Epoch: p.Epoch + 5}}
+	if _, err := db.WriteCheckpoint(ctx, img, cluster, node); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := db.LoadLatest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := got.Producers[0]; g.ID != p.ID || g.Epoch != p.Epoch+5 || len(g.PartitionEpochs) != 0 {
+		t.Fatalf("loaded producer %+v, want epoch %d", g, p.Epoch+5)
+	}
+}
+
 func TestEmptyImageRoundTrip(t *testing.T) {
 	t.Parallel()
 	db := openDB(t)
@@ -482,7 +505,9 @@ func TestSchemaCoversFSM(t *testing.T) {
 		reflect.TypeFor[fsm.Partition]():        {"TopicID", "Index", "Leader", "LeaderEpoch", "NextOffset", "FlushedOffset", "LowWatermark", "Segments"},
 		reflect.TypeFor[fsm.SegmentRef]():       {"ObjectKey", "ByteOffset", "ByteLength", "BaseOffset", "LastOffset", "RecordCount", "MinTimestamp", "MaxTimestamp", "Compression", "CRC", "UncompressedSize", "CommittedAt"},
 		reflect.TypeFor[fsm.GroupOffsetEntry](): {"Group", "TopicID", "Partition", "Offset", "Metadata", "CommittedAt"},
-		reflect.TypeFor[fsm.ProducerEntry]():    {"ID", "Epoch", "LastSeen", "Owner", "Sequences"},
+		// PartitionEpochs are folded into the stored epoch (MaxEpoch):
+		// TestCheckpointStoresTheLargestProducerEpoch.
+		reflect.TypeFor[fsm.ProducerEntry]():    {"ID", "Epoch", "LastSeen", "Owner", "Sequences", "PartitionEpochs"},
 		reflect.TypeFor[fsm.ProducerSequence](): {"TopicID", "Partition", "BaseSeq", "Count", "BaseOffset"},
 	}
 	for typ, want := range stored {
