@@ -38,15 +38,28 @@ func (n *Node) requiredFeatures() int {
 // MembersAt reports whether every member of the Raft group applies the
 // given fsm.FeatureLevel, so a proposer may write what that level added.
 func (n *Node) MembersAt(level int) bool {
-	if level > fsm.FeatureLevel {
-		return false
-	}
 	if level == fsm.FeatureEpochBump && n.fsm.EpochBumps() {
 		return true // the fast path: the state requires it
 	}
-	if n.requiredFeatures() >= level {
+	return membersAt(level, n.requiredFeatures(), func() bool { return n.gossipAt(level) })
+}
+
+// membersAt decides MembersAt: never above this agent's own level; at once
+// when the replicated state requires the level of every member; else as
+// gossip says.
+func membersAt(level, required int, gossipAt func() bool) bool {
+	switch {
+	case level > fsm.FeatureLevel:
+		return false
+	case required >= level:
 		return true
 	}
+	return gossipAt()
+}
+
+// gossipAt reports whether every member of the Raft configuration
+// advertises level in gossip; a verdict is reused for levelCacheFor.
+func (n *Node) gossipAt(level int) bool {
 	c := &n.levels
 	now := time.Now()
 	c.mu.Lock()
