@@ -71,6 +71,18 @@ func TestIdempotentLocalEpochBump(t *testing.T) {
 			t.Fatalf("%s: %v, want %v", c.what, kerr.ErrorForCode(r.ErrorCode), c.want)
 		}
 	}
+	// InitProducerId naming the producer moves past every partition's
+	// epoch and fences them all.
+	init := kmsg.NewPtrInitProducerIDRequest()
+	init.ProducerID, init.ProducerEpoch, init.Version = pid, ep+1, 4
+	if ir, err = init.RequestWith(ctxT(t), cl); err != nil || ir.ErrorCode != 0 || ir.ProducerID != pid || ir.ProducerEpoch != ep+2 {
+		t.Fatalf("InitProducerId after local bumps: %v %+v, want epoch %d", err, ir, ep+2)
+	}
+	for part := int32(0); part < 2; part++ {
+		if r := produceRawTo(t, e, cl, "bump", part, rawBatch(pid, ep+1, 5, 1)); r.ErrorCode != kerr.InvalidProducerEpoch.Code {
+			t.Fatalf("epoch E+1 on partition %d after InitProducerId: %v", part, kerr.ErrorForCode(r.ErrorCode))
+		}
+	}
 	e.agent.mu.Lock()
 	defer e.agent.mu.Unlock()
 	for part, want := range []int{4, 5} {
