@@ -152,6 +152,9 @@ fuzz: ## Run every fuzz target briefly (decoders, the keys file, the peer handsh
 
 # BENCH_CLUSTER defines start(): MinIO (once) and three agents on loopback sharing its bucket
 # (BOOTSTRAP_EXPECT=3); each recipe that uses it creates $$dir and a trap that stops its jobs.
+# The agents run with GOMEMLIMIT=$(BENCH_GOMEMLIMIT) (README "Configuration": the documented way
+# to hold an agent's heap under a ceiling); BENCH_GOMEMLIMIT=off runs them without a limit.
+BENCH_GOMEMLIMIT ?= 200MiB
 define BENCH_CLUSTER
 if ! [ -f $$dir/minio.pid ]; then \
   MINIO_ROOT_USER=bench MINIO_ROOT_PASSWORD=bench-secret $(MINIO) server $$dir/minio --address 127.0.0.1:19000 --console-address 127.0.0.1:19001 --quiet >$$dir/minio.log 2>&1 & echo $$! >$$dir/minio.pid; \
@@ -160,7 +163,7 @@ for i in 1 2 3; do \
   S3_ENDPOINT=http://127.0.0.1:19000 S3_BUCKET=streamhouse S3_PATH_STYLE=true AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret \
   NODE_ID=bench-$$i BIND_ADDR=127.0.0.1 HTTP_PORT=1808$$i GRPC_PORT=1909$$i PEER_PORT=1930$$i GOSSIP_PORT=1794$$i KAFKA_PORT=2909$$i \
   DATA_DIR=$$dir/node-$$i BOOTSTRAP_EXPECT=3 JOIN=127.0.0.1:17941,127.0.0.1:17942,127.0.0.1:17943 LOG_LEVEL=warn \
-  ./$(BIN) agent 2>>$$dir/node-$$i.log & echo $$! >$$dir/node-$$i.pid; \
+  $(if $(filter off,$(BENCH_GOMEMLIMIT)),,GOMEMLIMIT=$(BENCH_GOMEMLIMIT)) ./$(BIN) agent 2>>$$dir/node-$$i.log & echo $$! >$$dir/node-$$i.pid; \
 done; for i in 1 2 3; do until curl -sf localhost:1808$$i/ready >/dev/null; do sleep 0.2; done; done
 endef
 BENCH_SERVERS := http://127.0.0.1:18081,http://127.0.0.1:18082,http://127.0.0.1:18083

@@ -26,6 +26,7 @@ type fakeAgent struct {
 	produceErr error
 	fetchErr   error
 	panicList  bool
+	panicWrite bool // CreateTopic and Produce panic
 	fetchHook  func(ctx context.Context, req fsm.FetchRequest) (fsm.FetchResult, error)
 
 	lastCreate  createCall
@@ -69,6 +70,9 @@ func (f *fakeAgent) CreateTopic(_ context.Context, name string, partitions int32
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lastCreate = createCall{name, partitions, cfg}
+	if f.panicWrite {
+		panic("fake: create topic exploded")
+	}
 	if f.createErr != nil {
 		return fsm.Topic{}, f.createErr
 	}

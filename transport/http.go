@@ -220,6 +220,9 @@ func (s *HTTPServer) routes() {
 // The caller must hold at least scope (checked before fn runs).
 func (s *HTTPServer) handle(pattern string, op Op, scope Scope, fn func(http.ResponseWriter, *http.Request) error) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if op == OpWrite {
+			defer s.recoverWrite(w, r)
+		}
 		if err := s.cfg.Auth.Authorize(r.Context(), scope); err != nil {
 			s.fail(w, r, op, err)
 			return
@@ -228,6 +231,23 @@ func (s *HTTPServer) handle(pattern string, op Op, scope Scope, fn func(http.Res
 			s.fail(w, r, op, err)
 		}
 	})
+}
+
+// recoverWrite answers a panic in a write handler: it may have come after
+// the write was proposed, so the client is told the outcome is unknown
+// (invariant 5), not "internal". A half-written answer aborts the
+// connection (serveHTTP's recover does that with the re-panic).
+func (s *HTTPServer) recoverWrite(w http.ResponseWriter, r *http.Request) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	if sw, ok := w.(*statusWriter); p == http.ErrAbortHandler || !ok || sw.wrote {
+		panic(p)
+	}
+	s.log.Error("panic in REST handler", "method", r.Method, "path", r.URL.Path,
+		"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+	s.fail(w, r, OpWrite, AfterProposal(fmt.Errorf("panic: %v", p)))
 }
 
 // authorize checks the caller's scope and topics (nil = allowed; auth

@@ -98,6 +98,28 @@ func TestBodyLimit(t *testing.T) {
 	}
 }
 
+// A panic in a write handler may come after the write was proposed: the
+// client is told the outcome is unknown (invariant 5), not "internal".
+func TestPanicInWriteIsOutcomeUnknown(t *testing.T) {
+	e := newEnv(t)
+	e.agent.set(func(f *fakeAgent) { f.panicWrite = true })
+	rec := e.do(t, "POST", "/api/v1/topics", `{"name":"t","partitions":1}`)
+	errObj := wantError(t, rec, http.StatusGatewayTimeout, CodeOutcomeUnknown)
+	if strings.Contains(errObj["message"].(string), "exploded") {
+		t.Fatalf("panic value leaked to the client: %v", errObj["message"])
+	}
+	if logs := e.logs.String(); !strings.Contains(logs, "panic in REST handler") || !strings.Contains(logs, "create topic exploded") {
+		t.Fatalf("panic not logged:\n%s", logs)
+	}
+	if got := testutil.ToFloat64(e.srv.metrics.Requests.WithLabelValues("POST /api/v1/topics", "504")); got != 1 {
+		t.Fatalf("requests_total for the panicking write = %v, want 1", got)
+	}
+	e.agent.set(func(f *fakeAgent) { f.panicWrite = false })
+	if rec := e.do(t, "POST", "/api/v1/topics", `{"name":"t","partitions":1}`); rec.Code/100 != 2 {
+		t.Fatalf("after the panic: %d %s", rec.Code, rec.Body)
+	}
+}
+
 func TestRecoverMiddleware(t *testing.T) {
 	e := newEnv(t)
 	e.agent.set(func(f *fakeAgent) { f.panicList = true })

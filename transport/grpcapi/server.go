@@ -270,7 +270,12 @@ func (s *service) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.St
 // handler bug must never take the agent down.
 func (s *service) panicked(method string, p any) error {
 	s.log.Error("panic in gRPC handler", "method", method, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-	return fmt.Errorf("panic: %v", p) // classified as Internal, generic message
+	err := fmt.Errorf("panic: %v", p) // classified as Internal, generic message
+	if opOf(method) == transport.OpWrite {
+		// It may have come after the write was proposed (invariant 5).
+		return transport.AfterProposal(err)
+	}
+	return err
 }
 
 // finish turns a handler's error into its status, logs and counts it.

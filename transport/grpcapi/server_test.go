@@ -343,6 +343,22 @@ func TestPanicBecomesInternal(t *testing.T) {
 	}
 }
 
+// A panic in a write RPC may come after the write was proposed: the client
+// is told the outcome is unknown (invariant 5), not INTERNAL.
+func TestPanicInWriteIsOutcomeUnknown(t *testing.T) {
+	e := newEnv(t)
+	e.createTopic(t, "t", 1)
+	e.agent.setPanic("DeleteTopic")
+	_, err := e.client.DeleteTopic(ctxT(t), &pb.DeleteTopicRequest{Name: "t"})
+	wantCode(t, err, codes.Unknown, transport.CodeOutcomeUnknown)
+	if strings.Contains(err.Error(), "exploded") {
+		t.Errorf("panic text leaked to the client: %v", err)
+	}
+	if !strings.Contains(e.logs.String(), "panic in gRPC handler") {
+		t.Errorf("panic not logged:\n%s", e.logs)
+	}
+}
+
 func TestUnexpectedErrorIsGeneric(t *testing.T) {
 	e := newEnv(t)
 	e.agent.setErr("DeleteTopic", errDiskOnFire)

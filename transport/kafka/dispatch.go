@@ -50,7 +50,8 @@ func (s *Server) registerCore(add func(int16, handler)) {
 }
 
 // handle decodes the body of one request and runs its handler.
-func (s *Server) handle(ctx context.Context, c *Conn, hdr requestHeader, body []byte) (kmsg.Response, error) {
+func (s *Server) handle(ctx context.Context, c *Conn, hdr requestHeader, body []byte) (_ kmsg.Response, err error) {
+	defer s.recoverRequest(hdr.key, &err)
 	h, ok := s.handlers[hdr.key]
 	if !ok {
 		return nil, fmt.Errorf("%w: API key %d (%s) is not supported", errProtocol, hdr.key, kmsg.NameForKey(hdr.key))
@@ -67,7 +68,6 @@ func (s *Server) handle(ctx context.Context, c *Conn, hdr requestHeader, body []
 	req := kmsg.RequestForKey(hdr.key)
 	req.SetVersion(hdr.version)
 	if req.IsFlexible() {
-		var err error
 		if body, err = skipTags(body); err != nil {
 			return nil, err
 		}

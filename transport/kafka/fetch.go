@@ -90,10 +90,12 @@ func (s *Server) readParts(ctx context.Context, parts []*fetchPart, waitMs int64
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
-		mu    sync.Mutex
-		total int
-		wg    sync.WaitGroup
+		mu     sync.Mutex
+		total  int
+		wg     sync.WaitGroup
+		panics workerPanics
 	)
+	defer panics.rethrow()
 	for _, p := range parts {
 		if p.done {
 			continue
@@ -101,6 +103,7 @@ func (s *Server) readParts(ctx context.Context, parts []*fetchPart, waitMs int64
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer panics.catch()
 			n, stop := s.readPart(ctx, p, waitMs)
 			mu.Lock()
 			defer mu.Unlock()

@@ -141,14 +141,17 @@ func (s *Server) writeParts(ctx context.Context, c *Conn, req *kmsg.ProduceReque
 		return
 	}
 	var wg sync.WaitGroup
+	var panics workerPanics
 	for i := range work {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer panics.catch()
 			s.writePart(ctx, c, &work[i])
 		}()
 	}
 	wg.Wait()
+	panics.rethrow()
 }
 
 // writePart decodes one partition's batches and appends them.
