@@ -4,6 +4,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/streamhouse/streamhouse/fsm"
 )
 
@@ -12,10 +14,9 @@ import (
 // added it: the replicated state already requires that level of every
 // joining agent (requiredFeatures), or every member of the Raft
 // configuration advertises it in gossip (a rolling upgrade has finished).
-// As for the first broker registration, an agent of the older version that
-// is admitted just before the first such command is proposed would stop on
-// it; the window is one admission, and the upgrade procedure (whole-cluster
-// restart, docs/deployment.md) does not open it.
+// A joining agent needs the highest level every current member advertises
+// (joinLevel), so an older agent cannot be admitted between a proposer's
+// gossip verdict and its first command of the new level.
 
 // levelCacheFor is how long a gossip verdict below the required level is
 // reused: the question is asked once per idempotent batch until the level
@@ -33,6 +34,21 @@ type levelCache struct {
 // a joining agent.
 func (n *Node) requiredFeatures() int {
 	return requiredFeatures(n.fsm.Clock(), len(n.fsm.BrokerIDs()), n.fsm.EpochBumps())
+}
+
+// joinLevel is the fsm.FeatureLevel a joining agent needs: what the
+// replicated state requires, raised to the highest level every current
+// member advertises in gossip. Proposers may start writing that level's
+// commands at any moment (MembersAt, whose verdict is cached for
+// levelCacheFor), so an agent below it admitted meanwhile would stop on the
+// first one; holding it back closes that window (a cluster whose members
+// all run this version admits no older agent).
+func joinLevel(required int, self string, servers []raft.Server, members map[string]gossipMember) int {
+	level := required
+	for next := level + 1; next <= fsm.FeatureLevel && allMembersAt(self, servers, members, next); next++ {
+		level = next
+	}
+	return level
 }
 
 // MembersAt reports whether every member of the Raft group applies the

@@ -160,7 +160,7 @@ func (l *leaderState) membershipView() (*membershipView, bool) {
 	}
 	return &membershipView{self: n.cfg.NodeID, cluster: own.Cluster, servers: servers, members: members,
 		unknownSince: l.unknownSince, now: now, deadTimeout: n.cfg.DeadAgentTimeout,
-		minFeatures: n.requiredFeatures()}, true
+		minFeatures: joinLevel(n.requiredFeatures(), n.cfg.NodeID, servers, members)}, true
 }
 
 // requiredFeatures is the fsm.FeatureLevel an agent needs to join, given

@@ -379,3 +379,26 @@ func TestEpochBumpSnapshotIsDeterministic(t *testing.T) {
 		t.Fatal("two replays produced different snapshots")
 	}
 }
+
+// TestEpochsNeverWrap: a bump may not reach an epoch whose successor would
+// wrap to 0 (a gRPC client chooses its epoch; one request could otherwise
+// make the next InitProducer or restore hand out epoch 0, and an old
+// session's batches would be appended instead of fenced).
+func TestEpochsNeverWrap(t *testing.T) {
+	h, topic, pid := epochFixture(t)
+	if r := h.apply(bumpBatch(topic, 0, pid, ^uint32(0), 0, "x")); !errors.Is(r.Err(), ErrInvalidCommand) {
+		t.Fatalf("bump to MaxUint32: %v, want invalid command", r.Err())
+	}
+	h.mustOK(bumpBatch(topic, 0, pid, MaxProducerEpoch, 0, "x"))
+	if r := h.apply(&InitProducer{ProducerID: pid, Timestamp: 20}); !errors.Is(r.Err(), ErrInvalidCommand) {
+		t.Fatalf("InitProducer past the last epoch: %+v, want invalid command", r)
+	}
+	// Still fenced: an epoch-0 batch on partition 1 is a duplicate or a
+	// sequence error, never a new append under a wrapped epoch.
+	if r := h.apply(bumpBatch(topic, 1, pid, 0, 2, "b2")); r.Err() != nil {
+		t.Fatalf("epoch 0 continues on partition 1: %v", r.Err())
+	}
+	if got := fencedProducers([]ProducerEntry{{ID: pid, Epoch: MaxProducerEpoch}}); len(got) != 0 {
+		t.Fatalf("restore kept a producer at its last epoch: %+v", got)
+	}
+}

@@ -149,7 +149,11 @@ func (f *FSM) applyInitProducer(index uint64, c *InitProducer) *Result {
 		return fail(CodeProducerNotOwned, "producer id %d was issued to another API key; only that key may bump its epoch (call InitProducer without a producer id for a new one)", c.ProducerID)
 	}
 	// Past every partition's epoch: the bump fences every older session
-	// everywhere (without local bumps this is Epoch+1, as before).
+	// everywhere (without local bumps this is Epoch+1, as before). It never
+	// wraps to 0, which would un-fence them (MaxProducerEpoch).
+	if p.maxEpoch() >= MaxProducerEpoch {
+		return fail(CodeInvalid, "producer id %d has used its last epoch; call InitProducer without a producer id for a new one", c.ProducerID)
+	}
 	p.Epoch = p.maxEpoch() + 1
 	p.Epochs = nil
 	if c.ExpireByTimestamp {
@@ -187,6 +191,10 @@ func (f *FSM) checkSequence(k PartitionKey, c *AppendBatch) (res *Result) {
 		return fail(CodeInvalid, "negative sequence number %d", c.BaseSequence)
 	}
 	if c.ProducerEpoch > cur {
+		if c.ProducerEpoch > MaxProducerEpoch {
+			return fail(CodeInvalid, "producer %d epoch %d is above the largest epoch %d (call InitProducer without a producer id for a new one)",
+				c.ProducerID, c.ProducerEpoch, MaxProducerEpoch)
+		}
 		if c.BaseSequence != 0 {
 			return fail(CodeOutOfOrderSequence, "producer %d partition %d: invalid sequence %d for new epoch %d (a new epoch starts at 0)",
 				c.ProducerID, c.Partition, c.BaseSequence, c.ProducerEpoch)

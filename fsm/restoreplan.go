@@ -219,6 +219,9 @@ func offsetGapFor(img *Image, configured int64) (int64, string) {
 func fencedProducers(ps []ProducerEntry) []ProducerEntry {
 	var out []ProducerEntry
 	for _, p := range ps {
+		if p.MaxEpoch() >= MaxProducerEpoch {
+			continue // no epoch left to fence it with: dropped, its client gets a new id
+		}
 		out = append(out, ProducerEntry{ID: p.ID, Epoch: p.MaxEpoch() + 1, LastSeen: p.LastSeen, Owner: p.Owner})
 	}
 	return out

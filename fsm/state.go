@@ -138,6 +138,13 @@ func (p *Producer) epochOf(k PartitionKey) uint32 {
 	return max(p.Epoch, p.Epochs[k])
 }
 
+// MaxProducerEpoch is the largest epoch a producer may reach: a local bump
+// past it is refused, and InitProducer refuses to bump a producer that
+// reached it (the client asks for a new producer id), so an epoch never
+// wraps to 0 and un-fences an old session. Kafka's epochs are int16 and
+// stay far below it.
+const MaxProducerEpoch uint32 = 1<<31 - 1
+
 // maxEpoch is the largest epoch of the producer in any partition.
 func (p *Producer) maxEpoch() uint32 {
 	e := p.Epoch

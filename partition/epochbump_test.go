@@ -61,8 +61,9 @@ func TestIdempotentLocalEpochBump(t *testing.T) {
 // (sequence 0) never waits behind the old epoch's batches, and the new
 // epoch's own batches are ordered among themselves.
 func TestSeqGatePassesANewEpochAtOnce(t *testing.T) {
-	g := newSeqGate(time.Hour) // a wait would hang the test
-	ctx := context.Background()
+	g := newSeqGate(time.Hour) // a wait would last until ctx ends
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	old := seqKey{producer: 7, epoch: 1, part: fsm.PartitionKey{TopicID: 1, Partition: 2}}
 	bumped := old
 	bumped.epoch = 2
@@ -73,4 +74,7 @@ func TestSeqGatePassesANewEpochAtOnce(t *testing.T) {
 	g.queued(bumped, 0, 3, now)
 	g.wait(ctx, bumped, 3)
 	g.wait(ctx, old, 10) // the old epoch's next batch is unaffected
+	if ctx.Err() != nil {
+		t.Fatal("a batch waited at the gate for a predecessor it does not have")
+	}
 }
