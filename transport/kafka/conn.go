@@ -108,7 +108,13 @@ func (c *Conn) serveOne(br *bufio.Reader, bw *bufio.Writer) error {
 	if err != nil || resp == nil {
 		return err // nil, nil: no response (Produce with acks=0)
 	}
-	if err := writeResponse(bw, hdr, resp); err != nil {
+	if f, ok := resp.(*kmsg.FetchResponse); ok && fetchRecordBytes(f) >= spliceMin {
+		err = writeFetch(bw, c.nc, hdr, f)
+	} else {
+		err = writeResponse(bw, hdr, resp)
+	}
+	releaseResponse(resp)
+	if err != nil {
 		return err
 	}
 	if c.closeAfterResponse {
@@ -189,9 +195,11 @@ func skipTags(b []byte) ([]byte, error) {
 
 // writeResponse writes resp framed with hdr's correlation ID. ApiVersions
 // responses always use header v0 (no tagged fields), so that a client can
-// read them before it knows the broker's versions.
+// read them before it knows the broker's versions. The frame is encoded
+// into one buffer sized for it (responseSize), pooled when large.
 func writeResponse(bw *bufio.Writer, hdr requestHeader, resp kmsg.Response) error {
-	buf := make([]byte, 8, 256)
+	buf := getBuf(responseSize(resp))[:8]
+	defer func() { putBuf(buf) }()
 	binary.BigEndian.PutUint32(buf[4:], uint32(hdr.correlationID))
 	if resp.IsFlexible() && hdr.key != (&kmsg.ApiVersionsRequest{}).Key() {
 		buf = append(buf, 0)
