@@ -13,15 +13,25 @@ import (
 // buffer grown by appending re-copies itself at every doubling; in the
 // agent's CPU profile of a consume both cost more than the partition
 // layer's reads. The buffers of an answer are therefore taken from
-// power-of-two pools and given back once the response is written
+// pools by size class and given back once the response is written
 // (releaseResponse). sync.Pool drops idle buffers at garbage collection,
 // so an idle agent keeps none.
 const (
 	minPooledShift = 16 // 64 KiB
 	maxPooledShift = 26 // 64 MiB
+	// classSteps classes per doubling (64, 80, 96, 112, 128, 160 KiB …):
+	// a buffer is at most a quarter larger than asked, so the zeroing of a
+	// fresh one costs little more than the bytes it will hold.
+	classSteps = 4
 )
 
-var bufPools [maxPooledShift - minPooledShift + 1]sync.Pool
+var bufPools [(maxPooledShift-minPooledShift)*classSteps + 1]sync.Pool
+
+// classSize is the capacity of the buffers of class c.
+func classSize(c int) int {
+	shift, step := minPooledShift+c/classSteps, c%classSteps
+	return 1<<shift + step<<(shift-2)
+}
 
 // getBuf returns an empty buffer with room for at least n bytes, from the
 // pool of its class when n is at most the largest class.
@@ -33,7 +43,7 @@ func getBuf(n int) []byte {
 	if p, ok := bufPools[c].Get().(*[]byte); ok {
 		return (*p)[:0]
 	}
-	return make([]byte, 0, 1<<(c+minPooledShift))
+	return make([]byte, 0, classSize(c))
 }
 
 // putBuf gives b back to the pool of its class. The caller must hold the
@@ -41,7 +51,7 @@ func getBuf(n int) []byte {
 // the garbage collector.
 func putBuf(b []byte) {
 	c := bufClass(cap(b))
-	if c < 0 || cap(b) != 1<<(c+minPooledShift) {
+	if c < 0 || cap(b) != classSize(c) {
 		return
 	}
 	b = b[:0]
@@ -54,7 +64,13 @@ func bufClass(n int) int {
 	if n > 1<<maxPooledShift {
 		return -1
 	}
-	return max(bits.Len(uint(max(n, 1)-1))-minPooledShift, 0)
+	if n <= 1<<minPooledShift {
+		return 0
+	}
+	shift := bits.Len(uint(n-1)) - 1 // 1<<shift < n <= 1<<(shift+1)
+	quarter := 1 << (shift - 2)
+	step := (n - 1<<shift + quarter - 1) / quarter // 1..4 quarters above 1<<shift
+	return (shift-minPooledShift)*classSteps + step
 }
 
 // releaseResponse gives the pooled buffers of a written response back.

@@ -108,13 +108,7 @@ func (c *Conn) serveOne(br *bufio.Reader, bw *bufio.Writer) error {
 	if err != nil || resp == nil {
 		return err // nil, nil: no response (Produce with acks=0)
 	}
-	if f, ok := resp.(*kmsg.FetchResponse); ok && fetchRecordBytes(f) >= spliceMin {
-		err = writeFetch(bw, c.nc, hdr, f)
-	} else {
-		err = writeResponse(bw, hdr, resp)
-	}
-	releaseResponse(resp)
-	if err != nil {
+	if err := writeAnswer(bw, c.nc, hdr, resp); err != nil {
 		return err
 	}
 	if c.closeAfterResponse {
@@ -191,6 +185,17 @@ func skipTags(b []byte) ([]byte, error) {
 		b = b[k+int(size):]
 	}
 	return b, nil
+}
+
+// writeAnswer writes resp to the connection w (through bw) and gives its
+// pooled buffers back: a Fetch answer with large record sets as a vector
+// (writeFetch), anything else as one frame.
+func writeAnswer(bw *bufio.Writer, w io.Writer, hdr requestHeader, resp kmsg.Response) error {
+	defer releaseResponse(resp)
+	if f, ok := resp.(*kmsg.FetchResponse); ok && fetchRecordBytes(f) >= spliceMin {
+		return writeFetch(bw, w, hdr, f)
+	}
+	return writeResponse(bw, hdr, resp)
 }
 
 // writeResponse writes resp framed with hdr's correlation ID. ApiVersions

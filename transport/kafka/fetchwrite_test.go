@@ -129,3 +129,26 @@ func TestLargeFetchesThroughTheListener(t *testing.T) {
 		}
 	}
 }
+
+// TestBufClasses: a buffer of a class holds what was asked, the class
+// below would not, and only buffers of a class size go back to a pool.
+func TestBufClasses(t *testing.T) {
+	for _, n := range []int{0, 1, 1 << 16, 1<<16 + 1, 80 << 10, 80<<10 + 1, 100000, 1 << 20, 1<<20 + 1, 3 << 20, 1<<26 - 1, 1 << 26} {
+		c := bufClass(n)
+		if c < 0 || classSize(c) < n || (c > 0 && classSize(c-1) >= n) {
+			t.Fatalf("%d bytes: class %d of %d bytes", n, c, classSize(c))
+		}
+		if b := getBuf(n); len(b) != 0 || cap(b) != classSize(c) {
+			t.Fatalf("%d bytes: buffer len %d cap %d", n, len(b), cap(b))
+		}
+	}
+	if c := bufClass(1<<26 + 1); c != -1 {
+		t.Fatalf("beyond the largest class: class %d", c)
+	}
+	if b := getBuf(1<<26 + 1); cap(b) != 1<<26+1 {
+		t.Fatalf("unpooled buffer cap %d", cap(b))
+	}
+	if got := classSize(len(bufPools) - 1); got != 1<<maxPooledShift {
+		t.Fatalf("largest class %d bytes", got)
+	}
+}
