@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -51,6 +52,10 @@ const (
 	readFetchBytes     = 50 << 20
 )
 
+// readStall ends a read-back that gets no record for this long (a
+// partition whose end offset lies past its last record, after a gap).
+const readStall = 10 * time.Second
+
 // ReadTopic reads every partition from its start to its end offset as of
 // the call, the way a Kafka application does: a franz-go consumer
 // assigned every partition, which sends each partition leader one Fetch
@@ -76,8 +81,13 @@ func (k *Kafka) ReadTopic(ctx context.Context, topic string, partitions int32) (
 	defer cl.Close()
 	var n int64
 	for len(todo) > 0 {
-		fs := cl.PollFetches(ctx)
+		pctx, cancel := context.WithTimeout(ctx, readStall)
+		fs := cl.PollFetches(pctx)
+		cancel()
 		if errs := fs.Errors(); len(errs) > 0 {
+			if ctx.Err() == nil && errors.Is(errs[0].Err, context.DeadlineExceeded) {
+				return n, fmt.Errorf("no record for %v with %d partitions short of their end offset", readStall, len(todo))
+			}
 			return n, fmt.Errorf("partition %d: %w", errs[0].Partition, errs[0].Err)
 		}
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
