@@ -186,8 +186,9 @@ bench-cluster: build deps ## Start 3 agents on loopback sharing a MinIO bucket; 
 	run $$grpc --label '1 topic / 100 partitions / 100 B, saturated, 1,000 per request' --topic gtput --partitions 100 --records 2000000 --batch 1000 --concurrency 16; \
 	run $$grpc --label '1 topic / 100 partitions / 100 B, the same data read again (hot)' --topic gtput --no-produce; \
 	run --label '1 topic / 16 partitions / 100 B, REST, saturated, 500 per request spread over partitions' --topic rtput --partitions 16 --duration 20s --batch 500 --concurrency 8 --spread --no-consume; \
-	echo "== Kafka protocol (franz-go, idempotent producer): the Go client's saturated row, then its fixed rate"; \
+	echo "== Kafka protocol (franz-go: idempotent producer, consumer read-back): the Go client's saturated and hot rows, then its fixed rate"; \
 	run $$kafka --label '1 topic / 100 partitions / 100 B, Kafka (franz-go), saturated, 1,000 per request' --topic ktput --partitions 100 --records 2000000 --batch 1000 --concurrency 16; \
+	run $$kafka --label '1 topic / 100 partitions / 100 B, Kafka (franz-go consumer), the same data read again (hot)' --topic ktput --no-produce; \
 	run $$kafka --label '1 topic / 100 partitions / 100 B, Kafka (franz-go), 100 per request' --topic kp100 --partitions 100 --duration 20s --rate 100000 --batch 100 --concurrency 64 --no-consume; \
 	echo "== latency vs throughput up to saturation ($(SWEEP_SECONDS) s per rate)"; \
 	run $$grpc --label '1 topic / 100 partitions / 100 B, rate sweep, 100 per request' --topic sweep100 --partitions 100 --batch 100 --concurrency 64 --duration $(SWEEP_SECONDS)s --sweep 10000,20000,50000,100000,200000,400000,800000; \

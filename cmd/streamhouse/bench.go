@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -31,6 +32,7 @@ type benchCmd struct {
 	Output      string        `name:"output" short:"o" default:"table" enum:"table,json" help:"table or json."`
 	Protocol    string        `name:"protocol" default:"rest" enum:"rest,grpc,kafka" help:"rest (JSON over HTTP), grpc (the Go client: idempotent producer, batches sent to partition leaders) or kafka (franz-go on --kafka-server: idempotent producer, Fetch requests)."`
 	KafkaServer string        `name:"kafka-server" default:"127.0.0.1:9092" help:"Agent Kafka host:port list for --protocol kafka."`
+	KafkaRead   string        `name:"kafka-read" default:"consumer" enum:"consumer,fetch" help:"How --protocol kafka reads the topic back: consumer (a franz-go consumer of every partition: one Fetch per partition leader for all its partitions) or fetch (one Fetch request per partition and page, like the Go client's read-back)."`
 	RecordFile  string        `name:"record" placeholder:"FILE" help:"Append the result as a JSON line to FILE (with --label), for --summarize."`
 	Label       string        `name:"label" help:"Scenario name stored with --record."`
 	Summarize   string        `name:"summarize" placeholder:"FILE" help:"Print the results recorded in FILE as one table and exit (runs nothing)."`
@@ -40,6 +42,7 @@ type benchCmd struct {
 	Compare     string        `name:"compare" placeholder:"FILE" help:"Print the rows recorded in FILE with a --system as one side-by-side table with ratios to StreamHouse and exit (runs nothing)."`
 	Target      string        `name:"target" default:"streamhouse" enum:"streamhouse,nats" help:"streamhouse (the agents at --server) or nats (a JetStream cluster at --nats-url, for make bench-compare)."`
 	System      string        `name:"system" help:"Name of the measured system stored with --record (default: the target); --compare puts rows side by side by it."`
+	CPUProfile  string        `name:"cpu-profile" placeholder:"FILE" help:"Write a CPU profile of this load generator (the client side) to FILE (go tool pprof)."`
 	NATS        natsFlags     `embed:"" prefix:"nats-"`
 	securityFlags
 }
@@ -79,6 +82,11 @@ func (b *benchCmd) Run() error {
 	if b.System == "" {
 		b.System = b.Target
 	}
+	stop, err := startCPUProfile(b.CPUProfile)
+	if err != nil {
+		return err
+	}
+	defer stop()
 	if b.Target == "nats" {
 		return b.runNATS(context.Background())
 	}
@@ -215,6 +223,30 @@ func (b *benchCmd) runKafka(ctx context.Context, cfg loadgen.Config, agents []lo
 		return err
 	}
 	defer target.Close()
-	cfg.ReadRecords, cfg.ReadBytes, cfg.ReadSource = 5000, 4<<20, "earliest→end over Kafka Fetch (segments + WAL)"
+	target.RawFetch = b.KafkaRead == "fetch"
+	cfg.ReadRecords, cfg.ReadBytes, cfg.ReadSource = 5000, 4<<20, "earliest→end, franz-go consumer (segments + WAL)"
+	if target.RawFetch {
+		cfg.ReadSource = "earliest→end, a Kafka Fetch per partition (segments + WAL)"
+	}
 	return b.execute(ctx, cfg, target, agents)
+}
+
+// startCPUProfile profiles this process into path until stop is called
+// ("" = no profile).
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"strconv"
@@ -366,4 +367,32 @@ func verifyKafkaAcked(t *testing.T, seeds []string, topic string, parts int32, a
 		}
 	}
 	t.Logf("all %d acknowledged records read back", len(acked))
+}
+
+// TestBenchKafkaReadsEveryRecordBack: `bench --protocol kafka` produces
+// through franz-go and reads every record back, with a consumer of every
+// partition (the default) and with a Fetch per partition.
+func TestBenchKafkaReadsEveryRecordBack(t *testing.T) {
+	_, base, kafkaAddr := kafkaAgent(t)
+	for _, read := range []string{"consumer", "fetch"} {
+		out, errOut, code := runBinary(t, cliEnv(t), nil, "bench", "--server", base, "--protocol", "kafka", "--kafka-server", kafkaAddr,
+			"--kafka-read", read, "--topic", "kb-"+read, "--partitions", "4", "--records", "6000", "--batch", "500", "--concurrency", "4", "-o", "json")
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", read, code, errOut)
+		}
+		var res struct {
+			Records  int64  `json:"records"`
+			Consumed int64  `json:"consumed_records"`
+			Source   string `json:"consume_source"`
+		}
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			t.Fatalf("%s: %v: %s", read, err, out)
+		}
+		if res.Records != 6000 || res.Consumed != 6000 {
+			t.Fatalf("%s: produced %d, read back %d records, want 6000 and 6000", read, res.Records, res.Consumed)
+		}
+		if want := map[string]string{"consumer": "franz-go consumer", "fetch": "a Kafka Fetch per partition"}[read]; !strings.Contains(res.Source, want) {
+			t.Fatalf("%s: consume source %q", read, res.Source)
+		}
+	}
 }

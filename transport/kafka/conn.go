@@ -108,7 +108,7 @@ func (c *Conn) serveOne(br *bufio.Reader, bw *bufio.Writer) error {
 	if err != nil || resp == nil {
 		return err // nil, nil: no response (Produce with acks=0)
 	}
-	if err := writeResponse(bw, hdr, resp); err != nil {
+	if err := writeAnswer(bw, c.nc, hdr, resp); err != nil {
 		return err
 	}
 	if c.closeAfterResponse {
@@ -187,11 +187,24 @@ func skipTags(b []byte) ([]byte, error) {
 	return b, nil
 }
 
+// writeAnswer writes resp to the connection w (through bw) and gives its
+// pooled buffers back: a Fetch answer with large record sets as a vector
+// (writeFetch), anything else as one frame.
+func writeAnswer(bw *bufio.Writer, w io.Writer, hdr requestHeader, resp kmsg.Response) error {
+	defer releaseResponse(resp)
+	if f, ok := resp.(*kmsg.FetchResponse); ok && fetchRecordBytes(f) >= spliceMin {
+		return writeFetch(bw, w, hdr, f)
+	}
+	return writeResponse(bw, hdr, resp)
+}
+
 // writeResponse writes resp framed with hdr's correlation ID. ApiVersions
 // responses always use header v0 (no tagged fields), so that a client can
-// read them before it knows the broker's versions.
+// read them before it knows the broker's versions. The frame is encoded
+// into one buffer sized for it (responseSize), pooled when large.
 func writeResponse(bw *bufio.Writer, hdr requestHeader, resp kmsg.Response) error {
-	buf := make([]byte, 8, 256)
+	buf := getBuf(responseSize(resp))[:8]
+	defer func() { putBuf(buf) }()
 	binary.BigEndian.PutUint32(buf[4:], uint32(hdr.correlationID))
 	if resp.IsFlexible() && hdr.key != (&kmsg.ApiVersionsRequest{}).Key() {
 		buf = append(buf, 0)

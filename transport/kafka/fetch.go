@@ -3,7 +3,6 @@ package kafka
 import (
 	"context"
 	"errors"
-	"slices"
 	"sync"
 	"time"
 
@@ -170,19 +169,20 @@ func (s *Server) readPart(ctx context.Context, p *fetchPart, waitMs int64) (int,
 	return p.bytes, p.bytes > 0
 }
 
-// reserveRest grows buf, holding the encoding of the first n records of a
-// read, once for the rest records still to read, estimated from those n
-// and capped by maxBytes (plus an eighth: the Fetcher's byte limit counts
-// record sizes, a little below their encoding) and by fetchReserveMax (a
-// client's limit is not trusted with memory up front): the later reads
-// append without re-copying a multi-MiB buffer at every doubling.
+// reserveRest moves buf, holding the encoding of the first n records of a
+// read, into a pooled buffer (bufpool.go) with room for the rest records
+// still to read, estimated from those n and capped by maxBytes (plus an
+// eighth: the Fetcher's byte limit counts record sizes, a little below
+// their encoding) and by fetchReserveMax (a client's limit is not trusted
+// with memory up front): the later reads append without re-copying a
+// multi-MiB buffer at every doubling, and without zeroing a fresh one.
 func reserveRest(buf []byte, n int, rest int64, maxBytes int) []byte {
 	if n == 0 || rest <= 0 || maxBytes <= len(buf) {
 		return buf
 	}
 	want := int64(len(buf)) / int64(n) * rest
 	room := int64(maxBytes-len(buf)) + int64(maxBytes)/8
-	return slices.Grow(buf, int(min(want+want/8, room, fetchReserveMax)))
+	return append(getBuf(len(buf)+int(min(want+want/8, room, fetchReserveMax))), buf...)
 }
 
 // fetchReserveMax bounds reserveRest's one reservation; a larger answer
@@ -237,6 +237,7 @@ func trimToMaxBytes(parts []*fetchPart, maxBytes int) {
 			continue
 		}
 		if total > 0 && total+p.bytes > maxBytes {
+			putBuf(p.out.RecordBatches)
 			p.out.RecordBatches, p.bytes = []byte{}, 0
 			continue
 		}

@@ -10,6 +10,9 @@
 // The loop talks to the agents through a Target: one batch send and one
 // partition read. REST (JSON over HTTP) and GRPC (the Go client's idempotent
 // producer and Fetch) implement it; the loop does not know which one runs.
+// A Target that is also a TopicReader reads the topic back its own way:
+// Kafka (franz-go) does, with a consumer of every partition, as a Kafka
+// application reads (one Fetch per partition leader for many partitions).
 // Subpackage natsload implements it for NATS JetStream, so `make
 // bench-compare` measures both systems with the same code.
 package loadgen

@@ -2,10 +2,12 @@ package loadgen
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -15,12 +17,21 @@ import (
 
 // Kafka is the Target of a franz-go client on the agents' Kafka listeners:
 // an idempotent producer (each Send is one partition's batch, awaited as a
-// whole, like the Go client's rows) and raw Fetch requests for the reads.
+// whole, like the Go client's rows), raw Fetch requests for the tail
+// reader, and a franz-go consumer for the read-back (ReadTopic), unless
+// RawFetch.
 type Kafka struct {
-	cl  *kgo.Client
-	mu  sync.Mutex
-	ids map[string][16]byte // topic IDs (Fetch v13+ names topics by ID)
+	// RawFetch reads the topic back with one Fetch request per partition
+	// and page (the Go client's way) instead of a consumer.
+	RawFetch bool
+
+	seeds []string
+	cl    *kgo.Client
+	mu    sync.Mutex
+	ids   map[string][16]byte // topic IDs (Fetch v13+ names topics by ID)
 }
+
+var _ TopicReader = (*Kafka)(nil)
 
 // NewKafka connects to the Kafka listeners at seeds (host:port).
 func NewKafka(seeds []string) (*Kafka, error) {
@@ -29,7 +40,103 @@ func NewKafka(seeds []string) (*Kafka, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Kafka{cl: cl, ids: map[string][16]byte{}}, nil
+	return &Kafka{seeds: seeds, cl: cl, ids: map[string][16]byte{}}, nil
+}
+
+// Read-back sizing: franz-go's defaults (max.partition.fetch.bytes 1 MiB,
+// fetch.max.bytes 50 MiB), close to the Go client's read-back pages of
+// 5,000 records (0.6 MiB of 100 B records); the raw Fetch mode asks
+// 4 MiB per partition like the Go client's byte limit.
+const (
+	readPartitionBytes = 1 << 20
+	readFetchBytes     = 50 << 20
+)
+
+// readStall ends a read-back that gets no record for this long (a
+// partition whose end offset lies past its last record, after a gap).
+const readStall = 10 * time.Second
+
+// ReadTopic reads every partition from its start to its end offset as of
+// the call, the way a Kafka application does: a franz-go consumer
+// assigned every partition, which sends each partition leader one Fetch
+// for all the partitions it leads. With RawFetch it reads one partition
+// per Fetch request instead (readPartitions).
+func (k *Kafka) ReadTopic(ctx context.Context, topic string, partitions int32) (int64, error) {
+	if k.RawFetch {
+		return readPartitions(ctx, Config{Topic: topic, Partitions: partitions, ReadRecords: 5000, ReadBytes: 4 << 20}, rawFetcher{k}), nil
+	}
+	todo, err := k.partitionEnds(ctx, topic)
+	if err != nil || len(todo) == 0 {
+		return 0, err
+	}
+	from := map[int32]kgo.Offset{}
+	for p := range todo {
+		from[p] = kgo.NewOffset().AtStart()
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(k.seeds...), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: from}),
+		kgo.FetchMaxPartitionBytes(readPartitionBytes), kgo.FetchMaxBytes(readFetchBytes), kgo.FetchMaxWait(time.Second))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	var n int64
+	for len(todo) > 0 {
+		pctx, cancel := context.WithTimeout(ctx, readStall)
+		fs := cl.PollFetches(pctx)
+		cancel()
+		if errs := fs.Errors(); len(errs) > 0 {
+			if ctx.Err() == nil && errors.Is(errs[0].Err, context.DeadlineExceeded) {
+				return n, fmt.Errorf("no record for %v with %d partitions short of their end offset", readStall, len(todo))
+			}
+			return n, fmt.Errorf("partition %d: %w", errs[0].Partition, errs[0].Err)
+		}
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			n += int64(len(p.Records))
+			if len(p.Records) > 0 && p.Records[len(p.Records)-1].Offset+1 >= todo[p.Partition] {
+				delete(todo, p.Partition)
+			}
+		})
+	}
+	return n, nil
+}
+
+// partitionEnds returns the end offset of every partition that holds
+// records.
+func (k *Kafka) partitionEnds(ctx context.Context, topic string) (map[int32]int64, error) {
+	adm := kadm.NewClient(k.cl)
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	todo := map[int32]int64{}
+	var ferr error
+	ends.Each(func(o kadm.ListedOffset) {
+		s, _ := starts.Lookup(topic, o.Partition)
+		switch {
+		case o.Err != nil:
+			ferr = o.Err
+		case s.Err != nil:
+			ferr = s.Err
+		case o.Offset > s.Offset:
+			todo[o.Partition] = o.Offset
+		}
+	})
+	return todo, ferr
+}
+
+// rawFetcher reads through Kafka.Fetch (a Target that is no TopicReader).
+type rawFetcher struct{ k *Kafka }
+
+func (r rawFetcher) Send(ctx context.Context, w int, topic string, recs []client.Record) (int64, error) {
+	return r.k.Send(ctx, w, topic, recs)
+}
+
+func (r rawFetcher) Fetch(ctx context.Context, req client.FetchRequest) (client.FetchResult, error) {
+	return r.k.Fetch(ctx, req)
 }
 
 // Send produces recs and waits for every acknowledgement; the client
