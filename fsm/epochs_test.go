@@ -402,3 +402,23 @@ func TestEpochsNeverWrap(t *testing.T) {
 		t.Fatalf("restore kept a producer at its last epoch: %+v", got)
 	}
 }
+
+// TestSequenceGapIsItsOwnKind: a batch above the next sequence (its
+// predecessors may still arrive) is ErrSequenceGap, which is also an
+// ErrOutOfOrderSequence; one behind it that is not a recent batch is only
+// the latter. Neither writes anything.
+func TestSequenceGapIsItsOwnKind(t *testing.T) {
+	h, topic, pid := epochFixture(t)
+	if r := h.apply(bumpBatch(topic, 0, pid, 0, 5, "x")); !errors.Is(r.Err(), ErrSequenceGap) || !errors.Is(r.Err(), ErrOutOfOrderSequence) {
+		t.Fatalf("gap: %v", r.Err())
+	}
+	if r := h.apply(bumpBatch(topic, 0, pid, 1, 3, "x")); !errors.Is(r.Err(), ErrSequenceGap) {
+		t.Fatalf("new epoch above 0: %v", r.Err())
+	}
+	if r := h.apply(bumpBatch(topic, 0, pid, 0, 1, "x")); !errors.Is(r.Err(), ErrOutOfOrderSequence) || errors.Is(r.Err(), ErrSequenceGap) {
+		t.Fatalf("behind: %v", r.Err())
+	}
+	if p, _ := h.f.Partition(topic, 0); p.NextOffset != 2 {
+		t.Fatalf("next offset %d, want 2 (nothing written)", p.NextOffset)
+	}
+}

@@ -23,6 +23,11 @@ var (
 	// ErrOutOfOrderSequence: the batch's sequence is neither the next one
 	// nor one of the producer's recent batches.
 	ErrOutOfOrderSequence = errors.New("out of order sequence number")
+	// ErrSequenceGap is the ErrOutOfOrderSequence of a batch above the
+	// next expected sequence: an earlier batch is missing and may still
+	// arrive (it is in flight on another connection or agent), so the
+	// client should resend this one as it is, not renumber it.
+	ErrSequenceGap = fmt.Errorf("%w (a gap: an earlier batch is missing)", ErrOutOfOrderSequence)
 	// ErrUploadExpired: a segment commit arrived after its object's
 	// commit-by time; the object is left to garbage collection and the
 	// records are flushed again in a new object.
@@ -68,6 +73,7 @@ const (
 	CodeProducerNotOwned
 	CodeUnflushedLimit
 	CodeRetentionChanged
+	CodeSequenceGap
 )
 
 var codeErrors = map[Code]error{
@@ -87,6 +93,7 @@ var codeErrors = map[Code]error{
 	CodeProducerNotOwned:   ErrProducerNotOwned,
 	CodeUnflushedLimit:     ErrUnflushedLimit,
 	CodeRetentionChanged:   ErrRetentionChanged,
+	CodeSequenceGap:        ErrSequenceGap,
 }
 
 // Result is what Apply returns for a command.

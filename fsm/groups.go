@@ -196,7 +196,7 @@ func (f *FSM) checkSequence(k PartitionKey, c *AppendBatch) (res *Result) {
 				c.ProducerID, c.ProducerEpoch, MaxProducerEpoch)
 		}
 		if c.BaseSequence != 0 {
-			return fail(CodeOutOfOrderSequence, "producer %d partition %d: invalid sequence %d for new epoch %d (a new epoch starts at 0)",
+			return fail(CodeSequenceGap, "producer %d partition %d: invalid sequence %d for new epoch %d (a new epoch starts at 0)",
 				c.ProducerID, c.Partition, c.BaseSequence, c.ProducerEpoch)
 		}
 		return nil
@@ -212,7 +212,11 @@ func (f *FSM) checkSequence(k PartitionKey, c *AppendBatch) (res *Result) {
 		next = recent[n-1].BaseSeq + int64(recent[n-1].Count)
 	}
 	if c.BaseSequence != next {
-		return fail(CodeOutOfOrderSequence, "producer %d partition %d: sequence %d, expected %d",
+		code := CodeOutOfOrderSequence
+		if c.BaseSequence > next {
+			code = CodeSequenceGap // the batches between may still arrive
+		}
+		return fail(code, "producer %d partition %d: sequence %d, expected %d",
 			c.ProducerID, c.Partition, c.BaseSequence, next)
 	}
 	return nil

@@ -171,8 +171,8 @@ func TestIdempotentSequences(t *testing.T) {
 	if first.ErrorCode != 0 || again.ErrorCode != 0 || again.BaseOffset != first.BaseOffset {
 		t.Fatalf("retry of a batch: first %+v, again %+v", first, again)
 	}
-	if p := produceRaw(t, e, cl, "idem", rawBatch(pid, ep, 7, 1)); p.ErrorCode != kerr.OutOfOrderSequenceNumber.Code {
-		t.Fatalf("gap in sequence: %d", p.ErrorCode)
+	if p := produceRaw(t, e, cl, "idem", rawBatch(pid, ep, 7, 1)); p.ErrorCode != kerr.NotEnoughReplicas.Code {
+		t.Fatalf("gap in sequence: %d, want the retriable NOT_ENOUGH_REPLICAS", p.ErrorCode)
 	}
 	if p := produceRaw(t, e, cl, "idem", rawBatch(pid+100, 0, 0, 1)); p.ErrorCode != kerr.UnknownProducerID.Code {
 		t.Fatalf("unknown producer: %d", p.ErrorCode)

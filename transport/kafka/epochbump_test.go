@@ -64,12 +64,20 @@ func TestIdempotentLocalEpochBump(t *testing.T) {
 		want  *kerr.Error
 	}{
 		{"epoch E after the bump", 0, ep, 2, kerr.InvalidProducerEpoch},
-		{"epoch E+2 at sequence 5", 1, ep + 2, 5, kerr.OutOfOrderSequenceNumber},
-		{"epoch E+1 with a gap", 1, ep + 1, 9, kerr.OutOfOrderSequenceNumber},
+		// A gap may be filled by a predecessor still in flight (sequence
+		// gaps below): retriable, so the client resends the batch as it is
+		// instead of renumbering it under a new epoch.
+		{"epoch E+2 at sequence 5", 1, ep + 2, 5, kerr.NotEnoughReplicas},
+		{"epoch E+1 with a gap", 1, ep + 1, 9, kerr.NotEnoughReplicas},
 	} {
 		if r := produceRawTo(t, e, cl, "bump", c.part, rawBatch(pid, c.epoch, c.seq, 1)); r.ErrorCode != c.want.Code {
 			t.Fatalf("%s: %v, want %v", c.what, kerr.ErrorForCode(r.ErrorCode), c.want)
 		}
+	}
+	// Behind the next sequence and not one of the recent batches: no
+	// earlier batch can fill anything, it stays OUT_OF_ORDER_SEQUENCE_NUMBER.
+	if r := produceRawTo(t, e, cl, "bump", 0, rawBatch(pid, ep+1, 0, 2)); r.ErrorCode != kerr.OutOfOrderSequenceNumber.Code {
+		t.Fatalf("epoch E+1 behind, not a recent batch: %v", kerr.ErrorForCode(r.ErrorCode))
 	}
 	// InitProducerId naming the producer moves past every partition's
 	// epoch and fences them all.
@@ -89,5 +97,38 @@ func TestIdempotentLocalEpochBump(t *testing.T) {
 		if got := len(e.agent.log.parts[pkey("bump", int32(part))]); got != want {
 			t.Errorf("partition %d holds %d records, want %d (each batch once)", part, got, want)
 		}
+	}
+}
+
+// TestIdempotentSequenceGapIsRetriable: a batch whose predecessor has not
+// arrived (it may still be in flight, e.g. on a connection the client gave
+// up on) is refused without writing and with a retriable code, as Kafka's
+// Java client treats an out-of-order answer to a batch that is not the next
+// one. franz-go answers OUT_OF_ORDER_SEQUENCE_NUMBER by bumping its epoch
+// and renumbering the batch, which would write it twice once the stale copy
+// landed too. When the predecessor arrives, the resent batch is written
+// once.
+func TestIdempotentSequenceGapIsRetriable(t *testing.T) {
+	e := newEnv(t)
+	e.agent.addTopic("gap", 1)
+	cl := e.client(t)
+	ir, err := kmsg.NewPtrInitProducerIDRequest().RequestWith(ctxT(t), cl)
+	if err != nil || ir.ErrorCode != 0 {
+		t.Fatalf("InitProducerId: %v %+v", err, ir)
+	}
+	pid, ep := ir.ProducerID, ir.ProducerEpoch
+	if r := produceRawTo(t, e, cl, "gap", 0, rawBatch(pid, ep, 3, 2)); r.ErrorCode != kerr.NotEnoughReplicas.Code {
+		t.Fatalf("batch at 3 before 0..2: %v, want NOT_ENOUGH_REPLICAS", kerr.ErrorForCode(r.ErrorCode))
+	}
+	if r := produceRawTo(t, e, cl, "gap", 0, rawBatch(pid, ep, 0, 3)); r.ErrorCode != 0 || r.BaseOffset != 0 {
+		t.Fatalf("the predecessor: %v at %d", kerr.ErrorForCode(r.ErrorCode), r.BaseOffset)
+	}
+	if r := produceRawTo(t, e, cl, "gap", 0, rawBatch(pid, ep, 3, 2)); r.ErrorCode != 0 || r.BaseOffset != 3 {
+		t.Fatalf("the resent batch: %v at %d", kerr.ErrorForCode(r.ErrorCode), r.BaseOffset)
+	}
+	e.agent.mu.Lock()
+	defer e.agent.mu.Unlock()
+	if got := len(e.agent.log.parts[pkey("gap", 0)]); got != 5 {
+		t.Fatalf("partition holds %d records, want 5", got)
 	}
 }

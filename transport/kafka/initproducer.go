@@ -119,6 +119,14 @@ func (s *Server) writeIdempotent(ctx context.Context, c *Conn, p *producePart, b
 	wraps := s.wraps.get(key)
 	batch.BaseSeq = int64(b.baseSequence) + wraps<<31
 	res, err := s.cfg.Idempotent.ProduceIdempotent(ctx, batch)
+	if errors.Is(err, fsm.ErrSequenceGap) {
+		// The missing batches may still arrive (in flight on a connection
+		// the client gave up on): a retriable answer makes the client
+		// resend this batch as it is. OUT_OF_ORDER_SEQUENCE_NUMBER would
+		// make franz-go bump its epoch and renumber the batch, written
+		// twice once the stale copy lands. Nothing was written.
+		return 0, &batchError{code: kerr.NotEnoughReplicas.Code, msg: "sequence gap: an earlier batch of this producer has not arrived yet; resend this one"}
+	}
 	if errors.Is(err, fsm.ErrOutOfOrderSequence) {
 		// Perhaps the sequence wrapped: the FSM refused without writing,
 		// so asking again as the next wrap is safe.
