@@ -25,6 +25,11 @@ const (
 	classSteps = 4
 )
 
+// smallBuf: below it a buffer is allocated at its size, not taken from the
+// smallest class (64 KiB): small answers (ApiVersions, SASL, metadata) and
+// small record-set reservations would otherwise pin a class buffer each.
+const smallBuf = 32 << 10
+
 var bufPools [(maxPooledShift-minPooledShift)*classSteps + 1]sync.Pool
 
 // classSize is the capacity of the buffers of class c.
@@ -34,10 +39,10 @@ func classSize(c int) int {
 }
 
 // getBuf returns an empty buffer with room for at least n bytes, from the
-// pool of its class when n is at most the largest class.
+// pool of its class when n is between smallBuf and the largest class.
 func getBuf(n int) []byte {
 	c := bufClass(n)
-	if c < 0 {
+	if c < 0 || n < smallBuf {
 		return make([]byte, 0, n)
 	}
 	if p, ok := bufPools[c].Get().(*[]byte); ok {

@@ -189,10 +189,13 @@ func skipTags(b []byte) ([]byte, error) {
 
 // writeAnswer writes resp to the connection w (through bw) and gives its
 // pooled buffers back: a Fetch answer with large record sets as a vector
-// (writeFetch), anything else as one frame.
+// (writeFetch) on a TCP connection, anything else as one frame.
 func writeAnswer(bw *bufio.Writer, w io.Writer, hdr requestHeader, resp kmsg.Response) error {
 	defer releaseResponse(resp)
-	if f, ok := resp.(*kmsg.FetchResponse); ok && fetchRecordBytes(f) >= spliceMin {
+	// Only on a plain TCP connection: TLS writes a vector piece by piece,
+	// each length prefix its own record and system call.
+	_, tcp := w.(*net.TCPConn)
+	if f, ok := resp.(*kmsg.FetchResponse); ok && tcp && fetchRecordBytes(f) >= spliceMin {
 		return writeFetch(bw, w, hdr, f)
 	}
 	return writeResponse(bw, hdr, resp)

@@ -218,6 +218,11 @@ func TestIdempotentSequenceWrap(t *testing.T) {
 	if straddle.ErrorCode != 0 || after.ErrorCode != 0 || retry.ErrorCode != 0 || retry.BaseOffset != after.BaseOffset {
 		t.Fatalf("straddle %+v after %+v retry %+v", straddle, after, retry)
 	}
+	// A resend of the batch from before the wrap (its answer was lost) is
+	// still its duplicate, not a gap the client would resend forever.
+	if again := produceRaw(t, e, cl, "wrap", rawBatch(int64(id.ID), 0, math.MaxInt32-1, 3)); again.ErrorCode != 0 || again.BaseOffset != straddle.BaseOffset {
+		t.Fatalf("resend of the straddling batch after the wrap: %+v, want its offset %d", again, straddle.BaseOffset)
+	}
 	if got := consumeN(t, e, "wrap", 6); len(got) != 6 {
 		t.Fatalf("%d records", len(got))
 	}

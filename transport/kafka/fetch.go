@@ -102,7 +102,7 @@ func (s *Server) readParts(ctx context.Context, parts []*fetchPart, waitMs int64
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer panics.catch()
+			defer panics.catch(cancel)
 			n, stop := s.readPart(ctx, p, waitMs)
 			mu.Lock()
 			defer mu.Unlock()

@@ -117,8 +117,33 @@ func (s *Server) writeIdempotent(ctx context.Context, c *Conn, p *producePart, b
 		Producer: fsm.ProducerIdentity{ID: key.producer, Epoch: key.epoch},
 	}
 	wraps := s.wraps.get(key)
-	batch.BaseSeq = int64(b.baseSequence) + wraps<<31
-	res, err := s.cfg.Idempotent.ProduceIdempotent(ctx, batch)
+	try := func(w int64) (fsm.IdempotentResult, error) {
+		batch.BaseSeq = int64(b.baseSequence) + w<<31
+		return s.cfg.Idempotent.ProduceIdempotent(ctx, batch)
+	}
+	res, err := try(wraps)
+	switch {
+	case errors.Is(err, fsm.ErrSequenceGap) && wraps > 0:
+		// Perhaps a resend of a batch from before the last wrap (its
+		// answer was lost): as that wrap it is a duplicate or the next
+		// batch; anything else stays the gap (refused, nothing written).
+		if r2, err2 := try(wraps - 1); err2 == nil {
+			res, err = r2, nil
+		}
+	case errors.Is(err, fsm.ErrSequenceGap):
+	case errors.Is(err, fsm.ErrOutOfOrderSequence):
+		// Perhaps the sequence wrapped: the FSM refused without writing,
+		// so asking again as the next wrap is safe. A gap there may be
+		// filled by batches still in flight: it is answered as a gap.
+		r2, err2 := try(wraps + 1)
+		switch {
+		case err2 == nil:
+			s.wraps.set(key, wraps+1)
+			res, err = r2, nil
+		case errors.Is(err2, fsm.ErrSequenceGap):
+			err = err2
+		}
+	}
 	if errors.Is(err, fsm.ErrSequenceGap) {
 		// The missing batches may still arrive (in flight on a connection
 		// the client gave up on): a retriable answer makes the client
@@ -126,15 +151,6 @@ func (s *Server) writeIdempotent(ctx context.Context, c *Conn, p *producePart, b
 		// make franz-go bump its epoch and renumber the batch, written
 		// twice once the stale copy lands. Nothing was written.
 		return 0, &batchError{code: kerr.NotEnoughReplicas.Code, msg: "sequence gap: an earlier batch of this producer has not arrived yet; resend this one"}
-	}
-	if errors.Is(err, fsm.ErrOutOfOrderSequence) {
-		// Perhaps the sequence wrapped: the FSM refused without writing,
-		// so asking again as the next wrap is safe.
-		batch.BaseSeq += 1 << 31
-		if r2, err2 := s.cfg.Idempotent.ProduceIdempotent(ctx, batch); err2 == nil {
-			s.wraps.set(key, wraps+1)
-			res, err = r2, nil
-		}
 	}
 	if err != nil {
 		return 0, err

@@ -146,7 +146,7 @@ func (s *Server) writeParts(ctx context.Context, c *Conn, req *kmsg.ProduceReque
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer panics.catch()
+			defer panics.catch(nil)
 			s.writePart(ctx, c, &work[i])
 		}()
 	}

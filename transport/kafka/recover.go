@@ -26,10 +26,15 @@ type workerPanic struct {
 // workerPanics collects the first panic of a request's workers.
 type workerPanics struct{ first atomic.Pointer[workerPanic] }
 
-// catch is deferred by every worker goroutine.
-func (w *workerPanics) catch() {
+// catch is deferred by every worker goroutine; stop (if not nil) ends the
+// other workers' waits, so the panic is re-raised without waiting out a
+// long poll.
+func (w *workerPanics) catch(stop func()) {
 	if p := recover(); p != nil {
 		w.first.CompareAndSwap(nil, &workerPanic{value: p, stack: debug.Stack()})
+		if stop != nil {
+			stop()
+		}
 	}
 }
 
