@@ -142,6 +142,8 @@ type testNode struct {
 	// leaderID is what LeaderID answers.
 	leaderID string
 	gate     *proposeGate // set before producing: holds proposals
+	// barrier, when set, is what AwaitAcked answers.
+	barrier func(context.Context) error
 
 	mu          sync.Mutex
 	lastStarted chan struct{} // closed once the last started command applied
@@ -198,6 +200,15 @@ func (n *testNode) LeaderReady() bool              { return n.leader }
 func (n *testNode) LeaderID() string               { return n.leaderID }
 func (n *testNode) Ready() (bool, string)          { return true, "" }
 func (n *testNode) ReclaimDisk(bool)               {}
+
+// AwaitAcked: proposals apply before they answer, so nothing is
+// outstanding unless the test sets barrier.
+func (n *testNode) AwaitAcked(ctx context.Context) error {
+	if n.barrier == nil {
+		return nil
+	}
+	return n.barrier(ctx)
+}
 func (n *testNode) SyncRead(ctx context.Context) error {
 	if n.sync == nil {
 		return nil
