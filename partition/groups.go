@@ -17,7 +17,7 @@ type Groups struct {
 	clock    func() time.Time
 	sync     Syncer
 	barrier  ReadBarrier // a reset to latest includes what this agent acknowledged
-	max      int64 // MAX_GROUPS, carried by CommitOffsets; 0 = unlimited
+	max      int64       // MAX_GROUPS, carried by CommitOffsets; 0 = unlimited
 }
 
 // newGroups returns the consumer-group service. cfg.MaxGroups bounds the
