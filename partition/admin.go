@@ -111,6 +111,20 @@ func (a *Admin) Partitions(name string) ([]fsm.PartitionInfo, error) {
 	return a.meta.Partitions(t.ID), nil
 }
 
+// PartitionsForProduce returns a topic's partitions as this agent applied
+// them, without the read barrier: for routing a write (leader, epoch),
+// which does not depend on what earlier acknowledged writes stored. A
+// produce must not wait for this agent's apply of the one before it.
+func (a *Admin) PartitionsForProduce(name string) ([]fsm.PartitionInfo, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
+	defer cancel()
+	t, err := lookupTopic(ctx, a.meta, a.sync, name)
+	if err != nil {
+		return nil, err
+	}
+	return a.meta.Partitions(t.ID), nil
+}
+
 // AlterTopicConfig changes the named keys of a topic's configuration
 // (Kafka names, string values: fsm/topicconfig.go); the others keep their
 // value. A bad key or value is a *fsm.ConfigError (fsm.ErrInvalidArgument)

@@ -269,6 +269,24 @@ func TestProduceToNonLeaderIsNotLeader(t *testing.T) {
 	}
 }
 
+// A produce routes by leader without the agent's read barrier (it must not
+// wait for the agent's own apply of the produce before it); ListOffsets
+// passes it.
+func TestProduceSkipsTheReadBarrier(t *testing.T) {
+	e := newEnv(t)
+	e.agent.addTopic("rb", 1)
+	e.agent.mu.Lock()
+	e.agent.barrier = fmt.Errorf("%w: behind what this agent acknowledged", fsm.ErrUnavailable)
+	e.agent.mu.Unlock()
+	if p := produceRaw(t, e, e.client(t), "rb", rawBatch(-1, -1, -1, 1)); p.ErrorCode != 0 {
+		t.Fatalf("produce with the read barrier failing: code %d", p.ErrorCode)
+	}
+	end, err := kadm.NewClient(e.client(t)).ListEndOffsets(ctxT(t), "rb")
+	if o, ok := end.Lookup("rb", 0); err == nil && ok && o.Err == nil {
+		t.Fatalf("ListOffsets passed a failing read barrier: %+v", o)
+	}
+}
+
 func TestListOffsets(t *testing.T) {
 	e := newEnv(t)
 	e.agent.addTopic("lo", 1)

@@ -17,7 +17,12 @@ type Cluster interface {
 type Topics interface {
 	Topics() []fsm.Topic
 	Topic(name string) (fsm.Topic, error)
+	// Partitions passes the agent's read barrier: its watermarks include
+	// every produce the agent acknowledged.
 	Partitions(name string) ([]fsm.PartitionInfo, error)
+	// PartitionsForProduce skips it: a produce only routes by leader and
+	// epoch, and must not wait for the agent's apply of the one before.
+	PartitionsForProduce(name string) ([]fsm.PartitionInfo, error)
 }
 
 // Fetcher reads records of one partition (partition.Fetcher).
