@@ -87,11 +87,11 @@ func restReadYourWrites(t *testing.T, base string, part int32) {
 			t.Fatalf("round %d: a read right after the ack of offset %d got %+v", i, off, r)
 		}
 		var parts transport.PartitionsResponse
-		call(t, "GET", base+"/api/v1/topics/ryw/partitions", nil, &parts)
-		for _, p := range parts.Partitions {
-			if p.Partition == part && p.HighWatermark <= off {
-				t.Fatalf("round %d: high watermark %d right after the ack of offset %d", i, p.HighWatermark, off)
-			}
+		if code := call(t, "GET", base+"/api/v1/topics/ryw/partitions", nil, &parts); code != 200 || int(part) >= len(parts.Partitions) {
+			t.Fatalf("partitions: status %d, %+v", code, parts)
+		}
+		if p := parts.Partitions[part]; p.Partition != part || p.HighWatermark <= off {
+			t.Fatalf("round %d: partition %d's high watermark %d right after the ack of offset %d", i, p.Partition, p.HighWatermark, off)
 		}
 	}
 }
@@ -169,20 +169,18 @@ func kafkaFetchOne(ctx context.Context, t *testing.T, cl *kgo.Client, broker int
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tp := range resp.Topics {
-		for _, p := range tp.Partitions {
-			if p.ErrorCode != 0 {
-				t.Fatalf("fetch at %d: error code %d", offset, p.ErrorCode)
-			}
-			fp, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{Offset: offset, Topic: "ryw", Partition: part},
-				&p, kgo.DefaultDecompressor(), nil)
-			var val string
-			for _, r := range fp.Records {
-				if r.Offset == offset {
-					val = string(r.Value)
-				}
-			}
-			return val
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		t.Fatalf("fetch at %d: %d topics in the answer", offset, len(resp.Topics))
+	}
+	p := &resp.Topics[0].Partitions[0]
+	if p.ErrorCode != 0 {
+		t.Fatalf("fetch at %d: error code %d", offset, p.ErrorCode)
+	}
+	fp, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{Offset: offset, Topic: "ryw", Partition: part},
+		p, kgo.DefaultDecompressor(), nil)
+	for _, r := range fp.Records {
+		if r.Offset == offset {
+			return string(r.Value)
 		}
 	}
 	return ""
