@@ -104,11 +104,7 @@ func (a *Admin) Partitions(name string) ([]fsm.PartitionInfo, error) {
 	if err := a.barrier.AwaitAcked(ctx); err != nil {
 		return nil, err
 	}
-	t, err := lookupTopic(ctx, a.meta, a.sync, name)
-	if err != nil {
-		return nil, err
-	}
-	return a.meta.Partitions(t.ID), nil
+	return a.partitions(ctx, name)
 }
 
 // PartitionsForProduce returns a topic's partitions as this agent applied
@@ -118,6 +114,10 @@ func (a *Admin) Partitions(name string) ([]fsm.PartitionInfo, error) {
 func (a *Admin) PartitionsForProduce(name string) ([]fsm.PartitionInfo, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
 	defer cancel()
+	return a.partitions(ctx, name)
+}
+
+func (a *Admin) partitions(ctx context.Context, name string) ([]fsm.PartitionInfo, error) {
 	t, err := lookupTopic(ctx, a.meta, a.sync, name)
 	if err != nil {
 		return nil, err
