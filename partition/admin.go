@@ -107,11 +107,12 @@ func (a *Admin) Partitions(name string) ([]fsm.PartitionInfo, error) {
 	return a.partitions(ctx, name)
 }
 
-// PartitionsForProduce returns a topic's partitions as this agent applied
-// them, without the read barrier: for routing a write (leader, epoch),
-// which does not depend on what earlier acknowledged writes stored. A
-// produce must not wait for this agent's apply of the one before it.
-func (a *Admin) PartitionsForProduce(name string) ([]fsm.PartitionInfo, error) {
+// PartitionsForRouting returns a topic's partitions as this agent applied
+// them, without the read barrier: for routing (leader, epoch — a produce,
+// metadata), which does not depend on what earlier acknowledged writes
+// stored. A produce must not wait for this agent's apply of the one
+// before it, nor metadata for an agent that is catching up.
+func (a *Admin) PartitionsForRouting(name string) ([]fsm.PartitionInfo, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
 	defer cancel()
 	return a.partitions(ctx, name)

@@ -58,7 +58,7 @@ func TestReadsOfPartitionStatePassTheReadBarrier(t *testing.T) {
 			t.Errorf("%s with the barrier failing: %v, want the barrier's error", name, err)
 		}
 	}
-	if ps, err := e.admin.PartitionsForProduce("t"); err != nil || len(ps) != 1 {
+	if ps, err := e.admin.PartitionsForRouting("t"); err != nil || len(ps) != 1 {
 		t.Errorf("routing a produce waited for the read barrier: %v", err)
 	}
 	e.node.barrier = nil

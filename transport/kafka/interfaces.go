@@ -20,9 +20,10 @@ type Topics interface {
 	// Partitions passes the agent's read barrier: its watermarks include
 	// every produce the agent acknowledged.
 	Partitions(name string) ([]fsm.PartitionInfo, error)
-	// PartitionsForProduce skips it: a produce only routes by leader and
-	// epoch, and must not wait for the agent's apply of the one before.
-	PartitionsForProduce(name string) ([]fsm.PartitionInfo, error)
+	// PartitionsForRouting skips it: Produce and Metadata only route by
+	// leader and epoch; a produce must not wait for the agent's apply of
+	// the one before.
+	PartitionsForRouting(name string) ([]fsm.PartitionInfo, error)
 }
 
 // Fetcher reads records of one partition (partition.Fetcher).

@@ -60,7 +60,7 @@ func (f *fakeAgent) Topic(name string) (fsm.Topic, error) {
 	return t, nil
 }
 
-func (f *fakeAgent) PartitionsForProduce(name string) ([]fsm.PartitionInfo, error) {
+func (f *fakeAgent) PartitionsForRouting(name string) ([]fsm.PartitionInfo, error) {
 	return f.partitions(name)
 }
 

@@ -10,7 +10,7 @@ import (
 // names: leader checks and watermarks read the FSM once per topic.
 type topicView struct {
 	s       *Server
-	produce bool // read through Topics.PartitionsForProduce
+	routing bool // read through Topics.PartitionsForRouting
 	parts   map[string][]fsm.PartitionInfo
 	errs    map[string]error
 	byID    map[[16]byte]string
@@ -20,11 +20,11 @@ func (s *Server) newTopicView() *topicView {
 	return &topicView{s: s, parts: map[string][]fsm.PartitionInfo{}, errs: map[string]error{}}
 }
 
-// newProduceView is a topicView for routing a produce: it does not pass
-// the read barrier (Topics.PartitionsForProduce).
-func (s *Server) newProduceView() *topicView {
+// newRoutingView is a topicView for routing a produce: it does not pass
+// the read barrier (Topics.PartitionsForRouting).
+func (s *Server) newRoutingView() *topicView {
 	v := s.newTopicView()
-	v.produce = true
+	v.routing = true
 	return v
 }
 
@@ -34,8 +34,8 @@ func (v *topicView) partition(topic string, p int32) (fsm.PartitionInfo, error) 
 	parts, ok := v.parts[topic]
 	if !ok {
 		read := v.s.cfg.Topics.Partitions
-		if v.produce {
-			read = v.s.cfg.Topics.PartitionsForProduce
+		if v.routing {
+			read = v.s.cfg.Topics.PartitionsForRouting
 		}
 		var err error
 		if parts, err = read(topic); err != nil {
