@@ -161,7 +161,7 @@ func TestForwardedAdminCommandWaitsForOwnApply(t *testing.T) {
 // An agent that acknowledged a produce and then never applies it does not
 // hold a read for longer than ApplyTimeout: the read fails as unavailable.
 func TestReadBarrierIsBounded(t *testing.T) {
-	_, f, held, topicID := heldCluster(t, func(cfg *Config) { cfg.ApplyTimeout = 300 * time.Millisecond })
+	_, f, held, topicID := heldCluster(t, func(cfg *Config) { cfg.ApplyTimeout = time.Second })
 	release := held.holdApplies()
 	t.Cleanup(release)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
