@@ -3,6 +3,7 @@ package cluster
 import (
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 )
@@ -13,6 +14,9 @@ import (
 type appliedSignal struct {
 	mu sync.Mutex
 	ch chan struct{}
+	// index is the FSM's applied index as of the last wake: a lock-free
+	// lower bound of what the state machine has applied.
+	index atomic.Uint64
 }
 
 func newAppliedSignal() *appliedSignal { return &appliedSignal{ch: make(chan struct{})} }
@@ -24,7 +28,13 @@ func (s *appliedSignal) next() <-chan struct{} {
 	return s.ch
 }
 
-func (s *appliedSignal) wake() {
+// last is the applied index as of the last apply or restore (a lower
+// bound: the state machine may be further).
+func (s *appliedSignal) last() uint64 { return s.index.Load() }
+
+// wake records the applied index and wakes the waiters.
+func (s *appliedSignal) wake(index uint64) {
+	s.index.Store(index)
 	s.mu.Lock()
 	close(s.ch)
 	s.ch = make(chan struct{})
@@ -34,19 +44,23 @@ func (s *appliedSignal) wake() {
 // signalingFSM is the FSM handed to Raft: the node's state machine, with
 // the signal woken after every apply and restore.
 type signalingFSM struct {
-	raft.FSM
+	StateMachine
 	applied *appliedSignal
 }
 
 func (f signalingFSM) Apply(l *raft.Log) interface{} {
-	defer f.applied.wake()
-	return f.FSM.Apply(l)
+	defer f.wake()
+	return f.StateMachine.Apply(l)
 }
 
 func (f signalingFSM) Restore(rc io.ReadCloser) error {
-	defer f.applied.wake()
-	return f.FSM.Restore(rc)
+	defer f.wake()
+	return f.StateMachine.Restore(rc)
 }
+
+// wake runs on Raft's FSM goroutine right after an apply, so reading the
+// applied index does not wait behind another apply.
+func (f signalingFSM) wake() { f.applied.wake(f.LastApplied()) }
 
 // signalingBatchingFSM keeps the state machine's batch apply visible to
 // Raft (raft.BatchingFSM).
@@ -56,13 +70,13 @@ type signalingBatchingFSM struct {
 }
 
 func (f signalingBatchingFSM) ApplyBatch(logs []*raft.Log) []interface{} {
-	defer f.applied.wake()
+	defer f.wake()
 	return f.batch.ApplyBatch(logs)
 }
 
 // withAppliedSignal wraps sm so that every apply wakes s.
-func withAppliedSignal(sm raft.FSM, s *appliedSignal) raft.FSM {
-	f := signalingFSM{FSM: sm, applied: s}
+func withAppliedSignal(sm StateMachine, s *appliedSignal) raft.FSM {
+	f := signalingFSM{StateMachine: sm, applied: s}
 	if b, ok := sm.(raft.BatchingFSM); ok {
 		return signalingBatchingFSM{signalingFSM: f, batch: b}
 	}

@@ -31,4 +31,7 @@ func TestAppliedSignalWrapsTheStateMachine(t *testing.T) {
 	default:
 		t.Fatal("a single apply did not wake the waiters")
 	}
+	if got := s.last(); got != 2 {
+		t.Fatalf("applied index after two applies: %d, want 2", got)
+	}
 }

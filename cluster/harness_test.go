@@ -42,6 +42,8 @@ type testCluster struct {
 	peerEdit func(id string, pc *transport.PeerConfig)
 	// newSink, if set, gives an agent's FSM a Sink (default none).
 	newSink func(id string) fsm.Sink
+	// wrapFSM, if set, wraps an agent's FSM before Raft gets it.
+	wrapFSM func(id string, f *fsm.FSM) StateMachine
 
 	mu    sync.Mutex
 	nodes map[string]*testNode
@@ -143,7 +145,11 @@ func (c *testCluster) startAt(id, dir, peerBind, gossipBind string, edit func(*C
 	if edit != nil {
 		edit(&cfg)
 	}
-	node := New(cfg, f)
+	var sm StateMachine = f
+	if c.wrapFSM != nil {
+		sm = c.wrapFSM(id, f)
+	}
+	node := New(cfg, sm)
 	mux.HandleRPC(node.RPCHandler())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

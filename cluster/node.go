@@ -91,6 +91,9 @@ type Node struct {
 	metrics  *metrics
 	rpc      *http.ServeMux
 	applied  *appliedSignal // woken after every apply (waitApplied)
+	// acked is the highest Raft index this node acknowledged before its
+	// FSM applied it (forwarded produce entries; AwaitAcked).
+	acked atomic.Uint64
 
 	// departing: agents removed on their own request (POST /peer/v1/leave)
 	// that the leader must not add back for a while (departGrace).
@@ -451,14 +454,15 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (*fsm.Result, error) {
 		return nil, fmt.Errorf("%w: agent shutting down", fsm.ErrUnavailable)
 	}
 	// An undecodable entry would stop every agent's FSM: refuse it here.
-	if _, err := fsm.Decode(cmd); err != nil {
+	c, err := fsm.Decode(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %v", fsm.ErrInvalidCommand, err)
 	}
 	if r.State() == raft.Leader {
 		res, _, err := n.applyLocal(ctx, cmd)
 		return res, err
 	}
-	return n.forward(ctx, cmd)
+	return n.startForward(ctx, cmd, earlyAck(c))()
 }
 
 // StartPropose starts replicating an encoded fsm command and returns the
@@ -468,14 +472,15 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (*fsm.Result, error) {
 // may still be applied by the leader after a later one): on the Raft leader StartPropose returns once Raft has
 // enqueued the entry (hashicorp/raft's Apply, which takes entries in call
 // order) and wait waits for its commit; elsewhere it forwards the command
-// and returns when the leader answered (so a forwarding agent has one
-// such command at the leader at a time), and wait waits until this agent
-// applied the entry too (read your writes), while the next one is
-// forwarded.
+// and returns when the leader has enqueued it, and wait waits for the
+// leader's answer and then until this agent applied the entry too (read
+// your writes) — except for a produce entry, whose wait returns with the
+// leader's answer and leaves read-your-writes to AwaitAcked.
 func (n *Node) StartPropose(ctx context.Context, cmd []byte) (wait func() (*fsm.Result, error)) {
 	r := n.r()
 	var err error
-	switch _, derr := fsm.Decode(cmd); {
+	c, derr := fsm.Decode(cmd)
+	switch {
 	case r == nil || !n.started.Load():
 		err = fmt.Errorf("%w: raft not started", fsm.ErrUnavailable)
 	case n.closed.Load():
@@ -494,7 +499,7 @@ func (n *Node) StartPropose(ctx context.Context, cmd []byte) (wait func() (*fsm.
 			return res, err
 		}
 	}
-	return n.startForward(ctx, cmd)
+	return n.startForward(ctx, cmd, earlyAck(c))
 }
 
 // applyLocal applies cmd through this node's Raft, which must be the

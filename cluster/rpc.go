@@ -323,22 +323,19 @@ func (n *Node) admit(ctx context.Context, addr string, a admitRequest) error {
 	return nil
 }
 
-// forward sends cmd once to the Raft leader's POST /peer/v1/apply. Until
-// the request has been written nothing can have been applied
+// startForward sends cmd once to the Raft leader's POST /peer/v1/apply.
+// Until the request has been written nothing can have been applied
 // (fsm.ErrUnavailable); after that, a missing or unreadable answer is
 // fsm.ErrOutcomeUnknown. An answer from the leader carries its own class.
 // net/http never resends a POST once it was written.
-// On success it waits until this agent applied the entry as well (read
-// your writes), within ctx and ApplyTimeout.
-func (n *Node) forward(ctx context.Context, cmd []byte) (*fsm.Result, error) {
-	return n.startForward(ctx, cmd)()
-}
-
-// startForward is forward in two steps: it returns once the leader
-// answered, and the returned wait (which must be called) waits until
-// this agent applied the entry too. Between the two the caller may
-// forward the next command: the leader applied this one already.
-func (n *Node) startForward(ctx context.Context, cmd []byte) (wait func() (*fsm.Result, error)) {
+//
+// It works in two steps: it returns once the leader enqueued the command,
+// and the returned wait (which must be called) reads the leader's answer
+// and waits until this agent applied the entry too. Between the two the
+// caller may forward the next command. With early (produce entries,
+// ackbarrier.go) wait does not wait for this agent's apply: it records
+// the index for AwaitAcked instead.
+func (n *Node) startForward(ctx context.Context, cmd []byte, early bool) (wait func() (*fsm.Result, error)) {
 	cancel := context.CancelFunc(func() {})
 	if _, ok := ctx.Deadline(); !ok {
 		ctx, cancel = context.WithTimeout(ctx, n.cfg.ForwardTimeout)
@@ -350,16 +347,21 @@ func (n *Node) startForward(ctx context.Context, cmd []byte) (wait func() (*fsm.
 		if n.metrics != nil {
 			n.metrics.forwarded.WithLabelValues(outcome).Inc()
 		}
-		if err == nil && index > 0 {
-			// A healthy member applies within milliseconds; one that no
-			// longer receives the log (removed, cut off) must not hold
-			// the caller.
-			wctx, wcancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
-			if !n.waitApplied(wctx, index) {
-				n.log.Warn("forwarded command committed but not applied locally in time", "index", index)
-			}
-			wcancel()
+		if err != nil || index == 0 {
+			return res, err
 		}
+		if early {
+			n.noteAcked(index)
+			return res, err
+		}
+		// Read your writes, within ctx and ApplyTimeout: a healthy
+		// member applies within milliseconds; one that no longer
+		// receives the log (removed, cut off) must not hold the caller.
+		wctx, wcancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
+		if !n.waitApplied(wctx, index) {
+			n.log.Warn("forwarded command committed but not applied locally in time", "index", index)
+		}
+		wcancel()
 		return res, err
 	}
 }

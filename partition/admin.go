@@ -15,6 +15,7 @@ type Admin struct {
 	placement Placement
 	clock     func() time.Time
 	sync      Syncer
+	barrier   ReadBarrier // Partitions' watermarks include what this agent acknowledged
 	limits    fsm.ClusterLimits
 }
 
@@ -27,7 +28,7 @@ const syncTimeout = 10 * time.Second
 // confirmed with the cluster before "not found" is answered (lookupTopic).
 func newAdmin(cfg Config, d Deps) *Admin {
 	d = d.withDefaults()
-	return &Admin{meta: d.FSM, proposer: d.Node, placement: d.Node, sync: d.Node, limits: cfg.Limits, clock: d.Clock}
+	return &Admin{meta: d.FSM, proposer: d.Node, placement: d.Node, sync: d.Node, barrier: d.Node, limits: cfg.Limits, clock: d.Clock}
 }
 
 // CreateTopic validates and creates a topic, placing partition leaders.
@@ -95,10 +96,29 @@ func (a *Admin) Topic(name string) (fsm.Topic, error) {
 	return lookupTopic(ctx, a.meta, a.sync, name)
 }
 
-// Partitions returns a topic's partitions.
+// Partitions returns a topic's partitions, with watermarks that include
+// every produce this agent acknowledged (the read barrier).
 func (a *Admin) Partitions(name string) ([]fsm.PartitionInfo, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
 	defer cancel()
+	if err := a.barrier.AwaitAcked(ctx); err != nil {
+		return nil, err
+	}
+	return a.partitions(ctx, name)
+}
+
+// PartitionsForRouting returns a topic's partitions as this agent applied
+// them, without the read barrier: for routing (leader, epoch — a produce,
+// metadata), which does not depend on what earlier acknowledged writes
+// stored. A produce must not wait for this agent's apply of the one
+// before it, nor metadata for an agent that is catching up.
+func (a *Admin) PartitionsForRouting(name string) ([]fsm.PartitionInfo, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
+	defer cancel()
+	return a.partitions(ctx, name)
+}
+
+func (a *Admin) partitions(ctx context.Context, name string) ([]fsm.PartitionInfo, error) {
 	t, err := lookupTopic(ctx, a.meta, a.sync, name)
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package partition
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/streamhouse/streamhouse/fsm"
@@ -86,6 +87,11 @@ const maxStorageRange = 200
 // PartitionStorage describes partitions [from, from+count) of topic
 // (count is capped at 200, so a call stays cheap with any partition count).
 func (s *Service) PartitionStorage(topic string, from, count int32) ([]PartitionStorage, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
+	defer cancel()
+	if err := s.deps.Node.AwaitAcked(ctx); err != nil {
+		return nil, err
+	}
 	t, ok := s.deps.FSM.Topic(topic)
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", fsm.ErrTopicNotFound, topic)

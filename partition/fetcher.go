@@ -28,6 +28,8 @@ type Fetcher struct {
 	// sync confirms topic misses and offsets past the local high watermark
 	// with the cluster before they are answered.
 	sync Syncer
+	// barrier holds every read until it sees what this agent acknowledged.
+	barrier ReadBarrier
 }
 
 // newFetcherMetrics creates the consumed-records counter.
@@ -50,7 +52,7 @@ func newFetcher(cfg Config, d Deps) *Fetcher {
 	if fc.MaxWait <= 0 {
 		fc.MaxWait = 30 * time.Second
 	}
-	return &Fetcher{cfg: fc, meta: d.FSM, store: d.Store, segs: d.Segments, consumed: newFetcherMetrics(d.Registerer), sync: d.Node}
+	return &Fetcher{cfg: fc, meta: d.FSM, store: d.Store, segs: d.Segments, consumed: newFetcherMetrics(d.Registerer), sync: d.Node, barrier: d.Node}
 }
 
 // Fetch reads records of one partition from req.Offset. At the end of the
@@ -112,8 +114,12 @@ func (f *Fetcher) Fetch(ctx context.Context, req fsm.FetchRequest) (fsm.FetchRes
 	}
 }
 
-// topicPartition looks the topic up and checks the partition exists.
+// topicPartition passes the read barrier, looks the topic up and checks
+// the partition exists.
 func (f *Fetcher) topicPartition(ctx context.Context, topic string, part int32) (fsm.Topic, error) {
+	if err := f.barrier.AwaitAcked(ctx); err != nil {
+		return fsm.Topic{}, err
+	}
 	t, err := lookupTopicFor(ctx, f.meta, f.sync, topic, part)
 	if err != nil {
 		return fsm.Topic{}, err

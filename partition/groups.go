@@ -16,7 +16,8 @@ type Groups struct {
 	fetcher  *Fetcher // resolves timestamp resets
 	clock    func() time.Time
 	sync     Syncer
-	max      int64 // MAX_GROUPS, carried by CommitOffsets; 0 = unlimited
+	barrier  ReadBarrier // a reset to latest includes what this agent acknowledged
+	max      int64       // MAX_GROUPS, carried by CommitOffsets; 0 = unlimited
 }
 
 // newGroups returns the consumer-group service. cfg.MaxGroups bounds the
@@ -28,7 +29,7 @@ type Groups struct {
 // a timestamp reset is refused).
 func newGroups(cfg Config, d Deps, fetcher *Fetcher) *Groups {
 	d = d.withDefaults()
-	return &Groups{meta: d.FSM, proposer: d.Node, fetcher: fetcher, sync: d.Node, max: cfg.MaxGroups, clock: d.Clock}
+	return &Groups{meta: d.FSM, proposer: d.Node, fetcher: fetcher, sync: d.Node, barrier: d.Node, max: cfg.MaxGroups, clock: d.Clock}
 }
 
 // CommitOffsets commits a group's offsets, all or nothing. An offset past
@@ -164,6 +165,9 @@ func (g *Groups) ListGroups() []fsm.GroupSummary {
 func (g *Groups) ResetGroup(ctx context.Context, group string, req fsm.GroupReset) (fsm.GroupDescription, error) {
 	if err := fsm.ValidateGroupName(group); err != nil {
 		return fsm.GroupDescription{}, fmt.Errorf("%w: %v", fsm.ErrInvalidArgument, err)
+	}
+	if err := g.barrier.AwaitAcked(ctx); err != nil {
+		return fsm.GroupDescription{}, err
 	}
 	maxPart := int32(-1)
 	for _, part := range req.Partitions {

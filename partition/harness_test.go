@@ -145,6 +145,8 @@ type testNode struct {
 	// level is the fsm.FeatureLevel every member applies (MembersAt);
 	// newEnv sets fsm.FeatureLevel.
 	level int
+	// barrier, when set, is what AwaitAcked answers.
+	barrier func(context.Context) error
 
 	mu          sync.Mutex
 	lastStarted chan struct{} // closed once the last started command applied
@@ -202,6 +204,15 @@ func (n *testNode) LeaderID() string               { return n.leaderID }
 func (n *testNode) Ready() (bool, string)          { return true, "" }
 func (n *testNode) ReclaimDisk(bool)               {}
 func (n *testNode) MembersAt(level int) bool       { return level <= n.level }
+
+// AwaitAcked: proposals apply before they answer, so nothing is
+// outstanding unless the test sets barrier.
+func (n *testNode) AwaitAcked(ctx context.Context) error {
+	if n.barrier == nil {
+		return nil
+	}
+	return n.barrier(ctx)
+}
 func (n *testNode) SyncRead(ctx context.Context) error {
 	if n.sync == nil {
 		return nil

@@ -115,6 +115,17 @@ type Syncer interface {
 	SyncRead(ctx context.Context) error
 }
 
+// ReadBarrier holds a read of partition state (records, watermarks) until
+// it includes every produce this agent acknowledged (implemented by
+// cluster.Node, which answers a forwarded produce entry once the Raft
+// leader applied it, before its own state machine does). When nothing is
+// outstanding it returns at once. Errors wrap fsm.ErrUnavailable (this
+// agent did not apply an acknowledged entry within its apply timeout) or
+// are ctx's.
+type ReadBarrier interface {
+	AwaitAcked(ctx context.Context) error
+}
+
 // Placement picks leaders for new partitions (implemented by cluster.Node).
 type Placement interface {
 	Placement(count int32) []string
@@ -153,11 +164,13 @@ type Levels interface {
 }
 
 // Node is this agent's member of the Raft group (implemented by
-// cluster.Node): it proposes, confirms reads, places and leads, reports
+// cluster.Node): it proposes, confirms reads, holds reads until they see
+// what it acknowledged, places and leads, reports
 // whether it can serve, and reclaims Raft log space while the disk is low.
 type Node interface {
 	Proposer
 	Syncer
+	ReadBarrier
 	Placement
 	Leadership
 	Levels

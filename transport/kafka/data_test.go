@@ -277,6 +277,29 @@ func TestProduceToNonLeaderIsNotLeader(t *testing.T) {
 	}
 }
 
+// Produce and Metadata route by leader without the agent's read barrier (a
+// produce must not wait for the agent's own apply of the one before it);
+// ListOffsets passes it.
+func TestProduceAndMetadataSkipTheReadBarrier(t *testing.T) {
+	e := newEnv(t)
+	e.agent.addTopic("rb", 1)
+	e.agent.mu.Lock()
+	e.agent.barrier = fmt.Errorf("%w: behind what this agent acknowledged", fsm.ErrUnavailable)
+	e.agent.mu.Unlock()
+	if p := produceRaw(t, e, e.client(t), "rb", rawBatch(-1, -1, -1, 1)); p.ErrorCode != 0 {
+		t.Fatalf("produce with the read barrier failing: code %d", p.ErrorCode)
+	}
+	adm := kadm.NewClient(e.client(t))
+	md, err := adm.Metadata(ctxT(t), "rb")
+	if err != nil || md.Topics["rb"].Err != nil || len(md.Topics["rb"].Partitions) != 1 {
+		t.Fatalf("metadata with the read barrier failing: %v %+v", err, md.Topics["rb"])
+	}
+	end, err := adm.ListEndOffsets(ctxT(t), "rb")
+	if o, ok := end.Lookup("rb", 0); err == nil && ok && o.Err == nil {
+		t.Fatalf("ListOffsets passed a failing read barrier: %+v", o)
+	}
+}
+
 func TestListOffsets(t *testing.T) {
 	e := newEnv(t)
 	e.agent.addTopic("lo", 1)

@@ -17,7 +17,13 @@ type Cluster interface {
 type Topics interface {
 	Topics() []fsm.Topic
 	Topic(name string) (fsm.Topic, error)
+	// Partitions passes the agent's read barrier: its watermarks include
+	// every produce the agent acknowledged.
 	Partitions(name string) ([]fsm.PartitionInfo, error)
+	// PartitionsForRouting skips it: Produce and Metadata only route by
+	// leader and epoch; a produce must not wait for the agent's apply of
+	// the one before.
+	PartitionsForRouting(name string) ([]fsm.PartitionInfo, error)
 }
 
 // Fetcher reads records of one partition (partition.Fetcher).

@@ -24,6 +24,8 @@ type fakeAgent struct {
 	topics map[string]fsm.Topic
 	leader map[string]string // "topic/partition" -> node ID; default nodeID
 	log    fakeLog
+	// barrier, when set, is what Partitions (the read barrier) fails with.
+	barrier error
 }
 
 func newFakeAgent() *fakeAgent {
@@ -58,7 +60,21 @@ func (f *fakeAgent) Topic(name string) (fsm.Topic, error) {
 	return t, nil
 }
 
+func (f *fakeAgent) PartitionsForRouting(name string) ([]fsm.PartitionInfo, error) {
+	return f.partitions(name)
+}
+
 func (f *fakeAgent) Partitions(name string) ([]fsm.PartitionInfo, error) {
+	f.mu.Lock()
+	err := f.barrier
+	f.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return f.partitions(name)
+}
+
+func (f *fakeAgent) partitions(name string) ([]fsm.PartitionInfo, error) {
 	t, err := f.Topic(name)
 	if err != nil {
 		return nil, err

@@ -208,7 +208,7 @@ func (s *Server) topicMetadata(ctx context.Context, c *Conn, req *kmsg.MetadataR
 		return mt
 	}
 	mt.TopicID = TopicID(t.ID)
-	parts, err := s.cfg.Topics.Partitions(t.Name)
+	parts, err := s.cfg.Topics.PartitionsForRouting(t.Name) // leaders only: no read barrier
 	if err != nil {
 		mt.ErrorCode = errorCode(err)
 		return mt

@@ -9,14 +9,23 @@ import (
 // topicView caches, for one request, the partitions of the topics it
 // names: leader checks and watermarks read the FSM once per topic.
 type topicView struct {
-	s     *Server
-	parts map[string][]fsm.PartitionInfo
-	errs  map[string]error
-	byID  map[[16]byte]string
+	s       *Server
+	routing bool // read through Topics.PartitionsForRouting
+	parts   map[string][]fsm.PartitionInfo
+	errs    map[string]error
+	byID    map[[16]byte]string
 }
 
 func (s *Server) newTopicView() *topicView {
 	return &topicView{s: s, parts: map[string][]fsm.PartitionInfo{}, errs: map[string]error{}}
+}
+
+// newRoutingView is a topicView for routing a produce: it does not pass
+// the read barrier (Topics.PartitionsForRouting).
+func (s *Server) newRoutingView() *topicView {
+	v := s.newTopicView()
+	v.routing = true
+	return v
 }
 
 // partition returns one partition's FSM info; fsm.ErrTopicNotFound or
@@ -24,8 +33,12 @@ func (s *Server) newTopicView() *topicView {
 func (v *topicView) partition(topic string, p int32) (fsm.PartitionInfo, error) {
 	parts, ok := v.parts[topic]
 	if !ok {
+		read := v.s.cfg.Topics.Partitions
+		if v.routing {
+			read = v.s.cfg.Topics.PartitionsForRouting
+		}
 		var err error
-		if parts, err = v.s.cfg.Topics.Partitions(topic); err != nil {
+		if parts, err = read(topic); err != nil {
 			v.errs[topic] = err
 		}
 		v.parts[topic] = parts

@@ -52,7 +52,7 @@ type producePart struct {
 // response; acks 1 and -1 both answer after the commit.
 func (s *Server) handleProduce(ctx context.Context, c *Conn, req *kmsg.ProduceRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
-	view, brokers := s.newTopicView(), s.brokers()
+	view, brokers := s.newRoutingView(), s.brokers()
 	var work []producePart
 	leaders := map[int32]broker{}
 	for _, rt := range req.Topics {
