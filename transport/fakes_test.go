@@ -129,6 +129,11 @@ func (f *fakeAgent) Topic(name string) (fsm.Topic, error) {
 	return t, nil
 }
 
+// PartitionsForRouting: the fake has no read barrier.
+func (f *fakeAgent) PartitionsForRouting(name string) ([]fsm.PartitionInfo, error) {
+	return f.Partitions(name)
+}
+
 func (f *fakeAgent) Partitions(name string) ([]fsm.PartitionInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -18,6 +18,12 @@ type Topics interface {
 	Topics() []fsm.Topic
 	Topic(name string) (fsm.Topic, error)
 	Partitions(name string) ([]fsm.PartitionInfo, error)
+	// PartitionsForRouting is Partitions without the read barrier (reads
+	// wait until this agent applied the produces it acknowledged): for
+	// routing (leaders, epochs) and for the answer to a committed topic
+	// change, which must not turn into "not applied" when the barrier
+	// gives up.
+	PartitionsForRouting(name string) ([]fsm.PartitionInfo, error)
 	// AlterTopicConfig changes the named keys (Kafka names, string values;
 	// fsm/topicconfig.go); a bad key or value is a *fsm.ConfigError.
 	AlterTopicConfig(ctx context.Context, name string, set map[string]string) (fsm.Topic, error)

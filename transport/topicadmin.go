@@ -105,7 +105,14 @@ func (s *HTTPServer) handleCreatePartitions(w http.ResponseWriter, r *http.Reque
 	if err != nil {
 		return err
 	}
-	return s.writeTopicDetail(w, t)
+	// Committed: read the partitions as applied (no read barrier), so a
+	// barrier that gives up cannot answer "not applied".
+	ps, err := s.topics.PartitionsForRouting(name)
+	if err != nil {
+		return AfterProposal(err)
+	}
+	writeJSON(w, http.StatusOK, topicDetailJSON{TopicJSON: s.toTopicJSON(t), PartitionInfo: toPartitionsJSON(ps)})
+	return nil
 }
 
 // configString accepts a JSON string, or a JSON number taken as its text.

@@ -157,9 +157,23 @@ func (b *browser) waitPage(page string) {
 }
 
 // text is the text of the first element matching sel (waiting for it).
+// text waits until sel is visible and returns its text. A page that
+// re-renders between the query and the read replaces the node ("No node
+// with given id found"): the read is then asked again.
 func (b *browser) text(sel string) string {
 	b.t.Helper()
-	return strings.TrimSpace(get(b, chromedp.Text(chromedp.CSS(sel), chromedp.NodeVisible)))
+	for try := 0; ; try++ {
+		ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+		v, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel), chromedp.NodeVisible))
+		cancel()
+		switch {
+		case err == nil:
+			return strings.TrimSpace(v)
+		case try < 5 && strings.Contains(err.Error(), "No node with given id found"):
+			continue
+		}
+		b.t.Fatalf("browser: text of %s: %v", sel, err)
+	}
 }
 
 // textNow is the text of sel if it exists now ("" otherwise).

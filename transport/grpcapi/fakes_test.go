@@ -212,6 +212,18 @@ func (f *fakeAgent) Partitions(name string) ([]fsm.PartitionInfo, error) {
 	if err := f.hook("Partitions"); err != nil {
 		return nil, err
 	}
+	return f.partitions(name)
+}
+
+// PartitionsForRouting: the fake has no read barrier.
+func (f *fakeAgent) PartitionsForRouting(name string) ([]fsm.PartitionInfo, error) {
+	if err := f.hook("PartitionsForRouting"); err != nil {
+		return nil, err
+	}
+	return f.partitions(name)
+}
+
+func (f *fakeAgent) partitions(name string) ([]fsm.PartitionInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	t, ok := f.topics[name]

@@ -56,7 +56,7 @@ func (s *service) GetMetadata(ctx context.Context, req *pb.GetMetadataRequest) (
 		}
 	}
 	for _, t := range topics {
-		ps, err := s.cfg.Topics.Partitions(t.Name)
+		ps, err := s.cfg.Topics.PartitionsForRouting(t.Name) // leaders and epochs: no read barrier
 		if err != nil {
 			if all && errors.Is(err, fsm.ErrTopicNotFound) {
 				continue // deleted since it was listed

@@ -1,11 +1,13 @@
 package grpcapi
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/streamhouse/streamhouse/fsm"
 	"github.com/streamhouse/streamhouse/transport"
 	pb "github.com/streamhouse/streamhouse/transport/gen/streamhouse/v1"
 )
@@ -70,4 +72,25 @@ func TestAlterTopicConfigAndCreatePartitions(t *testing.T) {
 	}
 	_, err = e.client.CreatePartitions(ctx, &pb.CreatePartitionsRequest{Count: 9})
 	wantCode(t, err, codes.InvalidArgument, transport.CodeBadRequest)
+}
+
+// A committed CreatePartitions is answered with its topic even when this
+// agent's read barrier (reads wait for produces it acknowledged) gives up:
+// the answer reads the partitions as applied, never "not applied" for a
+// change that was made. GetMetadata, which clients route produces by, reads
+// them the same way.
+func TestAnswersAfterWritesSkipTheReadBarrier(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t)
+	e.createTopic(t, "t", 1)
+	e.agent.setErr("Partitions", fmt.Errorf("%w: this agent has not applied what it acknowledged", fsm.ErrUnavailable))
+	defer e.agent.setErr("Partitions", nil)
+	resp, err := e.client.CreatePartitions(ctx, &pb.CreatePartitionsRequest{Name: "t", Count: 3})
+	if err != nil || len(resp.GetPartitions()) != 3 {
+		t.Fatalf("CreatePartitions with the barrier failing: %v, %v", resp, err)
+	}
+	md, err := e.client.GetMetadata(ctx, &pb.GetMetadataRequest{Topics: []string{"t"}})
+	if err != nil || len(md.GetTopics()) != 1 || len(md.GetTopics()[0].GetPartitions()) != 3 {
+		t.Fatalf("GetMetadata with the barrier failing: %v, %v", md, err)
+	}
 }

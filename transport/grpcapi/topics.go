@@ -160,7 +160,9 @@ func (s *service) CreatePartitions(ctx context.Context, req *pb.CreatePartitions
 	if err != nil {
 		return nil, err
 	}
-	ps, err := s.cfg.Topics.Partitions(req.GetName())
+	// Committed: read the partitions as applied (no read barrier), so a
+	// barrier that gives up cannot answer "not applied".
+	ps, err := s.cfg.Topics.PartitionsForRouting(req.GetName())
 	if err != nil {
 		return nil, err
 	}

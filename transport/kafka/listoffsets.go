@@ -47,7 +47,9 @@ func (s *Server) handleListOffsets(ctx context.Context, c *Conn, req *kmsg.ListO
 func (s *Server) listOffset(ctx context.Context, view *topicView, topic string, ts int64, p *kmsg.ListOffsetsResponseTopicPartition) {
 	info, err := view.partition(topic, p.Partition)
 	if err != nil {
-		p.ErrorCode = errorCode(err)
+		// As Fetch: an agent still catching up answers NOT_LEADER (the
+		// client refreshes its metadata and retries).
+		p.ErrorCode = fetchCode(err, kerr.UnknownTopicOrPartition.Code)
 		return
 	}
 	switch {
