@@ -120,26 +120,11 @@ func TestAcksZeroOneAll(t *testing.T) {
 	}
 }
 
-// produceRaw sends one batch as a v9 produce request and returns the
-// partition's answer.
+// produceRaw sends one batch as a v9 produce request to partition 0 and
+// returns the partition's answer.
 func produceRaw(t *testing.T, e *env, cl *kgo.Client, topic string, batch []byte) kmsg.ProduceResponseTopicPartition {
 	t.Helper()
-	req := kmsg.NewPtrProduceRequest()
-	req.Version, req.Acks, req.TimeoutMillis = 9, -1, 5000
-	rt := kmsg.NewProduceRequestTopic()
-	rt.Topic = topic
-	if tp, err := e.agent.Topic(topic); err == nil {
-		rt.TopicID = TopicID(tp.ID)
-	}
-	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Records = batch
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(ctxT(t), cl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.Topics[0].Partitions[0]
+	return produceRawTo(t, e, cl, topic, 0, batch)
 }
 
 // rawBatch encodes n records as a batch of producer pid/epoch from seq.
