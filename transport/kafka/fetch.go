@@ -58,6 +58,7 @@ func (s *Server) fetchParts(c *Conn, req *kmsg.FetchRequest, resp *kmsg.FetchRes
 			unknown = kerr.UnknownTopicID.Code
 		}
 		t.Partitions = make([]kmsg.FetchResponseTopicPartition, len(rt.Partitions))
+		denied := name != "" && s.authorize(c, OpRead, name) != nil // once per topic
 		for j, rp := range rt.Partitions {
 			out := &t.Partitions[j]
 			*out = kmsg.NewFetchResponseTopicPartition()
@@ -66,7 +67,7 @@ func (s *Server) fetchParts(c *Conn, req *kmsg.FetchRequest, resp *kmsg.FetchRes
 			switch {
 			case name == "":
 				out.ErrorCode = unknown
-			case s.authorize(c, OpRead, name) != nil:
+			case denied:
 				out.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			default:
 				if _, err := view.partition(name, rp.Partition); err != nil {

@@ -28,10 +28,11 @@ func (s *Server) handleListOffsets(ctx context.Context, c *Conn, req *kmsg.ListO
 	for _, rt := range req.Topics {
 		t := kmsg.NewListOffsetsResponseTopic()
 		t.Topic = rt.Topic
+		denied := s.authorize(c, OpDescribe, rt.Topic) != nil // once per topic
 		for _, rp := range rt.Partitions {
 			p := kmsg.NewListOffsetsResponseTopicPartition()
 			p.Partition, p.Timestamp, p.Offset, p.LeaderEpoch = rp.Partition, -1, -1, -1
-			if s.authorize(c, OpDescribe, rt.Topic) != nil {
+			if denied {
 				p.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			} else {
 				s.listOffset(ctx, view, rt.Topic, rp.Timestamp, &p)

@@ -63,10 +63,3 @@ func (v *topicView) nameOf(id [16]byte) (string, bool) {
 	name, ok := v.byID[id]
 	return name, ok
 }
-
-// leaderOf returns the broker ID and host/port of a partition's leader
-// (ok false when that agent is not a live broker).
-func leaderOf(info fsm.PartitionInfo, v brokerView) (broker, bool) {
-	b, ok := v.byNode[info.Leader]
-	return b, ok
-}

@@ -52,7 +52,17 @@ type producePart struct {
 // response; acks 1 and -1 both answer after the commit.
 func (s *Server) handleProduce(ctx context.Context, c *Conn, req *kmsg.ProduceRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
-	view, brokers := s.newRoutingView(), s.brokers()
+	view := s.newRoutingView()
+	// The broker view (the cluster status) is built only when a partition
+	// is led elsewhere: a produce to this agent's partitions never needs it.
+	var bv *brokerView
+	brokers := func() brokerView {
+		if bv == nil {
+			v := s.brokers()
+			bv = &v
+		}
+		return *bv
+	}
 	var work []producePart
 	leaders := map[int32]broker{}
 	for _, rt := range req.Topics {
@@ -66,12 +76,13 @@ func (s *Server) handleProduce(ctx context.Context, c *Conn, req *kmsg.ProduceRe
 		if req.Version >= 13 {
 			name, _ = view.nameOf(rt.TopicID) // "" → unknown topic below
 		}
+		denied := name != "" && s.authorize(c, OpWrite, name) != nil // once per topic
 		for j, rp := range rt.Partitions {
 			out := &resp.Topics[i].Partitions[j]
 			*out = kmsg.NewProduceResponseTopicPartition()
 			out.Partition = rp.Partition
 			p := producePart{topic: name, data: rp.Records, out: out}
-			if code := s.checkProduce(c, req, view, &p, brokers, leaders); code != 0 {
+			if code := s.checkProduce(req, view, &p, denied, brokers, leaders); code != 0 {
 				out.ErrorCode = code
 				continue
 			}
@@ -88,7 +99,7 @@ func (s *Server) handleProduce(ctx context.Context, c *Conn, req *kmsg.ProduceRe
 
 // checkProduce resolves one partition and checks what can be checked
 // before writing; a non-zero code is the partition's answer.
-func (s *Server) checkProduce(c *Conn, req *kmsg.ProduceRequest, view *topicView, p *producePart, v brokerView, leaders map[int32]broker) int16 {
+func (s *Server) checkProduce(req *kmsg.ProduceRequest, view *topicView, p *producePart, denied bool, brokers func() brokerView, leaders map[int32]broker) int16 {
 	switch {
 	case req.TransactionID != nil:
 		return kerr.TransactionalIDAuthorizationFailed.Code
@@ -96,8 +107,7 @@ func (s *Server) checkProduce(c *Conn, req *kmsg.ProduceRequest, view *topicView
 		return kerr.InvalidRequiredAcks.Code
 	case p.topic == "":
 		return kerr.UnknownTopicOrPartition.Code
-	}
-	if err := s.authorize(c, OpWrite, p.topic); err != nil {
+	case denied:
 		return kerr.TopicAuthorizationFailed.Code
 	}
 	info, err := view.partition(p.topic, p.out.Partition)
@@ -109,7 +119,7 @@ func (s *Server) checkProduce(c *Conn, req *kmsg.ProduceRequest, view *topicView
 	if info.Leader != s.cfg.NodeID {
 		// Kafka semantics: only the leader takes writes; the client
 		// refreshes its metadata and sends the batch there (v10+ say where).
-		if b, ok := leaderOf(info, v); ok {
+		if b, ok := brokers().byNode[info.Leader]; ok {
 			p.out.CurrentLeader.LeaderID, p.out.CurrentLeader.LeaderEpoch = b.id, int32(info.LeaderEpoch)
 			leaders[b.id] = b
 		}

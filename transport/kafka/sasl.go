@@ -10,8 +10,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/streamhouse/streamhouse/transport"
 )
 
 // SASL: PLAIN only. The password is an API key's token (API_KEYS_FILE);
@@ -118,6 +116,6 @@ func (s *Server) authenticatePlain(c *Conn, msg []byte) error {
 		s.cfg.Logger.Info("kafka SASL authentication failed", "remote", c.RemoteAddr().String(), "username", string(parts[1]))
 		return fmt.Errorf("authentication failed: invalid API key for user %q", parts[1])
 	}
-	c.Principal, c.sasl.keyHash, c.sasl.authenticated = p.Key.Name, transport.HashToken(string(parts[2])), true
+	c.Principal, c.sasl.keyHash, c.sasl.authenticated = p.Key.Name, p.Key.Hash, true
 	return nil
 }
