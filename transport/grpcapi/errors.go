@@ -53,20 +53,6 @@ func classify(op transport.Op, err error) apiError {
 	return ae
 }
 
-// msgProduceInternal answers a produce that failed in an unclassified way.
-const msgProduceInternal = "outcome unknown: the agent failed while handling the write (see its log); it may or may not have been applied"
-
-// produceOutcome turns an INTERNAL answer to Produce into outcome_unknown:
-// an unclassified error or a panic may come after the records were
-// proposed, so the client must not take it for "not written" (GRPC.md,
-// "Status codes"). Other methods' answers are returned as they are.
-func produceOutcome(method string, ae apiError) apiError {
-	if method != pb.StreamHouse_Produce_FullMethodName || ae.code != codes.Internal {
-		return ae
-	}
-	return apiError{code: codes.Unknown, kind: transport.CodeOutcomeUnknown, msg: msgProduceInternal}
-}
-
 // kindOfCode names the kind of a status that did not come from the error
 // table (one produced by gRPC itself, e.g. an over-limit message).
 var kindOfCode = map[codes.Code]string{

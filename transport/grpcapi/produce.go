@@ -49,7 +49,7 @@ func (s *service) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.Prod
 	}
 	offs, err := s.cfg.Producer.Produce(ctx, req.GetTopic(), recs)
 	if err != nil {
-		return nil, err
+		return nil, transport.AfterProposal(err) // unclassified: the records may have been proposed
 	}
 	if len(offs) != len(recs) {
 		// The records were acknowledged, but we cannot say where: do not
@@ -130,7 +130,7 @@ func (s *service) produceIdempotent(ctx context.Context, req *pb.ProduceRequest,
 	}
 	res, err := s.cfg.Idempotent.ProduceIdempotent(ctx, batch)
 	if err != nil {
-		return nil, err
+		return nil, transport.AfterProposal(err) // unclassified: the batch may have been proposed
 	}
 	if int(res.Count) != len(recs) {
 		return nil, fmt.Errorf("%w: the batch of %d records was acknowledged as %d records", fsm.ErrOutcomeUnknown, len(recs), res.Count)

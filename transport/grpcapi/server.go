@@ -286,7 +286,7 @@ func (s *service) finish(ctx context.Context, method string, start time.Time, er
 	code := codes.OK
 	var out error
 	if err != nil {
-		ae := produceOutcome(method, classify(opOf(method), err))
+		ae := classify(opOf(method), err)
 		code = ae.code
 		// A call its client canceled or timed out has no reader for the
 		// error: it is not an error response.
