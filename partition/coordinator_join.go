@@ -188,7 +188,7 @@ func (c *Coordinator) complete(ctx context.Context, name string) {
 		return
 	}
 	cmd := c.joinCommand(m, joins)
-	_, err := c.propose(ctx, cmd)
+	err := c.groups.propose(ctx, cmd)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.states[name] != g {
@@ -244,7 +244,7 @@ func (c *Coordinator) joinCommand(m fsm.GroupMembership, joins []*pendingJoin) *
 	}
 	protocol := chooseProtocol(reqs)
 	cmd := &fsm.GroupJoin{Group: m.Group, PrevGeneration: m.Generation, ProtocolType: joins[0].req.ProtocolType,
-		Protocol: protocol, Leader: joins[0].memberID, Timestamp: c.clock().UnixMilli(), MaxGroups: c.maxGroup}
+		Protocol: protocol, Leader: joins[0].memberID, Timestamp: c.clock().UnixMilli(), MaxGroups: c.groups.max}
 	if m.Group == "" {
 		cmd.Group = joins[0].req.Group
 	}

@@ -21,14 +21,13 @@ import (
 // sessions, so a group's generation changes one proposal at a time from
 // this agent.
 type Coordinator struct {
-	cfg      CoordinatorConfig
-	meta     Metadata
-	node     Node
-	groups   *Groups
-	clock    func() time.Time
-	log      *slog.Logger
-	maxGroup int64
-	poke     chan struct{}
+	cfg    CoordinatorConfig
+	meta   Metadata
+	node   Node
+	groups *Groups
+	clock  func() time.Time
+	log    *slog.Logger
+	poke   chan struct{}
 
 	mu      sync.Mutex
 	leading bool
@@ -79,7 +78,7 @@ func newCoordinator(cfg Config, d Deps, groups *Groups) *Coordinator {
 		cc.Tick = 50 * time.Millisecond
 	}
 	return &Coordinator{cfg: cc, meta: d.FSM, node: d.Node, groups: groups, clock: d.Clock,
-		log: d.Logger.With("component", "coordinator"), maxGroup: cfg.MaxGroups,
+		log:  d.Logger.With("component", "coordinator"),
 		poke: make(chan struct{}, 1), states: map[string]*coordGroup{}}
 }
 
@@ -226,7 +225,7 @@ func (c *Coordinator) expire(ctx context.Context, m fsm.GroupMembership, now tim
 // remove replicates the removal of members and starts the rebalance of
 // the members left.
 func (c *Coordinator) remove(ctx context.Context, group string, gen int32, ids []string) error {
-	_, err := c.propose(ctx, &fsm.GroupRemoveMembers{Group: group, Generation: gen, MemberIDs: ids, Timestamp: c.clock().UnixMilli()})
+	err := c.groups.propose(ctx, &fsm.GroupRemoveMembers{Group: group, Generation: gen, MemberIDs: ids, Timestamp: c.clock().UnixMilli()})
 	if err != nil {
 		return err
 	}
@@ -240,34 +239,6 @@ func (c *Coordinator) remove(ctx context.Context, group string, gen int32, ids [
 	c.mu.Unlock()
 	c.wake()
 	return nil
-}
-
-// propose replicates cmd and waits for its apply here.
-func (c *Coordinator) propose(ctx context.Context, cmd fsm.Command) (*fsm.Result, error) {
-	res, err := c.groups.proposer.Propose(ctx, fsm.Encode(cmd))
-	if err != nil {
-		return nil, err
-	}
-	if err := res.Err(); err != nil {
-		return res, err
-	}
-	waitApplied(ctx, c.meta, res.Index)
-	return res, nil
-}
-
-// waitApplied waits until this agent applied index (or ctx ends).
-func waitApplied(ctx context.Context, meta Metadata, index uint64) {
-	for {
-		changed := meta.Changed()
-		if meta.LastApplied() >= index {
-			return
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return
-		}
-	}
 }
 
 // newMemberID is Kafka's shape: client ID, a dash, a random suffix.

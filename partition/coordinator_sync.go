@@ -59,7 +59,7 @@ func (c *Coordinator) storeAssignments(ctx context.Context, m fsm.GroupMembershi
 			return err
 		}
 	}
-	_, err := c.propose(ctx, &fsm.GroupSync{Group: m.Group, Generation: m.Generation, Assignments: req.Assignments, Timestamp: c.clock().UnixMilli()})
+	err := c.groups.propose(ctx, &fsm.GroupSync{Group: m.Group, Generation: m.Generation, Assignments: req.Assignments, Timestamp: c.clock().UnixMilli()})
 	return err
 }
 
