@@ -54,10 +54,23 @@ func joinLevel(required int, self string, servers []raft.Server, members map[str
 // MembersAt reports whether every member of the Raft group applies the
 // given fsm.FeatureLevel, so a proposer may write what that level added.
 func (n *Node) MembersAt(level int) bool {
-	if level == fsm.FeatureEpochBump && n.fsm.EpochBumps() {
+	if level == fsm.FeatureEpochBump && n.epochBumps() {
 		return true // the fast path: the state requires it
 	}
 	return membersAt(level, n.requiredFeatures(), func() bool { return n.gossipAt(level) })
+}
+
+// epochBumps is fsm.EpochBumps, remembered once true (the state never
+// clears it): MembersAt is asked once per idempotent batch.
+func (n *Node) epochBumps() bool {
+	if n.bumpsSeen.Load() {
+		return true
+	}
+	if n.fsm.EpochBumps() {
+		n.bumpsSeen.Store(true)
+		return true
+	}
+	return false
 }
 
 // membersAt decides MembersAt: never above this agent's own level; at once

@@ -74,7 +74,8 @@ type Node struct {
 	stable    *retryingStable
 	gossip    *gossip
 	raftDir   string
-	levels    levelCache // MembersAt's gossip verdicts
+	levels    levelCache  // MembersAt's gossip verdicts
+	bumpsSeen atomic.Bool // fsm.EpochBumps was true once (it never goes back)
 
 	idMu sync.Mutex
 	id   identity

@@ -380,15 +380,11 @@ func (n *Node) doForward(ctx context.Context, cmd []byte) (answer applyAnswer) {
 	return sendApply(ctx, n.peer.RPCClient(), string(addr), string(id), cmd, forwardDeadline(ctx, n.fsm.Clock()))
 }
 
-// postApply performs one forwarding request and classifies its failure.
-// deadline (cluster time, 0 = none) travels with it (see clock.go). It
-// returns the outcome label for metrics.
-func postApply(ctx context.Context, client *http.Client, addr, leaderID string, cmd []byte, deadline int64) (*fsm.Result, uint64, string, error) {
-	return sendApply(ctx, client, addr, leaderID, cmd, deadline)()
-}
-
-// sendApply is postApply in two steps (applyearly.go): it returns once the
-// leader has enqueued the command in Raft, or answered.
+// sendApply performs one forwarding request in two steps (applyearly.go):
+// it returns once the leader has enqueued the command in Raft, or
+// answered; the answer classifies its failure and gives the outcome label
+// for metrics. deadline (cluster time, 0 = none) travels with it (see
+// clock.go).
 func sendApply(ctx context.Context, client *http.Client, addr, leaderID string, cmd []byte, deadline int64) applyAnswer {
 	var wrote atomic.Bool
 	trace := &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {

@@ -163,15 +163,26 @@ func writeSeedingFile(dir string) error {
 	return nil
 }
 
+// seedMarked reports whether the raft dir holds the marker of a seed that
+// did not finish.
+func seedMarked(dir string) (bool, error) {
+	_, err := os.Stat(filepath.Join(dir, seedingFile))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	}
+	return false, fmt.Errorf("cluster: inspect raft dir: %w", err)
+}
+
 // discardUnfinishedSeed empties the raft dir when a seed that did not
 // finish left it: only that seed wrote there (it starts in an empty dir,
 // and the agent refuses to start on it).
 func discardUnfinishedSeed(dir string) error {
-	if _, err := os.Stat(filepath.Join(dir, seedingFile)); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		return fmt.Errorf("cluster: inspect raft dir: %w", err)
+	marked, err := seedMarked(dir)
+	if err != nil || !marked {
+		return err
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("cluster: discard the unfinished restore in %s: %w", dir, err)
@@ -183,23 +194,19 @@ func discardUnfinishedSeed(dir string) error {
 // not finish left: such a dir is no agent's Raft state, and
 // SeedRestoredState redoes the seed in it.
 func SeedUnfinished(dataDir string) bool {
-	_, err := os.Stat(filepath.Join(dataDir, "raft", seedingFile))
-	return err == nil
+	marked, _ := seedMarked(filepath.Join(dataDir, "raft"))
+	return marked
 }
 
 // checkNoUnfinishedSeed refuses to start on a raft dir a seed that did not
 // finish left (DESIGN.md, "DR restore").
 func checkNoUnfinishedSeed(dir string) error {
-	_, err := os.Stat(filepath.Join(dir, seedingFile))
-	switch {
-	case err == nil:
-		return fmt.Errorf("%w (%s is there): run the restore again, which redoes it; the agent does not start on a half-planted state",
-			ErrSeedUnfinished, filepath.Join(dir, seedingFile))
-	case errors.Is(err, fs.ErrNotExist):
-		return nil
-	default:
-		return fmt.Errorf("cluster: inspect raft dir: %w", err)
+	marked, err := seedMarked(dir)
+	if err != nil || !marked {
+		return err
 	}
+	return fmt.Errorf("%w (%s is there): run the restore again, which redoes it; the agent does not start on a half-planted state",
+		ErrSeedUnfinished, filepath.Join(dir, seedingFile))
 }
 
 // ClusterID returns the ID of the Raft group this agent belongs to ("" until

@@ -420,3 +420,8 @@ func TestNodeBeforeStart(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// postApply performs one forwarding request and waits for its answer.
+func postApply(ctx context.Context, client *http.Client, addr, leaderID string, cmd []byte, deadline int64) (*fsm.Result, uint64, string, error) {
+	return sendApply(ctx, client, addr, leaderID, cmd, deadline)()
+}
