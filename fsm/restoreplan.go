@@ -125,6 +125,7 @@ type RestoreReport struct {
 	ProducerGen       uint64              `json:"producer_generation"`
 	Groups            int                 `json:"consumer_groups"`
 	Producers         int                 `json:"producers"`
+	ProducersDropped  int                 `json:"producers_dropped"`
 	LostOffsets       int64               `json:"lost_offsets_total"`
 	OffsetGap         int64               `json:"offset_gap"`
 	OffsetGapSource   string              `json:"offset_gap_source"`
@@ -207,24 +208,6 @@ func offsetGapFor(img *Image, configured int64) (int64, string) {
 		return bound, fmt.Sprintf("MAX_UNFLUSHED_RECORDS=%d enforced by the old cluster", bound)
 	}
 	return configured, fmt.Sprintf("RESTORE_OFFSET_GAP (above the MAX_UNFLUSHED_RECORDS=%d the old cluster enforced)", bound)
-}
-
-// fencedProducers carries every idempotent producer at the epoch after its
-// largest one (partition epochs included; they are dropped),
-// without sequences: the checkpoint's sequences can be older than batches
-// recovered from S3, so a retry of such a batch would not be recognised
-// and would be written twice. Its old session gets "fenced" and must
-// re-initialise. The owner stays: only the key that created it may
-// re-initialise it.
-func fencedProducers(ps []ProducerEntry) []ProducerEntry {
-	var out []ProducerEntry
-	for _, p := range ps {
-		if p.MaxEpoch() >= MaxProducerEpoch {
-			continue // no epoch left to fence it with: dropped, its client gets a new id
-		}
-		out = append(out, ProducerEntry{ID: p.ID, Epoch: p.MaxEpoch() + 1, LastSeen: p.LastSeen, Owner: p.Owner})
-	}
-	return out
 }
 
 // planner holds the image being built.
@@ -537,7 +520,7 @@ func lastFlushedAt(segs []SegmentRef) string {
 // image's canonical order.
 func (pl *planner) assemble(generation uint64) *Image {
 	img := pl.img
-	out := &Image{LastApplied: img.LastApplied, Groups: img.Groups, Producers: fencedProducers(img.Producers),
+	out := &Image{LastApplied: img.LastApplied, Groups: img.Groups, // Producers: none, dropped (summarise)
 		ProducerGeneration: generation, MaxUnflushedRecords: img.MaxUnflushedRecords, Clock: img.Clock}
 	for _, t := range pl.topics {
 		out.Topics = append(out.Topics, *t)
@@ -564,7 +547,13 @@ func (pl *planner) summarise(out *Image) {
 	rep.PendingDeletes = len(out.PendingDeletes)
 	rep.Topics, rep.Partitions = len(out.Topics), len(out.Partitions)
 	rep.Groups = countGroups(out.Groups)
-	rep.Producers = len(out.Producers)
+	// Idempotent producers are not carried: the checkpoint knows their
+	// epochs and sequences only up to its own index, while a client may
+	// have bumped its epoch locally since and retry a batch recovered from
+	// S3 at an epoch no fence is provably above; without sequences that
+	// retry would be appended again. A dropped producer's retry is refused
+	// (unknown producer, nothing written) and its client starts a new id.
+	rep.Producers, rep.ProducersDropped = len(out.Producers), len(pl.img.Producers)
 	for _, p := range out.Partitions {
 		rep.PerPartition = append(rep.PerPartition, *pl.reportFor(PartitionKey{TopicID: p.TopicID, Partition: p.Index}))
 	}

@@ -202,14 +202,15 @@ func TestPlanRestoreResumesAfterGroupAndProducerEvidence(t *testing.T) {
 	img.Groups = []GroupOffsetEntry{{Group: "g", TopicID: 10, Partition: 1, Offset: 0}}
 	img.Producers = []ProducerEntry{{ID: 400, Owner: "tenant-a", Sequences: []ProducerSequence{{TopicID: 10, Partition: 0, BaseSeq: 0, Count: 5, BaseOffset: 100}}}}
 	existing := map[string]bool{"segments/a.seg": true, "segments/b.seg": true}
-	plan, _ := PlanRestore(RestoreInput{Image: img, Existing: existing, Blocks: nil, SeedNode: "n", OffsetGap: 0})
+	plan, rep := PlanRestore(RestoreInput{Image: img, Existing: existing, Blocks: nil, SeedNode: "n", OffsetGap: 0})
 	if got := plan.Partitions[0].NextOffset; got != 105 {
 		t.Fatalf("partition 0 resumes at %d; the producer's batch evidences offsets up to 104", got)
 	}
-	// The producer is fenced: a retry of a batch whose sequence the
-	// checkpoint predates must not be written a second time.
-	if len(plan.Producers) != 1 || plan.Producers[0].Epoch != 1 || len(plan.Producers[0].Sequences) != 0 || plan.Producers[0].Owner != "tenant-a" {
-		t.Fatalf("restored producer = %+v, want epoch 1, no sequences and its owner", plan.Producers)
+	// The producer is dropped: a retry of a batch whose sequence (or
+	// epoch) the checkpoint predates must not be written a second time,
+	// and no epoch can be proven above every one the old cluster used.
+	if len(plan.Producers) != 0 || rep.ProducersDropped != 1 {
+		t.Fatalf("restored producers = %+v (%d dropped), want none carried and 1 dropped", plan.Producers, rep.ProducersDropped)
 	}
 }
 

@@ -138,8 +138,8 @@ func printRestoreReport(w io.Writer, rep fsm.RestoreReport, output string) error
 	} else {
 		fmt.Fprintln(w, "Checkpoint: none in Postgres; restored from the bucket alone.")
 	}
-	fmt.Fprintf(w, "Topics %d (recreated from S3: %s; with partitions added after the checkpoint: %s), partitions %d, consumer groups %d, producers %d.\n",
-		rep.Topics, orDash(strings.Join(rep.TopicsFromS3, ", ")), orDash(strings.Join(rep.TopicsGrown, ", ")), rep.Partitions, rep.Groups, rep.Producers)
+	fmt.Fprintf(w, "Topics %d (recreated from S3: %s; with partitions added after the checkpoint: %s), partitions %d, consumer groups %d; idempotent producers dropped %d (their clients start new producer ids).\n",
+		rep.Topics, orDash(strings.Join(rep.TopicsFromS3, ", ")), orDash(strings.Join(rep.TopicsGrown, ", ")), rep.Partitions, rep.Groups, rep.ProducersDropped)
 	fmt.Fprintf(w, "Segments: %d from Postgres, %d reconciled from S3, %d missing on S3; %d objects scanned, %d blocks skipped (overlapping or uncommitted), %d unreadable.\n",
 		rep.SegmentsFromPG, rep.SegmentsFromS3, rep.SegmentsMissing, rep.ObjectsScanned, rep.BlocksSkipped, len(rep.Unreadable))
 	fmt.Fprintf(w, "Estimated loss: %d offsets were acknowledged but never flushed; they are skipped, never reused.\n", rep.LostOffsets)
