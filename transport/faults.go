@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"time"
@@ -21,6 +22,15 @@ import (
 //     (both close the connection); Partition, Isolate and Block also close
 //     at once every live connection that has either direction blocked.
 //
+// Blackhole is the other kind of cut: traffic to and from the address is
+// held, not refused, and no connection is closed — packets that vanish,
+// as with an iptables DROP. A dial to or from it hangs until its timeout;
+// a write on a live connection to or from it waits until Heal (then the
+// bytes flow on, as TCP retransmits them), its write deadline (a timeout
+// error) or Close. Bytes written before the cut are delivered. So a
+// request in flight to a blackholed agent is neither answered nor failed:
+// only its caller's context ends it.
+//
 // Block is message-level and asymmetric: with Block(a, b), b can still
 // dial a and a receives b's requests, but a's answers are lost (the
 // connection is closed when a writes). That is how "processed, but the
@@ -31,7 +41,9 @@ import (
 type Faults struct {
 	mu       sync.Mutex
 	isolated map[string]bool
-	groups   map[string]int // address → partition group; nil = no partition
+	holes    map[string]bool // blackholed addresses
+	changed  chan struct{}   // closed (and replaced) by Heal: held and delayed writes go on
+	groups   map[string]int  // address → partition group; nil = no partition
 	blocked  map[peerLink]bool
 	delays   map[peerLink]time.Duration
 	drops    map[string]int         // caller address → responses left to drop
@@ -42,13 +54,14 @@ type peerLink struct{ from, to string }
 
 // NewFaults returns a Faults with no fault in force.
 func NewFaults() *Faults {
-	f := &Faults{conns: map[*peerConn]struct{}{}}
+	f := &Faults{conns: map[*peerConn]struct{}{}, changed: make(chan struct{})}
 	f.reset()
 	return f
 }
 
 func (f *Faults) reset() {
 	f.isolated = map[string]bool{}
+	f.holes = map[string]bool{}
 	f.groups = nil
 	f.blocked = map[peerLink]bool{}
 	f.delays = map[peerLink]time.Duration{}
@@ -84,6 +97,14 @@ func (f *Faults) Isolate(addr string) {
 	f.closeAffected()
 }
 
+// Blackhole holds all traffic to and from addr, in both directions,
+// without closing any connection, until Heal (see the type comment).
+func (f *Faults) Blackhole(addr string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.holes[addr] = true
+}
+
 // Block drops traffic from→to (dials and bytes) until Heal; to→from is
 // unaffected (see the type comment for what that means for
 // request/response traffic).
@@ -95,8 +116,9 @@ func (f *Faults) Block(from, to string) {
 }
 
 // Delay adds d of latency before every write from→to (handshakes
-// included); d <= 0 removes it. A delayed write holds up later writes on
-// the same connection, so it also throttles throughput.
+// included); d <= 0 removes it for later writes, Heal also ends the wait
+// of writes already delayed. A delayed write holds up later writes on the
+// same connection, so it also throttles throughput.
 func (f *Faults) Delay(from, to string, d time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -128,13 +150,52 @@ func (f *Faults) DropRPCResponses(to string, n int) {
 	f.drops[to] = n
 }
 
-// Heal removes every fault (partition, isolations, blocks, delays and
-// pending response drops). Connections closed by faults stay closed; peers
-// redial.
+// Heal removes every fault (partition, isolations, blackholes, blocks,
+// delays and pending response drops). Connections closed by faults stay
+// closed; peers redial. Traffic held by a blackhole flows on.
 func (f *Faults) Heal() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.reset()
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// held returns, while traffic from→to is held by a blackhole, a channel
+// closed when that may have changed; nil when it flows (or f is nil).
+func (f *Faults) held(from, to string) <-chan struct{} {
+	if f == nil || from == to {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.holes[from] || f.holes[to] {
+		return f.changed
+	}
+	return nil
+}
+
+// healed returns a channel closed at the next Heal (nil for a nil f).
+func (f *Faults) healed() <-chan struct{} {
+	if f == nil {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.changed
+}
+
+// waitHeld returns nil once traffic from→to is not held, or ctx's error
+// if ctx ends first.
+func (f *Faults) waitHeld(ctx context.Context, from, to string) error {
+	for ch := f.held(from, to); ch != nil; ch = f.held(from, to) {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // allowedLocked reports whether traffic from→to may flow. f.mu is held.

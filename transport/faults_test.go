@@ -243,6 +243,67 @@ func TestFaultsDelay(t *testing.T) {
 	}
 	f.Delay(a.addr(), b.addr(), 0)
 	wantTalk(t, a, b)
+
+	// Heal ends the wait of a write already delayed.
+	f.Delay(a.addr(), b.addr(), time.Hour)
+	go func() { done <- raftEcho(a.m, b.addr(), "healed") }()
+	f.Heal()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("delayed echo after Heal: %v", err)
+		}
+	case <-time.After(peerWait):
+		t.Fatal("Heal did not end a delayed write")
+	}
+}
+
+// A blackhole holds traffic without closing anything: a write waits (its
+// deadline fails it as a timeout, the connection stays open), a dial times
+// out instead of being refused, and after Heal the same connection carries
+// the bytes on.
+func TestFaultsBlackholeHoldsWithoutClosing(t *testing.T) {
+	verifyNoPeerLeaks(t)
+	f := NewFaults()
+	a, b, c := startPeerNode(t, f), startPeerNode(t, f), startPeerNode(t, f)
+	live, err := a.m.RaftLayer().Dial(raft.ServerAddress(b.addr()), peerWait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	if err := echoOn(live, "before"); err != nil {
+		t.Fatal(err)
+	}
+
+	f.Blackhole(b.addr())
+	_ = live.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := live.Write([]byte("held")); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("write into a blackhole: %v, want it held until its deadline", err)
+	}
+	_ = live.SetWriteDeadline(time.Time{})
+	_, err = a.m.RaftLayer().Dial(raft.ServerAddress(b.addr()), 50*time.Millisecond)
+	if !errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, ErrPeerBlocked) {
+		t.Fatalf("dial into a blackhole: %v, want a timeout, not a refusal", err)
+	}
+	_, err = b.m.RaftLayer().Dial(raft.ServerAddress(c.addr()), 50*time.Millisecond)
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("dial out of a blackhole: %v, want a timeout", err)
+	}
+	wantTalk(t, a, c)
+
+	done := make(chan error, 1)
+	go func() { done <- echoOn(live, "after") }()
+	f.Heal()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the held connection after Heal: %v", err)
+		}
+	case <-time.After(peerWait):
+		t.Fatal("the held connection carried nothing after Heal")
+	}
+	wantTalk(t, a, b)
+	wantTalk(t, b, c)
 }
 
 func TestFaultsDropRPCResponses(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -439,6 +440,16 @@ func (m *PeerMux) dial(ctx context.Context, tag byte, target string, timeout tim
 	defer cancel()
 	stop := context.AfterFunc(m.ctx, cancel) // Close aborts dials in flight
 	defer stop()
+	// A blackholed link answers no SYN: the dial hangs until it times out.
+	if err := m.faults.waitHeld(ctx, local, target); err != nil {
+		switch {
+		case m.ctx.Err() != nil:
+			err = ErrPeerMuxClosed
+		case errors.Is(err, context.DeadlineExceeded):
+			err = os.ErrDeadlineExceeded
+		}
+		return nil, dialError(local, target, err)
+	}
 
 	var d net.Dialer
 	raw, err := d.DialContext(ctx, "tcp", target)

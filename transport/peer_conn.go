@@ -47,11 +47,15 @@ func (c *peerConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Write waits out any injected delay local→remote (cut short by the write
-// deadline, which then fails the write as a timeout, or by Close), then
-// fails and closes the connection if traffic local→remote is blocked.
+// Write waits while traffic local→remote is held by a blackhole and out
+// any injected delay (both cut short by the write deadline, which then
+// fails the write as a timeout, by Close, or ended by Heal), then fails
+// and closes the connection if traffic local→remote is blocked.
 func (c *peerConn) Write(p []byte) (int, error) {
 	if c.remote != "" {
+		if err := c.waitHeld(); err != nil {
+			return 0, err
+		}
 		if d := c.f.delay(c.local, c.remote); d > 0 {
 			if err := c.waitDelay(d); err != nil {
 				return 0, err
@@ -65,6 +69,31 @@ func (c *peerConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
+// waitHeld waits while a blackhole holds traffic local→remote, until the
+// write deadline (a timeout error) or Close.
+func (c *peerConn) waitHeld() error {
+	ch := c.f.held(c.local, c.remote)
+	if ch == nil {
+		return nil
+	}
+	var timeout <-chan time.Time
+	if dl := c.writeDeadline.Load(); dl != 0 {
+		t := time.NewTimer(time.Until(time.Unix(0, dl)))
+		defer t.Stop()
+		timeout = t.C
+	}
+	for ; ch != nil; ch = c.f.held(c.local, c.remote) {
+		select {
+		case <-ch:
+		case <-timeout:
+			return &net.OpError{Op: "write", Net: "tcp", Addr: peerAddr(c.remote), Err: os.ErrDeadlineExceeded}
+		case <-c.closed:
+			return &net.OpError{Op: "write", Net: "tcp", Addr: peerAddr(c.remote), Err: net.ErrClosed}
+		}
+	}
+	return nil
+}
+
 func (c *peerConn) waitDelay(d time.Duration) error {
 	timedOut := false
 	if dl := c.writeDeadline.Load(); dl != 0 {
@@ -76,6 +105,8 @@ func (c *peerConn) waitDelay(d time.Duration) error {
 	defer t.Stop()
 	select {
 	case <-t.C:
+	case <-c.f.healed():
+		return nil
 	case <-c.closed:
 		return &net.OpError{Op: "write", Net: "tcp", Addr: peerAddr(c.remote), Err: net.ErrClosed}
 	}
