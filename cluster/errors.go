@@ -19,4 +19,9 @@ var (
 	// ErrRaftStateLost: DATA_DIR/raft/wal holds a Raft log but raft.db
 	// has no term (it was lost or replaced); the agent refuses to start.
 	ErrRaftStateLost = errors.New("cluster: raft.db has lost the term and vote of the raft log next to it")
+	// errLeaderChanged is the cause of a forward cut short because this
+	// agent observed another Raft leader than the one it forwarded to
+	// (forwards.go). It is wrapped next to the outcome class, never
+	// instead of it.
+	errLeaderChanged = errors.New("the raft leader changed while the forward was in flight")
 )

@@ -95,6 +95,9 @@ type Node struct {
 	// acked is the highest Raft index this node acknowledged before its
 	// FSM applied it (forwarded produce entries; AwaitAcked).
 	acked atomic.Uint64
+	// forwards are the forwards in flight, ended when their leader is
+	// replaced (forwards.go).
+	forwards *forwardWatch
 
 	// departing: agents removed on their own request (POST /peer/v1/leave)
 	// that the leader must not add back for a while (departGrace).
@@ -115,7 +118,8 @@ type Node struct {
 func New(cfg Config, f StateMachine) *Node {
 	cfg.setDefaults()
 	n := &Node{cfg: cfg, fsm: f, log: cfg.Logger.With("component", "cluster"), departing: map[string]time.Time{},
-		lowDiskKick: make(chan struct{}, 1), reclaimWant: make(chan bool, 1), peer: cfg.Mux, applied: newAppliedSignal()}
+		lowDiskKick: make(chan struct{}, 1), reclaimWant: make(chan bool, 1), peer: cfg.Mux, applied: newAppliedSignal(),
+		forwards: newForwardWatch()}
 	n.raftDown, n.markRaftDown = context.WithCancel(context.Background())
 	n.rpc = n.newRPCMux()
 	return n
@@ -270,14 +274,18 @@ func (n *Node) raftConfig(hl hclog.Logger) *raft.Config {
 }
 
 // startLoops marks the node started and starts its goroutines (owned by
-// n.wg, stopped by teardown): the leadership loop, the stall watch and,
-// for a new agent waiting for BOOTSTRAP_EXPECT, the bootstrap loop.
+// n.wg, stopped by teardown): the leadership loop, the leader watch of
+// forwards (its observer registered before any forward can start), the
+// stall watch, the reclaim loop and, for a new agent waiting for
+// BOOTSTRAP_EXPECT, the bootstrap loop.
 func (n *Node) startLoops(existing bool) {
 	lctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
+	obs, obsCh := n.leaderObserver()
 	n.started.Store(true)
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go n.leadershipLoop(lctx)
+	go n.watchLeader(lctx, obs, obsCh)
 	go n.stallWatch(lctx)
 	go n.reclaimLoop(lctx)
 	if !existing && !n.cfg.Bootstrap && n.cfg.BootstrapExpect >= 1 {

@@ -91,6 +91,9 @@ func (n *Node) remoteReadIndex(ctx context.Context) (uint64, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RPCTimeout)
 	defer cancel()
+	// Like a forward, the question ends once another leader is known.
+	ctx, done := n.forwards.track(ctx, string(id), n.currentLeaderID)
+	defer done()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+string(addr)+PeerReadIndexPath, nil)
 	if err != nil {
 		return 0, err

@@ -327,7 +327,9 @@ func (n *Node) admit(ctx context.Context, addr string, a admitRequest) error {
 // Until the request has been written nothing can have been applied
 // (fsm.ErrUnavailable); after that, a missing or unreadable answer is
 // fsm.ErrOutcomeUnknown. An answer from the leader carries its own class.
-// net/http never resends a POST once it was written.
+// net/http never resends a POST once it was written. The forward ends,
+// with those classes, at the caller's deadline (else ForwardTimeout) or as
+// soon as this agent knows another Raft leader (forwards.go).
 //
 // It works in two steps: it returns once the leader enqueued the command,
 // and the returned wait (which must be called) reads the leader's answer
@@ -367,7 +369,9 @@ func (n *Node) startForward(ctx context.Context, cmd []byte, early bool) (wait f
 }
 
 // doForward sends cmd to the Raft leader and returns once the leader has
-// enqueued it (or answered); answer gives the outcome.
+// enqueued it (or answered); answer gives the outcome. The request runs
+// under a context that ends when another leader is known (forwardWatch),
+// until the answer has been read.
 func (n *Node) doForward(ctx context.Context, cmd []byte) (answer applyAnswer) {
 	addr, id := n.r().LeaderWithID()
 	if addr == "" {
@@ -377,7 +381,13 @@ func (n *Node) doForward(ctx context.Context, cmd []byte) (answer applyAnswer) {
 		// We lost leadership between the check and now, or won it.
 		return answered(nil, 0, outcomeNotApplied, fmt.Errorf("%w: raft leadership is changing", fsm.ErrUnavailable))
 	}
-	return sendApply(ctx, n.peer.RPCClient(), string(addr), string(id), cmd, forwardDeadline(ctx, n.fsm.Clock()))
+	fctx, done := n.forwards.track(ctx, string(id), n.currentLeaderID)
+	sent := sendApply(fctx, n.peer.RPCClient(), string(addr), string(id), cmd, forwardDeadline(ctx, n.fsm.Clock()))
+	return func() (*fsm.Result, uint64, string, error) {
+		defer done()
+		res, index, outcome, err := sent()
+		return res, index, outcome, withLeaderCut(fctx, err)
+	}
 }
 
 // sendApply performs one forwarding request in two steps (applyearly.go):
