@@ -87,7 +87,8 @@ func TestForwardToBlackholedLeaderEndsOnNewLeader(t *testing.T) {
 		return true
 	})
 	c.faults.Blackhole(lead.mux.Addr())
-	release() // the leader answers now, into the blackhole
+	cut := time.Now() // for the log only
+	release()         // the leader answers now, into the blackhole
 
 	done := make(chan forwardOutcome, len(followers))
 	for i, f := range followers {
@@ -106,6 +107,7 @@ func TestForwardToBlackholedLeaderEndsOnNewLeader(t *testing.T) {
 		}
 		return len(outcomes) == len(followers)
 	})
+	t.Logf("both forwards ended %v after the cut (election timeout 250 ms)", time.Since(cut).Round(time.Millisecond))
 	for i, f := range followers {
 		o := outcomes[f.id]
 		role := "learnt the new leader " + newLead.id
