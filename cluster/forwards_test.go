@@ -19,8 +19,8 @@ type forwardOutcome struct {
 }
 
 // The Raft leader is blackholed (its packets vanish, no connection is
-// closed) while both followers have a produce entry forwarded to it, each
-// committed but not yet answered: the leader's FSM holds the apply its
+// closed) while both followers have a produce entry forwarded to it (and
+// one of them a topic command), each committed but not yet answered: the leader's FSM holds the apply its
 // answer waits for until the cut is in place. ForwardTimeout is far
 // beyond the test's patience, so only the observed change of leader can
 // end the forwards: on the follower that wins the election (its own
@@ -28,7 +28,8 @@ type forwardOutcome struct {
 // ends as a forward that timed out would, outcome unknown — never "not
 // written", for both entries did commit — and the idempotent retry
 // through the same agent is answered as a duplicate with the original
-// offset; the next produce is acknowledged.
+// offset (the topic command's retry: topic exists); the next produce is
+// acknowledged.
 func TestForwardToBlackholedLeaderEndsOnNewLeader(t *testing.T) {
 	c := newTestCluster(t)
 	c.edit = func(cfg *Config) { cfg.ForwardTimeout = 10 * time.Minute }
@@ -78,9 +79,12 @@ func TestForwardToBlackholedLeaderEndsOnNewLeader(t *testing.T) {
 		// of its answer); the rest of its answer waits for its apply.
 		waits[i] = f.node.StartPropose(context.Background(), batch(i, 0))
 	}
-	waitFor(t, deadline, "both forwarded entries committed (applied by the followers)", func() bool {
+	// A topic command forwarded behind them keeps its class too.
+	topicCmd := &fsm.CreateTopic{Name: "during-cut", Partitions: 1, Leaders: []string{followers[0].id}, Timestamp: time.Now().UnixMilli()}
+	topicWait := followers[0].node.StartPropose(context.Background(), fsm.Encode(topicCmd))
+	waitFor(t, deadline, "the forwarded entries committed (applied by the followers)", func() bool {
 		for _, f := range followers {
-			if f.fsmPartition(topicID, 0).NextOffset != 2 {
+			if _, ok := f.fsm.Topic(topicCmd.Name); !ok || f.fsmPartition(topicID, 0).NextOffset != 2 {
 				return false
 			}
 		}
@@ -97,6 +101,11 @@ func TestForwardToBlackholedLeaderEndsOnNewLeader(t *testing.T) {
 			done <- forwardOutcome{via: f, res: res, err: err}
 		}()
 	}
+	topicDone := make(chan error, 1)
+	go func() {
+		_, err := topicWait()
+		topicDone <- err
+	}()
 	newLead := c.waitLeaderOf(deadline, c.except(lead.id))
 	outcomes := map[string]forwardOutcome{}
 	waitFor(t, deadline, "the forwards to the blackholed leader to end (ForwardTimeout is 10 min)", func() bool {
@@ -123,6 +132,21 @@ func TestForwardToBlackholedLeaderEndsOnNewLeader(t *testing.T) {
 		if err != nil || !res.Duplicate || res.BaseOffset != int64(i) {
 			t.Fatalf("retry via %s: %+v %v, want a duplicate at offset %d", f.id, res, err, i)
 		}
+	}
+	var topicErr error
+	waitFor(t, deadline, "the forwarded topic command to end", func() bool {
+		select {
+		case topicErr = <-topicDone:
+			return true
+		default:
+			return false
+		}
+	})
+	if !errors.Is(topicErr, fsm.ErrOutcomeUnknown) || !errors.Is(topicErr, errLeaderChanged) {
+		t.Fatalf("forwarded topic command: %v, want an unknown outcome cut by the change of leader", topicErr)
+	}
+	if _, err := propose(t, followers[0], topicCmd); !errors.Is(err, fsm.ErrTopicExists) {
+		t.Fatalf("retried topic command: %v, want topic exists (it did commit)", err)
 	}
 	for i, f := range followers {
 		res, err := propose(t, f, decodeBatch(t, batch(i, 1)))
