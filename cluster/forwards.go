@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -17,10 +18,20 @@ import (
 // proposal coalescer's slots stay taken. Every forward in flight is
 // therefore registered here with its target, and cancelled, with
 // errLeaderChanged as the cause, as soon as this agent knows another
-// leader — another agent, or itself.
+// leader — another agent, or itself — and forwardCutGrace has passed
+// without its answer.
+
+// forwardCutGrace is how long a forward to a replaced leader may still
+// end with the old leader's answer before it is cut. A leader that
+// handed leadership over on purpose (a transfer on leave) still answers
+// entries it committed and is applying; only a leader that went silent
+// needs the cut. It costs a silent leader's forwards this much on top of
+// the election.
+const forwardCutGrace = 500 * time.Millisecond
 
 // forwardWatch is the set of forwards in flight, by target leader.
 type forwardWatch struct {
+	grace    time.Duration // forwardCutGrace; tests shorten it
 	mu       sync.Mutex
 	inflight map[*trackedForward]struct{}
 }
@@ -31,7 +42,7 @@ type trackedForward struct {
 }
 
 func newForwardWatch() *forwardWatch {
-	return &forwardWatch{inflight: map[*trackedForward]struct{}{}}
+	return &forwardWatch{grace: forwardCutGrace, inflight: map[*trackedForward]struct{}{}}
 }
 
 // track returns a context derived from ctx that is cancelled, with a
@@ -59,9 +70,10 @@ func (w *forwardWatch) track(ctx context.Context, target string, leader func() s
 	}
 }
 
-// leaderIs cancels every forward in flight to another leader than id (""
+// leaderIs cancels every forward in flight to another leader than id,
+// after w.grace unless it ended meanwhile (""
 // — no leader known, an election under way — cancels nothing: the old
-// leader may still answer). It returns how many it cancelled.
+// leader may still answer). It returns how many it marked for the cut.
 func (w *forwardWatch) leaderIs(id string) int {
 	if id == "" {
 		return 0
@@ -71,7 +83,14 @@ func (w *forwardWatch) leaderIs(id string) int {
 	n := 0
 	for f := range w.inflight {
 		if f.target != id {
-			f.cancel(leaderChanged(f.target, id))
+			cause := leaderChanged(f.target, id)
+			if w.grace <= 0 {
+				f.cancel(cause)
+			} else {
+				// A forward that ended meanwhile was cancelled without a
+				// cause by its done; this is then a no-op.
+				time.AfterFunc(w.grace, func() { f.cancel(cause) })
+			}
 			delete(w.inflight, f)
 			n++
 		}

@@ -230,8 +230,34 @@ func TestForwardHeldBeforeTheLeaderEndsOnNewLeader(t *testing.T) {
 	}
 }
 
+// A forward to a replaced leader that ends within the grace keeps the old
+// leader's answer; one that does not is cut when the grace has passed.
+func TestForwardWatchGraceKeepsALateAnswer(t *testing.T) {
+	w := newForwardWatch()
+	w.grace = time.Hour
+	now := func() string { return "x" }
+	ctx, done := w.track(context.Background(), "x", now)
+	if w.leaderIs("y") != 1 {
+		t.Fatal("the forward to x was not marked when y became leader")
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("cut before the grace passed: %v", context.Cause(ctx))
+	}
+	done() // the old leader's answer arrived
+	if errors.Is(context.Cause(ctx), errLeaderChanged) {
+		t.Fatal("a forward answered within the grace was reported cut")
+	}
+
+	w.grace = time.Millisecond
+	ctx, done = w.track(context.Background(), "x", now)
+	defer done()
+	w.leaderIs("y")
+	waitFor(t, deadline, "the cut after the grace", func() bool { return errors.Is(context.Cause(ctx), errLeaderChanged) })
+}
+
 func TestForwardWatchCancelsOnlyForAnotherLeader(t *testing.T) {
 	w := newForwardWatch()
+	w.grace = 0
 	leader := "x"
 	now := func() string { return leader }
 	ctx, done := w.track(context.Background(), "x", now)
