@@ -11,7 +11,8 @@ import (
 	"github.com/streamhouse/streamhouse/wal"
 )
 
-// Log is the subset of *wal.WAL the store uses.
+// Log is the subset of *wal.WAL the store uses. AppendAsync must not keep
+// the entries' Data after it returns (the store reuses its buffer).
 type Log interface {
 	AppendAsync(entries ...wal.Entry) error
 	Read(index uint64) ([]byte, error)
@@ -118,6 +119,10 @@ func (s *Store) indexEntry(bs []*fsm.AppendedBatch, spans []fsm.BatchSpan, size 
 	}
 }
 
+// maxKeptBuf is the largest encoding buffer Materialize keeps for the
+// next entry.
+const maxKeptBuf = 8 << 20
+
 // batchOverhead approximates the encoded size of a batch's header.
 const batchOverhead = 24
 
@@ -150,8 +155,13 @@ func (s *Store) Materialize(bs []*fsm.AppendedBatch) error {
 	if bs[0].Index <= s.log.LastIndex() {
 		return nil
 	}
+	// The WAL copies the entry into its file before AppendAsync returns,
+	// so the encoding buffer is reused, not copied per entry.
 	s.buf, s.spans = fsm.EncodeBatchSpans(s.buf[:0], bs, s.spans[:0])
-	data := append([]byte(nil), s.buf...)
+	data := s.buf
+	if cap(s.buf) > maxKeptBuf {
+		s.buf = nil // do not pin one huge entry's buffer
+	}
 	if err := s.log.AppendAsync(wal.Entry{Index: bs[0].Index, Data: data}); err != nil {
 		return err
 	}
