@@ -337,7 +337,10 @@ func (s *Store) Read(k fsm.PartitionKey, offset int64, maxRecords, maxBytes int)
 	if len(refs) == 0 {
 		return nil, ErrNotInStore
 	}
-	var out []fsm.FetchedRecord
+	// One allocation for the answer and one record slice reused for every
+	// batch, instead of growing the answer and allocating per batch.
+	out := make([]fsm.FetchedRecord, 0, readCap(refs, offset, maxRecords, maxBytes))
+	var recs []fsm.Record
 	bytes := 0
 	want := offset
 	for _, e := range refs {
@@ -354,7 +357,7 @@ func (s *Store) Read(k fsm.PartitionKey, offset int64, maxRecords, maxBytes int)
 			}
 			return nil, ErrNotInStore
 		}
-		recs, err := fsm.DecodeRecords(b.Records, int(b.Count))
+		recs, err = fsm.AppendDecodedRecords(recs[:0], b.Records, int(b.Count))
 		if err != nil {
 			return nil, fmt.Errorf("partition: wal entry %d: %w", e.index, err)
 		}
@@ -372,6 +375,25 @@ func (s *Store) Read(k fsm.PartitionKey, offset int64, maxRecords, maxBytes int)
 		}
 	}
 	return out, nil
+}
+
+// readCap estimates how many records Read returns from refs starting at
+// offset: what the entries hold from there, at most maxRecords, and when
+// the entries hold more than maxBytes, the share of the records that fits
+// (the answer grows past it if the records are smaller than average).
+func readCap(refs []entryRef, offset int64, maxRecords, maxBytes int) int {
+	n, size := 0, int64(0)
+	for _, e := range refs {
+		n += int(e.count)
+		size += int64(e.size)
+	}
+	if len(refs) > 0 && offset > refs[0].base {
+		n -= int(offset - refs[0].base)
+	}
+	if maxBytes > 0 && size > int64(maxBytes) {
+		n = int(int64(n)*int64(maxBytes)/size) + 1
+	}
+	return max(0, min(n, maxRecords))
 }
 
 // Unflushed describes the locally held records of one partition at or above
