@@ -56,11 +56,22 @@ func (s *service) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.Prod
 		// claim failure (a retry would duplicate them).
 		return nil, fmt.Errorf("%w: producer returned %d offsets for %d records", fsm.ErrOutcomeUnknown, len(offs), len(recs))
 	}
-	out := &pb.ProduceResponse{Offsets: make([]*pb.RecordOffset, len(offs))}
+	out := &pb.ProduceResponse{Offsets: recordOffsets(len(offs))}
 	for i, o := range offs {
-		out.Offsets[i] = &pb.RecordOffset{Partition: o.Partition, Offset: o.Offset}
+		out.Offsets[i].Partition, out.Offsets[i].Offset = o.Partition, o.Offset
 	}
 	return out, nil
+}
+
+// recordOffsets returns n zero RecordOffset messages allocated together
+// (one allocation per response, not one per record).
+func recordOffsets(n int) []*pb.RecordOffset {
+	msgs := make([]pb.RecordOffset, n)
+	out := make([]*pb.RecordOffset, n)
+	for i := range msgs {
+		out[i] = &msgs[i]
+	}
+	return out
 }
 
 // recordOf converts and checks records[i] of a produce request (all but
@@ -135,9 +146,9 @@ func (s *service) produceIdempotent(ctx context.Context, req *pb.ProduceRequest,
 	if int(res.Count) != len(recs) {
 		return nil, fmt.Errorf("%w: the batch of %d records was acknowledged as %d records", fsm.ErrOutcomeUnknown, len(recs), res.Count)
 	}
-	out := &pb.ProduceResponse{Offsets: make([]*pb.RecordOffset, len(recs)), Duplicate: res.Duplicate}
+	out := &pb.ProduceResponse{Offsets: recordOffsets(len(recs)), Duplicate: res.Duplicate}
 	for i := range recs {
-		out.Offsets[i] = &pb.RecordOffset{Partition: part, Offset: res.BaseOffset + int64(i)}
+		out.Offsets[i].Partition, out.Offsets[i].Offset = part, res.BaseOffset+int64(i)
 	}
 	return out, nil
 }
