@@ -78,14 +78,14 @@ func (n *Node) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, n.Status())
 }
 
-// readBody reads a request body, at most limit+1 bytes (more is the
-// caller's "too large"). A Content-Length within the limit sizes the buffer
-// once: io.ReadAll grows from 512 bytes by doubling, which for a forwarded
-// AppendBatches entry of ~1–4 MiB allocated and copied it about twice over.
 // maxPresizedBody is the largest declared length readBody allocates before
 // reading: a longer body grows as it arrives.
 const maxPresizedBody = 16 << 20
 
+// readBody reads a request body, at most limit+1 bytes (more is the
+// caller's "too large"). A Content-Length within the limit sizes the buffer
+// once: io.ReadAll grows from 512 bytes by doubling, which for a forwarded
+// AppendBatches entry of ~1–4 MiB allocated and copied it about twice over.
 func readBody(req *http.Request, limit int) ([]byte, error) {
 	if n := req.ContentLength; n >= 0 && n <= int64(min(limit, maxPresizedBody)) {
 		b := make([]byte, n)

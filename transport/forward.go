@@ -69,14 +69,14 @@ func IdempotentRPCHandler(p LocalProducer) http.Handler {
 	})
 }
 
-// readBody reads a request body, at most limit+1 bytes (more is the
-// caller's "too large"). A Content-Length within the limit sizes the buffer
-// once instead of growing it from 512 bytes by doubling (a forwarded batch
-// of records was allocated and copied about twice over).
 // maxPresizedBody is the largest declared length readBody allocates before
 // reading: a longer body grows as it arrives.
 const maxPresizedBody = 16 << 20
 
+// readBody reads a request body, at most limit+1 bytes (more is the
+// caller's "too large"). A Content-Length within the limit sizes the buffer
+// once instead of growing it from 512 bytes by doubling (a forwarded batch
+// of records was allocated and copied about twice over).
 func readBody(r *http.Request, limit int) ([]byte, error) {
 	if n := r.ContentLength; n >= 0 && n <= int64(min(limit, maxPresizedBody)) {
 		b := make([]byte, n)

@@ -117,7 +117,7 @@ func (s *HTTPServer) handleProduce(w http.ResponseWriter, r *http.Request) error
 // handleProduceBatch decodes a valid batch in one pass (decodeBatchFast);
 // any other body goes through decodeBatch, which says what is wrong.
 func (s *HTTPServer) handleProduceBatch(w http.ResponseWriter, r *http.Request) error {
-	body, rerr := s.readBody(w, r)
+	body, rerr := s.readRequestBody(w, r)
 	topic, recs, ok := "", []fsm.ProduceRecord(nil), false
 	if rerr == nil {
 		topic, recs, ok = s.decodeBatchFast(body)
@@ -146,9 +146,9 @@ func (s *HTTPServer) handleProduceBatch(w http.ResponseWriter, r *http.Request) 
 	return nil
 }
 
-// readBody reads the request body, at most the body limit (a longer one
-// ends in the *http.MaxBytesError the limit reader returns).
-func (s *HTTPServer) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+// readRequestBody reads the request body, at most the body limit (a
+// longer one ends in the *http.MaxBytesError the limit reader returns).
+func (s *HTTPServer) readRequestBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if r.ContentLength > s.bodyLimit {
 		return nil, &http.MaxBytesError{Limit: s.bodyLimit}
 	}
