@@ -1,6 +1,9 @@
 package fsm
 
-import "fmt"
+import (
+	"encoding/binary"
+	"fmt"
+)
 
 // CmdAppendBatches is one Raft entry carrying several AppendBatch commands
 // (group commit across partitions and requests: an agent's proposal
@@ -33,6 +36,14 @@ func (c *AppendBatches) encode(e *enc) {
 		e.u8(b.version())
 		b.encode(e)
 	}
+}
+
+func (c *AppendBatches) sizeHint() int {
+	n := 2 + binary.MaxVarintLen64
+	for _, b := range c.Batches {
+		n += b.sizeHint()
+	}
+	return n
 }
 
 // minAppendBatchSize is the fewest bytes an encoded batch (with its version

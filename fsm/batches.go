@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"slices"
 )
 
 // The WAL-backed store writes the batches of one Raft entry as one WAL
@@ -45,6 +46,7 @@ func EncodeBatches(dst []byte, bs []*AppendedBatch) []byte {
 // batch's span lies, relative to len(dst). A single batch has no span
 // (nothing is appended to spans): it is the whole encoding.
 func EncodeBatchSpans(dst []byte, bs []*AppendedBatch, spans []BatchSpan) ([]byte, []BatchSpan) {
+	dst = slices.Grow(dst, batchesSize(bs))
 	if len(bs) == 1 {
 		return EncodeBatch(dst, bs[0]), spans
 	}
@@ -63,6 +65,20 @@ func EncodeBatchSpans(dst []byte, bs []*AppendedBatch, spans []BatchSpan) ([]byt
 		spans = append(spans, BatchSpan{Off: off - start, Len: len(e.b) - off})
 	}
 	return e.b, spans
+}
+
+// maxBatchFixed bounds encodeBatch's bytes other than the records (seven
+// varints).
+const maxBatchFixed = 7 * binary.MaxVarintLen64
+
+// batchesSize bounds EncodeBatchSpans' encoding of bs, so that the buffer
+// grows once.
+func batchesSize(bs []*AppendedBatch) int {
+	n := 2 + binary.MaxVarintLen64
+	for _, b := range bs {
+		n += spanHeader + maxBatchFixed + len(b.Records)
+	}
+	return n
 }
 
 // minEncodedBatch is the fewest bytes encodeBatch writes.

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"encoding/binary"
 	"fmt"
 	"regexp"
 	"unicode/utf8"
@@ -79,11 +80,22 @@ type Command interface {
 
 // Encode serialises a command for proposal through Raft.
 func Encode(c Command) []byte {
-	e := enc{b: make([]byte, 0, 64)}
+	n := 64
+	if s, ok := c.(sizeHinter); ok {
+		n = s.sizeHint()
+	}
+	e := enc{b: make([]byte, 0, n)}
 	e.u8(uint8(c.Type()))
 	e.u8(c.version())
 	c.encode(&e)
 	return e.b
+}
+
+// sizeHinter is a command whose encoding is mostly record bytes: Encode
+// allocates its buffer once, at least as large as the encoding, instead of
+// growing it by doubling (a 1,000-record batch is ~110 KB).
+type sizeHinter interface {
+	sizeHint() int
 }
 
 type decoderFunc func(version uint8, d *dec) (Command, error)
@@ -345,6 +357,15 @@ func (c *AppendBatch) encode(e *enc) {
 	if v >= 5 {
 		e.uv(appendFlagEpochBump) // the only flag: version 5 is written when it is set
 	}
+}
+
+// maxAppendBatchFixed bounds an encoded AppendBatch's type and version
+// bytes plus every field but the records and the owner's bytes (twelve
+// varints, length prefixes included).
+const maxAppendBatchFixed = 2 + 12*binary.MaxVarintLen64
+
+func (c *AppendBatch) sizeHint() int {
+	return maxAppendBatchFixed + len(c.ProducerOwner) + len(c.Records)
 }
 
 // appendFlagEpochBump is AppendBatch v5's flag bit for AllowEpochBump.

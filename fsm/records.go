@@ -1,6 +1,10 @@
 package fsm
 
-import "fmt"
+import (
+	"fmt"
+	"math/bits"
+	"slices"
+)
 
 // Header is one record header. Order is preserved.
 type Header struct {
@@ -41,8 +45,9 @@ var recordFlagsMark = [2]byte{0x80, 0x00}
 // AppendBatch command and stored in the WAL. The blob is opaque to Apply,
 // which only needs the record count: offsets are assigned per batch. A
 // nil Value is a null value (a tombstone), distinct from an empty one.
+// dst grows once, by RecordsSize, not by doubling as the records append.
 func AppendRecords(dst []byte, recs []Record) []byte {
-	e := enc{b: dst}
+	e := enc{b: slices.Grow(dst, RecordsSize(recs))}
 	for i := range recs {
 		r := &recs[i]
 		if r.Value == nil {
@@ -61,16 +66,53 @@ func AppendRecords(dst []byte, recs []Record) []byte {
 	return e.b
 }
 
+// RecordsSize is the exact length of AppendRecords' encoding of recs.
+func RecordsSize(recs []Record) int {
+	n := 0
+	for i := range recs {
+		r := &recs[i]
+		if r.Value == nil {
+			n += len(recordFlagsMark) + uvLen(recordFlagNullValue)
+		}
+		n += uvLen(zigzag(r.Timestamp)) + uvLen(uint64(len(r.Value))) + len(r.Value) + uvLen(uint64(len(r.Headers)))
+		if r.Key == nil {
+			n++
+		} else {
+			n += uvLen(uint64(len(r.Key))+1) + len(r.Key)
+		}
+		for _, h := range r.Headers {
+			n += uvLen(uint64(len(h.Key))) + len(h.Key) + uvLen(uint64(len(h.Value))) + len(h.Value)
+		}
+	}
+	return n
+}
+
+// uvLen is the length of x's uvarint encoding.
+func uvLen(x uint64) int { return (bits.Len64(x|1) + 6) / 7 }
+
+// zigzag is the unsigned value binary.AppendVarint encodes for x.
+func zigzag(x int64) uint64 { return uint64(x<<1) ^ uint64(x>>63) }
+
 // DecodeRecords decodes exactly count records from blob. Returned byte
 // slices alias blob.
 func DecodeRecords(blob []byte, count int) ([]Record, error) {
+	return AppendDecodedRecords(nil, blob, count)
+}
+
+// AppendDecodedRecords is DecodeRecords appending to dst, so a reader of
+// many batches reuses one slice (dst[:0]) instead of allocating per batch.
+// On an error dst's contents past its length may have changed.
+func AppendDecodedRecords(dst []Record, blob []byte, count int) ([]Record, error) {
 	if count < 0 || count > len(blob) {
 		return nil, fmt.Errorf("%w: record count %d for %d bytes", ErrDecode, count, len(blob))
 	}
 	d := &dec{b: blob}
-	out := make([]Record, count)
+	start := len(dst)
+	dst = slices.Grow(dst, count)[:start+count]
+	out := dst[start:]
 	for i := 0; i < count; i++ {
 		r := &out[i]
+		*r = Record{}
 		var flags uint64
 		if len(d.b) >= 2 && d.b[0] == recordFlagsMark[0] && d.b[1] == recordFlagsMark[1] {
 			d.b = d.b[2:]
@@ -98,5 +140,5 @@ func DecodeRecords(blob []byte, count int) ([]Record, error) {
 	if len(d.b) != 0 {
 		return nil, fmt.Errorf("%w: %d trailing bytes after %d records", ErrDecode, len(d.b), count)
 	}
-	return out, nil
+	return dst, nil
 }

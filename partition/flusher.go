@@ -240,7 +240,11 @@ func (f *Flusher) readUnflushed(c flushCandidate, budget *int64) ([]fsm.FetchedR
 		for _, r := range got {
 			*budget -= int64(r.Size())
 		}
-		recs = append(recs, got...)
+		if recs == nil {
+			recs = got // usually the only read: no copy
+		} else {
+			recs = append(recs, got...)
+		}
 		off = got[len(got)-1].Offset + 1
 	}
 	return recs, nil

@@ -490,7 +490,11 @@ func (b *batcher) seal(ctx context.Context, batch []*request, n int) (*appendCal
 	if info.Leader != b.p.nodeID {
 		return nil, fmt.Errorf("%w: %w: partition moved to %q", fsm.ErrUnavailable, fsm.ErrNotLeader, info.Leader)
 	}
-	var blob []byte
+	size := 0
+	for _, r := range batch {
+		size += fsm.RecordsSize(r.recs)
+	}
+	blob := make([]byte, 0, size)
 	for _, r := range batch {
 		blob = fsm.AppendRecords(blob, r.recs)
 	}

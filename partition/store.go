@@ -11,7 +11,8 @@ import (
 	"github.com/streamhouse/streamhouse/wal"
 )
 
-// Log is the subset of *wal.WAL the store uses.
+// Log is the subset of *wal.WAL the store uses. AppendAsync must not keep
+// the entries' Data after it returns (the store reuses its buffer).
 type Log interface {
 	AppendAsync(entries ...wal.Entry) error
 	Read(index uint64) ([]byte, error)
@@ -118,6 +119,10 @@ func (s *Store) indexEntry(bs []*fsm.AppendedBatch, spans []fsm.BatchSpan, size 
 	}
 }
 
+// maxKeptBuf is the largest encoding buffer Materialize keeps for the
+// next entry.
+const maxKeptBuf = 8 << 20
+
 // batchOverhead approximates the encoded size of a batch's header.
 const batchOverhead = 24
 
@@ -150,8 +155,13 @@ func (s *Store) Materialize(bs []*fsm.AppendedBatch) error {
 	if bs[0].Index <= s.log.LastIndex() {
 		return nil
 	}
+	// The WAL copies the entry into its file before AppendAsync returns,
+	// so the encoding buffer is reused, not copied per entry.
 	s.buf, s.spans = fsm.EncodeBatchSpans(s.buf[:0], bs, s.spans[:0])
-	data := append([]byte(nil), s.buf...)
+	data := s.buf
+	if cap(s.buf) > maxKeptBuf {
+		s.buf = nil // do not pin one huge entry's buffer
+	}
 	if err := s.log.AppendAsync(wal.Entry{Index: bs[0].Index, Data: data}); err != nil {
 		return err
 	}
@@ -327,7 +337,10 @@ func (s *Store) Read(k fsm.PartitionKey, offset int64, maxRecords, maxBytes int)
 	if len(refs) == 0 {
 		return nil, ErrNotInStore
 	}
-	var out []fsm.FetchedRecord
+	// One allocation for the answer and one record slice reused for every
+	// batch, instead of growing the answer and allocating per batch.
+	out := make([]fsm.FetchedRecord, 0, readCap(refs, offset, maxRecords, maxBytes))
+	var recs []fsm.Record
 	bytes := 0
 	want := offset
 	for _, e := range refs {
@@ -344,7 +357,7 @@ func (s *Store) Read(k fsm.PartitionKey, offset int64, maxRecords, maxBytes int)
 			}
 			return nil, ErrNotInStore
 		}
-		recs, err := fsm.DecodeRecords(b.Records, int(b.Count))
+		recs, err = fsm.AppendDecodedRecords(recs[:0], b.Records, int(b.Count))
 		if err != nil {
 			return nil, fmt.Errorf("partition: wal entry %d: %w", e.index, err)
 		}
@@ -362,6 +375,25 @@ func (s *Store) Read(k fsm.PartitionKey, offset int64, maxRecords, maxBytes int)
 		}
 	}
 	return out, nil
+}
+
+// readCap estimates how many records Read returns from refs starting at
+// offset: what the entries hold from there, at most maxRecords, and when
+// the entries hold more than maxBytes, the share of the records that fits
+// (the answer grows past it if the records are smaller than average).
+func readCap(refs []entryRef, offset int64, maxRecords, maxBytes int) int {
+	n, size := 0, int64(0)
+	for _, e := range refs {
+		n += int(e.count)
+		size += int64(e.size)
+	}
+	if len(refs) > 0 && offset > refs[0].base {
+		n -= int(offset - refs[0].base)
+	}
+	if maxBytes > 0 && size > int64(maxBytes) {
+		n = int(int64(n)*int64(maxBytes)/size) + 1
+	}
+	return max(0, min(n, maxRecords))
 }
 
 // Unflushed describes the locally held records of one partition at or above

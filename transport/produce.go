@@ -1,9 +1,13 @@
 package transport
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"unicode/utf8"
 
 	"github.com/streamhouse/streamhouse/fsm"
 )
@@ -110,43 +114,27 @@ func (s *HTTPServer) handleProduce(w http.ResponseWriter, r *http.Request) error
 	return nil
 }
 
+// handleProduceBatch decodes a valid batch in one pass (decodeBatchFast);
+// any other body goes through decodeBatch, which says what is wrong.
 func (s *HTTPServer) handleProduceBatch(w http.ResponseWriter, r *http.Request) error {
-	var req produceBatchRequest
-	if err := s.decodeBody(w, r, &req); err != nil {
-		return err
+	body, rerr := s.readRequestBody(w, r)
+	topic, recs, ok := "", []fsm.ProduceRecord(nil), false
+	if rerr == nil {
+		topic, recs, ok = s.decodeBatchFast(body)
 	}
-	if req.Topic == "" {
-		return badRequest("topic is required (a non-empty string)")
-	}
-	if err := s.authorize(r, ScopeWrite, req.Topic); err != nil {
-		return err
-	}
-	if req.Records == nil {
-		return badRequest("records is required (a non-empty array of records)")
-	}
-	if len(req.Records) == 0 {
-		return badRequest("records must not be empty")
-	}
-	recs := make([]fsm.ProduceRecord, len(req.Records))
-	for i, raw := range req.Records {
-		path := fmt.Sprintf("records[%d]", i)
-		if isNull(raw) {
-			return badRequest("%s: expected a record object, got null", path)
-		}
-		var rj recordJSON
-		if err := s.decodeStrict(path, raw, &rj); err != nil {
+	if ok {
+		if err := s.authorize(r, ScopeWrite, topic); err != nil {
 			return err
 		}
-		if rj.Topic != nil {
-			return badRequest("%s.topic: a batch names its topic once, at the top level", path)
-		}
-		rec, err := s.toProduceRecord(path+".", &rj)
-		if err != nil {
+	} else {
+		// The same bytes, then the same read error, as the body gave.
+		r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), errReader{rerr}))
+		var err error
+		if topic, recs, err = s.decodeBatch(w, r); err != nil {
 			return err
 		}
-		recs[i] = rec
 	}
-	offs, err := s.produce(r, req.Topic, recs)
+	offs, err := s.produce(r, topic, recs)
 	if err != nil {
 		return err
 	}
@@ -156,6 +144,102 @@ func (s *HTTPServer) handleProduceBatch(w http.ResponseWriter, r *http.Request) 
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// readRequestBody reads the request body, at most the body limit (a
+// longer one ends in the *http.MaxBytesError the limit reader returns).
+func (s *HTTPServer) readRequestBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if r.ContentLength > s.bodyLimit {
+		return nil, &http.MaxBytesError{Limit: s.bodyLimit}
+	}
+	b := bytes.NewBuffer(make([]byte, 0, max(0, min(r.ContentLength, s.bodyLimit))+1))
+	_, err := b.ReadFrom(http.MaxBytesReader(w, r.Body, s.bodyLimit))
+	return b.Bytes(), err
+}
+
+// errReader fails every read with err, or ends (io.EOF) when err is nil.
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) {
+	if e.err == nil {
+		return 0, io.EOF
+	}
+	return 0, e.err
+}
+
+// decodeBatchFast decodes a produce batch in one pass, its records
+// straight into recordJSON (not each kept as raw JSON and decoded again,
+// with a path string built per record). It succeeds only for a batch that
+// decodeBatch accepts with the same result; for any other (ok false) the
+// caller runs decodeBatch, which names what is wrong.
+func (s *HTTPServer) decodeBatchFast(body []byte) (topic string, recs []fsm.ProduceRecord, ok bool) {
+	var req struct {
+		Topic   string       `json:"topic"`
+		Records []recordJSON `json:"records"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if dec.Decode(&req) != nil || req.Topic == "" || len(req.Records) == 0 {
+		return "", nil, false
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return "", nil, false
+	}
+	recs = make([]fsm.ProduceRecord, len(req.Records))
+	for i := range req.Records {
+		rj := &req.Records[i]
+		if rj.Topic != nil || rj.Value == nil { // a topic per record, or a null record
+			return "", nil, false
+		}
+		rec, err := s.toProduceRecord("", rj)
+		if err != nil {
+			return "", nil, false
+		}
+		recs[i] = rec
+	}
+	return req.Topic, recs, true
+}
+
+// decodeBatch decodes and checks a produce batch record by record, naming
+// the first field that is wrong (records[i].field). It authorizes the
+// topic before it looks at the records.
+func (s *HTTPServer) decodeBatch(w http.ResponseWriter, r *http.Request) (string, []fsm.ProduceRecord, error) {
+	var req produceBatchRequest
+	if err := s.decodeBody(w, r, &req); err != nil {
+		return "", nil, err
+	}
+	if req.Topic == "" {
+		return "", nil, badRequest("topic is required (a non-empty string)")
+	}
+	if err := s.authorize(r, ScopeWrite, req.Topic); err != nil {
+		return "", nil, err
+	}
+	if req.Records == nil {
+		return "", nil, badRequest("records is required (a non-empty array of records)")
+	}
+	if len(req.Records) == 0 {
+		return "", nil, badRequest("records must not be empty")
+	}
+	recs := make([]fsm.ProduceRecord, len(req.Records))
+	for i, raw := range req.Records {
+		path := fmt.Sprintf("records[%d]", i)
+		if isNull(raw) {
+			return "", nil, badRequest("%s: expected a record object, got null", path)
+		}
+		var rj recordJSON
+		if err := s.decodeStrict(path, raw, &rj); err != nil {
+			return "", nil, err
+		}
+		if rj.Topic != nil {
+			return "", nil, badRequest("%s.topic: a batch names its topic once, at the top level", path)
+		}
+		rec, err := s.toProduceRecord(path+".", &rj)
+		if err != nil {
+			return "", nil, err
+		}
+		recs[i] = rec
+	}
+	return req.Topic, recs, nil
 }
 
 // produce charges the key's produce quota, calls the Producer and checks
@@ -176,6 +260,20 @@ func (s *HTTPServer) produce(r *http.Request, topic string, recs []fsm.ProduceRe
 	return offs, nil
 }
 
+// plainString returns the contents of raw, valid JSON, when it is a string
+// json.Unmarshal would return byte for byte: no escapes, valid UTF-8 (which
+// Unmarshal would replace with U+FFFD).
+func plainString(raw []byte) ([]byte, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return nil, false
+	}
+	in := raw[1 : len(raw)-1]
+	if bytes.IndexByte(in, '\\') >= 0 || !utf8.Valid(in) {
+		return nil, false
+	}
+	return in, true
+}
+
 // recordValue decodes a record's value: a string (in enc), or JSON null
 // for a null value, which stays distinct from "" on every path.
 func recordValue(prefix string, raw json.RawMessage, enc encoding) ([]byte, error) {
@@ -184,6 +282,9 @@ func recordValue(prefix string, raw json.RawMessage, enc encoding) ([]byte, erro
 	}
 	if string(raw) == "null" {
 		return nil, nil
+	}
+	if v, ok := plainString(raw); ok && enc == encUTF8 {
+		return append([]byte{}, v...), nil
 	}
 	var v string
 	if err := json.Unmarshal(raw, &v); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"reflect"
 	"strings"
@@ -66,6 +67,41 @@ func TestProduceBatch(t *testing.T) {
 		recs[2].Record.Timestamp != 42 || string(recs[2].Record.Key) != "k" ||
 		!reflect.DeepEqual(recs[2].Record.Headers, []fsm.Header{{Key: "x", Value: []byte("y")}}) {
 		t.Fatalf("records passed to Produce: %+v", recs)
+	}
+}
+
+// Every kind of JSON string value reaches Produce as encoding/json decodes
+// it: plain, escaped, \u escapes, invalid UTF-8 (replaced by U+FFFD),
+// empty, null, and base64; the batch's records are decoded in one pass.
+func TestProduceBatchValuesDecodeAsJSON(t *testing.T) {
+	values := []string{`"plain"`, `"quo\"te\\n"`, `"\u00e9\n"`, "\"bad\xff utf8\"", `""`, `"multi ☃ byte"`}
+	var body strings.Builder
+	body.WriteString(`{"topic":"t","records":[`)
+	for _, v := range values {
+		fmt.Fprintf(&body, `{"value":%s,"key":%s},`, v, v)
+	}
+	body.WriteString(`{"value":null},{"value":"aGk=","value_encoding":"base64"}]}`)
+	e := newEnv(t)
+	e.agent.addTopic("t", 1)
+	wantStatus(t, e.do(t, "POST", "/api/v1/produce/batch", body.String()), http.StatusOK)
+	recs := e.agent.produced()
+	if len(recs) != len(values)+2 {
+		t.Fatalf("%d records produced, want %d", len(recs), len(values)+2)
+	}
+	for i, v := range values {
+		var want string
+		if err := json.Unmarshal([]byte(v), &want); err != nil {
+			t.Fatal(err)
+		}
+		if r := recs[i].Record; string(r.Value) != want || r.Value == nil || string(r.Key) != want {
+			t.Errorf("record %d: value %q key %q, want %q", i, r.Value, r.Key, want)
+		}
+	}
+	if r := recs[len(values)].Record; r.Value != nil {
+		t.Errorf("null value produced as %q", r.Value)
+	}
+	if r := recs[len(values)+1].Record; string(r.Value) != "hi" {
+		t.Errorf("base64 value produced as %q", r.Value)
 	}
 }
 

@@ -383,7 +383,9 @@ func (w *WAL) Append(ctx context.Context, entries ...Entry) error {
 
 // AppendAsync writes entries without waiting for an fsync. They are visible
 // to Read and Iterate at once and become durable within the group-commit
-// cadence; Sync waits for that.
+// cadence; Sync waits for that. It writes the entries' Data to the
+// segment file before it returns and keeps no reference to it: callers may
+// reuse the buffer.
 func (w *WAL) AppendAsync(entries ...Entry) error {
 	_, err := w.write(entries)
 	return err

@@ -21,7 +21,7 @@ func (s *service) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.Prod
 	if len(req.GetRecords()) == 0 {
 		return nil, invalid("records must not be empty")
 	}
-	recs := make([]fsm.ProduceRecord, len(req.GetRecords()))
+	in := newRequestRecords(len(req.GetRecords()), req.ProducerId != nil)
 	total := 0
 	for i, r := range req.GetRecords() {
 		pr, err := recordOf(i, r)
@@ -33,7 +33,7 @@ func (s *service) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.Prod
 			return nil, fmt.Errorf("%w: records[%d] is %d bytes, the limit is %d", fsm.ErrRecordTooLarge, i, size, s.cfg.MaxRecordBytes)
 		}
 		total += size
-		recs[i] = pr
+		in.set(i, pr)
 	}
 	if total > s.maxRequest {
 		return nil, fmt.Errorf("%w: the records are %d bytes, the request limit is %d; split the batch", transport.ErrRequestTooLarge, total, s.maxRequest)
@@ -42,8 +42,9 @@ func (s *service) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.Prod
 		return nil, err
 	}
 	if req.ProducerId != nil {
-		return s.produceIdempotent(ctx, req, recs)
+		return s.produceIdempotent(ctx, req, in.recs, in.parts)
 	}
+	recs := in.plain
 	if req.GetProducerEpoch() != 0 || req.GetBaseSequence() != 0 {
 		return nil, invalid("producer_epoch and base_sequence are only meaningful with producer_id")
 	}
@@ -56,11 +57,47 @@ func (s *service) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.Prod
 		// claim failure (a retry would duplicate them).
 		return nil, fmt.Errorf("%w: producer returned %d offsets for %d records", fsm.ErrOutcomeUnknown, len(offs), len(recs))
 	}
-	out := &pb.ProduceResponse{Offsets: make([]*pb.RecordOffset, len(offs))}
+	out := &pb.ProduceResponse{Offsets: recordOffsets(len(offs))}
 	for i, o := range offs {
-		out.Offsets[i] = &pb.RecordOffset{Partition: o.Partition, Offset: o.Offset}
+		out.Offsets[i].Partition, out.Offsets[i].Offset = o.Partition, o.Offset
 	}
 	return out, nil
+}
+
+// recordOffsets returns n zero RecordOffset messages allocated together
+// (one allocation per response, not one per record).
+func recordOffsets(n int) []*pb.RecordOffset {
+	msgs := make([]pb.RecordOffset, n)
+	out := make([]*pb.RecordOffset, n)
+	for i := range msgs {
+		out[i] = &msgs[i]
+	}
+	return out
+}
+
+// requestRecords holds a request's converted records in the layout its
+// path takes, so they are not copied from one into the other: plain for a
+// produce, or for an idempotent one the batch's records with each
+// record's partition beside them.
+type requestRecords struct {
+	plain []fsm.ProduceRecord
+	recs  []fsm.Record
+	parts []int32
+}
+
+func newRequestRecords(n int, idempotent bool) requestRecords {
+	if idempotent {
+		return requestRecords{recs: make([]fsm.Record, n), parts: make([]int32, n)}
+	}
+	return requestRecords{plain: make([]fsm.ProduceRecord, n)}
+}
+
+func (in requestRecords) set(i int, pr fsm.ProduceRecord) {
+	if in.plain != nil {
+		in.plain[i] = pr
+		return
+	}
+	in.recs[i], in.parts[i] = pr.Record, pr.Partition
 }
 
 // recordOf converts and checks records[i] of a produce request (all but
@@ -105,7 +142,7 @@ func recordOf(i int, r *pb.ProduceRecord) (fsm.ProduceRecord, error) {
 
 // produceIdempotent sends an idempotent batch: one explicit partition for
 // every record.
-func (s *service) produceIdempotent(ctx context.Context, req *pb.ProduceRequest, recs []fsm.ProduceRecord) (*pb.ProduceResponse, error) {
+func (s *service) produceIdempotent(ctx context.Context, req *pb.ProduceRequest, recs []fsm.Record, parts []int32) (*pb.ProduceResponse, error) {
 	if s.cfg.Idempotent == nil {
 		return nil, fmt.Errorf("%w: idempotent produce", errUnimplemented)
 	}
@@ -115,18 +152,17 @@ func (s *service) produceIdempotent(ctx context.Context, req *pb.ProduceRequest,
 	if req.GetBaseSequence() < 0 {
 		return nil, invalid("base_sequence must be >= 0, got %d", req.GetBaseSequence())
 	}
-	part := recs[0].Partition
+	part := parts[0]
+	for i, p := range parts {
+		if p < 0 || p != part {
+			return nil, invalid("records[%d].partition: an idempotent produce (producer_id set) names the same explicit partition (>= 0) in every record; got %s after %s",
+				i, partitionText(p), partitionText(part))
+		}
+	}
 	batch := fsm.IdempotentBatch{
 		Topic: req.GetTopic(), Partition: part, BaseSeq: req.GetBaseSequence(),
 		Producer: fsm.ProducerIdentity{ID: req.GetProducerId(), Epoch: req.GetProducerEpoch()},
-		Records:  make([]fsm.Record, len(recs)), Owner: callerName(ctx),
-	}
-	for i, r := range recs {
-		if r.Partition < 0 || r.Partition != part {
-			return nil, invalid("records[%d].partition: an idempotent produce (producer_id set) names the same explicit partition (>= 0) in every record; got %s after %s",
-				i, partitionText(r.Partition), partitionText(part))
-		}
-		batch.Records[i] = r.Record
+		Records:  recs, Owner: callerName(ctx),
 	}
 	res, err := s.cfg.Idempotent.ProduceIdempotent(ctx, batch)
 	if err != nil {
@@ -135,9 +171,9 @@ func (s *service) produceIdempotent(ctx context.Context, req *pb.ProduceRequest,
 	if int(res.Count) != len(recs) {
 		return nil, fmt.Errorf("%w: the batch of %d records was acknowledged as %d records", fsm.ErrOutcomeUnknown, len(recs), res.Count)
 	}
-	out := &pb.ProduceResponse{Offsets: make([]*pb.RecordOffset, len(recs)), Duplicate: res.Duplicate}
+	out := &pb.ProduceResponse{Offsets: recordOffsets(len(recs)), Duplicate: res.Duplicate}
 	for i := range recs {
-		out.Offsets[i] = &pb.RecordOffset{Partition: part, Offset: res.BaseOffset + int64(i)}
+		out.Offsets[i].Partition, out.Offsets[i].Offset = part, res.BaseOffset+int64(i)
 	}
 	return out, nil
 }
