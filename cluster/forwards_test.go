@@ -236,7 +236,7 @@ func TestForwardWatchGraceKeepsALateAnswer(t *testing.T) {
 	w := newForwardWatch()
 	w.grace = time.Hour
 	now := func() string { return "x" }
-	ctx, done := w.track(context.Background(), "x", now)
+	ctx, done := w.track(context.Background(), "x", now, time.Time{})
 	if w.leaderIs("y") != 1 {
 		t.Fatal("the forward to x was not marked when y became leader")
 	}
@@ -249,7 +249,7 @@ func TestForwardWatchGraceKeepsALateAnswer(t *testing.T) {
 	}
 
 	w.grace = time.Millisecond
-	ctx, done = w.track(context.Background(), "x", now)
+	ctx, done = w.track(context.Background(), "x", now, time.Time{})
 	defer done()
 	w.leaderIs("y")
 	waitFor(t, deadline, "the cut after the grace", func() bool { return errors.Is(context.Cause(ctx), errLeaderChanged) })
@@ -260,7 +260,7 @@ func TestForwardWatchCancelsOnlyForAnotherLeader(t *testing.T) {
 	w.grace = 0
 	leader := "x"
 	now := func() string { return leader }
-	ctx, done := w.track(context.Background(), "x", now)
+	ctx, done := w.track(context.Background(), "x", now, time.Time{})
 	if w.leaderIs("") != 0 || w.leaderIs("x") != 0 || ctx.Err() != nil {
 		t.Fatal("a forward was cut without another leader")
 	}
@@ -270,12 +270,12 @@ func TestForwardWatchCancelsOnlyForAnotherLeader(t *testing.T) {
 	done()
 	// Registered after the change: the current leader is checked.
 	leader = "y"
-	ctx, done = w.track(context.Background(), "x", now)
+	ctx, done = w.track(context.Background(), "x", now, time.Time{})
 	defer done()
 	if !errors.Is(context.Cause(ctx), errLeaderChanged) {
 		t.Fatalf("forward registered after the change: cause %v", context.Cause(ctx))
 	}
-	_, done2 := w.track(context.Background(), "y", now)
+	_, done2 := w.track(context.Background(), "y", now, time.Time{})
 	done2()
 	if n := len(w.inflight); n != 0 {
 		t.Fatalf("%d forwards registered after they ended", n)
@@ -292,5 +292,52 @@ func TestForwardWatchCancelsOnlyForAnotherLeader(t *testing.T) {
 	}
 	if err := withLeaderCut(context.Background(), fsm.ErrUnavailable); errors.Is(err, errLeaderChanged) {
 		t.Fatalf("forward not cut: %v", err)
+	}
+}
+
+// A forward is never cut before its notBefore, the time by which the
+// leader refuses it: a request the network still holds cannot be applied
+// after its caller was told the outcome.
+func TestForwardWatchWaitsForTheEnqueueDeadline(t *testing.T) {
+	w := newForwardWatch()
+	w.grace = 0
+	now := func() string { return "x" }
+	ctx, done := w.track(context.Background(), "x", now, time.Now().Add(time.Hour))
+	w.leaderIs("y")
+	if ctx.Err() != nil {
+		t.Fatalf("cut before the leader's enqueue deadline passed: %v", context.Cause(ctx))
+	}
+	done()
+
+	ctx, done = w.track(context.Background(), "x", now, time.Now().Add(time.Millisecond))
+	defer done()
+	w.leaderIs("y")
+	waitFor(t, deadline, "the cut once the enqueue deadline passed", func() bool {
+		return errors.Is(context.Cause(ctx), errLeaderChanged)
+	})
+}
+
+// The deadline a forward carries is the caller's, capped at
+// forwardEnqueueWindow; the forward may be cut only a clock tick after it.
+func TestEnqueueDeadlineIsCapped(t *testing.T) {
+	c := newTestCluster(t)
+	c.startBootstrapped("a")
+	n := c.waitLeader(deadline)
+	waitFor(t, deadline, "a cluster clock", func() bool { return n.node.fsm.Clock() > 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	before := time.Now()
+	d, notBefore := n.node.enqueueDeadline(ctx)
+	clock := n.node.fsm.Clock()
+	if d <= 0 || d > clock+forwardEnqueueWindow.Milliseconds() {
+		t.Fatalf("deadline %d with clock %d, want at most clock + %v", d, clock, forwardEnqueueWindow)
+	}
+	if min := before.Add(forwardEnqueueWindow); notBefore.Before(min) {
+		t.Fatalf("notBefore %v is before the enqueue window ends (%v)", notBefore, min)
+	}
+	short, cancel2 := context.WithTimeout(context.Background(), time.Second)
+	defer cancel2()
+	if d, _ := n.node.enqueueDeadline(short); d > n.node.fsm.Clock()+time.Second.Milliseconds() {
+		t.Fatalf("deadline %d: a caller's shorter deadline was not kept", d)
 	}
 }

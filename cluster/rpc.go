@@ -387,6 +387,25 @@ func (n *Node) startForward(ctx context.Context, cmd []byte, early bool) (wait f
 	}
 }
 
+// enqueueDeadline is the cluster-time deadline a forward carries: the
+// caller's, capped at forwardEnqueueWindow, and the time before which the
+// forward must not be cut for a change of leader (its deadline has then
+// passed at the leader, to within one clock tick). Without a cluster
+// clock there is no deadline, and the forward is not cut before ctx ends.
+func (n *Node) enqueueDeadline(ctx context.Context) (deadline int64, notBefore time.Time) {
+	clock := n.fsm.Clock()
+	deadline = forwardDeadline(ctx, clock)
+	if deadline == 0 {
+		d, _ := ctx.Deadline()
+		if d.IsZero() {
+			d = time.Now().Add(n.cfg.ForwardTimeout)
+		}
+		return 0, d
+	}
+	deadline = min(deadline, clock+forwardEnqueueWindow.Milliseconds())
+	return deadline, time.Now().Add(time.Duration(deadline-clock)*time.Millisecond + n.cfg.ClockTickInterval)
+}
+
 // doForward sends cmd to the Raft leader and returns once the leader has
 // enqueued it (or answered); answer gives the outcome. The request runs
 // under a context that ends when another leader is known (forwardWatch),
@@ -400,8 +419,9 @@ func (n *Node) doForward(ctx context.Context, cmd []byte) (answer applyAnswer) {
 		// We lost leadership between the check and now, or won it.
 		return answered(nil, 0, outcomeNotApplied, fmt.Errorf("%w: raft leadership is changing", fsm.ErrUnavailable))
 	}
-	fctx, done := n.forwards.track(ctx, string(id), n.currentLeaderID)
-	sent := sendApply(fctx, n.peer.RPCClient(), string(addr), string(id), cmd, forwardDeadline(ctx, n.fsm.Clock()))
+	deadline, notBefore := n.enqueueDeadline(ctx)
+	fctx, done := n.forwards.track(ctx, string(id), n.currentLeaderID, notBefore)
+	sent := sendApply(fctx, n.peer.RPCClient(), string(addr), string(id), cmd, deadline)
 	return func() (*fsm.Result, uint64, string, error) {
 		defer done()
 		res, index, outcome, err := sent()
