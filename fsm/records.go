@@ -99,11 +99,17 @@ func DecodeRecords(blob []byte, count int) ([]Record, error) {
 	return AppendDecodedRecords(nil, blob, count)
 }
 
+// minRecordBytes is the smallest encoded record: a one-byte timestamp,
+// null key, empty value and header count.
+const minRecordBytes = 4
+
 // AppendDecodedRecords is DecodeRecords appending to dst, so a reader of
 // many batches reuses one slice (dst[:0]) instead of allocating per batch.
 // On an error dst's contents past its length may have changed.
 func AppendDecodedRecords(dst []Record, blob []byte, count int) ([]Record, error) {
-	if count < 0 || count > len(blob) {
+	// Every record takes at least minRecordBytes, so a count beyond that
+	// is refused before count records are allocated for it.
+	if count < 0 || count > len(blob)/minRecordBytes {
 		return nil, fmt.Errorf("%w: record count %d for %d bytes", ErrDecode, count, len(blob))
 	}
 	d := &dec{b: blob}

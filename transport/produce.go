@@ -146,14 +146,27 @@ func (s *HTTPServer) handleProduceBatch(w http.ResponseWriter, r *http.Request) 
 	return nil
 }
 
+// maxPresizedRequest is the largest declared Content-Length a request
+// body's buffer is sized to before its bytes arrive; a longer body grows
+// with what arrives, so a header alone cannot make the agent allocate.
+const maxPresizedRequest = 1 << 20
+
 // readRequestBody reads the request body, at most the body limit (a
 // longer one ends in the *http.MaxBytesError the limit reader returns).
 func (s *HTTPServer) readRequestBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if r.ContentLength > s.bodyLimit {
 		return nil, &http.MaxBytesError{Limit: s.bodyLimit}
 	}
-	b := bytes.NewBuffer(make([]byte, 0, max(0, min(r.ContentLength, s.bodyLimit))+1))
-	_, err := b.ReadFrom(http.MaxBytesReader(w, r.Body, s.bodyLimit))
+	body := http.MaxBytesReader(w, r.Body, s.bodyLimit)
+	if n := r.ContentLength; n >= 0 && n <= maxPresizedRequest {
+		b := make([]byte, n)
+		if _, err := io.ReadFull(body, b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	b := bytes.NewBuffer(make([]byte, 0, 64<<10))
+	_, err := b.ReadFrom(body)
 	return b.Bytes(), err
 }
 
@@ -173,21 +186,31 @@ func (e errReader) Read([]byte) (int, error) {
 // decodeBatch accepts with the same result; for any other (ok false) the
 // caller runs decodeBatch, which names what is wrong.
 func (s *HTTPServer) decodeBatchFast(body []byte) (topic string, recs []fsm.ProduceRecord, ok bool) {
+	// The records stay raw at the top level, as in decodeBatch: a
+	// repeated "records" key then replaces the array whole (decoded into
+	// a struct slice, the second array's records would keep the fields
+	// of the first's that they leave out).
 	var req struct {
-		Topic   string       `json:"topic"`
-		Records []recordJSON `json:"records"`
+		Topic   string          `json:"topic"`
+		Records json.RawMessage `json:"records"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	if dec.Decode(&req) != nil || req.Topic == "" || len(req.Records) == 0 {
+	if dec.Decode(&req) != nil || req.Topic == "" {
 		return "", nil, false
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return "", nil, false
 	}
-	recs = make([]fsm.ProduceRecord, len(req.Records))
-	for i := range req.Records {
-		rj := &req.Records[i]
+	var records []recordJSON
+	rdec := json.NewDecoder(bytes.NewReader(req.Records))
+	rdec.DisallowUnknownFields()
+	if rdec.Decode(&records) != nil || len(records) == 0 {
+		return "", nil, false
+	}
+	recs = make([]fsm.ProduceRecord, len(records))
+	for i := range records {
+		rj := &records[i]
 		if rj.Topic != nil || rj.Value == nil { // a topic per record, or a null record
 			return "", nil, false
 		}

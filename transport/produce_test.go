@@ -5,7 +5,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"runtime"
 	"reflect"
 	"strings"
 	"testing"
@@ -312,4 +315,60 @@ func consumeRaw(t *testing.T, e *testEnv, topic string) (body struct {
 		t.Fatal(err)
 	}
 	return body
+}
+
+// A batch that names "records" twice is decoded as encoding/json decodes
+// it into raw values: the last array wins whole; nothing of the first
+// array's records leaks into the second's (a repeated array decoded into
+// the same struct slice would keep fields the second leaves out).
+func TestProduceBatchRepeatedRecordsKey(t *testing.T) {
+	cases := []struct {
+		body   string
+		status int
+	}{
+		{`{"topic":"t","records":[{"value":"a","key":"k","partition":0,"timestamp":5}],"records":[{"value":"b"}]}`, http.StatusOK},
+		{`{"topic":"t","records":[{"value":"a","key":"k"}],"Records":[{"value":"b"}]}`, http.StatusOK},
+		{`{"topic":"t","records":[{"value":"a"}],"records":[null]}`, http.StatusBadRequest},
+		{`{"topic":"t","records":[{"value":"a"}],"records":[{}]}`, http.StatusBadRequest},
+	}
+	for _, c := range cases {
+		e := newEnv(t)
+		e.agent.addTopic("t", 1)
+		wantStatus(t, e.do(t, "POST", "/api/v1/produce/batch", c.body), c.status)
+		recs := e.agent.produced()
+		if c.status != http.StatusOK {
+			if len(recs) != 0 {
+				t.Errorf("%s: %d records produced from a refused batch", c.body, len(recs))
+			}
+			continue
+		}
+		if len(recs) != 1 {
+			t.Fatalf("%s: %d records produced, want 1", c.body, len(recs))
+		}
+		if r := recs[0].Record; string(r.Value) != "b" || r.Key != nil || r.Timestamp == 5 {
+			t.Errorf("%s: produced value %q key %q timestamp %d, want only the last array's record", c.body, r.Value, r.Key, r.Timestamp)
+		}
+	}
+}
+
+// A declared Content-Length is not allocated before the bytes arrive: a
+// request that declares the whole body limit and sends ten bytes costs
+// about ten bytes, not the limit.
+func TestProduceBodyNotPresizedFromTheHeader(t *testing.T) {
+	e := newEnv(t)
+	e.agent.addTopic("t", 1)
+	h := e.handle
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	const n = 20
+	for range n {
+		req := httptest.NewRequest("POST", "/api/v1/produce/batch", io.NopCloser(strings.NewReader(`{"topic":"`)))
+		req.ContentLength = 30 << 20
+		h.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > n*(4<<20) {
+		t.Fatalf("%d requests declaring 30 MiB and sending 10 bytes allocated %d MiB", n, got>>20)
+	}
 }
