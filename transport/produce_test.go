@@ -8,8 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
