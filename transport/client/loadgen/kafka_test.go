@@ -1,0 +1,26 @@
+package loadgen
+
+import (
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// recordPool hands out slices with room for the batch, and takes back
+// only the power-of-two slices it made (franz-go may grow one).
+func TestRecordPoolClasses(t *testing.T) {
+	var rp recordPool
+	for _, n := range []int{0, 1, 3, 1000, 1024, 1025} {
+		s := rp.GetRecords(n)
+		if len(s) != 0 || cap(s) < n {
+			t.Fatalf("GetRecords(%d): len %d cap %d", n, len(s), cap(s))
+		}
+		rp.PutRecords(s[:cap(s)])
+	}
+	rp.PutRecords(make([]kgo.Record, 1000)) // not a class size: dropped
+	for range 100 {
+		if s := rp.GetRecords(1000); cap(s) != 1024 {
+			t.Fatalf("GetRecords(1000): cap %d, want the 1024 class", cap(s))
+		}
+	}
+}
