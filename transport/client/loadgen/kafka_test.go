@@ -6,8 +6,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// recordPool hands out slices with room for the batch, and takes back
-// only the power-of-two slices it made (franz-go may grow one).
+// recordPool hands out empty slices with room for the batch, of its
+// power-of-two class whether pooled or new; a slice of another capacity
+// (franz-go may grow one) is refused without harm.
 func TestRecordPoolClasses(t *testing.T) {
 	var rp recordPool
 	for _, n := range []int{0, 1, 3, 1000, 1024, 1025} {
