@@ -166,6 +166,8 @@ func (f *fakeAgent) Fetch(ctx context.Context, req fsm.FetchRequest) (fsm.FetchR
 				n = min(n, req.MaxRecords)
 			}
 			got := recs[req.Offset-low : req.Offset-low+int64(n)]
+			got = withinBytes(got, req.MaxBytes)
+			n = len(got)
 			return fsm.FetchResult{Records: got, NextOffset: req.Offset + int64(n), HighWatermark: high, LowWatermark: low}, nil
 		}
 		select {
@@ -176,6 +178,19 @@ func (f *fakeAgent) Fetch(ctx context.Context, req fsm.FetchRequest) (fsm.FetchR
 			return fsm.FetchResult{}, ctx.Err()
 		}
 	}
+}
+
+// withinBytes cuts recs at maxBytes of record sizes (at least one record),
+// as partition.Fetcher does.
+func withinBytes(recs []fsm.FetchedRecord, maxBytes int) []fsm.FetchedRecord {
+	bytes := 0
+	for i, r := range recs {
+		if maxBytes > 0 && i > 0 && bytes+r.Size() > maxBytes {
+			return recs[:i]
+		}
+		bytes += r.Size()
+	}
+	return recs
 }
 
 // OffsetForTimestamp scans the partition.

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"sync"
 	"time"
@@ -21,8 +22,11 @@ import (
 type fetchPart struct {
 	topic    string
 	offset   int64
-	maxBytes int
-	out      *kmsg.FetchResponseTopicPartition
+	maxBytes int // the request's partition_max_bytes
+	// limit is what this read may add: maxBytes, or less where the
+	// answer's max_bytes leaves less (readWithin).
+	limit int
+	out   *kmsg.FetchResponseTopicPartition
 	// done: the partition has its answer (records or an error); the long
 	// poll does not wait on it again.
 	done  bool
@@ -37,7 +41,10 @@ func (s *Server) handleFetch(ctx context.Context, c *Conn, req *kmsg.FetchReques
 	}
 	parts := s.fetchParts(c, req, resp)
 	minBytes := max(int(req.MinBytes), 1)
-	if got := s.readParts(ctx, parts, 0, 0); got < minBytes && req.MaxWaitMillis > 0 && !anyFailed(parts) {
+	if got := s.readWithin(ctx, parts, int(req.MaxBytes)); got < minBytes && req.MaxWaitMillis > 0 && !anyFailed(parts) {
+		for _, p := range parts {
+			p.limit = p.maxBytes
+		}
 		s.readParts(ctx, parts, int64(req.MaxWaitMillis), minBytes-got)
 	}
 	trimToMaxBytes(parts, int(req.MaxBytes))
@@ -74,12 +81,60 @@ func (s *Server) fetchParts(c *Conn, req *kmsg.FetchRequest, resp *kmsg.FetchRes
 					out.ErrorCode = fetchCode(err, unknown)
 					continue
 				}
-				parts = append(parts, &fetchPart{topic: name, offset: rp.FetchOffset, maxBytes: int(rp.PartitionMaxBytes), out: out})
+				mb := int(rp.PartitionMaxBytes)
+				parts = append(parts, &fetchPart{topic: name, offset: rp.FetchOffset, maxBytes: mb, limit: mb, out: out})
 			}
 		}
 		resp.Topics = append(resp.Topics, t)
 	}
 	return parts
+}
+
+// readWithin reads the partitions without waiting, within the answer's
+// max_bytes, and returns the bytes read. Reading every partition and then
+// dropping what exceeds max_bytes (trimToMaxBytes) would decode and encode
+// records only to throw them away: a consumer asking 4 MiB for 33
+// partitions of 1 MiB made the agents read 33 MiB per answer. Instead the
+// partitions are read in waves, each in parallel: in request order, each
+// partition of a wave may read up to what max_bytes leaves after the
+// partitions before it (counted at their full limit), so a wave cannot
+// overshoot; the next wave continues with what the previous one left
+// unused (partitions at the end of their log read less than their limit),
+// until max_bytes is reached or every partition was read. The first
+// partition is always read, so a record larger than max_bytes is still
+// delivered, as Kafka does.
+func (s *Server) readWithin(ctx context.Context, parts []*fetchPart, maxBytes int) int {
+	if maxBytes <= 0 {
+		return s.readParts(ctx, parts, 0, 0)
+	}
+	got := 0
+	for next := 0; next < len(parts) && got < maxBytes; {
+		n := budgetWave(parts[next:], maxBytes-got)
+		got += s.readParts(ctx, parts[next:next+n], 0, 0)
+		next += n
+	}
+	return got
+}
+
+// budgetWave sets the limit of the partitions of the next wave (at least
+// one) from a remaining budget > 0 and returns how many it takes. A read
+// of limit L is counted at L + L/8: the Fetcher's byte limit counts record
+// sizes, a little below their encoding as record batches, and a wave that
+// overshoots max_bytes has its last partition dropped (trimToMaxBytes).
+func budgetWave(parts []*fetchPart, budget int) int {
+	n := 0
+	for _, p := range parts {
+		if budget <= 0 {
+			break
+		}
+		p.limit = max(budget-budget/9, 1)
+		if p.maxBytes > 0 {
+			p.limit = min(p.maxBytes, p.limit)
+		}
+		budget -= p.limit + p.limit/8
+		n++
+	}
+	return n
 }
 
 // readParts reads every partition not yet answered, in parallel, and
@@ -123,12 +178,12 @@ func (s *Server) readParts(ctx context.Context, parts []*fetchPart, waitMs int64
 // (else it cancels, reconnects and asks again, never progressing).
 const fetchReadBudget = 200 * time.Millisecond
 
-// readPart reads one partition up to its byte limit and encodes the
+// readPart reads one partition up to its limit and encodes the
 // records as record batches. It reports the bytes read and whether the
 // partition has its final answer (records or an error).
 func (s *Server) readPart(ctx context.Context, p *fetchPart, waitMs int64) (int, bool) {
 	out := p.out
-	req := fsm.FetchRequest{Topic: p.topic, Partition: out.Partition, Offset: p.offset, MaxBytes: p.maxBytes, WaitMs: waitMs}
+	req := fsm.FetchRequest{Topic: p.topic, Partition: out.Partition, Offset: p.offset, MaxBytes: p.limit, WaitMs: waitMs}
 	var start time.Time
 	for {
 		if !start.IsZero() && time.Since(start) > fetchReadBudget {
@@ -152,18 +207,18 @@ func (s *Server) readPart(ctx context.Context, p *fetchPart, waitMs int64) (int,
 			out.RecordBatches = appendFetched(out.RecordBatches, res.Records, -1)
 			p.bytes += len(out.RecordBatches) - before
 			if before == 0 {
-				out.RecordBatches = reserveRest(out.RecordBatches, len(res.Records), res.HighWatermark-res.NextOffset, p.maxBytes)
+				out.RecordBatches = reserveRest(out.RecordBatches, len(res.Records), res.HighWatermark-res.NextOffset, p.limit)
 			}
 		}
-		if len(res.Records) == 0 || res.NextOffset >= res.HighWatermark || (p.maxBytes > 0 && p.bytes >= p.maxBytes) {
+		if len(res.Records) == 0 || res.NextOffset >= res.HighWatermark || (p.limit > 0 && p.bytes >= p.limit) {
 			break
 		}
 		if start.IsZero() {
 			start = time.Now()
 		}
 		req.Offset, req.WaitMs = res.NextOffset, 0
-		if p.maxBytes > 0 {
-			req.MaxBytes = p.maxBytes - p.bytes
+		if p.limit > 0 {
+			req.MaxBytes = p.limit - p.bytes
 		}
 	}
 	p.done = p.done || p.bytes > 0
@@ -227,7 +282,9 @@ func fetchCode(err error, unknown int16) int16 {
 
 // trimToMaxBytes enforces the response's max_bytes in request order; the
 // first partition with records is always kept whole, as Kafka does, so a
-// record larger than the limit is still delivered.
+// record larger than the limit is still delivered. A later partition that
+// crosses the limit keeps the whole record batches that fit (readWithin's
+// waves overshoot by little, if at all); one of which none fits is dropped.
 func trimToMaxBytes(parts []*fetchPart, maxBytes int) {
 	if maxBytes <= 0 {
 		return
@@ -238,10 +295,28 @@ func trimToMaxBytes(parts []*fetchPart, maxBytes int) {
 			continue
 		}
 		if total > 0 && total+p.bytes > maxBytes {
-			putBuf(p.out.RecordBatches)
-			p.out.RecordBatches, p.bytes = []byte{}, 0
-			continue
+			p.bytes = batchesWithin(p.out.RecordBatches, maxBytes-total)
+			if p.bytes == 0 {
+				putBuf(p.out.RecordBatches)
+				p.out.RecordBatches = []byte{}
+				continue
+			}
+			p.out.RecordBatches = p.out.RecordBatches[:p.bytes]
 		}
 		total += p.bytes
 	}
+}
+
+// batchesWithin is the length of the longest run of whole record batches
+// at the start of set that fits in n bytes.
+func batchesWithin(set []byte, n int) int {
+	at := 0
+	for at+12 <= len(set) {
+		end := at + 12 + int(binary.BigEndian.Uint32(set[at+8:]))
+		if end > n || end > len(set) {
+			break
+		}
+		at = end
+	}
+	return at
 }

@@ -19,11 +19,12 @@ type pagedFetcher struct{ recs []fsm.FetchedRecord }
 func (f pagedFetcher) Fetch(_ context.Context, req fsm.FetchRequest) (fsm.FetchResult, error) {
 	hw := int64(len(f.recs))
 	res := fsm.FetchResult{HighWatermark: hw, NextOffset: req.Offset, Records: make([]fsm.FetchedRecord, 0, 1000)}
+	bytes := 0
 	for i := req.Offset; i < hw && len(res.Records) < 1000; i++ {
-		if req.MaxBytes > 0 && len(res.Records) > 0 && f.recs[i].Size() > req.MaxBytes {
+		if req.MaxBytes > 0 && len(res.Records) > 0 && bytes+f.recs[i].Size() > req.MaxBytes {
 			break
 		}
-		req.MaxBytes -= f.recs[i].Size()
+		bytes += f.recs[i].Size()
 		res.Records = append(res.Records, f.recs[i])
 		res.NextOffset = i + 1
 	}

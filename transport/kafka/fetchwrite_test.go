@@ -108,6 +108,14 @@ func TestLargeFetchesThroughTheListener(t *testing.T) {
 	}
 	cl := e.client(t, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"big": {0: kgo.NewOffset().AtStart(), 1: kgo.NewOffset().AtStart(), 2: kgo.NewOffset().AtStart()}}),
 		kgo.FetchMaxPartitionBytes(4<<20))
+	consumeInOrder(t, cl, want, perPartition)
+}
+
+// consumeInOrder polls cl until it has every record of want (perPartition
+// records of each partition, partition by partition) and checks that each
+// came once, in order, intact.
+func consumeInOrder(t *testing.T, cl *kgo.Client, want []*kgo.Record, perPartition int) {
+	t.Helper()
 	next := map[int32]int{}
 	ctx := ctxT(t)
 	for n := 0; n < len(want); {
@@ -128,6 +136,31 @@ func TestLargeFetchesThroughTheListener(t *testing.T) {
 			n++
 		}
 	}
+}
+
+// A consumer with a small max_bytes for many partitions gets every record
+// once, in order: the agent reads within the answer's limit in waves and
+// cuts the partition that crosses it at a record batch.
+func TestSmallMaxBytesThroughTheListener(t *testing.T) {
+	e := newEnv(t)
+	e.agent.addTopic("small", 8)
+	const perPartition = 500
+	var want []*kgo.Record
+	from := map[int32]kgo.Offset{}
+	for p := range int32(8) {
+		from[p] = kgo.NewOffset().AtStart()
+		for i := range perPartition {
+			want = append(want, &kgo.Record{Topic: "small", Partition: p, Key: []byte(fmt.Sprintf("%d-%d", p, i)),
+				Value: bytes.Repeat([]byte{byte(i)}, 100+i%50)})
+		}
+	}
+	pr := e.client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchMaxBytes(1<<20))
+	if err := pr.ProduceSync(ctxT(t), want...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cl := e.client(t, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"small": from}),
+		kgo.FetchMaxPartitionBytes(16<<10), kgo.FetchMaxBytes(40<<10))
+	consumeInOrder(t, cl, want, perPartition)
 }
 
 // TestBufClasses: a buffer of a class holds what was asked, the class
