@@ -77,10 +77,15 @@ func (s *Server) fetchParts(c *Conn, req *kmsg.FetchRequest, resp *kmsg.FetchRes
 			case denied:
 				out.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			default:
-				if _, err := view.partition(name, rp.Partition); err != nil {
+				info, err := view.partition(name, rp.Partition)
+				if err != nil {
 					out.ErrorCode = fetchCode(err, unknown)
 					continue
 				}
+				// A partition max_bytes leaves unread is answered with the
+				// watermarks this agent knows, as Kafka fills them, not -1;
+				// one that is read gets the Fetcher's.
+				out.HighWatermark, out.LastStableOffset, out.LogStartOffset = info.NextOffset, info.NextOffset, info.LowWatermark
 				mb := int(rp.PartitionMaxBytes)
 				parts = append(parts, &fetchPart{topic: name, offset: rp.FetchOffset, maxBytes: mb, limit: mb, out: out})
 			}
@@ -100,21 +105,33 @@ func (s *Server) fetchParts(c *Conn, req *kmsg.FetchRequest, resp *kmsg.FetchRes
 // partitions before it (counted at their full limit), so a wave cannot
 // overshoot; the next wave continues with what the previous one left
 // unused (partitions at the end of their log read less than their limit),
-// until max_bytes is reached or every partition was read. The first
-// partition is always read, so a record larger than max_bytes is still
-// delivered, as Kafka does.
+// until max_bytes is nearly reached (less than minWaveBudget left), every
+// partition was read, or fetchReadBudget has passed (waves run in series;
+// a slow read must not hold the answer past the client's timeout). The
+// first wave always runs and holds at least the first partition, so a
+// record larger than max_bytes is still delivered, as Kafka does.
 func (s *Server) readWithin(ctx context.Context, parts []*fetchPart, maxBytes int) int {
 	if maxBytes <= 0 {
 		return s.readParts(ctx, parts, 0, 0)
 	}
-	got := 0
+	got, start := 0, time.Now()
 	for next := 0; next < len(parts) && got < maxBytes; {
+		if next > 0 && (maxBytes-got < minWaveBudget(maxBytes) || time.Since(start) > fetchReadBudget) {
+			// Too little left to be worth a round in series, or the
+			// answer has taken its time: the client asks again for the
+			// rest (it moves its first partition on every request).
+			break
+		}
 		n := budgetWave(parts[next:], maxBytes-got)
 		got += s.readParts(ctx, parts[next:next+n], 0, 0)
 		next += n
 	}
 	return got
 }
+
+// minWaveBudget is the least budget left for which readWithin starts
+// another wave: each wave is a round of reads in series.
+func minWaveBudget(maxBytes int) int { return max(maxBytes/16, 64<<10) }
 
 // budgetWave sets the limit of the partitions of the next wave (at least
 // one) from a remaining budget > 0 and returns how many it takes. A read

@@ -129,3 +129,23 @@ func TestTrimKeepsTheBatchesThatFit(t *testing.T) {
 		t.Fatal("a partition of which no batch fits was kept")
 	}
 }
+
+// Waves stop when less than minWaveBudget of max_bytes is left: each wave
+// is a round of reads in series, and the last ones of a long tail read a
+// few records each. 33 full partitions of 1 MiB in a 4 MiB answer take
+// two waves (4 partitions, then 1), not six.
+func TestReadWithinStopsOnASmallRest(t *testing.T) {
+	f, parts := withinParts(33, 40000, 1<<20)
+	s := &Server{cfg: Config{Fetcher: f}}
+	s.readWithin(context.Background(), parts, 4<<20)
+	read := 0
+	for _, p := range parts {
+		if len(p.out.RecordBatches) > 0 {
+			read++
+		}
+		putBuf(p.out.RecordBatches)
+	}
+	if read < 4 || read > 5 {
+		t.Fatalf("%d partitions read for a 4 MiB answer of 1 MiB partitions, want 4 or 5", read)
+	}
+}

@@ -189,3 +189,57 @@ func TestBufClasses(t *testing.T) {
 		t.Fatalf("largest class %d bytes", got)
 	}
 }
+
+// Partitions an answer's max_bytes leaves unread are answered with their
+// watermarks, as Kafka fills them, not -1 (franz-go, librdkafka and Sarama
+// store a -1 high watermark as the partition's).
+func TestFetchUnreadPartitionsCarryWatermarks(t *testing.T) {
+	e := newEnv(t)
+	e.agent.addTopic("wm", 8)
+	const perPartition = 500
+	var recs []*kgo.Record
+	for p := range int32(8) {
+		for range perPartition {
+			recs = append(recs, &kgo.Record{Topic: "wm", Partition: p, Value: bytes.Repeat([]byte{'v'}, 100)})
+		}
+	}
+	pr := e.client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchMaxBytes(1<<20))
+	if err := pr.ProduceSync(ctxT(t), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	mreq := kmsg.NewPtrMetadataRequest()
+	mt := kmsg.NewMetadataRequestTopic()
+	mt.Topic = kmsg.StringPtr("wm")
+	mreq.Topics = append(mreq.Topics, mt)
+	meta, err := mreq.RequestWith(ctxT(t), pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := kmsg.NewPtrFetchRequest()
+	req.MaxWaitMillis, req.MaxBytes = 0, 40<<10
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic, rt.TopicID = "wm", meta.Topics[0].TopicID
+	for p := range int32(8) {
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes, rp.LogStartOffset = p, 0, 16<<10, -1
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	req.Topics = []kmsg.FetchRequestTopic{rt}
+	resp, err := req.RequestWith(ctxT(t), pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty := 0
+	for _, p := range resp.Topics[0].Partitions {
+		if p.ErrorCode != 0 || p.HighWatermark != perPartition || p.LastStableOffset != perPartition || p.LogStartOffset != 0 {
+			t.Errorf("partition %d: error %d, watermarks %d/%d/%d, want 0 and %d/%d/0", p.Partition, p.ErrorCode,
+				p.HighWatermark, p.LastStableOffset, p.LogStartOffset, perPartition, perPartition)
+		}
+		if len(p.RecordBatches) == 0 {
+			empty++
+		}
+	}
+	if empty == 0 {
+		t.Fatal("every partition was read: the test needs max_bytes to leave some unread")
+	}
+}
