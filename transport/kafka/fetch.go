@@ -219,6 +219,13 @@ func (s *Server) readPart(ctx context.Context, p *fetchPart, waitMs int64) (int,
 			break
 		}
 		out.HighWatermark, out.LastStableOffset, out.LogStartOffset = res.HighWatermark, res.HighWatermark, res.LowWatermark
+		if len(res.Records) == 0 && res.NextOffset > req.Offset && len(out.RecordBatches) == 0 {
+			// A restore gap up to the end of the log: an empty batch over
+			// it moves the consumer on (appendEmptyBatch).
+			out.RecordBatches = appendEmptyBatch(out.RecordBatches, req.Offset, res.NextOffset-1, -1)
+			p.bytes += len(out.RecordBatches)
+			break
+		}
 		if len(res.Records) > 0 {
 			before := len(out.RecordBatches)
 			out.RecordBatches = appendFetched(out.RecordBatches, res.Records, -1)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"sync"
 
 	"github.com/klauspost/compress/gzip"
@@ -358,6 +359,31 @@ func appendBatch(dst []byte, recs []fsm.FetchedRecord, leaderEpoch int32) []byte
 	for i := range recs {
 		dst = appendRecord(dst, &recs[i], base, baseTS)
 	}
+	binary.BigEndian.PutUint32(dst[start+8:], uint32(len(dst)-start-batchLenOffset))
+	binary.BigEndian.PutUint32(dst[start+17:], crc32.Checksum(dst[start+crcStart:], castagnoli))
+	return dst
+}
+
+// appendEmptyBatch appends a record batch v2 with no records covering
+// offsets base..last (at most 2^31-1 of them): what Kafka answers for a
+// batch compaction emptied, and what moves a consumer past offsets a
+// restore recorded as a gap when no record follows them yet (clients
+// continue at last+1).
+func appendEmptyBatch(dst []byte, base, last int64, leaderEpoch int32) []byte {
+	start := len(dst)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(base))
+	dst = binary.BigEndian.AppendUint32(dst, 0) // length, set below
+	dst = binary.BigEndian.AppendUint32(dst, uint32(leaderEpoch))
+	dst = append(dst, 2)                        // magic
+	dst = binary.BigEndian.AppendUint32(dst, 0) // crc, set below
+	dst = binary.BigEndian.AppendUint16(dst, 0) // attributes
+	dst = binary.BigEndian.AppendUint32(dst, uint32(min(last-base, math.MaxInt32)))
+	dst = binary.BigEndian.AppendUint64(dst, ^uint64(0)) // first timestamp -1
+	dst = binary.BigEndian.AppendUint64(dst, ^uint64(0)) // max timestamp -1
+	dst = binary.BigEndian.AppendUint64(dst, ^uint64(0)) // producer id -1
+	dst = binary.BigEndian.AppendUint16(dst, 0xffff)     // producer epoch -1
+	dst = binary.BigEndian.AppendUint32(dst, 0xffffffff) // base sequence -1
+	dst = binary.BigEndian.AppendUint32(dst, 0)          // no records
 	binary.BigEndian.PutUint32(dst[start+8:], uint32(len(dst)-start-batchLenOffset))
 	binary.BigEndian.PutUint32(dst[start+17:], crc32.Checksum(dst[start+crcStart:], castagnoli))
 	return dst
