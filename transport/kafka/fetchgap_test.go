@@ -2,6 +2,8 @@ package kafka
 
 import (
 	"context"
+	"os/exec"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -55,5 +57,36 @@ func TestFetchMovesAConsumerPastATailGap(t *testing.T) {
 		if n := fs.NumRecords(); n != 0 {
 			t.Fatalf("%d records from a gap", n)
 		}
+	}
+}
+
+// librdkafka (kcat) reads to the end of a partition whose records up to
+// the end are a restore gap: it continues after the empty batch and
+// reports the end of the partition, where it asked for the gap's first
+// offset forever before.
+func TestKcatReadsPastATailGap(t *testing.T) {
+	kcat, err := exec.LookPath("kcat")
+	if err != nil {
+		t.Fatal("kcat is not installed (Debian package kcat; .ci/run installs it)")
+	}
+	gap := &tailGapFetcher{gapEnd: 10}
+	e := newEnv(t, func(c *Config) { gap.inner = c.Fetcher; c.Fetcher = gap })
+	e.agent.addTopic("gap", 1)
+	var recs []*kgo.Record
+	for range gap.gapEnd {
+		recs = append(recs, &kgo.Record{Topic: "gap", Value: []byte("lost")})
+	}
+	pr := e.client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err := pr.ProduceSync(ctxT(t), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, kcat, "-C", "-b", e.addr, "-t", "gap", "-p", "0", "-o", "0", "-e").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Reached end of topic gap [0] at offset 10") {
+		t.Fatalf("kcat: %v (asked up to offset %d)\n%s", err, gap.asked.Load(), out)
+	}
+	if strings.Contains(string(out), "lost") {
+		t.Fatalf("kcat printed records of the gap:\n%s", out)
 	}
 }
