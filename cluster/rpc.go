@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/streamhouse/streamhouse/fsm"
+	"github.com/streamhouse/streamhouse/transport"
 )
 
 // Peer RPC routes served by RPCHandler.
@@ -78,30 +79,11 @@ func (n *Node) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, n.Status())
 }
 
-// maxPresizedBody is the largest declared length readBody allocates before
-// reading: a longer body grows as it arrives.
-const maxPresizedBody = 16 << 20
-
-// readBody reads a request body, at most limit+1 bytes (more is the
-// caller's "too large"). A Content-Length within the limit sizes the buffer
-// once: io.ReadAll grows from 512 bytes by doubling, which for a forwarded
-// AppendBatches entry of ~1–4 MiB allocated and copied it about twice over.
-func readBody(req *http.Request, limit int) ([]byte, error) {
-	if n := req.ContentLength; n >= 0 && n <= int64(min(limit, maxPresizedBody)) {
-		b := make([]byte, n)
-		if _, err := io.ReadFull(req.Body, b); err != nil {
-			return nil, err
-		}
-		return b, nil
-	}
-	return io.ReadAll(io.LimitReader(req.Body, int64(limit)+1))
-}
-
 // handleApply is the leader side of forwarding: it validates the command
 // and applies it locally. It never forwards again: if this node is no
 // longer the leader it answers "not applied".
 func (n *Node) handleApply(w http.ResponseWriter, req *http.Request) {
-	body, err := readBody(req, maxApplyBody)
+	body, err := transport.ReadBody(req, maxApplyBody)
 	switch {
 	case err != nil:
 		writeRPCError(w, http.StatusBadRequest, outcomeNotApplied, fmt.Errorf("reading the command: %w", err))

@@ -69,15 +69,18 @@ func IdempotentRPCHandler(p LocalProducer) http.Handler {
 	})
 }
 
-// maxPresizedBody is the largest declared length readBody allocates before
+// maxPresizedBody is the largest declared length ReadBody allocates before
 // reading: a longer body grows as it arrives.
 const maxPresizedBody = 16 << 20
 
-// readBody reads a request body, at most limit+1 bytes (more is the
-// caller's "too large"). A Content-Length within the limit sizes the buffer
-// once instead of growing it from 512 bytes by doubling (a forwarded batch
-// of records was allocated and copied about twice over).
-func readBody(r *http.Request, limit int) ([]byte, error) {
+// ReadBody reads a peer request's body, at most limit+1 bytes (more is
+// the caller's "too large"). A Content-Length within the limit sizes the
+// buffer once instead of growing it from 512 bytes by doubling (a
+// forwarded batch of records was allocated and copied about twice over).
+// It serves the peer routes (forwards here, the Raft leader's apply in
+// cluster), which are authenticated: a declared length is trusted with up
+// to maxPresizedBody before the bytes arrive.
+func ReadBody(r *http.Request, limit int) ([]byte, error) {
 	if n := r.ContentLength; n >= 0 && n <= int64(min(limit, maxPresizedBody)) {
 		b := make([]byte, n)
 		if _, err := io.ReadFull(r.Body, b); err != nil {
@@ -98,7 +101,7 @@ func forwardHandler(apply func(r *http.Request, body []byte) (contentType string
 			w.WriteHeader(http.StatusMethodNotAllowed)
 			return
 		}
-		body, err := readBody(r, maxForwardBody)
+		body, err := ReadBody(r, maxForwardBody)
 		if err == nil && len(body) > maxForwardBody {
 			err = fmt.Errorf("%w: forwarded request too large", fsm.ErrInvalidArgument)
 		}

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// readBody returns exactly the body whether or not its length is declared,
+// ReadBody returns exactly the body whether or not its length is declared,
 // refuses a body shorter than its declared length, and reads at most
 // limit+1 bytes of a longer one (the caller's "too large").
 func TestReadBody(t *testing.T) {
@@ -30,7 +30,7 @@ func TestReadBody(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httptest.NewRequest("POST", "/", io.NopCloser(strings.NewReader(body)))
 			r.ContentLength = tc.declared
-			got, err := readBody(r, tc.limit)
+			got, err := ReadBody(r, tc.limit)
 			if tc.fails {
 				if err == nil {
 					t.Fatalf("read %d bytes of a body declared %d bytes long, want an error", len(got), tc.declared)
@@ -38,7 +38,7 @@ func TestReadBody(t *testing.T) {
 				return
 			}
 			if err != nil || len(got) != tc.want || !bytes.Equal(got, []byte(body[:tc.want])) {
-				t.Fatalf("readBody = %d bytes, %v; want %d", len(got), err, tc.want)
+				t.Fatalf("ReadBody = %d bytes, %v; want %d", len(got), err, tc.want)
 			}
 		})
 	}
