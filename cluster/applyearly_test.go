@@ -52,7 +52,7 @@ func TestTwoStepApplyAnswers(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			srv := httptest.NewServer(h)
 			defer srv.Close()
-			answer := sendApply(context.Background(), srv.Client(), strings.TrimPrefix(srv.URL, "http://"), "leader", cmd, 0)
+			answer := sendApply(context.Background(), srv.Client(), strings.TrimPrefix(srv.URL, "http://"), "leader", cmd, 0, 0)
 			release <- struct{}{} // sendApply returned before the body was written
 			res, index, _, err := answer()
 			if want[name] == nil {

@@ -39,19 +39,7 @@ type forwardWatch struct {
 type trackedForward struct {
 	target string // node ID of the leader the forward was sent to
 	cancel context.CancelCauseFunc
-	// notBefore: the forward is never cut before this time, by which the
-	// leader refuses it (its enqueue deadline, forwardEnqueueWindow, plus
-	// one cluster-clock tick of precision), so a request the network
-	// still holds cannot be applied after its caller was answered.
-	notBefore time.Time
 }
-
-// forwardEnqueueWindow caps the deadline a forward carries for the
-// leader's enqueue (Streamhouse-Deadline-Cluster-Ms): a forward the
-// leader reads later than this is refused, never applied. It bounds how
-// long after a cut the network may still deliver the request, and so how
-// soon a forward to a replaced leader may be cut.
-const forwardEnqueueWindow = 5 * time.Second
 
 func newForwardWatch() *forwardWatch {
 	return &forwardWatch{grace: forwardCutGrace, inflight: map[*trackedForward]struct{}{}}
@@ -62,9 +50,9 @@ func newForwardWatch() *forwardWatch {
 // than target; done must be called when the forward ends. The current
 // leader is checked after registration, so a change that happened before
 // is not missed (later ones arrive through leaderIs).
-func (w *forwardWatch) track(ctx context.Context, target string, leader func() string, notBefore time.Time) (context.Context, func()) {
+func (w *forwardWatch) track(ctx context.Context, target string, leader func() string) (context.Context, func()) {
 	fctx, cancel := context.WithCancelCause(ctx)
-	f := &trackedForward{target: target, cancel: cancel, notBefore: notBefore}
+	f := &trackedForward{target: target, cancel: cancel}
 	w.mu.Lock()
 	w.inflight[f] = struct{}{}
 	w.mu.Unlock()
@@ -83,10 +71,9 @@ func (w *forwardWatch) track(ctx context.Context, target string, leader func() s
 }
 
 // leaderIs cancels every forward in flight to another leader than id,
-// after w.grace and not before its notBefore, unless it ended meanwhile
-// ("" — no leader known, an election under way — cancels nothing: the
-// old leader may still answer). It returns how many it marked for the
-// cut.
+// after w.grace unless it ended meanwhile ("" — no leader known, an
+// election under way — cancels nothing: the old leader may still answer).
+// It returns how many it marked for the cut.
 func (w *forwardWatch) leaderIs(id string) int {
 	if id == "" {
 		return 0
@@ -97,12 +84,12 @@ func (w *forwardWatch) leaderIs(id string) int {
 	for f := range w.inflight {
 		if f.target != id {
 			cause := leaderChanged(f.target, id)
-			if wait := max(w.grace, time.Until(f.notBefore)); wait <= 0 {
+			if w.grace <= 0 {
 				f.cancel(cause)
 			} else {
 				// A forward that ended meanwhile was cancelled without a
 				// cause by its done; this is then a no-op.
-				time.AfterFunc(wait, func() { f.cancel(cause) })
+				time.AfterFunc(w.grace, func() { f.cancel(cause) })
 			}
 			delete(w.inflight, f)
 			n++

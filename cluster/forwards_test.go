@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -236,7 +238,7 @@ func TestForwardWatchGraceKeepsALateAnswer(t *testing.T) {
 	w := newForwardWatch()
 	w.grace = time.Hour
 	now := func() string { return "x" }
-	ctx, done := w.track(context.Background(), "x", now, time.Time{})
+	ctx, done := w.track(context.Background(), "x", now)
 	if w.leaderIs("y") != 1 {
 		t.Fatal("the forward to x was not marked when y became leader")
 	}
@@ -249,7 +251,7 @@ func TestForwardWatchGraceKeepsALateAnswer(t *testing.T) {
 	}
 
 	w.grace = time.Millisecond
-	ctx, done = w.track(context.Background(), "x", now, time.Time{})
+	ctx, done = w.track(context.Background(), "x", now)
 	defer done()
 	w.leaderIs("y")
 	waitFor(t, deadline, "the cut after the grace", func() bool { return errors.Is(context.Cause(ctx), errLeaderChanged) })
@@ -260,7 +262,7 @@ func TestForwardWatchCancelsOnlyForAnotherLeader(t *testing.T) {
 	w.grace = 0
 	leader := "x"
 	now := func() string { return leader }
-	ctx, done := w.track(context.Background(), "x", now, time.Time{})
+	ctx, done := w.track(context.Background(), "x", now)
 	if w.leaderIs("") != 0 || w.leaderIs("x") != 0 || ctx.Err() != nil {
 		t.Fatal("a forward was cut without another leader")
 	}
@@ -270,12 +272,12 @@ func TestForwardWatchCancelsOnlyForAnotherLeader(t *testing.T) {
 	done()
 	// Registered after the change: the current leader is checked.
 	leader = "y"
-	ctx, done = w.track(context.Background(), "x", now, time.Time{})
+	ctx, done = w.track(context.Background(), "x", now)
 	defer done()
 	if !errors.Is(context.Cause(ctx), errLeaderChanged) {
 		t.Fatalf("forward registered after the change: cause %v", context.Cause(ctx))
 	}
-	_, done2 := w.track(context.Background(), "y", now, time.Time{})
+	_, done2 := w.track(context.Background(), "y", now)
 	done2()
 	if n := len(w.inflight); n != 0 {
 		t.Fatalf("%d forwards registered after they ended", n)
@@ -295,49 +297,44 @@ func TestForwardWatchCancelsOnlyForAnotherLeader(t *testing.T) {
 	}
 }
 
-// A forward is never cut before its notBefore, the time by which the
-// leader refuses it: a request the network still holds cannot be applied
-// after its caller was told the outcome.
-func TestForwardWatchWaitsForTheEnqueueDeadline(t *testing.T) {
-	w := newForwardWatch()
-	w.grace = 0
-	now := func() string { return "x" }
-	ctx, done := w.track(context.Background(), "x", now, time.Now().Add(time.Hour))
-	w.leaderIs("y")
-	if ctx.Err() != nil {
-		t.Fatalf("cut before the leader's enqueue deadline passed: %v", context.Cause(ctx))
+// A forward names the term in which its agent knew the leader; the leader
+// refuses it in any other term as not applied, so a forward cut for a new
+// leader and delivered late cannot be applied after its caller was
+// answered.
+func TestForwardOfAnotherTermIsRefused(t *testing.T) {
+	c := newTestCluster(t)
+	c.startBootstrapped("a", "b", "c")
+	lead := c.waitLeader(deadline)
+	topicID := createTopic(t, lead, "t", 1)
+	epoch := lead.fsmPartition(topicID, 0).LeaderEpoch
+	entry := func(v string) []byte {
+		b := appendOne(topicID, v)
+		b.LeaderEpoch = epoch
+		return fsm.Encode(b)
 	}
-	done()
-
-	ctx, done = w.track(context.Background(), "x", now, time.Now().Add(time.Millisecond))
-	defer done()
-	w.leaderIs("y")
-	waitFor(t, deadline, "the cut once the enqueue deadline passed", func() bool {
-		return errors.Is(context.Cause(ctx), errLeaderChanged)
-	})
+	term := lead.node.r().CurrentTerm()
+	client := c.followers(lead)[0].node.peer.RPCClient() // the authenticated peer channel
+	for _, other := range []uint64{term - 1, term + 1} {
+		_, _, outcome, err := sendApply(context.Background(), client, lead.mux.Addr(), lead.id, entry("other"), 0, other)()
+		if !errors.Is(err, fsm.ErrUnavailable) || outcome != outcomeNotApplied {
+			t.Fatalf("forward of term %d to the leader of term %d: %s %v, want not applied", other, term, outcome, err)
+		}
+	}
+	res, _, _, err := sendApply(context.Background(), client, lead.mux.Addr(), lead.id, entry("same"), 0, term)()
+	if err != nil || res.BaseOffset != 0 {
+		t.Fatalf("forward of the leader's own term: %+v %v, want offset 0 (the refused ones were not applied)", res, err)
+	}
 }
 
-// The deadline a forward carries is the caller's, capped at
-// forwardEnqueueWindow; the forward may be cut only a clock tick after it.
-func TestEnqueueDeadlineIsCapped(t *testing.T) {
-	c := newTestCluster(t)
-	c.startBootstrapped("a")
-	n := c.waitLeader(deadline)
-	waitFor(t, deadline, "a cluster clock", func() bool { return n.node.fsm.Clock() > 0 })
-	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
-	defer cancel()
-	before := time.Now()
-	d, notBefore := n.node.enqueueDeadline(ctx)
-	clock := n.node.fsm.Clock()
-	if d <= 0 || d > clock+forwardEnqueueWindow.Milliseconds() {
-		t.Fatalf("deadline %d with clock %d, want at most clock + %v", d, clock, forwardEnqueueWindow)
+func TestForwardTermDiffers(t *testing.T) {
+	req := httptest.NewRequest(http.MethodPost, PeerApplyPath, nil)
+	if differs, _, _ := forwardTermDiffers(req, 7); differs {
+		t.Fatal("a forward without a term (an older agent) was refused")
 	}
-	if min := before.Add(forwardEnqueueWindow); notBefore.Before(min) {
-		t.Fatalf("notBefore %v is before the enqueue window ends (%v)", notBefore, min)
-	}
-	short, cancel2 := context.WithTimeout(context.Background(), time.Second)
-	defer cancel2()
-	if d, _ := n.node.enqueueDeadline(short); d > n.node.fsm.Clock()+time.Second.Milliseconds() {
-		t.Fatalf("deadline %d: a caller's shorter deadline was not kept", d)
+	for v, want := range map[string]bool{"7": false, "6": true, "8": true, "0": true, "x": true} {
+		req.Header.Set(forwardTermHeader, v)
+		if differs, _, _ := forwardTermDiffers(req, 7); differs != want {
+			t.Errorf("term header %q at term 7: differs %v, want %v", v, differs, want)
+		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -93,7 +92,7 @@ func (n *Node) remoteReadIndex(ctx context.Context) (uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RPCTimeout)
 	defer cancel()
 	// Like a forward, the question ends once another leader is known.
-	ctx, done := n.forwards.track(ctx, string(id), n.currentLeaderID, time.Time{})
+	ctx, done := n.forwards.track(ctx, string(id), n.currentLeaderID)
 	defer done()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+string(addr)+PeerReadIndexPath, nil)
 	if err != nil {

@@ -105,6 +105,12 @@ func (n *Node) handleApply(w http.ResponseWriter, req *http.Request) {
 		writeRPCError(w, http.StatusServiceUnavailable, outcomeNotApplied, fmt.Errorf("agent %s is not the raft leader", n.cfg.NodeID))
 		return
 	}
+	if other, term, now := forwardTermDiffers(req, r.CurrentTerm()); other {
+		err := fmt.Errorf("forwarded to the raft leader of term %d; this agent leads term %d; not applied", term, now)
+		n.log.Warn("refused a forwarded command of another term", "err", err)
+		writeRPCError(w, http.StatusServiceUnavailable, outcomeNotApplied, err)
+		return
+	}
 	if late, deadline := forwardExpired(req, n.fsm.Clock()); late {
 		err := fmt.Errorf("forwarded command arrived after the caller's deadline (cluster time %d, clock %d); not applied", deadline, n.fsm.Clock())
 		n.log.Warn("refused a late forwarded command", "err", err)
@@ -369,25 +375,6 @@ func (n *Node) startForward(ctx context.Context, cmd []byte, early bool) (wait f
 	}
 }
 
-// enqueueDeadline is the cluster-time deadline a forward carries: the
-// caller's, capped at forwardEnqueueWindow, and the time before which the
-// forward must not be cut for a change of leader (its deadline has then
-// passed at the leader, to within one clock tick). Without a cluster
-// clock there is no deadline, and the forward is not cut before ctx ends.
-func (n *Node) enqueueDeadline(ctx context.Context) (deadline int64, notBefore time.Time) {
-	clock := n.fsm.Clock()
-	deadline = forwardDeadline(ctx, clock)
-	if deadline == 0 {
-		d, _ := ctx.Deadline()
-		if d.IsZero() {
-			d = time.Now().Add(n.cfg.ForwardTimeout)
-		}
-		return 0, d
-	}
-	deadline = min(deadline, clock+forwardEnqueueWindow.Milliseconds())
-	return deadline, time.Now().Add(time.Duration(deadline-clock)*time.Millisecond + n.cfg.ClockTickInterval)
-}
-
 // doForward sends cmd to the Raft leader and returns once the leader has
 // enqueued it (or answered); answer gives the outcome. The request runs
 // under a context that ends when another leader is known (forwardWatch),
@@ -401,9 +388,13 @@ func (n *Node) doForward(ctx context.Context, cmd []byte) (answer applyAnswer) {
 		// We lost leadership between the check and now, or won it.
 		return answered(nil, 0, outcomeNotApplied, fmt.Errorf("%w: raft leadership is changing", fsm.ErrUnavailable))
 	}
-	deadline, notBefore := n.enqueueDeadline(ctx)
-	fctx, done := n.forwards.track(ctx, string(id), n.currentLeaderID, notBefore)
-	sent := sendApply(fctx, n.peer.RPCClient(), string(addr), string(id), cmd, deadline)
+	// The term this agent knows its leader in: the leader refuses the
+	// forward in any other term (forwardterm.go), so a request the
+	// network delivers after the forward was cut for a new leader can
+	// never be applied.
+	term := n.r().CurrentTerm()
+	fctx, done := n.forwards.track(ctx, string(id), n.currentLeaderID)
+	sent := sendApply(fctx, n.peer.RPCClient(), string(addr), string(id), cmd, forwardDeadline(ctx, n.fsm.Clock()), term)
 	return func() (*fsm.Result, uint64, string, error) {
 		defer done()
 		res, index, outcome, err := sent()
@@ -416,7 +407,7 @@ func (n *Node) doForward(ctx context.Context, cmd []byte) (answer applyAnswer) {
 // answered; the answer classifies its failure and gives the outcome label
 // for metrics. deadline (cluster time, 0 = none) travels with it (see
 // clock.go).
-func sendApply(ctx context.Context, client *http.Client, addr, leaderID string, cmd []byte, deadline int64) applyAnswer {
+func sendApply(ctx context.Context, client *http.Client, addr, leaderID string, cmd []byte, deadline int64, term uint64) applyAnswer {
 	var wrote atomic.Bool
 	trace := &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {
 		if i.Err == nil {
@@ -431,6 +422,7 @@ func sendApply(ctx context.Context, client *http.Client, addr, leaderID string, 
 	req.Header.Set("Content-Type", "application/octet-stream")
 	req.Header.Set(applyEarlyHeader, "1")
 	setForwardDeadline(req, deadline)
+	setForwardTerm(req, term)
 	resp, err := client.Do(req)
 	if err != nil {
 		if !wrote.Load() {

@@ -423,5 +423,5 @@ func TestNodeBeforeStart(t *testing.T) {
 
 // postApply performs one forwarding request and waits for its answer.
 func postApply(ctx context.Context, client *http.Client, addr, leaderID string, cmd []byte, deadline int64) (*fsm.Result, uint64, string, error) {
-	return sendApply(ctx, client, addr, leaderID, cmd, deadline)()
+	return sendApply(ctx, client, addr, leaderID, cmd, deadline, 0)()
 }
