@@ -392,8 +392,14 @@ func (n *Node) doForward(ctx context.Context, cmd []byte) (answer applyAnswer) {
 	// forward in any other term (forwardterm.go), so a request the
 	// network delivers after the forward was cut for a new leader can
 	// never be applied.
+	// The early cut relies on that refusal, so it is armed only once every
+	// member applies it (a rolling upgrade has finished): an older leader
+	// would apply a late request up to the caller's deadline.
 	term := n.r().CurrentTerm()
-	fctx, done := n.forwards.track(ctx, string(id), n.currentLeaderID)
+	fctx, done := ctx, func() {}
+	if n.gossipAt(fsm.FeatureForwardTerm) {
+		fctx, done = n.forwards.track(ctx, string(id), n.currentLeaderID)
+	}
 	sent := sendApply(fctx, n.peer.RPCClient(), string(addr), string(id), cmd, forwardDeadline(ctx, n.fsm.Clock()), term)
 	return func() (*fsm.Result, uint64, string, error) {
 		defer done()

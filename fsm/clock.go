@@ -21,8 +21,16 @@ package fsm
 // proposes it only once every member advertises level 3. Level 4 adds
 // AppendBatch payload version 5 (AllowEpochBump: per-partition producer
 // epochs, DESIGN.md); proposers write it only once every member applies
-// level 4 (cluster.Node.MembersAt).
-const FeatureLevel = 4
+// level 4 (cluster.Node.MembersAt). Level 5 adds no command: an agent at
+// level 5 refuses, as Raft leader, a forward sent to the leader of another
+// term, and agents cut forwards to a replaced leader early only once every
+// member advertises it (cluster, "A forward ends when its leader is
+// replaced").
+const FeatureLevel = 5
+
+// FeatureForwardTerm is the FeatureLevel whose leaders refuse forwards of
+// another Raft term.
+const FeatureForwardTerm = 5
 
 // FeatureEpochBump is the FeatureLevel that applies AppendBatch payload
 // version 5 (AllowEpochBump).
