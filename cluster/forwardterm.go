@@ -12,7 +12,9 @@ import (
 // is known, so a cut request that the network delivers afterwards (an
 // iptables DROP keeps it in the kernel's send queue) finds its target
 // either leading a later term (refused here) or still in the old term,
-// where a majority has moved on and nothing it appends can commit.
+// where a majority has moved on: an entry it appends then commits only if
+// that agent is elected again with the entry in its log (rare, and within
+// the "outcome unknown" its caller was given).
 const forwardTermHeader = "Streamhouse-Forward-Term"
 
 func setForwardTerm(req *http.Request, term uint64) {
