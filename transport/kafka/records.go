@@ -343,47 +343,45 @@ func appendBatch(dst []byte, recs []fsm.FetchedRecord, leaderEpoch int32) []byte
 	for i := range recs {
 		maxTS = max(maxTS, recs[i].Timestamp)
 	}
-	dst = binary.BigEndian.AppendUint64(dst, uint64(base))
-	dst = binary.BigEndian.AppendUint32(dst, 0) // length, set below
-	dst = binary.BigEndian.AppendUint32(dst, uint32(leaderEpoch))
-	dst = append(dst, 2)                        // magic
-	dst = binary.BigEndian.AppendUint32(dst, 0) // crc, set below
-	dst = binary.BigEndian.AppendUint16(dst, 0) // attributes: CreateTime, no codec
-	dst = binary.BigEndian.AppendUint32(dst, uint32(recs[len(recs)-1].Offset-base))
-	dst = binary.BigEndian.AppendUint64(dst, uint64(baseTS))
-	dst = binary.BigEndian.AppendUint64(dst, uint64(maxTS))
-	dst = binary.BigEndian.AppendUint64(dst, ^uint64(0)) // producer id -1
-	dst = binary.BigEndian.AppendUint16(dst, 0xffff)     // producer epoch -1
-	dst = binary.BigEndian.AppendUint32(dst, 0xffffffff) // base sequence -1
-	dst = binary.BigEndian.AppendUint32(dst, uint32(len(recs)))
+	dst = appendBatchHeader(dst, base, recs[len(recs)-1].Offset-base, baseTS, maxTS, len(recs), leaderEpoch)
 	for i := range recs {
 		dst = appendRecord(dst, &recs[i], base, baseTS)
 	}
-	binary.BigEndian.PutUint32(dst[start+8:], uint32(len(dst)-start-batchLenOffset))
-	binary.BigEndian.PutUint32(dst[start+17:], crc32.Checksum(dst[start+crcStart:], castagnoli))
-	return dst
+	return sealBatch(dst, start)
 }
 
 // appendEmptyBatch appends a record batch v2 with no records covering
 // offsets base..last (at most 2^31-1 of them): what Kafka answers for a
 // batch compaction emptied, and what moves a consumer past offsets a
 // restore recorded as a gap when no record follows them yet (clients
-// continue at last+1).
+// continue at last+1). Its timestamps are -1 (none).
 func appendEmptyBatch(dst []byte, base, last int64, leaderEpoch int32) []byte {
 	start := len(dst)
+	dst = appendBatchHeader(dst, base, min(last-base, math.MaxInt32), -1, -1, 0, leaderEpoch)
+	return sealBatch(dst, start)
+}
+
+// appendBatchHeader appends the header of an uncompressed record batch v2
+// (CreateTime, no producer) with its length and CRC left for sealBatch.
+func appendBatchHeader(dst []byte, base, lastDelta, firstTS, maxTS int64, count int, leaderEpoch int32) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, uint64(base))
-	dst = binary.BigEndian.AppendUint32(dst, 0) // length, set below
+	dst = binary.BigEndian.AppendUint32(dst, 0) // length, set by sealBatch
 	dst = binary.BigEndian.AppendUint32(dst, uint32(leaderEpoch))
 	dst = append(dst, 2)                        // magic
-	dst = binary.BigEndian.AppendUint32(dst, 0) // crc, set below
-	dst = binary.BigEndian.AppendUint16(dst, 0) // attributes
-	dst = binary.BigEndian.AppendUint32(dst, uint32(min(last-base, math.MaxInt32)))
-	dst = binary.BigEndian.AppendUint64(dst, ^uint64(0)) // first timestamp -1
-	dst = binary.BigEndian.AppendUint64(dst, ^uint64(0)) // max timestamp -1
+	dst = binary.BigEndian.AppendUint32(dst, 0) // crc, set by sealBatch
+	dst = binary.BigEndian.AppendUint16(dst, 0) // attributes: CreateTime, no codec
+	dst = binary.BigEndian.AppendUint32(dst, uint32(lastDelta))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(firstTS))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(maxTS))
 	dst = binary.BigEndian.AppendUint64(dst, ^uint64(0)) // producer id -1
 	dst = binary.BigEndian.AppendUint16(dst, 0xffff)     // producer epoch -1
 	dst = binary.BigEndian.AppendUint32(dst, 0xffffffff) // base sequence -1
-	dst = binary.BigEndian.AppendUint32(dst, 0)          // no records
+	return binary.BigEndian.AppendUint32(dst, uint32(count))
+}
+
+// sealBatch sets the length and CRC of the batch that starts at
+// dst[start:].
+func sealBatch(dst []byte, start int) []byte {
 	binary.BigEndian.PutUint32(dst[start+8:], uint32(len(dst)-start-batchLenOffset))
 	binary.BigEndian.PutUint32(dst[start+17:], crc32.Checksum(dst[start+crcStart:], castagnoli))
 	return dst
