@@ -81,14 +81,20 @@ const maxPresizedBody = 16 << 20
 // cluster), which are authenticated: a declared length is trusted with up
 // to maxPresizedBody before the bytes arrive.
 func ReadBody(r *http.Request, limit int) ([]byte, error) {
-	if n := r.ContentLength; n >= 0 && n <= int64(min(limit, maxPresizedBody)) {
-		b := make([]byte, n)
-		if _, err := io.ReadFull(r.Body, b); err != nil {
-			return nil, err
-		}
-		return b, nil
+	return readSized(io.LimitReader(r.Body, int64(limit)+1), r.ContentLength, int64(min(limit, maxPresizedBody)))
+}
+
+// readSized reads body to its end: into one buffer of the declared length
+// when that is known and at most presizeMax, else into a buffer that grows
+// with what arrives (a declared length alone never allocates more than
+// presizeMax). On an error it returns what was read with it.
+func readSized(body io.Reader, declared, presizeMax int64) ([]byte, error) {
+	if declared >= 0 && declared <= presizeMax {
+		b := make([]byte, declared)
+		n, err := io.ReadFull(body, b)
+		return b[:n], err
 	}
-	return io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
+	return io.ReadAll(body)
 }
 
 // forwardHandler serves one forwarding route: it reads the request body

@@ -157,17 +157,7 @@ func (s *HTTPServer) readRequestBody(w http.ResponseWriter, r *http.Request) ([]
 	if r.ContentLength > s.bodyLimit {
 		return nil, &http.MaxBytesError{Limit: s.bodyLimit}
 	}
-	body := http.MaxBytesReader(w, r.Body, s.bodyLimit)
-	if n := r.ContentLength; n >= 0 && n <= maxPresizedRequest {
-		b := make([]byte, n)
-		if _, err := io.ReadFull(body, b); err != nil {
-			return nil, err
-		}
-		return b, nil
-	}
-	b := bytes.NewBuffer(make([]byte, 0, 64<<10))
-	_, err := b.ReadFrom(body)
-	return b.Bytes(), err
+	return readSized(http.MaxBytesReader(w, r.Body, s.bodyLimit), r.ContentLength, maxPresizedRequest)
 }
 
 // errReader fails every read with err, or ends (io.EOF) when err is nil.
