@@ -20,8 +20,10 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/streamhouse/streamhouse/jepsen/proc"
 	"github.com/streamhouse/streamhouse/s3seg"
@@ -336,12 +338,27 @@ func (m *MinIO) adminClient() *s3.Client {
 	return m.client
 }
 
-// listBuckets sends one ListBuckets request without retries.
+// listBuckets sends one ListBuckets request without retries and checks that
+// the server has applied its configured region: MinIO answers S3 calls
+// before its configuration subsystem has loaded, with an empty region, and a
+// CreateBucket racing that load can read the region twice (empty, then
+// m.Region) and fail with InvalidRegion. The answer carries
+// x-amz-bucket-region only once the region is set.
 func (m *MinIO) listBuckets() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_, err := m.adminClient().ListBuckets(ctx, &s3.ListBucketsInput{}, func(o *s3.Options) { o.RetryMaxAttempts = 1 })
-	return err
+	out, err := m.adminClient().ListBuckets(ctx, &s3.ListBucketsInput{}, func(o *s3.Options) { o.RetryMaxAttempts = 1 })
+	if err != nil {
+		return err
+	}
+	raw, ok := awsmiddleware.GetRawResponse(out.ResultMetadata).(*smithyhttp.Response)
+	if !ok {
+		return errors.New("ListBuckets: no raw HTTP response")
+	}
+	if got := raw.Header.Get("X-Amz-Bucket-Region"); got != m.Region {
+		return fmt.Errorf("MinIO has not applied its region yet (x-amz-bucket-region %q, want %q)", got, m.Region)
+	}
+	return nil
 }
 
 func (m *MinIO) closeClient() {
