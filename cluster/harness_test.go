@@ -70,26 +70,34 @@ func newTestCluster(t *testing.T) *testCluster {
 		log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level})),
 	}
 	t.Cleanup(func() {
-		c.mu.Lock()
-		nodes := make([]*testNode, 0, len(c.nodes))
-		for _, n := range c.nodes {
-			nodes = append(nodes, n)
-		}
-		c.mu.Unlock()
-		var wg sync.WaitGroup
-		for _, n := range nodes {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				n.stop()
-			}()
-		}
-		wg.Wait()
+		c.stopAll()
 		if t.Failed() || os.Getenv("CLUSTER_TEST_LOGS") != "" {
 			t.Logf("cluster logs:\n%s", logs.String())
 		}
 	})
 	return c
+}
+
+// stopAll stops every running node, in parallel. Every startAt registers it
+// as a cleanup too: cleanups run last-registered first, so the nodes stop
+// before the removal of any t.TempDir a test made for them after
+// newTestCluster (a running node still writes to its raft log directory).
+func (c *testCluster) stopAll() {
+	c.mu.Lock()
+	nodes := make([]*testNode, 0, len(c.nodes))
+	for _, n := range c.nodes {
+		nodes = append(nodes, n)
+	}
+	c.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.stop()
+		}()
+	}
+	wg.Wait()
 }
 
 // fastConfig returns timings that keep the tests quick under -race.
@@ -150,6 +158,7 @@ func (c *testCluster) startAt(id, dir, peerBind, gossipBind string, edit func(*C
 		sm = c.wrapFSM(id, f)
 	}
 	node := New(cfg, sm)
+	c.t.Cleanup(c.stopAll)
 	mux.HandleRPC(node.RPCHandler())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
