@@ -92,7 +92,7 @@ func TestWALLogStoresLargeCallsInBoundedCommits(t *testing.T) {
 		t.Fatal(err)
 	}
 	maxWrite, syncs := vfs.stats()
-	// A commit holds at most walCommitBytes of entry data plus framing
+	// A commit holds at most walCommitBytes of entry data and framing
 	// (and the index frame when it seals a segment).
 	if limit := walCommitBytes + 64<<10; maxWrite > limit {
 		t.Fatalf("largest write %d bytes, want at most %d (commits of %d bytes)", maxWrite, limit, walCommitBytes)

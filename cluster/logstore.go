@@ -35,8 +35,13 @@ const walSegmentSize = 16 << 20
 // saturated bench point a lagging follower held a 126 MB commit buffer.
 // walLog stores a call in commits of at most this many bytes (an entry
 // larger than that goes alone); each commit is fsynced, little next to
-// writing 4 MiB.
-const walCommitBytes = 4 << 20
+// writing 4 MiB. A commit's entries are counted with walEntryOverhead each
+// for raft-wal's encoding and framing, and the bound leaves room for the
+// commit frame, so a commit fits a 4 MiB buffer.
+const (
+	walCommitBytes   = 4<<20 - 64<<10
+	walEntryOverhead = 64
+)
 
 // openBoltStore opens the Bolt file raft.db: Raft's stable store (current
 // term, vote) and, in agents from before the raft-wal log store, the Raft
@@ -263,7 +268,7 @@ func storeInCommits(w *raftwal.WAL, logs []*raft.Log, maxBytes int) error {
 	for len(logs) > 0 {
 		n, size := 0, 0
 		for n < len(logs) {
-			sz := len(logs[n].Data) + len(logs[n].Extensions)
+			sz := logBytes(logs[n]) + walEntryOverhead
 			if n > 0 && size+sz > maxBytes {
 				break
 			}

@@ -404,11 +404,7 @@ func TestRaftSeesTheLogStoreAsMonotonic(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	cache, err := raft.NewLogCache(8, &retryingLogs{LogStore: l})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !cache.IsMonotonic() {
+	if !newLogCache(&retryingLogs{LogStore: l}, 8, 1<<20).IsMonotonic() {
 		t.Fatal("the log store Raft gets does not report IsMonotonic")
 	}
 }
