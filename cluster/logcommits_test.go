@@ -72,18 +72,25 @@ func (f *commitFile) Sync() error {
 	return nil
 }
 
-// A follower catching up receives up to MaxAppendEntries entries in one
-// StoreLogs. raft-wal writes a call as one commit from a buffer it keeps
-// at the size of the largest call (doubled) for the segment's life, so one
-// large catch-up pinned over 100 MB per agent at the 1 KiB saturated bench
-// point. walLog stores a call in commits of at most walCommitBytes.
-func TestWALLogStoresLargeCallsInBoundedCommits(t *testing.T) {
+// openCommitLog opens a walLog in a temp dir over a commitFS.
+func openCommitLog(t *testing.T) (string, *walLog, *commitFS) {
+	t.Helper()
 	dir := t.TempDir()
 	vfs := &commitFS{FS: fs.New()}
 	l, err := openWALLog(dir, testHCLog(), vfs)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return dir, l, vfs
+}
+
+// A follower catching up receives up to MaxAppendEntries entries in one
+// StoreLogs. raft-wal writes a call as one commit from a buffer it keeps
+// at the size of the largest call (doubled) for the segment's life, so one
+// large catch-up pinned over 100 MB per agent at the 1 KiB saturated bench
+// point. walLog stores a call in commits of at most walCommitBytes.
+func TestWALLogStoresLargeCallsInBoundedCommits(t *testing.T) {
+	dir, l, vfs := openCommitLog(t)
 	defer l.Close()
 	const size = 512 << 10
 	entries := testEntries(1, 24, size) // 12 MiB in one call
@@ -106,24 +113,13 @@ func TestWALLogStoresLargeCallsInBoundedCommits(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := append(entries, big...)
-	checkEntries(t, l, want)
-	_ = l.Close()
-	if l, err = openWALLog(dir, testHCLog(), nil); err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	checkEntries(t, l, want)
+	checkEntriesAcrossReopen(t, l, dir, want)
 }
 
 // A call whose second commit fails is a failed call: none of its entries
 // is visible (the first commit's included), and the retry stores them all.
 func TestWALLogFailedCommitHidesTheWholeCall(t *testing.T) {
-	dir := t.TempDir()
-	vfs := &commitFS{FS: fs.New()}
-	l, err := openWALLog(dir, testHCLog(), vfs)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, l, vfs := openCommitLog(t)
 	defer l.Close()
 	first := testEntries(1, 4, 1000)
 	if err := l.StoreLogs(first); err != nil {
@@ -145,11 +141,5 @@ func TestWALLogFailedCommitHidesTheWholeCall(t *testing.T) {
 		t.Fatalf("retry: %v", err)
 	}
 	want := append(first, next...)
-	checkEntries(t, l, want)
-	_ = l.Close()
-	if l, err = openWALLog(dir, testHCLog(), nil); err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	checkEntries(t, l, want)
+	checkEntriesAcrossReopen(t, l, dir, want)
 }

@@ -65,13 +65,7 @@ func TestWALLogDistrustsAFailedWriteAcrossARestart(t *testing.T) {
 		t.Fatalf("after the restart the batch was written %d bytes, fsynced %d times; want it rewritten and fsynced", written, synced)
 	}
 	want := append(first, next...)
-	checkEntries(t, l, want)
-	_ = l.Close()
-	if l, err = openWALLog(dir, testHCLog(), nil); err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	checkEntries(t, l, want)
+	checkEntriesAcrossReopen(t, l, dir, want)
 }
 
 // failMeta is raft-wal's meta store whose commits — the commit point of

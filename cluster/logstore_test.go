@@ -34,6 +34,20 @@ func testEntries(first uint64, n, size int) []*raft.Log {
 	return out
 }
 
+// checkEntriesAcrossReopen checks l holds want, closes it, and checks the
+// log opened again from dir holds want too.
+func checkEntriesAcrossReopen(t *testing.T, l *walLog, dir string, want []*raft.Log) {
+	t.Helper()
+	checkEntries(t, l, want)
+	_ = l.Close()
+	l, err := openWALLog(dir, testHCLog(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	checkEntries(t, l, want)
+}
+
 func checkEntries(t *testing.T, s raft.LogStore, want []*raft.Log) {
 	t.Helper()
 	first, last, err := logBounds(s)
@@ -386,13 +400,7 @@ func TestWALLogAppendsAgainAfterAFullDisk(t *testing.T) {
 		t.Fatalf("StoreLogs once space is back: %v", err)
 	}
 	want := append(first, next...)
-	checkEntries(t, l, want)
-	_ = l.Close()
-	if l, err = openWALLog(dir, testHCLog(), nil); err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	checkEntries(t, l, want)
+	checkEntriesAcrossReopen(t, l, dir, want)
 }
 
 // Raft deletes the whole log after installing a snapshot only when the
@@ -528,14 +536,7 @@ func TestWALLogRewritesEntriesAfterAFailedFsync(t *testing.T) {
 		t.Fatalf("the retry wrote %d bytes, then fsynced %d times; want the batch (%d bytes) rewritten and fsynced", written, synced, 10*1000)
 	}
 	want := append(first, next...)
-	checkEntries(t, l, want)
-	_ = l.Close()
-	if l, err := openWALLog(dir, testHCLog(), nil); err != nil {
-		t.Fatal(err)
-	} else {
-		defer l.Close()
-		checkEntries(t, l, want)
-	}
+	checkEntriesAcrossReopen(t, l, dir, want)
 }
 
 // A leader whose StoreLogs failed after the write landed steps down
@@ -555,14 +556,7 @@ func TestWALLogReplacesALeftoverOfAnotherTerm(t *testing.T) {
 		t.Fatalf("StoreLogs of the new leader's entries: %v", err)
 	}
 	want := append(first, next...)
-	checkEntries(t, l, want)
-	_ = l.Close()
-	if l, err := openWALLog(dir, testHCLog(), nil); err != nil {
-		t.Fatal(err)
-	} else {
-		defer l.Close()
-		checkEntries(t, l, want)
-	}
+	checkEntriesAcrossReopen(t, l, dir, want)
 }
 
 // raft 1.7.3 stored entries past a gap in a non-monotonic store (Bolt)
