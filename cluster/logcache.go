@@ -24,7 +24,7 @@ const (
 // successful StoreLogs; an append that does not follow the range, or any
 // DeleteRange, empties it first, so it never serves an entry the store no
 // longer holds at that index. Unlike LogCache it returns the store's
-// errors unwrapped-from (errors.Is sees errTailUntrusted through it).
+// errors as they are (errors.Is sees errTailUntrusted through it).
 type logCache struct {
 	store    raft.LogStore
 	maxBytes int

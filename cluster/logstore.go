@@ -37,7 +37,8 @@ const walSegmentSize = 16 << 20
 // larger than that goes alone); each commit is fsynced, little next to
 // writing 4 MiB. A commit's entries are counted with walEntryOverhead each
 // for raft-wal's encoding and framing, and the bound leaves room for the
-// commit frame, so a commit fits a 4 MiB buffer.
+// commit frame, so a commit of several entries fits a 4 MiB buffer (a
+// full coalescer entry, just over 4 MiB, goes alone in an 8 MiB one).
 const (
 	walCommitBytes   = 4<<20 - 64<<10
 	walEntryOverhead = 64
