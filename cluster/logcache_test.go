@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"bytes"
 	"errors"
+	"sync"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -137,6 +139,19 @@ func TestLogCacheDropsEverythingOnDeleteAndGaps(t *testing.T) {
 	if err := c.GetLog(4, &l); err != nil || l.Term != 9 {
 		t.Fatalf("entry 4 = term %d, %v; want the rewritten term 9", l.Term, err)
 	}
+	// A rewrite inside the cached range (no DeleteRange first) drops the
+	// entries after it too.
+	again := testEntries(2, 1, 100)
+	again[0].Term = 11
+	if err := c.StoreLogs(again); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.GetLog(2, &l); err != nil || l.Term != 11 {
+		t.Fatalf("entry 2 = term %d, %v; want the rewritten term 11", l.Term, err)
+	}
+	if cached(t, c, s, 4) {
+		t.Fatal("entry 4 still cached after a rewrite of entry 2")
+	}
 	// An append that does not follow the cached range (after a snapshot
 	// install) restarts the cache there.
 	if err := c.StoreLogs(testEntries(100, 2, 100)); err != nil {
@@ -159,4 +174,54 @@ func TestLogCacheStoresNothingOnAFailedWrite(t *testing.T) {
 	if err := c.GetLog(1, &l); !errors.Is(err, raft.ErrLogNotFound) {
 		t.Fatalf("GetLog after a failed write = %+v, %v; want not found", l, err)
 	}
+}
+
+// Raft reads entries (replication, apply) while its main goroutine
+// appends and the snapshot goroutine compacts a prefix. Every read served
+// must be the entry at that index; run with -race.
+func TestLogCacheConcurrentReadsSeeStoredEntries(t *testing.T) {
+	l, err := openWALLog(t.TempDir(), testHCLog(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c := newLogCache(l, 16, 64<<10)
+	const last = 600
+	want := testEntries(1, last, 4096)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for r := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var got raft.Log
+			for i := uint64(r); ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				idx := i%last + 1
+				if c.GetLog(idx, &got) != nil {
+					continue // not written yet, or compacted
+				}
+				if w := want[idx-1]; got.Index != idx || !bytes.Equal(got.Data, w.Data) {
+					t.Errorf("GetLog(%d) returned entry %d (%d bytes)", idx, got.Index, len(got.Data))
+					return
+				}
+			}
+		}()
+	}
+	for i := 0; i < last; i += 10 {
+		if err := c.StoreLogs(want[i : i+10]); err != nil {
+			t.Fatal(err)
+		}
+		if i >= 100 && i%50 == 0 {
+			if err := c.DeleteRange(1, uint64(i-50)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	close(stop)
+	wg.Wait()
 }
