@@ -224,8 +224,12 @@ func segmentBase(t *testing.T, path string) uint64 {
 
 // openSegmentFDs counts this process's open file descriptors per segment
 // file of dir (base name; " (deleted)" appended once unlinked).
-func openSegmentFDs(t *testing.T) map[string]int {
+func openSegmentFDs(t *testing.T, dir string) map[string]int {
 	t.Helper()
+	dir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		t.Fatal(err)
@@ -233,8 +237,8 @@ func openSegmentFDs(t *testing.T) map[string]int {
 	fds := map[string]int{}
 	for _, e := range ents {
 		target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
-		if err != nil || !strings.Contains(target, ".wal") {
-			continue // closed meanwhile (ReadDir's own descriptor), or not a segment
+		if err != nil || filepath.Dir(target) != dir || !strings.Contains(target, ".wal") {
+			continue // closed meanwhile (ReadDir's own descriptor), or not a segment of dir
 		}
 		fds[filepath.Base(target)]++
 	}
@@ -256,7 +260,7 @@ func checkSegmentsOpenOnce(t *testing.T, vfs *segmentFS, dir, when string) {
 		}
 	}()
 	waitFor(t, 10*time.Second, when+": every segment file open exactly once", func() bool {
-		open, fds, files = vfs.openHandles(), openSegmentFDs(t), walSegments(t, dir)
+		open, fds, files = vfs.openHandles(), openSegmentFDs(t, dir), walSegments(t, dir)
 		if len(open) != len(files) || len(fds) != len(files) {
 			return false
 		}
@@ -320,12 +324,12 @@ func TestWALLogSealedSegmentsDropTheirWriter(t *testing.T) {
 	if len(segs) < 6 {
 		t.Fatalf("%d segment files after %d MiB, want at least 6", len(segs), n)
 	}
-	// Today's raft-wal keeps 8 MiB per sealed segment here; the tail's
-	// writer keeps its 8 MiB.
+	// raft-wal alone keeps 8 MiB per sealed segment here (56 MiB in all);
+	// the tail's writer keeps its 8 MiB.
 	growth := int64(heapInUse()) - int64(before)
 	t.Logf("%d sealed segments; heap in use grew by %.1f MiB; %d concurrent reads", len(segs)-1, float64(growth)/(1<<20), reads)
-	if growth > 16<<20 {
-		t.Fatalf("heap in use grew by %d MiB writing %d sealed segments, want at most 16 MiB (no commit buffer per sealed segment)", growth>>20, len(segs)-1)
+	if growth > 24<<20 {
+		t.Fatalf("heap in use grew by %d MiB writing %d sealed segments, want at most 24 MiB (no commit buffer per sealed segment)", growth>>20, len(segs)-1)
 	}
 	tail := filepath.Base(segs[len(segs)-1])
 	if live := vfs.liveWriters(); len(live) != 1 || live[0] != tail {
