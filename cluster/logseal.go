@@ -135,7 +135,8 @@ func (s *sealingWriter) swap(indexStart uint64) {
 	s.swapped, s.indexStart = true, indexStart
 	w := s.w
 	last := w.LastIndex()
-	var r types.SegmentReader
+	var r types.SegmentReader // stays nil for a segment without entries (raft-wal
+	// refuses to seal one; a reader of it would have no upper bound)
 	if last >= s.info.BaseIndex {
 		info := s.info
 		info.IndexStart, info.MaxIndex, info.SealTime = indexStart, last, time.Now()
