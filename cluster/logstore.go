@@ -140,7 +140,7 @@ func (l *walLog) open() error {
 		meta = l.deps.meta(bolt)
 	}
 	w, err := raftwal.Open(l.dir, raftwal.WithSegmentSize(walSegmentSize), raftwal.WithLogger(l.hl),
-		raftwal.WithMetaStore(meta), raftwal.WithSegmentFiler(segment.NewFiler(l.dir, l.vfs)))
+		raftwal.WithMetaStore(meta), raftwal.WithSegmentFiler(newSealingFiler(segment.NewFiler(l.dir, l.vfs), l.hl)))
 	if err != nil {
 		_ = meta.Close()
 		return err
