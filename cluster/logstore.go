@@ -29,8 +29,8 @@ const walSegmentSize = 16 << 20
 // walCommitBytes bounds the entry bytes of one raft-wal commit. raft-wal
 // copies a whole StoreLogs call into one encoded buffer per entry and
 // writes the call as one commit from a buffer that its segment writer
-// keeps, at the size of the largest call rounded up to a power of two, for
-// the segment's life. A follower catching up gets up to MaxAppendEntries
+// keeps, at the size of the largest call rounded up to a power of two,
+// until the segment is sealed (sealingFiler, logseal.go). A follower catching up gets up to MaxAppendEntries
 // entries of up to the coalescer's 4 MiB in one call: at the 1 KiB
 // saturated bench point a lagging follower held a 126 MB commit buffer.
 // walLog stores a call in commits of at most this many bytes (an entry
