@@ -104,6 +104,11 @@ type Config struct {
 	TrailingLogs       uint64
 	// ApplyTimeout bounds how long a proposal may wait to be enqueued.
 	ApplyTimeout time.Duration
+	// logSnapshotBytes and logTrailingBytes bound the Raft log in bytes
+	// (logbytes.go; defaults raftLogSnapshotBytes, raftLogTrailingBytes).
+	// Unexported: only tests change them.
+	logSnapshotBytes uint64
+	logTrailingBytes uint64
 
 	// Gossip tuning (memberlist); zero values take memberlist's LAN
 	// defaults. Tests use intervals of tens of milliseconds.
@@ -184,6 +189,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = 1024
+	}
+	if c.logSnapshotBytes == 0 {
+		c.logSnapshotBytes = raftLogSnapshotBytes
+	}
+	if c.logTrailingBytes == 0 {
+		c.logTrailingBytes = raftLogTrailingBytes
 	}
 	if c.RebalanceMaxMoves <= 0 {
 		c.RebalanceMaxMoves = 2

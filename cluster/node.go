@@ -85,6 +85,10 @@ type Node struct {
 	behindJoins atomic.Int64  // agents the leader's last pass kept out for an old feature level
 	lowDiskKick chan struct{} // capacity 1: wakes stallWatch on a low-disk change
 	reclaimWant chan bool     // capacity 1: the latest ReclaimDisk request (reclaimLoop)
+	// trailingByBytes is the TrailingLogs that keeps about
+	// logTrailingBytes of log (boundLogBytes; 0: not measured yet).
+	trailingByBytes atomic.Uint64
+	reloadMu        sync.Mutex // serializes Raft ReloadConfig calls (reloadCompaction)
 	// storeProblem is the last failed object store probe (see storeprobe.go).
 	storeProblem problemNote
 	// probeSeq numbers this process's store probes (storeprobe.go).
@@ -283,18 +287,19 @@ func (n *Node) raftConfig(hl hclog.Logger) *raft.Config {
 // startLoops marks the node started and starts its goroutines (owned by
 // n.wg, stopped by teardown): the leadership loop, the leader watch of
 // forwards (its observer registered before any forward can start), the
-// stall watch, the reclaim loop and, for a new agent waiting for
-// BOOTSTRAP_EXPECT, the bootstrap loop.
+// stall watch, the reclaim loop, the log bytes loop and, for a new agent
+// waiting for BOOTSTRAP_EXPECT, the bootstrap loop.
 func (n *Node) startLoops(existing bool) {
 	lctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	obs, obsCh := n.leaderObserver()
 	n.started.Store(true)
-	n.wg.Add(4)
+	n.wg.Add(5)
 	go n.leadershipLoop(lctx)
 	go n.watchLeader(lctx, obs, obsCh)
 	go n.stallWatch(lctx)
 	go n.reclaimLoop(lctx)
+	go n.logBytesLoop(lctx)
 	if !existing && !n.cfg.Bootstrap && n.cfg.BootstrapExpect >= 1 {
 		n.wg.Add(1)
 		go n.bootstrapLoop(lctx)

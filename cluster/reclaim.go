@@ -2,11 +2,7 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strconv"
-
-	"github.com/hashicorp/raft"
 )
 
 // NoteLowDisk records whether free disk space is below MIN_FREE_DISK_BYTES
@@ -35,34 +31,24 @@ const lowDiskTrailingLogs = 64
 
 // SetLowDisk switches Raft log compaction for a low disk: low = keep only
 // lowDiskTrailingLogs entries after a snapshot and take a snapshot now, so
-// the compacted entries' pages in the Bolt file are reused instead of the
-// file growing (Bolt never shrinks its file; it stops growing). low = false
-// restores the configured TrailingLogs. It blocks while the snapshot runs
-// (and so while the FSM is stalled): call it off latency-sensitive paths.
+// the compacted entries' whole segment files are deleted and their space
+// returns to the disk. low = false restores the TrailingLogs in force
+// without a low disk (trailingLogs: Config.TrailingLogs or fewer for large
+// entries). It blocks while the snapshot runs (and so while the FSM is
+// stalled): call it off latency-sensitive paths.
 func (n *Node) SetLowDisk(low bool) error {
 	n.NoteLowDisk(low)
 	r := n.r()
 	if r == nil {
 		return nil
 	}
-	rc := raft.ReloadableConfig{
-		TrailingLogs: n.cfg.TrailingLogs, SnapshotInterval: n.cfg.SnapshotInterval,
-		SnapshotThreshold: n.cfg.SnapshotThreshold,
-		HeartbeatTimeout:  n.cfg.HeartbeatTimeout, ElectionTimeout: n.cfg.ElectionTimeout,
-	}
-	if low {
-		rc.TrailingLogs = min(rc.TrailingLogs, lowDiskTrailingLogs)
-	}
-	if err := r.ReloadConfig(rc); err != nil {
+	if err := n.reloadCompaction(r); err != nil {
 		return fmt.Errorf("cluster: raft log compaction for low disk: %w", err)
 	}
 	if !low {
 		return nil
 	}
-	if snap, err := strconv.ParseUint(r.Stats()["last_snapshot_index"], 10, 64); err == nil && snap >= r.AppliedIndex() {
-		return nil // nothing new (Raft would log that as an error)
-	}
-	if err := n.await(context.Background(), r.Snapshot()); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+	if err := n.snapshotIfNew(r); err != nil {
 		return fmt.Errorf("cluster: snapshot to reclaim raft log space: %w", err)
 	}
 	return nil
