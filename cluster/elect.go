@@ -27,6 +27,10 @@ func (n *Node) electIfSoleVoter() {
 	if f.Error() != nil || !soleVoter(f.Configuration(), raft.ServerID(n.cfg.NodeID)) || r.State() != raft.Follower {
 		return
 	}
+	// reloadMu: a compaction change (reloadCompaction) between reading
+	// orig and restoring it would be undone.
+	n.reloadMu.Lock()
+	defer n.reloadMu.Unlock()
 	orig := r.ReloadableConfig()
 	kick, ok := kickConfig(orig, n.cfg.LeaderLeaseTimeout)
 	if !ok {

@@ -24,13 +24,18 @@ import (
 // unflushed batches (fsm DESIGN, "Snapshots"), so taking one is cheap.
 //
 // raftLogTrailingBytes: after a snapshot the log keeps as many entries as
-// take about this much (never fewer than lowDiskTrailingLogs, never more
-// than TrailingLogs). A follower further behind catches up by installing
-// a snapshot, which carries the unflushed records. 64 MiB is 64 entries of
-// 1 MiB (the bench point's entry size), the low-disk floor.
+// take about this much, or as the last snapshot took if that is more
+// (never fewer than lowDiskTrailingLogs, never more than TrailingLogs). A
+// follower further behind catches up by installing a snapshot, which
+// carries the unflushed records; keeping at least a snapshot trigger's
+// worth means a follower that installed the latest snapshot still finds
+// the entries after it when the leader compacts next, instead of needing
+// another snapshot (installing one takes longer the more is unflushed).
+// So the log takes about 2 × 256 MiB plus two segments at most while the
+// snapshots are small, against up to 4,096 + 1,024 entries of up to 4 MiB.
 const (
 	raftLogSnapshotBytes = 256 << 20
-	raftLogTrailingBytes = 64 << 20
+	raftLogTrailingBytes = 256 << 20
 	// logBytesInterval is how often logBytesLoop measures the log.
 	logBytesInterval = time.Second
 )
@@ -133,18 +138,27 @@ func (u logUse) bytesAfter(index uint64) uint64 {
 	return n * walSegmentSize
 }
 
-// trailingLogs is how many entries take about budget bytes at the entry
-// size of the newest sealed segments (as many of them as budget spans),
-// within [min(lowDiskTrailingLogs, most), most]. With no sealed segment
-// the log is smaller than one segment: most.
+// trailingLogs is how many entries take about budget bytes at the
+// smallest entry size a sealed segment shows (the most entries any sealed
+// segment holds), within [min(lowDiskTrailingLogs, most), most]. The most,
+// not the newest: a tail truncation (a conflicting suffix after an
+// election, a distrusted tail) seals a segment after a few entries, which
+// would make small entries look large and keep far too few. Erring this
+// way keeps more entries, never more than most. With no sealed segment the
+// log is smaller than one segment: most.
 func (u logUse) trailingLogs(budget, most uint64) uint64 {
 	sealed := len(u.segs) - 1
 	if sealed < 1 || budget == 0 {
 		return most
 	}
-	k := min(sealed, int((budget+walSegmentSize-1)/walSegmentSize))
-	entries := u.segs[sealed].base - u.segs[sealed-k].base
-	t := budget / uint64(k) * entries / walSegmentSize
+	var entries uint64
+	for i := range sealed {
+		entries = max(entries, u.segs[i+1].base-u.segs[i].base)
+	}
+	t := budget / walSegmentSize * entries
+	if budget < walSegmentSize {
+		t = budget * entries / walSegmentSize
+	}
 	return min(most, max(lowDiskTrailingLogs, t))
 }
 
@@ -180,16 +194,43 @@ func (n *Node) boundLogBytes() error {
 	if err != nil {
 		return err
 	}
-	n.trailingByBytes.Store(use.trailingLogs(n.cfg.logTrailingBytes, n.cfg.TrailingLogs))
+	snap, ok := lastSnapshotIndex(r)
+	if !ok {
+		return nil
+	}
+	snapBytes := n.snapshotSize(snap)
+	n.trailingByBytes.Store(use.trailingLogs(trailingBudget(n.cfg.logTrailingBytes, snapBytes), n.cfg.TrailingLogs))
 	if err := n.reloadCompaction(r); err != nil {
 		return err
 	}
-	snap, ok := lastSnapshotIndex(r)
 	applied := r.AppliedIndex()
-	if !ok || applied <= snap || use.bytesAfter(snap)-use.bytesAfter(applied) <= n.cfg.logSnapshotBytes {
+	if applied <= snap || !snapshotDue(use.bytesAfter(snap)-use.bytesAfter(applied), n.cfg.logSnapshotBytes, snapBytes) {
 		return nil
 	}
 	return n.snapshotIfNew(r)
+}
+
+// snapshotSize is the size of the snapshot at index (0: none, or the
+// store cannot tell), read from the snapshot store's metadata once per
+// snapshot (logBytesLoop's goroutine only).
+func (n *Node) snapshotSize(index uint64) uint64 {
+	if index == 0 || n.snaps == nil {
+		return 0
+	}
+	if index == n.snapSizeAt {
+		return n.snapSize
+	}
+	metas, err := n.snaps.List()
+	if err != nil {
+		return n.snapSize
+	}
+	for _, m := range metas {
+		if m.Index == index && m.Size > 0 {
+			n.snapSizeAt, n.snapSize = index, uint64(m.Size)
+			break
+		}
+	}
+	return n.snapSize
 }
 
 // trailingLogs is the TrailingLogs in force: Config.TrailingLogs, fewer
@@ -241,3 +282,16 @@ func (n *Node) snapshotIfNew(r *raft.Raft) error {
 	}
 	return nil
 }
+
+// snapshotDue reports whether past bytes of applied log beyond the last
+// snapshot call for a snapshot: more than trigger, and more than the last
+// snapshot took (snap). Snapshots carry the unflushed records; while the
+// object store is down those grow without bound, and a snapshot every
+// trigger bytes of log would then write far more than it reclaims.
+func snapshotDue(past, trigger, snap uint64) bool { return past > max(trigger, snap) }
+
+// trailingBudget is the log bytes to keep behind a snapshot: trailing,
+// or the last snapshot's size (snap) if larger. With trailing at least the
+// snapshot trigger, a follower that installs the latest snapshot still
+// finds the entries after it when the leader compacts next.
+func trailingBudget(trailing, snap uint64) uint64 { return max(trailing, snap) }

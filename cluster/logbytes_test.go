@@ -74,12 +74,13 @@ func TestLogUseBytesAfter(t *testing.T) {
 
 func TestLogUseTrailingLogs(t *testing.T) {
 	const mib = 1 << 20
-	// Sealed segments of 100 entries (~164 KiB each), then 200.
+	// Sealed segments of 100 entries (~164 KiB each), then 200: the
+	// smallest entries (200 per segment) set the count.
 	u := logUse{segs: []walSegment{{1, 1}, {2, 101}, {3, 201}, {4, 401}}, last: 450}
 	for _, c := range []struct{ budget, most, want uint64 }{
-		{16 * mib, 1024, 200},  // the newest sealed segment: 200 entries
-		{32 * mib, 1024, 300},  // the newest two
-		{64 * mib, 1024, 533},  // three segments' rate (400 in 48 MiB) over 64 MiB
+		{16 * mib, 1024, 200},  // one segment's worth
+		{32 * mib, 1024, 400},  // two
+		{64 * mib, 1024, 800},  // four
 		{1 * mib, 1024, 64},    // never below lowDiskTrailingLogs
 		{64 * mib, 500, 500},   // never above TrailingLogs
 		{1 * mib, 16, 16},      // a TrailingLogs below the floor wins
@@ -93,6 +94,48 @@ func TestLogUseTrailingLogs(t *testing.T) {
 		if got := v.trailingLogs(c.budget, c.most); got != c.want {
 			t.Errorf("trailingLogs(%d MiB, %d) = %d, want %d", c.budget/mib, c.most, got, c.want)
 		}
+	}
+}
+
+// A tail truncation (a conflicting suffix after an election, a distrusted
+// tail) seals a short segment; the entry size must not be judged from it,
+// or a log of small entries would keep a few milliseconds of entries.
+func TestLogUseTrailingLogsIgnoresShortSegments(t *testing.T) {
+	const mib = 1 << 20
+	// 16,000 entries of ~1 KiB per full segment, then four segments of 10
+	// entries each that truncations sealed.
+	u := logUse{segs: []walSegment{{1, 1}, {2, 16_001}, {3, 16_011}, {4, 16_021}, {5, 16_031}, {6, 16_041}}, last: 16_050}
+	if got := u.trailingLogs(64*mib, 100_000); got < 16_000 {
+		t.Fatalf("trailingLogs = %d; want at least the 16,000 entries of one full segment", got)
+	}
+}
+
+// Snapshots carry the unflushed records. While the object store is down
+// those grow without bound; a snapshot is then worth taking only once the
+// log past the last one is larger than that snapshot (otherwise every
+// 256 MiB of log would rewrite gigabytes of snapshot), and the log keeps
+// at least a snapshot's worth of entries, so a follower that installs the
+// latest snapshot still finds the entries after it.
+func TestLogBytesFollowTheSnapshotSize(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct {
+		past, snap uint64
+		want       bool
+	}{
+		{300 * mib, 10 * mib, true},
+		{200 * mib, 10 * mib, false},
+		{300 * mib, 1000 * mib, false},
+		{1100 * mib, 1000 * mib, true},
+	} {
+		if got := snapshotDue(c.past, 256*mib, c.snap); got != c.want {
+			t.Errorf("snapshotDue(%d MiB past, snapshot %d MiB) = %v, want %v", c.past/mib, c.snap/mib, got, c.want)
+		}
+	}
+	if got := trailingBudget(256*mib, 10*mib); got != 256*mib {
+		t.Errorf("trailingBudget with a small snapshot = %d MiB, want 256", got/mib)
+	}
+	if got := trailingBudget(256*mib, 1000*mib); got != 1000*mib {
+		t.Errorf("trailingBudget with a 1000 MiB snapshot = %d MiB, want 1000", got/mib)
 	}
 }
 

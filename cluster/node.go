@@ -89,6 +89,10 @@ type Node struct {
 	// logTrailingBytes of log (boundLogBytes; 0: not measured yet).
 	trailingByBytes atomic.Uint64
 	reloadMu        sync.Mutex // serializes Raft ReloadConfig calls (reloadCompaction)
+	// snaps is Raft's snapshot store; snapSizeAt and snapSize cache the
+	// size of the snapshot at that index (logBytesLoop's goroutine only).
+	snaps                raft.SnapshotStore
+	snapSizeAt, snapSize uint64
 	// storeProblem is the last failed object store probe (see storeprobe.go).
 	storeProblem problemNote
 	// probeSeq numbers this process's store probes (storeprobe.go).
@@ -251,6 +255,7 @@ func (n *Node) openRaftStores(hl hclog.Logger) (raft.LogStore, raft.SnapshotStor
 		return nil, nil, fmt.Errorf("cluster: snapshot store: %w", err)
 	}
 	n.stable = newRetryingStable(store, n.log)
+	n.snaps = snaps
 	logs := newLogCache(&retryingLogs{LogStore: logStore, log: n.log, min: n.stable.min, max: n.stable.max,
 		haltCh: n.stable.haltCh, leader: n.IsLeader}, logCacheEntries, logCacheBytes)
 	return logs, snaps, nil
