@@ -139,23 +139,28 @@ func (u logUse) bytesAfter(index uint64) uint64 {
 }
 
 // trailingLogs is how many entries take about budget bytes at the
-// smallest entry size a sealed segment shows (the most entries any sealed
-// segment holds), within [min(lowDiskTrailingLogs, most), most]. The most,
-// not the newest: a tail truncation (a conflicting suffix after an
-// election, a distrusted tail) seals a segment after a few entries, which
-// would make small entries look large and keep far too few. Erring this
-// way keeps more entries, never more than most. With no sealed segment the
-// log is smaller than one segment: most.
+// smallest entry size the newest sealed segments show (the most entries
+// any of the newest max(8, ceil(budget/segment)) sealed segments holds),
+// within [min(lowDiskTrailingLogs, most), most]. The most, not the newest one: a
+// tail truncation (a conflicting suffix after an election, a distrusted
+// tail) seals a segment after a few entries, which would make small
+// entries look large and keep far too few. Only the newest ones: an old
+// segment of small entries from a quiet period would otherwise keep
+// TrailingLogs entries of today's large ones. Erring towards more entries
+// keeps more, never more than most. With no sealed segment the log is
+// smaller than one segment: most.
 func (u logUse) trailingLogs(budget, most uint64) uint64 {
+	const minEstimateSegments = 8
 	sealed := len(u.segs) - 1
 	if sealed < 1 || budget == 0 {
 		return most
 	}
+	k := int(min(uint64(sealed), max(minEstimateSegments, (budget+walSegmentSize-1)/walSegmentSize)))
 	var entries uint64
-	for i := range sealed {
+	for i := sealed - k; i < sealed; i++ {
 		entries = max(entries, u.segs[i+1].base-u.segs[i].base)
 	}
-	t := budget / walSegmentSize * entries
+	t := (budget + walSegmentSize - 1) / walSegmentSize * entries
 	if budget < walSegmentSize {
 		t = budget * entries / walSegmentSize
 	}
@@ -210,9 +215,10 @@ func (n *Node) boundLogBytes() error {
 	return n.snapshotIfNew(r)
 }
 
-// snapshotSize is the size of the snapshot at index (0: none, or the
-// store cannot tell), read from the snapshot store's metadata once per
-// snapshot (logBytesLoop's goroutine only).
+// snapshotSize is the size of the snapshot at index, read from the
+// snapshot store's metadata once per snapshot (logBytesLoop's goroutine
+// only). 0: no snapshot, or the store lists none at index; if the store
+// cannot be listed, the last size known.
 func (n *Node) snapshotSize(index uint64) uint64 {
 	if index == 0 || n.snaps == nil {
 		return 0
@@ -224,9 +230,10 @@ func (n *Node) snapshotSize(index uint64) uint64 {
 	if err != nil {
 		return n.snapSize
 	}
+	n.snapSizeAt, n.snapSize = index, 0
 	for _, m := range metas {
 		if m.Index == index && m.Size > 0 {
-			n.snapSizeAt, n.snapSize = index, uint64(m.Size)
+			n.snapSize = uint64(m.Size)
 			break
 		}
 	}

@@ -110,6 +110,25 @@ func TestLogUseTrailingLogsIgnoresShortSegments(t *testing.T) {
 	}
 }
 
+// An old segment of small entries (a quiet period) must not decide the
+// count once large entries fill the newest segments: it would keep
+// TrailingLogs entries of the large ones.
+func TestLogUseTrailingLogsFollowsTheNewestSegments(t *testing.T) {
+	const mib = 1 << 20
+	// One segment of 16,000 small entries, then 20 segments of 4 entries
+	// (4 MiB each).
+	segs := []walSegment{{1, 1}}
+	base := uint64(16_001)
+	for id := uint64(2); id <= 22; id++ {
+		segs = append(segs, walSegment{id, base})
+		base += 4
+	}
+	u := logUse{segs: segs, last: base}
+	if got := u.trailingLogs(256*mib, 1024); got != 64 {
+		t.Fatalf("trailingLogs = %d; want 64 (256 MiB of 4 MiB entries), not a count from the old small entries", got)
+	}
+}
+
 // Snapshots carry the unflushed records. While the object store is down
 // those grow without bound; a snapshot is then worth taking only once the
 // log past the last one is larger than that snapshot (otherwise every
