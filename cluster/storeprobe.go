@@ -148,6 +148,10 @@ func (n *Node) handleProbeStore(w http.ResponseWriter, req *http.Request) {
 			fmt.Errorf("store probe for %s/%s, this is %s/%s", p.NodeID, p.Instance, n.cfg.NodeID, cur.Instance))
 		return
 	}
+	if err := n.staleProbe(p); err != nil {
+		writeRPCError(w, http.StatusServiceUnavailable, outcomeNotApplied, err)
+		return
+	}
 	err := n.readProbe(req.Context(), p)
 	if errors.Is(err, errProbeInterrupted) {
 		// The read did not finish in time: no verdict either way, and the
@@ -167,6 +171,23 @@ func (n *Node) handleProbeStore(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// staleProbe refuses a probe sent by the leader of an earlier Raft term
+// than this agent knows: that leader was replaced, and its probe object
+// may be gone (it deletes the object when it gives up on a probe held in a
+// cut link). Its verdict would stand until the next probe — never, on an
+// agent that has become the leader itself, which nobody probes. A probe
+// without a term (an older leader) is not refused.
+func (n *Node) staleProbe(p probeRequest) error {
+	r := n.r()
+	if p.Term == 0 || r == nil {
+		return nil
+	}
+	if cur := r.CurrentTerm(); p.Term < cur {
+		return fmt.Errorf("store probe of term %d from %s is stale: this agent is at term %d; ignored", p.Term, p.Leader, cur)
+	}
+	return nil
 }
 
 func (n *Node) readProbe(ctx context.Context, p probeRequest) error {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // memObjects is an in-memory object store for the probe tests (the agent's
@@ -229,5 +230,44 @@ func TestLateStoreProbeIsNoVerdict(t *testing.T) {
 	// A newer probe that cannot read is a verdict.
 	if code := probe("cluster-probes/deleted", 8, 1); code != http.StatusConflict || n.storeProblem.get() == "" {
 		t.Fatalf("a newer failing probe answered %d with note %q", code, n.storeProblem.get())
+	}
+}
+
+// TestStaleStoreProbeIsNoVerdict: a probe from the leader of an earlier
+// term, delivered after another agent was elected (the jepsen
+// partition-leader class: the old leader's probe sat in a cut link, the
+// probed agent became leader meanwhile, then the probe arrived and its
+// object was gone), must not mark the agent "object store not shared":
+// a leader is never probed, so nothing would clear the note and the
+// cluster's leader would stay not ready.
+func TestStaleStoreProbeIsNoVerdict(t *testing.T) {
+	c := newTestCluster(t)
+	shared := newMemObjects()
+	c.edit = func(cfg *Config) { cfg.Objects = shared }
+	c.startBootstrapped("a", "b", "c")
+	leader := c.waitLeader(deadline)
+	n := leader.node
+	waitFor(t, 20*time.Second, "a term above 1", func() bool {
+		if n.r().CurrentTerm() >= 2 {
+			return true
+		}
+		_ = n.r().LeadershipTransfer().Error()
+		leader = c.waitLeader(deadline)
+		n = leader.node
+		return false
+	})
+	sum := sha256.Sum256([]byte("probe"))
+	body, _ := json.Marshal(probeRequest{NodeID: leader.id, Instance: n.identity().Instance, Leader: "old", Key: "cluster-probes/deleted",
+		SHA256: hex.EncodeToString(sum[:]), Term: n.r().CurrentTerm() - 1, Seq: 1})
+	rec := httptest.NewRecorder()
+	n.handleProbeStore(rec, httptest.NewRequest(http.MethodPost, PeerProbeStorePath, bytes.NewReader(body)))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("a probe of an earlier term answered %d %s, want 503", rec.Code, rec.Body)
+	}
+	if p := n.storeProblem.get(); p != "" {
+		t.Fatalf("a probe of an earlier term left a verdict on the leader: %q", p)
+	}
+	if ready, why := n.Ready(); !ready {
+		t.Fatalf("the leader is not ready after a stale probe: %s", why)
 	}
 }
