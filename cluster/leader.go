@@ -65,8 +65,9 @@ func (n *Node) runLeader(ctx context.Context) {
 	}()
 	defer func() { <-clockDone }()
 	// The leader's object store is the reference the others are probed
-	// against; a verdict from an earlier leader no longer applies.
-	n.storeProblem.set(nil)
+	// against; a verdict from an earlier leader no longer applies, and no
+	// probe of an earlier leader may set one again.
+	n.storeProblem.clearFor(r.CurrentTerm())
 
 	l := &leaderState{n: n, unknownSince: map[string]time.Time{}, staleSince: map[string]time.Time{}, warned: map[string]time.Time{},
 		stores: map[string]storeCheck{}}

@@ -8,9 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // ObjectStore is the part of the cluster's object store the leader uses to
@@ -148,8 +151,12 @@ func (n *Node) handleProbeStore(w http.ResponseWriter, req *http.Request) {
 			fmt.Errorf("store probe for %s/%s, this is %s/%s", p.NodeID, p.Instance, n.cfg.NodeID, cur.Instance))
 		return
 	}
-	if err := n.staleProbe(p); err != nil {
-		writeRPCError(w, http.StatusServiceUnavailable, outcomeNotApplied, err)
+	if r := n.r(); r != nil && r.State() == raft.Leader {
+		// The leader's store is the reference: a probe reaching it comes
+		// from a replaced leader (held in a cut link, its object possibly
+		// deleted), and nobody would ever probe the leader to clear it.
+		writeRPCError(w, http.StatusServiceUnavailable, outcomeNotApplied,
+			fmt.Errorf("store probe of term %d from %s reached the raft leader: ignored", p.Term, p.Leader))
 		return
 	}
 	err := n.readProbe(req.Context(), p)
@@ -171,23 +178,6 @@ func (n *Node) handleProbeStore(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, struct{}{})
-}
-
-// staleProbe refuses a probe sent by the leader of an earlier Raft term
-// than this agent knows: that leader was replaced, and its probe object
-// may be gone (it deletes the object when it gives up on a probe held in a
-// cut link). Its verdict would stand until the next probe — never, on an
-// agent that has become the leader itself, which nobody probes. A probe
-// without a term (an older leader) is not refused.
-func (n *Node) staleProbe(p probeRequest) error {
-	r := n.r()
-	if p.Term == 0 || r == nil {
-		return nil
-	}
-	if cur := r.CurrentTerm(); p.Term < cur {
-		return fmt.Errorf("store probe of term %d from %s is stale: this agent is at term %d; ignored", p.Term, p.Leader, cur)
-	}
-	return nil
 }
 
 func (n *Node) readProbe(ctx context.Context, p probeRequest) error {
@@ -227,11 +217,26 @@ func (p *problemNote) set(err error) {
 	}
 }
 
+// clearFor clears the note as this agent becomes the leader of term: no
+// probe of term or earlier — one whose read was still running when the
+// election ended, from a replaced leader — may set it again, nor one
+// without a term, until a leader of a later term probes.
+func (p *problemNote) clearFor(term uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.msg, p.term, p.seq = "", term, math.MaxUint64
+}
+
 // setFrom records the verdict of the probe (term, seq) unless a newer
 // probe already gave one; it reports whether it did. A probe without a
-// term (an older leader) always counts.
+// term (an older leader) counts unless the note was cleared by clearFor
+// and no later leader has probed since.
 func (p *problemNote) setFrom(err error, term, seq uint64) bool {
 	p.mu.Lock()
+	if term == 0 && p.seq == math.MaxUint64 {
+		p.mu.Unlock()
+		return false
+	}
 	if term != 0 {
 		if term < p.term || (term == p.term && seq <= p.seq) {
 			p.mu.Unlock()

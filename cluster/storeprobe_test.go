@@ -267,7 +267,29 @@ func TestStaleStoreProbeIsNoVerdict(t *testing.T) {
 	if p := n.storeProblem.get(); p != "" {
 		t.Fatalf("a probe of an earlier term left a verdict on the leader: %q", p)
 	}
-	if ready, why := n.Ready(); !ready {
-		t.Fatalf("the leader is not ready after a stale probe: %s", why)
+	waitFor(t, 20*time.Second, "the leader ready after a stale probe", func() bool {
+		ready, _ := n.Ready()
+		return ready
+	})
+}
+
+// A probe whose read was still running when this agent won an election
+// finishes after the leader cleared its note: neither it (an earlier term)
+// nor a probe without a term may set the note again; a later leader's
+// probe may.
+func TestStoreProblemClearedByTheLeaderStaysClear(t *testing.T) {
+	var p problemNote
+	notShared := errors.New("not shared")
+	if !p.setFrom(nil, 4, 7) {
+		t.Fatal("a first verdict was refused")
+	}
+	p.clearFor(5)
+	for _, late := range []struct{ term, seq uint64 }{{4, 8}, {5, 1}, {0, 0}} {
+		if p.setFrom(notShared, late.term, late.seq) || p.get() != "" {
+			t.Fatalf("probe %v set the note of the leader of term 5: %q", late, p.get())
+		}
+	}
+	if !p.setFrom(notShared, 6, 1) || p.get() == "" {
+		t.Fatal("a probe of a later leader was refused")
 	}
 }
