@@ -75,12 +75,8 @@ func (f *commitFile) Sync() error {
 // openCommitLog opens a walLog in a temp dir over a commitFS.
 func openCommitLog(t *testing.T) (string, *walLog, *commitFS) {
 	t.Helper()
-	dir := t.TempDir()
 	vfs := &commitFS{FS: fs.New()}
-	l, err := openWALLog(dir, testHCLog(), vfs)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, l := openTempWALLog(t, vfs)
 	return dir, l, vfs
 }
 

@@ -306,12 +306,8 @@ func startReader(t *testing.T, l *walLog, stored *atomic.Uint64) (stop func() in
 // segments are sealed under concurrent reads, after compaction (whose
 // closed segments leave no open descriptor) and across a reopen.
 func TestWALLogSealedSegmentsDropTheirWriter(t *testing.T) {
-	dir := t.TempDir()
 	vfs := newSegmentFS()
-	l, err := openWALLog(dir, testHCLog(), vfs)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, l := openTempWALLog(t, vfs)
 	defer func() { _ = l.Close() }()
 	const n = 100 // about six sealed segments
 	before := heapInUse()
@@ -347,7 +343,8 @@ func TestWALLogSealedSegmentsDropTheirWriter(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if l, err = openWALLog(dir, testHCLog(), nil); err != nil {
+	l, err := openWALLog(dir, testHCLog(), nil)
+	if err != nil {
 		t.Fatal(err)
 	}
 	checkBigRange(t, l, cut+1, n, n+1, 1, 1)
@@ -359,12 +356,8 @@ func TestWALLogSealedSegmentsDropTheirWriter(t *testing.T) {
 // or not. Entries below the cut read back, the rewritten suffix with its
 // new term, no descriptor stays open, and the log reopens intact.
 func TestWALLogSuffixDeletionsSealAndCloseSegments(t *testing.T) {
-	dir := t.TempDir()
 	vfs := newSegmentFS()
-	l, err := openWALLog(dir, testHCLog(), vfs)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, l := openTempWALLog(t, vfs)
 	defer func() { _ = l.Close() }()
 	var stored atomic.Uint64
 	const n = 40 // two sealed segments and a tail with entries
@@ -400,7 +393,8 @@ func TestWALLogSuffixDeletionsSealAndCloseSegments(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if l, err = openWALLog(dir, testHCLog(), nil); err != nil {
+	l, err := openWALLog(dir, testHCLog(), nil)
+	if err != nil {
 		t.Fatal(err)
 	}
 	checkBigRange(t, l, 1, 12, 5, 1, 3)
@@ -409,12 +403,8 @@ func TestWALLogSuffixDeletionsSealAndCloseSegments(t *testing.T) {
 // If a sealed segment cannot be opened for reading, its writer stays and
 // serves its entries: the append that sealed it succeeds.
 func TestWALLogKeepsTheWriterWhenASealedSegmentCannotBeOpened(t *testing.T) {
-	dir := t.TempDir()
 	vfs := newSegmentFS()
-	l, err := openWALLog(dir, testHCLog(), vfs)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, l := openTempWALLog(t, vfs)
 	defer func() { _ = l.Close() }()
 	vfs.failOpen.Store(true)
 	var stored atomic.Uint64
@@ -430,7 +420,8 @@ func TestWALLogKeepsTheWriterWhenASealedSegmentCannotBeOpened(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if l, err = openWALLog(dir, testHCLog(), nil); err != nil {
+	l, err := openWALLog(dir, testHCLog(), nil)
+	if err != nil {
 		t.Fatal(err)
 	}
 	checkBigRange(t, l, 1, n, n+1, 1, 1)

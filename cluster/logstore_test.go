@@ -34,6 +34,17 @@ func testEntries(first uint64, n, size int) []*raft.Log {
 	return out
 }
 
+// openTempWALLog opens a walLog in a new temp dir over vfs.
+func openTempWALLog(t *testing.T, vfs types.VFS) (string, *walLog) {
+	t.Helper()
+	dir := t.TempDir()
+	l, err := openWALLog(dir, testHCLog(), vfs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, l
+}
+
 // checkEntriesAcrossReopen checks l holds want, closes it, and checks the
 // log opened again from dir holds want too.
 func checkEntriesAcrossReopen(t *testing.T, l *walLog, dir string, want []*raft.Log) {
