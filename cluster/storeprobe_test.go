@@ -178,7 +178,7 @@ func TestInterruptedStoreProbeIsNoVerdict(t *testing.T) {
 		}
 	}
 	c.startBootstrapped("a", "b", "c")
-	c.waitLeader(deadline)
+	c.waitLeaderNot("c") // the Raft leader refuses every probe
 	n := c.node("c").node
 	body, _ := json.Marshal(probeRequest{NodeID: "c", Instance: n.identity().Instance, Leader: "a", Key: "cluster-probes/x", SHA256: "00"})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -203,7 +203,7 @@ func TestLateStoreProbeIsNoVerdict(t *testing.T) {
 	shared := newMemObjects()
 	c.edit = func(cfg *Config) { cfg.Objects = shared }
 	c.startBootstrapped("a", "b", "c")
-	c.waitLeader(deadline)
+	c.waitLeaderNot("c") // the Raft leader refuses every probe
 	n := c.node("c").node
 	if err := shared.Put(context.Background(), "cluster-probes/live", []byte("probe")); err != nil {
 		t.Fatal(err)
@@ -292,4 +292,20 @@ func TestStoreProblemClearedByTheLeaderStaysClear(t *testing.T) {
 	if !p.setFrom(notShared, 6, 1) || p.get() == "" {
 		t.Fatal("a probe of a later leader was refused")
 	}
+}
+
+// waitLeaderNot waits for a Raft leader other than id, handing leadership
+// away from id if it leads.
+func (c *testCluster) waitLeaderNot(id string) *testNode {
+	c.t.Helper()
+	var lead *testNode
+	waitFor(c.t, 30*time.Second, "a raft leader other than "+id, func() bool {
+		lead = c.waitLeader(deadline)
+		if lead.id != id {
+			return true
+		}
+		_ = lead.node.r().LeadershipTransfer().Error()
+		return false
+	})
+	return lead
 }
