@@ -208,15 +208,6 @@ type problemNote struct {
 	term, seq uint64 // the newest probe that gave a verdict
 }
 
-func (p *problemNote) set(err error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.msg = ""
-	if err != nil {
-		p.msg = err.Error()
-	}
-}
-
 // clearFor clears the note as this agent becomes the leader of term: no
 // probe of term or earlier — one whose read was still running when the
 // election ended, from a replaced leader — may set it again, nor one
@@ -233,19 +224,22 @@ func (p *problemNote) clearFor(term uint64) {
 // and no later leader has probed since.
 func (p *problemNote) setFrom(err error, term, seq uint64) bool {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if term == 0 && p.seq == math.MaxUint64 {
-		p.mu.Unlock()
 		return false
 	}
 	if term != 0 {
 		if term < p.term || (term == p.term && seq <= p.seq) {
-			p.mu.Unlock()
 			return false
 		}
 		p.term, p.seq = term, seq
 	}
-	p.mu.Unlock()
-	p.set(err)
+	// Under the same lock as the check: a newer verdict, or clearFor,
+	// between the two would otherwise be overwritten by this older one.
+	p.msg = ""
+	if err != nil {
+		p.msg = err.Error()
+	}
 	return true
 }
 
