@@ -255,6 +255,22 @@ func (c *testCluster) waitLeader(d time.Duration) *testNode {
 	return lead
 }
 
+// waitLeaderNot waits for a Raft leader other than id, handing leadership
+// away from id if it leads.
+func (c *testCluster) waitLeaderNot(id string) *testNode {
+	c.t.Helper()
+	var lead *testNode
+	waitFor(c.t, 30*time.Second, "a raft leader other than "+id, func() bool {
+		lead = c.waitLeader(deadline)
+		if lead.id != id {
+			return true
+		}
+		_ = lead.node.r().LeadershipTransfer().Error()
+		return false
+	})
+	return lead
+}
+
 // waitLeaderOf waits for one raft leader among the agents nodes returns,
 // known to all of them.
 func (c *testCluster) waitLeaderOf(d time.Duration, nodes func() []*testNode) *testNode {

@@ -99,14 +99,8 @@ func TestFaultsBlockIsAsymmetric(t *testing.T) {
 	f := NewFaults()
 	a, b, c := startPeerNode(t, f), startPeerNode(t, f), startPeerNode(t, f)
 
-	live, err := a.m.RaftLayer().Dial(raft.ServerAddress(b.addr()), peerWait)
-	if err != nil {
-		t.Fatal(err)
-	}
+	live := dialEchoing(t, a, b)
 	defer live.Close()
-	if err := echoOn(live, "before"); err != nil {
-		t.Fatal(err)
-	}
 
 	f.Block(a.addr(), b.addr())
 	waitClosed(t, live, "live a->b raft stream after Block(a, b)")
@@ -266,14 +260,8 @@ func TestFaultsBlackholeHoldsWithoutClosing(t *testing.T) {
 	verifyNoPeerLeaks(t)
 	f := NewFaults()
 	a, b, c := startPeerNode(t, f), startPeerNode(t, f), startPeerNode(t, f)
-	live, err := a.m.RaftLayer().Dial(raft.ServerAddress(b.addr()), peerWait)
-	if err != nil {
-		t.Fatal(err)
-	}
+	live := dialEchoing(t, a, b)
 	defer live.Close()
-	if err := echoOn(live, "before"); err != nil {
-		t.Fatal(err)
-	}
 
 	f.Blackhole(b.addr())
 	_ = live.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
@@ -281,7 +269,7 @@ func TestFaultsBlackholeHoldsWithoutClosing(t *testing.T) {
 		t.Fatalf("write into a blackhole: %v, want it held until its deadline", err)
 	}
 	_ = live.SetWriteDeadline(time.Time{})
-	_, err = a.m.RaftLayer().Dial(raft.ServerAddress(b.addr()), 50*time.Millisecond)
+	_, err := a.m.RaftLayer().Dial(raft.ServerAddress(b.addr()), 50*time.Millisecond)
 	if !errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, ErrPeerBlocked) {
 		t.Fatalf("dial into a blackhole: %v, want a timeout, not a refusal", err)
 	}
@@ -400,4 +388,19 @@ func TestFaultsForwarderOutcomeClasses(t *testing.T) {
 	if produced.Load() != 2 {
 		t.Fatalf("leader produced %d times, want 2 (the dropped answer's write was applied)", produced.Load())
 	}
+}
+
+// dialEchoing dials b's Raft layer from a and checks one echo goes
+// through before any fault.
+func dialEchoing(t *testing.T, a, b *peerNode) net.Conn {
+	t.Helper()
+	live, err := a.m.RaftLayer().Dial(raft.ServerAddress(b.addr()), peerWait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := echoOn(live, "before"); err != nil {
+		live.Close()
+		t.Fatal(err)
+	}
+	return live
 }
