@@ -53,6 +53,7 @@ func (n *Node) leadershipLoop(ctx context.Context) {
 // on a ticker. It never runs on a follower.
 func (n *Node) runLeader(ctx context.Context) {
 	r := n.r()
+	term := r.CurrentTerm() // the term this loop leads (read before any wait)
 	if !n.leaderBarrier(ctx) {
 		return
 	}
@@ -66,8 +67,10 @@ func (n *Node) runLeader(ctx context.Context) {
 	defer func() { <-clockDone }()
 	// The leader's object store is the reference the others are probed
 	// against; a verdict from an earlier leader no longer applies, and no
-	// probe of an earlier leader may set one again.
-	n.storeProblem.clearFor(r.CurrentTerm())
+	// probe of an earlier leader may set one again. The term is the one
+	// read before the barrier: after a pause here this node may follow a
+	// later leader whose verdicts must stand (clearFor keeps a later one).
+	n.storeProblem.clearFor(term)
 
 	l := &leaderState{n: n, unknownSince: map[string]time.Time{}, staleSince: map[string]time.Time{}, warned: map[string]time.Time{},
 		stores: map[string]storeCheck{}}

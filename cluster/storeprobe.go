@@ -211,10 +211,15 @@ type problemNote struct {
 // clearFor clears the note as this agent becomes the leader of term: no
 // probe of term or earlier — one whose read was still running when the
 // election ended, from a replaced leader — may set it again, nor one
-// without a term, until a leader of a later term probes.
+// without a term, until a leader of a later term probes. A verdict of a
+// later term stands: this node no longer leads (it was paused after
+// winning, and another agent won the next election meanwhile).
 func (p *problemNote) clearFor(term uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if term < p.term {
+		return
+	}
 	p.msg, p.term, p.seq = "", term, math.MaxUint64
 }
 

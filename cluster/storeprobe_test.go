@@ -287,3 +287,22 @@ func TestStoreProblemClearedByTheLeaderStaysClear(t *testing.T) {
 		t.Fatal("a probe of a later leader was refused")
 	}
 }
+
+// A leader paused after winning term 7 resumes as a follower of the
+// leader of term 8, which has already probed it: its late clearFor(7)
+// must not erase that verdict, nor make the later leader's next probe
+// look old.
+func TestStoreProblemOfALaterTermSurvivesALateClear(t *testing.T) {
+	var p problemNote
+	notShared := errors.New("not shared")
+	if !p.setFrom(notShared, 8, 1) {
+		t.Fatal("the verdict of term 8 was refused")
+	}
+	p.clearFor(7)
+	if p.get() == "" {
+		t.Fatal("clearFor(7) erased the verdict of term 8")
+	}
+	if !p.setFrom(nil, 8, 2) || p.get() != "" {
+		t.Fatal("the next probe of term 8 was refused after clearFor(7)")
+	}
+}
