@@ -70,11 +70,31 @@ type MemFS struct {
 
 var _ FS = (*MemFS)(nil)
 
+// memChunkBytes is the size of the blocks a MemFS file is kept in: a
+// file that grows gets new blocks and never copies what it holds (a WAL
+// segment in memory grows to WAL_SEGMENT_BYTES under the lock every read
+// takes).
+const memChunkBytes = 1 << 20
+
 type memNode struct {
-	data   []byte
+	// chunks hold the content, memChunkBytes each; a nil chunk reads as
+	// zeros. Bytes of an allocated chunk at or past size are zero.
+	chunks [][]byte
+	size   int
 	synced []byte // content as of the last Sync (strict only)
-	// dirtyFrom: data[:k] == synced[:k] for k = min(dirtyFrom, len(data), len(synced)).
+	// dirtyFrom: content[:k] == synced[:k] for k = min(dirtyFrom, size, len(synced)).
 	dirtyFrom int
+}
+
+// newMemNode returns a node holding a copy of b, synced when strict.
+func newMemNode(b []byte, synced bool) *memNode {
+	n := &memNode{}
+	n.writeAt(b, 0)
+	if synced {
+		n.synced = slices.Clone(b)
+	}
+	n.dirtyFrom = n.size
+	return n
 }
 
 // NewMemFS returns an in-memory FS in which every completed operation counts
@@ -153,7 +173,7 @@ func (m *MemFS) CrashClone() *MemFS {
 		c.files = m.durableCopyLocked()
 	} else {
 		for p, n := range m.files {
-			c.files[p] = &memNode{data: slices.Clone(n.data)}
+			c.files[p] = newMemNode(n.content(0), false)
 		}
 	}
 	c.durable = maps(c.files)
@@ -177,14 +197,14 @@ func (m *MemFS) CrashCloneKeep(keep func(path string, appended []byte) []byte) *
 		if live, ok := m.files[p]; !ok || live != n {
 			continue // removed or replaced since the last SyncDir
 		}
-		if n.dirtyFrom < len(n.synced) || len(n.data) <= len(n.synced) {
+		if n.dirtyFrom < len(n.synced) || n.size <= len(n.synced) {
 			continue
 		}
-		extra := keep(p, slices.Clone(n.data[len(n.synced):]))
+		extra := keep(p, n.content(len(n.synced)))
 		cn := c.files[p]
-		cn.data = append(cn.data, extra...)
-		cn.synced = slices.Clone(cn.data)
-		cn.dirtyFrom = len(cn.data)
+		cn.writeAt(extra, cn.size)
+		cn.synced = cn.content(0)
+		cn.dirtyFrom = cn.size
 	}
 	return c
 }
@@ -203,8 +223,7 @@ func (m *MemFS) durableCopyLocked() map[string]*memNode {
 	for p, n := range m.durable {
 		nn, ok := fresh[n]
 		if !ok {
-			nn = &memNode{data: slices.Clone(n.synced), synced: slices.Clone(n.synced)}
-			nn.dirtyFrom = len(nn.data)
+			nn = newMemNode(n.synced, true)
 			fresh[n] = nn
 		}
 		files[p] = nn
@@ -220,7 +239,7 @@ func (m *MemFS) ReadFile(name string) ([]byte, error) {
 	if !ok {
 		return nil, &fs.PathError{Op: "read", Path: name, Err: fs.ErrNotExist}
 	}
-	return slices.Clone(n.data), nil
+	return n.content(0), nil
 }
 
 func (m *MemFS) fault(op Op, path string) error {
@@ -400,28 +419,74 @@ func (m *MemFS) SyncDir(dir string) error {
 	return nil
 }
 
-func (n *memNode) writeAt(p []byte, off int) {
-	if end := off + len(p); end > len(n.data) {
-		n.data = append(n.data, make([]byte, end-len(n.data))...)
+// readAt copies the content from off into p and returns how many bytes it
+// copied (fewer than len(p) at the end of the file).
+func (n *memNode) readAt(p []byte, off int) int {
+	if off >= n.size {
+		return 0
 	}
-	copy(n.data[off:], p)
+	p = p[:min(len(p), n.size-off)]
+	for done := 0; done < len(p); {
+		c, at := (off+done)/memChunkBytes, (off+done)%memChunkBytes
+		var k int
+		if chunk := n.chunks[c]; chunk != nil {
+			k = copy(p[done:], chunk[at:])
+		} else {
+			k = min(len(p)-done, memChunkBytes-at)
+			clear(p[done : done+k])
+		}
+		done += k
+	}
+	return len(p)
+}
+
+// content returns a copy of the content from off on.
+func (n *memNode) content(off int) []byte {
+	b := make([]byte, max(n.size-off, 0))
+	n.readAt(b, off)
+	return b
+}
+
+func (n *memNode) writeAt(p []byte, off int) {
+	if end := off + len(p); end > n.size {
+		n.resize(end)
+	}
+	for done := 0; done < len(p); {
+		c, at := (off+done)/memChunkBytes, (off+done)%memChunkBytes
+		if n.chunks[c] == nil {
+			n.chunks[c] = make([]byte, memChunkBytes)
+		}
+		done += copy(n.chunks[c][at:], p[done:])
+	}
 	n.dirtyFrom = min(n.dirtyFrom, off)
 }
 
-func (n *memNode) truncate(size int) {
-	n.dirtyFrom = min(n.dirtyFrom, size, len(n.data))
-	if size <= len(n.data) {
-		clear(n.data[size:])
-		n.data = n.data[:size]
-		return
+// resize sets the size, zeroing what a shrink cuts off so that a later
+// growth reads zeros there.
+func (n *memNode) resize(size int) {
+	if size < n.size {
+		keep := (size + memChunkBytes - 1) / memChunkBytes
+		if at := size % memChunkBytes; at != 0 && n.chunks[keep-1] != nil {
+			clear(n.chunks[keep-1][at:])
+		}
+		clear(n.chunks[keep:])
+		n.chunks = n.chunks[:keep]
 	}
-	n.data = append(n.data, make([]byte, size-len(n.data))...)
+	for len(n.chunks)*memChunkBytes < size {
+		n.chunks = append(n.chunks, nil)
+	}
+	n.size = size
+}
+
+func (n *memNode) truncate(size int) {
+	n.dirtyFrom = min(n.dirtyFrom, size, n.size)
+	n.resize(size)
 }
 
 func (n *memNode) sync() {
-	keep := min(n.dirtyFrom, len(n.data), len(n.synced))
-	n.synced = append(n.synced[:keep], n.data[keep:]...)
-	n.dirtyFrom = len(n.data)
+	keep := min(n.dirtyFrom, n.size, len(n.synced))
+	n.synced = append(n.synced[:keep], n.content(keep)...)
+	n.dirtyFrom = n.size
 }
 
 type memFile struct {
@@ -461,10 +526,10 @@ func (f *memFile) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, &fs.PathError{Op: "read", Path: f.path, Err: fs.ErrInvalid}
 	}
-	if off >= int64(len(f.node.data)) {
+	if off >= int64(f.node.size) {
 		return 0, io.EOF
 	}
-	n := copy(p, f.node.data[off:])
+	n := f.node.readAt(p, int(off))
 	if n < len(p) {
 		return n, io.EOF
 	}
@@ -486,7 +551,7 @@ func (f *memFile) Write(p []byte) (int, error) {
 	}
 	off := f.off
 	if f.append {
-		off = len(f.node.data)
+		off = f.node.size
 	}
 	f.node.writeAt(p, off)
 	f.off = off + len(p)
@@ -537,7 +602,7 @@ func (f *memFile) Size() (int64, error) {
 	if err := f.checkLocked("stat"); err != nil {
 		return 0, err
 	}
-	return int64(len(f.node.data)), nil
+	return int64(f.node.size), nil
 }
 
 func (f *memFile) Close() error {

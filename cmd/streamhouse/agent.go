@@ -195,6 +195,12 @@ func (a *agent) prepareDataDir(ctx context.Context) error {
 	return nil
 }
 
+// memWALSegmentBytes caps WAL_SEGMENT_BYTES when the WAL is kept in memory
+// (WAL_ENABLED=false): flushed records are freed a whole segment at a time
+// and never from the newest one, so the segment size is heap the agent
+// holds beyond its unflushed records.
+const memWALSegmentBytes = 8 << 20
+
 // openStorage opens the WAL, the store over it and the state machine.
 func (a *agent) openStorage(context.Context) error {
 	c, log := a.cfg, a.log
@@ -205,7 +211,8 @@ func (a *agent) openStorage(context.Context) error {
 	}
 	if !c.WALEnabled {
 		walOpts.FS = wal.NewMemFS()
-		log.Info("WAL_ENABLED=false: unflushed records are kept in memory; Raft still makes them durable")
+		walOpts.SegmentMaxBytes = min(walOpts.SegmentMaxBytes, memWALSegmentBytes)
+		log.Info("WAL_ENABLED=false: unflushed records are kept in memory; Raft still makes them durable", "segment_bytes", walOpts.SegmentMaxBytes)
 	}
 	w, err := wal.Open(walOpts)
 	if err != nil {
