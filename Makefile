@@ -172,16 +172,19 @@ BENCH_KAFKA := 127.0.0.1:29091,127.0.0.1:29092,127.0.0.1:29093
 
 # The scenarios are named like the OpenMessaging Benchmark's workloads (1 topic, 16 or 100
 # partitions, 100 B or 1 KiB records); README "Benchmarks" says which target of the
-# write-path issue each row checks. SWEEP_SECONDS is the length of each point of a sweep.
+# write-path issue each row checks. SWEEP_SECONDS is the length of each point of a sweep. Like
+# OMB's, every fixed-rate row and sweep point first runs a warm-up at its rate that is not
+# measured (5 s; SWEEP_WARMUP s per sweep point).
 SWEEP_SECONDS ?= 10
+SWEEP_WARMUP ?= 2
 bench-cluster: build deps ## Start 3 agents on loopback sharing a MinIO bucket; fixed-rate, saturated and rate-sweep scenarios through all three
 	@set -e; dir=$$(mktemp -d /tmp/streamhouse-bench.XXXXXX); mkdir -p $(dir $(BENCH_RESULTS)); trap 'kill $$(jobs -p) 2>/dev/null || true; wait; rm -rf '$$dir EXIT; \
 	start() { $(BENCH_CLUSTER); }; start; \
 	run() { ./$(BIN) bench --record $(BENCH_RESULTS) --server $(BENCH_SERVERS) "$$@"; }; \
 	grpc="--protocol grpc --grpc-server $(BENCH_GRPC)"; kafka="--protocol kafka --kafka-server $(BENCH_KAFKA)"; \
 	echo "== 3-agent cluster on MinIO, Go client (gRPC): fixed rates"; \
-	run $$grpc --label '1 topic / 16 partitions / 100 B, 50 per request' --topic p16 --partitions 16 --duration 20s --rate 20000 --batch 50 --concurrency 32 --no-consume; \
-	run $$grpc --label '1 topic / 100 partitions / 100 B, 100 per request' --topic p100 --partitions 100 --duration 20s --rate 100000 --batch 100 --concurrency 64 --no-consume; \
+	run $$grpc --label '1 topic / 16 partitions / 100 B, 50 per request' --topic p16 --partitions 16 --duration 20s --rate 20000 --warmup 5s --batch 50 --concurrency 32 --no-consume; \
+	run $$grpc --label '1 topic / 100 partitions / 100 B, 100 per request' --topic p100 --partitions 100 --duration 20s --rate 100000 --warmup 5s --batch 100 --concurrency 64 --no-consume; \
 	echo "== saturated (Go client; then REST with each request spread over the partitions, producers on all three agents)"; \
 	run $$grpc --label '1 topic / 100 partitions / 100 B, saturated, 1,000 per request' --topic gtput --partitions 100 --records 2000000 --batch 1000 --concurrency 16; \
 	run $$grpc --label '1 topic / 100 partitions / 100 B, the same data read again (hot)' --topic gtput --no-produce; \
@@ -189,10 +192,10 @@ bench-cluster: build deps ## Start 3 agents on loopback sharing a MinIO bucket; 
 	echo "== Kafka protocol (franz-go: idempotent producer, consumer read-back): the Go client's saturated and hot rows, then its fixed rate"; \
 	run $$kafka --label '1 topic / 100 partitions / 100 B, Kafka (franz-go), saturated, 1,000 per request' --topic ktput --partitions 100 --records 2000000 --batch 1000 --concurrency 16; \
 	run $$kafka --label '1 topic / 100 partitions / 100 B, Kafka (franz-go consumer), the same data read again (hot)' --topic ktput --no-produce; \
-	run $$kafka --label '1 topic / 100 partitions / 100 B, Kafka (franz-go), 100 per request' --topic kp100 --partitions 100 --duration 20s --rate 100000 --batch 100 --concurrency 64 --no-consume; \
+	run $$kafka --label '1 topic / 100 partitions / 100 B, Kafka (franz-go), 100 per request' --topic kp100 --partitions 100 --duration 20s --rate 100000 --warmup 5s --batch 100 --concurrency 64 --no-consume; \
 	echo "== latency vs throughput up to saturation ($(SWEEP_SECONDS) s per rate)"; \
-	run $$grpc --label '1 topic / 100 partitions / 100 B, rate sweep, 100 per request' --topic sweep100 --partitions 100 --batch 100 --concurrency 64 --duration $(SWEEP_SECONDS)s --sweep 10000,20000,50000,100000,200000,400000,800000; \
-	run $$grpc --label '1 topic / 100 partitions / 1 KiB, rate sweep, 100 per request' --topic sweep1k --partitions 100 --record-size 1024 --batch 100 --concurrency 64 --duration $(SWEEP_SECONDS)s --sweep 5000,10000,20000,50000,100000,200000,400000; \
+	run $$grpc --label '1 topic / 100 partitions / 100 B, rate sweep, 100 per request' --topic sweep100 --partitions 100 --batch 100 --concurrency 64 --duration $(SWEEP_SECONDS)s --warmup $(SWEEP_WARMUP)s --sweep 10000,20000,50000,100000,200000,400000,800000; \
+	run $$grpc --label '1 topic / 100 partitions / 1 KiB, rate sweep, 100 per request' --topic sweep1k --partitions 100 --record-size 1024 --batch 100 --concurrency 64 --duration $(SWEEP_SECONDS)s --warmup $(SWEEP_WARMUP)s --sweep 5000,10000,20000,50000,100000,200000,400000; \
 	echo "== restart all three agents (empty caches) and read gtput back cold from MinIO"; \
 	for i in 1 2 3; do kill $$(cat $$dir/node-$$i.pid); done; for i in 1 2 3; do while kill -0 $$(cat $$dir/node-$$i.pid) 2>/dev/null; do sleep 0.2; done; done; \
 	start; \
@@ -216,8 +219,8 @@ COMPARE_LOAD := --topic cmp --partitions 16 --record-size 100 --no-consume --dur
 define COMPARE_RUNS
 run --label '100 B, 100 per request, 32 concurrent, saturated' --batch 100 --concurrency 32; \
 run --label '100 B, 1,000 per request, 16 concurrent, saturated' --batch 1000 --concurrency 16; \
-run --label '100 B, 100 per request, 32 concurrent, fixed rate' --batch 100 --concurrency 32 --rate 20000; \
-run --label '100 B, 100 per request, 32 concurrent, fixed rate' --batch 100 --concurrency 32 --rate 50000
+run --label '100 B, 100 per request, 32 concurrent, fixed rate' --batch 100 --concurrency 32 --rate 20000 --warmup 5s; \
+run --label '100 B, 100 per request, 32 concurrent, fixed rate' --batch 100 --concurrency 32 --rate 50000 --warmup 5s
 endef
 bench-compare: build deps $(NATS_SERVER) ## StreamHouse (3 agents, MinIO) vs NATS JetStream R3 (pinned nats-server), same load, one table with ratios
 	@set -e; dir=$$(mktemp -d /tmp/streamhouse-compare.XXXXXX); mkdir -p $(dir $(COMPARE_RESULTS)); rm -f $(COMPARE_RESULTS); \

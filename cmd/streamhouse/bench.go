@@ -26,6 +26,7 @@ type benchCmd struct {
 	Batch       int           `name:"batch" default:"100" help:"Records per produce request."`
 	Concurrency int           `name:"concurrency" default:"16" help:"Concurrent producer connections."`
 	Rate        int64         `name:"rate" help:"Fixed produce rate in records/s (0 = as fast as possible). Latency is measured from the intended send time (coordinated omission aware)."`
+	Warmup      time.Duration `name:"warmup" help:"Before a fixed-rate run (--rate, and each --sweep point), produce at that rate for this long without measuring it, like the OpenMessaging Benchmark's warm-up phase."`
 	Spread      bool          `name:"spread" help:"Send the records of each request to consecutive partitions (default: a whole request to one partition, requests rotating over the partitions)."`
 	Produce     bool          `name:"produce" default:"true" negatable:"" help:"Produce records (--no-produce: only read the topic back, e.g. cold from S3 after an agent restart)."`
 	Consume     bool          `name:"consume" default:"true" negatable:"" help:"After producing, read every partition back and report consume throughput."`
@@ -76,6 +77,9 @@ func (b *benchCmd) Run() error {
 	if b.Batch <= 0 || b.Concurrency <= 0 || b.RecordSize < 0 || b.Partitions <= 0 {
 		return errors.New("--batch, --concurrency and --partitions must be positive, --record-size not negative")
 	}
+	if b.Warmup < 0 || b.Warmup > 0 && b.Rate <= 0 && len(b.Sweep) == 0 {
+		return errors.New("--warmup needs a fixed rate (--rate or --sweep) and must not be negative")
+	}
 	if len(b.Sweep) > 0 && b.Duration <= 0 {
 		return errors.New("--sweep needs --duration (the length of each point)")
 	}
@@ -116,7 +120,7 @@ func (b *benchCmd) Run() error {
 func (b *benchCmd) config() loadgen.Config {
 	return loadgen.Config{
 		Protocol: b.Protocol, Topic: b.Topic, Partitions: b.Partitions, Records: b.Records, Duration: b.Duration,
-		RecordSize: b.RecordSize, Batch: b.Batch, Concurrency: b.Concurrency, Rate: b.Rate,
+		RecordSize: b.RecordSize, Batch: b.Batch, Concurrency: b.Concurrency, Rate: b.Rate, Warmup: b.Warmup,
 		Produce: b.Produce, Consume: b.Consume, Spread: b.Spread,
 		ReadRecords: 1000, ReadSource: "earliest→end (segments + WAL)",
 	}
@@ -196,6 +200,9 @@ func (b *benchCmd) print(r loadgen.Result) error {
 	}
 	if r.TargetRate > 0 {
 		fmt.Fprintf(w, "target rate\t%d records/s\n", r.TargetRate)
+	}
+	if r.WarmupSeconds > 0 {
+		fmt.Fprintf(w, "warm-up\t%.0f s at the target rate before the measured window, not counted (its ack p99 %.2f ms)\n", r.WarmupSeconds, r.WarmupAckP99Ms)
 	}
 	if r.RecordsPerSec > 0 {
 		fmt.Fprintf(w, "produce\t%.0f records/s, %.1f MiB/s over %.1f s\n", r.RecordsPerSec, r.MiBPerSec, r.Seconds)

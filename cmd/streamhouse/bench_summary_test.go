@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/streamhouse/streamhouse/transport/client/loadgen"
 )
@@ -111,5 +112,17 @@ func TestBenchSweepNeedsADuration(t *testing.T) {
 	b := &benchCmd{Batch: 1, Concurrency: 1, Partitions: 1, Sweep: []int64{1000}}
 	if err := b.Run(); err == nil || !strings.Contains(err.Error(), "--sweep needs --duration") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestBenchWarmupNeedsAFixedRate(t *testing.T) {
+	for _, b := range []*benchCmd{
+		{Batch: 1, Concurrency: 1, Partitions: 1, Warmup: time.Second},                        // saturated
+		{Batch: 1, Concurrency: 1, Partitions: 1, Warmup: -time.Second, Rate: 1000},           // negative
+		{Batch: 1, Concurrency: 1, Partitions: 1, Warmup: -time.Second, Sweep: []int64{1000}}, // negative
+	} {
+		if err := b.Run(); err == nil || !strings.Contains(err.Error(), "--warmup needs a fixed rate") {
+			t.Fatalf("warm-up %v, rate %d, sweep %v: err = %v", b.Warmup, b.Rate, b.Sweep, err)
+		}
 	}
 }

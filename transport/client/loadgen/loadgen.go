@@ -41,8 +41,13 @@ type Config struct {
 	Batch       int   // records per Send
 	Concurrency int   // workers calling Send
 	Rate        int64 // records/s; 0 = as fast as possible
-	Produce     bool
-	Consume     bool // read every partition back after producing
+	// Warmup, with a fixed Rate, first produces at that rate for this
+	// long and measures nothing of it (the OpenMessaging Benchmark's
+	// warm-up phase): connections, partition leaders and the agents'
+	// heaps are in their steady state when the measured window starts.
+	Warmup  time.Duration
+	Produce bool
+	Consume bool // read every partition back after producing
 	// Spread sends the records of one batch to consecutive partitions
 	// instead of all to one (batches rotate over the partitions either way).
 	Spread bool
@@ -65,6 +70,8 @@ type Result struct {
 	Concurrency     int     `json:"concurrency"`
 	Batch           int     `json:"batch"`
 	TargetRate      int64   `json:"target_rate,omitempty"`
+	WarmupSeconds   float64 `json:"warmup_seconds,omitempty"`    // produced at TargetRate before the measured window, which excludes it
+	WarmupAckP99Ms  float64 `json:"warmup_ack_p99_ms,omitempty"` // the warm-up's own ack p99, for reference
 	Errors          int64   `json:"errors"`
 	Retries503      int64   `json:"retries_503"`
 	Seconds         float64 `json:"seconds"`                 // the duration when one was set, else until the last ack
@@ -93,6 +100,10 @@ type Result struct {
 // first, peak RSS of each. Without agents (another system under load) only
 // the client side is measured.
 func Run(ctx context.Context, cfg Config, t Target, agents ...Agent) (Result, error) {
+	warm, err := warmUp(ctx, cfg, t)
+	if err != nil {
+		return Result{}, err
+	}
 	var before map[string]float64
 	if len(agents) > 0 {
 		var err error
@@ -105,6 +116,9 @@ func Run(ctx context.Context, cfg Config, t Target, agents ...Agent) (Result, er
 		stops[i] = a.samplePeakRSS(ctx)
 	}
 	res, err := runLoad(ctx, cfg, t)
+	if warm != nil {
+		res.WarmupSeconds, res.WarmupAckP99Ms = warm.Seconds, warm.AckP99Ms
+	}
 	for i, stop := range stops {
 		res.AgentsPeakRSSMiB = append(res.AgentsPeakRSSMiB, float64(stop())/(1<<20))
 		if i == 0 {
@@ -119,6 +133,22 @@ func Run(ctx context.Context, cfg Config, t Target, agents ...Agent) (Result, er
 	}
 	res.Protocol = cfg.Protocol
 	return res, nil
+}
+
+// warmUp runs cfg's warm-up, its fixed rate for cfg.Warmup, and returns
+// what it measured (nil without a warm-up, a fixed rate or a produce
+// phase); none of it counts in the run's result but its ack p99.
+func warmUp(ctx context.Context, cfg Config, t Target) (*Result, error) {
+	if cfg.Warmup <= 0 || cfg.Rate <= 0 || !cfg.Produce {
+		return nil, nil
+	}
+	w := cfg
+	w.Duration, w.Consume = cfg.Warmup, false
+	res, err := Produce(ctx, w, t)
+	if err != nil {
+		return nil, fmt.Errorf("warm-up: %w", err)
+	}
+	return &res, nil
 }
 
 // runLoad is Run's produce and read-back.

@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"math"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/streamhouse/streamhouse/transport/client"
 )
@@ -258,5 +262,54 @@ func TestSweepStopsAtTheFirstRateThatFallsBehind(t *testing.T) {
 	}
 	if len(points) != 2 || len(seen) != 2 || points[0].Records != 20 || Saturated(points[0]) || !Saturated(points[1]) {
 		t.Fatalf("points %+v (reported %v); want 100/s kept with 20 records, then 1e9/s behind, then stop", points, seen)
+	}
+}
+
+func TestAWarmupIsProducedButNotMeasured(t *testing.T) {
+	m := newMemTarget()
+	// 10 batches of 10 per second: warm-up slots at 0 and 0.1 s, then the
+	// measured window's at 0, 0.1 and 0.2 s of its own schedule
+	cfg := Config{Topic: "t", Partitions: 1, Warmup: 200 * time.Millisecond, Duration: 300 * time.Millisecond,
+		Rate: 100, Batch: 10, Concurrency: 4, Produce: true}
+	res, err := Run(context.Background(), cfg, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total, _ := m.stored(); total != 50 || res.Records != 30 || res.WarmupSeconds != 0.2 {
+		t.Fatalf("stored %d, measured %d records after a %.1f s warm-up; want 50 stored, the 30 of the window measured, 0.2 s",
+			total, res.Records, res.WarmupSeconds)
+	}
+	// a saturated run (no rate) has no warm-up
+	m = newMemTarget()
+	cfg.Rate, cfg.Duration, cfg.Records = 0, 0, 20
+	if res, err = Run(context.Background(), cfg, m); err != nil {
+		t.Fatal(err)
+	}
+	if total, _ := m.stored(); total != 20 || res.WarmupSeconds != 0 {
+		t.Fatalf("saturated: stored %d, warm-up %.1f s; want 20 and none", total, res.WarmupSeconds)
+	}
+}
+
+// TestTheRSSSampleAsksForOneSeries: the sample is filtered by name (the
+// agent's promhttp handler honours name[]), so it does not make the agent
+// encode and the load generator parse every series several times a second.
+func TestTheRSSSampleAsksForOneSeries(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	rss := prometheus.NewGauge(prometheus.GaugeOpts{Name: rssSeries, Help: "x"})
+	rss.Set(123 << 20)
+	other := prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamhouse_other", Help: "x"})
+	reg.MustRegister(rss, other)
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer srv.Close()
+	a := Agent{Client: srv.Client(), URL: srv.URL}
+	got, err := a.scrape(context.Background(), rssSeries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[rssSeries] != 123<<20 {
+		t.Fatalf("scrape = %v, want only %s", got, rssSeries)
+	}
+	if all, _ := a.scrape(context.Background()); len(all) != 2 {
+		t.Fatalf("unfiltered scrape = %v, want both series", all)
 	}
 }
