@@ -212,7 +212,8 @@ $(NATS_SERVER):
 # bench-compare: the same load against StreamHouse (3 agents on MinIO, acks after the Raft commit
 # on a majority) and a 3-node NATS JetStream R3 cluster (its default sync_interval, 2 min; then
 # `sync_interval: always` saturated only), one after the other on loopback. Same record size,
-# records per request (NATS: async publishes whose acks are awaited together) and concurrency.
+# records per request (NATS: async publishes whose acks are awaited together) and concurrency;
+# neither system is scraped during its runs (peak RSS: VmHWM from /proc after them).
 COMPARE_RESULTS := $(CURDIR)/.cache/bench/compare.jsonl
 COMPARE_SECONDS ?= 15
 COMPARE_LOAD := --topic cmp --partitions 16 --record-size 100 --no-consume --duration $(COMPARE_SECONDS)s
@@ -227,7 +228,7 @@ bench-compare: build deps $(NATS_SERVER) ## StreamHouse (3 agents, MinIO) vs NAT
 	trap 'kill $$(jobs -p) 2>/dev/null || true; wait; rm -rf '$$dir EXIT; \
 	echo "== StreamHouse: 3 agents on MinIO, Go client (gRPC)"; \
 	$(BENCH_CLUSTER); \
-	run() { ./$(BIN) bench --record $(COMPARE_RESULTS) --system streamhouse --server $(BENCH_SERVERS) --protocol grpc --grpc-server $(BENCH_GRPC) $(COMPARE_LOAD) "$$@"; }; \
+	run() { ./$(BIN) bench --record $(COMPARE_RESULTS) --system streamhouse --no-agent-metrics --server $(BENCH_SERVERS) --protocol grpc --grpc-server $(BENCH_GRPC) $(COMPARE_LOAD) "$$@"; }; \
 	$(COMPARE_RUNS); \
 	hwm() { printf '%s peak RSS (VmHWM), MiB:' "$$1"; shift; for f in "$$@"; do awk '/VmHWM/{printf " %d", $$2/1024}' /proc/$$(cat $$f)/status; done; echo; }; \
 	hwm "StreamHouse agents" $$dir/node-*.pid; \

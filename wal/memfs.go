@@ -70,15 +70,17 @@ type MemFS struct {
 
 var _ FS = (*MemFS)(nil)
 
-// memChunkBytes is the size of the blocks a MemFS file is kept in: a
-// file that grows gets new blocks and never copies what it holds (a WAL
+// memChunkBytes bounds the blocks a MemFS file is kept in: a file that
+// grows appends to its last block (copying at most memChunkBytes) or
+// starts a new one, and never copies the rest of what it holds (a WAL
 // segment in memory grows to WAL_SEGMENT_BYTES under the lock every read
 // takes).
 const memChunkBytes = 1 << 20
 
 type memNode struct {
-	// chunks hold the content, memChunkBytes each; a nil chunk reads as
-	// zeros. Bytes of an allocated chunk at or past size are zero.
+	// chunks hold the content: chunk i holds the bytes from
+	// i*memChunkBytes, at most memChunkBytes of them; a chunk's bytes past
+	// its length, and a nil chunk, read as zeros up to size.
 	chunks [][]byte
 	size   int
 	synced []byte // content as of the last Sync (strict only)
@@ -428,13 +430,12 @@ func (n *memNode) readAt(p []byte, off int) int {
 	p = p[:min(len(p), n.size-off)]
 	for done := 0; done < len(p); {
 		c, at := (off+done)/memChunkBytes, (off+done)%memChunkBytes
-		var k int
-		if chunk := n.chunks[c]; chunk != nil {
-			k = copy(p[done:], chunk[at:])
-		} else {
-			k = min(len(p)-done, memChunkBytes-at)
-			clear(p[done : done+k])
+		k := min(len(p)-done, memChunkBytes-at)
+		held := 0
+		if chunk := n.chunks[c]; at < len(chunk) {
+			held = copy(p[done:done+k], chunk[at:])
 		}
+		clear(p[done+held : done+k])
 		done += k
 	}
 	return len(p)
@@ -453,21 +454,38 @@ func (n *memNode) writeAt(p []byte, off int) {
 	}
 	for done := 0; done < len(p); {
 		c, at := (off+done)/memChunkBytes, (off+done)%memChunkBytes
-		if n.chunks[c] == nil {
-			n.chunks[c] = make([]byte, memChunkBytes)
-		}
-		done += copy(n.chunks[c][at:], p[done:])
+		k := min(len(p)-done, memChunkBytes-at)
+		n.chunks[c] = growChunk(n.chunks[c], at+k)
+		copy(n.chunks[c][at:], p[done:done+k])
+		done += k
 	}
 	n.dirtyFrom = min(n.dirtyFrom, off)
 }
 
-// resize sets the size, zeroing what a shrink cuts off so that a later
-// growth reads zeros there.
+// growChunk returns c at least l long, the added bytes zero, copying at
+// most memChunkBytes.
+func growChunk(c []byte, l int) []byte {
+	switch {
+	case l <= len(c):
+		return c
+	case l <= cap(c):
+		old := len(c)
+		c = c[:l]
+		clear(c[old:])
+		return c
+	}
+	grown := make([]byte, l, min(max(2*cap(c), l, 512), memChunkBytes))
+	copy(grown, c)
+	return grown
+}
+
+// resize sets the size: a shrink drops the blocks and bytes past it, so a
+// later growth reads zeros there.
 func (n *memNode) resize(size int) {
 	if size < n.size {
 		keep := (size + memChunkBytes - 1) / memChunkBytes
-		if at := size % memChunkBytes; at != 0 && n.chunks[keep-1] != nil {
-			clear(n.chunks[keep-1][at:])
+		if at := size % memChunkBytes; at != 0 && len(n.chunks[keep-1]) > at {
+			n.chunks[keep-1] = n.chunks[keep-1][:at]
 		}
 		clear(n.chunks[keep:])
 		n.chunks = n.chunks[:keep]

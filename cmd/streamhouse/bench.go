@@ -17,34 +17,35 @@ import (
 
 // benchCmd is a load generator against running agents (transport/client/loadgen).
 type benchCmd struct {
-	Server      string        `name:"server" default:"http://127.0.0.1:8080" help:"Agent REST base URLs (http://host:HTTP_PORT), comma-separated to spread producers over them. Unlike other commands, bench --server names REST URLs; see --grpc-server."`
-	Topic       string        `name:"topic" default:"bench" help:"Topic to use (created if missing)."`
-	Partitions  int32         `name:"partitions" default:"8" help:"Partitions of the topic when it is created."`
-	Records     int64         `name:"records" default:"200000" help:"Records to produce (ignored with --duration)."`
-	Duration    time.Duration `name:"duration" help:"Produce for this long instead of a record count."`
-	RecordSize  int           `name:"record-size" default:"100" help:"Value size in bytes."`
-	Batch       int           `name:"batch" default:"100" help:"Records per produce request."`
-	Concurrency int           `name:"concurrency" default:"16" help:"Concurrent producer connections."`
-	Rate        int64         `name:"rate" help:"Fixed produce rate in records/s (0 = as fast as possible). Latency is measured from the intended send time (coordinated omission aware)."`
-	Warmup      time.Duration `name:"warmup" help:"Before a fixed-rate run (--rate, and each --sweep point), produce at that rate for this long without measuring it, like the OpenMessaging Benchmark's warm-up phase."`
-	Spread      bool          `name:"spread" help:"Send the records of each request to consecutive partitions (default: a whole request to one partition, requests rotating over the partitions)."`
-	Produce     bool          `name:"produce" default:"true" negatable:"" help:"Produce records (--no-produce: only read the topic back, e.g. cold from S3 after an agent restart)."`
-	Consume     bool          `name:"consume" default:"true" negatable:"" help:"After producing, read every partition back and report consume throughput."`
-	Output      string        `name:"output" short:"o" default:"table" enum:"table,json" help:"table or json."`
-	Protocol    string        `name:"protocol" default:"rest" enum:"rest,grpc,kafka" help:"rest (JSON over HTTP), grpc (the Go client: idempotent producer, batches sent to partition leaders) or kafka (franz-go on --kafka-server: idempotent producer, Fetch requests)."`
-	KafkaServer string        `name:"kafka-server" default:"127.0.0.1:9092" help:"Agent Kafka host:port list for --protocol kafka."`
-	KafkaRead   string        `name:"kafka-read" default:"consumer" enum:"consumer,fetch" help:"How --protocol kafka reads the topic back: consumer (a franz-go consumer of every partition: one Fetch per partition leader for all its partitions) or fetch (one Fetch request per partition and page, like the Go client's read-back)."`
-	RecordFile  string        `name:"record" placeholder:"FILE" help:"Append the result as a JSON line to FILE (with --label), for --summarize."`
-	Label       string        `name:"label" help:"Scenario name stored with --record."`
-	Summarize   string        `name:"summarize" placeholder:"FILE" help:"Print the results recorded in FILE as one table and exit (runs nothing)."`
-	GRPCServer  string        `name:"grpc-server" env:"STREAMHOUSE_SERVER,STREAMHOUSE_GRPC" default:"127.0.0.1:9090" help:"Agent gRPC host:port list for --protocol grpc, like other commands' --server (--server still names the REST URL used for metrics)."`
-	Sweep       []int64       `name:"sweep" placeholder:"RATE,..." help:"Latency-vs-throughput curve: run --duration at each fixed rate (records/s, ascending) until the achieved rate falls below 95% of the offered one; each point is one recorded row."`
-	Chart       string        `name:"chart" placeholder:"FILE" help:"With --summarize: also write the rate sweeps' latency-vs-throughput curves as an ASCII chart to FILE."`
-	Compare     string        `name:"compare" placeholder:"FILE" help:"Print the rows recorded in FILE with a --system as one side-by-side table with ratios to StreamHouse and exit (runs nothing)."`
-	Target      string        `name:"target" default:"streamhouse" enum:"streamhouse,nats" help:"streamhouse (the agents at --server) or nats (a JetStream cluster at --nats-url, for make bench-compare)."`
-	System      string        `name:"system" help:"Name of the measured system stored with --record (default: the target); --compare puts rows side by side by it."`
-	CPUProfile  string        `name:"cpu-profile" placeholder:"FILE" help:"Write a CPU profile of this load generator (the client side) to FILE (go tool pprof)."`
-	NATS        natsFlags     `embed:"" prefix:"nats-"`
+	Server       string        `name:"server" default:"http://127.0.0.1:8080" help:"Agent REST base URLs (http://host:HTTP_PORT), comma-separated to spread producers over them. Unlike other commands, bench --server names REST URLs; see --grpc-server."`
+	Topic        string        `name:"topic" default:"bench" help:"Topic to use (created if missing)."`
+	Partitions   int32         `name:"partitions" default:"8" help:"Partitions of the topic when it is created."`
+	Records      int64         `name:"records" default:"200000" help:"Records to produce (ignored with --duration)."`
+	Duration     time.Duration `name:"duration" help:"Produce for this long instead of a record count."`
+	RecordSize   int           `name:"record-size" default:"100" help:"Value size in bytes."`
+	Batch        int           `name:"batch" default:"100" help:"Records per produce request."`
+	Concurrency  int           `name:"concurrency" default:"16" help:"Concurrent producer connections."`
+	Rate         int64         `name:"rate" help:"Fixed produce rate in records/s (0 = as fast as possible). Latency is measured from the intended send time (coordinated omission aware)."`
+	Warmup       time.Duration `name:"warmup" help:"Before a fixed-rate run (--rate, and each --sweep point), produce at that rate for this long without measuring it, like the OpenMessaging Benchmark's warm-up phase."`
+	AgentMetrics bool          `name:"agent-metrics" default:"true" negatable:"" help:"Read the agents' /metrics before and after the run (CPU, object-store requests) and sample every agent's peak RSS once a second; --no-agent-metrics leaves the agents unobserved (make bench-compare, where the other system is not observed either)."`
+	Spread       bool          `name:"spread" help:"Send the records of each request to consecutive partitions (default: a whole request to one partition, requests rotating over the partitions)."`
+	Produce      bool          `name:"produce" default:"true" negatable:"" help:"Produce records (--no-produce: only read the topic back, e.g. cold from S3 after an agent restart)."`
+	Consume      bool          `name:"consume" default:"true" negatable:"" help:"After producing, read every partition back and report consume throughput."`
+	Output       string        `name:"output" short:"o" default:"table" enum:"table,json" help:"table or json."`
+	Protocol     string        `name:"protocol" default:"rest" enum:"rest,grpc,kafka" help:"rest (JSON over HTTP), grpc (the Go client: idempotent producer, batches sent to partition leaders) or kafka (franz-go on --kafka-server: idempotent producer, Fetch requests)."`
+	KafkaServer  string        `name:"kafka-server" default:"127.0.0.1:9092" help:"Agent Kafka host:port list for --protocol kafka."`
+	KafkaRead    string        `name:"kafka-read" default:"consumer" enum:"consumer,fetch" help:"How --protocol kafka reads the topic back: consumer (a franz-go consumer of every partition: one Fetch per partition leader for all its partitions) or fetch (one Fetch request per partition and page, like the Go client's read-back)."`
+	RecordFile   string        `name:"record" placeholder:"FILE" help:"Append the result as a JSON line to FILE (with --label), for --summarize."`
+	Label        string        `name:"label" help:"Scenario name stored with --record."`
+	Summarize    string        `name:"summarize" placeholder:"FILE" help:"Print the results recorded in FILE as one table and exit (runs nothing)."`
+	GRPCServer   string        `name:"grpc-server" env:"STREAMHOUSE_SERVER,STREAMHOUSE_GRPC" default:"127.0.0.1:9090" help:"Agent gRPC host:port list for --protocol grpc, like other commands' --server (--server still names the REST URL used for metrics)."`
+	Sweep        []int64       `name:"sweep" placeholder:"RATE,..." help:"Latency-vs-throughput curve: run --duration at each fixed rate (records/s, ascending) until the achieved rate falls below 95% of the offered one; each point is one recorded row."`
+	Chart        string        `name:"chart" placeholder:"FILE" help:"With --summarize: also write the rate sweeps' latency-vs-throughput curves as an ASCII chart to FILE."`
+	Compare      string        `name:"compare" placeholder:"FILE" help:"Print the rows recorded in FILE with a --system as one side-by-side table with ratios to StreamHouse and exit (runs nothing)."`
+	Target       string        `name:"target" default:"streamhouse" enum:"streamhouse,nats" help:"streamhouse (the agents at --server) or nats (a JetStream cluster at --nats-url, for make bench-compare)."`
+	System       string        `name:"system" help:"Name of the measured system stored with --record (default: the target); --compare puts rows side by side by it."`
+	CPUProfile   string        `name:"cpu-profile" placeholder:"FILE" help:"Write a CPU profile of this load generator (the client side) to FILE (go tool pprof)."`
+	NATS         natsFlags     `embed:"" prefix:"nats-"`
 	securityFlags
 }
 
@@ -79,6 +80,9 @@ func (b *benchCmd) Run() error {
 	}
 	if b.Warmup < 0 || b.Warmup > 0 && b.Rate <= 0 && len(b.Sweep) == 0 {
 		return errors.New("--warmup needs a fixed rate (--rate or --sweep) and must not be negative")
+	}
+	if b.Warmup > 0 && (!b.Produce || b.Consume && len(b.Sweep) == 0) {
+		return errors.New("--warmup needs --no-consume (the read-back reads the topic from its start and would count the warm-up's records) and a produce phase")
 	}
 	if len(b.Sweep) > 0 && b.Duration <= 0 {
 		return errors.New("--sweep needs --duration (the length of each point)")
@@ -151,9 +155,11 @@ func (b *benchCmd) execute(ctx context.Context, cfg loadgen.Config, t loadgen.Ta
 // agent of --server.
 func (b *benchCmd) run(ctx context.Context, rest loadgen.REST) error {
 	cfg := b.config()
-	agents := make([]loadgen.Agent, len(rest.Servers))
-	for i, u := range rest.Servers {
-		agents[i] = loadgen.Agent{Client: rest.Client, URL: u}
+	var agents []loadgen.Agent
+	if b.AgentMetrics {
+		for _, u := range rest.Servers {
+			agents = append(agents, loadgen.Agent{Client: rest.Client, URL: u})
+		}
 	}
 	switch b.Protocol {
 	case "kafka":
@@ -202,7 +208,8 @@ func (b *benchCmd) print(r loadgen.Result) error {
 		fmt.Fprintf(w, "target rate\t%d records/s\n", r.TargetRate)
 	}
 	if r.WarmupSeconds > 0 {
-		fmt.Fprintf(w, "warm-up\t%.0f s at the target rate before the measured window, not counted (its ack p99 %.2f ms)\n", r.WarmupSeconds, r.WarmupAckP99Ms)
+		fmt.Fprintf(w, "warm-up\t%v at the target rate before the measured window, not counted (its ack p99 %.2f ms)\n",
+			time.Duration(r.WarmupSeconds*float64(time.Second)), r.WarmupAckP99Ms)
 	}
 	if r.RecordsPerSec > 0 {
 		fmt.Fprintf(w, "produce\t%.0f records/s, %.1f MiB/s over %.1f s\n", r.RecordsPerSec, r.MiBPerSec, r.Seconds)

@@ -125,4 +125,12 @@ func TestBenchWarmupNeedsAFixedRate(t *testing.T) {
 			t.Fatalf("warm-up %v, rate %d, sweep %v: err = %v", b.Warmup, b.Rate, b.Sweep, err)
 		}
 	}
+	for _, b := range []*benchCmd{
+		{Batch: 1, Concurrency: 1, Partitions: 1, Warmup: time.Second, Rate: 1000, Produce: true, Consume: true}, // read-back on
+		{Batch: 1, Concurrency: 1, Partitions: 1, Warmup: time.Second, Rate: 1000},                               // nothing produced
+	} {
+		if err := b.Run(); err == nil || !strings.Contains(err.Error(), "--warmup needs --no-consume") {
+			t.Fatalf("produce %v, consume %v: err = %v", b.Produce, b.Consume, err)
+		}
+	}
 }

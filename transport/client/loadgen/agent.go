@@ -103,28 +103,34 @@ func (a Agent) addUsage(ctx context.Context, before map[string]float64, recordSi
 	}
 }
 
-// samplePeakRSS polls the agent's resident memory until the returned
-// function is called, which returns the peak in bytes.
+// samplePeakRSS polls the agent's resident memory, at the start, every
+// rssEvery and once more at the end, until the returned function is
+// called, which returns the peak in bytes.
 func (a Agent) samplePeakRSS(ctx context.Context) (stop func() int64) {
 	var peak atomic.Int64
+	sample := func() {
+		if m, err := a.scrape(ctx, rssSeries); err == nil {
+			if v := int64(m[rssSeries]); v > peak.Load() {
+				peak.Store(v)
+			}
+		}
+	}
 	done := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
 		t := time.NewTicker(rssEvery)
 		defer t.Stop()
+		sample()
 		for {
-			if m, err := a.scrape(ctx, rssSeries); err == nil {
-				if v := int64(m[rssSeries]); v > peak.Load() {
-					peak.Store(v)
-				}
-			}
 			select {
 			case <-done:
+				sample() // the run's last second
 				return
 			case <-ctx.Done():
 				return
 			case <-t.C:
+				sample()
 			}
 		}
 	}()

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -142,6 +143,9 @@ func warmUp(ctx context.Context, cfg Config, t Target) (*Result, error) {
 	if cfg.Warmup <= 0 || cfg.Rate <= 0 || !cfg.Produce {
 		return nil, nil
 	}
+	if cfg.Consume {
+		return nil, errors.New("a warm-up needs the read-back off: it reads the topic from its start and would count the warm-up's records")
+	}
 	w := cfg
 	w.Duration, w.Consume = cfg.Warmup, false
 	res, err := Produce(ctx, w, t)
@@ -236,7 +240,7 @@ func (g *load) work(ctx context.Context, w int) {
 			break
 		}
 		for i := range recs {
-			recs[i] = client.Record{Value: g.value, Timestamp: intended.UnixMilli()}.ToPartition(g.partition(k, w, i))
+			recs[i] = client.Record{Value: g.value, Timestamp: intended.UnixMilli()}.ToPartition(g.partition(k, i))
 		}
 		retries, err := g.t.Send(ctx, w, g.cfg.Topic, recs)
 		g.retries.Add(retries)
@@ -251,13 +255,14 @@ func (g *load) work(ctx context.Context, w int) {
 	g.mu.Unlock()
 }
 
-// partition is where record i of batch k, sent by worker w, goes.
-func (g *load) partition(k int64, w, i int) int32 {
+// partition is where record i of batch k goes: batch after batch round
+// the partitions, whichever worker sends it.
+func (g *load) partition(k int64, i int) int32 {
 	n := int64(g.cfg.Partitions)
 	if g.cfg.Spread {
 		return int32((k*int64(g.cfg.Batch) + int64(i)) % n)
 	}
-	return int32((k + int64(w)) % n)
+	return int32(k % n)
 }
 
 // claim reports whether another batch is to be sent.

@@ -279,6 +279,12 @@ func TestAWarmupIsProducedButNotMeasured(t *testing.T) {
 		t.Fatalf("stored %d, measured %d records after a %.1f s warm-up; want 50 stored, the 30 of the window measured, 0.2 s",
 			total, res.Records, res.WarmupSeconds)
 	}
+	// with the read-back on, the warm-up's records would be read back too
+	cfg.Consume = true
+	if _, err := Run(context.Background(), cfg, newMemTarget()); err == nil || !strings.Contains(err.Error(), "read-back off") {
+		t.Fatalf("warm-up with a read-back: err = %v", err)
+	}
+	cfg.Consume = false
 	// a saturated run (no rate) has no warm-up
 	m = newMemTarget()
 	cfg.Rate, cfg.Duration, cfg.Records = 0, 0, 20
