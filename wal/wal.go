@@ -71,7 +71,7 @@ type Stats struct {
 // are serialised by one writer lock, fsyncs run without it (group commit),
 // and reads run concurrently with both.
 //
-// Lock order (outer first): mu, fsyncMu, idxMu, syncMu. idxMu and syncMu
+// Lock order (outer first): truncMu, mu, fsyncMu, idxMu, syncMu. idxMu and syncMu
 // are never held together. During an fsync only fsyncMu is held, plus mu
 // during a segment roll or creation.
 type WAL struct {
@@ -102,6 +102,12 @@ type WAL struct {
 
 	// fsyncMu serialises segment fsyncs (see syncSegment).
 	fsyncMu sync.Mutex
+
+	// truncMu serialises TruncateFront, and Close after it; it guards
+	// unremoved, the files of dropped segments still to be removed, oldest
+	// first. It is taken before mu.
+	truncMu   sync.Mutex
+	unremoved []string
 
 	// syncMu guards the durability state below.
 	syncMu      sync.Mutex
@@ -852,44 +858,73 @@ func (w *WAL) Iterate(from uint64, fn func(index uint64, data []byte) error) err
 	return nil
 }
 
-// TruncateFront deletes, oldest first, every segment file all of whose
-// entries are below index, except the active (last) segment. It never
-// deletes an entry >= index; entries below index may remain. Each deletion
-// is made durable before the next, so a crash leaves a contiguous log.
+// TruncateFront drops, oldest first, every segment all of whose entries
+// are below index, except the active (last) segment. It never drops an
+// entry >= index; entries below index may remain. The segments leave the
+// index under the writer lock; their files are removed after it is
+// released, oldest first, with one directory fsync after them: an unlink
+// and a directory fsync can take 100 ms on a busy disk, and appends (the
+// state machine's applies) must not wait for them. A crash before a file
+// is gone leaves it, and older entries after restart are harmless; a file
+// whose removal failed is removed by the next call (the error is
+// returned), and nothing newer is removed before it, so a crash still
+// leaves a contiguous log.
 func (w *WAL) TruncateFront(index uint64) error {
+	w.truncMu.Lock()
+	defer w.truncMu.Unlock()
+	victims, err := w.detachFront(index)
+	if err != nil {
+		return err
+	}
+	for _, v := range victims {
+		w.unremoved = append(w.unremoved, v.path)
+		v.release()
+	}
+	removed := 0
+	defer func() { w.unremoved = w.unremoved[removed:] }()
+	for _, path := range w.unremoved {
+		if err := w.fs.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("wal: remove segment: %w", err)
+		}
+		removed++
+	}
+	if removed == 0 {
+		return nil
+	}
+	if err := w.fs.SyncDir(w.dir); err != nil {
+		// The files may come back after a crash; that only keeps older
+		// entries, which is harmless.
+		return fmt.Errorf("wal: fsync directory %s: %w", w.dir, err)
+	}
+	return nil
+}
+
+// detachFront takes TruncateFront's segments out of the index under the
+// writer lock and returns them.
+func (w *WAL) detachFront(index uint64) ([]*segment, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	if err := w.failure(); err != nil {
-		return err
+		return nil, err
 	}
-	for {
-		w.idxMu.RLock()
-		var victim *segment
-		if len(w.segs) > 1 && (len(w.segs[0].entries) == 0 || w.segs[0].lastIndex() < index) {
-			victim = w.segs[0]
-		}
-		w.idxMu.RUnlock()
-		if victim == nil {
-			return nil
-		}
-		if err := w.fs.Remove(victim.path); err != nil {
-			return fmt.Errorf("wal: remove segment: %w", err)
-		}
-		w.idxMu.Lock()
-		w.segs = slices.Delete(slices.Clone(w.segs), 0, 1)
-		w.idxMu.Unlock()
-		w.entries.Add(-int64(len(victim.entries)))
-		w.bytes.Add(-victim.size)
-		victim.release()
-		if err := w.fs.SyncDir(w.dir); err != nil {
-			// The file may come back after a crash; that only keeps older
-			// entries, which is harmless.
-			return fmt.Errorf("wal: fsync directory %s: %w", w.dir, err)
-		}
+	w.idxMu.Lock()
+	n := 0
+	for n < len(w.segs)-1 && (len(w.segs[n].entries) == 0 || w.segs[n].lastIndex() < index) {
+		n++
 	}
+	victims := slices.Clone(w.segs[:n])
+	if n > 0 {
+		w.segs = slices.Clone(w.segs[n:])
+	}
+	w.idxMu.Unlock()
+	for _, v := range victims {
+		w.entries.Add(-int64(len(v.entries)))
+		w.bytes.Add(-v.size)
+	}
+	return victims, nil
 }
 
 // Stats returns a snapshot of the WAL's counters.
@@ -920,6 +955,8 @@ func (w *WAL) Close() error {
 }
 
 func (w *WAL) close() error {
+	w.truncMu.Lock() // no removal of a dropped segment's file runs past Close
+	defer w.truncMu.Unlock()
 	w.mu.Lock()
 	w.closed = true
 	w.isClosed.Store(true)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -704,5 +705,83 @@ func TestMetrics(t *testing.T) {
 	}
 	if got := gather(reg1, "streamhouse_wal_entries"); got != 1 || w1.Stats().Entries != 1 {
 		t.Errorf("entries after reopen = %v, Stats %+v", got, w1.Stats())
+	}
+}
+
+// TestTruncateFrontRemovesFilesWithoutTheWriterLock: the unlink of an old
+// segment and the directory fsync after it can take 100 ms on a busy disk
+// (a 64 MiB file on ext4 with online discard); appends — the state
+// machine's applies, on every agent at once since they all roll and prune
+// at the same records — must not wait for them.
+func TestTruncateFrontRemovesFilesWithoutTheWriterLock(t *testing.T) {
+	fsys := NewMemFS()
+	w := openWAL(t, Options{FS: fsys, SegmentMaxBytes: 20 + 2*46})
+	for i := uint64(1); i <= 6; i++ {
+		mustAppend(t, w, entry(i, 30))
+	}
+	removing, release := make(chan string, 8), make(chan struct{})
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) }) // before Close, on failure too
+	fsys.SetHook(func(op Op, path string) error {
+		if op == OpRemove {
+			removing <- path
+			<-release
+		}
+		return nil
+	})
+	truncated := make(chan error, 1)
+	go func() { truncated <- w.TruncateFront(5) }()
+	<-removing // the first old segment's removal has started and is held
+	appended := make(chan error, 1)
+	go func() { appended <- w.Append(context.Background(), entry(7, 30)) }()
+	select {
+	case err := <-appended:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("an append waited for the removal of an old segment file")
+	}
+	if got := w.FirstIndex(); got != 5 {
+		t.Fatalf("FirstIndex = %d while the files are being removed, want 5", got)
+	}
+	releaseOnce.Do(func() { close(release) })
+	if err := <-truncated; err != nil {
+		t.Fatal(err)
+	}
+	fsys.SetHook(nil)
+	if got := len(segmentFiles(t, fsys, testDir)); got != 2 {
+		t.Fatalf("%d segment files, want 2 ([5,6] and [7])", got)
+	}
+}
+
+// TestTruncateFrontRetriesAFailedRemoval: a segment whose file could not be
+// removed is out of the index at once and its file is removed by the next
+// TruncateFront, oldest first, whether or not that call finds new
+// segments to drop.
+func TestTruncateFrontRetriesAFailedRemoval(t *testing.T) {
+	fsys := NewMemFS()
+	w := openWAL(t, Options{FS: fsys, SegmentMaxBytes: 20 + 2*46})
+	for i := uint64(1); i <= 6; i++ {
+		mustAppend(t, w, entry(i, 30))
+	}
+	fsys.InjectError(OpRemove, syscall.EIO)
+	if err := w.TruncateFront(5); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("TruncateFront with failing removals: %v", err)
+	}
+	fsys.InjectError(OpRemove, nil)
+	if got, files := w.FirstIndex(), len(segmentFiles(t, fsys, testDir)); got != 5 || files != 3 {
+		t.Fatalf("FirstIndex %d with %d files, want 5 and the 3 files still there", got, files)
+	}
+	if err := w.TruncateFront(5); err != nil {
+		t.Fatal(err)
+	}
+	if files := len(segmentFiles(t, fsys, testDir)); files != 1 {
+		t.Fatalf("%d segment files after the retry, want 1", files)
+	}
+	mustClose(t, w)
+	w = openWAL(t, Options{FS: fsys, SegmentMaxBytes: 20 + 2*46})
+	if got := all(t, w); !equalEntries(got, []Entry{entry(5, 30), entry(6, 30)}) {
+		t.Fatalf("after reopen: %s", describe(got))
 	}
 }
