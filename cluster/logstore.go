@@ -139,6 +139,10 @@ func (l *walLog) open() error {
 	if l.deps.meta != nil {
 		meta = l.deps.meta(bolt)
 	}
+	if err := finishInterruptedRoll(l.dir, meta, segment.NewFiler(l.dir, l.vfs), l.vfs, l.hl); err != nil {
+		_ = meta.Close()
+		return err
+	}
 	w, err := raftwal.Open(l.dir, raftwal.WithSegmentSize(walSegmentSize), raftwal.WithLogger(l.hl),
 		raftwal.WithMetaStore(meta), raftwal.WithSegmentFiler(newSealingFiler(segment.NewFiler(l.dir, l.vfs), l.hl)))
 	if err != nil {

@@ -1,0 +1,140 @@
+package cluster
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft-wal/segment"
+	"github.com/hashicorp/raft-wal/types"
+)
+
+// finishInterruptedRoll repairs, before raft-wal opens the log, a tail
+// segment whose file is sealed while wal-meta.db lists it unsealed.
+//
+// raft-wal seals a full segment inside the append that fills it (index
+// frame + commit frame, one fsync) and acknowledges that append; the roll
+// (meta commit listing the segment sealed plus a new tail, then the new
+// file) runs afterwards on its rotation goroutine. A process killed in
+// between, a meta commit that fails, or a Close that wins the race with the
+// rotation goroutine leaves the sealed file listed as the unsealed tail.
+// raft-wal's Open recovers it as a writer that is sealed, never asks it
+// (Sealed is only called after a successful Append), and every Append
+// answers ErrSealed: the log can never be appended to again, across any
+// number of reopens.
+//
+// The repair commits what the roll would have: the tail sealed at its last
+// committed index and a new empty tail after it (raft-wal creates its file
+// on open). It trusts the on-disk index only if it holds, for every
+// committed entry, the offset the recovered writer's scan found: that holds
+// whenever the sealing commit validated (its CRC covers the index frame). Otherwise (power loss: the
+// index frame was written, its commit did not validate, so it lies past the
+// last intact commit and nothing acknowledged depends on it) the index
+// frame's header is zeroed, and raft-wal recovers an unsealed tail.
+func finishInterruptedRoll(dir string, meta types.MetaStore, sf *segment.Filer, vfs types.VFS, hl hclog.Logger) error {
+	st, err := meta.Load(dir)
+	if err != nil || len(st.Segments) == 0 {
+		return err
+	}
+	tail := st.Segments[len(st.Segments)-1]
+	if !tail.SealTime.IsZero() {
+		return nil
+	}
+	w, err := sf.RecoverTail(tail)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // raft-wal creates it
+	}
+	if err != nil {
+		return err // raft-wal's Open fails the same way
+	}
+	sealed, indexStart, err := w.Sealed()
+	last, intact := w.LastIndex(), false
+	if err == nil && sealed {
+		intact, err = indexMatches(vfs, dir, tail, w, indexStart, last)
+	}
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil || !sealed {
+		return err
+	}
+	if !intact {
+		hl.Warn("unsealing the raft log's tail segment: its seal did not complete (the index frame of an unacknowledged append)",
+			"segment", tail.ID, "base", tail.BaseIndex, "last", last)
+		return zeroIndexHeader(vfs, dir, tail, indexStart)
+	}
+	hl.Warn("finishing an interrupted raft log segment roll: the tail segment is sealed on disk but not in the meta store",
+		"segment", tail.ID, "base", tail.BaseIndex, "last", last)
+	now := time.Now()
+	tail.SealTime, tail.IndexStart, tail.MaxIndex = now, indexStart, last
+	st.Segments[len(st.Segments)-1] = tail
+	st.Segments = append(st.Segments, types.SegmentInfo{ID: st.NextSegmentID, BaseIndex: last + 1, MinIndex: last + 1,
+		SizeLimit: uint32(walSegmentSize), Codec: tail.Codec, CreateTime: now})
+	st.NextSegmentID++
+	return meta.CommitState(st)
+}
+
+// indexMatches reports whether the index array on disk at indexStart
+// holds, for every committed entry from the segment's MinIndex to last, the
+// frame offset the recovered writer found by scanning the file. A read
+// error is returned as such: only a definite mismatch means the seal did
+// not commit.
+func indexMatches(vfs types.VFS, dir string, info types.SegmentInfo, w types.SegmentWriter, indexStart, last uint64) (bool, error) {
+	ow, ok := w.(interface{ OffsetForFrame(uint64) (uint32, error) })
+	if !ok {
+		return false, fmt.Errorf("segment %d: cannot check its index (writer %T)", info.ID, w)
+	}
+	if last < info.MinIndex {
+		return false, nil // nothing committed: the index frame cannot be
+	}
+	f, err := vfs.OpenReader(dir, segment.FileName(info))
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	first := info.MinIndex - info.BaseIndex
+	slots := make([]byte, 4*(last-info.MinIndex+1))
+	if n, err := f.ReadAt(slots, int64(indexStart+4*first)); n < len(slots) {
+		if errors.Is(err, io.EOF) {
+			return false, nil // the file ends inside the index: torn
+		}
+		return false, err
+	}
+	for i := range last - info.MinIndex + 1 {
+		off, err := ow.OffsetForFrame(info.MinIndex + i)
+		if err != nil {
+			return false, err
+		}
+		if binary.LittleEndian.Uint32(slots[4*i:]) != off {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// zeroIndexHeader overwrites the index frame header before indexStart with
+// zeros and fsyncs: raft-wal's recovery scan stops there.
+func zeroIndexHeader(vfs types.VFS, dir string, info types.SegmentInfo, indexStart uint64) error {
+	const frameHeaderLen = 8 // raft-wal segment format
+	if indexStart < frameHeaderLen {
+		return fmt.Errorf("segment %d: index start %d", info.ID, indexStart)
+	}
+	f, err := vfs.OpenWriter(dir, segment.FileName(info))
+	if err != nil {
+		return err
+	}
+	var hdr [frameHeaderLen]byte
+	if _, err := f.ReadAt(hdr[:], int64(indexStart-frameHeaderLen)); err != nil || hdr[0] != segment.FrameIndex {
+		_ = f.Close()
+		return fmt.Errorf("segment %d: no index frame header before offset %d (%v)", info.ID, indexStart, err)
+	}
+	_, err = f.WriteAt(make([]byte, frameHeaderLen), int64(indexStart-frameHeaderLen))
+	if err == nil {
+		err = f.Sync()
+	}
+	return errors.Join(err, f.Close())
+}

@@ -1,0 +1,257 @@
+package cluster
+
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/hashicorp/raft"
+	"github.com/hashicorp/raft-wal/fs"
+	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/raft-wal/segment"
+	"github.com/hashicorp/raft-wal/types"
+)
+
+// A raft-wal tail segment sealed on disk (its index frame and commit frame
+// written and fsynced by the append that filled it) while wal-meta.db still
+// lists it unsealed, because the roll's meta commit never happened (process
+// killed) or failed, or because a power loss tore the sealing append. Without
+// finishInterruptedRoll every later append failed with "segment is sealed",
+// across any number of reopens (the agent was out of the Raft group for
+// good).
+
+const stuckEntry = 1 << 20 // 1 MiB entries: 16 fill a 16 MiB segment
+
+// hookMeta runs hook (once) at the start of the first CommitState after
+// arm: for a log that only appends, that is the roll of a full segment,
+// run by raft-wal's rotation goroutine after the sealing append returned.
+type hookMeta struct {
+	types.MetaStore
+	mu    sync.Mutex
+	hook  func()
+	fired atomic.Bool
+}
+
+func (m *hookMeta) arm(f func()) { m.mu.Lock(); m.hook = f; m.mu.Unlock() }
+
+func (m *hookMeta) CommitState(s types.PersistentState) error {
+	m.mu.Lock()
+	f := m.hook
+	m.hook = nil
+	m.mu.Unlock()
+	if f != nil {
+		f()
+		m.fired.Store(true)
+	}
+	return m.MetaStore.CommitState(s)
+}
+
+// copyDir copies every file of src into dst: the files a SIGKILL at this
+// instant leaves (the page cache survives a process kill).
+func copyDir(t *testing.T, src, dst string) {
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644)
+		}
+		if err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// crashBetweenSealAndRoll writes 1 MiB entries until a segment fills and
+// returns a copy of the log dir taken when the roll is about to commit its
+// meta state, and the entries written.
+func crashBetweenSealAndRoll(t *testing.T) (string, []*raft.Log) {
+	dir, crash := t.TempDir(), t.TempDir()
+	hook := &hookMeta{}
+	l, err := openWALLogWith(dir, testHCLog(), walDeps{meta: func(b *metadb.BoltMetaDB) types.MetaStore {
+		hook.MetaStore = b
+		return hook
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	hook.arm(func() { copyDir(t, dir, crash) })
+	var all []*raft.Log
+	for i := uint64(1); !hook.fired.Load() && i < 40; i++ {
+		e := testEntries(i, 1, stuckEntry)
+		if err := l.StoreLogs(e); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, e...)
+	}
+	if !hook.fired.Load() {
+		t.Fatal("no segment roll")
+	}
+	return crash, all
+}
+
+// appendAfter opens dir, checks it holds want, and tries to append the next
+// entry: three tries on one open store, then once more after a restart.
+func appendAfter(t *testing.T, dir string, want []*raft.Log) {
+	t.Helper()
+	l, err := openWALLog(dir, testHCLog(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkEntries(t, l, want)
+	next := testEntries(want[len(want)-1].Index+1, 1, 1000)
+	var errs []error
+	for try := 0; try < 4; try++ {
+		if try == 3 {
+			_ = l.Close()
+			if l, err = openWALLog(dir, testHCLog(), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		err := l.StoreLogs(next)
+		if err == nil {
+			break
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) == 4 {
+		_ = l.Close()
+		t.Fatalf("last index %d: every append fails, across a restart too:\n%v\n%v\n%v\n%v",
+			want[len(want)-1].Index, errs[0], errs[1], errs[2], errs[3])
+	}
+	if len(errs) > 0 {
+		t.Logf("%d failed tries before success: %v", len(errs), errs)
+	}
+	checkEntriesAcrossReopen(t, l, dir, append(want, next...))
+}
+
+// A kill between the sealing append (acknowledged) and the roll's meta
+// commit.
+func TestWALLogFinishesARollInterruptedByAKill(t *testing.T) {
+	crash, all := crashBetweenSealAndRoll(t)
+	tail, last, indexStart := crashTail(t, crash)
+	if !tail.SealTime.IsZero() || indexStart == 0 {
+		t.Fatal("want a tail unsealed in meta, sealed on disk")
+	}
+	t.Logf("crash copy holds 1..%d of %d written", last, len(all))
+	appendAfter(t, crash, all[:last])
+}
+
+// The roll's meta commit fails (EIO) once; the meta store works again.
+func TestWALLogFinishesARollWhoseMetaCommitFailed(t *testing.T) {
+	dir := t.TempDir()
+	l, meta, _ := openFaultyWAL(t, dir)
+	meta.set(1)
+	var all []*raft.Log
+	var failed error
+	for i := uint64(1); i < 40; i++ {
+		e := testEntries(i, 1, stuckEntry)
+		if failed = l.StoreLogs(e); failed != nil {
+			break
+		}
+		all = append(all, e...)
+	}
+	if failed == nil || meta.failures() != 1 {
+		t.Fatalf("want the append after a failed roll to fail: %v, %d meta failures", failed, meta.failures())
+	}
+	t.Logf("append after the failed roll: %v", failed)
+	_ = l.Close()
+	appendAfter(t, dir, all)
+}
+
+// crashTail reads the tail segment as wal-meta.db lists it and recovers
+// its file: the last committed index and where its index array starts (0:
+// not sealed on disk).
+func crashTail(t *testing.T, dir string) (types.SegmentInfo, uint64, uint64) {
+	t.Helper()
+	meta := &metadb.BoltMetaDB{}
+	st, err := meta.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = meta.Close()
+	tail := st.Segments[len(st.Segments)-1]
+	w, err := segment.NewFiler(dir, fs.New()).RecoverTail(tail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	_, indexStart, _ := w.Sealed()
+	t.Logf("wal-meta.db: %d segments, tail %d (base %d) sealed in meta: %v; its file: last %d, index at %d",
+		len(st.Segments), tail.ID, tail.BaseIndex, !tail.SealTime.IsZero(), w.LastIndex(), indexStart)
+	return tail, w.LastIndex(), indexStart
+}
+
+// tornSeal edits the crash copy as a power loss during the sealing append
+// can leave it: the commit frame after the index frame missing (and with
+// garbleIndex, the index array too). It returns the last index before.
+func tornSeal(t *testing.T, dir string, garbleIndex bool) uint64 {
+	tail, last, indexStart := crashTail(t, dir)
+	if !tail.SealTime.IsZero() || indexStart == 0 {
+		t.Fatal("want a tail unsealed in meta, sealed on disk")
+	}
+	f, err := os.OpenFile(filepath.Join(dir, segment.FileName(tail)), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var hdr [8]byte
+	if _, err := f.ReadAt(hdr[:], int64(indexStart)-8); err != nil || hdr[0] != segment.FrameIndex {
+		t.Fatalf("no index frame header before %d: %v %v", indexStart, hdr, err)
+	}
+	n := int64(binary.LittleEndian.Uint32(hdr[4:]))
+	commit := int64(indexStart) + (n+7)/8*8
+	zero := make([]byte, 8)
+	if garbleIndex {
+		zero, commit = make([]byte, (n+7)/8*8+8), int64(indexStart)
+	}
+	if _, err := f.WriteAt(zero, commit); err != nil {
+		t.Fatal(err)
+	}
+	return last
+}
+
+// Power loss during the sealing append: its commit frame never reached the
+// disk (the append was not acknowledged: its entry goes), the index frame did.
+func TestWALLogUnsealsATornSeal(t *testing.T) {
+	for _, garble := range []bool{false, true} {
+		t.Run(map[bool]string{false: "index intact", true: "index torn"}[garble], func(t *testing.T) {
+			crash, all := crashBetweenSealAndRoll(t)
+			last := tornSeal(t, crash, garble)
+			appendAfter(t, crash, all[:last-1])
+		})
+	}
+}
+
+// With the torn index of the test above, raft-wal's own way out — a suffix
+// deletion (Raft deleting a conflicting suffix) seals the tail with
+// ForceSeal, which returns the on-disk index as it is — serves garbage
+// for the entries that stay.
+func TestWALLogTornSealThenSuffixDeletion(t *testing.T) {
+	crash, all := crashBetweenSealAndRoll(t)
+	last := tornSeal(t, crash, true)
+	l, err := openWALLog(crash, testHCLog(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	keep := all[:last-2] // the torn batch (last) is gone; delete last-1
+	if err := l.DeleteRange(last-1, last-1); err != nil {
+		t.Fatal(err)
+	}
+	checkEntries(t, l, keep)
+	_ = l.Close()
+	l2, err := openWALLog(crash, testHCLog(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	checkEntries(t, l2, keep)
+}
