@@ -105,9 +105,9 @@ type WAL struct {
 
 	// truncMu serialises TruncateFront, and Close after it; it guards
 	// unremoved, the files of dropped segments still to be removed, oldest
-	// first. It is taken before mu.
+	// first (their bytes still count in bytes). It is taken before mu.
 	truncMu   sync.Mutex
-	unremoved []string
+	unremoved []droppedFile
 
 	// syncMu guards the durability state below.
 	syncMu      sync.Mutex
@@ -862,13 +862,13 @@ func (w *WAL) Iterate(from uint64, fn func(index uint64, data []byte) error) err
 // are below index, except the active (last) segment. It never drops an
 // entry >= index; entries below index may remain. The segments leave the
 // index under the writer lock; their files are removed after it is
-// released, oldest first, with one directory fsync after them: an unlink
-// and a directory fsync can take 100 ms on a busy disk, and appends (the
-// state machine's applies) must not wait for them. A crash before a file
-// is gone leaves it, and older entries after restart are harmless; a file
-// whose removal failed is removed by the next call (the error is
-// returned), and nothing newer is removed before it, so a crash still
-// leaves a contiguous log.
+// released, oldest first, each removal made durable (directory fsync)
+// before the next: an unlink and a directory fsync can take 100 ms on a
+// busy disk, and appends (the state machine's applies) must not wait for
+// them. A crash before a file is gone leaves it, and older entries after
+// restart are harmless; a file whose removal failed is removed by the
+// next call (the error is returned), and nothing newer is removed before
+// it, so a crash still leaves a contiguous log.
 func (w *WAL) TruncateFront(index uint64) error {
 	w.truncMu.Lock()
 	defer w.truncMu.Unlock()
@@ -877,26 +877,30 @@ func (w *WAL) TruncateFront(index uint64) error {
 		return err
 	}
 	for _, v := range victims {
-		w.unremoved = append(w.unremoved, v.path)
+		w.unremoved = append(w.unremoved, droppedFile{path: v.path, size: v.size})
 		v.release()
 	}
-	removed := 0
-	defer func() { w.unremoved = w.unremoved[removed:] }()
-	for _, path := range w.unremoved {
-		if err := w.fs.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	for len(w.unremoved) > 0 {
+		f := w.unremoved[0]
+		if err := w.fs.Remove(f.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("wal: remove segment: %w", err)
 		}
-		removed++
-	}
-	if removed == 0 {
-		return nil
-	}
-	if err := w.fs.SyncDir(w.dir); err != nil {
-		// The files may come back after a crash; that only keeps older
-		// entries, which is harmless.
-		return fmt.Errorf("wal: fsync directory %s: %w", w.dir, err)
+		w.unremoved = w.unremoved[1:]
+		w.bytes.Add(-f.size)
+		if err := w.fs.SyncDir(w.dir); err != nil {
+			// The file may come back after a crash; that only keeps older
+			// entries, which is harmless.
+			return fmt.Errorf("wal: fsync directory %s: %w", w.dir, err)
+		}
 	}
 	return nil
+}
+
+// droppedFile is the file of a segment TruncateFront dropped from the
+// index, still to be removed; its bytes count in Stats until it is.
+type droppedFile struct {
+	path string
+	size int64
 }
 
 // detachFront takes TruncateFront's segments out of the index under the
@@ -922,7 +926,6 @@ func (w *WAL) detachFront(index uint64) ([]*segment, error) {
 	w.idxMu.Unlock()
 	for _, v := range victims {
 		w.entries.Add(-int64(len(v.entries)))
-		w.bytes.Add(-v.size)
 	}
 	return victims, nil
 }

@@ -731,7 +731,11 @@ func TestTruncateFrontRemovesFilesWithoutTheWriterLock(t *testing.T) {
 	})
 	truncated := make(chan error, 1)
 	go func() { truncated <- w.TruncateFront(5) }()
-	<-removing // the first old segment's removal has started and is held
+	select {
+	case <-removing: // the first old segment's removal has started and is held
+	case err := <-truncated:
+		t.Fatalf("TruncateFront returned (%v) without removing a file", err)
+	}
 	appended := make(chan error, 1)
 	go func() { appended <- w.Append(context.Background(), entry(7, 30)) }()
 	select {
@@ -756,28 +760,45 @@ func TestTruncateFrontRemovesFilesWithoutTheWriterLock(t *testing.T) {
 }
 
 // TestTruncateFrontRetriesAFailedRemoval: a segment whose file could not be
-// removed is out of the index at once and its file is removed by the next
-// TruncateFront, oldest first, whether or not that call finds new
-// segments to drop.
+// removed is out of the index at once; no newer file is removed before it
+// (a crash must leave a contiguous log); its bytes still count until it is
+// gone; the next TruncateFront removes it and the rest, oldest first,
+// whether or not that call finds new segments to drop.
 func TestTruncateFrontRetriesAFailedRemoval(t *testing.T) {
 	fsys := NewMemFS()
 	w := openWAL(t, Options{FS: fsys, SegmentMaxBytes: 20 + 2*46})
 	for i := uint64(1); i <= 6; i++ {
 		mustAppend(t, w, entry(i, 30))
 	}
-	fsys.InjectError(OpRemove, syscall.EIO)
+	files := segmentFiles(t, fsys, testDir) // [1,2] [3,4] [5,6]
+	oldest := filepath.Join(testDir, files[0])
+	bytes := w.Stats().Bytes
+	var removals []string
+	fsys.SetHook(func(op Op, path string) error {
+		if op != OpRemove {
+			return nil
+		}
+		removals = append(removals, path)
+		if path == oldest {
+			return syscall.EIO
+		}
+		return nil
+	})
 	if err := w.TruncateFront(5); !errors.Is(err, syscall.EIO) {
-		t.Fatalf("TruncateFront with failing removals: %v", err)
+		t.Fatalf("TruncateFront with the oldest file's removal failing: %v", err)
 	}
-	fsys.InjectError(OpRemove, nil)
-	if got, files := w.FirstIndex(), len(segmentFiles(t, fsys, testDir)); got != 5 || files != 3 {
-		t.Fatalf("FirstIndex %d with %d files, want 5 and the 3 files still there", got, files)
+	if len(removals) != 1 || len(segmentFiles(t, fsys, testDir)) != 3 {
+		t.Fatalf("removals tried %v, %d files left; want only the oldest tried and all 3 files there", removals, len(segmentFiles(t, fsys, testDir)))
 	}
+	if got := w.FirstIndex(); got != 5 || w.Stats().Bytes != bytes {
+		t.Fatalf("FirstIndex %d, %d bytes; want 5 and the %d bytes of the files still there", got, w.Stats().Bytes, bytes)
+	}
+	fsys.SetHook(nil)
 	if err := w.TruncateFront(5); err != nil {
 		t.Fatal(err)
 	}
-	if files := len(segmentFiles(t, fsys, testDir)); files != 1 {
-		t.Fatalf("%d segment files after the retry, want 1", files)
+	if files := len(segmentFiles(t, fsys, testDir)); files != 1 || w.Stats().Bytes >= bytes {
+		t.Fatalf("%d segment files, %d bytes after the retry; want 1 file and fewer bytes", files, w.Stats().Bytes)
 	}
 	mustClose(t, w)
 	w = openWAL(t, Options{FS: fsys, SegmentMaxBytes: 20 + 2*46})
