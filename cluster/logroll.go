@@ -69,6 +69,14 @@ func finishInterruptedRoll(dir string, meta types.MetaStore, sf *segment.Filer, 
 	}
 	hl.Warn("finishing an interrupted raft log segment roll: the tail segment is sealed on disk but not in the meta store",
 		"segment", tail.ID, "base", tail.BaseIndex, "last", last)
+	// The seal read back may be only in the page cache: after a failed
+	// fsync the kernel keeps the written pages but marks them clean, and
+	// a later fsync reports success without writing them. The meta commit
+	// below makes raft-wal read the segment through that index for good,
+	// so the file's bytes are written again and fsynced first.
+	if err := rewriteDurably(vfs, dir, tail); err != nil {
+		return fmt.Errorf("segment %d: make its seal durable: %w", tail.ID, err)
+	}
 	now := time.Now()
 	tail.SealTime, tail.IndexStart, tail.MaxIndex = now, indexStart, last
 	st.Segments[len(st.Segments)-1] = tail
@@ -99,8 +107,11 @@ func indexMatches(vfs types.VFS, dir string, info types.SegmentInfo, w types.Seg
 	first := info.MinIndex - info.BaseIndex
 	slots := make([]byte, 4*(last-info.MinIndex+1))
 	if n, err := f.ReadAt(slots, int64(indexStart+4*first)); n < len(slots) {
-		if errors.Is(err, io.EOF) {
+		switch {
+		case errors.Is(err, io.EOF):
 			return false, nil // the file ends inside the index: torn
+		case err == nil:
+			err = io.ErrUnexpectedEOF // a short read is no evidence of a torn index
 		}
 		return false, err
 	}
@@ -137,4 +148,29 @@ func zeroIndexHeader(vfs types.VFS, dir string, info types.SegmentInfo, indexSta
 		err = f.Sync()
 	}
 	return errors.Join(err, f.Close())
+}
+
+// rewriteDurably writes every byte of the segment's file back in place
+// and fsyncs it: whatever the page cache holds of it is then on disk.
+func rewriteDurably(vfs types.VFS, dir string, info types.SegmentInfo) error {
+	f, err := vfs.OpenWriter(dir, segment.FileName(info))
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	for off := int64(0); ; off += int64(len(buf)) {
+		n, rerr := f.ReadAt(buf, off)
+		if n > 0 {
+			if _, err := f.WriteAt(buf[:n], off); err != nil {
+				return errors.Join(err, f.Close())
+			}
+		}
+		if errors.Is(rerr, io.EOF) {
+			break
+		}
+		if rerr != nil {
+			return errors.Join(rerr, f.Close())
+		}
+	}
+	return errors.Join(f.Sync(), f.Close())
 }
