@@ -21,7 +21,7 @@ import (
 
 // DefaultSegmentMaxBytes is the segment size used when
 // Options.SegmentMaxBytes is 0.
-const DefaultSegmentMaxBytes = 64 << 20
+const DefaultSegmentMaxBytes = 16 << 20
 
 // iterateChunk is the most bytes Iterate reads with one ReadAt (one frame
 // may be larger).

@@ -46,7 +46,7 @@ type agentCmd struct {
 	// WALSegmentBytes bounds a WAL segment file; flushed records are freed a
 	// whole segment at a time (never the newest), so a small disk needs
 	// small segments.
-	WALSegmentBytes  int64 `name:"wal-segment-bytes" env:"WAL_SEGMENT_BYTES" default:"67108864" help:"Size of a WAL segment file; flushed records are deleted a whole segment at a time (never the newest), so keep it well below the disk size. At most 8 MiB with WAL_ENABLED=false (the WAL in memory)."`
+	WALSegmentBytes  int64 `name:"wal-segment-bytes" env:"WAL_SEGMENT_BYTES" default:"16777216" help:"Size of a WAL segment file; flushed records are deleted a whole segment at a time (never the newest), so keep it well below the disk size. At most 8 MiB with WAL_ENABLED=false (the WAL in memory)."`
 	MinFreeDiskBytes int64 `name:"min-free-disk-bytes" env:"MIN_FREE_DISK_BYTES" default:"536870912" help:"Below this many free bytes on the filesystem of DATA_DIR (or WAL_DIR) produce answers 503, /ready says why, and the agent compacts its Raft log; 0 = no floor."`
 
 	BatchSize         int   `name:"batch-size" env:"BATCH_SIZE" default:"1000" help:"Records per proposed batch before it is sealed."`
