@@ -255,14 +255,7 @@ func TestWALLogTornSealThenSuffixDeletion(t *testing.T) {
 	if err := l.DeleteRange(last-1, last-1); err != nil {
 		t.Fatal(err)
 	}
-	checkEntries(t, l, keep)
-	_ = l.Close()
-	l2, err := openWALLog(crash, testHCLog(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l2.Close()
-	checkEntries(t, l2, keep)
+	checkEntriesAcrossReopen(t, l, crash, keep)
 }
 
 // diskFS models what a power loss keeps of raft-wal's segment files: a

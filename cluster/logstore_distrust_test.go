@@ -252,15 +252,7 @@ func TestWALLogDeletesAConflictingSuffixBelowAFailedWrite(t *testing.T) {
 	if err := l.StoreLogs(next); err != nil {
 		t.Fatalf("the new leader's entries: %v", err)
 	}
-	want := append(first[:7:7], next...)
-	checkEntries(t, l, want)
-	_ = l.Close()
-	l2, err := openWALLog(dir, testHCLog(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l2.Close()
-	checkEntries(t, l2, want)
+	checkEntriesAcrossReopen(t, l, dir, append(first[:7:7], next...))
 }
 
 // Term and vote (raft.db) and the log (wal/) are separate files: an agent

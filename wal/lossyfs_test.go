@@ -196,11 +196,7 @@ func TestLossyFSMatchesModel(t *testing.T) {
 					if err := f.Truncate(int64(size)); err != nil {
 						t.Fatal(err)
 					}
-					if size <= len(live) {
-						live = live[:size]
-					} else {
-						live = append(live, make([]byte, size-len(live))...)
-					}
+					live = resized(live, size)
 					if size < len(durable) {
 						// A truncation below the synced size goes to disk.
 						durable = durable[:size]

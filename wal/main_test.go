@@ -159,3 +159,12 @@ func wantErrIs(t testing.TB, err, target error) {
 		t.Fatalf("error %v, want one wrapping %v", err, target)
 	}
 }
+
+// resized returns b cut or zero-extended to size, as a file truncated to
+// size reads (the model of the MemFS and lossy FS tests).
+func resized(b []byte, size int) []byte {
+	if size <= len(b) {
+		return b[:size]
+	}
+	return append(b, make([]byte, size-len(b))...)
+}

@@ -289,9 +289,7 @@ func TestMemFSMatchesAFlatModel(t *testing.T) {
 			if _, err := mw.Write(p); err != nil {
 				t.Fatal(err)
 			}
-			if end := off + len(p); end > len(live) {
-				live = append(live, make([]byte, end-len(live))...)
-			}
+			live = resized(live, max(len(live), off+len(p)))
 			copy(live[off:], p)
 		case op < 6: // append
 			p := []byte{byte(i), byte(i >> 8), 7}
@@ -302,11 +300,7 @@ func TestMemFSMatchesAFlatModel(t *testing.T) {
 			if err := f.Truncate(int64(size)); err != nil {
 				t.Fatal(err)
 			}
-			if size <= len(live) {
-				live = live[:size]
-			} else {
-				live = append(live, make([]byte, size-len(live))...)
-			}
+			live = resized(live, size)
 		case op < 9:
 			_ = f.Sync()
 			synced = slices.Clone(live)
