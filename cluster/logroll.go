@@ -44,24 +44,26 @@ func finishInterruptedRoll(dir string, meta types.MetaStore, sf *segment.Filer, 
 	if !tail.SealTime.IsZero() {
 		return nil
 	}
-	w, err := sf.RecoverTail(tail)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil // raft-wal creates it
-	}
-	if err != nil {
-		return err // raft-wal's Open fails the same way
-	}
-	sealed, indexStart, err := w.Sealed()
-	last, intact := w.LastIndex(), false
-	if err == nil && sealed {
-		intact, err = indexMatches(vfs, dir, tail, w, indexStart, last)
-	}
-	if cerr := w.Close(); err == nil {
-		err = cerr
-	}
+	sealed, indexStart, _, err := recoverSealed(vfs, dir, sf, tail)
 	if err != nil || !sealed {
 		return err
 	}
+	// The seal read back may be only in the page cache: after a failed
+	// fsync the kernel keeps the written pages but marks them clean, and a
+	// later fsync reports success without writing them. The meta commit
+	// below makes raft-wal read the segment through that index for good,
+	// so the file's bytes up to the end of the seal are written again and
+	// fsynced, and the seal is judged on what was then made durable (a
+	// page evicted in between would otherwise be judged in one state and
+	// committed in another).
+	if err := rewriteDurably(vfs, dir, tail, indexStart); err != nil {
+		return fmt.Errorf("segment %d: make its seal durable: %w", tail.ID, err)
+	}
+	sealed, indexStart, intactLast, err := recoverSealed(vfs, dir, sf, tail)
+	if err != nil || !sealed {
+		return err
+	}
+	last, intact := intactLast.last, intactLast.intact
 	if !intact {
 		hl.Warn("unsealing the raft log's tail segment: its seal did not complete (the index frame of an unacknowledged append)",
 			"segment", tail.ID, "base", tail.BaseIndex, "last", last)
@@ -69,14 +71,6 @@ func finishInterruptedRoll(dir string, meta types.MetaStore, sf *segment.Filer, 
 	}
 	hl.Warn("finishing an interrupted raft log segment roll: the tail segment is sealed on disk but not in the meta store",
 		"segment", tail.ID, "base", tail.BaseIndex, "last", last)
-	// The seal read back may be only in the page cache: after a failed
-	// fsync the kernel keeps the written pages but marks them clean, and
-	// a later fsync reports success without writing them. The meta commit
-	// below makes raft-wal read the segment through that index for good,
-	// so the file's bytes are written again and fsynced first.
-	if err := rewriteDurably(vfs, dir, tail); err != nil {
-		return fmt.Errorf("segment %d: make its seal durable: %w", tail.ID, err)
-	}
 	now := time.Now()
 	tail.SealTime, tail.IndexStart, tail.MaxIndex = now, indexStart, last
 	st.Segments[len(st.Segments)-1] = tail
@@ -84,6 +78,32 @@ func finishInterruptedRoll(dir string, meta types.MetaStore, sf *segment.Filer, 
 		SizeLimit: uint32(walSegmentSize), Codec: tail.Codec, CreateTime: now})
 	st.NextSegmentID++
 	return meta.CommitState(st)
+}
+
+// sealCheck is what recoverSealed found of a sealed tail: its last
+// committed index and whether the index on disk matches every entry.
+type sealCheck struct {
+	last   uint64
+	intact bool
+}
+
+// recoverSealed recovers the tail's file as raft-wal would and reports
+// whether it is sealed, where its index starts and, when sealed, whether
+// that index matches (a missing file is not sealed: raft-wal creates it).
+func recoverSealed(vfs types.VFS, dir string, sf *segment.Filer, tail types.SegmentInfo) (bool, uint64, sealCheck, error) {
+	w, err := sf.RecoverTail(tail)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, 0, sealCheck{}, nil
+	}
+	if err != nil {
+		return false, 0, sealCheck{}, err // raft-wal's Open fails the same way
+	}
+	sealed, indexStart, err := w.Sealed()
+	check := sealCheck{last: w.LastIndex()}
+	if err == nil && sealed {
+		check.intact, err = indexMatches(vfs, dir, tail, w, indexStart, check.last)
+	}
+	return sealed, indexStart, check, errors.Join(err, w.Close())
 }
 
 // indexMatches reports whether the index array on disk at indexStart
@@ -150,18 +170,31 @@ func zeroIndexHeader(vfs types.VFS, dir string, info types.SegmentInfo, indexSta
 	return errors.Join(err, f.Close())
 }
 
-// rewriteDurably writes every byte of the segment's file back in place
-// and fsyncs it: whatever the page cache holds of it is then on disk.
-func rewriteDurably(vfs types.VFS, dir string, info types.SegmentInfo) error {
+// rewriteDurably writes the segment's bytes up to the end of its seal (the
+// index frame at indexStart and the commit frame after it) back in place
+// and fsyncs them: whatever the page cache holds of them is then on disk.
+// The preallocated zeros after the seal are left alone.
+func rewriteDurably(vfs types.VFS, dir string, info types.SegmentInfo, indexStart uint64) error {
+	const frameHeaderLen = 8 // raft-wal segment format: type, reserved, length
 	f, err := vfs.OpenWriter(dir, segment.FileName(info))
 	if err != nil {
 		return err
 	}
+	var hdr [frameHeaderLen]byte
+	if indexStart < frameHeaderLen {
+		return errors.Join(fmt.Errorf("index start %d", indexStart), f.Close())
+	}
+	if _, err := f.ReadAt(hdr[:], int64(indexStart-frameHeaderLen)); err != nil {
+		return errors.Join(err, f.Close())
+	}
+	n := int64(binary.LittleEndian.Uint32(hdr[4:]))
+	end := int64(indexStart) + (n+frameHeaderLen-1)/frameHeaderLen*frameHeaderLen + frameHeaderLen
 	buf := make([]byte, 1<<20)
-	for off := int64(0); ; off += int64(len(buf)) {
-		n, rerr := f.ReadAt(buf, off)
-		if n > 0 {
-			if _, err := f.WriteAt(buf[:n], off); err != nil {
+	for off := int64(0); off < end; off += int64(len(buf)) {
+		b := buf[:min(int64(len(buf)), end-off)]
+		k, rerr := f.ReadAt(b, off)
+		if k > 0 {
+			if _, err := f.WriteAt(b[:k], off); err != nil {
 				return errors.Join(err, f.Close())
 			}
 		}

@@ -108,6 +108,7 @@ type WAL struct {
 	// first (their bytes still count in bytes). It is taken before mu.
 	truncMu   sync.Mutex
 	unremoved []droppedFile
+	closing   atomic.Bool // set by Close before it waits for truncMu: removals stop
 
 	// syncMu guards the durability state below.
 	syncMu      sync.Mutex
@@ -881,6 +882,9 @@ func (w *WAL) TruncateFront(index uint64) error {
 		v.release()
 	}
 	for len(w.unremoved) > 0 {
+		if w.closing.Load() {
+			return nil // the files left are older segments, removed after the next Open
+		}
 		f := w.unremoved[0]
 		if err := w.fs.Remove(f.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("wal: remove segment: %w", err)
@@ -958,6 +962,7 @@ func (w *WAL) Close() error {
 }
 
 func (w *WAL) close() error {
+	w.closing.Store(true)
 	w.truncMu.Lock() // no removal of a dropped segment's file runs past Close
 	defer w.truncMu.Unlock()
 	w.mu.Lock()
