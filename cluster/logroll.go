@@ -44,8 +44,8 @@ func finishInterruptedRoll(dir string, meta types.MetaStore, sf *segment.Filer, 
 	if !tail.SealTime.IsZero() {
 		return nil
 	}
-	sealed, indexStart, _, err := recoverSealed(vfs, dir, sf, tail)
-	if err != nil || !sealed {
+	seal, err := recoverSeal(dir, sf, vfs, tail, false)
+	if err != nil || !seal.sealed {
 		return err
 	}
 	// The seal read back may be only in the page cache: after a failed
@@ -56,15 +56,14 @@ func finishInterruptedRoll(dir string, meta types.MetaStore, sf *segment.Filer, 
 	// fsynced, and the seal is judged on what was then made durable (a
 	// page evicted in between would otherwise be judged in one state and
 	// committed in another).
-	if err := rewriteDurably(vfs, dir, tail, indexStart); err != nil {
+	if err := rewriteDurably(vfs, dir, tail, seal.indexStart); err != nil {
 		return fmt.Errorf("segment %d: make its seal durable: %w", tail.ID, err)
 	}
-	sealed, indexStart, intactLast, err := recoverSealed(vfs, dir, sf, tail)
-	if err != nil || !sealed {
+	if seal, err = recoverSeal(dir, sf, vfs, tail, true); err != nil || !seal.sealed {
 		return err
 	}
-	last, intact := intactLast.last, intactLast.intact
-	if !intact {
+	indexStart, last := seal.indexStart, seal.last
+	if !seal.intact {
 		hl.Warn("unsealing the raft log's tail segment: its seal did not complete (the index frame of an unacknowledged append)",
 			"segment", tail.ID, "base", tail.BaseIndex, "last", last)
 		return zeroIndexHeader(vfs, dir, tail, indexStart)
@@ -80,30 +79,34 @@ func finishInterruptedRoll(dir string, meta types.MetaStore, sf *segment.Filer, 
 	return meta.CommitState(st)
 }
 
-// sealCheck is what recoverSealed found of a sealed tail: its last
-// committed index and whether the index on disk matches every entry.
-type sealCheck struct {
-	last   uint64
-	intact bool
+// tailSeal is what recoverSeal found of the tail's file: whether it is
+// sealed, where its index starts, its last committed index and (when asked
+// for) whether the index matches every committed entry.
+type tailSeal struct {
+	sealed     bool
+	indexStart uint64
+	last       uint64
+	intact     bool
 }
 
-// recoverSealed recovers the tail's file as raft-wal would and reports
-// whether it is sealed, where its index starts and, when sealed, whether
-// that index matches (a missing file is not sealed: raft-wal creates it).
-func recoverSealed(vfs types.VFS, dir string, sf *segment.Filer, tail types.SegmentInfo) (bool, uint64, sealCheck, error) {
+// recoverSeal recovers the tail's file as raft-wal would (a missing file
+// is not sealed: raft-wal creates it); with checkIndex it also compares a
+// seal's index with the entries the scan found.
+func recoverSeal(dir string, sf *segment.Filer, vfs types.VFS, tail types.SegmentInfo, checkIndex bool) (tailSeal, error) {
 	w, err := sf.RecoverTail(tail)
 	if errors.Is(err, os.ErrNotExist) {
-		return false, 0, sealCheck{}, nil
+		return tailSeal{}, nil
 	}
 	if err != nil {
-		return false, 0, sealCheck{}, err // raft-wal's Open fails the same way
+		return tailSeal{}, err // raft-wal's Open fails the same way
 	}
-	sealed, indexStart, err := w.Sealed()
-	check := sealCheck{last: w.LastIndex()}
-	if err == nil && sealed {
-		check.intact, err = indexMatches(vfs, dir, tail, w, indexStart, check.last)
+	var ts tailSeal
+	ts.sealed, ts.indexStart, err = w.Sealed()
+	ts.last = w.LastIndex()
+	if err == nil && ts.sealed && checkIndex {
+		ts.intact, err = indexMatches(vfs, dir, tail, w, ts.indexStart, ts.last)
 	}
-	return sealed, indexStart, check, errors.Join(err, w.Close())
+	return ts, errors.Join(err, w.Close())
 }
 
 // indexMatches reports whether the index array on disk at indexStart
@@ -147,21 +150,34 @@ func indexMatches(vfs types.VFS, dir string, info types.SegmentInfo, w types.Seg
 	return true, nil
 }
 
-// zeroIndexHeader overwrites the index frame header before indexStart with
-// zeros and fsyncs: raft-wal's recovery scan stops there.
-func zeroIndexHeader(vfs types.VFS, dir string, info types.SegmentInfo, indexStart uint64) error {
-	const frameHeaderLen = 8 // raft-wal segment format
+// frameHeaderLen is the size of a raft-wal frame header: type, three
+// reserved bytes, the payload length (the CRC in a commit frame).
+const frameHeaderLen = 8
+
+// openIndexFrame opens the segment's file for writing and reads the header
+// of the index frame whose payload starts at indexStart.
+func openIndexFrame(vfs types.VFS, dir string, info types.SegmentInfo, indexStart uint64) (types.WritableFile, [frameHeaderLen]byte, error) {
+	var hdr [frameHeaderLen]byte
 	if indexStart < frameHeaderLen {
-		return fmt.Errorf("segment %d: index start %d", info.ID, indexStart)
+		return nil, hdr, fmt.Errorf("segment %d: index start %d", info.ID, indexStart)
 	}
 	f, err := vfs.OpenWriter(dir, segment.FileName(info))
 	if err != nil {
-		return err
+		return nil, hdr, err
 	}
-	var hdr [frameHeaderLen]byte
 	if _, err := f.ReadAt(hdr[:], int64(indexStart-frameHeaderLen)); err != nil || hdr[0] != segment.FrameIndex {
 		_ = f.Close()
-		return fmt.Errorf("segment %d: no index frame header before offset %d (%v)", info.ID, indexStart, err)
+		return nil, hdr, fmt.Errorf("segment %d: no index frame header before offset %d (%v)", info.ID, indexStart, err)
+	}
+	return f, hdr, nil
+}
+
+// zeroIndexHeader overwrites the index frame header before indexStart with
+// zeros and fsyncs: raft-wal's recovery scan stops there.
+func zeroIndexHeader(vfs types.VFS, dir string, info types.SegmentInfo, indexStart uint64) error {
+	f, _, err := openIndexFrame(vfs, dir, info, indexStart)
+	if err != nil {
+		return err
 	}
 	_, err = f.WriteAt(make([]byte, frameHeaderLen), int64(indexStart-frameHeaderLen))
 	if err == nil {
@@ -175,17 +191,9 @@ func zeroIndexHeader(vfs types.VFS, dir string, info types.SegmentInfo, indexSta
 // and fsyncs them: whatever the page cache holds of them is then on disk.
 // The preallocated zeros after the seal are left alone.
 func rewriteDurably(vfs types.VFS, dir string, info types.SegmentInfo, indexStart uint64) error {
-	const frameHeaderLen = 8 // raft-wal segment format: type, reserved, length
-	f, err := vfs.OpenWriter(dir, segment.FileName(info))
+	f, hdr, err := openIndexFrame(vfs, dir, info, indexStart)
 	if err != nil {
 		return err
-	}
-	var hdr [frameHeaderLen]byte
-	if indexStart < frameHeaderLen {
-		return errors.Join(fmt.Errorf("index start %d", indexStart), f.Close())
-	}
-	if _, err := f.ReadAt(hdr[:], int64(indexStart-frameHeaderLen)); err != nil {
-		return errors.Join(err, f.Close())
 	}
 	n := int64(binary.LittleEndian.Uint32(hdr[4:]))
 	end := int64(indexStart) + (n+frameHeaderLen-1)/frameHeaderLen*frameHeaderLen + frameHeaderLen
