@@ -110,6 +110,15 @@ type Config struct {
 	logSnapshotBytes uint64
 	logTrailingBytes uint64
 
+	// SerialLeaderWrite makes the Raft leader store its entries before it
+	// replicates them (hashicorp/raft's own order) instead of in parallel
+	// with the followers (DESIGN.md, "The leader's own log write in
+	// parallel with replication").
+	SerialLeaderWrite bool
+	// wrapLog, if set, wraps the Raft log store below the leader's write
+	// behind (tests: a held or failing leader write).
+	wrapLog func(raft.LogStore) raft.LogStore
+
 	// Gossip tuning (memberlist); zero values take memberlist's LAN
 	// defaults. Tests use intervals of tens of milliseconds.
 	GossipProbeInterval    time.Duration

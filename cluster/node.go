@@ -71,6 +71,7 @@ type Node struct {
 	transport *raftGate             // the Raft transport behind the admission gate
 	store     *raftboltdb.BoltStore // the stable store (raft.db)
 	logStore  *walLog               // the Raft log (raft-wal)
+	leaderLog *leaderLog            // the leader's write behind (nil: SerialLeaderWrite)
 	stable    *retryingStable
 	gossip    *gossip
 	raftDir   string
@@ -224,7 +225,15 @@ func (n *Node) startRaft() (bool, error) {
 	// (DESIGN.md, "Amnesia"): the gate opens on admission or bootstrap.
 	n.transport.setOpen(n.id.Admitted)
 	n.transport.start()
-	r, err := raft.NewRaft(n.raftConfig(hl), withAppliedSignal(n.fsm, n.applied), logs, n.stable, snaps, n.transport)
+	fsm := withAppliedSignal(n.fsm, n.applied)
+	if n.leaderLog != nil {
+		// DESIGN.md, "The leader's own log write in parallel with
+		// replication": nothing is applied, here or on a follower, before
+		// the leader's own copy is durable.
+		fsm = withDurableApply(fsm, n.leaderLog.awaitDurable)
+		n.transport.commitCap = n.leaderLog.commitCap
+	}
+	r, err := raft.NewRaft(n.raftConfig(hl), fsm, logs, n.stable, snaps, n.transport)
 	if err != nil {
 		return false, fmt.Errorf("cluster: start raft: %w", err)
 	}
@@ -256,9 +265,19 @@ func (n *Node) openRaftStores(hl hclog.Logger) (raft.LogStore, raft.SnapshotStor
 	}
 	n.stable = newRetryingStable(store, n.log)
 	n.snaps = snaps
-	logs := newLogCache(&retryingLogs{LogStore: logStore, log: n.log, min: n.stable.min, max: n.stable.max,
-		haltCh: n.stable.haltCh, leader: n.IsLeader}, logCacheEntries, logCacheBytes)
-	return logs, snaps, nil
+	var under raft.LogStore = &retryingLogs{LogStore: logStore, log: n.log, min: n.stable.min, max: n.stable.max,
+		haltCh: n.stable.haltCh, leader: n.IsLeader}
+	if n.cfg.wrapLog != nil {
+		under = n.cfg.wrapLog(under)
+	}
+	if !n.cfg.SerialLeaderWrite {
+		ll, err := newLeaderLog(under, n.IsLeader, n.log, n.stable.haltCh)
+		if err != nil {
+			return nil, nil, err
+		}
+		n.leaderLog, under = ll, ll
+	}
+	return newLogCache(under, logCacheEntries, logCacheBytes), snaps, nil
 }
 
 // maxAppendEntries bounds the entries of one AppendEntries. Raft counts
@@ -416,7 +435,7 @@ func (n *Node) Ready() (bool, string) {
 	if p := n.storeProblem.get(); p != "" {
 		return false, p
 	}
-	if st, stalled := n.fsm.Stalled(); stalled {
+	if st, stalled := n.storageStall(); stalled {
 		return false, st.String()
 	}
 	addr, _ := r.LeaderWithID()
@@ -832,6 +851,9 @@ func (n *Node) teardown() error {
 	n.wg.Wait()
 	if n.transport != nil {
 		errs = append(errs, n.transport.Close())
+	}
+	if n.leaderLog != nil {
+		errs = append(errs, n.leaderLog.Close())
 	}
 	if n.logStore != nil {
 		errs = append(errs, n.logStore.Close())

@@ -54,6 +54,11 @@ type raftGate struct {
 
 	hbMu sync.Mutex
 	hb   func(raft.RPC)
+
+	// commitCap, if set, caps the commit index an outbound AppendEntries
+	// carries: the leader's durable index (leaderlog.go). Set before Raft
+	// starts.
+	commitCap func() uint64
 }
 
 func newRaftGate(t gatedTransport, log *slog.Logger) *raftGate {
@@ -96,10 +101,19 @@ func (g *raftGate) setFenced(fenced bool) {
 	}
 }
 
-// AppendEntries sends unless the gate is fenced.
+// AppendEntries sends unless the gate is fenced, with the commit index
+// capped at commitCap: a follower must not apply an entry the leader does
+// not hold durably yet.
 func (g *raftGate) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	if g.fenced.Load() {
 		return errFenced
+	}
+	if g.commitCap != nil {
+		if c := g.commitCap(); args.LeaderCommitIndex > c {
+			capped := *args
+			capped.LeaderCommitIndex = c
+			args = &capped
+		}
 	}
 	return g.gatedTransport.AppendEntries(id, target, args, resp)
 }

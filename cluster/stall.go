@@ -2,9 +2,12 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/streamhouse/streamhouse/fsm"
 )
 
 // stallWatch keeps Raft leadership away from an agent whose disk is low or
@@ -32,6 +35,7 @@ func (n *Node) stallWatch(ctx context.Context) {
 		case <-t.C:
 		case <-n.fsm.StallNotify():
 		case <-n.lowDiskKick:
+		case <-n.leaderLogFailNotify():
 		}
 		w.check(time.Now())
 	}
@@ -47,7 +51,7 @@ type stallWatcher struct {
 
 func (w *stallWatcher) check(now time.Time) {
 	n := w.n
-	st, stalled := n.fsm.Stalled()
+	st, stalled := n.storageStall()
 	r := n.r()
 	leading := r != nil && r.State() == raft.Leader && n.otherVoters() > 0
 	if !stalled || !leading {
@@ -75,6 +79,30 @@ func (w *stallWatcher) check(now time.Time) {
 	}
 	w.lastTransfer = now
 	w.transfer(r, stalled)
+}
+
+// storageStall is the FSM's stall on local storage or, failing that, the
+// leader's own log write that fails and is retried (leaderlog.go): either
+// way this agent applies nothing until its disk takes the write.
+func (n *Node) storageStall() (fsm.StallStatus, bool) {
+	if st, stalled := n.fsm.Stalled(); stalled {
+		return st, true
+	}
+	if n.leaderLog != nil {
+		if index, err := n.leaderLog.Failure(); err != nil {
+			return fsm.StallStatus{Index: index, Attempts: 1, Err: fmt.Errorf("raft log: %w", err)}, true
+		}
+	}
+	return fsm.StallStatus{}, false
+}
+
+// leaderLogFailNotify is signalled when the leader's own log write fails
+// (nil: never, with SerialLeaderWrite).
+func (n *Node) leaderLogFailNotify() <-chan struct{} {
+	if n.leaderLog == nil {
+		return nil
+	}
+	return n.leaderLog.FailNotify()
 }
 
 // transfer asks Raft to hand leadership to a voter whose disk is not low

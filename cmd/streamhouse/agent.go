@@ -261,6 +261,7 @@ func (a *agent) newNode(context.Context) error {
 		Version:          version + " (" + shortCommit() + ")",
 		DeadAgentTimeout: c.DeadAgentTimeout, PartitionFailoverTimeout: c.PartitionFailover,
 		Logger: a.log, Registerer: a.registry, Clock: a.clock, Objects: a.objects,
+		SerialLeaderWrite: !c.RaftParallelLeaderWrite,
 	}, a.fsm)
 	return nil
 }

@@ -49,6 +49,8 @@ type agentCmd struct {
 	WALSegmentBytes  int64 `name:"wal-segment-bytes" env:"WAL_SEGMENT_BYTES" default:"16777216" help:"Size of a WAL segment file; flushed records are deleted a whole segment at a time (never the newest), so keep it well below the disk size. At most 8 MiB with WAL_ENABLED=false (the WAL in memory)."`
 	MinFreeDiskBytes int64 `name:"min-free-disk-bytes" env:"MIN_FREE_DISK_BYTES" default:"536870912" help:"Below this many free bytes on the filesystem of DATA_DIR (or WAL_DIR) produce answers 503, /ready says why, and the agent compacts its Raft log; 0 = no floor."`
 
+	RaftParallelLeaderWrite bool `name:"raft-parallel-leader-write" env:"RAFT_PARALLEL_LEADER_WRITE" default:"true" negatable:"" help:"The Raft leader writes and fsyncs its own log entries while it replicates them, instead of before (one fsync on the commit path instead of two in series); nothing is applied or acknowledged before the leader's own copy is durable. false: write first, then replicate."`
+
 	BatchSize         int   `name:"batch-size" env:"BATCH_SIZE" default:"1000" help:"Records per proposed batch before it is sealed."`
 	BatchTimeoutMs    int   `name:"batch-timeout-ms" env:"BATCH_TIMEOUT_MS" default:"10" help:"Max wait (ms) for a batch to fill while the partition has a batch in flight."`
 	ProposeInFlight   int   `name:"propose-in-flight" env:"PROPOSE_IN_FLIGHT" default:"2" help:"Raft entries of record batches this agent may have proposed and not yet applied; batches of every partition that become ready meanwhile are grouped into the next entry (group commit). 0 = the default, 2."`
