@@ -115,8 +115,8 @@ type Config struct {
 	// with the followers (DESIGN.md, "The leader's own log write in
 	// parallel with replication").
 	SerialLeaderWrite bool
-	// wrapLog, if set, wraps the Raft log store below the leader's write
-	// behind (tests: a held or failing leader write).
+	// wrapLog, if set, wraps the Raft log store (raft-wal) below the
+	// leader's write behind (tests: a held or failing write).
 	wrapLog func(raft.LogStore) raft.LogStore
 
 	// Gossip tuning (memberlist); zero values take memberlist's LAN

@@ -17,6 +17,10 @@ import (
 // queue holds; past it the leader's StoreLogs waits for the writer.
 const leaderLogQueueBytes = 64 << 20
 
+// leaderLogStuckAfter: a write in flight this long counts as failing
+// (Failure) even though it has not returned an error: a disk that hangs.
+const leaderLogStuckAfter = 10 * time.Second
+
 // errLeaderLogFailed: the writer could not store the leader's queued
 // entries; the leader's next StoreLogs returns it (wrapping the store's
 // error), so Raft steps down.
@@ -39,14 +43,16 @@ type leaderLog struct {
 	log    *slog.Logger
 	halt   <-chan struct{}
 
-	maxBytes int
-	min, max time.Duration // the writer's retry waits
+	maxBytes   int
+	min, max   time.Duration // the writer's retry waits
+	stuckAfter time.Duration // leaderLogStuckAfter
 
 	wmu sync.Mutex
 
 	mu      sync.Mutex
 	queue   []*raft.Log // not yet taken by the writer, oldest first
 	writing []*raft.Log // taken by the writer, not yet stored
+	since   time.Time   // when the writer took writing
 	bytes   int         // entry bytes in queue and writing
 	queued  uint64      // batches queued so far
 	stored  uint64      // batches stored so far
@@ -75,7 +81,7 @@ func newLeaderLog(store raft.LogStore, leader func() bool, log *slog.Logger, hal
 	}
 	l := &leaderLog{
 		store: store, leader: leader, log: log, halt: halt,
-		maxBytes: leaderLogQueueBytes, min: 10 * time.Millisecond, max: time.Second,
+		maxBytes: leaderLogQueueBytes, min: 10 * time.Millisecond, max: time.Second, stuckAfter: leaderLogStuckAfter,
 		changed: make(chan struct{}), wake: make(chan struct{}, 1), failNotify: make(chan struct{}, 1),
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
@@ -277,7 +283,7 @@ func (l *leaderLog) DeleteRange(lo, hi uint64) error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	err = l.store.DeleteRange(lo, hi)
-	if lo <= l.durable.Load() {
+	if d := l.durable.Load(); lo <= d && d <= hi {
 		l.setDurable(lo - 1)
 	}
 	return err
@@ -350,7 +356,7 @@ func (l *leaderLog) write() bool {
 	defer l.wmu.Unlock()
 	l.mu.Lock()
 	batch, batches := l.queue, l.queued-l.stored
-	l.writing, l.queue = batch, nil
+	l.writing, l.queue, l.since = batch, nil, time.Now()
 	l.mu.Unlock()
 	if len(batch) == 0 {
 		return true
@@ -394,15 +400,22 @@ func (l *leaderLog) write() bool {
 	return true
 }
 
-// Failure is the writer's failure while it retries, with the first index
-// it cannot store (nil: none). The stall watch hands leadership away.
+// Failure is the writer's failure while it retries — or a write in
+// flight for longer than leaderLogStuckAfter — with the first index it
+// cannot store (nil: none). The stall watch hands leadership away.
 func (l *leaderLog) Failure() (uint64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.failed == nil || len(l.writing) == 0 {
+	if len(l.writing) == 0 {
 		return 0, nil
 	}
-	return l.writing[0].Index, l.failed
+	if l.failed != nil {
+		return l.writing[0].Index, l.failed
+	}
+	if d := time.Since(l.since); d >= l.stuckAfter {
+		return l.writing[0].Index, fmt.Errorf("a write has not returned for %s", d.Round(time.Second))
+	}
+	return 0, nil
 }
 
 // FailNotify is signalled (capacity 1) when a write fails.

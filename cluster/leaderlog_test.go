@@ -328,6 +328,25 @@ func TestLeaderLogFailedWriteStepsDownAndRetries(t *testing.T) {
 	}
 }
 
+// TestLeaderLogReportsAHungWrite: a write that does not return counts as
+// failing once it has been in flight for stuckAfter.
+func TestLeaderLogReportsAHungWrite(t *testing.T) {
+	r := newLeaderLogRig(t)
+	r.log.mu.Lock()
+	r.log.stuckAfter = 50 * time.Millisecond
+	r.log.mu.Unlock()
+	hold := r.store.holdNext()
+	defer r.store.release(hold)
+	if err := r.log.StoreLogs(commands(1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	<-r.store.entered
+	waitFor(t, 10*time.Second, "the hung write to be reported", func() bool {
+		index, err := r.log.Failure()
+		return err != nil && index == 1
+	})
+}
+
 // TestLeaderLogHaltStopsTheWriter: halted while the write fails, the
 // waiters return false and nothing queued later is written past the gap.
 func TestLeaderLogHaltStopsTheWriter(t *testing.T) {
@@ -543,6 +562,9 @@ func startHoldingCluster(t *testing.T) (*testCluster, func(id string) *holdingLo
 	logs := map[string]*holdingLog{}
 	c.edit = func(cfg *Config) {
 		id := cfg.NodeID
+		// Slower elections than fastConfig's, so that leadership stays
+		// put on a loaded machine while a test holds the leader's write.
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = time.Second, time.Second, 500*time.Millisecond
 		cfg.wrapLog = func(s raft.LogStore) raft.LogStore {
 			h := &holdingLog{LogStore: s}
 			mu.Lock()

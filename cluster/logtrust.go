@@ -22,7 +22,9 @@ import (
 // open. Raft never knew them (it calls StoreLogs at its in-memory last
 // index + 1 and a failed call does not advance it; after a snapshot install
 // it takes its last index from the snapshot), so hiding and deleting them
-// takes nothing from it. The record goes once they are durably deleted
+// takes nothing from it. The one exception, the leader's write behind
+// (leaderlog.go), keeps the entries of a failed write in memory and
+// retries them, and nothing above its durable index was applied. The record goes once they are durably deleted
 // and before anything is written at or past its index: a stale record
 // would make the next open drop acknowledged entries.
 

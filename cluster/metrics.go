@@ -97,6 +97,18 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 			return float64(n.behindJoins.Load())
 		}),
 		gauge("streamhouse_raft_term", "Current Raft term.", func() float64 { return float64(r.CurrentTerm()) }),
+		gauge("streamhouse_raft_log_write_failing", "1 while this agent's own queued Raft log write fails (or has not returned for 10 s) and is retried: it applies nothing meanwhile (RAFT_PARALLEL_LEADER_WRITE).", func() float64 {
+			if _, err := n.leaderLogFailure(); err != nil {
+				return 1
+			}
+			return 0
+		}),
+		gauge("streamhouse_raft_durable_index", "The highest Raft log index this agent holds durably; the Raft leader applies nothing above it and tells no follower a commit index above it (0 with RAFT_PARALLEL_LEADER_WRITE=false).", func() float64 {
+			if n.leaderLog == nil {
+				return 0
+			}
+			return float64(n.leaderLog.Durable())
+		}),
 		gauge("streamhouse_raft_commit_index", "Raft commit index.", func() float64 { return float64(r.CommitIndex()) }),
 		gauge("streamhouse_raft_applied_index", "Raft applied index.", func() float64 { return float64(r.AppliedIndex()) }),
 		gauge("streamhouse_raft_last_index", "Last Raft log index.", func() float64 { return float64(r.LastIndex()) }),

@@ -265,8 +265,11 @@ func (n *Node) openRaftStores(hl hclog.Logger) (raft.LogStore, raft.SnapshotStor
 	}
 	n.stable = newRetryingStable(store, n.log)
 	n.snaps = snaps
-	var under raft.LogStore = &retryingLogs{LogStore: logStore, log: n.log, min: n.stable.min, max: n.stable.max,
-		haltCh: n.stable.haltCh, leader: n.IsLeader}
+	// The leader's write behind sits right on the log store, so its
+	// writer sees every failed write (retryingLogs above it would retry
+	// a follower's write inside one call, hiding the failure from the
+	// stall watch), and retryingLogs retries what it returns.
+	var under raft.LogStore = logStore
 	if n.cfg.wrapLog != nil {
 		under = n.cfg.wrapLog(under)
 	}
@@ -277,7 +280,9 @@ func (n *Node) openRaftStores(hl hclog.Logger) (raft.LogStore, raft.SnapshotStor
 		}
 		n.leaderLog, under = ll, ll
 	}
-	return newLogCache(under, logCacheEntries, logCacheBytes), snaps, nil
+	logs := &retryingLogs{LogStore: under, log: n.log, min: n.stable.min, max: n.stable.max,
+		haltCh: n.stable.haltCh, leader: n.IsLeader}
+	return newLogCache(logs, logCacheEntries, logCacheBytes), snaps, nil
 }
 
 // maxAppendEntries bounds the entries of one AppendEntries. Raft counts
@@ -435,8 +440,11 @@ func (n *Node) Ready() (bool, string) {
 	if p := n.storeProblem.get(); p != "" {
 		return false, p
 	}
-	if st, stalled := n.storageStall(); stalled {
+	if st, stalled := n.fsm.Stalled(); stalled {
 		return false, st.String()
+	}
+	if _, err := n.leaderLogFailure(); err != nil {
+		return false, err.Error()
 	}
 	addr, _ := r.LeaderWithID()
 	if addr == "" {

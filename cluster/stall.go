@@ -88,12 +88,23 @@ func (n *Node) storageStall() (fsm.StallStatus, bool) {
 	if st, stalled := n.fsm.Stalled(); stalled {
 		return st, true
 	}
-	if n.leaderLog != nil {
-		if index, err := n.leaderLog.Failure(); err != nil {
-			return fsm.StallStatus{Index: index, Attempts: 1, Err: fmt.Errorf("raft log: %w", err)}, true
-		}
+	if index, err := n.leaderLogFailure(); err != nil {
+		return fsm.StallStatus{Index: index, Err: err}, true
 	}
 	return fsm.StallStatus{}, false
+}
+
+// leaderLogFailure is the leader's own log write that fails (or hangs)
+// and is retried: this agent applies nothing until it succeeds.
+func (n *Node) leaderLogFailure() (uint64, error) {
+	if n.leaderLog == nil {
+		return 0, nil
+	}
+	index, err := n.leaderLog.Failure()
+	if err != nil {
+		err = fmt.Errorf("cannot store raft log entries from %d locally (%w); applying waits and the write is retried until it succeeds", index, err)
+	}
+	return index, err
 }
 
 // leaderLogFailNotify is signalled when the leader's own log write fails
