@@ -17,8 +17,9 @@ import (
 // queue holds; past it the leader's StoreLogs waits for the writer.
 const leaderLogQueueBytes = 64 << 20
 
-// leaderLogStuckAfter: a write in flight this long counts as failing
-// (Failure) even though it has not returned an error: a disk that hangs.
+// leaderLogStuckAfter: a commit of at most walCommitBytes in flight this
+// long counts as failing (Failure) although it returned no error: a disk
+// that hangs.
 const leaderLogStuckAfter = 10 * time.Second
 
 // errLeaderLogFailed: the writer could not store the leader's queued
@@ -52,7 +53,7 @@ type leaderLog struct {
 	mu      sync.Mutex
 	queue   []*raft.Log // not yet taken by the writer, oldest first
 	writing []*raft.Log // taken by the writer, not yet stored
-	since   time.Time   // when the writer took writing
+	since   time.Time   // when the writer took writing or last stored a commit of it
 	bytes   int         // entry bytes in queue and writing
 	queued  uint64      // batches queued so far
 	stored  uint64      // batches stored so far
@@ -348,9 +349,10 @@ func (l *leaderLog) run() {
 	}
 }
 
-// write stores the queue, retrying a failure until it succeeds or the log
-// halts. It reports whether the queue was stored; after a halted failure
-// the writer stops.
+// write stores the queue in commits of at most walCommitBytes, each
+// retried until it succeeds or the log halts, the durable index advancing
+// after each. It reports whether the queue was stored; after a halted
+// failure the writer stops.
 func (l *leaderLog) write() bool {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
@@ -358,51 +360,76 @@ func (l *leaderLog) write() bool {
 	batch, batches := l.queue, l.queued-l.stored
 	l.writing, l.queue, l.since = batch, nil, time.Now()
 	l.mu.Unlock()
-	if len(batch) == 0 {
-		return true
-	}
-	err := retryWrite(l.log, "the raft leader's log entries", l.min, l.max, l.halt, func() error {
-		err := l.store.StoreLogs(batch)
+	for len(batch) > 0 {
+		chunk := batch[:commitLen(batch, walCommitBytes)]
+		err := retryWrite(l.log, "the raft leader's log entries", l.min, l.max, l.halt, func() error {
+			err := l.store.StoreLogs(chunk)
+			if err != nil {
+				l.mu.Lock()
+				l.failed = err
+				l.notify()
+				l.mu.Unlock()
+				select {
+				case l.failNotify <- struct{}{}:
+				default:
+				}
+			}
+			return err
+		})
+		l.mu.Lock()
 		if err != nil {
-			l.mu.Lock()
+			// Halted: the entries stay in memory unstored and the writer
+			// stops, so nothing queued after them is stored past the gap;
+			// the waiters end with halt.
 			l.failed = err
 			l.notify()
 			l.mu.Unlock()
-			select {
-			case l.failNotify <- struct{}{}:
-			default:
-			}
+			l.log.Error("shutting down with the raft leader's queued log entries not stored", "first", chunk[0].Index,
+				"last", batch[len(batch)-1].Index, "err", err)
+			return false
 		}
-		return err
-	})
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err != nil {
-		// Halted: the entries stay in memory unstored and the writer
-		// stops, so nothing queued after them is stored past the gap;
-		// the waiters end with halt.
-		l.failed = err
+		size := 0
+		for _, e := range chunk {
+			size += logBytes(e)
+		}
+		// The stored entries are read from the store from now on.
+		l.writing = l.writing[len(chunk):]
+		l.bytes -= size
+		l.failed = nil
+		l.since = time.Now()
+		l.durable.Store(chunk[len(chunk)-1].Index)
 		l.notify()
-		l.log.Error("shutting down with the raft leader's queued log entries not stored", "first", batch[0].Index,
-			"last", batch[len(batch)-1].Index, "err", err)
-		return false
+		l.mu.Unlock()
+		batch = batch[len(chunk):]
 	}
-	size := 0
-	for _, e := range batch {
-		size += logBytes(e)
-	}
+	l.mu.Lock()
 	l.writing = nil
-	l.bytes -= size
 	l.stored += batches
-	l.failed = nil
-	l.durable.Store(batch[len(batch)-1].Index)
 	l.notify()
+	l.mu.Unlock()
 	return true
 }
 
-// Failure is the writer's failure while it retries — or a write in
-// flight for longer than leaderLogStuckAfter — with the first index it
-// cannot store (nil: none). The stall watch hands leadership away.
+// commitLen is how many of logs go in one commit of at most maxBytes of
+// entry data (at least one), counted as storeInCommits counts them.
+func commitLen(logs []*raft.Log, maxBytes int) int {
+	n, size := 0, 0
+	for n < len(logs) {
+		sz := logBytes(logs[n]) + walEntryOverhead
+		if n > 0 && size+sz > maxBytes {
+			break
+		}
+		size += sz
+		n++
+	}
+	return n
+}
+
+// Failure is the writer's failure while it retries — or a commit that has
+// not returned for leaderLogStuckAfter (the writer stores at most
+// walCommitBytes per call, so that is no progress, not a large queue) —
+// with the first index it cannot store (nil: none). The stall watch hands
+// leadership away.
 func (l *leaderLog) Failure() (uint64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

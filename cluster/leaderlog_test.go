@@ -328,6 +328,34 @@ func TestLeaderLogFailedWriteStepsDownAndRetries(t *testing.T) {
 	}
 }
 
+// TestLeaderLogWritesInCommits: the writer stores a queue larger than one
+// commit in calls of at most walCommitBytes, so progress (and the durable
+// index) moves per commit.
+func TestLeaderLogWritesInCommits(t *testing.T) {
+	r := newLeaderLogRig(t)
+	hold := r.store.holdNext()
+	big := func(i uint64) *raft.Log {
+		return &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: make([]byte, 3<<20)}
+	}
+	if err := r.log.StoreLogs([]*raft.Log{big(1)}); err != nil {
+		t.Fatal(err)
+	}
+	<-r.store.entered
+	r.store.mu.Lock()
+	r.store.hold = nil
+	r.store.mu.Unlock()
+	if err := r.log.StoreLogs([]*raft.Log{big(2), big(3)}); err != nil {
+		t.Fatal(err)
+	}
+	close(hold)
+	if !r.log.awaitDurable(3) {
+		t.Fatal("halted")
+	}
+	if got := r.store.stored(); len(got) != 3 || got[1] != [2]uint64{2, 2} || got[2] != [2]uint64{3, 3} {
+		t.Fatalf("store calls %v, want one per 3 MiB entry", got)
+	}
+}
+
 // TestLeaderLogReportsAHungWrite: a write that does not return counts as
 // failing once it has been in flight for stuckAfter.
 func TestLeaderLogReportsAHungWrite(t *testing.T) {

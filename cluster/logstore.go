@@ -271,15 +271,7 @@ func (l *walLog) StoreLogs(logs []*raft.Log) error {
 // Raft counted none of it.
 func storeInCommits(w *raftwal.WAL, logs []*raft.Log, maxBytes int) error {
 	for len(logs) > 0 {
-		n, size := 0, 0
-		for n < len(logs) {
-			sz := logBytes(logs[n]) + walEntryOverhead
-			if n > 0 && size+sz > maxBytes {
-				break
-			}
-			size += sz
-			n++
-		}
+		n := commitLen(logs, maxBytes)
 		if err := w.StoreLogs(logs[:n]); err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -423,7 +424,12 @@ func TestRaftSeesTheLogStoreAsMonotonic(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	if !newLogCache(&retryingLogs{LogStore: l}, 8, 1<<20).IsMonotonic() {
+	ll, err := newLeaderLog(l, func() bool { return false }, slog.New(slog.DiscardHandler), make(chan struct{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ll.Close()
+	if !newLogCache(&retryingLogs{LogStore: ll}, 8, 1<<20).IsMonotonic() {
 		t.Fatal("the log store Raft gets does not report IsMonotonic")
 	}
 }
