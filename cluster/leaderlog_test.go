@@ -115,6 +115,16 @@ func newLeaderLogRig(t *testing.T) *leaderLogRig {
 	return r
 }
 
+// queue stores first..last through the log and waits until the store
+// got the call (held or not).
+func (r *leaderLogRig) queue(t *testing.T, first, last uint64) {
+	t.Helper()
+	if err := r.log.StoreLogs(commands(first, last)); err != nil {
+		t.Fatal(err)
+	}
+	<-r.store.entered
+}
+
 func (r *leaderLogRig) stop() {
 	select {
 	case <-r.halt:
@@ -227,10 +237,7 @@ func TestLeaderLogFollowerWriteWaitsForTheQueuedBatches(t *testing.T) {
 		}
 	}
 	hold := r.store.holdNext()
-	if err := r.log.StoreLogs(commands(1, 1)); err != nil {
-		t.Fatal(err)
-	}
-	<-r.store.entered
+	r.queue(t, 1, 1)
 	r.store.mu.Lock()
 	r.store.hold = nil
 	r.store.mu.Unlock()
@@ -263,18 +270,12 @@ func TestLeaderLogFollowerWriteWaitsForTheQueuedBatches(t *testing.T) {
 // is what frees space).
 func TestLeaderLogHeadCompactionDoesNotWaitForTheWriter(t *testing.T) {
 	r := newLeaderLogRig(t)
-	if err := r.log.StoreLogs(commands(1, 2)); err != nil {
-		t.Fatal(err)
-	}
-	<-r.store.entered
+	r.queue(t, 1, 2)
 	if !r.log.awaitDurable(2) {
 		t.Fatal("halted")
 	}
 	hold := r.store.holdNext()
-	if err := r.log.StoreLogs(commands(3, 4)); err != nil {
-		t.Fatal(err)
-	}
-	<-r.store.entered
+	r.queue(t, 3, 4)
 	done := make(chan error, 1)
 	go func() { done <- r.log.DeleteRange(1, 1) }()
 	select {
@@ -305,10 +306,7 @@ func TestLeaderLogFailedWriteStepsDownAndRetries(t *testing.T) {
 	r := newLeaderLogRig(t)
 	boom := errors.New("disk full")
 	r.store.setFail(boom)
-	if err := r.log.StoreLogs(commands(1, 2)); err != nil {
-		t.Fatal(err)
-	}
-	<-r.store.entered
+	r.queue(t, 1, 2)
 	waitFor(t, 5*time.Second, "the leader's StoreLogs to fail", func() bool {
 		err := r.log.StoreLogs(commands(3, 3))
 		return errors.Is(err, errLeaderLogFailed) && errors.Is(err, boom)
@@ -365,10 +363,7 @@ func TestLeaderLogReportsAHungWrite(t *testing.T) {
 	r.log.mu.Unlock()
 	hold := r.store.holdNext()
 	defer r.store.release(hold)
-	if err := r.log.StoreLogs(commands(1, 2)); err != nil {
-		t.Fatal(err)
-	}
-	<-r.store.entered
+	r.queue(t, 1, 2)
 	waitFor(t, 10*time.Second, "the hung write to be reported", func() bool {
 		index, err := r.log.Failure()
 		return err != nil && index == 1
@@ -380,10 +375,7 @@ func TestLeaderLogReportsAHungWrite(t *testing.T) {
 func TestLeaderLogHaltStopsTheWriter(t *testing.T) {
 	r := newLeaderLogRig(t)
 	r.store.setFail(errors.New("io error"))
-	if err := r.log.StoreLogs(commands(1, 2)); err != nil {
-		t.Fatal(err)
-	}
-	<-r.store.entered
+	r.queue(t, 1, 2)
 	waiting := make(chan bool)
 	go func() { waiting <- r.log.awaitDurable(2) }()
 	r.stop()
@@ -408,10 +400,7 @@ func TestLeaderLogQueueIsBounded(t *testing.T) {
 	r := newLeaderLogRig(t)
 	r.log.maxBytes = 2
 	hold := r.store.holdNext()
-	if err := r.log.StoreLogs(commands(1, 2)); err != nil {
-		t.Fatal(err)
-	}
-	<-r.store.entered
+	r.queue(t, 1, 2)
 	done := make(chan uint64, 1)
 	go func() {
 		if err := r.log.StoreLogs(commands(3, 3)); err != nil {
@@ -483,10 +472,7 @@ func TestDurableFSMAppliesOnlyDurableEntries(t *testing.T) {
 		t.Fatal("the batching FSM lost its ApplyBatch")
 	}
 	hold := r.store.holdNext()
-	if err := r.log.StoreLogs(commands(1, 2)); err != nil {
-		t.Fatal(err)
-	}
-	<-r.store.entered
+	r.queue(t, 1, 2)
 	applied := make(chan uint64, 1)
 	go func() {
 		b.ApplyBatch(commands(1, 2))
@@ -499,10 +485,7 @@ func TestDurableFSMAppliesOnlyDurableEntries(t *testing.T) {
 
 	// Halted while entry 3 is not durable: no apply, the goroutine exits.
 	r.store.setFail(errors.New("io error"))
-	if err := r.log.StoreLogs(commands(3, 3)); err != nil {
-		t.Fatal(err)
-	}
-	<-r.store.entered
+	r.queue(t, 3, 3)
 	exited := make(chan struct{})
 	go func() {
 		defer close(exited)
