@@ -3,7 +3,6 @@ package cluster
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"runtime"
 	"sync"
@@ -97,12 +96,10 @@ func (l *leaderLog) IsMonotonic() bool {
 	return ok && m.IsMonotonic()
 }
 
-// Durable is the durable index: every entry at or below it is on disk.
+// Durable is the durable index: every entry at or below it is on disk. It
+// is also the highest commit index the leader may tell a follower
+// (raftGate.commitCap).
 func (l *leaderLog) Durable() uint64 { return l.durable.Load() }
-
-// commitCap is the highest commit index the leader may tell a follower:
-// its own durable index (raftGate.AppendEntries).
-func (l *leaderLog) commitCap() uint64 { return l.durable.Load() }
 
 // awaitDurable waits until the durable index reaches index. It returns
 // false when halted first.
@@ -200,10 +197,7 @@ func (l *leaderLog) StoreLogs(logs []*raft.Log) error {
 	if !l.leader() || hasConfiguration(logs) {
 		return l.storeNow(logs)
 	}
-	size := 0
-	for _, e := range logs {
-		size += logBytes(e)
-	}
+	size := logsBytes(logs)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for {
@@ -365,36 +359,23 @@ func (l *leaderLog) write() bool {
 		err := retryWrite(l.log, "the raft leader's log entries", l.min, l.max, l.halt, func() error {
 			err := l.store.StoreLogs(chunk)
 			if err != nil {
-				l.mu.Lock()
-				l.failed = err
-				l.notify()
-				l.mu.Unlock()
-				select {
-				case l.failNotify <- struct{}{}:
-				default:
-				}
+				l.setFailed(err)
 			}
 			return err
 		})
-		l.mu.Lock()
 		if err != nil {
-			// Halted: the entries stay in memory unstored and the writer
-			// stops, so nothing queued after them is stored past the gap;
-			// the waiters end with halt.
-			l.failed = err
-			l.notify()
-			l.mu.Unlock()
+			// Halted (the last attempt recorded the failure): the entries
+			// stay in memory unstored and the writer stops, so nothing
+			// queued after them is stored past the gap; the waiters end
+			// with halt.
 			l.log.Error("shutting down with the raft leader's queued log entries not stored", "first", chunk[0].Index,
 				"last", batch[len(batch)-1].Index, "err", err)
 			return false
 		}
-		size := 0
-		for _, e := range chunk {
-			size += logBytes(e)
-		}
+		l.mu.Lock()
 		// The stored entries are read from the store from now on.
 		l.writing = l.writing[len(chunk):]
-		l.bytes -= size
+		l.bytes -= logsBytes(chunk)
 		l.failed = nil
 		l.since = time.Now()
 		l.durable.Store(chunk[len(chunk)-1].Index)
@@ -408,6 +389,28 @@ func (l *leaderLog) write() bool {
 	l.notify()
 	l.mu.Unlock()
 	return true
+}
+
+// setFailed records a failed write, wakes the waiters and signals the
+// stall watch.
+func (l *leaderLog) setFailed(err error) {
+	l.mu.Lock()
+	l.failed = err
+	l.notify()
+	l.mu.Unlock()
+	select {
+	case l.failNotify <- struct{}{}:
+	default:
+	}
+}
+
+// logsBytes is the entry data of logs (logBytes each).
+func logsBytes(logs []*raft.Log) int {
+	size := 0
+	for _, e := range logs {
+		size += logBytes(e)
+	}
+	return size
 }
 
 // commitLen is how many of logs go in one commit of at most maxBytes of
@@ -483,10 +486,6 @@ func (f durableFSM) wait(index uint64) {
 		runtime.Goexit()
 	}
 }
-
-func (f durableFSM) Snapshot() (raft.FSMSnapshot, error) { return f.FSM.Snapshot() }
-
-func (f durableFSM) Restore(rc io.ReadCloser) error { return f.FSM.Restore(rc) }
 
 type durableBatchingFSM struct {
 	durableFSM

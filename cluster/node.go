@@ -231,7 +231,7 @@ func (n *Node) startRaft() (bool, error) {
 		// replication": nothing is applied, here or on a follower, before
 		// the leader's own copy is durable.
 		fsm = withDurableApply(fsm, n.leaderLog.awaitDurable)
-		n.transport.commitCap = n.leaderLog.commitCap
+		n.transport.commitCap = n.leaderLog.Durable
 	}
 	r, err := raft.NewRaft(n.raftConfig(hl), fsm, logs, n.stable, snaps, n.transport)
 	if err != nil {
