@@ -121,6 +121,10 @@ func openWALLogWith(dir string, hl hclog.Logger, deps walDeps) (*walLog, error) 
 		vfs = fs.New()
 	}
 	l := &walLog{dir: dir, hl: hl, vfs: newLazyDeleteFS(vfs, hl), deps: deps}
+	if err := syncSegments(vfs, dir); err != nil {
+		l.vfs.close()
+		return nil, fmt.Errorf("cluster: open raft log (raft-wal %s): %w", dir, err)
+	}
 	if err := l.open(); err != nil {
 		l.vfs.close()
 		return nil, fmt.Errorf("cluster: open raft log (raft-wal %s): %w", dir, err)
@@ -151,6 +155,35 @@ func (l *walLog) open() error {
 	}
 	l.w, l.meta = w, meta
 	return nil
+}
+
+// syncSegments fsyncs every segment file and the directory when the agent
+// opens its log. A process killed between a write and its fsync leaves the
+// write in the page cache, where raft-wal's recovery reads it as part of
+// the log; from then on Raft counts it (a follower acknowledges entries
+// after it, the leader's write behind starts its durable index at the last
+// one), so it must be on disk, not only in the page cache. Files with
+// nothing dirty sync at once, so this costs little at start. The reopen
+// after a failed write (same process) does not need it: that write's
+// entries are untrusted (logtrust.go), and every other one was fsynced.
+func syncSegments(vfs types.VFS, dir string) error {
+	names, err := vfs.ListDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if filepath.Ext(name) != ".wal" {
+			continue
+		}
+		f, err := vfs.OpenWriter(dir, name)
+		if err != nil {
+			return err
+		}
+		if err := errors.Join(f.Sync(), f.Close()); err != nil {
+			return fmt.Errorf("fsync %s: %w", name, err)
+		}
+	}
+	return syncDir(dir)
 }
 
 // closeWAL closes l.w and its meta store (mu held).
