@@ -16,10 +16,15 @@ import (
 // queue holds; past it the leader's StoreLogs waits for the writer.
 const leaderLogQueueBytes = 64 << 20
 
-// leaderLogStuckAfter: a commit of at most walCommitBytes in flight this
-// long counts as failing (Failure) although it returned no error: a disk
-// that hangs.
-const leaderLogStuckAfter = 10 * time.Second
+// leaderLogStuckAfter: a commit of at most walCommitBytes seen in flight
+// this long counts as failing (Failure) although it returned no error: a
+// disk that hangs. leaderLogStuckGap: looks at it further apart than this
+// (the stall watch looks every ≤ 250 ms by default) mean the process itself
+// did not run — SIGSTOP, a VM pause — and start the count again.
+const (
+	leaderLogStuckAfter = 10 * time.Second
+	leaderLogStuckGap   = leaderLogStuckAfter / 4
+)
 
 // errLeaderLogFailed: the writer could not store the leader's queued
 // entries; the leader's next StoreLogs returns it (wrapping the store's
@@ -46,13 +51,15 @@ type leaderLog struct {
 	maxBytes   int
 	min, max   time.Duration // the writer's retry waits
 	stuckAfter time.Duration // leaderLogStuckAfter
+	stuckGap   time.Duration // leaderLogStuckGap
+	now        func() time.Time
 
 	wmu sync.Mutex
 
 	mu      sync.Mutex
 	queue   []*raft.Log // not yet taken by the writer, oldest first
 	writing []*raft.Log // taken by the writer, not yet stored
-	since   time.Time   // when the writer took writing or last stored a commit of it
+	moved   uint64      // counts the writer taking writing and storing a commit of it
 	bytes   int         // entry bytes in queue and writing
 	queued  uint64      // batches queued so far
 	stored  uint64      // batches stored so far
@@ -64,6 +71,12 @@ type leaderLog struct {
 	durable atomic.Uint64
 
 	failNotify chan struct{} // capacity 1: signalled when a write fails
+
+	// Failure's watch for a hung commit (mu): the moved count it last saw
+	// in flight, since when without a gap, and when it last looked.
+	watched   uint64
+	watchFrom time.Time
+	watchAt   time.Time
 
 	wake chan struct{} // capacity 1: the queue has work
 	stop chan struct{}
@@ -82,6 +95,7 @@ func newLeaderLog(store raft.LogStore, leader func() bool, log *slog.Logger, hal
 	l := &leaderLog{
 		store: store, leader: leader, log: log, halt: halt,
 		maxBytes: leaderLogQueueBytes, min: 10 * time.Millisecond, max: time.Second, stuckAfter: leaderLogStuckAfter,
+		stuckGap: leaderLogStuckGap, now: time.Now,
 		changed: make(chan struct{}), wake: make(chan struct{}, 1), failNotify: make(chan struct{}, 1),
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
@@ -352,7 +366,8 @@ func (l *leaderLog) write() bool {
 	defer l.wmu.Unlock()
 	l.mu.Lock()
 	batch, batches := l.queue, l.queued-l.stored
-	l.writing, l.queue, l.since = batch, nil, time.Now()
+	l.writing, l.queue = batch, nil
+	l.moved++
 	l.mu.Unlock()
 	for len(batch) > 0 {
 		chunk := batch[:commitLen(batch, walCommitBytes)]
@@ -377,7 +392,7 @@ func (l *leaderLog) write() bool {
 		l.writing = l.writing[len(chunk):]
 		l.bytes -= logsBytes(chunk)
 		l.failed = nil
-		l.since = time.Now()
+		l.moved++
 		l.durable.Store(chunk[len(chunk)-1].Index)
 		l.notify()
 		l.mu.Unlock()
@@ -428,11 +443,17 @@ func commitLen(logs []*raft.Log, maxBytes int) int {
 	return n
 }
 
-// Failure is the writer's failure while it retries — or a commit that has
-// not returned for leaderLogStuckAfter (the writer stores at most
-// walCommitBytes per call, so that is no progress, not a large queue) —
-// with the first index it cannot store (nil: none). The stall watch hands
-// leadership away.
+// Failure is the writer's failure while it retries — or a commit seen in
+// flight for stuckAfter (the writer stores at most walCommitBytes per
+// call, so that is no progress, not a large queue) — with the first index
+// it cannot store (nil: none). The stall watch hands leadership away.
+//
+// A hung commit is one seen in flight, with no progress, by looks that
+// span stuckAfter and are never more than stuckGap apart (the stall watch
+// looks every tick). A process that was frozen (SIGSTOP, a VM pause) saw
+// no time pass, however long the clock says the commit took: its first
+// look afterwards starts the count again, and the commit, which the disk
+// finishes at once, is not mistaken for a hung disk.
 func (l *leaderLog) Failure() (uint64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -442,7 +463,12 @@ func (l *leaderLog) Failure() (uint64, error) {
 	if l.failed != nil {
 		return l.writing[0].Index, l.failed
 	}
-	if d := time.Since(l.since); d >= l.stuckAfter {
+	now := l.now()
+	if l.watched != l.moved || now.Sub(l.watchAt) > l.stuckGap {
+		l.watched, l.watchFrom = l.moved, now
+	}
+	l.watchAt = now
+	if d := now.Sub(l.watchFrom); d >= l.stuckAfter {
 		return l.writing[0].Index, fmt.Errorf("a write has not returned for %s", d.Round(time.Second))
 	}
 	return 0, nil

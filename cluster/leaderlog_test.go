@@ -359,7 +359,7 @@ func TestLeaderLogWritesInCommits(t *testing.T) {
 func TestLeaderLogReportsAHungWrite(t *testing.T) {
 	r := newLeaderLogRig(t)
 	r.log.mu.Lock()
-	r.log.stuckAfter = 50 * time.Millisecond
+	r.log.stuckAfter, r.log.stuckGap = 50*time.Millisecond, time.Minute
 	r.log.mu.Unlock()
 	hold := r.store.holdNext()
 	defer r.store.release(hold)
@@ -368,6 +368,43 @@ func TestLeaderLogReportsAHungWrite(t *testing.T) {
 		index, err := r.log.Failure()
 		return err != nil && index == 1
 	})
+}
+
+// TestLeaderLogFreezeIsNotAHungWrite: a commit in flight across a pause of
+// the whole process (SIGSTOP, a VM freeze: no observation in between) is
+// not a hung disk; a commit seen in flight for stuckAfter without such a
+// gap is.
+func TestLeaderLogFreezeIsNotAHungWrite(t *testing.T) {
+	r := newLeaderLogRig(t)
+	var clock atomic.Int64
+	clock.Store(time.Unix(1000, 0).UnixNano())
+	tick := func(d time.Duration) { clock.Add(int64(d)) }
+	r.log.mu.Lock()
+	r.log.now = func() time.Time { return time.Unix(0, clock.Load()) }
+	r.log.stuckAfter, r.log.stuckGap = 10*time.Second, 2*time.Second
+	r.log.mu.Unlock()
+	hold := r.store.holdNext()
+	defer r.store.release(hold)
+	r.queue(t, 1, 2)
+
+	observe := func(when string, wantHung bool) {
+		t.Helper()
+		index, err := r.log.Failure()
+		if hung := err != nil; hung != wantHung || (hung && index != 1) {
+			t.Fatalf("%s: Failure() = %d, %v; want hung %v", when, index, err, wantHung)
+		}
+	}
+	observe("first seen", false)
+	tick(time.Second)
+	observe("1 s later", false)
+	tick(15 * time.Second) // frozen: nothing observed for longer than stuckGap
+	observe("after a 15 s freeze", false)
+	for i := 1; i < 10; i++ {
+		tick(time.Second)
+		observe(fmt.Sprintf("%d s after the freeze", i), false)
+	}
+	tick(time.Second)
+	observe("10 s seen in flight without a gap", true)
 }
 
 // TestLeaderLogHaltStopsTheWriter: halted while the write fails, the
@@ -631,6 +668,9 @@ func TestClusterMovesLeadershipOffAFailingLeaderLog(t *testing.T) {
 	}
 	if ready, why := lead.node.Ready(); ready || why == "" {
 		t.Errorf("the agent with the failing log write is ready (%v, %q)", ready, why)
+	}
+	if st, stalled := lead.node.StorageStall(); !stalled || st.Err == nil {
+		t.Errorf("the agent with the failing log write reports no storage stall (%v, %v): produce would not be refused", st, stalled)
 	}
 	h.fail.Store(false)
 	<-first // answered either way; what it answered is checked below

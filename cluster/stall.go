@@ -51,7 +51,7 @@ type stallWatcher struct {
 
 func (w *stallWatcher) check(now time.Time) {
 	n := w.n
-	st, stalled := n.storageStall()
+	st, stalled := n.StorageStall()
 	r := n.r()
 	leading := r != nil && r.State() == raft.Leader && n.otherVoters() > 0
 	if !stalled || !leading {
@@ -81,10 +81,11 @@ func (w *stallWatcher) check(now time.Time) {
 	w.transfer(r, stalled)
 }
 
-// storageStall is the FSM's stall on local storage or, failing that, the
+// StorageStall is the FSM's stall on local storage or, failing that, the
 // leader's own log write that fails and is retried (leaderlog.go): either
-// way this agent applies nothing until its disk takes the write.
-func (n *Node) storageStall() (fsm.StallStatus, bool) {
+// way this agent applies nothing until its disk takes the write. The stall
+// watch moves leadership away and produce is refused (partition).
+func (n *Node) StorageStall() (fsm.StallStatus, bool) {
 	if st, stalled := n.fsm.Stalled(); stalled {
 		return st, true
 	}

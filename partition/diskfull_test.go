@@ -121,3 +121,30 @@ func TestDiskGuardRefusesProduceBelowMinFree(t *testing.T) {
 		t.Fatalf("OnChange flips = %v, want [true false]", flips)
 	}
 }
+
+// While the node reports a stall on local storage (the FSM's, or its own
+// Raft log write failing: nothing new applies here), produce is refused as
+// "not written, retry" before anything is proposed, and accepted again once
+// the stall ends.
+func TestStorageStallRefusesProduce(t *testing.T) {
+	e := newEnv(t, ProducerConfig{})
+	e.topic("t", 1)
+	e.build(stallAdmission{e.node})
+	e.produce("t", 0, "a")
+
+	e.node.stall = &fsm.StallStatus{Index: 42, Err: errors.New("cannot store raft log entries from 42 locally")}
+	before := e.prop.proposals.Load()
+	_, err := e.prod.Produce(context.Background(), "t", []fsm.ProduceRecord{{Partition: 0, Record: fsm.Record{Value: []byte("b")}}})
+	if !errors.Is(err, fsm.ErrUnavailable) || !strings.Contains(err.Error(), "raft log entries from 42") {
+		t.Fatalf("produce during a storage stall: %v, want ErrUnavailable with the reason", err)
+	}
+	if n := e.prop.proposals.Load() - before; n != 0 {
+		t.Fatalf("%d proposals while refusing, want 0", n)
+	}
+
+	e.node.stall = nil
+	e.produce("t", 0, "c")
+	if got := e.readAll("t", 0); fmt.Sprint(got) != "[a c]" {
+		t.Fatalf("records = %q, want [a c]", got)
+	}
+}

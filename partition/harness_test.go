@@ -147,6 +147,8 @@ type testNode struct {
 	level int
 	// barrier, when set, is what AwaitAcked answers.
 	barrier func(context.Context) error
+	// stall, when set, is what StorageStall answers (else the FSM's stall).
+	stall *fsm.StallStatus
 
 	mu          sync.Mutex
 	lastStarted chan struct{} // closed once the last started command applied
@@ -203,7 +205,13 @@ func (n *testNode) LeaderReady() bool              { return n.leader }
 func (n *testNode) LeaderID() string               { return n.leaderID }
 func (n *testNode) Ready() (bool, string)          { return true, "" }
 func (n *testNode) ReclaimDisk(bool)               {}
-func (n *testNode) MembersAt(level int) bool       { return level <= n.level }
+func (n *testNode) StorageStall() (fsm.StallStatus, bool) {
+	if n.stall != nil {
+		return *n.stall, true
+	}
+	return n.e.fsm.Stalled()
+}
+func (n *testNode) MembersAt(level int) bool { return level <= n.level }
 
 // AwaitAcked: proposals apply before they answer, so nothing is
 // outstanding unless the test sets barrier.

@@ -141,7 +141,7 @@ type Forwarder interface {
 }
 
 // Admission can refuse a produce request before anything is proposed
-// (implemented by *DiskGuard, and by stallAdmission: an FSM stalled on
+// (implemented by *DiskGuard, and by stallAdmission: an agent stalled on
 // local storage). Errors wrap fsm.ErrUnavailable: definitely not written.
 type Admission interface {
 	Admit() error
@@ -184,6 +184,10 @@ type Node interface {
 	// back above the floor: it hands Raft leadership away and compacts the
 	// Raft log, on its own goroutine. It never blocks.
 	ReclaimDisk(low bool)
+	// StorageStall reports that nothing new can apply on this agent until
+	// its disk takes a write: the FSM's stall on local storage, or this
+	// agent's own write of Raft log entries it led failing or hung.
+	StorageStall() (fsm.StallStatus, bool)
 }
 
 // ObjectChecker checks that the object store is reachable, its bucket

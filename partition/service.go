@@ -124,7 +124,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	s := &Service{cfg: cfg, deps: d, log: d.Logger, tasks: newGroup()}
 	s.disk = newDiskGuard(DiskGuardConfig{Dirs: cfg.DiskDirs, MinFree: cfg.MinFreeDiskBytes, Logger: d.Logger,
 		OnChange: s.diskChanged}, d.Registerer)
-	s.producer = newProducer(cfg, d, s.tasks, s.disk, stallAdmission{d.FSM})
+	s.producer = newProducer(cfg, d, s.tasks, s.disk, stallAdmission{d.Node})
 	s.fetcher = newFetcher(cfg, d)
 	s.admin = newAdmin(cfg, d)
 	s.groups = newGroups(cfg, d, s.fetcher)
@@ -211,12 +211,14 @@ func (s *Service) Groups() *Groups { return s.groups }
 // Readiness is what /ready reports.
 func (s *Service) Readiness() *Readiness { return s.ready }
 
-// stallAdmission refuses produce while Apply waits for local storage: a new
-// batch could not be applied here either.
-type stallAdmission struct{ f State }
+// stallAdmission refuses produce while this agent cannot apply because
+// its disk does not take a write (the FSM's stall, or its own Raft log
+// write failing): a new batch could not be applied here either, so the
+// request would only wait and time out.
+type stallAdmission struct{ n Node }
 
 func (s stallAdmission) Admit() error {
-	if st, stalled := s.f.Stalled(); stalled {
+	if st, stalled := s.n.StorageStall(); stalled {
 		return fmt.Errorf("%w: %s", fsm.ErrUnavailable, st.String())
 	}
 	return nil
