@@ -3,7 +3,6 @@ package transport
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -168,49 +167,6 @@ func (e errReader) Read([]byte) (int, error) {
 		return 0, io.EOF
 	}
 	return 0, e.err
-}
-
-// decodeBatchFast decodes a produce batch in one pass, its records
-// straight into recordJSON (not each kept as raw JSON and decoded again,
-// with a path string built per record). It succeeds only for a batch that
-// decodeBatch accepts with the same result; for any other (ok false) the
-// caller runs decodeBatch, which names what is wrong.
-func (s *HTTPServer) decodeBatchFast(body []byte) (topic string, recs []fsm.ProduceRecord, ok bool) {
-	// The records stay raw at the top level, as in decodeBatch: a
-	// repeated "records" key then replaces the array whole (decoded into
-	// a struct slice, the second array's records would keep the fields
-	// of the first's that they leave out).
-	var req struct {
-		Topic   string          `json:"topic"`
-		Records json.RawMessage `json:"records"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if dec.Decode(&req) != nil || req.Topic == "" {
-		return "", nil, false
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return "", nil, false
-	}
-	var records []recordJSON
-	rdec := json.NewDecoder(bytes.NewReader(req.Records))
-	rdec.DisallowUnknownFields()
-	if rdec.Decode(&records) != nil || len(records) == 0 {
-		return "", nil, false
-	}
-	recs = make([]fsm.ProduceRecord, len(records))
-	for i := range records {
-		rj := &records[i]
-		if rj.Topic != nil || rj.Value == nil { // a topic per record, or a null record
-			return "", nil, false
-		}
-		rec, err := s.toProduceRecord("", rj)
-		if err != nil {
-			return "", nil, false
-		}
-		recs[i] = rec
-	}
-	return req.Topic, recs, true
 }
 
 // decodeBatch decodes and checks a produce batch record by record, naming

@@ -1,0 +1,178 @@
+package transport
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/streamhouse/streamhouse/fsm"
+)
+
+// maxFastBrackets bounds the '{' and '[' bytes of a body the one-pass
+// decoder looks at: gjson's validator recurses once per nesting level,
+// so a body of nothing but brackets must not reach it (the strict
+// decoder refuses nesting deeper than encoding/json's limit). A batch
+// holds two per record and its headers.
+const maxFastBrackets = 1 << 16
+
+// decodeBatchFast decodes a produce batch in one pass: gjson validates the
+// body (strict JSON, the same grammar as encoding/json) and walks it
+// without reflection, each string taken as is when it is plain (no
+// escapes, valid UTF-8) and decoded by encoding/json otherwise. It
+// succeeds only for a batch that decodeBatch accepts with the same result
+// (FuzzDecodeBatchFast); for any other (ok false: a repeated or case-folded
+// key, a record's topic, a number or type the strict decoder would refuse
+// or convert, a record toProduceRecord refuses) the caller runs
+// decodeBatch, which names what is wrong.
+func (s *HTTPServer) decodeBatchFast(body []byte) (topic string, recs []fsm.ProduceRecord, ok bool) {
+	if bytes.Count(body, []byte{'{'})+bytes.Count(body, []byte{'['}) > maxFastBrackets || !gjson.ValidBytes(body) {
+		return "", nil, false
+	}
+	root := gjson.ParseBytes(body)
+	if !root.IsObject() {
+		return "", nil, false
+	}
+	var records gjson.Result
+	var seen uint8
+	ok = true
+	root.ForEach(func(k, v gjson.Result) bool {
+		switch k.Raw {
+		case `"topic"`:
+			topic, ok = jsonString(v)
+			ok = ok && seen&1 == 0 && topic != ""
+			seen |= 1
+		case `"records"`:
+			records, ok = v, seen&2 == 0 && v.IsArray()
+			seen |= 2
+		default:
+			ok = false
+		}
+		return ok
+	})
+	if !ok || seen != 3 {
+		return "", nil, false
+	}
+	recs = make([]fsm.ProduceRecord, 0, min(len(records.Raw)/16, 1<<12))
+	records.ForEach(func(_, v gjson.Result) bool {
+		var rj recordJSON
+		if rj, ok = fastRecord(v); !ok {
+			return false
+		}
+		var rec fsm.ProduceRecord
+		var err error
+		if rec, err = s.toProduceRecord("", &rj); err != nil {
+			ok = false
+			return false
+		}
+		recs = append(recs, rec)
+		return true
+	})
+	if !ok || len(recs) == 0 {
+		return "", nil, false
+	}
+	return topic, recs, true
+}
+
+// fastRecord is one record of a batch as encoding/json would decode it
+// into recordJSON — or false where it might not: a key that is not
+// exactly one of the fields (encoding/json folds case) or comes twice
+// (encoding/json keeps the last), a record's topic, a number that is not
+// a plain integer of the field's size, a string field holding another type.
+func fastRecord(v gjson.Result) (rj recordJSON, ok bool) {
+	if !v.IsObject() {
+		return rj, false
+	}
+	var seen uint8
+	ok = true
+	v.ForEach(func(k, f gjson.Result) bool {
+		var bit uint8
+		switch k.Raw {
+		case `"key"`:
+			bit = 1 << 0
+			if f.Type != gjson.Null {
+				var key string
+				key, ok = jsonString(f)
+				rj.Key = &key
+			}
+		case `"value"`:
+			bit = 1 << 1
+			rj.Value = json.RawMessage(f.Raw)
+		case `"partition"`:
+			bit = 1 << 2
+			if f.Type != gjson.Null {
+				var n int64
+				n, ok = jsonInt(f, 32)
+				p := int32(n)
+				rj.Partition = &p
+			}
+		case `"timestamp"`:
+			bit = 1 << 3
+			if f.Type != gjson.Null {
+				var n int64
+				n, ok = jsonInt(f, 64)
+				rj.Timestamp = &n
+			}
+		case `"headers"`:
+			bit = 1 << 4
+			rj.Headers = json.RawMessage(f.Raw)
+		case `"key_encoding"`:
+			bit = 1 << 5
+			rj.KeyEncoding, ok = jsonOptString(f)
+		case `"value_encoding"`:
+			bit = 1 << 6
+			rj.ValueEncoding, ok = jsonOptString(f)
+		case `"headers_encoding"`:
+			bit = 1 << 7
+			rj.HeadersEncoding, ok = jsonOptString(f)
+		default: // a record's topic, an unknown or case-folded key
+			ok = false
+		}
+		ok = ok && seen&bit == 0
+		seen |= bit
+		return ok
+	})
+	return rj, ok && rj.Value != nil
+}
+
+// jsonString is a JSON string token's value as encoding/json decodes it:
+// its bytes when plain, else through encoding/json (escapes, and invalid
+// UTF-8, which it replaces with U+FFFD).
+func jsonString(v gjson.Result) (string, bool) {
+	if v.Type != gjson.String {
+		return "", false
+	}
+	raw := v.Raw
+	if in := raw[1 : len(raw)-1]; strings.IndexByte(in, '\\') < 0 && utf8.ValidString(in) {
+		return in, true
+	}
+	var s string
+	return s, json.Unmarshal([]byte(raw), &s) == nil
+}
+
+// jsonOptString is a string field that JSON null leaves empty.
+func jsonOptString(v gjson.Result) (string, bool) {
+	if v.Type == gjson.Null {
+		return "", true
+	}
+	return jsonString(v)
+}
+
+// jsonInt is a number token that encoding/json decodes into an integer of
+// bits bits: digits with an optional minus sign (no fraction or exponent),
+// in range.
+func jsonInt(v gjson.Result, bits int) (int64, bool) {
+	if v.Type != gjson.Number {
+		return 0, false
+	}
+	for i := 0; i < len(v.Raw); i++ {
+		if c := v.Raw[i]; (c < '0' || c > '9') && !(c == '-' && i == 0) {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(v.Raw, 10, bits)
+	return n, err == nil
+}
