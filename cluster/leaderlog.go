@@ -19,8 +19,9 @@ const leaderLogQueueBytes = 64 << 20
 // leaderLogStuckAfter: a commit of at most walCommitBytes seen in flight
 // this long counts as failing (Failure) although it returned no error: a
 // disk that hangs. leaderLogStuckGap: looks at it further apart than this
-// (the stall watch looks every ≤ 250 ms by default) mean the process itself
-// did not run — SIGSTOP, a VM pause — and start the count again.
+// (the stall watch looks every ≤ 250 ms by default; the node raises it to
+// three of its ticks) mean the process itself did not run — SIGSTOP, a VM
+// pause — and start the count again.
 const (
 	leaderLogStuckAfter = 10 * time.Second
 	leaderLogStuckGap   = leaderLogStuckAfter / 4
@@ -73,10 +74,12 @@ type leaderLog struct {
 	failNotify chan struct{} // capacity 1: signalled when a write fails
 
 	// Failure's watch for a hung commit (mu): the moved count it last saw
-	// in flight, since when without a gap, and when it last looked.
+	// in flight, since when without a gap, when it last looked, and
+	// whether it reported that commit hung (kept until the commit moves).
 	watched   uint64
 	watchFrom time.Time
 	watchAt   time.Time
+	watchHung bool
 
 	wake chan struct{} // capacity 1: the queue has work
 	stop chan struct{}
@@ -171,31 +174,50 @@ func (l *leaderLog) pendingAt(index uint64) *raft.Log {
 	return nil
 }
 
-// FirstIndex implements raft.LogStore.
+// FirstIndex implements raft.LogStore. No lock is held across the store's
+// call (a failing disk must not hold up Failure, which produce admission
+// asks on every request): an empty store is checked against the entries
+// in memory, and read again if the writer stored some meanwhile.
 func (l *leaderLog) FirstIndex() (uint64, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	first, err := l.store.FirstIndex()
-	if err != nil || first != 0 {
-		return first, err
-	}
-	for _, s := range [][]*raft.Log{l.writing, l.queue} {
-		if len(s) > 0 {
-			return s[0].Index, nil
+	for {
+		l.mu.Lock()
+		moved := l.moved
+		l.mu.Unlock()
+		first, err := l.store.FirstIndex()
+		if err != nil || first != 0 {
+			return first, err
+		}
+		l.mu.Lock()
+		first, again := l.pendingFirst(), l.moved != moved
+		l.mu.Unlock()
+		if !again {
+			return first, nil
 		}
 	}
-	return 0, nil
 }
 
-// LastIndex implements raft.LogStore.
+// pendingFirst is the first index in flight or queued, or 0 (mu held).
+func (l *leaderLog) pendingFirst() uint64 {
+	for _, s := range [][]*raft.Log{l.writing, l.queue} {
+		if len(s) > 0 {
+			return s[0].Index
+		}
+	}
+	return 0
+}
+
+// LastIndex implements raft.LogStore: the last entry in memory, else the
+// store's (read without the lock: with nothing in memory the writer has
+// nothing to move).
 func (l *leaderLog) LastIndex() (uint64, error) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	for _, s := range [][]*raft.Log{l.queue, l.writing} {
 		if len(s) > 0 {
+			l.mu.Unlock()
 			return s[len(s)-1].Index, nil
 		}
 	}
+	l.mu.Unlock()
 	return l.store.LastIndex()
 }
 
@@ -449,11 +471,13 @@ func commitLen(logs []*raft.Log, maxBytes int) int {
 // it cannot store (nil: none). The stall watch hands leadership away.
 //
 // A hung commit is one seen in flight, with no progress, by looks that
-// span stuckAfter and are never more than stuckGap apart (the stall watch
-// looks every tick). A process that was frozen (SIGSTOP, a VM pause) saw
-// no time pass, however long the clock says the commit took: its first
-// look afterwards starts the count again, and the commit, which the disk
-// finishes at once, is not mistaken for a hung disk.
+// span stuckAfter and are never more than stuckGap apart (every call is a
+// look: the stall watch's tick, /ready, the gauge, produce admission). A
+// process that was frozen (SIGSTOP, a VM pause) saw no time pass, however
+// long the clock says the commit took: its first look afterwards starts
+// the count again, and the commit, which the disk finishes at once, is not
+// mistaken for a hung disk. Once reported, a commit stays hung until it
+// moves, however far apart the looks that follow.
 func (l *leaderLog) Failure() (uint64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -464,12 +488,17 @@ func (l *leaderLog) Failure() (uint64, error) {
 		return l.writing[0].Index, l.failed
 	}
 	now := l.now()
-	if l.watched != l.moved || now.Sub(l.watchAt) > l.stuckGap {
-		l.watched, l.watchFrom = l.moved, now
+	switch {
+	case l.watched != l.moved:
+		l.watched, l.watchFrom, l.watchHung = l.moved, now, false
+	case !l.watchHung && now.Sub(l.watchAt) > l.stuckGap:
+		l.watchFrom = now
 	}
 	l.watchAt = now
-	if d := now.Sub(l.watchFrom); d >= l.stuckAfter {
-		return l.writing[0].Index, fmt.Errorf("a write has not returned for %s", d.Round(time.Second))
+	d := now.Sub(l.watchFrom)
+	l.watchHung = d >= l.stuckAfter
+	if l.watchHung {
+		return l.writing[0].Index, fmt.Errorf("a write has made no progress for %s of this agent's running time", d.Round(time.Second))
 	}
 	return 0, nil
 }

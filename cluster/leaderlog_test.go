@@ -373,7 +373,7 @@ func TestLeaderLogReportsAHungWrite(t *testing.T) {
 // TestLeaderLogFreezeIsNotAHungWrite: a commit in flight across a pause of
 // the whole process (SIGSTOP, a VM freeze: no observation in between) is
 // not a hung disk; a commit seen in flight for stuckAfter without such a
-// gap is.
+// gap is, and stays hung however far apart the looks after that.
 func TestLeaderLogFreezeIsNotAHungWrite(t *testing.T) {
 	r := newLeaderLogRig(t)
 	var clock atomic.Int64
@@ -405,6 +405,67 @@ func TestLeaderLogFreezeIsNotAHungWrite(t *testing.T) {
 	}
 	tick(time.Second)
 	observe("10 s seen in flight without a gap", true)
+	tick(time.Minute)
+	observe("a minute later, the commit not moved", true)
+}
+
+// firstIndexHeld is a store whose FirstIndex waits for release.
+type firstIndexHeld struct {
+	*heldStore
+	entered, release chan struct{}
+}
+
+func (s *firstIndexHeld) FirstIndex() (uint64, error) {
+	select {
+	case s.entered <- struct{}{}:
+	default:
+	}
+	<-s.release
+	return s.heldStore.FirstIndex()
+}
+
+// TestLeaderLogFailureDoesNotWaitForTheStore: a store read that hangs (a
+// failing disk) holds up neither Failure, which produce admission asks on
+// every request, nor the queue.
+func TestLeaderLogFailureDoesNotWaitForTheStore(t *testing.T) {
+	store := &firstIndexHeld{heldStore: newHeldStore(), entered: make(chan struct{}, 1), release: make(chan struct{})}
+	halt := make(chan struct{})
+	l, err := newLeaderLog(store, func() bool { return true }, slog.New(slog.DiscardHandler), halt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { close(halt); _ = l.Close() }()
+	read := make(chan uint64, 1)
+	go func() {
+		first, _ := l.FirstIndex()
+		read <- first
+	}()
+	<-store.entered
+	var once sync.Once
+	release := func() { once.Do(func() { close(store.release) }) }
+	defer release()
+	answered := make(chan struct{})
+	go func() {
+		_, _ = l.Failure()
+		if err := l.StoreLogs(commands(1, 2)); err != nil {
+			t.Error(err)
+		}
+		close(answered)
+	}()
+	select {
+	case <-answered:
+	case <-time.After(10 * time.Second):
+		release()
+		t.Fatal("Failure or StoreLogs waited for a held FirstIndex of the store")
+	}
+	release()
+	// The held read began before 1..2 were queued: it answers 0 or 1.
+	if first := <-read; first > 1 {
+		t.Fatalf("FirstIndex = %d, want 0 or 1", first)
+	}
+	if first, err := l.FirstIndex(); err != nil || first != 1 {
+		t.Fatalf("FirstIndex = %d, %v; want 1", first, err)
+	}
 }
 
 // TestLeaderLogHaltStopsTheWriter: halted while the write fails, the

@@ -97,7 +97,7 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 			return float64(n.behindJoins.Load())
 		}),
 		gauge("streamhouse_raft_term", "Current Raft term.", func() float64 { return float64(r.CurrentTerm()) }),
-		gauge("streamhouse_raft_log_write_failing", "1 while this agent's own queued Raft log write fails (or has not returned for 10 s) and is retried: it applies nothing meanwhile (RAFT_PARALLEL_LEADER_WRITE).", func() float64 {
+		gauge("streamhouse_raft_log_write_failing", "1 while this agent's own queued Raft log write fails, or has made no progress for 10 s of the agent's running time, and is retried: it applies nothing meanwhile (RAFT_PARALLEL_LEADER_WRITE).", func() float64 {
 			if _, err := n.leaderLogFailure(); err != nil {
 				return 1
 			}

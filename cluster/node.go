@@ -278,6 +278,11 @@ func (n *Node) openRaftStores(hl hclog.Logger) (raft.LogStore, raft.SnapshotStor
 		if err != nil {
 			return nil, nil, err
 		}
+		// A look at a hung write at least every three stall-watch ticks
+		// means the process ran (leaderLogStuckGap).
+		ll.mu.Lock()
+		ll.stuckGap = max(ll.stuckGap, 3*n.stallTick())
+		ll.mu.Unlock()
 		n.leaderLog, under = ll, ll
 	}
 	logs := &retryingLogs{LogStore: under, log: n.log, min: n.stable.min, max: n.stable.max,

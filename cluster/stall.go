@@ -25,7 +25,7 @@ import (
 //     no longer leads.
 func (n *Node) stallWatch(ctx context.Context) {
 	defer n.wg.Done()
-	t := time.NewTicker(min(n.cfg.ReconcileInterval, n.cfg.ElectionTimeout/4))
+	t := time.NewTicker(n.stallTick())
 	defer t.Stop()
 	w := stallWatcher{n: n}
 	for {
@@ -39,6 +39,11 @@ func (n *Node) stallWatch(ctx context.Context) {
 		}
 		w.check(time.Now())
 	}
+}
+
+// stallTick is how often the stall watch looks.
+func (n *Node) stallTick() time.Duration {
+	return min(n.cfg.ReconcileInterval, n.cfg.ElectionTimeout/4)
 }
 
 // stallWatcher is stallWatch's state; only its goroutine uses it.

@@ -213,7 +213,7 @@ func (s *Service) Readiness() *Readiness { return s.ready }
 
 // stallAdmission refuses produce while this agent cannot apply because
 // its disk does not take a write (the FSM's stall, or its own Raft log
-// write failing): a new batch could not be applied here either, so the
+// write failing or hung): a new batch could not be applied here either, so the
 // request would only wait and time out.
 type stallAdmission struct{ n Node }
 

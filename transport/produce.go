@@ -119,13 +119,13 @@ func (s *HTTPServer) handleProduceBatch(w http.ResponseWriter, r *http.Request) 
 	body, rerr := s.readRequestBody(w, r)
 	topic, recs, ok := "", []fsm.ProduceRecord(nil), false
 	if rerr == nil {
-		topic, recs, ok = s.decodeBatchFast(body)
-	}
-	if ok {
-		if err := s.authorize(r, ScopeWrite, topic); err != nil {
+		var err error
+		topic, recs, ok, err = s.decodeBatchFast(body, func(topic string) error { return s.authorize(r, ScopeWrite, topic) })
+		if err != nil {
 			return err
 		}
-	} else {
+	}
+	if !ok {
 		// The same bytes, then the same read error, as the body gave.
 		r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), errReader{rerr}))
 		var err error

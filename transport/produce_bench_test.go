@@ -31,7 +31,7 @@ func BenchmarkDecodeBatchFast(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, recs, ok := s.decodeBatchFast(body); !ok || len(recs) != 500 {
+		if _, recs, ok, _ := s.decodeBatchFast(body, func(string) error { return nil }); !ok || len(recs) != 500 {
 			b.Fatal("not decoded")
 		}
 	}

@@ -12,12 +12,47 @@ import (
 	"github.com/streamhouse/streamhouse/fsm"
 )
 
-// maxFastBrackets bounds the '{' and '[' bytes of a body the one-pass
-// decoder looks at: gjson's validator recurses once per nesting level,
-// so a body of nothing but brackets must not reach it (the strict
-// decoder refuses nesting deeper than encoding/json's limit). A batch
-// holds two per record and its headers.
-const maxFastBrackets = 1 << 16
+// maxFastDepth bounds how deeply a body the one-pass decoder looks at may
+// nest: gjson's validator recurses once per level, so a body of nothing
+// but brackets must not reach it (the strict decoder, which does not
+// recurse, refuses nesting deeper than encoding/json's limit). A batch it
+// takes nests at most 5 deep: the body, records, a record, its headers, a
+// header.
+const maxFastDepth = 8
+
+// nestedAtMost reports whether body nests '{' and '[' outside strings at
+// most max deep. body need not be valid JSON (this only bounds what the
+// validator sees); strings are skipped with IndexByte, an escaped quote
+// being one after an odd run of backslashes.
+func nestedAtMost(body []byte, max int) bool {
+	depth := 0
+	for i := 0; i < len(body); i++ {
+		switch body[i] {
+		case '"':
+			for {
+				k := bytes.IndexByte(body[i+1:], '"')
+				if k < 0 {
+					return true // unterminated: the validator refuses it
+				}
+				i += k + 1
+				run := 0
+				for b := i - 1; body[b] == '\\'; b-- {
+					run++
+				}
+				if run%2 == 0 {
+					break
+				}
+			}
+		case '{', '[':
+			if depth++; depth > max {
+				return false
+			}
+		case '}', ']':
+			depth--
+		}
+	}
+	return true
+}
 
 // decodeBatchFast decodes a produce batch in one pass: gjson validates the
 // body (strict JSON, the same grammar as encoding/json) and walks it
@@ -28,13 +63,16 @@ const maxFastBrackets = 1 << 16
 // key, a record's topic, a number or type the strict decoder would refuse
 // or convert, a record toProduceRecord refuses) the caller runs
 // decodeBatch, which names what is wrong.
-func (s *HTTPServer) decodeBatchFast(body []byte) (topic string, recs []fsm.ProduceRecord, ok bool) {
-	if bytes.Count(body, []byte{'{'})+bytes.Count(body, []byte{'['}) > maxFastBrackets || !gjson.ValidBytes(body) {
-		return "", nil, false
+//
+// allow authorizes the topic before any record is decoded (as decodeBatch
+// does); its error is the request's answer.
+func (s *HTTPServer) decodeBatchFast(body []byte, allow func(topic string) error) (topic string, recs []fsm.ProduceRecord, ok bool, err error) {
+	if !nestedAtMost(body, maxFastDepth) || !gjson.ValidBytes(body) {
+		return "", nil, false, nil
 	}
 	root := gjson.ParseBytes(body)
 	if !root.IsObject() {
-		return "", nil, false
+		return "", nil, false, nil
 	}
 	var records gjson.Result
 	var seen uint8
@@ -54,7 +92,11 @@ func (s *HTTPServer) decodeBatchFast(body []byte) (topic string, recs []fsm.Prod
 		return ok
 	})
 	if !ok || seen != 3 {
-		return "", nil, false
+		return "", nil, false, nil
+	}
+	topic = strings.Clone(topic) // not a window on the body's copy
+	if err := allow(topic); err != nil {
+		return "", nil, false, err
 	}
 	recs = make([]fsm.ProduceRecord, 0, min(len(records.Raw)/16, 1<<12))
 	records.ForEach(func(_, v gjson.Result) bool {
@@ -62,9 +104,8 @@ func (s *HTTPServer) decodeBatchFast(body []byte) (topic string, recs []fsm.Prod
 		if rj, ok = fastRecord(v); !ok {
 			return false
 		}
-		var rec fsm.ProduceRecord
-		var err error
-		if rec, err = s.toProduceRecord("", &rj); err != nil {
+		rec, err := s.toProduceRecord("", &rj)
+		if err != nil {
 			ok = false
 			return false
 		}
@@ -72,9 +113,9 @@ func (s *HTTPServer) decodeBatchFast(body []byte) (topic string, recs []fsm.Prod
 		return true
 	})
 	if !ok || len(recs) == 0 {
-		return "", nil, false
+		return "", nil, false, nil
 	}
-	return topic, recs, true
+	return topic, recs, true, nil
 }
 
 // fastRecord is one record of a batch as encoding/json would decode it

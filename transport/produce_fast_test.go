@@ -2,8 +2,11 @@ package transport
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"net/http/httptest"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/streamhouse/streamhouse/fsm"
@@ -21,7 +24,10 @@ func slowBatch(t testing.TB, body []byte) (string, []fsm.ProduceRecord, error) {
 // accepts, the strict decoder accepts with the same topic and records.
 func agree(t testing.TB, body []byte) bool {
 	t.Helper()
-	topic, recs, ok := (&HTTPServer{bodyLimit: 1 << 24}).decodeBatchFast(body)
+	topic, recs, ok, err := (&HTTPServer{bodyLimit: 1 << 24}).decodeBatchFast(body, func(string) error { return nil })
+	if err != nil {
+		t.Fatalf("decodeBatchFast: %v", err)
+	}
 	if !ok {
 		return false
 	}
@@ -85,6 +91,17 @@ var batchBodies = []struct {
 	{`{"topic":"t","records":[{"value":"!!","value_encoding":"base64"}]}`, false},
 	{`{"topic":"t","records":[{"value":"a","headers":{"h":1}}]}`, false},
 	{`{"topic":"t","records":[{"value":"a","headers":"h"}]}`, false},
+	{`{"topic":"t","records":[{"\u0076alue":"a"}]}`, false},
+	{`{"\u0074opic":"t","records":[{"value":"a"}]}`, false},
+	{`{"topic":"t","records":[{"value":"a","topic":null}]}`, false},
+	{`{"topic":"t","records":[{"value":"a","partition":2147483647,"timestamp":9223372036854775807}]}`, true},
+	{`{"topic":"t","records":[{"value":"a","partition":2147483648}]}`, false},
+	{`{"topic":"t","records":[{"value":"a","timestamp":9223372036854775808}]}`, false},
+	{"\r\n{ \"topic\" :\t\"t\" ,\r\n \"records\" : [ { \"value\" : \"a\" , \"partition\" : 1 } ] }\r\n", true},
+	{`{"topic":"t","records":[{"value":"a","headers":[{"KEY":"h","value":"x"},{"key":"h","key":"g","value":"y"}]}]}`, false},
+	{"{\"topic\":\"t\",\"records\":[{\"k\xffey\":\"a\",\"value\":\"b\"}]}", false},
+	{"{\"topic\":\"t\xff\",\"records\":[{\"value\":\"b\",\"headers\":{\"h\xfe\":\"v\"}}]}", true},
+	{`{"topic":"t","records":[{"value":"{[[{\"x\":[1]}]]}\\","key":"]]]]"}]}`, true},
 	{`[{"topic":"t"}]`, false},
 	{`null`, false},
 	{``, false},
@@ -103,11 +120,55 @@ func TestDecodeBatchFastAgreesWithTheStrictDecoder(t *testing.T) {
 }
 
 // A deeply nested body is left to the strict decoder (which refuses it)
-// without exhausting the stack.
+// before gjson's validator, which recurses per level, sees it.
 func TestDecodeBatchFastDeepNesting(t *testing.T) {
-	body := []byte(`{"topic":"t","records":[{"value":"a","headers":` + string(bytes.Repeat([]byte("["), 1<<22)) + `}]}`)
-	if agree(t, body) {
-		t.Fatal("the fast decoder took a deeply nested body")
+	for _, n := range []int{maxFastDepth, 1 << 16, 1 << 22} {
+		body := []byte(`{"topic":"t","records":[{"value":"a","headers":` + strings.Repeat("[", n) + `}]}`)
+		if nestedAtMost(body, maxFastDepth) {
+			t.Errorf("%d brackets deep: nestedAtMost says within %d", n, maxFastDepth)
+		}
+		if agree(t, body) {
+			t.Fatalf("the fast decoder took a body %d brackets deep", n)
+		}
+	}
+}
+
+// nestedAtMost counts brackets outside strings only, escaped quotes
+// included.
+func TestNestedAtMost(t *testing.T) {
+	for _, c := range []struct {
+		body  string
+		depth int // the least max it is within
+	}{
+		{`{}`, 1},
+		{`{"a":[{"b":[]}]}`, 4},
+		{`{"a":"[[[[{{{{"}`, 1},
+		{`{"a":"\"[[[["}`, 1},
+		{`{"a":"\\"}`, 1},
+		{`{"a":"\\",[[]]}`, 3},
+		{`{"a":"\\\"[[[","b":[]}`, 2},
+		{`[[[`, 3},
+		{`"[[[`, 0},
+		{``, 0},
+	} {
+		if c.depth > 0 && nestedAtMost([]byte(c.body), c.depth-1) {
+			t.Errorf("%s: within %d, want deeper", c.body, c.depth-1)
+		}
+		if !nestedAtMost([]byte(c.body), c.depth) {
+			t.Errorf("%s: deeper than %d", c.body, c.depth)
+		}
+	}
+}
+
+// The topic is authorized before any record is decoded, as the strict
+// decoder does, and its refusal is the answer.
+func TestDecodeBatchFastAuthorizesFirst(t *testing.T) {
+	denied := errors.New("denied")
+	var asked []string
+	_, _, ok, err := (&HTTPServer{}).decodeBatchFast([]byte(`{"topic":"t","records":[{"value":"!!","value_encoding":"base64"}]}`),
+		func(topic string) error { asked = append(asked, topic); return denied })
+	if !errors.Is(err, denied) || ok || fmt.Sprint(asked) != "[t]" {
+		t.Fatalf("decodeBatchFast = ok %v, err %v after asking %q; want the refusal for [t]", ok, err, asked)
 	}
 }
 
