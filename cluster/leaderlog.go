@@ -61,6 +61,7 @@ type leaderLog struct {
 	queue   []*raft.Log // not yet taken by the writer, oldest first
 	writing []*raft.Log // taken by the writer, not yet stored
 	moved   uint64      // counts the writer taking writing and storing a commit of it
+	gen     uint64      // counts every change of what the store holds through this log
 	bytes   int         // entry bytes in queue and writing
 	queued  uint64      // batches queued so far
 	stored  uint64      // batches stored so far
@@ -174,21 +175,23 @@ func (l *leaderLog) pendingAt(index uint64) *raft.Log {
 	return nil
 }
 
-// FirstIndex implements raft.LogStore. No lock is held across the store's
+// FirstIndex implements raft.LogStore. mu is not held across the store's
 // call (a failing disk must not hold up Failure, which produce admission
 // asks on every request): an empty store is checked against the entries
-// in memory, and read again if the writer stored some meanwhile.
+// in memory, and read again if anything was stored through this log
+// meanwhile (gen: the writer's commits, synchronous writes, tail
+// deletions).
 func (l *leaderLog) FirstIndex() (uint64, error) {
 	for {
 		l.mu.Lock()
-		moved := l.moved
+		gen := l.gen
 		l.mu.Unlock()
 		first, err := l.store.FirstIndex()
 		if err != nil || first != 0 {
 			return first, err
 		}
 		l.mu.Lock()
-		first, again := l.pendingFirst(), l.moved != moved
+		first, again := l.pendingFirst(), l.gen != gen
 		l.mu.Unlock()
 		if !again {
 			return first, nil
@@ -323,6 +326,7 @@ func (l *leaderLog) DeleteRange(lo, hi uint64) error {
 // setDurable records the durable index and wakes the waiters (wmu held).
 func (l *leaderLog) setDurable(index uint64) {
 	l.mu.Lock()
+	l.gen++
 	l.durable.Store(index)
 	l.notify()
 	l.mu.Unlock()
@@ -415,6 +419,7 @@ func (l *leaderLog) write() bool {
 		l.bytes -= logsBytes(chunk)
 		l.failed = nil
 		l.moved++
+		l.gen++
 		l.durable.Store(chunk[len(chunk)-1].Index)
 		l.notify()
 		l.mu.Unlock()

@@ -444,16 +444,16 @@ func TestLeaderLogFailureDoesNotWaitForTheStore(t *testing.T) {
 	var once sync.Once
 	release := func() { once.Do(func() { close(store.release) }) }
 	defer release()
-	answered := make(chan struct{})
+	answered := make(chan error, 1)
 	go func() {
 		_, _ = l.Failure()
-		if err := l.StoreLogs(commands(1, 2)); err != nil {
-			t.Error(err)
-		}
-		close(answered)
+		answered <- l.StoreLogs(commands(1, 2))
 	}()
 	select {
-	case <-answered:
+	case err := <-answered:
+		if err != nil {
+			t.Fatal(err)
+		}
 	case <-time.After(10 * time.Second):
 		release()
 		t.Fatal("Failure or StoreLogs waited for a held FirstIndex of the store")
@@ -465,6 +465,56 @@ func TestLeaderLogFailureDoesNotWaitForTheStore(t *testing.T) {
 	}
 	if first, err := l.FirstIndex(); err != nil || first != 1 {
 		t.Fatalf("FirstIndex = %d, %v; want 1", first, err)
+	}
+}
+
+// firstIndexAfter is a store whose FirstIndex reads the store, then waits
+// for release before it answers what it read.
+type firstIndexAfter struct {
+	*heldStore
+	entered, release chan struct{}
+}
+
+func (s *firstIndexAfter) FirstIndex() (uint64, error) {
+	first, err := s.heldStore.FirstIndex()
+	select {
+	case s.entered <- struct{}{}:
+	default:
+	}
+	<-s.release
+	return first, err
+}
+
+// TestLeaderLogFirstIndexSeesWhatTheWriterStored: a FirstIndex that read
+// the store empty while the writer stored the queued entries and dropped
+// them from memory answers the stored first index, not 0 for a log that
+// was never empty.
+func TestLeaderLogFirstIndexSeesWhatTheWriterStored(t *testing.T) {
+	store := &firstIndexAfter{heldStore: newHeldStore(), entered: make(chan struct{}, 1), release: make(chan struct{})}
+	halt := make(chan struct{})
+	l, err := newLeaderLog(store, func() bool { return true }, slog.New(slog.DiscardHandler), halt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { close(halt); _ = l.Close() }()
+	hold := store.holdNext()
+	if err := l.StoreLogs(commands(1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	<-store.heldStore.entered // the writer holds 1..2
+	read := make(chan uint64, 1)
+	go func() {
+		first, _ := l.FirstIndex()
+		read <- first
+	}()
+	<-store.entered // the read saw an empty store
+	store.heldStore.release(hold)
+	if !l.awaitDurable(2) {
+		t.Fatal("halted")
+	}
+	close(store.release)
+	if first := <-read; first != 1 {
+		t.Fatalf("FirstIndex = %d, want 1 (the log was never empty during the call)", first)
 	}
 }
 
