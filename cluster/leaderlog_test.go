@@ -409,32 +409,54 @@ func TestLeaderLogFreezeIsNotAHungWrite(t *testing.T) {
 	observe("a minute later, the commit not moved", true)
 }
 
-// firstIndexHeld is a store whose FirstIndex waits for release.
+// firstIndexHeld is a store whose FirstIndex waits for release, having
+// read the store before it waits (readFirst) or reading it after.
 type firstIndexHeld struct {
 	*heldStore
+	readFirst        bool
 	entered, release chan struct{}
 }
 
+func newFirstIndexHeld(readFirst bool) *firstIndexHeld {
+	return &firstIndexHeld{heldStore: newHeldStore(), readFirst: readFirst, entered: make(chan struct{}, 1), release: make(chan struct{})}
+}
+
 func (s *firstIndexHeld) FirstIndex() (uint64, error) {
+	var first uint64
+	var err error
+	if s.readFirst {
+		first, err = s.heldStore.FirstIndex()
+	}
 	select {
 	case s.entered <- struct{}{}:
 	default:
 	}
 	<-s.release
-	return s.heldStore.FirstIndex()
+	if !s.readFirst {
+		first, err = s.heldStore.FirstIndex()
+	}
+	return first, err
+}
+
+// newLeaderLogOn is a leader's leaderLog over store, closed at the end of
+// the test.
+func newLeaderLogOn(t *testing.T, store raft.LogStore) *leaderLog {
+	t.Helper()
+	halt := make(chan struct{})
+	l, err := newLeaderLog(store, func() bool { return true }, slog.New(slog.DiscardHandler), halt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { close(halt); _ = l.Close() })
+	return l
 }
 
 // TestLeaderLogFailureDoesNotWaitForTheStore: a store read that hangs (a
 // failing disk) holds up neither Failure, which produce admission asks on
 // every request, nor the queue.
 func TestLeaderLogFailureDoesNotWaitForTheStore(t *testing.T) {
-	store := &firstIndexHeld{heldStore: newHeldStore(), entered: make(chan struct{}, 1), release: make(chan struct{})}
-	halt := make(chan struct{})
-	l, err := newLeaderLog(store, func() bool { return true }, slog.New(slog.DiscardHandler), halt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { close(halt); _ = l.Close() }()
+	store := newFirstIndexHeld(false)
+	l := newLeaderLogOn(t, store)
 	read := make(chan uint64, 1)
 	go func() {
 		first, _ := l.FirstIndex()
@@ -468,35 +490,13 @@ func TestLeaderLogFailureDoesNotWaitForTheStore(t *testing.T) {
 	}
 }
 
-// firstIndexAfter is a store whose FirstIndex reads the store, then waits
-// for release before it answers what it read.
-type firstIndexAfter struct {
-	*heldStore
-	entered, release chan struct{}
-}
-
-func (s *firstIndexAfter) FirstIndex() (uint64, error) {
-	first, err := s.heldStore.FirstIndex()
-	select {
-	case s.entered <- struct{}{}:
-	default:
-	}
-	<-s.release
-	return first, err
-}
-
 // TestLeaderLogFirstIndexSeesWhatTheWriterStored: a FirstIndex that read
 // the store empty while the writer stored the queued entries and dropped
 // them from memory answers the stored first index, not 0 for a log that
 // was never empty.
 func TestLeaderLogFirstIndexSeesWhatTheWriterStored(t *testing.T) {
-	store := &firstIndexAfter{heldStore: newHeldStore(), entered: make(chan struct{}, 1), release: make(chan struct{})}
-	halt := make(chan struct{})
-	l, err := newLeaderLog(store, func() bool { return true }, slog.New(slog.DiscardHandler), halt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { close(halt); _ = l.Close() }()
+	store := newFirstIndexHeld(true)
+	l := newLeaderLogOn(t, store)
 	hold := store.holdNext()
 	if err := l.StoreLogs(commands(1, 2)); err != nil {
 		t.Fatal(err)

@@ -134,29 +134,16 @@ func fastRecord(v gjson.Result) (rj recordJSON, ok bool) {
 		switch k.Raw {
 		case `"key"`:
 			bit = 1 << 0
-			if f.Type != gjson.Null {
-				var key string
-				key, ok = jsonString(f)
-				rj.Key = &key
-			}
+			rj.Key, ok = jsonOpt(f, jsonString)
 		case `"value"`:
 			bit = 1 << 1
 			rj.Value = json.RawMessage(f.Raw)
 		case `"partition"`:
 			bit = 1 << 2
-			if f.Type != gjson.Null {
-				var n int64
-				n, ok = jsonInt(f, 32)
-				p := int32(n)
-				rj.Partition = &p
-			}
+			rj.Partition, ok = jsonOpt(f, jsonInt[int32])
 		case `"timestamp"`:
 			bit = 1 << 3
-			if f.Type != gjson.Null {
-				var n int64
-				n, ok = jsonInt(f, 64)
-				rj.Timestamp = &n
-			}
+			rj.Timestamp, ok = jsonOpt(f, jsonInt[int64])
 		case `"headers"`:
 			bit = 1 << 4
 			rj.Headers = json.RawMessage(f.Raw)
@@ -202,10 +189,19 @@ func jsonOptString(v gjson.Result) (string, bool) {
 	return jsonString(v)
 }
 
-// jsonInt is a number token that encoding/json decodes into an integer of
-// bits bits: digits with an optional minus sign (no fraction or exponent),
-// in range.
-func jsonInt(v gjson.Result, bits int) (int64, bool) {
+// jsonOpt is a pointer field: nil for JSON null, else what decode makes of
+// the token.
+func jsonOpt[T any](v gjson.Result, decode func(gjson.Result) (T, bool)) (*T, bool) {
+	if v.Type == gjson.Null {
+		return nil, true
+	}
+	x, ok := decode(v)
+	return &x, ok
+}
+
+// jsonInt is a number token that encoding/json decodes into T: digits with
+// an optional minus sign (no fraction or exponent), in T's range.
+func jsonInt[T int32 | int64](v gjson.Result) (T, bool) {
 	if v.Type != gjson.Number {
 		return 0, false
 	}
@@ -214,6 +210,6 @@ func jsonInt(v gjson.Result, bits int) (int64, bool) {
 			return 0, false
 		}
 	}
-	n, err := strconv.ParseInt(v.Raw, 10, bits)
-	return n, err == nil
+	n, err := strconv.ParseInt(v.Raw, 10, 64)
+	return T(n), err == nil && int64(T(n)) == n
 }
