@@ -86,3 +86,38 @@ func TestPlanBootstrapExpectOne(t *testing.T) {
 		t.Errorf("a bare joiner blocked the bootstrap: %s", p.reason)
 	}
 }
+
+// TestFoundersJoinedBeforeTheirOwnJoin: founders that others join before
+// their own join loop runs (gossip from a quicker co-founder arrives
+// first) still bootstrap, so the group has a quorum: before the fix they
+// waited for a join attempt that never came, and the one founder that did
+// bootstrap could never be elected.
+func TestFoundersJoinedBeforeTheirOwnJoin(t *testing.T) {
+	c := newTestCluster(t)
+	ports := map[string]string{}
+	var join []string
+	for _, id := range []string{"a", "b", "c"} {
+		ports[id] = strconv.Itoa(freeGossipPort(t))
+		join = append(join, "127.0.0.1:"+ports[id])
+	}
+	hold := make(chan struct{})
+	start := func(id string, held bool) *testNode {
+		return c.startAt(id, "", "127.0.0.1:0", "127.0.0.1:"+ports[id], func(cfg *Config) {
+			cfg.BootstrapExpect = 3
+			cfg.Join = join
+			if held {
+				cfg.joinHold = hold
+			}
+		})
+	}
+	b, cc := start("b", true), start("c", true)
+	a := start("a", false)
+	waitFor(t, deadline, "a's join to reach b and c", func() bool {
+		return b.node.gossip.ml.NumMembers() == 3 && cc.node.gossip.ml.NumMembers() == 3
+	})
+	close(hold)
+	c.waitLeader(deadline)
+	for _, n := range []*testNode{a, b, cc} {
+		waitFor(t, deadline, n.id+" ready", func() bool { ok, _ := n.node.Ready(); return ok })
+	}
+}

@@ -118,6 +118,8 @@ type Config struct {
 	// wrapLog, if set, wraps the Raft log store (raft-wal) below the
 	// leader's write behind (tests: a held or failing write).
 	wrapLog func(raft.LogStore) raft.LogStore
+	// joinHold, if set (tests), holds the gossip join loop until closed.
+	joinHold <-chan struct{}
 
 	// Gossip tuning (memberlist); zero values take memberlist's LAN
 	// defaults. Tests use intervals of tens of milliseconds.

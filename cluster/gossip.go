@@ -537,9 +537,9 @@ func (g *gossip) metaLoop(ctx context.Context) {
 	}
 }
 
-// joinLoop joins the agents listed in Join and keeps trying, with capped
-// exponential backoff and jitter, whenever this agent sees no other live
-// member (at start, or after everyone else was declared dead).
+// joinLoop joins the agents listed in Join once at start, then keeps
+// trying, with capped exponential backoff and jitter, whenever this agent
+// sees no other live member (after everyone else was declared dead).
 func (g *gossip) joinLoop(ctx context.Context) {
 	defer g.wg.Done()
 	self := g.addr()
@@ -553,10 +553,21 @@ func (g *gossip) joinLoop(ctx context.Context) {
 		g.joinTried.Store(true)
 		return
 	}
+	if g.cfg.joinHold != nil {
+		select {
+		case <-g.cfg.joinHold:
+		case <-ctx.Done():
+			return
+		}
+	}
 	backoff := g.cfg.JoinRetryMin
 	failures := 0
-	for {
-		if g.ml.NumMembers() <= 1 {
+	// The first attempt is made even if others have joined this agent by
+	// now: bootstrap waits for it (joinTried) to see whom JOIN reaches, so
+	// skipping it would leave a founder that a quicker co-founder reached
+	// first waiting forever.
+	for first := true; ; first = false {
+		if first || g.ml.NumMembers() <= 1 {
 			n, err := g.ml.Join(targets)
 			g.joinTried.Store(true)
 			if n > 0 && g.ml.NumMembers() > 1 {
