@@ -117,6 +117,7 @@ func TestFoundersJoinedBeforeTheirOwnJoin(t *testing.T) {
 	})
 	close(hold)
 	c.waitLeader(deadline)
+	c.waitConfig(deadline, []string{"a", "b", "c"}, nil)
 	for _, n := range []*testNode{a, b, cc} {
 		waitFor(t, deadline, n.id+" ready", func() bool { ok, _ := n.node.Ready(); return ok })
 	}

@@ -539,7 +539,8 @@ func (g *gossip) metaLoop(ctx context.Context) {
 
 // joinLoop joins the agents listed in Join once at start, then keeps
 // trying, with capped exponential backoff and jitter, whenever this agent
-// sees no other live member (after everyone else was declared dead).
+// sees no other live member (after a failed first attempt, or after
+// everyone else was declared dead).
 func (g *gossip) joinLoop(ctx context.Context) {
 	defer g.wg.Done()
 	self := g.addr()
@@ -570,10 +571,13 @@ func (g *gossip) joinLoop(ctx context.Context) {
 		if first || g.ml.NumMembers() <= 1 {
 			n, err := g.ml.Join(targets)
 			g.joinTried.Store(true)
-			if n > 0 && g.ml.NumMembers() > 1 {
-				g.log.Info("joined the cluster", "via", targets, "members", g.ml.NumMembers())
+			switch members := g.ml.NumMembers(); {
+			case n > 0 && members > 1:
+				g.log.Info("joined the cluster", "via", targets, "members", members)
 				backoff, failures = g.cfg.JoinRetryMin, 0
-			} else {
+			case members > 1: // others joined this agent: nothing to retry
+				g.log.Info("JOIN addresses not reached, but other agents joined this one", "join", targets, "members", members, "err", err)
+			default:
 				failures++
 				if failures == 1 || failures%10 == 0 {
 					g.log.Warn("cannot join the cluster yet; retrying", "join", targets, "attempts", failures, "err", err)
