@@ -60,8 +60,7 @@ type leaderLog struct {
 	mu      sync.Mutex
 	queue   []*raft.Log // not yet taken by the writer, oldest first
 	writing []*raft.Log // taken by the writer, not yet stored
-	moved   uint64      // counts the writer taking writing and storing a commit of it
-	gen     uint64      // counts every change of what the store holds through this log
+	gen     uint64      // counts every change of what the store holds through this log (a stored commit, a synchronous write, a tail deletion)
 	bytes   int         // entry bytes in queue and writing
 	queued  uint64      // batches queued so far
 	stored  uint64      // batches stored so far
@@ -74,9 +73,11 @@ type leaderLog struct {
 
 	failNotify chan struct{} // capacity 1: signalled when a write fails
 
-	// Failure's watch for a hung commit (mu): the moved count it last saw
-	// in flight, since when without a gap, when it last looked, and
-	// whether it reported that commit hung (kept until the commit moves).
+	// Failure's watch for a hung commit (mu): the gen it last saw with a
+	// commit in flight (a stored commit advances gen; nothing else can
+	// while the writer holds wmu), since when without a gap, when it last
+	// looked, and whether it reported that commit hung (kept until gen
+	// moves).
 	watched   uint64
 	watchFrom time.Time
 	watchAt   time.Time
@@ -393,7 +394,6 @@ func (l *leaderLog) write() bool {
 	l.mu.Lock()
 	batch, batches := l.queue, l.queued-l.stored
 	l.writing, l.queue = batch, nil
-	l.moved++
 	l.mu.Unlock()
 	for len(batch) > 0 {
 		chunk := batch[:commitLen(batch, walCommitBytes)]
@@ -418,7 +418,6 @@ func (l *leaderLog) write() bool {
 		l.writing = l.writing[len(chunk):]
 		l.bytes -= logsBytes(chunk)
 		l.failed = nil
-		l.moved++
 		l.gen++
 		l.durable.Store(chunk[len(chunk)-1].Index)
 		l.notify()
@@ -494,8 +493,8 @@ func (l *leaderLog) Failure() (uint64, error) {
 	}
 	now := l.now()
 	switch {
-	case l.watched != l.moved:
-		l.watched, l.watchFrom, l.watchHung = l.moved, now, false
+	case l.watched != l.gen:
+		l.watched, l.watchFrom, l.watchHung = l.gen, now, false
 	case !l.watchHung && now.Sub(l.watchAt) > l.stuckGap:
 		l.watchFrom = now
 	}
