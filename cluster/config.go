@@ -118,6 +118,8 @@ type Config struct {
 	// wrapLog, if set, wraps the Raft log store (raft-wal) below the
 	// leader's write behind (tests: a held or failing write).
 	wrapLog func(raft.LogStore) raft.LogStore
+	// logStuckAfter, if set (tests), replaces logWriteStuckAfter.
+	logStuckAfter time.Duration
 	// joinHold, if set (tests), holds the gossip join loop until closed.
 	joinHold <-chan struct{}
 

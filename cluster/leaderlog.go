@@ -16,17 +16,6 @@ import (
 // queue holds; past it the leader's StoreLogs waits for the writer.
 const leaderLogQueueBytes = 64 << 20
 
-// leaderLogStuckAfter: a commit of at most walCommitBytes seen in flight
-// this long counts as failing (Failure) although it returned no error: a
-// disk that hangs. leaderLogStuckGap: looks at it further apart than this
-// (the stall watch looks every ≤ 250 ms by default; the node raises it to
-// three of its ticks) mean the process itself did not run — SIGSTOP, a VM
-// pause — and start the count again.
-const (
-	leaderLogStuckAfter = 10 * time.Second
-	leaderLogStuckGap   = leaderLogStuckAfter / 4
-)
-
 // errLeaderLogFailed: the writer could not store the leader's queued
 // entries; the leader's next StoreLogs returns it (wrapping the store's
 // error), so Raft steps down.
@@ -49,11 +38,8 @@ type leaderLog struct {
 	log    *slog.Logger
 	halt   <-chan struct{}
 
-	maxBytes   int
-	min, max   time.Duration // the writer's retry waits
-	stuckAfter time.Duration // leaderLogStuckAfter
-	stuckGap   time.Duration // leaderLogStuckGap
-	now        func() time.Time
+	maxBytes int
+	min, max time.Duration // the writer's retry waits
 
 	wmu sync.Mutex
 
@@ -73,16 +59,6 @@ type leaderLog struct {
 
 	failNotify chan struct{} // capacity 1: signalled when a write fails
 
-	// Failure's watch for a hung commit (mu): the gen it last saw with a
-	// commit in flight (a stored commit advances gen; nothing else can
-	// while the writer holds wmu), since when without a gap, when it last
-	// looked, and whether it reported that commit hung (kept until gen
-	// moves).
-	watched   uint64
-	watchFrom time.Time
-	watchAt   time.Time
-	watchHung bool
-
 	wake chan struct{} // capacity 1: the queue has work
 	stop chan struct{}
 	done chan struct{}
@@ -99,8 +75,7 @@ func newLeaderLog(store raft.LogStore, leader func() bool, log *slog.Logger, hal
 	}
 	l := &leaderLog{
 		store: store, leader: leader, log: log, halt: halt,
-		maxBytes: leaderLogQueueBytes, min: 10 * time.Millisecond, max: time.Second, stuckAfter: leaderLogStuckAfter,
-		stuckGap: leaderLogStuckGap, now: time.Now,
+		maxBytes: leaderLogQueueBytes, min: 10 * time.Millisecond, max: time.Second,
 		changed: make(chan struct{}), wake: make(chan struct{}, 1), failNotify: make(chan struct{}, 1),
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
@@ -469,42 +444,16 @@ func commitLen(logs []*raft.Log, maxBytes int) int {
 	return n
 }
 
-// Failure is the writer's failure while it retries — or a commit seen in
-// flight for stuckAfter (the writer stores at most walCommitBytes per
-// call, so that is no progress, not a large queue) — with the first index
-// it cannot store (nil: none). The stall watch hands leadership away.
-//
-// A hung commit is one seen in flight, with no progress, by looks that
-// span stuckAfter and are never more than stuckGap apart (every call is a
-// look: the stall watch's tick, /ready, the gauge, produce admission). A
-// process that was frozen (SIGSTOP, a VM pause) saw no time pass, however
-// long the clock says the commit took: its first look afterwards starts
-// the count again, and the commit, which the disk finishes at once, is not
-// mistaken for a hung disk. Once reported, a commit stays hung until it
-// moves, however far apart the looks that follow.
+// Failure is the writer's failure while it retries, with the first index
+// it cannot store (nil: none). The stall watch hands leadership away. A
+// write that hangs is writeWatch's to report.
 func (l *leaderLog) Failure() (uint64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.writing) == 0 {
+	if len(l.writing) == 0 || l.failed == nil {
 		return 0, nil
 	}
-	if l.failed != nil {
-		return l.writing[0].Index, l.failed
-	}
-	now := l.now()
-	switch {
-	case l.watched != l.gen:
-		l.watched, l.watchFrom, l.watchHung = l.gen, now, false
-	case !l.watchHung && now.Sub(l.watchAt) > l.stuckGap:
-		l.watchFrom = now
-	}
-	l.watchAt = now
-	d := now.Sub(l.watchFrom)
-	l.watchHung = d >= l.stuckAfter
-	if l.watchHung {
-		return l.writing[0].Index, fmt.Errorf("a write has made no progress for %s of this agent's running time", d.Round(time.Second))
-	}
-	return 0, nil
+	return l.writing[0].Index, l.failed
 }
 
 // FailNotify is signalled (capacity 1) when a write fails.

@@ -354,61 +354,6 @@ func TestLeaderLogWritesInCommits(t *testing.T) {
 	}
 }
 
-// TestLeaderLogReportsAHungWrite: a write that does not return counts as
-// failing once it has been in flight for stuckAfter.
-func TestLeaderLogReportsAHungWrite(t *testing.T) {
-	r := newLeaderLogRig(t)
-	r.log.mu.Lock()
-	r.log.stuckAfter, r.log.stuckGap = 50*time.Millisecond, time.Minute
-	r.log.mu.Unlock()
-	hold := r.store.holdNext()
-	defer r.store.release(hold)
-	r.queue(t, 1, 2)
-	waitFor(t, 10*time.Second, "the hung write to be reported", func() bool {
-		index, err := r.log.Failure()
-		return err != nil && index == 1
-	})
-}
-
-// TestLeaderLogFreezeIsNotAHungWrite: a commit in flight across a pause of
-// the whole process (SIGSTOP, a VM freeze: no observation in between) is
-// not a hung disk; a commit seen in flight for stuckAfter without such a
-// gap is, and stays hung however far apart the looks after that.
-func TestLeaderLogFreezeIsNotAHungWrite(t *testing.T) {
-	r := newLeaderLogRig(t)
-	var clock atomic.Int64
-	clock.Store(time.Unix(1000, 0).UnixNano())
-	tick := func(d time.Duration) { clock.Add(int64(d)) }
-	r.log.mu.Lock()
-	r.log.now = func() time.Time { return time.Unix(0, clock.Load()) }
-	r.log.stuckAfter, r.log.stuckGap = 10*time.Second, 2*time.Second
-	r.log.mu.Unlock()
-	hold := r.store.holdNext()
-	defer r.store.release(hold)
-	r.queue(t, 1, 2)
-
-	observe := func(when string, wantHung bool) {
-		t.Helper()
-		index, err := r.log.Failure()
-		if hung := err != nil; hung != wantHung || (hung && index != 1) {
-			t.Fatalf("%s: Failure() = %d, %v; want hung %v", when, index, err, wantHung)
-		}
-	}
-	observe("first seen", false)
-	tick(time.Second)
-	observe("1 s later", false)
-	tick(15 * time.Second) // frozen: nothing observed for longer than stuckGap
-	observe("after a 15 s freeze", false)
-	for i := 1; i < 10; i++ {
-		tick(time.Second)
-		observe(fmt.Sprintf("%d s after the freeze", i), false)
-	}
-	tick(time.Second)
-	observe("10 s seen in flight without a gap", true)
-	tick(time.Minute)
-	observe("a minute later, the commit not moved", true)
-}
-
 // firstIndexHeld is a store whose FirstIndex waits for release, having
 // read the store before it waits (readFirst) or reading it after.
 type firstIndexHeld struct {
@@ -687,13 +632,15 @@ func TestRaftGateCapsTheCommitIndex(t *testing.T) {
 	_ = inner.Close()
 }
 
-// holdingLog holds every StoreLogs that starts while hold is set, and
+// holdingLog holds every StoreLogs that starts while hold is set (or
+// that carries a configuration entry while holdConfig is set), and
 // records the first index it held.
 type holdingLog struct {
 	raft.LogStore
-	hold      atomic.Pointer[chan struct{}]
-	heldFirst atomic.Uint64
-	fail      atomic.Bool
+	hold       atomic.Pointer[chan struct{}]
+	holdConfig atomic.Pointer[chan struct{}]
+	heldFirst  atomic.Uint64
+	fail       atomic.Bool
 }
 
 var errInjectedLogWrite = errors.New("injected raft log write failure")
@@ -704,7 +651,11 @@ func (h *holdingLog) StoreLogs(logs []*raft.Log) error {
 	if h.fail.Load() {
 		return errInjectedLogWrite
 	}
-	if ch := h.hold.Load(); ch != nil {
+	ch := h.hold.Load()
+	if ch == nil && hasConfiguration(logs) {
+		ch = h.holdConfig.Load()
+	}
+	if ch != nil {
 		h.heldFirst.CompareAndSwap(0, logs[0].Index)
 		<-*ch
 	}
@@ -715,7 +666,7 @@ func (h *holdingLog) IsMonotonic() bool { return true }
 
 // startHoldingCluster starts three agents whose Raft log stores are
 // wrapped in a holdingLog each.
-func startHoldingCluster(t *testing.T) (*testCluster, func(id string) *holdingLog) {
+func startHoldingCluster(t *testing.T, edits ...func(*Config)) (*testCluster, func(id string) *holdingLog) {
 	c := newTestCluster(t)
 	var mu sync.Mutex
 	logs := map[string]*holdingLog{}
@@ -730,6 +681,9 @@ func startHoldingCluster(t *testing.T) (*testCluster, func(id string) *holdingLo
 			logs[id] = h
 			mu.Unlock()
 			return h
+		}
+		for _, e := range edits {
+			e(cfg)
 		}
 	}
 	c.startBootstrapped("n1", "n2", "n3")

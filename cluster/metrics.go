@@ -97,8 +97,8 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 			return float64(n.behindJoins.Load())
 		}),
 		gauge("streamhouse_raft_term", "Current Raft term.", func() float64 { return float64(r.CurrentTerm()) }),
-		gauge("streamhouse_raft_log_write_failing", "1 while this agent's own queued Raft log write fails, or has made no progress for 10 s of the agent's running time, and is retried: it applies nothing meanwhile (RAFT_PARALLEL_LEADER_WRITE).", func() float64 {
-			if _, err := n.leaderLogFailure(); err != nil {
+		gauge("streamhouse_raft_log_write_failing", "1 while this agent's own queued Raft log write fails and is retried (RAFT_PARALLEL_LEADER_WRITE), or a Raft log write it began as leader has made no progress for 10 s of the agent's running time: it applies nothing meanwhile.", func() float64 {
+			if _, err := n.logWriteFailure(); err != nil {
 				return 1
 			}
 			return 0

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -72,6 +73,7 @@ type Node struct {
 	store     *raftboltdb.BoltStore // the stable store (raft.db)
 	logStore  *walLog               // the Raft log (raft-wal)
 	leaderLog *leaderLog            // the leader's write behind (nil: SerialLeaderWrite)
+	writeWatch *writeWatch          // watches the leader's log writes for one that hangs
 	stable    *retryingStable
 	gossip    *gossip
 	raftDir   string
@@ -265,24 +267,26 @@ func (n *Node) openRaftStores(hl hclog.Logger) (raft.LogStore, raft.SnapshotStor
 	}
 	n.stable = newRetryingStable(store, n.log)
 	n.snaps = snaps
-	// The leader's write behind sits right on the log store, so its
-	// writer sees every failed write (retryingLogs above it would retry
-	// a follower's write inside one call, hiding the failure from the
-	// stall watch), and retryingLogs retries what it returns.
+	// The write watch and the leader's write behind sit right on the log
+	// store, so that they see every write that fails or hangs
+	// (retryingLogs above them would retry a follower's write inside one
+	// call, hiding the failure from the stall watch), and retryingLogs
+	// retries what they return.
 	var under raft.LogStore = logStore
 	if n.cfg.wrapLog != nil {
 		under = n.cfg.wrapLog(under)
 	}
+	n.writeWatch = newWriteWatch(under, n.IsLeader)
+	// A look at a hung write at least every three stall-watch ticks means
+	// the process ran (logWriteStuckGap).
+	stuck := cmp.Or(n.cfg.logStuckAfter, logWriteStuckAfter)
+	n.writeWatch.setStuck(stuck, max(stuck/4, 3*n.stallTick()))
+	under = n.writeWatch
 	if !n.cfg.SerialLeaderWrite {
 		ll, err := newLeaderLog(under, n.IsLeader, n.log, n.stable.haltCh)
 		if err != nil {
 			return nil, nil, err
 		}
-		// A look at a hung write at least every three stall-watch ticks
-		// means the process ran (leaderLogStuckGap).
-		ll.mu.Lock()
-		ll.stuckGap = max(ll.stuckGap, 3*n.stallTick())
-		ll.mu.Unlock()
 		n.leaderLog, under = ll, ll
 	}
 	logs := &retryingLogs{LogStore: under, log: n.log, min: n.stable.min, max: n.stable.max,
@@ -448,7 +452,7 @@ func (n *Node) Ready() (bool, string) {
 	if st, stalled := n.fsm.Stalled(); stalled {
 		return false, st.String()
 	}
-	if _, err := n.leaderLogFailure(); err != nil {
+	if _, err := n.logWriteFailure(); err != nil {
 		return false, err.Error()
 	}
 	addr, _ := r.LeaderWithID()

@@ -86,27 +86,33 @@ func (w *stallWatcher) check(now time.Time) {
 	w.transfer(r, stalled)
 }
 
-// StorageStall is the FSM's stall on local storage or, failing that, the
-// leader's own log write that fails and is retried (leaderlog.go): either
-// way this agent applies nothing until its disk takes the write. The stall
-// watch moves leadership away and produce is refused (partition).
+// StorageStall is the FSM's stall on local storage or, failing that, this
+// agent's own Raft log write that fails and is retried (leaderlog.go) or
+// hangs (writewatch.go): either way this agent applies nothing until its
+// disk takes the write. The stall watch moves leadership away and produce
+// is refused (partition).
 func (n *Node) StorageStall() (fsm.StallStatus, bool) {
 	if st, stalled := n.fsm.Stalled(); stalled {
 		return st, true
 	}
-	if index, err := n.leaderLogFailure(); err != nil {
+	if index, err := n.logWriteFailure(); err != nil {
 		return fsm.StallStatus{Index: index, Err: err}, true
 	}
 	return fsm.StallStatus{}, false
 }
 
-// leaderLogFailure is the leader's own log write that fails (or hangs)
-// and is retried: this agent applies nothing until it succeeds.
-func (n *Node) leaderLogFailure() (uint64, error) {
-	if n.leaderLog == nil {
-		return 0, nil
+// logWriteFailure is the leader's own log write that fails and is retried,
+// or a log write begun while leading that hangs: this agent applies
+// nothing until it succeeds.
+func (n *Node) logWriteFailure() (uint64, error) {
+	var index uint64
+	var err error
+	if n.leaderLog != nil {
+		index, err = n.leaderLog.Failure()
 	}
-	index, err := n.leaderLog.Failure()
+	if err == nil && n.writeWatch != nil {
+		index, err = n.writeWatch.Failure()
+	}
 	if err != nil {
 		err = fmt.Errorf("cannot store raft log entries from %d locally (%w); applying waits and the write is retried until it succeeds", index, err)
 	}
