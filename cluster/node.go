@@ -68,17 +68,17 @@ type Node struct {
 	closed  atomic.Bool
 	leaving atomic.Bool
 
-	raftp     atomic.Pointer[raft.Raft]
-	transport *raftGate             // the Raft transport behind the admission gate
-	store     *raftboltdb.BoltStore // the stable store (raft.db)
-	logStore  *walLog               // the Raft log (raft-wal)
-	leaderLog *leaderLog            // the leader's write behind (nil: SerialLeaderWrite)
-	writeWatch *writeWatch          // watches the leader's log writes for one that hangs
-	stable    *retryingStable
-	gossip    *gossip
-	raftDir   string
-	levels    levelCache  // MembersAt's gossip verdicts
-	bumpsSeen atomic.Bool // fsm.EpochBumps was true once (it never goes back)
+	raftp      atomic.Pointer[raft.Raft]
+	transport  *raftGate             // the Raft transport behind the admission gate
+	store      *raftboltdb.BoltStore // the stable store (raft.db)
+	logStore   *walLog               // the Raft log (raft-wal)
+	leaderLog  *leaderLog            // the leader's write behind (nil: SerialLeaderWrite)
+	writeWatch *writeWatch           // watches the leader's log writes for one that hangs
+	stable     *retryingStable
+	gossip     *gossip
+	raftDir    string
+	levels     levelCache  // MembersAt's gossip verdicts
+	bumpsSeen  atomic.Bool // fsm.EpochBumps was true once (it never goes back)
 
 	idMu sync.Mutex
 	id   identity
