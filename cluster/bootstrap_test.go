@@ -2,8 +2,10 @@ package cluster
 
 import (
 	"net"
+	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // freeGossipPort returns a port that is free for TCP and UDP on 127.0.0.1
@@ -120,5 +122,65 @@ func TestFoundersJoinedBeforeTheirOwnJoin(t *testing.T) {
 	c.waitConfig(deadline, []string{"a", "b", "c"}, nil)
 	for _, n := range []*testNode{a, b, cc} {
 		waitFor(t, deadline, n.id+" ready", func() bool { ok, _ := n.node.Ready(); return ok })
+	}
+}
+
+// TestFoundersRestartedBeforeTheyBootstrapped: one founder bootstraps, the
+// other two are restarted before they do (a crash loop at start). They
+// keep their instances, so they derive the cluster ID the first one
+// bootstrapped and bootstrap the same group: before the fix each restart
+// made a new instance, the two derived another cluster ID, took the first
+// founder for a cluster that exists without them and waited to be added
+// by a leader that one voter of three could never elect.
+func TestFoundersRestartedBeforeTheyBootstrapped(t *testing.T) {
+	c := newTestCluster(t)
+	gossip, peer, dirs := map[string]string{}, map[string]string{}, map[string]string{}
+	var join []string
+	used := map[int]bool{}
+	port := func() string {
+		for {
+			if p := freeGossipPort(t); !used[p] {
+				used[p] = true
+				return "127.0.0.1:" + strconv.Itoa(p)
+			}
+		}
+	}
+	for _, id := range []string{"a", "b", "c"} {
+		gossip[id], peer[id] = port(), port()
+		dirs[id] = filepath.Join(t.TempDir(), id)
+		join = append(join, gossip[id])
+	}
+	start := func(id string, settle time.Duration) *testNode {
+		return c.startAt(id, dirs[id], peer[id], gossip[id], func(cfg *Config) {
+			cfg.BootstrapExpect = 3
+			cfg.Join = join
+			cfg.BootstrapSettle = settle
+		})
+	}
+	b, cc := start("b", time.Hour), start("c", time.Hour)
+	a := start("a", 200*time.Millisecond)
+	waitFor(t, deadline, "a to bootstrap", a.node.hasRaftState)
+	instances := map[string]string{}
+	for _, n := range []*testNode{b, cc} {
+		if n.node.hasRaftState() || n.node.identity().Admitted {
+			t.Fatalf("%s bootstrapped despite its settle time", n.id)
+		}
+		instances[n.id] = n.node.identity().Instance
+		c.kill(n.id)
+	}
+	for _, id := range []string{"b", "c"} {
+		n := start(id, 200*time.Millisecond)
+		if got := n.node.identity().Instance; got != instances[id] {
+			t.Errorf("%s restarted as instance %s, was %s", id, got, instances[id])
+		}
+	}
+	c.waitLeader(deadline)
+	c.waitConfig(deadline, []string{"a", "b", "c"}, nil)
+	cid := a.node.Status().ClusterID
+	for _, n := range c.running() {
+		waitFor(t, deadline, n.id+" ready", func() bool { ok, _ := n.node.Ready(); return ok })
+		if got := n.node.Status().ClusterID; got != cid {
+			t.Errorf("%s is in cluster %q, a in %q", n.id, got, cid)
+		}
 	}
 }

@@ -40,17 +40,32 @@ func randomID() string {
 }
 
 // loadIdentity reads the identity in dir. Without Raft state the node is a
-// new incarnation whatever the file says. With Raft state but no file (data
-// written before identities existed) the node is taken as admitted.
+// new incarnation, unless the file holds an instance that was never
+// admitted and belongs to no cluster: that one never took part in Raft, so
+// it is kept (a founder restarted before it bootstrapped derives the same
+// cluster ID as its co-founders). With Raft state but no file (data written
+// before identities existed) the node is taken as admitted.
 func loadIdentity(dir string, hasRaftState bool) (identity, error) {
 	if !hasRaftState {
+		if id, err := readIdentity(dir); err == nil && !id.Admitted && id.Cluster == "" {
+			return id, nil
+		}
 		id := identity{Instance: randomID()}
 		return id, id.save(dir)
 	}
-	b, err := os.ReadFile(filepath.Join(dir, identityFile))
+	id, err := readIdentity(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		id := identity{Instance: randomID(), Admitted: true}
 		return id, id.save(dir)
+	}
+	return id, err
+}
+
+// readIdentity reads the identity file in dir (fs.ErrNotExist: none).
+func readIdentity(dir string) (identity, error) {
+	b, err := os.ReadFile(filepath.Join(dir, identityFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return identity{}, err
 	}
 	if err != nil {
 		return identity{}, fmt.Errorf("cluster: read identity: %w", err)

@@ -303,6 +303,20 @@ func TestIdentityPersistence(t *testing.T) {
 	if err != nil || fresh.Instance == "" || fresh.Admitted {
 		t.Fatalf("fresh identity %+v, %v", fresh, err)
 	}
+	// Still without Raft state, never admitted, of no cluster: it never
+	// took part in Raft, so a restart keeps it.
+	restarted, err := loadIdentity(dir, false)
+	if err != nil || restarted != fresh {
+		t.Fatalf("restarted before admission: %+v, %v; want %+v", restarted, err, fresh)
+	}
+	for _, was := range []identity{{Instance: fresh.Instance, Admitted: true}, {Instance: fresh.Instance, Cluster: "c0"}} {
+		if err := was.save(dir); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := loadIdentity(dir, false); err != nil || got.Instance == fresh.Instance || got.Admitted || got.Cluster != "" {
+			t.Fatalf("without Raft state after %+v: %+v, %v; want a new instance", was, got, err)
+		}
+	}
 	fresh.Cluster, fresh.Admitted = "c1", true
 	if err := fresh.save(dir); err != nil {
 		t.Fatal(err)
