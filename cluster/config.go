@@ -11,6 +11,8 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/streamhouse/streamhouse/transport"
 )
 
 // PeerNet is what the node uses of the peer listener that Raft and peer
@@ -23,6 +25,9 @@ type PeerNet interface {
 	RaftLayer() raft.StreamLayer
 	// RPCClient makes peer RPC calls to other agents.
 	RPCClient() *http.Client
+	// SetRaftCluster makes Raft connections name this agent's cluster and
+	// refuse another one's.
+	SetRaftCluster(transport.RaftCluster)
 }
 
 // Config configures a Node. Zero values take the defaults documented on each

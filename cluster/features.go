@@ -108,3 +108,21 @@ func (n *Node) gossipAt(level int) bool {
 	c.mu.Unlock()
 	return v
 }
+
+// legacyRaftPeer reports whether gossip shows the agent at peer address
+// addr alive below fsm.FeatureRaftCluster: it knows only the Raft
+// handshake that names no cluster (transport.RaftCluster.Legacy).
+func (n *Node) legacyRaftPeer(addr string) bool {
+	g := n.gossipp.Load()
+	if g == nil {
+		return false
+	}
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	for _, m := range g.members {
+		if m.State == StateAlive && m.MetaOK && m.Meta.Peer == addr && m.Meta.Features < fsm.FeatureRaftCluster {
+			return true
+		}
+	}
+	return false
+}

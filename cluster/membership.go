@@ -221,18 +221,29 @@ func planRemoval(v *membershipView) (string, string) {
 // Stage 2: voters running an incarnation that was never admitted.
 
 // staleCandidates lists, by ID, the voters whose gossip says they run an
-// unadmitted incarnation: their data dir was wiped (or they have not
-// finished bootstrapping). Gossip only hints; their own status confirms.
+// unadmitted incarnation — their data dir was wiped (or they have not
+// finished bootstrapping) — and the members of any suffrage that gossip
+// shows in another cluster: their data dir was replaced (a wiped seed that
+// bootstrapped a new group, a restore), and their slot here is an
+// incarnation that is gone. Gossip only hints; their own status confirms.
 func staleCandidates(v *membershipView) []raft.Server {
 	var out []raft.Server
 	for _, s := range sortedServers(v.servers) {
 		m, ok := v.live(string(s.ID))
-		if string(s.ID) == v.self || s.Suffrage != raft.Voter || !ok || m.Meta.Admitted {
+		if string(s.ID) == v.self || !ok {
 			continue
 		}
-		out = append(out, s)
+		if foreignCluster(m.Meta.Cluster, v.cluster) || (s.Suffrage == raft.Voter && !m.Meta.Admitted) {
+			out = append(out, s)
+		}
 	}
 	return out
+}
+
+// foreignCluster reports whether an agent of cluster theirs belongs to
+// another cluster than ours ("" on either side: not known, not foreign).
+func foreignCluster(theirs, ours string) bool {
+	return theirs != "" && ours != "" && theirs != ours
 }
 
 // staleStep is what the leader does with a voter whose own status
@@ -245,15 +256,16 @@ const (
 	staleRemove                  // remove its voter slot
 )
 
-// planStale decides for a voter confirmed unadmitted since `since` (seen:
+// planStale decides for a member confirmed stale (a voter unadmitted, or
+// a member of another cluster) since `since` (seen:
 // confirmed in an earlier pass). A founder whose bootstrap settles a moment
 // after its co-founders' is unadmitted until then (and refuses Raft RPCs):
 // it gets settle to finish.
-func planStale(since time.Time, seen bool, now time.Time, settle time.Duration, voters, aliveVoters int) staleStep {
+func planStale(since time.Time, seen bool, now time.Time, settle time.Duration, voter bool, voters, aliveVoters int) staleStep {
 	switch {
 	case !seen || now.Sub(since) < settle:
 		return staleWait
-	case aliveVoters-1 < quorum(voters-1):
+	case voter && aliveVoters-1 < quorum(voters-1): // removing a non-voter leaves the quorum as it is
 		return staleKeep
 	}
 	return staleRemove
@@ -266,7 +278,8 @@ func (l *leaderState) staleIncarnation(ctx context.Context, v *membershipView) (
 	for _, s := range staleCandidates(v) {
 		id := string(s.ID)
 		st, err := l.n.peerStatus(ctx, v.members[id].Meta.Peer)
-		if err != nil || st.NodeID != id || st.Admitted {
+		foreign := err == nil && st.Admitted && foreignCluster(st.ClusterID, v.cluster)
+		if err != nil || st.NodeID != id || (st.Admitted && !foreign) || (!foreign && s.Suffrage != raft.Voter) {
 			delete(l.staleSince, id)
 			continue
 		}
@@ -274,7 +287,7 @@ func (l *leaderState) staleIncarnation(ctx context.Context, v *membershipView) (
 		if !seen {
 			l.staleSince[id] = v.now
 		}
-		switch planStale(since, seen, v.now, l.n.cfg.BootstrapSettle, voters, aliveVoters) {
+		switch planStale(since, seen, v.now, l.n.cfg.BootstrapSettle, s.Suffrage == raft.Voter, voters, aliveVoters) {
 		case staleWait:
 			continue
 		case staleKeep:
@@ -282,6 +295,9 @@ func (l *leaderState) staleIncarnation(ctx context.Context, v *membershipView) (
 			continue
 		}
 		delete(l.staleSince, id)
+		if foreign {
+			return id, fmt.Sprintf("belongs to another raft cluster %s (its data dir was replaced: a new group bootstrapped or restored there)", st.ClusterID)
+		}
 		return id, fmt.Sprintf("runs a new, unadmitted incarnation %s (its data dir was wiped)", st.Instance)
 	}
 	return "", ""
@@ -291,7 +307,9 @@ func (l *leaderState) staleIncarnation(ctx context.Context, v *membershipView) (
 
 // planAddressUpdate picks the first member (by ID) whose gossiped peer
 // address differs from its Raft address, and that address. A voter that
-// gossips "not admitted" is a stale incarnation (stage 2), not a move.
+// gossips "not admitted", or a member of another cluster, is a stale
+// incarnation (stage 2), not a move: pointing its slot at the new address
+// would replicate this group into another one.
 func planAddressUpdate(v *membershipView) (raft.Server, string, bool) {
 	for _, s := range sortedServers(v.servers) {
 		id := string(s.ID)
@@ -299,7 +317,7 @@ func planAddressUpdate(v *membershipView) (raft.Server, string, bool) {
 		if id == v.self || !ok || m.Meta.Peer == "" || m.Meta.Peer == string(s.Address) {
 			continue
 		}
-		if s.Suffrage == raft.Voter && !m.Meta.Admitted {
+		if (s.Suffrage == raft.Voter && !m.Meta.Admitted) || foreignCluster(m.Meta.Cluster, v.cluster) {
 			continue
 		}
 		return s, m.Meta.Peer, true

@@ -76,6 +76,13 @@ func TestStaleCandidates(t *testing.T) {
 	if got := staleCandidates(v); !reflect.DeepEqual(got, []raft.Server{voter("c")}) {
 		t.Errorf("staleCandidates = %v; want c", got)
 	}
+	// A member of another cluster, of any suffrage, is an incarnation of
+	// this cluster that is gone; not knowing a cluster is not foreign.
+	v = view([]raft.Server{voter("a"), voter("b"), nonvoter("c"), voter("d")},
+		member("b", ofCluster("other")), member("c", ofCluster("other")), member("d", ofCluster("")))
+	if got := staleCandidates(v); !reflect.DeepEqual(got, []raft.Server{voter("b"), nonvoter("c")}) {
+		t.Errorf("staleCandidates with another cluster = %v; want b, c", got)
+	}
 }
 
 func TestPlanStale(t *testing.T) {
@@ -98,9 +105,12 @@ func TestPlanStale(t *testing.T) {
 		{"five voters, two down", 3 * time.Second, true, 5, 3, staleKeep},
 	}
 	for _, tc := range cases {
-		if got := planStale(now.Add(-tc.since), tc.seen, now, settle, tc.voters, tc.alive); got != tc.want {
+		if got := planStale(now.Add(-tc.since), tc.seen, now, settle, true, tc.voters, tc.alive); got != tc.want {
 			t.Errorf("%s: planStale = %d; want %d", tc.name, got, tc.want)
 		}
+	}
+	if got := planStale(now.Add(-3*time.Second), true, now, settle, false, 3, 2); got != staleRemove {
+		t.Errorf("a non-voter of another cluster with a voter down: planStale = %d; want remove", got)
 	}
 }
 
@@ -116,6 +126,8 @@ func TestPlanAddressUpdate(t *testing.T) {
 		{"non-voter moved", []raft.Server{voter("a"), nonvoter("b")}, []gossipMember{member("b", unadmitted, movedTo("b2:7000"))}, "b@b2:7000"},
 		{"unadmitted voter is stale, not moved", []raft.Server{voter("a"), voter("b")}, []gossipMember{member("b", unadmitted, movedTo("b2:7000"))}, ""},
 		{"self never", []raft.Server{voter("a")}, []gossipMember{member("a", movedTo("a2:7000"))}, ""},
+		{"another cluster's agent is not a move", []raft.Server{voter("a"), voter("b")}, []gossipMember{member("b", ofCluster("other"), movedTo("b2:7000"))}, ""},
+		{"non-voter of another cluster", []raft.Server{voter("a"), nonvoter("b")}, []gossipMember{member("b", ofCluster("other"), movedTo("b2:7000"))}, ""},
 		{"dead member", []raft.Server{voter("a"), voter("b")}, []gossipMember{member("b", dead, movedTo("b2:7000"))}, ""},
 		{"no peer address", []raft.Server{voter("a"), voter("b")}, []gossipMember{member("b", movedTo(""))}, ""},
 		{"first by ID", []raft.Server{voter("a"), voter("c"), voter("b")},

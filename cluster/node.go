@@ -19,6 +19,8 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/streamhouse/streamhouse/fsm"
+
+	"github.com/streamhouse/streamhouse/transport"
 )
 
 // StateMachine is what the node needs from the replicated state machine:
@@ -69,11 +71,12 @@ type Node struct {
 	leaving atomic.Bool
 
 	raftp      atomic.Pointer[raft.Raft]
-	transport  *raftGate             // the Raft transport behind the admission gate
-	store      *raftboltdb.BoltStore // the stable store (raft.db)
-	logStore   *walLog               // the Raft log (raft-wal)
-	leaderLog  *leaderLog            // the leader's write behind (nil: SerialLeaderWrite)
-	writeWatch *writeWatch           // watches the leader's log writes for one that hangs
+	transport  *raftGate              // the Raft transport behind the admission gate
+	store      *raftboltdb.BoltStore  // the stable store (raft.db)
+	logStore   *walLog                // the Raft log (raft-wal)
+	leaderLog  *leaderLog             // the leader's write behind (nil: SerialLeaderWrite)
+	writeWatch *writeWatch            // watches the leader's log writes for one that hangs
+	gossipp    atomic.Pointer[gossip] // gossip, for the Raft dials of the peer mux (which may start before gossip is set)
 	stable     *retryingStable
 	gossip     *gossip
 	raftDir    string
@@ -158,11 +161,15 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			n.closed.Store(true) // a node that failed to start is not reused
 		}
 	}()
+	// Raft connections name this agent's cluster, and refuse another
+	// one's (DESIGN.md, "Identity").
+	n.peer.SetRaftCluster(transport.RaftCluster{ID: n.ClusterID, Legacy: n.legacyRaftPeer})
 	existing, err := n.startRaft()
 	if err != nil {
 		return err
 	}
 	n.gossip = newGossip(&n.cfg, n.cfg.Logger)
+	n.gossipp.Store(n.gossip)
 	if err := n.gossip.start(n.localMeta()); err != nil {
 		return err
 	}

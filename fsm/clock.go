@@ -25,8 +25,15 @@ package fsm
 // level 5 refuses, as Raft leader, a forward sent to the leader of another
 // term, and agents cut forwards to a replaced leader early only once every
 // member advertises it (cluster, "A forward ends when its leader is
-// replaced").
-const FeatureLevel = 5
+// replaced"). Level 6 adds no command: an agent at level 6 names its
+// cluster on every Raft connection and refuses one from another cluster;
+// agents dial an agent gossip shows below level 6 the older way (cluster,
+// "Identity"; transport/PEER.md).
+const FeatureLevel = 6
+
+// FeatureRaftCluster is the FeatureLevel whose agents name their cluster on
+// Raft connections.
+const FeatureRaftCluster = 6
 
 // FeatureForwardTerm is the FeatureLevel whose leaders refuse forwards of
 // another Raft term.

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -38,7 +39,22 @@ var (
 	// ErrPeerMuxClosed is wrapped by dials on a PeerMux that is closed or
 	// was never started.
 	ErrPeerMuxClosed = errors.New("transport: peer mux not running")
+	// ErrForeignCluster is wrapped by a Raft dial that the agent dialed
+	// refused because it belongs to another cluster (SetRaftCluster).
+	ErrForeignCluster = errors.New("transport: the agent dialed belongs to another raft cluster")
 )
+
+// RaftCluster names the Raft group of this agent's Raft connections
+// (PEER.md, "Raft connections name their cluster").
+type RaftCluster struct {
+	// ID is this agent's cluster ID; "" (not admitted yet) names none and
+	// accepts any.
+	ID func() string
+	// Legacy reports whether the agent at a peer address is known to
+	// speak only the Raft handshake without a cluster ID (an older
+	// release); nil: none is.
+	Legacy func(addr string) bool
+}
 
 // PeerConfig configures a PeerMux.
 type PeerConfig struct {
@@ -91,6 +107,7 @@ type PeerMux struct {
 
 	auth     *peerAuth // nil without a cluster secret; set by Start
 	raft     *raftLayer
+	cluster  atomic.Pointer[RaftCluster] // nil: Raft dials name no cluster
 	rpcLn    *connQueue
 	rpcSrv   *http.Server
 	handler  atomic.Pointer[http.Handler]
@@ -141,7 +158,7 @@ func NewPeerMux(cfg PeerConfig) *PeerMux {
 	}
 	m.clientTr = &http.Transport{
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			return m.dial(ctx, peerTagRPC, addr, m.cfg.DialTimeout)
+			return m.dial(ctx, peerHello{tag: peerTagRPC}, addr, m.cfg.DialTimeout)
 		},
 		MaxIdleConnsPerHost: 32,
 		IdleConnTimeout:     90 * time.Second,
@@ -213,6 +230,10 @@ func (m *PeerMux) Addr() string {
 	}
 	return m.cfg.AdvertiseAddr
 }
+
+// SetRaftCluster makes Raft dials name this agent's cluster and Raft
+// accepts refuse another one (PEER.md).
+func (m *PeerMux) SetRaftCluster(c RaftCluster) { m.cluster.Store(&c) }
 
 // RaftLayer returns the raft.StreamLayer of this mux (always the same one).
 // Accept yields only connections that arrived with the Raft tag; Dial
@@ -370,15 +391,31 @@ func (m *PeerMux) serveConn(pc *peerConn) {
 		m.reject(pc, "peer refused", fmt.Errorf("claimed address %s: %w", hello.from, err))
 		return
 	}
-	_ = pc.SetDeadline(time.Time{})
+	if err := readPeerCluster(conn, &hello); err != nil {
+		m.reject(pc, "bad peer handshake", err)
+		return
+	}
 	pc.remote = hello.from // set before attach publishes pc to the Faults registry
 	if err := m.faults.attach(pc, hello.from, pc.local); err != nil {
 		m.log.Debug("refused inbound peer connection", "from", hello.from, "err", err)
 		_ = pc.Close()
 		return
 	}
+	if hello.tag == peerTagRaftCluster {
+		local := m.clusterID()
+		if local != "" && hello.cluster != "" && hello.cluster != local {
+			_, _ = conn.Write([]byte{peerClusterOther})
+			m.reject(pc, "raft connection refused", fmt.Errorf("%s belongs to raft cluster %s, this agent to %s (two clusters share node IDs or addresses)", hello.from, hello.cluster, local))
+			return
+		}
+		if _, err := conn.Write([]byte{peerClusterOK}); err != nil {
+			_ = pc.Close()
+			return
+		}
+	}
+	_ = pc.SetDeadline(time.Time{})
 	switch hello.tag {
-	case peerTagRaft:
+	case peerTagRaft, peerTagRaftCluster:
 		m.raft.q.deliver(conn)
 	case peerTagRPC:
 		m.rpcLn.deliver(conn)
@@ -406,6 +443,24 @@ func (m *PeerMux) authenticateInbound(conn net.Conn, h peerHello) error {
 	return m.auth.accept(conn, h, binding)
 }
 
+// clusterID is this agent's cluster ID for Raft connections ("": none).
+func (m *PeerMux) clusterID() string {
+	if c := m.cluster.Load(); c != nil && c.ID != nil {
+		return c.ID()
+	}
+	return ""
+}
+
+// raftHello is the handshake of a Raft dial to target: with the cluster ID
+// unless the agent there is known to speak only the older handshake.
+func (m *PeerMux) raftHello(target string) peerHello {
+	c := m.cluster.Load()
+	if c == nil || (c.Legacy != nil && c.Legacy(target)) {
+		return peerHello{tag: peerTagRaft}
+	}
+	return peerHello{tag: peerTagRaftCluster, cluster: m.clusterID()}
+}
+
 // reject closes a connection whose handshake failed. It logs at WARN at
 // most every 10 s (misconfigured peers or scanners could flood the log),
 // else at DEBUG.
@@ -425,7 +480,7 @@ func (m *PeerMux) reject(pc *peerConn, msg string, err error) {
 // dial connects to a peer's advertised address, enforcing faults, and
 // writes the handshake. Every failure is a *net.OpError with Op "dial"
 // (nothing was sent to the peer beyond the handshake).
-func (m *PeerMux) dial(ctx context.Context, tag byte, target string, timeout time.Duration) (net.Conn, error) {
+func (m *PeerMux) dial(ctx context.Context, hello peerHello, target string, timeout time.Duration) (net.Conn, error) {
 	local, err := m.localAddr()
 	if err != nil {
 		return nil, dialError(local, target, err)
@@ -483,7 +538,7 @@ func (m *PeerMux) dial(ctx context.Context, tag byte, target string, timeout tim
 		}
 		conn = tc
 	}
-	if err := m.sendHandshake(conn, tag, local, target); err != nil {
+	if err := m.sendHandshake(conn, hello, local, target); err != nil {
 		_ = pc.Close()
 		return nil, dialError(local, target, err)
 	}
@@ -493,17 +548,40 @@ func (m *PeerMux) dial(ctx context.Context, tag byte, target string, timeout tim
 
 // sendHandshake writes the handshake of a new outbound connection and,
 // with a cluster secret, runs the dialer's side of the challenge-response
-// for target, the address exactly as it was dialed.
-func (m *PeerMux) sendHandshake(conn net.Conn, tag byte, local, target string) error {
+// for target, the address exactly as it was dialed; then, for a Raft
+// connection naming its cluster, sends the cluster ID and reads the
+// acceptor's answer.
+func (m *PeerMux) sendHandshake(conn net.Conn, h peerHello, local, target string) error {
+	h.from = local
 	if m.auth == nil {
-		_, err := conn.Write(appendPeerHandshake(nil, peerHello{tag: tag, from: local}))
-		return err
+		if _, err := conn.Write(appendPeerCluster(appendPeerHandshake(nil, h), h)); err != nil {
+			return err
+		}
+	} else {
+		binding, err := channelBinding(conn)
+		if err != nil {
+			return err
+		}
+		if err := m.auth.dial(conn, h.tag, target, binding); err != nil {
+			return err
+		}
+		if b := appendPeerCluster(nil, h); len(b) > 0 {
+			if _, err := conn.Write(b); err != nil {
+				return err
+			}
+		}
 	}
-	binding, err := channelBinding(conn)
-	if err != nil {
-		return err
+	if h.tag != peerTagRaftCluster {
+		return nil
 	}
-	return m.auth.dial(conn, tag, target, binding)
+	var answer [1]byte
+	if _, err := io.ReadFull(conn, answer[:]); err != nil {
+		return fmt.Errorf("transport: %s closed the connection instead of answering the raft handshake (an agent of an older release, or it refused this one): %w", target, err)
+	}
+	if answer[0] != peerClusterOK {
+		return fmt.Errorf("%w: %s refused this agent's cluster %q", ErrForeignCluster, target, h.cluster)
+	}
+	return nil
 }
 
 func dialError(local, target string, err error) error {
@@ -598,7 +676,7 @@ func (l *raftLayer) Addr() net.Addr { return peerAddr(l.m.Addr()) }
 
 // Dial connects to a peer's Raft layer.
 func (l *raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return l.m.dial(context.Background(), peerTagRaft, string(address), timeout)
+	return l.m.dial(context.Background(), l.m.raftHello(string(address)), string(address), timeout)
 }
 
 // connQueue is a net.Listener fed by the mux: serveConn delivers

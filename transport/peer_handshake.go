@@ -13,8 +13,9 @@ import (
 // record type (0x14-0x17) nor printable ASCII, so a client speaking HTTP or
 // TLS to PEER_PORT by mistake is rejected on its first byte.
 const (
-	peerTagRaft byte = 0x01 // hashicorp/raft NetworkTransport stream
-	peerTagRPC  byte = 0x02 // peer RPC: HTTP/1.1
+	peerTagRaft        byte = 0x01 // hashicorp/raft NetworkTransport stream
+	peerTagRPC         byte = 0x02 // peer RPC: HTTP/1.1
+	peerTagRaftCluster byte = 0x03 // peerTagRaft, opened with the dialer's cluster ID (acknowledged)
 	// peerAuthV1 was or-ed into the tag by agents that authenticated with
 	// the version 1 challenge-response (0x81, 0x82), whose proofs did not
 	// name the dialed agent. It is recognised only to refuse it clearly.
@@ -33,6 +34,16 @@ const (
 	peerAuthProof  = 2 // version 2: peer_auth.go
 )
 
+// The acceptor's answer to a peerTagRaftCluster handshake.
+const (
+	peerClusterOK    byte = 0x00
+	peerClusterOther byte = 0x01 // the dialer names another cluster; the connection is closed
+)
+
+// maxPeerClusterLen bounds the cluster ID in a handshake (this agent's
+// are 16 hex digits).
+const maxPeerClusterLen = 64
+
 // maxPeerAddrLen bounds an address in a handshake (a DNS name is at most
 // 253 bytes; add brackets, colon and port with room to spare).
 const maxPeerAddrLen = 300
@@ -41,14 +52,17 @@ var errBadHandshake = errors.New("transport: bad peer handshake")
 
 // peerHello is the handshake a dialer sends first on every connection.
 type peerHello struct {
-	tag  byte   // peerTagRaft or peerTagRPC, without the auth bits
-	auth int    // peerAuthNone, peerAuthLegacy or peerAuthProof
-	from string // the dialer's advertised address
-	to   string // the address the dialer dialed (peerAuthProof only)
+	tag     byte   // peerTagRaft, peerTagRPC or peerTagRaftCluster, without the auth bits
+	auth    int    // peerAuthNone, peerAuthLegacy or peerAuthProof
+	from    string // the dialer's advertised address
+	to      string // the address the dialer dialed (peerAuthProof only)
+	cluster string // the dialer's cluster ID (peerTagRaftCluster only; may be empty)
 }
 
-// appendPeerHandshake appends h's wire form: tag (with its auth bits),
-// uvarint len(from), from and, for peerAuthProof, uvarint len(to), to.
+// appendPeerHandshake appends h's wire form without its cluster ID: tag
+// (with its auth bits), uvarint len(from), from and, for peerAuthProof,
+// uvarint len(to), to. appendPeerCluster follows it (after the
+// challenge-response, with a cluster secret).
 func appendPeerHandshake(b []byte, h peerHello) []byte {
 	tag := h.tag
 	switch h.auth {
@@ -62,6 +76,41 @@ func appendPeerHandshake(b []byte, h peerHello) []byte {
 		b = appendPeerAddr(b, h.to)
 	}
 	return b
+}
+
+// appendPeerCluster appends the cluster ID of a peerTagRaftCluster
+// handshake: uvarint len, then the ID.
+func appendPeerCluster(b []byte, h peerHello) []byte {
+	if h.tag != peerTagRaftCluster {
+		return b
+	}
+	b = binary.AppendUvarint(b, uint64(len(h.cluster)))
+	return append(b, h.cluster...)
+}
+
+// readPeerCluster reads the cluster ID of a peerTagRaftCluster handshake
+// into h (nothing for other tags).
+func readPeerCluster(r io.Reader, h *peerHello) error {
+	if h.tag != peerTagRaftCluster {
+		return nil
+	}
+	br := byteReader{r: r}
+	n, err := binary.ReadUvarint(&br)
+	if err != nil {
+		return fmt.Errorf("%w: cluster ID length: %w", errBadHandshake, err)
+	}
+	if br.n != len(binary.AppendUvarint(nil, n)) {
+		return fmt.Errorf("%w: cluster ID: non-minimal length encoding", errBadHandshake)
+	}
+	if n > maxPeerClusterLen {
+		return fmt.Errorf("%w: cluster ID length %d over %d", errBadHandshake, n, maxPeerClusterLen)
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return fmt.Errorf("%w: cluster ID: %w", errBadHandshake, err)
+	}
+	h.cluster = string(buf)
+	return nil
 }
 
 func appendPeerAddr(b []byte, addr string) []byte {
@@ -91,7 +140,7 @@ func readPeerHandshake(r io.Reader) (peerHello, error) {
 	default:
 		return peerHello{}, fmt.Errorf("%w: unknown tag 0x%02x", errBadHandshake, tag)
 	}
-	if h.tag != peerTagRaft && h.tag != peerTagRPC {
+	if h.tag != peerTagRaft && h.tag != peerTagRPC && h.tag != peerTagRaftCluster {
 		return peerHello{}, fmt.Errorf("%w: unknown tag 0x%02x", errBadHandshake, tag)
 	}
 	if h.from, err = readPeerAddr(&br); err != nil {

@@ -566,24 +566,95 @@ func FuzzPeerHandshake(f *testing.F) {
 	f.Add([]byte{0xff})
 	f.Add([]byte{peerTagRaft, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Add([]byte{})
+	cluster := func(h peerHello) []byte { return appendPeerCluster(appendPeerHandshake(nil, h), h) }
+	f.Add(cluster(peerHello{tag: peerTagRaftCluster, from: "a:1", cluster: "0123456789abcdef"}))
+	f.Add(cluster(peerHello{tag: peerTagRaftCluster, from: "a:1"}))
+	f.Add(append(appendPeerHandshake(nil, peerHello{tag: peerTagRaftCluster, from: "a:1"}), 0x80, 0x00))
+	f.Add(append(appendPeerHandshake(nil, peerHello{tag: peerTagRaftCluster, from: "a:1"}), 65))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r := bytes.NewReader(b)
 		h, err := readPeerHandshake(r)
+		if err == nil {
+			err = readPeerCluster(r, &h)
+		}
 		if err != nil {
 			if !errors.Is(err, errBadHandshake) {
 				t.Fatalf("error %v does not wrap errBadHandshake", err)
 			}
 			return
 		}
-		if h.tag != peerTagRaft && h.tag != peerTagRPC {
+		if h.tag != peerTagRaft && h.tag != peerTagRPC && h.tag != peerTagRaftCluster {
 			t.Fatalf("accepted tag 0x%02x", h.tag)
 		}
 		if (h.auth == peerAuthProof) != (h.to != "") {
 			t.Fatalf("dialed address %q with auth %d", h.to, h.auth)
 		}
+		if h.cluster != "" && (h.tag != peerTagRaftCluster || len(h.cluster) > maxPeerClusterLen) {
+			t.Fatalf("cluster %q with tag 0x%02x", h.cluster, h.tag)
+		}
 		consumed := len(b) - r.Len()
-		if want := appendPeerHandshake(nil, h); !bytes.Equal(b[:consumed], want) {
+		if want := appendPeerCluster(appendPeerHandshake(nil, h), h); !bytes.Equal(b[:consumed], want) {
 			t.Fatalf("consumed %x, re-encoded %x", b[:consumed], want)
 		}
 	})
+}
+
+// TestPeerRaftConnectionsNameTheirCluster: with SetRaftCluster, a Raft
+// dial to an agent of another cluster fails with ErrForeignCluster before
+// any Raft byte flows (with and without a cluster secret); the same
+// cluster, an agent without a cluster yet and a dialer without one are
+// accepted, and a target gossip shows at an older release is dialed with
+// the older handshake.
+func TestPeerRaftConnectionsNameTheirCluster(t *testing.T) {
+	for _, secret := range []bool{false, true} {
+		t.Run(fmt.Sprintf("secret=%v", secret), func(t *testing.T) {
+			var mods []func(*PeerConfig)
+			if secret {
+				mods = append(mods, func(c *PeerConfig) { c.ClusterSecret = []byte("0123456789abcdef0123") })
+			}
+			ids := map[*PeerMux]*atomic.Value{}
+			node := func(id string) *peerNode {
+				n := startPeerNode(t, nil, mods...)
+				v := &atomic.Value{}
+				v.Store(id)
+				ids[n.m] = v
+				n.m.SetRaftCluster(RaftCluster{ID: func() string { return v.Load().(string) }})
+				return n
+			}
+			x1, x2, y := node("x"), node("x"), node("y")
+			if err := raftEcho(x1.m, x2.addr(), "same cluster"); err != nil {
+				t.Fatalf("same cluster: %v", err)
+			}
+			before := y.received.Load()
+			err := raftEcho(x1.m, y.addr(), "foreign")
+			if !errors.Is(err, ErrForeignCluster) {
+				t.Fatalf("dial into another cluster: %v, want ErrForeignCluster", err)
+			}
+			var op *net.OpError
+			if !errors.As(err, &op) || op.Op != "dial" {
+				t.Fatalf("refusal is not a dial error: %#v", err)
+			}
+			if got := y.received.Load(); got != before {
+				t.Fatalf("the foreign agent's raft layer read %d bytes", got-before)
+			}
+			if err := raftEcho(y.m, x1.addr(), "foreign"); !errors.Is(err, ErrForeignCluster) {
+				t.Fatalf("dial the other way: %v, want ErrForeignCluster", err)
+			}
+			// Not admitted yet: names no cluster and accepts any.
+			ids[y.m].Store("")
+			if err := raftEcho(x1.m, y.addr(), "to no cluster"); err != nil {
+				t.Fatalf("dial to an agent without a cluster: %v", err)
+			}
+			if err := raftEcho(y.m, x1.addr(), "from no cluster"); err != nil {
+				t.Fatalf("dial from an agent without a cluster: %v", err)
+			}
+			ids[y.m].Store("y")
+			// A target known to run an older release gets the older
+			// handshake, which every acceptor still takes.
+			x1.m.SetRaftCluster(RaftCluster{ID: func() string { return "x" }, Legacy: func(addr string) bool { return addr == y.addr() }})
+			if err := raftEcho(x1.m, y.addr(), "legacy"); err != nil {
+				t.Fatalf("older handshake: %v", err)
+			}
+		})
+	}
 }
