@@ -19,6 +19,10 @@ var (
 	// ErrRaftStateLost: DATA_DIR/raft/wal holds a Raft log but raft.db
 	// has no term (it was lost or replaced); the agent refuses to start.
 	ErrRaftStateLost = errors.New("cluster: raft.db has lost the term and vote of the raft log next to it")
+	// ErrRaftLogSyncFailed: an fsync of the Raft log failed when the
+	// agent started (DATA_DIR/raft/wal/sync-failed records it); the agent
+	// refuses to start, since which entries the disk lost is unknown.
+	ErrRaftLogSyncFailed = errors.New("cluster: an fsync of the raft log failed at an earlier start; what it held may never have reached the disk")
 	// errLeaderChanged is the cause of a forward cut short because this
 	// agent observed another Raft leader than the one it forwarded to
 	// (forwards.go). It is wrapped next to the outcome class, never

@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -448,5 +449,45 @@ func TestWALLogRepairedSealSurvivesAPowerLoss(t *testing.T) {
 		if err := l2.GetLog(e.Index, &got); err != nil || !bytes.Equal(got.Data, e.Data) {
 			t.Fatalf("acknowledged entry %d after the power loss: %v", e.Index, err)
 		}
+	}
+}
+
+// TestWALLogFailedStartSyncIsRefusedAfterwards: the start-up fsync of a
+// tail written but never fsynced (a kill before the fsync) fails, so the
+// agent does not start. The next start's fsync succeeds — the kernel marked
+// the pages clean — although the disk never got them: that start must be
+// refused too, not count the tail durable.
+func TestWALLogFailedStartSyncIsRefusedAfterwards(t *testing.T) {
+	dir := t.TempDir()
+	d := newDiskFS()
+	l, err := openWALLogWith(dir, testHCLog(), walDeps{vfs: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.StoreLogs(testEntries(1, 5, 100)); err != nil {
+		t.Fatal(err)
+	}
+	d.noSync.Store(true) // killed before the fsync of 6..8
+	if err := l.StoreLogs(testEntries(6, 3, 100)); err != nil {
+		t.Fatal(err)
+	}
+	_ = l.Close()
+	d.noSync.Store(false)
+
+	var fail atomic.Bool
+	fail.Store(true)
+	d.failSync = func(string) bool { return fail.Load() }
+	if l2, err := openWALLogWith(dir, testHCLog(), walDeps{vfs: d}); err == nil {
+		_ = l2.Close()
+		t.Fatal("the start whose fsync failed opened the log")
+	}
+	fail.Store(false)
+	l3, err := openWALLogWith(dir, testHCLog(), walDeps{vfs: d})
+	if err == nil {
+		_ = l3.Close()
+		t.Fatal("the next start opened the log although its tail never reached the disk")
+	}
+	if !errors.Is(err, ErrRaftLogSyncFailed) {
+		t.Fatalf("the next start: %v, want ErrRaftLogSyncFailed", err)
 	}
 }

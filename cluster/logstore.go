@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	iofs "io/fs"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -121,7 +122,7 @@ func openWALLogWith(dir string, hl hclog.Logger, deps walDeps) (*walLog, error) 
 		vfs = fs.New()
 	}
 	l := &walLog{dir: dir, hl: hl, vfs: newLazyDeleteFS(vfs, hl), deps: deps}
-	if err := syncSegments(vfs, dir); err != nil {
+	if err := syncSegmentsOnce(vfs, dir); err != nil {
 		l.vfs.close()
 		return nil, fmt.Errorf("cluster: open raft log (raft-wal %s): %w", dir, err)
 	}
@@ -166,6 +167,47 @@ func (l *walLog) open() error {
 // nothing dirty sync at once, so this costs little at start. The reopen
 // after a failed write (same process) does not need it: that write's
 // entries are untrusted (logtrust.go), and every other one was fsynced.
+// syncFailedFile, in the raft-wal directory, records that syncSegments
+// failed: the pages it covered may never reach the disk, and a later
+// fsync would report success (DESIGN.md, "Restart").
+const syncFailedFile = "sync-failed"
+
+// syncSegmentsOnce runs syncSegments unless an earlier start's failed
+// (ErrRaftLogSyncFailed); when it fails, it records that first.
+func syncSegmentsOnce(vfs types.VFS, dir string) error {
+	marker := filepath.Join(dir, syncFailedFile)
+	if _, err := os.Stat(marker); err == nil {
+		return fmt.Errorf("%w (%s): move %s away so that the agent rejoins as a new member and is re-replicated, or delete that file only if the disk is known to hold every write",
+			ErrRaftLogSyncFailed, marker, filepath.Dir(dir))
+	} else if !errors.Is(err, iofs.ErrNotExist) {
+		return err
+	}
+	err := syncSegments(vfs, dir)
+	if err == nil {
+		return nil
+	}
+	if merr := writeSynced(marker, []byte(err.Error()+"\n")); merr != nil {
+		return errors.Join(err, fmt.Errorf("cluster: record the failed fsync: %w", merr))
+	}
+	return fmt.Errorf("%w: %w", ErrRaftLogSyncFailed, err)
+}
+
+// writeSynced writes a small file and fsyncs it and its directory.
+func writeSynced(name string, b []byte) error {
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := errors.Join(f.Sync(), f.Close()); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(name))
+}
+
 func syncSegments(vfs types.VFS, dir string) error {
 	names, err := vfs.ListDir(dir)
 	if err != nil {
