@@ -109,9 +109,11 @@ func (n *Node) gossipAt(level int) bool {
 	return v
 }
 
-// legacyRaftPeer reports whether gossip shows the agent at peer address
-// addr alive below fsm.FeatureRaftCluster: it knows only the Raft
-// handshake that names no cluster (transport.RaftCluster.Legacy).
+// legacyRaftPeer reports whether gossip last showed the agent at peer
+// address addr below fsm.FeatureRaftCluster: it knows only the Raft
+// handshake that names no cluster (transport.RaftCluster.Legacy). An alive
+// entry for the address decides; without one, any entry gossip still
+// holds (an agent suspected, dead or restarting keeps the level it had).
 func (n *Node) legacyRaftPeer(addr string) bool {
 	g := n.gossipp.Load()
 	if g == nil {
@@ -119,8 +121,35 @@ func (n *Node) legacyRaftPeer(addr string) bool {
 	}
 	g.mu.RLock()
 	defer g.mu.RUnlock()
+	seen, legacy := false, false
 	for _, m := range g.members {
-		if m.State == StateAlive && m.MetaOK && m.Meta.Peer == addr && m.Meta.Features < fsm.FeatureRaftCluster {
+		if !m.MetaOK || m.Meta.Peer != addr {
+			continue
+		}
+		if m.State == StateAlive {
+			return m.Meta.Features < fsm.FeatureRaftCluster
+		}
+		seen, legacy = true, legacy || m.Meta.Features < fsm.FeatureRaftCluster
+	}
+	return seen && legacy
+}
+
+// raftClusterID is the cluster ID this agent's Raft connections name (""
+// until it has one).
+func (n *Node) raftClusterID() string {
+	id, _ := n.raftCluster.Load().(string)
+	return id
+}
+
+// raftServerAt reports whether addr is a server's address in this agent's
+// latest Raft configuration (transport.RaftCluster.Member).
+func (n *Node) raftServerAt(addr string) bool {
+	servers, err := n.configuration()
+	if err != nil {
+		return false
+	}
+	for _, s := range servers {
+		if string(s.Address) == addr {
 			return true
 		}
 	}

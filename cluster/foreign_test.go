@@ -1,8 +1,12 @@
 package cluster
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
+	"time"
 )
 
 // TestAnotherClusterAtAVotersAddressIsNotReplicatedInto: a voter's data
@@ -64,4 +68,75 @@ func TestAnotherClusterAtAVotersAddressIsNotReplicatedInto(t *testing.T) {
 			t.Errorf("the old group replicated %q into the new group", name)
 		}
 	}
+}
+
+// TestLegacyGroupWithSeveralClusterIDsKeepsItsMembers: Raft state from
+// before cluster IDs has no identity file, so every voter that becomes
+// leader names the group itself, and an earlier release could leave the
+// voters with different IDs. Such voters are one group: they must accept
+// each other's Raft connections (each is a server of the other's
+// configuration), and a new leader must not remove the old one as an
+// agent of another cluster.
+func TestLegacyGroupWithSeveralClusterIDsKeepsItsMembers(t *testing.T) {
+	c := newTestCluster(t)
+	c.startBootstrapped("a", "b", "c")
+	type addrs struct{ dir, peer, gossip string }
+	old := map[string]addrs{}
+	var join []string
+	for _, n := range c.running() {
+		old[n.id] = addrs{n.dir, n.mux.Addr(), n.node.GossipAddr()}
+		join = append(join, n.node.GossipAddr())
+	}
+	for id := range old {
+		c.kill(id)
+	}
+	var mu sync.Mutex
+	checked := map[string]map[string]int{} // leader → candidate → status reads
+	for id, a := range old {
+		if err := os.Remove(filepath.Join(a.dir, "raft", identityFile)); err != nil {
+			t.Fatal(err)
+		}
+		c.startAt(id, a.dir, a.peer, a.gossip, func(cfg *Config) {
+			cfg.Join = join
+			cfg.BootstrapSettle = time.Nanosecond // a stale member goes at its second check
+			cfg.staleChecked = func(cand string) {
+				mu.Lock()
+				defer mu.Unlock()
+				if checked[id] == nil {
+					checked[id] = map[string]int{}
+				}
+				checked[id][cand]++
+			}
+		})
+	}
+	lead := c.waitLeader(deadline)
+	waitFor(t, deadline, "the leader to name the group", func() bool { return lead.node.ClusterID() != "" })
+	// An earlier release's leaders named the group differently.
+	for _, n := range c.followers(lead) {
+		if err := n.node.updateIdentity(func(id *identity) { id.Cluster = "named-by-" + n.id }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := c.waitLeaderNot(lead.id)
+	if next.node.ClusterID() == lead.node.ClusterID() {
+		t.Fatalf("both leaders name the group %q", lead.node.ClusterID())
+	}
+	// A stale member goes in the pass of its second check (no settle
+	// time); a third check comes in a later pass, only if it stayed.
+	waitFor(t, deadline, "the new leader to check the old one three times", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return checked[next.id][lead.id] >= 3
+	})
+	if st := next.node.Status(); !slices.Contains(st.Voters, lead.id) {
+		t.Fatalf("the new leader removed the old one: voters %v", st.Voters)
+	}
+	// The old leader's vote is the only one left besides the new leader's:
+	// a commit now needs the Raft connection between the two.
+	for _, n := range c.followers(next) {
+		if n != lead {
+			c.kill(n.id)
+		}
+	}
+	createTopic(t, next, "after-the-change", 1)
 }

@@ -87,6 +87,9 @@ type walLog struct {
 	deps walDeps
 
 	wmu sync.Mutex // held by StoreLogs and DeleteRange
+	// commits counts the raft-wal commits StoreLogs stored: progress
+	// inside one call, which can span many (writeWatch).
+	commits atomic.Uint64
 	// untrusted: entries from this index on may not be durable or are
 	// due for deletion (0: none). Reads hide them; written under wmu.
 	untrusted atomic.Uint64
@@ -329,7 +332,7 @@ func (l *walLog) StoreLogs(logs []*raft.Log) error {
 		if err := dropBelowGap(w, index); err != nil {
 			return err
 		}
-		return storeInCommits(w, logs, walCommitBytes)
+		return storeInCommits(w, logs, walCommitBytes, &l.commits)
 	})
 	if err != nil {
 		return l.distrust(index, err)
@@ -344,12 +347,14 @@ func (l *walLog) StoreLogs(logs []*raft.Log) error {
 // deleted before the retry, as after a failure of a single commit. A crash
 // between commits leaves the same prefix a crash between two calls does;
 // Raft counted none of it.
-func storeInCommits(w *raftwal.WAL, logs []*raft.Log, maxBytes int) error {
+// commits counts the commits stored (writeWatch takes one as progress).
+func storeInCommits(w *raftwal.WAL, logs []*raft.Log, maxBytes int, commits *atomic.Uint64) error {
 	for len(logs) > 0 {
 		n := commitLen(logs, maxBytes)
 		if err := w.StoreLogs(logs[:n]); err != nil {
 			return err
 		}
+		commits.Add(1)
 		logs = logs[n:]
 	}
 	return nil

@@ -278,7 +278,14 @@ func (l *leaderState) staleIncarnation(ctx context.Context, v *membershipView) (
 	for _, s := range staleCandidates(v) {
 		id := string(s.ID)
 		st, err := l.n.peerStatus(ctx, v.members[id].Meta.Peer)
-		foreign := err == nil && st.Admitted && foreignCluster(st.ClusterID, v.cluster)
+		// Of another cluster, and not of this group under another name (a
+		// group whose Raft state predates cluster IDs may hold several):
+		// its own configuration lacks this leader.
+		foreign := err == nil && st.Admitted && foreignCluster(st.ClusterID, v.cluster) &&
+			!slices.Contains(st.Voters, v.self) && !slices.Contains(st.NonVoters, v.self)
+		if err == nil && l.n.cfg.staleChecked != nil {
+			l.n.cfg.staleChecked(id)
+		}
 		if err != nil || st.NodeID != id || (st.Admitted && !foreign) || (!foreign && s.Suffrage != raft.Voter) {
 			delete(l.staleSince, id)
 			continue

@@ -77,11 +77,15 @@ type Node struct {
 	leaderLog  *leaderLog             // the leader's write behind (nil: SerialLeaderWrite)
 	writeWatch *writeWatch            // watches the leader's log writes for one that hangs
 	gossipp    atomic.Pointer[gossip] // gossip, for the Raft dials of the peer mux (which may start before gossip is set)
-	stable     *retryingStable
-	gossip     *gossip
-	raftDir    string
-	levels     levelCache  // MembersAt's gossip verdicts
-	bumpsSeen  atomic.Bool // fsm.EpochBumps was true once (it never goes back)
+	// raftCluster is the identity's cluster ID (string), for the peer
+	// mux's Raft connections: read without idMu, which updateIdentity
+	// holds across an fsync.
+	raftCluster atomic.Value
+	stable      *retryingStable
+	gossip      *gossip
+	raftDir     string
+	levels      levelCache  // MembersAt's gossip verdicts
+	bumpsSeen   atomic.Bool // fsm.EpochBumps was true once (it never goes back)
 
 	idMu sync.Mutex
 	id   identity
@@ -163,7 +167,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}()
 	// Raft connections name this agent's cluster, and refuse another
 	// one's (DESIGN.md, "Identity").
-	n.peer.SetRaftCluster(transport.RaftCluster{ID: n.ClusterID, Legacy: n.legacyRaftPeer})
+	n.peer.SetRaftCluster(transport.RaftCluster{ID: n.raftClusterID, Legacy: n.legacyRaftPeer, Member: n.raftServerAt})
 	existing, err := n.startRaft()
 	if err != nil {
 		return err
@@ -223,10 +227,14 @@ func (n *Node) startRaft() (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("cluster: inspect raft state: %w", err)
 	}
-	n.id, err = loadIdentity(n.raftDir, existing)
+	id, err := loadIdentity(n.raftDir, existing)
 	if err != nil {
 		return false, err
 	}
+	n.idMu.Lock() // the peer mux's Raft connections read the cluster ID meanwhile
+	n.id = id
+	n.raftCluster.Store(id.Cluster)
+	n.idMu.Unlock()
 	n.transport = newRaftGate(raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: n.peer.RaftLayer(), MaxPool: 4, Timeout: 10 * time.Second, Logger: hl,
 	}), n.log)
@@ -284,6 +292,7 @@ func (n *Node) openRaftStores(hl hclog.Logger) (raft.LogStore, raft.SnapshotStor
 		under = n.cfg.wrapLog(under)
 	}
 	n.writeWatch = newWriteWatch(under, n.IsLeader)
+	n.writeWatch.progress = logStore.commits.Load
 	// A look at a hung write at least every three stall-watch ticks means
 	// the process ran (logWriteStuckGap).
 	stuck := cmp.Or(n.cfg.logStuckAfter, logWriteStuckAfter)
@@ -380,6 +389,7 @@ func (n *Node) updateIdentity(fn func(*identity)) error {
 		return err
 	}
 	n.id = next
+	n.raftCluster.Store(next.Cluster) // before the gate opens: Raft connections of another cluster fail first
 	if n.transport != nil {
 		n.transport.setOpen(next.Admitted)
 	}
@@ -398,15 +408,39 @@ func (n *Node) leaderIdentity() (identity, error) {
 	if own := n.identity(); own.Cluster != "" && own.Admitted {
 		return own, nil
 	}
+	name := cmp.Or(n.memberClusterID(), randomID())
 	if err := n.updateIdentity(func(id *identity) {
 		if id.Cluster == "" {
-			id.Cluster = randomID()
+			id.Cluster = name
 		}
 		id.Admitted = true
 	}); err != nil {
 		return identity{}, err
 	}
 	return n.identity(), nil
+}
+
+// memberClusterID is the cluster ID that gossip shows on the admitted
+// members of this node's Raft configuration (the smallest, if several):
+// a leader of Raft state from before cluster IDs adopts the name an
+// earlier leader gave the group instead of naming it again ("" if none).
+func (n *Node) memberClusterID() string {
+	servers, err := n.configuration()
+	if err != nil || n.gossip == nil {
+		return ""
+	}
+	members := n.gossip.snapshot()
+	name := ""
+	for _, s := range servers {
+		m, ok := members[string(s.ID)]
+		if string(s.ID) == n.cfg.NodeID || !ok || !m.MetaOK || !m.Meta.Admitted || m.Meta.Cluster == "" {
+			continue
+		}
+		if name == "" || m.Meta.Cluster < name {
+			name = m.Meta.Cluster
+		}
+	}
+	return name
 }
 
 // localMeta is the metadata this node gossips.

@@ -105,18 +105,17 @@ func (n *Node) StorageStall() (fsm.StallStatus, bool) {
 // or a log write begun while leading that hangs: this agent applies
 // nothing until it succeeds.
 func (n *Node) logWriteFailure() (uint64, error) {
-	var index uint64
-	var err error
 	if n.leaderLog != nil {
-		index, err = n.leaderLog.Failure()
+		if index, err := n.leaderLog.Failure(); err != nil {
+			return index, fmt.Errorf("cannot store raft log entries from %d locally (%w); applying waits and the write is retried until it succeeds", index, err)
+		}
 	}
-	if err == nil && n.writeWatch != nil {
-		index, err = n.writeWatch.Failure()
+	if n.writeWatch != nil {
+		if index, err := n.writeWatch.Failure(); err != nil {
+			return index, fmt.Errorf("cannot store raft log entries from %d locally (%w); applying waits until the disk answers", index, err)
+		}
 	}
-	if err != nil {
-		err = fmt.Errorf("cannot store raft log entries from %d locally (%w); applying waits and the write is retried until it succeeds", index, err)
-	}
-	return index, err
+	return 0, nil
 }
 
 // leaderLogFailNotify is signalled when the leader's own log write fails

@@ -33,20 +33,24 @@ type writeWatch struct {
 	now        func() time.Time
 	inflight   []watchedWrite // begun while leading, not yet returned; oldest first
 	nextID     uint64
-	done       uint64 // watched writes returned so far (stored, failed or not)
+	done       uint64        // watched writes returned so far (stored, failed or not)
+	progress   func() uint64 // commits stored inside calls (nil: none counted); one call can span many
 
-	// Failure's count (mu): done when it last started counting, since
-	// when without a gap, when it last looked, and whether it reported a
-	// hung write (kept until a write returns).
+	// Failure's count (mu): done+progress when it last started counting,
+	// since when without a gap, when it last looked, and whether it
+	// reported a hung write (kept until a write returns or commits).
 	watched   uint64
 	watchFrom time.Time
 	watchAt   time.Time
 	watchHung bool
 }
 
-// watchedWrite is one write in flight: its id and the first index it
-// writes (or deletes).
-type watchedWrite struct{ id, first uint64 }
+// watchedWrite is one write in flight: its id, the first index it writes
+// (or deletes) and whether it deletes.
+type watchedWrite struct {
+	id, first uint64
+	delete    bool
+}
 
 func newWriteWatch(store raft.LogStore, leader func() bool) *writeWatch {
 	return &writeWatch{LogStore: store, leader: leader, stuckAfter: logWriteStuckAfter, stuckGap: logWriteStuckGap, now: time.Now}
@@ -66,26 +70,26 @@ func (w *writeWatch) StoreLogs(logs []*raft.Log) error {
 	if len(logs) == 0 {
 		return w.LogStore.StoreLogs(logs)
 	}
-	defer w.begin(logs[0].Index)()
+	defer w.begin(logs[0].Index, false)()
 	return w.LogStore.StoreLogs(logs)
 }
 
 // DeleteRange implements raft.LogStore.
 func (w *writeWatch) DeleteRange(lo, hi uint64) error {
-	defer w.begin(lo)()
+	defer w.begin(lo, true)()
 	return w.LogStore.DeleteRange(lo, hi)
 }
 
 // begin records a write from first if this agent leads, and returns what
 // ends it.
-func (w *writeWatch) begin(first uint64) func() {
+func (w *writeWatch) begin(first uint64, delete bool) func() {
 	if !w.leader() {
 		return func() {}
 	}
 	w.mu.Lock()
 	w.nextID++
 	id := w.nextID
-	w.inflight = append(w.inflight, watchedWrite{id: id, first: first})
+	w.inflight = append(w.inflight, watchedWrite{id: id, first: first, delete: delete})
 	w.mu.Unlock()
 	return func() {
 		w.mu.Lock()
@@ -101,7 +105,10 @@ func (w *writeWatch) begin(first uint64) func() {
 }
 
 // Failure is a write seen in flight for stuckAfter with no write returning
-// meanwhile, with the first index it writes (nil: none).
+// and no commit stored meanwhile, with the first index it writes (nil:
+// none). One call can store many commits (raft's dispatch of a large
+// batch with the serial leader write): a slow disk that commits is not a
+// hung one.
 //
 // Seen means by looks (every call is one: the stall watch's tick, /ready,
 // the gauge, produce admission) that span stuckAfter and are never more
@@ -118,9 +125,13 @@ func (w *writeWatch) Failure() (uint64, error) {
 		return 0, nil
 	}
 	now := w.now()
+	gen := w.done
+	if w.progress != nil {
+		gen += w.progress()
+	}
 	switch {
-	case w.watched != w.done:
-		w.watched, w.watchFrom, w.watchHung = w.done, now, false
+	case w.watched != gen:
+		w.watched, w.watchFrom, w.watchHung = gen, now, false
 	case !w.watchHung && now.Sub(w.watchAt) > w.stuckGap:
 		w.watchFrom = now
 	}
@@ -128,7 +139,11 @@ func (w *writeWatch) Failure() (uint64, error) {
 	d := now.Sub(w.watchFrom)
 	w.watchHung = d >= w.stuckAfter
 	if w.watchHung {
-		return w.inflight[0].first, fmt.Errorf("a write has made no progress for %s of this agent's running time", d.Round(time.Second))
+		op := "a write of raft log entries"
+		if w.inflight[0].delete {
+			op = "a deletion of raft log entries"
+		}
+		return w.inflight[0].first, fmt.Errorf("%s from %d has made no progress for %s of this agent's running time", op, w.inflight[0].first, d.Round(time.Second))
 	}
 	return 0, nil
 }

@@ -223,3 +223,31 @@ func TestClusterMovesLeadershipOffAHungConfigurationWrite(t *testing.T) {
 		})
 	}
 }
+
+// TestWriteWatchCountsCommitsInsideACall: one call can store many commits
+// (raft's dispatch of a large batch with the serial leader write); a call
+// whose commits go on is a slow disk, not a hung one. Once they stop, the
+// call is hung after stuckAfter.
+func TestWriteWatchCountsCommitsInsideACall(t *testing.T) {
+	r := newWatchRig()
+	var clock, commits atomic.Int64
+	r.watch.now = func() time.Time { return time.Unix(0, clock.Load()) }
+	r.watch.progress = func() uint64 { return uint64(commits.Load()) }
+	r.watch.setStuck(10*time.Second, 2*time.Second)
+	_ = r.storeHeld(t, 1, 100)
+	for i := range 30 { // 30 s in flight, a commit every second
+		if index, err := r.watch.Failure(); err != nil {
+			t.Fatalf("%d s into a call that commits every second: %d, %v", i, index, err)
+		}
+		clock.Add(int64(time.Second))
+		commits.Add(1)
+	}
+	_, _ = r.watch.Failure() // the last commit seen: the count starts here
+	for range 10 {
+		clock.Add(int64(time.Second))
+		_, _ = r.watch.Failure()
+	}
+	if index, err := r.watch.Failure(); err == nil || index != 1 {
+		t.Fatalf("10 s without a commit: Failure() = %d, %v; want hung from 1", index, err)
+	}
+}

@@ -54,6 +54,11 @@ type RaftCluster struct {
 	// speak only the Raft handshake without a cluster ID (an older
 	// release); nil: none is.
 	Legacy func(addr string) bool
+	// Member reports whether a peer address is a server of this agent's
+	// own Raft configuration: a dialer there that names another cluster
+	// ID is still accepted (a group whose Raft state predates cluster IDs
+	// can hold several, named by its successive leaders); nil: none is.
+	Member func(addr string) bool
 }
 
 // PeerConfig configures a PeerMux.
@@ -401,9 +406,9 @@ func (m *PeerMux) serveConn(pc *peerConn) {
 		_ = pc.Close()
 		return
 	}
+	local := m.clusterID()
 	if hello.tag == peerTagRaftCluster {
-		local := m.clusterID()
-		if local != "" && hello.cluster != "" && hello.cluster != local {
+		if foreignRaftCluster(hello.cluster, local) && !m.raftMember(hello.from) {
 			_, _ = conn.Write([]byte{peerClusterOther})
 			m.reject(pc, "raft connection refused", fmt.Errorf("%s belongs to raft cluster %s, this agent to %s (two clusters share node IDs or addresses)", hello.from, hello.cluster, local))
 			return
@@ -415,7 +420,14 @@ func (m *PeerMux) serveConn(pc *peerConn) {
 	}
 	_ = pc.SetDeadline(time.Time{})
 	switch hello.tag {
-	case peerTagRaft, peerTagRaftCluster:
+	case peerTagRaftCluster:
+		// Valid while this agent's cluster is the one it was accepted
+		// under, or one the dialer's is not foreign to.
+		m.raft.q.deliver(&clusterConn{Conn: conn, ok: func() bool {
+			cur := m.clusterID()
+			return cur == local || !foreignRaftCluster(hello.cluster, cur)
+		}})
+	case peerTagRaft:
 		m.raft.q.deliver(conn)
 	case peerTagRPC:
 		m.rpcLn.deliver(conn)
@@ -441,6 +453,55 @@ func (m *PeerMux) authenticateInbound(conn net.Conn, h peerHello) error {
 		return err
 	}
 	return m.auth.accept(conn, h, binding)
+}
+
+// foreignRaftCluster reports whether a Raft connection that names cluster
+// theirs belongs to another cluster than ours ("" on either side: none
+// named, not foreign).
+func foreignRaftCluster(theirs, ours string) bool {
+	return theirs != "" && ours != "" && theirs != ours
+}
+
+// errRaftClusterChanged fails the I/O of a Raft connection whose cluster
+// check no longer holds (clusterConn).
+var errRaftClusterChanged = fmt.Errorf("%w: this agent's cluster changed since the connection was opened", ErrForeignCluster)
+
+// clusterConn is a Raft connection opened with a cluster ID (tag 0x03).
+// The check made at the handshake must hold for the connection's whole
+// life: an agent that had no cluster ID then (not admitted yet) may
+// bootstrap or be admitted into another group while the connection is
+// pooled. So every Read and Write first asks ok and fails the connection
+// once it no longer holds — on the acceptor, this agent's cluster is the
+// one it accepted the connection under, or one the dialer's is not
+// foreign to; on the dialer, this agent still has the cluster it named —
+// and the dialer's next dial faces the handshake's check again.
+type clusterConn struct {
+	net.Conn
+	ok func() bool
+}
+
+func (c *clusterConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && !c.ok() {
+		_ = c.Conn.Close()
+		return 0, errRaftClusterChanged
+	}
+	return n, err
+}
+
+func (c *clusterConn) Write(p []byte) (int, error) {
+	if !c.ok() {
+		_ = c.Conn.Close()
+		return 0, errRaftClusterChanged
+	}
+	return c.Conn.Write(p)
+}
+
+// raftMember reports whether addr is a server of this agent's Raft
+// configuration (RaftCluster.Member).
+func (m *PeerMux) raftMember(addr string) bool {
+	c := m.cluster.Load()
+	return c != nil && c.Member != nil && c.Member(addr)
 }
 
 // clusterID is this agent's cluster ID for Raft connections ("": none).
@@ -543,6 +604,10 @@ func (m *PeerMux) dial(ctx context.Context, hello peerHello, target string, time
 		return nil, dialError(local, target, err)
 	}
 	_ = pc.SetDeadline(time.Time{})
+	if hello.tag == peerTagRaftCluster {
+		named := hello.cluster
+		return &clusterConn{Conn: conn, ok: func() bool { return m.clusterID() == named }}, nil
+	}
 	return conn, nil
 }
 

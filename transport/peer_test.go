@@ -648,7 +648,46 @@ func TestPeerRaftConnectionsNameTheirCluster(t *testing.T) {
 			if err := raftEcho(y.m, x1.addr(), "from no cluster"); err != nil {
 				t.Fatalf("dial from an agent without a cluster: %v", err)
 			}
+			// A connection opened while y had no cluster must not outlive
+			// the check once y has one: y bootstraps or is admitted into
+			// another group while the connection is pooled.
+			in, err := x1.m.RaftLayer().Dial(raft.ServerAddress(y.addr()), peerWait)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer in.Close()
+			out, err := y.m.RaftLayer().Dial(raft.ServerAddress(x1.addr()), peerWait)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer out.Close()
+			if err := echoOn(in, "pooled in"); err != nil {
+				t.Fatal(err)
+			}
+			if err := echoOn(out, "pooled out"); err != nil {
+				t.Fatal(err)
+			}
 			ids[y.m].Store("y")
+			before = y.received.Load()
+			if err := echoOn(in, "after y named its cluster"); err == nil {
+				t.Fatal("a connection accepted before y named its cluster still carries x's raft traffic")
+			}
+			if got := y.received.Load(); got != before {
+				t.Fatalf("y's raft layer read %d bytes of x's traffic after naming its cluster", got-before)
+			}
+			if err := echoOn(out, "sent after y named its cluster"); !errors.Is(err, ErrForeignCluster) {
+				t.Fatalf("a connection y dialed before naming its cluster: %v, want ErrForeignCluster", err)
+			}
+			// A dialer that is a server of the acceptor's own Raft
+			// configuration is accepted whatever it names (a group whose
+			// state predates cluster IDs).
+			y.m.SetRaftCluster(RaftCluster{ID: func() string { return "y" }, Member: func(addr string) bool { return addr == x1.addr() }})
+			if err := raftEcho(x1.m, y.addr(), "member"); err != nil {
+				t.Fatalf("dial from a member of the acceptor's configuration: %v", err)
+			}
+			if err := raftEcho(x2.m, y.addr(), "not a member"); !errors.Is(err, ErrForeignCluster) {
+				t.Fatalf("dial from another cluster's agent that is no member: %v, want ErrForeignCluster", err)
+			}
 			// A target known to run an older release gets the older
 			// handshake, which every acceptor still takes.
 			x1.m.SetRaftCluster(RaftCluster{ID: func() string { return "x" }, Legacy: func(addr string) bool { return addr == y.addr() }})
