@@ -125,9 +125,9 @@ type Config struct {
 	wrapLog func(raft.LogStore) raft.LogStore
 	// logStuckAfter, if set (tests), replaces logWriteStuckAfter.
 	logStuckAfter time.Duration
-	// staleChecked, if set (tests), is called with the ID of every stale
-	// candidate whose status the leader read (membership stage 2).
-	staleChecked func(id string)
+	// membershipPassed, if set (tests), is called after every pass of
+	// membership reconciliation this agent makes as leader.
+	membershipPassed func()
 	// joinHold, if set (tests), holds the gossip join loop until closed.
 	joinHold <-chan struct{}
 

@@ -140,18 +140,3 @@ func (n *Node) raftClusterID() string {
 	id, _ := n.raftCluster.Load().(string)
 	return id
 }
-
-// raftServerAt reports whether addr is a server's address in this agent's
-// latest Raft configuration (transport.RaftCluster.Member).
-func (n *Node) raftServerAt(addr string) bool {
-	servers, err := n.configuration()
-	if err != nil {
-		return false
-	}
-	for _, s := range servers {
-		if string(s.Address) == addr {
-			return true
-		}
-	}
-	return false
-}

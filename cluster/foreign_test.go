@@ -91,21 +91,18 @@ func TestLegacyGroupWithSeveralClusterIDsKeepsItsMembers(t *testing.T) {
 		c.kill(id)
 	}
 	var mu sync.Mutex
-	checked := map[string]map[string]int{} // leader → candidate → status reads
+	passes := map[string]int{} // membership passes each agent made as leader
 	for id, a := range old {
 		if err := os.Remove(filepath.Join(a.dir, "raft", identityFile)); err != nil {
 			t.Fatal(err)
 		}
 		c.startAt(id, a.dir, a.peer, a.gossip, func(cfg *Config) {
 			cfg.Join = join
-			cfg.BootstrapSettle = time.Nanosecond // a stale member goes at its second check
-			cfg.staleChecked = func(cand string) {
+			cfg.BootstrapSettle = time.Nanosecond // a stale member goes in the pass of its second check
+			cfg.membershipPassed = func() {
 				mu.Lock()
-				defer mu.Unlock()
-				if checked[id] == nil {
-					checked[id] = map[string]int{}
-				}
-				checked[id][cand]++
+				passes[id]++
+				mu.Unlock()
 			}
 		})
 	}
@@ -121,12 +118,16 @@ func TestLegacyGroupWithSeveralClusterIDsKeepsItsMembers(t *testing.T) {
 	if next.node.ClusterID() == lead.node.ClusterID() {
 		t.Fatalf("both leaders name the group %q", lead.node.ClusterID())
 	}
-	// A stale member goes in the pass of its second check (no settle
-	// time); a third check comes in a later pass, only if it stayed.
-	waitFor(t, deadline, "the new leader to check the old one three times", func() bool {
+	// Were the old leader taken for another cluster's agent, it would be
+	// gone by the new leader's second pass (no settle time); wait for a
+	// third, begun after the second ended.
+	mu.Lock()
+	from := passes[next.id]
+	mu.Unlock()
+	waitFor(t, deadline, "three membership passes of the new leader", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return checked[next.id][lead.id] >= 3
+		return passes[next.id] >= from+3
 	})
 	if st := next.node.Status(); !slices.Contains(st.Voters, lead.id) {
 		t.Fatalf("the new leader removed the old one: voters %v", st.Voters)
@@ -139,4 +140,11 @@ func TestLegacyGroupWithSeveralClusterIDsKeepsItsMembers(t *testing.T) {
 		}
 	}
 	createTopic(t, next, "after-the-change", 1)
+	// An agent such a group admits is legacy too: it names no cluster
+	// either, or it would refuse the group's other names.
+	d := c.start("d", "", func(cfg *Config) { cfg.Join = []string{next.node.GossipAddr()} })
+	waitFor(t, deadline, "d to be admitted", func() bool { return d.node.identity().Admitted })
+	if id := d.node.identity(); !id.Legacy || d.node.raftClusterID() != "" {
+		t.Errorf("an agent admitted by a legacy group: %+v, names %q on raft connections", id, d.node.raftClusterID())
+	}
 }

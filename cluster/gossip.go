@@ -45,6 +45,7 @@ type nodeMeta struct {
 	Instance string `json:"i"`             // this incarnation of the data dir
 	Cluster  string `json:"c,omitempty"`   // Raft group this instance belongs to
 	Admitted bool   `json:"a,omitempty"`   // a leader has admitted this instance
+	Legacy   bool   `json:"lg,omitempty"`  // Raft state from before cluster IDs (identity.Legacy)
 	Expect   int    `json:"e,omitempty"`   // BOOTSTRAP_EXPECT
 	Leaving  bool   `json:"l,omitempty"`   // set just before a graceful leave
 	Features int    `json:"f,omitempty"`   // fsm.FeatureLevel of this agent's binary (0: older)

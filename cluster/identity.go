@@ -25,10 +25,27 @@ const identityFile = "instance"
 // a voter whose current instance is not admitted lost its Raft state and
 // must be re-added. Cluster is the ID of the Raft group the instance
 // belongs to; a leader never adds an agent of another cluster.
+//
+// Legacy marks Raft state from before identities (and agents a leader of
+// such state admitted): its cluster ID was named by whichever voter led
+// first, and voters are never admitted, so one group can hold several.
+// A legacy agent names no cluster on Raft connections, and membership
+// never takes a legacy member for another cluster's (DESIGN.md,
+// "Identity").
 type identity struct {
 	Instance string `json:"instance"`
 	Cluster  string `json:"cluster,omitempty"`
 	Admitted bool   `json:"admitted"`
+	Legacy   bool   `json:"legacy,omitempty"`
+}
+
+// raftCluster is the cluster ID this identity names on Raft connections:
+// none for a legacy one.
+func (id identity) raftCluster() string {
+	if id.Legacy {
+		return ""
+	}
+	return id.Cluster
 }
 
 func randomID() string {
@@ -44,7 +61,7 @@ func randomID() string {
 // admitted and belongs to no cluster: that one never took part in Raft, so
 // it is kept (a founder restarted before it bootstrapped derives the same
 // cluster ID as its co-founders). With Raft state but no file (data written
-// before identities existed) the node is taken as admitted.
+// before identities existed) the node is taken as admitted (and legacy).
 func loadIdentity(dir string, hasRaftState bool) (identity, error) {
 	if !hasRaftState {
 		if id, err := readIdentity(dir); err == nil && !id.Admitted && id.Cluster == "" {
@@ -55,7 +72,7 @@ func loadIdentity(dir string, hasRaftState bool) (identity, error) {
 	}
 	id, err := readIdentity(dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		id := identity{Instance: randomID(), Admitted: true}
+		id := identity{Instance: randomID(), Admitted: true, Legacy: true}
 		return id, id.save(dir)
 	}
 	return id, err

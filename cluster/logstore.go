@@ -6,6 +6,7 @@ import (
 	iofs "io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -161,36 +162,34 @@ func (l *walLog) open() error {
 	return nil
 }
 
-// syncSegments fsyncs every segment file and the directory when the agent
-// opens its log. A process killed between a write and its fsync leaves the
-// write in the page cache, where raft-wal's recovery reads it as part of
-// the log; from then on Raft counts it (a follower acknowledges entries
-// after it, the leader's write behind starts its durable index at the last
-// one), so it must be on disk, not only in the page cache. Files with
-// nothing dirty sync at once, so this costs little at start. The reopen
-// after a failed write (same process) does not need it: that write's
-// entries are untrusted (logtrust.go), and every other one was fsynced.
-// syncFailedFile, in the raft-wal directory, records that syncSegments
-// failed: the pages it covered may never reach the disk, and a later
-// fsync would report success (DESIGN.md, "Restart").
+// syncFailedFile, in the raft-wal directory, records that an fsync of
+// syncSegments failed: the pages it covered may never reach the disk, and a
+// later fsync would report success (DESIGN.md, "Restart").
 const syncFailedFile = "sync-failed"
 
-// syncSegmentsOnce runs syncSegments unless an earlier start's failed
-// (ErrRaftLogSyncFailed); when it fails, it records that first.
+// errSegmentSync wraps a failed fsync of syncSegments (not a failure to
+// list or open the files, which loses no page).
+var errSegmentSync = errors.New("fsync failed")
+
+// syncSegmentsOnce runs syncSegments unless an earlier start's fsync failed
+// (ErrRaftLogSyncFailed); when an fsync fails, it records that first.
 func syncSegmentsOnce(vfs types.VFS, dir string) error {
 	marker := filepath.Join(dir, syncFailedFile)
-	if _, err := os.Stat(marker); err == nil {
-		return fmt.Errorf("%w (%s): move %s away so that the agent rejoins as a new member and is re-replicated, or delete that file only if the disk is known to hold every write",
-			ErrRaftLogSyncFailed, marker, filepath.Dir(dir))
+	if b, err := os.ReadFile(marker); err == nil {
+		return fmt.Errorf("%w (%s: %s). Entries this agent holds may never have reached the disk. "+
+			"If the other agents of the cluster are healthy, move %s away: the agent rejoins as a new member and is re-replicated. "+
+			"Do not do that on a single-agent cluster or when most agents report this (restore from the checkpoint instead); "+
+			"delete the file only if the disk is known to hold every write",
+			ErrRaftLogSyncFailed, marker, strings.TrimSpace(string(b)), filepath.Dir(dir))
 	} else if !errors.Is(err, iofs.ErrNotExist) {
 		return err
 	}
 	err := syncSegments(vfs, dir)
-	if err == nil {
-		return nil
+	if err == nil || !errors.Is(err, errSegmentSync) {
+		return err
 	}
 	if merr := writeSynced(marker, []byte(err.Error()+"\n")); merr != nil {
-		return errors.Join(err, fmt.Errorf("cluster: record the failed fsync: %w", merr))
+		return errors.Join(err, fmt.Errorf("cluster: record the failed fsync in %s: %w", marker, merr))
 	}
 	return fmt.Errorf("%w: %w", ErrRaftLogSyncFailed, err)
 }
@@ -211,6 +210,15 @@ func writeSynced(name string, b []byte) error {
 	return syncDir(filepath.Dir(name))
 }
 
+// syncSegments fsyncs every segment file and the directory when the agent
+// opens its log. A process killed between a write and its fsync leaves the
+// write in the page cache, where raft-wal's recovery reads it as part of
+// the log; from then on Raft counts it (a follower acknowledges entries
+// after it, the leader's write behind starts its durable index at the last
+// one), so it must be on disk, not only in the page cache. Files with
+// nothing dirty sync at once, so this costs little at start. The reopen
+// after a failed write (same process) does not need it: that write's
+// entries are untrusted (logtrust.go), and every other one was fsynced.
 func syncSegments(vfs types.VFS, dir string) error {
 	names, err := vfs.ListDir(dir)
 	if err != nil {
@@ -224,11 +232,18 @@ func syncSegments(vfs types.VFS, dir string) error {
 		if err != nil {
 			return err
 		}
-		if err := errors.Join(f.Sync(), f.Close()); err != nil {
-			return fmt.Errorf("fsync %s: %w", name, err)
+		if err := f.Sync(); err != nil {
+			_ = f.Close()
+			return fmt.Errorf("%w: %s: %w", errSegmentSync, name, err)
+		}
+		if err := f.Close(); err != nil {
+			return err
 		}
 	}
-	return syncDir(dir)
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("%w: %w", errSegmentSync, err)
+	}
+	return nil
 }
 
 // closeWAL closes l.w and its meta store (mu held).

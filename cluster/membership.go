@@ -67,6 +67,7 @@ func targetVoters(aliveAgents int) int {
 type membershipView struct {
 	self         string
 	cluster      string // the leader's cluster ID
+	legacy       bool   // the leader's identity is legacy (several cluster IDs may name this group)
 	servers      []raft.Server
 	members      map[string]gossipMember
 	unknownSince map[string]time.Time
@@ -117,6 +118,9 @@ func (v *membershipView) live(id string) (gossipMember, bool) {
 // incarnation of a voter, 3. or one address update; 4. additions as
 // non-voters; 5. admission of non-voters, then one promotion.
 func (l *leaderState) reconcileMembership(ctx context.Context) bool {
+	if f := l.n.cfg.membershipPassed; f != nil {
+		defer f()
+	}
 	v, ok := l.membershipView()
 	if !ok {
 		return false
@@ -158,7 +162,7 @@ func (l *leaderState) membershipView() (*membershipView, bool) {
 		n.log.Error("cannot persist the cluster identity", "err", err)
 		return nil, false
 	}
-	return &membershipView{self: n.cfg.NodeID, cluster: own.Cluster, servers: servers, members: members,
+	return &membershipView{self: n.cfg.NodeID, cluster: own.Cluster, legacy: own.Legacy, servers: servers, members: members,
 		unknownSince: l.unknownSince, now: now, deadTimeout: n.cfg.DeadAgentTimeout,
 		minFeatures: joinLevel(n.requiredFeatures(), n.cfg.NodeID, servers, members)}, true
 }
@@ -233,7 +237,7 @@ func staleCandidates(v *membershipView) []raft.Server {
 		if string(s.ID) == v.self || !ok {
 			continue
 		}
-		if foreignCluster(m.Meta.Cluster, v.cluster) || (s.Suffrage == raft.Voter && !m.Meta.Admitted) {
+		if v.foreign(m.Meta.Cluster, m.Meta.Legacy) || (s.Suffrage == raft.Voter && !m.Meta.Admitted) {
 			out = append(out, s)
 		}
 	}
@@ -244,6 +248,14 @@ func staleCandidates(v *membershipView) []raft.Server {
 // another cluster than ours ("" on either side: not known, not foreign).
 func foreignCluster(theirs, ours string) bool {
 	return theirs != "" && ours != "" && theirs != ours
+}
+
+// foreign reports whether a member of cluster theirs (legacy: its
+// identity is) belongs to another cluster than this leader's. Never
+// between legacy identities: a group from before cluster IDs can hold
+// several (DESIGN.md, "Identity").
+func (v *membershipView) foreign(theirs string, legacy bool) bool {
+	return !v.legacy && !legacy && foreignCluster(theirs, v.cluster)
 }
 
 // staleStep is what the leader does with a voter whose own status
@@ -278,14 +290,7 @@ func (l *leaderState) staleIncarnation(ctx context.Context, v *membershipView) (
 	for _, s := range staleCandidates(v) {
 		id := string(s.ID)
 		st, err := l.n.peerStatus(ctx, v.members[id].Meta.Peer)
-		// Of another cluster, and not of this group under another name (a
-		// group whose Raft state predates cluster IDs may hold several):
-		// its own configuration lacks this leader.
-		foreign := err == nil && st.Admitted && foreignCluster(st.ClusterID, v.cluster) &&
-			!slices.Contains(st.Voters, v.self) && !slices.Contains(st.NonVoters, v.self)
-		if err == nil && l.n.cfg.staleChecked != nil {
-			l.n.cfg.staleChecked(id)
-		}
+		foreign := err == nil && st.Admitted && v.foreign(st.ClusterID, st.Legacy)
 		if err != nil || st.NodeID != id || (st.Admitted && !foreign) || (!foreign && s.Suffrage != raft.Voter) {
 			delete(l.staleSince, id)
 			continue
@@ -324,7 +329,7 @@ func planAddressUpdate(v *membershipView) (raft.Server, string, bool) {
 		if id == v.self || !ok || m.Meta.Peer == "" || m.Meta.Peer == string(s.Address) {
 			continue
 		}
-		if (s.Suffrage == raft.Voter && !m.Meta.Admitted) || foreignCluster(m.Meta.Cluster, v.cluster) {
+		if (s.Suffrage == raft.Voter && !m.Meta.Admitted) || v.foreign(m.Meta.Cluster, m.Meta.Legacy) {
 			continue
 		}
 		return s, m.Meta.Peer, true
@@ -491,7 +496,7 @@ func (l *leaderState) admitAndPromote(ctx context.Context, v *membershipView, ch
 		}
 		switch planNonvoter(st, v.cluster, voters < target, l.n.caughtUp(st)) {
 		case nonvoterAdmit:
-			admitted, leading := l.admitNonvoter(ctx, v.cluster, peer, st)
+			admitted, leading := l.admitNonvoter(ctx, v.cluster, v.legacy, peer, st)
 			if !leading {
 				return false
 			}
@@ -506,7 +511,7 @@ func (l *leaderState) admitAndPromote(ctx context.Context, v *membershipView, ch
 // admitNonvoter admits the non-voter whose status is st once it passed the
 // object store probe. leading is false when this node could not confirm
 // it still leads (the pass ends).
-func (l *leaderState) admitNonvoter(ctx context.Context, cluster, peer string, st Status) (admitted, leading bool) {
+func (l *leaderState) admitNonvoter(ctx context.Context, cluster string, legacy bool, peer string, st Status) (admitted, leading bool) {
 	n, id := l.n, st.NodeID
 	if err := l.verifyStore(ctx, id, peer, st.Instance); err != nil {
 		l.warnEvery("store:"+id, "object store probe failed; not admitting the agent", "node", id, "err", err)
@@ -517,7 +522,7 @@ func (l *leaderState) admitNonvoter(ctx context.Context, cluster, peer string, s
 	if err := n.await(ctx, n.r().VerifyLeader()); err != nil {
 		return false, false
 	}
-	if err := n.admit(ctx, peer, admitRequest{NodeID: id, Instance: st.Instance, Cluster: cluster}); err != nil {
+	if err := n.admit(ctx, peer, admitRequest{NodeID: id, Instance: st.Instance, Cluster: cluster, Legacy: legacy}); err != nil {
 		l.warnEvery("admit:"+id, "cannot admit non-voter", "node", id, "err", err)
 		return false, true
 	}

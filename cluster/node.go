@@ -167,7 +167,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}()
 	// Raft connections name this agent's cluster, and refuse another
 	// one's (DESIGN.md, "Identity").
-	n.peer.SetRaftCluster(transport.RaftCluster{ID: n.raftClusterID, Legacy: n.legacyRaftPeer, Member: n.raftServerAt})
+	n.peer.SetRaftCluster(transport.RaftCluster{ID: n.raftClusterID, Legacy: n.legacyRaftPeer})
 	existing, err := n.startRaft()
 	if err != nil {
 		return err
@@ -233,7 +233,7 @@ func (n *Node) startRaft() (bool, error) {
 	}
 	n.idMu.Lock() // the peer mux's Raft connections read the cluster ID meanwhile
 	n.id = id
-	n.raftCluster.Store(id.Cluster)
+	n.raftCluster.Store(id.raftCluster())
 	n.idMu.Unlock()
 	n.transport = newRaftGate(raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: n.peer.RaftLayer(), MaxPool: 4, Timeout: 10 * time.Second, Logger: hl,
@@ -389,7 +389,7 @@ func (n *Node) updateIdentity(fn func(*identity)) error {
 		return err
 	}
 	n.id = next
-	n.raftCluster.Store(next.Cluster) // before the gate opens: Raft connections of another cluster fail first
+	n.raftCluster.Store(next.raftCluster()) // before the gate opens: Raft connections of another cluster fail first
 	if n.transport != nil {
 		n.transport.setOpen(next.Admitted)
 	}
@@ -408,10 +408,9 @@ func (n *Node) leaderIdentity() (identity, error) {
 	if own := n.identity(); own.Cluster != "" && own.Admitted {
 		return own, nil
 	}
-	name := cmp.Or(n.memberClusterID(), randomID())
 	if err := n.updateIdentity(func(id *identity) {
 		if id.Cluster == "" {
-			id.Cluster = name
+			id.Cluster = randomID()
 		}
 		id.Admitted = true
 	}); err != nil {
@@ -420,35 +419,12 @@ func (n *Node) leaderIdentity() (identity, error) {
 	return n.identity(), nil
 }
 
-// memberClusterID is the cluster ID that gossip shows on the admitted
-// members of this node's Raft configuration (the smallest, if several):
-// a leader of Raft state from before cluster IDs adopts the name an
-// earlier leader gave the group instead of naming it again ("" if none).
-func (n *Node) memberClusterID() string {
-	servers, err := n.configuration()
-	if err != nil || n.gossip == nil {
-		return ""
-	}
-	members := n.gossip.snapshot()
-	name := ""
-	for _, s := range servers {
-		m, ok := members[string(s.ID)]
-		if string(s.ID) == n.cfg.NodeID || !ok || !m.MetaOK || !m.Meta.Admitted || m.Meta.Cluster == "" {
-			continue
-		}
-		if name == "" || m.Meta.Cluster < name {
-			name = m.Meta.Cluster
-		}
-	}
-	return name
-}
-
 // localMeta is the metadata this node gossips.
 func (n *Node) localMeta() nodeMeta {
 	id := n.identity()
 	return nodeMeta{
 		Version: metaVersion, ID: n.cfg.NodeID, Peer: n.peer.Addr(), HTTP: n.cfg.HTTPAddr, GRPC: n.cfg.GRPCAddr, Kafka: n.cfg.KafkaAddr, Ver: gossipVersion(n.cfg.Version),
-		Instance: id.Instance, Cluster: id.Cluster, Admitted: id.Admitted, Expect: n.cfg.BootstrapExpect,
+		Instance: id.Instance, Cluster: id.Cluster, Admitted: id.Admitted, Legacy: id.Legacy, Expect: n.cfg.BootstrapExpect,
 		Leaving: n.leaving.Load(), Features: fsm.FeatureLevel, LowDisk: n.lowDisk.Load(),
 	}
 }
@@ -679,6 +655,7 @@ type Status struct {
 	Instance  string `json:"instance"`
 	ClusterID string `json:"cluster_id,omitempty"`
 	Admitted  bool   `json:"admitted"`
+	Legacy    bool   `json:"legacy,omitempty"` // Raft state from before cluster IDs (DESIGN.md, "Identity")
 }
 
 // Status returns the node's Raft status.
@@ -693,7 +670,7 @@ func (n *Node) Status() Status {
 		NodeID: n.cfg.NodeID, State: r.State().String(), Leader: string(addr), LeaderID: string(id),
 		Term: r.CurrentTerm(), CommitIndex: r.CommitIndex(), AppliedIndex: r.AppliedIndex(),
 		LastIndex: r.LastIndex(), LastContactMs: -1,
-		Instance: ident.Instance, ClusterID: ident.Cluster, Admitted: ident.Admitted,
+		Instance: ident.Instance, ClusterID: ident.Cluster, Admitted: ident.Admitted, Legacy: ident.Legacy,
 	}
 	switch lc := r.LastContact(); {
 	case st.State == raft.Leader.String():

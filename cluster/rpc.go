@@ -150,6 +150,7 @@ type admitRequest struct {
 	NodeID   string `json:"node_id"`
 	Instance string `json:"instance"`
 	Cluster  string `json:"cluster"`
+	Legacy   bool   `json:"legacy,omitempty"` // the leader's identity is legacy: so is the admitted one's
 }
 
 func (n *Node) handleAdmit(w http.ResponseWriter, req *http.Request) {
@@ -173,7 +174,7 @@ func (n *Node) handleAdmit(w http.ResponseWriter, req *http.Request) {
 			fmt.Errorf("admission to cluster %q, this agent belongs to %q", a.Cluster, cur.Cluster))
 		return
 	}
-	if err := n.updateIdentity(func(id *identity) { id.Cluster, id.Admitted = a.Cluster, true }); err != nil {
+	if err := n.updateIdentity(func(id *identity) { id.Cluster, id.Admitted, id.Legacy = a.Cluster, true, id.Legacy || a.Legacy }); err != nil {
 		writeRPCError(w, http.StatusInternalServerError, outcomeNotApplied, err)
 		return
 	}

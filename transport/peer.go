@@ -54,11 +54,6 @@ type RaftCluster struct {
 	// speak only the Raft handshake without a cluster ID (an older
 	// release); nil: none is.
 	Legacy func(addr string) bool
-	// Member reports whether a peer address is a server of this agent's
-	// own Raft configuration: a dialer there that names another cluster
-	// ID is still accepted (a group whose Raft state predates cluster IDs
-	// can hold several, named by its successive leaders); nil: none is.
-	Member func(addr string) bool
 }
 
 // PeerConfig configures a PeerMux.
@@ -408,7 +403,7 @@ func (m *PeerMux) serveConn(pc *peerConn) {
 	}
 	local := m.clusterID()
 	if hello.tag == peerTagRaftCluster {
-		if foreignRaftCluster(hello.cluster, local) && !m.raftMember(hello.from) {
+		if foreignRaftCluster(hello.cluster, local) {
 			_, _ = conn.Write([]byte{peerClusterOther})
 			m.reject(pc, "raft connection refused", fmt.Errorf("%s belongs to raft cluster %s, this agent to %s (two clusters share node IDs or addresses)", hello.from, hello.cluster, local))
 			return
@@ -428,7 +423,9 @@ func (m *PeerMux) serveConn(pc *peerConn) {
 			return cur == local || !foreignRaftCluster(hello.cluster, cur)
 		}})
 	case peerTagRaft:
-		m.raft.q.deliver(conn)
+		// An older dialer names no cluster: valid while this agent's is
+		// the one it was accepted under.
+		m.raft.q.deliver(&clusterConn{Conn: conn, ok: func() bool { return m.clusterID() == local }})
 	case peerTagRPC:
 		m.rpcLn.deliver(conn)
 	}
@@ -495,13 +492,6 @@ func (c *clusterConn) Write(p []byte) (int, error) {
 		return 0, errRaftClusterChanged
 	}
 	return c.Conn.Write(p)
-}
-
-// raftMember reports whether addr is a server of this agent's Raft
-// configuration (RaftCluster.Member).
-func (m *PeerMux) raftMember(addr string) bool {
-	c := m.cluster.Load()
-	return c != nil && c.Member != nil && c.Member(addr)
 }
 
 // clusterID is this agent's cluster ID for Raft connections ("": none).
