@@ -26,18 +26,26 @@ const identityFile = "instance"
 // must be re-added. Cluster is the ID of the Raft group the instance
 // belongs to; a leader never adds an agent of another cluster.
 //
-// Legacy marks Raft state from before identities (and agents a leader of
-// such state admitted): its cluster ID was named by whichever voter led
-// first, and voters are never admitted, so one group can hold several.
-// A legacy agent names no cluster on Raft connections, and membership
-// never takes a legacy member for another cluster's (DESIGN.md,
-// "Identity").
+// Legacy marks an identity whose cluster ID may not be the one every
+// agent of its group holds: Raft state from before identity files (each
+// voter that led named the group itself, and voters are never admitted,
+// so one group can hold several), an identity an earlier release wrote
+// (Version 0: it cannot say which), and agents a leader with a legacy
+// identity admitted. A legacy agent names no cluster on Raft connections,
+// and membership never takes a legacy member for another cluster's
+// (DESIGN.md, "Identity"). Version is identityVersion for an identity this
+// release wrote.
 type identity struct {
 	Instance string `json:"instance"`
 	Cluster  string `json:"cluster,omitempty"`
 	Admitted bool   `json:"admitted"`
 	Legacy   bool   `json:"legacy,omitempty"`
+	Version  int    `json:"version,omitempty"`
 }
+
+// identityVersion: identities written since cluster IDs are checked on
+// Raft connections; an older file is legacy.
+const identityVersion = 1
 
 // raftCluster is the cluster ID this identity names on Raft connections:
 // none for a legacy one.
@@ -65,14 +73,19 @@ func randomID() string {
 func loadIdentity(dir string, hasRaftState bool) (identity, error) {
 	if !hasRaftState {
 		if id, err := readIdentity(dir); err == nil && !id.Admitted && id.Cluster == "" {
-			return id, nil
+			id.Version = identityVersion // it names a cluster only once this release gives it one
+			return id, id.save(dir)
 		}
-		id := identity{Instance: randomID()}
+		id := identity{Instance: randomID(), Version: identityVersion}
 		return id, id.save(dir)
 	}
 	id, err := readIdentity(dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		id := identity{Instance: randomID(), Admitted: true, Legacy: true}
+		id := identity{Instance: randomID(), Admitted: true, Legacy: true, Version: identityVersion}
+		return id, id.save(dir)
+	}
+	if err == nil && id.Version < identityVersion {
+		id.Legacy, id.Version = id.Legacy || id.Admitted || id.Cluster != "", identityVersion
 		return id, id.save(dir)
 	}
 	return id, err

@@ -174,7 +174,9 @@ func (n *Node) handleAdmit(w http.ResponseWriter, req *http.Request) {
 			fmt.Errorf("admission to cluster %q, this agent belongs to %q", a.Cluster, cur.Cluster))
 		return
 	}
-	if err := n.updateIdentity(func(id *identity) { id.Cluster, id.Admitted, id.Legacy = a.Cluster, true, id.Legacy || a.Legacy }); err != nil {
+	if err := n.updateIdentity(func(id *identity) {
+		id.Cluster, id.Admitted, id.Legacy, id.Version = a.Cluster, true, id.Legacy || a.Legacy, identityVersion
+	}); err != nil {
 		writeRPCError(w, http.StatusInternalServerError, outcomeNotApplied, err)
 		return
 	}

@@ -108,7 +108,7 @@ func plantSeed(cfg SeedConfig, dir string, store raft.StableStore, snaps raft.Sn
 	if err := after("snapshot"); err != nil {
 		return "", err
 	}
-	id := identity{Instance: randomID(), Cluster: randomID(), Admitted: true}
+	id := identity{Instance: randomID(), Cluster: randomID(), Admitted: true, Version: identityVersion}
 	if err := id.save(dir); err != nil {
 		return "", err
 	}

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -330,10 +332,25 @@ func TestIdentityPersistence(t *testing.T) {
 	if err != nil || wiped.Instance == fresh.Instance || wiped.Admitted || wiped.Cluster != "" {
 		t.Fatalf("identity after wipe %+v, %v", wiped, err)
 	}
-	// Raft state without a file predates identities: admitted.
+	// Raft state without a file predates identities: admitted, legacy.
 	legacy, err := loadIdentity(t.TempDir(), true)
-	if err != nil || !legacy.Admitted {
+	if err != nil || !legacy.Admitted || !legacy.Legacy || legacy.raftCluster() != "" {
 		t.Fatalf("legacy identity %+v, %v", legacy, err)
+	}
+	// A file an earlier release wrote (no version) cannot say whether its
+	// group holds one cluster ID: legacy, and it stays so.
+	old := t.TempDir()
+	if err := os.WriteFile(filepath.Join(old, identityFile), []byte(`{"instance":"i1","cluster":"c1","admitted":true}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		got, err := loadIdentity(old, true)
+		if err != nil || got.Instance != "i1" || got.Cluster != "c1" || !got.Legacy || got.raftCluster() != "" {
+			t.Fatalf("identity of an earlier release: %+v, %v", got, err)
+		}
+	}
+	if again.Legacy || again.raftCluster() != "c1" {
+		t.Fatalf("an identity this release wrote is legacy: %+v", again)
 	}
 }
 
