@@ -81,6 +81,9 @@ func planBootstrap(self string, expect int, members map[string]gossipMember) boo
 // bootstrap persists the cluster identity, then bootstraps Raft with the
 // given voters. ErrCantBootstrap (state exists already) is not an error.
 func (n *Node) bootstrap(servers []nodeMeta, clusterID string) error {
+	if cur := n.identity(); cur.Admitted && cur.Cluster != "" && cur.Cluster != clusterID {
+		return fmt.Errorf("cluster: not bootstrapping %s: this agent was admitted to cluster %s meanwhile", clusterID, cur.Cluster)
+	}
 	if err := n.updateIdentity(func(id *identity) {
 		id.Cluster, id.Admitted, id.Legacy, id.Version = clusterID, true, false, identityVersion
 	}); err != nil {

@@ -1,9 +1,13 @@
 package cluster
 
 import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -146,5 +150,34 @@ func TestLegacyGroupWithSeveralClusterIDsKeepsItsMembers(t *testing.T) {
 	waitFor(t, deadline, "d to be admitted", func() bool { return d.node.identity().Admitted })
 	if id := d.node.identity(); !id.Legacy || d.node.raftClusterID() != "" {
 		t.Errorf("an agent admitted by a legacy group: %+v, names %q on raft connections", id, d.node.raftClusterID())
+	}
+}
+
+// TestAdmissionByAnEarlierReleaseIsLegacy: an admit request without a
+// version comes from a leader of an earlier release, whose cluster ID may
+// be one of several names of its group: the admitted identity is legacy
+// and names no cluster. A request of this release from a leader that is
+// not legacy gives a protected identity.
+func TestAdmissionByAnEarlierReleaseIsLegacy(t *testing.T) {
+	c := newTestCluster(t)
+	for _, tc := range []struct {
+		name, body string
+		legacy     bool
+	}{
+		{"earlier release", `{"node_id":%q,"instance":%q,"cluster":"c-old"}`, true},
+		{"this release", `{"node_id":%q,"instance":%q,"cluster":"c-new","version":1}`, false},
+	} {
+		j := c.start("j-"+strings.ReplaceAll(tc.name, " ", "-"), "", func(cfg *Config) { cfg.Join = []string{"127.0.0.1:1"} })
+		id := j.node.identity()
+		req := httptest.NewRequest(http.MethodPost, "/peer/v1/admit", strings.NewReader(fmt.Sprintf(tc.body, j.id, id.Instance)))
+		rec := httptest.NewRecorder()
+		j.node.RPCHandler().ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("%s: admit answered %d %s", tc.name, rec.Code, rec.Body)
+		}
+		got := j.node.identity()
+		if !got.Admitted || got.Legacy != tc.legacy || (j.node.raftClusterID() == "") != tc.legacy {
+			t.Errorf("%s: identity %+v names %q on raft connections; want legacy %v", tc.name, got, j.node.raftClusterID(), tc.legacy)
+		}
 	}
 }

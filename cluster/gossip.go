@@ -41,11 +41,11 @@ type nodeMeta struct {
 	HTTP     string `json:"h,omitempty"`   // public REST host:port
 	GRPC     string `json:"g,omitempty"`   // public gRPC host:port
 	Kafka    string `json:"k,omitempty"`   // Kafka listener host:port clients are told (KAFKA_ADVERTISED_ADDR)
-	Ver      string `json:"ver,omitempty"` // the agent's version (build), cut to 40 bytes
+	Ver      string `json:"ver,omitempty"` // the agent's version (build), cut to 30 bytes
 	Instance string `json:"i"`             // this incarnation of the data dir
 	Cluster  string `json:"c,omitempty"`   // Raft group this instance belongs to
 	Admitted bool   `json:"a,omitempty"`   // a leader has admitted this instance
-	Legacy   bool   `json:"lg,omitempty"`  // Raft state from before cluster IDs (identity.Legacy)
+	Legacy   bool   `json:"lg,omitempty"`  // identity.Legacy: names no cluster on Raft connections
 	Expect   int    `json:"e,omitempty"`   // BOOTSTRAP_EXPECT
 	Leaving  bool   `json:"l,omitempty"`   // set just before a graceful leave
 	Features int    `json:"f,omitempty"`   // fsm.FeatureLevel of this agent's binary (0: older)
@@ -597,11 +597,11 @@ func (g *gossip) joinLoop(ctx context.Context) {
 	}
 }
 
-// gossipVersion cuts a version string to 40 bytes so that the metadata
+// gossipVersion cuts a version string to 30 bytes so that the metadata
 // stays well under memberlist's limit.
 func gossipVersion(v string) string {
-	if len(v) > 40 {
-		return v[:40]
+	if len(v) > 30 {
+		return v[:30]
 	}
 	return v
 }

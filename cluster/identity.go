@@ -102,7 +102,7 @@ func readIdentity(dir string) (identity, error) {
 	}
 	var id identity
 	if err := json.Unmarshal(b, &id); err != nil || id.Instance == "" {
-		return identity{}, fmt.Errorf("cluster: identity file %s is corrupt (delete it only if the Raft state next to it is intact): %v",
+		return identity{}, fmt.Errorf("cluster: identity file %s is corrupt (delete it only if the Raft state next to it is intact; the agent then counts as legacy and its raft connections name no cluster): %v",
 			filepath.Join(dir, identityFile), err)
 	}
 	return id, nil

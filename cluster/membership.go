@@ -451,7 +451,7 @@ func nonvotersToAsk(v *membershipView, room bool) []raft.Server {
 		if s.Suffrage != raft.Nonvoter || !ok || m.Meta.Leaving {
 			continue
 		}
-		if m.Meta.Admitted && m.Meta.Cluster == v.cluster && !room {
+		if m.Meta.Admitted && (m.Meta.Cluster == v.cluster || (v.legacy && m.Meta.Legacy)) && !room {
 			continue
 		}
 		out = append(out, s)
@@ -471,9 +471,9 @@ const (
 // planNonvoter decides for a non-voter from its own status: admit it while
 // it is not admitted into this cluster; promote it when there is room for a
 // voter and it has caught up.
-func planNonvoter(st Status, cluster string, room, caughtUp bool) nonvoterStep {
+func planNonvoter(st Status, cluster string, legacy, room, caughtUp bool) nonvoterStep {
 	switch {
-	case !st.Admitted || st.ClusterID != cluster:
+	case !st.Admitted || (st.ClusterID != cluster && !(legacy && st.Legacy)):
 		return nonvoterAdmit
 	case room && caughtUp:
 		return nonvoterPromote
@@ -494,7 +494,7 @@ func (l *leaderState) admitAndPromote(ctx context.Context, v *membershipView, ch
 		if err != nil || st.NodeID != id {
 			continue
 		}
-		switch planNonvoter(st, v.cluster, voters < target, l.n.caughtUp(st)) {
+		switch planNonvoter(st, v.cluster, v.legacy, voters < target, l.n.caughtUp(st)) {
 		case nonvoterAdmit:
 			admitted, leading := l.admitNonvoter(ctx, v.cluster, v.legacy, peer, st)
 			if !leading {
@@ -522,7 +522,7 @@ func (l *leaderState) admitNonvoter(ctx context.Context, cluster string, legacy 
 	if err := n.await(ctx, n.r().VerifyLeader()); err != nil {
 		return false, false
 	}
-	if err := n.admit(ctx, peer, admitRequest{NodeID: id, Instance: st.Instance, Cluster: cluster, Legacy: legacy}); err != nil {
+	if err := n.admit(ctx, peer, admitRequest{NodeID: id, Instance: st.Instance, Cluster: cluster, Legacy: legacy, Version: identityVersion}); err != nil {
 		l.warnEvery("admit:"+id, "cannot admit non-voter", "node", id, "err", err)
 		return false, true
 	}

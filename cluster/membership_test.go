@@ -245,8 +245,16 @@ func TestPlanNonvoter(t *testing.T) {
 		{"lagging", admitted, true, false, nonvoterNothing},
 	}
 	for _, tc := range cases {
-		if got := planNonvoter(tc.st, "c", tc.room, tc.caughtUp); got != tc.want {
+		if got := planNonvoter(tc.st, "c", false, tc.room, tc.caughtUp); got != tc.want {
 			t.Errorf("%s: planNonvoter = %d; want %d", tc.name, got, tc.want)
 		}
+	}
+	// A legacy leader takes a legacy member under another name for one of
+	// its group's (DESIGN.md, "Identity"); not a member that is not legacy.
+	if got := planNonvoter(Status{Admitted: true, ClusterID: "other", Legacy: true}, "c", true, true, true); got != nonvoterPromote {
+		t.Errorf("legacy member under another name: planNonvoter = %d; want promote", got)
+	}
+	if got := planNonvoter(Status{Admitted: true, ClusterID: "other"}, "c", true, true, true); got != nonvoterAdmit {
+		t.Errorf("member of another cluster under a legacy leader: planNonvoter = %d; want admit", got)
 	}
 }

@@ -235,6 +235,10 @@ func (n *Node) startRaft() (bool, error) {
 	n.id = id
 	n.raftCluster.Store(id.raftCluster())
 	n.idMu.Unlock()
+	if id.Legacy {
+		n.log.Info("this agent's identity is legacy (written by an earlier release, or of a group admitted by one): its raft connections name no cluster, so another cluster at the same addresses is not refused (cluster/DESIGN.md, Identity)",
+			"cluster", id.Cluster)
+	}
 	n.transport = newRaftGate(raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: n.peer.RaftLayer(), MaxPool: 4, Timeout: 10 * time.Second, Logger: hl,
 	}), n.log)
@@ -655,7 +659,7 @@ type Status struct {
 	Instance  string `json:"instance"`
 	ClusterID string `json:"cluster_id,omitempty"`
 	Admitted  bool   `json:"admitted"`
-	Legacy    bool   `json:"legacy,omitempty"` // Raft state from before cluster IDs (DESIGN.md, "Identity")
+	Legacy    bool   `json:"legacy,omitempty"` // identity.Legacy: names no cluster on Raft connections (DESIGN.md, "Identity")
 }
 
 // Status returns the node's Raft status.

@@ -151,6 +151,10 @@ type admitRequest struct {
 	Instance string `json:"instance"`
 	Cluster  string `json:"cluster"`
 	Legacy   bool   `json:"legacy,omitempty"` // the leader's identity is legacy: so is the admitted one's
+	// Version is identityVersion from a leader of this release; a request
+	// without it comes from an earlier release, whose identity may be one
+	// of several names of its group: the admitted identity is legacy.
+	Version int `json:"version,omitempty"`
 }
 
 func (n *Node) handleAdmit(w http.ResponseWriter, req *http.Request) {
@@ -164,18 +168,21 @@ func (n *Node) handleAdmit(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	cur := n.identity()
+	legacy := a.Legacy || a.Version < identityVersion
 	switch {
 	case a.NodeID != n.cfg.NodeID || a.Instance != cur.Instance:
 		writeRPCError(w, http.StatusConflict, outcomeNotApplied,
 			fmt.Errorf("admission for %s/%s, this is %s/%s", a.NodeID, a.Instance, n.cfg.NodeID, cur.Instance))
 		return
-	case a.Cluster == "" || (cur.Cluster != "" && cur.Cluster != a.Cluster):
+	case a.Cluster == "" || (cur.Cluster != "" && cur.Cluster != a.Cluster && !(cur.Legacy && legacy)):
+		// Two legacy identities may be two names of one group (DESIGN.md,
+		// "Identity"): the later leader's name is taken.
 		writeRPCError(w, http.StatusConflict, outcomeNotApplied,
 			fmt.Errorf("admission to cluster %q, this agent belongs to %q", a.Cluster, cur.Cluster))
 		return
 	}
 	if err := n.updateIdentity(func(id *identity) {
-		id.Cluster, id.Admitted, id.Legacy, id.Version = a.Cluster, true, id.Legacy || a.Legacy, identityVersion
+		id.Cluster, id.Admitted, id.Legacy, id.Version = a.Cluster, true, id.Legacy || legacy, identityVersion
 	}); err != nil {
 		writeRPCError(w, http.StatusInternalServerError, outcomeNotApplied, err)
 		return

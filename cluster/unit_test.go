@@ -358,7 +358,7 @@ func TestMetaFitsGossipLimit(t *testing.T) {
 	m := nodeMeta{Version: metaVersion, ID: strings.Repeat("n", 64), Peer: strings.Repeat("p", 60) + ":65535",
 		HTTP: strings.Repeat("h", 60) + ":65535", GRPC: strings.Repeat("g", 60) + ":65535",
 		Kafka: strings.Repeat("k", 60) + ":65535", Ver: gossipVersion(strings.Repeat("v", 100)),
-		Instance: randomID(), Cluster: randomID(), Admitted: true, Expect: 5, Features: 3, LowDisk: true, Leaving: true}
+		Instance: randomID(), Cluster: randomID(), Admitted: true, Legacy: true, Expect: 5, Features: 3, LowDisk: true, Leaving: true}
 	b, err := m.encode()
 	if err != nil {
 		t.Fatal(err)
