@@ -739,6 +739,13 @@ func TestClusterMovesLeadershipOffAFailingLeaderLog(t *testing.T) {
 	}
 	h.fail.Store(false)
 	<-first // answered either way; what it answered is checked below
+	waitSameLog(t, c, next, "before", "after")
+}
+
+// waitSameLog waits until every running agent applied what next applied,
+// then checks that each holds the named topics.
+func waitSameLog(t *testing.T, c *testCluster, next *testNode, topics ...string) {
+	t.Helper()
 	waitFor(t, 20*time.Second, "every agent to apply the same log", func() bool {
 		want := next.fsm.LastApplied()
 		for _, n := range c.running() {
@@ -749,7 +756,7 @@ func TestClusterMovesLeadershipOffAFailingLeaderLog(t *testing.T) {
 		return true
 	})
 	for _, n := range c.running() {
-		for _, name := range []string{"before", "after"} {
+		for _, name := range topics {
 			if _, ok := n.fsm.Topic(name); !ok {
 				t.Errorf("%s lacks topic %q", n.id, name)
 			}

@@ -353,14 +353,10 @@ func (d *diskFS) powerLoss(t *testing.T, dir string) string {
 	return out
 }
 
-// TestWALLogRecoveredTailIsDurable: an agent killed after writing entries
-// and before fsyncing them finds them in the page cache when it restarts,
-// and counts them durable from then on (the leader's write behind starts
-// its durable index at the last one: it applies them and tells followers
-// they are committed). Opening the log must therefore make them durable:
-// after a power loss that follows the restart, every entry up to that
-// index is still there.
-func TestWALLogRecoveredTailIsDurable(t *testing.T) {
+// unsyncedTail is a log dir over a diskFS holding entries 1..5 fsynced and
+// 6..8 written but not (a kill before their fsync), closed.
+func unsyncedTail(t *testing.T) (string, *diskFS) {
+	t.Helper()
 	dir := t.TempDir()
 	d := newDiskFS()
 	l, err := openWALLogWith(dir, testHCLog(), walDeps{vfs: d})
@@ -376,6 +372,18 @@ func TestWALLogRecoveredTailIsDurable(t *testing.T) {
 	}
 	_ = l.Close()
 	d.noSync.Store(false)
+	return dir, d
+}
+
+// TestWALLogRecoveredTailIsDurable: an agent killed after writing entries
+// and before fsyncing them finds them in the page cache when it restarts,
+// and counts them durable from then on (the leader's write behind starts
+// its durable index at the last one: it applies them and tells followers
+// they are committed). Opening the log must therefore make them durable:
+// after a power loss that follows the restart, every entry up to that
+// index is still there.
+func TestWALLogRecoveredTailIsDurable(t *testing.T) {
+	dir, d := unsyncedTail(t)
 
 	l2, err := openWALLogWith(dir, testHCLog(), walDeps{vfs: d}) // the restart
 	if err != nil {
@@ -458,21 +466,7 @@ func TestWALLogRepairedSealSurvivesAPowerLoss(t *testing.T) {
 // the pages clean — although the disk never got them: that start must be
 // refused too, not count the tail durable.
 func TestWALLogFailedStartSyncIsRefusedAfterwards(t *testing.T) {
-	dir := t.TempDir()
-	d := newDiskFS()
-	l, err := openWALLogWith(dir, testHCLog(), walDeps{vfs: d})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.StoreLogs(testEntries(1, 5, 100)); err != nil {
-		t.Fatal(err)
-	}
-	d.noSync.Store(true) // killed before the fsync of 6..8
-	if err := l.StoreLogs(testEntries(6, 3, 100)); err != nil {
-		t.Fatal(err)
-	}
-	_ = l.Close()
-	d.noSync.Store(false)
+	dir, d := unsyncedTail(t)
 
 	var fail atomic.Bool
 	fail.Store(true)

@@ -201,22 +201,7 @@ func TestClusterMovesLeadershipOffAHungConfigurationWrite(t *testing.T) {
 			close(hold)
 			released = true
 			<-added // answered either way: the new leader decides
-			waitFor(t, 20*time.Second, "every agent to apply the same log", func() bool {
-				want := next.fsm.LastApplied()
-				for _, n := range c.running() {
-					if n.fsm.LastApplied() < want {
-						return false
-					}
-				}
-				return true
-			})
-			for _, n := range c.running() {
-				for _, name := range []string{"before", "after"} {
-					if _, ok := n.fsm.Topic(name); !ok {
-						t.Errorf("%s lacks topic %q", n.id, name)
-					}
-				}
-			}
+			waitSameLog(t, c, next, "before", "after")
 			if _, stalled := lead.node.StorageStall(); stalled {
 				t.Errorf("the old leader still reports a storage stall after its disk returned")
 			}
