@@ -127,17 +127,12 @@ func TestFoundersJoinedBeforeTheirOwnJoin(t *testing.T) {
 	}
 }
 
-// TestFoundersRestartedBeforeTheyBootstrapped: one founder bootstraps, the
-// other two are restarted before they do (a crash loop at start). They
-// keep their instances, so they derive the cluster ID the first one
-// bootstrapped and bootstrap the same group: before the fix each restart
-// made a new instance, the two derived another cluster ID, took the first
-// founder for a cluster that exists without them and waited to be added
-// by a leader that one voter of three could never elect.
-func TestFoundersRestartedBeforeTheyBootstrapped(t *testing.T) {
-	c := newTestCluster(t)
-	gossip, peer, dirs := map[string]string{}, map[string]string{}, map[string]string{}
-	var join []string
+// fixedAddrs gives each agent a gossip and a peer address (distinct free
+// ports, kept across its restarts) and a data dir; join lists the gossip
+// addresses.
+func fixedAddrs(t *testing.T, ids ...string) (gossip, peer, dirs map[string]string, join []string) {
+	t.Helper()
+	gossip, peer, dirs = map[string]string{}, map[string]string{}, map[string]string{}
 	used := map[int]bool{}
 	port := func() string {
 		for {
@@ -147,11 +142,24 @@ func TestFoundersRestartedBeforeTheyBootstrapped(t *testing.T) {
 			}
 		}
 	}
-	for _, id := range []string{"a", "b", "c"} {
+	for _, id := range ids {
 		gossip[id], peer[id] = port(), port()
 		dirs[id] = filepath.Join(t.TempDir(), id)
 		join = append(join, gossip[id])
 	}
+	return gossip, peer, dirs, join
+}
+
+// TestFoundersRestartedBeforeTheyBootstrapped: one founder bootstraps, the
+// other two are restarted before they do (a crash loop at start). They
+// keep their instances, so they derive the cluster ID the first one
+// bootstrapped and bootstrap the same group: before the fix each restart
+// made a new instance, the two derived another cluster ID, took the first
+// founder for a cluster that exists without them and waited to be added
+// by a leader that one voter of three could never elect.
+func TestFoundersRestartedBeforeTheyBootstrapped(t *testing.T) {
+	c := newTestCluster(t)
+	gossip, peer, dirs, join := fixedAddrs(t, "a", "b", "c")
 	start := func(id string, settle time.Duration) *testNode {
 		return c.startAt(id, dirs[id], peer[id], gossip[id], func(cfg *Config) {
 			cfg.BootstrapExpect = 3
@@ -196,22 +204,7 @@ func TestFoundersRestartedBeforeTheyBootstrapped(t *testing.T) {
 // could never elect.
 func TestFoundersStoppedDuringTheirBootstrap(t *testing.T) {
 	c := newTestCluster(t)
-	gossip, peer, dirs := map[string]string{}, map[string]string{}, map[string]string{}
-	var join []string
-	used := map[int]bool{}
-	port := func() string {
-		for {
-			if p := freeGossipPort(t); !used[p] {
-				used[p] = true
-				return "127.0.0.1:" + strconv.Itoa(p)
-			}
-		}
-	}
-	for _, id := range []string{"a", "b", "c"} {
-		gossip[id], peer[id] = port(), port()
-		dirs[id] = filepath.Join(t.TempDir(), id)
-		join = append(join, gossip[id])
-	}
+	gossip, peer, dirs, join := fixedAddrs(t, "a", "b", "c")
 	entered := make(chan string, 8)
 	start := func(id string, stop bool) *testNode {
 		return c.startAt(id, dirs[id], peer[id], gossip[id], func(cfg *Config) {
