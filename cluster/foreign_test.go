@@ -181,3 +181,34 @@ func TestAdmissionByAnEarlierReleaseIsLegacy(t *testing.T) {
 		}
 	}
 }
+
+// TestAdmissionOfAnUnnamedGroupsMember: an agent admitted to a group that
+// has no cluster ID (Raft state of an earlier release) belongs to that
+// group. A leader of this release that is not legacy must not take it for
+// a fresh joiner (it would leave its group a voter short); its own legacy
+// leader may name it.
+func TestAdmissionOfAnUnnamedGroupsMember(t *testing.T) {
+	c := newTestCluster(t)
+	j := c.start("j", "", func(cfg *Config) { cfg.Join = []string{"127.0.0.1:1"} })
+	if err := j.node.updateIdentity(func(id *identity) { id.Admitted, id.Legacy = true, true }); err != nil {
+		t.Fatal(err)
+	}
+	admit := func(body string) int {
+		req := httptest.NewRequest(http.MethodPost, "/peer/v1/admit", strings.NewReader(fmt.Sprintf(body, j.id, j.node.identity().Instance)))
+		rec := httptest.NewRecorder()
+		j.node.RPCHandler().ServeHTTP(rec, req)
+		return rec.Code
+	}
+	if code := admit(`{"node_id":%q,"instance":%q,"cluster":"c-new","version":1}`); code != http.StatusConflict {
+		t.Errorf("admission by a leader that is not legacy answered %d, want 409", code)
+	}
+	if got := j.node.identity(); got.Cluster != "" {
+		t.Fatalf("the refused admission named the group: %+v", got)
+	}
+	if code := admit(`{"node_id":%q,"instance":%q,"cluster":"c-old","legacy":true,"version":1}`); code != http.StatusOK {
+		t.Errorf("admission by its legacy leader answered %d, want 200", code)
+	}
+	if got := j.node.identity(); got.Cluster != "c-old" || !got.Legacy {
+		t.Errorf("after its legacy leader named it: %+v", got)
+	}
+}

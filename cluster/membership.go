@@ -375,7 +375,10 @@ func planJoins(v *membershipView, departed func(string) bool) (join, foreign, be
 		if !m.MetaOK || m.Meta.Peer == "" || m.Meta.Leaving || departed(m.Name) {
 			continue
 		}
-		if m.Meta.Cluster != "" && m.Meta.Cluster != v.cluster {
+		// Another cluster's agent; or one admitted to a group that has no
+		// name (Raft state of an earlier release), which a leader that
+		// is not legacy itself cannot take for its own.
+		if (m.Meta.Cluster != "" && m.Meta.Cluster != v.cluster) || (m.Meta.Admitted && m.Meta.Cluster == "" && !v.legacy) {
 			foreign = append(foreign, m)
 			continue
 		}

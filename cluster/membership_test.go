@@ -155,14 +155,20 @@ func TestPlanJoins(t *testing.T) {
 		member("g", dead),
 		member("h", noMeta),
 		member("i", movedTo("")),
-		member("j"), // departed on request a moment ago
+		member("j"),                // departed on request a moment ago
+		member("k", ofCluster("")), // admitted to an unnamed group (an earlier release's)
 	)
 	join, foreign, behind := planJoins(v, func(id string) bool { return id == "j" })
 	if want := []gossipMember{v.members["c"], v.members["d"]}; !reflect.DeepEqual(join, want) {
 		t.Errorf("join = %v; want c, d", join)
 	}
-	if want := []gossipMember{v.members["e"]}; !reflect.DeepEqual(foreign, want) {
-		t.Errorf("foreign = %v; want e", foreign)
+	if want := []gossipMember{v.members["e"], v.members["k"]}; !reflect.DeepEqual(foreign, want) {
+		t.Errorf("foreign = %v; want e, k", foreign)
+	}
+	// A legacy leader may be that unnamed group's own.
+	v.legacy = true
+	if join, _, _ := planJoins(v, func(id string) bool { return id == "j" }); len(join) != 3 || join[2].Name != "k" {
+		t.Errorf("legacy leader: join = %v; want c, d, k", join)
 	}
 	if len(behind) != 0 {
 		t.Errorf("behind = %v; want none (no feature level needed yet)", behind)
