@@ -116,22 +116,7 @@ func (n *Node) gossipAt(level int) bool {
 // holds (an agent suspected, dead or restarting keeps the level it had).
 func (n *Node) legacyRaftPeer(addr string) bool {
 	g := n.gossipp.Load()
-	if g == nil {
-		return false
-	}
-	g.mu.RLock()
-	defer g.mu.RUnlock()
-	seen, legacy := false, false
-	for _, m := range g.members {
-		if !m.MetaOK || m.Meta.Peer != addr {
-			continue
-		}
-		if m.State == StateAlive {
-			return m.Meta.Features < fsm.FeatureRaftCluster
-		}
-		seen, legacy = true, legacy || m.Meta.Features < fsm.FeatureRaftCluster
-	}
-	return seen && legacy
+	return g != nil && g.below(addr, fsm.FeatureRaftCluster)
 }
 
 // raftClusterID is the cluster ID this agent's Raft connections name (""

@@ -341,6 +341,26 @@ func (g *gossip) snapshot() map[string]gossipMember {
 	return out
 }
 
+// below reports whether gossip last showed the agent at peer address addr
+// below feature level: an alive entry for the address decides; without
+// one, any entry the table still holds (an agent suspected, dead or
+// restarting keeps the level it had).
+func (g *gossip) below(addr string, level int) bool {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	seen := false
+	for _, m := range g.members {
+		if !m.MetaOK || m.Meta.Peer != addr {
+			continue
+		}
+		if m.State == StateAlive {
+			return m.Meta.Features < level
+		}
+		seen = seen || m.Meta.Features < level
+	}
+	return seen
+}
+
 // lookup returns one member's table entry (without the suspicion overlay).
 func (g *gossip) lookup(name string) (gossipMember, bool) {
 	g.mu.RLock()

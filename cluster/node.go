@@ -19,7 +19,6 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/streamhouse/streamhouse/fsm"
-
 	"github.com/streamhouse/streamhouse/transport"
 )
 

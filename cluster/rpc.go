@@ -174,13 +174,12 @@ func (n *Node) handleAdmit(w http.ResponseWriter, req *http.Request) {
 		writeRPCError(w, http.StatusConflict, outcomeNotApplied,
 			fmt.Errorf("admission for %s/%s, this is %s/%s", a.NodeID, a.Instance, n.cfg.NodeID, cur.Instance))
 		return
+	// Two legacy identities may be two names of one group (DESIGN.md,
+	// "Identity"): the later leader's name is taken. An agent admitted to
+	// an unnamed group (an earlier release's Raft state) belongs to that
+	// group: only its own, legacy, leader names it.
 	case a.Cluster == "" || (cur.Cluster != "" && cur.Cluster != a.Cluster && !(cur.Legacy && legacy)) ||
 		(cur.Admitted && cur.Cluster == "" && !legacy):
-		// An agent admitted to an unnamed group (an earlier release's Raft
-		// state) belongs to that group: only its own (legacy) leader names
-		// it.
-		// Two legacy identities may be two names of one group (DESIGN.md,
-		// "Identity"): the later leader's name is taken.
 		writeRPCError(w, http.StatusConflict, outcomeNotApplied,
 			fmt.Errorf("admission to cluster %q, this agent belongs to %q", a.Cluster, cur.Cluster))
 		return
