@@ -85,14 +85,9 @@ func (n *Node) bootstrap(servers []nodeMeta, clusterID string) error {
 		return fmt.Errorf("cluster: not bootstrapping %s: this agent was admitted to cluster %s meanwhile", clusterID, cur.Cluster)
 	}
 	if err := n.updateIdentity(func(id *identity) {
-		id.Cluster, id.Admitted, id.Legacy, id.Version, id.Bootstrapping = clusterID, true, false, identityVersion, true
+		id.Cluster, id.Admitted, id.Legacy, id.Version = clusterID, true, false, identityVersion
 	}); err != nil {
 		return err
-	}
-	if n.cfg.beforeBootstrapRaft != nil {
-		if err := n.cfg.beforeBootstrapRaft(); err != nil {
-			return err
-		}
 	}
 	cfg := raft.Configuration{}
 	for _, s := range servers {
@@ -105,9 +100,6 @@ func (n *Node) bootstrap(servers []nodeMeta, clusterID string) error {
 	n.log.Info("bootstrapping raft group", "voters", ids, "cluster", clusterID)
 	if err := n.r().BootstrapCluster(cfg).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 		return fmt.Errorf("cluster: bootstrap: %w", err)
-	}
-	if err := n.updateIdentity(func(id *identity) { id.Bootstrapping = false }); err != nil {
-		return err
 	}
 	n.electIfSoleVoter()
 	return nil
@@ -128,7 +120,7 @@ func (n *Node) bootstrapLoop(ctx context.Context) {
 		lastReason string
 	)
 	for {
-		if id := n.identity(); n.hasRaftState() || (id.Admitted && !id.Bootstrapping) {
+		if n.hasRaftState() || n.identity().Admitted {
 			return
 		}
 		changed := n.gossip.changedCh()

@@ -1,11 +1,9 @@
 package cluster
 
 import (
-	"errors"
 	"net"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 )
@@ -192,60 +190,5 @@ func TestFoundersRestartedBeforeTheyBootstrapped(t *testing.T) {
 		if got := n.node.Status().ClusterID; got != cid {
 			t.Errorf("%s is in cluster %q, a in %q", n.id, got, cid)
 		}
-	}
-}
-
-// TestFoundersStoppedDuringTheirBootstrap: two founders stop between
-// their bootstrap's identity write (admitted, with the cluster ID) and
-// Raft's BootstrapCluster, while the third bootstrapped. Without Raft
-// state they never took part in Raft, so they keep their instances,
-// derive the same cluster ID and bootstrap the same group: with new
-// instances they waited forever to be added by a leader one voter of three
-// could never elect.
-func TestFoundersStoppedDuringTheirBootstrap(t *testing.T) {
-	c := newTestCluster(t)
-	gossip, peer, dirs, join := fixedAddrs(t, "a", "b", "c")
-	entered := make(chan string, 8)
-	start := func(id string, stop bool) *testNode {
-		return c.startAt(id, dirs[id], peer[id], gossip[id], func(cfg *Config) {
-			cfg.BootstrapExpect, cfg.Join = 3, join
-			if stop {
-				var once sync.Once
-				cfg.beforeBootstrapRaft = func() error {
-					once.Do(func() { entered <- id })
-					return errors.New("stopped before BootstrapCluster")
-				}
-			}
-		})
-	}
-	// b and c get no Raft traffic until they stop: a's vote requests
-	// would give them Raft state (a vote), and then they took part.
-	c.faults.Isolate(peer["b"])
-	c.faults.Isolate(peer["c"])
-	a := start("a", false)
-	b, cc := start("b", true), start("c", true)
-	for range 2 {
-		<-entered
-	}
-	waitFor(t, deadline, "a to bootstrap", a.node.hasRaftState)
-	instances := map[string]string{}
-	for _, n := range []*testNode{b, cc} {
-		if n.node.hasRaftState() {
-			t.Fatalf("%s bootstrapped Raft despite the stop", n.id)
-		}
-		instances[n.id] = n.node.identity().Instance
-		c.kill(n.id)
-	}
-	c.faults.Heal()
-	for _, id := range []string{"b", "c"} {
-		n := start(id, false)
-		if got := n.node.identity(); got.Instance != instances[id] || got.Admitted {
-			t.Errorf("%s restarted as %+v, was instance %s", id, got, instances[id])
-		}
-	}
-	c.waitLeader(deadline)
-	c.waitConfig(deadline, []string{"a", "b", "c"}, nil)
-	for _, n := range c.running() {
-		waitFor(t, deadline, n.id+" ready", func() bool { ok, _ := n.node.Ready(); return ok })
 	}
 }

@@ -125,10 +125,6 @@ type Config struct {
 	wrapLog func(raft.LogStore) raft.LogStore
 	// logStuckAfter, if set (tests), replaces logWriteStuckAfter.
 	logStuckAfter time.Duration
-	// beforeBootstrapRaft, if set (tests), runs between the bootstrap's
-	// identity write and BootstrapCluster; an error ends the bootstrap
-	// there.
-	beforeBootstrapRaft func() error
 	// membershipPassed, if set (tests), is called after every pass of
 	// membership reconciliation this agent makes as leader.
 	membershipPassed func()

@@ -41,10 +41,6 @@ type identity struct {
 	Admitted bool   `json:"admitted"`
 	Legacy   bool   `json:"legacy,omitempty"`
 	Version  int    `json:"version,omitempty"`
-	// Bootstrapping is set from the bootstrap's identity write until
-	// BootstrapCluster has returned: without Raft state it means the
-	// instance crashed in between and never took part in Raft.
-	Bootstrapping bool `json:"bootstrapping,omitempty"`
 }
 
 // identityVersion: identities written since cluster IDs are checked on
@@ -70,18 +66,14 @@ func randomID() string {
 
 // loadIdentity reads the identity in dir. Without Raft state the node is a
 // new incarnation, unless the file holds an instance that was never
-// admitted and belongs to no cluster, or that stopped during its bootstrap:
-// that one never took part in Raft, so it is kept, unadmitted (a founder
-// restarted before it bootstrapped derives the same cluster ID as its
-// co-founders). With Raft state but no file (data written
+// admitted and belongs to no cluster: that one never took part in Raft, so
+// it is kept (a founder restarted before it bootstrapped derives the same
+// cluster ID as its co-founders). With Raft state but no file (data written
 // before identities existed) the node is taken as admitted (and legacy).
 func loadIdentity(dir string, hasRaftState bool) (identity, error) {
 	if !hasRaftState {
-		if id, err := readIdentity(dir); err == nil && ((!id.Admitted && id.Cluster == "") || id.Bootstrapping) {
-			// Never admitted, or stopped between its bootstrap's identity
-			// write and BootstrapCluster: it never took part in Raft (a
-			// vote or a stored entry would be Raft state).
-			id = identity{Instance: id.Instance, Version: identityVersion}
+		if id, err := readIdentity(dir); err == nil && !id.Admitted && id.Cluster == "" {
+			id.Version = identityVersion // it names a cluster only once this release gives it one
 			return id, id.save(dir)
 		}
 		id := identity{Instance: randomID(), Version: identityVersion}
@@ -110,8 +102,8 @@ func readIdentity(dir string) (identity, error) {
 	}
 	var id identity
 	if err := json.Unmarshal(b, &id); err != nil || id.Instance == "" {
-		return identity{}, fmt.Errorf("cluster: identity file %s is corrupt (delete it only if the Raft state next to it is intact; the agent then counts as legacy and its raft connections name no cluster): %v",
-			filepath.Join(dir, identityFile), err)
+		return identity{}, fmt.Errorf("cluster: identity file %s is corrupt: move %s away so that the agent rejoins as a new member (deleting only this file would leave an agent that a cluster of this release no longer takes back): %v",
+			filepath.Join(dir, identityFile), dir, err)
 	}
 	return id, nil
 }

@@ -311,14 +311,6 @@ func TestIdentityPersistence(t *testing.T) {
 	if err != nil || restarted != fresh {
 		t.Fatalf("restarted before admission: %+v, %v; want %+v", restarted, err, fresh)
 	}
-	// Stopped between its bootstrap's identity write and BootstrapCluster:
-	// without Raft state it never took part either.
-	if err := (identity{Instance: fresh.Instance, Cluster: "c0", Admitted: true, Version: identityVersion, Bootstrapping: true}).save(dir); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := loadIdentity(dir, false); err != nil || got != fresh {
-		t.Fatalf("stopped during its bootstrap: %+v, %v; want %+v", got, err, fresh)
-	}
 	for _, was := range []identity{{Instance: fresh.Instance, Admitted: true}, {Instance: fresh.Instance, Cluster: "c0"}} {
 		if err := was.save(dir); err != nil {
 			t.Fatal(err)
