@@ -78,15 +78,26 @@ func planBootstrap(self string, expect int, members map[string]gossipMember) boo
 	return bootstrapPlan{ready: true, servers: cands}
 }
 
-// bootstrap persists the cluster identity, then bootstraps Raft with the
-// given voters. ErrCantBootstrap (state exists already) is not an error.
+// bootstrap bootstraps Raft with the given voters (DESIGN.md, "Bootstrap
+// rules"): the identity names the cluster and says founding, not yet
+// admitted, so the Raft gate stays closed; BootstrapCluster writes the
+// term and the configuration entry; only then is the identity admitted
+// (the gate opens). A restart after any of these steps finishes or
+// restarts the bootstrap as the same instance (loadIdentity,
+// discardUnfinishedBootstrap). ErrCantBootstrap with a log (state exists
+// already) is not an error.
 func (n *Node) bootstrap(servers []nodeMeta, clusterID string) error {
 	if cur := n.identity(); cur.Admitted && cur.Cluster != "" && cur.Cluster != clusterID {
 		return fmt.Errorf("cluster: not bootstrapping %s: this agent was admitted to cluster %s meanwhile", clusterID, cur.Cluster)
 	}
 	if err := n.updateIdentity(func(id *identity) {
-		id.Cluster, id.Admitted, id.Legacy, id.Version = clusterID, true, false, identityVersion
+		if !id.Admitted {
+			id.Cluster, id.Founding, id.Legacy, id.Version = clusterID, true, false, identityVersion
+		}
 	}); err != nil {
+		return err
+	}
+	if err := n.bootstrapStep("identity"); err != nil {
 		return err
 	}
 	cfg := raft.Configuration{}
@@ -98,8 +109,28 @@ func (n *Node) bootstrap(servers []nodeMeta, clusterID string) error {
 		ids[i] = s.ID
 	}
 	n.log.Info("bootstrapping raft group", "voters", ids, "cluster", clusterID)
-	if err := n.r().BootstrapCluster(cfg).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+	err := n.r().BootstrapCluster(cfg).Error()
+	if errors.Is(err, raft.ErrCantBootstrap) && n.hasRaftState() {
+		err = nil
+	}
+	if err != nil {
 		return fmt.Errorf("cluster: bootstrap: %w", err)
+	}
+	if err := n.bootstrapStep("bootstrapped"); err != nil {
+		return err
+	}
+	return n.finishBootstrap()
+}
+
+// finishBootstrap admits a founding identity once its Raft state is
+// written (the gate opens), and lets a sole voter elect itself.
+func (n *Node) finishBootstrap() error {
+	if err := n.updateIdentity(func(id *identity) {
+		if id.Founding {
+			id.Admitted, id.Founding = true, false
+		}
+	}); err != nil {
+		return err
 	}
 	n.electIfSoleVoter()
 	return nil
@@ -120,7 +151,14 @@ func (n *Node) bootstrapLoop(ctx context.Context) {
 		lastReason string
 	)
 	for {
-		if n.hasRaftState() || n.identity().Admitted {
+		if n.hasRaftState() && n.identity().Founding {
+			// BootstrapCluster ran but the identity write after it failed.
+			if err := n.finishBootstrap(); err != nil {
+				n.log.Error("bootstrap failed; retrying", "err", err)
+				lastKey = ""
+			}
+		}
+		if (n.hasRaftState() && !n.identity().Founding) || n.identity().Admitted {
 			return
 		}
 		changed := n.gossip.changedCh()
@@ -159,4 +197,12 @@ func (n *Node) bootstrapLoop(ctx context.Context) {
 		case <-tick.C:
 		}
 	}
+}
+
+// bootstrapStep calls the test hook after a bootstrap step.
+func (n *Node) bootstrapStep(step string) error {
+	if n.cfg.bootstrapStep == nil {
+		return nil
+	}
+	return n.cfg.bootstrapStep(n, step)
 }

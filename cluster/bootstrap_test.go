@@ -1,9 +1,13 @@
 package cluster
 
 import (
+	"errors"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -190,5 +194,149 @@ func TestFoundersRestartedBeforeTheyBootstrapped(t *testing.T) {
 		if got := n.node.Status().ClusterID; got != cid {
 			t.Errorf("%s is in cluster %q, a in %q", n.id, got, cid)
 		}
+	}
+}
+
+// errStoppedHere stands for a process that stopped at a bootstrap step.
+var errStoppedHere = errors.New("test: stopped at this bootstrap step")
+
+// TestFoundersStoppedInsideTheirBootstrap: two founders of three stop
+// right after their bootstrap's identity write, before BootstrapCluster,
+// while the third is at the same point; the third then bootstraps. The
+// gate of each must still be closed there (admitting before the Raft
+// state is written lets a founder vote, lose raft.db and vote again in
+// the same term as the same instance), and the two, restarted, must
+// finish the same bootstrap. Before, the identity write admitted them:
+// restarted, they were new instances, derived another cluster ID, took
+// the third for a cluster that exists without them and waited for a
+// leader that one voter of three could never elect.
+func TestFoundersStoppedInsideTheirBootstrap(t *testing.T) {
+	c := newTestCluster(t)
+	gossip, peer, dirs, join := fixedAddrs(t, "a", "b", "c")
+	type stop struct {
+		id       string
+		gateOpen bool
+	}
+	reached := make(chan stop, 16)
+	release := make(chan struct{})
+	var once sync.Once
+	releaseC := func() { once.Do(func() { close(release) }) }
+	start := func(id string, hook func(n *Node) error) *testNode {
+		return c.startAt(id, dirs[id], peer[id], gossip[id], func(cfg *Config) {
+			cfg.BootstrapExpect = 3
+			cfg.Join = join
+			if hook != nil {
+				cfg.bootstrapStep = func(n *Node, step string) error {
+					if step != "identity" {
+						return nil
+					}
+					select {
+					case reached <- stop{n.cfg.NodeID, n.transport.open.Load()}:
+					default:
+					}
+					return hook(n)
+				}
+			}
+		})
+	}
+	stopHere := func(*Node) error { return errStoppedHere }
+	a, b := start("a", stopHere), start("b", stopHere)
+	start("c", func(*Node) error { <-release; return nil })
+	t.Cleanup(releaseC) // before the cluster stops
+	instances := map[string]string{"a": a.node.identity().Instance, "b": b.node.identity().Instance}
+	seen := map[string]bool{}
+	for len(seen) < 3 {
+		select {
+		case s := <-reached:
+			if s.gateOpen {
+				t.Errorf("%s's raft gate is open before BootstrapCluster", s.id)
+			}
+			seen[s.id] = true
+		case <-time.After(deadline):
+			t.Fatalf("founders did not reach their bootstrap (reached: %v)", seen)
+		}
+	}
+	c.kill("a")
+	c.kill("b")
+	releaseC()
+	cc := c.node("c")
+	waitFor(t, deadline, "c to bootstrap", cc.node.hasRaftState)
+	for _, id := range []string{"a", "b"} {
+		n := start(id, nil)
+		if got := n.node.identity().Instance; got != instances[id] {
+			t.Errorf("%s restarted as instance %s, was %s", id, got, instances[id])
+		}
+	}
+	c.waitLeader(deadline)
+	c.waitConfig(deadline, []string{"a", "b", "c"}, nil)
+	cid := cc.node.Status().ClusterID
+	for _, n := range c.running() {
+		waitFor(t, deadline, n.id+" ready", func() bool { ok, _ := n.node.Ready(); return ok })
+		if got := n.node.Status().ClusterID; got != cid {
+			t.Errorf("%s is in cluster %q, c in %q", n.id, got, cid)
+		}
+	}
+}
+
+// TestSingleAgentStoppedInsideItsBootstrap: a single agent stopped at
+// each point of its bootstrap must come up as a one-voter cluster on its
+// next start, as the same instance: right after the identity write,
+// inside BootstrapCluster (the term stored, no configuration entry yet),
+// and after BootstrapCluster before its identity says admitted. Stopped
+// inside, it was admitted with a term and no configuration before, so it
+// never campaigned and waited forever.
+func TestSingleAgentStoppedInsideItsBootstrap(t *testing.T) {
+	for _, at := range []string{"identity", "term", "bootstrapped"} {
+		t.Run(at, func(t *testing.T) {
+			c := newTestCluster(t)
+			dir := filepath.Join(t.TempDir(), "a")
+			var gateOpen atomic.Bool
+			var stoppedInstance atomic.Value
+			step := at
+			if at == "term" {
+				step = "identity"
+			}
+			node, err := c.tryStart("a", dir, func(cfg *Config) {
+				cfg.Bootstrap = true
+				cfg.bootstrapStep = func(n *Node, s string) error {
+					if s != step {
+						return nil
+					}
+					gateOpen.Store(n.transport.open.Load())
+					stoppedInstance.Store(n.identity().Instance)
+					return errStoppedHere
+				}
+			})
+			if err == nil {
+				node.stop()
+				t.Fatal("the agent started although its bootstrap stopped")
+			}
+			if gateOpen.Load() {
+				t.Errorf("the raft gate is open at %q, before the bootstrap's last identity write", at)
+			}
+			if at == "term" {
+				// BootstrapCluster's first write, the term, as a process
+				// stopped before its second would leave it.
+				stable, logs, err := openLogStores(filepath.Join(dir, "raft"), newHCLogger("raft", slog.New(slog.DiscardHandler)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := stable.SetUint64([]byte("CurrentTerm"), 1); err != nil {
+					t.Fatal(err)
+				}
+				_ = logs.Close()
+				_ = stable.Close()
+			}
+			a := c.start("a", dir, nil)
+			c.waitLeader(deadline)
+			waitFor(t, deadline, "a ready", func() bool { ok, _ := a.node.Ready(); return ok })
+			id := a.node.identity()
+			if !id.Admitted || id.Founding || id.Cluster == "" {
+				t.Errorf("identity after the restart: %+v", id)
+			}
+			if was, _ := stoppedInstance.Load().(string); id.Instance != was {
+				t.Errorf("restarted as instance %s, was %s", id.Instance, was)
+			}
+		})
 	}
 }

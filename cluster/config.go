@@ -130,6 +130,11 @@ type Config struct {
 	membershipPassed func()
 	// joinHold, if set (tests), holds the gossip join loop until closed.
 	joinHold <-chan struct{}
+	// bootstrapStep, if set (tests), is called after each step of a
+	// bootstrap ("identity": the identity write before BootstrapCluster;
+	// "bootstrapped": BootstrapCluster returned); an error stops the
+	// bootstrap there, as a process stopped at that point would.
+	bootstrapStep func(n *Node, step string) error
 
 	// Gossip tuning (memberlist); zero values take memberlist's LAN
 	// defaults. Tests use intervals of tens of milliseconds.

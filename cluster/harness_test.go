@@ -129,6 +129,22 @@ func (c *testCluster) start(id, dir string, edit func(*Config)) *testNode {
 // startAt starts an agent with the given peer and gossip bind addresses.
 func (c *testCluster) startAt(id, dir, peerBind, gossipBind string, edit func(*Config)) *testNode {
 	c.t.Helper()
+	tn, err := c.tryStartAt(id, dir, peerBind, gossipBind, edit)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return tn
+}
+
+// tryStart starts an agent like start, and returns the error of a Start
+// that failed.
+func (c *testCluster) tryStart(id, dir string, edit func(*Config)) (*testNode, error) {
+	c.t.Helper()
+	return c.tryStartAt(id, dir, "127.0.0.1:0", "127.0.0.1:0", edit)
+}
+
+func (c *testCluster) tryStartAt(id, dir, peerBind, gossipBind string, edit func(*Config)) (*testNode, error) {
+	c.t.Helper()
 	if dir == "" {
 		dir = filepath.Join(c.t.TempDir(), id)
 	}
@@ -167,7 +183,7 @@ func (c *testCluster) startAt(id, dir, peerBind, gossipBind string, edit func(*C
 	}
 	if err := node.Start(ctx); err != nil {
 		_ = mux.Close()
-		c.t.Fatalf("start %s: %v", id, err)
+		return nil, fmt.Errorf("start %s: %w", id, err)
 	}
 	tn := &testNode{id: id, dir: dir, mux: mux, node: node, fsm: f, reg: reg}
 	c.mu.Lock()
@@ -177,7 +193,7 @@ func (c *testCluster) startAt(id, dir, peerBind, gossipBind string, edit func(*C
 	}
 	c.nodes[id] = tn
 	c.mu.Unlock()
-	return tn
+	return tn, nil
 }
 
 func (n *testNode) stop() {

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/hashicorp/raft"
 )
 
 // identityFile is the name, inside DATA_DIR/raft, of the file holding this
@@ -34,13 +36,15 @@ const identityFile = "instance"
 // identity admitted. A legacy agent names no cluster on Raft connections,
 // and membership never takes a legacy member for another cluster's
 // (DESIGN.md, "Identity"). Version is identityVersion for an identity this
-// release wrote.
+// release wrote. Founding says a bootstrap is under way: Cluster is set,
+// Admitted not yet, until BootstrapCluster has written the Raft state.
 type identity struct {
 	Instance string `json:"instance"`
 	Cluster  string `json:"cluster,omitempty"`
 	Admitted bool   `json:"admitted"`
 	Legacy   bool   `json:"legacy,omitempty"`
 	Version  int    `json:"version,omitempty"`
+	Founding bool   `json:"founding,omitempty"`
 }
 
 // identityVersion: identities written since cluster IDs are checked on
@@ -66,13 +70,18 @@ func randomID() string {
 
 // loadIdentity reads the identity in dir. Without Raft state the node is a
 // new incarnation, unless the file holds an instance that was never
-// admitted and belongs to no cluster: that one never took part in Raft, so
-// it is kept (a founder restarted before it bootstrapped derives the same
-// cluster ID as its co-founders). With Raft state but no file (data written
-// before identities existed) the node is taken as admitted (and legacy).
+// admitted and belongs to no cluster, or was founding: that one never took
+// part in Raft, so it is kept, without a cluster (a founder restarted
+// before it bootstrapped derives the same cluster ID as its co-founders).
+// With Raft state, a founding identity is admitted (its BootstrapCluster
+// completed), and without a file (data written before identities existed)
+// the node is taken as admitted (and legacy).
 func loadIdentity(dir string, hasRaftState bool) (identity, error) {
 	if !hasRaftState {
-		if id, err := readIdentity(dir); err == nil && !id.Admitted && id.Cluster == "" {
+		if id, err := readIdentity(dir); err == nil && !id.Admitted && (id.Cluster == "" || id.Founding) {
+			// Never admitted: its gate never opened. A founding one stopped
+			// before BootstrapCluster wrote anything plans again.
+			id.Cluster, id.Founding, id.Legacy = "", false, false
 			id.Version = identityVersion // it names a cluster only once this release gives it one
 			return id, id.save(dir)
 		}
@@ -82,6 +91,12 @@ func loadIdentity(dir string, hasRaftState bool) (identity, error) {
 	id, err := readIdentity(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		id := identity{Instance: randomID(), Admitted: true, Legacy: true, Version: identityVersion}
+		return id, id.save(dir)
+	}
+	if err == nil && id.Founding {
+		// BootstrapCluster wrote its log entry (a partial one was
+		// discarded before): the bootstrap is done but for this.
+		id.Admitted, id.Founding = true, false
 		return id, id.save(dir)
 	}
 	if err == nil && id.Version < identityVersion {
@@ -155,4 +170,34 @@ func bootstrapClusterID(members []nodeMeta) string {
 	sort.Strings(parts)
 	sum := sha256.Sum256([]byte(strings.Join(parts, ",")))
 	return hex.EncodeToString(sum[:8])
+}
+
+// keyCurrentTerm is the stable-store key of Raft's persisted term.
+var keyCurrentTerm = []byte("CurrentTerm")
+
+// discardUnfinishedBootstrap undoes the Raft state a BootstrapCluster
+// stopped between its two writes leaves behind — the term, without a log
+// entry or a snapshot — for an identity that was founding: its gate was
+// closed throughout, so the term is all it ever wrote, and with it the
+// agent could never campaign (no configuration) nor bootstrap again
+// (state exists). It reports whether it discarded the term.
+func discardUnfinishedBootstrap(dir string, logs raft.LogStore, stable raft.StableStore, snaps raft.SnapshotStore) (bool, error) {
+	id, err := readIdentity(dir)
+	if err != nil || !id.Founding || id.Admitted {
+		return false, nil
+	}
+	last, err := logs.LastIndex()
+	if err != nil || last != 0 {
+		return false, err
+	}
+	if list, err := snaps.List(); err != nil || len(list) > 0 {
+		return false, err
+	}
+	if term, err := stable.GetUint64(keyCurrentTerm); err != nil || term == 0 {
+		return false, nil
+	}
+	if err := stable.SetUint64(keyCurrentTerm, 0); err != nil {
+		return false, fmt.Errorf("cluster: discard an unfinished bootstrap: %w", err)
+	}
+	return true, nil
 }

@@ -103,7 +103,7 @@ func checkNoLostLog(bolt *raftboltdb.BoltStore, walDir string) error {
 // and amnesia"). A raft.db that still holds a log of its own is the one
 // being migrated, whatever it holds.
 func checkNoLostTerm(bolt *raftboltdb.BoltStore, logs *walLog, dir string, hl hclog.Logger) error {
-	term, err := bolt.GetUint64([]byte("CurrentTerm"))
+	term, err := bolt.GetUint64(keyCurrentTerm)
 	if err != nil && !errors.Is(err, raftboltdb.ErrKeyNotFound) {
 		return fmt.Errorf("cluster: read raft stable store: %w", err)
 	}

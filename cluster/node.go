@@ -222,6 +222,9 @@ func (n *Node) startRaft() (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	if _, err := discardUnfinishedBootstrap(n.raftDir, logs, n.store, snaps); err != nil {
+		return false, err
+	}
 	existing, err := raft.HasExistingState(logs, n.store, snaps)
 	if err != nil {
 		return false, fmt.Errorf("cluster: inspect raft state: %w", err)
@@ -415,7 +418,9 @@ func (n *Node) leaderIdentity() (identity, error) {
 		if id.Cluster == "" {
 			id.Cluster = randomID()
 		}
-		id.Admitted = true
+		// A sole founder can lead before its bootstrap's last write: its
+		// Raft state is written (it has a configuration).
+		id.Admitted, id.Founding = true, false
 	}); err != nil {
 		return identity{}, err
 	}
@@ -498,6 +503,9 @@ func (n *Node) Ready() (bool, string) {
 func (n *Node) notAdmittedReason(id identity) string {
 	if p := n.storeProblem.get(); p != "" {
 		return "not admitted: " + p
+	}
+	if id.Founding {
+		return "bootstrapping the raft group"
 	}
 	if n.cfg.BootstrapExpect > 1 && id.Cluster == "" {
 		return fmt.Sprintf("waiting to bootstrap (BOOTSTRAP_EXPECT=%d) or to be admitted by the raft leader", n.cfg.BootstrapExpect)

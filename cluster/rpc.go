@@ -185,7 +185,7 @@ func (n *Node) handleAdmit(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if err := n.updateIdentity(func(id *identity) {
-		id.Cluster, id.Admitted, id.Legacy, id.Version = a.Cluster, true, id.Legacy || legacy, identityVersion
+		id.Cluster, id.Admitted, id.Founding, id.Legacy, id.Version = a.Cluster, true, false, id.Legacy || legacy, identityVersion
 	}); err != nil {
 		writeRPCError(w, http.StatusInternalServerError, outcomeNotApplied, err)
 		return

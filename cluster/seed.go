@@ -96,7 +96,7 @@ func plantSeed(cfg SeedConfig, dir string, store raft.StableStore, snaps raft.Sn
 	if err := after("mark"); err != nil {
 		return "", err
 	}
-	if err := store.SetUint64([]byte("CurrentTerm"), 1); err != nil {
+	if err := store.SetUint64(keyCurrentTerm, 1); err != nil {
 		return "", fmt.Errorf("cluster: write term: %w", err)
 	}
 	if err := after("term"); err != nil {

@@ -319,6 +319,25 @@ func TestIdentityPersistence(t *testing.T) {
 			t.Fatalf("without Raft state after %+v: %+v, %v; want a new instance", was, got, err)
 		}
 	}
+	// A founder stopped in its bootstrap never opened its gate: without
+	// Raft state it keeps its instance and plans again; with it (its
+	// BootstrapCluster completed) it is admitted.
+	founding := identity{Instance: fresh.Instance, Cluster: "c0", Founding: true, Version: identityVersion}
+	if err := founding.save(dir); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := loadIdentity(dir, false); err != nil || got != fresh {
+		t.Fatalf("founding without Raft state: %+v, %v; want %+v", got, err, fresh)
+	}
+	if err := founding.save(dir); err != nil {
+		t.Fatal(err)
+	}
+	want := identity{Instance: fresh.Instance, Cluster: "c0", Admitted: true, Version: identityVersion}
+	for range 2 {
+		if got, err := loadIdentity(dir, true); err != nil || got != want {
+			t.Fatalf("founding with Raft state: %+v, %v; want %+v", got, err, want)
+		}
+	}
 	fresh.Cluster, fresh.Admitted = "c1", true
 	if err := fresh.save(dir); err != nil {
 		t.Fatal(err)
