@@ -15,8 +15,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/experimental"
 
 	pb "github.com/streamhouse/streamhouse/transport/gen/streamhouse/v1"
+	"github.com/streamhouse/streamhouse/transport/internal/grpcbuf"
 )
 
 // Defaults of the client options.
@@ -231,7 +233,13 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 	if c.opts.tls != nil {
 		creds = credentials.NewTLS(c.opts.tls)
 	}
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		// Buffers that are not cleared, in classes that fit a produce
+		// request (transport/GRPC.md, "Buffers").
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(grpcbuf.Codec{})),
+		experimental.WithBufferPool(grpcbuf.Default),
+	}
 	if c.opts.token != "" {
 		opts = append(opts, grpc.WithPerRPCCredentials(tokenCreds{header: "Bearer " + c.opts.token}))
 	}

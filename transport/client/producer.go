@@ -546,7 +546,7 @@ func notWritten(err error) bool {
 // attempt may have been written.
 func (p *Producer) attempts(b *batch, id *ProducerIdentity, seq int64) (offs []Offset, unknown bool, err error) {
 	op := fmt.Sprintf("Produce %s/%d", b.key.topic, b.key.partition)
-	req := &pb.ProduceRequest{Topic: b.key.topic, Records: make([]*pb.ProduceRecord, len(b.recs))}
+	req := &pb.ProduceRequest{Topic: b.key.topic, Records: make([]*pb.ProduceRecord, len(b.recs)), OffsetRanges: true}
 	part := b.key.partition
 	for i := range b.recs {
 		r := &b.recs[i]
@@ -574,13 +574,9 @@ func (p *Producer) attempts(b *batch, id *ProducerIdentity, seq int64) (offs []O
 		resp, rerr := pb.NewStreamHouseClient(cc).Produce(actx, req)
 		cancel()
 		if rerr == nil {
-			if len(resp.GetOffsets()) != len(b.recs) {
-				return nil, true, newError(op, codes.Unknown, KindOutcomeUnknown,
-					"outcome unknown: the agent answered %d offsets for %d records", len(resp.GetOffsets()), len(b.recs))
-			}
-			offs = make([]Offset, len(b.recs))
-			for i, o := range resp.GetOffsets() {
-				offs[i] = Offset{Partition: o.GetPartition(), Offset: o.GetOffset()}
+			offs, err := answeredOffsets(resp, len(b.recs))
+			if err != nil {
+				return nil, true, newError(op, codes.Unknown, KindOutcomeUnknown, "outcome unknown: %v", err)
 			}
 			return offs, unknown, nil
 		}
@@ -641,4 +637,29 @@ func jitter(d time.Duration) time.Duration {
 		return 0
 	}
 	return d - d/5 + time.Duration(rand.Int64N(int64(d)*2/5+1))
+}
+
+// answeredOffsets reads the offsets of a produce answer for n records:
+// from its offset ranges (asked for), or one per record (an agent of an
+// earlier release ignores the request for ranges).
+func answeredOffsets(resp *pb.ProduceResponse, n int) ([]Offset, error) {
+	offs := make([]Offset, 0, n)
+	if len(resp.GetOffsets()) == 0 {
+		for _, r := range resp.GetOffsetRanges() {
+			if r.GetCount() <= 0 || r.GetCount() > int32(n-len(offs)) {
+				return nil, fmt.Errorf("the agent answered a range of %d offsets for %d records, %d of them placed", r.GetCount(), n, len(offs))
+			}
+			for i := range int64(r.GetCount()) {
+				offs = append(offs, Offset{Partition: r.GetPartition(), Offset: r.GetBaseOffset() + i})
+			}
+		}
+	} else {
+		for _, o := range resp.GetOffsets() {
+			offs = append(offs, Offset{Partition: o.GetPartition(), Offset: o.GetOffset()})
+		}
+	}
+	if len(offs) != n {
+		return nil, fmt.Errorf("the agent answered %d offsets for %d records", len(offs), n)
+	}
+	return offs, nil
 }

@@ -663,3 +663,35 @@ func TestBrokenConnectionThenDefiniteErrorIsUnknown(t *testing.T) {
 		t.Fatalf("epoch %d → %d: the sequence of a maybe-written batch was reused", before.Epoch, after.Epoch)
 	}
 }
+
+// TestAnsweredOffsets: a produce answer's offsets come from its ranges or,
+// from an agent of an earlier release that ignores the request for them,
+// one per record; an answer that does not place every record exactly once
+// is refused (the outcome is unknown), however large a count it names.
+func TestAnsweredOffsets(t *testing.T) {
+	rng := func(p int32, base int64, n int32) *pb.OffsetRange {
+		return &pb.OffsetRange{Partition: p, BaseOffset: base, Count: n}
+	}
+	want := []Offset{{0, 5}, {0, 6}, {1, 0}, {0, 7}}
+	for name, resp := range map[string]*pb.ProduceResponse{
+		"ranges":  {OffsetRanges: []*pb.OffsetRange{rng(0, 5, 2), rng(1, 0, 1), rng(0, 7, 1)}},
+		"offsets": {Offsets: []*pb.RecordOffset{{Partition: 0, Offset: 5}, {Partition: 0, Offset: 6}, {Partition: 1, Offset: 0}, {Partition: 0, Offset: 7}}},
+	} {
+		got, err := answeredOffsets(resp, len(want))
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: %v, %v; want %v", name, got, err, want)
+		}
+	}
+	for name, resp := range map[string]*pb.ProduceResponse{
+		"empty":          {},
+		"short ranges":   {OffsetRanges: []*pb.OffsetRange{rng(0, 5, 3)}},
+		"long ranges":    {OffsetRanges: []*pb.OffsetRange{rng(0, 5, 3), rng(1, 0, 2)}},
+		"huge count":     {OffsetRanges: []*pb.OffsetRange{rng(0, 0, 1 << 30)}},
+		"negative count": {OffsetRanges: []*pb.OffsetRange{rng(0, 0, -1), rng(0, 0, 5)}},
+		"short offsets":  {Offsets: []*pb.RecordOffset{{Partition: 0, Offset: 5}}},
+	} {
+		if got, err := answeredOffsets(resp, len(want)); err == nil {
+			t.Errorf("%s: accepted as %v", name, got)
+		}
+	}
+}

@@ -8,9 +8,12 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
+
+	"github.com/streamhouse/streamhouse/transport/internal/grpcbuf"
 )
 
 // Connection and call limits (GRPC.md, "Limits"; docs/security.md).
@@ -63,6 +66,10 @@ func (s *service) serverOptions() []grpc.ServerOption {
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
 		grpc.ChainStreamInterceptor(s.streamInterceptor),
 		grpc.StatsHandler(&statsHandler{s: s}),
+		// Buffers that are not cleared, in classes that fit a produce
+		// request (GRPC.md, "Buffers").
+		grpc.ForceServerCodecV2(grpcbuf.Codec{}),
+		experimental.BufferPool(grpcbuf.Default),
 	}
 }
 

@@ -57,11 +57,31 @@ func (s *service) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.Prod
 		// claim failure (a retry would duplicate them).
 		return nil, fmt.Errorf("%w: producer returned %d offsets for %d records", fsm.ErrOutcomeUnknown, len(offs), len(recs))
 	}
-	out := &pb.ProduceResponse{Offsets: recordOffsets(len(offs))}
+	out := &pb.ProduceResponse{}
+	if req.GetOffsetRanges() {
+		for _, o := range offs {
+			out.OffsetRanges = extendRange(out.OffsetRanges, o.Partition, o.Offset, 1)
+		}
+		return out, nil
+	}
+	out.Offsets = recordOffsets(len(offs))
 	for i, o := range offs {
 		out.Offsets[i].Partition, out.Offsets[i].Offset = o.Partition, o.Offset
 	}
 	return out, nil
+}
+
+// extendRange appends count records of partition at offset to runs: to
+// the last run when they continue it, else as a new run.
+func extendRange(runs []*pb.OffsetRange, partition int32, offset int64, count int32) []*pb.OffsetRange {
+	if n := len(runs); n > 0 {
+		last := runs[n-1]
+		if last.Partition == partition && last.BaseOffset+int64(last.Count) == offset {
+			last.Count += count
+			return runs
+		}
+	}
+	return append(runs, &pb.OffsetRange{Partition: partition, BaseOffset: offset, Count: count})
 }
 
 // recordOffsets returns n zero RecordOffset messages allocated together
@@ -170,6 +190,9 @@ func (s *service) produceIdempotent(ctx context.Context, req *pb.ProduceRequest,
 	}
 	if int(res.Count) != len(recs) {
 		return nil, fmt.Errorf("%w: the batch of %d records was acknowledged as %d records", fsm.ErrOutcomeUnknown, len(recs), res.Count)
+	}
+	if req.GetOffsetRanges() {
+		return &pb.ProduceResponse{Duplicate: res.Duplicate, OffsetRanges: extendRange(nil, part, res.BaseOffset, int32(len(recs)))}, nil
 	}
 	out := &pb.ProduceResponse{Offsets: recordOffsets(len(recs)), Duplicate: res.Duplicate}
 	for i := range recs {

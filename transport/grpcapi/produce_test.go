@@ -315,3 +315,80 @@ func TestProduceUnclassifiedErrorIsOutcomeUnknown(t *testing.T) {
 	_, err := e.client.Produce(ctx, &pb.ProduceRequest{Topic: "nope", Records: []*pb.ProduceRecord{{Value: []byte("x")}}})
 	wantCode(t, err, codes.NotFound, transport.CodeNotFound)
 }
+
+// TestProduceOffsetRanges: with offset_ranges the answer holds runs of
+// consecutive offsets instead of one offset per record, for a plain
+// produce spread over partitions and for an idempotent batch and its
+// retry; the runs expand to the offsets the same records get without it.
+func TestProduceOffsetRanges(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t)
+	type run struct {
+		partition int32
+		base      int64
+		count     int32
+	}
+	runs := func(r *pb.ProduceResponse) []run {
+		var out []run
+		for _, o := range r.GetOffsetRanges() {
+			out = append(out, run{o.Partition, o.BaseOffset, o.Count})
+		}
+		return out
+	}
+	parts := []int32{0, 0, 1, 0, 1, 1}
+	request := func(topic string, ranges bool) *pb.ProduceRequest {
+		req := &pb.ProduceRequest{Topic: topic, OffsetRanges: ranges}
+		for i, p := range parts {
+			req.Records = append(req.Records, &pb.ProduceRecord{Partition: i32(p), Value: []byte{byte(i)}})
+		}
+		return req
+	}
+	var expanded []*pb.RecordOffset
+	for _, topic := range []string{"ranges", "offsets"} {
+		e.createTopic(t, topic, 2)
+		resp, err := e.client.Produce(ctx, request(topic, topic == "ranges"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if topic == "ranges" {
+			if len(resp.Offsets) != 0 {
+				t.Fatalf("offsets answered with offset_ranges: %v", resp)
+			}
+			if got, want := runs(resp), []run{{0, 0, 2}, {1, 0, 1}, {0, 2, 1}, {1, 1, 2}}; !slices.Equal(got, want) {
+				t.Fatalf("ranges %v, want %v", got, want)
+			}
+			for _, r := range resp.OffsetRanges {
+				for i := range int64(r.Count) {
+					expanded = append(expanded, &pb.RecordOffset{Partition: r.Partition, Offset: r.BaseOffset + i})
+				}
+			}
+			continue
+		}
+		if len(resp.OffsetRanges) != 0 || len(resp.Offsets) != len(expanded) {
+			t.Fatalf("answer without offset_ranges: %v", resp)
+		}
+		for i, o := range resp.Offsets {
+			if o.Partition != expanded[i].Partition || o.Offset != expanded[i].Offset {
+				t.Fatalf("record %d: offsets answer %v, ranges expand to %v", i, o, expanded[i])
+			}
+		}
+	}
+
+	id, err := e.client.InitProducer(ctx, &pb.InitProducerRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := &pb.ProduceRequest{Topic: "ranges", ProducerId: u64(id.ProducerId), OffsetRanges: true}
+	for _, v := range []string{"a", "b", "c"} {
+		batch.Records = append(batch.Records, &pb.ProduceRecord{Partition: i32(1), Value: []byte(v)})
+	}
+	for _, dup := range []bool{false, true} {
+		resp, err := e.client.Produce(ctx, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := runs(resp), []run{{1, 3, 3}}; resp.Duplicate != dup || len(resp.Offsets) != 0 || !slices.Equal(got, want) {
+			t.Fatalf("idempotent batch (retry %v): %v, want ranges %v", dup, resp, want)
+		}
+	}
+}

@@ -864,7 +864,12 @@ type ProduceRequest struct {
 	// Sequence number of the first record (with producer_id), >= 0.
 	// Sequences count records per (producer, partition): the next batch
 	// starts at base_sequence + len(records).
-	BaseSequence  int64 `protobuf:"varint,5,opt,name=base_sequence,json=baseSequence,proto3" json:"base_sequence,omitempty"`
+	BaseSequence int64 `protobuf:"varint,5,opt,name=base_sequence,json=baseSequence,proto3" json:"base_sequence,omitempty"`
+	// Answer with ProduceResponse.offset_ranges instead of one offset per
+	// record (ProduceResponse.offsets stays empty). An agent of an earlier
+	// release ignores it and answers offsets: a client that sets it reads
+	// whichever of the two the answer has.
+	OffsetRanges  bool `protobuf:"varint,6,opt,name=offset_ranges,json=offsetRanges,proto3" json:"offset_ranges,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -934,6 +939,13 @@ func (x *ProduceRequest) GetBaseSequence() int64 {
 	return 0
 }
 
+func (x *ProduceRequest) GetOffsetRanges() bool {
+	if x != nil {
+		return x.OffsetRanges
+	}
+	return false
+}
+
 // RecordOffset is where a produced record landed.
 type RecordOffset struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -993,11 +1005,17 @@ func (x *RecordOffset) GetOffset() int64 {
 type ProduceResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// One entry per record, in request order. Records of one partition in
-	// one request get consecutive offsets.
+	// one request get consecutive offsets. Empty when the request asked for
+	// offset_ranges.
 	Offsets []*RecordOffset `protobuf:"bytes,1,rep,name=offsets,proto3" json:"offsets,omitempty"`
 	// True when an idempotent batch had already been written: the offsets
 	// are those of the original write and nothing new was stored.
-	Duplicate     bool `protobuf:"varint,2,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	Duplicate bool `protobuf:"varint,2,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	// With ProduceRequest.offset_ranges: the records' offsets as runs, in
+	// request order: each run covers the next `count` records of the
+	// request, of one partition, at consecutive offsets from base_offset.
+	// The counts add up to the number of records.
+	OffsetRanges  []*OffsetRange `protobuf:"bytes,3,rep,name=offset_ranges,json=offsetRanges,proto3" json:"offset_ranges,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1046,6 +1064,78 @@ func (x *ProduceResponse) GetDuplicate() bool {
 	return false
 }
 
+func (x *ProduceResponse) GetOffsetRanges() []*OffsetRange {
+	if x != nil {
+		return x.OffsetRanges
+	}
+	return nil
+}
+
+// OffsetRange is where a run of consecutive records of a produce request
+// landed: `count` records of `partition` at base_offset, base_offset+1, …
+type OffsetRange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Partition of the run's records.
+	Partition int32 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	// Offset of the run's first record.
+	BaseOffset int64 `protobuf:"varint,2,opt,name=base_offset,json=baseOffset,proto3" json:"base_offset,omitempty"`
+	// Records in the run (>= 1).
+	Count         int32 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OffsetRange) Reset() {
+	*x = OffsetRange{}
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OffsetRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OffsetRange) ProtoMessage() {}
+
+func (x *OffsetRange) ProtoReflect() protoreflect.Message {
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OffsetRange.ProtoReflect.Descriptor instead.
+func (*OffsetRange) Descriptor() ([]byte, []int) {
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *OffsetRange) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *OffsetRange) GetBaseOffset() int64 {
+	if x != nil {
+		return x.BaseOffset
+	}
+	return 0
+}
+
+func (x *OffsetRange) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 // InitProducerRequest is the input of InitProducer.
 type InitProducerRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1059,7 +1149,7 @@ type InitProducerRequest struct {
 
 func (x *InitProducerRequest) Reset() {
 	*x = InitProducerRequest{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[15]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1071,7 +1161,7 @@ func (x *InitProducerRequest) String() string {
 func (*InitProducerRequest) ProtoMessage() {}
 
 func (x *InitProducerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[15]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1084,7 +1174,7 @@ func (x *InitProducerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitProducerRequest.ProtoReflect.Descriptor instead.
 func (*InitProducerRequest) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{15}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *InitProducerRequest) GetProducerId() uint64 {
@@ -1107,7 +1197,7 @@ type InitProducerResponse struct {
 
 func (x *InitProducerResponse) Reset() {
 	*x = InitProducerResponse{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[16]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1119,7 +1209,7 @@ func (x *InitProducerResponse) String() string {
 func (*InitProducerResponse) ProtoMessage() {}
 
 func (x *InitProducerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[16]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1132,7 +1222,7 @@ func (x *InitProducerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitProducerResponse.ProtoReflect.Descriptor instead.
 func (*InitProducerResponse) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{16}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *InitProducerResponse) GetProducerId() uint64 {
@@ -1172,7 +1262,7 @@ type FetchedRecord struct {
 
 func (x *FetchedRecord) Reset() {
 	*x = FetchedRecord{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[17]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1184,7 +1274,7 @@ func (x *FetchedRecord) String() string {
 func (*FetchedRecord) ProtoMessage() {}
 
 func (x *FetchedRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[17]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1197,7 +1287,7 @@ func (x *FetchedRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchedRecord.ProtoReflect.Descriptor instead.
 func (*FetchedRecord) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{17}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FetchedRecord) GetPartition() int32 {
@@ -1275,7 +1365,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[18]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1287,7 +1377,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[18]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1300,7 +1390,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{18}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *FetchRequest) GetTopic() string {
@@ -1363,7 +1453,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[19]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1375,7 +1465,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[19]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1388,7 +1478,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{19}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *FetchResponse) GetRecords() []*FetchedRecord {
@@ -1441,7 +1531,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[20]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1453,7 +1543,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[20]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1466,7 +1556,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{20}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SubscribeRequest) GetTopic() string {
@@ -1529,7 +1619,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[21]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1541,7 +1631,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[21]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1554,7 +1644,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{21}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SubscribeResponse) GetRecords() []*FetchedRecord {
@@ -1603,7 +1693,7 @@ type OffsetCommit struct {
 
 func (x *OffsetCommit) Reset() {
 	*x = OffsetCommit{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[22]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1615,7 +1705,7 @@ func (x *OffsetCommit) String() string {
 func (*OffsetCommit) ProtoMessage() {}
 
 func (x *OffsetCommit) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[22]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1628,7 +1718,7 @@ func (x *OffsetCommit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetCommit.ProtoReflect.Descriptor instead.
 func (*OffsetCommit) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{22}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *OffsetCommit) GetTopic() string {
@@ -1680,7 +1770,7 @@ type CommitOffsetsRequest struct {
 
 func (x *CommitOffsetsRequest) Reset() {
 	*x = CommitOffsetsRequest{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[23]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1692,7 +1782,7 @@ func (x *CommitOffsetsRequest) String() string {
 func (*CommitOffsetsRequest) ProtoMessage() {}
 
 func (x *CommitOffsetsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[23]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1705,7 +1795,7 @@ func (x *CommitOffsetsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitOffsetsRequest.ProtoReflect.Descriptor instead.
 func (*CommitOffsetsRequest) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{23}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CommitOffsetsRequest) GetGroup() string {
@@ -1745,7 +1835,7 @@ type CommitOffsetsResponse struct {
 
 func (x *CommitOffsetsResponse) Reset() {
 	*x = CommitOffsetsResponse{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[24]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1757,7 +1847,7 @@ func (x *CommitOffsetsResponse) String() string {
 func (*CommitOffsetsResponse) ProtoMessage() {}
 
 func (x *CommitOffsetsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[24]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1770,7 +1860,7 @@ func (x *CommitOffsetsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitOffsetsResponse.ProtoReflect.Descriptor instead.
 func (*CommitOffsetsResponse) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{24}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{25}
 }
 
 // CommittedOffset is a group's committed offset in one partition.
@@ -1792,7 +1882,7 @@ type CommittedOffset struct {
 
 func (x *CommittedOffset) Reset() {
 	*x = CommittedOffset{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[25]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1804,7 +1894,7 @@ func (x *CommittedOffset) String() string {
 func (*CommittedOffset) ProtoMessage() {}
 
 func (x *CommittedOffset) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[25]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1817,7 +1907,7 @@ func (x *CommittedOffset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommittedOffset.ProtoReflect.Descriptor instead.
 func (*CommittedOffset) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{25}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CommittedOffset) GetTopic() string {
@@ -1868,7 +1958,7 @@ type FetchOffsetsRequest struct {
 
 func (x *FetchOffsetsRequest) Reset() {
 	*x = FetchOffsetsRequest{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[26]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1880,7 +1970,7 @@ func (x *FetchOffsetsRequest) String() string {
 func (*FetchOffsetsRequest) ProtoMessage() {}
 
 func (x *FetchOffsetsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[26]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1893,7 +1983,7 @@ func (x *FetchOffsetsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchOffsetsRequest.ProtoReflect.Descriptor instead.
 func (*FetchOffsetsRequest) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{26}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *FetchOffsetsRequest) GetGroup() string {
@@ -1921,7 +2011,7 @@ type FetchOffsetsResponse struct {
 
 func (x *FetchOffsetsResponse) Reset() {
 	*x = FetchOffsetsResponse{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[27]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1933,7 +2023,7 @@ func (x *FetchOffsetsResponse) String() string {
 func (*FetchOffsetsResponse) ProtoMessage() {}
 
 func (x *FetchOffsetsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[27]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1946,7 +2036,7 @@ func (x *FetchOffsetsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchOffsetsResponse.ProtoReflect.Descriptor instead.
 func (*FetchOffsetsResponse) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{27}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *FetchOffsetsResponse) GetOffsets() []*CommittedOffset {
@@ -1973,7 +2063,7 @@ type GroupSummary struct {
 
 func (x *GroupSummary) Reset() {
 	*x = GroupSummary{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[28]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1985,7 +2075,7 @@ func (x *GroupSummary) String() string {
 func (*GroupSummary) ProtoMessage() {}
 
 func (x *GroupSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[28]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1998,7 +2088,7 @@ func (x *GroupSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupSummary.ProtoReflect.Descriptor instead.
 func (*GroupSummary) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{28}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GroupSummary) GetGroup() string {
@@ -2038,7 +2128,7 @@ type ListGroupsRequest struct {
 
 func (x *ListGroupsRequest) Reset() {
 	*x = ListGroupsRequest{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[29]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2050,7 +2140,7 @@ func (x *ListGroupsRequest) String() string {
 func (*ListGroupsRequest) ProtoMessage() {}
 
 func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[29]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2063,7 +2153,7 @@ func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{29}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{30}
 }
 
 // ListGroupsResponse is the output of ListGroups.
@@ -2077,7 +2167,7 @@ type ListGroupsResponse struct {
 
 func (x *ListGroupsResponse) Reset() {
 	*x = ListGroupsResponse{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[30]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2089,7 +2179,7 @@ func (x *ListGroupsResponse) String() string {
 func (*ListGroupsResponse) ProtoMessage() {}
 
 func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[30]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2102,7 +2192,7 @@ func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{30}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListGroupsResponse) GetGroups() []*GroupSummary {
@@ -2137,7 +2227,7 @@ type GroupPartition struct {
 
 func (x *GroupPartition) Reset() {
 	*x = GroupPartition{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[31]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2149,7 +2239,7 @@ func (x *GroupPartition) String() string {
 func (*GroupPartition) ProtoMessage() {}
 
 func (x *GroupPartition) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[31]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2162,7 +2252,7 @@ func (x *GroupPartition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupPartition.ProtoReflect.Descriptor instead.
 func (*GroupPartition) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{31}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GroupPartition) GetTopic() string {
@@ -2250,7 +2340,7 @@ type GroupDescription struct {
 
 func (x *GroupDescription) Reset() {
 	*x = GroupDescription{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[32]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2262,7 +2352,7 @@ func (x *GroupDescription) String() string {
 func (*GroupDescription) ProtoMessage() {}
 
 func (x *GroupDescription) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[32]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2275,7 +2365,7 @@ func (x *GroupDescription) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupDescription.ProtoReflect.Descriptor instead.
 func (*GroupDescription) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{32}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GroupDescription) GetGroup() string {
@@ -2352,7 +2442,7 @@ type DescribeGroupRequest struct {
 
 func (x *DescribeGroupRequest) Reset() {
 	*x = DescribeGroupRequest{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[33]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2364,7 +2454,7 @@ func (x *DescribeGroupRequest) String() string {
 func (*DescribeGroupRequest) ProtoMessage() {}
 
 func (x *DescribeGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[33]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2377,7 +2467,7 @@ func (x *DescribeGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeGroupRequest.ProtoReflect.Descriptor instead.
 func (*DescribeGroupRequest) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{33}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DescribeGroupRequest) GetGroup() string {
@@ -2398,7 +2488,7 @@ type DescribeGroupResponse struct {
 
 func (x *DescribeGroupResponse) Reset() {
 	*x = DescribeGroupResponse{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[34]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2410,7 +2500,7 @@ func (x *DescribeGroupResponse) String() string {
 func (*DescribeGroupResponse) ProtoMessage() {}
 
 func (x *DescribeGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[34]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2423,7 +2513,7 @@ func (x *DescribeGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeGroupResponse.ProtoReflect.Descriptor instead.
 func (*DescribeGroupResponse) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{34}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DescribeGroupResponse) GetGroup() *GroupDescription {
@@ -2444,7 +2534,7 @@ type DeleteGroupRequest struct {
 
 func (x *DeleteGroupRequest) Reset() {
 	*x = DeleteGroupRequest{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[35]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2456,7 +2546,7 @@ func (x *DeleteGroupRequest) String() string {
 func (*DeleteGroupRequest) ProtoMessage() {}
 
 func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[35]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2469,7 +2559,7 @@ func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupRequest.ProtoReflect.Descriptor instead.
 func (*DeleteGroupRequest) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{35}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DeleteGroupRequest) GetGroup() string {
@@ -2488,7 +2578,7 @@ type DeleteGroupResponse struct {
 
 func (x *DeleteGroupResponse) Reset() {
 	*x = DeleteGroupResponse{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[36]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2500,7 +2590,7 @@ func (x *DeleteGroupResponse) String() string {
 func (*DeleteGroupResponse) ProtoMessage() {}
 
 func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[36]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2513,7 +2603,7 @@ func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupResponse.ProtoReflect.Descriptor instead.
 func (*DeleteGroupResponse) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{36}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{37}
 }
 
 // ResetGroupRequest is the input of ResetGroup.
@@ -2537,7 +2627,7 @@ type ResetGroupRequest struct {
 
 func (x *ResetGroupRequest) Reset() {
 	*x = ResetGroupRequest{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[37]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2549,7 +2639,7 @@ func (x *ResetGroupRequest) String() string {
 func (*ResetGroupRequest) ProtoMessage() {}
 
 func (x *ResetGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[37]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2562,7 +2652,7 @@ func (x *ResetGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetGroupRequest.ProtoReflect.Descriptor instead.
 func (*ResetGroupRequest) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{37}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ResetGroupRequest) GetGroup() string {
@@ -2618,7 +2708,7 @@ type ResetGroupResponse struct {
 
 func (x *ResetGroupResponse) Reset() {
 	*x = ResetGroupResponse{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[38]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2630,7 +2720,7 @@ func (x *ResetGroupResponse) String() string {
 func (*ResetGroupResponse) ProtoMessage() {}
 
 func (x *ResetGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[38]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2643,7 +2733,7 @@ func (x *ResetGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetGroupResponse.ProtoReflect.Descriptor instead.
 func (*ResetGroupResponse) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{38}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ResetGroupResponse) GetGroup() *GroupDescription {
@@ -2664,7 +2754,7 @@ type GetMetadataRequest struct {
 
 func (x *GetMetadataRequest) Reset() {
 	*x = GetMetadataRequest{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[39]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2676,7 +2766,7 @@ func (x *GetMetadataRequest) String() string {
 func (*GetMetadataRequest) ProtoMessage() {}
 
 func (x *GetMetadataRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[39]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2689,7 +2779,7 @@ func (x *GetMetadataRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMetadataRequest.ProtoReflect.Descriptor instead.
 func (*GetMetadataRequest) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{39}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetMetadataRequest) GetTopics() []string {
@@ -2718,7 +2808,7 @@ type Agent struct {
 
 func (x *Agent) Reset() {
 	*x = Agent{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[40]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2730,7 +2820,7 @@ func (x *Agent) String() string {
 func (*Agent) ProtoMessage() {}
 
 func (x *Agent) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[40]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2743,7 +2833,7 @@ func (x *Agent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Agent.ProtoReflect.Descriptor instead.
 func (*Agent) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{40}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Agent) GetNodeId() string {
@@ -2797,7 +2887,7 @@ type PartitionMetadata struct {
 
 func (x *PartitionMetadata) Reset() {
 	*x = PartitionMetadata{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[41]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2809,7 +2899,7 @@ func (x *PartitionMetadata) String() string {
 func (*PartitionMetadata) ProtoMessage() {}
 
 func (x *PartitionMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[41]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2822,7 +2912,7 @@ func (x *PartitionMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionMetadata.ProtoReflect.Descriptor instead.
 func (*PartitionMetadata) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{41}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *PartitionMetadata) GetPartition() int32 {
@@ -2861,7 +2951,7 @@ type TopicMetadata struct {
 
 func (x *TopicMetadata) Reset() {
 	*x = TopicMetadata{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[42]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2873,7 +2963,7 @@ func (x *TopicMetadata) String() string {
 func (*TopicMetadata) ProtoMessage() {}
 
 func (x *TopicMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[42]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2886,7 +2976,7 @@ func (x *TopicMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopicMetadata.ProtoReflect.Descriptor instead.
 func (*TopicMetadata) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{42}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *TopicMetadata) GetName() string {
@@ -2929,7 +3019,7 @@ type GetMetadataResponse struct {
 
 func (x *GetMetadataResponse) Reset() {
 	*x = GetMetadataResponse{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[43]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2941,7 +3031,7 @@ func (x *GetMetadataResponse) String() string {
 func (*GetMetadataResponse) ProtoMessage() {}
 
 func (x *GetMetadataResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[43]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2954,7 +3044,7 @@ func (x *GetMetadataResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMetadataResponse.ProtoReflect.Descriptor instead.
 func (*GetMetadataResponse) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{43}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetMetadataResponse) GetNodeId() string {
@@ -3008,7 +3098,7 @@ type ErrorDetail struct {
 
 func (x *ErrorDetail) Reset() {
 	*x = ErrorDetail{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[44]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3020,7 +3110,7 @@ func (x *ErrorDetail) String() string {
 func (*ErrorDetail) ProtoMessage() {}
 
 func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[44]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3033,7 +3123,7 @@ func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
 func (*ErrorDetail) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{44}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ErrorDetail) GetCode() string {
@@ -3088,7 +3178,7 @@ type ListOffsetsRequest struct {
 
 func (x *ListOffsetsRequest) Reset() {
 	*x = ListOffsetsRequest{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[45]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3100,7 +3190,7 @@ func (x *ListOffsetsRequest) String() string {
 func (*ListOffsetsRequest) ProtoMessage() {}
 
 func (x *ListOffsetsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[45]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3113,7 +3203,7 @@ func (x *ListOffsetsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOffsetsRequest.ProtoReflect.Descriptor instead.
 func (*ListOffsetsRequest) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{45}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListOffsetsRequest) GetTopic() string {
@@ -3156,7 +3246,7 @@ type PartitionOffset struct {
 
 func (x *PartitionOffset) Reset() {
 	*x = PartitionOffset{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[46]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3168,7 +3258,7 @@ func (x *PartitionOffset) String() string {
 func (*PartitionOffset) ProtoMessage() {}
 
 func (x *PartitionOffset) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[46]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3181,7 +3271,7 @@ func (x *PartitionOffset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionOffset.ProtoReflect.Descriptor instead.
 func (*PartitionOffset) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{46}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *PartitionOffset) GetPartition() int32 {
@@ -3224,7 +3314,7 @@ type ListOffsetsResponse struct {
 
 func (x *ListOffsetsResponse) Reset() {
 	*x = ListOffsetsResponse{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[47]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3236,7 +3326,7 @@ func (x *ListOffsetsResponse) String() string {
 func (*ListOffsetsResponse) ProtoMessage() {}
 
 func (x *ListOffsetsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[47]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3249,7 +3339,7 @@ func (x *ListOffsetsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOffsetsResponse.ProtoReflect.Descriptor instead.
 func (*ListOffsetsResponse) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{47}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ListOffsetsResponse) GetPartitions() []*PartitionOffset {
@@ -3275,7 +3365,7 @@ type TopicConfigEntry struct {
 
 func (x *TopicConfigEntry) Reset() {
 	*x = TopicConfigEntry{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[48]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3287,7 +3377,7 @@ func (x *TopicConfigEntry) String() string {
 func (*TopicConfigEntry) ProtoMessage() {}
 
 func (x *TopicConfigEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[48]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3300,7 +3390,7 @@ func (x *TopicConfigEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopicConfigEntry.ProtoReflect.Descriptor instead.
 func (*TopicConfigEntry) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{48}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *TopicConfigEntry) GetName() string {
@@ -3338,7 +3428,7 @@ type AlterTopicConfigRequest struct {
 
 func (x *AlterTopicConfigRequest) Reset() {
 	*x = AlterTopicConfigRequest{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[49]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3350,7 +3440,7 @@ func (x *AlterTopicConfigRequest) String() string {
 func (*AlterTopicConfigRequest) ProtoMessage() {}
 
 func (x *AlterTopicConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[49]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3363,7 +3453,7 @@ func (x *AlterTopicConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlterTopicConfigRequest.ProtoReflect.Descriptor instead.
 func (*AlterTopicConfigRequest) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{49}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *AlterTopicConfigRequest) GetName() string {
@@ -3393,7 +3483,7 @@ type AlterTopicConfigResponse struct {
 
 func (x *AlterTopicConfigResponse) Reset() {
 	*x = AlterTopicConfigResponse{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[50]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3405,7 +3495,7 @@ func (x *AlterTopicConfigResponse) String() string {
 func (*AlterTopicConfigResponse) ProtoMessage() {}
 
 func (x *AlterTopicConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[50]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3418,7 +3508,7 @@ func (x *AlterTopicConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlterTopicConfigResponse.ProtoReflect.Descriptor instead.
 func (*AlterTopicConfigResponse) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{50}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *AlterTopicConfigResponse) GetTopic() *Topic {
@@ -3449,7 +3539,7 @@ type CreatePartitionsRequest struct {
 
 func (x *CreatePartitionsRequest) Reset() {
 	*x = CreatePartitionsRequest{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[51]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3461,7 +3551,7 @@ func (x *CreatePartitionsRequest) String() string {
 func (*CreatePartitionsRequest) ProtoMessage() {}
 
 func (x *CreatePartitionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[51]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3474,7 +3564,7 @@ func (x *CreatePartitionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePartitionsRequest.ProtoReflect.Descriptor instead.
 func (*CreatePartitionsRequest) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{51}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *CreatePartitionsRequest) GetName() string {
@@ -3504,7 +3594,7 @@ type CreatePartitionsResponse struct {
 
 func (x *CreatePartitionsResponse) Reset() {
 	*x = CreatePartitionsResponse{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[52]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3516,7 +3606,7 @@ func (x *CreatePartitionsResponse) String() string {
 func (*CreatePartitionsResponse) ProtoMessage() {}
 
 func (x *CreatePartitionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[52]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3529,7 +3619,7 @@ func (x *CreatePartitionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePartitionsResponse.ProtoReflect.Descriptor instead.
 func (*CreatePartitionsResponse) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{52}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *CreatePartitionsResponse) GetTopic() *Topic {
@@ -3555,7 +3645,7 @@ type GetClusterStatusRequest struct {
 
 func (x *GetClusterStatusRequest) Reset() {
 	*x = GetClusterStatusRequest{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[53]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3567,7 +3657,7 @@ func (x *GetClusterStatusRequest) String() string {
 func (*GetClusterStatusRequest) ProtoMessage() {}
 
 func (x *GetClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[53]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3580,7 +3670,7 @@ func (x *GetClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{53}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{54}
 }
 
 // ClusterMember is one agent as the answering agent sees it: the union of
@@ -3615,7 +3705,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[54]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3627,7 +3717,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[54]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3640,7 +3730,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{54}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ClusterMember) GetNodeId() string {
@@ -3739,7 +3829,7 @@ type CheckpointStatus struct {
 
 func (x *CheckpointStatus) Reset() {
 	*x = CheckpointStatus{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[55]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3751,7 +3841,7 @@ func (x *CheckpointStatus) String() string {
 func (*CheckpointStatus) ProtoMessage() {}
 
 func (x *CheckpointStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[55]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3764,7 +3854,7 @@ func (x *CheckpointStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointStatus.ProtoReflect.Descriptor instead.
 func (*CheckpointStatus) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{55}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *CheckpointStatus) GetConfigured() bool {
@@ -3861,7 +3951,7 @@ type GetClusterStatusResponse struct {
 
 func (x *GetClusterStatusResponse) Reset() {
 	*x = GetClusterStatusResponse{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[56]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3873,7 +3963,7 @@ func (x *GetClusterStatusResponse) String() string {
 func (*GetClusterStatusResponse) ProtoMessage() {}
 
 func (x *GetClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[56]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3886,7 +3976,7 @@ func (x *GetClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{56}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *GetClusterStatusResponse) GetNodeId() string {
@@ -4002,7 +4092,7 @@ type GroupProtocol struct {
 
 func (x *GroupProtocol) Reset() {
 	*x = GroupProtocol{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[57]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4014,7 +4104,7 @@ func (x *GroupProtocol) String() string {
 func (*GroupProtocol) ProtoMessage() {}
 
 func (x *GroupProtocol) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[57]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4027,7 +4117,7 @@ func (x *GroupProtocol) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupProtocol.ProtoReflect.Descriptor instead.
 func (*GroupProtocol) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{57}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *GroupProtocol) GetName() string {
@@ -4071,7 +4161,7 @@ type JoinGroupRequest struct {
 
 func (x *JoinGroupRequest) Reset() {
 	*x = JoinGroupRequest{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[58]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4083,7 +4173,7 @@ func (x *JoinGroupRequest) String() string {
 func (*JoinGroupRequest) ProtoMessage() {}
 
 func (x *JoinGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[58]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4096,7 +4186,7 @@ func (x *JoinGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinGroupRequest.ProtoReflect.Descriptor instead.
 func (*JoinGroupRequest) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{58}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *JoinGroupRequest) GetGroup() string {
@@ -4170,7 +4260,7 @@ type JoinGroupMember struct {
 
 func (x *JoinGroupMember) Reset() {
 	*x = JoinGroupMember{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[59]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4182,7 +4272,7 @@ func (x *JoinGroupMember) String() string {
 func (*JoinGroupMember) ProtoMessage() {}
 
 func (x *JoinGroupMember) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[59]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4195,7 +4285,7 @@ func (x *JoinGroupMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinGroupMember.ProtoReflect.Descriptor instead.
 func (*JoinGroupMember) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{59}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *JoinGroupMember) GetMemberId() string {
@@ -4240,7 +4330,7 @@ type JoinGroupResponse struct {
 
 func (x *JoinGroupResponse) Reset() {
 	*x = JoinGroupResponse{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[60]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4252,7 +4342,7 @@ func (x *JoinGroupResponse) String() string {
 func (*JoinGroupResponse) ProtoMessage() {}
 
 func (x *JoinGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[60]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4265,7 +4355,7 @@ func (x *JoinGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinGroupResponse.ProtoReflect.Descriptor instead.
 func (*JoinGroupResponse) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{60}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *JoinGroupResponse) GetGeneration() int32 {
@@ -4324,7 +4414,7 @@ type GroupAssignment struct {
 
 func (x *GroupAssignment) Reset() {
 	*x = GroupAssignment{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[61]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4336,7 +4426,7 @@ func (x *GroupAssignment) String() string {
 func (*GroupAssignment) ProtoMessage() {}
 
 func (x *GroupAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[61]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4349,7 +4439,7 @@ func (x *GroupAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupAssignment.ProtoReflect.Descriptor instead.
 func (*GroupAssignment) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{61}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *GroupAssignment) GetMemberId() string {
@@ -4390,7 +4480,7 @@ type SyncGroupRequest struct {
 
 func (x *SyncGroupRequest) Reset() {
 	*x = SyncGroupRequest{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[62]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4402,7 +4492,7 @@ func (x *SyncGroupRequest) String() string {
 func (*SyncGroupRequest) ProtoMessage() {}
 
 func (x *SyncGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[62]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4415,7 +4505,7 @@ func (x *SyncGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncGroupRequest.ProtoReflect.Descriptor instead.
 func (*SyncGroupRequest) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{62}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *SyncGroupRequest) GetGroup() string {
@@ -4482,7 +4572,7 @@ type SyncGroupResponse struct {
 
 func (x *SyncGroupResponse) Reset() {
 	*x = SyncGroupResponse{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[63]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4494,7 +4584,7 @@ func (x *SyncGroupResponse) String() string {
 func (*SyncGroupResponse) ProtoMessage() {}
 
 func (x *SyncGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[63]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4507,7 +4597,7 @@ func (x *SyncGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncGroupResponse.ProtoReflect.Descriptor instead.
 func (*SyncGroupResponse) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{63}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *SyncGroupResponse) GetProtocolType() string {
@@ -4548,7 +4638,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[64]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4560,7 +4650,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[64]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4573,7 +4663,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{64}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *HeartbeatRequest) GetGroup() string {
@@ -4613,7 +4703,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[65]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4625,7 +4715,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[65]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4638,7 +4728,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{65}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{66}
 }
 
 // LeaveGroupRequest is the input of LeaveGroup.
@@ -4656,7 +4746,7 @@ type LeaveGroupRequest struct {
 
 func (x *LeaveGroupRequest) Reset() {
 	*x = LeaveGroupRequest{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[66]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4668,7 +4758,7 @@ func (x *LeaveGroupRequest) String() string {
 func (*LeaveGroupRequest) ProtoMessage() {}
 
 func (x *LeaveGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[66]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4681,7 +4771,7 @@ func (x *LeaveGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveGroupRequest.ProtoReflect.Descriptor instead.
 func (*LeaveGroupRequest) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{66}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *LeaveGroupRequest) GetGroup() string {
@@ -4714,7 +4804,7 @@ type LeaveGroupResponse struct {
 
 func (x *LeaveGroupResponse) Reset() {
 	*x = LeaveGroupResponse{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[67]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4726,7 +4816,7 @@ func (x *LeaveGroupResponse) String() string {
 func (*LeaveGroupResponse) ProtoMessage() {}
 
 func (x *LeaveGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[67]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4739,7 +4829,7 @@ func (x *LeaveGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveGroupResponse.ProtoReflect.Descriptor instead.
 func (*LeaveGroupResponse) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{67}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{68}
 }
 
 // TopicPartitions is a topic with some of its partitions.
@@ -4755,7 +4845,7 @@ type TopicPartitions struct {
 
 func (x *TopicPartitions) Reset() {
 	*x = TopicPartitions{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[68]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4767,7 +4857,7 @@ func (x *TopicPartitions) String() string {
 func (*TopicPartitions) ProtoMessage() {}
 
 func (x *TopicPartitions) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[68]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4780,7 +4870,7 @@ func (x *TopicPartitions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopicPartitions.ProtoReflect.Descriptor instead.
 func (*TopicPartitions) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{68}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *TopicPartitions) GetTopic() string {
@@ -4816,7 +4906,7 @@ type GroupMember struct {
 
 func (x *GroupMember) Reset() {
 	*x = GroupMember{}
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[69]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4828,7 +4918,7 @@ func (x *GroupMember) String() string {
 func (*GroupMember) ProtoMessage() {}
 
 func (x *GroupMember) ProtoReflect() protoreflect.Message {
-	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[69]
+	mi := &file_streamhouse_v1_streamhouse_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4841,7 +4931,7 @@ func (x *GroupMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMember.ProtoReflect.Descriptor instead.
 func (*GroupMember) Descriptor() ([]byte, []int) {
-	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{69}
+	return file_streamhouse_v1_streamhouse_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *GroupMember) GetMemberId() string {
@@ -4940,21 +5030,28 @@ const file_streamhouse_v1_streamhouse_proto_rawDesc = "" +
 	"value_null\x18\x06 \x01(\bR\tvalueNullB\f\n" +
 	"\n" +
 	"_partitionB\x06\n" +
-	"\x04_key\"\xe1\x01\n" +
+	"\x04_key\"\x86\x02\n" +
 	"\x0eProduceRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x127\n" +
 	"\arecords\x18\x02 \x03(\v2\x1d.streamhouse.v1.ProduceRecordR\arecords\x12$\n" +
 	"\vproducer_id\x18\x03 \x01(\x04H\x00R\n" +
 	"producerId\x88\x01\x01\x12%\n" +
 	"\x0eproducer_epoch\x18\x04 \x01(\rR\rproducerEpoch\x12#\n" +
-	"\rbase_sequence\x18\x05 \x01(\x03R\fbaseSequenceB\x0e\n" +
+	"\rbase_sequence\x18\x05 \x01(\x03R\fbaseSequence\x12#\n" +
+	"\roffset_ranges\x18\x06 \x01(\bR\foffsetRangesB\x0e\n" +
 	"\f_producer_id\"D\n" +
 	"\fRecordOffset\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x16\n" +
-	"\x06offset\x18\x02 \x01(\x03R\x06offset\"g\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\"\xa9\x01\n" +
 	"\x0fProduceResponse\x126\n" +
 	"\aoffsets\x18\x01 \x03(\v2\x1c.streamhouse.v1.RecordOffsetR\aoffsets\x12\x1c\n" +
-	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"K\n" +
+	"\tduplicate\x18\x02 \x01(\bR\tduplicate\x12@\n" +
+	"\roffset_ranges\x18\x03 \x03(\v2\x1b.streamhouse.v1.OffsetRangeR\foffsetRanges\"b\n" +
+	"\vOffsetRange\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x1f\n" +
+	"\vbase_offset\x18\x02 \x01(\x03R\n" +
+	"baseOffset\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\x05R\x05count\"K\n" +
 	"\x13InitProducerRequest\x12$\n" +
 	"\vproducer_id\x18\x01 \x01(\x04H\x00R\n" +
 	"producerId\x88\x01\x01B\x0e\n" +
@@ -5320,7 +5417,7 @@ func file_streamhouse_v1_streamhouse_proto_rawDescGZIP() []byte {
 }
 
 var file_streamhouse_v1_streamhouse_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_streamhouse_v1_streamhouse_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
+var file_streamhouse_v1_streamhouse_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
 var file_streamhouse_v1_streamhouse_proto_goTypes = []any{
 	(ResetStrategy)(0),               // 0: streamhouse.v1.ResetStrategy
 	(*Topic)(nil),                    // 1: streamhouse.v1.Topic
@@ -5338,149 +5435,151 @@ var file_streamhouse_v1_streamhouse_proto_goTypes = []any{
 	(*ProduceRequest)(nil),           // 13: streamhouse.v1.ProduceRequest
 	(*RecordOffset)(nil),             // 14: streamhouse.v1.RecordOffset
 	(*ProduceResponse)(nil),          // 15: streamhouse.v1.ProduceResponse
-	(*InitProducerRequest)(nil),      // 16: streamhouse.v1.InitProducerRequest
-	(*InitProducerResponse)(nil),     // 17: streamhouse.v1.InitProducerResponse
-	(*FetchedRecord)(nil),            // 18: streamhouse.v1.FetchedRecord
-	(*FetchRequest)(nil),             // 19: streamhouse.v1.FetchRequest
-	(*FetchResponse)(nil),            // 20: streamhouse.v1.FetchResponse
-	(*SubscribeRequest)(nil),         // 21: streamhouse.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),        // 22: streamhouse.v1.SubscribeResponse
-	(*OffsetCommit)(nil),             // 23: streamhouse.v1.OffsetCommit
-	(*CommitOffsetsRequest)(nil),     // 24: streamhouse.v1.CommitOffsetsRequest
-	(*CommitOffsetsResponse)(nil),    // 25: streamhouse.v1.CommitOffsetsResponse
-	(*CommittedOffset)(nil),          // 26: streamhouse.v1.CommittedOffset
-	(*FetchOffsetsRequest)(nil),      // 27: streamhouse.v1.FetchOffsetsRequest
-	(*FetchOffsetsResponse)(nil),     // 28: streamhouse.v1.FetchOffsetsResponse
-	(*GroupSummary)(nil),             // 29: streamhouse.v1.GroupSummary
-	(*ListGroupsRequest)(nil),        // 30: streamhouse.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),       // 31: streamhouse.v1.ListGroupsResponse
-	(*GroupPartition)(nil),           // 32: streamhouse.v1.GroupPartition
-	(*GroupDescription)(nil),         // 33: streamhouse.v1.GroupDescription
-	(*DescribeGroupRequest)(nil),     // 34: streamhouse.v1.DescribeGroupRequest
-	(*DescribeGroupResponse)(nil),    // 35: streamhouse.v1.DescribeGroupResponse
-	(*DeleteGroupRequest)(nil),       // 36: streamhouse.v1.DeleteGroupRequest
-	(*DeleteGroupResponse)(nil),      // 37: streamhouse.v1.DeleteGroupResponse
-	(*ResetGroupRequest)(nil),        // 38: streamhouse.v1.ResetGroupRequest
-	(*ResetGroupResponse)(nil),       // 39: streamhouse.v1.ResetGroupResponse
-	(*GetMetadataRequest)(nil),       // 40: streamhouse.v1.GetMetadataRequest
-	(*Agent)(nil),                    // 41: streamhouse.v1.Agent
-	(*PartitionMetadata)(nil),        // 42: streamhouse.v1.PartitionMetadata
-	(*TopicMetadata)(nil),            // 43: streamhouse.v1.TopicMetadata
-	(*GetMetadataResponse)(nil),      // 44: streamhouse.v1.GetMetadataResponse
-	(*ErrorDetail)(nil),              // 45: streamhouse.v1.ErrorDetail
-	(*ListOffsetsRequest)(nil),       // 46: streamhouse.v1.ListOffsetsRequest
-	(*PartitionOffset)(nil),          // 47: streamhouse.v1.PartitionOffset
-	(*ListOffsetsResponse)(nil),      // 48: streamhouse.v1.ListOffsetsResponse
-	(*TopicConfigEntry)(nil),         // 49: streamhouse.v1.TopicConfigEntry
-	(*AlterTopicConfigRequest)(nil),  // 50: streamhouse.v1.AlterTopicConfigRequest
-	(*AlterTopicConfigResponse)(nil), // 51: streamhouse.v1.AlterTopicConfigResponse
-	(*CreatePartitionsRequest)(nil),  // 52: streamhouse.v1.CreatePartitionsRequest
-	(*CreatePartitionsResponse)(nil), // 53: streamhouse.v1.CreatePartitionsResponse
-	(*GetClusterStatusRequest)(nil),  // 54: streamhouse.v1.GetClusterStatusRequest
-	(*ClusterMember)(nil),            // 55: streamhouse.v1.ClusterMember
-	(*CheckpointStatus)(nil),         // 56: streamhouse.v1.CheckpointStatus
-	(*GetClusterStatusResponse)(nil), // 57: streamhouse.v1.GetClusterStatusResponse
-	(*GroupProtocol)(nil),            // 58: streamhouse.v1.GroupProtocol
-	(*JoinGroupRequest)(nil),         // 59: streamhouse.v1.JoinGroupRequest
-	(*JoinGroupMember)(nil),          // 60: streamhouse.v1.JoinGroupMember
-	(*JoinGroupResponse)(nil),        // 61: streamhouse.v1.JoinGroupResponse
-	(*GroupAssignment)(nil),          // 62: streamhouse.v1.GroupAssignment
-	(*SyncGroupRequest)(nil),         // 63: streamhouse.v1.SyncGroupRequest
-	(*SyncGroupResponse)(nil),        // 64: streamhouse.v1.SyncGroupResponse
-	(*HeartbeatRequest)(nil),         // 65: streamhouse.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),        // 66: streamhouse.v1.HeartbeatResponse
-	(*LeaveGroupRequest)(nil),        // 67: streamhouse.v1.LeaveGroupRequest
-	(*LeaveGroupResponse)(nil),       // 68: streamhouse.v1.LeaveGroupResponse
-	(*TopicPartitions)(nil),          // 69: streamhouse.v1.TopicPartitions
-	(*GroupMember)(nil),              // 70: streamhouse.v1.GroupMember
-	nil,                              // 71: streamhouse.v1.AlterTopicConfigRequest.ConfigsEntry
+	(*OffsetRange)(nil),              // 16: streamhouse.v1.OffsetRange
+	(*InitProducerRequest)(nil),      // 17: streamhouse.v1.InitProducerRequest
+	(*InitProducerResponse)(nil),     // 18: streamhouse.v1.InitProducerResponse
+	(*FetchedRecord)(nil),            // 19: streamhouse.v1.FetchedRecord
+	(*FetchRequest)(nil),             // 20: streamhouse.v1.FetchRequest
+	(*FetchResponse)(nil),            // 21: streamhouse.v1.FetchResponse
+	(*SubscribeRequest)(nil),         // 22: streamhouse.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),        // 23: streamhouse.v1.SubscribeResponse
+	(*OffsetCommit)(nil),             // 24: streamhouse.v1.OffsetCommit
+	(*CommitOffsetsRequest)(nil),     // 25: streamhouse.v1.CommitOffsetsRequest
+	(*CommitOffsetsResponse)(nil),    // 26: streamhouse.v1.CommitOffsetsResponse
+	(*CommittedOffset)(nil),          // 27: streamhouse.v1.CommittedOffset
+	(*FetchOffsetsRequest)(nil),      // 28: streamhouse.v1.FetchOffsetsRequest
+	(*FetchOffsetsResponse)(nil),     // 29: streamhouse.v1.FetchOffsetsResponse
+	(*GroupSummary)(nil),             // 30: streamhouse.v1.GroupSummary
+	(*ListGroupsRequest)(nil),        // 31: streamhouse.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),       // 32: streamhouse.v1.ListGroupsResponse
+	(*GroupPartition)(nil),           // 33: streamhouse.v1.GroupPartition
+	(*GroupDescription)(nil),         // 34: streamhouse.v1.GroupDescription
+	(*DescribeGroupRequest)(nil),     // 35: streamhouse.v1.DescribeGroupRequest
+	(*DescribeGroupResponse)(nil),    // 36: streamhouse.v1.DescribeGroupResponse
+	(*DeleteGroupRequest)(nil),       // 37: streamhouse.v1.DeleteGroupRequest
+	(*DeleteGroupResponse)(nil),      // 38: streamhouse.v1.DeleteGroupResponse
+	(*ResetGroupRequest)(nil),        // 39: streamhouse.v1.ResetGroupRequest
+	(*ResetGroupResponse)(nil),       // 40: streamhouse.v1.ResetGroupResponse
+	(*GetMetadataRequest)(nil),       // 41: streamhouse.v1.GetMetadataRequest
+	(*Agent)(nil),                    // 42: streamhouse.v1.Agent
+	(*PartitionMetadata)(nil),        // 43: streamhouse.v1.PartitionMetadata
+	(*TopicMetadata)(nil),            // 44: streamhouse.v1.TopicMetadata
+	(*GetMetadataResponse)(nil),      // 45: streamhouse.v1.GetMetadataResponse
+	(*ErrorDetail)(nil),              // 46: streamhouse.v1.ErrorDetail
+	(*ListOffsetsRequest)(nil),       // 47: streamhouse.v1.ListOffsetsRequest
+	(*PartitionOffset)(nil),          // 48: streamhouse.v1.PartitionOffset
+	(*ListOffsetsResponse)(nil),      // 49: streamhouse.v1.ListOffsetsResponse
+	(*TopicConfigEntry)(nil),         // 50: streamhouse.v1.TopicConfigEntry
+	(*AlterTopicConfigRequest)(nil),  // 51: streamhouse.v1.AlterTopicConfigRequest
+	(*AlterTopicConfigResponse)(nil), // 52: streamhouse.v1.AlterTopicConfigResponse
+	(*CreatePartitionsRequest)(nil),  // 53: streamhouse.v1.CreatePartitionsRequest
+	(*CreatePartitionsResponse)(nil), // 54: streamhouse.v1.CreatePartitionsResponse
+	(*GetClusterStatusRequest)(nil),  // 55: streamhouse.v1.GetClusterStatusRequest
+	(*ClusterMember)(nil),            // 56: streamhouse.v1.ClusterMember
+	(*CheckpointStatus)(nil),         // 57: streamhouse.v1.CheckpointStatus
+	(*GetClusterStatusResponse)(nil), // 58: streamhouse.v1.GetClusterStatusResponse
+	(*GroupProtocol)(nil),            // 59: streamhouse.v1.GroupProtocol
+	(*JoinGroupRequest)(nil),         // 60: streamhouse.v1.JoinGroupRequest
+	(*JoinGroupMember)(nil),          // 61: streamhouse.v1.JoinGroupMember
+	(*JoinGroupResponse)(nil),        // 62: streamhouse.v1.JoinGroupResponse
+	(*GroupAssignment)(nil),          // 63: streamhouse.v1.GroupAssignment
+	(*SyncGroupRequest)(nil),         // 64: streamhouse.v1.SyncGroupRequest
+	(*SyncGroupResponse)(nil),        // 65: streamhouse.v1.SyncGroupResponse
+	(*HeartbeatRequest)(nil),         // 66: streamhouse.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),        // 67: streamhouse.v1.HeartbeatResponse
+	(*LeaveGroupRequest)(nil),        // 68: streamhouse.v1.LeaveGroupRequest
+	(*LeaveGroupResponse)(nil),       // 69: streamhouse.v1.LeaveGroupResponse
+	(*TopicPartitions)(nil),          // 70: streamhouse.v1.TopicPartitions
+	(*GroupMember)(nil),              // 71: streamhouse.v1.GroupMember
+	nil,                              // 72: streamhouse.v1.AlterTopicConfigRequest.ConfigsEntry
 }
 var file_streamhouse_v1_streamhouse_proto_depIdxs = []int32{
 	1,  // 0: streamhouse.v1.CreateTopicResponse.topic:type_name -> streamhouse.v1.Topic
 	1,  // 1: streamhouse.v1.ListTopicsResponse.topics:type_name -> streamhouse.v1.Topic
 	1,  // 2: streamhouse.v1.DescribeTopicResponse.topic:type_name -> streamhouse.v1.Topic
 	2,  // 3: streamhouse.v1.DescribeTopicResponse.partitions:type_name -> streamhouse.v1.PartitionInfo
-	49, // 4: streamhouse.v1.DescribeTopicResponse.configs:type_name -> streamhouse.v1.TopicConfigEntry
+	50, // 4: streamhouse.v1.DescribeTopicResponse.configs:type_name -> streamhouse.v1.TopicConfigEntry
 	11, // 5: streamhouse.v1.ProduceRecord.headers:type_name -> streamhouse.v1.Header
 	12, // 6: streamhouse.v1.ProduceRequest.records:type_name -> streamhouse.v1.ProduceRecord
 	14, // 7: streamhouse.v1.ProduceResponse.offsets:type_name -> streamhouse.v1.RecordOffset
-	11, // 8: streamhouse.v1.FetchedRecord.headers:type_name -> streamhouse.v1.Header
-	18, // 9: streamhouse.v1.FetchResponse.records:type_name -> streamhouse.v1.FetchedRecord
-	18, // 10: streamhouse.v1.SubscribeResponse.records:type_name -> streamhouse.v1.FetchedRecord
-	23, // 11: streamhouse.v1.CommitOffsetsRequest.offsets:type_name -> streamhouse.v1.OffsetCommit
-	26, // 12: streamhouse.v1.FetchOffsetsResponse.offsets:type_name -> streamhouse.v1.CommittedOffset
-	29, // 13: streamhouse.v1.ListGroupsResponse.groups:type_name -> streamhouse.v1.GroupSummary
-	32, // 14: streamhouse.v1.GroupDescription.partitions:type_name -> streamhouse.v1.GroupPartition
-	70, // 15: streamhouse.v1.GroupDescription.members:type_name -> streamhouse.v1.GroupMember
-	33, // 16: streamhouse.v1.DescribeGroupResponse.group:type_name -> streamhouse.v1.GroupDescription
-	0,  // 17: streamhouse.v1.ResetGroupRequest.strategy:type_name -> streamhouse.v1.ResetStrategy
-	33, // 18: streamhouse.v1.ResetGroupResponse.group:type_name -> streamhouse.v1.GroupDescription
-	42, // 19: streamhouse.v1.TopicMetadata.partitions:type_name -> streamhouse.v1.PartitionMetadata
-	41, // 20: streamhouse.v1.GetMetadataResponse.agents:type_name -> streamhouse.v1.Agent
-	43, // 21: streamhouse.v1.GetMetadataResponse.topics:type_name -> streamhouse.v1.TopicMetadata
-	47, // 22: streamhouse.v1.ListOffsetsResponse.partitions:type_name -> streamhouse.v1.PartitionOffset
-	71, // 23: streamhouse.v1.AlterTopicConfigRequest.configs:type_name -> streamhouse.v1.AlterTopicConfigRequest.ConfigsEntry
-	1,  // 24: streamhouse.v1.AlterTopicConfigResponse.topic:type_name -> streamhouse.v1.Topic
-	49, // 25: streamhouse.v1.AlterTopicConfigResponse.configs:type_name -> streamhouse.v1.TopicConfigEntry
-	1,  // 26: streamhouse.v1.CreatePartitionsResponse.topic:type_name -> streamhouse.v1.Topic
-	2,  // 27: streamhouse.v1.CreatePartitionsResponse.partitions:type_name -> streamhouse.v1.PartitionInfo
-	55, // 28: streamhouse.v1.GetClusterStatusResponse.members:type_name -> streamhouse.v1.ClusterMember
-	56, // 29: streamhouse.v1.GetClusterStatusResponse.checkpoint:type_name -> streamhouse.v1.CheckpointStatus
-	58, // 30: streamhouse.v1.JoinGroupRequest.protocols:type_name -> streamhouse.v1.GroupProtocol
-	60, // 31: streamhouse.v1.JoinGroupResponse.members:type_name -> streamhouse.v1.JoinGroupMember
-	62, // 32: streamhouse.v1.SyncGroupRequest.assignments:type_name -> streamhouse.v1.GroupAssignment
-	69, // 33: streamhouse.v1.GroupMember.assignment:type_name -> streamhouse.v1.TopicPartitions
-	3,  // 34: streamhouse.v1.StreamHouse.CreateTopic:input_type -> streamhouse.v1.CreateTopicRequest
-	5,  // 35: streamhouse.v1.StreamHouse.ListTopics:input_type -> streamhouse.v1.ListTopicsRequest
-	7,  // 36: streamhouse.v1.StreamHouse.DescribeTopic:input_type -> streamhouse.v1.DescribeTopicRequest
-	9,  // 37: streamhouse.v1.StreamHouse.DeleteTopic:input_type -> streamhouse.v1.DeleteTopicRequest
-	13, // 38: streamhouse.v1.StreamHouse.Produce:input_type -> streamhouse.v1.ProduceRequest
-	16, // 39: streamhouse.v1.StreamHouse.InitProducer:input_type -> streamhouse.v1.InitProducerRequest
-	19, // 40: streamhouse.v1.StreamHouse.Fetch:input_type -> streamhouse.v1.FetchRequest
-	21, // 41: streamhouse.v1.StreamHouse.Subscribe:input_type -> streamhouse.v1.SubscribeRequest
-	24, // 42: streamhouse.v1.StreamHouse.CommitOffsets:input_type -> streamhouse.v1.CommitOffsetsRequest
-	27, // 43: streamhouse.v1.StreamHouse.FetchOffsets:input_type -> streamhouse.v1.FetchOffsetsRequest
-	30, // 44: streamhouse.v1.StreamHouse.ListGroups:input_type -> streamhouse.v1.ListGroupsRequest
-	34, // 45: streamhouse.v1.StreamHouse.DescribeGroup:input_type -> streamhouse.v1.DescribeGroupRequest
-	36, // 46: streamhouse.v1.StreamHouse.DeleteGroup:input_type -> streamhouse.v1.DeleteGroupRequest
-	38, // 47: streamhouse.v1.StreamHouse.ResetGroup:input_type -> streamhouse.v1.ResetGroupRequest
-	40, // 48: streamhouse.v1.StreamHouse.GetMetadata:input_type -> streamhouse.v1.GetMetadataRequest
-	46, // 49: streamhouse.v1.StreamHouse.ListOffsets:input_type -> streamhouse.v1.ListOffsetsRequest
-	50, // 50: streamhouse.v1.StreamHouse.AlterTopicConfig:input_type -> streamhouse.v1.AlterTopicConfigRequest
-	52, // 51: streamhouse.v1.StreamHouse.CreatePartitions:input_type -> streamhouse.v1.CreatePartitionsRequest
-	54, // 52: streamhouse.v1.StreamHouse.GetClusterStatus:input_type -> streamhouse.v1.GetClusterStatusRequest
-	59, // 53: streamhouse.v1.StreamHouse.JoinGroup:input_type -> streamhouse.v1.JoinGroupRequest
-	63, // 54: streamhouse.v1.StreamHouse.SyncGroup:input_type -> streamhouse.v1.SyncGroupRequest
-	65, // 55: streamhouse.v1.StreamHouse.Heartbeat:input_type -> streamhouse.v1.HeartbeatRequest
-	67, // 56: streamhouse.v1.StreamHouse.LeaveGroup:input_type -> streamhouse.v1.LeaveGroupRequest
-	4,  // 57: streamhouse.v1.StreamHouse.CreateTopic:output_type -> streamhouse.v1.CreateTopicResponse
-	6,  // 58: streamhouse.v1.StreamHouse.ListTopics:output_type -> streamhouse.v1.ListTopicsResponse
-	8,  // 59: streamhouse.v1.StreamHouse.DescribeTopic:output_type -> streamhouse.v1.DescribeTopicResponse
-	10, // 60: streamhouse.v1.StreamHouse.DeleteTopic:output_type -> streamhouse.v1.DeleteTopicResponse
-	15, // 61: streamhouse.v1.StreamHouse.Produce:output_type -> streamhouse.v1.ProduceResponse
-	17, // 62: streamhouse.v1.StreamHouse.InitProducer:output_type -> streamhouse.v1.InitProducerResponse
-	20, // 63: streamhouse.v1.StreamHouse.Fetch:output_type -> streamhouse.v1.FetchResponse
-	22, // 64: streamhouse.v1.StreamHouse.Subscribe:output_type -> streamhouse.v1.SubscribeResponse
-	25, // 65: streamhouse.v1.StreamHouse.CommitOffsets:output_type -> streamhouse.v1.CommitOffsetsResponse
-	28, // 66: streamhouse.v1.StreamHouse.FetchOffsets:output_type -> streamhouse.v1.FetchOffsetsResponse
-	31, // 67: streamhouse.v1.StreamHouse.ListGroups:output_type -> streamhouse.v1.ListGroupsResponse
-	35, // 68: streamhouse.v1.StreamHouse.DescribeGroup:output_type -> streamhouse.v1.DescribeGroupResponse
-	37, // 69: streamhouse.v1.StreamHouse.DeleteGroup:output_type -> streamhouse.v1.DeleteGroupResponse
-	39, // 70: streamhouse.v1.StreamHouse.ResetGroup:output_type -> streamhouse.v1.ResetGroupResponse
-	44, // 71: streamhouse.v1.StreamHouse.GetMetadata:output_type -> streamhouse.v1.GetMetadataResponse
-	48, // 72: streamhouse.v1.StreamHouse.ListOffsets:output_type -> streamhouse.v1.ListOffsetsResponse
-	51, // 73: streamhouse.v1.StreamHouse.AlterTopicConfig:output_type -> streamhouse.v1.AlterTopicConfigResponse
-	53, // 74: streamhouse.v1.StreamHouse.CreatePartitions:output_type -> streamhouse.v1.CreatePartitionsResponse
-	57, // 75: streamhouse.v1.StreamHouse.GetClusterStatus:output_type -> streamhouse.v1.GetClusterStatusResponse
-	61, // 76: streamhouse.v1.StreamHouse.JoinGroup:output_type -> streamhouse.v1.JoinGroupResponse
-	64, // 77: streamhouse.v1.StreamHouse.SyncGroup:output_type -> streamhouse.v1.SyncGroupResponse
-	66, // 78: streamhouse.v1.StreamHouse.Heartbeat:output_type -> streamhouse.v1.HeartbeatResponse
-	68, // 79: streamhouse.v1.StreamHouse.LeaveGroup:output_type -> streamhouse.v1.LeaveGroupResponse
-	57, // [57:80] is the sub-list for method output_type
-	34, // [34:57] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	16, // 8: streamhouse.v1.ProduceResponse.offset_ranges:type_name -> streamhouse.v1.OffsetRange
+	11, // 9: streamhouse.v1.FetchedRecord.headers:type_name -> streamhouse.v1.Header
+	19, // 10: streamhouse.v1.FetchResponse.records:type_name -> streamhouse.v1.FetchedRecord
+	19, // 11: streamhouse.v1.SubscribeResponse.records:type_name -> streamhouse.v1.FetchedRecord
+	24, // 12: streamhouse.v1.CommitOffsetsRequest.offsets:type_name -> streamhouse.v1.OffsetCommit
+	27, // 13: streamhouse.v1.FetchOffsetsResponse.offsets:type_name -> streamhouse.v1.CommittedOffset
+	30, // 14: streamhouse.v1.ListGroupsResponse.groups:type_name -> streamhouse.v1.GroupSummary
+	33, // 15: streamhouse.v1.GroupDescription.partitions:type_name -> streamhouse.v1.GroupPartition
+	71, // 16: streamhouse.v1.GroupDescription.members:type_name -> streamhouse.v1.GroupMember
+	34, // 17: streamhouse.v1.DescribeGroupResponse.group:type_name -> streamhouse.v1.GroupDescription
+	0,  // 18: streamhouse.v1.ResetGroupRequest.strategy:type_name -> streamhouse.v1.ResetStrategy
+	34, // 19: streamhouse.v1.ResetGroupResponse.group:type_name -> streamhouse.v1.GroupDescription
+	43, // 20: streamhouse.v1.TopicMetadata.partitions:type_name -> streamhouse.v1.PartitionMetadata
+	42, // 21: streamhouse.v1.GetMetadataResponse.agents:type_name -> streamhouse.v1.Agent
+	44, // 22: streamhouse.v1.GetMetadataResponse.topics:type_name -> streamhouse.v1.TopicMetadata
+	48, // 23: streamhouse.v1.ListOffsetsResponse.partitions:type_name -> streamhouse.v1.PartitionOffset
+	72, // 24: streamhouse.v1.AlterTopicConfigRequest.configs:type_name -> streamhouse.v1.AlterTopicConfigRequest.ConfigsEntry
+	1,  // 25: streamhouse.v1.AlterTopicConfigResponse.topic:type_name -> streamhouse.v1.Topic
+	50, // 26: streamhouse.v1.AlterTopicConfigResponse.configs:type_name -> streamhouse.v1.TopicConfigEntry
+	1,  // 27: streamhouse.v1.CreatePartitionsResponse.topic:type_name -> streamhouse.v1.Topic
+	2,  // 28: streamhouse.v1.CreatePartitionsResponse.partitions:type_name -> streamhouse.v1.PartitionInfo
+	56, // 29: streamhouse.v1.GetClusterStatusResponse.members:type_name -> streamhouse.v1.ClusterMember
+	57, // 30: streamhouse.v1.GetClusterStatusResponse.checkpoint:type_name -> streamhouse.v1.CheckpointStatus
+	59, // 31: streamhouse.v1.JoinGroupRequest.protocols:type_name -> streamhouse.v1.GroupProtocol
+	61, // 32: streamhouse.v1.JoinGroupResponse.members:type_name -> streamhouse.v1.JoinGroupMember
+	63, // 33: streamhouse.v1.SyncGroupRequest.assignments:type_name -> streamhouse.v1.GroupAssignment
+	70, // 34: streamhouse.v1.GroupMember.assignment:type_name -> streamhouse.v1.TopicPartitions
+	3,  // 35: streamhouse.v1.StreamHouse.CreateTopic:input_type -> streamhouse.v1.CreateTopicRequest
+	5,  // 36: streamhouse.v1.StreamHouse.ListTopics:input_type -> streamhouse.v1.ListTopicsRequest
+	7,  // 37: streamhouse.v1.StreamHouse.DescribeTopic:input_type -> streamhouse.v1.DescribeTopicRequest
+	9,  // 38: streamhouse.v1.StreamHouse.DeleteTopic:input_type -> streamhouse.v1.DeleteTopicRequest
+	13, // 39: streamhouse.v1.StreamHouse.Produce:input_type -> streamhouse.v1.ProduceRequest
+	17, // 40: streamhouse.v1.StreamHouse.InitProducer:input_type -> streamhouse.v1.InitProducerRequest
+	20, // 41: streamhouse.v1.StreamHouse.Fetch:input_type -> streamhouse.v1.FetchRequest
+	22, // 42: streamhouse.v1.StreamHouse.Subscribe:input_type -> streamhouse.v1.SubscribeRequest
+	25, // 43: streamhouse.v1.StreamHouse.CommitOffsets:input_type -> streamhouse.v1.CommitOffsetsRequest
+	28, // 44: streamhouse.v1.StreamHouse.FetchOffsets:input_type -> streamhouse.v1.FetchOffsetsRequest
+	31, // 45: streamhouse.v1.StreamHouse.ListGroups:input_type -> streamhouse.v1.ListGroupsRequest
+	35, // 46: streamhouse.v1.StreamHouse.DescribeGroup:input_type -> streamhouse.v1.DescribeGroupRequest
+	37, // 47: streamhouse.v1.StreamHouse.DeleteGroup:input_type -> streamhouse.v1.DeleteGroupRequest
+	39, // 48: streamhouse.v1.StreamHouse.ResetGroup:input_type -> streamhouse.v1.ResetGroupRequest
+	41, // 49: streamhouse.v1.StreamHouse.GetMetadata:input_type -> streamhouse.v1.GetMetadataRequest
+	47, // 50: streamhouse.v1.StreamHouse.ListOffsets:input_type -> streamhouse.v1.ListOffsetsRequest
+	51, // 51: streamhouse.v1.StreamHouse.AlterTopicConfig:input_type -> streamhouse.v1.AlterTopicConfigRequest
+	53, // 52: streamhouse.v1.StreamHouse.CreatePartitions:input_type -> streamhouse.v1.CreatePartitionsRequest
+	55, // 53: streamhouse.v1.StreamHouse.GetClusterStatus:input_type -> streamhouse.v1.GetClusterStatusRequest
+	60, // 54: streamhouse.v1.StreamHouse.JoinGroup:input_type -> streamhouse.v1.JoinGroupRequest
+	64, // 55: streamhouse.v1.StreamHouse.SyncGroup:input_type -> streamhouse.v1.SyncGroupRequest
+	66, // 56: streamhouse.v1.StreamHouse.Heartbeat:input_type -> streamhouse.v1.HeartbeatRequest
+	68, // 57: streamhouse.v1.StreamHouse.LeaveGroup:input_type -> streamhouse.v1.LeaveGroupRequest
+	4,  // 58: streamhouse.v1.StreamHouse.CreateTopic:output_type -> streamhouse.v1.CreateTopicResponse
+	6,  // 59: streamhouse.v1.StreamHouse.ListTopics:output_type -> streamhouse.v1.ListTopicsResponse
+	8,  // 60: streamhouse.v1.StreamHouse.DescribeTopic:output_type -> streamhouse.v1.DescribeTopicResponse
+	10, // 61: streamhouse.v1.StreamHouse.DeleteTopic:output_type -> streamhouse.v1.DeleteTopicResponse
+	15, // 62: streamhouse.v1.StreamHouse.Produce:output_type -> streamhouse.v1.ProduceResponse
+	18, // 63: streamhouse.v1.StreamHouse.InitProducer:output_type -> streamhouse.v1.InitProducerResponse
+	21, // 64: streamhouse.v1.StreamHouse.Fetch:output_type -> streamhouse.v1.FetchResponse
+	23, // 65: streamhouse.v1.StreamHouse.Subscribe:output_type -> streamhouse.v1.SubscribeResponse
+	26, // 66: streamhouse.v1.StreamHouse.CommitOffsets:output_type -> streamhouse.v1.CommitOffsetsResponse
+	29, // 67: streamhouse.v1.StreamHouse.FetchOffsets:output_type -> streamhouse.v1.FetchOffsetsResponse
+	32, // 68: streamhouse.v1.StreamHouse.ListGroups:output_type -> streamhouse.v1.ListGroupsResponse
+	36, // 69: streamhouse.v1.StreamHouse.DescribeGroup:output_type -> streamhouse.v1.DescribeGroupResponse
+	38, // 70: streamhouse.v1.StreamHouse.DeleteGroup:output_type -> streamhouse.v1.DeleteGroupResponse
+	40, // 71: streamhouse.v1.StreamHouse.ResetGroup:output_type -> streamhouse.v1.ResetGroupResponse
+	45, // 72: streamhouse.v1.StreamHouse.GetMetadata:output_type -> streamhouse.v1.GetMetadataResponse
+	49, // 73: streamhouse.v1.StreamHouse.ListOffsets:output_type -> streamhouse.v1.ListOffsetsResponse
+	52, // 74: streamhouse.v1.StreamHouse.AlterTopicConfig:output_type -> streamhouse.v1.AlterTopicConfigResponse
+	54, // 75: streamhouse.v1.StreamHouse.CreatePartitions:output_type -> streamhouse.v1.CreatePartitionsResponse
+	58, // 76: streamhouse.v1.StreamHouse.GetClusterStatus:output_type -> streamhouse.v1.GetClusterStatusResponse
+	62, // 77: streamhouse.v1.StreamHouse.JoinGroup:output_type -> streamhouse.v1.JoinGroupResponse
+	65, // 78: streamhouse.v1.StreamHouse.SyncGroup:output_type -> streamhouse.v1.SyncGroupResponse
+	67, // 79: streamhouse.v1.StreamHouse.Heartbeat:output_type -> streamhouse.v1.HeartbeatResponse
+	69, // 80: streamhouse.v1.StreamHouse.LeaveGroup:output_type -> streamhouse.v1.LeaveGroupResponse
+	58, // [58:81] is the sub-list for method output_type
+	35, // [35:58] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_streamhouse_v1_streamhouse_proto_init() }
@@ -5491,16 +5590,16 @@ func file_streamhouse_v1_streamhouse_proto_init() {
 	file_streamhouse_v1_streamhouse_proto_msgTypes[2].OneofWrappers = []any{}
 	file_streamhouse_v1_streamhouse_proto_msgTypes[11].OneofWrappers = []any{}
 	file_streamhouse_v1_streamhouse_proto_msgTypes[12].OneofWrappers = []any{}
-	file_streamhouse_v1_streamhouse_proto_msgTypes[15].OneofWrappers = []any{}
-	file_streamhouse_v1_streamhouse_proto_msgTypes[17].OneofWrappers = []any{}
-	file_streamhouse_v1_streamhouse_proto_msgTypes[44].OneofWrappers = []any{}
+	file_streamhouse_v1_streamhouse_proto_msgTypes[16].OneofWrappers = []any{}
+	file_streamhouse_v1_streamhouse_proto_msgTypes[18].OneofWrappers = []any{}
+	file_streamhouse_v1_streamhouse_proto_msgTypes[45].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_streamhouse_v1_streamhouse_proto_rawDesc), len(file_streamhouse_v1_streamhouse_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   71,
+			NumMessages:   72,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
