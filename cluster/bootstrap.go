@@ -116,15 +116,15 @@ func (n *Node) bootstrap(servers []nodeMeta, clusterID string) error {
 	if err != nil {
 		return fmt.Errorf("cluster: bootstrap: %w", err)
 	}
-	if err := n.bootstrapStep("bootstrapped"); err != nil {
-		return err
-	}
 	return n.finishBootstrap()
 }
 
 // finishBootstrap admits a founding identity once its Raft state is
 // written (the gate opens), and lets a sole voter elect itself.
 func (n *Node) finishBootstrap() error {
+	if err := n.bootstrapStep("bootstrapped"); err != nil {
+		return err
+	}
 	if err := n.updateIdentity(func(id *identity) {
 		if id.Founding {
 			id.Admitted, id.Founding = true, false

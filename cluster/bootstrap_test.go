@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // freeGossipPort returns a port that is free for TCP and UDP on 127.0.0.1
@@ -200,17 +202,27 @@ func TestFoundersRestartedBeforeTheyBootstrapped(t *testing.T) {
 // errStoppedHere stands for a process that stopped at a bootstrap step.
 var errStoppedHere = errors.New("test: stopped at this bootstrap step")
 
-// TestFoundersStoppedInsideTheirBootstrap: two founders of three stop
-// right after their bootstrap's identity write, before BootstrapCluster,
-// while the third is at the same point; the third then bootstraps. The
-// gate of each must still be closed there (admitting before the Raft
-// state is written lets a founder vote, lose raft.db and vote again in
-// the same term as the same instance), and the two, restarted, must
-// finish the same bootstrap. Before, the identity write admitted them:
-// restarted, they were new instances, derived another cluster ID, took
-// the third for a cluster that exists without them and waited for a
-// leader that one voter of three could never elect.
+// TestFoundersStoppedInsideTheirBootstrap: two founders of three stop in
+// their bootstrap — right after its first identity write, before
+// BootstrapCluster, or after BootstrapCluster, before the identity says
+// admitted — while the third is held at its first step; then the third
+// bootstraps. (The two's hook fails every attempt until they are killed,
+// as a stopped process never goes on; their gates stay closed, so they
+// take no part in Raft meanwhile.) Each gate must be closed at those
+// points (admitting before the Raft state is written lets a founder vote,
+// lose raft.db and vote again in the same term as the same instance), and
+// the two, restarted, must finish the same bootstrap. Before, the first
+// identity write admitted them: restarted, they were new instances,
+// derived another cluster ID, took the third for a cluster that exists
+// without them and waited for a leader that one voter of three could
+// never elect.
 func TestFoundersStoppedInsideTheirBootstrap(t *testing.T) {
+	for _, at := range []string{"identity", "bootstrapped"} {
+		t.Run(at, func(t *testing.T) { foundersStoppedAt(t, at) })
+	}
+}
+
+func foundersStoppedAt(t *testing.T, at string) {
 	c := newTestCluster(t)
 	gossip, peer, dirs, join := fixedAddrs(t, "a", "b", "c")
 	type stop struct {
@@ -221,27 +233,27 @@ func TestFoundersStoppedInsideTheirBootstrap(t *testing.T) {
 	release := make(chan struct{})
 	var once sync.Once
 	releaseC := func() { once.Do(func() { close(release) }) }
-	start := func(id string, hook func(n *Node) error) *testNode {
+	start := func(id, step string, hook func() error) *testNode {
 		return c.startAt(id, dirs[id], peer[id], gossip[id], func(cfg *Config) {
 			cfg.BootstrapExpect = 3
 			cfg.Join = join
 			if hook != nil {
-				cfg.bootstrapStep = func(n *Node, step string) error {
-					if step != "identity" {
+				cfg.bootstrapStep = func(n *Node, s string) error {
+					if s != step {
 						return nil
 					}
 					select {
 					case reached <- stop{n.cfg.NodeID, n.transport.open.Load()}:
 					default:
 					}
-					return hook(n)
+					return hook()
 				}
 			}
 		})
 	}
-	stopHere := func(*Node) error { return errStoppedHere }
-	a, b := start("a", stopHere), start("b", stopHere)
-	start("c", func(*Node) error { <-release; return nil })
+	stopHere := func() error { return errStoppedHere }
+	a, b := start("a", at, stopHere), start("b", at, stopHere)
+	start("c", "identity", func() error { <-release; return nil })
 	t.Cleanup(releaseC) // before the cluster stops
 	instances := map[string]string{"a": a.node.identity().Instance, "b": b.node.identity().Instance}
 	seen := map[string]bool{}
@@ -249,7 +261,7 @@ func TestFoundersStoppedInsideTheirBootstrap(t *testing.T) {
 		select {
 		case s := <-reached:
 			if s.gateOpen {
-				t.Errorf("%s's raft gate is open before BootstrapCluster", s.id)
+				t.Errorf("%s's raft gate is open before its bootstrap's last identity write", s.id)
 			}
 			seen[s.id] = true
 		case <-time.After(deadline):
@@ -262,7 +274,7 @@ func TestFoundersStoppedInsideTheirBootstrap(t *testing.T) {
 	cc := c.node("c")
 	waitFor(t, deadline, "c to bootstrap", cc.node.hasRaftState)
 	for _, id := range []string{"a", "b"} {
-		n := start(id, nil)
+		n := start(id, "", nil)
 		if got := n.node.identity().Instance; got != instances[id] {
 			t.Errorf("%s restarted as instance %s, was %s", id, got, instances[id])
 		}
@@ -336,6 +348,58 @@ func TestSingleAgentStoppedInsideItsBootstrap(t *testing.T) {
 			}
 			if was, _ := stoppedInstance.Load().(string); id.Instance != was {
 				t.Errorf("restarted as instance %s, was %s", id.Instance, was)
+			}
+		})
+	}
+}
+
+// TestDiscardUnfinishedBootstrap: only a founding identity's term without
+// a log entry (what a BootstrapCluster stopped between its writes leaves)
+// is discarded; a term next to an admitted identity may have recorded a
+// vote, and a founding identity with a log bootstrapped.
+func TestDiscardUnfinishedBootstrap(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		id      identity
+		withLog bool
+		discard bool
+	}{
+		{"founding, term only", identity{Instance: "i", Cluster: "c", Founding: true, Version: identityVersion}, false, true},
+		{"founding, with a log", identity{Instance: "i", Cluster: "c", Founding: true, Version: identityVersion}, true, false},
+		{"admitted, term only", identity{Instance: "i", Cluster: "c", Admitted: true, Version: identityVersion}, false, false},
+		{"never admitted, term only", identity{Instance: "i", Version: identityVersion}, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := tc.id.save(dir); err != nil {
+				t.Fatal(err)
+			}
+			hl := newHCLogger("raft", slog.New(slog.DiscardHandler))
+			stable, logs, err := openLogStores(dir, hl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stable.Close()
+			defer logs.Close()
+			snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := stable.SetUint64(keyCurrentTerm, 1); err != nil {
+				t.Fatal(err)
+			}
+			if tc.withLog {
+				if err := logs.StoreLog(&raft.Log{Index: 1, Term: 1, Type: raft.LogConfiguration}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			discarded, err := discardUnfinishedBootstrap(dir, logs, stable, snaps)
+			if err != nil || discarded != tc.discard {
+				t.Fatalf("discarded %v, %v; want %v", discarded, err, tc.discard)
+			}
+			term, _ := stable.GetUint64(keyCurrentTerm)
+			if want := map[bool]uint64{true: 0, false: 1}[tc.discard]; term != want {
+				t.Fatalf("term %d after, want %d", term, want)
 			}
 		})
 	}

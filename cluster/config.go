@@ -132,8 +132,8 @@ type Config struct {
 	joinHold <-chan struct{}
 	// bootstrapStep, if set (tests), is called after each step of a
 	// bootstrap ("identity": the identity write before BootstrapCluster;
-	// "bootstrapped": BootstrapCluster returned); an error stops the
-	// bootstrap there, as a process stopped at that point would.
+	// "bootstrapped": BootstrapCluster returned, before each attempt to
+	// admit the identity); an error stops the bootstrap there.
 	bootstrapStep func(n *Node, step string) error
 
 	// Gossip tuning (memberlist); zero values take memberlist's LAN
