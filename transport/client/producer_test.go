@@ -686,7 +686,7 @@ func TestAnsweredOffsets(t *testing.T) {
 		"empty":          {},
 		"short ranges":   {OffsetRanges: []*pb.OffsetRange{rng(0, 5, 3)}},
 		"long ranges":    {OffsetRanges: []*pb.OffsetRange{rng(0, 5, 3), rng(1, 0, 2)}},
-		"huge count":     {OffsetRanges: []*pb.OffsetRange{rng(0, 0, 1 << 30)}},
+		"huge count":     {OffsetRanges: []*pb.OffsetRange{rng(0, 0, 1<<30)}},
 		"negative count": {OffsetRanges: []*pb.OffsetRange{rng(0, 0, -1), rng(0, 0, 5)}},
 		"short offsets":  {Offsets: []*pb.RecordOffset{{Partition: 0, Offset: 5}}},
 	} {
