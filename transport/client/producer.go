@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -649,12 +650,18 @@ func answeredOffsets(resp *pb.ProduceResponse, n int) ([]Offset, error) {
 			if r.GetCount() <= 0 || r.GetCount() > int32(n-len(offs)) {
 				return nil, fmt.Errorf("the agent answered a range of %d offsets for %d records, %d of them placed", r.GetCount(), n, len(offs))
 			}
+			if r.GetBaseOffset() < 0 || r.GetBaseOffset() > math.MaxInt64-int64(r.GetCount()) {
+				return nil, fmt.Errorf("the agent answered a range of %d offsets from %d", r.GetCount(), r.GetBaseOffset())
+			}
 			for i := range int64(r.GetCount()) {
 				offs = append(offs, Offset{Partition: r.GetPartition(), Offset: r.GetBaseOffset() + i})
 			}
 		}
 	} else {
 		for _, o := range resp.GetOffsets() {
+			if o.GetOffset() < 0 {
+				return nil, fmt.Errorf("the agent answered offset %d", o.GetOffset())
+			}
 			offs = append(offs, Offset{Partition: o.GetPartition(), Offset: o.GetOffset()})
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -683,12 +684,15 @@ func TestAnsweredOffsets(t *testing.T) {
 		}
 	}
 	for name, resp := range map[string]*pb.ProduceResponse{
-		"empty":          {},
-		"short ranges":   {OffsetRanges: []*pb.OffsetRange{rng(0, 5, 3)}},
-		"long ranges":    {OffsetRanges: []*pb.OffsetRange{rng(0, 5, 3), rng(1, 0, 2)}},
-		"huge count":     {OffsetRanges: []*pb.OffsetRange{rng(0, 0, 1<<30)}},
-		"negative count": {OffsetRanges: []*pb.OffsetRange{rng(0, 0, -1), rng(0, 0, 5)}},
-		"short offsets":  {Offsets: []*pb.RecordOffset{{Partition: 0, Offset: 5}}},
+		"empty":           {},
+		"short ranges":    {OffsetRanges: []*pb.OffsetRange{rng(0, 5, 3)}},
+		"long ranges":     {OffsetRanges: []*pb.OffsetRange{rng(0, 5, 3), rng(1, 0, 2)}},
+		"huge count":      {OffsetRanges: []*pb.OffsetRange{rng(0, 0, 1<<30)}},
+		"negative count":  {OffsetRanges: []*pb.OffsetRange{rng(0, 0, -1), rng(0, 0, 5)}},
+		"short offsets":   {Offsets: []*pb.RecordOffset{{Partition: 0, Offset: 5}}},
+		"negative base":   {OffsetRanges: []*pb.OffsetRange{rng(0, -2, 4)}},
+		"overflow":        {OffsetRanges: []*pb.OffsetRange{rng(0, math.MaxInt64-1, 4)}},
+		"negative offset": {Offsets: []*pb.RecordOffset{{Offset: -1}, {Offset: 0}, {Offset: 1}, {Offset: 2}}},
 	} {
 		if got, err := answeredOffsets(resp, len(want)); err == nil {
 			t.Errorf("%s: accepted as %v", name, got)

@@ -1,6 +1,7 @@
 // Package grpcbuf holds the buffer pool and the proto codec that the gRPC
 // server (transport/grpcapi) and the Go client (transport/client) use in
-// place of gRPC's defaults.
+// place of gRPC's defaults, through per-server and per-connection options
+// (nothing in the process is re-registered).
 //
 // gRPC's default pool has five size classes (256 B, 4 KiB, 16 KiB, 32 KiB,
 // 1 MiB) and clears every buffer it hands out again. A produce request of
@@ -8,9 +9,10 @@
 // clearing it was 6.5 % of the load generator's CPU and 2.3 % of an agent's
 // at saturation (transport/GRPC.md, "Buffers"). This pool has a class for
 // every power of two from 256 B to 16 MiB and does not clear: every buffer
-// gRPC or the codec takes from it is written in full before it is read
-// (a socket read of exactly its length, a marshal of exactly its size),
-// as gRPC's own dirty pools for its framer assume.
+// gRPC v1.85 or this codec takes from it is written in full before it is
+// read — a data frame read from the socket, frames merged or a message
+// combined by copying exactly their bytes, a decompression trimmed to what
+// it read, a marshal kept at the length it wrote.
 package grpcbuf
 
 import (
@@ -21,6 +23,7 @@ import (
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/protoadapt"
 )
 
 const (
@@ -100,8 +103,8 @@ func (Codec) Name() string { return "proto" }
 // Marshal encodes v; a message above gRPC's pooling threshold goes into a
 // pooled buffer of exactly its size.
 func (Codec) Marshal(v any) (mem.BufferSlice, error) {
-	m, ok := v.(proto.Message)
-	if !ok {
+	m := messageOf(v)
+	if m == nil {
 		return nil, errNotProto(v)
 	}
 	size := proto.Size(m)
@@ -119,12 +122,13 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 		Default.Put(buf)
 		return nil, err
 	}
-	if len(out) != size || cap(out) != cap(*buf) {
-		// Not what Size said (a message changed meanwhile): keep what
-		// was written, without the pool.
+	if cap(out) != cap(*buf) {
+		// Longer than Size said (the message changed meanwhile): the
+		// marshal moved to a new array, and the pool gets its buffer back.
 		Default.Put(buf)
 		return mem.BufferSlice{mem.SliceBuffer(out)}, nil
 	}
+	*buf = out // the message, however long, in the pooled array
 	return mem.BufferSlice{mem.NewBuffer(buf, Default)}, nil
 }
 
@@ -132,13 +136,25 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 // copied into one pooled buffer. proto.Unmarshal copies what it keeps, so
 // the buffer goes back to the pool afterwards.
 func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
-	m, ok := v.(proto.Message)
-	if !ok {
+	m := messageOf(v)
+	if m == nil {
 		return errNotProto(v)
 	}
 	buf := data.MaterializeToBuffer(Default)
 	defer buf.Free()
 	return proto.Unmarshal(buf.ReadOnlyData(), m)
+}
+
+// messageOf is v as a proto message (an older API's message adapted), or
+// nil, as gRPC's own codec takes it.
+func messageOf(v any) proto.Message {
+	switch v := v.(type) {
+	case protoadapt.MessageV1:
+		return protoadapt.MessageV2Of(v)
+	case protoadapt.MessageV2:
+		return v
+	}
+	return nil
 }
 
 func errNotProto(v any) error {
