@@ -188,15 +188,7 @@ func TestFoundersRestartedBeforeTheyBootstrapped(t *testing.T) {
 			t.Errorf("%s restarted as instance %s, was %s", id, got, instances[id])
 		}
 	}
-	c.waitLeader(deadline)
-	c.waitConfig(deadline, []string{"a", "b", "c"}, nil)
-	cid := a.node.Status().ClusterID
-	for _, n := range c.running() {
-		waitFor(t, deadline, n.id+" ready", func() bool { ok, _ := n.node.Ready(); return ok })
-		if got := n.node.Status().ClusterID; got != cid {
-			t.Errorf("%s is in cluster %q, a in %q", n.id, got, cid)
-		}
-	}
+	waitFoundedTogether(t, c, []string{"a", "b", "c"}, a)
 }
 
 // errStoppedHere stands for a process that stopped at a bootstrap step.
@@ -279,15 +271,7 @@ func foundersStoppedAt(t *testing.T, at string) {
 			t.Errorf("%s restarted as instance %s, was %s", id, got, instances[id])
 		}
 	}
-	c.waitLeader(deadline)
-	c.waitConfig(deadline, []string{"a", "b", "c"}, nil)
-	cid := cc.node.Status().ClusterID
-	for _, n := range c.running() {
-		waitFor(t, deadline, n.id+" ready", func() bool { ok, _ := n.node.Ready(); return ok })
-		if got := n.node.Status().ClusterID; got != cid {
-			t.Errorf("%s is in cluster %q, c in %q", n.id, got, cid)
-		}
-	}
+	waitFoundedTogether(t, c, []string{"a", "b", "c"}, cc)
 }
 
 // TestSingleAgentStoppedInsideItsBootstrap: a single agent stopped at
@@ -402,5 +386,20 @@ func TestDiscardUnfinishedBootstrap(t *testing.T) {
 				t.Fatalf("term %d after, want %d", term, want)
 			}
 		})
+	}
+}
+
+// waitFoundedTogether waits until the running agents have a leader, hold
+// the voters ids, are ready, and are all in ref's cluster.
+func waitFoundedTogether(t *testing.T, c *testCluster, ids []string, ref *testNode) {
+	t.Helper()
+	c.waitLeader(deadline)
+	c.waitConfig(deadline, ids, nil)
+	cid := ref.node.Status().ClusterID
+	for _, n := range c.running() {
+		waitFor(t, deadline, n.id+" ready", func() bool { ok, _ := n.node.Ready(); return ok })
+		if got := n.node.Status().ClusterID; got != cid {
+			t.Errorf("%s is in cluster %q, %s in %q", n.id, got, ref.id, cid)
+		}
 	}
 }
