@@ -86,7 +86,7 @@ func planBootstrap(self string, expect int, members map[string]gossipMember) boo
 // restarts the bootstrap as the same instance (loadIdentity,
 // discardUnfinishedBootstrap). ErrCantBootstrap with a log (state exists
 // already) is not an error.
-func (n *Node) bootstrap(servers []nodeMeta, clusterID string) error {
+func (n *Node) bootstrap(ctx context.Context, servers []nodeMeta, clusterID string) error {
 	if cur := n.identity(); cur.Admitted && cur.Cluster != "" && cur.Cluster != clusterID {
 		return fmt.Errorf("cluster: not bootstrapping %s: this agent was admitted to cluster %s meanwhile", clusterID, cur.Cluster)
 	}
@@ -109,14 +109,43 @@ func (n *Node) bootstrap(servers []nodeMeta, clusterID string) error {
 		ids[i] = s.ID
 	}
 	n.log.Info("bootstrapping raft group", "voters", ids, "cluster", clusterID)
-	err := n.r().BootstrapCluster(cfg).Error()
+	// await, not Error: Raft drops the future unanswered when it shuts
+	// down in the middle (a stop while a full disk holds the term write).
+	err := n.await(ctx, n.r().BootstrapCluster(cfg))
 	if errors.Is(err, raft.ErrCantBootstrap) && n.hasRaftState() {
 		err = nil
 	}
 	if err != nil {
+		if ctx.Err() == nil && !errors.Is(err, raft.ErrRaftShutdown) {
+			n.abandonFounding()
+		}
 		return fmt.Errorf("cluster: bootstrap: %w", err)
 	}
 	return n.finishBootstrap()
+}
+
+// abandonFounding undoes the founding identity of a BootstrapCluster that
+// failed while the agent runs (a read error before it wrote anything; a
+// term it wrote alone is discarded), so that the next plan starts from
+// "never admitted, no cluster" — its own gossip naming the planned ID
+// would otherwise make the next plan, if the founders changed meanwhile,
+// take it for an existing cluster. Anything else it wrote keeps it
+// founding: the next start finishes it.
+func (n *Node) abandonFounding() {
+	if _, err := discardUnfinishedBootstrap(n.raftDir, n.logStore, n.store, n.snaps); err != nil {
+		n.log.Error("cannot discard a failed bootstrap's term; restart the agent", "err", err)
+		return
+	}
+	if existing, err := raft.HasExistingState(n.logStore, n.store, n.snaps); err != nil || existing {
+		return
+	}
+	if err := n.updateIdentity(func(id *identity) {
+		if id.Founding && !id.Admitted {
+			id.Cluster, id.Founding = "", false
+		}
+	}); err != nil {
+		n.log.Error("cannot reset the identity of a failed bootstrap", "err", err)
+	}
 }
 
 // finishBootstrap admits a founding identity once its Raft state is
@@ -172,7 +201,7 @@ func (n *Node) bootstrapLoop(ctx context.Context) {
 			if k := plan.key(); k != lastKey {
 				lastKey, since = k, time.Now()
 			} else if time.Since(since) >= n.cfg.BootstrapSettle {
-				if err := n.bootstrap(plan.servers, bootstrapClusterID(plan.servers)); err != nil {
+				if err := n.bootstrap(ctx, plan.servers, bootstrapClusterID(plan.servers)); err != nil {
 					n.log.Error("bootstrap failed; retrying", "err", err)
 					lastKey = ""
 					break

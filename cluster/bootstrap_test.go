@@ -6,6 +6,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -402,4 +403,82 @@ func waitFoundedTogether(t *testing.T, c *testCluster, ids []string, ref *testNo
 			t.Errorf("%s is in cluster %q, %s in %q", n.id, got, ref.id, cid)
 		}
 	}
+}
+
+// TestFounderStopsWhileItsBootstrapWaitsForDisk: a founder whose disk
+// refuses BootstrapCluster's term write waits (the write is retried in
+// place, so nothing is half written), and is still stopped promptly: Raft
+// drops the bootstrap's future unanswered when it shuts down in the
+// middle, and a wait on it without a way out kept Close (a founder of
+// several) or Start (a single agent, past its context) from returning.
+func TestFounderStopsWhileItsBootstrapWaitsForDisk(t *testing.T) {
+	refuseTerm := func(full **termRefusing) func(*Config) {
+		return func(cfg *Config) {
+			cfg.wrapStable = func(s raft.StableStore) raft.StableStore {
+				*full = &termRefusing{StableStore: s, fullDisk: fullDisk{full: true}}
+				return *full
+			}
+		}
+	}
+	within := func(what string, fn func()) {
+		t.Helper()
+		done := make(chan struct{})
+		go func() {
+			fn()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(deadline):
+			t.Fatalf("%s did not return while the bootstrap waited for the disk", what)
+		}
+	}
+	t.Run("single agent", func(t *testing.T) {
+		c := newTestCluster(t)
+		var full *termRefusing
+		within("Start", func() {
+			if n, err := c.tryStart("a", "", func(cfg *Config) { cfg.Bootstrap = true; refuseTerm(&full)(cfg) }); err == nil {
+				n.stop()
+				t.Error("started although its bootstrap could not write")
+			}
+		})
+		if full.attempts() < 2 {
+			t.Errorf("the term write was tried %d times, want it retried", full.attempts())
+		}
+	})
+	t.Run("founders", func(t *testing.T) {
+		c := newTestCluster(t)
+		gossip, peer, dirs, join := fixedAddrs(t, "a", "b", "c")
+		var full *termRefusing
+		for _, id := range []string{"a", "b", "c"} {
+			c.startAt(id, dirs[id], peer[id], gossip[id], func(cfg *Config) {
+				cfg.BootstrapExpect = 3
+				cfg.Join = join
+				if id == "a" {
+					refuseTerm(&full)(cfg)
+				}
+			})
+		}
+		a := c.node("a")
+		waitFor(t, deadline, "a's bootstrap term write to be retried", func() bool { return full.attempts() >= 2 })
+		if ok, why := a.node.Ready(); ok || !strings.Contains(why, "bootstrapping") {
+			t.Errorf("a ready %v (%s) while its bootstrap waits for the disk", ok, why)
+		}
+		within("Close", func() { c.kill("a") })
+	})
+}
+
+// termRefusing is a stable store whose disk is full, while full is set,
+// for a term above 0 (the first write of a bootstrap; Raft writes 0 when
+// it starts on empty state).
+type termRefusing struct {
+	raft.StableStore
+	fullDisk
+}
+
+func (s *termRefusing) SetUint64(k []byte, v uint64) error {
+	if string(k) != string(keyCurrentTerm) || v == 0 {
+		return s.StableStore.SetUint64(k, v)
+	}
+	return s.write(func() error { return s.StableStore.SetUint64(k, v) })
 }

@@ -123,6 +123,9 @@ type Config struct {
 	// wrapLog, if set, wraps the Raft log store (raft-wal) below the
 	// leader's write behind (tests: a held or failing write).
 	wrapLog func(raft.LogStore) raft.LogStore
+	// wrapStable, if set (tests), wraps the Raft stable store (Bolt)
+	// below the retrying wrapper (a full disk).
+	wrapStable func(raft.StableStore) raft.StableStore
 	// logStuckAfter, if set (tests), replaces logWriteStuckAfter.
 	logStuckAfter time.Duration
 	// membershipPassed, if set (tests), is called after every pass of

@@ -177,7 +177,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if !existing && n.cfg.Bootstrap {
-		if err := n.bootstrap([]nodeMeta{n.localMeta()}, randomID()); err != nil {
+		if err := n.bootstrap(ctx, []nodeMeta{n.localMeta()}, randomID()); err != nil {
 			return err
 		}
 	} else if existing {
@@ -286,7 +286,11 @@ func (n *Node) openRaftStores(hl hclog.Logger) (raft.LogStore, raft.SnapshotStor
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster: snapshot store: %w", err)
 	}
-	n.stable = newRetryingStable(store, n.log)
+	var stable raft.StableStore = store
+	if n.cfg.wrapStable != nil {
+		stable = n.cfg.wrapStable(stable)
+	}
+	n.stable = newRetryingStable(stable, n.log)
 	n.snaps = snaps
 	// The write watch and the leader's write behind sit right on the log
 	// store, so that they see every write that fails or hangs
