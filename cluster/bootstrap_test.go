@@ -482,3 +482,59 @@ func (s *termRefusing) SetUint64(k []byte, v uint64) error {
 	}
 	return s.write(func() error { return s.StableStore.SetUint64(k, v) })
 }
+
+// lastIndexFailing fails LastIndex while fail is set: BootstrapCluster's
+// check for existing state then fails before it writes anything.
+type lastIndexFailing struct {
+	raft.LogStore
+	fail atomic.Bool
+}
+
+func (l *lastIndexFailing) LastIndex() (uint64, error) {
+	if l.fail.Load() {
+		return 0, errors.New("test: injected read failure")
+	}
+	return l.LogStore.LastIndex()
+}
+
+func (l *lastIndexFailing) IsMonotonic() bool { return true }
+
+// TestFailedBootstrapDropsItsFoundingIdentity: a BootstrapCluster that
+// fails while the agent runs, before it wrote anything, leaves the
+// identity as it was before the bootstrap (no cluster, not founding), so
+// that its gossip does not keep naming a cluster that does not exist; once
+// the disk reads again the founder bootstraps with the others.
+func TestFailedBootstrapDropsItsFoundingIdentity(t *testing.T) {
+	c := newTestCluster(t)
+	gossip, peer, dirs, join := fixedAddrs(t, "a", "b", "c")
+	var logs atomic.Pointer[lastIndexFailing]
+	var failed atomic.Bool
+	for _, id := range []string{"a", "b", "c"} {
+		c.startAt(id, dirs[id], peer[id], gossip[id], func(cfg *Config) {
+			cfg.BootstrapExpect = 3
+			cfg.Join = join
+			if id != "a" {
+				return
+			}
+			cfg.wrapLog = func(s raft.LogStore) raft.LogStore {
+				l := &lastIndexFailing{LogStore: s}
+				logs.Store(l)
+				return l
+			}
+			cfg.bootstrapStep = func(_ *Node, step string) error {
+				if step == "identity" && !failed.Swap(true) {
+					logs.Load().fail.Store(true)
+				}
+				return nil
+			}
+		})
+	}
+	a := c.node("a")
+	waitFor(t, deadline, "a's bootstrap to fail", failed.Load)
+	waitFor(t, deadline, "a's identity to drop the planned cluster", func() bool {
+		id := a.node.identity()
+		return id.Cluster == "" && !id.Founding && !id.Admitted
+	})
+	logs.Load().fail.Store(false)
+	waitFoundedTogether(t, c, []string{"a", "b", "c"}, c.node("b"))
+}
