@@ -116,6 +116,9 @@ func TestRaftFuturesTakeAStopChannel(t *testing.T) {
 		{"RemoveServer", func() raft.Future { return r.RemoveServer("other", 0, time.Second) }},
 		{"LeadershipTransfer", func() raft.Future { return r.LeadershipTransfer() }},
 		{"Snapshot", func() raft.Future { return r.Snapshot() }},
+		{"BootstrapCluster", func() raft.Future {
+			return r.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{ID: "solo", Address: "solo"}}})
+		}},
 	}
 	for _, k := range kinds {
 		f := k.f()

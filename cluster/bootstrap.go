@@ -124,19 +124,15 @@ func (n *Node) bootstrap(ctx context.Context, servers []nodeMeta, clusterID stri
 	return n.finishBootstrap()
 }
 
-// abandonFounding undoes the founding identity of a BootstrapCluster that
-// failed while the agent runs (a read error before it wrote anything; a
-// term it wrote alone is discarded), so that the next plan starts from
-// "never admitted, no cluster" — its own gossip naming the planned ID
-// would otherwise make the next plan, if the founders changed meanwhile,
-// take it for an existing cluster. Anything else it wrote keeps it
-// founding: the next start finishes it.
+// abandonFounding drops the founding identity of a BootstrapCluster that
+// failed while the agent runs — raft's bootstrap fails only before it
+// writes anything (a failed read; a failed write is retried in place) —
+// back to "never admitted, no cluster", so that its gossip does not keep
+// naming the planned ID (a new plan with other co-founders took it for an
+// existing cluster). The check and the reset are one identity update: an
+// admission (which opens the gate, under the same lock) wins over it.
 func (n *Node) abandonFounding() {
-	if _, err := discardUnfinishedBootstrap(n.raftDir, n.logStore, n.store, n.snaps); err != nil {
-		n.log.Error("cannot discard a failed bootstrap's term; restart the agent", "err", err)
-		return
-	}
-	if existing, err := raft.HasExistingState(n.logStore, n.store, n.snaps); err != nil || existing {
+	if n.hasRaftState() {
 		return
 	}
 	if err := n.updateIdentity(func(id *identity) {

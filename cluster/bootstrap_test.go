@@ -442,8 +442,8 @@ func TestFounderStopsWhileItsBootstrapWaitsForDisk(t *testing.T) {
 				t.Error("started although its bootstrap could not write")
 			}
 		})
-		if full.attempts() < 2 {
-			t.Errorf("the term write was tried %d times, want it retried", full.attempts())
+		if full == nil || full.attempts() < 2 {
+			t.Error("the bootstrap's term write was not retried")
 		}
 	})
 	t.Run("founders", func(t *testing.T) {
@@ -530,7 +530,7 @@ func TestFailedBootstrapDropsItsFoundingIdentity(t *testing.T) {
 		})
 	}
 	a := c.node("a")
-	waitFor(t, deadline, "a's bootstrap to fail", failed.Load)
+	waitFor(t, deadline, "a's bootstrap to begin (its reads fail from then on)", failed.Load)
 	waitFor(t, deadline, "a's identity to drop the planned cluster", func() bool {
 		id := a.node.identity()
 		return id.Cluster == "" && !id.Founding && !id.Admitted
