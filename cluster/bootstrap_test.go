@@ -415,7 +415,7 @@ func TestFounderStopsWhileItsBootstrapWaitsForDisk(t *testing.T) {
 	refuseTerm := func(full **termRefusing) func(*Config) {
 		return func(cfg *Config) {
 			cfg.wrapStable = func(s raft.StableStore) raft.StableStore {
-				*full = &termRefusing{StableStore: s, fullDisk: fullDisk{full: true}}
+				*full = &termRefusing{fullStable{StableStore: s, fullDisk: fullDisk{full: true}}}
 				return *full
 			}
 		}
@@ -471,16 +471,13 @@ func TestFounderStopsWhileItsBootstrapWaitsForDisk(t *testing.T) {
 // termRefusing is a stable store whose disk is full, while full is set,
 // for a term above 0 (the first write of a bootstrap; Raft writes 0 when
 // it starts on empty state).
-type termRefusing struct {
-	raft.StableStore
-	fullDisk
-}
+type termRefusing struct{ fullStable }
 
 func (s *termRefusing) SetUint64(k []byte, v uint64) error {
 	if string(k) != string(keyCurrentTerm) || v == 0 {
 		return s.StableStore.SetUint64(k, v)
 	}
-	return s.write(func() error { return s.StableStore.SetUint64(k, v) })
+	return s.fullStable.SetUint64(k, v)
 }
 
 // lastIndexFailing fails LastIndex while fail is set: BootstrapCluster's

@@ -575,7 +575,7 @@ func (p *Producer) attempts(b *batch, id *ProducerIdentity, seq int64) (offs []O
 		resp, rerr := pb.NewStreamHouseClient(cc).Produce(actx, req)
 		cancel()
 		if rerr == nil {
-			offs, err := answeredOffsets(resp, len(b.recs))
+			offs, err = answeredOffsets(resp, len(b.recs))
 			if err != nil {
 				return nil, true, newError(op, codes.Unknown, KindOutcomeUnknown, "outcome unknown: %v", err)
 			}
